@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Control commands and the status document.
+ */
+#include "core/ctl.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/tally.h"
+
+static const struct {
+	const char *name;
+	enum ctl_verb verb;
+	unsigned min_args, max_args;
+} verbs[] = {
+	{ "drain", CTL_DRAIN, 0, 1 },
+	{ "branch", CTL_BRANCH, 2, 2 },
+};
+
+int ctl_parse(const char *line, size_t len, struct ctl_cmd *cmd)
+{
+	char *p, *words[CTL_MAX_ARGS + 1];
+	unsigned n = 0;
+	size_t i;
+
+	memset(cmd, 0, sizeof(*cmd));
+	if (len > 0 && line[len - 1] == '\n')
+		len--;
+	if (len == 0 || len > CTL_LINE_MAX)
+		return -EINVAL;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)line[i] < 0x20 && line[i] != '\t')
+			return -EINVAL; /* NUL, a second line, escapes */
+	memcpy(cmd->buf, line, len);
+	cmd->buf[len] = '\0';
+	p = cmd->buf;
+	for (;;) {
+		p += strspn(p, " \t");
+		if (!*p)
+			break;
+		if (n == CTL_MAX_ARGS + 1)
+			return -EINVAL;
+		words[n++] = p;
+		p += strcspn(p, " \t");
+		if (*p)
+			*p++ = '\0';
+	}
+	if (n == 0)
+		return -EINVAL;
+	for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+		if (strcmp(words[0], verbs[i].name))
+			continue;
+		if (n - 1 < verbs[i].min_args || n - 1 > verbs[i].max_args)
+			return -EINVAL;
+		cmd->verb = verbs[i].verb;
+		cmd->nargs = n - 1;
+		memcpy(cmd->args, words + 1, (n - 1) * sizeof(char *));
+		break;
+	}
+	if (i == sizeof(verbs) / sizeof(verbs[0]))
+		return -EINVAL;
+	if (cmd->verb == CTL_DRAIN && cmd->nargs == 1) {
+		char *end;
+
+		errno = 0;
+		cmd->timeout = strtod(cmd->args[0], &end);
+		if (errno || *end || end == cmd->args[0] ||
+		    !isfinite(cmd->timeout) || cmd->timeout <= 0 ||
+		    cmd->timeout > 31536000)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 +
+	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static int aprintf(char **out, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int aprintf(char **out, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = vasprintf(out, fmt, ap);
+	va_end(ap);
+	if (rc < 0) {
+		*out = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int ctl_exec(struct tally *t, const char *line, size_t len, char **report)
+{
+	struct ctl_cmd *cmd;
+	struct timespec t0;
+	struct tally_stats st;
+	uint64_t n = 0;
+	int rc;
+
+	cmd = malloc(sizeof(*cmd));
+	if (!cmd)
+		return -ENOMEM;
+	rc = ctl_parse(line, len, cmd);
+	if (rc)
+		goto out;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	switch (cmd->verb) {
+	case CTL_DRAIN:
+		/* commits are synchronous: nothing outlives the drain, so the
+		 * timeout can only be met */
+		rc = tally_drain(t, &n);
+		if (!rc)
+			rc = tally_stats(t, &st);
+		if (!rc)
+			rc = aprintf(report,
+				     "command: drain\nflushed: %" PRIu64
+				     "\npending_flushes: %" PRIu64
+				     "\ndurable_seq: %" PRIu64
+				     "\nduration_ms: %.1f\n",
+				     n, st.pending_flushes, st.durable_seq,
+				     ms_since(&t0));
+		break;
+	case CTL_BRANCH:
+		rc = tally_branch(t, cmd->args[0], cmd->args[1], &n);
+		if (!rc)
+			rc = aprintf(report,
+				     "command: branch\nsource: %s\nbranch: %s"
+				     "\ninodes: %" PRIu64
+				     "\nduration_ms: %.1f\n",
+				     cmd->args[0], cmd->args[1], n,
+				     ms_since(&t0));
+		break;
+	}
+out:
+	free(cmd);
+	return rc;
+}
+
+int ctl_status_json(struct tally *t, char **out)
+{
+	struct tally_stats st;
+	int rc = tally_stats(t, &st);
+
+	if (rc)
+		return rc;
+	return aprintf(
+		out,
+		"{\"version\": \"%s\", \"block_size\": %u, "
+		"\"namespaces\": %" PRIu64 ", \"inodes\": %" PRIu64
+		", \"objects\": %" PRIu64 ", \"bytes_logical\": %" PRIu64
+		", \"bytes_referenced\": %" PRIu64
+		", \"bytes_stored\": %" PRIu64 ", \"dedup_ratio\": %.3f"
+		", \"pending_flushes\": %" PRIu64 ", \"dirty_bytes\": %" PRIu64
+		", \"durable_seq\": %" PRIu64 ", \"flush_errors\": %" PRIu64
+		"}\n",
+		TALLY_VERSION, st.block_size, st.namespaces, st.inodes,
+		st.objects, st.bytes_logical, st.bytes_referenced,
+		st.bytes_stored,
+		st.bytes_stored ? (double)st.bytes_referenced /
+					  (double)st.bytes_stored
+				: 1.0,
+		st.pending_flushes, st.dirty_bytes, st.durable_seq,
+		st.commit_errors);
+}

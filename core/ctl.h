@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control interface behind /.tally: parsing of command lines written
+ * to /.tally/ctl, running them, and the JSON document of /.tally/status.
+ *
+ * Commands (one line each, words separated by blanks, one optional
+ * trailing newline):
+ *   drain [TIMEOUT_SECONDS]   commit everything buffered
+ *   branch SRC DST            copy-on-write clone of namespace SRC as DST
+ * Anything else is -EINVAL and changes nothing.
+ */
+#ifndef TALLY_CTL_H
+#define TALLY_CTL_H
+
+#include <stddef.h>
+
+struct tally;
+
+#define CTL_LINE_MAX 4096
+#define CTL_MAX_ARGS 4
+
+enum ctl_verb {
+	CTL_DRAIN,
+	CTL_BRANCH,
+};
+
+struct ctl_cmd {
+	enum ctl_verb verb;
+	unsigned nargs;
+	char *args[CTL_MAX_ARGS]; /* point into @buf */
+	double timeout;           /* drain: seconds, 0 = none */
+	char buf[CTL_LINE_MAX + 1];
+};
+
+/* Parse @len bytes of @line into @cmd. -EINVAL for anything malformed. */
+int ctl_parse(const char *line, size_t len, struct ctl_cmd *cmd);
+
+/*
+ * Parse and run one command. On success *report (malloc'ed, caller frees)
+ * holds the report as "key: value" lines. Errors: -EINVAL (malformed),
+ * -ENOENT / -EEXIST (namespaces), or what the command failed with.
+ */
+int ctl_exec(struct tally *t, const char *line, size_t len, char **report);
+
+/* The status document (one JSON object, newline-terminated) in *out. */
+int ctl_status_json(struct tally *t, char **out);
+
+#endif

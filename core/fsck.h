@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Offline consistency check of a store (used by tallyfsck): recomputes
+ * every object's count from the block references and compares it with the
+ * stored one, and the object table with the object files.
+ */
+#ifndef TALLY_FSCK_H
+#define TALLY_FSCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct store;
+
+struct fsck_result {
+	uint64_t objects;      /* rows in the object table */
+	uint64_t references;   /* block references */
+	uint64_t drift_under;  /* stored count < truth (dangerous) */
+	uint64_t drift_over;   /* stored count > truth (a leak) */
+	uint64_t dangling;     /* references to a missing object */
+	uint64_t orphans;      /* object files nothing knows */
+	uint64_t repaired;     /* counts rewritten by --repair */
+	uint64_t removed;      /* unreferenced object files deleted */
+};
+
+/*
+ * Check the store @s (opened and locked by the caller). @say receives one
+ * line per problem found. With @repair, counts are rebuilt exactly from
+ * the references, and object files that nothing references are deleted;
+ * a referenced object is never deleted.
+ */
+int fsck_run(struct store *s, bool repair,
+	     void (*say)(void *ctx, const char *line), void *ctx,
+	     struct fsck_result *res);
+
+/* Whether @res shows any problem. */
+bool fsck_problems(const struct fsck_result *res);
+
+#endif

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Object names: the XXH3-128 hash of a block, as 32 lowercase hex
+ * characters. A hash hit is not proof of equal content (xxHash is not
+ * collision-resistant), so the object store compares bytes and gives a
+ * colliding block a distinct name: the hash followed by "-N".
+ *
+ * A test build (meson -Dhash_bits=N) keeps only the top N bits of the hash
+ * so that collisions are common; it must never be used for real data.
+ */
+#ifndef TALLY_HASH_H
+#define TALLY_HASH_H
+
+#include <stddef.h>
+
+#define HASH_HEX_LEN 32
+/* Longest object name: hash, '-', a decimal variant number, NUL. */
+#define OBJNAME_MAX (HASH_HEX_LEN + 1 + 10 + 1)
+
+/* Hash @len bytes of @buf and write the 32-char hex name (+NUL) to @hex. */
+void hash_block(const void *buf, size_t len, char hex[HASH_HEX_LEN + 1]);
+
+/*
+ * Name of collision variant @variant of @hex into @out (OBJNAME_MAX bytes):
+ * variant 0 is the hash itself.
+ */
+void hash_variant_name(const char *hex, unsigned variant,
+		       char out[OBJNAME_MAX]);
+
+/* Whether @name is a well-formed object name (hex, or hex-N with N >= 1). */
+int hash_name_valid(const char *name);
+
+#endif

@@ -1,0 +1,1275 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The SQLite engine of the metadata store (WAL mode). All SQL is here.
+ *
+ * DESIGN NOTES
+ *
+ * Schema (PRAGMA application_id 'TALY', user_version META_FORMAT):
+ *   config(key, value)                    block_size, next_ino, durable_seq
+ *   inodes(ino, nspace, mode, ..., target)  nspace = ino of namespace root
+ *   dentries(id, parent, name, ino)       id is the stable readdir cookie
+ *   objects(id, name, shard, size, refcount)
+ *   blocks(ino, idx, obj, shard)          one object reference per block
+ *   xattrs(ino, name, value)
+ *
+ * Invariants (checked offline by tallyfsck):
+ *  1. objects.refcount = number of blocks rows naming the object; a row
+ *     whose count reaches zero is deleted in the same transaction, and
+ *     the caller unlinks the file only after the commit (a crash between
+ *     the two leaks a file; it never leaves a dangling reference).
+ *  2. Every change runs inside one transaction opened by meta_begin(), so
+ *     a reference and its count change together or not at all.
+ *  3. Ordinary commits use synchronous=NORMAL (durable against a crash of
+ *     the process); meta_commit(durable) also syncs the WAL, which makes
+ *     every earlier commit durable against power loss too (fsync).
+ *
+ * Locking: none inside; the caller serialises every call on a struct meta.
+ */
+#include "core/meta.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include "core/log.h"
+
+#define APP_ID 0x54414c59 /* 'TALY' */
+
+enum {
+	S_CONFIG_GET,
+	S_CONFIG_SET,
+	S_INODE_GET,
+	S_INODE_PUT,
+	S_INODE_DEL,
+	S_INODE_DEL_X,
+	S_ORPHANS,
+	S_TARGET_SET,
+	S_TARGET_GET,
+	S_DENTRY_LOOKUP,
+	S_DENTRY_INSERT,
+	S_DENTRY_DELETE,
+	S_DENTRY_SET_INO,
+	S_DENTRY_MOVE,
+	S_DIR_EMPTY,
+	S_READDIR,
+	S_BLOCKS_LOAD,
+	S_BLOCK_GET,
+	S_BLOCK_PUT,
+	S_BLOCK_DEL,
+	S_OBJ_FIND,
+	S_OBJ_INSERT,
+	S_OBJ_ADD,
+	S_OBJ_DELETE,
+	S_DROP_LIST,
+	S_DROP_DEL,
+	S_COPY_BLOCKS,
+	S_COPY_COUNTS,
+	S_COPY_XATTRS,
+	S_REFCOUNTS,
+	S_XATTR_GET,
+	S_XATTR_INSERT,
+	S_XATTR_REPLACE,
+	S_XATTR_UPSERT,
+	S_XATTR_DEL,
+	S_XATTR_LIST,
+	S_CHECK,
+	S_OBJ_SET,
+	S_OBJECTS,
+	S_COUNT
+};
+
+static const char *const sql_text[S_COUNT] = {
+	[S_CONFIG_GET] = "SELECT value FROM config WHERE key = ?1",
+	[S_CONFIG_SET] = "INSERT OR REPLACE INTO config(key, value) "
+			 "VALUES (?1, ?2)",
+	[S_INODE_GET] = "SELECT nspace, mode, uid, gid, nlink, size, rdev, "
+			"alloc, atime, mtime, ctime FROM inodes WHERE ino = ?1",
+	[S_INODE_PUT] =
+		"INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, size, "
+		"rdev, alloc, atime, mtime, ctime) VALUES (?1, ?2, ?3, ?4, "
+		"?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(ino) DO "
+		"UPDATE SET nspace = ?2, mode = ?3, uid = ?4, gid = ?5, "
+		"nlink = ?6, size = ?7, rdev = ?8, alloc = ?9, atime = ?10, "
+		"mtime = ?11, ctime = ?12",
+	[S_INODE_DEL] = "DELETE FROM inodes WHERE ino = ?1",
+	[S_INODE_DEL_X] = "DELETE FROM xattrs WHERE ino = ?1",
+	[S_ORPHANS] = "SELECT ino FROM inodes WHERE nlink = 0",
+	[S_TARGET_SET] = "UPDATE inodes SET target = ?2 WHERE ino = ?1",
+	[S_TARGET_GET] = "SELECT target FROM inodes WHERE ino = ?1",
+	[S_DENTRY_LOOKUP] = "SELECT ino FROM dentries "
+			    "WHERE parent = ?1 AND name = ?2",
+	[S_DENTRY_INSERT] = "INSERT INTO dentries(parent, name, ino) "
+			    "VALUES (?1, ?2, ?3)",
+	[S_DENTRY_DELETE] = "DELETE FROM dentries "
+			    "WHERE parent = ?1 AND name = ?2",
+	[S_DENTRY_SET_INO] = "UPDATE dentries SET ino = ?3 "
+			     "WHERE parent = ?1 AND name = ?2",
+	[S_DENTRY_MOVE] = "UPDATE dentries SET parent = ?3, name = ?4 "
+			  "WHERE parent = ?1 AND name = ?2",
+	[S_DIR_EMPTY] = "SELECT 1 FROM dentries WHERE parent = ?1 LIMIT 1",
+	[S_READDIR] = "SELECT id, name, ino FROM dentries "
+		      "WHERE parent = ?1 AND id > ?2 ORDER BY id",
+	[S_BLOCKS_LOAD] = "SELECT b.idx, b.obj, b.shard, o.name, o.size "
+			  "FROM blocks b LEFT JOIN objects o ON o.id = b.obj "
+			  "WHERE b.ino = ?1 ORDER BY b.idx",
+	[S_BLOCK_GET] = "SELECT obj FROM blocks WHERE ino = ?1 AND idx = ?2",
+	[S_BLOCK_PUT] = "INSERT OR REPLACE INTO blocks(ino, idx, obj, shard) "
+			"VALUES (?1, ?2, ?3, ?4)",
+	[S_BLOCK_DEL] = "DELETE FROM blocks WHERE ino = ?1 AND idx = ?2",
+	[S_OBJ_FIND] = "SELECT id FROM objects WHERE name = ?1",
+	[S_OBJ_INSERT] = "INSERT INTO objects(name, shard, size, refcount) "
+			 "VALUES (?1, ?2, ?3, 1)",
+	[S_OBJ_ADD] = "UPDATE objects SET refcount = refcount + ?2 "
+		      "WHERE id = ?1 RETURNING refcount, name, shard",
+	[S_OBJ_DELETE] = "DELETE FROM objects WHERE id = ?1",
+	[S_DROP_LIST] = "SELECT obj, count(*) FROM blocks "
+			"WHERE ino = ?1 AND idx >= ?2 GROUP BY obj",
+	[S_DROP_DEL] = "DELETE FROM blocks WHERE ino = ?1 AND idx >= ?2",
+	[S_COPY_BLOCKS] = "INSERT INTO blocks(ino, idx, obj, shard) "
+			  "SELECT ?2, idx, obj, shard FROM blocks "
+			  "WHERE ino = ?1",
+	[S_COPY_COUNTS] =
+		"UPDATE objects SET refcount = refcount + c.n FROM "
+		"(SELECT obj, count(*) AS n FROM blocks WHERE ino = ?1 "
+		"GROUP BY obj) AS c WHERE objects.id = c.obj",
+	[S_COPY_XATTRS] = "INSERT INTO xattrs(ino, name, value) "
+			  "SELECT ?2, name, value FROM xattrs WHERE ino = ?1",
+	[S_REFCOUNTS] = "SELECT coalesce(o.refcount, 0) FROM blocks b "
+			"LEFT JOIN objects o ON o.id = b.obj "
+			"WHERE b.ino = ?1 ORDER BY b.idx",
+	[S_XATTR_GET] = "SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2",
+	[S_XATTR_INSERT] = "INSERT INTO xattrs(ino, name, value) "
+			   "VALUES (?1, ?2, ?3)",
+	[S_XATTR_REPLACE] = "UPDATE xattrs SET value = ?3 "
+			    "WHERE ino = ?1 AND name = ?2",
+	[S_XATTR_UPSERT] = "INSERT OR REPLACE INTO xattrs(ino, name, value) "
+			   "VALUES (?1, ?2, ?3)",
+	[S_XATTR_DEL] = "DELETE FROM xattrs WHERE ino = ?1 AND name = ?2",
+	[S_XATTR_LIST] = "SELECT name FROM xattrs WHERE ino = ?1 "
+			 "ORDER BY name",
+	[S_CHECK] =
+		"SELECT o.id, o.name, o.shard, o.refcount, coalesce(c.n, 0) "
+		"FROM objects o LEFT JOIN (SELECT obj, count(*) AS n "
+		"FROM blocks GROUP BY obj) AS c ON c.obj = o.id "
+		"UNION ALL SELECT 0, NULL, min(b.shard), 0, count(*) "
+		"FROM blocks b WHERE b.obj NOT IN (SELECT id FROM objects) "
+		"GROUP BY b.obj",
+	[S_OBJ_SET] = "UPDATE objects SET refcount = ?2 WHERE id = ?1",
+	[S_OBJECTS] = "SELECT id, name, shard, refcount FROM objects",
+};
+
+static const char schema[] =
+	"CREATE TABLE config(key TEXT PRIMARY KEY, value INTEGER NOT NULL)"
+	" WITHOUT ROWID;"
+	"CREATE TABLE inodes(ino INTEGER PRIMARY KEY, nspace INTEGER NOT NULL,"
+	" mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,"
+	" nlink INTEGER NOT NULL, size INTEGER NOT NULL,"
+	" rdev INTEGER NOT NULL, alloc INTEGER NOT NULL,"
+	" atime INTEGER NOT NULL, mtime INTEGER NOT NULL,"
+	" ctime INTEGER NOT NULL, target BLOB);"
+	"CREATE INDEX inodes_nspace ON inodes(nspace);"
+	"CREATE TABLE dentries(id INTEGER PRIMARY KEY,"
+	" parent INTEGER NOT NULL, name BLOB NOT NULL, ino INTEGER NOT NULL,"
+	" UNIQUE(parent, name));"
+	"CREATE INDEX dentries_parent ON dentries(parent);"
+	"CREATE TABLE objects(id INTEGER PRIMARY KEY, name TEXT NOT NULL"
+	" UNIQUE, shard INTEGER NOT NULL, size INTEGER NOT NULL,"
+	" refcount INTEGER NOT NULL);"
+	"CREATE TABLE blocks(ino INTEGER NOT NULL, idx INTEGER NOT NULL,"
+	" obj INTEGER NOT NULL, shard INTEGER NOT NULL,"
+	" PRIMARY KEY(ino, idx)) WITHOUT ROWID;"
+	"CREATE TABLE xattrs(ino INTEGER NOT NULL, name BLOB NOT NULL,"
+	" value BLOB NOT NULL, PRIMARY KEY(ino, name)) WITHOUT ROWID;";
+
+struct meta {
+	sqlite3 *db;
+	sqlite3_stmt *stmt[S_COUNT];
+};
+
+static int errno_of(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return 0;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_CONSTRAINT:
+		return -EEXIST;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return -EUCLEAN;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return -EACCES;
+	case SQLITE_CANTOPEN:
+		return -ENOENT;
+	case SQLITE_TOOBIG:
+		return -E2BIG;
+	default:
+		return -EIO;
+	}
+}
+
+static int fail(struct meta *m, int rc, const char *what)
+{
+	log_msg(LOG_ERR, "metadata %s failed: %s", what, sqlite3_errmsg(m->db));
+	return errno_of(rc);
+}
+
+/* The prepared statement @id, reset and with no bindings. */
+static sqlite3_stmt *stmt(struct meta *m, int id)
+{
+	sqlite3_stmt *s = m->stmt[id];
+
+	if (!s) {
+		int rc = sqlite3_prepare_v3(m->db, sql_text[id], -1,
+					    SQLITE_PREPARE_PERSISTENT,
+					    &m->stmt[id], NULL);
+		if (rc != SQLITE_OK) {
+			log_msg(LOG_CRIT, "cannot prepare '%s': %s",
+				sql_text[id], sqlite3_errmsg(m->db));
+			return NULL;
+		}
+		return m->stmt[id];
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return s;
+}
+
+#define STMT_OR_RETURN(var, m, id)             \
+	sqlite3_stmt *var = stmt((m), (id));   \
+	if (!var)                              \
+		return -EIO
+
+/* Step a statement that returns no rows. */
+static int step_done(struct meta *m, sqlite3_stmt *s, const char *what)
+{
+	int rc = sqlite3_step(s);
+
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return fail(m, rc, what);
+	return 0;
+}
+
+static int exec(struct meta *m, const char *sql)
+{
+	char *err = NULL;
+	int rc = sqlite3_exec(m->db, sql, NULL, NULL, &err);
+
+	if (rc != SQLITE_OK) {
+		log_msg(LOG_ERR, "metadata '%s' failed: %s", sql,
+			err ? err : sqlite3_errstr(rc));
+		sqlite3_free(err);
+		return errno_of(rc);
+	}
+	return 0;
+}
+
+static int64_t pragma_int(struct meta *m, const char *sql)
+{
+	sqlite3_stmt *s;
+	int64_t v = -1;
+
+	if (sqlite3_prepare_v2(m->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+void meta_objlist_init(struct meta_objlist *l)
+{
+	memset(l, 0, sizeof(*l));
+}
+
+void meta_objlist_release(struct meta_objlist *l)
+{
+	free(l->v);
+	meta_objlist_init(l);
+}
+
+int meta_objlist_add(struct meta_objlist *l, int64_t id, uint32_t shard,
+		     const char *name)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct meta_obj *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n].id = id;
+	l->v[l->n].shard = shard;
+	snprintf(l->v[l->n].name, OBJNAME_MAX, "%s", name);
+	l->n++;
+	return 0;
+}
+
+static int64_t ts_to_ns(const struct timespec *ts)
+{
+	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+static struct timespec ns_to_ts(int64_t ns)
+{
+	struct timespec ts;
+
+	ts.tv_sec = ns / 1000000000;
+	ts.tv_nsec = ns % 1000000000;
+	if (ts.tv_nsec < 0) {
+		ts.tv_nsec += 1000000000;
+		ts.tv_sec--;
+	}
+	return ts;
+}
+
+static int create_schema(struct meta *m, uint32_t block_size)
+{
+	struct meta_inode root;
+	int rc;
+
+	rc = exec(m, "BEGIN IMMEDIATE");
+	if (rc)
+		return rc;
+	rc = exec(m, schema);
+	if (!rc)
+		rc = meta_config_set(m, "block_size", block_size);
+	if (!rc)
+		rc = meta_config_set(m, "next_ino", 16);
+	if (!rc)
+		rc = meta_config_set(m, "durable_seq", 0);
+	if (!rc) {
+		memset(&root, 0, sizeof(root));
+		root.ino = 1;
+		root.mode = S_IFDIR | 0755;
+		root.nlink = 2;
+		clock_gettime(CLOCK_REALTIME, &root.mtime);
+		root.atime = root.ctime = root.mtime;
+		rc = meta_inode_put(m, &root);
+	}
+	if (!rc)
+		rc = exec(m, "PRAGMA application_id = 1413565529;"
+			     "PRAGMA user_version = 1");
+	if (rc) {
+		exec(m, "ROLLBACK");
+		return rc;
+	}
+	return exec(m, "COMMIT");
+}
+
+int meta_open(const char *path, bool create, uint32_t block_size,
+	      struct meta **out)
+{
+	struct meta *m;
+	int64_t app, ver;
+	int rc, flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	if (create)
+		flags |= SQLITE_OPEN_CREATE;
+	rc = sqlite3_open_v2(path, &m->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		log_msg(LOG_ERR, "cannot open metadata '%s': %s", path,
+			m->db ? sqlite3_errmsg(m->db) : sqlite3_errstr(rc));
+		rc = errno_of(rc);
+		goto out_close;
+	}
+	sqlite3_extended_result_codes(m->db, 1);
+	sqlite3_busy_timeout(m->db, 5000);
+	app = pragma_int(m, "PRAGMA application_id");
+	ver = pragma_int(m, "PRAGMA user_version");
+	if (app < 0 || ver < 0) {
+		log_msg(LOG_ERR, "metadata '%s' is not a SQLite database: %s",
+			path, sqlite3_errmsg(m->db));
+		rc = -EUCLEAN;
+		goto out_close;
+	}
+	if (app == 0 && ver == 0 && pragma_int(m, "SELECT count(*) FROM "
+						  "sqlite_schema") == 0) {
+		if (!create) {
+			log_msg(LOG_ERR, "metadata '%s' is empty", path);
+			rc = -EUCLEAN;
+			goto out_close;
+		}
+		rc = exec(m, "PRAGMA journal_mode = WAL");
+		if (!rc)
+			rc = create_schema(m, block_size);
+		if (rc)
+			goto out_close;
+	} else if (app != APP_ID) {
+		log_msg(LOG_ERR, "metadata '%s' belongs to another application "
+			"(application_id %" PRId64 ")", path, app);
+		rc = -EUCLEAN;
+		goto out_close;
+	} else if (ver != META_FORMAT) {
+		log_msg(LOG_ERR, "metadata '%s' has format version %" PRId64
+			", this tallyfs reads version %d", path, ver,
+			META_FORMAT);
+		rc = -EPROTO;
+		goto out_close;
+	}
+	rc = exec(m, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+		     "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;"
+		     "PRAGMA cache_size = -65536");
+	if (rc)
+		goto out_close;
+	*out = m;
+	return 0;
+
+out_close:
+	sqlite3_close(m->db);
+	free(m);
+	return rc;
+}
+
+void meta_close(struct meta *m)
+{
+	int i;
+
+	if (!m)
+		return;
+	for (i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(m->stmt[i]);
+	if (sqlite3_close(m->db) != SQLITE_OK)
+		log_msg(LOG_ERR, "closing metadata failed: %s",
+			sqlite3_errmsg(m->db));
+	free(m);
+}
+
+int meta_begin(struct meta *m)
+{
+	return exec(m, "BEGIN IMMEDIATE");
+}
+
+int meta_commit(struct meta *m, bool durable)
+{
+	int rc;
+
+	if (durable) {
+		rc = exec(m, "PRAGMA synchronous = FULL");
+		if (rc)
+			return rc;
+	}
+	rc = exec(m, "COMMIT");
+	if (durable)
+		exec(m, "PRAGMA synchronous = NORMAL");
+	return rc;
+}
+
+void meta_rollback(struct meta *m)
+{
+	if (!sqlite3_get_autocommit(m->db))
+		exec(m, "ROLLBACK");
+}
+
+int meta_config_get(struct meta *m, const char *key, int64_t *val)
+{
+	STMT_OR_RETURN(s, m, S_CONFIG_GET);
+	int rc;
+
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*val = sqlite3_column_int64(s, 0);
+		sqlite3_reset(s);
+		return 0;
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, "config read");
+}
+
+int meta_config_set(struct meta *m, const char *key, int64_t val)
+{
+	STMT_OR_RETURN(s, m, S_CONFIG_SET);
+
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, val);
+	return step_done(m, s, "config write");
+}
+
+int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out)
+{
+	STMT_OR_RETURN(s, m, S_INODE_GET);
+	int rc;
+
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, "inode read");
+	}
+	out->ino = ino;
+	out->nspace = (uint64_t)sqlite3_column_int64(s, 0);
+	out->mode = (uint32_t)sqlite3_column_int64(s, 1);
+	out->uid = (uint32_t)sqlite3_column_int64(s, 2);
+	out->gid = (uint32_t)sqlite3_column_int64(s, 3);
+	out->nlink = (uint32_t)sqlite3_column_int64(s, 4);
+	out->size = (uint64_t)sqlite3_column_int64(s, 5);
+	out->rdev = (uint64_t)sqlite3_column_int64(s, 6);
+	out->alloc = (uint64_t)sqlite3_column_int64(s, 7);
+	out->atime = ns_to_ts(sqlite3_column_int64(s, 8));
+	out->mtime = ns_to_ts(sqlite3_column_int64(s, 9));
+	out->ctime = ns_to_ts(sqlite3_column_int64(s, 10));
+	sqlite3_reset(s);
+	return 0;
+}
+
+int meta_inode_put(struct meta *m, const struct meta_inode *in)
+{
+	STMT_OR_RETURN(s, m, S_INODE_PUT);
+
+	sqlite3_bind_int64(s, 1, (int64_t)in->ino);
+	sqlite3_bind_int64(s, 2, (int64_t)in->nspace);
+	sqlite3_bind_int64(s, 3, in->mode);
+	sqlite3_bind_int64(s, 4, in->uid);
+	sqlite3_bind_int64(s, 5, in->gid);
+	sqlite3_bind_int64(s, 6, in->nlink);
+	sqlite3_bind_int64(s, 7, (int64_t)in->size);
+	sqlite3_bind_int64(s, 8, (int64_t)in->rdev);
+	sqlite3_bind_int64(s, 9, (int64_t)in->alloc);
+	sqlite3_bind_int64(s, 10, ts_to_ns(&in->atime));
+	sqlite3_bind_int64(s, 11, ts_to_ns(&in->mtime));
+	sqlite3_bind_int64(s, 12, ts_to_ns(&in->ctime));
+	return step_done(m, s, "inode write");
+}
+
+static int exec_ino(struct meta *m, int id, uint64_t ino, const char *what)
+{
+	STMT_OR_RETURN(s, m, id);
+
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	return step_done(m, s, what);
+}
+
+int meta_inode_delete(struct meta *m, uint64_t ino)
+{
+	int rc = exec_ino(m, S_INODE_DEL_X, ino, "xattr delete");
+
+	return rc ? rc : exec_ino(m, S_INODE_DEL, ino, "inode delete");
+}
+
+int meta_inode_orphans(struct meta *m, uint64_t **inos, size_t *n)
+{
+	STMT_OR_RETURN(s, m, S_ORPHANS);
+	uint64_t *v = NULL;
+	size_t cnt = 0;
+	int rc;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		uint64_t *nv = realloc(v, (cnt + 1) * sizeof(*v));
+
+		if (!nv) {
+			free(v);
+			sqlite3_reset(s);
+			return -ENOMEM;
+		}
+		v = nv;
+		v[cnt++] = (uint64_t)sqlite3_column_int64(s, 0);
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return fail(m, rc, "orphan scan");
+	}
+	*inos = v;
+	*n = cnt;
+	return 0;
+}
+
+int meta_target_set(struct meta *m, uint64_t ino, const char *target)
+{
+	STMT_OR_RETURN(s, m, S_TARGET_SET);
+
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	sqlite3_bind_blob(s, 2, target, (int)strlen(target), SQLITE_STATIC);
+	return step_done(m, s, "symlink write");
+}
+
+int meta_target_get(struct meta *m, uint64_t ino, char **out)
+{
+	STMT_OR_RETURN(s, m, S_TARGET_GET);
+	int rc, len;
+	char *t;
+
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return rc == SQLITE_DONE ? -ENOENT
+					 : fail(m, rc, "symlink read");
+	}
+	len = sqlite3_column_bytes(s, 0);
+	t = malloc((size_t)len + 1);
+	if (!t) {
+		sqlite3_reset(s);
+		return -ENOMEM;
+	}
+	if (len)
+		memcpy(t, sqlite3_column_blob(s, 0), (size_t)len);
+	t[len] = '\0';
+	sqlite3_reset(s);
+	*out = t;
+	return 0;
+}
+
+static void bind_name(sqlite3_stmt *s, int col, const char *name)
+{
+	sqlite3_bind_blob(s, col, name, (int)strlen(name), SQLITE_STATIC);
+}
+
+int meta_dentry_lookup(struct meta *m, uint64_t parent, const char *name,
+		       uint64_t *ino)
+{
+	STMT_OR_RETURN(s, m, S_DENTRY_LOOKUP);
+	int rc;
+
+	sqlite3_bind_int64(s, 1, (int64_t)parent);
+	bind_name(s, 2, name);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*ino = (uint64_t)sqlite3_column_int64(s, 0);
+		sqlite3_reset(s);
+		return 0;
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, "lookup");
+}
+
+static int dentry_exec(struct meta *m, int id, uint64_t parent,
+		       const char *name, uint64_t ino, const char *what)
+{
+	STMT_OR_RETURN(s, m, id);
+
+	sqlite3_bind_int64(s, 1, (int64_t)parent);
+	bind_name(s, 2, name);
+	if (id != S_DENTRY_DELETE)
+		sqlite3_bind_int64(s, 3, (int64_t)ino);
+	return step_done(m, s, what);
+}
+
+int meta_dentry_insert(struct meta *m, uint64_t parent, const char *name,
+		       uint64_t ino)
+{
+	return dentry_exec(m, S_DENTRY_INSERT, parent, name, ino,
+			   "entry insert");
+}
+
+int meta_dentry_delete(struct meta *m, uint64_t parent, const char *name)
+{
+	return dentry_exec(m, S_DENTRY_DELETE, parent, name, 0,
+			   "entry delete");
+}
+
+int meta_dentry_set_ino(struct meta *m, uint64_t parent, const char *name,
+			uint64_t ino)
+{
+	return dentry_exec(m, S_DENTRY_SET_INO, parent, name, ino,
+			   "entry update");
+}
+
+int meta_dentry_move(struct meta *m, uint64_t parent, const char *name,
+		     uint64_t newparent, const char *newname)
+{
+	STMT_OR_RETURN(s, m, S_DENTRY_MOVE);
+
+	sqlite3_bind_int64(s, 1, (int64_t)parent);
+	bind_name(s, 2, name);
+	sqlite3_bind_int64(s, 3, (int64_t)newparent);
+	bind_name(s, 4, newname);
+	return step_done(m, s, "entry move");
+}
+
+int meta_dir_empty(struct meta *m, uint64_t ino)
+{
+	STMT_OR_RETURN(s, m, S_DIR_EMPTY);
+	int rc;
+
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? 1 : fail(m, rc, "directory scan");
+}
+
+int meta_readdir(struct meta *m, uint64_t parent, int64_t after,
+		 int (*fn)(void *ctx, int64_t cookie, const char *name,
+			   uint64_t ino),
+		 void *ctx)
+{
+	STMT_OR_RETURN(s, m, S_READDIR);
+	char name[256];
+	int rc, ret = 0;
+
+	sqlite3_bind_int64(s, 1, (int64_t)parent);
+	sqlite3_bind_int64(s, 2, after);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int len = sqlite3_column_bytes(s, 1);
+
+		if (len <= 0 || len > 255)
+			continue;
+		memcpy(name, sqlite3_column_blob(s, 1), (size_t)len);
+		name[len] = '\0';
+		ret = fn(ctx, sqlite3_column_int64(s, 0), name,
+			 (uint64_t)sqlite3_column_int64(s, 2));
+		if (ret)
+			break;
+	}
+	sqlite3_reset(s);
+	if (!ret && rc != SQLITE_DONE)
+		return fail(m, rc, "readdir");
+	return ret;
+}
+
+int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
+		     size_t *n)
+{
+	STMT_OR_RETURN(s, m, S_BLOCKS_LOAD);
+	struct meta_bref *v = NULL;
+	size_t cnt = 0, cap = 0;
+	int rc;
+
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct meta_bref *b;
+		const unsigned char *name;
+
+		if (cnt == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			struct meta_bref *nv = realloc(v, ncap * sizeof(*v));
+
+			if (!nv) {
+				free(v);
+				sqlite3_reset(s);
+				return -ENOMEM;
+			}
+			v = nv;
+			cap = ncap;
+		}
+		b = &v[cnt++];
+		b->idx = (uint64_t)sqlite3_column_int64(s, 0);
+		b->obj = sqlite3_column_int64(s, 1);
+		b->shard = (uint32_t)sqlite3_column_int64(s, 2);
+		name = sqlite3_column_text(s, 3);
+		b->size = (uint32_t)sqlite3_column_int64(s, 4);
+		if (!name) {
+			log_msg(LOG_ERR, "inode %" PRIu64 " block %" PRIu64
+				" names unknown object %" PRId64, ino, b->idx,
+				b->obj);
+			b->name[0] = '\0';
+		} else {
+			snprintf(b->name, OBJNAME_MAX, "%s", name);
+		}
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return fail(m, rc, "block map read");
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+/*
+ * Add @delta to the count of object @id; at zero or below the row is
+ * deleted and the object listed in @zero. An unknown object is a warning.
+ */
+static int obj_add(struct meta *m, int64_t id, int64_t delta,
+		   struct meta_objlist *zero)
+{
+	STMT_OR_RETURN(s, m, S_OBJ_ADD);
+	char name[OBJNAME_MAX];
+	int64_t count;
+	uint32_t shard;
+	int rc;
+
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, delta);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(s);
+		log_msg(LOG_WARNING, "refcount change %+" PRId64 " of unknown "
+			"object %" PRId64 ": ignored, nothing deleted", delta,
+			id);
+		return 0;
+	}
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return fail(m, rc, "refcount update");
+	}
+	count = sqlite3_column_int64(s, 0);
+	snprintf(name, sizeof(name), "%s",
+		 (const char *)sqlite3_column_text(s, 1));
+	shard = (uint32_t)sqlite3_column_int64(s, 2);
+	/* RETURNING statements finish their work on the first step. */
+	sqlite3_reset(s);
+	if (count > 0 || delta > 0)
+		return 0;
+	if (count < 0)
+		log_msg(LOG_WARNING, "object '%s' refcount went below zero "
+			"(%" PRId64 "): the count had drifted", name, count);
+	rc = exec_ino(m, S_OBJ_DELETE, (uint64_t)id, "object delete");
+	if (!rc && zero)
+		rc = meta_objlist_add(zero, id, shard, name);
+	return rc;
+}
+
+static int obj_find(struct meta *m, const char *name, int64_t *id)
+{
+	STMT_OR_RETURN(s, m, S_OBJ_FIND);
+	int rc;
+
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*id = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, "object lookup");
+}
+
+int meta_obj_exists(struct meta *m, const char *name)
+{
+	int64_t id;
+	int rc = obj_find(m, name, &id);
+
+	if (rc == -ENOENT)
+		return 0;
+	return rc ? rc : 1;
+}
+
+int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx,
+		   const char *name, uint32_t shard, uint32_t size,
+		   struct meta_objlist *zero, struct meta_bref *out)
+{
+	int64_t old = 0, id = 0;
+	bool had = false;
+	int rc;
+
+	{
+		STMT_OR_RETURN(s, m, S_BLOCK_GET);
+
+		sqlite3_bind_int64(s, 1, (int64_t)ino);
+		sqlite3_bind_int64(s, 2, (int64_t)idx);
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			old = sqlite3_column_int64(s, 0);
+			had = true;
+		}
+		sqlite3_reset(s);
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+			return fail(m, rc, "block read");
+	}
+	if (name) {
+		rc = obj_find(m, name, &id);
+		if (rc == 0 && !(had && old == id)) {
+			rc = obj_add(m, id, 1, NULL);
+		} else if (rc == -ENOENT) {
+			STMT_OR_RETURN(s, m, S_OBJ_INSERT);
+
+			sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(s, 2, shard);
+			sqlite3_bind_int64(s, 3, size);
+			rc = step_done(m, s, "object insert");
+			id = sqlite3_last_insert_rowid(m->db);
+		}
+		if (rc)
+			return rc;
+		{
+			STMT_OR_RETURN(s, m, S_BLOCK_PUT);
+
+			sqlite3_bind_int64(s, 1, (int64_t)ino);
+			sqlite3_bind_int64(s, 2, (int64_t)idx);
+			sqlite3_bind_int64(s, 3, id);
+			sqlite3_bind_int64(s, 4, shard);
+			rc = step_done(m, s, "block write");
+		}
+	} else if (had) {
+		STMT_OR_RETURN(s, m, S_BLOCK_DEL);
+
+		sqlite3_bind_int64(s, 1, (int64_t)ino);
+		sqlite3_bind_int64(s, 2, (int64_t)idx);
+		rc = step_done(m, s, "block delete");
+	}
+	if (rc)
+		return rc;
+	if (had && old != id)
+		rc = obj_add(m, old, -1, zero);
+	if (!rc && out && name) {
+		out->idx = idx;
+		out->obj = id;
+		out->shard = shard;
+		out->size = size;
+		snprintf(out->name, OBJNAME_MAX, "%s", name);
+	}
+	return rc;
+}
+
+int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from,
+		     struct meta_objlist *zero)
+{
+	struct {
+		int64_t obj, n;
+	} *v = NULL;
+	size_t cnt = 0, i;
+	int rc;
+
+	{
+		STMT_OR_RETURN(s, m, S_DROP_LIST);
+
+		sqlite3_bind_int64(s, 1, (int64_t)ino);
+		sqlite3_bind_int64(s, 2, (int64_t)from);
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			void *nv = realloc(v, (cnt + 1) * sizeof(*v));
+
+			if (!nv) {
+				sqlite3_reset(s);
+				free(v);
+				return -ENOMEM;
+			}
+			v = nv;
+			v[cnt].obj = sqlite3_column_int64(s, 0);
+			v[cnt].n = sqlite3_column_int64(s, 1);
+			cnt++;
+		}
+		sqlite3_reset(s);
+		if (rc != SQLITE_DONE) {
+			free(v);
+			return fail(m, rc, "block scan");
+		}
+	}
+	rc = 0;
+	for (i = 0; i < cnt && !rc; i++)
+		rc = obj_add(m, v[i].obj, -v[i].n, zero);
+	free(v);
+	if (!rc) {
+		STMT_OR_RETURN(s, m, S_DROP_DEL);
+
+		sqlite3_bind_int64(s, 1, (int64_t)ino);
+		sqlite3_bind_int64(s, 2, (int64_t)from);
+		rc = step_done(m, s, "block delete");
+	}
+	return rc;
+}
+
+static int exec_pair(struct meta *m, int id, uint64_t a, uint64_t b,
+		     const char *what)
+{
+	STMT_OR_RETURN(s, m, id);
+
+	sqlite3_bind_int64(s, 1, (int64_t)a);
+	sqlite3_bind_int64(s, 2, (int64_t)b);
+	return step_done(m, s, what);
+}
+
+int meta_blocks_copy(struct meta *m, uint64_t src, uint64_t dst)
+{
+	int rc = exec_pair(m, S_COPY_BLOCKS, src, dst, "block copy");
+
+	if (!rc)
+		rc = exec_ino(m, S_COPY_COUNTS, src, "refcount update");
+	if (!rc)
+		rc = exec_pair(m, S_COPY_XATTRS, src, dst, "xattr copy");
+	return rc;
+}
+
+int meta_refcounts(struct meta *m, uint64_t ino, uint64_t **counts,
+		   size_t *n)
+{
+	STMT_OR_RETURN(s, m, S_REFCOUNTS);
+	uint64_t *v = NULL;
+	size_t cnt = 0;
+	int rc;
+
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		uint64_t *nv = realloc(v, (cnt + 1) * sizeof(*v));
+
+		if (!nv) {
+			free(v);
+			sqlite3_reset(s);
+			return -ENOMEM;
+		}
+		v = nv;
+		v[cnt++] = (uint64_t)sqlite3_column_int64(s, 0);
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return fail(m, rc, "refcount read");
+	}
+	*counts = v;
+	*n = cnt;
+	return 0;
+}
+
+int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
+		uint64_t *next_ino, uint64_t *root, uint64_t *count)
+{
+	static const char *const steps[] = {
+		"CREATE TEMP TABLE IF NOT EXISTS branch_map("
+		"old INTEGER PRIMARY KEY, new INTEGER NOT NULL)",
+		"DELETE FROM temp.branch_map",
+		"INSERT INTO temp.branch_map SELECT ino, ?2 - 1 + "
+		"row_number() OVER (ORDER BY ino) FROM inodes "
+		"WHERE nspace = ?1 AND nlink > 0",
+		"INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, size, "
+		"rdev, alloc, atime, mtime, ctime, target) SELECT m.new, "
+		"(SELECT new FROM temp.branch_map WHERE old = ?1), mode, uid, "
+		"gid, nlink, size, rdev, alloc, atime, mtime, ctime, target "
+		"FROM inodes i JOIN temp.branch_map m ON i.ino = m.old",
+		"INSERT INTO dentries(parent, name, ino) SELECT p.new, d.name, "
+		"c.new FROM temp.branch_map p JOIN dentries d "
+		"ON d.parent = p.old JOIN temp.branch_map c ON c.old = d.ino",
+		"UPDATE objects SET refcount = refcount + c.n FROM "
+		"(SELECT b.obj AS obj, count(*) AS n FROM temp.branch_map m "
+		"JOIN blocks b ON b.ino = m.old GROUP BY b.obj) AS c "
+		"WHERE objects.id = c.obj",
+		"INSERT INTO blocks(ino, idx, obj, shard) SELECT m.new, b.idx, "
+		"b.obj, b.shard FROM temp.branch_map m JOIN blocks b "
+		"ON b.ino = m.old",
+		"INSERT INTO xattrs(ino, name, value) SELECT m.new, x.name, "
+		"x.value FROM temp.branch_map m JOIN xattrs x "
+		"ON x.ino = m.old",
+	};
+	uint64_t copied = 0;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < sizeof(steps) / sizeof(steps[0]) && !rc; i++) {
+		sqlite3_stmt *s;
+
+		if (sqlite3_prepare_v2(m->db, steps[i], -1, &s, NULL) !=
+		    SQLITE_OK)
+			return fail(m, SQLITE_ERROR, "branch");
+		if (sqlite3_bind_parameter_count(s) >= 1)
+			sqlite3_bind_int64(s, 1, (int64_t)src_root);
+		if (sqlite3_bind_parameter_count(s) >= 2)
+			sqlite3_bind_int64(s, 2, (int64_t)*next_ino);
+		rc = sqlite3_step(s);
+		rc = (rc == SQLITE_DONE) ? 0 : fail(m, rc, "branch");
+		if (i == 2)
+			copied = (uint64_t)sqlite3_changes(m->db);
+		sqlite3_finalize(s);
+	}
+	if (rc)
+		return rc;
+	if (copied == 0)
+		return -ENOENT;
+	/* The source root has the smallest number in its namespace. */
+	*root = *next_ino;
+	rc = meta_dentry_insert(m, 1, dst_name, *root);
+	if (rc)
+		return rc;
+	*next_ino += copied;
+	*count = copied;
+	return meta_config_set(m, "next_ino", (int64_t)*next_ino);
+}
+
+int meta_xattr_get(struct meta *m, uint64_t ino, const char *name,
+		   void **out, size_t *len)
+{
+	STMT_OR_RETURN(s, m, S_XATTR_GET);
+	int rc, n;
+	void *v;
+
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	bind_name(s, 2, name);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return rc == SQLITE_DONE ? -ENODATA : fail(m, rc, "xattr read");
+	}
+	n = sqlite3_column_bytes(s, 0);
+	v = malloc(n ? (size_t)n : 1);
+	if (!v) {
+		sqlite3_reset(s);
+		return -ENOMEM;
+	}
+	if (n)
+		memcpy(v, sqlite3_column_blob(s, 0), (size_t)n);
+	sqlite3_reset(s);
+	*out = v;
+	*len = (size_t)n;
+	return 0;
+}
+
+int meta_xattr_set(struct meta *m, uint64_t ino, const char *name,
+		   const void *val, size_t len, int flags)
+{
+	int id = (flags & XATTR_CREATE)    ? S_XATTR_INSERT
+		 : (flags & XATTR_REPLACE) ? S_XATTR_REPLACE
+					   : S_XATTR_UPSERT;
+	STMT_OR_RETURN(s, m, id);
+	int rc;
+
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	bind_name(s, 2, name);
+	sqlite3_bind_blob(s, 3, len ? val : "", (int)len, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		return -EEXIST;
+	if (rc != SQLITE_DONE)
+		return fail(m, rc, "xattr write");
+	if (id == S_XATTR_REPLACE && sqlite3_changes(m->db) == 0)
+		return -ENODATA;
+	return 0;
+}
+
+int meta_xattr_remove(struct meta *m, uint64_t ino, const char *name)
+{
+	STMT_OR_RETURN(s, m, S_XATTR_DEL);
+	int rc;
+
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	bind_name(s, 2, name);
+	rc = step_done(m, s, "xattr delete");
+	if (!rc && sqlite3_changes(m->db) == 0)
+		return -ENODATA;
+	return rc;
+}
+
+int meta_xattr_list(struct meta *m, uint64_t ino, char **out, size_t *len)
+{
+	STMT_OR_RETURN(s, m, S_XATTR_LIST);
+	char *v = NULL;
+	size_t n = 0;
+	int rc;
+
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int l = sqlite3_column_bytes(s, 0);
+		char *nv = realloc(v, n + (size_t)l + 1);
+
+		if (!nv) {
+			free(v);
+			sqlite3_reset(s);
+			return -ENOMEM;
+		}
+		v = nv;
+		memcpy(v + n, sqlite3_column_blob(s, 0), (size_t)l);
+		n += (size_t)l;
+		v[n++] = '\0';
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return fail(m, rc, "xattr list");
+	}
+	*out = v;
+	*len = n;
+	return 0;
+}
+
+static uint64_t query_u64(struct meta *m, const char *sql)
+{
+	int64_t v = pragma_int(m, sql);
+
+	return v < 0 ? 0 : (uint64_t)v;
+}
+
+int meta_stats(struct meta *m, struct meta_stats *out)
+{
+	int64_t seq = 0;
+
+	out->namespaces = query_u64(m, "SELECT count(*) FROM dentries "
+				       "WHERE parent = 1");
+	out->inodes = query_u64(m, "SELECT count(*) FROM inodes");
+	out->objects = query_u64(m, "SELECT count(*) FROM objects");
+	out->bytes_stored = query_u64(m, "SELECT coalesce(sum(size), 0) "
+					 "FROM objects");
+	out->bytes_referenced = query_u64(
+		m, "SELECT coalesce(sum(size * refcount), 0) FROM objects");
+	out->bytes_logical = query_u64(m, "SELECT coalesce(sum(size), 0) "
+					  "FROM inodes WHERE "
+					  "(mode & 61440) = 32768");
+	meta_config_get(m, "durable_seq", &seq);
+	out->durable_seq = (uint64_t)seq;
+	return 0;
+}
+
+int meta_check_counts(struct meta *m,
+		      int (*fn)(void *ctx, const struct meta_check *c),
+		      void *ctx)
+{
+	STMT_OR_RETURN(s, m, S_CHECK);
+	struct meta_check c;
+	int rc, ret = 0;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const unsigned char *name = sqlite3_column_text(s, 1);
+
+		c.id = sqlite3_column_int64(s, 0);
+		snprintf(c.name, sizeof(c.name), "%s",
+			 name ? (const char *)name : "");
+		c.shard = (uint32_t)sqlite3_column_int64(s, 2);
+		c.stored = sqlite3_column_int64(s, 3);
+		c.truth = sqlite3_column_int64(s, 4);
+		ret = fn(ctx, &c);
+		if (ret)
+			break;
+	}
+	sqlite3_reset(s);
+	if (!ret && rc != SQLITE_DONE)
+		return fail(m, rc, "refcount check");
+	return ret;
+}
+
+int meta_obj_set_count(struct meta *m, int64_t id, int64_t count)
+{
+	if (count <= 0)
+		return exec_ino(m, S_OBJ_DELETE, (uint64_t)id, "object delete");
+	{
+		STMT_OR_RETURN(s, m, S_OBJ_SET);
+
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_int64(s, 2, count);
+		return step_done(m, s, "refcount repair");
+	}
+}
+
+int meta_objects(struct meta *m,
+		 int (*fn)(void *ctx, int64_t id, const char *name,
+			   uint32_t shard, int64_t refcount),
+		 void *ctx)
+{
+	STMT_OR_RETURN(s, m, S_OBJECTS);
+	int rc, ret = 0;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		ret = fn(ctx, sqlite3_column_int64(s, 0),
+			 (const char *)sqlite3_column_text(s, 1),
+			 (uint32_t)sqlite3_column_int64(s, 2),
+			 sqlite3_column_int64(s, 3));
+		if (ret)
+			break;
+	}
+	sqlite3_reset(s);
+	if (!ret && rc != SQLITE_DONE)
+		return fail(m, rc, "object scan");
+	return ret;
+}

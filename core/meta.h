@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The metadata store: every SQL statement of tallyfs lives in core/meta.c,
+ * so that another engine with the same schema can replace SQLite later.
+ *
+ * Callers serialise all calls on one struct meta (core/tally.c holds its
+ * metadata lock around them). Functions that change anything must run
+ * between meta_begin() and meta_commit()/meta_rollback(): one transaction
+ * per filesystem operation, so a reference and its count always change
+ * together.
+ */
+#ifndef TALLY_META_H
+#define TALLY_META_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "core/hash.h"
+
+#define META_FORMAT 1 /* schema version, PRAGMA user_version */
+
+struct meta;
+
+/* One inode row. nspace is the inode number of its namespace's root. */
+struct meta_inode {
+	uint64_t ino;
+	uint64_t nspace;
+	uint32_t mode, uid, gid, nlink;
+	uint64_t size;
+	uint64_t rdev;
+	uint64_t alloc; /* bytes held in objects (not holes) */
+	struct timespec atime, mtime, ctime;
+};
+
+/* One block reference of a file. */
+struct meta_bref {
+	uint64_t idx;
+	int64_t obj; /* objects.id */
+	uint32_t shard;
+	uint32_t size; /* object size in bytes */
+	char name[OBJNAME_MAX];
+};
+
+/* An object that must be unlinked once the transaction has committed. */
+struct meta_obj {
+	int64_t id;
+	uint32_t shard;
+	char name[OBJNAME_MAX];
+};
+
+/* A growable list of objects (owned by whoever called meta_objlist_init). */
+struct meta_objlist {
+	struct meta_obj *v;
+	size_t n, cap;
+};
+
+struct meta_stats {
+	uint64_t namespaces, inodes, objects;
+	uint64_t bytes_logical, bytes_stored, bytes_referenced;
+	uint64_t durable_seq;
+};
+
+void meta_objlist_init(struct meta_objlist *l);
+void meta_objlist_release(struct meta_objlist *l);
+int meta_objlist_add(struct meta_objlist *l, int64_t id, uint32_t shard,
+		     const char *name);
+
+/*
+ * Open STORE's database at @path. With @create, a missing database is
+ * created with @block_size. A database of another application or an
+ * unknown format version is refused with -EUCLEAN / -EPROTO and a message.
+ */
+int meta_open(const char *path, bool create, uint32_t block_size,
+	      struct meta **out);
+void meta_close(struct meta *m);
+
+/* Transactions (BEGIN IMMEDIATE). meta_commit() with @durable waits for
+ * the disk (synchronous=FULL) even where ordinary commits do not. */
+int meta_begin(struct meta *m);
+int meta_commit(struct meta *m, bool durable);
+void meta_rollback(struct meta *m);
+
+/* Integer settings: "block_size", "next_ino", "durable_seq". */
+int meta_config_get(struct meta *m, const char *key, int64_t *val);
+int meta_config_set(struct meta *m, const char *key, int64_t val);
+
+int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out);
+/* Insert or replace the whole row (the symlink target is kept). */
+int meta_inode_put(struct meta *m, const struct meta_inode *in);
+/* Delete an inode row, its xattrs and its symlink target. No blocks. */
+int meta_inode_delete(struct meta *m, uint64_t ino);
+/* Inodes whose nlink is 0 (left by a crash while open). */
+int meta_inode_orphans(struct meta *m, uint64_t **inos, size_t *n);
+
+int meta_target_set(struct meta *m, uint64_t ino, const char *target);
+/* *out is malloc'ed, caller frees. */
+int meta_target_get(struct meta *m, uint64_t ino, char **out);
+
+int meta_dentry_lookup(struct meta *m, uint64_t parent, const char *name,
+		       uint64_t *ino);
+int meta_dentry_insert(struct meta *m, uint64_t parent, const char *name,
+		       uint64_t ino);
+int meta_dentry_delete(struct meta *m, uint64_t parent, const char *name);
+/* Point an existing entry at another inode (rename over, exchange). */
+int meta_dentry_set_ino(struct meta *m, uint64_t parent, const char *name,
+			uint64_t ino);
+int meta_dentry_move(struct meta *m, uint64_t parent, const char *name,
+		     uint64_t newparent, const char *newname);
+/* 1 if directory @ino has no entries, 0 if it has, negative errno. */
+int meta_dir_empty(struct meta *m, uint64_t ino);
+/*
+ * Entries of @parent with a cookie greater than @after, in cookie order.
+ * @fn returns non-zero to stop; that value is returned.
+ */
+int meta_readdir(struct meta *m, uint64_t parent, int64_t after,
+		 int (*fn)(void *ctx, int64_t cookie, const char *name,
+			   uint64_t ino),
+		 void *ctx);
+
+/* Block map of @ino, sorted by index; *out malloc'ed, caller frees. */
+int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
+		     size_t *n);
+/*
+ * Point block @idx of @ino at @name (inserting the object row with count 1
+ * or raising its count by 1) after dropping the reference it had, if any.
+ * @name NULL makes the block a hole. Objects whose count reaches zero are
+ * deleted from the table and added to @zero. On success @out (may be NULL)
+ * receives the new reference.
+ */
+int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx,
+		   const char *name, uint32_t shard, uint32_t size,
+		   struct meta_objlist *zero, struct meta_bref *out);
+/* Whether an object row named @name exists (1), or not (0). */
+int meta_obj_exists(struct meta *m, const char *name);
+/*
+ * Drop every block reference of @ino with index >= @from: counts go
+ * down, objects at zero are deleted from the table and listed in @zero.
+ * A reference to an object the table does not know logs a warning.
+ */
+int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from,
+		     struct meta_objlist *zero);
+/* Give inode @dst the block references and xattrs of @src (counts +1). */
+int meta_blocks_copy(struct meta *m, uint64_t src, uint64_t dst);
+/* Refcounts of the objects of @ino, in block order (holes skipped). */
+int meta_refcounts(struct meta *m, uint64_t ino, uint64_t **counts,
+		   size_t *n);
+
+/*
+ * Copy namespace @src_root as new namespace @dst_name: inodes get numbers
+ * from *next_ino on (advanced), entries, blocks (counts raised) and xattrs
+ * are copied. *root receives the new namespace's root, *count the number
+ * of inodes copied.
+ */
+int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
+		uint64_t *next_ino, uint64_t *root, uint64_t *count);
+
+/* xattrs: get copies into *out (malloc'ed); -ENODATA if absent. */
+int meta_xattr_get(struct meta *m, uint64_t ino, const char *name,
+		   void **out, size_t *len);
+/* @flags: XATTR_CREATE (-EEXIST) / XATTR_REPLACE (-ENODATA). */
+int meta_xattr_set(struct meta *m, uint64_t ino, const char *name,
+		   const void *val, size_t len, int flags);
+int meta_xattr_remove(struct meta *m, uint64_t ino, const char *name);
+/* NUL-separated names into *out (malloc'ed). */
+int meta_xattr_list(struct meta *m, uint64_t ino, char **out, size_t *len);
+
+int meta_stats(struct meta *m, struct meta_stats *out);
+
+/* For tallyfsck: the recomputed count of each object vs. the stored one. */
+struct meta_check {
+	int64_t id; /* 0 for a reference to an unknown object */
+	char name[OBJNAME_MAX];
+	uint32_t shard;
+	int64_t stored, truth;
+};
+int meta_check_counts(struct meta *m,
+		      int (*fn)(void *ctx, const struct meta_check *c),
+		      void *ctx);
+/* Set an object's stored count (repair). 0 deletes the row. */
+int meta_obj_set_count(struct meta *m, int64_t id, int64_t count);
+/* Every object row: name, shard, stored count. */
+int meta_objects(struct meta *m,
+		 int (*fn)(void *ctx, int64_t id, const char *name,
+			   uint32_t shard, int64_t refcount),
+		 void *ctx);
+
+#endif

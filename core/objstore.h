@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The object store: immutable, content-addressed block files under
+ * STORE/shards/<shard>/<first two hex chars>/<name>.
+ *
+ * Objects are created as temp file + fsync + rename (no replace), so a
+ * visible object file is always complete, and an existing object is never
+ * rewritten. The object store knows nothing of reference counts: deciding
+ * when an object may be unlinked is the caller's business (core/tally.c).
+ */
+#ifndef TALLY_OBJSTORE_H
+#define TALLY_OBJSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/hash.h"
+
+struct objstore;
+
+/* Fan-out directories touched by puts, to be fsync'ed before a commit. */
+struct objstore_dirs {
+	uint8_t bits[256 / 8];
+};
+
+/*
+ * Open the shard directory tree under @shards_dir (created if missing,
+ * with shard 0). Removes stale temp files. Returns 0 or -errno.
+ */
+int objstore_open(const char *shards_dir, struct objstore **out);
+void objstore_free(struct objstore *os);
+
+/*
+ * Store @len bytes of @buf in @shard: hash them, reuse an existing object
+ * with the same bytes, or create a new one (a colliding hash with other
+ * bytes gets the next free variant name). @name receives the object's
+ * name; @created is set when this call created the file. The fan-out
+ * directory of a created object is recorded in @dirs (may be NULL: then it
+ * is fsync'ed at once). Returns 0, -ENOSPC, -EIO, ...
+ */
+int objstore_put(struct objstore *os, unsigned shard, const void *buf,
+		 size_t len, char name[OBJNAME_MAX], bool *created,
+		 struct objstore_dirs *dirs);
+
+/*
+ * Make sure object @name in @shard exists and holds exactly @buf/@len:
+ * creates it if missing. -EEXIST if it exists with other bytes.
+ */
+int objstore_ensure(struct objstore *os, unsigned shard, const char *name,
+		    const void *buf, size_t len, struct objstore_dirs *dirs);
+
+/* fsync every fan-out directory recorded in @dirs, then clear it. */
+int objstore_sync_dirs(struct objstore *os, unsigned shard,
+		       struct objstore_dirs *dirs);
+
+/* Read up to @len bytes at @off of an object; returns bytes read or -errno. */
+ssize_t objstore_read(struct objstore *os, unsigned shard, const char *name,
+		      void *buf, size_t len, off_t off);
+
+/* Size of an object file, or -ENOENT. */
+int objstore_stat(struct objstore *os, unsigned shard, const char *name,
+		  off_t *size);
+
+/* Unlink an object file. -ENOENT if it was not there. */
+int objstore_unlink(struct objstore *os, unsigned shard, const char *name);
+
+/*
+ * Call @fn for every object file of @shard (names that are not object
+ * names are skipped). Stops and returns @fn's value when it is non-zero.
+ */
+int objstore_list(struct objstore *os, unsigned shard,
+		  int (*fn)(void *ctx, const char *name, off_t size),
+		  void *ctx);
+
+/* Path of an object relative to STORE/shards, for messages and tests. */
+void objstore_relpath(unsigned shard, const char *name, char *buf,
+		      size_t size);
+
+#endif

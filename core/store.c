@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Store directory: recognition, creation and the single-process lock.
+ */
+#include "core/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/meta.h"
+#include "core/objstore.h"
+
+#define MARKER "tallyfs-store"
+
+static int dir_is_empty(const char *path)
+{
+	struct dirent *de;
+	DIR *d = opendir(path);
+	int empty = 1;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			empty = 0;
+			break;
+		}
+	closedir(d);
+	return empty;
+}
+
+static int read_marker(const char *path, int *format)
+{
+	char file[4096], line[128];
+	FILE *f;
+	int rc = -EUCLEAN;
+
+	snprintf(file, sizeof(file), "%s/" MARKER, path);
+	f = fopen(file, "re");
+	if (!f)
+		return -errno;
+	if (fgets(line, sizeof(line), f) && !strcmp(line, "tallyfs store\n") &&
+	    fgets(line, sizeof(line), f) && sscanf(line, "format %d", format) == 1)
+		rc = 0;
+	fclose(f);
+	if (rc)
+		log_msg(LOG_ERR, "'%s' is damaged: not a tallyfs store marker",
+			file);
+	return rc;
+}
+
+static int write_marker(const char *path)
+{
+	char file[4096], tmp[4096], text[64];
+	int fd, rc = 0, len;
+
+	snprintf(file, sizeof(file), "%s/" MARKER, path);
+	snprintf(tmp, sizeof(tmp), "%s/." MARKER ".tmp", path);
+	len = snprintf(text, sizeof(text), "tallyfs store\nformat %d\n",
+		       STORE_FORMAT);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, text, (size_t)len) != len || fsync(fd) < 0)
+		rc = errno ? -errno : -EIO;
+	close(fd);
+	if (!rc && rename(tmp, file) < 0)
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
+
+static int take_lock(struct store *s)
+{
+	char file[4096], pid[32];
+	ssize_t n;
+
+	snprintf(file, sizeof(file), "%s/lock", s->path);
+	s->lockfd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->lockfd < 0) {
+		int rc = -errno;
+
+		log_msg(LOG_ERR, "cannot open lock file '%s': %s", file,
+			strerror(-rc));
+		return rc;
+	}
+	if (flock(s->lockfd, LOCK_EX | LOCK_NB) < 0) {
+		int rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+
+		n = pread(s->lockfd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		log_msg(LOG_ERR, "store '%s' is already in use by another "
+			"process (pid %s)", s->path, pid[0] ? pid : "unknown");
+		close(s->lockfd);
+		s->lockfd = -1;
+		return rc;
+	}
+	store_set_pid(s);
+	return 0;
+}
+
+void store_set_pid(struct store *s)
+{
+	char pid[32];
+	int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+
+	if (ftruncate(s->lockfd, 0) < 0 ||
+	    pwrite(s->lockfd, pid, (size_t)len, 0) != len)
+		log_msg(LOG_WARNING, "cannot record pid in lock file: %s",
+			strerror(errno));
+}
+
+int store_open(const char *path, bool create, uint32_t block_size,
+	       struct store **out)
+{
+	char file[4096];
+	struct store *s;
+	struct stat st;
+	bool fresh = false;
+	int64_t bs = 0;
+	int rc, format;
+
+	if (block_size < 4096 || block_size > (64u << 20) ||
+	    (block_size & (block_size - 1))) {
+		log_msg(LOG_ERR, "block size %u is not a power of two between "
+			"4 KiB and 64 MiB", block_size);
+		return -EINVAL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->lockfd = -1;
+	s->path = realpath(path, NULL);
+	if (!s->path && errno == ENOENT && create) {
+		if (mkdir(path, 0700) < 0) {
+			rc = -errno;
+			log_msg(LOG_ERR, "cannot create store '%s': %s", path,
+				strerror(-rc));
+			goto out_free;
+		}
+		s->path = realpath(path, NULL);
+	}
+	if (!s->path) {
+		rc = -errno;
+		log_msg(LOG_ERR, "cannot open store '%s': %s", path,
+			strerror(-rc));
+		goto out_free;
+	}
+	if (stat(s->path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		rc = -ENOTDIR;
+		log_msg(LOG_ERR, "store '%s' is not a directory", s->path);
+		goto out_free;
+	}
+	rc = read_marker(s->path, &format);
+	if (rc == -ENOENT) {
+		rc = dir_is_empty(s->path);
+		if (rc == 0) {
+			log_msg(LOG_ERR, "'%s' is not empty and is not a "
+				"tallyfs store (no '" MARKER "' file)",
+				s->path);
+			rc = -ENOTEMPTY;
+			goto out_free;
+		}
+		if (rc < 0)
+			goto out_free;
+		if (!create) {
+			log_msg(LOG_ERR, "'%s' is not a tallyfs store",
+				s->path);
+			rc = -ENOENT;
+			goto out_free;
+		}
+		fresh = true;
+	} else if (rc) {
+		goto out_free;
+	} else if (format != STORE_FORMAT) {
+		log_msg(LOG_ERR, "store '%s' has format version %d; this "
+			"tallyfs knows version %d", s->path, format,
+			STORE_FORMAT);
+		rc = -EPROTO;
+		goto out_free;
+	}
+	rc = take_lock(s);
+	if (rc)
+		goto out_free;
+	snprintf(file, sizeof(file), "%s/meta.db", s->path);
+	rc = meta_open(file, fresh, block_size, &s->meta);
+	if (rc)
+		goto out_unlock;
+	if (fresh) {
+		rc = write_marker(s->path);
+		if (rc) {
+			log_msg(LOG_ERR, "cannot write store marker in '%s': %s",
+				s->path, strerror(-rc));
+			goto out_meta;
+		}
+	}
+	rc = meta_config_get(s->meta, "block_size", &bs);
+	if (rc || bs < 4096 || bs > (64 << 20) || (bs & (bs - 1))) {
+		log_msg(LOG_ERR, "store '%s' is damaged: bad block size", s->path);
+		rc = -EUCLEAN;
+		goto out_meta;
+	}
+	s->block_size = (uint32_t)bs;
+	snprintf(file, sizeof(file), "%s/shards", s->path);
+	rc = objstore_open(file, &s->objs);
+	if (rc) {
+		log_msg(LOG_ERR, "cannot open object store '%s': %s", file,
+			strerror(-rc));
+		goto out_meta;
+	}
+	*out = s;
+	return 0;
+
+out_meta:
+	meta_close(s->meta);
+out_unlock:
+	close(s->lockfd);
+out_free:
+	free(s->path);
+	free(s);
+	return rc;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	objstore_free(s->objs);
+	meta_close(s->meta);
+	if (s->lockfd >= 0)
+		close(s->lockfd);
+	free(s->path);
+	free(s);
+}

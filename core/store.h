@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A store directory: the marker file that says what it is, the lock that
+ * keeps a second process out, the metadata database and the object files.
+ *
+ *   STORE/tallyfs-store   "tallyfs store" and "format 1"
+ *   STORE/lock            flock(2)ed by the process that has the store open
+ *   STORE/meta.db         SQLite metadata (core/meta.c)
+ *   STORE/shards/0/       object files (core/objstore.c)
+ */
+#ifndef TALLY_STORE_H
+#define TALLY_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define STORE_FORMAT 1
+#define STORE_DEFAULT_BLOCK_SIZE (1u << 20)
+
+struct meta;
+struct objstore;
+
+struct store {
+	char *path;
+	int lockfd;
+	uint32_t block_size;
+	struct meta *meta;
+	struct objstore *objs;
+};
+
+/*
+ * Open (with @create: create on first use, with @block_size) the store at
+ * @path and lock it. Refuses, with a message naming the problem, a
+ * non-empty directory that is not a store (-ENOTEMPTY), an unknown format
+ * (-EPROTO), a damaged store (-EUCLEAN) and a store held by another
+ * process (-EBUSY).
+ */
+int store_open(const char *path, bool create, uint32_t block_size,
+	       struct store **out);
+void store_close(struct store *s);
+
+/* Record the current pid in the lock file (after daemonizing). */
+void store_set_pid(struct store *s);
+
+#endif

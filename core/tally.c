@@ -1,0 +1,2525 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The filesystem: namespaces, inodes, directory entries, buffered file
+ * data and the commit that turns dirty blocks into object references.
+ *
+ * DESIGN NOTES
+ *
+ * Counts. Three counts are kept apart (STYLE.md):
+ *  - inode->nlookup: the kernel's lookup references (lookup, create,
+ *    readdirplus add; forget drops);
+ *  - inode->refs and inode->opens: in-memory users and open handles;
+ *  - objects.refcount in the metadata store: block references.
+ * An inode is freed (its block references dropped in the same transaction
+ * that deletes it) when nlink is 0 and no handle is open. Its in-memory
+ * struct lives on until refs, nlookup and opens are all 0.
+ *
+ * Invariants:
+ *  1. Object data and its directory entry are fsync'ed before the
+ *     transaction that names the object commits (objstore_put,
+ *     objstore_sync_dirs, then meta_commit).
+ *  2. An object file is unlinked only after the transaction that dropped
+ *     its count to zero has committed, under t->lock; a commit that reuses
+ *     an object with no row re-checks the file under t->lock, so a reuse
+ *     can never race with that unlink into a dangling reference.
+ *  3. inode->map is the committed block map (as in the metadata store);
+ *     inode->dirty holds whole-block buffers newer than the map.
+ *  4. The size and allocation written by metadata-only operations are the
+ *     committed ones (dsize, dalloc): a crash never exposes a size whose
+ *     data was not committed with it.
+ *  5. A failed commit keeps its dirty blocks; the error is returned by the
+ *     next flush/fsync/close of the file (inode->err).
+ *
+ * Lock order: inode->rw, then t->lock. t->lock protects the metadata
+ * store, the inode table, the entry cache and the fields marked so;
+ * inode->rw protects the block map and the dirty buffers (and size
+ * changes take both). No I/O on object files happens under t->lock except
+ * the rare re-check of invariant 2 and the unlink of dead objects.
+ */
+#include "core/tally.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <fcntl.h>
+#include <linux/limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/meta.h"
+#include "core/objstore.h"
+#include "core/store.h"
+
+#define ITABLE_SIZE (1u << 16)
+#define DCACHE_SIZE (1u << 16)
+#define XATTR_REFS "user.tally.refs"
+#define XATTR_OBJECTS "user.tally.objects"
+#define XATTR_RESERVED "user.tally."
+
+struct dirty {
+	uint64_t idx;
+	char *buf; /* block_size bytes; past EOF always zero */
+};
+
+struct inode {
+	uint64_t ino;
+	struct inode *next; /* protected by t->lock: table chain */
+	unsigned refs;      /* protected by t->lock */
+	uint64_t nlookup;   /* protected by t->lock */
+	unsigned opens;     /* protected by t->lock */
+	bool freed;         /* protected by t->lock */
+	struct meta_inode md; /* protected by t->lock; size also by rw */
+	uint64_t dsize, dalloc; /* protected by t->lock: committed values */
+	size_t ndirty;      /* protected by rw and t->lock */
+	int err;            /* protected by rw */
+	bool truncated;     /* protected by rw: drop blocks past size */
+
+	pthread_rwlock_t rw;
+	bool map_loaded;       /* protected by rw */
+	struct meta_bref *map; /* protected by rw, sorted by idx */
+	size_t nmap;
+	struct dirty *dirty;   /* protected by rw, sorted by idx */
+	size_t dcap;
+};
+
+struct dentry_cache {
+	uint64_t parent, ino;
+	char *name;
+};
+
+struct tally {
+	struct store *store;
+	struct meta *meta;       /* protected by lock */
+	struct objstore *objs;
+	uint32_t bs;
+	size_t inode_dirty_max;
+	uid_t owner;
+	gid_t owner_gid;
+	struct timespec started;
+
+	pthread_mutex_t lock;
+	struct inode **itable;      /* protected by lock */
+	struct dentry_cache *dcache; /* protected by lock */
+	uint64_t next_ino;          /* protected by lock */
+	uint64_t durable_seq;       /* protected by lock */
+	bool wal_unsynced;          /* protected by lock */
+	uint64_t dirty_blocks;      /* protected by lock */
+	uint64_t commit_errors;     /* protected by lock */
+};
+
+/* ------------------------------------------------------------------ */
+/* small helpers */
+
+static struct timespec now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts;
+}
+
+static int check_name(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0)
+		return -ENOENT;
+	if (len > TALLY_NAME_MAX)
+		return -ENAMETOOLONG;
+	if (strchr(name, '/'))
+		return -EINVAL;
+	return 0;
+}
+
+static bool is_ctl_name(uint64_t parent, const char *name)
+{
+	return parent == TALLY_ROOT_INO && !strcmp(name, TALLY_CTLDIR_NAME);
+}
+
+static bool is_virtual(uint64_t ino)
+{
+	return ino >= TALLY_CTLDIR_INO && ino <= TALLY_STATUS_INO;
+}
+
+static void lock(struct tally *t)
+{
+	pthread_mutex_lock(&t->lock);
+}
+
+static void unlock(struct tally *t)
+{
+	pthread_mutex_unlock(&t->lock);
+}
+
+static uint64_t blocks_for(struct tally *t, uint64_t size)
+{
+	return (size + t->bs - 1) / t->bs;
+}
+
+/* ------------------------------------------------------------------ */
+/* entry cache: direct-mapped, positive entries only; t->lock */
+
+static size_t dcache_slot(uint64_t parent, const char *name)
+{
+	uint64_t h = 1469598103934665603ull ^ parent;
+
+	for (; *name; name++)
+		h = (h ^ (unsigned char)*name) * 1099511628211ull;
+	return (size_t)(h & (DCACHE_SIZE - 1));
+}
+
+static bool dcache_get(struct tally *t, uint64_t parent, const char *name,
+		       uint64_t *ino)
+{
+	struct dentry_cache *d = &t->dcache[dcache_slot(parent, name)];
+
+	if (d->name && d->parent == parent && !strcmp(d->name, name)) {
+		*ino = d->ino;
+		return true;
+	}
+	return false;
+}
+
+static void dcache_put(struct tally *t, uint64_t parent, const char *name,
+		       uint64_t ino)
+{
+	struct dentry_cache *d = &t->dcache[dcache_slot(parent, name)];
+	char *copy = strdup(name);
+
+	if (!copy)
+		return;
+	free(d->name);
+	d->name = copy;
+	d->parent = parent;
+	d->ino = ino;
+}
+
+static void dcache_drop(struct tally *t, uint64_t parent, const char *name)
+{
+	struct dentry_cache *d = &t->dcache[dcache_slot(parent, name)];
+
+	if (d->name && d->parent == parent && !strcmp(d->name, name)) {
+		free(d->name);
+		d->name = NULL;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* inode table; t->lock */
+
+static struct inode **ibucket(struct tally *t, uint64_t ino)
+{
+	return &t->itable[(ino * 0x9e3779b97f4a7c15ull) >> 48];
+}
+
+static void inode_free_data(struct tally *t, struct inode *ip)
+{
+	size_t i;
+
+	for (i = 0; i < ip->ndirty; i++)
+		free(ip->dirty[i].buf);
+	t->dirty_blocks -= ip->ndirty;
+	ip->ndirty = 0;
+	free(ip->dirty);
+	ip->dirty = NULL;
+	ip->dcap = 0;
+	free(ip->map);
+	ip->map = NULL;
+	ip->nmap = 0;
+	ip->map_loaded = false;
+}
+
+static void inode_destroy(struct tally *t, struct inode *ip)
+{
+	inode_free_data(t, ip);
+	pthread_rwlock_destroy(&ip->rw);
+	free(ip);
+}
+
+static struct inode *inode_alloc(const struct meta_inode *md)
+{
+	struct inode *ip = calloc(1, sizeof(*ip));
+
+	if (!ip)
+		return NULL;
+	ip->ino = md->ino;
+	ip->md = *md;
+	ip->dsize = md->size;
+	ip->dalloc = md->alloc;
+	pthread_rwlock_init(&ip->rw, NULL);
+	return ip;
+}
+
+static void inode_insert(struct tally *t, struct inode *ip)
+{
+	struct inode **b = ibucket(t, ip->ino);
+
+	ip->next = *b;
+	*b = ip;
+}
+
+static struct inode *inode_find(struct tally *t, uint64_t ino)
+{
+	struct inode *ip;
+
+	for (ip = *ibucket(t, ino); ip; ip = ip->next)
+		if (ip->ino == ino)
+			return ip;
+	return NULL;
+}
+
+/* Get an in-memory reference to @ino, loading it if needed. */
+static int iget(struct tally *t, uint64_t ino, struct inode **out)
+{
+	struct inode *ip = inode_find(t, ino);
+
+	if (!ip) {
+		struct meta_inode md;
+		int rc = meta_inode_get(t->meta, ino, &md);
+
+		if (rc)
+			return rc;
+		ip = inode_alloc(&md);
+		if (!ip)
+			return -ENOMEM;
+		inode_insert(t, ip);
+	}
+	ip->refs++;
+	*out = ip;
+	return 0;
+}
+
+/* Drop a reference; evict the inode when nothing needs it. */
+static void iput(struct tally *t, struct inode *ip)
+{
+	struct inode **pp;
+
+	if (!ip)
+		return;
+	assert(ip->refs > 0);
+	if (--ip->refs || ip->nlookup || ip->opens || ip->ndirty)
+		return;
+	for (pp = ibucket(t, ip->ino); *pp; pp = &(*pp)->next)
+		if (*pp == ip) {
+			*pp = ip->next;
+			break;
+		}
+	inode_destroy(t, ip);
+}
+
+static void fill_stat(struct tally *t, const struct inode *ip,
+		      struct stat *st)
+{
+	uint64_t alloc = ip->dalloc + ip->ndirty * (uint64_t)t->bs;
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ip->ino;
+	st->st_mode = ip->md.mode;
+	st->st_nlink = ip->md.nlink;
+	st->st_uid = ip->md.uid;
+	st->st_gid = ip->md.gid;
+	st->st_rdev = ip->md.rdev;
+	st->st_size = (off_t)ip->md.size;
+	st->st_blksize = (blksize_t)t->bs;
+	if (S_ISREG(ip->md.mode)) {
+		if (alloc > ip->md.size + t->bs)
+			alloc = ip->md.size;
+		st->st_blocks = (blkcnt_t)((alloc + 511) / 512);
+	} else if (S_ISDIR(ip->md.mode)) {
+		st->st_size = 4096;
+		st->st_blocks = 8;
+	}
+	st->st_atim = ip->md.atime;
+	st->st_mtim = ip->md.mtime;
+	st->st_ctim = ip->md.ctime;
+}
+
+static void virtual_stat(struct tally *t, uint64_t ino, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_uid = t->owner;
+	st->st_gid = t->owner_gid;
+	st->st_atim = st->st_mtim = st->st_ctim = t->started;
+	st->st_blksize = 4096;
+	switch (ino) {
+	case TALLY_CTLDIR_INO:
+		st->st_mode = S_IFDIR | 0555;
+		st->st_nlink = 2;
+		break;
+	case TALLY_CTL_INO:
+		st->st_mode = S_IFREG | 0600;
+		st->st_nlink = 1;
+		break;
+	default:
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		break;
+	}
+}
+
+/* Write @md with the committed size and allocation (invariant 4). */
+static int put_md(struct tally *t, const struct inode *ip,
+		  const struct meta_inode *md)
+{
+	struct meta_inode copy = *md;
+
+	copy.size = ip->dsize;
+	copy.alloc = ip->dalloc;
+	return meta_inode_put(t->meta, &copy);
+}
+
+/* Unlink the files of objects whose count reached zero (after commit). */
+static void unlink_dead(struct tally *t, struct meta_objlist *zero)
+{
+	size_t i;
+
+	for (i = 0; i < zero->n; i++) {
+		int rc = objstore_unlink(t->objs, zero->v[i].shard,
+					 zero->v[i].name);
+
+		if (rc && rc != -ENOENT)
+			log_msg(LOG_WARNING, "cannot unlink object '%s': %s",
+				zero->v[i].name, strerror(-rc));
+	}
+	meta_objlist_release(zero);
+}
+
+/* Finish a transaction: commit or roll back; then unlink dead objects. */
+static int txn_end(struct tally *t, int rc, struct meta_objlist *zero,
+		   bool durable)
+{
+	if (!rc) {
+		rc = meta_commit(t->meta, durable);
+		if (!rc) {
+			if (durable)
+				t->wal_unsynced = false;
+			else
+				t->wal_unsynced = true;
+		}
+	}
+	if (rc) {
+		meta_rollback(t->meta);
+		if (zero)
+			meta_objlist_release(zero);
+		return rc;
+	}
+	if (zero)
+		unlink_dead(t, zero);
+	return 0;
+}
+
+/* Drop an unlinked, closed inode's references and row; t->lock held,
+ * inside a transaction. Marks it freed once the caller commits. */
+static int inode_drop(struct tally *t, struct inode *ip,
+		      struct meta_objlist *zero)
+{
+	int rc = meta_blocks_drop(t->meta, ip->ino, 0, zero);
+
+	if (!rc)
+		rc = meta_inode_delete(t->meta, ip->ino);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* open and close */
+
+static int clean_orphans(struct tally *t)
+{
+	uint64_t *inos = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	rc = meta_inode_orphans(t->meta, &inos, &n);
+	for (i = 0; i < n && !rc; i++) {
+		struct meta_objlist zero;
+
+		meta_objlist_init(&zero);
+		rc = meta_begin(t->meta);
+		if (rc)
+			break;
+		rc = meta_blocks_drop(t->meta, inos[i], 0, &zero);
+		if (!rc)
+			rc = meta_inode_delete(t->meta, inos[i]);
+		rc = txn_end(t, rc, &zero, false);
+	}
+	if (n)
+		log_msg(LOG_INFO, "freed %zu unlinked inode(s) left open by "
+			"the last mount", n);
+	free(inos);
+	return rc;
+}
+
+int tally_open(const char *path, const struct tally_opts *opts,
+	       struct tally **out)
+{
+	struct tally *t;
+	int64_t v;
+	int rc;
+
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->itable = calloc(ITABLE_SIZE, sizeof(*t->itable));
+	t->dcache = calloc(DCACHE_SIZE, sizeof(*t->dcache));
+	if (!t->itable || !t->dcache) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	rc = store_open(path, opts->create,
+			opts->block_size ? opts->block_size
+					 : STORE_DEFAULT_BLOCK_SIZE,
+			&t->store);
+	if (rc)
+		goto out_free;
+	t->meta = t->store->meta;
+	t->objs = t->store->objs;
+	t->bs = t->store->block_size;
+	t->inode_dirty_max = opts->inode_dirty_max ? opts->inode_dirty_max
+						   : 64 * (size_t)t->bs;
+	t->owner = opts->owner;
+	t->owner_gid = opts->owner_gid;
+	t->started = now();
+	pthread_mutex_init(&t->lock, NULL);
+	rc = meta_config_get(t->meta, "next_ino", &v);
+	if (rc || v < 16) {
+		log_msg(LOG_ERR, "store '%s' is damaged: bad next_ino", path);
+		rc = -EUCLEAN;
+		goto out_store;
+	}
+	t->next_ino = (uint64_t)v;
+	if (meta_config_get(t->meta, "durable_seq", &v) == 0)
+		t->durable_seq = (uint64_t)v;
+	rc = clean_orphans(t);
+	if (rc)
+		goto out_store;
+	*out = t;
+	return 0;
+
+out_store:
+	pthread_mutex_destroy(&t->lock);
+	store_close(t->store);
+out_free:
+	free(t->itable);
+	free(t->dcache);
+	free(t);
+	return rc;
+}
+
+int tally_close(struct tally *t)
+{
+	size_t i;
+	int rc;
+
+	if (!t)
+		return 0;
+	rc = tally_drain(t, NULL);
+	lock(t);
+	if (t->wal_unsynced) {
+		int rc2 = meta_begin(t->meta);
+
+		if (!rc2)
+			rc2 = meta_config_set(t->meta, "durable_seq",
+					      (int64_t)t->durable_seq);
+		rc2 = txn_end(t, rc2, NULL, true);
+		if (!rc)
+			rc = rc2;
+	}
+	for (i = 0; i < ITABLE_SIZE; i++) {
+		while (t->itable[i]) {
+			struct inode *ip = t->itable[i];
+
+			t->itable[i] = ip->next;
+			inode_destroy(t, ip);
+		}
+	}
+	for (i = 0; i < DCACHE_SIZE; i++)
+		free(t->dcache[i].name);
+	unlock(t);
+	pthread_mutex_destroy(&t->lock);
+	store_close(t->store);
+	free(t->itable);
+	free(t->dcache);
+	free(t);
+	return rc;
+}
+
+void tally_set_pid(struct tally *t)
+{
+	store_set_pid(t->store);
+}
+
+uint32_t tally_block_size(struct tally *t)
+{
+	return t->bs;
+}
+
+const char *tally_store_path(struct tally *t)
+{
+	return t->store->path;
+}
+
+/* ------------------------------------------------------------------ */
+/* block maps and dirty buffers; inode->rw held */
+
+static struct meta_bref *map_find(struct inode *ip, uint64_t idx)
+{
+	size_t lo = 0, hi = ip->nmap;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (ip->map[mid].idx == idx)
+			return &ip->map[mid];
+		if (ip->map[mid].idx < idx)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Index of the first dirty entry with idx >= @idx. */
+static size_t dirty_pos(struct inode *ip, uint64_t idx)
+{
+	size_t lo = 0, hi = ip->ndirty;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (ip->dirty[mid].idx < idx)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static struct dirty *dirty_find(struct inode *ip, uint64_t idx)
+{
+	size_t pos = dirty_pos(ip, idx);
+
+	if (pos < ip->ndirty && ip->dirty[pos].idx == idx)
+		return &ip->dirty[pos];
+	return NULL;
+}
+
+/* Load the committed block map (exclusive rw held). */
+static int map_load(struct tally *t, struct inode *ip)
+{
+	int rc;
+
+	if (ip->map_loaded)
+		return 0;
+	lock(t);
+	rc = meta_blocks_load(t->meta, ip->ino, &ip->map, &ip->nmap);
+	unlock(t);
+	if (!rc)
+		ip->map_loaded = true;
+	return rc;
+}
+
+/* Read committed block @ref's bytes [off, off+len) into @buf (zero-fill
+ * past the object's end). */
+static int read_ref(struct tally *t, const struct meta_bref *ref, char *buf,
+		    size_t off, size_t len)
+{
+	ssize_t n;
+
+	if (!ref->name[0])
+		return -EIO;
+	n = objstore_read(t->objs, ref->shard, ref->name, buf, len,
+			  (off_t)off);
+	if (n < 0) {
+		log_msg(LOG_ERR, "cannot read object '%s': %s", ref->name,
+			strerror((int)-n));
+		return n == -ENOENT ? -EIO : (int)n;
+	}
+	if ((size_t)n < len)
+		memset(buf + n, 0, len - (size_t)n);
+	return 0;
+}
+
+/*
+ * The dirty buffer of block @idx, created from the committed block if
+ * needed. @whole: the caller overwrites the whole block.
+ */
+static int dirty_get(struct tally *t, struct inode *ip, uint64_t idx,
+		     bool whole, struct dirty **out)
+{
+	size_t pos = dirty_pos(ip, idx);
+	struct meta_bref *ref;
+	struct dirty *d;
+	char *buf;
+	int rc;
+
+	if (pos < ip->ndirty && ip->dirty[pos].idx == idx) {
+		*out = &ip->dirty[pos];
+		return 0;
+	}
+	if (ip->ndirty == ip->dcap) {
+		size_t cap = ip->dcap ? ip->dcap * 2 : 8;
+		struct dirty *v = realloc(ip->dirty, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		ip->dirty = v;
+		ip->dcap = cap;
+	}
+	buf = malloc(t->bs);
+	if (!buf)
+		return -ENOMEM;
+	ref = map_find(ip, idx);
+	if (ref && !whole) {
+		size_t len = ref->size < t->bs ? ref->size : t->bs;
+
+		rc = read_ref(t, ref, buf, 0, len);
+		if (rc) {
+			free(buf);
+			return rc;
+		}
+		memset(buf + len, 0, t->bs - len);
+		/* Bytes past EOF must read as zero after a later extend. */
+		if (idx * t->bs + len > ip->md.size) {
+			uint64_t keep = ip->md.size > idx * t->bs
+						? ip->md.size - idx * t->bs
+						: 0;
+			memset(buf + keep, 0, t->bs - keep);
+		}
+	} else {
+		memset(buf, 0, t->bs);
+	}
+	memmove(&ip->dirty[pos + 1], &ip->dirty[pos],
+		(ip->ndirty - pos) * sizeof(*ip->dirty));
+	d = &ip->dirty[pos];
+	d->idx = idx;
+	d->buf = buf;
+	lock(t);
+	ip->ndirty++;
+	t->dirty_blocks++;
+	unlock(t);
+	*out = d;
+	return 0;
+}
+
+static bool all_zero(const char *buf, size_t len)
+{
+	static const char zeros[4096];
+
+	while (len >= sizeof(zeros)) {
+		if (memcmp(buf, zeros, sizeof(zeros)))
+			return false;
+		buf += sizeof(zeros);
+		len -= sizeof(zeros);
+	}
+	return memcmp(buf, zeros, len) == 0;
+}
+
+/* Replace or insert @ref in the sorted map; @ref NULL removes @idx. */
+static int map_set(struct inode *ip, uint64_t idx,
+		   const struct meta_bref *ref)
+{
+	size_t lo = 0, hi = ip->nmap;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (ip->map[mid].idx < idx)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < ip->nmap && ip->map[lo].idx == idx) {
+		if (ref)
+			ip->map[lo] = *ref;
+		else
+			memmove(&ip->map[lo], &ip->map[lo + 1],
+				(ip->nmap-- - lo - 1) * sizeof(*ip->map));
+		return 0;
+	}
+	if (!ref)
+		return 0;
+	{
+		struct meta_bref *v = realloc(ip->map,
+					      (ip->nmap + 1) * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		ip->map = v;
+	}
+	memmove(&ip->map[lo + 1], &ip->map[lo],
+		(ip->nmap - lo) * sizeof(*ip->map));
+	ip->map[lo] = *ref;
+	ip->nmap++;
+	return 0;
+}
+
+struct pending {
+	uint64_t idx;
+	uint32_t len;
+	bool hole, created;
+	char name[OBJNAME_MAX];
+};
+
+#define COMMIT_DURABLE 1
+#define COMMIT_FORCE 2 /* write the inode row even with nothing dirty */
+
+/*
+ * Commit @ip's dirty blocks and attributes in one transaction
+ * (exclusive rw held, t->lock not held).
+ */
+static int inode_commit(struct tally *t, struct inode *ip, int flags)
+{
+	struct objstore_dirs dirs;
+	struct meta_objlist zero;
+	struct pending *p = NULL;
+	uint64_t size = ip->md.size, nblocks;
+	size_t i, n = 0;
+	int rc = 0;
+
+	if (!ip->ndirty && !ip->truncated && !(flags & COMMIT_FORCE)) {
+		if (!(flags & COMMIT_DURABLE))
+			return 0;
+		lock(t);
+		if (t->wal_unsynced) {
+			rc = meta_begin(t->meta);
+			if (!rc)
+				rc = meta_config_set(t->meta, "durable_seq",
+						     (int64_t)t->durable_seq);
+			rc = txn_end(t, rc, NULL, true);
+		}
+		unlock(t);
+		return rc;
+	}
+	rc = map_load(t, ip);
+	if (rc)
+		return rc;
+	memset(&dirs, 0, sizeof(dirs));
+	meta_objlist_init(&zero);
+	nblocks = blocks_for(t, size);
+	if (ip->ndirty) {
+		p = calloc(ip->ndirty, sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+	}
+	/* stream: hash and store, no metadata lock */
+	for (i = 0; i < ip->ndirty; i++) {
+		struct dirty *d = &ip->dirty[i];
+		uint64_t start = d->idx * t->bs;
+
+		if (d->idx >= nblocks)
+			continue; /* truncated away */
+		p[n].idx = d->idx;
+		p[n].len = (uint32_t)(size - start < t->bs ? size - start
+							   : t->bs);
+		p[n].hole = all_zero(d->buf, p[n].len);
+		if (!p[n].hole) {
+			rc = objstore_put(t->objs, 0, d->buf, p[n].len,
+					  p[n].name, &p[n].created, &dirs);
+			if (rc)
+				goto out_err;
+		}
+		n++;
+	}
+	rc = objstore_sync_dirs(t->objs, 0, &dirs);
+	if (rc)
+		goto out_err;
+
+	/* finalize: one transaction */
+	lock(t);
+	if (ip->freed) {
+		unlock(t);
+		goto out_discard;
+	}
+	rc = meta_begin(t->meta);
+	for (i = 0; i < n && !rc; i++) {
+		struct dirty *d = dirty_find(ip, p[i].idx);
+
+		if (!p[i].hole) {
+			rc = meta_obj_exists(t->meta, p[i].name);
+			if (rc == 0) {
+				off_t sz;
+
+				/* invariant 2: the file may have been
+				 * unlinked since the put */
+				if (!p[i].created ||
+				    objstore_stat(t->objs, 0, p[i].name,
+						  &sz) < 0)
+					rc = objstore_ensure(t->objs, 0,
+							     p[i].name, d->buf,
+							     p[i].len, NULL);
+			} else if (rc == 1) {
+				rc = 0;
+			}
+		}
+		if (!rc)
+			rc = meta_block_set(t->meta, ip->ino, p[i].idx,
+					    p[i].hole ? NULL : p[i].name, 0,
+					    p[i].len, &zero, NULL);
+	}
+	if (!rc && ip->truncated)
+		rc = meta_blocks_drop(t->meta, ip->ino, nblocks, &zero);
+	if (!rc) {
+		struct meta_inode md = ip->md;
+
+		/* alloc: recompute from the map as it will be */
+		md.alloc = 0;
+		for (i = 0; i < ip->nmap; i++) {
+			struct meta_bref *r = &ip->map[i];
+			struct pending *q = NULL;
+			size_t j;
+
+			if (r->idx >= nblocks)
+				continue;
+			for (j = 0; j < n; j++)
+				if (p[j].idx == r->idx)
+					q = &p[j];
+			if (!q)
+				md.alloc += r->size;
+		}
+		for (i = 0; i < n; i++)
+			if (!p[i].hole)
+				md.alloc += p[i].len;
+		rc = meta_inode_put(t->meta, &md);
+		if (!rc)
+			rc = meta_config_set(t->meta, "durable_seq",
+					     (int64_t)t->durable_seq + 1);
+		if (!rc) {
+			ip->md.alloc = md.alloc;
+		}
+	}
+	rc = txn_end(t, rc, &zero, flags & COMMIT_DURABLE);
+	if (rc) {
+		t->commit_errors++;
+		unlock(t);
+		goto out_err;
+	}
+	t->durable_seq++;
+	ip->dsize = size;
+	ip->dalloc = ip->md.alloc;
+	unlock(t);
+
+	/* the map now mirrors what was committed */
+	if (ip->truncated) {
+		while (ip->nmap && ip->map[ip->nmap - 1].idx >= nblocks)
+			ip->nmap--;
+		ip->truncated = false;
+	}
+	for (i = 0; i < n; i++) {
+		struct meta_bref ref;
+
+		if (p[i].hole) {
+			map_set(ip, p[i].idx, NULL);
+			continue;
+		}
+		memset(&ref, 0, sizeof(ref));
+		ref.idx = p[i].idx;
+		ref.shard = 0;
+		ref.size = p[i].len;
+		snprintf(ref.name, sizeof(ref.name), "%s", p[i].name);
+		if (map_set(ip, p[i].idx, &ref)) {
+			/* out of memory: reload the map when next needed */
+			free(ip->map);
+			ip->map = NULL;
+			ip->nmap = 0;
+			ip->map_loaded = false;
+			break;
+		}
+	}
+out_discard:
+	free(p);
+	lock(t);
+	for (i = 0; i < ip->ndirty; i++)
+		free(ip->dirty[i].buf);
+	t->dirty_blocks -= ip->ndirty;
+	ip->ndirty = 0;
+	unlock(t);
+	ip->err = 0;
+	return 0;
+
+out_err:
+	free(p);
+	log_msg(LOG_ERR, "commit of inode %" PRIu64 " failed: %s", ip->ino,
+		strerror(-rc));
+	ip->err = rc;
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* lookups and attributes */
+
+int tally_lookup(struct tally *t, uint64_t parent, const char *name,
+		 struct stat *st)
+{
+	struct inode *pip = NULL, *ip = NULL;
+	uint64_t ino;
+	int rc = check_name(name);
+
+	if (rc)
+		return rc;
+	if (parent == TALLY_CTLDIR_INO) {
+		if (!strcmp(name, "ctl"))
+			virtual_stat(t, TALLY_CTL_INO, st);
+		else if (!strcmp(name, "status"))
+			virtual_stat(t, TALLY_STATUS_INO, st);
+		else
+			return -ENOENT;
+		return 0;
+	}
+	if (is_virtual(parent))
+		return -ENOTDIR;
+	if (is_ctl_name(parent, name)) {
+		virtual_stat(t, TALLY_CTLDIR_INO, st);
+		return 0;
+	}
+	lock(t);
+	rc = iget(t, parent, &pip);
+	if (rc)
+		goto out;
+	if (!S_ISDIR(pip->md.mode)) {
+		rc = -ENOTDIR;
+		goto out;
+	}
+	if (!dcache_get(t, parent, name, &ino)) {
+		rc = meta_dentry_lookup(t->meta, parent, name, &ino);
+		if (rc)
+			goto out;
+		dcache_put(t, parent, name, ino);
+	}
+	rc = iget(t, ino, &ip);
+	if (rc)
+		goto out;
+	ip->nlookup++;
+	fill_stat(t, ip, st);
+out:
+	iput(t, ip);
+	iput(t, pip);
+	unlock(t);
+	return rc;
+}
+
+void tally_forget(struct tally *t, uint64_t ino, uint64_t n)
+{
+	struct inode *ip;
+
+	if (ino == TALLY_ROOT_INO || is_virtual(ino))
+		return;
+	lock(t);
+	ip = inode_find(t, ino);
+	if (ip) {
+		assert(ip->nlookup >= n);
+		ip->nlookup = ip->nlookup >= n ? ip->nlookup - n : 0;
+		ip->refs++;
+		iput(t, ip);
+	}
+	unlock(t);
+}
+
+int tally_getattr(struct tally *t, uint64_t ino, struct stat *st)
+{
+	struct inode *ip;
+	int rc;
+
+	if (is_virtual(ino)) {
+		virtual_stat(t, ino, st);
+		return 0;
+	}
+	lock(t);
+	rc = iget(t, ino, &ip);
+	if (!rc) {
+		fill_stat(t, ip, st);
+		iput(t, ip);
+	}
+	unlock(t);
+	return rc;
+}
+
+/* Shrink or grow @ip to @size (exclusive rw held). */
+static int set_size(struct tally *t, struct inode *ip, uint64_t size)
+{
+	uint64_t keep = blocks_for(t, size);
+	size_t pos;
+	int rc;
+
+	rc = map_load(t, ip);
+	if (rc)
+		return rc;
+	if (size < ip->md.size) {
+		/* the partial last block gets a zeroed tail, committed below */
+		if (size % t->bs) {
+			struct dirty *d;
+			size_t off = size % t->bs;
+
+			rc = dirty_get(t, ip, size / t->bs, false, &d);
+			if (rc)
+				return rc;
+			memset(d->buf + off, 0, t->bs - off);
+		}
+		pos = dirty_pos(ip, keep);
+		lock(t);
+		while (ip->ndirty > pos) {
+			free(ip->dirty[--ip->ndirty].buf);
+			t->dirty_blocks--;
+		}
+		unlock(t);
+		ip->truncated = true;
+	}
+	lock(t);
+	ip->md.size = size;
+	unlock(t);
+	return 0;
+}
+
+int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
+		  int to_set, struct stat *st)
+{
+	struct inode *ip;
+	struct timespec ts = now();
+	int rc;
+
+	if (is_virtual(ino))
+		return to_set & TALLY_SET_SIZE ? 0 : -EPERM;
+	lock(t);
+	rc = iget(t, ino, &ip);
+	unlock(t);
+	if (rc)
+		return rc;
+	pthread_rwlock_wrlock(&ip->rw);
+	if (to_set & TALLY_SET_SIZE) {
+		if (!S_ISREG(ip->md.mode)) {
+			rc = S_ISDIR(ip->md.mode) ? -EISDIR : -EINVAL;
+			goto out;
+		}
+		if (in->st_size < 0) {
+			rc = -EINVAL;
+			goto out;
+		}
+		rc = set_size(t, ip, (uint64_t)in->st_size);
+		if (rc)
+			goto out;
+	}
+	lock(t);
+	if (to_set & TALLY_SET_MODE)
+		ip->md.mode = (ip->md.mode & S_IFMT) | (in->st_mode & 07777);
+	if (to_set & TALLY_SET_UID)
+		ip->md.uid = in->st_uid;
+	if (to_set & TALLY_SET_GID)
+		ip->md.gid = in->st_gid;
+	if (to_set & TALLY_SET_ATIME_NOW)
+		ip->md.atime = ts;
+	else if (to_set & TALLY_SET_ATIME)
+		ip->md.atime = in->st_atim;
+	if (to_set & TALLY_SET_MTIME_NOW)
+		ip->md.mtime = ts;
+	else if (to_set & TALLY_SET_MTIME)
+		ip->md.mtime = in->st_mtim;
+	if (to_set & TALLY_SET_SIZE)
+		ip->md.mtime = ts;
+	if (to_set & TALLY_SET_CTIME)
+		ip->md.ctime = in->st_ctim;
+	else
+		ip->md.ctime = ts;
+	unlock(t);
+	if (S_ISREG(ip->md.mode)) {
+		rc = inode_commit(t, ip, COMMIT_FORCE);
+	} else {
+		lock(t);
+		rc = meta_begin(t->meta);
+		if (!rc)
+			rc = put_md(t, ip, &ip->md);
+		rc = txn_end(t, rc, NULL, false);
+		unlock(t);
+	}
+out:
+	pthread_rwlock_unlock(&ip->rw);
+	lock(t);
+	if (!rc)
+		fill_stat(t, ip, st);
+	iput(t, ip);
+	unlock(t);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* creating and removing names */
+
+static int parent_dir(struct tally *t, uint64_t parent, struct inode **out)
+{
+	struct inode *pip;
+	int rc;
+
+	if (is_virtual(parent))
+		return -EPERM;
+	rc = iget(t, parent, &pip);
+	if (rc)
+		return rc;
+	if (!S_ISDIR(pip->md.mode)) {
+		iput(t, pip);
+		return -ENOTDIR;
+	}
+	if (pip->freed || pip->md.nlink == 0) {
+		iput(t, pip);
+		return -ENOENT;
+	}
+	*out = pip;
+	return 0;
+}
+
+static int create_node(struct tally *t, const struct tally_ctx *c,
+		       uint64_t parent, const char *name, mode_t mode,
+		       dev_t rdev, const char *target, struct stat *st)
+{
+	struct inode *pip = NULL, *ip;
+	struct meta_inode md, pmd;
+	struct timespec ts = now();
+	uint64_t ino;
+	int rc = check_name(name);
+
+	if (rc)
+		return rc;
+	if (is_ctl_name(parent, name))
+		return -EEXIST;
+	lock(t);
+	rc = parent_dir(t, parent, &pip);
+	if (rc)
+		goto out;
+	if (parent == TALLY_ROOT_INO && !S_ISDIR(mode)) {
+		rc = -EPERM;
+		goto out;
+	}
+	rc = meta_dentry_lookup(t->meta, parent, name, &ino);
+	if (rc != -ENOENT) {
+		rc = rc ? rc : -EEXIST;
+		goto out;
+	}
+	memset(&md, 0, sizeof(md));
+	md.ino = t->next_ino;
+	md.nspace = parent == TALLY_ROOT_INO ? md.ino : pip->md.nspace;
+	md.mode = mode;
+	md.uid = c->uid;
+	md.gid = c->gid;
+	if (pip->md.mode & S_ISGID) {
+		md.gid = pip->md.gid;
+		if (S_ISDIR(mode))
+			md.mode |= S_ISGID;
+	}
+	md.nlink = S_ISDIR(mode) ? 2 : 1;
+	md.rdev = rdev;
+	md.size = target ? strlen(target) : 0;
+	md.atime = md.mtime = md.ctime = ts;
+	pmd = pip->md;
+	pmd.mtime = pmd.ctime = ts;
+	if (S_ISDIR(mode))
+		pmd.nlink++;
+
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_inode_put(t->meta, &md);
+	if (!rc && target)
+		rc = meta_target_set(t->meta, md.ino, target);
+	if (!rc)
+		rc = meta_dentry_insert(t->meta, parent, name, md.ino);
+	if (!rc)
+		rc = put_md(t, pip, &pmd);
+	if (!rc)
+		rc = meta_config_set(t->meta, "next_ino",
+				     (int64_t)md.ino + 1);
+	rc = txn_end(t, rc, NULL, false);
+	if (rc)
+		goto out;
+	t->next_ino = md.ino + 1;
+	pip->md = pmd;
+	ip = inode_alloc(&md);
+	if (!ip) {
+		rc = -ENOMEM; /* committed; the kernel looks it up again */
+		goto out;
+	}
+	inode_insert(t, ip);
+	ip->nlookup = 1;
+	dcache_put(t, parent, name, md.ino);
+	fill_stat(t, ip, st);
+out:
+	iput(t, pip);
+	unlock(t);
+	return rc;
+}
+
+int tally_mknod(struct tally *t, const struct tally_ctx *c, uint64_t parent,
+		const char *name, mode_t mode, dev_t rdev, struct stat *st)
+{
+	if (S_ISDIR(mode) || S_ISLNK(mode))
+		return -EINVAL;
+	if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISCHR(mode) &&
+	    !S_ISBLK(mode) && !S_ISSOCK(mode))
+		mode |= S_IFREG;
+	return create_node(t, c, parent, name, mode,
+			   S_ISCHR(mode) || S_ISBLK(mode) ? rdev : 0, NULL,
+			   st);
+}
+
+int tally_mkdir(struct tally *t, const struct tally_ctx *c, uint64_t parent,
+		const char *name, mode_t mode, struct stat *st)
+{
+	return create_node(t, c, parent, name, S_IFDIR | (mode & 07777), 0,
+			   NULL, st);
+}
+
+int tally_symlink(struct tally *t, const struct tally_ctx *c,
+		  uint64_t parent, const char *name, const char *target,
+		  struct stat *st)
+{
+	size_t len = strlen(target);
+
+	if (len == 0)
+		return -ENOENT;
+	if (len >= 4096)
+		return -ENAMETOOLONG;
+	return create_node(t, c, parent, name, S_IFLNK | 0777, 0, target, st);
+}
+
+int tally_readlink(struct tally *t, uint64_t ino, char **target)
+{
+	struct inode *ip;
+	int rc;
+
+	if (is_virtual(ino))
+		return -EINVAL;
+	lock(t);
+	rc = iget(t, ino, &ip);
+	if (!rc) {
+		rc = S_ISLNK(ip->md.mode)
+			     ? meta_target_get(t->meta, ino, target)
+			     : -EINVAL;
+		iput(t, ip);
+	}
+	unlock(t);
+	return rc;
+}
+
+/* Look up @name in @parent (t->lock held) and get its inode. */
+static int child(struct tally *t, uint64_t parent, const char *name,
+		 struct inode **out)
+{
+	uint64_t ino;
+	int rc;
+
+	if (!dcache_get(t, parent, name, &ino)) {
+		rc = meta_dentry_lookup(t->meta, parent, name, &ino);
+		if (rc)
+			return rc;
+	}
+	return iget(t, ino, out);
+}
+
+/*
+ * Drop one link of @ip (t->lock held, in a transaction). At nlink 0 with
+ * no open handle, the inode and its references go (after commit the
+ * caller sets ip->freed when *freed says so).
+ */
+static int drop_link(struct tally *t, struct inode *ip, struct meta_inode *md,
+		     struct meta_objlist *zero, bool *freed)
+{
+	md->ctime = now();
+	if (S_ISDIR(md->mode))
+		md->nlink = 0;
+	else if (md->nlink > 0)
+		md->nlink--;
+	*freed = md->nlink == 0 && ip->opens == 0;
+	if (*freed)
+		return inode_drop(t, ip, zero);
+	return put_md(t, ip, md);
+}
+
+int tally_unlink(struct tally *t, uint64_t parent, const char *name)
+{
+	struct inode *pip = NULL, *ip = NULL;
+	struct meta_inode md, pmd;
+	struct meta_objlist zero;
+	bool freed = false;
+	int rc = check_name(name);
+
+	if (rc)
+		return rc;
+	if (is_ctl_name(parent, name))
+		return -EPERM;
+	meta_objlist_init(&zero);
+	lock(t);
+	rc = parent_dir(t, parent, &pip);
+	if (!rc)
+		rc = child(t, parent, name, &ip);
+	if (rc)
+		goto out;
+	if (S_ISDIR(ip->md.mode)) {
+		rc = -EISDIR;
+		goto out;
+	}
+	md = ip->md;
+	pmd = pip->md;
+	pmd.mtime = pmd.ctime = now();
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_dentry_delete(t->meta, parent, name);
+	if (!rc)
+		rc = drop_link(t, ip, &md, &zero, &freed);
+	if (!rc)
+		rc = put_md(t, pip, &pmd);
+	rc = txn_end(t, rc, &zero, false);
+	dcache_drop(t, parent, name);
+	if (rc)
+		goto out;
+	ip->md = md;
+	ip->freed = freed;
+	pip->md = pmd;
+out:
+	iput(t, ip);
+	iput(t, pip);
+	unlock(t);
+	return rc;
+}
+
+int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
+{
+	struct inode *pip = NULL, *ip = NULL;
+	struct meta_inode pmd;
+	int rc = check_name(name);
+
+	if (rc)
+		return rc;
+	if (!strcmp(name, "."))
+		return -EINVAL;
+	if (!strcmp(name, ".."))
+		return -ENOTEMPTY;
+	if (is_ctl_name(parent, name))
+		return -EPERM;
+	lock(t);
+	rc = parent_dir(t, parent, &pip);
+	if (!rc)
+		rc = child(t, parent, name, &ip);
+	if (rc)
+		goto out;
+	if (!S_ISDIR(ip->md.mode)) {
+		rc = -ENOTDIR;
+		goto out;
+	}
+	rc = meta_dir_empty(t->meta, ip->ino);
+	if (rc <= 0) {
+		rc = rc ? rc : -ENOTEMPTY;
+		goto out;
+	}
+	pmd = pip->md;
+	pmd.mtime = pmd.ctime = now();
+	pmd.nlink--;
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_dentry_delete(t->meta, parent, name);
+	if (!rc)
+		rc = meta_inode_delete(t->meta, ip->ino);
+	if (!rc)
+		rc = put_md(t, pip, &pmd);
+	rc = txn_end(t, rc, NULL, false);
+	dcache_drop(t, parent, name);
+	if (rc)
+		goto out;
+	pip->md = pmd;
+	ip->md.nlink = 0;
+	ip->freed = true;
+out:
+	iput(t, ip);
+	iput(t, pip);
+	unlock(t);
+	return rc;
+}
+
+static bool same_nspace(const struct inode *a, const struct inode *b)
+{
+	if (a->ino == TALLY_ROOT_INO || b->ino == TALLY_ROOT_INO)
+		return a->ino == b->ino;
+	return a->md.nspace == b->md.nspace;
+}
+
+int tally_rename(struct tally *t, uint64_t parent, const char *name,
+		 uint64_t newparent, const char *newname, unsigned flags)
+{
+	struct inode *pip = NULL, *npip = NULL, *sip = NULL, *dip = NULL;
+	struct meta_inode pmd, npmd, smd, dmd;
+	struct meta_objlist zero;
+	struct timespec ts = now();
+	bool freed = false;
+	int rc;
+
+	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE))
+		return -EINVAL;
+	if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE))
+		return -EINVAL;
+	rc = check_name(name);
+	if (!rc)
+		rc = check_name(newname);
+	if (rc)
+		return rc;
+	if (is_ctl_name(parent, name) || is_ctl_name(newparent, newname))
+		return -EPERM;
+	meta_objlist_init(&zero);
+	lock(t);
+	rc = parent_dir(t, parent, &pip);
+	if (!rc)
+		rc = parent_dir(t, newparent, &npip);
+	if (!rc)
+		rc = child(t, parent, name, &sip);
+	if (rc)
+		goto out;
+	if (!same_nspace(pip, npip)) {
+		rc = -EXDEV;
+		goto out;
+	}
+	rc = child(t, newparent, newname, &dip);
+	if (rc == -ENOENT) {
+		rc = 0;
+		dip = NULL;
+	} else if (rc) {
+		goto out;
+	}
+	if (dip && (flags & RENAME_NOREPLACE)) {
+		rc = -EEXIST;
+		goto out;
+	}
+	if (!dip && (flags & RENAME_EXCHANGE)) {
+		rc = -ENOENT;
+		goto out;
+	}
+	if (dip == sip) {
+		rc = 0; /* two names of one inode: POSIX says do nothing */
+		goto out;
+	}
+	if (dip && !(flags & RENAME_EXCHANGE)) {
+		if (S_ISDIR(sip->md.mode) && !S_ISDIR(dip->md.mode)) {
+			rc = -ENOTDIR;
+			goto out;
+		}
+		if (!S_ISDIR(sip->md.mode) && S_ISDIR(dip->md.mode)) {
+			rc = -EISDIR;
+			goto out;
+		}
+		if (S_ISDIR(dip->md.mode)) {
+			rc = meta_dir_empty(t->meta, dip->ino);
+			if (rc <= 0) {
+				rc = rc ? rc : -ENOTEMPTY;
+				goto out;
+			}
+		}
+	}
+	pmd = pip->md;
+	pmd.mtime = pmd.ctime = ts;
+	smd = sip->md;
+	smd.ctime = ts;
+	if (dip) {
+		dmd = dip->md;
+		dmd.ctime = ts;
+	}
+	rc = meta_begin(t->meta);
+	if (rc)
+		goto out;
+	if (flags & RENAME_EXCHANGE) {
+		rc = meta_dentry_set_ino(t->meta, parent, name, dip->ino);
+		if (!rc)
+			rc = meta_dentry_set_ino(t->meta, newparent, newname,
+						 sip->ino);
+		if (!rc)
+			rc = put_md(t, dip, &dmd);
+	} else {
+		if (dip) {
+			rc = meta_dentry_delete(t->meta, newparent, newname);
+			if (!rc && S_ISDIR(dip->md.mode)) {
+				dmd.nlink = 0;
+				rc = meta_inode_delete(t->meta, dip->ino);
+				freed = true;
+			} else if (!rc) {
+				rc = drop_link(t, dip, &dmd, &zero, &freed);
+			}
+		}
+		if (!rc)
+			rc = meta_dentry_move(t->meta, parent, name, newparent,
+					      newname);
+	}
+	if (!rc)
+		rc = put_md(t, sip, &smd);
+	if (!rc && pip != npip) {
+		npmd = npip->md;
+		npmd.mtime = npmd.ctime = ts;
+		if (flags & RENAME_EXCHANGE) {
+			/* a directory that changes parent moves its ".." */
+			if (S_ISDIR(sip->md.mode) && !S_ISDIR(dip->md.mode)) {
+				pmd.nlink--;
+				npmd.nlink++;
+			} else if (!S_ISDIR(sip->md.mode) &&
+				   S_ISDIR(dip->md.mode)) {
+				npmd.nlink--;
+				pmd.nlink++;
+			}
+		} else if (S_ISDIR(sip->md.mode)) {
+			pmd.nlink--;
+			if (!dip)
+				npmd.nlink++;
+		}
+		rc = put_md(t, npip, &npmd);
+	} else if (!rc && dip && S_ISDIR(dip->md.mode) &&
+		   !(flags & RENAME_EXCHANGE)) {
+		pmd.nlink--;
+	}
+	if (!rc)
+		rc = put_md(t, pip, &pmd);
+	rc = txn_end(t, rc, &zero, false);
+	dcache_drop(t, parent, name);
+	dcache_drop(t, newparent, newname);
+	if (rc)
+		goto out;
+	pip->md = pmd;
+	if (pip != npip)
+		npip->md = npmd;
+	sip->md = smd;
+	if (dip) {
+		dip->md = dmd;
+		dip->freed = freed;
+	}
+out:
+	iput(t, dip);
+	iput(t, sip);
+	iput(t, npip);
+	iput(t, pip);
+	unlock(t);
+	return rc;
+}
+
+int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
+	       const char *newname, struct stat *st)
+{
+	struct inode *ip = NULL, *npip = NULL, *nip;
+	struct meta_inode md, npmd;
+	uint64_t existing;
+	int rc = check_name(newname);
+
+	if (rc)
+		return rc;
+	if (is_virtual(ino) || is_ctl_name(newparent, newname))
+		return -EPERM;
+	lock(t);
+	rc = iget(t, ino, &ip);
+	unlock(t);
+	if (rc)
+		return rc;
+	if (S_ISDIR(ip->md.mode)) {
+		rc = -EPERM;
+		goto out_put;
+	}
+	/* a link into another namespace copies committed references */
+	pthread_rwlock_wrlock(&ip->rw);
+	lock(t);
+	rc = parent_dir(t, newparent, &npip);
+	if (!rc && newparent == TALLY_ROOT_INO)
+		rc = -EPERM;
+	if (!rc && (ip->freed || ip->md.nlink == 0))
+		rc = -ENOENT;
+	if (!rc) {
+		rc = meta_dentry_lookup(t->meta, newparent, newname, &existing);
+		rc = rc == -ENOENT ? 0 : (rc ? rc : -EEXIST);
+	}
+	if (rc)
+		goto out_unlock;
+	npmd = npip->md;
+	npmd.mtime = npmd.ctime = now();
+	if (same_nspace(ip, npip)) {
+		md = ip->md;
+		md.nlink++;
+		md.ctime = npmd.ctime;
+		rc = meta_begin(t->meta);
+		if (!rc)
+			rc = meta_dentry_insert(t->meta, newparent, newname,
+						ip->ino);
+		if (!rc)
+			rc = put_md(t, ip, &md);
+		if (!rc)
+			rc = put_md(t, npip, &npmd);
+		rc = txn_end(t, rc, NULL, false);
+		if (rc)
+			goto out_unlock;
+		ip->md = md;
+		npip->md = npmd;
+		ip->nlookup++;
+		dcache_put(t, newparent, newname, ip->ino);
+		fill_stat(t, ip, st);
+		goto out_unlock;
+	}
+	if (ip->ndirty || ip->truncated) {
+		unlock(t);
+		rc = inode_commit(t, ip, 0);
+		lock(t);
+		if (rc)
+			goto out_unlock;
+	}
+	md = ip->md;
+	md.ino = t->next_ino;
+	md.nspace = npip->md.nspace;
+	md.nlink = 1;
+	md.size = ip->dsize;
+	md.alloc = ip->dalloc;
+	md.ctime = npmd.ctime;
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_inode_put(t->meta, &md);
+	if (!rc && S_ISLNK(md.mode)) {
+		char *target = NULL;
+
+		rc = meta_target_get(t->meta, ip->ino, &target);
+		if (!rc)
+			rc = meta_target_set(t->meta, md.ino, target);
+		free(target);
+	}
+	if (!rc)
+		rc = meta_blocks_copy(t->meta, ip->ino, md.ino);
+	if (!rc)
+		rc = meta_dentry_insert(t->meta, newparent, newname, md.ino);
+	if (!rc)
+		rc = put_md(t, npip, &npmd);
+	if (!rc)
+		rc = meta_config_set(t->meta, "next_ino",
+				     (int64_t)md.ino + 1);
+	rc = txn_end(t, rc, NULL, false);
+	if (rc)
+		goto out_unlock;
+	t->next_ino = md.ino + 1;
+	npip->md = npmd;
+	nip = inode_alloc(&md);
+	if (!nip) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	inode_insert(t, nip);
+	nip->nlookup = 1;
+	dcache_put(t, newparent, newname, md.ino);
+	fill_stat(t, nip, st);
+out_unlock:
+	iput(t, npip);
+	unlock(t);
+	pthread_rwlock_unlock(&ip->rw);
+out_put:
+	lock(t);
+	iput(t, ip);
+	unlock(t);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* file data */
+
+static int file_get(struct tally *t, uint64_t ino, struct inode **out)
+{
+	int rc;
+
+	lock(t);
+	rc = iget(t, ino, out);
+	unlock(t);
+	return rc;
+}
+
+static void file_put(struct tally *t, struct inode *ip)
+{
+	lock(t);
+	iput(t, ip);
+	unlock(t);
+}
+
+int tally_open_file(struct tally *t, uint64_t ino, int flags)
+{
+	struct inode *ip;
+	int rc;
+
+	(void)flags;
+	if (is_virtual(ino))
+		return 0;
+	lock(t);
+	rc = iget(t, ino, &ip);
+	if (!rc) {
+		if (S_ISDIR(ip->md.mode) && (flags & O_ACCMODE) != O_RDONLY)
+			rc = -EISDIR;
+		else
+			ip->opens++;
+		iput(t, ip);
+	}
+	unlock(t);
+	return rc;
+}
+
+int tally_release(struct tally *t, uint64_t ino)
+{
+	struct meta_objlist zero;
+	struct inode *ip;
+	int rc;
+
+	if (is_virtual(ino))
+		return 0;
+	rc = file_get(t, ino, &ip);
+	if (rc)
+		return rc;
+	pthread_rwlock_wrlock(&ip->rw);
+	rc = inode_commit(t, ip, 0);
+	lock(t);
+	assert(ip->opens > 0);
+	ip->opens--;
+	if (ip->opens == 0 && ip->md.nlink == 0 && !ip->freed &&
+	    !S_ISDIR(ip->md.mode)) {
+		int rc2;
+
+		meta_objlist_init(&zero);
+		rc2 = meta_begin(t->meta);
+		if (!rc2)
+			rc2 = inode_drop(t, ip, &zero);
+		rc2 = txn_end(t, rc2, &zero, false);
+		if (!rc2) {
+			ip->freed = true;
+			inode_free_data(t, ip);
+		} else {
+			log_msg(LOG_ERR, "cannot free unlinked inode %" PRIu64
+				": %s (it is freed at the next mount)",
+				ip->ino, strerror(-rc2));
+		}
+	}
+	unlock(t);
+	pthread_rwlock_unlock(&ip->rw);
+	file_put(t, ip);
+	return rc;
+}
+
+int tally_flush(struct tally *t, uint64_t ino)
+{
+	struct inode *ip;
+	int rc;
+
+	if (is_virtual(ino))
+		return 0;
+	rc = file_get(t, ino, &ip);
+	if (rc)
+		return rc;
+	pthread_rwlock_wrlock(&ip->rw);
+	rc = inode_commit(t, ip, 0);
+	pthread_rwlock_unlock(&ip->rw);
+	file_put(t, ip);
+	return rc;
+}
+
+int tally_fsync(struct tally *t, uint64_t ino, bool datasync)
+{
+	struct inode *ip;
+	int rc;
+
+	(void)datasync;
+	if (is_virtual(ino))
+		return 0;
+	rc = file_get(t, ino, &ip);
+	if (rc)
+		return rc;
+	pthread_rwlock_wrlock(&ip->rw);
+	rc = inode_commit(t, ip, COMMIT_DURABLE);
+	pthread_rwlock_unlock(&ip->rw);
+	file_put(t, ip);
+	return rc;
+}
+
+/* Copy file bytes [off, off+len) into @buf (rw held, map loaded). */
+static int read_range(struct tally *t, struct inode *ip, char *buf,
+		      uint64_t off, size_t len)
+{
+	while (len > 0) {
+		uint64_t idx = off / t->bs;
+		size_t boff = (size_t)(off % t->bs);
+		size_t n = t->bs - boff < len ? t->bs - boff : len;
+		struct dirty *d = dirty_find(ip, idx);
+		struct meta_bref *ref;
+
+		if (d) {
+			memcpy(buf, d->buf + boff, n);
+		} else if ((ref = map_find(ip, idx)) != NULL) {
+			int rc = read_ref(t, ref, buf, boff, n);
+
+			if (rc)
+				return rc;
+		} else {
+			memset(buf, 0, n);
+		}
+		buf += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+ssize_t tally_read(struct tally *t, uint64_t ino, void *buf, size_t size,
+		   off_t off)
+{
+	struct inode *ip;
+	ssize_t ret;
+	int rc;
+
+	if (off < 0)
+		return -EINVAL;
+	rc = file_get(t, ino, &ip);
+	if (rc)
+		return rc;
+	if (!S_ISREG(ip->md.mode)) {
+		ret = S_ISDIR(ip->md.mode) ? -EISDIR : -EINVAL;
+		goto out_put;
+	}
+	pthread_rwlock_rdlock(&ip->rw);
+	if (!ip->map_loaded) {
+		pthread_rwlock_unlock(&ip->rw);
+		pthread_rwlock_wrlock(&ip->rw);
+		rc = map_load(t, ip);
+		if (rc) {
+			ret = rc;
+			goto out_unlock;
+		}
+	}
+	if ((uint64_t)off >= ip->md.size) {
+		ret = 0;
+		goto out_unlock;
+	}
+	if (size > ip->md.size - (uint64_t)off)
+		size = (size_t)(ip->md.size - (uint64_t)off);
+	rc = read_range(t, ip, buf, (uint64_t)off, size);
+	ret = rc ? rc : (ssize_t)size;
+out_unlock:
+	pthread_rwlock_unlock(&ip->rw);
+out_put:
+	file_put(t, ip);
+	return ret;
+}
+
+/* Write into the dirty buffers (exclusive rw held, map loaded). */
+static int write_range(struct tally *t, struct inode *ip, const char *buf,
+		       uint64_t off, size_t len)
+{
+	while (len > 0) {
+		uint64_t idx = off / t->bs;
+		size_t boff = (size_t)(off % t->bs);
+		size_t n = t->bs - boff < len ? t->bs - boff : len;
+		/* bytes past EOF are zero in a dirty buffer, so a write
+		 * that reaches EOF from the block start needs no read */
+		bool whole = n == t->bs ||
+			     (boff == 0 && off + n >= ip->md.size);
+		struct dirty *d;
+		int rc = dirty_get(t, ip, idx, whole, &d);
+
+		if (rc)
+			return rc;
+		memcpy(d->buf + boff, buf, n);
+		buf += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf,
+		    size_t size, off_t off)
+{
+	struct inode *ip;
+	ssize_t ret;
+	int rc;
+
+	if (off < 0 || (uint64_t)off + size > (uint64_t)INT64_MAX)
+		return -EFBIG;
+	rc = file_get(t, ino, &ip);
+	if (rc)
+		return rc;
+	if (!S_ISREG(ip->md.mode)) {
+		file_put(t, ip);
+		return S_ISDIR(ip->md.mode) ? -EISDIR : -EINVAL;
+	}
+	pthread_rwlock_wrlock(&ip->rw);
+	rc = map_load(t, ip);
+	if (!rc)
+		rc = write_range(t, ip, buf, (uint64_t)off, size);
+	if (rc) {
+		ret = rc;
+		goto out;
+	}
+	lock(t);
+	if ((uint64_t)off + size > ip->md.size)
+		ip->md.size = (uint64_t)off + size;
+	ip->md.mtime = ip->md.ctime = now();
+	unlock(t);
+	ret = (ssize_t)size;
+	if (ip->ndirty * (size_t)t->bs >= t->inode_dirty_max) {
+		rc = inode_commit(t, ip, 0);
+		if (rc)
+			ret = rc;
+	}
+out:
+	pthread_rwlock_unlock(&ip->rw);
+	file_put(t, ip);
+	return ret;
+}
+
+ssize_t tally_copy_range(struct tally *t, uint64_t ino_in, off_t off_in,
+			 uint64_t ino_out, off_t off_out, size_t len)
+{
+	(void)t;
+	(void)ino_in;
+	(void)off_in;
+	(void)ino_out;
+	(void)off_out;
+	(void)len;
+	return -EOPNOTSUPP;
+}
+
+/* ------------------------------------------------------------------ */
+/* directories */
+
+struct readdir_ctx {
+	struct tally *t;
+	bool plus;
+	tally_dir_fn fn;
+	void *ctx;
+	int64_t base; /* cookie of an entry = dentry id + base */
+	int err;
+};
+
+static int readdir_entry(void *arg, int64_t cookie, const char *name,
+			 uint64_t ino)
+{
+	struct readdir_ctx *rc = arg;
+	struct inode *ip;
+	struct stat st;
+	int err = iget(rc->t, ino, &ip);
+
+	if (err) {
+		if (err == -ENOENT)
+			return 0; /* an entry without inode: skip it */
+		rc->err = err;
+		return 1;
+	}
+	fill_stat(rc->t, ip, &st);
+	if (rc->fn(rc->ctx, name, &st, (off_t)(cookie + rc->base))) {
+		iput(rc->t, ip);
+		return 1;
+	}
+	if (rc->plus)
+		ip->nlookup++;
+	iput(rc->t, ip);
+	return 0;
+}
+
+int tally_readdir(struct tally *t, uint64_t ino, off_t off, bool plus,
+		  tally_dir_fn fn, void *ctx)
+{
+	struct readdir_ctx rc = {
+		.t = t, .plus = plus, .fn = fn, .ctx = ctx,
+	};
+	struct inode *ip = NULL;
+	struct stat st;
+	int err;
+
+	if (ino == TALLY_CTLDIR_INO) {
+		static const struct {
+			const char *name;
+			uint64_t ino;
+		} ents[] = {
+			{ ".", TALLY_CTLDIR_INO },
+			{ "..", TALLY_ROOT_INO },
+			{ "ctl", TALLY_CTL_INO },
+			{ "status", TALLY_STATUS_INO },
+		};
+		for (; off < 4; off++) {
+			if (ents[off].ino == TALLY_ROOT_INO) {
+				err = tally_getattr(t, TALLY_ROOT_INO, &st);
+				if (err)
+					return err;
+			} else {
+				virtual_stat(t, ents[off].ino, &st);
+			}
+			if (fn(ctx, ents[off].name, &st, off + 1))
+				break;
+		}
+		return 0;
+	}
+	if (is_virtual(ino))
+		return -ENOTDIR;
+	lock(t);
+	err = iget(t, ino, &ip);
+	if (err)
+		goto out;
+	if (!S_ISDIR(ip->md.mode)) {
+		err = -ENOTDIR;
+		goto out;
+	}
+	rc.base = ino == TALLY_ROOT_INO ? 3 : 2;
+	fill_stat(t, ip, &st);
+	if (off < 1) {
+		if (fn(ctx, ".", &st, 1))
+			goto out;
+		off = 1;
+	}
+	if (off < 2) {
+		if (fn(ctx, "..", &st, 2))
+			goto out;
+		off = 2;
+	}
+	if (ino == TALLY_ROOT_INO && off < 3) {
+		virtual_stat(t, TALLY_CTLDIR_INO, &st);
+		if (fn(ctx, TALLY_CTLDIR_NAME, &st, 3))
+			goto out;
+		off = 3;
+	}
+	if (!ip->freed) {
+		err = meta_readdir(t->meta, ino, off - rc.base, readdir_entry,
+				   &rc);
+		err = err > 0 ? rc.err : err;
+	}
+out:
+	iput(t, ip);
+	unlock(t);
+	return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* xattrs */
+
+static ssize_t xattr_reply(const void *val, size_t len, void *buf,
+			   size_t size)
+{
+	if (size == 0)
+		return (ssize_t)len;
+	if (len > size)
+		return -ERANGE;
+	memcpy(buf, val, len);
+	return (ssize_t)len;
+}
+
+/* The value of a virtual xattr into *out (malloc'ed); -ENODATA if none. */
+static int virtual_xattr(struct tally *t, struct inode *ip, const char *name,
+			 char **out, size_t *len)
+{
+	bool refs = !strcmp(name, XATTR_REFS);
+	size_t i, n = 0, cap = 64;
+	char *s;
+	int rc;
+
+	if (!refs && strcmp(name, XATTR_OBJECTS))
+		return -ENODATA;
+	if (!S_ISREG(ip->md.mode))
+		return -ENODATA;
+	pthread_rwlock_wrlock(&ip->rw);
+	rc = inode_commit(t, ip, 0);
+	if (!rc)
+		rc = map_load(t, ip);
+	if (rc)
+		goto out_unlock;
+	s = malloc(cap);
+	if (!s) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	s[0] = '\0';
+	if (refs) {
+		uint64_t *counts = NULL;
+		size_t cnt = 0;
+
+		lock(t);
+		rc = meta_refcounts(t->meta, ip->ino, &counts, &cnt);
+		unlock(t);
+		for (i = 0; i < cnt && !rc; i++) {
+			char num[32];
+			int l = snprintf(num, sizeof(num), "%s%" PRIu64,
+					 i ? " " : "", counts[i]);
+
+			if (n + (size_t)l + 1 > cap) {
+				char *ns;
+
+				cap = (n + (size_t)l + 1) * 2;
+				ns = realloc(s, cap);
+				if (!ns) {
+					rc = -ENOMEM;
+					break;
+				}
+				s = ns;
+			}
+			memcpy(s + n, num, (size_t)l + 1);
+			n += (size_t)l;
+		}
+		free(counts);
+	} else {
+		for (i = 0; i < ip->nmap; i++) {
+			size_t need = n + OBJNAME_MAX + 16;
+
+			if (need > cap) {
+				char *ns;
+
+				cap = need * 2;
+				ns = realloc(s, cap);
+				if (!ns) {
+					rc = -ENOMEM;
+					break;
+				}
+				s = ns;
+			}
+			n += (size_t)snprintf(s + n, cap - n, "%s%s@%u",
+					      i ? " " : "", ip->map[i].name,
+					      ip->map[i].shard);
+		}
+	}
+	if (rc) {
+		free(s);
+		goto out_unlock;
+	}
+	*out = s;
+	*len = n;
+out_unlock:
+	pthread_rwlock_unlock(&ip->rw);
+	return rc;
+}
+
+static int xattr_ns_ok(const char *name)
+{
+	if (strlen(name) > XATTR_NAME_MAX)
+		return -ERANGE;
+	if (strncmp(name, "user.", 5))
+		return -EOPNOTSUPP;
+	return 0;
+}
+
+ssize_t tally_getxattr(struct tally *t, uint64_t ino, const char *name,
+		       void *buf, size_t size)
+{
+	struct inode *ip;
+	void *val = NULL;
+	size_t len = 0;
+	ssize_t ret;
+	int rc;
+
+	if (is_virtual(ino))
+		return -ENODATA;
+	rc = xattr_ns_ok(name);
+	if (rc)
+		return rc == -EOPNOTSUPP ? -ENODATA : rc;
+	rc = file_get(t, ino, &ip);
+	if (rc)
+		return rc;
+	if (!strncmp(name, XATTR_RESERVED, strlen(XATTR_RESERVED))) {
+		rc = virtual_xattr(t, ip, name, (char **)&val, &len);
+	} else {
+		lock(t);
+		rc = meta_xattr_get(t->meta, ino, name, &val, &len);
+		unlock(t);
+	}
+	ret = rc ? rc : xattr_reply(val, len, buf, size);
+	free(val);
+	file_put(t, ip);
+	return ret;
+}
+
+int tally_setxattr(struct tally *t, uint64_t ino, const char *name,
+		   const void *val, size_t len, int flags)
+{
+	struct inode *ip;
+	int rc;
+
+	if (is_virtual(ino))
+		return -EPERM;
+	rc = xattr_ns_ok(name);
+	if (rc)
+		return rc;
+	if (len > XATTR_SIZE_MAX)
+		return -E2BIG;
+	rc = file_get(t, ino, &ip);
+	if (rc)
+		return rc;
+	if (!strncmp(name, XATTR_RESERVED, strlen(XATTR_RESERVED))) {
+		char *cur = NULL;
+		size_t curlen = 0;
+
+		/* read-only; rewriting the value it has is a no-op, so that
+		 * cp -a / rsync -X between tallyfs files succeed */
+		rc = virtual_xattr(t, ip, name, &cur, &curlen);
+		if (rc == 0 && !(flags & XATTR_CREATE) && curlen == len &&
+		    !memcmp(cur, val, len))
+			rc = 0;
+		else
+			rc = -EPERM;
+		free(cur);
+		goto out;
+	}
+	lock(t);
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_xattr_set(t->meta, ino, name, val, len, flags);
+	if (!rc) {
+		struct meta_inode md = ip->md;
+
+		md.ctime = now();
+		rc = put_md(t, ip, &md);
+		if (!rc)
+			ip->md.ctime = md.ctime;
+	}
+	rc = txn_end(t, rc, NULL, false);
+	unlock(t);
+out:
+	file_put(t, ip);
+	return rc;
+}
+
+ssize_t tally_listxattr(struct tally *t, uint64_t ino, char *buf,
+			size_t size)
+{
+	static const char virt[] = XATTR_REFS "\0" XATTR_OBJECTS;
+	struct inode *ip;
+	char *names = NULL, *all;
+	size_t len = 0, vlen = 0;
+	ssize_t ret;
+	int rc;
+
+	if (is_virtual(ino))
+		return 0;
+	rc = file_get(t, ino, &ip);
+	if (rc)
+		return rc;
+	lock(t);
+	rc = meta_xattr_list(t->meta, ino, &names, &len);
+	if (S_ISREG(ip->md.mode))
+		vlen = sizeof(virt);
+	unlock(t);
+	if (rc) {
+		file_put(t, ip);
+		return rc;
+	}
+	all = malloc(len + vlen + 1);
+	if (!all) {
+		free(names);
+		file_put(t, ip);
+		return -ENOMEM;
+	}
+	memcpy(all, virt, vlen);
+	if (len)
+		memcpy(all + vlen, names, len);
+	ret = xattr_reply(all, len + vlen, buf, size);
+	free(all);
+	free(names);
+	file_put(t, ip);
+	return ret;
+}
+
+int tally_removexattr(struct tally *t, uint64_t ino, const char *name)
+{
+	struct inode *ip;
+	int rc;
+
+	if (is_virtual(ino))
+		return -EPERM;
+	rc = xattr_ns_ok(name);
+	if (rc)
+		return rc;
+	if (!strncmp(name, XATTR_RESERVED, strlen(XATTR_RESERVED)))
+		return -EPERM;
+	rc = file_get(t, ino, &ip);
+	if (rc)
+		return rc;
+	lock(t);
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_xattr_remove(t->meta, ino, name);
+	if (!rc) {
+		struct meta_inode md = ip->md;
+
+		md.ctime = now();
+		rc = put_md(t, ip, &md);
+		if (!rc)
+			ip->md.ctime = md.ctime;
+	}
+	rc = txn_end(t, rc, NULL, false);
+	unlock(t);
+	file_put(t, ip);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* whole-filesystem operations */
+
+int tally_statfs(struct tally *t, struct statvfs *out)
+{
+	struct meta_stats ms;
+	struct statvfs disk;
+	uint64_t frsize = 4096;
+
+	if (statvfs(t->store->path, &disk) < 0)
+		return -errno;
+	lock(t);
+	meta_stats(t->meta, &ms);
+	unlock(t);
+	memset(out, 0, sizeof(*out));
+	out->f_bsize = t->bs;
+	out->f_frsize = frsize;
+	out->f_bavail = (fsblkcnt_t)((uint64_t)disk.f_bavail * disk.f_frsize /
+				     frsize);
+	out->f_bfree = out->f_bavail;
+	out->f_blocks = (fsblkcnt_t)((ms.bytes_stored + frsize - 1) / frsize) +
+			out->f_bfree;
+	out->f_ffree = disk.f_ffree;
+	out->f_favail = disk.f_favail;
+	out->f_files = (fsfilcnt_t)ms.inodes + disk.f_ffree;
+	out->f_namemax = TALLY_NAME_MAX;
+	return 0;
+}
+
+int tally_drain(struct tally *t, uint64_t *flushed)
+{
+	struct inode **list = NULL;
+	size_t n = 0, cap = 0, i;
+	uint64_t done = 0;
+	int rc = 0;
+
+	lock(t);
+	for (i = 0; i < ITABLE_SIZE; i++) {
+		struct inode *ip;
+
+		for (ip = t->itable[i]; ip; ip = ip->next) {
+			if (!ip->ndirty && !ip->truncated)
+				continue;
+			if (n == cap) {
+				size_t ncap = cap ? cap * 2 : 64;
+				struct inode **v = realloc(list,
+							   ncap * sizeof(*v));
+
+				if (!v) {
+					rc = -ENOMEM;
+					break;
+				}
+				list = v;
+				cap = ncap;
+			}
+			ip->refs++;
+			list[n++] = ip;
+		}
+	}
+	unlock(t);
+	for (i = 0; i < n; i++) {
+		int rc2;
+
+		pthread_rwlock_wrlock(&list[i]->rw);
+		rc2 = inode_commit(t, list[i], 0);
+		pthread_rwlock_unlock(&list[i]->rw);
+		if (rc2 && !rc)
+			rc = rc2;
+		else if (!rc2)
+			done++;
+		file_put(t, list[i]);
+	}
+	free(list);
+	if (flushed)
+		*flushed = done;
+	return rc;
+}
+
+static int nspace_name_ok(const char *name)
+{
+	int rc = check_name(name);
+
+	if (rc)
+		return rc == -ENAMETOOLONG ? rc : -EINVAL;
+	if (!strcmp(name, ".") || !strcmp(name, "..") ||
+	    !strcmp(name, TALLY_CTLDIR_NAME))
+		return -EINVAL;
+	return 0;
+}
+
+int tally_branch(struct tally *t, const char *src, const char *dst,
+		 uint64_t *inodes)
+{
+	struct inode *root = NULL;
+	struct meta_inode md;
+	uint64_t src_ino, dst_ino, next, newroot = 0, count = 0;
+	int rc = nspace_name_ok(src);
+
+	if (!rc)
+		rc = nspace_name_ok(dst);
+	if (rc)
+		return rc;
+	lock(t);
+	rc = meta_dentry_lookup(t->meta, TALLY_ROOT_INO, src, &src_ino);
+	if (!rc) {
+		rc = meta_dentry_lookup(t->meta, TALLY_ROOT_INO, dst, &dst_ino);
+		rc = rc == -ENOENT ? 0 : (rc ? rc : -EEXIST);
+	}
+	unlock(t);
+	if (rc)
+		return rc;
+	/* committed data only: drain first (a later write goes on, as in
+	 * any snapshot taken while a file is open) */
+	rc = tally_drain(t, NULL);
+	if (rc)
+		return rc;
+	lock(t);
+	rc = meta_dentry_lookup(t->meta, TALLY_ROOT_INO, src, &src_ino);
+	if (!rc) {
+		rc = meta_dentry_lookup(t->meta, TALLY_ROOT_INO, dst, &dst_ino);
+		rc = rc == -ENOENT ? 0 : (rc ? rc : -EEXIST);
+	}
+	if (!rc)
+		rc = iget(t, TALLY_ROOT_INO, &root);
+	if (rc)
+		goto out;
+	next = t->next_ino;
+	md = root->md;
+	md.nlink++;
+	md.mtime = md.ctime = now();
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_branch(t->meta, src_ino, dst, &next, &newroot,
+				 &count);
+	if (!rc)
+		rc = put_md(t, root, &md);
+	rc = txn_end(t, rc, NULL, false);
+	if (rc)
+		goto out;
+	t->next_ino = next;
+	root->md = md;
+	*inodes = count;
+out:
+	iput(t, root);
+	unlock(t);
+	return rc;
+}
+
+int tally_stats(struct tally *t, struct tally_stats *out)
+{
+	struct meta_stats ms;
+	size_t i;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	lock(t);
+	rc = meta_stats(t->meta, &ms);
+	for (i = 0; i < ITABLE_SIZE; i++) {
+		struct inode *ip;
+
+		for (ip = t->itable[i]; ip; ip = ip->next)
+			if (ip->ndirty || ip->truncated)
+				out->pending_flushes++;
+	}
+	out->dirty_bytes = t->dirty_blocks * t->bs;
+	out->durable_seq = t->durable_seq;
+	out->commit_errors = t->commit_errors;
+	unlock(t);
+	if (rc)
+		return rc;
+	out->namespaces = ms.namespaces;
+	out->inodes = ms.inodes;
+	out->objects = ms.objects;
+	out->bytes_logical = ms.bytes_logical;
+	out->bytes_stored = ms.bytes_stored;
+	out->bytes_referenced = ms.bytes_referenced;
+	out->block_size = t->bs;
+	return 0;
+}

@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libtally: the filesystem itself, without FUSE. fs/ translates kernel
+ * requests into these calls; tests call them directly.
+ *
+ * Inode numbers are the persistent ones of the metadata store. Inode 1 is
+ * the root, whose entries are the namespaces; inodes 2..4 are the virtual
+ * control directory /.tally and its files ctl and status.
+ *
+ * Every function returns 0 (or a byte count) on success and a negative
+ * errno on failure; struct stat outputs are written only on success. All
+ * functions are thread-safe.
+ */
+#ifndef TALLY_TALLY_H
+#define TALLY_TALLY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#define TALLY_ROOT_INO 1
+#define TALLY_CTLDIR_INO 2
+#define TALLY_CTL_INO 3
+#define TALLY_STATUS_INO 4
+#define TALLY_CTLDIR_NAME ".tally"
+#define TALLY_NAME_MAX 255
+
+struct tally;
+
+struct tally_opts {
+	uint32_t block_size;   /* for a new store; 0 = 1 MiB */
+	bool create;           /* create the store on first use */
+	size_t inode_dirty_max; /* bytes buffered per inode before a commit;
+				   0 = 64 blocks */
+	uid_t owner;           /* owner of /.tally/ctl */
+	gid_t owner_gid;
+};
+
+/* Open the store at @path (see store_open() for refusals). */
+int tally_open(const char *path, const struct tally_opts *opts,
+	       struct tally **out);
+/* Commit everything buffered, then close. Returns the first error. */
+int tally_close(struct tally *t);
+/* Record the current pid in the store's lock file (after fork). */
+void tally_set_pid(struct tally *t);
+uint32_t tally_block_size(struct tally *t);
+
+/* Who asks: owner of new inodes. */
+struct tally_ctx {
+	uid_t uid;
+	gid_t gid;
+};
+
+/* Look up @name in @parent; adds one kernel lookup reference. */
+int tally_lookup(struct tally *t, uint64_t parent, const char *name,
+		 struct stat *st);
+/* Drop @n kernel lookup references. */
+void tally_forget(struct tally *t, uint64_t ino, uint64_t n);
+int tally_getattr(struct tally *t, uint64_t ino, struct stat *st);
+
+/* Which fields tally_setattr() changes. *_NOW use the current time. */
+#define TALLY_SET_MODE (1 << 0)
+#define TALLY_SET_UID (1 << 1)
+#define TALLY_SET_GID (1 << 2)
+#define TALLY_SET_SIZE (1 << 3)
+#define TALLY_SET_ATIME (1 << 4)
+#define TALLY_SET_MTIME (1 << 5)
+#define TALLY_SET_ATIME_NOW (1 << 6)
+#define TALLY_SET_MTIME_NOW (1 << 7)
+#define TALLY_SET_CTIME (1 << 8)
+int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
+		  int to_set, struct stat *st);
+
+/* Create a node (regular, FIFO, device, socket, directory) or symlink.
+ * Each adds one kernel lookup reference to the new inode. */
+int tally_mknod(struct tally *t, const struct tally_ctx *c, uint64_t parent,
+		const char *name, mode_t mode, dev_t rdev, struct stat *st);
+int tally_mkdir(struct tally *t, const struct tally_ctx *c, uint64_t parent,
+		const char *name, mode_t mode, struct stat *st);
+int tally_symlink(struct tally *t, const struct tally_ctx *c,
+		  uint64_t parent, const char *name, const char *target,
+		  struct stat *st);
+/* *target is malloc'ed. */
+int tally_readlink(struct tally *t, uint64_t ino, char **target);
+int tally_unlink(struct tally *t, uint64_t parent, const char *name);
+int tally_rmdir(struct tally *t, uint64_t parent, const char *name);
+/* @flags: RENAME_NOREPLACE, RENAME_EXCHANGE. */
+int tally_rename(struct tally *t, uint64_t parent, const char *name,
+		 uint64_t newparent, const char *newname, unsigned flags);
+/*
+ * Link inode @ino as @newname. Within one namespace a hard link; across
+ * namespaces a new inode sharing the same objects (counts +1), returned
+ * in @st. Adds one kernel lookup reference to the inode returned.
+ */
+int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
+	       const char *newname, struct stat *st);
+
+/* Open handles of a regular file: tally_open_file() counts the handle,
+ * tally_release() commits and uncounts it. */
+int tally_open_file(struct tally *t, uint64_t ino, int flags);
+int tally_release(struct tally *t, uint64_t ino);
+/* Commit buffered data (close of one descriptor); returns write errors. */
+int tally_flush(struct tally *t, uint64_t ino);
+/* Commit buffered data durably. */
+int tally_fsync(struct tally *t, uint64_t ino, bool datasync);
+ssize_t tally_read(struct tally *t, uint64_t ino, void *buf, size_t size,
+		   off_t off);
+ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf,
+		    size_t size, off_t off);
+/*
+ * Copy @len bytes from @ino_in at @off_in to @ino_out at @off_out. Whole
+ * blocks share objects (counts +1) instead of copying bytes. Returns the
+ * bytes copied.
+ */
+ssize_t tally_copy_range(struct tally *t, uint64_t ino_in, off_t off_in,
+			 uint64_t ino_out, off_t off_out, size_t len);
+
+/*
+ * Entries of directory @ino after cookie @off. @fn gets each entry with
+ * the cookie of the next one and returns non-zero when it cannot take the
+ * entry (buffer full): iteration stops there. With @plus, each entry that
+ * @fn took (other than "." and "..") gains a kernel lookup reference.
+ */
+typedef int (*tally_dir_fn)(void *ctx, const char *name,
+			    const struct stat *st, off_t next);
+int tally_readdir(struct tally *t, uint64_t ino, off_t off, bool plus,
+		  tally_dir_fn fn, void *ctx);
+
+/* xattrs; get/list return the size, or -ERANGE if @size is too small (a
+ * @size of 0 asks for the size). */
+ssize_t tally_getxattr(struct tally *t, uint64_t ino, const char *name,
+		       void *buf, size_t size);
+int tally_setxattr(struct tally *t, uint64_t ino, const char *name,
+		   const void *val, size_t len, int flags);
+ssize_t tally_listxattr(struct tally *t, uint64_t ino, char *buf,
+			size_t size);
+int tally_removexattr(struct tally *t, uint64_t ino, const char *name);
+
+int tally_statfs(struct tally *t, struct statvfs *out);
+
+/* Commit every inode's buffered data; *flushed (may be NULL) receives the
+ * number of inodes committed. */
+int tally_drain(struct tally *t, uint64_t *flushed);
+
+/*
+ * Copy-on-write clone of namespace @src as new namespace @dst. Returns
+ * -ENOENT (no @src), -EEXIST (@dst exists), -EINVAL (bad name).
+ * *inodes receives the number of inodes copied.
+ */
+int tally_branch(struct tally *t, const char *src, const char *dst,
+		 uint64_t *inodes);
+
+/* Figures for /.tally/status. */
+struct tally_stats {
+	uint64_t namespaces, inodes, objects;
+	uint64_t bytes_logical, bytes_stored, bytes_referenced;
+	uint64_t pending_flushes, dirty_bytes, durable_seq, commit_errors;
+	uint32_t block_size;
+};
+int tally_stats(struct tally *t, struct tally_stats *out);
+
+/* Path of an object file for tests and tools (relative to the store). */
+const char *tally_store_path(struct tally *t);
+
+#endif

@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tallyfs: option parsing, mounting and daemonizing.
+ *
+ * The daemon forks before it opens the store (SQLite connections and their
+ * POSIX locks must not cross a fork); the parent waits until the child has
+ * mounted, or failed, and exits with the child's verdict, so errors such as
+ * a refused store reach the terminal.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/tally.h"
+#include "fs/fs.h"
+
+struct options {
+	char *store;
+	unsigned block_size;
+	double entry_timeout;
+	double attr_timeout;
+	unsigned long inode_dirty_mb;
+	int help;
+	int version;
+};
+
+#define OPT(t, p) { t, offsetof(struct options, p), 1 }
+static const struct fuse_opt option_spec[] = {
+	OPT("block_size=%u", block_size),
+	OPT("entry_timeout=%lf", entry_timeout),
+	OPT("attr_timeout=%lf", attr_timeout),
+	OPT("inode_dirty_mb=%lu", inode_dirty_mb),
+	OPT("-h", help),
+	OPT("--help", help),
+	OPT("-V", version),
+	OPT("--version", version),
+	FUSE_OPT_END
+};
+
+static int opt_proc(void *data, const char *arg, int key,
+		    struct fuse_args *outargs)
+{
+	struct options *o = data;
+
+	(void)outargs;
+	if (key == FUSE_OPT_KEY_NONOPT && !o->store) {
+		o->store = strdup(arg);
+		return 0; /* consumed: the next one is the mountpoint */
+	}
+	return 1;
+}
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [-f] [-o OPTIONS] STORE MOUNTPOINT\n"
+	       "\n"
+	       "Mount the tallyfs store STORE (created on first use) on\n"
+	       "MOUNTPOINT. Top-level directories are namespaces; see\n"
+	       "MOUNTPOINT/.tally/ctl and MOUNTPOINT/.tally/status.\n"
+	       "Unmount with: fusermount3 -u MOUNTPOINT\n"
+	       "\n"
+	       "tallyfs options:\n"
+	       "    -o block_size=BYTES     block size of a new store "
+	       "(default 1048576)\n"
+	       "    -o entry_timeout=SECS   kernel name cache (default 3600)\n"
+	       "    -o attr_timeout=SECS    kernel attribute cache "
+	       "(default 3600)\n"
+	       "    -o inode_dirty_mb=MB    data buffered per file before a "
+	       "commit (default 64 blocks)\n"
+	       "    -f                      stay in the foreground\n"
+	       "    -V, --version           print the version\n"
+	       "\n",
+	       prog);
+	printf("FUSE options:\n");
+	fuse_cmdline_help();
+	fuse_lowlevel_help();
+}
+
+static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt,
+			     va_list ap)
+{
+	char line[1024];
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	line[strcspn(line, "\n")] = '\0';
+	log_msg((int)level, "%s", line);
+}
+
+/* Fork; the parent waits for the child's verdict on a pipe. */
+static int start_daemon(int *notify)
+{
+	int p[2];
+	pid_t pid;
+	char c;
+
+	if (pipe(p) < 0) {
+		perror("tallyfs: pipe");
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		perror("tallyfs: fork");
+		return -1;
+	}
+	if (pid > 0) {
+		int status;
+
+		close(p[1]);
+		if (read(p[0], &c, 1) == 1)
+			_exit(c);
+		/* the child died before it said anything */
+		if (waitpid(pid, &status, 0) == pid && WIFEXITED(status))
+			_exit(WEXITSTATUS(status) ? WEXITSTATUS(status) : 1);
+		_exit(1);
+	}
+	close(p[0]);
+	setsid();
+	*notify = p[1];
+	return 0;
+}
+
+static void detach(int notify)
+{
+	int fd = open("/dev/null", O_RDWR);
+	char ok = 0;
+
+	if (chdir("/") < 0)
+		log_msg(LOG_WARNING, "chdir / failed: %s", strerror(errno));
+	log_to_syslog("tallyfs");
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	if (write(notify, &ok, 1) != 1)
+		log_msg(LOG_WARNING, "cannot notify the parent process");
+	close(notify);
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct options o = { .entry_timeout = 3600, .attr_timeout = 3600 };
+	struct fuse_cmdline_opts cmd;
+	struct fuse_loop_config *loop;
+	struct tally_opts topts;
+	struct fuse_session *se;
+	struct fs fs;
+	char fsname[PATH_MAX + 16];
+	int notify = -1, ret = 1, rc;
+
+	memset(&cmd, 0, sizeof(cmd));
+	if (fuse_opt_parse(&args, &o, option_spec, opt_proc) < 0)
+		return 2;
+	if (o.help) {
+		usage(argv[0]);
+		return 0;
+	}
+	if (o.version) {
+		printf("tallyfs %s (libfuse %s)\n", TALLY_VERSION,
+		       fuse_pkgversion());
+		return 0;
+	}
+	if (fuse_parse_cmdline(&args, &cmd) != 0)
+		return 2;
+	if (!o.store || !cmd.mountpoint) {
+		fprintf(stderr, "usage: %s [-f] [-o OPTIONS] STORE MOUNTPOINT "
+			"(see --help)\n", argv[0]);
+		ret = 2;
+		goto out_args;
+	}
+	fuse_set_log_func(fuse_log_to_ours);
+	fuse_opt_add_arg(&args, "-odefault_permissions");
+	if (!strchr(o.store, ',')) {
+		snprintf(fsname, sizeof(fsname), "-ofsname=tallyfs:%s",
+			 o.store);
+		fuse_opt_add_arg(&args, fsname);
+	}
+	if (!cmd.foreground && start_daemon(&notify) < 0)
+		goto out_args;
+
+	memset(&topts, 0, sizeof(topts));
+	topts.block_size = o.block_size;
+	topts.create = true;
+	topts.inode_dirty_max = o.inode_dirty_mb << 20;
+	topts.owner = getuid();
+	topts.owner_gid = getgid();
+	rc = tally_open(o.store, &topts, &fs.t);
+	if (rc) {
+		fprintf(stderr, "tallyfs: cannot open store '%s': %s\n",
+			o.store, strerror(-rc));
+		goto out_args;
+	}
+	fs.entry_timeout = o.entry_timeout;
+	fs.attr_timeout = o.attr_timeout;
+
+	se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &fs);
+	if (!se)
+		goto out_tally;
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out_session;
+	if (fuse_session_mount(se, cmd.mountpoint) != 0)
+		goto out_signals;
+	if (!cmd.foreground) {
+		tally_set_pid(fs.t);
+		detach(notify);
+		notify = -1;
+	}
+	log_msg(LOG_INFO, "mounted '%s' on '%s'", tally_store_path(fs.t),
+		cmd.mountpoint);
+	if (cmd.singlethread) {
+		ret = fuse_session_loop(se);
+	} else {
+		loop = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_clone_fd(loop, (unsigned)cmd.clone_fd);
+		fuse_loop_cfg_set_max_threads(loop, cmd.max_threads);
+		ret = fuse_session_loop_mt(se, loop);
+		fuse_loop_cfg_destroy(loop);
+	}
+	ret = ret < 0 ? 1 : 0;
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+out_tally:
+	rc = tally_close(fs.t);
+	if (rc) {
+		log_msg(LOG_ERR, "committing buffered data at unmount failed: "
+			"%s", strerror(-rc));
+		ret = 1;
+	}
+	if (ret == 0)
+		log_msg(LOG_INFO, "unmounted cleanly");
+out_args:
+	free(cmd.mountpoint);
+	free(o.store);
+	fuse_opt_free_args(&args);
+	return ret;
+}

@@ -1,0 +1,607 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fuse_lowlevel_ops: each callback translates a kernel request into a
+ * core/ call and replies exactly once. The control files of /.tally keep
+ * their per-open state (the last command's report, the status snapshot)
+ * in the file handle.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ctl.h"
+#include "core/tally.h"
+#include "fs/fs.h"
+
+/* Per-open state of /.tally/ctl and /.tally/status. */
+struct ctl_handle {
+	pthread_mutex_t lock;
+	char *text;    /* protected by lock: report or status document */
+	size_t len;    /* protected by lock */
+	off_t base;    /* protected by lock: file offset where text starts */
+};
+
+static struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void reply_entry(fuse_req_t req, int rc, const struct stat *st)
+{
+	struct fs *fs = fs_of(req);
+	struct fuse_entry_param e;
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	memset(&e, 0, sizeof(e));
+	e.ino = st->st_ino;
+	e.generation = 1;
+	e.attr = *st;
+	e.attr_timeout = fs->attr_timeout;
+	e.entry_timeout = fs->entry_timeout;
+	fuse_reply_entry(req, &e);
+}
+
+static void reply_attr(fuse_req_t req, int rc, const struct stat *st)
+{
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, st, fs_of(req)->attr_timeout);
+}
+
+static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	conn->max_write = 1u << 20;
+	conn->max_readahead = 1u << 20;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* the kernel checks permissions (default_permissions) */
+	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
+	conn->want &= ~(unsigned)FUSE_CAP_POSIX_ACL;
+	conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
+}
+
+static void fs_op_destroy(void *userdata)
+{
+	struct fs *fs = userdata;
+
+	tally_drain(fs->t, NULL);
+}
+
+static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct stat st;
+	int rc = tally_lookup(fs_of(req)->t, parent, name, &st);
+
+	reply_entry(req, rc, &st);
+}
+
+static void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	tally_forget(fs_of(req)->t, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void fs_op_forget_multi(fuse_req_t req, size_t count,
+			       struct fuse_forget_data *forgets)
+{
+	size_t i;
+
+	for (i = 0; i < count; i++)
+		tally_forget(fs_of(req)->t, forgets[i].ino,
+			     forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	struct stat st;
+	int rc;
+
+	(void)fi;
+	rc = tally_getattr(fs_of(req)->t, ino, &st);
+	reply_attr(req, rc, &st);
+}
+
+static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+			  int to_set, struct fuse_file_info *fi)
+{
+	struct tally *t = fs_of(req)->t;
+	struct stat st;
+	int flags = 0, rc;
+
+	(void)fi;
+	if (to_set & FUSE_SET_ATTR_MODE)
+		flags |= TALLY_SET_MODE;
+	if (to_set & FUSE_SET_ATTR_UID)
+		flags |= TALLY_SET_UID;
+	if (to_set & FUSE_SET_ATTR_GID)
+		flags |= TALLY_SET_GID;
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		flags |= TALLY_SET_SIZE;
+	if (to_set & FUSE_SET_ATTR_ATIME)
+		flags |= TALLY_SET_ATIME;
+	if (to_set & FUSE_SET_ATTR_MTIME)
+		flags |= TALLY_SET_MTIME;
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+		flags |= TALLY_SET_ATIME_NOW;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		flags |= TALLY_SET_MTIME_NOW;
+	if (to_set & FUSE_SET_ATTR_CTIME)
+		flags |= TALLY_SET_CTIME;
+	rc = tally_setattr(t, ino, attr, flags, &st);
+	if (!rc && ino >= TALLY_CTLDIR_INO && ino <= TALLY_STATUS_INO)
+		rc = tally_getattr(t, ino, &st);
+	reply_attr(req, rc, &st);
+}
+
+static void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char *target = NULL;
+	int rc = tally_readlink(fs_of(req)->t, ino, &target);
+
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_readlink(req, target);
+	free(target);
+}
+
+static struct tally_ctx ctx_of(fuse_req_t req)
+{
+	const struct fuse_ctx *fc = fuse_req_ctx(req);
+	struct tally_ctx c = { .uid = fc->uid, .gid = fc->gid };
+
+	return c;
+}
+
+static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+			mode_t mode, dev_t rdev)
+{
+	struct tally_ctx c = ctx_of(req);
+	struct stat st;
+	int rc = tally_mknod(fs_of(req)->t, &c, parent, name, mode, rdev, &st);
+
+	reply_entry(req, rc, &st);
+}
+
+static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+			mode_t mode)
+{
+	struct tally_ctx c = ctx_of(req);
+	struct stat st;
+	int rc = tally_mkdir(fs_of(req)->t, &c, parent, name, mode, &st);
+
+	reply_entry(req, rc, &st);
+}
+
+static void fs_op_symlink(fuse_req_t req, const char *link,
+			  fuse_ino_t parent, const char *name)
+{
+	struct tally_ctx c = ctx_of(req);
+	struct stat st;
+	int rc = tally_symlink(fs_of(req)->t, &c, parent, name, link, &st);
+
+	reply_entry(req, rc, &st);
+}
+
+static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, -tally_unlink(fs_of(req)->t, parent, name));
+}
+
+static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, -tally_rmdir(fs_of(req)->t, parent, name));
+}
+
+static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			 fuse_ino_t newparent, const char *newname,
+			 unsigned int flags)
+{
+	fuse_reply_err(req, -tally_rename(fs_of(req)->t, parent, name,
+					  newparent, newname, flags));
+}
+
+static void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		       const char *newname)
+{
+	struct stat st;
+	int rc = tally_link(fs_of(req)->t, ino, newparent, newname, &st);
+
+	reply_entry(req, rc, &st);
+}
+
+static int ctl_open(struct tally *t, fuse_ino_t ino,
+		    struct fuse_file_info *fi)
+{
+	struct ctl_handle *h = calloc(1, sizeof(*h));
+	int rc = 0;
+
+	if (!h)
+		return -ENOMEM;
+	pthread_mutex_init(&h->lock, NULL);
+	if (ino == TALLY_STATUS_INO) {
+		if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+			rc = -EACCES;
+		} else {
+			rc = ctl_status_json(t, &h->text);
+			if (!rc)
+				h->len = strlen(h->text);
+		}
+	}
+	if (rc) {
+		pthread_mutex_destroy(&h->lock);
+		free(h);
+		return rc;
+	}
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fi->direct_io = 1;
+	fi->nonseekable = 0;
+	return 0;
+}
+
+static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct tally *t = fs_of(req)->t;
+	int rc;
+
+	if (ino == TALLY_CTL_INO || ino == TALLY_STATUS_INO) {
+		rc = ctl_open(t, ino, fi);
+	} else if (ino == TALLY_CTLDIR_INO) {
+		rc = -EISDIR;
+	} else {
+		rc = tally_open_file(t, ino, fi->flags);
+		/* committed blocks are immutable and every change passes
+		 * through this kernel: its page cache stays valid */
+		fi->keep_cache = 1;
+	}
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_open(req, fi);
+}
+
+static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+			 mode_t mode, struct fuse_file_info *fi)
+{
+	struct tally *t = fs_of(req)->t;
+	struct tally_ctx c = ctx_of(req);
+	struct fuse_entry_param e;
+	int rc;
+
+	memset(&e, 0, sizeof(e));
+	rc = tally_mknod(t, &c, parent, name, S_IFREG | (mode & 07777), 0,
+			 &e.attr);
+	if (!rc) {
+		rc = tally_open_file(t, e.attr.st_ino, fi->flags);
+		if (rc)
+			tally_forget(t, e.attr.st_ino, 1);
+	}
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	e.ino = e.attr.st_ino;
+	e.generation = 1;
+	e.attr_timeout = fs_of(req)->attr_timeout;
+	e.entry_timeout = fs_of(req)->entry_timeout;
+	fi->keep_cache = 1;
+	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		/* interrupted: the kernel never saw the open */
+		tally_release(t, e.ino);
+		tally_forget(t, e.ino, 1);
+	}
+}
+
+static struct ctl_handle *handle_of(struct fuse_file_info *fi)
+{
+	return (struct ctl_handle *)(uintptr_t)fi->fh;
+}
+
+static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size,
+		       off_t off, struct fuse_file_info *fi)
+{
+	ssize_t n;
+	char *buf;
+
+	if (ino == TALLY_CTL_INO || ino == TALLY_STATUS_INO) {
+		struct ctl_handle *h = handle_of(fi);
+		size_t rel;
+
+		pthread_mutex_lock(&h->lock);
+		/* the report starts where the command's write ended */
+		rel = (size_t)(off >= h->base ? off - h->base : off);
+		if (rel > h->len)
+			rel = h->len;
+		if (size > h->len - rel)
+			size = h->len - rel;
+		fuse_reply_buf(req, h->text ? h->text + rel : NULL, size);
+		pthread_mutex_unlock(&h->lock);
+		return;
+	}
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = tally_read(fs_of(req)->t, ino, buf, size, off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void ctl_write(fuse_req_t req, struct ctl_handle *h, const char *buf,
+		      size_t size, off_t off)
+{
+	char *report = NULL;
+	int rc = ctl_exec(fs_of(req)->t, buf, size, &report);
+
+	if (rc) {
+		free(report);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	pthread_mutex_lock(&h->lock);
+	free(h->text);
+	h->text = report;
+	h->len = report ? strlen(report) : 0;
+	h->base = off + (off_t)size;
+	pthread_mutex_unlock(&h->lock);
+	fuse_reply_write(req, size);
+}
+
+static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+			size_t size, off_t off, struct fuse_file_info *fi)
+{
+	ssize_t n;
+
+	if (ino == TALLY_CTL_INO) {
+		ctl_write(req, handle_of(fi), buf, size, off);
+		return;
+	}
+	if (ino == TALLY_STATUS_INO) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
+	n = tally_write(fs_of(req)->t, ino, buf, size, off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void fs_op_flush(fuse_req_t req, fuse_ino_t ino,
+			struct fuse_file_info *fi)
+{
+	(void)fi;
+	fuse_reply_err(req, -tally_flush(fs_of(req)->t, ino));
+}
+
+static void fs_op_release(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	if (ino == TALLY_CTL_INO || ino == TALLY_STATUS_INO) {
+		struct ctl_handle *h = handle_of(fi);
+
+		free(h->text);
+		pthread_mutex_destroy(&h->lock);
+		free(h);
+		fuse_reply_err(req, 0);
+		return;
+	}
+	fuse_reply_err(req, -tally_release(fs_of(req)->t, ino));
+}
+
+static void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+			struct fuse_file_info *fi)
+{
+	(void)fi;
+	fuse_reply_err(req, -tally_fsync(fs_of(req)->t, ino, datasync != 0));
+}
+
+static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	struct stat st;
+	int rc = tally_getattr(fs_of(req)->t, ino, &st);
+
+	if (!rc && !S_ISDIR(st.st_mode))
+		rc = -ENOTDIR;
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_open(req, fi);
+}
+
+struct dirbuf {
+	fuse_req_t req;
+	char *buf;
+	size_t size, used;
+	bool plus;
+};
+
+static int dir_add(void *arg, const char *name, const struct stat *st,
+		   off_t next)
+{
+	struct dirbuf *d = arg;
+	size_t n;
+
+	if (d->plus) {
+		struct fuse_entry_param e;
+
+		memset(&e, 0, sizeof(e));
+		e.ino = st->st_ino;
+		e.generation = 1;
+		e.attr = *st;
+		e.attr_timeout = fs_of(d->req)->attr_timeout;
+		e.entry_timeout = fs_of(d->req)->entry_timeout;
+		n = fuse_add_direntry_plus(d->req, d->buf + d->used,
+					   d->size - d->used, name, &e, next);
+	} else {
+		n = fuse_add_direntry(d->req, d->buf + d->used,
+				      d->size - d->used, name, st, next);
+	}
+	if (n > d->size - d->used)
+		return 1;
+	d->used += n;
+	return 0;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+		       off_t off, bool plus)
+{
+	struct dirbuf d = { .req = req, .size = size, .plus = plus };
+	int rc;
+
+	d.buf = malloc(size ? size : 1);
+	if (!d.buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	rc = tally_readdir(fs_of(req)->t, ino, off, plus, dir_add, &d);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, d.buf, d.used);
+	free(d.buf);
+}
+
+static void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+			  off_t off, struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, false);
+}
+
+static void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			      off_t off, struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, true);
+}
+
+static void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino,
+			     struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			   struct fuse_file_info *fi)
+{
+	(void)fi;
+	fuse_reply_err(req, -tally_fsync(fs_of(req)->t, ino, datasync != 0));
+}
+
+static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+	int rc;
+
+	(void)ino;
+	rc = tally_statfs(fs_of(req)->t, &sv);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_statfs(req, &sv);
+}
+
+static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			   const char *value, size_t size, int flags)
+{
+	fuse_reply_err(req, -tally_setxattr(fs_of(req)->t, ino, name, value,
+					    size, flags));
+}
+
+static void reply_xattr(fuse_req_t req, ssize_t n, const char *buf,
+			size_t size)
+{
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+}
+
+static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			   size_t size)
+{
+	char *buf = malloc(size ? size : 1);
+	ssize_t n;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = tally_getxattr(fs_of(req)->t, ino, name, buf, size);
+	reply_xattr(req, n, buf, size);
+	free(buf);
+}
+
+static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	char *buf = malloc(size ? size : 1);
+	ssize_t n;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = tally_listxattr(fs_of(req)->t, ino, buf, size);
+	reply_xattr(req, n, buf, size);
+	free(buf);
+}
+
+static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino,
+			      const char *name)
+{
+	fuse_reply_err(req, -tally_removexattr(fs_of(req)->t, ino, name));
+}
+
+const struct fuse_lowlevel_ops fs_ops = {
+	.init = fs_op_init,
+	.destroy = fs_op_destroy,
+	.lookup = fs_op_lookup,
+	.forget = fs_op_forget,
+	.forget_multi = fs_op_forget_multi,
+	.getattr = fs_op_getattr,
+	.setattr = fs_op_setattr,
+	.readlink = fs_op_readlink,
+	.mknod = fs_op_mknod,
+	.mkdir = fs_op_mkdir,
+	.symlink = fs_op_symlink,
+	.unlink = fs_op_unlink,
+	.rmdir = fs_op_rmdir,
+	.rename = fs_op_rename,
+	.link = fs_op_link,
+	.open = fs_op_open,
+	.create = fs_op_create,
+	.read = fs_op_read,
+	.write = fs_op_write,
+	.flush = fs_op_flush,
+	.release = fs_op_release,
+	.fsync = fs_op_fsync,
+	.opendir = fs_op_opendir,
+	.readdir = fs_op_readdir,
+	.readdirplus = fs_op_readdirplus,
+	.releasedir = fs_op_releasedir,
+	.fsyncdir = fs_op_fsyncdir,
+	.statfs = fs_op_statfs,
+	.setxattr = fs_op_setxattr,
+	.getxattr = fs_op_getxattr,
+	.listxattr = fs_op_listxattr,
+	.removexattr = fs_op_removexattr,
+};
