@@ -146,7 +146,9 @@ static int repair(struct fsck *f)
 		rc = meta_obj_set_count(f->s->meta, f->fix[i].id,
 					f->fix[i].truth);
 	if (!rc)
-		rc = meta_commit(f->s->meta, true);
+		rc = meta_commit(f->s->meta);
+	if (!rc)
+		rc = meta_sync(f->s->meta);
 	if (rc) {
 		meta_rollback(f->s->meta);
 		return rc;

@@ -20,8 +20,8 @@
  *  2. Every change runs inside one transaction opened by meta_begin(), so
  *     a reference and its count change together or not at all.
  *  3. Ordinary commits use synchronous=NORMAL (durable against a crash of
- *     the process); meta_commit(durable) also syncs the WAL, which makes
- *     every earlier commit durable against power loss too (fsync).
+ *     the process); meta_sync() syncs the WAL, which makes every earlier
+ *     commit durable against power loss too (fsync).
  *
  * Locking: none inside; the caller serialises every call on a struct meta.
  */
@@ -462,18 +462,30 @@ int meta_begin(struct meta *m)
 	return exec(m, "BEGIN IMMEDIATE");
 }
 
-int meta_commit(struct meta *m, bool durable)
+int meta_commit(struct meta *m)
+{
+	return exec(m, "COMMIT");
+}
+
+int meta_sync(struct meta *m)
 {
 	int rc;
 
-	if (durable) {
-		rc = exec(m, "PRAGMA synchronous = FULL");
-		if (rc)
-			return rc;
-	}
-	rc = exec(m, "COMMIT");
-	if (durable)
-		exec(m, "PRAGMA synchronous = NORMAL");
+	/*
+	 * synchronous cannot change inside a transaction: make the WAL
+	 * durable with one more, tiny, transaction committed with FULL,
+	 * whose sync covers every frame written before it.
+	 */
+	rc = exec(m, "PRAGMA synchronous = FULL");
+	if (rc)
+		return rc;
+	rc = exec(m, "BEGIN IMMEDIATE;"
+		     "INSERT INTO config(key, value) VALUES ('sync_seq', 1) "
+		     "ON CONFLICT(key) DO UPDATE SET value = value + 1;"
+		     "COMMIT");
+	if (rc)
+		exec(m, "ROLLBACK");
+	exec(m, "PRAGMA synchronous = NORMAL");
 	return rc;
 }
 
@@ -882,6 +894,7 @@ int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx,
 		sqlite3_reset(s);
 		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 			return fail(m, rc, "block read");
+		rc = 0;
 	}
 	if (name) {
 		rc = obj_find(m, name, &id);

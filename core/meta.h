@@ -76,10 +76,12 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 	      struct meta **out);
 void meta_close(struct meta *m);
 
-/* Transactions (BEGIN IMMEDIATE). meta_commit() with @durable waits for
- * the disk (synchronous=FULL) even where ordinary commits do not. */
+/* Transactions (BEGIN IMMEDIATE). Commits are durable against a crash of
+ * the process (synchronous=NORMAL); meta_sync() (outside a transaction)
+ * makes every committed transaction durable against power loss too. */
 int meta_begin(struct meta *m);
-int meta_commit(struct meta *m, bool durable);
+int meta_commit(struct meta *m);
+int meta_sync(struct meta *m);
 void meta_rollback(struct meta *m);
 
 /* Integer settings: "block_size", "next_ino", "durable_seq". */

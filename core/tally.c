@@ -391,28 +391,37 @@ static void unlink_dead(struct tally *t, struct meta_objlist *zero)
 	meta_objlist_release(zero);
 }
 
-/* Finish a transaction: commit or roll back; then unlink dead objects. */
-static int txn_end(struct tally *t, int rc, struct meta_objlist *zero,
-		   bool durable)
+/*
+ * Finish a transaction: commit or roll back; after a commit, unlink the
+ * objects it killed. Returns the commit's result.
+ */
+static int txn_end(struct tally *t, int rc, struct meta_objlist *zero)
 {
-	if (!rc) {
-		rc = meta_commit(t->meta, durable);
-		if (!rc) {
-			if (durable)
-				t->wal_unsynced = false;
-			else
-				t->wal_unsynced = true;
-		}
-	}
+	if (!rc)
+		rc = meta_commit(t->meta);
 	if (rc) {
 		meta_rollback(t->meta);
 		if (zero)
 			meta_objlist_release(zero);
 		return rc;
 	}
+	t->wal_unsynced = true;
 	if (zero)
 		unlink_dead(t, zero);
 	return 0;
+}
+
+/* Make every commit so far durable against power loss (t->lock held). */
+static int txn_sync(struct tally *t)
+{
+	int rc;
+
+	if (!t->wal_unsynced)
+		return 0;
+	rc = meta_sync(t->meta);
+	if (!rc)
+		t->wal_unsynced = false;
+	return rc;
 }
 
 /* Drop an unlinked, closed inode's references and row; t->lock held,
@@ -447,7 +456,7 @@ static int clean_orphans(struct tally *t)
 		rc = meta_blocks_drop(t->meta, inos[i], 0, &zero);
 		if (!rc)
 			rc = meta_inode_delete(t->meta, inos[i]);
-		rc = txn_end(t, rc, &zero, false);
+		rc = txn_end(t, rc, &zero);
 	}
 	if (n)
 		log_msg(LOG_INFO, "freed %zu unlinked inode(s) left open by "
@@ -521,13 +530,9 @@ int tally_close(struct tally *t)
 		return 0;
 	rc = tally_drain(t, NULL);
 	lock(t);
-	if (t->wal_unsynced) {
-		int rc2 = meta_begin(t->meta);
+	{
+		int rc2 = txn_sync(t);
 
-		if (!rc2)
-			rc2 = meta_config_set(t->meta, "durable_seq",
-					      (int64_t)t->durable_seq);
-		rc2 = txn_end(t, rc2, NULL, true);
 		if (!rc)
 			rc = rc2;
 	}
@@ -781,21 +786,15 @@ static int inode_commit(struct tally *t, struct inode *ip, int flags)
 	struct pending *p = NULL;
 	uint64_t size = ip->md.size, nblocks;
 	size_t i, n = 0;
-	int rc = 0;
+	int rc = 0, sync_rc = 0;
 
 	if (!ip->ndirty && !ip->truncated && !(flags & COMMIT_FORCE)) {
 		if (!(flags & COMMIT_DURABLE))
-			return 0;
+			return ip->err;
 		lock(t);
-		if (t->wal_unsynced) {
-			rc = meta_begin(t->meta);
-			if (!rc)
-				rc = meta_config_set(t->meta, "durable_seq",
-						     (int64_t)t->durable_seq);
-			rc = txn_end(t, rc, NULL, true);
-		}
+		rc = txn_sync(t);
 		unlock(t);
-		return rc;
+		return rc ? rc : ip->err;
 	}
 	rc = map_load(t, ip);
 	if (rc)
@@ -894,7 +893,7 @@ static int inode_commit(struct tally *t, struct inode *ip, int flags)
 			ip->md.alloc = md.alloc;
 		}
 	}
-	rc = txn_end(t, rc, &zero, flags & COMMIT_DURABLE);
+	rc = txn_end(t, rc, &zero);
 	if (rc) {
 		t->commit_errors++;
 		unlock(t);
@@ -903,6 +902,8 @@ static int inode_commit(struct tally *t, struct inode *ip, int flags)
 	t->durable_seq++;
 	ip->dsize = size;
 	ip->dalloc = ip->md.alloc;
+	if (flags & COMMIT_DURABLE)
+		sync_rc = txn_sync(t);
 	unlock(t);
 
 	/* the map now mirrors what was committed */
@@ -941,7 +942,7 @@ out_discard:
 	ip->ndirty = 0;
 	unlock(t);
 	ip->err = 0;
-	return 0;
+	return sync_rc;
 
 out_err:
 	free(p);
@@ -1133,7 +1134,7 @@ int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
 		rc = meta_begin(t->meta);
 		if (!rc)
 			rc = put_md(t, ip, &ip->md);
-		rc = txn_end(t, rc, NULL, false);
+		rc = txn_end(t, rc, NULL);
 		unlock(t);
 	}
 out:
@@ -1230,7 +1231,7 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	if (!rc)
 		rc = meta_config_set(t->meta, "next_ino",
 				     (int64_t)md.ino + 1);
-	rc = txn_end(t, rc, NULL, false);
+	rc = txn_end(t, rc, NULL);
 	if (rc)
 		goto out;
 	t->next_ino = md.ino + 1;
@@ -1369,7 +1370,7 @@ int tally_unlink(struct tally *t, uint64_t parent, const char *name)
 		rc = drop_link(t, ip, &md, &zero, &freed);
 	if (!rc)
 		rc = put_md(t, pip, &pmd);
-	rc = txn_end(t, rc, &zero, false);
+	rc = txn_end(t, rc, &zero);
 	dcache_drop(t, parent, name);
 	if (rc)
 		goto out;
@@ -1422,7 +1423,7 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 		rc = meta_inode_delete(t->meta, ip->ino);
 	if (!rc)
 		rc = put_md(t, pip, &pmd);
-	rc = txn_end(t, rc, NULL, false);
+	rc = txn_end(t, rc, NULL);
 	dcache_drop(t, parent, name);
 	if (rc)
 		goto out;
@@ -1573,7 +1574,7 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 	}
 	if (!rc)
 		rc = put_md(t, pip, &pmd);
-	rc = txn_end(t, rc, &zero, false);
+	rc = txn_end(t, rc, &zero);
 	dcache_drop(t, parent, name);
 	dcache_drop(t, newparent, newname);
 	if (rc)
@@ -1644,7 +1645,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 			rc = put_md(t, ip, &md);
 		if (!rc)
 			rc = put_md(t, npip, &npmd);
-		rc = txn_end(t, rc, NULL, false);
+		rc = txn_end(t, rc, NULL);
 		if (rc)
 			goto out_unlock;
 		ip->md = md;
@@ -1688,7 +1689,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	if (!rc)
 		rc = meta_config_set(t->meta, "next_ino",
 				     (int64_t)md.ino + 1);
-	rc = txn_end(t, rc, NULL, false);
+	rc = txn_end(t, rc, NULL);
 	if (rc)
 		goto out_unlock;
 	t->next_ino = md.ino + 1;
@@ -1778,7 +1779,7 @@ int tally_release(struct tally *t, uint64_t ino)
 		rc2 = meta_begin(t->meta);
 		if (!rc2)
 			rc2 = inode_drop(t, ip, &zero);
-		rc2 = txn_end(t, rc2, &zero, false);
+		rc2 = txn_end(t, rc2, &zero);
 		if (!rc2) {
 			ip->freed = true;
 			inode_free_data(t, ip);
@@ -2264,7 +2265,7 @@ int tally_setxattr(struct tally *t, uint64_t ino, const char *name,
 		if (!rc)
 			ip->md.ctime = md.ctime;
 	}
-	rc = txn_end(t, rc, NULL, false);
+	rc = txn_end(t, rc, NULL);
 	unlock(t);
 out:
 	file_put(t, ip);
@@ -2338,7 +2339,7 @@ int tally_removexattr(struct tally *t, uint64_t ino, const char *name)
 		if (!rc)
 			ip->md.ctime = md.ctime;
 	}
-	rc = txn_end(t, rc, NULL, false);
+	rc = txn_end(t, rc, NULL);
 	unlock(t);
 	file_put(t, ip);
 	return rc;
@@ -2480,7 +2481,7 @@ int tally_branch(struct tally *t, const char *src, const char *dst,
 				 &count);
 	if (!rc)
 		rc = put_md(t, root, &md);
-	rc = txn_end(t, rc, NULL, false);
+	rc = txn_end(t, rc, NULL);
 	if (rc)
 		goto out;
 	t->next_ino = next;

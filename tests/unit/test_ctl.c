@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of the control-command parser (core/ctl.c).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "core/ctl.h"
+
+TestSuite(ctl, .timeout = 10);
+
+static int parse(const char *s, struct ctl_cmd *c)
+{
+	return ctl_parse(s, strlen(s), c);
+}
+
+Test(ctl, good_commands)
+{
+	struct ctl_cmd c;
+
+	cr_assert_eq(parse("drain\n", &c), 0);
+	cr_assert_eq(c.verb, CTL_DRAIN);
+	cr_assert_eq(c.nargs, 0);
+	cr_assert_eq(parse("  drain 2.5 ", &c), 0);
+	cr_assert_eq(c.nargs, 1);
+	cr_assert_float_eq(c.timeout, 2.5, 1e-9);
+	cr_assert_eq(parse("branch main dev\n", &c), 0);
+	cr_assert_eq(c.verb, CTL_BRANCH);
+	cr_assert_str_eq(c.args[0], "main");
+	cr_assert_str_eq(c.args[1], "dev");
+	cr_assert_eq(parse("branch\tmain\t dev", &c), 0);
+	cr_assert_str_eq(c.args[1], "dev");
+}
+
+Test(ctl, malformed_commands)
+{
+	static const char *const bad[] = {
+		"", "\n", "   ", "bogus", "drain now", "drain -1", "drain 0",
+		"drain nan", "drain inf", "drain 1e99", "branch", "branch a",
+		"branch a b c", "drain\n\n", "branch a\nb", "DRAIN",
+	};
+	struct ctl_cmd c;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect_eq(parse(bad[i], &c), -EINVAL, "'%s' accepted",
+			     bad[i]);
+	cr_assert_eq(ctl_parse("drain\0x", 7, &c), -EINVAL);
+	{
+		char big[CTL_LINE_MAX + 2];
+
+		memset(big, 'a', sizeof(big));
+		cr_assert_eq(ctl_parse(big, sizeof(big), &c), -EINVAL);
+	}
+}

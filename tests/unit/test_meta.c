@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of core/meta.c: schema, transactions, reference counts.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/meta.h"
+#include "tests/unit/util.h"
+
+static char *dir;
+static char path[4096];
+static struct meta *m;
+
+static void setup(void)
+{
+	dir = tu_tmpdir();
+	cr_assert_not_null(dir);
+	snprintf(path, sizeof(path), "%s/meta.db", dir);
+	cr_assert_eq(meta_open(path, true, 4096, &m), 0);
+}
+
+static void teardown(void)
+{
+	meta_close(m);
+	m = NULL;
+	tu_rmrf(dir);
+	free(dir);
+}
+
+TestSuite(meta, .init = setup, .fini = teardown, .timeout = 30);
+
+static int64_t count_of(const char *name)
+{
+	struct meta_objlist zero;
+	struct meta_bref ref;
+	int64_t c = -1;
+	sqlite3 *db;
+	sqlite3_stmt *s;
+
+	(void)zero;
+	(void)ref;
+	cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
+		     SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(db, "SELECT refcount FROM objects "
+					    "WHERE name = ?1", -1, &s, NULL),
+		     SQLITE_OK);
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		c = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return c;
+}
+
+#define OBJ_A "0123456789abcdef0123456789abcdef"
+#define OBJ_B "fedcba9876543210fedcba9876543210"
+
+Test(meta, config_and_root_exist)
+{
+	struct meta_inode root;
+	int64_t v;
+
+	cr_assert_eq(meta_config_get(m, "block_size", &v), 0);
+	cr_assert_eq(v, 4096);
+	cr_assert_eq(meta_config_get(m, "next_ino", &v), 0);
+	cr_assert_eq(v, 16);
+	cr_assert_eq(meta_inode_get(m, 1, &root), 0);
+	cr_assert(S_ISDIR(root.mode));
+	cr_assert_eq(meta_config_get(m, "nope", &v), -ENOENT);
+}
+
+Test(meta, reference_and_count_change_together)
+{
+	struct meta_objlist zero;
+	struct meta_bref ref;
+
+	meta_objlist_init(&zero);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_A, 0, 10, &zero, &ref), 0);
+	cr_assert_eq(meta_block_set(m, 21, 0, OBJ_A, 0, 10, &zero, NULL), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(count_of(OBJ_A), 2);
+	/* replace block 0 of inode 20: A loses one, B gains one */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_B, 0, 10, &zero, NULL), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(count_of(OBJ_A), 1);
+	cr_assert_eq(count_of(OBJ_B), 1);
+	cr_assert_eq(zero.n, 0);
+	/* dropping the last reference lists the object for unlinking */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_blocks_drop(m, 21, 0, &zero), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(count_of(OBJ_A), -1, "row deleted at zero");
+	cr_assert_eq(zero.n, 1);
+	cr_assert_str_eq(zero.v[0].name, OBJ_A);
+	meta_objlist_release(&zero);
+}
+
+Test(meta, rollback_leaves_counts_alone)
+{
+	struct meta_objlist zero;
+
+	meta_objlist_init(&zero);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_A, 0, 10, &zero, NULL), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_block_set(m, 20, 1, OBJ_A, 0, 10, &zero, NULL), 0);
+	cr_assert_eq(meta_blocks_copy(m, 20, 30), 0);
+	meta_rollback(m);
+	cr_assert_eq(count_of(OBJ_A), 1);
+	meta_objlist_release(&zero);
+}
+
+Test(meta, unknown_object_decrement_deletes_nothing)
+{
+	struct meta_objlist zero;
+	sqlite3 *db;
+
+	meta_objlist_init(&zero);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_A, 0, 10, &zero, NULL), 0);
+	cr_assert_eq(meta_block_set(m, 20, 1, OBJ_B, 0, 10, &zero, NULL), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	/* damage: the row of B disappears */
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, "DELETE FROM objects WHERE name = '"
+				  OBJ_B "'", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_blocks_drop(m, 20, 0, &zero), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(zero.n, 1, "only the known object is listed");
+	cr_assert_str_eq(zero.v[0].name, OBJ_A);
+	meta_objlist_release(&zero);
+}
+
+Test(meta, foreign_and_future_databases_refused)
+{
+	char other[4096];
+	struct meta *x;
+	sqlite3 *db;
+
+	snprintf(other, sizeof(other), "%s/other.db", dir);
+	cr_assert_eq(sqlite3_open(other, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, "CREATE TABLE t(x)", NULL, NULL, NULL),
+		     SQLITE_OK);
+	sqlite3_close(db);
+	cr_assert_eq(meta_open(other, true, 4096, &x), -EUCLEAN);
+	meta_close(m);
+	m = NULL;
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL,
+				  NULL), SQLITE_OK);
+	sqlite3_close(db);
+	cr_assert_eq(meta_open(path, true, 4096, &x), -EPROTO);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, "PRAGMA user_version = 1", NULL, NULL,
+				  NULL), SQLITE_OK);
+	sqlite3_close(db);
+	cr_assert_eq(meta_open(path, false, 4096, &m), 0);
+}

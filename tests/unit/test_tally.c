@@ -1,0 +1,479 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of core/tally.c through its public API: no FUSE, a real
+ * store directory with a real SQLite database and real object files.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+
+#include "core/fsck.h"
+#include "core/store.h"
+#include "core/tally.h"
+#include "tests/unit/util.h"
+
+#define BS 4096
+
+static char *dir;
+static char store[4096];
+static struct tally *t;
+static const struct tally_ctx me = { .uid = 0, .gid = 0 };
+
+static void open_store(void)
+{
+	struct tally_opts o = { .block_size = BS, .create = true };
+
+	cr_assert_eq(tally_open(store, &o, &t), 0);
+}
+
+static void setup(void)
+{
+	dir = tu_tmpdir();
+	cr_assert_not_null(dir);
+	snprintf(store, sizeof(store), "%s/store", dir);
+	open_store();
+}
+
+static void teardown(void)
+{
+	if (t)
+		tally_close(t);
+	t = NULL;
+	tu_rmrf(dir);
+	free(dir);
+}
+
+TestSuite(tally, .init = setup, .fini = teardown, .timeout = 60);
+
+static uint64_t mkns(const char *name)
+{
+	struct stat st;
+
+	cr_assert_eq(tally_mkdir(t, &me, TALLY_ROOT_INO, name, 0755, &st), 0);
+	return st.st_ino;
+}
+
+static uint64_t mkfile(uint64_t parent, const char *name, const void *data,
+		       size_t len)
+{
+	struct stat st;
+	ssize_t n;
+
+	cr_assert_eq(tally_mknod(t, &me, parent, name, S_IFREG | 0644, 0,
+				 &st), 0);
+	cr_assert_eq(tally_open_file(t, st.st_ino, O_RDWR), 0);
+	if (len) {
+		n = tally_write(t, st.st_ino, data, len, 0);
+		cr_assert_eq(n, (ssize_t)len);
+	}
+	cr_assert_eq(tally_release(t, st.st_ino), 0);
+	return st.st_ino;
+}
+
+static void expect_content(uint64_t ino, const void *data, size_t len)
+{
+	char *buf = malloc(len + 16);
+	ssize_t n;
+
+	cr_assert_not_null(buf);
+	n = tally_read(t, ino, buf, len + 16, 0);
+	cr_assert_eq(n, (ssize_t)len, "read %zd bytes, expected %zu", n, len);
+	cr_assert_eq(memcmp(buf, data, len), 0, "content differs");
+	free(buf);
+}
+
+static void expect_xattr(uint64_t ino, const char *name, const char *want)
+{
+	char buf[4096];
+	ssize_t n = tally_getxattr(t, ino, name, buf, sizeof(buf) - 1);
+
+	cr_assert_geq(n, 0, "getxattr %s: %zd", name, n);
+	buf[n] = '\0';
+	cr_assert_str_eq(buf, want);
+}
+
+Test(tally, namespaces_only_at_root)
+{
+	struct stat st;
+
+	mkns("main");
+	cr_assert_eq(tally_mknod(t, &me, TALLY_ROOT_INO, "f", S_IFREG | 0644,
+				 0, &st), -EPERM);
+	cr_assert_eq(tally_symlink(t, &me, TALLY_ROOT_INO, "l", "x", &st),
+		     -EPERM);
+	cr_assert_eq(tally_mknod(t, &me, TALLY_ROOT_INO, "p", S_IFIFO | 0644,
+				 0, &st), -EPERM);
+	cr_assert_eq(tally_mkdir(t, &me, TALLY_ROOT_INO, ".tally", 0755, &st),
+		     -EEXIST);
+	cr_assert_eq(tally_rmdir(t, TALLY_ROOT_INO, ".tally"), -EPERM);
+	cr_assert_eq(tally_rename(t, TALLY_ROOT_INO, ".tally", TALLY_ROOT_INO,
+				  "x", 0), -EPERM);
+	cr_assert_eq(tally_rename(t, TALLY_ROOT_INO, "main", TALLY_ROOT_INO,
+				  ".tally", 0), -EPERM);
+}
+
+Test(tally, rmdir_namespace_only_when_empty)
+{
+	uint64_t ns = mkns("main");
+
+	mkfile(ns, "a", "x", 1);
+	cr_assert_eq(tally_rmdir(t, TALLY_ROOT_INO, "main"), -ENOTEMPTY);
+	cr_assert_eq(tally_unlink(t, ns, "a"), 0);
+	cr_assert_eq(tally_rmdir(t, TALLY_ROOT_INO, "main"), 0);
+	{
+		struct stat st;
+
+		cr_assert_eq(tally_lookup(t, TALLY_ROOT_INO, "main", &st),
+			     -ENOENT);
+	}
+}
+
+Test(tally, long_names)
+{
+	char name[300];
+	struct stat st;
+	uint64_t ns = mkns("main");
+
+	memset(name, 'a', 255);
+	name[255] = '\0';
+	cr_assert_eq(tally_mknod(t, &me, ns, name, S_IFREG | 0644, 0, &st),
+		     0);
+	name[255] = 'a';
+	name[256] = '\0';
+	cr_assert_eq(tally_mknod(t, &me, ns, name, S_IFREG | 0644, 0, &st),
+		     -ENAMETOOLONG);
+}
+
+Test(tally, write_read_across_blocks)
+{
+	size_t len = 5 * BS + 123;
+	char *data = malloc(len);
+	uint64_t ns = mkns("main"), ino;
+
+	tu_fill(data, len, 1);
+	ino = mkfile(ns, "f", data, len);
+	expect_content(ino, data, len);
+	cr_assert_eq(tu_count_objects(store), 6);
+	/* overwrite the middle of a committed file */
+	cr_assert_eq(tally_open_file(t, ino, O_RDWR), 0);
+	cr_assert_eq(tally_write(t, ino, "HELLO", 5, BS - 2), 5);
+	memcpy(data + BS - 2, "HELLO", 5);
+	expect_content(ino, data, len);
+	cr_assert_eq(tally_release(t, ino), 0);
+	expect_content(ino, data, len);
+	/* blocks 0 and 1 changed: their old objects went away */
+	cr_assert_eq(tu_count_objects(store), 6);
+	free(data);
+}
+
+Test(tally, identical_blocks_stored_once)
+{
+	char *data = malloc(3 * BS);
+	uint64_t ns = mkns("main"), a, b;
+
+	tu_fill(data, 3 * BS, 7);
+	a = mkfile(ns, "a", data, 3 * BS);
+	b = mkfile(ns, "b", data, 3 * BS);
+	cr_assert_eq(tu_count_objects(store), 3);
+	expect_xattr(a, "user.tally.refs", "2 2 2");
+	expect_xattr(b, "user.tally.refs", "2 2 2");
+	cr_assert_eq(tally_unlink(t, ns, "a"), 0);
+	expect_xattr(b, "user.tally.refs", "1 1 1");
+	cr_assert_eq(tu_count_objects(store), 3);
+	cr_assert_eq(tally_unlink(t, ns, "b"), 0);
+	cr_assert_eq(tu_count_objects(store), 0);
+	free(data);
+}
+
+Test(tally, holes_need_no_object)
+{
+	char data[BS], zero[BS], buf[BS];
+	uint64_t ns = mkns("main");
+	struct stat st;
+
+	tu_fill(data, BS, 3);
+	memset(zero, 0, BS);
+	cr_assert_eq(tally_mknod(t, &me, ns, "s", S_IFREG | 0644, 0, &st), 0);
+	cr_assert_eq(tally_open_file(t, st.st_ino, O_RDWR), 0);
+	cr_assert_eq(tally_write(t, st.st_ino, data, BS, 10 * BS), BS);
+	cr_assert_eq(tally_write(t, st.st_ino, zero, BS, 2 * BS), BS);
+	cr_assert_eq(tally_release(t, st.st_ino), 0);
+	cr_assert_eq(tu_count_objects(store), 1);
+	cr_assert_eq(tally_getattr(t, st.st_ino, &st), 0);
+	cr_assert_eq(st.st_size, 11 * BS);
+	cr_assert_eq(st.st_blocks, BS / 512);
+	cr_assert_eq(tally_read(t, st.st_ino, buf, BS, 3 * BS), BS);
+	cr_assert_eq(memcmp(buf, zero, BS), 0);
+	expect_xattr(st.st_ino, "user.tally.refs", "1");
+}
+
+Test(tally, truncate_shrink_then_grow_reads_zeros)
+{
+	char data[2 * BS], buf[2 * BS], zero[2 * BS];
+	uint64_t ns = mkns("main"), ino;
+	struct stat in, st;
+
+	tu_fill(data, sizeof(data), 5);
+	memset(zero, 0, sizeof(zero));
+	ino = mkfile(ns, "f", data, sizeof(data));
+	memset(&in, 0, sizeof(in));
+	in.st_size = 100;
+	cr_assert_eq(tally_setattr(t, ino, &in, TALLY_SET_SIZE, &st), 0);
+	cr_assert_eq(st.st_size, 100);
+	cr_assert_eq(tu_count_objects(store), 1);
+	in.st_size = 2 * BS;
+	cr_assert_eq(tally_setattr(t, ino, &in, TALLY_SET_SIZE, &st), 0);
+	cr_assert_eq(tally_read(t, ino, buf, sizeof(buf), 0), 2 * BS);
+	cr_assert_eq(memcmp(buf, data, 100), 0);
+	cr_assert_eq(memcmp(buf + 100, zero, sizeof(buf) - 100), 0,
+		     "bytes past a shrink must read as zero");
+	/* and after a reopen of the store too */
+	tally_close(t);
+	open_store();
+	cr_assert_eq(tally_read(t, ino, buf, sizeof(buf), 0), 2 * BS);
+	cr_assert_eq(memcmp(buf, data, 100), 0);
+	cr_assert_eq(memcmp(buf + 100, zero, sizeof(buf) - 100), 0);
+}
+
+Test(tally, hard_link_within_namespace)
+{
+	uint64_t ns = mkns("main"), ino;
+	struct stat st;
+
+	ino = mkfile(ns, "a", "hello", 5);
+	cr_assert_eq(tally_link(t, ino, ns, "b", &st), 0);
+	cr_assert_eq(st.st_ino, ino);
+	cr_assert_eq(st.st_nlink, 2);
+	expect_xattr(ino, "user.tally.refs", "1");
+	cr_assert_eq(tally_link(t, ino, ns, "b", &st), -EEXIST);
+}
+
+Test(tally, link_across_namespaces_is_copy_on_write)
+{
+	uint64_t a = mkns("a"), b = mkns("b"), ino, ino2;
+	struct stat st;
+
+	ino = mkfile(a, "f", "hello world", 11);
+	cr_assert_eq(tally_link(t, ino, b, "g", &st), 0);
+	ino2 = st.st_ino;
+	cr_assert_neq(ino2, ino);
+	cr_assert_eq(st.st_nlink, 1);
+	expect_xattr(ino, "user.tally.refs", "2");
+	expect_content(ino2, "hello world", 11);
+	cr_assert_eq(tu_count_objects(store), 1);
+	cr_assert_eq(tally_open_file(t, ino2, O_RDWR), 0);
+	cr_assert_eq(tally_write(t, ino2, "J", 1, 0), 1);
+	cr_assert_eq(tally_release(t, ino2), 0);
+	expect_content(ino, "hello world", 11);
+	expect_content(ino2, "Jello world", 11);
+	expect_xattr(ino, "user.tally.refs", "1");
+	cr_assert_eq(tu_count_objects(store), 2);
+	cr_assert_eq(tally_link(t, ino, TALLY_ROOT_INO, "x", &st), -EPERM);
+}
+
+Test(tally, unlinked_open_file_lives_until_release)
+{
+	uint64_t ns = mkns("main"), ino;
+	char buf[16];
+
+	ino = mkfile(ns, "f", "data", 4);
+	cr_assert_eq(tally_open_file(t, ino, O_RDWR), 0);
+	cr_assert_eq(tally_unlink(t, ns, "f"), 0);
+	cr_assert_eq(tu_count_objects(store), 1);
+	cr_assert_eq(tally_write(t, ino, "more", 4, 4), 4);
+	cr_assert_eq(tally_read(t, ino, buf, sizeof(buf), 0), 8);
+	cr_assert_eq(memcmp(buf, "datamore", 8), 0);
+	cr_assert_eq(tally_release(t, ino), 0);
+	cr_assert_eq(tu_count_objects(store), 0);
+}
+
+Test(tally, unlinked_open_file_freed_at_next_open)
+{
+	uint64_t ns = mkns("main"), ino;
+	struct fsck_result r;
+	struct store *s;
+
+	ino = mkfile(ns, "f", "data", 4);
+	cr_assert_eq(tally_open_file(t, ino, O_RDWR), 0);
+	cr_assert_eq(tally_unlink(t, ns, "f"), 0);
+	/* a crash would leave the inode; a close without release does */
+	tally_close(t);
+	t = NULL;
+	open_store();
+	cr_assert_eq(tu_count_objects(store), 0);
+	tally_close(t);
+	t = NULL;
+	cr_assert_eq(store_open(store, false, BS, &s), 0);
+	cr_assert_eq(fsck_run(s, false, NULL, NULL, &r), 0);
+	cr_assert_not(fsck_problems(&r));
+	store_close(s);
+}
+
+Test(tally, rename_over_and_exchange)
+{
+	uint64_t ns = mkns("main"), other = mkns("other"), a, b;
+	struct stat st;
+
+	a = mkfile(ns, "a", "AAAA", 4);
+	b = mkfile(ns, "b", "BBBB", 4);
+	cr_assert_eq(tally_rename(t, ns, "a", ns, "b", RENAME_NOREPLACE),
+		     -EEXIST);
+	cr_assert_eq(tally_rename(t, ns, "a", ns, "b", RENAME_EXCHANGE), 0);
+	cr_assert_eq(tally_lookup(t, ns, "a", &st), 0);
+	cr_assert_eq(st.st_ino, b);
+	cr_assert_eq(tally_lookup(t, ns, "b", &st), 0);
+	cr_assert_eq(st.st_ino, a);
+	cr_assert_eq(tally_rename(t, ns, "b", ns, "a", 0), 0);
+	cr_assert_eq(tally_lookup(t, ns, "b", &st), -ENOENT);
+	cr_assert_eq(tally_lookup(t, ns, "a", &st), 0);
+	cr_assert_eq(st.st_ino, a);
+	expect_content(a, "AAAA", 4);
+	cr_assert_eq(tu_count_objects(store), 1);
+	cr_assert_eq(tally_rename(t, ns, "a", other, "a", 0), -EXDEV);
+	cr_assert_eq(tally_rename(t, ns, "zz", ns, "a", RENAME_EXCHANGE),
+		     -ENOENT);
+}
+
+Test(tally, rename_directories)
+{
+	uint64_t ns = mkns("main");
+	struct stat d1, d2, f, st;
+
+	cr_assert_eq(tally_mkdir(t, &me, ns, "d1", 0755, &d1), 0);
+	cr_assert_eq(tally_mkdir(t, &me, ns, "d2", 0755, &d2), 0);
+	cr_assert_eq(tally_mknod(t, &me, d2.st_ino, "f", S_IFREG | 0644, 0,
+				 &f), 0);
+	cr_assert_eq(tally_rename(t, ns, "d1", ns, "d2", 0), -ENOTEMPTY);
+	cr_assert_eq(tally_rename(t, d2.st_ino, "f", ns, "d1", 0), -EISDIR);
+	cr_assert_eq(tally_rename(t, ns, "d1", d2.st_ino, "f", 0), -ENOTDIR);
+	cr_assert_eq(tally_getattr(t, ns, &st), 0);
+	cr_assert_eq(st.st_nlink, 4);
+	cr_assert_eq(tally_rename(t, ns, "d1", d2.st_ino, "d1", 0), 0);
+	cr_assert_eq(tally_getattr(t, ns, &st), 0);
+	cr_assert_eq(st.st_nlink, 3);
+	cr_assert_eq(tally_getattr(t, d2.st_ino, &st), 0);
+	cr_assert_eq(st.st_nlink, 3);
+}
+
+Test(tally, xattrs)
+{
+	uint64_t ns = mkns("main"), ino;
+	char buf[64];
+
+	ino = mkfile(ns, "f", "x", 1);
+	cr_assert_eq(tally_setxattr(t, ino, "user.k", "v1", 2, 0), 0);
+	cr_assert_eq(tally_setxattr(t, ino, "user.k", "v2", 2, XATTR_CREATE),
+		     -EEXIST);
+	cr_assert_eq(tally_setxattr(t, ino, "user.n", "v", 1, XATTR_REPLACE),
+		     -ENODATA);
+	cr_assert_eq(tally_getxattr(t, ino, "user.k", buf, sizeof(buf)), 2);
+	cr_assert_eq(memcmp(buf, "v1", 2), 0);
+	cr_assert_eq(tally_getxattr(t, ino, "user.k", NULL, 0), 2);
+	cr_assert_eq(tally_getxattr(t, ino, "user.k", buf, 1), -ERANGE);
+	cr_assert_eq(tally_setxattr(t, ino, "trusted.k", "v", 1, 0),
+		     -EOPNOTSUPP);
+	cr_assert_eq(tally_setxattr(t, ino, "user.tally.refs", "9", 1, 0),
+		     -EPERM);
+	cr_assert_eq(tally_setxattr(t, ino, "user.tally.refs", "1", 1, 0), 0,
+		     "rewriting the current value is a no-op");
+	cr_assert_eq(tally_removexattr(t, ino, "user.tally.objects"), -EPERM);
+	{
+		static const char want[] = "user.tally.refs\0"
+					   "user.tally.objects\0user.k";
+		char list[256];
+		ssize_t n = tally_listxattr(t, ino, list, sizeof(list));
+
+		cr_assert_eq(n, (ssize_t)sizeof(want));
+		cr_assert_eq(memcmp(list, want, sizeof(want)), 0);
+	}
+	cr_assert_eq(tally_removexattr(t, ino, "user.k"), 0);
+	cr_assert_eq(tally_removexattr(t, ino, "user.k"), -ENODATA);
+}
+
+Test(tally, branch_is_copy_on_write)
+{
+	char data[2 * BS];
+	uint64_t ns = mkns("main"), ino, inodes = 0;
+	struct stat d, st, st2;
+
+	tu_fill(data, sizeof(data), 11);
+	ino = mkfile(ns, "f", data, sizeof(data));
+	cr_assert_eq(tally_mkdir(t, &me, ns, "sub", 0755, &d), 0);
+	mkfile(d.st_ino, "g", "small", 5);
+	cr_assert_eq(tally_branch(t, "main", "dev", &inodes), 0);
+	cr_assert_eq(inodes, 4);
+	cr_assert_eq(tally_branch(t, "main", "dev", &inodes), -EEXIST);
+	cr_assert_eq(tally_branch(t, "nope", "x", &inodes), -ENOENT);
+	cr_assert_eq(tally_branch(t, "main", ".tally", &inodes), -EINVAL);
+	expect_xattr(ino, "user.tally.refs", "2 2");
+	cr_assert_eq(tally_lookup(t, TALLY_ROOT_INO, "dev", &st), 0);
+	cr_assert_eq(tally_lookup(t, st.st_ino, "f", &st2), 0);
+	cr_assert_neq(st2.st_ino, ino);
+	expect_content(st2.st_ino, data, sizeof(data));
+	cr_assert_eq(tally_open_file(t, st2.st_ino, O_RDWR), 0);
+	cr_assert_eq(tally_write(t, st2.st_ino, "Z", 1, 0), 1);
+	cr_assert_eq(tally_release(t, st2.st_ino), 0);
+	expect_content(ino, data, sizeof(data));
+	expect_xattr(ino, "user.tally.refs", "1 2");
+	cr_assert_eq(tally_getattr(t, TALLY_ROOT_INO, &st), 0);
+	cr_assert_eq(st.st_nlink, 4);
+}
+
+Test(tally, state_survives_reopen)
+{
+	uint64_t ns = mkns("main"), ino;
+	struct stat st;
+	char *target = NULL;
+
+	ino = mkfile(ns, "f", "persist", 7);
+	cr_assert_eq(tally_symlink(t, &me, ns, "l", "f", &st), 0);
+	cr_assert_eq(tally_setxattr(t, ino, "user.a", "b", 1, 0), 0);
+	tally_close(t);
+	open_store();
+	cr_assert_eq(tally_lookup(t, ns, "f", &st), 0);
+	cr_assert_eq(st.st_ino, ino);
+	expect_content(ino, "persist", 7);
+	cr_assert_eq(tally_lookup(t, ns, "l", &st), 0);
+	cr_assert_eq(tally_readlink(t, st.st_ino, &target), 0);
+	cr_assert_str_eq(target, "f");
+	free(target);
+	/* new inode numbers never reuse old ones */
+	cr_assert_eq(tally_mknod(t, &me, ns, "g", S_IFREG | 0644, 0, &st), 0);
+	cr_assert_gt(st.st_ino, ino);
+}
+
+Test(tally, buffered_data_committed_at_close)
+{
+	uint64_t ns = mkns("main");
+	struct stat st;
+
+	cr_assert_eq(tally_mknod(t, &me, ns, "f", S_IFREG | 0644, 0, &st), 0);
+	cr_assert_eq(tally_open_file(t, st.st_ino, O_RDWR), 0);
+	cr_assert_eq(tally_write(t, st.st_ino, "buffered", 8, 0), 8);
+	cr_assert_eq(tu_count_objects(store), 0);
+	/* close of the store (unmount) commits what is buffered */
+	tally_close(t);
+	open_store();
+	expect_content(st.st_ino, "buffered", 8);
+}
+
+Test(tally, statfs_reports_store_usage)
+{
+	char data[4 * BS];
+	uint64_t ns = mkns("main");
+	struct statvfs a, b;
+
+	cr_assert_eq(tally_statfs(t, &a), 0);
+	tu_fill(data, sizeof(data), 9);
+	mkfile(ns, "f", data, sizeof(data));
+	cr_assert_eq(tally_statfs(t, &b), 0);
+	cr_assert_eq(b.f_namemax, 255);
+	cr_assert_gt(b.f_bavail, 0);
+	cr_assert_eq((b.f_blocks - b.f_bfree) - (a.f_blocks - a.f_bfree),
+		     sizeof(data) / b.f_frsize);
+	cr_assert_geq(b.f_files - b.f_ffree, 3);
+}

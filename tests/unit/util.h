@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers shared by the unit tests: temporary directories and files.
+ */
+#ifndef TALLY_TEST_UTIL_H
+#define TALLY_TEST_UTIL_H
+
+#include <stddef.h>
+
+/* mkdtemp under $TMPDIR or /tmp; the path is static storage per call. */
+char *tu_tmpdir(void);
+/* rm -rf @path (bounded, best effort). */
+void tu_rmrf(const char *path);
+/* Count object files under @store/shards/0. */
+int tu_count_objects(const char *store);
+/* Fill @buf with deterministic pseudo-random bytes from @seed. */
+void tu_fill(void *buf, size_t len, unsigned seed);
+
+#endif
