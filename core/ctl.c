@@ -160,22 +160,22 @@ int ctl_status_json(struct tally *t, char **out)
 
 	if (rc)
 		return rc;
-	return aprintf(
-		out,
-		"{\"version\": \"%s\", \"block_size\": %u, "
-		"\"namespaces\": %" PRIu64 ", \"inodes\": %" PRIu64
-		", \"objects\": %" PRIu64 ", \"bytes_logical\": %" PRIu64
-		", \"bytes_referenced\": %" PRIu64
-		", \"bytes_stored\": %" PRIu64 ", \"dedup_ratio\": %.3f"
-		", \"pending_flushes\": %" PRIu64 ", \"dirty_bytes\": %" PRIu64
-		", \"durable_seq\": %" PRIu64 ", \"flush_errors\": %" PRIu64
-		"}\n",
-		TALLY_VERSION, st.block_size, st.namespaces, st.inodes,
-		st.objects, st.bytes_logical, st.bytes_referenced,
-		st.bytes_stored,
-		st.bytes_stored ? (double)st.bytes_referenced /
-					  (double)st.bytes_stored
-				: 1.0,
-		st.pending_flushes, st.dirty_bytes, st.durable_seq,
-		st.commit_errors);
+	return aprintf(out,
+		       "{\"version\": \"%s\", \"block_size\": %u, "
+		       "\"namespaces\": %" PRIu64 ", \"inodes\": %" PRIu64
+		       ", \"objects\": %" PRIu64 ", \"bytes_logical\": %" PRIu64
+		       ", \"bytes_referenced\": %" PRIu64
+		       ", \"bytes_stored\": %" PRIu64 ", \"dedup_ratio\": %.3f"
+		       ", \"pending_flushes\": %" PRIu64
+		       ", \"dirty_bytes\": %" PRIu64
+		       ", \"durable_seq\": %" PRIu64
+		       ", \"flush_errors\": %" PRIu64 "}\n",
+		       TALLY_VERSION, st.block_size, st.namespaces, st.inodes,
+		       st.objects, st.bytes_logical, st.bytes_referenced,
+		       st.bytes_stored,
+		       st.bytes_stored ? (double)st.bytes_referenced /
+						 (double)st.bytes_stored
+				       : 1.0,
+		       st.pending_flushes, st.dirty_bytes, st.durable_seq,
+		       st.commit_errors);
 }

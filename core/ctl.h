@@ -28,7 +28,7 @@ struct ctl_cmd {
 	enum ctl_verb verb;
 	unsigned nargs;
 	char *args[CTL_MAX_ARGS]; /* point into @buf */
-	double timeout;           /* drain: seconds, 0 = none */
+	double timeout;		  /* drain: seconds, 0 = none */
 	char buf[CTL_LINE_MAX + 1];
 };
 

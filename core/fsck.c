@@ -26,7 +26,7 @@ struct fsck {
 	size_t nnames, cap;
 	struct {
 		int64_t id, truth;
-	} *fix;
+	} * fix;
 	size_t nfix, fixcap;
 	struct meta_objlist dead; /* files to delete after repair */
 };
@@ -87,8 +87,10 @@ static int check_one(void *arg, const struct meta_check *c)
 	f->res->references += (uint64_t)c->truth;
 	if (c->id == 0) {
 		f->res->dangling += (uint64_t)c->truth;
-		sayf(f, "dangling: %" PRId64 " reference(s) to an object "
-		     "missing from the object table", c->truth);
+		sayf(f,
+		     "dangling: %" PRId64 " reference(s) to an object "
+		     "missing from the object table",
+		     c->truth);
 		return 0;
 	}
 	f->res->objects++;
@@ -98,20 +100,25 @@ static int check_one(void *arg, const struct meta_check *c)
 	if (objstore_stat(f->s->objs, c->shard, c->name, &size) < 0 &&
 	    c->truth > 0) {
 		f->res->dangling += (uint64_t)c->truth;
-		sayf(f, "dangling: object '%s' has %" PRId64 " reference(s) "
-		     "but no file", c->name, c->truth);
+		sayf(f,
+		     "dangling: object '%s' has %" PRId64 " reference(s) "
+		     "but no file",
+		     c->name, c->truth);
 	}
 	if (c->stored == c->truth)
 		return 0;
 	if (c->stored < c->truth) {
 		f->res->drift_under++;
-		sayf(f, "drift: object '%s' count %" PRId64 " < %" PRId64
-		     " references (under-counted)", c->name, c->stored,
-		     c->truth);
+		sayf(f,
+		     "drift: object '%s' count %" PRId64 " < %" PRId64
+		     " references (under-counted)",
+		     c->name, c->stored, c->truth);
 	} else {
 		f->res->drift_over++;
-		sayf(f, "drift: object '%s' count %" PRId64 " > %" PRId64
-		     " references (leak)", c->name, c->stored, c->truth);
+		sayf(f,
+		     "drift: object '%s' count %" PRId64 " > %" PRId64
+		     " references (leak)",
+		     c->name, c->stored, c->truth);
 	}
 	rc = add_fix(f, c->id, c->truth);
 	if (!rc && c->truth == 0)
@@ -172,7 +179,10 @@ int fsck_run(struct store *s, bool do_repair,
 	     struct fsck_result *res)
 {
 	struct fsck f = {
-		.s = s, .repair = do_repair, .say = say, .ctx = ctx,
+		.s = s,
+		.repair = do_repair,
+		.say = say,
+		.ctx = ctx,
 		.res = res,
 	};
 	int rc;

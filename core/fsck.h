@@ -13,14 +13,14 @@
 struct store;
 
 struct fsck_result {
-	uint64_t objects;      /* rows in the object table */
-	uint64_t references;   /* block references */
-	uint64_t drift_under;  /* stored count < truth (dangerous) */
-	uint64_t drift_over;   /* stored count > truth (a leak) */
-	uint64_t dangling;     /* references to a missing object */
-	uint64_t orphans;      /* object files nothing knows */
-	uint64_t repaired;     /* counts rewritten by --repair */
-	uint64_t removed;      /* unreferenced object files deleted */
+	uint64_t objects;     /* rows in the object table */
+	uint64_t references;  /* block references */
+	uint64_t drift_under; /* stored count < truth (dangerous) */
+	uint64_t drift_over;  /* stored count > truth (a leak) */
+	uint64_t dangling;    /* references to a missing object */
+	uint64_t orphans;     /* object files nothing knows */
+	uint64_t repaired;    /* counts rewritten by --repair */
+	uint64_t removed;     /* unreferenced object files deleted */
 };
 
 /*

@@ -26,8 +26,7 @@ void hash_block(const void *buf, size_t len, char hex[HASH_HEX_LEN + 1])
 		 (unsigned long long)hi, (unsigned long long)lo);
 }
 
-void hash_variant_name(const char *hex, unsigned variant,
-		       char out[OBJNAME_MAX])
+void hash_variant_name(const char *hex, unsigned variant, char out[OBJNAME_MAX])
 {
 	if (variant == 0)
 		snprintf(out, OBJNAME_MAX, "%.32s", hex);

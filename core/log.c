@@ -25,7 +25,7 @@ void log_to_syslog(const char *ident)
 void log_msg(int level, const char *fmt, ...)
 {
 	static const char *const names[] = {
-		"emerg", "alert", "crit", "error",
+		"emerg",   "alert",  "crit", "error",
 		"warning", "notice", "info", "debug",
 	};
 	va_list ap;
@@ -39,8 +39,7 @@ void log_msg(int level, const char *fmt, ...)
 		char line[1024];
 
 		vsnprintf(line, sizeof(line), fmt, ap);
-		fprintf(stderr, "tallyfs: %s: %s\n",
-			names[level & 7], line);
+		fprintf(stderr, "tallyfs: %s: %s\n", names[level & 7], line);
 	}
 	va_end(ap);
 }

@@ -251,10 +251,10 @@ static sqlite3_stmt *stmt(struct meta *m, int id)
 	return s;
 }
 
-#define STMT_OR_RETURN(var, m, id)             \
-	sqlite3_stmt *var = stmt((m), (id));   \
-	if (!var)                              \
-		return -EIO
+#define STMT_OR_RETURN(var, m, id)           \
+	sqlite3_stmt *var = stmt((m), (id)); \
+	if (!var)                            \
+	return -EIO
 
 /* Step a statement that returns no rows. */
 static int step_done(struct meta *m, sqlite3_stmt *s, const char *what)
@@ -405,8 +405,9 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 		rc = -EUCLEAN;
 		goto out_close;
 	}
-	if (app == 0 && ver == 0 && pragma_int(m, "SELECT count(*) FROM "
-						  "sqlite_schema") == 0) {
+	if (app == 0 && ver == 0 &&
+	    pragma_int(m, "SELECT count(*) FROM "
+			  "sqlite_schema") == 0) {
 		if (!create) {
 			log_msg(LOG_ERR, "metadata '%s' is empty", path);
 			rc = -EUCLEAN;
@@ -418,14 +419,17 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 		if (rc)
 			goto out_close;
 	} else if (app != APP_ID) {
-		log_msg(LOG_ERR, "metadata '%s' belongs to another application "
-			"(application_id %" PRId64 ")", path, app);
+		log_msg(LOG_ERR,
+			"metadata '%s' belongs to another application "
+			"(application_id %" PRId64 ")",
+			path, app);
 		rc = -EUCLEAN;
 		goto out_close;
 	} else if (ver != META_FORMAT) {
-		log_msg(LOG_ERR, "metadata '%s' has format version %" PRId64
-			", this tallyfs reads version %d", path, ver,
-			META_FORMAT);
+		log_msg(LOG_ERR,
+			"metadata '%s' has format version %" PRId64
+			", this tallyfs reads version %d",
+			path, ver, META_FORMAT);
 		rc = -EPROTO;
 		goto out_close;
 	}
@@ -689,8 +693,7 @@ int meta_dentry_insert(struct meta *m, uint64_t parent, const char *name,
 
 int meta_dentry_delete(struct meta *m, uint64_t parent, const char *name)
 {
-	return dentry_exec(m, S_DENTRY_DELETE, parent, name, 0,
-			   "entry delete");
+	return dentry_exec(m, S_DENTRY_DELETE, parent, name, 0, "entry delete");
 }
 
 int meta_dentry_set_ino(struct meta *m, uint64_t parent, const char *name,
@@ -786,9 +789,10 @@ int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
 		name = sqlite3_column_text(s, 3);
 		b->size = (uint32_t)sqlite3_column_int64(s, 4);
 		if (!name) {
-			log_msg(LOG_ERR, "inode %" PRIu64 " block %" PRIu64
-				" names unknown object %" PRId64, ino, b->idx,
-				b->obj);
+			log_msg(LOG_ERR,
+				"inode %" PRIu64 " block %" PRIu64
+				" names unknown object %" PRId64,
+				ino, b->idx, b->obj);
 			b->name[0] = '\0';
 		} else {
 			snprintf(b->name, OBJNAME_MAX, "%s", name);
@@ -822,9 +826,10 @@ static int obj_add(struct meta *m, int64_t id, int64_t delta,
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_DONE) {
 		sqlite3_reset(s);
-		log_msg(LOG_WARNING, "refcount change %+" PRId64 " of unknown "
-			"object %" PRId64 ": ignored, nothing deleted", delta,
-			id);
+		log_msg(LOG_WARNING,
+			"refcount change %+" PRId64 " of unknown "
+			"object %" PRId64 ": ignored, nothing deleted",
+			delta, id);
 		return 0;
 	}
 	if (rc != SQLITE_ROW) {
@@ -840,8 +845,10 @@ static int obj_add(struct meta *m, int64_t id, int64_t delta,
 	if (count > 0 || delta > 0)
 		return 0;
 	if (count < 0)
-		log_msg(LOG_WARNING, "object '%s' refcount went below zero "
-			"(%" PRId64 "): the count had drifted", name, count);
+		log_msg(LOG_WARNING,
+			"object '%s' refcount went below zero "
+			"(%" PRId64 "): the count had drifted",
+			name, count);
 	rc = exec_ino(m, S_OBJ_DELETE, (uint64_t)id, "object delete");
 	if (!rc && zero)
 		rc = meta_objlist_add(zero, id, shard, name);
@@ -873,9 +880,9 @@ int meta_obj_exists(struct meta *m, const char *name)
 	return rc ? rc : 1;
 }
 
-int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx,
-		   const char *name, uint32_t shard, uint32_t size,
-		   struct meta_objlist *zero, struct meta_bref *out)
+int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx, const char *name,
+		   uint32_t shard, uint32_t size, struct meta_objlist *zero,
+		   struct meta_bref *out)
 {
 	int64_t old = 0, id = 0;
 	bool had = false;
@@ -1009,8 +1016,7 @@ int meta_blocks_copy(struct meta *m, uint64_t src, uint64_t dst)
 	return rc;
 }
 
-int meta_refcounts(struct meta *m, uint64_t ino, uint64_t **counts,
-		   size_t *n)
+int meta_refcounts(struct meta *m, uint64_t ino, uint64_t **counts, size_t *n)
 {
 	STMT_OR_RETURN(s, m, S_REFCOUNTS);
 	uint64_t *v = NULL;
@@ -1102,8 +1108,8 @@ int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
 	return meta_config_set(m, "next_ino", (int64_t)*next_ino);
 }
 
-int meta_xattr_get(struct meta *m, uint64_t ino, const char *name,
-		   void **out, size_t *len)
+int meta_xattr_get(struct meta *m, uint64_t ino, const char *name, void **out,
+		   size_t *len)
 {
 	STMT_OR_RETURN(s, m, S_XATTR_GET);
 	int rc, n;
@@ -1133,7 +1139,7 @@ int meta_xattr_get(struct meta *m, uint64_t ino, const char *name,
 int meta_xattr_set(struct meta *m, uint64_t ino, const char *name,
 		   const void *val, size_t len, int flags)
 {
-	int id = (flags & XATTR_CREATE)    ? S_XATTR_INSERT
+	int id = (flags & XATTR_CREATE)	   ? S_XATTR_INSERT
 		 : (flags & XATTR_REPLACE) ? S_XATTR_REPLACE
 					   : S_XATTR_UPSERT;
 	STMT_OR_RETURN(s, m, id);

@@ -131,9 +131,9 @@ int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
  * deleted from the table and added to @zero. On success @out (may be NULL)
  * receives the new reference.
  */
-int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx,
-		   const char *name, uint32_t shard, uint32_t size,
-		   struct meta_objlist *zero, struct meta_bref *out);
+int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx, const char *name,
+		   uint32_t shard, uint32_t size, struct meta_objlist *zero,
+		   struct meta_bref *out);
 /* Whether an object row named @name exists (1), or not (0). */
 int meta_obj_exists(struct meta *m, const char *name);
 /*
@@ -146,8 +146,7 @@ int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from,
 /* Give inode @dst the block references and xattrs of @src (counts +1). */
 int meta_blocks_copy(struct meta *m, uint64_t src, uint64_t dst);
 /* Refcounts of the objects of @ino, in block order (holes skipped). */
-int meta_refcounts(struct meta *m, uint64_t ino, uint64_t **counts,
-		   size_t *n);
+int meta_refcounts(struct meta *m, uint64_t ino, uint64_t **counts, size_t *n);
 
 /*
  * Copy namespace @src_root as new namespace @dst_name: inodes get numbers
@@ -159,8 +158,8 @@ int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
 		uint64_t *next_ino, uint64_t *root, uint64_t *count);
 
 /* xattrs: get copies into *out (malloc'ed); -ENODATA if absent. */
-int meta_xattr_get(struct meta *m, uint64_t ino, const char *name,
-		   void **out, size_t *len);
+int meta_xattr_get(struct meta *m, uint64_t ino, const char *name, void **out,
+		   size_t *len);
 /* @flags: XATTR_CREATE (-EEXIST) / XATTR_REPLACE (-ENODATA). */
 int meta_xattr_set(struct meta *m, uint64_t ino, const char *name,
 		   const void *val, size_t len, int flags);

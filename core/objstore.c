@@ -46,8 +46,7 @@ static int fanout(const char *name)
 		     (strchr(hex, name[1]) - hex));
 }
 
-void objstore_relpath(unsigned shard, const char *name, char *buf,
-		      size_t size)
+void objstore_relpath(unsigned shard, const char *name, char *buf, size_t size)
 {
 	snprintf(buf, size, "%u/%.2s/%s", shard, name, name);
 }
@@ -169,7 +168,7 @@ int objstore_sync_dirs(struct objstore *os, unsigned shard,
 			continue;
 		if (!rc)
 			rc = sync_dir(os->dirfd, shard, i);
-		dirs->bits[i / 8] &= (uint8_t)~(1u << (i % 8));
+		dirs->bits[i / 8] &= (uint8_t) ~(1u << (i % 8));
 	}
 	return rc;
 }
@@ -178,8 +177,8 @@ int objstore_sync_dirs(struct objstore *os, unsigned shard,
  * Create object @name from @buf: 1 created, 0 already there (not
  * compared), negative errno on failure.
  */
-static int create_object(struct objstore *os, unsigned shard,
-			 const char *name, const void *buf, size_t len,
+static int create_object(struct objstore *os, unsigned shard, const char *name,
+			 const void *buf, size_t len,
 			 struct objstore_dirs *dirs)
 {
 	char tmp[64], dst[96];
@@ -232,8 +231,8 @@ out_unlink:
 }
 
 /* 0 equal, 1 different, negative errno. */
-static int compare_object(struct objstore *os, unsigned shard,
-			  const char *name, const void *buf, size_t len)
+static int compare_object(struct objstore *os, unsigned shard, const char *name,
+			  const void *buf, size_t len)
 {
 	char path[96], chunk[65536];
 	const char *p = buf;
@@ -313,7 +312,8 @@ int objstore_put(struct objstore *os, unsigned shard, const void *buf,
 		if (rc == 1) {
 			log_msg(LOG_NOTICE,
 				"hash collision on object '%s': storing "
-				"the block under the next name", name);
+				"the block under the next name",
+				name);
 			continue;
 		}
 		if (rc != -ENOENT)
@@ -385,8 +385,7 @@ int objstore_unlink(struct objstore *os, unsigned shard, const char *name)
 }
 
 int objstore_list(struct objstore *os, unsigned shard,
-		  int (*fn)(void *ctx, const char *name, off_t size),
-		  void *ctx)
+		  int (*fn)(void *ctx, const char *name, off_t size), void *ctx)
 {
 	char path[32];
 	int i, rc = 0;

@@ -75,7 +75,6 @@ int objstore_list(struct objstore *os, unsigned shard,
 		  void *ctx);
 
 /* Path of an object relative to STORE/shards, for messages and tests. */
-void objstore_relpath(unsigned shard, const char *name, char *buf,
-		      size_t size);
+void objstore_relpath(unsigned shard, const char *name, char *buf, size_t size);
 
 #endif

@@ -48,7 +48,8 @@ static int read_marker(const char *path, int *format)
 	if (!f)
 		return -errno;
 	if (fgets(line, sizeof(line), f) && !strcmp(line, "tallyfs store\n") &&
-	    fgets(line, sizeof(line), f) && sscanf(line, "format %d", format) == 1)
+	    fgets(line, sizeof(line), f) &&
+	    sscanf(line, "format %d", format) == 1)
 		rc = 0;
 	fclose(f);
 	if (rc)
@@ -99,8 +100,10 @@ static int take_lock(struct store *s)
 		n = pread(s->lockfd, pid, sizeof(pid) - 1, 0);
 		pid[n > 0 ? n : 0] = '\0';
 		pid[strcspn(pid, "\n")] = '\0';
-		log_msg(LOG_ERR, "store '%s' is already in use by another "
-			"process (pid %s)", s->path, pid[0] ? pid : "unknown");
+		log_msg(LOG_ERR,
+			"store '%s' is already in use by another "
+			"process (pid %s)",
+			s->path, pid[0] ? pid : "unknown");
 		close(s->lockfd);
 		s->lockfd = -1;
 		return rc;
@@ -132,8 +135,10 @@ int store_open(const char *path, bool create, uint32_t block_size,
 
 	if (block_size < 4096 || block_size > (64u << 20) ||
 	    (block_size & (block_size - 1))) {
-		log_msg(LOG_ERR, "block size %u is not a power of two between "
-			"4 KiB and 64 MiB", block_size);
+		log_msg(LOG_ERR,
+			"block size %u is not a power of two between "
+			"4 KiB and 64 MiB",
+			block_size);
 		return -EINVAL;
 	}
 	s = calloc(1, sizeof(*s));
@@ -165,7 +170,8 @@ int store_open(const char *path, bool create, uint32_t block_size,
 	if (rc == -ENOENT) {
 		rc = dir_is_empty(s->path);
 		if (rc == 0) {
-			log_msg(LOG_ERR, "'%s' is not empty and is not a "
+			log_msg(LOG_ERR,
+				"'%s' is not empty and is not a "
 				"tallyfs store (no '" MARKER "' file)",
 				s->path);
 			rc = -ENOTEMPTY;
@@ -183,9 +189,10 @@ int store_open(const char *path, bool create, uint32_t block_size,
 	} else if (rc) {
 		goto out_free;
 	} else if (format != STORE_FORMAT) {
-		log_msg(LOG_ERR, "store '%s' has format version %d; this "
-			"tallyfs knows version %d", s->path, format,
-			STORE_FORMAT);
+		log_msg(LOG_ERR,
+			"store '%s' has format version %d; this "
+			"tallyfs knows version %d",
+			s->path, format, STORE_FORMAT);
 		rc = -EPROTO;
 		goto out_free;
 	}
@@ -199,14 +206,16 @@ int store_open(const char *path, bool create, uint32_t block_size,
 	if (fresh) {
 		rc = write_marker(s->path);
 		if (rc) {
-			log_msg(LOG_ERR, "cannot write store marker in '%s': %s",
+			log_msg(LOG_ERR,
+				"cannot write store marker in '%s': %s",
 				s->path, strerror(-rc));
 			goto out_meta;
 		}
 	}
 	rc = meta_config_get(s->meta, "block_size", &bs);
 	if (rc || bs < 4096 || bs > (64 << 20) || (bs & (bs - 1))) {
-		log_msg(LOG_ERR, "store '%s' is damaged: bad block size", s->path);
+		log_msg(LOG_ERR, "store '%s' is damaged: bad block size",
+			s->path);
 		rc = -EUCLEAN;
 		goto out_meta;
 	}

@@ -69,22 +69,22 @@ struct dirty {
 
 struct inode {
 	uint64_t ino;
-	struct inode *next; /* protected by t->lock: table chain */
-	unsigned refs;      /* protected by t->lock */
-	uint64_t nlookup;   /* protected by t->lock */
-	unsigned opens;     /* protected by t->lock */
-	bool freed;         /* protected by t->lock */
-	struct meta_inode md; /* protected by t->lock; size also by rw */
+	struct inode *next;	/* protected by t->lock: table chain */
+	unsigned refs;		/* protected by t->lock */
+	uint64_t nlookup;	/* protected by t->lock */
+	unsigned opens;		/* protected by t->lock */
+	bool freed;		/* protected by t->lock */
+	struct meta_inode md;	/* protected by t->lock; size also by rw */
 	uint64_t dsize, dalloc; /* protected by t->lock: committed values */
-	size_t ndirty;      /* protected by rw and t->lock */
-	int err;            /* protected by rw */
-	bool truncated;     /* protected by rw: drop blocks past size */
+	size_t ndirty;		/* protected by rw and t->lock */
+	int err;		/* protected by rw */
+	bool truncated;		/* protected by rw: drop blocks past size */
 
 	pthread_rwlock_t rw;
 	bool map_loaded;       /* protected by rw */
 	struct meta_bref *map; /* protected by rw, sorted by idx */
 	size_t nmap;
-	struct dirty *dirty;   /* protected by rw, sorted by idx */
+	struct dirty *dirty; /* protected by rw, sorted by idx */
 	size_t dcap;
 };
 
@@ -95,7 +95,7 @@ struct dentry_cache {
 
 struct tally {
 	struct store *store;
-	struct meta *meta;       /* protected by lock */
+	struct meta *meta; /* protected by lock */
 	struct objstore *objs;
 	uint32_t bs;
 	size_t inode_dirty_max;
@@ -104,13 +104,13 @@ struct tally {
 	struct timespec started;
 
 	pthread_mutex_t lock;
-	struct inode **itable;      /* protected by lock */
+	struct inode **itable;	     /* protected by lock */
 	struct dentry_cache *dcache; /* protected by lock */
-	uint64_t next_ino;          /* protected by lock */
-	uint64_t durable_seq;       /* protected by lock */
-	bool wal_unsynced;          /* protected by lock */
-	uint64_t dirty_blocks;      /* protected by lock */
-	uint64_t commit_errors;     /* protected by lock */
+	uint64_t next_ino;	     /* protected by lock */
+	uint64_t durable_seq;	     /* protected by lock */
+	bool wal_unsynced;	     /* protected by lock */
+	uint64_t dirty_blocks;	     /* protected by lock */
+	uint64_t commit_errors;	     /* protected by lock */
 };
 
 /* ------------------------------------------------------------------ */
@@ -313,8 +313,7 @@ static void iput(struct tally *t, struct inode *ip)
 	inode_destroy(t, ip);
 }
 
-static void fill_stat(struct tally *t, const struct inode *ip,
-		      struct stat *st)
+static void fill_stat(struct tally *t, const struct inode *ip, struct stat *st)
 {
 	uint64_t alloc = ip->dalloc + ip->ndirty * (uint64_t)t->bs;
 
@@ -459,8 +458,10 @@ static int clean_orphans(struct tally *t)
 		rc = txn_end(t, rc, &zero);
 	}
 	if (n)
-		log_msg(LOG_INFO, "freed %zu unlinked inode(s) left open by "
-			"the last mount", n);
+		log_msg(LOG_INFO,
+			"freed %zu unlinked inode(s) left open by "
+			"the last mount",
+			n);
 	free(inos);
 	return rc;
 }
@@ -639,8 +640,7 @@ static int read_ref(struct tally *t, const struct meta_bref *ref, char *buf,
 
 	if (!ref->name[0])
 		return -EIO;
-	n = objstore_read(t->objs, ref->shard, ref->name, buf, len,
-			  (off_t)off);
+	n = objstore_read(t->objs, ref->shard, ref->name, buf, len, (off_t)off);
 	if (n < 0) {
 		log_msg(LOG_ERR, "cannot read object '%s': %s", ref->name,
 			strerror((int)-n));
@@ -727,8 +727,7 @@ static bool all_zero(const char *buf, size_t len)
 }
 
 /* Replace or insert @ref in the sorted map; @ref NULL removes @idx. */
-static int map_set(struct inode *ip, uint64_t idx,
-		   const struct meta_bref *ref)
+static int map_set(struct inode *ip, uint64_t idx, const struct meta_bref *ref)
 {
 	size_t lo = 0, hi = ip->nmap;
 
@@ -751,8 +750,8 @@ static int map_set(struct inode *ip, uint64_t idx,
 	if (!ref)
 		return 0;
 	{
-		struct meta_bref *v = realloc(ip->map,
-					      (ip->nmap + 1) * sizeof(*v));
+		struct meta_bref *v =
+			realloc(ip->map, (ip->nmap + 1) * sizeof(*v));
 
 		if (!v)
 			return -ENOMEM;
@@ -765,10 +764,12 @@ static int map_set(struct inode *ip, uint64_t idx,
 	return 0;
 }
 
+/* A block to commit: from a dirty buffer, or shared from another file. */
 struct pending {
 	uint64_t idx;
 	uint32_t len;
-	bool hole, created;
+	uint32_t shard;
+	bool hole, created, shared;
 	char name[OBJNAME_MAX];
 };
 
@@ -779,7 +780,8 @@ struct pending {
  * Commit @ip's dirty blocks and attributes in one transaction
  * (exclusive rw held, t->lock not held).
  */
-static int inode_commit(struct tally *t, struct inode *ip, int flags)
+static int inode_commit_with(struct tally *t, struct inode *ip, int flags,
+			     const struct pending *shares, size_t nshares)
 {
 	struct objstore_dirs dirs;
 	struct meta_objlist zero;
@@ -788,7 +790,8 @@ static int inode_commit(struct tally *t, struct inode *ip, int flags)
 	size_t i, n = 0;
 	int rc = 0, sync_rc = 0;
 
-	if (!ip->ndirty && !ip->truncated && !(flags & COMMIT_FORCE)) {
+	if (!ip->ndirty && !ip->truncated && !nshares &&
+	    !(flags & COMMIT_FORCE)) {
 		if (!(flags & COMMIT_DURABLE))
 			return ip->err;
 		lock(t);
@@ -802,8 +805,8 @@ static int inode_commit(struct tally *t, struct inode *ip, int flags)
 	memset(&dirs, 0, sizeof(dirs));
 	meta_objlist_init(&zero);
 	nblocks = blocks_for(t, size);
-	if (ip->ndirty) {
-		p = calloc(ip->ndirty, sizeof(*p));
+	if (ip->ndirty + nshares) {
+		p = calloc(ip->ndirty + nshares, sizeof(*p));
 		if (!p)
 			return -ENOMEM;
 	}
@@ -815,8 +818,8 @@ static int inode_commit(struct tally *t, struct inode *ip, int flags)
 		if (d->idx >= nblocks)
 			continue; /* truncated away */
 		p[n].idx = d->idx;
-		p[n].len = (uint32_t)(size - start < t->bs ? size - start
-							   : t->bs);
+		p[n].len =
+			(uint32_t)(size - start < t->bs ? size - start : t->bs);
 		p[n].hole = all_zero(d->buf, p[n].len);
 		if (!p[n].hole) {
 			rc = objstore_put(t->objs, 0, d->buf, p[n].len,
@@ -829,6 +832,9 @@ static int inode_commit(struct tally *t, struct inode *ip, int flags)
 	rc = objstore_sync_dirs(t->objs, 0, &dirs);
 	if (rc)
 		goto out_err;
+	for (i = 0; i < nshares; i++)
+		if (shares[i].idx < nblocks)
+			p[n++] = shares[i];
 
 	/* finalize: one transaction */
 	lock(t);
@@ -840,7 +846,11 @@ static int inode_commit(struct tally *t, struct inode *ip, int flags)
 	for (i = 0; i < n && !rc; i++) {
 		struct dirty *d = dirty_find(ip, p[i].idx);
 
-		if (!p[i].hole) {
+		if (p[i].shared && !p[i].hole) {
+			/* the source holds a reference: the row must exist */
+			rc = meta_obj_exists(t->meta, p[i].name);
+			rc = rc == 1 ? 0 : (rc ? rc : -EIO);
+		} else if (!p[i].hole) {
 			rc = meta_obj_exists(t->meta, p[i].name);
 			if (rc == 0) {
 				off_t sz;
@@ -848,8 +858,8 @@ static int inode_commit(struct tally *t, struct inode *ip, int flags)
 				/* invariant 2: the file may have been
 				 * unlinked since the put */
 				if (!p[i].created ||
-				    objstore_stat(t->objs, 0, p[i].name,
-						  &sz) < 0)
+				    objstore_stat(t->objs, 0, p[i].name, &sz) <
+					    0)
 					rc = objstore_ensure(t->objs, 0,
 							     p[i].name, d->buf,
 							     p[i].len, NULL);
@@ -859,8 +869,8 @@ static int inode_commit(struct tally *t, struct inode *ip, int flags)
 		}
 		if (!rc)
 			rc = meta_block_set(t->meta, ip->ino, p[i].idx,
-					    p[i].hole ? NULL : p[i].name, 0,
-					    p[i].len, &zero, NULL);
+					    p[i].hole ? NULL : p[i].name,
+					    p[i].shard, p[i].len, &zero, NULL);
 	}
 	if (!rc && ip->truncated)
 		rc = meta_blocks_drop(t->meta, ip->ino, nblocks, &zero);
@@ -921,7 +931,7 @@ static int inode_commit(struct tally *t, struct inode *ip, int flags)
 		}
 		memset(&ref, 0, sizeof(ref));
 		ref.idx = p[i].idx;
-		ref.shard = 0;
+		ref.shard = p[i].shard;
 		ref.size = p[i].len;
 		snprintf(ref.name, sizeof(ref.name), "%s", p[i].name);
 		if (map_set(ip, p[i].idx, &ref)) {
@@ -950,6 +960,11 @@ out_err:
 		strerror(-rc));
 	ip->err = rc;
 	return rc;
+}
+
+static int inode_commit(struct tally *t, struct inode *ip, int flags)
+{
+	return inode_commit_with(t, ip, flags, NULL, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1229,8 +1244,7 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	if (!rc)
 		rc = put_md(t, pip, &pmd);
 	if (!rc)
-		rc = meta_config_set(t->meta, "next_ino",
-				     (int64_t)md.ino + 1);
+		rc = meta_config_set(t->meta, "next_ino", (int64_t)md.ino + 1);
 	rc = txn_end(t, rc, NULL);
 	if (rc)
 		goto out;
@@ -1260,8 +1274,7 @@ int tally_mknod(struct tally *t, const struct tally_ctx *c, uint64_t parent,
 	    !S_ISBLK(mode) && !S_ISSOCK(mode))
 		mode |= S_IFREG;
 	return create_node(t, c, parent, name, mode,
-			   S_ISCHR(mode) || S_ISBLK(mode) ? rdev : 0, NULL,
-			   st);
+			   S_ISCHR(mode) || S_ISBLK(mode) ? rdev : 0, NULL, st);
 }
 
 int tally_mkdir(struct tally *t, const struct tally_ctx *c, uint64_t parent,
@@ -1271,9 +1284,8 @@ int tally_mkdir(struct tally *t, const struct tally_ctx *c, uint64_t parent,
 			   NULL, st);
 }
 
-int tally_symlink(struct tally *t, const struct tally_ctx *c,
-		  uint64_t parent, const char *name, const char *target,
-		  struct stat *st)
+int tally_symlink(struct tally *t, const struct tally_ctx *c, uint64_t parent,
+		  const char *name, const char *target, struct stat *st)
 {
 	size_t len = strlen(target);
 
@@ -1687,8 +1699,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	if (!rc)
 		rc = put_md(t, npip, &npmd);
 	if (!rc)
-		rc = meta_config_set(t->meta, "next_ino",
-				     (int64_t)md.ino + 1);
+		rc = meta_config_set(t->meta, "next_ino", (int64_t)md.ino + 1);
 	rc = txn_end(t, rc, NULL);
 	if (rc)
 		goto out_unlock;
@@ -1784,7 +1795,8 @@ int tally_release(struct tally *t, uint64_t ino)
 			ip->freed = true;
 			inode_free_data(t, ip);
 		} else {
-			log_msg(LOG_ERR, "cannot free unlinked inode %" PRIu64
+			log_msg(LOG_ERR,
+				"cannot free unlinked inode %" PRIu64
 				": %s (it is freed at the next mount)",
 				ip->ino, strerror(-rc2));
 		}
@@ -1924,8 +1936,8 @@ static int write_range(struct tally *t, struct inode *ip, const char *buf,
 	return 0;
 }
 
-ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf,
-		    size_t size, off_t off)
+ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf, size_t size,
+		    off_t off)
 {
 	struct inode *ip;
 	ssize_t ret;
@@ -1965,16 +1977,162 @@ out:
 	return ret;
 }
 
+#define COPY_BYTES_MAX (16u << 20) /* bytes copied per call, slow path */
+
+/* Drop the dirty buffers of blocks [from, to) (rw held). */
+static void dirty_drop_range(struct tally *t, struct inode *ip, uint64_t from,
+			     uint64_t to)
+{
+	size_t a = dirty_pos(ip, from), b = dirty_pos(ip, to), k;
+
+	if (a == b)
+		return;
+	for (k = a; k < b; k++)
+		free(ip->dirty[k].buf);
+	memmove(&ip->dirty[a], &ip->dirty[b],
+		(ip->ndirty - b) * sizeof(*ip->dirty));
+	lock(t);
+	ip->ndirty -= b - a;
+	t->dirty_blocks -= b - a;
+	unlock(t);
+}
+
+/*
+ * Share whole blocks of @in into @out: both block-aligned, both rw held,
+ * @in committed. Returns bytes copied.
+ */
+static ssize_t copy_shared(struct tally *t, struct inode *in, uint64_t off_in,
+			   struct inode *out, uint64_t off_out, uint64_t len)
+{
+	uint64_t nb = len / t->bs, k, end = off_out + len;
+	struct pending *sh;
+	ssize_t ret;
+	int rc;
+
+	/* a short last block can be shared only where it ends the file */
+	if (len % t->bs && end >= out->md.size)
+		nb++;
+	else
+		len = nb * t->bs;
+	if (nb == 0)
+		return 0;
+	sh = calloc(nb, sizeof(*sh));
+	if (!sh)
+		return -ENOMEM;
+	for (k = 0; k < nb; k++) {
+		struct meta_bref *ref = map_find(in, off_in / t->bs + k);
+
+		sh[k].idx = off_out / t->bs + k;
+		sh[k].shared = true;
+		if (!ref) {
+			sh[k].hole = true;
+			sh[k].len = t->bs;
+			continue;
+		}
+		sh[k].len = ref->size;
+		sh[k].shard = ref->shard;
+		snprintf(sh[k].name, sizeof(sh[k].name), "%s", ref->name);
+	}
+	dirty_drop_range(t, out, off_out / t->bs, off_out / t->bs + nb);
+	lock(t);
+	if (off_out + len > out->md.size)
+		out->md.size = off_out + len;
+	out->md.mtime = out->md.ctime = now();
+	unlock(t);
+	rc = inode_commit_with(t, out, COMMIT_FORCE, sh, nb);
+	ret = rc ? rc : (ssize_t)len;
+	free(sh);
+	return ret;
+}
+
 ssize_t tally_copy_range(struct tally *t, uint64_t ino_in, off_t off_in,
 			 uint64_t ino_out, off_t off_out, size_t len)
 {
-	(void)t;
-	(void)ino_in;
-	(void)off_in;
-	(void)ino_out;
-	(void)off_out;
-	(void)len;
-	return -EOPNOTSUPP;
+	struct inode *in, *out, *first, *second;
+	uint64_t avail;
+	ssize_t ret;
+	char *buf = NULL;
+	int rc;
+
+	if (off_in < 0 || off_out < 0)
+		return -EINVAL;
+	if (is_virtual(ino_in) || is_virtual(ino_out))
+		return -EOPNOTSUPP;
+	rc = file_get(t, ino_in, &in);
+	if (rc)
+		return rc;
+	rc = file_get(t, ino_out, &out);
+	if (rc) {
+		file_put(t, in);
+		return rc;
+	}
+	if (!S_ISREG(in->md.mode) || !S_ISREG(out->md.mode)) {
+		ret = -EINVAL;
+		goto out_put;
+	}
+	/* two inode locks: lower inode number first */
+	first = in->ino <= out->ino ? in : out;
+	second = first == in ? out : in;
+	pthread_rwlock_wrlock(&first->rw);
+	if (second != first)
+		pthread_rwlock_wrlock(&second->rw);
+	rc = inode_commit(t, in, 0);
+	if (!rc)
+		rc = map_load(t, in);
+	if (!rc)
+		rc = map_load(t, out);
+	if (rc) {
+		ret = rc;
+		goto out_unlock;
+	}
+	avail = (uint64_t)off_in < in->md.size ? in->md.size - (uint64_t)off_in
+					       : 0;
+	if (len > avail)
+		len = (size_t)avail;
+	if (len == 0) {
+		ret = 0;
+		goto out_unlock;
+	}
+	if ((uint64_t)off_in % t->bs == 0 && (uint64_t)off_out % t->bs == 0) {
+		ret = copy_shared(t, in, (uint64_t)off_in, out,
+				  (uint64_t)off_out, len);
+		if (ret != 0)
+			goto out_unlock;
+	}
+	/* unaligned, or less than a block: copy bytes */
+	if (len > COPY_BYTES_MAX)
+		len = COPY_BYTES_MAX;
+	if ((uint64_t)off_out + len > (uint64_t)INT64_MAX) {
+		ret = -EFBIG;
+		goto out_unlock;
+	}
+	buf = malloc(len);
+	if (!buf) {
+		ret = -ENOMEM;
+		goto out_unlock;
+	}
+	rc = read_range(t, in, buf, (uint64_t)off_in, len);
+	if (!rc)
+		rc = write_range(t, out, buf, (uint64_t)off_out, len);
+	if (rc) {
+		ret = rc;
+		goto out_unlock;
+	}
+	lock(t);
+	if ((uint64_t)off_out + len > out->md.size)
+		out->md.size = (uint64_t)off_out + len;
+	out->md.mtime = out->md.ctime = now();
+	unlock(t);
+	ret = (ssize_t)len;
+out_unlock:
+	free(buf);
+	if (second != first)
+		pthread_rwlock_unlock(&second->rw);
+	pthread_rwlock_unlock(&first->rw);
+out_put:
+	file_put(t, out);
+	file_put(t, in);
+	return ret;
 }
 
 /* ------------------------------------------------------------------ */
@@ -2018,7 +2176,10 @@ int tally_readdir(struct tally *t, uint64_t ino, off_t off, bool plus,
 		  tally_dir_fn fn, void *ctx)
 {
 	struct readdir_ctx rc = {
-		.t = t, .plus = plus, .fn = fn, .ctx = ctx,
+		.t = t,
+		.plus = plus,
+		.fn = fn,
+		.ctx = ctx,
 	};
 	struct inode *ip = NULL;
 	struct stat st;
@@ -2089,8 +2250,7 @@ out:
 /* ------------------------------------------------------------------ */
 /* xattrs */
 
-static ssize_t xattr_reply(const void *val, size_t len, void *buf,
-			   size_t size)
+static ssize_t xattr_reply(const void *val, size_t len, void *buf, size_t size)
 {
 	if (size == 0)
 		return (ssize_t)len;
@@ -2272,8 +2432,7 @@ out:
 	return rc;
 }
 
-ssize_t tally_listxattr(struct tally *t, uint64_t ino, char *buf,
-			size_t size)
+ssize_t tally_listxattr(struct tally *t, uint64_t ino, char *buf, size_t size)
 {
 	static const char virt[] = XATTR_REFS "\0" XATTR_OBJECTS;
 	struct inode *ip;
@@ -2362,8 +2521,8 @@ int tally_statfs(struct tally *t, struct statvfs *out)
 	memset(out, 0, sizeof(*out));
 	out->f_bsize = t->bs;
 	out->f_frsize = frsize;
-	out->f_bavail = (fsblkcnt_t)((uint64_t)disk.f_bavail * disk.f_frsize /
-				     frsize);
+	out->f_bavail =
+		(fsblkcnt_t)((uint64_t)disk.f_bavail * disk.f_frsize / frsize);
 	out->f_bfree = out->f_bavail;
 	out->f_blocks = (fsblkcnt_t)((ms.bytes_stored + frsize - 1) / frsize) +
 			out->f_bfree;
@@ -2390,8 +2549,8 @@ int tally_drain(struct tally *t, uint64_t *flushed)
 				continue;
 			if (n == cap) {
 				size_t ncap = cap ? cap * 2 : 64;
-				struct inode **v = realloc(list,
-							   ncap * sizeof(*v));
+				struct inode **v =
+					realloc(list, ncap * sizeof(*v));
 
 				if (!v) {
 					rc = -ENOMEM;

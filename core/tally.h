@@ -31,11 +31,11 @@
 struct tally;
 
 struct tally_opts {
-	uint32_t block_size;   /* for a new store; 0 = 1 MiB */
-	bool create;           /* create the store on first use */
+	uint32_t block_size;	/* for a new store; 0 = 1 MiB */
+	bool create;		/* create the store on first use */
 	size_t inode_dirty_max; /* bytes buffered per inode before a commit;
 				   0 = 64 blocks */
-	uid_t owner;           /* owner of /.tally/ctl */
+	uid_t owner;		/* owner of /.tally/ctl */
 	gid_t owner_gid;
 };
 
@@ -80,9 +80,8 @@ int tally_mknod(struct tally *t, const struct tally_ctx *c, uint64_t parent,
 		const char *name, mode_t mode, dev_t rdev, struct stat *st);
 int tally_mkdir(struct tally *t, const struct tally_ctx *c, uint64_t parent,
 		const char *name, mode_t mode, struct stat *st);
-int tally_symlink(struct tally *t, const struct tally_ctx *c,
-		  uint64_t parent, const char *name, const char *target,
-		  struct stat *st);
+int tally_symlink(struct tally *t, const struct tally_ctx *c, uint64_t parent,
+		  const char *name, const char *target, struct stat *st);
 /* *target is malloc'ed. */
 int tally_readlink(struct tally *t, uint64_t ino, char **target);
 int tally_unlink(struct tally *t, uint64_t parent, const char *name);
@@ -108,8 +107,8 @@ int tally_flush(struct tally *t, uint64_t ino);
 int tally_fsync(struct tally *t, uint64_t ino, bool datasync);
 ssize_t tally_read(struct tally *t, uint64_t ino, void *buf, size_t size,
 		   off_t off);
-ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf,
-		    size_t size, off_t off);
+ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf, size_t size,
+		    off_t off);
 /*
  * Copy @len bytes from @ino_in at @off_in to @ino_out at @off_out. Whole
  * blocks share objects (counts +1) instead of copying bytes. Returns the
@@ -124,8 +123,8 @@ ssize_t tally_copy_range(struct tally *t, uint64_t ino_in, off_t off_in,
  * entry (buffer full): iteration stops there. With @plus, each entry that
  * @fn took (other than "." and "..") gains a kernel lookup reference.
  */
-typedef int (*tally_dir_fn)(void *ctx, const char *name,
-			    const struct stat *st, off_t next);
+typedef int (*tally_dir_fn)(void *ctx, const char *name, const struct stat *st,
+			    off_t next);
 int tally_readdir(struct tally *t, uint64_t ino, off_t off, bool plus,
 		  tally_dir_fn fn, void *ctx);
 
@@ -135,8 +134,7 @@ ssize_t tally_getxattr(struct tally *t, uint64_t ino, const char *name,
 		       void *buf, size_t size);
 int tally_setxattr(struct tally *t, uint64_t ino, const char *name,
 		   const void *val, size_t len, int flags);
-ssize_t tally_listxattr(struct tally *t, uint64_t ino, char *buf,
-			size_t size);
+ssize_t tally_listxattr(struct tally *t, uint64_t ino, char *buf, size_t size);
 int tally_removexattr(struct tally *t, uint64_t ino, const char *name);
 
 int tally_statfs(struct tally *t, struct statvfs *out);

@@ -31,7 +31,10 @@ struct options {
 	int version;
 };
 
-#define OPT(t, p) { t, offsetof(struct options, p), 1 }
+#define OPT(t, p)                                 \
+	{                                         \
+		t, offsetof(struct options, p), 1 \
+	}
 static const struct fuse_opt option_spec[] = {
 	OPT("block_size=%u", block_size),
 	OPT("entry_timeout=%lf", entry_timeout),
@@ -173,8 +176,10 @@ int main(int argc, char **argv)
 	if (fuse_parse_cmdline(&args, &cmd) != 0)
 		return 2;
 	if (!o.store || !cmd.mountpoint) {
-		fprintf(stderr, "usage: %s [-f] [-o OPTIONS] STORE MOUNTPOINT "
-			"(see --help)\n", argv[0]);
+		fprintf(stderr,
+			"usage: %s [-f] [-o OPTIONS] STORE MOUNTPOINT "
+			"(see --help)\n",
+			argv[0]);
 		ret = 2;
 		goto out_args;
 	}
@@ -235,8 +240,10 @@ out_session:
 out_tally:
 	rc = tally_close(fs.t);
 	if (rc) {
-		log_msg(LOG_ERR, "committing buffered data at unmount failed: "
-			"%s", strerror(-rc));
+		log_msg(LOG_ERR,
+			"committing buffered data at unmount failed: "
+			"%s",
+			strerror(-rc));
 		ret = 1;
 	}
 	if (ret == 0)

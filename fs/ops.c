@@ -17,9 +17,9 @@
 /* Per-open state of /.tally/ctl and /.tally/status. */
 struct ctl_handle {
 	pthread_mutex_t lock;
-	char *text;    /* protected by lock: report or status document */
-	size_t len;    /* protected by lock */
-	off_t base;    /* protected by lock: file offset where text starts */
+	char *text; /* protected by lock: report or status document */
+	size_t len; /* protected by lock */
+	off_t base; /* protected by lock: file offset where text starts */
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -93,8 +93,7 @@ static void fs_op_forget_multi(fuse_req_t req, size_t count,
 	size_t i;
 
 	for (i = 0; i < count; i++)
-		tally_forget(fs_of(req)->t, forgets[i].ino,
-			     forgets[i].nlookup);
+		tally_forget(fs_of(req)->t, forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
@@ -181,8 +180,8 @@ static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	reply_entry(req, rc, &st);
 }
 
-static void fs_op_symlink(fuse_req_t req, const char *link,
-			  fuse_ino_t parent, const char *name)
+static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+			  const char *name)
 {
 	struct tally_ctx c = ctx_of(req);
 	struct stat st;
@@ -218,8 +217,7 @@ static void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	reply_entry(req, rc, &st);
 }
 
-static int ctl_open(struct tally *t, fuse_ino_t ino,
-		    struct fuse_file_info *fi)
+static int ctl_open(struct tally *t, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ctl_handle *h = calloc(1, sizeof(*h));
 	int rc = 0;
@@ -306,8 +304,8 @@ static struct ctl_handle *handle_of(struct fuse_file_info *fi)
 	return (struct ctl_handle *)(uintptr_t)fi->fh;
 }
 
-static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size,
-		       off_t off, struct fuse_file_info *fi)
+static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
 {
 	ssize_t n;
 	char *buf;
@@ -409,6 +407,28 @@ static void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	fuse_reply_err(req, -tally_fsync(fs_of(req)->t, ino, datasync != 0));
 }
 
+static void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in,
+				  off_t off_in, struct fuse_file_info *fi_in,
+				  fuse_ino_t ino_out, off_t off_out,
+				  struct fuse_file_info *fi_out, size_t len,
+				  int flags)
+{
+	ssize_t n;
+
+	(void)fi_in;
+	(void)fi_out;
+	if (flags) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	n = tally_copy_range(fs_of(req)->t, ino_in, off_in, ino_out, off_out,
+			     len);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
 static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino,
 			  struct fuse_file_info *fi)
 {
@@ -457,8 +477,8 @@ static int dir_add(void *arg, const char *name, const struct stat *st,
 	return 0;
 }
 
-static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
-		       off_t off, bool plus)
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       bool plus)
 {
 	struct dirbuf d = { .req = req, .size = size, .plus = plus };
 	int rc;
@@ -525,8 +545,7 @@ static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 					    size, flags));
 }
 
-static void reply_xattr(fuse_req_t req, ssize_t n, const char *buf,
-			size_t size)
+static void reply_xattr(fuse_req_t req, ssize_t n, const char *buf, size_t size)
 {
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
@@ -565,8 +584,7 @@ static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	free(buf);
 }
 
-static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino,
-			      const char *name)
+static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	fuse_reply_err(req, -tally_removexattr(fs_of(req)->t, ino, name));
 }
@@ -604,4 +622,5 @@ const struct fuse_lowlevel_ops fs_ops = {
 	.getxattr = fs_op_getxattr,
 	.listxattr = fs_op_listxattr,
 	.removexattr = fs_op_removexattr,
+	.copy_file_range = fs_op_copy_file_range,
 };

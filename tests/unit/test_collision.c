@@ -64,19 +64,20 @@ Test(collision, colliding_blocks_keep_their_contents)
 	int i;
 
 	cr_assert_eq(tally_open(store, &o, &t), 0);
-	cr_assert_eq(tally_mkdir(t, &me, TALLY_ROOT_INO, "main", 0755, &ns),
-		     0);
+	cr_assert_eq(tally_mkdir(t, &me, TALLY_ROOT_INO, "main", 0755, &ns), 0);
 	for (i = 0; i < FILES; i++) {
 		/* files 0..5 distinct, 6..11 copies of 0..5: dedup still
 		 * works through the collisions */
 		tu_fill(data[i], sizeof(data[i]), (unsigned)(i % 6) + 1);
 		snprintf(name, sizeof(name), "f%d", i);
 		cr_assert_eq(tally_mknod(t, &me, ns.st_ino, name,
-					 S_IFREG | 0644, 0, &st), 0);
+					 S_IFREG | 0644, 0, &st),
+			     0);
 		ino[i] = st.st_ino;
 		cr_assert_eq(tally_open_file(t, ino[i], O_RDWR), 0);
 		cr_assert_eq(tally_write(t, ino[i], data[i], sizeof(data[i]),
-					 0), (ssize_t)sizeof(data[i]));
+					 0),
+			     (ssize_t)sizeof(data[i]));
 		cr_assert_eq(tally_release(t, ino[i]), 0);
 	}
 	cr_assert_eq(tu_count_objects(store), 6 * BLOCKS);

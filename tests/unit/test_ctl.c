@@ -36,9 +36,22 @@ Test(ctl, good_commands)
 Test(ctl, malformed_commands)
 {
 	static const char *const bad[] = {
-		"", "\n", "   ", "bogus", "drain now", "drain -1", "drain 0",
-		"drain nan", "drain inf", "drain 1e99", "branch", "branch a",
-		"branch a b c", "drain\n\n", "branch a\nb", "DRAIN",
+		"",
+		"\n",
+		"   ",
+		"bogus",
+		"drain now",
+		"drain -1",
+		"drain 0",
+		"drain nan",
+		"drain inf",
+		"drain 1e99",
+		"branch",
+		"branch a",
+		"branch a b c",
+		"drain\n\n",
+		"branch a\nb",
+		"DRAIN",
 	};
 	struct ctl_cmd c;
 	size_t i;

@@ -34,10 +34,9 @@ static void setup(void)
 	cr_assert_not_null(dir);
 	snprintf(store, sizeof(store), "%s/store", dir);
 	cr_assert_eq(tally_open(store, &o, &t), 0);
-	cr_assert_eq(tally_mkdir(t, &me, TALLY_ROOT_INO, "main", 0755, &ns),
+	cr_assert_eq(tally_mkdir(t, &me, TALLY_ROOT_INO, "main", 0755, &ns), 0);
+	cr_assert_eq(tally_mknod(t, &me, ns.st_ino, "f", S_IFREG | 0644, 0, &f),
 		     0);
-	cr_assert_eq(tally_mknod(t, &me, ns.st_ino, "f", S_IFREG | 0644, 0,
-				 &f), 0);
 	cr_assert_eq(tally_open_file(t, f.st_ino, O_RDWR), 0);
 	tu_fill(data, sizeof(data), 42);
 	cr_assert_eq(tally_write(t, f.st_ino, data, sizeof(data), 0),
@@ -111,8 +110,10 @@ static void object_name(int id, char *name, size_t size)
 
 	snprintf(path, sizeof(path), "%s/meta.db", store);
 	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-	cr_assert_eq(sqlite3_prepare_v2(db, "SELECT name FROM objects "
-					    "WHERE id = ?1", -1, &st, NULL),
+	cr_assert_eq(sqlite3_prepare_v2(db,
+					"SELECT name FROM objects "
+					"WHERE id = ?1",
+					-1, &st, NULL),
 		     SQLITE_OK);
 	sqlite3_bind_int(st, 1, id);
 	cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
@@ -151,8 +152,7 @@ Test(fsck, dangling_reference_found_not_hidden)
 	struct fsck_result r;
 
 	object_name(1, name, sizeof(name));
-	snprintf(path, sizeof(path), "%s/shards/0/%.2s/%s", store, name,
-		 name);
+	snprintf(path, sizeof(path), "%s/shards/0/%.2s/%s", store, name, name);
 	cr_assert_eq(unlink(path), 0);
 	run(false, &r);
 	cr_assert_eq(r.dangling, 1);

@@ -47,8 +47,10 @@ static int64_t count_of(const char *name)
 	(void)ref;
 	cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
 		     SQLITE_OK);
-	cr_assert_eq(sqlite3_prepare_v2(db, "SELECT refcount FROM objects "
-					    "WHERE name = ?1", -1, &s, NULL),
+	cr_assert_eq(sqlite3_prepare_v2(db,
+					"SELECT refcount FROM objects "
+					"WHERE name = ?1",
+					-1, &s, NULL),
 		     SQLITE_OK);
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
 	if (sqlite3_step(s) == SQLITE_ROW)
@@ -131,8 +133,10 @@ Test(meta, unknown_object_decrement_deletes_nothing)
 	cr_assert_eq(meta_commit(m), 0);
 	/* damage: the row of B disappears */
 	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-	cr_assert_eq(sqlite3_exec(db, "DELETE FROM objects WHERE name = '"
-				  OBJ_B "'", NULL, NULL, NULL), SQLITE_OK);
+	cr_assert_eq(
+		sqlite3_exec(db, "DELETE FROM objects WHERE name = '" OBJ_B "'",
+			     NULL, NULL, NULL),
+		SQLITE_OK);
 	sqlite3_close(db);
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_blocks_drop(m, 20, 0, &zero), 0);
@@ -158,12 +162,14 @@ Test(meta, foreign_and_future_databases_refused)
 	m = NULL;
 	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
 	cr_assert_eq(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL,
-				  NULL), SQLITE_OK);
+				  NULL),
+		     SQLITE_OK);
 	sqlite3_close(db);
 	cr_assert_eq(meta_open(path, true, 4096, &x), -EPROTO);
 	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
 	cr_assert_eq(sqlite3_exec(db, "PRAGMA user_version = 1", NULL, NULL,
-				  NULL), SQLITE_OK);
+				  NULL),
+		     SQLITE_OK);
 	sqlite3_close(db);
 	cr_assert_eq(meta_open(path, false, 4096, &m), 0);
 }

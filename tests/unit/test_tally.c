@@ -63,8 +63,8 @@ static uint64_t mkfile(uint64_t parent, const char *name, const void *data,
 	struct stat st;
 	ssize_t n;
 
-	cr_assert_eq(tally_mknod(t, &me, parent, name, S_IFREG | 0644, 0,
-				 &st), 0);
+	cr_assert_eq(tally_mknod(t, &me, parent, name, S_IFREG | 0644, 0, &st),
+		     0);
 	cr_assert_eq(tally_open_file(t, st.st_ino, O_RDWR), 0);
 	if (len) {
 		n = tally_write(t, st.st_ino, data, len, 0);
@@ -101,19 +101,23 @@ Test(tally, namespaces_only_at_root)
 	struct stat st;
 
 	mkns("main");
-	cr_assert_eq(tally_mknod(t, &me, TALLY_ROOT_INO, "f", S_IFREG | 0644,
-				 0, &st), -EPERM);
+	cr_assert_eq(tally_mknod(t, &me, TALLY_ROOT_INO, "f", S_IFREG | 0644, 0,
+				 &st),
+		     -EPERM);
 	cr_assert_eq(tally_symlink(t, &me, TALLY_ROOT_INO, "l", "x", &st),
 		     -EPERM);
-	cr_assert_eq(tally_mknod(t, &me, TALLY_ROOT_INO, "p", S_IFIFO | 0644,
-				 0, &st), -EPERM);
+	cr_assert_eq(tally_mknod(t, &me, TALLY_ROOT_INO, "p", S_IFIFO | 0644, 0,
+				 &st),
+		     -EPERM);
 	cr_assert_eq(tally_mkdir(t, &me, TALLY_ROOT_INO, ".tally", 0755, &st),
 		     -EEXIST);
 	cr_assert_eq(tally_rmdir(t, TALLY_ROOT_INO, ".tally"), -EPERM);
 	cr_assert_eq(tally_rename(t, TALLY_ROOT_INO, ".tally", TALLY_ROOT_INO,
-				  "x", 0), -EPERM);
+				  "x", 0),
+		     -EPERM);
 	cr_assert_eq(tally_rename(t, TALLY_ROOT_INO, "main", TALLY_ROOT_INO,
-				  ".tally", 0), -EPERM);
+				  ".tally", 0),
+		     -EPERM);
 }
 
 Test(tally, rmdir_namespace_only_when_empty)
@@ -140,8 +144,7 @@ Test(tally, long_names)
 
 	memset(name, 'a', 255);
 	name[255] = '\0';
-	cr_assert_eq(tally_mknod(t, &me, ns, name, S_IFREG | 0644, 0, &st),
-		     0);
+	cr_assert_eq(tally_mknod(t, &me, ns, name, S_IFREG | 0644, 0, &st), 0);
 	name[255] = 'a';
 	name[256] = '\0';
 	cr_assert_eq(tally_mknod(t, &me, ns, name, S_IFREG | 0644, 0, &st),
@@ -345,8 +348,8 @@ Test(tally, rename_directories)
 
 	cr_assert_eq(tally_mkdir(t, &me, ns, "d1", 0755, &d1), 0);
 	cr_assert_eq(tally_mkdir(t, &me, ns, "d2", 0755, &d2), 0);
-	cr_assert_eq(tally_mknod(t, &me, d2.st_ino, "f", S_IFREG | 0644, 0,
-				 &f), 0);
+	cr_assert_eq(tally_mknod(t, &me, d2.st_ino, "f", S_IFREG | 0644, 0, &f),
+		     0);
 	cr_assert_eq(tally_rename(t, ns, "d1", ns, "d2", 0), -ENOTEMPTY);
 	cr_assert_eq(tally_rename(t, d2.st_ino, "f", ns, "d1", 0), -EISDIR);
 	cr_assert_eq(tally_rename(t, ns, "d1", d2.st_ino, "f", 0), -ENOTDIR);
@@ -476,4 +479,33 @@ Test(tally, statfs_reports_store_usage)
 	cr_assert_eq((b.f_blocks - b.f_bfree) - (a.f_blocks - a.f_bfree),
 		     sizeof(data) / b.f_frsize);
 	cr_assert_geq(b.f_files - b.f_ffree, 3);
+}
+
+Test(tally, copy_range_shares_whole_blocks)
+{
+	char data[3 * BS + 100], buf[3 * BS + 100];
+	uint64_t ns = mkns("main"), a, b;
+	struct stat st;
+
+	tu_fill(data, sizeof(data), 21);
+	a = mkfile(ns, "a", data, sizeof(data));
+	cr_assert_eq(tally_mknod(t, &me, ns, "b", S_IFREG | 0644, 0, &st), 0);
+	b = st.st_ino;
+	cr_assert_eq(tally_open_file(t, b, O_RDWR), 0);
+	cr_assert_eq(tally_copy_range(t, a, 0, b, 0, 1 << 30),
+		     (ssize_t)sizeof(data));
+	cr_assert_eq(tally_release(t, b), 0);
+	cr_assert_eq(tu_count_objects(store), 4, "nothing new stored");
+	expect_xattr(a, "user.tally.refs", "2 2 2 2");
+	expect_content(b, data, sizeof(data));
+	/* unaligned: bytes are copied */
+	cr_assert_eq(tally_open_file(t, b, O_RDWR), 0);
+	cr_assert_eq(tally_copy_range(t, a, 10, b, 5, 20), 20);
+	cr_assert_eq(tally_release(t, b), 0);
+	memcpy(buf, data, sizeof(data));
+	memmove(buf + 5, data + 10, 20);
+	expect_content(b, buf, sizeof(buf));
+	expect_content(a, data, sizeof(data));
+	/* copy past the source's end copies nothing */
+	cr_assert_eq(tally_copy_range(t, a, sizeof(data), b, 0, 10), 0);
 }

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# House rules that a compiler does not check (STYLE.md): formatting,
+# layering (core/ is FUSE-free), banned functions, SPDX headers.
+set -u
+cd "${TALLY_SRC:?}" || exit 1
+fail=0
+mapfile -t files < <(git ls-files '*.c' '*.h' 2>/dev/null || find core fs tools tests -name '*.[ch]')
+
+for f in "${files[@]}"; do
+	head -n 2 "$f" | grep -q 'SPDX-License-Identifier' ||
+		{ echo "lint: $f: no SPDX line"; fail=1; }
+done
+
+if grep -nE '#include *[<"]fuse' core/*.c core/*.h; then
+	echo "lint: core/ must not include FUSE headers"
+	fail=1
+fi
+if grep -nE 'fuse_req_t' core/*.c core/*.h; then
+	echo "lint: core/ must not see fuse_req_t"
+	fail=1
+fi
+
+banned='\b(strcpy|strcat|sprintf|vsprintf|strtok|gets)[[:space:]]*\('
+if grep -nE "$banned" "${files[@]}"; then
+	echo "lint: banned function used (STYLE.md)"
+	fail=1
+fi
+
+if command -v clang-format >/dev/null; then
+	for f in "${files[@]}"; do
+		if ! clang-format --dry-run --Werror "$f" 2>/dev/null; then
+			echo "lint: $f: not clang-formatted (clang-format -i $f)"
+			fail=1
+		fi
+	done
+else
+	echo "lint: clang-format missing: install it (tools/install-deps.sh)"
+	fail=1
+fi
+
+if [ "$fail" = 0 ]; then
+	echo "1 passed, 0 failed"
+	exit 0
+fi
+echo "0 passed, 1 failed"
+exit 1
