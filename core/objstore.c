@@ -6,10 +6,13 @@
  *
  * Invariants:
  *  1. An object file under <shard>/<xx>/ is complete and immutable: it is
- *     written to <shard>/tmp, fsync'ed, then renamed with RENAME_NOREPLACE.
- *  2. Object data is fsync'd, and its fan-out directory is fsync'd
- *     (objstore_sync_dirs), before the metadata that names it commits; the
- *     caller (core/tally.c) keeps that order.
+ *     written to <shard>/tmp, made durable (fsync, or syncfs for a whole
+ *     batch), then renamed with RENAME_NOREPLACE.
+ *  2. Object data and the rename are durable (fsync of the file and its
+ *     fan-out directory, or syncfs after the batch's renames) before
+ *     objstore_put()/objstore_batch_finish() return, hence before the
+ *     metadata that names the object commits; the caller (core/tally.c)
+ *     keeps that order.
  *  3. A name is never rebound to other bytes: a put whose hash names an
  *     existing object compares the bytes and, on a mismatch, moves on to
  *     the next variant name.
@@ -158,51 +161,50 @@ static int sync_dir(int base, unsigned shard, int idx)
 	return rc;
 }
 
-int objstore_sync_dirs(struct objstore *os, unsigned shard,
-		       struct objstore_dirs *dirs)
-{
-	int i, rc = 0;
+struct objstore_staged {
+	unsigned shard;
+	char tmp[64];
+	const void *buf;
+	size_t len;
+	char *name;    /* borrowed from the caller */
+	bool *created; /* borrowed from the caller */
+	bool placed;
+};
 
-	for (i = 0; i < 256; i++) {
-		if (!(dirs->bits[i / 8] & (1u << (i % 8))))
-			continue;
-		if (!rc)
-			rc = sync_dir(os->dirfd, shard, i);
-		dirs->bits[i / 8] &= (uint8_t) ~(1u << (i % 8));
-	}
-	return rc;
-}
-
-/*
- * Create object @name from @buf: 1 created, 0 already there (not
- * compared), negative errno on failure.
- */
-static int create_object(struct objstore *os, unsigned shard, const char *name,
-			 const void *buf, size_t len,
-			 struct objstore_dirs *dirs)
+/* Write @buf to a new temp file of @shard; @sync: fsync it. */
+static int write_tmp(struct objstore *os, unsigned shard, const void *buf,
+		     size_t len, bool sync, char tmp[64])
 {
-	char tmp[64], dst[96];
 	unsigned long seq = atomic_fetch_add(&os->tmpseq, 1);
 	int fd, rc;
 
-	snprintf(tmp, sizeof(tmp), "%u/tmp/%ld.%lu", shard, (long)getpid(),
-		 seq);
-	objstore_relpath(shard, name, dst, sizeof(dst));
+	snprintf(tmp, 64, "%u/tmp/%ld.%lu", shard, (long)getpid(), seq);
 	fd = openat(os->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 		    0400);
 	if (fd < 0)
 		return -errno;
 	rc = write_all(fd, buf, len);
-	if (!rc && fsync(fd) < 0)
+	if (!rc && sync && fsync(fd) < 0)
 		rc = -errno;
 	if (close(fd) < 0 && !rc)
 		rc = -errno;
 	if (rc)
-		goto out_unlink;
+		unlinkat(os->dirfd, tmp, 0);
+	return rc;
+}
+
+/* Rename temp file @tmp to object @name: 1 placed, 0 the name exists. */
+static int place(struct objstore *os, unsigned shard, const char *tmp,
+		 const char *name)
+{
+	char dst[96];
+	int rc;
+
+	objstore_relpath(shard, name, dst, sizeof(dst));
 	for (;;) {
 		if (renameat2(os->dirfd, tmp, os->dirfd, dst,
 			      RENAME_NOREPLACE) == 0)
-			break;
+			return 1;
 		rc = -errno;
 		if (rc == -ENOENT) {
 			char sub[16];
@@ -212,22 +214,29 @@ static int create_object(struct objstore *os, unsigned shard, const char *name,
 			if (!rc)
 				continue;
 		}
-		if (rc == -EEXIST)
-			rc = 0;
-		goto out_unlink;
+		return rc == -EEXIST ? 0 : rc;
 	}
-	if (dirs) {
-		int i = fanout(name);
+}
 
-		dirs->bits[i / 8] |= (uint8_t)(1u << (i % 8));
-		return 1;
+/*
+ * Create object @name from @buf, durably: 1 created, 0 already there (not
+ * compared), negative errno on failure.
+ */
+static int create_object(struct objstore *os, unsigned shard, const char *name,
+			 const void *buf, size_t len)
+{
+	char tmp[64];
+	int rc = write_tmp(os, shard, buf, len, true, tmp);
+
+	if (rc)
+		return rc;
+	rc = place(os, shard, tmp, name);
+	if (rc <= 0) {
+		unlinkat(os->dirfd, tmp, 0);
+		return rc;
 	}
 	rc = sync_dir(os->dirfd, shard, fanout(name));
 	return rc ? rc : 1;
-
-out_unlink:
-	unlinkat(os->dirfd, tmp, 0);
-	return rc;
 }
 
 /* 0 equal, 1 different, negative errno. */
@@ -275,10 +284,10 @@ out:
 }
 
 int objstore_ensure(struct objstore *os, unsigned shard, const char *name,
-		    const void *buf, size_t len, struct objstore_dirs *dirs)
+		    const void *buf, size_t len)
 {
 	for (;;) {
-		int rc = create_object(os, shard, name, buf, len, dirs);
+		int rc = create_object(os, shard, name, buf, len);
 
 		if (rc != 0)
 			return rc < 0 ? rc : 0;
@@ -291,9 +300,40 @@ int objstore_ensure(struct objstore *os, unsigned shard, const char *name,
 	}
 }
 
+static int stage(struct objstore *os, unsigned shard, const void *buf,
+		 size_t len, char *name, bool *created,
+		 struct objstore_batch *b)
+{
+	struct objstore_staged *st;
+	int rc;
+
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 16;
+		void *v = realloc(b->v, cap * sizeof(*b->v));
+
+		if (!v)
+			return -ENOMEM;
+		b->v = v;
+		b->cap = cap;
+	}
+	st = &b->v[b->n];
+	rc = write_tmp(os, shard, buf, len, false, st->tmp);
+	if (rc)
+		return rc;
+	st->shard = shard;
+	st->buf = buf;
+	st->len = len;
+	st->name = name;
+	st->created = created;
+	st->placed = false;
+	*created = true;
+	b->n++;
+	return 0;
+}
+
 int objstore_put(struct objstore *os, unsigned shard, const void *buf,
 		 size_t len, char name[OBJNAME_MAX], bool *created,
-		 struct objstore_dirs *dirs)
+		 struct objstore_batch *batch)
 {
 	char hex[HASH_HEX_LEN + 1];
 	unsigned v;
@@ -303,7 +343,7 @@ int objstore_put(struct objstore *os, unsigned shard, const void *buf,
 		int rc;
 
 		hash_variant_name(hex, v, name);
-		/* Most puts of new data create; probe first for dedup hits. */
+		/* probe first: a dedup hit writes nothing */
 		rc = compare_object(os, shard, name, buf, len);
 		if (rc == 0) {
 			*created = false;
@@ -318,7 +358,9 @@ int objstore_put(struct objstore *os, unsigned shard, const void *buf,
 		}
 		if (rc != -ENOENT)
 			return rc;
-		rc = create_object(os, shard, name, buf, len, dirs);
+		if (batch)
+			return stage(os, shard, buf, len, name, created, batch);
+		rc = create_object(os, shard, name, buf, len);
 		if (rc < 0)
 			return rc;
 		if (rc == 1) {
@@ -328,6 +370,50 @@ int objstore_put(struct objstore *os, unsigned shard, const void *buf,
 		v--; /* raced with another writer: compare again */
 	}
 	return -EOVERFLOW;
+}
+
+int objstore_batch_finish(struct objstore *os, struct objstore_batch *b)
+{
+	size_t i;
+	int rc;
+
+	if (b->n == 0)
+		return 0;
+	/* 1: the data of every temp file */
+	if (syncfs(os->dirfd) < 0)
+		return -errno;
+	/* 2: the names */
+	for (i = 0; i < b->n; i++) {
+		struct objstore_staged *st = &b->v[i];
+
+		rc = place(os, st->shard, st->tmp, st->name);
+		if (rc < 0)
+			return rc;
+		st->placed = true;
+		if (rc == 1)
+			continue;
+		/* someone stored this name meanwhile: same bytes, or not */
+		unlinkat(os->dirfd, st->tmp, 0);
+		rc = objstore_put(os, st->shard, st->buf, st->len, st->name,
+				  st->created, NULL);
+		if (rc)
+			return rc;
+	}
+	/* 3: the renames */
+	if (syncfs(os->dirfd) < 0)
+		return -errno;
+	return 0;
+}
+
+void objstore_batch_release(struct objstore *os, struct objstore_batch *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->n; i++)
+		if (!b->v[i].placed)
+			unlinkat(os->dirfd, b->v[i].tmp, 0);
+	free(b->v);
+	memset(b, 0, sizeof(*b));
 }
 
 ssize_t objstore_read(struct objstore *os, unsigned shard, const char *name,

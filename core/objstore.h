@@ -20,9 +20,16 @@
 
 struct objstore;
 
-/* Fan-out directories touched by puts, to be fsync'ed before a commit. */
-struct objstore_dirs {
-	uint8_t bits[256 / 8];
+/*
+ * Objects staged by objstore_put() for one commit: written to temp files,
+ * made durable and renamed into place together by objstore_batch_finish()
+ * (two syncfs(2) calls for the whole batch instead of two fsyncs per
+ * object). Owned by the caller; objstore_batch_release() frees it.
+ */
+struct objstore_staged;
+struct objstore_batch {
+	struct objstore_staged *v;
+	size_t n, cap;
 };
 
 /*
@@ -36,24 +43,30 @@ void objstore_free(struct objstore *os);
  * Store @len bytes of @buf in @shard: hash them, reuse an existing object
  * with the same bytes, or create a new one (a colliding hash with other
  * bytes gets the next free variant name). @name receives the object's
- * name; @created is set when this call created the file. The fan-out
- * directory of a created object is recorded in @dirs (may be NULL: then it
- * is fsync'ed at once). Returns 0, -ENOSPC, -EIO, ...
+ * name; *created tells whether this call created the file.
+ *
+ * With @batch NULL the object is durable and in place on return. With a
+ * batch, a new object is only staged: @buf, @name and @created are
+ * borrowed until objstore_batch_finish(), which may still change @name
+ * and *created (another writer may have stored the same name meanwhile).
+ * Returns 0, -ENOSPC, -EIO, ...
  */
 int objstore_put(struct objstore *os, unsigned shard, const void *buf,
 		 size_t len, char name[OBJNAME_MAX], bool *created,
-		 struct objstore_dirs *dirs);
+		 struct objstore_batch *batch);
+
+/* Make every staged object durable and visible. On failure, the staged
+ * objects that are not in place are removed. */
+int objstore_batch_finish(struct objstore *os, struct objstore_batch *batch);
+/* Remove what is still staged and free the batch's memory. */
+void objstore_batch_release(struct objstore *os, struct objstore_batch *batch);
 
 /*
  * Make sure object @name in @shard exists and holds exactly @buf/@len:
- * creates it if missing. -EEXIST if it exists with other bytes.
+ * creates it (durably) if missing. -EEXIST if it exists with other bytes.
  */
 int objstore_ensure(struct objstore *os, unsigned shard, const char *name,
-		    const void *buf, size_t len, struct objstore_dirs *dirs);
-
-/* fsync every fan-out directory recorded in @dirs, then clear it. */
-int objstore_sync_dirs(struct objstore *os, unsigned shard,
-		       struct objstore_dirs *dirs);
+		    const void *buf, size_t len);
 
 /* Read up to @len bytes at @off of an object; returns bytes read or -errno. */
 ssize_t objstore_read(struct objstore *os, unsigned shard, const char *name,

@@ -15,9 +15,9 @@
  * struct lives on until refs, nlookup and opens are all 0.
  *
  * Invariants:
- *  1. Object data and its directory entry are fsync'ed before the
- *     transaction that names the object commits (objstore_put,
- *     objstore_sync_dirs, then meta_commit).
+ *  1. Object data and its directory entry are durable before the
+ *     transaction that names the object commits (objstore_put into a
+ *     batch, objstore_batch_finish, then meta_commit).
  *  2. An object file is unlinked only after the transaction that dropped
  *     its count to zero has committed, under t->lock; a commit that reuses
  *     an object with no row re-checks the file under t->lock, so a reuse
@@ -783,7 +783,7 @@ struct pending {
 static int inode_commit_with(struct tally *t, struct inode *ip, int flags,
 			     const struct pending *shares, size_t nshares)
 {
-	struct objstore_dirs dirs;
+	struct objstore_batch batch;
 	struct meta_objlist zero;
 	struct pending *p = NULL;
 	uint64_t size = ip->md.size, nblocks;
@@ -802,7 +802,7 @@ static int inode_commit_with(struct tally *t, struct inode *ip, int flags,
 	rc = map_load(t, ip);
 	if (rc)
 		return rc;
-	memset(&dirs, 0, sizeof(dirs));
+	memset(&batch, 0, sizeof(batch));
 	meta_objlist_init(&zero);
 	nblocks = blocks_for(t, size);
 	if (ip->ndirty + nshares) {
@@ -823,13 +823,14 @@ static int inode_commit_with(struct tally *t, struct inode *ip, int flags,
 		p[n].hole = all_zero(d->buf, p[n].len);
 		if (!p[n].hole) {
 			rc = objstore_put(t->objs, 0, d->buf, p[n].len,
-					  p[n].name, &p[n].created, &dirs);
+					  p[n].name, &p[n].created, &batch);
 			if (rc)
 				goto out_err;
 		}
 		n++;
 	}
-	rc = objstore_sync_dirs(t->objs, 0, &dirs);
+	rc = objstore_batch_finish(t->objs, &batch);
+	objstore_batch_release(t->objs, &batch);
 	if (rc)
 		goto out_err;
 	for (i = 0; i < nshares; i++)
@@ -862,7 +863,7 @@ static int inode_commit_with(struct tally *t, struct inode *ip, int flags,
 					    0)
 					rc = objstore_ensure(t->objs, 0,
 							     p[i].name, d->buf,
-							     p[i].len, NULL);
+							     p[i].len);
 			} else if (rc == 1) {
 				rc = 0;
 			}
@@ -955,6 +956,7 @@ out_discard:
 	return sync_rc;
 
 out_err:
+	objstore_batch_release(t->objs, &batch);
 	free(p);
 	log_msg(LOG_ERR, "commit of inode %" PRIu64 " failed: %s", ip->ino,
 		strerror(-rc));
