@@ -192,7 +192,8 @@ int fsck_run(struct store *s, bool do_repair,
 	rc = meta_check_counts(s->meta, check_one, &f);
 	if (rc)
 		goto out;
-	qsort(f.names, f.nnames, sizeof(*f.names), cmp_name);
+	if (f.nnames)
+		qsort(f.names, f.nnames, sizeof(*f.names), cmp_name);
 	rc = objstore_list(s->objs, 0, check_file, &f);
 	if (rc)
 		goto out;

@@ -90,6 +90,9 @@ static void usage(const char *prog)
 }
 
 static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt,
+			     va_list ap) __attribute__((format(printf, 2, 0)));
+
+static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt,
 			     va_list ap)
 {
 	char line[1024];
