@@ -397,6 +397,11 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 	}
 	sqlite3_extended_result_codes(m->db, 1);
 	sqlite3_busy_timeout(m->db, 5000);
+	/* one process owns the store (STORE/lock): no file locks per
+	 * transaction, and the WAL index lives in memory */
+	rc = exec(m, "PRAGMA locking_mode = EXCLUSIVE");
+	if (rc)
+		goto out_close;
 	app = pragma_int(m, "PRAGMA application_id");
 	ver = pragma_int(m, "PRAGMA user_version");
 	if (app < 0 || ver < 0) {
@@ -583,6 +588,16 @@ int meta_inode_delete(struct meta *m, uint64_t ino)
 	int rc = exec_ino(m, S_INODE_DEL_X, ino, "xattr delete");
 
 	return rc ? rc : exec_ino(m, S_INODE_DEL, ino, "inode delete");
+}
+
+int meta_max_ino(struct meta *m, uint64_t *max)
+{
+	int64_t v = pragma_int(m, "SELECT coalesce(max(ino), 0) FROM inodes");
+
+	if (v < 0)
+		return -EIO;
+	*max = (uint64_t)v;
+	return 0;
 }
 
 int meta_inode_orphans(struct meta *m, uint64_t **inos, size_t *n)

@@ -93,6 +93,8 @@ int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out);
 int meta_inode_put(struct meta *m, const struct meta_inode *in);
 /* Delete an inode row, its xattrs and its symlink target. No blocks. */
 int meta_inode_delete(struct meta *m, uint64_t ino);
+/* Highest inode number in use. */
+int meta_max_ino(struct meta *m, uint64_t *max);
 /* Inodes whose nlink is 0 (left by a crash while open). */
 int meta_inode_orphans(struct meta *m, uint64_t **inos, size_t *n);
 

@@ -107,6 +107,7 @@ struct tally {
 	struct inode **itable;	     /* protected by lock */
 	struct dentry_cache *dcache; /* protected by lock */
 	uint64_t next_ino;	     /* protected by lock */
+	uint64_t ino_limit;	     /* protected by lock: reserved below */
 	uint64_t durable_seq;	     /* protected by lock */
 	bool wal_unsynced;	     /* protected by lock */
 	uint64_t dirty_blocks;	     /* protected by lock */
@@ -470,6 +471,7 @@ int tally_open(const char *path, const struct tally_opts *opts,
 	       struct tally **out)
 {
 	struct tally *t;
+	uint64_t max;
 	int64_t v;
 	int rc;
 
@@ -503,7 +505,11 @@ int tally_open(const char *path, const struct tally_opts *opts,
 		rc = -EUCLEAN;
 		goto out_store;
 	}
+	/* numbers below the reservation may be taken: start above both */
+	t->ino_limit = (uint64_t)v;
 	t->next_ino = (uint64_t)v;
+	if (meta_max_ino(t->meta, &max) == 0 && max + 1 > t->next_ino)
+		t->next_ino = max + 1;
 	if (meta_config_get(t->meta, "durable_seq", &v) == 0)
 		t->durable_seq = (uint64_t)v;
 	rc = clean_orphans(t);
@@ -1167,6 +1173,30 @@ out:
 /* ------------------------------------------------------------------ */
 /* creating and removing names */
 
+/*
+ * Inode numbers are never reused: the store records a reservation
+ * ("next_ino") that is raised 1024 at a time, in the transaction of the
+ * creation that needs it, so most creations write no extra row. Inside a
+ * transaction: *limit receives the reservation to adopt after commit.
+ */
+#define INO_RESERVE 1024
+
+static int ino_reserve(struct tally *t, uint64_t *limit)
+{
+	*limit = t->ino_limit;
+	if (t->next_ino < t->ino_limit)
+		return 0;
+	*limit = t->next_ino + INO_RESERVE;
+	return meta_config_set(t->meta, "next_ino", (int64_t)*limit);
+}
+
+/* After the commit: the number t->next_ino is taken. */
+static void ino_taken(struct tally *t, uint64_t limit)
+{
+	t->next_ino++;
+	t->ino_limit = limit;
+}
+
 static int parent_dir(struct tally *t, uint64_t parent, struct inode **out)
 {
 	struct inode *pip;
@@ -1196,7 +1226,7 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	struct inode *pip = NULL, *ip;
 	struct meta_inode md, pmd;
 	struct timespec ts = now();
-	uint64_t ino;
+	uint64_t ino, limit;
 	int rc = check_name(name);
 
 	if (rc)
@@ -1246,11 +1276,11 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	if (!rc)
 		rc = put_md(t, pip, &pmd);
 	if (!rc)
-		rc = meta_config_set(t->meta, "next_ino", (int64_t)md.ino + 1);
+		rc = ino_reserve(t, &limit);
 	rc = txn_end(t, rc, NULL);
 	if (rc)
 		goto out;
-	t->next_ino = md.ino + 1;
+	ino_taken(t, limit);
 	pip->md = pmd;
 	ip = inode_alloc(&md);
 	if (!ip) {
@@ -1615,7 +1645,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 {
 	struct inode *ip = NULL, *npip = NULL, *nip;
 	struct meta_inode md, npmd;
-	uint64_t existing;
+	uint64_t existing, limit;
 	int rc = check_name(newname);
 
 	if (rc)
@@ -1701,11 +1731,11 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	if (!rc)
 		rc = put_md(t, npip, &npmd);
 	if (!rc)
-		rc = meta_config_set(t->meta, "next_ino", (int64_t)md.ino + 1);
+		rc = ino_reserve(t, &limit);
 	rc = txn_end(t, rc, NULL);
 	if (rc)
 		goto out_unlock;
-	t->next_ino = md.ino + 1;
+	ino_taken(t, limit);
 	npip->md = npmd;
 	nip = inode_alloc(&md);
 	if (!nip) {
@@ -2646,6 +2676,7 @@ int tally_branch(struct tally *t, const char *src, const char *dst,
 	if (rc)
 		goto out;
 	t->next_ino = next;
+	t->ino_limit = next;
 	root->md = md;
 	*inodes = count;
 out:
