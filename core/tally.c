@@ -57,6 +57,7 @@
 #include "core/store.h"
 
 #define ITABLE_SIZE (1u << 16)
+#define POOL_MAX 64 /* free block buffers kept for reuse */
 #define DCACHE_SIZE (1u << 16)
 #define XATTR_REFS "user.tally.refs"
 #define XATTR_OBJECTS "user.tally.objects"
@@ -111,7 +112,11 @@ struct tally {
 	uint64_t durable_seq;	     /* protected by lock */
 	bool wal_unsynced;	     /* protected by lock */
 	uint64_t dirty_blocks;	     /* protected by lock */
-	uint64_t commit_errors;	     /* protected by lock */
+
+	pthread_mutex_t pool_lock; /* innermost lock */
+	char *pool[POOL_MAX];	   /* protected by pool_lock: free buffers */
+	size_t npool;		   /* protected by pool_lock */
+	uint64_t commit_errors;	   /* protected by lock */
 };
 
 /* ------------------------------------------------------------------ */
@@ -212,6 +217,34 @@ static void dcache_drop(struct tally *t, uint64_t parent, const char *name)
 }
 
 /* ------------------------------------------------------------------ */
+/* block buffers: reused, so that buffering a write does not fault in
+ * fresh pages every time */
+
+static char *buf_get(struct tally *t)
+{
+	char *buf = NULL;
+
+	pthread_mutex_lock(&t->pool_lock);
+	if (t->npool)
+		buf = t->pool[--t->npool];
+	pthread_mutex_unlock(&t->pool_lock);
+	return buf ? buf : malloc(t->bs);
+}
+
+static void buf_put(struct tally *t, char *buf)
+{
+	if (!buf)
+		return;
+	pthread_mutex_lock(&t->pool_lock);
+	if (t->npool < POOL_MAX) {
+		t->pool[t->npool++] = buf;
+		buf = NULL;
+	}
+	pthread_mutex_unlock(&t->pool_lock);
+	free(buf);
+}
+
+/* ------------------------------------------------------------------ */
 /* inode table; t->lock */
 
 static struct inode **ibucket(struct tally *t, uint64_t ino)
@@ -224,7 +257,7 @@ static void inode_free_data(struct tally *t, struct inode *ip)
 	size_t i;
 
 	for (i = 0; i < ip->ndirty; i++)
-		free(ip->dirty[i].buf);
+		buf_put(t, ip->dirty[i].buf);
 	t->dirty_blocks -= ip->ndirty;
 	ip->ndirty = 0;
 	free(ip->dirty);
@@ -499,6 +532,7 @@ int tally_open(const char *path, const struct tally_opts *opts,
 	t->owner_gid = opts->owner_gid;
 	t->started = now();
 	pthread_mutex_init(&t->lock, NULL);
+	pthread_mutex_init(&t->pool_lock, NULL);
 	rc = meta_config_get(t->meta, "next_ino", &v);
 	if (rc || v < 16) {
 		log_msg(LOG_ERR, "store '%s' is damaged: bad next_ino", path);
@@ -519,6 +553,7 @@ int tally_open(const char *path, const struct tally_opts *opts,
 	return 0;
 
 out_store:
+	pthread_mutex_destroy(&t->pool_lock);
 	pthread_mutex_destroy(&t->lock);
 	store_close(t->store);
 out_free:
@@ -554,6 +589,9 @@ int tally_close(struct tally *t)
 	for (i = 0; i < DCACHE_SIZE; i++)
 		free(t->dcache[i].name);
 	unlock(t);
+	while (t->npool)
+		free(t->pool[--t->npool]);
+	pthread_mutex_destroy(&t->pool_lock);
 	pthread_mutex_destroy(&t->lock);
 	store_close(t->store);
 	free(t->itable);
@@ -683,7 +721,7 @@ static int dirty_get(struct tally *t, struct inode *ip, uint64_t idx,
 		ip->dirty = v;
 		ip->dcap = cap;
 	}
-	buf = malloc(t->bs);
+	buf = buf_get(t);
 	if (!buf)
 		return -ENOMEM;
 	ref = map_find(ip, idx);
@@ -692,7 +730,7 @@ static int dirty_get(struct tally *t, struct inode *ip, uint64_t idx,
 
 		rc = read_ref(t, ref, buf, 0, len);
 		if (rc) {
-			free(buf);
+			buf_put(t, buf);
 			return rc;
 		}
 		memset(buf + len, 0, t->bs - len);
@@ -954,7 +992,7 @@ out_discard:
 	free(p);
 	lock(t);
 	for (i = 0; i < ip->ndirty; i++)
-		free(ip->dirty[i].buf);
+		buf_put(t, ip->dirty[i].buf);
 	t->dirty_blocks -= ip->ndirty;
 	ip->ndirty = 0;
 	unlock(t);
@@ -1088,7 +1126,7 @@ static int set_size(struct tally *t, struct inode *ip, uint64_t size)
 		pos = dirty_pos(ip, keep);
 		lock(t);
 		while (ip->ndirty > pos) {
-			free(ip->dirty[--ip->ndirty].buf);
+			buf_put(t, ip->dirty[--ip->ndirty].buf);
 			t->dirty_blocks--;
 		}
 		unlock(t);
@@ -2020,7 +2058,7 @@ static void dirty_drop_range(struct tally *t, struct inode *ip, uint64_t from,
 	if (a == b)
 		return;
 	for (k = a; k < b; k++)
-		free(ip->dirty[k].buf);
+		buf_put(t, ip->dirty[k].buf);
 	memmove(&ip->dirty[a], &ip->dirty[b],
 		(ip->ndirty - b) * sizeof(*ip->dirty));
 	lock(t);
