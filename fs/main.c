@@ -196,14 +196,14 @@ int main(int argc, char **argv)
 	memset(&cmd, 0, sizeof(cmd));
 	if (fuse_opt_parse(&args, &o, option_spec, opt_proc) < 0)
 		return 2;
-	if (o.help) {
-		usage(argv[0]);
-		return 0;
-	}
-	if (o.version) {
-		printf("tallyfs %s (libfuse %s)\n", TALLY_VERSION,
-		       fuse_pkgversion());
-		return 0;
+	if (o.help || o.version) {
+		if (o.help)
+			usage(argv[0]);
+		else
+			printf("tallyfs %s (libfuse %s)\n", TALLY_VERSION,
+			       fuse_pkgversion());
+		ret = 0;
+		goto out_args;
 	}
 	if (fuse_parse_cmdline(&args, &cmd) != 0)
 		return 2;

@@ -314,6 +314,7 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct ctl_handle *h = handle_of(fi);
 		size_t rel;
 
+		buf = NULL;
 		pthread_mutex_lock(&h->lock);
 		/* the report starts where the command's write ended */
 		rel = (size_t)(off >= h->base ? off - h->base : off);
@@ -321,8 +322,18 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			rel = h->len;
 		if (size > h->len - rel)
 			size = h->len - rel;
-		fuse_reply_buf(req, h->text ? h->text + rel : NULL, size);
+		if (size) {
+			buf = malloc(size);
+			if (buf)
+				memcpy(buf, h->text + rel, size);
+		}
 		pthread_mutex_unlock(&h->lock);
+		/* no lock held: once replied, a release may free @h */
+		if (size && !buf)
+			fuse_reply_err(req, ENOMEM);
+		else
+			fuse_reply_buf(req, buf, size);
+		free(buf);
 		return;
 	}
 	buf = malloc(size ? size : 1);

@@ -1,0 +1,147 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# tallyfsck on a real store: clean after a normal session (exit 0); a
+# mounted store is refused (exit 2); a deleted object file is a dangling
+# reference (exit 1); a junk object file named like a hash is an orphan
+# (exit 1) that --repair removes without touching any referenced object;
+# a dangling reference cannot be repaired (the data is gone), so it is
+# still reported (exit 1) after --repair; refcount drift made by hand in
+# the metadata is found and --repair rebuilds the exact counts. Also: a
+# missing or foreign directory cannot be checked (exit 2).
+SCN_TIMEOUT=180
+source "$(dirname "$0")/lib.sh"
+
+# expect_fsck WHAT RC KEY=VALUE...: run tallyfsck (args in FSCK_ARGS) and
+# check the exit code and report lines.
+expect_fsck() {
+	local what=$1 rc=$2 kv
+
+	shift 2
+	fsck_store "${FSCK_ARGS[@]}"
+	assert_eq "$what: tallyfsck exit code (output: $FSCK_OUT)" "$rc" \
+		"$FSCK_RC"
+	for kv in "$@"; do
+		assert_eq "$what: tallyfsck '${kv%%=*}' (output: $FSCK_OUT)" \
+			"${kv#*=}" "$(fsck_value "${kv%%=*}")"
+	done
+}
+
+mount_fs
+mkdir "$MNT/main" "$MNT/dev"
+rand_file "$TMP/big" $((3 * MIB))
+T cp "$TMP/big" "$MNT/main/big"
+printf 'small\n' >"$MNT/main/small"
+T ln "$MNT/main/big" "$MNT/dev/big"          # refs 2
+T cp "$TMP/big" "$MNT/main/big-again"        # dedup: refs 3
+mapfile -t big_objs < <(objects "$MNT/main/big")
+
+# ------------------------------------------------- mounted: cannot run
+FSCK_ARGS=("$STORE")
+expect_fsck "mounted store" 2
+assert_match "tallyfsck on a mounted store" '(in use|already|busy)' \
+	"$FSCK_OUT"
+FSCK_ARGS=(--repair "$STORE")
+expect_fsck "mounted store, --repair" 2
+umount_fs
+
+# ------------------------------------------------------------- clean
+FSCK_ARGS=("$STORE")
+expect_fsck "clean store" 0 objects=4 references=10 dangling=0 orphans=0 \
+	drift_under=0 drift_over=0 "status=clean"
+all_objs=$(store_objects)
+
+# ---------------------------------------------------------- dangling
+victim=${big_objs[1]}   # block 1
+vfile=$STORE/shards/0/${victim:0:2}/$victim
+mv "$vfile" "$TMP/saved-object"
+# dangling counts references: three blocks (main/big, dev/big,
+# main/big-again) name the missing object
+expect_fsck "a deleted object file" 1 dangling=3 orphans=0 \
+	"status=problems found"
+assert_match "tallyfsck names the dangling object" "$victim" "$FSCK_OUT"
+mv "$TMP/saved-object" "$vfile"
+expect_fsck "the object file put back" 0 dangling=0 "status=clean"
+
+# ------------------------------------------------------------ orphan
+junk=0123456789abcdef0123456789abcdef
+mkdir -p "$STORE/shards/0/01"
+printf 'junk that no block references\n' >"$STORE/shards/0/01/$junk"
+expect_fsck "a junk object file" 1 orphans=1 dangling=0 \
+	"status=problems found"
+assert_match "tallyfsck names the orphan" "$junk" "$FSCK_OUT"
+assert_exists "$STORE/shards/0/01/$junk"   # a plain check changes nothing
+
+FSCK_ARGS=(--repair "$STORE")
+expect_fsck "--repair of an orphan" 1 orphans=1 removed=1 "status=repaired"
+assert_absent "$STORE/shards/0/01/$junk"
+assert_eq "object files after --repair" "$all_objs" "$(store_objects)"
+FSCK_ARGS=("$STORE")
+expect_fsck "after --repair of an orphan" 0 orphans=0 "status=clean"
+
+# ------------------------------------------- dangling + orphan, repair
+mv "$vfile" "$TMP/saved-object"
+printf 'more junk\n' >"$STORE/shards/0/01/$junk"
+expect_fsck "dangling and orphan" 1 dangling=3 orphans=1
+FSCK_ARGS=(--repair "$STORE")
+expect_fsck "--repair of dangling and orphan" 1 removed=1
+assert_absent "$STORE/shards/0/01/$junk"
+assert_eq "object files after --repair (the referenced ones all kept)" \
+	"$(grep -v "$victim" <<<"$all_objs")" "$(store_objects)"
+# the dangling reference cannot be repaired: the data is gone
+FSCK_ARGS=("$STORE")
+expect_fsck "dangling after --repair (cannot be repaired)" 1 dangling=3 \
+	orphans=0 "status=problems found"
+
+# reading the block whose object is missing fails (never returns zeros);
+# the other blocks still read
+mount_fs
+idx=1
+assert_fails "Input/output error" dd if="$MNT/main/big" of=/dev/null \
+	bs=1M skip=$idx count=1
+assert_fails "Input/output error" cp "$MNT/dev/big" "$TMP/copy"
+T dd if="$MNT/main/big" of="$TMP/block0" bs=1M count=1 status=none
+T dd if="$TMP/big" of="$TMP/block0.want" bs=1M count=1 status=none
+assert_same_content "$TMP/block0.want" "$TMP/block0"
+assert_eq "small still reads" small "$(cat "$MNT/main/small")"
+umount_fs
+mv "$TMP/saved-object" "$vfile"
+expect_fsck "the object file put back again" 0 "status=clean"
+
+# ------------------------------------------------------ refcount drift
+# made by hand in the SQLite metadata (the schema of core/meta.c)
+db=$STORE/meta.db
+if ! command -v sqlite3 >/dev/null; then
+	fail "sqlite3 (the SQLite shell) is needed to make drift by hand"
+fi
+T sqlite3 "$db" "UPDATE objects SET refcount = refcount + 5
+	WHERE name = '${big_objs[0]}';
+	UPDATE objects SET refcount = refcount - 1
+	WHERE name = '${big_objs[2]}';" ||
+	fail "cannot change the refcounts in $db"
+expect_fsck "drift" 1 drift_over=1 drift_under=1 dangling=0 orphans=0 \
+	"status=problems found"
+FSCK_ARGS=(--repair "$STORE")
+expect_fsck "--repair of drift" 1 repaired=2 removed=0 "status=repaired"
+FSCK_ARGS=("$STORE")
+expect_fsck "after --repair of drift" 0 drift_over=0 drift_under=0 \
+	"status=clean"
+assert_eq "object files after the drift repair" "$all_objs" \
+	"$(store_objects)"
+mount_fs
+assert_eq "refs of main/big after the repair" "3 3 3" \
+	"$(refs "$MNT/main/big")"
+assert_same_content "$TMP/big" "$MNT/main/big"
+umount_fs
+
+# --------------------------------------------------------- cannot run
+FSCK_ARGS=("$TMP/no-such-store")
+expect_fsck "a missing store" 2
+mkdir "$TMP/foreign"
+: >"$TMP/foreign/file"
+FSCK_ARGS=("$TMP/foreign")
+expect_fsck "a directory that is not a store" 2
+assert_eq "the foreign directory after tallyfsck" file \
+	"$(ls -A "$TMP/foreign")"
+FSCK_ARGS=()
+expect_fsck "no arguments" 2
+log "ok"
