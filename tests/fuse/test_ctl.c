@@ -1,0 +1,422 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control files: /.tally/ctl runs a command per write and returns its
+ * report on read; /.tally/status is one JSON document.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "tests/fuse/mount.h"
+
+TestSuite(ctl, .init = tm_init, .fini = tm_fini, .timeout = 60);
+
+/* Write one command to /.tally/ctl; returns 0 or the errno of write(). */
+static int ctl(const char *cmd)
+{
+	int fd = open(mp(".tally/ctl"), O_WRONLY);
+	ssize_t n;
+	int e = 0;
+
+	cr_assert(ge(int, fd, 0), "open ctl: %s", strerror(errno));
+	n = write(fd, cmd, strlen(cmd));
+	if (n < 0)
+		e = errno;
+	else
+		cr_assert(eq(i64, n, (long)strlen(cmd)), "short ctl write");
+	close(fd);
+	return e;
+}
+
+/* Sorted, comma-joined names of the root directory. */
+static void root_names(char *out, size_t size)
+{
+	char *names[64];
+	size_t n = 0, i, j;
+	struct dirent *de;
+	DIR *d = opendir(tm.mnt);
+
+	cr_assert(ne(ptr, d, NULL));
+	while ((de = readdir(d)) && n < 64)
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			names[n++] = strdup(de->d_name);
+	closedir(d);
+	for (i = 1; i < n; i++)
+		for (j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
+			char *t = names[j];
+
+			names[j] = names[j - 1];
+			names[j - 1] = t;
+		}
+	out[0] = '\0';
+	for (i = 0; i < n; i++) {
+		size_t l = strlen(out);
+
+		snprintf(out + l, size - l, "%s%s", i ? "," : "", names[i]);
+		free(names[i]);
+	}
+}
+
+Test(ctl, modes_of_the_control_files)
+{
+	struct stat st;
+
+	expect_ok(stat(mp(".tally/ctl"), &st));
+	cr_assert(eq(u32, st.st_mode, S_IFREG | 0600));
+	expect_ok(stat(mp(".tally/status"), &st));
+	cr_assert(eq(u32, st.st_mode, S_IFREG | 0444));
+}
+
+Test(ctl, branch_copies_a_namespace)
+{
+	char *data = malloc(2 * MIB), refs[64], buf[64];
+	struct stat sa, sb;
+	ssize_t n;
+	int fd;
+
+	cr_assert(ne(ptr, data, NULL));
+	fill_random(data, 2 * MIB, 61);
+	expect_ok(mkdir(mp("A"), 0755));
+	expect_ok(mkdir(mp("A/sub"), 0750));
+	cr_assert(eq(int, write_file(mp("A/file"), data, 2 * MIB), 0));
+	cr_assert(eq(int, write_file(mp("A/sub/small"), "small", 5), 0));
+	expect_ok(symlink("../file", mp("A/sub/link")));
+	expect_ok(setxattr(mp("A/file"), "user.k", "v", 1, 0));
+	cr_assert(eq(i64, tm_count_objects(), 3));
+
+	cr_assert(eq(int, ctl("branch A B\n"), 0));
+	root_names(buf, sizeof(buf));
+	cr_assert(eq(str, buf, ".tally,A,B"));
+	cr_assert(eq(i64, file_cmp(mp("B/file"), data, 2 * MIB), -1));
+	cr_assert(eq(i64, file_cmp(mp("B/sub/small"), "small", 5), -1));
+	n = readlink(mp("B/sub/link"), buf, sizeof(buf) - 1);
+	cr_assert(eq(i64, n, 7));
+	buf[n] = '\0';
+	cr_assert(eq(str, buf, "../file"));
+	xattr_get(mp("B/file"), "user.k", buf, sizeof(buf));
+	cr_assert(eq(str, buf, "v"));
+	xattr_get(mp("A/file"), "user.tally.refs", refs, sizeof(refs));
+	cr_assert(eq(str, refs, "2 2"));
+	xattr_get(mp("B/file"), "user.tally.refs", refs, sizeof(refs));
+	cr_assert(eq(str, refs, "2 2"));
+	xattr_get(mp("B/sub/small"), "user.tally.refs", refs, sizeof(refs));
+	cr_assert(eq(str, refs, "2"));
+	/* no data copied */
+	cr_assert(eq(i64, tm_count_objects(), 3));
+	expect_ok(stat(mp("A/sub"), &sa));
+	expect_ok(stat(mp("B/sub"), &sb));
+	cr_assert(ne(u64, sa.st_ino, sb.st_ino));
+	cr_assert(eq(u32, sb.st_mode, sa.st_mode));
+
+	/* copy-on-write: the branches are independent */
+	fd = open(mp("B/file"), O_WRONLY);
+	cr_assert(ge(int, fd, 0));
+	n = pwrite(fd, "branch B", 8, 0);
+	cr_assert(eq(i64, n, 8));
+	expect_ok(close(fd));
+	cr_assert(eq(i64, file_cmp(mp("A/file"), data, 2 * MIB), -1));
+	xattr_get(mp("A/file"), "user.tally.refs", refs, sizeof(refs));
+	cr_assert(eq(str, refs, "1 2"));
+	expect_ok(unlink(mp("A/sub/small")));
+	cr_assert(eq(i64, file_cmp(mp("B/sub/small"), "small", 5), -1));
+	xattr_get(mp("B/sub/small"), "user.tally.refs", refs, sizeof(refs));
+	cr_assert(eq(str, refs, "1"));
+	free(data);
+}
+
+Test(ctl, bad_commands_fail_and_change_nothing)
+{
+	char before[256], after[256];
+
+	expect_ok(mkdir(mp("A"), 0755));
+	expect_ok(mkdir(mp("A2"), 0755));
+	cr_assert(eq(int, write_file(mp("A/f"), "a", 1), 0));
+	cr_assert(eq(int, write_file(mp("A2/g"), "g", 1), 0));
+	root_names(before, sizeof(before));
+	cr_assert(eq(str, before, ".tally,A,A2"));
+
+	cr_assert(eq(int, ctl("bogus\n"), EINVAL));
+	cr_assert(eq(int, ctl("bogus"), EINVAL));
+	cr_assert(eq(int, ctl("branch A\n"), EINVAL));
+	cr_assert(eq(int, ctl("branch A B C\n"), EINVAL));
+	cr_assert(eq(int, ctl("\n"), EINVAL));
+	cr_assert(eq(int, ctl("branch missing X\n"), ENOENT));
+	cr_assert(eq(int, ctl("branch A A2\n"), EEXIST));
+	{
+		/* .tally is taken, though not a namespace */
+		int e = ctl("branch A .tally\n");
+
+		cr_assert(e == EEXIST || e == EINVAL, "branch A .tally: %s",
+			  strerror(e));
+	}
+	cr_assert(eq(int, ctl("drain\ndrain\n"), EINVAL));
+
+	root_names(after, sizeof(after));
+	cr_assert(eq(str, after, before));
+	cr_assert(eq(i64, file_cmp(mp("A2/g"), "g", 1), -1));
+	expect_err(lstat(mp("A2/f"), &(struct stat){ 0 }), ENOENT);
+	expect_err(lstat(mp("X"), &(struct stat){ 0 }), ENOENT);
+	expect_err(lstat(mp("B"), &(struct stat){ 0 }), ENOENT);
+}
+
+Test(ctl, drain_report_is_read_back)
+{
+	char buf[4096], line[256];
+	const char *p;
+	off_t pos;
+	ssize_t n;
+	int fd, wfd;
+
+	expect_ok(mkdir(mp("A"), 0755));
+	/* something buffered: an open file with unwritten data */
+	wfd = open(mp("A/f"), O_WRONLY | O_CREAT, 0644);
+	cr_assert(ge(int, wfd, 0));
+	n = write(wfd, "buffered", 8);
+	cr_assert(eq(i64, n, 8));
+
+	fd = open(mp(".tally/ctl"), O_RDWR);
+	cr_assert(ge(int, fd, 0), "open ctl: %s", strerror(errno));
+	n = write(fd, "drain\n", 6);
+	cr_assert(eq(i64, n, 6), "write drain: %s", strerror(errno));
+	pos = lseek(fd, 0, SEEK_CUR);
+	cr_assert(eq(i64, pos, 6));
+	n = pread(fd, buf, sizeof(buf) - 1, pos);
+	cr_assert(gt(i64, n, 0), "pread report: %s", strerror(errno));
+	buf[n] = '\0';
+	cr_assert(ne(ptr, strstr(buf, "flushed: "), NULL), "report '%s'", buf);
+	/* every line is "key: value" */
+	for (p = buf; *p;) {
+		size_t l = strcspn(p, "\n");
+		char *colon;
+
+		cr_assert(lt(sz, l, sizeof(line)));
+		memcpy(line, p, l);
+		line[l] = '\0';
+		colon = strstr(line, ": ");
+		cr_assert(ne(ptr, colon, NULL), "report line '%s'", line);
+		cr_assert(gt(i64, colon - line, 0), "report line '%s'", line);
+		p += l;
+		if (*p == '\n')
+			p++;
+	}
+	/* read(2) at the current offset returns the same report */
+	{
+		char again[4096];
+		ssize_t m = read(fd, again, sizeof(again) - 1);
+
+		cr_assert(eq(i64, m, n));
+		again[m] = '\0';
+		cr_assert(eq(str, again, buf));
+	}
+	expect_ok(close(fd));
+	/* the drain committed the buffered data: visible in the store */
+	cr_assert(eq(i64, tm_count_objects(), 1));
+	expect_ok(close(wfd));
+	cr_assert(eq(i64, file_cmp(mp("A/f"), "buffered", 8), -1));
+}
+
+/* A small JSON checker: returns the position after one value or NULL. */
+static const char *json_value(const char *p, int depth);
+
+static const char *json_ws(const char *p)
+{
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	return p;
+}
+
+static const char *json_string(const char *p)
+{
+	if (*p++ != '"')
+		return NULL;
+	while (*p && *p != '"') {
+		if ((unsigned char)*p < 0x20)
+			return NULL;
+		if (*p == '\\') {
+			p++;
+			if (*p == 'u') {
+				int i;
+
+				for (i = 1; i <= 4; i++)
+					if (!isxdigit((unsigned char)p[i]))
+						return NULL;
+				p += 4;
+			} else if (!strchr("\"\\/bfnrt", *p) || !*p) {
+				return NULL;
+			}
+		}
+		p++;
+	}
+	return *p == '"' ? p + 1 : NULL;
+}
+
+static const char *json_number(const char *p)
+{
+	const char *s;
+
+	if (*p == '-')
+		p++;
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		while (isdigit((unsigned char)*p))
+			p++;
+	else
+		return NULL;
+	if (*p == '.') {
+		s = ++p;
+		while (isdigit((unsigned char)*p))
+			p++;
+		if (p == s)
+			return NULL;
+	}
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		if (*p == '+' || *p == '-')
+			p++;
+		s = p;
+		while (isdigit((unsigned char)*p))
+			p++;
+		if (p == s)
+			return NULL;
+	}
+	return p;
+}
+
+static const char *json_value(const char *p, int depth)
+{
+	char close;
+
+	if (depth > 32)
+		return NULL;
+	p = json_ws(p);
+	if (*p == '"')
+		return json_string(p);
+	if (*p == '{' || *p == '[') {
+		close = *p == '{' ? '}' : ']';
+		p = json_ws(p + 1);
+		if (*p == close)
+			return p + 1;
+		for (;;) {
+			if (close == '}') {
+				p = json_string(json_ws(p));
+				if (!p)
+					return NULL;
+				p = json_ws(p);
+				if (*p++ != ':')
+					return NULL;
+			}
+			p = json_value(p, depth + 1);
+			if (!p)
+				return NULL;
+			p = json_ws(p);
+			if (*p == close)
+				return p + 1;
+			if (*p++ != ',')
+				return NULL;
+		}
+	}
+	if (!strncmp(p, "true", 4))
+		return p + 4;
+	if (!strncmp(p, "false", 5))
+		return p + 5;
+	if (!strncmp(p, "null", 4))
+		return p + 4;
+	return json_number(p);
+}
+
+/* The number after "key": at the top level of doc, or -1. */
+static double json_top_number(const char *doc, const char *key)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\"", key);
+	p = strstr(doc, pat);
+	if (!p)
+		return -1;
+	p = json_ws(p + strlen(pat));
+	if (*p++ != ':')
+		return -1;
+	p = json_ws(p);
+	if (!json_number(p))
+		return -1;
+	return strtod(p, NULL);
+}
+
+Test(ctl, status_is_json)
+{
+	static const char *const keys[] = {
+		"namespaces",	   "inodes",	   "objects",
+		"bytes_logical",   "bytes_stored", "dedup_ratio",
+		"pending_flushes", "durable_seq",  "block_size",
+	};
+	char *data = malloc(MIB);
+	const char *end;
+	char *doc;
+	size_t n, i;
+
+	cr_assert(ne(ptr, data, NULL));
+	fill_random(data, MIB, 62);
+	expect_ok(mkdir(mp("A"), 0755));
+	expect_ok(mkdir(mp("B"), 0755));
+	cr_assert(eq(int, write_file(mp("A/f"), data, MIB), 0));
+	cr_assert(eq(int, write_file(mp("B/f"), data, MIB), 0));
+
+	doc = read_file(mp(".tally/status"), &n);
+	cr_assert(ne(ptr, doc, NULL), "read status: %s", strerror(errno));
+	cr_assert(gt(sz, n, 0));
+	cr_assert(eq(sz, strlen(doc), n), "NUL inside the status");
+	end = json_ws(doc);
+	cr_assert(eq(chr, *end, '{'), "status: '%s'", doc);
+	end = json_value(doc, 0);
+	cr_assert(ne(ptr, (void *)end, NULL), "invalid JSON: '%s'", doc);
+	end = json_ws(end);
+	cr_assert(eq(chr, *end, '\0'), "trailing bytes after JSON: '%s'", doc);
+
+	cr_assert(ne(ptr, strstr(doc, "\"namespaces\": 2"), NULL),
+		  "status: '%s'", doc);
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		double v = json_top_number(doc, keys[i]);
+
+		cr_assert(ge(dbl, v, 0.0), "no number for \"%s\" in '%s'",
+			  keys[i], doc);
+	}
+	cr_assert(eq(dbl, json_top_number(doc, "namespaces"), 2.0));
+	cr_assert(eq(dbl, json_top_number(doc, "objects"), 1.0));
+	cr_assert(eq(dbl, json_top_number(doc, "block_size"), 1048576.0));
+	cr_assert(eq(dbl, json_top_number(doc, "bytes_logical"), 2.0 * MIB));
+	cr_assert(eq(dbl, json_top_number(doc, "bytes_stored"), 1.0 * MIB));
+	cr_assert(eq(dbl, json_top_number(doc, "dedup_ratio"), 2.0));
+	cr_assert(eq(dbl, json_top_number(doc, "pending_flushes"), 0.0));
+	free(doc);
+	free(data);
+}
+
+Test(ctl, branch_includes_unflushed_writes)
+{
+	char refs[64];
+	ssize_t n;
+	int fd;
+
+	expect_ok(mkdir(mp("A"), 0755));
+	fd = open(mp("A/f"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert(ge(int, fd, 0));
+	n = write(fd, "before the branch", 17);
+	cr_assert(eq(i64, n, 17));
+	/* written, not yet closed */
+	cr_assert(eq(int, ctl("branch A B\n"), 0));
+	cr_assert(eq(i64, file_cmp(mp("B/f"), "before the branch", 17), -1));
+	n = pwrite(fd, "AFTER", 5, 0);
+	cr_assert(eq(i64, n, 5));
+	expect_ok(close(fd));
+	cr_assert(eq(i64, file_cmp(mp("A/f"), "AFTERe the branch", 17), -1));
+	cr_assert(eq(i64, file_cmp(mp("B/f"), "before the branch", 17), -1));
+	xattr_get(mp("B/f"), "user.tally.refs", refs, sizeof(refs));
+	cr_assert(eq(str, refs, "1"));
+}
