@@ -1981,6 +1981,16 @@ out_put:
 	return ret;
 }
 
+/* New data up to @end: extend the size, touch mtime and ctime (rw held). */
+static void data_changed(struct tally *t, struct inode *ip, uint64_t end)
+{
+	lock(t);
+	if (end > ip->md.size)
+		ip->md.size = end;
+	ip->md.mtime = ip->md.ctime = now();
+	unlock(t);
+}
+
 /* Write into the dirty buffers (exclusive rw held, map loaded). */
 static int write_range(struct tally *t, struct inode *ip, const char *buf,
 		       uint64_t off, size_t len)
@@ -2030,11 +2040,7 @@ ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf, size_t size,
 		ret = rc;
 		goto out;
 	}
-	lock(t);
-	if ((uint64_t)off + size > ip->md.size)
-		ip->md.size = (uint64_t)off + size;
-	ip->md.mtime = ip->md.ctime = now();
-	unlock(t);
+	data_changed(t, ip, (uint64_t)off + size);
 	ret = (ssize_t)size;
 	if (ip->ndirty * (size_t)t->bs >= t->inode_dirty_max) {
 		rc = inode_commit(t, ip, 0);
@@ -2104,11 +2110,7 @@ static ssize_t copy_shared(struct tally *t, struct inode *in, uint64_t off_in,
 		snprintf(sh[k].name, sizeof(sh[k].name), "%s", ref->name);
 	}
 	dirty_drop_range(t, out, off_out / t->bs, off_out / t->bs + nb);
-	lock(t);
-	if (off_out + len > out->md.size)
-		out->md.size = off_out + len;
-	out->md.mtime = out->md.ctime = now();
-	unlock(t);
+	data_changed(t, out, off_out + len);
 	rc = inode_commit_with(t, out, COMMIT_FORCE, sh, nb);
 	ret = rc ? rc : (ssize_t)len;
 	free(sh);
@@ -2188,11 +2190,7 @@ ssize_t tally_copy_range(struct tally *t, uint64_t ino_in, off_t off_in,
 		ret = rc;
 		goto out_unlock;
 	}
-	lock(t);
-	if ((uint64_t)off_out + len > out->md.size)
-		out->md.size = (uint64_t)off_out + len;
-	out->md.mtime = out->md.ctime = now();
-	unlock(t);
+	data_changed(t, out, (uint64_t)off_out + len);
 	ret = (ssize_t)len;
 out_unlock:
 	free(buf);
