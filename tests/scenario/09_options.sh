@@ -1,0 +1,33 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# Mount options: a block size chosen at store creation is recorded in the
+# store and kept at the next mount (whatever -o says then); standard FUSE
+# options pass through (ro: reads work, every change is EROFS).
+SCN_TIMEOUT=180
+source "$(dirname "$0")/lib.sh"
+
+mount_fs "$STORE" "$MNT" -o block_size=65536
+assert_eq "block_size in status" 65536 "$(status_get block_size)"
+mkdir "$MNT/main"
+rand_file "$TMP/f" $((200 * 1024))
+T cp "$TMP/f" "$MNT/main/f"
+drain
+# 200 KiB in 64 KiB blocks: 4 objects, the last one 8 KiB
+assert_eq "objects of a 200 KiB file" 4 "$(objects "$MNT/main/f" | wc -w)"
+assert_eq "object files" 4 "$(object_count)"
+umount_fs
+
+mount_fs "$STORE" "$MNT" -o block_size=4096
+assert_eq "block_size kept by the store" 65536 "$(status_get block_size)"
+assert_same_content "$TMP/f" "$MNT/main/f"
+umount_fs
+
+mount_fs "$STORE" "$MNT" -o ro
+assert_same_content "$TMP/f" "$MNT/main/f"
+assert_fails "Read-only file system" mkdir "$MNT/main/d"
+assert_fails "Read-only file system" touch "$MNT/main/g"
+assert_fails "Read-only file system" rm "$MNT/main/f"
+assert_eq "object files after ro mount" 4 "$(object_count)"
+umount_fs
+
+log "ok"
