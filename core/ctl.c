@@ -7,12 +7,15 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "core/pool.h"
 #include "core/tally.h"
 
 static const struct {
@@ -106,41 +109,45 @@ static int aprintf(char **out, const char *fmt, ...)
 	return 0;
 }
 
-int ctl_exec(struct tally *t, const char *line, size_t len, char **report)
-{
+/* One command, run as a job of the worker pool. */
+struct ctl_job {
+	struct tally *t;
 	struct ctl_cmd *cmd;
-	struct timespec t0;
-	struct tally_stats st;
-	uint64_t n = 0;
+	char *report;
 	int rc;
+	bool done; /* protected by lock */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
 
-	cmd = malloc(sizeof(*cmd));
-	if (!cmd)
-		return -ENOMEM;
-	rc = ctl_parse(line, len, cmd);
-	if (rc)
-		goto out;
+static void ctl_run(struct ctl_job *j)
+{
+	struct ctl_cmd *cmd = j->cmd;
+	struct tally_stats st;
+	struct timespec t0;
+	uint64_t n = 0;
+	int rc = 0;
+
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	switch (cmd->verb) {
 	case CTL_DRAIN:
-		/* commits are synchronous: nothing outlives the drain, so the
-		 * timeout can only be met */
-		rc = tally_drain(t, &n);
+		rc = tally_drain(j->t, &n, cmd->timeout);
 		if (!rc)
-			rc = tally_stats(t, &st);
+			rc = tally_stats(j->t, &st);
 		if (!rc)
-			rc = aprintf(report,
+			rc = aprintf(&j->report,
 				     "command: drain\nflushed: %" PRIu64
 				     "\npending_flushes: %" PRIu64
 				     "\ndurable_seq: %" PRIu64
+				     "\nflush_errors: %" PRIu64
 				     "\nduration_ms: %.1f\n",
 				     n, st.pending_flushes, st.durable_seq,
-				     ms_since(&t0));
+				     st.commit_errors, ms_since(&t0));
 		break;
 	case CTL_BRANCH:
-		rc = tally_branch(t, cmd->args[0], cmd->args[1], &n);
+		rc = tally_branch(j->t, cmd->args[0], cmd->args[1], &n);
 		if (!rc)
-			rc = aprintf(report,
+			rc = aprintf(&j->report,
 				     "command: branch\nsource: %s\nbranch: %s"
 				     "\ninodes: %" PRIu64
 				     "\nduration_ms: %.1f\n",
@@ -148,8 +155,67 @@ int ctl_exec(struct tally *t, const char *line, size_t len, char **report)
 				     ms_since(&t0));
 		break;
 	}
+	j->rc = rc;
+}
+
+static void ctl_job_fn(void *arg)
+{
+	struct ctl_job *j = arg;
+
+	ctl_run(j);
+	pthread_mutex_lock(&j->lock);
+	j->done = true;
+	pthread_cond_signal(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+}
+
+int ctl_exec(struct tally *t, const char *line, size_t len, char **report)
+{
+	struct ctl_job j = { .t = t };
+	int rc;
+
+	j.cmd = malloc(sizeof(*j.cmd));
+	if (!j.cmd)
+		return -ENOMEM;
+	rc = ctl_parse(line, len, j.cmd);
+	if (rc)
+		goto out;
+	pthread_mutex_init(&j.lock, NULL);
+	pthread_cond_init(&j.cond, NULL);
+	if (pool_submit(tally_pool(t), ctl_job_fn, &j) != 0) {
+		ctl_job_fn(&j); /* shutting down: run it here */
+	}
+	pthread_mutex_lock(&j.lock);
+	while (!j.done) {
+		pthread_mutex_unlock(&j.lock);
+		/* help the pool, so that a busy pool cannot stall us */
+		if (!pool_help(tally_pool(t))) {
+			struct timespec until;
+
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += 20 * 1000000;
+			if (until.tv_nsec >= 1000000000) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000;
+			}
+			pthread_mutex_lock(&j.lock);
+			if (!j.done)
+				pthread_cond_timedwait(&j.cond, &j.lock,
+						       &until);
+			continue;
+		}
+		pthread_mutex_lock(&j.lock);
+	}
+	pthread_mutex_unlock(&j.lock);
+	pthread_cond_destroy(&j.cond);
+	pthread_mutex_destroy(&j.lock);
+	rc = j.rc;
+	if (!rc)
+		*report = j.report;
+	else
+		free(j.report);
 out:
-	free(cmd);
+	free(j.cmd);
 	return rc;
 }
 
@@ -160,22 +226,28 @@ int ctl_status_json(struct tally *t, char **out)
 
 	if (rc)
 		return rc;
-	return aprintf(out,
-		       "{\"version\": \"%s\", \"block_size\": %u, "
-		       "\"namespaces\": %" PRIu64 ", \"inodes\": %" PRIu64
-		       ", \"objects\": %" PRIu64 ", \"bytes_logical\": %" PRIu64
-		       ", \"bytes_referenced\": %" PRIu64
-		       ", \"bytes_stored\": %" PRIu64 ", \"dedup_ratio\": %.3f"
-		       ", \"pending_flushes\": %" PRIu64
-		       ", \"dirty_bytes\": %" PRIu64
-		       ", \"durable_seq\": %" PRIu64
-		       ", \"flush_errors\": %" PRIu64 "}\n",
-		       TALLY_VERSION, st.block_size, st.namespaces, st.inodes,
-		       st.objects, st.bytes_logical, st.bytes_referenced,
-		       st.bytes_stored,
-		       st.bytes_stored ? (double)st.bytes_referenced /
-						 (double)st.bytes_stored
-				       : 1.0,
-		       st.pending_flushes, st.dirty_bytes, st.durable_seq,
-		       st.commit_errors);
+	return aprintf(
+		out,
+		"{\"version\": \"%s\", \"block_size\": %u, "
+		"\"namespaces\": %" PRIu64 ", \"inodes\": %" PRIu64
+		", \"objects\": %" PRIu64 ", \"bytes_logical\": %" PRIu64
+		", \"bytes_referenced\": %" PRIu64
+		", \"bytes_stored\": %" PRIu64
+		", \"dedup_ratio\": %.3f, \"pending_flushes\": %" PRIu64
+		", \"durable_seq\": %" PRIu64 ", \"rotated_seq\": %" PRIu64
+		", \"dirty_bytes\": %" PRIu64 ", \"dirty_limit\": %" PRIu64
+		", \"flush_errors\": %" PRIu64 ", \"group_commits\": %" PRIu64
+		", \"max_pending_flushes\": %u, \"workers\": %u"
+		", \"jobs_queued\": %" PRIu64 ", \"jobs_running\": %" PRIu64
+		"}\n",
+		TALLY_VERSION, st.block_size, st.namespaces, st.inodes,
+		st.objects, st.bytes_logical, st.bytes_referenced,
+		st.bytes_stored,
+		st.bytes_stored
+			? (double)st.bytes_referenced / (double)st.bytes_stored
+			: 1.0,
+		st.pending_flushes, st.durable_seq, st.rotated_seq,
+		st.dirty_bytes, st.dirty_limit, st.commit_errors,
+		st.group_commits, st.max_pending, st.workers, st.jobs_queued,
+		st.jobs_running);
 }

@@ -54,6 +54,7 @@
 #include "core/log.h"
 #include "core/meta.h"
 #include "core/objstore.h"
+#include "core/pool.h"
 #include "core/store.h"
 
 #define ITABLE_SIZE (1u << 16)
@@ -68,6 +69,23 @@ struct dirty {
 	char *buf; /* block_size bytes; past EOF always zero */
 };
 
+struct pending;
+
+/* One flush of the pipeline (see FLUSH PIPELINE below). */
+struct flush {
+	uint64_t seq;
+	struct tally *t;
+	struct inode *ip;  /* an in-memory reference is held */
+	uint64_t size;	   /* file size at rotation */
+	bool truncated;	   /* drop committed blocks past size */
+	struct dirty *blk; /* owned, sorted by idx */
+	size_t nblk;
+	struct pending *p; /* outcome of the stream, plus shares */
+	size_t np;
+	int err;
+	struct flush *next; /* inode->inflight / failed list (mlock) */
+};
+
 struct inode {
 	uint64_t ino;
 	struct inode *next;	/* protected by t->lock: table chain */
@@ -78,15 +96,23 @@ struct inode {
 	struct meta_inode md;	/* protected by t->lock; size also by rw */
 	uint64_t dsize, dalloc; /* protected by t->lock: committed values */
 	size_t ndirty;		/* protected by rw and t->lock */
-	int err;		/* protected by rw */
+	struct timespec dirty_since; /* protected by t->lock */
+	uint64_t last_seq;	/* protected by t->lock: its latest flush */
+	unsigned nfailed;	/* protected by t->lock: parked flushes */
+	uint64_t flight_blocks; /* protected by t->lock: in flight, parked */
+	int err;		/* protected by t->lock: for fsync/close */
 	bool truncated;		/* protected by rw: drop blocks past size */
 
 	pthread_rwlock_t rw;
-	bool map_loaded;       /* protected by rw */
-	struct meta_bref *map; /* protected by rw, sorted by idx */
-	size_t nmap;
 	struct dirty *dirty; /* protected by rw, sorted by idx */
 	size_t dcap;
+
+	pthread_mutex_t mlock;
+	bool map_loaded;       /* protected by mlock (loaded under t->lock) */
+	struct meta_bref *map; /* protected by mlock, sorted by idx */
+	size_t nmap;
+	struct flush *inflight; /* protected by mlock, newest first */
+	struct flush *failed;	/* protected by mlock, newest first */
 };
 
 struct dentry_cache {
@@ -98,25 +124,46 @@ struct tally {
 	struct store *store;
 	struct meta *meta; /* protected by lock */
 	struct objstore *objs;
+	struct pool *pool;
 	uint32_t bs;
-	size_t inode_dirty_max;
+	size_t rotate_bytes; /* a file's dirty data that starts a flush */
+	uint64_t dirty_limit;
 	uid_t owner;
 	gid_t owner_gid;
 	struct timespec started;
 
 	pthread_mutex_t lock;
+	pthread_cond_t space;	     /* with lock: dirty buffers were freed */
 	struct inode **itable;	     /* protected by lock */
 	struct dentry_cache *dcache; /* protected by lock */
 	uint64_t next_ino;	     /* protected by lock */
 	uint64_t ino_limit;	     /* protected by lock: reserved below */
-	uint64_t durable_seq;	     /* protected by lock */
 	bool wal_unsynced;	     /* protected by lock */
 	uint64_t dirty_blocks;	     /* protected by lock */
+	uint64_t commit_errors;	     /* protected by lock */
+
+	/* the flush pipeline (see FLUSH PIPELINE below) */
+	pthread_mutex_t fin_lock;
+	pthread_cond_t fin_work; /* a flush became ready, or stop */
+	pthread_cond_t fin_done; /* done_seq advanced */
+	struct flush **heap;	 /* protected by fin_lock: ready flushes */
+	size_t nheap;		 /* protected by fin_lock */
+	unsigned max_pending;
+	unsigned pending;     /* protected by fin_lock: rotated, not final */
+	uint64_t rotated_seq; /* protected by fin_lock */
+	uint64_t done_seq;    /* protected by fin_lock */
+	uint64_t groups;      /* protected by fin_lock: group commits */
+	bool fin_stop;	      /* protected by fin_lock */
+	pthread_t fin_thread;
+
+	pthread_mutex_t flusher_lock;
+	pthread_cond_t flusher_cond;
+	bool flusher_stop; /* protected by flusher_lock */
+	pthread_t flusher_thread;
 
 	pthread_mutex_t pool_lock; /* innermost lock */
-	char *pool[POOL_MAX];	   /* protected by pool_lock: free buffers */
+	char *pool_bufs[POOL_MAX]; /* protected by pool_lock: free buffers */
 	size_t npool;		   /* protected by pool_lock */
-	uint64_t commit_errors;	   /* protected by lock */
 };
 
 /* ------------------------------------------------------------------ */
@@ -226,7 +273,7 @@ static char *buf_get(struct tally *t)
 
 	pthread_mutex_lock(&t->pool_lock);
 	if (t->npool)
-		buf = t->pool[--t->npool];
+		buf = t->pool_bufs[--t->npool];
 	pthread_mutex_unlock(&t->pool_lock);
 	return buf ? buf : malloc(t->bs);
 }
@@ -237,7 +284,7 @@ static void buf_put(struct tally *t, char *buf)
 		return;
 	pthread_mutex_lock(&t->pool_lock);
 	if (t->npool < POOL_MAX) {
-		t->pool[t->npool++] = buf;
+		t->pool_bufs[t->npool++] = buf;
 		buf = NULL;
 	}
 	pthread_mutex_unlock(&t->pool_lock);
@@ -252,10 +299,30 @@ static struct inode **ibucket(struct tally *t, uint64_t ino)
 	return &t->itable[(ino * 0x9e3779b97f4a7c15ull) >> 48];
 }
 
+static void flush_free(struct tally *t, struct flush *f);
+
+/* Drop the data of an inode (t->lock held): it was freed, or the whole
+ * filesystem goes. */
 static void inode_free_data(struct tally *t, struct inode *ip)
 {
+	struct flush *failed;
 	size_t i;
 
+	pthread_mutex_lock(&ip->mlock);
+	failed = ip->failed;
+	ip->failed = NULL;
+	pthread_mutex_unlock(&ip->mlock);
+	while (failed) {
+		struct flush *f = failed;
+
+		failed = f->next;
+		assert(ip->refs > 0 && ip->nfailed > 0);
+		ip->refs--; /* the parked flush's reference */
+		ip->nfailed--;
+		ip->flight_blocks -= f->nblk;
+		t->dirty_blocks -= f->nblk;
+		flush_free(t, f);
+	}
 	for (i = 0; i < ip->ndirty; i++)
 		buf_put(t, ip->dirty[i].buf);
 	t->dirty_blocks -= ip->ndirty;
@@ -273,6 +340,7 @@ static void inode_destroy(struct tally *t, struct inode *ip)
 {
 	inode_free_data(t, ip);
 	pthread_rwlock_destroy(&ip->rw);
+	pthread_mutex_destroy(&ip->mlock);
 	free(ip);
 }
 
@@ -287,6 +355,7 @@ static struct inode *inode_alloc(const struct meta_inode *md)
 	ip->dsize = md->size;
 	ip->dalloc = md->alloc;
 	pthread_rwlock_init(&ip->rw, NULL);
+	pthread_mutex_init(&ip->mlock, NULL);
 	return ip;
 }
 
@@ -349,7 +418,11 @@ static void iput(struct tally *t, struct inode *ip)
 
 static void fill_stat(struct tally *t, const struct inode *ip, struct stat *st)
 {
-	uint64_t alloc = ip->dalloc + ip->ndirty * (uint64_t)t->bs;
+	/* blocks in flight count as allocated: st_blocks never dips below
+	 * what the file will hold (cp takes a file that looks sparse for
+	 * one, and copies it byte by byte) */
+	uint64_t alloc =
+		ip->dalloc + (ip->ndirty + ip->flight_blocks) * (uint64_t)t->bs;
 
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ip->ino;
@@ -472,6 +545,16 @@ static int inode_drop(struct tally *t, struct inode *ip,
 /* ------------------------------------------------------------------ */
 /* open and close */
 
+static void *finalizer(void *arg);
+static void *flusher(void *arg);
+
+static unsigned cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > 0 ? (unsigned)n : 1;
+}
+
 static int clean_orphans(struct tally *t)
 {
 	uint64_t *inos = NULL;
@@ -526,13 +609,30 @@ int tally_open(const char *path, const struct tally_opts *opts,
 	t->meta = t->store->meta;
 	t->objs = t->store->objs;
 	t->bs = t->store->block_size;
-	t->inode_dirty_max = opts->inode_dirty_max ? opts->inode_dirty_max
-						   : 64 * (size_t)t->bs;
+	t->rotate_bytes = opts->inode_dirty_max ? opts->inode_dirty_max
+						: 8u << 20;
+	if (t->rotate_bytes < t->bs)
+		t->rotate_bytes = t->bs;
+	t->dirty_limit = opts->dirty_limit ? opts->dirty_limit : 256u << 20;
+	if (t->dirty_limit < 2 * t->rotate_bytes)
+		t->dirty_limit = 2 * t->rotate_bytes;
+	t->max_pending = opts->max_pending ? opts->max_pending : 32;
 	t->owner = opts->owner;
 	t->owner_gid = opts->owner_gid;
 	t->started = now();
 	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->space, NULL);
 	pthread_mutex_init(&t->pool_lock, NULL);
+	pthread_mutex_init(&t->fin_lock, NULL);
+	pthread_cond_init(&t->fin_work, NULL);
+	pthread_cond_init(&t->fin_done, NULL);
+	pthread_mutex_init(&t->flusher_lock, NULL);
+	pthread_cond_init(&t->flusher_cond, NULL);
+	t->heap = calloc(t->max_pending, sizeof(*t->heap));
+	if (!t->heap) {
+		rc = -ENOMEM;
+		goto out_store;
+	}
 	rc = meta_config_get(t->meta, "next_ino", &v);
 	if (rc || v < 16) {
 		log_msg(LOG_ERR, "store '%s' is damaged: bad next_ino", path);
@@ -545,14 +645,34 @@ int tally_open(const char *path, const struct tally_opts *opts,
 	if (meta_max_ino(t->meta, &max) == 0 && max + 1 > t->next_ino)
 		t->next_ino = max + 1;
 	if (meta_config_get(t->meta, "durable_seq", &v) == 0)
-		t->durable_seq = (uint64_t)v;
+		t->done_seq = t->rotated_seq = (uint64_t)v;
 	rc = clean_orphans(t);
 	if (rc)
 		goto out_store;
+	rc = pool_new(opts->workers ? opts->workers : cpus(), &t->pool);
+	if (rc)
+		goto out_store;
+	if (pthread_create(&t->fin_thread, NULL, finalizer, t) != 0) {
+		rc = -EAGAIN;
+		goto out_pool;
+	}
+	if (pthread_create(&t->flusher_thread, NULL, flusher, t) != 0) {
+		rc = -EAGAIN;
+		goto out_finalizer;
+	}
 	*out = t;
 	return 0;
 
+out_finalizer:
+	pthread_mutex_lock(&t->fin_lock);
+	t->fin_stop = true;
+	pthread_cond_broadcast(&t->fin_work);
+	pthread_mutex_unlock(&t->fin_lock);
+	pthread_join(t->fin_thread, NULL);
+out_pool:
+	pool_free(t->pool);
 out_store:
+	free(t->heap);
 	pthread_mutex_destroy(&t->pool_lock);
 	pthread_mutex_destroy(&t->lock);
 	store_close(t->store);
@@ -570,7 +690,20 @@ int tally_close(struct tally *t)
 
 	if (!t)
 		return 0;
-	rc = tally_drain(t, NULL);
+	rc = tally_drain(t, NULL, 0);
+	/* stop the timer, then the finalizer (nothing is pending), then
+	 * the pool (it runs what is queued) */
+	pthread_mutex_lock(&t->flusher_lock);
+	t->flusher_stop = true;
+	pthread_cond_signal(&t->flusher_cond);
+	pthread_mutex_unlock(&t->flusher_lock);
+	pthread_join(t->flusher_thread, NULL);
+	pthread_mutex_lock(&t->fin_lock);
+	t->fin_stop = true;
+	pthread_cond_broadcast(&t->fin_work);
+	pthread_mutex_unlock(&t->fin_lock);
+	pthread_join(t->fin_thread, NULL);
+	pool_free(t->pool);
 	lock(t);
 	{
 		int rc2 = txn_sync(t);
@@ -578,11 +711,21 @@ int tally_close(struct tally *t)
 		if (!rc)
 			rc = rc2;
 	}
+
 	for (i = 0; i < ITABLE_SIZE; i++) {
 		while (t->itable[i]) {
 			struct inode *ip = t->itable[i];
 
 			t->itable[i] = ip->next;
+			if (ip->nfailed) {
+				log_msg(LOG_ERR,
+					"inode %" PRIu64 ": data that "
+					"could not be committed is lost at "
+					"unmount",
+					ip->ino);
+				if (!rc)
+					rc = -EIO;
+			}
 			inode_destroy(t, ip);
 		}
 	}
@@ -590,8 +733,15 @@ int tally_close(struct tally *t)
 		free(t->dcache[i].name);
 	unlock(t);
 	while (t->npool)
-		free(t->pool[--t->npool]);
+		free(t->pool_bufs[--t->npool]);
+	free(t->heap);
+	pthread_cond_destroy(&t->flusher_cond);
+	pthread_mutex_destroy(&t->flusher_lock);
+	pthread_cond_destroy(&t->fin_done);
+	pthread_cond_destroy(&t->fin_work);
+	pthread_mutex_destroy(&t->fin_lock);
 	pthread_mutex_destroy(&t->pool_lock);
+	pthread_cond_destroy(&t->space);
 	pthread_mutex_destroy(&t->lock);
 	store_close(t->store);
 	free(t->itable);
@@ -616,7 +766,51 @@ const char *tally_store_path(struct tally *t)
 }
 
 /* ------------------------------------------------------------------ */
-/* block maps and dirty buffers; inode->rw held */
+/* block maps and dirty buffers */
+
+/*
+ * FLUSH PIPELINE — DESIGN NOTES
+ *
+ * Data of a file lives in three layers, newest first: its dirty buffers
+ * (inode->dirty, written under inode->rw), the buffers of its flushes in
+ * flight (inode->inflight, newest first) and of its failed flushes
+ * (inode->failed), and the committed block map (inode->map, as in the
+ * metadata store). Readers look in that order, so a read always sees the
+ * newest data.
+ *
+ * A flush moves through three phases:
+ *  - rotate (flush_rotate, inode->rw held): the dirty buffers move into a
+ *    new struct flush; it takes a permit (t->pending < max_pending, else
+ *    the caller waits: back-pressure) and the next global sequence number.
+ *  - stream (flush_stream, on the worker pool, no metadata lock): hash
+ *    each block and stage new objects; objstore_batch_finish() makes them
+ *    durable. The finished flush enters a min-heap by sequence number.
+ *  - finalize (the finalizer thread): flushes leave the heap strictly in
+ *    sequence order; consecutive ready ones are committed in one
+ *    transaction (group commit) that swaps block references and counts
+ *    and writes the inode rows; then the maps are updated, dead objects
+ *    unlinked, permits returned, t->done_seq advanced and waiters woken.
+ *
+ * Invariants:
+ *  1. done_seq <= rotated_seq; every flush with seq <= done_seq is
+ *     finalized (committed, or failed and parked in inode->failed).
+ *  2. Object data is durable before the transaction naming it commits
+ *     (stream finishes the batch before the flush can be finalized).
+ *  3. A failed flush loses nothing: its buffers stay readable in
+ *     inode->failed, its error is kept for the next fsync/close, and the
+ *     next rotation of the inode takes them again (unless newer data for
+ *     the same block exists).
+ *  4. The finalizer never takes inode->rw, so a writer may wait for
+ *     flushes (permits, dirty_limit, fsync) while holding it.
+ *  5. Dirty memory is bounded: t->dirty_blocks counts dirty, in-flight
+ *     and failed buffers; a writer above dirty_limit rotates its own data
+ *     and waits for the finalizer to free some.
+ *
+ * Lock order: inode->rw, then t->lock, then inode->mlock, then t->fin_lock
+ * (never taken with mlock held by the finalizer's callers... see below),
+ * and pool_lock innermost. The finalizer takes t->lock then inode->mlock;
+ * it takes fin_lock only when it holds no other lock.
+ */
 
 static struct meta_bref *map_find(struct inode *ip, uint64_t idx)
 {
@@ -635,15 +829,15 @@ static struct meta_bref *map_find(struct inode *ip, uint64_t idx)
 	return NULL;
 }
 
-/* Index of the first dirty entry with idx >= @idx. */
-static size_t dirty_pos(struct inode *ip, uint64_t idx)
+/* Index of the first entry of @v[0..n) with idx >= @idx. */
+static size_t dpos(const struct dirty *v, size_t n, uint64_t idx)
 {
-	size_t lo = 0, hi = ip->ndirty;
+	size_t lo = 0, hi = n;
 
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 
-		if (ip->dirty[mid].idx < idx)
+		if (v[mid].idx < idx)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -651,27 +845,38 @@ static size_t dirty_pos(struct inode *ip, uint64_t idx)
 	return lo;
 }
 
-static struct dirty *dirty_find(struct inode *ip, uint64_t idx)
+static struct dirty *dfind(struct dirty *v, size_t n, uint64_t idx)
 {
-	size_t pos = dirty_pos(ip, idx);
+	size_t pos = dpos(v, n, idx);
 
-	if (pos < ip->ndirty && ip->dirty[pos].idx == idx)
-		return &ip->dirty[pos];
-	return NULL;
+	return pos < n && v[pos].idx == idx ? &v[pos] : NULL;
 }
 
-/* Load the committed block map (exclusive rw held). */
+static size_t dirty_pos(struct inode *ip, uint64_t idx)
+{
+	return dpos(ip->dirty, ip->ndirty, idx);
+}
+
+static struct dirty *dirty_find(struct inode *ip, uint64_t idx)
+{
+	return dfind(ip->dirty, ip->ndirty, idx);
+}
+
+/* Load the committed block map once (t->lock, then mlock: the finalizer
+ * cannot change the store between the read and the install). */
 static int map_load(struct tally *t, struct inode *ip)
 {
-	int rc;
+	int rc = 0;
 
-	if (ip->map_loaded)
-		return 0;
 	lock(t);
-	rc = meta_blocks_load(t->meta, ip->ino, &ip->map, &ip->nmap);
+	pthread_mutex_lock(&ip->mlock);
+	if (!ip->map_loaded) {
+		rc = meta_blocks_load(t->meta, ip->ino, &ip->map, &ip->nmap);
+		if (!rc)
+			ip->map_loaded = true;
+	}
+	pthread_mutex_unlock(&ip->mlock);
 	unlock(t);
-	if (!rc)
-		ip->map_loaded = true;
 	return rc;
 }
 
@@ -685,25 +890,88 @@ static int read_ref(struct tally *t, const struct meta_bref *ref, char *buf,
 	if (!ref->name[0])
 		return -EIO;
 	n = objstore_read(t->objs, ref->shard, ref->name, buf, len, (off_t)off);
-	if (n < 0) {
-		log_msg(LOG_ERR, "cannot read object '%s': %s", ref->name,
-			strerror((int)-n));
-		return n == -ENOENT ? -EIO : (int)n;
-	}
+	if (n < 0)
+		return (int)n;
 	if ((size_t)n < len)
 		memset(buf + n, 0, len - (size_t)n);
 	return 0;
 }
 
 /*
- * The dirty buffer of block @idx, created from the committed block if
- * needed. @whole: the caller overwrites the whole block.
+ * Bytes [off, off+len) of block @idx as the layers below the dirty
+ * buffers hold them: in-flight flushes, failed flushes, committed map
+ * (rw held, shared or exclusive; map loaded).
+ */
+static int read_below_dirty(struct tally *t, struct inode *ip, uint64_t idx,
+			    char *dst, size_t off, size_t len)
+{
+	struct flush *lists[2];
+	struct meta_bref ref;
+	int tries, rc = 0, l;
+
+	for (tries = 0; tries < 4; tries++) {
+		bool found = false, have_ref = false;
+
+		pthread_mutex_lock(&ip->mlock);
+		lists[0] = ip->inflight;
+		lists[1] = ip->failed;
+		for (l = 0; l < 2 && !found; l++) {
+			struct flush *f;
+
+			for (f = lists[l]; f && !found; f = f->next) {
+				struct dirty *d = dfind(f->blk, f->nblk, idx);
+
+				if (d) {
+					memcpy(dst, d->buf + off, len);
+					found = true;
+				} else if (f->truncated &&
+					   idx >= blocks_for(t, f->size)) {
+					memset(dst, 0, len);
+					found = true;
+				}
+			}
+		}
+		if (!found) {
+			struct meta_bref *r = map_find(ip, idx);
+
+			if (r) {
+				ref = *r;
+				have_ref = true;
+			}
+		}
+		pthread_mutex_unlock(&ip->mlock);
+		if (found)
+			return 0;
+		if (!have_ref) {
+			memset(dst, 0, len);
+			return 0;
+		}
+		rc = read_ref(t, &ref, dst, off, len);
+		/* the finalizer may have replaced and unlinked the object
+		 * since: its map already says what replaced it */
+		if (rc != -ENOENT)
+			break;
+	}
+	if (rc) {
+		log_msg(LOG_ERR,
+			"cannot read block %" PRIu64 " of inode %" PRIu64
+			": %s",
+			idx, ip->ino, strerror(-rc));
+		if (rc == -ENOENT)
+			rc = -EIO;
+	}
+	return rc;
+}
+
+/*
+ * The dirty buffer of block @idx, created from the layers below if
+ * needed. @whole: the caller overwrites the block from its start to at
+ * least EOF, so nothing needs reading.
  */
 static int dirty_get(struct tally *t, struct inode *ip, uint64_t idx,
 		     bool whole, struct dirty **out)
 {
 	size_t pos = dirty_pos(ip, idx);
-	struct meta_bref *ref;
 	struct dirty *d;
 	char *buf;
 	int rc;
@@ -724,23 +992,18 @@ static int dirty_get(struct tally *t, struct inode *ip, uint64_t idx,
 	buf = buf_get(t);
 	if (!buf)
 		return -ENOMEM;
-	ref = map_find(ip, idx);
-	if (ref && !whole) {
-		size_t len = ref->size < t->bs ? ref->size : t->bs;
+	if (!whole && idx * t->bs < ip->md.size) {
+		uint64_t keep = ip->md.size - idx * t->bs;
 
-		rc = read_ref(t, ref, buf, 0, len);
+		if (keep > t->bs)
+			keep = t->bs;
+		rc = read_below_dirty(t, ip, idx, buf, 0, (size_t)keep);
 		if (rc) {
 			buf_put(t, buf);
 			return rc;
 		}
-		memset(buf + len, 0, t->bs - len);
-		/* Bytes past EOF must read as zero after a later extend. */
-		if (idx * t->bs + len > ip->md.size) {
-			uint64_t keep = ip->md.size > idx * t->bs
-						? ip->md.size - idx * t->bs
-						: 0;
-			memset(buf + keep, 0, t->bs - keep);
-		}
+		/* bytes past EOF must read as zero after a later extend */
+		memset(buf + keep, 0, t->bs - keep);
 	} else {
 		memset(buf, 0, t->bs);
 	}
@@ -750,7 +1013,8 @@ static int dirty_get(struct tally *t, struct inode *ip, uint64_t idx,
 	d->idx = idx;
 	d->buf = buf;
 	lock(t);
-	ip->ndirty++;
+	if (ip->ndirty++ == 0)
+		ip->dirty_since = now();
 	t->dirty_blocks++;
 	unlock(t);
 	*out = d;
@@ -770,7 +1034,8 @@ static bool all_zero(const char *buf, size_t len)
 	return memcmp(buf, zeros, len) == 0;
 }
 
-/* Replace or insert @ref in the sorted map; @ref NULL removes @idx. */
+/* Replace or insert @ref in the sorted map; @ref NULL removes @idx
+ * (mlock held). */
 static int map_set(struct inode *ip, uint64_t idx, const struct meta_bref *ref)
 {
 	size_t lo = 0, hi = ip->nmap;
@@ -815,171 +1080,377 @@ struct pending {
 	uint32_t shard;
 	bool hole, created, shared;
 	char name[OBJNAME_MAX];
+	const char *buf; /* the flush's buffer, NULL for a share */
 };
 
 #define COMMIT_DURABLE 1
 #define COMMIT_FORCE 2 /* write the inode row even with nothing dirty */
 
-/*
- * Commit @ip's dirty blocks and attributes in one transaction
- * (exclusive rw held, t->lock not held).
- */
-static int inode_commit_with(struct tally *t, struct inode *ip, int flags,
-			     const struct pending *shares, size_t nshares)
+static void flush_free(struct tally *t, struct flush *f)
 {
-	struct objstore_batch batch;
-	struct meta_objlist zero;
-	struct pending *p = NULL;
-	uint64_t size = ip->md.size, nblocks;
-	size_t i, n = 0;
-	int rc = 0, sync_rc = 0;
+	size_t i;
 
-	if (!ip->ndirty && !ip->truncated && !nshares &&
-	    !(flags & COMMIT_FORCE)) {
-		if (!(flags & COMMIT_DURABLE))
-			return ip->err;
-		lock(t);
-		rc = txn_sync(t);
-		unlock(t);
-		return rc ? rc : ip->err;
+	for (i = 0; i < f->nblk; i++)
+		buf_put(t, f->blk[i].buf);
+	free(f->blk);
+	free(f->p);
+	free(f);
+}
+
+/* -- the finalizer's heap (t->fin_lock) -- */
+
+static void heap_push(struct tally *t, struct flush *f)
+{
+	size_t i = t->nheap++;
+
+	while (i > 0 && t->heap[(i - 1) / 2]->seq > f->seq) {
+		t->heap[i] = t->heap[(i - 1) / 2];
+		i = (i - 1) / 2;
 	}
-	rc = map_load(t, ip);
-	if (rc)
-		return rc;
+	t->heap[i] = f;
+}
+
+static struct flush *heap_pop(struct tally *t)
+{
+	struct flush *top = t->heap[0], *last = t->heap[--t->nheap];
+	size_t i = 0;
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+
+		if (c >= t->nheap)
+			break;
+		if (c + 1 < t->nheap && t->heap[c + 1]->seq < t->heap[c]->seq)
+			c++;
+		if (t->heap[c]->seq >= last->seq)
+			break;
+		t->heap[i] = t->heap[c];
+		i = c;
+	}
+	if (t->nheap)
+		t->heap[i] = last;
+	return top;
+}
+
+/* A streamed (or stream-less) flush is ready for the finalizer. */
+static void flush_ready(struct tally *t, struct flush *f)
+{
+	pthread_mutex_lock(&t->fin_lock);
+	heap_push(t, f);
+	pthread_cond_broadcast(&t->fin_work);
+	pthread_mutex_unlock(&t->fin_lock);
+}
+
+/* Stream phase (pool): hash, stage and make durable the new objects. */
+static void flush_stream(void *arg)
+{
+	struct flush *f = arg;
+	struct tally *t = f->t;
+	struct objstore_batch batch;
+	uint64_t nblocks = blocks_for(t, f->size);
+	size_t i;
+	int rc = 0;
+
 	memset(&batch, 0, sizeof(batch));
-	meta_objlist_init(&zero);
-	nblocks = blocks_for(t, size);
-	if (ip->ndirty + nshares) {
-		p = calloc(ip->ndirty + nshares, sizeof(*p));
-		if (!p)
-			return -ENOMEM;
-	}
-	/* stream: hash and store, no metadata lock */
-	for (i = 0; i < ip->ndirty; i++) {
-		struct dirty *d = &ip->dirty[i];
+	for (i = 0; i < f->nblk && !rc; i++) {
+		struct dirty *d = &f->blk[i];
+		struct pending *q;
 		uint64_t start = d->idx * t->bs;
 
 		if (d->idx >= nblocks)
 			continue; /* truncated away */
-		p[n].idx = d->idx;
-		p[n].len =
-			(uint32_t)(size - start < t->bs ? size - start : t->bs);
-		p[n].hole = all_zero(d->buf, p[n].len);
-		if (!p[n].hole) {
-			rc = objstore_put(t->objs, 0, d->buf, p[n].len,
-					  p[n].name, &p[n].created, &batch);
-			if (rc)
-				goto out_err;
-		}
-		n++;
+		q = &f->p[f->np++];
+		q->idx = d->idx;
+		q->len = (uint32_t)(f->size - start < t->bs ? f->size - start
+							    : t->bs);
+		q->buf = d->buf;
+		q->hole = all_zero(d->buf, q->len);
+		if (!q->hole)
+			rc = objstore_put(t->objs, 0, d->buf, q->len, q->name,
+					  &q->created, &batch);
 	}
-	rc = objstore_batch_finish(t->objs, &batch);
+	if (!rc)
+		rc = objstore_batch_finish(t->objs, &batch);
 	objstore_batch_release(t->objs, &batch);
 	if (rc)
-		goto out_err;
-	for (i = 0; i < nshares; i++)
-		if (shares[i].idx < nblocks)
-			p[n++] = shares[i];
+		log_msg(LOG_ERR,
+			"flush %" PRIu64 " of inode %" PRIu64 " failed: %s",
+			f->seq, f->ip->ino, strerror(-rc));
+	f->err = rc;
+	flush_ready(t, f);
+}
 
-	/* finalize: one transaction */
-	lock(t);
-	if (ip->freed) {
+/* Whether a flush in flight holds block @idx of @ip. */
+static bool inflight_has(struct inode *ip, uint64_t idx)
+{
+	struct flush *g;
+	bool found = false;
+
+	pthread_mutex_lock(&ip->mlock);
+	for (g = ip->inflight; g && !found; g = g->next)
+		found = dfind(g->blk, g->nblk, idx) != NULL;
+	pthread_mutex_unlock(&ip->mlock);
+	return found;
+}
+
+/*
+ * Rotate: move @ip's dirty data (and what failed before) into a new
+ * flush, plus @shares, and send it down the pipeline. @force: make a
+ * flush (writing the inode row) even with nothing to commit. *seq
+ * receives the flush's sequence number, or the inode's last one when
+ * there was nothing to do. Exclusive rw held.
+ */
+static int flush_rotate(struct tally *t, struct inode *ip,
+			const struct pending *shares, size_t nshares,
+			bool force, uint64_t *seq)
+{
+	struct flush *f, *old, *failed;
+	size_t i, n;
+	int rc;
+
+	pthread_mutex_lock(&ip->mlock);
+	failed = ip->failed;
+	pthread_mutex_unlock(&ip->mlock);
+	if (!ip->ndirty && !ip->truncated && !failed && !nshares && !force) {
+		lock(t);
+		*seq = ip->last_seq;
 		unlock(t);
-		goto out_discard;
+		return 0;
 	}
-	rc = meta_begin(t->meta);
-	for (i = 0; i < n && !rc; i++) {
-		struct dirty *d = dirty_find(ip, p[i].idx);
+	rc = map_load(t, ip);
+	if (rc)
+		return rc;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	/* failed blocks go again, unless newer data replaced them */
+	pthread_mutex_lock(&ip->mlock);
+	failed = ip->failed;
+	ip->failed = NULL;
+	pthread_mutex_unlock(&ip->mlock);
+	for (old = failed; old; old = old->next) { /* newest first */
+		for (i = 0; i < old->nblk; i++) {
+			struct dirty *d = &old->blk[i], *nd;
 
-		if (p[i].shared && !p[i].hole) {
+			if (dirty_find(ip, d->idx) || inflight_has(ip, d->idx))
+				continue;
+			if (dirty_get(t, ip, d->idx, true, &nd) == 0)
+				memcpy(nd->buf, d->buf, t->bs);
+		}
+		if (old->truncated)
+			ip->truncated = true;
+	}
+	while (failed) {
+		old = failed;
+		failed = failed->next;
+		lock(t);
+		ip->nfailed--;
+		ip->flight_blocks -= old->nblk;
+		t->dirty_blocks -= old->nblk;
+		iput(t, ip); /* the parked flush's reference */
+		unlock(t);
+		flush_free(t, old);
+	}
+	f->t = t;
+	f->ip = ip;
+	f->size = ip->md.size;
+	f->truncated = ip->truncated;
+	f->blk = ip->dirty;
+	f->nblk = ip->ndirty;
+	n = f->nblk + nshares;
+	f->p = calloc(n ? n : 1, sizeof(*f->p));
+	if (!f->p) {
+		free(f);
+		return -ENOMEM;
+	}
+	ip->dirty = NULL;
+	ip->ndirty = 0;
+	ip->dcap = 0;
+	ip->truncated = false;
+	lock(t);
+	ip->refs++; /* held by the flush until finalized */
+	ip->flight_blocks += f->nblk;
+	unlock(t);
+
+	/* a permit and a sequence number: back-pressure happens here */
+	pthread_mutex_lock(&t->fin_lock);
+	while (t->pending >= t->max_pending)
+		pthread_cond_wait(&t->fin_done, &t->fin_lock);
+	t->pending++;
+	f->seq = ++t->rotated_seq;
+	pthread_mutex_unlock(&t->fin_lock);
+	lock(t);
+	ip->last_seq = f->seq;
+	unlock(t);
+	pthread_mutex_lock(&ip->mlock);
+	f->next = ip->inflight;
+	ip->inflight = f;
+	pthread_mutex_unlock(&ip->mlock);
+	*seq = f->seq;
+
+	for (i = 0; i < nshares; i++)
+		if (shares[i].idx < blocks_for(t, f->size))
+			f->p[f->np++] = shares[i];
+	if (f->nblk == 0)
+		flush_ready(t, f);
+	else if (pool_submit(t->pool, flush_stream, f) != 0)
+		flush_stream(f); /* shutting down: stream inline */
+	return 0;
+}
+
+/*
+ * Wait until flush @seq (and all before it) is finalized; @timeout in
+ * seconds, 0 for none (-ETIMEDOUT). A waiter runs queued pool jobs
+ * meanwhile, so that a job that waits cannot starve the pool.
+ */
+static int flush_wait(struct tally *t, uint64_t seq, double timeout)
+{
+	struct timespec deadline, until;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += (time_t)timeout;
+	deadline.tv_nsec += (long)((timeout - (double)(time_t)timeout) * 1e9);
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	for (;;) {
+		struct timespec mono;
+		bool done;
+
+		pthread_mutex_lock(&t->fin_lock);
+		done = t->done_seq >= seq;
+		pthread_mutex_unlock(&t->fin_lock);
+		if (done)
+			return 0;
+		clock_gettime(CLOCK_MONOTONIC, &mono);
+		if (timeout > 0 && (mono.tv_sec > deadline.tv_sec ||
+				    (mono.tv_sec == deadline.tv_sec &&
+				     mono.tv_nsec >= deadline.tv_nsec)))
+			return -ETIMEDOUT;
+		if (pool_help(t->pool))
+			continue;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 50 * 1000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		pthread_mutex_lock(&t->fin_lock);
+		if (t->done_seq < seq)
+			pthread_cond_timedwait(&t->fin_done, &t->fin_lock,
+					       &until);
+		pthread_mutex_unlock(&t->fin_lock);
+	}
+}
+
+/* Take (and clear) the error kept for the next fsync/close. */
+static int take_err(struct tally *t, struct inode *ip)
+{
+	int rc;
+
+	lock(t);
+	rc = ip->err;
+	ip->err = 0;
+	unlock(t);
+	return rc;
+}
+
+/*
+ * Apply flush @f to the store (t->lock held, in the group's transaction).
+ * *alloc receives the inode's allocation after @f.
+ */
+static int flush_apply(struct tally *t, struct flush *f,
+		       struct meta_objlist *zero, uint64_t *alloc)
+{
+	struct inode *ip = f->ip;
+	uint64_t nblocks = blocks_for(t, f->size);
+	struct meta_inode md;
+	int64_t delta = 0;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < f->np && !rc; i++) {
+		struct pending *q = &f->p[i];
+
+		if (q->shared && !q->hole) {
 			/* the source holds a reference: the row must exist */
-			rc = meta_obj_exists(t->meta, p[i].name);
+			rc = meta_obj_exists(t->meta, q->name);
 			rc = rc == 1 ? 0 : (rc ? rc : -EIO);
-		} else if (!p[i].hole) {
-			rc = meta_obj_exists(t->meta, p[i].name);
+		} else if (!q->hole) {
+			rc = meta_obj_exists(t->meta, q->name);
 			if (rc == 0) {
 				off_t sz;
 
-				/* invariant 2: the file may have been
-				 * unlinked since the put */
-				if (!p[i].created ||
-				    objstore_stat(t->objs, 0, p[i].name, &sz) <
-					    0)
+				/* the file may have been unlinked since the
+				 * stream found or made it */
+				if (!q->created ||
+				    objstore_stat(t->objs, 0, q->name, &sz) < 0)
 					rc = objstore_ensure(t->objs, 0,
-							     p[i].name, d->buf,
-							     p[i].len);
+							     q->name, q->buf,
+							     q->len);
 			} else if (rc == 1) {
 				rc = 0;
 			}
 		}
 		if (!rc)
-			rc = meta_block_set(t->meta, ip->ino, p[i].idx,
-					    p[i].hole ? NULL : p[i].name,
-					    p[i].shard, p[i].len, &zero, NULL);
+			rc = meta_block_set(t->meta, ip->ino, q->idx,
+					    q->hole ? NULL : q->name, q->shard,
+					    q->len, zero, NULL);
 	}
-	if (!rc && ip->truncated)
-		rc = meta_blocks_drop(t->meta, ip->ino, nblocks, &zero);
-	if (!rc) {
-		struct meta_inode md = ip->md;
+	if (rc)
+		return rc;
+	if (f->truncated)
+		rc = meta_blocks_drop(t->meta, ip->ino, nblocks, zero);
+	if (rc)
+		return rc;
+	/* the allocation after this flush, from the map before it */
+	pthread_mutex_lock(&ip->mlock);
+	for (i = 0; i < f->np; i++) {
+		struct meta_bref *r = map_find(ip, f->p[i].idx);
 
-		/* alloc: recompute from the map as it will be */
-		md.alloc = 0;
-		for (i = 0; i < ip->nmap; i++) {
-			struct meta_bref *r = &ip->map[i];
-			struct pending *q = NULL;
-			size_t j;
-
-			if (r->idx >= nblocks)
-				continue;
-			for (j = 0; j < n; j++)
-				if (p[j].idx == r->idx)
-					q = &p[j];
-			if (!q)
-				md.alloc += r->size;
-		}
-		for (i = 0; i < n; i++)
-			if (!p[i].hole)
-				md.alloc += p[i].len;
-		rc = meta_inode_put(t->meta, &md);
-		if (!rc)
-			rc = meta_config_set(t->meta, "durable_seq",
-					     (int64_t)t->durable_seq + 1);
-		if (!rc) {
-			ip->md.alloc = md.alloc;
-		}
+		if (r)
+			delta -= r->size;
+		if (!f->p[i].hole)
+			delta += f->p[i].len;
 	}
-	rc = txn_end(t, rc, &zero);
-	if (rc) {
-		t->commit_errors++;
-		unlock(t);
-		goto out_err;
-	}
-	t->durable_seq++;
-	ip->dsize = size;
-	ip->dalloc = ip->md.alloc;
-	if (flags & COMMIT_DURABLE)
-		sync_rc = txn_sync(t);
-	unlock(t);
+	if (f->truncated)
+		for (i = 0; i < ip->nmap; i++)
+			if (ip->map[i].idx >= nblocks)
+				delta -= ip->map[i].size;
+	pthread_mutex_unlock(&ip->mlock);
+	*alloc = (uint64_t)((int64_t)ip->dalloc + delta);
+	md = ip->md;
+	md.size = f->size;
+	md.alloc = *alloc;
+	return meta_inode_put(t->meta, &md);
+}
 
-	/* the map now mirrors what was committed */
-	if (ip->truncated) {
+/* After the commit: the map mirrors the store (t->lock held). */
+static void flush_publish(struct tally *t, struct flush *f, uint64_t alloc)
+{
+	struct inode *ip = f->ip;
+	uint64_t nblocks = blocks_for(t, f->size);
+	struct flush **pp;
+	size_t i;
+
+	pthread_mutex_lock(&ip->mlock);
+	if (f->truncated)
 		while (ip->nmap && ip->map[ip->nmap - 1].idx >= nblocks)
 			ip->nmap--;
-		ip->truncated = false;
-	}
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < f->np; i++) {
 		struct meta_bref ref;
 
-		if (p[i].hole) {
-			map_set(ip, p[i].idx, NULL);
+		if (f->p[i].hole) {
+			map_set(ip, f->p[i].idx, NULL);
 			continue;
 		}
 		memset(&ref, 0, sizeof(ref));
-		ref.idx = p[i].idx;
-		ref.shard = p[i].shard;
-		ref.size = p[i].len;
-		snprintf(ref.name, sizeof(ref.name), "%s", p[i].name);
-		if (map_set(ip, p[i].idx, &ref)) {
+		ref.idx = f->p[i].idx;
+		ref.shard = f->p[i].shard;
+		ref.size = f->p[i].len;
+		snprintf(ref.name, sizeof(ref.name), "%s", f->p[i].name);
+		if (map_set(ip, f->p[i].idx, &ref)) {
 			/* out of memory: reload the map when next needed */
 			free(ip->map);
 			ip->map = NULL;
@@ -988,29 +1459,305 @@ static int inode_commit_with(struct tally *t, struct inode *ip, int flags,
 			break;
 		}
 	}
-out_discard:
-	free(p);
-	lock(t);
-	for (i = 0; i < ip->ndirty; i++)
-		buf_put(t, ip->dirty[i].buf);
-	t->dirty_blocks -= ip->ndirty;
-	ip->ndirty = 0;
-	unlock(t);
-	ip->err = 0;
-	return sync_rc;
+	for (pp = &ip->inflight; *pp; pp = &(*pp)->next)
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+	pthread_mutex_unlock(&ip->mlock);
+	ip->dsize = f->size;
+	ip->dalloc = alloc;
+	ip->md.alloc = alloc;
+}
 
-out_err:
-	objstore_batch_release(t->objs, &batch);
-	free(p);
-	log_msg(LOG_ERR, "commit of inode %" PRIu64 " failed: %s", ip->ino,
-		strerror(-rc));
-	ip->err = rc;
+/* A flush that could not be committed keeps its data (invariant 3). */
+static void flush_park(struct tally *t, struct flush *f, int err)
+{
+	struct inode *ip = f->ip;
+	struct flush **pp;
+
+	pthread_mutex_lock(&ip->mlock);
+	for (pp = &ip->inflight; *pp; pp = &(*pp)->next)
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+	f->next = ip->failed;
+	ip->failed = f;
+	pthread_mutex_unlock(&ip->mlock);
+	ip->nfailed++;
+	ip->err = err;
+	t->commit_errors++;
+}
+
+/* Unlink @f from its inode's in-flight list (mlock). */
+static void flush_unlist(struct flush *f)
+{
+	struct inode *ip = f->ip;
+	struct flush **pp;
+
+	pthread_mutex_lock(&ip->mlock);
+	for (pp = &ip->inflight; *pp; pp = &(*pp)->next)
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+	pthread_mutex_unlock(&ip->mlock);
+}
+
+#define GROUP_MAX 64
+
+/*
+ * The inode of @f was freed while @f was in flight: remove the objects
+ * its stream created that nothing references (t->lock held; a flush that
+ * reused one re-creates it when it commits, invariant 2 of tally.c).
+ */
+static void flush_discard_objects(struct tally *t, struct flush *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->np; i++) {
+		struct pending *q = &f->p[i];
+
+		if (q->hole || q->shared || !q->created)
+			continue;
+		if (meta_obj_exists(t->meta, q->name) == 0)
+			objstore_unlink(t->objs, 0, q->name);
+	}
+}
+
+/* Commit a group of consecutive ready flushes in one transaction. */
+static void finalize_group(struct tally *t, struct flush **g, size_t n)
+{
+	struct meta_objlist zero;
+	uint64_t alloc[GROUP_MAX];
+	bool parked[GROUP_MAX];
+	size_t i;
+	int rc;
+
+	meta_objlist_init(&zero);
+	lock(t);
+	rc = meta_begin(t->meta);
+	for (i = 0; i < n && !rc; i++) {
+		alloc[i] = 0;
+		if (g[i]->err || g[i]->ip->freed)
+			continue;
+		rc = flush_apply(t, g[i], &zero, &alloc[i]);
+	}
+	if (!rc)
+		rc = meta_config_set(t->meta, "durable_seq",
+				     (int64_t)g[n - 1]->seq);
+	rc = txn_end(t, rc, &zero);
+	for (i = 0; i < n; i++) {
+		struct flush *f = g[i];
+
+		parked[i] = false;
+		if (f->ip->freed) {
+			flush_unlist(f);
+			flush_discard_objects(t, f);
+		} else if (f->err || rc) {
+			flush_park(t, f, f->err ? f->err : rc);
+			parked[i] = true; /* keeps its buffers and reference */
+			continue;
+		} else {
+			flush_publish(t, f, alloc[i]);
+		}
+		f->ip->flight_blocks -= f->nblk;
+		t->dirty_blocks -= f->nblk;
+	}
+	for (i = 0; i < n; i++)
+		if (!parked[i])
+			iput(t, g[i]->ip);
+	pthread_cond_broadcast(&t->space);
+	unlock(t);
+	for (i = 0; i < n; i++)
+		if (!parked[i])
+			flush_free(t, g[i]);
+}
+
+/* The finalizer thread: commits flushes in sequence order. */
+static void *finalizer(void *arg)
+{
+	struct tally *t = arg;
+	struct flush *g[GROUP_MAX];
+
+	pthread_mutex_lock(&t->fin_lock);
+	for (;;) {
+		uint64_t next = t->done_seq + 1, last;
+		size_t n = 0;
+
+		while (n < GROUP_MAX && t->nheap && t->heap[0]->seq == next) {
+			g[n++] = heap_pop(t);
+			next++;
+		}
+		if (n == 0) {
+			if (t->fin_stop && t->pending == 0)
+				break;
+			pthread_cond_wait(&t->fin_work, &t->fin_lock);
+			continue;
+		}
+		last = g[n - 1]->seq;
+		pthread_mutex_unlock(&t->fin_lock);
+		finalize_group(t, g, n);
+		pthread_mutex_lock(&t->fin_lock);
+		t->done_seq = last;
+		t->pending -= n;
+		t->groups++;
+		pthread_cond_broadcast(&t->fin_done);
+	}
+	pthread_mutex_unlock(&t->fin_lock);
+	return NULL;
+}
+
+#define DIRTY_AGE_S 5 /* data dirty longer than this is flushed */
+
+/* Rotate the inodes whose data is old, or all under memory pressure. */
+static void flush_aged(struct tally *t)
+{
+	struct inode **list = NULL;
+	struct timespec ts = now();
+	size_t n = 0, cap = 0, i;
+	bool pressure;
+
+	lock(t);
+	pressure = t->dirty_blocks * t->bs > t->dirty_limit / 2;
+	for (i = 0; i < ITABLE_SIZE; i++) {
+		struct inode *ip;
+
+		for (ip = t->itable[i]; ip; ip = ip->next) {
+			if (!(ip->ndirty || ip->nfailed) || ip->freed)
+				continue;
+			if (!pressure &&
+			    ts.tv_sec - ip->dirty_since.tv_sec < DIRTY_AGE_S)
+				continue;
+			if (n == cap) {
+				size_t ncap = cap ? cap * 2 : 32;
+				struct inode **v =
+					realloc(list, ncap * sizeof(*v));
+
+				if (!v)
+					break;
+				list = v;
+				cap = ncap;
+			}
+			ip->refs++;
+			list[n++] = ip;
+		}
+	}
+	unlock(t);
+	for (i = 0; i < n; i++) {
+		uint64_t seq;
+
+		/* a writer holding the inode flushes it itself */
+		if (pthread_rwlock_trywrlock(&list[i]->rw) == 0) {
+			flush_rotate(t, list[i], NULL, 0, false, &seq);
+			lock(t);
+			list[i]->dirty_since = ts; /* retry failures later */
+			unlock(t);
+			pthread_rwlock_unlock(&list[i]->rw);
+		}
+		lock(t);
+		iput(t, list[i]);
+		unlock(t);
+	}
+	free(list);
+}
+
+/* The flusher thread: the timer and memory-pressure trigger. */
+static void *flusher(void *arg)
+{
+	struct tally *t = arg;
+
+	pthread_mutex_lock(&t->flusher_lock);
+	while (!t->flusher_stop) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 1;
+		pthread_cond_timedwait(&t->flusher_cond, &t->flusher_lock,
+				       &until);
+		if (t->flusher_stop)
+			break;
+		pthread_mutex_unlock(&t->flusher_lock);
+		flush_aged(t);
+		pthread_mutex_lock(&t->flusher_lock);
+	}
+	pthread_mutex_unlock(&t->flusher_lock);
+	return NULL;
+}
+
+static void flusher_kick(struct tally *t)
+{
+	pthread_mutex_lock(&t->flusher_lock);
+	pthread_cond_signal(&t->flusher_cond);
+	pthread_mutex_unlock(&t->flusher_lock);
+}
+
+/*
+ * Commit @ip's data and attributes and wait for it (exclusive rw held):
+ * rotate a flush (with @shares, if any) and wait until it is finalized.
+ */
+static int inode_commit_with(struct tally *t, struct inode *ip, int flags,
+			     const struct pending *shares, size_t nshares)
+{
+	uint64_t seq;
+	int rc = flush_rotate(t, ip, shares, nshares,
+			      (flags & COMMIT_FORCE) || nshares, &seq);
+
+	if (!rc)
+		rc = flush_wait(t, seq, 0);
+	if (!rc)
+		rc = take_err(t, ip);
+	if (!rc && (flags & COMMIT_DURABLE)) {
+		lock(t);
+		rc = txn_sync(t);
+		unlock(t);
+	}
 	return rc;
 }
 
 static int inode_commit(struct tally *t, struct inode *ip, int flags)
 {
 	return inode_commit_with(t, ip, flags, NULL, 0);
+}
+
+/* Wait while dirty memory is over the limit (exclusive rw held). */
+static void dirty_throttle(struct tally *t, struct inode *ip)
+{
+	unsigned idle = 0;
+
+	lock(t);
+	while (t->dirty_blocks * t->bs >= t->dirty_limit && idle < 100) {
+		struct timespec until;
+		uint64_t seq;
+
+		if (ip->ndirty) {
+			/* our own data first: it is what we can free */
+			unlock(t);
+			flush_rotate(t, ip, NULL, 0, false, &seq);
+			lock(t);
+			continue;
+		}
+		unlock(t);
+		flusher_kick(t);
+		lock(t);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 100 * 1000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		if (pthread_cond_timedwait(&t->space, &t->lock, &until) ==
+		    ETIMEDOUT)
+			idle++; /* nothing finalized in 100 ms */
+		else
+			idle = 0;
+	}
+	if (idle >= 100)
+		log_msg(LOG_WARNING,
+			"dirty data stays above dirty_limit "
+			"(flushes failing?): letting a writer through");
+	unlock(t);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1737,13 +2484,12 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		fill_stat(t, ip, st);
 		goto out_unlock;
 	}
-	if (ip->ndirty || ip->truncated) {
-		unlock(t);
-		rc = inode_commit(t, ip, 0);
-		lock(t);
-		if (rc)
-			goto out_unlock;
-	}
+	/* wait for flushes already started too (a close does not wait) */
+	unlock(t);
+	rc = inode_commit(t, ip, 0);
+	lock(t);
+	if (rc)
+		goto out_unlock;
 	md = ip->md;
 	md.ino = t->next_ino;
 	md.nspace = npip->md.nspace;
@@ -1840,7 +2586,9 @@ int tally_release(struct tally *t, uint64_t ino)
 {
 	struct meta_objlist zero;
 	struct inode *ip;
-	int rc;
+	uint64_t seq;
+	bool last;
+	int rc = 0;
 
 	if (is_virtual(ino))
 		return 0;
@@ -1848,12 +2596,17 @@ int tally_release(struct tally *t, uint64_t ino)
 	if (rc)
 		return rc;
 	pthread_rwlock_wrlock(&ip->rw);
-	rc = inode_commit(t, ip, 0);
+	lock(t);
+	last = ip->opens == 1 && ip->md.nlink == 0 && !ip->freed &&
+	       !S_ISDIR(ip->md.mode);
+	unlock(t);
+	/* data of a file that goes away now needs no flush */
+	if (!last)
+		rc = flush_rotate(t, ip, NULL, 0, false, &seq);
 	lock(t);
 	assert(ip->opens > 0);
 	ip->opens--;
-	if (ip->opens == 0 && ip->md.nlink == 0 && !ip->freed &&
-	    !S_ISDIR(ip->md.mode)) {
+	if (last) {
 		int rc2;
 
 		meta_objlist_init(&zero);
@@ -1877,9 +2630,12 @@ int tally_release(struct tally *t, uint64_t ino)
 	return rc;
 }
 
+/* Close of one descriptor: start a flush, do not wait for it; report
+ * what failed before (invariant 3). */
 int tally_flush(struct tally *t, uint64_t ino)
 {
 	struct inode *ip;
+	uint64_t seq;
 	int rc;
 
 	if (is_virtual(ino))
@@ -1888,8 +2644,10 @@ int tally_flush(struct tally *t, uint64_t ino)
 	if (rc)
 		return rc;
 	pthread_rwlock_wrlock(&ip->rw);
-	rc = inode_commit(t, ip, 0);
+	rc = flush_rotate(t, ip, NULL, 0, false, &seq);
 	pthread_rwlock_unlock(&ip->rw);
+	if (!rc)
+		rc = take_err(t, ip);
 	file_put(t, ip);
 	return rc;
 }
@@ -1897,6 +2655,7 @@ int tally_flush(struct tally *t, uint64_t ino)
 int tally_fsync(struct tally *t, uint64_t ino, bool datasync)
 {
 	struct inode *ip;
+	uint64_t seq;
 	int rc;
 
 	(void)datasync;
@@ -1906,8 +2665,18 @@ int tally_fsync(struct tally *t, uint64_t ino, bool datasync)
 	if (rc)
 		return rc;
 	pthread_rwlock_wrlock(&ip->rw);
-	rc = inode_commit(t, ip, COMMIT_DURABLE);
+	rc = flush_rotate(t, ip, NULL, 0, false, &seq);
 	pthread_rwlock_unlock(&ip->rw);
+	/* readers and writers go on while the flush is finalized */
+	if (!rc)
+		rc = flush_wait(t, seq, 0);
+	if (!rc)
+		rc = take_err(t, ip);
+	if (!rc) {
+		lock(t);
+		rc = txn_sync(t);
+		unlock(t);
+	}
 	file_put(t, ip);
 	return rc;
 }
@@ -1921,17 +2690,14 @@ static int read_range(struct tally *t, struct inode *ip, char *buf,
 		size_t boff = (size_t)(off % t->bs);
 		size_t n = t->bs - boff < len ? t->bs - boff : len;
 		struct dirty *d = dirty_find(ip, idx);
-		struct meta_bref *ref;
 
 		if (d) {
 			memcpy(buf, d->buf + boff, n);
-		} else if ((ref = map_find(ip, idx)) != NULL) {
-			int rc = read_ref(t, ref, buf, boff, n);
+		} else {
+			int rc = read_below_dirty(t, ip, idx, buf, boff, n);
 
 			if (rc)
 				return rc;
-		} else {
-			memset(buf, 0, n);
 		}
 		buf += n;
 		off += n;
@@ -1957,14 +2723,10 @@ ssize_t tally_read(struct tally *t, uint64_t ino, void *buf, size_t size,
 		goto out_put;
 	}
 	pthread_rwlock_rdlock(&ip->rw);
-	if (!ip->map_loaded) {
-		pthread_rwlock_unlock(&ip->rw);
-		pthread_rwlock_wrlock(&ip->rw);
-		rc = map_load(t, ip);
-		if (rc) {
-			ret = rc;
-			goto out_unlock;
-		}
+	rc = map_load(t, ip);
+	if (rc) {
+		ret = rc;
+		goto out_unlock;
 	}
 	if ((uint64_t)off >= ip->md.size) {
 		ret = 0;
@@ -2033,6 +2795,7 @@ ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf, size_t size,
 		return S_ISDIR(ip->md.mode) ? -EISDIR : -EINVAL;
 	}
 	pthread_rwlock_wrlock(&ip->rw);
+	dirty_throttle(t, ip);
 	rc = map_load(t, ip);
 	if (!rc)
 		rc = write_range(t, ip, buf, (uint64_t)off, size);
@@ -2042,10 +2805,11 @@ ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf, size_t size,
 	}
 	data_changed(t, ip, (uint64_t)off + size);
 	ret = (ssize_t)size;
-	if (ip->ndirty * (size_t)t->bs >= t->inode_dirty_max) {
-		rc = inode_commit(t, ip, 0);
-		if (rc)
-			ret = rc;
+	/* enough for a flush of its own: send it down the pipeline */
+	if (ip->ndirty * (size_t)t->bs >= t->rotate_bytes) {
+		uint64_t seq;
+
+		flush_rotate(t, ip, NULL, 0, false, &seq);
 	}
 out:
 	pthread_rwlock_unlock(&ip->rw);
@@ -2095,6 +2859,7 @@ static ssize_t copy_shared(struct tally *t, struct inode *in, uint64_t off_in,
 	sh = calloc(nb, sizeof(*sh));
 	if (!sh)
 		return -ENOMEM;
+	pthread_mutex_lock(&in->mlock);
 	for (k = 0; k < nb; k++) {
 		struct meta_bref *ref = map_find(in, off_in / t->bs + k);
 
@@ -2109,6 +2874,7 @@ static ssize_t copy_shared(struct tally *t, struct inode *in, uint64_t off_in,
 		sh[k].shard = ref->shard;
 		snprintf(sh[k].name, sizeof(sh[k].name), "%s", ref->name);
 	}
+	pthread_mutex_unlock(&in->mlock);
 	dirty_drop_range(t, out, off_out / t->bs, off_out / t->bs + nb);
 	data_changed(t, out, off_out + len);
 	rc = inode_commit_with(t, out, COMMIT_FORCE, sh, nb);
@@ -2381,6 +3147,7 @@ static int virtual_xattr(struct tally *t, struct inode *ip, const char *name,
 		}
 		free(counts);
 	} else {
+		pthread_mutex_lock(&ip->mlock);
 		for (i = 0; i < ip->nmap; i++) {
 			size_t need = n + OBJNAME_MAX + 16;
 
@@ -2399,6 +3166,7 @@ static int virtual_xattr(struct tally *t, struct inode *ip, const char *name,
 					      i ? " " : "", ip->map[i].name,
 					      ip->map[i].shard);
 		}
+		pthread_mutex_unlock(&ip->mlock);
 	}
 	if (rc) {
 		free(s);
@@ -2601,19 +3369,22 @@ int tally_statfs(struct tally *t, struct statvfs *out)
 	return 0;
 }
 
-int tally_drain(struct tally *t, uint64_t *flushed)
+int tally_drain(struct tally *t, uint64_t *waited, double timeout)
 {
 	struct inode **list = NULL;
 	size_t n = 0, cap = 0, i;
-	uint64_t done = 0;
+	uint64_t start, target;
 	int rc = 0;
 
+	pthread_mutex_lock(&t->fin_lock);
+	start = t->done_seq;
+	pthread_mutex_unlock(&t->fin_lock);
 	lock(t);
 	for (i = 0; i < ITABLE_SIZE; i++) {
 		struct inode *ip;
 
 		for (ip = t->itable[i]; ip; ip = ip->next) {
-			if (!ip->ndirty && !ip->truncated)
+			if (!ip->ndirty && !ip->truncated && !ip->nfailed)
 				continue;
 			if (n == cap) {
 				size_t ncap = cap ? cap * 2 : 64;
@@ -2633,20 +3404,24 @@ int tally_drain(struct tally *t, uint64_t *flushed)
 	}
 	unlock(t);
 	for (i = 0; i < n; i++) {
+		uint64_t seq;
 		int rc2;
 
 		pthread_rwlock_wrlock(&list[i]->rw);
-		rc2 = inode_commit(t, list[i], 0);
+		rc2 = flush_rotate(t, list[i], NULL, 0, false, &seq);
 		pthread_rwlock_unlock(&list[i]->rw);
 		if (rc2 && !rc)
 			rc = rc2;
-		else if (!rc2)
-			done++;
 		file_put(t, list[i]);
 	}
 	free(list);
-	if (flushed)
-		*flushed = done;
+	pthread_mutex_lock(&t->fin_lock);
+	target = t->rotated_seq;
+	pthread_mutex_unlock(&t->fin_lock);
+	if (!rc)
+		rc = flush_wait(t, target, timeout);
+	if (waited)
+		*waited = target - start;
 	return rc;
 }
 
@@ -2685,7 +3460,7 @@ int tally_branch(struct tally *t, const char *src, const char *dst,
 		return rc;
 	/* committed data only: drain first (a later write goes on, as in
 	 * any snapshot taken while a file is open) */
-	rc = tally_drain(t, NULL);
+	rc = tally_drain(t, NULL, 0);
 	if (rc)
 		return rc;
 	lock(t);
@@ -2723,26 +3498,28 @@ out:
 
 int tally_stats(struct tally *t, struct tally_stats *out)
 {
+	struct pool_stats ps;
 	struct meta_stats ms;
-	size_t i;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	lock(t);
 	rc = meta_stats(t->meta, &ms);
-	for (i = 0; i < ITABLE_SIZE; i++) {
-		struct inode *ip;
-
-		for (ip = t->itable[i]; ip; ip = ip->next)
-			if (ip->ndirty || ip->truncated)
-				out->pending_flushes++;
-	}
 	out->dirty_bytes = t->dirty_blocks * t->bs;
-	out->durable_seq = t->durable_seq;
 	out->commit_errors = t->commit_errors;
 	unlock(t);
 	if (rc)
 		return rc;
+	pthread_mutex_lock(&t->fin_lock);
+	out->pending_flushes = t->pending;
+	out->durable_seq = t->done_seq;
+	out->rotated_seq = t->rotated_seq;
+	out->group_commits = t->groups;
+	pthread_mutex_unlock(&t->fin_lock);
+	pool_stats(t->pool, &ps);
+	out->workers = ps.workers;
+	out->jobs_queued = ps.queued;
+	out->jobs_running = ps.running;
 	out->namespaces = ms.namespaces;
 	out->inodes = ms.inodes;
 	out->objects = ms.objects;
@@ -2750,5 +3527,12 @@ int tally_stats(struct tally *t, struct tally_stats *out)
 	out->bytes_stored = ms.bytes_stored;
 	out->bytes_referenced = ms.bytes_referenced;
 	out->block_size = t->bs;
+	out->dirty_limit = t->dirty_limit;
+	out->max_pending = t->max_pending;
 	return 0;
+}
+
+struct pool *tally_pool(struct tally *t)
+{
+	return t->pool;
 }

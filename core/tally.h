@@ -29,12 +29,16 @@
 #define TALLY_NAME_MAX 255
 
 struct tally;
+struct pool;
 
 struct tally_opts {
 	uint32_t block_size;	/* for a new store; 0 = 1 MiB */
 	bool create;		/* create the store on first use */
-	size_t inode_dirty_max; /* bytes buffered per inode before a commit;
-				   0 = 64 blocks */
+	size_t inode_dirty_max; /* a file's buffered bytes that start a
+				   flush; 0 = 8 MiB */
+	uint64_t dirty_limit;	/* all buffered bytes; 0 = 256 MiB */
+	unsigned max_pending;	/* flushes in flight; 0 = 32 */
+	unsigned workers;	/* worker threads; 0 = one per CPU */
 	uid_t owner;		/* owner of /.tally/ctl */
 	gid_t owner_gid;
 };
@@ -139,9 +143,15 @@ int tally_removexattr(struct tally *t, uint64_t ino, const char *name);
 
 int tally_statfs(struct tally *t, struct statvfs *out);
 
-/* Commit every inode's buffered data; *flushed (may be NULL) receives the
- * number of inodes committed. */
-int tally_drain(struct tally *t, uint64_t *flushed);
+/*
+ * Flush every inode's buffered data and wait until nothing is pending
+ * (-ETIMEDOUT after @timeout seconds; 0 waits as long as it takes).
+ * *waited (may be NULL) receives the number of flushes waited for.
+ */
+int tally_drain(struct tally *t, uint64_t *waited, double timeout);
+
+/* The worker pool (control commands run on it). */
+struct pool *tally_pool(struct tally *t);
 
 /*
  * Copy-on-write clone of namespace @src as new namespace @dst. Returns
@@ -156,6 +166,9 @@ struct tally_stats {
 	uint64_t namespaces, inodes, objects;
 	uint64_t bytes_logical, bytes_stored, bytes_referenced;
 	uint64_t pending_flushes, dirty_bytes, durable_seq, commit_errors;
+	uint64_t rotated_seq, group_commits, jobs_queued, jobs_running;
+	uint64_t dirty_limit;
+	unsigned workers, max_pending;
 	uint32_t block_size;
 };
 int tally_stats(struct tally *t, struct tally_stats *out);

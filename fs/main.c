@@ -30,6 +30,9 @@ struct options {
 	double entry_timeout;
 	double attr_timeout;
 	unsigned long inode_dirty_mb;
+	unsigned long long dirty_limit;
+	unsigned workers;
+	unsigned max_pending;
 	int help;
 	int version;
 };
@@ -43,6 +46,9 @@ static const struct fuse_opt option_spec[] = {
 	OPT("entry_timeout=%lf", entry_timeout),
 	OPT("attr_timeout=%lf", attr_timeout),
 	OPT("inode_dirty_mb=%lu", inode_dirty_mb),
+	OPT("dirty_limit=%llu", dirty_limit),
+	OPT("workers=%u", workers),
+	OPT("max_pending_flushes=%u", max_pending),
 	OPT("-h", help),
 	OPT("--help", help),
 	OPT("-V", version),
@@ -78,8 +84,13 @@ static void usage(const char *prog)
 	       "    -o entry_timeout=SECS   kernel name cache (default 3600)\n"
 	       "    -o attr_timeout=SECS    kernel attribute cache "
 	       "(default 3600)\n"
-	       "    -o inode_dirty_mb=MB    data buffered per file before a "
-	       "commit (default 64 blocks)\n"
+	       "    -o inode_dirty_mb=MB    a file's buffered data that starts "
+	       "a flush (default 8)\n"
+	       "    -o dirty_limit=BYTES    all buffered data; writers wait "
+	       "above it (default 256 MiB)\n"
+	       "    -o max_pending_flushes=N  flushes in flight (default 32)\n"
+	       "    -o workers=N            worker threads (default: one per "
+	       "CPU)\n"
 	       "    -f                      stay in the foreground\n"
 	       "    -V, --version           print the version\n"
 	       "\n",
@@ -231,6 +242,9 @@ int main(int argc, char **argv)
 	topts.block_size = o.block_size;
 	topts.create = true;
 	topts.inode_dirty_max = o.inode_dirty_mb << 20;
+	topts.dirty_limit = o.dirty_limit;
+	topts.workers = o.workers;
+	topts.max_pending = o.max_pending;
 	topts.owner = getuid();
 	topts.owner_gid = getgid();
 	rc = tally_open(o.store, &topts, &fs.t);

@@ -70,7 +70,7 @@ static void fs_op_destroy(void *userdata)
 {
 	struct fs *fs = userdata;
 
-	tally_drain(fs->t, NULL);
+	tally_drain(fs->t, NULL, 0);
 }
 
 static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)

@@ -73,7 +73,12 @@ bool tm_is_mounted(void);
  */
 const char *mp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Number of object files (32 hex names) under STORE/shards/0/XX/. */
+/* Wait for the flushes in flight ("drain"): a close does not wait for its
+ * own, so counts and usage are final only after this. */
+void tm_settle(void);
+
+/* Number of object files (32 hex names) under STORE/shards/0/XX/, once
+ * the flushes in flight have finished ("drain" when mounted). */
 long tm_count_objects(void);
 
 /* Poll tm_count_objects() until it equals want or ms elapse; returns the

@@ -54,6 +54,21 @@ static int run_fsck(void)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* Write one command to the control file: 0 or -errno. */
+static int ctl_write(const char *path, const char *cmd)
+{
+	ssize_t n;
+	int fd = open(path, O_WRONLY), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, cmd, strlen(cmd));
+	if (n < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
 Test(persist, remount_keeps_inodes_contents_xattrs)
 {
 	struct node n[] = {
@@ -205,6 +220,8 @@ Test(persist, closed_data_survives_kill)
 	cr_assert(eq(int, write_file(mp("ns/closed"), data, len), 0));
 	expect_ok(mkdir(mp("ns/dir"), 0755));
 	expect_ok(symlink("../closed", mp("ns/dir/l")));
+	/* a close starts its flush without waiting; drain waits */
+	cr_assert(eq(int, ctl_write(mp(".tally/ctl"), "drain\n"), 0));
 
 	tm_kill_daemon();
 	cr_assert(eq(int, tm_mount(), 0));

@@ -27,7 +27,7 @@ assert_same_content "$TMP/f" "$MNT/main/f"
 assert_fails "Read-only file system" mkdir "$MNT/main/d"
 assert_fails "Read-only file system" touch "$MNT/main/g"
 assert_fails "Read-only file system" rm "$MNT/main/f"
-assert_eq "object files after ro mount" 4 "$(object_count)"
 umount_fs
+assert_eq "object files after the ro mount" 4 "$(object_count)"
 
 log "ok"

@@ -306,7 +306,12 @@ ctl_errno() {
 }
 
 # status_json [MNT]: the status document.
-status_json() { T cat "${1:-$MNT}/.tally/status"; }
+# status_json [MNT]: the status document once the flushes in flight have
+# finished (a close does not wait for its own).
+status_json() {
+	ctl drain "${1:-$MNT}" >/dev/null || fail "drain failed"
+	T cat "${1:-$MNT}/.tally/status"
+}
 
 # status_get KEY [MNT]: one top-level value of the status document.
 status_get() {
@@ -346,6 +351,10 @@ objects() {
 store_objects() {
 	local s=${1:-$STORE}
 
+	# a close does not wait for its flush: let them all finish first
+	if [[ $s == "$STORE" ]] && is_mounted "$MNT"; then
+		ctl drain "$MNT" >/dev/null || fail "drain failed"
+	fi
 	[[ -d $s/shards/0 ]] || return 0
 	find "$s/shards/0" -type f -regextype posix-extended \
 		-regex '.*/[0-9a-f]{32}' -printf '%f\n' | sort
