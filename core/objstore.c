@@ -39,7 +39,28 @@
 struct objstore {
 	int dirfd; /* STORE/shards */
 	_Atomic unsigned long tmpseq;
+	_Atomic unsigned fault_in[2]; /* countdown per op; 0 = off */
+	_Atomic int fault_err[2];
 };
+
+void objstore_inject(struct objstore *os, enum objstore_op op, unsigned nth,
+		     int err)
+{
+	atomic_store(&os->fault_err[op], err);
+	atomic_store(&os->fault_in[op], nth);
+}
+
+/* An injected failure of this @op, or 0. */
+static int fault(struct objstore *os, enum objstore_op op)
+{
+	unsigned n = atomic_load(&os->fault_in[op]);
+
+	while (n > 0) {
+		if (atomic_compare_exchange_weak(&os->fault_in[op], &n, n - 1))
+			return n == 1 ? atomic_load(&os->fault_err[op]) : 0;
+	}
+	return 0;
+}
 
 static int fanout(const char *name)
 {
@@ -183,9 +204,14 @@ static int write_tmp(struct objstore *os, unsigned shard, const void *buf,
 		    0400);
 	if (fd < 0)
 		return -errno;
-	rc = write_all(fd, buf, len);
-	if (!rc && sync && fsync(fd) < 0)
-		rc = -errno;
+	rc = fault(os, OBJSTORE_WRITE);
+	if (!rc)
+		rc = write_all(fd, buf, len);
+	if (!rc && sync) {
+		rc = fault(os, OBJSTORE_SYNC);
+		if (!rc && fsync(fd) < 0)
+			rc = -errno;
+	}
 	if (close(fd) < 0 && !rc)
 		rc = -errno;
 	if (rc)
@@ -380,6 +406,9 @@ int objstore_batch_finish(struct objstore *os, struct objstore_batch *b)
 	if (b->n == 0)
 		return 0;
 	/* 1: the data of every temp file */
+	rc = fault(os, OBJSTORE_SYNC);
+	if (rc)
+		return rc;
 	if (syncfs(os->dirfd) < 0)
 		return -errno;
 	/* 2: the names */

@@ -87,6 +87,18 @@ int objstore_list(struct objstore *os, unsigned shard,
 		  int (*fn)(void *ctx, const char *name, off_t size),
 		  void *ctx);
 
+/*
+ * Fault injection, for tests: the @nth next object write (OBJSTORE_WRITE)
+ * or sync (OBJSTORE_SYNC) fails with @err (a negative errno); @nth 0
+ * disables. Each fault fires once.
+ */
+enum objstore_op {
+	OBJSTORE_WRITE,
+	OBJSTORE_SYNC
+};
+void objstore_inject(struct objstore *os, enum objstore_op op, unsigned nth,
+		     int err);
+
 /* Path of an object relative to STORE/shards, for messages and tests. */
 void objstore_relpath(unsigned shard, const char *name, char *buf, size_t size);
 

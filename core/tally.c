@@ -149,7 +149,9 @@ struct tally {
 	struct flush **heap;	 /* protected by fin_lock: ready flushes */
 	size_t nheap;		 /* protected by fin_lock */
 	unsigned max_pending;
-	unsigned pending;     /* protected by fin_lock: rotated, not final */
+	unsigned pending; /* protected by fin_lock: rotated, not final */
+	void (*stream_hook)(void *arg, uint64_t seq, uint64_t ino);
+	void *hook_arg;
 	uint64_t rotated_seq; /* protected by fin_lock */
 	uint64_t done_seq;    /* protected by fin_lock */
 	uint64_t groups;      /* protected by fin_lock: group commits */
@@ -617,6 +619,8 @@ int tally_open(const char *path, const struct tally_opts *opts,
 	if (t->dirty_limit < 2 * t->rotate_bytes)
 		t->dirty_limit = 2 * t->rotate_bytes;
 	t->max_pending = opts->max_pending ? opts->max_pending : 32;
+	t->stream_hook = opts->stream_hook;
+	t->hook_arg = opts->hook_arg;
 	t->owner = opts->owner;
 	t->owner_gid = opts->owner_gid;
 	t->started = now();
@@ -1151,6 +1155,8 @@ static void flush_stream(void *arg)
 	size_t i;
 	int rc = 0;
 
+	if (t->stream_hook)
+		t->stream_hook(t->hook_arg, f->seq, f->ip->ino);
 	memset(&batch, 0, sizeof(batch));
 	for (i = 0; i < f->nblk && !rc; i++) {
 		struct dirty *d = &f->blk[i];
@@ -1300,8 +1306,9 @@ static int flush_rotate(struct tally *t, struct inode *ip,
 
 /*
  * Wait until flush @seq (and all before it) is finalized; @timeout in
- * seconds, 0 for none (-ETIMEDOUT). A waiter runs queued pool jobs
- * meanwhile, so that a job that waits cannot starve the pool.
+ * seconds, 0 for none (-ETIMEDOUT). Without a timeout, a waiter runs
+ * queued pool jobs meanwhile, so that a job that waits (drain on the pool)
+ * cannot starve a pool of one worker.
  */
 static int flush_wait(struct tally *t, uint64_t seq, double timeout)
 {
@@ -1328,7 +1335,8 @@ static int flush_wait(struct tally *t, uint64_t seq, double timeout)
 				    (mono.tv_sec == deadline.tv_sec &&
 				     mono.tv_nsec >= deadline.tv_nsec)))
 			return -ETIMEDOUT;
-		if (pool_help(t->pool))
+		/* helping could run a long job past the deadline */
+		if (timeout <= 0 && pool_help(t->pool))
 			continue;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_nsec += 50 * 1000000;
@@ -3530,6 +3538,12 @@ int tally_stats(struct tally *t, struct tally_stats *out)
 	out->dirty_limit = t->dirty_limit;
 	out->max_pending = t->max_pending;
 	return 0;
+}
+
+void tally_inject(struct tally *t, bool sync, unsigned nth, int err)
+{
+	objstore_inject(t->objs, sync ? OBJSTORE_SYNC : OBJSTORE_WRITE, nth,
+			err);
 }
 
 struct pool *tally_pool(struct tally *t)

@@ -39,7 +39,10 @@ struct tally_opts {
 	uint64_t dirty_limit;	/* all buffered bytes; 0 = 256 MiB */
 	unsigned max_pending;	/* flushes in flight; 0 = 32 */
 	unsigned workers;	/* worker threads; 0 = one per CPU */
-	uid_t owner;		/* owner of /.tally/ctl */
+	/* tests only: called at the start of each flush's stream phase */
+	void (*stream_hook)(void *arg, uint64_t seq, uint64_t ino);
+	void *hook_arg;
+	uid_t owner; /* owner of /.tally/ctl */
 	gid_t owner_gid;
 };
 
@@ -149,6 +152,12 @@ int tally_statfs(struct tally *t, struct statvfs *out);
  * *waited (may be NULL) receives the number of flushes waited for.
  */
 int tally_drain(struct tally *t, uint64_t *waited, double timeout);
+
+/*
+ * Fault injection, for tests: the @nth next object write (@sync false) or
+ * object sync (@sync true) fails with @err (negative errno), once.
+ */
+void tally_inject(struct tally *t, bool sync, unsigned nth, int err);
 
 /* The worker pool (control commands run on it). */
 struct pool *tally_pool(struct tally *t);

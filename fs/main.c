@@ -139,6 +139,29 @@ static void *raise_readahead(void *arg)
 	return NULL;
 }
 
+/*
+ * Tests only: TALLYFS_FAULT="write:N:ERRNO" or "sync:N:ERRNO" makes the
+ * Nth object write or sync fail once with errno ERRNO (a number).
+ */
+static void inject_faults(struct tally *t)
+{
+	const char *spec = getenv("TALLYFS_FAULT");
+	unsigned nth;
+	char op[8];
+	int err;
+
+	if (!spec)
+		return;
+	if (sscanf(spec, "%7[a-z]:%u:%d", op, &nth, &err) != 3 ||
+	    (strcmp(op, "write") && strcmp(op, "sync")) || err <= 0) {
+		log_msg(LOG_WARNING, "ignoring TALLYFS_FAULT='%s'", spec);
+		return;
+	}
+	log_msg(LOG_NOTICE, "fault injection: %s %u fails with %s", op, nth,
+		strerror(err));
+	tally_inject(t, !strcmp(op, "sync"), nth, -err);
+}
+
 /* Fork; the parent waits for the child's verdict on a pipe. */
 static int start_daemon(int *notify)
 {
@@ -253,6 +276,7 @@ int main(int argc, char **argv)
 			o.store, strerror(-rc));
 		goto out_args;
 	}
+	inject_faults(fs.t);
 	fs.entry_timeout = o.entry_timeout;
 	fs.attr_timeout = o.attr_timeout;
 

@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The flush pipeline seen through a real mount: many concurrent writers,
+ * and an object write that fails (fault injection in the daemon, through
+ * TALLYFS_FAULT) reported by fsync and close without losing data.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/fuse/mount.h"
+
+#define WRITERS 8
+#define FILE_LEN (3 * MIB + 12345)
+#define CHUNK (64 * 1024)
+
+static void pipeline_fini(void)
+{
+	unsetenv("TALLYFS_FAULT");
+	tm_fini();
+}
+
+TestSuite(pipeline, .fini = pipeline_fini, .timeout = 120);
+
+/* Run $TALLYFSCK STORE; returns its exit status. */
+static int run_fsck(void)
+{
+	const char *bin = getenv("TALLYFSCK");
+	int status;
+	pid_t pid;
+
+	cr_assert(ne(ptr, (void *)bin, NULL), "TALLYFSCK is not set");
+	pid = fork();
+	cr_assert(ge(int, pid, 0));
+	if (pid == 0) {
+		dup2(2, 1);
+		execl(bin, bin, tm.store, (char *)NULL);
+		_exit(127);
+	}
+	cr_assert(eq(int, waitpid(pid, &status, 0), pid));
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+struct writer {
+	int id;
+	char *data;
+	int err;
+};
+
+/* Write the file in CHUNK pieces, in a scrambled order, then close. */
+static void *write_one(void *arg)
+{
+	struct writer *w = arg;
+	size_t nchunks = (FILE_LEN + CHUNK - 1) / CHUNK, i;
+	int fd = open(mp("ns/w%d", w->id), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+	if (fd < 0) {
+		w->err = errno;
+		return NULL;
+	}
+	for (i = 0; i < nchunks; i++) {
+		size_t c = (i * 97 + (size_t)w->id) % nchunks; /* 97: prime */
+		size_t off = c * CHUNK;
+		size_t len = FILE_LEN - off < CHUNK ? FILE_LEN - off : CHUNK;
+
+		if (pwrite(fd, w->data + off, len, (off_t)off) !=
+		    (ssize_t)len) {
+			w->err = errno ? errno : EIO;
+			break;
+		}
+	}
+	if (close(fd) < 0 && !w->err)
+		w->err = errno;
+	return NULL;
+}
+
+Test(pipeline, concurrent_writers_all_land)
+{
+	struct writer w[WRITERS];
+	pthread_t th[WRITERS];
+	int i;
+
+	tm_init();
+	expect_ok(mkdir(mp("ns"), 0755));
+	for (i = 0; i < WRITERS; i++) {
+		w[i].id = i;
+		w[i].err = 0;
+		w[i].data = malloc(FILE_LEN);
+		cr_assert(ne(ptr, w[i].data, NULL));
+		fill_random(w[i].data, FILE_LEN, (uint64_t)i + 500);
+		cr_assert(eq(int,
+			     pthread_create(&th[i], NULL, write_one, &w[i]),
+			     0));
+	}
+	for (i = 0; i < WRITERS; i++) {
+		pthread_join(th[i], NULL);
+		cr_assert(eq(int, w[i].err, 0), "writer %d: %s", i,
+			  strerror(w[i].err));
+	}
+	/* read back at once: in flight or committed, the newest data */
+	for (i = 0; i < WRITERS; i++) {
+		long d = file_cmp(mp("ns/w%d", i), w[i].data, FILE_LEN);
+
+		cr_assert(eq(i64, d, -1), "writer %d: first difference at %ld",
+			  i, d);
+	}
+	cr_assert(eq(int, tm_remount(), 0));
+	for (i = 0; i < WRITERS; i++) {
+		cr_assert(eq(i64,
+			     file_cmp(mp("ns/w%d", i), w[i].data, FILE_LEN),
+			     -1),
+			  "writer %d after a remount", i);
+		free(w[i].data);
+	}
+	cr_assert(eq(long, tm_count_objects(), WRITERS * 4L));
+	cr_assert(eq(int, tm_unmount(), 0));
+	cr_assert(eq(int, run_fsck(), 0));
+}
+
+Test(pipeline, failed_object_write_reaches_fsync)
+{
+	char *data = malloc(MIB);
+	int fd;
+
+	cr_assert(ne(ptr, data, NULL));
+	fill_random(data, MIB, 77);
+	/* the daemon's first object write fails with ENOSPC, once */
+	setenv("TALLYFS_FAULT", "write:1:28", 1);
+	tm_init();
+	unsetenv("TALLYFS_FAULT");
+	expect_ok(mkdir(mp("ns"), 0755));
+	fd = open(mp("ns/f"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+	cr_assert(ge(int, fd, 0));
+	cr_assert(eq(i64, pwrite(fd, data, MIB, 0), MIB));
+	cr_assert(eq(int, fsync(fd), -1));
+	cr_assert(eq(int, errno, ENOSPC), "fsync: %s", strerror(errno));
+	/* nothing was lost: the data is read back, and goes again */
+	cr_assert(eq(i64, file_cmp(mp("ns/f"), data, MIB), -1));
+	expect_ok(fsync(fd));
+	expect_ok(close(fd));
+	cr_assert(eq(long, tm_count_objects(), 1L));
+	cr_assert(eq(int, tm_remount(), 0));
+	cr_assert(eq(i64, file_cmp(mp("ns/f"), data, MIB), -1));
+	cr_assert(eq(int, tm_unmount(), 0));
+	cr_assert(eq(int, run_fsck(), 0));
+	free(data);
+}
+
+Test(pipeline, failed_sync_reaches_the_next_close)
+{
+	char *data = malloc(MIB);
+	int fd;
+
+	cr_assert(ne(ptr, data, NULL));
+	fill_random(data, MIB, 78);
+	setenv("TALLYFS_FAULT", "sync:1:5", 1);
+	tm_init();
+	unsetenv("TALLYFS_FAULT");
+	expect_ok(mkdir(mp("ns"), 0755));
+	fd = open(mp("ns/f"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+	cr_assert(ge(int, fd, 0));
+	cr_assert(eq(i64, pwrite(fd, data, MIB, 0), MIB));
+	expect_ok(close(fd)); /* starts the flush, does not wait */
+	tm_settle();	      /* the flush fails */
+	fd = open(mp("ns/f"), O_RDWR);
+	cr_assert(ge(int, fd, 0));
+	cr_assert(eq(int, close(fd), -1), "the next close reports EIO");
+	cr_assert(eq(int, errno, EIO), "close: %s", strerror(errno));
+	cr_assert(eq(i64, file_cmp(mp("ns/f"), data, MIB), -1));
+	cr_assert(eq(long, tm_count_objects(), 1L));
+	cr_assert(eq(int, tm_unmount(), 0));
+	cr_assert(eq(int, run_fsck(), 0));
+	free(data);
+}

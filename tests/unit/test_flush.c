@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The flush pipeline (core/tally.c, FLUSH PIPELINE): ordering under
+ * out-of-order stream completion, back-pressure, error propagation with
+ * fault injection, drain with a timeout. A real store, real objects; the
+ * stream phase is slowed down through the test hook of struct tally_opts.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/ctl.h"
+#include "core/fsck.h"
+#include "core/store.h"
+#include "core/tally.h"
+#include "tests/unit/util.h"
+
+#define BS 4096
+
+static char *dir;
+static char store[4096];
+static struct tally *t;
+static const struct tally_ctx me = { 0, 0 };
+
+/* what the stream hook does */
+static _Atomic int slow_first_ms;  /* the first stream sleeps this long */
+static _Atomic int jitter_ms;	   /* every stream sleeps up to this */
+static _Atomic int streams;	   /* streams started */
+static _Atomic uint64_t max_dirty; /* highest dirty_bytes seen */
+static _Atomic uint64_t max_pending;
+
+static void hook(void *arg, uint64_t seq, uint64_t ino)
+{
+	struct tally_stats st;
+	int n = atomic_fetch_add(&streams, 1);
+
+	(void)arg;
+	(void)ino;
+	if (t && tally_stats(t, &st) == 0) {
+		if (st.dirty_bytes > atomic_load(&max_dirty))
+			atomic_store(&max_dirty, st.dirty_bytes);
+		if (st.pending_flushes > atomic_load(&max_pending))
+			atomic_store(&max_pending, st.pending_flushes);
+	}
+	if (n == 0 && atomic_load(&slow_first_ms))
+		usleep((useconds_t)atomic_load(&slow_first_ms) * 1000);
+	if (atomic_load(&jitter_ms))
+		usleep((useconds_t)((seq * 7919) %
+				    (uint64_t)atomic_load(&jitter_ms)) *
+		       1000);
+}
+
+static void open_with(unsigned workers, uint64_t dirty_limit, unsigned pending,
+		      size_t rotate)
+{
+	struct tally_opts o = {
+		.block_size = BS,
+		.create = true,
+		.workers = workers,
+		.dirty_limit = dirty_limit,
+		.max_pending = pending,
+		.inode_dirty_max = rotate,
+		.stream_hook = hook,
+	};
+
+	cr_assert_eq(tally_open(store, &o, &t), 0);
+}
+
+static void setup(void)
+{
+	dir = tu_tmpdir();
+	cr_assert_not_null(dir);
+	snprintf(store, sizeof(store), "%s/store", dir);
+	atomic_store(&slow_first_ms, 0);
+	atomic_store(&jitter_ms, 0);
+	atomic_store(&streams, 0);
+	atomic_store(&max_dirty, 0);
+	atomic_store(&max_pending, 0);
+}
+
+static void teardown(void)
+{
+	if (t)
+		tally_close(t);
+	t = NULL;
+	tu_rmrf(dir);
+	free(dir);
+}
+
+TestSuite(flush, .init = setup, .fini = teardown, .timeout = 60);
+
+static uint64_t newfile(uint64_t parent, const char *name)
+{
+	struct stat st;
+
+	cr_assert_eq(tally_mknod(t, &me, parent, name, S_IFREG | 0644, 0, &st),
+		     0);
+	cr_assert_eq(tally_open_file(t, st.st_ino, O_RDWR), 0);
+	return st.st_ino;
+}
+
+static uint64_t mkns(const char *name)
+{
+	struct stat st;
+
+	cr_assert_eq(tally_mkdir(t, &me, TALLY_ROOT_INO, name, 0755, &st), 0);
+	return st.st_ino;
+}
+
+static void expect_block(uint64_t ino, uint64_t idx, const char *want)
+{
+	char buf[BS];
+
+	cr_assert_eq(tally_read(t, ino, buf, BS, (off_t)(idx * BS)), BS);
+	cr_assert_eq(memcmp(buf, want, BS), 0, "block %llu differs",
+		     (unsigned long long)idx);
+}
+
+static void expect_clean_store(void)
+{
+	struct fsck_result r;
+	struct store *s;
+
+	tally_close(t);
+	t = NULL;
+	cr_assert_eq(store_open(store, false, BS, &s), 0);
+	cr_assert_eq(fsck_run(s, false, NULL, NULL, &r), 0);
+	store_close(s);
+	cr_assert_not(fsck_problems(&r),
+		      "drift %llu/%llu dangling %llu "
+		      "orphans %llu",
+		      (unsigned long long)r.drift_under,
+		      (unsigned long long)r.drift_over,
+		      (unsigned long long)r.dangling,
+		      (unsigned long long)r.orphans);
+}
+
+Test(flush, out_of_order_completion_commits_in_sequence)
+{
+	char a[BS], b[BS];
+	struct tally_stats st;
+	uint64_t ns, ino;
+
+	open_with(2, 0, 0, BS);
+	atomic_store(&slow_first_ms, 300);
+	ns = mkns("main");
+	ino = newfile(ns, "f");
+	memset(a, 'A', BS);
+	memset(b, 'B', BS);
+	/* flush 1 (slow) holds A, flush 2 (fast) holds B: 2 ends first */
+	cr_assert_eq(tally_write(t, ino, a, BS, 0), BS);
+	cr_assert_eq(tally_flush(t, ino), 0);
+	cr_assert_eq(tally_write(t, ino, b, BS, 0), BS);
+	cr_assert_eq(tally_flush(t, ino), 0);
+	/* the newest data is read while both are in flight */
+	expect_block(ino, 0, b);
+	cr_assert_eq(tally_stats(t, &st), 0);
+	cr_assert_eq(st.pending_flushes, 2);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_stats(t, &st), 0);
+	cr_assert_eq(st.pending_flushes, 0);
+	cr_assert_eq(st.durable_seq, st.rotated_seq);
+	cr_assert_eq(st.objects, 1, "A was replaced by B, and deleted");
+	expect_block(ino, 0, b);
+	cr_assert_eq(tally_release(t, ino), 0);
+	expect_clean_store();
+	open_with(2, 0, 0, BS);
+	expect_block(ino, 0, b);
+}
+
+Test(flush, many_files_jittered_streams)
+{
+	static char data[16][3 * BS];
+	uint64_t ns, ino[16];
+	struct tally_stats st;
+	char name[16];
+	int i;
+
+	open_with(4, 0, 4, BS);
+	atomic_store(&jitter_ms, 25);
+	ns = mkns("main");
+	for (i = 0; i < 16; i++) {
+		tu_fill(data[i], sizeof(data[i]), (unsigned)i + 100);
+		snprintf(name, sizeof(name), "f%d", i);
+		ino[i] = newfile(ns, name);
+		cr_assert_eq(tally_write(t, ino[i], data[i], sizeof(data[i]),
+					 0),
+			     (ssize_t)sizeof(data[i]));
+		cr_assert_eq(tally_release(t, ino[i]), 0);
+	}
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_stats(t, &st), 0);
+	cr_assert_eq(st.objects, 16 * 3);
+	cr_assert_leq(atomic_load(&max_pending), 4, "max_pending_flushes");
+	for (i = 0; i < 16; i++) {
+		char buf[3 * BS];
+
+		cr_assert_eq(tally_read(t, ino[i], buf, sizeof(buf), 0),
+			     (ssize_t)sizeof(buf));
+		cr_assert_eq(memcmp(buf, data[i], sizeof(buf)), 0, "file %d",
+			     i);
+	}
+	expect_clean_store();
+}
+
+Test(flush, back_pressure_bounds_dirty_memory)
+{
+	char buf[BS];
+	uint64_t ns, ino;
+	int i;
+
+	/* 4 blocks of dirty memory at most; each block its own flush */
+	open_with(2, 4 * BS, 2, BS);
+	atomic_store(&jitter_ms, 10);
+	ns = mkns("main");
+	ino = newfile(ns, "f");
+	for (i = 0; i < 64; i++) {
+		tu_fill(buf, BS, (unsigned)i);
+		cr_assert_eq(tally_write(t, ino, buf, BS, (off_t)i * BS), BS);
+	}
+	cr_assert_eq(tally_release(t, ino), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_leq(atomic_load(&max_dirty), 4 * BS + BS,
+		      "dirty memory %llu over the limit",
+		      (unsigned long long)atomic_load(&max_dirty));
+	cr_assert_leq(atomic_load(&max_pending), 2);
+	for (i = 0; i < 64; i++) {
+		char want[BS];
+
+		tu_fill(want, BS, (unsigned)i);
+		expect_block(ino, (uint64_t)i, want);
+	}
+	expect_clean_store();
+}
+
+Test(flush, failed_stream_keeps_data_and_reports_once)
+{
+	char a[BS], b[BS];
+	struct tally_stats st;
+	uint64_t ns, fa, fb;
+	int frc;
+
+	open_with(1, 0, 0, BS);
+	ns = mkns("main");
+	fa = newfile(ns, "a");
+	fb = newfile(ns, "b");
+	tu_fill(a, BS, 1);
+	tu_fill(b, BS, 2);
+	tally_inject(t, false, 1, -ENOSPC);
+	cr_assert_eq(tally_write(t, fa, a, BS, 0), BS);
+	cr_assert_eq(tally_flush(t, fa), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_stats(t, &st), 0);
+	cr_assert_eq(st.commit_errors, 1);
+	cr_assert_eq(st.objects, 0);
+	cr_assert_eq(st.dirty_bytes, BS, "a's block is kept");
+	expect_block(fa, 0, a);
+	/* the pipeline goes on; a drain tries the failed data again */
+	cr_assert_eq(tally_write(t, fb, b, BS, 0), BS);
+	cr_assert_eq(tally_flush(t, fb), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_stats(t, &st), 0);
+	cr_assert_eq(st.objects, 2);
+	cr_assert_eq(st.dirty_bytes, 0);
+	expect_block(fa, 0, a);
+	expect_block(fb, 0, b);
+	/* the next fsync of a reports the failure, once */
+	frc = tally_fsync(t, fa, false);
+	cr_assert_eq(frc, -ENOSPC, "fsync: %d", frc);
+	cr_assert_eq(tally_fsync(t, fa, false), 0);
+	cr_assert_eq(tally_fsync(t, fb, false), 0);
+	cr_assert_eq(tally_release(t, fa), 0);
+	cr_assert_eq(tally_release(t, fb), 0);
+	expect_clean_store();
+	open_with(1, 0, 0, BS);
+	expect_block(fa, 0, a);
+	expect_block(fb, 0, b);
+}
+
+Test(flush, failed_sync_reaches_close)
+{
+	char a[BS];
+	uint64_t ns, fa;
+
+	open_with(1, 0, 0, BS);
+	ns = mkns("main");
+	fa = newfile(ns, "a");
+	tu_fill(a, BS, 3);
+	tally_inject(t, true, 1, -EIO);
+	cr_assert_eq(tally_write(t, fa, a, BS, 0), BS);
+	cr_assert_eq(tally_flush(t, fa), 0, "a close does not wait");
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_flush(t, fa), -EIO, "the next close reports it");
+	cr_assert_eq(tally_flush(t, fa), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	expect_block(fa, 0, a);
+	cr_assert_eq(tally_release(t, fa), 0);
+	expect_clean_store();
+}
+
+Test(flush, drain_times_out)
+{
+	char a[BS], *report = NULL;
+	uint64_t ns, fa;
+
+	open_with(2, 0, 0, BS);
+	atomic_store(&slow_first_ms, 1500);
+	ns = mkns("main");
+	fa = newfile(ns, "a");
+	memset(a, 'x', BS);
+	cr_assert_eq(tally_write(t, fa, a, BS, 0), BS);
+	cr_assert_eq(tally_flush(t, fa), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0.1), -ETIMEDOUT);
+	cr_assert_eq(ctl_exec(t, "drain 0.1\n", 10, &report), -ETIMEDOUT);
+	cr_assert_null(report);
+	cr_assert_eq(ctl_exec(t, "drain\n", 6, &report), 0);
+	cr_assert_not_null(report);
+	cr_assert_not_null(strstr(report, "pending_flushes: 0\n"), "%s",
+			   report);
+	free(report);
+	cr_assert_eq(tally_release(t, fa), 0);
+}
+
+Test(flush, one_worker_runs_control_commands_and_streams)
+{
+	char a[BS], *report = NULL;
+	uint64_t ns, fa;
+
+	/* a drain job waits for stream jobs queued behind it */
+	open_with(1, 0, 0, BS);
+	atomic_store(&jitter_ms, 20);
+	ns = mkns("main");
+	fa = newfile(ns, "a");
+	memset(a, 'y', BS);
+	cr_assert_eq(tally_write(t, fa, a, BS, 0), BS);
+	cr_assert_eq(tally_flush(t, fa), 0);
+	cr_assert_eq(ctl_exec(t, "drain\n", 6, &report), 0);
+	cr_assert_not_null(strstr(report, "flushed: "), "%s", report);
+	free(report);
+	cr_assert_eq(tally_release(t, fa), 0);
+}
