@@ -305,10 +305,11 @@ static void flush_free(struct tally *t, struct flush *f);
 
 /* Drop the data of an inode (t->lock held): it was freed, or the whole
  * filesystem goes. */
-static void inode_free_data(struct tally *t, struct inode *ip)
+/* Drop the parked flushes of a freed inode: nothing will want their
+ * data (t->lock held). */
+static void drop_failed(struct tally *t, struct inode *ip)
 {
 	struct flush *failed;
-	size_t i;
 
 	pthread_mutex_lock(&ip->mlock);
 	failed = ip->failed;
@@ -325,6 +326,13 @@ static void inode_free_data(struct tally *t, struct inode *ip)
 		t->dirty_blocks -= f->nblk;
 		flush_free(t, f);
 	}
+}
+
+static void inode_free_data(struct tally *t, struct inode *ip)
+{
+	size_t i;
+
+	drop_failed(t, ip);
 	for (i = 0; i < ip->ndirty; i++)
 		buf_put(t, ip->dirty[i].buf);
 	t->dirty_blocks -= ip->ndirty;
@@ -1583,6 +1591,21 @@ static void finalize_group(struct tally *t, struct flush **g, size_t n)
 			flush_free(t, g[i]);
 }
 
+/*
+ * Whether @ip has a flush in @g already: one flush per inode in a group,
+ * since each one's allocation and old block sizes come from the inode's
+ * committed state.
+ */
+static bool in_group(struct flush *const *g, size_t n, const struct inode *ip)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (g[i]->ip == ip)
+			return true;
+	return false;
+}
+
 /* The finalizer thread: commits flushes in sequence order. */
 static void *finalizer(void *arg)
 {
@@ -1594,7 +1617,8 @@ static void *finalizer(void *arg)
 		uint64_t next = t->done_seq + 1, last;
 		size_t n = 0;
 
-		while (n < GROUP_MAX && t->nheap && t->heap[0]->seq == next) {
+		while (n < GROUP_MAX && t->nheap && t->heap[0]->seq == next &&
+		       !in_group(g, n, t->heap[0]->ip)) {
 			g[n++] = heap_pop(t);
 			next++;
 		}
@@ -2213,6 +2237,8 @@ int tally_unlink(struct tally *t, uint64_t parent, const char *name)
 		goto out;
 	ip->md = md;
 	ip->freed = freed;
+	if (freed)
+		drop_failed(t, ip);
 	pip->md = pmd;
 out:
 	iput(t, ip);
@@ -2423,6 +2449,8 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 	if (dip) {
 		dip->md = dmd;
 		dip->freed = freed;
+		if (freed)
+			drop_failed(t, dip);
 	}
 out:
 	iput(t, dip);
@@ -3117,6 +3145,16 @@ static int virtual_xattr(struct tally *t, struct inode *ip, const char *name,
 		return -ENODATA;
 	pthread_rwlock_wrlock(&ip->rw);
 	rc = inode_commit(t, ip, 0);
+	if (!rc && refs) {
+		uint64_t seq;
+
+		/* counts move with other files' flushes too: those already
+		 * started (closed files) are waited for */
+		pthread_mutex_lock(&t->fin_lock);
+		seq = t->rotated_seq;
+		pthread_mutex_unlock(&t->fin_lock);
+		rc = flush_wait(t, seq, 0);
+	}
 	if (!rc)
 		rc = map_load(t, ip);
 	if (rc)

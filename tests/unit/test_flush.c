@@ -230,6 +230,13 @@ Test(flush, back_pressure_bounds_dirty_memory)
 		      "dirty memory %llu over the limit",
 		      (unsigned long long)atomic_load(&max_dirty));
 	cr_assert_leq(atomic_load(&max_pending), 2);
+	{
+		struct stat st;
+
+		/* 64 flushes of one file: the allocation adds up */
+		cr_assert_eq(tally_getattr(t, ino, &st), 0);
+		cr_assert_eq(st.st_blocks, 64 * BS / 512);
+	}
 	for (i = 0; i < 64; i++) {
 		char want[BS];
 
