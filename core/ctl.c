@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/gc.h"
+#include "core/meta.h"
 #include "core/pool.h"
 #include "core/tally.h"
 
@@ -25,7 +27,39 @@ static const struct {
 } verbs[] = {
 	{ "drain", CTL_DRAIN, 0, 1 },
 	{ "branch", CTL_BRANCH, 2, 2 },
+	{ "gc", CTL_GC, 0, 2 },
+	{ "repair", CTL_REPAIR, 0, 0 },
 };
+
+/* gc options: "dry-run" and "grace=SECONDS", each once, in any order. */
+static int parse_gc(struct ctl_cmd *cmd)
+{
+	bool seen_grace = false;
+	unsigned i;
+
+	cmd->grace = -1;
+	for (i = 0; i < cmd->nargs; i++) {
+		const char *a = cmd->args[i];
+
+		if (!strcmp(a, "dry-run") && !cmd->dry_run) {
+			cmd->dry_run = true;
+		} else if (!strncmp(a, "grace=", 6) && !seen_grace) {
+			char *end;
+			long long v;
+
+			errno = 0;
+			v = strtoll(a + 6, &end, 10);
+			if (errno || end == a + 6 || *end || v < 0 ||
+			    v > 100LL * 365 * 86400)
+				return -EINVAL;
+			cmd->grace = v;
+			seen_grace = true;
+		} else {
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
 
 int ctl_parse(const char *line, size_t len, struct ctl_cmd *cmd)
 {
@@ -69,6 +103,8 @@ int ctl_parse(const char *line, size_t len, struct ctl_cmd *cmd)
 	}
 	if (i == sizeof(verbs) / sizeof(verbs[0]))
 		return -EINVAL;
+	if (cmd->verb == CTL_GC)
+		return parse_gc(cmd);
 	if (cmd->verb == CTL_DRAIN && cmd->nargs == 1) {
 		char *end;
 
@@ -143,6 +179,43 @@ static void ctl_run(struct ctl_job *j)
 				     "\nduration_ms: %.1f\n",
 				     n, st.pending_flushes, st.durable_seq,
 				     st.commit_errors, ms_since(&t0));
+		break;
+	case CTL_GC: {
+		struct gc_opts o = { .dry_run = cmd->dry_run,
+				     .grace = cmd->grace };
+		struct gc_report r;
+
+		rc = gc_run(j->t, &o, &r);
+		if (!rc)
+			rc = aprintf(
+				&j->report,
+				"command: gc\ndry_run: %s\nchecked: %" PRIu64
+				"\nlive: %" PRIu64 "\nunreferenced: %" PRIu64
+				"\ncollected: %" PRIu64
+				"\nbytes_freed: %" PRIu64
+				"\npreserved: %" PRIu64
+				"\nstale_nodes: %" PRIu64
+				"\nnodes_reporting: %" PRIu64
+				"\ndrift: %" PRIu64 "\ndrift_under: %" PRIu64
+				"\ndrift_over: %" PRIu64 "\ngrace: %" PRId64
+				"\nduration_ms: %.1f\n",
+				r.dry_run ? "yes" : "no", r.checked, r.live,
+				r.unreferenced, r.collected, r.bytes_freed,
+				r.preserved, r.stale_nodes, r.nodes_reporting,
+				r.drift_under + r.drift_over, r.drift_under,
+				r.drift_over,
+				cmd->grace < 0 ? (int64_t)GC_DEFAULT_GRACE
+					       : cmd->grace,
+				r.duration_ms);
+		break;
+	}
+	case CTL_REPAIR:
+		rc = gc_repair(j->t, &n);
+		if (!rc)
+			rc = aprintf(&j->report,
+				     "command: repair\nrepaired: %" PRIu64
+				     "\nduration_ms: %.1f\n",
+				     n, ms_since(&t0));
 		break;
 	case CTL_BRANCH:
 		rc = tally_branch(j->t, cmd->args[0], cmd->args[1], &n);
@@ -219,35 +292,103 @@ out:
 	return rc;
 }
 
+/* ", \"last_gc\": {...}, \"gc_log\": [...]" for the status document. */
+static int gc_json(const struct meta_gc_event *ev, size_t n, char **out)
+{
+	char *acc = NULL, *next;
+	size_t i;
+	int rc;
+
+	rc = aprintf(&acc, "%s", "");
+	for (i = 0; i < n && !rc; i++) {
+		const struct meta_gc_event *e = &ev[i];
+
+		rc = aprintf(
+			&next,
+			"%s%s{\"at\": %" PRId64 ", \"dry_run\": %s"
+			", \"checked\": %" PRIu64 ", \"live\": %" PRIu64
+			", \"unreferenced\": %" PRIu64
+			", \"collected\": %" PRIu64 ", \"preserved\": %" PRIu64
+			", \"bytes_freed\": %" PRIu64 ", \"drift\": %" PRIu64
+			", \"nodes_reporting\": %" PRIu64
+			", \"duration_ms\": %" PRId64 "}",
+			acc, i ? ", " : "", e->at,
+			e->dry_run ? "true" : "false", e->checked, e->live,
+			e->unreferenced, e->collected, e->preserved,
+			e->bytes_freed, e->drift, e->nodes, e->duration_ms);
+		free(acc);
+		acc = next;
+	}
+	if (rc)
+		return rc;
+	if (n) {
+		/* the newest event is the first one; keep it as last_gc */
+		const char *end = strstr(acc, "}");
+
+		rc = aprintf(&next, ", \"last_gc\": %.*s}, \"gc_log\": [%s]",
+			     (int)(end - acc), acc, acc);
+	} else {
+		rc = aprintf(&next, ", \"last_gc\": null, \"gc_log\": []");
+	}
+	free(acc);
+	if (!rc)
+		*out = next;
+	return rc;
+}
+
 int ctl_status_json(struct tally *t, char **out)
 {
+	struct meta_gc_event ev[5];
 	struct tally_stats st;
+	char *head = NULL, *gc = NULL;
+	size_t nev = 0, i, len;
+	struct meta *m;
 	int rc = tally_stats(t, &st);
 
 	if (rc)
 		return rc;
-	return aprintf(
-		out,
-		"{\"version\": \"%s\", \"block_size\": %u, "
-		"\"namespaces\": %" PRIu64 ", \"inodes\": %" PRIu64
-		", \"objects\": %" PRIu64 ", \"bytes_logical\": %" PRIu64
-		", \"bytes_referenced\": %" PRIu64
-		", \"bytes_stored\": %" PRIu64
-		", \"dedup_ratio\": %.3f, \"pending_flushes\": %" PRIu64
-		", \"durable_seq\": %" PRIu64 ", \"rotated_seq\": %" PRIu64
-		", \"dirty_bytes\": %" PRIu64 ", \"dirty_limit\": %" PRIu64
-		", \"flush_errors\": %" PRIu64 ", \"group_commits\": %" PRIu64
-		", \"max_pending_flushes\": %u, \"workers\": %u"
-		", \"jobs_queued\": %" PRIu64 ", \"jobs_running\": %" PRIu64
-		"}\n",
-		TALLY_VERSION, st.block_size, st.namespaces, st.inodes,
-		st.objects, st.bytes_logical, st.bytes_referenced,
-		st.bytes_stored,
-		st.bytes_stored
-			? (double)st.bytes_referenced / (double)st.bytes_stored
-			: 1.0,
-		st.pending_flushes, st.durable_seq, st.rotated_seq,
-		st.dirty_bytes, st.dirty_limit, st.commit_errors,
-		st.group_commits, st.max_pending, st.workers, st.jobs_queued,
-		st.jobs_running);
+	m = tally_meta_lock(t);
+	rc = meta_gc_log(m, ev, 5, &nev);
+	tally_meta_unlock(t);
+	if (rc)
+		return rc;
+	rc = gc_json(ev, nev, &gc);
+	if (rc)
+		return rc;
+	rc = aprintf(&head,
+		     "{\"version\": \"%s\", \"block_size\": %u, "
+		     "\"namespaces\": %" PRIu64 ", \"inodes\": %" PRIu64
+		     ", \"objects\": %" PRIu64 ", \"bytes_logical\": %" PRIu64
+		     ", \"bytes_referenced\": %" PRIu64
+		     ", \"bytes_stored\": %" PRIu64
+		     ", \"dedup_ratio\": %.3f, \"pending_flushes\": %" PRIu64
+		     ", \"durable_seq\": %" PRIu64 ", \"rotated_seq\": %" PRIu64
+		     ", \"dirty_bytes\": %" PRIu64 ", \"dirty_limit\": %" PRIu64
+		     ", \"flush_errors\": %" PRIu64
+		     ", \"group_commits\": %" PRIu64
+		     ", \"max_pending_flushes\": %u, \"workers\": %u"
+		     ", \"jobs_queued\": %" PRIu64
+		     ", \"jobs_running\": %" PRIu64 "}\n",
+		     TALLY_VERSION, st.block_size, st.namespaces, st.inodes,
+		     st.objects, st.bytes_logical, st.bytes_referenced,
+		     st.bytes_stored,
+		     st.bytes_stored ? (double)st.bytes_referenced /
+					       (double)st.bytes_stored
+				     : 1.0,
+		     st.pending_flushes, st.durable_seq, st.rotated_seq,
+		     st.dirty_bytes, st.dirty_limit, st.commit_errors,
+		     st.group_commits, st.max_pending, st.workers,
+		     st.jobs_queued, st.jobs_running);
+	if (rc) {
+		free(gc);
+		return rc;
+	}
+	/* splice the GC part in before the closing brace */
+	len = strlen(head);
+	i = len >= 2 ? len - 2 : 0;
+	head[i] = '\0';
+	rc = aprintf(out, "%s%s}\n", head, gc);
+	free(head);
+	free(gc);
+	return rc;
 }

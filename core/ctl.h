@@ -7,12 +7,16 @@
  * trailing newline):
  *   drain [TIMEOUT_SECONDS]   commit everything buffered
  *   branch SRC DST            copy-on-write clone of namespace SRC as DST
+ *   gc [dry-run] [grace=S]    a GC cycle (core/gc.h)
+ *   repair                    rebuild every reference count
  * Anything else is -EINVAL and changes nothing.
  */
 #ifndef TALLY_CTL_H
 #define TALLY_CTL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct tally;
 
@@ -22,6 +26,8 @@ struct tally;
 enum ctl_verb {
 	CTL_DRAIN,
 	CTL_BRANCH,
+	CTL_GC,
+	CTL_REPAIR,
 };
 
 struct ctl_cmd {
@@ -29,6 +35,8 @@ struct ctl_cmd {
 	unsigned nargs;
 	char *args[CTL_MAX_ARGS]; /* point into @buf */
 	double timeout;		  /* drain: seconds, 0 = none */
+	bool dry_run;		  /* gc dry-run */
+	int64_t grace;		  /* gc grace=SECONDS, -1 = default */
 	char buf[CTL_LINE_MAX + 1];
 };
 

@@ -80,6 +80,12 @@ enum {
 	S_CHECK,
 	S_OBJ_SET,
 	S_OBJECTS,
+	S_MARK_GET,
+	S_MARK_PUT,
+	S_MARK_DEL,
+	S_MARK_LIST,
+	S_LOG_PUT,
+	S_LOG_LAST,
 	S_COUNT
 };
 
@@ -161,6 +167,18 @@ static const char *const sql_text[S_COUNT] = {
 		"GROUP BY b.obj",
 	[S_OBJ_SET] = "UPDATE objects SET refcount = ?2 WHERE id = ?1",
 	[S_OBJECTS] = "SELECT id, name, shard, refcount FROM objects",
+	[S_MARK_GET] = "SELECT since FROM gc_marks WHERE name = ?1",
+	[S_MARK_PUT] = "INSERT OR IGNORE INTO gc_marks(name, shard, since) "
+		       "VALUES (?1, ?2, ?3)",
+	[S_MARK_DEL] = "DELETE FROM gc_marks WHERE name = ?1",
+	[S_MARK_LIST] = "SELECT name FROM gc_marks",
+	[S_LOG_PUT] = "INSERT INTO gc_log(at, dry_run, checked, live, "
+		      "unreferenced, collected, preserved, bytes_freed, drift, "
+		      "nodes, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+		      "?8, ?9, ?10, ?11)",
+	[S_LOG_LAST] = "SELECT at, dry_run, checked, live, unreferenced, "
+		       "collected, preserved, bytes_freed, drift, nodes, "
+		       "duration_ms FROM gc_log ORDER BY id DESC LIMIT ?1",
 };
 
 static const char schema[] =
@@ -185,6 +203,18 @@ static const char schema[] =
 	" PRIMARY KEY(ino, idx)) WITHOUT ROWID;"
 	"CREATE TABLE xattrs(ino INTEGER NOT NULL, name BLOB NOT NULL,"
 	" value BLOB NOT NULL, PRIMARY KEY(ino, name)) WITHOUT ROWID;";
+
+/* GC state, added to format 1 stores when they are opened. */
+static const char gc_schema[] =
+	"CREATE TABLE IF NOT EXISTS gc_marks(name TEXT PRIMARY KEY,"
+	" shard INTEGER NOT NULL, since INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS gc_log(id INTEGER PRIMARY KEY,"
+	" at INTEGER NOT NULL, dry_run INTEGER NOT NULL,"
+	" checked INTEGER NOT NULL, live INTEGER NOT NULL,"
+	" unreferenced INTEGER NOT NULL, collected INTEGER NOT NULL,"
+	" preserved INTEGER NOT NULL, bytes_freed INTEGER NOT NULL,"
+	" drift INTEGER NOT NULL, nodes INTEGER NOT NULL,"
+	" duration_ms INTEGER NOT NULL);";
 
 struct meta {
 	sqlite3 *db;
@@ -441,6 +471,8 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 	rc = exec(m, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
 		     "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;"
 		     "PRAGMA cache_size = -65536");
+	if (!rc)
+		rc = exec(m, gc_schema);
 	if (rc)
 		goto out_close;
 	*out = m;
@@ -1306,4 +1338,104 @@ int meta_objects(struct meta *m,
 	if (!ret && rc != SQLITE_DONE)
 		return fail(m, rc, "object scan");
 	return ret;
+}
+
+int meta_mark_get(struct meta *m, const char *name, int64_t *since)
+{
+	STMT_OR_RETURN(s, m, S_MARK_GET);
+	int rc;
+
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*since = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, "gc mark read");
+}
+
+int meta_mark_put(struct meta *m, const char *name, uint32_t shard,
+		  int64_t since)
+{
+	STMT_OR_RETURN(s, m, S_MARK_PUT);
+
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, shard);
+	sqlite3_bind_int64(s, 3, since);
+	return step_done(m, s, "gc mark write");
+}
+
+int meta_mark_del(struct meta *m, const char *name)
+{
+	STMT_OR_RETURN(s, m, S_MARK_DEL);
+
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	return step_done(m, s, "gc mark delete");
+}
+
+int meta_marks(struct meta *m, int (*fn)(void *ctx, const char *name),
+	       void *ctx)
+{
+	STMT_OR_RETURN(s, m, S_MARK_LIST);
+	int rc, ret = 0;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		ret = fn(ctx, (const char *)sqlite3_column_text(s, 0));
+		if (ret)
+			break;
+	}
+	sqlite3_reset(s);
+	if (!ret && rc != SQLITE_DONE)
+		return fail(m, rc, "gc mark scan");
+	return ret;
+}
+
+int meta_gc_log_put(struct meta *m, const struct meta_gc_event *e)
+{
+	STMT_OR_RETURN(s, m, S_LOG_PUT);
+
+	sqlite3_bind_int64(s, 1, e->at);
+	sqlite3_bind_int64(s, 2, e->dry_run);
+	sqlite3_bind_int64(s, 3, (int64_t)e->checked);
+	sqlite3_bind_int64(s, 4, (int64_t)e->live);
+	sqlite3_bind_int64(s, 5, (int64_t)e->unreferenced);
+	sqlite3_bind_int64(s, 6, (int64_t)e->collected);
+	sqlite3_bind_int64(s, 7, (int64_t)e->preserved);
+	sqlite3_bind_int64(s, 8, (int64_t)e->bytes_freed);
+	sqlite3_bind_int64(s, 9, (int64_t)e->drift);
+	sqlite3_bind_int64(s, 10, (int64_t)e->nodes);
+	sqlite3_bind_int64(s, 11, e->duration_ms);
+	return step_done(m, s, "gc log write");
+}
+
+int meta_gc_log(struct meta *m, struct meta_gc_event *v, size_t max, size_t *n)
+{
+	STMT_OR_RETURN(s, m, S_LOG_LAST);
+	size_t cnt = 0;
+	int rc = SQLITE_DONE;
+
+	sqlite3_bind_int64(s, 1, (int64_t)max);
+	while (cnt < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct meta_gc_event *e = &v[cnt++];
+
+		e->at = sqlite3_column_int64(s, 0);
+		e->dry_run = (int)sqlite3_column_int64(s, 1);
+		e->checked = (uint64_t)sqlite3_column_int64(s, 2);
+		e->live = (uint64_t)sqlite3_column_int64(s, 3);
+		e->unreferenced = (uint64_t)sqlite3_column_int64(s, 4);
+		e->collected = (uint64_t)sqlite3_column_int64(s, 5);
+		e->preserved = (uint64_t)sqlite3_column_int64(s, 6);
+		e->bytes_freed = (uint64_t)sqlite3_column_int64(s, 7);
+		e->drift = (uint64_t)sqlite3_column_int64(s, 8);
+		e->nodes = (uint64_t)sqlite3_column_int64(s, 9);
+		e->duration_ms = sqlite3_column_int64(s, 10);
+	}
+	if (cnt < max && rc != SQLITE_DONE) {
+		sqlite3_reset(s);
+		return fail(m, rc, "gc log read");
+	}
+	sqlite3_reset(s);
+	*n = cnt;
+	return 0;
 }

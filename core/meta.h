@@ -189,4 +189,24 @@ int meta_objects(struct meta *m,
 			   uint32_t shard, int64_t refcount),
 		 void *ctx);
 
+/* GC marks: an unreferenced object file, and since when (unix seconds). */
+int meta_mark_get(struct meta *m, const char *name, int64_t *since);
+/* Keeps an earlier mark. */
+int meta_mark_put(struct meta *m, const char *name, uint32_t shard,
+		  int64_t since);
+int meta_mark_del(struct meta *m, const char *name);
+int meta_marks(struct meta *m, int (*fn)(void *ctx, const char *name),
+	       void *ctx);
+
+/* One GC cycle, as logged. */
+struct meta_gc_event {
+	int64_t at, duration_ms;
+	int dry_run;
+	uint64_t checked, live, unreferenced, collected, preserved;
+	uint64_t bytes_freed, drift, nodes;
+};
+int meta_gc_log_put(struct meta *m, const struct meta_gc_event *e);
+/* The newest @max events, newest first. */
+int meta_gc_log(struct meta *m, struct meta_gc_event *v, size_t max, size_t *n);
+
 #endif

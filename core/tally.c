@@ -3584,6 +3584,22 @@ void tally_inject(struct tally *t, bool sync, unsigned nth, int err)
 			err);
 }
 
+struct meta *tally_meta_lock(struct tally *t)
+{
+	lock(t);
+	return t->meta;
+}
+
+void tally_meta_unlock(struct tally *t)
+{
+	unlock(t);
+}
+
+struct objstore *tally_objstore(struct tally *t)
+{
+	return t->objs;
+}
+
 struct pool *tally_pool(struct tally *t)
 {
 	return t->pool;

@@ -159,6 +159,17 @@ int tally_drain(struct tally *t, uint64_t *waited, double timeout);
  */
 void tally_inject(struct tally *t, bool sync, unsigned nth, int err);
 
+/*
+ * For core modules that work on the whole store (core/gc.c): the metadata
+ * store, under the metadata lock until tally_meta_unlock(); the object
+ * store (no lock).
+ */
+struct meta;
+struct objstore;
+struct meta *tally_meta_lock(struct tally *t);
+void tally_meta_unlock(struct tally *t);
+struct objstore *tally_objstore(struct tally *t);
+
 /* The worker pool (control commands run on it). */
 struct pool *tally_pool(struct tally *t);
 

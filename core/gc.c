@@ -1,0 +1,354 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * GC cycles and online repair.
+ *
+ * DESIGN NOTES
+ *
+ * The live set is the object table: a row exists exactly while block
+ * references name the object (core/meta.c, invariant 1). Objects of
+ * unlinked-but-open files keep their rows until the last close. Objects
+ * written by flushes not yet finalized have no row yet: they are marked
+ * like leaks, but
+ *  1. a mark must be older than the grace period before its object may
+ *     be deleted (default GC_DEFAULT_GRACE; marks persist in gc_marks, so
+ *     a remount does not restart the clock), and
+ *  2. every deletion re-checks, under the metadata lock (which the flush
+ *     finalizer holds while it commits), that no row names the object,
+ *     and
+ *  3. a flush whose object disappeared before its commit writes it again
+ *     from its buffer (core/tally.c, invariant 2): even a GC with a grace
+ *     of 0 racing a write loses nothing.
+ * GC never trusts a stale listing: the listing only proposes candidates.
+ *
+ * Drift (stored count != references) is reported, loudly when a count is
+ * too low; it never causes a deletion. gc_repair() rebuilds the counts.
+ *
+ * Locks: the metadata lock (tally_meta_lock) is taken for short batches
+ * only; the listing of the object files runs without it.
+ */
+#include "core/gc.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/hash.h"
+#include "core/log.h"
+#include "core/meta.h"
+#include "core/objstore.h"
+#include "core/tally.h"
+
+#define BATCH 256
+
+struct names {
+	char (*v)[OBJNAME_MAX];
+	size_t n, cap;
+};
+
+static int names_add(struct names *l, const char *name)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 1024;
+		void *v = realloc(l->v, cap * sizeof(*l->v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	snprintf(l->v[l->n++], OBJNAME_MAX, "%s", name);
+	return 0;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static bool names_has(const struct names *l, const char *name)
+{
+	return l->n && bsearch(name, l->v, l->n, sizeof(*l->v), cmp_name);
+}
+
+struct cycle {
+	struct tally *t;
+	const struct gc_opts *o;
+	struct gc_report *r;
+	int64_t now, grace;
+	struct names live;   /* object rows, sorted */
+	struct names marks;  /* to mark now */
+	struct names doomed; /* marked long enough: to delete */
+	struct names unmark; /* marks to clear */
+};
+
+static int add_row(void *ctx, int64_t id, const char *name, uint32_t shard,
+		   int64_t refcount)
+{
+	struct cycle *c = ctx;
+
+	(void)id;
+	(void)shard;
+	(void)refcount;
+	return names_add(&c->live, name);
+}
+
+static int list_file(void *ctx, const char *name, off_t size)
+{
+	struct cycle *c = ctx;
+	struct meta *m;
+	int64_t since;
+	int rc;
+
+	(void)size;
+	c->r->checked++;
+	if (names_has(&c->live, name)) {
+		c->r->live++;
+		return 0;
+	}
+	c->r->unreferenced++;
+	m = tally_meta_lock(c->t);
+	rc = meta_mark_get(m, name, &since);
+	tally_meta_unlock(c->t);
+	if (rc == -ENOENT) {
+		since = c->now;
+		rc = names_add(&c->marks, name);
+	}
+	if (rc)
+		return rc;
+	if (c->now - since >= c->grace)
+		return names_add(&c->doomed, name);
+	c->r->preserved++;
+	return 0;
+}
+
+static int check_mark(void *ctx, const char *name)
+{
+	struct cycle *c = ctx;
+
+	return names_has(&c->live, name) ? names_add(&c->unmark, name) : 0;
+}
+
+static int count_drift(void *ctx, const struct meta_check *mc)
+{
+	struct gc_report *r = ctx;
+
+	if (mc->id == 0 || mc->stored == mc->truth)
+		return 0;
+	if (mc->stored < mc->truth) {
+		r->drift_under++;
+		log_msg(LOG_ERR,
+			"gc: object '%s' is under-counted: count %" PRId64
+			", %" PRId64 " references (run repair)",
+			mc->name, mc->stored, mc->truth);
+	} else {
+		r->drift_over++;
+	}
+	return 0;
+}
+
+/* Write marks (or clear them) in transactions of BATCH. */
+static int apply_marks(struct cycle *c, const struct names *l, bool put)
+{
+	size_t i = 0;
+	int rc = 0;
+
+	while (i < l->n && !rc) {
+		struct meta *m = tally_meta_lock(c->t);
+		size_t end = i + BATCH < l->n ? i + BATCH : l->n;
+
+		rc = meta_begin(m);
+		for (; i < end && !rc; i++)
+			rc = put ? meta_mark_put(m, l->v[i], 0, c->now)
+				 : meta_mark_del(m, l->v[i]);
+		if (!rc)
+			rc = meta_commit(m);
+		if (rc)
+			meta_rollback(m);
+		tally_meta_unlock(c->t);
+	}
+	return rc;
+}
+
+/* Delete the doomed objects, each re-checked under the lock. */
+static int sweep(struct cycle *c)
+{
+	struct objstore *os = tally_objstore(c->t);
+	size_t i = 0;
+	int rc = 0;
+
+	while (i < c->doomed.n && !rc) {
+		struct meta *m = tally_meta_lock(c->t);
+		size_t end = i + BATCH < c->doomed.n ? i + BATCH : c->doomed.n;
+
+		rc = meta_begin(m);
+		for (; i < end && !rc; i++) {
+			const char *name = c->doomed.v[i];
+			off_t size = 0;
+
+			rc = meta_obj_exists(m, name);
+			if (rc == 1) {
+				rc = 0; /* referenced again meanwhile */
+				c->r->preserved++;
+				continue;
+			}
+			if (rc)
+				break;
+			if (objstore_stat(os, 0, name, &size) == 0 &&
+			    objstore_unlink(os, 0, name) == 0) {
+				c->r->collected++;
+				c->r->bytes_freed += (uint64_t)size;
+			}
+			rc = meta_mark_del(m, name);
+		}
+		if (!rc)
+			rc = meta_commit(m);
+		if (rc)
+			meta_rollback(m);
+		tally_meta_unlock(c->t);
+	}
+	return rc;
+}
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 +
+	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
+{
+	struct cycle c = { .t = t, .o = o, .r = r };
+	struct meta_gc_event e;
+	struct timespec t0;
+	struct meta *m;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r->dry_run = o->dry_run;
+	r->nodes_reporting = 1; /* this mount; shared stores come later */
+	c.now = (int64_t)time(NULL);
+	c.grace = o->grace < 0 ? GC_DEFAULT_GRACE : o->grace;
+
+	m = tally_meta_lock(t);
+	rc = meta_objects(m, add_row, &c);
+	tally_meta_unlock(t);
+	if (rc)
+		goto out;
+	if (c.live.n)
+		qsort(c.live.v, c.live.n, sizeof(*c.live.v), cmp_name);
+	rc = objstore_list(tally_objstore(t), 0, list_file, &c);
+	if (rc)
+		goto out;
+	m = tally_meta_lock(t);
+	rc = meta_marks(m, check_mark, &c);
+	if (!rc)
+		rc = meta_check_counts(m, count_drift, r);
+	tally_meta_unlock(t);
+	if (rc)
+		goto out;
+	if (o->dry_run) {
+		r->collected = c.doomed.n;
+	} else {
+		rc = apply_marks(&c, &c.marks, true);
+		if (!rc)
+			rc = apply_marks(&c, &c.unmark, false);
+		if (!rc)
+			rc = sweep(&c);
+		if (rc)
+			goto out;
+	}
+	r->duration_ms = ms_since(&t0);
+	memset(&e, 0, sizeof(e));
+	e.at = c.now;
+	e.dry_run = o->dry_run;
+	e.checked = r->checked;
+	e.live = r->live;
+	e.unreferenced = r->unreferenced;
+	e.collected = r->collected;
+	e.preserved = r->preserved;
+	e.bytes_freed = r->bytes_freed;
+	e.drift = r->drift_under + r->drift_over;
+	e.nodes = r->nodes_reporting;
+	e.duration_ms = (int64_t)r->duration_ms;
+	m = tally_meta_lock(t);
+	rc = meta_begin(m);
+	if (!rc)
+		rc = meta_gc_log_put(m, &e);
+	if (!rc)
+		rc = meta_commit(m);
+	if (rc)
+		meta_rollback(m);
+	tally_meta_unlock(t);
+	log_msg(LOG_INFO,
+		"gc%s: %" PRIu64 " checked, %" PRIu64 " collected, %" PRIu64
+		" preserved",
+		o->dry_run ? " (dry run)" : "", r->checked, r->collected,
+		r->preserved);
+out:
+	free(c.live.v);
+	free(c.marks.v);
+	free(c.doomed.v);
+	free(c.unmark.v);
+	return rc;
+}
+
+struct fixes {
+	struct {
+		int64_t id, truth;
+	} * v;
+	size_t n, cap;
+};
+
+static int want_fix(void *ctx, const struct meta_check *mc)
+{
+	struct fixes *f = ctx;
+
+	if (mc->id == 0 || mc->stored == mc->truth)
+		return 0;
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 64;
+		void *v = realloc(f->v, cap * sizeof(*f->v));
+
+		if (!v)
+			return -ENOMEM;
+		f->v = v;
+		f->cap = cap;
+	}
+	f->v[f->n].id = mc->id;
+	f->v[f->n].truth = mc->truth;
+	f->n++;
+	return 0;
+}
+
+int gc_repair(struct tally *t, uint64_t *fixed)
+{
+	struct fixes f = { 0 };
+	struct meta *m = tally_meta_lock(t);
+	size_t i;
+	int rc;
+
+	/* one transaction under the lock: no reference changes meanwhile */
+	rc = meta_begin(m);
+	if (!rc)
+		rc = meta_check_counts(m, want_fix, &f);
+	for (i = 0; i < f.n && !rc; i++)
+		rc = meta_obj_set_count(m, f.v[i].id, f.v[i].truth);
+	if (!rc)
+		rc = meta_commit(m);
+	if (rc)
+		meta_rollback(m);
+	tally_meta_unlock(t);
+	/* an object whose count went to 0 is left to GC, never unlinked
+	 * here: when in doubt, leak */
+	if (!rc)
+		*fixed = f.n;
+	free(f.v);
+	return rc;
+}

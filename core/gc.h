@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * GC cycles: mark and sweep of object files that nothing references, the
+ * safety net under the reference counts, and online repair of the counts.
+ */
+#ifndef TALLY_GC_H
+#define TALLY_GC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct tally;
+
+#define GC_DEFAULT_GRACE 300 /* seconds an object stays marked first */
+
+struct gc_opts {
+	bool dry_run;  /* report, change nothing */
+	int64_t grace; /* seconds; negative: GC_DEFAULT_GRACE */
+};
+
+struct gc_report {
+	bool dry_run;
+	uint64_t checked;      /* object files listed */
+	uint64_t live;	       /* of those, referenced */
+	uint64_t unreferenced; /* of those, not referenced (marked) */
+	uint64_t collected;    /* deleted (dry run: would be deleted) */
+	uint64_t preserved;    /* unreferenced, still in their grace period */
+	uint64_t bytes_freed;
+	uint64_t drift_under, drift_over; /* stored count < / > truth */
+	uint64_t nodes_reporting, stale_nodes;
+	double duration_ms;
+};
+
+/*
+ * One cycle: list the object files, mark those no row of the object table
+ * names ("unreferenced since now", an earlier mark is kept), delete those
+ * marked longer than the grace period (re-checked under the metadata lock
+ * right before each deletion), clear the marks of objects referenced
+ * again, report drift between stored counts and the references, and log
+ * the event (status: last_gc, gc_log).
+ */
+int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r);
+
+/* Rebuild every stored count from the block references (online repair).
+ * *fixed receives the number of counts changed. */
+int gc_repair(struct tally *t, uint64_t *fixed);
+
+#endif
