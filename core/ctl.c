@@ -25,10 +25,9 @@ static const struct {
 	enum ctl_verb verb;
 	unsigned min_args, max_args;
 } verbs[] = {
-	{ "drain", CTL_DRAIN, 0, 1 },
-	{ "branch", CTL_BRANCH, 2, 2 },
-	{ "gc", CTL_GC, 0, 2 },
-	{ "repair", CTL_REPAIR, 0, 0 },
+	{ "drain", CTL_DRAIN, 0, 1 }, { "branch", CTL_BRANCH, 2, 2 },
+	{ "gc", CTL_GC, 0, 2 },	      { "repair", CTL_REPAIR, 0, 0 },
+	{ "pin", CTL_PIN, 1, 1 },     { "unpin", CTL_UNPIN, 1, 1 },
 };
 
 /* gc options: "dry-run" and "grace=SECONDS", each once, in any order. */
@@ -197,18 +196,30 @@ static void ctl_run(struct ctl_job *j)
 				"\nstale_nodes: %" PRIu64
 				"\nnodes_reporting: %" PRIu64
 				"\ndrift: %" PRIu64 "\ndrift_under: %" PRIu64
-				"\ndrift_over: %" PRIu64 "\ngrace: %" PRId64
-				"\nduration_ms: %.1f\n",
+				"\ndrift_over: %" PRIu64 "\nblocked: %s"
+				"\ngrace: %" PRId64 "\nduration_ms: %.1f\n",
 				r.dry_run ? "yes" : "no", r.checked, r.live,
 				r.unreferenced, r.collected, r.bytes_freed,
 				r.preserved, r.stale_nodes, r.nodes_reporting,
 				r.drift_under + r.drift_over, r.drift_under,
-				r.drift_over,
+				r.drift_over, r.blocked ? "yes" : "no",
 				cmd->grace < 0 ? (int64_t)GC_DEFAULT_GRACE
 					       : cmd->grace,
 				r.duration_ms);
 		break;
 	}
+	case CTL_PIN:
+	case CTL_UNPIN:
+		rc = tally_pin(j->t, cmd->args[0], cmd->verb == CTL_PIN, &n);
+		if (!rc && cmd->verb == CTL_PIN)
+			rc = aprintf(&j->report,
+				     "command: pin\npath: %s\nobjects: %" PRIu64
+				     "\n",
+				     cmd->args[0], n);
+		else if (!rc)
+			rc = aprintf(&j->report, "command: unpin\npath: %s\n",
+				     cmd->args[0]);
+		break;
 	case CTL_REPAIR:
 		rc = gc_repair(j->t, &n);
 		if (!rc)
@@ -292,6 +303,88 @@ out:
 	return rc;
 }
 
+/* A JSON string: quotes, backslashes and control bytes escaped. */
+static int json_str(const char *in, char **out)
+{
+	size_t len = strlen(in), i, o = 0;
+	char *s = malloc(len * 6 + 3);
+
+	if (!s)
+		return -ENOMEM;
+	s[o++] = '"';
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)in[i];
+
+		if (ch == '"' || ch == '\\') {
+			s[o++] = '\\';
+			s[o++] = (char)ch;
+		} else if (ch < 0x20) {
+			o += (size_t)snprintf(s + o, 7, "\\u%04x", ch);
+		} else {
+			s[o++] = (char)ch;
+		}
+	}
+	s[o++] = '"';
+	s[o] = '\0';
+	*out = s;
+	return 0;
+}
+
+struct pins_acc {
+	char *s;
+	size_t n;
+	int rc;
+};
+
+static int pin_json(void *ctx, const char *path)
+{
+	struct pins_acc *a = ctx;
+	char *q, *next;
+
+	a->rc = json_str(path, &q);
+	if (a->rc)
+		return a->rc;
+	a->rc = aprintf(&next, "%s%s%s", a->s, a->n ? ", " : "", q);
+	free(q);
+	if (a->rc)
+		return a->rc;
+	free(a->s);
+	a->s = next;
+	a->n++;
+	return 0;
+}
+
+/* Append ", \"node_id\": N, \"pins\": [...]" to *acc. */
+static int pins_json(struct tally *t, char **acc)
+{
+	struct pins_acc a = { 0 };
+	int64_t stale, node;
+	unsigned min_nodes;
+	struct meta *m;
+	char *next;
+	int rc;
+
+	rc = aprintf(&a.s, "%s", "");
+	if (rc)
+		return rc;
+	m = tally_meta_lock(t);
+	rc = meta_pins(m, pin_json, &a);
+	tally_meta_unlock(t);
+	if (rc) {
+		free(a.s);
+		return rc;
+	}
+	tally_gc_settings(t, &stale, &min_nodes, &node);
+	rc = aprintf(&next, "%s, \"node_id\": %" PRId64 ", \"pins\": [%s]",
+		     *acc, node, a.s);
+	free(a.s);
+	if (rc)
+		return rc;
+	free(*acc);
+	*acc = next;
+	return 0;
+}
+
 /* ", \"last_gc\": {...}, \"gc_log\": [...]" for the status document. */
 static int gc_json(const struct meta_gc_event *ev, size_t n, char **out)
 {
@@ -353,8 +446,12 @@ int ctl_status_json(struct tally *t, char **out)
 	if (rc)
 		return rc;
 	rc = gc_json(ev, nev, &gc);
-	if (rc)
+	if (!rc)
+		rc = pins_json(t, &gc);
+	if (rc) {
+		free(gc);
 		return rc;
+	}
 	rc = aprintf(&head,
 		     "{\"version\": \"%s\", \"block_size\": %u, "
 		     "\"namespaces\": %" PRIu64 ", \"inodes\": %" PRIu64

@@ -9,6 +9,8 @@
  *   branch SRC DST            copy-on-write clone of namespace SRC as DST
  *   gc [dry-run] [grace=S]    a GC cycle (core/gc.h)
  *   repair                    rebuild every reference count
+ *   pin PATH / unpin PATH     keep the objects of a file or namespace
+ *                             (PATH relative to the mount root)
  * Anything else is -EINVAL and changes nothing.
  */
 #ifndef TALLY_CTL_H
@@ -28,6 +30,8 @@ enum ctl_verb {
 	CTL_BRANCH,
 	CTL_GC,
 	CTL_REPAIR,
+	CTL_PIN,
+	CTL_UNPIN,
 };
 
 struct ctl_cmd {

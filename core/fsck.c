@@ -126,6 +126,11 @@ static int check_one(void *arg, const struct meta_check *c)
 	return rc;
 }
 
+static int add_protected(void *ctx, const char *name)
+{
+	return add_name(ctx, name);
+}
+
 static int cmp_name(const void *a, const void *b)
 {
 	return strcmp(a, b);
@@ -190,6 +195,9 @@ int fsck_run(struct store *s, bool do_repair,
 	memset(res, 0, sizeof(*res));
 	meta_objlist_init(&f.dead);
 	rc = meta_check_counts(s->meta, check_one, &f);
+	/* pinned objects and node reports' active sets are no orphans */
+	if (!rc)
+		rc = meta_protected_names(s->meta, add_protected, &f);
 	if (rc)
 		goto out;
 	if (f.nnames)

@@ -95,6 +95,13 @@ static int add_row(void *ctx, int64_t id, const char *name, uint32_t shard,
 	return names_add(&c->live, name);
 }
 
+static int add_name(void *ctx, const char *name)
+{
+	struct cycle *c = ctx;
+
+	return names_add(&c->live, name);
+}
+
 static int list_file(void *ctx, const char *name, off_t size)
 {
 	struct cycle *c = ctx;
@@ -226,21 +233,47 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	struct cycle c = { .t = t, .o = o, .r = r };
 	struct meta_gc_event e;
 	struct timespec t0;
+	int64_t stale_after, node;
+	unsigned min_nodes;
 	struct meta *m;
 	int rc;
 
 	memset(r, 0, sizeof(*r));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r->dry_run = o->dry_run;
-	r->nodes_reporting = 1; /* this mount; shared stores come later */
 	c.now = (int64_t)time(NULL);
 	c.grace = o->grace < 0 ? GC_DEFAULT_GRACE : o->grace;
+	tally_gc_settings(t, &stale_after, &min_nodes, &node);
 
+	/* our own report first, then the others' that are fresh enough */
+	rc = tally_report(t);
+	if (rc)
+		goto out;
 	m = tally_meta_lock(t);
-	rc = meta_objects(m, add_row, &c);
+	rc = meta_begin(m);
+	if (!rc && !o->dry_run)
+		rc = meta_nodes_prune(m, c.now - stale_after, &r->stale_nodes);
+	if (!rc)
+		rc = meta_commit(m);
+	if (rc)
+		meta_rollback(m);
+	if (!rc)
+		rc = meta_nodes_count(m, &r->nodes_reporting);
+	/* live: every row, every node's active set, every pin */
+	if (!rc)
+		rc = meta_objects(m, add_row, &c);
+	if (!rc)
+		rc = meta_protected_names(m, add_name, &c);
 	tally_meta_unlock(t);
 	if (rc)
 		goto out;
+	if (r->nodes_reporting < min_nodes) {
+		r->blocked = true;
+		log_msg(LOG_WARNING,
+			"gc: %" PRIu64 " node(s) reported, %u "
+			"needed: nothing is collected",
+			r->nodes_reporting, min_nodes);
+	}
 	if (c.live.n)
 		qsort(c.live.v, c.live.n, sizeof(*c.live.v), cmp_name);
 	rc = objstore_list(tally_objstore(t), 0, list_file, &c);
@@ -254,7 +287,12 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	if (rc)
 		goto out;
 	if (o->dry_run) {
-		r->collected = c.doomed.n;
+		r->collected = r->blocked ? 0 : c.doomed.n;
+	} else if (r->blocked) {
+		r->preserved += c.doomed.n;
+		rc = apply_marks(&c, &c.marks, true);
+		if (rc)
+			goto out;
 	} else {
 		rc = apply_marks(&c, &c.marks, true);
 		if (!rc)

@@ -28,6 +28,7 @@ struct gc_report {
 	uint64_t bytes_freed;
 	uint64_t drift_under, drift_over; /* stored count < / > truth */
 	uint64_t nodes_reporting, stale_nodes;
+	bool blocked; /* fewer nodes reported than min_nodes_reporting */
 	double duration_ms;
 };
 

@@ -214,7 +214,16 @@ static const char gc_schema[] =
 	" unreferenced INTEGER NOT NULL, collected INTEGER NOT NULL,"
 	" preserved INTEGER NOT NULL, bytes_freed INTEGER NOT NULL,"
 	" drift INTEGER NOT NULL, nodes INTEGER NOT NULL,"
-	" duration_ms INTEGER NOT NULL);";
+	" duration_ms INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS node_reports(node INTEGER PRIMARY KEY,"
+	" reported_at INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS node_objects(node INTEGER NOT NULL,"
+	" name TEXT NOT NULL, PRIMARY KEY(node, name)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS pins(id INTEGER PRIMARY KEY,"
+	" path BLOB NOT NULL UNIQUE, created INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS pin_objects(pin INTEGER NOT NULL,"
+	" name TEXT NOT NULL, PRIMARY KEY(pin, name)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS pin_objects_name ON pin_objects(name);";
 
 struct meta {
 	sqlite3 *db;
@@ -1438,4 +1447,211 @@ int meta_gc_log(struct meta *m, struct meta_gc_event *v, size_t max, size_t *n)
 	sqlite3_reset(s);
 	*n = cnt;
 	return 0;
+}
+
+/* Run @sql with up to two integer/text parameters; no rows expected. */
+static int exec_bind(struct meta *m, const char *sql, const char *text,
+		     int64_t a, int64_t b, const char *what)
+{
+	sqlite3_stmt *s;
+	int rc, i = 1;
+
+	if (sqlite3_prepare_v2(m->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return fail(m, SQLITE_ERROR, what);
+	if (text)
+		sqlite3_bind_blob(s, i++, text, (int)strlen(text),
+				  SQLITE_TRANSIENT);
+	if (sqlite3_bind_parameter_count(s) >= i)
+		sqlite3_bind_int64(s, i++, a);
+	if (sqlite3_bind_parameter_count(s) >= i)
+		sqlite3_bind_int64(s, i, b);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : fail(m, rc, what);
+}
+
+int meta_node_report(struct meta *m, int64_t node, int64_t at,
+		     const char *const *names, size_t n)
+{
+	sqlite3_stmt *s;
+	size_t i;
+	int rc;
+
+	rc = exec_bind(m,
+		       "INSERT OR REPLACE INTO node_reports(node, "
+		       "reported_at) VALUES (?1, ?2)",
+		       NULL, node, at, "node report");
+	if (!rc)
+		rc = exec_bind(m, "DELETE FROM node_objects WHERE node = ?1",
+			       NULL, node, 0, "node report");
+	if (rc || n == 0)
+		return rc;
+	if (sqlite3_prepare_v2(m->db,
+			       "INSERT OR IGNORE INTO node_objects"
+			       "(node, name) VALUES (?1, ?2)",
+			       -1, &s, NULL) != SQLITE_OK)
+		return fail(m, SQLITE_ERROR, "node report");
+	for (i = 0; i < n && !rc; i++) {
+		sqlite3_reset(s);
+		sqlite3_bind_int64(s, 1, node);
+		sqlite3_bind_text(s, 2, names[i], -1, SQLITE_STATIC);
+		rc = sqlite3_step(s);
+		rc = rc == SQLITE_DONE ? 0 : fail(m, rc, "node report");
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int meta_node_remove(struct meta *m, int64_t node)
+{
+	int rc = exec_bind(m, "DELETE FROM node_objects WHERE node = ?1", NULL,
+			   node, 0, "node removal");
+
+	return rc ? rc
+		  : exec_bind(m, "DELETE FROM node_reports WHERE node = ?1",
+			      NULL, node, 0, "node removal");
+}
+
+int meta_nodes_prune(struct meta *m, int64_t before, uint64_t *pruned)
+{
+	int rc = exec_bind(m,
+			   "DELETE FROM node_objects WHERE node IN "
+			   "(SELECT node FROM node_reports WHERE "
+			   "reported_at < ?1)",
+			   NULL, before, 0, "node prune");
+
+	if (!rc)
+		rc = exec_bind(m,
+			       "DELETE FROM node_reports WHERE "
+			       "reported_at < ?1",
+			       NULL, before, 0, "node prune");
+	if (!rc)
+		*pruned = (uint64_t)sqlite3_changes(m->db);
+	return rc;
+}
+
+/* Call @fn for each row of a one-text-column query. */
+static int each_name(struct meta *m, const char *sql,
+		     int (*fn)(void *ctx, const char *name), void *ctx)
+{
+	sqlite3_stmt *s;
+	int rc, ret = 0;
+
+	if (sqlite3_prepare_v2(m->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return fail(m, SQLITE_ERROR, "scan");
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int len = sqlite3_column_bytes(s, 0);
+		char name[4096];
+
+		if (len < 0 || len >= (int)sizeof(name))
+			continue;
+		memcpy(name, sqlite3_column_blob(s, 0), (size_t)len);
+		name[len] = '\0';
+		ret = fn(ctx, name);
+		if (ret)
+			break;
+	}
+	sqlite3_finalize(s);
+	if (!ret && rc != SQLITE_DONE)
+		return fail(m, rc, "scan");
+	return ret;
+}
+
+int meta_nodes_count(struct meta *m, uint64_t *n)
+{
+	int64_t v = pragma_int(m, "SELECT count(*) FROM node_reports");
+
+	if (v < 0)
+		return -EIO;
+	*n = (uint64_t)v;
+	return 0;
+}
+
+int meta_protected_names(struct meta *m, int (*fn)(void *ctx, const char *name),
+			 void *ctx)
+{
+	return each_name(m,
+			 "SELECT name FROM node_objects UNION "
+			 "SELECT name FROM pin_objects",
+			 fn, ctx);
+}
+
+int meta_pin_add(struct meta *m, const char *path, int64_t at,
+		 const char *const *names, size_t n)
+{
+	sqlite3_stmt *s;
+	int64_t id;
+	size_t i;
+	int rc;
+
+	rc = exec_bind(m, "INSERT INTO pins(path, created) VALUES (?1, ?2)",
+		       path, at, 0, "pin");
+	if (rc)
+		return rc;
+	id = sqlite3_last_insert_rowid(m->db);
+	if (sqlite3_prepare_v2(m->db,
+			       "INSERT OR IGNORE INTO pin_objects(pin, "
+			       "name) VALUES (?1, ?2)",
+			       -1, &s, NULL) != SQLITE_OK)
+		return fail(m, SQLITE_ERROR, "pin");
+	for (i = 0; i < n && !rc; i++) {
+		sqlite3_reset(s);
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_text(s, 2, names[i], -1, SQLITE_STATIC);
+		rc = sqlite3_step(s);
+		rc = rc == SQLITE_DONE ? 0 : fail(m, rc, "pin");
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int meta_pin_remove(struct meta *m, const char *path)
+{
+	int rc = exec_bind(m,
+			   "DELETE FROM pin_objects WHERE pin IN "
+			   "(SELECT id FROM pins WHERE path = ?1)",
+			   path, 0, 0, "unpin");
+
+	if (!rc)
+		rc = exec_bind(m, "DELETE FROM pins WHERE path = ?1", path, 0,
+			       0, "unpin");
+	if (!rc && sqlite3_changes(m->db) == 0)
+		return -ENOENT;
+	return rc;
+}
+
+int meta_pins(struct meta *m, int (*fn)(void *ctx, const char *path), void *ctx)
+{
+	return each_name(m, "SELECT path FROM pins ORDER BY path", fn, ctx);
+}
+
+int meta_nspace_objects(struct meta *m, uint64_t nspace,
+			int (*fn)(void *ctx, const char *name), void *ctx)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT DISTINCT o.name FROM inodes i JOIN blocks b ON "
+		 "b.ino = i.ino JOIN objects o ON o.id = b.obj WHERE "
+		 "i.nspace = %" PRIu64,
+		 nspace);
+	return each_name(m, sql, fn, ctx);
+}
+
+int meta_obj_pinned(struct meta *m, const char *name)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(m->db,
+			       "SELECT 1 FROM pin_objects WHERE "
+			       "name = ?1 LIMIT 1",
+			       -1, &s, NULL) != SQLITE_OK)
+		return fail(m, SQLITE_ERROR, "pin lookup");
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : fail(m, rc, "pin lookup");
 }

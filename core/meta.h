@@ -209,4 +209,29 @@ int meta_gc_log_put(struct meta *m, const struct meta_gc_event *e);
 /* The newest @max events, newest first. */
 int meta_gc_log(struct meta *m, struct meta_gc_event *v, size_t max, size_t *n);
 
+/* Node reports: a mount's active set (objects its flushes in flight may
+ * still commit), with the time it was reported. */
+int meta_node_report(struct meta *m, int64_t node, int64_t at,
+		     const char *const *names, size_t n);
+int meta_node_remove(struct meta *m, int64_t node);
+/* Drop the reports older than @before; *pruned receives how many. */
+int meta_nodes_prune(struct meta *m, int64_t before, uint64_t *pruned);
+int meta_nodes_count(struct meta *m, uint64_t *n);
+/* Every object named by a node report or a pin. */
+int meta_protected_names(struct meta *m, int (*fn)(void *ctx, const char *name),
+			 void *ctx);
+
+/* Pins: @path (mount-relative) keeps @names alive. -EEXIST if pinned. */
+int meta_pin_add(struct meta *m, const char *path, int64_t at,
+		 const char *const *names, size_t n);
+/* 1 if a pin names object @name, 0 if not. */
+int meta_obj_pinned(struct meta *m, const char *name);
+/* -ENOENT if @path is not pinned. */
+int meta_pin_remove(struct meta *m, const char *path);
+int meta_pins(struct meta *m, int (*fn)(void *ctx, const char *path),
+	      void *ctx);
+/* The objects referenced by the inodes of namespace @nspace. */
+int meta_nspace_objects(struct meta *m, uint64_t nspace,
+			int (*fn)(void *ctx, const char *name), void *ctx);
+
 #endif

@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -83,6 +84,7 @@ struct flush {
 	struct pending *p; /* outcome of the stream, plus shares */
 	size_t np;
 	int err;
+	bool streamed;	    /* protected by t->fin_lock: p[] is final */
 	struct flush *next; /* inode->inflight / failed list (mlock) */
 };
 
@@ -152,6 +154,10 @@ struct tally {
 	unsigned pending; /* protected by fin_lock: rotated, not final */
 	void (*stream_hook)(void *arg, uint64_t seq, uint64_t ino);
 	void *hook_arg;
+	int64_t node_id;
+	int64_t report_interval, stale_after; /* seconds */
+	unsigned min_nodes;
+	int64_t last_report;  /* protected by lock */
 	uint64_t rotated_seq; /* protected by fin_lock */
 	uint64_t done_seq;    /* protected by fin_lock */
 	uint64_t groups;      /* protected by fin_lock: group commits */
@@ -497,8 +503,13 @@ static void unlink_dead(struct tally *t, struct meta_objlist *zero)
 	size_t i;
 
 	for (i = 0; i < zero->n; i++) {
-		int rc = objstore_unlink(t->objs, zero->v[i].shard,
-					 zero->v[i].name);
+		int rc;
+
+		/* a pinned object outlives its references (GC keeps it) */
+		if (meta_obj_pinned(t->meta, zero->v[i].name) != 0)
+			continue;
+		rc = objstore_unlink(t->objs, zero->v[i].shard,
+				     zero->v[i].name);
 
 		if (rc && rc != -ENOENT)
 			log_msg(LOG_WARNING, "cannot unlink object '%s': %s",
@@ -557,6 +568,30 @@ static int inode_drop(struct tally *t, struct inode *ip,
 
 static void *finalizer(void *arg);
 static void *flusher(void *arg);
+
+/* This mount's node id: stable, kept in the store. */
+static int node_identity(struct tally *t)
+{
+	int64_t id;
+	int rc = meta_config_get(t->meta, "node_id", &id);
+
+	if (rc == -ENOENT) {
+		uint64_t r = 0;
+
+		if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+			r = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+		id = (int64_t)(r >> 1);
+		if (id == 0)
+			id = 1;
+		rc = meta_begin(t->meta);
+		if (!rc)
+			rc = meta_config_set(t->meta, "node_id", id);
+		rc = txn_end(t, rc, NULL);
+	}
+	if (!rc)
+		t->node_id = id;
+	return rc;
+}
 
 static unsigned cpus(void)
 {
@@ -629,6 +664,10 @@ int tally_open(const char *path, const struct tally_opts *opts,
 	t->max_pending = opts->max_pending ? opts->max_pending : 32;
 	t->stream_hook = opts->stream_hook;
 	t->hook_arg = opts->hook_arg;
+	t->report_interval = opts->report_interval ? opts->report_interval : 60;
+	t->stale_after = opts->stale_after ? opts->stale_after : 600;
+	t->min_nodes = opts->min_nodes_reporting ? opts->min_nodes_reporting
+						 : 1;
 	t->owner = opts->owner;
 	t->owner_gid = opts->owner_gid;
 	t->started = now();
@@ -659,6 +698,8 @@ int tally_open(const char *path, const struct tally_opts *opts,
 	if (meta_config_get(t->meta, "durable_seq", &v) == 0)
 		t->done_seq = t->rotated_seq = (uint64_t)v;
 	rc = clean_orphans(t);
+	if (!rc)
+		rc = node_identity(t);
 	if (rc)
 		goto out_store;
 	rc = pool_new(opts->workers ? opts->workers : cpus(), &t->pool);
@@ -717,6 +758,19 @@ int tally_close(struct tally *t)
 	pthread_join(t->fin_thread, NULL);
 	pool_free(t->pool);
 	lock(t);
+	{
+		int rc2 = meta_begin(t->meta);
+
+		/* a clean unmount withdraws this node's report */
+		if (!rc2)
+			rc2 = meta_node_remove(t->meta, t->node_id);
+		rc2 = txn_end(t, rc2, NULL);
+		if (rc2)
+			log_msg(LOG_WARNING,
+				"cannot withdraw the node report: "
+				"%s",
+				strerror(-rc2));
+	}
 	{
 		int rc2 = txn_sync(t);
 
@@ -1148,6 +1202,7 @@ static struct flush *heap_pop(struct tally *t)
 static void flush_ready(struct tally *t, struct flush *f)
 {
 	pthread_mutex_lock(&t->fin_lock);
+	f->streamed = true;
 	heap_push(t, f);
 	pthread_cond_broadcast(&t->fin_work);
 	pthread_mutex_unlock(&t->fin_lock);
@@ -1695,6 +1750,89 @@ static void flush_aged(struct tally *t)
 	free(list);
 }
 
+struct active {
+	const char **v;
+	size_t n, cap;
+};
+
+static int active_add(struct active *a, const char *name)
+{
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 64;
+		const char **v = realloc(a->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		a->v = v;
+		a->cap = cap;
+	}
+	a->v[a->n++] = name;
+	return 0;
+}
+
+/* Names the flushes of @list may still commit (t->lock and mlock held). */
+static int active_of(struct tally *t, struct flush *list, struct active *a)
+{
+	int rc = 0;
+
+	for (; list && !rc; list = list->next) {
+		bool streamed;
+		size_t i;
+
+		pthread_mutex_lock(&t->fin_lock);
+		streamed = list->streamed;
+		pthread_mutex_unlock(&t->fin_lock);
+		for (i = 0; streamed && i < list->np && !rc; i++)
+			if (!list->p[i].hole && !list->p[i].shared)
+				rc = active_add(a, list->p[i].name);
+	}
+	return rc;
+}
+
+int tally_report(struct tally *t)
+{
+	struct active a = { 0 };
+	size_t i;
+	int rc = 0;
+
+	lock(t);
+	for (i = 0; i < ITABLE_SIZE && !rc; i++) {
+		struct inode *ip;
+
+		for (ip = t->itable[i]; ip && !rc; ip = ip->next) {
+			pthread_mutex_lock(&ip->mlock);
+			rc = active_of(t, ip->inflight, &a);
+			if (!rc)
+				rc = active_of(t, ip->failed, &a);
+			pthread_mutex_unlock(&ip->mlock);
+		}
+	}
+	if (!rc) {
+		rc = meta_begin(t->meta);
+		if (!rc)
+			rc = meta_node_report(t->meta, t->node_id,
+					      (int64_t)time(NULL), a.v, a.n);
+		rc = txn_end(t, rc, NULL);
+	}
+	if (!rc)
+		t->last_report = (int64_t)time(NULL);
+	unlock(t);
+	free(a.v);
+	if (rc)
+		log_msg(LOG_WARNING, "node report failed: %s", strerror(-rc));
+	return rc;
+}
+
+static bool report_due(struct tally *t)
+{
+	bool due;
+
+	lock(t);
+	due = time(NULL) - t->last_report >= t->report_interval;
+	unlock(t);
+	return due;
+}
+
 /* The flusher thread: the timer and memory-pressure trigger. */
 static void *flusher(void *arg)
 {
@@ -1712,6 +1850,8 @@ static void *flusher(void *arg)
 			break;
 		pthread_mutex_unlock(&t->flusher_lock);
 		flush_aged(t);
+		if (report_due(t))
+			tally_report(t);
 		pthread_mutex_lock(&t->flusher_lock);
 	}
 	pthread_mutex_unlock(&t->flusher_lock);
@@ -3582,6 +3722,141 @@ void tally_inject(struct tally *t, bool sync, unsigned nth, int err)
 {
 	objstore_inject(t->objs, sync ? OBJSTORE_SYNC : OBJSTORE_WRITE, nth,
 			err);
+}
+
+void tally_gc_settings(struct tally *t, int64_t *stale_after,
+		       unsigned *min_nodes, int64_t *node_id)
+{
+	*stale_after = t->stale_after;
+	*min_nodes = t->min_nodes;
+	*node_id = t->node_id;
+}
+
+static int pin_collect(void *ctx, const char *name)
+{
+	return active_add(ctx, strdup(name)) ? -ENOMEM : 0;
+}
+
+/* Mount-relative @path in canonical form ("a/b"); "." and ".." refused. */
+static int canonical(const char *path, char *canon, size_t size)
+{
+	char buf[4096], *p, *save = NULL;
+	size_t used = 0;
+
+	if (strlen(path) >= sizeof(buf))
+		return -ENAMETOOLONG;
+	snprintf(buf, sizeof(buf), "%s", path);
+	canon[0] = '\0';
+	for (p = strtok_r(buf, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
+		if (!strcmp(p, ".") || !strcmp(p, ".."))
+			return -EINVAL;
+		used += (size_t)snprintf(canon + used, size - used, "%s%s",
+					 used ? "/" : "", p);
+		if (used >= size)
+			return -ENAMETOOLONG;
+	}
+	return used ? 0 : -EINVAL;
+}
+
+/* Resolve mount-relative @path to an inode (t->lock held); @canon gets
+ * the path in canonical form ("a/b", no empty components). */
+static int resolve(struct tally *t, const char *path, uint64_t *ino,
+		   uint64_t *parent, char *canon, size_t size)
+{
+	char buf[4096], *p, *save = NULL;
+	uint64_t cur = TALLY_ROOT_INO, up = 0;
+	size_t used = 0;
+
+	if (strlen(path) >= sizeof(buf))
+		return -ENAMETOOLONG;
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (p = strtok_r(buf, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
+		int rc;
+
+		if (!strcmp(p, ".") || !strcmp(p, ".."))
+			return -EINVAL;
+		rc = check_name(p);
+		if (rc)
+			return rc;
+		up = cur;
+		rc = meta_dentry_lookup(t->meta, cur, p, &cur);
+		if (rc)
+			return rc;
+		used += (size_t)snprintf(canon + used, size - used, "%s%s",
+					 used ? "/" : "", p);
+		if (used >= size)
+			return -ENAMETOOLONG;
+	}
+	if (cur == TALLY_ROOT_INO)
+		return -EINVAL; /* the root itself */
+	*ino = cur;
+	*parent = up;
+	return 0;
+}
+
+int tally_pin(struct tally *t, const char *path, bool pin, uint64_t *objects)
+{
+	struct active a = { 0 };
+	struct meta_inode md;
+	uint64_t ino, parent;
+	char canon[4096];
+	size_t i;
+	int rc;
+
+	if (!path[0])
+		return -EINVAL;
+	if (pin) {
+		/* the objects as committed: let pending closes finish */
+		rc = tally_drain(t, NULL, 0);
+		if (rc)
+			return rc;
+	}
+	lock(t);
+	if (!pin) {
+		/* by name: the file may be gone since it was pinned */
+		rc = canonical(path, canon, sizeof(canon));
+		if (!rc)
+			rc = meta_begin(t->meta);
+		if (!rc)
+			rc = meta_pin_remove(t->meta, canon);
+		rc = txn_end(t, rc, NULL);
+		goto out;
+	}
+	rc = resolve(t, path, &ino, &parent, canon, sizeof(canon));
+	if (rc)
+		goto out;
+	path = canon;
+	rc = meta_inode_get(t->meta, ino, &md);
+	if (rc)
+		goto out;
+	if (parent == TALLY_ROOT_INO) {
+		rc = meta_nspace_objects(t->meta, md.nspace, pin_collect, &a);
+	} else if (S_ISREG(md.mode)) {
+		struct meta_bref *map = NULL;
+		size_t n = 0;
+
+		rc = meta_blocks_load(t->meta, ino, &map, &n);
+		for (i = 0; i < n && !rc; i++)
+			if (map[i].name[0])
+				rc = pin_collect(&a, map[i].name);
+		free(map);
+	} else {
+		rc = -EINVAL; /* a file or a whole namespace */
+	}
+	if (rc)
+		goto out;
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_pin_add(t->meta, path, (int64_t)time(NULL), a.v, a.n);
+	rc = txn_end(t, rc, NULL);
+	if (!rc)
+		*objects = a.n;
+out:
+	unlock(t);
+	for (i = 0; i < a.n; i++)
+		free((char *)a.v[i]);
+	free(a.v);
+	return rc;
 }
 
 struct meta *tally_meta_lock(struct tally *t)

@@ -40,6 +40,9 @@ struct tally_opts {
 	unsigned max_pending;	/* flushes in flight; 0 = 32 */
 	unsigned workers;	/* worker threads; 0 = one per CPU */
 	/* tests only: called at the start of each flush's stream phase */
+	int64_t report_interval; /* seconds between node reports; 0 = 60 */
+	int64_t stale_after;	 /* node reports older are pruned; 0 = 600 */
+	unsigned min_nodes_reporting; /* GC collects only with as many; 0 = 1 */
 	void (*stream_hook)(void *arg, uint64_t seq, uint64_t ino);
 	void *hook_arg;
 	uid_t owner; /* owner of /.tally/ctl */
@@ -169,6 +172,25 @@ struct objstore;
 struct meta *tally_meta_lock(struct tally *t);
 void tally_meta_unlock(struct tally *t);
 struct objstore *tally_objstore(struct tally *t);
+
+/*
+ * Write this mount's node report: its id, the time, and its active set
+ * (objects its flushes in flight may still commit). Done at least every
+ * report_interval and before every GC cycle; a clean unmount withdraws it.
+ */
+int tally_report(struct tally *t);
+
+/* GC settings of this mount (seconds, and a count). */
+void tally_gc_settings(struct tally *t, int64_t *stale_after,
+		       unsigned *min_nodes, int64_t *node_id);
+
+/*
+ * Pin (@pin true) or unpin the objects of mount-relative @path: a regular
+ * file, or a whole namespace. -EINVAL for "." / ".." components or other
+ * kinds of inode, -ENOENT for a missing path, -EEXIST when already pinned
+ * (pin) or -ENOENT when not (unpin). *objects receives the count pinned.
+ */
+int tally_pin(struct tally *t, const char *path, bool pin, uint64_t *objects);
 
 /* The worker pool (control commands run on it). */
 struct pool *tally_pool(struct tally *t);

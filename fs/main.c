@@ -33,6 +33,9 @@ struct options {
 	unsigned long long dirty_limit;
 	unsigned workers;
 	unsigned max_pending;
+	long long report_interval;
+	long long stale_after;
+	unsigned min_nodes;
 	int help;
 	int version;
 };
@@ -49,6 +52,9 @@ static const struct fuse_opt option_spec[] = {
 	OPT("dirty_limit=%llu", dirty_limit),
 	OPT("workers=%u", workers),
 	OPT("max_pending_flushes=%u", max_pending),
+	OPT("report_interval=%lld", report_interval),
+	OPT("stale_after=%lld", stale_after),
+	OPT("min_nodes_reporting=%u", min_nodes),
 	OPT("-h", help),
 	OPT("--help", help),
 	OPT("-V", version),
@@ -91,6 +97,11 @@ static void usage(const char *prog)
 	       "    -o max_pending_flushes=N  flushes in flight (default 32)\n"
 	       "    -o workers=N            worker threads (default: one per "
 	       "CPU)\n"
+	       "    -o report_interval=SECS node report period (default 60)\n"
+	       "    -o stale_after=SECS     GC prunes older node reports "
+	       "(default 600)\n"
+	       "    -o min_nodes_reporting=N  GC collects only with N reports "
+	       "(default 1)\n"
 	       "    -f                      stay in the foreground\n"
 	       "    -V, --version           print the version\n"
 	       "\n",
@@ -268,6 +279,9 @@ int main(int argc, char **argv)
 	topts.dirty_limit = o.dirty_limit;
 	topts.workers = o.workers;
 	topts.max_pending = o.max_pending;
+	topts.report_interval = o.report_interval > 0 ? o.report_interval : 0;
+	topts.stale_after = o.stale_after > 0 ? o.stale_after : 0;
+	topts.min_nodes_reporting = o.min_nodes;
 	topts.owner = getuid();
 	topts.owner_gid = getgid();
 	rc = tally_open(o.store, &topts, &fs.t);

@@ -10,7 +10,7 @@ source "$(dirname "$0")/lib.sh"
 
 LEAK=cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd
 mount_fs
-mkdir "$MNT/main"
+mkdir "$MNT/main" "$MNT/main/dir"
 rand_file "$TMP/f" $((2 * MIB + 10))
 T cp "$TMP/f" "$MNT/main/f"
 drain
@@ -41,6 +41,32 @@ import json, sys
 d = json.load(sys.stdin)
 print(d["last_gc"]["collected"], d["last_gc"]["bytes_freed"], len(d["gc_log"]))')
 assert_eq "status last_gc (collected, bytes_freed, events)" "1 12 3" "$last"
+
+# pins: the objects of a pinned file outlive it, through GC cycles
+rand_file "$TMP/p" $((MIB + 1))
+T cp "$TMP/p" "$MNT/main/p"
+ctl "pin main/p" || fail "pin failed"
+pinned=$(objects "$MNT/main/p")
+T rm "$MNT/main/p"
+ctl "gc grace=0" || fail "gc grace=0 failed"
+for h in $pinned; do
+	assert_exists "$STORE/shards/0/${h:0:2}/$h"
+done
+assert_eq "pins in status" "['main/p']" "$(status_json | python3 -c '
+import json, sys; print(json.load(sys.stdin)["pins"])')"
+assert_eq "pin of a missing path" ENOENT "$(ctl_errno $'pin main/nope\n')"
+assert_eq "pin escaping with .." EINVAL "$(ctl_errno $'pin main/../x\n')"
+assert_eq "pin of a directory" EINVAL "$(ctl_errno $'pin main/dir\n')"
+umount_fs
+fsck_store "$STORE"
+assert_eq "tallyfsck with pinned objects ($FSCK_OUT)" 0 "$FSCK_RC"
+mount_fs
+ctl "unpin main/p" || fail "unpin failed"
+assert_eq "unpin twice" ENOENT "$(ctl_errno $'unpin main/p\n')"
+ctl "gc grace=0" || fail "gc grace=0 failed"
+for h in $pinned; do
+	assert_absent "$STORE/shards/0/${h:0:2}/$h"
+done
 
 assert_eq "gc bogus" EINVAL "$(ctl_errno $'gc bogus\n')"
 assert_eq "gc grace=x" EINVAL "$(ctl_errno $'gc grace=x\n')"

@@ -313,3 +313,108 @@ Test(gc, drift_reported_and_repaired_online)
 	cr_assert_eq(ctl_exec(t, "gc now\n", 7, &report), -EINVAL);
 	expect_clean();
 }
+
+/* Plant object file @name (32 hex) with a few bytes. */
+static void plant(const char *name)
+{
+	char path[4200];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/shards/0/%.2s", store, name);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/shards/0/%.2s/%s", store, name, name);
+	fd = open(path, O_CREAT | O_WRONLY, 0400);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, "x", 1), 1);
+	close(fd);
+}
+
+static bool planted(const char *name)
+{
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/shards/0/%.2s/%s", store, name, name);
+	return access(path, F_OK) == 0;
+}
+
+#define FRESH "11111111111111111111111111111111"
+#define STALE "22222222222222222222222222222222"
+
+/* Another node's report, written as that node would. */
+static void other_node(int64_t node, int64_t at, const char *name)
+{
+	struct meta *m = tally_meta_lock(t);
+	const char *names[1] = { name };
+
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_node_report(m, node, at, names, 1), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	tally_meta_unlock(t);
+}
+
+Test(gc, fresh_node_report_protects_stale_one_is_pruned)
+{
+	struct gc_report r;
+
+	plant(FRESH);
+	plant(STALE);
+	other_node(1001, (int64_t)time(NULL), FRESH);
+	other_node(1002, (int64_t)time(NULL) - 3600, STALE);
+	run_gc(false, 0, &r);
+	cr_assert_eq(r.stale_nodes, 1);
+	cr_assert_eq(r.nodes_reporting, 2, "this mount and node 1001");
+	cr_assert(planted(FRESH), "in a fresh node's active set");
+	cr_assert_not(planted(STALE), "the stale report protects nothing");
+	cr_assert_eq(r.collected, 1);
+}
+
+Test(gc, too_few_nodes_block_collection)
+{
+	struct tally_opts o = {
+		.block_size = BS,
+		.create = true,
+		.min_nodes_reporting = 3,
+	};
+	struct gc_report r;
+
+	tally_close(t);
+	cr_assert_eq(tally_open(store, &o, &t), 0);
+	plant_leak();
+	run_gc(false, 0, &r);
+	cr_assert(r.blocked);
+	cr_assert_eq(r.nodes_reporting, 1);
+	cr_assert_eq(r.collected, 0);
+	cr_assert(leak_exists());
+}
+
+Test(gc, pins_keep_objects_of_deleted_files)
+{
+	char a[2 * BS], *report = NULL;
+	struct gc_report r;
+	uint64_t ns, objects = 0;
+
+	ns = mkns("main");
+	tu_fill(a, sizeof(a), 9);
+	mkfile(ns, "a", a, sizeof(a), false);
+	cr_assert_eq(tally_pin(t, "/main//a", true, &objects), 0);
+	cr_assert_eq(objects, 2);
+	cr_assert_eq(tally_pin(t, "main/a", true, &objects), -EEXIST);
+	cr_assert_eq(tally_pin(t, "main/../etc", true, &objects), -EINVAL);
+	cr_assert_eq(tally_pin(t, "main/missing", true, &objects), -ENOENT);
+	cr_assert_eq(tally_pin(t, "/", true, &objects), -EINVAL);
+	/* the file goes; its objects stay, pinned, through GC cycles */
+	cr_assert_eq(tally_unlink(t, ns, "a"), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tu_count_objects(store), 2, "kept by the pin");
+	run_gc(false, 0, &r);
+	cr_assert_eq(r.collected, 0);
+	cr_assert_eq(tu_count_objects(store), 2);
+	/* unpin by name (the file is gone); the next cycle collects */
+	cr_assert_eq(ctl_exec(t, "unpin main/a\n", 13, &report), 0);
+	free(report);
+	cr_assert_eq(ctl_exec(t, "unpin main/a\n", 13, &report), -ENOENT);
+	run_gc(false, 0, &r);
+	cr_assert_eq(r.collected, 2);
+	cr_assert_eq(tu_count_objects(store), 0);
+	expect_clean();
+}
