@@ -373,6 +373,10 @@ int objstore_put(struct objstore *os, unsigned shard, const void *buf,
 		rc = compare_object(os, shard, name, buf, len);
 		if (rc == 0) {
 			*created = false;
+			/* another stream may have put it in place without
+			 * having made it durable yet: the batch syncs */
+			if (batch)
+				batch->hits++;
 			return 0;
 		}
 		if (rc == 1) {
@@ -403,8 +407,11 @@ int objstore_batch_finish(struct objstore *os, struct objstore_batch *b)
 	size_t i;
 	int rc;
 
-	if (b->n == 0)
+	if (b->n == 0) {
+		if (b->hits && syncfs(os->dirfd) < 0)
+			return -errno;
 		return 0;
+	}
 	/* 1: the data of every temp file */
 	rc = fault(os, OBJSTORE_SYNC);
 	if (rc)

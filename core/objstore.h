@@ -30,6 +30,7 @@ struct objstore_staged;
 struct objstore_batch {
 	struct objstore_staged *v;
 	size_t n, cap;
+	size_t hits; /* objects found already in place (maybe not durable) */
 };
 
 /*

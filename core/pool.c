@@ -182,6 +182,30 @@ bool pool_help(struct pool *p)
 	return true;
 }
 
+bool pool_help_fn(struct pool *p, void (*fn)(void *arg))
+{
+	struct job *j, *prev = NULL;
+
+	pthread_mutex_lock(&p->lock);
+	for (j = p->head; j && j->fn != fn; j = j->next)
+		prev = j;
+	if (j) {
+		if (prev)
+			prev->next = j->next;
+		else
+			p->head = j->next;
+		if (p->tail == j)
+			p->tail = prev;
+		p->queued--;
+		p->running++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (!j)
+		return false;
+	run(p, j);
+	return true;
+}
+
 void pool_stats(struct pool *p, struct pool_stats *out)
 {
 	pthread_mutex_lock(&p->lock);

@@ -28,6 +28,10 @@ int pool_submit(struct pool *p, void (*fn)(void *arg), void *arg);
  */
 bool pool_help(struct pool *p);
 
+/* Like pool_help(), but only a queued job that runs @fn (a waiter holding
+ * locks helps only with jobs known to take none of them). */
+bool pool_help_fn(struct pool *p, void (*fn)(void *arg));
+
 struct pool_stats {
 	unsigned workers;
 	uint64_t queued, running, done;

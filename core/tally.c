@@ -76,10 +76,11 @@ struct pending;
 struct flush {
 	uint64_t seq;
 	struct tally *t;
-	struct inode *ip;  /* an in-memory reference is held */
-	uint64_t size;	   /* file size at rotation */
-	bool truncated;	   /* drop committed blocks past size */
-	struct dirty *blk; /* owned, sorted by idx */
+	struct inode *ip;    /* an in-memory reference is held */
+	uint64_t size;	     /* file size at rotation */
+	bool truncated;	     /* drop committed blocks past trunc_size */
+	uint64_t trunc_size; /* lowest size since the flush before */
+	struct dirty *blk;   /* owned, sorted by idx */
 	size_t nblk;
 	struct pending *p; /* outcome of the stream, plus shares */
 	size_t np;
@@ -103,7 +104,8 @@ struct inode {
 	unsigned nfailed;	/* protected by t->lock: parked flushes */
 	uint64_t flight_blocks; /* protected by t->lock: in flight, parked */
 	int err;		/* protected by t->lock: for fsync/close */
-	bool truncated;		/* protected by rw: drop blocks past size */
+	bool truncated;		/* protected by rw: drop blocks past... */
+	uint64_t trunc_size;	/* ...this, the lowest size since a flush */
 
 	pthread_rwlock_t rw;
 	struct dirty *dirty; /* protected by rw, sorted by idx */
@@ -991,7 +993,8 @@ static int read_below_dirty(struct tally *t, struct inode *ip, uint64_t idx,
 					memcpy(dst, d->buf + off, len);
 					found = true;
 				} else if (f->truncated &&
-					   idx >= blocks_for(t, f->size)) {
+					   idx >= blocks_for(t,
+							     f->trunc_size)) {
 					memset(dst, 0, len);
 					found = true;
 				}
@@ -1085,6 +1088,15 @@ static int dirty_get(struct tally *t, struct inode *ip, uint64_t idx,
 	unlock(t);
 	*out = d;
 	return 0;
+}
+
+/* A shrink to @size: committed blocks past it go with the next flush
+ * (rw held). */
+static void trunc_note(struct inode *ip, uint64_t size)
+{
+	if (!ip->truncated || size < ip->trunc_size)
+		ip->trunc_size = size;
+	ip->truncated = true;
 }
 
 static bool all_zero(const char *buf, size_t len)
@@ -1297,17 +1309,29 @@ static int flush_rotate(struct tally *t, struct inode *ip,
 	failed = ip->failed;
 	ip->failed = NULL;
 	pthread_mutex_unlock(&ip->mlock);
-	for (old = failed; old; old = old->next) { /* newest first */
-		for (i = 0; i < old->nblk; i++) {
+	for (old = failed; old && !rc; old = old->next) { /* newest first */
+		for (i = 0; i < old->nblk && !rc; i++) {
 			struct dirty *d = &old->blk[i], *nd;
 
 			if (dirty_find(ip, d->idx) || inflight_has(ip, d->idx))
 				continue;
-			if (dirty_get(t, ip, d->idx, true, &nd) == 0)
+			rc = dirty_get(t, ip, d->idx, true, &nd);
+			if (!rc)
 				memcpy(nd->buf, d->buf, t->bs);
 		}
 		if (old->truncated)
-			ip->truncated = true;
+			trunc_note(ip, old->trunc_size);
+	}
+	if (rc) {
+		/* keep them parked: nothing is lost, the error is returned */
+		pthread_mutex_lock(&ip->mlock);
+		for (old = failed; old->next; old = old->next)
+			;
+		old->next = ip->failed;
+		ip->failed = failed;
+		pthread_mutex_unlock(&ip->mlock);
+		free(f);
+		return rc;
 	}
 	while (failed) {
 		old = failed;
@@ -1324,6 +1348,7 @@ static int flush_rotate(struct tally *t, struct inode *ip,
 	f->ip = ip;
 	f->size = ip->md.size;
 	f->truncated = ip->truncated;
+	f->trunc_size = ip->trunc_size;
 	f->blk = ip->dirty;
 	f->nblk = ip->ndirty;
 	n = f->nblk + nshares;
@@ -1333,10 +1358,10 @@ static int flush_rotate(struct tally *t, struct inode *ip,
 		return -ENOMEM;
 	}
 	ip->dirty = NULL;
-	ip->ndirty = 0;
 	ip->dcap = 0;
 	ip->truncated = false;
 	lock(t);
+	ip->ndirty = 0;
 	ip->refs++; /* held by the flush until finalized */
 	ip->flight_blocks += f->nblk;
 	unlock(t);
@@ -1398,8 +1423,10 @@ static int flush_wait(struct tally *t, uint64_t seq, double timeout)
 				    (mono.tv_sec == deadline.tv_sec &&
 				     mono.tv_nsec >= deadline.tv_nsec)))
 			return -ETIMEDOUT;
-		/* helping could run a long job past the deadline */
-		if (timeout <= 0 && pool_help(t->pool))
+		/* helping could run a long job past the deadline; and only
+		 * stream jobs, which take no inode lock (a waiter may hold
+		 * one) */
+		if (timeout <= 0 && pool_help_fn(t->pool, flush_stream))
 			continue;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_nsec += 50 * 1000000;
@@ -1435,12 +1462,15 @@ static int flush_apply(struct tally *t, struct flush *f,
 		       struct meta_objlist *zero, uint64_t *alloc)
 {
 	struct inode *ip = f->ip;
-	uint64_t nblocks = blocks_for(t, f->size);
+	uint64_t tb = blocks_for(t, f->trunc_size);
 	struct meta_inode md;
 	int64_t delta = 0;
 	size_t i;
 	int rc = 0;
 
+	/* a shrink first: blocks written after it come back below */
+	if (f->truncated)
+		rc = meta_blocks_drop(t->meta, ip->ino, tb, zero);
 	for (i = 0; i < f->np && !rc; i++) {
 		struct pending *q = &f->p[i];
 
@@ -1471,24 +1501,20 @@ static int flush_apply(struct tally *t, struct flush *f,
 	}
 	if (rc)
 		return rc;
-	if (f->truncated)
-		rc = meta_blocks_drop(t->meta, ip->ino, nblocks, zero);
-	if (rc)
-		return rc;
 	/* the allocation after this flush, from the map before it */
 	pthread_mutex_lock(&ip->mlock);
+	if (f->truncated)
+		for (i = 0; i < ip->nmap; i++)
+			if (ip->map[i].idx >= tb)
+				delta -= ip->map[i].size;
 	for (i = 0; i < f->np; i++) {
 		struct meta_bref *r = map_find(ip, f->p[i].idx);
 
-		if (r)
+		if (r && !(f->truncated && f->p[i].idx >= tb))
 			delta -= r->size;
 		if (!f->p[i].hole)
 			delta += f->p[i].len;
 	}
-	if (f->truncated)
-		for (i = 0; i < ip->nmap; i++)
-			if (ip->map[i].idx >= nblocks)
-				delta -= ip->map[i].size;
 	pthread_mutex_unlock(&ip->mlock);
 	*alloc = (uint64_t)((int64_t)ip->dalloc + delta);
 	md = ip->md;
@@ -1501,13 +1527,13 @@ static int flush_apply(struct tally *t, struct flush *f,
 static void flush_publish(struct tally *t, struct flush *f, uint64_t alloc)
 {
 	struct inode *ip = f->ip;
-	uint64_t nblocks = blocks_for(t, f->size);
 	struct flush **pp;
 	size_t i;
 
 	pthread_mutex_lock(&ip->mlock);
 	if (f->truncated)
-		while (ip->nmap && ip->map[ip->nmap - 1].idx >= nblocks)
+		while (ip->nmap && ip->map[ip->nmap - 1].idx >=
+					   blocks_for(t, f->trunc_size))
 			ip->nmap--;
 	for (i = 0; i < f->np; i++) {
 		struct meta_bref ref;
@@ -1611,7 +1637,7 @@ static void finalize_group(struct tally *t, struct flush **g, size_t n)
 	rc = meta_begin(t->meta);
 	for (i = 0; i < n && !rc; i++) {
 		alloc[i] = 0;
-		if (g[i]->err || g[i]->ip->freed)
+		if (g[i]->err || g[i]->ip->freed || g[i]->ip->nfailed)
 			continue;
 		rc = flush_apply(t, g[i], &zero, &alloc[i]);
 	}
@@ -1626,8 +1652,15 @@ static void finalize_group(struct tally *t, struct flush **g, size_t n)
 		if (f->ip->freed) {
 			flush_unlist(f);
 			flush_discard_objects(t, f);
-		} else if (f->err || rc) {
-			flush_park(t, f, f->err ? f->err : rc);
+		} else if (f->err || rc || f->ip->nfailed) {
+			/* an inode with a parked flush commits nothing newer
+			 * until the parked data went again: the retry would
+			 * otherwise bring back older blocks */
+			flush_park(t, f,
+				   f->err	? f->err
+				   : rc		? rc
+				   : f->ip->err ? f->ip->err
+						: -EIO);
 			parked[i] = true; /* keeps its buffers and reference */
 			continue;
 		} else {
@@ -1712,7 +1745,9 @@ static void flush_aged(struct tally *t)
 		struct inode *ip;
 
 		for (ip = t->itable[i]; ip; ip = ip->next) {
-			if (!(ip->ndirty || ip->nfailed) || ip->freed)
+			/* freed inodes too: their flush is discarded, and
+			 * their buffers freed */
+			if (!(ip->ndirty || ip->nfailed))
 				continue;
 			if (!pressure &&
 			    ts.tv_sec - ip->dirty_since.tv_sec < DIRTY_AGE_S)
@@ -1904,10 +1939,14 @@ static void dirty_throttle(struct tally *t, struct inode *ip)
 		uint64_t seq;
 
 		if (ip->ndirty) {
+			int rc;
+
 			/* our own data first: it is what we can free */
 			unlock(t);
-			flush_rotate(t, ip, NULL, 0, false, &seq);
+			rc = flush_rotate(t, ip, NULL, 0, false, &seq);
 			lock(t);
+			if (rc)
+				break;
 			continue;
 		}
 		unlock(t);
@@ -2049,7 +2088,7 @@ static int set_size(struct tally *t, struct inode *ip, uint64_t size)
 			t->dirty_blocks--;
 		}
 		unlock(t);
-		ip->truncated = true;
+		trunc_note(ip, size);
 	}
 	lock(t);
 	ip->md.size = size;
@@ -3025,8 +3064,8 @@ static ssize_t copy_shared(struct tally *t, struct inode *in, uint64_t off_in,
 	ssize_t ret;
 	int rc;
 
-	/* a short last block can be shared only where it ends the file */
-	if (len % t->bs && end >= out->md.size)
+	/* a short last block can be shared only where it ends both files */
+	if (len % t->bs && end >= out->md.size && off_in + len >= in->md.size)
 		nb++;
 	else
 		len = nb * t->bs;

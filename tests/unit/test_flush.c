@@ -352,3 +352,92 @@ Test(flush, one_worker_runs_control_commands_and_streams)
 	free(report);
 	cr_assert_eq(tally_release(t, fa), 0);
 }
+
+Test(flush, parked_older_data_never_overwrites_newer)
+{
+	char a[BS], b[BS];
+	uint64_t ns, f;
+
+	/* one worker, the first stream slow: flushes 1 (A) and 2 (B) of the
+	 * same block are in flight together, and 1 fails */
+	open_with(1, 0, 0, BS);
+	atomic_store(&slow_first_ms, 300);
+	ns = mkns("main");
+	f = newfile(ns, "f");
+	memset(a, 'A', BS);
+	memset(b, 'B', BS);
+	tally_inject(t, false, 1, -EIO);
+	cr_assert_eq(tally_write(t, f, a, BS, 0), BS);
+	cr_assert_eq(tally_write(t, f, b, BS, 0), BS);
+	/* a deadline: this waiter runs no stream itself, order is kept */
+	cr_assert_eq(tally_drain(t, NULL, 10), 0);
+	/* 2 must not commit while 1 is parked: its retry would bring the
+	 * old bytes back over the new ones */
+	expect_block(f, 0, b);
+	cr_assert_eq(tally_fsync(t, f, false), -EIO, "the failure of 1");
+	cr_assert_eq(tally_fsync(t, f, false), 0);
+	expect_block(f, 0, b);
+	cr_assert_eq(tally_release(t, f), 0);
+	expect_clean_store();
+	open_with(1, 0, 0, BS);
+	expect_block(f, 0, b);
+}
+
+Test(flush, failed_shrink_is_not_forgotten_by_an_extend)
+{
+	char x[3 * BS], y[BS], zero[BS];
+	struct stat in, st;
+	uint64_t ns, f;
+	int frc;
+
+	open_with(1, 0, 0, BS);
+	ns = mkns("main");
+	f = newfile(ns, "f");
+	memset(x, 'X', sizeof(x));
+	memset(y, 'Y', BS);
+	memset(zero, 0, BS);
+	cr_assert_eq(tally_write(t, f, x, sizeof(x), 0), (ssize_t)sizeof(x));
+	cr_assert_eq(tally_fsync(t, f, false), 0);
+	/* the shrink's flush (block 0 cut at 100) fails */
+	tally_inject(t, false, 1, -ENOSPC);
+	memset(&in, 0, sizeof(in));
+	in.st_size = 100;
+	cr_assert_eq(tally_setattr(t, f, &in, TALLY_SET_SIZE, &st), -ENOSPC);
+	/* then the file grows again past the old blocks */
+	cr_assert_eq(tally_write(t, f, y, BS, 2 * BS), BS);
+	frc = tally_fsync(t, f, false);
+	cr_assert(frc == 0 || frc == -ENOSPC, "fsync: %d", frc);
+	cr_assert_eq(tally_fsync(t, f, false), 0);
+	expect_block(f, 1, zero);
+	expect_block(f, 2, y);
+	cr_assert_eq(tally_release(t, f), 0);
+	expect_clean_store();
+	open_with(1, 0, 0, BS);
+	expect_block(f, 1, zero);
+	expect_block(f, 2, y);
+}
+
+Test(flush, short_copy_does_not_share_a_longer_block)
+{
+	char s[BS], zero[BS], buf[BS];
+	struct stat in, st;
+	uint64_t ns, a, b;
+
+	open_with(1, 0, 0, BS);
+	ns = mkns("main");
+	a = newfile(ns, "a");
+	b = newfile(ns, "b");
+	memset(s, 'S', BS);
+	memset(zero, 0, BS);
+	cr_assert_eq(tally_write(t, a, s, BS, 0), BS);
+	cr_assert_eq(tally_copy_range(t, a, 0, b, 0, 100), 100);
+	memset(&in, 0, sizeof(in));
+	in.st_size = BS;
+	cr_assert_eq(tally_setattr(t, b, &in, TALLY_SET_SIZE, &st), 0);
+	cr_assert_eq(tally_read(t, b, buf, BS, 0), BS);
+	cr_assert_eq(memcmp(buf, s, 100), 0);
+	cr_assert_eq(memcmp(buf + 100, zero, BS - 100), 0,
+		     "bytes past the copy must read as zero");
+	cr_assert_eq(tally_release(t, a), 0);
+	cr_assert_eq(tally_release(t, b), 0);
+}
