@@ -52,6 +52,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/gc.h"
 #include "core/log.h"
 #include "core/meta.h"
 #include "core/objstore.h"
@@ -159,7 +160,9 @@ struct tally {
 	int64_t node_id;
 	int64_t report_interval, stale_after; /* seconds */
 	unsigned min_nodes;
-	int64_t last_report;  /* protected by lock */
+	int64_t last_report; /* protected by lock */
+	int64_t gc_interval;
+	int64_t last_gc;      /* protected by lock: last automatic cycle */
 	uint64_t rotated_seq; /* protected by fin_lock */
 	uint64_t done_seq;    /* protected by fin_lock */
 	uint64_t groups;      /* protected by fin_lock: group commits */
@@ -670,6 +673,8 @@ int tally_open(const char *path, const struct tally_opts *opts,
 	t->stale_after = opts->stale_after ? opts->stale_after : 600;
 	t->min_nodes = opts->min_nodes_reporting ? opts->min_nodes_reporting
 						 : 1;
+	t->gc_interval = opts->gc_interval > 0 ? opts->gc_interval : 0;
+	t->last_gc = (int64_t)time(NULL);
 	t->owner = opts->owner;
 	t->owner_gid = opts->owner_gid;
 	t->started = now();
@@ -1868,6 +1873,31 @@ static bool report_due(struct tally *t)
 	return due;
 }
 
+/* An automatic GC cycle (-o gc_interval), as a pool job. */
+static void auto_gc(void *arg)
+{
+	struct gc_opts o = { .grace = -1 };
+	struct gc_report r;
+	int rc = gc_run(arg, &o, &r);
+
+	if (rc)
+		log_msg(LOG_ERR, "automatic gc failed: %s", strerror(-rc));
+}
+
+static bool gc_due(struct tally *t)
+{
+	int64_t now = (int64_t)time(NULL);
+	bool due = false;
+
+	lock(t);
+	if (t->gc_interval && now - t->last_gc >= t->gc_interval) {
+		t->last_gc = now;
+		due = true;
+	}
+	unlock(t);
+	return due;
+}
+
 /* The flusher thread: the timer and memory-pressure trigger. */
 static void *flusher(void *arg)
 {
@@ -1887,6 +1917,8 @@ static void *flusher(void *arg)
 		flush_aged(t);
 		if (report_due(t))
 			tally_report(t);
+		if (gc_due(t) && pool_submit(t->pool, auto_gc, t) != 0)
+			log_msg(LOG_WARNING, "cannot start an automatic gc");
 		pthread_mutex_lock(&t->flusher_lock);
 	}
 	pthread_mutex_unlock(&t->flusher_lock);

@@ -43,6 +43,8 @@ struct tally_opts {
 	int64_t report_interval; /* seconds between node reports; 0 = 60 */
 	int64_t stale_after;	 /* node reports older are pruned; 0 = 600 */
 	unsigned min_nodes_reporting; /* GC collects only with as many; 0 = 1 */
+	int64_t gc_interval;	      /* seconds between automatic GC cycles;
+				    0 = none */
 	void (*stream_hook)(void *arg, uint64_t seq, uint64_t ino);
 	void *hook_arg;
 	uid_t owner; /* owner of /.tally/ctl */

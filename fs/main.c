@@ -36,6 +36,7 @@ struct options {
 	long long report_interval;
 	long long stale_after;
 	unsigned min_nodes;
+	long long gc_interval;
 	int help;
 	int version;
 };
@@ -55,6 +56,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("report_interval=%lld", report_interval),
 	OPT("stale_after=%lld", stale_after),
 	OPT("min_nodes_reporting=%u", min_nodes),
+	OPT("gc_interval=%lld", gc_interval),
 	OPT("-h", help),
 	OPT("--help", help),
 	OPT("-V", version),
@@ -102,6 +104,8 @@ static void usage(const char *prog)
 	       "(default 600)\n"
 	       "    -o min_nodes_reporting=N  GC collects only with N reports "
 	       "(default 1)\n"
+	       "    -o gc_interval=SECS     automatic GC cycles (default: "
+	       "none)\n"
 	       "    -f                      stay in the foreground\n"
 	       "    -V, --version           print the version\n"
 	       "\n",
@@ -282,6 +286,7 @@ int main(int argc, char **argv)
 	topts.report_interval = o.report_interval > 0 ? o.report_interval : 0;
 	topts.stale_after = o.stale_after > 0 ? o.stale_after : 0;
 	topts.min_nodes_reporting = o.min_nodes;
+	topts.gc_interval = o.gc_interval > 0 ? o.gc_interval : 0;
 	topts.owner = getuid();
 	topts.owner_gid = getgid();
 	rc = tally_open(o.store, &topts, &fs.t);

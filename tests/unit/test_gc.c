@@ -418,3 +418,31 @@ Test(gc, pins_keep_objects_of_deleted_files)
 	cr_assert_eq(tu_count_objects(store), 0);
 	expect_clean();
 }
+
+Test(gc, automatic_cycles)
+{
+	struct tally_opts o = {
+		.block_size = BS,
+		.create = true,
+		.gc_interval = 1,
+	};
+	struct meta_gc_event ev[1];
+	size_t n = 0;
+	int i;
+
+	tally_close(t);
+	cr_assert_eq(tally_open(store, &o, &t), 0);
+	plant_leak();
+	for (i = 0; i < 50 && n == 0; i++) {
+		struct meta *m;
+
+		usleep(100 * 1000);
+		m = tally_meta_lock(t);
+		cr_assert_eq(meta_gc_log(m, ev, 1, &n), 0);
+		tally_meta_unlock(t);
+	}
+	cr_assert_eq(n, 1, "no automatic cycle within 5 s");
+	cr_assert_eq(ev[0].unreferenced, 1);
+	cr_assert_eq(ev[0].collected, 0, "the default grace applies");
+	cr_assert(leak_exists());
+}
