@@ -41,7 +41,10 @@
 #include "core/objstore.h"
 #include "core/tally.h"
 
-#define BATCH 256
+#define BATCH 256 /* marks written per transaction */
+#define SWEEP_BATCH \
+	32 /* deletions per hold of the metadata lock: short,
+			   so that file operations are not stalled */
 
 struct names {
 	char (*v)[OBJNAME_MAX];
@@ -188,7 +191,8 @@ static int sweep(struct cycle *c)
 
 	while (i < c->doomed.n && !rc) {
 		struct meta *m = tally_meta_lock(c->t);
-		size_t end = i + BATCH < c->doomed.n ? i + BATCH : c->doomed.n;
+		size_t end = i + SWEEP_BATCH < c->doomed.n ? i + SWEEP_BATCH
+							   : c->doomed.n;
 
 		rc = meta_begin(m);
 		for (; i < end && !rc; i++) {
