@@ -1470,11 +1470,32 @@ static int exec_bind(struct meta *m, const char *sql, const char *text,
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : fail(m, rc, what);
 }
 
-int meta_node_report(struct meta *m, int64_t node, int64_t at,
-		     const char *const *names, size_t n)
+/* Run @sql (?1 = @key, ?2 = a name) for each of @names. */
+static int insert_names(struct meta *m, const char *sql, int64_t key,
+			const char *const *names, size_t n, const char *what)
 {
 	sqlite3_stmt *s;
 	size_t i;
+	int rc = 0;
+
+	if (n == 0)
+		return 0;
+	if (sqlite3_prepare_v2(m->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return fail(m, SQLITE_ERROR, what);
+	for (i = 0; i < n && !rc; i++) {
+		sqlite3_reset(s);
+		sqlite3_bind_int64(s, 1, key);
+		sqlite3_bind_text(s, 2, names[i], -1, SQLITE_STATIC);
+		rc = sqlite3_step(s);
+		rc = rc == SQLITE_DONE ? 0 : fail(m, rc, what);
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int meta_node_report(struct meta *m, int64_t node, int64_t at,
+		     const char *const *names, size_t n)
+{
 	int rc;
 
 	rc = exec_bind(m,
@@ -1484,22 +1505,12 @@ int meta_node_report(struct meta *m, int64_t node, int64_t at,
 	if (!rc)
 		rc = exec_bind(m, "DELETE FROM node_objects WHERE node = ?1",
 			       NULL, node, 0, "node report");
-	if (rc || n == 0)
+	if (rc)
 		return rc;
-	if (sqlite3_prepare_v2(m->db,
-			       "INSERT OR IGNORE INTO node_objects"
-			       "(node, name) VALUES (?1, ?2)",
-			       -1, &s, NULL) != SQLITE_OK)
-		return fail(m, SQLITE_ERROR, "node report");
-	for (i = 0; i < n && !rc; i++) {
-		sqlite3_reset(s);
-		sqlite3_bind_int64(s, 1, node);
-		sqlite3_bind_text(s, 2, names[i], -1, SQLITE_STATIC);
-		rc = sqlite3_step(s);
-		rc = rc == SQLITE_DONE ? 0 : fail(m, rc, "node report");
-	}
-	sqlite3_finalize(s);
-	return rc;
+	return insert_names(m,
+			    "INSERT OR IGNORE INTO node_objects(node, name) "
+			    "VALUES (?1, ?2)",
+			    node, names, n, "node report");
 }
 
 int meta_node_remove(struct meta *m, int64_t node)
@@ -1579,9 +1590,7 @@ int meta_protected_names(struct meta *m, int (*fn)(void *ctx, const char *name),
 int meta_pin_add(struct meta *m, const char *path, int64_t at,
 		 const char *const *names, size_t n)
 {
-	sqlite3_stmt *s;
 	int64_t id;
-	size_t i;
 	int rc;
 
 	rc = exec_bind(m, "INSERT INTO pins(path, created) VALUES (?1, ?2)",
@@ -1589,20 +1598,10 @@ int meta_pin_add(struct meta *m, const char *path, int64_t at,
 	if (rc)
 		return rc;
 	id = sqlite3_last_insert_rowid(m->db);
-	if (sqlite3_prepare_v2(m->db,
-			       "INSERT OR IGNORE INTO pin_objects(pin, "
-			       "name) VALUES (?1, ?2)",
-			       -1, &s, NULL) != SQLITE_OK)
-		return fail(m, SQLITE_ERROR, "pin");
-	for (i = 0; i < n && !rc; i++) {
-		sqlite3_reset(s);
-		sqlite3_bind_int64(s, 1, id);
-		sqlite3_bind_text(s, 2, names[i], -1, SQLITE_STATIC);
-		rc = sqlite3_step(s);
-		rc = rc == SQLITE_DONE ? 0 : fail(m, rc, "pin");
-	}
-	sqlite3_finalize(s);
-	return rc;
+	return insert_names(m,
+			    "INSERT OR IGNORE INTO pin_objects(pin, name) "
+			    "VALUES (?1, ?2)",
+			    id, names, n, "pin");
 }
 
 int meta_pin_remove(struct meta *m, const char *path)

@@ -1736,41 +1736,73 @@ static void *finalizer(void *arg)
 
 #define DIRTY_AGE_S 5 /* data dirty longer than this is flushed */
 
-/* Rotate the inodes whose data is old, or all under memory pressure. */
-static void flush_aged(struct tally *t)
+/*
+ * The inodes for which @want says yes, each with an in-memory reference
+ * (t->lock held). *list is malloc'ed; -ENOMEM stops the scan early.
+ */
+static int collect_inodes(struct tally *t,
+			  bool (*want)(struct tally *t, struct inode *ip,
+				       void *ctx),
+			  void *ctx, struct inode ***list, size_t *n)
 {
-	struct inode **list = NULL;
-	struct timespec ts = now();
-	size_t n = 0, cap = 0, i;
-	bool pressure;
+	size_t cap = 0, i;
+	int rc = 0;
 
-	lock(t);
-	pressure = t->dirty_blocks * t->bs > t->dirty_limit / 2;
-	for (i = 0; i < ITABLE_SIZE; i++) {
+	*list = NULL;
+	*n = 0;
+	for (i = 0; i < ITABLE_SIZE && !rc; i++) {
 		struct inode *ip;
 
-		for (ip = t->itable[i]; ip; ip = ip->next) {
-			/* freed inodes too: their flush is discarded, and
-			 * their buffers freed */
-			if (!(ip->ndirty || ip->nfailed))
+		for (ip = t->itable[i]; ip && !rc; ip = ip->next) {
+			if (!want(t, ip, ctx))
 				continue;
-			if (!pressure &&
-			    ts.tv_sec - ip->dirty_since.tv_sec < DIRTY_AGE_S)
-				continue;
-			if (n == cap) {
+			if (*n == cap) {
 				size_t ncap = cap ? cap * 2 : 32;
 				struct inode **v =
-					realloc(list, ncap * sizeof(*v));
+					realloc(*list, ncap * sizeof(*v));
 
-				if (!v)
+				if (!v) {
+					rc = -ENOMEM;
 					break;
-				list = v;
+				}
+				*list = v;
 				cap = ncap;
 			}
 			ip->refs++;
-			list[n++] = ip;
+			(*list)[(*n)++] = ip;
 		}
 	}
+	return rc;
+}
+
+struct aged {
+	struct timespec now;
+	bool pressure;
+};
+
+static bool want_aged(struct tally *t, struct inode *ip, void *ctx)
+{
+	struct aged *a = ctx;
+
+	(void)t;
+	/* freed inodes too: their flush is discarded, their buffers freed */
+	if (!(ip->ndirty || ip->nfailed))
+		return false;
+	return a->pressure ||
+	       a->now.tv_sec - ip->dirty_since.tv_sec >= DIRTY_AGE_S;
+}
+
+/* Rotate the inodes whose data is old, or all under memory pressure. */
+static void flush_aged(struct tally *t)
+{
+	struct aged a = { .now = now() };
+	struct inode **list = NULL;
+	struct timespec ts = a.now;
+	size_t n = 0, i;
+
+	lock(t);
+	a.pressure = t->dirty_blocks * t->bs > t->dirty_limit / 2;
+	collect_inodes(t, want_aged, &a, &list, &n);
 	unlock(t);
 	for (i = 0; i < n; i++) {
 		uint64_t seq;
@@ -3626,39 +3658,25 @@ int tally_statfs(struct tally *t, struct statvfs *out)
 	return 0;
 }
 
+static bool want_pending(struct tally *t, struct inode *ip, void *ctx)
+{
+	(void)t;
+	(void)ctx;
+	return ip->ndirty || ip->truncated || ip->nfailed;
+}
+
 int tally_drain(struct tally *t, uint64_t *waited, double timeout)
 {
 	struct inode **list = NULL;
-	size_t n = 0, cap = 0, i;
 	uint64_t start, target;
-	int rc = 0;
+	size_t n = 0, i;
+	int rc;
 
 	pthread_mutex_lock(&t->fin_lock);
 	start = t->done_seq;
 	pthread_mutex_unlock(&t->fin_lock);
 	lock(t);
-	for (i = 0; i < ITABLE_SIZE; i++) {
-		struct inode *ip;
-
-		for (ip = t->itable[i]; ip; ip = ip->next) {
-			if (!ip->ndirty && !ip->truncated && !ip->nfailed)
-				continue;
-			if (n == cap) {
-				size_t ncap = cap ? cap * 2 : 64;
-				struct inode **v =
-					realloc(list, ncap * sizeof(*v));
-
-				if (!v) {
-					rc = -ENOMEM;
-					break;
-				}
-				list = v;
-				cap = ncap;
-			}
-			ip->refs++;
-			list[n++] = ip;
-		}
-	}
+	rc = collect_inodes(t, want_pending, NULL, &list, &n);
 	unlock(t);
 	for (i = 0; i < n; i++) {
 		uint64_t seq;
