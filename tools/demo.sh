@@ -25,6 +25,8 @@ tallyfs is mounted: store $dir/store, mount $dir/mnt
   echo "branch main dev" > $dir/mnt/.tally/ctl  # copy-on-write branch
   getfattr -d -m user.tally $dir/mnt/dev/hello.txt
   cat $dir/mnt/.tally/status                    # counts, bytes, dedup
+  $top/build/tools/tallyctl $dir/mnt status      # the same, for humans
+  $top/build/tools/tallyctl $dir/mnt gc --dry-run  # what GC would collect
   fusermount3 -u $dir/mnt                       # unmount
   $top/build/tools/tallyfsck $dir/store          # offline check
 EOT
