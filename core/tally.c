@@ -115,7 +115,7 @@ struct inode {
 	pthread_mutex_t mlock;
 	bool map_loaded;       /* protected by mlock (loaded under t->lock) */
 	struct meta_bref *map; /* protected by mlock, sorted by idx */
-	size_t nmap;
+	size_t nmap, mapcap;
 	struct flush *inflight; /* protected by mlock, newest first */
 	struct flush *failed;	/* protected by mlock, newest first */
 };
@@ -353,7 +353,7 @@ static void inode_free_data(struct tally *t, struct inode *ip)
 	ip->dcap = 0;
 	free(ip->map);
 	ip->map = NULL;
-	ip->nmap = 0;
+	ip->nmap = ip->mapcap = 0;
 	ip->map_loaded = false;
 }
 
@@ -944,9 +944,14 @@ static int map_load(struct tally *t, struct inode *ip)
 	lock(t);
 	pthread_mutex_lock(&ip->mlock);
 	if (!ip->map_loaded) {
+		free(ip->map); /* whatever an unloaded map gathered */
+		ip->map = NULL;
+		ip->nmap = ip->mapcap = 0;
 		rc = meta_blocks_load(t->meta, ip->ino, &ip->map, &ip->nmap);
-		if (!rc)
+		if (!rc) {
+			ip->mapcap = ip->nmap;
 			ip->map_loaded = true;
+		}
 	}
 	pthread_mutex_unlock(&ip->mlock);
 	unlock(t);
@@ -1117,6 +1122,24 @@ static bool all_zero(const char *buf, size_t len)
 	return memcmp(buf, zeros, len) == 0;
 }
 
+/* Room for @more entries in the map (mlock held). */
+static int map_reserve(struct inode *ip, size_t more)
+{
+	size_t cap = ip->mapcap;
+	struct meta_bref *v;
+
+	if (ip->nmap + more <= cap)
+		return 0;
+	while (cap < ip->nmap + more)
+		cap = cap ? cap * 2 : 16;
+	v = realloc(ip->map, cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	ip->map = v;
+	ip->mapcap = cap;
+	return 0;
+}
+
 /* Replace or insert @ref in the sorted map; @ref NULL removes @idx
  * (mlock held). */
 static int map_set(struct inode *ip, uint64_t idx, const struct meta_bref *ref)
@@ -1141,14 +1164,8 @@ static int map_set(struct inode *ip, uint64_t idx, const struct meta_bref *ref)
 	}
 	if (!ref)
 		return 0;
-	{
-		struct meta_bref *v =
-			realloc(ip->map, (ip->nmap + 1) * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		ip->map = v;
-	}
+	if (map_reserve(ip, 1))
+		return -ENOMEM;
 	memmove(&ip->map[lo + 1], &ip->map[lo],
 		(ip->nmap - lo) * sizeof(*ip->map));
 	ip->map[lo] = *ref;
@@ -1506,8 +1523,13 @@ static int flush_apply(struct tally *t, struct flush *f,
 	}
 	if (rc)
 		return rc;
-	/* the allocation after this flush, from the map before it */
+	/* the allocation after this flush, from the map before it; and
+	 * room in the map, so that publishing it cannot fail */
 	pthread_mutex_lock(&ip->mlock);
+	if (map_reserve(ip, f->np)) {
+		pthread_mutex_unlock(&ip->mlock);
+		return -ENOMEM;
+	}
 	if (f->truncated)
 		for (i = 0; i < ip->nmap; i++)
 			if (ip->map[i].idx >= tb)
@@ -1556,7 +1578,7 @@ static void flush_publish(struct tally *t, struct flush *f, uint64_t alloc)
 			/* out of memory: reload the map when next needed */
 			free(ip->map);
 			ip->map = NULL;
-			ip->nmap = 0;
+			ip->nmap = ip->mapcap = 0;
 			ip->map_loaded = false;
 			break;
 		}
@@ -3033,9 +3055,13 @@ static void data_changed(struct tally *t, struct inode *ip, uint64_t end)
 }
 
 /* Write into the dirty buffers (exclusive rw held, map loaded). */
-static int write_range(struct tally *t, struct inode *ip, const char *buf,
-		       uint64_t off, size_t len)
+static ssize_t write_range(struct tally *t, struct inode *ip, const char *buf,
+			   uint64_t off, size_t len)
 {
+	size_t done = 0;
+
+	/* bytes copied before a failure count: the caller extends the size
+	 * over them, so no buffer holds bytes past EOF */
 	while (len > 0) {
 		uint64_t idx = off / t->bs;
 		size_t boff = (size_t)(off % t->bs);
@@ -3048,13 +3074,14 @@ static int write_range(struct tally *t, struct inode *ip, const char *buf,
 		int rc = dirty_get(t, ip, idx, whole, &d);
 
 		if (rc)
-			return rc;
+			return done ? (ssize_t)done : rc;
 		memcpy(d->buf + boff, buf, n);
 		buf += n;
 		off += n;
 		len -= n;
+		done += n;
 	}
-	return 0;
+	return (ssize_t)done;
 }
 
 ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf, size_t size,
@@ -3076,14 +3103,14 @@ ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf, size_t size,
 	pthread_rwlock_wrlock(&ip->rw);
 	dirty_throttle(t, ip);
 	rc = map_load(t, ip);
-	if (!rc)
-		rc = write_range(t, ip, buf, (uint64_t)off, size);
 	if (rc) {
 		ret = rc;
 		goto out;
 	}
-	data_changed(t, ip, (uint64_t)off + size);
-	ret = (ssize_t)size;
+	ret = write_range(t, ip, buf, (uint64_t)off, size);
+	if (ret <= 0)
+		goto out;
+	data_changed(t, ip, (uint64_t)off + (uint64_t)ret);
 	/* enough for a flush of its own: send it down the pipeline */
 	if (ip->ndirty * (size_t)t->bs >= t->rotate_bytes) {
 		uint64_t seq;
@@ -3229,14 +3256,13 @@ ssize_t tally_copy_range(struct tally *t, uint64_t ino_in, off_t off_in,
 		goto out_unlock;
 	}
 	rc = read_range(t, in, buf, (uint64_t)off_in, len);
-	if (!rc)
-		rc = write_range(t, out, buf, (uint64_t)off_out, len);
 	if (rc) {
 		ret = rc;
 		goto out_unlock;
 	}
-	data_changed(t, out, (uint64_t)off_out + len);
-	ret = (ssize_t)len;
+	ret = write_range(t, out, buf, (uint64_t)off_out, len);
+	if (ret > 0)
+		data_changed(t, out, (uint64_t)off_out + (uint64_t)ret);
 out_unlock:
 	free(buf);
 	if (second != first)
