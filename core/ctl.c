@@ -25,9 +25,15 @@ static const struct {
 	enum ctl_verb verb;
 	unsigned min_args, max_args;
 } verbs[] = {
-	{ "drain", CTL_DRAIN, 0, 1 }, { "branch", CTL_BRANCH, 2, 2 },
-	{ "gc", CTL_GC, 0, 2 },	      { "repair", CTL_REPAIR, 0, 0 },
-	{ "pin", CTL_PIN, 1, 1 },     { "unpin", CTL_UNPIN, 1, 1 },
+	/* clang-format off */
+	{ "drain", CTL_DRAIN, 0, 1 },
+	{ "branch", CTL_BRANCH, 2, 2 },
+	{ "gc", CTL_GC, 0, 2 },
+	{ "repair", CTL_REPAIR, 0, 0 },
+	{ "pin", CTL_PIN, 1, 1 },
+	{ "unpin", CTL_UNPIN, 1, 1 },
+	{ "du", CTL_DU, 0, 1 },
+	/* clang-format on */
 };
 
 /* gc options: "dry-run" and "grace=SECONDS", each once, in any order. */
@@ -144,6 +150,78 @@ static int aprintf(char **out, const char *fmt, ...)
 	return 0;
 }
 
+struct du_acc {
+	struct meta *m;
+	const char *only; /* one namespace, or NULL for all */
+	char *text;
+	unsigned found;
+	int rc;
+};
+
+/* One namespace's block of du report lines. */
+static int du_one(void *ctx, int64_t cookie, const char *name, uint64_t ino)
+{
+	struct du_acc *a = ctx;
+	struct meta_du du;
+	char *next;
+
+	(void)cookie;
+	if (a->only && strcmp(a->only, name))
+		return 0;
+	a->rc = meta_du(a->m, ino, &du);
+	if (!a->rc)
+		a->rc = aprintf(
+			&next,
+			"%snamespace: %s\nfiles: %" PRIu64
+			"\nbytes_logical: %" PRIu64 "\nobjects: %" PRIu64
+			"\nbytes_referenced: %" PRIu64
+			"\nbytes_shared: %" PRIu64 "\nbytes_exclusive: %" PRIu64
+			"\nbytes_reclaimable: %" PRIu64 "\n",
+			a->text, name, du.files, du.bytes_logical, du.objects,
+			du.bytes_referenced,
+			du.bytes_referenced - du.bytes_exclusive,
+			du.bytes_exclusive, du.bytes_reclaimable);
+	if (a->rc)
+		return a->rc;
+	free(a->text);
+	a->text = next;
+	a->found++;
+	return 0;
+}
+
+/*
+ * du: exact from the reference counts. Exclusive bytes are those of
+ * objects only this namespace references; reclaimable ones are the
+ * exclusive ones no pin keeps: what deleting the namespace would free.
+ */
+static int ctl_du(struct tally *t, const char *only, char **report)
+{
+	struct du_acc a = { .only = only };
+	char *head;
+	int rc;
+
+	/* committed counts: let the closes' flushes finish first */
+	rc = tally_drain(t, NULL, 0);
+	if (!rc)
+		rc = aprintf(&a.text, "%s", "");
+	if (rc)
+		return rc;
+	a.m = tally_meta_lock(t);
+	rc = meta_readdir(a.m, TALLY_ROOT_INO, 0, du_one, &a);
+	tally_meta_unlock(t);
+	if (rc > 0)
+		rc = a.rc;
+	if (!rc && only && !a.found)
+		rc = -ENOENT;
+	if (!rc)
+		rc = aprintf(&head, "command: du\nnamespaces: %u\n%s", a.found,
+			     a.text);
+	free(a.text);
+	if (!rc)
+		*report = head;
+	return rc;
+}
+
 /* One command, run as a job of the worker pool. */
 struct ctl_job {
 	struct tally *t;
@@ -219,6 +297,9 @@ static void ctl_run(struct ctl_job *j)
 		else if (!rc)
 			rc = aprintf(&j->report, "command: unpin\npath: %s\n",
 				     cmd->args[0]);
+		break;
+	case CTL_DU:
+		rc = ctl_du(j->t, cmd->nargs ? cmd->args[0] : NULL, &j->report);
 		break;
 	case CTL_REPAIR:
 		rc = gc_repair(j->t, &n);

@@ -11,6 +11,8 @@
  *   repair                    rebuild every reference count
  *   pin PATH / unpin PATH     keep the objects of a file or namespace
  *                             (PATH relative to the mount root)
+ *   du [NAMESPACE]            space per namespace: logical, referenced,
+ *                             shared, exclusive, reclaimable bytes
  * Anything else is -EINVAL and changes nothing.
  */
 #ifndef TALLY_CTL_H
@@ -32,6 +34,7 @@ enum ctl_verb {
 	CTL_REPAIR,
 	CTL_PIN,
 	CTL_UNPIN,
+	CTL_DU,
 };
 
 struct ctl_cmd {

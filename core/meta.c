@@ -1654,3 +1654,47 @@ int meta_obj_pinned(struct meta *m, const char *name)
 		return 1;
 	return rc == SQLITE_DONE ? 0 : fail(m, rc, "pin lookup");
 }
+
+int meta_du(struct meta *m, uint64_t nspace, struct meta_du *out)
+{
+	static const char *const sql[] = {
+		"SELECT count(*), coalesce(sum(size), 0) FROM inodes "
+		"WHERE nspace = ?1 AND (mode & 61440) = 32768",
+		"SELECT count(*), coalesce(sum(o.size), 0), "
+		"coalesce(sum(CASE WHEN c.n >= o.refcount THEN o.size "
+		"ELSE 0 END), 0), "
+		"coalesce(sum(CASE WHEN c.n >= o.refcount AND NOT EXISTS "
+		"(SELECT 1 FROM pin_objects p WHERE p.name = o.name) "
+		"THEN o.size ELSE 0 END), 0) "
+		"FROM (SELECT b.obj AS obj, count(*) AS n FROM blocks b "
+		"JOIN inodes i ON i.ino = b.ino WHERE i.nspace = ?1 "
+		"GROUP BY b.obj) AS c JOIN objects o ON o.id = c.obj",
+	};
+	int64_t v[2][4];
+	size_t q;
+
+	memset(v, 0, sizeof(v));
+	for (q = 0; q < 2; q++) {
+		sqlite3_stmt *s;
+		int rc, k;
+
+		if (sqlite3_prepare_v2(m->db, sql[q], -1, &s, NULL) !=
+		    SQLITE_OK)
+			return fail(m, SQLITE_ERROR, "du");
+		sqlite3_bind_int64(s, 1, (int64_t)nspace);
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW)
+			for (k = 0; k < sqlite3_column_count(s) && k < 4; k++)
+				v[q][k] = sqlite3_column_int64(s, k);
+		sqlite3_finalize(s);
+		if (rc != SQLITE_ROW)
+			return fail(m, rc, "du");
+	}
+	out->files = (uint64_t)v[0][0];
+	out->bytes_logical = (uint64_t)v[0][1];
+	out->objects = (uint64_t)v[1][0];
+	out->bytes_referenced = (uint64_t)v[1][1];
+	out->bytes_exclusive = (uint64_t)v[1][2];
+	out->bytes_reclaimable = (uint64_t)v[1][3];
+	return 0;
+}

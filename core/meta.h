@@ -234,4 +234,15 @@ int meta_pins(struct meta *m, int (*fn)(void *ctx, const char *path),
 int meta_nspace_objects(struct meta *m, uint64_t nspace,
 			int (*fn)(void *ctx, const char *name), void *ctx);
 
+/* Space of one namespace, exact from the reference counts. */
+struct meta_du {
+	uint64_t files, bytes_logical;
+	uint64_t objects;	    /* distinct objects it references */
+	uint64_t bytes_referenced;  /* their stored bytes */
+	uint64_t bytes_exclusive;   /* referenced by this namespace only */
+	uint64_t bytes_reclaimable; /* exclusive and not pinned: what
+				       deleting the namespace frees */
+};
+int meta_du(struct meta *m, uint64_t nspace, struct meta_du *out);
+
 #endif

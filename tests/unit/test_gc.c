@@ -446,3 +446,64 @@ Test(gc, automatic_cycles)
 	cr_assert_eq(ev[0].collected, 0, "the default grace applies");
 	cr_assert(leak_exists());
 }
+
+/* The value of "key: " in the block of @report that follows @after. */
+static long long report_value(const char *report, const char *after,
+			      const char *key)
+{
+	const char *p = strstr(report, after);
+	char pat[64];
+
+	cr_assert_not_null(p, "no '%s' in: %s", after, report);
+	snprintf(pat, sizeof(pat), "\n%s: ", key);
+	p = strstr(p, pat);
+	cr_assert_not_null(p, "no '%s' after '%s' in: %s", key, after, report);
+	return atoll(p + strlen(pat));
+}
+
+Test(gc, du_is_exact_from_the_counts)
+{
+	char a[2 * BS], g[BS], *rep = NULL;
+	uint64_t ns, dev, inodes, objects;
+	struct stat st;
+
+	ns = mkns("main");
+	tu_fill(a, sizeof(a), 31);
+	tu_fill(g, sizeof(g), 32);
+	mkfile(ns, "f", a, sizeof(a), false);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_branch(t, "main", "dev", &inodes), 0);
+	cr_assert_eq(tally_lookup(t, TALLY_ROOT_INO, "dev", &st), 0);
+	dev = st.st_ino;
+	mkfile(dev, "g", g, sizeof(g), false);
+
+	cr_assert_eq(ctl_exec(t, "du\n", 3, &rep), 0);
+	cr_assert_eq(report_value(rep, "command: du", "namespaces"), 2);
+	cr_assert_eq(report_value(rep, "namespace: main", "files"), 1);
+	cr_assert_eq(report_value(rep, "namespace: main", "bytes_logical"),
+		     2 * BS);
+	cr_assert_eq(report_value(rep, "namespace: main", "bytes_shared"),
+		     2 * BS);
+	cr_assert_eq(report_value(rep, "namespace: main", "bytes_exclusive"),
+		     0);
+	cr_assert_eq(report_value(rep, "namespace: dev", "files"), 2);
+	cr_assert_eq(report_value(rep, "namespace: dev", "objects"), 3);
+	cr_assert_eq(report_value(rep, "namespace: dev", "bytes_referenced"),
+		     3 * BS);
+	cr_assert_eq(report_value(rep, "namespace: dev", "bytes_exclusive"),
+		     BS);
+	cr_assert_eq(report_value(rep, "namespace: dev", "bytes_reclaimable"),
+		     BS);
+	free(rep);
+	/* a pin keeps what deleting the namespace would otherwise free */
+	cr_assert_eq(tally_pin(t, "dev/g", true, &objects), 0);
+	cr_assert_eq(ctl_exec(t, "du dev\n", 7, &rep), 0);
+	cr_assert_eq(report_value(rep, "command: du", "namespaces"), 1);
+	cr_assert_eq(report_value(rep, "namespace: dev", "bytes_exclusive"),
+		     BS);
+	cr_assert_eq(report_value(rep, "namespace: dev", "bytes_reclaimable"),
+		     0);
+	free(rep);
+	cr_assert_eq(ctl_exec(t, "du nope\n", 8, &rep), -ENOENT);
+	cr_assert_eq(ctl_exec(t, "du a b\n", 7, &rep), -EINVAL);
+}
