@@ -16,6 +16,8 @@
 #include <time.h>
 
 #include "core/gc.h"
+#include "core/hash.h"
+#include "core/objstore.h"
 #include "core/meta.h"
 #include "core/pool.h"
 #include "core/tally.h"
@@ -33,6 +35,7 @@ static const struct {
 	{ "pin", CTL_PIN, 1, 1 },
 	{ "unpin", CTL_UNPIN, 1, 1 },
 	{ "du", CTL_DU, 0, 1 },
+	{ "explain", CTL_EXPLAIN, 1, 1 },
 	/* clang-format on */
 };
 
@@ -222,6 +225,147 @@ static int ctl_du(struct tally *t, const char *only, char **report)
 	return rc;
 }
 
+/* Append a formatted line to *acc (a malloc'ed string). */
+static int append(char **acc, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int append(char **acc, const char *fmt, ...)
+{
+	char *line, *next;
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = vasprintf(&line, fmt, ap);
+	va_end(ap);
+	if (rc < 0)
+		return -ENOMEM;
+	rc = aprintf(&next, "%s%s", *acc ? *acc : "", line);
+	free(line);
+	if (rc)
+		return rc;
+	free(*acc);
+	*acc = next;
+	return 0;
+}
+
+static int explain_holder(void *ctx, const char *nspace, uint64_t refs,
+			  uint64_t inodes)
+{
+	return append(ctx,
+		      "holder: %s (%" PRIu64 " reference%s in %" PRIu64
+		      " inode%s)\n",
+		      nspace, refs, refs == 1 ? "" : "s", inodes,
+		      inodes == 1 ? "" : "s");
+}
+
+static int explain_pinner(void *ctx, const char *what)
+{
+	return append(ctx, "kept_by: %s\n", what);
+}
+
+/* Why object @name is alive, or when GC will collect it (meta locked). */
+static int explain_object(struct tally *t, struct meta *m, const char *name,
+			  char **acc, bool *known)
+{
+	uint64_t size = 0;
+	int64_t id = 0, refcount = 0, since;
+	uint32_t shard = 0;
+	off_t fsize;
+	int rc;
+
+	rc = append(acc, "object: %s\n", name);
+	if (rc)
+		return rc;
+	rc = meta_object_info(m, name, &id, &shard, &size, &refcount);
+	if (rc && rc != -ENOENT)
+		return rc;
+	if (rc == 0) {
+		*known = true;
+		rc = append(acc,
+			    "shard: %u\nsize: %" PRIu64 "\nrefcount: %" PRId64
+			    "\n",
+			    shard, size, refcount);
+		if (!rc)
+			rc = meta_object_holders(m, id, explain_holder, acc);
+	} else {
+		bool on_disk =
+			objstore_stat(tally_objstore(t), 0, name, &fsize) == 0;
+
+		rc = append(acc, "refcount: 0\nfile: %s\n",
+			    on_disk ? "present" : "absent");
+		if (on_disk)
+			*known = true;
+	}
+	if (!rc)
+		rc = meta_object_pinners(m, name, explain_pinner, acc);
+	if (rc)
+		return rc;
+	if (meta_mark_get(m, name, &since) == 0)
+		rc = append(acc,
+			    "gc: unreferenced since %" PRId64
+			    ", collectable from %" PRId64
+			    " (with the default grace of %d s)\n",
+			    since, since + GC_DEFAULT_GRACE, GC_DEFAULT_GRACE);
+	else if (id == 0 || refcount <= 0)
+		rc = append(acc, "gc: not marked yet (the next cycle marks "
+				 "it if nothing keeps it)\n");
+	return rc;
+}
+
+/* explain PATH|HASH: a file's objects, or one object. */
+static int ctl_explain(struct tally *t, const char *arg, char **report)
+{
+	char name[OBJNAME_MAX];
+	struct meta_bref *map = NULL;
+	char *acc = NULL;
+	bool known = false;
+	struct meta *m;
+	uint64_t ino;
+	size_t n = 0, i;
+	int rc;
+
+	snprintf(name, sizeof(name), "%.*s", (int)strcspn(arg, "@"), arg);
+	if (hash_name_valid(name)) {
+		rc = append(&acc, "command: explain\n");
+		m = tally_meta_lock(t);
+		if (!rc)
+			rc = explain_object(t, m, name, &acc, &known);
+		tally_meta_unlock(t);
+		if (!rc && !known)
+			rc = -ENOENT;
+		goto out;
+	}
+	/* a path: the objects its blocks name, as committed */
+	rc = tally_drain(t, NULL, 0);
+	if (!rc)
+		rc = tally_resolve(t, arg, &ino);
+	if (rc)
+		goto out;
+	m = tally_meta_lock(t);
+	rc = meta_blocks_load(m, ino, &map, &n);
+	if (!rc)
+		rc = append(&acc, "command: explain\npath: %s\nblocks: %zu\n",
+			    arg, n);
+	for (i = 0; i < n && !rc; i++) {
+		size_t k;
+		bool seen = false;
+
+		for (k = 0; k < i && !seen; k++)
+			seen = !strcmp(map[k].name, map[i].name);
+		if (!seen && map[i].name[0])
+			rc = explain_object(t, m, map[i].name, &acc, &known);
+	}
+	tally_meta_unlock(t);
+	free(map);
+out:
+	if (!rc)
+		*report = acc;
+	else
+		free(acc);
+	return rc;
+}
+
 /* One command, run as a job of the worker pool. */
 struct ctl_job {
 	struct tally *t;
@@ -297,6 +441,9 @@ static void ctl_run(struct ctl_job *j)
 		else if (!rc)
 			rc = aprintf(&j->report, "command: unpin\npath: %s\n",
 				     cmd->args[0]);
+		break;
+	case CTL_EXPLAIN:
+		rc = ctl_explain(j->t, cmd->args[0], &j->report);
 		break;
 	case CTL_DU:
 		rc = ctl_du(j->t, cmd->nargs ? cmd->args[0] : NULL, &j->report);

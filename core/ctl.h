@@ -11,6 +11,8 @@
  *   repair                    rebuild every reference count
  *   pin PATH / unpin PATH     keep the objects of a file or namespace
  *                             (PATH relative to the mount root)
+ *   explain PATH|HASH         why the objects of a file, or one object,
+ *                             are alive: counts, holders, pins, GC marks
  *   du [NAMESPACE]            space per namespace: logical, referenced,
  *                             shared, exclusive, reclaimable bytes
  * Anything else is -EINVAL and changes nothing.
@@ -35,6 +37,7 @@ enum ctl_verb {
 	CTL_PIN,
 	CTL_UNPIN,
 	CTL_DU,
+	CTL_EXPLAIN,
 };
 
 struct ctl_cmd {

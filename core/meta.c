@@ -1698,3 +1698,79 @@ int meta_du(struct meta *m, uint64_t nspace, struct meta_du *out)
 	out->bytes_reclaimable = (uint64_t)v[1][3];
 	return 0;
 }
+
+int meta_object_info(struct meta *m, const char *name, int64_t *id,
+		     uint32_t *shard, uint64_t *size, int64_t *refcount)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(m->db,
+			       "SELECT id, shard, size, refcount "
+			       "FROM objects WHERE name = ?1",
+			       -1, &s, NULL) != SQLITE_OK)
+		return fail(m, SQLITE_ERROR, "object info");
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*id = sqlite3_column_int64(s, 0);
+		*shard = (uint32_t)sqlite3_column_int64(s, 1);
+		*size = (uint64_t)sqlite3_column_int64(s, 2);
+		*refcount = sqlite3_column_int64(s, 3);
+	}
+	sqlite3_finalize(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, "object info");
+}
+
+int meta_object_holders(struct meta *m, int64_t id,
+			int (*fn)(void *ctx, const char *nspace, uint64_t refs,
+				  uint64_t inodes),
+			void *ctx)
+{
+	sqlite3_stmt *s;
+	int rc, ret = 0;
+
+	if (sqlite3_prepare_v2(
+		    m->db,
+		    "SELECT d.name, count(*), count(DISTINCT b.ino) "
+		    "FROM blocks b JOIN inodes i ON i.ino = b.ino "
+		    "LEFT JOIN dentries d ON d.parent = 1 AND d.ino = i.nspace "
+		    "WHERE b.obj = ?1 GROUP BY i.nspace ORDER BY d.name",
+		    -1, &s, NULL) != SQLITE_OK)
+		return fail(m, SQLITE_ERROR, "object holders");
+	sqlite3_bind_int64(s, 1, id);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		char ns[256] = "(unlinked)";
+		int len = sqlite3_column_bytes(s, 0);
+
+		if (sqlite3_column_type(s, 0) != SQLITE_NULL && len > 0 &&
+		    len < (int)sizeof(ns)) {
+			memcpy(ns, sqlite3_column_blob(s, 0), (size_t)len);
+			ns[len] = '\0';
+		}
+		ret = fn(ctx, ns, (uint64_t)sqlite3_column_int64(s, 1),
+			 (uint64_t)sqlite3_column_int64(s, 2));
+		if (ret)
+			break;
+	}
+	sqlite3_finalize(s);
+	if (!ret && rc != SQLITE_DONE)
+		return fail(m, rc, "object holders");
+	return ret;
+}
+
+int meta_object_pinners(struct meta *m, const char *name,
+			int (*fn)(void *ctx, const char *what), void *ctx)
+{
+	char sql[512];
+
+	/* @name is a validated object name (hex and '-'): safe to quote */
+	snprintf(sql, sizeof(sql),
+		 "SELECT p.path FROM pins p JOIN pin_objects o ON o.pin = "
+		 "p.id WHERE o.name = '%s' UNION ALL SELECT 'node ' || "
+		 "node FROM node_objects WHERE name = '%s'",
+		 name, name);
+	return each_name(m, sql, fn, ctx);
+}

@@ -234,6 +234,19 @@ int meta_pins(struct meta *m, int (*fn)(void *ctx, const char *path),
 int meta_nspace_objects(struct meta *m, uint64_t nspace,
 			int (*fn)(void *ctx, const char *name), void *ctx);
 
+/* The row of object @name; -ENOENT if none. */
+int meta_object_info(struct meta *m, const char *name, int64_t *id,
+		     uint32_t *shard, uint64_t *size, int64_t *refcount);
+/* Per namespace: references to object @id and inodes holding them. */
+int meta_object_holders(struct meta *m, int64_t id,
+			int (*fn)(void *ctx, const char *nspace, uint64_t refs,
+				  uint64_t inodes),
+			void *ctx);
+/* Pins ("PATH") and node reports ("node ID") that keep object @name,
+ * which must be a valid object name (hash_name_valid()). */
+int meta_object_pinners(struct meta *m, const char *name,
+			int (*fn)(void *ctx, const char *what), void *ctx);
+
 /* Space of one namespace, exact from the reference counts. */
 struct meta_du {
 	uint64_t files, bytes_logical;

@@ -3974,6 +3974,18 @@ out:
 	return rc;
 }
 
+int tally_resolve(struct tally *t, const char *path, uint64_t *ino)
+{
+	char canon[4096];
+	uint64_t parent;
+	int rc;
+
+	lock(t);
+	rc = resolve(t, path, ino, &parent, canon, sizeof(canon));
+	unlock(t);
+	return rc;
+}
+
 struct meta *tally_meta_lock(struct tally *t)
 {
 	lock(t);

@@ -507,3 +507,41 @@ Test(gc, du_is_exact_from_the_counts)
 	cr_assert_eq(ctl_exec(t, "du nope\n", 8, &rep), -ENOENT);
 	cr_assert_eq(ctl_exec(t, "du a b\n", 7, &rep), -EINVAL);
 }
+
+Test(gc, explain_says_why_an_object_lives)
+{
+	char a[BS], *rep = NULL;
+	uint64_t ns, inodes, objects;
+
+	ns = mkns("main");
+	tu_fill(a, sizeof(a), 41);
+	mkfile(ns, "f", a, sizeof(a), false);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_branch(t, "main", "dev", &inodes), 0);
+	cr_assert_eq(tally_pin(t, "main/f", true, &objects), 0);
+	cr_assert_eq(ctl_exec(t, "explain main/f\n", 15, &rep), 0);
+	cr_assert_not_null(strstr(rep, "blocks: 1\n"), "%s", rep);
+	cr_assert_not_null(strstr(rep, "refcount: 2\n"), "%s", rep);
+	cr_assert_not_null(strstr(rep, "holder: dev (1 reference in 1 inode)"),
+			   "%s", rep);
+	cr_assert_not_null(strstr(rep, "holder: main (1 reference in 1 inode)"),
+			   "%s", rep);
+	cr_assert_not_null(strstr(rep, "kept_by: main/f\n"), "%s", rep);
+	free(rep);
+	plant_leak();
+	{
+		struct gc_report r;
+
+		run_gc(false, -1, &r);
+	}
+	cr_assert_eq(ctl_exec(t, "explain " LEAK "\n", 9 + 32, &rep), 0);
+	cr_assert_not_null(strstr(rep, "refcount: 0\nfile: present\n"), "%s",
+			   rep);
+	cr_assert_not_null(strstr(rep, "gc: unreferenced since "), "%s", rep);
+	free(rep);
+	cr_assert_eq(ctl_exec(t, "explain ffffffffffffffffffffffffffffffff\n",
+			      41, &rep),
+		     -ENOENT);
+	cr_assert_eq(ctl_exec(t, "explain main/nope\n", 18, &rep), -ENOENT);
+	cr_assert_eq(ctl_exec(t, "explain main/../f\n", 18, &rep), -EINVAL);
+}
