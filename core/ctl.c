@@ -36,6 +36,7 @@ static const struct {
 	{ "unpin", CTL_UNPIN, 1, 1 },
 	{ "du", CTL_DU, 0, 1 },
 	{ "explain", CTL_EXPLAIN, 1, 1 },
+	{ "verify", CTL_VERIFY, 0, 1 },
 	/* clang-format on */
 };
 
@@ -113,6 +114,24 @@ int ctl_parse(const char *line, size_t len, struct ctl_cmd *cmd)
 		return -EINVAL;
 	if (cmd->verb == CTL_GC)
 		return parse_gc(cmd);
+	if (cmd->verb == CTL_VERIFY) {
+		char *end;
+		const char *a;
+
+		cmd->sample = 100;
+		if (cmd->nargs == 0)
+			return 0;
+		a = cmd->args[0];
+		if (strncmp(a, "sample=", 7))
+			return -EINVAL;
+		errno = 0;
+		cmd->sample = strtod(a + 7, &end);
+		if (errno || end == a + 7 || strcmp(end, "%") ||
+		    !isfinite(cmd->sample) || cmd->sample <= 0 ||
+		    cmd->sample > 100)
+			return -EINVAL;
+		return 0;
+	}
 	if (cmd->verb == CTL_DRAIN && cmd->nargs == 1) {
 		char *end;
 
@@ -442,6 +461,25 @@ static void ctl_run(struct ctl_job *j)
 			rc = aprintf(&j->report, "command: unpin\npath: %s\n",
 				     cmd->args[0]);
 		break;
+	case CTL_VERIFY: {
+		struct gc_verify v;
+		unsigned k;
+
+		rc = gc_verify(j->t, cmd->sample, &v);
+		if (!rc)
+			rc = append(&j->report,
+				    "command: verify\nsample_percent: %g"
+				    "\nobjects: %" PRIu64 "\nchecked: %" PRIu64
+				    "\nok: %" PRIu64 "\ncorrupt: %" PRIu64
+				    "\nmissing: %" PRIu64 "\nbytes: %" PRIu64
+				    "\nduration_ms: %.1f\n",
+				    cmd->sample, v.objects, v.checked, v.ok,
+				    v.corrupt, v.missing, v.bytes,
+				    v.duration_ms);
+		for (k = 0; k < v.nbad && !rc; k++)
+			rc = append(&j->report, "bad: %s\n", v.bad[k]);
+		break;
+	}
 	case CTL_EXPLAIN:
 		rc = ctl_explain(j->t, cmd->args[0], &j->report);
 		break;

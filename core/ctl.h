@@ -13,6 +13,7 @@
  *                             (PATH relative to the mount root)
  *   explain PATH|HASH         why the objects of a file, or one object,
  *                             are alive: counts, holders, pins, GC marks
+ *   verify [sample=N%]        rehash the objects (or N percent of them)
  *   du [NAMESPACE]            space per namespace: logical, referenced,
  *                             shared, exclusive, reclaimable bytes
  * Anything else is -EINVAL and changes nothing.
@@ -38,6 +39,7 @@ enum ctl_verb {
 	CTL_UNPIN,
 	CTL_DU,
 	CTL_EXPLAIN,
+	CTL_VERIFY,
 };
 
 struct ctl_cmd {
@@ -47,6 +49,7 @@ struct ctl_cmd {
 	double timeout;		  /* drain: seconds, 0 = none */
 	bool dry_run;		  /* gc dry-run */
 	int64_t grace;		  /* gc grace=SECONDS, -1 = default */
+	double sample;		  /* verify sample=N%: percent, 100 = all */
 	char buf[CTL_LINE_MAX + 1];
 };
 

@@ -394,3 +394,112 @@ int gc_repair(struct tally *t, uint64_t *fixed)
 	free(f.v);
 	return rc;
 }
+
+struct vrow {
+	struct names names;
+	double percent;
+};
+
+static int verify_row(void *ctx, int64_t id, const char *name, uint32_t shard,
+		      int64_t refcount)
+{
+	struct vrow *v = ctx;
+	unsigned long pick;
+
+	(void)id;
+	(void)shard;
+	(void)refcount;
+	/* a sample by name: the same objects every time for one percentage */
+	pick = strtoul((char[9]){ name[0], name[1], name[2], name[3], name[4],
+				  name[5], name[6], name[7], 0 },
+		       NULL, 16) %
+	       10000;
+	if ((double)pick >= v->percent * 100)
+		return 0;
+	return names_add(&v->names, name);
+}
+
+static void verify_bad(struct gc_verify *v, const char *name)
+{
+	if (v->nbad < sizeof(v->bad) / sizeof(v->bad[0]))
+		snprintf(v->bad[v->nbad++], sizeof(v->bad[0]), "%s", name);
+}
+
+int gc_verify(struct tally *t, double percent, struct gc_verify *v)
+{
+	struct objstore *os = tally_objstore(t);
+	struct vrow rows = { .percent = percent };
+	struct timespec t0;
+	struct meta *m;
+	char *buf = NULL;
+	size_t cap = 0, i;
+	int rc;
+
+	memset(v, 0, sizeof(*v));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	m = tally_meta_lock(t);
+	rc = meta_objects(m, verify_row, &rows);
+	tally_meta_unlock(t);
+	if (rc)
+		goto out;
+	v->objects = rows.names.n;
+	for (i = 0; i < rows.names.n && !rc; i++) {
+		const char *name = rows.names.v[i];
+		char hex[HASH_HEX_LEN + 1];
+		off_t size;
+		ssize_t n;
+
+		if (objstore_stat(os, 0, name, &size) < 0) {
+			int exists;
+
+			m = tally_meta_lock(t);
+			exists = meta_obj_exists(m, name);
+			tally_meta_unlock(t);
+			if (exists == 1) {
+				v->missing++;
+				verify_bad(v, name);
+				log_msg(LOG_ERR,
+					"verify: object '%s' is "
+					"missing",
+					name);
+			}
+			continue;
+		}
+		if ((size_t)size > cap) {
+			char *nb =
+				realloc(buf, (size_t)size ? (size_t)size : 1);
+
+			if (!nb) {
+				rc = -ENOMEM;
+				break;
+			}
+			buf = nb;
+			cap = (size_t)size;
+		}
+		n = objstore_read(os, 0, name, buf, (size_t)size, 0);
+		if (n == -ENOENT)
+			continue; /* collected meanwhile */
+		if (n < 0) {
+			rc = (int)n;
+			break;
+		}
+		v->checked++;
+		v->bytes += (uint64_t)n;
+		hash_block(buf, (size_t)n, hex);
+		if (strncmp(hex, name, HASH_HEX_LEN) == 0) {
+			v->ok++;
+		} else {
+			v->corrupt++;
+			verify_bad(v, name);
+			log_msg(LOG_ERR,
+				"verify: object '%s' is corrupt (its "
+				"bytes hash to %s)",
+				name, hex);
+		}
+	}
+	v->duration_ms = ms_since(&t0);
+out:
+	free(buf);
+	free(rows.names.v);
+	return rc;
+}

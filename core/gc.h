@@ -46,4 +46,19 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r);
  * *fixed receives the number of counts changed. */
 int gc_repair(struct tally *t, uint64_t *fixed);
 
+struct gc_verify {
+	uint64_t objects; /* rows considered */
+	uint64_t checked, ok, corrupt, missing, bytes;
+	char bad[10][48]; /* the first corrupt or missing names */
+	unsigned nbad;
+	double duration_ms;
+};
+
+/*
+ * Rehash the objects of the object table (@percent of them, chosen by
+ * name, 100 for all) and compare with their names. A file that vanished
+ * with its row meanwhile is skipped; one whose row remains is missing.
+ */
+int gc_verify(struct tally *t, double percent, struct gc_verify *v);
+
 #endif

@@ -545,3 +545,51 @@ Test(gc, explain_says_why_an_object_lives)
 	cr_assert_eq(ctl_exec(t, "explain main/nope\n", 18, &rep), -ENOENT);
 	cr_assert_eq(ctl_exec(t, "explain main/../f\n", 18, &rep), -EINVAL);
 }
+
+Test(gc, verify_finds_corrupt_and_missing_objects)
+{
+	char a[3 * BS], *rep = NULL, path[4200], name[64];
+	struct gc_verify v;
+	uint64_t ns, f;
+	int fd;
+
+	ns = mkns("main");
+	tu_fill(a, sizeof(a), 51);
+	f = mkfile(ns, "f", a, sizeof(a), false);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(gc_verify(t, 100, &v), 0);
+	cr_assert_eq(v.checked, 3);
+	cr_assert_eq(v.ok, 3);
+	cr_assert_eq(v.bytes, 3 * BS);
+	/* damage one object, lose another */
+	{
+		char objs[512];
+		ssize_t n = tally_getxattr(t, f, "user.tally.objects", objs,
+					   sizeof(objs) - 1);
+
+		cr_assert_gt(n, 0);
+		objs[n] = '\0';
+		snprintf(name, sizeof(name), "%.32s", objs);
+		snprintf(path, sizeof(path), "%s/shards/0/%.2s/%s", store, name,
+			 name);
+		fd = open(path, O_WRONLY);
+		cr_assert_geq(fd, 0);
+		cr_assert_eq(pwrite(fd, "!", 1, 100), 1);
+		close(fd);
+		snprintf(path, sizeof(path), "%s/shards/0/%.2s/%.32s", store,
+			 objs + 35, objs + 35);
+		cr_assert_eq(unlink(path), 0);
+	}
+	cr_assert_eq(ctl_exec(t, "verify\n", 7, &rep), 0);
+	cr_assert_not_null(strstr(rep, "checked: 2\n"), "%s", rep);
+	cr_assert_not_null(strstr(rep, "corrupt: 1\n"), "%s", rep);
+	cr_assert_not_null(strstr(rep, "missing: 1\n"), "%s", rep);
+	cr_assert_not_null(strstr(rep, name), "%s", rep);
+	free(rep);
+	cr_assert_eq(ctl_exec(t, "verify sample=50%\n", 18, &rep), 0);
+	cr_assert_not_null(strstr(rep, "sample_percent: 50\n"), "%s", rep);
+	free(rep);
+	cr_assert_eq(ctl_exec(t, "verify sample=0%\n", 17, &rep), -EINVAL);
+	cr_assert_eq(ctl_exec(t, "verify sample=5\n", 16, &rep), -EINVAL);
+	cr_assert_eq(ctl_exec(t, "verify all\n", 11, &rep), -EINVAL);
+}
