@@ -148,7 +148,7 @@ Test(flush, out_of_order_completion_commits_in_sequence)
 	uint64_t ns, ino;
 
 	open_with(2, 0, 0, BS);
-	atomic_store(&slow_first_ms, 300);
+	atomic_store(&slow_first_ms, 1500); /* a window no load closes */
 	ns = mkns("main");
 	ino = newfile(ns, "f");
 	memset(a, 'A', BS);
