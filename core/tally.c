@@ -1550,11 +1550,29 @@ static int flush_apply(struct tally *t, struct flush *f,
 	return meta_inode_put(t->meta, &md);
 }
 
+/* Unlink @f from its inode's in-flight list (mlock held). */
+static void inflight_remove(struct flush *f)
+{
+	struct flush **pp;
+
+	for (pp = &f->ip->inflight; *pp; pp = &(*pp)->next)
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+}
+
+static void flush_unlist(struct flush *f)
+{
+	pthread_mutex_lock(&f->ip->mlock);
+	inflight_remove(f);
+	pthread_mutex_unlock(&f->ip->mlock);
+}
+
 /* After the commit: the map mirrors the store (t->lock held). */
 static void flush_publish(struct tally *t, struct flush *f, uint64_t alloc)
 {
 	struct inode *ip = f->ip;
-	struct flush **pp;
 	size_t i;
 
 	pthread_mutex_lock(&ip->mlock);
@@ -1583,11 +1601,7 @@ static void flush_publish(struct tally *t, struct flush *f, uint64_t alloc)
 			break;
 		}
 	}
-	for (pp = &ip->inflight; *pp; pp = &(*pp)->next)
-		if (*pp == f) {
-			*pp = f->next;
-			break;
-		}
+	inflight_remove(f);
 	pthread_mutex_unlock(&ip->mlock);
 	ip->dsize = f->size;
 	ip->dalloc = alloc;
@@ -1598,35 +1612,15 @@ static void flush_publish(struct tally *t, struct flush *f, uint64_t alloc)
 static void flush_park(struct tally *t, struct flush *f, int err)
 {
 	struct inode *ip = f->ip;
-	struct flush **pp;
 
 	pthread_mutex_lock(&ip->mlock);
-	for (pp = &ip->inflight; *pp; pp = &(*pp)->next)
-		if (*pp == f) {
-			*pp = f->next;
-			break;
-		}
+	inflight_remove(f);
 	f->next = ip->failed;
 	ip->failed = f;
 	pthread_mutex_unlock(&ip->mlock);
 	ip->nfailed++;
 	ip->err = err;
 	t->commit_errors++;
-}
-
-/* Unlink @f from its inode's in-flight list (mlock). */
-static void flush_unlist(struct flush *f)
-{
-	struct inode *ip = f->ip;
-	struct flush **pp;
-
-	pthread_mutex_lock(&ip->mlock);
-	for (pp = &ip->inflight; *pp; pp = &(*pp)->next)
-		if (*pp == f) {
-			*pp = f->next;
-			break;
-		}
-	pthread_mutex_unlock(&ip->mlock);
 }
 
 #define GROUP_MAX 64
