@@ -545,20 +545,29 @@ void meta_rollback(struct meta *m)
 		exec(m, "ROLLBACK");
 }
 
-int meta_config_get(struct meta *m, const char *key, int64_t *val)
+/*
+ * Run prepared statement @id with text parameter @key; the first column
+ * of its row goes to *val. -ENOENT when there is no row.
+ */
+static int int_by_text(struct meta *m, int id, const char *key, int64_t *val,
+		       const char *what)
 {
-	STMT_OR_RETURN(s, m, S_CONFIG_GET);
+	STMT_OR_RETURN(s, m, id);
 	int rc;
 
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
+	if (rc == SQLITE_ROW)
 		*val = sqlite3_column_int64(s, 0);
-		sqlite3_reset(s);
-		return 0;
-	}
 	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, "config read");
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, what);
+}
+
+int meta_config_get(struct meta *m, const char *key, int64_t *val)
+{
+	return int_by_text(m, S_CONFIG_GET, key, val, "config read");
 }
 
 int meta_config_set(struct meta *m, const char *key, int64_t val)
@@ -913,17 +922,7 @@ static int obj_add(struct meta *m, int64_t id, int64_t delta,
 
 static int obj_find(struct meta *m, const char *name, int64_t *id)
 {
-	STMT_OR_RETURN(s, m, S_OBJ_FIND);
-	int rc;
-
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		*id = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	if (rc == SQLITE_ROW)
-		return 0;
-	return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, "object lookup");
+	return int_by_text(m, S_OBJ_FIND, name, id, "object lookup");
 }
 
 int meta_obj_exists(struct meta *m, const char *name)
@@ -1351,17 +1350,7 @@ int meta_objects(struct meta *m,
 
 int meta_mark_get(struct meta *m, const char *name, int64_t *since)
 {
-	STMT_OR_RETURN(s, m, S_MARK_GET);
-	int rc;
-
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		*since = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	if (rc == SQLITE_ROW)
-		return 0;
-	return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, "gc mark read");
+	return int_by_text(m, S_MARK_GET, name, since, "gc mark read");
 }
 
 int meta_mark_put(struct meta *m, const char *name, uint32_t shard,
