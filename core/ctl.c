@@ -172,79 +172,7 @@ static int aprintf(char **out, const char *fmt, ...)
 	return 0;
 }
 
-struct du_acc {
-	struct meta *m;
-	const char *only; /* one namespace, or NULL for all */
-	char *text;
-	unsigned found;
-	int rc;
-};
-
-/* One namespace's block of du report lines. */
-static int du_one(void *ctx, int64_t cookie, const char *name, uint64_t ino)
-{
-	struct du_acc *a = ctx;
-	struct meta_du du;
-	char *next;
-
-	(void)cookie;
-	if (a->only && strcmp(a->only, name))
-		return 0;
-	a->rc = meta_du(a->m, ino, &du);
-	if (!a->rc)
-		a->rc = aprintf(
-			&next,
-			"%snamespace: %s\nfiles: %" PRIu64
-			"\nbytes_logical: %" PRIu64 "\nobjects: %" PRIu64
-			"\nbytes_referenced: %" PRIu64
-			"\nbytes_shared: %" PRIu64 "\nbytes_exclusive: %" PRIu64
-			"\nbytes_reclaimable: %" PRIu64 "\n",
-			a->text, name, du.files, du.bytes_logical, du.objects,
-			du.bytes_referenced,
-			du.bytes_referenced - du.bytes_exclusive,
-			du.bytes_exclusive, du.bytes_reclaimable);
-	if (a->rc)
-		return a->rc;
-	free(a->text);
-	a->text = next;
-	a->found++;
-	return 0;
-}
-
-/*
- * du: exact from the reference counts. Exclusive bytes are those of
- * objects only this namespace references; reclaimable ones are the
- * exclusive ones no pin keeps: what deleting the namespace would free.
- */
-static int ctl_du(struct tally *t, const char *only, char **report)
-{
-	struct du_acc a = { .only = only };
-	char *head;
-	int rc;
-
-	/* committed counts: let the closes' flushes finish first */
-	rc = tally_drain(t, NULL, 0);
-	if (!rc)
-		rc = aprintf(&a.text, "%s", "");
-	if (rc)
-		return rc;
-	a.m = tally_meta_lock(t);
-	rc = meta_readdir(a.m, TALLY_ROOT_INO, 0, du_one, &a);
-	tally_meta_unlock(t);
-	if (rc > 0)
-		rc = a.rc;
-	if (!rc && only && !a.found)
-		rc = -ENOENT;
-	if (!rc)
-		rc = aprintf(&head, "command: du\nnamespaces: %u\n%s", a.found,
-			     a.text);
-	free(a.text);
-	if (!rc)
-		*report = head;
-	return rc;
-}
-
-/* Append a formatted line to *acc (a malloc'ed string). */
+/* Append formatted text to *acc (malloc'ed; NULL counts as empty). */
 static int append(char **acc, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -266,6 +194,73 @@ static int append(char **acc, const char *fmt, ...)
 	free(*acc);
 	*acc = next;
 	return 0;
+}
+
+struct du_acc {
+	struct meta *m;
+	const char *only; /* one namespace, or NULL for all */
+	char *text;
+	unsigned found;
+	int rc;
+};
+
+/* One namespace's block of du report lines. */
+static int du_one(void *ctx, int64_t cookie, const char *name, uint64_t ino)
+{
+	struct du_acc *a = ctx;
+	struct meta_du du;
+
+	(void)cookie;
+	if (a->only && strcmp(a->only, name))
+		return 0;
+	a->rc = meta_du(a->m, ino, &du);
+	if (!a->rc)
+		a->rc = append(&a->text,
+			       "namespace: %s\nfiles: %" PRIu64
+			       "\nbytes_logical: %" PRIu64 "\nobjects: %" PRIu64
+			       "\nbytes_referenced: %" PRIu64
+			       "\nbytes_shared: %" PRIu64
+			       "\nbytes_exclusive: %" PRIu64
+			       "\nbytes_reclaimable: %" PRIu64 "\n",
+			       name, du.files, du.bytes_logical, du.objects,
+			       du.bytes_referenced,
+			       du.bytes_referenced - du.bytes_exclusive,
+			       du.bytes_exclusive, du.bytes_reclaimable);
+	if (a->rc)
+		return a->rc;
+	a->found++;
+	return 0;
+}
+
+/*
+ * du: exact from the reference counts. Exclusive bytes are those of
+ * objects only this namespace references; reclaimable ones are the
+ * exclusive ones no pin keeps: what deleting the namespace would free.
+ */
+static int ctl_du(struct tally *t, const char *only, char **report)
+{
+	struct du_acc a = { .only = only };
+	char *head;
+	int rc;
+
+	/* committed counts: let the closes' flushes finish first */
+	rc = tally_drain(t, NULL, 0);
+	if (rc)
+		return rc;
+	a.m = tally_meta_lock(t);
+	rc = meta_readdir(a.m, TALLY_ROOT_INO, 0, du_one, &a);
+	tally_meta_unlock(t);
+	if (rc > 0)
+		rc = a.rc;
+	if (!rc && only && !a.found)
+		rc = -ENOENT;
+	if (!rc)
+		rc = aprintf(&head, "command: du\nnamespaces: %u\n%s", a.found,
+			     a.text ? a.text : "");
+	free(a.text);
+	if (!rc)
+		*report = head;
+	return rc;
 }
 
 static int explain_holder(void *ctx, const char *nspace, uint64_t refs,
@@ -605,17 +600,15 @@ struct pins_acc {
 static int pin_json(void *ctx, const char *path)
 {
 	struct pins_acc *a = ctx;
-	char *q, *next;
+	char *q;
 
 	a->rc = json_str(path, &q);
 	if (a->rc)
 		return a->rc;
-	a->rc = aprintf(&next, "%s%s%s", a->s, a->n ? ", " : "", q);
+	a->rc = append(&a->s, "%s%s", a->n ? ", " : "", q);
 	free(q);
 	if (a->rc)
 		return a->rc;
-	free(a->s);
-	a->s = next;
 	a->n++;
 	return 0;
 }
@@ -627,12 +620,8 @@ static int pins_json(struct tally *t, char **acc)
 	int64_t stale, node;
 	unsigned min_nodes;
 	struct meta *m;
-	char *next;
 	int rc;
 
-	rc = aprintf(&a.s, "%s", "");
-	if (rc)
-		return rc;
 	m = tally_meta_lock(t);
 	rc = meta_pins(m, pin_json, &a);
 	tally_meta_unlock(t);
@@ -641,57 +630,46 @@ static int pins_json(struct tally *t, char **acc)
 		return rc;
 	}
 	tally_gc_settings(t, &stale, &min_nodes, &node);
-	rc = aprintf(&next, "%s, \"node_id\": %" PRId64 ", \"pins\": [%s]",
-		     *acc, node, a.s);
+	rc = append(acc, ", \"node_id\": %" PRId64 ", \"pins\": [%s]", node,
+		    a.s ? a.s : "");
 	free(a.s);
-	if (rc)
-		return rc;
-	free(*acc);
-	*acc = next;
-	return 0;
+	return rc;
 }
 
 /* ", \"last_gc\": {...}, \"gc_log\": [...]" for the status document. */
 static int gc_json(const struct meta_gc_event *ev, size_t n, char **out)
 {
-	char *acc = NULL, *next;
+	char *acc = NULL;
 	size_t i;
-	int rc;
+	int rc = 0;
 
-	rc = aprintf(&acc, "%s", "");
 	for (i = 0; i < n && !rc; i++) {
 		const struct meta_gc_event *e = &ev[i];
 
-		rc = aprintf(
-			&next,
-			"%s%s{\"at\": %" PRId64 ", \"dry_run\": %s"
+		rc = append(
+			&acc,
+			"%s{\"at\": %" PRId64 ", \"dry_run\": %s"
 			", \"checked\": %" PRIu64 ", \"live\": %" PRIu64
 			", \"unreferenced\": %" PRIu64
 			", \"collected\": %" PRIu64 ", \"preserved\": %" PRIu64
 			", \"bytes_freed\": %" PRIu64 ", \"drift\": %" PRIu64
 			", \"nodes_reporting\": %" PRIu64
 			", \"duration_ms\": %" PRId64 "}",
-			acc, i ? ", " : "", e->at,
-			e->dry_run ? "true" : "false", e->checked, e->live,
-			e->unreferenced, e->collected, e->preserved,
-			e->bytes_freed, e->drift, e->nodes, e->duration_ms);
-		free(acc);
-		acc = next;
+			i ? ", " : "", e->at, e->dry_run ? "true" : "false",
+			e->checked, e->live, e->unreferenced, e->collected,
+			e->preserved, e->bytes_freed, e->drift, e->nodes,
+			e->duration_ms);
 	}
-	if (rc)
-		return rc;
-	if (n) {
+	if (!rc && n) {
 		/* the newest event is the first one; keep it as last_gc */
 		const char *end = strstr(acc, "}");
 
-		rc = aprintf(&next, ", \"last_gc\": %.*s}, \"gc_log\": [%s]",
+		rc = aprintf(out, ", \"last_gc\": %.*s}, \"gc_log\": [%s]",
 			     (int)(end - acc), acc, acc);
-	} else {
-		rc = aprintf(&next, ", \"last_gc\": null, \"gc_log\": []");
+	} else if (!rc) {
+		rc = aprintf(out, ", \"last_gc\": null, \"gc_log\": []");
 	}
 	free(acc);
-	if (!rc)
-		*out = next;
 	return rc;
 }
 
