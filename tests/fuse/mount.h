@@ -77,6 +77,9 @@ const char *mp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * own, so counts and usage are final only after this. */
 void tm_settle(void);
 
+/* Run $TALLYFSCK on tm.store (unmounted); returns its exit status. */
+int tm_run_fsck(void);
+
 /* Number of object files (32 hex names) under STORE/shards/0/XX/, once
  * the flushes in flight have finished ("drain" when mounted). */
 long tm_count_objects(void);

@@ -34,26 +34,6 @@ static void snap(struct node *n, size_t count)
 	}
 }
 
-/* Run $TALLYFSCK STORE; returns its exit status. */
-static int run_fsck(void)
-{
-	const char *bin = getenv("TALLYFSCK");
-	int status;
-	pid_t pid;
-
-	cr_assert(ne(ptr, (void *)bin, NULL), "TALLYFSCK is not set");
-	pid = fork();
-	cr_assert(ge(int, pid, 0));
-	if (pid == 0) {
-		/* its report is not TAP: keep it off stdout */
-		dup2(2, 1);
-		execl(bin, bin, tm.store, (char *)NULL);
-		_exit(127);
-	}
-	cr_assert(eq(int, waitpid(pid, &status, 0), pid));
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /* Write one command to the control file: 0 or -errno. */
 static int ctl_write(const char *path, const char *cmd)
 {
@@ -109,7 +89,7 @@ Test(persist, remount_keeps_inodes_contents_xattrs)
 
 	cr_assert(eq(int, tm_unmount(), 0), "the daemon did not exit 0");
 	cr_assert(eq(int, tm_is_mounted(), 0));
-	cr_assert(eq(int, run_fsck(), 0), "tallyfsck after a clean unmount");
+	cr_assert(eq(int, tm_run_fsck(), 0), "tallyfsck after a clean unmount");
 	cr_assert(eq(int, tm_mount(), 0));
 	snap(m, count);
 
@@ -204,7 +184,7 @@ Test(persist, fsynced_data_survives_kill)
 	cr_assert(eq(i64, file_cmp(mp("ns/synced"), data, len), -1));
 	/* nothing written was unfsync'ed: the store checks clean */
 	cr_assert(eq(int, tm_unmount(), 0), "the daemon did not exit 0");
-	cr_assert(eq(int, run_fsck(), 0), "tallyfsck after kill -9");
+	cr_assert(eq(int, tm_run_fsck(), 0), "tallyfsck after kill -9");
 	free(data);
 }
 

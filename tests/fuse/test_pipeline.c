@@ -26,25 +26,6 @@ static void pipeline_fini(void)
 
 TestSuite(pipeline, .fini = pipeline_fini, .timeout = 120);
 
-/* Run $TALLYFSCK STORE; returns its exit status. */
-static int run_fsck(void)
-{
-	const char *bin = getenv("TALLYFSCK");
-	int status;
-	pid_t pid;
-
-	cr_assert(ne(ptr, (void *)bin, NULL), "TALLYFSCK is not set");
-	pid = fork();
-	cr_assert(ge(int, pid, 0));
-	if (pid == 0) {
-		dup2(2, 1);
-		execl(bin, bin, tm.store, (char *)NULL);
-		_exit(127);
-	}
-	cr_assert(eq(int, waitpid(pid, &status, 0), pid));
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 struct writer {
 	int id;
 	char *data;
@@ -118,7 +99,7 @@ Test(pipeline, concurrent_writers_all_land)
 	}
 	cr_assert(eq(long, tm_count_objects(), WRITERS * 4L));
 	cr_assert(eq(int, tm_unmount(), 0));
-	cr_assert(eq(int, run_fsck(), 0));
+	cr_assert(eq(int, tm_run_fsck(), 0));
 }
 
 Test(pipeline, failed_object_write_reaches_fsync)
@@ -146,7 +127,7 @@ Test(pipeline, failed_object_write_reaches_fsync)
 	cr_assert(eq(int, tm_remount(), 0));
 	cr_assert(eq(i64, file_cmp(mp("ns/f"), data, MIB), -1));
 	cr_assert(eq(int, tm_unmount(), 0));
-	cr_assert(eq(int, run_fsck(), 0));
+	cr_assert(eq(int, tm_run_fsck(), 0));
 	free(data);
 }
 
@@ -173,6 +154,6 @@ Test(pipeline, failed_sync_reaches_the_next_close)
 	cr_assert(eq(i64, file_cmp(mp("ns/f"), data, MIB), -1));
 	cr_assert(eq(long, tm_count_objects(), 1L));
 	cr_assert(eq(int, tm_unmount(), 0));
-	cr_assert(eq(int, run_fsck(), 0));
+	cr_assert(eq(int, tm_run_fsck(), 0));
 	free(data);
 }

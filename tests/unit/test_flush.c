@@ -124,21 +124,9 @@ static void expect_block(uint64_t ino, uint64_t idx, const char *want)
 
 static void expect_clean_store(void)
 {
-	struct fsck_result r;
-	struct store *s;
-
 	tally_close(t);
 	t = NULL;
-	cr_assert_eq(store_open(store, false, BS, &s), 0);
-	cr_assert_eq(fsck_run(s, false, NULL, NULL, &r), 0);
-	store_close(s);
-	cr_assert_not(fsck_problems(&r),
-		      "drift %llu/%llu dangling %llu "
-		      "orphans %llu",
-		      (unsigned long long)r.drift_under,
-		      (unsigned long long)r.drift_over,
-		      (unsigned long long)r.dangling,
-		      (unsigned long long)r.orphans);
+	tu_fsck_clean(store, NULL);
 }
 
 Test(flush, out_of_order_completion_commits_in_sequence)

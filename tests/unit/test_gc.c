@@ -134,21 +134,9 @@ static uint64_t mkns(const char *name)
 
 static void expect_clean(void)
 {
-	struct fsck_result r;
-	struct store *s;
-
 	tally_close(t);
 	t = NULL;
-	cr_assert_eq(store_open(store, false, BS, &s), 0);
-	cr_assert_eq(fsck_run(s, false, NULL, NULL, &r), 0);
-	store_close(s);
-	cr_assert_not(fsck_problems(&r),
-		      "drift %llu/%llu dangling %llu "
-		      "orphans %llu",
-		      (unsigned long long)r.drift_under,
-		      (unsigned long long)r.drift_over,
-		      (unsigned long long)r.dangling,
-		      (unsigned long long)r.orphans);
+	tu_fsck_clean(store, NULL);
 }
 
 Test(gc, leak_collected_only_after_grace)

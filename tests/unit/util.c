@@ -4,6 +4,8 @@
  */
 #include "tests/unit/util.h"
 
+#include <criterion/criterion.h>
+
 #include <dirent.h>
 #include <ftw.h>
 #include <stdint.h>
@@ -11,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "core/fsck.h"
+#include "core/store.h"
 
 char *tu_tmpdir(void)
 {
@@ -73,4 +78,22 @@ void tu_fill(void *buf, size_t len, unsigned seed)
 		x ^= x << 17;
 		p[i] = (unsigned char)x;
 	}
+}
+
+void tu_fsck_clean(const char *store, struct fsck_result *out)
+{
+	struct fsck_result r;
+	struct store *s;
+
+	cr_assert_eq(store_open(store, false, STORE_DEFAULT_BLOCK_SIZE, &s), 0);
+	cr_assert_eq(fsck_run(s, false, NULL, NULL, &r), 0);
+	store_close(s);
+	cr_assert_not(fsck_problems(&r),
+		      "drift %llu/%llu dangling %llu orphans %llu",
+		      (unsigned long long)r.drift_under,
+		      (unsigned long long)r.drift_over,
+		      (unsigned long long)r.dangling,
+		      (unsigned long long)r.orphans);
+	if (out)
+		*out = r;
 }

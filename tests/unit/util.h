@@ -13,6 +13,14 @@ char *tu_tmpdir(void);
 void tu_rmrf(const char *path);
 /* Count object files under @store/shards/0. */
 int tu_count_objects(const char *store);
+struct fsck_result;
+
+/*
+ * Check the closed store @store offline; assert that the check ran and
+ * found no problem. *r (may be NULL) receives the figures.
+ */
+void tu_fsck_clean(const char *store, struct fsck_result *r);
+
 /* Fill @buf with deterministic pseudo-random bytes from @seed. */
 void tu_fill(void *buf, size_t len, unsigned seed);
 
