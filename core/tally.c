@@ -1183,8 +1183,7 @@ struct pending {
 	const char *buf; /* the flush's buffer, NULL for a share */
 };
 
-#define COMMIT_DURABLE 1
-#define COMMIT_FORCE 2 /* write the inode row even with nothing dirty */
+#define COMMIT_FORCE 1 /* write the inode row even with nothing dirty */
 
 static void flush_free(struct tally *t, struct flush *f)
 {
@@ -1995,11 +1994,6 @@ static int inode_commit_with(struct tally *t, struct inode *ip, int flags,
 		rc = flush_wait(t, seq, 0);
 	if (!rc)
 		rc = take_err(t, ip);
-	if (!rc && (flags & COMMIT_DURABLE)) {
-		lock(t);
-		rc = txn_sync(t);
-		unlock(t);
-	}
 	return rc;
 }
 
