@@ -28,7 +28,9 @@
  *     committed ones (dsize, dalloc): a crash never exposes a size whose
  *     data was not committed with it.
  *  5. A failed commit keeps its dirty blocks; the error is returned by the
- *     next flush/fsync/close of the file (inode->err).
+ *     next flush/fsync/close of the file (inode->err). A close reports
+ *     only the failures of flushes started before it (inode->err_seq):
+ *     its own flush may fail later, and that reaches the next one.
  *
  * Lock order: inode->rw, then t->lock. t->lock protects the metadata
  * store, the inode table, the entry cache and the fields marked so;
@@ -105,6 +107,7 @@ struct inode {
 	unsigned nfailed;	/* protected by t->lock: parked flushes */
 	uint64_t flight_blocks; /* protected by t->lock: in flight, parked */
 	int err;		/* protected by t->lock: for fsync/close */
+	uint64_t err_seq;	/* protected by t->lock: the flush that failed */
 	bool truncated;		/* protected by rw: drop blocks past... */
 	uint64_t trunc_size;	/* ...this, the lowest size since a flush */
 
@@ -1463,14 +1466,17 @@ static int flush_wait(struct tally *t, uint64_t seq, double timeout)
 	}
 }
 
-/* Take (and clear) the error kept for the next fsync/close. */
-static int take_err(struct tally *t, struct inode *ip)
+/* Take (and clear) the error kept for the next fsync/close, if the flush
+ * that failed had a sequence number up to @upto. */
+static int take_err(struct tally *t, struct inode *ip, uint64_t upto)
 {
-	int rc;
+	int rc = 0;
 
 	lock(t);
-	rc = ip->err;
-	ip->err = 0;
+	if (ip->err && ip->err_seq <= upto) {
+		rc = ip->err;
+		ip->err = 0;
+	}
 	unlock(t);
 	return rc;
 }
@@ -1619,6 +1625,7 @@ static void flush_park(struct tally *t, struct flush *f, int err)
 	pthread_mutex_unlock(&ip->mlock);
 	ip->nfailed++;
 	ip->err = err;
+	ip->err_seq = f->seq;
 	t->commit_errors++;
 }
 
@@ -1993,7 +2000,7 @@ static int inode_commit_with(struct tally *t, struct inode *ip, int flags,
 	if (!rc)
 		rc = flush_wait(t, seq, 0);
 	if (!rc)
-		rc = take_err(t, ip);
+		rc = take_err(t, ip, UINT64_MAX);
 	return rc;
 }
 
@@ -2924,7 +2931,7 @@ int tally_release(struct tally *t, uint64_t ino)
 int tally_flush(struct tally *t, uint64_t ino)
 {
 	struct inode *ip;
-	uint64_t seq;
+	uint64_t seq, before;
 	int rc;
 
 	if (is_virtual(ino))
@@ -2932,11 +2939,14 @@ int tally_flush(struct tally *t, uint64_t ino)
 	rc = file_get(t, ino, &ip);
 	if (rc)
 		return rc;
+	pthread_mutex_lock(&t->fin_lock);
+	before = t->rotated_seq;
+	pthread_mutex_unlock(&t->fin_lock);
 	pthread_rwlock_wrlock(&ip->rw);
 	rc = flush_rotate(t, ip, NULL, 0, false, &seq);
 	pthread_rwlock_unlock(&ip->rw);
 	if (!rc)
-		rc = take_err(t, ip);
+		rc = take_err(t, ip, before);
 	file_put(t, ip);
 	return rc;
 }
@@ -2960,7 +2970,7 @@ int tally_fsync(struct tally *t, uint64_t ino, bool datasync)
 	if (!rc)
 		rc = flush_wait(t, seq, 0);
 	if (!rc)
-		rc = take_err(t, ip);
+		rc = take_err(t, ip, UINT64_MAX);
 	if (!rc) {
 		lock(t);
 		rc = txn_sync(t);
