@@ -20,6 +20,7 @@
 #include "core/objstore.h"
 #include "core/meta.h"
 #include "core/pool.h"
+#include "core/shard.h"
 #include "core/tally.h"
 
 static const struct {
@@ -37,6 +38,9 @@ static const struct {
 	{ "du", CTL_DU, 0, 1 },
 	{ "explain", CTL_EXPLAIN, 1, 1 },
 	{ "verify", CTL_VERIFY, 0, 1 },
+	{ "shard", CTL_SHARD, 1, 2 },
+	{ "rebalance", CTL_REBALANCE, 0, 0 },
+	{ "sweep", CTL_SWEEP, 0, 1 },
 	/* clang-format on */
 };
 
@@ -67,6 +71,43 @@ static int parse_gc(struct ctl_cmd *cmd)
 			return -EINVAL;
 		}
 	}
+	return 0;
+}
+
+/* "PREFIX" followed by a decimal count (0 to 2^31-1) into *out. */
+static int parse_count(const char *a, const char *prefix, long *out)
+{
+	size_t n = strlen(prefix);
+	char *end;
+	long v;
+
+	if (strncmp(a, prefix, n) || !a[n] || a[n] < '0' || a[n] > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtol(a + n, &end, 10);
+	if (errno || *end || v < 0 || v > 2147483647L)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* shard add DIR | shard drain ID | shard list */
+static int parse_shard(struct ctl_cmd *cmd)
+{
+	const char *sub = cmd->args[0];
+	long id;
+
+	if (!strcmp(sub, "list"))
+		return cmd->nargs == 1 ? 0 : -EINVAL;
+	if (cmd->nargs != 2)
+		return -EINVAL;
+	if (!strcmp(sub, "add"))
+		return cmd->args[1][0] == '/' ? 0 : -EINVAL;
+	if (strcmp(sub, "drain"))
+		return -EINVAL;
+	if (parse_count(cmd->args[1], "", &id) || id >= OBJSTORE_MAX_SHARDS)
+		return -EINVAL;
+	cmd->shard = (uint32_t)id;
 	return 0;
 }
 
@@ -114,6 +155,15 @@ int ctl_parse(const char *line, size_t len, struct ctl_cmd *cmd)
 		return -EINVAL;
 	if (cmd->verb == CTL_GC)
 		return parse_gc(cmd);
+	if (cmd->verb == CTL_SHARD)
+		return parse_shard(cmd);
+	if (cmd->verb == CTL_SWEEP) {
+		cmd->batches = -1;
+		if (cmd->nargs == 1)
+			return parse_count(cmd->args[0],
+					   "batches=", &cmd->batches);
+		return 0;
+	}
 	if (cmd->verb == CTL_VERIFY) {
 		char *end;
 		const char *a;
@@ -203,6 +253,13 @@ struct du_acc {
 	unsigned found;
 	int rc;
 };
+
+static const char *shard_state(const struct shard_info *s)
+{
+	if (!s->reachable)
+		return "unreachable";
+	return s->draining ? "draining" : "active";
+}
 
 /* One namespace's block of du report lines. */
 static int du_one(void *ctx, int64_t cookie, const char *name, uint64_t ino)
@@ -380,6 +437,51 @@ out:
 	return rc;
 }
 
+/* shard add DIR | drain ID | list */
+static int ctl_shard(struct tally *t, const struct ctl_cmd *cmd, char **report)
+{
+	struct shard_infos *l;
+	uint32_t id;
+	unsigned i;
+	int rc;
+
+	if (!strcmp(cmd->args[0], "add")) {
+		rc = shard_add(t, cmd->args[1], tally_mountpoint(t), &id);
+		if (!rc)
+			rc = aprintf(
+				report,
+				"command: shard add\nshard: %u\npath: %s\n", id,
+				cmd->args[1]);
+		return rc;
+	}
+	if (!strcmp(cmd->args[0], "drain")) {
+		rc = shard_drain(t, cmd->shard);
+		if (!rc)
+			rc = aprintf(report,
+				     "command: shard drain\nshard: %u\n"
+				     "state: draining\n",
+				     cmd->shard);
+		return rc;
+	}
+	l = malloc(sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	rc = shard_infos(t, l);
+	if (!rc)
+		rc = append(report,
+			    "command: shard list\nshards: %u\nghosts: %" PRIu64
+			    "\n",
+			    l->n, l->ghosts);
+	for (i = 0; i < l->n && !rc; i++)
+		rc = append(report,
+			    "shard: %u\npath: %s\nstate: %s\nobjects: %" PRIu64
+			    "\nbytes: %" PRIu64 "\nfree: %" PRIu64 "\n",
+			    l->v[i].id, l->v[i].path, shard_state(&l->v[i]),
+			    l->v[i].objects, l->v[i].bytes, l->v[i].free);
+	free(l);
+	return rc;
+}
+
 /* One command, run as a job of the worker pool. */
 struct ctl_job {
 	struct tally *t;
@@ -489,6 +591,45 @@ static void ctl_run(struct ctl_job *j)
 				     "\nduration_ms: %.1f\n",
 				     n, ms_since(&t0));
 		break;
+	case CTL_SHARD:
+		rc = ctl_shard(j->t, cmd, &j->report);
+		break;
+	case CTL_REBALANCE: {
+		struct shard_rebalance_report r;
+		double s;
+
+		rc = shard_rebalance(j->t, &r);
+		s = r.duration_ms / 1e3;
+		if (!rc)
+			rc = aprintf(
+				&j->report,
+				"command: rebalance\nmoved: %" PRIu64
+				"\nbytes: %" PRIu64 "\nfailed: %" PRIu64
+				"\nrecovered: %" PRIu64 "\nghosts: %" PRIu64
+				"\nmb_per_s: %.1f\nobjects_per_s: %.1f"
+				"\nduration_ms: %.1f\n",
+				r.moved, r.bytes, r.failed, r.recovered,
+				r.ghosts, s > 0 ? (double)r.bytes / 1e6 / s : 0,
+				s > 0 ? (double)r.moved / s : 0, r.duration_ms);
+		break;
+	}
+	case CTL_SWEEP: {
+		struct shard_sweep_opts o = { .batches = cmd->batches };
+		struct shard_sweep_report r;
+
+		rc = shard_sweep(j->t, &o, &r);
+		if (!rc)
+			rc = aprintf(&j->report,
+				     "command: sweep\nchecked: %" PRIu64
+				     "\npurged: %" PRIu64 "\nkept: %" PRIu64
+				     "\ninconclusive: %" PRIu64
+				     "\nreferences_repointed: %" PRIu64
+				     "\nduration_ms: %.1f\n",
+				     r.checked, r.purged, r.kept,
+				     r.inconclusive, r.repointed,
+				     r.duration_ms);
+		break;
+	}
 	case CTL_BRANCH:
 		rc = tally_branch(j->t, cmd->args[0], cmd->args[1], &n);
 		if (!rc)
@@ -673,6 +814,55 @@ static int gc_json(const struct meta_gc_event *ev, size_t n, char **out)
 	return rc;
 }
 
+/* Append ", \"shards\": [...], \"ghosts\": N, ..." to *acc. */
+static int shards_json(struct tally *t, char **acc)
+{
+	struct shard_infos *l = malloc(sizeof(*l));
+	unsigned i;
+	int rc;
+
+	if (!l)
+		return -ENOMEM;
+	rc = shard_infos(t, l);
+	if (!rc)
+		rc = append(acc, ", \"shards\": [");
+	for (i = 0; i < l->n && !rc; i++) {
+		const struct shard_info *sh = &l->v[i];
+		char *path;
+
+		rc = json_str(sh->path, &path);
+		if (rc)
+			break;
+		rc = append(acc,
+			    "%s{\"id\": %u, \"path\": %s, \"state\": \"%s\", "
+			    "\"objects\": %" PRIu64 ", \"bytes\": %" PRIu64
+			    ", \"free\": %" PRIu64 "}",
+			    i ? ", " : "", sh->id, path, shard_state(sh),
+			    sh->objects, sh->bytes, sh->free);
+		free(path);
+	}
+	if (!rc)
+		rc = append(acc,
+			    "], \"ghosts\": %" PRIu64
+			    ", \"total_purged\": %" PRIu64 ", \"last_sweep\": ",
+			    l->ghosts, l->total_purged);
+	if (!rc && !l->have_sweep)
+		rc = append(acc, "null");
+	else if (!rc)
+		rc = append(acc,
+			    "{\"at\": %" PRId64 ", \"checked\": %" PRIu64
+			    ", \"purged\": %" PRIu64 ", \"kept\": %" PRIu64
+			    ", \"inconclusive\": %" PRIu64
+			    ", \"references_repointed\": %" PRIu64
+			    ", \"duration_ms\": %.0f}",
+			    l->last_sweep.at, l->last_sweep.checked,
+			    l->last_sweep.purged, l->last_sweep.kept,
+			    l->last_sweep.inconclusive, l->last_sweep.repointed,
+			    l->last_sweep.duration_ms);
+	free(l);
+	return rc;
+}
+
 int ctl_status_json(struct tally *t, char **out)
 {
 	struct meta_gc_event ev[5];
@@ -692,6 +882,8 @@ int ctl_status_json(struct tally *t, char **out)
 	rc = gc_json(ev, nev, &gc);
 	if (!rc)
 		rc = pins_json(t, &gc);
+	if (!rc)
+		rc = shards_json(t, &gc);
 	if (rc) {
 		free(gc);
 		return rc;

@@ -16,6 +16,12 @@
  *   verify [sample=N%]        rehash the objects (or N percent of them)
  *   du [NAMESPACE]            space per namespace: logical, referenced,
  *                             shared, exclusive, reclaimable bytes
+ *   shard add DIR             a new shard (absolute path, empty directory)
+ *   shard drain ID            no new objects there; rebalance empties it
+ *   shard list                every shard, its state and usage
+ *   rebalance                 move objects until shards are balanced
+ *   sweep [batches=N]         repoint references of ghosts (at most N
+ *                             batches), purge the ghosts nothing needs
  * Anything else is -EINVAL and changes nothing.
  */
 #ifndef TALLY_CTL_H
@@ -40,6 +46,9 @@ enum ctl_verb {
 	CTL_DU,
 	CTL_EXPLAIN,
 	CTL_VERIFY,
+	CTL_SHARD,
+	CTL_REBALANCE,
+	CTL_SWEEP,
 };
 
 struct ctl_cmd {
@@ -50,6 +59,8 @@ struct ctl_cmd {
 	bool dry_run;		  /* gc dry-run */
 	int64_t grace;		  /* gc grace=SECONDS, -1 = default */
 	double sample;		  /* verify sample=N%: percent, 100 = all */
+	uint32_t shard;		  /* shard drain ID */
+	long batches;		  /* sweep batches=N, -1 = all */
 	char buf[CTL_LINE_MAX + 1];
 };
 

@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Offline check and repair of reference counts and object files.
+ * Offline check and repair of reference counts, ghosts and object files.
+ *
+ * An object file is known where its row says the object lives (keys as
+ * in objstore_key()); a protected object (pin, node report, a move in
+ * progress) is known in every shard. A shard that cannot be reached is
+ * reported and not listed: nothing in it is called an orphan.
  */
 #include "core/fsck.h"
 
@@ -22,8 +27,17 @@ struct fsck {
 	void (*say)(void *ctx, const char *line);
 	void *ctx;
 	struct fsck_result *res;
-	char (*names)[OBJNAME_MAX]; /* sorted names of object rows */
+	char (*names)[OBJSTORE_KEY_MAX]; /* sorted keys of object rows */
 	size_t nnames, cap;
+	char (*prot)[OBJSTORE_KEY_MAX]; /* sorted protected names */
+	size_t nprot, protcap;
+	unsigned shard; /* being listed */
+	struct {
+		int64_t obj, truth;
+		uint32_t src;
+		bool has_ghost;
+	} * gfix;
+	size_t ngfix, gfixcap;
 	struct {
 		int64_t id, truth;
 	} * fix;
@@ -46,19 +60,29 @@ static void sayf(struct fsck *f, const char *fmt, ...)
 		f->say(f->ctx, line);
 }
 
-static int add_name(struct fsck *f, const char *name)
+/* Append @key to a list of keys. */
+static int key_add(char (**v)[OBJSTORE_KEY_MAX], size_t *n, size_t *cap,
+		   const char *key)
 {
-	if (f->nnames == f->cap) {
-		size_t cap = f->cap ? f->cap * 2 : 1024;
-		void *v = realloc(f->names, cap * sizeof(*f->names));
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 1024;
+		void *nv = realloc(*v, ncap * sizeof(**v));
 
-		if (!v)
+		if (!nv)
 			return -ENOMEM;
-		f->names = v;
-		f->cap = cap;
+		*v = nv;
+		*cap = ncap;
 	}
-	snprintf(f->names[f->nnames++], OBJNAME_MAX, "%s", name);
+	snprintf((*v)[(*n)++], OBJSTORE_KEY_MAX, "%s", key);
 	return 0;
+}
+
+static int add_name(struct fsck *f, const char *name, uint32_t shard)
+{
+	char key[OBJSTORE_KEY_MAX];
+
+	objstore_key(key, name, shard);
+	return key_add(&f->names, &f->nnames, &f->cap, key);
 }
 
 static int add_fix(struct fsck *f, int64_t id, int64_t truth)
@@ -94,7 +118,7 @@ static int check_one(void *arg, const struct meta_check *c)
 		return 0;
 	}
 	f->res->objects++;
-	rc = add_name(f, c->name);
+	rc = add_name(f, c->name, c->shard);
 	if (rc)
 		return rc;
 	if (objstore_stat(f->s->objs, c->shard, c->name, &size) < 0 &&
@@ -128,7 +152,9 @@ static int check_one(void *arg, const struct meta_check *c)
 
 static int add_protected(void *ctx, const char *name)
 {
-	return add_name(ctx, name);
+	struct fsck *f = ctx;
+
+	return key_add(&f->prot, &f->nprot, &f->protcap, name);
 }
 
 static int cmp_name(const void *a, const void *b)
@@ -139,13 +165,55 @@ static int cmp_name(const void *a, const void *b)
 static int check_file(void *arg, const char *name, off_t size)
 {
 	struct fsck *f = arg;
+	char key[OBJSTORE_KEY_MAX];
 
 	(void)size;
-	if (bsearch(name, f->names, f->nnames, sizeof(*f->names), cmp_name))
+	objstore_key(key, name, f->shard);
+	if (f->nnames &&
+	    bsearch(key, f->names, f->nnames, sizeof(*f->names), cmp_name))
+		return 0;
+	if (f->nprot &&
+	    bsearch(name, f->prot, f->nprot, sizeof(*f->prot), cmp_name))
 		return 0;
 	f->res->orphans++;
-	sayf(f, "orphan: object file '%s' is not in the object table", name);
-	return meta_objlist_add(&f->dead, 0, 0, name);
+	sayf(f,
+	     "orphan: object file '%s' in shard %u is not in the object "
+	     "table there",
+	     name, f->shard);
+	return meta_objlist_add(&f->dead, 0, f->shard, name);
+}
+
+static int check_ghost(void *arg, int64_t obj, uint32_t src, int64_t stored,
+		       int64_t truth, bool has_ghost)
+{
+	struct fsck *f = arg;
+
+	f->res->ghost_drift++;
+	if (has_ghost)
+		sayf(f,
+		     "ghost: object %" PRId64 " from shard %u counts %" PRId64
+		     " reference(s), %" PRId64 " name that shard",
+		     obj, src, stored, truth);
+	else
+		sayf(f,
+		     "ghost: %" PRId64 " reference(s) to object %" PRId64
+		     " name shard %u, where it is not, and no ghost leads on",
+		     truth, obj, src);
+	if (f->ngfix == f->gfixcap) {
+		size_t cap = f->gfixcap ? f->gfixcap * 2 : 64;
+		void *v = realloc(f->gfix, cap * sizeof(*f->gfix));
+
+		if (!v)
+			return -ENOMEM;
+		f->gfix = v;
+		f->gfixcap = cap;
+	}
+	f->gfix[f->ngfix].obj = obj;
+	f->gfix[f->ngfix].src = src;
+	f->gfix[f->ngfix].truth = truth;
+	f->gfix[f->ngfix].has_ghost = has_ghost;
+	f->ngfix++;
+	return 0;
 }
 
 static int repair(struct fsck *f)
@@ -157,6 +225,9 @@ static int repair(struct fsck *f)
 	for (i = 0; i < f->nfix && !rc; i++)
 		rc = meta_obj_set_count(f->s->meta, f->fix[i].id,
 					f->fix[i].truth);
+	for (i = 0; i < f->ngfix && !rc; i++)
+		rc = meta_ghost_fix(f->s->meta, f->gfix[i].obj, f->gfix[i].src,
+				    f->gfix[i].truth, f->gfix[i].has_ghost);
 	if (!rc)
 		rc = meta_commit(f->s->meta);
 	if (!rc)
@@ -165,7 +236,7 @@ static int repair(struct fsck *f)
 		meta_rollback(f->s->meta);
 		return rc;
 	}
-	f->res->repaired = f->nfix;
+	f->res->repaired = f->nfix + f->ngfix;
 	/* only after the commit, and only what nothing references */
 	for (i = 0; i < f->dead.n; i++) {
 		rc = objstore_unlink(f->s->objs, f->dead.v[i].shard,
@@ -200,15 +271,38 @@ int fsck_run(struct store *s, bool do_repair,
 		rc = meta_protected_names(s->meta, add_protected, &f);
 	if (rc)
 		goto out;
-	if (f.nnames)
-		qsort(f.names, f.nnames, sizeof(*f.names), cmp_name);
-	rc = objstore_list(s->objs, 0, check_file, &f);
+	if (!rc)
+		rc = meta_check_ghosts(s->meta, check_ghost, &f);
+	if (!rc)
+		rc = meta_ghost_count(s->meta, &res->ghosts);
 	if (rc)
 		goto out;
-	if (do_repair && (f.nfix || f.dead.n))
+	if (f.nnames)
+		qsort(f.names, f.nnames, sizeof(*f.names), cmp_name);
+	if (f.nprot)
+		qsort(f.prot, f.nprot, sizeof(*f.prot), cmp_name);
+	for (f.shard = 0; f.shard < objstore_nshards(s->objs); f.shard++) {
+		int err;
+
+		if (!objstore_shard_attached(s->objs, f.shard))
+			continue;
+		err = objstore_shard_check(s->objs, f.shard);
+		if (err) {
+			res->unreachable++;
+			sayf(&f, "shard %u is unreachable (%s): not checked",
+			     f.shard, strerror(-err));
+			continue;
+		}
+		rc = objstore_list(s->objs, f.shard, check_file, &f);
+		if (rc)
+			goto out;
+	}
+	if (do_repair && (f.nfix || f.ngfix || f.dead.n))
 		rc = repair(&f);
 out:
 	free(f.names);
+	free(f.prot);
+	free(f.gfix);
 	free(f.fix);
 	meta_objlist_release(&f.dead);
 	return rc;
@@ -217,5 +311,5 @@ out:
 bool fsck_problems(const struct fsck_result *res)
 {
 	return res->drift_under || res->drift_over || res->dangling ||
-	       res->orphans;
+	       res->orphans || res->ghost_drift || res->unreachable;
 }

@@ -20,6 +20,14 @@
  *     of 0 racing a write loses nothing.
  * GC never trusts a stale listing: the listing only proposes candidates.
  *
+ * Shards: a file is live where its row says the object is. A copy in any
+ * other shard (left by an interrupted rebalance move, core/shard.c) is
+ * unreferenced, unless the object is protected (node reports, pins, a
+ * move in progress), which keeps it in every shard. Marks are kept per
+ * (object, shard) under a key: the name for shard 0, "NAME@N" for shard
+ * N. A shard that is unreachable is not listed: nothing in it is marked
+ * or deleted because it cannot be seen.
+ *
  * Drift (stored count != references) is reported, loudly when a count is
  * too low; it never causes a deletion. gc_repair() rebuilds the counts.
  *
@@ -46,8 +54,10 @@
 	32 /* deletions per hold of the metadata lock: short,
 			   so that file operations are not stalled */
 
+#define KEY_MAX OBJSTORE_KEY_MAX
+
 struct names {
-	char (*v)[OBJNAME_MAX];
+	char (*v)[KEY_MAX];
 	size_t n, cap;
 };
 
@@ -62,7 +72,7 @@ static int names_add(struct names *l, const char *name)
 		l->v = v;
 		l->cap = cap;
 	}
-	snprintf(l->v[l->n++], OBJNAME_MAX, "%s", name);
+	snprintf(l->v[l->n++], KEY_MAX, "%s", name);
 	return 0;
 }
 
@@ -81,10 +91,12 @@ struct cycle {
 	const struct gc_opts *o;
 	struct gc_report *r;
 	int64_t now, grace;
-	struct names live;   /* object rows, sorted */
-	struct names marks;  /* to mark now */
-	struct names doomed; /* marked long enough: to delete */
-	struct names unmark; /* marks to clear */
+	struct names live;    /* keys of the object rows, sorted */
+	struct names protect; /* names kept in every shard, sorted */
+	uint32_t shard;	      /* being listed */
+	struct names marks;   /* to mark now */
+	struct names doomed;  /* marked long enough: to delete */
+	struct names unmark;  /* marks to clear */
 };
 
 static int add_row(void *ctx, int64_t id, const char *name, uint32_t shard,
@@ -92,44 +104,59 @@ static int add_row(void *ctx, int64_t id, const char *name, uint32_t shard,
 {
 	struct cycle *c = ctx;
 
+	char key[KEY_MAX];
+
 	(void)id;
-	(void)shard;
 	(void)refcount;
-	return names_add(&c->live, name);
+	objstore_key(key, name, shard);
+	return names_add(&c->live, key);
 }
 
 static int add_name(void *ctx, const char *name)
 {
 	struct cycle *c = ctx;
 
-	return names_add(&c->live, name);
+	return names_add(&c->protect, name);
+}
+
+/* Whether GC key @key is live: its row, or a protected name. */
+static bool key_live(const struct cycle *c, const char *key)
+{
+	char name[OBJNAME_MAX];
+
+	if (names_has(&c->live, key))
+		return true;
+	objstore_key_split(key, name);
+	return names_has(&c->protect, name);
 }
 
 static int list_file(void *ctx, const char *name, off_t size)
 {
 	struct cycle *c = ctx;
+	char key[KEY_MAX];
 	struct meta *m;
 	int64_t since;
 	int rc;
 
 	(void)size;
 	c->r->checked++;
-	if (names_has(&c->live, name)) {
+	objstore_key(key, name, c->shard);
+	if (key_live(c, key)) {
 		c->r->live++;
 		return 0;
 	}
 	c->r->unreferenced++;
 	m = tally_meta_lock(c->t);
-	rc = meta_mark_get(m, name, &since);
+	rc = meta_mark_get(m, key, &since);
 	tally_meta_unlock(c->t);
 	if (rc == -ENOENT) {
 		since = c->now;
-		rc = names_add(&c->marks, name);
+		rc = names_add(&c->marks, key);
 	}
 	if (rc)
 		return rc;
 	if (c->now - since >= c->grace)
-		return names_add(&c->doomed, name);
+		return names_add(&c->doomed, key);
 	c->r->preserved++;
 	return 0;
 }
@@ -138,7 +165,7 @@ static int check_mark(void *ctx, const char *name)
 {
 	struct cycle *c = ctx;
 
-	return names_has(&c->live, name) ? names_add(&c->unmark, name) : 0;
+	return key_live(c, name) ? names_add(&c->unmark, name) : 0;
 }
 
 static int count_drift(void *ctx, const struct meta_check *mc)
@@ -173,6 +200,7 @@ static int apply_marks(struct cycle *c, const struct names *l, bool put)
 		for (; i < end && !rc; i++)
 			rc = put ? meta_mark_put(m, l->v[i], 0, c->now)
 				 : meta_mark_del(m, l->v[i]);
+		/* (the key says the shard; the column is kept 0) */
 		if (!rc)
 			rc = meta_commit(m);
 		if (rc)
@@ -196,23 +224,28 @@ static int sweep(struct cycle *c)
 
 		rc = meta_begin(m);
 		for (; i < end && !rc; i++) {
-			const char *name = c->doomed.v[i];
+			const char *key = c->doomed.v[i];
+			char name[OBJNAME_MAX];
+			uint32_t shard = objstore_key_split(key, name), where;
+			uint64_t osize;
+			int64_t id, refs;
 			off_t size = 0;
 
-			rc = meta_obj_exists(m, name);
-			if (rc == 1) {
-				rc = 0; /* referenced again meanwhile */
-				c->r->preserved++;
+			rc = meta_object_info(m, name, &id, &where, &osize,
+					      &refs);
+			if (rc == 0 && where == shard) {
+				c->r->preserved++; /* referenced again */
 				continue;
 			}
-			if (rc)
+			if (rc && rc != -ENOENT)
 				break;
-			if (objstore_stat(os, 0, name, &size) == 0 &&
-			    objstore_unlink(os, 0, name) == 0) {
+			rc = 0;
+			if (objstore_stat(os, shard, name, &size) == 0 &&
+			    objstore_unlink(os, shard, name) == 0) {
 				c->r->collected++;
 				c->r->bytes_freed += (uint64_t)size;
 			}
-			rc = meta_mark_del(m, name);
+			rc = meta_mark_del(m, key);
 		}
 		if (!rc)
 			rc = meta_commit(m);
@@ -280,9 +313,19 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	}
 	if (c.live.n)
 		qsort(c.live.v, c.live.n, sizeof(*c.live.v), cmp_name);
-	rc = objstore_list(tally_objstore(t), 0, list_file, &c);
-	if (rc)
-		goto out;
+	if (c.protect.n)
+		qsort(c.protect.v, c.protect.n, sizeof(*c.protect.v), cmp_name);
+	for (c.shard = 0; c.shard < objstore_nshards(tally_objstore(t));
+	     c.shard++) {
+		struct objstore *os = tally_objstore(t);
+
+		if (!objstore_shard_attached(os, c.shard) ||
+		    objstore_shard_check(os, c.shard) != 0)
+			continue; /* unreachable: nothing decided there */
+		rc = objstore_list(os, c.shard, list_file, &c);
+		if (rc)
+			goto out;
+	}
 	m = tally_meta_lock(t);
 	rc = meta_marks(m, check_mark, &c);
 	if (!rc)
@@ -335,6 +378,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 		r->preserved);
 out:
 	free(c.live.v);
+	free(c.protect.v);
 	free(c.marks.v);
 	free(c.doomed.v);
 	free(c.unmark.v);
@@ -404,10 +448,10 @@ static int verify_row(void *ctx, int64_t id, const char *name, uint32_t shard,
 		      int64_t refcount)
 {
 	struct vrow *v = ctx;
+	char key[KEY_MAX];
 	unsigned long pick;
 
 	(void)id;
-	(void)shard;
 	(void)refcount;
 	/* a sample by name: the same objects every time for one percentage */
 	pick = strtoul((char[9]){ name[0], name[1], name[2], name[3], name[4],
@@ -416,7 +460,8 @@ static int verify_row(void *ctx, int64_t id, const char *name, uint32_t shard,
 	       10000;
 	if ((double)pick >= v->percent * 100)
 		return 0;
-	return names_add(&v->names, name);
+	objstore_key(key, name, shard);
+	return names_add(&v->names, key);
 }
 
 static void verify_bad(struct gc_verify *v, const char *name)
@@ -444,26 +489,36 @@ int gc_verify(struct tally *t, double percent, struct gc_verify *v)
 		goto out;
 	v->objects = rows.names.n;
 	for (i = 0; i < rows.names.n && !rc; i++) {
-		const char *name = rows.names.v[i];
-		char hex[HASH_HEX_LEN + 1];
+		char name[OBJNAME_MAX], hex[HASH_HEX_LEN + 1];
+		uint32_t shard = objstore_key_split(rows.names.v[i], name);
 		off_t size;
 		ssize_t n;
 
-		if (objstore_stat(os, 0, name, &size) < 0) {
+		if (objstore_stat(os, shard, name, &size) < 0) {
+			uint32_t where = shard;
+			uint64_t osize;
+			int64_t id, refs;
 			int exists;
 
 			m = tally_meta_lock(t);
-			exists = meta_obj_exists(m, name);
+			exists = meta_object_info(m, name, &id, &where, &osize,
+						  &refs) == 0;
 			tally_meta_unlock(t);
-			if (exists == 1) {
-				v->missing++;
-				verify_bad(v, name);
-				log_msg(LOG_ERR,
-					"verify: object '%s' is "
-					"missing",
-					name);
+			/* moved by a rebalance meanwhile: look there */
+			if (exists && where != shard &&
+			    objstore_stat(os, where, name, &size) == 0) {
+				shard = where;
+			} else {
+				if (exists) {
+					v->missing++;
+					verify_bad(v, name);
+					log_msg(LOG_ERR,
+						"verify: object '%s' is "
+						"missing",
+						name);
+				}
+				continue;
 			}
-			continue;
 		}
 		if ((size_t)size > cap) {
 			char *nb =
@@ -476,7 +531,7 @@ int gc_verify(struct tally *t, double percent, struct gc_verify *v)
 			buf = nb;
 			cap = (size_t)size;
 		}
-		n = objstore_read(os, 0, name, buf, (size_t)size, 0);
+		n = objstore_read(os, shard, name, buf, (size_t)size, 0);
 		if (n == -ENOENT)
 			continue; /* collected meanwhile */
 		if (n < 0) {

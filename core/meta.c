@@ -11,6 +11,7 @@
  *   objects(id, name, shard, size, refcount)
  *   blocks(ino, idx, obj, shard)          one object reference per block
  *   xattrs(ino, name, value)
+ *   shards, ghosts, moves                 see shard_schema
  *
  * Invariants (checked offline by tallyfsck):
  *  1. objects.refcount = number of blocks rows naming the object; a row
@@ -86,6 +87,8 @@ enum {
 	S_MARK_LIST,
 	S_LOG_PUT,
 	S_LOG_LAST,
+	S_OBJ_SHARD,
+	S_GHOST_DST,
 	S_COUNT
 };
 
@@ -179,6 +182,8 @@ static const char *const sql_text[S_COUNT] = {
 	[S_LOG_LAST] = "SELECT at, dry_run, checked, live, unreferenced, "
 		       "collected, preserved, bytes_freed, drift, nodes, "
 		       "duration_ms FROM gc_log ORDER BY id DESC LIMIT ?1",
+	[S_OBJ_SHARD] = "SELECT shard FROM objects WHERE id = ?1",
+	[S_GHOST_DST] = "SELECT dst FROM ghosts WHERE obj = ?1 AND src = ?2",
 };
 
 static const char schema[] =
@@ -224,6 +229,46 @@ static const char gc_schema[] =
 	"CREATE TABLE IF NOT EXISTS pin_objects(pin INTEGER NOT NULL,"
 	" name TEXT NOT NULL, PRIMARY KEY(pin, name)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS pin_objects_name ON pin_objects(name);";
+
+/*
+ * Shards, ghosts and moves, added to format 1 stores when they are opened.
+ * Shard 0 (STORE/shards/0) has a row with a NULL path. A ghost (obj, src)
+ * says that object obj, which block references still name as being in
+ * shard src, now lives in shard dst; its refcount is the number of those
+ * references, kept exact by the triggers on blocks (recursive triggers
+ * are on, so the deletes of INSERT OR REPLACE count too). The ghosts of
+ * an object go with its row (object ids may be used again). A move row is
+ * the intent of a rebalance move in progress (core/shard.c).
+ */
+static const char shard_schema[] =
+	"CREATE TABLE IF NOT EXISTS shards(id INTEGER PRIMARY KEY,"
+	" path BLOB UNIQUE, state INTEGER NOT NULL, added INTEGER NOT NULL);"
+	"INSERT OR IGNORE INTO shards(id, path, state, added)"
+	" VALUES (0, NULL, 0, 0);"
+	"CREATE TABLE IF NOT EXISTS ghosts(obj INTEGER NOT NULL,"
+	" src INTEGER NOT NULL, dst INTEGER NOT NULL, name TEXT NOT NULL,"
+	" refcount INTEGER NOT NULL, created INTEGER NOT NULL,"
+	" PRIMARY KEY(obj, src)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS moves(obj INTEGER PRIMARY KEY,"
+	" name TEXT NOT NULL, src INTEGER NOT NULL, dst INTEGER NOT NULL);"
+	"CREATE TRIGGER IF NOT EXISTS ghost_ref_add AFTER INSERT ON blocks"
+	" BEGIN UPDATE ghosts SET refcount = refcount + 1"
+	" WHERE obj = NEW.obj AND src = NEW.shard; END;"
+	"CREATE TRIGGER IF NOT EXISTS ghost_ref_del AFTER DELETE ON blocks"
+	" BEGIN UPDATE ghosts SET refcount = refcount - 1"
+	" WHERE obj = OLD.obj AND src = OLD.shard; END;"
+	"CREATE TRIGGER IF NOT EXISTS ghost_ref_mov AFTER UPDATE OF obj, shard"
+	" ON blocks BEGIN UPDATE ghosts SET refcount = refcount - 1"
+	" WHERE obj = OLD.obj AND src = OLD.shard;"
+	" UPDATE ghosts SET refcount = refcount + 1"
+	" WHERE obj = NEW.obj AND src = NEW.shard; END;"
+	"CREATE TABLE IF NOT EXISTS sweep_log(id INTEGER PRIMARY KEY,"
+	" at INTEGER NOT NULL, checked INTEGER NOT NULL,"
+	" purged INTEGER NOT NULL, kept INTEGER NOT NULL,"
+	" inconclusive INTEGER NOT NULL, repointed INTEGER NOT NULL,"
+	" duration_ms INTEGER NOT NULL);"
+	"CREATE TRIGGER IF NOT EXISTS ghost_obj_del AFTER DELETE ON objects"
+	" BEGIN DELETE FROM ghosts WHERE obj = OLD.id; END;";
 
 struct meta {
 	sqlite3 *db;
@@ -477,11 +522,14 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 		rc = -EPROTO;
 		goto out_close;
 	}
-	rc = exec(m, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
-		     "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;"
-		     "PRAGMA cache_size = -65536");
+	rc = exec(m,
+		  "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+		  "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;"
+		  "PRAGMA cache_size = -65536; PRAGMA recursive_triggers = ON");
 	if (!rc)
 		rc = exec(m, gc_schema);
+	if (!rc)
+		rc = exec(m, shard_schema);
 	if (rc)
 		goto out_close;
 	*out = m;
@@ -556,6 +604,23 @@ static int int_by_text(struct meta *m, int id, const char *key, int64_t *val,
 	int rc;
 
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*val = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, what);
+}
+
+/* The same for statement @id with integer parameter @key. */
+static int int_by_id(struct meta *m, int id, int64_t key, int64_t *val,
+		     const char *what)
+{
+	STMT_OR_RETURN(s, m, id);
+	int rc;
+
+	sqlite3_bind_int64(s, 1, key);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
 		*val = sqlite3_column_int64(s, 0);
@@ -960,6 +1025,15 @@ int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx, const char *name,
 	}
 	if (name) {
 		rc = obj_find(m, name, &id);
+		if (rc == 0) {
+			int64_t where;
+
+			/* a reference names where the object is now */
+			rc = int_by_id(m, S_OBJ_SHARD, id, &where,
+				       "object shard");
+			if (!rc)
+				shard = (uint32_t)where;
+		}
 		if (rc == 0 && !(had && old == id)) {
 			rc = obj_add(m, id, 1, NULL);
 		} else if (rc == -ENOENT) {
@@ -1572,7 +1646,8 @@ int meta_protected_names(struct meta *m, int (*fn)(void *ctx, const char *name),
 {
 	return each_name(m,
 			 "SELECT name FROM node_objects UNION "
-			 "SELECT name FROM pin_objects",
+			 "SELECT name FROM pin_objects UNION "
+			 "SELECT name FROM moves",
 			 fn, ctx);
 }
 
@@ -1762,4 +1837,524 @@ int meta_object_pinners(struct meta *m, const char *name,
 		 "node FROM node_objects WHERE name = '%s'",
 		 name, name);
 	return each_name(m, sql, fn, ctx);
+}
+
+/* -- shards, ghosts and moves -- */
+
+/* A one-off statement (the shard functions are not on hot paths). */
+static int prep(struct meta *m, const char *sql, sqlite3_stmt **out)
+{
+	int rc = sqlite3_prepare_v2(m->db, sql, -1, out, NULL);
+
+	if (rc != SQLITE_OK) {
+		log_msg(LOG_ERR, "cannot prepare '%s': %s", sql,
+			sqlite3_errmsg(m->db));
+		return errno_of(rc);
+	}
+	return 0;
+}
+
+/* Step @s (a one-off) to the end; finalizes it. */
+static int run_once(struct meta *m, sqlite3_stmt *s, const char *what)
+{
+	int rc;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		;
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : fail(m, rc, what);
+}
+
+int meta_shards(struct meta *m,
+		int (*fn)(void *ctx, uint32_t id, const char *path, int state),
+		void *ctx)
+{
+	sqlite3_stmt *s;
+	int rc = prep(m, "SELECT id, path, state FROM shards ORDER BY id", &s);
+
+	if (rc)
+		return rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int r = fn(ctx, (uint32_t)sqlite3_column_int64(s, 0),
+			   (const char *)sqlite3_column_text(s, 1),
+			   sqlite3_column_int(s, 2));
+		if (r) {
+			sqlite3_finalize(s);
+			return r;
+		}
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : fail(m, rc, "shard list");
+}
+
+int meta_shard_add(struct meta *m, const char *path, uint32_t max_id,
+		   int64_t now, uint32_t *id)
+{
+	sqlite3_stmt *s;
+	int64_t next = 0;
+	int rc = prep(m, "SELECT coalesce(max(id), 0) + 1 FROM shards", &s);
+
+	if (rc)
+		return rc;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		next = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	if (next <= 0 || next > (int64_t)max_id)
+		return -EMLINK;
+	rc = prep(m,
+		  "INSERT INTO shards(id, path, state, added) "
+		  "VALUES (?1, ?2, 0, ?3)",
+		  &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, next);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, now);
+	rc = run_once(m, s, "shard insert");
+	if (!rc)
+		*id = (uint32_t)next;
+	return rc;
+}
+
+int meta_shard_set_state(struct meta *m, uint32_t id, int state)
+{
+	sqlite3_stmt *s;
+	int rc = prep(m, "UPDATE shards SET state = ?2 WHERE id = ?1", &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int(s, 2, state);
+	rc = run_once(m, s, "shard state");
+	if (!rc && sqlite3_changes(m->db) == 0)
+		rc = -ENOENT;
+	return rc;
+}
+
+int meta_shard_usage(struct meta *m,
+		     int (*fn)(void *ctx, uint32_t shard, uint64_t objects,
+			       uint64_t bytes),
+		     void *ctx)
+{
+	sqlite3_stmt *s;
+	int rc = prep(m,
+		      "SELECT shard, count(*), coalesce(sum(size), 0) "
+		      "FROM objects GROUP BY shard",
+		      &s);
+
+	if (rc)
+		return rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int r = fn(ctx, (uint32_t)sqlite3_column_int64(s, 0),
+			   (uint64_t)sqlite3_column_int64(s, 1),
+			   (uint64_t)sqlite3_column_int64(s, 2));
+		if (r) {
+			sqlite3_finalize(s);
+			return r;
+		}
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : fail(m, rc, "shard usage");
+}
+
+int meta_objects_in(struct meta *m, uint32_t shard, int64_t after,
+		    unsigned limit,
+		    int (*fn)(void *ctx, int64_t id, const char *name,
+			      uint64_t size),
+		    void *ctx)
+{
+	sqlite3_stmt *s;
+	int rc = prep(m,
+		      "SELECT id, name, size FROM objects WHERE id > ?2 "
+		      "AND shard = ?1 ORDER BY id LIMIT ?3",
+		      &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, shard);
+	sqlite3_bind_int64(s, 2, after);
+	sqlite3_bind_int64(s, 3, limit);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int r = fn(ctx, sqlite3_column_int64(s, 0),
+			   (const char *)sqlite3_column_text(s, 1),
+			   (uint64_t)sqlite3_column_int64(s, 2));
+		if (r) {
+			sqlite3_finalize(s);
+			return r;
+		}
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : fail(m, rc, "objects of a shard");
+}
+
+int meta_move_begin(struct meta *m, int64_t obj, const char *name, uint32_t src,
+		    uint32_t dst)
+{
+	sqlite3_stmt *s;
+	int rc = prep(m,
+		      "INSERT OR REPLACE INTO moves(obj, name, src, dst) "
+		      "VALUES (?1, ?2, ?3, ?4)",
+		      &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, obj);
+	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, src);
+	sqlite3_bind_int64(s, 4, dst);
+	return run_once(m, s, "move intent");
+}
+
+int meta_move_end(struct meta *m, int64_t obj)
+{
+	sqlite3_stmt *s;
+	int rc = prep(m, "DELETE FROM moves WHERE obj = ?1", &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, obj);
+	return run_once(m, s, "move end");
+}
+
+int meta_moves(struct meta *m,
+	       int (*fn)(void *ctx, int64_t obj, const char *name, uint32_t src,
+			 uint32_t dst),
+	       void *ctx)
+{
+	sqlite3_stmt *s;
+	int rc = prep(m, "SELECT obj, name, src, dst FROM moves", &s);
+
+	if (rc)
+		return rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int r = fn(ctx, sqlite3_column_int64(s, 0),
+			   (const char *)sqlite3_column_text(s, 1),
+			   (uint32_t)sqlite3_column_int64(s, 2),
+			   (uint32_t)sqlite3_column_int64(s, 3));
+		if (r) {
+			sqlite3_finalize(s);
+			return r;
+		}
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : fail(m, rc, "move list");
+}
+
+/* Run @sql with integer parameters ?1..?n. */
+static int exec_ints(struct meta *m, const char *sql, const int64_t *v, int n,
+		     const char *what)
+{
+	sqlite3_stmt *s;
+	int rc = prep(m, sql, &s), i;
+
+	if (rc)
+		return rc;
+	for (i = 0; i < n; i++)
+		sqlite3_bind_int64(s, i + 1, v[i]);
+	return run_once(m, s, what);
+}
+
+int meta_move_commit(struct meta *m, int64_t obj, uint32_t src, uint32_t dst,
+		     int64_t now)
+{
+	sqlite3_stmt *s;
+	int64_t where = -1, refcount = 0, ghosted = 0;
+	int64_t v[4];
+	int rc = prep(m,
+		      "SELECT o.shard, o.refcount, (SELECT coalesce("
+		      "sum(refcount), 0) FROM ghosts WHERE obj = o.id) "
+		      "FROM objects o WHERE o.id = ?1",
+		      &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, obj);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		where = sqlite3_column_int64(s, 0);
+		refcount = sqlite3_column_int64(s, 1);
+		ghosted = sqlite3_column_int64(s, 2);
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return fail(m, rc, "move check");
+	if (where != (int64_t)src)
+		return 0; /* gone, or moved by someone else */
+	v[0] = obj;
+	v[1] = src;
+	v[2] = dst;
+	/* references naming dst are direct again; the other ghosts now
+	 * lead to dst; the new ghost counts the references naming src,
+	 * i.e. all but those the older ghosts count */
+	v[3] = now;
+	rc = exec_ints(m, "DELETE FROM ghosts WHERE obj = ?1 AND src = ?3", v,
+		       3, "ghost delete");
+	if (!rc)
+		rc = exec_ints(m, "UPDATE ghosts SET dst = ?3 WHERE obj = ?1",
+			       v, 3, "ghost update");
+	if (!rc) {
+		rc = prep(m,
+			  "INSERT INTO ghosts(obj, src, dst, name, refcount, "
+			  "created) SELECT id, ?2, ?3, name, ?4, ?5 FROM "
+			  "objects WHERE id = ?1",
+			  &s);
+		if (!rc) {
+			sqlite3_bind_int64(s, 1, obj);
+			sqlite3_bind_int64(s, 2, src);
+			sqlite3_bind_int64(s, 3, dst);
+			sqlite3_bind_int64(s, 4, refcount - ghosted);
+			sqlite3_bind_int64(s, 5, now);
+			rc = run_once(m, s, "ghost insert");
+		}
+	}
+	if (!rc)
+		rc = exec_ints(m, "UPDATE objects SET shard = ?3 WHERE id = ?1",
+			       v, 3, "object move");
+	return rc ? rc : 1;
+}
+
+int meta_ghosts(struct meta *m,
+		int (*fn)(void *ctx, const struct meta_ghost *g), void *ctx)
+{
+	sqlite3_stmt *s;
+	int rc = prep(m,
+		      "SELECT g.obj, g.name, g.src, g.dst, g.refcount, "
+		      "g.created, o.id IS NOT NULL FROM ghosts g "
+		      "LEFT JOIN objects o ON o.id = g.obj",
+		      &s);
+
+	if (rc)
+		return rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct meta_ghost g;
+		int r;
+
+		g.obj = sqlite3_column_int64(s, 0);
+		snprintf(g.name, sizeof(g.name), "%s",
+			 (const char *)sqlite3_column_text(s, 1));
+		g.src = (uint32_t)sqlite3_column_int64(s, 2);
+		g.dst = (uint32_t)sqlite3_column_int64(s, 3);
+		g.refcount = sqlite3_column_int64(s, 4);
+		g.created = sqlite3_column_int64(s, 5);
+		g.object_exists = sqlite3_column_int(s, 6) != 0;
+		r = fn(ctx, &g);
+		if (r) {
+			sqlite3_finalize(s);
+			return r;
+		}
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : fail(m, rc, "ghost list");
+}
+
+int meta_ghost_count(struct meta *m, uint64_t *n)
+{
+	int64_t v = pragma_int(m, "SELECT count(*) FROM ghosts");
+
+	if (v < 0)
+		return -EIO;
+	*n = (uint64_t)v;
+	return 0;
+}
+
+int meta_ghost_target(struct meta *m, int64_t obj, uint32_t src, uint32_t *dst)
+{
+	STMT_OR_RETURN(s, m, S_GHOST_DST);
+	int rc;
+
+	sqlite3_bind_int64(s, 1, obj);
+	sqlite3_bind_int64(s, 2, src);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*dst = (uint32_t)sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, "ghost lookup");
+}
+
+int meta_object_shard(struct meta *m, int64_t obj, uint32_t *shard)
+{
+	int64_t v;
+	int rc = int_by_id(m, S_OBJ_SHARD, obj, &v, "object shard");
+
+	if (!rc)
+		*shard = (uint32_t)v;
+	return rc;
+}
+
+int meta_ghosts_repoint(struct meta *m, uint64_t from, size_t max_blocks,
+			uint64_t skip_dst, uint64_t *next, uint64_t *repointed)
+{
+	sqlite3_stmt *s;
+	int64_t end = INT64_MAX;
+	int rc = prep(m,
+		      "SELECT ino FROM blocks WHERE ino >= ?1 ORDER BY ino "
+		      "LIMIT 1 OFFSET ?2",
+		      &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, (int64_t)from);
+	sqlite3_bind_int64(s, 2, (int64_t)max_blocks);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		end = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return fail(m, rc, "repoint range");
+	if (end == (int64_t)from)
+		end++; /* one inode with more blocks than a batch */
+	rc = prep(m,
+		  "UPDATE blocks SET shard = g.dst FROM ghosts g "
+		  "WHERE blocks.ino >= ?1 AND blocks.ino < ?2 "
+		  "AND g.obj = blocks.obj AND g.src = blocks.shard "
+		  "AND ((?3 >> g.dst) & 1) = 0",
+		  &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, (int64_t)from);
+	sqlite3_bind_int64(s, 2, end);
+	sqlite3_bind_int64(s, 3, (int64_t)skip_dst);
+	rc = run_once(m, s, "repoint");
+	if (rc)
+		return rc;
+	*repointed = (uint64_t)sqlite3_changes(m->db);
+	*next = end == INT64_MAX ? UINT64_MAX : (uint64_t)end;
+	return 0;
+}
+
+int meta_ghost_purge(struct meta *m, int64_t obj, uint32_t src, bool *purged)
+{
+	int64_t v[2] = { obj, src };
+	int rc = exec_ints(m,
+			   "DELETE FROM ghosts WHERE obj = ?1 AND src = ?2 "
+			   "AND refcount <= 0",
+			   v, 2, "ghost purge");
+
+	if (!rc)
+		*purged = sqlite3_changes(m->db) > 0;
+	return rc;
+}
+
+int meta_check_ghosts(struct meta *m,
+		      int (*fn)(void *ctx, int64_t obj, uint32_t src,
+				int64_t stored, int64_t truth, bool has_ghost),
+		      void *ctx)
+{
+	sqlite3_stmt *s;
+	int rc = prep(
+		m,
+		"WITH r AS (SELECT b.obj, b.shard AS src, count(*) AS n "
+		"FROM blocks b JOIN objects o ON o.id = b.obj "
+		"WHERE b.shard <> o.shard GROUP BY b.obj, b.shard) "
+		"SELECT r.obj, r.src, coalesce(g.refcount, 0), r.n, "
+		"g.obj IS NOT NULL FROM r LEFT JOIN ghosts g "
+		"ON g.obj = r.obj AND g.src = r.src "
+		"WHERE g.refcount IS NULL OR g.refcount <> r.n "
+		"UNION ALL SELECT g.obj, g.src, g.refcount, 0, 1 FROM ghosts g "
+		"WHERE g.refcount <> 0 AND NOT EXISTS (SELECT 1 FROM r "
+		"WHERE r.obj = g.obj AND r.src = g.src)",
+		&s);
+
+	if (rc)
+		return rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int r = fn(ctx, sqlite3_column_int64(s, 0),
+			   (uint32_t)sqlite3_column_int64(s, 1),
+			   sqlite3_column_int64(s, 2),
+			   sqlite3_column_int64(s, 3),
+			   sqlite3_column_int(s, 4) != 0);
+		if (r) {
+			sqlite3_finalize(s);
+			return r;
+		}
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : fail(m, rc, "ghost check");
+}
+
+int meta_ghost_fix(struct meta *m, int64_t obj, uint32_t src, int64_t truth,
+		   bool has_ghost)
+{
+	int64_t v[3] = { obj, src, truth };
+
+	if (has_ghost)
+		return exec_ints(m,
+				 "UPDATE ghosts SET refcount = ?3 "
+				 "WHERE obj = ?1 AND src = ?2",
+				 v, 3, "ghost repair");
+	/* references to a shard with no ghost: point them at the object */
+	return exec_ints(m,
+			 "UPDATE blocks SET shard = (SELECT shard FROM "
+			 "objects WHERE id = ?1) WHERE obj = ?1 AND shard = ?2",
+			 v, 2, "reference repair");
+}
+
+int meta_sweep_log_put(struct meta *m, const struct meta_sweep_event *e)
+{
+	int64_t v[7] = { e->at,
+			 (int64_t)e->checked,
+			 (int64_t)e->purged,
+			 (int64_t)e->kept,
+			 (int64_t)e->inconclusive,
+			 (int64_t)e->repointed,
+			 e->duration_ms };
+
+	return exec_ints(m,
+			 "INSERT INTO sweep_log(at, checked, purged, kept, "
+			 "inconclusive, repointed, duration_ms) VALUES (?1, "
+			 "?2, ?3, ?4, ?5, ?6, ?7)",
+			 v, 7, "sweep log");
+}
+
+int meta_sweep_last(struct meta *m, struct meta_sweep_event *e,
+		    uint64_t *total_purged)
+{
+	sqlite3_stmt *s;
+	int rc = prep(m,
+		      "SELECT at, checked, purged, kept, inconclusive, "
+		      "repointed, duration_ms, (SELECT coalesce(sum(purged), "
+		      "0) FROM sweep_log) FROM sweep_log ORDER BY id DESC "
+		      "LIMIT 1",
+		      &s);
+
+	if (rc)
+		return rc;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		e->at = sqlite3_column_int64(s, 0);
+		e->checked = (uint64_t)sqlite3_column_int64(s, 1);
+		e->purged = (uint64_t)sqlite3_column_int64(s, 2);
+		e->kept = (uint64_t)sqlite3_column_int64(s, 3);
+		e->inconclusive = (uint64_t)sqlite3_column_int64(s, 4);
+		e->repointed = (uint64_t)sqlite3_column_int64(s, 5);
+		e->duration_ms = sqlite3_column_int64(s, 6);
+		*total_purged = (uint64_t)sqlite3_column_int64(s, 7);
+	}
+	sqlite3_finalize(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, "sweep log");
+}
+
+int meta_ghost_refcount(struct meta *m, int64_t obj, uint32_t src,
+			int64_t *refcount)
+{
+	sqlite3_stmt *s;
+	int rc = prep(m,
+		      "SELECT refcount FROM ghosts WHERE obj = ?1 AND src = ?2",
+		      &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, obj);
+	sqlite3_bind_int64(s, 2, src);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*refcount = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, "ghost count");
 }

@@ -217,7 +217,7 @@ int meta_node_remove(struct meta *m, int64_t node);
 /* Drop the reports older than @before; *pruned receives how many. */
 int meta_nodes_prune(struct meta *m, int64_t before, uint64_t *pruned);
 int meta_nodes_count(struct meta *m, uint64_t *n);
-/* Every object named by a node report or a pin. */
+/* Every object named by a node report, a pin or a move in progress. */
 int meta_protected_names(struct meta *m, int (*fn)(void *ctx, const char *name),
 			 void *ctx);
 
@@ -257,5 +257,103 @@ struct meta_du {
 				       deleting the namespace frees */
 };
 int meta_du(struct meta *m, uint64_t nspace, struct meta_du *out);
+
+/* -- shards, ghosts and moves (core/shard.c) -- */
+
+#define META_SHARD_ACTIVE 0
+#define META_SHARD_DRAINING 1
+
+/* Every shard row: id, path (NULL for shard 0, STORE/shards/0), state. */
+int meta_shards(struct meta *m,
+		int (*fn)(void *ctx, uint32_t id, const char *path, int state),
+		void *ctx);
+/* A new shard row for @path with the next id (-EMLINK past @max_id,
+ * -EEXIST if @path is a shard already). */
+int meta_shard_add(struct meta *m, const char *path, uint32_t max_id,
+		   int64_t now, uint32_t *id);
+/* -ENOENT for an unknown shard. */
+int meta_shard_set_state(struct meta *m, uint32_t id, int state);
+/* Objects and their bytes per shard, from the object table. */
+int meta_shard_usage(struct meta *m,
+		     int (*fn)(void *ctx, uint32_t shard, uint64_t objects,
+			       uint64_t bytes),
+		     void *ctx);
+/* Up to @limit objects of @shard with an id above @after, by id. */
+int meta_objects_in(struct meta *m, uint32_t shard, int64_t after,
+		    unsigned limit,
+		    int (*fn)(void *ctx, int64_t id, const char *name,
+			      uint64_t size),
+		    void *ctx);
+
+/* The intent of moving object @obj from @src to @dst (kept until
+ * meta_move_end(), so that an interrupted move is finished or undone). */
+int meta_move_begin(struct meta *m, int64_t obj, const char *name, uint32_t src,
+		    uint32_t dst);
+int meta_move_end(struct meta *m, int64_t obj);
+int meta_moves(struct meta *m,
+	       int (*fn)(void *ctx, int64_t obj, const char *name, uint32_t src,
+			 uint32_t dst),
+	       void *ctx);
+/*
+ * Record that object @obj, found in @src, now lives in @dst: the object
+ * row names @dst, a ghost (obj, src -> dst) counts the references that
+ * still name @src, older ghosts of the object lead to @dst, and a ghost
+ * from @dst itself goes (its references are direct again). Returns 1, or
+ * 0 and changes nothing when the object is gone or not in @src.
+ */
+int meta_move_commit(struct meta *m, int64_t obj, uint32_t src, uint32_t dst,
+		     int64_t now);
+
+struct meta_ghost {
+	int64_t obj;
+	char name[OBJNAME_MAX];
+	uint32_t src, dst;
+	int64_t refcount, created;
+	bool object_exists;
+};
+int meta_ghosts(struct meta *m,
+		int (*fn)(void *ctx, const struct meta_ghost *g), void *ctx);
+int meta_ghost_count(struct meta *m, uint64_t *n);
+/* Where the ghost (obj, src) leads; -ENOENT if there is none. */
+int meta_ghost_target(struct meta *m, int64_t obj, uint32_t src, uint32_t *dst);
+/* The shard object @obj lives in; -ENOENT if no such object. */
+int meta_object_shard(struct meta *m, int64_t obj, uint32_t *shard);
+/*
+ * Repoint to their ghosts' targets the references of the inodes from
+ * @from on, about @max_blocks block rows' worth; ghosts whose target is
+ * a bit set in @skip_dst are left alone. *next receives the first inode
+ * of the next batch (UINT64_MAX when done), *repointed the references
+ * changed (their ghosts' counts go down with them).
+ */
+int meta_ghosts_repoint(struct meta *m, uint64_t from, size_t max_blocks,
+			uint64_t skip_dst, uint64_t *next, uint64_t *repointed);
+/* The count of ghost (obj, src); -ENOENT if there is none. */
+int meta_ghost_refcount(struct meta *m, int64_t obj, uint32_t src,
+			int64_t *refcount);
+/* Delete ghost (obj, src) if its count is 0: *purged says whether. */
+int meta_ghost_purge(struct meta *m, int64_t obj, uint32_t src, bool *purged);
+/*
+ * For tallyfsck: references that name a shard other than their object's
+ * whose ghost is missing (has_ghost false) or counts them wrong.
+ */
+int meta_check_ghosts(struct meta *m,
+		      int (*fn)(void *ctx, int64_t obj, uint32_t src,
+				int64_t stored, int64_t truth, bool has_ghost),
+		      void *ctx);
+/* Repair one finding of meta_check_ghosts(): the ghost's count is set to
+ * @truth, or references without a ghost name the object's shard. */
+int meta_ghost_fix(struct meta *m, int64_t obj, uint32_t src, int64_t truth,
+		   bool has_ghost);
+
+/* One sweep, as logged. */
+struct meta_sweep_event {
+	int64_t at, duration_ms;
+	uint64_t checked, purged, kept, inconclusive, repointed;
+};
+int meta_sweep_log_put(struct meta *m, const struct meta_sweep_event *e);
+/* The newest sweep and the ghosts purged by all of them; -ENOENT if no
+ * sweep ran yet. */
+int meta_sweep_last(struct meta *m, struct meta_sweep_event *e,
+		    uint64_t *total_purged);
 
 #endif

@@ -25,19 +25,39 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
 
 #define MAX_VARIANTS 1000000u
+#define SHARD_MARKER "tallyfs-shard"
+/* free space a shard keeps before placement passes it by */
+#define SHARD_RESERVE (8ull << 20)
+
+struct shard {
+	char *root;		  /* absolute; set once by attach, then fixed */
+	_Atomic bool attached;	  /* release: root is set */
+	_Atomic bool reachable;	  /* last check or I/O said so */
+	_Atomic bool draining;	  /* no new objects */
+	_Atomic uint64_t bytes;	  /* object bytes (placement estimate) */
+	_Atomic uint64_t avail;	  /* free bytes of its filesystem, cached */
+	_Atomic int64_t avail_at; /* when avail was read (monotonic s) */
+};
 
 struct objstore {
-	int dirfd; /* STORE/shards */
+	struct shard sh[OBJSTORE_MAX_SHARDS];
+	_Atomic unsigned nshards; /* highest attached id + 1 */
+	uint64_t store_id;	  /* what shard markers must name */
 	_Atomic unsigned long tmpseq;
 	_Atomic unsigned fault_in[2]; /* countdown per op; 0 = off */
 	_Atomic int fault_err[2];
@@ -75,29 +95,73 @@ void objstore_relpath(unsigned shard, const char *name, char *buf, size_t size)
 	snprintf(buf, size, "%u/%.2s/%s", shard, name, name);
 }
 
-static int mkdir_at(int base, const char *path)
+void objstore_key(char out[OBJSTORE_KEY_MAX], const char *name, unsigned shard)
 {
-	if (mkdirat(base, path, 0700) < 0 && errno != EEXIST)
+	if (shard == 0)
+		snprintf(out, OBJSTORE_KEY_MAX, "%s", name);
+	else
+		snprintf(out, OBJSTORE_KEY_MAX, "%s@%u", name, shard);
+}
+
+unsigned objstore_key_split(const char *key, char name[OBJNAME_MAX])
+{
+	const char *at = strchr(key, '@');
+
+	if (!at) {
+		snprintf(name, OBJNAME_MAX, "%s", key);
+		return 0;
+	}
+	snprintf(name, OBJNAME_MAX, "%.*s", (int)(at - key), key);
+	return (unsigned)strtoul(at + 1, NULL, 10);
+}
+
+/* The root of @shard, or NULL if no such shard is attached. */
+static const char *root_of(struct objstore *os, unsigned shard)
+{
+	if (shard >= OBJSTORE_MAX_SHARDS ||
+	    !atomic_load_explicit(&os->sh[shard].attached,
+				  memory_order_acquire))
+		return NULL;
+	return os->sh[shard].root;
+}
+
+/* "ROOT/@rest" into @buf (PATH_MAX); -ENODEV for an unknown shard. */
+static int shard_path(struct objstore *os, unsigned shard, const char *rest,
+		      char *buf)
+{
+	const char *root = root_of(os, shard);
+
+	if (!root)
+		return -ENODEV;
+	if (snprintf(buf, PATH_MAX, "%s/%s", root, rest) >= PATH_MAX)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* Path of object @name in @shard. */
+static int obj_path(struct objstore *os, unsigned shard, const char *name,
+		    char *buf)
+{
+	char rel[OBJNAME_MAX + 8];
+
+	snprintf(rel, sizeof(rel), "%.2s/%s", name, name);
+	return shard_path(os, shard, rel, buf);
+}
+
+static int mkdir_p1(const char *path)
+{
+	if (mkdir(path, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	return 0;
 }
 
-static int clean_tmp(int base, unsigned shard)
+static int clean_tmp(const char *dir)
 {
-	char path[64];
-	DIR *d;
+	DIR *d = opendir(dir);
 	struct dirent *de;
-	int fd;
 
-	snprintf(path, sizeof(path), "%u/tmp", shard);
-	fd = openat(base, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
+	if (!d)
 		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
 	while ((de = readdir(d)) != NULL) {
 		if (de->d_name[0] == '.')
 			continue;
@@ -109,43 +173,286 @@ static int clean_tmp(int base, unsigned shard)
 	return 0;
 }
 
+static int64_t mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
+/* Whether @id's marker names this store and this shard: 0, or -errno. */
+static int marker_check(struct objstore *os, unsigned id, const char *root)
+{
+	char path[PATH_MAX], want[128], got[128];
+	ssize_t n;
+	int fd;
+
+	if (snprintf(path, sizeof(path), "%s/" SHARD_MARKER, root) >=
+	    (int)sizeof(path))
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, got, sizeof(got) - 1);
+	close(fd);
+	if (n < 0)
+		return -EIO;
+	got[n] = '\0';
+	snprintf(want, sizeof(want),
+		 "tallyfs shard\nstore %016" PRIx64 "\nid %u\n", os->store_id,
+		 id);
+	return strcmp(got, want) ? -EUCLEAN : 0;
+}
+
+int objstore_shard_check(struct objstore *os, unsigned id)
+{
+	const char *root = root_of(os, id);
+	struct shard *sh;
+	struct statvfs vfs;
+	struct stat st;
+	char tmp[PATH_MAX];
+	int rc = 0;
+
+	if (!root)
+		return -ENODEV;
+	sh = &os->sh[id];
+	if (stat(root, &st) < 0)
+		rc = -errno;
+	else if (!S_ISDIR(st.st_mode))
+		rc = -ENOTDIR;
+	if (!rc && id > 0)
+		rc = marker_check(os, id, root);
+	if (!rc) {
+		snprintf(tmp, sizeof(tmp), "%s/tmp", root);
+		rc = mkdir_p1(tmp);
+	}
+	if (!rc && statvfs(root, &vfs) == 0) {
+		atomic_store(&sh->avail,
+			     (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize);
+		atomic_store(&sh->avail_at, mono_s());
+	}
+	if (atomic_exchange(&sh->reachable, rc == 0) != (rc == 0))
+		log_msg(rc ? LOG_ERR : LOG_NOTICE, "shard %u '%s' is %s%s%s",
+			id, root, rc ? "unreachable: " : "reachable again",
+			rc ? strerror(-rc) : "", "");
+	return rc;
+}
+
+int objstore_shard_attach(struct objstore *os, unsigned id, const char *root,
+			  bool draining)
+{
+	struct shard *sh;
+	unsigned n;
+
+	if (id >= OBJSTORE_MAX_SHARDS)
+		return -ERANGE;
+	sh = &os->sh[id];
+	if (atomic_load(&sh->attached))
+		return -EEXIST;
+	sh->root = strdup(root);
+	if (!sh->root)
+		return -ENOMEM;
+	atomic_store(&sh->draining, draining);
+	atomic_store(&sh->reachable, true);
+	atomic_store_explicit(&sh->attached, true, memory_order_release);
+	n = atomic_load(&os->nshards);
+	while (n < id + 1 &&
+	       !atomic_compare_exchange_weak(&os->nshards, &n, id + 1))
+		;
+	if (objstore_shard_check(os, id) == 0) {
+		char tmp[PATH_MAX];
+
+		snprintf(tmp, sizeof(tmp), "%s/tmp", root);
+		clean_tmp(tmp);
+	}
+	return 0;
+}
+
+int objstore_shard_init(struct objstore *os, unsigned id, const char *root)
+{
+	char path[PATH_MAX], text[128];
+	DIR *d;
+	struct dirent *de;
+	int fd, rc = 0;
+	size_t len;
+
+	d = opendir(root);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			rc = -ENOTEMPTY;
+			break;
+		}
+	closedir(d);
+	if (rc)
+		return rc;
+	if (snprintf(path, sizeof(path), "%s/" SHARD_MARKER, root) >=
+	    (int)sizeof(path))
+		return -ENAMETOOLONG;
+	len = (size_t)snprintf(text, sizeof(text),
+			       "tallyfs shard\nstore %016" PRIx64 "\nid %u\n",
+			       os->store_id, id);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, text, len) != (ssize_t)len || fsync(fd) < 0)
+		rc = errno ? -errno : -EIO;
+	if (close(fd) < 0 && !rc)
+		rc = -errno;
+	if (!rc) {
+		fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			if (fsync(fd) < 0)
+				rc = -errno;
+			close(fd);
+		}
+	}
+	if (rc)
+		unlink(path);
+	return rc;
+}
+
+void objstore_set_store_id(struct objstore *os, uint64_t id)
+{
+	os->store_id = id;
+}
+
+unsigned objstore_nshards(struct objstore *os)
+{
+	return atomic_load(&os->nshards);
+}
+
+bool objstore_shard_attached(struct objstore *os, unsigned id)
+{
+	return root_of(os, id) != NULL;
+}
+
+bool objstore_shard_reachable(struct objstore *os, unsigned id)
+{
+	return root_of(os, id) && atomic_load(&os->sh[id].reachable);
+}
+
+void objstore_shard_set_draining(struct objstore *os, unsigned id,
+				 bool draining)
+{
+	if (root_of(os, id))
+		atomic_store(&os->sh[id].draining, draining);
+}
+
+void objstore_shard_account(struct objstore *os, unsigned id, int64_t bytes)
+{
+	if (root_of(os, id))
+		atomic_fetch_add(&os->sh[id].bytes, (uint64_t)bytes);
+}
+
+int objstore_shard_info(struct objstore *os, unsigned id,
+			struct objstore_shard_info *out)
+{
+	const char *root = root_of(os, id);
+
+	if (!root)
+		return -ENODEV;
+	out->root = root;
+	out->reachable = atomic_load(&os->sh[id].reachable);
+	out->draining = atomic_load(&os->sh[id].draining);
+	out->avail = atomic_load(&os->sh[id].avail);
+	return 0;
+}
+
+/* Free bytes of @id's filesystem, read again at most once a second. */
+static uint64_t avail_of(struct objstore *os, unsigned id)
+{
+	struct shard *sh = &os->sh[id];
+	int64_t now = mono_s();
+	struct statvfs vfs;
+
+	if (now != atomic_load(&sh->avail_at) && statvfs(sh->root, &vfs) == 0) {
+		atomic_store(&sh->avail,
+			     (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize);
+		atomic_store(&sh->avail_at, now);
+	}
+	return atomic_load(&sh->avail);
+}
+
+/*
+ * Placement: the reachable, active shard with the lowest fill, where fill
+ * = object bytes / (object bytes + free bytes of its filesystem). Shards
+ * on one filesystem then get equal shares; shards on disks of different
+ * sizes fill in proportion to their capacity. A shard whose free space
+ * is below SHARD_RESERVE plus @len is passed by; -ENOSPC when all are.
+ */
+static int place_shard(struct objstore *os, size_t len, unsigned *out)
+{
+	unsigned n = atomic_load(&os->nshards), i, best = 0;
+	double best_fill = 2.0;
+
+	for (i = 0; i < n; i++) {
+		struct shard *sh = &os->sh[i];
+		uint64_t avail, bytes;
+		double fill;
+
+		if (!root_of(os, i) || !atomic_load(&sh->reachable) ||
+		    atomic_load(&sh->draining))
+			continue;
+		avail = avail_of(os, i);
+		if (avail < SHARD_RESERVE + len)
+			continue;
+		bytes = atomic_load(&sh->bytes);
+		fill = (double)bytes / ((double)bytes + (double)avail);
+		if (fill < best_fill) {
+			best_fill = fill;
+			best = i;
+		}
+	}
+	if (best_fill > 1.0)
+		return -ENOSPC;
+	*out = best;
+	atomic_fetch_add(&os->sh[best].bytes, (uint64_t)len);
+	return 0;
+}
+
 int objstore_open(const char *shards_dir, struct objstore **out)
 {
 	struct objstore *os;
+	char path[PATH_MAX], *abs;
 	int rc;
 
 	if (mkdir(shards_dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
+	abs = realpath(shards_dir, NULL);
+	if (!abs)
+		return -errno;
 	os = calloc(1, sizeof(*os));
-	if (!os)
+	if (!os) {
+		free(abs);
 		return -ENOMEM;
-	os->dirfd = open(shards_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (os->dirfd < 0) {
-		rc = -errno;
-		goto out_free;
 	}
-	rc = mkdir_at(os->dirfd, "0");
+	rc = snprintf(path, sizeof(path), "%s/0", abs) >= (int)sizeof(path)
+		     ? -ENAMETOOLONG
+		     : mkdir_p1(path);
+	free(abs);
 	if (!rc)
-		rc = mkdir_at(os->dirfd, "0/tmp");
-	if (!rc)
-		rc = clean_tmp(os->dirfd, 0);
-	if (rc)
-		goto out_close;
+		rc = objstore_shard_attach(os, 0, path, false);
+	if (!rc && !objstore_shard_reachable(os, 0))
+		rc = -EIO;
+	if (rc) {
+		objstore_free(os);
+		return rc;
+	}
 	*out = os;
 	return 0;
-
-out_close:
-	close(os->dirfd);
-out_free:
-	free(os);
-	return rc;
 }
 
 void objstore_free(struct objstore *os)
 {
+	unsigned i;
+
 	if (!os)
 		return;
-	close(os->dirfd);
+	for (i = 0; i < OBJSTORE_MAX_SHARDS; i++)
+		free(os->sh[i].root);
 	free(os);
 }
 
@@ -167,13 +474,16 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-static int sync_dir(int base, unsigned shard, int idx)
+/* fsync a directory of @shard ("" for its root). */
+static int sync_dir(struct objstore *os, unsigned shard, const char *rel)
 {
-	char path[32];
-	int fd, rc = 0;
+	char path[PATH_MAX];
+	int fd, rc;
 
-	snprintf(path, sizeof(path), "%u/%02x", shard, idx);
-	fd = openat(base, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	rc = shard_path(os, shard, rel, path);
+	if (rc)
+		return rc;
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	if (fsync(fd) < 0)
@@ -182,26 +492,48 @@ static int sync_dir(int base, unsigned shard, int idx)
 	return rc;
 }
 
+/* syncfs(2) of the filesystem holding @shard. */
+static int sync_shard_fs(struct objstore *os, unsigned shard)
+{
+	char path[PATH_MAX];
+	int fd, rc;
+
+	rc = shard_path(os, shard, "", path);
+	if (rc)
+		return rc;
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (syncfs(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
 struct objstore_staged {
 	unsigned shard;
-	char tmp[64];
+	char tmp[PATH_MAX];
 	const void *buf;
 	size_t len;
-	char *name;    /* borrowed from the caller */
-	bool *created; /* borrowed from the caller */
+	char *name;	  /* borrowed from the caller */
+	bool *created;	  /* borrowed from the caller */
+	unsigned *shardp; /* borrowed from the caller */
 	bool placed;
 };
 
 /* Write @buf to a new temp file of @shard; @sync: fsync it. */
 static int write_tmp(struct objstore *os, unsigned shard, const void *buf,
-		     size_t len, bool sync, char tmp[64])
+		     size_t len, bool sync, char tmp[PATH_MAX])
 {
 	unsigned long seq = atomic_fetch_add(&os->tmpseq, 1);
+	char rel[64];
 	int fd, rc;
 
-	snprintf(tmp, 64, "%u/tmp/%ld.%lu", shard, (long)getpid(), seq);
-	fd = openat(os->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-		    0400);
+	snprintf(rel, sizeof(rel), "tmp/%ld.%lu", (long)getpid(), seq);
+	rc = shard_path(os, shard, rel, tmp);
+	if (rc)
+		return rc;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
 	if (fd < 0)
 		return -errno;
 	rc = fault(os, OBJSTORE_WRITE);
@@ -215,7 +547,7 @@ static int write_tmp(struct objstore *os, unsigned shard, const void *buf,
 	if (close(fd) < 0 && !rc)
 		rc = -errno;
 	if (rc)
-		unlinkat(os->dirfd, tmp, 0);
+		unlink(tmp);
 	return rc;
 }
 
@@ -223,20 +555,24 @@ static int write_tmp(struct objstore *os, unsigned shard, const void *buf,
 static int place(struct objstore *os, unsigned shard, const char *tmp,
 		 const char *name)
 {
-	char dst[96];
+	char dst[PATH_MAX];
 	int rc;
 
-	objstore_relpath(shard, name, dst, sizeof(dst));
+	rc = obj_path(os, shard, name, dst);
+	if (rc)
+		return rc;
 	for (;;) {
-		if (renameat2(os->dirfd, tmp, os->dirfd, dst,
-			      RENAME_NOREPLACE) == 0)
+		if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE) ==
+		    0)
 			return 1;
 		rc = -errno;
 		if (rc == -ENOENT) {
-			char sub[16];
+			char sub[PATH_MAX], rel[4];
 
-			snprintf(sub, sizeof(sub), "%u/%.2s", shard, name);
-			rc = mkdir_at(os->dirfd, sub);
+			snprintf(rel, sizeof(rel), "%.2s", name);
+			rc = shard_path(os, shard, rel, sub);
+			if (!rc)
+				rc = mkdir_p1(sub);
 			if (!rc)
 				continue;
 		}
@@ -251,17 +587,18 @@ static int place(struct objstore *os, unsigned shard, const char *tmp,
 static int create_object(struct objstore *os, unsigned shard, const char *name,
 			 const void *buf, size_t len)
 {
-	char tmp[64];
+	char tmp[PATH_MAX], rel[4];
 	int rc = write_tmp(os, shard, buf, len, true, tmp);
 
 	if (rc)
 		return rc;
 	rc = place(os, shard, tmp, name);
 	if (rc <= 0) {
-		unlinkat(os->dirfd, tmp, 0);
+		unlink(tmp);
 		return rc;
 	}
-	rc = sync_dir(os->dirfd, shard, fanout(name));
+	snprintf(rel, sizeof(rel), "%.2s", name);
+	rc = sync_dir(os, shard, rel);
 	return rc ? rc : 1;
 }
 
@@ -269,14 +606,16 @@ static int create_object(struct objstore *os, unsigned shard, const char *name,
 static int compare_object(struct objstore *os, unsigned shard, const char *name,
 			  const void *buf, size_t len)
 {
-	char path[96], chunk[65536];
+	char path[PATH_MAX], chunk[65536];
 	const char *p = buf;
 	struct stat st;
 	size_t done = 0;
-	int fd, rc = 0;
+	int fd, rc;
 
-	objstore_relpath(shard, name, path, sizeof(path));
-	fd = openat(os->dirfd, path, O_RDONLY | O_CLOEXEC);
+	rc = obj_path(os, shard, name, path);
+	if (rc)
+		return rc;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {
@@ -327,7 +666,7 @@ int objstore_ensure(struct objstore *os, unsigned shard, const char *name,
 }
 
 static int stage(struct objstore *os, unsigned shard, const void *buf,
-		 size_t len, char *name, bool *created,
+		 size_t len, char *name, bool *created, unsigned *shardp,
 		 struct objstore_batch *b)
 {
 	struct objstore_staged *st;
@@ -351,18 +690,51 @@ static int stage(struct objstore *os, unsigned shard, const void *buf,
 	st->len = len;
 	st->name = name;
 	st->created = created;
+	st->shardp = shardp;
 	st->placed = false;
 	*created = true;
+	*shardp = shard;
+	b->shards |= 1ull << shard;
 	b->n++;
 	return 0;
 }
 
-int objstore_put(struct objstore *os, unsigned shard, const void *buf,
+/*
+ * Look for object @name with @buf's bytes: in *shard, or with
+ * OBJSTORE_ANY in every reachable shard. 0 found (*shard says where),
+ * 1 a different object has the name, -ENOENT nowhere, other errors.
+ */
+static int probe(struct objstore *os, unsigned *shard, const char *name,
+		 const void *buf, size_t len)
+{
+	unsigned n, i;
+	int rc, verdict = -ENOENT;
+
+	if (*shard != OBJSTORE_ANY)
+		return compare_object(os, *shard, name, buf, len);
+	n = atomic_load(&os->nshards);
+	for (i = 0; i < n; i++) {
+		if (!objstore_shard_reachable(os, i))
+			continue;
+		rc = compare_object(os, i, name, buf, len);
+		if (rc == 0) {
+			*shard = i;
+			return 0;
+		}
+		if (rc == 1)
+			verdict = 1;
+		else if (rc != -ENOENT && verdict == -ENOENT)
+			verdict = rc;
+	}
+	return verdict;
+}
+
+int objstore_put(struct objstore *os, unsigned *shard, const void *buf,
 		 size_t len, char name[OBJNAME_MAX], bool *created,
 		 struct objstore_batch *batch)
 {
 	char hex[HASH_HEX_LEN + 1];
-	unsigned v;
+	unsigned v, where;
 
 	hash_block(buf, len, hex);
 	for (v = 0; v < MAX_VARIANTS; v++) {
@@ -370,13 +742,17 @@ int objstore_put(struct objstore *os, unsigned shard, const void *buf,
 
 		hash_variant_name(hex, v, name);
 		/* probe first: a dedup hit writes nothing */
-		rc = compare_object(os, shard, name, buf, len);
+		where = *shard;
+		rc = probe(os, &where, name, buf, len);
 		if (rc == 0) {
 			*created = false;
+			*shard = where;
 			/* another stream may have put it in place without
 			 * having made it durable yet: the batch syncs */
-			if (batch)
+			if (batch) {
 				batch->hits++;
+				batch->shards |= 1ull << where;
+			}
 			return 0;
 		}
 		if (rc == 1) {
@@ -388,13 +764,21 @@ int objstore_put(struct objstore *os, unsigned shard, const void *buf,
 		}
 		if (rc != -ENOENT)
 			return rc;
+		where = *shard;
+		if (where == OBJSTORE_ANY) {
+			rc = place_shard(os, len, &where);
+			if (rc)
+				return rc;
+		}
 		if (batch)
-			return stage(os, shard, buf, len, name, created, batch);
-		rc = create_object(os, shard, name, buf, len);
+			return stage(os, where, buf, len, name, created, shard,
+				     batch);
+		rc = create_object(os, where, name, buf, len);
 		if (rc < 0)
 			return rc;
 		if (rc == 1) {
 			*created = true;
+			*shard = where;
 			return 0;
 		}
 		v--; /* raced with another writer: compare again */
@@ -402,22 +786,36 @@ int objstore_put(struct objstore *os, unsigned shard, const void *buf,
 	return -EOVERFLOW;
 }
 
+/* syncfs of every shard the batch touched. */
+static int sync_batch_shards(struct objstore *os, uint64_t shards)
+{
+	unsigned i;
+	int rc;
+
+	for (i = 0; i < OBJSTORE_MAX_SHARDS; i++) {
+		if (!(shards & (1ull << i)))
+			continue;
+		rc = sync_shard_fs(os, i);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 int objstore_batch_finish(struct objstore *os, struct objstore_batch *b)
 {
 	size_t i;
 	int rc;
 
-	if (b->n == 0) {
-		if (b->hits && syncfs(os->dirfd) < 0)
-			return -errno;
-		return 0;
-	}
+	if (b->n == 0)
+		return b->hits ? sync_batch_shards(os, b->shards) : 0;
 	/* 1: the data of every temp file */
 	rc = fault(os, OBJSTORE_SYNC);
 	if (rc)
 		return rc;
-	if (syncfs(os->dirfd) < 0)
-		return -errno;
+	rc = sync_batch_shards(os, b->shards);
+	if (rc)
+		return rc;
 	/* 2: the names */
 	for (i = 0; i < b->n; i++) {
 		struct objstore_staged *st = &b->v[i];
@@ -429,16 +827,16 @@ int objstore_batch_finish(struct objstore *os, struct objstore_batch *b)
 		if (rc == 1)
 			continue;
 		/* someone stored this name meanwhile: same bytes, or not */
-		unlinkat(os->dirfd, st->tmp, 0);
-		rc = objstore_put(os, st->shard, st->buf, st->len, st->name,
+		unlink(st->tmp);
+		objstore_shard_account(os, st->shard, -(int64_t)st->len);
+		*st->shardp = st->shard;
+		rc = objstore_put(os, st->shardp, st->buf, st->len, st->name,
 				  st->created, NULL);
 		if (rc)
 			return rc;
 	}
 	/* 3: the renames */
-	if (syncfs(os->dirfd) < 0)
-		return -errno;
-	return 0;
+	return sync_batch_shards(os, b->shards);
 }
 
 void objstore_batch_release(struct objstore *os, struct objstore_batch *b)
@@ -446,34 +844,47 @@ void objstore_batch_release(struct objstore *os, struct objstore_batch *b)
 	size_t i;
 
 	for (i = 0; i < b->n; i++)
-		if (!b->v[i].placed)
-			unlinkat(os->dirfd, b->v[i].tmp, 0);
+		if (!b->v[i].placed) {
+			unlink(b->v[i].tmp);
+			objstore_shard_account(os, b->v[i].shard,
+					       -(int64_t)b->v[i].len);
+		}
 	free(b->v);
 	memset(b, 0, sizeof(*b));
+}
+
+/* After an I/O error on @shard: is it the shard that is gone? */
+static int check_after(struct objstore *os, unsigned shard, int err)
+{
+	if (err == -ENOENT || err == -EIO || err == -ENOTDIR ||
+	    err == -ESTALE || err == -ENXIO || err == -ENODEV)
+		objstore_shard_check(os, shard);
+	return err;
 }
 
 ssize_t objstore_read(struct objstore *os, unsigned shard, const char *name,
 		      void *buf, size_t len, off_t off)
 {
-	char path[96];
+	char path[PATH_MAX];
 	size_t done = 0;
-	int fd;
+	int fd, rc;
 
-	objstore_relpath(shard, name, path, sizeof(path));
-	fd = openat(os->dirfd, path, O_RDONLY | O_CLOEXEC);
+	rc = obj_path(os, shard, name, path);
+	if (rc)
+		return rc;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return -errno;
+		return check_after(os, shard, -errno);
 	while (done < len) {
 		ssize_t n = pread(fd, (char *)buf + done, len - done,
 				  off + (off_t)done);
 
 		if (n < 0) {
-			int rc = -errno;
-
+			rc = -errno;
 			if (rc == -EINTR)
 				continue;
 			close(fd);
-			return rc;
+			return check_after(os, shard, rc);
 		}
 		if (n == 0)
 			break;
@@ -486,11 +897,13 @@ ssize_t objstore_read(struct objstore *os, unsigned shard, const char *name,
 int objstore_stat(struct objstore *os, unsigned shard, const char *name,
 		  off_t *size)
 {
-	char path[96];
+	char path[PATH_MAX];
 	struct stat st;
+	int rc = obj_path(os, shard, name, path);
 
-	objstore_relpath(shard, name, path, sizeof(path));
-	if (fstatat(os->dirfd, path, &st, 0) < 0)
+	if (rc)
+		return rc;
+	if (stat(path, &st) < 0)
 		return -errno;
 	*size = st.st_size;
 	return 0;
@@ -498,38 +911,96 @@ int objstore_stat(struct objstore *os, unsigned shard, const char *name,
 
 int objstore_unlink(struct objstore *os, unsigned shard, const char *name)
 {
-	char path[96];
+	char path[PATH_MAX];
+	struct stat st;
+	int rc = obj_path(os, shard, name, path);
 
-	objstore_relpath(shard, name, path, sizeof(path));
-	if (unlinkat(os->dirfd, path, 0) < 0)
+	if (rc)
+		return rc;
+	if (stat(path, &st) < 0)
 		return -errno;
+	if (unlink(path) < 0)
+		return -errno;
+	objstore_shard_account(os, shard, -(int64_t)st.st_size);
 	return 0;
+}
+
+int objstore_copy(struct objstore *os, const char *name, unsigned src,
+		  unsigned dst, off_t *size)
+{
+	char path[PATH_MAX], hex[HASH_HEX_LEN + 1];
+	struct stat st;
+	void *buf;
+	ssize_t n;
+	int fd, rc;
+
+	rc = obj_path(os, src, name, path);
+	if (rc)
+		return rc;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return check_after(os, src, -errno);
+	if (fstat(fd, &st) < 0 || st.st_size > (64 << 20)) {
+		rc = st.st_size > (64 << 20) ? -EFBIG : -errno;
+		close(fd);
+		return rc;
+	}
+	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	n = pread(fd, buf, (size_t)st.st_size, 0);
+	rc = n < 0 ? -errno : n != st.st_size ? -EIO : 0;
+	close(fd);
+	/* the source must be what its name says before it is copied */
+	if (!rc) {
+		hash_block(buf, (size_t)st.st_size, hex);
+		if (strncmp(hex, name, HASH_HEX_LEN))
+			rc = -EBADMSG;
+	}
+	if (!rc) {
+		rc = objstore_ensure(os, dst, name, buf, (size_t)st.st_size);
+		if (rc == 0)
+			objstore_shard_account(os, dst, st.st_size);
+	}
+	/* verify the copy as it reads back from the target */
+	if (!rc) {
+		n = objstore_read(os, dst, name, buf, (size_t)st.st_size, 0);
+		if (n != st.st_size)
+			rc = n < 0 ? (int)n : -EIO;
+		else {
+			hash_block(buf, (size_t)st.st_size, hex);
+			if (strncmp(hex, name, HASH_HEX_LEN))
+				rc = -EBADMSG;
+		}
+	}
+	free(buf);
+	if (!rc)
+		*size = st.st_size;
+	return rc;
 }
 
 int objstore_list(struct objstore *os, unsigned shard,
 		  int (*fn)(void *ctx, const char *name, off_t size), void *ctx)
 {
-	char path[32];
+	char path[PATH_MAX];
 	int i, rc = 0;
 
 	for (i = 0; i < 256 && !rc; i++) {
 		struct dirent *de;
+		char rel[4];
 		DIR *d;
-		int fd;
 
-		snprintf(path, sizeof(path), "%u/%02x", shard, i);
-		fd = openat(os->dirfd, path,
-			    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0) {
+		snprintf(rel, sizeof(rel), "%02x", i);
+		rc = shard_path(os, shard, rel, path);
+		if (rc)
+			return rc;
+		d = opendir(path);
+		if (!d) {
 			if (errno == ENOENT)
 				continue;
 			return -errno;
-		}
-		d = fdopendir(fd);
-		if (!d) {
-			rc = -errno;
-			close(fd);
-			return rc;
 		}
 		while (!rc && (de = readdir(d)) != NULL) {
 			struct stat st;

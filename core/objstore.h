@@ -1,7 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The object store: immutable, content-addressed block files under
- * STORE/shards/<shard>/<first two hex chars>/<name>.
+ * SHARD/<first two hex chars>/<name>, where SHARD is the root directory
+ * of one shard: STORE/shards/0 for shard 0, any directory (typically one
+ * per disk) for the shards added later (core/shard.c). A shard added
+ * later holds a marker file, "tallyfs-shard", naming the store and the
+ * shard id, so that a foreign or stale directory is never taken for it.
+ *
+ * Every operation resolves the shard's path afresh (no directory is held
+ * open), so a shard whose directory disappears or whose disk is
+ * unmounted fails at once and is seen as unreachable; it is used again
+ * when a check finds it back.
  *
  * Objects are created as temp file + fsync + rename (no replace), so a
  * visible object file is always complete, and an existing object is never
@@ -31,20 +40,67 @@ struct objstore_batch {
 	struct objstore_staged *v;
 	size_t n, cap;
 	size_t hits; /* objects found already in place (maybe not durable) */
+	uint64_t shards; /* bit per shard the batch touched */
 };
+
+#define OBJSTORE_MAX_SHARDS 64
+#define OBJSTORE_ANY UINT32_MAX /* objstore_put(): any shard */
 
 /*
  * Open the shard directory tree under @shards_dir (created if missing,
- * with shard 0). Removes stale temp files. Returns 0 or -errno.
+ * with shard 0 in @shards_dir/0). Removes stale temp files. Returns 0 or
+ * -errno.
  */
 int objstore_open(const char *shards_dir, struct objstore **out);
 void objstore_free(struct objstore *os);
 
+/* The store's identity, which the marker of every added shard names. */
+void objstore_set_store_id(struct objstore *os, uint64_t id);
+
 /*
- * Store @len bytes of @buf in @shard: hash them, reuse an existing object
+ * Use directory @root as shard @id (< OBJSTORE_MAX_SHARDS). The shard
+ * stays attached for the life of @os; an unreachable root is attached
+ * too, marked unreachable. -EEXIST if @id is attached.
+ */
+int objstore_shard_attach(struct objstore *os, unsigned id, const char *root,
+			  bool draining);
+/* Make empty directory @root shard @id of this store: write its marker.
+ * -ENOTEMPTY if @root holds anything. */
+int objstore_shard_init(struct objstore *os, unsigned id, const char *root);
+/*
+ * Check that shard @id is there: its root is a directory with the right
+ * marker. Updates the reachable flag (and the cached free space); 0 or
+ * the reason it is unreachable (-ENOENT, -EUCLEAN for a wrong marker...).
+ */
+int objstore_shard_check(struct objstore *os, unsigned id);
+/* Highest attached shard id + 1. */
+unsigned objstore_nshards(struct objstore *os);
+bool objstore_shard_attached(struct objstore *os, unsigned id);
+bool objstore_shard_reachable(struct objstore *os, unsigned id);
+/* A draining shard gets no new objects. */
+void objstore_shard_set_draining(struct objstore *os, unsigned id,
+				 bool draining);
+/* Add @bytes (may be negative) to the object bytes placement counts for
+ * shard @id (set from the metadata at mount). */
+void objstore_shard_account(struct objstore *os, unsigned id, int64_t bytes);
+
+struct objstore_shard_info {
+	const char *root; /* owned by the object store */
+	bool reachable, draining;
+	uint64_t avail; /* free bytes of its filesystem, as last read */
+};
+int objstore_shard_info(struct objstore *os, unsigned id,
+			struct objstore_shard_info *out);
+
+/*
+ * Store @len bytes of @buf in *shard: hash them, reuse an existing object
  * with the same bytes, or create a new one (a colliding hash with other
  * bytes gets the next free variant name). @name receives the object's
- * name; *created tells whether this call created the file.
+ * name; *created tells whether this call created the file. With *shard
+ * OBJSTORE_ANY, every reachable shard is probed for the object and a new
+ * one goes where the placement policy says (the reachable, active shard
+ * with the lowest fill; -ENOSPC when every shard is full); *shard
+ * receives where the object is.
  *
  * With @batch NULL the object is durable and in place on return. With a
  * batch, a new object is only staged: @buf, @name and @created are
@@ -52,7 +108,7 @@ void objstore_free(struct objstore *os);
  * and *created (another writer may have stored the same name meanwhile).
  * Returns 0, -ENOSPC, -EIO, ...
  */
-int objstore_put(struct objstore *os, unsigned shard, const void *buf,
+int objstore_put(struct objstore *os, unsigned *shard, const void *buf,
 		 size_t len, char name[OBJNAME_MAX], bool *created,
 		 struct objstore_batch *batch);
 
@@ -81,6 +137,16 @@ int objstore_stat(struct objstore *os, unsigned shard, const char *name,
 int objstore_unlink(struct objstore *os, unsigned shard, const char *name);
 
 /*
+ * Copy object @name from shard @src to shard @dst, durably (temp file,
+ * fsync, rename, fsync of the directory), and verify it: the source is
+ * rehashed before and the copy rehashed as it reads back from @dst.
+ * An existing copy in @dst with the same bytes is kept. *size receives
+ * the object's size. -EBADMSG if a hash does not match the name.
+ */
+int objstore_copy(struct objstore *os, const char *name, unsigned src,
+		  unsigned dst, off_t *size);
+
+/*
  * Call @fn for every object file of @shard (names that are not object
  * names are skipped). Stops and returns @fn's value when it is non-zero.
  */
@@ -102,5 +168,14 @@ void objstore_inject(struct objstore *os, enum objstore_op op, unsigned nth,
 
 /* Path of an object relative to STORE/shards, for messages and tests. */
 void objstore_relpath(unsigned shard, const char *name, char *buf, size_t size);
+
+/*
+ * The key of object @name in @shard, for lists of object files across
+ * shards (GC marks, tallyfsck): the name for shard 0, "NAME@N" for N.
+ */
+#define OBJSTORE_KEY_MAX (OBJNAME_MAX + 4)
+void objstore_key(char out[OBJSTORE_KEY_MAX], const char *name, unsigned shard);
+/* The name (into @name) and the shard (returned) of key @key. */
+unsigned objstore_key_split(const char *key, char name[OBJNAME_MAX]);
 
 #endif

@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -123,6 +125,59 @@ void store_set_pid(struct store *s)
 			strerror(errno));
 }
 
+/* The store's identity, which the markers of its shards name. */
+static int store_identity(struct store *s, uint64_t *out)
+{
+	int64_t id;
+	int rc = meta_config_get(s->meta, "store_id", &id);
+
+	if (rc == -ENOENT) {
+		uint64_t r = 0;
+
+		if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+			r = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+		id = (int64_t)(r >> 1) | 1;
+		rc = meta_begin(s->meta);
+		if (!rc)
+			rc = meta_config_set(s->meta, "store_id", id);
+		if (!rc)
+			rc = meta_commit(s->meta);
+		else
+			meta_rollback(s->meta);
+	}
+	if (!rc)
+		*out = (uint64_t)id;
+	return rc;
+}
+
+static int attach_one(void *ctx, uint32_t id, const char *path, int state)
+{
+	struct objstore *os = ctx;
+	bool draining = state == META_SHARD_DRAINING;
+
+	if (id == 0) {
+		objstore_shard_set_draining(os, 0, draining);
+		return 0;
+	}
+	if (!path) {
+		log_msg(LOG_ERR, "shard %u has no path: ignored", id);
+		return 0;
+	}
+	return objstore_shard_attach(os, id, path, draining);
+}
+
+/* Attach the shards the metadata lists (an unreachable one too). */
+static int attach_shards(struct store *s)
+{
+	uint64_t id;
+	int rc = store_identity(s, &id);
+
+	if (rc)
+		return rc;
+	objstore_set_store_id(s->objs, id);
+	return meta_shards(s->meta, attach_one, s->objs);
+}
+
 int store_open(const char *path, bool create, uint32_t block_size,
 	       struct store **out)
 {
@@ -225,6 +280,13 @@ int store_open(const char *path, bool create, uint32_t block_size,
 	if (rc) {
 		log_msg(LOG_ERR, "cannot open object store '%s': %s", file,
 			strerror(-rc));
+		goto out_meta;
+	}
+	rc = attach_shards(s);
+	if (rc) {
+		log_msg(LOG_ERR, "cannot attach the shards of '%s': %s",
+			s->path, strerror(-rc));
+		objstore_free(s->objs);
 		goto out_meta;
 	}
 	*out = s;

@@ -59,6 +59,7 @@
 #include "core/meta.h"
 #include "core/objstore.h"
 #include "core/pool.h"
+#include "core/shard.h"
 #include "core/store.h"
 
 #define ITABLE_SIZE (1u << 16)
@@ -107,9 +108,9 @@ struct inode {
 	unsigned nfailed;	/* protected by t->lock: parked flushes */
 	uint64_t flight_blocks; /* protected by t->lock: in flight, parked */
 	int err;		/* protected by t->lock: for fsync/close */
-	uint64_t err_seq;	/* protected by t->lock: the flush that failed */
-	bool truncated;		/* protected by rw: drop blocks past... */
-	uint64_t trunc_size;	/* ...this, the lowest size since a flush */
+	uint64_t err_seq;    /* protected by t->lock: the flush that failed */
+	bool truncated;	     /* protected by rw: drop blocks past... */
+	uint64_t trunc_size; /* ...this, the lowest size since a flush */
 
 	pthread_rwlock_t rw;
 	struct dirty *dirty; /* protected by rw, sorted by idx */
@@ -161,6 +162,8 @@ struct tally {
 	void (*stream_hook)(void *arg, uint64_t seq, uint64_t ino);
 	void *hook_arg;
 	int64_t node_id;
+	unsigned shard_ticks; /* flusher thread only */
+	char *mountpoint;     /* NULL when not mounted (tests) */
 	int64_t report_interval, stale_after; /* seconds */
 	unsigned min_nodes;
 	int64_t last_report; /* protected by lock */
@@ -678,6 +681,13 @@ int tally_open(const char *path, const struct tally_opts *opts,
 						 : 1;
 	t->gc_interval = opts->gc_interval > 0 ? opts->gc_interval : 0;
 	t->last_gc = (int64_t)time(NULL);
+	if (opts->mountpoint) {
+		t->mountpoint = strdup(opts->mountpoint);
+		if (!t->mountpoint) {
+			rc = -ENOMEM;
+			goto out_free;
+		}
+	}
 	t->owner = opts->owner;
 	t->owner_gid = opts->owner_gid;
 	t->started = now();
@@ -710,6 +720,8 @@ int tally_open(const char *path, const struct tally_opts *opts,
 	rc = clean_orphans(t);
 	if (!rc)
 		rc = node_identity(t);
+	if (!rc)
+		rc = shard_setup(t);
 	if (rc)
 		goto out_store;
 	rc = pool_new(opts->workers ? opts->workers : cpus(), &t->pool);
@@ -742,6 +754,7 @@ out_store:
 out_free:
 	free(t->itable);
 	free(t->dcache);
+	free(t->mountpoint);
 	free(t);
 	return rc;
 }
@@ -822,6 +835,7 @@ int tally_close(struct tally *t)
 	store_close(t->store);
 	free(t->itable);
 	free(t->dcache);
+	free(t->mountpoint);
 	free(t);
 	return rc;
 }
@@ -834,6 +848,11 @@ void tally_set_pid(struct tally *t)
 uint32_t tally_block_size(struct tally *t)
 {
 	return t->bs;
+}
+
+const char *tally_mountpoint(struct tally *t)
+{
+	return t->mountpoint;
 }
 
 const char *tally_store_path(struct tally *t)
@@ -971,8 +990,30 @@ static int read_ref(struct tally *t, const struct meta_bref *ref, char *buf,
 	if (!ref->name[0])
 		return -EIO;
 	n = objstore_read(t->objs, ref->shard, ref->name, buf, len, (off_t)off);
+	if (n == -ENOENT) {
+		uint32_t where, dst;
+		int64_t id, count;
+		uint64_t size;
+		int rc;
+
+		/* moved by a rebalance: follow the ghost (or, once the
+		 * sweep repointed the reference, the object row) */
+		lock(t);
+		rc = meta_object_info(t->meta, ref->name, &id, &where, &size,
+				      &count);
+		if (!rc &&
+		    meta_ghost_target(t->meta, id, ref->shard, &dst) == 0)
+			where = dst;
+		unlock(t);
+		if (rc)
+			return rc; /* -ENOENT: replaced meanwhile, retried */
+		if (where == ref->shard)
+			return -EIO; /* its shard lost it, or is gone */
+		n = objstore_read(t->objs, where, ref->name, buf, len,
+				  (off_t)off);
+	}
 	if (n < 0)
-		return (int)n;
+		return n == -ENODEV ? -EIO : (int)n;
 	if ((size_t)n < len)
 		memset(buf + n, 0, len - (size_t)n);
 	return 0;
@@ -1270,9 +1311,10 @@ static void flush_stream(void *arg)
 							    : t->bs);
 		q->buf = d->buf;
 		q->hole = all_zero(d->buf, q->len);
+		q->shard = OBJSTORE_ANY;
 		if (!q->hole)
-			rc = objstore_put(t->objs, 0, d->buf, q->len, q->name,
-					  &q->created, &batch);
+			rc = objstore_put(t->objs, &q->shard, d->buf, q->len,
+					  q->name, &q->created, &batch);
 	}
 	if (!rc)
 		rc = objstore_batch_finish(t->objs, &batch);
@@ -1513,18 +1555,25 @@ static int flush_apply(struct tally *t, struct flush *f,
 				/* the file may have been unlinked since the
 				 * stream found or made it */
 				if (!q->created ||
-				    objstore_stat(t->objs, 0, q->name, &sz) < 0)
-					rc = objstore_ensure(t->objs, 0,
+				    objstore_stat(t->objs, q->shard, q->name,
+						  &sz) < 0)
+					rc = objstore_ensure(t->objs, q->shard,
 							     q->name, q->buf,
 							     q->len);
 			} else if (rc == 1) {
 				rc = 0;
 			}
 		}
-		if (!rc)
+		if (!rc) {
+			struct meta_bref ref;
+
+			/* a known object: the reference names its shard */
 			rc = meta_block_set(t->meta, ip->ino, q->idx,
 					    q->hole ? NULL : q->name, q->shard,
-					    q->len, zero, NULL);
+					    q->len, zero, &ref);
+			if (!rc && !q->hole)
+				q->shard = ref.shard;
+		}
 	}
 	if (rc)
 		return rc;
@@ -1646,7 +1695,7 @@ static void flush_discard_objects(struct tally *t, struct flush *f)
 		if (q->hole || q->shared || !q->created)
 			continue;
 		if (meta_obj_exists(t->meta, q->name) == 0)
-			objstore_unlink(t->objs, 0, q->name);
+			objstore_unlink(t->objs, q->shard, q->name);
 	}
 }
 
@@ -1971,6 +2020,9 @@ static void *flusher(void *arg)
 		flush_aged(t);
 		if (report_due(t))
 			tally_report(t);
+		/* shards that went away, or came back */
+		if (++t->shard_ticks % 5 == 0)
+			shard_check_all(t);
 		if (gc_due(t) && pool_submit(t->pool, auto_gc, t) != 0)
 			log_msg(LOG_WARNING, "cannot start an automatic gc");
 		pthread_mutex_lock(&t->flusher_lock);
@@ -3460,8 +3512,15 @@ static int virtual_xattr(struct tally *t, struct inode *ip, const char *name,
 		}
 		free(counts);
 	} else {
-		pthread_mutex_lock(&ip->mlock);
-		for (i = 0; i < ip->nmap; i++) {
+		struct meta_bref *map = NULL;
+		size_t nmap = 0;
+
+		/* from the store, not the map: a sweep repoints references
+		 * without touching the maps in memory */
+		lock(t);
+		rc = meta_blocks_load(t->meta, ip->ino, &map, &nmap);
+		unlock(t);
+		for (i = 0; i < nmap && !rc; i++) {
 			size_t need = n + OBJNAME_MAX + 16;
 
 			if (need > cap) {
@@ -3476,10 +3535,10 @@ static int virtual_xattr(struct tally *t, struct inode *ip, const char *name,
 				s = ns;
 			}
 			n += (size_t)snprintf(s + n, cap - n, "%s%s@%u",
-					      i ? " " : "", ip->map[i].name,
-					      ip->map[i].shard);
+					      i ? " " : "", map[i].name,
+					      map[i].shard);
 		}
-		pthread_mutex_unlock(&ip->mlock);
+		free(map);
 	}
 	if (rc) {
 		free(s);

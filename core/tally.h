@@ -47,7 +47,8 @@ struct tally_opts {
 				    0 = none */
 	void (*stream_hook)(void *arg, uint64_t seq, uint64_t ino);
 	void *hook_arg;
-	uid_t owner; /* owner of /.tally/ctl */
+	const char *mountpoint; /* absolute; shards may not be inside it */
+	uid_t owner;		/* owner of /.tally/ctl */
 	gid_t owner_gid;
 };
 
@@ -222,5 +223,7 @@ int tally_stats(struct tally *t, struct tally_stats *out);
 
 /* Path of an object file for tests and tools (relative to the store). */
 const char *tally_store_path(struct tally *t);
+/* The mount point given at open, or NULL. */
+const char *tally_mountpoint(struct tally *t);
 
 #endif

@@ -289,6 +289,7 @@ int main(int argc, char **argv)
 	topts.gc_interval = o.gc_interval > 0 ? o.gc_interval : 0;
 	topts.owner = getuid();
 	topts.owner_gid = getgid();
+	topts.mountpoint = cmd.mountpoint; /* made absolute by libfuse */
 	rc = tally_open(o.store, &topts, &fs.t);
 	if (rc) {
 		fprintf(stderr, "tallyfs: cannot open store '%s': %s\n",

@@ -83,13 +83,16 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	printf("objects: %llu\nreferences: %llu\ndrift_under: %llu\n"
-	       "drift_over: %llu\ndangling: %llu\norphans: %llu\n",
+	       "drift_over: %llu\ndangling: %llu\norphans: %llu\n"
+	       "ghosts: %llu\nghost_drift: %llu\nunreachable_shards: %llu\n",
 	       (unsigned long long)res.objects,
 	       (unsigned long long)res.references,
 	       (unsigned long long)res.drift_under,
 	       (unsigned long long)res.drift_over,
 	       (unsigned long long)res.dangling,
-	       (unsigned long long)res.orphans);
+	       (unsigned long long)res.orphans, (unsigned long long)res.ghosts,
+	       (unsigned long long)res.ghost_drift,
+	       (unsigned long long)res.unreachable);
 	if (repair)
 		printf("repaired: %llu\nremoved: %llu\n",
 		       (unsigned long long)res.repaired,

@@ -1,0 +1,871 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shards, online rebalance, ghost stubs and the anti-entropy sweep.
+ *
+ * DESIGN NOTES
+ *
+ * State: the shards table (path, active/draining), the object row's shard
+ * (where the object lives), each block reference's shard (where it was
+ * when the reference was made), ghosts (object, src -> dst, count of the
+ * references naming src) and moves (intents). Whether a shard is
+ * reachable is not stored: core/objstore.c checks it (marker, directory)
+ * on errors, on the timer and before every decision here.
+ *
+ * Invariants:
+ *  1. An object always has a readable copy where its row says: a move
+ *     copies, fsyncs and verifies (rehash) the target copy, and only then
+ *     commits the row's new shard and the ghost, in one transaction; the
+ *     source copy is removed after that commit.
+ *  2. Every reference names the object's shard or the source of one of its
+ *     ghosts, whose count is exactly the number of such references (the
+ *     triggers of core/meta.c keep it; new references name the object's
+ *     shard). A read that does not find the object where its reference
+ *     says follows the ghost (core/tally.c, read_ref()).
+ *  3. A move is journaled (moves) before its copy starts and forgotten
+ *     after its source copy is gone: an interrupted move is finished
+ *     (the row names the target: remove the source copy) or undone (the
+ *     row names the source: remove the target copy) by shard_setup() or
+ *     the next rebalance; GC and tallyfsck keep journaled objects in
+ *     every shard meanwhile.
+ *  4. The sweep purges a ghost only in a transaction that sees its count
+ *     at 0, and, unless the count was 0 before the sweep began, only
+ *     right after seeing the object in the target shard on disk. A ghost
+ *     whose target shard is unreachable is left alone (inconclusive);
+ *     nothing is ever deleted because a shard could not be seen.
+ *
+ * Placement of new objects is core/objstore.c's (the lowest fill). The
+ * rebalance aims at the same: each reachable active shard gets a share of
+ * the bytes in proportion to its capacity (its object bytes plus the free
+ * space of its filesystem), draining shards get none; it moves one object
+ * at a time from the shard most over its share to the one most under,
+ * while that brings both closer to their shares.
+ *
+ * Locks: the metadata lock (tally_meta_lock) for short transactions
+ * only; copies, checks on disk and unlinks run without it. One rebalance
+ * or sweep runs at a time (job_lock, the outermost lock).
+ */
+#include "core/shard.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "core/hash.h"
+#include "core/log.h"
+#include "core/meta.h"
+#include "core/objstore.h"
+#include "core/tally.h"
+
+#define MOVE_BATCH 64	    /* moves journaled per transaction */
+#define REPOINT_BLOCKS 4096 /* block rows per repoint transaction */
+#define VERDICT_BATCH 256   /* ghosts decided per transaction */
+
+static pthread_mutex_t job_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 +
+	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* End a transaction: commit if @rc is 0, else roll back. */
+static int txn_done(struct meta *m, int rc)
+{
+	if (!rc)
+		rc = meta_commit(m);
+	if (rc)
+		meta_rollback(m);
+	return rc;
+}
+
+/* -- usage per shard -- */
+
+struct usage {
+	uint64_t objects[OBJSTORE_MAX_SHARDS];
+	uint64_t bytes[OBJSTORE_MAX_SHARDS];
+};
+
+static int usage_row(void *ctx, uint32_t shard, uint64_t objects,
+		     uint64_t bytes)
+{
+	struct usage *u = ctx;
+
+	if (shard < OBJSTORE_MAX_SHARDS) {
+		u->objects[shard] = objects;
+		u->bytes[shard] = bytes;
+	}
+	return 0;
+}
+
+static int usage_read(struct tally *t, struct usage *u)
+{
+	struct meta *m;
+	int rc;
+
+	memset(u, 0, sizeof(*u));
+	m = tally_meta_lock(t);
+	rc = meta_shard_usage(m, usage_row, u);
+	tally_meta_unlock(t);
+	return rc;
+}
+
+/* -- interrupted moves -- */
+
+struct move {
+	int64_t obj;
+	char name[OBJNAME_MAX];
+	uint32_t src, dst;
+	uint64_t size;
+	int rc; /* of the copy */
+};
+
+struct moves {
+	struct move *v;
+	size_t n, cap;
+};
+
+static int moves_add(struct moves *l, int64_t obj, const char *name,
+		     uint32_t src, uint32_t dst, uint64_t size)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		void *v = realloc(l->v, cap * sizeof(*l->v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n].obj = obj;
+	snprintf(l->v[l->n].name, OBJNAME_MAX, "%s", name);
+	l->v[l->n].src = src;
+	l->v[l->n].dst = dst;
+	l->v[l->n].size = size;
+	l->v[l->n].rc = 0;
+	l->n++;
+	return 0;
+}
+
+static int journal_row(void *ctx, int64_t obj, const char *name, uint32_t src,
+		       uint32_t dst)
+{
+	return moves_add(ctx, obj, name, src, dst, 0);
+}
+
+/*
+ * Remove the copies that the moves in @l left behind, each where its row
+ * does not say the object is, then forget the moves. Missing files and
+ * unreachable shards are fine: what stays is a leak GC collects.
+ */
+static int moves_settle(struct tally *t, const struct moves *l)
+{
+	struct objstore *os = tally_objstore(t);
+	struct meta *m;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < l->n; i++) {
+		const struct move *mv = &l->v[i];
+		uint32_t where = UINT32_MAX;
+		uint64_t size;
+		int64_t id, refs;
+
+		m = tally_meta_lock(t);
+		if (meta_object_info(m, mv->name, &id, &where, &size, &refs))
+			where = UINT32_MAX; /* gone: neither copy is needed */
+		/* the unlinks happen under the lock, so that a flush cannot
+		 * start using a copy between the check and the unlink */
+		if (where != mv->src)
+			objstore_unlink(os, mv->src, mv->name);
+		if (where != mv->dst && mv->dst != mv->src)
+			objstore_unlink(os, mv->dst, mv->name);
+		tally_meta_unlock(t);
+	}
+	for (i = 0; i < l->n && !rc; i += MOVE_BATCH) {
+		size_t k;
+
+		m = tally_meta_lock(t);
+		rc = meta_begin(m);
+		for (k = i; k < l->n && k < i + MOVE_BATCH && !rc; k++)
+			rc = meta_move_end(m, l->v[k].obj);
+		rc = txn_done(m, rc);
+		tally_meta_unlock(t);
+	}
+	return rc;
+}
+
+/* Finish or undo the moves an interrupted rebalance left. */
+static int recover_moves(struct tally *t, uint64_t *n)
+{
+	struct moves l = { 0 };
+	struct meta *m = tally_meta_lock(t);
+	int rc = meta_moves(m, journal_row, &l);
+
+	tally_meta_unlock(t);
+	if (!rc && l.n) {
+		log_msg(LOG_NOTICE,
+			"settling %zu object move(s) an interrupted "
+			"rebalance left",
+			l.n);
+		rc = moves_settle(t, &l);
+	}
+	if (n)
+		*n = rc ? 0 : l.n;
+	free(l.v);
+	return rc;
+}
+
+int shard_setup(struct tally *t)
+{
+	struct objstore *os = tally_objstore(t);
+	struct usage u;
+	unsigned i;
+	int rc = usage_read(t, &u);
+
+	if (rc)
+		return rc;
+	for (i = 0; i < OBJSTORE_MAX_SHARDS; i++)
+		if (u.bytes[i])
+			objstore_shard_account(os, i, (int64_t)u.bytes[i]);
+	return recover_moves(t, NULL);
+}
+
+void shard_check_all(struct tally *t)
+{
+	struct objstore *os = tally_objstore(t);
+	unsigned i, n = objstore_nshards(os);
+
+	for (i = 0; i < n; i++)
+		if (objstore_shard_attached(os, i))
+			objstore_shard_check(os, i);
+}
+
+/* -- shard add / drain -- */
+
+/* Whether absolute @path is @mp or below it, lexically. */
+static bool path_under(const char *path, const char *mp)
+{
+	size_t n = strlen(mp);
+
+	while (n > 1 && mp[n - 1] == '/')
+		n--;
+	if (n == 1 && mp[0] == '/')
+		return true;
+	return !strncmp(path, mp, n) && (path[n] == '/' || path[n] == '\0');
+}
+
+/* @in with ".", ".." and repeated slashes resolved lexically. */
+static int path_normalize(const char *in, char *out, size_t size)
+{
+	size_t o = 0;
+	const char *p = in;
+
+	if (in[0] != '/')
+		return -EINVAL;
+	while (*p) {
+		const char *e;
+		size_t len;
+
+		while (*p == '/')
+			p++;
+		if (!*p)
+			break;
+		e = strchr(p, '/');
+		len = e ? (size_t)(e - p) : strlen(p);
+		if (len == 1 && p[0] == '.') {
+			/* nothing */
+		} else if (len == 2 && p[0] == '.' && p[1] == '.') {
+			while (o > 0 && out[o - 1] != '/')
+				o--;
+			if (o > 0)
+				o--;
+		} else {
+			if (o + 1 + len + 1 > size)
+				return -ENAMETOOLONG;
+			out[o++] = '/';
+			memcpy(out + o, p, len);
+			o += len;
+		}
+		p += len;
+	}
+	if (o == 0)
+		out[o++] = '/';
+	out[o] = '\0';
+	return 0;
+}
+
+int shard_add(struct tally *t, const char *dir, const char *mountpoint,
+	      uint32_t *id)
+{
+	struct objstore *os = tally_objstore(t);
+	char norm[PATH_MAX], *real = NULL;
+	struct meta *m;
+	struct stat st;
+	uint32_t nid = 0;
+	int rc;
+
+	rc = path_normalize(dir, norm, sizeof(norm));
+	if (rc)
+		return rc;
+	/* never look inside our own mount: refused by its name first */
+	if (mountpoint && path_under(norm, mountpoint))
+		return -EINVAL;
+	real = realpath(norm, NULL);
+	if (!real)
+		return -errno;
+	if (mountpoint && path_under(real, mountpoint)) {
+		rc = -EINVAL;
+		goto out;
+	}
+	if (path_under(real, tally_store_path(t))) {
+		rc = -EINVAL; /* the store's own tree */
+		goto out;
+	}
+	for (nid = 0; nid < objstore_nshards(os); nid++) {
+		struct objstore_shard_info in;
+
+		if (objstore_shard_info(os, nid, &in) == 0 &&
+		    !strcmp(in.root, real)) {
+			rc = -EEXIST; /* a shard already */
+			goto out;
+		}
+	}
+	if (stat(real, &st) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		rc = -ENOTDIR;
+		goto out;
+	}
+	pthread_mutex_lock(&job_lock);
+	m = tally_meta_lock(t);
+	rc = meta_begin(m);
+	if (!rc)
+		rc = meta_shard_add(m, real, OBJSTORE_MAX_SHARDS - 1,
+				    (int64_t)time(NULL), &nid);
+	/* the marker is written inside the transaction: a failure leaves
+	 * neither a row nor (objstore_shard_init cleans up) a marker */
+	if (!rc)
+		rc = objstore_shard_init(os, nid, real);
+	rc = txn_done(m, rc);
+	if (!rc)
+		rc = objstore_shard_attach(os, nid, real, false);
+	tally_meta_unlock(t);
+	pthread_mutex_unlock(&job_lock);
+	if (!rc) {
+		log_msg(LOG_NOTICE, "shard %u added: '%s'", nid, real);
+		*id = nid;
+	}
+out:
+	free(real);
+	return rc;
+}
+
+int shard_drain(struct tally *t, uint32_t id)
+{
+	struct objstore *os = tally_objstore(t);
+	struct meta *m;
+	int rc;
+
+	if (id >= OBJSTORE_MAX_SHARDS || !objstore_shard_attached(os, id))
+		return -ENOENT;
+	m = tally_meta_lock(t);
+	rc = meta_begin(m);
+	if (!rc)
+		rc = meta_shard_set_state(m, id, META_SHARD_DRAINING);
+	rc = txn_done(m, rc);
+	if (!rc)
+		objstore_shard_set_draining(os, id, true);
+	tally_meta_unlock(t);
+	if (!rc)
+		log_msg(LOG_NOTICE, "shard %u is draining", id);
+	return rc;
+}
+
+/* -- rebalance -- */
+
+struct plan {
+	unsigned n;
+	bool src_ok[OBJSTORE_MAX_SHARDS]; /* reachable: may give */
+	bool dst_ok[OBJSTORE_MAX_SHARDS]; /* reachable and active: may take */
+	double bytes[OBJSTORE_MAX_SHARDS];
+	double share[OBJSTORE_MAX_SHARDS];
+	int64_t after[OBJSTORE_MAX_SHARDS]; /* object ids listed so far */
+	bool exhausted[OBJSTORE_MAX_SHARDS];
+};
+
+static void plan_init(struct tally *t, const struct usage *u, struct plan *p)
+{
+	struct objstore *os = tally_objstore(t);
+	double total = 0, cap = 0, capv[OBJSTORE_MAX_SHARDS] = { 0 };
+	unsigned i;
+
+	memset(p, 0, sizeof(*p));
+	p->n = objstore_nshards(os);
+	for (i = 0; i < p->n; i++) {
+		struct objstore_shard_info in;
+
+		if (objstore_shard_info(os, i, &in) || !in.reachable)
+			continue;
+		p->src_ok[i] = true;
+		p->bytes[i] = (double)u->bytes[i];
+		total += p->bytes[i];
+		if (in.draining)
+			continue;
+		p->dst_ok[i] = true;
+		capv[i] = (double)u->bytes[i] + (double)in.avail;
+		cap += capv[i];
+	}
+	for (i = 0; i < p->n; i++)
+		p->share[i] = p->dst_ok[i] && cap > 0 ? total * capv[i] / cap
+						      : 0;
+}
+
+/* The shard most over its share that still has objects to give. */
+static int plan_source(const struct plan *p)
+{
+	double best = 0;
+	int s = -1;
+	unsigned i;
+
+	for (i = 0; i < p->n; i++) {
+		double over = p->bytes[i] - p->share[i];
+
+		if (p->src_ok[i] && !p->exhausted[i] && over > best) {
+			best = over;
+			s = (int)i;
+		}
+	}
+	return s;
+}
+
+/* The shard most under its share, other than @src. */
+static int plan_target(const struct plan *p, int src)
+{
+	double best = -1;
+	int d = -1;
+	unsigned i;
+
+	for (i = 0; i < p->n; i++) {
+		double under = p->share[i] - p->bytes[i];
+
+		if (p->dst_ok[i] && (int)i != src && under > best) {
+			best = under;
+			d = (int)i;
+		}
+	}
+	return d;
+}
+
+struct pick {
+	struct plan *p;
+	struct moves *l;
+	uint32_t src;
+};
+
+static int pick_object(void *ctx, int64_t id, const char *name, uint64_t size)
+{
+	struct pick *k = ctx;
+	struct plan *p = k->p;
+	double z = (double)size, over, under;
+	int d;
+
+	p->after[k->src] = id;
+	over = p->bytes[k->src] - p->share[k->src];
+	d = plan_target(p, (int)k->src);
+	if (d < 0)
+		return 1;
+	under = p->share[d] - p->bytes[d];
+	/* a draining shard gives everything; others while the move brings
+	 * the two shards closer to their shares in all */
+	if (p->dst_ok[k->src] &&
+	    !(fabs(over - z) + fabs(under - z) < fabs(over) + fabs(under)))
+		return 1;
+	p->bytes[k->src] -= z;
+	p->bytes[d] += z;
+	return moves_add(k->l, id, name, k->src, (uint32_t)d, size);
+}
+
+/* Choose the next batch of moves into @l; 0 with l->n == 0 when done. */
+static int plan_batch(struct tally *t, struct plan *p, struct moves *l)
+{
+	l->n = 0;
+	while (l->n == 0) {
+		struct pick k = { .p = p, .l = l };
+		struct meta *m;
+		size_t before;
+		int s = plan_source(p), rc;
+
+		if (s < 0)
+			return 0;
+		k.src = (uint32_t)s;
+		before = l->n;
+		m = tally_meta_lock(t);
+		rc = meta_objects_in(m, k.src, p->after[s], MOVE_BATCH,
+				     pick_object, &k);
+		tally_meta_unlock(t);
+		if (rc < 0)
+			return rc;
+		/* no object taken: nothing more from this shard */
+		if (l->n == before)
+			p->exhausted[s] = true;
+	}
+	return 0;
+}
+
+/* Journal, copy, commit and settle one batch of moves. */
+static int move_batch(struct tally *t, struct moves *l,
+		      struct shard_rebalance_report *r)
+{
+	struct objstore *os = tally_objstore(t);
+	int64_t now = (int64_t)time(NULL);
+	struct meta *m;
+	size_t i;
+	int rc;
+
+	m = tally_meta_lock(t);
+	rc = meta_begin(m);
+	for (i = 0; i < l->n && !rc; i++)
+		rc = meta_move_begin(m, l->v[i].obj, l->v[i].name, l->v[i].src,
+				     l->v[i].dst);
+	rc = txn_done(m, rc);
+	tally_meta_unlock(t);
+	if (rc)
+		return rc;
+	for (i = 0; i < l->n; i++) {
+		struct move *mv = &l->v[i];
+		off_t size;
+
+		mv->rc = objstore_copy(os, mv->name, mv->src, mv->dst, &size);
+		if (mv->rc && mv->rc != -ENOENT)
+			log_msg(LOG_WARNING,
+				"rebalance: cannot copy object '%s' from "
+				"shard %u to %u: %s",
+				mv->name, mv->src, mv->dst, strerror(-mv->rc));
+	}
+	m = tally_meta_lock(t);
+	rc = meta_begin(m);
+	for (i = 0; i < l->n && !rc; i++) {
+		struct move *mv = &l->v[i];
+		off_t size;
+
+		if (mv->rc)
+			continue;
+		/* GC may have taken the copy since: it must be there */
+		if (objstore_stat(os, mv->dst, mv->name, &size) < 0) {
+			mv->rc = -ENOENT;
+			continue;
+		}
+		rc = meta_move_commit(m, mv->obj, mv->src, mv->dst, now);
+		if (rc == 1) {
+			rc = 0;
+			r->moved++;
+			r->bytes += mv->size;
+		} else if (rc == 0) {
+			mv->rc = -ESTALE; /* gone or moved meanwhile */
+		}
+	}
+	rc = txn_done(m, rc);
+	tally_meta_unlock(t);
+	for (i = 0; i < l->n; i++)
+		if (l->v[i].rc && l->v[i].rc != -ESTALE &&
+		    l->v[i].rc != -ENOENT)
+			r->failed++;
+	if (rc)
+		return rc;
+	/* the source copies go (or the target copies, where a move did
+	 * not happen), then the journal forgets the batch */
+	return moves_settle(t, l);
+}
+
+int shard_rebalance(struct tally *t, struct shard_rebalance_report *r)
+{
+	struct moves l = { 0 };
+	struct timespec t0;
+	struct usage u;
+	struct plan *p;
+	struct meta *m;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	p = malloc(sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	pthread_mutex_lock(&job_lock);
+	rc = recover_moves(t, &r->recovered);
+	if (!rc) {
+		shard_check_all(t);
+		rc = usage_read(t, &u);
+	}
+	if (!rc)
+		plan_init(t, &u, p);
+	while (!rc) {
+		rc = plan_batch(t, p, &l);
+		if (rc || l.n == 0)
+			break;
+		rc = move_batch(t, &l, r);
+	}
+	pthread_mutex_unlock(&job_lock);
+	free(l.v);
+	free(p);
+	if (!rc) {
+		m = tally_meta_lock(t);
+		rc = meta_ghost_count(m, &r->ghosts);
+		tally_meta_unlock(t);
+	}
+	r->duration_ms = ms_since(&t0);
+	log_msg(LOG_INFO,
+		"rebalance: %" PRIu64 " object(s) moved, %" PRIu64
+		" byte(s), %" PRIu64 " failed",
+		r->moved, r->bytes, r->failed);
+	return rc;
+}
+
+/* -- sweep -- */
+
+struct ghost_list {
+	struct meta_ghost *v;
+	size_t n, cap;
+};
+
+static int ghost_row(void *ctx, const struct meta_ghost *g)
+{
+	struct ghost_list *l = ctx;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 256;
+		void *v = realloc(l->v, cap * sizeof(*l->v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = *g;
+	return 0;
+}
+
+/* Decide ghost @g (metadata lock held, in a transaction). */
+static int verdict(struct tally *t, struct meta *m, const struct meta_ghost *g,
+		   uint64_t unreachable, struct shard_sweep_report *r,
+		   bool *purged)
+{
+	struct objstore *os = tally_objstore(t);
+	int64_t count;
+	off_t size;
+	int rc;
+
+	*purged = false;
+	rc = meta_ghost_refcount(m, g->obj, g->src, &count);
+	if (rc == -ENOENT) {
+		r->purged++; /* went with its object meanwhile */
+		return 0;
+	}
+	if (rc)
+		return rc;
+	/* nothing named the source when the sweep began: nothing to ask
+	 * the target, wherever it is */
+	if (g->refcount <= 0 && count <= 0)
+		goto purge;
+	if (unreachable & (1ull << g->dst)) {
+		r->inconclusive++;
+		return 0;
+	}
+	if (count > 0) {
+		r->kept++;
+		return 0;
+	}
+	/* repointed by this sweep: the target must hold the object now */
+	if (objstore_shard_check(os, g->dst) != 0 ||
+	    objstore_stat(os, g->dst, g->name, &size) < 0) {
+		log_msg(LOG_ERR,
+			"sweep: object '%s' is not in shard %u, where its "
+			"ghost leads: the ghost is kept",
+			g->name, g->dst);
+		r->inconclusive++;
+		return 0;
+	}
+purge:
+	rc = meta_ghost_purge(m, g->obj, g->src, purged);
+	if (!rc && *purged)
+		r->purged++;
+	else if (!rc)
+		r->kept++;
+	return rc;
+}
+
+int shard_sweep(struct tally *t, const struct shard_sweep_opts *o,
+		struct shard_sweep_report *r)
+{
+	struct objstore *os = tally_objstore(t);
+	struct ghost_list gl = { 0 };
+	struct meta_sweep_event e;
+	uint64_t unreachable = 0, from = 0;
+	struct timespec t0;
+	struct meta *m;
+	unsigned i, nsh;
+	long batches = 0;
+	size_t k;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r->at = (int64_t)time(NULL);
+	pthread_mutex_lock(&job_lock);
+	nsh = objstore_nshards(os);
+	for (i = 0; i < nsh; i++)
+		if (!objstore_shard_attached(os, i) ||
+		    objstore_shard_check(os, i) != 0)
+			unreachable |= 1ull << i;
+	/* the ghosts as they are before anything is repointed */
+	m = tally_meta_lock(t);
+	rc = meta_ghosts(m, ghost_row, &gl);
+	tally_meta_unlock(t);
+	/* 1: repoint, in batches of inodes */
+	while (!rc && from != UINT64_MAX &&
+	       (o->batches < 0 || batches < o->batches)) {
+		uint64_t n = 0;
+
+		m = tally_meta_lock(t);
+		rc = meta_begin(m);
+		if (!rc)
+			rc = meta_ghosts_repoint(m, from, REPOINT_BLOCKS,
+						 unreachable, &from, &n);
+		rc = txn_done(m, rc);
+		tally_meta_unlock(t);
+		if (!rc)
+			r->repointed += n;
+		batches++;
+	}
+	/* 2: a verdict per ghost */
+	for (k = 0; k < gl.n && !rc; k += VERDICT_BATCH) {
+		bool gone[VERDICT_BATCH];
+		size_t j, end = k + VERDICT_BATCH < gl.n ? k + VERDICT_BATCH
+							 : gl.n;
+
+		m = tally_meta_lock(t);
+		rc = meta_begin(m);
+		for (j = k; j < end && !rc; j++) {
+			r->checked++;
+			rc = verdict(t, m, &gl.v[j], unreachable, r,
+				     &gone[j - k]);
+		}
+		rc = txn_done(m, rc);
+		/* a purged ghost's source copy, if a crash left one */
+		for (j = k; j < end && !rc; j++) {
+			uint32_t where;
+
+			if (gone[j - k] &&
+			    !(unreachable & (1ull << gl.v[j].src)) &&
+			    (meta_object_shard(m, gl.v[j].obj, &where) ||
+			     where != gl.v[j].src))
+				objstore_unlink(os, gl.v[j].src, gl.v[j].name);
+		}
+		tally_meta_unlock(t);
+	}
+	r->duration_ms = ms_since(&t0);
+	if (!rc) {
+		memset(&e, 0, sizeof(e));
+		e.at = r->at;
+		e.checked = r->checked;
+		e.purged = r->purged;
+		e.kept = r->kept;
+		e.inconclusive = r->inconclusive;
+		e.repointed = r->repointed;
+		e.duration_ms = (int64_t)r->duration_ms;
+		m = tally_meta_lock(t);
+		rc = meta_begin(m);
+		if (!rc)
+			rc = meta_sweep_log_put(m, &e);
+		rc = txn_done(m, rc);
+		tally_meta_unlock(t);
+	}
+	pthread_mutex_unlock(&job_lock);
+	free(gl.v);
+	log_msg(LOG_INFO,
+		"sweep: %" PRIu64 " ghost(s) checked, %" PRIu64
+		" purged, %" PRIu64 " kept, %" PRIu64 " inconclusive",
+		r->checked, r->purged, r->kept, r->inconclusive);
+	return rc;
+}
+
+/* -- reports -- */
+
+static int info_row(void *ctx, uint32_t id, const char *path, int state)
+{
+	struct shard_infos *l = ctx;
+	struct shard_info *s;
+
+	(void)path;
+	if (l->n == OBJSTORE_MAX_SHARDS)
+		return 0;
+	s = &l->v[l->n++];
+	memset(s, 0, sizeof(*s));
+	s->id = id;
+	s->draining = state == META_SHARD_DRAINING;
+	return 0;
+}
+
+int shard_infos(struct tally *t, struct shard_infos *l)
+{
+	struct objstore *os = tally_objstore(t);
+	struct usage u;
+	struct meta *m;
+	unsigned i;
+	int rc;
+
+	memset(l, 0, sizeof(*l));
+	shard_check_all(t);
+	rc = usage_read(t, &u);
+	if (rc)
+		return rc;
+	m = tally_meta_lock(t);
+	rc = meta_shards(m, info_row, l);
+	if (!rc)
+		rc = meta_ghost_count(m, &l->ghosts);
+	if (!rc) {
+		struct meta_sweep_event e;
+
+		rc = meta_sweep_last(m, &e, &l->total_purged);
+		if (!rc) {
+			l->have_sweep = true;
+			l->last_sweep.at = e.at;
+			l->last_sweep.checked = e.checked;
+			l->last_sweep.purged = e.purged;
+			l->last_sweep.kept = e.kept;
+			l->last_sweep.inconclusive = e.inconclusive;
+			l->last_sweep.repointed = e.repointed;
+			l->last_sweep.duration_ms = (double)e.duration_ms;
+		} else if (rc == -ENOENT) {
+			rc = 0;
+		}
+	}
+	tally_meta_unlock(t);
+	for (i = 0; i < l->n && !rc; i++) {
+		struct shard_info *s = &l->v[i];
+		struct objstore_shard_info in;
+
+		if (s->id < OBJSTORE_MAX_SHARDS) {
+			s->objects = u.objects[s->id];
+			s->bytes = u.bytes[s->id];
+		}
+		if (objstore_shard_info(os, s->id, &in) == 0) {
+			snprintf(s->path, sizeof(s->path), "%s", in.root);
+			s->reachable = in.reachable;
+			s->free = in.avail;
+		}
+	}
+	return rc;
+}
