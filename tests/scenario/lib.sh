@@ -289,6 +289,32 @@ ctl() {
 
 drain() { ctl drain "${1:-$MNT}" || fail "drain failed"; }
 
+# ctl_report CMD [MNT]: write CMD to the control file and print the
+# job's report, read back from the same open file; fails (exit 1, the
+# errno name on stderr) if the write fails.
+ctl_report() {
+	T python3 - "$1" "${2:-$MNT}/.tally/ctl" <<-'EOF'
+	import errno, os, sys
+	fd = os.open(sys.argv[2], os.O_RDWR)
+	try:
+	    os.write(fd, (sys.argv[1] + "\n").encode())
+	except OSError as e:
+	    print(errno.errorcode.get(e.errno, str(e.errno)), file=sys.stderr)
+	    sys.exit(1)
+	out = b""
+	while True:
+	    b = os.read(fd, 65536)
+	    if not b:
+	        break
+	    out += b
+	os.close(fd)
+	sys.stdout.write(out.decode())
+	EOF
+}
+
+# report_get KEY REPORT: the value of "KEY: value" in a ctl report.
+report_get() { sed -n "s/^$1: //p" <<<"$2" | head -n 1; }
+
 # ctl_errno CMD [MNT]: write CMD (as given, no newline added) to ctl from
 # a fresh fd; print OK or the errno name of the failed write.
 ctl_errno() {
