@@ -455,12 +455,21 @@ static int ctl_shard(struct tally *t, const struct ctl_cmd *cmd, char **report)
 		return rc;
 	}
 	if (!strcmp(cmd->args[0], "drain")) {
+		struct shard_rebalance_report r;
+
+		/* no new objects there, and everything moves off now */
 		rc = shard_drain(t, cmd->shard);
+		if (!rc)
+			rc = shard_rebalance(t, &r);
 		if (!rc)
 			rc = aprintf(report,
 				     "command: shard drain\nshard: %u\n"
-				     "state: draining\n",
-				     cmd->shard);
+				     "state: draining\nmoved: %" PRIu64
+				     "\nbytes: %" PRIu64 "\nfailed: %" PRIu64
+				     "\nghosts: %" PRIu64
+				     "\nduration_ms: %.1f\n",
+				     cmd->shard, r.moved, r.bytes, r.failed,
+				     r.ghosts, r.duration_ms);
 		return rc;
 	}
 	l = malloc(sizeof(*l));

@@ -17,7 +17,8 @@
  *   du [NAMESPACE]            space per namespace: logical, referenced,
  *                             shared, exclusive, reclaimable bytes
  *   shard add DIR             a new shard (absolute path, empty directory)
- *   shard drain ID            no new objects there; rebalance empties it
+ *   shard drain ID            no new objects there, and a rebalance that
+ *                             moves everything off it
  *   shard list                every shard, its state and usage
  *   rebalance                 move objects until shards are balanced
  *   sweep [batches=N]         repoint references of ghosts (at most N
