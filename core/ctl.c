@@ -20,6 +20,7 @@
 #include "core/objstore.h"
 #include "core/meta.h"
 #include "core/pool.h"
+#include "core/progress.h"
 #include "core/tally.h"
 
 static const struct {
@@ -673,6 +674,19 @@ static int gc_json(const struct meta_gc_event *ev, size_t n, char **out)
 	return rc;
 }
 
+/* Append ", \"jobs\": [...]" (core/progress.h) to *acc. */
+static int jobs_json(struct tally *t, char **acc)
+{
+	char *jobs;
+	int rc = progress_json(tally_progress(t), &jobs);
+
+	if (rc)
+		return rc;
+	rc = append(acc, ", \"jobs\": %s", jobs);
+	free(jobs);
+	return rc;
+}
+
 int ctl_status_json(struct tally *t, char **out)
 {
 	struct meta_gc_event ev[5];
@@ -692,6 +706,8 @@ int ctl_status_json(struct tally *t, char **out)
 	rc = gc_json(ev, nev, &gc);
 	if (!rc)
 		rc = pins_json(t, &gc);
+	if (!rc)
+		rc = jobs_json(t, &gc);
 	if (rc) {
 		free(gc);
 		return rc;

@@ -39,6 +39,7 @@
 #include "core/log.h"
 #include "core/meta.h"
 #include "core/objstore.h"
+#include "core/progress.h"
 #include "core/tally.h"
 
 #define BATCH 256 /* marks written per transaction */
@@ -85,6 +86,8 @@ struct cycle {
 	struct names marks;  /* to mark now */
 	struct names doomed; /* marked long enough: to delete */
 	struct names unmark; /* marks to clear */
+	/* progress: object files listed, then deletions */
+	struct progress_job *pj;
 };
 
 static int add_row(void *ctx, int64_t id, const char *name, uint32_t shard,
@@ -114,6 +117,7 @@ static int list_file(void *ctx, const char *name, off_t size)
 
 	(void)size;
 	c->r->checked++;
+	progress_add(c->pj, 1);
 	if (names_has(&c->live, name)) {
 		c->r->live++;
 		return 0;
@@ -203,6 +207,7 @@ static int sweep(struct cycle *c)
 			if (rc == 1) {
 				rc = 0; /* referenced again meanwhile */
 				c->r->preserved++;
+				progress_add(c->pj, 1);
 				continue;
 			}
 			if (rc)
@@ -213,6 +218,7 @@ static int sweep(struct cycle *c)
 				c->r->bytes_freed += (uint64_t)size;
 			}
 			rc = meta_mark_del(m, name);
+			progress_add(c->pj, 1);
 		}
 		if (!rc)
 			rc = meta_commit(m);
@@ -239,6 +245,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	struct timespec t0;
 	int64_t stale_after, node;
 	unsigned min_nodes;
+	bool sweeping;
 	struct meta *m;
 	int rc;
 
@@ -248,6 +255,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	c.now = (int64_t)time(NULL);
 	c.grace = o->grace < 0 ? GC_DEFAULT_GRACE : o->grace;
 	tally_gc_settings(t, &stale_after, &min_nodes, &node);
+	c.pj = progress_begin(tally_progress(t), "gc", "objects", 0);
 
 	/* our own report first, then the others' that are fresh enough */
 	rc = tally_report(t);
@@ -280,9 +288,13 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	}
 	if (c.live.n)
 		qsort(c.live.v, c.live.n, sizeof(*c.live.v), cmp_name);
+	/* an estimate: the files are about the live objects */
+	progress_set_total(c.pj, c.live.n);
 	rc = objstore_list(tally_objstore(t), 0, list_file, &c);
 	if (rc)
 		goto out;
+	sweeping = !o->dry_run && !r->blocked;
+	progress_set_total(c.pj, r->checked + (sweeping ? c.doomed.n : 0));
 	m = tally_meta_lock(t);
 	rc = meta_marks(m, check_mark, &c);
 	if (!rc)
@@ -334,6 +346,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 		o->dry_run ? " (dry run)" : "", r->checked, r->collected,
 		r->preserved);
 out:
+	progress_end(c.pj);
 	free(c.live.v);
 	free(c.marks.v);
 	free(c.doomed.v);
@@ -429,6 +442,7 @@ int gc_verify(struct tally *t, double percent, struct gc_verify *v)
 {
 	struct objstore *os = tally_objstore(t);
 	struct vrow rows = { .percent = percent };
+	struct progress_job *pj;
 	struct timespec t0;
 	struct meta *m;
 	char *buf = NULL;
@@ -437,17 +451,21 @@ int gc_verify(struct tally *t, double percent, struct gc_verify *v)
 
 	memset(v, 0, sizeof(*v));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pj = progress_begin(tally_progress(t), "verify", "objects", 0);
 	m = tally_meta_lock(t);
 	rc = meta_objects(m, verify_row, &rows);
 	tally_meta_unlock(t);
 	if (rc)
 		goto out;
 	v->objects = rows.names.n;
+	progress_set_total(pj, rows.names.n);
 	for (i = 0; i < rows.names.n && !rc; i++) {
 		const char *name = rows.names.v[i];
 		char hex[HASH_HEX_LEN + 1];
 		off_t size;
 		ssize_t n;
+
+		progress_set(pj, i);
 
 		if (objstore_stat(os, 0, name, &size) < 0) {
 			int exists;
@@ -497,8 +515,10 @@ int gc_verify(struct tally *t, double percent, struct gc_verify *v)
 				name, hex);
 		}
 	}
+	progress_set(pj, i);
 	v->duration_ms = ms_since(&t0);
 out:
+	progress_end(pj);
 	free(buf);
 	free(rows.names.v);
 	return rc;
