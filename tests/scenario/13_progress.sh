@@ -9,8 +9,9 @@
 # a bar redrawn with \r on a pseudo-terminal; stdout keeps the report
 # (pure JSON with --json). Once released, the job is gone from the status
 # and tallyctl's final line says 100%, done. --progress-delay=0 makes the
-# final line certain for quick commands too; --no-progress silences it; a
-# failed command ends its progress with "failed".
+# final line certain for quick commands too; nothing shows before the
+# delay; --no-progress silences it; a failed command ends its progress
+# with "failed".
 SCN_TIMEOUT=180
 source "$(dirname "$0")/lib.sh"
 
@@ -152,7 +153,7 @@ T python3 - "$CTL" "$MNT" "$obj" "$N" >"$TMP/pty.out" 2>&1 <<-'EOF' ||
 	while read_some(0.2):
 	    pass
 	final = re.compile(rb"\rverify \[#+\] 100% " + n.encode() + b"/" +
-	                   n.encode() + rb" objects 0:\d\d done\r?\n$")
+	                   n.encode() + rb" objects 0:\d\d done *\r?\n$")
 	if p.returncode != 0:
 	    sys.exit("tallyctl exited %d" % p.returncode)
 	if not final.search(seen):
@@ -192,6 +193,10 @@ assert_eq "exit of a failed branch" 1 "$rc"
 assert_match "a failed branch ends its progress, then the error" \
 	$'^branch: 0:[0-9]{2}, failed\ntallyctl: branch failed: ENOENT' \
 	"$(cat "$TMP/err")"
+# nothing before the delay: no command here runs for an hour
+T "$CTL" --progress-delay=3600 "$MNT" gc >"$TMP/out" 2>"$TMP/err" ||
+	fail "tallyctl gc --progress-delay=3600 failed"
+assert_eq "stderr of gc before the delay" "" "$(cat "$TMP/err")"
 # short commands have no progress
 T "$CTL" --progress-delay=0 "$MNT" du >"$TMP/out" 2>"$TMP/err" ||
 	fail "tallyctl du failed"
