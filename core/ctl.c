@@ -21,6 +21,7 @@
 #include "core/meta.h"
 #include "core/pool.h"
 #include "core/shard.h"
+#include "core/progress.h"
 #include "core/tally.h"
 
 static const struct {
@@ -872,6 +873,19 @@ static int shards_json(struct tally *t, char **acc)
 	return rc;
 }
 
+/* Append ", \"jobs\": [...]" (core/progress.h) to *acc. */
+static int jobs_json(struct tally *t, char **acc)
+{
+	char *jobs;
+	int rc = progress_json(tally_progress(t), &jobs);
+
+	if (rc)
+		return rc;
+	rc = append(acc, ", \"jobs\": %s", jobs);
+	free(jobs);
+	return rc;
+}
+
 int ctl_status_json(struct tally *t, char **out)
 {
 	struct meta_gc_event ev[5];
@@ -893,6 +907,8 @@ int ctl_status_json(struct tally *t, char **out)
 		rc = pins_json(t, &gc);
 	if (!rc)
 		rc = shards_json(t, &gc);
+	if (!rc)
+		rc = jobs_json(t, &gc);
 	if (rc) {
 		free(gc);
 		return rc;

@@ -47,6 +47,7 @@
 #include "core/log.h"
 #include "core/meta.h"
 #include "core/objstore.h"
+#include "core/progress.h"
 #include "core/tally.h"
 
 #define BATCH 256 /* marks written per transaction */
@@ -97,6 +98,8 @@ struct cycle {
 	struct names marks;   /* to mark now */
 	struct names doomed;  /* marked long enough: to delete */
 	struct names unmark;  /* marks to clear */
+	/* progress: object files listed, then deletions */
+	struct progress_job *pj;
 };
 
 static int add_row(void *ctx, int64_t id, const char *name, uint32_t shard,
@@ -140,6 +143,7 @@ static int list_file(void *ctx, const char *name, off_t size)
 
 	(void)size;
 	c->r->checked++;
+	progress_add(c->pj, 1);
 	objstore_key(key, name, c->shard);
 	if (key_live(c, key)) {
 		c->r->live++;
@@ -235,6 +239,7 @@ static int sweep(struct cycle *c)
 					      &refs);
 			if (rc == 0 && where == shard) {
 				c->r->preserved++; /* referenced again */
+				progress_add(c->pj, 1);
 				continue;
 			}
 			if (rc && rc != -ENOENT)
@@ -246,6 +251,7 @@ static int sweep(struct cycle *c)
 				c->r->bytes_freed += (uint64_t)size;
 			}
 			rc = meta_mark_del(m, key);
+			progress_add(c->pj, 1);
 		}
 		if (!rc)
 			rc = meta_commit(m);
@@ -272,6 +278,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	struct timespec t0;
 	int64_t stale_after, node;
 	unsigned min_nodes;
+	bool sweeping;
 	struct meta *m;
 	int rc;
 
@@ -281,6 +288,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	c.now = (int64_t)time(NULL);
 	c.grace = o->grace < 0 ? GC_DEFAULT_GRACE : o->grace;
 	tally_gc_settings(t, &stale_after, &min_nodes, &node);
+	c.pj = progress_begin(tally_progress(t), "gc", "objects", 0);
 
 	/* our own report first, then the others' that are fresh enough */
 	rc = tally_report(t);
@@ -315,6 +323,8 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 		qsort(c.live.v, c.live.n, sizeof(*c.live.v), cmp_name);
 	if (c.protect.n)
 		qsort(c.protect.v, c.protect.n, sizeof(*c.protect.v), cmp_name);
+	/* an estimate: the files are about the live objects */
+	progress_set_total(c.pj, c.live.n);
 	for (c.shard = 0; c.shard < objstore_nshards(tally_objstore(t));
 	     c.shard++) {
 		struct objstore *os = tally_objstore(t);
@@ -326,6 +336,8 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 		if (rc)
 			goto out;
 	}
+	sweeping = !o->dry_run && !r->blocked;
+	progress_set_total(c.pj, r->checked + (sweeping ? c.doomed.n : 0));
 	m = tally_meta_lock(t);
 	rc = meta_marks(m, check_mark, &c);
 	if (!rc)
@@ -377,6 +389,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 		o->dry_run ? " (dry run)" : "", r->checked, r->collected,
 		r->preserved);
 out:
+	progress_end(c.pj);
 	free(c.live.v);
 	free(c.protect.v);
 	free(c.marks.v);
@@ -474,6 +487,7 @@ int gc_verify(struct tally *t, double percent, struct gc_verify *v)
 {
 	struct objstore *os = tally_objstore(t);
 	struct vrow rows = { .percent = percent };
+	struct progress_job *pj;
 	struct timespec t0;
 	struct meta *m;
 	char *buf = NULL;
@@ -482,17 +496,21 @@ int gc_verify(struct tally *t, double percent, struct gc_verify *v)
 
 	memset(v, 0, sizeof(*v));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pj = progress_begin(tally_progress(t), "verify", "objects", 0);
 	m = tally_meta_lock(t);
 	rc = meta_objects(m, verify_row, &rows);
 	tally_meta_unlock(t);
 	if (rc)
 		goto out;
 	v->objects = rows.names.n;
+	progress_set_total(pj, rows.names.n);
 	for (i = 0; i < rows.names.n && !rc; i++) {
 		char name[OBJNAME_MAX], hex[HASH_HEX_LEN + 1];
 		uint32_t shard = objstore_key_split(rows.names.v[i], name);
 		off_t size;
 		ssize_t n;
+
+		progress_set(pj, i);
 
 		if (objstore_stat(os, shard, name, &size) < 0) {
 			uint32_t where = shard;
@@ -552,8 +570,10 @@ int gc_verify(struct tally *t, double percent, struct gc_verify *v)
 				name, hex);
 		}
 	}
+	progress_set(pj, i);
 	v->duration_ms = ms_since(&t0);
 out:
+	progress_end(pj);
 	free(buf);
 	free(rows.names.v);
 	return rc;

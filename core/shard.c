@@ -61,6 +61,7 @@
 #include "core/log.h"
 #include "core/meta.h"
 #include "core/objstore.h"
+#include "core/progress.h"
 #include "core/tally.h"
 
 #define MOVE_BATCH 64	    /* moves journaled per transaction */
@@ -526,7 +527,7 @@ static int plan_batch(struct tally *t, struct plan *p, struct moves *l)
 
 /* Journal, copy, commit and settle one batch of moves. */
 static int move_batch(struct tally *t, struct moves *l,
-		      struct shard_rebalance_report *r)
+		      struct shard_rebalance_report *r, struct progress_job *pj)
 {
 	struct objstore *os = tally_objstore(t);
 	int64_t now = (int64_t)time(NULL);
@@ -568,6 +569,7 @@ static int move_batch(struct tally *t, struct moves *l,
 			continue;
 		}
 		rc = meta_move_commit(m, mv->obj, mv->src, mv->dst, now);
+		progress_add(pj, mv->size);
 		if (rc == 1) {
 			rc = 0;
 			r->moved++;
@@ -591,6 +593,7 @@ static int move_batch(struct tally *t, struct moves *l,
 
 int shard_rebalance(struct tally *t, struct shard_rebalance_report *r)
 {
+	struct progress_job *pj = NULL;
 	struct moves l = { 0 };
 	struct timespec t0;
 	struct usage u;
@@ -609,14 +612,25 @@ int shard_rebalance(struct tally *t, struct shard_rebalance_report *r)
 		shard_check_all(t);
 		rc = usage_read(t, &u);
 	}
-	if (!rc)
+	if (!rc) {
+		double excess = 0;
+		unsigned i;
+
 		plan_init(t, &u, p);
+		/* bytes to move: what the shards hold over their shares */
+		for (i = 0; i < p->n; i++)
+			if (p->src_ok[i] && p->bytes[i] > p->share[i])
+				excess += p->bytes[i] - p->share[i];
+		pj = progress_begin(tally_progress(t), "rebalance", "bytes",
+				    (uint64_t)excess);
+	}
 	while (!rc) {
 		rc = plan_batch(t, p, &l);
 		if (rc || l.n == 0)
 			break;
-		rc = move_batch(t, &l, r);
+		rc = move_batch(t, &l, r, pj);
 	}
+	progress_end(pj);
 	pthread_mutex_unlock(&job_lock);
 	free(l.v);
 	free(p);
@@ -710,6 +724,7 @@ int shard_sweep(struct tally *t, const struct shard_sweep_opts *o,
 		struct shard_sweep_report *r)
 {
 	struct objstore *os = tally_objstore(t);
+	struct progress_job *pj = NULL;
 	struct ghost_list gl = { 0 };
 	struct meta_sweep_event e;
 	uint64_t unreachable = 0, from = 0;
@@ -733,6 +748,7 @@ int shard_sweep(struct tally *t, const struct shard_sweep_opts *o,
 	m = tally_meta_lock(t);
 	rc = meta_ghosts(m, ghost_row, &gl);
 	tally_meta_unlock(t);
+	pj = progress_begin(tally_progress(t), "sweep", "ghosts", gl.n);
 	/* 1: repoint, in batches of inodes */
 	while (!rc && from != UINT64_MAX &&
 	       (o->batches < 0 || batches < o->batches)) {
@@ -762,6 +778,7 @@ int shard_sweep(struct tally *t, const struct shard_sweep_opts *o,
 			rc = verdict(t, m, &gl.v[j], unreachable, r,
 				     &gone[j - k]);
 		}
+		progress_set(pj, end);
 		rc = txn_done(m, rc);
 		/* a purged ghost's source copy, if a crash left one */
 		for (j = k; j < end && !rc; j++) {
@@ -792,6 +809,7 @@ int shard_sweep(struct tally *t, const struct shard_sweep_opts *o,
 		rc = txn_done(m, rc);
 		tally_meta_unlock(t);
 	}
+	progress_end(pj);
 	pthread_mutex_unlock(&job_lock);
 	free(gl.v);
 	log_msg(LOG_INFO,

@@ -60,6 +60,7 @@
 #include "core/objstore.h"
 #include "core/pool.h"
 #include "core/shard.h"
+#include "core/progress.h"
 #include "core/store.h"
 
 #define ITABLE_SIZE (1u << 16)
@@ -134,6 +135,7 @@ struct tally {
 	struct meta *meta; /* protected by lock */
 	struct objstore *objs;
 	struct pool *pool;
+	struct progress *progress; /* running jobs, for the status */
 	uint32_t bs;
 	size_t rotate_bytes; /* a file's dirty data that starts a flush */
 	uint64_t dirty_limit;
@@ -656,6 +658,9 @@ int tally_open(const char *path, const struct tally_opts *opts,
 		rc = -ENOMEM;
 		goto out_free;
 	}
+	rc = progress_new(&t->progress);
+	if (rc)
+		goto out_free;
 	rc = store_open(path, opts->create,
 			opts->block_size ? opts->block_size
 					 : STORE_DEFAULT_BLOCK_SIZE,
@@ -752,6 +757,7 @@ out_store:
 	pthread_mutex_destroy(&t->lock);
 	store_close(t->store);
 out_free:
+	progress_free(t->progress);
 	free(t->itable);
 	free(t->dcache);
 	free(t->mountpoint);
@@ -833,6 +839,7 @@ int tally_close(struct tally *t)
 	pthread_cond_destroy(&t->space);
 	pthread_mutex_destroy(&t->lock);
 	store_close(t->store);
+	progress_free(t->progress);
 	free(t->itable);
 	free(t->dcache);
 	free(t->mountpoint);
@@ -1464,7 +1471,10 @@ static int flush_rotate(struct tally *t, struct inode *ip,
  * queued pool jobs meanwhile, so that a job that waits (drain on the pool)
  * cannot starve a pool of one worker.
  */
-static int flush_wait(struct tally *t, uint64_t seq, double timeout)
+/* Wait until flush @seq is final; with @pj, show done_seq - @base as its
+ * progress meanwhile. */
+static int flush_wait_progress(struct tally *t, uint64_t seq, double timeout,
+			       struct progress_job *pj, uint64_t base)
 {
 	struct timespec deadline, until;
 
@@ -1481,6 +1491,7 @@ static int flush_wait(struct tally *t, uint64_t seq, double timeout)
 
 		pthread_mutex_lock(&t->fin_lock);
 		done = t->done_seq >= seq;
+		progress_set(pj, t->done_seq - base);
 		pthread_mutex_unlock(&t->fin_lock);
 		if (done)
 			return 0;
@@ -1506,6 +1517,11 @@ static int flush_wait(struct tally *t, uint64_t seq, double timeout)
 					       &until);
 		pthread_mutex_unlock(&t->fin_lock);
 	}
+}
+
+static int flush_wait(struct tally *t, uint64_t seq, double timeout)
+{
+	return flush_wait_progress(t, seq, timeout, NULL, 0);
 }
 
 /* Take (and clear) the error kept for the next fsync/close, if the flush
@@ -3750,6 +3766,7 @@ static bool want_pending(struct tally *t, struct inode *ip, void *ctx)
 
 int tally_drain(struct tally *t, uint64_t *waited, double timeout)
 {
+	struct progress_job *pj;
 	struct inode **list = NULL;
 	uint64_t start, target;
 	size_t n = 0, i;
@@ -3757,10 +3774,14 @@ int tally_drain(struct tally *t, uint64_t *waited, double timeout)
 
 	pthread_mutex_lock(&t->fin_lock);
 	start = t->done_seq;
+	/* flushes waited for: those in flight, and about one per file */
+	target = t->rotated_seq;
 	pthread_mutex_unlock(&t->fin_lock);
+	pj = progress_begin(t->progress, "drain", "flushes", 0);
 	lock(t);
 	rc = collect_inodes(t, want_pending, NULL, &list, &n);
 	unlock(t);
+	progress_set_total(pj, target - start + n);
 	for (i = 0; i < n; i++) {
 		uint64_t seq;
 		int rc2;
@@ -3771,15 +3792,20 @@ int tally_drain(struct tally *t, uint64_t *waited, double timeout)
 		if (rc2 && !rc)
 			rc = rc2;
 		file_put(t, list[i]);
+		pthread_mutex_lock(&t->fin_lock);
+		progress_set(pj, t->done_seq - start);
+		pthread_mutex_unlock(&t->fin_lock);
 	}
 	free(list);
 	pthread_mutex_lock(&t->fin_lock);
 	target = t->rotated_seq;
 	pthread_mutex_unlock(&t->fin_lock);
+	progress_set_total(pj, target - start);
 	if (!rc)
-		rc = flush_wait(t, target, timeout);
+		rc = flush_wait_progress(t, target, timeout, pj, start);
 	if (waited)
 		*waited = target - start;
+	progress_end(pj);
 	return rc;
 }
 
@@ -3799,6 +3825,7 @@ int tally_branch(struct tally *t, const char *src, const char *dst,
 		 uint64_t *inodes)
 {
 	struct inode *root = NULL;
+	struct progress_job *pj;
 	struct meta_inode md;
 	uint64_t src_ino, dst_ino, next, newroot = 0, count = 0;
 	int rc = nspace_name_ok(src);
@@ -3816,11 +3843,15 @@ int tally_branch(struct tally *t, const char *src, const char *dst,
 	unlock(t);
 	if (rc)
 		return rc;
+	/* the copy is one statement: its count is known when it is done */
+	pj = progress_begin(t->progress, "branch", "inodes", 0);
 	/* committed data only: drain first (a later write goes on, as in
 	 * any snapshot taken while a file is open) */
 	rc = tally_drain(t, NULL, 0);
-	if (rc)
+	if (rc) {
+		progress_end(pj);
 		return rc;
+	}
 	lock(t);
 	rc = meta_dentry_lookup(t->meta, TALLY_ROOT_INO, src, &src_ino);
 	if (!rc) {
@@ -3848,9 +3879,12 @@ int tally_branch(struct tally *t, const char *src, const char *dst,
 	t->ino_limit = next;
 	root->md = md;
 	*inodes = count;
+	progress_set_total(pj, count);
+	progress_set(pj, count);
 out:
 	iput(t, root);
 	unlock(t);
+	progress_end(pj);
 	return rc;
 }
 
@@ -4062,4 +4096,9 @@ struct objstore *tally_objstore(struct tally *t)
 struct pool *tally_pool(struct tally *t)
 {
 	return t->pool;
+}
+
+struct progress *tally_progress(struct tally *t)
+{
+	return t->progress;
 }

@@ -201,6 +201,11 @@ int tally_resolve(struct tally *t, const char *path, uint64_t *ino);
 /* The worker pool (control commands run on it). */
 struct pool *tally_pool(struct tally *t);
 
+/* The registry of running jobs shown in the status (core/progress.h):
+ * long jobs register there with progress_begin(). */
+struct progress;
+struct progress *tally_progress(struct tally *t);
+
 /*
  * Copy-on-write clone of namespace @src as new namespace @dst. Returns
  * -ENOENT (no @src), -EEXIST (@dst exists), -EINVAL (bad name).

@@ -16,12 +16,14 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,6 +69,8 @@ struct inv {
 	char **args;		    /* its arguments (borrowed from argv) */
 	unsigned nargs;		    /* how many */
 	bool json;		    /* --json */
+	bool no_progress;	    /* --no-progress */
+	double progress_delay;	    /* --progress-delay, seconds */
 	unsigned opts;		    /* OPT_* bits given */
 	const char *opt_val[NOPTS]; /* values, as opt_defs (borrowed) */
 	char sent[CMDLINE_MAX + 1]; /* the line sent, for messages */
@@ -536,6 +540,113 @@ static long json_array_len(char *p)
 	}
 }
 
+/* A job of the status document ("jobs"). */
+struct job_seen {
+	uint64_t id, done, total, started;
+	char unit[32];
+};
+
+static bool json_u64(const char *s, uint64_t *out)
+{
+	size_t len = strlen(s);
+
+	if (!len || len > 20 || strspn(s, "0123456789") != len)
+		return false;
+	*out = strtoull(s, NULL, 10);
+	return true;
+}
+
+/*
+ * Call @fn for each job of the JSON array at @p (modified): its name, id,
+ * started, done, total and unit. -EINVAL if the array is malformed.
+ */
+static int jobs_array(char *p,
+		      void (*fn)(void *ctx, const char *name,
+				 const struct job_seen *j),
+		      void *ctx)
+{
+	struct kv *m = NULL;
+	size_t nm, k;
+	char *start, save;
+	int rc;
+
+	if (*p++ != '[')
+		return -EINVAL;
+	for (;;) {
+		struct job_seen j = { .id = 0 };
+		const char *name = NULL;
+
+		p = skip_ws(p);
+		if (*p == ']')
+			return 0;
+		if (*p != '{')
+			return -EINVAL;
+		start = p;
+		if (json_skip(&p))
+			return -EINVAL;
+		save = *p;
+		*p = '\0';
+		rc = parse_status(start, &m, &nm);
+		*p = save;
+		if (rc)
+			return rc;
+		for (k = 0; k < nm; k++) {
+			const char *key = m[k].key, *val = m[k].val;
+			bool ok = true;
+
+			if (!strcmp(key, "name") && m[k].quoted)
+				name = val;
+			else if (!strcmp(key, "unit") && m[k].quoted)
+				snprintf(j.unit, sizeof(j.unit), "%s", val);
+			else if (!strcmp(key, "id"))
+				ok = json_u64(val, &j.id);
+			else if (!strcmp(key, "started"))
+				ok = json_u64(val, &j.started);
+			else if (!strcmp(key, "done"))
+				ok = json_u64(val, &j.done);
+			else if (!strcmp(key, "total"))
+				ok = json_u64(val, &j.total);
+			if (!ok) {
+				free(m);
+				return -EINVAL;
+			}
+		}
+		if (name && j.id)
+			fn(ctx, name, &j);
+		free(m);
+		p = skip_ws(p);
+		if (*p == ',')
+			p++;
+		else if (*p != ']')
+			return -EINVAL;
+	}
+}
+
+/*
+ * Call @fn for each job of the status document @text (modified). -EINVAL
+ * if the document or its "jobs" array is malformed; 0 otherwise, also
+ * when it has no "jobs" (an older mount).
+ */
+static int for_each_job(char *text,
+			void (*fn)(void *ctx, const char *name,
+				   const struct job_seen *j),
+			void *ctx)
+{
+	struct kv *kv = NULL;
+	size_t n = 0, i;
+	char *p = NULL;
+	int rc = parse_status(text, &kv, &n);
+
+	if (rc)
+		return rc;
+	for (i = 0; i < n && !p; i++)
+		if (!strcmp(kv[i].key, "jobs") && !kv[i].quoted &&
+		    kv[i].val[0] == '[')
+			p = kv[i].val;
+	free(kv);
+	return p ? jobs_array(p, fn, ctx) : 0;
+}
+
 /* ------------------------------------------------------ human output */
 
 static bool ends_with(const char *s, const char *suffix)
@@ -620,11 +731,33 @@ static const char *human_value(const char *key, const char *val, bool quoted,
 	return buf;
 }
 
+/* One running job of the status, on a line of its own below "jobs:". */
+static void print_job(void *ctx, const char *name, const struct job_seen *j)
+{
+	int indent = *(const int *)ctx;
+	char when[32] = "?";
+	time_t started = (time_t)j->started;
+	struct tm tm;
+
+	if (localtime_r(&started, &tm))
+		strftime(when, sizeof(when), "%H:%M:%S", &tm);
+	if (j->total)
+		printf("%*s%s: %llu/%llu %s (%d%%), since %s\n", indent + 2, "",
+		       name, (unsigned long long)j->done,
+		       (unsigned long long)j->total, j->unit,
+		       (int)(j->done >= j->total ? 100
+						 : j->done * 100 / j->total),
+		       when);
+	else
+		printf("%*s%s: %llu %s, since %s\n", indent + 2, "", name,
+		       (unsigned long long)j->done, j->unit, when);
+}
+
 /*
  * Aligned `key: value` lines, indented by @indent; entries without a key
  * are printed as is. A nested object of the status (last_gc) is shown as
  * its members, indented below its key; an array as its length; null as
- * "none".
+ * "none". The running jobs are listed one per line below "jobs:".
  */
 static void print_human(struct kv *kv, size_t n, int indent)
 {
@@ -664,6 +797,17 @@ static void print_human(struct kv *kv, size_t n, int indent)
 				    sizeof(buf));
 		if (raw && kv[i].val[0] == '[') {
 			items = json_array_len(kv[i].val);
+			if (items > 0 && !strcmp(kv[i].key, "jobs") &&
+			    (copy = strdup(kv[i].val)) != NULL) {
+				len = strlen(kv[i].key);
+				printf("%*s%s:%*s %ld running\n", indent, "",
+				       kv[i].key,
+				       len < width ? (int)(width - len) : 0, "",
+				       items);
+				jobs_array(copy, print_job, &indent);
+				free(copy);
+				continue;
+			}
 			if (items == 0)
 				shown = "none";
 			else if (items > 0 &&
@@ -917,6 +1061,321 @@ static int run_status(struct inv *inv)
 	return RC_OK;
 }
 
+/* ----------------------------------------------------------- progress */
+
+/*
+ * While a long command runs (the write to .tally/ctl blocks until it is
+ * done), a thread polls .tally/status for the command's job ("jobs":
+ * [{"id", "name", "started", "done", "total", "unit"}]) and shows its
+ * progress on stderr: a bar redrawn with \r on a terminal, a plain line
+ * every PROGRESS_EVERY seconds otherwise. Nothing is shown before the
+ * delay (--progress-delay, default PROGRESS_DELAY seconds) has passed,
+ * so a quick command prints nothing; once something may have been shown,
+ * a final line always ends it, when the command returns.
+ */
+#define PROGRESS_DELAY 0.5
+#define PROGRESS_POLL_MS 200 /* between two reads of .tally/status */
+#define PROGRESS_EVERY 2.0   /* seconds between two plain lines */
+#define PROGRESS_KNOWN 16    /* ids of older jobs of the same name */
+
+/* The commands that run as jobs showing progress (the job's name). */
+static const char *const long_cmds[] = { "gc",	   "verify", "drain",
+					 "branch", "sweep",  "rebalance" };
+
+struct watch {
+	struct inv *inv;
+	char *status_path;
+	bool tty;
+	double delay;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop; /* protected by lock */
+	/* the rest belongs to the thread until it is joined */
+	struct timespec t0;
+	uint64_t known[PROGRESS_KNOWN]; /* jobs of that name before ours */
+	size_t nknown;
+	bool seen;	     /* our job was found... */
+	struct job_seen job; /* ...as last seen */
+	bool shown;	     /* something was printed */
+	double last_line;    /* elapsed seconds at the last plain line */
+	size_t drawn;	     /* columns of the bar drawn last */
+};
+
+static double elapsed_s(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) +
+	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* "m:ss", or "h:mm:ss" */
+static void clock_text(double s, char *buf, size_t n)
+{
+	long v = (long)s;
+
+	if (v >= 3600)
+		snprintf(buf, n, "%ld:%02ld:%02ld", v / 3600, v / 60 % 60,
+			 v % 60);
+	else
+		snprintf(buf, n, "%ld:%02ld", v / 60, v % 60);
+}
+
+/* The status document, or NULL if it cannot be read. */
+static char *read_status(const char *path)
+{
+	char *text = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return NULL;
+	if (read_all(fd, &text))
+		text = NULL;
+	close(fd);
+	return text;
+}
+
+static void note_known(void *ctx, const char *name, const struct job_seen *j)
+{
+	struct watch *w = ctx;
+
+	if (!strcmp(name, w->inv->cmd->name) && w->nknown < PROGRESS_KNOWN)
+		w->known[w->nknown++] = j->id;
+}
+
+/* Our job: the first of its name that was not there before, then that
+ * one only. */
+static void note_ours(void *ctx, const char *name, const struct job_seen *j)
+{
+	struct watch *w = ctx;
+	size_t i;
+
+	if (strcmp(name, w->inv->cmd->name))
+		return;
+	if (w->seen) {
+		if (j->id == w->job.id)
+			w->job = *j;
+		return;
+	}
+	for (i = 0; i < w->nknown; i++)
+		if (w->known[i] == j->id)
+			return;
+	w->job = *j;
+	w->seen = true;
+}
+
+/* "420/1000 objects (42%)", "420 objects" (total not known yet), or ""
+ * (not seen yet, or nothing known). */
+static void job_text(const struct watch *w, bool finished, char *buf, size_t n)
+{
+	uint64_t done = w->job.done, total = w->job.total;
+
+	if (!w->seen || (!done && !total)) {
+		buf[0] = '\0';
+		return;
+	}
+	if (finished && total)
+		done = total;
+	if (total)
+		snprintf(buf, n, "%llu/%llu %s (%d%%)",
+			 (unsigned long long)done, (unsigned long long)total,
+			 w->job.unit,
+			 (int)(done >= total ? 100 : done * 100 / total));
+	else
+		snprintf(buf, n, "%llu %s", (unsigned long long)done,
+			 w->job.unit);
+}
+
+static unsigned term_columns(void)
+{
+	struct winsize ws;
+
+	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
+		return ws.ws_col;
+	return 80;
+}
+
+/*
+ * Draw the bar on the terminal: "\rNAME [#####-----] 42% 420/1000
+ * objects 0:03", padded over what was drawn before. @end: "done" or
+ * "failed" closes the line.
+ */
+static void draw_bar(struct watch *w, double secs, const char *end)
+{
+	char counts[128], clk[32], line[512], bar[64];
+	unsigned cols = term_columns(), width, fill, i;
+	uint64_t done = w->job.done, total = w->job.total;
+	int len;
+
+	clock_text(secs, clk, sizeof(clk));
+	if (w->seen && end && !strcmp(end, "done") && total)
+		done = total;
+	if (w->seen && total) {
+		int pct = (int)(done >= total ? 100 : done * 100 / total);
+
+		snprintf(counts, sizeof(counts), "%3d%% %llu/%llu %s", pct,
+			 (unsigned long long)done, (unsigned long long)total,
+			 w->job.unit);
+		len = snprintf(NULL, 0, "%s [] %s %s%s%s", w->inv->cmd->name,
+			       counts, clk, end ? " " : "", end ? end : "");
+		width = cols > (unsigned)len + 10 ? cols - (unsigned)len - 1
+						  : 10;
+		if (width > 40)
+			width = 40;
+		fill = (unsigned)((double)width * (double)done / (double)total);
+		for (i = 0; i < width; i++)
+			bar[i] = i < fill ? '#' : '-';
+		bar[width] = '\0';
+		len = snprintf(line, sizeof(line), "%s [%s] %s %s%s%s",
+			       w->inv->cmd->name, bar, counts, clk,
+			       end ? " " : "", end ? end : "");
+	} else {
+		job_text(w, false, counts, sizeof(counts));
+		len = snprintf(line, sizeof(line), "%s %s%s%s%s%s",
+			       w->inv->cmd->name, counts, counts[0] ? " " : "",
+			       clk, end ? " " : "", end ? end : "");
+	}
+	if (len < 0)
+		return;
+	if ((size_t)len >= sizeof(line))
+		len = sizeof(line) - 1;
+	fprintf(stderr, "\r%s%*s", line,
+		w->drawn > (size_t)len ? (int)(w->drawn - (size_t)len) : 0, "");
+	if (end)
+		fputc('\n', stderr);
+	fflush(stderr);
+	w->drawn = (size_t)len;
+	w->shown = true;
+}
+
+/* A plain line: "NAME: 420/1000 objects (42%), 0:03[, END]". */
+static void print_line(struct watch *w, double secs, const char *end)
+{
+	char counts[128], clk[32];
+
+	job_text(w, end && !strcmp(end, "done"), counts, sizeof(counts));
+	clock_text(secs, clk, sizeof(clk));
+	fprintf(stderr, "%s: %s%s%s%s%s\n", w->inv->cmd->name, counts,
+		counts[0] ? ", " : "", clk, end ? ", " : "", end ? end : "");
+	fflush(stderr);
+	w->shown = true;
+	w->last_line = secs;
+}
+
+/* A plain line every PROGRESS_EVERY seconds; the first one as soon as
+ * the job's total is known. */
+static bool plain_due(const struct watch *w, double secs)
+{
+	if (w->shown)
+		return secs - w->last_line >= PROGRESS_EVERY;
+	return (w->seen && w->job.total) || secs - w->delay >= PROGRESS_EVERY;
+}
+
+static void *watch_fn(void *arg)
+{
+	struct watch *w = arg;
+	struct timespec until;
+	bool stop = false;
+
+	while (!stop) {
+		double secs = elapsed_s(&w->t0);
+		char *text = read_status(w->status_path);
+
+		if (text) {
+			for_each_job(text, note_ours, w);
+			free(text);
+		}
+		if (secs >= w->delay && w->tty)
+			draw_bar(w, secs, NULL);
+		else if (secs >= w->delay && plain_due(w, secs))
+			print_line(w, secs, NULL);
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += PROGRESS_POLL_MS * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_mutex_lock(&w->lock);
+		while (!w->stop && pthread_cond_timedwait(&w->cond, &w->lock,
+							  &until) != ETIMEDOUT)
+			;
+		stop = w->stop;
+		pthread_mutex_unlock(&w->lock);
+	}
+	return NULL;
+}
+
+/*
+ * Start watching the job of the command about to be sent, if it is a
+ * long one and progress is wanted. Returns whether a watch runs.
+ */
+static bool watch_start(struct watch *w, struct inv *inv)
+{
+	pthread_condattr_t ca;
+	char *text;
+	size_t i;
+
+	memset(w, 0, sizeof(*w));
+	for (i = 0; i < sizeof(long_cmds) / sizeof(long_cmds[0]); i++)
+		if (!strcmp(inv->cmd->name, long_cmds[i]))
+			break;
+	if (inv->no_progress || i == sizeof(long_cmds) / sizeof(long_cmds[0]))
+		return false;
+	w->inv = inv;
+	w->tty = isatty(STDERR_FILENO);
+	w->delay = inv->progress_delay;
+	w->status_path = path_join(inv->mnt, ".tally/status");
+	if (!w->status_path)
+		return false;
+	/* the jobs of that name already running are not ours */
+	text = read_status(w->status_path);
+	if (text) {
+		for_each_job(text, note_known, w);
+		free(text);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &w->t0);
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&w->thread, NULL, watch_fn, w)) {
+		pthread_cond_destroy(&w->cond);
+		pthread_mutex_destroy(&w->lock);
+		free(w->status_path);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The command returned (@ok: successfully): stop the thread and, if
+ * anything may have been shown (the delay has passed), print the final
+ * line, at 100% when the command succeeded.
+ */
+static void watch_stop(struct watch *w, bool ok)
+{
+	double secs;
+
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+	secs = elapsed_s(&w->t0);
+	if (w->shown || secs >= w->delay) {
+		if (w->tty)
+			draw_bar(w, secs, ok ? "done" : "failed");
+		else
+			print_line(w, secs, ok ? "done" : "failed");
+	}
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	free(w->status_path);
+}
+
 /*
  * Send the line built for the command to .tally/ctl in one write(2) and
  * print the report read back from the same descriptor.
@@ -926,6 +1385,8 @@ static int run_ctl(struct inv *inv, struct cmdline *l)
 	char *path = path_join(inv->mnt, ".tally/ctl"), *report = NULL;
 	struct kv *kv = NULL;
 	size_t n = 0;
+	struct watch watch;
+	bool watching;
 	ssize_t w;
 	int fd, rc;
 
@@ -941,8 +1402,11 @@ static int run_ctl(struct inv *inv, struct cmdline *l)
 	memcpy(inv->sent, l->buf, l->len);
 	inv->sent[l->len] = '\0';
 	l->buf[l->len++] = '\n';
+	watching = watch_start(&watch, inv);
 	/* never retried: the command may have run (a second branch...) */
 	w = write(fd, l->buf, l->len);
+	if (watching)
+		watch_stop(&watch, w == (ssize_t)l->len);
 	if (w < 0) {
 		rc = errno;
 		close(fd);
@@ -1645,6 +2109,13 @@ static void usage(FILE *f)
 		"\n"
 		"Options (anywhere on the line):\n"
 		"  --json      one JSON object on stdout, for scripts\n"
+		"  --no-progress\n"
+		"              no progress of long commands (gc, verify,\n"
+		"              drain, branch, sweep, rebalance) on stderr\n"
+		"  --progress-delay=S\n"
+		"              show progress once a command has run S seconds\n"
+		"              (default 0.5; 0: at once, and always a final\n"
+		"              line)\n"
 		"  -h, --help  this text; `tallyctl COMMAND --help` for one "
 		"command\n"
 		"  --version   print the version\n"
@@ -1696,6 +2167,31 @@ static int parse_options(struct inv *inv, int argc, char **argv, char **pos,
 		}
 		if (!strcmp(a, "--json")) {
 			inv->json = true;
+			continue;
+		}
+		if (!strcmp(a, "--no-progress")) {
+			inv->no_progress = true;
+			continue;
+		}
+		if (!strncmp(a, "--progress-delay", 16) &&
+		    (a[16] == '=' || !a[16])) {
+			const char *v = a[16] ? a + 17 : NULL;
+
+			if (!v && i + 1 < argc)
+				v = argv[++i];
+			if (!v) {
+				usage_error(NULL, "option '%s' needs a value",
+					    a);
+				return RC_USAGE;
+			}
+			if (!parse_decimal(v, &inv->progress_delay) ||
+			    inv->progress_delay > 3600) {
+				usage_error(NULL,
+					    "--progress-delay wants a number "
+					    "of seconds (0 to 3600), not '%s'",
+					    v);
+				return RC_USAGE;
+			}
 			continue;
 		}
 		if (a[1] != '-')
@@ -1870,7 +2366,7 @@ out:
 
 int main(int argc, char **argv)
 {
-	struct inv inv = { .mnt = NULL };
+	struct inv inv = { .mnt = NULL, .progress_delay = PROGRESS_DELAY };
 	int rc = run(argc, argv, &inv);
 
 	free(inv.mnt_real);
