@@ -438,6 +438,27 @@ out:
 	return rc;
 }
 
+/* Run a rebalance; append its report to *report. */
+static int ctl_rebalance(struct tally *t, char **report)
+{
+	struct shard_rebalance_report r;
+	double s;
+	int rc = shard_rebalance(t, &r);
+
+	s = r.duration_ms / 1e3;
+	if (!rc)
+		rc = append(report,
+			    "moved: %" PRIu64 "\nbytes: %" PRIu64
+			    "\nfailed: %" PRIu64 "\nrecovered: %" PRIu64
+			    "\nghosts: %" PRIu64
+			    "\nmb_per_s: %.1f\nobjects_per_s: %.1f"
+			    "\nduration_ms: %.1f\n",
+			    r.moved, r.bytes, r.failed, r.recovered, r.ghosts,
+			    s > 0 ? (double)r.bytes / 1e6 / s : 0,
+			    s > 0 ? (double)r.moved / s : 0, r.duration_ms);
+	return rc;
+}
+
 /* shard add DIR | drain ID | list */
 static int ctl_shard(struct tally *t, const struct ctl_cmd *cmd, char **report)
 {
@@ -456,21 +477,15 @@ static int ctl_shard(struct tally *t, const struct ctl_cmd *cmd, char **report)
 		return rc;
 	}
 	if (!strcmp(cmd->args[0], "drain")) {
-		struct shard_rebalance_report r;
-
 		/* no new objects there, and everything moves off now */
 		rc = shard_drain(t, cmd->shard);
 		if (!rc)
-			rc = shard_rebalance(t, &r);
-		if (!rc)
 			rc = aprintf(report,
 				     "command: shard drain\nshard: %u\n"
-				     "state: draining\nmoved: %" PRIu64
-				     "\nbytes: %" PRIu64 "\nfailed: %" PRIu64
-				     "\nghosts: %" PRIu64
-				     "\nduration_ms: %.1f\n",
-				     cmd->shard, r.moved, r.bytes, r.failed,
-				     r.ghosts, r.duration_ms);
+				     "state: draining\n",
+				     cmd->shard);
+		if (!rc)
+			rc = ctl_rebalance(t, report);
 		return rc;
 	}
 	l = malloc(sizeof(*l));
@@ -604,25 +619,11 @@ static void ctl_run(struct ctl_job *j)
 	case CTL_SHARD:
 		rc = ctl_shard(j->t, cmd, &j->report);
 		break;
-	case CTL_REBALANCE: {
-		struct shard_rebalance_report r;
-		double s;
-
-		rc = shard_rebalance(j->t, &r);
-		s = r.duration_ms / 1e3;
+	case CTL_REBALANCE:
+		rc = aprintf(&j->report, "command: rebalance\n");
 		if (!rc)
-			rc = aprintf(
-				&j->report,
-				"command: rebalance\nmoved: %" PRIu64
-				"\nbytes: %" PRIu64 "\nfailed: %" PRIu64
-				"\nrecovered: %" PRIu64 "\nghosts: %" PRIu64
-				"\nmb_per_s: %.1f\nobjects_per_s: %.1f"
-				"\nduration_ms: %.1f\n",
-				r.moved, r.bytes, r.failed, r.recovered,
-				r.ghosts, s > 0 ? (double)r.bytes / 1e6 / s : 0,
-				s > 0 ? (double)r.moved / s : 0, r.duration_ms);
+			rc = ctl_rebalance(j->t, &j->report);
 		break;
-	}
 	case CTL_SWEEP: {
 		struct shard_sweep_opts o = { .batches = cmd->batches };
 		struct shard_sweep_report r;

@@ -519,6 +519,7 @@ struct objstore_staged {
 	bool *created;	  /* borrowed from the caller */
 	unsigned *shardp; /* borrowed from the caller */
 	bool placed;
+	bool fixed; /* objstore_stage(): the name is given */
 };
 
 /* Write @buf to a new temp file of @shard; @sync: fsync it. */
@@ -692,6 +693,7 @@ static int stage(struct objstore *os, unsigned shard, const void *buf,
 	st->created = created;
 	st->shardp = shardp;
 	st->placed = false;
+	st->fixed = false;
 	*created = true;
 	*shardp = shard;
 	b->shards |= 1ull << shard;
@@ -828,6 +830,13 @@ int objstore_batch_finish(struct objstore *os, struct objstore_batch *b)
 			continue;
 		/* someone stored this name meanwhile: same bytes, or not */
 		unlink(st->tmp);
+		if (st->fixed) {
+			rc = compare_object(os, st->shard, st->name, st->buf,
+					    st->len);
+			if (rc)
+				return rc < 0 ? rc : -EEXIST;
+			continue;
+		}
 		objstore_shard_account(os, st->shard, -(int64_t)st->len);
 		*st->shardp = st->shard;
 		rc = objstore_put(os, st->shardp, st->buf, st->len, st->name,
@@ -925,8 +934,28 @@ int objstore_unlink(struct objstore *os, unsigned shard, const char *name)
 	return 0;
 }
 
-int objstore_copy(struct objstore *os, const char *name, unsigned src,
-		  unsigned dst, off_t *size)
+int objstore_stage(struct objstore *os, unsigned shard, const char *name,
+		   const void *buf, size_t len, struct objstore_batch *b)
+{
+	struct objstore_staged *st;
+	unsigned where = shard;
+	bool created;
+	int rc;
+
+	/* stage() keeps the name pointer; here it is the caller's, fixed */
+	rc = stage(os, shard, buf, len, (char *)name, &created, &where, b);
+	if (rc)
+		return rc;
+	st = &b->v[b->n - 1];
+	st->created = NULL;
+	st->shardp = NULL;
+	st->fixed = true;
+	objstore_shard_account(os, shard, (int64_t)len);
+	return 0;
+}
+
+int objstore_load(struct objstore *os, unsigned shard, const char *name,
+		  void **out, size_t *len)
 {
 	char path[PATH_MAX], hex[HASH_HEX_LEN + 1];
 	struct stat st;
@@ -934,16 +963,20 @@ int objstore_copy(struct objstore *os, const char *name, unsigned src,
 	ssize_t n;
 	int fd, rc;
 
-	rc = obj_path(os, src, name, path);
+	rc = obj_path(os, shard, name, path);
 	if (rc)
 		return rc;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return check_after(os, src, -errno);
-	if (fstat(fd, &st) < 0 || st.st_size > (64 << 20)) {
-		rc = st.st_size > (64 << 20) ? -EFBIG : -errno;
+		return check_after(os, shard, -errno);
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
 		close(fd);
 		return rc;
+	}
+	if (st.st_size > OBJSTORE_OBJECT_MAX) {
+		close(fd);
+		return -EFBIG;
 	}
 	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
 	if (!buf) {
@@ -953,31 +986,42 @@ int objstore_copy(struct objstore *os, const char *name, unsigned src,
 	n = pread(fd, buf, (size_t)st.st_size, 0);
 	rc = n < 0 ? -errno : n != st.st_size ? -EIO : 0;
 	close(fd);
-	/* the source must be what its name says before it is copied */
 	if (!rc) {
 		hash_block(buf, (size_t)st.st_size, hex);
 		if (strncmp(hex, name, HASH_HEX_LEN))
 			rc = -EBADMSG;
 	}
-	if (!rc) {
-		rc = objstore_ensure(os, dst, name, buf, (size_t)st.st_size);
-		if (rc == 0)
-			objstore_shard_account(os, dst, st.st_size);
+	if (rc) {
+		free(buf);
+		return rc;
 	}
-	/* verify the copy as it reads back from the target */
-	if (!rc) {
-		n = objstore_read(os, dst, name, buf, (size_t)st.st_size, 0);
-		if (n != st.st_size)
-			rc = n < 0 ? (int)n : -EIO;
-		else {
-			hash_block(buf, (size_t)st.st_size, hex);
-			if (strncmp(hex, name, HASH_HEX_LEN))
-				rc = -EBADMSG;
-		}
-	}
-	free(buf);
+	*out = buf;
+	*len = (size_t)st.st_size;
+	return 0;
+}
+
+int objstore_copy(struct objstore *os, const char *name, unsigned src,
+		  unsigned dst, off_t *size)
+{
+	void *buf, *back;
+	size_t len, blen;
+	int rc;
+
+	/* the source must be what its name says before it is copied */
+	rc = objstore_load(os, src, name, &buf, &len);
+	if (rc)
+		return rc;
+	rc = objstore_ensure(os, dst, name, buf, len);
 	if (!rc)
-		*size = st.st_size;
+		objstore_shard_account(os, dst, (int64_t)len);
+	free(buf);
+	/* and the copy as it reads back from the target */
+	if (!rc)
+		rc = objstore_load(os, dst, name, &back, &blen);
+	if (!rc) {
+		free(back);
+		*size = (off_t)blen;
+	}
 	return rc;
 }
 

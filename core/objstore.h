@@ -112,6 +112,16 @@ int objstore_put(struct objstore *os, unsigned *shard, const void *buf,
 		 size_t len, char name[OBJNAME_MAX], bool *created,
 		 struct objstore_batch *batch);
 
+/*
+ * Stage @len bytes of @buf as object @name (a name already computed, e.g.
+ * by a copy from another shard) in @shard, to be made durable and put in
+ * place by objstore_batch_finish(); @name and @buf are borrowed until
+ * then. An object of that name already there is kept if its bytes are
+ * the same, else objstore_batch_finish() fails with -EEXIST.
+ */
+int objstore_stage(struct objstore *os, unsigned shard, const char *name,
+		   const void *buf, size_t len, struct objstore_batch *batch);
+
 /* Make every staged object durable and visible. On failure, the staged
  * objects that are not in place are removed. */
 int objstore_batch_finish(struct objstore *os, struct objstore_batch *batch);
@@ -135,6 +145,17 @@ int objstore_stat(struct objstore *os, unsigned shard, const char *name,
 
 /* Unlink an object file. -ENOENT if it was not there. */
 int objstore_unlink(struct objstore *os, unsigned shard, const char *name);
+
+/* The largest object file objstore_load() reads. */
+#define OBJSTORE_OBJECT_MAX (64 << 20)
+
+/*
+ * Read object @name of @shard whole into *out (malloc'ed, caller frees;
+ * *len its size) and check that its bytes hash to its name: -EBADMSG if
+ * not, -EFBIG past OBJSTORE_OBJECT_MAX.
+ */
+int objstore_load(struct objstore *os, unsigned shard, const char *name,
+		  void **out, size_t *len);
 
 /*
  * Copy object @name from shard @src to shard @dst, durably (temp file,

@@ -525,6 +525,58 @@ static int plan_batch(struct tally *t, struct plan *p, struct moves *l)
 	return 0;
 }
 
+/*
+ * Copy the objects of @l to their targets: each source is read and
+ * rehashed, the copies are staged and made durable together (a syncfs
+ * per shard instead of two fsyncs per object), then each copy is read
+ * back and rehashed. Sets each move's rc.
+ */
+static void copy_batch(struct objstore *os, struct moves *l)
+{
+	struct objstore_batch b;
+	void **bufs = calloc(l->n ? l->n : 1, sizeof(*bufs));
+	size_t i;
+	int rc = 0;
+
+	memset(&b, 0, sizeof(b));
+	for (i = 0; i < l->n; i++) {
+		struct move *mv = &l->v[i];
+		size_t len;
+
+		mv->rc = bufs ? objstore_load(os, mv->src, mv->name, &bufs[i],
+					      &len)
+			      : -ENOMEM;
+		if (!mv->rc)
+			mv->rc = objstore_stage(os, mv->dst, mv->name, bufs[i],
+						len, &b);
+	}
+	if (b.n)
+		rc = objstore_batch_finish(os, &b);
+	objstore_batch_release(os, &b);
+	for (i = 0; i < l->n; i++) {
+		struct move *mv = &l->v[i];
+		void *back;
+		size_t len;
+
+		if (!mv->rc && rc)
+			mv->rc = rc;
+		if (!mv->rc) {
+			mv->rc = objstore_load(os, mv->dst, mv->name, &back,
+					       &len);
+			if (!mv->rc)
+				free(back);
+		}
+		if (mv->rc && mv->rc != -ENOENT)
+			log_msg(LOG_WARNING,
+				"rebalance: cannot copy object '%s' from "
+				"shard %u to %u: %s",
+				mv->name, mv->src, mv->dst, strerror(-mv->rc));
+		if (bufs)
+			free(bufs[i]);
+	}
+	free(bufs);
+}
+
 /* Journal, copy, commit and settle one batch of moves. */
 static int move_batch(struct tally *t, struct moves *l,
 		      struct shard_rebalance_report *r, struct progress_job *pj)
@@ -544,17 +596,7 @@ static int move_batch(struct tally *t, struct moves *l,
 	tally_meta_unlock(t);
 	if (rc)
 		return rc;
-	for (i = 0; i < l->n; i++) {
-		struct move *mv = &l->v[i];
-		off_t size;
-
-		mv->rc = objstore_copy(os, mv->name, mv->src, mv->dst, &size);
-		if (mv->rc && mv->rc != -ENOENT)
-			log_msg(LOG_WARNING,
-				"rebalance: cannot copy object '%s' from "
-				"shard %u to %u: %s",
-				mv->name, mv->src, mv->dst, strerror(-mv->rc));
-	}
+	copy_batch(os, l);
 	m = tally_meta_lock(t);
 	rc = meta_begin(m);
 	for (i = 0; i < l->n && !rc; i++) {
