@@ -39,8 +39,8 @@
 struct objstore {
 	int dirfd; /* STORE/shards */
 	_Atomic unsigned long tmpseq;
-	_Atomic unsigned fault_in[2]; /* countdown per op; 0 = off */
-	_Atomic int fault_err[2];
+	_Atomic unsigned fault_in[OBJSTORE_NOPS]; /* countdown; 0 = off */
+	_Atomic int fault_err[OBJSTORE_NOPS];
 };
 
 void objstore_inject(struct objstore *os, enum objstore_op op, unsigned nth,
@@ -499,7 +499,10 @@ int objstore_stat(struct objstore *os, unsigned shard, const char *name,
 int objstore_unlink(struct objstore *os, unsigned shard, const char *name)
 {
 	char path[96];
+	int rc = fault(os, OBJSTORE_UNLINK);
 
+	if (rc)
+		return rc;
 	objstore_relpath(shard, name, path, sizeof(path));
 	if (unlinkat(os->dirfd, path, 0) < 0)
 		return -errno;
