@@ -115,8 +115,7 @@ static void write_synced(uint64_t ino, const char *buf, size_t len, off_t off,
 	put(ino, buf, len, off);
 	if (step_failed(tally_fsync(t, ino, false), "fsync", n)) {
 		put(ino, buf, len, off);
-		cr_assert_eq(tally_fsync(t, ino, false), 0, "N=%u: refsync",
-			     n);
+		cr_assert_eq(tally_fsync(t, ino, false), 0, "N=%u: refsync", n);
 	}
 }
 
@@ -274,8 +273,7 @@ static void sweep(enum objstore_op op, int err, unsigned min_points)
 		if (!run(n))
 			break;
 	cr_assert_leq(n, MAX_N, "the sequence never stopped failing");
-	cr_assert_geq(n - 1, min_points, "only %u fault points reached",
-		      n - 1);
+	cr_assert_geq(n - 1, min_points, "only %u fault points reached", n - 1);
 }
 
 /* the object writes: a(3) b(2) c(1: block 0 is a's) d(2) b's tail(1) the
