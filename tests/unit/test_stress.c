@@ -4,7 +4,8 @@
  * built from a small pool of shared blocks (so their objects are shared),
  * fsync some, link them into the other namespace (a copy-on-write copy),
  * copy them block by block, rename and unlink them, while one more thread
- * branches a namespace and deletes the branch again. Each writer owns its
+ * branches a namespace and deletes the branch again, and runs gc grace=0
+ * (both through the control path and the worker pool). Each writer owns its
  * names, so the last content it wrote to each is known. Then a drain:
  * every file reads back what its last writer wrote, the object files are
  * exactly the objects in the table, and the offline check finds every
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/ctl.h"
 #include "core/tally.h"
 #include "tests/unit/util.h"
 
@@ -334,14 +336,20 @@ static int add_name(void *ctx, const char *name, const struct stat *st,
 static void *brancher_main(void *arg)
 {
 	int *err = arg, rc = 0, i;
+	char *report = NULL;
 
 	for (i = 0; i < BRANCHES && !rc; i++) {
 		struct names nm = { 0 };
-		uint64_t inodes, ino;
+		uint64_t ino;
 		struct stat st;
 		size_t j;
 
-		rc = tally_branch(t, i % 2 ? "other" : "main", "snap", &inodes);
+		/* through the control path and the worker pool */
+		rc = ctl_exec(
+			t, i % 2 ? "branch other snap\n" : "branch main snap\n",
+			i % 2 ? 18 : 17, &report);
+		free(report);
+		report = NULL;
 		if (!rc)
 			rc = tally_lookup(t, TALLY_ROOT_INO, "snap", &st);
 		if (rc)
@@ -354,6 +362,11 @@ static void *brancher_main(void *arg)
 		tally_forget(t, ino, 1);
 		if (!rc)
 			rc = tally_rmdir(t, TALLY_ROOT_INO, "snap");
+		/* a cycle that collects at once, racing the writers */
+		if (!rc)
+			rc = ctl_exec(t, "gc grace=0\n", 11, &report);
+		free(report);
+		report = NULL;
 	}
 	*err = rc;
 	return NULL;
