@@ -59,8 +59,8 @@ struct objstore {
 	_Atomic unsigned nshards; /* highest attached id + 1 */
 	uint64_t store_id;	  /* what shard markers must name */
 	_Atomic unsigned long tmpseq;
-	_Atomic unsigned fault_in[2]; /* countdown per op; 0 = off */
-	_Atomic int fault_err[2];
+	_Atomic unsigned fault_in[OBJSTORE_NOPS]; /* countdown; 0 = off */
+	_Atomic int fault_err[OBJSTORE_NOPS];
 };
 
 void objstore_inject(struct objstore *os, enum objstore_op op, unsigned nth,
@@ -922,8 +922,10 @@ int objstore_unlink(struct objstore *os, unsigned shard, const char *name)
 {
 	char path[PATH_MAX];
 	struct stat st;
-	int rc = obj_path(os, shard, name, path);
+	int rc = fault(os, OBJSTORE_UNLINK);
 
+	if (!rc)
+		rc = obj_path(os, shard, name, path);
 	if (rc)
 		return rc;
 	if (stat(path, &st) < 0)

@@ -176,13 +176,15 @@ int objstore_list(struct objstore *os, unsigned shard,
 		  void *ctx);
 
 /*
- * Fault injection, for tests: the @nth next object write (OBJSTORE_WRITE)
- * or sync (OBJSTORE_SYNC) fails with @err (a negative errno); @nth 0
- * disables. Each fault fires once.
+ * Fault injection, for tests: the @nth next object write (OBJSTORE_WRITE),
+ * sync (OBJSTORE_SYNC) or unlink (OBJSTORE_UNLINK: the file stays) fails
+ * with @err (a negative errno); @nth 0 disables. Each fault fires once.
  */
 enum objstore_op {
 	OBJSTORE_WRITE,
-	OBJSTORE_SYNC
+	OBJSTORE_SYNC,
+	OBJSTORE_UNLINK,
+	OBJSTORE_NOPS
 };
 void objstore_inject(struct objstore *os, enum objstore_op op, unsigned nth,
 		     int err);

@@ -110,7 +110,7 @@ struct inode {
 	uint64_t flight_blocks; /* protected by t->lock: in flight, parked */
 	int err;		/* protected by t->lock: for fsync/close */
 	uint64_t err_seq;    /* protected by t->lock: the flush that failed */
-	bool truncated;	     /* protected by rw: drop blocks past... */
+	bool truncated;	     /* protected by rw and t->lock: drop past... */
 	uint64_t trunc_size; /* ...this, the lowest size since a flush */
 
 	pthread_rwlock_t rw;
@@ -1152,12 +1152,14 @@ static int dirty_get(struct tally *t, struct inode *ip, uint64_t idx,
 }
 
 /* A shrink to @size: committed blocks past it go with the next flush
- * (rw held). */
-static void trunc_note(struct inode *ip, uint64_t size)
+ * (rw held; tally_drain reads truncated under t->lock alone). */
+static void trunc_note(struct tally *t, struct inode *ip, uint64_t size)
 {
 	if (!ip->truncated || size < ip->trunc_size)
 		ip->trunc_size = size;
+	lock(t);
 	ip->truncated = true;
+	unlock(t);
 }
 
 static bool all_zero(const char *buf, size_t len)
@@ -1393,7 +1395,7 @@ static int flush_rotate(struct tally *t, struct inode *ip,
 				memcpy(nd->buf, d->buf, t->bs);
 		}
 		if (old->truncated)
-			trunc_note(ip, old->trunc_size);
+			trunc_note(t, ip, old->trunc_size);
 	}
 	if (rc) {
 		/* keep them parked: nothing is lost, the error is returned */
@@ -1432,8 +1434,8 @@ static int flush_rotate(struct tally *t, struct inode *ip,
 	}
 	ip->dirty = NULL;
 	ip->dcap = 0;
-	ip->truncated = false;
 	lock(t);
+	ip->truncated = false;
 	ip->ndirty = 0;
 	ip->refs++; /* held by the flush until finalized */
 	ip->flight_blocks += f->nblk;
@@ -2237,7 +2239,7 @@ static int set_size(struct tally *t, struct inode *ip, uint64_t size)
 			t->dirty_blocks--;
 		}
 		unlock(t);
-		trunc_note(ip, size);
+		trunc_note(t, ip, size);
 	}
 	lock(t);
 	ip->md.size = size;

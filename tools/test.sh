@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Install dependencies, build, and run every test suite twice: once with
-# gcc and -Werror, once with clang and AddressSanitizer+UBSan.
+# gcc and -Werror, once with clang and AddressSanitizer+UBSan; then the
+# concurrency stress test once more under ThreadSanitizer.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -30,3 +31,12 @@ ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	meson test -C build-asan --print-errorlogs --num-processes 2 \
 	--timeout-multiplier 3
+
+# Criterion cannot start under TSan: the stress test is built without it
+# (tests/unit/nocriterion.h), and only what it needs is built.
+echo "== clang, ThreadSanitizer: the concurrency stress test"
+CC=clang setup build-tsan -Dwerror=true -Dtests=enabled \
+	-Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
+ninja -C build-tsan tests/unit/test_stress_plain
+TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
+	timeout 300 build-tsan/tests/unit/test_stress_plain

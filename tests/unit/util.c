@@ -4,7 +4,11 @@
  */
 #include "tests/unit/util.h"
 
+#ifdef TALLY_NO_CRITERION
+#include "tests/unit/nocriterion.h"
+#else
 #include <criterion/criterion.h>
+#endif
 
 #include <dirent.h>
 #include <ftw.h>
