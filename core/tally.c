@@ -1691,8 +1691,10 @@ static void flush_park(struct tally *t, struct flush *f, int err)
 	ip->failed = f;
 	pthread_mutex_unlock(&ip->mlock);
 	ip->nfailed++;
+	/* the slot keeps the oldest failure not reported yet */
+	if (!ip->err)
+		ip->err_seq = f->seq;
 	ip->err = err;
-	ip->err_seq = f->seq;
 	t->commit_errors++;
 }
 
