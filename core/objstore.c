@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -192,6 +193,23 @@ struct objstore_staged {
 	bool placed;
 };
 
+/*
+ * Whether the file system of @fd keeps OBJSTORE_RESERVE bytes free after
+ * @len more: 0 or -ENOSPC. The reserve is for the metadata, so that the
+ * deletions that free space can still commit once objects filled the disk.
+ */
+static int room_for(int fd, size_t len)
+{
+	struct statvfs sv;
+
+	if (fstatvfs(fd, &sv) < 0)
+		return -errno;
+	if ((uint64_t)sv.f_bavail * sv.f_frsize <
+	    (uint64_t)len + OBJSTORE_RESERVE)
+		return -ENOSPC;
+	return 0;
+}
+
 /* Write @buf to a new temp file of @shard; @sync: fsync it. */
 static int write_tmp(struct objstore *os, unsigned shard, const void *buf,
 		     size_t len, bool sync, char tmp[64])
@@ -205,6 +223,8 @@ static int write_tmp(struct objstore *os, unsigned shard, const void *buf,
 	if (fd < 0)
 		return -errno;
 	rc = fault(os, OBJSTORE_WRITE);
+	if (!rc)
+		rc = room_for(fd, len);
 	if (!rc)
 		rc = write_all(fd, buf, len);
 	if (!rc && sync) {

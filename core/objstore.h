@@ -21,6 +21,13 @@
 struct objstore;
 
 /*
+ * Bytes of the store's file system that object writes leave free (they
+ * fail with ENOSPC first): SQLite needs room to commit the deletions that
+ * free space, its WAL growing up to a checkpoint (1000 pages) and beyond.
+ */
+#define OBJSTORE_RESERVE (8u << 20)
+
+/*
  * Objects staged by objstore_put() for one commit: written to temp files,
  * made durable and renamed into place together by objstore_batch_finish()
  * (two syncfs(2) calls for the whole batch instead of two fsyncs per

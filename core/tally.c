@@ -1607,6 +1607,10 @@ static void flush_publish(struct tally *t, struct flush *f, uint64_t alloc)
 		}
 	}
 	inflight_remove(f);
+	/* the parked data went again and is committed, nothing is in
+	 * flight: the error kept for the next fsync or close is moot */
+	if (!ip->inflight && !ip->nfailed && ip->err && ip->err_seq < f->seq)
+		ip->err = 0;
 	pthread_mutex_unlock(&ip->mlock);
 	ip->dsize = f->size;
 	ip->dalloc = alloc;
