@@ -30,7 +30,8 @@
  *  5. A failed commit keeps its dirty blocks; the error is returned by the
  *     next flush/fsync/close of the file (inode->err). A close reports
  *     only the failures of flushes started before it (inode->err_seq):
- *     its own flush may fail later, and that reaches the next one.
+ *     its own flush may fail later, and that reaches the next one. Once
+ *     the parked data went again and committed, the error is dropped.
  *
  * Lock order: inode->rw, then t->lock. t->lock protects the metadata
  * store, the inode table, the entry cache and the fields marked so;
