@@ -3877,7 +3877,9 @@ static int canonical(const char *path, char *canon, size_t size)
 }
 
 /* Resolve mount-relative @path to an inode (t->lock held); @canon gets
- * the path in canonical form ("a/b", no empty components). */
+ * the path in canonical form ("a/b", no empty components). Symlinks are
+ * not followed: one before the last component is EINVAL (another
+ * non-directory there is ENOTDIR), so a command never leaves the mount. */
 static int resolve(struct tally *t, const char *path, uint64_t *ino,
 		   uint64_t *parent, char *canon, size_t size)
 {
@@ -3896,6 +3898,15 @@ static int resolve(struct tally *t, const char *path, uint64_t *ino,
 		rc = check_name(p);
 		if (rc)
 			return rc;
+		if (cur != TALLY_ROOT_INO) {
+			struct meta_inode md;
+
+			rc = meta_inode_get(t->meta, cur, &md);
+			if (rc)
+				return rc;
+			if (!S_ISDIR(md.mode))
+				return S_ISLNK(md.mode) ? -EINVAL : -ENOTDIR;
+		}
 		up = cur;
 		rc = meta_dentry_lookup(t->meta, cur, p, &cur);
 		if (rc)
