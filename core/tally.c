@@ -108,9 +108,9 @@ struct inode {
 	unsigned nfailed;	/* protected by t->lock: parked flushes */
 	uint64_t flight_blocks; /* protected by t->lock: in flight, parked */
 	int err;		/* protected by t->lock: for fsync/close */
-	uint64_t err_seq;	/* protected by t->lock: the flush that failed */
-	bool truncated;		/* protected by rw: drop blocks past... */
-	uint64_t trunc_size;	/* ...this, the lowest size since a flush */
+	uint64_t err_seq;    /* protected by t->lock: the flush that failed */
+	bool truncated;	     /* protected by rw: drop blocks past... */
+	uint64_t trunc_size; /* ...this, the lowest size since a flush */
 
 	pthread_rwlock_t rw;
 	struct dirty *dirty; /* protected by rw, sorted by idx */
