@@ -59,33 +59,33 @@ child_fail(const char *fmt, ...)
 	_exit(1);
 }
 
-#define U_OK(call)                                                          \
-	do {                                                                \
-		long u_rc;                                                  \
-		errno = 0;                                                  \
-		u_rc = (long)(call);                                        \
-		if (u_rc < 0)                                               \
-			child_fail("line %d: %s failed: %s", __LINE__,      \
-				   #call, strerror(errno));                 \
+#define U_OK(call)                                                            \
+	do {                                                                  \
+		long u_rc;                                                    \
+		errno = 0;                                                    \
+		u_rc = (long)(call);                                          \
+		if (u_rc < 0)                                                 \
+			child_fail("line %d: %s failed: %s", __LINE__, #call, \
+				   strerror(errno));                          \
 	} while (0)
 
-#define U_ERR(call, err)                                                    \
-	do {                                                                \
-		long u_rc;                                                  \
-		int u_errno;                                                \
-		errno = 0;                                                  \
-		u_rc = (long)(call);                                        \
-		u_errno = errno;                                            \
-		if (u_rc != -1 || u_errno != (err))                         \
-			child_fail("line %d: %s: returned %ld, errno %s; "  \
-				   "expected %s",                           \
+#define U_ERR(call, err)                                                     \
+	do {                                                                 \
+		long u_rc;                                                   \
+		int u_errno;                                                 \
+		errno = 0;                                                   \
+		u_rc = (long)(call);                                         \
+		u_errno = errno;                                             \
+		if (u_rc != -1 || u_errno != (err))                          \
+			child_fail("line %d: %s: returned %ld, errno %s; "   \
+				   "expected %s",                            \
 				   __LINE__, #call, u_rc, strerror(u_errno), \
-				   #err);                                   \
+				   #err);                                    \
 	} while (0)
 
-#define U_TRUE(cond)                                                     \
-	do {                                                             \
-		if (!(cond))                                             \
+#define U_TRUE(cond)                                                         \
+	do {                                                                 \
+		if (!(cond))                                                 \
 			child_fail("line %d: %s is false", __LINE__, #cond); \
 	} while (0)
 
@@ -119,8 +119,7 @@ static void as_user(uid_t uid, gid_t gid, void (*fn)(void))
 	close(p[0]);
 	cr_assert(eq(int, waitpid(pid, &status, 0), pid));
 	ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-	cr_assert(ok, "as uid %d: %s", (int)uid,
-		  len ? msg : "(child died)");
+	cr_assert(ok, "as uid %d: %s", (int)uid, len ? msg : "(child died)");
 }
 
 static struct stat stat_of(const char *path)
@@ -428,7 +427,7 @@ Test(perms, ctl_paths_stay_inside_the_mount)
 		{ "pin ns/out/passwd\n", EINVAL }, /* through it */
 		{ "pin ns/in\n", EINVAL },	   /* a symlink to ns/f */
 		{ "pin ns/f/x\n", ENOTDIR },
-		{ "pin /etc/passwd\n", ENOENT },  /* rooted at the mount */
+		{ "pin /etc/passwd\n", ENOENT }, /* rooted at the mount */
 		{ "pin etc/passwd\n", ENOENT },
 		{ "explain ../../etc/passwd\n", EINVAL },
 		{ "explain ns/out/passwd\n", EINVAL },

@@ -47,8 +47,7 @@ static struct timespec realtime(void)
 
 static void make_file(const char *path, const char *data)
 {
-	cr_assert(eq(int, write_file(path, data, strlen(data)), 0), "%s",
-		  path);
+	cr_assert(eq(int, write_file(path, data, strlen(data)), 0), "%s", path);
 }
 
 Test(posix, errors_through_non_directories)
@@ -155,8 +154,7 @@ Test(posix, symlink_loops)
 	make_file(mp("ns/file"), "data");
 	expect_ok(symlink("file", mp("ns/tofile")));
 	expect_err(open(mp("ns/tofile"), O_RDONLY | O_NOFOLLOW), ELOOP);
-	expect_err(open(mp("ns/tofile"), O_WRONLY | O_CREAT | O_NOFOLLOW,
-			0644),
+	expect_err(open(mp("ns/tofile"), O_WRONLY | O_CREAT | O_NOFOLLOW, 0644),
 		   ELOOP);
 	fd = open(mp("ns/tofile"), O_PATH | O_NOFOLLOW);
 	cr_assert(ge(int, fd, 0), "O_PATH|O_NOFOLLOW: %s", strerror(errno));
