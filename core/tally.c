@@ -3665,7 +3665,7 @@ int tally_statfs(struct tally *t, struct statvfs *out)
 {
 	struct meta_stats ms;
 	struct statvfs disk;
-	uint64_t frsize = 4096;
+	uint64_t frsize = 4096, avail;
 
 	if (statvfs(t->store->path, &disk) < 0)
 		return -errno;
@@ -3675,8 +3675,10 @@ int tally_statfs(struct tally *t, struct statvfs *out)
 	memset(out, 0, sizeof(*out));
 	out->f_bsize = t->bs;
 	out->f_frsize = frsize;
-	out->f_bavail =
-		(fsblkcnt_t)((uint64_t)disk.f_bavail * disk.f_frsize / frsize);
+	/* object writes leave OBJSTORE_RESERVE for the metadata */
+	avail = (uint64_t)disk.f_bavail * disk.f_frsize;
+	avail = avail > OBJSTORE_RESERVE ? avail - OBJSTORE_RESERVE : 0;
+	out->f_bavail = (fsblkcnt_t)(avail / frsize);
 	out->f_bfree = out->f_bavail;
 	out->f_blocks = (fsblkcnt_t)((ms.bytes_stored + frsize - 1) / frsize) +
 			out->f_bfree;
