@@ -30,8 +30,7 @@
  *  5. A failed commit keeps its dirty blocks; the error is returned by the
  *     next flush/fsync/close of the file (inode->err). A close reports
  *     only the failures of flushes started before it (inode->err_seq):
- *     its own flush may fail later, and that reaches the next one. Once
- *     the parked data went again and committed, the error is dropped.
+ *     its own flush may fail later, and that reaches the next one.
  *
  * Lock order: inode->rw, then t->lock. t->lock protects the metadata
  * store, the inode table, the entry cache and the fields marked so;
@@ -1608,10 +1607,6 @@ static void flush_publish(struct tally *t, struct flush *f, uint64_t alloc)
 		}
 	}
 	inflight_remove(f);
-	/* the parked data went again and is committed, nothing is in
-	 * flight: the error kept for the next fsync or close is moot */
-	if (!ip->inflight && !ip->nfailed && ip->err && ip->err_seq < f->seq)
-		ip->err = 0;
 	pthread_mutex_unlock(&ip->mlock);
 	ip->dsize = f->size;
 	ip->dalloc = alloc;
