@@ -41,8 +41,6 @@
 
 #define MAX_VARIANTS 1000000u
 #define SHARD_MARKER "tallyfs-shard"
-/* free space a shard keeps before placement passes it by */
-#define SHARD_RESERVE (8ull << 20)
 
 struct shard {
 	char *root;		  /* absolute; set once by attach, then fixed */
@@ -381,7 +379,7 @@ static uint64_t avail_of(struct objstore *os, unsigned id)
  * = object bytes / (object bytes + free bytes of its filesystem). Shards
  * on one filesystem then get equal shares; shards on disks of different
  * sizes fill in proportion to their capacity. A shard whose free space
- * is below SHARD_RESERVE plus @len is passed by; -ENOSPC when all are.
+ * is below OBJSTORE_RESERVE plus @len is passed by; -ENOSPC when all are.
  */
 static int place_shard(struct objstore *os, size_t len, unsigned *out)
 {
@@ -397,7 +395,7 @@ static int place_shard(struct objstore *os, size_t len, unsigned *out)
 		    atomic_load(&sh->draining))
 			continue;
 		avail = avail_of(os, i);
-		if (avail < SHARD_RESERVE + len)
+		if (avail < OBJSTORE_RESERVE + len)
 			continue;
 		bytes = atomic_load(&sh->bytes);
 		fill = (double)bytes / ((double)bytes + (double)avail);
@@ -411,6 +409,34 @@ static int place_shard(struct objstore *os, size_t len, unsigned *out)
 	*out = best;
 	atomic_fetch_add(&os->sh[best].bytes, (uint64_t)len);
 	return 0;
+}
+
+uint64_t objstore_avail(struct objstore *os)
+{
+	unsigned n = atomic_load(&os->nshards), i, k, ndev = 0;
+	dev_t devs[OBJSTORE_MAX_SHARDS];
+	uint64_t sum = 0;
+
+	for (i = 0; i < n; i++) {
+		struct statvfs vfs;
+		struct stat st;
+		uint64_t a;
+
+		if (!objstore_shard_reachable(os, i) ||
+		    atomic_load(&os->sh[i].draining) ||
+		    stat(os->sh[i].root, &st) < 0 ||
+		    statvfs(os->sh[i].root, &vfs) < 0)
+			continue;
+		/* shards sharing a filesystem share its free space */
+		for (k = 0; k < ndev && devs[k] != st.st_dev; k++)
+			;
+		if (k < ndev)
+			continue;
+		devs[ndev++] = st.st_dev;
+		a = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+		sum += a > OBJSTORE_RESERVE ? a - OBJSTORE_RESERVE : 0;
+	}
+	return sum;
 }
 
 int objstore_open(const char *shards_dir, struct objstore **out)
@@ -522,6 +548,23 @@ struct objstore_staged {
 	bool fixed; /* objstore_stage(): the name is given */
 };
 
+/*
+ * Whether the file system of @fd keeps OBJSTORE_RESERVE bytes free after
+ * @len more: 0 or -ENOSPC. The reserve is for the metadata, so that the
+ * deletions that free space can still commit once objects filled the disk.
+ */
+static int room_for(int fd, size_t len)
+{
+	struct statvfs sv;
+
+	if (fstatvfs(fd, &sv) < 0)
+		return -errno;
+	if ((uint64_t)sv.f_bavail * sv.f_frsize <
+	    (uint64_t)len + OBJSTORE_RESERVE)
+		return -ENOSPC;
+	return 0;
+}
+
 /* Write @buf to a new temp file of @shard; @sync: fsync it. */
 static int write_tmp(struct objstore *os, unsigned shard, const void *buf,
 		     size_t len, bool sync, char tmp[PATH_MAX])
@@ -538,6 +581,8 @@ static int write_tmp(struct objstore *os, unsigned shard, const void *buf,
 	if (fd < 0)
 		return -errno;
 	rc = fault(os, OBJSTORE_WRITE);
+	if (!rc)
+		rc = room_for(fd, len);
 	if (!rc)
 		rc = write_all(fd, buf, len);
 	if (!rc && sync) {

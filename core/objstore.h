@@ -30,6 +30,13 @@
 struct objstore;
 
 /*
+ * Bytes of the store's file system that object writes leave free (they
+ * fail with ENOSPC first): SQLite needs room to commit the deletions that
+ * free space, its WAL growing up to a checkpoint (1000 pages) and beyond.
+ */
+#define OBJSTORE_RESERVE (8u << 20)
+
+/*
  * Objects staged by objstore_put() for one commit: written to temp files,
  * made durable and renamed into place together by objstore_batch_finish()
  * (two syncfs(2) calls for the whole batch instead of two fsyncs per
@@ -83,6 +90,10 @@ void objstore_shard_set_draining(struct objstore *os, unsigned id,
 /* Add @bytes (may be negative) to the object bytes placement counts for
  * shard @id (set from the metadata at mount). */
 void objstore_shard_account(struct objstore *os, unsigned id, int64_t bytes);
+
+/* Free bytes for new objects: over the filesystems of the reachable,
+ * active shards (each counted once), less OBJSTORE_RESERVE on each. */
+uint64_t objstore_avail(struct objstore *os);
 
 struct objstore_shard_info {
 	const char *root; /* owned by the object store */

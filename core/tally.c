@@ -3739,7 +3739,7 @@ int tally_statfs(struct tally *t, struct statvfs *out)
 {
 	struct meta_stats ms;
 	struct statvfs disk;
-	uint64_t frsize = 4096;
+	uint64_t frsize = 4096, avail;
 
 	if (statvfs(t->store->path, &disk) < 0)
 		return -errno;
@@ -3749,8 +3749,10 @@ int tally_statfs(struct tally *t, struct statvfs *out)
 	memset(out, 0, sizeof(*out));
 	out->f_bsize = t->bs;
 	out->f_frsize = frsize;
-	out->f_bavail =
-		(fsblkcnt_t)((uint64_t)disk.f_bavail * disk.f_frsize / frsize);
+	/* what the shards that take new objects have, less the reserve
+	 * object writes leave (core/objstore.h) */
+	avail = objstore_avail(t->objs);
+	out->f_bavail = (fsblkcnt_t)(avail / frsize);
 	out->f_bfree = out->f_bavail;
 	out->f_blocks = (fsblkcnt_t)((ms.bytes_stored + frsize - 1) / frsize) +
 			out->f_bfree;
@@ -3969,7 +3971,9 @@ static int canonical(const char *path, char *canon, size_t size)
 }
 
 /* Resolve mount-relative @path to an inode (t->lock held); @canon gets
- * the path in canonical form ("a/b", no empty components). */
+ * the path in canonical form ("a/b", no empty components). Symlinks are
+ * not followed: one before the last component is EINVAL (another
+ * non-directory there is ENOTDIR), so a command never leaves the mount. */
 static int resolve(struct tally *t, const char *path, uint64_t *ino,
 		   uint64_t *parent, char *canon, size_t size)
 {
@@ -3988,6 +3992,15 @@ static int resolve(struct tally *t, const char *path, uint64_t *ino,
 		rc = check_name(p);
 		if (rc)
 			return rc;
+		if (cur != TALLY_ROOT_INO) {
+			struct meta_inode md;
+
+			rc = meta_inode_get(t->meta, cur, &md);
+			if (rc)
+				return rc;
+			if (!S_ISDIR(md.mode))
+				return S_ISLNK(md.mode) ? -EINVAL : -ENOTDIR;
+		}
 		up = cur;
 		rc = meta_dentry_lookup(t->meta, cur, p, &cur);
 		if (rc)

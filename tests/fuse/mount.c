@@ -27,6 +27,7 @@
 #define EXIT_WAIT_MS 10000
 
 struct tmount tm = { .guard_fd = -1 };
+const char *tm_options;
 
 void msleep(int ms)
 {
@@ -339,7 +340,11 @@ int tm_mount(void)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent)
 			_exit(126);
-		execl(bin, bin, "-f", tm.store, tm.mnt, (char *)NULL);
+		if (tm_options)
+			execl(bin, bin, "-f", "-o", tm_options, tm.store,
+			      tm.mnt, (char *)NULL);
+		else
+			execl(bin, bin, "-f", tm.store, tm.mnt, (char *)NULL);
 		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
 		_exit(127);
 	}

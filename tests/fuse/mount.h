@@ -40,6 +40,10 @@ struct tmount {
 /* The mount of the running test (one per test process). */
 extern struct tmount tm;
 
+/* Extra "-o" options for the daemon (e.g. "allow_other"), or NULL: set it
+ * before tm_init()/tm_mount(). */
+extern const char *tm_options;
+
 /* Criterion .init / .fini: mount a fresh store, tear everything down. */
 void tm_init(void);
 void tm_fini(void);

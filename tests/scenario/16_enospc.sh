@@ -1,0 +1,231 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# A full disk: the store on a 64 MiB tmpfs, filled through the mount.
+# fsync reports ENOSPC; what was committed before reads back exactly;
+# the metadata keeps working (object writes leave OBJSTORE_RESERVE free
+# for it); once files are removed inside the mount the data that could
+# not be committed commits after all (its last failure is reported once)
+# and new writes work, without a remount. Then the disk is filled from
+# outside, past the reserve, until SQLite itself hits SQLITE_FULL: the
+# failed operations are ENOSPC and change nothing, and removing the
+# ballast makes the mount work again.
+# The store checks clean at the end and every file survives a remount.
+SCN_TIMEOUT=240
+source "$(dirname "$0")/lib.sh"
+
+DISK=$TMP/disk
+mkdir "$DISK"
+# below $TMP: lib.sh's cleanup unmounts it (after the fuse mount)
+T mount -t tmpfs -o size=64m tallyfs-enospc "$DISK"
+STORE=$DISK/store
+
+# avail_kib: free KiB of the tmpfs.
+avail_kib() { df -k --output=avail "$DISK" | tail -n 1 | tr -d ' '; }
+
+# fsync_write PATH SRC: write SRC's bytes to PATH through one descriptor,
+# fsync, close; prints OK or "OP ERRNAME" for the first call that failed.
+fsync_write() {
+	T python3 - "$1" "$2" <<-'EOF'
+	import errno, os, sys
+	data = open(sys.argv[2], "rb").read()
+	op = "open"
+	try:
+	    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+	                 0o644)
+	    try:
+	        op = "write"
+	        off = 0
+	        while off < len(data):
+	            off += os.write(fd, data[off:])
+	        op = "fsync"
+	        os.fsync(fd)
+	    finally:
+	        op2 = op
+	        op = "close"
+	        os.close(fd)
+	        op = op2
+	    print("OK")
+	except OSError as e:
+	    print(op, errno.errorcode.get(e.errno, str(e.errno)))
+	EOF
+}
+
+mount_fs
+mkdir "$MNT/main"
+for i in 1 2 3; do
+	rand_file "$TMP/keep$i" $((5 * MIB + 100 * i))
+	assert_eq "fsync of keep$i" OK \
+		"$(fsync_write "$MNT/main/keep$i" "$TMP/keep$i")"
+done
+mkdir "$MNT/main/dir"
+echo "small" >"$MNT/main/dir/small"
+drain
+
+# fill with 4 MiB files of random (never deduplicated) bytes, each
+# fsync'ed, until one fails (bounded: the disk holds 16 of them at most)
+n=0 res=OK
+while ((n < 20)); do
+	rand_file "$TMP/fill$n" $((4 * MIB))
+	res=$(fsync_write "$MNT/main/fill$n" "$TMP/fill$n")
+	[[ $res == OK ]] || break
+	n=$((n + 1))
+done
+assert_eq "the call that hits the full disk" "fsync ENOSPC" "$res"
+((n >= 5)) || fail "only $n fill files fitted on a 64 MiB disk"
+failed=fill$n
+log "$n files of 4 MiB committed, $failed failed; $(avail_kib) KiB free"
+# the reserve held: the disk is not completely full
+free_kib=$(avail_kib)
+((free_kib >= 4096)) ||
+	fail "object writes left only $free_kib KiB for the metadata"
+# df on the mount counts the reserve as used: less than one fill file
+mnt_kib=$(df -k --output=avail "$MNT" | tail -n 1 | tr -d ' ')
+((mnt_kib < 4096)) || fail "df on the full mount shows $mnt_kib KiB free"
+# an fsync after the failure reports it again (the data is still not
+# committed), it does not pretend success
+assert_errno ENOSPC 'fd = os.open(M + "/main/'"$failed"'", os.O_WRONLY)
+try:
+    os.fsync(fd)
+finally:
+    os.close(fd)'
+flush_errors=$(status_get flush_errors)
+((flush_errors >= 1)) || fail "status flush_errors: $flush_errors"
+
+# what was committed is intact
+for i in 1 2 3; do
+	assert_same_content "$TMP/keep$i" "$MNT/main/keep$i"
+done
+assert_eq "small file" small "$(cat "$MNT/main/dir/small")"
+assert_same_content "$TMP/fill0" "$MNT/main/fill0"
+# metadata still works on a disk full of objects
+mkdir "$MNT/main/newdir"
+: >"$MNT/main/newdir/empty"
+mv "$MNT/main/newdir/empty" "$MNT/main/newdir/empty2"
+ln -s keep1 "$MNT/main/sym"
+assert_eq "symlink" keep1 "$(readlink "$MNT/main/sym")"
+
+# free space inside the mount: rm, drain
+before=$(avail_kib)
+for ((i = 0; i < n; i += 2)); do
+	rm "$MNT/main/fill$i"
+done
+drain
+after=$(avail_kib)
+# (drain also retries the parked data of $failed: 4 MiB of it may be
+# stored by now)
+removed=$(((n + 1) / 2))
+((after - before >= (removed - 1) * 4096 - 512)) ||
+	fail "rm of $removed fill files freed only $((after - before)) KiB"
+# the data that could not be committed commits now and reads back; the
+# failure of the last retry (status_get's drain, on the full disk) was
+# not reported yet: the next fsync reports it, once
+assert_eq "fsyncs of $failed after rm" "ENOSPC OK" "$(T python3 -c '
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+res = []
+for i in range(2):
+    try:
+        os.fsync(fd)
+        res.append("OK")
+    except OSError as e:
+        res.append(errno.errorcode.get(e.errno, str(e.errno)))
+os.close(fd)
+print(" ".join(res))' "$MNT/main/$failed")"
+assert_same_content "$TMP/$failed" "$MNT/main/$failed"
+# new data works without a remount
+rand_file "$TMP/new" $((3 * MIB + 7))
+assert_eq "fsync of a new file" OK "$(fsync_write "$MNT/main/new" "$TMP/new")"
+assert_same_content "$TMP/new" "$MNT/main/new"
+# every byte stored is referenced once (random data: no dedup), no leak
+logical=$(status_get bytes_logical)
+assert_eq "bytes_stored after recovery" "$logical" \
+	"$(status_get bytes_stored)"
+assert_eq "bytes_logical after recovery" \
+	"$(find "$MNT/main" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')" \
+	"$logical"
+assert_eq "status flush_errors after recovery" "$flush_errors" \
+	"$(status_get flush_errors)"
+
+# Now past the reserve: fill the disk from outside, so that SQLite
+# itself runs out of room. Metadata operations fail with ENOSPC and
+# change nothing.
+mkdir "$MNT/main/meta"
+for ((i = 0; i < 20; i++)); do
+	: >"$MNT/main/meta/$(printf e%05d "$i")"
+done
+T dd if=/dev/zero of="$DISK/ballast" bs=64k 2>/dev/null || true
+assert_eq "free KiB with the ballast" 0 "$(avail_kib)"
+created=20 res=OK
+while ((created < 20000)); do
+	res=$(T python3 - "$MNT/main/meta" "$created" <<-'EOF'
+	import errno, os, sys
+	d, start = sys.argv[1], int(sys.argv[2])
+	i = start
+	try:
+	    while i < start + 2000:
+	        os.close(os.open("%s/e%05d" % (d, i), os.O_WRONLY | os.O_CREAT
+	                         | os.O_EXCL, 0o644))
+	        i += 1
+	    print(i, "OK")
+	except OSError as e:
+	    print(i, errno.errorcode.get(e.errno, str(e.errno)))
+	EOF
+	) || fail "metadata filler failed"
+	created=${res% *}
+	res=${res#* }
+	[[ $res == OK ]] || break
+done
+assert_eq "creating files on a full disk" ENOSPC "$res"
+log "SQLite full after $created empty files"
+# exactly the files whose creation succeeded exist
+listed=$(find "$MNT/main/meta" -type f | wc -l)
+assert_eq "files listed after SQLITE_FULL" "$created" "$listed"
+assert_absent "$MNT/main/meta/e$(printf %05d "$created")"
+assert_errno ENOSPC 'os.mkdir(M + "/main/full-dir")'
+assert_absent "$MNT/main/full-dir"
+# an unlink either fails with ENOSPC and keeps the file, or works
+res=$(T python3 - "$MNT/main/meta/e00001" <<-'EOF'
+	import errno, os, sys
+	try:
+	    os.unlink(sys.argv[1])
+	    print("OK")
+	except OSError as e:
+	    print(errno.errorcode.get(e.errno, str(e.errno)))
+	EOF
+)
+case $res in
+OK) assert_absent "$MNT/main/meta/e00001"; created=$((created - 1)) ;;
+ENOSPC) assert_exists "$MNT/main/meta/e00001" ;;
+*) fail "unlink on a full disk: $res" ;;
+esac
+log "unlink on a full disk: $res"
+for i in 1 2 3; do
+	assert_same_content "$TMP/keep$i" "$MNT/main/keep$i"
+done
+
+# remove the ballast: everything works again, no remount
+rm "$DISK/ballast"
+mkdir "$MNT/main/after"
+rm "$MNT/main/meta/e00000"
+assert_absent "$MNT/main/meta/e00000"
+rand_file "$TMP/last" $((2 * MIB + 1))
+assert_eq "fsync after the ballast went" OK \
+	"$(fsync_write "$MNT/main/after/last" "$TMP/last")"
+assert_same_content "$TMP/last" "$MNT/main/after/last"
+
+umount_fs
+fsck_store "$STORE"
+assert_eq "tallyfsck exit status ($FSCK_OUT)" 0 "$FSCK_RC"
+assert_eq "fsck status" clean "$(fsck_value status)"
+
+mount_fs
+for i in 1 2 3; do
+	assert_same_content "$TMP/keep$i" "$MNT/main/keep$i"
+done
+assert_same_content "$TMP/$failed" "$MNT/main/$failed"
+assert_same_content "$TMP/new" "$MNT/main/new"
+assert_same_content "$TMP/last" "$MNT/main/after/last"
+assert_eq "files after remount" $((created - 1)) \
+	"$(find "$MNT/main/meta" -type f | wc -l)"
+umount_fs
+log "ok"
