@@ -216,6 +216,19 @@ static int check_ghost(void *arg, int64_t obj, uint32_t src, int64_t stored,
 	return 0;
 }
 
+static int check_usage(void *arg, uint32_t shard, uint64_t objects,
+		       uint64_t bytes)
+{
+	struct fsck *f = arg;
+
+	f->res->usage_drift++;
+	sayf(f,
+	     "usage: shard %u holds %" PRIu64 " object(s), %" PRIu64
+	     " byte(s); its kept counts differ",
+	     shard, objects, bytes);
+	return 0;
+}
+
 static int repair(struct fsck *f)
 {
 	size_t i;
@@ -225,6 +238,8 @@ static int repair(struct fsck *f)
 	for (i = 0; i < f->nfix && !rc; i++)
 		rc = meta_obj_set_count(f->s->meta, f->fix[i].id,
 					f->fix[i].truth);
+	if (!rc && f->res->usage_drift)
+		rc = meta_shard_usage_rebuild(f->s->meta);
 	for (i = 0; i < f->ngfix && !rc; i++)
 		rc = meta_ghost_fix(f->s->meta, f->gfix[i].obj, f->gfix[i].src,
 				    f->gfix[i].truth, f->gfix[i].has_ghost);
@@ -236,7 +251,7 @@ static int repair(struct fsck *f)
 		meta_rollback(f->s->meta);
 		return rc;
 	}
-	f->res->repaired = f->nfix + f->ngfix;
+	f->res->repaired = f->nfix + f->ngfix + f->res->usage_drift;
 	/* only after the commit, and only what nothing references */
 	for (i = 0; i < f->dead.n; i++) {
 		rc = objstore_unlink(f->s->objs, f->dead.v[i].shard,
@@ -275,6 +290,8 @@ int fsck_run(struct store *s, bool do_repair,
 		rc = meta_check_ghosts(s->meta, check_ghost, &f);
 	if (!rc)
 		rc = meta_ghost_count(s->meta, &res->ghosts);
+	if (!rc)
+		rc = meta_shard_usage_check(s->meta, check_usage, &f);
 	if (rc)
 		goto out;
 	if (f.nnames)
@@ -297,7 +314,7 @@ int fsck_run(struct store *s, bool do_repair,
 		if (rc)
 			goto out;
 	}
-	if (do_repair && (f.nfix || f.ngfix || f.dead.n))
+	if (do_repair && (f.nfix || f.ngfix || f.dead.n || res->usage_drift))
 		rc = repair(&f);
 out:
 	free(f.names);
@@ -311,5 +328,6 @@ out:
 bool fsck_problems(const struct fsck_result *res)
 {
 	return res->drift_under || res->drift_over || res->dangling ||
-	       res->orphans || res->ghost_drift || res->unreachable;
+	       res->orphans || res->ghost_drift || res->unreachable ||
+	       res->usage_drift;
 }

@@ -22,6 +22,7 @@ struct fsck_result {
 	uint64_t ghosts;      /* ghost stubs (not a problem) */
 	uint64_t ghost_drift; /* ghost counts or shard names that are wrong */
 	uint64_t unreachable; /* shards that could not be checked */
+	uint64_t usage_drift; /* shards whose kept counts are wrong */
 	uint64_t repaired;    /* counts rewritten by --repair */
 	uint64_t removed;     /* unreferenced object files deleted */
 };

@@ -237,7 +237,9 @@ static const char gc_schema[] =
  * shard src, now lives in shard dst; its refcount is the number of those
  * references, kept exact by the triggers on blocks (recursive triggers
  * are on, so the deletes of INSERT OR REPLACE count too). The ghosts of
- * an object go with its row (object ids may be used again). A move row is
+ * an object go with its row (object ids may be used again). shard_usage
+ * counts the objects and bytes of each shard, kept by the triggers on
+ * objects, so that the status need not scan the object table. A move row is
  * the intent of a rebalance move in progress (core/shard.c).
  */
 static const char shard_schema[] =
@@ -268,7 +270,28 @@ static const char shard_schema[] =
 	" inconclusive INTEGER NOT NULL, repointed INTEGER NOT NULL,"
 	" duration_ms INTEGER NOT NULL);"
 	"CREATE TRIGGER IF NOT EXISTS ghost_obj_del AFTER DELETE ON objects"
-	" BEGIN DELETE FROM ghosts WHERE obj = OLD.id; END;";
+	" BEGIN DELETE FROM ghosts WHERE obj = OLD.id; END;"
+	"CREATE TABLE IF NOT EXISTS shard_usage(shard INTEGER PRIMARY KEY,"
+	" objects INTEGER NOT NULL, bytes INTEGER NOT NULL);"
+	"CREATE TRIGGER IF NOT EXISTS usage_add AFTER INSERT ON objects"
+	" BEGIN INSERT INTO shard_usage VALUES (NEW.shard, 1, NEW.size)"
+	" ON CONFLICT(shard) DO UPDATE SET objects = objects + 1,"
+	" bytes = bytes + NEW.size; END;"
+	"CREATE TRIGGER IF NOT EXISTS usage_del AFTER DELETE ON objects"
+	" BEGIN UPDATE shard_usage SET objects = objects - 1,"
+	" bytes = bytes - OLD.size WHERE shard = OLD.shard; END;"
+	"CREATE TRIGGER IF NOT EXISTS usage_mov AFTER UPDATE OF shard"
+	" ON objects BEGIN UPDATE shard_usage SET objects = objects - 1,"
+	" bytes = bytes - OLD.size WHERE shard = OLD.shard;"
+	" INSERT INTO shard_usage VALUES (NEW.shard, 1, NEW.size)"
+	" ON CONFLICT(shard) DO UPDATE SET objects = objects + 1,"
+	" bytes = bytes + NEW.size; END;";
+
+/* shard_usage from the object table (a new table, or a repair). */
+static const char usage_fill[] =
+	"BEGIN; DELETE FROM shard_usage;"
+	"INSERT INTO shard_usage SELECT shard, count(*), coalesce(sum(size), 0)"
+	" FROM objects GROUP BY shard; COMMIT;";
 
 struct meta {
 	sqlite3 *db;
@@ -528,8 +551,15 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 		  "PRAGMA cache_size = -65536; PRAGMA recursive_triggers = ON");
 	if (!rc)
 		rc = exec(m, gc_schema);
-	if (!rc)
+	if (!rc) {
+		/* a store from before shard_usage: count its objects once */
+		bool fill = pragma_int(m, "SELECT count(*) FROM sqlite_master "
+					  "WHERE name = 'shard_usage'") == 0;
+
 		rc = exec(m, shard_schema);
+		if (!rc && fill)
+			rc = exec(m, usage_fill);
+	}
 	if (rc)
 		goto out_close;
 	*out = m;
@@ -1931,16 +1961,14 @@ int meta_shard_set_state(struct meta *m, uint32_t id, int state)
 	return rc;
 }
 
-int meta_shard_usage(struct meta *m,
-		     int (*fn)(void *ctx, uint32_t shard, uint64_t objects,
-			       uint64_t bytes),
-		     void *ctx)
+/* Rows (shard, objects, bytes) of @sql to @fn. */
+static int usage_rows(struct meta *m, const char *sql,
+		      int (*fn)(void *ctx, uint32_t shard, uint64_t objects,
+				uint64_t bytes),
+		      void *ctx)
 {
 	sqlite3_stmt *s;
-	int rc = prep(m,
-		      "SELECT shard, count(*), coalesce(sum(size), 0) "
-		      "FROM objects GROUP BY shard",
-		      &s);
+	int rc = prep(m, sql, &s);
 
 	if (rc)
 		return rc;
@@ -1955,6 +1983,40 @@ int meta_shard_usage(struct meta *m,
 	}
 	sqlite3_finalize(s);
 	return rc == SQLITE_DONE ? 0 : fail(m, rc, "shard usage");
+}
+
+int meta_shard_usage(struct meta *m,
+		     int (*fn)(void *ctx, uint32_t shard, uint64_t objects,
+			       uint64_t bytes),
+		     void *ctx)
+{
+	return usage_rows(m, "SELECT shard, objects, bytes FROM shard_usage",
+			  fn, ctx);
+}
+
+int meta_shard_usage_check(struct meta *m,
+			   int (*fn)(void *ctx, uint32_t shard,
+				     uint64_t objects, uint64_t bytes),
+			   void *ctx)
+{
+	/* the shards whose counts differ from the object table's */
+	return usage_rows(
+		m,
+		"WITH t AS (SELECT shard, count(*) AS n, sum(size) AS b FROM "
+		"objects GROUP BY shard) SELECT t.shard, t.n, t.b FROM t "
+		"LEFT JOIN shard_usage u ON u.shard = t.shard WHERE u.shard "
+		"IS NULL OR u.objects <> t.n OR u.bytes <> t.b UNION ALL "
+		"SELECT u.shard, 0, 0 FROM shard_usage u WHERE (u.objects "
+		"<> 0 OR u.bytes <> 0) AND NOT EXISTS (SELECT 1 FROM t WHERE "
+		"t.shard = u.shard)",
+		fn, ctx);
+}
+
+int meta_shard_usage_rebuild(struct meta *m)
+{
+	return exec(m, "DELETE FROM shard_usage; INSERT INTO shard_usage "
+		       "SELECT shard, count(*), coalesce(sum(size), 0) FROM "
+		       "objects GROUP BY shard");
 }
 
 int meta_objects_in(struct meta *m, uint32_t shard, int64_t after,

@@ -273,11 +273,18 @@ int meta_shard_add(struct meta *m, const char *path, uint32_t max_id,
 		   int64_t now, uint32_t *id);
 /* -ENOENT for an unknown shard. */
 int meta_shard_set_state(struct meta *m, uint32_t id, int state);
-/* Objects and their bytes per shard, from the object table. */
+/* Objects and their bytes per shard (kept up to date by triggers). */
 int meta_shard_usage(struct meta *m,
 		     int (*fn)(void *ctx, uint32_t shard, uint64_t objects,
 			       uint64_t bytes),
 		     void *ctx);
+/* For tallyfsck: the shards whose kept counts differ from the object
+ * table, with the true counts; and the repair (in a transaction). */
+int meta_shard_usage_check(struct meta *m,
+			   int (*fn)(void *ctx, uint32_t shard,
+				     uint64_t objects, uint64_t bytes),
+			   void *ctx);
+int meta_shard_usage_rebuild(struct meta *m);
 /* Up to @limit objects of @shard with an id above @after, by id. */
 int meta_objects_in(struct meta *m, uint32_t shard, int64_t after,
 		    unsigned limit,

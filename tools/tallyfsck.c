@@ -84,7 +84,8 @@ int main(int argc, char **argv)
 	}
 	printf("objects: %llu\nreferences: %llu\ndrift_under: %llu\n"
 	       "drift_over: %llu\ndangling: %llu\norphans: %llu\n"
-	       "ghosts: %llu\nghost_drift: %llu\nunreachable_shards: %llu\n",
+	       "ghosts: %llu\nghost_drift: %llu\nunreachable_shards: %llu\n"
+	       "usage_drift: %llu\n",
 	       (unsigned long long)res.objects,
 	       (unsigned long long)res.references,
 	       (unsigned long long)res.drift_under,
@@ -92,7 +93,8 @@ int main(int argc, char **argv)
 	       (unsigned long long)res.dangling,
 	       (unsigned long long)res.orphans, (unsigned long long)res.ghosts,
 	       (unsigned long long)res.ghost_drift,
-	       (unsigned long long)res.unreachable);
+	       (unsigned long long)res.unreachable,
+	       (unsigned long long)res.usage_drift);
 	if (repair)
 		printf("repaired: %llu\nremoved: %llu\n",
 		       (unsigned long long)res.repaired,
