@@ -567,3 +567,66 @@ Test(shard, gc_collects_stray_copies_only)
 	expect_contents();
 	close_and_check(NULL);
 }
+
+Test(shard, sweep_resumes_after_a_partial_repoint)
+{
+	struct shard_rebalance_report rb;
+	struct shard_sweep_report sw;
+	struct fsck_result fr;
+	struct shard_infos l;
+	enum {
+		BIG = 2000
+	}; /* blocks per file: 3 files, over one batch */
+	char *buf = malloc((size_t)BIG * BS), *back = malloc(BS);
+	uint64_t f[3];
+	struct stat st;
+	int i, k;
+
+	cr_assert_not_null(buf);
+	cr_assert_not_null(back);
+	cr_assert_eq(tally_mkdir(t, &me, TALLY_ROOT_INO, "big", 0755, &st), 0);
+	for (i = 0; i < 3; i++) {
+		char name[8];
+
+		tu_fill(buf, (size_t)BIG * BS, 500 + (unsigned)i);
+		snprintf(name, sizeof(name), "b%d", i);
+		f[i] = mkfile(st.st_ino, name, buf, (size_t)BIG * BS);
+	}
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	add_shard("d1");
+	cr_assert_eq(shard_drain(t, 0), 0);
+	cr_assert_eq(shard_rebalance(t, &rb), 0);
+	cr_assert_eq(rb.moved, 3 * BIG);
+	/* one batch of references only, as a sweep killed after its first
+	 * transaction would leave them */
+	sweep(1, &sw);
+	cr_assert_gt(sw.repointed, 0);
+	cr_assert_lt(sw.repointed, 3 * BIG);
+	cr_assert_eq(sw.purged, sw.repointed);
+	cr_assert_eq(sw.kept, 3 * BIG - sw.repointed);
+	tally_close(t);
+	t = NULL;
+	tu_fsck_clean(store, &fr); /* the ghost counts are exact */
+	cr_assert_eq(fr.ghosts, sw.kept);
+	open_store();
+	sweep(-1, &sw);
+	cr_assert_eq(sw.purged, sw.checked);
+	cr_assert_eq(sw.kept + sw.inconclusive, 0);
+	infos(&l);
+	cr_assert_eq(l.ghosts, 0);
+	cr_assert_eq(l.v[0].objects, 0);
+	cr_assert_eq(l.v[1].objects, 3 * BIG);
+	for (i = 0; i < 3; i++) {
+		tu_fill(buf, (size_t)BIG * BS, 500 + (unsigned)i);
+		for (k = 0; k < BIG; k += 97) {
+			cr_assert_eq(tally_read(t, f[i], back, BS,
+						(off_t)k * BS),
+				     BS);
+			cr_assert_eq(memcmp(back, buf + (size_t)k * BS, BS), 0,
+				     "file %d block %d", i, k);
+		}
+	}
+	free(buf);
+	free(back);
+	close_and_check(NULL);
+}
