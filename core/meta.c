@@ -28,6 +28,7 @@
  */
 #include "core/meta.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <sqlite3.h>
@@ -293,9 +294,16 @@ static const char usage_fill[] =
 	"INSERT INTO shard_usage SELECT shard, count(*), coalesce(sum(size), 0)"
 	" FROM objects GROUP BY shard; COMMIT;";
 
+#define ADHOC_MAX 64 /* statements of the shard section, by text */
+
 struct meta {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_COUNT];
+	struct {
+		const char *sql; /* a literal: compared by address */
+		sqlite3_stmt *s;
+	} adhoc[ADHOC_MAX];
+	unsigned nadhoc;
 };
 
 static int errno_of(int rc)
@@ -579,6 +587,8 @@ void meta_close(struct meta *m)
 		return;
 	for (i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(m->stmt[i]);
+	for (i = 0; i < (int)m->nadhoc; i++)
+		sqlite3_finalize(m->adhoc[i].s);
 	if (sqlite3_close(m->db) != SQLITE_OK)
 		log_msg(LOG_ERR, "closing metadata failed: %s",
 			sqlite3_errmsg(m->db));
@@ -1871,27 +1881,50 @@ int meta_object_pinners(struct meta *m, const char *name,
 
 /* -- shards, ghosts and moves -- */
 
-/* A one-off statement (the shard functions are not on hot paths). */
+/*
+ * The prepared statement of literal @sql, reset and with no bindings:
+ * prepared once, kept by address (a rebalance runs these per object).
+ * Each user ends with sqlite3_reset(), never finalize.
+ */
 static int prep(struct meta *m, const char *sql, sqlite3_stmt **out)
 {
-	int rc = sqlite3_prepare_v2(m->db, sql, -1, out, NULL);
+	unsigned i;
+	int rc;
 
+	for (i = 0; i < m->nadhoc; i++)
+		if (m->adhoc[i].sql == sql) {
+			sqlite3_reset(m->adhoc[i].s);
+			sqlite3_clear_bindings(m->adhoc[i].s);
+			*out = m->adhoc[i].s;
+			return 0;
+		}
+	rc = sqlite3_prepare_v3(m->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out,
+				NULL);
 	if (rc != SQLITE_OK) {
 		log_msg(LOG_ERR, "cannot prepare '%s': %s", sql,
 			sqlite3_errmsg(m->db));
 		return errno_of(rc);
 	}
+	if (m->nadhoc == ADHOC_MAX) {
+		/* more statements than slots: raise ADHOC_MAX */
+		assert(!"ADHOC_MAX too small");
+		sqlite3_finalize(*out);
+		return -ENOMEM;
+	}
+	m->adhoc[m->nadhoc].sql = sql;
+	m->adhoc[m->nadhoc].s = *out;
+	m->nadhoc++;
 	return 0;
 }
 
-/* Step @s (a one-off) to the end; finalizes it. */
+/* Step @s to the end and reset it. */
 static int run_once(struct meta *m, sqlite3_stmt *s, const char *what)
 {
 	int rc;
 
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
 		;
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : fail(m, rc, what);
 }
 
@@ -1909,11 +1942,11 @@ int meta_shards(struct meta *m,
 			   (const char *)sqlite3_column_text(s, 1),
 			   sqlite3_column_int(s, 2));
 		if (r) {
-			sqlite3_finalize(s);
+			sqlite3_reset(s);
 			return r;
 		}
 	}
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : fail(m, rc, "shard list");
 }
 
@@ -1928,7 +1961,7 @@ int meta_shard_add(struct meta *m, const char *path, uint32_t max_id,
 		return rc;
 	if (sqlite3_step(s) == SQLITE_ROW)
 		next = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	if (next <= 0 || next > (int64_t)max_id)
 		return -EMLINK;
 	rc = prep(m,
@@ -1977,11 +2010,11 @@ static int usage_rows(struct meta *m, const char *sql,
 			   (uint64_t)sqlite3_column_int64(s, 1),
 			   (uint64_t)sqlite3_column_int64(s, 2));
 		if (r) {
-			sqlite3_finalize(s);
+			sqlite3_reset(s);
 			return r;
 		}
 	}
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : fail(m, rc, "shard usage");
 }
 
@@ -2041,11 +2074,11 @@ int meta_objects_in(struct meta *m, uint32_t shard, int64_t after,
 			   (const char *)sqlite3_column_text(s, 1),
 			   (uint64_t)sqlite3_column_int64(s, 2));
 		if (r) {
-			sqlite3_finalize(s);
+			sqlite3_reset(s);
 			return r;
 		}
 	}
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : fail(m, rc, "objects of a shard");
 }
 
@@ -2094,11 +2127,11 @@ int meta_moves(struct meta *m,
 			   (uint32_t)sqlite3_column_int64(s, 2),
 			   (uint32_t)sqlite3_column_int64(s, 3));
 		if (r) {
-			sqlite3_finalize(s);
+			sqlite3_reset(s);
 			return r;
 		}
 	}
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : fail(m, rc, "move list");
 }
 
@@ -2137,7 +2170,7 @@ int meta_move_commit(struct meta *m, int64_t obj, uint32_t src, uint32_t dst,
 		refcount = sqlite3_column_int64(s, 1);
 		ghosted = sqlite3_column_int64(s, 2);
 	}
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return fail(m, rc, "move check");
 	if (where != (int64_t)src)
@@ -2201,11 +2234,11 @@ int meta_ghosts(struct meta *m,
 		g.object_exists = sqlite3_column_int(s, 6) != 0;
 		r = fn(ctx, &g);
 		if (r) {
-			sqlite3_finalize(s);
+			sqlite3_reset(s);
 			return r;
 		}
 	}
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : fail(m, rc, "ghost list");
 }
 
@@ -2262,7 +2295,7 @@ int meta_ghosts_repoint(struct meta *m, uint64_t from, size_t max_blocks,
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
 		end = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return fail(m, rc, "repoint range");
 	if (end == (int64_t)from)
@@ -2328,11 +2361,11 @@ int meta_check_ghosts(struct meta *m,
 			   sqlite3_column_int64(s, 3),
 			   sqlite3_column_int(s, 4) != 0);
 		if (r) {
-			sqlite3_finalize(s);
+			sqlite3_reset(s);
 			return r;
 		}
 	}
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : fail(m, rc, "ghost check");
 }
 
@@ -2394,7 +2427,7 @@ int meta_sweep_last(struct meta *m, struct meta_sweep_event *e,
 		e->duration_ms = sqlite3_column_int64(s, 6);
 		*total_purged = (uint64_t)sqlite3_column_int64(s, 7);
 	}
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	if (rc == SQLITE_ROW)
 		return 0;
 	return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, "sweep log");
@@ -2415,7 +2448,7 @@ int meta_ghost_refcount(struct meta *m, int64_t obj, uint32_t src,
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
 		*refcount = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	if (rc == SQLITE_ROW)
 		return 0;
 	return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, "ghost count");
