@@ -2252,20 +2252,32 @@ int meta_ghost_count(struct meta *m, uint64_t *n)
 	return 0;
 }
 
-int meta_ghost_target(struct meta *m, int64_t obj, uint32_t src, uint32_t *dst)
+/* The first column of @s's row for parameters (@a, @b); -ENOENT if none. */
+static int int_by_pair(struct meta *m, sqlite3_stmt *s, int64_t a, int64_t b,
+		       int64_t *out, const char *what)
 {
-	STMT_OR_RETURN(s, m, S_GHOST_DST);
 	int rc;
 
-	sqlite3_bind_int64(s, 1, obj);
-	sqlite3_bind_int64(s, 2, src);
+	sqlite3_bind_int64(s, 1, a);
+	sqlite3_bind_int64(s, 2, b);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
-		*dst = (uint32_t)sqlite3_column_int64(s, 0);
+		*out = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
 	if (rc == SQLITE_ROW)
 		return 0;
-	return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, "ghost lookup");
+	return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, what);
+}
+
+int meta_ghost_target(struct meta *m, int64_t obj, uint32_t src, uint32_t *dst)
+{
+	STMT_OR_RETURN(s, m, S_GHOST_DST);
+	int64_t v;
+	int rc = int_by_pair(m, s, obj, src, &v, "ghost lookup");
+
+	if (!rc)
+		*dst = (uint32_t)v;
+	return rc;
 }
 
 int meta_object_shard(struct meta *m, int64_t obj, uint32_t *shard)
@@ -2441,15 +2453,5 @@ int meta_ghost_refcount(struct meta *m, int64_t obj, uint32_t src,
 		      "SELECT refcount FROM ghosts WHERE obj = ?1 AND src = ?2",
 		      &s);
 
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(s, 1, obj);
-	sqlite3_bind_int64(s, 2, src);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		*refcount = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	if (rc == SQLITE_ROW)
-		return 0;
-	return rc == SQLITE_DONE ? -ENOENT : fail(m, rc, "ghost count");
+	return rc ? rc : int_by_pair(m, s, obj, src, refcount, "ghost count");
 }

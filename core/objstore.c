@@ -500,8 +500,12 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-/* fsync a directory of @shard ("" for its root). */
-static int sync_dir(struct objstore *os, unsigned shard, const char *rel)
+/*
+ * Make durable a directory of @shard ("" for its root): fsync(2) it, or
+ * with @whole_fs syncfs(2) the filesystem it is on.
+ */
+static int sync_dir(struct objstore *os, unsigned shard, const char *rel,
+		    bool whole_fs)
 {
 	char path[PATH_MAX];
 	int fd, rc;
@@ -512,25 +516,7 @@ static int sync_dir(struct objstore *os, unsigned shard, const char *rel)
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
-/* syncfs(2) of the filesystem holding @shard. */
-static int sync_shard_fs(struct objstore *os, unsigned shard)
-{
-	char path[PATH_MAX];
-	int fd, rc;
-
-	rc = shard_path(os, shard, "", path);
-	if (rc)
-		return rc;
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (syncfs(fd) < 0)
+	if ((whole_fs ? syncfs(fd) : fsync(fd)) < 0)
 		rc = -errno;
 	close(fd);
 	return rc;
@@ -644,7 +630,7 @@ static int create_object(struct objstore *os, unsigned shard, const char *name,
 		return rc;
 	}
 	snprintf(rel, sizeof(rel), "%.2s", name);
-	rc = sync_dir(os, shard, rel);
+	rc = sync_dir(os, shard, rel, false);
 	return rc ? rc : 1;
 }
 
@@ -842,7 +828,7 @@ static int sync_batch_shards(struct objstore *os, uint64_t shards)
 	for (i = 0; i < OBJSTORE_MAX_SHARDS; i++) {
 		if (!(shards & (1ull << i)))
 			continue;
-		rc = sync_shard_fs(os, i);
+		rc = sync_dir(os, i, "", true);
 		if (rc)
 			return rc;
 	}

@@ -125,6 +125,15 @@ void store_set_pid(struct store *s)
 			strerror(errno));
 }
 
+int64_t store_random_id(void)
+{
+	uint64_t r = 0;
+
+	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		r = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	return (int64_t)(r >> 1) | 1;
+}
+
 /* The store's identity, which the markers of its shards name. */
 static int store_identity(struct store *s, uint64_t *out)
 {
@@ -132,11 +141,7 @@ static int store_identity(struct store *s, uint64_t *out)
 	int rc = meta_config_get(s->meta, "store_id", &id);
 
 	if (rc == -ENOENT) {
-		uint64_t r = 0;
-
-		if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
-			r = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-		id = (int64_t)(r >> 1) | 1;
+		id = store_random_id();
 		rc = meta_begin(s->meta);
 		if (!rc)
 			rc = meta_config_set(s->meta, "store_id", id);

@@ -39,6 +39,9 @@ int store_open(const char *path, bool create, uint32_t block_size,
 	       struct store **out);
 void store_close(struct store *s);
 
+/* A random positive identifier (of a store, of a node). */
+int64_t store_random_id(void);
+
 /* Record the current pid in the lock file (after daemonizing). */
 void store_set_pid(struct store *s);
 

@@ -589,13 +589,7 @@ static int node_identity(struct tally *t)
 	int rc = meta_config_get(t->meta, "node_id", &id);
 
 	if (rc == -ENOENT) {
-		uint64_t r = 0;
-
-		if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
-			r = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-		id = (int64_t)(r >> 1);
-		if (id == 0)
-			id = 1;
+		id = store_random_id();
 		rc = meta_begin(t->meta);
 		if (!rc)
 			rc = meta_config_set(t->meta, "node_id", id);
