@@ -666,7 +666,7 @@ int shard_rebalance(struct tally *t, struct shard_rebalance_report *r)
 		pj = progress_begin(tally_progress(t), "rebalance", "bytes",
 				    (uint64_t)excess);
 	}
-	while (!rc) {
+	while (!rc && !tally_closing(t)) {
 		rc = plan_batch(t, p, &l);
 		if (rc || l.n == 0)
 			break;
@@ -792,7 +792,7 @@ int shard_sweep(struct tally *t, const struct shard_sweep_opts *o,
 	tally_meta_unlock(t);
 	pj = progress_begin(tally_progress(t), "sweep", "ghosts", gl.n);
 	/* 1: repoint, in batches of inodes */
-	while (!rc && from != UINT64_MAX &&
+	while (!rc && from != UINT64_MAX && !tally_closing(t) &&
 	       (o->batches < 0 || batches < o->batches)) {
 		uint64_t n = 0;
 

@@ -46,6 +46,7 @@
 #include <fcntl.h>
 #include <linux/limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,6 +167,7 @@ struct tally {
 	int64_t node_id;
 	unsigned shard_ticks; /* flusher thread only */
 	char *mountpoint;     /* NULL when not mounted (tests) */
+	_Atomic bool closing; /* tally_close() has begun */
 	int64_t report_interval, stale_after; /* seconds */
 	unsigned min_nodes;
 	int64_t last_report; /* protected by lock */
@@ -766,6 +768,7 @@ int tally_close(struct tally *t)
 
 	if (!t)
 		return 0;
+	atomic_store(&t->closing, true); /* long jobs stop early */
 	rc = tally_drain(t, NULL, 0);
 	/* stop the timer, then the finalizer (nothing is pending), then
 	 * the pool (it runs what is queued) */
@@ -849,6 +852,11 @@ void tally_set_pid(struct tally *t)
 uint32_t tally_block_size(struct tally *t)
 {
 	return t->bs;
+}
+
+bool tally_closing(struct tally *t)
+{
+	return atomic_load(&t->closing);
 }
 
 const char *tally_mountpoint(struct tally *t)

@@ -228,6 +228,9 @@ int tally_stats(struct tally *t, struct tally_stats *out);
 
 /* Path of an object file for tests and tools (relative to the store). */
 const char *tally_store_path(struct tally *t);
+/* Whether tally_close() has begun: long jobs (rebalance, sweep) stop
+ * between two of their steps, to be resumed by running them again. */
+bool tally_closing(struct tally *t);
 /* The mount point given at open, or NULL. */
 const char *tally_mountpoint(struct tally *t);
 
