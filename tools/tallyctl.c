@@ -46,6 +46,7 @@ enum {
 	OPT_DRY_RUN = 1u << 1,
 	OPT_GRACE = 1u << 2,
 	OPT_SAMPLE = 1u << 3,
+	OPT_BATCHES = 1u << 4,
 };
 
 static const struct {
@@ -53,10 +54,9 @@ static const struct {
 	unsigned bit;
 	bool has_value;
 } opt_defs[] = {
-	{ "timeout", OPT_TIMEOUT, true },
-	{ "dry-run", OPT_DRY_RUN, false },
-	{ "grace", OPT_GRACE, true },
-	{ "sample", OPT_SAMPLE, true },
+	{ "timeout", OPT_TIMEOUT, true }, { "dry-run", OPT_DRY_RUN, false },
+	{ "grace", OPT_GRACE, true },	  { "sample", OPT_SAMPLE, true },
+	{ "batches", OPT_BATCHES, true },
 };
 
 #define NOPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
@@ -659,7 +659,7 @@ static bool ends_with(const char *s, const char *suffix)
 static bool is_size_key(const char *key)
 {
 	return strstr(key, "bytes") || ends_with(key, "_size") ||
-	       !strcmp(key, "dirty_limit");
+	       !strcmp(key, "dirty_limit") || !strcmp(key, "free");
 }
 
 static void human_size(double v, char *buf, size_t n)
@@ -753,11 +753,162 @@ static void print_job(void *ctx, const char *name, const struct job_seen *j)
 		       (unsigned long long)j->done, j->unit, when);
 }
 
+/* The columns of the shards table, as the members of a shard are named. */
+static const char *const shard_cols[] = { "id",	   "state", "objects",
+					  "bytes", "free",  "path" };
+#define NSHARD_COLS (sizeof(shard_cols) / sizeof(shard_cols[0]))
+
+/* The rows of the shards table: a cell per column (malloc'ed). */
+struct shard_table {
+	char *(*cell)[NSHARD_COLS];
+	size_t n, cap;
+	int rc;
+};
+
+/*
+ * One shard, as a member of the status's "shards" array or as the lines
+ * of a `shard list` report (where the id is "shard"): its row of cells.
+ */
+static void shard_row(void *ctx, struct kv *m, size_t nm)
+{
+	struct shard_table *t = ctx;
+	char buf[64], *(*grown)[NSHARD_COLS];
+	size_t c, k;
+
+	if (t->rc)
+		return;
+	if (t->n == t->cap) {
+		t->cap = t->cap ? 2 * t->cap : 8;
+		grown = realloc(t->cell, t->cap * sizeof(*t->cell));
+		if (!grown) {
+			t->rc = -ENOMEM;
+			return;
+		}
+		t->cell = grown;
+	}
+	for (c = 0; c < NSHARD_COLS; c++) {
+		const char *shown = "?";
+
+		for (k = 0; k < nm; k++)
+			if (m[k].key &&
+			    (!strcmp(m[k].key, shard_cols[c]) ||
+			     (c == 0 && !strcmp(m[k].key, "shard"))))
+				shown = human_value(m[k].key, m[k].val,
+						    m[k].quoted, buf,
+						    sizeof(buf));
+		t->cell[t->n][c] = strdup(shown);
+		if (!t->cell[t->n][c]) {
+			while (c-- > 0)
+				free(t->cell[t->n][c]);
+			t->rc = -ENOMEM;
+			return;
+		}
+	}
+	t->n++;
+}
+
+/*
+ * Call @fn for each member object of the JSON array at @p (modified),
+ * with its members. -EINVAL if the array is malformed.
+ */
+static int each_object(char *p, void (*fn)(void *ctx, struct kv *m, size_t nm),
+		       void *ctx)
+{
+	struct kv *m;
+	size_t nm;
+	char *start, save;
+	int rc;
+
+	if (*p++ != '[')
+		return -EINVAL;
+	for (;;) {
+		p = skip_ws(p);
+		if (*p == ']')
+			return 0;
+		if (*p != '{')
+			return -EINVAL;
+		start = p;
+		if (json_skip(&p))
+			return -EINVAL;
+		save = *p;
+		*p = '\0';
+		rc = parse_status(start, &m, &nm);
+		*p = save;
+		if (rc)
+			return rc;
+		fn(ctx, m, nm);
+		free(m);
+		p = skip_ws(p);
+		if (*p == ',')
+			p++;
+		else if (*p != ']')
+			return -EINVAL;
+	}
+}
+
+/*
+ * The table of shards, indented by @indent + 2: a header, then one row
+ * per shard, numbers and sizes right-aligned, the directory last; the
+ * table is freed. Nothing is printed unless @ok.
+ */
+static void print_table(struct shard_table *t_, int indent, bool ok)
+{
+	struct shard_table t = *t_;
+	size_t w[NSHARD_COLS], c, r, len;
+
+	for (c = 0; c < NSHARD_COLS; c++) {
+		w[c] = strlen(shard_cols[c]);
+		for (r = 0; ok && r < t.n; r++) {
+			len = strlen(t.cell[r][c]);
+			if (len > w[c])
+				w[c] = len;
+		}
+	}
+	for (r = 0; ok && r <= t.n; r++) {
+		char *const *row = r ? t.cell[r - 1] : (char **)shard_cols;
+
+		printf("%*s", indent + 2, "");
+		for (c = 0; c < NSHARD_COLS; c++) {
+			/* state and path to the left, the rest to the right */
+			bool left = c == 1 || c == NSHARD_COLS - 1;
+
+			if (c == NSHARD_COLS - 1)
+				printf("%s\n", row[c]);
+			else
+				printf("%*s  ", left ? -(int)w[c] : (int)w[c],
+				       row[c]);
+		}
+	}
+	for (r = 0; r < t.n; r++)
+		for (c = 0; c < NSHARD_COLS; c++)
+			free(t.cell[r][c]);
+	free(t.cell);
+}
+
+/*
+ * The status's "shards" array (@val) as a table below its key. false
+ * (nothing printed) if @val is not an array of objects.
+ */
+static bool print_shards(const char *val, int indent)
+{
+	struct shard_table t = { .cell = NULL };
+	char *copy = strdup(val);
+	bool ok;
+
+	if (!copy)
+		return false;
+	ok = !each_object(copy, shard_row, &t) && !t.rc;
+	free(copy);
+	print_table(&t, indent, ok);
+	return ok;
+}
+
 /*
  * Aligned `key: value` lines, indented by @indent; entries without a key
- * are printed as is. A nested object of the status (last_gc) is shown as
- * its members, indented below its key; an array as its length; null as
- * "none". The running jobs are listed one per line below "jobs:".
+ * are printed as is. A nested object of the status (last_gc, last_sweep)
+ * is shown as its members, indented below its key; an array as its
+ * length; null as "none". The running jobs are listed one per line below
+ * "jobs:", the shards as a table below "shards:".
  */
 static void print_human(struct kv *kv, size_t n, int indent)
 {
@@ -808,6 +959,16 @@ static void print_human(struct kv *kv, size_t n, int indent)
 				free(copy);
 				continue;
 			}
+			if (items > 0 && !strcmp(kv[i].key, "shards")) {
+				len = strlen(kv[i].key);
+				printf("%*s%s:%*s %ld\n", indent, "", kv[i].key,
+				       len < width ? (int)(width - len) : 0, "",
+				       items);
+				if (!print_shards(kv[i].val, indent))
+					printf("%*s(not readable: see --json)\n",
+					       indent + 2, "");
+				continue;
+			}
 			if (items == 0)
 				shown = "none";
 			else if (items > 0 &&
@@ -821,6 +982,27 @@ static void print_human(struct kv *kv, size_t n, int indent)
 		printf("%*s%s:%*s %s\n", indent, "", kv[i].key,
 		       len < width ? (int)(width - len) : 0, "", shown);
 	}
+}
+
+/*
+ * The report of `shard list`: its summary lines (aligned), then the
+ * shards (a `shard: ID` line and the lines after it, each) as a table.
+ */
+static void print_shard_list(struct kv *kv, size_t n)
+{
+	struct shard_table t = { .cell = NULL };
+	size_t first = 0, i, j;
+
+	while (first < n && !(kv[first].key && !strcmp(kv[first].key, "shard")))
+		first++;
+	print_human(kv, first, 0);
+	for (i = first; i < n; i = j) {
+		for (j = i + 1; j < n; j++)
+			if (kv[j].key && !strcmp(kv[j].key, "shard"))
+				break;
+		shard_row(&t, kv + i, j - i);
+	}
+	print_table(&t, -2, !t.rc && t.n);
 }
 
 /* ------------------------------------------------------------ reports */
@@ -1082,8 +1264,28 @@ static int run_status(struct inv *inv)
 static const char *const long_cmds[] = { "gc",	   "verify", "drain",
 					 "branch", "sweep",  "rebalance" };
 
+/*
+ * The name of the job that the command runs in the mount, or NULL if it
+ * runs none worth watching: the command's own name for the long ones,
+ * "rebalance" for `shard drain` (which moves everything off the shard).
+ */
+static const char *job_name(const struct inv *inv)
+{
+	size_t i;
+
+	if (!strcmp(inv->cmd->name, "shard"))
+		return inv->nargs && !strcmp(inv->args[0], "drain")
+			       ? "rebalance"
+			       : NULL;
+	for (i = 0; i < sizeof(long_cmds) / sizeof(long_cmds[0]); i++)
+		if (!strcmp(inv->cmd->name, long_cmds[i]))
+			return long_cmds[i];
+	return NULL;
+}
+
 struct watch {
 	struct inv *inv;
+	const char *job_name; /* the job watched, and the label shown */
 	char *status_path;
 	bool tty;
 	double delay;
@@ -1141,7 +1343,7 @@ static void note_known(void *ctx, const char *name, const struct job_seen *j)
 {
 	struct watch *w = ctx;
 
-	if (!strcmp(name, w->inv->cmd->name) && w->nknown < PROGRESS_KNOWN)
+	if (!strcmp(name, w->job_name) && w->nknown < PROGRESS_KNOWN)
 		w->known[w->nknown++] = j->id;
 }
 
@@ -1152,7 +1354,7 @@ static void note_ours(void *ctx, const char *name, const struct job_seen *j)
 	struct watch *w = ctx;
 	size_t i;
 
-	if (strcmp(name, w->inv->cmd->name))
+	if (strcmp(name, w->job_name))
 		return;
 	if (w->seen) {
 		if (j->id == w->job.id)
@@ -1218,8 +1420,8 @@ static void draw_bar(struct watch *w, double secs, const char *end)
 		snprintf(counts, sizeof(counts), "%3d%% %llu/%llu %s", pct,
 			 (unsigned long long)done, (unsigned long long)total,
 			 w->job.unit);
-		len = snprintf(NULL, 0, "%s [] %s %s%s%s", w->inv->cmd->name,
-			       counts, clk, end ? " " : "", end ? end : "");
+		len = snprintf(NULL, 0, "%s [] %s %s%s%s", w->job_name, counts,
+			       clk, end ? " " : "", end ? end : "");
 		width = cols > (unsigned)len + 10 ? cols - (unsigned)len - 1
 						  : 10;
 		if (width > 40)
@@ -1229,13 +1431,13 @@ static void draw_bar(struct watch *w, double secs, const char *end)
 			bar[i] = i < fill ? '#' : '-';
 		bar[width] = '\0';
 		len = snprintf(line, sizeof(line), "%s [%s] %s %s%s%s",
-			       w->inv->cmd->name, bar, counts, clk,
-			       end ? " " : "", end ? end : "");
+			       w->job_name, bar, counts, clk, end ? " " : "",
+			       end ? end : "");
 	} else {
 		job_text(w, false, counts, sizeof(counts));
-		len = snprintf(line, sizeof(line), "%s %s%s%s%s%s",
-			       w->inv->cmd->name, counts, counts[0] ? " " : "",
-			       clk, end ? " " : "", end ? end : "");
+		len = snprintf(line, sizeof(line), "%s %s%s%s%s%s", w->job_name,
+			       counts, counts[0] ? " " : "", clk,
+			       end ? " " : "", end ? end : "");
 	}
 	if (len < 0)
 		return;
@@ -1257,7 +1459,7 @@ static void print_line(struct watch *w, double secs, const char *end)
 
 	job_text(w, end && !strcmp(end, "done"), counts, sizeof(counts));
 	clock_text(secs, clk, sizeof(clk));
-	fprintf(stderr, "%s: %s%s%s%s%s\n", w->inv->cmd->name, counts,
+	fprintf(stderr, "%s: %s%s%s%s%s\n", w->job_name, counts,
 		counts[0] ? ", " : "", clk, end ? ", " : "", end ? end : "");
 	fflush(stderr);
 	w->shown = true;
@@ -1280,8 +1482,20 @@ static void *watch_fn(void *arg)
 	bool stop = false;
 
 	while (!stop) {
-		double secs = elapsed_s(&w->t0);
+		double secs = elapsed_s(&w->t0), took;
 		char *text = read_status(w->status_path);
+		long wait_ms;
+
+		/*
+		 * The status costs the mount a scan of its object table (0.8 s
+		 * at a million objects): poll no more than a fifth of the time.
+		 */
+		took = elapsed_s(&w->t0) - secs;
+		wait_ms = (long)(took * 4000);
+		if (wait_ms < PROGRESS_POLL_MS)
+			wait_ms = PROGRESS_POLL_MS;
+		if (wait_ms > 5000)
+			wait_ms = 5000;
 
 		if (text) {
 			for_each_job(text, note_ours, w);
@@ -1292,7 +1506,8 @@ static void *watch_fn(void *arg)
 		else if (secs >= w->delay && plain_due(w, secs))
 			print_line(w, secs, NULL);
 		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_nsec += PROGRESS_POLL_MS * 1000000L;
+		until.tv_sec += wait_ms / 1000;
+		until.tv_nsec += wait_ms % 1000 * 1000000L;
 		if (until.tv_nsec >= 1000000000L) {
 			until.tv_sec++;
 			until.tv_nsec -= 1000000000L;
@@ -1315,13 +1530,10 @@ static bool watch_start(struct watch *w, struct inv *inv)
 {
 	pthread_condattr_t ca;
 	char *text;
-	size_t i;
 
 	memset(w, 0, sizeof(*w));
-	for (i = 0; i < sizeof(long_cmds) / sizeof(long_cmds[0]); i++)
-		if (!strcmp(inv->cmd->name, long_cmds[i]))
-			break;
-	if (inv->no_progress || i == sizeof(long_cmds) / sizeof(long_cmds[0]))
+	w->job_name = job_name(inv);
+	if (inv->no_progress || !w->job_name)
 		return false;
 	w->inv = inv;
 	w->tty = isatty(STDERR_FILENO);
@@ -1433,6 +1645,8 @@ static int run_ctl(struct inv *inv, struct cmdline *l)
 		rc = print_report_json(kv, n);
 	else if (n == 0)
 		printf("%s: done\n", inv->cmd->name);
+	else if (!strcmp(inv->sent, "shard list"))
+		print_shard_list(kv, n);
 	else
 		print_human(kv, n, 0);
 	free(kv);
@@ -1590,6 +1804,27 @@ static int build_gc(struct inv *inv, struct cmdline *l)
 			rc = add_pair(inv, l, "grace", grace);
 	}
 	return rc;
+}
+
+/* sweep [--batches=N]: N whole, 0 (verdicts only) up to INT_MAX. */
+static int build_sweep(struct inv *inv, struct cmdline *l)
+{
+	const char *b = opt_value(inv, OPT_BATCHES);
+	size_t len;
+	int rc = add_word(inv, l, "sweep");
+
+	if (rc || !b)
+		return rc;
+	len = strlen(b);
+	if (!len || len > 10 || strspn(b, "0123456789") != len ||
+	    strtoull(b, NULL, 10) > 2147483647ULL) {
+		usage_error(inv,
+			    "--batches wants a whole number of batches (0 or "
+			    "more, up to 2147483647), not '%s'",
+			    b);
+		return RC_USAGE;
+	}
+	return add_pair(inv, l, "batches", b);
 }
 
 static int build_verify(struct inv *inv, struct cmdline *l)
@@ -1968,17 +2203,26 @@ static const struct cmd cmds[] = {
 	  "Example:\n"
 	  "  tallyctl /mnt/t gc --dry-run --grace=0\n",
 	  0, 0, OPT_DRY_RUN | OPT_GRACE, build_gc },
-	{ "sweep", "", "repoint references to moved objects, purge ghosts",
+	{ "sweep", "[--batches=N]",
+	  "repoint references to moved objects, purge ghosts",
 	  "The anti-entropy sweep: for every ghost stub left where an object\n"
 	  "moved between shards, repoint the references that still name the\n"
-	  "old shard, and purge the ghost once nothing needs it (checked,\n"
-	  "purged, kept, inconclusive).\n"
+	  "old shard (in batches of inodes), and purge the ghost once nothing\n"
+	  "needs it. status shows the ghosts left and the last sweep.\n"
 	  "\n"
-	  "Sends: sweep\n"
+	  "Options:\n"
+	  "  --batches=N  repoint at most N batches of references, then give\n"
+	  "               the verdicts (0: verdicts only, nothing repointed);\n"
+	  "               spreads a long sweep over several quieter runs\n"
+	  "\n"
+	  "Report: checked (ghosts), purged, kept (still referenced),\n"
+	  "inconclusive (a shard could not be read), references_repointed,\n"
+	  "duration_ms.\n"
+	  "Sends: sweep [batches=N]\n"
 	  "\n"
 	  "Example:\n"
-	  "  tallyctl /mnt/t sweep\n",
-	  0, 0, 0, build_plain },
+	  "  tallyctl /mnt/t sweep --batches=10\n",
+	  0, 0, OPT_BATCHES, build_sweep },
 	{ "pin", "PATH", "keep the objects of PATH alive",
 	  "Pin the objects of PATH (a file or directory inside the mount):\n"
 	  "the garbage collector keeps them even once no file references\n"
@@ -2003,9 +2247,14 @@ static const struct cmd cmds[] = {
 	{ "shard", "add DIR | drain ID | list", "manage the object shards",
 	  "  shard add DIR    add DIR (a directory outside the mount, sent as\n"
 	  "                   an absolute path) as a new shard of the store\n"
-	  "  shard drain ID   move every object off shard ID, then retire it\n"
-	  "  shard list       list the shards: ID, directory, objects, bytes\n"
+	  "  shard drain ID   no new objects in shard ID, and a rebalance that\n"
+	  "                   moves every object off it (its progress shows\n"
+	  "                   as the rebalance job's); the state persists\n"
+	  "  shard list       list the shards: ID, state, objects, bytes, free\n"
+	  "                   space, directory\n"
 	  "\n"
+	  "Report of drain: shard, state, then as rebalance (moved, bytes,\n"
+	  "failed, recovered, ghosts, mb_per_s, objects_per_s, duration_ms).\n"
 	  "Sends: shard add /ABS/DIR | shard drain ID | shard list\n"
 	  "\n"
 	  "Example:\n"
@@ -2014,8 +2263,10 @@ static const struct cmd cmds[] = {
 	  1, 2, 0, build_shard },
 	{ "rebalance", "", "spread the objects evenly over the shards",
 	  "Move objects between shards until each holds its share of the\n"
-	  "bytes.\n"
+	  "bytes. A moved object leaves a ghost behind; sweep settles them.\n"
 	  "\n"
+	  "Report: moved, bytes, failed, recovered (interrupted moves\n"
+	  "settled), ghosts, mb_per_s, objects_per_s, duration_ms.\n"
 	  "Sends: rebalance\n"
 	  "\n"
 	  "Example:\n"
@@ -2111,7 +2362,8 @@ static void usage(FILE *f)
 		"  --json      one JSON object on stdout, for scripts\n"
 		"  --no-progress\n"
 		"              no progress of long commands (gc, verify,\n"
-		"              drain, branch, sweep, rebalance) on stderr\n"
+		"              drain, branch, sweep, rebalance, shard drain)\n"
+		"              on stderr\n"
 		"  --progress-delay=S\n"
 		"              show progress once a command has run S seconds\n"
 		"              (default 0.5; 0: at once, and always a final\n"

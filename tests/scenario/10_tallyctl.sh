@@ -140,6 +140,9 @@ import json, sys
 d, f = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 moving = {"jobs_queued", "jobs_running", "dirty_bytes", "shards"}
 assert d.keys() == f.keys(), "keys differ from .tally/status"
+# the free space of a shard's disk moves too (other writers)
+for s in d.get("shards", []) + f.get("shards", []):
+    s.pop("free", None)
 for k in d.keys() - moving:
     assert d[k] == f[k], "%s: %r, the file says %r" % (k, d[k], f[k])
 # a shard's free space moves with everything else on its disk
@@ -232,6 +235,8 @@ done <<EOF
 gc dry-run grace=5|gc --dry-run --grace=5
 gc dry-run|gc --dry-run
 sweep|sweep
+sweep batches=3|sweep --batches=3
+sweep batches=0|sweep --batches 0
 pin main/big|pin $MNT/main/big
 unpin main/big|unpin $MNT/dev/../main/big
 pin main|pin $MNT/main/
@@ -258,6 +263,134 @@ if ((rc == 1)); then
 fi
 ((rc <= 1)) || fail "pin big (in main): exit $rc: $(cat "$TMP/err")"
 
+# ---------------------------------------------- shards and the sweep
+# shard2 was added above (forwarded lines); objects may have moved to it
+# (rebalance) and left ghosts behind.
+# shards_match HUMAN JSON: the table of the human output (status, or
+# shard list) has a header and one row per shard of the JSON, with the
+# same id, state, objects, bytes and free (as tallyctl writes sizes:
+# "%.0f B" below 1 KiB, "%.1f KiB|MiB|GiB...") and path.
+shards_match() {
+	python3 - "$1" "$2" <<-'EOF' || fail "shard table: [$1] vs [$2]"
+	import json, re, sys
+	human, shards = sys.argv[1], json.loads(sys.argv[2])
+	def size(v):
+	    if v < 1024:
+	        return "%d B" % v
+	    v /= 1024
+	    for u in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+	        if v < 1024:
+	            break
+	        v /= 1024
+	    return "%.1f %s" % (v, u)
+	lines = human.splitlines()
+	head = [i for i, l in enumerate(lines)
+	        if re.fullmatch(r" *id  state +objects +bytes +free  path", l)]
+	assert len(head) == 1, "no table header"
+	h = head[0]
+	rows = lines[h + 1:h + 1 + len(shards)]
+	for r, s in zip(rows, shards):
+	    m = re.fullmatch(r" *(\d+)  (\S+) +(\d+) +(\d+(?:\.\d)? \S+)"
+	                     r" +(\d+(?:\.\d)? \S+)  (.*)", r)
+	    assert m, "row [%s]" % r
+	    want = (str(s["id"]), s["state"], str(s["objects"]),
+	            size(s["bytes"]), m.group(5), s["path"])
+	    assert m.groups() == want, "row %s, want %s" % (m.groups(), want)
+	    # free space moves under our feet: its unit and shape only
+	    assert re.fullmatch(r"\d+\.\d [KMGTP]iB", m.group(5)), r
+	    # every row has the columns in one place
+	    assert len(r) - len(s["path"]) == len(rows[0]) - \
+	        len(shards[0]["path"]), "not aligned: %s" % rows
+	assert len(rows) == len(shards), "rows %s" % rows
+	EOF
+}
+
+# status_shards: the "shards" array of the status (as a JSON text)
+status_shards() {
+	T cat "$MNT/.tally/status" |
+		python3 -c 'import json, sys
+print(json.dumps(json.load(sys.stdin)["shards"]))'
+}
+
+tc_rc 0 "$MNT" status
+human=$OUT
+shards=$(status_shards)
+json_check "status shards" "{\"s\": $shards}" 'len(d["s"]) == 2' \
+	"d['s'][1]['path'] == '$shard2'" \
+	'[s["state"] for s in d["s"]] == ["active", "active"]'
+assert_eq "status: shards" 2 "$(value shards "$human")"
+shards_match "$human" "$shards"
+assert_match "status: ghosts" '^[0-9]+$' "$(value ghosts "$human")"
+tc_rc 0 "$MNT" shard list
+assert_aligned "shard list" "$(grep -v '^ *[0-9]' <<<"$OUT" | grep -v '^id')"
+assert_eq "shard list: shards" 2 "$(value shards "$OUT")"
+shards_match "$OUT" "$(status_shards)"
+tc_rc 0 --json "$MNT" shard list
+json_check "shard list --json" "$OUT" 'd["shard"] == [0, 1]' \
+	'd["state"] == ["active", "active"]' \
+	"d['path'][1] == '$shard2'" 'type(d["free"][0]) is int'
+
+# shard drain runs a rebalance in the mount: tallyctl follows that job
+tc_rc 0 --progress-delay=0 "$MNT" shard drain 1
+assert_aligned "shard drain report" "$OUT"
+assert_eq "shard drain: command" "shard drain" "$(value command "$OUT")"
+assert_eq "shard drain: state" draining "$(value state "$OUT")"
+assert_eq "shard drain: failed" 0 "$(value failed "$OUT")"
+assert_match "shard drain: progress (stderr)" \
+	'^rebalance: ([0-9]+/[0-9]+ bytes \(100%\), )?[0-9]+:[0-9]{2}, done$' \
+	"$(tail -n 1 <<<"$ERR")"
+tc_rc 0 "$MNT" shard list
+shards_match "$OUT" "$(status_shards)"
+json_check "after shard drain 1" "{\"s\": $(status_shards)}" \
+	'[s["state"] for s in d["s"]] == ["active", "draining"]' \
+	'd["s"][1]["objects"] == 0' 'd["s"][1]["bytes"] == 0' \
+	'd["s"][0]["objects"] == 4'
+tc_rc 0 --no-progress --progress-delay=0 "$MNT" shard drain 1
+assert_eq "shard drain --no-progress: stderr" "" "$ERR"
+tc_rc 1 --progress-delay=0 "$MNT" shard drain 9
+assert_eq "stdout of shard drain 9" "" "$OUT"
+assert_match "shard drain 9" \
+	$'^rebalance: [0-9]+:[0-9]{2}, failed\ntallyctl: shard failed: ENOENT' \
+	"$ERR"
+tc_rc 1 --json "$MNT" shard drain 9
+json_check "shard drain 9 --json" "$OUT" 'd["error"] == "ENOENT"' \
+	'd["sent"] == "shard drain 9"'
+
+# the ghosts: verdicts only (a ghost nothing names any more goes), then
+# a full sweep that purges the rest
+ghosts=$(status_get ghosts)
+purged0=$(status_get total_purged)
+((ghosts > 0)) || fail "no ghosts after the moves"
+tc_rc 0 --json "$MNT" sweep --batches=0
+json_check "sweep --batches=0" "$OUT" 'd["command"] == "sweep"' \
+	'd["references_repointed"] == 0' "d['checked'] == $ghosts" \
+	'd["inconclusive"] == 0' 'd["purged"] + d["kept"] == d["checked"]'
+purged1=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["purged"])' "$OUT")
+tc_rc 0 "$MNT" status
+assert_eq "status: last_sweep (a block below)" "" \
+	"$(value last_sweep "$OUT")"
+sweep_block=$(sed -n '/^last_sweep:$/,/^[a-z]/p' <<<"$OUT" | sed '1d;$d')
+assert_match "status: last_sweep.at, a date" \
+	'^  at: +[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8}$' \
+	"$(grep '^  at:' <<<"$sweep_block")"
+assert_eq "status: last_sweep.checked" "$ghosts" \
+	"$(value '  checked' "$sweep_block")"
+assert_eq "status: last_sweep.references_repointed" 0 \
+	"$(value '  references_repointed' "$sweep_block")"
+assert_match "status: last_sweep.duration_ms" '^[0-9.]+ (ms|s)$' \
+	"$(value '  duration_ms' "$sweep_block")"
+assert_eq "last_sweep lines" 7 "$(wc -l <<<"$sweep_block")"
+tc_rc 0 --progress-delay=0 "$MNT" sweep
+assert_aligned "sweep report" "$OUT"
+assert_eq "sweep: purged" $((ghosts - purged1)) "$(value purged "$OUT")"
+assert_match "sweep: progress (stderr)" '^sweep: .*, done$' \
+	"$(tail -n 1 <<<"$ERR")"
+tc_rc 0 "$MNT" status
+assert_eq "status: ghosts after the sweep" 0 "$(value ghosts "$OUT")"
+assert_eq "status: total_purged" $((purged0 + ghosts)) \
+	"$(value total_purged "$OUT")"
+assert_same_content "$TMP/big" "$MNT/main/big"
+
 # ----------------------------------------------------- usage errors: 2
 usage_err "is not a tallyctl command" "$MNT" bogus
 usage_err "missing COMMAND" "$MNT"
@@ -275,6 +408,11 @@ usage_err "--grace wants" "$MNT" gc --grace=1.5
 usage_err "--grace wants" "$MNT" gc --grace=-1
 usage_err "--sample wants" "$MNT" verify --sample=0%
 usage_err "--sample wants" "$MNT" verify --sample=101%
+usage_err "--batches wants" "$MNT" sweep --batches=-1
+usage_err "--batches wants" "$MNT" sweep --batches=1.5
+usage_err "--batches wants" "$MNT" sweep --batches=2147483648
+usage_err "--batches wants" "$MNT" sweep --batches=
+usage_err "does not apply to gc" "$MNT" gc --batches=1
 usage_err "not add, drain or list" "$MNT" shard remove 1
 usage_err "a shard ID is a number" "$MNT" shard drain one
 usage_err "cannot live inside the mount" "$MNT" shard add "$MNT/main"
