@@ -1387,9 +1387,11 @@ int meta_stats(struct meta *m, struct meta_stats *out)
 	out->namespaces = query_u64(m, "SELECT count(*) FROM dentries "
 				       "WHERE parent = 1");
 	out->inodes = query_u64(m, "SELECT count(*) FROM inodes");
-	out->objects = query_u64(m, "SELECT count(*) FROM objects");
-	out->bytes_stored = query_u64(m, "SELECT coalesce(sum(size), 0) "
-					 "FROM objects");
+	/* kept per shard by triggers: no scan of the object table */
+	out->objects = query_u64(m, "SELECT coalesce(sum(objects), 0) "
+				    "FROM shard_usage");
+	out->bytes_stored = query_u64(m, "SELECT coalesce(sum(bytes), 0) "
+					 "FROM shard_usage");
 	out->bytes_referenced = query_u64(
 		m, "SELECT coalesce(sum(size * refcount), 0) FROM objects");
 	out->bytes_logical = query_u64(m, "SELECT coalesce(sum(size), 0) "
