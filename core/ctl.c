@@ -336,9 +336,41 @@ static int explain_pinner(void *ctx, const char *what)
 	return append(ctx, "kept_by: %s\n", what);
 }
 
-/* Why object @name is alive, or when GC will collect it (meta locked). */
+static int explain_ghost(void *ctx, uint32_t src, uint32_t dst,
+			 int64_t refcount)
+{
+	return append(ctx,
+		      "ghost: shard %u -> %u (%" PRId64
+		      " reference%s naming shard %u)\n",
+		      src, dst, refcount, refcount == 1 ? "" : "s", src);
+}
+
+struct explain_paths {
+	struct meta *m;
+	char **acc;
+};
+
+static int explain_path(void *ctx, uint64_t ino, uint64_t refs)
+{
+	struct explain_paths *e = ctx;
+	char path[4096];
+	int rc = meta_inode_path(e->m, ino, path, sizeof(path));
+
+	if (rc == -ENOENT)
+		snprintf(path, sizeof(path), "(inode %" PRIu64 ", unlinked)",
+			 ino);
+	else if (rc)
+		return rc;
+	return append(e->acc, "path: %s (%" PRIu64 " reference%s)\n", path,
+		      refs, refs == 1 ? "" : "s");
+}
+
+#define EXPLAIN_PATHS 8 /* paths listed for one object */
+
+/* Why object @name is alive, or when GC will collect it (meta locked);
+ * with @paths, the paths of (up to EXPLAIN_PATHS) files that hold it. */
 static int explain_object(struct tally *t, struct meta *m, const char *name,
-			  char **acc, bool *known)
+			  bool paths, char **acc, bool *known)
 {
 	uint64_t size = 0;
 	int64_t id = 0, refcount = 0, since;
@@ -360,9 +392,21 @@ static int explain_object(struct tally *t, struct meta *m, const char *name,
 			    shard, size, refcount);
 		if (!rc)
 			rc = meta_object_holders(m, id, explain_holder, acc);
+		if (!rc && paths) {
+			struct explain_paths e = { .m = m, .acc = acc };
+
+			rc = meta_object_inodes(m, id, EXPLAIN_PATHS,
+						explain_path, &e);
+		}
+		if (!rc)
+			rc = meta_object_ghosts(m, id, explain_ghost, acc);
 	} else {
-		bool on_disk =
-			objstore_stat(tally_objstore(t), 0, name, &fsize) == 0;
+		struct objstore *os = tally_objstore(t);
+		bool on_disk = false;
+
+		for (shard = 0; shard < objstore_nshards(os) && !on_disk;
+		     shard++)
+			on_disk = objstore_stat(os, shard, name, &fsize) == 0;
 
 		rc = append(acc, "refcount: 0\nfile: %s\n",
 			    on_disk ? "present" : "absent");
@@ -402,7 +446,7 @@ static int ctl_explain(struct tally *t, const char *arg, char **report)
 		rc = append(&acc, "command: explain\n");
 		m = tally_meta_lock(t);
 		if (!rc)
-			rc = explain_object(t, m, name, &acc, &known);
+			rc = explain_object(t, m, name, true, &acc, &known);
 		tally_meta_unlock(t);
 		if (!rc && !known)
 			rc = -ENOENT;
@@ -426,7 +470,8 @@ static int ctl_explain(struct tally *t, const char *arg, char **report)
 		for (k = 0; k < i && !seen; k++)
 			seen = !strcmp(map[k].name, map[i].name);
 		if (!seen && map[i].name[0])
-			rc = explain_object(t, m, map[i].name, &acc, &known);
+			rc = explain_object(t, m, map[i].name, false, &acc,
+					    &known);
 	}
 	tally_meta_unlock(t);
 	free(map);

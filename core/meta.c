@@ -2457,3 +2457,104 @@ int meta_ghost_refcount(struct meta *m, int64_t obj, uint32_t src,
 
 	return rc ? rc : int_by_pair(m, s, obj, src, refcount, "ghost count");
 }
+
+int meta_object_ghosts(struct meta *m, int64_t obj,
+		       int (*fn)(void *ctx, uint32_t src, uint32_t dst,
+				 int64_t refcount),
+		       void *ctx)
+{
+	sqlite3_stmt *s;
+	int rc = prep(m,
+		      "SELECT src, dst, refcount FROM ghosts WHERE obj = ?1 "
+		      "ORDER BY src",
+		      &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, obj);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int r = fn(ctx, (uint32_t)sqlite3_column_int64(s, 0),
+			   (uint32_t)sqlite3_column_int64(s, 1),
+			   sqlite3_column_int64(s, 2));
+		if (r) {
+			sqlite3_reset(s);
+			return r;
+		}
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : fail(m, rc, "object ghosts");
+}
+
+int meta_object_inodes(struct meta *m, int64_t obj, unsigned limit,
+		       int (*fn)(void *ctx, uint64_t ino, uint64_t refs),
+		       void *ctx)
+{
+	sqlite3_stmt *s;
+	int rc = prep(m,
+		      "SELECT ino, count(*) FROM blocks WHERE obj = ?1 "
+		      "GROUP BY ino ORDER BY ino LIMIT ?2",
+		      &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, obj);
+	sqlite3_bind_int64(s, 2, limit);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int r = fn(ctx, (uint64_t)sqlite3_column_int64(s, 0),
+			   (uint64_t)sqlite3_column_int64(s, 1));
+		if (r) {
+			sqlite3_reset(s);
+			return r;
+		}
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : fail(m, rc, "object inodes");
+}
+
+int meta_inode_path(struct meta *m, uint64_t ino, char *buf, size_t size)
+{
+	sqlite3_stmt *s;
+	char tmp[4096];
+	size_t len = 0;
+	unsigned depth;
+	int rc = prep(m,
+		      "SELECT parent, name FROM dentries WHERE ino = ?1 "
+		      "ORDER BY id LIMIT 1",
+		      &s);
+
+	if (rc)
+		return rc;
+	/* from the inode up to the root, each name put in front */
+	for (depth = 0; ino != 1 && depth < 4096; depth++) {
+		const void *name;
+		int n;
+
+		sqlite3_bind_int64(s, 1, (int64_t)ino);
+		rc = sqlite3_step(s);
+		if (rc != SQLITE_ROW) {
+			sqlite3_reset(s);
+			return rc == SQLITE_DONE ? -ENOENT
+						 : fail(m, rc, "inode path");
+		}
+		name = sqlite3_column_blob(s, 1);
+		n = sqlite3_column_bytes(s, 1);
+		if ((size_t)n + 1 + len >= sizeof(tmp)) {
+			sqlite3_reset(s);
+			return -ENAMETOOLONG;
+		}
+		memmove(tmp + n + (len ? 1 : 0), tmp, len);
+		memcpy(tmp, name, (size_t)n);
+		if (len)
+			tmp[n] = '/';
+		len += (size_t)n + (len ? 1 : 0);
+		ino = (uint64_t)sqlite3_column_int64(s, 0);
+		sqlite3_reset(s);
+	}
+	if (ino != 1)
+		return -ELOOP;
+	if (len + 1 > size)
+		return -ENAMETOOLONG;
+	memcpy(buf, tmp, len);
+	buf[len] = '\0';
+	return 0;
+}

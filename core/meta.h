@@ -247,6 +247,19 @@ int meta_object_holders(struct meta *m, int64_t id,
 int meta_object_pinners(struct meta *m, const char *name,
 			int (*fn)(void *ctx, const char *what), void *ctx);
 
+/* The ghosts of object @obj: source shard, target, references. */
+int meta_object_ghosts(struct meta *m, int64_t obj,
+		       int (*fn)(void *ctx, uint32_t src, uint32_t dst,
+				 int64_t refcount),
+		       void *ctx);
+/* Up to @limit inodes referencing object @obj, with their references. */
+int meta_object_inodes(struct meta *m, int64_t obj, unsigned limit,
+		       int (*fn)(void *ctx, uint64_t ino, uint64_t refs),
+		       void *ctx);
+/* A mount-relative path of inode @ino ("ns/dir/file"; one of its names
+ * if it has several); -ENOENT for an unlinked inode. */
+int meta_inode_path(struct meta *m, uint64_t ino, char *buf, size_t size);
+
 /* Space of one namespace, exact from the reference counts. */
 struct meta_du {
 	uint64_t files, bytes_logical;

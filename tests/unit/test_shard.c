@@ -147,6 +147,20 @@ static unsigned named_shard(int i)
 	return (unsigned)strtoul(at + 1, NULL, 10);
 }
 
+/* The name of the object of file @i (its only block). */
+static void object_of(int i, char name[OBJNAME_MAX])
+{
+	char buf[OBJNAME_MAX + 8], *at;
+	ssize_t n = tally_getxattr(t, ino[i], "user.tally.objects", buf,
+				   sizeof(buf) - 1);
+
+	cr_assert_gt(n, 0);
+	buf[n] = '\0';
+	at = strchr(buf, '@');
+	*at = '\0';
+	snprintf(name, OBJNAME_MAX, "%.*s", OBJNAME_MAX - 1, buf);
+}
+
 static void sweep(long batches, struct shard_sweep_report *r)
 {
 	struct shard_sweep_opts o = { .batches = batches };
@@ -193,6 +207,7 @@ Test(shard, rebalance_then_sweep)
 	struct shard_infos l;
 	struct fsck_result fr;
 	unsigned before[NFILES], i, moved = 0;
+	bool explained = false;
 	uint64_t lo = UINT64_MAX, hi = 0;
 	char *status = NULL;
 
@@ -223,6 +238,35 @@ Test(shard, rebalance_then_sweep)
 	for (i = 0; i < NFILES; i++)
 		cr_assert_eq(named_shard((int)i), before[i]);
 	expect_contents();
+	/* explain shows the ghost and the file holding the object */
+	for (i = 0; i < NFILES && !explained; i++) {
+		char name[OBJNAME_MAX], line[256], *report = NULL;
+		uint64_t osize;
+		int64_t id, refs;
+		uint32_t where;
+		struct meta *m;
+
+		object_of((int)i, name);
+		m = tally_meta_lock(t);
+		cr_assert_eq(meta_object_info(m, name, &id, &where, &osize,
+					      &refs),
+			     0);
+		tally_meta_unlock(t);
+		if (where == before[i])
+			continue;
+		snprintf(line, sizeof(line), "explain %s\n", name);
+		cr_assert_eq(ctl_exec(t, line, strlen(line), &report), 0);
+		snprintf(
+			line, sizeof(line),
+			"ghost: shard %u -> %u (1 reference naming shard %u)\n",
+			before[i], where, before[i]);
+		cr_assert_not_null(strstr(report, line), "%s", report);
+		snprintf(line, sizeof(line), "path: ns/f%u (1 reference)\n", i);
+		cr_assert_not_null(strstr(report, line), "%s", report);
+		free(report);
+		explained = true;
+	}
+	cr_assert(explained);
 	/* a remount keeps the ghosts */
 	tally_close(t);
 	open_store();
@@ -466,20 +510,6 @@ Test(shard, drained_shard_is_emptied)
 	infos(&l);
 	cr_assert(l.v[1].draining);
 	close_and_check(NULL);
-}
-
-/* The name of the object of file @i (its only block). */
-static void object_of(int i, char name[OBJNAME_MAX])
-{
-	char buf[OBJNAME_MAX + 8], *at;
-	ssize_t n = tally_getxattr(t, ino[i], "user.tally.objects", buf,
-				   sizeof(buf) - 1);
-
-	cr_assert_gt(n, 0);
-	buf[n] = '\0';
-	at = strchr(buf, '@');
-	*at = '\0';
-	snprintf(name, OBJNAME_MAX, "%.*s", OBJNAME_MAX - 1, buf);
 }
 
 /* Whether object @name has a file in @shard. */
