@@ -50,6 +50,7 @@ struct shard {
 	_Atomic uint64_t bytes;	  /* object bytes (placement estimate) */
 	_Atomic uint64_t avail;	  /* free bytes of its filesystem, cached */
 	_Atomic int64_t avail_at; /* when avail was read (monotonic s) */
+	_Atomic uint64_t dev;	  /* st_dev of the root, as last checked */
 };
 
 struct objstore {
@@ -219,6 +220,8 @@ int objstore_shard_check(struct objstore *os, unsigned id)
 		rc = -errno;
 	else if (!S_ISDIR(st.st_mode))
 		rc = -ENOTDIR;
+	else
+		atomic_store(&sh->dev, (uint64_t)st.st_dev);
 	if (!rc && id > 0)
 		rc = marker_check(os, id, root);
 	if (!rc) {
@@ -356,6 +359,7 @@ int objstore_shard_info(struct objstore *os, unsigned id,
 	out->reachable = atomic_load(&os->sh[id].reachable);
 	out->draining = atomic_load(&os->sh[id].draining);
 	out->avail = atomic_load(&os->sh[id].avail);
+	out->dev = atomic_load(&os->sh[id].dev);
 	return 0;
 }
 

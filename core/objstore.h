@@ -99,6 +99,7 @@ struct objstore_shard_info {
 	const char *root; /* owned by the object store */
 	bool reachable, draining;
 	uint64_t avail; /* free bytes of its filesystem, as last read */
+	uint64_t dev;	/* its filesystem (st_dev), as last checked */
 };
 int objstore_shard_info(struct objstore *os, unsigned id,
 			struct objstore_shard_info *out);

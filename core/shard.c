@@ -412,20 +412,26 @@ static void plan_init(struct tally *t, const struct usage *u, struct plan *p)
 	double total = 0, cap = 0, capv[OBJSTORE_MAX_SHARDS] = { 0 };
 	unsigned i;
 
+	struct objstore_shard_info in[OBJSTORE_MAX_SHARDS];
+	unsigned j;
+
 	memset(p, 0, sizeof(*p));
 	p->n = objstore_nshards(os);
 	for (i = 0; i < p->n; i++) {
-		struct objstore_shard_info in;
-
-		if (objstore_shard_info(os, i, &in) || !in.reachable)
+		if (objstore_shard_info(os, i, &in[i]) || !in[i].reachable)
 			continue;
 		p->src_ok[i] = true;
 		p->bytes[i] = (double)u->bytes[i];
 		total += p->bytes[i];
-		if (in.draining)
+		if (in[i].draining)
 			continue;
+		/* shards on one filesystem: one reading of its free space,
+		 * so that other writers cannot skew their shares */
+		for (j = 0; j < i && !(p->src_ok[j] && in[j].dev == in[i].dev);
+		     j++)
+			;
 		p->dst_ok[i] = true;
-		capv[i] = (double)u->bytes[i] + (double)in.avail;
+		capv[i] = (double)u->bytes[i] + (double)in[j].avail;
 		cap += capv[i];
 	}
 	for (i = 0; i < p->n; i++)
