@@ -90,6 +90,8 @@ enum {
 	S_LOG_LAST,
 	S_OBJ_SHARD,
 	S_GHOST_DST,
+	S_BEGIN,
+	S_COMMIT,
 	S_COUNT
 };
 
@@ -103,7 +105,7 @@ static const char *const sql_text[S_COUNT] = {
 		"INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, size, "
 		"rdev, alloc, atime, mtime, ctime) VALUES (?1, ?2, ?3, ?4, "
 		"?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(ino) DO "
-		"UPDATE SET nspace = ?2, mode = ?3, uid = ?4, gid = ?5, "
+		"UPDATE SET mode = ?3, uid = ?4, gid = ?5, "
 		"nlink = ?6, size = ?7, rdev = ?8, alloc = ?9, atime = ?10, "
 		"mtime = ?11, ctime = ?12",
 	[S_INODE_DEL] = "DELETE FROM inodes WHERE ino = ?1",
@@ -185,6 +187,9 @@ static const char *const sql_text[S_COUNT] = {
 		       "duration_ms FROM gc_log ORDER BY id DESC LIMIT ?1",
 	[S_OBJ_SHARD] = "SELECT shard FROM objects WHERE id = ?1",
 	[S_GHOST_DST] = "SELECT dst FROM ghosts WHERE obj = ?1 AND src = ?2",
+	/* prepared once: every operation runs both */
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_COMMIT] = "COMMIT",
 };
 
 static const char schema[] =
@@ -556,7 +561,8 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 	rc = exec(m,
 		  "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
 		  "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;"
-		  "PRAGMA cache_size = -65536; PRAGMA recursive_triggers = ON");
+		  "PRAGMA cache_size = -65536; PRAGMA recursive_triggers = ON;"
+		  "PRAGMA journal_size_limit = 0");
 	if (!rc)
 		rc = exec(m, gc_schema);
 	if (!rc) {
@@ -597,12 +603,16 @@ void meta_close(struct meta *m)
 
 int meta_begin(struct meta *m)
 {
-	return exec(m, "BEGIN IMMEDIATE");
+	STMT_OR_RETURN(s, m, S_BEGIN);
+
+	return step_done(m, s, "begin");
 }
 
 int meta_commit(struct meta *m)
 {
-	return exec(m, "COMMIT");
+	STMT_OR_RETURN(s, m, S_COMMIT);
+
+	return step_done(m, s, "commit");
 }
 
 int meta_sync(struct meta *m)

@@ -89,7 +89,11 @@ int meta_config_get(struct meta *m, const char *key, int64_t *val);
 int meta_config_set(struct meta *m, const char *key, int64_t val);
 
 int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out);
-/* Insert or replace the whole row (the symlink target is kept). */
+/*
+ * Insert or replace the whole row (the symlink target is kept). The
+ * namespace of an existing row is never changed (an inode does not move
+ * between namespaces): leaving it alone spares an index update per call.
+ */
 int meta_inode_put(struct meta *m, const struct meta_inode *in);
 /* Delete an inode row, its xattrs and its symlink target. No blocks. */
 int meta_inode_delete(struct meta *m, uint64_t ino);

@@ -113,6 +113,7 @@ struct inode {
 	uint64_t err_seq;    /* protected by t->lock: the flush that failed */
 	bool truncated;	     /* protected by rw and t->lock: drop past... */
 	uint64_t trunc_size; /* ...this, the lowest size since a flush */
+	uint64_t write_end;  /* protected by rw: where the last write ended */
 
 	pthread_rwlock_t rw;
 	struct dirty *dirty; /* protected by rw, sorted by idx */
@@ -3183,12 +3184,20 @@ ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf, size_t size,
 	if (ret <= 0)
 		goto out;
 	data_changed(t, ip, (uint64_t)off + (uint64_t)ret);
-	/* enough for a flush of its own: send it down the pipeline */
-	if (ip->ndirty * (size_t)t->bs >= t->rotate_bytes) {
+	/*
+	 * A sequential writer with enough for a flush of its own sends it
+	 * down the pipeline. Random writes keep landing in the blocks they
+	 * dirtied, and a rotated block must be read back and rewritten
+	 * whole at the next write: theirs wait for the age, the close or
+	 * the dirty limit.
+	 */
+	if (ip->ndirty * (size_t)t->bs >= t->rotate_bytes &&
+	    (uint64_t)off == ip->write_end) {
 		uint64_t seq;
 
 		flush_rotate(t, ip, NULL, 0, false, &seq);
 	}
+	ip->write_end = (uint64_t)off + (uint64_t)ret;
 out:
 	pthread_rwlock_unlock(&ip->rw);
 	file_put(t, ip);
