@@ -50,10 +50,10 @@
 #include "core/progress.h"
 #include "core/tally.h"
 
-#define BATCH 256 /* marks written per transaction */
-#define SWEEP_BATCH \
-	32 /* deletions per hold of the metadata lock: short,
-			   so that file operations are not stalled */
+#define HOLD_MS 10.0	 /* longest hold of the metadata lock, about */
+#define MARK_BATCH 8192	 /* marks written per transaction, at most */
+#define SCAN_BATCH 8192	 /* marks read per hold of the lock */
+#define SWEEP_BATCH 4096 /* deletions re-checked per hold of the lock */
 
 #define KEY_MAX OBJSTORE_KEY_MAX
 
@@ -87,6 +87,14 @@ static bool names_has(const struct names *l, const char *name)
 	return l->n && bsearch(name, l->v, l->n, sizeof(*l->v), cmp_name);
 }
 
+/* What a cycle does with an unreferenced object file. */
+enum {
+	U_NEW,	      /* no mark: mark it now */
+	U_NEW_DOOMED, /* no mark, and a grace of 0: delete it */
+	U_MARKED,     /* marked, not long enough */
+	U_DOOMED,     /* marked long enough: delete it and its mark */
+};
+
 struct cycle {
 	struct tally *t;
 	const struct gc_opts *o;
@@ -95,8 +103,10 @@ struct cycle {
 	struct names live;    /* keys of the object rows, sorted */
 	struct names protect; /* names kept in every shard, sorted */
 	uint32_t shard;	      /* being listed */
-	struct names marks;   /* to mark now */
-	struct names doomed;  /* marked long enough: to delete */
+	struct names unref;   /* keys of the unreferenced files, sorted */
+	unsigned char *state; /* of each unreferenced file: U_* */
+	size_t at;	      /* merge of the marks: next in unref */
+	char last[KEY_MAX];   /* merge of the marks: the last one read */
 	struct names unmark;  /* marks to clear */
 	/* progress: object files listed, then deletions */
 	struct progress_job *pj;
@@ -133,13 +143,11 @@ static bool key_live(const struct cycle *c, const char *key)
 	return names_has(&c->protect, name);
 }
 
+/* The listing runs without the lock: it only collects candidates. */
 static int list_file(void *ctx, const char *name, off_t size)
 {
 	struct cycle *c = ctx;
 	char key[KEY_MAX];
-	struct meta *m;
-	int64_t since;
-	int rc;
 
 	(void)size;
 	c->r->checked++;
@@ -150,26 +158,67 @@ static int list_file(void *ctx, const char *name, off_t size)
 		return 0;
 	}
 	c->r->unreferenced++;
-	m = tally_meta_lock(c->t);
-	rc = meta_mark_get(m, key, &since);
-	tally_meta_unlock(c->t);
-	if (rc == -ENOENT) {
-		since = c->now;
-		rc = names_add(&c->marks, key);
-	}
-	if (rc)
-		return rc;
-	if (c->now - since >= c->grace)
-		return names_add(&c->doomed, key);
-	c->r->preserved++;
-	return 0;
+	return names_add(&c->unref, key);
 }
 
-static int check_mark(void *ctx, const char *name)
+/* One mark, in name order: the state of its file, or clear it if live. */
+static int merge_mark(void *ctx, const char *name, int64_t since)
 {
 	struct cycle *c = ctx;
+	int cmp = 1;
 
+	snprintf(c->last, sizeof(c->last), "%s", name);
+	while (c->at < c->unref.n &&
+	       (cmp = strcmp(c->unref.v[c->at], name)) < 0)
+		c->at++;
+	if (c->at < c->unref.n && cmp == 0) {
+		c->state[c->at++] = c->now - since >= c->grace ? U_DOOMED
+							       : U_MARKED;
+		return 0;
+	}
 	return key_live(c, name) ? names_add(&c->unmark, name) : 0;
+}
+
+/*
+ * The marks of the unreferenced files, in one ordered pass over the marks
+ * (both lists sorted by key), a short hold of the lock per SCAN_BATCH.
+ */
+static int merge_marks(struct cycle *c)
+{
+	size_t i;
+	int rc;
+
+	c->state = malloc(c->unref.n ? c->unref.n : 1);
+	if (!c->state)
+		return -ENOMEM;
+	for (i = 0; i < c->unref.n; i++)
+		c->state[i] = c->now - c->now >= c->grace ? U_NEW_DOOMED
+							  : U_NEW;
+	c->at = 0;
+	c->last[0] = 0; /* before every name */
+	do {
+		struct meta *m = tally_meta_lock(c->t);
+
+		rc = meta_marks_after(m, c->last, SCAN_BATCH, merge_mark, c);
+		tally_meta_unlock(c->t);
+	} while (rc == SCAN_BATCH);
+	return rc < 0 ? rc : 0;
+}
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 +
+	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* Whether a hold of the lock that began at @t0 has lasted long enough
+ * (looked at every 64 @steps). */
+static bool held_enough(const struct timespec *t0, size_t steps)
+{
+	return steps % 64 == 63 && ms_since(t0) >= HOLD_MS;
 }
 
 static int count_drift(void *ctx, const struct meta_check *mc)
@@ -190,51 +239,113 @@ static int count_drift(void *ctx, const struct meta_check *mc)
 	return 0;
 }
 
-/* Write marks (or clear them) in transactions of BATCH. */
-static int apply_marks(struct cycle *c, const struct names *l, bool put)
+/* Commit (or roll back) the transaction of a batch. */
+static int txn_done(struct meta *m, int rc)
+{
+	if (!rc)
+		rc = meta_commit(m);
+	if (rc)
+		meta_rollback(m);
+	return rc;
+}
+
+/* Whether unreferenced file @i gets a mark now (blocked: none deleted). */
+static bool to_mark(const struct cycle *c, size_t i, bool blocked)
+{
+	return c->state[i] == U_NEW ||
+	       (blocked && c->state[i] == U_NEW_DOOMED);
+}
+
+/* Write the new marks in short transactions, in key order. */
+static int put_marks(struct cycle *c, bool blocked)
 {
 	size_t i = 0;
 	int rc = 0;
 
-	while (i < l->n && !rc) {
+	while (i < c->unref.n && !rc) {
 		struct meta *m = tally_meta_lock(c->t);
-		size_t end = i + BATCH < l->n ? i + BATCH : l->n;
+		size_t n = 0, steps = 0;
+		struct timespec t0;
 
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		rc = meta_begin(m);
-		for (; i < end && !rc; i++)
-			rc = put ? meta_mark_put(m, l->v[i], 0, c->now)
-				 : meta_mark_del(m, l->v[i]);
-		/* (the key says the shard; the column is kept 0) */
-		if (!rc)
-			rc = meta_commit(m);
-		if (rc)
-			meta_rollback(m);
+		for (; i < c->unref.n && !rc && n < MARK_BATCH &&
+		       !held_enough(&t0, steps++);
+		     i++) {
+			if (!to_mark(c, i, blocked))
+				continue;
+			/* (the key says the shard; the column is kept 0) */
+			rc = meta_mark_put(m, c->unref.v[i], 0, c->now);
+			n++;
+		}
+		rc = txn_done(m, rc);
 		tally_meta_unlock(c->t);
 	}
 	return rc;
 }
 
-/* Delete the doomed objects, each re-checked under the lock. */
-static int sweep(struct cycle *c)
+/* Clear the marks of objects referenced again. */
+static int clear_marks(struct cycle *c)
 {
-	struct objstore *os = tally_objstore(c->t);
 	size_t i = 0;
 	int rc = 0;
 
-	while (i < c->doomed.n && !rc) {
+	while (i < c->unmark.n && !rc) {
 		struct meta *m = tally_meta_lock(c->t);
-		size_t end = i + SWEEP_BATCH < c->doomed.n ? i + SWEEP_BATCH
-							   : c->doomed.n;
+		size_t steps = 0;
+		struct timespec t0;
 
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		rc = meta_begin(m);
-		for (; i < end && !rc; i++) {
-			const char *key = c->doomed.v[i];
+		for (; i < c->unmark.n && !rc && !held_enough(&t0, steps++);
+		     i++)
+			rc = meta_mark_del(m, c->unmark.v[i]);
+		rc = txn_done(m, rc);
+		tally_meta_unlock(c->t);
+	}
+	return rc;
+}
+
+static bool doomed(const struct cycle *c, size_t i)
+{
+	return c->state[i] == U_DOOMED || c->state[i] == U_NEW_DOOMED;
+}
+
+/*
+ * Delete the doomed objects: a batch is re-checked under the lock (no row
+ * names the object in that shard), its marks deleted and its files handed
+ * to objstore_doom() in the same hold; the files are unlinked after the
+ * lock is released. A flush or a move that checks one of them under the
+ * lock meanwhile cancels its deletion (core/objstore.c, doomed files).
+ */
+static int sweep(struct cycle *c)
+{
+	struct objstore *os = tally_objstore(c->t);
+	size_t i = 0, *todo;
+	int rc = 0;
+
+	todo = malloc(SWEEP_BATCH * sizeof(*todo));
+	if (!todo)
+		return -ENOMEM;
+	while (i < c->unref.n && !rc) {
+		struct meta *m = tally_meta_lock(c->t);
+		size_t n = 0, j, steps = 0;
+		struct timespec t0;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		rc = meta_begin(m);
+		for (; i < c->unref.n && !rc && n < SWEEP_BATCH &&
+		       !held_enough(&t0, steps++);
+		     i++) {
+			const char *key = c->unref.v[i];
 			char name[OBJNAME_MAX];
-			uint32_t shard = objstore_key_split(key, name), where;
+			uint32_t shard, where;
 			uint64_t osize;
 			int64_t id, refs;
-			off_t size = 0;
 
+			if (!doomed(c, i))
+				continue;
+			shard = objstore_key_split(key, name);
 			rc = meta_object_info(m, name, &id, &where, &osize,
 					      &refs);
 			if (rc == 0 && where == shard) {
@@ -245,30 +356,46 @@ static int sweep(struct cycle *c)
 			if (rc && rc != -ENOENT)
 				break;
 			rc = 0;
-			if (objstore_stat(os, shard, name, &size) == 0 &&
-			    objstore_unlink(os, shard, name) == 0) {
+			if (c->state[i] == U_DOOMED)
+				rc = meta_mark_del(m, key);
+			todo[n++] = i;
+		}
+		rc = txn_done(m, rc);
+		if (rc)
+			n = 0;
+		/* in the hold that saw no row: from now on a check of the
+		 * file cancels its deletion */
+		for (j = 0; j < n; j++) {
+			char name[OBJNAME_MAX];
+			uint32_t shard =
+				objstore_key_split(c->unref.v[todo[j]], name);
+
+			rc = objstore_doom(os, shard, name);
+			if (rc)
+				break;
+		}
+		n = j;
+		tally_meta_unlock(c->t);
+		if (n && c->o->unlink_hook)
+			c->o->unlink_hook(c->o->hook_arg);
+		for (j = 0; j < n; j++) {
+			char name[OBJNAME_MAX];
+			uint32_t shard =
+				objstore_key_split(c->unref.v[todo[j]], name);
+			off_t size = 0;
+			int u = objstore_unlink_doomed(os, shard, name, &size);
+
+			if (u == 0) {
 				c->r->collected++;
 				c->r->bytes_freed += (uint64_t)size;
+			} else if (u == 1) {
+				c->r->preserved++; /* a commit checked it */
 			}
-			rc = meta_mark_del(m, key);
 			progress_add(c->pj, 1);
 		}
-		if (!rc)
-			rc = meta_commit(m);
-		if (rc)
-			meta_rollback(m);
-		tally_meta_unlock(c->t);
 	}
+	free(todo);
 	return rc;
-}
-
-static double ms_since(const struct timespec *t0)
-{
-	struct timespec t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 +
-	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
 int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
@@ -278,6 +405,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	struct timespec t0;
 	int64_t stale_after, node;
 	unsigned min_nodes;
+	size_t i, ndoomed = 0;
 	bool sweeping;
 	struct meta *m;
 	int rc;
@@ -336,26 +464,34 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 		if (rc)
 			goto out;
 	}
+	if (c.unref.n)
+		qsort(c.unref.v, c.unref.n, sizeof(*c.unref.v), cmp_name);
+	rc = merge_marks(&c);
+	if (rc)
+		goto out;
+	for (i = 0; i < c.unref.n; i++)
+		if (doomed(&c, i))
+			ndoomed++;
+		else
+			r->preserved++;
 	sweeping = !o->dry_run && !r->blocked;
-	progress_set_total(c.pj, r->checked + (sweeping ? c.doomed.n : 0));
+	progress_set_total(c.pj, r->checked + (sweeping ? ndoomed : 0));
 	m = tally_meta_lock(t);
-	rc = meta_marks(m, check_mark, &c);
-	if (!rc)
-		rc = meta_check_counts(m, count_drift, r);
+	rc = meta_check_counts(m, count_drift, r);
 	tally_meta_unlock(t);
 	if (rc)
 		goto out;
 	if (o->dry_run) {
-		r->collected = r->blocked ? 0 : c.doomed.n;
+		r->collected = r->blocked ? 0 : ndoomed;
 	} else if (r->blocked) {
-		r->preserved += c.doomed.n;
-		rc = apply_marks(&c, &c.marks, true);
+		r->preserved += ndoomed;
+		rc = put_marks(&c, true);
 		if (rc)
 			goto out;
 	} else {
-		rc = apply_marks(&c, &c.marks, true);
+		rc = put_marks(&c, false);
 		if (!rc)
-			rc = apply_marks(&c, &c.unmark, false);
+			rc = clear_marks(&c);
 		if (!rc)
 			rc = sweep(&c);
 		if (rc)
@@ -392,8 +528,8 @@ out:
 	progress_end(c.pj);
 	free(c.live.v);
 	free(c.protect.v);
-	free(c.marks.v);
-	free(c.doomed.v);
+	free(c.unref.v);
+	free(c.state);
 	free(c.unmark.v);
 	return rc;
 }

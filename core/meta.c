@@ -85,6 +85,7 @@ enum {
 	S_MARK_PUT,
 	S_MARK_DEL,
 	S_MARK_LIST,
+	S_MARK_RANGE,
 	S_LOG_PUT,
 	S_LOG_LAST,
 	S_OBJ_SHARD,
@@ -175,6 +176,8 @@ static const char *const sql_text[S_COUNT] = {
 		       "VALUES (?1, ?2, ?3)",
 	[S_MARK_DEL] = "DELETE FROM gc_marks WHERE name = ?1",
 	[S_MARK_LIST] = "SELECT name FROM gc_marks",
+	[S_MARK_RANGE] = "SELECT name, since FROM gc_marks WHERE name > ?1 "
+			 "ORDER BY name LIMIT ?2",
 	[S_LOG_PUT] = "INSERT INTO gc_log(at, dry_run, checked, live, "
 		      "unreferenced, collected, preserved, bytes_freed, drift, "
 		      "nodes, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
@@ -1461,6 +1464,28 @@ int meta_marks(struct meta *m, int (*fn)(void *ctx, const char *name),
 	if (!ret && rc != SQLITE_DONE)
 		return fail(m, rc, "gc mark scan");
 	return ret;
+}
+
+int meta_marks_after(struct meta *m, const char *after, unsigned limit,
+		     int (*fn)(void *ctx, const char *name, int64_t since),
+		     void *ctx)
+{
+	STMT_OR_RETURN(s, m, S_MARK_RANGE);
+	int rc, ret = 0, n = 0;
+
+	sqlite3_bind_text(s, 1, after, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 2, limit);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		ret = fn(ctx, (const char *)sqlite3_column_text(s, 0),
+			 sqlite3_column_int64(s, 1));
+		if (ret)
+			break;
+		n++;
+	}
+	sqlite3_reset(s);
+	if (!ret && rc != SQLITE_DONE)
+		return fail(m, rc, "gc mark scan");
+	return ret ? ret : n;
 }
 
 int meta_gc_log_put(struct meta *m, const struct meta_gc_event *e)

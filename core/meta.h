@@ -197,6 +197,11 @@ int meta_mark_put(struct meta *m, const char *name, uint32_t shard,
 int meta_mark_del(struct meta *m, const char *name);
 int meta_marks(struct meta *m, int (*fn)(void *ctx, const char *name),
 	       void *ctx);
+/* The first @limit marks with names after @after, in name order (strcmp);
+ * returns how many, or the callback's error. */
+int meta_marks_after(struct meta *m, const char *after, unsigned limit,
+		     int (*fn)(void *ctx, const char *name, int64_t since),
+		     void *ctx);
 
 /* One GC cycle, as logged. */
 struct meta_gc_event {

@@ -17,8 +17,18 @@
  *     existing object compares the bytes and, on a mismatch, moves on to
  *     the next variant name.
  *
- * There is no shared mutable state besides the temp-name counter, so no
- * lock: the caller serialises unlink against the reuse of a name.
+ * There is no shared mutable state besides the temp-name counter and the
+ * doomed files, so no lock: the caller serialises unlink against the reuse
+ * of a name.
+ *
+ * Doomed files. GC checks a batch of unreferenced files under the metadata
+ * lock, then unlinks them without it (objstore_doom, then
+ * objstore_unlink_doomed). A commit that is about to name an object with
+ * no row checks its file under the metadata lock first (objstore_stat or
+ * objstore_ensure, core/tally.c invariant 2; the commit of a move,
+ * core/shard.c): that check cancels a pending doom of the file (under
+ * doom_lock, which each doomed unlink holds too), so the file is either
+ * gone when checked (and written again) or stays.
  */
 #include "core/objstore.h"
 
@@ -41,6 +51,7 @@
 
 #define MAX_VARIANTS 1000000u
 #define SHARD_MARKER "tallyfs-shard"
+#define DOOM_BUCKETS 4096
 
 struct shard {
 	char *root;		  /* absolute; set once by attach, then fixed */
@@ -59,7 +70,77 @@ struct objstore {
 	_Atomic unsigned long tmpseq;
 	_Atomic unsigned fault_in[OBJSTORE_NOPS]; /* countdown; 0 = off */
 	_Atomic int fault_err[OBJSTORE_NOPS];
+	/* doomed files (see DESIGN NOTES), hashed by name */
+	pthread_mutex_t doom_lock;
+	_Atomic size_t ndoomed;
+	struct doomed *doomed[DOOM_BUCKETS];
 };
+
+struct doomed {
+	struct doomed *next;
+	unsigned shard;
+	char name[OBJNAME_MAX];
+};
+
+static struct doomed **doom_find(struct objstore *os, unsigned shard,
+				 const char *name)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	const char *p;
+	struct doomed **pp;
+
+	for (p = name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	pp = &os->doomed[(h ^ shard) % DOOM_BUCKETS];
+	while (*pp && ((*pp)->shard != shard || strcmp((*pp)->name, name)))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+int objstore_doom(struct objstore *os, unsigned shard, const char *name)
+{
+	struct doomed **pp, *d;
+	int rc = 0;
+
+	pthread_mutex_lock(&os->doom_lock);
+	pp = doom_find(os, shard, name);
+	if (!*pp) {
+		d = calloc(1, sizeof(*d));
+		if (d) {
+			d->shard = shard;
+			snprintf(d->name, sizeof(d->name), "%s", name);
+			*pp = d;
+			atomic_fetch_add(&os->ndoomed, 1);
+		} else {
+			rc = -ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&os->doom_lock);
+	return rc;
+}
+
+/* Forget a doom of @name in @shard (doom_lock held); whether there was. */
+static bool doom_forget(struct objstore *os, unsigned shard, const char *name)
+{
+	struct doomed **pp = doom_find(os, shard, name), *d = *pp;
+
+	if (!d)
+		return false;
+	*pp = d->next;
+	free(d);
+	atomic_fetch_sub(&os->ndoomed, 1);
+	return true;
+}
+
+/* A check of @name in @shard: it is no longer to be unlinked. */
+static void doom_cancel(struct objstore *os, unsigned shard, const char *name)
+{
+	if (atomic_load(&os->ndoomed) == 0)
+		return;
+	pthread_mutex_lock(&os->doom_lock);
+	doom_forget(os, shard, name);
+	pthread_mutex_unlock(&os->doom_lock);
+}
 
 void objstore_inject(struct objstore *os, enum objstore_op op, unsigned nth,
 		     int err)
@@ -455,6 +536,7 @@ int objstore_open(const char *shards_dir, struct objstore **out)
 		free(abs);
 		return -ENOMEM;
 	}
+	pthread_mutex_init(&os->doom_lock, NULL);
 	rc = snprintf(path, sizeof(path), "%s/0", abs) >= (int)sizeof(path)
 		     ? -ENAMETOOLONG
 		     : mkdir_p1(path);
@@ -479,6 +561,14 @@ void objstore_free(struct objstore *os)
 		return;
 	for (i = 0; i < OBJSTORE_MAX_SHARDS; i++)
 		free(os->sh[i].root);
+	for (i = 0; i < DOOM_BUCKETS; i++)
+		while (os->doomed[i]) {
+			struct doomed *d = os->doomed[i];
+
+			os->doomed[i] = d->next;
+			free(d);
+		}
+	pthread_mutex_destroy(&os->doom_lock);
 	free(os);
 }
 
@@ -697,6 +787,7 @@ out:
 int objstore_ensure(struct objstore *os, unsigned shard, const char *name,
 		    const void *buf, size_t len)
 {
+	doom_cancel(os, shard, name);
 	for (;;) {
 		int rc = create_object(os, shard, name, buf, len);
 
@@ -957,13 +1048,15 @@ int objstore_stat(struct objstore *os, unsigned shard, const char *name,
 
 	if (rc)
 		return rc;
+	doom_cancel(os, shard, name);
 	if (stat(path, &st) < 0)
 		return -errno;
 	*size = st.st_size;
 	return 0;
 }
 
-int objstore_unlink(struct objstore *os, unsigned shard, const char *name)
+static int objstore_unlink_size(struct objstore *os, unsigned shard,
+				const char *name, off_t *size)
 {
 	char path[PATH_MAX];
 	struct stat st;
@@ -978,7 +1071,33 @@ int objstore_unlink(struct objstore *os, unsigned shard, const char *name)
 	if (unlink(path) < 0)
 		return -errno;
 	objstore_shard_account(os, shard, -(int64_t)st.st_size);
+	*size = st.st_size;
 	return 0;
+}
+
+int objstore_unlink(struct objstore *os, unsigned shard, const char *name)
+{
+	off_t size;
+
+	return objstore_unlink_size(os, shard, name, &size);
+}
+
+int objstore_unlink_doomed(struct objstore *os, unsigned shard,
+			   const char *name, off_t *size)
+{
+	struct stat st;
+	int rc;
+
+	pthread_mutex_lock(&os->doom_lock);
+	if (!doom_forget(os, shard, name)) {
+		pthread_mutex_unlock(&os->doom_lock);
+		return 1; /* checked meanwhile: kept */
+	}
+	st.st_size = 0;
+	rc = objstore_unlink_size(os, shard, name, &st.st_size);
+	pthread_mutex_unlock(&os->doom_lock);
+	*size = st.st_size;
+	return rc;
 }
 
 int objstore_stage(struct objstore *os, unsigned shard, const char *name,
