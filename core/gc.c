@@ -38,6 +38,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +56,7 @@
 #define MARK_BATCH 8192	 /* marks written per transaction, at most */
 #define SCAN_BATCH 8192	 /* marks read per hold of the lock */
 #define SWEEP_BATCH 4096 /* deletions re-checked per hold of the lock */
+#define UNLINK_THREADS 16 /* unlinks at once */
 
 #define KEY_MAX OBJSTORE_KEY_MAX
 
@@ -107,10 +110,45 @@ struct cycle {
 	unsigned char *state; /* of each unreferenced file: U_* */
 	size_t at;	      /* merge of the marks: next in unref */
 	char last[KEY_MAX];   /* merge of the marks: the last one read */
+	struct timespec held; /* since when the cycle holds the lock */
 	struct names unmark;  /* marks to clear */
 	/* progress: object files listed, then deletions */
 	struct progress_job *pj;
 };
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 +
+	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* The metadata lock, for one short batch. */
+static struct meta *hold(struct cycle *c)
+{
+	struct meta *m = tally_meta_lock(c->t);
+
+	clock_gettime(CLOCK_MONOTONIC, &c->held);
+	return m;
+}
+
+static void release(struct cycle *c)
+{
+	double ms = ms_since(&c->held);
+
+	if (ms > c->r->longest_hold_ms)
+		c->r->longest_hold_ms = ms;
+	tally_meta_unlock(c->t);
+}
+
+/* Whether the hold of the lock has lasted long enough for a batch (looked
+ * at every 64 @steps). */
+static bool held_enough(const struct cycle *c, size_t steps)
+{
+	return steps % 64 == 63 && ms_since(&c->held) >= HOLD_MS;
+}
 
 static int add_row(void *ctx, int64_t id, const char *name, uint32_t shard,
 		   int64_t refcount)
@@ -191,34 +229,18 @@ static int merge_marks(struct cycle *c)
 	c->state = malloc(c->unref.n ? c->unref.n : 1);
 	if (!c->state)
 		return -ENOMEM;
+	/* a mark made now is old enough for a grace of 0 only */
 	for (i = 0; i < c->unref.n; i++)
-		c->state[i] = c->now - c->now >= c->grace ? U_NEW_DOOMED
-							  : U_NEW;
+		c->state[i] = c->grace <= 0 ? U_NEW_DOOMED : U_NEW;
 	c->at = 0;
 	c->last[0] = 0; /* before every name */
 	do {
-		struct meta *m = tally_meta_lock(c->t);
+		struct meta *m = hold(c);
 
 		rc = meta_marks_after(m, c->last, SCAN_BATCH, merge_mark, c);
-		tally_meta_unlock(c->t);
+		release(c);
 	} while (rc == SCAN_BATCH);
 	return rc < 0 ? rc : 0;
-}
-
-static double ms_since(const struct timespec *t0)
-{
-	struct timespec t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 +
-	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
-}
-
-/* Whether a hold of the lock that began at @t0 has lasted long enough
- * (looked at every 64 @steps). */
-static bool held_enough(const struct timespec *t0, size_t steps)
-{
-	return steps % 64 == 63 && ms_since(t0) >= HOLD_MS;
 }
 
 static int count_drift(void *ctx, const struct meta_check *mc)
@@ -263,14 +285,12 @@ static int put_marks(struct cycle *c, bool blocked)
 	int rc = 0;
 
 	while (i < c->unref.n && !rc) {
-		struct meta *m = tally_meta_lock(c->t);
+		struct meta *m = hold(c);
 		size_t n = 0, steps = 0;
-		struct timespec t0;
 
-		clock_gettime(CLOCK_MONOTONIC, &t0);
 		rc = meta_begin(m);
 		for (; i < c->unref.n && !rc && n < MARK_BATCH &&
-		       !held_enough(&t0, steps++);
+		       !held_enough(c, steps++);
 		     i++) {
 			if (!to_mark(c, i, blocked))
 				continue;
@@ -279,7 +299,7 @@ static int put_marks(struct cycle *c, bool blocked)
 			n++;
 		}
 		rc = txn_done(m, rc);
-		tally_meta_unlock(c->t);
+		release(c);
 	}
 	return rc;
 }
@@ -291,17 +311,15 @@ static int clear_marks(struct cycle *c)
 	int rc = 0;
 
 	while (i < c->unmark.n && !rc) {
-		struct meta *m = tally_meta_lock(c->t);
+		struct meta *m = hold(c);
 		size_t steps = 0;
-		struct timespec t0;
 
-		clock_gettime(CLOCK_MONOTONIC, &t0);
 		rc = meta_begin(m);
-		for (; i < c->unmark.n && !rc && !held_enough(&t0, steps++);
+		for (; i < c->unmark.n && !rc && !held_enough(c, steps++);
 		     i++)
 			rc = meta_mark_del(m, c->unmark.v[i]);
 		rc = txn_done(m, rc);
-		tally_meta_unlock(c->t);
+		release(c);
 	}
 	return rc;
 }
@@ -309,6 +327,61 @@ static int clear_marks(struct cycle *c)
 static bool doomed(const struct cycle *c, size_t i)
 {
 	return c->state[i] == U_DOOMED || c->state[i] == U_NEW_DOOMED;
+}
+
+struct unlinker {
+	struct cycle *c;
+	const size_t *todo; /* indexes in c->unref */
+	size_t n;
+	_Atomic size_t next;
+	_Atomic uint64_t collected, kept, bytes;
+};
+
+static void *unlink_some(void *arg)
+{
+	struct unlinker *u = arg;
+	struct objstore *os = tally_objstore(u->c->t);
+	size_t j;
+
+	while ((j = atomic_fetch_add(&u->next, 1)) < u->n) {
+		char name[OBJNAME_MAX];
+		uint32_t shard =
+			objstore_key_split(u->c->unref.v[u->todo[j]], name);
+		off_t size = 0;
+		int rc = objstore_unlink_doomed(os, shard, name, &size);
+
+		if (rc == 0) {
+			atomic_fetch_add(&u->collected, 1);
+			atomic_fetch_add(&u->bytes, (uint64_t)size);
+		} else if (rc == 1) {
+			atomic_fetch_add(&u->kept, 1); /* a commit checked it */
+		}
+		progress_add(u->c->pj, 1);
+	}
+	return NULL;
+}
+
+/*
+ * Unlink the doomed files @todo (indexes in c->unref), UNLINK_THREADS at a
+ * time: an unlink mostly waits for the disk (a synchronous discard on a
+ * filesystem mounted with -o discard), and they do not depend on each
+ * other.
+ */
+static void unlink_batch(struct cycle *c, const size_t *todo, size_t n)
+{
+	struct unlinker u = { .c = c, .todo = todo, .n = n };
+	pthread_t th[UNLINK_THREADS];
+	size_t k, started = 0;
+
+	for (k = 1; k < UNLINK_THREADS && k * 8 < n; k++)
+		if (pthread_create(&th[started], NULL, unlink_some, &u) == 0)
+			started++;
+	unlink_some(&u);
+	for (k = 0; k < started; k++)
+		pthread_join(th[k], NULL);
+	c->r->collected += atomic_load(&u.collected);
+	c->r->bytes_freed += atomic_load(&u.bytes);
+	c->r->preserved += atomic_load(&u.kept);
 }
 
 /*
@@ -328,14 +401,12 @@ static int sweep(struct cycle *c)
 	if (!todo)
 		return -ENOMEM;
 	while (i < c->unref.n && !rc) {
-		struct meta *m = tally_meta_lock(c->t);
+		struct meta *m = hold(c);
 		size_t n = 0, j, steps = 0;
-		struct timespec t0;
 
-		clock_gettime(CLOCK_MONOTONIC, &t0);
 		rc = meta_begin(m);
 		for (; i < c->unref.n && !rc && n < SWEEP_BATCH &&
-		       !held_enough(&t0, steps++);
+		       !held_enough(c, steps++);
 		     i++) {
 			const char *key = c->unref.v[i];
 			char name[OBJNAME_MAX];
@@ -375,24 +446,10 @@ static int sweep(struct cycle *c)
 				break;
 		}
 		n = j;
-		tally_meta_unlock(c->t);
+		release(c);
 		if (n && c->o->unlink_hook)
 			c->o->unlink_hook(c->o->hook_arg);
-		for (j = 0; j < n; j++) {
-			char name[OBJNAME_MAX];
-			uint32_t shard =
-				objstore_key_split(c->unref.v[todo[j]], name);
-			off_t size = 0;
-			int u = objstore_unlink_doomed(os, shard, name, &size);
-
-			if (u == 0) {
-				c->r->collected++;
-				c->r->bytes_freed += (uint64_t)size;
-			} else if (u == 1) {
-				c->r->preserved++; /* a commit checked it */
-			}
-			progress_add(c->pj, 1);
-		}
+		unlink_batch(c, todo, n);
 	}
 	free(todo);
 	return rc;
@@ -422,7 +479,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	rc = tally_report(t);
 	if (rc)
 		goto out;
-	m = tally_meta_lock(t);
+	m = hold(&c);
 	rc = meta_begin(m);
 	if (!rc && !o->dry_run)
 		rc = meta_nodes_prune(m, c.now - stale_after, &r->stale_nodes);
@@ -437,7 +494,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 		rc = meta_objects(m, add_row, &c);
 	if (!rc)
 		rc = meta_protected_names(m, add_name, &c);
-	tally_meta_unlock(t);
+	release(&c);
 	if (rc)
 		goto out;
 	if (r->nodes_reporting < min_nodes) {
@@ -476,9 +533,9 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 			r->preserved++;
 	sweeping = !o->dry_run && !r->blocked;
 	progress_set_total(c.pj, r->checked + (sweeping ? ndoomed : 0));
-	m = tally_meta_lock(t);
+	m = hold(&c);
 	rc = meta_check_counts(m, count_drift, r);
-	tally_meta_unlock(t);
+	release(&c);
 	if (rc)
 		goto out;
 	if (o->dry_run) {
@@ -510,7 +567,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	e.drift = r->drift_under + r->drift_over;
 	e.nodes = r->nodes_reporting;
 	e.duration_ms = (int64_t)r->duration_ms;
-	m = tally_meta_lock(t);
+	m = hold(&c);
 	rc = meta_begin(m);
 	if (!rc)
 		rc = meta_gc_log_put(m, &e);
@@ -518,7 +575,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 		rc = meta_commit(m);
 	if (rc)
 		meta_rollback(m);
-	tally_meta_unlock(t);
+	release(&c);
 	log_msg(LOG_INFO,
 		"gc%s: %" PRIu64 " checked, %" PRIu64 " collected, %" PRIu64
 		" preserved",

@@ -34,6 +34,7 @@ struct gc_report {
 	uint64_t nodes_reporting, stale_nodes;
 	bool blocked; /* fewer nodes reported than min_nodes_reporting */
 	double duration_ms;
+	double longest_hold_ms; /* of the metadata lock, by the cycle */
 };
 
 /*

@@ -26,9 +26,9 @@
  * objstore_unlink_doomed). A commit that is about to name an object with
  * no row checks its file under the metadata lock first (objstore_stat or
  * objstore_ensure, core/tally.c invariant 2; the commit of a move,
- * core/shard.c): that check cancels a pending doom of the file (under
- * doom_lock, which each doomed unlink holds too), so the file is either
- * gone when checked (and written again) or stays.
+ * core/shard.c): that check cancels a pending doom of the file, or waits
+ * until an unlink of it that has begun is over (under doom_lock), so the
+ * file is either gone when checked (and written again) or stays.
  */
 #include "core/objstore.h"
 
@@ -72,6 +72,7 @@ struct objstore {
 	_Atomic int fault_err[OBJSTORE_NOPS];
 	/* doomed files (see DESIGN NOTES), hashed by name */
 	pthread_mutex_t doom_lock;
+	pthread_cond_t doom_done; /* an unlink of a doomed file ended */
 	_Atomic size_t ndoomed;
 	struct doomed *doomed[DOOM_BUCKETS];
 };
@@ -79,6 +80,7 @@ struct objstore {
 struct doomed {
 	struct doomed *next;
 	unsigned shard;
+	bool unlinking; /* the unlink has begun: a check waits */
 	char name[OBJNAME_MAX];
 };
 
@@ -132,12 +134,17 @@ static bool doom_forget(struct objstore *os, unsigned shard, const char *name)
 	return true;
 }
 
-/* A check of @name in @shard: it is no longer to be unlinked. */
+/* A check of @name in @shard: it is no longer to be unlinked, or it is
+ * gone. */
 static void doom_cancel(struct objstore *os, unsigned shard, const char *name)
 {
+	struct doomed **pp;
+
 	if (atomic_load(&os->ndoomed) == 0)
 		return;
 	pthread_mutex_lock(&os->doom_lock);
+	while (*(pp = doom_find(os, shard, name)) && (*pp)->unlinking)
+		pthread_cond_wait(&os->doom_done, &os->doom_lock);
 	doom_forget(os, shard, name);
 	pthread_mutex_unlock(&os->doom_lock);
 }
@@ -537,6 +544,7 @@ int objstore_open(const char *shards_dir, struct objstore **out)
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&os->doom_lock, NULL);
+	pthread_cond_init(&os->doom_done, NULL);
 	rc = snprintf(path, sizeof(path), "%s/0", abs) >= (int)sizeof(path)
 		     ? -ENAMETOOLONG
 		     : mkdir_p1(path);
@@ -569,6 +577,7 @@ void objstore_free(struct objstore *os)
 			free(d);
 		}
 	pthread_mutex_destroy(&os->doom_lock);
+	pthread_cond_destroy(&os->doom_done);
 	free(os);
 }
 
@@ -1085,18 +1094,23 @@ int objstore_unlink(struct objstore *os, unsigned shard, const char *name)
 int objstore_unlink_doomed(struct objstore *os, unsigned shard,
 			   const char *name, off_t *size)
 {
-	struct stat st;
+	struct doomed *d;
 	int rc;
 
 	pthread_mutex_lock(&os->doom_lock);
-	if (!doom_forget(os, shard, name)) {
+	d = *doom_find(os, shard, name);
+	if (!d || d->unlinking) {
 		pthread_mutex_unlock(&os->doom_lock);
-		return 1; /* checked meanwhile: kept */
+		return 1; /* checked meanwhile: kept (or another GC's) */
 	}
-	st.st_size = 0;
-	rc = objstore_unlink_size(os, shard, name, &st.st_size);
+	d->unlinking = true;
 	pthread_mutex_unlock(&os->doom_lock);
-	*size = st.st_size;
+	*size = 0;
+	rc = objstore_unlink_size(os, shard, name, size);
+	pthread_mutex_lock(&os->doom_lock);
+	doom_forget(os, shard, name);
+	pthread_cond_broadcast(&os->doom_done);
+	pthread_mutex_unlock(&os->doom_lock);
 	return rc;
 }
 
