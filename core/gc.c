@@ -52,10 +52,10 @@
 #include "core/progress.h"
 #include "core/tally.h"
 
-#define HOLD_MS 10.0	 /* longest hold of the metadata lock, about */
-#define MARK_BATCH 8192	 /* marks written per transaction, at most */
-#define SCAN_BATCH 8192	 /* marks read per hold of the lock */
-#define SWEEP_BATCH 4096 /* deletions re-checked per hold of the lock */
+#define HOLD_MS 10.0	  /* longest hold of the metadata lock, about */
+#define MARK_BATCH 8192	  /* marks written per transaction, at most */
+#define SCAN_BATCH 8192	  /* marks read per hold of the lock */
+#define SWEEP_BATCH 4096  /* deletions re-checked per hold of the lock */
 #define UNLINK_THREADS 16 /* unlinks at once */
 
 #define KEY_MAX OBJSTORE_KEY_MAX
@@ -274,8 +274,7 @@ static int txn_done(struct meta *m, int rc)
 /* Whether unreferenced file @i gets a mark now (blocked: none deleted). */
 static bool to_mark(const struct cycle *c, size_t i, bool blocked)
 {
-	return c->state[i] == U_NEW ||
-	       (blocked && c->state[i] == U_NEW_DOOMED);
+	return c->state[i] == U_NEW || (blocked && c->state[i] == U_NEW_DOOMED);
 }
 
 /* Write the new marks in short transactions, in key order. */
@@ -315,8 +314,7 @@ static int clear_marks(struct cycle *c)
 		size_t steps = 0;
 
 		rc = meta_begin(m);
-		for (; i < c->unmark.n && !rc && !held_enough(c, steps++);
-		     i++)
+		for (; i < c->unmark.n && !rc && !held_enough(c, steps++); i++)
 			rc = meta_mark_del(m, c->unmark.v[i]);
 		rc = txn_done(m, rc);
 		release(c);
@@ -463,6 +461,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	int64_t stale_after, node;
 	unsigned min_nodes;
 	size_t i, ndoomed = 0;
+	int64_t last = 0;
 	bool sweeping;
 	struct meta *m;
 	int rc;
@@ -489,14 +488,23 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 		meta_rollback(m);
 	if (!rc)
 		rc = meta_nodes_count(m, &r->nodes_reporting);
-	/* live: every row, every node's active set, every pin */
-	if (!rc)
-		rc = meta_objects(m, add_row, &c);
+	/* live: every node's active set, every pin, every row */
 	if (!rc)
 		rc = meta_protected_names(m, add_name, &c);
 	release(&c);
 	if (rc)
 		goto out;
+	/* the rows by id in short holds: a row added meanwhile makes its
+	 * object a candidate, which the re-check before a deletion keeps */
+	do {
+		m = hold(&c);
+		rc = meta_objects_after(m, last, SCAN_BATCH, &last, add_row,
+					&c);
+		release(&c);
+	} while (rc == SCAN_BATCH);
+	if (rc < 0)
+		goto out;
+	rc = 0;
 	if (r->nodes_reporting < min_nodes) {
 		r->blocked = true;
 		log_msg(LOG_WARNING,

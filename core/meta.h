@@ -189,6 +189,14 @@ int meta_objects(struct meta *m,
 			   uint32_t shard, int64_t refcount),
 		 void *ctx);
 
+/* The first @limit object rows with ids above @after, by id; *@last gets
+ * the last id. Returns how many, or the callback's error. */
+int meta_objects_after(struct meta *m, int64_t after, unsigned limit,
+		       int64_t *last,
+		       int (*fn)(void *ctx, int64_t id, const char *name,
+				 uint32_t shard, int64_t refcount),
+		       void *ctx);
+
 /* GC marks: an unreferenced object file, and since when (unix seconds). */
 int meta_mark_get(struct meta *m, const char *name, int64_t *since);
 /* Keeps an earlier mark. */
