@@ -525,7 +525,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 		if (!objstore_shard_attached(os, c.shard) ||
 		    objstore_shard_check(os, c.shard) != 0)
 			continue; /* unreachable: nothing decided there */
-		rc = objstore_list(os, c.shard, list_file, &c);
+		rc = objstore_list_names(os, c.shard, list_file, &c);
 		if (rc)
 			goto out;
 	}

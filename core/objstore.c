@@ -1205,8 +1205,10 @@ int objstore_copy(struct objstore *os, const char *name, unsigned src,
 	return rc;
 }
 
-int objstore_list(struct objstore *os, unsigned shard,
-		  int (*fn)(void *ctx, const char *name, off_t size), void *ctx)
+/* The object files of @shard; their sizes too if @sizes (a stat each),
+ * else -1. */
+static int list(struct objstore *os, unsigned shard, bool sizes,
+		int (*fn)(void *ctx, const char *name, off_t size), void *ctx)
 {
 	char path[PATH_MAX];
 	int i, rc = 0;
@@ -1232,11 +1234,28 @@ int objstore_list(struct objstore *os, unsigned shard,
 			if (!hash_name_valid(de->d_name) ||
 			    fanout(de->d_name) != i)
 				continue;
+			if (!sizes && de->d_type == DT_REG) {
+				rc = fn(ctx, de->d_name, -1);
+				continue;
+			}
 			if (fstatat(dirfd(d), de->d_name, &st, 0) < 0)
 				continue;
-			rc = fn(ctx, de->d_name, st.st_size);
+			rc = fn(ctx, de->d_name, sizes ? st.st_size : -1);
 		}
 		closedir(d);
 	}
 	return rc;
+}
+
+int objstore_list(struct objstore *os, unsigned shard,
+		  int (*fn)(void *ctx, const char *name, off_t size), void *ctx)
+{
+	return list(os, shard, true, fn, ctx);
+}
+
+int objstore_list_names(struct objstore *os, unsigned shard,
+			int (*fn)(void *ctx, const char *name, off_t size),
+			void *ctx)
+{
+	return list(os, shard, false, fn, ctx);
 }

@@ -198,6 +198,10 @@ int objstore_copy(struct objstore *os, const char *name, unsigned src,
 int objstore_list(struct objstore *os, unsigned shard,
 		  int (*fn)(void *ctx, const char *name, off_t size),
 		  void *ctx);
+/* The same without the sizes (-1): no stat of each regular file. */
+int objstore_list_names(struct objstore *os, unsigned shard,
+			int (*fn)(void *ctx, const char *name, off_t size),
+			void *ctx);
 
 /*
  * Fault injection, for tests: the @nth next object write (OBJSTORE_WRITE),
