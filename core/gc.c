@@ -13,8 +13,12 @@
  *     be deleted (default GC_DEFAULT_GRACE; marks persist in gc_marks, so
  *     a remount does not restart the clock), and
  *  2. every deletion re-checks, under the metadata lock (which the flush
- *     finalizer holds while it commits), that no row names the object,
- *     and
+ *     finalizer holds while it commits), that no row names the object;
+ *     the file is unlinked after that hold (a batch at a time, several
+ *     unlinks at once), and a commit that checks the file under the lock
+ *     in between cancels the unlink or waits for it to end (see doomed
+ *     files in core/objstore.c), so the check that the commit trusts
+ *     stays true, and
  *  3. a flush whose object disappeared before its commit writes it again
  *     from its buffer (core/tally.c, invariant 2): even a GC with a grace
  *     of 0 racing a write loses nothing.
@@ -31,8 +35,13 @@
  * Drift (stored count != references) is reported, loudly when a count is
  * too low; it never causes a deletion. gc_repair() rebuilds the counts.
  *
+ * Scale: the listing collects the unreferenced keys without the lock;
+ * they are sorted and merged with the marks read in key order; marks are
+ * written, re-checks made and marks deleted in batches that hold the lock
+ * for about HOLD_MS each (the longest hold is reported).
+ *
  * Locks: the metadata lock (tally_meta_lock) is taken for short batches
- * only; the listing of the object files runs without it.
+ * only; the listing of the object files and the unlinks run without it.
  */
 #include "core/gc.h"
 
