@@ -605,7 +605,8 @@ static void ctl_run(struct ctl_job *j)
 				"\nnodes_reporting: %" PRIu64
 				"\ndrift: %" PRIu64 "\ndrift_under: %" PRIu64
 				"\ndrift_over: %" PRIu64 "\nblocked: %s"
-				"\ngrace: %" PRId64 "\nduration_ms: %.1f\n",
+				"\ngrace: %" PRId64 "\nlongest_hold_ms: %.1f"
+				"\nduration_ms: %.1f\n",
 				r.dry_run ? "yes" : "no", r.checked, r.live,
 				r.unreferenced, r.collected, r.bytes_freed,
 				r.preserved, r.stale_nodes, r.nodes_reporting,
@@ -613,7 +614,7 @@ static void ctl_run(struct ctl_job *j)
 				r.drift_over, r.blocked ? "yes" : "no",
 				cmd->grace < 0 ? (int64_t)GC_DEFAULT_GRACE
 					       : cmd->grace,
-				r.duration_ms);
+				r.longest_hold_ms, r.duration_ms);
 		break;
 	}
 	case CTL_PIN:

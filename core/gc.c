@@ -13,8 +13,12 @@
  *     be deleted (default GC_DEFAULT_GRACE; marks persist in gc_marks, so
  *     a remount does not restart the clock), and
  *  2. every deletion re-checks, under the metadata lock (which the flush
- *     finalizer holds while it commits), that no row names the object,
- *     and
+ *     finalizer holds while it commits), that no row names the object;
+ *     the file is unlinked after that hold (a batch at a time, several
+ *     unlinks at once), and a commit that checks the file under the lock
+ *     in between cancels the unlink or waits for it to end (see doomed
+ *     files in core/objstore.c), so the check that the commit trusts
+ *     stays true, and
  *  3. a flush whose object disappeared before its commit writes it again
  *     from its buffer (core/tally.c, invariant 2): even a GC with a grace
  *     of 0 racing a write loses nothing.
@@ -31,13 +35,20 @@
  * Drift (stored count != references) is reported, loudly when a count is
  * too low; it never causes a deletion. gc_repair() rebuilds the counts.
  *
+ * Scale: the listing collects the unreferenced keys without the lock;
+ * they are sorted and merged with the marks read in key order; marks are
+ * written, re-checks made and marks deleted in batches that hold the lock
+ * for about HOLD_MS each (the longest hold is reported).
+ *
  * Locks: the metadata lock (tally_meta_lock) is taken for short batches
- * only; the listing of the object files runs without it.
+ * only; the listing of the object files and the unlinks run without it.
  */
 #include "core/gc.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,10 +61,11 @@
 #include "core/progress.h"
 #include "core/tally.h"
 
-#define BATCH 256 /* marks written per transaction */
-#define SWEEP_BATCH \
-	32 /* deletions per hold of the metadata lock: short,
-			   so that file operations are not stalled */
+#define HOLD_MS 10.0	  /* longest hold of the metadata lock, about */
+#define MARK_BATCH 8192	  /* marks written per transaction, at most */
+#define SCAN_BATCH 8192	  /* marks read per hold of the lock */
+#define SWEEP_BATCH 4096  /* deletions re-checked per hold of the lock */
+#define UNLINK_THREADS 16 /* unlinks at once */
 
 #define KEY_MAX OBJSTORE_KEY_MAX
 
@@ -87,6 +99,14 @@ static bool names_has(const struct names *l, const char *name)
 	return l->n && bsearch(name, l->v, l->n, sizeof(*l->v), cmp_name);
 }
 
+/* What a cycle does with an unreferenced object file. */
+enum {
+	U_NEW,	      /* no mark: mark it now */
+	U_NEW_DOOMED, /* no mark, and a grace of 0: delete it */
+	U_MARKED,     /* marked, not long enough */
+	U_DOOMED,     /* marked long enough: delete it and its mark */
+};
+
 struct cycle {
 	struct tally *t;
 	const struct gc_opts *o;
@@ -95,12 +115,49 @@ struct cycle {
 	struct names live;    /* keys of the object rows, sorted */
 	struct names protect; /* names kept in every shard, sorted */
 	uint32_t shard;	      /* being listed */
-	struct names marks;   /* to mark now */
-	struct names doomed;  /* marked long enough: to delete */
+	struct names unref;   /* keys of the unreferenced files, sorted */
+	unsigned char *state; /* of each unreferenced file: U_* */
+	size_t at;	      /* merge of the marks: next in unref */
+	char last[KEY_MAX];   /* merge of the marks: the last one read */
+	struct timespec held; /* since when the cycle holds the lock */
 	struct names unmark;  /* marks to clear */
 	/* progress: object files listed, then deletions */
 	struct progress_job *pj;
 };
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 +
+	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* The metadata lock, for one short batch. */
+static struct meta *hold(struct cycle *c)
+{
+	struct meta *m = tally_meta_lock(c->t);
+
+	clock_gettime(CLOCK_MONOTONIC, &c->held);
+	return m;
+}
+
+static void release(struct cycle *c)
+{
+	double ms = ms_since(&c->held);
+
+	if (ms > c->r->longest_hold_ms)
+		c->r->longest_hold_ms = ms;
+	tally_meta_unlock(c->t);
+}
+
+/* Whether the hold of the lock has lasted long enough for a batch (looked
+ * at every 64 @steps). */
+static bool held_enough(const struct cycle *c, size_t steps)
+{
+	return steps % 64 == 63 && ms_since(&c->held) >= HOLD_MS;
+}
 
 static int add_row(void *ctx, int64_t id, const char *name, uint32_t shard,
 		   int64_t refcount)
@@ -133,13 +190,11 @@ static bool key_live(const struct cycle *c, const char *key)
 	return names_has(&c->protect, name);
 }
 
+/* The listing runs without the lock: it only collects candidates. */
 static int list_file(void *ctx, const char *name, off_t size)
 {
 	struct cycle *c = ctx;
 	char key[KEY_MAX];
-	struct meta *m;
-	int64_t since;
-	int rc;
 
 	(void)size;
 	c->r->checked++;
@@ -150,26 +205,51 @@ static int list_file(void *ctx, const char *name, off_t size)
 		return 0;
 	}
 	c->r->unreferenced++;
-	m = tally_meta_lock(c->t);
-	rc = meta_mark_get(m, key, &since);
-	tally_meta_unlock(c->t);
-	if (rc == -ENOENT) {
-		since = c->now;
-		rc = names_add(&c->marks, key);
-	}
-	if (rc)
-		return rc;
-	if (c->now - since >= c->grace)
-		return names_add(&c->doomed, key);
-	c->r->preserved++;
-	return 0;
+	return names_add(&c->unref, key);
 }
 
-static int check_mark(void *ctx, const char *name)
+/* One mark, in name order: the state of its file, or clear it if live. */
+static int merge_mark(void *ctx, const char *name, int64_t since)
 {
 	struct cycle *c = ctx;
+	int cmp = 1;
 
+	snprintf(c->last, sizeof(c->last), "%s", name);
+	while (c->at < c->unref.n &&
+	       (cmp = strcmp(c->unref.v[c->at], name)) < 0)
+		c->at++;
+	if (c->at < c->unref.n && cmp == 0) {
+		c->state[c->at++] = c->now - since >= c->grace ? U_DOOMED
+							       : U_MARKED;
+		return 0;
+	}
 	return key_live(c, name) ? names_add(&c->unmark, name) : 0;
+}
+
+/*
+ * The marks of the unreferenced files, in one ordered pass over the marks
+ * (both lists sorted by key), a short hold of the lock per SCAN_BATCH.
+ */
+static int merge_marks(struct cycle *c)
+{
+	size_t i;
+	int rc;
+
+	c->state = malloc(c->unref.n ? c->unref.n : 1);
+	if (!c->state)
+		return -ENOMEM;
+	/* a mark made now is old enough for a grace of 0 only */
+	for (i = 0; i < c->unref.n; i++)
+		c->state[i] = c->grace <= 0 ? U_NEW_DOOMED : U_NEW;
+	c->at = 0;
+	c->last[0] = 0; /* before every name */
+	do {
+		struct meta *m = hold(c);
+
+		rc = meta_marks_after(m, c->last, SCAN_BATCH, merge_mark, c);
+		release(c);
+	} while (rc == SCAN_BATCH);
+	return rc < 0 ? rc : 0;
 }
 
 static int count_drift(void *ctx, const struct meta_check *mc)
@@ -190,51 +270,160 @@ static int count_drift(void *ctx, const struct meta_check *mc)
 	return 0;
 }
 
-/* Write marks (or clear them) in transactions of BATCH. */
-static int apply_marks(struct cycle *c, const struct names *l, bool put)
+/* Commit (or roll back) the transaction of a batch. */
+static int txn_done(struct meta *m, int rc)
+{
+	if (!rc)
+		rc = meta_commit(m);
+	if (rc)
+		meta_rollback(m);
+	return rc;
+}
+
+/* Whether unreferenced file @i gets a mark now (blocked: none deleted). */
+static bool to_mark(const struct cycle *c, size_t i, bool blocked)
+{
+	return c->state[i] == U_NEW || (blocked && c->state[i] == U_NEW_DOOMED);
+}
+
+/* Write the new marks in short transactions, in key order. */
+static int put_marks(struct cycle *c, bool blocked)
 {
 	size_t i = 0;
 	int rc = 0;
 
-	while (i < l->n && !rc) {
-		struct meta *m = tally_meta_lock(c->t);
-		size_t end = i + BATCH < l->n ? i + BATCH : l->n;
+	while (i < c->unref.n && !rc) {
+		struct meta *m = hold(c);
+		size_t n = 0, steps = 0;
 
 		rc = meta_begin(m);
-		for (; i < end && !rc; i++)
-			rc = put ? meta_mark_put(m, l->v[i], 0, c->now)
-				 : meta_mark_del(m, l->v[i]);
-		/* (the key says the shard; the column is kept 0) */
-		if (!rc)
-			rc = meta_commit(m);
-		if (rc)
-			meta_rollback(m);
-		tally_meta_unlock(c->t);
+		for (; i < c->unref.n && !rc && n < MARK_BATCH &&
+		       !held_enough(c, steps++);
+		     i++) {
+			if (!to_mark(c, i, blocked))
+				continue;
+			/* (the key says the shard; the column is kept 0) */
+			rc = meta_mark_put(m, c->unref.v[i], 0, c->now);
+			n++;
+		}
+		rc = txn_done(m, rc);
+		release(c);
 	}
 	return rc;
 }
 
-/* Delete the doomed objects, each re-checked under the lock. */
-static int sweep(struct cycle *c)
+/* Clear the marks of objects referenced again. */
+static int clear_marks(struct cycle *c)
 {
-	struct objstore *os = tally_objstore(c->t);
 	size_t i = 0;
 	int rc = 0;
 
-	while (i < c->doomed.n && !rc) {
-		struct meta *m = tally_meta_lock(c->t);
-		size_t end = i + SWEEP_BATCH < c->doomed.n ? i + SWEEP_BATCH
-							   : c->doomed.n;
+	while (i < c->unmark.n && !rc) {
+		struct meta *m = hold(c);
+		size_t steps = 0;
 
 		rc = meta_begin(m);
-		for (; i < end && !rc; i++) {
-			const char *key = c->doomed.v[i];
+		for (; i < c->unmark.n && !rc && !held_enough(c, steps++); i++)
+			rc = meta_mark_del(m, c->unmark.v[i]);
+		rc = txn_done(m, rc);
+		release(c);
+	}
+	return rc;
+}
+
+static bool doomed(const struct cycle *c, size_t i)
+{
+	return c->state[i] == U_DOOMED || c->state[i] == U_NEW_DOOMED;
+}
+
+struct unlinker {
+	struct cycle *c;
+	const size_t *todo; /* indexes in c->unref */
+	size_t n;
+	_Atomic size_t next;
+	_Atomic uint64_t collected, kept, bytes;
+};
+
+static void *unlink_some(void *arg)
+{
+	struct unlinker *u = arg;
+	struct objstore *os = tally_objstore(u->c->t);
+	size_t j;
+
+	while ((j = atomic_fetch_add(&u->next, 1)) < u->n) {
+		char name[OBJNAME_MAX];
+		uint32_t shard =
+			objstore_key_split(u->c->unref.v[u->todo[j]], name);
+		off_t size = 0;
+		int rc = objstore_unlink_doomed(os, shard, name, &size);
+
+		if (rc == 0) {
+			atomic_fetch_add(&u->collected, 1);
+			atomic_fetch_add(&u->bytes, (uint64_t)size);
+		} else if (rc == 1) {
+			atomic_fetch_add(&u->kept, 1); /* a commit checked it */
+		}
+		progress_add(u->c->pj, 1);
+	}
+	return NULL;
+}
+
+/*
+ * Unlink the doomed files @todo (indexes in c->unref), UNLINK_THREADS at a
+ * time: an unlink mostly waits for the disk (a synchronous discard on a
+ * filesystem mounted with -o discard), and they do not depend on each
+ * other.
+ */
+static void unlink_batch(struct cycle *c, const size_t *todo, size_t n)
+{
+	struct unlinker u = { .c = c, .todo = todo, .n = n };
+	pthread_t th[UNLINK_THREADS];
+	size_t k, started = 0;
+
+	for (k = 1; k < UNLINK_THREADS && k * 8 < n; k++)
+		if (pthread_create(&th[started], NULL, unlink_some, &u) == 0)
+			started++;
+	unlink_some(&u);
+	for (k = 0; k < started; k++)
+		pthread_join(th[k], NULL);
+	c->r->collected += atomic_load(&u.collected);
+	c->r->bytes_freed += atomic_load(&u.bytes);
+	c->r->preserved += atomic_load(&u.kept);
+}
+
+/*
+ * Delete the doomed objects: a batch is re-checked under the lock (no row
+ * names the object in that shard), its marks deleted and its files handed
+ * to objstore_doom() in the same hold; the files are unlinked after the
+ * lock is released. A flush or a move that checks one of them under the
+ * lock meanwhile cancels its deletion (core/objstore.c, doomed files).
+ */
+static int sweep(struct cycle *c)
+{
+	struct objstore *os = tally_objstore(c->t);
+	size_t i = 0, *todo;
+	int rc = 0;
+
+	todo = malloc(SWEEP_BATCH * sizeof(*todo));
+	if (!todo)
+		return -ENOMEM;
+	while (i < c->unref.n && !rc) {
+		struct meta *m = hold(c);
+		size_t n = 0, j, steps = 0;
+
+		rc = meta_begin(m);
+		for (; i < c->unref.n && !rc && n < SWEEP_BATCH &&
+		       !held_enough(c, steps++);
+		     i++) {
+			const char *key = c->unref.v[i];
 			char name[OBJNAME_MAX];
-			uint32_t shard = objstore_key_split(key, name), where;
+			uint32_t shard, where;
 			uint64_t osize;
 			int64_t id, refs;
-			off_t size = 0;
 
+			if (!doomed(c, i))
+				continue;
+			shard = objstore_key_split(key, name);
 			rc = meta_object_info(m, name, &id, &where, &osize,
 					      &refs);
 			if (rc == 0 && where == shard) {
@@ -245,30 +434,32 @@ static int sweep(struct cycle *c)
 			if (rc && rc != -ENOENT)
 				break;
 			rc = 0;
-			if (objstore_stat(os, shard, name, &size) == 0 &&
-			    objstore_unlink(os, shard, name) == 0) {
-				c->r->collected++;
-				c->r->bytes_freed += (uint64_t)size;
-			}
-			rc = meta_mark_del(m, key);
-			progress_add(c->pj, 1);
+			if (c->state[i] == U_DOOMED)
+				rc = meta_mark_del(m, key);
+			todo[n++] = i;
 		}
-		if (!rc)
-			rc = meta_commit(m);
+		rc = txn_done(m, rc);
 		if (rc)
-			meta_rollback(m);
-		tally_meta_unlock(c->t);
+			n = 0;
+		/* in the hold that saw no row: from now on a check of the
+		 * file cancels its deletion */
+		for (j = 0; j < n; j++) {
+			char name[OBJNAME_MAX];
+			uint32_t shard =
+				objstore_key_split(c->unref.v[todo[j]], name);
+
+			rc = objstore_doom(os, shard, name);
+			if (rc)
+				break;
+		}
+		n = j;
+		release(c);
+		if (n && c->o->unlink_hook)
+			c->o->unlink_hook(c->o->hook_arg);
+		unlink_batch(c, todo, n);
 	}
+	free(todo);
 	return rc;
-}
-
-static double ms_since(const struct timespec *t0)
-{
-	struct timespec t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 +
-	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
 int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
@@ -278,6 +469,8 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	struct timespec t0;
 	int64_t stale_after, node;
 	unsigned min_nodes;
+	size_t i, ndoomed = 0;
+	int64_t last = 0;
 	bool sweeping;
 	struct meta *m;
 	int rc;
@@ -294,7 +487,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	rc = tally_report(t);
 	if (rc)
 		goto out;
-	m = tally_meta_lock(t);
+	m = hold(&c);
 	rc = meta_begin(m);
 	if (!rc && !o->dry_run)
 		rc = meta_nodes_prune(m, c.now - stale_after, &r->stale_nodes);
@@ -304,14 +497,23 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 		meta_rollback(m);
 	if (!rc)
 		rc = meta_nodes_count(m, &r->nodes_reporting);
-	/* live: every row, every node's active set, every pin */
-	if (!rc)
-		rc = meta_objects(m, add_row, &c);
+	/* live: every node's active set, every pin, every row */
 	if (!rc)
 		rc = meta_protected_names(m, add_name, &c);
-	tally_meta_unlock(t);
+	release(&c);
 	if (rc)
 		goto out;
+	/* the rows by id in short holds: a row added meanwhile makes its
+	 * object a candidate, which the re-check before a deletion keeps */
+	do {
+		m = hold(&c);
+		rc = meta_objects_after(m, last, SCAN_BATCH, &last, add_row,
+					&c);
+		release(&c);
+	} while (rc == SCAN_BATCH);
+	if (rc < 0)
+		goto out;
+	rc = 0;
 	if (r->nodes_reporting < min_nodes) {
 		r->blocked = true;
 		log_msg(LOG_WARNING,
@@ -332,30 +534,38 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 		if (!objstore_shard_attached(os, c.shard) ||
 		    objstore_shard_check(os, c.shard) != 0)
 			continue; /* unreachable: nothing decided there */
-		rc = objstore_list(os, c.shard, list_file, &c);
+		rc = objstore_list_names(os, c.shard, list_file, &c);
 		if (rc)
 			goto out;
 	}
+	if (c.unref.n)
+		qsort(c.unref.v, c.unref.n, sizeof(*c.unref.v), cmp_name);
+	rc = merge_marks(&c);
+	if (rc)
+		goto out;
+	for (i = 0; i < c.unref.n; i++)
+		if (doomed(&c, i))
+			ndoomed++;
+		else
+			r->preserved++;
 	sweeping = !o->dry_run && !r->blocked;
-	progress_set_total(c.pj, r->checked + (sweeping ? c.doomed.n : 0));
-	m = tally_meta_lock(t);
-	rc = meta_marks(m, check_mark, &c);
-	if (!rc)
-		rc = meta_check_counts(m, count_drift, r);
-	tally_meta_unlock(t);
+	progress_set_total(c.pj, r->checked + (sweeping ? ndoomed : 0));
+	m = hold(&c);
+	rc = meta_check_counts(m, count_drift, r);
+	release(&c);
 	if (rc)
 		goto out;
 	if (o->dry_run) {
-		r->collected = r->blocked ? 0 : c.doomed.n;
+		r->collected = r->blocked ? 0 : ndoomed;
 	} else if (r->blocked) {
-		r->preserved += c.doomed.n;
-		rc = apply_marks(&c, &c.marks, true);
+		r->preserved += ndoomed;
+		rc = put_marks(&c, true);
 		if (rc)
 			goto out;
 	} else {
-		rc = apply_marks(&c, &c.marks, true);
+		rc = put_marks(&c, false);
 		if (!rc)
-			rc = apply_marks(&c, &c.unmark, false);
+			rc = clear_marks(&c);
 		if (!rc)
 			rc = sweep(&c);
 		if (rc)
@@ -374,7 +584,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	e.drift = r->drift_under + r->drift_over;
 	e.nodes = r->nodes_reporting;
 	e.duration_ms = (int64_t)r->duration_ms;
-	m = tally_meta_lock(t);
+	m = hold(&c);
 	rc = meta_begin(m);
 	if (!rc)
 		rc = meta_gc_log_put(m, &e);
@@ -382,7 +592,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 		rc = meta_commit(m);
 	if (rc)
 		meta_rollback(m);
-	tally_meta_unlock(t);
+	release(&c);
 	log_msg(LOG_INFO,
 		"gc%s: %" PRIu64 " checked, %" PRIu64 " collected, %" PRIu64
 		" preserved",
@@ -392,8 +602,8 @@ out:
 	progress_end(c.pj);
 	free(c.live.v);
 	free(c.protect.v);
-	free(c.marks.v);
-	free(c.doomed.v);
+	free(c.unref.v);
+	free(c.state);
 	free(c.unmark.v);
 	return rc;
 }

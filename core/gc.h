@@ -16,6 +16,10 @@ struct tally;
 struct gc_opts {
 	bool dry_run;  /* report, change nothing */
 	int64_t grace; /* seconds; negative: GC_DEFAULT_GRACE */
+	/* TEST ONLY: called by the sweep between the re-check of a batch
+	 * (under the metadata lock) and its unlinks (without it) */
+	void (*unlink_hook)(void *arg);
+	void *hook_arg;
 };
 
 struct gc_report {
@@ -30,13 +34,15 @@ struct gc_report {
 	uint64_t nodes_reporting, stale_nodes;
 	bool blocked; /* fewer nodes reported than min_nodes_reporting */
 	double duration_ms;
+	double longest_hold_ms; /* of the metadata lock, by the cycle */
 };
 
 /*
  * One cycle: list the object files, mark those no row of the object table
  * names ("unreferenced since now", an earlier mark is kept), delete those
  * marked longer than the grace period (re-checked under the metadata lock
- * right before each deletion), clear the marks of objects referenced
+ * before the deletion; a commit that checks the file meanwhile cancels
+ * it), clear the marks of objects referenced
  * again, report drift between stored counts and the references, and log
  * the event (status: last_gc, gc_log).
  */

@@ -82,10 +82,12 @@ enum {
 	S_CHECK,
 	S_OBJ_SET,
 	S_OBJECTS,
+	S_OBJECTS_AFTER,
 	S_MARK_GET,
 	S_MARK_PUT,
 	S_MARK_DEL,
 	S_MARK_LIST,
+	S_MARK_RANGE,
 	S_LOG_PUT,
 	S_LOG_LAST,
 	S_OBJ_SHARD,
@@ -173,11 +175,15 @@ static const char *const sql_text[S_COUNT] = {
 		"GROUP BY b.obj",
 	[S_OBJ_SET] = "UPDATE objects SET refcount = ?2 WHERE id = ?1",
 	[S_OBJECTS] = "SELECT id, name, shard, refcount FROM objects",
+	[S_OBJECTS_AFTER] = "SELECT id, name, shard, refcount FROM objects "
+			    "WHERE id > ?1 ORDER BY id LIMIT ?2",
 	[S_MARK_GET] = "SELECT since FROM gc_marks WHERE name = ?1",
 	[S_MARK_PUT] = "INSERT OR IGNORE INTO gc_marks(name, shard, since) "
 		       "VALUES (?1, ?2, ?3)",
 	[S_MARK_DEL] = "DELETE FROM gc_marks WHERE name = ?1",
 	[S_MARK_LIST] = "SELECT name FROM gc_marks",
+	[S_MARK_RANGE] = "SELECT name, since FROM gc_marks WHERE name > ?1 "
+			 "ORDER BY name LIMIT ?2",
 	[S_LOG_PUT] = "INSERT INTO gc_log(at, dry_run, checked, live, "
 		      "unreferenced, collected, preserved, bytes_freed, drift, "
 		      "nodes, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
@@ -1474,6 +1480,32 @@ int meta_objects(struct meta *m,
 	return ret;
 }
 
+int meta_objects_after(struct meta *m, int64_t after, unsigned limit,
+		       int64_t *last,
+		       int (*fn)(void *ctx, int64_t id, const char *name,
+				 uint32_t shard, int64_t refcount),
+		       void *ctx)
+{
+	STMT_OR_RETURN(s, m, S_OBJECTS_AFTER);
+	int rc, ret = 0, n = 0;
+
+	sqlite3_bind_int64(s, 1, after);
+	sqlite3_bind_int64(s, 2, limit);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		*last = sqlite3_column_int64(s, 0);
+		ret = fn(ctx, *last, (const char *)sqlite3_column_text(s, 1),
+			 (uint32_t)sqlite3_column_int64(s, 2),
+			 sqlite3_column_int64(s, 3));
+		if (ret)
+			break;
+		n++;
+	}
+	sqlite3_reset(s);
+	if (!ret && rc != SQLITE_DONE)
+		return fail(m, rc, "object scan");
+	return ret ? ret : n;
+}
+
 int meta_mark_get(struct meta *m, const char *name, int64_t *since)
 {
 	return int_by_text(m, S_MARK_GET, name, since, "gc mark read");
@@ -1513,6 +1545,28 @@ int meta_marks(struct meta *m, int (*fn)(void *ctx, const char *name),
 	if (!ret && rc != SQLITE_DONE)
 		return fail(m, rc, "gc mark scan");
 	return ret;
+}
+
+int meta_marks_after(struct meta *m, const char *after, unsigned limit,
+		     int (*fn)(void *ctx, const char *name, int64_t since),
+		     void *ctx)
+{
+	STMT_OR_RETURN(s, m, S_MARK_RANGE);
+	int rc, ret = 0, n = 0;
+
+	sqlite3_bind_text(s, 1, after, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 2, limit);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		ret = fn(ctx, (const char *)sqlite3_column_text(s, 0),
+			 sqlite3_column_int64(s, 1));
+		if (ret)
+			break;
+		n++;
+	}
+	sqlite3_reset(s);
+	if (!ret && rc != SQLITE_DONE)
+		return fail(m, rc, "gc mark scan");
+	return ret ? ret : n;
 }
 
 int meta_gc_log_put(struct meta *m, const struct meta_gc_event *e)

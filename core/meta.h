@@ -193,6 +193,14 @@ int meta_objects(struct meta *m,
 			   uint32_t shard, int64_t refcount),
 		 void *ctx);
 
+/* The first @limit object rows with ids above @after, by id; *@last gets
+ * the last id. Returns how many, or the callback's error. */
+int meta_objects_after(struct meta *m, int64_t after, unsigned limit,
+		       int64_t *last,
+		       int (*fn)(void *ctx, int64_t id, const char *name,
+				 uint32_t shard, int64_t refcount),
+		       void *ctx);
+
 /* GC marks: an unreferenced object file, and since when (unix seconds). */
 int meta_mark_get(struct meta *m, const char *name, int64_t *since);
 /* Keeps an earlier mark. */
@@ -201,6 +209,11 @@ int meta_mark_put(struct meta *m, const char *name, uint32_t shard,
 int meta_mark_del(struct meta *m, const char *name);
 int meta_marks(struct meta *m, int (*fn)(void *ctx, const char *name),
 	       void *ctx);
+/* The first @limit marks with names after @after, in name order (strcmp);
+ * returns how many, or the callback's error. */
+int meta_marks_after(struct meta *m, const char *after, unsigned limit,
+		     int (*fn)(void *ctx, const char *name, int64_t since),
+		     void *ctx);
 
 /* One GC cycle, as logged. */
 struct meta_gc_event {

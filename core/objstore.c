@@ -17,8 +17,18 @@
  *     existing object compares the bytes and, on a mismatch, moves on to
  *     the next variant name.
  *
- * There is no shared mutable state besides the temp-name counter, so no
- * lock: the caller serialises unlink against the reuse of a name.
+ * There is no shared mutable state besides the temp-name counter and the
+ * doomed files, so no lock: the caller serialises unlink against the reuse
+ * of a name.
+ *
+ * Doomed files. GC checks a batch of unreferenced files under the metadata
+ * lock, then unlinks them without it (objstore_doom, then
+ * objstore_unlink_doomed). A commit that is about to name an object with
+ * no row checks its file under the metadata lock first (objstore_stat or
+ * objstore_ensure, core/tally.c invariant 2; the commit of a move,
+ * core/shard.c): that check cancels a pending doom of the file, or waits
+ * until an unlink of it that has begun is over (under doom_lock), so the
+ * file is either gone when checked (and written again) or stays.
  */
 #include "core/objstore.h"
 
@@ -41,6 +51,7 @@
 
 #define MAX_VARIANTS 1000000u
 #define SHARD_MARKER "tallyfs-shard"
+#define DOOM_BUCKETS 4096
 
 struct shard {
 	char *root;		  /* absolute; set once by attach, then fixed */
@@ -60,7 +71,84 @@ struct objstore {
 	_Atomic unsigned long tmpseq;
 	_Atomic unsigned fault_in[OBJSTORE_NOPS]; /* countdown; 0 = off */
 	_Atomic int fault_err[OBJSTORE_NOPS];
+	/* doomed files (see DESIGN NOTES), hashed by name */
+	pthread_mutex_t doom_lock;
+	pthread_cond_t doom_done; /* an unlink of a doomed file ended */
+	_Atomic size_t ndoomed;
+	struct doomed *doomed[DOOM_BUCKETS];
 };
+
+struct doomed {
+	struct doomed *next;
+	unsigned shard;
+	bool unlinking; /* the unlink has begun: a check waits */
+	char name[OBJNAME_MAX];
+};
+
+static struct doomed **doom_find(struct objstore *os, unsigned shard,
+				 const char *name)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	const char *p;
+	struct doomed **pp;
+
+	for (p = name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	pp = &os->doomed[(h ^ shard) % DOOM_BUCKETS];
+	while (*pp && ((*pp)->shard != shard || strcmp((*pp)->name, name)))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+int objstore_doom(struct objstore *os, unsigned shard, const char *name)
+{
+	struct doomed **pp, *d;
+	int rc = 0;
+
+	pthread_mutex_lock(&os->doom_lock);
+	pp = doom_find(os, shard, name);
+	if (!*pp) {
+		d = calloc(1, sizeof(*d));
+		if (d) {
+			d->shard = shard;
+			snprintf(d->name, sizeof(d->name), "%s", name);
+			*pp = d;
+			atomic_fetch_add(&os->ndoomed, 1);
+		} else {
+			rc = -ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&os->doom_lock);
+	return rc;
+}
+
+/* Forget a doom of @name in @shard (doom_lock held); whether there was. */
+static bool doom_forget(struct objstore *os, unsigned shard, const char *name)
+{
+	struct doomed **pp = doom_find(os, shard, name), *d = *pp;
+
+	if (!d)
+		return false;
+	*pp = d->next;
+	free(d);
+	atomic_fetch_sub(&os->ndoomed, 1);
+	return true;
+}
+
+/* A check of @name in @shard: it is no longer to be unlinked, or it is
+ * gone. */
+static void doom_cancel(struct objstore *os, unsigned shard, const char *name)
+{
+	struct doomed **pp;
+
+	if (atomic_load(&os->ndoomed) == 0)
+		return;
+	pthread_mutex_lock(&os->doom_lock);
+	while (*(pp = doom_find(os, shard, name)) && (*pp)->unlinking)
+		pthread_cond_wait(&os->doom_done, &os->doom_lock);
+	doom_forget(os, shard, name);
+	pthread_mutex_unlock(&os->doom_lock);
+}
 
 void objstore_inject(struct objstore *os, enum objstore_op op, unsigned nth,
 		     int err)
@@ -459,6 +547,8 @@ int objstore_open(const char *shards_dir, struct objstore **out)
 		free(abs);
 		return -ENOMEM;
 	}
+	pthread_mutex_init(&os->doom_lock, NULL);
+	pthread_cond_init(&os->doom_done, NULL);
 	rc = snprintf(path, sizeof(path), "%s/0", abs) >= (int)sizeof(path)
 		     ? -ENAMETOOLONG
 		     : mkdir_p1(path);
@@ -483,6 +573,15 @@ void objstore_free(struct objstore *os)
 		return;
 	for (i = 0; i < OBJSTORE_MAX_SHARDS; i++)
 		free(os->sh[i].root);
+	for (i = 0; i < DOOM_BUCKETS; i++)
+		while (os->doomed[i]) {
+			struct doomed *d = os->doomed[i];
+
+			os->doomed[i] = d->next;
+			free(d);
+		}
+	pthread_mutex_destroy(&os->doom_lock);
+	pthread_cond_destroy(&os->doom_done);
 	free(os);
 }
 
@@ -687,6 +786,7 @@ out:
 int objstore_ensure(struct objstore *os, unsigned shard, const char *name,
 		    const void *buf, size_t len)
 {
+	doom_cancel(os, shard, name);
 	for (;;) {
 		int rc = create_object(os, shard, name, buf, len);
 
@@ -947,13 +1047,15 @@ int objstore_stat(struct objstore *os, unsigned shard, const char *name,
 
 	if (rc)
 		return rc;
+	doom_cancel(os, shard, name);
 	if (stat(path, &st) < 0)
 		return -errno;
 	*size = st.st_size;
 	return 0;
 }
 
-int objstore_unlink(struct objstore *os, unsigned shard, const char *name)
+static int objstore_unlink_size(struct objstore *os, unsigned shard,
+				const char *name, off_t *size)
 {
 	char path[PATH_MAX];
 	struct stat st;
@@ -968,7 +1070,38 @@ int objstore_unlink(struct objstore *os, unsigned shard, const char *name)
 	if (unlink(path) < 0)
 		return -errno;
 	objstore_shard_account(os, shard, -(int64_t)st.st_size);
+	*size = st.st_size;
 	return 0;
+}
+
+int objstore_unlink(struct objstore *os, unsigned shard, const char *name)
+{
+	off_t size;
+
+	return objstore_unlink_size(os, shard, name, &size);
+}
+
+int objstore_unlink_doomed(struct objstore *os, unsigned shard,
+			   const char *name, off_t *size)
+{
+	struct doomed *d;
+	int rc;
+
+	pthread_mutex_lock(&os->doom_lock);
+	d = *doom_find(os, shard, name);
+	if (!d || d->unlinking) {
+		pthread_mutex_unlock(&os->doom_lock);
+		return 1; /* checked meanwhile: kept (or another GC's) */
+	}
+	d->unlinking = true;
+	pthread_mutex_unlock(&os->doom_lock);
+	*size = 0;
+	rc = objstore_unlink_size(os, shard, name, size);
+	pthread_mutex_lock(&os->doom_lock);
+	doom_forget(os, shard, name);
+	pthread_cond_broadcast(&os->doom_done);
+	pthread_mutex_unlock(&os->doom_lock);
+	return rc;
 }
 
 int objstore_stage(struct objstore *os, unsigned shard, const char *name,
@@ -1062,8 +1195,10 @@ int objstore_copy(struct objstore *os, const char *name, unsigned src,
 	return rc;
 }
 
-int objstore_list(struct objstore *os, unsigned shard,
-		  int (*fn)(void *ctx, const char *name, off_t size), void *ctx)
+/* The object files of @shard; their sizes too if @sizes (a stat each),
+ * else -1. */
+static int list(struct objstore *os, unsigned shard, bool sizes,
+		int (*fn)(void *ctx, const char *name, off_t size), void *ctx)
 {
 	char path[PATH_MAX];
 	int i, rc = 0;
@@ -1089,11 +1224,28 @@ int objstore_list(struct objstore *os, unsigned shard,
 			if (!hash_name_valid(de->d_name) ||
 			    fanout(de->d_name) != i)
 				continue;
+			if (!sizes && de->d_type == DT_REG) {
+				rc = fn(ctx, de->d_name, -1);
+				continue;
+			}
 			if (fstatat(dirfd(d), de->d_name, &st, 0) < 0)
 				continue;
-			rc = fn(ctx, de->d_name, st.st_size);
+			rc = fn(ctx, de->d_name, sizes ? st.st_size : -1);
 		}
 		closedir(d);
 	}
 	return rc;
+}
+
+int objstore_list(struct objstore *os, unsigned shard,
+		  int (*fn)(void *ctx, const char *name, off_t size), void *ctx)
+{
+	return list(os, shard, true, fn, ctx);
+}
+
+int objstore_list_names(struct objstore *os, unsigned shard,
+			int (*fn)(void *ctx, const char *name, off_t size),
+			void *ctx)
+{
+	return list(os, shard, false, fn, ctx);
 }

@@ -158,6 +158,19 @@ int objstore_stat(struct objstore *os, unsigned shard, const char *name,
 /* Unlink an object file. -ENOENT if it was not there. */
 int objstore_unlink(struct objstore *os, unsigned shard, const char *name);
 
+/*
+ * GC: object file @name in @shard is to be unlinked without the metadata
+ * lock (checked under it that no row names it there). objstore_stat() and
+ * objstore_ensure() of the file cancel that (see core/objstore.c).
+ */
+int objstore_doom(struct objstore *os, unsigned shard, const char *name);
+/*
+ * Unlink a doomed file, unless a check cancelled its doom: 0 (its size in
+ * *@size), 1 if it was kept, or -errno (-ENOENT if it was not there).
+ */
+int objstore_unlink_doomed(struct objstore *os, unsigned shard,
+			   const char *name, off_t *size);
+
 /* The largest object file objstore_load() reads. */
 #define OBJSTORE_OBJECT_MAX (64 << 20)
 
@@ -186,6 +199,10 @@ int objstore_copy(struct objstore *os, const char *name, unsigned src,
 int objstore_list(struct objstore *os, unsigned shard,
 		  int (*fn)(void *ctx, const char *name, off_t size),
 		  void *ctx);
+/* The same without the sizes (-1): no stat of each regular file. */
+int objstore_list_names(struct objstore *os, unsigned shard,
+			int (*fn)(void *ctx, const char *name, off_t size),
+			void *ctx);
 
 /*
  * Fault injection, for tests: the @nth next object write (OBJSTORE_WRITE),

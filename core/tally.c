@@ -21,7 +21,9 @@
  *  2. An object file is unlinked only after the transaction that dropped
  *     its count to zero has committed, under t->lock; a commit that reuses
  *     an object with no row re-checks the file under t->lock, so a reuse
- *     can never race with that unlink into a dangling reference.
+ *     can never race with that unlink into a dangling reference. (GC
+ *     unlinks leaked files after t->lock; the re-check cancels such an
+ *     unlink or waits for it: core/objstore.c, doomed files.)
  *  3. inode->map is the committed block map (as in the metadata store);
  *     inode->dirty holds whole-block buffers newer than the map.
  *  4. The size and allocation written by metadata-only operations are the

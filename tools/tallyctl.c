@@ -2197,7 +2197,7 @@ static const struct cmd cmds[] = {
 	  "\n"
 	  "Report: dry_run, checked, live, unreferenced, collected,\n"
 	  "bytes_freed, preserved (still in their grace period), drift,\n"
-	  "drift_under, drift_over, grace, duration_ms, ...\n"
+	  "drift_under, drift_over, grace, longest_hold_ms, duration_ms, ...\n"
 	  "Sends: gc [dry-run] [grace=S]\n"
 	  "\n"
 	  "Example:\n"
