@@ -404,6 +404,9 @@ struct plan {
 	double share[OBJSTORE_MAX_SHARDS];
 	int64_t after[OBJSTORE_MAX_SHARDS]; /* object ids listed so far */
 	bool exhausted[OBJSTORE_MAX_SHARDS];
+	/* a shard that gave never takes, one that took never gives: no
+	 * object moves twice in one rebalance */
+	bool gave[OBJSTORE_MAX_SHARDS], took[OBJSTORE_MAX_SHARDS];
 };
 
 static void plan_init(struct tally *t, const struct usage *u, struct plan *p)
@@ -449,7 +452,8 @@ static int plan_source(const struct plan *p)
 	for (i = 0; i < p->n; i++) {
 		double over = p->bytes[i] - p->share[i];
 
-		if (p->src_ok[i] && !p->exhausted[i] && over > best) {
+		if (p->src_ok[i] && !p->exhausted[i] && !p->took[i] &&
+		    over > best) {
 			best = over;
 			s = (int)i;
 		}
@@ -467,7 +471,8 @@ static int plan_target(const struct plan *p, int src)
 	for (i = 0; i < p->n; i++) {
 		double under = p->share[i] - p->bytes[i];
 
-		if (p->dst_ok[i] && (int)i != src && under > best) {
+		if (p->dst_ok[i] && (int)i != src && !p->gave[i] &&
+		    under > best) {
 			best = under;
 			d = (int)i;
 		}
@@ -501,6 +506,8 @@ static int pick_object(void *ctx, int64_t id, const char *name, uint64_t size)
 		return 1;
 	p->bytes[k->src] -= z;
 	p->bytes[d] += z;
+	p->gave[k->src] = true;
+	p->took[d] = true;
 	return moves_add(k->l, id, name, k->src, (uint32_t)d, size);
 }
 

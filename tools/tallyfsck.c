@@ -6,7 +6,10 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "core/fsck.h"
 #include "core/log.h"
@@ -15,7 +18,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: tallyfsck [--repair] STORE\n"
+		"usage: tallyfsck [--repair] [--wait[=SECONDS]] STORE\n"
 		"\n"
 		"Check an unmounted tallyfs store: recompute every object's\n"
 		"reference count from the block references and report drift,\n"
@@ -23,6 +26,9 @@ static void usage(FILE *f)
 		"\n"
 		"  --repair    rebuild the counts exactly; delete object files\n"
 		"              that nothing references (never a referenced one)\n"
+		"  --wait[=S]  if a process still has the store open (a mount\n"
+		"              that is just being unmounted), wait up to S\n"
+		"              seconds (default 30) for it to let go\n"
 		"  -h, --help  this text\n"
 		"  --version   print the version\n"
 		"\n"
@@ -40,6 +46,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "repair", no_argument, NULL, 'r' },
+		{ "wait", optional_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -47,6 +54,7 @@ int main(int argc, char **argv)
 	struct fsck_result res;
 	struct store *s;
 	bool repair = false;
+	double wait = 0;
 	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "rh", opts, NULL)) != -1) {
@@ -54,6 +62,17 @@ int main(int argc, char **argv)
 		case 'r':
 			repair = true;
 			break;
+		case 'w': {
+			char *end = NULL;
+
+			wait = optarg ? strtod(optarg, &end) : 30;
+			if (optarg && (*end || end == optarg || wait < 0 ||
+				       wait > 3600)) {
+				usage(stderr);
+				return 2;
+			}
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -70,6 +89,20 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	rc = store_open(argv[optind], false, STORE_DEFAULT_BLOCK_SIZE, &s);
+	/* an unmount returns before the daemon has closed the store */
+	if (rc == -EBUSY && wait > 0) {
+		fprintf(stderr, "tallyfsck: waiting for the store to be "
+				"closed\n");
+		log_set_level(LOG_CRIT); /* not the same refusal 10 times a s */
+	}
+	for (; rc == -EBUSY && wait > 0; wait -= 0.1) {
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+
+		nanosleep(&ts, NULL);
+		rc = store_open(argv[optind], false, STORE_DEFAULT_BLOCK_SIZE,
+				&s);
+	}
+	log_set_level(LOG_INFO);
 	if (rc) {
 		fprintf(stderr, "tallyfsck: cannot check '%s': %s\n",
 			argv[optind], strerror(-rc));

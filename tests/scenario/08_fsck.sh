@@ -131,7 +131,18 @@ mount_fs
 assert_eq "refs of main/big after the repair" "3 3 3" \
 	"$(refs "$MNT/main/big")"
 assert_same_content "$TMP/big" "$MNT/main/big"
-umount_fs
+# right after an unmount the daemon may still be closing the store:
+# --wait waits for it instead of refusing
+pid=${DAEMON_PID[$MNT]}
+rand_file "$TMP/late" $((3 * MIB))
+T cp "$TMP/late" "$MNT/main/late" # a close: the unmount drains it
+T fusermount3 -u "$MNT"
+FSCK_ARGS=(--wait=60 "$STORE")
+expect_fsck "--wait right after the unmount" 0 orphans=0
+wait_pid_gone "$pid" 60 || fail "daemon $pid still running"
+unset "DAEMON_PID[$MNT]" "DAEMON_CHILD[$MNT]"
+FSCK_ARGS=(--wait=x "$STORE")
+expect_fsck "--wait=x" 2
 
 # --------------------------------------------------------- cannot run
 FSCK_ARGS=("$TMP/no-such-store")
