@@ -452,13 +452,14 @@ int objstore_shard_info(struct objstore *os, unsigned id,
 }
 
 /* Free bytes of @id's filesystem, read again at most once a second. */
-static uint64_t avail_of(struct objstore *os, unsigned id)
+static uint64_t avail_of(struct objstore *os, unsigned id, bool fresh)
 {
 	struct shard *sh = &os->sh[id];
 	int64_t now = mono_s();
 	struct statvfs vfs;
 
-	if (now != atomic_load(&sh->avail_at) && statvfs(sh->root, &vfs) == 0) {
+	if ((fresh || now != atomic_load(&sh->avail_at)) &&
+	    statvfs(sh->root, &vfs) == 0) {
 		atomic_store(&sh->avail,
 			     (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize);
 		atomic_store(&sh->avail_at, now);
@@ -477,7 +478,9 @@ static int place_shard(struct objstore *os, size_t len, unsigned *out)
 {
 	unsigned n = atomic_load(&os->nshards), i, best = 0;
 	double best_fill = 2.0;
+	bool fresh = false;
 
+again:
 	for (i = 0; i < n; i++) {
 		struct shard *sh = &os->sh[i];
 		uint64_t avail, bytes;
@@ -486,7 +489,7 @@ static int place_shard(struct objstore *os, size_t len, unsigned *out)
 		if (!root_of(os, i) || !atomic_load(&sh->reachable) ||
 		    atomic_load(&sh->draining))
 			continue;
-		avail = avail_of(os, i);
+		avail = avail_of(os, i, fresh);
 		if (avail < OBJSTORE_RESERVE + len)
 			continue;
 		bytes = atomic_load(&sh->bytes);
@@ -495,6 +498,12 @@ static int place_shard(struct objstore *os, size_t len, unsigned *out)
 			best_fill = fill;
 			best = i;
 		}
+	}
+	if (best_fill > 1.0 && !fresh) {
+		/* full by figures up to a second old: space may have been
+		 * freed since; ask the filesystems again before ENOSPC */
+		fresh = true;
+		goto again;
 	}
 	if (best_fill > 1.0)
 		return -ENOSPC;
