@@ -12,6 +12,7 @@
 #define TALLY_STORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define STORE_FORMAT 1
@@ -38,6 +39,14 @@ struct store {
 int store_open(const char *path, bool create, uint32_t block_size,
 	       struct store **out);
 void store_close(struct store *s);
+
+/*
+ * Parse the @len bytes of a store marker file: "tallyfs store" on the
+ * first line, "format N" on the second (anything after is ignored). 0 and
+ * *format, or -EUCLEAN if it is not a store marker. Pure: no I/O.
+ */
+#define STORE_MARKER_MAX 256 /* bytes of the file that are read */
+int store_marker_parse(const char *buf, size_t len, int *format);
 
 /* Record the current pid in the lock file (after daemonizing). */
 void store_set_pid(struct store *s);
