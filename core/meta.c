@@ -273,6 +273,8 @@ static const char shard_schema[] =
 struct meta {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_COUNT];
+	unsigned fault_in; /* meta_inject: commits until the fault; 0 off */
+	int fault_err;
 };
 
 static int errno_of(int rc)
@@ -562,7 +564,22 @@ int meta_begin(struct meta *m)
 
 int meta_commit(struct meta *m)
 {
+	if (m->fault_in > 0 && --m->fault_in == 0) {
+		exec(m, "ROLLBACK");
+		log_msg(LOG_ERR, "metadata commit failed: injected %s",
+			strerror(-m->fault_err));
+		return m->fault_err;
+	}
 	return exec(m, "COMMIT");
+}
+
+unsigned meta_inject(struct meta *m, unsigned nth, int err)
+{
+	unsigned left = m->fault_in;
+
+	m->fault_err = err;
+	m->fault_in = nth;
+	return left;
 }
 
 int meta_sync(struct meta *m)
