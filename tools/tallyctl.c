@@ -440,7 +440,8 @@ static int json_skip(char **pp)
  * Read the members of the status document, a flat JSON object: keys and
  * values are NUL-terminated in place in @text. Scalars are kept as
  * written, strings decoded, nested values kept as their JSON text. Not a
- * general JSON parser: just enough for this one shape.
+ * general JSON parser: just enough for this one shape. -EINVAL for
+ * anything else, text after the object included.
  */
 static int parse_status(char *text, struct kv **out, size_t *n)
 {
@@ -454,7 +455,7 @@ static int parse_status(char *text, struct kv **out, size_t *n)
 		goto out_free;
 	p = skip_ws(p);
 	if (*p == '}')
-		goto out_done;
+		goto out_end;
 	for (;;) {
 		p = skip_ws(p);
 		if (*p != '"' || json_string(&p, &key))
@@ -506,7 +507,10 @@ static int parse_status(char *text, struct kv **out, size_t *n)
 		*end = '\0';
 		p++;
 	}
-out_done:
+out_end:
+	/* p is at the closing brace: nothing but blanks may follow */
+	if (*skip_ws(p + 1) != '\0')
+		goto out_free;
 	*out = kv;
 	*n = cnt;
 	return 0;

@@ -55,6 +55,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (rc != 0 && rc != -EINVAL)
 		abort();
 	if (rc == 0) {
+		/* a whole object: it ends with its brace, blanks after */
+		size_t end = strnlen((const char *)data, size);
+
+		while (end > 0 && strchr(" \t\r\n", data[end - 1]))
+			end--;
+		if (end == 0 || data[end - 1] != '}')
+			abort();
 		for (i = 0; i < n; i++) {
 			inside(kv[i].key);
 			inside(kv[i].val);

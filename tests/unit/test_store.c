@@ -238,8 +238,7 @@ Test(store, marker_garbage)
 		"tallyfs store \nformat 1\n",
 		"TALLYFS STORE\nformat 1\n",
 		"tallyfs store\nformat x1\n",
-		"\x7f"
-		"ELF\x02\x01\x01",
+		"\177ELF\2\1\1",
 	};
 	size_t i;
 
