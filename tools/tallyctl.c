@@ -16,6 +16,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -694,9 +695,11 @@ static void human_duration(double ms, char *buf, size_t n)
 		snprintf(buf, n, "%.2f s", s);
 	else if (s < 3600)
 		snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
-	else
+	else if (s < 3600.0 * INT_MAX)
 		snprintf(buf, n, "%dh%02dm", (int)(s / 3600),
-			 (int)(s / 60) % 60);
+			 (int)((long long)(s / 60) % 60));
+	else /* no int holds its hours */
+		snprintf(buf, n, "%.3g s", s);
 }
 
 /*
