@@ -466,7 +466,7 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 	      struct meta **out)
 {
 	struct meta *m;
-	int64_t app, ver;
+	int64_t app, ver, bs;
 	int rc, flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
 
 	m = calloc(1, sizeof(*m));
@@ -522,6 +522,15 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 			", this tallyfs reads version %d",
 			path, ver, META_FORMAT);
 		rc = -EPROTO;
+		goto out_close;
+	}
+	/* before anything below writes (journal mode, new tables, shard
+	 * 0's row): a store refused as damaged is left as it was */
+	bs = pragma_int(m, "SELECT value FROM config WHERE key = 'block_size'");
+	if (bs < 4096 || bs > (64 << 20) || (bs & (bs - 1))) {
+		log_msg(LOG_ERR, "metadata '%s' is damaged: bad block size",
+			path);
+		rc = -EUCLEAN;
 		goto out_close;
 	}
 	rc = exec(m,

@@ -144,11 +144,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				strerror(-rc));
 			abort();
 		}
-		if (entries() != 3 || !same("meta.db", data, size) ||
-		    !same("lock", "", 0) ||
-		    !same("tallyfs-store", MARKER_TEXT,
-			  sizeof(MARKER_TEXT) - 1)) {
-			fprintf(stderr, "a refused store was modified\n");
+		const char *what = entries() != 3 ? "a file was added"
+				   : !same("meta.db", data, size)
+					   ? "meta.db changed"
+				   : !same("lock", "", 0) ? "lock changed"
+				   : !same("tallyfs-store", MARKER_TEXT,
+					   sizeof(MARKER_TEXT) - 1)
+					   ? "the marker changed"
+					   : NULL;
+
+		if (what) {
+			fprintf(stderr, "a store refused with %d (%s): %s\n",
+				rc, strerror(-rc), what);
 			abort();
 		}
 	}

@@ -281,3 +281,22 @@ Test(store, marker_before_meta)
 	put("tallyfs-store", "tallyfs store\nformat 2\n", 23);
 	refused(false, -EPROTO, "has format version 2");
 }
+
+/*
+ * A damaged config (found by fuzz_store_open): refused before meta_open
+ * writes anything, such as the row of shard 0 that an older store lacks.
+ */
+Test(store, meta_bad_block_size)
+{
+	make_store();
+	sql("meta.db", "DELETE FROM shards WHERE id = 0;"
+		       "UPDATE config SET value = 1000 "
+		       "WHERE key = 'block_size'");
+	refused(false, -EUCLEAN, "is damaged: bad block size");
+	sql("meta.db", "DELETE FROM config WHERE key = 'block_size'");
+	refused(true, -EUCLEAN, "is damaged: bad block size");
+	/* with its block size back, the store opens (and gets its row) */
+	sql("meta.db", "INSERT INTO config(key, value) "
+		       "VALUES ('block_size', 4096)");
+	make_store();
+}
