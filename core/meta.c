@@ -537,10 +537,27 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 		  "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
 		  "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;"
 		  "PRAGMA cache_size = -65536; PRAGMA recursive_triggers = ON");
+	if (rc)
+		goto out_close;
+	/* the tables a store of an older version lacks, all or nothing */
+	rc = exec(m, "BEGIN IMMEDIATE");
 	if (!rc)
 		rc = exec(m, gc_schema);
 	if (!rc)
 		rc = exec(m, shard_schema);
+	if (rc) {
+		/* SQLITE_ERROR: a table of that name is not the one expected */
+		if ((sqlite3_errcode(m->db) & 0xff) == SQLITE_ERROR) {
+			log_msg(LOG_ERR,
+				"metadata '%s' is damaged: its tables are "
+				"not those of tallyfs",
+				path);
+			rc = -EUCLEAN;
+		}
+		meta_rollback(m);
+		goto out_close;
+	}
+	rc = exec(m, "COMMIT");
 	if (rc)
 		goto out_close;
 	*out = m;

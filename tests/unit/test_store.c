@@ -300,3 +300,17 @@ Test(store, meta_bad_block_size)
 		       "VALUES ('block_size', 4096)");
 	make_store();
 }
+
+/*
+ * A table that is not the one tallyfs made (found by fuzz_store_open: a
+ * damaged schema made the upgrade fail with -EIO): -EUCLEAN, and the
+ * tables the upgrade had created before it failed are rolled back.
+ */
+Test(store, meta_foreign_table)
+{
+	make_store();
+	sql("meta.db", "DROP TABLE pin_objects; DROP TABLE shards;"
+		       "CREATE TABLE shards(id INTEGER PRIMARY KEY)");
+	refused(false, -EUCLEAN, "its tables are not those of tallyfs");
+	refused(true, -EUCLEAN, "its tables are not those of tallyfs");
+}
