@@ -380,6 +380,23 @@ static int64_t pragma_int(struct meta *m, const char *sql)
 	return v;
 }
 
+/*
+ * Read every row of @sql: 0, or -EUCLEAN if a page is damaged. A query
+ * that does not prepare (a table an older store lacks) reads nothing.
+ */
+static int rows_readable(struct meta *m, const char *sql)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(m->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		;
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -EUCLEAN;
+}
+
 void meta_objlist_init(struct meta_objlist *l)
 {
 	memset(l, 0, sizeof(*l));
@@ -533,8 +550,16 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 		rc = -EUCLEAN;
 		goto out_close;
 	}
+	/* and the rest of what opening a store reads (small tables) */
+	if (rows_readable(m, "SELECT * FROM config") ||
+	    rows_readable(m, "SELECT * FROM shards")) {
+		log_msg(LOG_ERR, "metadata '%s' is damaged: %s", path,
+			sqlite3_errmsg(m->db));
+		rc = -EUCLEAN;
+		goto out_close;
+	}
 	rc = exec(m,
-		  "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+		  "PRAGMA synchronous = NORMAL;"
 		  "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;"
 		  "PRAGMA cache_size = -65536; PRAGMA recursive_triggers = ON");
 	if (rc)
@@ -558,6 +583,9 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 		goto out_close;
 	}
 	rc = exec(m, "COMMIT");
+	/* last: it rewrites the header of a database not in WAL mode yet */
+	if (!rc)
+		rc = exec(m, "PRAGMA journal_mode = WAL");
 	if (rc)
 		goto out_close;
 	*out = m;

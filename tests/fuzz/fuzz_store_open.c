@@ -6,7 +6,10 @@
  * either opens (and closes) or is refused with -EUCLEAN (damaged, not a
  * SQLite database, another application's) or -EPROTO (another format
  * version); a refusal leaves every file of the directory as it was, byte
- * for byte, and adds none. Seeds: the meta.db of a fresh store.
+ * for byte, and adds none. The directory is laid out as a real store
+ * (shards/0/tmp exist: a refused store that lacks them gets them, since
+ * the object store opens before the shards are read). Seeds: the meta.db
+ * of a fresh store, inputs that found bugs.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -115,6 +118,7 @@ static void cleanup(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct store *s = NULL;
+	char sub[4200];
 	int rc;
 
 	if (!top[0]) {
@@ -131,6 +135,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rmrf(dir);
 	if (mkdir(dir, 0700) < 0)
 		abort();
+	/* the layout of a real store: shards/0/tmp exist */
+	snprintf(sub, sizeof(sub), "%s/shards", dir);
+	if (mkdir(sub, 0700) < 0)
+		abort();
+	snprintf(sub, sizeof(sub), "%s/shards/0", dir);
+	if (mkdir(sub, 0700) < 0)
+		abort();
+	snprintf(sub, sizeof(sub), "%s/shards/0/tmp", dir);
+	if (mkdir(sub, 0700) < 0)
+		abort();
 	put("tallyfs-store", MARKER_TEXT, sizeof(MARKER_TEXT) - 1);
 	put("lock", "", 0);
 	put("meta.db", data, size);
@@ -144,7 +158,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				strerror(-rc));
 			abort();
 		}
-		const char *what = entries() != 3 ? "a file was added"
+		const char *what = entries() != 4 ? "a file was added"
 				   : !same("meta.db", data, size)
 					   ? "meta.db changed"
 				   : !same("lock", "", 0) ? "lock changed"
