@@ -301,9 +301,9 @@ static const char shard_schema[] =
 
 /* shard_usage from the object table (a new table, or a repair). */
 static const char usage_fill[] =
-	"BEGIN; DELETE FROM shard_usage;"
+	"DELETE FROM shard_usage;"
 	"INSERT INTO shard_usage SELECT shard, count(*), coalesce(sum(size), 0)"
-	" FROM objects GROUP BY shard; COMMIT;";
+	" FROM objects GROUP BY shard;";
 
 #define ADHOC_MAX 64 /* statements of the shard section, by text */
 
@@ -315,6 +315,8 @@ struct meta {
 		sqlite3_stmt *s;
 	} adhoc[ADHOC_MAX];
 	unsigned nadhoc;
+	unsigned fault_in; /* meta_inject: commits until the fault; 0 off */
+	int fault_err;
 };
 
 static int errno_of(int rc)
@@ -420,6 +422,23 @@ static int64_t pragma_int(struct meta *m, const char *sql)
 	return v;
 }
 
+/*
+ * Read every row of @sql: 0, or -EUCLEAN if a page is damaged. A query
+ * that does not prepare (a table an older store lacks) reads nothing.
+ */
+static int rows_readable(struct meta *m, const char *sql)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(m->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		;
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -EUCLEAN;
+}
+
 void meta_objlist_init(struct meta_objlist *l)
 {
 	memset(l, 0, sizeof(*l));
@@ -506,7 +525,7 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 	      struct meta **out)
 {
 	struct meta *m;
-	int64_t app, ver;
+	int64_t app, ver, bs;
 	int rc, flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
 
 	m = calloc(1, sizeof(*m));
@@ -564,11 +583,32 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 		rc = -EPROTO;
 		goto out_close;
 	}
+	/* before anything below writes (journal mode, new tables, shard
+	 * 0's row): a store refused as damaged is left as it was */
+	bs = pragma_int(m, "SELECT value FROM config WHERE key = 'block_size'");
+	if (bs < 4096 || bs > (64 << 20) || (bs & (bs - 1))) {
+		log_msg(LOG_ERR, "metadata '%s' is damaged: bad block size",
+			path);
+		rc = -EUCLEAN;
+		goto out_close;
+	}
+	/* and the rest of what opening a store reads (small tables) */
+	if (rows_readable(m, "SELECT * FROM config") ||
+	    rows_readable(m, "SELECT * FROM shards")) {
+		log_msg(LOG_ERR, "metadata '%s' is damaged: %s", path,
+			sqlite3_errmsg(m->db));
+		rc = -EUCLEAN;
+		goto out_close;
+	}
 	rc = exec(m,
-		  "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+		  "PRAGMA synchronous = NORMAL;"
 		  "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;"
 		  "PRAGMA cache_size = -65536; PRAGMA recursive_triggers = ON;"
 		  "PRAGMA journal_size_limit = 0");
+	if (rc)
+		goto out_close;
+	/* the tables a store of an older version lacks, all or nothing */
+	rc = exec(m, "BEGIN IMMEDIATE");
 	if (!rc)
 		rc = exec(m, gc_schema);
 	if (!rc) {
@@ -580,6 +620,22 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 		if (!rc && fill)
 			rc = exec(m, usage_fill);
 	}
+	if (rc) {
+		/* SQLITE_ERROR: a table of that name is not the one expected */
+		if ((sqlite3_errcode(m->db) & 0xff) == SQLITE_ERROR) {
+			log_msg(LOG_ERR,
+				"metadata '%s' is damaged: its tables are "
+				"not those of tallyfs",
+				path);
+			rc = -EUCLEAN;
+		}
+		meta_rollback(m);
+		goto out_close;
+	}
+	rc = exec(m, "COMMIT");
+	/* last: it rewrites the header of a database not in WAL mode yet */
+	if (!rc)
+		rc = exec(m, "PRAGMA journal_mode = WAL");
 	if (rc)
 		goto out_close;
 	*out = m;
@@ -616,9 +672,26 @@ int meta_begin(struct meta *m)
 
 int meta_commit(struct meta *m)
 {
-	STMT_OR_RETURN(s, m, S_COMMIT);
+	if (m->fault_in > 0 && --m->fault_in == 0) {
+		exec(m, "ROLLBACK");
+		log_msg(LOG_ERR, "metadata commit failed: injected %s",
+			strerror(-m->fault_err));
+		return m->fault_err;
+	}
+	{
+		STMT_OR_RETURN(s, m, S_COMMIT);
 
-	return step_done(m, s, "commit");
+		return step_done(m, s, "commit");
+	}
+}
+
+unsigned meta_inject(struct meta *m, unsigned nth, int err)
+{
+	unsigned left = m->fault_in;
+
+	m->fault_err = err;
+	m->fault_in = nth;
+	return left;
 }
 
 int meta_sync(struct meta *m)

@@ -83,6 +83,14 @@ int meta_begin(struct meta *m);
 int meta_commit(struct meta *m);
 int meta_sync(struct meta *m);
 void meta_rollback(struct meta *m);
+/*
+ * Fault injection, for tests: the @nth next meta_commit() rolls the
+ * transaction back and returns @err (a negative errno), once; @nth 0
+ * disables. Returns the commits that were still to go before the fault
+ * armed until now (0: it fired, or none was armed). Same serialisation
+ * as every call on @m.
+ */
+unsigned meta_inject(struct meta *m, unsigned nth, int err);
 
 /* Integer settings: "block_size", "next_ino", "durable_seq". */
 int meta_config_get(struct meta *m, const char *key, int64_t *val);

@@ -268,10 +268,77 @@ static int64_t mono_s(void)
 	return (int64_t)ts.tv_sec;
 }
 
+int objstore_marker_text(char *buf, size_t size, uint64_t store_id, unsigned id)
+{
+	return snprintf(buf, size,
+			"tallyfs shard\nstore %016" PRIx64 "\nid %u\n",
+			store_id, id);
+}
+
+/* Fixed-width lowercase hex, or a decimal with no leading zero: 0/-1. */
+static int marker_num(const char **pp, const char *end, int base, uint64_t max,
+		      uint64_t *out)
+{
+	const char *p = *pp;
+	uint64_t v = 0;
+	unsigned digits = 0;
+
+	for (; p < end && digits < 20; p++, digits++) {
+		unsigned d;
+
+		if (*p >= '0' && *p <= '9')
+			d = (unsigned)(*p - '0');
+		else if (base == 16 && *p >= 'a' && *p <= 'f')
+			d = (unsigned)(*p - 'a' + 10);
+		else
+			break;
+		if (base == 10 && digits == 1 && v == 0)
+			return -1; /* leading zero */
+		if (v > (max - d) / (unsigned)base)
+			return -1;
+		v = v * (unsigned)base + d;
+	}
+	if (base == 16 ? digits != 16 : digits == 0)
+		return -1;
+	*pp = p;
+	*out = v;
+	return 0;
+}
+
+int objstore_marker_parse(const char *buf, size_t len, uint64_t *store_id,
+			  unsigned *id)
+{
+	const char *p = buf, *end = buf + len;
+	uint64_t sid, n;
+
+#define TAKE(lit)                                          \
+	do {                                               \
+		if ((size_t)(end - p) < sizeof(lit) - 1 || \
+		    memcmp(p, lit, sizeof(lit) - 1))       \
+			return -EUCLEAN;                   \
+		p += sizeof(lit) - 1;                      \
+	} while (0)
+	TAKE("tallyfs shard\nstore ");
+	if (marker_num(&p, end, 16, UINT64_MAX, &sid))
+		return -EUCLEAN;
+	TAKE("\nid ");
+	if (marker_num(&p, end, 10, UINT32_MAX, &n))
+		return -EUCLEAN;
+	TAKE("\n");
+#undef TAKE
+	if (p != end)
+		return -EUCLEAN;
+	*store_id = sid;
+	*id = (unsigned)n;
+	return 0;
+}
+
 /* Whether @id's marker names this store and this shard: 0, or -errno. */
 static int marker_check(struct objstore *os, unsigned id, const char *root)
 {
-	char path[PATH_MAX], want[128], got[128];
+	char path[PATH_MAX], got[128];
+	uint64_t sid;
+	unsigned gid;
 	ssize_t n;
 	int fd;
 
@@ -281,15 +348,14 @@ static int marker_check(struct objstore *os, unsigned id, const char *root)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	n = read(fd, got, sizeof(got) - 1);
+	n = read(fd, got, sizeof(got));
 	close(fd);
 	if (n < 0)
 		return -EIO;
-	got[n] = '\0';
-	snprintf(want, sizeof(want),
-		 "tallyfs shard\nstore %016" PRIx64 "\nid %u\n", os->store_id,
-		 id);
-	return strcmp(got, want) ? -EUCLEAN : 0;
+	if (objstore_marker_parse(got, (size_t)n, &sid, &gid) ||
+	    sid != os->store_id || gid != id)
+		return -EUCLEAN;
+	return 0;
 }
 
 int objstore_shard_check(struct objstore *os, unsigned id)
@@ -380,9 +446,8 @@ int objstore_shard_init(struct objstore *os, unsigned id, const char *root)
 	if (snprintf(path, sizeof(path), "%s/" SHARD_MARKER, root) >=
 	    (int)sizeof(path))
 		return -ENAMETOOLONG;
-	len = (size_t)snprintf(text, sizeof(text),
-			       "tallyfs shard\nstore %016" PRIx64 "\nid %u\n",
-			       os->store_id, id);
+	len = (size_t)objstore_marker_text(text, sizeof(text), os->store_id,
+					   id);
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
 	if (fd < 0)
 		return -errno;

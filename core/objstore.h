@@ -218,6 +218,21 @@ enum objstore_op {
 void objstore_inject(struct objstore *os, enum objstore_op op, unsigned nth,
 		     int err);
 
+/*
+ * The text of shard @id's marker file (its "tallyfs-shard"), naming the
+ * store @store_id: "tallyfs shard\nstore %016x\nid %u\n". Returns its
+ * length, as snprintf.
+ */
+#define OBJSTORE_MARKER_MAX 128
+int objstore_marker_text(char *buf, size_t size, uint64_t store_id,
+			 unsigned id);
+/*
+ * Parse the @len bytes of a shard marker file: exactly the text above and
+ * nothing more, else -EUCLEAN. Pure: no I/O.
+ */
+int objstore_marker_parse(const char *buf, size_t len, uint64_t *store_id,
+			  unsigned *id);
+
 /* Path of an object relative to STORE/shards, for messages and tests. */
 void objstore_relpath(unsigned shard, const char *name, char *buf, size_t size);
 

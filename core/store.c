@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,21 +40,59 @@ static int dir_is_empty(const char *path)
 	return empty;
 }
 
+int store_marker_parse(const char *buf, size_t len, int *format)
+{
+	static const char head[] = "tallyfs store\n";
+	const char *line = buf + sizeof(head) - 1, *nl;
+	char text[STORE_MARKER_MAX], *end;
+	size_t n;
+	long v;
+
+	if (len < sizeof(head) - 1 || memcmp(buf, head, sizeof(head) - 1))
+		return -EUCLEAN;
+	/* the second line, up to its newline, a NUL or 127 bytes */
+	n = len - (size_t)(line - buf);
+	nl = memchr(line, '\n', n);
+	if (nl)
+		n = (size_t)(nl - line);
+	if (n > 127)
+		n = 127;
+	memcpy(text, line, n);
+	text[n] = '\0';
+	if (strncmp(text, "format", 6))
+		return -EUCLEAN;
+	errno = 0;
+	v = strtol(text + 6, &end, 10);
+	if (end == text + 6)
+		return -EUCLEAN;
+	/* a number too large for an int is an unknown format all the same */
+	if (errno == ERANGE || v > INT_MAX || v < INT_MIN)
+		v = v < 0 ? INT_MIN : INT_MAX;
+	*format = (int)v;
+	return 0;
+}
+
 static int read_marker(const char *path, int *format)
 {
-	char file[4096], line[128];
-	FILE *f;
-	int rc = -EUCLEAN;
+	char file[4096], buf[STORE_MARKER_MAX];
+	size_t len = 0;
+	ssize_t n;
+	int fd, rc;
 
 	snprintf(file, sizeof(file), "%s/" MARKER, path);
-	f = fopen(file, "re");
-	if (!f)
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return -errno;
-	if (fgets(line, sizeof(line), f) && !strcmp(line, "tallyfs store\n") &&
-	    fgets(line, sizeof(line), f) &&
-	    sscanf(line, "format %d", format) == 1)
-		rc = 0;
-	fclose(f);
+	while (len < sizeof(buf) &&
+	       (n = read(fd, buf + len, sizeof(buf) - len)) > 0)
+		len += (size_t)n;
+	rc = n < 0 ? -errno : 0;
+	close(fd);
+	if (rc) {
+		log_msg(LOG_ERR, "cannot read '%s': %s", file, strerror(-rc));
+		return rc;
+	}
+	rc = store_marker_parse(buf, len, format);
 	if (rc)
 		log_msg(LOG_ERR, "'%s' is damaged: not a tallyfs store marker",
 			file);
@@ -110,7 +149,6 @@ static int take_lock(struct store *s)
 		s->lockfd = -1;
 		return rc;
 	}
-	store_set_pid(s);
 	return 0;
 }
 
@@ -294,6 +332,8 @@ int store_open(const char *path, bool create, uint32_t block_size,
 		objstore_free(s->objs);
 		goto out_meta;
 	}
+	/* only now: a store refused leaves its lock file as it was */
+	store_set_pid(s);
 	*out = s;
 	return 0;
 

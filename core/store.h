@@ -12,6 +12,7 @@
 #define TALLY_STORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define STORE_FORMAT 1
@@ -41,6 +42,14 @@ void store_close(struct store *s);
 
 /* A random positive identifier (of a store, of a node). */
 int64_t store_random_id(void);
+
+/*
+ * Parse the @len bytes of a store marker file: "tallyfs store" on the
+ * first line, "format N" on the second (anything after is ignored). 0 and
+ * *format, or -EUCLEAN if it is not a store marker. Pure: no I/O.
+ */
+#define STORE_MARKER_MAX 256 /* bytes of the file that are read */
+int store_marker_parse(const char *buf, size_t len, int *format);
 
 /* Record the current pid in the lock file (after daemonizing). */
 void store_set_pid(struct store *s);

@@ -3234,6 +3234,7 @@ static ssize_t copy_shared(struct tally *t, struct inode *in, uint64_t off_in,
 			   struct inode *out, uint64_t off_out, uint64_t len)
 {
 	uint64_t nb = len / t->bs, k, end = off_out + len;
+	struct meta_inode was;
 	struct pending *sh;
 	ssize_t ret;
 	int rc;
@@ -3264,9 +3265,21 @@ static ssize_t copy_shared(struct tally *t, struct inode *in, uint64_t off_in,
 		snprintf(sh[k].name, sizeof(sh[k].name), "%s", ref->name);
 	}
 	pthread_mutex_unlock(&in->mlock);
+	lock(t);
+	was = out->md;
+	unlock(t);
 	dirty_drop_range(t, out, off_out / t->bs, off_out / t->bs + nb);
 	data_changed(t, out, off_out + len);
 	rc = inode_commit_with(t, out, COMMIT_FORCE, sh, nb);
+	if (rc) {
+		/* nothing was copied: the size and times are as they were
+		 * (the exclusive rw lock kept every writer out) */
+		lock(t);
+		out->md.size = was.size;
+		out->md.mtime = was.mtime;
+		out->md.ctime = was.ctime;
+		unlock(t);
+	}
 	ret = rc ? rc : (ssize_t)len;
 	free(sh);
 	return ret;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/objstore.h"
 #include "core/tally.h"
 #include "fs/fs.h"
 
@@ -155,26 +156,37 @@ static void *raise_readahead(void *arg)
 }
 
 /*
- * Tests only: TALLYFS_FAULT="write:N:ERRNO" or "sync:N:ERRNO" makes the
- * Nth object write or sync fail once with errno ERRNO (a number).
+ * Tests only: TALLYFS_FAULT="write:N:ERRNO", "sync:N:ERRNO" or
+ * "unlink:N:ERRNO" makes the Nth object write, sync or unlink fail once
+ * with errno ERRNO (a number). A failed unlink leaves the object file
+ * behind (a leak that GC collects).
  */
 static void inject_faults(struct tally *t)
 {
+	static const char *const ops[] = {
+		[OBJSTORE_WRITE] = "write",
+		[OBJSTORE_SYNC] = "sync",
+		[OBJSTORE_UNLINK] = "unlink",
+	};
 	const char *spec = getenv("TALLYFS_FAULT");
-	unsigned nth;
-	char op[8];
+	unsigned nth, op;
+	char name[8];
 	int err;
 
 	if (!spec)
 		return;
-	if (sscanf(spec, "%7[a-z]:%u:%d", op, &nth, &err) != 3 ||
-	    (strcmp(op, "write") && strcmp(op, "sync")) || err <= 0) {
+	if (sscanf(spec, "%7[a-z]:%u:%d", name, &nth, &err) != 3 || err <= 0)
+		op = OBJSTORE_NOPS;
+	else
+		for (op = 0; op < OBJSTORE_NOPS && strcmp(name, ops[op]); op++)
+			;
+	if (op == OBJSTORE_NOPS) {
 		log_msg(LOG_WARNING, "ignoring TALLYFS_FAULT='%s'", spec);
 		return;
 	}
-	log_msg(LOG_NOTICE, "fault injection: %s %u fails with %s", op, nth,
+	log_msg(LOG_NOTICE, "fault injection: %s %u fails with %s", name, nth,
 		strerror(err));
-	tally_inject(t, !strcmp(op, "sync"), nth, -err);
+	objstore_inject(tally_objstore(t), (enum objstore_op)op, nth, -err);
 }
 
 /* Fork; the parent waits for the child's verdict on a pipe. */

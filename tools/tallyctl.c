@@ -16,6 +16,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -440,7 +441,8 @@ static int json_skip(char **pp)
  * Read the members of the status document, a flat JSON object: keys and
  * values are NUL-terminated in place in @text. Scalars are kept as
  * written, strings decoded, nested values kept as their JSON text. Not a
- * general JSON parser: just enough for this one shape.
+ * general JSON parser: just enough for this one shape. -EINVAL for
+ * anything else, text after the object included.
  */
 static int parse_status(char *text, struct kv **out, size_t *n)
 {
@@ -454,7 +456,7 @@ static int parse_status(char *text, struct kv **out, size_t *n)
 		goto out_free;
 	p = skip_ws(p);
 	if (*p == '}')
-		goto out_done;
+		goto out_end;
 	for (;;) {
 		p = skip_ws(p);
 		if (*p != '"' || json_string(&p, &key))
@@ -506,7 +508,10 @@ static int parse_status(char *text, struct kv **out, size_t *n)
 		*end = '\0';
 		p++;
 	}
-out_done:
+out_end:
+	/* p is at the closing brace: nothing but blanks may follow */
+	if (*skip_ws(p + 1) != '\0')
+		goto out_free;
 	*out = kv;
 	*n = cnt;
 	return 0;
@@ -690,9 +695,11 @@ static void human_duration(double ms, char *buf, size_t n)
 		snprintf(buf, n, "%.2f s", s);
 	else if (s < 3600)
 		snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
-	else
+	else if (s < 3600.0 * INT_MAX)
 		snprintf(buf, n, "%dh%02dm", (int)(s / 3600),
-			 (int)(s / 60) % 60);
+			 (int)((long long)(s / 60) % 60));
+	else /* no int holds its hours */
+		snprintf(buf, n, "%.3g s", s);
 }
 
 /*

@@ -75,4 +75,32 @@ ctl repair || fail "repair failed"
 umount_fs
 fsck_store "$STORE"
 assert_eq "tallyfsck exit status after gc ($FSCK_OUT)" 0 "$FSCK_RC"
+
+# an object unlink that fails (TALLYFS_FAULT=unlink:1:EIO) leaks the file:
+# the rm succeeds all the same, the other objects go, GC collects the leak
+TALLYFS_FAULT=unlink:1:5 mount_fs
+grep -q 'fault injection: unlink 1 fails with Input/output error' "$DLOG" ||
+	fail "the daemon did not arm the unlink fault"
+rand_file "$TMP/u" $((2 * MIB + 10))
+T cp "$TMP/u" "$MNT/main/u"
+doomed=$(objects "$MNT/main/u")
+assert_eq "objects of the doomed file" 3 "$(wc -w <<<"$doomed")"
+before=$(object_count)
+T rm "$MNT/main/u" || fail "rm failed under an unlink fault"
+assert_absent "$MNT/main/u"
+left=0
+for h in $doomed; do
+	[[ -e $STORE/shards/0/${h:0:2}/$h ]] && left=$((left + 1))
+done
+assert_eq "object files left by the failed unlink" 1 "$left"
+assert_eq "object files after the rm" $((before - 2)) "$(object_count)"
+report=$(ctl_report "gc grace=0") || fail "gc grace=0 failed"
+assert_match "gc collects the leak" $'collected: 1\n' "$report"
+for h in $doomed; do
+	assert_absent "$STORE/shards/0/${h:0:2}/$h"
+done
+assert_eq "object files after gc" $((before - 3)) "$(object_count)"
+umount_fs
+fsck_store "$STORE"
+assert_eq "tallyfsck after the unlink fault ($FSCK_OUT)" 0 "$FSCK_RC"
 log "ok"
