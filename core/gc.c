@@ -270,16 +270,6 @@ static int count_drift(void *ctx, const struct meta_check *mc)
 	return 0;
 }
 
-/* Commit (or roll back) the transaction of a batch. */
-static int txn_done(struct meta *m, int rc)
-{
-	if (!rc)
-		rc = meta_commit(m);
-	if (rc)
-		meta_rollback(m);
-	return rc;
-}
-
 /* Whether unreferenced file @i gets a mark now (blocked: none deleted). */
 static bool to_mark(const struct cycle *c, size_t i, bool blocked)
 {
@@ -306,7 +296,7 @@ static int put_marks(struct cycle *c, bool blocked)
 			rc = meta_mark_put(m, c->unref.v[i], 0, c->now);
 			n++;
 		}
-		rc = txn_done(m, rc);
+		rc = meta_end(m, rc);
 		release(c);
 	}
 	return rc;
@@ -325,7 +315,7 @@ static int clear_marks(struct cycle *c)
 		rc = meta_begin(m);
 		for (; i < c->unmark.n && !rc && !held_enough(c, steps++); i++)
 			rc = meta_mark_del(m, c->unmark.v[i]);
-		rc = txn_done(m, rc);
+		rc = meta_end(m, rc);
 		release(c);
 	}
 	return rc;
@@ -438,7 +428,7 @@ static int sweep(struct cycle *c)
 				rc = meta_mark_del(m, key);
 			todo[n++] = i;
 		}
-		rc = txn_done(m, rc);
+		rc = meta_end(m, rc);
 		if (rc)
 			n = 0;
 		/* in the hold that saw no row: from now on a check of the
@@ -491,10 +481,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	rc = meta_begin(m);
 	if (!rc && !o->dry_run)
 		rc = meta_nodes_prune(m, c.now - stale_after, &r->stale_nodes);
-	if (!rc)
-		rc = meta_commit(m);
-	if (rc)
-		meta_rollback(m);
+	rc = meta_end(m, rc);
 	if (!rc)
 		rc = meta_nodes_count(m, &r->nodes_reporting);
 	/* live: every node's active set, every pin, every row */
@@ -588,10 +575,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	rc = meta_begin(m);
 	if (!rc)
 		rc = meta_gc_log_put(m, &e);
-	if (!rc)
-		rc = meta_commit(m);
-	if (rc)
-		meta_rollback(m);
+	rc = meta_end(m, rc);
 	release(&c);
 	log_msg(LOG_INFO,
 		"gc%s: %" PRIu64 " checked, %" PRIu64 " collected, %" PRIu64
@@ -649,10 +633,7 @@ int gc_repair(struct tally *t, uint64_t *fixed)
 		rc = meta_check_counts(m, want_fix, &f);
 	for (i = 0; i < f.n && !rc; i++)
 		rc = meta_obj_set_count(m, f.v[i].id, f.v[i].truth);
-	if (!rc)
-		rc = meta_commit(m);
-	if (rc)
-		meta_rollback(m);
+	rc = meta_end(m, rc);
 	tally_meta_unlock(t);
 	/* an object whose count went to 0 is left to GC, never unlinked
 	 * here: when in doubt, leak */

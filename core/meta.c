@@ -663,6 +663,15 @@ void meta_close(struct meta *m)
 	free(m);
 }
 
+int meta_end(struct meta *m, int rc)
+{
+	if (!rc)
+		rc = meta_commit(m);
+	if (rc)
+		meta_rollback(m);
+	return rc;
+}
+
 int meta_begin(struct meta *m)
 {
 	STMT_OR_RETURN(s, m, S_BEGIN);

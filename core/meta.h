@@ -80,6 +80,9 @@ void meta_close(struct meta *m);
  * the process (synchronous=NORMAL); meta_sync() (outside a transaction)
  * makes every committed transaction durable against power loss too. */
 int meta_begin(struct meta *m);
+/* End the transaction of a batch: commit if @rc is 0 (a failed commit
+ * rolls back), else roll back; returns the first error. */
+int meta_end(struct meta *m, int rc);
 int meta_commit(struct meta *m);
 int meta_sync(struct meta *m);
 void meta_rollback(struct meta *m);

@@ -79,16 +79,6 @@ static double ms_since(const struct timespec *t0)
 	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-/* End a transaction: commit if @rc is 0, else roll back. */
-static int txn_done(struct meta *m, int rc)
-{
-	if (!rc)
-		rc = meta_commit(m);
-	if (rc)
-		meta_rollback(m);
-	return rc;
-}
-
 /* -- usage per shard -- */
 
 struct usage {
@@ -199,7 +189,7 @@ static int moves_settle(struct tally *t, const struct moves *l)
 		rc = meta_begin(m);
 		for (k = i; k < l->n && k < i + MOVE_BATCH && !rc; k++)
 			rc = meta_move_end(m, l->v[k].obj);
-		rc = txn_done(m, rc);
+		rc = meta_end(m, rc);
 		tally_meta_unlock(t);
 	}
 	return rc;
@@ -359,7 +349,7 @@ int shard_add(struct tally *t, const char *dir, const char *mountpoint,
 	 * neither a row nor (objstore_shard_init cleans up) a marker */
 	if (!rc)
 		rc = objstore_shard_init(os, nid, real);
-	rc = txn_done(m, rc);
+	rc = meta_end(m, rc);
 	if (!rc)
 		rc = objstore_shard_attach(os, nid, real, false);
 	tally_meta_unlock(t);
@@ -385,7 +375,7 @@ int shard_drain(struct tally *t, uint32_t id)
 	rc = meta_begin(m);
 	if (!rc)
 		rc = meta_shard_set_state(m, id, META_SHARD_DRAINING);
-	rc = txn_done(m, rc);
+	rc = meta_end(m, rc);
 	if (!rc)
 		objstore_shard_set_draining(os, id, true);
 	tally_meta_unlock(t);
@@ -605,7 +595,7 @@ static int move_batch(struct tally *t, struct moves *l,
 	for (i = 0; i < l->n && !rc; i++)
 		rc = meta_move_begin(m, l->v[i].obj, l->v[i].name, l->v[i].src,
 				     l->v[i].dst);
-	rc = txn_done(m, rc);
+	rc = meta_end(m, rc);
 	tally_meta_unlock(t);
 	if (rc)
 		return rc;
@@ -633,7 +623,7 @@ static int move_batch(struct tally *t, struct moves *l,
 			mv->rc = -ESTALE; /* gone or moved meanwhile */
 		}
 	}
-	rc = txn_done(m, rc);
+	rc = meta_end(m, rc);
 	tally_meta_unlock(t);
 	for (i = 0; i < l->n; i++)
 		if (l->v[i].rc && l->v[i].rc != -ESTALE &&
@@ -814,7 +804,7 @@ int shard_sweep(struct tally *t, const struct shard_sweep_opts *o,
 		if (!rc)
 			rc = meta_ghosts_repoint(m, from, REPOINT_BLOCKS,
 						 unreachable, &from, &n);
-		rc = txn_done(m, rc);
+		rc = meta_end(m, rc);
 		tally_meta_unlock(t);
 		if (!rc)
 			r->repointed += n;
@@ -834,7 +824,7 @@ int shard_sweep(struct tally *t, const struct shard_sweep_opts *o,
 				     &gone[j - k]);
 		}
 		progress_set(pj, end);
-		rc = txn_done(m, rc);
+		rc = meta_end(m, rc);
 		/* a purged ghost's source copy, if a crash left one */
 		for (j = k; j < end && !rc; j++) {
 			uint32_t where;
@@ -861,7 +851,7 @@ int shard_sweep(struct tally *t, const struct shard_sweep_opts *o,
 		rc = meta_begin(m);
 		if (!rc)
 			rc = meta_sweep_log_put(m, &e);
-		rc = txn_done(m, rc);
+		rc = meta_end(m, rc);
 		tally_meta_unlock(t);
 	}
 	progress_end(pj);

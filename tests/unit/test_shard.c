@@ -161,6 +161,19 @@ static void object_of(int i, char name[OBJNAME_MAX])
 	snprintf(name, OBJNAME_MAX, "%.*s", OBJNAME_MAX - 1, buf);
 }
 
+/* The shard where object @name lives, by its row. */
+static uint32_t object_shard(const char *name)
+{
+	struct meta *m = tally_meta_lock(t);
+	uint64_t osize;
+	int64_t id, refs;
+	uint32_t where = UINT32_MAX;
+
+	cr_assert_eq(meta_object_info(m, name, &id, &where, &osize, &refs), 0);
+	tally_meta_unlock(t);
+	return where;
+}
+
 static void sweep(long batches, struct shard_sweep_report *r)
 {
 	struct shard_sweep_opts o = { .batches = batches };
@@ -249,17 +262,10 @@ Test(shard, rebalance_then_sweep)
 	/* explain shows the ghost and the file holding the object */
 	for (i = 0; i < NFILES && !explained; i++) {
 		char name[OBJNAME_MAX], line[256], *report = NULL;
-		uint64_t osize;
-		int64_t id, refs;
 		uint32_t where;
-		struct meta *m;
 
 		object_of((int)i, name);
-		m = tally_meta_lock(t);
-		cr_assert_eq(meta_object_info(m, name, &id, &where, &osize,
-					      &refs),
-			     0);
-		tally_meta_unlock(t);
+		where = object_shard(name);
 		if (where == before[i])
 			continue;
 		snprintf(line, sizeof(line), "explain %s\n", name);
@@ -279,17 +285,10 @@ Test(shard, rebalance_then_sweep)
 	 * count with it), the new one names the new object's shard */
 	for (i = 0; i < NFILES && named_shard((int)i) == before[i]; i++) {
 		char name[OBJNAME_MAX];
-		uint64_t osize;
-		int64_t id, refs;
 		uint32_t where;
-		struct meta *m;
 
 		object_of((int)i, name);
-		m = tally_meta_lock(t);
-		cr_assert_eq(meta_object_info(m, name, &id, &where, &osize,
-					      &refs),
-			     0);
-		tally_meta_unlock(t);
+		where = object_shard(name);
 		if (where != before[i])
 			break;
 	}
@@ -381,24 +380,10 @@ Test(shard, sweep_verdicts)
 	 * the target, the file that named the source goes */
 	infos(&l);
 	for (i = 0; i < NFILES && victim < 0; i++) {
-		char name[OBJNAME_MAX + 8], *at;
-		uint64_t osize;
-		int64_t id, refs;
-		uint32_t where;
-		struct meta *m;
-		ssize_t n = tally_getxattr(t, ino[i], "user.tally.objects",
-					   name, sizeof(name) - 1);
+		char name[OBJNAME_MAX];
 
-		cr_assert_gt(n, 0);
-		name[n] = '\0';
-		at = strchr(name, '@');
-		*at = '\0';
-		m = tally_meta_lock(t);
-		cr_assert_eq(meta_object_info(m, name, &id, &where, &osize,
-					      &refs),
-			     0);
-		tally_meta_unlock(t);
-		if (where == 2 && atoi(at + 1) != 2)
+		object_of(i, name);
+		if (object_shard(name) == 2 && named_shard(i) != 2)
 			victim = i;
 	}
 	cr_assert_geq(victim, 0);
