@@ -767,7 +767,9 @@ static int place(struct objstore *os, unsigned shard, const char *tmp,
 	char dst[PATH_MAX];
 	int rc;
 
-	rc = obj_path(os, shard, name, dst);
+	rc = fault(os, OBJSTORE_RENAME);
+	if (!rc)
+		rc = obj_path(os, shard, name, dst);
 	if (rc)
 		return rc;
 	for (;;) {

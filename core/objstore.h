@@ -206,13 +206,15 @@ int objstore_list_names(struct objstore *os, unsigned shard,
 
 /*
  * Fault injection, for tests: the @nth next object write (OBJSTORE_WRITE),
- * sync (OBJSTORE_SYNC) or unlink (OBJSTORE_UNLINK: the file stays) fails
+ * sync (OBJSTORE_SYNC), unlink (OBJSTORE_UNLINK: the file stays) or the
+ * rename of a temp file into place (OBJSTORE_RENAME) fails
  * with @err (a negative errno); @nth 0 disables. Each fault fires once.
  */
 enum objstore_op {
 	OBJSTORE_WRITE,
 	OBJSTORE_SYNC,
 	OBJSTORE_UNLINK,
+	OBJSTORE_RENAME,
 	OBJSTORE_NOPS
 };
 void objstore_inject(struct objstore *os, enum objstore_op op, unsigned nth,

@@ -157,7 +157,8 @@ static void *raise_readahead(void *arg)
 
 /*
  * Tests only: TALLYFS_FAULT="write:N:ERRNO", "sync:N:ERRNO" or
- * "unlink:N:ERRNO" makes the Nth object write, sync or unlink fail once
+ * "unlink:N:ERRNO" or "rename:N:ERRNO" makes the Nth object write, sync,
+ * unlink or rename into place fail once
  * with errno ERRNO (a number). A failed unlink leaves the object file
  * behind (a leak that GC collects).
  */
@@ -167,6 +168,7 @@ static void inject_faults(struct tally *t)
 		[OBJSTORE_WRITE] = "write",
 		[OBJSTORE_SYNC] = "sync",
 		[OBJSTORE_UNLINK] = "unlink",
+		[OBJSTORE_RENAME] = "rename",
 	};
 	const char *spec = getenv("TALLYFS_FAULT");
 	unsigned nth, op;

@@ -300,6 +300,12 @@ Test(faults, object_sync_edquot)
 }
 
 /* b's old tail object, then d's two objects */
+/* the renames into place: one per object created, as the writes */
+Test(faults, object_rename_eio)
+{
+	sweep(OBJSTORE_RENAME, -EIO, 10);
+}
+
 Test(faults, object_unlink_eio)
 {
 	sweep(OBJSTORE_UNLINK, -EIO, 3);
