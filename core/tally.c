@@ -2419,6 +2419,12 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	pmd.mtime = pmd.ctime = ts;
 	if (S_ISDIR(mode))
 		pmd.nlink++;
+	/* before the commit: an ENOMEM must leave nothing done */
+	ip = inode_alloc(&md);
+	if (!ip) {
+		rc = -ENOMEM;
+		goto out;
+	}
 
 	rc = meta_begin(t->meta);
 	if (!rc)
@@ -2432,15 +2438,12 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	if (!rc)
 		rc = ino_reserve(t, &limit);
 	rc = txn_end(t, rc, NULL);
-	if (rc)
-		goto out;
-	ino_taken(t, limit);
-	pip->md = pmd;
-	ip = inode_alloc(&md);
-	if (!ip) {
-		rc = -ENOMEM; /* committed; the kernel looks it up again */
+	if (rc) {
+		inode_destroy(t, ip);
 		goto out;
 	}
+	ino_taken(t, limit);
+	pip->md = pmd;
 	inode_insert(t, ip);
 	ip->nlookup = 1;
 	dcache_put(t, parent, name, md.ino);
@@ -2870,6 +2873,12 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	md.size = ip->dsize;
 	md.alloc = ip->dalloc;
 	md.ctime = npmd.ctime;
+	/* before the commit: an ENOMEM must leave nothing done */
+	nip = inode_alloc(&md);
+	if (!nip) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
 	rc = meta_begin(t->meta);
 	if (!rc)
 		rc = meta_inode_put(t->meta, &md);
@@ -2890,15 +2899,12 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	if (!rc)
 		rc = ino_reserve(t, &limit);
 	rc = txn_end(t, rc, NULL);
-	if (rc)
-		goto out_unlock;
-	ino_taken(t, limit);
-	npip->md = npmd;
-	nip = inode_alloc(&md);
-	if (!nip) {
-		rc = -ENOMEM;
+	if (rc) {
+		inode_destroy(t, nip);
 		goto out_unlock;
 	}
+	ino_taken(t, limit);
+	npip->md = npmd;
 	inode_insert(t, nip);
 	nip->nlookup = 1;
 	dcache_put(t, newparent, newname, md.ino);
