@@ -33,12 +33,7 @@ static const struct tally_ctx me = { 0, 0 };
 static void teardown(void)
 {
 	af_arm(0);
-	if (t)
-		tally_close(t);
-	t = NULL;
-	tu_rmrf(dir);
-	free(dir);
-	dir = NULL;
+	tu_teardown(&t, &dir);
 }
 
 TestSuite(allocfail, .fini = teardown, .timeout = 300);

@@ -38,12 +38,7 @@ static unsigned silent; /* runs whose fault no step saw */
 
 static void teardown(void)
 {
-	if (t)
-		tally_close(t);
-	t = NULL;
-	tu_rmrf(dir);
-	free(dir);
-	dir = NULL;
+	tu_teardown(&t, &dir);
 }
 
 TestSuite(commit_faults, .fini = teardown, .timeout = 240);

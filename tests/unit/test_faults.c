@@ -41,12 +41,7 @@ static bool fired;
 
 static void teardown(void)
 {
-	if (t)
-		tally_close(t);
-	t = NULL;
-	tu_rmrf(dir);
-	free(dir);
-	dir = NULL;
+	tu_teardown(&t, &dir);
 }
 
 TestSuite(faults, .fini = teardown, .timeout = 120);

@@ -58,11 +58,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	if (t)
-		tally_close(t);
-	t = NULL;
-	tu_rmrf(dir);
-	free(dir);
+	tu_teardown(&t, &dir);
 }
 
 TestSuite(shard, .init = setup, .fini = teardown, .timeout = 60);

@@ -48,11 +48,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	if (t)
-		tally_close(t);
-	t = NULL;
-	tu_rmrf(dir);
-	free(dir);
+	tu_teardown(&t, &dir);
 }
 
 TestSuite(tally, .init = setup, .fini = teardown, .timeout = 60);

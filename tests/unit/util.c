@@ -20,6 +20,7 @@
 
 #include "core/fsck.h"
 #include "core/store.h"
+#include "core/tally.h"
 
 char *tu_tmpdir(void)
 {
@@ -47,6 +48,16 @@ void tu_rmrf(const char *path)
 {
 	if (path)
 		nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void tu_teardown(struct tally **t, char **dir)
+{
+	if (*t)
+		tally_close(*t);
+	*t = NULL;
+	tu_rmrf(*dir);
+	free(*dir);
+	*dir = NULL;
 }
 
 int tu_count_objects(const char *store)

@@ -11,6 +11,12 @@
 char *tu_tmpdir(void);
 /* rm -rf @path (bounded, best effort). */
 void tu_rmrf(const char *path);
+struct tally;
+
+/* The end of a test with a store: close *t if open, remove and free
+ * *dir; both are NULL afterwards. */
+void tu_teardown(struct tally **t, char **dir);
+
 /* Count object files under @store/shards/0. */
 int tu_count_objects(const char *store);
 struct fsck_result;
