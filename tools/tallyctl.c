@@ -562,25 +562,20 @@ static bool json_u64(const char *s, uint64_t *out)
 }
 
 /*
- * Call @fn for each job of the JSON array at @p (modified): its name, id,
- * started, done, total and unit. -EINVAL if the array is malformed.
+ * Call @fn for each member object of the JSON array at @p (modified),
+ * with its members. -EINVAL if the array is malformed.
  */
-static int jobs_array(char *p,
-		      void (*fn)(void *ctx, const char *name,
-				 const struct job_seen *j),
-		      void *ctx)
+static int each_object(char *p, void (*fn)(void *ctx, struct kv *m, size_t nm),
+		       void *ctx)
 {
-	struct kv *m = NULL;
-	size_t nm, k;
+	struct kv *m;
+	size_t nm;
 	char *start, save;
 	int rc;
 
 	if (*p++ != '[')
 		return -EINVAL;
 	for (;;) {
-		struct job_seen j = { .id = 0 };
-		const char *name = NULL;
-
 		p = skip_ws(p);
 		if (*p == ']')
 			return 0;
@@ -595,29 +590,7 @@ static int jobs_array(char *p,
 		*p = save;
 		if (rc)
 			return rc;
-		for (k = 0; k < nm; k++) {
-			const char *key = m[k].key, *val = m[k].val;
-			bool ok = true;
-
-			if (!strcmp(key, "name") && m[k].quoted)
-				name = val;
-			else if (!strcmp(key, "unit") && m[k].quoted)
-				snprintf(j.unit, sizeof(j.unit), "%s", val);
-			else if (!strcmp(key, "id"))
-				ok = json_u64(val, &j.id);
-			else if (!strcmp(key, "started"))
-				ok = json_u64(val, &j.started);
-			else if (!strcmp(key, "done"))
-				ok = json_u64(val, &j.done);
-			else if (!strcmp(key, "total"))
-				ok = json_u64(val, &j.total);
-			if (!ok) {
-				free(m);
-				return -EINVAL;
-			}
-		}
-		if (name && j.id)
-			fn(ctx, name, &j);
+		fn(ctx, m, nm);
 		free(m);
 		p = skip_ws(p);
 		if (*p == ',')
@@ -625,6 +598,58 @@ static int jobs_array(char *p,
 		else if (*p != ']')
 			return -EINVAL;
 	}
+}
+
+struct jobs_walk {
+	void (*fn)(void *ctx, const char *name, const struct job_seen *j);
+	void *ctx;
+	int rc;
+};
+
+/* One member of a "jobs" array: decoded and passed on, if it is whole. */
+static void job_object(void *ctx, struct kv *m, size_t nm)
+{
+	struct jobs_walk *w = ctx;
+	struct job_seen j = { .id = 0 };
+	const char *name = NULL;
+	size_t k;
+
+	for (k = 0; k < nm && !w->rc; k++) {
+		const char *key = m[k].key, *val = m[k].val;
+		bool ok = true;
+
+		if (!strcmp(key, "name") && m[k].quoted)
+			name = val;
+		else if (!strcmp(key, "unit") && m[k].quoted)
+			snprintf(j.unit, sizeof(j.unit), "%s", val);
+		else if (!strcmp(key, "id"))
+			ok = json_u64(val, &j.id);
+		else if (!strcmp(key, "started"))
+			ok = json_u64(val, &j.started);
+		else if (!strcmp(key, "done"))
+			ok = json_u64(val, &j.done);
+		else if (!strcmp(key, "total"))
+			ok = json_u64(val, &j.total);
+		if (!ok)
+			w->rc = -EINVAL;
+	}
+	if (!w->rc && name && j.id)
+		w->fn(w->ctx, name, &j);
+}
+
+/*
+ * Call @fn for each job of the JSON array at @p (modified): its name, id,
+ * started, done, total and unit. -EINVAL if the array is malformed.
+ */
+static int jobs_array(char *p,
+		      void (*fn)(void *ctx, const char *name,
+				 const struct job_seen *j),
+		      void *ctx)
+{
+	struct jobs_walk w = { .fn = fn, .ctx = ctx };
+	int rc = each_object(p, job_object, &w);
+
+	return rc ? rc : w.rc;
 }
 
 /*
@@ -812,45 +837,6 @@ static void shard_row(void *ctx, struct kv *m, size_t nm)
 		}
 	}
 	t->n++;
-}
-
-/*
- * Call @fn for each member object of the JSON array at @p (modified),
- * with its members. -EINVAL if the array is malformed.
- */
-static int each_object(char *p, void (*fn)(void *ctx, struct kv *m, size_t nm),
-		       void *ctx)
-{
-	struct kv *m;
-	size_t nm;
-	char *start, save;
-	int rc;
-
-	if (*p++ != '[')
-		return -EINVAL;
-	for (;;) {
-		p = skip_ws(p);
-		if (*p == ']')
-			return 0;
-		if (*p != '{')
-			return -EINVAL;
-		start = p;
-		if (json_skip(&p))
-			return -EINVAL;
-		save = *p;
-		*p = '\0';
-		rc = parse_status(start, &m, &nm);
-		*p = save;
-		if (rc)
-			return rc;
-		fn(ctx, m, nm);
-		free(m);
-		p = skip_ws(p);
-		if (*p == ',')
-			p++;
-		else if (*p != ']')
-			return -EINVAL;
-	}
 }
 
 /*
