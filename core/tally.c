@@ -640,6 +640,36 @@ static int clean_orphans(struct tally *t)
 	return rc;
 }
 
+/*
+ * The default bound of buffered data: a tenth of the memory this process
+ * may use (the machine's, or the cgroup's limit when lower), between
+ * 256 MiB and 4 GiB, like the kernel's dirty_background_ratio. Random
+ * writes into a large file dirty whole blocks (a block is read in before
+ * a part of it is written), so a bound far below the page cache's turns
+ * every few writes into a flush of the whole file.
+ */
+static uint64_t default_dirty_limit(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+	uint64_t mem =
+		pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : 0;
+	FILE *f = fopen("/sys/fs/cgroup/memory.max", "re");
+	unsigned long long cg;
+	uint64_t lim;
+
+	if (f) {
+		if (fscanf(f, "%llu", &cg) == 1 && (mem == 0 || cg < mem))
+			mem = cg; /* "max" reads as no limit */
+		fclose(f);
+	}
+	lim = mem / 10;
+	if (lim < 256u << 20)
+		lim = 256u << 20;
+	if (lim > (uint64_t)4 << 30)
+		lim = (uint64_t)4 << 30;
+	return lim;
+}
+
 int tally_open(const char *path, const struct tally_opts *opts,
 	       struct tally **out)
 {
@@ -673,7 +703,8 @@ int tally_open(const char *path, const struct tally_opts *opts,
 						: 8u << 20;
 	if (t->rotate_bytes < t->bs)
 		t->rotate_bytes = t->bs;
-	t->dirty_limit = opts->dirty_limit ? opts->dirty_limit : 256u << 20;
+	t->dirty_limit = opts->dirty_limit ? opts->dirty_limit
+					   : default_dirty_limit();
 	if (t->dirty_limit < 2 * t->rotate_bytes)
 		t->dirty_limit = 2 * t->rotate_bytes;
 	t->max_pending = opts->max_pending ? opts->max_pending : 32;

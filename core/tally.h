@@ -36,7 +36,8 @@ struct tally_opts {
 	bool create;		/* create the store on first use */
 	size_t inode_dirty_max; /* a file's buffered bytes that start a
 				   flush; 0 = 8 MiB */
-	uint64_t dirty_limit;	/* all buffered bytes; 0 = 256 MiB */
+	uint64_t dirty_limit;	/* all buffered bytes; 0 = a tenth of memory,
+				   256 MiB to 4 GiB */
 	unsigned max_pending;	/* flushes in flight; 0 = 32 */
 	unsigned workers;	/* worker threads; 0 = one per CPU */
 	/* tests only: called at the start of each flush's stream phase */

@@ -96,7 +96,7 @@ static void usage(const char *prog)
 	       "    -o inode_dirty_mb=MB    a file's buffered data that starts "
 	       "a flush (default 8)\n"
 	       "    -o dirty_limit=BYTES    all buffered data; writers wait "
-	       "above it (default 256 MiB)\n"
+	       "above it (default: a tenth of memory, 256 MiB to 4 GiB)\n"
 	       "    -o max_pending_flushes=N  flushes in flight (default 32)\n"
 	       "    -o workers=N            worker threads (default: one per "
 	       "CPU)\n"
