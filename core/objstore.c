@@ -1082,19 +1082,27 @@ static int check_after(struct objstore *os, unsigned shard, int err)
 	return err;
 }
 
-ssize_t objstore_read(struct objstore *os, unsigned shard, const char *name,
-		      void *buf, size_t len, off_t off)
+int objstore_open_read(struct objstore *os, unsigned shard, const char *name)
 {
 	char path[PATH_MAX];
-	size_t done = 0;
 	int fd, rc;
 
 	rc = obj_path(os, shard, name, path);
 	if (rc)
 		return rc;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? check_after(os, shard, -errno) : fd;
+}
+
+ssize_t objstore_read(struct objstore *os, unsigned shard, const char *name,
+		      void *buf, size_t len, off_t off)
+{
+	size_t done = 0;
+	int fd, rc;
+
+	fd = objstore_open_read(os, shard, name);
 	if (fd < 0)
-		return check_after(os, shard, -errno);
+		return fd;
 	while (done < len) {
 		ssize_t n = pread(fd, (char *)buf + done, len - done,
 				  off + (off_t)done);

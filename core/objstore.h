@@ -151,6 +151,11 @@ int objstore_ensure(struct objstore *os, unsigned shard, const char *name,
 ssize_t objstore_read(struct objstore *os, unsigned shard, const char *name,
 		      void *buf, size_t len, off_t off);
 
+/* A read-only descriptor of an object file (the caller closes it), or
+ * -errno (-ENOENT: not in that shard). The content never changes, and an
+ * unlink of the file does not disturb a descriptor already open. */
+int objstore_open_read(struct objstore *os, unsigned shard, const char *name);
+
 /* Size of an object file, or -ENOENT. */
 int objstore_stat(struct objstore *os, unsigned shard, const char *name,
 		  off_t *size);

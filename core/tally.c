@@ -179,7 +179,8 @@ struct tally {
 	uint64_t rotated_seq; /* protected by fin_lock */
 	uint64_t done_seq;    /* protected by fin_lock */
 	uint64_t groups;      /* protected by fin_lock: group commits */
-	bool fin_stop;	      /* protected by fin_lock */
+	_Atomic uint64_t spliced_reads; /* tally_read_fd() answers */
+	bool fin_stop;			/* protected by fin_lock */
 	pthread_t fin_thread;
 
 	pthread_mutex_t flusher_lock;
@@ -3156,6 +3157,96 @@ out_put:
 	return ret;
 }
 
+/* Open the object file of each of @n block references for the bytes
+ * [boff, boff+size) of the file from the first block on; all or none. */
+static int open_segs(struct tally *t, const struct meta_bref *refs, size_t n,
+		     size_t boff, size_t size, struct tally_seg *segs)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		size_t len = t->bs - boff < size ? t->bs - boff : size;
+		int f = objstore_open_read(t->objs, refs[i].shard,
+					   refs[i].name);
+		struct stat st;
+
+		/* moved (a ghost), or shorter than the range (the rest
+		 * reads as zeros): copied instead */
+		if (f >= 0 &&
+		    (fstat(f, &st) != 0 || (uint64_t)st.st_size < boff + len)) {
+			close(f);
+			f = -1;
+		}
+		if (f < 0) {
+			while (i-- > 0)
+				close(segs[i].fd);
+			return 1;
+		}
+		segs[i].fd = f;
+		segs[i].off = (off_t)boff;
+		segs[i].len = len;
+		size -= len;
+		boff = 0;
+	}
+	return 0;
+}
+
+int tally_read_fd(struct tally *t, uint64_t ino, size_t size, off_t off,
+		  struct tally_seg *segs, size_t *nsegs)
+{
+	struct meta_bref refs[TALLY_SEGS_MAX];
+	struct inode *ip;
+	uint64_t idx, last, i;
+	size_t boff, n = 0;
+	int rc;
+
+	if (off < 0)
+		return -EINVAL;
+	rc = file_get(t, ino, &ip);
+	if (rc)
+		return rc;
+	rc = 1;
+	if (!S_ISREG(ip->md.mode))
+		goto out_put; /* tally_read() says why not */
+	pthread_rwlock_rdlock(&ip->rw);
+	if (map_load(t, ip) != 0 || (uint64_t)off >= ip->md.size || !size)
+		goto out_unlock;
+	if (size > ip->md.size - (uint64_t)off)
+		size = (size_t)(ip->md.size - (uint64_t)off);
+	idx = (uint64_t)off / t->bs;
+	last = ((uint64_t)off + size - 1) / t->bs;
+	boff = (size_t)((uint64_t)off % t->bs);
+	if (last - idx >= TALLY_SEGS_MAX)
+		goto out_unlock;
+	for (i = idx; i <= last; i++)
+		if (dirty_find(ip, i))
+			goto out_unlock;
+	/* writers wait for rw; the finalizer changes the map under mlock,
+	 * but only for blocks in flight, and there are none */
+	pthread_mutex_lock(&ip->mlock);
+	if (!ip->inflight && !ip->failed) {
+		for (i = idx; i <= last; i++) {
+			struct meta_bref *r = map_find(ip, i);
+
+			if (!r || !r->name[0])
+				break; /* a hole reads as zeros: copied */
+			refs[n++] = *r;
+		}
+	}
+	pthread_mutex_unlock(&ip->mlock);
+	if (n == last - idx + 1 &&
+	    open_segs(t, refs, n, boff, size, segs) == 0) {
+		*nsegs = n;
+		atomic_fetch_add(&t->spliced_reads, 1);
+		rc = 0;
+	}
+out_unlock:
+	pthread_rwlock_unlock(&ip->rw);
+out_put:
+	file_put(t, ip);
+	return rc;
+}
+
 /* New data up to @end: extend the size, touch mtime and ctime (rw held). */
 static void data_changed(struct tally *t, struct inode *ip, uint64_t end)
 {
@@ -3977,6 +4068,7 @@ int tally_stats(struct tally *t, struct tally_stats *out)
 	out->rotated_seq = t->rotated_seq;
 	out->group_commits = t->groups;
 	pthread_mutex_unlock(&t->fin_lock);
+	out->spliced_reads = atomic_load(&t->spliced_reads);
 	pool_stats(t->pool, &ps);
 	out->workers = ps.workers;
 	out->jobs_queued = ps.queued;

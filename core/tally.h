@@ -121,6 +121,23 @@ int tally_flush(struct tally *t, uint64_t ino);
 int tally_fsync(struct tally *t, uint64_t ino, bool datasync);
 ssize_t tally_read(struct tally *t, uint64_t ino, void *buf, size_t size,
 		   off_t off);
+/*
+ * The object files that hold the bytes tally_read() would return, when
+ * they lie in at most TALLY_SEGS_MAX committed blocks that no newer data
+ * (dirty, in flight, failed) covers and that hold no hole: one segment
+ * per block, each a read-only descriptor (the caller closes it), an
+ * offset in it and a length. For a reply spliced from the files instead
+ * of copied. Returns 0 (*nsegs set), 1 when the bytes must be copied
+ * (tally_read), or -errno.
+ */
+#define TALLY_SEGS_MAX 4
+struct tally_seg {
+	int fd;
+	off_t off;
+	size_t len;
+};
+int tally_read_fd(struct tally *t, uint64_t ino, size_t size, off_t off,
+		  struct tally_seg *segs, size_t *nsegs);
 ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf, size_t size,
 		    off_t off);
 /*
@@ -221,6 +238,7 @@ struct tally_stats {
 	uint64_t bytes_logical, bytes_stored, bytes_referenced;
 	uint64_t pending_flushes, dirty_bytes, durable_seq, commit_errors;
 	uint64_t rotated_seq, group_commits, jobs_queued, jobs_running;
+	uint64_t spliced_reads; /* reads answered from an object file */
 	uint64_t dirty_limit;
 	unsigned workers, max_pending;
 	uint32_t block_size;

@@ -6,6 +6,7 @@
 #define TALLY_FS_H
 
 #include <fuse_lowlevel.h>
+#include <stdbool.h>
 
 struct tally;
 
@@ -13,6 +14,8 @@ struct fs {
 	struct tally *t;
 	double entry_timeout;
 	double attr_timeout;
+	bool splice;	   /* read replies spliced from object files */
+	size_t splice_min; /* smaller reads are copied */
 };
 
 extern const struct fuse_lowlevel_ops fs_ops;

