@@ -34,11 +34,17 @@
  *
  * Drift (stored count != references) is reported, loudly when a count is
  * too low; it never causes a deletion. gc_repair() rebuilds the counts.
+ * The check reads chunks of objects by id, each in one statement under
+ * its own hold: one consistent snapshot of the chunk (a count and its
+ * references change in one transaction), so a change made between two
+ * chunks is never reported as drift. The references of the objects of a
+ * chunk are counted through the index blocks_obj (core/meta.c).
  *
  * Scale: the listing collects the unreferenced keys without the lock;
  * they are sorted and merged with the marks read in key order; marks are
- * written, re-checks made and marks deleted in batches that hold the lock
- * for about HOLD_MS each (the longest hold is reported).
+ * written, re-checks made, marks deleted and drift checked in batches
+ * that hold the lock for about HOLD_MS each (the longest hold is
+ * reported).
  *
  * Locks: the metadata lock (tally_meta_lock) is taken for short batches
  * only; the listing of the object files and the unlinks run without it.
@@ -65,6 +71,9 @@
 #define MARK_BATCH 8192	  /* marks written per transaction, at most */
 #define SCAN_BATCH 8192	  /* marks read per hold of the lock */
 #define SWEEP_BATCH 4096  /* deletions re-checked per hold of the lock */
+#define CHECK_BATCH 2048  /* objects per chunk of the drift check, first */
+#define CHECK_MIN 64	  /* and at least, however long a chunk takes */
+#define CHECK_MAX 65536	  /* and at most */
 #define UNLINK_THREADS 16 /* unlinks at once */
 
 #define KEY_MAX OBJSTORE_KEY_MAX
@@ -256,7 +265,15 @@ static int count_drift(void *ctx, const struct meta_check *mc)
 {
 	struct gc_report *r = ctx;
 
-	if (mc->id == 0 || mc->stored == mc->truth)
+	if (mc->id == 0) {
+		/* read in the snapshot of its chunk: damage, not a race */
+		log_msg(LOG_ERR,
+			"gc: %" PRId64 " reference(s) name an object with "
+			"no row (run tallyfsck)",
+			mc->truth);
+		return 0;
+	}
+	if (mc->stored == mc->truth)
 		return 0;
 	if (mc->stored < mc->truth) {
 		r->drift_under++;
@@ -268,6 +285,42 @@ static int count_drift(void *ctx, const struct meta_check *mc)
 		r->drift_over++;
 	}
 	return 0;
+}
+
+/*
+ * Drift, in chunks of objects by id: a chunk (its objects' counts and the
+ * references to their ids) is read in one statement under one hold, a
+ * consistent snapshot of it, since a count and its references change in
+ * one transaction. A change between two chunks is seen whole by the
+ * chunk of each object it touches: no drift is reported that was not
+ * there. The chunk is sized to hold the lock about HOLD_MS: halved after
+ * a longer hold, doubled after a hold of less than a quarter of it.
+ */
+static int check_drift(struct cycle *c)
+{
+	unsigned batch = c->o->check_batch ? c->o->check_batch : CHECK_BATCH;
+	int64_t from = INT64_MIN;
+	int rc;
+
+	for (;;) {
+		struct meta *m = hold(c);
+		double ms;
+
+		rc = meta_check_chunk(m, from, batch, &from, count_drift, c->r);
+		ms = ms_since(&c->held);
+		release(c);
+		if (rc != 1)
+			break;
+		if (c->o->chunk_hook)
+			c->o->chunk_hook(c->o->hook_arg);
+		if (c->o->check_batch)
+			continue;
+		if (ms > HOLD_MS && batch > CHECK_MIN)
+			batch /= 2;
+		else if (ms < HOLD_MS / 4 && batch < CHECK_MAX)
+			batch *= 2;
+	}
+	return rc;
 }
 
 /* Whether unreferenced file @i gets a mark now (blocked: none deleted). */
@@ -537,9 +590,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 			r->preserved++;
 	sweeping = !o->dry_run && !r->blocked;
 	progress_set_total(c.pj, r->checked + (sweeping ? ndoomed : 0));
-	m = hold(&c);
-	rc = meta_check_counts(m, count_drift, r);
-	release(&c);
+	rc = check_drift(&c);
 	if (rc)
 		goto out;
 	if (o->dry_run) {
