@@ -13,7 +13,9 @@
  *     be deleted (default GC_DEFAULT_GRACE; marks persist in gc_marks, so
  *     a remount does not restart the clock), and
  *  2. every deletion re-checks, under the metadata lock (which the flush
- *     finalizer holds while it commits), that no row names the object;
+ *     finalizer holds while it commits), that no row names the object
+ *     and that no pin, node report or move names it (those added since
+ *     the cycle read the protected names count too);
  *     the file is unlinked after that hold (a batch at a time, several
  *     unlinks at once), and a commit that checks the file under the lock
  *     in between cancels the unlink or waits for it to end (see doomed
@@ -436,10 +438,12 @@ static void unlink_batch(struct cycle *c, const size_t *todo, size_t n)
 
 /*
  * Delete the doomed objects: a batch is re-checked under the lock (no row
- * names the object in that shard), its marks deleted and its files handed
- * to objstore_doom() in the same hold; the files are unlinked after the
- * lock is released. A flush or a move that checks one of them under the
- * lock meanwhile cancels its deletion (core/objstore.c, doomed files).
+ * names the object in that shard, and no pin, node report or move names
+ * it: those made since the cycle read them count), its marks deleted and
+ * its files handed to objstore_doom() in the same hold; the files are
+ * unlinked after the lock is released. A flush or a move that checks one
+ * of them under the lock meanwhile cancels its deletion (core/objstore.c,
+ * doomed files).
  */
 static int sweep(struct cycle *c)
 {
@@ -476,7 +480,15 @@ static int sweep(struct cycle *c)
 			}
 			if (rc && rc != -ENOENT)
 				break;
-			rc = 0;
+			rc = meta_name_protected(m, name);
+			if (rc == 1) {
+				c->r->preserved++; /* protected since */
+				progress_add(c->pj, 1);
+				rc = 0;
+				continue;
+			}
+			if (rc)
+				break;
 			if (c->state[i] == U_DOOMED)
 				rc = meta_mark_del(m, key);
 			todo[n++] = i;
@@ -543,6 +555,8 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	release(&c);
 	if (rc)
 		goto out;
+	if (o->protected_hook)
+		o->protected_hook(o->hook_arg);
 	/* the rows by id in short holds: a row added meanwhile makes its
 	 * object a candidate, which the re-check before a deletion keeps */
 	do {

@@ -19,6 +19,9 @@ struct gc_opts {
 	/* TEST ONLY: called by the sweep between the re-check of a batch
 	 * (under the metadata lock) and its unlinks (without it) */
 	void (*unlink_hook)(void *arg);
+	/* TEST ONLY: called once the protected names (node reports, pins,
+	 * moves) are read, before the object rows are, without the lock */
+	void (*protected_hook)(void *arg);
 	/* TEST ONLY: called between two chunks of the drift check, without
 	 * the lock */
 	void (*chunk_hook)(void *arg);

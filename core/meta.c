@@ -82,6 +82,7 @@ enum {
 	S_XATTR_LIST,
 	S_CHECK,
 	S_CHECK_END,
+	S_PROTECTED,
 	S_OBJ_SET,
 	S_OBJECTS,
 	S_OBJECTS_AFTER,
@@ -179,6 +180,9 @@ static const char *const sql_text[S_COUNT] = {
 		"(SELECT 1 FROM objects WHERE id = b.obj) GROUP BY b.obj",
 	[S_CHECK_END] = "SELECT id FROM objects WHERE id >= ?1 ORDER BY id "
 			"LIMIT 1 OFFSET ?2",
+	[S_PROTECTED] = "SELECT 1 FROM pin_objects WHERE name = ?1 "
+			"UNION ALL SELECT 1 FROM node_objects WHERE name = ?1 "
+			"UNION ALL SELECT 1 FROM moves WHERE name = ?1 LIMIT 1",
 	[S_OBJ_SET] = "UPDATE objects SET refcount = ?2 WHERE id = ?1",
 	[S_OBJECTS] = "SELECT id, name, shard, refcount FROM objects",
 	[S_OBJECTS_AFTER] = "SELECT id, name, shard, refcount FROM objects "
@@ -247,6 +251,7 @@ static const char gc_schema[] =
 	"CREATE TABLE IF NOT EXISTS pin_objects(pin INTEGER NOT NULL,"
 	" name TEXT NOT NULL, PRIMARY KEY(pin, name)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS pin_objects_name ON pin_objects(name);"
+	"CREATE INDEX IF NOT EXISTS node_objects_name ON node_objects(name);"
 	/* the references of an object: the drift check of GC by chunks */
 	"CREATE INDEX IF NOT EXISTS blocks_obj ON blocks(obj);";
 
@@ -273,6 +278,7 @@ static const char shard_schema[] =
 	" PRIMARY KEY(obj, src)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS moves(obj INTEGER PRIMARY KEY,"
 	" name TEXT NOT NULL, src INTEGER NOT NULL, dst INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS moves_name ON moves(name);"
 	"CREATE TRIGGER IF NOT EXISTS ghost_ref_add AFTER INSERT ON blocks"
 	" BEGIN UPDATE ghosts SET refcount = refcount + 1"
 	" WHERE obj = NEW.obj AND src = NEW.shard; END;"
@@ -1885,6 +1891,19 @@ int meta_protected_names(struct meta *m, int (*fn)(void *ctx, const char *name),
 			 "SELECT name FROM pin_objects UNION "
 			 "SELECT name FROM moves",
 			 fn, ctx);
+}
+
+int meta_name_protected(struct meta *m, const char *name)
+{
+	STMT_OR_RETURN(s, m, S_PROTECTED);
+	int rc;
+
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : fail(m, rc, "protection lookup");
 }
 
 int meta_pin_add(struct meta *m, const char *path, int64_t at,

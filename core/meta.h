@@ -260,6 +260,9 @@ int meta_nodes_count(struct meta *m, uint64_t *n);
 /* Every object named by a node report, a pin or a move in progress. */
 int meta_protected_names(struct meta *m, int (*fn)(void *ctx, const char *name),
 			 void *ctx);
+/* 1 if a node report, a pin or a move in progress names object @name, 0
+ * if none does (indexed lookups). */
+int meta_name_protected(struct meta *m, const char *name);
 
 /* Pins: @path (mount-relative) keeps @names alive. -EEXIST if pinned. */
 int meta_pin_add(struct meta *m, const char *path, int64_t at,

@@ -637,6 +637,74 @@ Test(gc, verify_finds_corrupt_and_missing_objects)
 	cr_assert_eq(ctl_exec(t, "verify all\n", 11, &rep), -EINVAL);
 }
 
+struct late {
+	uint64_t ns;
+	int calls;
+};
+
+/*
+ * After the cycle read the protected names, before it reads the rows: a
+ * file is pinned and deleted (its object stays, with no row), another
+ * node reports FRESH as in flight, and a move of STALE is journaled.
+ */
+static void protect_late(void *arg)
+{
+	struct late *l = arg;
+	uint64_t objects = 0;
+	struct meta *m;
+
+	l->calls++;
+	cr_assert_eq(tally_pin(t, "main/a", true, &objects), 0);
+	cr_assert_eq(objects, 1);
+	cr_assert_eq(tally_unlink(t, l->ns, "a"), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	other_node(1001, (int64_t)time(NULL), FRESH);
+	m = tally_meta_lock(t);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_move_begin(m, 999, STALE, 0, 1), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	tally_meta_unlock(t);
+}
+
+Test(gc, protection_added_during_a_cycle_is_honoured)
+{
+	char a[BS], path[4200];
+	struct late l = { 0 };
+	struct gc_opts o = { .grace = 0,
+			     .protected_hook = protect_late,
+			     .hook_arg = &l };
+	struct gc_report r;
+	struct meta *m;
+
+	l.ns = mkns("main");
+	tu_fill(a, BS, 61);
+	mkfile(l.ns, "a", a, BS, false);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	plant(FRESH);
+	plant(STALE);
+	plant_leak();
+	cr_assert_eq(gc_run(t, &o, &r), 0);
+	cr_assert_eq(l.calls, 1);
+	cr_assert_eq(r.checked, 4);
+	cr_assert_eq(r.unreferenced, 4, "a's object has no row by then");
+	cr_assert_eq(r.collected, 1, "the leak nothing protects");
+	cr_assert_eq(r.preserved, 3);
+	cr_assert_not(leak_exists());
+	cr_assert(planted(FRESH), "reported by a node during the cycle");
+	cr_assert(planted(STALE), "a move journaled during the cycle");
+	cr_assert_eq(tu_count_objects(store), 3, "a's object, pinned");
+	m = tally_meta_lock(t);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_move_end(m, 999), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	tally_meta_unlock(t);
+	/* as the end of that move would (a copy left where no row says) */
+	snprintf(path, sizeof(path), "%s/shards/0/%.2s/%s", store, STALE,
+		 STALE);
+	cr_assert_eq(unlink(path), 0);
+	expect_clean();
+}
+
 static int find_shared(void *ctx, const struct meta_check *mc)
 {
 	int64_t *id = ctx;

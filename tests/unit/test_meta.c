@@ -272,12 +272,13 @@ Test(meta, store_without_the_obj_index_gets_it_on_open)
 	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
 	cr_assert_eq(sqlite3_prepare_v2(db,
 					"SELECT count(*) FROM sqlite_master "
-					"WHERE type = 'index' AND name = "
-					"'blocks_obj'",
+					"WHERE type = 'index' AND name IN "
+					"('blocks_obj', 'node_objects_name', "
+					"'moves_name')",
 					-1, &st, NULL),
 		     SQLITE_OK);
 	cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-	cr_assert_eq(sqlite3_column_int(st, 0), 1);
+	cr_assert_eq(sqlite3_column_int(st, 0), 3);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 }
