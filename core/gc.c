@@ -77,6 +77,7 @@
 #define CHECK_MIN 64	  /* and at least, however long a chunk takes */
 #define CHECK_MAX 65536	  /* and at most */
 #define UNLINK_THREADS 16 /* unlinks at once */
+#define PAUSE_NS 1000000  /* after each hold of the lock: its waiters' turn */
 
 #define KEY_MAX OBJSTORE_KEY_MAX
 
@@ -161,6 +162,9 @@ static void release(struct cycle *c)
 	if (ms > c->r->longest_hold_ms)
 		c->r->longest_hold_ms = ms;
 	tally_meta_unlock(c->t);
+	/* a mutex is not fair: a cycle that took it back at once, batch
+	 * after batch, could starve the file operations waiting for it */
+	nanosleep(&(struct timespec){ .tv_nsec = PAUSE_NS }, NULL);
 }
 
 /* Whether the hold of the lock has lasted long enough for a batch (looked
