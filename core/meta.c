@@ -252,8 +252,9 @@ static const char gc_schema[] =
 	" name TEXT NOT NULL, PRIMARY KEY(pin, name)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS pin_objects_name ON pin_objects(name);"
 	"CREATE INDEX IF NOT EXISTS node_objects_name ON node_objects(name);"
-	/* the references of an object: the drift check of GC by chunks */
-	"CREATE INDEX IF NOT EXISTS blocks_obj ON blocks(obj);";
+	/* the references of an object: the drift check of GC by chunks
+	 * (core/gc.c); with the shard, it covers the scans by object */
+	"CREATE INDEX IF NOT EXISTS blocks_obj ON blocks(obj, shard);";
 
 /*
  * Shards, ghosts and moves, added to format 1 stores when they are opened.
@@ -1344,12 +1345,15 @@ int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
 		"INSERT INTO dentries(parent, name, ino) SELECT p.new, d.name, "
 		"c.new FROM temp.branch_map p JOIN dentries d "
 		"ON d.parent = p.old JOIN temp.branch_map c ON c.old = d.ino",
+		/* CROSS JOIN: the map drives, so a branch reads the blocks
+		 * of its inodes by key, never all the store's (the planner
+		 * has no statistics, and would scan blocks_obj) */
 		"UPDATE objects SET refcount = refcount + c.n FROM "
 		"(SELECT b.obj AS obj, count(*) AS n FROM temp.branch_map m "
-		"JOIN blocks b ON b.ino = m.old GROUP BY b.obj) AS c "
+		"CROSS JOIN blocks b ON b.ino = m.old GROUP BY b.obj) AS c "
 		"WHERE objects.id = c.obj",
 		"INSERT INTO blocks(ino, idx, obj, shard) SELECT m.new, b.idx, "
-		"b.obj, b.shard FROM temp.branch_map m JOIN blocks b "
+		"b.obj, b.shard FROM temp.branch_map m CROSS JOIN blocks b "
 		"ON b.ino = m.old",
 		"INSERT INTO xattrs(ino, name, value) SELECT m.new, x.name, "
 		"x.value FROM temp.branch_map m JOIN xattrs x "
