@@ -40,7 +40,21 @@
  * its own hold: one consistent snapshot of the chunk (a count and its
  * references change in one transaction), so a change made between two
  * chunks is never reported as drift. The references of the objects of a
- * chunk are counted through the index blocks_obj (core/meta.c).
+ * chunk are counted through the index blocks_obj (core/meta.c): blocks is
+ * keyed by inode, and without it every chunk would read all of it. The
+ * figures that chose it (2 vCPUs, 1M objects, 1.2M references): the check
+ * in one hold held the lock 1.4-2.2 s, and a writer stalled as long; in
+ * chunks, holds of 8-15 ms, a writer's longest stall 13-35 ms. The index
+ * costs about 15 bytes a reference, 0.5 s to build on the first open, and
+ * in SQLite 10-50 us more per commit that adds or drops references;
+ * through a mount that was lost in the noise (4 KiB files written, rm -rf:
+ * within 10 %). Without the index, a chunk by a range of object ids would
+ * read every reference, and a chunk by inodes would not see an object's
+ * count and all its references in one snapshot.
+ *
+ * Holds: a mutex is not fair, so the cycle pauses after each hold
+ * (PAUSE_NS): taken back at once, batch after batch, it starved the file
+ * operations waiting for it (a writer stalled 0.2-1.6 s with 10 ms holds).
  *
  * Scale: the listing collects the unreferenced keys without the lock;
  * they are sorted and merged with the marks read in key order; marks are
