@@ -19,7 +19,16 @@ struct gc_opts {
 	/* TEST ONLY: called by the sweep between the re-check of a batch
 	 * (under the metadata lock) and its unlinks (without it) */
 	void (*unlink_hook)(void *arg);
+	/* TEST ONLY: called once the protected names (node reports, pins,
+	 * moves) are read, before the object rows are, without the lock */
+	void (*protected_hook)(void *arg);
+	/* TEST ONLY: called between two chunks of the drift check, without
+	 * the lock */
+	void (*chunk_hook)(void *arg);
 	void *hook_arg;
+	/* TEST ONLY: objects per chunk of the drift check, fixed; 0: sized
+	 * to hold the lock about 10 ms */
+	unsigned check_batch;
 };
 
 struct gc_report {

@@ -10,6 +10,7 @@
  *   dentries(id, parent, name, ino)       id is the stable readdir cookie
  *   objects(id, name, shard, size, refcount)
  *   blocks(ino, idx, obj, shard)          one object reference per block
+ *                                         (index blocks_obj: see gc_schema)
  *   xattrs(ino, name, value)
  *   shards, ghosts, moves                 see shard_schema
  *
@@ -80,6 +81,8 @@ enum {
 	S_XATTR_DEL,
 	S_XATTR_LIST,
 	S_CHECK,
+	S_CHECK_END,
+	S_PROTECTED,
 	S_OBJ_SET,
 	S_OBJECTS,
 	S_OBJECTS_AFTER,
@@ -166,13 +169,20 @@ static const char *const sql_text[S_COUNT] = {
 	[S_XATTR_DEL] = "DELETE FROM xattrs WHERE ino = ?1 AND name = ?2",
 	[S_XATTR_LIST] = "SELECT name FROM xattrs WHERE ino = ?1 "
 			 "ORDER BY name",
+	/* the ids in [?1, ?2]: a count per object and the references to
+	 * no object, through blocks_obj */
 	[S_CHECK] =
-		"SELECT o.id, o.name, o.shard, o.refcount, coalesce(c.n, 0) "
-		"FROM objects o LEFT JOIN (SELECT obj, count(*) AS n "
-		"FROM blocks GROUP BY obj) AS c ON c.obj = o.id "
+		"SELECT o.id, o.name, o.shard, o.refcount, "
+		"(SELECT count(*) FROM blocks b WHERE b.obj = o.id) "
+		"FROM objects o WHERE o.id BETWEEN ?1 AND ?2 "
 		"UNION ALL SELECT 0, NULL, min(b.shard), 0, count(*) "
-		"FROM blocks b WHERE b.obj NOT IN (SELECT id FROM objects) "
-		"GROUP BY b.obj",
+		"FROM blocks b WHERE b.obj BETWEEN ?1 AND ?2 AND NOT EXISTS "
+		"(SELECT 1 FROM objects WHERE id = b.obj) GROUP BY b.obj",
+	[S_CHECK_END] = "SELECT id FROM objects WHERE id >= ?1 ORDER BY id "
+			"LIMIT 1 OFFSET ?2",
+	[S_PROTECTED] = "SELECT 1 FROM pin_objects WHERE name = ?1 "
+			"UNION ALL SELECT 1 FROM node_objects WHERE name = ?1 "
+			"UNION ALL SELECT 1 FROM moves WHERE name = ?1 LIMIT 1",
 	[S_OBJ_SET] = "UPDATE objects SET refcount = ?2 WHERE id = ?1",
 	[S_OBJECTS] = "SELECT id, name, shard, refcount FROM objects",
 	[S_OBJECTS_AFTER] = "SELECT id, name, shard, refcount FROM objects "
@@ -240,7 +250,11 @@ static const char gc_schema[] =
 	" path BLOB NOT NULL UNIQUE, created INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS pin_objects(pin INTEGER NOT NULL,"
 	" name TEXT NOT NULL, PRIMARY KEY(pin, name)) WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS pin_objects_name ON pin_objects(name);";
+	"CREATE INDEX IF NOT EXISTS pin_objects_name ON pin_objects(name);"
+	"CREATE INDEX IF NOT EXISTS node_objects_name ON node_objects(name);"
+	/* the references of an object: the drift check of GC by chunks
+	 * (core/gc.c); with the shard, it covers the scans by object */
+	"CREATE INDEX IF NOT EXISTS blocks_obj ON blocks(obj, shard);";
 
 /*
  * Shards, ghosts and moves, added to format 1 stores when they are opened.
@@ -265,6 +279,7 @@ static const char shard_schema[] =
 	" PRIMARY KEY(obj, src)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS moves(obj INTEGER PRIMARY KEY,"
 	" name TEXT NOT NULL, src INTEGER NOT NULL, dst INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS moves_name ON moves(name);"
 	"CREATE TRIGGER IF NOT EXISTS ghost_ref_add AFTER INSERT ON blocks"
 	" BEGIN UPDATE ghosts SET refcount = refcount + 1"
 	" WHERE obj = NEW.obj AND src = NEW.shard; END;"
@@ -1330,12 +1345,15 @@ int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
 		"INSERT INTO dentries(parent, name, ino) SELECT p.new, d.name, "
 		"c.new FROM temp.branch_map p JOIN dentries d "
 		"ON d.parent = p.old JOIN temp.branch_map c ON c.old = d.ino",
+		/* CROSS JOIN: the map drives, so a branch reads the blocks
+		 * of its inodes by key, never all the store's (the planner
+		 * has no statistics, and would scan blocks_obj) */
 		"UPDATE objects SET refcount = refcount + c.n FROM "
 		"(SELECT b.obj AS obj, count(*) AS n FROM temp.branch_map m "
-		"JOIN blocks b ON b.ino = m.old GROUP BY b.obj) AS c "
+		"CROSS JOIN blocks b ON b.ino = m.old GROUP BY b.obj) AS c "
 		"WHERE objects.id = c.obj",
 		"INSERT INTO blocks(ino, idx, obj, shard) SELECT m.new, b.idx, "
-		"b.obj, b.shard FROM temp.branch_map m JOIN blocks b "
+		"b.obj, b.shard FROM temp.branch_map m CROSS JOIN blocks b "
 		"ON b.ino = m.old",
 		"INSERT INTO xattrs(ino, name, value) SELECT m.new, x.name, "
 		"x.value FROM temp.branch_map m JOIN xattrs x "
@@ -1500,14 +1518,17 @@ int meta_stats(struct meta *m, struct meta_stats *out)
 	return 0;
 }
 
-int meta_check_counts(struct meta *m,
-		      int (*fn)(void *ctx, const struct meta_check *c),
-		      void *ctx)
+/* The check of the ids in [@from, @to], in one statement: one snapshot. */
+static int check_range(struct meta *m, int64_t from, int64_t to,
+		       int (*fn)(void *ctx, const struct meta_check *c),
+		       void *ctx)
 {
 	STMT_OR_RETURN(s, m, S_CHECK);
 	struct meta_check c;
 	int rc, ret = 0;
 
+	sqlite3_bind_int64(s, 1, from);
+	sqlite3_bind_int64(s, 2, to);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		const unsigned char *name = sqlite3_column_text(s, 1);
 
@@ -1525,6 +1546,43 @@ int meta_check_counts(struct meta *m,
 	if (!ret && rc != SQLITE_DONE)
 		return fail(m, rc, "refcount check");
 	return ret;
+}
+
+int meta_check_counts(struct meta *m,
+		      int (*fn)(void *ctx, const struct meta_check *c),
+		      void *ctx)
+{
+	return check_range(m, INT64_MIN, INT64_MAX, fn, ctx);
+}
+
+int meta_check_chunk(struct meta *m, int64_t from, unsigned limit,
+		     int64_t *next,
+		     int (*fn)(void *ctx, const struct meta_check *c),
+		     void *ctx)
+{
+	int64_t to = INT64_MAX;
+	int rc;
+
+	assert(limit > 0);
+	{
+		STMT_OR_RETURN(s, m, S_CHECK_END);
+
+		sqlite3_bind_int64(s, 1, from);
+		sqlite3_bind_int64(s, 2, limit);
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW)
+			to = sqlite3_column_int64(s, 0) - 1;
+		sqlite3_reset(s);
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+			return fail(m, rc, "refcount check");
+	}
+	rc = check_range(m, from, to, fn, ctx);
+	if (rc)
+		return rc;
+	if (to == INT64_MAX)
+		return 0;
+	*next = to + 1;
+	return 1;
 }
 
 int meta_obj_set_count(struct meta *m, int64_t id, int64_t count)
@@ -1837,6 +1895,19 @@ int meta_protected_names(struct meta *m, int (*fn)(void *ctx, const char *name),
 			 "SELECT name FROM pin_objects UNION "
 			 "SELECT name FROM moves",
 			 fn, ctx);
+}
+
+int meta_name_protected(struct meta *m, const char *name)
+{
+	STMT_OR_RETURN(s, m, S_PROTECTED);
+	int rc;
+
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : fail(m, rc, "protection lookup");
 }
 
 int meta_pin_add(struct meta *m, const char *path, int64_t at,

@@ -196,6 +196,18 @@ struct meta_check {
 int meta_check_counts(struct meta *m,
 		      int (*fn)(void *ctx, const struct meta_check *c),
 		      void *ctx);
+/*
+ * The same for one chunk: the objects with ids from @from on, at most
+ * @limit (> 0) of them, and the references to the ids of the range they
+ * span (the last chunk spans up to INT64_MAX), read in one statement: a
+ * consistent snapshot of the chunk. The chunks from INT64_MIN cover every
+ * id once. Returns 1 and sets *@next to the start of the next chunk,
+ * 0 after the last one, or the callback's error or a negative errno.
+ */
+int meta_check_chunk(struct meta *m, int64_t from, unsigned limit,
+		     int64_t *next,
+		     int (*fn)(void *ctx, const struct meta_check *c),
+		     void *ctx);
 /* Set an object's stored count (repair). 0 deletes the row. */
 int meta_obj_set_count(struct meta *m, int64_t id, int64_t count);
 /* Every object row: name, shard, stored count. */
@@ -248,6 +260,9 @@ int meta_nodes_count(struct meta *m, uint64_t *n);
 /* Every object named by a node report, a pin or a move in progress. */
 int meta_protected_names(struct meta *m, int (*fn)(void *ctx, const char *name),
 			 void *ctx);
+/* 1 if a node report, a pin or a move in progress names object @name, 0
+ * if none does (indexed lookups). */
+int meta_name_protected(struct meta *m, const char *name);
 
 /* Pins: @path (mount-relative) keeps @names alive. -EEXIST if pinned. */
 int meta_pin_add(struct meta *m, const char *path, int64_t at,

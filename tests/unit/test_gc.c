@@ -636,3 +636,162 @@ Test(gc, verify_finds_corrupt_and_missing_objects)
 	cr_assert_eq(ctl_exec(t, "verify sample=5\n", 16, &rep), -EINVAL);
 	cr_assert_eq(ctl_exec(t, "verify all\n", 11, &rep), -EINVAL);
 }
+
+struct late {
+	uint64_t ns;
+	int calls;
+};
+
+/*
+ * After the cycle read the protected names, before it reads the rows: a
+ * file is pinned and deleted (its object stays, with no row), another
+ * node reports FRESH as in flight, and a move of STALE is journaled.
+ */
+static void protect_late(void *arg)
+{
+	struct late *l = arg;
+	uint64_t objects = 0;
+	struct meta *m;
+
+	l->calls++;
+	cr_assert_eq(tally_pin(t, "main/a", true, &objects), 0);
+	cr_assert_eq(objects, 1);
+	cr_assert_eq(tally_unlink(t, l->ns, "a"), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	other_node(1001, (int64_t)time(NULL), FRESH);
+	m = tally_meta_lock(t);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_move_begin(m, 999, STALE, 0, 1), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	tally_meta_unlock(t);
+}
+
+Test(gc, protection_added_during_a_cycle_is_honoured)
+{
+	char a[BS], path[4200];
+	struct late l = { 0 };
+	struct gc_opts o = { .grace = 0,
+			     .protected_hook = protect_late,
+			     .hook_arg = &l };
+	struct gc_report r;
+	struct meta *m;
+
+	l.ns = mkns("main");
+	tu_fill(a, BS, 61);
+	mkfile(l.ns, "a", a, BS, false);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	plant(FRESH);
+	plant(STALE);
+	plant_leak();
+	cr_assert_eq(gc_run(t, &o, &r), 0);
+	cr_assert_eq(l.calls, 1);
+	cr_assert_eq(r.checked, 4);
+	cr_assert_eq(r.unreferenced, 4, "a's object has no row by then");
+	cr_assert_eq(r.collected, 1, "the leak nothing protects");
+	cr_assert_eq(r.preserved, 3);
+	cr_assert_not(leak_exists());
+	cr_assert(planted(FRESH), "reported by a node during the cycle");
+	cr_assert(planted(STALE), "a move journaled during the cycle");
+	cr_assert_eq(tu_count_objects(store), 3, "a's object, pinned");
+	m = tally_meta_lock(t);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_move_end(m, 999), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	tally_meta_unlock(t);
+	/* as the end of that move would (a copy left where no row says) */
+	snprintf(path, sizeof(path), "%s/shards/0/%.2s/%s", store, STALE,
+		 STALE);
+	cr_assert_eq(unlink(path), 0);
+	expect_clean();
+}
+
+static int find_shared(void *ctx, const struct meta_check *mc)
+{
+	int64_t *id = ctx;
+
+	if (mc->truth == 2)
+		*id = mc->id;
+	return 0;
+}
+
+struct between {
+	uint64_t ns;
+	int calls;
+};
+
+/* Between two chunks of the drift check: references come and go. */
+static void change_between_chunks(void *arg)
+{
+	struct between *b = arg;
+	char buf[BS];
+	uint64_t inodes;
+
+	switch (++b->calls) {
+	case 1: /* a reference to an object of a later chunk, a new object */
+		tu_fill(buf, BS, 74);
+		mkfile(b->ns, "n", buf, BS, false);
+		tu_fill(buf, BS, 80);
+		mkfile(b->ns, "m", buf, BS, false);
+		break;
+	case 2: /* an object loses its last reference */
+		cr_assert_eq(tally_unlink(t, b->ns, "f5"), 0);
+		break;
+	case 3: /* every reference doubles */
+		cr_assert_eq(tally_drain(t, NULL, 0), 0);
+		cr_assert_eq(tally_branch(t, "main", "dev", &inodes), 0);
+		break;
+	}
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+}
+
+Test(gc, drift_checked_in_chunks_reports_exactly)
+{
+	char buf[2 * BS], name[8];
+	struct between b = { 0 };
+	struct gc_opts o = { .grace = 0,
+			     .chunk_hook = change_between_chunks,
+			     .hook_arg = &b,
+			     .check_batch = 2 };
+	struct gc_report r;
+	struct meta *m;
+	int64_t shared = 0;
+	uint64_t fixed = 0;
+	int i;
+
+	/* objects 1-6 (one a file), 7 (twice in file d) */
+	b.ns = mkns("main");
+	for (i = 0; i < 6; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		tu_fill(buf, BS, 70 + (unsigned)i);
+		mkfile(b.ns, name, buf, BS, false);
+	}
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	tu_fill(buf, BS, 79);
+	memcpy(buf + BS, buf, BS);
+	mkfile(b.ns, "d", buf, 2 * BS, false);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	/* an over-count in the first chunk, an under-count in a later one */
+	m = tally_meta_lock(t);
+	cr_assert_eq(meta_check_counts(m, find_shared, &shared), 0);
+	cr_assert_eq(shared, 7);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_obj_set_count(m, 1, 7), 0);
+	cr_assert_eq(meta_obj_set_count(m, 7, 1), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	tally_meta_unlock(t);
+	cr_assert_eq(gc_run(t, &o, &r), 0);
+	cr_assert_eq(b.calls, 3, "chunks [min,2] [3,4] [5,6|7] [7|8,max]");
+	cr_assert_eq(r.drift_over, 1);
+	cr_assert_eq(r.drift_under, 1);
+	cr_assert_eq(r.unreferenced, 0);
+	cr_assert_eq(r.collected, 0, "drift never deletes");
+	cr_assert_eq(gc_repair(t, &fixed), 0);
+	cr_assert_eq(fixed, 2);
+	/* the size of a chunk changes nothing but the holds */
+	o.chunk_hook = NULL;
+	o.check_batch = 0;
+	cr_assert_eq(gc_run(t, &o, &r), 0);
+	cr_assert_eq(r.drift_over + r.drift_under, 0);
+	cr_assert_eq(r.collected, 0);
+	expect_clean();
+}

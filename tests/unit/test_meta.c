@@ -173,3 +173,112 @@ Test(meta, foreign_and_future_databases_refused)
 	sqlite3_close(db);
 	cr_assert_eq(meta_open(path, false, 4096, &m), 0);
 }
+
+struct chunks {
+	int64_t seen[16]; /* rows by object id, 0-15 */
+	int64_t dangling; /* references to no object */
+	int rows;
+};
+
+static int count_row(void *arg, const struct meta_check *c)
+{
+	struct chunks *k = arg;
+
+	k->rows++;
+	if (c->id == 0) {
+		k->dangling += c->truth;
+		return 0;
+	}
+	cr_assert(c->id > 0 && c->id < 16, "id %lld", (long long)c->id);
+	k->seen[c->id]++;
+	cr_assert_eq(c->stored,
+		     c->id == 2	  ? 9
+		     : c->id == 3 ? 2
+				  : 1,
+		     "object %lld", (long long)c->id);
+	cr_assert_eq(c->truth, c->id == 3 ? 2 : 1, "object %lld",
+		     (long long)c->id);
+	return 0;
+}
+
+Test(meta, check_chunks_see_every_id_once)
+{
+	struct chunks k = { 0 }, all = { 0 };
+	struct meta_objlist zero;
+	char name[40];
+	int64_t from = INT64_MIN;
+	sqlite3 *db;
+	int i, rc, n = 0;
+
+	/* objects 1-9, one reference each; 3 has two, 2 is over-counted */
+	meta_objlist_init(&zero);
+	cr_assert_eq(meta_begin(m), 0);
+	for (i = 1; i <= 9; i++) {
+		snprintf(name, sizeof(name), "%032x", i);
+		cr_assert_eq(meta_block_set(m, 20, (uint64_t)i, name, 0, 10,
+					    &zero, NULL),
+			     0);
+	}
+	cr_assert_eq(meta_block_set(m, 21, 0,
+				    "00000000000000000000000000000003", 0, 10,
+				    &zero, NULL),
+		     0);
+	cr_assert_eq(meta_obj_set_count(m, 2, 9), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	meta_objlist_release(&zero);
+	/* damage: references to ids before, among and after the objects */
+	meta_close(m);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db,
+				  "INSERT INTO blocks VALUES (30, 0, -5, 0), "
+				  "(30, 1, 0, 0), (30, 2, 12, 0), "
+				  "(30, 3, 12, 0), (30, 4, 9223372036854775807,"
+				  " 0); DELETE FROM objects WHERE id = 5",
+				  NULL, NULL, NULL),
+		     SQLITE_OK, "%s", sqlite3_errmsg(db));
+	sqlite3_close(db);
+	cr_assert_eq(meta_open(path, false, 4096, &m), 0);
+	do {
+		rc = meta_check_chunk(m, from, 2, &from, count_row, &k);
+		n++;
+	} while (rc == 1);
+	cr_assert_eq(rc, 0);
+	cr_assert_eq(n, 4, "[min,2] [3,5] [6,7] [8,max]");
+	for (i = 1; i <= 9; i++)
+		cr_assert_eq(k.seen[i], i == 5 ? 0 : 1, "object %d", i);
+	cr_assert_eq(k.dangling, 6, "-5, 0, 5, 12 twice, max");
+	cr_assert_eq(k.rows, 8 + 5);
+	/* and all at once: the same rows */
+	cr_assert_eq(meta_check_counts(m, count_row, &all), 0);
+	cr_assert_eq(memcmp(all.seen, k.seen, sizeof(k.seen)), 0);
+	cr_assert_eq(all.dangling, k.dangling);
+	cr_assert_eq(all.rows, k.rows);
+}
+
+Test(meta, store_without_the_obj_index_gets_it_on_open)
+{
+	sqlite3_stmt *st;
+	sqlite3 *db;
+
+	meta_close(m);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, "DROP INDEX blocks_obj", NULL, NULL,
+				  NULL),
+		     SQLITE_OK, "%s", sqlite3_errmsg(db));
+	sqlite3_close(db);
+	cr_assert_eq(meta_open(path, false, 4096, &m), 0);
+	meta_close(m);
+	m = NULL;
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(db,
+					"SELECT count(*) FROM sqlite_master "
+					"WHERE type = 'index' AND name IN "
+					"('blocks_obj', 'node_objects_name', "
+					"'moves_name')",
+					-1, &st, NULL),
+		     SQLITE_OK);
+	cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+	cr_assert_eq(sqlite3_column_int(st, 0), 3);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
