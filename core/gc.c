@@ -160,6 +160,13 @@ static double ms_since(const struct timespec *t0)
 	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
+/* A mutex is not fair: a cycle that took the lock back at once, batch
+ * after batch, could starve the file operations waiting for it. */
+static void pause_after_hold(void)
+{
+	nanosleep(&(struct timespec){ .tv_nsec = PAUSE_NS }, NULL);
+}
+
 /* The metadata lock, for one short batch. */
 static struct meta *hold(struct cycle *c)
 {
@@ -176,9 +183,7 @@ static void release(struct cycle *c)
 	if (ms > c->r->longest_hold_ms)
 		c->r->longest_hold_ms = ms;
 	tally_meta_unlock(c->t);
-	/* a mutex is not fair: a cycle that took it back at once, batch
-	 * after batch, could starve the file operations waiting for it */
-	nanosleep(&(struct timespec){ .tv_nsec = PAUSE_NS }, NULL);
+	pause_after_hold();
 }
 
 /* Whether the hold of the lock has lasted long enough for a batch (looked
@@ -703,25 +708,50 @@ static int want_fix(void *ctx, const struct meta_check *mc)
 	return 0;
 }
 
+/*
+ * Rebuild the stored counts online, a chunk of objects at a time (like the
+ * drift check): each chunk is read and fixed in one transaction under one
+ * hold of the lock, so no reference changes between its check and its
+ * fix, and file operations wait for one chunk at most.
+ */
 int gc_repair(struct tally *t, uint64_t *fixed)
 {
+	return gc_repair_batch(t, CHECK_BATCH, fixed);
+}
+
+int gc_repair_batch(struct tally *t, unsigned batch, uint64_t *fixed)
+{
 	struct fixes f = { 0 };
-	struct meta *m = tally_meta_lock(t);
-	size_t i;
+	int64_t from = INT64_MIN;
+	uint64_t n = 0;
 	int rc;
 
-	/* one transaction under the lock: no reference changes meanwhile */
-	rc = meta_begin(m);
-	if (!rc)
-		rc = meta_check_counts(m, want_fix, &f);
-	for (i = 0; i < f.n && !rc; i++)
-		rc = meta_obj_set_count(m, f.v[i].id, f.v[i].truth);
-	rc = meta_end(m, rc);
-	tally_meta_unlock(t);
+	do {
+		struct meta *m = tally_meta_lock(t);
+		size_t i;
+		int more = 0;
+
+		f.n = 0;
+		rc = meta_begin(m);
+		if (!rc)
+			rc = more = meta_check_chunk(m, from, batch, &from,
+						     want_fix, &f);
+		if (rc == 1)
+			rc = 0;
+		for (i = 0; i < f.n && !rc; i++)
+			rc = meta_obj_set_count(m, f.v[i].id, f.v[i].truth);
+		rc = meta_end(m, rc);
+		tally_meta_unlock(t);
+		if (!rc)
+			n += f.n;
+		if (rc || !more)
+			break;
+		pause_after_hold();
+	} while (1);
 	/* an object whose count went to 0 is left to GC, never unlinked
 	 * here: when in doubt, leak */
 	if (!rc)
-		*fixed = f.n;
+		*fixed = n;
 	free(f.v);
 	return rc;
 }

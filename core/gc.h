@@ -60,6 +60,9 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r);
 /* Rebuild every stored count from the block references (online repair).
  * *fixed receives the number of counts changed. */
 int gc_repair(struct tally *t, uint64_t *fixed);
+/* The same, @batch objects per transaction (tests: gc_repair's is sized
+ * for short holds of the lock). */
+int gc_repair_batch(struct tally *t, unsigned batch, uint64_t *fixed);
 
 struct gc_verify {
 	uint64_t objects; /* rows considered */
