@@ -39,8 +39,15 @@ struct options {
 	unsigned min_nodes;
 	long long gc_interval;
 	int nosplice;
+	int shared;	  /* allow_other or allow_root: other users may enter */
+	int kernel_perms; /* default_permissions given */
 	int help;
 	int version;
+};
+
+enum {
+	KEY_SHARED = 1,
+	KEY_KERNEL_PERMS
 };
 
 #define OPT(t, p)                                 \
@@ -64,6 +71,9 @@ static const struct fuse_opt option_spec[] = {
 	OPT("--help", help),
 	OPT("-V", version),
 	OPT("--version", version),
+	FUSE_OPT_KEY("allow_other", KEY_SHARED),
+	FUSE_OPT_KEY("allow_root", KEY_SHARED),
+	FUSE_OPT_KEY("default_permissions", KEY_KERNEL_PERMS),
 	FUSE_OPT_END
 };
 
@@ -73,6 +83,11 @@ static int opt_proc(void *data, const char *arg, int key,
 	struct options *o = data;
 
 	(void)outargs;
+	/* noted, and passed on to libfuse */
+	if (key == KEY_SHARED)
+		o->shared = 1;
+	if (key == KEY_KERNEL_PERMS)
+		o->kernel_perms = 1;
 	if (key == FUSE_OPT_KEY_NONOPT && !o->store) {
 		o->store = strdup(arg);
 		return 0; /* consumed: the next one is the mountpoint */
@@ -256,7 +271,7 @@ int main(int argc, char **argv)
 	struct fuse_loop_config *loop;
 	struct tally_opts topts;
 	struct fuse_session *se;
-	struct fs fs;
+	struct fs fs = { 0 };
 	char fsname[PATH_MAX + 16];
 	int notify = -1, ret = 1, rc;
 
@@ -285,7 +300,19 @@ int main(int argc, char **argv)
 	if (cmd.debug)
 		log_set_level(LOG_DEBUG);
 	fuse_set_log_func(fuse_log_to_ours);
-	fuse_opt_add_arg(&args, "-odefault_permissions");
+	/*
+	 * The kernel checks permissions (default_permissions), except on a
+	 * mount private to root: a daemon run by root without allow_other
+	 * lets only root's processes in, which the mode bits do not stop,
+	 * and the check would cost a GETATTR of the parent directory after
+	 * every create, link, unlink, mkdir and rmdir in it (a change of a
+	 * directory invalidates its attributes in the kernel). There the
+	 * daemon answers access(2) (fs_op_access) and the kernel still
+	 * refuses to execute a file with no x bit.
+	 */
+	fs.kernel_perms = o.kernel_perms || o.shared || geteuid() != 0;
+	if (fs.kernel_perms && !o.kernel_perms)
+		fuse_opt_add_arg(&args, "-odefault_permissions");
 	if (!strchr(o.store, ',')) {
 		snprintf(fsname, sizeof(fsname), "-ofsname=tallyfs:%s",
 			 o.store);

@@ -102,7 +102,7 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_readahead = MAX_READ;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
-	/* the kernel checks permissions (default_permissions) */
+	/* permissions: the kernel's (default_permissions), or root only */
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
 	conn->want &= ~(unsigned)FUSE_CAP_POSIX_ACL;
 	conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
@@ -148,6 +148,24 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino,
 	(void)fi;
 	rc = tally_getattr(fs_of(req)->t, ino, &st);
 	reply_attr(req, rc, &st);
+}
+
+/*
+ * access(2), asked only on a mount private to root (without
+ * default_permissions, fs/main.c): root passes every check but execute,
+ * which wants an x bit on anything but a directory, as the kernel's own
+ * check has it. (A uid-0 process stripped of CAP_DAC_OVERRIDE is not held
+ * to the other mode bits there.)
+ */
+static void fs_op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	struct stat st;
+	int rc = tally_getattr(fs_of(req)->t, ino, &st);
+
+	if (!rc && (mask & X_OK) && !S_ISDIR(st.st_mode) &&
+	    !(st.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH)))
+		rc = -EACCES;
+	fuse_reply_err(req, -rc);
 }
 
 static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
@@ -690,6 +708,7 @@ const struct fuse_lowlevel_ops fs_ops = {
 	.forget = fs_op_forget,
 	.forget_multi = fs_op_forget_multi,
 	.getattr = fs_op_getattr,
+	.access = fs_op_access,
 	.setattr = fs_op_setattr,
 	.readlink = fs_op_readlink,
 	.mknod = fs_op_mknod,

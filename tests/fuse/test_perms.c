@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Permissions on a mount with allow_other (default_permissions is always
- * on): other users get POSIX behaviour inside namespaces (permission
+ * Permissions on a mount with allow_other (default_permissions is on
+ * there): other users get POSIX behaviour inside namespaces (permission
  * bits, sticky directories, set-user-ID and set-group-ID bits cleared on
  * write and chown), cannot use /.tally/ctl but can read /.tally/status;
  * control commands cannot reach outside the mount; the store is private.
+ * A mount private to root goes without default_permissions: no other
+ * user gets in, and root's rules hold (execute wants an x bit).
  *
  * The parts that need another user run in a forked child that drops to
  * that uid and gid with setresuid/setresgid; it reports the first failed
@@ -477,27 +479,29 @@ static void user_b_store(void)
 	U_ERR(opendir(tm.store) ? 0 : -1, EACCES);
 }
 
-Test(perms, mounted_with_default_permissions)
+/* The mountinfo line of tm.mnt, in @line. */
+static void mountinfo_line(char *line, size_t size)
 {
-	char line[4096];
+	char needle[PATH_MAX + 32];
 	bool found = false;
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 
 	cr_assert(ne(ptr, f, NULL));
-	while (!found && fgets(line, sizeof(line), f)) {
-		char needle[PATH_MAX + 32];
-
-		snprintf(needle, sizeof(needle), " %s ", tm.mnt);
-		if (!strstr(line, needle))
-			continue;
-		found = true;
-		cr_assert(ne(ptr, strstr(line, "default_permissions"), NULL),
-			  "%s", line);
-		cr_assert(ne(ptr, strstr(line, "allow_other"), NULL), "%s",
-			  line);
-	}
+	snprintf(needle, sizeof(needle), " %s ", tm.mnt);
+	while (!found && fgets(line, (int)size, f))
+		found = strstr(line, needle) != NULL;
 	fclose(f);
 	cr_assert(found, "%s is not in mountinfo", tm.mnt);
+}
+
+Test(perms, mounted_with_default_permissions)
+{
+	char line[4096];
+
+	mountinfo_line(line, sizeof(line));
+	cr_assert(ne(ptr, strstr(line, "default_permissions"), NULL), "%s",
+		  line);
+	cr_assert(ne(ptr, strstr(line, "allow_other"), NULL), "%s", line);
 }
 
 Test(perms, store_is_private)
@@ -507,4 +511,74 @@ Test(perms, store_is_private)
 	cr_assert(eq(u32, st.st_mode, S_IFDIR | 0700));
 	cr_assert(eq(u32, st.st_uid, 0));
 	as_user(UB, UB, user_b_store);
+}
+
+/* ------------------------------------------------------------------ */
+/* a mount private to root: no default_permissions, root's rules */
+
+static void private_init(void)
+{
+	tm_options = NULL;
+	tm_init();
+	expect_ok(chmod(tm.dir, 0755));
+	expect_ok(mkdir(mp("ns"), 0755));
+}
+
+TestSuite(private, .init = private_init, .fini = tm_fini, .timeout = 60);
+
+static void enter_private(void)
+{
+	struct stat st;
+
+	/* the kernel lets no one but root into a mount without allow_other */
+	U_ERR(stat(mp("ns"), &st), EACCES);
+}
+
+Test(private, root_alone_by_roots_rules)
+{
+	static const char script[] = "#!/bin/sh\nexit 7\n";
+	char buf[8], line[4096];
+	int status, fd;
+	pid_t pid;
+
+	/* no GETATTR of the parent after each change of a directory */
+	mountinfo_line(line, sizeof(line));
+	cr_assert(eq(ptr, strstr(line, "default_permissions"), NULL), "%s",
+		  line);
+	as_user(UA, UA, enter_private);
+
+	cr_assert(eq(int, write_file(mp("ns/s"), script, strlen(script)), 0));
+	expect_ok(chmod(mp("ns/s"), 0644));
+	/* execute wants an x bit, from access(2) and from exec */
+	expect_err(access(mp("ns/s"), X_OK), EACCES);
+	expect_ok(access(mp("ns/s"), R_OK | W_OK));
+	expect_ok(access(mp("ns"), X_OK));
+	pid = fork();
+	cr_assert(ge(int, pid, 0));
+	if (pid == 0) {
+		execl(mp("ns/s"), "s", (char *)NULL);
+		_exit(errno == EACCES ? 20 : 21);
+	}
+	cr_assert(eq(int, waitpid(pid, &status, 0), pid));
+	cr_assert(eq(int, WEXITSTATUS(status), 20), "exec of a 0644 file");
+	expect_ok(chmod(mp("ns/s"), 0700));
+	expect_ok(access(mp("ns/s"), X_OK));
+	pid = fork();
+	cr_assert(ge(int, pid, 0));
+	if (pid == 0) {
+		execl(mp("ns/s"), "s", (char *)NULL);
+		_exit(21);
+	}
+	cr_assert(eq(int, waitpid(pid, &status, 0), pid));
+	cr_assert(eq(int, WEXITSTATUS(status), 7), "exec of a 0700 file");
+
+	/* root reads and writes whatever the mode bits say */
+	expect_ok(chmod(mp("ns/s"), 0));
+	fd = open(mp("ns/s"), O_RDWR);
+	expect_ok(fd);
+	cr_assert(eq(i64, read(fd, buf, 2), 2));
+	cr_assert(eq(int, memcmp(buf, "#!", 2), 0));
+	expect_ok(close(fd));
+	/* but the status is read-only, for root too */
+	expect_err(open(mp(".tally/status"), O_WRONLY), EACCES);
 }
