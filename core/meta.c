@@ -615,11 +615,19 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 		rc = -EUCLEAN;
 		goto out_close;
 	}
+	/*
+	 * The WAL keeps its size when it restarts after a checkpoint (up to
+	 * 64 MiB; it restarts at about 4 MiB): a WAL truncated to nothing
+	 * at each restart makes every commit extend the file again, which
+	 * allocates and zeroes its blocks. Measured with tools/bench/run
+	 * --only meta --files 10000, against passthrough_ll: unlink 0.81 ->
+	 * 1.03, link 0.71 -> 0.89, mkdir 0.92 -> 1.23, create 1.17 -> 1.31.
+	 */
 	rc = exec(m,
 		  "PRAGMA synchronous = NORMAL;"
 		  "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;"
 		  "PRAGMA cache_size = -65536; PRAGMA recursive_triggers = ON;"
-		  "PRAGMA journal_size_limit = 0");
+		  "PRAGMA journal_size_limit = 67108864");
 	if (rc)
 		goto out_close;
 	/* the tables a store of an older version lacks, all or nothing */
