@@ -3120,11 +3120,15 @@ static int read_range(struct tally *t, struct inode *ip, char *buf,
 	return 0;
 }
 
-ssize_t tally_read(struct tally *t, uint64_t ino, void *buf, size_t size,
-		   off_t off)
+/*
+ * The start of a read: the regular file @ino with its rw lock shared and
+ * its map loaded, and *@size clipped at EOF. Returns 0 (the caller ends
+ * with read_end()), 1 at or past EOF (nothing held), or -errno.
+ */
+static int read_begin(struct tally *t, uint64_t ino, off_t off, size_t *size,
+		      struct inode **out)
 {
 	struct inode *ip;
-	ssize_t ret;
 	int rc;
 
 	if (off < 0)
@@ -3133,28 +3137,42 @@ ssize_t tally_read(struct tally *t, uint64_t ino, void *buf, size_t size,
 	if (rc)
 		return rc;
 	if (!S_ISREG(ip->md.mode)) {
-		ret = S_ISDIR(ip->md.mode) ? -EISDIR : -EINVAL;
-		goto out_put;
+		rc = S_ISDIR(ip->md.mode) ? -EISDIR : -EINVAL;
+		file_put(t, ip);
+		return rc;
 	}
 	pthread_rwlock_rdlock(&ip->rw);
 	rc = map_load(t, ip);
+	if (!rc && (uint64_t)off >= ip->md.size)
+		rc = 1;
 	if (rc) {
-		ret = rc;
-		goto out_unlock;
+		pthread_rwlock_unlock(&ip->rw);
+		file_put(t, ip);
+		return rc;
 	}
-	if ((uint64_t)off >= ip->md.size) {
-		ret = 0;
-		goto out_unlock;
-	}
-	if (size > ip->md.size - (uint64_t)off)
-		size = (size_t)(ip->md.size - (uint64_t)off);
-	rc = read_range(t, ip, buf, (uint64_t)off, size);
-	ret = rc ? rc : (ssize_t)size;
-out_unlock:
+	if (*size > ip->md.size - (uint64_t)off)
+		*size = (size_t)(ip->md.size - (uint64_t)off);
+	*out = ip;
+	return 0;
+}
+
+static void read_end(struct tally *t, struct inode *ip)
+{
 	pthread_rwlock_unlock(&ip->rw);
-out_put:
 	file_put(t, ip);
-	return ret;
+}
+
+ssize_t tally_read(struct tally *t, uint64_t ino, void *buf, size_t size,
+		   off_t off)
+{
+	struct inode *ip;
+	int rc = read_begin(t, ino, off, &size, &ip);
+
+	if (rc)
+		return rc == 1 ? 0 : rc;
+	rc = read_range(t, ip, buf, (uint64_t)off, size);
+	read_end(t, ip);
+	return rc ? rc : (ssize_t)size;
 }
 
 /* Open the object file of each of @n block references for the bytes
@@ -3200,19 +3218,12 @@ int tally_read_fd(struct tally *t, uint64_t ino, size_t size, off_t off,
 	size_t boff, n = 0;
 	int rc;
 
-	if (off < 0)
-		return -EINVAL;
-	rc = file_get(t, ino, &ip);
-	if (rc)
-		return rc;
+	if (!size)
+		return 1;
+	/* errors, EOF: tally_read() answers them */
+	if (read_begin(t, ino, off, &size, &ip) != 0)
+		return 1;
 	rc = 1;
-	if (!S_ISREG(ip->md.mode))
-		goto out_put; /* tally_read() says why not */
-	pthread_rwlock_rdlock(&ip->rw);
-	if (map_load(t, ip) != 0 || (uint64_t)off >= ip->md.size || !size)
-		goto out_unlock;
-	if (size > ip->md.size - (uint64_t)off)
-		size = (size_t)(ip->md.size - (uint64_t)off);
 	idx = (uint64_t)off / t->bs;
 	last = ((uint64_t)off + size - 1) / t->bs;
 	boff = (size_t)((uint64_t)off % t->bs);
@@ -3241,9 +3252,7 @@ int tally_read_fd(struct tally *t, uint64_t ino, size_t size, off_t off,
 		rc = 0;
 	}
 out_unlock:
-	pthread_rwlock_unlock(&ip->rw);
-out_put:
-	file_put(t, ip);
+	read_end(t, ip);
 	return rc;
 }
 

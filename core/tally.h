@@ -127,8 +127,8 @@ ssize_t tally_read(struct tally *t, uint64_t ino, void *buf, size_t size,
  * (dirty, in flight, failed) covers and that hold no hole: one segment
  * per block, each a read-only descriptor (the caller closes it), an
  * offset in it and a length. For a reply spliced from the files instead
- * of copied. Returns 0 (*nsegs set), 1 when the bytes must be copied
- * (tally_read), or -errno.
+ * of copied. Returns 0 (*nsegs set), or 1 when the bytes must be copied
+ * (tally_read(), which also answers errors and EOF).
  */
 #define TALLY_SEGS_MAX 4
 struct tally_seg {

@@ -426,10 +426,6 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		int rc;
 
 		rc = tally_read_fd(fs_of(req)->t, ino, size, off, seg, &nseg);
-		if (rc < 0) {
-			fuse_reply_err(req, -rc);
-			return;
-		}
 		if (rc == 0) {
 			reply_spliced(req, seg, nseg);
 			for (i = 0; i < nseg; i++)
