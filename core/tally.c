@@ -641,9 +641,79 @@ static int clean_orphans(struct tally *t)
 	return rc;
 }
 
+/* A number read from the file @path, or 0 (missing, "max", garbage). */
+static uint64_t read_limit(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	unsigned long long v = 0;
+
+	if (f) {
+		if (fscanf(f, "%llu", &v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	return (uint64_t)v;
+}
+
+/*
+ * The memory limit of this process's cgroup, or 0: with cgroup v2 the
+ * lowest memory.max from its cgroup up to the root of the hierarchy (a
+ * parent's limit bounds its children), with v1 the memory controller's
+ * memory.limit_in_bytes.
+ */
+static uint64_t cgroup_mem_limit(void)
+{
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	char line[PATH_MAX + 64], path[PATH_MAX + 64];
+	uint64_t lim = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		char *cg = strchr(line, ':'), *p, *nl = strchr(line, '\n');
+		bool v2;
+
+		if (nl)
+			*nl = '\0';
+		if (!cg || !(p = strchr(cg + 1, ':')))
+			continue;
+		*cg = '\0';
+		*p++ = '\0';
+		v2 = strcmp(line, "0") == 0 && cg[1] == '\0';
+		if (!v2 && !strstr(cg + 1, "memory"))
+			continue;
+		for (;;) {
+			uint64_t v;
+			char *slash;
+
+			snprintf(path, sizeof(path), "/sys/fs/cgroup%s%s/%s",
+				 v2 ? "" : "/memory",
+				 strcmp(p, "/") == 0 ? "" : p,
+				 v2 ? "memory.max" : "memory.limit_in_bytes");
+			v = read_limit(path);
+			if (v && (!lim || v < lim))
+				lim = v;
+			slash = strrchr(p, '/');
+			if (!v2 || !slash || slash == p)
+				break;
+			*slash = '\0';
+		}
+		if (v2 && strcmp(p, "/") != 0) {
+			/* the root of the hierarchy (in a cgroup namespace:
+			 * the container's own limit) */
+			uint64_t v = read_limit("/sys/fs/cgroup/memory.max");
+
+			if (v && (!lim || v < lim))
+				lim = v;
+		}
+	}
+	fclose(f);
+	return lim;
+}
+
 /*
  * The default bound of buffered data: a tenth of the memory this process
- * may use (the machine's, or the cgroup's limit when lower), between
+ * may use (the machine's, or its cgroup's limit when lower), between
  * 256 MiB and 4 GiB, like the kernel's dirty_background_ratio. Random
  * writes into a large file dirty whole blocks (a block is read in before
  * a part of it is written), so a bound far below the page cache's turns
@@ -654,15 +724,10 @@ static uint64_t default_dirty_limit(void)
 	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
 	uint64_t mem =
 		pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : 0;
-	FILE *f = fopen("/sys/fs/cgroup/memory.max", "re");
-	unsigned long long cg;
-	uint64_t lim;
+	uint64_t cg = cgroup_mem_limit(), lim;
 
-	if (f) {
-		if (fscanf(f, "%llu", &cg) == 1 && (mem == 0 || cg < mem))
-			mem = cg; /* "max" reads as no limit */
-		fclose(f);
-	}
+	if (cg && (mem == 0 || cg < mem))
+		mem = cg;
 	lim = mem / 10;
 	if (lim < 256u << 20)
 		lim = 256u << 20;
@@ -1097,6 +1162,12 @@ static int read_below_dirty(struct tally *t, struct inode *ip, uint64_t idx,
 					found = true;
 				}
 			}
+		}
+		if (!found && ip->truncated &&
+		    idx >= blocks_for(t, ip->trunc_size)) {
+			/* a shrink not flushed yet (its flush failed) */
+			memset(dst, 0, len);
+			found = true;
 		}
 		if (!found) {
 			struct meta_bref *r = map_find(ip, idx);
@@ -3227,7 +3298,8 @@ int tally_read_fd(struct tally *t, uint64_t ino, size_t size, off_t off,
 	idx = (uint64_t)off / t->bs;
 	last = ((uint64_t)off + size - 1) / t->bs;
 	boff = (size_t)((uint64_t)off % t->bs);
-	if (last - idx >= TALLY_SEGS_MAX)
+	/* a shrink not flushed yet: read_below_dirty() knows the zeros */
+	if (last - idx >= TALLY_SEGS_MAX || ip->truncated)
 		goto out_unlock;
 	for (i = idx; i <= last; i++)
 		if (dirty_find(ip, i))

@@ -16,7 +16,6 @@ struct fs {
 	double attr_timeout;
 	bool splice;	   /* read replies spliced from object files */
 	size_t splice_min; /* smaller reads are copied */
-	bool kernel_perms; /* default_permissions: the kernel checks */
 };
 
 extern const struct fuse_lowlevel_ops fs_ops;

@@ -274,6 +274,7 @@ int main(int argc, char **argv)
 	struct fs fs = { 0 };
 	char fsname[PATH_MAX + 16];
 	int notify = -1, ret = 1, rc;
+	bool kernel_perms;
 
 	memset(&cmd, 0, sizeof(cmd));
 	if (fuse_opt_parse(&args, &o, option_spec, opt_proc) < 0)
@@ -310,8 +311,23 @@ int main(int argc, char **argv)
 	 * daemon answers access(2) (fs_op_access) and the kernel still
 	 * refuses to execute a file with no x bit.
 	 */
-	fs.kernel_perms = o.kernel_perms || o.shared || geteuid() != 0;
-	if (fs.kernel_perms && !o.kernel_perms)
+	/* (libfuse mounts for the real uid: a set-user-ID root daemon
+	 * makes the mount its caller's) */
+	kernel_perms = o.kernel_perms || o.shared || geteuid() != 0 ||
+		       getuid() != 0;
+	if (kernel_perms && !o.kernel_perms &&
+	    strncmp(cmd.mountpoint, "/dev/fd/", 8) == 0) {
+		/* mounted already by the caller (mount.fuse3 with
+		 * drop_privileges): too late to add the option */
+		fprintf(stderr,
+			"%s: a mount that other users can enter needs the "
+			"kernel's permission checks: add -o "
+			"default_permissions\n",
+			argv[0]);
+		ret = 2;
+		goto out_args;
+	}
+	if (kernel_perms && !o.kernel_perms)
 		fuse_opt_add_arg(&args, "-odefault_permissions");
 	if (!strchr(o.store, ',')) {
 		snprintf(fsname, sizeof(fsname), "-ofsname=tallyfs:%s",

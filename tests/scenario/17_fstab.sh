@@ -143,6 +143,38 @@ assert_same_content "$TMP/data" "$MNT2/main/data"
 umount_via "$MNT"
 umount_via "$MNT2"
 
+# ------------------------------------------- mount.fuse3 drop_privileges
+# mount.fuse3 mounts itself and hands the daemon /dev/fd/N: the daemon can
+# no longer add default_permissions, so a mount other users can enter
+# (allow_other) is refused unless the option was given: it fails closed
+rc=0
+out=$(T mount -t fuse -o drop_privileges,allow_other "tallyfs#$STORE" \
+	"$MNT" 2>&1) || rc=$?
+((rc != 0)) || fail "drop_privileges,allow_other without default_permissions mounted"
+assert_match "refusal message" "add -o default_permissions" "$out"
+# the kernel mount mount.fuse3 made is left without a server: nothing
+# can be read through it (and the daemon, its privileges dropped, cannot
+# unmount it): cleaned up here
+if is_mounted "$MNT"; then
+	assert_errno ENOTCONN 'os.listdir(T + "/mnt")'
+	umount -l "$MNT" || fail "cannot detach the refused mount"
+fi
+# given, it mounts (the daemon's command line names /dev/fd/N, not MNT:
+# it is found by its store)
+T mount -t fuse -o drop_privileges,allow_other,default_permissions \
+	"tallyfs#$STORE" "$MNT" >>"$DLOG" 2>&1 ||
+	fail "drop_privileges,allow_other,default_permissions did not mount"
+is_mounted "$MNT" || fail "$MNT not mounted"
+DAEMON_PID[$MNT]=$(pgrep -f "tallyfs $STORE /dev/fd/" | head -n 1)
+[[ -n ${DAEMON_PID[$MNT]} ]] || fail "no tallyfs process serves $STORE"
+DAEMON_CHILD[$MNT]=0
+echo "${DAEMON_PID[$MNT]}" >>"$TMP/pids"
+assert_match "default_permissions in the mount options" \
+	'default_permissions' \
+	"$(awk -v m="$MNT" '$2 == m { print $4 }' /proc/mounts)"
+assert_same_content "$TMP/data" "$MNT/main/data"
+umount_via "$MNT"
+
 # ------------------------------------------------------ a bad option
 rc=0
 out=$(T mount -t fuse.tallyfs -o workers=many "$STORE" "$MNT" 2>&1) ||
