@@ -6,6 +6,7 @@
 #define TALLY_FS_H
 
 #include <fuse_lowlevel.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 struct tally;
@@ -16,6 +17,9 @@ struct fs {
 	double attr_timeout;
 	bool splice;	   /* read replies spliced from object files */
 	size_t splice_min; /* smaller reads are copied */
+	/* tests (TALLYFS_FAULT=splice:N:ERR): the Nth splice fails */
+	unsigned splice_fail_at;
+	atomic_uint splices;
 };
 
 extern const struct fuse_lowlevel_ops fs_ops;

@@ -181,7 +181,7 @@ static void *raise_readahead(void *arg)
  * with errno ERRNO (a number). A failed unlink leaves the object file
  * behind (a leak that GC collects).
  */
-static void inject_faults(struct tally *t)
+static void inject_faults(struct fs *fs, struct tally *t)
 {
 	static const char *const ops[] = {
 		[OBJSTORE_WRITE] = "write",
@@ -196,6 +196,13 @@ static void inject_faults(struct tally *t)
 
 	if (!spec)
 		return;
+	if (sscanf(spec, "%7[a-z]:%u:%d", name, &nth, &err) == 3 &&
+	    strcmp(name, "splice") == 0 && nth > 0) {
+		/* the nth splice of an object file into a reply's pipe */
+		log_msg(LOG_NOTICE, "fault injection: splice %u fails", nth);
+		fs->splice_fail_at = nth;
+		return;
+	}
 	if (sscanf(spec, "%7[a-z]:%u:%d", name, &nth, &err) != 3 || err <= 0)
 		op = OBJSTORE_NOPS;
 	else
@@ -357,7 +364,7 @@ int main(int argc, char **argv)
 			o.store, strerror(-rc));
 		goto out_args;
 	}
-	inject_faults(fs.t);
+	inject_faults(&fs, fs.t);
 	fs.entry_timeout = o.entry_timeout;
 	fs.attr_timeout = o.attr_timeout;
 	fs.splice = !o.nosplice;

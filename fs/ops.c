@@ -364,28 +364,56 @@ static struct ctl_handle *handle_of(struct fuse_file_info *fi)
 	return (struct ctl_handle *)(uintptr_t)fi->fh;
 }
 
-/* Reply with bytes of object files: libfuse splices them from the files
- * to the kernel through a pipe, with no copy in this process. */
-static void reply_spliced(fuse_req_t req, const struct tally_seg *seg,
-			  size_t nseg)
+/*
+ * Reply with bytes of object files, with no copy in this process: they
+ * are spliced into a pipe of ours first, all of them, and libfuse splices
+ * the pipe to the kernel. Were the files handed to libfuse directly, a
+ * read error in a later file would become a short reply (libfuse sends
+ * what it has), which the kernel takes for EOF; here it is seen before
+ * anything is sent. Returns 0 once replied, or 1 when nothing was sent
+ * (the caller copies the bytes, and meets the error itself).
+ */
+static int reply_spliced(fuse_req_t req, const struct tally_seg *seg,
+			 size_t nseg)
 {
-	struct fuse_bufvec *bv;
-	size_t i;
+	struct fs *fs = fs_of(req);
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(0);
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), i;
+	int p[2];
 
-	bv = calloc(1, sizeof(*bv) + (nseg - 1) * sizeof(bv->buf[0]));
-	if (!bv) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	bv->count = nseg;
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return 1;
+	/* the pages of the ranges, one more at each end when unaligned */
+	if (fcntl(p[0], F_SETPIPE_SZ, (int)(MAX_READ + 8 * page)) < 0)
+		goto fail;
 	for (i = 0; i < nseg; i++) {
-		bv->buf[i].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-		bv->buf[i].fd = seg[i].fd;
-		bv->buf[i].pos = seg[i].off;
-		bv->buf[i].size = seg[i].len;
+		loff_t at = seg[i].off;
+		size_t left = seg[i].len;
+
+		while (left > 0) {
+			ssize_t n = splice(seg[i].fd, &at, p[1], NULL, left,
+					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+
+			if (fs->splice_fail_at &&
+			    atomic_fetch_add(&fs->splices, 1) + 1 ==
+				    fs->splice_fail_at)
+				n = -1; /* injected */
+			if (n <= 0)
+				goto fail; /* an error, or a file shorter */
+			left -= (size_t)n;
+		}
+		bv.buf[0].size += seg[i].len;
 	}
-	fuse_reply_data(req, bv, 0);
-	free(bv);
+	bv.buf[0].flags = FUSE_BUF_IS_FD;
+	bv.buf[0].fd = p[0];
+	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+	close(p[0]);
+	close(p[1]);
+	return 0;
+fail:
+	close(p[0]);
+	close(p[1]);
+	return 1;
 }
 
 static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -427,10 +455,11 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 		rc = tally_read_fd(fs_of(req)->t, ino, size, off, seg, &nseg);
 		if (rc == 0) {
-			reply_spliced(req, seg, nseg);
+			rc = reply_spliced(req, seg, nseg);
 			for (i = 0; i < nseg; i++)
 				close(seg[i].fd);
-			return;
+			if (rc == 0)
+				return;
 		}
 	}
 	buf = malloc(size ? size : 1);
