@@ -1606,39 +1606,15 @@ int meta_obj_set_count(struct meta *m, int64_t id, int64_t count)
 	}
 }
 
-int meta_objects(struct meta *m,
-		 int (*fn)(void *ctx, int64_t id, const char *name,
-			   uint32_t shard, int64_t refcount),
-		 void *ctx)
-{
-	STMT_OR_RETURN(s, m, S_OBJECTS);
-	int rc, ret = 0;
-
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		ret = fn(ctx, sqlite3_column_int64(s, 0),
-			 (const char *)sqlite3_column_text(s, 1),
-			 (uint32_t)sqlite3_column_int64(s, 2),
-			 sqlite3_column_int64(s, 3));
-		if (ret)
-			break;
-	}
-	sqlite3_reset(s);
-	if (!ret && rc != SQLITE_DONE)
-		return fail(m, rc, "object scan");
-	return ret;
-}
-
-int meta_objects_after(struct meta *m, int64_t after, unsigned limit,
-		       int64_t *last,
+/* Each object row of @s (id, name, shard, refcount) to @fn, *@last the
+ * last id; the callback's error, or the number of rows. */
+static int object_rows(struct meta *m, sqlite3_stmt *s, int64_t *last,
 		       int (*fn)(void *ctx, int64_t id, const char *name,
 				 uint32_t shard, int64_t refcount),
 		       void *ctx)
 {
-	STMT_OR_RETURN(s, m, S_OBJECTS_AFTER);
 	int rc, ret = 0, n = 0;
 
-	sqlite3_bind_int64(s, 1, after);
-	sqlite3_bind_int64(s, 2, limit);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		*last = sqlite3_column_int64(s, 0);
 		ret = fn(ctx, *last, (const char *)sqlite3_column_text(s, 1),
@@ -1652,6 +1628,31 @@ int meta_objects_after(struct meta *m, int64_t after, unsigned limit,
 	if (!ret && rc != SQLITE_DONE)
 		return fail(m, rc, "object scan");
 	return ret ? ret : n;
+}
+
+int meta_objects(struct meta *m,
+		 int (*fn)(void *ctx, int64_t id, const char *name,
+			   uint32_t shard, int64_t refcount),
+		 void *ctx)
+{
+	STMT_OR_RETURN(s, m, S_OBJECTS);
+	int64_t last;
+	int rc = object_rows(m, s, &last, fn, ctx);
+
+	return rc < 0 ? rc : 0;
+}
+
+int meta_objects_after(struct meta *m, int64_t after, unsigned limit,
+		       int64_t *last,
+		       int (*fn)(void *ctx, int64_t id, const char *name,
+				 uint32_t shard, int64_t refcount),
+		       void *ctx)
+{
+	STMT_OR_RETURN(s, m, S_OBJECTS_AFTER);
+
+	sqlite3_bind_int64(s, 1, after);
+	sqlite3_bind_int64(s, 2, limit);
+	return object_rows(m, s, last, fn, ctx);
 }
 
 int meta_mark_get(struct meta *m, const char *name, int64_t *since)

@@ -210,7 +210,8 @@ int meta_check_chunk(struct meta *m, int64_t from, unsigned limit,
 		     void *ctx);
 /* Set an object's stored count (repair). 0 deletes the row. */
 int meta_obj_set_count(struct meta *m, int64_t id, int64_t count);
-/* Every object row: name, shard, stored count. */
+/* Every object row: name, shard, stored count. Returns 0, or the
+ * callback's error (a negative errno; it stops the scan). */
 int meta_objects(struct meta *m,
 		 int (*fn)(void *ctx, int64_t id, const char *name,
 			   uint32_t shard, int64_t refcount),
