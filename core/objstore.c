@@ -1211,18 +1211,15 @@ int objstore_stage(struct objstore *os, unsigned shard, const char *name,
 int objstore_load(struct objstore *os, unsigned shard, const char *name,
 		  void **out, size_t *len)
 {
-	char path[PATH_MAX], hex[HASH_HEX_LEN + 1];
+	char hex[HASH_HEX_LEN + 1];
 	struct stat st;
 	void *buf;
 	ssize_t n;
 	int fd, rc;
 
-	rc = obj_path(os, shard, name, path);
-	if (rc)
-		return rc;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = objstore_open_read(os, shard, name);
 	if (fd < 0)
-		return check_after(os, shard, -errno);
+		return fd;
 	if (fstat(fd, &st) < 0) {
 		rc = -errno;
 		close(fd);
