@@ -32,7 +32,6 @@
 static char *dir;
 static char store[4096];
 static struct tally *t;
-static const struct tally_ctx me = { 0, 0 };
 
 /* the injected fault of the current run */
 static enum objstore_op fault_op;
@@ -78,24 +77,6 @@ static bool step_failed(int rc, const char *what, unsigned n)
 	fired = true;
 	inject(0);
 	return true;
-}
-
-static uint64_t newfile(uint64_t parent, const char *name)
-{
-	struct stat st;
-
-	cr_assert_eq(tally_mknod(t, &me, parent, name, S_IFREG | 0644, 0, &st),
-		     0);
-	cr_assert_eq(tally_open_file(t, st.st_ino, O_RDWR), 0);
-	return st.st_ino;
-}
-
-static uint64_t mkns(const char *name)
-{
-	struct stat st;
-
-	cr_assert_eq(tally_mkdir(t, &me, TALLY_ROOT_INO, name, 0755, &st), 0);
-	return st.st_ino;
 }
 
 static void put(uint64_t ino, const char *buf, size_t len, off_t off)
@@ -166,8 +147,8 @@ static bool run(unsigned n)
 	snprintf(store, sizeof(store), "%s/store", dir);
 	open_store();
 	fired = false;
-	main_ns = mkns("main");
-	other = mkns("other");
+	main_ns = tu_mkns(t, "main");
+	other = tu_mkns(t, "other");
 	tu_fill(a, sizeof(a), 1);
 	tu_fill(b, sizeof(b), 2);
 	memcpy(c, a, BS); /* shares its first block with a */
@@ -179,13 +160,13 @@ static bool run(unsigned n)
 	inject(n);
 
 	/* 1: write + fsync of four files */
-	fa = newfile(main_ns, "a");
+	fa = tu_newfile(t, main_ns, "a");
 	write_synced(fa, a, sizeof(a), 0, n);
-	fb = newfile(main_ns, "b");
+	fb = tu_newfile(t, main_ns, "b");
 	write_synced(fb, b, sizeof(b), 0, n);
-	fc = newfile(main_ns, "c");
+	fc = tu_newfile(t, main_ns, "c");
 	write_synced(fc, c, sizeof(c), 0, n);
-	fd = newfile(main_ns, "d");
+	fd = tu_newfile(t, main_ns, "d");
 	write_synced(fd, d, sizeof(d), 0, n);
 
 	/* 2: overwrite b's tail (its old object dies), and link b into
@@ -204,7 +185,7 @@ static bool run(unsigned n)
 	tally_forget(t, st.st_ino, 1);
 
 	/* 4: a copy that shares c's blocks, plus a tail of new bytes */
-	gc = newfile(other, "c");
+	gc = tu_newfile(t, other, "c");
 	cr_assert_eq(tally_copy_range(t, fc, 0, gc, 0, sizeof(c)),
 		     (ssize_t)sizeof(c));
 	write_synced(gc, tail, sizeof(tail), sizeof(c), n);

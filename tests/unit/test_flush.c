@@ -26,7 +26,6 @@
 static char *dir;
 static char store[4096];
 static struct tally *t;
-static const struct tally_ctx me = { 0, 0 };
 
 /* what the stream hook does */
 static _Atomic int slow_first_ms;  /* the first stream sleeps this long */
@@ -91,24 +90,6 @@ static void teardown(void)
 
 TestSuite(flush, .init = setup, .fini = teardown, .timeout = 60);
 
-static uint64_t newfile(uint64_t parent, const char *name)
-{
-	struct stat st;
-
-	cr_assert_eq(tally_mknod(t, &me, parent, name, S_IFREG | 0644, 0, &st),
-		     0);
-	cr_assert_eq(tally_open_file(t, st.st_ino, O_RDWR), 0);
-	return st.st_ino;
-}
-
-static uint64_t mkns(const char *name)
-{
-	struct stat st;
-
-	cr_assert_eq(tally_mkdir(t, &me, TALLY_ROOT_INO, name, 0755, &st), 0);
-	return st.st_ino;
-}
-
 static void expect_block(uint64_t ino, uint64_t idx, const char *want)
 {
 	char buf[BS];
@@ -133,8 +114,8 @@ Test(flush, out_of_order_completion_commits_in_sequence)
 
 	open_with(2, 0, 0, BS);
 	atomic_store(&slow_first_ms, 1500); /* a window no load closes */
-	ns = mkns("main");
-	ino = newfile(ns, "f");
+	ns = tu_mkns(t, "main");
+	ino = tu_newfile(t, ns, "f");
 	memset(a, 'A', BS);
 	memset(b, 'B', BS);
 	/* flush 1 (slow) holds A, flush 2 (fast) holds B: 2 ends first */
@@ -168,11 +149,11 @@ Test(flush, many_files_jittered_streams)
 
 	open_with(4, 0, 4, BS);
 	atomic_store(&jitter_ms, 25);
-	ns = mkns("main");
+	ns = tu_mkns(t, "main");
 	for (i = 0; i < 16; i++) {
 		tu_fill(data[i], sizeof(data[i]), (unsigned)i + 100);
 		snprintf(name, sizeof(name), "f%d", i);
-		ino[i] = newfile(ns, name);
+		ino[i] = tu_newfile(t, ns, name);
 		cr_assert_eq(tally_write(t, ino[i], data[i], sizeof(data[i]),
 					 0),
 			     (ssize_t)sizeof(data[i]));
@@ -202,8 +183,8 @@ Test(flush, back_pressure_bounds_dirty_memory)
 	/* 4 blocks of dirty memory at most; each block its own flush */
 	open_with(2, 4 * BS, 2, BS);
 	atomic_store(&jitter_ms, 10);
-	ns = mkns("main");
-	ino = newfile(ns, "f");
+	ns = tu_mkns(t, "main");
+	ino = tu_newfile(t, ns, "f");
 	for (i = 0; i < 64; i++) {
 		tu_fill(buf, BS, (unsigned)i);
 		cr_assert_eq(tally_write(t, ino, buf, BS, (off_t)i * BS), BS);
@@ -238,9 +219,9 @@ Test(flush, failed_stream_keeps_data_and_reports_once)
 	int frc;
 
 	open_with(1, 0, 0, BS);
-	ns = mkns("main");
-	fa = newfile(ns, "a");
-	fb = newfile(ns, "b");
+	ns = tu_mkns(t, "main");
+	fa = tu_newfile(t, ns, "a");
+	fb = tu_newfile(t, ns, "b");
 	tu_fill(a, BS, 1);
 	tu_fill(b, BS, 2);
 	tally_inject(t, false, 1, -ENOSPC);
@@ -280,8 +261,8 @@ Test(flush, failed_sync_reaches_close)
 	uint64_t ns, fa;
 
 	open_with(1, 0, 0, BS);
-	ns = mkns("main");
-	fa = newfile(ns, "a");
+	ns = tu_mkns(t, "main");
+	fa = tu_newfile(t, ns, "a");
 	tu_fill(a, BS, 3);
 	tally_inject(t, true, 1, -EIO);
 	cr_assert_eq(tally_write(t, fa, a, BS, 0), BS);
@@ -302,8 +283,8 @@ Test(flush, drain_times_out)
 
 	open_with(2, 0, 0, BS);
 	atomic_store(&slow_first_ms, 1500);
-	ns = mkns("main");
-	fa = newfile(ns, "a");
+	ns = tu_mkns(t, "main");
+	fa = tu_newfile(t, ns, "a");
 	memset(a, 'x', BS);
 	cr_assert_eq(tally_write(t, fa, a, BS, 0), BS);
 	cr_assert_eq(tally_flush(t, fa), 0);
@@ -326,8 +307,8 @@ Test(flush, one_worker_runs_control_commands_and_streams)
 	/* a drain job waits for stream jobs queued behind it */
 	open_with(1, 0, 0, BS);
 	atomic_store(&jitter_ms, 20);
-	ns = mkns("main");
-	fa = newfile(ns, "a");
+	ns = tu_mkns(t, "main");
+	fa = tu_newfile(t, ns, "a");
 	memset(a, 'y', BS);
 	cr_assert_eq(tally_write(t, fa, a, BS, 0), BS);
 	cr_assert_eq(tally_flush(t, fa), 0);
@@ -346,8 +327,8 @@ Test(flush, parked_older_data_never_overwrites_newer)
 	 * same block are in flight together, and 1 fails */
 	open_with(1, 0, 0, BS);
 	atomic_store(&slow_first_ms, 300);
-	ns = mkns("main");
-	f = newfile(ns, "f");
+	ns = tu_mkns(t, "main");
+	f = tu_newfile(t, ns, "f");
 	memset(a, 'A', BS);
 	memset(b, 'B', BS);
 	tally_inject(t, false, 1, -EIO);
@@ -375,8 +356,8 @@ Test(flush, failed_shrink_is_not_forgotten_by_an_extend)
 	int frc;
 
 	open_with(1, 0, 0, BS);
-	ns = mkns("main");
-	f = newfile(ns, "f");
+	ns = tu_mkns(t, "main");
+	f = tu_newfile(t, ns, "f");
 	memset(x, 'X', sizeof(x));
 	memset(y, 'Y', BS);
 	memset(zero, 0, BS);
@@ -408,9 +389,9 @@ Test(flush, short_copy_does_not_share_a_longer_block)
 	uint64_t ns, a, b;
 
 	open_with(1, 0, 0, BS);
-	ns = mkns("main");
-	a = newfile(ns, "a");
-	b = newfile(ns, "b");
+	ns = tu_mkns(t, "main");
+	a = tu_newfile(t, ns, "a");
+	b = tu_newfile(t, ns, "b");
 	memset(s, 'S', BS);
 	memset(zero, 0, BS);
 	cr_assert_eq(tally_write(t, a, s, BS, 0), BS);

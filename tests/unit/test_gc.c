@@ -121,14 +121,6 @@ static uint64_t mkfile(uint64_t parent, const char *name, const void *data,
 	return st.st_ino;
 }
 
-static uint64_t mkns(const char *name)
-{
-	struct stat st;
-
-	cr_assert_eq(tally_mkdir(t, &me, TALLY_ROOT_INO, name, 0755, &st), 0);
-	return st.st_ino;
-}
-
 static void expect_clean(void)
 {
 	tally_close(t);
@@ -191,7 +183,7 @@ Test(gc, live_and_open_unlinked_objects_survive)
 	struct gc_report r;
 	uint64_t ns, fa, fb;
 
-	ns = mkns("main");
+	ns = tu_mkns(t, "main");
 	tu_fill(a, sizeof(a), 1);
 	tu_fill(b, sizeof(b), 2);
 	fa = mkfile(ns, "a", a, sizeof(a), false);
@@ -239,7 +231,7 @@ Test(gc, object_written_during_a_cycle_is_never_lost)
 	 * GC with a grace of 0 runs. GC may delete it; Y's commit must then
 	 * write it again from its buffer.
 	 */
-	ns = mkns("main");
+	ns = tu_mkns(t, "main");
 	atomic_store(&streams, 0);
 	atomic_store(&slow_first_ms, 600);
 	tu_fill(x, BS, 11);
@@ -295,7 +287,7 @@ Test(gc, object_named_between_recheck_and_unlink_is_kept)
 	 * named by that file's commit in between: the commit's check of
 	 * the file (under the lock) must cancel the unlink.
 	 */
-	u.ns = mkns("main");
+	u.ns = tu_mkns(t, "main");
 	tu_fill(y, BS, 21);
 	hash_block(y, BS, hex);
 	snprintf(path, sizeof(path), "%s/shards/0/%.2s", store, hex);
@@ -328,7 +320,7 @@ Test(gc, drift_reported_and_repaired_online)
 	struct meta *m;
 	uint64_t ns, fixed = 0;
 
-	ns = mkns("main");
+	ns = tu_mkns(t, "main");
 	tu_fill(a, BS, 5);
 	mkfile(ns, "a", a, BS, false);
 	cr_assert_eq(tally_drain(t, NULL, 0), 0);
@@ -436,7 +428,7 @@ Test(gc, pins_keep_objects_of_deleted_files)
 	struct gc_report r;
 	uint64_t ns, objects = 0;
 
-	ns = mkns("main");
+	ns = tu_mkns(t, "main");
 	tu_fill(a, sizeof(a), 9);
 	mkfile(ns, "a", a, sizeof(a), false);
 	cr_assert_eq(tally_pin(t, "/main//a", true, &objects), 0);
@@ -510,7 +502,7 @@ Test(gc, du_is_exact_from_the_counts)
 	uint64_t ns, dev, inodes, objects;
 	struct stat st;
 
-	ns = mkns("main");
+	ns = tu_mkns(t, "main");
 	tu_fill(a, sizeof(a), 31);
 	tu_fill(g, sizeof(g), 32);
 	mkfile(ns, "f", a, sizeof(a), false);
@@ -556,7 +548,7 @@ Test(gc, explain_says_why_an_object_lives)
 	char a[BS], *rep = NULL;
 	uint64_t ns, inodes, objects;
 
-	ns = mkns("main");
+	ns = tu_mkns(t, "main");
 	tu_fill(a, sizeof(a), 41);
 	mkfile(ns, "f", a, sizeof(a), false);
 	cr_assert_eq(tally_drain(t, NULL, 0), 0);
@@ -596,7 +588,7 @@ Test(gc, verify_finds_corrupt_and_missing_objects)
 	uint64_t ns, f;
 	int fd;
 
-	ns = mkns("main");
+	ns = tu_mkns(t, "main");
 	tu_fill(a, sizeof(a), 51);
 	f = mkfile(ns, "f", a, sizeof(a), false);
 	cr_assert_eq(tally_drain(t, NULL, 0), 0);
@@ -676,7 +668,7 @@ Test(gc, protection_added_during_a_cycle_is_honoured)
 	struct gc_report r;
 	struct meta *m;
 
-	l.ns = mkns("main");
+	l.ns = tu_mkns(t, "main");
 	tu_fill(a, BS, 61);
 	mkfile(l.ns, "a", a, BS, false);
 	cr_assert_eq(tally_drain(t, NULL, 0), 0);
@@ -759,7 +751,7 @@ Test(gc, drift_checked_in_chunks_reports_exactly)
 	int i;
 
 	/* objects 1-6 (one a file), 7 (twice in file d) */
-	b.ns = mkns("main");
+	b.ns = tu_mkns(t, "main");
 	for (i = 0; i < 6; i++) {
 		snprintf(name, sizeof(name), "f%d", i);
 		tu_fill(buf, BS, 70 + (unsigned)i);

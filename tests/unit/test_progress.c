@@ -272,14 +272,6 @@ static void store_teardown(void)
 
 TestSuite(jobs, .init = store_setup, .fini = store_teardown, .timeout = 60);
 
-static uint64_t mkns(const char *name)
-{
-	struct stat st;
-
-	cr_assert_eq(tally_mkdir(t, &me, TALLY_ROOT_INO, name, 0755, &st), 0);
-	return st.st_ino;
-}
-
 /* A file of @len bytes of seed @seed; left open (and dirty) if @keep. */
 static uint64_t mkfile(uint64_t parent, const char *name, size_t len,
 		       unsigned seed, bool keep)
@@ -382,7 +374,7 @@ Test(jobs, drain_shows_the_flushes_it_waits_for)
 	struct progress_info j;
 	struct call c = { 0 };
 	char *status = NULL, want[160];
-	uint64_t ns = mkns("main"), ino[3];
+	uint64_t ns = tu_mkns(t, "main"), ino[3];
 	int i;
 
 	set_hold(true);
@@ -420,7 +412,7 @@ Test(jobs, branch_is_listed_while_it_runs)
 {
 	struct progress_info br, dr;
 	struct call c = { 0 };
-	uint64_t ns = mkns("main"), ino;
+	uint64_t ns = tu_mkns(t, "main"), ino;
 
 	mkfile(ns, "a", BS, 1, false);
 	mkfile(ns, "b", BS, 2, false);
@@ -447,7 +439,7 @@ Test(jobs, gc_and_verify_are_listed_while_they_run)
 	struct progress_info j;
 	struct call c = { 0 };
 	struct meta *m;
-	uint64_t ns = mkns("main");
+	uint64_t ns = tu_mkns(t, "main");
 
 	mkfile(ns, "a", 2 * BS, 1, false);
 	mkfile(ns, "b", BS, 2, false);

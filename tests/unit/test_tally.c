@@ -53,14 +53,6 @@ static void teardown(void)
 
 TestSuite(tally, .init = setup, .fini = teardown, .timeout = 60);
 
-static uint64_t mkns(const char *name)
-{
-	struct stat st;
-
-	cr_assert_eq(tally_mkdir(t, &me, TALLY_ROOT_INO, name, 0755, &st), 0);
-	return st.st_ino;
-}
-
 static uint64_t mkfile(uint64_t parent, const char *name, const void *data,
 		       size_t len)
 {
@@ -108,7 +100,7 @@ Test(tally, namespaces_only_at_root)
 {
 	struct stat st;
 
-	mkns("main");
+	tu_mkns(t, "main");
 	cr_assert_eq(tally_mknod(t, &me, TALLY_ROOT_INO, "f", S_IFREG | 0644, 0,
 				 &st),
 		     -EPERM);
@@ -130,7 +122,7 @@ Test(tally, namespaces_only_at_root)
 
 Test(tally, rmdir_namespace_only_when_empty)
 {
-	uint64_t ns = mkns("main");
+	uint64_t ns = tu_mkns(t, "main");
 
 	mkfile(ns, "a", "x", 1);
 	cr_assert_eq(tally_rmdir(t, TALLY_ROOT_INO, "main"), -ENOTEMPTY);
@@ -148,7 +140,7 @@ Test(tally, long_names)
 {
 	char name[300];
 	struct stat st;
-	uint64_t ns = mkns("main");
+	uint64_t ns = tu_mkns(t, "main");
 
 	memset(name, 'a', 255);
 	name[255] = '\0';
@@ -163,7 +155,7 @@ Test(tally, write_read_across_blocks)
 {
 	size_t len = 5 * BS + 123;
 	char *data = malloc(len);
-	uint64_t ns = mkns("main"), ino;
+	uint64_t ns = tu_mkns(t, "main"), ino;
 
 	tu_fill(data, len, 1);
 	ino = mkfile(ns, "f", data, len);
@@ -184,7 +176,7 @@ Test(tally, write_read_across_blocks)
 Test(tally, identical_blocks_stored_once)
 {
 	char *data = malloc(3 * BS);
-	uint64_t ns = mkns("main"), a, b;
+	uint64_t ns = tu_mkns(t, "main"), a, b;
 
 	tu_fill(data, 3 * BS, 7);
 	a = mkfile(ns, "a", data, 3 * BS);
@@ -203,7 +195,7 @@ Test(tally, identical_blocks_stored_once)
 Test(tally, holes_need_no_object)
 {
 	char data[BS], zero[BS], buf[BS];
-	uint64_t ns = mkns("main");
+	uint64_t ns = tu_mkns(t, "main");
 	struct stat st;
 
 	tu_fill(data, BS, 3);
@@ -225,7 +217,7 @@ Test(tally, holes_need_no_object)
 Test(tally, truncate_shrink_then_grow_reads_zeros)
 {
 	char data[2 * BS], buf[2 * BS], zero[2 * BS];
-	uint64_t ns = mkns("main"), ino;
+	uint64_t ns = tu_mkns(t, "main"), ino;
 	struct stat in, st;
 
 	tu_fill(data, sizeof(data), 5);
@@ -252,7 +244,7 @@ Test(tally, truncate_shrink_then_grow_reads_zeros)
 
 Test(tally, hard_link_within_namespace)
 {
-	uint64_t ns = mkns("main"), ino;
+	uint64_t ns = tu_mkns(t, "main"), ino;
 	struct stat st;
 
 	ino = mkfile(ns, "a", "hello", 5);
@@ -265,7 +257,7 @@ Test(tally, hard_link_within_namespace)
 
 Test(tally, link_across_namespaces_is_copy_on_write)
 {
-	uint64_t a = mkns("a"), b = mkns("b"), ino, ino2;
+	uint64_t a = tu_mkns(t, "a"), b = tu_mkns(t, "b"), ino, ino2;
 	struct stat st;
 
 	ino = mkfile(a, "f", "hello world", 11);
@@ -288,7 +280,7 @@ Test(tally, link_across_namespaces_is_copy_on_write)
 
 Test(tally, unlinked_open_file_lives_until_release)
 {
-	uint64_t ns = mkns("main"), ino;
+	uint64_t ns = tu_mkns(t, "main"), ino;
 	char buf[16];
 
 	ino = mkfile(ns, "f", "data", 4);
@@ -304,7 +296,7 @@ Test(tally, unlinked_open_file_lives_until_release)
 
 Test(tally, unlinked_open_file_freed_at_next_open)
 {
-	uint64_t ns = mkns("main"), ino;
+	uint64_t ns = tu_mkns(t, "main"), ino;
 
 	ino = mkfile(ns, "f", "data", 4);
 	cr_assert_eq(tally_open_file(t, ino, O_RDWR), 0);
@@ -321,7 +313,7 @@ Test(tally, unlinked_open_file_freed_at_next_open)
 
 Test(tally, rename_over_and_exchange)
 {
-	uint64_t ns = mkns("main"), other = mkns("other"), a, b;
+	uint64_t ns = tu_mkns(t, "main"), other = tu_mkns(t, "other"), a, b;
 	struct stat st;
 
 	a = mkfile(ns, "a", "AAAA", 4);
@@ -346,7 +338,7 @@ Test(tally, rename_over_and_exchange)
 
 Test(tally, rename_directories)
 {
-	uint64_t ns = mkns("main");
+	uint64_t ns = tu_mkns(t, "main");
 	struct stat d1, d2, f, st;
 
 	cr_assert_eq(tally_mkdir(t, &me, ns, "d1", 0755, &d1), 0);
@@ -367,7 +359,7 @@ Test(tally, rename_directories)
 
 Test(tally, xattrs)
 {
-	uint64_t ns = mkns("main"), ino;
+	uint64_t ns = tu_mkns(t, "main"), ino;
 	char buf[64];
 
 	ino = mkfile(ns, "f", "x", 1);
@@ -403,7 +395,7 @@ Test(tally, xattrs)
 Test(tally, branch_is_copy_on_write)
 {
 	char data[2 * BS];
-	uint64_t ns = mkns("main"), ino, inodes = 0;
+	uint64_t ns = tu_mkns(t, "main"), ino, inodes = 0;
 	struct stat d, st, st2;
 
 	tu_fill(data, sizeof(data), 11);
@@ -431,7 +423,7 @@ Test(tally, branch_is_copy_on_write)
 
 Test(tally, state_survives_reopen)
 {
-	uint64_t ns = mkns("main"), ino;
+	uint64_t ns = tu_mkns(t, "main"), ino;
 	struct stat st;
 	char *target = NULL;
 
@@ -454,7 +446,7 @@ Test(tally, state_survives_reopen)
 
 Test(tally, buffered_data_committed_at_close)
 {
-	uint64_t ns = mkns("main");
+	uint64_t ns = tu_mkns(t, "main");
 	struct stat st;
 
 	cr_assert_eq(tally_mknod(t, &me, ns, "f", S_IFREG | 0644, 0, &st), 0);
@@ -470,7 +462,7 @@ Test(tally, buffered_data_committed_at_close)
 Test(tally, statfs_reports_store_usage)
 {
 	char data[4 * BS];
-	uint64_t ns = mkns("main");
+	uint64_t ns = tu_mkns(t, "main");
 	struct statvfs a, b;
 
 	cr_assert_eq(tally_statfs(t, &a), 0);
@@ -488,7 +480,7 @@ Test(tally, statfs_reports_store_usage)
 Test(tally, copy_range_shares_whole_blocks)
 {
 	char data[3 * BS + 100], buf[3 * BS + 100];
-	uint64_t ns = mkns("main"), a, b;
+	uint64_t ns = tu_mkns(t, "main"), a, b;
 	struct stat st;
 
 	tu_fill(data, sizeof(data), 21);

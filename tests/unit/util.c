@@ -11,11 +11,13 @@
 #endif
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/fsck.h"
@@ -111,4 +113,24 @@ void tu_fsck_clean(const char *store, struct fsck_result *out)
 		      (unsigned long long)r.orphans);
 	if (out)
 		*out = r;
+}
+
+uint64_t tu_mkns(struct tally *t, const char *name)
+{
+	const struct tally_ctx root = { 0, 0 };
+	struct stat st;
+
+	cr_assert_eq(tally_mkdir(t, &root, TALLY_ROOT_INO, name, 0755, &st), 0);
+	return st.st_ino;
+}
+
+uint64_t tu_newfile(struct tally *t, uint64_t parent, const char *name)
+{
+	const struct tally_ctx root = { 0, 0 };
+	struct stat st;
+
+	cr_assert_eq(
+		tally_mknod(t, &root, parent, name, S_IFREG | 0644, 0, &st), 0);
+	cr_assert_eq(tally_open_file(t, st.st_ino, O_RDWR), 0);
+	return st.st_ino;
 }

@@ -6,6 +6,7 @@
 #define TALLY_TEST_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* mkdtemp under $TMPDIR or /tmp; the path is static storage per call. */
 char *tu_tmpdir(void);
@@ -29,5 +30,11 @@ void tu_fsck_clean(const char *store, struct fsck_result *r);
 
 /* Fill @buf with deterministic pseudo-random bytes from @seed. */
 void tu_fill(void *buf, size_t len, unsigned seed);
+
+/* A namespace @name made by root; its inode. */
+uint64_t tu_mkns(struct tally *t, const char *name);
+/* An empty regular file @name in @parent made by root, left open for
+ * reading and writing (tally_open_file); its inode. */
+uint64_t tu_newfile(struct tally *t, uint64_t parent, const char *name);
 
 #endif
