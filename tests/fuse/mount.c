@@ -763,3 +763,20 @@ int tm_run_fsck(void)
 	cr_assert(eq(int, waitpid(pid, &status, 0), pid));
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+struct stat stat_of(const char *path)
+{
+	struct stat st;
+	int rc = lstat(path, &st);
+
+	cr_assert(eq(int, rc, 0), "lstat %s: %s", path, strerror(errno));
+	return st;
+}
+
+struct timespec realtime(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts;
+}

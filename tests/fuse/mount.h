@@ -20,7 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
@@ -122,6 +124,12 @@ void msleep(int ms);
 
 /* a - b in nanoseconds. */
 int64_t ts_diff_ns(struct timespec a, struct timespec b);
+
+/* lstat(2) of @path, asserted to succeed. */
+struct stat stat_of(const char *path);
+
+/* CLOCK_REALTIME now. */
+struct timespec realtime(void);
 
 /*
  * Assert that call fails with -1 and errno err. The result and errno are

@@ -21,23 +21,6 @@ static void attr_init(void)
 
 TestSuite(attr, .init = attr_init, .fini = tm_fini, .timeout = 60);
 
-static struct stat stat_of(const char *path)
-{
-	struct stat st;
-	int rc = lstat(path, &st);
-
-	cr_assert(eq(int, rc, 0), "lstat %s: %s", path, strerror(errno));
-	return st;
-}
-
-static struct timespec realtime(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return ts;
-}
-
 /* Assert that a is strictly later than b. */
 static void expect_later(struct timespec a, struct timespec b, const char *what)
 {

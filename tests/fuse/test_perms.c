@@ -124,15 +124,6 @@ static void as_user(uid_t uid, gid_t gid, void (*fn)(void))
 	cr_assert(ok, "as uid %d: %s", (int)uid, len ? msg : "(child died)");
 }
 
-static struct stat stat_of(const char *path)
-{
-	struct stat st;
-	int rc = lstat(path, &st);
-
-	cr_assert(eq(int, rc, 0), "lstat %s: %s", path, strerror(errno));
-	return st;
-}
-
 static void make_owned(const char *path, uid_t uid, mode_t mode)
 {
 	cr_assert(eq(int, write_file(path, "data", 4), 0), "%s", path);

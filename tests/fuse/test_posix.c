@@ -28,23 +28,6 @@ static void posix_init(void)
 
 TestSuite(posix, .init = posix_init, .fini = tm_fini, .timeout = 90);
 
-static struct stat stat_of(const char *path)
-{
-	struct stat st;
-	int rc = lstat(path, &st);
-
-	cr_assert(eq(int, rc, 0), "lstat %s: %s", path, strerror(errno));
-	return st;
-}
-
-static struct timespec realtime(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return ts;
-}
-
 static void make_file(const char *path, const char *data)
 {
 	cr_assert(eq(int, write_file(path, data, strlen(data)), 0), "%s", path);
