@@ -17,6 +17,7 @@ struct fs {
 	double attr_timeout;
 	bool splice;	   /* read replies spliced from object files */
 	size_t splice_min; /* smaller reads are copied */
+	size_t pipe_size;  /* of a pipe that holds the largest reply */
 	/* tests (TALLYFS_FAULT=splice:N:ERR): the Nth splice fails */
 	unsigned splice_fail_at;
 	atomic_uint splices;

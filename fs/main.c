@@ -192,18 +192,18 @@ static void inject_faults(struct fs *fs, struct tally *t)
 	const char *spec = getenv("TALLYFS_FAULT");
 	unsigned nth, op;
 	char name[8];
-	int err;
+	int err, parsed;
 
 	if (!spec)
 		return;
-	if (sscanf(spec, "%7[a-z]:%u:%d", name, &nth, &err) == 3 &&
-	    strcmp(name, "splice") == 0 && nth > 0) {
+	parsed = sscanf(spec, "%7[a-z]:%u:%d", name, &nth, &err) == 3;
+	if (parsed && strcmp(name, "splice") == 0 && nth > 0) {
 		/* the nth splice of an object file into a reply's pipe */
 		log_msg(LOG_NOTICE, "fault injection: splice %u fails", nth);
 		fs->splice_fail_at = nth;
 		return;
 	}
-	if (sscanf(spec, "%7[a-z]:%u:%d", name, &nth, &err) != 3 || err <= 0)
+	if (!parsed || err <= 0)
 		op = OBJSTORE_NOPS;
 	else
 		for (op = 0; op < OBJSTORE_NOPS && strcmp(name, ops[op]); op++)
