@@ -726,28 +726,31 @@ int gc_repair_batch(struct tally *t, unsigned batch, uint64_t *fixed)
 	uint64_t n = 0;
 	int rc;
 
-	do {
+	for (;;) {
 		struct meta *m = tally_meta_lock(t);
+		bool more = false;
 		size_t i;
-		int more = 0;
 
 		f.n = 0;
 		rc = meta_begin(m);
 		if (!rc)
-			rc = more = meta_check_chunk(m, from, batch, &from,
-						     want_fix, &f);
-		if (rc == 1)
+			rc = meta_check_chunk(m, from, batch, &from, want_fix,
+					      &f);
+		if (rc == 1) { /* chunks after this one */
+			more = true;
 			rc = 0;
+		}
 		for (i = 0; i < f.n && !rc; i++)
 			rc = meta_obj_set_count(m, f.v[i].id, f.v[i].truth);
 		rc = meta_end(m, rc);
 		tally_meta_unlock(t);
-		if (!rc)
-			n += f.n;
-		if (rc || !more)
+		if (rc)
+			break;
+		n += f.n;
+		if (!more)
 			break;
 		pause_after_hold();
-	} while (1);
+	}
 	/* an object whose count went to 0 is left to GC, never unlinked
 	 * here: when in doubt, leak */
 	if (!rc)
