@@ -367,15 +367,28 @@ static int explain_path(void *ctx, uint64_t ino, uint64_t refs)
 
 #define EXPLAIN_PATHS 8 /* paths listed for one object */
 
+/* Whether a file of object @name is in some shard (no lock: disk I/O). */
+static bool explain_on_disk(struct tally *t, const char *name)
+{
+	struct objstore *os = tally_objstore(t);
+	unsigned shard;
+	off_t fsize;
+
+	for (shard = 0; shard < objstore_nshards(os); shard++)
+		if (objstore_stat(os, shard, name, &fsize) == 0)
+			return true;
+	return false;
+}
+
 /* Why object @name is alive, or when GC will collect it (meta locked);
- * with @paths, the paths of (up to EXPLAIN_PATHS) files that hold it. */
-static int explain_object(struct tally *t, struct meta *m, const char *name,
+ * with @paths, the paths of (up to EXPLAIN_PATHS) files that hold it.
+ * @on_disk: whether a file of it was found (read before the lock). */
+static int explain_object(struct meta *m, const char *name, bool on_disk,
 			  bool paths, char **acc, bool *known)
 {
 	uint64_t size = 0;
 	int64_t id = 0, refcount = 0, since;
 	uint32_t shard = 0;
-	off_t fsize;
 	int rc;
 
 	rc = append(acc, "object: %s\n", name);
@@ -401,13 +414,6 @@ static int explain_object(struct tally *t, struct meta *m, const char *name,
 		if (!rc)
 			rc = meta_object_ghosts(m, id, explain_ghost, acc);
 	} else {
-		struct objstore *os = tally_objstore(t);
-		bool on_disk = false;
-
-		for (shard = 0; shard < objstore_nshards(os) && !on_disk;
-		     shard++)
-			on_disk = objstore_stat(os, shard, name, &fsize) == 0;
-
 		rc = append(acc, "refcount: 0\nfile: %s\n",
 			    on_disk ? "present" : "absent");
 		if (on_disk)
@@ -429,13 +435,19 @@ static int explain_object(struct tally *t, struct meta *m, const char *name,
 	return rc;
 }
 
+static int cmp_bref_name(const void *a, const void *b)
+{
+	return strcmp(((const struct meta_bref *)a)->name,
+		      ((const struct meta_bref *)b)->name);
+}
+
 /* explain PATH|HASH: a file's objects, or one object. */
 static int ctl_explain(struct tally *t, const char *arg, char **report)
 {
 	char name[OBJNAME_MAX];
 	struct meta_bref *map = NULL;
 	char *acc = NULL;
-	bool known = false;
+	bool known = false, *disk = NULL;
 	struct meta *m;
 	uint64_t ino;
 	size_t n = 0, i;
@@ -443,10 +455,13 @@ static int ctl_explain(struct tally *t, const char *arg, char **report)
 
 	snprintf(name, sizeof(name), "%.*s", (int)strcspn(arg, "@"), arg);
 	if (hash_name_valid(name)) {
+		bool on_disk = explain_on_disk(t, name);
+
 		rc = append(&acc, "command: explain\n");
 		m = tally_meta_lock(t);
 		if (!rc)
-			rc = explain_object(t, m, name, true, &acc, &known);
+			rc = explain_object(m, name, on_disk, true, &acc,
+					    &known);
 		tally_meta_unlock(t);
 		if (!rc && !known)
 			rc = -ENOENT;
@@ -460,20 +475,35 @@ static int ctl_explain(struct tally *t, const char *arg, char **report)
 		goto out;
 	m = tally_meta_lock(t);
 	rc = meta_blocks_load(m, ino, &map, &n);
+	tally_meta_unlock(t);
 	if (!rc)
 		rc = append(&acc, "command: explain\npath: %s\nblocks: %zu\n",
 			    arg, n);
-	for (i = 0; i < n && !rc; i++) {
-		size_t k;
-		bool seen = false;
+	/* each object once, in name order; the files looked for without
+	 * the lock */
+	if (!rc && n) {
+		size_t k = 0;
 
-		for (k = 0; k < i && !seen; k++)
-			seen = !strcmp(map[k].name, map[i].name);
-		if (!seen && map[i].name[0])
-			rc = explain_object(t, m, map[i].name, false, &acc,
-					    &known);
+		qsort(map, n, sizeof(*map), cmp_bref_name);
+		for (i = 0; i < n; i++)
+			if (map[i].name[0] &&
+			    (k == 0 || strcmp(map[k - 1].name, map[i].name)))
+				map[k++] = map[i];
+		n = k;
+		disk = calloc(n ? n : 1, sizeof(*disk));
+		if (!disk)
+			rc = -ENOMEM;
+		for (i = 0; i < n && !rc; i++)
+			disk[i] = explain_on_disk(t, map[i].name);
 	}
-	tally_meta_unlock(t);
+	if (!rc) {
+		m = tally_meta_lock(t);
+		for (i = 0; i < n && !rc; i++)
+			rc = explain_object(m, map[i].name, disk[i], false,
+					    &acc, &known);
+		tally_meta_unlock(t);
+	}
+	free(disk);
 	free(map);
 out:
 	if (!rc)
@@ -960,31 +990,31 @@ int ctl_status_json(struct tally *t, char **out)
 		free(gc);
 		return rc;
 	}
-	rc = aprintf(&head,
-		     "{\"version\": \"%s\", \"block_size\": %u, "
-		     "\"namespaces\": %" PRIu64 ", \"inodes\": %" PRIu64
-		     ", \"objects\": %" PRIu64 ", \"bytes_logical\": %" PRIu64
-		     ", \"bytes_referenced\": %" PRIu64
-		     ", \"bytes_stored\": %" PRIu64
-		     ", \"dedup_ratio\": %.3f, \"pending_flushes\": %" PRIu64
-		     ", \"durable_seq\": %" PRIu64 ", \"rotated_seq\": %" PRIu64
-		     ", \"dirty_bytes\": %" PRIu64 ", \"dirty_limit\": %" PRIu64
-		     ", \"flush_errors\": %" PRIu64
-		     ", \"group_commits\": %" PRIu64
-		     ", \"spliced_reads\": %" PRIu64
-		     ", \"max_pending_flushes\": %u, \"workers\": %u"
-		     ", \"jobs_queued\": %" PRIu64
-		     ", \"jobs_running\": %" PRIu64 "}\n",
-		     TALLY_VERSION, st.block_size, st.namespaces, st.inodes,
-		     st.objects, st.bytes_logical, st.bytes_referenced,
-		     st.bytes_stored,
-		     st.bytes_stored ? (double)st.bytes_referenced /
-					       (double)st.bytes_stored
-				     : 1.0,
-		     st.pending_flushes, st.durable_seq, st.rotated_seq,
-		     st.dirty_bytes, st.dirty_limit, st.commit_errors,
-		     st.group_commits, st.spliced_reads, st.max_pending,
-		     st.workers, st.jobs_queued, st.jobs_running);
+	rc = aprintf(
+		&head,
+		"{\"version\": \"%s\", \"block_size\": %u, "
+		"\"namespaces\": %" PRIu64 ", \"inodes\": %" PRIu64
+		", \"objects\": %" PRIu64 ", \"bytes_logical\": %" PRIu64
+		", \"bytes_referenced\": %" PRIu64
+		", \"bytes_stored\": %" PRIu64
+		", \"dedup_ratio\": %.3f, \"pending_flushes\": %" PRIu64
+		", \"durable_seq\": %" PRIu64 ", \"rotated_seq\": %" PRIu64
+		", \"dirty_bytes\": %" PRIu64 ", \"dirty_limit\": %" PRIu64
+		", \"flush_errors\": %" PRIu64 ", \"group_commits\": %" PRIu64
+		", \"spliced_reads\": %" PRIu64 ", \"refcount_drift\": %" PRIu64
+		", \"max_pending_flushes\": %u, \"workers\": %u"
+		", \"jobs_queued\": %" PRIu64 ", \"jobs_running\": %" PRIu64
+		"}\n",
+		TALLY_VERSION, st.block_size, st.namespaces, st.inodes,
+		st.objects, st.bytes_logical, st.bytes_referenced,
+		st.bytes_stored,
+		st.bytes_stored
+			? (double)st.bytes_referenced / (double)st.bytes_stored
+			: 1.0,
+		st.pending_flushes, st.durable_seq, st.rotated_seq,
+		st.dirty_bytes, st.dirty_limit, st.commit_errors,
+		st.group_commits, st.spliced_reads, st.refcount_drift,
+		st.max_pending, st.workers, st.jobs_queued, st.jobs_running);
 	if (rc) {
 		free(gc);
 		return rc;

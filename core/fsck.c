@@ -19,6 +19,7 @@
 #include "core/hash.h"
 #include "core/meta.h"
 #include "core/objstore.h"
+#include "core/reap.h"
 #include "core/store.h"
 
 struct fsck {
@@ -252,15 +253,16 @@ static int repair(struct fsck *f)
 		return rc;
 	}
 	f->res->repaired = f->nfix + f->ngfix + f->res->usage_drift;
-	/* only after the commit, and only what nothing references */
+	/* only after the commit (made durable), and only what nothing
+	 * names (core/reap.c decides) */
 	for (i = 0; i < f->dead.n; i++) {
-		rc = objstore_unlink(f->s->objs, f->dead.v[i].shard,
-				     f->dead.v[i].name);
-		if (rc == 0)
+		rc = reap_copy(f->s->meta, f->s->objs, f->dead.v[i].name,
+			       f->dead.v[i].id, f->dead.v[i].shard, 0);
+		if (rc == 1)
 			f->res->removed++;
-		else if (rc != -ENOENT)
-			sayf(f, "cannot remove object '%s': %s",
-			     f->dead.v[i].name, strerror(-rc));
+		else if (rc < 0)
+			sayf(f, "kept object '%s': %s", f->dead.v[i].name,
+			     strerror(-rc));
 	}
 	return 0;
 }

@@ -81,6 +81,7 @@
 #include "core/meta.h"
 #include "core/objstore.h"
 #include "core/progress.h"
+#include "core/reap.h"
 #include "core/tally.h"
 
 #define HOLD_MS 10.0	  /* longest hold of the metadata lock, about */
@@ -423,7 +424,7 @@ static void *unlink_some(void *arg)
 		uint32_t shard =
 			objstore_key_split(u->c->unref.v[u->todo[j]], name);
 		off_t size = 0;
-		int rc = objstore_unlink_doomed(os, shard, name, &size);
+		int rc = reap_unlink_doomed(os, shard, name, &size);
 
 		if (rc == 0) {
 			atomic_fetch_add(&u->collected, 1);
@@ -479,7 +480,7 @@ static int sweep(struct cycle *c)
 		return -ENOMEM;
 	while (i < c->unref.n && !rc) {
 		struct meta *m = hold(c);
-		size_t n = 0, j, steps = 0;
+		size_t n = 0, j, k, steps = 0;
 
 		rc = meta_begin(m);
 		for (; i < c->unref.n && !rc && n < SWEEP_BATCH &&
@@ -487,31 +488,21 @@ static int sweep(struct cycle *c)
 		     i++) {
 			const char *key = c->unref.v[i];
 			char name[OBJNAME_MAX];
-			uint32_t shard, where;
-			uint64_t osize;
-			int64_t id, refs;
+			uint32_t shard;
 
 			if (!doomed(c, i))
 				continue;
 			shard = objstore_key_split(key, name);
-			rc = meta_object_info(m, name, &id, &where, &osize,
-					      &refs);
-			if (rc == 0 && where == shard) {
-				c->r->preserved++; /* referenced again */
+			/* named again, or protected since the cycle read */
+			rc = reap_copy_free(m, name, 0, shard, 0);
+			if (rc == 0) {
+				c->r->preserved++;
 				progress_add(c->pj, 1);
 				continue;
 			}
-			if (rc && rc != -ENOENT)
+			if (rc < 0)
 				break;
-			rc = meta_name_protected(m, name);
-			if (rc == 1) {
-				c->r->preserved++; /* protected since */
-				progress_add(c->pj, 1);
-				rc = 0;
-				continue;
-			}
-			if (rc)
-				break;
+			rc = 0;
 			if (c->state[i] == U_DOOMED)
 				rc = meta_mark_del(m, key);
 			todo[n++] = i;
@@ -521,16 +512,21 @@ static int sweep(struct cycle *c)
 			n = 0;
 		/* in the hold that saw no row: from now on a check of the
 		 * file cancels its deletion */
-		for (j = 0; j < n; j++) {
+		for (j = 0, k = 0; j < n; j++) {
 			char name[OBJNAME_MAX];
 			uint32_t shard =
 				objstore_key_split(c->unref.v[todo[j]], name);
 
-			rc = objstore_doom(os, shard, name);
-			if (rc)
+			rc = reap_doom(m, os, name, shard);
+			if (rc < 0)
 				break;
+			if (rc == 1)
+				todo[k++] = todo[j];
+			else
+				c->r->preserved++;
+			rc = 0;
 		}
-		n = j;
+		n = k;
 		release(c);
 		if (n && c->o->unlink_hook)
 			c->o->unlink_hook(c->o->hook_arg);

@@ -39,6 +39,7 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
+#include "core/array.h"
 #include "core/log.h"
 
 #define APP_ID 0x54414c59 /* 'TALY' */
@@ -95,6 +96,9 @@ enum {
 	S_LOG_LAST,
 	S_OBJ_SHARD,
 	S_GHOST_DST,
+	S_OBJ_GET,
+	S_OBJ_REFS,
+	S_PROTECTED_NOMOVE,
 	S_BEGIN,
 	S_COMMIT,
 	S_COUNT
@@ -203,6 +207,12 @@ static const char *const sql_text[S_COUNT] = {
 		       "duration_ms FROM gc_log ORDER BY id DESC LIMIT ?1",
 	[S_OBJ_SHARD] = "SELECT shard FROM objects WHERE id = ?1",
 	[S_GHOST_DST] = "SELECT dst FROM ghosts WHERE obj = ?1 AND src = ?2",
+	[S_OBJ_GET] = "SELECT refcount, name, shard FROM objects WHERE id = ?1",
+	/* through blocks_obj: does any reference name the object? */
+	[S_OBJ_REFS] = "SELECT count(*) FROM blocks WHERE obj = ?1",
+	[S_PROTECTED_NOMOVE] =
+		"SELECT 1 FROM pin_objects WHERE name = ?1 "
+		"UNION ALL SELECT 1 FROM node_objects WHERE name = ?1 LIMIT 1",
 	/* prepared once: every operation runs both */
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_COMMIT] = "COMMIT",
@@ -222,9 +232,9 @@ static const char schema[] =
 	" parent INTEGER NOT NULL, name BLOB NOT NULL, ino INTEGER NOT NULL,"
 	" UNIQUE(parent, name));"
 	"CREATE INDEX dentries_parent ON dentries(parent);"
-	"CREATE TABLE objects(id INTEGER PRIMARY KEY, name TEXT NOT NULL"
-	" UNIQUE, shard INTEGER NOT NULL, size INTEGER NOT NULL,"
-	" refcount INTEGER NOT NULL);"
+	"CREATE TABLE objects(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" name TEXT NOT NULL UNIQUE, shard INTEGER NOT NULL,"
+	" size INTEGER NOT NULL, refcount INTEGER NOT NULL);"
 	"CREATE TABLE blocks(ino INTEGER NOT NULL, idx INTEGER NOT NULL,"
 	" obj INTEGER NOT NULL, shard INTEGER NOT NULL,"
 	" PRIMARY KEY(ino, idx)) WITHOUT ROWID;"
@@ -254,7 +264,15 @@ static const char gc_schema[] =
 	"CREATE INDEX IF NOT EXISTS node_objects_name ON node_objects(name);"
 	/* the references of an object: the drift check of GC by chunks
 	 * (core/gc.c); with the shard, it covers the scans by object */
-	"CREATE INDEX IF NOT EXISTS blocks_obj ON blocks(obj, shard);";
+	"CREATE INDEX IF NOT EXISTS blocks_obj ON blocks(obj, shard);"
+	/* the number of inodes, for statfs without a scan */
+	"INSERT INTO config(key, value) SELECT 'inodes',"
+	" (SELECT count(*) FROM inodes) WHERE NOT EXISTS"
+	" (SELECT 1 FROM config WHERE key = 'inodes');"
+	"CREATE TRIGGER IF NOT EXISTS inodes_add AFTER INSERT ON inodes"
+	" BEGIN UPDATE config SET value = value + 1 WHERE key = 'inodes'; END;"
+	"CREATE TRIGGER IF NOT EXISTS inodes_del AFTER DELETE ON inodes"
+	" BEGIN UPDATE config SET value = value - 1 WHERE key = 'inodes'; END;";
 
 /*
  * Shards, ghosts and moves, added to format 1 stores when they are opened.
@@ -314,6 +332,30 @@ static const char shard_schema[] =
 	" ON CONFLICT(shard) DO UPDATE SET objects = objects + 1,"
 	" bytes = bytes + NEW.size; END;";
 
+/*
+ * Object ids are never used again (AUTOINCREMENT): a reference left
+ * dangling by damage must never bind to a later object. A store made
+ * before that gets its table rebuilt in the transaction that opens it,
+ * its counter set past every id anything still names. The triggers on
+ * objects go with the old table; shard_schema makes them again.
+ */
+static const char objects_upgrade[] =
+	"DROP TRIGGER IF EXISTS ghost_obj_del; DROP TRIGGER IF EXISTS usage_add;"
+	"DROP TRIGGER IF EXISTS usage_del; DROP TRIGGER IF EXISTS usage_mov;"
+	"CREATE TABLE objects_v2(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" name TEXT NOT NULL UNIQUE, shard INTEGER NOT NULL,"
+	" size INTEGER NOT NULL, refcount INTEGER NOT NULL);"
+	"INSERT INTO objects_v2 SELECT id, name, shard, size, refcount"
+	" FROM objects;"
+	"DROP TABLE objects;"
+	"ALTER TABLE objects_v2 RENAME TO objects;"
+	"DELETE FROM sqlite_sequence WHERE name = 'objects';"
+	"INSERT INTO sqlite_sequence(name, seq) SELECT 'objects', max("
+	" (SELECT coalesce(max(id), 0) FROM objects),"
+	" (SELECT coalesce(max(obj), 0) FROM blocks),"
+	" (SELECT coalesce(max(obj), 0) FROM ghosts),"
+	" (SELECT coalesce(max(obj), 0) FROM moves));";
+
 /* shard_usage from the object table (a new table, or a repair). */
 static const char usage_fill[] =
 	"DELETE FROM shard_usage;"
@@ -332,6 +374,14 @@ struct meta {
 	unsigned nadhoc;
 	unsigned fault_in; /* meta_inject: commits until the fault; 0 off */
 	int fault_err;
+	/* objects whose count went to zero or below in this transaction:
+	 * settled against its final state at commit (settle()) */
+	int64_t *zero;
+	size_t nzero, zcap;
+	unsigned lookup_fail; /* meta_inject_lookup: lookups still to fail */
+	int lookup_err;
+	struct meta_objlist dead; /* deleted rows, for meta_dead_take() */
+	uint64_t drift;		  /* counts found wrong by settle() */
 };
 
 static int errno_of(int rc)
@@ -366,6 +416,8 @@ static int errno_of(int rc)
 		return -EIO;
 	}
 }
+
+static int settle(struct meta *m);
 
 static int fail(struct meta *m, int rc, const char *what)
 {
@@ -468,15 +520,8 @@ void meta_objlist_release(struct meta_objlist *l)
 int meta_objlist_add(struct meta_objlist *l, int64_t id, uint32_t shard,
 		     const char *name)
 {
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-		struct meta_obj *v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
+	if (array_reserve(&l->v, &l->cap, l->n + 1, sizeof(*l->v)))
+		return -ENOMEM;
 	l->v[l->n].id = id;
 	l->v[l->n].shard = shard;
 	snprintf(l->v[l->n].name, OBJNAME_MAX, "%s", name);
@@ -643,6 +688,17 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 		if (!rc && fill)
 			rc = exec(m, usage_fill);
 	}
+	if (!rc && pragma_int(m, "SELECT count(*) FROM sqlite_master WHERE "
+				 "name = 'objects' AND "
+				 "sql LIKE '%AUTOINCREMENT%'") == 0) {
+		log_msg(LOG_NOTICE,
+			"metadata '%s': object ids are never used "
+			"again from now on (table rebuilt)",
+			path);
+		rc = exec(m, objects_upgrade);
+		if (!rc)
+			rc = exec(m, shard_schema);
+	}
 	if (rc) {
 		/* SQLITE_ERROR: a table of that name is not the one expected */
 		if ((sqlite3_errcode(m->db) & 0xff) == SQLITE_ERROR) {
@@ -680,6 +736,8 @@ void meta_close(struct meta *m)
 		sqlite3_finalize(m->stmt[i]);
 	for (i = 0; i < (int)m->nadhoc; i++)
 		sqlite3_finalize(m->adhoc[i].s);
+	free(m->zero);
+	meta_objlist_release(&m->dead);
 	if (sqlite3_close(m->db) != SQLITE_OK)
 		log_msg(LOG_ERR, "closing metadata failed: %s",
 			sqlite3_errmsg(m->db));
@@ -704,17 +762,49 @@ int meta_begin(struct meta *m)
 
 int meta_commit(struct meta *m)
 {
+	size_t ndead = m->dead.n;
+	int rc;
+
 	if (m->fault_in > 0 && --m->fault_in == 0) {
-		exec(m, "ROLLBACK");
+		meta_rollback(m);
 		log_msg(LOG_ERR, "metadata commit failed: injected %s",
 			strerror(-m->fault_err));
 		return m->fault_err;
 	}
-	{
+	rc = settle(m);
+	if (!rc) {
 		STMT_OR_RETURN(s, m, S_COMMIT);
 
-		return step_done(m, s, "commit");
+		rc = step_done(m, s, "commit");
 	}
+	if (rc)
+		m->dead.n = ndead; /* nothing of it was deleted */
+	return rc;
+}
+
+void meta_dead_take(struct meta *m, struct meta_objlist *out)
+{
+	*out = m->dead;
+	meta_objlist_init(&m->dead);
+}
+
+uint64_t meta_drift(struct meta *m)
+{
+	return m->drift;
+}
+
+void meta_inject_lookup(struct meta *m, unsigned nth, int err)
+{
+	m->lookup_fail = nth;
+	m->lookup_err = err;
+}
+
+/* An injected failure of an object lookup (meta_inject_lookup()). */
+static int lookup_fault(struct meta *m)
+{
+	if (!m->lookup_fail || --m->lookup_fail)
+		return 0;
+	return m->lookup_err;
 }
 
 unsigned meta_inject(struct meta *m, unsigned nth, int err)
@@ -750,6 +840,7 @@ int meta_sync(struct meta *m)
 
 void meta_rollback(struct meta *m)
 {
+	m->nzero = 0;
 	if (!sqlite3_get_autocommit(m->db))
 		exec(m, "ROLLBACK");
 }
@@ -1100,16 +1191,16 @@ int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
 }
 
 /*
- * Add @delta to the count of object @id; at zero or below the row is
- * deleted and the object listed in @zero. An unknown object is a warning.
+ * Add @delta to the count of object @id. A count that reaches zero or
+ * below does not delete the row here: the object becomes a candidate,
+ * settled at commit against the transaction's final state (a later
+ * reference in the same transaction raises the count again). An unknown
+ * object is a warning.
  */
-static int obj_add(struct meta *m, int64_t id, int64_t delta,
-		   struct meta_objlist *zero)
+static int obj_add(struct meta *m, int64_t id, int64_t delta)
 {
 	STMT_OR_RETURN(s, m, S_OBJ_ADD);
-	char name[OBJNAME_MAX];
 	int64_t count;
-	uint32_t shard;
 	int rc;
 
 	sqlite3_bind_int64(s, 1, id);
@@ -1128,21 +1219,101 @@ static int obj_add(struct meta *m, int64_t id, int64_t delta,
 		return fail(m, rc, "refcount update");
 	}
 	count = sqlite3_column_int64(s, 0);
-	snprintf(name, sizeof(name), "%s",
-		 (const char *)sqlite3_column_text(s, 1));
-	shard = (uint32_t)sqlite3_column_int64(s, 2);
 	/* RETURNING statements finish their work on the first step. */
 	sqlite3_reset(s);
-	if (count > 0 || delta > 0)
+	if (count > 0)
 		return 0;
-	if (count < 0)
-		log_msg(LOG_WARNING,
-			"object '%s' refcount went below zero "
-			"(%" PRId64 "): the count had drifted",
-			name, count);
-	rc = exec_ino(m, S_OBJ_DELETE, (uint64_t)id, "object delete");
-	if (!rc && zero)
-		rc = meta_objlist_add(zero, id, shard, name);
+	if (array_reserve(&m->zero, &m->zcap, m->nzero + 1, sizeof(*m->zero)))
+		return -ENOMEM;
+	m->zero[m->nzero++] = id;
+	return 0;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The number of block references to object @id (through blocks_obj). */
+static int obj_refs(struct meta *m, int64_t id, int64_t *refs)
+{
+	return int_by_id(m, S_OBJ_REFS, id, refs, "reference count");
+}
+
+/*
+ * Settle the zero-count candidates of the transaction (before its
+ * COMMIT): a count raised again keeps the object; a count that
+ * disagrees with the references that name it is drift, corrected to
+ * them and logged; a row at zero that nothing names is deleted and its
+ * object listed for meta_dead_take(). A row below zero that nothing
+ * names is deleted but its file is left to GC: the count was wrong, so
+ * the deletion waits for GC's own check and grace.
+ */
+static int settle(struct meta *m)
+{
+	size_t i;
+	int rc = 0;
+
+	qsort(m->zero, m->nzero, sizeof(*m->zero), cmp_id);
+	for (i = 0; i < m->nzero && !rc; i++) {
+		char name[OBJNAME_MAX];
+		int64_t id = m->zero[i], count, refs;
+		uint32_t shard;
+
+		if (i && m->zero[i - 1] == id)
+			continue;
+		{
+			STMT_OR_RETURN(s, m, S_OBJ_GET);
+
+			sqlite3_bind_int64(s, 1, id);
+			rc = sqlite3_step(s);
+			if (rc == SQLITE_ROW) {
+				count = sqlite3_column_int64(s, 0);
+				snprintf(name, sizeof(name), "%s",
+					 (const char *)sqlite3_column_text(s,
+									   1));
+				shard = (uint32_t)sqlite3_column_int64(s, 2);
+			}
+			sqlite3_reset(s);
+			if (rc == SQLITE_DONE) {
+				rc = 0;
+				continue; /* deleted meanwhile */
+			}
+			if (rc != SQLITE_ROW)
+				return fail(m, rc, "object read");
+			rc = 0;
+		}
+		if (count > 0)
+			continue; /* named again in this transaction */
+		rc = obj_refs(m, id, &refs);
+		if (rc)
+			break;
+		if (refs > 0) {
+			m->drift++;
+			log_msg(LOG_WARNING,
+				"object '%s' count %" PRId64 " but %" PRId64
+				" reference(s) name it: count corrected, "
+				"nothing deleted",
+				name, count, refs);
+			rc = meta_obj_set_count(m, id, refs);
+			continue;
+		}
+		rc = exec_ino(m, S_OBJ_DELETE, (uint64_t)id, "object delete");
+		if (rc)
+			break;
+		if (count < 0) {
+			m->drift++;
+			log_msg(LOG_WARNING,
+				"object '%s' count went below zero (%" PRId64
+				"): row deleted, its file left to GC",
+				name, count);
+			continue;
+		}
+		rc = meta_objlist_add(&m->dead, id, shard, name);
+	}
+	m->nzero = 0;
 	return rc;
 }
 
@@ -1162,8 +1333,7 @@ int meta_obj_exists(struct meta *m, const char *name)
 }
 
 int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx, const char *name,
-		   uint32_t shard, uint32_t size, struct meta_objlist *zero,
-		   struct meta_bref *out)
+		   uint32_t shard, uint32_t size, struct meta_bref *out)
 {
 	int64_t old = 0, id = 0;
 	bool had = false;
@@ -1196,7 +1366,7 @@ int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx, const char *name,
 				shard = (uint32_t)where;
 		}
 		if (rc == 0 && !(had && old == id)) {
-			rc = obj_add(m, id, 1, NULL);
+			rc = obj_add(m, id, 1);
 		} else if (rc == -ENOENT) {
 			STMT_OR_RETURN(s, m, S_OBJ_INSERT);
 
@@ -1227,7 +1397,7 @@ int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx, const char *name,
 	if (rc)
 		return rc;
 	if (had && old != id)
-		rc = obj_add(m, old, -1, zero);
+		rc = obj_add(m, old, -1);
 	if (!rc && out && name) {
 		out->idx = idx;
 		out->obj = id;
@@ -1238,8 +1408,7 @@ int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx, const char *name,
 	return rc;
 }
 
-int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from,
-		     struct meta_objlist *zero)
+int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from)
 {
 	struct {
 		int64_t obj, n;
@@ -1273,7 +1442,7 @@ int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from,
 	}
 	rc = 0;
 	for (i = 0; i < cnt && !rc; i++)
-		rc = obj_add(m, v[i].obj, -v[i].n, zero);
+		rc = obj_add(m, v[i].obj, -v[i].n);
 	free(v);
 	if (!rc) {
 		STMT_OR_RETURN(s, m, S_DROP_DEL);
@@ -1497,33 +1666,67 @@ int meta_xattr_list(struct meta *m, uint64_t ino, char **out, size_t *len)
 	return 0;
 }
 
-static uint64_t query_u64(struct meta *m, const char *sql)
+/* The one number @sql yields (a negative one reads as 0). */
+static int query_u64(struct meta *m, const char *sql, uint64_t *out)
 {
-	int64_t v = pragma_int(m, sql);
+	sqlite3_stmt *s;
+	int rc;
 
-	return v < 0 ? 0 : (uint64_t)v;
+	if (sqlite3_prepare_v2(m->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return fail(m, SQLITE_ERROR, "statistics");
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		int64_t v = sqlite3_column_int64(s, 0);
+
+		*out = v < 0 ? 0 : (uint64_t)v;
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW ? 0 : fail(m, rc, "statistics");
 }
 
 int meta_stats(struct meta *m, struct meta_stats *out)
 {
 	int64_t seq = 0;
+	int rc;
 
-	out->namespaces = query_u64(m, "SELECT count(*) FROM dentries "
-				       "WHERE parent = 1");
-	out->inodes = query_u64(m, "SELECT count(*) FROM inodes");
+	memset(out, 0, sizeof(*out));
+	rc = query_u64(m, "SELECT count(*) FROM dentries WHERE parent = 1",
+		       &out->namespaces);
+	if (!rc)
+		rc = meta_statfs(m, &out->inodes, &out->bytes_stored);
 	/* kept per shard by triggers: no scan of the object table */
-	out->objects = query_u64(m, "SELECT coalesce(sum(objects), 0) "
-				    "FROM shard_usage");
-	out->bytes_stored = query_u64(m, "SELECT coalesce(sum(bytes), 0) "
-					 "FROM shard_usage");
-	out->bytes_referenced = query_u64(
-		m, "SELECT coalesce(sum(size * refcount), 0) FROM objects");
-	out->bytes_logical = query_u64(m, "SELECT coalesce(sum(size), 0) "
-					  "FROM inodes WHERE "
-					  "(mode & 61440) = 32768");
-	meta_config_get(m, "durable_seq", &seq);
+	if (!rc)
+		rc = query_u64(m,
+			       "SELECT coalesce(sum(objects), 0) "
+			       "FROM shard_usage",
+			       &out->objects);
+	if (!rc)
+		rc = query_u64(m,
+			       "SELECT coalesce(sum(size * refcount), 0) "
+			       "FROM objects",
+			       &out->bytes_referenced);
+	if (!rc)
+		rc = query_u64(m,
+			       "SELECT coalesce(sum(size), 0) FROM inodes "
+			       "WHERE (mode & 61440) = 32768",
+			       &out->bytes_logical);
+	if (!rc)
+		rc = meta_config_get(m, "durable_seq", &seq);
 	out->durable_seq = (uint64_t)seq;
-	return 0;
+	return rc;
+}
+
+int meta_statfs(struct meta *m, uint64_t *inodes, uint64_t *bytes_stored)
+{
+	int rc = query_u64(m, "SELECT value FROM config WHERE key = 'inodes'",
+			   inodes);
+
+	if (!rc)
+		rc = query_u64(m,
+			       "SELECT coalesce(sum(bytes), 0) "
+			       "FROM shard_usage",
+			       bytes_stored);
+	return rc;
 }
 
 /* The check of the ids in [@from, @to], in one statement: one snapshot. */
@@ -1860,14 +2063,24 @@ int meta_nodes_prune(struct meta *m, int64_t before, uint64_t *pruned)
 }
 
 /* Call @fn for each row of a one-text-column query. */
-static int each_name(struct meta *m, const char *sql,
-		     int (*fn)(void *ctx, const char *name), void *ctx)
+/*
+ * Each text of the first column of @sql's rows to @fn. Parameter ?1 is
+ * bound to @text if not NULL, else to *@num if @num is not NULL: values
+ * are bound, never formatted into the statement.
+ */
+static int each_name(struct meta *m, const char *sql, const char *text,
+		     const int64_t *num, int (*fn)(void *ctx, const char *name),
+		     void *ctx)
 {
 	sqlite3_stmt *s;
 	int rc, ret = 0;
 
 	if (sqlite3_prepare_v2(m->db, sql, -1, &s, NULL) != SQLITE_OK)
 		return fail(m, SQLITE_ERROR, "scan");
+	if (text)
+		sqlite3_bind_text(s, 1, text, -1, SQLITE_STATIC);
+	else if (num)
+		sqlite3_bind_int64(s, 1, *num);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		int len = sqlite3_column_bytes(s, 0);
 		char name[4096];
@@ -1903,14 +2116,16 @@ int meta_protected_names(struct meta *m, int (*fn)(void *ctx, const char *name),
 			 "SELECT name FROM node_objects UNION "
 			 "SELECT name FROM pin_objects UNION "
 			 "SELECT name FROM moves",
-			 fn, ctx);
+			 NULL, NULL, fn, ctx);
 }
 
-int meta_name_protected(struct meta *m, const char *name)
+int meta_name_protected(struct meta *m, const char *name, bool moves)
 {
-	STMT_OR_RETURN(s, m, S_PROTECTED);
-	int rc;
+	STMT_OR_RETURN(s, m, moves ? S_PROTECTED : S_PROTECTED_NOMOVE);
+	int rc = lookup_fault(m);
 
+	if (rc)
+		return rc;
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	sqlite3_reset(s);
@@ -1953,38 +2168,31 @@ int meta_pin_remove(struct meta *m, const char *path)
 
 int meta_pins(struct meta *m, int (*fn)(void *ctx, const char *path), void *ctx)
 {
-	return each_name(m, "SELECT path FROM pins ORDER BY path", fn, ctx);
+	return each_name(m, "SELECT path FROM pins ORDER BY path", NULL, NULL,
+			 fn, ctx);
 }
 
 int meta_nspace_objects(struct meta *m, uint64_t nspace,
 			int (*fn)(void *ctx, const char *name), void *ctx)
 {
-	char sql[256];
+	int64_t ns = (int64_t)nspace;
 
-	snprintf(sql, sizeof(sql),
-		 "SELECT DISTINCT o.name FROM inodes i JOIN blocks b ON "
-		 "b.ino = i.ino JOIN objects o ON o.id = b.obj WHERE "
-		 "i.nspace = %" PRIu64,
-		 nspace);
-	return each_name(m, sql, fn, ctx);
+	return each_name(
+		m,
+		"SELECT DISTINCT o.name FROM inodes i JOIN blocks b ON "
+		"b.ino = i.ino JOIN objects o ON o.id = b.obj WHERE "
+		"i.nspace = ?1",
+		NULL, &ns, fn, ctx);
 }
 
-int meta_obj_pinned(struct meta *m, const char *name)
+int meta_obj_referenced(struct meta *m, int64_t id)
 {
-	sqlite3_stmt *s;
-	int rc;
+	int64_t refs;
+	int rc = lookup_fault(m);
 
-	if (sqlite3_prepare_v2(m->db,
-			       "SELECT 1 FROM pin_objects WHERE "
-			       "name = ?1 LIMIT 1",
-			       -1, &s, NULL) != SQLITE_OK)
-		return fail(m, SQLITE_ERROR, "pin lookup");
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc == SQLITE_ROW)
-		return 1;
-	return rc == SQLITE_DONE ? 0 : fail(m, rc, "pin lookup");
+	if (!rc)
+		rc = obj_refs(m, id, &refs);
+	return rc ? rc : refs > 0;
 }
 
 int meta_du(struct meta *m, uint64_t nspace, struct meta_du *out)
@@ -2035,8 +2243,10 @@ int meta_object_info(struct meta *m, const char *name, int64_t *id,
 		     uint32_t *shard, uint64_t *size, int64_t *refcount)
 {
 	sqlite3_stmt *s;
-	int rc;
+	int rc = lookup_fault(m);
 
+	if (rc)
+		return rc;
 	if (sqlite3_prepare_v2(m->db,
 			       "SELECT id, shard, size, refcount "
 			       "FROM objects WHERE name = ?1",
@@ -2096,15 +2306,11 @@ int meta_object_holders(struct meta *m, int64_t id,
 int meta_object_pinners(struct meta *m, const char *name,
 			int (*fn)(void *ctx, const char *what), void *ctx)
 {
-	char sql[512];
-
-	/* @name is a validated object name (hex and '-'): safe to quote */
-	snprintf(sql, sizeof(sql),
-		 "SELECT p.path FROM pins p JOIN pin_objects o ON o.pin = "
-		 "p.id WHERE o.name = '%s' UNION ALL SELECT 'node ' || "
-		 "node FROM node_objects WHERE name = '%s'",
-		 name, name);
-	return each_name(m, sql, fn, ctx);
+	return each_name(m,
+			 "SELECT p.path FROM pins p JOIN pin_objects o ON "
+			 "o.pin = p.id WHERE o.name = ?1 UNION ALL SELECT "
+			 "'node ' || node FROM node_objects WHERE name = ?1",
+			 name, NULL, fn, ctx);
 }
 
 /* -- shards, ghosts and moves -- */

@@ -83,7 +83,24 @@ int meta_begin(struct meta *m);
 /* End the transaction of a batch: commit if @rc is 0 (a failed commit
  * rolls back), else roll back; returns the first error. */
 int meta_end(struct meta *m, int rc);
+/*
+ * Commit. First the objects whose count reached zero or below in the
+ * transaction are settled against its final state: a count raised again
+ * keeps the object; a count that disagrees with the block references
+ * naming the object is set to them (drift: logged, meta_drift()); a row
+ * at zero that nothing names is deleted and its object listed for
+ * meta_dead_take(); a row below zero that nothing names is deleted and
+ * its file left to GC. On error nothing is committed (roll back).
+ */
 int meta_commit(struct meta *m);
+/*
+ * Move the objects whose rows committed transactions deleted to @out
+ * (initialised here; the caller releases it). Their files are the
+ * caller's to delete, through core/reap.c only.
+ */
+void meta_dead_take(struct meta *m, struct meta_objlist *out);
+/* Counts found wrong (and corrected) by commits since the open. */
+uint64_t meta_drift(struct meta *m);
 int meta_sync(struct meta *m);
 void meta_rollback(struct meta *m);
 /*
@@ -94,6 +111,10 @@ void meta_rollback(struct meta *m);
  * as every call on @m.
  */
 unsigned meta_inject(struct meta *m, unsigned nth, int err);
+/* Fault injection, for tests: the @nth next object lookup of the
+ * deletion verdicts (meta_object_info(), meta_obj_referenced(),
+ * meta_name_protected()) fails with @err, once; @nth 0 disables. */
+void meta_inject_lookup(struct meta *m, unsigned nth, int err);
 
 /* Integer settings: "block_size", "next_ino", "durable_seq". */
 int meta_config_get(struct meta *m, const char *key, int64_t *val);
@@ -144,22 +165,20 @@ int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
 /*
  * Point block @idx of @ino at @name (inserting the object row with count 1
  * or raising its count by 1) after dropping the reference it had, if any.
- * @name NULL makes the block a hole. Objects whose count reaches zero are
- * deleted from the table and added to @zero. On success @out (may be NULL)
- * receives the new reference.
+ * @name NULL makes the block a hole. An object whose count reaches zero
+ * is settled when the transaction commits (meta_commit()). On success
+ * @out (may be NULL) receives the new reference.
  */
 int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx, const char *name,
-		   uint32_t shard, uint32_t size, struct meta_objlist *zero,
-		   struct meta_bref *out);
+		   uint32_t shard, uint32_t size, struct meta_bref *out);
 /* Whether an object row named @name exists (1), or not (0). */
 int meta_obj_exists(struct meta *m, const char *name);
 /*
  * Drop every block reference of @ino with index >= @from: counts go
- * down, objects at zero are deleted from the table and listed in @zero.
- * A reference to an object the table does not know logs a warning.
+ * down; objects at zero are settled at commit (meta_commit()). A
+ * reference to an object the table does not know logs a warning.
  */
-int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from,
-		     struct meta_objlist *zero);
+int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from);
 /* Give inode @dst the block references and xattrs of @src (counts +1). */
 int meta_blocks_copy(struct meta *m, uint64_t src, uint64_t dst);
 /* Refcounts of the objects of @ino, in block order (holes skipped). */
@@ -185,6 +204,9 @@ int meta_xattr_remove(struct meta *m, uint64_t ino, const char *name);
 int meta_xattr_list(struct meta *m, uint64_t ino, char **out, size_t *len);
 
 int meta_stats(struct meta *m, struct meta_stats *out);
+/* What statfs needs, without a scan: the number of inodes (kept by
+ * triggers) and the bytes of the object files (shard_usage). */
+int meta_statfs(struct meta *m, uint64_t *inodes, uint64_t *bytes_stored);
 
 /* For tallyfsck: the recomputed count of each object vs. the stored one. */
 struct meta_check {
@@ -261,15 +283,15 @@ int meta_nodes_count(struct meta *m, uint64_t *n);
 /* Every object named by a node report, a pin or a move in progress. */
 int meta_protected_names(struct meta *m, int (*fn)(void *ctx, const char *name),
 			 void *ctx);
-/* 1 if a node report, a pin or a move in progress names object @name, 0
- * if none does (indexed lookups). */
-int meta_name_protected(struct meta *m, const char *name);
+/* 1 if a node report, a pin or (with @moves) a move in progress names
+ * object @name, 0 if none does (indexed lookups). */
+int meta_name_protected(struct meta *m, const char *name, bool moves);
+/* 1 if a block reference names object @id, 0 if none does (blocks_obj). */
+int meta_obj_referenced(struct meta *m, int64_t id);
 
 /* Pins: @path (mount-relative) keeps @names alive. -EEXIST if pinned. */
 int meta_pin_add(struct meta *m, const char *path, int64_t at,
 		 const char *const *names, size_t n);
-/* 1 if a pin names object @name, 0 if not. */
-int meta_obj_pinned(struct meta *m, const char *name);
 /* -ENOENT if @path is not pinned. */
 int meta_pin_remove(struct meta *m, const char *path);
 int meta_pins(struct meta *m, int (*fn)(void *ctx, const char *path),

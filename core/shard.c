@@ -62,6 +62,7 @@
 #include "core/meta.h"
 #include "core/objstore.h"
 #include "core/progress.h"
+#include "core/reap.h"
 #include "core/tally.h"
 
 #define MOVE_BATCH 64	    /* moves journaled per transaction */
@@ -155,10 +156,11 @@ static int journal_row(void *ctx, int64_t obj, const char *name, uint32_t src,
 
 /*
  * Remove the copies that the moves in @l left behind, each where its row
- * does not say the object is, then forget the moves. Missing files and
- * unreachable shards are fine: what stays is a leak GC collects.
+ * does not say the object is (core/reap.c decides: a lookup that fails
+ * keeps both), then forget the moves. Missing files and unreachable
+ * shards are fine: what stays is a leak GC collects.
  */
-static int moves_settle(struct tally *t, const struct moves *l)
+static int moves_settle(struct tally *t, struct moves *l)
 {
 	struct objstore *os = tally_objstore(t);
 	struct meta *m;
@@ -166,21 +168,25 @@ static int moves_settle(struct tally *t, const struct moves *l)
 	int rc = 0;
 
 	for (i = 0; i < l->n; i++) {
-		const struct move *mv = &l->v[i];
-		uint32_t where = UINT32_MAX;
-		uint64_t size;
-		int64_t id, refs;
+		struct move *mv = &l->v[i];
+		int kept = 0;
 
-		m = tally_meta_lock(t);
-		if (meta_object_info(m, mv->name, &id, &where, &size, &refs))
-			where = UINT32_MAX; /* gone: neither copy is needed */
 		/* the unlinks happen under the lock, so that a flush cannot
 		 * start using a copy between the check and the unlink */
-		if (where != mv->src)
-			objstore_unlink(os, mv->src, mv->name);
-		if (where != mv->dst && mv->dst != mv->src)
-			objstore_unlink(os, mv->dst, mv->name);
+		m = tally_meta_lock(t);
+		kept = reap_copy(m, os, mv->name, mv->obj, mv->src,
+				 REAP_OWN_MOVE);
+		if (mv->dst != mv->src) {
+			int r = reap_copy(m, os, mv->name, mv->obj, mv->dst,
+					  REAP_OWN_MOVE);
+
+			if (kept >= 0)
+				kept = r;
+		}
 		tally_meta_unlock(t);
+		/* a verdict that failed keeps the move journaled: the next
+		 * rebalance or mount settles it */
+		mv->rc = kept < 0 ? kept : 0;
 	}
 	for (i = 0; i < l->n && !rc; i += MOVE_BATCH) {
 		size_t k;
@@ -188,7 +194,8 @@ static int moves_settle(struct tally *t, const struct moves *l)
 		m = tally_meta_lock(t);
 		rc = meta_begin(m);
 		for (k = i; k < l->n && k < i + MOVE_BATCH && !rc; k++)
-			rc = meta_move_end(m, l->v[k].obj);
+			if (l->v[k].rc == 0)
+				rc = meta_move_end(m, l->v[k].obj);
 		rc = meta_end(m, rc);
 		tally_meta_unlock(t);
 	}
@@ -716,14 +723,28 @@ static int ghost_row(void *ctx, const struct meta_ghost *g)
 	return 0;
 }
 
-/* Decide ghost @g (metadata lock held, in a transaction). */
-static int verdict(struct tally *t, struct meta *m, const struct meta_ghost *g,
+/* Whether the target copy of ghost @g is on disk (no lock: disk I/O).
+ * A target copy is immutable and only a move (which the sweep excludes,
+ * job_lock) or the death of the object (which takes the ghost with it)
+ * removes it, so the answer holds for the verdict that follows. */
+static bool target_present(struct objstore *os, const struct meta_ghost *g,
+			   uint64_t unreachable)
+{
+	off_t size;
+
+	if (unreachable & (1ull << g->dst))
+		return false;
+	return objstore_shard_check(os, g->dst) == 0 &&
+	       objstore_stat(os, g->dst, g->name, &size) == 0;
+}
+
+/* Decide ghost @g (metadata lock held, in a transaction); @present: its
+ * target copy was seen on disk before the lock was taken. */
+static int verdict(struct meta *m, const struct meta_ghost *g, bool present,
 		   uint64_t unreachable, struct shard_sweep_report *r,
 		   bool *purged)
 {
-	struct objstore *os = tally_objstore(t);
 	int64_t count;
-	off_t size;
 	int rc;
 
 	*purged = false;
@@ -747,8 +768,7 @@ static int verdict(struct tally *t, struct meta *m, const struct meta_ghost *g,
 		return 0;
 	}
 	/* repointed by this sweep: the target must hold the object now */
-	if (objstore_shard_check(os, g->dst) != 0 ||
-	    objstore_stat(os, g->dst, g->name, &size) < 0) {
+	if (!present) {
 		log_msg(LOG_ERR,
 			"sweep: object '%s' is not in shard %u, where its "
 			"ghost leads: the ghost is kept",
@@ -812,29 +832,28 @@ int shard_sweep(struct tally *t, const struct shard_sweep_opts *o,
 	}
 	/* 2: a verdict per ghost */
 	for (k = 0; k < gl.n && !rc; k += VERDICT_BATCH) {
-		bool gone[VERDICT_BATCH];
+		bool gone[VERDICT_BATCH], present[VERDICT_BATCH];
 		size_t j, end = k + VERDICT_BATCH < gl.n ? k + VERDICT_BATCH
 							 : gl.n;
 
+		for (j = k; j < end; j++)
+			present[j - k] =
+				target_present(os, &gl.v[j], unreachable);
 		m = tally_meta_lock(t);
 		rc = meta_begin(m);
 		for (j = k; j < end && !rc; j++) {
 			r->checked++;
-			rc = verdict(t, m, &gl.v[j], unreachable, r,
-				     &gone[j - k]);
+			rc = verdict(m, &gl.v[j], present[j - k], unreachable,
+				     r, &gone[j - k]);
 		}
 		progress_set(pj, end);
 		rc = meta_end(m, rc);
 		/* a purged ghost's source copy, if a crash left one */
-		for (j = k; j < end && !rc; j++) {
-			uint32_t where;
-
+		for (j = k; j < end && !rc; j++)
 			if (gone[j - k] &&
-			    !(unreachable & (1ull << gl.v[j].src)) &&
-			    (meta_object_shard(m, gl.v[j].obj, &where) ||
-			     where != gl.v[j].src))
-				objstore_unlink(os, gl.v[j].src, gl.v[j].name);
-		}
+			    !(unreachable & (1ull << gl.v[j].src)))
+				reap_copy(m, os, gl.v[j].name, gl.v[j].obj,
+					  gl.v[j].src, 0);
 		tally_meta_unlock(t);
 	}
 	r->duration_ms = ms_since(&t0);

@@ -64,6 +64,7 @@
 #include "core/pool.h"
 #include "core/shard.h"
 #include "core/progress.h"
+#include "core/reap.h"
 #include "core/store.h"
 
 #define ITABLE_SIZE (1u << 16)
@@ -166,6 +167,7 @@ struct tally {
 	unsigned max_pending;
 	unsigned pending; /* protected by fin_lock: rotated, not final */
 	void (*stream_hook)(void *arg, uint64_t seq, uint64_t ino);
+	void (*release_hook)(void *arg, uint64_t ino);
 	void *hook_arg;
 	int64_t node_id;
 	unsigned shard_ticks; /* flusher thread only */
@@ -516,44 +518,21 @@ static int put_md(struct tally *t, const struct inode *ip,
 	return meta_inode_put(t->meta, &copy);
 }
 
-/* Unlink the files of objects whose count reached zero (after commit). */
-static void unlink_dead(struct tally *t, struct meta_objlist *zero)
-{
-	size_t i;
-
-	for (i = 0; i < zero->n; i++) {
-		int rc;
-
-		/* a pinned object outlives its references (GC keeps it) */
-		if (meta_obj_pinned(t->meta, zero->v[i].name) != 0)
-			continue;
-		rc = objstore_unlink(t->objs, zero->v[i].shard,
-				     zero->v[i].name);
-
-		if (rc && rc != -ENOENT)
-			log_msg(LOG_WARNING, "cannot unlink object '%s': %s",
-				zero->v[i].name, strerror(-rc));
-	}
-	meta_objlist_release(zero);
-}
-
 /*
- * Finish a transaction: commit or roll back; after a commit, unlink the
- * objects it killed. Returns the commit's result.
+ * Finish a transaction: commit or roll back; after a commit, delete the
+ * files of the objects it left unnamed (core/reap.c decides). Returns
+ * the commit's result.
  */
-static int txn_end(struct tally *t, int rc, struct meta_objlist *zero)
+static int txn_end(struct tally *t, int rc)
 {
 	if (!rc)
 		rc = meta_commit(t->meta);
 	if (rc) {
 		meta_rollback(t->meta);
-		if (zero)
-			meta_objlist_release(zero);
 		return rc;
 	}
 	t->wal_unsynced = true;
-	if (zero)
-		unlink_dead(t, zero);
+	reap_dead(t->meta, t->objs);
 	return 0;
 }
 
@@ -572,10 +551,9 @@ static int txn_sync(struct tally *t)
 
 /* Drop an unlinked, closed inode's references and row; t->lock held,
  * inside a transaction. Marks it freed once the caller commits. */
-static int inode_drop(struct tally *t, struct inode *ip,
-		      struct meta_objlist *zero)
+static int inode_drop(struct tally *t, struct inode *ip)
 {
-	int rc = meta_blocks_drop(t->meta, ip->ino, 0, zero);
+	int rc = meta_blocks_drop(t->meta, ip->ino, 0);
 
 	if (!rc)
 		rc = meta_inode_delete(t->meta, ip->ino);
@@ -599,7 +577,7 @@ static int node_identity(struct tally *t)
 		rc = meta_begin(t->meta);
 		if (!rc)
 			rc = meta_config_set(t->meta, "node_id", id);
-		rc = txn_end(t, rc, NULL);
+		rc = txn_end(t, rc);
 	}
 	if (!rc)
 		t->node_id = id;
@@ -621,16 +599,13 @@ static int clean_orphans(struct tally *t)
 
 	rc = meta_inode_orphans(t->meta, &inos, &n);
 	for (i = 0; i < n && !rc; i++) {
-		struct meta_objlist zero;
-
-		meta_objlist_init(&zero);
 		rc = meta_begin(t->meta);
 		if (rc)
 			break;
-		rc = meta_blocks_drop(t->meta, inos[i], 0, &zero);
+		rc = meta_blocks_drop(t->meta, inos[i], 0);
 		if (!rc)
 			rc = meta_inode_delete(t->meta, inos[i]);
-		rc = txn_end(t, rc, &zero);
+		rc = txn_end(t, rc);
 	}
 	if (n)
 		log_msg(LOG_INFO,
@@ -753,6 +728,13 @@ int tally_open(const char *path, const struct tally_opts *opts,
 		rc = -ENOMEM;
 		goto out_free;
 	}
+	if (opts->mountpoint) {
+		t->mountpoint = strdup(opts->mountpoint);
+		if (!t->mountpoint) {
+			rc = -ENOMEM;
+			goto out_free;
+		}
+	}
 	rc = progress_new(&t->progress);
 	if (rc)
 		goto out_free;
@@ -775,6 +757,7 @@ int tally_open(const char *path, const struct tally_opts *opts,
 		t->dirty_limit = 2 * t->rotate_bytes;
 	t->max_pending = opts->max_pending ? opts->max_pending : 32;
 	t->stream_hook = opts->stream_hook;
+	t->release_hook = opts->release_hook;
 	t->hook_arg = opts->hook_arg;
 	t->report_interval = opts->report_interval ? opts->report_interval : 60;
 	t->stale_after = opts->stale_after ? opts->stale_after : 600;
@@ -782,13 +765,6 @@ int tally_open(const char *path, const struct tally_opts *opts,
 						 : 1;
 	t->gc_interval = opts->gc_interval > 0 ? opts->gc_interval : 0;
 	t->last_gc = (int64_t)time(NULL);
-	if (opts->mountpoint) {
-		t->mountpoint = strdup(opts->mountpoint);
-		if (!t->mountpoint) {
-			rc = -ENOMEM;
-			goto out_free;
-		}
-	}
 	t->owner = opts->owner;
 	t->owner_gid = opts->owner_gid;
 	t->started = now();
@@ -890,7 +866,7 @@ int tally_close(struct tally *t)
 		/* a clean unmount withdraws this node's report */
 		if (!rc2)
 			rc2 = meta_node_remove(t->meta, t->node_id);
-		rc2 = txn_end(t, rc2, NULL);
+		rc2 = txn_end(t, rc2);
 		if (rc2)
 			log_msg(LOG_WARNING,
 				"cannot withdraw the node report: "
@@ -1653,8 +1629,7 @@ static int take_err(struct tally *t, struct inode *ip, uint64_t upto)
  * Apply flush @f to the store (t->lock held, in the group's transaction).
  * *alloc receives the inode's allocation after @f.
  */
-static int flush_apply(struct tally *t, struct flush *f,
-		       struct meta_objlist *zero, uint64_t *alloc)
+static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 {
 	struct inode *ip = f->ip;
 	uint64_t tb = blocks_for(t, f->trunc_size);
@@ -1665,7 +1640,7 @@ static int flush_apply(struct tally *t, struct flush *f,
 
 	/* a shrink first: blocks written after it come back below */
 	if (f->truncated)
-		rc = meta_blocks_drop(t->meta, ip->ino, tb, zero);
+		rc = meta_blocks_drop(t->meta, ip->ino, tb);
 	for (i = 0; i < f->np && !rc; i++) {
 		struct pending *q = &f->p[i];
 
@@ -1696,7 +1671,7 @@ static int flush_apply(struct tally *t, struct flush *f,
 			/* a known object: the reference names its shard */
 			rc = meta_block_set(t->meta, ip->ino, q->idx,
 					    q->hole ? NULL : q->name, q->shard,
-					    q->len, zero, &ref);
+					    q->len, &ref);
 			if (!rc && !q->hole)
 				q->shard = ref.shard;
 		}
@@ -1822,33 +1797,30 @@ static void flush_discard_objects(struct tally *t, struct flush *f)
 
 		if (q->hole || q->shared || !q->created)
 			continue;
-		if (meta_obj_exists(t->meta, q->name) == 0)
-			objstore_unlink(t->objs, q->shard, q->name);
+		reap_copy(t->meta, t->objs, q->name, 0, q->shard, 0);
 	}
 }
 
 /* Commit a group of consecutive ready flushes in one transaction. */
 static void finalize_group(struct tally *t, struct flush **g, size_t n)
 {
-	struct meta_objlist zero;
 	uint64_t alloc[GROUP_MAX];
 	bool parked[GROUP_MAX];
 	size_t i;
 	int rc;
 
-	meta_objlist_init(&zero);
 	lock(t);
 	rc = meta_begin(t->meta);
 	for (i = 0; i < n && !rc; i++) {
 		alloc[i] = 0;
 		if (g[i]->err || g[i]->ip->freed || g[i]->ip->nfailed)
 			continue;
-		rc = flush_apply(t, g[i], &zero, &alloc[i]);
+		rc = flush_apply(t, g[i], &alloc[i]);
 	}
 	if (!rc)
 		rc = meta_config_set(t->meta, "durable_seq",
 				     (int64_t)g[n - 1]->seq);
-	rc = txn_end(t, rc, &zero);
+	rc = txn_end(t, rc);
 	for (i = 0; i < n; i++) {
 		struct flush *f = g[i];
 
@@ -2083,7 +2055,7 @@ int tally_report(struct tally *t)
 		if (!rc)
 			rc = meta_node_report(t->meta, t->node_id,
 					      (int64_t)time(NULL), a.v, a.n);
-		rc = txn_end(t, rc, NULL);
+		rc = txn_end(t, rc);
 	}
 	if (!rc)
 		t->last_report = (int64_t)time(NULL);
@@ -2414,7 +2386,7 @@ int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
 		rc = meta_begin(t->meta);
 		if (!rc)
 			rc = put_md(t, ip, &ip->md);
-		rc = txn_end(t, rc, NULL);
+		rc = txn_end(t, rc);
 		unlock(t);
 	}
 out:
@@ -2540,7 +2512,7 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 		rc = put_md(t, pip, &pmd);
 	if (!rc)
 		rc = ino_reserve(t, &limit);
-	rc = txn_end(t, rc, NULL);
+	rc = txn_end(t, rc);
 	if (rc) {
 		inode_destroy(t, ip);
 		goto out;
@@ -2628,7 +2600,7 @@ static int child(struct tally *t, uint64_t parent, const char *name,
  * caller sets ip->freed when *freed says so).
  */
 static int drop_link(struct tally *t, struct inode *ip, struct meta_inode *md,
-		     struct meta_objlist *zero, bool *freed)
+		     bool *freed)
 {
 	md->ctime = now();
 	if (S_ISDIR(md->mode))
@@ -2637,7 +2609,7 @@ static int drop_link(struct tally *t, struct inode *ip, struct meta_inode *md,
 		md->nlink--;
 	*freed = md->nlink == 0 && ip->opens == 0;
 	if (*freed)
-		return inode_drop(t, ip, zero);
+		return inode_drop(t, ip);
 	return put_md(t, ip, md);
 }
 
@@ -2645,7 +2617,6 @@ int tally_unlink(struct tally *t, uint64_t parent, const char *name)
 {
 	struct inode *pip = NULL, *ip = NULL;
 	struct meta_inode md, pmd;
-	struct meta_objlist zero;
 	bool freed = false;
 	int rc = check_name(name);
 
@@ -2653,7 +2624,6 @@ int tally_unlink(struct tally *t, uint64_t parent, const char *name)
 		return rc;
 	if (is_ctl_name(parent, name))
 		return -EPERM;
-	meta_objlist_init(&zero);
 	lock(t);
 	rc = parent_dir(t, parent, &pip);
 	if (!rc)
@@ -2671,10 +2641,10 @@ int tally_unlink(struct tally *t, uint64_t parent, const char *name)
 	if (!rc)
 		rc = meta_dentry_delete(t->meta, parent, name);
 	if (!rc)
-		rc = drop_link(t, ip, &md, &zero, &freed);
+		rc = drop_link(t, ip, &md, &freed);
 	if (!rc)
 		rc = put_md(t, pip, &pmd);
-	rc = txn_end(t, rc, &zero);
+	rc = txn_end(t, rc);
 	dcache_drop(t, parent, name);
 	if (rc)
 		goto out;
@@ -2729,7 +2699,7 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 		rc = meta_inode_delete(t->meta, ip->ino);
 	if (!rc)
 		rc = put_md(t, pip, &pmd);
-	rc = txn_end(t, rc, NULL);
+	rc = txn_end(t, rc);
 	dcache_drop(t, parent, name);
 	if (rc)
 		goto out;
@@ -2755,7 +2725,6 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 {
 	struct inode *pip = NULL, *npip = NULL, *sip = NULL, *dip = NULL;
 	struct meta_inode pmd, npmd, smd, dmd;
-	struct meta_objlist zero;
 	struct timespec ts = now();
 	bool freed = false;
 	int rc;
@@ -2771,7 +2740,6 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 		return rc;
 	if (is_ctl_name(parent, name) || is_ctl_name(newparent, newname))
 		return -EPERM;
-	meta_objlist_init(&zero);
 	lock(t);
 	rc = parent_dir(t, parent, &pip);
 	if (!rc)
@@ -2846,7 +2814,7 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 				rc = meta_inode_delete(t->meta, dip->ino);
 				freed = true;
 			} else if (!rc) {
-				rc = drop_link(t, dip, &dmd, &zero, &freed);
+				rc = drop_link(t, dip, &dmd, &freed);
 			}
 		}
 		if (!rc)
@@ -2880,7 +2848,7 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 	}
 	if (!rc)
 		rc = put_md(t, pip, &pmd);
-	rc = txn_end(t, rc, &zero);
+	rc = txn_end(t, rc);
 	dcache_drop(t, parent, name);
 	dcache_drop(t, newparent, newname);
 	if (rc)
@@ -2953,7 +2921,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 			rc = put_md(t, ip, &md);
 		if (!rc)
 			rc = put_md(t, npip, &npmd);
-		rc = txn_end(t, rc, NULL);
+		rc = txn_end(t, rc);
 		if (rc)
 			goto out_unlock;
 		ip->md = md;
@@ -3001,7 +2969,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		rc = put_md(t, npip, &npmd);
 	if (!rc)
 		rc = ino_reserve(t, &limit);
-	rc = txn_end(t, rc, NULL);
+	rc = txn_end(t, rc);
 	if (rc) {
 		inode_destroy(t, nip);
 		goto out_unlock;
@@ -3066,7 +3034,6 @@ int tally_open_file(struct tally *t, uint64_t ino, int flags)
 
 int tally_release(struct tally *t, uint64_t ino)
 {
-	struct meta_objlist zero;
 	struct inode *ip;
 	uint64_t seq;
 	bool last;
@@ -3085,17 +3052,22 @@ int tally_release(struct tally *t, uint64_t ino)
 	/* data of a file that goes away now needs no flush */
 	if (!last)
 		rc = flush_rotate(t, ip, NULL, 0, false, &seq);
+	if (t->release_hook)
+		t->release_hook(t->hook_arg, ino);
 	lock(t);
 	assert(ip->opens > 0);
+	/* decided again in the hold that frees: an open may have come in
+	 * between (through /proc/PID/fd/N), or the last name gone */
+	last = ip->opens == 1 && ip->md.nlink == 0 && !ip->freed &&
+	       !S_ISDIR(ip->md.mode);
 	ip->opens--;
 	if (last) {
 		int rc2;
 
-		meta_objlist_init(&zero);
 		rc2 = meta_begin(t->meta);
 		if (!rc2)
-			rc2 = inode_drop(t, ip, &zero);
-		rc2 = txn_end(t, rc2, &zero);
+			rc2 = inode_drop(t, ip);
+		rc2 = txn_end(t, rc2);
 		if (!rc2) {
 			ip->freed = true;
 			inode_free_data(t, ip);
@@ -3542,6 +3514,11 @@ ssize_t tally_copy_range(struct tally *t, uint64_t ino_in, off_t off_in,
 		ret = 0;
 		goto out_unlock;
 	}
+	/* before either path writes anything */
+	if ((uint64_t)off_out + len > (uint64_t)INT64_MAX) {
+		ret = -EFBIG;
+		goto out_unlock;
+	}
 	if ((uint64_t)off_in % t->bs == 0 && (uint64_t)off_out % t->bs == 0) {
 		ret = copy_shared(t, in, (uint64_t)off_in, out,
 				  (uint64_t)off_out, len);
@@ -3551,10 +3528,6 @@ ssize_t tally_copy_range(struct tally *t, uint64_t ino_in, off_t off_in,
 	/* unaligned, or less than a block: copy bytes */
 	if (len > COPY_BYTES_MAX)
 		len = COPY_BYTES_MAX;
-	if ((uint64_t)off_out + len > (uint64_t)INT64_MAX) {
-		ret = -EFBIG;
-		goto out_unlock;
-	}
 	buf = malloc(len);
 	if (!buf) {
 		ret = -ENOMEM;
@@ -3888,7 +3861,7 @@ int tally_setxattr(struct tally *t, uint64_t ino, const char *name,
 		if (!rc)
 			ip->md.ctime = md.ctime;
 	}
-	rc = txn_end(t, rc, NULL);
+	rc = txn_end(t, rc);
 	unlock(t);
 out:
 	file_put(t, ip);
@@ -3961,7 +3934,7 @@ int tally_removexattr(struct tally *t, uint64_t ino, const char *name)
 		if (!rc)
 			ip->md.ctime = md.ctime;
 	}
-	rc = txn_end(t, rc, NULL);
+	rc = txn_end(t, rc);
 	unlock(t);
 	file_put(t, ip);
 	return rc;
@@ -3972,15 +3945,17 @@ int tally_removexattr(struct tally *t, uint64_t ino, const char *name)
 
 int tally_statfs(struct tally *t, struct statvfs *out)
 {
-	struct meta_stats ms;
+	uint64_t frsize = 4096, avail, inodes, stored;
 	struct statvfs disk;
-	uint64_t frsize = 4096, avail;
+	int rc;
 
 	if (statvfs(t->store->path, &disk) < 0)
 		return -errno;
 	lock(t);
-	meta_stats(t->meta, &ms);
+	rc = meta_statfs(t->meta, &inodes, &stored);
 	unlock(t);
+	if (rc)
+		return rc;
 	memset(out, 0, sizeof(*out));
 	out->f_bsize = t->bs;
 	out->f_frsize = frsize;
@@ -3989,11 +3964,11 @@ int tally_statfs(struct tally *t, struct statvfs *out)
 	avail = objstore_avail(t->objs);
 	out->f_bavail = (fsblkcnt_t)(avail / frsize);
 	out->f_bfree = out->f_bavail;
-	out->f_blocks = (fsblkcnt_t)((ms.bytes_stored + frsize - 1) / frsize) +
-			out->f_bfree;
+	out->f_blocks =
+		(fsblkcnt_t)((stored + frsize - 1) / frsize) + out->f_bfree;
 	out->f_ffree = disk.f_ffree;
 	out->f_favail = disk.f_favail;
-	out->f_files = (fsfilcnt_t)ms.inodes + disk.f_ffree;
+	out->f_files = (fsfilcnt_t)inodes + disk.f_ffree;
 	out->f_namemax = TALLY_NAME_MAX;
 	return 0;
 }
@@ -4113,7 +4088,7 @@ int tally_branch(struct tally *t, const char *src, const char *dst,
 				 &count);
 	if (!rc)
 		rc = put_md(t, root, &md);
-	rc = txn_end(t, rc, NULL);
+	rc = txn_end(t, rc);
 	if (rc)
 		goto out;
 	t->next_ino = next;
@@ -4140,6 +4115,7 @@ int tally_stats(struct tally *t, struct tally_stats *out)
 	rc = meta_stats(t->meta, &ms);
 	out->dirty_bytes = t->dirty_blocks * t->bs;
 	out->commit_errors = t->commit_errors;
+	out->refcount_drift = meta_drift(t->meta);
 	unlock(t);
 	if (rc)
 		return rc;
@@ -4182,7 +4158,15 @@ void tally_gc_settings(struct tally *t, int64_t *stale_after,
 
 static int pin_collect(void *ctx, const char *name)
 {
-	return active_add(ctx, strdup(name)) ? -ENOMEM : 0;
+	char *copy = strdup(name);
+
+	if (!copy)
+		return -ENOMEM;
+	if (active_add(ctx, copy)) {
+		free(copy);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 /* Mount-relative @path in canonical form ("a/b"); "." and ".." refused. */
@@ -4278,7 +4262,7 @@ int tally_pin(struct tally *t, const char *path, bool pin, uint64_t *objects)
 			rc = meta_begin(t->meta);
 		if (!rc)
 			rc = meta_pin_remove(t->meta, canon);
-		rc = txn_end(t, rc, NULL);
+		rc = txn_end(t, rc);
 		goto out;
 	}
 	rc = resolve(t, path, &ino, &parent, canon, sizeof(canon));
@@ -4307,7 +4291,7 @@ int tally_pin(struct tally *t, const char *path, bool pin, uint64_t *objects)
 	rc = meta_begin(t->meta);
 	if (!rc)
 		rc = meta_pin_add(t->meta, path, (int64_t)time(NULL), a.v, a.n);
-	rc = txn_end(t, rc, NULL);
+	rc = txn_end(t, rc);
 	if (!rc)
 		*objects = a.n;
 out:
@@ -4338,6 +4322,8 @@ struct meta *tally_meta_lock(struct tally *t)
 
 void tally_meta_unlock(struct tally *t)
 {
+	/* the objects the caller's commits left unnamed */
+	reap_dead(t->meta, t->objs);
 	unlock(t);
 }
 

@@ -47,6 +47,8 @@ struct tally_opts {
 	int64_t gc_interval;	      /* seconds between automatic GC cycles;
 				    0 = none */
 	void (*stream_hook)(void *arg, uint64_t seq, uint64_t ino);
+	/* tests only: called by tally_release() between its two holds */
+	void (*release_hook)(void *arg, uint64_t ino);
 	void *hook_arg;
 	const char *mountpoint; /* absolute; shards may not be inside it */
 	uid_t owner;		/* owner of /.tally/ctl */
@@ -238,7 +240,8 @@ struct tally_stats {
 	uint64_t bytes_logical, bytes_stored, bytes_referenced;
 	uint64_t pending_flushes, dirty_bytes, durable_seq, commit_errors;
 	uint64_t rotated_seq, group_commits, jobs_queued, jobs_running;
-	uint64_t spliced_reads; /* reads answered from an object file */
+	uint64_t spliced_reads;	 /* reads answered from an object file */
+	uint64_t refcount_drift; /* counts found wrong at commit, fixed */
 	uint64_t dirty_limit;
 	unsigned workers, max_pending;
 	uint32_t block_size;

@@ -137,6 +137,12 @@ static bool run(long n)
 	STEP(tally_copy_range(t, fa, 0, fc, 0, sizeof(a)), sizeof(a));
 	STEP(tally_release(t, fc), 0);
 	STEP(tally_release(t, fa), 0);
+	{
+		uint64_t objs;
+
+		STEP(tally_pin(t, "other/c", true, &objs), 0);
+		STEP(tally_pin(t, "other/c", false, &objs), 0);
+	}
 	STEP(tally_unlink(t, main_ns, "a"), 0);
 	STEP(ctl_exec(t, "drain\n", 6, &report), 0);
 	free(report);
@@ -157,6 +163,52 @@ static bool run(long n)
 	tu_fsck_clean(store, NULL);
 	teardown();
 	return fired;
+}
+
+/*
+ * An open that runs out of memory gives -ENOMEM and leaves nothing held:
+ * the next open of the same store (its lock free again) succeeds.
+ */
+Test(allocfail, failed_open_releases_the_store)
+{
+	char mnt[4200];
+	long n;
+
+	dir = tu_tmpdir();
+	cr_assert_not_null(dir);
+	snprintf(store, sizeof(store), "%s/store", dir);
+	snprintf(mnt, sizeof(mnt), "%s/mnt", dir);
+	open_store();
+	cr_assert_eq(tally_close(t), 0);
+	t = NULL;
+	for (n = 1; n <= MAX_N; n++) {
+		struct tally_opts o = {
+			.block_size = BS,
+			.workers = 2,
+			.mountpoint = mnt,
+		};
+		bool fired;
+		int rc;
+
+		af_arm(n);
+		rc = tally_open(store, &o, &t);
+		fired = af_fired();
+		af_arm(0);
+		if (rc == 0) {
+			cr_assert_eq(tally_close(t), 0);
+			t = NULL;
+			if (!fired)
+				break;
+			continue;
+		}
+		cr_assert_eq(rc, -ENOMEM, "N=%ld: %d", n, rc);
+		cr_assert(fired, "N=%ld", n);
+		cr_assert_eq(tally_open(store, &o, &t), 0, "N=%ld: reopen", n);
+		cr_assert_eq(tally_close(t), 0);
+		t = NULL;
+	}
+	cr_assert_leq(n, MAX_N);
+	tu_fsck_clean(store, NULL);
 }
 
 Test(allocfail, every_allocation_of_a_sequence)

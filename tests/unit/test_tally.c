@@ -505,3 +505,53 @@ Test(tally, copy_range_shares_whole_blocks)
 	/* copy past the source's end copies nothing */
 	cr_assert_eq(tally_copy_range(t, a, sizeof(data), b, 0, 10), 0);
 }
+
+/* A copy whose end would pass the largest offset is refused before any
+ * path (the block-sharing one included) writes anything. */
+Test(tally, copy_range_past_the_largest_offset_changes_nothing)
+{
+	char data[2 * BS];
+	uint64_t ns = tu_mkns(t, "main"), a, b;
+	off_t top = (off_t)(INT64_MAX / BS) * BS;
+	struct stat st;
+
+	tu_fill(data, sizeof(data), 22);
+	a = mkfile(ns, "a", data, sizeof(data));
+	b = mkfile(ns, "b", "x", 1);
+	cr_assert_eq(tally_open_file(t, b, O_RDWR), 0);
+	cr_assert_eq(tally_copy_range(t, a, 0, b, top, sizeof(data)), -EFBIG);
+	cr_assert_eq(tally_release(t, b), 0);
+	cr_assert_eq(tally_getattr(t, b, &st), 0);
+	cr_assert_eq(st.st_size, 1);
+	expect_xattr(a, "user.tally.refs", "1 1");
+	expect_content(b, "x", 1);
+}
+
+/* statfs counts the inodes without a scan, exactly, through creates,
+ * unlinks, a branch and a reopen. */
+Test(tally, statfs_counts_inodes_exactly)
+{
+	uint64_t ns = tu_mkns(t, "main");
+	struct statvfs a, b;
+	char name[16];
+	uint64_t n;
+	int i;
+
+	cr_assert_eq(tally_statfs(t, &a), 0);
+	for (i = 0; i < 10; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		mkfile(ns, name, "x", 1);
+	}
+	cr_assert_eq(tally_unlink(t, ns, "f0"), 0);
+	cr_assert_eq(tally_statfs(t, &b), 0);
+	cr_assert_eq((b.f_files - b.f_ffree) - (a.f_files - a.f_ffree), 9);
+	cr_assert_eq(tally_branch(t, "main", "dev", &n), 0);
+	cr_assert_eq(n, 10, "the namespace root and its 9 files");
+	cr_assert_eq(tally_statfs(t, &b), 0);
+	cr_assert_eq((b.f_files - b.f_ffree) - (a.f_files - a.f_ffree), 19);
+	cr_assert_eq(tally_close(t), 0);
+	t = NULL;
+	open_store();
+	cr_assert_eq(tally_statfs(t, &b), 0);
+	cr_assert_eq((b.f_files - b.f_ffree) - (a.f_files - a.f_ffree), 19);
+}

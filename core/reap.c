@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Deleting object files: the verdicts that allow it and the unlinks.
+ *
+ * DESIGN NOTES
+ *
+ * Deleting data is the most dangerous thing a store does, so one module
+ * does it, by one rule: an object file is deleted only on a positive
+ * answer that nothing names the object. What names an object:
+ *  - its row in objects (by name: a row made again by a later commit,
+ *    for the same content, names the same file);
+ *  - a block reference to its id (blocks_obj; ids are never used again);
+ *  - a pin, a node report (another mount's, or this one's, active set)
+ *    or a move in progress.
+ * A copy of an object in a shard other than the one its row names is
+ * needed by nothing but a move copying into it.
+ *
+ * Invariants:
+ *  1. A lookup that fails (EIO, EBUSY, ENOMEM...) is never taken for
+ *     "nothing": the verdict is an error and the file is kept (a leak,
+ *     which GC collects once it can see it is one).
+ *  2. A verdict is asked under the metadata lock after the transaction
+ *     that made the object deletable committed, and the unlink happens in
+ *     the same hold (reap_dead(), reap_copy()), or the file is doomed in
+ *     that hold and unlinked after it (reap_doom(): a commit that checks
+ *     the file meanwhile cancels the deletion, core/objstore.c).
+ *  3. Counts are not trusted: the store settles a count that reached zero
+ *     against the references at commit (core/meta.c, settle()), and the
+ *     verdict asks the references again.
+ *
+ * Locks: the caller's metadata lock (see core/reap.h); none of its own.
+ */
+#include "core/reap.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/meta.h"
+#include "core/objstore.h"
+
+int reap_object_free(struct meta *m, const char *name, int64_t id)
+{
+	return reap_copy_free(m, name, id, UINT32_MAX, 0);
+}
+
+int reap_copy_free(struct meta *m, const char *name, int64_t id, uint32_t shard,
+		   unsigned flags)
+{
+	bool moves = !(flags & REAP_OWN_MOVE);
+	uint32_t where;
+	uint64_t size;
+	int64_t row, refs;
+	int rc = meta_object_info(m, name, &row, &where, &size, &refs);
+
+	if (rc == 0) {
+		/* the object lives: only the copy its row names is needed,
+		 * and the target of a move in progress */
+		if (shard == UINT32_MAX || where == shard)
+			return 0;
+		if (!moves)
+			return 1;
+		rc = meta_name_protected(m, name, true);
+		return rc < 0 ? rc : !rc;
+	}
+	if (rc != -ENOENT)
+		return rc;
+	if (id > 0) {
+		rc = meta_obj_referenced(m, id);
+		if (rc)
+			return rc < 0 ? rc : 0;
+	}
+	rc = meta_name_protected(m, name, moves);
+	return rc < 0 ? rc : !rc;
+}
+
+/* Unlink the copy of @name in @shard; a missing file counts as done. */
+static int unlink_copy(struct objstore *os, const char *name, uint32_t shard)
+{
+	int rc = objstore_unlink(os, shard, name);
+
+	if (rc == -ENOENT)
+		rc = 0;
+	if (rc)
+		log_msg(LOG_WARNING, "cannot delete object '%s': %s", name,
+			strerror(-rc));
+	return rc;
+}
+
+unsigned reap_dead(struct meta *m, struct objstore *os)
+{
+	struct meta_objlist dead;
+	unsigned n = 0;
+	size_t i;
+
+	meta_dead_take(m, &dead);
+	for (i = 0; i < dead.n; i++) {
+		const struct meta_obj *o = &dead.v[i];
+		int rc = reap_object_free(m, o->name, o->id);
+
+		if (rc == 1) {
+			if (unlink_copy(os, o->name, o->shard) == 0)
+				n++;
+		} else if (rc < 0) {
+			log_msg(LOG_WARNING,
+				"object '%s' kept: cannot tell whether "
+				"anything names it: %s",
+				o->name, strerror(-rc));
+		}
+		/* 0: named again (a pin, a report): GC decides later */
+	}
+	meta_objlist_release(&dead);
+	return n;
+}
+
+int reap_copy(struct meta *m, struct objstore *os, const char *name, int64_t id,
+	      uint32_t shard, unsigned flags)
+{
+	int rc = reap_copy_free(m, name, id, shard, flags);
+
+	if (rc == 1)
+		rc = unlink_copy(os, name, shard) ? 0 : 1;
+	else if (rc < 0)
+		log_msg(LOG_WARNING,
+			"copy of object '%s' in shard %" PRIu32
+			" kept: cannot tell whether anything needs it: %s",
+			name, shard, strerror(-rc));
+	return rc;
+}
+
+int reap_doom(struct meta *m, struct objstore *os, const char *name,
+	      uint32_t shard)
+{
+	int rc = reap_copy_free(m, name, 0, shard, 0);
+
+	if (rc == 1) {
+		rc = objstore_doom(os, shard, name);
+		if (!rc)
+			rc = 1;
+	}
+	return rc;
+}
+
+int reap_unlink_doomed(struct objstore *os, uint32_t shard, const char *name,
+		       off_t *size)
+{
+	return objstore_unlink_doomed(os, shard, name, size);
+}

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The deletion of object files: the one module (besides the object
+ * store's own temp files) that removes an object file, and the rule it
+ * enforces. See DESIGN NOTES in core/reap.c and docs/design.md,
+ * "Deleting objects".
+ *
+ * Every function here expects the metadata lock held (the caller's
+ * serialisation of @m), outside a transaction or after it committed,
+ * except reap_unlink_doomed(), which runs without it.
+ */
+#ifndef TALLY_REAP_H
+#define TALLY_REAP_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct meta;
+struct objstore;
+
+/* Flags of the copy verdicts. */
+#define REAP_OWN_MOVE 1u /* the caller settles the move journaled for it */
+
+/*
+ * Whether nothing names object @name, whose row id was @id (0 if not
+ * known): no object row by that name, no block reference to @id, no pin,
+ * node report or move. 1: nothing does; 0: something does; a negative
+ * errno: a lookup failed (so the answer is "keep").
+ */
+int reap_object_free(struct meta *m, const char *name, int64_t id);
+
+/*
+ * Whether the copy of @name in shard @shard is needed by nothing: the
+ * object's row names another shard and no move in progress names the
+ * object (unless @flags has REAP_OWN_MOVE), or the object has no row and
+ * reap_object_free() says so (moves aside with REAP_OWN_MOVE). 1, 0 or
+ * a negative errno as reap_object_free().
+ */
+int reap_copy_free(struct meta *m, const char *name, int64_t id, uint32_t shard,
+		   unsigned flags);
+
+/*
+ * Delete the files of the objects whose rows the committed transactions
+ * deleted (meta_dead_take()), each only where reap_object_free() says 1;
+ * the others are kept and logged. Returns the number of files deleted.
+ */
+unsigned reap_dead(struct meta *m, struct objstore *os);
+
+/*
+ * Delete the copy of @name in @shard if reap_copy_free() says 1.
+ * Returns 1 if it was deleted (or already gone), 0 if kept, or a
+ * negative errno (kept).
+ */
+int reap_copy(struct meta *m, struct objstore *os, const char *name, int64_t id,
+	      uint32_t shard, unsigned flags);
+
+/*
+ * For deletions done in bulk outside the lock (GC): doom the copy of
+ * @name in @shard when reap_copy_free() says 1, in the hold that asked
+ * (a commit that checks the file from then on cancels the deletion:
+ * objstore_doom()). 1 doomed, 0 kept, or a negative errno (kept).
+ */
+int reap_doom(struct meta *m, struct objstore *os, const char *name,
+	      uint32_t shard);
+/* Unlink a file reap_doom() doomed, without the lock: 0 (*size its
+ * size), 1 if a commit cancelled it, or a negative errno. */
+int reap_unlink_doomed(struct objstore *os, uint32_t shard, const char *name,
+		       off_t *size);
+
+#endif
