@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tools/ctljson.h"
+
 /* The longest command line the mount accepts (CTL_LINE_MAX of core/ctl.h). */
 #define CMDLINE_MAX 4096
 
@@ -94,13 +96,14 @@ struct cmd {
 	int (*build)(struct inv *inv, struct cmdline *l);
 };
 
-/* A `key: value` pair of a report, or a top-level member of the status. */
+/* A `key: value` line of a report, or a member of an object of the status. */
 struct kv {
-	char *key;
-	char *val;
-	bool json;   /* a member of the status: @val is JSON text... */
-	bool quoted; /* ...of a string, decoded */
-	size_t idx;  /* position in the document */
+	const char *key;     /* NULL: a report line without a key */
+	const char *val;     /* the value as text (a string decoded) */
+	struct json_t *node; /* a member of the status: its value, else NULL */
+	bool quoted;	     /* @val is a string */
+	size_t idx;	     /* position in the document */
+	char num[32];	     /* the text of a number, true, false or null */
 };
 
 static const char *prog = "tallyctl";
@@ -247,436 +250,6 @@ static int command_failed(const struct inv *inv, const char *what, int err)
 	return RC_FAILED;
 }
 
-/* ------------------------------------------------- reading the status */
-
-/*
- * @s is a JSON number (RFC 8259 grammar) short enough to be one: a
- * 32-digit hash that happens to be all decimal digits stays a string.
- */
-static bool is_json_number(const char *s)
-{
-	const char *p = s;
-
-	if (strlen(s) > 20)
-		return false;
-	if (*p == '-')
-		p++;
-	if (*p == '0')
-		p++;
-	else if (*p >= '1' && *p <= '9')
-		while (isdigit((unsigned char)*p))
-			p++;
-	else
-		return false;
-	if (*p == '.') {
-		p++;
-		if (!isdigit((unsigned char)*p))
-			return false;
-		while (isdigit((unsigned char)*p))
-			p++;
-	}
-	if (*p == 'e' || *p == 'E') {
-		p++;
-		if (*p == '+' || *p == '-')
-			p++;
-		if (!isdigit((unsigned char)*p))
-			return false;
-		while (isdigit((unsigned char)*p))
-			p++;
-	}
-	return *p == '\0';
-}
-
-static char *skip_ws(char *p)
-{
-	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-		p++;
-	return p;
-}
-
-static int hex4(const char *p, unsigned *out)
-{
-	unsigned v = 0;
-	int i;
-
-	for (i = 0; i < 4; i++) {
-		int c = (unsigned char)p[i];
-
-		if (!isxdigit(c))
-			return -EINVAL;
-		v = v * 16 +
-		    (unsigned)(isdigit(c) ? c - '0' : tolower(c) - 'a' + 10);
-	}
-	*out = v;
-	return 0;
-}
-
-static char *put_utf8(char *w, unsigned cp)
-{
-	if (cp < 0x80) {
-		*w++ = (char)cp;
-	} else if (cp < 0x800) {
-		*w++ = (char)(0xc0 | (cp >> 6));
-		*w++ = (char)(0x80 | (cp & 0x3f));
-	} else if (cp < 0x10000) {
-		*w++ = (char)(0xe0 | (cp >> 12));
-		*w++ = (char)(0x80 | ((cp >> 6) & 0x3f));
-		*w++ = (char)(0x80 | (cp & 0x3f));
-	} else {
-		*w++ = (char)(0xf0 | (cp >> 18));
-		*w++ = (char)(0x80 | ((cp >> 12) & 0x3f));
-		*w++ = (char)(0x80 | ((cp >> 6) & 0x3f));
-		*w++ = (char)(0x80 | (cp & 0x3f));
-	}
-	return w;
-}
-
-/*
- * Decode the JSON string that starts at the quote *@pp, in place (the
- * decoded text is never longer). *@pp moves past the closing quote.
- */
-static int json_string(char **pp, char **out)
-{
-	char *r = *pp + 1, *w = *pp + 1, *start = w;
-	unsigned cp, lo;
-
-	for (;;) {
-		if (*r == '"')
-			break;
-		if (*r == '\0' || (unsigned char)*r < 0x20)
-			return -EINVAL;
-		if (*r != '\\') {
-			*w++ = *r++;
-			continue;
-		}
-		r++;
-		switch (*r) {
-		case '"':
-		case '\\':
-		case '/':
-			*w++ = *r++;
-			break;
-		case 'b':
-			*w++ = '\b';
-			r++;
-			break;
-		case 'f':
-			*w++ = '\f';
-			r++;
-			break;
-		case 'n':
-			*w++ = '\n';
-			r++;
-			break;
-		case 'r':
-			*w++ = '\r';
-			r++;
-			break;
-		case 't':
-			*w++ = '\t';
-			r++;
-			break;
-		case 'u':
-			if (hex4(r + 1, &cp))
-				return -EINVAL;
-			r += 5;
-			if (cp >= 0xd800 && cp < 0xdc00 && r[0] == '\\' &&
-			    r[1] == 'u' && !hex4(r + 2, &lo) && lo >= 0xdc00 &&
-			    lo < 0xe000) {
-				cp = 0x10000 + ((cp - 0xd800) << 10) +
-				     (lo - 0xdc00);
-				r += 6;
-			} else if (cp >= 0xd800 && cp < 0xe000) {
-				cp = 0xfffd; /* a lone surrogate */
-			}
-			w = put_utf8(w, cp);
-			break;
-		default:
-			return -EINVAL;
-		}
-	}
-	*w = '\0';
-	*pp = r + 1;
-	*out = start;
-	return 0;
-}
-
-/*
- * Skip the array, object or string at *@pp without interpreting it:
- * brackets are balanced, strings are skipped whole.
- */
-static int json_skip(char **pp)
-{
-	char *p = *pp;
-	int depth = 0;
-
-	do {
-		switch (*p) {
-		case '\0':
-			return -EINVAL;
-		case '[':
-		case '{':
-			depth++;
-			break;
-		case ']':
-		case '}':
-			depth--;
-			break;
-		case '"':
-			for (p++; *p != '"'; p++) {
-				if (*p == '\0')
-					return -EINVAL;
-				if (*p == '\\' && p[1])
-					p++;
-			}
-			break;
-		}
-		p++;
-	} while (depth > 0);
-	*pp = p;
-	return 0;
-}
-
-/*
- * Read the members of the status document, a flat JSON object: keys and
- * values are NUL-terminated in place in @text. Scalars are kept as
- * written, strings decoded, nested values kept as their JSON text. Not a
- * general JSON parser: just enough for this one shape. -EINVAL for
- * anything else, text after the object included.
- */
-static int parse_status(char *text, struct kv **out, size_t *n)
-{
-	struct kv *kv = NULL, *grown;
-	size_t cap = 0, cnt = 0;
-	char *p = skip_ws(text), *end, *key, *val;
-	bool quoted;
-	int rc = -EINVAL;
-
-	if (*p++ != '{')
-		goto out_free;
-	p = skip_ws(p);
-	if (*p == '}')
-		goto out_end;
-	for (;;) {
-		p = skip_ws(p);
-		if (*p != '"' || json_string(&p, &key))
-			goto out_free;
-		p = skip_ws(p);
-		if (*p++ != ':')
-			goto out_free;
-		p = skip_ws(p);
-		quoted = false;
-		if (*p == '"') {
-			if (json_string(&p, &val))
-				goto out_free;
-			quoted = true;
-		} else if (*p == '[' || *p == '{') {
-			val = p;
-			if (json_skip(&p))
-				goto out_free;
-		} else {
-			val = p;
-			p += strcspn(p, ",} \t\r\n");
-			if (p == val)
-				goto out_free;
-		}
-		end = p;
-		p = skip_ws(p);
-		if (*p != ',' && *p != '}')
-			goto out_free;
-		if (cnt == cap) {
-			cap = cap ? 2 * cap : 32;
-			grown = realloc(kv, cap * sizeof(*kv));
-			if (!grown) {
-				rc = -ENOMEM;
-				goto out_free;
-			}
-			kv = grown;
-		}
-		kv[cnt] = (struct kv){
-			.key = key,
-			.val = val,
-			.json = true,
-			.quoted = quoted,
-			.idx = cnt,
-		};
-		cnt++;
-		if (*p == '}') {
-			*end = '\0';
-			break;
-		}
-		*end = '\0';
-		p++;
-	}
-out_end:
-	/* p is at the closing brace: nothing but blanks may follow */
-	if (*skip_ws(p + 1) != '\0')
-		goto out_free;
-	*out = kv;
-	*n = cnt;
-	return 0;
-out_free:
-	free(kv);
-	return rc;
-}
-
-/* The number of elements of the JSON array at @p; -1 if malformed. */
-static long json_array_len(char *p)
-{
-	long n = 0;
-
-	p = skip_ws(p + 1);
-	if (*p == ']')
-		return 0;
-	for (;;) {
-		p = skip_ws(p);
-		if (*p == '[' || *p == '{' || *p == '"') {
-			if (json_skip(&p))
-				return -1;
-		} else {
-			p += strcspn(p, ",] \t\r\n");
-		}
-		n++;
-		p = skip_ws(p);
-		if (*p == ']')
-			return n;
-		if (*p++ != ',')
-			return -1;
-	}
-}
-
-/* A job of the status document ("jobs"). */
-struct job_seen {
-	uint64_t id, done, total, started;
-	char unit[32];
-};
-
-static bool json_u64(const char *s, uint64_t *out)
-{
-	size_t len = strlen(s);
-
-	if (!len || len > 20 || strspn(s, "0123456789") != len)
-		return false;
-	*out = strtoull(s, NULL, 10);
-	return true;
-}
-
-/*
- * Call @fn for each member object of the JSON array at @p (modified),
- * with its members. -EINVAL if the array is malformed.
- */
-static int each_object(char *p, void (*fn)(void *ctx, struct kv *m, size_t nm),
-		       void *ctx)
-{
-	struct kv *m;
-	size_t nm;
-	char *start, save;
-	int rc;
-
-	if (*p++ != '[')
-		return -EINVAL;
-	for (;;) {
-		p = skip_ws(p);
-		if (*p == ']')
-			return 0;
-		if (*p != '{')
-			return -EINVAL;
-		start = p;
-		if (json_skip(&p))
-			return -EINVAL;
-		save = *p;
-		*p = '\0';
-		rc = parse_status(start, &m, &nm);
-		*p = save;
-		if (rc)
-			return rc;
-		fn(ctx, m, nm);
-		free(m);
-		p = skip_ws(p);
-		if (*p == ',')
-			p++;
-		else if (*p != ']')
-			return -EINVAL;
-	}
-}
-
-struct jobs_walk {
-	void (*fn)(void *ctx, const char *name, const struct job_seen *j);
-	void *ctx;
-	int rc;
-};
-
-/* One member of a "jobs" array: decoded and passed on, if it is whole. */
-static void job_object(void *ctx, struct kv *m, size_t nm)
-{
-	struct jobs_walk *w = ctx;
-	struct job_seen j = { .id = 0 };
-	const char *name = NULL;
-	size_t k;
-
-	for (k = 0; k < nm && !w->rc; k++) {
-		const char *key = m[k].key, *val = m[k].val;
-		bool ok = true;
-
-		if (!strcmp(key, "name") && m[k].quoted)
-			name = val;
-		else if (!strcmp(key, "unit") && m[k].quoted)
-			snprintf(j.unit, sizeof(j.unit), "%s", val);
-		else if (!strcmp(key, "id"))
-			ok = json_u64(val, &j.id);
-		else if (!strcmp(key, "started"))
-			ok = json_u64(val, &j.started);
-		else if (!strcmp(key, "done"))
-			ok = json_u64(val, &j.done);
-		else if (!strcmp(key, "total"))
-			ok = json_u64(val, &j.total);
-		if (!ok)
-			w->rc = -EINVAL;
-	}
-	if (!w->rc && name && j.id)
-		w->fn(w->ctx, name, &j);
-}
-
-/*
- * Call @fn for each job of the JSON array at @p (modified): its name, id,
- * started, done, total and unit. -EINVAL if the array is malformed.
- */
-static int jobs_array(char *p,
-		      void (*fn)(void *ctx, const char *name,
-				 const struct job_seen *j),
-		      void *ctx)
-{
-	struct jobs_walk w = { .fn = fn, .ctx = ctx };
-	int rc = each_object(p, job_object, &w);
-
-	return rc ? rc : w.rc;
-}
-
-/*
- * Call @fn for each job of the status document @text (modified). -EINVAL
- * if the document or its "jobs" array is malformed; 0 otherwise, also
- * when it has no "jobs" (an older mount).
- */
-static int for_each_job(char *text,
-			void (*fn)(void *ctx, const char *name,
-				   const struct job_seen *j),
-			void *ctx)
-{
-	struct kv *kv = NULL;
-	size_t n = 0, i;
-	char *p = NULL;
-	int rc = parse_status(text, &kv, &n);
-
-	if (rc)
-		return rc;
-	for (i = 0; i < n && !p; i++)
-		if (!strcmp(kv[i].key, "jobs") && !kv[i].quoted &&
-		    kv[i].val[0] == '[')
-			p = kv[i].val;
-	free(kv);
-	return p ? jobs_array(p, fn, ctx) : 0;
-}
-
 /* ------------------------------------------------------ human output */
 
 static bool ends_with(const char *s, const char *suffix)
@@ -737,7 +310,7 @@ static const char *human_value(const char *key, const char *val, bool quoted,
 {
 	double v;
 
-	if (quoted || !is_json_number(val))
+	if (quoted || !ctljson_is_number(val))
 		return val;
 	v = strtod(val, NULL);
 	if ((!strcmp(key, "at") || ends_with(key, "_at")) && v > 0 &&
@@ -764,7 +337,7 @@ static const char *human_value(const char *key, const char *val, bool quoted,
 }
 
 /* One running job of the status, on a line of its own below "jobs:". */
-static void print_job(void *ctx, const char *name, const struct job_seen *j)
+static void print_job(void *ctx, const char *name, const struct ctljson_job *j)
 {
 	int indent = *(const int *)ctx;
 	char when[32] = "?";
@@ -878,20 +451,66 @@ static void print_table(struct shard_table *t_, int indent, bool ok)
 	free(t.cell);
 }
 
+struct members {
+	struct kv *kv;
+	size_t n;
+};
+
+static int add_member(void *ctx, const char *key, struct json_t *v)
+{
+	struct members *m = ctx;
+	struct kv *kv = &m->kv[m->n];
+	const char *text = ctljson_text(v, kv->num, sizeof(kv->num));
+
+	kv->key = key;
+	kv->val = text ? text : "";
+	kv->node = v;
+	kv->quoted = ctljson_kind(v) == CTLJSON_STRING;
+	kv->idx = m->n++;
+	return 0;
+}
+
 /*
- * The status's "shards" array (@val) as a table below its key. false
- * (nothing printed) if @val is not an array of objects.
+ * The members of the status's object @obj as pairs, in document order:
+ * *@out is malloc'ed, its keys and strings are borrowed from @obj.
  */
-static bool print_shards(const char *val, int indent)
+static int object_members(struct json_t *obj, struct kv **out, size_t *n)
+{
+	size_t len = ctljson_len(obj);
+	struct members m = { .kv = calloc(len ? len : 1, sizeof(*m.kv)) };
+
+	if (!m.kv)
+		return -ENOMEM;
+	ctljson_each_member(obj, add_member, &m);
+	*out = m.kv;
+	*n = m.n;
+	return 0;
+}
+
+/* One shard of the status's "shards" array: a row of the table. */
+static int shard_object(void *ctx, struct json_t *obj)
+{
+	struct shard_table *t = ctx;
+	struct kv *m;
+	size_t nm;
+	int rc = object_members(obj, &m, &nm);
+
+	if (rc)
+		return rc;
+	shard_row(t, m, nm);
+	free(m);
+	return t->rc;
+}
+
+/*
+ * The status's "shards" array (@arr) as a table below its key. false
+ * (nothing printed) if @arr is not an array of objects.
+ */
+static bool print_shards(struct json_t *arr, int indent)
 {
 	struct shard_table t = { .cell = NULL };
-	char *copy = strdup(val);
-	bool ok;
+	bool ok = !ctljson_each_object(arr, shard_object, &t) && !t.rc;
 
-	if (!copy)
-		return false;
-	ok = !each_object(copy, shard_row, &t) && !t.rc;
-	free(copy);
 	print_table(&t, indent, ok);
 	return ok;
 }
@@ -906,11 +525,11 @@ static bool print_shards(const char *val, int indent)
 static void print_human(struct kv *kv, size_t n, int indent)
 {
 	size_t i, m, width = 0, len;
+	enum ctljson_kind kind;
 	const char *shown;
 	struct kv *sub;
-	char buf[64], *copy;
-	long items;
-	bool raw;
+	char buf[64];
+	size_t items;
 
 	for (i = 0; i < n; i++) {
 		if (kv[i].key) {
@@ -924,54 +543,45 @@ static void print_human(struct kv *kv, size_t n, int indent)
 			printf("%*s%s\n", indent, "", kv[i].val);
 			continue;
 		}
-		raw = kv[i].json && !kv[i].quoted;
-		if (raw && kv[i].val[0] == '{') {
-			/* parsed in a copy: shown as is if it is not flat */
-			copy = strdup(kv[i].val);
-			if (copy && !parse_status(copy, &sub, &m)) {
-				printf("%*s%s:\n", indent, "", kv[i].key);
-				print_human(sub, m, indent + 2);
-				free(sub);
-				free(copy);
-				continue;
-			}
-			free(copy);
+		kind = kv[i].node ? ctljson_kind(kv[i].node) : CTLJSON_STRING;
+		if (kind == CTLJSON_OBJECT &&
+		    !object_members(kv[i].node, &sub, &m)) {
+			printf("%*s%s:\n", indent, "", kv[i].key);
+			print_human(sub, m, indent + 2);
+			free(sub);
+			continue;
 		}
 		shown = human_value(kv[i].key, kv[i].val, kv[i].quoted, buf,
 				    sizeof(buf));
-		if (raw && kv[i].val[0] == '[') {
-			items = json_array_len(kv[i].val);
-			if (items > 0 && !strcmp(kv[i].key, "jobs") &&
-			    (copy = strdup(kv[i].val)) != NULL) {
-				len = strlen(kv[i].key);
-				printf("%*s%s:%*s %ld running\n", indent, "",
+		len = strlen(kv[i].key);
+		if (kind == CTLJSON_ARRAY) {
+			items = ctljson_len(kv[i].node);
+			if (items > 0 && !strcmp(kv[i].key, "jobs")) {
+				printf("%*s%s:%*s %zu running\n", indent, "",
 				       kv[i].key,
 				       len < width ? (int)(width - len) : 0, "",
 				       items);
-				jobs_array(copy, print_job, &indent);
-				free(copy);
+				ctljson_each_job(kv[i].node, print_job,
+						 &indent);
 				continue;
 			}
 			if (items > 0 && !strcmp(kv[i].key, "shards")) {
-				len = strlen(kv[i].key);
-				printf("%*s%s:%*s %ld\n", indent, "", kv[i].key,
+				printf("%*s%s:%*s %zu\n", indent, "", kv[i].key,
 				       len < width ? (int)(width - len) : 0, "",
 				       items);
-				if (!print_shards(kv[i].val, indent))
+				if (!print_shards(kv[i].node, indent))
 					printf("%*s(not readable: see --json)\n",
 					       indent + 2, "");
 				continue;
 			}
 			if (items == 0)
 				shown = "none";
-			else if (items > 0 &&
-				 snprintf(buf, sizeof(buf), "%ld %s", items,
+			else if (snprintf(buf, sizeof(buf), "%zu %s", items,
 					  items == 1 ? "entry" : "entries") > 0)
 				shown = buf;
-		} else if (raw && !strcmp(kv[i].val, "null")) {
+		} else if (kind == CTLJSON_NULL) {
 			shown = "none";
 		}
-		len = strlen(kv[i].key);
 		printf("%*s%s:%*s %s\n", indent, "", kv[i].key,
 		       len < width ? (int)(width - len) : 0, "", shown);
 	}
@@ -1071,7 +681,7 @@ static int cmp_first_idx(const void *a, const void *b)
 
 static void print_json_value(const char *val)
 {
-	if (is_json_number(val))
+	if (ctljson_is_number(val))
 		fputs(val, stdout);
 	else
 		print_json_string(val);
@@ -1192,6 +802,7 @@ static char *path_join(const char *dir, const char *name)
 static int run_status(struct inv *inv)
 {
 	char *path = path_join(inv->mnt, ".tally/status"), *text = NULL;
+	struct json_t *doc = NULL;
 	struct kv *kv = NULL;
 	size_t n = 0, len;
 	int fd, rc;
@@ -1217,22 +828,24 @@ static int run_status(struct inv *inv)
 		free(text);
 		return RC_OK;
 	}
-	rc = parse_status(text, &kv, &n);
+	rc = ctljson_parse(text, &doc);
+	free(text);
 	if (rc == -EINVAL) {
 		fprintf(stderr,
 			"%s: status: %s/.tally/status is not the JSON object "
 			"expected (see it with --json)\n",
 			prog, inv->mnt);
-		free(text);
 		return RC_FAILED;
 	}
+	if (!rc)
+		rc = object_members(doc, &kv, &n);
 	if (rc) {
-		free(text);
+		ctljson_free(doc);
 		return command_failed(inv, "status", -rc);
 	}
 	print_human(kv, n, 0);
 	free(kv);
-	free(text);
+	ctljson_free(doc);
 	return RC_OK;
 }
 
@@ -1290,11 +903,11 @@ struct watch {
 	struct timespec t0;
 	uint64_t known[PROGRESS_KNOWN]; /* jobs of that name before ours */
 	size_t nknown;
-	bool seen;	     /* our job was found... */
-	struct job_seen job; /* ...as last seen */
-	bool shown;	     /* something was printed */
-	double last_line;    /* elapsed seconds at the last plain line */
-	size_t drawn;	     /* columns of the bar drawn last */
+	bool seen;		/* our job was found... */
+	struct ctljson_job job; /* ...as last seen */
+	bool shown;		/* something was printed */
+	double last_line;	/* elapsed seconds at the last plain line */
+	size_t drawn;		/* columns of the bar drawn last */
 };
 
 static double elapsed_s(const struct timespec *t0)
@@ -1318,21 +931,30 @@ static void clock_text(double s, char *buf, size_t n)
 		snprintf(buf, n, "%ld:%02ld", v / 60, v % 60);
 }
 
-/* The status document, or NULL if it cannot be read. */
-static char *read_status(const char *path)
+/*
+ * Call @fn for each job of the status document at @path; nothing if it
+ * cannot be read or is not the JSON object expected.
+ */
+static void status_jobs(const char *path,
+			void (*fn)(void *ctx, const char *name,
+				   const struct ctljson_job *j),
+			void *ctx)
 {
+	struct json_t *doc = NULL;
 	char *text = NULL;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
-		return NULL;
-	if (read_all(fd, &text))
-		text = NULL;
+		return;
+	if (!read_all(fd, &text) && !ctljson_parse(text, &doc)) {
+		ctljson_each_job(ctljson_get(doc, "jobs"), fn, ctx);
+		ctljson_free(doc);
+	}
+	free(text);
 	close(fd);
-	return text;
 }
 
-static void note_known(void *ctx, const char *name, const struct job_seen *j)
+static void note_known(void *ctx, const char *name, const struct ctljson_job *j)
 {
 	struct watch *w = ctx;
 
@@ -1342,7 +964,7 @@ static void note_known(void *ctx, const char *name, const struct job_seen *j)
 
 /* Our job: the first of its name that was not there before, then that
  * one only. */
-static void note_ours(void *ctx, const char *name, const struct job_seen *j)
+static void note_ours(void *ctx, const char *name, const struct ctljson_job *j)
 {
 	struct watch *w = ctx;
 	size_t i;
@@ -1476,8 +1098,9 @@ static void *watch_fn(void *arg)
 
 	while (!stop) {
 		double secs = elapsed_s(&w->t0), took;
-		char *text = read_status(w->status_path);
 		long wait_ms;
+
+		status_jobs(w->status_path, note_ours, w);
 
 		/*
 		 * The status costs the mount a scan of its object table (0.8 s
@@ -1490,10 +1113,6 @@ static void *watch_fn(void *arg)
 		if (wait_ms > 5000)
 			wait_ms = 5000;
 
-		if (text) {
-			for_each_job(text, note_ours, w);
-			free(text);
-		}
 		if (secs >= w->delay && w->tty)
 			draw_bar(w, secs, NULL);
 		else if (secs >= w->delay && plain_due(w, secs))
@@ -1522,7 +1141,6 @@ static void *watch_fn(void *arg)
 static bool watch_start(struct watch *w, struct inv *inv)
 {
 	pthread_condattr_t ca;
-	char *text;
 
 	memset(w, 0, sizeof(*w));
 	w->job_name = job_name(inv);
@@ -1535,11 +1153,7 @@ static bool watch_start(struct watch *w, struct inv *inv)
 	if (!w->status_path)
 		return false;
 	/* the jobs of that name already running are not ours */
-	text = read_status(w->status_path);
-	if (text) {
-		for_each_job(text, note_known, w);
-		free(text);
-	}
+	status_jobs(w->status_path, note_known, w);
 	clock_gettime(CLOCK_MONOTONIC, &w->t0);
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_condattr_init(&ca);
