@@ -4,8 +4,9 @@
  * (tools/ctljson.c over jansson): any text is read (0) or refused
  * (-EINVAL), never a crash, a hang or a read outside the text. What is
  * read is walked as tallyctl walks it: every member's text (a number as
- * JSON writes it, and then a number to ctljson_is_number), nested objects
- * and arrays to the bottom, the "jobs" array with its strict counts.
+ * JSON writes it, and then a number to ctljson_is_number) and its human
+ * form (tools/ctlout.c), nested objects and arrays to the bottom, the
+ * "jobs" array with its strict counts.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "tools/ctljson.h"
+#include "tools/ctlout.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -22,9 +24,14 @@ static void walk(struct json_t *v, unsigned depth);
 static int walk_member(void *ctx, const char *key, struct json_t *v)
 {
 	unsigned depth = *(const unsigned *)ctx;
+	char buf[32], human[64];
+	const char *text = ctljson_text(v, buf, sizeof(buf));
 
 	if (!key)
 		abort();
+	if (text)
+		(void)ctlout_value(key, text, ctljson_kind(v) == CTLJSON_STRING,
+				   human, sizeof(human));
 	walk(v, depth + 1);
 	return 0;
 }
