@@ -3,7 +3,6 @@
  * The control files: /.tally/ctl runs a command per write and returns its
  * report on read; /.tally/status is one JSON document.
  */
-#include <ctype.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 #include <unistd.h>
 
 #include "tests/fuse/mount.h"
+#include "tools/ctljson.h"
 
 TestSuite(ctl, .init = tm_init, .fini = tm_fini, .timeout = 60);
 
@@ -220,144 +220,36 @@ Test(ctl, drain_report_is_read_back)
 	cr_assert(eq(i64, file_cmp(mp("A/f"), "buffered", 8), -1));
 }
 
-/* A small JSON checker: returns the position after one value or NULL. */
-static const char *json_value(const char *p, int depth);
-
-static const char *json_ws(const char *p)
+/* The number member @key of the status @doc, or -1. */
+static double status_number(struct json_t *doc, const char *key)
 {
-	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-		p++;
-	return p;
-}
+	struct json_t *v = ctljson_get(doc, key);
+	char buf[32];
 
-static const char *json_string(const char *p)
-{
-	if (*p++ != '"')
-		return NULL;
-	while (*p && *p != '"') {
-		if ((unsigned char)*p < 0x20)
-			return NULL;
-		if (*p == '\\') {
-			p++;
-			if (*p == 'u') {
-				int i;
-
-				for (i = 1; i <= 4; i++)
-					if (!isxdigit((unsigned char)p[i]))
-						return NULL;
-				p += 4;
-			} else if (!strchr("\"\\/bfnrt", *p) || !*p) {
-				return NULL;
-			}
-		}
-		p++;
-	}
-	return *p == '"' ? p + 1 : NULL;
-}
-
-static const char *json_number(const char *p)
-{
-	const char *s;
-
-	if (*p == '-')
-		p++;
-	if (*p == '0')
-		p++;
-	else if (*p >= '1' && *p <= '9')
-		while (isdigit((unsigned char)*p))
-			p++;
-	else
-		return NULL;
-	if (*p == '.') {
-		s = ++p;
-		while (isdigit((unsigned char)*p))
-			p++;
-		if (p == s)
-			return NULL;
-	}
-	if (*p == 'e' || *p == 'E') {
-		p++;
-		if (*p == '+' || *p == '-')
-			p++;
-		s = p;
-		while (isdigit((unsigned char)*p))
-			p++;
-		if (p == s)
-			return NULL;
-	}
-	return p;
-}
-
-static const char *json_value(const char *p, int depth)
-{
-	char close;
-
-	if (depth > 32)
-		return NULL;
-	p = json_ws(p);
-	if (*p == '"')
-		return json_string(p);
-	if (*p == '{' || *p == '[') {
-		close = *p == '{' ? '}' : ']';
-		p = json_ws(p + 1);
-		if (*p == close)
-			return p + 1;
-		for (;;) {
-			if (close == '}') {
-				p = json_string(json_ws(p));
-				if (!p)
-					return NULL;
-				p = json_ws(p);
-				if (*p++ != ':')
-					return NULL;
-			}
-			p = json_value(p, depth + 1);
-			if (!p)
-				return NULL;
-			p = json_ws(p);
-			if (*p == close)
-				return p + 1;
-			if (*p++ != ',')
-				return NULL;
-		}
-	}
-	if (!strncmp(p, "true", 4))
-		return p + 4;
-	if (!strncmp(p, "false", 5))
-		return p + 5;
-	if (!strncmp(p, "null", 4))
-		return p + 4;
-	return json_number(p);
-}
-
-/* The number after "key": at the top level of doc, or -1. */
-static double json_top_number(const char *doc, const char *key)
-{
-	char pat[64];
-	const char *p;
-
-	snprintf(pat, sizeof(pat), "\"%s\"", key);
-	p = strstr(doc, pat);
-	if (!p)
+	if (!v || ctljson_kind(v) != CTLJSON_NUMBER)
 		return -1;
-	p = json_ws(p + strlen(pat));
-	if (*p++ != ':')
+	return strtod(ctljson_text(v, buf, sizeof(buf)), NULL);
+}
+
+/* The count member @key of the status @doc (a whole number), or -1. */
+static double status_count(struct json_t *doc, const char *key)
+{
+	uint64_t v;
+
+	if (ctljson_u64(ctljson_get(doc, key), &v))
 		return -1;
-	p = json_ws(p);
-	if (!json_number(p))
-		return -1;
-	return strtod(p, NULL);
+	return (double)v;
 }
 
 Test(ctl, status_is_json)
 {
-	static const char *const keys[] = {
-		"namespaces",	   "inodes",	   "objects",
-		"bytes_logical",   "bytes_stored", "dedup_ratio",
-		"pending_flushes", "durable_seq",  "block_size",
+	static const char *const counts[] = {
+		"namespaces",	 "inodes",	 "objects",
+		"bytes_logical", "bytes_stored", "pending_flushes",
+		"durable_seq",	 "block_size",
 	};
 	char *data = malloc(MIB);
-	const char *end;
+	struct json_t *status = NULL;
 	char *doc;
 	size_t n, i;
 
@@ -374,28 +266,26 @@ Test(ctl, status_is_json)
 	cr_assert(ne(ptr, doc, NULL), "read status: %s", strerror(errno));
 	cr_assert(gt(sz, n, 0));
 	cr_assert(eq(sz, strlen(doc), n), "NUL inside the status");
-	end = json_ws(doc);
-	cr_assert(eq(chr, *end, '{'), "status: '%s'", doc);
-	end = json_value(doc, 0);
-	cr_assert(ne(ptr, (void *)end, NULL), "invalid JSON: '%s'", doc);
-	end = json_ws(end);
-	cr_assert(eq(chr, *end, '\0'), "trailing bytes after JSON: '%s'", doc);
+	/* one JSON object, nothing after it */
+	cr_assert(eq(int, ctljson_parse(doc, &status), 0),
+		  "not a JSON object: '%s'", doc);
 
 	cr_assert(ne(ptr, strstr(doc, "\"namespaces\": 2"), NULL),
 		  "status: '%s'", doc);
-	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		double v = json_top_number(doc, keys[i]);
+	for (i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		double v = status_count(status, counts[i]);
 
-		cr_assert(ge(dbl, v, 0.0), "no number for \"%s\" in '%s'",
-			  keys[i], doc);
+		cr_assert(ge(dbl, v, 0.0), "no count for \"%s\" in '%s'",
+			  counts[i], doc);
 	}
-	cr_assert(eq(dbl, json_top_number(doc, "namespaces"), 2.0));
-	cr_assert(eq(dbl, json_top_number(doc, "objects"), 1.0));
-	cr_assert(eq(dbl, json_top_number(doc, "block_size"), 1048576.0));
-	cr_assert(eq(dbl, json_top_number(doc, "bytes_logical"), 2.0 * MIB));
-	cr_assert(eq(dbl, json_top_number(doc, "bytes_stored"), 1.0 * MIB));
-	cr_assert(eq(dbl, json_top_number(doc, "dedup_ratio"), 2.0));
-	cr_assert(eq(dbl, json_top_number(doc, "pending_flushes"), 0.0));
+	cr_assert(eq(dbl, status_count(status, "namespaces"), 2.0));
+	cr_assert(eq(dbl, status_count(status, "objects"), 1.0));
+	cr_assert(eq(dbl, status_count(status, "block_size"), 1048576.0));
+	cr_assert(eq(dbl, status_count(status, "bytes_logical"), 2.0 * MIB));
+	cr_assert(eq(dbl, status_count(status, "bytes_stored"), 1.0 * MIB));
+	cr_assert(eq(dbl, status_number(status, "dedup_ratio"), 2.0));
+	cr_assert(eq(dbl, status_count(status, "pending_flushes"), 0.0));
+	ctljson_free(status);
 	free(doc);
 	free(data);
 }
