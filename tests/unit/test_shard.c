@@ -591,6 +591,65 @@ Test(shard, interrupted_moves_are_settled)
 	cr_assert_eq(fr.ghosts, 1);
 }
 
+/* A verdict lookup that fails while a move is settled keeps both copies
+ * and the move journaled; the next settle finishes it. */
+Test(shard, failed_lookup_keeps_copies_of_a_move)
+{
+	struct shard_rebalance_report rr;
+	char b[OBJNAME_MAX];
+	uint64_t osize;
+	int64_t idb, refs;
+	uint32_t where;
+	struct meta *m;
+	off_t size;
+	int i;
+
+	write_files();
+	add_shard("d1");
+	object_of(1, b);
+	m = tally_meta_lock(t);
+	cr_assert_eq(meta_object_info(m, b, &idb, &where, &osize, &refs), 0);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_move_begin(m, idb, b, 0, 1), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	tally_meta_unlock(t);
+	cr_assert_eq(objstore_copy(tally_objstore(t), b, 0, 1, &size), 0);
+	m = tally_meta_lock(t);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_move_commit(m, idb, 0, 1, 1), 1);
+	cr_assert_eq(meta_commit(m), 0);
+	tally_meta_unlock(t);
+	/* the source copy's lookup fails: both copies stay, and the move */
+	m = tally_meta_lock(t);
+	meta_inject_lookup(m, 1, -EIO);
+	tally_meta_unlock(t);
+	cr_assert_eq(shard_rebalance(t, &rr), 0);
+	cr_assert_eq(rr.recovered, 1);
+	cr_assert(has_copy(0, b) && has_copy(1, b));
+	/* the target copy's lookup fails: the source copy goes on its own
+	 * positive answer, the target stays, and so does the move */
+	for (i = 0; i < 2; i++) {
+		m = tally_meta_lock(t);
+		meta_inject_lookup(m, 2, -EIO);
+		tally_meta_unlock(t);
+		cr_assert_eq(shard_rebalance(t, &rr), 0);
+		cr_assert_eq(rr.recovered, 1, "still journaled");
+		cr_assert_not(has_copy(0, b));
+		cr_assert(has_copy(1, b));
+	}
+	m = tally_meta_lock(t);
+	meta_inject_lookup(m, 0, 0);
+	tally_meta_unlock(t);
+	cr_assert_eq(shard_rebalance(t, &rr), 0);
+	cr_assert_eq(rr.recovered, 1);
+	cr_assert_not(has_copy(0, b), "the committed move is finished");
+	cr_assert(has_copy(1, b));
+	cr_assert_eq(shard_rebalance(t, &rr), 0);
+	cr_assert_eq(rr.recovered, 0, "and forgotten");
+	expect_contents();
+	close_and_check(NULL);
+}
+
 Test(shard, gc_collects_stray_copies_only)
 {
 	struct gc_opts o = { .grace = 0 };
