@@ -464,7 +464,7 @@ static void unlink_batch(struct cycle *c, const size_t *todo, size_t n)
  * Delete the doomed objects: a batch is re-checked under the lock (no row
  * names the object in that shard, and no pin, node report or move names
  * it: those made since the cycle read them count), its marks deleted and
- * its files handed to objstore_doom() in the same hold; the files are
+ * its files handed to reap_doom() in the same hold; the files are
  * unlinked after the lock is released. A flush or a move that checks one
  * of them under the lock meanwhile cancels its deletion (core/objstore.c,
  * doomed files).

@@ -15,7 +15,8 @@
  * Objects are created as temp file + fsync + rename (no replace), so a
  * visible object file is always complete, and an existing object is never
  * rewritten. The object store knows nothing of reference counts: deciding
- * when an object may be unlinked is the caller's business (core/tally.c).
+ * when an object may be unlinked is core/reap.c's business, and only it
+ * calls objstore_unlink() and objstore_doom().
  */
 #ifndef TALLY_OBJSTORE_H
 #define TALLY_OBJSTORE_H

@@ -5,7 +5,7 @@
  *
  * DESIGN NOTES
  *
- * Counts. Three counts are kept apart (STYLE.md):
+ * Counts. Three counts are kept apart (docs/design.md, section 6):
  *  - inode->nlookup: the kernel's lookup references (lookup, create,
  *    readdirplus add; forget drops);
  *  - inode->refs and inode->opens: in-memory users and open handles;
@@ -18,9 +18,10 @@
  *  1. Object data and its directory entry are durable before the
  *     transaction that names the object commits (objstore_put into a
  *     batch, objstore_batch_finish, then meta_commit).
- *  2. An object file is unlinked only after the transaction that dropped
- *     its count to zero has committed, under t->lock; a commit that reuses
- *     an object with no row re-checks the file under t->lock, so a reuse
+ *  2. An object file is deleted only by core/reap.c, after the
+ *     transaction that left nothing naming it has committed, under
+ *     t->lock (txn_end(), tally_meta_unlock()); a commit that reuses an
+ *     object with no row re-checks the file under t->lock, so a reuse
  *     can never race with that unlink into a dangling reference. (GC
  *     unlinks leaked files after t->lock; the re-check cancels such an
  *     unlink or waits for it: core/objstore.c, doomed files.)

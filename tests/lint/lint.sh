@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# House rules that a compiler does not check (STYLE.md): formatting,
+# House rules that a compiler does not check: formatting,
 # layering (core/ is FUSE-free), banned functions, SPDX headers.
 set -u
 cd "${TALLY_SRC:?}" || exit 1
@@ -23,7 +23,14 @@ fi
 
 banned='\b(strcpy|strcat|sprintf|vsprintf|strtok|gets)[[:space:]]*\('
 if grep -nE "$banned" "${files[@]}"; then
-	echo "lint: banned function used (STYLE.md)"
+	echo "lint: banned function used"
+	fail=1
+fi
+
+# object files are deleted by core/reap.c alone (docs/design.md, 4)
+if grep -nE '\bobjstore_(unlink|doom|unlink_doomed)[[:space:]]*\(' \
+	core/*.c fs/*.c tools/*.c | grep -vE '^core/(reap|objstore)\.c:'; then
+	echo "lint: object files are deleted through core/reap.c only"
 	fail=1
 fi
 
