@@ -725,7 +725,7 @@ int ctl_exec(struct tally *t, const char *line, size_t len, char **report)
 		goto out;
 	pthread_mutex_init(&j.lock, NULL);
 	pthread_cond_init(&j.cond, NULL);
-	if (pool_submit(tally_pool(t), ctl_job_fn, &j) != 0) {
+	if (pool_submit(tally_pool(t), POOL_CONTROL, ctl_job_fn, &j) != 0) {
 		ctl_job_fn(&j); /* shutting down: run it here */
 	}
 	pthread_mutex_lock(&j.lock);
@@ -920,15 +920,23 @@ static int shards_json(struct tally *t, char **acc)
 	return rc;
 }
 
-/* Append ", \"jobs\": [...]" (core/progress.h) to *acc. */
+/* Append the figures of the control queue (commands and GC, apart from
+ * the flush streams) and ", \"jobs\": [...]" (core/progress.h) to *acc. */
 static int jobs_json(struct tally *t, char **acc)
 {
+	struct pool_stats ps;
 	char *jobs;
 	int rc = progress_json(tally_progress(t), &jobs);
 
 	if (rc)
 		return rc;
-	rc = append(acc, ", \"jobs\": %s", jobs);
+	pool_stats(tally_pool(t), &ps);
+	rc = append(
+		acc,
+		", \"control_workers\": %u, \"control_jobs_queued\": %" PRIu64
+		", \"control_jobs_running\": %" PRIu64 ", \"jobs\": %s",
+		ps.cls[POOL_CONTROL].workers, ps.cls[POOL_CONTROL].queued,
+		ps.cls[POOL_CONTROL].running, jobs);
 	free(jobs);
 	return rc;
 }

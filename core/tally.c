@@ -825,7 +825,8 @@ int tally_open(const char *path, const struct tally_opts *opts,
 		rc = shard_setup(t);
 	if (rc)
 		goto out_store;
-	rc = pool_new(opts->workers ? opts->workers : cpus(), &t->pool);
+	/* flush streams get the workers; control jobs a thread of their own */
+	rc = pool_new(opts->workers ? opts->workers : cpus(), 1, &t->pool);
 	if (rc)
 		goto out_store;
 	if (pthread_create(&t->fin_thread, NULL, finalizer, t) != 0) {
@@ -1570,7 +1571,7 @@ static int flush_rotate(struct tally *t, struct inode *ip,
 			f->p[f->np++] = shares[i];
 	if (f->nblk == 0)
 		flush_ready(t, f);
-	else if (pool_submit(t->pool, flush_stream, f) != 0)
+	else if (pool_submit(t->pool, POOL_FLUSH, flush_stream, f) != 0)
 		flush_stream(f); /* shutting down: stream inline */
 	return 0;
 }
@@ -2151,7 +2152,8 @@ static void *flusher(void *arg)
 		/* shards that went away, or came back */
 		if (++t->shard_ticks % 5 == 0)
 			shard_check_all(t);
-		if (gc_due(t) && pool_submit(t->pool, auto_gc, t) != 0)
+		if (gc_due(t) &&
+		    pool_submit(t->pool, POOL_CONTROL, auto_gc, t) != 0)
 			log_msg(LOG_WARNING, "cannot start an automatic gc");
 		pthread_mutex_lock(&t->flusher_lock);
 	}

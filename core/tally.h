@@ -39,7 +39,8 @@ struct tally_opts {
 	uint64_t dirty_limit;	/* all buffered bytes; 0 = a tenth of memory,
 				   256 MiB to 4 GiB */
 	unsigned max_pending;	/* flushes in flight; 0 = 32 */
-	unsigned workers;	/* worker threads; 0 = one per CPU */
+	unsigned workers;	/* flush stream workers; 0 = one per CPU
+				   (control jobs have a thread apart) */
 	/* tests only: called at the start of each flush's stream phase */
 	int64_t report_interval; /* seconds between node reports; 0 = 60 */
 	int64_t stale_after;	 /* node reports older are pruned; 0 = 600 */

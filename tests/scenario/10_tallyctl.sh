@@ -138,7 +138,8 @@ file=$(T cat "$MNT/.tally/status")
 python3 - "$json" "$file" "$human" <<-'EOF' || fail "status --json: $json"
 import json, sys
 d, f = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-moving = {"jobs_queued", "jobs_running", "dirty_bytes", "shards"}
+moving = {"jobs_queued", "jobs_running", "control_jobs_queued",
+          "control_jobs_running", "dirty_bytes", "shards"}
 assert d.keys() == f.keys(), "keys differ from .tally/status"
 for k in d.keys() - moving:
     assert d[k] == f[k], "%s: %r, the file says %r" % (k, d[k], f[k])

@@ -10,13 +10,16 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/ctl.h"
 #include "core/fsck.h"
+#include "core/pool.h"
 #include "core/store.h"
 #include "core/tally.h"
 #include "tests/unit/util.h"
@@ -316,6 +319,77 @@ Test(flush, one_worker_runs_control_commands_and_streams)
 	cr_assert_not_null(strstr(report, "flushed: "), "%s", report);
 	free(report);
 	cr_assert_eq(tally_release(t, fa), 0);
+}
+
+/* A control job that holds its thread until released (or 10 s pass). */
+static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ctl_cond = PTHREAD_COND_INITIALIZER;
+static bool ctl_started, ctl_released, ctl_timed_out;
+
+static void long_control_job(void *arg)
+{
+	struct timespec until;
+
+	(void)arg;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	pthread_mutex_lock(&ctl_lock);
+	ctl_started = true;
+	pthread_cond_broadcast(&ctl_cond);
+	while (!ctl_released && !ctl_timed_out)
+		ctl_timed_out = pthread_cond_timedwait(&ctl_cond, &ctl_lock,
+						       &until) != 0;
+	pthread_mutex_unlock(&ctl_lock);
+}
+
+Test(flush, one_worker_flushes_while_a_control_job_runs)
+{
+	char a[BS], b[BS], *status;
+	struct pool_stats ps;
+	uint64_t ns, fa, fb;
+	bool timed_out;
+
+	/* one worker, one permit: a close's flush queued behind a GC-like
+	 * job would hold the permit that the fsync below needs */
+	open_with(1, 0, 1, BS);
+	ns = tu_mkns(t, "main");
+	fa = tu_newfile(t, ns, "a");
+	fb = tu_newfile(t, ns, "b");
+	cr_assert_eq(pool_submit(tally_pool(t), POOL_CONTROL, long_control_job,
+				 NULL),
+		     0);
+	pthread_mutex_lock(&ctl_lock);
+	while (!ctl_started)
+		pthread_cond_wait(&ctl_cond, &ctl_lock);
+	pthread_mutex_unlock(&ctl_lock);
+	tu_fill(a, BS, 11);
+	tu_fill(b, BS, 12);
+	cr_assert_eq(tally_write(t, fa, a, BS, 0), BS);
+	cr_assert_eq(tally_flush(t, fa), 0, "a close does not wait");
+	cr_assert_eq(tally_write(t, fb, b, BS, 0), BS);
+	cr_assert_eq(tally_fsync(t, fb, false), 0);
+	/* the close's flush committed too, with no waiter helping */
+	cr_assert_eq(tally_drain(t, NULL, 5), 0);
+	pool_stats(tally_pool(t), &ps);
+	cr_assert_eq(ps.workers, 1);
+	cr_assert_eq(ps.cls[POOL_CONTROL].workers, 1);
+	cr_assert_eq(ps.cls[POOL_CONTROL].running, 1, "the job still runs");
+	cr_assert_eq(ctl_status_json(t, &status), 0);
+	cr_assert_not_null(strstr(status, "\"control_jobs_running\": 1,"), "%s",
+			   status);
+	free(status);
+	pthread_mutex_lock(&ctl_lock);
+	timed_out = ctl_timed_out;
+	ctl_released = true;
+	pthread_cond_broadcast(&ctl_cond);
+	pthread_mutex_unlock(&ctl_lock);
+	cr_assert(!timed_out, "the flushes waited for the control job");
+	cr_assert_eq(tally_release(t, fa), 0);
+	cr_assert_eq(tally_release(t, fb), 0);
+	expect_clean_store();
+	open_with(1, 0, 0, BS);
+	expect_block(fa, 0, a);
+	expect_block(fb, 0, b);
 }
 
 Test(flush, parked_older_data_never_overwrites_newer)
