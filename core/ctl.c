@@ -92,7 +92,7 @@ static int parse_count(const char *a, const char *prefix, long *out)
 	return 0;
 }
 
-/* shard add DIR | shard drain ID | shard list */
+/* shard add DIR | shard drain ID | shard activate ID | shard list */
 static int parse_shard(struct ctl_cmd *cmd)
 {
 	const char *sub = cmd->args[0];
@@ -104,7 +104,7 @@ static int parse_shard(struct ctl_cmd *cmd)
 		return -EINVAL;
 	if (!strcmp(sub, "add"))
 		return cmd->args[1][0] == '/' ? 0 : -EINVAL;
-	if (strcmp(sub, "drain"))
+	if (strcmp(sub, "drain") && strcmp(sub, "activate"))
 		return -EINVAL;
 	if (parse_count(cmd->args[1], "", &id) || id >= OBJSTORE_MAX_SHARDS)
 		return -EINVAL;
@@ -504,7 +504,7 @@ static int ctl_rebalance(struct tally *t, char **report)
 	return rc;
 }
 
-/* shard add DIR | drain ID | list */
+/* shard add DIR | drain ID | activate ID | list */
 static int ctl_shard(struct tally *t, const struct ctl_cmd *cmd, char **report)
 {
 	struct shard_infos *l;
@@ -524,6 +524,13 @@ static int ctl_shard(struct tally *t, const struct ctl_cmd *cmd, char **report)
 	if (!strcmp(cmd->args[0], "drain")) {
 		/* no new objects there, and everything moves off now */
 		rc = shard_drain(t, cmd->shard);
+		if (rc == -EBUSY) /* without memory, the errno alone */
+			(void)aprintf(report,
+				      "command: shard drain\nshard: %u\n"
+				      "error: the last active shard cannot "
+				      "be drained: add a shard, or activate "
+				      "one, first\n",
+				      cmd->shard);
 		if (!rc)
 			rc = aprintf(report,
 				     "command: shard drain\nshard: %u\n"
@@ -531,6 +538,15 @@ static int ctl_shard(struct tally *t, const struct ctl_cmd *cmd, char **report)
 				     cmd->shard);
 		if (!rc)
 			rc = ctl_rebalance(t, report);
+		return rc;
+	}
+	if (!strcmp(cmd->args[0], "activate")) {
+		rc = shard_activate(t, cmd->shard);
+		if (!rc)
+			rc = aprintf(report,
+				     "command: shard activate\nshard: %u\n"
+				     "state: active\n",
+				     cmd->shard);
 		return rc;
 	}
 	l = malloc(sizeof(*l));
@@ -717,6 +733,7 @@ int ctl_exec(struct tally *t, const char *line, size_t len, char **report)
 	struct ctl_job j = { .t = t };
 	int rc;
 
+	*report = NULL;
 	j.cmd = malloc(sizeof(*j.cmd));
 	if (!j.cmd)
 		return -ENOMEM;
@@ -753,10 +770,7 @@ int ctl_exec(struct tally *t, const char *line, size_t len, char **report)
 	pthread_cond_destroy(&j.cond);
 	pthread_mutex_destroy(&j.lock);
 	rc = j.rc;
-	if (!rc)
-		*report = j.report;
-	else
-		free(j.report);
+	*report = j.report; /* a failure's too, if it left one */
 out:
 	free(j.cmd);
 	return rc;

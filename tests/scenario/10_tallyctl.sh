@@ -241,6 +241,7 @@ pin main|pin $MNT/main/
 shard list|shard list
 shard add $shard2|shard add $TMP/shard2
 shard drain 7|shard drain 7
+shard activate 7|shard activate 7
 rebalance|rebalance
 verify|verify
 verify sample=10%|verify --sample=10%
@@ -411,7 +412,7 @@ usage_err "--batches wants" "$MNT" sweep --batches=1.5
 usage_err "--batches wants" "$MNT" sweep --batches=2147483648
 usage_err "--batches wants" "$MNT" sweep --batches=
 usage_err "does not apply to gc" "$MNT" gc --batches=1
-usage_err "not add, drain or list" "$MNT" shard remove 1
+usage_err "not add, drain, activate or list" "$MNT" shard remove 1
 usage_err "a shard ID is a number" "$MNT" shard drain one
 usage_err "cannot live inside the mount" "$MNT" shard add "$MNT/main"
 usage_err "not a namespace" "$MNT" du .tally
