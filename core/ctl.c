@@ -589,20 +589,31 @@ static void ctl_run(struct ctl_job *j)
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	switch (cmd->verb) {
-	case CTL_DRAIN:
-		rc = tally_drain(j->t, &n, cmd->timeout);
+	case CTL_DRAIN: {
+		struct tally_drain_report dr;
+		int err;
+
+		/* a failed drain reports too: what is still uncommitted */
+		rc = tally_drain_report(j->t, cmd->timeout, &dr);
+		err = tally_stats(j->t, &st);
+		if (!err)
+			err = aprintf(&j->report,
+				      "command: drain\n%s%s%sflushed: %" PRIu64
+				      "\npending_flushes: %" PRIu64
+				      "\nuncommitted_files: %" PRIu64
+				      "\nuncommitted_blocks: %" PRIu64
+				      "\ndurable_seq: %" PRIu64
+				      "\nflush_errors: %" PRIu64
+				      "\nduration_ms: %.1f\n",
+				      rc ? "error: " : "",
+				      rc ? strerror(-rc) : "", rc ? "\n" : "",
+				      dr.flushed, st.pending_flushes, dr.files,
+				      dr.blocks, st.durable_seq,
+				      st.commit_errors, ms_since(&t0));
 		if (!rc)
-			rc = tally_stats(j->t, &st);
-		if (!rc)
-			rc = aprintf(&j->report,
-				     "command: drain\nflushed: %" PRIu64
-				     "\npending_flushes: %" PRIu64
-				     "\ndurable_seq: %" PRIu64
-				     "\nflush_errors: %" PRIu64
-				     "\nduration_ms: %.1f\n",
-				     n, st.pending_flushes, st.durable_seq,
-				     st.commit_errors, ms_since(&t0));
+			rc = err;
 		break;
+	}
 	case CTL_GC: {
 		struct gc_opts o = { .dry_run = cmd->dry_run,
 				     .grace = cmd->grace };

@@ -4007,13 +4007,63 @@ static bool want_pending(struct tally *t, struct inode *ip, void *ctx)
 	return ip->ndirty || ip->truncated || ip->nfailed;
 }
 
+/*
+ * What of the data flushed up to @upto failed (t->lock held): the files
+ * and blocks of the parked flushes with such a sequence number. Returns
+ * the error of one of them, or 0 if there is none.
+ */
+static int uncommitted(struct tally *t, uint64_t upto, uint64_t *files,
+		       uint64_t *blocks)
+{
+	int err = 0;
+	size_t i;
+
+	*files = *blocks = 0;
+	for (i = 0; i < ITABLE_SIZE; i++) {
+		struct inode *ip;
+
+		for (ip = t->itable[i]; ip; ip = ip->next) {
+			uint64_t nblk = 0;
+			struct flush *f;
+
+			if (!ip->nfailed)
+				continue;
+			pthread_mutex_lock(&ip->mlock);
+			for (f = ip->failed; f; f = f->next) {
+				if (f->seq > upto)
+					continue;
+				nblk += f->nblk;
+				if (!err) /* a failed commit leaves f->err 0 */
+					err = f->err	? f->err
+					      : ip->err ? ip->err
+							: -EIO;
+			}
+			pthread_mutex_unlock(&ip->mlock);
+			*files += nblk ? 1 : 0;
+			*blocks += nblk;
+		}
+	}
+	return err;
+}
+
 int tally_drain(struct tally *t, uint64_t *waited, double timeout)
+{
+	struct tally_drain_report r;
+	int rc = tally_drain_report(t, timeout, &r);
+
+	if (waited)
+		*waited = r.flushed;
+	return rc;
+}
+
+int tally_drain_report(struct tally *t, double timeout,
+		       struct tally_drain_report *r)
 {
 	struct progress_job *pj;
 	struct inode **list = NULL;
 	uint64_t start, target;
 	size_t n = 0, i;
-	int rc;
+	int rc, err;
 
 	pthread_mutex_lock(&t->fin_lock);
 	start = t->done_seq;
@@ -4046,8 +4096,14 @@ int tally_drain(struct tally *t, uint64_t *waited, double timeout)
 	progress_set_total(pj, target - start);
 	if (!rc)
 		rc = flush_wait_progress(t, target, timeout, pj, start);
-	if (waited)
-		*waited = target - start;
+	r->flushed = target - start;
+	/* a failed flush is finalized too (parked): finalized is not
+	 * committed */
+	lock(t);
+	err = uncommitted(t, target, &r->files, &r->blocks);
+	unlock(t);
+	if (!rc)
+		rc = err;
 	progress_end(pj);
 	return rc;
 }

@@ -172,11 +172,25 @@ int tally_removexattr(struct tally *t, uint64_t ino, const char *name);
 int tally_statfs(struct tally *t, struct statvfs *out);
 
 /*
- * Flush every inode's buffered data and wait until nothing is pending
- * (-ETIMEDOUT after @timeout seconds; 0 waits as long as it takes).
- * *waited (may be NULL) receives the number of flushes waited for.
+ * Flush every inode's buffered data (failed flushes go again) and wait
+ * until nothing is pending (-ETIMEDOUT after @timeout seconds; 0 waits as
+ * long as it takes). 0 only if everything buffered when the drain began
+ * is committed; else the error of a flush that failed (-ENOSPC, -EIO...),
+ * its data kept for the next try. *waited (may be NULL) receives the
+ * number of flushes waited for.
  */
 int tally_drain(struct tally *t, uint64_t *waited, double timeout);
+
+struct tally_drain_report {
+	uint64_t flushed; /* flushes waited for */
+	/* the files whose data, buffered when the drain began, is still
+	 * not committed (their flushes failed), and its blocks */
+	uint64_t files, blocks;
+};
+
+/* tally_drain() that fills *@r, on success and on failure alike. */
+int tally_drain_report(struct tally *t, double timeout,
+		       struct tally_drain_report *r);
 
 /*
  * Fault injection, for tests: the @nth next object write (@sync false) or

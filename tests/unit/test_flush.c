@@ -230,7 +230,7 @@ Test(flush, failed_stream_keeps_data_and_reports_once)
 	tally_inject(t, false, 1, -ENOSPC);
 	cr_assert_eq(tally_write(t, fa, a, BS, 0), BS);
 	cr_assert_eq(tally_flush(t, fa), 0);
-	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), -ENOSPC, "a is not committed");
 	cr_assert_eq(tally_stats(t, &st), 0);
 	cr_assert_eq(st.commit_errors, 1);
 	cr_assert_eq(st.objects, 0);
@@ -270,12 +270,66 @@ Test(flush, failed_sync_reaches_close)
 	tally_inject(t, true, 1, -EIO);
 	cr_assert_eq(tally_write(t, fa, a, BS, 0), BS);
 	cr_assert_eq(tally_flush(t, fa), 0, "a close does not wait");
-	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), -EIO);
 	cr_assert_eq(tally_flush(t, fa), -EIO, "the next close reports it");
 	cr_assert_eq(tally_flush(t, fa), 0);
 	cr_assert_eq(tally_drain(t, NULL, 0), 0);
 	expect_block(fa, 0, a);
 	cr_assert_eq(tally_release(t, fa), 0);
+	expect_clean_store();
+}
+
+Test(flush, drain_fails_while_data_is_uncommitted)
+{
+	struct tally_drain_report dr;
+	char a[BS], b[BS], *report = NULL;
+	uint64_t ns, fa, fb;
+	int rc, rc2;
+
+	open_with(1, 0, 0, BS);
+	ns = tu_mkns(t, "main");
+	fa = tu_newfile(t, ns, "a");
+	fb = tu_newfile(t, ns, "b");
+	tu_fill(a, BS, 21);
+	tu_fill(b, BS, 22);
+	/* a in flight, b only buffered; the first object write fails (a's
+	 * or b's: the drain runs b's stream while a's may run) */
+	tally_inject(t, false, 1, -ENOSPC);
+	cr_assert_eq(tally_write(t, fa, a, BS, 0), BS);
+	cr_assert_eq(tally_flush(t, fa), 0);
+	cr_assert_eq(tally_write(t, fb, b, BS, 0), BS);
+	rc = tally_drain_report(t, 0, &dr);
+	cr_assert_eq(rc, -ENOSPC, "drain: %d", rc);
+	cr_assert_eq(dr.files, 1);
+	cr_assert_eq(dr.blocks, 1);
+	cr_assert_geq(dr.flushed, 2);
+	/* through the control file: the error, and what is pending; the
+	 * retry fails again (its sync this time) */
+	tally_inject(t, true, 1, -EIO);
+	cr_assert_eq(ctl_exec(t, "drain\n", 6, &report), -EIO);
+	cr_assert_not_null(report);
+	cr_assert_not_null(strstr(report, "error: Input/output error\n"), "%s",
+			   report);
+	cr_assert_not_null(strstr(report, "uncommitted_files: 1\n"
+					  "uncommitted_blocks: 1\n"),
+			   "%s", report);
+	free(report);
+	/* nothing fails any more: drained, nothing pending */
+	cr_assert_eq(ctl_exec(t, "drain\n", 6, &report), 0);
+	cr_assert_not_null(strstr(report, "uncommitted_files: 0\n"
+					  "uncommitted_blocks: 0\n"),
+			   "%s", report);
+	cr_assert_null(strstr(report, "error:"), "%s", report);
+	free(report);
+	/* the failed file's next fsync reports it */
+	rc = tally_fsync(t, fa, false);
+	rc2 = tally_fsync(t, fb, false);
+	cr_assert((rc == -EIO && rc2 == 0) || (rc == 0 && rc2 == -EIO),
+		  "fsync: %d, %d", rc, rc2);
+	expect_block(fa, 0, a);
+	expect_block(fb, 0, b);
+	cr_assert_eq(tally_release(t, fa), 0);
+	cr_assert_eq(tally_release(t, fb), 0);
 	expect_clean_store();
 }
 
@@ -293,7 +347,12 @@ Test(flush, drain_times_out)
 	cr_assert_eq(tally_flush(t, fa), 0);
 	cr_assert_eq(tally_drain(t, NULL, 0.1), -ETIMEDOUT);
 	cr_assert_eq(ctl_exec(t, "drain 0.1\n", 10, &report), -ETIMEDOUT);
-	cr_assert_null(report);
+	cr_assert_not_null(report);
+	cr_assert_not_null(strstr(report, "error: Connection timed out\n"),
+			   "%s", report);
+	cr_assert_not_null(strstr(report, "pending_flushes: 1\n"), "%s",
+			   report);
+	free(report);
 	cr_assert_eq(ctl_exec(t, "drain\n", 6, &report), 0);
 	cr_assert_not_null(report);
 	cr_assert_not_null(strstr(report, "pending_flushes: 0\n"), "%s",
@@ -408,8 +467,9 @@ Test(flush, parked_older_data_never_overwrites_newer)
 	tally_inject(t, false, 1, -EIO);
 	cr_assert_eq(tally_write(t, f, a, BS, 0), BS);
 	cr_assert_eq(tally_write(t, f, b, BS, 0), BS);
-	/* a deadline: this waiter runs no stream itself, order is kept */
-	cr_assert_eq(tally_drain(t, NULL, 10), 0);
+	/* a deadline: this waiter runs no stream itself, order is kept;
+	 * neither flush committed */
+	cr_assert_eq(tally_drain(t, NULL, 10), -EIO);
 	/* 2 must not commit while 1 is parked: its retry would bring the
 	 * old bytes back over the new ones */
 	expect_block(f, 0, b);
