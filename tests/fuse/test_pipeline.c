@@ -102,21 +102,33 @@ Test(pipeline, concurrent_writers_all_land)
 	cr_assert(eq(int, tm_run_fsck(), 0));
 }
 
-Test(pipeline, failed_object_write_reaches_fsync)
+/*
+ * Mount with TALLYFS_FAULT=@fault, then write MIB bytes from @seed to a
+ * new file ns/f through a descriptor left open (*fd). Returns the bytes
+ * (malloc'ed, the caller frees).
+ */
+static char *faulty_write(const char *fault, uint64_t seed, int *fd)
 {
 	char *data = malloc(MIB);
-	int fd;
 
 	cr_assert(ne(ptr, data, NULL));
-	fill_random(data, MIB, 77);
-	/* the daemon's first object write fails with ENOSPC, once */
-	setenv("TALLYFS_FAULT", "write:1:28", 1);
+	fill_random(data, MIB, seed);
+	setenv("TALLYFS_FAULT", fault, 1);
 	tm_init();
 	unsetenv("TALLYFS_FAULT");
 	expect_ok(mkdir(mp("ns"), 0755));
-	fd = open(mp("ns/f"), O_RDWR | O_CREAT | O_TRUNC, 0644);
-	cr_assert(ge(int, fd, 0));
-	cr_assert(eq(i64, pwrite(fd, data, MIB, 0), MIB));
+	*fd = open(mp("ns/f"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+	cr_assert(ge(int, *fd, 0));
+	cr_assert(eq(i64, pwrite(*fd, data, MIB, 0), MIB));
+	return data;
+}
+
+Test(pipeline, failed_object_write_reaches_fsync)
+{
+	int fd;
+	/* the daemon's first object write fails with ENOSPC, once */
+	char *data = faulty_write("write:1:28", 77, &fd);
+
 	cr_assert(eq(int, fsync(fd), -1));
 	cr_assert(eq(int, errno, ENOSPC), "fsync: %s", strerror(errno));
 	/* nothing was lost: the data is read back, and goes again */
@@ -133,18 +145,9 @@ Test(pipeline, failed_object_write_reaches_fsync)
 
 Test(pipeline, failed_sync_reaches_the_next_close)
 {
-	char *data = malloc(MIB);
 	int fd;
+	char *data = faulty_write("sync:1:5", 78, &fd);
 
-	cr_assert(ne(ptr, data, NULL));
-	fill_random(data, MIB, 78);
-	setenv("TALLYFS_FAULT", "sync:1:5", 1);
-	tm_init();
-	unsetenv("TALLYFS_FAULT");
-	expect_ok(mkdir(mp("ns"), 0755));
-	fd = open(mp("ns/f"), O_RDWR | O_CREAT | O_TRUNC, 0644);
-	cr_assert(ge(int, fd, 0));
-	cr_assert(eq(i64, pwrite(fd, data, MIB, 0), MIB));
 	expect_ok(close(fd)); /* starts the flush, does not wait */
 	tm_settle();	      /* the flush fails */
 	fd = open(mp("ns/f"), O_RDWR);
@@ -160,19 +163,11 @@ Test(pipeline, failed_sync_reaches_the_next_close)
 
 Test(pipeline, failed_drain_reaches_the_ctl_writer)
 {
-	char *data = malloc(MIB), report[1024];
+	char report[1024];
 	ssize_t n;
 	int fd, cfd;
+	char *data = faulty_write("sync:1:5", 79, &fd);
 
-	cr_assert(ne(ptr, data, NULL));
-	fill_random(data, MIB, 79);
-	setenv("TALLYFS_FAULT", "sync:1:5", 1);
-	tm_init();
-	unsetenv("TALLYFS_FAULT");
-	expect_ok(mkdir(mp("ns"), 0755));
-	fd = open(mp("ns/f"), O_RDWR | O_CREAT | O_TRUNC, 0644);
-	cr_assert(ge(int, fd, 0));
-	cr_assert(eq(i64, pwrite(fd, data, MIB, 0), MIB));
 	/* the drain flushes the buffered data, whose sync fails */
 	cfd = open(mp(".tally/ctl"), O_RDWR);
 	cr_assert(ge(int, cfd, 0));

@@ -214,19 +214,41 @@ Test(flush, back_pressure_bounds_dirty_memory)
 	expect_clean_store();
 }
 
+/* One worker; files "a" and "b" in namespace "main", open, with @a and
+ * @b (one block each) filled from @seed and @seed + 1 but not written. */
+static void open_two_files(uint64_t *fa, uint64_t *fb, char *a, char *b,
+			   unsigned seed)
+{
+	uint64_t ns;
+
+	open_with(1, 0, 0, BS);
+	ns = tu_mkns(t, "main");
+	*fa = tu_newfile(t, ns, "a");
+	*fb = tu_newfile(t, ns, "b");
+	tu_fill(a, BS, seed);
+	tu_fill(b, BS, seed + 1);
+}
+
+/* Release a and b, check the store, open it again: a and b read back. */
+static void reopen_two_files(uint64_t fa, uint64_t fb, const char *a,
+			     const char *b)
+{
+	cr_assert_eq(tally_release(t, fa), 0);
+	cr_assert_eq(tally_release(t, fb), 0);
+	expect_clean_store();
+	open_with(1, 0, 0, BS);
+	expect_block(fa, 0, a);
+	expect_block(fb, 0, b);
+}
+
 Test(flush, failed_stream_keeps_data_and_reports_once)
 {
 	char a[BS], b[BS];
 	struct tally_stats st;
-	uint64_t ns, fa, fb;
+	uint64_t fa, fb;
 	int frc;
 
-	open_with(1, 0, 0, BS);
-	ns = tu_mkns(t, "main");
-	fa = tu_newfile(t, ns, "a");
-	fb = tu_newfile(t, ns, "b");
-	tu_fill(a, BS, 1);
-	tu_fill(b, BS, 2);
+	open_two_files(&fa, &fb, a, b, 1);
 	tally_inject(t, false, 1, -ENOSPC);
 	cr_assert_eq(tally_write(t, fa, a, BS, 0), BS);
 	cr_assert_eq(tally_flush(t, fa), 0);
@@ -250,12 +272,7 @@ Test(flush, failed_stream_keeps_data_and_reports_once)
 	cr_assert_eq(frc, -ENOSPC, "fsync: %d", frc);
 	cr_assert_eq(tally_fsync(t, fa, false), 0);
 	cr_assert_eq(tally_fsync(t, fb, false), 0);
-	cr_assert_eq(tally_release(t, fa), 0);
-	cr_assert_eq(tally_release(t, fb), 0);
-	expect_clean_store();
-	open_with(1, 0, 0, BS);
-	expect_block(fa, 0, a);
-	expect_block(fb, 0, b);
+	reopen_two_files(fa, fb, a, b);
 }
 
 Test(flush, failed_sync_reaches_close)
@@ -283,15 +300,10 @@ Test(flush, drain_fails_while_data_is_uncommitted)
 {
 	struct tally_drain_report dr;
 	char a[BS], b[BS], *report = NULL;
-	uint64_t ns, fa, fb;
+	uint64_t fa, fb;
 	int rc, rc2;
 
-	open_with(1, 0, 0, BS);
-	ns = tu_mkns(t, "main");
-	fa = tu_newfile(t, ns, "a");
-	fb = tu_newfile(t, ns, "b");
-	tu_fill(a, BS, 21);
-	tu_fill(b, BS, 22);
+	open_two_files(&fa, &fb, a, b, 21);
 	/* a in flight, b only buffered; the first object write fails (a's
 	 * or b's: the drain runs b's stream while a's may run) */
 	tally_inject(t, false, 1, -ENOSPC);
@@ -326,11 +338,7 @@ Test(flush, drain_fails_while_data_is_uncommitted)
 	rc2 = tally_fsync(t, fb, false);
 	cr_assert((rc == -EIO && rc2 == 0) || (rc == 0 && rc2 == -EIO),
 		  "fsync: %d, %d", rc, rc2);
-	expect_block(fa, 0, a);
-	expect_block(fb, 0, b);
-	cr_assert_eq(tally_release(t, fa), 0);
-	cr_assert_eq(tally_release(t, fb), 0);
-	expect_clean_store();
+	reopen_two_files(fa, fb, a, b);
 }
 
 Test(flush, drain_times_out)
@@ -443,12 +451,7 @@ Test(flush, one_worker_flushes_while_a_control_job_runs)
 	pthread_cond_broadcast(&ctl_cond);
 	pthread_mutex_unlock(&ctl_lock);
 	cr_assert(!timed_out, "the flushes waited for the control job");
-	cr_assert_eq(tally_release(t, fa), 0);
-	cr_assert_eq(tally_release(t, fb), 0);
-	expect_clean_store();
-	open_with(1, 0, 0, BS);
-	expect_block(fa, 0, a);
-	expect_block(fb, 0, b);
+	reopen_two_files(fa, fb, a, b);
 }
 
 Test(flush, parked_older_data_never_overwrites_newer)
