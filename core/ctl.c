@@ -92,7 +92,7 @@ static int parse_count(const char *a, const char *prefix, long *out)
 	return 0;
 }
 
-/* shard add DIR | shard drain ID | shard list */
+/* shard add DIR | shard drain ID | shard activate ID | shard list */
 static int parse_shard(struct ctl_cmd *cmd)
 {
 	const char *sub = cmd->args[0];
@@ -104,7 +104,7 @@ static int parse_shard(struct ctl_cmd *cmd)
 		return -EINVAL;
 	if (!strcmp(sub, "add"))
 		return cmd->args[1][0] == '/' ? 0 : -EINVAL;
-	if (strcmp(sub, "drain"))
+	if (strcmp(sub, "drain") && strcmp(sub, "activate"))
 		return -EINVAL;
 	if (parse_count(cmd->args[1], "", &id) || id >= OBJSTORE_MAX_SHARDS)
 		return -EINVAL;
@@ -534,7 +534,7 @@ static int ctl_rebalance(struct tally *t, char **report)
 	return rc;
 }
 
-/* shard add DIR | drain ID | list */
+/* shard add DIR | drain ID | activate ID | list */
 static int ctl_shard(struct tally *t, const struct ctl_cmd *cmd, char **report)
 {
 	struct shard_infos *l;
@@ -554,6 +554,13 @@ static int ctl_shard(struct tally *t, const struct ctl_cmd *cmd, char **report)
 	if (!strcmp(cmd->args[0], "drain")) {
 		/* no new objects there, and everything moves off now */
 		rc = shard_drain(t, cmd->shard);
+		if (rc == -EBUSY) /* without memory, the errno alone */
+			(void)aprintf(report,
+				      "command: shard drain\nshard: %u\n"
+				      "error: the last active shard cannot "
+				      "be drained: add a shard, or activate "
+				      "one, first\n",
+				      cmd->shard);
 		if (!rc)
 			rc = aprintf(report,
 				     "command: shard drain\nshard: %u\n"
@@ -561,6 +568,15 @@ static int ctl_shard(struct tally *t, const struct ctl_cmd *cmd, char **report)
 				     cmd->shard);
 		if (!rc)
 			rc = ctl_rebalance(t, report);
+		return rc;
+	}
+	if (!strcmp(cmd->args[0], "activate")) {
+		rc = shard_activate(t, cmd->shard);
+		if (!rc)
+			rc = aprintf(report,
+				     "command: shard activate\nshard: %u\n"
+				     "state: active\n",
+				     cmd->shard);
 		return rc;
 	}
 	l = malloc(sizeof(*l));
@@ -603,20 +619,31 @@ static void ctl_run(struct ctl_job *j)
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	switch (cmd->verb) {
-	case CTL_DRAIN:
-		rc = tally_drain(j->t, &n, cmd->timeout);
+	case CTL_DRAIN: {
+		struct tally_drain_report dr;
+		int err;
+
+		/* a failed drain reports too: what is still uncommitted */
+		rc = tally_drain_report(j->t, cmd->timeout, &dr);
+		err = tally_stats(j->t, &st);
+		if (!err)
+			err = aprintf(&j->report,
+				      "command: drain\n%s%s%sflushed: %" PRIu64
+				      "\npending_flushes: %" PRIu64
+				      "\nuncommitted_files: %" PRIu64
+				      "\nuncommitted_blocks: %" PRIu64
+				      "\ndurable_seq: %" PRIu64
+				      "\nflush_errors: %" PRIu64
+				      "\nduration_ms: %.1f\n",
+				      rc ? "error: " : "",
+				      rc ? strerror(-rc) : "", rc ? "\n" : "",
+				      dr.flushed, st.pending_flushes, dr.files,
+				      dr.blocks, st.durable_seq,
+				      st.commit_errors, ms_since(&t0));
 		if (!rc)
-			rc = tally_stats(j->t, &st);
-		if (!rc)
-			rc = aprintf(&j->report,
-				     "command: drain\nflushed: %" PRIu64
-				     "\npending_flushes: %" PRIu64
-				     "\ndurable_seq: %" PRIu64
-				     "\nflush_errors: %" PRIu64
-				     "\nduration_ms: %.1f\n",
-				     n, st.pending_flushes, st.durable_seq,
-				     st.commit_errors, ms_since(&t0));
+			rc = err;
 		break;
+	}
 	case CTL_GC: {
 		struct gc_opts o = { .dry_run = cmd->dry_run,
 				     .grace = cmd->grace };
@@ -747,6 +774,7 @@ int ctl_exec(struct tally *t, const char *line, size_t len, char **report)
 	struct ctl_job j = { .t = t };
 	int rc;
 
+	*report = NULL;
 	j.cmd = malloc(sizeof(*j.cmd));
 	if (!j.cmd)
 		return -ENOMEM;
@@ -755,7 +783,7 @@ int ctl_exec(struct tally *t, const char *line, size_t len, char **report)
 		goto out;
 	pthread_mutex_init(&j.lock, NULL);
 	pthread_cond_init(&j.cond, NULL);
-	if (pool_submit(tally_pool(t), ctl_job_fn, &j) != 0) {
+	if (pool_submit(tally_pool(t), POOL_CONTROL, ctl_job_fn, &j) != 0) {
 		ctl_job_fn(&j); /* shutting down: run it here */
 	}
 	pthread_mutex_lock(&j.lock);
@@ -783,10 +811,7 @@ int ctl_exec(struct tally *t, const char *line, size_t len, char **report)
 	pthread_cond_destroy(&j.cond);
 	pthread_mutex_destroy(&j.lock);
 	rc = j.rc;
-	if (!rc)
-		*report = j.report;
-	else
-		free(j.report);
+	*report = j.report; /* a failure's too, if it left one */
 out:
 	free(j.cmd);
 	return rc;
@@ -950,15 +975,23 @@ static int shards_json(struct tally *t, char **acc)
 	return rc;
 }
 
-/* Append ", \"jobs\": [...]" (core/progress.h) to *acc. */
+/* Append the figures of the control queue (commands and GC, apart from
+ * the flush streams) and ", \"jobs\": [...]" (core/progress.h) to *acc. */
 static int jobs_json(struct tally *t, char **acc)
 {
+	struct pool_stats ps;
 	char *jobs;
 	int rc = progress_json(tally_progress(t), &jobs);
 
 	if (rc)
 		return rc;
-	rc = append(acc, ", \"jobs\": %s", jobs);
+	pool_stats(tally_pool(t), &ps);
+	rc = append(
+		acc,
+		", \"control_workers\": %u, \"control_jobs_queued\": %" PRIu64
+		", \"control_jobs_running\": %" PRIu64 ", \"jobs\": %s",
+		ps.cls[POOL_CONTROL].workers, ps.cls[POOL_CONTROL].queued,
+		ps.cls[POOL_CONTROL].running, jobs);
 	free(jobs);
 	return rc;
 }

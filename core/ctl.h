@@ -18,7 +18,9 @@
  *                             shared, exclusive, reclaimable bytes
  *   shard add DIR             a new shard (absolute path, empty directory)
  *   shard drain ID            no new objects there, and a rebalance that
- *                             moves everything off it
+ *                             moves everything off it (not the last
+ *                             active shard: -EBUSY)
+ *   shard activate ID         new objects may go there again
  *   shard list                every shard, its state and usage
  *   rebalance                 move objects until shards are balanced
  *   sweep [batches=N]         repoint references of ghosts (at most N
@@ -60,7 +62,7 @@ struct ctl_cmd {
 	bool dry_run;		  /* gc dry-run */
 	int64_t grace;		  /* gc grace=SECONDS, -1 = default */
 	double sample;		  /* verify sample=N%: percent, 100 = all */
-	uint32_t shard;		  /* shard drain ID */
+	uint32_t shard;		  /* shard drain/activate ID */
 	long batches;		  /* sweep batches=N, -1 = all */
 	char buf[CTL_LINE_MAX + 1];
 };
@@ -69,9 +71,12 @@ struct ctl_cmd {
 int ctl_parse(const char *line, size_t len, struct ctl_cmd *cmd);
 
 /*
- * Parse and run one command. On success *report (malloc'ed, caller frees)
- * holds the report as "key: value" lines. Errors: -EINVAL (malformed),
- * -ENOENT / -EEXIST (namespaces), or what the command failed with.
+ * Parse and run one command. *report (malloc'ed, caller frees) receives
+ * the report as "key: value" lines: on success, and on a failure that
+ * has one to give (its "error:" line says why; drain: what is still
+ * uncommitted; shard drain of the last active shard), else NULL. Errors:
+ * -EINVAL (malformed), -ENOENT / -EEXIST (namespaces), -EBUSY (shard
+ * drain of the last active shard), or what the command failed with.
  */
 int ctl_exec(struct tally *t, const char *line, size_t len, char **report);
 

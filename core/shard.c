@@ -370,25 +370,68 @@ out:
 	return rc;
 }
 
-int shard_drain(struct tally *t, uint32_t id)
+/* Whether a shard other than @id is attached and active (reachable or
+ * not: an unreachable shard comes back). */
+static bool other_active(struct objstore *os, uint32_t id)
+{
+	unsigned i;
+
+	for (i = 0; i < objstore_nshards(os); i++) {
+		struct objstore_shard_info in;
+
+		if (i != id && objstore_shard_info(os, i, &in) == 0 &&
+		    !in.draining)
+			return true;
+	}
+	return false;
+}
+
+/* Make shard @id draining or active, in the shards table and for
+ * placement. The check of the other shards and the change happen under
+ * the metadata lock: two drains cannot each leave the other last. */
+static int set_draining(struct tally *t, uint32_t id, bool draining)
 {
 	struct objstore *os = tally_objstore(t);
+	struct objstore_shard_info in;
 	struct meta *m;
 	int rc;
 
 	if (id >= OBJSTORE_MAX_SHARDS || !objstore_shard_attached(os, id))
 		return -ENOENT;
 	m = tally_meta_lock(t);
-	rc = meta_begin(m);
+	rc = objstore_shard_info(os, id, &in);
+	if (!rc && draining && !in.draining && !other_active(os, id))
+		rc = -EBUSY;
 	if (!rc)
-		rc = meta_shard_set_state(m, id, META_SHARD_DRAINING);
-	rc = meta_end(m, rc);
+		rc = meta_begin(m);
+	if (!rc) {
+		rc = meta_shard_set_state(m, id,
+					  draining ? META_SHARD_DRAINING
+						   : META_SHARD_ACTIVE);
+		rc = meta_end(m, rc);
+	}
 	if (!rc)
-		objstore_shard_set_draining(os, id, true);
+		objstore_shard_set_draining(os, id, draining);
 	tally_meta_unlock(t);
-	if (!rc)
-		log_msg(LOG_NOTICE, "shard %u is draining", id);
+	if (rc == -EBUSY)
+		log_msg(LOG_WARNING,
+			"cannot drain shard %u: it is the last active shard, "
+			"new objects would have nowhere to go",
+			id);
+	else if (!rc)
+		log_msg(LOG_NOTICE, "shard %u is %s", id,
+			draining ? "draining" : "active");
 	return rc;
+}
+
+int shard_drain(struct tally *t, uint32_t id)
+{
+	return set_draining(t, id, true);
+}
+
+int shard_activate(struct tally *t, uint32_t id)
+{
+	return set_draining(t, id, false);
 }
 
 /* -- rebalance -- */

@@ -31,9 +31,18 @@ int shard_setup(struct tally *t);
 int shard_add(struct tally *t, const char *dir, const char *mountpoint,
 	      uint32_t *id);
 
-/* Stop placing objects in shard @id; the next rebalance empties it.
- * -ENOENT for an unknown shard. */
+/*
+ * Stop placing objects in shard @id; the next rebalance empties it. The
+ * state persists. -ENOENT for an unknown shard, -EBUSY (nothing changes)
+ * when @id is the last active shard: new objects would have nowhere to
+ * go. Draining a draining shard again is allowed.
+ */
 int shard_drain(struct tally *t, uint32_t id);
+
+/* Make shard @id active again (new objects may go there; the next
+ * rebalance gives it a share). The state persists. -ENOENT for an unknown
+ * shard; an active shard stays active. */
+int shard_activate(struct tally *t, uint32_t id);
 
 /* Check every shard (reachable or not), as the timer does. */
 void shard_check_all(struct tally *t);

@@ -802,7 +802,8 @@ int tally_open(const char *path, const struct tally_opts *opts,
 		rc = shard_setup(t);
 	if (rc)
 		goto out_store;
-	rc = pool_new(opts->workers ? opts->workers : cpus(), &t->pool);
+	/* flush streams get the workers; control jobs a thread of their own */
+	rc = pool_new(opts->workers ? opts->workers : cpus(), 1, &t->pool);
 	if (rc)
 		goto out_store;
 	if (pthread_create(&t->fin_thread, NULL, finalizer, t) != 0) {
@@ -1547,7 +1548,7 @@ static int flush_rotate(struct tally *t, struct inode *ip,
 			f->p[f->np++] = shares[i];
 	if (f->nblk == 0)
 		flush_ready(t, f);
-	else if (pool_submit(t->pool, flush_stream, f) != 0)
+	else if (pool_submit(t->pool, POOL_FLUSH, flush_stream, f) != 0)
 		flush_stream(f); /* shutting down: stream inline */
 	return 0;
 }
@@ -2124,7 +2125,8 @@ static void *flusher(void *arg)
 		/* shards that went away, or came back */
 		if (++t->shard_ticks % 5 == 0)
 			shard_check_all(t);
-		if (gc_due(t) && pool_submit(t->pool, auto_gc, t) != 0)
+		if (gc_due(t) &&
+		    pool_submit(t->pool, POOL_CONTROL, auto_gc, t) != 0)
 			log_msg(LOG_WARNING, "cannot start an automatic gc");
 		pthread_mutex_lock(&t->flusher_lock);
 	}
@@ -3981,13 +3983,63 @@ static bool want_pending(struct tally *t, struct inode *ip, void *ctx)
 	return ip->ndirty || ip->truncated || ip->nfailed;
 }
 
+/*
+ * What of the data flushed up to @upto failed (t->lock held): the files
+ * and blocks of the parked flushes with such a sequence number. Returns
+ * the error of one of them, or 0 if there is none.
+ */
+static int uncommitted(struct tally *t, uint64_t upto, uint64_t *files,
+		       uint64_t *blocks)
+{
+	int err = 0;
+	size_t i;
+
+	*files = *blocks = 0;
+	for (i = 0; i < ITABLE_SIZE; i++) {
+		struct inode *ip;
+
+		for (ip = t->itable[i]; ip; ip = ip->next) {
+			uint64_t nblk = 0;
+			struct flush *f;
+
+			if (!ip->nfailed)
+				continue;
+			pthread_mutex_lock(&ip->mlock);
+			for (f = ip->failed; f; f = f->next) {
+				if (f->seq > upto)
+					continue;
+				nblk += f->nblk;
+				if (!err) /* a failed commit leaves f->err 0 */
+					err = f->err	? f->err
+					      : ip->err ? ip->err
+							: -EIO;
+			}
+			pthread_mutex_unlock(&ip->mlock);
+			*files += nblk ? 1 : 0;
+			*blocks += nblk;
+		}
+	}
+	return err;
+}
+
 int tally_drain(struct tally *t, uint64_t *waited, double timeout)
+{
+	struct tally_drain_report r;
+	int rc = tally_drain_report(t, timeout, &r);
+
+	if (waited)
+		*waited = r.flushed;
+	return rc;
+}
+
+int tally_drain_report(struct tally *t, double timeout,
+		       struct tally_drain_report *r)
 {
 	struct progress_job *pj;
 	struct inode **list = NULL;
 	uint64_t start, target;
 	size_t n = 0, i;
-	int rc;
+	int rc, err;
 
 	pthread_mutex_lock(&t->fin_lock);
 	start = t->done_seq;
@@ -4020,8 +4072,14 @@ int tally_drain(struct tally *t, uint64_t *waited, double timeout)
 	progress_set_total(pj, target - start);
 	if (!rc)
 		rc = flush_wait_progress(t, target, timeout, pj, start);
-	if (waited)
-		*waited = target - start;
+	r->flushed = target - start;
+	/* a failed flush is finalized too (parked): finalized is not
+	 * committed */
+	lock(t);
+	err = uncommitted(t, target, &r->files, &r->blocks);
+	unlock(t);
+	if (!rc)
+		rc = err;
 	progress_end(pj);
 	return rc;
 }

@@ -39,7 +39,8 @@ struct tally_opts {
 	uint64_t dirty_limit;	/* all buffered bytes; 0 = a tenth of memory,
 				   256 MiB to 4 GiB */
 	unsigned max_pending;	/* flushes in flight; 0 = 32 */
-	unsigned workers;	/* worker threads; 0 = one per CPU */
+	unsigned workers;	/* flush stream workers; 0 = one per CPU
+				   (control jobs have a thread apart) */
 	/* tests only: called at the start of each flush's stream phase */
 	int64_t report_interval; /* seconds between node reports; 0 = 60 */
 	int64_t stale_after;	 /* node reports older are pruned; 0 = 600 */
@@ -173,11 +174,25 @@ int tally_removexattr(struct tally *t, uint64_t ino, const char *name);
 int tally_statfs(struct tally *t, struct statvfs *out);
 
 /*
- * Flush every inode's buffered data and wait until nothing is pending
- * (-ETIMEDOUT after @timeout seconds; 0 waits as long as it takes).
- * *waited (may be NULL) receives the number of flushes waited for.
+ * Flush every inode's buffered data (failed flushes go again) and wait
+ * until nothing is pending (-ETIMEDOUT after @timeout seconds; 0 waits as
+ * long as it takes). 0 only if everything buffered when the drain began
+ * is committed; else the error of a flush that failed (-ENOSPC, -EIO...),
+ * its data kept for the next try. *waited (may be NULL) receives the
+ * number of flushes waited for.
  */
 int tally_drain(struct tally *t, uint64_t *waited, double timeout);
+
+struct tally_drain_report {
+	uint64_t flushed; /* flushes waited for */
+	/* the files whose data, buffered when the drain began, is still
+	 * not committed (their flushes failed), and its blocks */
+	uint64_t files, blocks;
+};
+
+/* tally_drain() that fills *@r, on success and on failure alike. */
+int tally_drain_report(struct tally *t, double timeout,
+		       struct tally_drain_report *r);
 
 /*
  * Fault injection, for tests: the @nth next object write (@sync false) or

@@ -115,7 +115,7 @@ static void usage(const char *prog)
 	       "    -o dirty_limit=BYTES    all buffered data; writers wait "
 	       "above it (default: a tenth of memory, 256 MiB to 4 GiB)\n"
 	       "    -o max_pending_flushes=N  flushes in flight (default 32)\n"
-	       "    -o workers=N            worker threads (default: one per "
+	       "    -o workers=N            flush threads (default: one per "
 	       "CPU)\n"
 	       "    -o report_interval=SECS node report period (default 60)\n"
 	       "    -o stale_after=SECS     GC prunes older node reports "

@@ -483,18 +483,22 @@ static void ctl_write(fuse_req_t req, struct ctl_handle *h, const char *buf,
 	char *report = NULL;
 	int rc = ctl_exec(fs_of(req)->t, buf, size, &report);
 
-	if (rc) {
-		free(report);
+	if (rc && !report) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
+	/* a failure's report is read where the failed write left the
+	 * offset */
 	pthread_mutex_lock(&h->lock);
 	free(h->text);
 	h->text = report;
 	h->len = report ? strlen(report) : 0;
-	h->base = off + (off_t)size;
+	h->base = rc ? off : off + (off_t)size;
 	pthread_mutex_unlock(&h->lock);
-	fuse_reply_write(req, size);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_write(req, size);
 }
 
 static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,

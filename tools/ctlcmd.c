@@ -323,7 +323,7 @@ static int build_du(struct inv *inv, struct cmdline *l)
 	return rc;
 }
 
-/* shard add DIR | shard drain ID | shard list */
+/* shard add DIR | shard drain ID | shard activate ID | shard list */
 static int build_shard(struct inv *inv, struct cmdline *l)
 {
 	const char *sub = inv->args[0];
@@ -338,8 +338,10 @@ static int build_shard(struct inv *inv, struct cmdline *l)
 		}
 		return build_plain(inv, l);
 	}
-	if (strcmp(sub, "add") && strcmp(sub, "drain")) {
-		tallyctl_usage(inv, "'%s' is not add, drain or list", sub);
+	if (strcmp(sub, "add") && strcmp(sub, "drain") &&
+	    strcmp(sub, "activate")) {
+		tallyctl_usage(inv, "'%s' is not add, drain, activate or list",
+			       sub);
 		return RC_USAGE;
 	}
 	if (inv->nargs != 2) {
@@ -347,7 +349,7 @@ static int build_shard(struct inv *inv, struct cmdline *l)
 			       strcmp(sub, "add") ? "the shard's ID" : "a DIR");
 		return RC_USAGE;
 	}
-	if (!strcmp(sub, "drain")) {
+	if (strcmp(sub, "add")) {
 		if (!inv->args[1][0] || strspn(inv->args[1], "0123456789") !=
 						strlen(inv->args[1])) {
 			tallyctl_usage(inv, "a shard ID is a number, not '%s'",
@@ -400,8 +402,10 @@ static const struct ctlcmd cmds[] = {
 	  "  --timeout=S  give up after S seconds: exit 1 with ETIMEDOUT (the\n"
 	  "               flushes go on in the background)\n"
 	  "\n"
-	  "Report: flushed (flushes waited for), pending_flushes, durable_seq,\n"
-	  "flush_errors, duration_ms.\n"
+	  "Report: flushed (flushes waited for), pending_flushes,\n"
+	  "uncommitted_files, uncommitted_blocks (failed, still buffered),\n"
+	  "durable_seq, flush_errors, duration_ms. Exit 1 with the flushes'\n"
+	  "error (ENOSPC, EIO...) if data buffered before is not committed.\n"
 	  "Sends: drain [S]\n"
 	  "\n"
 	  "Example:\n"
@@ -482,18 +486,22 @@ static const struct ctlcmd cmds[] = {
 	  "Example:\n"
 	  "  tallyctl /mnt/t unpin /mnt/t/main/photos\n",
 	  1, 1, 0, build_pin },
-	{ "shard", "add DIR | drain ID | list", "manage the object shards",
+	{ "shard", "add DIR | drain ID | activate ID | list",
+	  "manage the object shards",
 	  "  shard add DIR    add DIR (a directory outside the mount, sent as\n"
 	  "                   an absolute path) as a new shard of the store\n"
 	  "  shard drain ID   no new objects in shard ID, and a rebalance that\n"
 	  "                   moves every object off it (its progress shows\n"
-	  "                   as the rebalance job's); the state persists\n"
+	  "                   as the rebalance job's); the state persists;\n"
+	  "                   EBUSY for the last active shard\n"
+	  "  shard activate ID  new objects may go to shard ID again\n"
 	  "  shard list       list the shards: ID, state, objects, bytes, free\n"
 	  "                   space, directory\n"
 	  "\n"
 	  "Report of drain: shard, state, then as rebalance (moved, bytes,\n"
 	  "failed, recovered, ghosts, mb_per_s, objects_per_s, duration_ms).\n"
-	  "Sends: shard add /ABS/DIR | shard drain ID | shard list\n"
+	  "Sends: shard add /ABS/DIR | shard drain ID | shard activate ID |\n"
+	  "shard list\n"
 	  "\n"
 	  "Example:\n"
 	  "  tallyctl /mnt/t shard add /srv/disk2/tally\n"

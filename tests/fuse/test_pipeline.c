@@ -2,7 +2,7 @@
 /*
  * The flush pipeline seen through a real mount: many concurrent writers,
  * and an object write that fails (fault injection in the daemon, through
- * TALLYFS_FAULT) reported by fsync and close without losing data.
+ * TALLYFS_FAULT) reported by fsync, close and drain without losing data.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -102,21 +102,33 @@ Test(pipeline, concurrent_writers_all_land)
 	cr_assert(eq(int, tm_run_fsck(), 0));
 }
 
-Test(pipeline, failed_object_write_reaches_fsync)
+/*
+ * Mount with TALLYFS_FAULT=@fault, then write MIB bytes from @seed to a
+ * new file ns/f through a descriptor left open (*fd). Returns the bytes
+ * (malloc'ed, the caller frees).
+ */
+static char *faulty_write(const char *fault, uint64_t seed, int *fd)
 {
 	char *data = malloc(MIB);
-	int fd;
 
 	cr_assert(ne(ptr, data, NULL));
-	fill_random(data, MIB, 77);
-	/* the daemon's first object write fails with ENOSPC, once */
-	setenv("TALLYFS_FAULT", "write:1:28", 1);
+	fill_random(data, MIB, seed);
+	setenv("TALLYFS_FAULT", fault, 1);
 	tm_init();
 	unsetenv("TALLYFS_FAULT");
 	expect_ok(mkdir(mp("ns"), 0755));
-	fd = open(mp("ns/f"), O_RDWR | O_CREAT | O_TRUNC, 0644);
-	cr_assert(ge(int, fd, 0));
-	cr_assert(eq(i64, pwrite(fd, data, MIB, 0), MIB));
+	*fd = open(mp("ns/f"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+	cr_assert(ge(int, *fd, 0));
+	cr_assert(eq(i64, pwrite(*fd, data, MIB, 0), MIB));
+	return data;
+}
+
+Test(pipeline, failed_object_write_reaches_fsync)
+{
+	int fd;
+	/* the daemon's first object write fails with ENOSPC, once */
+	char *data = faulty_write("write:1:28", 77, &fd);
+
 	cr_assert(eq(int, fsync(fd), -1));
 	cr_assert(eq(int, errno, ENOSPC), "fsync: %s", strerror(errno));
 	/* nothing was lost: the data is read back, and goes again */
@@ -133,18 +145,9 @@ Test(pipeline, failed_object_write_reaches_fsync)
 
 Test(pipeline, failed_sync_reaches_the_next_close)
 {
-	char *data = malloc(MIB);
 	int fd;
+	char *data = faulty_write("sync:1:5", 78, &fd);
 
-	cr_assert(ne(ptr, data, NULL));
-	fill_random(data, MIB, 78);
-	setenv("TALLYFS_FAULT", "sync:1:5", 1);
-	tm_init();
-	unsetenv("TALLYFS_FAULT");
-	expect_ok(mkdir(mp("ns"), 0755));
-	fd = open(mp("ns/f"), O_RDWR | O_CREAT | O_TRUNC, 0644);
-	cr_assert(ge(int, fd, 0));
-	cr_assert(eq(i64, pwrite(fd, data, MIB, 0), MIB));
 	expect_ok(close(fd)); /* starts the flush, does not wait */
 	tm_settle();	      /* the flush fails */
 	fd = open(mp("ns/f"), O_RDWR);
@@ -153,6 +156,45 @@ Test(pipeline, failed_sync_reaches_the_next_close)
 	cr_assert(eq(int, errno, EIO), "close: %s", strerror(errno));
 	cr_assert(eq(i64, file_cmp(mp("ns/f"), data, MIB), -1));
 	cr_assert(eq(long, tm_count_objects(), 1L));
+	cr_assert(eq(int, tm_unmount(), 0));
+	cr_assert(eq(int, tm_run_fsck(), 0));
+	free(data);
+}
+
+Test(pipeline, failed_drain_reaches_the_ctl_writer)
+{
+	char report[1024];
+	ssize_t n;
+	int fd, cfd;
+	char *data = faulty_write("sync:1:5", 79, &fd);
+
+	/* the drain flushes the buffered data, whose sync fails */
+	cfd = open(mp(".tally/ctl"), O_RDWR);
+	cr_assert(ge(int, cfd, 0));
+	cr_assert(eq(i64, write(cfd, "drain\n", 6), -1), "drain succeeded");
+	cr_assert(eq(int, errno, EIO), "drain: %s", strerror(errno));
+	/* its report, where the failed write left the offset */
+	n = read(cfd, report, sizeof(report) - 1);
+	cr_assert(gt(i64, n, 0), "no report: %s", strerror(errno));
+	report[n] = '\0';
+	cr_assert(ne(ptr, strstr(report, "error: Input/output error\n"), NULL),
+		  "%s", report);
+	cr_assert(ne(ptr,
+		     strstr(report,
+			    "uncommitted_files: 1\nuncommitted_blocks: 1\n"),
+		     NULL),
+		  "%s", report);
+	expect_ok(close(cfd));
+	/* the next drain commits it; the file's fsync reports the failure */
+	cfd = open(mp(".tally/ctl"), O_WRONLY);
+	cr_assert(ge(int, cfd, 0));
+	cr_assert(eq(i64, write(cfd, "drain\n", 6), 6), "drain: %s",
+		  strerror(errno));
+	expect_ok(close(cfd));
+	cr_assert(eq(int, fsync(fd), -1));
+	cr_assert(eq(int, errno, EIO), "fsync: %s", strerror(errno));
+	expect_ok(close(fd));
+	cr_assert(eq(i64, file_cmp(mp("ns/f"), data, MIB), -1));
 	cr_assert(eq(int, tm_unmount(), 0));
 	cr_assert(eq(int, tm_run_fsck(), 0));
 	free(data);

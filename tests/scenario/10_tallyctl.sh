@@ -138,7 +138,8 @@ file=$(T cat "$MNT/.tally/status")
 python3 - "$json" "$file" "$human" <<-'EOF' || fail "status --json: $json"
 import json, sys
 d, f = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-moving = {"jobs_queued", "jobs_running", "dirty_bytes", "shards"}
+moving = {"jobs_queued", "jobs_running", "control_jobs_queued",
+          "control_jobs_running", "dirty_bytes", "shards"}
 assert d.keys() == f.keys(), "keys differ from .tally/status"
 for k in d.keys() - moving:
     assert d[k] == f[k], "%s: %r, the file says %r" % (k, d[k], f[k])
@@ -240,6 +241,7 @@ pin main|pin $MNT/main/
 shard list|shard list
 shard add $shard2|shard add $TMP/shard2
 shard drain 7|shard drain 7
+shard activate 7|shard activate 7
 rebalance|rebalance
 verify|verify
 verify sample=10%|verify --sample=10%
@@ -410,7 +412,7 @@ usage_err "--batches wants" "$MNT" sweep --batches=1.5
 usage_err "--batches wants" "$MNT" sweep --batches=2147483648
 usage_err "--batches wants" "$MNT" sweep --batches=
 usage_err "does not apply to gc" "$MNT" gc --batches=1
-usage_err "not add, drain or list" "$MNT" shard remove 1
+usage_err "not add, drain, activate or list" "$MNT" shard remove 1
 usage_err "a shard ID is a number" "$MNT" shard drain one
 usage_err "cannot live inside the mount" "$MNT" shard add "$MNT/main"
 usage_err "not a namespace" "$MNT" du .tally

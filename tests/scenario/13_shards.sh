@@ -3,7 +3,8 @@
 # Shards on a real mount: three shard directories, a fourth added, a
 # rebalance, reads through the ghosts (cold cache), the sweep, a target
 # made unreachable (EIO on reads, Inconclusive, nothing deleted) and
-# brought back, a drained shard, and kill -9 during rebalance and sweep:
+# brought back, a drained shard (the last active one is refused, activate
+# takes one back), and kill -9 during rebalance and sweep:
 # after a remount and another run, everything reads back and tallyfsck is
 # clean.
 SCN_TIMEOUT=420
@@ -12,6 +13,21 @@ source "$(dirname "$0")/lib.sh"
 BS=65536
 mkdir "$TMP/d1" "$TMP/d2" "$TMP/d3" "$TMP/d4"
 mount_fs "$STORE" "$MNT" -o block_size=$BS
+
+# the only shard cannot be drained: new objects would have nowhere to go
+assert_eq "shard drain of the last active shard" EBUSY \
+	"$(ctl_errno "shard drain 0")"
+why=$(T python3 - "$MNT/.tally/ctl" <<-'EOF'
+	import os, sys
+	fd = os.open(sys.argv[1], os.O_RDWR)
+	try:
+	    os.write(fd, b"shard drain 0\n")
+	except OSError:
+	    print(os.read(fd, 4096).decode(), end="")
+	EOF
+)
+[[ $why == *"error: the last active shard cannot be drained"* ]] ||
+	fail "the refusal's report: $why"
 
 # shard add / list, and what is refused
 r=$(ctl_report "shard add $TMP/d1") || fail "shard add d1"
@@ -128,6 +144,16 @@ read -r n0 n1 n2 n3 n4 <<<"$(shard_objects)"
 assert_eq "objects left in the drained shard" 0 "$n1"
 ctl sweep || fail "sweep after the drain"
 check_all
+# activate takes it back; drained again for what follows
+r=$(ctl_report "shard activate 1") || fail "shard activate"
+assert_eq "state in the activate report" active "$(report_get state "$r")"
+state=$(status_json | python3 -c '
+import json, sys
+print([s["state"] for s in json.load(sys.stdin)["shards"] if s["id"] == 1][0])')
+assert_eq "state of the activated shard" active "$state"
+assert_eq "shard activate of an unknown shard" ENOENT \
+	"$(ctl_errno "shard activate 9")"
+ctl "shard drain 1" || fail "shard drain after activate"
 
 # kill -9 during rebalance and during sweep: nothing is lost
 mkdir "$MNT/many"

@@ -88,7 +88,11 @@ try:
     os.fsync(fd)
 finally:
     os.close(fd)'
-flush_errors=$(status_get flush_errors)
+# and so does a drain: it does not succeed while data is uncommitted
+assert_eq "drain with uncommitted data" ENOSPC "$(ctl_errno drain)"
+flush_errors=$(T cat "$MNT/.tally/status" | python3 -c '
+import json, sys
+print(json.load(sys.stdin)["flush_errors"])')
 ((flush_errors >= 1)) || fail "status flush_errors: $flush_errors"
 
 # what was committed is intact

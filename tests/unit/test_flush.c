@@ -10,13 +10,16 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/ctl.h"
 #include "core/fsck.h"
+#include "core/pool.h"
 #include "core/store.h"
 #include "core/tally.h"
 #include "tests/unit/util.h"
@@ -211,23 +214,45 @@ Test(flush, back_pressure_bounds_dirty_memory)
 	expect_clean_store();
 }
 
+/* One worker; files "a" and "b" in namespace "main", open, with @a and
+ * @b (one block each) filled from @seed and @seed + 1 but not written. */
+static void open_two_files(uint64_t *fa, uint64_t *fb, char *a, char *b,
+			   unsigned seed)
+{
+	uint64_t ns;
+
+	open_with(1, 0, 0, BS);
+	ns = tu_mkns(t, "main");
+	*fa = tu_newfile(t, ns, "a");
+	*fb = tu_newfile(t, ns, "b");
+	tu_fill(a, BS, seed);
+	tu_fill(b, BS, seed + 1);
+}
+
+/* Release a and b, check the store, open it again: a and b read back. */
+static void reopen_two_files(uint64_t fa, uint64_t fb, const char *a,
+			     const char *b)
+{
+	cr_assert_eq(tally_release(t, fa), 0);
+	cr_assert_eq(tally_release(t, fb), 0);
+	expect_clean_store();
+	open_with(1, 0, 0, BS);
+	expect_block(fa, 0, a);
+	expect_block(fb, 0, b);
+}
+
 Test(flush, failed_stream_keeps_data_and_reports_once)
 {
 	char a[BS], b[BS];
 	struct tally_stats st;
-	uint64_t ns, fa, fb;
+	uint64_t fa, fb;
 	int frc;
 
-	open_with(1, 0, 0, BS);
-	ns = tu_mkns(t, "main");
-	fa = tu_newfile(t, ns, "a");
-	fb = tu_newfile(t, ns, "b");
-	tu_fill(a, BS, 1);
-	tu_fill(b, BS, 2);
+	open_two_files(&fa, &fb, a, b, 1);
 	tally_inject(t, false, 1, -ENOSPC);
 	cr_assert_eq(tally_write(t, fa, a, BS, 0), BS);
 	cr_assert_eq(tally_flush(t, fa), 0);
-	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), -ENOSPC, "a is not committed");
 	cr_assert_eq(tally_stats(t, &st), 0);
 	cr_assert_eq(st.commit_errors, 1);
 	cr_assert_eq(st.objects, 0);
@@ -247,12 +272,7 @@ Test(flush, failed_stream_keeps_data_and_reports_once)
 	cr_assert_eq(frc, -ENOSPC, "fsync: %d", frc);
 	cr_assert_eq(tally_fsync(t, fa, false), 0);
 	cr_assert_eq(tally_fsync(t, fb, false), 0);
-	cr_assert_eq(tally_release(t, fa), 0);
-	cr_assert_eq(tally_release(t, fb), 0);
-	expect_clean_store();
-	open_with(1, 0, 0, BS);
-	expect_block(fa, 0, a);
-	expect_block(fb, 0, b);
+	reopen_two_files(fa, fb, a, b);
 }
 
 Test(flush, failed_sync_reaches_close)
@@ -267,13 +287,58 @@ Test(flush, failed_sync_reaches_close)
 	tally_inject(t, true, 1, -EIO);
 	cr_assert_eq(tally_write(t, fa, a, BS, 0), BS);
 	cr_assert_eq(tally_flush(t, fa), 0, "a close does not wait");
-	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), -EIO);
 	cr_assert_eq(tally_flush(t, fa), -EIO, "the next close reports it");
 	cr_assert_eq(tally_flush(t, fa), 0);
 	cr_assert_eq(tally_drain(t, NULL, 0), 0);
 	expect_block(fa, 0, a);
 	cr_assert_eq(tally_release(t, fa), 0);
 	expect_clean_store();
+}
+
+Test(flush, drain_fails_while_data_is_uncommitted)
+{
+	struct tally_drain_report dr;
+	char a[BS], b[BS], *report = NULL;
+	uint64_t fa, fb;
+	int rc, rc2;
+
+	open_two_files(&fa, &fb, a, b, 21);
+	/* a in flight, b only buffered; the first object write fails (a's
+	 * or b's: the drain runs b's stream while a's may run) */
+	tally_inject(t, false, 1, -ENOSPC);
+	cr_assert_eq(tally_write(t, fa, a, BS, 0), BS);
+	cr_assert_eq(tally_flush(t, fa), 0);
+	cr_assert_eq(tally_write(t, fb, b, BS, 0), BS);
+	rc = tally_drain_report(t, 0, &dr);
+	cr_assert_eq(rc, -ENOSPC, "drain: %d", rc);
+	cr_assert_eq(dr.files, 1);
+	cr_assert_eq(dr.blocks, 1);
+	cr_assert_geq(dr.flushed, 2);
+	/* through the control file: the error, and what is pending; the
+	 * retry fails again (its sync this time) */
+	tally_inject(t, true, 1, -EIO);
+	cr_assert_eq(ctl_exec(t, "drain\n", 6, &report), -EIO);
+	cr_assert_not_null(report);
+	cr_assert_not_null(strstr(report, "error: Input/output error\n"), "%s",
+			   report);
+	cr_assert_not_null(strstr(report, "uncommitted_files: 1\n"
+					  "uncommitted_blocks: 1\n"),
+			   "%s", report);
+	free(report);
+	/* nothing fails any more: drained, nothing pending */
+	cr_assert_eq(ctl_exec(t, "drain\n", 6, &report), 0);
+	cr_assert_not_null(strstr(report, "uncommitted_files: 0\n"
+					  "uncommitted_blocks: 0\n"),
+			   "%s", report);
+	cr_assert_null(strstr(report, "error:"), "%s", report);
+	free(report);
+	/* the failed file's next fsync reports it */
+	rc = tally_fsync(t, fa, false);
+	rc2 = tally_fsync(t, fb, false);
+	cr_assert((rc == -EIO && rc2 == 0) || (rc == 0 && rc2 == -EIO),
+		  "fsync: %d, %d", rc, rc2);
+	reopen_two_files(fa, fb, a, b);
 }
 
 Test(flush, drain_times_out)
@@ -290,7 +355,12 @@ Test(flush, drain_times_out)
 	cr_assert_eq(tally_flush(t, fa), 0);
 	cr_assert_eq(tally_drain(t, NULL, 0.1), -ETIMEDOUT);
 	cr_assert_eq(ctl_exec(t, "drain 0.1\n", 10, &report), -ETIMEDOUT);
-	cr_assert_null(report);
+	cr_assert_not_null(report);
+	cr_assert_not_null(strstr(report, "error: Connection timed out\n"),
+			   "%s", report);
+	cr_assert_not_null(strstr(report, "pending_flushes: 1\n"), "%s",
+			   report);
+	free(report);
 	cr_assert_eq(ctl_exec(t, "drain\n", 6, &report), 0);
 	cr_assert_not_null(report);
 	cr_assert_not_null(strstr(report, "pending_flushes: 0\n"), "%s",
@@ -318,6 +388,72 @@ Test(flush, one_worker_runs_control_commands_and_streams)
 	cr_assert_eq(tally_release(t, fa), 0);
 }
 
+/* A control job that holds its thread until released (or 10 s pass). */
+static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ctl_cond = PTHREAD_COND_INITIALIZER;
+static bool ctl_started, ctl_released, ctl_timed_out;
+
+static void long_control_job(void *arg)
+{
+	struct timespec until;
+
+	(void)arg;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	pthread_mutex_lock(&ctl_lock);
+	ctl_started = true;
+	pthread_cond_broadcast(&ctl_cond);
+	while (!ctl_released && !ctl_timed_out)
+		ctl_timed_out = pthread_cond_timedwait(&ctl_cond, &ctl_lock,
+						       &until) != 0;
+	pthread_mutex_unlock(&ctl_lock);
+}
+
+Test(flush, one_worker_flushes_while_a_control_job_runs)
+{
+	char a[BS], b[BS], *status;
+	struct pool_stats ps;
+	uint64_t ns, fa, fb;
+	bool timed_out;
+
+	/* one worker, one permit: a close's flush queued behind a GC-like
+	 * job would hold the permit that the fsync below needs */
+	open_with(1, 0, 1, BS);
+	ns = tu_mkns(t, "main");
+	fa = tu_newfile(t, ns, "a");
+	fb = tu_newfile(t, ns, "b");
+	cr_assert_eq(pool_submit(tally_pool(t), POOL_CONTROL, long_control_job,
+				 NULL),
+		     0);
+	pthread_mutex_lock(&ctl_lock);
+	while (!ctl_started)
+		pthread_cond_wait(&ctl_cond, &ctl_lock);
+	pthread_mutex_unlock(&ctl_lock);
+	tu_fill(a, BS, 11);
+	tu_fill(b, BS, 12);
+	cr_assert_eq(tally_write(t, fa, a, BS, 0), BS);
+	cr_assert_eq(tally_flush(t, fa), 0, "a close does not wait");
+	cr_assert_eq(tally_write(t, fb, b, BS, 0), BS);
+	cr_assert_eq(tally_fsync(t, fb, false), 0);
+	/* the close's flush committed too, with no waiter helping */
+	cr_assert_eq(tally_drain(t, NULL, 5), 0);
+	pool_stats(tally_pool(t), &ps);
+	cr_assert_eq(ps.workers, 1);
+	cr_assert_eq(ps.cls[POOL_CONTROL].workers, 1);
+	cr_assert_eq(ps.cls[POOL_CONTROL].running, 1, "the job still runs");
+	cr_assert_eq(ctl_status_json(t, &status), 0);
+	cr_assert_not_null(strstr(status, "\"control_jobs_running\": 1,"), "%s",
+			   status);
+	free(status);
+	pthread_mutex_lock(&ctl_lock);
+	timed_out = ctl_timed_out;
+	ctl_released = true;
+	pthread_cond_broadcast(&ctl_cond);
+	pthread_mutex_unlock(&ctl_lock);
+	cr_assert(!timed_out, "the flushes waited for the control job");
+	reopen_two_files(fa, fb, a, b);
+}
+
 Test(flush, parked_older_data_never_overwrites_newer)
 {
 	char a[BS], b[BS];
@@ -334,8 +470,9 @@ Test(flush, parked_older_data_never_overwrites_newer)
 	tally_inject(t, false, 1, -EIO);
 	cr_assert_eq(tally_write(t, f, a, BS, 0), BS);
 	cr_assert_eq(tally_write(t, f, b, BS, 0), BS);
-	/* a deadline: this waiter runs no stream itself, order is kept */
-	cr_assert_eq(tally_drain(t, NULL, 10), 0);
+	/* a deadline: this waiter runs no stream itself, order is kept;
+	 * neither flush committed */
+	cr_assert_eq(tally_drain(t, NULL, 10), -EIO);
 	/* 2 must not commit while 1 is parked: its retry would bring the
 	 * old bytes back over the new ones */
 	expect_block(f, 0, b);

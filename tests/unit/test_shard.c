@@ -527,6 +527,74 @@ Test(shard, drained_shard_is_emptied)
 	close_and_check(NULL);
 }
 
+Test(shard, last_active_shard_is_never_drained)
+{
+	struct shard_infos l;
+	char *report = NULL;
+
+	/* one shard: draining it would leave new objects nowhere */
+	cr_assert_eq(shard_drain(t, 0), -EBUSY);
+	cr_assert_eq(ctl_exec(t, "shard drain 0\n", 14, &report), -EBUSY);
+	cr_assert_not_null(report);
+	cr_assert_not_null(strstr(report, "error: the last active shard"), "%s",
+			   report);
+	free(report);
+	infos(&l);
+	cr_assert_not(l.v[0].draining);
+	write_files();
+	/* two: either may drain, not both */
+	cr_assert_eq(add_shard("d1"), 1);
+	cr_assert_eq(shard_drain(t, 0), 0);
+	cr_assert_eq(shard_drain(t, 0), 0, "again: nothing changes");
+	cr_assert_eq(shard_drain(t, 1), -EBUSY);
+	infos(&l);
+	cr_assert(l.v[0].draining);
+	cr_assert_not(l.v[1].draining);
+	/* activate makes a draining shard active again, for good */
+	cr_assert_eq(shard_activate(t, 9), -ENOENT);
+	cr_assert_eq(ctl_exec(t, "shard activate 0\n", 17, &report), 0);
+	cr_assert_not_null(strstr(report, "state: active\n"), "%s", report);
+	free(report);
+	cr_assert_eq(shard_activate(t, 1), 0, "an active shard stays so");
+	cr_assert_eq(shard_drain(t, 1), 0);
+	tally_close(t);
+	open_store();
+	infos(&l);
+	cr_assert_not(l.v[0].draining);
+	cr_assert(l.v[1].draining);
+	expect_contents();
+	close_and_check(NULL);
+}
+
+Test(shard, activate_unbricks_a_store_with_every_shard_draining)
+{
+	struct shard_infos l;
+	char buf[BS];
+	struct meta *m;
+	uint64_t f;
+	int rc;
+
+	/* as an older version left it: the only shard draining */
+	m = tally_meta_lock(t);
+	rc = meta_begin(m);
+	if (!rc)
+		rc = meta_shard_set_state(m, 0, META_SHARD_DRAINING);
+	cr_assert_eq(meta_end(m, rc), 0);
+	tally_meta_unlock(t);
+	tally_close(t);
+	open_store();
+	infos(&l);
+	cr_assert(l.v[0].draining);
+	f = tu_newfile(t, tu_mkns(t, "ns"), "f");
+	tu_fill(buf, BS, 5);
+	cr_assert_eq(tally_write(t, f, buf, BS, 0), BS);
+	cr_assert_eq(tally_fsync(t, f, false), -ENOSPC);
+	cr_assert_eq(shard_activate(t, 0), 0);
+	cr_assert_eq(tally_fsync(t, f, false), 0, "the data goes again");
+	cr_assert_eq(tally_release(t, f), 0);
+	close_and_check(NULL);
+}
+
 /* Whether object @name has a file in @shard. */
 static bool has_copy(unsigned shard, const char *name)
 {
