@@ -184,8 +184,10 @@ static const char *const sql_text[S_COUNT] = {
 		"(SELECT 1 FROM objects WHERE id = b.obj) GROUP BY b.obj",
 	[S_CHECK_END] = "SELECT id FROM objects WHERE id >= ?1 ORDER BY id "
 			"LIMIT 1 OFFSET ?2",
+	/* ?2: a node whose report is not asked (NULL: none) */
 	[S_PROTECTED] = "SELECT 1 FROM pin_objects WHERE name = ?1 "
 			"UNION ALL SELECT 1 FROM node_objects WHERE name = ?1 "
+			"AND node IS NOT ?2 "
 			"UNION ALL SELECT 1 FROM moves WHERE name = ?1 LIMIT 1",
 	[S_OBJ_SET] = "UPDATE objects SET refcount = ?2 WHERE id = ?1",
 	[S_OBJECTS] = "SELECT id, name, shard, refcount FROM objects",
@@ -212,7 +214,8 @@ static const char *const sql_text[S_COUNT] = {
 	[S_OBJ_REFS] = "SELECT count(*) FROM blocks WHERE obj = ?1",
 	[S_PROTECTED_NOMOVE] =
 		"SELECT 1 FROM pin_objects WHERE name = ?1 "
-		"UNION ALL SELECT 1 FROM node_objects WHERE name = ?1 LIMIT 1",
+		"UNION ALL SELECT 1 FROM node_objects WHERE name = ?1 "
+		"AND node IS NOT ?2 LIMIT 1",
 	/* prepared once: every operation runs both */
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_COMMIT] = "COMMIT",
@@ -382,6 +385,7 @@ struct meta {
 	int lookup_err;
 	struct meta_objlist dead; /* deleted rows, for meta_dead_take() */
 	uint64_t drift;		  /* counts found wrong by settle() */
+	int64_t self;		  /* this mount's node id (meta_set_self) */
 };
 
 static int errno_of(int rc)
@@ -2119,7 +2123,13 @@ int meta_protected_names(struct meta *m, int (*fn)(void *ctx, const char *name),
 			 NULL, NULL, fn, ctx);
 }
 
-int meta_name_protected(struct meta *m, const char *name, bool moves)
+void meta_set_self(struct meta *m, int64_t node)
+{
+	m->self = node;
+}
+
+int meta_name_protected(struct meta *m, const char *name, bool moves,
+			bool not_mine)
 {
 	STMT_OR_RETURN(s, m, moves ? S_PROTECTED : S_PROTECTED_NOMOVE);
 	int rc = lookup_fault(m);
@@ -2127,6 +2137,8 @@ int meta_name_protected(struct meta *m, const char *name, bool moves)
 	if (rc)
 		return rc;
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	if (not_mine && m->self)
+		sqlite3_bind_int64(s, 2, m->self);
 	rc = sqlite3_step(s);
 	sqlite3_reset(s);
 	if (rc == SQLITE_ROW)

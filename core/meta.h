@@ -284,8 +284,12 @@ int meta_nodes_count(struct meta *m, uint64_t *n);
 int meta_protected_names(struct meta *m, int (*fn)(void *ctx, const char *name),
 			 void *ctx);
 /* 1 if a node report, a pin or (with @moves) a move in progress names
- * object @name, 0 if none does (indexed lookups). */
-int meta_name_protected(struct meta *m, const char *name, bool moves);
+ * object @name, 0 if none does (indexed lookups). With @not_mine, the
+ * report of this mount's node (meta_set_self()) is not asked. */
+int meta_name_protected(struct meta *m, const char *name, bool moves,
+			bool not_mine);
+/* This mount's node id, for meta_name_protected(). */
+void meta_set_self(struct meta *m, int64_t node);
 /* 1 if a block reference names object @id, 0 if none does (blocks_obj). */
 int meta_obj_referenced(struct meta *m, int64_t id);
 

@@ -46,6 +46,13 @@ int reap_object_free(struct meta *m, const char *name, int64_t id)
 	return reap_copy_free(m, name, id, UINT32_MAX, 0);
 }
 
+/* The protections of @name: pins, node reports, moves, as @flags say. */
+static int protected(struct meta *m, const char *name, unsigned flags)
+{
+	return meta_name_protected(m, name, !(flags & REAP_OWN_MOVE),
+				   flags & REAP_NOT_MINE);
+}
+
 int reap_copy_free(struct meta *m, const char *name, int64_t id, uint32_t shard,
 		   unsigned flags)
 {
@@ -62,7 +69,7 @@ int reap_copy_free(struct meta *m, const char *name, int64_t id, uint32_t shard,
 			return 0;
 		if (!moves)
 			return 1;
-		rc = meta_name_protected(m, name, true);
+		rc = meta_name_protected(m, name, true, false);
 		return rc < 0 ? rc : !rc;
 	}
 	if (rc != -ENOENT)
@@ -72,7 +79,7 @@ int reap_copy_free(struct meta *m, const char *name, int64_t id, uint32_t shard,
 		if (rc)
 			return rc < 0 ? rc : 0;
 	}
-	rc = meta_name_protected(m, name, moves);
+	rc = protected(m, name, flags);
 	return rc < 0 ? rc : !rc;
 }
 
@@ -98,7 +105,8 @@ unsigned reap_dead(struct meta *m, struct objstore *os)
 	meta_dead_take(m, &dead);
 	for (i = 0; i < dead.n; i++) {
 		const struct meta_obj *o = &dead.v[i];
-		int rc = reap_object_free(m, o->name, o->id);
+		int rc = reap_copy_free(m, o->name, o->id, UINT32_MAX,
+					REAP_NOT_MINE);
 
 		if (rc == 1) {
 			if (unlink_copy(os, o->name, o->shard) == 0)

@@ -20,6 +20,10 @@ struct objstore;
 
 /* Flags of the copy verdicts. */
 #define REAP_OWN_MOVE 1u /* the caller settles the move journaled for it */
+/* this mount's own node report is not asked: its flushes in flight
+ * check their objects again when they commit (core/tally.c, 2), and a
+ * stale copy of its active set would only leak */
+#define REAP_NOT_MINE 2u
 
 /*
  * Whether nothing names object @name, whose row id was @id (0 if not
@@ -41,8 +45,9 @@ int reap_copy_free(struct meta *m, const char *name, int64_t id, uint32_t shard,
 
 /*
  * Delete the files of the objects whose rows the committed transactions
- * deleted (meta_dead_take()), each only where reap_object_free() says 1;
- * the others are kept and logged. Returns the number of files deleted.
+ * deleted (meta_dead_take()), each only where the object verdict (with
+ * REAP_NOT_MINE) says 1; the others are kept and logged. Returns the
+ * number of files deleted.
  */
 unsigned reap_dead(struct meta *m, struct objstore *os);
 

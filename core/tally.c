@@ -580,8 +580,10 @@ static int node_identity(struct tally *t)
 			rc = meta_config_set(t->meta, "node_id", id);
 		rc = txn_end(t, rc);
 	}
-	if (!rc)
+	if (!rc) {
 		t->node_id = id;
+		meta_set_self(t->meta, id);
+	}
 	return rc;
 }
 
@@ -1799,7 +1801,8 @@ static void flush_discard_objects(struct tally *t, struct flush *f)
 
 		if (q->hole || q->shared || !q->created)
 			continue;
-		reap_copy(t->meta, t->objs, q->name, 0, q->shard, 0);
+		reap_copy(t->meta, t->objs, q->name, 0, q->shard,
+			  REAP_NOT_MINE);
 	}
 }
 

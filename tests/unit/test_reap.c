@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/fsck.h"
@@ -390,4 +391,64 @@ Test(reap, failed_lookup_keeps_the_file)
 		tally_meta_unlock(t);
 		cr_assert_eq(tu_count_objects(store), 0);
 	}
+}
+
+/* The name of the object of the one-block file @ino. */
+static void object_of(uint64_t ino, char name[OBJNAME_MAX])
+{
+	char buf[256];
+	ssize_t n = tally_getxattr(t, ino, "user.tally.objects", buf,
+				   sizeof(buf) - 1);
+
+	cr_assert_gt(n, 0);
+	buf[n] = '\0';
+	snprintf(name, OBJNAME_MAX, "%.*s", (int)strcspn(buf, "@"), buf);
+}
+
+/* Record that node @node's report names @name. */
+static void report_names(int64_t node, const char *name)
+{
+	const char *names[] = { name };
+	struct meta *m = tally_meta_lock(t);
+
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_node_report(m, node, (int64_t)time(NULL), names, 1),
+		     0);
+	cr_assert_eq(meta_commit(m), 0);
+	tally_meta_unlock(t);
+}
+
+/*
+ * Another node's report keeps an object whose last reference goes (its
+ * flush may be about to name it); this mount's own stored report does
+ * not: it knows its flushes in flight, which check again at commit.
+ */
+Test(reap, reports_of_other_nodes_keep_objects_not_our_own)
+{
+	char x[BS], y[BS], nx[OBJNAME_MAX], ny[OBJNAME_MAX];
+	int64_t stale, self;
+	unsigned min_nodes;
+	uint64_t ns, a, b;
+
+	tu_fill(x, sizeof(x), 13);
+	tu_fill(y, sizeof(y), 14);
+	ns = tu_mkns(t, "main");
+	a = file_with(ns, "a", x, sizeof(x));
+	b = file_with(ns, "b", y, sizeof(y));
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	object_of(a, nx);
+	object_of(b, ny);
+	tally_gc_settings(t, &stale, &min_nodes, &self);
+	report_names(self, nx);
+	report_names(self ^ 2, ny); /* another node */
+	cr_assert_eq(tally_unlink(t, ns, "a"), 0);
+	cr_assert_eq(tally_unlink(t, ns, "b"), 0);
+	cr_assert_eq(tu_count_objects(store), 1, "y kept, x deleted");
+	{
+		struct meta *m = tally_meta_lock(t);
+
+		cr_assert_eq(meta_node_remove(m, self ^ 2), 0);
+		tally_meta_unlock(t);
+	}
+	close_store();
 }
