@@ -290,6 +290,15 @@ static int du_one(void *ctx, int64_t cookie, const char *name, uint64_t ino)
 	return 0;
 }
 
+/* Every namespace to du_one() (metadata lock held). */
+static int du_all(struct meta *m, void *ctx)
+{
+	struct du_acc *a = ctx;
+
+	a->m = m;
+	return meta_readdir(m, TALLY_ROOT_INO, 0, du_one, a);
+}
+
 /*
  * du: exact from the reference counts. Exclusive bytes are those of
  * objects only this namespace references; reclaimable ones are the
@@ -305,9 +314,7 @@ static int ctl_du(struct tally *t, const char *only, char **report)
 	rc = tally_drain(t, NULL, 0);
 	if (rc)
 		return rc;
-	a.m = tally_meta_lock(t);
-	rc = meta_readdir(a.m, TALLY_ROOT_INO, 0, du_one, &a);
-	tally_meta_unlock(t);
+	rc = tally_meta_read(t, du_all, &a);
 	if (rc > 0)
 		rc = a.rc;
 	if (!rc && only && !a.found)
@@ -441,41 +448,81 @@ static int cmp_bref_name(const void *a, const void *b)
 		      ((const struct meta_bref *)b)->name);
 }
 
+/* What explain reports on: objects by name, each with whether a file of
+ * it was found (read before the lock). */
+struct explain_set {
+	const struct meta_bref *map;
+	const bool *disk;
+	size_t n;
+	bool paths; /* one object named by the user: its paths too */
+	char **acc;
+	bool known;
+	uint64_t ino; /* explain_map()'s file */
+	struct meta_bref *loaded;
+	size_t nloaded;
+};
+
+/* explain_object() of each object of @ctx (metadata lock held). */
+static int explain_all(struct meta *m, void *ctx)
+{
+	struct explain_set *e = ctx;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < e->n && !rc; i++)
+		rc = explain_object(m, e->map[i].name, e->disk[i], e->paths,
+				    e->acc, &e->known);
+	return rc;
+}
+
+/* The committed block map of e->ino (metadata lock held). */
+static int explain_map(struct meta *m, void *ctx)
+{
+	struct explain_set *e = ctx;
+
+	return meta_blocks_load(m, e->ino, &e->loaded, &e->nloaded);
+}
+
 /* explain PATH|HASH: a file's objects, or one object. */
 static int ctl_explain(struct tally *t, const char *arg, char **report)
 {
-	char name[OBJNAME_MAX];
+	struct explain_set e = { 0 };
 	struct meta_bref *map = NULL;
 	char *acc = NULL;
-	bool known = false, *disk = NULL;
-	struct meta *m;
-	uint64_t ino;
+	bool *disk = NULL;
 	size_t n = 0, i;
 	int rc;
 
-	snprintf(name, sizeof(name), "%.*s", (int)strcspn(arg, "@"), arg);
-	if (hash_name_valid(name)) {
-		bool on_disk = explain_on_disk(t, name);
+	e.acc = &acc;
+	if (strcspn(arg, "@") < OBJNAME_MAX) {
+		struct meta_bref one = { 0 };
+		bool on_disk;
 
-		rc = append(&acc, "command: explain\n");
-		m = tally_meta_lock(t);
-		if (!rc)
-			rc = explain_object(m, name, on_disk, true, &acc,
-					    &known);
-		tally_meta_unlock(t);
-		if (!rc && !known)
-			rc = -ENOENT;
-		goto out;
+		snprintf(one.name, sizeof(one.name), "%.*s",
+			 (int)strcspn(arg, "@"), arg);
+		if (hash_name_valid(one.name)) {
+			on_disk = explain_on_disk(t, one.name);
+			rc = append(&acc, "command: explain\n");
+			e.map = &one;
+			e.disk = &on_disk;
+			e.n = 1;
+			e.paths = true;
+			if (!rc)
+				rc = tally_meta_read(t, explain_all, &e);
+			if (!rc && !e.known)
+				rc = -ENOENT;
+			goto out;
+		}
 	}
 	/* a path: the objects its blocks name, as committed */
 	rc = tally_drain(t, NULL, 0);
 	if (!rc)
-		rc = tally_resolve(t, arg, &ino);
+		rc = tally_resolve(t, arg, &e.ino);
 	if (rc)
 		goto out;
-	m = tally_meta_lock(t);
-	rc = meta_blocks_load(m, ino, &map, &n);
-	tally_meta_unlock(t);
+	rc = tally_meta_read(t, explain_map, &e);
+	map = e.loaded;
+	n = e.nloaded;
 	if (!rc)
 		rc = append(&acc, "command: explain\npath: %s\nblocks: %zu\n",
 			    arg, n);
@@ -497,11 +544,10 @@ static int ctl_explain(struct tally *t, const char *arg, char **report)
 			disk[i] = explain_on_disk(t, map[i].name);
 	}
 	if (!rc) {
-		m = tally_meta_lock(t);
-		for (i = 0; i < n && !rc; i++)
-			rc = explain_object(m, map[i].name, disk[i], false,
-					    &acc, &known);
-		tally_meta_unlock(t);
+		e.map = map;
+		e.disk = disk;
+		e.n = n;
+		rc = tally_meta_read(t, explain_all, &e);
 	}
 	free(disk);
 	free(map);
@@ -867,17 +913,19 @@ static int pin_json(void *ctx, const char *path)
 }
 
 /* Append ", \"node_id\": N, \"pins\": [...]" to *acc. */
+static int pins_all(struct meta *m, void *ctx)
+{
+	return meta_pins(m, pin_json, ctx);
+}
+
 static int pins_json(struct tally *t, char **acc)
 {
 	struct pins_acc a = { 0 };
 	int64_t stale, node;
 	unsigned min_nodes;
-	struct meta *m;
 	int rc;
 
-	m = tally_meta_lock(t);
-	rc = meta_pins(m, pin_json, &a);
-	tally_meta_unlock(t);
+	rc = tally_meta_read(t, pins_all, &a);
 	if (rc) {
 		free(a.s);
 		return rc;
@@ -996,20 +1044,31 @@ static int jobs_json(struct tally *t, char **acc)
 	return rc;
 }
 
+struct gc_events {
+	struct meta_gc_event v[5];
+	size_t n;
+};
+
+static int gc_events(struct meta *m, void *ctx)
+{
+	struct gc_events *e = ctx;
+
+	return meta_gc_log(m, e->v, 5, &e->n);
+}
+
 int ctl_status_json(struct tally *t, char **out)
 {
-	struct meta_gc_event ev[5];
+	struct gc_events gev = { .n = 0 };
+	struct meta_gc_event *ev = gev.v;
 	struct tally_stats st;
 	char *head = NULL, *gc = NULL;
-	size_t nev = 0, i, len;
-	struct meta *m;
+	size_t nev, i, len;
 	int rc = tally_stats(t, &st);
 
 	if (rc)
 		return rc;
-	m = tally_meta_lock(t);
-	rc = meta_gc_log(m, ev, 5, &nev);
-	tally_meta_unlock(t);
+	rc = tally_meta_read(t, gc_events, &gev);
+	nev = gev.n;
 	if (rc)
 		return rc;
 	rc = gc_json(ev, nev, &gc);

@@ -62,7 +62,7 @@
  * that hold the lock for about HOLD_MS each (the longest hold is
  * reported).
  *
- * Locks: the metadata lock (tally_meta_lock) is taken for short batches
+ * Locks: the metadata lock (tally_meta_read/txn) is taken for short batches
  * only; the listing of the object files and the unlinks run without it.
  */
 #include "core/gc.h"
@@ -147,7 +147,17 @@ struct cycle {
 	size_t at;	      /* merge of the marks: next in unref */
 	char last[KEY_MAX];   /* merge of the marks: the last one read */
 	struct timespec held; /* since when the cycle holds the lock */
-	struct names unmark;  /* marks to clear */
+	double hold_ms;	      /* how long the last hold lasted */
+	size_t i;	      /* a batch loop's next index */
+	bool blocked;	      /* put_marks(): nothing is deleted */
+	int64_t from;	      /* the drift check's next object id */
+	unsigned chunk;	      /* the drift check's objects per hold */
+	int64_t last_id;      /* the scan of the rows: the last id read */
+	size_t *todo;	      /* sweep(): indexes in unref to delete */
+	size_t ntodo;
+	int64_t stale_after; /* reports older than this are pruned */
+	const struct meta_gc_event *event; /* log_batch()'s row */
+	struct names unmark;		   /* marks to clear */
 	/* progress: object files listed, then deletions */
 	struct progress_job *pj;
 };
@@ -168,23 +178,48 @@ static void pause_after_hold(void)
 	nanosleep(&(struct timespec){ .tv_nsec = PAUSE_NS }, NULL);
 }
 
-/* The metadata lock, for one short batch. */
-static struct meta *hold(struct cycle *c)
-{
-	struct meta *m = tally_meta_lock(c->t);
+/* One short batch of the cycle under the metadata lock. */
+typedef int batch_fn(struct cycle *c, struct meta *m);
 
-	clock_gettime(CLOCK_MONOTONIC, &c->held);
-	return m;
+struct batch {
+	struct cycle *c;
+	batch_fn *fn, *then;
+};
+
+static int batch_run(struct meta *m, void *ctx)
+{
+	struct batch *b = ctx;
+
+	clock_gettime(CLOCK_MONOTONIC, &b->c->held);
+	return b->fn(b->c, m);
 }
 
-static void release(struct cycle *c)
+static int batch_then(struct meta *m, void *ctx)
 {
-	double ms = ms_since(&c->held);
+	struct batch *b = ctx;
 
-	if (ms > c->r->longest_hold_ms)
-		c->r->longest_hold_ms = ms;
-	tally_meta_unlock(c->t);
+	return b->then(b->c, m);
+}
+
+/*
+ * Run @fn under one hold of the metadata lock: in a transaction with
+ * @txn (then @then after its commit, in the same hold), else as it is.
+ * The hold is timed (longest_hold_ms, c->hold_ms) and followed by a
+ * pause.
+ */
+static int held(struct cycle *c, bool txn, batch_fn *fn, batch_fn *then)
+{
+	struct batch b = { .c = c, .fn = fn, .then = then };
+	int rc;
+
+	rc = txn ? tally_meta_txn_then(c->t, batch_run,
+				       then ? batch_then : NULL, &b)
+		 : tally_meta_read(c->t, batch_run, &b);
+	c->hold_ms = ms_since(&c->held);
+	if (c->hold_ms > c->r->longest_hold_ms)
+		c->r->longest_hold_ms = c->hold_ms;
 	pause_after_hold();
+	return rc;
 }
 
 /* Whether the hold of the lock has lasted long enough for a batch (looked
@@ -261,6 +296,11 @@ static int merge_mark(void *ctx, const char *name, int64_t since)
 	return key_live(c, name) ? names_add(&c->unmark, name) : 0;
 }
 
+static int marks_batch(struct cycle *c, struct meta *m)
+{
+	return meta_marks_after(m, c->last, SCAN_BATCH, merge_mark, c);
+}
+
 /*
  * The marks of the unreferenced files, in one ordered pass over the marks
  * (both lists sorted by key), a short hold of the lock per SCAN_BATCH.
@@ -278,12 +318,9 @@ static int merge_marks(struct cycle *c)
 		c->state[i] = c->grace <= 0 ? U_NEW_DOOMED : U_NEW;
 	c->at = 0;
 	c->last[0] = 0; /* before every name */
-	do {
-		struct meta *m = hold(c);
-
-		rc = meta_marks_after(m, c->last, SCAN_BATCH, merge_mark, c);
-		release(c);
-	} while (rc == SCAN_BATCH);
+	do
+		rc = held(c, false, marks_batch, NULL);
+	while (rc == SCAN_BATCH);
 	return rc < 0 ? rc : 0;
 }
 
@@ -322,29 +359,30 @@ static int count_drift(void *ctx, const struct meta_check *mc)
  * there. The chunk is sized to hold the lock about HOLD_MS: halved after
  * a longer hold, doubled after a hold of less than a quarter of it.
  */
+static int drift_batch(struct cycle *c, struct meta *m)
+{
+	return meta_check_chunk(m, c->from, c->chunk, &c->from, count_drift,
+				c->r);
+}
+
 static int check_drift(struct cycle *c)
 {
-	unsigned batch = c->o->check_batch ? c->o->check_batch : CHECK_BATCH;
-	int64_t from = INT64_MIN;
 	int rc;
 
+	c->chunk = c->o->check_batch ? c->o->check_batch : CHECK_BATCH;
+	c->from = INT64_MIN;
 	for (;;) {
-		struct meta *m = hold(c);
-		double ms;
-
-		rc = meta_check_chunk(m, from, batch, &from, count_drift, c->r);
-		ms = ms_since(&c->held);
-		release(c);
+		rc = held(c, false, drift_batch, NULL);
 		if (rc != 1)
 			break;
 		if (c->o->chunk_hook)
 			c->o->chunk_hook(c->o->hook_arg);
 		if (c->o->check_batch)
 			continue;
-		if (ms > HOLD_MS && batch > CHECK_MIN)
-			batch /= 2;
-		else if (ms < HOLD_MS / 4 && batch < CHECK_MAX)
-			batch *= 2;
+		if (c->hold_ms > HOLD_MS && c->chunk > CHECK_MIN)
+			c->chunk /= 2;
+		else if (c->hold_ms < HOLD_MS / 4 && c->chunk < CHECK_MAX)
+			c->chunk *= 2;
 	}
 	return rc;
 }
@@ -355,48 +393,53 @@ static bool to_mark(const struct cycle *c, size_t i, bool blocked)
 	return c->state[i] == U_NEW || (blocked && c->state[i] == U_NEW_DOOMED);
 }
 
+static int marks_put_batch(struct cycle *c, struct meta *m)
+{
+	size_t n = 0, steps = 0;
+	int rc = 0;
+
+	for (; c->i < c->unref.n && !rc && n < MARK_BATCH &&
+	       !held_enough(c, steps++);
+	     c->i++) {
+		if (!to_mark(c, c->i, c->blocked))
+			continue;
+		/* (the key says the shard; the column is kept 0) */
+		rc = meta_mark_put(m, c->unref.v[c->i], 0, c->now);
+		n++;
+	}
+	return rc;
+}
+
 /* Write the new marks in short transactions, in key order. */
 static int put_marks(struct cycle *c, bool blocked)
 {
-	size_t i = 0;
 	int rc = 0;
 
-	while (i < c->unref.n && !rc) {
-		struct meta *m = hold(c);
-		size_t n = 0, steps = 0;
+	c->i = 0;
+	c->blocked = blocked;
+	while (c->i < c->unref.n && !rc)
+		rc = held(c, true, marks_put_batch, NULL);
+	return rc;
+}
 
-		rc = meta_begin(m);
-		for (; i < c->unref.n && !rc && n < MARK_BATCH &&
-		       !held_enough(c, steps++);
-		     i++) {
-			if (!to_mark(c, i, blocked))
-				continue;
-			/* (the key says the shard; the column is kept 0) */
-			rc = meta_mark_put(m, c->unref.v[i], 0, c->now);
-			n++;
-		}
-		rc = meta_end(m, rc);
-		release(c);
-	}
+static int marks_clear_batch(struct cycle *c, struct meta *m)
+{
+	size_t steps = 0;
+	int rc = 0;
+
+	for (; c->i < c->unmark.n && !rc && !held_enough(c, steps++); c->i++)
+		rc = meta_mark_del(m, c->unmark.v[c->i]);
 	return rc;
 }
 
 /* Clear the marks of objects referenced again. */
 static int clear_marks(struct cycle *c)
 {
-	size_t i = 0;
 	int rc = 0;
 
-	while (i < c->unmark.n && !rc) {
-		struct meta *m = hold(c);
-		size_t steps = 0;
-
-		rc = meta_begin(m);
-		for (; i < c->unmark.n && !rc && !held_enough(c, steps++); i++)
-			rc = meta_mark_del(m, c->unmark.v[i]);
-		rc = meta_end(m, rc);
-		release(c);
-	}
+	c->i = 0;
+	while (c->i < c->unmark.n && !rc)
+		rc = held(c, true, marks_clear_batch, NULL);
 	return rc;
 }
 
@@ -460,6 +503,65 @@ static void unlink_batch(struct cycle *c, const size_t *todo, size_t n)
 	c->r->preserved += atomic_load(&u.kept);
 }
 
+/* A batch of doomed files re-checked, and their marks deleted. */
+static int sweep_batch(struct cycle *c, struct meta *m)
+{
+	size_t steps = 0;
+	int rc = 0;
+
+	for (; c->i < c->unref.n && !rc && c->ntodo < SWEEP_BATCH &&
+	       !held_enough(c, steps++);
+	     c->i++) {
+		const char *key = c->unref.v[c->i];
+		char name[OBJNAME_MAX];
+		uint32_t shard;
+
+		if (!doomed(c, c->i))
+			continue;
+		shard = objstore_key_split(key, name);
+		/* named again, or protected since the cycle read */
+		rc = reap_copy_free(m, name, 0, shard, 0);
+		if (rc == 0) {
+			c->r->preserved++;
+			progress_add(c->pj, 1);
+			continue;
+		}
+		if (rc < 0)
+			break;
+		rc = 0;
+		if (c->state[c->i] == U_DOOMED)
+			rc = meta_mark_del(m, key);
+		c->todo[c->ntodo++] = c->i;
+	}
+	return rc;
+}
+
+/* After its commit, in the hold that saw no row: from now on a check of
+ * each file cancels its deletion. */
+static int sweep_doom(struct cycle *c, struct meta *m)
+{
+	struct objstore *os = tally_objstore(c->t);
+	size_t j, k;
+	int rc = 0;
+
+	for (j = 0, k = 0; j < c->ntodo; j++) {
+		char name[OBJNAME_MAX];
+		uint32_t shard =
+			objstore_key_split(c->unref.v[c->todo[j]], name);
+
+		rc = reap_doom(m, os, name, shard);
+		if (rc < 0)
+			break;
+		if (rc == 1)
+			c->todo[k++] = c->todo[j];
+		else
+			c->r->preserved++;
+		rc = 0;
+	}
+	c->ntodo = k;
+	return rc;
+}
+
 /*
  * Delete the doomed objects: a batch is re-checked under the lock (no row
  * names the object in that shard, and no pin, node report or move names
@@ -471,69 +573,52 @@ static void unlink_batch(struct cycle *c, const size_t *todo, size_t n)
  */
 static int sweep(struct cycle *c)
 {
-	struct objstore *os = tally_objstore(c->t);
-	size_t i = 0, *todo;
 	int rc = 0;
 
-	todo = malloc(SWEEP_BATCH * sizeof(*todo));
-	if (!todo)
+	c->todo = malloc(SWEEP_BATCH * sizeof(*c->todo));
+	if (!c->todo)
 		return -ENOMEM;
-	while (i < c->unref.n && !rc) {
-		struct meta *m = hold(c);
-		size_t n = 0, j, k, steps = 0;
-
-		rc = meta_begin(m);
-		for (; i < c->unref.n && !rc && n < SWEEP_BATCH &&
-		       !held_enough(c, steps++);
-		     i++) {
-			const char *key = c->unref.v[i];
-			char name[OBJNAME_MAX];
-			uint32_t shard;
-
-			if (!doomed(c, i))
-				continue;
-			shard = objstore_key_split(key, name);
-			/* named again, or protected since the cycle read */
-			rc = reap_copy_free(m, name, 0, shard, 0);
-			if (rc == 0) {
-				c->r->preserved++;
-				progress_add(c->pj, 1);
-				continue;
-			}
-			if (rc < 0)
-				break;
-			rc = 0;
-			if (c->state[i] == U_DOOMED)
-				rc = meta_mark_del(m, key);
-			todo[n++] = i;
-		}
-		rc = meta_end(m, rc);
+	c->i = 0;
+	while (c->i < c->unref.n && !rc) {
+		c->ntodo = 0;
+		rc = held(c, true, sweep_batch, sweep_doom);
 		if (rc)
-			n = 0;
-		/* in the hold that saw no row: from now on a check of the
-		 * file cancels its deletion */
-		for (j = 0, k = 0; j < n; j++) {
-			char name[OBJNAME_MAX];
-			uint32_t shard =
-				objstore_key_split(c->unref.v[todo[j]], name);
-
-			rc = reap_doom(m, os, name, shard);
-			if (rc < 0)
-				break;
-			if (rc == 1)
-				todo[k++] = todo[j];
-			else
-				c->r->preserved++;
-			rc = 0;
-		}
-		n = k;
-		release(c);
-		if (n && c->o->unlink_hook)
+			c->ntodo = 0;
+		if (c->ntodo && c->o->unlink_hook)
 			c->o->unlink_hook(c->o->hook_arg);
-		unlink_batch(c, todo, n);
+		unlink_batch(c, c->todo, c->ntodo);
 	}
-	free(todo);
+	free(c->todo);
+	c->todo = NULL;
 	return rc;
+}
+
+/* The start of a cycle: stale reports pruned, the nodes counted, and
+ * the protected names (every node's active set, every pin, every move)
+ * read, in one transaction. */
+static int start_batch(struct cycle *c, struct meta *m)
+{
+	int rc = 0;
+
+	if (!c->o->dry_run)
+		rc = meta_nodes_prune(m, c->now - c->stale_after,
+				      &c->r->stale_nodes);
+	if (!rc)
+		rc = meta_nodes_count(m, &c->r->nodes_reporting);
+	if (!rc)
+		rc = meta_protected_names(m, add_name, c);
+	return rc;
+}
+
+static int rows_batch(struct cycle *c, struct meta *m)
+{
+	return meta_objects_after(m, c->last_id, SCAN_BATCH, &c->last_id,
+				  add_row, c);
+}
+
+static int log_batch(struct cycle *c, struct meta *m)
+{
+	return meta_gc_log_put(m, c->event);
 }
 
 int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
@@ -544,9 +629,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	int64_t stale_after, node;
 	unsigned min_nodes;
 	size_t i, ndoomed = 0;
-	int64_t last = 0;
 	bool sweeping;
-	struct meta *m;
 	int rc;
 
 	memset(r, 0, sizeof(*r));
@@ -561,29 +644,17 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	rc = tally_report(t);
 	if (rc)
 		goto out;
-	m = hold(&c);
-	rc = meta_begin(m);
-	if (!rc && !o->dry_run)
-		rc = meta_nodes_prune(m, c.now - stale_after, &r->stale_nodes);
-	rc = meta_end(m, rc);
-	if (!rc)
-		rc = meta_nodes_count(m, &r->nodes_reporting);
-	/* live: every node's active set, every pin, every row */
-	if (!rc)
-		rc = meta_protected_names(m, add_name, &c);
-	release(&c);
+	c.stale_after = stale_after;
+	rc = held(&c, true, start_batch, NULL);
 	if (rc)
 		goto out;
 	if (o->protected_hook)
 		o->protected_hook(o->hook_arg);
 	/* the rows by id in short holds: a row added meanwhile makes its
 	 * object a candidate, which the re-check before a deletion keeps */
-	do {
-		m = hold(&c);
-		rc = meta_objects_after(m, last, SCAN_BATCH, &last, add_row,
-					&c);
-		release(&c);
-	} while (rc == SCAN_BATCH);
+	do
+		rc = held(&c, false, rows_batch, NULL);
+	while (rc == SCAN_BATCH);
 	if (rc < 0)
 		goto out;
 	rc = 0;
@@ -655,12 +726,8 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	e.drift = r->drift_under + r->drift_over;
 	e.nodes = r->nodes_reporting;
 	e.duration_ms = (int64_t)r->duration_ms;
-	m = hold(&c);
-	rc = meta_begin(m);
-	if (!rc)
-		rc = meta_gc_log_put(m, &e);
-	rc = meta_end(m, rc);
-	release(&c);
+	c.event = &e;
+	rc = held(&c, true, log_batch, NULL);
 	log_msg(LOG_INFO,
 		"gc%s: %" PRIu64 " checked, %" PRIu64 " collected, %" PRIu64
 		" preserved",
@@ -681,6 +748,9 @@ struct fixes {
 		int64_t id, truth;
 	} * v;
 	size_t n, cap;
+	int64_t from; /* the next chunk's first object id */
+	unsigned batch;
+	bool more; /* chunks after this one */
 };
 
 static int want_fix(void *ctx, const struct meta_check *mc)
@@ -715,35 +785,39 @@ int gc_repair(struct tally *t, uint64_t *fixed)
 	return gc_repair_batch(t, CHECK_BATCH, fixed);
 }
 
+/* One chunk of the repair: its counts read and fixed in one
+ * transaction. */
+static int repair_chunk(struct meta *m, void *ctx)
+{
+	struct fixes *f = ctx;
+	size_t i;
+	int rc = meta_check_chunk(m, f->from, f->batch, &f->from, want_fix, f);
+
+	if (rc == 1) { /* chunks after this one */
+		f->more = true;
+		rc = 0;
+	}
+	for (i = 0; i < f->n && !rc; i++)
+		rc = meta_obj_set_count(m, f->v[i].id, f->v[i].truth);
+	return rc;
+}
+
 int gc_repair_batch(struct tally *t, unsigned batch, uint64_t *fixed)
 {
 	struct fixes f = { 0 };
-	int64_t from = INT64_MIN;
 	uint64_t n = 0;
 	int rc;
 
+	f.from = INT64_MIN;
+	f.batch = batch;
 	for (;;) {
-		struct meta *m = tally_meta_lock(t);
-		bool more = false;
-		size_t i;
-
 		f.n = 0;
-		rc = meta_begin(m);
-		if (!rc)
-			rc = meta_check_chunk(m, from, batch, &from, want_fix,
-					      &f);
-		if (rc == 1) { /* chunks after this one */
-			more = true;
-			rc = 0;
-		}
-		for (i = 0; i < f.n && !rc; i++)
-			rc = meta_obj_set_count(m, f.v[i].id, f.v[i].truth);
-		rc = meta_end(m, rc);
-		tally_meta_unlock(t);
+		f.more = false;
+		rc = tally_meta_txn(t, repair_chunk, &f);
 		if (rc)
 			break;
 		n += f.n;
-		if (!more)
+		if (!f.more)
 			break;
 		pause_after_hold();
 	}
@@ -780,6 +854,26 @@ static int verify_row(void *ctx, int64_t id, const char *name, uint32_t shard,
 	return names_add(&v->names, key);
 }
 
+static int verify_rows(struct meta *m, void *ctx)
+{
+	return meta_objects(m, verify_row, ctx);
+}
+
+/* Where the row of object w->name says it is. */
+struct where {
+	const char *name;
+	uint32_t shard;
+};
+
+static int object_where(struct meta *m, void *ctx)
+{
+	struct where *w = ctx;
+	uint64_t size;
+	int64_t id, refs;
+
+	return meta_object_info(m, w->name, &id, &w->shard, &size, &refs);
+}
+
 static void verify_bad(struct gc_verify *v, const char *name)
 {
 	if (v->nbad < sizeof(v->bad) / sizeof(v->bad[0]))
@@ -792,7 +886,6 @@ int gc_verify(struct tally *t, double percent, struct gc_verify *v)
 	struct vrow rows = { .percent = percent };
 	struct progress_job *pj;
 	struct timespec t0;
-	struct meta *m;
 	char *buf = NULL;
 	size_t cap = 0, i;
 	int rc;
@@ -800,9 +893,7 @@ int gc_verify(struct tally *t, double percent, struct gc_verify *v)
 	memset(v, 0, sizeof(*v));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	pj = progress_begin(tally_progress(t), "verify", "objects", 0);
-	m = tally_meta_lock(t);
-	rc = meta_objects(m, verify_row, &rows);
-	tally_meta_unlock(t);
+	rc = tally_meta_read(t, verify_rows, &rows);
 	if (rc)
 		goto out;
 	v->objects = rows.names.n;
@@ -816,15 +907,12 @@ int gc_verify(struct tally *t, double percent, struct gc_verify *v)
 		progress_set(pj, i);
 
 		if (objstore_stat(os, shard, name, &size) < 0) {
-			uint32_t where = shard;
-			uint64_t osize;
-			int64_t id, refs;
+			struct where w = { .name = name, .shard = shard };
+			uint32_t where;
 			int exists;
 
-			m = tally_meta_lock(t);
-			exists = meta_object_info(m, name, &id, &where, &osize,
-						  &refs) == 0;
-			tally_meta_unlock(t);
+			exists = tally_meta_read(t, object_where, &w) == 0;
+			where = w.shard;
 			/* moved by a rebalance meanwhile: look there */
 			if (exists && where != shard &&
 			    objstore_stat(os, where, name, &size) == 0) {

@@ -1260,7 +1260,8 @@ static int settle(struct meta *m)
 	size_t i;
 	int rc = 0;
 
-	qsort(m->zero, m->nzero, sizeof(*m->zero), cmp_id);
+	if (m->nzero)
+		qsort(m->zero, m->nzero, sizeof(*m->zero), cmp_id);
 	for (i = 0; i < m->nzero && !rc; i++) {
 		char name[OBJNAME_MAX];
 		int64_t id = m->zero[i], count, refs;

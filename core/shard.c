@@ -40,9 +40,10 @@
  * at a time from the shard most over its share to the one most under,
  * while that brings both closer to their shares.
  *
- * Locks: the metadata lock (tally_meta_lock) for short transactions
- * only; copies, checks on disk and unlinks run without it. One rebalance
- * or sweep runs at a time (job_lock, the outermost lock).
+ * Locks: the metadata lock (tally_meta_read/txn) for short transactions
+ * only; copies and checks on disk run without it, and each unlink is
+ * core/reap.c's, with its verdict in one hold (tally_reap_copy()). One
+ * rebalance or sweep runs at a time (job_lock, the outermost lock).
  */
 #include "core/shard.h"
 
@@ -99,16 +100,15 @@ static int usage_row(void *ctx, uint32_t shard, uint64_t objects,
 	return 0;
 }
 
+static int usage_rows(struct meta *m, void *ctx)
+{
+	return meta_shard_usage(m, usage_row, ctx);
+}
+
 static int usage_read(struct tally *t, struct usage *u)
 {
-	struct meta *m;
-	int rc;
-
 	memset(u, 0, sizeof(*u));
-	m = tally_meta_lock(t);
-	rc = meta_shard_usage(m, usage_row, u);
-	tally_meta_unlock(t);
-	return rc;
+	return tally_meta_read(t, usage_rows, u);
 }
 
 /* -- interrupted moves -- */
@@ -160,56 +160,68 @@ static int journal_row(void *ctx, int64_t obj, const char *name, uint32_t src,
  * keeps both), then forget the moves. Missing files and unreachable
  * shards are fine: what stays is a leak GC collects.
  */
+/* The moves l->v[from, from + MOVE_BATCH) whose copies are settled are
+ * forgotten. */
+struct moves_range {
+	const struct moves *l;
+	size_t from;
+};
+
+static int moves_forget(struct meta *m, void *ctx)
+{
+	const struct moves_range *r = ctx;
+	size_t k;
+	int rc = 0;
+
+	for (k = r->from; k < r->l->n && k < r->from + MOVE_BATCH && !rc; k++)
+		if (r->l->v[k].rc == 0)
+			rc = meta_move_end(m, r->l->v[k].obj);
+	return rc;
+}
+
 static int moves_settle(struct tally *t, struct moves *l)
 {
-	struct objstore *os = tally_objstore(t);
-	struct meta *m;
 	size_t i;
 	int rc = 0;
 
 	for (i = 0; i < l->n; i++) {
 		struct move *mv = &l->v[i];
-		int kept = 0;
+		int kept;
 
-		/* the unlinks happen under the lock, so that a flush cannot
-		 * start using a copy between the check and the unlink */
-		m = tally_meta_lock(t);
-		kept = reap_copy(m, os, mv->name, mv->obj, mv->src,
-				 REAP_OWN_MOVE);
+		/* each verdict and its unlink in one hold of the lock, so
+		 * that a flush cannot start using a copy between them */
+		kept = tally_reap_copy(t, mv->name, mv->obj, mv->src,
+				       REAP_OWN_MOVE);
 		if (mv->dst != mv->src) {
-			int r = reap_copy(m, os, mv->name, mv->obj, mv->dst,
-					  REAP_OWN_MOVE);
+			int r = tally_reap_copy(t, mv->name, mv->obj, mv->dst,
+						REAP_OWN_MOVE);
 
 			if (kept >= 0)
 				kept = r;
 		}
-		tally_meta_unlock(t);
 		/* a verdict that failed keeps the move journaled: the next
 		 * rebalance or mount settles it */
 		mv->rc = kept < 0 ? kept : 0;
 	}
 	for (i = 0; i < l->n && !rc; i += MOVE_BATCH) {
-		size_t k;
+		struct moves_range r = { .l = l, .from = i };
 
-		m = tally_meta_lock(t);
-		rc = meta_begin(m);
-		for (k = i; k < l->n && k < i + MOVE_BATCH && !rc; k++)
-			if (l->v[k].rc == 0)
-				rc = meta_move_end(m, l->v[k].obj);
-		rc = meta_end(m, rc);
-		tally_meta_unlock(t);
+		rc = tally_meta_txn(t, moves_forget, &r);
 	}
 	return rc;
 }
 
 /* Finish or undo the moves an interrupted rebalance left. */
+static int journal_rows(struct meta *m, void *ctx)
+{
+	return meta_moves(m, journal_row, ctx);
+}
+
 static int recover_moves(struct tally *t, uint64_t *n)
 {
 	struct moves l = { 0 };
-	struct meta *m = tally_meta_lock(t);
-	int rc = meta_moves(m, journal_row, &l);
+	int rc = tally_meta_read(t, journal_rows, &l);
 
-	tally_meta_unlock(t);
 	if (!rc && l.n) {
 		log_msg(LOG_NOTICE,
 			"settling %zu object move(s) an interrupted "
@@ -302,12 +314,44 @@ static int path_normalize(const char *in, char *out, size_t size)
 	return 0;
 }
 
+struct new_shard {
+	struct objstore *os;
+	const char *root;
+	uint32_t id;
+};
+
+/*
+ * The row of a new shard and its marker, in one transaction: a failure
+ * leaves neither a row nor (objstore_shard_init cleans up) a marker. The
+ * one write to disk under the metadata lock besides core/reap.c's: a
+ * rare command's marker file, not an object.
+ */
+static int new_shard(struct meta *m, void *ctx)
+{
+	struct new_shard *a = ctx;
+	int rc = meta_shard_add(m, a->root, OBJSTORE_MAX_SHARDS - 1,
+				(int64_t)time(NULL), &a->id);
+
+	if (!rc)
+		rc = objstore_shard_init(a->os, a->id, a->root);
+	return rc;
+}
+
+/* After the commit, in the same hold: the shard takes objects. */
+static int new_shard_attach(struct meta *m, void *ctx)
+{
+	struct new_shard *a = ctx;
+
+	(void)m;
+	return objstore_shard_attach(a->os, a->id, a->root, false);
+}
+
 int shard_add(struct tally *t, const char *dir, const char *mountpoint,
 	      uint32_t *id)
 {
 	struct objstore *os = tally_objstore(t);
 	char norm[PATH_MAX], *real = NULL;
-	struct meta *m;
+	struct new_shard na = { 0 };
 	struct stat st;
 	uint32_t nid = 0;
 	int rc;
@@ -347,19 +391,10 @@ int shard_add(struct tally *t, const char *dir, const char *mountpoint,
 		goto out;
 	}
 	pthread_mutex_lock(&job_lock);
-	m = tally_meta_lock(t);
-	rc = meta_begin(m);
-	if (!rc)
-		rc = meta_shard_add(m, real, OBJSTORE_MAX_SHARDS - 1,
-				    (int64_t)time(NULL), &nid);
-	/* the marker is written inside the transaction: a failure leaves
-	 * neither a row nor (objstore_shard_init cleans up) a marker */
-	if (!rc)
-		rc = objstore_shard_init(os, nid, real);
-	rc = meta_end(m, rc);
-	if (!rc)
-		rc = objstore_shard_attach(os, nid, real, false);
-	tally_meta_unlock(t);
+	na.os = os;
+	na.root = real;
+	rc = tally_meta_txn_then(t, new_shard, new_shard_attach, &na);
+	nid = na.id;
 	pthread_mutex_unlock(&job_lock);
 	if (!rc) {
 		log_msg(LOG_NOTICE, "shard %u added: '%s'", nid, real);
@@ -389,30 +424,45 @@ static bool other_active(struct objstore *os, uint32_t id)
 /* Make shard @id draining or active, in the shards table and for
  * placement. The check of the other shards and the change happen under
  * the metadata lock: two drains cannot each leave the other last. */
+struct shard_state {
+	struct objstore *os;
+	uint32_t id;
+	bool draining;
+};
+
+static int shard_state_set(struct meta *m, void *ctx)
+{
+	struct shard_state *a = ctx;
+	struct objstore_shard_info in;
+	int rc = objstore_shard_info(a->os, a->id, &in);
+
+	if (!rc && a->draining && !in.draining && !other_active(a->os, a->id))
+		rc = -EBUSY;
+	if (!rc)
+		rc = meta_shard_set_state(m, a->id,
+					  a->draining ? META_SHARD_DRAINING
+						      : META_SHARD_ACTIVE);
+	return rc;
+}
+
+static int shard_state_place(struct meta *m, void *ctx)
+{
+	struct shard_state *a = ctx;
+
+	(void)m;
+	objstore_shard_set_draining(a->os, a->id, a->draining);
+	return 0;
+}
+
 static int set_draining(struct tally *t, uint32_t id, bool draining)
 {
 	struct objstore *os = tally_objstore(t);
-	struct objstore_shard_info in;
-	struct meta *m;
+	struct shard_state a = { .os = os, .id = id, .draining = draining };
 	int rc;
 
 	if (id >= OBJSTORE_MAX_SHARDS || !objstore_shard_attached(os, id))
 		return -ENOENT;
-	m = tally_meta_lock(t);
-	rc = objstore_shard_info(os, id, &in);
-	if (!rc && draining && !in.draining && !other_active(os, id))
-		rc = -EBUSY;
-	if (!rc)
-		rc = meta_begin(m);
-	if (!rc) {
-		rc = meta_shard_set_state(m, id,
-					  draining ? META_SHARD_DRAINING
-						   : META_SHARD_ACTIVE);
-		rc = meta_end(m, rc);
-	}
-	if (!rc)
-		objstore_shard_set_draining(os, id, draining);
-	tally_meta_unlock(t);
+	rc = tally_meta_txn_then(t, shard_state_set, shard_state_place, &a);
 	if (rc == -EBUSY)
 		log_msg(LOG_WARNING,
 			"cannot drain shard %u: it is the last active shard, "
@@ -552,12 +602,19 @@ static int pick_object(void *ctx, int64_t id, const char *name, uint64_t size)
 }
 
 /* Choose the next batch of moves into @l; 0 with l->n == 0 when done. */
+static int pick_objects(struct meta *m, void *ctx)
+{
+	struct pick *k = ctx;
+
+	return meta_objects_in(m, k->src, k->p->after[k->src], MOVE_BATCH,
+			       pick_object, k);
+}
+
 static int plan_batch(struct tally *t, struct plan *p, struct moves *l)
 {
 	l->n = 0;
 	while (l->n == 0) {
 		struct pick k = { .p = p, .l = l };
-		struct meta *m;
 		size_t before;
 		int s = plan_source(p), rc;
 
@@ -565,10 +622,7 @@ static int plan_batch(struct tally *t, struct plan *p, struct moves *l)
 			return 0;
 		k.src = (uint32_t)s;
 		before = l->n;
-		m = tally_meta_lock(t);
-		rc = meta_objects_in(m, k.src, p->after[s], MOVE_BATCH,
-				     pick_object, &k);
-		tally_meta_unlock(t);
+		rc = tally_meta_read(t, pick_objects, &k);
 		if (rc < 0)
 			return rc;
 		/* no object taken: nothing more from this shard */
@@ -630,51 +684,77 @@ static void copy_batch(struct objstore *os, struct moves *l)
 	free(bufs);
 }
 
+struct move_step {
+	struct moves *l;
+	struct shard_rebalance_report *r;
+	struct progress_job *pj;
+	int64_t now;
+};
+
+/* The moves of a batch journaled, before their copies start. */
+static int moves_journal(struct meta *m, void *ctx)
+{
+	struct move_step *a = ctx;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < a->l->n && !rc; i++)
+		rc = meta_move_begin(m, a->l->v[i].obj, a->l->v[i].name,
+				     a->l->v[i].src, a->l->v[i].dst);
+	return rc;
+}
+
+/* The rows of the objects whose copies are in place name their new
+ * shards (and their ghosts are made). */
+static int moves_commit(struct meta *m, void *ctx)
+{
+	struct move_step *a = ctx;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < a->l->n && !rc; i++) {
+		struct move *mv = &a->l->v[i];
+
+		if (mv->rc)
+			continue;
+		rc = meta_move_commit(m, mv->obj, mv->src, mv->dst, a->now);
+		progress_add(a->pj, mv->size);
+		if (rc == 1) {
+			rc = 0;
+			a->r->moved++;
+			a->r->bytes += mv->size;
+		} else if (rc == 0) {
+			mv->rc = -ESTALE; /* gone or moved meanwhile */
+		}
+	}
+	return rc;
+}
+
 /* Journal, copy, commit and settle one batch of moves. */
 static int move_batch(struct tally *t, struct moves *l,
 		      struct shard_rebalance_report *r, struct progress_job *pj)
 {
 	struct objstore *os = tally_objstore(t);
-	int64_t now = (int64_t)time(NULL);
-	struct meta *m;
+	struct move_step a = {
+		.l = l, .r = r, .pj = pj, .now = (int64_t)time(NULL)
+	};
 	size_t i;
 	int rc;
 
-	m = tally_meta_lock(t);
-	rc = meta_begin(m);
-	for (i = 0; i < l->n && !rc; i++)
-		rc = meta_move_begin(m, l->v[i].obj, l->v[i].name, l->v[i].src,
-				     l->v[i].dst);
-	rc = meta_end(m, rc);
-	tally_meta_unlock(t);
+	rc = tally_meta_txn(t, moves_journal, &a);
 	if (rc)
 		return rc;
 	copy_batch(os, l);
-	m = tally_meta_lock(t);
-	rc = meta_begin(m);
-	for (i = 0; i < l->n && !rc; i++) {
-		struct move *mv = &l->v[i];
+	/* the target copy must be there; it stays: GC keeps what a move
+	 * journaled, in every shard */
+	for (i = 0; i < l->n; i++) {
 		off_t size;
 
-		if (mv->rc)
-			continue;
-		/* GC may have taken the copy since: it must be there */
-		if (objstore_stat(os, mv->dst, mv->name, &size) < 0) {
-			mv->rc = -ENOENT;
-			continue;
-		}
-		rc = meta_move_commit(m, mv->obj, mv->src, mv->dst, now);
-		progress_add(pj, mv->size);
-		if (rc == 1) {
-			rc = 0;
-			r->moved++;
-			r->bytes += mv->size;
-		} else if (rc == 0) {
-			mv->rc = -ESTALE; /* gone or moved meanwhile */
-		}
+		if (!l->v[i].rc &&
+		    objstore_stat(os, l->v[i].dst, l->v[i].name, &size) < 0)
+			l->v[i].rc = -ENOENT;
 	}
-	rc = meta_end(m, rc);
-	tally_meta_unlock(t);
+	rc = tally_meta_txn(t, moves_commit, &a);
 	for (i = 0; i < l->n; i++)
 		if (l->v[i].rc && l->v[i].rc != -ESTALE &&
 		    l->v[i].rc != -ENOENT)
@@ -686,6 +766,11 @@ static int move_batch(struct tally *t, struct moves *l,
 	return moves_settle(t, l);
 }
 
+static int ghost_count(struct meta *m, void *ctx)
+{
+	return meta_ghost_count(m, ctx);
+}
+
 int shard_rebalance(struct tally *t, struct shard_rebalance_report *r)
 {
 	struct progress_job *pj = NULL;
@@ -693,7 +778,6 @@ int shard_rebalance(struct tally *t, struct shard_rebalance_report *r)
 	struct timespec t0;
 	struct usage u;
 	struct plan *p;
-	struct meta *m;
 	int rc;
 
 	memset(r, 0, sizeof(*r));
@@ -729,11 +813,8 @@ int shard_rebalance(struct tally *t, struct shard_rebalance_report *r)
 	pthread_mutex_unlock(&job_lock);
 	free(l.v);
 	free(p);
-	if (!rc) {
-		m = tally_meta_lock(t);
-		rc = meta_ghost_count(m, &r->ghosts);
-		tally_meta_unlock(t);
-	}
+	if (!rc)
+		rc = tally_meta_read(t, ghost_count, &r->ghosts);
 	r->duration_ms = ms_since(&t0);
 	log_msg(LOG_INFO,
 		"rebalance: %" PRIu64 " object(s) moved, %" PRIu64
@@ -828,6 +909,55 @@ purge:
 	return rc;
 }
 
+static int ghost_rows(struct meta *m, void *ctx)
+{
+	return meta_ghosts(m, ghost_row, ctx);
+}
+
+struct repoint {
+	uint64_t from, n;
+	uint64_t unreachable;
+};
+
+static int repoint_batch(struct meta *m, void *ctx)
+{
+	struct repoint *a = ctx;
+
+	return meta_ghosts_repoint(m, a->from, REPOINT_BLOCKS, a->unreachable,
+				   &a->from, &a->n);
+}
+
+/* A batch of ghosts decided in one transaction. */
+struct verdicts {
+	const struct meta_ghost *g;
+	size_t n;
+	const bool *present;
+	bool *gone;
+	uint64_t unreachable;
+	struct shard_sweep_report *r;
+};
+
+static int verdict_batch(struct meta *m, void *ctx)
+{
+	struct verdicts *a = ctx;
+	size_t j;
+	int rc = 0;
+
+	for (j = 0; j < a->n; j++)
+		a->gone[j] = false;
+	for (j = 0; j < a->n && !rc; j++) {
+		a->r->checked++;
+		rc = verdict(m, &a->g[j], a->present[j], a->unreachable, a->r,
+			     &a->gone[j]);
+	}
+	return rc;
+}
+
+static int sweep_log(struct meta *m, void *ctx)
+{
+	return meta_sweep_log_put(m, ctx);
+}
+
 int shard_sweep(struct tally *t, const struct shard_sweep_opts *o,
 		struct shard_sweep_report *r)
 {
@@ -837,7 +967,6 @@ int shard_sweep(struct tally *t, const struct shard_sweep_opts *o,
 	struct meta_sweep_event e;
 	uint64_t unreachable = 0, from = 0;
 	struct timespec t0;
-	struct meta *m;
 	unsigned i, nsh;
 	long batches = 0;
 	size_t k;
@@ -853,24 +982,18 @@ int shard_sweep(struct tally *t, const struct shard_sweep_opts *o,
 		    objstore_shard_check(os, i) != 0)
 			unreachable |= 1ull << i;
 	/* the ghosts as they are before anything is repointed */
-	m = tally_meta_lock(t);
-	rc = meta_ghosts(m, ghost_row, &gl);
-	tally_meta_unlock(t);
+	rc = tally_meta_read(t, ghost_rows, &gl);
 	pj = progress_begin(tally_progress(t), "sweep", "ghosts", gl.n);
 	/* 1: repoint, in batches of inodes */
 	while (!rc && from != UINT64_MAX && !tally_closing(t) &&
 	       (o->batches < 0 || batches < o->batches)) {
-		uint64_t n = 0;
+		struct repoint rp = { .from = from,
+				      .unreachable = unreachable };
 
-		m = tally_meta_lock(t);
-		rc = meta_begin(m);
+		rc = tally_meta_txn(t, repoint_batch, &rp);
+		from = rp.from;
 		if (!rc)
-			rc = meta_ghosts_repoint(m, from, REPOINT_BLOCKS,
-						 unreachable, &from, &n);
-		rc = meta_end(m, rc);
-		tally_meta_unlock(t);
-		if (!rc)
-			r->repointed += n;
+			r->repointed += rp.n;
 		batches++;
 	}
 	/* 2: a verdict per ghost */
@@ -879,25 +1002,26 @@ int shard_sweep(struct tally *t, const struct shard_sweep_opts *o,
 		size_t j, end = k + VERDICT_BATCH < gl.n ? k + VERDICT_BATCH
 							 : gl.n;
 
+		struct verdicts vb = {
+			.g = gl.v + k,
+			.n = end - k,
+			.present = present,
+			.gone = gone,
+			.unreachable = unreachable,
+			.r = r,
+		};
+
 		for (j = k; j < end; j++)
 			present[j - k] =
 				target_present(os, &gl.v[j], unreachable);
-		m = tally_meta_lock(t);
-		rc = meta_begin(m);
-		for (j = k; j < end && !rc; j++) {
-			r->checked++;
-			rc = verdict(m, &gl.v[j], present[j - k], unreachable,
-				     r, &gone[j - k]);
-		}
+		rc = tally_meta_txn(t, verdict_batch, &vb);
 		progress_set(pj, end);
-		rc = meta_end(m, rc);
 		/* a purged ghost's source copy, if a crash left one */
 		for (j = k; j < end && !rc; j++)
 			if (gone[j - k] &&
 			    !(unreachable & (1ull << gl.v[j].src)))
-				reap_copy(m, os, gl.v[j].name, gl.v[j].obj,
-					  gl.v[j].src, 0);
-		tally_meta_unlock(t);
+				tally_reap_copy(t, gl.v[j].name, gl.v[j].obj,
+						gl.v[j].src, 0);
 	}
 	r->duration_ms = ms_since(&t0);
 	if (!rc) {
@@ -909,12 +1033,7 @@ int shard_sweep(struct tally *t, const struct shard_sweep_opts *o,
 		e.inconclusive = r->inconclusive;
 		e.repointed = r->repointed;
 		e.duration_ms = (int64_t)r->duration_ms;
-		m = tally_meta_lock(t);
-		rc = meta_begin(m);
-		if (!rc)
-			rc = meta_sweep_log_put(m, &e);
-		rc = meta_end(m, rc);
-		tally_meta_unlock(t);
+		rc = tally_meta_txn(t, sweep_log, &e);
 	}
 	progress_end(pj);
 	pthread_mutex_unlock(&job_lock);
@@ -943,11 +1062,36 @@ static int info_row(void *ctx, uint32_t id, const char *path, int state)
 	return 0;
 }
 
+/* The shards' rows, the ghosts and the last sweep. */
+static int infos_read(struct meta *m, void *ctx)
+{
+	struct shard_infos *l = ctx;
+	struct meta_sweep_event e;
+	int rc = meta_shards(m, info_row, l);
+
+	if (!rc)
+		rc = meta_ghost_count(m, &l->ghosts);
+	if (!rc)
+		rc = meta_sweep_last(m, &e, &l->total_purged);
+	if (!rc) {
+		l->have_sweep = true;
+		l->last_sweep.at = e.at;
+		l->last_sweep.checked = e.checked;
+		l->last_sweep.purged = e.purged;
+		l->last_sweep.kept = e.kept;
+		l->last_sweep.inconclusive = e.inconclusive;
+		l->last_sweep.repointed = e.repointed;
+		l->last_sweep.duration_ms = (double)e.duration_ms;
+	} else if (rc == -ENOENT) {
+		rc = 0;
+	}
+	return rc;
+}
+
 int shard_infos(struct tally *t, struct shard_infos *l)
 {
 	struct objstore *os = tally_objstore(t);
 	struct usage u;
-	struct meta *m;
 	unsigned i;
 	int rc;
 
@@ -956,28 +1100,7 @@ int shard_infos(struct tally *t, struct shard_infos *l)
 	rc = usage_read(t, &u);
 	if (rc)
 		return rc;
-	m = tally_meta_lock(t);
-	rc = meta_shards(m, info_row, l);
-	if (!rc)
-		rc = meta_ghost_count(m, &l->ghosts);
-	if (!rc) {
-		struct meta_sweep_event e;
-
-		rc = meta_sweep_last(m, &e, &l->total_purged);
-		if (!rc) {
-			l->have_sweep = true;
-			l->last_sweep.at = e.at;
-			l->last_sweep.checked = e.checked;
-			l->last_sweep.purged = e.purged;
-			l->last_sweep.kept = e.kept;
-			l->last_sweep.inconclusive = e.inconclusive;
-			l->last_sweep.repointed = e.repointed;
-			l->last_sweep.duration_ms = (double)e.duration_ms;
-		} else if (rc == -ENOENT) {
-			rc = 0;
-		}
-	}
-	tally_meta_unlock(t);
+	rc = tally_meta_read(t, infos_read, l);
 	for (i = 0; i < l->n && !rc; i++) {
 		struct shard_info *s = &l->v[i];
 		struct objstore_shard_info in;

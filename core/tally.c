@@ -4376,6 +4376,51 @@ int tally_resolve(struct tally *t, const char *path, uint64_t *ino)
 	return rc;
 }
 
+int tally_meta_read(struct tally *t, int (*fn)(struct meta *m, void *ctx),
+		    void *ctx)
+{
+	int rc;
+
+	lock(t);
+	rc = fn(t->meta, ctx);
+	reap_dead(t->meta, t->objs);
+	unlock(t);
+	return rc;
+}
+
+int tally_meta_txn_then(struct tally *t, int (*fn)(struct meta *m, void *ctx),
+			int (*then)(struct meta *m, void *ctx), void *ctx)
+{
+	int rc;
+
+	lock(t);
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = fn(t->meta, ctx);
+	rc = txn_end(t, rc);
+	if (!rc && then)
+		rc = then(t->meta, ctx);
+	unlock(t);
+	return rc;
+}
+
+int tally_meta_txn(struct tally *t, int (*fn)(struct meta *m, void *ctx),
+		   void *ctx)
+{
+	return tally_meta_txn_then(t, fn, NULL, ctx);
+}
+
+int tally_reap_copy(struct tally *t, const char *name, int64_t id,
+		    uint32_t shard, unsigned flags)
+{
+	int rc;
+
+	lock(t);
+	rc = reap_copy(t->meta, t->objs, name, id, shard, flags);
+	unlock(t);
+	return rc;
+}
+
 struct meta *tally_meta_lock(struct tally *t)
 {
 	lock(t);

@@ -201,12 +201,36 @@ int tally_drain_report(struct tally *t, double timeout,
 void tally_inject(struct tally *t, bool sync, unsigned nth, int err);
 
 /*
- * For core modules that work on the whole store (core/gc.c): the metadata
- * store, under the metadata lock until tally_meta_unlock(); the object
- * store (no lock).
+ * For core modules that work on the whole store (core/gc.c, shard.c,
+ * ctl.c): the metadata lock stays private to core/tally.c. @fn(@m, @ctx)
+ * runs under it, and must do no object I/O and take no other lock
+ * (docs/design.md, 9). tally_meta_read() runs it as it is (reads, or
+ * statements that are each their own transaction); tally_meta_txn() runs
+ * it inside one transaction, committed if @fn returns 0 and rolled back
+ * otherwise, and then deletes what the commit left unnamed (core/reap.c).
+ * Both return @fn's error, or the commit's.
  */
 struct meta;
 struct objstore;
+int tally_meta_read(struct tally *t, int (*fn)(struct meta *m, void *ctx),
+		    void *ctx);
+int tally_meta_txn(struct tally *t, int (*fn)(struct meta *m, void *ctx),
+		   void *ctx);
+/* tally_meta_txn(), then, after a commit and in the same hold of the
+ * lock, @then(@m, @ctx) (no object I/O either). */
+int tally_meta_txn_then(struct tally *t, int (*fn)(struct meta *m, void *ctx),
+			int (*then)(struct meta *m, void *ctx), void *ctx);
+/*
+ * Delete the copy of object @name in @shard if core/reap.c's copy verdict
+ * allows it (reap_copy(): the verdict and the unlink in one hold of the
+ * metadata lock). 1 deleted, 0 kept, or a negative errno (kept).
+ */
+int tally_reap_copy(struct tally *t, const char *name, int64_t id,
+		    uint32_t shard, unsigned flags);
+/*
+ * Tests only: the metadata store under the metadata lock until
+ * tally_meta_unlock(). Core modules use tally_meta_read/txn().
+ */
 struct meta *tally_meta_lock(struct tally *t);
 void tally_meta_unlock(struct tally *t);
 struct objstore *tally_objstore(struct tally *t);

@@ -27,6 +27,13 @@ if grep -nE "$banned" "${files[@]}"; then
 	fail=1
 fi
 
+# the metadata lock is private to core/tally.c (docs/design.md, 9)
+if grep -nE '\btally_meta_(lock|unlock)[[:space:]]*\(' core/*.c fs/*.c \
+	tools/*.c | grep -v '^core/tally\.c:'; then
+	echo "lint: core modules use tally_meta_read/txn, not the lock"
+	fail=1
+fi
+
 # object files are deleted by core/reap.c alone (docs/design.md, 4)
 if grep -nE '\bobjstore_(unlink|doom|unlink_doomed)[[:space:]]*\(' \
 	core/*.c fs/*.c tools/*.c | grep -vE '^core/(reap|objstore)\.c:'; then
