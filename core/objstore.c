@@ -12,7 +12,12 @@
  *     fan-out directory, or syncfs after the batch's renames) before
  *     objstore_put()/objstore_batch_finish() return, hence before the
  *     metadata that names the object commits; the caller (core/tally.c)
- *     keeps that order.
+ *     keeps that order. syncfs(2) is used only on a shard whose
+ *     filesystem passes it through: FUSE (virtiofs aside, which cannot
+ *     be told apart), NFS, SMB and 9p return success without making
+ *     anything durable, so a shard on one of them (or every shard, with
+ *     OBJSTORE_SYNC_FILE) has each object file fsync'ed before its
+ *     rename and its fan-out directory after (per_file).
  *  3. A name is never rebound to other bytes: a put whose hash names an
  *     existing object compares the bytes and, on a mismatch, moves on to
  *     the next variant name.
@@ -43,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,12 +68,14 @@ struct shard {
 	_Atomic uint64_t avail;	  /* free bytes of its filesystem, cached */
 	_Atomic int64_t avail_at; /* when avail was read (monotonic s) */
 	_Atomic uint64_t dev;	  /* st_dev of the root, as last checked */
+	_Atomic bool per_file;	  /* objects synced one by one, no syncfs */
 };
 
 struct objstore {
 	struct shard sh[OBJSTORE_MAX_SHARDS];
 	_Atomic unsigned nshards; /* highest attached id + 1 */
 	uint64_t store_id;	  /* what shard markers must name */
+	_Atomic int sync_mode;	  /* OBJSTORE_SYNC_* */
 	_Atomic unsigned long tmpseq;
 	_Atomic unsigned fault_in[OBJSTORE_NOPS]; /* countdown; 0 = off */
 	_Atomic int fault_err[OBJSTORE_NOPS];
@@ -394,6 +402,65 @@ int objstore_shard_check(struct objstore *os, unsigned id)
 	return rc;
 }
 
+/*
+ * The name of @root's filesystem type when it is one whose syncfs(2) makes
+ * nothing durable, NULL otherwise (or when it cannot be told).
+ */
+static const char *syncfs_blind(const char *root)
+{
+	static const struct {
+		unsigned long magic;
+		const char *name;
+	} blind[] = {
+		{ 0x65735546ul, "fuse" },   { 0x6969ul, "nfs" },
+		{ 0xff534d42ul, "cifs" },   { 0xfe534d42ul, "smb2" },
+		{ 0x517bul, "smb" },	    { 0x01021997ul, "9p" },
+		{ 0x73757245ul, "coda" },   { 0x564c0000ul, "ncp" },
+		{ 0x0bd00bd0ul, "lustre" },
+	};
+	struct statfs sf;
+	size_t i;
+
+	if (statfs(root, &sf) < 0)
+		return NULL;
+	for (i = 0; i < sizeof(blind) / sizeof(blind[0]); i++)
+		if ((unsigned long)(uint32_t)sf.f_type == blind[i].magic)
+			return blind[i].name;
+	return NULL;
+}
+
+/* Decide how shard @id's objects are made durable (see DESIGN NOTES, 2). */
+static void choose_sync(struct objstore *os, unsigned id)
+{
+	struct shard *sh = &os->sh[id];
+	int mode = atomic_load(&os->sync_mode);
+	const char *blind = mode == OBJSTORE_SYNC_AUTO ? syncfs_blind(sh->root)
+						       : NULL;
+	bool pf = mode == OBJSTORE_SYNC_FILE || blind;
+
+	if (atomic_exchange(&sh->per_file, pf) != pf && blind)
+		log_msg(LOG_NOTICE,
+			"shard %u '%s' is on %s, whose syncfs makes nothing "
+			"durable: its objects are synced file by file",
+			id, sh->root, blind);
+}
+
+void objstore_set_sync_mode(struct objstore *os, int mode)
+{
+	unsigned i, n = atomic_load(&os->nshards);
+
+	atomic_store(&os->sync_mode, mode);
+	for (i = 0; i < n; i++)
+		if (atomic_load_explicit(&os->sh[i].attached,
+					 memory_order_acquire))
+			choose_sync(os, i);
+}
+
+bool objstore_shard_per_file(struct objstore *os, unsigned id)
+{
+	return id < OBJSTORE_MAX_SHARDS && atomic_load(&os->sh[id].per_file);
+}
+
 int objstore_shard_attach(struct objstore *os, unsigned id, const char *root,
 			  bool draining)
 {
@@ -410,6 +477,7 @@ int objstore_shard_attach(struct objstore *os, unsigned id, const char *root,
 		return -ENOMEM;
 	atomic_store(&sh->draining, draining);
 	atomic_store(&sh->reachable, true);
+	choose_sync(os, id);
 	atomic_store_explicit(&sh->attached, true, memory_order_release);
 	n = atomic_load(&os->nshards);
 	while (n < id + 1 &&
@@ -894,7 +962,8 @@ static int stage(struct objstore *os, unsigned shard, const void *buf,
 		b->cap = cap;
 	}
 	st = &b->v[b->n];
-	rc = write_tmp(os, shard, buf, len, false, st->tmp);
+	rc = write_tmp(os, shard, buf, len, objstore_shard_per_file(os, shard),
+		       st->tmp);
 	if (rc)
 		return rc;
 	st->shard = shard;
@@ -961,7 +1030,14 @@ int objstore_put(struct objstore *os, unsigned *shard, const void *buf,
 			*created = false;
 			*shard = where;
 			/* another stream may have put it in place without
-			 * having made it durable yet: the batch syncs */
+			 * having made it durable yet: the batch syncs (one
+			 * by one: its directory now) */
+			if (objstore_shard_per_file(os, where)) {
+				char rel[4];
+
+				snprintf(rel, sizeof(rel), "%.2s", name);
+				return sync_dir(os, where, rel, false);
+			}
 			if (batch) {
 				batch->hits++;
 				batch->shards |= 1ull << where;
@@ -999,16 +1075,46 @@ int objstore_put(struct objstore *os, unsigned *shard, const void *buf,
 	return -EOVERFLOW;
 }
 
-/* syncfs of every shard the batch touched. */
+/* syncfs of every shard the batch touched (its per-file shards aside:
+ * their temp files were fsync'ed when written). */
 static int sync_batch_shards(struct objstore *os, uint64_t shards)
 {
 	unsigned i;
 	int rc;
 
 	for (i = 0; i < OBJSTORE_MAX_SHARDS; i++) {
-		if (!(shards & (1ull << i)))
+		if (!(shards & (1ull << i)) || objstore_shard_per_file(os, i))
 			continue;
 		rc = sync_dir(os, i, "", true);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* The renames of the batch's objects in per-file shards: an fsync of each
+ * fan-out directory they went to, once. */
+static int sync_batch_dirs(struct objstore *os, const struct objstore_batch *b)
+{
+	uint64_t done[OBJSTORE_MAX_SHARDS][4] = { { 0 } };
+	size_t i;
+	int rc;
+
+	for (i = 0; i < b->n; i++) {
+		const struct objstore_staged *st = &b->v[i];
+		unsigned d;
+		char rel[4];
+
+		if (!objstore_shard_per_file(os, st->shard))
+			continue;
+		d = (unsigned)strtoul((char[3]){ st->name[0], st->name[1], 0 },
+				      NULL, 16) &
+		    255;
+		if (done[st->shard][d / 64] & (1ull << (d % 64)))
+			continue;
+		done[st->shard][d / 64] |= 1ull << (d % 64);
+		snprintf(rel, sizeof(rel), "%.2s", st->name);
+		rc = sync_dir(os, st->shard, rel, false);
 		if (rc)
 			return rc;
 	}
@@ -1056,7 +1162,8 @@ int objstore_batch_finish(struct objstore *os, struct objstore_batch *b)
 			return rc;
 	}
 	/* 3: the renames */
-	return sync_batch_shards(os, b->shards);
+	rc = sync_batch_dirs(os, b);
+	return rc ? rc : sync_batch_shards(os, b->shards);
 }
 
 void objstore_batch_release(struct objstore *os, struct objstore_batch *b)

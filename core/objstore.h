@@ -66,6 +66,21 @@ void objstore_free(struct objstore *os);
 void objstore_set_store_id(struct objstore *os, uint64_t id);
 
 /*
+ * How objects are made durable: OBJSTORE_SYNC_AUTO (the default) syncs a
+ * batch with syncfs(2) except on a shard whose filesystem does not pass
+ * syncfs through (FUSE, NFS, SMB, 9p...: each object file fsync'ed, then
+ * its directory); OBJSTORE_SYNC_FILE does that on every shard;
+ * OBJSTORE_SYNC_FS uses syncfs everywhere. Applies to the shards
+ * attached and to those attached later.
+ */
+#define OBJSTORE_SYNC_AUTO 0
+#define OBJSTORE_SYNC_FILE 1
+#define OBJSTORE_SYNC_FS 2
+void objstore_set_sync_mode(struct objstore *os, int mode);
+/* Whether shard @id's objects are synced file by file. */
+bool objstore_shard_per_file(struct objstore *os, unsigned id);
+
+/*
  * Use directory @root as shard @id (< OBJSTORE_MAX_SHARDS). The shard
  * stays attached for the life of @os; an unreachable root is attached
  * too, marked unreachable. -EEXIST if @id is attached.

@@ -749,6 +749,8 @@ int tally_open(const char *path, const struct tally_opts *opts,
 		goto out_free;
 	t->meta = t->store->meta;
 	t->objs = t->store->objs;
+	if (opts->sync_objects)
+		objstore_set_sync_mode(t->objs, opts->sync_objects);
 	t->bs = t->store->block_size;
 	t->rotate_bytes = opts->inode_dirty_max ? opts->inode_dirty_max
 						: 8u << 20;

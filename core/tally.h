@@ -52,6 +52,7 @@ struct tally_opts {
 	void (*release_hook)(void *arg, uint64_t ino);
 	void *hook_arg;
 	const char *mountpoint; /* absolute; shards may not be inside it */
+	int sync_objects;	/* OBJSTORE_SYNC_*: 0 = auto */
 	uid_t owner;		/* owner of /.tally/ctl */
 	gid_t owner_gid;
 };

@@ -39,6 +39,7 @@ struct options {
 	unsigned min_nodes;
 	long long gc_interval;
 	int nosplice;
+	char *sync_objects; /* auto, file or fs */
 	int shared;	  /* allow_other or allow_root: other users may enter */
 	int kernel_perms; /* default_permissions given */
 	int help;
@@ -67,6 +68,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("min_nodes_reporting=%u", min_nodes),
 	OPT("gc_interval=%lld", gc_interval),
 	OPT("nosplice", nosplice),
+	OPT("sync_objects=%s", sync_objects),
 	OPT("-h", help),
 	OPT("--help", help),
 	OPT("-V", version),
@@ -126,6 +128,13 @@ static void usage(const char *prog)
 	       "none)\n"
 	       "    -o nosplice             copy read replies instead of "
 	       "splicing them from object files\n"
+	       "    -o sync_objects=MODE    how objects are made durable: "
+	       "auto (default:\n"
+	       "                            syncfs, file by file on FUSE, "
+	       "NFS, SMB, 9p),\n"
+	       "                            file (fsync of each object and "
+	       "its directory)\n"
+	       "                            or fs (syncfs everywhere)\n"
 	       "    -f                      stay in the foreground\n"
 	       "    -V, --version           print the version\n"
 	       "\n",
@@ -297,6 +306,14 @@ int main(int argc, char **argv)
 	}
 	if (fuse_parse_cmdline(&args, &cmd) != 0)
 		return 2;
+	if (o.sync_objects && strcmp(o.sync_objects, "auto") &&
+	    strcmp(o.sync_objects, "file") && strcmp(o.sync_objects, "fs")) {
+		fprintf(stderr,
+			"%s: sync_objects is auto, file or fs, not '%s'\n",
+			argv[0], o.sync_objects);
+		ret = 2;
+		goto out_args;
+	}
 	if (!o.store || !cmd.mountpoint) {
 		fprintf(stderr,
 			"usage: %s [-f] [-o OPTIONS] STORE MOUNTPOINT "
@@ -355,6 +372,11 @@ int main(int argc, char **argv)
 	topts.stale_after = o.stale_after > 0 ? o.stale_after : 0;
 	topts.min_nodes_reporting = o.min_nodes;
 	topts.gc_interval = o.gc_interval > 0 ? o.gc_interval : 0;
+	topts.sync_objects = !o.sync_objects || !strcmp(o.sync_objects, "auto")
+				     ? OBJSTORE_SYNC_AUTO
+			     : !strcmp(o.sync_objects, "file")
+				     ? OBJSTORE_SYNC_FILE
+				     : OBJSTORE_SYNC_FS;
 	topts.owner = getuid();
 	topts.owner_gid = getgid();
 	topts.mountpoint = cmd.mountpoint; /* made absolute by libfuse */
@@ -419,6 +441,7 @@ out_tally:
 out_args:
 	free(cmd.mountpoint);
 	free(o.store);
+	free(o.sync_objects);
 	fuse_opt_free_args(&args);
 	return ret;
 }

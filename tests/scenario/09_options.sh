@@ -2,7 +2,10 @@
 # SPDX-License-Identifier: MIT
 # Mount options: a block size chosen at store creation is recorded in the
 # store and kept at the next mount (whatever -o says then); standard FUSE
-# options pass through (ro: reads work, every change is EROFS).
+# options pass through (ro: reads work, every change is EROFS); a store on
+# a FUSE filesystem (here: inside another tallyfs mount) has its objects
+# synced file by file, since FUSE does not pass syncfs(2) through; a bad
+# sync_objects is refused.
 SCN_TIMEOUT=180
 source "$(dirname "$0")/lib.sh"
 
@@ -29,5 +32,32 @@ assert_fails "Read-only file system" touch "$MNT/main/g"
 assert_fails "Read-only file system" rm "$MNT/main/f"
 umount_fs
 assert_eq "object files after the ro mount" 4 "$(object_count)"
+
+# a bad mode is refused before anything is mounted
+rc=0
+T "$TALLYFS" -f -o sync_objects=never "$STORE" "$MNT" >"$TMP/bad.log" 2>&1 ||
+	rc=$?
+assert_eq "exit status of a bad sync_objects" 2 "$rc"
+assert_match "its message" "sync_objects is auto, file or fs" "$(cat "$TMP/bad.log")"
+
+# a store inside a tallyfs mount: on FUSE
+mount_fs "$STORE" "$MNT"
+INNER=$MNT/main/inner
+IMNT=$TMP/imnt
+mkdir -p "$INNER" "$IMNT"
+mount_fs "$INNER" "$IMNT" -o block_size=4096
+assert_match "the inner store's log" \
+	"is on fuse, whose syncfs makes nothing durable" "$(cat "$DLOG")"
+mkdir "$IMNT/main"
+rand_file "$TMP/g" $((64 * 1024))
+T cp "$TMP/g" "$IMNT/main/g"
+T python3 -c 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)' \
+	"$IMNT/main/g"
+assert_same_content "$TMP/g" "$IMNT/main/g"
+umount_fs "$IMNT"
+mount_fs "$INNER" "$IMNT"
+assert_same_content "$TMP/g" "$IMNT/main/g"
+umount_fs "$IMNT"
+umount_fs
 
 log "ok"
