@@ -11,7 +11,7 @@
  *  2. Object data and the rename are durable (fsync of the file and its
  *     fan-out directory, or syncfs after the batch's renames) before
  *     objstore_put()/objstore_batch_finish() return, hence before the
- *     metadata that names the object commits; the caller (core/tally.c)
+ *     metadata that names the object commits; the caller (core/flush.c)
  *     keeps that order.
  *  3. A name is never rebound to other bytes: a put whose hash names an
  *     existing object compares the bytes and, on a mismatch, moves on to
