@@ -11,7 +11,7 @@
  *  2. Object data and the rename are durable (fsync of the file and its
  *     fan-out directory, or syncfs after the batch's renames) before
  *     objstore_put()/objstore_batch_finish() return, hence before the
- *     metadata that names the object commits; the caller (core/tally.c)
+ *     metadata that names the object commits; the caller (core/flush.c)
  *     keeps that order. syncfs(2) is used only on a shard whose
  *     filesystem passes it through: FUSE (virtiofs aside, which cannot
  *     be told apart), NFS, SMB and 9p return success without making

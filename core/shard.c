@@ -20,7 +20,7 @@
  *     ghosts, whose count is exactly the number of such references (the
  *     triggers of core/meta.c keep it; new references name the object's
  *     shard). A read that does not find the object where its reference
- *     says follows the ghost (core/tally.c, read_ref()).
+ *     says follows the ghost (core/dirty.c, read_ref()).
  *  3. A move is journaled (moves) before its copy starts and forgotten
  *     after its source copy is gone: an interrupted move is finished
  *     (the row names the target: remove the source copy) or undone (the

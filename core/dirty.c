@@ -1,0 +1,367 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Block maps and dirty buffers: the pool of block buffers, the committed
+ * block map of an inode (load, find, set), its dirty buffers, and the read
+ * of a block from the layers below them (flushes in flight, parked
+ * flushes, the committed map; core/flush.c, FLUSH PIPELINE).
+ */
+#include "core/tally_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/meta.h"
+#include "core/objstore.h"
+
+/* ------------------------------------------------------------------ */
+/* block buffers: reused, so that buffering a write does not fault in
+ * fresh pages every time */
+
+static char *dirty_buf_get(struct tally *t)
+{
+	char *buf = NULL;
+
+	pthread_mutex_lock(&t->pool_lock);
+	if (t->npool)
+		buf = t->pool_bufs[--t->npool];
+	pthread_mutex_unlock(&t->pool_lock);
+	return buf ? buf : malloc(t->bs);
+}
+
+void dirty_buf_put(struct tally *t, char *buf)
+{
+	if (!buf)
+		return;
+	pthread_mutex_lock(&t->pool_lock);
+	if (t->npool < POOL_MAX) {
+		t->pool_bufs[t->npool++] = buf;
+		buf = NULL;
+	}
+	pthread_mutex_unlock(&t->pool_lock);
+	free(buf);
+}
+
+/* ------------------------------------------------------------------ */
+/* block maps and dirty buffers */
+
+struct meta_bref *dirty_map_find(struct inode *ip, uint64_t idx)
+{
+	size_t lo = 0, hi = ip->nmap;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (ip->map[mid].idx == idx)
+			return &ip->map[mid];
+		if (ip->map[mid].idx < idx)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Index of the first entry of @v[0..n) with idx >= @idx. */
+static size_t dpos(const struct dirty *v, size_t n, uint64_t idx)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (v[mid].idx < idx)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+struct dirty *dirty_search(struct dirty *v, size_t n, uint64_t idx)
+{
+	size_t pos = dpos(v, n, idx);
+
+	return pos < n && v[pos].idx == idx ? &v[pos] : NULL;
+}
+
+size_t dirty_pos(struct inode *ip, uint64_t idx)
+{
+	return dpos(ip->dirty, ip->ndirty, idx);
+}
+
+struct dirty *dirty_find(struct inode *ip, uint64_t idx)
+{
+	return dirty_search(ip->dirty, ip->ndirty, idx);
+}
+
+/* Load the committed block map once (t->lock, then mlock: the finalizer
+ * cannot change the store between the read and the install). */
+int dirty_map_load(struct tally *t, struct inode *ip)
+{
+	int rc = 0;
+
+	tally_lock(t);
+	pthread_mutex_lock(&ip->mlock);
+	if (!ip->map_loaded) {
+		free(ip->map); /* whatever an unloaded map gathered */
+		ip->map = NULL;
+		ip->nmap = ip->mapcap = 0;
+		rc = meta_blocks_load(t->meta, ip->ino, &ip->map, &ip->nmap);
+		if (!rc) {
+			ip->mapcap = ip->nmap;
+			ip->map_loaded = true;
+		}
+	}
+	pthread_mutex_unlock(&ip->mlock);
+	tally_unlock(t);
+	return rc;
+}
+
+/* Read committed block @ref's bytes [off, off+len) into @buf (zero-fill
+ * past the object's end). */
+static int read_ref(struct tally *t, const struct meta_bref *ref, char *buf,
+		    size_t off, size_t len)
+{
+	ssize_t n;
+
+	if (!ref->name[0])
+		return -EIO;
+	n = objstore_read(t->objs, ref->shard, ref->name, buf, len, (off_t)off);
+	if (n == -ENOENT) {
+		uint32_t where, dst;
+		int64_t id, count;
+		uint64_t size;
+		int rc;
+
+		/* moved by a rebalance: follow the ghost (or, once the
+		 * sweep repointed the reference, the object row) */
+		tally_lock(t);
+		rc = meta_object_info(t->meta, ref->name, &id, &where, &size,
+				      &count);
+		if (!rc &&
+		    meta_ghost_target(t->meta, id, ref->shard, &dst) == 0)
+			where = dst;
+		tally_unlock(t);
+		if (rc)
+			return rc; /* -ENOENT: replaced meanwhile, retried */
+		if (where == ref->shard)
+			return -EIO; /* its shard lost it, or is gone */
+		n = objstore_read(t->objs, where, ref->name, buf, len,
+				  (off_t)off);
+	}
+	if (n < 0)
+		return n == -ENODEV ? -EIO : (int)n;
+	if ((size_t)n < len)
+		memset(buf + n, 0, len - (size_t)n);
+	return 0;
+}
+
+/*
+ * Bytes [off, off+len) of block @idx as the layers below the dirty
+ * buffers hold them: in-flight flushes, failed flushes, committed map
+ * (rw held, shared or exclusive; map loaded).
+ */
+int dirty_read_below(struct tally *t, struct inode *ip, uint64_t idx, char *dst,
+		     size_t off, size_t len)
+{
+	struct flush *lists[2];
+	struct meta_bref ref;
+	int tries, rc = 0, l;
+
+	for (tries = 0; tries < 4; tries++) {
+		bool found = false, have_ref = false;
+
+		pthread_mutex_lock(&ip->mlock);
+		lists[0] = ip->inflight;
+		lists[1] = ip->failed;
+		for (l = 0; l < 2 && !found; l++) {
+			struct flush *f;
+
+			for (f = lists[l]; f && !found; f = f->next) {
+				struct dirty *d =
+					dirty_search(f->blk, f->nblk, idx);
+
+				if (d) {
+					memcpy(dst, d->buf + off, len);
+					found = true;
+				} else if (f->truncated &&
+					   idx >= tally_blocks_for(
+							  t, f->trunc_size)) {
+					memset(dst, 0, len);
+					found = true;
+				}
+			}
+		}
+		if (!found && ip->truncated &&
+		    idx >= tally_blocks_for(t, ip->trunc_size)) {
+			/* a shrink not flushed yet (its flush failed) */
+			memset(dst, 0, len);
+			found = true;
+		}
+		if (!found) {
+			struct meta_bref *r = dirty_map_find(ip, idx);
+
+			if (r) {
+				ref = *r;
+				have_ref = true;
+			}
+		}
+		pthread_mutex_unlock(&ip->mlock);
+		if (found)
+			return 0;
+		if (!have_ref) {
+			memset(dst, 0, len);
+			return 0;
+		}
+		rc = read_ref(t, &ref, dst, off, len);
+		/* the finalizer may have replaced and unlinked the object
+		 * since: its map already says what replaced it */
+		if (rc != -ENOENT)
+			break;
+	}
+	if (rc) {
+		log_msg(LOG_ERR,
+			"cannot read block %" PRIu64 " of inode %" PRIu64
+			": %s",
+			idx, ip->ino, strerror(-rc));
+		if (rc == -ENOENT)
+			rc = -EIO;
+	}
+	return rc;
+}
+
+/*
+ * The dirty buffer of block @idx, created from the layers below if
+ * needed. @whole: the caller overwrites the block from its start to at
+ * least EOF, so nothing needs reading.
+ */
+int dirty_get(struct tally *t, struct inode *ip, uint64_t idx, bool whole,
+	      struct dirty **out)
+{
+	size_t pos = dirty_pos(ip, idx);
+	struct dirty *d;
+	char *buf;
+	int rc;
+
+	if (pos < ip->ndirty && ip->dirty[pos].idx == idx) {
+		*out = &ip->dirty[pos];
+		return 0;
+	}
+	if (ip->ndirty == ip->dcap) {
+		size_t cap = ip->dcap ? ip->dcap * 2 : 8;
+		struct dirty *v = realloc(ip->dirty, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		ip->dirty = v;
+		ip->dcap = cap;
+	}
+	buf = dirty_buf_get(t);
+	if (!buf)
+		return -ENOMEM;
+	if (!whole && idx * t->bs < ip->md.size) {
+		uint64_t keep = ip->md.size - idx * t->bs;
+
+		if (keep > t->bs)
+			keep = t->bs;
+		rc = dirty_read_below(t, ip, idx, buf, 0, (size_t)keep);
+		if (rc) {
+			dirty_buf_put(t, buf);
+			return rc;
+		}
+		/* bytes past EOF must read as zero after a later extend */
+		memset(buf + keep, 0, t->bs - keep);
+	} else {
+		memset(buf, 0, t->bs);
+	}
+	memmove(&ip->dirty[pos + 1], &ip->dirty[pos],
+		(ip->ndirty - pos) * sizeof(*ip->dirty));
+	d = &ip->dirty[pos];
+	d->idx = idx;
+	d->buf = buf;
+	tally_lock(t);
+	if (ip->ndirty++ == 0)
+		ip->dirty_since = tally_now();
+	t->dirty_blocks++;
+	tally_unlock(t);
+	*out = d;
+	return 0;
+}
+
+/* A shrink to @size: committed blocks past it go with the next flush
+ * (rw held; tally_drain reads truncated under t->lock alone). */
+void dirty_trunc_note(struct tally *t, struct inode *ip, uint64_t size)
+{
+	if (!ip->truncated || size < ip->trunc_size)
+		ip->trunc_size = size;
+	tally_lock(t);
+	ip->truncated = true;
+	tally_unlock(t);
+}
+
+bool dirty_all_zero(const char *buf, size_t len)
+{
+	static const char zeros[4096];
+
+	while (len >= sizeof(zeros)) {
+		if (memcmp(buf, zeros, sizeof(zeros)))
+			return false;
+		buf += sizeof(zeros);
+		len -= sizeof(zeros);
+	}
+	return memcmp(buf, zeros, len) == 0;
+}
+
+/* Room for @more entries in the map (mlock held). */
+int dirty_map_reserve(struct inode *ip, size_t more)
+{
+	size_t cap = ip->mapcap;
+	struct meta_bref *v;
+
+	if (ip->nmap + more <= cap)
+		return 0;
+	while (cap < ip->nmap + more)
+		cap = cap ? cap * 2 : 16;
+	v = realloc(ip->map, cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	ip->map = v;
+	ip->mapcap = cap;
+	return 0;
+}
+
+/* Replace or insert @ref in the sorted map; @ref NULL removes @idx
+ * (mlock held). */
+int dirty_map_set(struct inode *ip, uint64_t idx, const struct meta_bref *ref)
+{
+	size_t lo = 0, hi = ip->nmap;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (ip->map[mid].idx < idx)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < ip->nmap && ip->map[lo].idx == idx) {
+		if (ref)
+			ip->map[lo] = *ref;
+		else
+			memmove(&ip->map[lo], &ip->map[lo + 1],
+				(ip->nmap-- - lo - 1) * sizeof(*ip->map));
+		return 0;
+	}
+	if (!ref)
+		return 0;
+	if (dirty_map_reserve(ip, 1))
+		return -ENOMEM;
+	memmove(&ip->map[lo + 1], &ip->map[lo],
+		(ip->nmap - lo) * sizeof(*ip->map));
+	ip->map[lo] = *ref;
+	ip->nmap++;
+	return 0;
+}

@@ -1,0 +1,947 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The flush coordinator: rotate, stream and finalize, the ready heap,
+ * the finalizer and flusher threads, the dirty-memory throttle, aged
+ * flushes, commits that wait, and drain.
+ *
+ * FLUSH PIPELINE — DESIGN NOTES
+ *
+ * Data of a file lives in three layers, newest first: its dirty buffers
+ * (inode->dirty, written under inode->rw), the buffers of its flushes in
+ * flight (inode->inflight, newest first) and of its failed flushes
+ * (inode->failed), and the committed block map (inode->map, as in the
+ * metadata store). Readers look in that order, so a read always sees the
+ * newest data.
+ *
+ * A flush moves through three phases:
+ *  - rotate (flush_rotate, inode->rw held): the dirty buffers move into a
+ *    new struct flush; it takes a permit (t->pending < max_pending, else
+ *    the caller waits: back-pressure) and the next global sequence number.
+ *  - stream (flush_stream, on the worker pool, no metadata lock): hash
+ *    each block and stage new objects; objstore_batch_finish() makes them
+ *    durable. The finished flush enters a min-heap by sequence number.
+ *  - finalize (the finalizer thread): flushes leave the heap strictly in
+ *    sequence order; consecutive ready ones are committed in one
+ *    transaction (group commit) that swaps block references and counts
+ *    and writes the inode rows; then the maps are updated, dead objects
+ *    unlinked, permits returned, t->done_seq advanced and waiters woken.
+ *
+ * Invariants:
+ *  1. done_seq <= rotated_seq; every flush with seq <= done_seq is
+ *     finalized (committed, or failed and parked in inode->failed).
+ *  2. Object data is durable before the transaction naming it commits
+ *     (stream finishes the batch before the flush can be finalized).
+ *  3. A failed flush loses nothing: its buffers stay readable in
+ *     inode->failed, its error is kept for the next fsync/close, and the
+ *     next rotation of the inode takes them again (unless newer data for
+ *     the same block exists).
+ *  4. The finalizer never takes inode->rw, so a writer may wait for
+ *     flushes (permits, dirty_limit, fsync) while holding it.
+ *  5. Dirty memory is bounded: t->dirty_blocks counts dirty, in-flight
+ *     and failed buffers; a writer above dirty_limit rotates its own data
+ *     and waits for the finalizer to free some.
+ *
+ * Lock order: inode->rw, then t->lock, then inode->mlock, then t->fin_lock
+ * (never taken with mlock held by the finalizer's callers... see below),
+ * and pool_lock innermost. The finalizer takes t->lock then inode->mlock;
+ * it takes fin_lock only when it holds no other lock.
+ */
+#include "core/tally_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/meta.h"
+#include "core/objstore.h"
+#include "core/pool.h"
+#include "core/shard.h"
+#include "core/progress.h"
+#include "core/reap.h"
+
+void flush_free(struct tally *t, struct flush *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->nblk; i++)
+		dirty_buf_put(t, f->blk[i].buf);
+	free(f->blk);
+	free(f->p);
+	free(f);
+}
+
+/* -- the finalizer's heap (t->fin_lock) -- */
+
+static void heap_push(struct tally *t, struct flush *f)
+{
+	size_t i = t->nheap++;
+
+	while (i > 0 && t->heap[(i - 1) / 2]->seq > f->seq) {
+		t->heap[i] = t->heap[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	t->heap[i] = f;
+}
+
+static struct flush *heap_pop(struct tally *t)
+{
+	struct flush *top = t->heap[0], *last = t->heap[--t->nheap];
+	size_t i = 0;
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+
+		if (c >= t->nheap)
+			break;
+		if (c + 1 < t->nheap && t->heap[c + 1]->seq < t->heap[c]->seq)
+			c++;
+		if (t->heap[c]->seq >= last->seq)
+			break;
+		t->heap[i] = t->heap[c];
+		i = c;
+	}
+	if (t->nheap)
+		t->heap[i] = last;
+	return top;
+}
+
+/* A streamed (or stream-less) flush is ready for the finalizer. */
+static void flush_ready(struct tally *t, struct flush *f)
+{
+	pthread_mutex_lock(&t->fin_lock);
+	f->streamed = true;
+	heap_push(t, f);
+	pthread_cond_broadcast(&t->fin_work);
+	pthread_mutex_unlock(&t->fin_lock);
+}
+
+/* Stream phase (pool): hash, stage and make durable the new objects. */
+static void flush_stream(void *arg)
+{
+	struct flush *f = arg;
+	struct tally *t = f->t;
+	struct objstore_batch batch;
+	uint64_t nblocks = tally_blocks_for(t, f->size);
+	size_t i;
+	int rc = 0;
+
+	if (t->stream_hook)
+		t->stream_hook(t->hook_arg, f->seq, f->ip->ino);
+	memset(&batch, 0, sizeof(batch));
+	for (i = 0; i < f->nblk && !rc; i++) {
+		struct dirty *d = &f->blk[i];
+		struct pending *q;
+		uint64_t start = d->idx * t->bs;
+
+		if (d->idx >= nblocks)
+			continue; /* truncated away */
+		q = &f->p[f->np++];
+		q->idx = d->idx;
+		q->len = (uint32_t)(f->size - start < t->bs ? f->size - start
+							    : t->bs);
+		q->buf = d->buf;
+		q->hole = dirty_all_zero(d->buf, q->len);
+		q->shard = OBJSTORE_ANY;
+		if (!q->hole)
+			rc = objstore_put(t->objs, &q->shard, d->buf, q->len,
+					  q->name, &q->created, &batch);
+	}
+	if (!rc)
+		rc = objstore_batch_finish(t->objs, &batch);
+	objstore_batch_release(t->objs, &batch);
+	if (rc)
+		log_msg(LOG_ERR,
+			"flush %" PRIu64 " of inode %" PRIu64 " failed: %s",
+			f->seq, f->ip->ino, strerror(-rc));
+	f->err = rc;
+	flush_ready(t, f);
+}
+
+/* Whether a flush in flight holds block @idx of @ip. */
+static bool inflight_has(struct inode *ip, uint64_t idx)
+{
+	struct flush *g;
+	bool found = false;
+
+	pthread_mutex_lock(&ip->mlock);
+	for (g = ip->inflight; g && !found; g = g->next)
+		found = dirty_search(g->blk, g->nblk, idx) != NULL;
+	pthread_mutex_unlock(&ip->mlock);
+	return found;
+}
+
+/*
+ * Rotate: move @ip's dirty data (and what failed before) into a new
+ * flush, plus @shares, and send it down the pipeline. @force: make a
+ * flush (writing the inode row) even with nothing to commit. *seq
+ * receives the flush's sequence number, or the inode's last one when
+ * there was nothing to do. Exclusive rw held.
+ */
+int flush_rotate(struct tally *t, struct inode *ip,
+		 const struct pending *shares, size_t nshares, bool force,
+		 uint64_t *seq)
+{
+	struct flush *f, *old, *failed;
+	size_t i, n;
+	int rc;
+
+	pthread_mutex_lock(&ip->mlock);
+	failed = ip->failed;
+	pthread_mutex_unlock(&ip->mlock);
+	if (!ip->ndirty && !ip->truncated && !failed && !nshares && !force) {
+		tally_lock(t);
+		*seq = ip->last_seq;
+		tally_unlock(t);
+		return 0;
+	}
+	rc = dirty_map_load(t, ip);
+	if (rc)
+		return rc;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	/* failed blocks go again, unless newer data replaced them */
+	pthread_mutex_lock(&ip->mlock);
+	failed = ip->failed;
+	ip->failed = NULL;
+	pthread_mutex_unlock(&ip->mlock);
+	for (old = failed; old && !rc; old = old->next) { /* newest first */
+		for (i = 0; i < old->nblk && !rc; i++) {
+			struct dirty *d = &old->blk[i], *nd;
+
+			if (dirty_find(ip, d->idx) || inflight_has(ip, d->idx))
+				continue;
+			rc = dirty_get(t, ip, d->idx, true, &nd);
+			if (!rc)
+				memcpy(nd->buf, d->buf, t->bs);
+		}
+		if (old->truncated)
+			dirty_trunc_note(t, ip, old->trunc_size);
+	}
+	if (rc) {
+		/* keep them parked: nothing is lost, the error is returned */
+		pthread_mutex_lock(&ip->mlock);
+		for (old = failed; old->next; old = old->next)
+			;
+		old->next = ip->failed;
+		ip->failed = failed;
+		pthread_mutex_unlock(&ip->mlock);
+		free(f);
+		return rc;
+	}
+	while (failed) {
+		old = failed;
+		failed = failed->next;
+		tally_lock(t);
+		ip->nfailed--;
+		ip->flight_blocks -= old->nblk;
+		t->dirty_blocks -= old->nblk;
+		inode_put(t, ip); /* the parked flush's reference */
+		tally_unlock(t);
+		flush_free(t, old);
+	}
+	f->t = t;
+	f->ip = ip;
+	f->size = ip->md.size;
+	f->truncated = ip->truncated;
+	f->trunc_size = ip->trunc_size;
+	f->blk = ip->dirty;
+	f->nblk = ip->ndirty;
+	n = f->nblk + nshares;
+	f->p = calloc(n ? n : 1, sizeof(*f->p));
+	if (!f->p) {
+		free(f);
+		return -ENOMEM;
+	}
+	ip->dirty = NULL;
+	ip->dcap = 0;
+	tally_lock(t);
+	ip->truncated = false;
+	ip->ndirty = 0;
+	ip->refs++; /* held by the flush until finalized */
+	ip->flight_blocks += f->nblk;
+	tally_unlock(t);
+
+	/* a permit and a sequence number: back-pressure happens here */
+	pthread_mutex_lock(&t->fin_lock);
+	while (t->pending >= t->max_pending)
+		pthread_cond_wait(&t->fin_done, &t->fin_lock);
+	t->pending++;
+	f->seq = ++t->rotated_seq;
+	pthread_mutex_unlock(&t->fin_lock);
+	tally_lock(t);
+	ip->last_seq = f->seq;
+	tally_unlock(t);
+	pthread_mutex_lock(&ip->mlock);
+	f->next = ip->inflight;
+	ip->inflight = f;
+	pthread_mutex_unlock(&ip->mlock);
+	*seq = f->seq;
+
+	for (i = 0; i < nshares; i++)
+		if (shares[i].idx < tally_blocks_for(t, f->size))
+			f->p[f->np++] = shares[i];
+	if (f->nblk == 0)
+		flush_ready(t, f);
+	else if (pool_submit(t->pool, POOL_FLUSH, flush_stream, f) != 0)
+		flush_stream(f); /* shutting down: stream inline */
+	return 0;
+}
+
+/*
+ * Wait until flush @seq (and all before it) is finalized; @timeout in
+ * seconds, 0 for none (-ETIMEDOUT). Without a timeout, a waiter runs
+ * queued pool jobs meanwhile, so that a job that waits (drain on the pool)
+ * cannot starve a pool of one worker.
+ */
+/* Wait until flush @seq is final; with @pj, show done_seq - @base as its
+ * progress meanwhile. */
+static int flush_wait_progress(struct tally *t, uint64_t seq, double timeout,
+			       struct progress_job *pj, uint64_t base)
+{
+	struct timespec deadline, until;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += (time_t)timeout;
+	deadline.tv_nsec += (long)((timeout - (double)(time_t)timeout) * 1e9);
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	for (;;) {
+		struct timespec mono;
+		bool done;
+
+		pthread_mutex_lock(&t->fin_lock);
+		done = t->done_seq >= seq;
+		progress_set(pj, t->done_seq - base);
+		pthread_mutex_unlock(&t->fin_lock);
+		if (done)
+			return 0;
+		clock_gettime(CLOCK_MONOTONIC, &mono);
+		if (timeout > 0 && (mono.tv_sec > deadline.tv_sec ||
+				    (mono.tv_sec == deadline.tv_sec &&
+				     mono.tv_nsec >= deadline.tv_nsec)))
+			return -ETIMEDOUT;
+		/* helping could run a long job past the deadline; and only
+		 * stream jobs, which take no inode tally_lock (a waiter may hold
+		 * one) */
+		if (timeout <= 0 && pool_help_fn(t->pool, flush_stream))
+			continue;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 50 * 1000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		pthread_mutex_lock(&t->fin_lock);
+		if (t->done_seq < seq)
+			pthread_cond_timedwait(&t->fin_done, &t->fin_lock,
+					       &until);
+		pthread_mutex_unlock(&t->fin_lock);
+	}
+}
+
+int flush_wait(struct tally *t, uint64_t seq, double timeout)
+{
+	return flush_wait_progress(t, seq, timeout, NULL, 0);
+}
+
+/* Take (and clear) the error kept for the next fsync/close, if the flush
+ * that failed had a sequence number up to @upto. */
+int flush_take_err(struct tally *t, struct inode *ip, uint64_t upto)
+{
+	int rc = 0;
+
+	tally_lock(t);
+	if (ip->err && ip->err_seq <= upto) {
+		rc = ip->err;
+		ip->err = 0;
+	}
+	tally_unlock(t);
+	return rc;
+}
+
+/*
+ * Apply flush @f to the store (t->lock held, in the group's transaction).
+ * *alloc receives the inode's allocation after @f.
+ */
+static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
+{
+	struct inode *ip = f->ip;
+	uint64_t tb = tally_blocks_for(t, f->trunc_size);
+	struct meta_inode md;
+	int64_t delta = 0;
+	size_t i;
+	int rc = 0;
+
+	/* a shrink first: blocks written after it come back below */
+	if (f->truncated)
+		rc = meta_blocks_drop(t->meta, ip->ino, tb);
+	for (i = 0; i < f->np && !rc; i++) {
+		struct pending *q = &f->p[i];
+
+		if (q->shared && !q->hole) {
+			/* the source holds a reference: the row must exist */
+			rc = meta_obj_exists(t->meta, q->name);
+			rc = rc == 1 ? 0 : (rc ? rc : -EIO);
+		} else if (!q->hole) {
+			rc = meta_obj_exists(t->meta, q->name);
+			if (rc == 0) {
+				off_t sz;
+
+				/* the file may have been unlinked since the
+				 * stream found or made it */
+				if (!q->created ||
+				    objstore_stat(t->objs, q->shard, q->name,
+						  &sz) < 0)
+					rc = objstore_ensure(t->objs, q->shard,
+							     q->name, q->buf,
+							     q->len);
+			} else if (rc == 1) {
+				rc = 0;
+			}
+		}
+		if (!rc) {
+			struct meta_bref ref;
+
+			/* a known object: the reference names its shard */
+			rc = meta_block_set(t->meta, ip->ino, q->idx,
+					    q->hole ? NULL : q->name, q->shard,
+					    q->len, &ref);
+			if (!rc && !q->hole)
+				q->shard = ref.shard;
+		}
+	}
+	if (rc)
+		return rc;
+	/* the allocation after this flush, from the map before it; and
+	 * room in the map, so that publishing it cannot fail */
+	pthread_mutex_lock(&ip->mlock);
+	if (dirty_map_reserve(ip, f->np)) {
+		pthread_mutex_unlock(&ip->mlock);
+		return -ENOMEM;
+	}
+	if (f->truncated)
+		for (i = 0; i < ip->nmap; i++)
+			if (ip->map[i].idx >= tb)
+				delta -= ip->map[i].size;
+	for (i = 0; i < f->np; i++) {
+		struct meta_bref *r = dirty_map_find(ip, f->p[i].idx);
+
+		if (r && !(f->truncated && f->p[i].idx >= tb))
+			delta -= r->size;
+		if (!f->p[i].hole)
+			delta += f->p[i].len;
+	}
+	pthread_mutex_unlock(&ip->mlock);
+	*alloc = (uint64_t)((int64_t)ip->dalloc + delta);
+	md = ip->md;
+	md.size = f->size;
+	md.alloc = *alloc;
+	return meta_inode_put(t->meta, &md);
+}
+
+/* Unlink @f from its inode's in-flight list (mlock held). */
+static void inflight_remove(struct flush *f)
+{
+	struct flush **pp;
+
+	for (pp = &f->ip->inflight; *pp; pp = &(*pp)->next)
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+}
+
+static void flush_unlist(struct flush *f)
+{
+	pthread_mutex_lock(&f->ip->mlock);
+	inflight_remove(f);
+	pthread_mutex_unlock(&f->ip->mlock);
+}
+
+/* After the commit: the map mirrors the store (t->lock held). */
+static void flush_publish(struct tally *t, struct flush *f, uint64_t alloc)
+{
+	struct inode *ip = f->ip;
+	size_t i;
+
+	pthread_mutex_lock(&ip->mlock);
+	if (f->truncated)
+		while (ip->nmap && ip->map[ip->nmap - 1].idx >=
+					   tally_blocks_for(t, f->trunc_size))
+			ip->nmap--;
+	for (i = 0; i < f->np; i++) {
+		struct meta_bref ref;
+
+		if (f->p[i].hole) {
+			dirty_map_set(ip, f->p[i].idx, NULL);
+			continue;
+		}
+		memset(&ref, 0, sizeof(ref));
+		ref.idx = f->p[i].idx;
+		ref.shard = f->p[i].shard;
+		ref.size = f->p[i].len;
+		snprintf(ref.name, sizeof(ref.name), "%s", f->p[i].name);
+		if (dirty_map_set(ip, f->p[i].idx, &ref)) {
+			/* out of memory: reload the map when next needed */
+			free(ip->map);
+			ip->map = NULL;
+			ip->nmap = ip->mapcap = 0;
+			ip->map_loaded = false;
+			break;
+		}
+	}
+	inflight_remove(f);
+	pthread_mutex_unlock(&ip->mlock);
+	ip->dsize = f->size;
+	ip->dalloc = alloc;
+	ip->md.alloc = alloc;
+}
+
+/* A flush that could not be committed keeps its data (invariant 3). */
+static void flush_park(struct tally *t, struct flush *f, int err)
+{
+	struct inode *ip = f->ip;
+
+	pthread_mutex_lock(&ip->mlock);
+	inflight_remove(f);
+	f->next = ip->failed;
+	ip->failed = f;
+	pthread_mutex_unlock(&ip->mlock);
+	ip->nfailed++;
+	/* the slot keeps the oldest failure not reported yet */
+	if (!ip->err)
+		ip->err_seq = f->seq;
+	ip->err = err;
+	t->commit_errors++;
+}
+
+#define GROUP_MAX 64
+
+/*
+ * The inode of @f was freed while @f was in flight: remove the objects
+ * its stream created that nothing references (t->lock held; a flush that
+ * reused one re-creates it when it commits, invariant 2 of tally.c).
+ */
+static void flush_discard_objects(struct tally *t, struct flush *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->np; i++) {
+		struct pending *q = &f->p[i];
+
+		if (q->hole || q->shared || !q->created)
+			continue;
+		reap_copy(t->meta, t->objs, q->name, 0, q->shard,
+			  REAP_NOT_MINE);
+	}
+}
+
+/* Commit a group of consecutive ready flushes in one transaction. */
+static void finalize_group(struct tally *t, struct flush **g, size_t n)
+{
+	uint64_t alloc[GROUP_MAX];
+	bool parked[GROUP_MAX];
+	size_t i;
+	int rc;
+
+	tally_lock(t);
+	rc = meta_begin(t->meta);
+	for (i = 0; i < n && !rc; i++) {
+		alloc[i] = 0;
+		if (g[i]->err || g[i]->ip->freed || g[i]->ip->nfailed)
+			continue;
+		rc = flush_apply(t, g[i], &alloc[i]);
+	}
+	if (!rc)
+		rc = meta_config_set(t->meta, "durable_seq",
+				     (int64_t)g[n - 1]->seq);
+	rc = tally_txn_end(t, rc);
+	for (i = 0; i < n; i++) {
+		struct flush *f = g[i];
+
+		parked[i] = false;
+		if (f->ip->freed) {
+			flush_unlist(f);
+			flush_discard_objects(t, f);
+		} else if (f->err || rc || f->ip->nfailed) {
+			/* an inode with a parked flush commits nothing newer
+			 * until the parked data went again: the retry would
+			 * otherwise bring back older blocks */
+			flush_park(t, f,
+				   f->err	? f->err
+				   : rc		? rc
+				   : f->ip->err ? f->ip->err
+						: -EIO);
+			parked[i] = true; /* keeps its buffers and reference */
+			continue;
+		} else {
+			flush_publish(t, f, alloc[i]);
+		}
+		f->ip->flight_blocks -= f->nblk;
+		t->dirty_blocks -= f->nblk;
+	}
+	for (i = 0; i < n; i++)
+		if (!parked[i])
+			inode_put(t, g[i]->ip);
+	pthread_cond_broadcast(&t->space);
+	tally_unlock(t);
+	for (i = 0; i < n; i++)
+		if (!parked[i])
+			flush_free(t, g[i]);
+}
+
+/*
+ * Whether @ip has a flush in @g already: one flush per inode in a group,
+ * since each one's allocation and old block sizes come from the inode's
+ * committed state.
+ */
+static bool in_group(struct flush *const *g, size_t n, const struct inode *ip)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (g[i]->ip == ip)
+			return true;
+	return false;
+}
+
+/* The finalizer thread: commits flushes in sequence order. */
+void *flush_finalizer(void *arg)
+{
+	struct tally *t = arg;
+	struct flush *g[GROUP_MAX];
+
+	pthread_mutex_lock(&t->fin_lock);
+	for (;;) {
+		uint64_t next = t->done_seq + 1, last;
+		size_t n = 0;
+
+		while (n < GROUP_MAX && t->nheap && t->heap[0]->seq == next &&
+		       !in_group(g, n, t->heap[0]->ip)) {
+			g[n++] = heap_pop(t);
+			next++;
+		}
+		if (n == 0) {
+			if (t->fin_stop && t->pending == 0)
+				break;
+			pthread_cond_wait(&t->fin_work, &t->fin_lock);
+			continue;
+		}
+		last = g[n - 1]->seq;
+		pthread_mutex_unlock(&t->fin_lock);
+		finalize_group(t, g, n);
+		pthread_mutex_lock(&t->fin_lock);
+		t->done_seq = last;
+		t->pending -= n;
+		t->groups++;
+		pthread_cond_broadcast(&t->fin_done);
+	}
+	pthread_mutex_unlock(&t->fin_lock);
+	return NULL;
+}
+
+#define DIRTY_AGE_S 5 /* data dirty longer than this is flushed */
+
+/*
+ * The inodes for which @want says yes, each with an in-memory reference
+ * (t->lock held). *list is malloc'ed; -ENOMEM stops the scan early.
+ */
+static int collect_inodes(struct tally *t,
+			  bool (*want)(struct tally *t, struct inode *ip,
+				       void *ctx),
+			  void *ctx, struct inode ***list, size_t *n)
+{
+	size_t cap = 0, i;
+	int rc = 0;
+
+	*list = NULL;
+	*n = 0;
+	for (i = 0; i < ITABLE_SIZE && !rc; i++) {
+		struct inode *ip;
+
+		for (ip = t->itable[i]; ip && !rc; ip = ip->next) {
+			if (!want(t, ip, ctx))
+				continue;
+			if (*n == cap) {
+				size_t ncap = cap ? cap * 2 : 32;
+				struct inode **v =
+					realloc(*list, ncap * sizeof(*v));
+
+				if (!v) {
+					rc = -ENOMEM;
+					break;
+				}
+				*list = v;
+				cap = ncap;
+			}
+			ip->refs++;
+			(*list)[(*n)++] = ip;
+		}
+	}
+	return rc;
+}
+
+struct aged {
+	struct timespec now;
+	bool pressure;
+};
+
+static bool want_aged(struct tally *t, struct inode *ip, void *ctx)
+{
+	struct aged *a = ctx;
+
+	(void)t;
+	/* freed inodes too: their flush is discarded, their buffers freed */
+	if (!(ip->ndirty || ip->nfailed))
+		return false;
+	return a->pressure ||
+	       a->now.tv_sec - ip->dirty_since.tv_sec >= DIRTY_AGE_S;
+}
+
+/* Rotate the inodes whose data is old, or all under memory pressure. */
+static void flush_aged(struct tally *t)
+{
+	struct aged a = { .now = tally_now() };
+	struct inode **list = NULL;
+	struct timespec ts = a.now;
+	size_t n = 0, i;
+
+	tally_lock(t);
+	a.pressure = t->dirty_blocks * t->bs > t->dirty_limit / 2;
+	collect_inodes(t, want_aged, &a, &list, &n);
+	tally_unlock(t);
+	for (i = 0; i < n; i++) {
+		uint64_t seq;
+
+		/* a writer holding the inode flushes it itself */
+		if (pthread_rwlock_trywrlock(&list[i]->rw) == 0) {
+			flush_rotate(t, list[i], NULL, 0, false, &seq);
+			tally_lock(t);
+			list[i]->dirty_since = ts; /* retry failures later */
+			tally_unlock(t);
+			pthread_rwlock_unlock(&list[i]->rw);
+		}
+		tally_lock(t);
+		inode_put(t, list[i]);
+		tally_unlock(t);
+	}
+	free(list);
+}
+
+/* The flusher thread: the timer and memory-pressure trigger. */
+void *flush_flusher(void *arg)
+{
+	struct tally *t = arg;
+
+	pthread_mutex_lock(&t->flusher_lock);
+	while (!t->flusher_stop) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 1;
+		pthread_cond_timedwait(&t->flusher_cond, &t->flusher_lock,
+				       &until);
+		if (t->flusher_stop)
+			break;
+		pthread_mutex_unlock(&t->flusher_lock);
+		flush_aged(t);
+		if (report_due(t))
+			tally_report(t);
+		/* shards that went away, or came back */
+		if (++t->shard_ticks % 5 == 0)
+			shard_check_all(t);
+		if (report_gc_due(t) &&
+		    pool_submit(t->pool, POOL_CONTROL, report_auto_gc, t) != 0)
+			log_msg(LOG_WARNING, "cannot start an automatic gc");
+		pthread_mutex_lock(&t->flusher_lock);
+	}
+	pthread_mutex_unlock(&t->flusher_lock);
+	return NULL;
+}
+
+static void flusher_kick(struct tally *t)
+{
+	pthread_mutex_lock(&t->flusher_lock);
+	pthread_cond_signal(&t->flusher_cond);
+	pthread_mutex_unlock(&t->flusher_lock);
+}
+
+/*
+ * Commit @ip's data and attributes and wait for it (exclusive rw held):
+ * rotate a flush (with @shares, if any) and wait until it is finalized.
+ */
+int flush_commit_with(struct tally *t, struct inode *ip, int flags,
+		      const struct pending *shares, size_t nshares)
+{
+	uint64_t seq;
+	int rc = flush_rotate(t, ip, shares, nshares,
+			      (flags & COMMIT_FORCE) || nshares, &seq);
+
+	if (!rc)
+		rc = flush_wait(t, seq, 0);
+	if (!rc)
+		rc = flush_take_err(t, ip, UINT64_MAX);
+	return rc;
+}
+
+int flush_commit(struct tally *t, struct inode *ip, int flags)
+{
+	return flush_commit_with(t, ip, flags, NULL, 0);
+}
+
+/* Wait while dirty memory is over the limit (exclusive rw held). */
+void flush_throttle(struct tally *t, struct inode *ip)
+{
+	unsigned idle = 0;
+
+	tally_lock(t);
+	while (t->dirty_blocks * t->bs >= t->dirty_limit && idle < 100) {
+		struct timespec until;
+		uint64_t seq;
+
+		if (ip->ndirty) {
+			int rc;
+
+			/* our own data first: it is what we can free */
+			tally_unlock(t);
+			rc = flush_rotate(t, ip, NULL, 0, false, &seq);
+			tally_lock(t);
+			if (rc)
+				break;
+			continue;
+		}
+		tally_unlock(t);
+		flusher_kick(t);
+		tally_lock(t);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 100 * 1000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		if (pthread_cond_timedwait(&t->space, &t->lock, &until) ==
+		    ETIMEDOUT)
+			idle++; /* nothing finalized in 100 ms */
+		else
+			idle = 0;
+	}
+	if (idle >= 100)
+		log_msg(LOG_WARNING,
+			"dirty data stays above dirty_limit "
+			"(flushes failing?): letting a writer through");
+	tally_unlock(t);
+}
+
+static bool want_pending(struct tally *t, struct inode *ip, void *ctx)
+{
+	(void)t;
+	(void)ctx;
+	return ip->ndirty || ip->truncated || ip->nfailed;
+}
+
+/*
+ * What of the data flushed up to @upto failed (t->lock held): the files
+ * and blocks of the parked flushes with such a sequence number. Returns
+ * the error of one of them, or 0 if there is none.
+ */
+static int uncommitted(struct tally *t, uint64_t upto, uint64_t *files,
+		       uint64_t *blocks)
+{
+	int err = 0;
+	size_t i;
+
+	*files = *blocks = 0;
+	for (i = 0; i < ITABLE_SIZE; i++) {
+		struct inode *ip;
+
+		for (ip = t->itable[i]; ip; ip = ip->next) {
+			uint64_t nblk = 0;
+			struct flush *f;
+
+			if (!ip->nfailed)
+				continue;
+			pthread_mutex_lock(&ip->mlock);
+			for (f = ip->failed; f; f = f->next) {
+				if (f->seq > upto)
+					continue;
+				nblk += f->nblk;
+				if (!err) /* a failed commit leaves f->err 0 */
+					err = f->err	? f->err
+					      : ip->err ? ip->err
+							: -EIO;
+			}
+			pthread_mutex_unlock(&ip->mlock);
+			*files += nblk ? 1 : 0;
+			*blocks += nblk;
+		}
+	}
+	return err;
+}
+
+int tally_drain(struct tally *t, uint64_t *waited, double timeout)
+{
+	struct tally_drain_report r;
+	int rc = tally_drain_report(t, timeout, &r);
+
+	if (waited)
+		*waited = r.flushed;
+	return rc;
+}
+
+int tally_drain_report(struct tally *t, double timeout,
+		       struct tally_drain_report *r)
+{
+	struct progress_job *pj;
+	struct inode **list = NULL;
+	uint64_t start, target;
+	size_t n = 0, i;
+	int rc, err;
+
+	pthread_mutex_lock(&t->fin_lock);
+	start = t->done_seq;
+	/* flushes waited for: those in flight, and about one per file */
+	target = t->rotated_seq;
+	pthread_mutex_unlock(&t->fin_lock);
+	pj = progress_begin(t->progress, "drain", "flushes", 0);
+	tally_lock(t);
+	rc = collect_inodes(t, want_pending, NULL, &list, &n);
+	tally_unlock(t);
+	progress_set_total(pj, target - start + n);
+	for (i = 0; i < n; i++) {
+		uint64_t seq;
+		int rc2;
+
+		pthread_rwlock_wrlock(&list[i]->rw);
+		rc2 = flush_rotate(t, list[i], NULL, 0, false, &seq);
+		pthread_rwlock_unlock(&list[i]->rw);
+		if (rc2 && !rc)
+			rc = rc2;
+		file_put(t, list[i]);
+		pthread_mutex_lock(&t->fin_lock);
+		progress_set(pj, t->done_seq - start);
+		pthread_mutex_unlock(&t->fin_lock);
+	}
+	free(list);
+	pthread_mutex_lock(&t->fin_lock);
+	target = t->rotated_seq;
+	pthread_mutex_unlock(&t->fin_lock);
+	progress_set_total(pj, target - start);
+	if (!rc)
+		rc = flush_wait_progress(t, target, timeout, pj, start);
+	r->flushed = target - start;
+	/* a failed flush is finalized too (parked): finalized is not
+	 * committed */
+	tally_lock(t);
+	err = uncommitted(t, target, &r->files, &r->blocks);
+	tally_unlock(t);
+	if (!rc)
+		rc = err;
+	progress_end(pj);
+	return rc;
+}

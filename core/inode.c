@@ -1,0 +1,456 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Inodes in memory: the inode table (get, put, allocation, eviction), the
+ * entry cache, stat of real and virtual inodes, and the operations on
+ * attributes (lookup, forget, getattr, setattr).
+ *
+ * DESIGN NOTES
+ *
+ * Counts. Three counts are kept apart (docs/design.md, section 6):
+ *  - inode->nlookup: the kernel's lookup references (lookup, create,
+ *    readdirplus add; forget drops);
+ *  - inode->refs and inode->opens: in-memory users and open handles;
+ *  - objects.refcount in the metadata store: block references.
+ * An inode is freed (its block references dropped in the same transaction
+ * that deletes it) when nlink is 0 and no handle is open. Its in-memory
+ * struct lives on until refs, nlookup and opens are all 0.
+ *
+ * Invariants:
+ *  1. inode->map is the committed block map (as in the metadata store);
+ *     inode->dirty holds whole-block buffers newer than the map.
+ *  2. The size and allocation written by metadata-only operations are the
+ *     committed ones (dsize, dalloc): a crash never exposes a size whose
+ *     data was not committed with it.
+ *  3. A failed commit keeps its dirty blocks; the error is returned by the
+ *     next flush/fsync/close of the file (inode->err). A close reports
+ *     only the failures of flushes started before it (inode->err_seq):
+ *     its own flush may fail later, and that reaches the next one.
+ *
+ * Lock order: inode->rw, then t->lock, then inode->mlock. t->lock
+ * protects the inode table, the entry cache and the fields of struct
+ * inode marked so; inode->rw the dirty buffers (and size changes take
+ * both); inode->mlock the committed map and the lists of flushes.
+ */
+#include "core/tally_int.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/meta.h"
+
+/* ------------------------------------------------------------------ */
+/* entry cache: direct-mapped, positive entries only; t->lock */
+
+static size_t dcache_slot(uint64_t parent, const char *name)
+{
+	uint64_t h = 1469598103934665603ull ^ parent;
+
+	for (; *name; name++)
+		h = (h ^ (unsigned char)*name) * 1099511628211ull;
+	return (size_t)(h & (DCACHE_SIZE - 1));
+}
+
+bool dcache_get(struct tally *t, uint64_t parent, const char *name,
+		uint64_t *ino)
+{
+	struct dentry_cache *d = &t->dcache[dcache_slot(parent, name)];
+
+	if (d->name && d->parent == parent && !strcmp(d->name, name)) {
+		*ino = d->ino;
+		return true;
+	}
+	return false;
+}
+
+void dcache_put(struct tally *t, uint64_t parent, const char *name,
+		uint64_t ino)
+{
+	struct dentry_cache *d = &t->dcache[dcache_slot(parent, name)];
+	char *copy = strdup(name);
+
+	if (!copy)
+		return;
+	free(d->name);
+	d->name = copy;
+	d->parent = parent;
+	d->ino = ino;
+}
+
+void dcache_drop(struct tally *t, uint64_t parent, const char *name)
+{
+	struct dentry_cache *d = &t->dcache[dcache_slot(parent, name)];
+
+	if (d->name && d->parent == parent && !strcmp(d->name, name)) {
+		free(d->name);
+		d->name = NULL;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* inode table; t->lock */
+
+static struct inode **ibucket(struct tally *t, uint64_t ino)
+{
+	return &t->itable[(ino * 0x9e3779b97f4a7c15ull) >> 48];
+}
+
+/* Drop the parked flushes of a freed inode: nothing will want their
+ * data (t->lock held). */
+void inode_drop_failed(struct tally *t, struct inode *ip)
+{
+	struct flush *failed;
+
+	pthread_mutex_lock(&ip->mlock);
+	failed = ip->failed;
+	ip->failed = NULL;
+	pthread_mutex_unlock(&ip->mlock);
+	while (failed) {
+		struct flush *f = failed;
+
+		failed = f->next;
+		assert(ip->refs > 0 && ip->nfailed > 0);
+		ip->refs--; /* the parked flush's reference */
+		ip->nfailed--;
+		ip->flight_blocks -= f->nblk;
+		t->dirty_blocks -= f->nblk;
+		flush_free(t, f);
+	}
+}
+
+/* Drop the data of an inode (t->lock held): it was freed, or the whole
+ * filesystem goes. */
+
+void inode_free_data(struct tally *t, struct inode *ip)
+{
+	size_t i;
+
+	inode_drop_failed(t, ip);
+	for (i = 0; i < ip->ndirty; i++)
+		dirty_buf_put(t, ip->dirty[i].buf);
+	t->dirty_blocks -= ip->ndirty;
+	ip->ndirty = 0;
+	free(ip->dirty);
+	ip->dirty = NULL;
+	ip->dcap = 0;
+	free(ip->map);
+	ip->map = NULL;
+	ip->nmap = ip->mapcap = 0;
+	ip->map_loaded = false;
+}
+
+void inode_destroy(struct tally *t, struct inode *ip)
+{
+	inode_free_data(t, ip);
+	pthread_rwlock_destroy(&ip->rw);
+	pthread_mutex_destroy(&ip->mlock);
+	free(ip);
+}
+
+struct inode *inode_alloc(const struct meta_inode *md)
+{
+	struct inode *ip = calloc(1, sizeof(*ip));
+
+	if (!ip)
+		return NULL;
+	ip->ino = md->ino;
+	ip->md = *md;
+	ip->dsize = md->size;
+	ip->dalloc = md->alloc;
+	pthread_rwlock_init(&ip->rw, NULL);
+	pthread_mutex_init(&ip->mlock, NULL);
+	return ip;
+}
+
+void inode_insert(struct tally *t, struct inode *ip)
+{
+	struct inode **b = ibucket(t, ip->ino);
+
+	ip->next = *b;
+	*b = ip;
+}
+
+static struct inode *inode_find(struct tally *t, uint64_t ino)
+{
+	struct inode *ip;
+
+	for (ip = *ibucket(t, ino); ip; ip = ip->next)
+		if (ip->ino == ino)
+			return ip;
+	return NULL;
+}
+
+/* Get an in-memory reference to @ino, loading it if needed. */
+int inode_get(struct tally *t, uint64_t ino, struct inode **out)
+{
+	struct inode *ip = inode_find(t, ino);
+
+	if (!ip) {
+		struct meta_inode md;
+		int rc = meta_inode_get(t->meta, ino, &md);
+
+		if (rc)
+			return rc;
+		ip = inode_alloc(&md);
+		if (!ip)
+			return -ENOMEM;
+		inode_insert(t, ip);
+	}
+	ip->refs++;
+	*out = ip;
+	return 0;
+}
+
+/* Drop a reference; evict the inode when nothing needs it. */
+void inode_put(struct tally *t, struct inode *ip)
+{
+	struct inode **pp;
+
+	if (!ip)
+		return;
+	assert(ip->refs > 0);
+	if (--ip->refs || ip->nlookup || ip->opens || ip->ndirty)
+		return;
+	for (pp = ibucket(t, ip->ino); *pp; pp = &(*pp)->next)
+		if (*pp == ip) {
+			*pp = ip->next;
+			break;
+		}
+	inode_destroy(t, ip);
+}
+
+void inode_fill_stat(struct tally *t, const struct inode *ip, struct stat *st)
+{
+	/* blocks in flight count as allocated: st_blocks never dips below
+	 * what the file will hold (cp takes a file that looks sparse for
+	 * one, and copies it byte by byte) */
+	uint64_t alloc =
+		ip->dalloc + (ip->ndirty + ip->flight_blocks) * (uint64_t)t->bs;
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ip->ino;
+	st->st_mode = ip->md.mode;
+	st->st_nlink = ip->md.nlink;
+	st->st_uid = ip->md.uid;
+	st->st_gid = ip->md.gid;
+	st->st_rdev = ip->md.rdev;
+	st->st_size = (off_t)ip->md.size;
+	st->st_blksize = (blksize_t)t->bs;
+	if (S_ISREG(ip->md.mode)) {
+		if (alloc > ip->md.size + t->bs)
+			alloc = ip->md.size;
+		st->st_blocks = (blkcnt_t)((alloc + 511) / 512);
+	} else if (S_ISDIR(ip->md.mode)) {
+		st->st_size = 4096;
+		st->st_blocks = 8;
+	}
+	st->st_atim = ip->md.atime;
+	st->st_mtim = ip->md.mtime;
+	st->st_ctim = ip->md.ctime;
+}
+
+void inode_virtual_stat(struct tally *t, uint64_t ino, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_uid = t->owner;
+	st->st_gid = t->owner_gid;
+	st->st_atim = st->st_mtim = st->st_ctim = t->started;
+	st->st_blksize = 4096;
+	switch (ino) {
+	case TALLY_CTLDIR_INO:
+		st->st_mode = S_IFDIR | 0555;
+		st->st_nlink = 2;
+		break;
+	case TALLY_CTL_INO:
+		st->st_mode = S_IFREG | 0600;
+		st->st_nlink = 1;
+		break;
+	default:
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		break;
+	}
+}
+
+/* Write @md with the committed size and allocation (invariant 4). */
+int inode_write_md(struct tally *t, const struct inode *ip,
+		   const struct meta_inode *md)
+{
+	struct meta_inode copy = *md;
+
+	copy.size = ip->dsize;
+	copy.alloc = ip->dalloc;
+	return meta_inode_put(t->meta, &copy);
+}
+
+/* Drop an unlinked, closed inode's references and row; t->lock held,
+ * inside a transaction. Marks it freed once the caller commits. */
+int inode_drop(struct tally *t, struct inode *ip)
+{
+	int rc = meta_blocks_drop(t->meta, ip->ino, 0);
+
+	if (!rc)
+		rc = meta_inode_delete(t->meta, ip->ino);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* lookups and attributes */
+
+int tally_lookup(struct tally *t, uint64_t parent, const char *name,
+		 struct stat *st)
+{
+	struct inode *pip = NULL, *ip = NULL;
+	uint64_t ino;
+	int rc = tally_check_name(name);
+
+	if (rc)
+		return rc;
+	if (parent == TALLY_CTLDIR_INO) {
+		if (!strcmp(name, "ctl"))
+			inode_virtual_stat(t, TALLY_CTL_INO, st);
+		else if (!strcmp(name, "status"))
+			inode_virtual_stat(t, TALLY_STATUS_INO, st);
+		else
+			return -ENOENT;
+		return 0;
+	}
+	if (tally_is_virtual(parent))
+		return -ENOTDIR;
+	if (tally_is_ctl_name(parent, name)) {
+		inode_virtual_stat(t, TALLY_CTLDIR_INO, st);
+		return 0;
+	}
+	tally_lock(t);
+	rc = inode_get(t, parent, &pip);
+	if (rc)
+		goto out;
+	if (!S_ISDIR(pip->md.mode)) {
+		rc = -ENOTDIR;
+		goto out;
+	}
+	if (!dcache_get(t, parent, name, &ino)) {
+		rc = meta_dentry_lookup(t->meta, parent, name, &ino);
+		if (rc)
+			goto out;
+		dcache_put(t, parent, name, ino);
+	}
+	rc = inode_get(t, ino, &ip);
+	if (rc)
+		goto out;
+	ip->nlookup++;
+	inode_fill_stat(t, ip, st);
+out:
+	inode_put(t, ip);
+	inode_put(t, pip);
+	tally_unlock(t);
+	return rc;
+}
+
+void tally_forget(struct tally *t, uint64_t ino, uint64_t n)
+{
+	struct inode *ip;
+
+	if (ino == TALLY_ROOT_INO || tally_is_virtual(ino))
+		return;
+	tally_lock(t);
+	ip = inode_find(t, ino);
+	if (ip) {
+		assert(ip->nlookup >= n);
+		ip->nlookup = ip->nlookup >= n ? ip->nlookup - n : 0;
+		ip->refs++;
+		inode_put(t, ip);
+	}
+	tally_unlock(t);
+}
+
+int tally_getattr(struct tally *t, uint64_t ino, struct stat *st)
+{
+	struct inode *ip;
+	int rc;
+
+	if (tally_is_virtual(ino)) {
+		inode_virtual_stat(t, ino, st);
+		return 0;
+	}
+	tally_lock(t);
+	rc = inode_get(t, ino, &ip);
+	if (!rc) {
+		inode_fill_stat(t, ip, st);
+		inode_put(t, ip);
+	}
+	tally_unlock(t);
+	return rc;
+}
+
+int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
+		  int to_set, struct stat *st)
+{
+	struct inode *ip;
+	struct timespec ts = tally_now();
+	int rc;
+
+	if (tally_is_virtual(ino))
+		return to_set & TALLY_SET_SIZE ? 0 : -EPERM;
+	tally_lock(t);
+	rc = inode_get(t, ino, &ip);
+	tally_unlock(t);
+	if (rc)
+		return rc;
+	pthread_rwlock_wrlock(&ip->rw);
+	if (to_set & TALLY_SET_SIZE) {
+		if (!S_ISREG(ip->md.mode)) {
+			rc = S_ISDIR(ip->md.mode) ? -EISDIR : -EINVAL;
+			goto out;
+		}
+		if (in->st_size < 0) {
+			rc = -EINVAL;
+			goto out;
+		}
+		rc = file_set_size(t, ip, (uint64_t)in->st_size);
+		if (rc)
+			goto out;
+	}
+	tally_lock(t);
+	if (to_set & TALLY_SET_MODE)
+		ip->md.mode = (ip->md.mode & S_IFMT) | (in->st_mode & 07777);
+	if (to_set & TALLY_SET_UID)
+		ip->md.uid = in->st_uid;
+	if (to_set & TALLY_SET_GID)
+		ip->md.gid = in->st_gid;
+	if (to_set & TALLY_SET_ATIME_NOW)
+		ip->md.atime = ts;
+	else if (to_set & TALLY_SET_ATIME)
+		ip->md.atime = in->st_atim;
+	if (to_set & TALLY_SET_MTIME_NOW)
+		ip->md.mtime = ts;
+	else if (to_set & TALLY_SET_MTIME)
+		ip->md.mtime = in->st_mtim;
+	if (to_set & TALLY_SET_SIZE)
+		ip->md.mtime = ts;
+	if (to_set & TALLY_SET_CTIME)
+		ip->md.ctime = in->st_ctim;
+	else
+		ip->md.ctime = ts;
+	tally_unlock(t);
+	if (S_ISREG(ip->md.mode)) {
+		rc = flush_commit(t, ip, COMMIT_FORCE);
+	} else {
+		tally_lock(t);
+		rc = meta_begin(t->meta);
+		if (!rc)
+			rc = inode_write_md(t, ip, &ip->md);
+		rc = tally_txn_end(t, rc);
+		tally_unlock(t);
+	}
+out:
+	pthread_rwlock_unlock(&ip->rw);
+	tally_lock(t);
+	if (!rc)
+		inode_fill_stat(t, ip, st);
+	inode_put(t, ip);
+	tally_unlock(t);
+	return rc;
+}

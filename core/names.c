@@ -1,0 +1,719 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Names: creating and removing directory entries (mknod, mkdir, symlink,
+ * unlink, rmdir, rename, link), readlink, inode number reservation and
+ * readdir.
+ */
+#include "core/tally_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/meta.h"
+
+/* ------------------------------------------------------------------ */
+/* creating and removing names */
+
+/*
+ * Inode numbers are never reused: the store records a reservation
+ * ("next_ino") that is raised 1024 at a time, in the transaction of the
+ * creation that needs it, so most creations write no extra row. Inside a
+ * transaction: *limit receives the reservation to adopt after commit.
+ */
+#define INO_RESERVE 1024
+
+static int ino_reserve(struct tally *t, uint64_t *limit)
+{
+	*limit = t->ino_limit;
+	if (t->next_ino < t->ino_limit)
+		return 0;
+	*limit = t->next_ino + INO_RESERVE;
+	return meta_config_set(t->meta, "next_ino", (int64_t)*limit);
+}
+
+/* After the commit: the number t->next_ino is taken. */
+static void ino_taken(struct tally *t, uint64_t limit)
+{
+	t->next_ino++;
+	t->ino_limit = limit;
+}
+
+static int parent_dir(struct tally *t, uint64_t parent, struct inode **out)
+{
+	struct inode *pip;
+	int rc;
+
+	if (tally_is_virtual(parent))
+		return -EPERM;
+	rc = inode_get(t, parent, &pip);
+	if (rc)
+		return rc;
+	if (!S_ISDIR(pip->md.mode)) {
+		inode_put(t, pip);
+		return -ENOTDIR;
+	}
+	if (pip->freed || pip->md.nlink == 0) {
+		inode_put(t, pip);
+		return -ENOENT;
+	}
+	*out = pip;
+	return 0;
+}
+
+static int create_node(struct tally *t, const struct tally_ctx *c,
+		       uint64_t parent, const char *name, mode_t mode,
+		       dev_t rdev, const char *target, struct stat *st)
+{
+	struct inode *pip = NULL, *ip;
+	struct meta_inode md, pmd;
+	struct timespec ts = tally_now();
+	uint64_t ino, limit = 0; /* set when the commit succeeds */
+	int rc = tally_check_name(name);
+
+	if (rc)
+		return rc;
+	if (tally_is_ctl_name(parent, name))
+		return -EEXIST;
+	tally_lock(t);
+	rc = parent_dir(t, parent, &pip);
+	if (rc)
+		goto out;
+	if (parent == TALLY_ROOT_INO && !S_ISDIR(mode)) {
+		rc = -EPERM;
+		goto out;
+	}
+	rc = meta_dentry_lookup(t->meta, parent, name, &ino);
+	if (rc != -ENOENT) {
+		rc = rc ? rc : -EEXIST;
+		goto out;
+	}
+	memset(&md, 0, sizeof(md));
+	md.ino = t->next_ino;
+	md.nspace = parent == TALLY_ROOT_INO ? md.ino : pip->md.nspace;
+	md.mode = mode;
+	md.uid = c->uid;
+	md.gid = c->gid;
+	if (pip->md.mode & S_ISGID) {
+		md.gid = pip->md.gid;
+		if (S_ISDIR(mode))
+			md.mode |= S_ISGID;
+	}
+	md.nlink = S_ISDIR(mode) ? 2 : 1;
+	md.rdev = rdev;
+	md.size = target ? strlen(target) : 0;
+	md.atime = md.mtime = md.ctime = ts;
+	pmd = pip->md;
+	pmd.mtime = pmd.ctime = ts;
+	if (S_ISDIR(mode))
+		pmd.nlink++;
+	/* before the commit: an ENOMEM must leave nothing done */
+	ip = inode_alloc(&md);
+	if (!ip) {
+		rc = -ENOMEM;
+		goto out;
+	}
+
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_inode_put(t->meta, &md);
+	if (!rc && target)
+		rc = meta_target_set(t->meta, md.ino, target);
+	if (!rc)
+		rc = meta_dentry_insert(t->meta, parent, name, md.ino);
+	if (!rc)
+		rc = inode_write_md(t, pip, &pmd);
+	if (!rc)
+		rc = ino_reserve(t, &limit);
+	rc = tally_txn_end(t, rc);
+	if (rc) {
+		inode_destroy(t, ip);
+		goto out;
+	}
+	ino_taken(t, limit);
+	pip->md = pmd;
+	inode_insert(t, ip);
+	ip->nlookup = 1;
+	dcache_put(t, parent, name, md.ino);
+	inode_fill_stat(t, ip, st);
+out:
+	inode_put(t, pip);
+	tally_unlock(t);
+	return rc;
+}
+
+int tally_mknod(struct tally *t, const struct tally_ctx *c, uint64_t parent,
+		const char *name, mode_t mode, dev_t rdev, struct stat *st)
+{
+	if (S_ISDIR(mode) || S_ISLNK(mode))
+		return -EINVAL;
+	if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISCHR(mode) &&
+	    !S_ISBLK(mode) && !S_ISSOCK(mode))
+		mode |= S_IFREG;
+	return create_node(t, c, parent, name, mode,
+			   S_ISCHR(mode) || S_ISBLK(mode) ? rdev : 0, NULL, st);
+}
+
+int tally_mkdir(struct tally *t, const struct tally_ctx *c, uint64_t parent,
+		const char *name, mode_t mode, struct stat *st)
+{
+	return create_node(t, c, parent, name, S_IFDIR | (mode & 07777), 0,
+			   NULL, st);
+}
+
+int tally_symlink(struct tally *t, const struct tally_ctx *c, uint64_t parent,
+		  const char *name, const char *target, struct stat *st)
+{
+	size_t len = strlen(target);
+
+	if (len == 0)
+		return -ENOENT;
+	if (len >= 4096)
+		return -ENAMETOOLONG;
+	return create_node(t, c, parent, name, S_IFLNK | 0777, 0, target, st);
+}
+
+int tally_readlink(struct tally *t, uint64_t ino, char **target)
+{
+	struct inode *ip;
+	int rc;
+
+	if (tally_is_virtual(ino))
+		return -EINVAL;
+	tally_lock(t);
+	rc = inode_get(t, ino, &ip);
+	if (!rc) {
+		rc = S_ISLNK(ip->md.mode)
+			     ? meta_target_get(t->meta, ino, target)
+			     : -EINVAL;
+		inode_put(t, ip);
+	}
+	tally_unlock(t);
+	return rc;
+}
+
+/* Look up @name in @parent (t->lock held) and get its inode. */
+static int child(struct tally *t, uint64_t parent, const char *name,
+		 struct inode **out)
+{
+	uint64_t ino;
+	int rc;
+
+	if (!dcache_get(t, parent, name, &ino)) {
+		rc = meta_dentry_lookup(t->meta, parent, name, &ino);
+		if (rc)
+			return rc;
+	}
+	return inode_get(t, ino, out);
+}
+
+/*
+ * Drop one link of @ip (t->lock held, in a transaction). At nlink 0 with
+ * no open handle, the inode and its references go (after commit the
+ * caller sets ip->freed when *freed says so).
+ */
+static int drop_link(struct tally *t, struct inode *ip, struct meta_inode *md,
+		     bool *freed)
+{
+	md->ctime = tally_now();
+	if (S_ISDIR(md->mode))
+		md->nlink = 0;
+	else if (md->nlink > 0)
+		md->nlink--;
+	*freed = md->nlink == 0 && ip->opens == 0;
+	if (*freed)
+		return inode_drop(t, ip);
+	return inode_write_md(t, ip, md);
+}
+
+int tally_unlink(struct tally *t, uint64_t parent, const char *name)
+{
+	struct inode *pip = NULL, *ip = NULL;
+	struct meta_inode md, pmd;
+	bool freed = false;
+	int rc = tally_check_name(name);
+
+	if (rc)
+		return rc;
+	if (tally_is_ctl_name(parent, name))
+		return -EPERM;
+	tally_lock(t);
+	rc = parent_dir(t, parent, &pip);
+	if (!rc)
+		rc = child(t, parent, name, &ip);
+	if (rc)
+		goto out;
+	if (S_ISDIR(ip->md.mode)) {
+		rc = -EISDIR;
+		goto out;
+	}
+	md = ip->md;
+	pmd = pip->md;
+	pmd.mtime = pmd.ctime = tally_now();
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_dentry_delete(t->meta, parent, name);
+	if (!rc)
+		rc = drop_link(t, ip, &md, &freed);
+	if (!rc)
+		rc = inode_write_md(t, pip, &pmd);
+	rc = tally_txn_end(t, rc);
+	dcache_drop(t, parent, name);
+	if (rc)
+		goto out;
+	ip->md = md;
+	ip->freed = freed;
+	if (freed)
+		inode_drop_failed(t, ip);
+	pip->md = pmd;
+out:
+	inode_put(t, ip);
+	inode_put(t, pip);
+	tally_unlock(t);
+	return rc;
+}
+
+int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
+{
+	struct inode *pip = NULL, *ip = NULL;
+	struct meta_inode pmd;
+	int rc = tally_check_name(name);
+
+	if (rc)
+		return rc;
+	if (!strcmp(name, "."))
+		return -EINVAL;
+	if (!strcmp(name, ".."))
+		return -ENOTEMPTY;
+	if (tally_is_ctl_name(parent, name))
+		return -EPERM;
+	tally_lock(t);
+	rc = parent_dir(t, parent, &pip);
+	if (!rc)
+		rc = child(t, parent, name, &ip);
+	if (rc)
+		goto out;
+	if (!S_ISDIR(ip->md.mode)) {
+		rc = -ENOTDIR;
+		goto out;
+	}
+	rc = meta_dir_empty(t->meta, ip->ino);
+	if (rc <= 0) {
+		rc = rc ? rc : -ENOTEMPTY;
+		goto out;
+	}
+	pmd = pip->md;
+	pmd.mtime = pmd.ctime = tally_now();
+	pmd.nlink--;
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_dentry_delete(t->meta, parent, name);
+	if (!rc)
+		rc = meta_inode_delete(t->meta, ip->ino);
+	if (!rc)
+		rc = inode_write_md(t, pip, &pmd);
+	rc = tally_txn_end(t, rc);
+	dcache_drop(t, parent, name);
+	if (rc)
+		goto out;
+	pip->md = pmd;
+	ip->md.nlink = 0;
+	ip->freed = true;
+out:
+	inode_put(t, ip);
+	inode_put(t, pip);
+	tally_unlock(t);
+	return rc;
+}
+
+static bool same_nspace(const struct inode *a, const struct inode *b)
+{
+	if (a->ino == TALLY_ROOT_INO || b->ino == TALLY_ROOT_INO)
+		return a->ino == b->ino;
+	return a->md.nspace == b->md.nspace;
+}
+
+int tally_rename(struct tally *t, uint64_t parent, const char *name,
+		 uint64_t newparent, const char *newname, unsigned flags)
+{
+	struct inode *pip = NULL, *npip = NULL, *sip = NULL, *dip = NULL;
+	struct meta_inode pmd, npmd, smd, dmd;
+	struct timespec ts = tally_now();
+	bool freed = false;
+	int rc;
+
+	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE))
+		return -EINVAL;
+	if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE))
+		return -EINVAL;
+	rc = tally_check_name(name);
+	if (!rc)
+		rc = tally_check_name(newname);
+	if (rc)
+		return rc;
+	if (tally_is_ctl_name(parent, name) ||
+	    tally_is_ctl_name(newparent, newname))
+		return -EPERM;
+	tally_lock(t);
+	rc = parent_dir(t, parent, &pip);
+	if (!rc)
+		rc = parent_dir(t, newparent, &npip);
+	if (!rc)
+		rc = child(t, parent, name, &sip);
+	if (rc)
+		goto out;
+	if (!same_nspace(pip, npip)) {
+		rc = -EXDEV;
+		goto out;
+	}
+	rc = child(t, newparent, newname, &dip);
+	if (rc == -ENOENT) {
+		rc = 0;
+		dip = NULL;
+	} else if (rc) {
+		goto out;
+	}
+	if (dip && (flags & RENAME_NOREPLACE)) {
+		rc = -EEXIST;
+		goto out;
+	}
+	if (!dip && (flags & RENAME_EXCHANGE)) {
+		rc = -ENOENT;
+		goto out;
+	}
+	if (dip == sip) {
+		rc = 0; /* two names of one inode: POSIX says do nothing */
+		goto out;
+	}
+	if (dip && !(flags & RENAME_EXCHANGE)) {
+		if (S_ISDIR(sip->md.mode) && !S_ISDIR(dip->md.mode)) {
+			rc = -ENOTDIR;
+			goto out;
+		}
+		if (!S_ISDIR(sip->md.mode) && S_ISDIR(dip->md.mode)) {
+			rc = -EISDIR;
+			goto out;
+		}
+		if (S_ISDIR(dip->md.mode)) {
+			rc = meta_dir_empty(t->meta, dip->ino);
+			if (rc <= 0) {
+				rc = rc ? rc : -ENOTEMPTY;
+				goto out;
+			}
+		}
+	}
+	pmd = pip->md;
+	pmd.mtime = pmd.ctime = ts;
+	smd = sip->md;
+	smd.ctime = ts;
+	if (dip) {
+		dmd = dip->md;
+		dmd.ctime = ts;
+	}
+	rc = meta_begin(t->meta);
+	if (rc)
+		goto out;
+	if (flags & RENAME_EXCHANGE) {
+		rc = meta_dentry_set_ino(t->meta, parent, name, dip->ino);
+		if (!rc)
+			rc = meta_dentry_set_ino(t->meta, newparent, newname,
+						 sip->ino);
+		if (!rc)
+			rc = inode_write_md(t, dip, &dmd);
+	} else {
+		if (dip) {
+			rc = meta_dentry_delete(t->meta, newparent, newname);
+			if (!rc && S_ISDIR(dip->md.mode)) {
+				dmd.nlink = 0;
+				rc = meta_inode_delete(t->meta, dip->ino);
+				freed = true;
+			} else if (!rc) {
+				rc = drop_link(t, dip, &dmd, &freed);
+			}
+		}
+		if (!rc)
+			rc = meta_dentry_move(t->meta, parent, name, newparent,
+					      newname);
+	}
+	if (!rc)
+		rc = inode_write_md(t, sip, &smd);
+	if (!rc && pip != npip) {
+		npmd = npip->md;
+		npmd.mtime = npmd.ctime = ts;
+		if (flags & RENAME_EXCHANGE) {
+			/* a directory that changes parent moves its ".." */
+			if (S_ISDIR(sip->md.mode) && !S_ISDIR(dip->md.mode)) {
+				pmd.nlink--;
+				npmd.nlink++;
+			} else if (!S_ISDIR(sip->md.mode) &&
+				   S_ISDIR(dip->md.mode)) {
+				npmd.nlink--;
+				pmd.nlink++;
+			}
+		} else if (S_ISDIR(sip->md.mode)) {
+			pmd.nlink--;
+			if (!dip)
+				npmd.nlink++;
+		}
+		rc = inode_write_md(t, npip, &npmd);
+	} else if (!rc && dip && S_ISDIR(dip->md.mode) &&
+		   !(flags & RENAME_EXCHANGE)) {
+		pmd.nlink--;
+	}
+	if (!rc)
+		rc = inode_write_md(t, pip, &pmd);
+	rc = tally_txn_end(t, rc);
+	dcache_drop(t, parent, name);
+	dcache_drop(t, newparent, newname);
+	if (rc)
+		goto out;
+	pip->md = pmd;
+	if (pip != npip)
+		npip->md = npmd;
+	sip->md = smd;
+	if (dip) {
+		dip->md = dmd;
+		dip->freed = freed;
+		if (freed)
+			inode_drop_failed(t, dip);
+	}
+out:
+	inode_put(t, dip);
+	inode_put(t, sip);
+	inode_put(t, npip);
+	inode_put(t, pip);
+	tally_unlock(t);
+	return rc;
+}
+
+int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
+	       const char *newname, struct stat *st)
+{
+	struct inode *ip = NULL, *npip = NULL, *nip;
+	struct meta_inode md, npmd;
+	uint64_t existing, limit = 0; /* set when the commit succeeds */
+	int rc = tally_check_name(newname);
+
+	if (rc)
+		return rc;
+	if (tally_is_virtual(ino) || tally_is_ctl_name(newparent, newname))
+		return -EPERM;
+	tally_lock(t);
+	rc = inode_get(t, ino, &ip);
+	tally_unlock(t);
+	if (rc)
+		return rc;
+	if (S_ISDIR(ip->md.mode)) {
+		rc = -EPERM;
+		goto out_put;
+	}
+	/* a link into another namespace copies committed references */
+	pthread_rwlock_wrlock(&ip->rw);
+	tally_lock(t);
+	rc = parent_dir(t, newparent, &npip);
+	if (!rc && newparent == TALLY_ROOT_INO)
+		rc = -EPERM;
+	if (!rc && (ip->freed || ip->md.nlink == 0))
+		rc = -ENOENT;
+	if (!rc) {
+		rc = meta_dentry_lookup(t->meta, newparent, newname, &existing);
+		rc = rc == -ENOENT ? 0 : (rc ? rc : -EEXIST);
+	}
+	if (rc)
+		goto out_unlock;
+	npmd = npip->md;
+	npmd.mtime = npmd.ctime = tally_now();
+	if (same_nspace(ip, npip)) {
+		md = ip->md;
+		md.nlink++;
+		md.ctime = npmd.ctime;
+		rc = meta_begin(t->meta);
+		if (!rc)
+			rc = meta_dentry_insert(t->meta, newparent, newname,
+						ip->ino);
+		if (!rc)
+			rc = inode_write_md(t, ip, &md);
+		if (!rc)
+			rc = inode_write_md(t, npip, &npmd);
+		rc = tally_txn_end(t, rc);
+		if (rc)
+			goto out_unlock;
+		ip->md = md;
+		npip->md = npmd;
+		ip->nlookup++;
+		dcache_put(t, newparent, newname, ip->ino);
+		inode_fill_stat(t, ip, st);
+		goto out_unlock;
+	}
+	/* wait for flushes already started too (a close does not wait) */
+	tally_unlock(t);
+	rc = flush_commit(t, ip, 0);
+	tally_lock(t);
+	if (rc)
+		goto out_unlock;
+	md = ip->md;
+	md.ino = t->next_ino;
+	md.nspace = npip->md.nspace;
+	md.nlink = 1;
+	md.size = ip->dsize;
+	md.alloc = ip->dalloc;
+	md.ctime = npmd.ctime;
+	/* before the commit: an ENOMEM must leave nothing done */
+	nip = inode_alloc(&md);
+	if (!nip) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_inode_put(t->meta, &md);
+	if (!rc && S_ISLNK(md.mode)) {
+		char *target = NULL;
+
+		rc = meta_target_get(t->meta, ip->ino, &target);
+		if (!rc)
+			rc = meta_target_set(t->meta, md.ino, target);
+		free(target);
+	}
+	if (!rc)
+		rc = meta_blocks_copy(t->meta, ip->ino, md.ino);
+	if (!rc)
+		rc = meta_dentry_insert(t->meta, newparent, newname, md.ino);
+	if (!rc)
+		rc = inode_write_md(t, npip, &npmd);
+	if (!rc)
+		rc = ino_reserve(t, &limit);
+	rc = tally_txn_end(t, rc);
+	if (rc) {
+		inode_destroy(t, nip);
+		goto out_unlock;
+	}
+	ino_taken(t, limit);
+	npip->md = npmd;
+	inode_insert(t, nip);
+	nip->nlookup = 1;
+	dcache_put(t, newparent, newname, md.ino);
+	inode_fill_stat(t, nip, st);
+out_unlock:
+	inode_put(t, npip);
+	tally_unlock(t);
+	pthread_rwlock_unlock(&ip->rw);
+out_put:
+	tally_lock(t);
+	inode_put(t, ip);
+	tally_unlock(t);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* directories */
+
+struct readdir_ctx {
+	struct tally *t;
+	bool plus;
+	tally_dir_fn fn;
+	void *ctx;
+	int64_t base; /* cookie of an entry = dentry id + base */
+	int err;
+};
+
+static int readdir_entry(void *arg, int64_t cookie, const char *name,
+			 uint64_t ino)
+{
+	struct readdir_ctx *rc = arg;
+	struct inode *ip;
+	struct stat st;
+	int err = inode_get(rc->t, ino, &ip);
+
+	if (err) {
+		if (err == -ENOENT)
+			return 0; /* an entry without inode: skip it */
+		rc->err = err;
+		return 1;
+	}
+	inode_fill_stat(rc->t, ip, &st);
+	if (rc->fn(rc->ctx, name, &st, (off_t)(cookie + rc->base))) {
+		inode_put(rc->t, ip);
+		return 1;
+	}
+	if (rc->plus)
+		ip->nlookup++;
+	inode_put(rc->t, ip);
+	return 0;
+}
+
+int tally_readdir(struct tally *t, uint64_t ino, off_t off, bool plus,
+		  tally_dir_fn fn, void *ctx)
+{
+	struct readdir_ctx rc = {
+		.t = t,
+		.plus = plus,
+		.fn = fn,
+		.ctx = ctx,
+	};
+	struct inode *ip = NULL;
+	struct stat st;
+	int err;
+
+	if (ino == TALLY_CTLDIR_INO) {
+		static const struct {
+			const char *name;
+			uint64_t ino;
+		} ents[] = {
+			{ ".", TALLY_CTLDIR_INO },
+			{ "..", TALLY_ROOT_INO },
+			{ "ctl", TALLY_CTL_INO },
+			{ "status", TALLY_STATUS_INO },
+		};
+		for (; off < 4; off++) {
+			if (ents[off].ino == TALLY_ROOT_INO) {
+				err = tally_getattr(t, TALLY_ROOT_INO, &st);
+				if (err)
+					return err;
+			} else {
+				inode_virtual_stat(t, ents[off].ino, &st);
+			}
+			if (fn(ctx, ents[off].name, &st, off + 1))
+				break;
+		}
+		return 0;
+	}
+	if (tally_is_virtual(ino))
+		return -ENOTDIR;
+	tally_lock(t);
+	err = inode_get(t, ino, &ip);
+	if (err)
+		goto out;
+	if (!S_ISDIR(ip->md.mode)) {
+		err = -ENOTDIR;
+		goto out;
+	}
+	rc.base = ino == TALLY_ROOT_INO ? 3 : 2;
+	inode_fill_stat(t, ip, &st);
+	if (off < 1) {
+		if (fn(ctx, ".", &st, 1))
+			goto out;
+		off = 1;
+	}
+	if (off < 2) {
+		if (fn(ctx, "..", &st, 2))
+			goto out;
+		off = 2;
+	}
+	if (ino == TALLY_ROOT_INO && off < 3) {
+		inode_virtual_stat(t, TALLY_CTLDIR_INO, &st);
+		if (fn(ctx, TALLY_CTLDIR_NAME, &st, 3))
+			goto out;
+		off = 3;
+	}
+	if (!ip->freed) {
+		err = meta_readdir(t->meta, ino, off - rc.base, readdir_entry,
+				   &rc);
+		err = err > 0 ? rc.err : err;
+	}
+out:
+	inode_put(t, ip);
+	tally_unlock(t);
+	return err;
+}

@@ -1,0 +1,258 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The body of the filesystem, shared by the files of core/ that make it
+ * (core/tally.c and the files it names): struct tally, struct inode,
+ * struct flush and their companions, and the functions one of those
+ * files offers the others. Not for use outside them: the API is
+ * core/tally.h.
+ */
+#ifndef TALLY_TALLY_INT_H
+#define TALLY_TALLY_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "core/meta.h"
+#include "core/objstore.h"
+#include "core/tally.h"
+
+struct progress;
+struct store;
+struct pool;
+
+#define ITABLE_SIZE (1u << 16)
+#define POOL_MAX 64 /* free block buffers kept for reuse */
+#define DCACHE_SIZE (1u << 16)
+
+struct dirty {
+	uint64_t idx;
+	char *buf; /* block_size bytes; past EOF always zero */
+};
+
+struct pending;
+
+/* One flush of the pipeline (core/flush.c, FLUSH PIPELINE). */
+struct flush {
+	uint64_t seq;
+	struct tally *t;
+	struct inode *ip;    /* an in-memory reference is held */
+	uint64_t size;	     /* file size at rotation */
+	bool truncated;	     /* drop committed blocks past trunc_size */
+	uint64_t trunc_size; /* lowest size since the flush before */
+	struct dirty *blk;   /* owned, sorted by idx */
+	size_t nblk;
+	struct pending *p; /* outcome of the stream, plus shares */
+	size_t np;
+	int err;
+	bool streamed;	    /* protected by t->fin_lock: p[] is final */
+	struct flush *next; /* inode->inflight / failed list (mlock) */
+};
+
+struct inode {
+	uint64_t ino;
+	struct inode *next;	/* protected by t->lock: table chain */
+	unsigned refs;		/* protected by t->lock */
+	uint64_t nlookup;	/* protected by t->lock */
+	unsigned opens;		/* protected by t->lock */
+	bool freed;		/* protected by t->lock */
+	struct meta_inode md;	/* protected by t->lock; size also by rw */
+	uint64_t dsize, dalloc; /* protected by t->lock: committed values */
+	size_t ndirty;		/* protected by rw and t->lock */
+	struct timespec dirty_since; /* protected by t->lock */
+	uint64_t last_seq;	/* protected by t->lock: its latest flush */
+	unsigned nfailed;	/* protected by t->lock: parked flushes */
+	uint64_t flight_blocks; /* protected by t->lock: in flight, parked */
+	int err;		/* protected by t->lock: for fsync/close */
+	uint64_t err_seq;    /* protected by t->lock: the flush that failed */
+	bool truncated;	     /* protected by rw and t->lock: drop past... */
+	uint64_t trunc_size; /* ...this, the lowest size since a flush */
+	uint64_t write_end;  /* protected by rw: where the last write ended */
+
+	pthread_rwlock_t rw;
+	struct dirty *dirty; /* protected by rw, sorted by idx */
+	size_t dcap;
+
+	pthread_mutex_t mlock;
+	bool map_loaded;       /* protected by mlock (loaded under t->lock) */
+	struct meta_bref *map; /* protected by mlock, sorted by idx */
+	size_t nmap, mapcap;
+	struct flush *inflight; /* protected by mlock, newest first */
+	struct flush *failed;	/* protected by mlock, newest first */
+};
+
+struct dentry_cache {
+	uint64_t parent, ino;
+	char *name;
+};
+
+struct tally {
+	struct store *store;
+	struct meta *meta; /* protected by lock */
+	struct objstore *objs;
+	struct pool *pool;
+	struct progress *progress; /* running jobs, for the status */
+	uint32_t bs;
+	size_t rotate_bytes; /* a file's dirty data that starts a flush */
+	uint64_t dirty_limit;
+	uid_t owner;
+	gid_t owner_gid;
+	struct timespec started;
+
+	pthread_mutex_t lock;
+	pthread_cond_t space;	     /* with lock: dirty buffers were freed */
+	struct inode **itable;	     /* protected by lock */
+	struct dentry_cache *dcache; /* protected by lock */
+	uint64_t next_ino;	     /* protected by lock */
+	uint64_t ino_limit;	     /* protected by lock: reserved below */
+	bool wal_unsynced;	     /* protected by lock */
+	uint64_t dirty_blocks;	     /* protected by lock */
+	uint64_t commit_errors;	     /* protected by lock */
+
+	/* the flush pipeline (core/flush.c, FLUSH PIPELINE) */
+	pthread_mutex_t fin_lock;
+	pthread_cond_t fin_work; /* a flush became ready, or stop */
+	pthread_cond_t fin_done; /* done_seq advanced */
+	struct flush **heap;	 /* protected by fin_lock: ready flushes */
+	size_t nheap;		 /* protected by fin_lock */
+	unsigned max_pending;
+	unsigned pending; /* protected by fin_lock: rotated, not final */
+	void (*stream_hook)(void *arg, uint64_t seq, uint64_t ino);
+	void (*release_hook)(void *arg, uint64_t ino);
+	void *hook_arg;
+	int64_t node_id;
+	unsigned shard_ticks; /* flusher thread only */
+	char *mountpoint;     /* NULL when not mounted (tests) */
+	_Atomic bool closing; /* tally_close() has begun */
+	int64_t report_interval, stale_after; /* seconds */
+	unsigned min_nodes;
+	int64_t last_report; /* protected by lock */
+	int64_t gc_interval;
+	int64_t last_gc;      /* protected by lock: last automatic cycle */
+	uint64_t rotated_seq; /* protected by fin_lock */
+	uint64_t done_seq;    /* protected by fin_lock */
+	uint64_t groups;      /* protected by fin_lock: group commits */
+	_Atomic uint64_t spliced_reads; /* tally_read_fd() answers */
+	bool fin_stop;			/* protected by fin_lock */
+	pthread_t fin_thread;
+
+	pthread_mutex_t flusher_lock;
+	pthread_cond_t flusher_cond;
+	bool flusher_stop; /* protected by flusher_lock */
+	pthread_t flusher_thread;
+
+	pthread_mutex_t pool_lock; /* innermost lock */
+	char *pool_bufs[POOL_MAX]; /* protected by pool_lock: free buffers */
+	size_t npool;		   /* protected by pool_lock */
+};
+
+/* A block to commit: from a dirty buffer, or shared from another file. */
+struct pending {
+	uint64_t idx;
+	uint32_t len;
+	uint32_t shard;
+	bool hole, created, shared;
+	char name[OBJNAME_MAX];
+	const char *buf; /* the flush's buffer, NULL for a share */
+};
+
+/* flush_commit() flag: write the inode row even with nothing dirty */
+#define COMMIT_FORCE 1
+
+/* Names of objects this node may still commit (core/report.c). */
+struct active {
+	const char **v;
+	size_t n, cap;
+};
+
+/*
+ * core/tally.c: small helpers; tally_lock() and tally_unlock() take and
+ * drop the metadata lock t->lock, the transaction helpers expect it held.
+ */
+struct timespec tally_now(void);
+int tally_check_name(const char *name);
+bool tally_is_ctl_name(uint64_t parent, const char *name);
+bool tally_is_virtual(uint64_t ino);
+void tally_lock(struct tally *t);
+void tally_unlock(struct tally *t);
+uint64_t tally_blocks_for(struct tally *t, uint64_t size);
+int tally_txn_end(struct tally *t, int rc);
+int tally_txn_sync(struct tally *t);
+
+/*
+ * core/inode.c: the inode table and the entry cache, under t->lock;
+ * inode_get() and inode_put() count in-memory references (inode->refs).
+ */
+bool dcache_get(struct tally *t, uint64_t parent, const char *name,
+		uint64_t *ino);
+void dcache_put(struct tally *t, uint64_t parent, const char *name,
+		uint64_t ino);
+void dcache_drop(struct tally *t, uint64_t parent, const char *name);
+void inode_drop_failed(struct tally *t, struct inode *ip);
+void inode_free_data(struct tally *t, struct inode *ip);
+void inode_destroy(struct tally *t, struct inode *ip);
+struct inode *inode_alloc(const struct meta_inode *md);
+void inode_insert(struct tally *t, struct inode *ip);
+int inode_get(struct tally *t, uint64_t ino, struct inode **out);
+void inode_put(struct tally *t, struct inode *ip);
+void inode_fill_stat(struct tally *t, const struct inode *ip, struct stat *st);
+void inode_virtual_stat(struct tally *t, uint64_t ino, struct stat *st);
+int inode_write_md(struct tally *t, const struct inode *ip,
+		   const struct meta_inode *md);
+int inode_drop(struct tally *t, struct inode *ip);
+
+/*
+ * core/dirty.c: block buffers, block maps and dirty buffers; the dirty
+ * buffers under inode->rw, the map under inode->mlock.
+ */
+void dirty_buf_put(struct tally *t, char *buf);
+struct meta_bref *dirty_map_find(struct inode *ip, uint64_t idx);
+struct dirty *dirty_search(struct dirty *v, size_t n, uint64_t idx);
+size_t dirty_pos(struct inode *ip, uint64_t idx);
+struct dirty *dirty_find(struct inode *ip, uint64_t idx);
+int dirty_map_load(struct tally *t, struct inode *ip);
+int dirty_read_below(struct tally *t, struct inode *ip, uint64_t idx, char *dst,
+		     size_t off, size_t len);
+int dirty_get(struct tally *t, struct inode *ip, uint64_t idx, bool whole,
+	      struct dirty **out);
+void dirty_trunc_note(struct tally *t, struct inode *ip, uint64_t size);
+bool dirty_all_zero(const char *buf, size_t len);
+int dirty_map_reserve(struct inode *ip, size_t more);
+int dirty_map_set(struct inode *ip, uint64_t idx, const struct meta_bref *ref);
+
+/*
+ * core/flush.c: the flush pipeline; rotations and the commits and the
+ * throttle that rotate run with inode->rw held exclusive.
+ */
+void flush_free(struct tally *t, struct flush *f);
+int flush_rotate(struct tally *t, struct inode *ip,
+		 const struct pending *shares, size_t nshares, bool force,
+		 uint64_t *seq);
+int flush_wait(struct tally *t, uint64_t seq, double timeout);
+int flush_take_err(struct tally *t, struct inode *ip, uint64_t upto);
+void *flush_finalizer(void *arg);
+void *flush_flusher(void *arg);
+int flush_commit_with(struct tally *t, struct inode *ip, int flags,
+		      const struct pending *shares, size_t nshares);
+int flush_commit(struct tally *t, struct inode *ip, int flags);
+void flush_throttle(struct tally *t, struct inode *ip);
+
+/*
+ * core/file.c: file data; file_get() and file_put() take t->lock for an
+ * in-memory reference.
+ */
+int file_set_size(struct tally *t, struct inode *ip, uint64_t size);
+int file_get(struct tally *t, uint64_t ino, struct inode **out);
+void file_put(struct tally *t, struct inode *ip);
+
+/* core/report.c: node reports and the timers the flusher thread asks */
+int report_active_add(struct active *a, const char *name);
+bool report_due(struct tally *t);
+bool report_gc_due(struct tally *t);
+void report_auto_gc(void *arg);
+
+#endif /* TALLY_TALLY_INT_H */
