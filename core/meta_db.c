@@ -2,7 +2,7 @@
 /*
  * The SQLite engine of the metadata store (WAL mode): opening a store,
  * its pragmas, schema and upgrades, transactions, the mapping of SQLite
- * errors to errno values and the statement machinery. The statements of
+ * errors to errno values. Statements run through meta_stmt.c; those of
  * each table family live in meta_inode.c, meta_object.c, meta_gc.c,
  * meta_shard.c and meta_query.c.
  *
@@ -191,6 +191,52 @@ static const char usage_fill[] =
 	"INSERT INTO shard_usage SELECT shard, count(*), coalesce(sum(size), 0)"
 	" FROM objects GROUP BY shard;";
 
+enum {
+	D_BEGIN,
+	D_COMMIT,
+	D_ROLLBACK,
+	D_APP_ID,
+	D_USER_VERSION,
+	D_TABLES,
+	D_BLOCK_SIZE,
+	D_CONFIG_ROWS,
+	D_SHARD_ROWS,
+	D_HAS_USAGE,
+	D_AUTOINCREMENT,
+	D_SYNC_FULL,
+	D_SYNC_NORMAL,
+	D_SYNC_SEQ,
+	D_CONFIG_GET,
+	D_CONFIG_SET,
+	D_COUNT
+};
+
+static const char *const db_text[D_COUNT] = {
+	/* prepared once: every operation runs both */
+	[D_BEGIN] = "BEGIN IMMEDIATE",
+	[D_COMMIT] = "COMMIT",
+	[D_ROLLBACK] = "ROLLBACK",
+	[D_APP_ID] = "PRAGMA application_id",
+	[D_USER_VERSION] = "PRAGMA user_version",
+	[D_TABLES] = "SELECT count(*) FROM sqlite_schema",
+	[D_BLOCK_SIZE] = "SELECT value FROM config WHERE key = 'block_size'",
+	[D_CONFIG_ROWS] = "SELECT * FROM config",
+	[D_SHARD_ROWS] = "SELECT * FROM shards",
+	[D_HAS_USAGE] = "SELECT count(*) FROM sqlite_master "
+			"WHERE name = 'shard_usage'",
+	[D_AUTOINCREMENT] = "SELECT count(*) FROM sqlite_master WHERE "
+			    "name = 'objects' AND sql LIKE '%AUTOINCREMENT%'",
+	[D_SYNC_FULL] = "PRAGMA synchronous = FULL",
+	[D_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
+	[D_SYNC_SEQ] = "INSERT INTO config(key, value) VALUES ('sync_seq', 1) "
+		       "ON CONFLICT(key) DO UPDATE SET value = value + 1",
+	[D_CONFIG_GET] = "SELECT value FROM config WHERE key = ?1",
+	[D_CONFIG_SET] = "INSERT OR REPLACE INTO config(key, value) "
+			 "VALUES (?1, ?2)",
+};
+
+static const struct meta_sql db_sql = { META_DB, D_COUNT, db_text };
+
 int meta_errno(int rc)
 {
 	switch (rc & 0xff) {
@@ -230,39 +276,8 @@ int meta_fail(struct meta *m, int rc, const char *what)
 	return meta_errno(rc);
 }
 
-/* The prepared statement @id, reset and with no bindings. */
-sqlite3_stmt *meta_stmt(struct meta *m, int id)
-{
-	sqlite3_stmt *s = m->stmt[id];
-
-	if (!s) {
-		int rc = sqlite3_prepare_v3(m->db, meta_sql_text[id], -1,
-					    SQLITE_PREPARE_PERSISTENT,
-					    &m->stmt[id], NULL);
-		if (rc != SQLITE_OK) {
-			log_msg(LOG_CRIT, "cannot prepare '%s': %s",
-				meta_sql_text[id], sqlite3_errmsg(m->db));
-			return NULL;
-		}
-		return m->stmt[id];
-	}
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	return s;
-}
-
-/* Step a statement that returns no rows. */
-int meta_step_done(struct meta *m, sqlite3_stmt *s, const char *what)
-{
-	int rc = sqlite3_step(s);
-
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		return meta_fail(m, rc, what);
-	return 0;
-}
-
-int meta_exec(struct meta *m, const char *sql)
+/* Multi-statement text: the pragmas and DDL of opening a store only. */
+static int exec(struct meta *m, const char *sql)
 {
 	char *err = NULL;
 	int rc = sqlite3_exec(m->db, sql, NULL, NULL, &err);
@@ -276,33 +291,56 @@ int meta_exec(struct meta *m, const char *sql)
 	return 0;
 }
 
-int64_t meta_pragma_int(struct meta *m, const char *sql)
+/* Run engine statement @id to its end, a failure logged with its text. */
+static int exec_id(struct meta *m, int id)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &db_sql, id, &s);
+
+	if (rc)
+		return rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		;
+	if (rc != SQLITE_DONE) {
+		log_msg(LOG_ERR, "metadata '%s' failed: %s", db_text[id],
+			sqlite3_errmsg(m->db));
+		sqlite3_reset(s);
+		return meta_errno(rc);
+	}
+	sqlite3_reset(s);
+	return 0;
+}
+
+/* The first column of engine query @id, or -1 (no row, or a query that
+ * does not prepare: a table the store lacks). */
+static int64_t probe(struct meta *m, int id)
 {
 	sqlite3_stmt *s;
 	int64_t v = -1;
 
-	if (sqlite3_prepare_v2(m->db, sql, -1, &s, NULL) != SQLITE_OK)
+	if (meta_stmt_quiet(m, &db_sql, id, &s))
 		return -1;
 	if (sqlite3_step(s) == SQLITE_ROW)
 		v = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	return v;
 }
 
 /*
- * Read every row of @sql: 0, or -EUCLEAN if a page is damaged. A query
- * that does not prepare (a table an older store lacks) reads nothing.
+ * Read every row of engine query @id: 0, or -EUCLEAN if a page is
+ * damaged. A query that does not prepare (a table an older store lacks)
+ * reads nothing.
  */
-static int rows_readable(struct meta *m, const char *sql)
+static int rows_readable(struct meta *m, int id)
 {
 	sqlite3_stmt *s;
 	int rc;
 
-	if (sqlite3_prepare_v2(m->db, sql, -1, &s, NULL) != SQLITE_OK)
+	if (meta_stmt_quiet(m, &db_sql, id, &s))
 		return 0;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
 		;
-	sqlite3_finalize(s);
+	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : -EUCLEAN;
 }
 
@@ -311,10 +349,10 @@ static int create_schema(struct meta *m, uint32_t block_size)
 	struct meta_inode root;
 	int rc;
 
-	rc = meta_exec(m, "BEGIN IMMEDIATE");
+	rc = exec_id(m, D_BEGIN);
 	if (rc)
 		return rc;
-	rc = meta_exec(m, schema);
+	rc = exec(m, schema);
 	if (!rc)
 		rc = meta_config_set(m, "block_size", block_size);
 	if (!rc)
@@ -331,13 +369,13 @@ static int create_schema(struct meta *m, uint32_t block_size)
 		rc = meta_inode_put(m, &root);
 	}
 	if (!rc)
-		rc = meta_exec(m, "PRAGMA application_id = 1413565529;"
-				  "PRAGMA user_version = 1");
+		rc = exec(m, "PRAGMA application_id = 1413565529;"
+			     "PRAGMA user_version = 1");
 	if (rc) {
-		meta_exec(m, "ROLLBACK");
+		exec_id(m, D_ROLLBACK);
 		return rc;
 	}
-	return meta_exec(m, "COMMIT");
+	return exec_id(m, D_COMMIT);
 }
 
 int meta_open(const char *path, bool create, uint32_t block_size,
@@ -363,26 +401,28 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 	sqlite3_busy_timeout(m->db, 5000);
 	/* one process owns the store (STORE/lock): no file locks per
 	 * transaction, and the WAL index lives in memory */
-	rc = meta_exec(m, "PRAGMA locking_mode = EXCLUSIVE");
+	rc = exec(m, "PRAGMA locking_mode = EXCLUSIVE");
 	if (rc)
 		goto out_close;
-	app = meta_pragma_int(m, "PRAGMA application_id");
-	ver = meta_pragma_int(m, "PRAGMA user_version");
+	/* before the probes below, which read a failure as damage */
+	rc = meta_stmt_cache(m, &db_sql);
+	if (rc)
+		goto out_close;
+	app = probe(m, D_APP_ID);
+	ver = probe(m, D_USER_VERSION);
 	if (app < 0 || ver < 0) {
 		log_msg(LOG_ERR, "metadata '%s' is not a SQLite database: %s",
 			path, sqlite3_errmsg(m->db));
 		rc = -EUCLEAN;
 		goto out_close;
 	}
-	if (app == 0 && ver == 0 &&
-	    meta_pragma_int(m, "SELECT count(*) FROM "
-			       "sqlite_schema") == 0) {
+	if (app == 0 && ver == 0 && probe(m, D_TABLES) == 0) {
 		if (!create) {
 			log_msg(LOG_ERR, "metadata '%s' is empty", path);
 			rc = -EUCLEAN;
 			goto out_close;
 		}
-		rc = meta_exec(m, "PRAGMA journal_mode = WAL");
+		rc = exec(m, "PRAGMA journal_mode = WAL");
 		if (!rc)
 			rc = create_schema(m, block_size);
 		if (rc)
@@ -404,8 +444,7 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 	}
 	/* before anything below writes (journal mode, new tables, shard
 	 * 0's row): a store refused as damaged is left as it was */
-	bs = meta_pragma_int(
-		m, "SELECT value FROM config WHERE key = 'block_size'");
+	bs = probe(m, D_BLOCK_SIZE);
 	if (bs < 4096 || bs > (64 << 20) || (bs & (bs - 1))) {
 		log_msg(LOG_ERR, "metadata '%s' is damaged: bad block size",
 			path);
@@ -413,8 +452,7 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 		goto out_close;
 	}
 	/* and the rest of what opening a store reads (small tables) */
-	if (rows_readable(m, "SELECT * FROM config") ||
-	    rows_readable(m, "SELECT * FROM shards")) {
+	if (rows_readable(m, D_CONFIG_ROWS) || rows_readable(m, D_SHARD_ROWS)) {
 		log_msg(LOG_ERR, "metadata '%s' is damaged: %s", path,
 			sqlite3_errmsg(m->db));
 		rc = -EUCLEAN;
@@ -428,38 +466,33 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 	 * --only meta --files 10000, against passthrough_ll: unlink 0.81 ->
 	 * 1.03, link 0.71 -> 0.89, mkdir 0.92 -> 1.23, create 1.17 -> 1.31.
 	 */
-	rc = meta_exec(
-		m, "PRAGMA synchronous = NORMAL;"
-		   "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;"
-		   "PRAGMA cache_size = -65536; PRAGMA recursive_triggers = ON;"
-		   "PRAGMA journal_size_limit = 67108864");
+	rc = exec(m,
+		  "PRAGMA synchronous = NORMAL;"
+		  "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;"
+		  "PRAGMA cache_size = -65536; PRAGMA recursive_triggers = ON;"
+		  "PRAGMA journal_size_limit = 67108864");
 	if (rc)
 		goto out_close;
 	/* the tables a store of an older version lacks, all or nothing */
-	rc = meta_exec(m, "BEGIN IMMEDIATE");
+	rc = exec_id(m, D_BEGIN);
 	if (!rc)
-		rc = meta_exec(m, gc_schema);
+		rc = exec(m, gc_schema);
 	if (!rc) {
 		/* a store from before shard_usage: count its objects once */
-		bool fill =
-			meta_pragma_int(m, "SELECT count(*) FROM sqlite_master "
-					   "WHERE name = 'shard_usage'") == 0;
+		bool fill = probe(m, D_HAS_USAGE) == 0;
 
-		rc = meta_exec(m, shard_schema);
+		rc = exec(m, shard_schema);
 		if (!rc && fill)
-			rc = meta_exec(m, usage_fill);
+			rc = exec(m, usage_fill);
 	}
-	if (!rc &&
-	    meta_pragma_int(m, "SELECT count(*) FROM sqlite_master WHERE "
-			       "name = 'objects' AND "
-			       "sql LIKE '%AUTOINCREMENT%'") == 0) {
+	if (!rc && probe(m, D_AUTOINCREMENT) == 0) {
 		log_msg(LOG_NOTICE,
 			"metadata '%s': object ids are never used "
 			"again from now on (table rebuilt)",
 			path);
-		rc = meta_exec(m, objects_upgrade);
+		rc = exec(m, objects_upgrade);
 		if (!rc)
-			rc = meta_exec(m, shard_schema);
+			rc = exec(m, shard_schema);
 	}
 	if (rc) {
 		/* SQLITE_ERROR: a table of that name is not the one expected */
@@ -473,16 +506,17 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 		meta_rollback(m);
 		goto out_close;
 	}
-	rc = meta_exec(m, "COMMIT");
+	rc = exec_id(m, D_COMMIT);
 	/* last: it rewrites the header of a database not in WAL mode yet */
 	if (!rc)
-		rc = meta_exec(m, "PRAGMA journal_mode = WAL");
+		rc = exec(m, "PRAGMA journal_mode = WAL");
 	if (rc)
 		goto out_close;
 	*out = m;
 	return 0;
 
 out_close:
+	meta_stmts_free(m);
 	sqlite3_close(m->db);
 	free(m);
 	return rc;
@@ -490,14 +524,9 @@ out_close:
 
 void meta_close(struct meta *m)
 {
-	int i;
-
 	if (!m)
 		return;
-	for (i = 0; i < S_COUNT; i++)
-		sqlite3_finalize(m->stmt[i]);
-	for (i = 0; i < (int)m->nadhoc; i++)
-		sqlite3_finalize(m->adhoc[i].s);
+	meta_stmts_free(m);
 	free(m->zero);
 	meta_objlist_release(&m->dead);
 	if (sqlite3_close(m->db) != SQLITE_OK)
@@ -517,9 +546,10 @@ int meta_end(struct meta *m, int rc)
 
 int meta_begin(struct meta *m)
 {
-	STMT_OR_RETURN(s, m, S_BEGIN);
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &db_sql, D_BEGIN, &s);
 
-	return meta_step_done(m, s, "begin");
+	return rc ? rc : meta_run(m, s, "begin");
 }
 
 int meta_commit(struct meta *m)
@@ -535,9 +565,11 @@ int meta_commit(struct meta *m)
 	}
 	rc = meta_settle(m);
 	if (!rc) {
-		STMT_OR_RETURN(s, m, S_COMMIT);
+		sqlite3_stmt *s;
 
-		rc = meta_step_done(m, s, "commit");
+		rc = meta_stmt(m, &db_sql, D_COMMIT, &s);
+		if (!rc)
+			rc = meta_run(m, s, "commit");
 	}
 	if (rc)
 		m->dead.n = ndead; /* nothing of it was deleted */
@@ -587,17 +619,17 @@ int meta_sync(struct meta *m)
 	 * durable with one more, tiny, transaction committed with FULL,
 	 * whose sync covers every frame written before it.
 	 */
-	rc = meta_exec(m, "PRAGMA synchronous = FULL");
+	rc = exec_id(m, D_SYNC_FULL);
 	if (rc)
 		return rc;
-	rc = meta_exec(m,
-		       "BEGIN IMMEDIATE;"
-		       "INSERT INTO config(key, value) VALUES ('sync_seq', 1) "
-		       "ON CONFLICT(key) DO UPDATE SET value = value + 1;"
-		       "COMMIT");
+	rc = exec_id(m, D_BEGIN);
+	if (!rc)
+		rc = exec_id(m, D_SYNC_SEQ);
+	if (!rc)
+		rc = exec_id(m, D_COMMIT);
 	if (rc)
-		meta_exec(m, "ROLLBACK");
-	meta_exec(m, "PRAGMA synchronous = NORMAL");
+		exec_id(m, D_ROLLBACK);
+	exec_id(m, D_SYNC_NORMAL);
 	return rc;
 }
 
@@ -605,64 +637,28 @@ void meta_rollback(struct meta *m)
 {
 	m->nzero = 0;
 	if (!sqlite3_get_autocommit(m->db))
-		meta_exec(m, "ROLLBACK");
-}
-
-/*
- * Run prepared statement @id with text parameter @key; the first column
- * of its row goes to *val. -ENOENT when there is no row.
- */
-int meta_int_by_text(struct meta *m, int id, const char *key, int64_t *val,
-		     const char *what)
-{
-	STMT_OR_RETURN(s, m, id);
-	int rc;
-
-	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		*val = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	if (rc == SQLITE_ROW)
-		return 0;
-	return rc == SQLITE_DONE ? -ENOENT : meta_fail(m, rc, what);
-}
-
-/* The same for statement @id with integer parameter @key. */
-int meta_int_by_id(struct meta *m, int id, int64_t key, int64_t *val,
-		   const char *what)
-{
-	STMT_OR_RETURN(s, m, id);
-	int rc;
-
-	sqlite3_bind_int64(s, 1, key);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		*val = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	if (rc == SQLITE_ROW)
-		return 0;
-	return rc == SQLITE_DONE ? -ENOENT : meta_fail(m, rc, what);
+		exec_id(m, D_ROLLBACK);
 }
 
 int meta_config_get(struct meta *m, const char *key, int64_t *val)
 {
-	return meta_int_by_text(m, S_CONFIG_GET, key, val, "config read");
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &db_sql, D_CONFIG_GET, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	return meta_int(m, s, val, "config read");
 }
 
 int meta_config_set(struct meta *m, const char *key, int64_t val)
 {
-	STMT_OR_RETURN(s, m, S_CONFIG_SET);
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &db_sql, D_CONFIG_SET, &s);
 
+	if (rc)
+		return rc;
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, val);
-	return meta_step_done(m, s, "config write");
-}
-
-int meta_exec_ino(struct meta *m, int id, uint64_t ino, const char *what)
-{
-	STMT_OR_RETURN(s, m, id);
-
-	sqlite3_bind_int64(s, 1, (int64_t)ino);
-	return meta_step_done(m, s, what);
+	return meta_run(m, s, "config write");
 }

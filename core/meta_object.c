@@ -17,6 +17,84 @@
 #include "core/array.h"
 #include "core/log.h"
 
+enum {
+	O_BLOCKS_LOAD,
+	O_BLOCK_GET,
+	O_BLOCK_PUT,
+	O_BLOCK_DEL,
+	O_OBJ_FIND,
+	O_OBJ_INSERT,
+	O_OBJ_ADD,
+	O_OBJ_GET,
+	O_OBJ_REFS,
+	O_OBJ_DELETE,
+	O_OBJ_SET,
+	O_OBJ_SHARD,
+	O_DROP_LIST,
+	O_DROP_DEL,
+	O_COPY_BLOCKS,
+	O_COPY_COUNTS,
+	O_COPY_XATTRS,
+	O_REFCOUNTS,
+	O_CHECK,
+	O_CHECK_END,
+	O_OBJECTS,
+	O_OBJECTS_AFTER,
+	O_COUNT
+};
+
+static const char *const object_text[O_COUNT] = {
+	[O_BLOCKS_LOAD] = "SELECT b.idx, b.obj, b.shard, o.name, o.size "
+			  "FROM blocks b LEFT JOIN objects o ON o.id = b.obj "
+			  "WHERE b.ino = ?1 ORDER BY b.idx",
+	[O_BLOCK_GET] = "SELECT obj FROM blocks WHERE ino = ?1 AND idx = ?2",
+	[O_BLOCK_PUT] = "INSERT OR REPLACE INTO blocks(ino, idx, obj, shard) "
+			"VALUES (?1, ?2, ?3, ?4)",
+	[O_BLOCK_DEL] = "DELETE FROM blocks WHERE ino = ?1 AND idx = ?2",
+	[O_OBJ_FIND] = "SELECT id FROM objects WHERE name = ?1",
+	[O_OBJ_INSERT] = "INSERT INTO objects(name, shard, size, refcount) "
+			 "VALUES (?1, ?2, ?3, 1)",
+	[O_OBJ_ADD] = "UPDATE objects SET refcount = refcount + ?2 "
+		      "WHERE id = ?1 RETURNING refcount, name, shard",
+	[O_OBJ_GET] = "SELECT refcount, name, shard FROM objects WHERE id = ?1",
+	/* through blocks_obj: does any reference name the object? */
+	[O_OBJ_REFS] = "SELECT count(*) FROM blocks WHERE obj = ?1",
+	[O_OBJ_DELETE] = "DELETE FROM objects WHERE id = ?1",
+	[O_OBJ_SET] = "UPDATE objects SET refcount = ?2 WHERE id = ?1",
+	[O_OBJ_SHARD] = "SELECT shard FROM objects WHERE id = ?1",
+	[O_DROP_LIST] = "SELECT obj, count(*) FROM blocks "
+			"WHERE ino = ?1 AND idx >= ?2 GROUP BY obj",
+	[O_DROP_DEL] = "DELETE FROM blocks WHERE ino = ?1 AND idx >= ?2",
+	[O_COPY_BLOCKS] = "INSERT INTO blocks(ino, idx, obj, shard) "
+			  "SELECT ?2, idx, obj, shard FROM blocks "
+			  "WHERE ino = ?1",
+	[O_COPY_COUNTS] =
+		"UPDATE objects SET refcount = refcount + c.n FROM "
+		"(SELECT obj, count(*) AS n FROM blocks WHERE ino = ?1 "
+		"GROUP BY obj) AS c WHERE objects.id = c.obj",
+	[O_COPY_XATTRS] = "INSERT INTO xattrs(ino, name, value) "
+			  "SELECT ?2, name, value FROM xattrs WHERE ino = ?1",
+	[O_REFCOUNTS] = "SELECT coalesce(o.refcount, 0) FROM blocks b "
+			"LEFT JOIN objects o ON o.id = b.obj "
+			"WHERE b.ino = ?1 ORDER BY b.idx",
+	/* the ids in [?1, ?2]: a count per object and the references to
+	 * no object, through blocks_obj */
+	[O_CHECK] =
+		"SELECT o.id, o.name, o.shard, o.refcount, "
+		"(SELECT count(*) FROM blocks b WHERE b.obj = o.id) "
+		"FROM objects o WHERE o.id BETWEEN ?1 AND ?2 "
+		"UNION ALL SELECT 0, NULL, min(b.shard), 0, count(*) "
+		"FROM blocks b WHERE b.obj BETWEEN ?1 AND ?2 AND NOT EXISTS "
+		"(SELECT 1 FROM objects WHERE id = b.obj) GROUP BY b.obj",
+	[O_CHECK_END] = "SELECT id FROM objects WHERE id >= ?1 ORDER BY id "
+			"LIMIT 1 OFFSET ?2",
+	[O_OBJECTS] = "SELECT id, name, shard, refcount FROM objects",
+	[O_OBJECTS_AFTER] = "SELECT id, name, shard, refcount FROM objects "
+			    "WHERE id > ?1 ORDER BY id LIMIT ?2",
+};
+
+static const struct meta_sql object_sql = { META_OBJECT, O_COUNT, object_text };
+
 void meta_objlist_init(struct meta_objlist *l)
 {
 	memset(l, 0, sizeof(*l));
@@ -40,30 +118,61 @@ int meta_objlist_add(struct meta_objlist *l, int64_t id, uint32_t shard,
 	return 0;
 }
 
+/* Statement @id with integer parameters ?1 = @a and ?2 = @b. */
+static int stmt_pair(struct meta *m, int id, int64_t a, int64_t b,
+		     sqlite3_stmt **s)
+{
+	int rc = meta_stmt(m, &object_sql, id, s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(*s, 1, a);
+	sqlite3_bind_int64(*s, 2, b);
+	return 0;
+}
+
+/* Run statement @id with integer parameters ?1 = @a and ?2 = @b. */
+static int exec_pair(struct meta *m, int id, int64_t a, int64_t b,
+		     const char *what)
+{
+	sqlite3_stmt *s;
+	int rc = stmt_pair(m, id, a, b, &s);
+
+	return rc ? rc : meta_run(m, s, what);
+}
+
+/* The first column of statement @id's row for integer ?1 = @key. */
+static int int_by_id(struct meta *m, int id, int64_t key, int64_t *val,
+		     const char *what)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &object_sql, id, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, key);
+	return meta_int(m, s, val, what);
+}
+
 int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
 		     size_t *n)
 {
-	STMT_OR_RETURN(s, m, S_BLOCKS_LOAD);
+	sqlite3_stmt *s;
 	struct meta_bref *v = NULL;
 	size_t cnt = 0, cap = 0;
-	int rc;
+	int rc = meta_stmt(m, &object_sql, O_BLOCKS_LOAD, &s);
 
+	if (rc)
+		return rc;
 	sqlite3_bind_int64(s, 1, (int64_t)ino);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = meta_step(m, s, "block map read")) > 0) {
 		struct meta_bref *b;
 		const unsigned char *name;
 
-		if (cnt == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			struct meta_bref *nv = realloc(v, ncap * sizeof(*v));
-
-			if (!nv) {
-				free(v);
-				sqlite3_reset(s);
-				return -ENOMEM;
-			}
-			v = nv;
-			cap = ncap;
+		if (array_reserve(&v, &cap, cnt + 1, sizeof(*v))) {
+			sqlite3_reset(s);
+			rc = -ENOMEM;
+			break;
 		}
 		b = &v[cnt++];
 		b->idx = (uint64_t)sqlite3_column_int64(s, 0);
@@ -81,10 +190,9 @@ int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
 			snprintf(b->name, OBJNAME_MAX, "%s", name);
 		}
 	}
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE) {
+	if (rc) {
 		free(v);
-		return meta_fail(m, rc, "block map read");
+		return rc;
 	}
 	*out = v;
 	*n = cnt;
@@ -100,30 +208,23 @@ int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
  */
 static int obj_add(struct meta *m, int64_t id, int64_t delta)
 {
-	STMT_OR_RETURN(s, m, S_OBJ_ADD);
+	sqlite3_stmt *s;
 	int64_t count;
-	int rc;
+	int rc = stmt_pair(m, O_OBJ_ADD, id, delta, &s);
 
-	sqlite3_bind_int64(s, 1, id);
-	sqlite3_bind_int64(s, 2, delta);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_DONE) {
-		sqlite3_reset(s);
+	if (rc)
+		return rc;
+	/* RETURNING statements finish their work on the first step. */
+	rc = meta_int(m, s, &count, "refcount update");
+	if (rc == -ENOENT) {
 		log_msg(LOG_WARNING,
 			"refcount change %+" PRId64 " of unknown "
 			"object %" PRId64 ": ignored, nothing deleted",
 			delta, id);
 		return 0;
 	}
-	if (rc != SQLITE_ROW) {
-		sqlite3_reset(s);
-		return meta_fail(m, rc, "refcount update");
-	}
-	count = sqlite3_column_int64(s, 0);
-	/* RETURNING statements finish their work on the first step. */
-	sqlite3_reset(s);
-	if (count > 0)
-		return 0;
+	if (rc || count > 0)
+		return rc;
 	if (array_reserve(&m->zero, &m->zcap, m->nzero + 1, sizeof(*m->zero)))
 		return -ENOMEM;
 	m->zero[m->nzero++] = id;
@@ -140,7 +241,28 @@ static int cmp_id(const void *a, const void *b)
 /* The number of block references to object @id (through blocks_obj). */
 static int obj_refs(struct meta *m, int64_t id, int64_t *refs)
 {
-	return meta_int_by_id(m, S_OBJ_REFS, id, refs, "reference count");
+	return int_by_id(m, O_OBJ_REFS, id, refs, "reference count");
+}
+
+/* The count, name and shard of object @id: 0, -ENOENT or -errno. */
+static int obj_get(struct meta *m, int64_t id, int64_t *count, char *name,
+		   uint32_t *shard)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &object_sql, O_OBJ_GET, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, id);
+	rc = meta_step(m, s, "object read");
+	if (rc <= 0)
+		return rc ? rc : -ENOENT;
+	*count = sqlite3_column_int64(s, 0);
+	snprintf(name, OBJNAME_MAX, "%s",
+		 (const char *)sqlite3_column_text(s, 1));
+	*shard = (uint32_t)sqlite3_column_int64(s, 2);
+	sqlite3_reset(s);
+	return 0;
 }
 
 /*
@@ -165,27 +287,13 @@ int meta_settle(struct meta *m)
 
 		if (i && m->zero[i - 1] == id)
 			continue;
-		{
-			STMT_OR_RETURN(s, m, S_OBJ_GET);
-
-			sqlite3_bind_int64(s, 1, id);
-			rc = sqlite3_step(s);
-			if (rc == SQLITE_ROW) {
-				count = sqlite3_column_int64(s, 0);
-				snprintf(name, sizeof(name), "%s",
-					 (const char *)sqlite3_column_text(s,
-									   1));
-				shard = (uint32_t)sqlite3_column_int64(s, 2);
-			}
-			sqlite3_reset(s);
-			if (rc == SQLITE_DONE) {
-				rc = 0;
-				continue; /* deleted meanwhile */
-			}
-			if (rc != SQLITE_ROW)
-				return meta_fail(m, rc, "object read");
+		rc = obj_get(m, id, &count, name, &shard);
+		if (rc == -ENOENT) {
 			rc = 0;
+			continue; /* deleted meanwhile */
 		}
+		if (rc)
+			return rc;
 		if (count > 0)
 			continue; /* named again in this transaction */
 		rc = obj_refs(m, id, &refs);
@@ -201,8 +309,8 @@ int meta_settle(struct meta *m)
 			rc = meta_obj_set_count(m, id, refs);
 			continue;
 		}
-		rc = meta_exec_ino(m, S_OBJ_DELETE, (uint64_t)id,
-				   "object delete");
+		rc = meta_run_int(m, &object_sql, O_OBJ_DELETE, id,
+				  "object delete");
 		if (rc)
 			break;
 		if (count < 0) {
@@ -221,7 +329,13 @@ int meta_settle(struct meta *m)
 
 static int obj_find(struct meta *m, const char *name, int64_t *id)
 {
-	return meta_int_by_text(m, S_OBJ_FIND, name, id, "object lookup");
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &object_sql, O_OBJ_FIND, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	return meta_int(m, s, id, "object lookup");
 }
 
 int meta_obj_exists(struct meta *m, const char *name)
@@ -237,64 +351,51 @@ int meta_obj_exists(struct meta *m, const char *name)
 int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx, const char *name,
 		   uint32_t shard, uint32_t size, struct meta_bref *out)
 {
+	sqlite3_stmt *s;
 	int64_t old = 0, id = 0;
-	bool had = false;
-	int rc;
+	bool had;
+	int rc = stmt_pair(m, O_BLOCK_GET, (int64_t)ino, (int64_t)idx, &s);
 
-	{
-		STMT_OR_RETURN(s, m, S_BLOCK_GET);
-
-		sqlite3_bind_int64(s, 1, (int64_t)ino);
-		sqlite3_bind_int64(s, 2, (int64_t)idx);
-		rc = sqlite3_step(s);
-		if (rc == SQLITE_ROW) {
-			old = sqlite3_column_int64(s, 0);
-			had = true;
-		}
-		sqlite3_reset(s);
-		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-			return meta_fail(m, rc, "block read");
-		rc = 0;
-	}
+	if (!rc)
+		rc = meta_int(m, s, &old, "block read");
+	if (rc && rc != -ENOENT)
+		return rc;
+	had = rc == 0;
+	rc = 0;
 	if (name) {
 		rc = obj_find(m, name, &id);
 		if (rc == 0) {
 			int64_t where;
 
 			/* a reference names where the object is now */
-			rc = meta_int_by_id(m, S_OBJ_SHARD, id, &where,
-					    "object shard");
+			rc = int_by_id(m, O_OBJ_SHARD, id, &where,
+				       "object shard");
 			if (!rc)
 				shard = (uint32_t)where;
 		}
 		if (rc == 0 && !(had && old == id)) {
 			rc = obj_add(m, id, 1);
 		} else if (rc == -ENOENT) {
-			STMT_OR_RETURN(s, m, S_OBJ_INSERT);
-
+			rc = meta_stmt(m, &object_sql, O_OBJ_INSERT, &s);
+			if (rc)
+				return rc;
 			sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
 			sqlite3_bind_int64(s, 2, shard);
 			sqlite3_bind_int64(s, 3, size);
-			rc = meta_step_done(m, s, "object insert");
+			rc = meta_run(m, s, "object insert");
 			id = sqlite3_last_insert_rowid(m->db);
 		}
+		if (!rc)
+			rc = stmt_pair(m, O_BLOCK_PUT, (int64_t)ino,
+				       (int64_t)idx, &s);
 		if (rc)
 			return rc;
-		{
-			STMT_OR_RETURN(s, m, S_BLOCK_PUT);
-
-			sqlite3_bind_int64(s, 1, (int64_t)ino);
-			sqlite3_bind_int64(s, 2, (int64_t)idx);
-			sqlite3_bind_int64(s, 3, id);
-			sqlite3_bind_int64(s, 4, shard);
-			rc = meta_step_done(m, s, "block write");
-		}
+		sqlite3_bind_int64(s, 3, id);
+		sqlite3_bind_int64(s, 4, shard);
+		rc = meta_run(m, s, "block write");
 	} else if (had) {
-		STMT_OR_RETURN(s, m, S_BLOCK_DEL);
-
-		sqlite3_bind_int64(s, 1, (int64_t)ino);
-		sqlite3_bind_int64(s, 2, (int64_t)idx);
-		rc = meta_step_done(m, s, "block delete");
+		rc = exec_pair(m, O_BLOCK_DEL, (int64_t)ino, (int64_t)idx,
+			       "block delete");
 	}
 	if (rc)
 		return rc;
@@ -315,95 +416,54 @@ int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from)
 	struct {
 		int64_t obj, n;
 	} *v = NULL;
-	size_t cnt = 0, i;
-	int rc;
+	sqlite3_stmt *s;
+	size_t cnt = 0, cap = 0, i;
+	int rc = stmt_pair(m, O_DROP_LIST, (int64_t)ino, (int64_t)from, &s);
 
-	{
-		STMT_OR_RETURN(s, m, S_DROP_LIST);
-
-		sqlite3_bind_int64(s, 1, (int64_t)ino);
-		sqlite3_bind_int64(s, 2, (int64_t)from);
-		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-			void *nv = realloc(v, (cnt + 1) * sizeof(*v));
-
-			if (!nv) {
-				sqlite3_reset(s);
-				free(v);
-				return -ENOMEM;
-			}
-			v = nv;
-			v[cnt].obj = sqlite3_column_int64(s, 0);
-			v[cnt].n = sqlite3_column_int64(s, 1);
-			cnt++;
+	if (rc)
+		return rc;
+	while ((rc = meta_step(m, s, "block scan")) > 0) {
+		if (array_reserve(&v, &cap, cnt + 1, sizeof(*v))) {
+			sqlite3_reset(s);
+			rc = -ENOMEM;
+			break;
 		}
-		sqlite3_reset(s);
-		if (rc != SQLITE_DONE) {
-			free(v);
-			return meta_fail(m, rc, "block scan");
-		}
+		v[cnt].obj = sqlite3_column_int64(s, 0);
+		v[cnt].n = sqlite3_column_int64(s, 1);
+		cnt++;
 	}
-	rc = 0;
 	for (i = 0; i < cnt && !rc; i++)
 		rc = obj_add(m, v[i].obj, -v[i].n);
 	free(v);
-	if (!rc) {
-		STMT_OR_RETURN(s, m, S_DROP_DEL);
-
-		sqlite3_bind_int64(s, 1, (int64_t)ino);
-		sqlite3_bind_int64(s, 2, (int64_t)from);
-		rc = meta_step_done(m, s, "block delete");
-	}
+	if (!rc)
+		rc = exec_pair(m, O_DROP_DEL, (int64_t)ino, (int64_t)from,
+			       "block delete");
 	return rc;
-}
-
-static int exec_pair(struct meta *m, int id, uint64_t a, uint64_t b,
-		     const char *what)
-{
-	STMT_OR_RETURN(s, m, id);
-
-	sqlite3_bind_int64(s, 1, (int64_t)a);
-	sqlite3_bind_int64(s, 2, (int64_t)b);
-	return meta_step_done(m, s, what);
 }
 
 int meta_blocks_copy(struct meta *m, uint64_t src, uint64_t dst)
 {
-	int rc = exec_pair(m, S_COPY_BLOCKS, src, dst, "block copy");
+	int rc = exec_pair(m, O_COPY_BLOCKS, (int64_t)src, (int64_t)dst,
+			   "block copy");
 
 	if (!rc)
-		rc = meta_exec_ino(m, S_COPY_COUNTS, src, "refcount update");
+		rc = meta_run_int(m, &object_sql, O_COPY_COUNTS, (int64_t)src,
+				  "refcount update");
 	if (!rc)
-		rc = exec_pair(m, S_COPY_XATTRS, src, dst, "xattr copy");
+		rc = exec_pair(m, O_COPY_XATTRS, (int64_t)src, (int64_t)dst,
+			       "xattr copy");
 	return rc;
 }
 
 int meta_refcounts(struct meta *m, uint64_t ino, uint64_t **counts, size_t *n)
 {
-	STMT_OR_RETURN(s, m, S_REFCOUNTS);
-	uint64_t *v = NULL;
-	size_t cnt = 0;
-	int rc;
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &object_sql, O_REFCOUNTS, &s);
 
+	if (rc)
+		return rc;
 	sqlite3_bind_int64(s, 1, (int64_t)ino);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		uint64_t *nv = realloc(v, (cnt + 1) * sizeof(*v));
-
-		if (!nv) {
-			free(v);
-			sqlite3_reset(s);
-			return -ENOMEM;
-		}
-		v = nv;
-		v[cnt++] = (uint64_t)sqlite3_column_int64(s, 0);
-	}
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE) {
-		free(v);
-		return meta_fail(m, rc, "refcount read");
-	}
-	*counts = v;
-	*n = cnt;
-	return 0;
+	return meta_int_rows(m, s, "refcount read", counts, n);
 }
 
 /* The check of the ids in [@from, @to], in one statement: one snapshot. */
@@ -411,13 +471,13 @@ static int check_range(struct meta *m, int64_t from, int64_t to,
 		       int (*fn)(void *ctx, const struct meta_check *c),
 		       void *ctx)
 {
-	STMT_OR_RETURN(s, m, S_CHECK);
+	sqlite3_stmt *s;
 	struct meta_check c;
-	int rc, ret = 0;
+	int rc = stmt_pair(m, O_CHECK, from, to, &s), ret = 0;
 
-	sqlite3_bind_int64(s, 1, from);
-	sqlite3_bind_int64(s, 2, to);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	if (rc)
+		return rc;
+	while (!ret && (rc = meta_step(m, s, "refcount check")) > 0) {
 		const unsigned char *name = sqlite3_column_text(s, 1);
 
 		c.id = sqlite3_column_int64(s, 0);
@@ -427,13 +487,9 @@ static int check_range(struct meta *m, int64_t from, int64_t to,
 		c.stored = sqlite3_column_int64(s, 3);
 		c.truth = sqlite3_column_int64(s, 4);
 		ret = fn(ctx, &c);
-		if (ret)
-			break;
 	}
 	sqlite3_reset(s);
-	if (!ret && rc != SQLITE_DONE)
-		return meta_fail(m, rc, "refcount check");
-	return ret;
+	return ret ? ret : rc;
 }
 
 int meta_check_counts(struct meta *m,
@@ -448,22 +504,18 @@ int meta_check_chunk(struct meta *m, int64_t from, unsigned limit,
 		     int (*fn)(void *ctx, const struct meta_check *c),
 		     void *ctx)
 {
-	int64_t to = INT64_MAX;
+	sqlite3_stmt *s;
+	int64_t to = INT64_MAX, end;
 	int rc;
 
 	assert(limit > 0);
-	{
-		STMT_OR_RETURN(s, m, S_CHECK_END);
-
-		sqlite3_bind_int64(s, 1, from);
-		sqlite3_bind_int64(s, 2, limit);
-		rc = sqlite3_step(s);
-		if (rc == SQLITE_ROW)
-			to = sqlite3_column_int64(s, 0) - 1;
-		sqlite3_reset(s);
-		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-			return meta_fail(m, rc, "refcount check");
-	}
+	rc = stmt_pair(m, O_CHECK_END, from, limit, &s);
+	if (!rc)
+		rc = meta_int(m, s, &end, "refcount check");
+	if (!rc)
+		to = end - 1;
+	else if (rc != -ENOENT)
+		return rc;
 	rc = check_range(m, from, to, fn, ctx);
 	if (rc)
 		return rc;
@@ -476,15 +528,9 @@ int meta_check_chunk(struct meta *m, int64_t from, unsigned limit,
 int meta_obj_set_count(struct meta *m, int64_t id, int64_t count)
 {
 	if (count <= 0)
-		return meta_exec_ino(m, S_OBJ_DELETE, (uint64_t)id,
-				     "object delete");
-	{
-		STMT_OR_RETURN(s, m, S_OBJ_SET);
-
-		sqlite3_bind_int64(s, 1, id);
-		sqlite3_bind_int64(s, 2, count);
-		return meta_step_done(m, s, "refcount repair");
-	}
+		return meta_run_int(m, &object_sql, O_OBJ_DELETE, id,
+				    "object delete");
+	return exec_pair(m, O_OBJ_SET, id, count, "refcount repair");
 }
 
 /* Each object row of @s (id, name, shard, refcount) to @fn, *@last the
@@ -496,19 +542,18 @@ static int object_rows(struct meta *m, sqlite3_stmt *s, int64_t *last,
 {
 	int rc, ret = 0, n = 0;
 
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while (!ret && (rc = meta_step(m, s, "object scan")) > 0) {
 		*last = sqlite3_column_int64(s, 0);
 		ret = fn(ctx, *last, (const char *)sqlite3_column_text(s, 1),
 			 (uint32_t)sqlite3_column_int64(s, 2),
 			 sqlite3_column_int64(s, 3));
-		if (ret)
-			break;
-		n++;
+		if (!ret)
+			n++;
 	}
 	sqlite3_reset(s);
-	if (!ret && rc != SQLITE_DONE)
-		return meta_fail(m, rc, "object scan");
-	return ret ? ret : n;
+	if (ret)
+		return ret;
+	return rc ? rc : n;
 }
 
 int meta_objects(struct meta *m,
@@ -516,10 +561,12 @@ int meta_objects(struct meta *m,
 			   uint32_t shard, int64_t refcount),
 		 void *ctx)
 {
-	STMT_OR_RETURN(s, m, S_OBJECTS);
+	sqlite3_stmt *s;
 	int64_t last;
-	int rc = object_rows(m, s, &last, fn, ctx);
+	int rc = meta_stmt(m, &object_sql, O_OBJECTS, &s);
 
+	if (!rc)
+		rc = object_rows(m, s, &last, fn, ctx);
 	return rc < 0 ? rc : 0;
 }
 
@@ -529,11 +576,10 @@ int meta_objects_after(struct meta *m, int64_t after, unsigned limit,
 				 uint32_t shard, int64_t refcount),
 		       void *ctx)
 {
-	STMT_OR_RETURN(s, m, S_OBJECTS_AFTER);
+	sqlite3_stmt *s;
+	int rc = stmt_pair(m, O_OBJECTS_AFTER, after, limit, &s);
 
-	sqlite3_bind_int64(s, 1, after);
-	sqlite3_bind_int64(s, 2, limit);
-	return object_rows(m, s, last, fn, ctx);
+	return rc ? rc : object_rows(m, s, last, fn, ctx);
 }
 
 int meta_obj_referenced(struct meta *m, int64_t id)
@@ -549,7 +595,7 @@ int meta_obj_referenced(struct meta *m, int64_t id)
 int meta_object_shard(struct meta *m, int64_t obj, uint32_t *shard)
 {
 	int64_t v;
-	int rc = meta_int_by_id(m, S_OBJ_SHARD, obj, &v, "object shard");
+	int rc = int_by_id(m, O_OBJ_SHARD, obj, &v, "object shard");
 
 	if (!rc)
 		*shard = (uint32_t)v;
