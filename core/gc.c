@@ -5,7 +5,7 @@
  * DESIGN NOTES
  *
  * The live set is the object table: a row exists exactly while block
- * references name the object (core/meta.c, invariant 1). Objects of
+ * references name the object (core/meta_db.c, invariant 1). Objects of
  * unlinked-but-open files keep their rows until the last close. Objects
  * written by flushes not yet finalized have no row yet: they are marked
  * like leaks, but
@@ -40,7 +40,7 @@
  * its own hold: one consistent snapshot of the chunk (a count and its
  * references change in one transaction), so a change made between two
  * chunks is never reported as drift. The references of the objects of a
- * chunk are counted through the index blocks_obj (core/meta.c): blocks is
+ * chunk are counted through the index blocks_obj (core/meta_db.c): blocks is
  * keyed by inode, and without it every chunk would read all of it. The
  * figures that chose it (2 vCPUs, 1M objects, 1.2M references): the check
  * in one hold held the lock 1.4-2.2 s, and a writer stalled as long; in

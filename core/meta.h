@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The metadata store: every SQL statement of tallyfs lives in core/meta.c,
+ * The metadata store: every SQL statement of tallyfs lives in core/meta_*.c,
  * so that another engine with the same schema can replace SQLite later.
  *
  * Callers serialise all calls on one struct meta (core/tally.c holds its

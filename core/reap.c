@@ -25,7 +25,7 @@
  *     that hold and unlinked after it (reap_doom(): a commit that checks
  *     the file meanwhile cancels the deletion, core/objstore.c).
  *  3. Counts are not trusted: the store settles a count that reached zero
- *     against the references at commit (core/meta.c, settle()), and the
+ *     against the references at commit (core/meta_object.c, meta_settle()), and the
  *     verdict asks the references again.
  *
  * Locks: the caller's metadata lock (see core/reap.h); none of its own.

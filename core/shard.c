@@ -18,7 +18,7 @@
  *     source copy is removed after that commit.
  *  2. Every reference names the object's shard or the source of one of its
  *     ghosts, whose count is exactly the number of such references (the
- *     triggers of core/meta.c keep it; new references name the object's
+ *     triggers of core/meta_db.c keep it; new references name the object's
  *     shard). A read that does not find the object where its reference
  *     says follows the ghost (core/dirty.c, read_ref()).
  *  3. A move is journaled (moves) before its copy starts and forgotten

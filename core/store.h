@@ -5,7 +5,7 @@
  *
  *   STORE/tallyfs-store   "tallyfs store" and "format 1"
  *   STORE/lock            flock(2)ed by the process that has the store open
- *   STORE/meta.db         SQLite metadata (core/meta.c)
+ *   STORE/meta.db         SQLite metadata (core/meta_*.c)
  *   STORE/shards/0/       object files (core/objstore.c)
  */
 #ifndef TALLY_STORE_H

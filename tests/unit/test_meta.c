@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests of core/meta.c: schema, transactions, reference counts.
+ * Unit tests of core/meta_*.c: schema, transactions, reference counts.
  */
 #include <criterion/criterion.h>
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The deletion of object files (core/reap.c and the settling of counts
- * at commit in core/meta.c): nothing that something still names is ever
+ * at commit in core/meta_object.c): nothing that something still names is ever
  * deleted, whatever the order of the changes in a flush, a wrong count or
  * a lookup that fails. Against a real store: SQLite database and object
  * files, through core/tally.c's API.

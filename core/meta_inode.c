@@ -1,0 +1,502 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The inode family of the metadata store: inodes, directory entries,
+ * extended attributes, symlink targets, readdir, orphans and branches.
+ */
+#include "core/meta_int.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+
+#include "core/array.h"
+#include "core/log.h"
+
+enum {
+	I_INODE_GET,
+	I_INODE_PUT,
+	I_INODE_DEL,
+	I_INODE_DEL_X,
+	I_MAX_INO,
+	I_ORPHANS,
+	I_TARGET_SET,
+	I_TARGET_GET,
+	I_DENTRY_LOOKUP,
+	I_DENTRY_INSERT,
+	I_DENTRY_DELETE,
+	I_DENTRY_SET_INO,
+	I_DENTRY_MOVE,
+	I_DIR_EMPTY,
+	I_READDIR,
+	I_BRANCH_TABLE,
+	I_BRANCH_CLEAR,
+	I_BRANCH_MAP,
+	I_BRANCH_INODES,
+	I_BRANCH_DENTRIES,
+	I_BRANCH_COUNTS,
+	I_BRANCH_BLOCKS,
+	I_BRANCH_XATTRS,
+	I_XATTR_GET,
+	I_XATTR_INSERT,
+	I_XATTR_REPLACE,
+	I_XATTR_UPSERT,
+	I_XATTR_DEL,
+	I_XATTR_LIST,
+	I_COUNT
+};
+
+static const char *const inode_text[I_COUNT] = {
+	[I_INODE_GET] = "SELECT nspace, mode, uid, gid, nlink, size, rdev, "
+			"alloc, atime, mtime, ctime FROM inodes WHERE ino = ?1",
+	[I_INODE_PUT] =
+		"INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, size, "
+		"rdev, alloc, atime, mtime, ctime) VALUES (?1, ?2, ?3, ?4, "
+		"?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(ino) DO "
+		"UPDATE SET mode = ?3, uid = ?4, gid = ?5, "
+		"nlink = ?6, size = ?7, rdev = ?8, alloc = ?9, atime = ?10, "
+		"mtime = ?11, ctime = ?12",
+	[I_INODE_DEL] = "DELETE FROM inodes WHERE ino = ?1",
+	[I_INODE_DEL_X] = "DELETE FROM xattrs WHERE ino = ?1",
+	[I_MAX_INO] = "SELECT coalesce(max(ino), 0) FROM inodes",
+	[I_ORPHANS] = "SELECT ino FROM inodes WHERE nlink = 0",
+	[I_TARGET_SET] = "UPDATE inodes SET target = ?2 WHERE ino = ?1",
+	[I_TARGET_GET] = "SELECT target FROM inodes WHERE ino = ?1",
+	[I_DENTRY_LOOKUP] = "SELECT ino FROM dentries "
+			    "WHERE parent = ?1 AND name = ?2",
+	[I_DENTRY_INSERT] = "INSERT INTO dentries(parent, name, ino) "
+			    "VALUES (?1, ?2, ?3)",
+	[I_DENTRY_DELETE] = "DELETE FROM dentries "
+			    "WHERE parent = ?1 AND name = ?2",
+	[I_DENTRY_SET_INO] = "UPDATE dentries SET ino = ?3 "
+			     "WHERE parent = ?1 AND name = ?2",
+	[I_DENTRY_MOVE] = "UPDATE dentries SET parent = ?3, name = ?4 "
+			  "WHERE parent = ?1 AND name = ?2",
+	[I_DIR_EMPTY] = "SELECT 1 FROM dentries WHERE parent = ?1 LIMIT 1",
+	[I_READDIR] = "SELECT id, name, ino FROM dentries "
+		      "WHERE parent = ?1 AND id > ?2 ORDER BY id",
+	/* meta_branch(), in this order: ?1 the source root, ?2 the first
+	 * new inode number */
+	[I_BRANCH_TABLE] = "CREATE TEMP TABLE IF NOT EXISTS branch_map("
+			   "old INTEGER PRIMARY KEY, new INTEGER NOT NULL)",
+	[I_BRANCH_CLEAR] = "DELETE FROM temp.branch_map",
+	[I_BRANCH_MAP] = "INSERT INTO temp.branch_map SELECT ino, ?2 - 1 + "
+			 "row_number() OVER (ORDER BY ino) FROM inodes "
+			 "WHERE nspace = ?1 AND nlink > 0",
+	[I_BRANCH_INODES] =
+		"INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, size, "
+		"rdev, alloc, atime, mtime, ctime, target) SELECT m.new, "
+		"(SELECT new FROM temp.branch_map WHERE old = ?1), mode, uid, "
+		"gid, nlink, size, rdev, alloc, atime, mtime, ctime, target "
+		"FROM inodes i JOIN temp.branch_map m ON i.ino = m.old",
+	[I_BRANCH_DENTRIES] =
+		"INSERT INTO dentries(parent, name, ino) SELECT p.new, d.name, "
+		"c.new FROM temp.branch_map p JOIN dentries d "
+		"ON d.parent = p.old JOIN temp.branch_map c ON c.old = d.ino",
+	/* CROSS JOIN: the map drives, so a branch reads the blocks of its
+	 * inodes by key, never all the store's (the planner has no
+	 * statistics, and would scan blocks_obj) */
+	[I_BRANCH_COUNTS] =
+		"UPDATE objects SET refcount = refcount + c.n FROM "
+		"(SELECT b.obj AS obj, count(*) AS n FROM temp.branch_map m "
+		"CROSS JOIN blocks b ON b.ino = m.old GROUP BY b.obj) AS c "
+		"WHERE objects.id = c.obj",
+	[I_BRANCH_BLOCKS] =
+		"INSERT INTO blocks(ino, idx, obj, shard) SELECT m.new, b.idx, "
+		"b.obj, b.shard FROM temp.branch_map m CROSS JOIN blocks b "
+		"ON b.ino = m.old",
+	[I_BRANCH_XATTRS] =
+		"INSERT INTO xattrs(ino, name, value) SELECT m.new, x.name, "
+		"x.value FROM temp.branch_map m JOIN xattrs x "
+		"ON x.ino = m.old",
+	[I_XATTR_GET] = "SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2",
+	[I_XATTR_INSERT] = "INSERT INTO xattrs(ino, name, value) "
+			   "VALUES (?1, ?2, ?3)",
+	[I_XATTR_REPLACE] = "UPDATE xattrs SET value = ?3 "
+			    "WHERE ino = ?1 AND name = ?2",
+	[I_XATTR_UPSERT] = "INSERT OR REPLACE INTO xattrs(ino, name, value) "
+			   "VALUES (?1, ?2, ?3)",
+	[I_XATTR_DEL] = "DELETE FROM xattrs WHERE ino = ?1 AND name = ?2",
+	[I_XATTR_LIST] = "SELECT name FROM xattrs WHERE ino = ?1 "
+			 "ORDER BY name",
+};
+
+static const struct meta_sql inode_sql = { META_INODE, I_COUNT, inode_text };
+
+static int64_t ts_to_ns(const struct timespec *ts)
+{
+	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+static struct timespec ns_to_ts(int64_t ns)
+{
+	struct timespec ts;
+
+	ts.tv_sec = ns / 1000000000;
+	ts.tv_nsec = ns % 1000000000;
+	if (ts.tv_nsec < 0) {
+		ts.tv_nsec += 1000000000;
+		ts.tv_sec--;
+	}
+	return ts;
+}
+
+int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &inode_sql, I_INODE_GET, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	rc = meta_step(m, s, "inode read");
+	if (rc <= 0)
+		return rc ? rc : -ENOENT;
+	out->ino = ino;
+	out->nspace = (uint64_t)sqlite3_column_int64(s, 0);
+	out->mode = (uint32_t)sqlite3_column_int64(s, 1);
+	out->uid = (uint32_t)sqlite3_column_int64(s, 2);
+	out->gid = (uint32_t)sqlite3_column_int64(s, 3);
+	out->nlink = (uint32_t)sqlite3_column_int64(s, 4);
+	out->size = (uint64_t)sqlite3_column_int64(s, 5);
+	out->rdev = (uint64_t)sqlite3_column_int64(s, 6);
+	out->alloc = (uint64_t)sqlite3_column_int64(s, 7);
+	out->atime = ns_to_ts(sqlite3_column_int64(s, 8));
+	out->mtime = ns_to_ts(sqlite3_column_int64(s, 9));
+	out->ctime = ns_to_ts(sqlite3_column_int64(s, 10));
+	sqlite3_reset(s);
+	return 0;
+}
+
+int meta_inode_put(struct meta *m, const struct meta_inode *in)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &inode_sql, I_INODE_PUT, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, (int64_t)in->ino);
+	sqlite3_bind_int64(s, 2, (int64_t)in->nspace);
+	sqlite3_bind_int64(s, 3, in->mode);
+	sqlite3_bind_int64(s, 4, in->uid);
+	sqlite3_bind_int64(s, 5, in->gid);
+	sqlite3_bind_int64(s, 6, in->nlink);
+	sqlite3_bind_int64(s, 7, (int64_t)in->size);
+	sqlite3_bind_int64(s, 8, (int64_t)in->rdev);
+	sqlite3_bind_int64(s, 9, (int64_t)in->alloc);
+	sqlite3_bind_int64(s, 10, ts_to_ns(&in->atime));
+	sqlite3_bind_int64(s, 11, ts_to_ns(&in->mtime));
+	sqlite3_bind_int64(s, 12, ts_to_ns(&in->ctime));
+	return meta_run(m, s, "inode write");
+}
+
+int meta_inode_delete(struct meta *m, uint64_t ino)
+{
+	int rc = meta_run_int(m, &inode_sql, I_INODE_DEL_X, (int64_t)ino,
+			      "xattr delete");
+
+	return rc ? rc
+		  : meta_run_int(m, &inode_sql, I_INODE_DEL, (int64_t)ino,
+				 "inode delete");
+}
+
+int meta_max_ino(struct meta *m, uint64_t *max)
+{
+	return meta_count(m, &inode_sql, I_MAX_INO, "inode scan", max);
+}
+
+int meta_inode_orphans(struct meta *m, uint64_t **inos, size_t *n)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &inode_sql, I_ORPHANS, &s);
+
+	return rc ? rc : meta_int_rows(m, s, "orphan scan", inos, n);
+}
+
+int meta_target_set(struct meta *m, uint64_t ino, const char *target)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &inode_sql, I_TARGET_SET, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	sqlite3_bind_blob(s, 2, target, (int)strlen(target), SQLITE_STATIC);
+	return meta_run(m, s, "symlink write");
+}
+
+/*
+ * The blob of the first column of @s's row for (@ino, @name if not NULL),
+ * copied into a new buffer of *@len bytes and a NUL: @none when there is
+ * no row.
+ */
+static int blob_get(struct meta *m, sqlite3_stmt *s, uint64_t ino,
+		    const char *name, int none, const char *what, char **out,
+		    size_t *len)
+{
+	char *v;
+	int rc, n;
+
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	if (name)
+		meta_bind_name(s, 2, name);
+	rc = meta_step(m, s, what);
+	if (rc <= 0)
+		return rc ? rc : none;
+	n = sqlite3_column_bytes(s, 0);
+	v = malloc((size_t)n + 1);
+	if (!v) {
+		sqlite3_reset(s);
+		return -ENOMEM;
+	}
+	if (n)
+		memcpy(v, sqlite3_column_blob(s, 0), (size_t)n);
+	v[n] = '\0';
+	sqlite3_reset(s);
+	*out = v;
+	*len = (size_t)n;
+	return 0;
+}
+
+int meta_target_get(struct meta *m, uint64_t ino, char **out)
+{
+	sqlite3_stmt *s;
+	size_t len;
+	int rc = meta_stmt(m, &inode_sql, I_TARGET_GET, &s);
+
+	return rc ? rc
+		  : blob_get(m, s, ino, NULL, -ENOENT, "symlink read", out,
+			     &len);
+}
+
+int meta_dentry_lookup(struct meta *m, uint64_t parent, const char *name,
+		       uint64_t *ino)
+{
+	sqlite3_stmt *s;
+	int64_t v;
+	int rc = meta_stmt(m, &inode_sql, I_DENTRY_LOOKUP, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, (int64_t)parent);
+	meta_bind_name(s, 2, name);
+	rc = meta_int(m, s, &v, "lookup");
+	if (!rc)
+		*ino = (uint64_t)v;
+	return rc;
+}
+
+static int dentry_exec(struct meta *m, int id, uint64_t parent,
+		       const char *name, uint64_t ino, const char *what)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &inode_sql, id, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, (int64_t)parent);
+	meta_bind_name(s, 2, name);
+	if (id != I_DENTRY_DELETE)
+		sqlite3_bind_int64(s, 3, (int64_t)ino);
+	return meta_run(m, s, what);
+}
+
+int meta_dentry_insert(struct meta *m, uint64_t parent, const char *name,
+		       uint64_t ino)
+{
+	return dentry_exec(m, I_DENTRY_INSERT, parent, name, ino,
+			   "entry insert");
+}
+
+int meta_dentry_delete(struct meta *m, uint64_t parent, const char *name)
+{
+	return dentry_exec(m, I_DENTRY_DELETE, parent, name, 0, "entry delete");
+}
+
+int meta_dentry_set_ino(struct meta *m, uint64_t parent, const char *name,
+			uint64_t ino)
+{
+	return dentry_exec(m, I_DENTRY_SET_INO, parent, name, ino,
+			   "entry update");
+}
+
+int meta_dentry_move(struct meta *m, uint64_t parent, const char *name,
+		     uint64_t newparent, const char *newname)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &inode_sql, I_DENTRY_MOVE, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, (int64_t)parent);
+	meta_bind_name(s, 2, name);
+	sqlite3_bind_int64(s, 3, (int64_t)newparent);
+	meta_bind_name(s, 4, newname);
+	return meta_run(m, s, "entry move");
+}
+
+int meta_dir_empty(struct meta *m, uint64_t ino)
+{
+	sqlite3_stmt *s;
+	int64_t v;
+	int rc = meta_stmt(m, &inode_sql, I_DIR_EMPTY, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	rc = meta_int(m, s, &v, "directory scan");
+	if (rc == -ENOENT)
+		return 1;
+	return rc;
+}
+
+int meta_readdir(struct meta *m, uint64_t parent, int64_t after,
+		 int (*fn)(void *ctx, int64_t cookie, const char *name,
+			   uint64_t ino),
+		 void *ctx)
+{
+	sqlite3_stmt *s;
+	char name[256];
+	int rc = meta_stmt(m, &inode_sql, I_READDIR, &s), ret = 0;
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, (int64_t)parent);
+	sqlite3_bind_int64(s, 2, after);
+	while (!ret && (rc = meta_step(m, s, "readdir")) > 0) {
+		int len = sqlite3_column_bytes(s, 1);
+
+		if (len <= 0 || len > 255)
+			continue;
+		memcpy(name, sqlite3_column_blob(s, 1), (size_t)len);
+		name[len] = '\0';
+		ret = fn(ctx, sqlite3_column_int64(s, 0), name,
+			 (uint64_t)sqlite3_column_int64(s, 2));
+	}
+	sqlite3_reset(s);
+	return ret ? ret : rc;
+}
+
+int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
+		uint64_t *next_ino, uint64_t *root, uint64_t *count)
+{
+	uint64_t copied = 0;
+	int rc = 0, id;
+
+	for (id = I_BRANCH_TABLE; id <= I_BRANCH_XATTRS && !rc; id++) {
+		sqlite3_stmt *s;
+
+		rc = meta_stmt(m, &inode_sql, id, &s);
+		if (rc)
+			return rc;
+		if (sqlite3_bind_parameter_count(s) >= 1)
+			sqlite3_bind_int64(s, 1, (int64_t)src_root);
+		if (sqlite3_bind_parameter_count(s) >= 2)
+			sqlite3_bind_int64(s, 2, (int64_t)*next_ino);
+		rc = meta_run(m, s, "branch");
+		if (id == I_BRANCH_MAP)
+			copied = (uint64_t)sqlite3_changes(m->db);
+	}
+	if (rc)
+		return rc;
+	if (copied == 0)
+		return -ENOENT;
+	/* The source root has the smallest number in its namespace. */
+	*root = *next_ino;
+	rc = meta_dentry_insert(m, 1, dst_name, *root);
+	if (rc)
+		return rc;
+	*next_ino += copied;
+	*count = copied;
+	return meta_config_set(m, "next_ino", (int64_t)*next_ino);
+}
+
+int meta_xattr_get(struct meta *m, uint64_t ino, const char *name, void **out,
+		   size_t *len)
+{
+	sqlite3_stmt *s;
+	char *v;
+	int rc = meta_stmt(m, &inode_sql, I_XATTR_GET, &s);
+
+	if (rc)
+		return rc;
+	rc = blob_get(m, s, ino, name, -ENODATA, "xattr read", &v, len);
+	if (!rc)
+		*out = v;
+	return rc;
+}
+
+int meta_xattr_set(struct meta *m, uint64_t ino, const char *name,
+		   const void *val, size_t len, int flags)
+{
+	int id = (flags & XATTR_CREATE)	   ? I_XATTR_INSERT
+		 : (flags & XATTR_REPLACE) ? I_XATTR_REPLACE
+					   : I_XATTR_UPSERT;
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &inode_sql, id, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	meta_bind_name(s, 2, name);
+	sqlite3_bind_blob(s, 3, len ? val : "", (int)len, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		return -EEXIST;
+	if (rc != SQLITE_DONE)
+		return meta_fail(m, rc, "xattr write");
+	if (id == I_XATTR_REPLACE && sqlite3_changes(m->db) == 0)
+		return -ENODATA;
+	return 0;
+}
+
+int meta_xattr_remove(struct meta *m, uint64_t ino, const char *name)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &inode_sql, I_XATTR_DEL, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	meta_bind_name(s, 2, name);
+	rc = meta_run(m, s, "xattr delete");
+	if (!rc && sqlite3_changes(m->db) == 0)
+		return -ENODATA;
+	return rc;
+}
+
+int meta_xattr_list(struct meta *m, uint64_t ino, char **out, size_t *len)
+{
+	sqlite3_stmt *s;
+	char *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc = meta_stmt(m, &inode_sql, I_XATTR_LIST, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	while ((rc = meta_step(m, s, "xattr list")) > 0) {
+		int l = sqlite3_column_bytes(s, 0);
+
+		if (array_reserve(&v, &cap, n + (size_t)l + 1, 1)) {
+			sqlite3_reset(s);
+			rc = -ENOMEM;
+			break;
+		}
+		memcpy(v + n, sqlite3_column_blob(s, 0), (size_t)l);
+		n += (size_t)l;
+		v[n++] = '\0';
+	}
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*len = n;
+	return 0;
+}

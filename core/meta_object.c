@@ -1,0 +1,604 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The object family of the metadata store: object rows, the block
+ * references that name them and their counts (settled at commit), the
+ * count checks by chunks and the object scans.
+ */
+#include "core/meta_int.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/array.h"
+#include "core/log.h"
+
+enum {
+	O_BLOCKS_LOAD,
+	O_BLOCK_GET,
+	O_BLOCK_PUT,
+	O_BLOCK_DEL,
+	O_OBJ_FIND,
+	O_OBJ_INSERT,
+	O_OBJ_ADD,
+	O_OBJ_GET,
+	O_OBJ_REFS,
+	O_OBJ_DELETE,
+	O_OBJ_SET,
+	O_OBJ_SHARD,
+	O_DROP_LIST,
+	O_DROP_DEL,
+	O_COPY_BLOCKS,
+	O_COPY_COUNTS,
+	O_COPY_XATTRS,
+	O_REFCOUNTS,
+	O_CHECK,
+	O_CHECK_END,
+	O_OBJECTS,
+	O_OBJECTS_AFTER,
+	O_COUNT
+};
+
+static const char *const object_text[O_COUNT] = {
+	[O_BLOCKS_LOAD] = "SELECT b.idx, b.obj, b.shard, o.name, o.size "
+			  "FROM blocks b LEFT JOIN objects o ON o.id = b.obj "
+			  "WHERE b.ino = ?1 ORDER BY b.idx",
+	[O_BLOCK_GET] = "SELECT obj FROM blocks WHERE ino = ?1 AND idx = ?2",
+	[O_BLOCK_PUT] = "INSERT OR REPLACE INTO blocks(ino, idx, obj, shard) "
+			"VALUES (?1, ?2, ?3, ?4)",
+	[O_BLOCK_DEL] = "DELETE FROM blocks WHERE ino = ?1 AND idx = ?2",
+	[O_OBJ_FIND] = "SELECT id FROM objects WHERE name = ?1",
+	[O_OBJ_INSERT] = "INSERT INTO objects(name, shard, size, refcount) "
+			 "VALUES (?1, ?2, ?3, 1)",
+	[O_OBJ_ADD] = "UPDATE objects SET refcount = refcount + ?2 "
+		      "WHERE id = ?1 RETURNING refcount, name, shard",
+	[O_OBJ_GET] = "SELECT refcount, name, shard FROM objects WHERE id = ?1",
+	/* through blocks_obj: does any reference name the object? */
+	[O_OBJ_REFS] = "SELECT count(*) FROM blocks WHERE obj = ?1",
+	[O_OBJ_DELETE] = "DELETE FROM objects WHERE id = ?1",
+	[O_OBJ_SET] = "UPDATE objects SET refcount = ?2 WHERE id = ?1",
+	[O_OBJ_SHARD] = "SELECT shard FROM objects WHERE id = ?1",
+	[O_DROP_LIST] = "SELECT obj, count(*) FROM blocks "
+			"WHERE ino = ?1 AND idx >= ?2 GROUP BY obj",
+	[O_DROP_DEL] = "DELETE FROM blocks WHERE ino = ?1 AND idx >= ?2",
+	[O_COPY_BLOCKS] = "INSERT INTO blocks(ino, idx, obj, shard) "
+			  "SELECT ?2, idx, obj, shard FROM blocks "
+			  "WHERE ino = ?1",
+	[O_COPY_COUNTS] =
+		"UPDATE objects SET refcount = refcount + c.n FROM "
+		"(SELECT obj, count(*) AS n FROM blocks WHERE ino = ?1 "
+		"GROUP BY obj) AS c WHERE objects.id = c.obj",
+	[O_COPY_XATTRS] = "INSERT INTO xattrs(ino, name, value) "
+			  "SELECT ?2, name, value FROM xattrs WHERE ino = ?1",
+	[O_REFCOUNTS] = "SELECT coalesce(o.refcount, 0) FROM blocks b "
+			"LEFT JOIN objects o ON o.id = b.obj "
+			"WHERE b.ino = ?1 ORDER BY b.idx",
+	/* the ids in [?1, ?2]: a count per object and the references to
+	 * no object, through blocks_obj */
+	[O_CHECK] =
+		"SELECT o.id, o.name, o.shard, o.refcount, "
+		"(SELECT count(*) FROM blocks b WHERE b.obj = o.id) "
+		"FROM objects o WHERE o.id BETWEEN ?1 AND ?2 "
+		"UNION ALL SELECT 0, NULL, min(b.shard), 0, count(*) "
+		"FROM blocks b WHERE b.obj BETWEEN ?1 AND ?2 AND NOT EXISTS "
+		"(SELECT 1 FROM objects WHERE id = b.obj) GROUP BY b.obj",
+	[O_CHECK_END] = "SELECT id FROM objects WHERE id >= ?1 ORDER BY id "
+			"LIMIT 1 OFFSET ?2",
+	[O_OBJECTS] = "SELECT id, name, shard, refcount FROM objects",
+	[O_OBJECTS_AFTER] = "SELECT id, name, shard, refcount FROM objects "
+			    "WHERE id > ?1 ORDER BY id LIMIT ?2",
+};
+
+static const struct meta_sql object_sql = { META_OBJECT, O_COUNT, object_text };
+
+void meta_objlist_init(struct meta_objlist *l)
+{
+	memset(l, 0, sizeof(*l));
+}
+
+void meta_objlist_release(struct meta_objlist *l)
+{
+	free(l->v);
+	meta_objlist_init(l);
+}
+
+int meta_objlist_add(struct meta_objlist *l, int64_t id, uint32_t shard,
+		     const char *name)
+{
+	if (array_reserve(&l->v, &l->cap, l->n + 1, sizeof(*l->v)))
+		return -ENOMEM;
+	l->v[l->n].id = id;
+	l->v[l->n].shard = shard;
+	snprintf(l->v[l->n].name, OBJNAME_MAX, "%s", name);
+	l->n++;
+	return 0;
+}
+
+/* Statement @id with integer parameters ?1 = @a and ?2 = @b. */
+static int stmt_pair(struct meta *m, int id, int64_t a, int64_t b,
+		     sqlite3_stmt **s)
+{
+	int rc = meta_stmt(m, &object_sql, id, s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(*s, 1, a);
+	sqlite3_bind_int64(*s, 2, b);
+	return 0;
+}
+
+/* Run statement @id with integer parameters ?1 = @a and ?2 = @b. */
+static int exec_pair(struct meta *m, int id, int64_t a, int64_t b,
+		     const char *what)
+{
+	sqlite3_stmt *s;
+	int rc = stmt_pair(m, id, a, b, &s);
+
+	return rc ? rc : meta_run(m, s, what);
+}
+
+/* The first column of statement @id's row for integer ?1 = @key. */
+static int int_by_id(struct meta *m, int id, int64_t key, int64_t *val,
+		     const char *what)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &object_sql, id, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, key);
+	return meta_int(m, s, val, what);
+}
+
+int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
+		     size_t *n)
+{
+	sqlite3_stmt *s;
+	struct meta_bref *v = NULL;
+	size_t cnt = 0, cap = 0;
+	int rc = meta_stmt(m, &object_sql, O_BLOCKS_LOAD, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	while ((rc = meta_step(m, s, "block map read")) > 0) {
+		struct meta_bref *b;
+		const unsigned char *name;
+
+		if (array_reserve(&v, &cap, cnt + 1, sizeof(*v))) {
+			sqlite3_reset(s);
+			rc = -ENOMEM;
+			break;
+		}
+		b = &v[cnt++];
+		b->idx = (uint64_t)sqlite3_column_int64(s, 0);
+		b->obj = sqlite3_column_int64(s, 1);
+		b->shard = (uint32_t)sqlite3_column_int64(s, 2);
+		name = sqlite3_column_text(s, 3);
+		b->size = (uint32_t)sqlite3_column_int64(s, 4);
+		if (!name) {
+			log_msg(LOG_ERR,
+				"inode %" PRIu64 " block %" PRIu64
+				" names unknown object %" PRId64,
+				ino, b->idx, b->obj);
+			b->name[0] = '\0';
+		} else {
+			snprintf(b->name, OBJNAME_MAX, "%s", name);
+		}
+	}
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+/*
+ * Add @delta to the count of object @id. A count that reaches zero or
+ * below does not delete the row here: the object becomes a candidate,
+ * settled at commit against the transaction's final state (a later
+ * reference in the same transaction raises the count again). An unknown
+ * object is a warning.
+ */
+static int obj_add(struct meta *m, int64_t id, int64_t delta)
+{
+	sqlite3_stmt *s;
+	int64_t count;
+	int rc = stmt_pair(m, O_OBJ_ADD, id, delta, &s);
+
+	if (rc)
+		return rc;
+	/* RETURNING statements finish their work on the first step. */
+	rc = meta_int(m, s, &count, "refcount update");
+	if (rc == -ENOENT) {
+		log_msg(LOG_WARNING,
+			"refcount change %+" PRId64 " of unknown "
+			"object %" PRId64 ": ignored, nothing deleted",
+			delta, id);
+		return 0;
+	}
+	if (rc || count > 0)
+		return rc;
+	if (array_reserve(&m->zero, &m->zcap, m->nzero + 1, sizeof(*m->zero)))
+		return -ENOMEM;
+	m->zero[m->nzero++] = id;
+	return 0;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The number of block references to object @id (through blocks_obj). */
+static int obj_refs(struct meta *m, int64_t id, int64_t *refs)
+{
+	return int_by_id(m, O_OBJ_REFS, id, refs, "reference count");
+}
+
+/* The count, name and shard of object @id: 0, -ENOENT or -errno. */
+static int obj_get(struct meta *m, int64_t id, int64_t *count, char *name,
+		   uint32_t *shard)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &object_sql, O_OBJ_GET, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, id);
+	rc = meta_step(m, s, "object read");
+	if (rc <= 0)
+		return rc ? rc : -ENOENT;
+	*count = sqlite3_column_int64(s, 0);
+	snprintf(name, OBJNAME_MAX, "%s",
+		 (const char *)sqlite3_column_text(s, 1));
+	*shard = (uint32_t)sqlite3_column_int64(s, 2);
+	sqlite3_reset(s);
+	return 0;
+}
+
+/*
+ * Settle the zero-count candidates of the transaction (before its
+ * COMMIT): a count raised again keeps the object; a count that
+ * disagrees with the references that name it is drift, corrected to
+ * them and logged; a row at zero that nothing names is deleted and its
+ * object listed for meta_dead_take(). A row below zero that nothing
+ * names is deleted but its file is left to GC: the count was wrong, so
+ * the deletion waits for GC's own check and grace.
+ */
+int meta_settle(struct meta *m)
+{
+	size_t i;
+	int rc = 0;
+
+	if (m->nzero)
+		qsort(m->zero, m->nzero, sizeof(*m->zero), cmp_id);
+	for (i = 0; i < m->nzero && !rc; i++) {
+		char name[OBJNAME_MAX];
+		int64_t id = m->zero[i], count, refs;
+		uint32_t shard;
+
+		if (i && m->zero[i - 1] == id)
+			continue;
+		rc = obj_get(m, id, &count, name, &shard);
+		if (rc == -ENOENT) {
+			rc = 0;
+			continue; /* deleted meanwhile */
+		}
+		if (rc)
+			return rc;
+		if (count > 0)
+			continue; /* named again in this transaction */
+		rc = obj_refs(m, id, &refs);
+		if (rc)
+			break;
+		if (refs > 0) {
+			m->drift++;
+			log_msg(LOG_WARNING,
+				"object '%s' count %" PRId64 " but %" PRId64
+				" reference(s) name it: count corrected, "
+				"nothing deleted",
+				name, count, refs);
+			rc = meta_obj_set_count(m, id, refs);
+			continue;
+		}
+		rc = meta_run_int(m, &object_sql, O_OBJ_DELETE, id,
+				  "object delete");
+		if (rc)
+			break;
+		if (count < 0) {
+			m->drift++;
+			log_msg(LOG_WARNING,
+				"object '%s' count went below zero (%" PRId64
+				"): row deleted, its file left to GC",
+				name, count);
+			continue;
+		}
+		rc = meta_objlist_add(&m->dead, id, shard, name);
+	}
+	m->nzero = 0;
+	return rc;
+}
+
+static int obj_find(struct meta *m, const char *name, int64_t *id)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &object_sql, O_OBJ_FIND, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	return meta_int(m, s, id, "object lookup");
+}
+
+int meta_obj_exists(struct meta *m, const char *name)
+{
+	int64_t id;
+	int rc = obj_find(m, name, &id);
+
+	if (rc == -ENOENT)
+		return 0;
+	return rc ? rc : 1;
+}
+
+int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx, const char *name,
+		   uint32_t shard, uint32_t size, struct meta_bref *out)
+{
+	sqlite3_stmt *s;
+	int64_t old = 0, id = 0;
+	bool had;
+	int rc = stmt_pair(m, O_BLOCK_GET, (int64_t)ino, (int64_t)idx, &s);
+
+	if (!rc)
+		rc = meta_int(m, s, &old, "block read");
+	if (rc && rc != -ENOENT)
+		return rc;
+	had = rc == 0;
+	rc = 0;
+	if (name) {
+		rc = obj_find(m, name, &id);
+		if (rc == 0) {
+			int64_t where;
+
+			/* a reference names where the object is now */
+			rc = int_by_id(m, O_OBJ_SHARD, id, &where,
+				       "object shard");
+			if (!rc)
+				shard = (uint32_t)where;
+		}
+		if (rc == 0 && !(had && old == id)) {
+			rc = obj_add(m, id, 1);
+		} else if (rc == -ENOENT) {
+			rc = meta_stmt(m, &object_sql, O_OBJ_INSERT, &s);
+			if (rc)
+				return rc;
+			sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(s, 2, shard);
+			sqlite3_bind_int64(s, 3, size);
+			rc = meta_run(m, s, "object insert");
+			id = sqlite3_last_insert_rowid(m->db);
+		}
+		if (!rc)
+			rc = stmt_pair(m, O_BLOCK_PUT, (int64_t)ino,
+				       (int64_t)idx, &s);
+		if (rc)
+			return rc;
+		sqlite3_bind_int64(s, 3, id);
+		sqlite3_bind_int64(s, 4, shard);
+		rc = meta_run(m, s, "block write");
+	} else if (had) {
+		rc = exec_pair(m, O_BLOCK_DEL, (int64_t)ino, (int64_t)idx,
+			       "block delete");
+	}
+	if (rc)
+		return rc;
+	if (had && old != id)
+		rc = obj_add(m, old, -1);
+	if (!rc && out && name) {
+		out->idx = idx;
+		out->obj = id;
+		out->shard = shard;
+		out->size = size;
+		snprintf(out->name, OBJNAME_MAX, "%s", name);
+	}
+	return rc;
+}
+
+int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from)
+{
+	struct {
+		int64_t obj, n;
+	} *v = NULL;
+	sqlite3_stmt *s;
+	size_t cnt = 0, cap = 0, i;
+	int rc = stmt_pair(m, O_DROP_LIST, (int64_t)ino, (int64_t)from, &s);
+
+	if (rc)
+		return rc;
+	while ((rc = meta_step(m, s, "block scan")) > 0) {
+		if (array_reserve(&v, &cap, cnt + 1, sizeof(*v))) {
+			sqlite3_reset(s);
+			rc = -ENOMEM;
+			break;
+		}
+		v[cnt].obj = sqlite3_column_int64(s, 0);
+		v[cnt].n = sqlite3_column_int64(s, 1);
+		cnt++;
+	}
+	for (i = 0; i < cnt && !rc; i++)
+		rc = obj_add(m, v[i].obj, -v[i].n);
+	free(v);
+	if (!rc)
+		rc = exec_pair(m, O_DROP_DEL, (int64_t)ino, (int64_t)from,
+			       "block delete");
+	return rc;
+}
+
+int meta_blocks_copy(struct meta *m, uint64_t src, uint64_t dst)
+{
+	int rc = exec_pair(m, O_COPY_BLOCKS, (int64_t)src, (int64_t)dst,
+			   "block copy");
+
+	if (!rc)
+		rc = meta_run_int(m, &object_sql, O_COPY_COUNTS, (int64_t)src,
+				  "refcount update");
+	if (!rc)
+		rc = exec_pair(m, O_COPY_XATTRS, (int64_t)src, (int64_t)dst,
+			       "xattr copy");
+	return rc;
+}
+
+int meta_refcounts(struct meta *m, uint64_t ino, uint64_t **counts, size_t *n)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &object_sql, O_REFCOUNTS, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	return meta_int_rows(m, s, "refcount read", counts, n);
+}
+
+/* The check of the ids in [@from, @to], in one statement: one snapshot. */
+static int check_range(struct meta *m, int64_t from, int64_t to,
+		       int (*fn)(void *ctx, const struct meta_check *c),
+		       void *ctx)
+{
+	sqlite3_stmt *s;
+	struct meta_check c;
+	int rc = stmt_pair(m, O_CHECK, from, to, &s), ret = 0;
+
+	if (rc)
+		return rc;
+	while (!ret && (rc = meta_step(m, s, "refcount check")) > 0) {
+		const unsigned char *name = sqlite3_column_text(s, 1);
+
+		c.id = sqlite3_column_int64(s, 0);
+		snprintf(c.name, sizeof(c.name), "%s",
+			 name ? (const char *)name : "");
+		c.shard = (uint32_t)sqlite3_column_int64(s, 2);
+		c.stored = sqlite3_column_int64(s, 3);
+		c.truth = sqlite3_column_int64(s, 4);
+		ret = fn(ctx, &c);
+	}
+	sqlite3_reset(s);
+	return ret ? ret : rc;
+}
+
+int meta_check_counts(struct meta *m,
+		      int (*fn)(void *ctx, const struct meta_check *c),
+		      void *ctx)
+{
+	return check_range(m, INT64_MIN, INT64_MAX, fn, ctx);
+}
+
+int meta_check_chunk(struct meta *m, int64_t from, unsigned limit,
+		     int64_t *next,
+		     int (*fn)(void *ctx, const struct meta_check *c),
+		     void *ctx)
+{
+	sqlite3_stmt *s;
+	int64_t to = INT64_MAX, end;
+	int rc;
+
+	assert(limit > 0);
+	rc = stmt_pair(m, O_CHECK_END, from, limit, &s);
+	if (!rc)
+		rc = meta_int(m, s, &end, "refcount check");
+	if (!rc)
+		to = end - 1;
+	else if (rc != -ENOENT)
+		return rc;
+	rc = check_range(m, from, to, fn, ctx);
+	if (rc)
+		return rc;
+	if (to == INT64_MAX)
+		return 0;
+	*next = to + 1;
+	return 1;
+}
+
+int meta_obj_set_count(struct meta *m, int64_t id, int64_t count)
+{
+	if (count <= 0)
+		return meta_run_int(m, &object_sql, O_OBJ_DELETE, id,
+				    "object delete");
+	return exec_pair(m, O_OBJ_SET, id, count, "refcount repair");
+}
+
+/* Each object row of @s (id, name, shard, refcount) to @fn, *@last the
+ * last id; the callback's error, or the number of rows. */
+static int object_rows(struct meta *m, sqlite3_stmt *s, int64_t *last,
+		       int (*fn)(void *ctx, int64_t id, const char *name,
+				 uint32_t shard, int64_t refcount),
+		       void *ctx)
+{
+	int rc, ret = 0, n = 0;
+
+	while (!ret && (rc = meta_step(m, s, "object scan")) > 0) {
+		*last = sqlite3_column_int64(s, 0);
+		ret = fn(ctx, *last, (const char *)sqlite3_column_text(s, 1),
+			 (uint32_t)sqlite3_column_int64(s, 2),
+			 sqlite3_column_int64(s, 3));
+		if (!ret)
+			n++;
+	}
+	sqlite3_reset(s);
+	if (ret)
+		return ret;
+	return rc ? rc : n;
+}
+
+int meta_objects(struct meta *m,
+		 int (*fn)(void *ctx, int64_t id, const char *name,
+			   uint32_t shard, int64_t refcount),
+		 void *ctx)
+{
+	sqlite3_stmt *s;
+	int64_t last;
+	int rc = meta_stmt(m, &object_sql, O_OBJECTS, &s);
+
+	if (!rc)
+		rc = object_rows(m, s, &last, fn, ctx);
+	return rc < 0 ? rc : 0;
+}
+
+int meta_objects_after(struct meta *m, int64_t after, unsigned limit,
+		       int64_t *last,
+		       int (*fn)(void *ctx, int64_t id, const char *name,
+				 uint32_t shard, int64_t refcount),
+		       void *ctx)
+{
+	sqlite3_stmt *s;
+	int rc = stmt_pair(m, O_OBJECTS_AFTER, after, limit, &s);
+
+	return rc ? rc : object_rows(m, s, last, fn, ctx);
+}
+
+int meta_obj_referenced(struct meta *m, int64_t id)
+{
+	int64_t refs;
+	int rc = meta_lookup_fault(m);
+
+	if (!rc)
+		rc = obj_refs(m, id, &refs);
+	return rc ? rc : refs > 0;
+}
+
+int meta_object_shard(struct meta *m, int64_t obj, uint32_t *shard)
+{
+	int64_t v;
+	int rc = int_by_id(m, O_OBJ_SHARD, obj, &v, "object shard");
+
+	if (!rc)
+		*shard = (uint32_t)v;
+	return rc;
+}
