@@ -113,10 +113,11 @@ static const char gc_schema[] =
  * shard src, now lives in shard dst; its refcount is the number of those
  * references, kept exact by the triggers on blocks (recursive triggers
  * are on, so the deletes of INSERT OR REPLACE count too). The ghosts of
- * an object go with its row (a row deleted by damage must not leave them). shard_usage
- * counts the objects and bytes of each shard, kept by the triggers on
- * objects, so that the status need not scan the object table. A move row is
- * the intent of a rebalance move in progress (core/shard.c).
+ * an object go with its row (a row deleted by damage must not leave
+ * them). shard_usage counts the objects and bytes of each shard, kept by
+ * the triggers on objects, so that the status need not scan the object
+ * table. A move row is the intent of a rebalance move in progress
+ * (core/shard.c).
  */
 static const char shard_schema[] =
 	"CREATE TABLE IF NOT EXISTS shards(id INTEGER PRIMARY KEY,"
