@@ -751,6 +751,11 @@ void *flush_flusher(void *arg)
 			break;
 		pthread_mutex_unlock(&t->flusher_lock);
 		flush_aged(t);
+		/* the deletions that wait for a durable commit: one WAL
+		 * sync a tick at most, and none when nothing waits */
+		if (tally_reap_due(t))
+			log_msg(LOG_WARNING, "cannot sync the metadata: "
+					     "deletions wait");
 		if (report_due(t))
 			tally_report(t);
 		/* shards that went away, or came back */
@@ -903,6 +908,9 @@ int tally_drain_report(struct tally *t, double timeout,
 	size_t n = 0, i;
 	int rc, err;
 
+	/* the deletions that wait first: the space they free may be what
+	 * the flushes below need */
+	tally_reap_due(t);
 	pthread_mutex_lock(&t->fin_lock);
 	start = t->done_seq;
 	/* flushes waited for: those in flight, and about one per file */
@@ -942,6 +950,9 @@ int tally_drain_report(struct tally *t, double timeout,
 	tally_unlock(t);
 	if (!rc)
 		rc = err;
+	/* and the deletions the commits allowed, once durable */
+	if (!rc)
+		rc = tally_reap_due(t);
 	progress_end(pj);
 	return rc;
 }

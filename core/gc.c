@@ -582,6 +582,10 @@ static int sweep(struct cycle *c)
 	while (c->i < c->unref.n && !rc) {
 		c->ntodo = 0;
 		rc = held(c, true, sweep_batch, sweep_doom);
+		/* the commits that left these files unnamed are durable
+		 * before any of them goes (a doomed file stays doomed) */
+		if (!rc && c->ntodo)
+			rc = tally_meta_sync(c->t);
 		if (rc)
 			c->ntodo = 0;
 		if (c->ntodo && c->o->unlink_hook)

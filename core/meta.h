@@ -99,6 +99,8 @@ int meta_commit(struct meta *m);
  * caller's to delete, through core/reap.c only.
  */
 void meta_dead_take(struct meta *m, struct meta_objlist *out);
+/* How many objects meta_dead_take() would give. */
+size_t meta_dead_count(struct meta *m);
 /* Counts found wrong (and corrected) by commits since the open. */
 uint64_t meta_drift(struct meta *m);
 int meta_sync(struct meta *m);

@@ -580,6 +580,11 @@ int meta_commit(struct meta *m)
 	return rc;
 }
 
+size_t meta_dead_count(struct meta *m)
+{
+	return m->dead.n;
+}
+
 void meta_dead_take(struct meta *m, struct meta_objlist *out)
 {
 	*out = m->dead;

@@ -184,7 +184,9 @@ static int moves_settle(struct tally *t, struct moves *l)
 	size_t i;
 	int rc = 0;
 
-	for (i = 0; i < l->n; i++) {
+	/* the commits of the moves are durable before a copy goes */
+	rc = tally_meta_sync(t);
+	for (i = 0; i < l->n && !rc; i++) {
 		struct move *mv = &l->v[i];
 		int kept;
 
@@ -1016,7 +1018,10 @@ int shard_sweep(struct tally *t, const struct shard_sweep_opts *o,
 				target_present(os, &gl.v[j], unreachable);
 		rc = tally_meta_txn(t, verdict_batch, &vb);
 		progress_set(pj, end);
-		/* a purged ghost's source copy, if a crash left one */
+		/* a purged ghost's source copy, if a crash left one, once
+		 * the purge is durable */
+		if (!rc)
+			rc = tally_meta_sync(t);
 		for (j = k; j < end && !rc; j++)
 			if (gone[j - k] &&
 			    !(unreachable & (1ull << gl.v[j].src)))

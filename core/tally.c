@@ -17,8 +17,9 @@
  *     transaction that names the object commits (objstore_put into a
  *     batch, objstore_batch_finish, then meta_commit).
  *  2. An object file is deleted only by core/reap.c, after the
- *     transaction that left nothing naming it has committed, under
- *     t->lock (tally_txn_end(), tally_meta_unlock()); a commit that reuses
+ *     transaction that left nothing naming it is durable (the WAL synced:
+ *     tally_txn_sync(), on fsync, drain, unmount, and on the flusher's
+ *     tick when deletions wait), under t->lock; a commit that reuses
  *     an object with no row re-checks the file under t->lock, so a reuse
  *     can never race with that unlink into a dangling reference. (GC
  *     unlinks leaked files after t->lock; the re-check cancels such an
@@ -113,20 +114,47 @@ int tally_txn_end(struct tally *t, int rc)
 		return rc;
 	}
 	t->wal_unsynced = true;
+	return 0;
+}
+
+/*
+ * Make every commit so far durable against power loss (t->lock held),
+ * then delete the object files those commits left unnamed (invariant 2:
+ * only now, so that power loss can never bring back a reference to a
+ * deleted file).
+ */
+int tally_txn_sync(struct tally *t)
+{
+	int rc = 0;
+
+	if (t->wal_unsynced) {
+		rc = meta_sync(t->meta);
+		if (rc)
+			return rc;
+		t->wal_unsynced = false;
+	}
 	reap_dead(t->meta, t->objs);
 	return 0;
 }
 
-/* Make every commit so far durable against power loss (t->lock held). */
-int tally_txn_sync(struct tally *t)
+int tally_meta_sync(struct tally *t)
 {
 	int rc;
 
-	if (!t->wal_unsynced)
-		return 0;
-	rc = meta_sync(t->meta);
-	if (!rc)
-		t->wal_unsynced = false;
+	tally_lock(t);
+	rc = tally_txn_sync(t);
+	tally_unlock(t);
+	return rc;
+}
+
+int tally_reap_due(struct tally *t)
+{
+	int rc = 0;
+
+	tally_lock(t);
+	if (meta_dead_count(t->meta))
+		rc = tally_txn_sync(t);
+	tally_unlock(t);
 	return rc;
 }
 
@@ -609,7 +637,6 @@ int tally_meta_read(struct tally *t, int (*fn)(struct meta *m, void *ctx),
 
 	tally_lock(t);
 	rc = fn(t->meta, ctx);
-	reap_dead(t->meta, t->objs);
 	tally_unlock(t);
 	return rc;
 }
@@ -655,8 +682,6 @@ struct meta *tally_meta_lock(struct tally *t)
 
 void tally_meta_unlock(struct tally *t)
 {
-	/* the objects the caller's commits left unnamed */
-	reap_dead(t->meta, t->objs);
 	tally_unlock(t);
 }
 

@@ -222,6 +222,15 @@ int tally_meta_txn(struct tally *t, int (*fn)(struct meta *m, void *ctx),
 int tally_meta_txn_then(struct tally *t, int (*fn)(struct meta *m, void *ctx),
 			int (*then)(struct meta *m, void *ctx), void *ctx);
 /*
+ * Make every commit so far durable against power loss (one sync of the
+ * WAL, if anything is unsynced), then delete the object files the
+ * commits left unnamed. Core modules call it before deleting files whose
+ * deletion a commit of theirs allowed (GC, rebalance, sweep). 0 or -errno.
+ */
+int tally_meta_sync(struct tally *t);
+/* The same, only when deletions wait for it (the flusher's tick, drain). */
+int tally_reap_due(struct tally *t);
+/*
  * Delete the copy of object @name in @shard if core/reap.c's copy verdict
  * allows it (reap_copy(): the verdict and the unlink in one hold of the
  * metadata lock). 1 deleted, 0 kept, or a negative errno (kept).

@@ -88,6 +88,7 @@ assert_eq "objects of the doomed file" 3 "$(wc -w <<<"$doomed")"
 before=$(object_count)
 T rm "$MNT/main/u" || fail "rm failed under an unlink fault"
 assert_absent "$MNT/main/u"
+drain # the deletions wait for the rm's commit to be durable
 left=0
 for h in $doomed; do
 	[[ -e $STORE/shards/0/${h:0:2}/$h ]] && left=$((left + 1))

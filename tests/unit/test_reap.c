@@ -184,6 +184,7 @@ Test(reap, under_count_never_deletes)
 	sql("UPDATE objects SET refcount = 1"); /* drift: 2 references */
 	open_store();
 	cr_assert_eq(tally_unlink(t, ns, "a"), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0); /* deletions done */
 	cr_assert_eq(tu_count_objects(store), 1, "the object file is kept");
 	expect(b, x, sizeof(x), 0);
 	cr_assert_eq(drift_now(), 1);
@@ -213,6 +214,7 @@ Test(reap, count_below_zero_never_deletes)
 	expect(b, x, sizeof(x), 0);
 	/* y: -1 with none: the row goes, the file is left to GC */
 	cr_assert_eq(tally_unlink(t, ns, "c"), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
 	cr_assert_eq(tu_count_objects(store), 2);
 	cr_assert_eq(drift_now(), 2);
 	{
@@ -369,6 +371,7 @@ Test(reap, failed_lookup_keeps_the_file)
 	file_with(ns, "a", x, sizeof(x));
 	cr_assert_eq(tally_drain(t, NULL, 0), 0);
 	cr_assert_eq(tally_unlink(t, ns, "a"), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
 	cr_assert_eq(tu_count_objects(store), 0);
 	/* a stray file with no row: the row, the references and the
 	 * protections are looked up; each lookup fails once in turn */
@@ -443,6 +446,7 @@ Test(reap, reports_of_other_nodes_keep_objects_not_our_own)
 	report_names(self ^ 2, ny); /* another node */
 	cr_assert_eq(tally_unlink(t, ns, "a"), 0);
 	cr_assert_eq(tally_unlink(t, ns, "b"), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
 	cr_assert_eq(tu_count_objects(store), 1, "y kept, x deleted");
 	{
 		struct meta *m = tally_meta_lock(t);
@@ -451,4 +455,40 @@ Test(reap, reports_of_other_nodes_keep_objects_not_our_own)
 		tally_meta_unlock(t);
 	}
 	close_store();
+}
+
+/*
+ * An object file whose last reference an rm dropped is deleted only once
+ * the commit of the rm is durable (the WAL synced): power loss before
+ * that brings the reference back, and it must find its file. The sync
+ * comes with the next fsync, drain or unmount, or the flusher's tick
+ * (about a second), never one per rm.
+ */
+Test(reap, deletion_waits_for_a_durable_commit)
+{
+	char x[BS], y[BS];
+	uint64_t ns, b;
+	int i;
+
+	tu_fill(x, sizeof(x), 15);
+	tu_fill(y, sizeof(y), 16);
+	ns = tu_mkns(t, "main");
+	file_with(ns, "a", x, sizeof(x));
+	b = file_with(ns, "b", y, sizeof(y));
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_unlink(t, ns, "a"), 0);
+	cr_assert_eq(tu_count_objects(store), 2, "not before the sync");
+	/* an fsync of another file syncs the WAL: then it goes */
+	cr_assert_eq(tally_open_file(t, b, O_RDWR), 0);
+	cr_assert_eq(tally_fsync(t, b, false), 0);
+	cr_assert_eq(tally_release(t, b), 0);
+	cr_assert_eq(tu_count_objects(store), 1);
+	/* with no fsync at all: the flusher's tick */
+	cr_assert_eq(tally_unlink(t, ns, "b"), 0);
+	cr_assert_eq(tu_count_objects(store), 1);
+	for (i = 0; i < 100 && tu_count_objects(store) > 0; i++)
+		usleep(50000);
+	cr_assert_eq(tu_count_objects(store), 0, "gone within 5 s");
+	close_store();
+	tu_fsck_clean(store, NULL);
 }
