@@ -420,20 +420,31 @@ static int pf_backing_read(struct pfile *pf, char *buf, size_t len, off_t off)
 	return 0;
 }
 
+/*
+ * The page holding offset @at (*idx) and where in it (*in): how many of
+ * @left bytes from @at it holds.
+ */
+static size_t page_span(off_t at, size_t left, uint64_t *idx, size_t *in)
+{
+	size_t n;
+
+	*idx = (uint64_t)at / PAGE_SIZE_PLFS;
+	*in = (size_t)((uint64_t)at % PAGE_SIZE_PLFS);
+	n = PAGE_SIZE_PLFS - *in;
+	return n < left ? n : left;
+}
+
 static int pf_write(struct pfile *pf, const char *buf, size_t len, off_t off)
 {
 	size_t done = 0;
 	int rc;
 
 	while (done < len) {
-		uint64_t idx = (uint64_t)(off + (off_t)done) / PAGE_SIZE_PLFS;
-		size_t in = (size_t)((uint64_t)(off + (off_t)done) %
-				     PAGE_SIZE_PLFS);
-		size_t n = PAGE_SIZE_PLFS - in;
+		uint64_t idx;
+		size_t in,
+			n = page_span(off + (off_t)done, len - done, &idx, &in);
 		struct page *p = pf_page_find(pf, idx);
 
-		if (n > len - done)
-			n = len - done;
 		if (!p) {
 			p = malloc(sizeof(*p));
 			if (!p)
@@ -466,14 +477,11 @@ static ssize_t pf_read(struct pfile *pf, char *buf, size_t len, off_t off)
 	if ((off_t)len > pf->size - off)
 		len = (size_t)(pf->size - off);
 	while (done < len) {
-		uint64_t idx = (uint64_t)(off + (off_t)done) / PAGE_SIZE_PLFS;
-		size_t in = (size_t)((uint64_t)(off + (off_t)done) %
-				     PAGE_SIZE_PLFS);
-		size_t n = PAGE_SIZE_PLFS - in;
+		uint64_t idx;
+		size_t in,
+			n = page_span(off + (off_t)done, len - done, &idx, &in);
 		struct page *p = pf_page_find(pf, idx);
 
-		if (n > len - done)
-			n = len - done;
 		if (p) {
 			memcpy(buf + done, p->data + in, n);
 			done += n;
@@ -734,20 +742,15 @@ static void jop_all_durable(void)
 	jop_sweep();
 }
 
-/* Remove @name under @dirfd and everything below it. */
-static int remove_tree(int at, const char *name)
+static int remove_tree(int at, const char *name);
+
+/* Remove everything in the directory open as @fd, which is taken over. */
+static int empty_dir(int fd)
 {
 	struct dirent *de;
+	int rc = 0;
 	DIR *d;
-	int fd, rc = 0;
 
-	if (unlinkat(at, name, 0) == 0)
-		return 0;
-	if (errno != EISDIR && errno != EPERM)
-		return -errno;
-	fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-	if (fd < 0)
-		return -errno;
 	d = fdopendir(fd);
 	if (!d) {
 		close(fd);
@@ -758,6 +761,22 @@ static int remove_tree(int at, const char *name)
 			if (remove_tree(dirfd(d), de->d_name) && !rc)
 				rc = -EIO;
 	closedir(d);
+	return rc;
+}
+
+/* Remove @name under @at and everything below it. */
+static int remove_tree(int at, const char *name)
+{
+	int fd, rc;
+
+	if (unlinkat(at, name, 0) == 0)
+		return 0;
+	if (errno != EISDIR && errno != EPERM)
+		return -errno;
+	fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	rc = empty_dir(fd);
 	if (unlinkat(at, name, AT_REMOVEDIR) < 0 && !rc)
 		rc = -errno;
 	return rc;
@@ -905,6 +924,44 @@ static int fh_live(const struct fuse_file_info *fi, struct fh **out)
 	return 0;
 }
 
+/*
+ * What an attribute operation acts on: 1 for the control file, else 0 with
+ * *fd a live handle's fd, or -1 and *r the backing path.
+ */
+static int target(const char *path, struct fuse_file_info *fi, int *fd,
+		  const char **r)
+{
+	struct fh *fh;
+	int rc;
+
+	*fd = -1;
+	*r = NULL;
+	if (is_ctl(path) || (fh_of(fi) && fh_of(fi)->fd < 0))
+		return 1;
+	if (path && is_trash(path))
+		return -ENOENT;
+	rc = fh_live(fi, &fh);
+	if (rc)
+		return rc;
+	if (fh)
+		*fd = fh->fd;
+	else if (path)
+		*r = rel(path);
+	else
+		return -EBADF;
+	return 0;
+}
+
+/* The live handle of @fi, which must be a file or directory handle. */
+static int fh_need(const struct fuse_file_info *fi, struct fh **out)
+{
+	int rc = fh_live(fi, out);
+
+	if (!rc && !*out)
+		rc = -EBADF;
+	return rc;
+}
+
 static void *plfs_sigusr1(void *arg)
 {
 	sigset_t set;
@@ -964,10 +1021,11 @@ static int plfs_getattr(const char *path, struct stat *st,
 			struct fuse_file_info *fi)
 {
 	struct pfile *pf;
-	struct fh *fh;
-	int rc;
+	const char *r;
+	int fd, rc;
 
-	if (is_ctl(path) || (fh_of(fi) && fh_of(fi)->fd < 0)) {
+	rc = target(path, fi, &fd, &r);
+	if (rc > 0) {
 		memset(st, 0, sizeof(*st));
 		st->st_ino = (ino_t)-2;
 		st->st_mode = S_IFREG | 0666;
@@ -976,17 +1034,12 @@ static int plfs_getattr(const char *path, struct stat *st,
 		st->st_gid = getgid();
 		return 0;
 	}
-	if (path && is_trash(path))
-		return -ENOENT;
-	rc = fh_live(fi, &fh);
 	if (rc)
 		return rc;
-	if (fh)
-		rc = fstat(fh->fd, st);
-	else if (path)
-		rc = fstatat(g.rootfd, rel(path), st, AT_SYMLINK_NOFOLLOW);
+	if (fd >= 0)
+		rc = fstat(fd, st);
 	else
-		return -EBADF;
+		rc = fstatat(g.rootfd, r, st, AT_SYMLINK_NOFOLLOW);
 	if (rc < 0)
 		return -errno;
 	if (S_ISREG(st->st_mode) && (pf = pf_find(st->st_dev, st->st_ino))) {
@@ -1153,41 +1206,32 @@ static int plfs_rename(const char *from, const char *to, unsigned int flags)
 
 static int plfs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-	struct fh *fh;
-	int rc;
+	const char *r;
+	int fd, rc;
 
-	if (is_special(path) && !fh_of(fi))
-		return -EPERM;
-	rc = fh_live(fi, &fh);
+	rc = target(path, fi, &fd, &r);
 	if (rc)
-		return rc;
-	if (fh)
-		rc = fchmod(fh->fd, mode);
-	else if (path)
-		rc = fchmodat(g.rootfd, rel(path), mode, 0);
+		return rc > 0 ? -EPERM : rc;
+	if (fd >= 0)
+		rc = fchmod(fd, mode);
 	else
-		return -EBADF;
+		rc = fchmodat(g.rootfd, r, mode, 0);
 	return rc < 0 ? -errno : 0;
 }
 
 static int plfs_chown(const char *path, uid_t uid, gid_t gid,
 		      struct fuse_file_info *fi)
 {
-	struct fh *fh;
-	int rc;
+	const char *r;
+	int fd, rc;
 
-	if (is_special(path) && !fh_of(fi))
-		return -EPERM;
-	rc = fh_live(fi, &fh);
+	rc = target(path, fi, &fd, &r);
 	if (rc)
-		return rc;
-	if (fh)
-		rc = fchown(fh->fd, uid, gid);
-	else if (path)
-		rc = fchownat(g.rootfd, rel(path), uid, gid,
-			      AT_SYMLINK_NOFOLLOW);
+		return rc > 0 ? -EPERM : rc;
+	if (fd >= 0)
+		rc = fchown(fd, uid, gid);
 	else
-		return -EBADF;
+		rc = fchownat(g.rootfd, r, uid, gid, AT_SYMLINK_NOFOLLOW);
 	return rc < 0 ? -errno : 0;
 }
 
@@ -1195,28 +1239,20 @@ static int plfs_truncate(const char *path, off_t size,
 			 struct fuse_file_info *fi)
 {
 	struct pfile *pf;
-	struct fh *fh;
+	const char *r;
 	int fd, rc;
 
-	if (is_ctl(path) || (fh_of(fi) && fh_of(fi)->fd < 0))
-		return 0;
-	if (path && is_trash(path))
-		return -ENOENT;
-	rc = fh_live(fi, &fh);
+	rc = target(path, fi, &fd, &r);
 	if (rc)
-		return rc;
-	if (fh)
-		fd = fh->fd;
-	else if (path)
-		fd = openat(g.rootfd, rel(path), O_RDONLY | O_CLOEXEC);
-	else
-		return -EBADF;
+		return rc > 0 ? 0 : rc;
+	if (r)
+		fd = openat(g.rootfd, r, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	rc = pf_get(fd, &pf);
 	if (!rc)
 		rc = pf_truncate(pf, size);
-	if (!fh)
+	if (r)
 		close(fd);
 	return rc;
 }
@@ -1224,22 +1260,16 @@ static int plfs_truncate(const char *path, off_t size,
 static int plfs_utimens(const char *path, const struct timespec tv[2],
 			struct fuse_file_info *fi)
 {
-	struct fh *fh;
-	int rc;
+	const char *r;
+	int fd, rc;
 
-	if (is_ctl(path) || (fh_of(fi) && fh_of(fi)->fd < 0))
-		return 0;
-	if (path && is_trash(path))
-		return -ENOENT;
-	rc = fh_live(fi, &fh);
+	rc = target(path, fi, &fd, &r);
 	if (rc)
-		return rc;
-	if (fh)
-		rc = futimens(fh->fd, tv);
-	else if (path)
-		rc = utimensat(g.rootfd, rel(path), tv, AT_SYMLINK_NOFOLLOW);
+		return rc > 0 ? 0 : rc;
+	if (fd >= 0)
+		rc = futimens(fd, tv);
 	else
-		return -EBADF;
+		rc = utimensat(g.rootfd, r, tv, AT_SYMLINK_NOFOLLOW);
 	return rc < 0 ? -errno : 0;
 }
 
@@ -1418,11 +1448,9 @@ static int plfs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 	(void)path;
 	if (fh_of(fi) && fh_of(fi)->fd < 0)
 		return 0;
-	rc = fh_live(fi, &fh);
+	rc = fh_need(fi, &fh);
 	if (rc)
 		return rc;
-	if (!fh)
-		return -EBADF;
 	rc = pf_sync_fd(fh->fd, datasync);
 	if (rc)
 		return rc;
@@ -1441,11 +1469,9 @@ static int plfs_fallocate(const char *path, int mode, off_t off, off_t len,
 	(void)path;
 	if (mode)
 		return -EOPNOTSUPP;
-	rc = fh_live(fi, &fh);
+	rc = fh_need(fi, &fh);
 	if (rc)
 		return rc;
-	if (!fh)
-		return -EBADF;
 	rc = pf_get(fh->fd, &pf);
 	if (rc)
 		return rc;
@@ -1492,11 +1518,9 @@ static int plfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 	(void)path;
 	(void)off;
 	(void)flags;
-	rc = fh_live(fi, &fh);
+	rc = fh_need(fi, &fh);
 	if (rc)
 		return rc;
-	if (!fh)
-		return -EBADF;
 	rewinddir(fh->dir);
 	while ((errno = 0, de = readdir(fh->dir))) {
 		if (fh->root && (strcmp(de->d_name, TRASH_NAME) == 0 ||
@@ -1529,11 +1553,9 @@ static int plfs_fsyncdir(const char *path, int datasync,
 	int rc;
 
 	(void)path;
-	rc = fh_live(fi, &fh);
+	rc = fh_need(fi, &fh);
 	if (rc)
 		return rc;
-	if (!fh)
-		return -EBADF;
 	if ((datasync ? fdatasync(fh->fd) : fsync(fh->fd)) < 0)
 		return -errno;
 	if (fstat(fh->fd, &st) < 0)
@@ -1660,8 +1682,6 @@ static int opt_proc(void *data, const char *arg, int key,
 /* Create the trash, or empty what a previous run left in it. */
 static int trash_open(void)
 {
-	struct dirent *de;
-	DIR *d;
 	int fd;
 
 	if (mkdirat(g.rootfd, TRASH_NAME, 0700) < 0 && errno != EEXIST)
@@ -1673,16 +1693,7 @@ static int trash_open(void)
 	fd = dup(g.trashfd);
 	if (fd < 0)
 		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -ENOMEM;
-	}
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			remove_tree(g.trashfd, de->d_name);
-	closedir(d);
-	return 0;
+	return empty_dir(fd);
 }
 
 int main(int argc, char *argv[])
