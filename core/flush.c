@@ -950,9 +950,10 @@ int tally_drain_report(struct tally *t, double timeout,
 	tally_unlock(t);
 	if (!rc)
 		rc = err;
-	/* and the deletions the commits allowed, once durable */
+	/* what drain committed is durable when it returns (one WAL sync),
+	 * and the deletions the commits allowed are done */
 	if (!rc)
-		rc = tally_reap_due(t);
+		rc = tally_meta_sync(t);
 	progress_end(pj);
 	return rc;
 }

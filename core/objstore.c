@@ -243,11 +243,39 @@ static int obj_path(struct objstore *os, unsigned shard, const char *name,
 	return shard_path(os, shard, rel, buf);
 }
 
+int objstore_dir_sync(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+int objstore_mkdir(const char *path)
+{
+	char parent[PATH_MAX];
+	char *slash;
+
+	if (mkdir(path, 0700) < 0)
+		return errno == EEXIST ? 0 : -errno;
+	/* the new entry is durable only once its directory is synced */
+	snprintf(parent, sizeof(parent), "%s", path);
+	slash = strrchr(parent, '/');
+	if (!slash)
+		return objstore_dir_sync(".");
+	if (slash == parent)
+		slash++;
+	*slash = '\0';
+	return objstore_dir_sync(parent);
+}
+
 static int mkdir_p1(const char *path)
 {
-	if (mkdir(path, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
+	return objstore_mkdir(path);
 }
 
 static int clean_tmp(const char *dir)
@@ -679,8 +707,9 @@ int objstore_open(const char *shards_dir, struct objstore **out)
 	char path[PATH_MAX], *abs;
 	int rc;
 
-	if (mkdir(shards_dir, 0700) < 0 && errno != EEXIST)
-		return -errno;
+	rc = objstore_mkdir(shards_dir);
+	if (rc)
+		return rc;
 	abs = realpath(shards_dir, NULL);
 	if (!abs)
 		return -errno;

@@ -77,6 +77,12 @@ void objstore_set_store_id(struct objstore *os, uint64_t id);
 #define OBJSTORE_SYNC_FILE 1
 #define OBJSTORE_SYNC_FS 2
 void objstore_set_sync_mode(struct objstore *os, int mode);
+
+/* fsync(2) of directory @path: 0 or -errno. */
+int objstore_dir_sync(const char *path);
+/* mkdir(2) of @path (0700), made durable (its parent synced); an
+ * existing directory is fine. 0 or -errno. */
+int objstore_mkdir(const char *path);
 /* Whether shard @id's objects are synced file by file. */
 bool objstore_shard_per_file(struct objstore *os, unsigned id);
 

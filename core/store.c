@@ -245,8 +245,8 @@ int store_open(const char *path, bool create, uint32_t block_size,
 	s->lockfd = -1;
 	s->path = realpath(path, NULL);
 	if (!s->path && errno == ENOENT && create) {
-		if (mkdir(path, 0700) < 0) {
-			rc = -errno;
+		rc = objstore_mkdir(path);
+		if (rc) {
 			log_msg(LOG_ERR, "cannot create store '%s': %s", path,
 				strerror(-rc));
 			goto out_free;
@@ -302,7 +302,11 @@ int store_open(const char *path, bool create, uint32_t block_size,
 	if (rc)
 		goto out_unlock;
 	if (fresh) {
+		/* the marker last: renamed in place, then the store's
+		 * directory synced (meta.db and its WAL with it) */
 		rc = write_marker(s->path);
+		if (!rc)
+			rc = objstore_dir_sync(s->path);
 		if (rc) {
 			log_msg(LOG_ERR,
 				"cannot write store marker in '%s': %s",
