@@ -1094,6 +1094,7 @@ int ctl_status_json(struct tally *t, char **out)
 		", \"dirty_bytes\": %" PRIu64 ", \"dirty_limit\": %" PRIu64
 		", \"flush_errors\": %" PRIu64 ", \"group_commits\": %" PRIu64
 		", \"spliced_reads\": %" PRIu64 ", \"refcount_drift\": %" PRIu64
+		", \"corrupt_objects\": %" PRIu64
 		", \"max_pending_flushes\": %u, \"workers\": %u"
 		", \"jobs_queued\": %" PRIu64 ", \"jobs_running\": %" PRIu64
 		"}\n",
@@ -1106,7 +1107,8 @@ int ctl_status_json(struct tally *t, char **out)
 		st.pending_flushes, st.durable_seq, st.rotated_seq,
 		st.dirty_bytes, st.dirty_limit, st.commit_errors,
 		st.group_commits, st.spliced_reads, st.refcount_drift,
-		st.max_pending, st.workers, st.jobs_queued, st.jobs_running);
+		st.corrupt_objects, st.max_pending, st.workers, st.jobs_queued,
+		st.jobs_running);
 	if (rc) {
 		free(gc);
 		return rc;

@@ -154,6 +154,12 @@ static int read_ref(struct tally *t, const struct meta_bref *ref, char *buf,
 	}
 	if (n < 0)
 		return n == -ENODEV ? -EIO : (int)n;
+	/* bytes the object has, by its row, that its file lacks: the file
+	 * is short (power loss, damage), never zeros in their place */
+	if (off + (size_t)n < ref->size && (size_t)n < len) {
+		tally_note_corrupt(t, ref->name, "is shorter than its size");
+		return -EIO;
+	}
 	if ((size_t)n < len)
 		memset(buf + n, 0, len - (size_t)n);
 	return 0;

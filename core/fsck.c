@@ -16,11 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/hash.h"
 #include "core/meta.h"
 #include "core/objstore.h"
 #include "core/reap.h"
 #include "core/store.h"
+
+#define RESTORE_VARIANTS 16 /* variant names looked at for a good copy */
 
 struct fsck {
 	struct store *s;
@@ -44,6 +47,11 @@ struct fsck {
 	} * fix;
 	size_t nfix, fixcap;
 	struct meta_objlist dead; /* files to delete after repair */
+	struct {
+		struct meta_obj o;
+		uint64_t size; /* by its row */
+	} * bad;	       /* corrupt objects */
+	size_t nbad, badcap;
 };
 
 static void sayf(struct fsck *f, const char *fmt, ...)
@@ -122,13 +130,27 @@ static int check_one(void *arg, const struct meta_check *c)
 	rc = add_name(f, c->name, c->shard);
 	if (rc)
 		return rc;
-	if (objstore_stat(f->s->objs, c->shard, c->name, &size) < 0 &&
-	    c->truth > 0) {
-		f->res->dangling += (uint64_t)c->truth;
+	if (objstore_stat(f->s->objs, c->shard, c->name, &size) < 0) {
+		if (c->truth > 0) {
+			f->res->dangling += (uint64_t)c->truth;
+			sayf(f,
+			     "dangling: object '%s' has %" PRId64
+			     " reference(s) but no file",
+			     c->name, c->truth);
+		}
+	} else if ((uint64_t)size != c->size) {
+		f->res->corrupt++;
 		sayf(f,
-		     "dangling: object '%s' has %" PRId64 " reference(s) "
-		     "but no file",
-		     c->name, c->truth);
+		     "corrupt: object '%s' in shard %u is %lld byte(s), its "
+		     "row says %" PRIu64,
+		     c->name, c->shard, (long long)size, c->size);
+		if (array_reserve(&f->bad, &f->badcap, f->nbad + 1,
+				  sizeof(*f->bad)))
+			return -ENOMEM;
+		f->bad[f->nbad].o.id = c->id;
+		f->bad[f->nbad].o.shard = c->shard;
+		snprintf(f->bad[f->nbad].o.name, OBJNAME_MAX, "%s", c->name);
+		f->bad[f->nbad++].size = c->size;
 	}
 	if (c->stored == c->truth)
 		return 0;
@@ -230,12 +252,97 @@ static int check_usage(void *arg, uint32_t shard, uint64_t objects,
 	return 0;
 }
 
+/*
+ * Rewrite corrupt object @b from a good copy of its bytes: the same name
+ * in another shard, or a variant name of its hash (the same bytes stored
+ * again under another name when a dedup met the corrupt file). 1 done, 0
+ * no good copy.
+ */
+static int restore_one(struct fsck *f, const struct meta_obj *b, uint64_t size)
+{
+	struct objstore *os = f->s->objs;
+	char hex[HASH_HEX_LEN + 1], other[OBJNAME_MAX];
+	unsigned sh, v;
+
+	snprintf(hex, sizeof(hex), "%.*s", HASH_HEX_LEN, b->name);
+	for (v = 0; v < RESTORE_VARIANTS; v++) {
+		hash_variant_name(hex, v, other);
+		for (sh = 0; sh < objstore_nshards(os); sh++) {
+			void *buf;
+			size_t len;
+			int rc;
+
+			if ((sh == b->shard && !strcmp(other, b->name)) ||
+			    !objstore_shard_reachable(os, sh) ||
+			    objstore_load(os, sh, other, &buf, &len))
+				continue;
+			rc = len == size ? objstore_restore(os, b->shard,
+							    b->name, buf, len)
+					 : -EBADMSG;
+			free(buf);
+			if (!rc) {
+				sayf(f,
+				     "restored: object '%s' from '%s' in "
+				     "shard %u",
+				     b->name, other, sh);
+				return 1;
+			}
+		}
+	}
+	return 0;
+}
+
+static int lost_file(void *ctx, uint64_t ino, uint64_t refs)
+{
+	struct fsck *f = ctx;
+	char path[4096];
+
+	if (meta_inode_path(f->s->meta, ino, path, sizeof(path)))
+		snprintf(path, sizeof(path), "(inode %" PRIu64 ")", ino);
+	sayf(f,
+	     "lost: file '%s' loses %" PRIu64 " block(s): they read as "
+	     "zeros",
+	     path, refs);
+	return 0;
+}
+
+/* The corrupt objects: restored, or dropped with their references (in
+ * the repair's transaction). */
+static int repair_corrupt(struct fsck *f)
+{
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < f->nbad && !rc; i++) {
+		const struct meta_obj *b = &f->bad[i].o;
+
+		if (restore_one(f, b, f->bad[i].size)) {
+			f->res->restored++;
+			continue;
+		}
+		sayf(f, "dropped: object '%s': no good copy of it anywhere",
+		     b->name);
+		rc = meta_object_inodes(f->s->meta, b->id, UINT32_MAX,
+					lost_file, f);
+		if (!rc)
+			rc = meta_obj_drop(f->s->meta, b->id);
+		if (!rc)
+			rc = meta_objlist_add(&f->dead, b->id, b->shard,
+					      b->name);
+		if (!rc)
+			f->res->dropped++;
+	}
+	return rc;
+}
+
 static int repair(struct fsck *f)
 {
 	size_t i;
 	int rc;
 
 	rc = meta_begin(f->s->meta);
+	if (!rc)
+		rc = repair_corrupt(f);
 	for (i = 0; i < f->nfix && !rc; i++)
 		rc = meta_obj_set_count(f->s->meta, f->fix[i].id,
 					f->fix[i].truth);
@@ -316,13 +423,15 @@ int fsck_run(struct store *s, bool do_repair,
 		if (rc)
 			goto out;
 	}
-	if (do_repair && (f.nfix || f.ngfix || f.dead.n || res->usage_drift))
+	if (do_repair &&
+	    (f.nfix || f.ngfix || f.dead.n || f.nbad || res->usage_drift))
 		rc = repair(&f);
 out:
 	free(f.names);
 	free(f.prot);
 	free(f.gfix);
 	free(f.fix);
+	free(f.bad);
 	meta_objlist_release(&f.dead);
 	return rc;
 }
@@ -331,5 +440,5 @@ bool fsck_problems(const struct fsck_result *res)
 {
 	return res->drift_under || res->drift_over || res->dangling ||
 	       res->orphans || res->ghost_drift || res->unreachable ||
-	       res->usage_drift;
+	       res->usage_drift || res->corrupt;
 }

@@ -25,13 +25,21 @@ struct fsck_result {
 	uint64_t usage_drift; /* shards whose kept counts are wrong */
 	uint64_t repaired;    /* counts rewritten by --repair */
 	uint64_t removed;     /* unreferenced object files deleted */
+	uint64_t corrupt;     /* object files whose size is not their row's */
+	uint64_t restored;    /* corrupt objects rewritten from a good copy */
+	uint64_t dropped;     /* corrupt objects nothing could restore */
 };
 
 /*
  * Check the store @s (opened and locked by the caller). @say receives one
  * line per problem found. With @repair, counts are rebuilt exactly from
  * the references, and object files that nothing references are deleted;
- * a referenced object is never deleted.
+ * a referenced object is never deleted. A corrupt object (a file shorter
+ * or longer than its row says, as power loss may leave) is rewritten from
+ * a good copy (the same name in another shard, or a variant name holding
+ * the same bytes); only when there is none are it and its references
+ * dropped (those blocks read as zeros), and each file that lost data is
+ * named.
  */
 int fsck_run(struct store *s, bool repair,
 	     void (*say)(void *ctx, const char *line), void *ctx,

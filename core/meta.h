@@ -216,6 +216,7 @@ struct meta_check {
 	char name[OBJNAME_MAX];
 	uint32_t shard;
 	int64_t stored, truth;
+	uint64_t size; /* the object's size by its row */
 };
 int meta_check_counts(struct meta *m,
 		      int (*fn)(void *ctx, const struct meta_check *c),
@@ -324,6 +325,10 @@ int meta_object_ghosts(struct meta *m, int64_t obj,
 		       int (*fn)(void *ctx, uint32_t src, uint32_t dst,
 				 int64_t refcount),
 		       void *ctx);
+/* Drop object @id and every block reference to it (the blocks become
+ * holes): tallyfsck --repair's last resort for a corrupt object that
+ * nothing can restore. */
+int meta_obj_drop(struct meta *m, int64_t id);
 /* Up to @limit inodes referencing object @obj, with their references. */
 int meta_object_inodes(struct meta *m, int64_t obj, unsigned limit,
 		       int (*fn)(void *ctx, uint64_t ino, uint64_t refs),

@@ -28,6 +28,7 @@ enum {
 	O_OBJ_GET,
 	O_OBJ_REFS,
 	O_OBJ_DELETE,
+	O_OBJ_UNREF,
 	O_OBJ_SET,
 	O_OBJ_SHARD,
 	O_DROP_LIST,
@@ -60,6 +61,7 @@ static const char *const object_text[O_COUNT] = {
 	/* through blocks_obj: does any reference name the object? */
 	[O_OBJ_REFS] = "SELECT count(*) FROM blocks WHERE obj = ?1",
 	[O_OBJ_DELETE] = "DELETE FROM objects WHERE id = ?1",
+	[O_OBJ_UNREF] = "DELETE FROM blocks WHERE obj = ?1",
 	[O_OBJ_SET] = "UPDATE objects SET refcount = ?2 WHERE id = ?1",
 	[O_OBJ_SHARD] = "SELECT shard FROM objects WHERE id = ?1",
 	[O_DROP_LIST] = "SELECT obj, count(*) FROM blocks "
@@ -81,9 +83,9 @@ static const char *const object_text[O_COUNT] = {
 	 * no object, through blocks_obj */
 	[O_CHECK] =
 		"SELECT o.id, o.name, o.shard, o.refcount, "
-		"(SELECT count(*) FROM blocks b WHERE b.obj = o.id) "
+		"(SELECT count(*) FROM blocks b WHERE b.obj = o.id), o.size "
 		"FROM objects o WHERE o.id BETWEEN ?1 AND ?2 "
-		"UNION ALL SELECT 0, NULL, min(b.shard), 0, count(*) "
+		"UNION ALL SELECT 0, NULL, min(b.shard), 0, count(*), 0 "
 		"FROM blocks b WHERE b.obj BETWEEN ?1 AND ?2 AND NOT EXISTS "
 		"(SELECT 1 FROM objects WHERE id = b.obj) GROUP BY b.obj",
 	[O_CHECK_END] = "SELECT id FROM objects WHERE id >= ?1 ORDER BY id "
@@ -487,6 +489,7 @@ static int check_range(struct meta *m, int64_t from, int64_t to,
 		c.shard = (uint32_t)sqlite3_column_int64(s, 2);
 		c.stored = sqlite3_column_int64(s, 3);
 		c.truth = sqlite3_column_int64(s, 4);
+		c.size = (uint64_t)sqlite3_column_int64(s, 5);
 		ret = fn(ctx, &c);
 	}
 	sqlite3_reset(s);
@@ -524,6 +527,17 @@ int meta_check_chunk(struct meta *m, int64_t from, unsigned limit,
 		return 0;
 	*next = to + 1;
 	return 1;
+}
+
+int meta_obj_drop(struct meta *m, int64_t id)
+{
+	int rc = meta_run_int(m, &object_sql, O_OBJ_UNREF, id,
+			      "reference delete");
+
+	if (!rc)
+		rc = meta_run_int(m, &object_sql, O_OBJ_DELETE, id,
+				  "object delete");
+	return rc;
 }
 
 int meta_obj_set_count(struct meta *m, int64_t id, int64_t count)

@@ -58,6 +58,7 @@
 #define MAX_VARIANTS 1000000u
 #define SHARD_MARKER "tallyfs-shard"
 #define DOOM_BUCKETS 4096
+#define CORRUPT_LOGGED 16 /* corrupt files logged by compares */
 
 struct shard {
 	char *root;		  /* absolute; set once by attach, then fixed */
@@ -76,6 +77,7 @@ struct objstore {
 	_Atomic unsigned nshards; /* highest attached id + 1 */
 	uint64_t store_id;	  /* what shard markers must name */
 	_Atomic int sync_mode;	  /* OBJSTORE_SYNC_* */
+	_Atomic uint64_t corrupt; /* corrupt files met by byte compares */
 	_Atomic unsigned long tmpseq;
 	_Atomic unsigned fault_in[OBJSTORE_NOPS]; /* countdown; 0 = off */
 	_Atomic int fault_err[OBJSTORE_NOPS];
@@ -911,6 +913,49 @@ static int create_object(struct objstore *os, unsigned shard, const char *name,
 }
 
 /* 0 equal, 1 different, negative errno. */
+/*
+ * After a byte compare found the file of @name (open as @fd, @size bytes)
+ * other than the bytes at hand: a genuine collision holds bytes that hash
+ * to the name too; a file that does not is corrupt (short after a power
+ * loss, damaged): counted and logged (the first CORRUPT_LOGGED). Nothing
+ * else changes: the bytes at hand go under the next variant name.
+ */
+static void check_content(struct objstore *os, int fd, const char *name,
+			  size_t size)
+{
+	char hex[HASH_HEX_LEN + 1];
+	char *all = malloc(size ? size : 1);
+	size_t done = 0;
+
+	if (!all)
+		return;
+	while (done < size) {
+		ssize_t n = pread(fd, all + done, size - done, (off_t)done);
+
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			break;
+		}
+		done += (size_t)n;
+	}
+	hash_block(all, done, hex);
+	free(all);
+	if (done == size && !strncmp(hex, name, HASH_HEX_LEN))
+		return;
+	if (atomic_fetch_add(&os->corrupt, 1) < CORRUPT_LOGGED)
+		log_msg(LOG_ERR,
+			"object '%s' does not hold what its name says (%zu "
+			"bytes): it is corrupt; the same bytes are stored "
+			"under another name (run tallyfsck --repair)",
+			name, size);
+}
+
+uint64_t objstore_corrupt(struct objstore *os)
+{
+	return atomic_load(&os->corrupt);
+}
+
 static int compare_object(struct objstore *os, unsigned shard, const char *name,
 			  const void *buf, size_t len)
 {
@@ -932,7 +977,7 @@ static int compare_object(struct objstore *os, unsigned shard, const char *name,
 	}
 	if ((size_t)st.st_size != len) {
 		rc = 1;
-		goto out;
+		goto out_differ;
 	}
 	while (done < len) {
 		size_t want = len - done < sizeof(chunk) ? len - done
@@ -947,11 +992,16 @@ static int compare_object(struct objstore *os, unsigned shard, const char *name,
 		}
 		if (n == 0 || memcmp(chunk, p + done, (size_t)n) != 0) {
 			rc = 1;
-			goto out;
+			goto out_differ;
 		}
 		done += (size_t)n;
 	}
 out:
+	close(fd);
+	return rc;
+out_differ:
+	/* a collision, or a file that is not what its name says */
+	check_content(os, fd, name, (size_t)st.st_size);
 	close(fd);
 	return rc;
 }
@@ -1385,6 +1435,29 @@ int objstore_load(struct objstore *os, unsigned shard, const char *name,
 	*out = buf;
 	*len = (size_t)st.st_size;
 	return 0;
+}
+
+int objstore_restore(struct objstore *os, unsigned shard, const char *name,
+		     const void *buf, size_t len)
+{
+	char tmp[PATH_MAX], dst[PATH_MAX], rel[4];
+	char hex[HASH_HEX_LEN + 1];
+	int rc;
+
+	hash_block(buf, len, hex);
+	if (strncmp(hex, name, HASH_HEX_LEN))
+		return -EBADMSG; /* not this object's bytes */
+	rc = write_tmp(os, shard, buf, len, true, tmp);
+	if (!rc)
+		rc = obj_path(os, shard, name, dst);
+	if (!rc && rename(tmp, dst) < 0)
+		rc = -errno;
+	if (rc) {
+		unlink(tmp);
+		return rc;
+	}
+	snprintf(rel, sizeof(rel), "%.2s", name);
+	return sync_dir(os, shard, rel, false);
 }
 
 int objstore_copy(struct objstore *os, const char *name, unsigned src,

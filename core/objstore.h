@@ -78,6 +78,18 @@ void objstore_set_store_id(struct objstore *os, uint64_t id);
 #define OBJSTORE_SYNC_FS 2
 void objstore_set_sync_mode(struct objstore *os, int mode);
 
+/*
+ * Replace the (corrupt) file of object @name in @shard with @len bytes of
+ * @buf, durably: tallyfsck --repair only, offline. -EBADMSG if the bytes
+ * do not hash to the name.
+ */
+int objstore_restore(struct objstore *os, unsigned shard, const char *name,
+		     const void *buf, size_t len);
+
+/* Corrupt object files (bytes that do not hash to their name) met by
+ * the byte compares of dedup hits since the open. */
+uint64_t objstore_corrupt(struct objstore *os);
+
 /* fsync(2) of directory @path: 0 or -errno. */
 int objstore_dir_sync(const char *path);
 /* mkdir(2) of @path (0700), made durable (its parent synced); an

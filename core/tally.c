@@ -600,6 +600,8 @@ int tally_stats(struct tally *t, struct tally_stats *out)
 	out->group_commits = t->groups;
 	pthread_mutex_unlock(&t->fin_lock);
 	out->spliced_reads = atomic_load(&t->spliced_reads);
+	out->corrupt_objects =
+		atomic_load(&t->corrupt) + objstore_corrupt(t->objs);
 	pool_stats(t->pool, &ps);
 	out->workers = ps.workers;
 	out->jobs_queued = ps.queued;
@@ -628,6 +630,32 @@ void tally_gc_settings(struct tally *t, int64_t *stale_after,
 	*stale_after = t->stale_after;
 	*min_nodes = t->min_nodes;
 	*node_id = t->node_id;
+}
+
+void tally_note_corrupt(struct tally *t, const char *name, const char *what)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a, never 0 below */
+	const char *p;
+	unsigned i;
+
+	for (p = name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	h |= 1;
+	for (i = 0; i < CORRUPT_SEEN; i++) {
+		uint64_t seen = 0;
+		_Atomic uint64_t *slot =
+			&t->corrupt_seen[(h + i) % CORRUPT_SEEN];
+
+		if (atomic_compare_exchange_strong(slot, &seen, h))
+			break; /* first time */
+		if (seen == h)
+			return; /* logged before */
+	}
+	atomic_fetch_add(&t->corrupt, 1);
+	log_msg(LOG_ERR,
+		"object '%s' %s: it is corrupt, reads of it fail with EIO "
+		"(run verify, then tallyfsck)",
+		name, what);
 }
 
 int tally_meta_read(struct tally *t, int (*fn)(struct meta *m, void *ctx),

@@ -289,8 +289,9 @@ struct tally_stats {
 	uint64_t bytes_logical, bytes_stored, bytes_referenced;
 	uint64_t pending_flushes, dirty_bytes, durable_seq, commit_errors;
 	uint64_t rotated_seq, group_commits, jobs_queued, jobs_running;
-	uint64_t spliced_reads;	 /* reads answered from an object file */
-	uint64_t refcount_drift; /* counts found wrong at commit, fixed */
+	uint64_t spliced_reads;	  /* reads answered from an object file */
+	uint64_t refcount_drift;  /* counts found wrong at commit, fixed */
+	uint64_t corrupt_objects; /* short or wrong object files met */
 	uint64_t dirty_limit;
 	unsigned workers, max_pending;
 	uint32_t block_size;

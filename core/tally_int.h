@@ -90,6 +90,8 @@ struct dentry_cache {
 	char *name;
 };
 
+#define CORRUPT_SEEN 256 /* corrupt objects logged once each */
+
 struct tally {
 	struct store *store;
 	struct meta *meta; /* protected by lock */
@@ -137,7 +139,9 @@ struct tally {
 	uint64_t done_seq;    /* protected by fin_lock */
 	uint64_t groups;      /* protected by fin_lock: group commits */
 	_Atomic uint64_t spliced_reads; /* tally_read_fd() answers */
-	bool fin_stop;			/* protected by fin_lock */
+	_Atomic uint64_t corrupt;	/* corrupt objects met by reads */
+	_Atomic uint64_t corrupt_seen[CORRUPT_SEEN]; /* their name hashes */
+	bool fin_stop;				     /* protected by fin_lock */
 	pthread_t fin_thread;
 
 	pthread_mutex_t flusher_lock;
@@ -173,6 +177,9 @@ struct active {
  * core/tally.c: small helpers; tally_lock() and tally_unlock() take and
  * drop the metadata lock t->lock, the transaction helpers expect it held.
  */
+/* A read met object @name corrupt (@what: how): logged and counted once
+ * per object (up to CORRUPT_SEEN of them; later ones are counted). */
+void tally_note_corrupt(struct tally *t, const char *name, const char *what);
 struct timespec tally_now(void);
 int tally_check_name(const char *name);
 bool tally_is_ctl_name(uint64_t parent, const char *name);

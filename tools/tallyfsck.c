@@ -118,7 +118,7 @@ int main(int argc, char **argv)
 	printf("objects: %llu\nreferences: %llu\ndrift_under: %llu\n"
 	       "drift_over: %llu\ndangling: %llu\norphans: %llu\n"
 	       "ghosts: %llu\nghost_drift: %llu\nunreachable_shards: %llu\n"
-	       "usage_drift: %llu\n",
+	       "usage_drift: %llu\ncorrupt: %llu\n",
 	       (unsigned long long)res.objects,
 	       (unsigned long long)res.references,
 	       (unsigned long long)res.drift_under,
@@ -127,11 +127,15 @@ int main(int argc, char **argv)
 	       (unsigned long long)res.orphans, (unsigned long long)res.ghosts,
 	       (unsigned long long)res.ghost_drift,
 	       (unsigned long long)res.unreachable,
-	       (unsigned long long)res.usage_drift);
+	       (unsigned long long)res.usage_drift,
+	       (unsigned long long)res.corrupt);
 	if (repair)
-		printf("repaired: %llu\nremoved: %llu\n",
+		printf("repaired: %llu\nremoved: %llu\nrestored: %llu\n"
+		       "dropped: %llu\n",
 		       (unsigned long long)res.repaired,
-		       (unsigned long long)res.removed);
+		       (unsigned long long)res.removed,
+		       (unsigned long long)res.restored,
+		       (unsigned long long)res.dropped);
 	if (!fsck_problems(&res)) {
 		printf("status: clean\n");
 		return 0;
