@@ -11,7 +11,12 @@
 #     old content, the new one, or the empty file in between: cp opens
 #     with O_TRUNC, which commits at once, and the WAL may be synced
 #     before the data is committed, as ext4 without auto_da_alloc);
-#  4. rm, then an fsync of another file (the rm is durable then).
+#  4. rm, then an fsync of another file (the rm is durable then);
+#  5. the hazard sync_objects=auto avoids: a store on plfs forced to use
+#     syncfs (sync_objects=fs), whose FUSE syncfs makes nothing durable:
+#     an fsync'ed file's objects are lost with the power, and tallyfsck
+#     finds the references dangling; with the default, the same file
+#     survives whole.
 # In 1-3 other writes go on before the power goes (a 4 MiB file of 4 KiB
 # blocks, committed by the timer): their objects' directories are synced, which on plfs
 # (as on a journaling filesystem, on its own schedule) makes any unlink
@@ -145,6 +150,28 @@ ctl "gc grace=0" || fail "gc grace=0 failed"
 umount_fs
 fsck_store "$STORE"
 assert_eq "tallyfsck after gc and a clean unmount: $FSCK_OUT" 0 "$FSCK_RC"
+
+log "5: fsync'ed data on a store that trusts syncfs, then power loss"
+STORE=$PL/store5
+mount_fs "$STORE" "$MNT" -o block_size=4096,sync_objects=fs
+mkdir "$MNT/main"
+T cp "$TMP/a" "$MNT/main/five"
+fsync_file "$MNT/main/five"
+power_loss
+fsck_store "$STORE"
+dangling=$(fsck_value dangling)
+((dangling > 0)) ||
+	fail "sync_objects=fs on plfs lost nothing? ($FSCK_OUT)"
+log "   as expected: $dangling dangling reference(s) with sync_objects=fs"
+STORE=$PL/store6
+mount_fs "$STORE" "$MNT" -o block_size=4096
+mkdir "$MNT/main"
+T cp "$TMP/a" "$MNT/main/five"
+fsync_file "$MNT/main/five"
+power_loss
+after_loss "the default sync_objects"
+assert_same_content "$TMP/a" "$MNT/main/five"
+umount_fs
 
 T fusermount3 -u "$PL" || fail "cannot unmount plfs"
 log "ok"
