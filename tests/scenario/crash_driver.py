@@ -14,6 +14,10 @@ after a crash an inode may be back at any candidate that was not made
 durable away: fsync, a link into another namespace (which commits the
 source first), drain and branch collapse the candidates to the newest one.
 
+The model and the driver are shared with the power-loss campaign
+(tests/powerloss/pl_driver.py), which adds kinds of operation through
+Driver.weights(): "append" and "fsync" (of a file or of a namespace).
+
 Each operation is logged to STATE.log, fsync'ed, before it starts ("B" and
 its JSON) and after it returned ("D"). The checker replays the log: every
 completed operation must be visible; the one in flight at the crash may
@@ -37,6 +41,7 @@ BS = 4096                  # the store's block size (15_crash.sh mounts so)
 MAX_FILES = 48             # over this, the driver prefers rm
 MAX_NS = 4                 # namespaces at most (branch, or drop one)
 MAX_CANDS = 6              # patch only files with fewer candidates
+MAX_APPEND_SIZE = 6 * BS   # append only to files no longer
 
 
 def sha(data):
@@ -121,7 +126,7 @@ def apply_begin(st, op):
         iid = files[op["path"]]
         st["inodes"][iid] = add_cands(st["inodes"][iid],
                                       [op["empty"], op["new"]])
-    elif k == "patch":
+    elif k in ("patch", "append"):
         iid = st["ns"][op["ns"]][op["path"]]
         st["inodes"][iid] = add_cands(st["inodes"][iid], [op["new"]])
     elif k == "link":
@@ -153,9 +158,13 @@ def apply_begin(st, op):
 def apply_done(st, op):
     """The model once @op returned (applied after apply_begin)."""
     k = op["op"]
-    if k in ("write", "patch") and op["fsync"]:
+    if k in ("write", "patch", "append") and op["fsync"]:
         iid = st["ns"][op["ns"]][op["path"]]
         st["inodes"][iid] = [op["new"]]
+    elif k == "fsync" and op.get("path"):
+        # the file's flushes are committed first
+        iid = st["ns"][op["ns"]][op["path"]]
+        st["inodes"][iid] = [st["inodes"][iid][-1]]
     elif k == "link" and op["dns"] != op["ns"]:
         # the link commits the source first: both hold its newest data
         src = st["ns"][op["ns"]][op["path"]]
@@ -244,6 +253,12 @@ class Driver:
         finally:
             os.close(fd)
 
+    def weights(self, files):
+        """The kinds of operation to draw from, with their weights."""
+        return {"write": 25, "patch": 12, "link": 14,
+                "rm": 14 if len(files) < MAX_FILES else 60, "rename": 10,
+                "branch": 3, "drain": 3, "gc": 2}
+
     # one operation: pick, log, do, log
     def step(self):
         r = self.rnd
@@ -253,12 +268,10 @@ class Driver:
         if len(nss) < 2:
             op = {"op": "mkns", "ns": self.new_id("n")}
         else:
-            k = r.choices(
-                ["write", "patch", "link", "rm", "rename", "branch",
-                 "drain", "gc"],
-                [25, 12, 14, 14 if len(files) < MAX_FILES else 60, 10, 3,
-                 3, 2])[0]
-            if k in ("patch", "link", "rm", "rename") and not files:
+            w = self.weights(files)
+            k = r.choices(list(w), list(w.values()))[0]
+            if k in ("patch", "append", "link", "rm", "rename",
+                     "fsync") and not files:
                 k = "write"
             op = self.pick(k, files, nss)
             if op is None:
@@ -281,6 +294,21 @@ class Driver:
             return {"op": k, "ns": ns, "path": path, "iid": self.new_id("i"),
                     "empty": self.empty, "new": self.blobs.put(data),
                     "fsync": r.random() < 0.5}
+        if k == "append":
+            ns, path = r.choice(files)
+            old = self.blobs.get(self.newest(ns, path))
+            if len(old) > MAX_APPEND_SIZE:
+                return None
+            data = r.randbytes(r.choice([1, 100, 2000, BS, BS + 700]))
+            return {"op": k, "ns": ns, "path": path,
+                    "data": self.blobs.put(data),
+                    "new": self.blobs.put(old + data),
+                    "fsync": r.random() < 0.5}
+        if k == "fsync":
+            ns, path = r.choice(files)
+            if r.random() < 0.25:  # the namespace: metadata only
+                return {"op": k, "ns": ns, "path": None}
+            return {"op": k, "ns": ns, "path": path}
         if k == "patch":
             ns, path = r.choice(files)
             if len(st["inodes"][st["ns"][ns][path]]) >= MAX_CANDS:
@@ -323,6 +351,13 @@ class Driver:
             return {"op": k, "ns": r.choice(nss), "dns": self.new_id("b")}
         return {"op": k}
 
+    @staticmethod
+    def sync(op, fd):
+        """fsync (fdatasync with op["datasync"]) unless op["fsync"] is
+        False."""
+        if op.get("fsync", True):
+            (os.fdatasync if op.get("datasync") else os.fsync)(fd)
+
     def do(self, op):
         k = op["op"]
         if k == "mkns":
@@ -336,8 +371,7 @@ class Driver:
                 data = self.blobs.get(op["new"])
                 if data:
                     assert os.write(fd, data) == len(data)
-                if op["fsync"]:
-                    os.fsync(fd)
+                self.sync(op, fd)
             finally:
                 os.close(fd)
         elif k == "patch":
@@ -345,8 +379,22 @@ class Driver:
             try:
                 data = self.blobs.get(op["data"])
                 assert os.pwrite(fd, data, op["off"]) == len(data)
-                if op["fsync"]:
-                    os.fsync(fd)
+                self.sync(op, fd)
+            finally:
+                os.close(fd)
+        elif k == "append":
+            fd = os.open(self.p(op["ns"], op["path"]),
+                         os.O_WRONLY | os.O_APPEND)
+            try:
+                data = self.blobs.get(op["data"])
+                assert os.write(fd, data) == len(data)
+                self.sync(op, fd)
+            finally:
+                os.close(fd)
+        elif k == "fsync":
+            fd = os.open(self.p(op["ns"], op["path"]), os.O_RDONLY)
+            try:
+                self.sync(op, fd)
             finally:
                 os.close(fd)
         elif k == "link":
@@ -391,8 +439,12 @@ def observe(mnt):
         for name in sorted(os.listdir(os.path.join(mnt, ns))):
             p = os.path.join(mnt, ns, name)
             s = os.lstat(p)
-            with open(p, "rb") as f:
-                seen[ns][name] = (s.st_ino, sha(f.read()))
+            try:
+                with open(p, "rb") as f:
+                    h = sha(f.read())
+            except OSError as e:  # no content: the checks say why
+                h = "unreadable (%s)" % errno.errorcode.get(e.errno, e.errno)
+            seen[ns][name] = (s.st_ino, h)
     return seen
 
 

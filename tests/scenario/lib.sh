@@ -8,7 +8,8 @@
 # Each scenario gets its own directory from mktemp -d ($TMP) holding the
 # store ($STORE) and the mountpoint ($MNT). Mounts started through mount_fs
 # are remembered; the EXIT trap unmounts them (fusermount3 -u, falling back
-# to umount -l), kills their daemons by pid and removes $TMP, whatever
+# to umount -l; the newest first, so a mount holding another's store goes
+# before it), kills their daemons by pid and removes $TMP, whatever
 # happened. Commands that touch the mount run under `timeout`, and a
 # watchdog kills the daemons (which unblocks every process waiting on the
 # mount: it then sees ENOTCONN) if the whole scenario overruns
@@ -101,11 +102,16 @@ cleanup() {
 	set +e
 	trap - EXIT INT TERM HUP
 	[[ -n ${WATCHDOG_PID:-} ]] && kill "$WATCHDOG_PID" 2>/dev/null
-	for m in "${!DAEMON_PID[@]}" $(mounts_under_tmp); do
+	# newest first, each daemon gone before the mount below it goes: a
+	# daemon whose store is on another mount of ours keeps files open
+	# on it until it has exited
+	for m in $(mounts_under_tmp | tac) "${!DAEMON_PID[@]}"; do
 		if is_mounted "$m"; then
 			timeout 10 fusermount3 -u "$m" 2>/dev/null ||
 				timeout 10 umount -l "$m" 2>/dev/null
 		fi
+		pid=${DAEMON_PID[$m]:-}
+		[[ -n $pid ]] && wait_pid_gone "$pid" 10
 	done
 	for m in "${!DAEMON_PID[@]}"; do
 		pid=${DAEMON_PID[$m]}
