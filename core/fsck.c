@@ -73,15 +73,8 @@ static void sayf(struct fsck *f, const char *fmt, ...)
 static int key_add(char (**v)[OBJSTORE_KEY_MAX], size_t *n, size_t *cap,
 		   const char *key)
 {
-	if (*n == *cap) {
-		size_t ncap = *cap ? *cap * 2 : 1024;
-		void *nv = realloc(*v, ncap * sizeof(**v));
-
-		if (!nv)
-			return -ENOMEM;
-		*v = nv;
-		*cap = ncap;
-	}
+	if (array_reserve(v, cap, *n + 1, sizeof(**v)))
+		return -ENOMEM;
 	snprintf((*v)[(*n)++], OBJSTORE_KEY_MAX, "%s", key);
 	return 0;
 }
@@ -96,15 +89,8 @@ static int add_name(struct fsck *f, const char *name, uint32_t shard)
 
 static int add_fix(struct fsck *f, int64_t id, int64_t truth)
 {
-	if (f->nfix == f->fixcap) {
-		size_t cap = f->fixcap ? f->fixcap * 2 : 64;
-		void *v = realloc(f->fix, cap * sizeof(*f->fix));
-
-		if (!v)
-			return -ENOMEM;
-		f->fix = v;
-		f->fixcap = cap;
-	}
+	if (array_reserve(&f->fix, &f->fixcap, f->nfix + 1, sizeof(*f->fix)))
+		return -ENOMEM;
 	f->fix[f->nfix].id = id;
 	f->fix[f->nfix].truth = truth;
 	f->nfix++;
@@ -222,15 +208,9 @@ static int check_ghost(void *arg, int64_t obj, uint32_t src, int64_t stored,
 		     "ghost: %" PRId64 " reference(s) to object %" PRId64
 		     " name shard %u, where it is not, and no ghost leads on",
 		     truth, obj, src);
-	if (f->ngfix == f->gfixcap) {
-		size_t cap = f->gfixcap ? f->gfixcap * 2 : 64;
-		void *v = realloc(f->gfix, cap * sizeof(*f->gfix));
-
-		if (!v)
-			return -ENOMEM;
-		f->gfix = v;
-		f->gfixcap = cap;
-	}
+	if (array_reserve(&f->gfix, &f->gfixcap, f->ngfix + 1,
+			  sizeof(*f->gfix)))
+		return -ENOMEM;
 	f->gfix[f->ngfix].obj = obj;
 	f->gfix[f->ngfix].src = src;
 	f->gfix[f->ngfix].truth = truth;

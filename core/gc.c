@@ -77,6 +77,7 @@
 #include <time.h>
 
 #include "core/hash.h"
+#include "core/array.h"
 #include "core/log.h"
 #include "core/meta.h"
 #include "core/objstore.h"
@@ -103,15 +104,8 @@ struct names {
 
 static int names_add(struct names *l, const char *name)
 {
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 1024;
-		void *v = realloc(l->v, cap * sizeof(*l->v));
-
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
+	if (array_reserve(&l->v, &l->cap, l->n + 1, sizeof(*l->v)))
+		return -ENOMEM;
 	snprintf(l->v[l->n++], KEY_MAX, "%s", name);
 	return 0;
 }
@@ -763,15 +757,8 @@ static int want_fix(void *ctx, const struct meta_check *mc)
 
 	if (mc->id == 0 || mc->stored == mc->truth)
 		return 0;
-	if (f->n == f->cap) {
-		size_t cap = f->cap ? f->cap * 2 : 64;
-		void *v = realloc(f->v, cap * sizeof(*f->v));
-
-		if (!v)
-			return -ENOMEM;
-		f->v = v;
-		f->cap = cap;
-	}
+	if (array_reserve(&f->v, &f->cap, f->n + 1, sizeof(*f->v)))
+		return -ENOMEM;
 	f->v[f->n].id = mc->id;
 	f->v[f->n].truth = mc->truth;
 	f->n++;

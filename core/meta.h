@@ -115,7 +115,8 @@ void meta_rollback(struct meta *m);
 unsigned meta_inject(struct meta *m, unsigned nth, int err);
 /* Fault injection, for tests: the @nth next object lookup of the
  * deletion verdicts (meta_object_info(), meta_obj_referenced(),
- * meta_name_protected()) fails with @err, once; @nth 0 disables. */
+ * meta_name_protected()) or of meta_statfs() fails with @err, once;
+ * @nth 0 disables. */
 void meta_inject_lookup(struct meta *m, unsigned nth, int err);
 
 /* Integer settings: "block_size", "next_ino", "durable_seq". */

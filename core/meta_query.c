@@ -113,8 +113,10 @@ int meta_stats(struct meta *m, struct meta_stats *out)
 
 int meta_statfs(struct meta *m, uint64_t *inodes, uint64_t *bytes_stored)
 {
-	int rc = query_u64(m, Q_INODES, inodes);
+	int rc = meta_lookup_fault(m);
 
+	if (!rc)
+		rc = query_u64(m, Q_INODES, inodes);
 	if (!rc)
 		rc = query_u64(m, Q_BYTES_STORED, bytes_stored);
 	return rc;

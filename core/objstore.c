@@ -54,6 +54,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/array.h"
 #include "core/log.h"
 
 #define MAX_VARIANTS 1000000u
@@ -585,15 +586,8 @@ static int stage(struct objstore *os, unsigned shard, const void *buf,
 	struct objstore_staged *st;
 	int rc;
 
-	if (b->n == b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 16;
-		void *v = realloc(b->v, cap * sizeof(*b->v));
-
-		if (!v)
-			return -ENOMEM;
-		b->v = v;
-		b->cap = cap;
-	}
+	if (array_reserve(&b->v, &b->cap, b->n + 1, sizeof(*b->v)))
+		return -ENOMEM;
 	st = &b->v[b->n];
 	rc = write_tmp(os, shard, buf, len, objstore_shard_per_file(os, shard),
 		       st->tmp);

@@ -12,20 +12,14 @@
 #include <string.h>
 
 #include "core/gc.h"
+#include "core/array.h"
 #include "core/log.h"
 #include "core/meta.h"
 
 int report_active_add(struct active *a, const char *name)
 {
-	if (a->n == a->cap) {
-		size_t cap = a->cap ? a->cap * 2 : 64;
-		const char **v = realloc(a->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		a->v = v;
-		a->cap = cap;
-	}
+	if (array_reserve(&a->v, &a->cap, a->n + 1, sizeof(*a->v)))
+		return -ENOMEM;
 	a->v[a->n++] = name;
 	return 0;
 }

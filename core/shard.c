@@ -59,6 +59,7 @@
 #include <time.h>
 
 #include "core/hash.h"
+#include "core/array.h"
 #include "core/log.h"
 #include "core/meta.h"
 #include "core/objstore.h"
@@ -129,15 +130,8 @@ struct moves {
 static int moves_add(struct moves *l, int64_t obj, const char *name,
 		     uint32_t src, uint32_t dst, uint64_t size)
 {
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		void *v = realloc(l->v, cap * sizeof(*l->v));
-
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
+	if (array_reserve(&l->v, &l->cap, l->n + 1, sizeof(*l->v)))
+		return -ENOMEM;
 	l->v[l->n].obj = obj;
 	snprintf(l->v[l->n].name, OBJNAME_MAX, "%s", name);
 	l->v[l->n].src = src;
@@ -836,15 +830,8 @@ static int ghost_row(void *ctx, const struct meta_ghost *g)
 {
 	struct ghost_list *l = ctx;
 
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 256;
-		void *v = realloc(l->v, cap * sizeof(*l->v));
-
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
+	if (array_reserve(&l->v, &l->cap, l->n + 1, sizeof(*l->v)))
+		return -ENOMEM;
 	l->v[l->n++] = *g;
 	return 0;
 }

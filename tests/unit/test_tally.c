@@ -12,6 +12,7 @@
 #include <sys/xattr.h>
 
 #include "core/fsck.h"
+#include "core/meta.h"
 #include "core/store.h"
 #include "core/tally.h"
 #include "tests/unit/util.h"
@@ -554,4 +555,16 @@ Test(tally, statfs_counts_inodes_exactly)
 	open_store();
 	cr_assert_eq(tally_statfs(t, &b), 0);
 	cr_assert_eq((b.f_files - b.f_ffree) - (a.f_files - a.f_ffree), 19);
+}
+
+/* An error of the metadata reaches statfs (it was read as zeros). */
+Test(tally, statfs_returns_metadata_errors)
+{
+	struct statvfs sv;
+	struct meta *m = tally_meta_lock(t);
+
+	meta_inject_lookup(m, 1, -EIO);
+	tally_meta_unlock(t);
+	cr_assert_eq(tally_statfs(t, &sv), -EIO);
+	cr_assert_eq(tally_statfs(t, &sv), 0, "once");
 }
