@@ -60,7 +60,7 @@ power_loss() {
 after_loss() {
 	local key
 
-	fsck_store "$STORE"
+	fsck_store --wait=30 "$STORE"
 	for key in drift_under drift_over dangling; do
 		assert_eq "$1: tallyfsck $key ($FSCK_OUT)" 0 \
 			"$(fsck_value "$key")"
@@ -148,7 +148,7 @@ either "$MNT/main/three" "$TMP/a" "$TMP/b" empty
 # no orphan either, once GC collected what the lost commits left
 ctl "gc grace=0" || fail "gc grace=0 failed"
 umount_fs
-fsck_store "$STORE"
+fsck_store --wait=30 "$STORE"
 assert_eq "tallyfsck after gc and a clean unmount: $FSCK_OUT" 0 "$FSCK_RC"
 
 log "5: fsync'ed data on a store that trusts syncfs, then power loss"
@@ -158,7 +158,7 @@ mkdir "$MNT/main"
 T cp "$TMP/a" "$MNT/main/five"
 fsync_file "$MNT/main/five"
 power_loss
-fsck_store "$STORE"
+fsck_store --wait=30 "$STORE"
 dangling=$(fsck_value dangling)
 ((dangling > 0)) ||
 	fail "sync_objects=fs on plfs lost nothing? ($FSCK_OUT)"

@@ -97,7 +97,7 @@ strict_clean() {
 
 	ctl "gc grace=0" || fail "gc grace=0 failed (SEED=$SEED)"
 	umount_fs
-	fsck_store "$STORE"
+	fsck_store --wait=30 "$STORE"
 	what="tallyfsck after gc and a clean unmount (SEED=$SEED, round $1)"
 	assert_eq "$what: $FSCK_OUT" 0 "$FSCK_RC"
 	mount_fs "$STORE" "$MNT" "${OPTS[@]}"
@@ -136,7 +136,7 @@ for ((k = 1; k <= ROUNDS; k++)); do
 	timeout 10 fusermount3 -u "$MNT" 2>/dev/null ||
 		timeout 10 umount -l "$MNT" || fail "cannot remove the dead mount"
 
-	fsck_store "$STORE"
+	fsck_store --wait=30 "$STORE"
 	for key in drift_under drift_over dangling; do
 		what="tallyfsck $key after round $k (SEED=$SEED, delay $delay ms)"
 		assert_eq "$what: $FSCK_OUT" 0 "$(fsck_value "$key")"
