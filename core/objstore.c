@@ -865,11 +865,20 @@ int objstore_stat(struct objstore *os, unsigned shard, const char *name,
 
 	if (rc)
 		return rc;
+	if (os->stat_hook)
+		os->stat_hook(os->stat_hook_arg);
 	doom_cancel(os, shard, name);
 	if (stat(path, &st) < 0)
 		return -errno;
 	*size = st.st_size;
 	return 0;
+}
+
+void objstore_set_stat_hook(struct objstore *os, void (*fn)(void *arg),
+			    void *arg)
+{
+	os->stat_hook_arg = arg;
+	os->stat_hook = fn;
 }
 
 static int objstore_unlink_size(struct objstore *os, unsigned shard,

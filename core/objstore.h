@@ -258,6 +258,10 @@ enum objstore_op {
 };
 void objstore_inject(struct objstore *os, enum objstore_op op, unsigned nth,
 		     int err);
+/* Tests only: @fn(@arg) at the start of every objstore_stat() (NULL:
+ * none); set while nothing else runs. */
+void objstore_set_stat_hook(struct objstore *os, void (*fn)(void *arg),
+			    void *arg);
 
 /*
  * The text of shard @id's marker file (its "tallyfs-shard"), naming the

@@ -45,6 +45,8 @@ struct objstore {
 	pthread_cond_t doom_done; /* an unlink of a doomed file ended */
 	_Atomic size_t ndoomed;
 	struct doomed *doomed[DOOM_BUCKETS];
+	void (*stat_hook)(void *arg); /* tests: objstore_set_stat_hook() */
+	void *stat_hook_arg;
 };
 
 struct doomed {

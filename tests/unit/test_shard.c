@@ -6,6 +6,9 @@
  * interrupted moves, and GC of stray copies.
  */
 #include <criterion/criterion.h>
+#include <time.h>
+#include <sys/statvfs.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -801,4 +804,66 @@ Test(shard, sweep_resumes_after_a_partial_repoint)
 	free(buf);
 	free(back);
 	close_and_check(NULL);
+}
+
+/* The stat hook's probe: can another thread take the metadata lock (a
+ * statfs) while a file of a shard is looked at? */
+struct probe {
+	int calls, blocked;
+};
+
+static void *statfs_main(void *arg)
+{
+	struct statvfs sv;
+
+	(void)arg;
+	tally_statfs(t, &sv);
+	return NULL;
+}
+
+static void probe_lock(void *arg)
+{
+	struct probe *p = arg;
+	struct timespec until;
+	pthread_t th;
+
+	p->calls++;
+	cr_assert_eq(pthread_create(&th, NULL, statfs_main, NULL), 0);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 2;
+	if (pthread_timedjoin_np(th, NULL, &until) != 0) {
+		p->blocked++; /* the caller holds the lock: join later */
+		pthread_detach(th);
+	}
+}
+
+/*
+ * No object file is looked at under the metadata lock by the ghost
+ * sweep's verdicts or by explain: a statfs (which takes the lock) gets
+ * through while each stat runs.
+ */
+Test(shard, sweep_and_explain_look_at_files_without_the_lock)
+{
+	struct shard_rebalance_report rb;
+	struct shard_sweep_report sw;
+	struct probe p = { 0 };
+	char hash[OBJNAME_MAX], line[OBJNAME_MAX + 16];
+	char *report = NULL;
+
+	add_shard("d1");
+	write_files();
+	cr_assert_eq(add_shard("d2"), 2);
+	cr_assert_eq(shard_rebalance(t, &rb), 0);
+	cr_assert_gt(rb.ghosts, 0);
+	object_of(0, hash);
+	objstore_set_stat_hook(tally_objstore(t), probe_lock, &p);
+	sweep(-1, &sw);
+	snprintf(line, sizeof(line), "explain %s\n", hash);
+	cr_assert_eq(ctl_exec(t, line, strlen(line), &report), 0);
+	objstore_set_stat_hook(tally_objstore(t), NULL, NULL);
+	free(report);
+	cr_assert_gt(p.calls, 0, "the hook ran");
+	cr_assert_eq(p.blocked, 0, "%d of %d stats held the lock", p.blocked,
+		     p.calls);
+	expect_contents();
 }
