@@ -19,14 +19,16 @@
  *  1. A lookup that fails (EIO, EBUSY, ENOMEM...) is never taken for
  *     "nothing": the verdict is an error and the file is kept (a leak,
  *     which GC collects once it can see it is one).
- *  2. A verdict is asked under the metadata lock after the transaction
- *     that made the object deletable committed, and the unlink happens in
- *     the same hold (reap_dead(), reap_copy()), or the file is doomed in
- *     that hold and unlinked after it (reap_doom(): a commit that checks
- *     the file meanwhile cancels the deletion, core/objstore.c).
- *  3. Counts are not trusted: the store settles a count that reached zero
- *     against the references at commit (core/meta_object.c, meta_settle()), and the
- *     verdict asks the references again.
+ *  2. A verdict is asked under the metadata lock once the transaction
+ *     that made the object deletable is durable (the WAL synced: the
+ *     caller's tally_txn_sync() or tally_meta_sync()), and the unlink
+ *     happens in the same hold (reap_dead(), reap_copy()), or the file is
+ *     doomed in that hold and unlinked after it (reap_doom(): a commit
+ *     that checks the file meanwhile cancels the deletion,
+ *     core/objstore.c).
+ *  3. Counts are not trusted: the store settles a count that reached
+ *     zero against the references at commit (core/meta_object.c,
+ *     meta_settle()), and the verdict asks the references again.
  *
  * Locks: the caller's metadata lock (see core/reap.h); none of its own.
  */

@@ -6,8 +6,9 @@
  * "Deleting objects".
  *
  * Every function here expects the metadata lock held (the caller's
- * serialisation of @m), outside a transaction or after it committed,
- * except reap_unlink_doomed(), which runs without it.
+ * serialisation of @m), outside a transaction, once the commits that
+ * made the objects deletable are durable (the WAL synced), except
+ * reap_unlink_doomed(), which runs without it.
  */
 #ifndef TALLY_REAP_H
 #define TALLY_REAP_H
