@@ -210,16 +210,22 @@ static int obj_path(struct objstore *os, unsigned shard, const char *name,
 	return objstore_shard_path(os, shard, rel, buf);
 }
 
-int objstore_dir_sync(const char *path)
+/* fsync(2) directory @path, or with @whole_fs syncfs(2) its filesystem. */
+static int dir_sync(const char *path, bool whole_fs)
 {
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
 
 	if (fd < 0)
 		return -errno;
-	if (fsync(fd) < 0)
+	if ((whole_fs ? syncfs(fd) : fsync(fd)) < 0)
 		rc = -errno;
 	close(fd);
 	return rc;
+}
+
+int objstore_dir_sync(const char *path)
+{
+	return dir_sync(path, false);
 }
 
 int objstore_mkdir(const char *path)
@@ -339,17 +345,11 @@ static int sync_dir(struct objstore *os, unsigned shard, const char *rel,
 		    bool whole_fs)
 {
 	char path[PATH_MAX];
-	int fd, rc;
+	int rc = objstore_shard_path(os, shard, rel, path);
 
-	rc = objstore_shard_path(os, shard, rel, path);
 	if (rc)
 		return rc;
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if ((whole_fs ? syncfs(fd) : fsync(fd)) < 0)
-		rc = -errno;
-	close(fd);
+	rc = dir_sync(path, whole_fs);
 	return rc;
 }
 
@@ -469,34 +469,23 @@ static int create_object(struct objstore *os, unsigned shard, const char *name,
 
 /* 0 equal, 1 different, negative errno. */
 /*
- * After a byte compare found the file of @name (open as @fd, @size bytes)
+ * After a byte compare found the file of @name in @shard (@size bytes)
  * other than the bytes at hand: a genuine collision holds bytes that hash
- * to the name too; a file that does not is corrupt (short after a power
- * loss, damaged): counted and logged (the first CORRUPT_LOGGED). Nothing
- * else changes: the bytes at hand go under the next variant name.
+ * to the name too; a file that does not (objstore_load()'s -EBADMSG) is
+ * corrupt (short after a power loss, damaged): counted and logged (the
+ * first CORRUPT_LOGGED). Nothing else changes: the bytes at hand go under
+ * the next variant name.
  */
-static void check_content(struct objstore *os, int fd, const char *name,
+static void check_content(struct objstore *os, unsigned shard, const char *name,
 			  size_t size)
 {
-	char hex[HASH_HEX_LEN + 1];
-	char *all = malloc(size ? size : 1);
-	size_t done = 0;
+	void *buf;
+	size_t len;
+	int rc = objstore_load(os, shard, name, &buf, &len);
 
-	if (!all)
-		return;
-	while (done < size) {
-		ssize_t n = pread(fd, all + done, size - done, (off_t)done);
-
-		if (n <= 0) {
-			if (n < 0 && errno == EINTR)
-				continue;
-			break;
-		}
-		done += (size_t)n;
-	}
-	hash_block(all, done, hex);
-	free(all);
-	if (done == size && !strncmp(hex, name, HASH_HEX_LEN))
+	if (!rc)
+		free(buf);
+	if (rc != -EBADMSG)
 		return;
 	if (atomic_fetch_add(&os->corrupt, 1) < CORRUPT_LOGGED)
 		log_msg(LOG_ERR,
@@ -555,9 +544,9 @@ out:
 	close(fd);
 	return rc;
 out_differ:
-	/* a collision, or a file that is not what its name says */
-	check_content(os, fd, name, (size_t)st.st_size);
 	close(fd);
+	/* a collision, or a file that is not what its name says */
+	check_content(os, shard, name, (size_t)st.st_size);
 	return rc;
 }
 
