@@ -43,9 +43,10 @@
 #include "core/meta.h"
 #include "core/objstore.h"
 
-int reap_object_free(struct meta *m, const char *name, int64_t id)
+int reap_object_free(struct meta *m, const char *name, int64_t id,
+		     unsigned flags)
 {
-	return reap_copy_free(m, name, id, UINT32_MAX, 0);
+	return reap_copy_free(m, name, id, UINT32_MAX, flags);
 }
 
 /* The protections of @name: pins, node reports, moves, as @flags say. */
@@ -107,8 +108,7 @@ unsigned reap_dead(struct meta *m, struct objstore *os)
 	meta_dead_take(m, &dead);
 	for (i = 0; i < dead.n; i++) {
 		const struct meta_obj *o = &dead.v[i];
-		int rc = reap_copy_free(m, o->name, o->id, UINT32_MAX,
-					REAP_NOT_MINE);
+		int rc = reap_object_free(m, o->name, o->id, REAP_NOT_MINE);
 
 		if (rc == 1) {
 			if (unlink_copy(os, o->name, o->shard) == 0)

@@ -29,10 +29,11 @@ struct objstore;
 /*
  * Whether nothing names object @name, whose row id was @id (0 if not
  * known): no object row by that name, no block reference to @id, no pin,
- * node report or move. 1: nothing does; 0: something does; a negative
- * errno: a lookup failed (so the answer is "keep").
+ * node report or move (as @flags say). 1: nothing does; 0: something
+ * does; a negative errno: a lookup failed (so the answer is "keep").
  */
-int reap_object_free(struct meta *m, const char *name, int64_t id);
+int reap_object_free(struct meta *m, const char *name, int64_t id,
+		     unsigned flags);
 
 /*
  * Whether the copy of @name in shard @shard is needed by nothing: the
