@@ -58,13 +58,7 @@ power_loss() {
 # after_loss WHAT: the store checks with no drift and no dangling
 # reference, and mounts again.
 after_loss() {
-	local key
-
-	fsck_store --wait=30 "$STORE"
-	for key in drift_under drift_over dangling; do
-		assert_eq "$1: tallyfsck $key ($FSCK_OUT)" 0 \
-			"$(fsck_value "$key")"
-	done
+	fsck_consistent "$1" --wait=30 "$STORE"
 	mount_fs "$STORE" "$MNT"
 }
 

@@ -323,15 +323,5 @@ def check(state_path, mnt):
     return 0
 
 
-def main():
-    if len(sys.argv) == 5 and sys.argv[1] == "run":
-        Driver(sys.argv[2], sys.argv[3], int(sys.argv[4])).run()
-    elif len(sys.argv) == 4 and sys.argv[1] == "check":
-        sys.exit(check(sys.argv[2], sys.argv[3]))
-    else:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    main()
+    cd.main(Driver, check, __doc__)

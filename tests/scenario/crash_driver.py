@@ -523,13 +523,15 @@ def check(state_path, mnt):
     return 0
 
 
-def main():
+def main(driver=None, checker=None, usage=None):
+    """The command line of this driver, or of one built on it."""
+    driver, checker = driver or Driver, checker or check
     if len(sys.argv) == 5 and sys.argv[1] == "run":
-        Driver(sys.argv[2], sys.argv[3], int(sys.argv[4])).run()
+        driver(sys.argv[2], sys.argv[3], int(sys.argv[4])).run()
     elif len(sys.argv) == 4 and sys.argv[1] == "check":
-        sys.exit(check(sys.argv[2], sys.argv[3]))
+        sys.exit(checker(sys.argv[2], sys.argv[3]))
     else:
-        print(__doc__, file=sys.stderr)
+        print(usage or __doc__, file=sys.stderr)
         sys.exit(2)
 
 

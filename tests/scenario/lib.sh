@@ -485,6 +485,22 @@ fsck_value() {
 	sed -n "s/^$1: //p" <<<"$FSCK_OUT" | tail -n 1
 }
 
+# fsck_consistent WHAT [ARGS...]: tallyfsck ARGS (the store last) ran and
+# found no drift and no dangling reference; orphan object files are
+# allowed (an interrupted flush leaves them, GC collects them).
+fsck_consistent() {
+	local what=$1 key
+
+	shift
+	fsck_store "$@"
+	for key in drift_under drift_over dangling; do
+		assert_eq "$what: tallyfsck $key ($FSCK_OUT)" 0 \
+			"$(fsck_value "$key")"
+	done
+	[[ $FSCK_RC == 0 || $FSCK_RC == 1 ]] ||
+		fail "$what: tallyfsck could not run (exit $FSCK_RC): $FSCK_OUT"
+}
+
 # rand_file PATH BYTES: random (so never deduplicated by chance) data.
 rand_file() {
 	T head -c "$2" /dev/urandom >"$1"
