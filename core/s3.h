@@ -40,9 +40,10 @@ struct s3_cfg {
 			 either end */
 	char *region; /* "us-east-1" unless told */
 	char *access_key, *secret_key, *session_token; /* token may be NULL */
+
 	long connect_timeout; /* seconds; 0 = 10 */
 	long stall_timeout;   /* a transfer below 1 byte/s this long is cut,
-				 seconds; 0 = 30 */
+			       seconds; 0 = 30 */
 };
 
 /*
@@ -66,7 +67,7 @@ int s3_key(const struct s3_cfg *cfg, const char *rel, char *out, size_t len);
 struct s3;
 
 /* One connection to @cfg's endpoint (@cfg borrowed; it must outlive the
- * connection). -ENOMEM. */
+ * connection). -ENOMEM, or -EIO when libcurl cannot be initialised. */
 int s3_new(const struct s3_cfg *cfg, struct s3 **out);
 void s3_free(struct s3 *s);
 
@@ -94,10 +95,11 @@ int s3_put_buf(struct s3 *s, const char *key, const void *buf, size_t len);
 
 /*
  * GET @key, the @len bytes at @off (a ranged GET), or the whole object
- * when @len is 0. The body is given to @sink as it arrives; a negative
- * return of @sink aborts with that error. *@total (may be NULL) receives
- * the object's size (from Content-Range or Content-Length). A ranged GET
- * past the end is -ERANGE.
+ * when @len is 0 (from @off to the end when @off is not 0). The body
+ * is given to @sink as it arrives; a negative return of @sink aborts with
+ * that error. *@total (may be NULL) receives the object's size (from
+ * Content-Range or Content-Length). A ranged GET past the end is -ERANGE;
+ * a range past 2^64 bytes is -EINVAL.
  */
 int s3_get(struct s3 *s, const char *key, uint64_t off, uint64_t len,
 	   int (*sink)(void *arg, const void *buf, size_t n), void *arg,
@@ -116,7 +118,9 @@ int s3_delete(struct s3 *s, const char *key);
  * in key order, starting after continuation token @token (NULL for the
  * first page). @fn is called per key with its size; a non-zero return
  * stops and is returned. *@next receives the malloc'ed continuation
- * token of the next page, or NULL when this was the last page.
+ * token of the next page, or NULL when this was the last page; it is
+ * written only when 0 is returned. The page is received and parsed whole
+ * before @fn is first called.
  */
 int s3_list(struct s3 *s, const char *prefix, const char *token, unsigned max,
 	    int (*fn)(void *arg, const char *key, uint64_t size), void *arg,
