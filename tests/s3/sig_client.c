@@ -151,7 +151,7 @@ static void head_delete(void)
 static void list_pages(void)
 {
 	struct keylist l = { 0 };
-	char *next = NULL;
+	char *next = NULL, *token;
 	int rc;
 
 	rc = s3_list(s3, "objects/", NULL, 7, keylist_add, &l, &next);
@@ -165,7 +165,10 @@ static void list_pages(void)
 	REQUIRE(next && !strcmp(next, "a/b+c=d"), "token [%s]",
 		next ? next : "(null)");
 	/* the token goes back encoded: sigcheck refuses it otherwise */
-	rc = s3_list(s3, "objects/", next, 7, keylist_add, &l, &next);
+	token = next;
+	next = NULL;
+	rc = s3_list(s3, "objects/", token, 7, keylist_add, &l, &next);
+	free(token);
 	requests++;
 	EXPECT(rc == 0, "%s: %s", errname(rc), s3_last_error(s3));
 	EXPECT(l.n == 4 && !strcmp(l.keys[3], "objects/k3"), "%zu keys", l.n);
