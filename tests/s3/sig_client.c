@@ -128,6 +128,27 @@ static void get_ranges(void)
 	EXPECT(rc == -ERANGE && m.len == 0, "past the end: %s: %s", errname(rc),
 	       s3_last_error(s3));
 	membuf_release(&m);
+
+	/* a server that ignores the range: the client keeps the range */
+	rc = s3_get(s3, "norange/x", 100, 50, membuf_sink, &m, &total);
+	requests++;
+	EXPECT(rc == 0 && m.len == 50 && total == OBJ_SIZE,
+	       "200 to a ranged GET: %s, %zu bytes of %llu", errname(rc), m.len,
+	       (unsigned long long)total);
+	for (i = 0; i < m.len; i++)
+		EXPECT(m.p[i] == obj_byte(100 + i), "byte %zu", i);
+	membuf_release(&m);
+	rc = s3_get(s3, "norange/x", 990, 0, membuf_sink, &m, &total);
+	requests++;
+	EXPECT(rc == 0 && m.len == 10 && m.p[0] == obj_byte(990),
+	       "200 to a GET from an offset: %s, %zu bytes", errname(rc),
+	       m.len);
+	membuf_release(&m);
+	rc = s3_get(s3, "norange/x", OBJ_SIZE, 10, membuf_sink, &m, NULL);
+	requests++;
+	EXPECT(rc == -ERANGE && m.len == 0, "200, past the end: %s, %zu bytes",
+	       errname(rc), m.len);
+	membuf_release(&m);
 }
 
 static void head_delete(void)
@@ -359,7 +380,8 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "good")) {
 		tap_case("PUT of a file (hash pass, streamed body)", put_fd);
 		tap_case("PUT of a buffer, and of an empty one", put_buf);
-		tap_case("GET: ranges, to the end, whole, past the end",
+		tap_case("GET: ranges, to the end, whole, past the end; a "
+			 "server that ignores ranges",
 			 get_ranges);
 		tap_case("HEAD, DELETE", head_delete);
 		tap_case("ListObjectsV2 with a prefix and a token to encode",

@@ -24,7 +24,8 @@ ListObjectsV2: two pages, the first ending with the continuation token
 "a/b+c=d" (which must come back exactly) and holding a key made of XML's
 special characters, escaped. Keys under "err/STATUS/CODE"
 are answered with that HTTP status and S3 error code; "short/..." sends
-half of its announced body and closes; "stall/..." sends nothing for 30 s.
+half of its announced body and closes; "stall/..." sends nothing for 30 s;
+"norange/..." ignores Range headers (200 and the whole object).
 Python 3.11 with Debian's python3-botocore (/usr/bin/python3).
 """
 
@@ -228,7 +229,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def get_object(self):
         rng = self.headers.get("Range")
-        if not rng:
+        if not rng or self.path.startswith(
+                "/" + self.server.checker.args.bucket + "/norange/"):
             self.send(200, OBJECT)
             return
         if not rng.startswith("bytes="):
