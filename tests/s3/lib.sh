@@ -11,7 +11,8 @@
 #                         listens; exports S3_ENDPOINT, S3_BUCKET (the
 #                         first bucket; default "tally-test"), S3_PORT,
 #                         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
-#                         (s3rver's account) and unsets AWS_SESSION_TOKEN.
+#                         (s3rver's account), unsets AWS_SESSION_TOKEN and
+#                         adds 127.0.0.1 to no_proxy and NO_PROXY.
 #   s3_stop               SIGTERM, SIGKILL after 10 s; the data stays.
 #   s3_kill               SIGKILL: a crash.
 #   s3_restart            start it again after a stop or a kill: same port,
@@ -101,9 +102,13 @@ s3_start() {
 	export S3_BUCKET=${S3_BUCKETS[0]}
 	export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
 	unset AWS_SESSION_TOKEN
+	# libcurl honours proxy variables: not for this server
+	export no_proxy=${no_proxy:+$no_proxy,}127.0.0.1
+	export NO_PROXY=${NO_PROXY:+$NO_PROXY,}127.0.0.1
 }
 
-# s3__gone SECONDS: wait until the server has exited, reap it.
+# s3__gone SECONDS: wait until the server has exited, reap it. (Callers
+# silence its stderr: bash may report the death of the job meanwhile.)
 s3__gone() {
 	local n=$(($1 * 10))
 
@@ -122,7 +127,7 @@ s3__gone() {
 s3_stop() {
 	[[ -n $S3_PID ]] || return 0
 	kill -TERM "$S3_PID" 2>/dev/null || true
-	s3__gone 10 && return 0
+	s3__gone 10 2>/dev/null && return 0
 	s3__say "s3rver (pid $S3_PID) ignored SIGTERM: SIGKILL"
 	s3_kill
 }
@@ -130,7 +135,7 @@ s3_stop() {
 s3_kill() {
 	[[ -n $S3_PID ]] || return 0
 	kill -KILL "$S3_PID" 2>/dev/null || true
-	s3__gone 10 || {
+	s3__gone 10 2>/dev/null || {
 		s3__say "s3rver (pid $S3_PID) survived SIGKILL"
 		return 1
 	}
