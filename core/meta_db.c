@@ -44,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/array.h"
 #include "core/log.h"
@@ -520,6 +521,15 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 	return 0;
 
 out_close:
+	/* SQLite opens a file whose header asks for a newer write format
+	 * read-only: a writable file refused so is damaged, not read-only */
+	if (rc == -EROFS && access(path, W_OK) == 0) {
+		log_msg(LOG_ERR,
+			"metadata '%s' is damaged: SQLite can only read it "
+			"(%s)",
+			path, sqlite3_errmsg(m->db));
+		rc = -EUCLEAN;
+	}
 	meta_stmts_free(m);
 	sqlite3_close(m->db);
 	free(m);
