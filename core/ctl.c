@@ -22,6 +22,7 @@
 #include "core/pool.h"
 #include "core/shard.h"
 #include "core/progress.h"
+#include "core/remote.h"
 #include "core/tally.h"
 
 static const struct {
@@ -30,7 +31,7 @@ static const struct {
 	unsigned min_args, max_args;
 } verbs[] = {
 	/* clang-format off */
-	{ "drain", CTL_DRAIN, 0, 1 },
+	{ "drain", CTL_DRAIN, 0, 2 },
 	{ "branch", CTL_BRANCH, 2, 2 },
 	{ "gc", CTL_GC, 0, 2 },
 	{ "repair", CTL_REPAIR, 0, 0 },
@@ -183,14 +184,21 @@ int ctl_parse(const char *line, size_t len, struct ctl_cmd *cmd)
 			return -EINVAL;
 		return 0;
 	}
-	if (cmd->verb == CTL_DRAIN && cmd->nargs == 1) {
+	if (cmd->verb == CTL_DRAIN) {
+		const char *a;
 		char *end;
 
+		/* drain [TIMEOUT] | drain remote [TIMEOUT] */
+		cmd->remote = cmd->nargs && !strcmp(cmd->args[0], "remote");
+		if (cmd->nargs == 2 && !cmd->remote)
+			return -EINVAL;
+		if (cmd->nargs == (cmd->remote ? 1u : 0u))
+			return 0;
+		a = cmd->args[cmd->remote ? 1 : 0];
 		errno = 0;
-		cmd->timeout = strtod(cmd->args[0], &end);
-		if (errno || *end || end == cmd->args[0] ||
-		    !isfinite(cmd->timeout) || cmd->timeout <= 0 ||
-		    cmd->timeout > 31536000)
+		cmd->timeout = strtod(a, &end);
+		if (errno || *end || end == a || !isfinite(cmd->timeout) ||
+		    cmd->timeout <= 0 || cmd->timeout > 31536000)
 			return -EINVAL;
 	}
 	return 0;
@@ -655,6 +663,67 @@ struct ctl_job {
 	pthread_cond_t cond;
 };
 
+/* drain remote [TIMEOUT]: commit, then wait until the bucket has every
+ * committed object; progress in the status meanwhile. */
+static int ctl_drain_remote(struct tally *t, double timeout, char **report)
+{
+	struct remote *r = tally_remote(t);
+	struct tally_drain_report dr = { 0 };
+	struct remote_stats s0, s1;
+	struct progress_job *pj;
+	char key[1024];
+	struct timespec t0;
+	uint64_t seq;
+	int rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (!r) {
+		aprintf(report, "command: drain remote\nerror: this mount has "
+				"no remote tier (-o remote=...)\n");
+		return -EOPNOTSUPP;
+	}
+	rc = tally_drain_report(t, timeout, &dr);
+	seq = tally_done_seq(t);
+	remote_stats(r, &s0);
+	pj = progress_begin(tally_progress(t), "drain remote", "objects",
+			    s0.queued);
+	while (!rc) {
+		double left = timeout > 0 ? timeout - ms_since(&t0) / 1000 : 1;
+
+		if (left <= 0) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		rc = remote_wait(r, seq, left < 0.5 ? left : 0.5);
+		remote_stats(r, &s1);
+		progress_set(pj, s1.uploaded - s0.uploaded);
+		if (rc == -ETIMEDOUT && (timeout <= 0 || left > 0.5))
+			rc = 0; /* one step of the wait, not its end */
+		else if (!rc)
+			break;
+	}
+	progress_end(pj);
+	/* and the metadata that names them */
+	key[0] = '\0';
+	if (!rc) {
+		double left = timeout > 0 ? timeout - ms_since(&t0) / 1000 : 0;
+
+		rc = left < 0 ? -ETIMEDOUT
+			      : remote_snapshot(r, left, key, sizeof(key));
+	}
+	remote_stats(r, &s1);
+	aprintf(report,
+		"command: drain remote\n%s%s%ssnapshot: %s\nflushed: %" PRIu64
+		"\ndurable_seq: %" PRIu64 "\ndurable_remote_seq: %" PRIu64
+		"\nqueued: %" PRIu64 "\nuploaded: %" PRIu64 "\nfailed: %" PRIu64
+		"\nlast_error: %s\nduration_ms: %.1f\n",
+		rc ? "error: " : "", rc ? strerror(-rc) : "", rc ? "\n" : "",
+		key[0] ? key : "none", dr.flushed, seq, s1.durable_remote_seq,
+		s1.queued, s1.uploaded - s0.uploaded, s1.failed - s0.failed,
+		s1.last_error[0] ? s1.last_error : "none", ms_since(&t0));
+	return rc;
+}
+
 static void ctl_run(struct ctl_job *j)
 {
 	struct ctl_cmd *cmd = j->cmd;
@@ -669,6 +738,10 @@ static void ctl_run(struct ctl_job *j)
 		struct tally_drain_report dr;
 		int err;
 
+		if (cmd->remote) {
+			rc = ctl_drain_remote(j->t, cmd->timeout, &j->report);
+			break;
+		}
 		/* a failed drain reports too: what is still uncommitted */
 		rc = tally_drain_report(j->t, cmd->timeout, &dr);
 		err = tally_stats(j->t, &st);
@@ -1056,6 +1129,56 @@ static int gc_events(struct meta *m, void *ctx)
 	return meta_gc_log(m, e->v, 5, &e->n);
 }
 
+/* ", \"remote\": {...}" when the mount has a remote tier. */
+static int remote_json(struct tally *t, char **acc)
+{
+	struct remote *r = tally_remote(t);
+	char *ep = NULL, *bucket = NULL, *prefix = NULL, *err = NULL;
+	char *snap = NULL;
+	struct remote_stats st;
+	int rc;
+
+	if (!r)
+		return 0;
+	remote_stats(r, &st);
+	rc = json_str(st.cfg->endpoint, &ep);
+	if (!rc)
+		rc = json_str(st.cfg->bucket, &bucket);
+	if (!rc)
+		rc = json_str(st.cfg->prefix, &prefix);
+	if (!rc)
+		rc = json_str(st.last_error, &err);
+	if (!rc)
+		rc = json_str(st.last_snapshot, &snap);
+	if (!rc)
+		rc = append(
+			acc,
+			", \"remote\": {\"endpoint\": %s, \"bucket\": %s, "
+			"\"prefix\": %s, \"reachable\": %s, "
+			"\"queued\": %" PRIu64 ", \"in_flight\": %" PRIu64
+			", \"uploaded\": %" PRIu64 ", \"failed\": %" PRIu64
+			", \"retries\": %" PRIu64
+			", \"bytes_uploaded\": %" PRIu64
+			", \"durable_remote_seq\": %" PRIu64
+			", \"delete_queued\": %" PRIu64
+			", \"deleted\": %" PRIu64 ", \"fetched\": %" PRIu64
+			", \"bytes_fetched\": %" PRIu64
+			", \"evicted\": %" PRIu64 ", \"cache_bytes\": %" PRIu64
+			", \"cache_size\": %" PRIu64 ", \"last_error\": %s}",
+			ep, bucket, prefix, st.reachable ? "true" : "false",
+			st.queued, st.in_flight, st.uploaded, st.failed,
+			st.retries, st.bytes_uploaded, st.durable_remote_seq,
+			st.delete_queued, st.deleted, st.fetched,
+			st.bytes_fetched, st.evicted, st.cache_bytes,
+			st.cache_size, err);
+	free(ep);
+	free(bucket);
+	free(prefix);
+	free(err);
+	free(snap);
+	return rc;
+}
+
 int ctl_status_json(struct tally *t, char **out)
 {
 	struct gc_events gev = { .n = 0 };
@@ -1078,6 +1201,8 @@ int ctl_status_json(struct tally *t, char **out)
 		rc = shards_json(t, &gc);
 	if (!rc)
 		rc = jobs_json(t, &gc);
+	if (!rc)
+		rc = remote_json(t, &gc);
 	if (rc) {
 		free(gc);
 		return rc;

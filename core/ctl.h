@@ -6,6 +6,9 @@
  * Commands (one line each, words separated by blanks, one optional
  * trailing newline):
  *   drain [TIMEOUT_SECONDS]   commit everything buffered
+ *   drain remote [TIMEOUT]    ... and wait until the bucket has every
+ *                             committed object (-EOPNOTSUPP without a
+ *                             remote tier)
  *   branch SRC DST            copy-on-write clone of namespace SRC as DST
  *   gc [dry-run] [grace=S]    a GC cycle (core/gc.h)
  *   repair                    rebuild every reference count
@@ -59,6 +62,7 @@ struct ctl_cmd {
 	unsigned nargs;
 	char *args[CTL_MAX_ARGS]; /* point into @buf */
 	double timeout;		  /* drain: seconds, 0 = none */
+	bool remote;		  /* drain remote */
 	bool dry_run;		  /* gc dry-run */
 	int64_t grace;		  /* gc grace=SECONDS, -1 = default */
 	double sample;		  /* verify sample=N%: percent, 100 = all */

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/remote.h"
 #include "core/meta.h"
 #include "core/objstore.h"
 
@@ -147,11 +148,20 @@ static int read_ref(struct tally *t, const struct meta_bref *ref, char *buf,
 		tally_unlock(t);
 		if (rc)
 			return rc; /* -ENOENT: replaced meanwhile, retried */
-		if (where == ref->shard)
+		n = -ENOENT;
+		if (where != ref->shard)
+			n = objstore_read(t->objs, where, ref->name, buf, len,
+					  (off_t)off);
+		/* evicted to the bucket, or lost: fetched from the bucket */
+		if (n == -ENOENT && t->remote &&
+		    remote_fetch(t->remote, where, ref->name, size) == 0)
+			n = objstore_read(t->objs, where, ref->name, buf, len,
+					  (off_t)off);
+		if (n == -ENOENT)
 			return -EIO; /* its shard lost it, or is gone */
-		n = objstore_read(t->objs, where, ref->name, buf, len,
-				  (off_t)off);
 	}
+	if (t->remote)
+		remote_touch(t->remote, ref->name);
 	if (n < 0)
 		return n == -ENODEV ? -EIO : (int)n;
 	/* bytes the object has, by its row, that its file lacks: the file

@@ -61,6 +61,7 @@
 #include "core/shard.h"
 #include "core/progress.h"
 #include "core/reap.h"
+#include "core/remote.h"
 
 void flush_free(struct tally *t, struct flush *f)
 {
@@ -591,6 +592,8 @@ static void finalize_group(struct tally *t, struct flush **g, size_t n)
 			inode_put(t, g[i]->ip);
 	pthread_cond_broadcast(&t->space);
 	tally_unlock(t);
+	if (t->remote && !rc)
+		remote_kick(t->remote); /* new objects may be queued */
 	for (i = 0; i < n; i++)
 		if (!parked[i])
 			flush_free(t, g[i]);

@@ -117,7 +117,13 @@ static int check_one(void *arg, const struct meta_check *c)
 	if (rc)
 		return rc;
 	if (objstore_stat(f->s->objs, c->shard, c->name, &size) < 0) {
-		if (c->truth > 0) {
+		struct meta_remote_state rs;
+
+		/* evicted: the bucket of the remote tier holds it */
+		if (meta_remote_state(f->s->meta, c->name, &rs) == 0 &&
+		    rs.remote && !rs.cached) {
+			f->res->remote_only++;
+		} else if (c->truth > 0) {
 			f->res->dangling += (uint64_t)c->truth;
 			sayf(f,
 			     "dangling: object '%s' has %" PRId64

@@ -28,6 +28,7 @@ struct fsck_result {
 	uint64_t corrupt;     /* object files whose size is not their row's */
 	uint64_t restored;    /* corrupt objects rewritten from a good copy */
 	uint64_t dropped;     /* corrupt objects nothing could restore */
+	uint64_t remote_only; /* evicted: only the bucket holds them (fine) */
 };
 
 /*

@@ -4,14 +4,16 @@
  */
 #include "core/hash.h"
 
+#include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 #include <xxhash.h>
 
-void hash_block(const void *buf, size_t len, char hex[HASH_HEX_LEN + 1])
+static void hash_hex(XXH128_hash_t h, char hex[HASH_HEX_LEN + 1])
 {
-	XXH128_hash_t h = XXH3_128bits(buf, len);
 	uint64_t hi = h.high64, lo = h.low64;
 
 #if TALLY_HASH_BITS > 0 && TALLY_HASH_BITS < 128
@@ -24,6 +26,51 @@ void hash_block(const void *buf, size_t len, char hex[HASH_HEX_LEN + 1])
 #endif
 	snprintf(hex, HASH_HEX_LEN + 1, "%016llx%016llx",
 		 (unsigned long long)hi, (unsigned long long)lo);
+}
+
+void hash_block(const void *buf, size_t len, char hex[HASH_HEX_LEN + 1])
+{
+	hash_hex(XXH3_128bits(buf, len), hex);
+}
+
+int hash_fd(int fd, unsigned long long size, char hex[HASH_HEX_LEN + 1])
+{
+	XXH3_state_t *st = XXH3_createState();
+	char *buf = malloc(HASH_FD_CHUNK);
+	uint64_t off = 0;
+	int rc = 0;
+
+	if (!st || !buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	XXH3_128bits_reset(st);
+	while (off < size) {
+		size_t want = size - off < HASH_FD_CHUNK ? (size_t)(size - off)
+							 : HASH_FD_CHUNK;
+		ssize_t n = pread(fd, buf, want, (off_t)off);
+
+		if (n < 0) {
+			rc = -errno;
+			goto out;
+		}
+		if (n == 0) {
+			rc = -EUCLEAN; /* shorter than @size */
+			goto out;
+		}
+		XXH3_128bits_update(st, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	hash_hex(XXH3_128bits_digest(st), hex);
+out:
+	free(buf);
+	XXH3_freeState(st);
+	return rc;
+}
+
+int hash_name_check(const char *name, const char *hex)
+{
+	return strncmp(name, hex, HASH_HEX_LEN) == 0 ? 0 : -EBADMSG;
 }
 
 void hash_variant_name(const char *hex, unsigned variant, char out[OBJNAME_MAX])

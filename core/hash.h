@@ -21,6 +21,18 @@
 void hash_block(const void *buf, size_t len, char hex[HASH_HEX_LEN + 1]);
 
 /*
+ * Hash the first @size bytes of descriptor @fd (pread, by chunks: never
+ * the whole file in memory) into @hex. 0, -EUCLEAN if the file is
+ * shorter, -ENOMEM or the -errno of the read.
+ */
+#define HASH_FD_CHUNK (1u << 20)
+int hash_fd(int fd, unsigned long long size, char hex[HASH_HEX_LEN + 1]);
+
+/* 0 if object name @name (a variant too) is that of bytes hashing to
+ * @hex, else -EBADMSG. */
+int hash_name_check(const char *name, const char *hex);
+
+/*
  * Name of collision variant @variant of @hex into @out (OBJNAME_MAX bytes):
  * variant 0 is the hash itself.
  */

@@ -454,4 +454,84 @@ int meta_sweep_log_put(struct meta *m, const struct meta_sweep_event *e);
 int meta_sweep_last(struct meta *m, struct meta_sweep_event *e,
 		    uint64_t *total_purged);
 
+/*
+ * The remote tier (core/meta_remote.c). A store is bound to a bucket by
+ * meta_remote_enable(): from then on every new object row is queued for
+ * upload and every deleted row that was in the bucket for deletion there
+ * (once the deletion delay has passed), by triggers, in the transaction
+ * that makes the change.
+ */
+/* Text settings of the binding ("url", "store"): -ENOENT if unset; *out
+ * malloc'ed. */
+int meta_remote_conf_get(struct meta *m, const char *key, char **out);
+int meta_remote_conf_set(struct meta *m, const char *key, const char *val);
+/* Bind the store (in a transaction); when @first, queue every object
+ * not in the bucket yet. */
+int meta_remote_enable(struct meta *m, bool first);
+/* The first @limit queued uploads, by sequence: name, sequence, where the
+ * object lives and its size. A nonzero return of @fn stops the scan. */
+int meta_remote_next(struct meta *m, unsigned limit,
+		     int (*fn)(void *ctx, const char *name, int64_t seq,
+			       uint32_t shard, uint64_t size),
+		     void *ctx);
+/* The bucket has object @name: record it and dequeue it (a row deleted
+ * meanwhile gets its key queued for deletion). */
+int meta_remote_uploaded(struct meta *m, const char *name);
+/* The lowest queued sequence (-1: the queue is empty) and the queue's
+ * length. */
+int meta_remote_low(struct meta *m, int64_t *min_seq, uint64_t *queued);
+/* Keys queued for deletion in the bucket. */
+int meta_remote_dels(struct meta *m, uint64_t *n);
+/* The first @limit keys queued for deletion at or before @before (unix
+ * seconds), oldest first. */
+int meta_remote_dels_due(struct meta *m, int64_t before, unsigned limit,
+			 int (*fn)(void *ctx, const char *name), void *ctx);
+int meta_remote_del_done(struct meta *m, const char *name);
+/* 1 if object @name is queued for upload, 0 if not (a lookup of the
+ * verdicts: meta_inject_lookup() fails it too). */
+int meta_remote_queued(struct meta *m, const char *name);
+struct meta_remote_state {
+	bool remote; /* the bucket has it */
+	bool cached; /* its local copy was not evicted */
+	uint32_t shard;
+	uint64_t size;
+};
+/* The remote state of object @name's row: 0, -ENOENT (no row), -errno. */
+int meta_remote_state(struct meta *m, const char *name,
+		      struct meta_remote_state *out);
+/* Objects in the bucket whose copy is local, by id above @after (at most
+ * @limit): the candidates for eviction. */
+int meta_remote_evictable(struct meta *m, int64_t after, unsigned limit,
+			  int (*fn)(void *ctx, int64_t id, const char *name,
+				    uint32_t shard, uint64_t size),
+			  void *ctx);
+/* Record that object @name's local copy is there (@cached) or evicted. */
+int meta_remote_set_cached(struct meta *m, const char *name, bool cached);
+/* Bytes of the objects whose copy is local. */
+int meta_remote_cache_bytes(struct meta *m, uint64_t *bytes);
+/* 1 if a deletion of object @name's key is queued, 0 if not. */
+int meta_remote_del_queued(struct meta *m, const char *name);
+
+/*
+ * A consistent copy of the metadata in the SQLite file @path (online
+ * backup): meta_backup_begin() under the caller's lock, then
+ * meta_backup_step() (1: more to copy, 0: done, or -errno), each under
+ * the lock (changes made between the steps by the same connection reach
+ * the copy), then meta_backup_end() (the copy closed; 0 or -errno).
+ */
+struct meta_backup;
+int meta_backup_begin(struct meta *m, const char *path,
+		      struct meta_backup **out);
+int meta_backup_step(struct meta_backup *b, int pages);
+int meta_backup_end(struct meta_backup *b);
+/* The uploads queued in the snapshot file @path, to @fn. */
+int meta_snapshot_queued(const char *path,
+			 int (*fn)(void *ctx, const char *name), void *ctx);
+/*
+ * A store made from a snapshot (in a transaction): every object is in
+ * the bucket and none is local (remote = 1, cached = 0), nothing queued
+ * for upload, no node report or GC mark of the store it came from.
+ */
+int meta_remote_restored(struct meta *m);
+
 #endif

@@ -499,6 +499,8 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 		if (!rc)
 			rc = exec(m, shard_schema);
 	}
+	if (!rc)
+		rc = meta_remote_schema(m);
 	if (rc) {
 		/* SQLITE_ERROR: a table of that name is not the one expected */
 		if ((sqlite3_errcode(m->db) & 0xff) == SQLITE_ERROR) {
@@ -680,4 +682,73 @@ int meta_config_set(struct meta *m, const char *key, int64_t val)
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, val);
 	return meta_run(m, s, "config write");
+}
+
+struct meta_backup {
+	sqlite3 *dst;
+	sqlite3_backup *b;
+};
+
+int meta_backup_begin(struct meta *m, const char *path,
+		      struct meta_backup **out)
+{
+	struct meta_backup *b = calloc(1, sizeof(*b));
+	int rc;
+
+	if (!b)
+		return -ENOMEM;
+	rc = sqlite3_open_v2(path, &b->dst,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				     SQLITE_OPEN_NOMUTEX,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		log_msg(LOG_ERR, "cannot create snapshot '%s': %s", path,
+			b->dst ? sqlite3_errmsg(b->dst) : sqlite3_errstr(rc));
+		rc = meta_errno(rc);
+		goto out_close;
+	}
+	b->b = sqlite3_backup_init(b->dst, "main", m->db, "main");
+	if (!b->b) {
+		log_msg(LOG_ERR, "cannot start snapshot '%s': %s", path,
+			sqlite3_errmsg(b->dst));
+		rc = -EIO;
+		goto out_close;
+	}
+	*out = b;
+	return 0;
+
+out_close:
+	sqlite3_close(b->dst);
+	free(b);
+	return rc;
+}
+
+int meta_backup_step(struct meta_backup *b, int pages)
+{
+	int rc = sqlite3_backup_step(b->b, pages);
+
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+		return 1;
+	log_msg(LOG_ERR, "snapshot of the metadata failed: %s",
+		sqlite3_errstr(rc));
+	return meta_errno(rc);
+}
+
+int meta_backup_end(struct meta_backup *b)
+{
+	int rc;
+
+	if (!b)
+		return 0;
+	rc = meta_errno(sqlite3_backup_finish(b->b));
+	if (!rc)
+		rc = meta_errno(sqlite3_exec(b->dst,
+					     "PRAGMA journal_mode = DELETE",
+					     NULL, NULL, NULL));
+	if (sqlite3_close(b->dst) != SQLITE_OK && !rc)
+		rc = -EIO;
+	free(b);
+	return rc;
 }

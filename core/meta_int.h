@@ -22,6 +22,7 @@ enum meta_family {
 	META_GC,
 	META_SHARD,
 	META_QUERY,
+	META_REMOTE,
 	META_FAMILIES
 };
 
@@ -113,6 +114,10 @@ int meta_fail(struct meta *m, int rc, const char *what);
 
 /* An injected failure of an object lookup (meta_inject_lookup()), or 0. */
 int meta_lookup_fault(struct meta *m);
+
+/* The remote tier's tables, columns and triggers, inside the transaction
+ * that opens a store (meta_remote.c). */
+int meta_remote_schema(struct meta *m);
 
 /* Settle the zero-count candidates of the transaction, before its COMMIT
  * (meta_object.c). */

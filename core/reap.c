@@ -29,6 +29,15 @@
  *  3. Counts are not trusted: the store settles a count that reached
  *     zero against the references at commit (core/meta_object.c,
  *     meta_settle()), and the verdict asks the references again.
+ *  4. The bucket of the remote tier (core/remote.c) follows the same
+ *     rule with two more verdicts: a key is deleted from the bucket only
+ *     when no row names the object, no upload of it is queued and no pin,
+ *     report or move names it (reap_remote_free()), once the WAL is
+ *     synced and the deletion's delay has passed; and a local copy is
+ *     evicted only when the bucket is recorded to hold the object (its
+ *     row says so, written after the bucket answered its upload with
+ *     success) and no move or pin names it (reap_evict_free()). The
+ *     request that deletes a key is made here (reap_remote_delete()).
  *
  * Locks: the caller's metadata lock (see core/reap.h); none of its own.
  */
@@ -37,11 +46,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/log.h"
 #include "core/meta.h"
 #include "core/objstore.h"
+#include "core/s3.h"
 
 int reap_object_free(struct meta *m, const char *name, int64_t id,
 		     unsigned flags)
@@ -157,4 +168,78 @@ int reap_unlink_doomed(struct objstore *os, uint32_t shard, const char *name,
 		       off_t *size)
 {
 	return objstore_unlink_doomed(os, shard, name, size);
+}
+
+int reap_remote_free(struct meta *m, const char *name)
+{
+	uint32_t where;
+	uint64_t size;
+	int64_t row, refs;
+	int rc = meta_object_info(m, name, &row, &where, &size, &refs);
+
+	if (rc == 0)
+		return 0; /* named again */
+	if (rc != -ENOENT)
+		return rc;
+	rc = meta_remote_queued(m, name);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	rc = meta_name_protected(m, name, true, false);
+	return rc < 0 ? rc : !rc;
+}
+
+int reap_remote_delete(struct s3 *s, const struct s3_cfg *cfg, const char *name)
+{
+	char rel[8 + 3 + OBJNAME_MAX], key[1024];
+	int rc;
+
+	snprintf(rel, sizeof(rel), "objects/%.2s/%s", name, name);
+	rc = s3_key(cfg, rel, key, sizeof(key));
+	return rc ? rc : s3_delete(s, key);
+}
+
+int reap_evict_free(struct meta *m, const char *name, uint32_t *shard)
+{
+	struct meta_remote_state st;
+	int rc = meta_remote_state(m, name, &st);
+
+	if (rc == -ENOENT)
+		return 0; /* no row: the object verdicts decide, not this */
+	if (rc)
+		return rc;
+	if (!st.remote || !st.cached)
+		return 0;
+	rc = meta_name_protected(m, name, true, false);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	*shard = st.shard;
+	return 1;
+}
+
+int reap_evict(struct objstore *os, uint32_t shard, const char *name)
+{
+	int rc = objstore_unlink(os, shard, name);
+
+	return rc == -ENOENT ? 0 : rc;
+}
+
+unsigned reap_snapshots(struct s3 *s, const char *const *keys, size_t n,
+			unsigned keep)
+{
+	unsigned deleted = 0;
+	size_t i;
+
+	if (keep == 0)
+		keep = 1; /* never the last one */
+	for (i = 0; i + keep < n; i++) {
+		int rc = s3_delete(s, keys[i]);
+
+		if (rc)
+			log_msg(LOG_WARNING,
+				"remote: cannot delete old snapshot '%s': %s",
+				keys[i], s3_last_error(s));
+		else
+			deleted++;
+	}
+	return deleted;
 }

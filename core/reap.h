@@ -18,6 +18,8 @@
 
 struct meta;
 struct objstore;
+struct s3;
+struct s3_cfg;
 
 /* Flags of the copy verdicts. */
 #define REAP_OWN_MOVE 1u /* the caller settles the move journaled for it */
@@ -73,5 +75,32 @@ int reap_doom(struct meta *m, struct objstore *os, const char *name,
  * size), 1 if a commit cancelled it, or a negative errno. */
 int reap_unlink_doomed(struct objstore *os, uint32_t shard, const char *name,
 		       off_t *size);
+
+/*
+ * The remote tier (core/remote.c). Whether the bucket's key of object
+ * @name may go: no row names the object, no upload of it is queued, no
+ * pin, node report or move names it. 1, 0, or a negative errno (kept).
+ */
+int reap_remote_free(struct meta *m, const char *name);
+/* The request that deletes object @name's key from the bucket (after
+ * reap_remote_free() said 1, once the WAL is synced; without the lock):
+ * s3_delete()'s result. */
+int reap_remote_delete(struct s3 *s, const struct s3_cfg *cfg,
+		       const char *name);
+/*
+ * Whether the local copy of object @name may be evicted: its row says
+ * the bucket has it and the copy is cached, and no pin, report or move
+ * names it. 1 (*@shard: where the copy is), 0, or a negative errno.
+ */
+int reap_evict_free(struct meta *m, const char *name, uint32_t *shard);
+/*
+ * Delete the metadata snapshots of @keys (a whole listing, oldest first)
+ * but the newest @keep (at least one). Returns how many went.
+ */
+unsigned reap_snapshots(struct s3 *s, const char *const *keys, size_t n,
+			unsigned keep);
+/* Unlink the local copy that reap_evict_free() allowed, once the commit
+ * recording it evicted is done (without the lock). 0 or -errno. */
+int reap_evict(struct objstore *os, uint32_t shard, const char *name);
 
 #endif

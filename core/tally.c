@@ -49,6 +49,7 @@
 #include "core/shard.h"
 #include "core/progress.h"
 #include "core/reap.h"
+#include "core/remote.h"
 #include "core/store.h"
 
 /* ------------------------------------------------------------------ */
@@ -308,6 +309,31 @@ static uint64_t default_dirty_limit(void)
 	return lim;
 }
 
+static int bound_url(struct meta *m, void *ctx)
+{
+	return meta_remote_conf_get(m, "url", ctx);
+}
+
+/* A store bound to a bucket needs it: its local copies may be evicted,
+ * and its uploads wait in the queue. */
+static int remote_unbound(struct tally *t)
+{
+	char *url = NULL;
+	int rc = tally_meta_read(t, bound_url, &url);
+
+	if (rc == -ENOENT)
+		return 0;
+	if (!rc) {
+		log_msg(LOG_ERR,
+			"store '%s' is bound to bucket '%s': mount it with "
+			"-o remote=%s,remote_endpoint=URL",
+			t->store->path, url, url);
+		rc = -EUCLEAN;
+	}
+	free(url);
+	return rc;
+}
+
 int tally_open(const char *path, const struct tally_opts *opts,
 	       struct tally **out)
 {
@@ -412,6 +438,12 @@ int tally_open(const char *path, const struct tally_opts *opts,
 		rc = -EAGAIN;
 		goto out_finalizer;
 	}
+	rc = opts->remote ? remote_new(t, opts->remote, &t->remote)
+			  : remote_unbound(t);
+	if (rc) {
+		tally_close(t);
+		return rc;
+	}
 	*out = t;
 	return 0;
 
@@ -446,6 +478,9 @@ int tally_close(struct tally *t)
 		return 0;
 	atomic_store(&t->closing, true); /* long jobs stop early */
 	rc = tally_drain(t, NULL, 0);
+	/* uploads drain within their deadline; the rest stays queued */
+	remote_free(t->remote);
+	t->remote = NULL;
 	/* stop the timer, then the flush_finalizer (nothing is pending), then
 	 * the pool (it runs what is queued) */
 	pthread_mutex_lock(&t->flusher_lock);
@@ -528,6 +563,21 @@ void tally_set_pid(struct tally *t)
 uint32_t tally_block_size(struct tally *t)
 {
 	return t->bs;
+}
+
+uint64_t tally_done_seq(struct tally *t)
+{
+	uint64_t seq;
+
+	pthread_mutex_lock(&t->fin_lock);
+	seq = t->done_seq;
+	pthread_mutex_unlock(&t->fin_lock);
+	return seq;
+}
+
+struct remote *tally_remote(struct tally *t)
+{
+	return t->remote;
 }
 
 bool tally_closing(struct tally *t)

@@ -30,6 +30,8 @@
 
 struct tally;
 struct pool;
+struct remote;
+struct remote_opts;
 
 struct tally_opts {
 	uint32_t block_size;	/* for a new store; 0 = 1 MiB */
@@ -55,6 +57,10 @@ struct tally_opts {
 	int sync_objects;	/* OBJSTORE_SYNC_*: 0 = auto */
 	uid_t owner;		/* owner of /.tally/ctl */
 	gid_t owner_gid;
+	/* the remote tier (core/remote.h): its bucket settings are taken
+	 * over by tally_open(); NULL: none (a store bound to a bucket is
+	 * then refused, -EUCLEAN) */
+	struct remote_opts *remote;
 };
 
 /* Open the store at @path (see store_open() for refusals). */
@@ -297,6 +303,12 @@ struct tally_stats {
 	uint32_t block_size;
 };
 int tally_stats(struct tally *t, struct tally_stats *out);
+
+/* The highest flush sequence number up to which everything is committed
+ * (done_seq). */
+uint64_t tally_done_seq(struct tally *t);
+/* The remote tier, or NULL. */
+struct remote *tally_remote(struct tally *t);
 
 /* Path of an object file for tests and tools (relative to the store). */
 const char *tally_store_path(struct tally *t);

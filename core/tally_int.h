@@ -98,6 +98,7 @@ struct tally {
 	struct objstore *objs;
 	struct pool *pool;
 	struct progress *progress; /* running jobs, for the status */
+	struct remote *remote;	   /* the remote tier, or NULL */
 	uint32_t bs;
 	size_t rotate_bytes; /* a file's dirty data that starts a flush */
 	uint64_t dirty_limit;

@@ -22,6 +22,7 @@
 
 #include "core/log.h"
 #include "core/objstore.h"
+#include "core/remote.h"
 #include "core/tally.h"
 #include "fs/fs.h"
 
@@ -40,6 +41,19 @@ struct options {
 	long long gc_interval;
 	int nosplice;
 	char *sync_objects; /* auto, file or fs */
+	char *remote;	    /* s3://BUCKET[/PREFIX] */
+	char *remote_endpoint, *remote_region;
+	unsigned max_uploads;
+	char *cache_size; /* bytes, or with K, M, G, T */
+	long long remote_delete_delay;
+	double remote_drain_timeout;
+	double remote_retry_max;
+	unsigned remote_timeout;
+	double snapshot_interval;
+	unsigned snapshot_keep;
+	int restore;	/* --restore: make STORE from the bucket, exit */
+	char *snapshot; /* --restore: which snapshot */
+	int restore_incomplete;
 	int shared;	  /* allow_other or allow_root: other users may enter */
 	int kernel_perms; /* default_permissions given */
 	int help;
@@ -69,6 +83,20 @@ static const struct fuse_opt option_spec[] = {
 	OPT("gc_interval=%lld", gc_interval),
 	OPT("nosplice", nosplice),
 	OPT("sync_objects=%s", sync_objects),
+	OPT("remote=%s", remote),
+	OPT("remote_endpoint=%s", remote_endpoint),
+	OPT("remote_region=%s", remote_region),
+	OPT("max_uploads=%u", max_uploads),
+	OPT("cache_size=%s", cache_size),
+	OPT("remote_delete_delay=%lld", remote_delete_delay),
+	OPT("remote_drain_timeout=%lf", remote_drain_timeout),
+	OPT("remote_retry_max=%lf", remote_retry_max),
+	OPT("remote_timeout=%u", remote_timeout),
+	OPT("snapshot_interval=%lf", snapshot_interval),
+	OPT("snapshot_keep=%u", snapshot_keep),
+	OPT("--restore", restore),
+	OPT("snapshot=%s", snapshot),
+	OPT("restore_incomplete", restore_incomplete),
 	OPT("-h", help),
 	OPT("--help", help),
 	OPT("-V", version),
@@ -100,6 +128,9 @@ static int opt_proc(void *data, const char *arg, int key,
 static void usage(const char *prog)
 {
 	printf("usage: %s [-f] [-o OPTIONS] STORE MOUNTPOINT\n"
+	       "       %s --restore -o remote=s3://BUCKET[/PREFIX],"
+	       "remote_endpoint=URL\n"
+	       "          [-o snapshot=NAME] [-o restore_incomplete] STORE\n"
 	       "\n"
 	       "Mount the tallyfs store STORE (created on first use) on\n"
 	       "MOUNTPOINT. Top-level directories are namespaces; see\n"
@@ -135,10 +166,34 @@ static void usage(const char *prog)
 	       "                            file (fsync of each object and "
 	       "its directory)\n"
 	       "                            or fs (syncfs everywhere)\n"
+	       "    -o remote=s3://BUCKET[/PREFIX]  ship objects to this "
+	       "bucket (the store\n"
+	       "                            becomes its cache; credentials "
+	       "from AWS_* or\n"
+	       "                            ~/.aws/credentials)\n"
+	       "    -o remote_endpoint=URL  the S3 server, http[s]://HOST[:PORT]\n"
+	       "    -o remote_region=NAME   signing region (default us-east-1)\n"
+	       "    -o max_uploads=N        uploads in flight (default 8)\n"
+	       "    -o cache_size=BYTES     local object bytes kept (K, M, G, "
+	       "T suffixes;\n"
+	       "                            default: everything)\n"
+	       "    -o remote_delete_delay=SECS  deletions in the bucket lag "
+	       "(default 7 days)\n"
+	       "    -o remote_drain_timeout=SECS  uploads waited for at "
+	       "unmount (default 60)\n"
+	       "    -o remote_timeout=SECS  a request that moves no byte this "
+	       "long is cut\n"
+	       "                            and retried (default 30)\n"
+	       "    -o snapshot_interval=SECS  metadata snapshots to the "
+	       "bucket (default 3600;\n"
+	       "                            0: only on drain remote)\n"
+	       "    -o snapshot_keep=N      snapshots kept (default 24)\n"
+	       "    -o remote_retry_max=SECS  longest wait between retries "
+	       "(default 30)\n"
 	       "    -f                      stay in the foreground\n"
 	       "    -V, --version           print the version\n"
 	       "\n",
-	       prog);
+	       prog, prog);
 	printf("FUSE options:\n");
 	fuse_cmdline_help();
 	fuse_lowlevel_help();
@@ -279,15 +334,159 @@ static void detach(int notify)
 	close(notify);
 }
 
+/* BYTES with an optional K, M, G or T (powers of 1024): 0 or -1. */
+static int parse_bytes(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+	int shift = 0;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -1;
+	switch (*end) {
+	case 'K':
+		shift = 10;
+		break;
+	case 'M':
+		shift = 20;
+		break;
+	case 'G':
+		shift = 30;
+		break;
+	case 'T':
+		shift = 40;
+		break;
+	case '\0':
+		break;
+	default:
+		return -1;
+	}
+	if (shift && end[1])
+		return -1;
+	if (shift && v > (~0ULL >> shift))
+		return -1;
+	*out = v << shift;
+	return 0;
+}
+
+/* The remote tier's options, checked before the daemon starts: 0, or -1
+ * with a message. */
+static int remote_options(const char *prog, const struct options *o,
+			  struct remote_opts *r, bool *on)
+{
+	char err[256];
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	if (!o->remote) {
+		if (o->remote_endpoint || o->remote_region || o->cache_size ||
+		    o->max_uploads) {
+			fprintf(stderr,
+				"%s: remote_endpoint, remote_region, "
+				"cache_size and max_uploads need -o "
+				"remote=s3://BUCKET\n",
+				prog);
+			return -1;
+		}
+		return 0;
+	}
+	if (!o->remote_endpoint) {
+		fprintf(stderr, "%s: -o remote needs -o remote_endpoint=URL\n",
+			prog);
+		return -1;
+	}
+	if (o->cache_size && parse_bytes(o->cache_size, &r->cache_size)) {
+		fprintf(stderr,
+			"%s: cache_size is a number of bytes, not '%s'\n", prog,
+			o->cache_size);
+		return -1;
+	}
+	if (o->max_uploads > 256) {
+		fprintf(stderr, "%s: max_uploads is 1 to 256\n", prog);
+		return -1;
+	}
+	rc = s3_cfg_parse(&r->cfg, o->remote, o->remote_endpoint,
+			  o->remote_region, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "%s: %s\n", prog,
+			rc == -ENOKEY ? "no S3 credentials: set "
+					"AWS_ACCESS_KEY_ID and "
+					"AWS_SECRET_ACCESS_KEY, or a profile "
+					"in ~/.aws/credentials"
+				      : err);
+		s3_cfg_release(&r->cfg);
+		return -1;
+	}
+	r->max_uploads = o->max_uploads;
+	r->delete_delay = o->remote_delete_delay;
+	r->drain_timeout = o->remote_drain_timeout;
+	r->retry_max = o->remote_retry_max;
+	r->cfg.stall_timeout = o->remote_timeout;
+	r->snapshot_interval = o->snapshot_interval;
+	r->snapshot_keep = o->snapshot_keep;
+	*on = true;
+	return 0;
+}
+
+static void say_line(void *ctx, const char *line)
+{
+	(void)ctx;
+	fprintf(stderr, "%s\n", line);
+}
+
+/* tallyfs --restore -o remote=...,remote_endpoint=... STORE */
+static int restore(const char *prog, const struct options *o)
+{
+	struct remote_restore_opts ro = { 0 };
+	struct remote_restore_report rep;
+	struct remote_opts r;
+	bool on = false;
+	int rc;
+
+	if (!o->store || !o->remote) {
+		fprintf(stderr,
+			"usage: %s --restore -o remote=s3://BUCKET[/PREFIX],"
+			"remote_endpoint=URL [-o snapshot=NAME] "
+			"[-o restore_incomplete] STORE\n",
+			prog);
+		return 2;
+	}
+	if (remote_options(prog, o, &r, &on))
+		return 2;
+	ro.cfg = &r.cfg;
+	ro.store = o->store;
+	ro.snapshot = o->snapshot;
+	ro.incomplete_ok = o->restore_incomplete;
+	rc = remote_restore(&ro, &rep, say_line, NULL);
+	s3_cfg_release(&r.cfg);
+	printf("snapshot: %s\nobjects: %llu\nmissing: %llu\n"
+	       "bucket_keys: %llu\ninodes: %llu\nbytes: %llu\n"
+	       "seconds: %.2f\nstatus: %s\n",
+	       rep.snapshot[0] ? rep.snapshot : "none",
+	       (unsigned long long)rep.objects, (unsigned long long)rep.missing,
+	       (unsigned long long)rep.bucket_keys,
+	       (unsigned long long)rep.inodes, (unsigned long long)rep.bytes,
+	       rep.seconds, rc ? strerror(-rc) : "restored");
+	return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct options o = { .entry_timeout = 3600, .attr_timeout = 3600 };
+	struct options o = { .entry_timeout = 3600,
+			     .attr_timeout = 3600,
+			     .remote_delete_delay = -1,
+			     .remote_drain_timeout = -1,
+			     .snapshot_interval = -1 };
 	struct fuse_cmdline_opts cmd;
 	struct fuse_loop_config *loop;
 	struct tally_opts topts;
 	struct fuse_session *se;
 	struct fs fs = { 0 };
+	struct remote_opts ropts;
+	bool remote_on = false;
 	char fsname[PATH_MAX + 16];
 	int notify = -1, ret = 1, rc;
 	bool kernel_perms;
@@ -304,6 +503,10 @@ int main(int argc, char **argv)
 		ret = 0;
 		goto out_args;
 	}
+	if (o.restore) {
+		ret = restore(argv[0], &o);
+		goto out_args;
+	}
 	if (fuse_parse_cmdline(&args, &cmd) != 0)
 		return 2;
 	if (o.sync_objects && strcmp(o.sync_objects, "auto") &&
@@ -311,6 +514,10 @@ int main(int argc, char **argv)
 		fprintf(stderr,
 			"%s: sync_objects is auto, file or fs, not '%s'\n",
 			argv[0], o.sync_objects);
+		ret = 2;
+		goto out_args;
+	}
+	if (remote_options(argv[0], &o, &ropts, &remote_on)) {
 		ret = 2;
 		goto out_args;
 	}
@@ -380,6 +587,7 @@ int main(int argc, char **argv)
 	topts.owner = getuid();
 	topts.owner_gid = getgid();
 	topts.mountpoint = cmd.mountpoint; /* made absolute by libfuse */
+	topts.remote = remote_on ? &ropts : NULL;
 	rc = tally_open(o.store, &topts, &fs.t);
 	if (rc) {
 		fprintf(stderr, "tallyfs: cannot open store '%s': %s\n",
@@ -442,6 +650,13 @@ out_args:
 	free(cmd.mountpoint);
 	free(o.store);
 	free(o.sync_objects);
+	free(o.remote);
+	free(o.remote_endpoint);
+	free(o.remote_region);
+	free(o.cache_size);
+	free(o.snapshot);
+	if (remote_on)
+		s3_cfg_release(&ropts.cfg); /* what tally_open did not take */
 	fuse_opt_free_args(&args);
 	return ret;
 }

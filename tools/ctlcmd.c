@@ -150,6 +150,16 @@ static int build_drain(struct inv *inv, struct cmdline *l)
 	const char *t = opt_value(inv, OPT_TIMEOUT);
 	int rc = add_word(inv, l, "drain");
 
+	if (!rc && inv->nargs == 1) {
+		if (strcmp(inv->args[0], "remote")) {
+			tallyctl_usage(inv,
+				       "drain takes 'remote' or nothing, "
+				       "not '%s'",
+				       inv->args[0]);
+			return RC_USAGE;
+		}
+		rc = add_word(inv, l, "remote");
+	}
 	if (!rc && t) {
 		rc = check_timeout(inv, t);
 		if (!rc)
@@ -394,9 +404,12 @@ static const struct ctlcmd cmds[] = {
 	  "  tallyctl /mnt/t status\n"
 	  "  tallyctl --json /mnt/t status | python3 -m json.tool\n",
 	  0, 0, 0, NULL },
-	{ "drain", "[--timeout=S]", "commit everything buffered",
+	{ "drain", "[remote] [--timeout=S]", "commit everything buffered",
 	  "Flush every file's buffered data and wait until no flush is\n"
 	  "pending, so that what was written is committed to the store.\n"
+	  "With 'remote' (a mount with -o remote=...), then wait until the\n"
+	  "bucket holds every committed object, and upload a snapshot of\n"
+	  "the metadata (progress shown while it waits).\n"
 	  "\n"
 	  "Options:\n"
 	  "  --timeout=S  give up after S seconds: exit 1 with ETIMEDOUT (the\n"
@@ -406,11 +419,15 @@ static const struct ctlcmd cmds[] = {
 	  "uncommitted_files, uncommitted_blocks (failed, still buffered),\n"
 	  "durable_seq, flush_errors, duration_ms. Exit 1 with the flushes'\n"
 	  "error (ENOSPC, EIO...) if data buffered before is not committed.\n"
-	  "Sends: drain [S]\n"
+	  "Report of drain remote: snapshot (its key), flushed, durable_seq,\n"
+	  "durable_remote_seq, queued, uploaded, failed, last_error,\n"
+	  "duration_ms.\n"
+	  "Sends: drain [remote] [S]\n"
 	  "\n"
-	  "Example:\n"
-	  "  tallyctl /mnt/t drain --timeout=30\n",
-	  0, 0, OPT_TIMEOUT, build_drain },
+	  "Examples:\n"
+	  "  tallyctl /mnt/t drain --timeout=30\n"
+	  "  tallyctl /mnt/t drain remote\n",
+	  0, 1, OPT_TIMEOUT, build_drain },
 	{ "branch", "SRC DST", "copy-on-write clone of namespace SRC as DST",
 	  "Create namespace DST as a copy-on-write clone of namespace SRC:\n"
 	  "the metadata is copied in one transaction and every object's count\n"

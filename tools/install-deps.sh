@@ -8,7 +8,8 @@ set -eu
 PKGS="gcc clang meson ninja-build pkg-config libfuse3-dev fuse3
 libxxhash-dev libsqlite3-dev sqlite3 libcriterion-dev clang-format
 attr rsync tar python3 git bc libclang-rt-14-dev libjansson-dev
-libcurl4-openssl-dev libexpat1-dev libssl-dev nodejs npm python3-botocore curl"
+libcurl4-openssl-dev libexpat1-dev libssl-dev nodejs npm python3-botocore curl
+xxhash"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 missing=""

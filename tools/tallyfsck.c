@@ -118,7 +118,7 @@ int main(int argc, char **argv)
 	printf("objects: %llu\nreferences: %llu\ndrift_under: %llu\n"
 	       "drift_over: %llu\ndangling: %llu\norphans: %llu\n"
 	       "ghosts: %llu\nghost_drift: %llu\nunreachable_shards: %llu\n"
-	       "usage_drift: %llu\ncorrupt: %llu\n",
+	       "usage_drift: %llu\ncorrupt: %llu\nremote_only: %llu\n",
 	       (unsigned long long)res.objects,
 	       (unsigned long long)res.references,
 	       (unsigned long long)res.drift_under,
@@ -128,7 +128,8 @@ int main(int argc, char **argv)
 	       (unsigned long long)res.ghost_drift,
 	       (unsigned long long)res.unreachable,
 	       (unsigned long long)res.usage_drift,
-	       (unsigned long long)res.corrupt);
+	       (unsigned long long)res.corrupt,
+	       (unsigned long long)res.remote_only);
 	if (repair)
 		printf("repaired: %llu\nremoved: %llu\nrestored: %llu\n"
 		       "dropped: %llu\n",

@@ -41,6 +41,13 @@ if grep -nE '\bobjstore_(unlink|doom|unlink_doomed)[[:space:]]*\(' \
 	fail=1
 fi
 
+# keys of the bucket too (docs/design.md, 10)
+if grep -nE '\bs3_delete[[:space:]]*\(' core/*.c fs/*.c tools/*.c |
+	grep -vE '^core/(reap|s3)\.c:'; then
+	echo "lint: bucket keys are deleted through core/reap.c only"
+	fail=1
+fi
+
 if command -v clang-format >/dev/null; then
 	for f in "${files[@]}"; do
 		if ! clang-format --dry-run --Werror "$f" 2>/dev/null; then

@@ -282,7 +282,8 @@ Test(reap, old_object_table_is_upgraded_at_open)
 	    "CREATE TABLE o1(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
 	    " shard INTEGER NOT NULL, size INTEGER NOT NULL,"
 	    " refcount INTEGER NOT NULL);"
-	    "INSERT INTO o1 SELECT * FROM objects; DROP TABLE objects;"
+	    "INSERT INTO o1 SELECT id, name, shard, size, refcount FROM objects;"
+	    "DROP TABLE objects;"
 	    "ALTER TABLE o1 RENAME TO objects;"
 	    "DELETE FROM sqlite_sequence;"
 	    "INSERT INTO blocks(ino, idx, obj, shard) VALUES (99999, 0, 7, 0)");

@@ -1,0 +1,435 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The remote family of the metadata store: the persistent queues of the
+ * remote tier (uploads, bucket deletions), the per-object remote state
+ * (in the bucket, local copy cached) and the binding of a store to its
+ * bucket. core/remote.c runs the jobs; the queues are filled by triggers
+ * on the object table, in the transaction that creates or deletes a row,
+ * so no job can be lost between a commit and its queueing.
+ */
+#include "core/meta_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+/*
+ * objects.remote: 1 once the bucket answered the upload of the object
+ * with success (never before). objects.cached: 0 once the local copy was
+ * evicted. remote_up(name, seq): objects to upload; seq is a flush
+ * sequence number no higher than that of the flush that committed the
+ * object (durable_seq + 1 at insert time: every flush of the group
+ * committing it is above the last group's). remote_del(name, since):
+ * bucket keys to delete once the deletion delay has passed since the
+ * row went, if nothing names them again. The upload trigger works only
+ * while config 'remote' is 1 (a store bound to a bucket).
+ * config 'evicted_bytes' counts the bytes of rows whose copy is evicted.
+ */
+static const char remote_schema[] =
+	"CREATE TABLE IF NOT EXISTS remote_up(name TEXT PRIMARY KEY,"
+	" seq INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS remote_up_seq ON remote_up(seq);"
+	"CREATE TABLE IF NOT EXISTS remote_del(name TEXT PRIMARY KEY,"
+	" since INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS remote_del_since ON remote_del(since);"
+	"CREATE TABLE IF NOT EXISTS remote_conf(key TEXT PRIMARY KEY,"
+	" value TEXT NOT NULL) WITHOUT ROWID;"
+	"INSERT OR IGNORE INTO config(key, value) VALUES ('evicted_bytes', 0);"
+	"CREATE TRIGGER IF NOT EXISTS remote_obj_add AFTER INSERT ON objects"
+	" WHEN (SELECT value FROM config WHERE key = 'remote') = 1 BEGIN"
+	" INSERT OR REPLACE INTO remote_up(name, seq) VALUES (NEW.name,"
+	" (SELECT value FROM config WHERE key = 'durable_seq') + 1);"
+	" DELETE FROM remote_del WHERE name = NEW.name; END;"
+	"CREATE TRIGGER IF NOT EXISTS remote_obj_del AFTER DELETE ON objects"
+	" BEGIN DELETE FROM remote_up WHERE name = OLD.name;"
+	" INSERT OR REPLACE INTO remote_del(name, since)"
+	" SELECT OLD.name, unixepoch() WHERE OLD.remote = 1;"
+	" UPDATE config SET value = value - OLD.size"
+	" WHERE key = 'evicted_bytes' AND OLD.cached = 0; END;";
+
+static const char remote_columns[] =
+	"ALTER TABLE objects ADD COLUMN remote INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE objects ADD COLUMN cached INTEGER NOT NULL DEFAULT 1;";
+
+enum {
+	R_HAS_COLUMNS,
+	R_CONF_GET,
+	R_CONF_SET,
+	R_ENABLE,
+	R_QUEUE_ALL,
+	R_NEXT,
+	R_DONE_OBJ,
+	R_DONE_QUEUE,
+	R_ORPHAN_DEL,
+	R_LOW,
+	R_DELS,
+	R_DELS_DUE,
+	R_DEL_DONE,
+	R_QUEUED,
+	R_STATE,
+	R_EVICTABLE,
+	R_SET_CACHED,
+	R_EVICTED_ADD,
+	R_CACHE_BYTES,
+	R_DEL_QUEUED,
+	R_COUNT
+};
+
+static const char *const remote_text[R_COUNT] = {
+	[R_HAS_COLUMNS] = "SELECT count(*) FROM pragma_table_info('objects') "
+			  "WHERE name IN ('remote', 'cached')",
+	[R_CONF_GET] = "SELECT value FROM remote_conf WHERE key = ?1",
+	[R_CONF_SET] = "INSERT OR REPLACE INTO remote_conf(key, value) "
+		       "VALUES (?1, ?2)",
+	[R_ENABLE] = "INSERT OR REPLACE INTO config(key, value) "
+		     "VALUES ('remote', 1)",
+	/* objects committed before the store had a bucket */
+	[R_QUEUE_ALL] = "INSERT OR IGNORE INTO remote_up(name, seq) "
+			"SELECT name, 0 FROM objects WHERE remote = 0",
+	[R_NEXT] = "SELECT q.name, q.seq, o.shard, o.size FROM remote_up q "
+		   "JOIN objects o ON o.name = q.name "
+		   "ORDER BY q.seq, q.name LIMIT ?1",
+	[R_DONE_OBJ] = "UPDATE objects SET remote = 1 WHERE name = ?1",
+	[R_DONE_QUEUE] = "DELETE FROM remote_up WHERE name = ?1",
+	/* uploaded after its row went: the key is deleted in its turn */
+	[R_ORPHAN_DEL] = "INSERT OR IGNORE INTO remote_del(name, since) "
+			 "VALUES (?1, unixepoch())",
+	[R_LOW] = "SELECT coalesce(min(seq), -1), count(*) FROM remote_up",
+	[R_DELS] = "SELECT count(*) FROM remote_del",
+	[R_DELS_DUE] = "SELECT name FROM remote_del WHERE since <= ?1 "
+		       "ORDER BY since, name LIMIT ?2",
+	[R_DEL_DONE] = "DELETE FROM remote_del WHERE name = ?1",
+	[R_QUEUED] = "SELECT 1 FROM remote_up WHERE name = ?1",
+	[R_STATE] = "SELECT remote, cached, shard, size FROM objects "
+		    "WHERE name = ?1",
+	[R_EVICTABLE] = "SELECT id, name, shard, size FROM objects "
+			"WHERE remote = 1 AND cached = 1 AND id > ?1 "
+			"ORDER BY id LIMIT ?2",
+	[R_SET_CACHED] = "UPDATE objects SET cached = ?2 WHERE name = ?1 "
+			 "AND cached <> ?2 RETURNING size",
+	[R_EVICTED_ADD] = "UPDATE config SET value = value + ?1 "
+			  "WHERE key = 'evicted_bytes'",
+	[R_DEL_QUEUED] = "SELECT 1 FROM remote_del WHERE name = ?1",
+	[R_CACHE_BYTES] = "SELECT (SELECT coalesce(sum(bytes), 0) FROM "
+			  "shard_usage) - (SELECT value FROM config WHERE "
+			  "key = 'evicted_bytes')",
+};
+
+static const char restored_sql[] =
+	"UPDATE objects SET remote = 1, cached = 0;"
+	"DELETE FROM remote_up;"
+	"UPDATE config SET value = (SELECT coalesce(sum(size), 0) FROM objects)"
+	" WHERE key = 'evicted_bytes';"
+	"DELETE FROM node_objects; DELETE FROM node_reports;"
+	"DELETE FROM gc_marks;";
+
+static const struct meta_sql remote_sql = { META_REMOTE, R_COUNT, remote_text };
+
+/* Inside the transaction that opens a store (core/meta_db.c). */
+int meta_remote_schema(struct meta *m)
+{
+	sqlite3_stmt *s;
+	int64_t n = 0;
+	char *err = NULL;
+	int rc = meta_stmt(m, &remote_sql, R_HAS_COLUMNS, &s);
+
+	if (!rc)
+		rc = meta_int(m, s, &n, "remote columns");
+	if (rc)
+		return rc;
+	rc = sqlite3_exec(m->db, n == 2 ? remote_schema : remote_columns, NULL,
+			  NULL, &err);
+	if (rc == SQLITE_OK && n != 2)
+		rc = sqlite3_exec(m->db, remote_schema, NULL, NULL, &err);
+	if (rc != SQLITE_OK) {
+		log_msg(LOG_ERR, "metadata: remote tables: %s",
+			err ? err : sqlite3_errstr(rc));
+		sqlite3_free(err);
+		return meta_errno(rc);
+	}
+	return 0;
+}
+
+int meta_remote_conf_get(struct meta *m, const char *key, char **out)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &remote_sql, R_CONF_GET, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	rc = meta_step(m, s, "remote settings");
+	if (rc <= 0)
+		return rc ? rc : -ENOENT;
+	*out = strdup((const char *)sqlite3_column_text(s, 0));
+	sqlite3_reset(s);
+	return *out ? 0 : -ENOMEM;
+}
+
+int meta_remote_conf_set(struct meta *m, const char *key, const char *val)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &remote_sql, R_CONF_SET, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, val, -1, SQLITE_STATIC);
+	return meta_run(m, s, "remote settings");
+}
+
+int meta_remote_enable(struct meta *m, bool first)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &remote_sql, R_ENABLE, &s);
+
+	if (!rc)
+		rc = meta_run(m, s, "remote enable");
+	if (!rc && first)
+		rc = meta_stmt(m, &remote_sql, R_QUEUE_ALL, &s);
+	if (!rc && first)
+		rc = meta_run(m, s, "remote queue");
+	return rc;
+}
+
+int meta_remote_next(struct meta *m, unsigned limit,
+		     int (*fn)(void *ctx, const char *name, int64_t seq,
+			       uint32_t shard, uint64_t size),
+		     void *ctx)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &remote_sql, R_NEXT, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, limit);
+	while ((rc = meta_step(m, s, "upload queue")) > 0) {
+		rc = fn(ctx, (const char *)sqlite3_column_text(s, 0),
+			sqlite3_column_int64(s, 1),
+			(uint32_t)sqlite3_column_int64(s, 2),
+			(uint64_t)sqlite3_column_int64(s, 3));
+		if (rc) {
+			sqlite3_reset(s);
+			return rc;
+		}
+	}
+	return rc;
+}
+
+static int run_name(struct meta *m, int id, const char *name, const char *what)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &remote_sql, id, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	return meta_run(m, s, what);
+}
+
+int meta_remote_uploaded(struct meta *m, const char *name)
+{
+	int rc = run_name(m, R_DONE_OBJ, name, "upload record");
+
+	if (rc)
+		return rc;
+	if (sqlite3_changes(m->db) == 0) {
+		/* the row went while the upload ran: its key goes too, in
+		 * its turn, unless the object is named again by then */
+		rc = run_name(m, R_ORPHAN_DEL, name, "upload record");
+		if (rc)
+			return rc;
+	}
+	return run_name(m, R_DONE_QUEUE, name, "upload record");
+}
+
+int meta_remote_low(struct meta *m, int64_t *min_seq, uint64_t *queued)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &remote_sql, R_LOW, &s);
+
+	if (rc)
+		return rc;
+	rc = meta_step(m, s, "upload queue");
+	if (rc <= 0)
+		return rc ? rc : -EIO;
+	*min_seq = sqlite3_column_int64(s, 0);
+	*queued = (uint64_t)sqlite3_column_int64(s, 1);
+	sqlite3_reset(s);
+	return 0;
+}
+
+int meta_remote_dels(struct meta *m, uint64_t *n)
+{
+	return meta_count(m, &remote_sql, R_DELS, "deletion queue", n);
+}
+
+int meta_remote_dels_due(struct meta *m, int64_t before, unsigned limit,
+			 int (*fn)(void *ctx, const char *name), void *ctx)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &remote_sql, R_DELS_DUE, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, before);
+	sqlite3_bind_int64(s, 2, limit);
+	return meta_each_name(m, s, fn, ctx);
+}
+
+int meta_remote_del_done(struct meta *m, const char *name)
+{
+	return run_name(m, R_DEL_DONE, name, "deletion record");
+}
+
+int meta_remote_queued(struct meta *m, const char *name)
+{
+	sqlite3_stmt *s;
+	int64_t one;
+	int rc = meta_lookup_fault(m);
+
+	if (rc)
+		return rc;
+	rc = meta_stmt(m, &remote_sql, R_QUEUED, &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = meta_int(m, s, &one, "upload queue lookup");
+	if (rc == -ENOENT)
+		return 0;
+	return rc ? rc : 1;
+}
+
+int meta_remote_state(struct meta *m, const char *name,
+		      struct meta_remote_state *out)
+{
+	sqlite3_stmt *s;
+	int rc = meta_lookup_fault(m);
+
+	if (rc)
+		return rc;
+	rc = meta_stmt(m, &remote_sql, R_STATE, &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = meta_step(m, s, "object state");
+	if (rc <= 0)
+		return rc ? rc : -ENOENT;
+	out->remote = sqlite3_column_int64(s, 0) == 1;
+	out->cached = sqlite3_column_int64(s, 1) != 0;
+	out->shard = (uint32_t)sqlite3_column_int64(s, 2);
+	out->size = (uint64_t)sqlite3_column_int64(s, 3);
+	sqlite3_reset(s);
+	return 0;
+}
+
+int meta_remote_evictable(struct meta *m, int64_t after, unsigned limit,
+			  int (*fn)(void *ctx, int64_t id, const char *name,
+				    uint32_t shard, uint64_t size),
+			  void *ctx)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &remote_sql, R_EVICTABLE, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, after);
+	sqlite3_bind_int64(s, 2, limit);
+	while ((rc = meta_step(m, s, "cache scan")) > 0) {
+		rc = fn(ctx, sqlite3_column_int64(s, 0),
+			(const char *)sqlite3_column_text(s, 1),
+			(uint32_t)sqlite3_column_int64(s, 2),
+			(uint64_t)sqlite3_column_int64(s, 3));
+		if (rc) {
+			sqlite3_reset(s);
+			return rc;
+		}
+	}
+	return rc;
+}
+
+int meta_remote_set_cached(struct meta *m, const char *name, bool cached)
+{
+	sqlite3_stmt *s;
+	int64_t size;
+	int rc = meta_stmt(m, &remote_sql, R_SET_CACHED, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, cached ? 1 : 0);
+	rc = meta_int(m, s, &size, "cache state");
+	if (rc == -ENOENT)
+		return 0; /* no row, or already so */
+	if (rc)
+		return rc;
+	return meta_run_int(m, &remote_sql, R_EVICTED_ADD,
+			    cached ? -size : size, "cache bytes");
+}
+
+int meta_remote_cache_bytes(struct meta *m, uint64_t *bytes)
+{
+	return meta_count(m, &remote_sql, R_CACHE_BYTES, "cache bytes", bytes);
+}
+
+int meta_remote_del_queued(struct meta *m, const char *name)
+{
+	sqlite3_stmt *s;
+	int64_t one;
+	int rc = meta_stmt(m, &remote_sql, R_DEL_QUEUED, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = meta_int(m, s, &one, "deletion queue lookup");
+	if (rc == -ENOENT)
+		return 0;
+	return rc ? rc : 1;
+}
+
+int meta_snapshot_queued(const char *path,
+			 int (*fn)(void *ctx, const char *name), void *ctx)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "SELECT name FROM remote_up", -1,
+					&s, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int err = fn(ctx, (const char *)sqlite3_column_text(s, 0));
+
+		if (err) {
+			sqlite3_finalize(s);
+			sqlite3_close(db);
+			return err;
+		}
+		rc = SQLITE_OK;
+	}
+	if (rc != SQLITE_DONE)
+		log_msg(LOG_ERR, "cannot read snapshot '%s': %s", path,
+			db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return rc == SQLITE_DONE ? 0 : meta_errno(rc);
+}
+
+int meta_remote_restored(struct meta *m)
+{
+	char *err = NULL;
+	int rc = sqlite3_exec(m->db, restored_sql, NULL, NULL, &err);
+
+	if (rc != SQLITE_OK) {
+		log_msg(LOG_ERR, "metadata: restore: %s",
+			err ? err : sqlite3_errstr(rc));
+		sqlite3_free(err);
+		return meta_errno(rc);
+	}
+	return 0;
+}

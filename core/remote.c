@@ -1,0 +1,1647 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The remote tier: a storage loop that ships committed objects to an S3
+ * bucket, deletes the keys nothing names any more (after a delay), and
+ * evicts local copies the bucket holds when the cache is over its size;
+ * and the fetch of an evicted object when a read needs it.
+ *
+ * DESIGN NOTES
+ *
+ * Jobs come from persistent queues written by triggers in the
+ * transaction that causes them (core/meta_remote.c): remote_up (an
+ * object row was made) and remote_del (a row of an object in the bucket
+ * was deleted). The loop thread owns them: it reads the head of each
+ * queue, hands jobs to at most max_uploads worker threads (each with its
+ * own connection, kept alive), and records what they report, one
+ * transaction per round. A failed job stays queued: it is retried after
+ * a backoff (0.2 s doubling up to retry_max), and being the lowest
+ * sequence it comes first again. Nothing is dropped at a stop: what is
+ * queued when the loop stops is taken up by the next mount.
+ *
+ * Invariants:
+ *  1. Objects before metadata: objects.remote is set only after the
+ *     bucket answered the object's PUT with success, so no row claims a
+ *     key the bucket lacks. The PUT sends the SHA-256 of the body (the
+ *     server checks it), and the local file is rehashed first: a local
+ *     copy that does not hash to its name is never shipped.
+ *  2. durable_remote_seq is a low-water mark: done_seq is read first,
+ *     then the queue; with the queue empty it is that done_seq, else one
+ *     below the lowest queued sequence (a queue row's sequence is never
+ *     above that of the flush that committed the object). It never goes
+ *     down.
+ *  3. The deletion rule holds for the bucket (core/reap.c, 4): a key is
+ *     deleted only when its delay passed, the WAL is synced, and the
+ *     verdict (asked under the metadata lock) says nothing names it; the
+ *     name is marked deleting in that hold, and an upload of the same
+ *     name (the content written again) waits until the DELETE returned,
+ *     so the two never race in the bucket.
+ *  4. A local copy is evicted only when its row says the bucket holds
+ *     it (reap_evict_free()), after the commit that marks it evicted;
+ *     a fetched copy is checked against its name and size before it is
+ *     stored, and marked cached after it is in place.
+ *
+ * Locks: t->lock (through tally_meta_read/txn) before r->lock, never the
+ * other way; r->lock guards the job lists, the counters and the names
+ * deleting and fetching. No request is made under either.
+ */
+#include "core/remote.h"
+#include "core/remote_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/array.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "core/meta.h"
+#include "core/objstore.h"
+#include "core/reap.h"
+#include "core/tally.h"
+
+#define LRU_SLOTS (1u << 16)
+#define CONNS_MAX 16
+#define DELETE_BATCH 64
+#define EVICT_SAMPLE 1024
+
+enum job_kind {
+	JOB_UP,
+	JOB_DEL
+};
+
+struct job {
+	enum job_kind kind;
+	char name[OBJNAME_MAX];
+	uint32_t shard;
+	uint64_t size;
+	int64_t seq;
+	int rc;
+	char err[256];
+	struct job *next;
+};
+
+/* An upload that failed: when it may go again. */
+struct backoff {
+	char name[OBJNAME_MAX];
+	unsigned attempts;
+	double not_before; /* monotonic seconds */
+};
+
+/* A fetch in progress: readers of the same object wait for it. */
+struct fetch {
+	char name[OBJNAME_MAX];
+	bool done;
+	int rc;
+	unsigned waiters;
+	struct fetch *next;
+};
+
+struct remote {
+	struct tally *t;
+	struct s3_cfg cfg;
+	unsigned max_jobs;
+	uint64_t cache_size;
+	int64_t delete_delay;
+	double drain_timeout, retry_max;
+	uint64_t store_id;
+	double started;
+
+	pthread_mutex_t lock;
+	pthread_cond_t work;	 /* protected by lock: ready jobs, or stop */
+	pthread_cond_t report;	 /* a job finished, a kick, or stop */
+	pthread_cond_t done;	 /* durable_remote_seq advanced, or stop */
+	pthread_cond_t fetched;	 /* a fetch ended */
+	struct job *ready;	 /* protected by lock: to run, FIFO */
+	struct job *finished;	 /* protected by lock: to record */
+	struct job **running;	 /* protected by lock: max_jobs slots */
+	struct backoff *backoff; /* protected by lock */
+	size_t nbackoff, backcap;
+	struct fetch *fetching;	     /* protected by lock */
+	struct s3 *conns[CONNS_MAX]; /* protected by lock: idle, for fetches */
+	unsigned nconns;
+	bool kicked, stop_workers, stop_loop; /* protected by lock */
+	bool verified, marker_known;	      /* loop thread only */
+	uint64_t durable;		      /* protected by lock */
+	struct remote_stats st;		      /* protected by lock */
+	double next_delete, next_evict;	      /* loop thread only */
+	int64_t evict_cursor;		      /* loop thread only */
+
+	_Atomic uint64_t lru_key[LRU_SLOTS];  /* remote_touch(): racy, an */
+	_Atomic uint32_t lru_tick[LRU_SLOTS]; /* approximate order is all */
+
+	/* metadata snapshots (snap_lock: one at a time; the others are
+	 * protected by lock) */
+	pthread_mutex_t snap_lock;
+	pthread_cond_t snap_wake; /* with lock: stop */
+	double snapshot_interval;
+	unsigned snapshot_keep;
+	uint64_t snap_seq; /* protected by snap_lock: done_seq of the last */
+	bool snap_thread_on;
+	pthread_t snap_thread;
+
+	pthread_t loop;
+	pthread_t *workers;
+	unsigned nworkers;
+};
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void deadline_ts(double secs, struct timespec *ts)
+{
+	double whole;
+
+	clock_gettime(CLOCK_REALTIME, ts);
+	secs += (double)ts->tv_nsec / 1e9;
+	whole = (double)(int64_t)secs;
+	ts->tv_sec += (time_t)whole;
+	ts->tv_nsec = (long)((secs - whole) * 1e9);
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+int remote_object_key(const struct s3_cfg *cfg, const char *name, char *key,
+		      size_t len)
+{
+	char rel[16 + OBJNAME_MAX];
+
+	snprintf(rel, sizeof(rel), "objects/%.2s/%s", name, name);
+	return s3_key(cfg, rel, key, len);
+}
+
+/* ------------------------------------------------------------------ */
+/* the bucket's marker: which store it holds */
+
+void remote_marker_text(uint64_t store_id, char *out, size_t len)
+{
+	snprintf(out, len, "tallyfs store\nstore_id %" PRIu64 "\n", store_id);
+}
+
+struct membuf {
+	char *buf;
+	size_t n, cap;
+};
+
+/* s3_get() sink into a buffer of fixed size: -EFBIG past it. */
+static int mem_sink(void *arg, const void *buf, size_t n)
+{
+	struct membuf *b = arg;
+
+	if (n > b->cap - b->n)
+		return -EFBIG;
+	memcpy(b->buf + b->n, buf, n);
+	b->n += n;
+	return 0;
+}
+
+/* 0 when the bucket holds this store (its marker written if missing
+ * and @may_write), -EUCLEAN when it holds another or lost its marker,
+ * or the request's error. */
+static int check_marker(struct remote *r, struct s3 *s, bool may_write)
+{
+	char key[1024], want[128], got[256];
+	struct membuf body = { got, 0, sizeof(got) - 1 };
+	int rc = s3_key(&r->cfg, MARKER_KEY, key, sizeof(key));
+
+	if (rc)
+		return rc;
+	remote_marker_text(r->store_id, want, sizeof(want));
+	rc = s3_get(s, key, 0, 0, mem_sink, &body, NULL);
+	if (rc == -ENOENT) {
+		if (!may_write) {
+			log_msg(LOG_ERR,
+				"bucket '%s' prefix '%s' has lost the marker "
+				"of this store ('%s'): refused",
+				r->cfg.bucket, r->cfg.prefix, key);
+			return -EUCLEAN;
+		}
+		rc = s3_put_buf(s, key, want, strlen(want));
+		if (rc)
+			log_msg(LOG_ERR, "cannot write '%s' to bucket '%s': %s",
+				key, r->cfg.bucket, s3_last_error(s));
+		return rc;
+	}
+	if (rc)
+		return rc;
+	got[body.n] = '\0';
+	if (strcmp(got, want) != 0) {
+		log_msg(LOG_ERR,
+			"bucket '%s' prefix '%s' holds another store "
+			"(its '%s' does not name store %" PRIu64 "): refused",
+			r->cfg.bucket, r->cfg.prefix, key, r->store_id);
+		return -EUCLEAN;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* connections for the loop and for fetches */
+
+static struct s3 *conn_get(struct remote *r)
+{
+	struct s3 *s = NULL;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->nconns)
+		s = r->conns[--r->nconns];
+	pthread_mutex_unlock(&r->lock);
+	if (!s && s3_new(&r->cfg, &s))
+		return NULL;
+	return s;
+}
+
+static void conn_put(struct remote *r, struct s3 *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&r->lock);
+	if (r->nconns < CONNS_MAX) {
+		r->conns[r->nconns++] = s;
+		s = NULL;
+	}
+	pthread_mutex_unlock(&r->lock);
+	s3_free(s);
+}
+
+static void note_error(struct remote *r, const char *what, const char *err)
+{
+	pthread_mutex_lock(&r->lock);
+	snprintf(r->st.last_error, sizeof(r->st.last_error), "%s: %s", what,
+		 err);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* the workers */
+
+struct state_ctx {
+	const char *name;
+	struct meta_remote_state st;
+};
+
+static int state_read(struct meta *m, void *arg)
+{
+	struct state_ctx *c = arg;
+
+	return meta_remote_state(m, c->name, &c->st);
+}
+
+/* Upload object @j->name: its local copy, checked against its name. */
+static int run_upload(struct remote *r, struct s3 *s, struct job *j)
+{
+	struct objstore *os = tally_objstore(r->t);
+	char key[1024], hex[HASH_HEX_LEN + 1];
+	struct stat st;
+	int fd, rc, tries;
+
+	for (tries = 0;; tries++) {
+		struct state_ctx c = { j->name, { 0 } };
+
+		fd = objstore_open_read(os, j->shard, j->name);
+		if (fd != -ENOENT || tries)
+			break;
+		/* moved by a rebalance meanwhile, or gone */
+		rc = tally_meta_read(r->t, state_read, &c);
+		if (rc == -ENOENT)
+			return -ESTALE; /* its row went: nothing to ship */
+		if (rc)
+			return rc;
+		j->shard = c.st.shard;
+	}
+	if (fd < 0) {
+		snprintf(j->err, sizeof(j->err),
+			 "local copy of '%s' unreadable: %s", j->name,
+			 strerror(-fd));
+		return fd;
+	}
+	rc = fstat(fd, &st) ? -errno : 0;
+	if (!rc && (uint64_t)st.st_size != j->size)
+		rc = -EUCLEAN;
+	if (!rc)
+		rc = hash_fd(fd, j->size, hex);
+	if (!rc)
+		rc = hash_name_check(j->name, hex);
+	if (rc) {
+		snprintf(j->err, sizeof(j->err),
+			 "local copy of '%s' does not hold its bytes: %s",
+			 j->name, strerror(-rc));
+		goto out;
+	}
+	rc = remote_object_key(&r->cfg, j->name, key, sizeof(key));
+	if (!rc)
+		rc = s3_put_fd(s, key, fd, j->size);
+	if (rc)
+		snprintf(j->err, sizeof(j->err), "upload of '%s': %s", j->name,
+			 s3_last_error(s));
+out:
+	close(fd);
+	return rc;
+}
+
+static void *worker_main(void *arg)
+{
+	struct remote *r = arg;
+	struct s3 *s = NULL;
+
+	pthread_mutex_lock(&r->lock);
+	for (;;) {
+		struct job *j;
+		unsigned slot;
+
+		while (!r->ready && !r->stop_workers)
+			pthread_cond_wait(&r->work, &r->lock);
+		if (r->stop_workers)
+			break;
+		j = r->ready;
+		r->ready = j->next;
+		for (slot = 0; r->running[slot]; slot++)
+			;
+		r->running[slot] = j;
+		r->st.in_flight++;
+		pthread_mutex_unlock(&r->lock);
+
+		j->err[0] = '\0';
+		if (!s && s3_new(&r->cfg, &s)) {
+			s = NULL;
+			j->rc = -ENOMEM;
+		} else if (j->kind == JOB_UP) {
+			j->rc = run_upload(r, s, j);
+		} else {
+			j->rc = reap_remote_delete(s, &r->cfg, j->name);
+			if (j->rc)
+				snprintf(j->err, sizeof(j->err),
+					 "deletion of '%s': %s", j->name,
+					 s3_last_error(s));
+		}
+
+		pthread_mutex_lock(&r->lock);
+		r->running[slot] = NULL;
+		r->st.in_flight--;
+		j->next = r->finished;
+		r->finished = j;
+		pthread_cond_signal(&r->report);
+	}
+	pthread_mutex_unlock(&r->lock);
+	s3_free(s);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* the loop: recording, scheduling, the low-water mark */
+
+static struct backoff *backoff_find(struct remote *r, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < r->nbackoff; i++)
+		if (strcmp(r->backoff[i].name, name) == 0)
+			return &r->backoff[i];
+	return NULL;
+}
+
+static void backoff_drop(struct remote *r, const char *name)
+{
+	struct backoff *b = backoff_find(r, name);
+
+	if (b)
+		*b = r->backoff[--r->nbackoff];
+}
+
+static double backoff_delay(struct remote *r, unsigned attempts)
+{
+	double d = 0.2;
+
+	while (--attempts > 0 && d < r->retry_max)
+		d *= 2;
+	if (d > r->retry_max)
+		d = r->retry_max;
+	/* jitter: +/- 20 % */
+	return d * (0.8 + 0.4 * ((double)(random() % 1000) / 1000.0));
+}
+
+/* Whether a job for @name is ready or running (r->lock held). */
+static bool busy(struct remote *r, const char *name)
+{
+	struct job *j;
+	unsigned i;
+
+	for (j = r->ready; j; j = j->next)
+		if (strcmp(j->name, name) == 0)
+			return true;
+	for (i = 0; i < r->max_jobs; i++)
+		if (r->running[i] && strcmp(r->running[i]->name, name) == 0)
+			return true;
+	return false;
+}
+
+static unsigned nready(struct remote *r)
+{
+	struct job *j;
+	unsigned n = 0;
+
+	for (j = r->ready; j; j = j->next)
+		n++;
+	return n;
+}
+
+static void push_ready(struct remote *r, struct job *j)
+{
+	struct job **p = &r->ready;
+
+	while (*p)
+		p = &(*p)->next;
+	j->next = NULL;
+	*p = j;
+	pthread_cond_signal(&r->work);
+}
+
+struct record_ctx {
+	struct job *jobs;
+};
+
+static int record_run(struct meta *m, void *arg)
+{
+	struct record_ctx *c = arg;
+	struct job *j;
+	int rc = 0;
+
+	for (j = c->jobs; j && !rc; j = j->next) {
+		if (j->rc)
+			continue;
+		rc = j->kind == JOB_UP ? meta_remote_uploaded(m, j->name)
+				       : meta_remote_del_done(m, j->name);
+	}
+	return rc;
+}
+
+/*
+ * Record finished jobs: successes in one transaction, failures into
+ * their backoff. A transaction that fails leaves the jobs to record
+ * again (an upload recorded late is only shipped twice at worst).
+ */
+static void record(struct remote *r, struct job *jobs)
+{
+	struct record_ctx c = { jobs };
+	struct job *j, *next;
+	bool any = false;
+	double now = mono();
+	int rc = 0;
+
+	for (j = jobs; j; j = j->next)
+		any |= j->rc == 0;
+	if (any)
+		rc = tally_meta_txn(r->t, record_run, &c);
+	if (rc) {
+		log_msg(LOG_WARNING, "remote: cannot record finished jobs: %s",
+			strerror(-rc));
+		pthread_mutex_lock(&r->lock);
+		for (j = jobs; j; j = next) {
+			next = j->next;
+			j->next = r->finished;
+			r->finished = j;
+		}
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	pthread_mutex_lock(&r->lock);
+	for (j = jobs; j; j = next) {
+		next = j->next;
+		if (j->rc == 0 || j->rc == -ESTALE) {
+			backoff_drop(r, j->name);
+			if (j->rc == 0 && j->kind == JOB_UP) {
+				r->st.uploaded++;
+				r->st.bytes_uploaded += j->size;
+			} else if (j->rc == 0) {
+				r->st.deleted++;
+			}
+			r->st.reachable = true;
+		} else {
+			struct backoff *b = backoff_find(r, j->name);
+
+			r->st.failed++;
+			snprintf(r->st.last_error, sizeof(r->st.last_error),
+				 "%s", j->err[0] ? j->err : strerror(-j->rc));
+			if (!b && !array_reserve(&r->backoff, &r->backcap,
+						 r->nbackoff + 1, sizeof(*b))) {
+				b = &r->backoff[r->nbackoff++];
+				memset(b, 0, sizeof(*b));
+				snprintf(b->name, sizeof(b->name), "%s",
+					 j->name);
+			}
+			if (b) {
+				b->attempts++;
+				b->not_before =
+					now + backoff_delay(r, b->attempts);
+				if (b->attempts > 1)
+					r->st.retries++;
+			}
+			if (j->rc == -EAGAIN)
+				r->st.reachable = false;
+			if (b && b->attempts == 1)
+				log_msg(LOG_WARNING, "remote: %s (retried)",
+					r->st.last_error);
+		}
+		free(j);
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+struct sched_ctx {
+	struct remote *r;
+	unsigned want;
+	double now;
+};
+
+static int sched_one(void *arg, const char *name, int64_t seq, uint32_t shard,
+		     uint64_t size)
+{
+	struct sched_ctx *c = arg;
+	struct remote *r = c->r;
+	struct backoff *b;
+	struct job *j;
+
+	if (!c->want)
+		return 1;
+	pthread_mutex_lock(&r->lock);
+	b = backoff_find(r, name);
+	if (busy(r, name) || (b && b->not_before > c->now)) {
+		pthread_mutex_unlock(&r->lock);
+		return 0;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		pthread_mutex_unlock(&r->lock);
+		return -ENOMEM;
+	}
+	j->kind = JOB_UP;
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	j->shard = shard;
+	j->size = size;
+	j->seq = seq;
+	push_ready(r, j);
+	pthread_mutex_unlock(&r->lock);
+	c->want--;
+	return 0;
+}
+
+static int sched_run(struct meta *m, void *arg)
+{
+	struct sched_ctx *c = arg;
+	struct remote *r = c->r;
+	unsigned look;
+	int rc;
+
+	pthread_mutex_lock(&r->lock);
+	look = c->want + r->max_jobs * 2 + (unsigned)r->nbackoff;
+	pthread_mutex_unlock(&r->lock);
+	rc = meta_remote_next(m, look, sched_one, c);
+	return rc == 1 ? 0 : rc;
+}
+
+/* Hand the head of the upload queue to the workers: at most two jobs
+ * per worker ready or running. */
+static void schedule_uploads(struct remote *r)
+{
+	struct sched_ctx c = { r, 0, mono() };
+	unsigned have;
+	int rc;
+
+	pthread_mutex_lock(&r->lock);
+	have = nready(r) + (unsigned)r->st.in_flight;
+	c.want = have < 2 * r->max_jobs ? 2 * r->max_jobs - have : 0;
+	pthread_mutex_unlock(&r->lock);
+	if (!c.want)
+		return;
+	rc = tally_meta_read(r->t, sched_run, &c);
+	if (rc)
+		log_msg(LOG_WARNING, "remote: cannot read the upload queue: %s",
+			strerror(-rc));
+}
+
+struct low_ctx {
+	int64_t min_seq;
+	uint64_t queued, dels, cache_bytes;
+	bool cache;
+};
+
+static int low_read(struct meta *m, void *arg)
+{
+	struct low_ctx *c = arg;
+	int rc = meta_remote_low(m, &c->min_seq, &c->queued);
+
+	if (!rc)
+		rc = meta_remote_dels(m, &c->dels);
+	if (!rc && c->cache)
+		rc = meta_remote_cache_bytes(m, &c->cache_bytes);
+	return rc;
+}
+
+/* durable_remote_seq: done_seq first, then the queue (invariant 2). */
+static void update_low(struct remote *r)
+{
+	struct low_ctx c = { .cache = true };
+	uint64_t done = tally_done_seq(r->t), low;
+
+	if (tally_meta_read(r->t, low_read, &c))
+		return;
+	low = done;
+	if (c.min_seq >= 0 && (uint64_t)c.min_seq <= done)
+		low = c.min_seq > 0 ? (uint64_t)c.min_seq - 1 : 0;
+	pthread_mutex_lock(&r->lock);
+	r->st.queued = c.queued;
+	r->st.delete_queued = c.dels;
+	if (c.cache)
+		r->st.cache_bytes = c.cache_bytes;
+	if (low > r->durable) {
+		r->durable = low;
+		pthread_cond_broadcast(&r->done);
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* deletions in the bucket */
+
+struct del_ctx {
+	struct remote *r;
+	char (*names)[OBJNAME_MAX];
+	size_t n, cap;
+};
+
+static int del_due(void *arg, const char *name)
+{
+	struct del_ctx *c = arg;
+
+	if (array_reserve(&c->names, &c->cap, c->n + 1, sizeof(*c->names)))
+		return -ENOMEM;
+	snprintf(c->names[c->n++], OBJNAME_MAX, "%s", name);
+	return 0;
+}
+
+static int del_list(struct meta *m, void *arg)
+{
+	struct del_ctx *c = arg;
+
+	return meta_remote_dels_due(m, (int64_t)time(NULL) - c->r->delete_delay,
+				    DELETE_BATCH, del_due, c);
+}
+
+/* The verdict of each due key, and its job, in one hold (invariant 3). */
+static int del_judge(struct meta *m, void *arg)
+{
+	struct del_ctx *c = arg;
+	struct remote *r = c->r;
+	size_t i;
+
+	for (i = 0; i < c->n; i++) {
+		const char *name = c->names[i];
+		int v = reap_remote_free(m, name);
+		struct backoff *b;
+		struct job *j;
+
+		if (v < 0)
+			log_msg(LOG_WARNING,
+				"remote: key of '%s' kept: its verdict "
+				"failed: %s",
+				name, strerror(-v));
+		if (v != 1)
+			continue;
+		pthread_mutex_lock(&r->lock);
+		b = backoff_find(r, name);
+		if (busy(r, name) || (b && b->not_before > mono())) {
+			pthread_mutex_unlock(&r->lock);
+			continue;
+		}
+		j = calloc(1, sizeof(*j));
+		if (j) {
+			j->kind = JOB_DEL;
+			snprintf(j->name, sizeof(j->name), "%s", name);
+			push_ready(r, j);
+		}
+		pthread_mutex_unlock(&r->lock);
+		if (!j)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void schedule_deletes(struct remote *r)
+{
+	struct del_ctx c = { .r = r };
+	uint64_t queued;
+	int rc;
+
+	pthread_mutex_lock(&r->lock);
+	queued = r->st.delete_queued;
+	pthread_mutex_unlock(&r->lock);
+	if (!queued)
+		return;
+	rc = tally_meta_read(r->t, del_list, &c);
+	/* the commits that made the keys deletable, durable first */
+	if (!rc && c.n)
+		rc = tally_meta_sync(r->t);
+	if (!rc && c.n)
+		rc = tally_meta_read(r->t, del_judge, &c);
+	if (rc)
+		log_msg(LOG_WARNING, "remote: deletions wait: %s",
+			strerror(-rc));
+	free(c.names);
+}
+
+/* ------------------------------------------------------------------ */
+/* the cache: eviction, least recently used first (approximately) */
+
+static uint64_t name_key(const char *name)
+{
+	uint64_t k = 0;
+	int i;
+
+	for (i = 0; i < 16 && name[i]; i++) {
+		char ch = name[i];
+
+		k = k << 4 |
+		    (uint64_t)(ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
+	}
+	return k | 1; /* never 0, the empty slot */
+}
+
+void remote_touch(struct remote *r, const char *name)
+{
+	uint64_t k = name_key(name);
+	unsigned slot = (unsigned)(k >> 20) & (LRU_SLOTS - 1);
+	uint32_t tick = (uint32_t)(mono() - r->started) + 1;
+
+	atomic_store_explicit(&r->lru_key[slot], k, memory_order_relaxed);
+	atomic_store_explicit(&r->lru_tick[slot], tick, memory_order_relaxed);
+}
+
+static uint32_t last_use(struct remote *r, const char *name)
+{
+	uint64_t k = name_key(name);
+	unsigned slot = (unsigned)(k >> 20) & (LRU_SLOTS - 1);
+
+	if (atomic_load_explicit(&r->lru_key[slot], memory_order_relaxed) != k)
+		return 0;
+	return atomic_load_explicit(&r->lru_tick[slot], memory_order_relaxed);
+}
+
+struct victim {
+	int64_t id;
+	char name[OBJNAME_MAX];
+	uint32_t shard, tick;
+	uint64_t size;
+	bool ok;
+};
+
+struct evict_ctx {
+	struct remote *r;
+	struct victim *v;
+	size_t n, cap, take;
+	int64_t last;
+};
+
+static int evict_candidate(void *arg, int64_t id, const char *name,
+			   uint32_t shard, uint64_t size)
+{
+	struct evict_ctx *c = arg;
+	struct victim *v;
+
+	if (array_reserve(&c->v, &c->cap, c->n + 1, sizeof(*c->v)))
+		return -ENOMEM;
+	v = &c->v[c->n++];
+	v->id = id;
+	snprintf(v->name, sizeof(v->name), "%s", name);
+	v->shard = shard;
+	v->size = size;
+	v->tick = last_use(c->r, name);
+	v->ok = false;
+	c->last = id;
+	return 0;
+}
+
+static int evict_sample(struct meta *m, void *arg)
+{
+	struct evict_ctx *c = arg;
+
+	return meta_remote_evictable(m, c->r->evict_cursor, EVICT_SAMPLE,
+				     evict_candidate, c);
+}
+
+static int victim_cmp(const void *a, const void *b)
+{
+	const struct victim *x = a, *y = b;
+
+	if (x->tick != y->tick)
+		return x->tick < y->tick ? -1 : 1;
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+static int evict_mark(struct meta *m, void *arg)
+{
+	struct evict_ctx *c = arg;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < c->take && !rc; i++) {
+		uint32_t shard;
+		int v = reap_evict_free(m, c->v[i].name, &shard);
+
+		if (v < 0)
+			return v;
+		if (v == 0)
+			continue;
+		c->v[i].shard = shard;
+		c->v[i].ok = true;
+		rc = meta_remote_set_cached(m, c->v[i].name, false);
+	}
+	return rc;
+}
+
+/* Bring the local object bytes to 90 % of cache_size when above it. */
+static void evict(struct remote *r)
+{
+	struct evict_ctx c = { .r = r };
+	uint64_t bytes, freed = 0, goal;
+	size_t i;
+	int rc;
+
+	pthread_mutex_lock(&r->lock);
+	bytes = r->st.cache_bytes;
+	pthread_mutex_unlock(&r->lock);
+	if (bytes <= r->cache_size)
+		return;
+	goal = bytes - r->cache_size / 10 * 9;
+	rc = tally_meta_read(r->t, evict_sample, &c);
+	if (rc)
+		goto out;
+	r->evict_cursor = c.n < EVICT_SAMPLE ? 0 : c.last;
+	qsort(c.v, c.n, sizeof(*c.v), victim_cmp);
+	for (c.take = 0; c.take < c.n && freed < goal; c.take++)
+		freed += c.v[c.take].size;
+	rc = tally_meta_txn(r->t, evict_mark, &c);
+	if (rc)
+		goto out;
+	for (i = 0; i < c.take; i++) {
+		if (!c.v[i].ok)
+			continue;
+		rc = reap_evict(tally_objstore(r->t), c.v[i].shard,
+				c.v[i].name);
+		if (rc)
+			log_msg(LOG_WARNING,
+				"remote: cannot evict '%s' (its copy stays, "
+				"counted evicted): %s",
+				c.v[i].name, strerror(-rc));
+		pthread_mutex_lock(&r->lock);
+		r->st.evicted++;
+		pthread_mutex_unlock(&r->lock);
+	}
+	rc = 0;
+out:
+	if (rc)
+		log_msg(LOG_WARNING, "remote: eviction failed: %s",
+			strerror(-rc));
+	free(c.v);
+}
+
+/* ------------------------------------------------------------------ */
+/* the loop thread */
+
+struct bind_ctx {
+	const char *url;
+	char *bound, *marker;
+	uint64_t store_id;
+};
+
+static int bind_read(struct meta *m, void *arg)
+{
+	struct bind_ctx *c = arg;
+	int64_t id;
+	int rc = meta_config_get(m, "store_id", &id);
+
+	if (rc)
+		return rc;
+	c->store_id = (uint64_t)id;
+	rc = meta_remote_conf_get(m, "url", &c->bound);
+	if (rc && rc != -ENOENT)
+		return rc;
+	rc = meta_remote_conf_get(m, "marker", &c->marker);
+	return rc == -ENOENT ? 0 : rc;
+}
+
+static int bind_write(struct meta *m, void *arg)
+{
+	struct bind_ctx *c = arg;
+	int rc = 0;
+
+	if (!c->bound)
+		rc = meta_remote_conf_set(m, "url", c->url);
+	if (!rc)
+		rc = meta_remote_enable(m, !c->bound);
+	return rc;
+}
+
+static int marker_write(struct meta *m, void *arg)
+{
+	(void)arg;
+	return meta_remote_conf_set(m, "marker", "1");
+}
+
+/* Check the bucket and its marker: 0 (verified), or the error. */
+static int verify(struct remote *r, struct s3 *s, bool marker_known)
+{
+	int rc = s3_check(s);
+
+	if (!rc)
+		rc = check_marker(r, s, !marker_known);
+	if (!rc && !marker_known)
+		rc = tally_meta_txn(r->t, marker_write, NULL);
+	return rc;
+}
+
+static void *loop_main(void *arg)
+{
+	struct remote *r = arg;
+	double next_verify = 0;
+
+	for (;;) {
+		struct job *jobs;
+		struct timespec ts;
+		bool stop;
+		double now;
+
+		pthread_mutex_lock(&r->lock);
+		if (!r->finished && !r->kicked && !r->stop_loop) {
+			deadline_ts(0.5, &ts);
+			pthread_cond_timedwait(&r->report, &r->lock, &ts);
+		}
+		jobs = r->finished;
+		r->finished = NULL;
+		r->kicked = false;
+		stop = r->stop_loop;
+		pthread_mutex_unlock(&r->lock);
+		if (jobs)
+			record(r, jobs);
+		if (stop)
+			break;
+		now = mono();
+		if (!r->verified && now >= next_verify) {
+			struct s3 *s = conn_get(r);
+			int rc = s ? verify(r, s, r->marker_known) : -ENOMEM;
+
+			if (!rc) {
+				r->verified = true;
+				pthread_mutex_lock(&r->lock);
+				r->st.reachable = true;
+				pthread_mutex_unlock(&r->lock);
+			} else {
+				note_error(r, "bucket check",
+					   s ? s3_last_error(s)
+					     : strerror(-rc));
+				next_verify = now + 2;
+			}
+			conn_put(r, s);
+		}
+		if (r->verified)
+			schedule_uploads(r);
+		update_low(r);
+		if (r->verified && now >= r->next_delete) {
+			schedule_deletes(r);
+			r->next_delete = now + 5;
+		}
+		if (r->cache_size && now >= r->next_evict) {
+			evict(r);
+			r->next_evict = now + 1;
+		}
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* metadata snapshots */
+
+struct backup_ctx {
+	const char *path;
+	struct meta_backup *b;
+	int more;
+};
+
+static int backup_begin(struct meta *m, void *arg)
+{
+	struct backup_ctx *c = arg;
+
+	return meta_backup_begin(m, c->path, &c->b);
+}
+
+static int backup_step(struct meta *m, void *arg)
+{
+	struct backup_ctx *c = arg;
+
+	(void)m;
+	c->more = meta_backup_step(c->b, 512);
+	return c->more < 0 ? c->more : 0;
+}
+
+struct names {
+	char (*v)[OBJNAME_MAX];
+	size_t n, cap;
+};
+
+static int names_add(void *arg, const char *name)
+{
+	struct names *l = arg;
+
+	if (array_reserve(&l->v, &l->cap, l->n + 1, sizeof(*l->v)))
+		return -ENOMEM;
+	snprintf(l->v[l->n++], OBJNAME_MAX, "%s", name);
+	return 0;
+}
+
+/* Drop from @arg the names the bucket has now; -ESTALE if one is gone
+ * without having been uploaded (the snapshot cannot be used). */
+static int names_in_bucket(struct meta *m, void *arg)
+{
+	struct names *l = arg;
+	size_t i = 0;
+
+	while (i < l->n) {
+		struct meta_remote_state st;
+		int rc = meta_remote_state(m, l->v[i], &st);
+
+		if (rc == -ENOENT) {
+			rc = meta_remote_del_queued(m, l->v[i]);
+			if (rc == 0)
+				return -ESTALE;
+			st.remote = rc == 1;
+		} else if (rc) {
+			return rc;
+		}
+		if (st.remote)
+			memcpy(l->v[i], l->v[--l->n], OBJNAME_MAX);
+		else
+			i++;
+	}
+	return 0;
+}
+
+int remote_key_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int keys_add(void *arg, const char *key, uint64_t size)
+{
+	struct remote_keys *k = arg;
+	char *d = strdup(key);
+
+	(void)size;
+	if (!d || array_reserve(&k->v, &k->cap, k->n + 1, sizeof(*k->v))) {
+		free(d);
+		return -ENOMEM;
+	}
+	k->v[k->n++] = d;
+	return 0;
+}
+
+void remote_keys_release(struct remote_keys *k)
+{
+	while (k->n)
+		free(k->v[--k->n]);
+	free(k->v);
+	k->v = NULL;
+	k->cap = 0;
+}
+
+/* Every key under @prefix (a full key prefix), all pages, sorted: 0, or
+ * the error of a page (then the listing is incomplete: use none of it). */
+int remote_list_all(struct s3 *s, const char *prefix, struct remote_keys *out)
+{
+	char *token = NULL, *next = NULL;
+	int rc;
+
+	do {
+		rc = s3_list(s, prefix, token, 0, keys_add, out, &next);
+		free(token);
+		token = next;
+		next = NULL;
+	} while (!rc && token);
+	free(token);
+	if (rc)
+		remote_keys_release(out);
+	else if (out->n)
+		qsort(out->v, out->n, sizeof(*out->v), remote_key_cmp);
+	return rc;
+}
+
+/* The snapshots in the bucket, oldest first. */
+int remote_list_snapshots(const struct s3_cfg *cfg, struct s3 *s,
+			  struct remote_keys *out)
+{
+	char prefix[1024];
+	int rc = s3_key(cfg, SNAP_PREFIX, prefix, sizeof(prefix));
+
+	return rc ? rc : remote_list_all(s, prefix, out);
+}
+
+int remote_snapshot(struct remote *r, double timeout, char *key, size_t len)
+{
+	char path[4096], rel[128];
+	struct backup_ctx b = { path, NULL, 1 };
+	struct names q = { 0 };
+	struct remote_keys k = { 0 };
+	double end = mono() + (timeout > 0 ? timeout : 3600);
+	struct s3 *s = NULL;
+	struct stat st;
+	uint64_t seq;
+	int rc, fd = -1;
+
+	pthread_mutex_lock(&r->snap_lock);
+	snprintf(path, sizeof(path), "%s/snapshot.tmp", tally_store_path(r->t));
+	unlink(path);
+	seq = tally_done_seq(r->t);
+	/* a consistent copy, by steps, each under the lock */
+	rc = tally_meta_read(r->t, backup_begin, &b);
+	while (!rc && b.more > 0)
+		rc = tally_meta_read(r->t, backup_step, &b);
+	if (b.b) {
+		int rc2 = meta_backup_end(b.b);
+
+		if (!rc)
+			rc = rc2;
+	}
+	/* objects before the metadata that names them: what the copy has
+	 * queued must be in the bucket first */
+	if (!rc)
+		rc = meta_snapshot_queued(path, names_add, &q);
+	while (!rc) {
+		rc = tally_meta_read(r->t, names_in_bucket, &q);
+		if (rc || !q.n)
+			break;
+		if (mono() > end) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		pthread_mutex_lock(&r->lock);
+		if (r->stop_workers)
+			rc = -ESHUTDOWN;
+		pthread_mutex_unlock(&r->lock);
+		if (rc)
+			break;
+		remote_kick(r);
+		usleep(100 * 1000);
+	}
+	if (rc == -ESTALE)
+		log_msg(LOG_NOTICE, "remote: metadata snapshot dropped: an "
+				    "object it names went before its upload");
+	if (rc)
+		goto out;
+	s = conn_get(r);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (!s || fd < 0 || fstat(fd, &st)) {
+		rc = !s ? -ENOMEM : -errno;
+		goto out;
+	}
+	snprintf(rel, sizeof(rel), SNAP_PREFIX "%020" PRIu64 "-%010lld.db", seq,
+		 (long long)time(NULL));
+	rc = s3_key(&r->cfg, rel, key, len);
+	if (!rc)
+		rc = s3_put_fd(s, key, fd, (uint64_t)st.st_size);
+	if (rc) {
+		note_error(r, "snapshot upload", s3_last_error(s));
+		goto out;
+	}
+	r->snap_seq = seq;
+	pthread_mutex_lock(&r->lock);
+	r->st.snapshots++;
+	snprintf(r->st.last_snapshot, sizeof(r->st.last_snapshot), "%s", key);
+	pthread_mutex_unlock(&r->lock);
+	/* keep the newest snapshot_keep: only from a whole listing that
+	 * shows the one just made */
+	if (remote_list_snapshots(&r->cfg, s, &k) == 0 &&
+	    bsearch(&(const char *){ key }, k.v, k.n, sizeof(*k.v),
+		    remote_key_cmp))
+		reap_snapshots(s, (const char *const *)k.v, k.n,
+			       r->snapshot_keep);
+	remote_keys_release(&k);
+out:
+	if (fd >= 0)
+		close(fd);
+	conn_put(r, s);
+	unlink(path);
+	free(q.v);
+	pthread_mutex_unlock(&r->snap_lock);
+	if (rc)
+		log_msg(LOG_WARNING, "remote: metadata snapshot failed: %s",
+			strerror(-rc));
+	return rc;
+}
+
+/* Every snapshot_interval, a snapshot if anything was committed since. */
+static void *snap_main(void *arg)
+{
+	struct remote *r = arg;
+
+	pthread_mutex_lock(&r->lock);
+	while (!r->stop_workers) {
+		struct timespec ts;
+		uint64_t last;
+		char key[1024];
+
+		deadline_ts(r->snapshot_interval, &ts);
+		pthread_cond_timedwait(&r->snap_wake, &r->lock, &ts);
+		if (r->stop_workers)
+			break;
+		pthread_mutex_unlock(&r->lock);
+		pthread_mutex_lock(&r->snap_lock);
+		last = r->snap_seq;
+		pthread_mutex_unlock(&r->snap_lock);
+		if (tally_done_seq(r->t) != last)
+			remote_snapshot(r, r->snapshot_interval, key,
+					sizeof(key));
+		pthread_mutex_lock(&r->lock);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* the interface */
+
+static void canonical_url(const struct s3_cfg *cfg, char *out, size_t len)
+{
+	snprintf(out, len, "s3://%s%s%s", cfg->bucket,
+		 cfg->prefix[0] ? "/" : "", cfg->prefix);
+}
+
+int remote_new(struct tally *t, struct remote_opts *o, struct remote **out)
+{
+	struct bind_ctx b = { 0 };
+	struct remote *r;
+	struct s3 *s = NULL;
+	char url[1024];
+	unsigned i;
+	int rc;
+
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		s3_cfg_release(&o->cfg);
+		return -ENOMEM;
+	}
+	r->t = t;
+	r->cfg = o->cfg;
+	memset(&o->cfg, 0, sizeof(o->cfg));
+	r->max_jobs = o->max_uploads ? o->max_uploads : REMOTE_MAX_UPLOADS;
+	r->cache_size = o->cache_size;
+	r->delete_delay = o->delete_delay >= 0 ? o->delete_delay
+					       : REMOTE_DELETE_DELAY;
+	r->drain_timeout = o->drain_timeout >= 0 ? o->drain_timeout
+						 : REMOTE_DRAIN_TIMEOUT;
+	r->retry_max = o->retry_max > 0 ? o->retry_max : 30;
+	r->started = mono();
+	r->st.cache_size = r->cache_size;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->work, NULL);
+	pthread_cond_init(&r->report, NULL);
+	pthread_cond_init(&r->done, NULL);
+	pthread_cond_init(&r->fetched, NULL);
+	pthread_mutex_init(&r->snap_lock, NULL);
+	pthread_cond_init(&r->snap_wake, NULL);
+	r->snapshot_interval = o->snapshot_interval >= 0
+				       ? o->snapshot_interval
+				       : REMOTE_SNAPSHOT_INTERVAL;
+	r->snapshot_keep = o->snapshot_keep ? o->snapshot_keep
+					    : REMOTE_SNAPSHOT_KEEP;
+	r->running = calloc(r->max_jobs, sizeof(*r->running));
+	r->workers = calloc(r->max_jobs, sizeof(*r->workers));
+	if (!r->running || !r->workers) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	canonical_url(&r->cfg, url, sizeof(url));
+	b.url = url;
+	rc = tally_meta_read(t, bind_read, &b);
+	if (rc)
+		goto out_free;
+	r->store_id = b.store_id;
+	r->marker_known = b.marker != NULL;
+	if (b.bound && strcmp(b.bound, url) != 0) {
+		log_msg(LOG_ERR,
+			"store is bound to bucket '%s', not '%s': refused "
+			"(mount it with -o remote=%s)",
+			b.bound, url, b.bound);
+		rc = -EUCLEAN;
+		goto out_free;
+	}
+	rc = s3_new(&r->cfg, &s);
+	if (rc)
+		goto out_free;
+	rc = verify(r, s, r->marker_known);
+	if (rc == -EACCES) {
+		log_msg(LOG_ERR,
+			"remote '%s' at '%s' refuses the credentials: %s", url,
+			r->cfg.endpoint, s3_last_error(s));
+		goto out_free;
+	}
+	if (rc == -ENOENT) {
+		log_msg(LOG_ERR, "remote '%s' at '%s': no such bucket (%s)",
+			url, r->cfg.endpoint, s3_last_error(s));
+		goto out_free;
+	}
+	if (rc == -EUCLEAN)
+		goto out_free; /* logged: another store's bucket */
+	if (rc) {
+		log_msg(LOG_WARNING,
+			"remote '%s' at '%s' cannot be reached (%s): "
+			"mounted, uploads wait for it",
+			url, r->cfg.endpoint, s3_last_error(s));
+		note_error(r, "bucket check", s3_last_error(s));
+	} else {
+		r->verified = true;
+		r->marker_known = true;
+		r->st.reachable = true;
+	}
+	rc = tally_meta_txn(t, bind_write, &b);
+	if (rc)
+		goto out_free;
+	r->conns[r->nconns++] = s;
+	s = NULL;
+	for (i = 0; i < r->max_jobs; i++) {
+		if (pthread_create(&r->workers[i], NULL, worker_main, r)) {
+			rc = -EAGAIN;
+			goto out_stop;
+		}
+		r->nworkers++;
+	}
+	if (pthread_create(&r->loop, NULL, loop_main, r)) {
+		rc = -EAGAIN;
+		goto out_stop;
+	}
+	if (r->snapshot_interval > 0 &&
+	    pthread_create(&r->snap_thread, NULL, snap_main, r) == 0)
+		r->snap_thread_on = true;
+	free(b.bound);
+	free(b.marker);
+	log_msg(LOG_INFO, "remote '%s' at '%s': %u uploads at once", url,
+		r->cfg.endpoint, r->max_jobs);
+	*out = r;
+	return 0;
+
+out_stop:
+	pthread_mutex_lock(&r->lock);
+	r->stop_workers = true;
+	pthread_cond_broadcast(&r->work);
+	pthread_mutex_unlock(&r->lock);
+	for (i = 0; i < r->nworkers; i++)
+		pthread_join(r->workers[i], NULL);
+out_free:
+	s3_free(s);
+	while (r->nconns)
+		s3_free(r->conns[--r->nconns]);
+	free(b.bound);
+	free(b.marker);
+	free(r->running);
+	free(r->workers);
+	s3_cfg_release(&r->cfg);
+	free(r);
+	return rc;
+}
+
+void remote_kick(struct remote *r)
+{
+	pthread_mutex_lock(&r->lock);
+	r->kicked = true;
+	pthread_cond_signal(&r->report);
+	pthread_mutex_unlock(&r->lock);
+}
+
+int remote_wait(struct remote *r, uint64_t seq, double timeout)
+{
+	struct timespec ts;
+	int rc = 0;
+
+	if (timeout > 0)
+		deadline_ts(timeout, &ts);
+	remote_kick(r);
+	pthread_mutex_lock(&r->lock);
+	while (r->durable < seq && !rc) {
+		if (r->stop_loop)
+			rc = -ESHUTDOWN;
+		else if (timeout > 0)
+			rc = pthread_cond_timedwait(&r->done, &r->lock, &ts) ==
+					     ETIMEDOUT
+				     ? -ETIMEDOUT
+				     : 0;
+		else
+			pthread_cond_wait(&r->done, &r->lock);
+	}
+	if (rc == -ETIMEDOUT && r->durable >= seq)
+		rc = 0;
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+void remote_free(struct remote *r)
+{
+	struct backoff *b;
+	struct job *j;
+	uint64_t queued;
+	unsigned i;
+	int rc;
+
+	if (!r)
+		return;
+	rc = remote_wait(r, tally_done_seq(r->t), r->drain_timeout);
+	pthread_mutex_lock(&r->lock);
+	r->stop_workers = true;
+	pthread_cond_broadcast(&r->work);
+	pthread_cond_broadcast(&r->snap_wake);
+	pthread_mutex_unlock(&r->lock);
+	if (r->snap_thread_on)
+		pthread_join(r->snap_thread, NULL);
+	for (i = 0; i < r->nworkers; i++)
+		pthread_join(r->workers[i], NULL);
+	pthread_mutex_lock(&r->lock);
+	r->stop_loop = true;
+	pthread_cond_broadcast(&r->report);
+	pthread_cond_broadcast(&r->done);
+	pthread_mutex_unlock(&r->lock);
+	pthread_join(r->loop, NULL);
+	/* what the loop recorded last */
+	if (r->finished)
+		record(r, r->finished);
+	r->finished = NULL;
+	update_low(r);
+	queued = r->st.queued;
+	if (rc || queued)
+		log_msg(LOG_WARNING,
+			"remote: %" PRIu64 " object(s) still queued for "
+			"upload at unmount: left for the next mount%s",
+			queued, rc == -ETIMEDOUT ? " (drain timed out)" : "");
+	while ((j = r->ready)) {
+		r->ready = j->next;
+		free(j);
+	}
+	while (r->nconns)
+		s3_free(r->conns[--r->nconns]);
+	b = r->backoff;
+	free(b);
+	free(r->running);
+	free(r->workers);
+	pthread_cond_destroy(&r->snap_wake);
+	pthread_mutex_destroy(&r->snap_lock);
+	pthread_cond_destroy(&r->fetched);
+	pthread_cond_destroy(&r->done);
+	pthread_cond_destroy(&r->report);
+	pthread_cond_destroy(&r->work);
+	pthread_mutex_destroy(&r->lock);
+	s3_cfg_release(&r->cfg);
+	free(r);
+}
+
+void remote_stats(struct remote *r, struct remote_stats *out)
+{
+	pthread_mutex_lock(&r->lock);
+	*out = r->st;
+	out->durable_remote_seq = r->durable;
+	pthread_mutex_unlock(&r->lock);
+	out->cfg = &r->cfg;
+}
+
+/* ------------------------------------------------------------------ */
+/* fetches */
+
+static int cached_write(struct meta *m, void *arg)
+{
+	return meta_remote_set_cached(m, arg, true);
+}
+
+/* One attempt: the object's bytes, checked, into its local copy. */
+static int fetch_once(struct remote *r, struct s3 *s, uint32_t shard,
+		      const char *name, uint64_t size, char *buf)
+{
+	struct membuf body = { buf, 0, size };
+	char key[1024], hex[HASH_HEX_LEN + 1];
+	uint64_t total = 0;
+	int rc = remote_object_key(&r->cfg, name, key, sizeof(key));
+
+	if (!rc)
+		rc = s3_get(s, key, 0, 0, mem_sink, &body, &total);
+	if (rc == -EFBIG || (!rc && body.n != size))
+		rc = -EBADMSG; /* not the size its row says */
+	if (!rc) {
+		hash_block(buf, body.n, hex);
+		rc = hash_name_check(name, hex);
+	}
+	if (rc == -EBADMSG) {
+		log_msg(LOG_ERR,
+			"remote: bucket key '%s' does not hold the bytes of "
+			"object '%s'",
+			key, name);
+		return rc;
+	}
+	if (rc)
+		return rc;
+	rc = objstore_ensure(tally_objstore(r->t), shard, name, buf, body.n);
+	if (!rc)
+		rc = tally_meta_txn(r->t, cached_write, (void *)name);
+	if (!rc) {
+		pthread_mutex_lock(&r->lock);
+		r->st.fetched++;
+		r->st.bytes_fetched += body.n;
+		pthread_mutex_unlock(&r->lock);
+	}
+	return rc;
+}
+
+static int fetch_retried(struct remote *r, uint32_t shard, const char *name,
+			 uint64_t size)
+{
+	struct s3 *s = conn_get(r);
+	char *buf = malloc(size ? size : 1);
+	double delay = 0.25;
+	int rc = -ENOMEM, attempt;
+
+	for (attempt = 0; s && buf && attempt < 5; attempt++) {
+		rc = fetch_once(r, s, shard, name, size, buf);
+		if (rc != -EAGAIN && rc != -EIO)
+			break;
+		note_error(r, "fetch", s3_last_error(s));
+		if (attempt < 4) {
+			struct timespec ts = { 0, (long)(delay * 1e9) %
+							  1000000000L };
+
+			ts.tv_sec = (time_t)delay;
+			nanosleep(&ts, NULL);
+			delay *= 2;
+		}
+	}
+	free(buf);
+	conn_put(r, s);
+	if (rc == -EAGAIN)
+		rc = -EIO; /* retried: the server stays unreachable */
+	if (rc)
+		log_msg(LOG_ERR, "remote: cannot fetch object '%s': %s", name,
+			strerror(-rc));
+	return rc;
+}
+
+int remote_fetch(struct remote *r, uint32_t shard, const char *name,
+		 uint64_t size)
+{
+	struct fetch *f, **p;
+	int rc;
+
+	pthread_mutex_lock(&r->lock);
+	for (f = r->fetching; f; f = f->next)
+		if (strcmp(f->name, name) == 0)
+			break;
+	if (f) {
+		/* another reader fetches it: wait for its outcome */
+		f->waiters++;
+		while (!f->done)
+			pthread_cond_wait(&r->fetched, &r->lock);
+		rc = f->rc;
+		if (--f->waiters == 0)
+			free(f);
+		pthread_mutex_unlock(&r->lock);
+		return rc;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		pthread_mutex_unlock(&r->lock);
+		return -ENOMEM;
+	}
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	f->waiters = 1;
+	f->next = r->fetching;
+	r->fetching = f;
+	pthread_mutex_unlock(&r->lock);
+
+	rc = fetch_retried(r, shard, name, size);
+
+	pthread_mutex_lock(&r->lock);
+	for (p = &r->fetching; *p != f; p = &(*p)->next)
+		;
+	*p = f->next;
+	f->done = true;
+	f->rc = rc;
+	pthread_cond_broadcast(&r->fetched);
+	if (--f->waiters == 0)
+		free(f);
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}

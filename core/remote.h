@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The remote tier: committed objects shipped to an S3 bucket by a storage
+ * loop, the local shards a cache of the bucket, deletions in the bucket
+ * behind a delay. See DESIGN NOTES in core/remote.c and docs/design.md,
+ * "The remote tier".
+ */
+#ifndef TALLY_REMOTE_H
+#define TALLY_REMOTE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/s3.h"
+
+struct tally;
+struct remote;
+
+/* Defaults of the mount options. */
+#define REMOTE_MAX_UPLOADS 8
+#define REMOTE_DRAIN_TIMEOUT 60		/* seconds, at unmount */
+#define REMOTE_DELETE_DELAY (7 * 86400) /* seconds */
+#define REMOTE_SNAPSHOT_INTERVAL 3600	/* seconds */
+#define REMOTE_SNAPSHOT_KEEP 24
+
+struct remote_opts {
+	struct s3_cfg cfg;	  /* the bucket: taken over by remote_new() */
+	unsigned max_uploads;	  /* jobs in flight; 0 = REMOTE_MAX_UPLOADS */
+	uint64_t cache_size;	  /* local object bytes kept; 0 = no eviction */
+	int64_t delete_delay;	  /* seconds before a key is deleted; < 0 = the
+				 default */
+	double drain_timeout;	  /* at unmount, seconds; < 0 = the default */
+	double retry_max;	  /* longest backoff, seconds; 0 = 30 */
+	double snapshot_interval; /* seconds between metadata snapshots
+				     (when something changed); 0 = only on
+				     drain remote; < 0 = the default */
+	unsigned snapshot_keep;	  /* snapshots kept; 0 = the default */
+};
+
+/*
+ * Bind the store of @t to the bucket of @o and start the storage loop.
+ * A store bound to another bucket, or a bucket holding another store,
+ * is refused (-EUCLEAN, logged); a server that refuses the credentials
+ * (-EACCES) or has no such bucket (-ENOENT) too. A server that cannot be
+ * reached is logged, and the loop waits for it. @o->cfg is taken over
+ * (zeroed) on success and on failure.
+ */
+int remote_new(struct tally *t, struct remote_opts *o, struct remote **out);
+
+/*
+ * Stop: wait until everything committed is in the bucket, at most the
+ * drain timeout, then stop the loop (jobs in flight end first); what is
+ * still queued stays queued, for the next mount, and is logged.
+ */
+void remote_free(struct remote *r);
+
+/* New work may be queued (a commit made objects). */
+void remote_kick(struct remote *r);
+
+/*
+ * Wait until every object committed by flushes up to @seq is in the
+ * bucket (durable_remote_seq >= @seq): 0, or -ETIMEDOUT after @timeout
+ * seconds (0: as long as it takes), or -ESHUTDOWN when unmounting.
+ */
+int remote_wait(struct remote *r, uint64_t seq, double timeout);
+
+/*
+ * The local copy of object @name, which its row places in @shard, is
+ * missing: fetch it from the bucket, check that its bytes hash to its
+ * name and are @size long, and store it there. Retried with backoff for
+ * a few seconds. 0, -ENOENT (the bucket does not have it), -EBADMSG (it
+ * holds other bytes), -EIO (unreachable), or the local error.
+ */
+int remote_fetch(struct remote *r, uint32_t shard, const char *name,
+		 uint64_t size);
+
+/*
+ * Upload a consistent snapshot of the metadata, once every object it
+ * names is in the bucket (waiting at most @timeout seconds, 0: an hour),
+ * as PREFIX/meta/snap-SEQ-TIME.db (its key in @key, of @len bytes); then
+ * delete all but the newest snapshot_keep. 0, -ETIMEDOUT, -ESTALE (an
+ * object it names went before its upload: the snapshot is dropped), or
+ * the error of the copy or the upload.
+ */
+int remote_snapshot(struct remote *r, double timeout, char *key, size_t len);
+
+/* tallyfs --restore: a new store from the bucket alone. */
+struct remote_restore_opts {
+	const struct s3_cfg *cfg; /* the bucket (borrowed) */
+	const char *store;	  /* to create: absent, or an empty directory */
+	const char *snapshot;	  /* its name (snap-...), or NULL: newest */
+	bool incomplete_ok;	  /* restore with objects missing */
+};
+struct remote_restore_report {
+	char snapshot[1024]; /* the key restored */
+	uint64_t objects, missing, bucket_keys, inodes, bytes;
+	double seconds;
+};
+/*
+ * Make store @o->store from the bucket: the snapshot's metadata, every
+ * object in the bucket and none local, after checking that the bucket
+ * holds every object it names (@say gets one line per missing object and
+ * per error). -EEXIST (a store or files there), -ENOENT (no such
+ * snapshot, none at all, or objects missing), -EUCLEAN (no store in the
+ * bucket, or a snapshot of another store), -EACCES, -EAGAIN (the
+ * server), or a local error. A store directory it created is removed on
+ * failure.
+ */
+int remote_restore(const struct remote_restore_opts *o,
+		   struct remote_restore_report *rep,
+		   void (*say)(void *ctx, const char *line), void *ctx);
+
+/* A read used object @name (for the eviction order). */
+void remote_touch(struct remote *r, const char *name);
+
+struct remote_stats {
+	const struct s3_cfg *cfg; /* endpoint, bucket, prefix */
+	uint64_t queued, in_flight, uploaded, failed, retries;
+	uint64_t bytes_uploaded, durable_remote_seq, delete_queued, deleted;
+	uint64_t fetched, bytes_fetched, evicted, cache_bytes, cache_size;
+	uint64_t snapshots;
+	bool reachable;
+	char last_error[256];
+	char last_snapshot[256];
+};
+void remote_stats(struct remote *r, struct remote_stats *out);
+
+#endif

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What core/remote.c (the storage loop) and core/restore.c (a store made
+ * from the bucket) share: the layout of the bucket and its listings. Not
+ * for use outside them.
+ */
+#ifndef TALLY_REMOTE_INT_H
+#define TALLY_REMOTE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/s3.h"
+
+/* Keys under the prefix: the marker naming the store, the metadata
+ * snapshots (meta/snap-SEQ-TIME.db: in sequence order by name) and the
+ * objects (objects/XX/NAME). */
+#define MARKER_KEY "tallyfs-store"
+#define SNAP_PREFIX "meta/snap-"
+#define OBJECTS_PREFIX "objects/"
+
+/* The marker's text for store @store_id. */
+void remote_marker_text(uint64_t store_id, char *out, size_t len);
+/* The full key of object @name. */
+int remote_object_key(const struct s3_cfg *cfg, const char *name, char *key,
+		      size_t len);
+
+/* A listing: malloc'ed keys, sorted. */
+struct remote_keys {
+	char **v;
+	size_t n, cap;
+};
+void remote_keys_release(struct remote_keys *k);
+/* qsort/bsearch order of two char * keys. */
+int remote_key_cmp(const void *a, const void *b);
+/* Every key under full key prefix @prefix, all pages, sorted into @out:
+ * 0, or the error of a page (then @out is empty: a partial listing is
+ * never used). */
+int remote_list_all(struct s3 *s, const char *prefix, struct remote_keys *out);
+/* The snapshots of the bucket, oldest first. */
+int remote_list_snapshots(const struct s3_cfg *cfg, struct s3 *s,
+			  struct remote_keys *out);
+
+#endif

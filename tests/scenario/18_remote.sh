@@ -1,0 +1,138 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# The remote tier against a real S3 server (s3rver, which checks SigV4
+# signatures), checked by a second client (botocore):
+#  - committed objects reach the bucket; `drain remote` waits for them and
+#    durable_remote_seq catches up with durable_seq; every key holds the
+#    bytes its name says;
+#  - a cache smaller than the data: copies in the bucket are evicted, and
+#    reading everything back fetches them, byte-exact;
+#  - the server down at mount: the mount goes on, uploads wait, and drain
+#    after the restart ships them; the server killed and restarted;
+#  - kill -9 of the daemon with uploads queued: the next mount resumes
+#    them (a persistent queue);
+#  - rm: local files at once, bucket keys after remote_delete_delay;
+#  - wrong credentials, another store's bucket, a store bound to a bucket
+#    mounted without it: refused with a message that says so;
+#  - tallyfsck is clean, evicted objects counted as remote_only.
+SCN_TIMEOUT=420
+source "$(dirname "$0")/lib.sh"
+source "$TALLY_SRC/tests/s3/lib.sh"
+source "$(dirname "$0")/remote_lib.sh"
+
+s3_start tally-remote || fail "cannot start the S3 server"
+PFX=st1
+REMOTE=(-o "remote=s3://$S3_BUCKET/$PFX,remote_endpoint=$S3_ENDPOINT")
+
+# the local object bytes are within cache_size (6 MiB)
+cache_within() {
+	local b
+
+	b=$(T python3 -c 'import json, sys
+print(json.load(open(sys.argv[1]))["remote"]["cache_bytes"])' \
+		"$MNT/.tally/status") || return 1
+	((b <= 6 * MIB))
+}
+
+log "uploads, drain remote, durable_remote_seq"
+mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o max_uploads=4,cache_size=6M \
+	-o remote_delete_delay=3
+mkdir "$MNT/main"
+for i in 1 2 3 4 5 6; do
+	rand_file "$TMP/f$i" $((2 * MIB + i * 1000))
+	T cp "$TMP/f$i" "$MNT/main/f$i"
+done
+rep=$(ctl_report "drain remote 120") || fail "drain remote failed: $rep"
+assert_eq "drain remote: queued" 0 "$(report_get queued "$rep")"
+assert_eq "drain remote: durable_remote_seq" \
+	"$(report_get durable_seq "$rep")" \
+	"$(report_get durable_remote_seq "$rep")"
+nobj=$(status_get objects)
+assert_eq "bucket keys" "$nobj" "$(bucket_count)"
+check_bucket_bytes
+assert_eq "remote.failed" 0 "$(remote_get failed)"
+T "${S3CLI[@]}" get "$S3_BUCKET" "$PFX/tallyfs-store" "$TMP/marker"
+assert_match "bucket marker" '^tallyfs store' "$(cat "$TMP/marker")"
+
+log "eviction below cache_size, reads fetch and check"
+wait_for 30 cache_within || fail "cache not evicted: $(remote_get cache_bytes)"
+local_n=$(object_count)
+((local_n < nobj)) || fail "evicted objects still local ($local_n of $nobj)"
+echo 3 >/proc/sys/vm/drop_caches
+for i in 1 2 3 4 5 6; do
+	assert_same_content "$TMP/f$i" "$MNT/main/f$i"
+done
+(($(remote_get fetched) > 0)) || fail "reads fetched nothing"
+wait_for 30 cache_within || fail "cache not evicted again"
+umount_fs
+fsck_store "$STORE"
+assert_eq "tallyfsck after eviction ($FSCK_OUT)" clean "$(fsck_value status)"
+(($(fsck_value remote_only) > 0)) || fail "tallyfsck: no remote_only: $FSCK_OUT"
+
+log "the server down at mount: the mount goes on, uploads wait"
+s3_stop
+mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o remote_retry_max=1
+rand_file "$TMP/g" $((3 * MIB))
+T cp "$TMP/g" "$MNT/main/g"
+drain
+assert_eq "reachable while down" False "$(remote_get reachable)"
+(($(remote_get queued) >= 3)) || fail "nothing queued while down"
+assert_eq "drain remote while down" ETIMEDOUT "$(ctl_errno "drain remote 2")"
+s3_restart || fail "restart"
+rep=$(ctl_report "drain remote 120" 2>&1) || fail "drain remote after restart: $rep $(tail -5 $DLOG)"
+assert_eq "queued after restart" 0 "$(report_get queued "$rep")"
+
+log "kill -9 with uploads queued: the next mount resumes them"
+s3_stop
+rand_file "$TMP/h" $((4 * MIB))
+T cp "$TMP/h" "$MNT/main/h"
+T sync "$MNT/main/h"
+pid=${DAEMON_PID[$MNT]}
+kill -9 "$pid"
+wait_pid_gone "$pid" 10 || fail "daemon survived kill -9"
+T fusermount3 -u "$MNT" 2>/dev/null || T umount -l "$MNT"
+unset "DAEMON_PID[$MNT]"
+s3_restart || fail "restart"
+mount_fs "$STORE" "$MNT" "${REMOTE[@]}"
+rep=$(ctl_report "drain remote 120") || fail "drain remote after kill: $rep"
+assert_eq "resumed: queued" 0 "$(report_get queued "$rep")"
+assert_eq "bucket keys after resume" "$(status_get objects)" "$(bucket_count)"
+assert_same_content "$TMP/h" "$MNT/main/h"
+
+log "rm: keys leave the bucket after the delay"
+before=$(bucket_count)
+mapfile -t hobjs < <(objects "$MNT/main/h")
+T rm "$MNT/main/h"
+drain
+umount_fs
+mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o remote_delete_delay=1
+gone() {
+	local o
+
+	bucket_keys >"$TMP/keys" || return 1
+	for o in "${hobjs[@]}"; do
+		grep -q "/$o " "$TMP/keys" && return 1
+	done
+	return 0
+}
+wait_for 60 gone || fail "keys of the removed file still in the bucket"
+assert_eq "keys left (${hobjs[*]} went from $(cat "$TMP/keys"))" \
+	$((before - ${#hobjs[@]})) "$(bucket_count)"
+assert_same_content "$TMP/g" "$MNT/main/g"
+umount_fs
+
+log "refusals"
+out=$(AWS_SECRET_ACCESS_KEY=wrong T "$TALLYFS" "${REMOTE[@]}" "$STORE" \
+	"$MNT" 2>&1) && fail "mounted with a wrong secret"
+assert_match "wrong secret" "refuses the credentials" "$out"
+out=$(T "$TALLYFS" "$STORE" "$MNT" 2>&1) && fail "mounted a bound store" \
+	"without its bucket"
+assert_match "bound store without remote" "is bound to bucket" "$out"
+mkdir "$TMP/other"
+out=$(T "$TALLYFS" "${REMOTE[@]}" "$TMP/other/store" "$MNT" 2>&1) &&
+	fail "mounted a new store on another store's bucket"
+assert_match "foreign bucket" "holds another store" "$out"
+is_mounted "$MNT" && fail "a refused mount is mounted"
+
+fsck_store "$STORE"
+assert_eq "tallyfsck at the end ($FSCK_OUT)" clean "$(fsck_value status)"
