@@ -39,7 +39,7 @@ static const struct {
 	{ "unpin", CTL_UNPIN, 1, 1 },
 	{ "du", CTL_DU, 0, 1 },
 	{ "explain", CTL_EXPLAIN, 1, 1 },
-	{ "verify", CTL_VERIFY, 0, 1 },
+	{ "verify", CTL_VERIFY, 0, 2 },
 	{ "shard", CTL_SHARD, 1, 2 },
 	{ "rebalance", CTL_REBALANCE, 0, 0 },
 	{ "sweep", CTL_SWEEP, 0, 1 },
@@ -170,10 +170,14 @@ int ctl_parse(const char *line, size_t len, struct ctl_cmd *cmd)
 		char *end;
 		const char *a;
 
+		/* verify [remote] [sample=N%] */
 		cmd->sample = 100;
-		if (cmd->nargs == 0)
+		cmd->remote = cmd->nargs && !strcmp(cmd->args[0], "remote");
+		if (cmd->nargs == (cmd->remote ? 1u : 0u))
 			return 0;
-		a = cmd->args[0];
+		if (cmd->nargs == 2 && !cmd->remote)
+			return -EINVAL;
+		a = cmd->args[cmd->remote ? 1 : 0];
 		if (strncmp(a, "sample=", 7))
 			return -EINVAL;
 		errno = 0;
@@ -791,6 +795,14 @@ static void ctl_run(struct ctl_job *j)
 				cmd->grace < 0 ? (int64_t)GC_DEFAULT_GRACE
 					       : cmd->grace,
 				r.longest_hold_ms, r.duration_ms);
+		if (!rc && r.has_remote)
+			rc = append(&j->report,
+				    "remote_listing: %s\nremote_keys: %" PRIu64
+				    "\nremote_unreferenced: %" PRIu64
+				    "\nremote_queued: %" PRIu64 "\n",
+				    r.remote.failed ? "failed" : "whole",
+				    r.remote.listed, r.remote.unreferenced,
+				    r.remote.queued);
 		break;
 	}
 	case CTL_PIN:
@@ -809,16 +821,26 @@ static void ctl_run(struct ctl_job *j)
 		struct gc_verify v;
 		unsigned k;
 
-		rc = gc_verify(j->t, cmd->sample, &v);
+		if (cmd->remote && !tally_remote(j->t)) {
+			rc = -EOPNOTSUPP;
+			aprintf(&j->report, "command: verify remote\nerror: "
+					    "this mount has no remote tier\n");
+			break;
+		}
+		rc = cmd->remote ? remote_verify(tally_remote(j->t),
+						 cmd->sample, &v)
+				 : gc_verify(j->t, cmd->sample, &v);
 		if (!rc)
 			rc = append(&j->report,
-				    "command: verify\nsample_percent: %g"
+				    "command: verify%s\nsample_percent: %g"
 				    "\nobjects: %" PRIu64 "\nchecked: %" PRIu64
 				    "\nok: %" PRIu64 "\ncorrupt: %" PRIu64
-				    "\nmissing: %" PRIu64 "\nbytes: %" PRIu64
-				    "\nduration_ms: %.1f\n",
-				    cmd->sample, v.objects, v.checked, v.ok,
-				    v.corrupt, v.missing, v.bytes,
+				    "\nmissing: %" PRIu64
+				    "\nremote_only: %" PRIu64
+				    "\nbytes: %" PRIu64 "\nduration_ms: %.1f\n",
+				    cmd->remote ? " remote" : "", cmd->sample,
+				    v.objects, v.checked, v.ok, v.corrupt,
+				    v.missing, v.remote_only, v.bytes,
 				    v.duration_ms);
 		for (k = 0; k < v.nbad && !rc; k++)
 			rc = append(&j->report, "bad: %s\n", v.bad[k]);

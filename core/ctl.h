@@ -17,6 +17,7 @@
  *   explain PATH|HASH         why the objects of a file, or one object,
  *                             are alive: counts, holders, pins, GC marks
  *   verify [sample=N%]        rehash the objects (or N percent of them)
+ *   verify remote [sample=N%] the same with the bucket's copies
  *   du [NAMESPACE]            space per namespace: logical, referenced,
  *                             shared, exclusive, reclaimable bytes
  *   shard add DIR             a new shard (absolute path, empty directory)
@@ -62,7 +63,7 @@ struct ctl_cmd {
 	unsigned nargs;
 	char *args[CTL_MAX_ARGS]; /* point into @buf */
 	double timeout;		  /* drain: seconds, 0 = none */
-	bool remote;		  /* drain remote */
+	bool remote;		  /* drain remote, verify remote */
 	bool dry_run;		  /* gc dry-run */
 	int64_t grace;		  /* gc grace=SECONDS, -1 = default */
 	double sample;		  /* verify sample=N%: percent, 100 = all */

@@ -83,6 +83,7 @@
 #include "core/objstore.h"
 #include "core/progress.h"
 #include "core/reap.h"
+#include "core/remote.h"
 #include "core/tally.h"
 
 #define HOLD_MS 10.0	  /* longest hold of the metadata lock, about */
@@ -711,6 +712,11 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 		if (rc)
 			goto out;
 	}
+	/* the bucket's keys too, with the same grace */
+	if (tally_remote(t) && !r->blocked) {
+		r->has_remote = true;
+		remote_gc(tally_remote(t), c.grace, o->dry_run, &r->remote);
+	}
 	r->duration_ms = ms_since(&t0);
 	memset(&e, 0, sizeof(e));
 	e.at = c.now;
@@ -865,6 +871,15 @@ static int object_where(struct meta *m, void *ctx)
 	return meta_object_info(m, w->name, &id, &w->shard, &size, &refs);
 }
 
+/* Evicted to the bucket of the remote tier: not missing here. */
+static int object_evicted(struct meta *m, void *ctx)
+{
+	struct meta_remote_state st;
+	int rc = meta_remote_state(m, ctx, &st);
+
+	return rc ? rc : st.remote && !st.cached;
+}
+
 static void verify_bad(struct gc_verify *v, const char *name)
 {
 	if (v->nbad < sizeof(v->bad) / sizeof(v->bad[0]))
@@ -909,7 +924,10 @@ int gc_verify(struct tally *t, double percent, struct gc_verify *v)
 			    objstore_stat(os, where, name, &size) == 0) {
 				shard = where;
 			} else {
-				if (exists) {
+				if (exists && tally_meta_read(t, object_evicted,
+							      name) == 1) {
+					v->remote_only++;
+				} else if (exists) {
 					v->missing++;
 					verify_bad(v, name);
 					log_msg(LOG_ERR,

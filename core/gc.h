@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/remote.h"
+
 struct tally;
 
 #define GC_DEFAULT_GRACE 300 /* seconds an object stays marked first */
@@ -43,7 +45,9 @@ struct gc_report {
 	uint64_t nodes_reporting, stale_nodes;
 	bool blocked; /* fewer nodes reported than min_nodes_reporting */
 	double duration_ms;
-	double longest_hold_ms; /* of the metadata lock, by the cycle */
+	double longest_hold_ms;	 /* of the metadata lock, by the cycle */
+	struct gc_remote remote; /* the bucket's keys (a remote tier) */
+	bool has_remote;
 };
 
 /*
@@ -67,7 +71,8 @@ int gc_repair_batch(struct tally *t, unsigned batch, uint64_t *fixed);
 struct gc_verify {
 	uint64_t objects; /* rows considered */
 	uint64_t checked, ok, corrupt, missing, bytes;
-	char bad[10][48]; /* the first corrupt or missing names */
+	uint64_t remote_only; /* evicted: only the bucket has them */
+	char bad[10][48];     /* the first corrupt or missing names */
 	unsigned nbad;
 	double duration_ms;
 };

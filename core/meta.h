@@ -509,6 +509,23 @@ int meta_remote_evictable(struct meta *m, int64_t after, unsigned limit,
 int meta_remote_set_cached(struct meta *m, const char *name, bool cached);
 /* Bytes of the objects whose copy is local. */
 int meta_remote_cache_bytes(struct meta *m, uint64_t *bytes);
+/* GC of the bucket: 1 if a row, a queued upload or a queued deletion
+ * names key @name's object, 0 if nothing does (a lookup of the verdicts:
+ * meta_inject_lookup() fails it too). */
+int meta_remote_named(struct meta *m, const char *name);
+/* Mark key @name unreferenced since @now (an earlier mark is kept);
+ * *since gets the mark's time. */
+int meta_remote_mark(struct meta *m, const char *name, int64_t now,
+		     int64_t *since);
+/* The mark of @name: 0 and *since, or -ENOENT. */
+int meta_remote_mark_get(struct meta *m, const char *name, int64_t *since);
+int meta_remote_unmark(struct meta *m, const char *name);
+/* Queue key @name for deletion, as unreferenced since @since. */
+int meta_remote_del_add(struct meta *m, const char *name, int64_t since);
+/* Every object the bucket has (by its row): name and size. */
+int meta_remote_in_bucket(struct meta *m,
+			  int (*fn)(void *ctx, const char *name, uint64_t size),
+			  void *ctx);
 /* 1 if a deletion of object @name's key is queued, 0 if not. */
 int meta_remote_del_queued(struct meta *m, const char *name);
 

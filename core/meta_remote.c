@@ -37,6 +37,8 @@ static const char remote_schema[] =
 	"CREATE TABLE IF NOT EXISTS remote_del(name TEXT PRIMARY KEY,"
 	" since INTEGER NOT NULL) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS remote_del_since ON remote_del(since);"
+	"CREATE TABLE IF NOT EXISTS remote_marks(name TEXT PRIMARY KEY,"
+	" since INTEGER NOT NULL) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS remote_conf(key TEXT PRIMARY KEY,"
 	" value TEXT NOT NULL) WITHOUT ROWID;"
 	"INSERT OR IGNORE INTO config(key, value) VALUES ('evicted_bytes', 0);"
@@ -77,6 +79,12 @@ enum {
 	R_EVICTED_ADD,
 	R_CACHE_BYTES,
 	R_DEL_QUEUED,
+	R_IN_BUCKET,
+	R_NAMED,
+	R_MARK_PUT,
+	R_MARK_GET,
+	R_MARK_DEL,
+	R_DEL_ADD,
 	R_COUNT
 };
 
@@ -115,6 +123,16 @@ static const char *const remote_text[R_COUNT] = {
 	[R_EVICTED_ADD] = "UPDATE config SET value = value + ?1 "
 			  "WHERE key = 'evicted_bytes'",
 	[R_DEL_QUEUED] = "SELECT 1 FROM remote_del WHERE name = ?1",
+	[R_NAMED] = "SELECT 1 FROM objects WHERE name = ?1 UNION ALL "
+		    "SELECT 1 FROM remote_up WHERE name = ?1 UNION ALL "
+		    "SELECT 1 FROM remote_del WHERE name = ?1 LIMIT 1",
+	[R_MARK_PUT] = "INSERT OR IGNORE INTO remote_marks(name, since) "
+		       "VALUES (?1, ?2)",
+	[R_MARK_GET] = "SELECT since FROM remote_marks WHERE name = ?1",
+	[R_MARK_DEL] = "DELETE FROM remote_marks WHERE name = ?1",
+	[R_DEL_ADD] = "INSERT OR IGNORE INTO remote_del(name, since) "
+		      "VALUES (?1, ?2)",
+	[R_IN_BUCKET] = "SELECT name, size FROM objects WHERE remote = 1",
 	[R_CACHE_BYTES] = "SELECT (SELECT coalesce(sum(bytes), 0) FROM "
 			  "shard_usage) - (SELECT value FROM config WHERE "
 			  "key = 'evicted_bytes')",
@@ -432,4 +450,91 @@ int meta_remote_restored(struct meta *m)
 		return meta_errno(rc);
 	}
 	return 0;
+}
+
+int meta_remote_in_bucket(struct meta *m,
+			  int (*fn)(void *ctx, const char *name, uint64_t size),
+			  void *ctx)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &remote_sql, R_IN_BUCKET, &s);
+
+	if (rc)
+		return rc;
+	while ((rc = meta_step(m, s, "objects in the bucket")) > 0) {
+		rc = fn(ctx, (const char *)sqlite3_column_text(s, 0),
+			(uint64_t)sqlite3_column_int64(s, 1));
+		if (rc) {
+			sqlite3_reset(s);
+			return rc;
+		}
+	}
+	return rc;
+}
+
+/* Statement @id with text ?1 = @name and integer ?2 = @v, run. */
+static int run_name_int(struct meta *m, int id, const char *name, int64_t v,
+			const char *what)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &remote_sql, id, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, v);
+	return meta_run(m, s, what);
+}
+
+int meta_remote_named(struct meta *m, const char *name)
+{
+	sqlite3_stmt *s;
+	int64_t one;
+	int rc = meta_lookup_fault(m);
+
+	if (rc)
+		return rc;
+	rc = meta_stmt(m, &remote_sql, R_NAMED, &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = meta_int(m, s, &one, "bucket key lookup");
+	if (rc == -ENOENT)
+		return 0;
+	return rc ? rc : 1;
+}
+
+int meta_remote_mark(struct meta *m, const char *name, int64_t now,
+		     int64_t *since)
+{
+	sqlite3_stmt *s;
+	int rc = run_name_int(m, R_MARK_PUT, name, now, "bucket mark");
+
+	if (!rc)
+		rc = meta_stmt(m, &remote_sql, R_MARK_GET, &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	return meta_int(m, s, since, "bucket mark");
+}
+
+int meta_remote_mark_get(struct meta *m, const char *name, int64_t *since)
+{
+	sqlite3_stmt *s;
+	int rc = meta_stmt(m, &remote_sql, R_MARK_GET, &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	return meta_int(m, s, since, "bucket mark");
+}
+
+int meta_remote_unmark(struct meta *m, const char *name)
+{
+	return run_name(m, R_MARK_DEL, name, "bucket mark");
+}
+
+int meta_remote_del_add(struct meta *m, const char *name, int64_t since)
+{
+	return run_name_int(m, R_DEL_ADD, name, since, "deletion queue");
 }

@@ -62,7 +62,9 @@
 #include "core/array.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "core/gc.h"
 #include "core/meta.h"
+#include "core/progress.h"
 #include "core/objstore.h"
 #include "core/reap.h"
 #include "core/tally.h"
@@ -1519,6 +1521,254 @@ void remote_stats(struct remote *r, struct remote_stats *out)
 	out->durable_remote_seq = r->durable;
 	pthread_mutex_unlock(&r->lock);
 	out->cfg = &r->cfg;
+}
+
+/* ------------------------------------------------------------------ */
+/* GC of the bucket: keys nothing names */
+
+#define GC_BATCH 256
+
+struct rgc {
+	char (*names)[OBJNAME_MAX];
+	size_t from, to;
+	int64_t now, grace;
+	bool dry_run;
+	struct gc_remote *out;
+};
+
+static int rgc_batch(struct meta *m, void *arg)
+{
+	struct rgc *c = arg;
+	size_t i;
+	int rc = 0;
+
+	for (i = c->from; i < c->to && !rc; i++) {
+		const char *name = c->names[i];
+		int64_t since = c->now;
+		int v = meta_remote_named(m, name);
+
+		if (v < 0)
+			return v; /* in doubt: nothing decided */
+		if (v) {
+			if (!c->dry_run)
+				rc = meta_remote_unmark(m, name);
+			continue;
+		}
+		c->out->unreferenced++;
+		if (c->dry_run) {
+			rc = meta_remote_mark_get(m, name, &since);
+			if (rc == -ENOENT)
+				rc = 0;
+		} else {
+			rc = meta_remote_mark(m, name, c->now, &since);
+		}
+		if (rc || c->now - since < c->grace)
+			continue;
+		c->out->queued++;
+		if (!c->dry_run) {
+			/* the deletion's delay counts from the mark */
+			rc = meta_remote_del_add(m, name, since);
+			if (!rc)
+				rc = meta_remote_unmark(m, name);
+		}
+	}
+	return rc;
+}
+
+int remote_gc(struct remote *r, int64_t grace, bool dry_run,
+	      struct gc_remote *out)
+{
+	struct remote_keys k = { 0 };
+	struct names names = { 0 };
+	struct s3 *s = conn_get(r);
+	char prefix[1024];
+	size_t i;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = s ? s3_key(&r->cfg, OBJECTS_PREFIX, prefix, sizeof(prefix))
+	       : -ENOMEM;
+	/* a whole listing or nothing: a partial one collects nothing */
+	if (!rc)
+		rc = remote_list_all(s, prefix, &k);
+	if (rc) {
+		out->failed = true;
+		note_error(r, "gc listing", s ? s3_last_error(s) : "");
+		log_msg(LOG_WARNING,
+			"gc: cannot list the bucket (%s): nothing in it is "
+			"collected",
+			s ? s3_last_error(s) : strerror(-rc));
+		goto out;
+	}
+	out->listed = k.n;
+	for (i = 0; i < k.n && !rc; i++) {
+		const char *base = strrchr(k.v[i], '/');
+
+		base = base ? base + 1 : k.v[i];
+		if (hash_name_valid(base))
+			rc = names_add(&names, base);
+	}
+	for (i = 0; i < names.n && !rc; i += GC_BATCH) {
+		struct rgc c = { names.v,      i,
+				 i + GC_BATCH, (int64_t)time(NULL),
+				 grace,	       dry_run,
+				 out };
+
+		if (c.to > names.n)
+			c.to = names.n;
+		rc = dry_run ? tally_meta_read(r->t, rgc_batch, &c)
+			     : tally_meta_txn(r->t, rgc_batch, &c);
+	}
+	if (!rc && out->queued && !dry_run)
+		remote_kick(r);
+out:
+	remote_keys_release(&k);
+	free(names.v);
+	conn_put(r, s);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* verify remote */
+
+struct vsample {
+	struct names names;
+	uint64_t *sizes;
+	size_t scap;
+	double percent;
+};
+
+static int vsample_add(void *arg, const char *name, uint64_t size)
+{
+	struct vsample *v = arg;
+	char head[9];
+	unsigned long pick;
+
+	/* the same sample as verify's, by name */
+	snprintf(head, sizeof(head), "%.8s", name);
+	pick = strtoul(head, NULL, 16) % 10000;
+	if ((double)pick >= v->percent * 100)
+		return 0;
+	if (array_reserve(&v->sizes, &v->scap, v->names.n + 1,
+			  sizeof(*v->sizes)))
+		return -ENOMEM;
+	v->sizes[v->names.n] = size;
+	return names_add(&v->names, name);
+}
+
+static int vsample_read(struct meta *m, void *arg)
+{
+	return meta_remote_in_bucket(m, vsample_add, arg);
+}
+
+static int still_in_bucket(struct meta *m, void *arg)
+{
+	struct meta_remote_state st;
+	int rc = meta_remote_state(m, arg, &st);
+
+	return rc ? rc : st.remote;
+}
+
+static void vbad(struct gc_verify *v, const char *name)
+{
+	if (v->nbad < sizeof(v->bad) / sizeof(v->bad[0]))
+		snprintf(v->bad[v->nbad++], sizeof(v->bad[0]), "%s", name);
+}
+
+int remote_verify(struct remote *r, double percent, struct gc_verify *v)
+{
+	struct vsample vs = { .percent = percent };
+	struct progress_job *pj;
+	struct s3 *s = NULL;
+	char *buf = NULL;
+	size_t cap = 0, i;
+	double t0 = mono();
+	int rc;
+
+	memset(v, 0, sizeof(*v));
+	pj = progress_begin(tally_progress(r->t), "verify remote", "objects",
+			    0);
+	rc = tally_meta_read(r->t, vsample_read, &vs);
+	if (rc)
+		goto out;
+	v->objects = vs.names.n;
+	progress_set_total(pj, vs.names.n);
+	s = conn_get(r);
+	if (!s) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < vs.names.n && !rc; i++) {
+		const char *name = vs.names.v[i];
+		char key[1024], hex[HASH_HEX_LEN + 1];
+		struct membuf body;
+		int tries = 0;
+
+		progress_set(pj, i);
+		if (vs.sizes[i] > cap) {
+			char *nb = realloc(buf, vs.sizes[i]);
+
+			if (!nb) {
+				rc = -ENOMEM;
+				break;
+			}
+			buf = nb;
+			cap = vs.sizes[i];
+		}
+		rc = remote_object_key(&r->cfg, name, key, sizeof(key));
+		do {
+			body = (struct membuf){ buf, 0, vs.sizes[i] };
+			if (!rc || rc == -EAGAIN)
+				rc = s3_get(s, key, 0, 0, mem_sink, &body,
+					    NULL);
+		} while (rc == -EAGAIN && ++tries < 3 && !usleep(200 * 1000));
+		if (rc == -ENOENT &&
+		    tally_meta_read(r->t, still_in_bucket, (void *)name) != 1) {
+			rc = 0; /* its row went meanwhile */
+			continue;
+		}
+		if (rc == -ENOENT) {
+			rc = 0;
+			v->missing++;
+			vbad(v, name);
+			log_msg(LOG_ERR,
+				"verify remote: object '%s' is missing from "
+				"the bucket",
+				name);
+			continue;
+		}
+		if (rc && rc != -EFBIG)
+			break;
+		v->checked++;
+		v->bytes += body.n;
+		if (!rc) {
+			hash_block(buf, body.n, hex);
+			rc = body.n == vs.sizes[i] ? hash_name_check(name, hex)
+						   : -EBADMSG;
+		}
+		if (!rc) {
+			v->ok++;
+		} else {
+			rc = 0;
+			v->corrupt++;
+			vbad(v, name);
+			log_msg(LOG_ERR,
+				"verify remote: bucket key '%s' does not hold "
+				"the bytes of object '%s'",
+				key, name);
+		}
+	}
+	progress_set(pj, i);
+	if (rc)
+		note_error(r, "verify remote", s ? s3_last_error(s) : "");
+out:
+	v->duration_ms = (mono() - t0) * 1000;
+	progress_end(pj);
+	conn_put(r, s);
+	free(buf);
+	free(vs.names.v);
+	free(vs.sizes);
+	return rc;
 }
 
 /* ------------------------------------------------------------------ */

@@ -84,6 +84,33 @@ int remote_fetch(struct remote *r, uint32_t shard, const char *name,
  */
 int remote_snapshot(struct remote *r, double timeout, char *key, size_t len);
 
+/*
+ * GC of the bucket: list every object key (all pages; a listing that
+ * fails collects nothing) and mark the keys that no row, queued upload
+ * or queued deletion names (core/meta_remote.c); a key marked longer
+ * than @grace seconds is queued for deletion, which comes after the
+ * deletion delay counted from its mark, by the storage loop and the
+ * verdict of core/reap.c. A key named again loses its mark. @dry_run
+ * changes nothing. 0 or -errno.
+ */
+struct gc_remote {
+	uint64_t listed;       /* object keys in the bucket */
+	uint64_t unreferenced; /* of those, named by nothing */
+	uint64_t queued;       /* of those, queued for deletion now */
+	bool failed;	       /* the listing failed: nothing decided */
+};
+int remote_gc(struct remote *r, int64_t grace, bool dry_run,
+	      struct gc_remote *out);
+
+/*
+ * verify remote: fetch the objects the bucket has by their rows (@percent
+ * of them, chosen by name as verify does, 100 for all) and rehash them.
+ * Counts in *@v (missing: a key the bucket lacks; corrupt: other bytes).
+ * 0, or the error that stopped it (the server unreachable: -EAGAIN).
+ */
+struct gc_verify;
+int remote_verify(struct remote *r, double percent, struct gc_verify *v);
+
 /* tallyfs --restore: a new store from the bucket alone. */
 struct remote_restore_opts {
 	const struct s3_cfg *cfg; /* the bucket (borrowed) */

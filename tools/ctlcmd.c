@@ -145,21 +145,28 @@ static int build_plain(struct inv *inv, struct cmdline *l)
 	return rc;
 }
 
-static int build_drain(struct inv *inv, struct cmdline *l)
+/* The command's name, and "remote" when it was given (drain, verify). */
+static int add_name_remote(struct inv *inv, struct cmdline *l)
 {
-	const char *t = opt_value(inv, OPT_TIMEOUT);
-	int rc = add_word(inv, l, "drain");
+	int rc = add_word(inv, l, inv->cmd->name);
 
 	if (!rc && inv->nargs == 1) {
 		if (strcmp(inv->args[0], "remote")) {
 			tallyctl_usage(inv,
-				       "drain takes 'remote' or nothing, "
-				       "not '%s'",
-				       inv->args[0]);
+				       "%s takes 'remote' or nothing, not '%s'",
+				       inv->cmd->name, inv->args[0]);
 			return RC_USAGE;
 		}
 		rc = add_word(inv, l, "remote");
 	}
+	return rc;
+}
+
+static int build_drain(struct inv *inv, struct cmdline *l)
+{
+	const char *t = opt_value(inv, OPT_TIMEOUT);
+	int rc = add_name_remote(inv, l);
+
 	if (!rc && t) {
 		rc = check_timeout(inv, t);
 		if (!rc)
@@ -211,7 +218,7 @@ static int build_verify(struct inv *inv, struct cmdline *l)
 	char num[32];
 	size_t len;
 	double v;
-	int rc = add_word(inv, l, "verify");
+	int rc = add_name_remote(inv, l);
 
 	if (rc || !sample)
 		return rc;
@@ -535,20 +542,21 @@ static const struct ctlcmd cmds[] = {
 	  "Example:\n"
 	  "  tallyctl /mnt/t rebalance\n",
 	  0, 0, 0, build_plain },
-	{ "verify", "[--sample=N%]",
+	{ "verify", "[remote] [--sample=N%]",
 	  "rehash objects, report corrupt or missing",
 	  "Read and rehash every object (or a random sample of them) and\n"
 	  "report the objects that are corrupt (contents do not match the\n"
-	  "name) or missing.\n"
+	  "name) or missing. With 'remote', the bucket's copies (fetched).\n"
 	  "\n"
 	  "Options:\n"
 	  "  --sample=N%  check only N percent of the objects (0 < N <= 100)\n"
 	  "\n"
-	  "Sends: verify [sample=N%]\n"
+	  "Sends: verify [remote] [sample=N%]\n"
 	  "\n"
-	  "Example:\n"
-	  "  tallyctl /mnt/t verify --sample=5%\n",
-	  0, 0, OPT_SAMPLE, build_verify },
+	  "Examples:\n"
+	  "  tallyctl /mnt/t verify --sample=5%\n"
+	  "  tallyctl /mnt/t verify remote\n",
+	  0, 1, OPT_SAMPLE, build_verify },
 	{ "repair", "", "rebuild the reference counts",
 	  "Rebuild every object's stored reference count from the block\n"
 	  "references, online (what `tallyfsck --repair` does to an unmounted\n"

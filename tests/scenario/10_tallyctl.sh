@@ -91,7 +91,7 @@ assert_match "--version" '^tallyctl [0-9]+\.[0-9]+\.[0-9]+$' "$OUT"
 for c in "${COMMANDS[@]}"; do
 	tc_rc 0 "$c" --help
 	assert_match "$c --help: usage" "^usage: tallyctl .*MOUNTPOINT $c" "$OUT"
-	assert_match "$c --help: example" $'\nExample:\n  tallyctl /mnt/t '"$c" \
+	assert_match "$c --help: example" $'\nExamples?:\n  tallyctl /mnt/t '"$c" \
 		"$OUT"
 	tc_rc 0 "$MNT" "$c" -h
 	assert_match "tallyctl MNT $c -h" "^usage: tallyctl .*MOUNTPOINT $c" \

@@ -119,6 +119,39 @@ wait_for 60 gone || fail "keys of the removed file still in the bucket"
 assert_eq "keys left (${hobjs[*]} went from $(cat "$TMP/keys"))" \
 	$((before - ${#hobjs[@]})) "$(bucket_count)"
 assert_same_content "$TMP/g" "$MNT/main/g"
+
+log "GC of the bucket: a key nothing names goes, the others stay"
+stray=0123456789abcdef0123456789abcdef
+printf 'stray bytes\n' >"$TMP/stray"
+T "${S3CLI[@]}" put "$S3_BUCKET" "$PFX/objects/01/$stray" "$TMP/stray"
+keys=$(bucket_count)
+rep=$(ctl_report "gc dry-run grace=0") || fail "gc dry-run: $rep"
+assert_eq "gc dry-run: remote_unreferenced" 1 \
+	"$(report_get remote_unreferenced "$rep")"
+assert_eq "gc dry-run: remote_keys" "$keys" "$(report_get remote_keys "$rep")"
+rep=$(ctl_report "gc grace=0") || fail "gc: $rep"
+assert_eq "gc: remote_queued" 1 "$(report_get remote_queued "$rep")"
+stray_gone() { ! bucket_keys | awk '{ print $1 }' | grep -q "/$stray\$"; }
+wait_for 60 stray_gone || fail "the stray key is still in the bucket"
+assert_eq "keys after gc" $((keys - 1)) "$(bucket_count)"
+
+log "verify and verify remote"
+rep=$(ctl_report "verify remote") || fail "verify remote: $rep"
+assert_eq "verify remote: ok" "$(report_get checked "$rep")" \
+	"$(report_get ok "$rep")"
+assert_eq "verify remote: corrupt" 0 "$(report_get corrupt "$rep")"
+(($(report_get checked "$rep") > 0)) || fail "verify remote checked none"
+rep=$(ctl_report "verify") || fail "verify: $rep"
+assert_eq "verify with evicted objects: missing" 0 \
+	"$(report_get missing "$rep")"
+# a key overwritten with other bytes, and a key lost
+mapfile -t gkeys < <(bucket_keys | awk '{ print $1 }' | grep -v "/$stray\$")
+T "${S3CLI[@]}" put "$S3_BUCKET" "${gkeys[0]}" "$TMP/stray"
+T "${S3CLI[@]}" rm "$S3_BUCKET" "${gkeys[1]}"
+rep=$(ctl_report "verify remote") || fail "verify remote: $rep"
+assert_eq "verify remote: corrupt key" 1 "$(report_get corrupt "$rep")"
+assert_eq "verify remote: missing key" 1 "$(report_get missing "$rep")"
+assert_match "verify remote: names" "${gkeys[0]##*/}" "$rep"
 umount_fs
 
 log "refusals"
