@@ -124,13 +124,16 @@ int dirty_map_load(struct tally *t, struct inode *ip)
 /* Read committed block @ref's bytes [off, off+len) into @buf (zero-fill
  * past the object's end). */
 static int read_ref(struct tally *t, const struct meta_bref *ref, char *buf,
-		    size_t off, size_t len)
+		    size_t off, size_t len, bool *ahead)
 {
+	uint32_t at = ref->shard;
+	bool refetched = false;
 	ssize_t n;
 
 	if (!ref->name[0])
 		return -EIO;
-	n = objstore_read(t->objs, ref->shard, ref->name, buf, len, (off_t)off);
+again:
+	n = objstore_read(t->objs, at, ref->name, buf, len, (off_t)off);
 	if (n == -ENOENT) {
 		uint32_t where, dst;
 		int64_t id, count;
@@ -154,18 +157,28 @@ static int read_ref(struct tally *t, const struct meta_bref *ref, char *buf,
 					  (off_t)off);
 		/* evicted to the bucket, or lost: fetched from the bucket */
 		if (n == -ENOENT && t->remote &&
-		    remote_fetch(t->remote, where, ref->name, size) == 0)
+		    remote_fetch(t->remote, where, ref->name, size) == 0) {
 			n = objstore_read(t->objs, where, ref->name, buf, len,
 					  (off_t)off);
+			*ahead = true;
+		}
 		if (n == -ENOENT)
 			return -EIO; /* its shard lost it, or is gone */
+		at = where;
 	}
-	if (t->remote)
-		remote_touch(t->remote, ref->name);
+	if (t->remote && remote_touch(t->remote, ref->name))
+		*ahead = true; /* a read met what read-ahead fetched */
 	if (n < 0)
 		return n == -ENODEV ? -EIO : (int)n;
 	/* bytes the object has, by its row, that its file lacks: the file
-	 * is short (power loss, damage), never zeros in their place */
+	 * is short (power loss, damage), never zeros in their place; with
+	 * a bucket, its copy there replaces it (remote_fetch() checks) */
+	if (off + (size_t)n < ref->size && (size_t)n < len && t->remote &&
+	    !refetched) {
+		refetched = true;
+		if (remote_fetch(t->remote, at, ref->name, ref->size) == 0)
+			goto again;
+	}
 	if (off + (size_t)n < ref->size && (size_t)n < len) {
 		tally_note_corrupt(t, ref->name, "is shorter than its size");
 		return -EIO;
@@ -173,6 +186,30 @@ static int read_ref(struct tally *t, const struct meta_bref *ref, char *buf,
 	if ((size_t)n < len)
 		memset(buf + n, 0, len - (size_t)n);
 	return 0;
+}
+
+/*
+ * A read of block @idx had to fetch its object from the bucket, or met
+ * one that read-ahead fetched: fetch the next REMOTE_AHEAD committed
+ * blocks in the background (mlock taken here; the queue of the remote
+ * tier skips what is local or queued already).
+ */
+static void read_ahead(struct tally *t, struct inode *ip, uint64_t idx)
+{
+	struct meta_bref next[REMOTE_AHEAD];
+	unsigned i, n = 0;
+
+	pthread_mutex_lock(&ip->mlock);
+	for (i = 1; i <= REMOTE_AHEAD; i++) {
+		struct meta_bref *r = dirty_map_find(ip, idx + i);
+
+		if (r && r->name[0])
+			next[n++] = *r;
+	}
+	pthread_mutex_unlock(&ip->mlock);
+	for (i = 0; i < n; i++)
+		remote_prefetch(t->remote, next[i].shard, next[i].name,
+				next[i].size);
 }
 
 /*
@@ -188,7 +225,7 @@ int dirty_read_below(struct tally *t, struct inode *ip, uint64_t idx, char *dst,
 	int tries, rc = 0, l;
 
 	for (tries = 0; tries < 4; tries++) {
-		bool found = false, have_ref = false;
+		bool found = false, have_ref = false, ahead = false;
 
 		pthread_mutex_lock(&ip->mlock);
 		lists[0] = ip->inflight;
@@ -232,7 +269,9 @@ int dirty_read_below(struct tally *t, struct inode *ip, uint64_t idx, char *dst,
 			memset(dst, 0, len);
 			return 0;
 		}
-		rc = read_ref(t, &ref, dst, off, len);
+		rc = read_ref(t, &ref, dst, off, len, &ahead);
+		if (ahead)
+			read_ahead(t, ip, idx);
 		/* the finalizer may have replaced and unlinked the object
 		 * since: its map already says what replaced it */
 		if (rc != -ENOENT)

@@ -1006,6 +1006,34 @@ int objstore_restore(struct objstore *os, unsigned shard, const char *name,
 	return sync_dir(os, shard, rel, false);
 }
 
+int objstore_cache_put(struct objstore *os, unsigned shard, const char *name,
+		       const void *buf, size_t len)
+{
+	char tmp[PATH_MAX], dst[PATH_MAX], hex[HASH_HEX_LEN + 1];
+	int rc;
+
+	hash_block(buf, len, hex);
+	if (strncmp(hex, name, HASH_HEX_LEN))
+		return -EBADMSG; /* not this object's bytes */
+	rc = write_tmp(os, shard, buf, len, false, tmp);
+	if (!rc)
+		rc = obj_path(os, shard, name, dst);
+	while (!rc && rename(tmp, dst) < 0) {
+		char sub[PATH_MAX], rel[4];
+
+		rc = -errno;
+		if (rc != -ENOENT)
+			break;
+		snprintf(rel, sizeof(rel), "%.2s", name);
+		rc = objstore_shard_path(os, shard, rel, sub);
+		if (!rc)
+			rc = objstore_mkdir(sub);
+	}
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
+
 int objstore_copy(struct objstore *os, const char *name, unsigned src,
 		  unsigned dst, off_t *size)
 {

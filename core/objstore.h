@@ -86,6 +86,16 @@ void objstore_set_sync_mode(struct objstore *os, int mode);
 int objstore_restore(struct objstore *os, unsigned shard, const char *name,
 		     const void *buf, size_t len);
 
+/*
+ * A copy of object @name, fetched from the bucket of the remote tier,
+ * into @shard: its @len bytes of @buf, checked against the name
+ * (-EBADMSG), put in place by a rename that replaces a copy there (a
+ * short one left by a power loss). Not synced: the bucket holds the
+ * object, and a copy found short is fetched again.
+ */
+int objstore_cache_put(struct objstore *os, unsigned shard, const char *name,
+		       const void *buf, size_t len);
+
 /* Corrupt object files (bytes that do not hash to their name) met by
  * the byte compares of dedup hits since the open. */
 uint64_t objstore_corrupt(struct objstore *os);

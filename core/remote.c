@@ -138,6 +138,14 @@ struct remote {
 
 	_Atomic uint64_t lru_key[LRU_SLOTS];  /* remote_touch(): racy, an */
 	_Atomic uint32_t lru_tick[LRU_SLOTS]; /* approximate order is all */
+	_Atomic uint8_t lru_ahead[LRU_SLOTS]; /* fetched by read-ahead */
+
+	/* read-ahead: a bounded queue and its threads (protected by lock) */
+	pthread_cond_t ahead_work;
+	struct job *ahead;
+	unsigned nahead;
+	pthread_t ahead_threads[REMOTE_AHEAD_THREADS];
+	unsigned nahead_threads;
 
 	/* metadata snapshots (snap_lock: one at a time; the others are
 	 * protected by lock) */
@@ -782,14 +790,29 @@ static uint64_t name_key(const char *name)
 	return k | 1; /* never 0, the empty slot */
 }
 
-void remote_touch(struct remote *r, const char *name)
+bool remote_touch(struct remote *r, const char *name)
 {
 	uint64_t k = name_key(name);
 	unsigned slot = (unsigned)(k >> 20) & (LRU_SLOTS - 1);
 	uint32_t tick = (uint32_t)(mono() - r->started) + 1;
+	bool same = atomic_load_explicit(&r->lru_key[slot],
+					 memory_order_relaxed) == k;
 
 	atomic_store_explicit(&r->lru_key[slot], k, memory_order_relaxed);
 	atomic_store_explicit(&r->lru_tick[slot], tick, memory_order_relaxed);
+	return atomic_exchange_explicit(&r->lru_ahead[slot], 0,
+					memory_order_relaxed) &&
+	       same;
+}
+
+/* Object @name was fetched by read-ahead (its first read says so). */
+static void mark_ahead(struct remote *r, const char *name)
+{
+	uint64_t k = name_key(name);
+	unsigned slot = (unsigned)(k >> 20) & (LRU_SLOTS - 1);
+
+	atomic_store_explicit(&r->lru_key[slot], k, memory_order_relaxed);
+	atomic_store_explicit(&r->lru_ahead[slot], 1, memory_order_relaxed);
 }
 
 static uint32_t last_use(struct remote *r, const char *name)
@@ -1280,6 +1303,8 @@ static void *snap_main(void *arg)
 	return NULL;
 }
 
+static void *ahead_main(void *arg);
+
 /* ------------------------------------------------------------------ */
 /* the interface */
 
@@ -1320,6 +1345,7 @@ int remote_new(struct tally *t, struct remote_opts *o, struct remote **out)
 	pthread_cond_init(&r->report, NULL);
 	pthread_cond_init(&r->done, NULL);
 	pthread_cond_init(&r->fetched, NULL);
+	pthread_cond_init(&r->ahead_work, NULL);
 	pthread_mutex_init(&r->snap_lock, NULL);
 	pthread_cond_init(&r->snap_wake, NULL);
 	r->snapshot_interval = o->snapshot_interval >= 0
@@ -1395,6 +1421,10 @@ int remote_new(struct tally *t, struct remote_opts *o, struct remote **out)
 	if (r->snapshot_interval > 0 &&
 	    pthread_create(&r->snap_thread, NULL, snap_main, r) == 0)
 		r->snap_thread_on = true;
+	while (r->nahead_threads < REMOTE_AHEAD_THREADS &&
+	       pthread_create(&r->ahead_threads[r->nahead_threads], NULL,
+			      ahead_main, r) == 0)
+		r->nahead_threads++;
 	free(b.bound);
 	free(b.marker);
 	log_msg(LOG_INFO, "remote '%s' at '%s': %u uploads at once", url,
@@ -1471,9 +1501,16 @@ void remote_free(struct remote *r)
 	r->stop_workers = true;
 	pthread_cond_broadcast(&r->work);
 	pthread_cond_broadcast(&r->snap_wake);
+	pthread_cond_broadcast(&r->ahead_work);
 	pthread_mutex_unlock(&r->lock);
 	if (r->snap_thread_on)
 		pthread_join(r->snap_thread, NULL);
+	for (i = 0; i < r->nahead_threads; i++)
+		pthread_join(r->ahead_threads[i], NULL);
+	while ((j = r->ahead)) {
+		r->ahead = j->next;
+		free(j);
+	}
 	for (i = 0; i < r->nworkers; i++)
 		pthread_join(r->workers[i], NULL);
 	pthread_mutex_lock(&r->lock);
@@ -1503,6 +1540,7 @@ void remote_free(struct remote *r)
 	free(b);
 	free(r->running);
 	free(r->workers);
+	pthread_cond_destroy(&r->ahead_work);
 	pthread_cond_destroy(&r->snap_wake);
 	pthread_mutex_destroy(&r->snap_lock);
 	pthread_cond_destroy(&r->fetched);
@@ -1805,7 +1843,7 @@ static int fetch_once(struct remote *r, struct s3 *s, uint32_t shard,
 	}
 	if (rc)
 		return rc;
-	rc = objstore_ensure(tally_objstore(r->t), shard, name, buf, body.n);
+	rc = objstore_cache_put(tally_objstore(r->t), shard, name, buf, body.n);
 	if (!rc)
 		rc = tally_meta_txn(r->t, cached_write, (void *)name);
 	if (!rc) {
@@ -1894,4 +1932,72 @@ int remote_fetch(struct remote *r, uint32_t shard, const char *name,
 		free(f);
 	pthread_mutex_unlock(&r->lock);
 	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* read-ahead */
+
+void remote_prefetch(struct remote *r, uint32_t shard, const char *name,
+		     uint64_t size)
+{
+	struct job *j, **p;
+	struct fetch *f;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->stop_workers || r->nahead >= REMOTE_AHEAD_QUEUE)
+		goto out;
+	for (p = &r->ahead; *p; p = &(*p)->next)
+		if (!strcmp((*p)->name, name))
+			goto out;
+	for (f = r->fetching; f; f = f->next)
+		if (!strcmp(f->name, name))
+			goto out;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		goto out;
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	j->shard = shard;
+	j->size = size;
+	*p = j;
+	r->nahead++;
+	pthread_cond_signal(&r->ahead_work);
+out:
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void *ahead_main(void *arg)
+{
+	struct remote *r = arg;
+
+	pthread_mutex_lock(&r->lock);
+	for (;;) {
+		struct state_ctx c;
+		struct job *j;
+		off_t size;
+
+		while (!r->ahead && !r->stop_workers)
+			pthread_cond_wait(&r->ahead_work, &r->lock);
+		if (r->stop_workers)
+			break;
+		j = r->ahead;
+		r->ahead = j->next;
+		r->nahead--;
+		pthread_mutex_unlock(&r->lock);
+		/* where its row says, if the bucket has it and it is not
+		 * local (a reference may name a shard it moved from) */
+		c = (struct state_ctx){ j->name, { 0 } };
+		if (tally_meta_read(r->t, state_read, &c) == 0 && c.st.remote &&
+		    objstore_stat(tally_objstore(r->t), c.st.shard, j->name,
+				  &size) == -ENOENT &&
+		    remote_fetch(r, c.st.shard, j->name, c.st.size) == 0) {
+			mark_ahead(r, j->name);
+			pthread_mutex_lock(&r->lock);
+			r->st.read_ahead++;
+			pthread_mutex_unlock(&r->lock);
+		}
+		free(j);
+		pthread_mutex_lock(&r->lock);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
 }

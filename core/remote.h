@@ -137,8 +137,19 @@ int remote_restore(const struct remote_restore_opts *o,
 		   struct remote_restore_report *rep,
 		   void (*say)(void *ctx, const char *line), void *ctx);
 
-/* A read used object @name (for the eviction order). */
-void remote_touch(struct remote *r, const char *name);
+/* A read used object @name (for the eviction order). True when the
+ * object was fetched by read-ahead and this is its first read since:
+ * the reader goes on sequentially, read further ahead. */
+bool remote_touch(struct remote *r, const char *name);
+
+/* Fetch object @name (its reference says in @shard) in the background
+ * if the bucket has it and it is not local: read-ahead. At most
+ * REMOTE_AHEAD_QUEUE wait; more are dropped. */
+#define REMOTE_AHEAD 8	       /* blocks read ahead */
+#define REMOTE_AHEAD_THREADS 4 /* fetches of read-ahead at once */
+#define REMOTE_AHEAD_QUEUE 64
+void remote_prefetch(struct remote *r, uint32_t shard, const char *name,
+		     uint64_t size);
 
 struct remote_stats {
 	const struct s3_cfg *cfg; /* endpoint, bucket, prefix */
@@ -146,6 +157,7 @@ struct remote_stats {
 	uint64_t bytes_uploaded, durable_remote_seq, delete_queued, deleted;
 	uint64_t fetched, bytes_fetched, evicted, cache_bytes, cache_size;
 	uint64_t snapshots;
+	uint64_t read_ahead; /* fetches made by read-ahead (of fetched) */
 	bool reachable;
 	char last_error[256];
 	char last_snapshot[256];

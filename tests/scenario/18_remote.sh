@@ -63,6 +63,19 @@ for i in 1 2 3 4 5 6; do
 	assert_same_content "$TMP/f$i" "$MNT/main/f$i"
 done
 (($(remote_get fetched) > 0)) || fail "reads fetched nothing"
+(($(remote_get read_ahead) > 0)) || fail "sequential reads read nothing ahead"
+
+log "a short local copy is fetched again, never served short"
+mapfile -t fobjs < <(objects "$MNT/main/f2")
+obj=${fobjs[0]}
+T cat "$MNT/main/f2" >/dev/null # its copies local again
+file=$STORE/shards/0/${obj:0:2}/$obj
+assert_exists "$file"
+T truncate -s 1000 "$file"
+echo 3 >/proc/sys/vm/drop_caches
+assert_same_content "$TMP/f2" "$MNT/main/f2"
+assert_eq "corrupt_objects" 0 "$(status_get corrupt_objects)"
+assert_eq "the copy is whole again" $((1 << 20)) "$(stat -c %s "$file")"
 wait_for 30 cache_within || fail "cache not evicted again"
 umount_fs
 fsck_store "$STORE"
