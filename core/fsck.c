@@ -8,6 +8,7 @@
  * reported and not listed: nothing in it is called an orphan.
  */
 #include "core/fsck.h"
+#include "core/remote_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -123,6 +124,14 @@ static int check_one(void *arg, const struct meta_check *c)
 		if (meta_remote_state(f->s->meta, c->name, &rs) == 0 &&
 		    rs.remote && !rs.cached) {
 			f->res->remote_only++;
+		} else if (c->truth > 0 &&
+			   meta_remote_queued(f->s->meta, c->name) == 1) {
+			f->res->dangling += (uint64_t)c->truth;
+			f->res->queued_missing++;
+			sayf(f,
+			     "lost: object '%s' is queued for upload but has "
+			     "no local copy (%" PRId64 " reference(s))",
+			     c->name, c->truth);
 		} else if (c->truth > 0) {
 			f->res->dangling += (uint64_t)c->truth;
 			sayf(f,
@@ -426,5 +435,84 @@ bool fsck_problems(const struct fsck_result *res)
 {
 	return res->drift_under || res->drift_over || res->dangling ||
 	       res->orphans || res->ghost_drift || res->unreachable ||
-	       res->usage_drift || res->corrupt;
+	       res->usage_drift || res->corrupt || res->bucket_missing ||
+	       res->bucket_orphans;
+}
+
+struct bucket_ctx {
+	struct store *s;
+	const struct remote_keys *keys;
+	const struct s3_cfg *cfg;
+	struct fsck_result *res;
+	void (*say)(void *ctx, const char *line);
+	void *sctx;
+};
+
+static int bucket_object(void *arg, const char *name, uint64_t size)
+{
+	struct bucket_ctx *c = arg;
+	char key[1024], line[1200];
+	const char *k = key;
+
+	(void)size;
+	if (remote_object_key(c->cfg, name, key, sizeof(key)) ||
+	    !bsearch(&k, c->keys->v, c->keys->n, sizeof(char *),
+		     remote_key_cmp)) {
+		c->res->bucket_missing++;
+		snprintf(line, sizeof(line),
+			 "lost: object '%s' is recorded in the bucket, which "
+			 "does not have it",
+			 name);
+		c->say(c->sctx, line);
+	}
+	return 0;
+}
+
+int fsck_bucket(struct store *s, const struct s3_cfg *cfg,
+		void (*say)(void *ctx, const char *line), void *ctx,
+		struct fsck_result *res)
+{
+	struct remote_keys keys = { 0 };
+	struct bucket_ctx c = { s, &keys, cfg, res, say, ctx };
+	struct s3 *s3 = NULL;
+	char prefix[1024], line[1200];
+	size_t i;
+	int rc = s3_new(cfg, &s3);
+
+	if (!rc)
+		rc = s3_key(cfg, "objects/", prefix, sizeof(prefix));
+	if (!rc)
+		rc = remote_list_all(s3, prefix, &keys);
+	if (rc) {
+		snprintf(line, sizeof(line), "bucket: cannot list it: %s",
+			 s3 ? s3_last_error(s3) : strerror(-rc));
+		say(ctx, line);
+		goto out;
+	}
+	res->bucket_keys = keys.n;
+	rc = meta_remote_in_bucket(s->meta, bucket_object, &c);
+	for (i = 0; i < keys.n && !rc; i++) {
+		const char *base = strrchr(keys.v[i], '/');
+		int v;
+
+		base = base ? base + 1 : keys.v[i];
+		v = hash_name_valid(base) ? meta_remote_named(s->meta, base)
+					  : 0;
+		if (v < 0) {
+			rc = v;
+			break;
+		}
+		if (v)
+			continue;
+		res->bucket_orphans++;
+		snprintf(line, sizeof(line),
+			 "orphan: bucket key '%s' is named by nothing (GC "
+			 "collects it)",
+			 keys.v[i]);
+		say(ctx, line);
+	}
+out:
+	remote_keys_release(&keys);
+	s3_free(s3);
+	return rc;
 }

@@ -29,6 +29,10 @@ struct fsck_result {
 	uint64_t restored;    /* corrupt objects rewritten from a good copy */
 	uint64_t dropped;     /* corrupt objects nothing could restore */
 	uint64_t remote_only; /* evicted: only the bucket holds them (fine) */
+	uint64_t queued_missing; /* queued for upload, no local copy (lost) */
+	uint64_t bucket_keys;	 /* fsck_bucket(): object keys listed */
+	uint64_t bucket_missing; /* recorded in the bucket, not there (lost) */
+	uint64_t bucket_orphans; /* keys nothing names (a leak) */
 };
 
 /*
@@ -48,5 +52,16 @@ int fsck_run(struct store *s, bool repair,
 
 /* Whether @res shows any problem. */
 bool fsck_problems(const struct fsck_result *res);
+
+/*
+ * The store's bucket (@cfg): every object recorded there must be listed,
+ * every listed key must be named by a row or a queued upload or
+ * deletion. Counts in @res, one line per problem to @say. 0, or the
+ * error of the listing (said too).
+ */
+struct s3_cfg;
+int fsck_bucket(struct store *s, const struct s3_cfg *cfg,
+		void (*say)(void *ctx, const char *line), void *ctx,
+		struct fsck_result *res);
 
 #endif

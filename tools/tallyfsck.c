@@ -13,12 +13,16 @@
 
 #include "core/fsck.h"
 #include "core/log.h"
+#include "core/meta.h"
+#include "core/s3.h"
 #include "core/store.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: tallyfsck [--repair] [--wait[=SECONDS]] STORE\n"
+		"usage: tallyfsck [--repair] [--wait[=SECONDS]]\n"
+		"                 [--remote-endpoint=URL [--remote-region=R]] "
+		"STORE\n"
 		"\n"
 		"Check an unmounted tallyfs store: recompute every object's\n"
 		"reference count from the block references and report drift,\n"
@@ -29,6 +33,9 @@ static void usage(FILE *f)
 		"  --wait[=S]  if a process still has the store open (a mount\n"
 		"              that is just being unmounted), wait up to S\n"
 		"              seconds (default 30) for it to let go\n"
+		"  --remote-endpoint=URL  also check the store's bucket at URL\n"
+		"              (credentials as for tallyfs): objects recorded\n"
+		"              there and missing, keys nothing names\n"
 		"  -h, --help  this text\n"
 		"  --version   print the version\n"
 		"\n"
@@ -42,17 +49,56 @@ static void say(void *ctx, const char *line)
 	printf("%s\n", line);
 }
 
+/* The store's bucket, with --remote-endpoint: 0, or -errno (said). */
+static int check_bucket(struct store *s, const char *endpoint,
+			const char *region, struct fsck_result *res)
+{
+	struct s3_cfg cfg;
+	char *url = NULL, err[256];
+	int rc = meta_remote_conf_get(s->meta, "url", &url);
+
+	if (rc == -ENOENT) {
+		if (endpoint)
+			printf("bucket: none (the store is not bound to one)\n");
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (!endpoint) {
+		printf("bucket: %s not checked (--remote-endpoint=URL)\n", url);
+		free(url);
+		return 0;
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	rc = s3_cfg_parse(&cfg, url, endpoint, region, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "tallyfsck: %s\n",
+			rc == -ENOKEY ? "no S3 credentials (AWS_ACCESS_KEY_ID, "
+					"AWS_SECRET_ACCESS_KEY or a profile)"
+				      : err);
+	} else {
+		printf("bucket: %s\n", url);
+		rc = fsck_bucket(s, &cfg, say, NULL, res);
+	}
+	s3_cfg_release(&cfg);
+	free(url);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "repair", no_argument, NULL, 'r' },
 		{ "wait", optional_argument, NULL, 'w' },
+		{ "remote-endpoint", required_argument, NULL, 'e' },
+		{ "remote-region", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct fsck_result res;
 	struct store *s;
+	const char *endpoint = NULL, *region = NULL;
 	bool repair = false;
 	double wait = 0;
 	int c, rc;
@@ -73,6 +119,12 @@ int main(int argc, char **argv)
 			}
 			break;
 		}
+		case 'e':
+			endpoint = optarg;
+			break;
+		case 'g':
+			region = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -109,6 +161,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	rc = fsck_run(s, repair, say, NULL, &res);
+	if (!rc)
+		rc = check_bucket(s, endpoint, region, &res);
 	store_close(s);
 	if (rc) {
 		fprintf(stderr, "tallyfsck: check of '%s' failed: %s\n",
@@ -118,7 +172,8 @@ int main(int argc, char **argv)
 	printf("objects: %llu\nreferences: %llu\ndrift_under: %llu\n"
 	       "drift_over: %llu\ndangling: %llu\norphans: %llu\n"
 	       "ghosts: %llu\nghost_drift: %llu\nunreachable_shards: %llu\n"
-	       "usage_drift: %llu\ncorrupt: %llu\nremote_only: %llu\n",
+	       "usage_drift: %llu\ncorrupt: %llu\nremote_only: %llu\n"
+	       "queued_missing: %llu\n",
 	       (unsigned long long)res.objects,
 	       (unsigned long long)res.references,
 	       (unsigned long long)res.drift_under,
@@ -129,7 +184,14 @@ int main(int argc, char **argv)
 	       (unsigned long long)res.unreachable,
 	       (unsigned long long)res.usage_drift,
 	       (unsigned long long)res.corrupt,
-	       (unsigned long long)res.remote_only);
+	       (unsigned long long)res.remote_only,
+	       (unsigned long long)res.queued_missing);
+	if (endpoint)
+		printf("bucket_keys: %llu\nbucket_missing: %llu\n"
+		       "bucket_orphans: %llu\n",
+		       (unsigned long long)res.bucket_keys,
+		       (unsigned long long)res.bucket_missing,
+		       (unsigned long long)res.bucket_orphans);
 	if (repair)
 		printf("repaired: %llu\nremoved: %llu\nrestored: %llu\n"
 		       "dropped: %llu\n",

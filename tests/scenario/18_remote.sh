@@ -182,3 +182,28 @@ is_mounted "$MNT" && fail "a refused mount is mounted"
 
 fsck_store "$STORE"
 assert_eq "tallyfsck at the end ($FSCK_OUT)" clean "$(fsck_value status)"
+assert_match "tallyfsck names the bucket" "not checked" "$FSCK_OUT"
+# with the bucket: the key removed by the other client is lost
+fsck_store --remote-endpoint="$S3_ENDPOINT" "$STORE"
+assert_eq "tallyfsck --remote-endpoint: bucket_missing ($FSCK_OUT)" 1 \
+	"$(fsck_value bucket_missing)"
+assert_eq "tallyfsck --remote-endpoint: bucket_orphans" 0 \
+	"$(fsck_value bucket_orphans)"
+assert_match "tallyfsck names the lost object" "lost: object '${gkeys[1]##*/}'" \
+	"$FSCK_OUT"
+assert_eq "tallyfsck --remote-endpoint: status" "problems found" \
+	"$(fsck_value status)"
+
+log "tallyfsck: an object queued for upload without its local copy is lost"
+s3_stop
+mount_fs "$TMP/s2" "$MNT" -o "remote=s3://$S3_BUCKET/st2,remote_endpoint=$S3_ENDPOINT" \
+	-o remote_drain_timeout=1
+mkdir "$MNT/main"
+rand_file "$TMP/q" $((2 * MIB))
+T cp "$TMP/q" "$MNT/main/q"
+mapfile -t qobjs < <(objects "$MNT/main/q")
+umount_fs
+rm "$TMP/s2/shards/0/${qobjs[0]:0:2}/${qobjs[0]}"
+fsck_store "$TMP/s2"
+assert_eq "queued_missing ($FSCK_OUT)" 1 "$(fsck_value queued_missing)"
+assert_match "queued and lost" "lost: object '${qobjs[0]}' is queued" "$FSCK_OUT"
