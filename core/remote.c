@@ -1192,6 +1192,7 @@ int remote_snapshot(struct remote *r, double timeout, char *key, size_t len)
 	struct s3 *s = NULL;
 	struct stat st;
 	uint64_t seq;
+	unsigned tries;
 	int rc, fd = -1;
 
 	pthread_mutex_lock(&r->snap_lock);
@@ -1243,8 +1244,22 @@ int remote_snapshot(struct remote *r, double timeout, char *key, size_t len)
 	snprintf(rel, sizeof(rel), SNAP_PREFIX "%020" PRIu64 "-%010lld.db", seq,
 		 (long long)time(NULL));
 	rc = s3_key(&r->cfg, rel, key, len);
-	if (!rc)
+	/* retried like any upload, within the deadline */
+	for (tries = 1; !rc; tries++) {
+		bool stop;
+
 		rc = s3_put_fd(s, key, fd, (uint64_t)st.st_size);
+		if (rc != -EAGAIN && rc != -EIO && rc != -ENOSPC)
+			break;
+		note_error(r, "snapshot upload", s3_last_error(s));
+		pthread_mutex_lock(&r->lock);
+		stop = r->stop_workers;
+		pthread_mutex_unlock(&r->lock);
+		if (stop || mono() + backoff_delay(r, tries) > end)
+			break;
+		usleep((useconds_t)(backoff_delay(r, tries) * 1e6));
+		rc = 0;
+	}
 	if (rc) {
 		note_error(r, "snapshot upload", s3_last_error(s));
 		goto out;

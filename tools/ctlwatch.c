@@ -37,12 +37,18 @@ static const char *const long_cmds[] = { "gc",	   "verify", "drain",
 /*
  * The name of the job that the command runs in the mount, or NULL if it
  * runs none worth watching: the command's own name for the long ones,
- * "rebalance" for `shard drain` (which moves everything off the shard).
+ * "rebalance" for `shard drain` (which moves everything off the shard),
+ * "drain remote" and "verify remote" for those.
  */
 static const char *job_name(const struct inv *inv)
 {
+	bool remote = inv->nargs && !strcmp(inv->args[0], "remote");
 	size_t i;
 
+	if (remote && !strcmp(inv->cmd->name, "drain"))
+		return "drain remote";
+	if (remote && !strcmp(inv->cmd->name, "verify"))
+		return "verify remote";
 	if (!strcmp(inv->cmd->name, "shard"))
 		return inv->nargs && !strcmp(inv->args[0], "drain")
 			       ? "rebalance"
