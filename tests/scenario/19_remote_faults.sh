@@ -140,6 +140,21 @@ proxy pass
 mount_fs "$STORE" "$MNT" "${REMOTE[@]}"
 drained "resumed after kill -9"
 
+log "GC with a listing that fails collects nothing from the bucket"
+printf 'stray\n' >"$TMP/stray"
+stray=fedcba9876543210fedcba9876543210
+T "${S3CLI[@]}" put "$S3_BUCKET" "$PFX/objects/fe/$stray" "$TMP/stray"
+proxy "status/500?method=LIST"
+rep=$(ctl_report "gc grace=0") || fail "gc: $rep"
+assert_eq "gc, listing refused" failed "$(report_get remote_listing "$rep")"
+assert_eq "gc, listing refused: queued" 0 "$(report_get remote_queued "$rep")"
+proxy pass
+rep=$(ctl_report "gc grace=0") || fail "gc: $rep"
+assert_eq "gc, listing whole" whole "$(report_get remote_listing "$rep")"
+assert_eq "gc, listing whole: the stray key queued" 1 \
+	"$(report_get remote_queued "$rep")"
+T "${S3CLI[@]}" rm "$S3_BUCKET" "$PFX/objects/fe/$stray"
+
 log "everything reads back, every key holds its bytes"
 for f in a b c d e f g h; do
 	assert_same_content "$TMP/$f" "$MNT/main/$f"
