@@ -305,22 +305,29 @@ int meta_remote_del_done(struct meta *m, const char *name)
 	return run_name(m, R_DEL_DONE, name, "deletion record");
 }
 
-int meta_remote_queued(struct meta *m, const char *name)
+/* 1 if statement @id finds a row for @name, 0 if not, or -errno; @fault:
+ * a lookup of the verdicts, which meta_inject_lookup() fails too. */
+static int name_found(struct meta *m, int id, const char *name, bool fault,
+		      const char *what)
 {
 	sqlite3_stmt *s;
 	int64_t one;
-	int rc = meta_lookup_fault(m);
+	int rc = fault ? meta_lookup_fault(m) : 0;
 
-	if (rc)
-		return rc;
-	rc = meta_stmt(m, &remote_sql, R_QUEUED, &s);
+	if (!rc)
+		rc = meta_stmt(m, &remote_sql, id, &s);
 	if (rc)
 		return rc;
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	rc = meta_int(m, s, &one, "upload queue lookup");
+	rc = meta_int(m, s, &one, what);
 	if (rc == -ENOENT)
 		return 0;
 	return rc ? rc : 1;
+}
+
+int meta_remote_queued(struct meta *m, const char *name)
+{
+	return name_found(m, R_QUEUED, name, true, "upload queue lookup");
 }
 
 int meta_remote_state(struct meta *m, const char *name,
@@ -397,17 +404,8 @@ int meta_remote_cache_bytes(struct meta *m, uint64_t *bytes)
 
 int meta_remote_del_queued(struct meta *m, const char *name)
 {
-	sqlite3_stmt *s;
-	int64_t one;
-	int rc = meta_stmt(m, &remote_sql, R_DEL_QUEUED, &s);
-
-	if (rc)
-		return rc;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	rc = meta_int(m, s, &one, "deletion queue lookup");
-	if (rc == -ENOENT)
-		return 0;
-	return rc ? rc : 1;
+	return name_found(m, R_DEL_QUEUED, name, false,
+			  "deletion queue lookup");
 }
 
 int meta_snapshot_queued(const char *path,
@@ -488,20 +486,7 @@ static int run_name_int(struct meta *m, int id, const char *name, int64_t v,
 
 int meta_remote_named(struct meta *m, const char *name)
 {
-	sqlite3_stmt *s;
-	int64_t one;
-	int rc = meta_lookup_fault(m);
-
-	if (rc)
-		return rc;
-	rc = meta_stmt(m, &remote_sql, R_NAMED, &s);
-	if (rc)
-		return rc;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	rc = meta_int(m, s, &one, "bucket key lookup");
-	if (rc == -ENOENT)
-		return 0;
-	return rc ? rc : 1;
+	return name_found(m, R_NAMED, name, true, "bucket key lookup");
 }
 
 int meta_remote_mark(struct meta *m, const char *name, int64_t now,

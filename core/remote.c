@@ -687,28 +687,33 @@ static void update_low(struct remote *r)
 /* ------------------------------------------------------------------ */
 /* deletions in the bucket */
 
-struct del_ctx {
-	struct remote *r;
-	char (*names)[OBJNAME_MAX];
+/* A list of object names (meta_each_name() callbacks fill it). */
+struct names {
+	char (*v)[OBJNAME_MAX];
 	size_t n, cap;
 };
 
-static int del_due(void *arg, const char *name)
+static int names_add(void *arg, const char *name)
 {
-	struct del_ctx *c = arg;
+	struct names *l = arg;
 
-	if (array_reserve(&c->names, &c->cap, c->n + 1, sizeof(*c->names)))
+	if (array_reserve(&l->v, &l->cap, l->n + 1, sizeof(*l->v)))
 		return -ENOMEM;
-	snprintf(c->names[c->n++], OBJNAME_MAX, "%s", name);
+	snprintf(l->v[l->n++], OBJNAME_MAX, "%s", name);
 	return 0;
 }
+
+struct del_ctx {
+	struct remote *r;
+	struct names names;
+};
 
 static int del_list(struct meta *m, void *arg)
 {
 	struct del_ctx *c = arg;
 
 	return meta_remote_dels_due(m, (int64_t)time(NULL) - c->r->delete_delay,
-				    DELETE_BATCH, del_due, c);
+				    DELETE_BATCH, names_add, &c->names);
 }
 
 /* The verdict of each due key, and its job, in one hold (invariant 3). */
@@ -718,8 +723,8 @@ static int del_judge(struct meta *m, void *arg)
 	struct remote *r = c->r;
 	size_t i;
 
-	for (i = 0; i < c->n; i++) {
-		const char *name = c->names[i];
+	for (i = 0; i < c->names.n; i++) {
+		const char *name = c->names.v[i];
 		int v = reap_remote_free(m, name);
 		struct backoff *b;
 		struct job *j;
@@ -763,14 +768,14 @@ static void schedule_deletes(struct remote *r)
 		return;
 	rc = tally_meta_read(r->t, del_list, &c);
 	/* the commits that made the keys deletable, durable first */
-	if (!rc && c.n)
+	if (!rc && c.names.n)
 		rc = tally_meta_sync(r->t);
-	if (!rc && c.n)
+	if (!rc && c.names.n)
 		rc = tally_meta_read(r->t, del_judge, &c);
 	if (rc)
 		log_msg(LOG_WARNING, "remote: deletions wait: %s",
 			strerror(-rc));
-	free(c.names);
+	free(c.names.v);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1079,21 +1084,6 @@ static int backup_step(struct meta *m, void *arg)
 	(void)m;
 	c->more = meta_backup_step(c->b, 512);
 	return c->more < 0 ? c->more : 0;
-}
-
-struct names {
-	char (*v)[OBJNAME_MAX];
-	size_t n, cap;
-};
-
-static int names_add(void *arg, const char *name)
-{
-	struct names *l = arg;
-
-	if (array_reserve(&l->v, &l->cap, l->n + 1, sizeof(*l->v)))
-		return -ENOMEM;
-	snprintf(l->v[l->n++], OBJNAME_MAX, "%s", name);
-	return 0;
 }
 
 /* Drop from @arg the names the bucket has now; -ESTALE if one is gone
