@@ -73,6 +73,7 @@
 #define CONNS_MAX 16
 #define DELETE_BATCH 64
 #define EVICT_SAMPLE 1024
+#define UPLOAD_HIST 64 /* samples of done_seq, for upload_delay */
 
 enum job_kind {
 	JOB_UP,
@@ -130,14 +131,22 @@ struct remote {
 	struct s3 *conns[CONNS_MAX]; /* protected by lock: idle, for fetches */
 	unsigned nconns;
 	bool kicked, stop_workers, stop_loop; /* protected by lock */
-	bool verified, marker_known;	      /* loop thread only */
-	uint64_t durable;		      /* protected by lock */
-	struct remote_stats st;		      /* protected by lock */
-	double next_delete, next_evict;	      /* loop thread only */
-	int64_t evict_cursor;		      /* loop thread only */
+	unsigned hurry; /* protected by lock: waiters for uploads, who
+			   bypass upload_delay */
+	double upload_delay;
+	struct {
+		double at;
+		uint64_t seq;
+	} hist[UPLOAD_HIST]; /* loop thread only: done_seq over time */
+	unsigned nhist;
+	bool verified, marker_known;	/* loop thread only */
+	uint64_t durable;		/* protected by lock */
+	struct remote_stats st;		/* protected by lock */
+	double next_delete, next_evict; /* loop thread only */
+	int64_t evict_cursor;		/* loop thread only */
 
 	_Atomic uint64_t lru_key[LRU_SLOTS];  /* remote_touch(): racy, an */
-	_Atomic uint32_t lru_tick[LRU_SLOTS]; /* approximate order is all */
+	_Atomic uint32_t lru_tick[LRU_SLOTS]; /* 1/100 s: approximate order */
 	_Atomic uint8_t lru_ahead[LRU_SLOTS]; /* fetched by read-ahead */
 
 	/* read-ahead: a bounded queue and its threads (protected by lock) */
@@ -575,6 +584,7 @@ struct sched_ctx {
 	struct remote *r;
 	unsigned want;
 	double now;
+	uint64_t upto; /* rows of higher sequences wait (upload_delay) */
 };
 
 static int sched_one(void *arg, const char *name, int64_t seq, uint32_t shard,
@@ -585,7 +595,7 @@ static int sched_one(void *arg, const char *name, int64_t seq, uint32_t shard,
 	struct backoff *b;
 	struct job *j;
 
-	if (!c->want)
+	if (!c->want || (uint64_t)seq > c->upto)
 		return 1;
 	pthread_mutex_lock(&r->lock);
 	b = backoff_find(r, name);
@@ -625,16 +635,50 @@ static int sched_run(struct meta *m, void *arg)
 
 /* Hand the head of the upload queue to the workers: at most two jobs
  * per worker ready or running. */
+/*
+ * The highest sequence whose objects may go now: what was committed
+ * upload_delay seconds ago (objects that die sooner, such as the short
+ * last block of a file being written, are never shipped), or all when
+ * someone waits for the uploads (drain remote, unmount, a snapshot).
+ */
+static uint64_t upload_upto(struct remote *r, double now, bool hurry)
+{
+	uint64_t done = tally_done_seq(r->t), upto = 0;
+	unsigned i;
+
+	if (hurry || r->upload_delay <= 0)
+		return UINT64_MAX;
+	if (!r->nhist || r->hist[r->nhist - 1].seq != done) {
+		if (r->nhist == UPLOAD_HIST) {
+			memmove(r->hist, r->hist + 1,
+				(UPLOAD_HIST - 1) * sizeof(r->hist[0]));
+			r->nhist--;
+		}
+		r->hist[r->nhist].at = now;
+		r->hist[r->nhist++].seq = done;
+	}
+	for (i = 0; i < r->nhist && r->hist[i].at <= now - r->upload_delay; i++)
+		upto = r->hist[i].seq;
+	/* a history that does not go back far enough (a burst of commits
+	 * filled it): its oldest entry is older than the delay anyway */
+	if (!upto && r->nhist == UPLOAD_HIST)
+		upto = r->hist[0].seq;
+	return upto;
+}
+
 static void schedule_uploads(struct remote *r)
 {
-	struct sched_ctx c = { r, 0, mono() };
+	struct sched_ctx c = { r, 0, mono(), 0 };
 	unsigned have;
+	bool hurry;
 	int rc;
 
 	pthread_mutex_lock(&r->lock);
 	have = nready(r) + (unsigned)r->st.in_flight;
 	c.want = have < 2 * r->max_jobs ? 2 * r->max_jobs - have : 0;
+	hurry = r->hurry > 0 || r->stop_workers;
 	pthread_mutex_unlock(&r->lock);
+	c.upto = upload_upto(r, c.now, hurry);
 	if (!c.want)
 		return;
 	rc = tally_meta_read(r->t, sched_run, &c);
@@ -799,7 +843,7 @@ bool remote_touch(struct remote *r, const char *name)
 {
 	uint64_t k = name_key(name);
 	unsigned slot = (unsigned)(k >> 20) & (LRU_SLOTS - 1);
-	uint32_t tick = (uint32_t)(mono() - r->started) + 1;
+	uint32_t tick = (uint32_t)((mono() - r->started) * 100) + 1;
 	bool same = atomic_load_explicit(&r->lru_key[slot],
 					 memory_order_relaxed) == k;
 
@@ -1203,6 +1247,9 @@ int remote_snapshot(struct remote *r, double timeout, char *key, size_t len)
 	 * queued must be in the bucket first */
 	if (!rc)
 		rc = meta_snapshot_queued(path, names_add, &q);
+	pthread_mutex_lock(&r->lock);
+	r->hurry++;
+	pthread_mutex_unlock(&r->lock);
 	while (!rc) {
 		rc = tally_meta_read(r->t, names_in_bucket, &q);
 		if (rc || !q.n)
@@ -1220,6 +1267,9 @@ int remote_snapshot(struct remote *r, double timeout, char *key, size_t len)
 		remote_kick(r);
 		usleep(100 * 1000);
 	}
+	pthread_mutex_lock(&r->lock);
+	r->hurry--;
+	pthread_mutex_unlock(&r->lock);
 	if (rc == -ESTALE)
 		log_msg(LOG_NOTICE, "remote: metadata snapshot dropped: an "
 				    "object it names went before its upload");
@@ -1343,6 +1393,8 @@ int remote_new(struct tally *t, struct remote_opts *o, struct remote **out)
 	r->drain_timeout = o->drain_timeout >= 0 ? o->drain_timeout
 						 : REMOTE_DRAIN_TIMEOUT;
 	r->retry_max = o->retry_max > 0 ? o->retry_max : 30;
+	r->upload_delay = o->upload_delay >= 0 ? o->upload_delay
+					       : REMOTE_UPLOAD_DELAY;
 	r->started = mono();
 	r->st.cache_size = r->cache_size;
 	pthread_mutex_init(&r->lock, NULL);
@@ -1472,8 +1524,10 @@ int remote_wait(struct remote *r, uint64_t seq, double timeout)
 
 	if (timeout > 0)
 		deadline_ts(timeout, &ts);
-	remote_kick(r);
 	pthread_mutex_lock(&r->lock);
+	r->hurry++;
+	r->kicked = true;
+	pthread_cond_signal(&r->report);
 	while (r->durable < seq && !rc) {
 		if (r->stop_loop)
 			rc = -ESHUTDOWN;
@@ -1487,6 +1541,7 @@ int remote_wait(struct remote *r, uint64_t seq, double timeout)
 	}
 	if (rc == -ETIMEDOUT && r->durable >= seq)
 		rc = 0;
+	r->hurry--;
 	pthread_mutex_unlock(&r->lock);
 	return rc;
 }

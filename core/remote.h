@@ -21,6 +21,7 @@ struct remote;
 #define REMOTE_DRAIN_TIMEOUT 60		/* seconds, at unmount */
 #define REMOTE_DELETE_DELAY (7 * 86400) /* seconds */
 #define REMOTE_SNAPSHOT_INTERVAL 3600	/* seconds */
+#define REMOTE_UPLOAD_DELAY 1.0		/* seconds */
 #define REMOTE_SNAPSHOT_KEEP 24
 
 struct remote_opts {
@@ -31,6 +32,10 @@ struct remote_opts {
 				 default */
 	double drain_timeout;	  /* at unmount, seconds; < 0 = the default */
 	double retry_max;	  /* longest backoff, seconds; 0 = 30 */
+	double upload_delay;	  /* an object waits this long after its
+				     commit before it is shipped, unless
+				     someone waits for the uploads; < 0 =
+				     the default */
 	double snapshot_interval; /* seconds between metadata snapshots
 				     (when something changed); 0 = only on
 				     drain remote; < 0 = the default */

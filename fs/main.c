@@ -48,6 +48,7 @@ struct options {
 	long long remote_delete_delay;
 	double remote_drain_timeout;
 	double remote_retry_max;
+	double upload_delay;
 	unsigned remote_timeout;
 	double snapshot_interval;
 	unsigned snapshot_keep;
@@ -91,6 +92,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("remote_delete_delay=%lld", remote_delete_delay),
 	OPT("remote_drain_timeout=%lf", remote_drain_timeout),
 	OPT("remote_retry_max=%lf", remote_retry_max),
+	OPT("upload_delay=%lf", upload_delay),
 	OPT("remote_timeout=%u", remote_timeout),
 	OPT("snapshot_interval=%lf", snapshot_interval),
 	OPT("snapshot_keep=%u", snapshot_keep),
@@ -184,6 +186,10 @@ static void usage(const char *prog)
 	       "    -o remote_timeout=SECS  a request that moves no byte this "
 	       "long is cut\n"
 	       "                            and retried (default 30)\n"
+	       "    -o upload_delay=SECS    an object is shipped this long after "
+	       "its commit\n"
+	       "                            (default 1; drain remote does "
+	       "not wait)\n"
 	       "    -o snapshot_interval=SECS  metadata snapshots to the "
 	       "bucket (default 3600;\n"
 	       "                            0: only on drain remote)\n"
@@ -423,6 +429,7 @@ static int remote_options(const char *prog, const struct options *o,
 	r->delete_delay = o->remote_delete_delay;
 	r->drain_timeout = o->remote_drain_timeout;
 	r->retry_max = o->remote_retry_max;
+	r->upload_delay = o->upload_delay;
 	r->cfg.stall_timeout = o->remote_timeout;
 	r->snapshot_interval = o->snapshot_interval;
 	r->snapshot_keep = o->snapshot_keep;
@@ -479,7 +486,8 @@ int main(int argc, char **argv)
 			     .attr_timeout = 3600,
 			     .remote_delete_delay = -1,
 			     .remote_drain_timeout = -1,
-			     .snapshot_interval = -1 };
+			     .snapshot_interval = -1,
+			     .upload_delay = -1 };
 	struct fuse_cmdline_opts cmd;
 	struct fuse_loop_config *loop;
 	struct tally_opts topts;
