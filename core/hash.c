@@ -33,18 +33,38 @@ void hash_block(const void *buf, size_t len, char hex[HASH_HEX_LEN + 1])
 	hash_hex(XXH3_128bits(buf, len), hex);
 }
 
-int hash_fd(int fd, unsigned long long size, char hex[HASH_HEX_LEN + 1])
+struct hash_state *hash_begin(void)
 {
 	XXH3_state_t *st = XXH3_createState();
+
+	if (st)
+		XXH3_128bits_reset(st);
+	return (struct hash_state *)st;
+}
+
+void hash_update(struct hash_state *h, const void *buf, size_t len)
+{
+	XXH3_128bits_update((XXH3_state_t *)h, buf, len);
+}
+
+void hash_end(struct hash_state *h, char hex[HASH_HEX_LEN + 1])
+{
+	if (hex)
+		hash_hex(XXH3_128bits_digest((XXH3_state_t *)h), hex);
+	XXH3_freeState((XXH3_state_t *)h);
+}
+
+int hash_fd(int fd, unsigned long long size, char hex[HASH_HEX_LEN + 1])
+{
+	struct hash_state *h = hash_begin();
 	char *buf = malloc(HASH_FD_CHUNK);
-	uint64_t off = 0;
+	unsigned long long off = 0;
 	int rc = 0;
 
-	if (!st || !buf) {
+	if (!h || !buf) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	XXH3_128bits_reset(st);
 	while (off < size) {
 		size_t want = size - off < HASH_FD_CHUNK ? (size_t)(size - off)
 							 : HASH_FD_CHUNK;
@@ -58,13 +78,13 @@ int hash_fd(int fd, unsigned long long size, char hex[HASH_HEX_LEN + 1])
 			rc = -EUCLEAN; /* shorter than @size */
 			goto out;
 		}
-		XXH3_128bits_update(st, buf, (size_t)n);
-		off += (uint64_t)n;
+		hash_update(h, buf, (size_t)n);
+		off += (unsigned long long)n;
 	}
-	hash_hex(XXH3_128bits_digest(st), hex);
 out:
 	free(buf);
-	XXH3_freeState(st);
+	if (h)
+		hash_end(h, rc ? NULL : hex);
 	return rc;
 }
 

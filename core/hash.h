@@ -28,6 +28,14 @@ void hash_block(const void *buf, size_t len, char hex[HASH_HEX_LEN + 1]);
 #define HASH_FD_CHUNK (1u << 20)
 int hash_fd(int fd, unsigned long long size, char hex[HASH_HEX_LEN + 1]);
 
+/* The same by pieces: hash_begin() (NULL: no memory), hash_update() with
+ * each piece in order, hash_end() (the name into @hex, unless NULL; the
+ * state freed). */
+struct hash_state;
+struct hash_state *hash_begin(void);
+void hash_update(struct hash_state *h, const void *buf, size_t len);
+void hash_end(struct hash_state *h, char hex[HASH_HEX_LEN + 1]);
+
 /* 0 if object name @name (a variant too) is that of bytes hashing to
  * @hex, else -EBADMSG. */
 int hash_name_check(const char *name, const char *hex);

@@ -55,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,6 +88,7 @@ struct job {
 	uint64_t size;
 	int64_t seq;
 	int rc;
+	bool server; /* the failure came from the server, not the copy */
 	char err[256];
 	struct job *next;
 };
@@ -131,8 +133,11 @@ struct remote {
 	struct s3 *conns[CONNS_MAX]; /* protected by lock: idle, for fetches */
 	unsigned nconns;
 	bool kicked, stop_workers, stop_loop; /* protected by lock */
-	unsigned hurry; /* protected by lock: waiters for uploads, who
+	unsigned hurry;		 /* protected by lock: waiters for uploads, who
 			   bypass upload_delay */
+	double pause_until;	 /* protected by lock: the server failed: no job
+			       before then (backoff over all jobs) */
+	unsigned pause_attempts; /* protected by lock */
 	double upload_delay;
 	struct {
 		double at;
@@ -320,11 +325,32 @@ static int state_read(struct meta *m, void *arg)
 	return meta_remote_state(m, c->name, &c->st);
 }
 
-/* Upload object @j->name: its local copy, checked against its name. */
+/* The check of a local copy in the hashing pass of its PUT. */
+struct upcheck {
+	struct hash_state *h;
+	const char *name;
+};
+
+static int upcheck(void *arg, const void *buf, size_t n)
+{
+	struct upcheck *c = arg;
+	char hex[HASH_HEX_LEN + 1];
+
+	if (buf) {
+		hash_update(c->h, buf, n);
+		return 0;
+	}
+	hash_end(c->h, hex);
+	c->h = NULL;
+	return hash_name_check(c->name, hex);
+}
+
+/* Upload object @j->name: its local copy, checked against its name in
+ * the same read that hashes the body for the server. */
 static int run_upload(struct remote *r, struct s3 *s, struct job *j)
 {
 	struct objstore *os = tally_objstore(r->t);
-	char key[1024], hex[HASH_HEX_LEN + 1];
+	char key[1024];
 	struct stat st;
 	int fd, rc, tries;
 
@@ -352,22 +378,24 @@ static int run_upload(struct remote *r, struct s3 *s, struct job *j)
 	if (!rc && (uint64_t)st.st_size != j->size)
 		rc = -EUCLEAN;
 	if (!rc)
-		rc = hash_fd(fd, j->size, hex);
-	if (!rc)
-		rc = hash_name_check(j->name, hex);
-	if (rc) {
+		rc = remote_object_key(&r->cfg, j->name, key, sizeof(key));
+	if (!rc) {
+		struct upcheck c = { hash_begin(), j->name };
+
+		rc = c.h ? s3_put_fd_each(s, key, fd, j->size, upcheck, &c)
+			 : -ENOMEM;
+		if (c.h)
+			hash_end(c.h, NULL);
+	}
+	if (rc == -EBADMSG || rc == -EUCLEAN) {
 		snprintf(j->err, sizeof(j->err),
 			 "local copy of '%s' does not hold its bytes: %s",
 			 j->name, strerror(-rc));
-		goto out;
-	}
-	rc = remote_object_key(&r->cfg, j->name, key, sizeof(key));
-	if (!rc)
-		rc = s3_put_fd(s, key, fd, j->size);
-	if (rc)
+	} else if (rc) {
+		j->server = rc != -ENOMEM;
 		snprintf(j->err, sizeof(j->err), "upload of '%s': %s", j->name,
 			 s3_last_error(s));
-out:
+	}
 	close(fd);
 	return rc;
 }
@@ -376,6 +404,10 @@ static void *worker_main(void *arg)
 {
 	struct remote *r = arg;
 	struct s3 *s = NULL;
+
+	/* below the threads of the mount: uploads take the CPU that
+	 * writes and reads leave (Linux: a nice value per thread) */
+	setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
 
 	pthread_mutex_lock(&r->lock);
 	for (;;) {
@@ -402,6 +434,7 @@ static void *worker_main(void *arg)
 			j->rc = run_upload(r, s, j);
 		} else {
 			j->rc = reap_remote_delete(s, &r->cfg, j->name);
+			j->server = j->rc != 0;
 			if (j->rc)
 				snprintf(j->err, sizeof(j->err),
 					 "deletion of '%s': %s", j->name,
@@ -542,6 +575,10 @@ static void record(struct remote *r, struct job *jobs)
 		next = j->next;
 		if (j->rc == 0 || j->rc == -ESTALE) {
 			backoff_drop(r, j->name);
+			if (j->rc == 0) {
+				r->pause_attempts = 0;
+				r->pause_until = 0;
+			}
 			if (j->rc == 0 && j->kind == JOB_UP) {
 				r->st.uploaded++;
 				r->st.bytes_uploaded += j->size;
@@ -571,6 +608,15 @@ static void record(struct remote *r, struct job *jobs)
 			}
 			if (j->rc == -EAGAIN)
 				r->st.reachable = false;
+			/* the server failed: every job waits, not only this
+			 * one (an unreachable server is tried once per
+			 * backoff, not once per queued object) */
+			if (j->server && r->pause_until <= now) {
+				r->pause_attempts++;
+				r->pause_until =
+					now +
+					backoff_delay(r, r->pause_attempts);
+			}
 			if (b && b->attempts == 1)
 				log_msg(LOG_WARNING, "remote: %s (retried)",
 					r->st.last_error);
@@ -676,6 +722,11 @@ static void schedule_uploads(struct remote *r)
 	pthread_mutex_lock(&r->lock);
 	have = nready(r) + (unsigned)r->st.in_flight;
 	c.want = have < 2 * r->max_jobs ? 2 * r->max_jobs - have : 0;
+	if (r->pause_until > c.now)
+		c.want = 0;
+	/* after a failure of the server, one job probes it at a time */
+	if (r->pause_attempts && c.want)
+		c.want = have ? 0 : 1;
 	hurry = r->hurry > 0 || r->stop_workers;
 	pthread_mutex_unlock(&r->lock);
 	c.upto = upload_upto(r, c.now, hurry);
@@ -806,7 +857,7 @@ static void schedule_deletes(struct remote *r)
 	int rc;
 
 	pthread_mutex_lock(&r->lock);
-	queued = r->st.delete_queued;
+	queued = r->pause_until > mono() ? 0 : r->st.delete_queued;
 	pthread_mutex_unlock(&r->lock);
 	if (!queued)
 		return;

@@ -594,8 +594,10 @@ static void hex_of(const unsigned char *d, size_t n, char *out)
  * from offset 0 when @buf is NULL. -ENOMEM, -EIO (the file is shorter
  * than @size), or the -errno of pread.
  */
-static int sha256_hex(const void *buf, int fd, uint64_t size,
-		      char out[SHA256_HEX])
+static int sha256_hex_each(const void *buf, int fd, uint64_t size,
+			   char out[SHA256_HEX],
+			   int (*each)(void *arg, const void *buf, size_t n),
+			   void *arg)
 {
 	unsigned char md[EVP_MAX_MD_SIZE], *chunk = NULL;
 	unsigned int mdlen = 0;
@@ -632,6 +634,12 @@ static int sha256_hex(const void *buf, int fd, uint64_t size,
 				goto out; /* shorter than @size */
 			if (EVP_DigestUpdate(ctx, chunk, (size_t)got) != 1)
 				goto out;
+			if (each) {
+				rc = each(arg, chunk, (size_t)got);
+				if (rc)
+					goto out;
+				rc = -EIO;
+			}
 			pos += (uint64_t)got;
 		}
 	}
@@ -643,6 +651,12 @@ out:
 	free(chunk);
 	EVP_MD_CTX_free(ctx);
 	return rc;
+}
+
+static int sha256_hex(const void *buf, int fd, uint64_t size,
+		      char out[SHA256_HEX])
+{
+	return sha256_hex_each(buf, fd, size, out, NULL, NULL);
 }
 
 /* ------------------------------------------------------- connections */
@@ -1439,6 +1453,12 @@ out:
 
 int s3_put_fd(struct s3 *s, const char *key, int fd, uint64_t size)
 {
+	return s3_put_fd_each(s, key, fd, size, NULL, NULL);
+}
+
+int s3_put_fd_each(struct s3 *s, const char *key, int fd, uint64_t size,
+		   int (*each)(void *arg, const void *buf, size_t n), void *arg)
+{
 	struct s3_req r = { .method = "PUT",
 			    .key = key,
 			    .upload = true,
@@ -1447,7 +1467,14 @@ int s3_put_fd(struct s3 *s, const char *key, int fd, uint64_t size)
 	int rc;
 
 	s->err[0] = '\0';
-	rc = sha256_hex(NULL, fd, size, r.sha);
+	rc = sha256_hex_each(NULL, fd, size, r.sha, each, arg);
+	if (!rc && each)
+		rc = each(arg, NULL, 0); /* the end of the pass */
+	if (rc && each && rc != -EIO && rc != -ENOMEM) {
+		s3_say(s, "PUT: the file was refused before it was sent: %s",
+		       strerror(-rc));
+		return rc;
+	}
 	if (rc) {
 		s3_say(s, "PUT: hashing the file: %s",
 		       rc == -EIO ? "shorter than its size" : strerror(-rc));

@@ -90,6 +90,15 @@ int s3_check(struct s3 *s);
  * sent as x-amz-content-sha256, so the server checks the bytes it got.
  */
 int s3_put_fd(struct s3 *s, const char *key, int fd, uint64_t size);
+/*
+ * s3_put_fd() that gives each chunk of its hashing pass to @each too
+ * (the caller's own check of the bytes, in the same read), then calls
+ * @each(@arg, NULL, 0) at the end of the pass: a nonzero return of
+ * @each stops the PUT before anything is sent, with that error.
+ */
+int s3_put_fd_each(struct s3 *s, const char *key, int fd, uint64_t size,
+		   int (*each)(void *arg, const void *buf, size_t n),
+		   void *arg);
 /* PUT of @len bytes of @buf (small bodies: metadata snapshots' index). */
 int s3_put_buf(struct s3 *s, const char *key, const void *buf, size_t len);
 

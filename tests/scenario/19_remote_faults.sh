@@ -80,6 +80,14 @@ drain
 wait_for 20 bash -c "(( \$(curl -fsS http://127.0.0.1:$PCTL/stats |
 	awk '\$1 == \"status\" { print \$2 }') > 8 ))" ||
 	fail "no upload was tried"
+# a server that fails is probed one job at a time, each backoff
+# (remote_retry_max=1): not every queued object on its own
+n0=$(proxy_stat status)
+sleep 4
+n1=$(proxy_stat status)
+log "attempts against the failing server in 4 s: $((n1 - n0))"
+(((n1 - n0) <= 8)) ||
+	fail "$((n1 - n0)) attempts in 4 s against a failing server"
 st=$(status_json)
 python3 -c '
 import json, sys
