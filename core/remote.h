@@ -150,8 +150,8 @@ bool remote_touch(struct remote *r, const char *name);
 /* Fetch object @name (its reference says in @shard) in the background
  * if the bucket has it and it is not local: read-ahead. At most
  * REMOTE_AHEAD_QUEUE wait; more are dropped. */
-#define REMOTE_AHEAD 8	       /* blocks read ahead */
-#define REMOTE_AHEAD_THREADS 4 /* fetches of read-ahead at once */
+#define REMOTE_AHEAD 16	       /* blocks read ahead */
+#define REMOTE_AHEAD_THREADS 8 /* fetches of read-ahead at once */
 #define REMOTE_AHEAD_QUEUE 64
 void remote_prefetch(struct remote *r, uint32_t shard, const char *name,
 		     uint64_t size);
