@@ -103,11 +103,7 @@ s3_stop
 rand_file "$TMP/h" $((4 * MIB))
 T cp "$TMP/h" "$MNT/main/h"
 T sync "$MNT/main/h"
-pid=${DAEMON_PID[$MNT]}
-kill -9 "$pid"
-wait_pid_gone "$pid" 10 || fail "daemon survived kill -9"
-T fusermount3 -u "$MNT" 2>/dev/null || T umount -l "$MNT"
-unset "DAEMON_PID[$MNT]"
+kill9_fs
 s3_restart || fail "restart"
 mount_fs "$STORE" "$MNT" "${REMOTE[@]}"
 rep=$(ctl_report "drain remote 120") || fail "drain remote after kill: $rep"

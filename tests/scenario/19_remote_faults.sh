@@ -139,11 +139,7 @@ T sync "$MNT/main/h"
 wait_for 20 bash -c "(( \$(python3 -c 'import json, sys
 print(json.load(open(sys.argv[1]))[\"remote\"][\"in_flight\"])' \
 	'$MNT/.tally/status') > 0 ))" || fail "no upload in flight"
-pid=${DAEMON_PID[$MNT]}
-kill -9 "$pid"
-wait_pid_gone "$pid" 10 || fail "daemon survived kill -9"
-T fusermount3 -u "$MNT" 2>/dev/null || T umount -l "$MNT"
-unset "DAEMON_PID[$MNT]"
+kill9_fs
 proxy pass
 mount_fs "$STORE" "$MNT" "${REMOTE[@]}"
 drained "resumed after kill -9"

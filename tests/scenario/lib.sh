@@ -96,6 +96,19 @@ wait_pid_gone() {
 	! pid_alive "$pid"
 }
 
+# wait_threads_gone PID SECONDS: no thread of PID is left but a zombie
+# leader (its open files, the store's lock among them, are released).
+wait_threads_gone() {
+	local pid=$1 n=$(($2 * 10)) t
+
+	while ((n-- > 0)); do
+		t=$(ls "/proc/$pid/task" 2>/dev/null | wc -l)
+		((t <= 1)) && ! pid_alive "$pid" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 cleanup() {
 	local rc=$? m pid
 
@@ -271,6 +284,10 @@ kill9_fs() {
 	is_our_daemon "$pid" || fail "daemon $pid of $m is gone already"
 	kill -9 "$pid"
 	wait_pid_gone "$pid" 10 || fail "daemon $pid survived kill -9"
+	# a zombie leader whose other threads still finish a syscall (a
+	# sync under load) holds the store's files, its lock among them
+	wait_threads_gone "$pid" 30 ||
+		fail "threads of daemon $pid survived kill -9"
 	unset "DAEMON_PID[$m]" "DAEMON_CHILD[$m]"
 	if is_mounted "$m"; then
 		timeout 10 fusermount3 -u "$m" 2>/dev/null ||
