@@ -836,16 +836,10 @@ static int verify_row(void *ctx, int64_t id, const char *name, uint32_t shard,
 {
 	struct vrow *v = ctx;
 	char key[KEY_MAX];
-	unsigned long pick;
 
 	(void)id;
 	(void)refcount;
-	/* a sample by name: the same objects every time for one percentage */
-	pick = strtoul((char[9]){ name[0], name[1], name[2], name[3], name[4],
-				  name[5], name[6], name[7], 0 },
-		       NULL, 16) %
-	       10000;
-	if ((double)pick >= v->percent * 100)
+	if (!gc_verify_picks(name, v->percent))
 		return 0;
 	objstore_key(key, name, shard);
 	return names_add(&v->names, key);
@@ -880,7 +874,19 @@ static int object_evicted(struct meta *m, void *ctx)
 	return rc ? rc : st.remote && !st.cached;
 }
 
-static void verify_bad(struct gc_verify *v, const char *name)
+bool gc_verify_picks(const char *name, double percent)
+{
+	/* a sample by name: the same objects every time for one percentage */
+	unsigned long pick =
+		strtoul((char[9]){ name[0], name[1], name[2], name[3], name[4],
+				   name[5], name[6], name[7], 0 },
+			NULL, 16) %
+		10000;
+
+	return (double)pick < percent * 100;
+}
+
+void gc_verify_bad(struct gc_verify *v, const char *name)
 {
 	if (v->nbad < sizeof(v->bad) / sizeof(v->bad[0]))
 		snprintf(v->bad[v->nbad++], sizeof(v->bad[0]), "%s", name);
@@ -929,7 +935,7 @@ int gc_verify(struct tally *t, double percent, struct gc_verify *v)
 					v->remote_only++;
 				} else if (exists) {
 					v->missing++;
-					verify_bad(v, name);
+					gc_verify_bad(v, name);
 					log_msg(LOG_ERR,
 						"verify: object '%s' is "
 						"missing",
@@ -963,7 +969,7 @@ int gc_verify(struct tally *t, double percent, struct gc_verify *v)
 			v->ok++;
 		} else {
 			v->corrupt++;
-			verify_bad(v, name);
+			gc_verify_bad(v, name);
 			log_msg(LOG_ERR,
 				"verify: object '%s' is corrupt (its "
 				"bytes hash to %s)",

@@ -83,5 +83,10 @@ struct gc_verify {
  * with its row meanwhile is skipped; one whose row remains is missing.
  */
 int gc_verify(struct tally *t, double percent, struct gc_verify *v);
+/* Whether object @name is in the sample of @percent percent (chosen by
+ * name: the same objects every time; verify and verify remote). */
+bool gc_verify_picks(const char *name, double percent);
+/* Note @name among the first bad objects of @v. */
+void gc_verify_bad(struct gc_verify *v, const char *name);
 
 #endif

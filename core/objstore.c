@@ -983,55 +983,53 @@ int objstore_load(struct objstore *os, unsigned shard, const char *name,
 	return 0;
 }
 
-int objstore_restore(struct objstore *os, unsigned shard, const char *name,
-		     const void *buf, size_t len)
+/*
+ * Put @len bytes of @buf in place as object @name in @shard, replacing a
+ * copy there: checked against the name first (-EBADMSG), written to a
+ * temp file and renamed over, the fan-out directory made if missing;
+ * with @durable, the file and its directory synced.
+ */
+static int replace_copy(struct objstore *os, unsigned shard, const char *name,
+			const void *buf, size_t len, bool durable)
 {
-	char tmp[PATH_MAX], dst[PATH_MAX], rel[4];
-	char hex[HASH_HEX_LEN + 1];
+	char tmp[PATH_MAX], dst[PATH_MAX], rel[4], hex[HASH_HEX_LEN + 1];
 	int rc;
 
 	hash_block(buf, len, hex);
-	if (strncmp(hex, name, HASH_HEX_LEN))
-		return -EBADMSG; /* not this object's bytes */
-	rc = write_tmp(os, shard, buf, len, true, tmp);
+	rc = hash_name_check(name, hex); /* not this object's bytes */
+	if (rc)
+		return rc;
+	rc = write_tmp(os, shard, buf, len, durable, tmp);
 	if (!rc)
 		rc = obj_path(os, shard, name, dst);
-	if (!rc && rename(tmp, dst) < 0)
+	snprintf(rel, sizeof(rel), "%.2s", name);
+	while (!rc && rename(tmp, dst) < 0) {
+		char sub[PATH_MAX];
+
 		rc = -errno;
+		if (rc != -ENOENT)
+			break;
+		rc = objstore_shard_path(os, shard, rel, sub);
+		if (!rc)
+			rc = objstore_mkdir(sub);
+	}
 	if (rc) {
 		unlink(tmp);
 		return rc;
 	}
-	snprintf(rel, sizeof(rel), "%.2s", name);
-	return sync_dir(os, shard, rel, false);
+	return durable ? sync_dir(os, shard, rel, false) : 0;
+}
+
+int objstore_restore(struct objstore *os, unsigned shard, const char *name,
+		     const void *buf, size_t len)
+{
+	return replace_copy(os, shard, name, buf, len, true);
 }
 
 int objstore_cache_put(struct objstore *os, unsigned shard, const char *name,
 		       const void *buf, size_t len)
 {
-	char tmp[PATH_MAX], dst[PATH_MAX], hex[HASH_HEX_LEN + 1];
-	int rc;
-
-	hash_block(buf, len, hex);
-	if (strncmp(hex, name, HASH_HEX_LEN))
-		return -EBADMSG; /* not this object's bytes */
-	rc = write_tmp(os, shard, buf, len, false, tmp);
-	if (!rc)
-		rc = obj_path(os, shard, name, dst);
-	while (!rc && rename(tmp, dst) < 0) {
-		char sub[PATH_MAX], rel[4];
-
-		rc = -errno;
-		if (rc != -ENOENT)
-			break;
-		snprintf(rel, sizeof(rel), "%.2s", name);
-		rc = objstore_shard_path(os, shard, rel, sub);
-		if (!rc)
-			rc = objstore_mkdir(sub);
-	}
-	if (rc)
-		unlink(tmp);
-	return rc;
+	return replace_copy(os, shard, name, buf, len, false);
 }
 
 int objstore_copy(struct objstore *os, const char *name, unsigned src,

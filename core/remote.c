@@ -1599,7 +1599,6 @@ int remote_wait(struct remote *r, uint64_t seq, double timeout)
 
 void remote_free(struct remote *r)
 {
-	struct backoff *b;
 	struct job *j;
 	uint64_t queued;
 	unsigned i;
@@ -1647,8 +1646,7 @@ void remote_free(struct remote *r)
 	}
 	while (r->nconns)
 		s3_free(r->conns[--r->nconns]);
-	b = r->backoff;
-	free(b);
+	free(r->backoff);
 	free(r->running);
 	free(r->workers);
 	pthread_cond_destroy(&r->ahead_work);
@@ -1790,13 +1788,8 @@ struct vsample {
 static int vsample_add(void *arg, const char *name, uint64_t size)
 {
 	struct vsample *v = arg;
-	char head[9];
-	unsigned long pick;
 
-	/* the same sample as verify's, by name */
-	snprintf(head, sizeof(head), "%.8s", name);
-	pick = strtoul(head, NULL, 16) % 10000;
-	if ((double)pick >= v->percent * 100)
+	if (!gc_verify_picks(name, v->percent))
 		return 0;
 	if (array_reserve(&v->sizes, &v->scap, v->names.n + 1,
 			  sizeof(*v->sizes)))
@@ -1816,12 +1809,6 @@ static int still_in_bucket(struct meta *m, void *arg)
 	int rc = meta_remote_state(m, arg, &st);
 
 	return rc ? rc : st.remote;
-}
-
-static void vbad(struct gc_verify *v, const char *name)
-{
-	if (v->nbad < sizeof(v->bad) / sizeof(v->bad[0]))
-		snprintf(v->bad[v->nbad++], sizeof(v->bad[0]), "%s", name);
 }
 
 int remote_verify(struct remote *r, double percent, struct gc_verify *v)
@@ -1879,7 +1866,7 @@ int remote_verify(struct remote *r, double percent, struct gc_verify *v)
 		if (rc == -ENOENT) {
 			rc = 0;
 			v->missing++;
-			vbad(v, name);
+			gc_verify_bad(v, name);
 			log_msg(LOG_ERR,
 				"verify remote: object '%s' is missing from "
 				"the bucket",
@@ -1900,7 +1887,7 @@ int remote_verify(struct remote *r, double percent, struct gc_verify *v)
 		} else {
 			rc = 0;
 			v->corrupt++;
-			vbad(v, name);
+			gc_verify_bad(v, name);
 			log_msg(LOG_ERR,
 				"verify remote: bucket key '%s' does not hold "
 				"the bytes of object '%s'",
@@ -1933,7 +1920,7 @@ static int fetch_once(struct remote *r, struct s3 *s, uint32_t shard,
 		      const char *name, uint64_t size, char *buf)
 {
 	struct membuf body = { buf, 0, size };
-	char key[1024], hex[HASH_HEX_LEN + 1];
+	char key[1024];
 	uint64_t total = 0;
 	int rc = remote_object_key(&r->cfg, name, key, sizeof(key));
 
@@ -1941,10 +1928,10 @@ static int fetch_once(struct remote *r, struct s3 *s, uint32_t shard,
 		rc = s3_get(s, key, 0, 0, mem_sink, &body, &total);
 	if (rc == -EFBIG || (!rc && body.n != size))
 		rc = -EBADMSG; /* not the size its row says */
-	if (!rc) {
-		hash_block(buf, body.n, hex);
-		rc = hash_name_check(name, hex);
-	}
+	/* checked against its name before it is stored (or served) */
+	if (!rc)
+		rc = objstore_cache_put(tally_objstore(r->t), shard, name, buf,
+					body.n);
 	if (rc == -EBADMSG) {
 		log_msg(LOG_ERR,
 			"remote: bucket key '%s' does not hold the bytes of "
@@ -1952,9 +1939,6 @@ static int fetch_once(struct remote *r, struct s3 *s, uint32_t shard,
 			key, name);
 		return rc;
 	}
-	if (rc)
-		return rc;
-	rc = objstore_cache_put(tally_objstore(r->t), shard, name, buf, body.n);
 	if (!rc)
 		rc = tally_meta_txn(r->t, cached_write, (void *)name);
 	if (!rc) {

@@ -40,6 +40,8 @@ proxy() { T curl -fsS "http://127.0.0.1:$PCTL/$1" >/dev/null ||
 	fail "proxy $1"; }
 proxy_stat() { T curl -fsS "http://127.0.0.1:$PCTL/stats" |
 	awk -v k="$1" '$1 == k { print $2 }'; }
+# proxy_least NAME N: the proxy's counter NAME is at least N
+proxy_least() { (($(proxy_stat "$1") >= $2)); }
 
 # drained WHAT: drain remote succeeds, the bucket holds exactly the
 # objects of the store
@@ -77,8 +79,7 @@ log "uploads refused: durable_remote_seq is never overstated"
 proxy "status/500?method=PUT"
 put c 2
 drain
-wait_for 20 bash -c "(( \$(curl -fsS http://127.0.0.1:$PCTL/stats |
-	awk '\$1 == \"status\" { print \$2 }') > 8 ))" ||
+wait_for 20 proxy_least status 9 ||
 	fail "no upload was tried"
 # a server that fails is probed one job at a time, each backoff
 # (remote_retry_max=1): not every queued object on its own
@@ -103,8 +104,7 @@ drained "after the refusals"
 log "stalled and cut mid-body: retried"
 proxy "stall?n=2&method=PUT"
 put d 3
-wait_for 30 bash -c "(( \$(curl -fsS http://127.0.0.1:$PCTL/stats |
-	awk '\$1 == \"stall\" { print \$2 }') >= 2 ))" || fail "no stall"
+wait_for 30 proxy_least stall 2 || fail "no stall"
 drained "stall"
 proxy "cut?n=3&method=PUT"
 put e 3
@@ -114,8 +114,7 @@ assert_eq "cuts" 3 "$(proxy_stat cut)"
 log "the bucket full: retried, drained once there is room"
 proxy "full?method=PUT"
 put f 2
-wait_for 20 bash -c "(( \$(curl -fsS http://127.0.0.1:$PCTL/stats |
-	awk '\$1 == \"full\" { print \$2 }') >= 1 ))" || fail "no full answer"
+wait_for 20 proxy_least full 1 || fail "no full answer"
 assert_match "last_error when full" "507|StorageFull" \
 	"$(remote_get last_error)"
 proxy pass
