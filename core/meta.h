@@ -71,10 +71,17 @@ int meta_objlist_add(struct meta_objlist *l, int64_t id, uint32_t shard,
  * Open STORE's database at @path. With @create, a missing database is
  * created with @block_size. A database of another application or an
  * unknown format version is refused with -EUCLEAN / -EPROTO and a message.
+ * @path may be a postgres:// URI instead (meta_is_pg()).
  */
 int meta_open(const char *path, bool create, uint32_t block_size,
 	      struct meta **out);
 void meta_close(struct meta *m);
+/* Whether @path is a postgres:// or postgresql:// URI: meta_open() then
+ * opens that database (core/meta_pg.c), formatting it with @create if it
+ * is empty. */
+bool meta_is_pg(const char *path);
+/* Whether @m is such a database (shared by several mounts). */
+bool meta_shared(const struct meta *m);
 
 /* Transactions (BEGIN IMMEDIATE). Commits are durable against a crash of
  * the process (synchronous=NORMAL); meta_sync() (outside a transaction)

@@ -236,11 +236,25 @@ static const char *const db_text[D_COUNT] = {
 	[D_SYNC_SEQ] = "INSERT INTO config(key, value) VALUES ('sync_seq', 1) "
 		       "ON CONFLICT(key) DO UPDATE SET value = value + 1",
 	[D_CONFIG_GET] = "SELECT value FROM config WHERE key = ?1",
-	[D_CONFIG_SET] = "INSERT OR REPLACE INTO config(key, value) "
-			 "VALUES (?1, ?2)",
+	[D_CONFIG_SET] =
+		"INSERT INTO config(key, value) VALUES (?1, ?2) "
+		"ON CONFLICT(key) DO UPDATE SET value = excluded.value",
 };
 
-static const struct meta_sql db_sql = { META_DB, D_COUNT, db_text };
+/* PostgreSQL runs the others as they are (meta_pg.c translates). */
+static const char *const db_pg[D_COUNT] = {
+	[D_BEGIN] = "BEGIN",
+	[D_APP_ID] = META_SQLITE_ONLY,
+	[D_USER_VERSION] = META_SQLITE_ONLY,
+	[D_TABLES] = META_SQLITE_ONLY,
+	[D_HAS_USAGE] = META_SQLITE_ONLY,
+	[D_AUTOINCREMENT] = META_SQLITE_ONLY,
+	[D_SYNC_FULL] = META_SQLITE_ONLY,
+	[D_SYNC_NORMAL] = META_SQLITE_ONLY,
+	[D_SYNC_SEQ] = META_SQLITE_ONLY,
+};
+
+const struct meta_sql meta_db_sql = { META_DB, D_COUNT, db_text, db_pg };
 
 int meta_errno(int rc)
 {
@@ -277,57 +291,44 @@ int meta_errno(int rc)
 
 int meta_fail(struct meta *m, int rc, const char *what)
 {
-	log_msg(LOG_ERR, "metadata %s failed: %s", what, sqlite3_errmsg(m->db));
+	log_msg(LOG_ERR, "metadata %s failed: %s", what,
+		m->pg ? meta_pg_message(m) : sqlite3_errmsg(m->db));
 	return meta_errno(rc);
+}
+
+int meta_no_row(const char *what)
+{
+	log_msg(LOG_ERR, "metadata %s failed: no row", what);
+	return -EIO;
 }
 
 /* Multi-statement text: the pragmas and DDL of opening a store only. */
 static int exec(struct meta *m, const char *sql)
 {
-	char *err = NULL;
-	int rc = sqlite3_exec(m->db, sql, NULL, NULL, &err);
-
-	if (rc != SQLITE_OK) {
-		log_msg(LOG_ERR, "metadata '%s' failed: %s", sql,
-			err ? err : sqlite3_errstr(rc));
-		sqlite3_free(err);
-		return meta_errno(rc);
-	}
-	return 0;
+	return meta_exec(m, sql);
 }
 
 /* Run engine statement @id to its end, a failure logged with its text. */
 static int exec_id(struct meta *m, int id)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &db_sql, id, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_db_sql, id, &s);
 
-	if (rc)
-		return rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		;
-	if (rc != SQLITE_DONE) {
-		log_msg(LOG_ERR, "metadata '%s' failed: %s", db_text[id],
-			sqlite3_errmsg(m->db));
-		sqlite3_reset(s);
-		return meta_errno(rc);
-	}
-	sqlite3_reset(s);
-	return 0;
+	return rc ? rc : meta_run(m, s, db_text[id]);
 }
 
 /* The first column of engine query @id, or -1 (no row, or a query that
  * does not prepare: a table the store lacks). */
 static int64_t probe(struct meta *m, int id)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int64_t v = -1;
 
-	if (meta_stmt_quiet(m, &db_sql, id, &s))
+	if (meta_stmt_quiet(m, &meta_db_sql, id, &s))
 		return -1;
-	if (sqlite3_step(s) == SQLITE_ROW)
-		v = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
+	if (sqlite3_step(s->lite) == SQLITE_ROW)
+		v = meta_col_int(s, 0);
+	meta_reset(s);
 	return v;
 }
 
@@ -338,14 +339,14 @@ static int64_t probe(struct meta *m, int id)
  */
 static int rows_readable(struct meta *m, int id)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int rc;
 
-	if (meta_stmt_quiet(m, &db_sql, id, &s))
+	if (meta_stmt_quiet(m, &meta_db_sql, id, &s))
 		return 0;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+	while ((rc = sqlite3_step(s->lite)) == SQLITE_ROW)
 		;
-	sqlite3_reset(s);
+	meta_reset(s);
 	return rc == SQLITE_DONE ? 0 : -EUCLEAN;
 }
 
@@ -390,6 +391,8 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 	int64_t app, ver, bs;
 	int rc, flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
 
+	if (meta_is_pg(path))
+		return meta_pg_open(path, create, block_size, out);
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
@@ -410,7 +413,7 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 	if (rc)
 		goto out_close;
 	/* before the probes below, which read a failure as damage */
-	rc = meta_stmt_cache(m, &db_sql);
+	rc = meta_stmt_cache(m, &meta_db_sql);
 	if (rc)
 		goto out_close;
 	app = probe(m, D_APP_ID);
@@ -545,7 +548,9 @@ void meta_close(struct meta *m)
 	meta_stmts_free(m);
 	free(m->zero);
 	meta_objlist_release(&m->dead);
-	if (sqlite3_close(m->db) != SQLITE_OK)
+	if (m->pg)
+		meta_pg_close(m);
+	else if (sqlite3_close(m->db) != SQLITE_OK)
 		log_msg(LOG_ERR, "closing metadata failed: %s",
 			sqlite3_errmsg(m->db));
 	free(m);
@@ -562,8 +567,8 @@ int meta_end(struct meta *m, int rc)
 
 int meta_begin(struct meta *m)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &db_sql, D_BEGIN, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_db_sql, D_BEGIN, &s);
 
 	return rc ? rc : meta_run(m, s, "begin");
 }
@@ -581,9 +586,9 @@ int meta_commit(struct meta *m)
 	}
 	rc = meta_settle(m);
 	if (!rc) {
-		sqlite3_stmt *s;
+		struct meta_st *s;
 
-		rc = meta_stmt(m, &db_sql, D_COMMIT, &s);
+		rc = meta_stmt(m, &meta_db_sql, D_COMMIT, &s);
 		if (!rc)
 			rc = meta_run(m, s, "commit");
 	}
@@ -635,6 +640,8 @@ int meta_sync(struct meta *m)
 {
 	int rc;
 
+	if (m->pg)
+		return 0; /* every commit is durable (synchronous_commit) */
 	/*
 	 * synchronous cannot change inside a transaction: make the WAL
 	 * durable with one more, tiny, transaction committed with FULL,
@@ -657,30 +664,30 @@ int meta_sync(struct meta *m)
 void meta_rollback(struct meta *m)
 {
 	m->nzero = 0;
-	if (!sqlite3_get_autocommit(m->db))
+	if (meta_in_txn(m))
 		exec_id(m, D_ROLLBACK);
 }
 
 int meta_config_get(struct meta *m, const char *key, int64_t *val)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &db_sql, D_CONFIG_GET, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_db_sql, D_CONFIG_GET, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	meta_bind_text(s, 1, key);
 	return meta_int(m, s, val, "config read");
 }
 
 int meta_config_set(struct meta *m, const char *key, int64_t val)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &db_sql, D_CONFIG_SET, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_db_sql, D_CONFIG_SET, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, val);
+	meta_bind_text(s, 1, key);
+	meta_bind_int(s, 2, val);
 	return meta_run(m, s, "config write");
 }
 
@@ -692,9 +699,15 @@ struct meta_backup {
 int meta_backup_begin(struct meta *m, const char *path,
 		      struct meta_backup **out)
 {
-	struct meta_backup *b = calloc(1, sizeof(*b));
+	struct meta_backup *b;
 	int rc;
 
+	if (m->pg) {
+		log_msg(LOG_ERR,
+			"metadata snapshots are of SQLite stores only");
+		return -EOPNOTSUPP;
+	}
+	b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
 	rc = sqlite3_open_v2(path, &b->dst,

@@ -58,8 +58,9 @@ static const char *const gc_text[G_COUNT] = {
 	[G_LOG_LAST] = "SELECT at, dry_run, checked, live, unreferenced, "
 		       "collected, preserved, bytes_freed, drift, nodes, "
 		       "duration_ms FROM gc_log ORDER BY id DESC LIMIT ?1",
-	[G_NODE_REPORT] = "INSERT OR REPLACE INTO node_reports(node, "
-			  "reported_at) VALUES (?1, ?2)",
+	[G_NODE_REPORT] = "INSERT INTO node_reports(node, reported_at) "
+			  "VALUES (?1, ?2) ON CONFLICT(node) DO UPDATE "
+			  "SET reported_at = excluded.reported_at",
 	[G_NODE_CLEAR] = "DELETE FROM node_objects WHERE node = ?1",
 	[G_NODE_NAME] = "INSERT OR IGNORE INTO node_objects(node, name) "
 			"VALUES (?1, ?2)",
@@ -81,7 +82,8 @@ static const char *const gc_text[G_COUNT] = {
 		"SELECT 1 FROM pin_objects WHERE name = ?1 "
 		"UNION ALL SELECT 1 FROM node_objects WHERE name = ?1 "
 		"AND node IS NOT ?2 LIMIT 1",
-	[G_PIN_ADD] = "INSERT INTO pins(path, created) VALUES (?1, ?2)",
+	[G_PIN_ADD] = "INSERT INTO pins(path, created) VALUES (?1, ?2) "
+		      "RETURNING id",
 	[G_PIN_NAME] = "INSERT OR IGNORE INTO pin_objects(pin, name) "
 		       "VALUES (?1, ?2)",
 	[G_UNPIN_OBJECTS] = "DELETE FROM pin_objects WHERE pin IN "
@@ -93,21 +95,22 @@ static const char *const gc_text[G_COUNT] = {
 			     "b.obj WHERE i.nspace = ?1",
 };
 
-static const struct meta_sql gc_sql = { META_GC, G_COUNT, gc_text };
+const struct meta_sql meta_gc_sql = { META_GC, G_COUNT, gc_text, NULL };
 
 /* Statement @id with text parameter ?1 = @name. */
-static int stmt_text(struct meta *m, int id, const char *name, sqlite3_stmt **s)
+static int stmt_text(struct meta *m, int id, const char *name,
+		     struct meta_st **s)
 {
-	int rc = meta_stmt(m, &gc_sql, id, s);
+	int rc = meta_stmt(m, &meta_gc_sql, id, s);
 
 	if (!rc)
-		sqlite3_bind_text(*s, 1, name, -1, SQLITE_STATIC);
+		meta_bind_text(*s, 1, name);
 	return rc;
 }
 
 int meta_mark_get(struct meta *m, const char *name, int64_t *since)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int rc = stmt_text(m, G_MARK_GET, name, &s);
 
 	return rc ? rc : meta_int(m, s, since, "gc mark read");
@@ -116,19 +119,19 @@ int meta_mark_get(struct meta *m, const char *name, int64_t *since)
 int meta_mark_put(struct meta *m, const char *name, uint32_t shard,
 		  int64_t since)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int rc = stmt_text(m, G_MARK_PUT, name, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 2, shard);
-	sqlite3_bind_int64(s, 3, since);
+	meta_bind_int(s, 2, shard);
+	meta_bind_int(s, 3, since);
 	return meta_run(m, s, "gc mark write");
 }
 
 int meta_mark_del(struct meta *m, const char *name)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int rc = stmt_text(m, G_MARK_DEL, name, &s);
 
 	return rc ? rc : meta_run(m, s, "gc mark delete");
@@ -137,14 +140,14 @@ int meta_mark_del(struct meta *m, const char *name)
 int meta_marks(struct meta *m, int (*fn)(void *ctx, const char *name),
 	       void *ctx)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &gc_sql, G_MARK_LIST, &s), ret = 0;
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_gc_sql, G_MARK_LIST, &s), ret = 0;
 
 	if (rc)
 		return rc;
 	while (!ret && (rc = meta_step(m, s, "gc mark scan")) > 0)
-		ret = fn(ctx, (const char *)sqlite3_column_text(s, 0));
-	sqlite3_reset(s);
+		ret = fn(ctx, (const char *)meta_col_text(s, 0));
+	meta_reset(s);
 	return ret ? ret : rc;
 }
 
@@ -152,20 +155,20 @@ int meta_marks_after(struct meta *m, const char *after, unsigned limit,
 		     int (*fn)(void *ctx, const char *name, int64_t since),
 		     void *ctx)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &gc_sql, G_MARK_RANGE, &s), ret = 0, n = 0;
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_gc_sql, G_MARK_RANGE, &s), ret = 0, n = 0;
 
 	if (rc)
 		return rc;
-	sqlite3_bind_text(s, 1, after, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 2, limit);
+	meta_bind_text(s, 1, after);
+	meta_bind_int(s, 2, limit);
 	while (!ret && (rc = meta_step(m, s, "gc mark scan")) > 0) {
-		ret = fn(ctx, (const char *)sqlite3_column_text(s, 0),
-			 sqlite3_column_int64(s, 1));
+		ret = fn(ctx, (const char *)meta_col_text(s, 0),
+			 meta_col_int(s, 1));
 		if (!ret)
 			n++;
 	}
-	sqlite3_reset(s);
+	meta_reset(s);
 	if (ret)
 		return ret;
 	return rc ? rc : n;
@@ -173,50 +176,50 @@ int meta_marks_after(struct meta *m, const char *after, unsigned limit,
 
 int meta_gc_log_put(struct meta *m, const struct meta_gc_event *e)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &gc_sql, G_LOG_PUT, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_gc_sql, G_LOG_PUT, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, e->at);
-	sqlite3_bind_int64(s, 2, e->dry_run);
-	sqlite3_bind_int64(s, 3, (int64_t)e->checked);
-	sqlite3_bind_int64(s, 4, (int64_t)e->live);
-	sqlite3_bind_int64(s, 5, (int64_t)e->unreferenced);
-	sqlite3_bind_int64(s, 6, (int64_t)e->collected);
-	sqlite3_bind_int64(s, 7, (int64_t)e->preserved);
-	sqlite3_bind_int64(s, 8, (int64_t)e->bytes_freed);
-	sqlite3_bind_int64(s, 9, (int64_t)e->drift);
-	sqlite3_bind_int64(s, 10, (int64_t)e->nodes);
-	sqlite3_bind_int64(s, 11, e->duration_ms);
+	meta_bind_int(s, 1, e->at);
+	meta_bind_int(s, 2, e->dry_run);
+	meta_bind_int(s, 3, (int64_t)e->checked);
+	meta_bind_int(s, 4, (int64_t)e->live);
+	meta_bind_int(s, 5, (int64_t)e->unreferenced);
+	meta_bind_int(s, 6, (int64_t)e->collected);
+	meta_bind_int(s, 7, (int64_t)e->preserved);
+	meta_bind_int(s, 8, (int64_t)e->bytes_freed);
+	meta_bind_int(s, 9, (int64_t)e->drift);
+	meta_bind_int(s, 10, (int64_t)e->nodes);
+	meta_bind_int(s, 11, e->duration_ms);
 	return meta_run(m, s, "gc log write");
 }
 
 int meta_gc_log(struct meta *m, struct meta_gc_event *v, size_t max, size_t *n)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	size_t cnt = 0;
-	int rc = meta_stmt(m, &gc_sql, G_LOG_LAST, &s);
+	int rc = meta_stmt(m, &meta_gc_sql, G_LOG_LAST, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, (int64_t)max);
+	meta_bind_int(s, 1, (int64_t)max);
 	while (cnt < max && (rc = meta_step(m, s, "gc log read")) > 0) {
 		struct meta_gc_event *e = &v[cnt++];
 
-		e->at = sqlite3_column_int64(s, 0);
-		e->dry_run = (int)sqlite3_column_int64(s, 1);
-		e->checked = (uint64_t)sqlite3_column_int64(s, 2);
-		e->live = (uint64_t)sqlite3_column_int64(s, 3);
-		e->unreferenced = (uint64_t)sqlite3_column_int64(s, 4);
-		e->collected = (uint64_t)sqlite3_column_int64(s, 5);
-		e->preserved = (uint64_t)sqlite3_column_int64(s, 6);
-		e->bytes_freed = (uint64_t)sqlite3_column_int64(s, 7);
-		e->drift = (uint64_t)sqlite3_column_int64(s, 8);
-		e->nodes = (uint64_t)sqlite3_column_int64(s, 9);
-		e->duration_ms = sqlite3_column_int64(s, 10);
+		e->at = meta_col_int(s, 0);
+		e->dry_run = (int)meta_col_int(s, 1);
+		e->checked = (uint64_t)meta_col_int(s, 2);
+		e->live = (uint64_t)meta_col_int(s, 3);
+		e->unreferenced = (uint64_t)meta_col_int(s, 4);
+		e->collected = (uint64_t)meta_col_int(s, 5);
+		e->preserved = (uint64_t)meta_col_int(s, 6);
+		e->bytes_freed = (uint64_t)meta_col_int(s, 7);
+		e->drift = (uint64_t)meta_col_int(s, 8);
+		e->nodes = (uint64_t)meta_col_int(s, 9);
+		e->duration_ms = meta_col_int(s, 10);
 	}
-	sqlite3_reset(s);
+	meta_reset(s);
 	if (rc < 0)
 		return rc;
 	*n = cnt;
@@ -228,14 +231,14 @@ int meta_gc_log(struct meta *m, struct meta_gc_event *v, size_t max, size_t *n)
 static int exec_ints(struct meta *m, int id, int64_t a, int64_t b,
 		     const char *what)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &gc_sql, id, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_gc_sql, id, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, a);
-	if (sqlite3_bind_parameter_count(s) >= 2)
-		sqlite3_bind_int64(s, 2, b);
+	meta_bind_int(s, 1, a);
+	if (meta_param_count(s) >= 2)
+		meta_bind_int(s, 2, b);
 	return meta_run(m, s, what);
 }
 
@@ -243,16 +246,16 @@ static int exec_ints(struct meta *m, int id, int64_t a, int64_t b,
 static int insert_names(struct meta *m, int id, int64_t key,
 			const char *const *names, size_t n, const char *what)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	size_t i;
 	int rc = 0;
 
 	for (i = 0; i < n && !rc; i++) {
-		rc = meta_stmt(m, &gc_sql, id, &s);
+		rc = meta_stmt(m, &meta_gc_sql, id, &s);
 		if (rc)
 			break;
-		sqlite3_bind_int64(s, 1, key);
-		sqlite3_bind_text(s, 2, names[i], -1, SQLITE_STATIC);
+		meta_bind_int(s, 1, key);
+		meta_bind_text(s, 2, names[i]);
 		rc = meta_run(m, s, what);
 	}
 	return rc;
@@ -284,20 +287,20 @@ int meta_nodes_prune(struct meta *m, int64_t before, uint64_t *pruned)
 	if (!rc)
 		rc = exec_ints(m, G_PRUNE_REPORTS, before, 0, "node prune");
 	if (!rc)
-		*pruned = (uint64_t)sqlite3_changes(m->db);
+		*pruned = (uint64_t)meta_changes(m);
 	return rc;
 }
 
 int meta_nodes_count(struct meta *m, uint64_t *n)
 {
-	return meta_count(m, &gc_sql, G_NODES_COUNT, "node count", n);
+	return meta_count(m, &meta_gc_sql, G_NODES_COUNT, "node count", n);
 }
 
 int meta_protected_names(struct meta *m, int (*fn)(void *ctx, const char *name),
 			 void *ctx)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &gc_sql, G_PROTECTED_NAMES, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_gc_sql, G_PROTECTED_NAMES, &s);
 
 	return rc ? rc : meta_each_name(m, s, fn, ctx);
 }
@@ -310,7 +313,7 @@ void meta_set_self(struct meta *m, int64_t node)
 int meta_name_protected(struct meta *m, const char *name, bool moves,
 			bool not_mine)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int64_t v;
 	int rc = meta_lookup_fault(m);
 
@@ -318,7 +321,7 @@ int meta_name_protected(struct meta *m, const char *name, bool moves,
 		rc = stmt_text(m, moves ? G_PROTECTED : G_PROTECTED_NOMOVE,
 			       name, &s);
 	if (!rc && not_mine && m->self)
-		sqlite3_bind_int64(s, 2, m->self);
+		meta_bind_int(s, 2, m->self);
 	if (!rc)
 		rc = meta_int(m, s, &v, "protection lookup");
 	if (rc == -ENOENT)
@@ -327,35 +330,35 @@ int meta_name_protected(struct meta *m, const char *name, bool moves,
 }
 
 /* Statement @id with @path (a blob, copied) as ?1. */
-static int stmt_path(struct meta *m, int id, const char *path, sqlite3_stmt **s)
+static int stmt_path(struct meta *m, int id, const char *path,
+		     struct meta_st **s)
 {
-	int rc = meta_stmt(m, &gc_sql, id, s);
+	int rc = meta_stmt(m, &meta_gc_sql, id, s);
 
 	if (!rc)
-		sqlite3_bind_blob(*s, 1, path, (int)strlen(path),
-				  SQLITE_TRANSIENT);
+		meta_bind_blob(*s, 1, path, strlen(path));
 	return rc;
 }
 
 int meta_pin_add(struct meta *m, const char *path, int64_t at,
 		 const char *const *names, size_t n)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
+	int64_t pin;
 	int rc = stmt_path(m, G_PIN_ADD, path, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 2, at);
-	rc = meta_run(m, s, "pin");
+	meta_bind_int(s, 2, at);
+	rc = meta_int(m, s, &pin, "pin");
 	if (rc)
-		return rc;
-	return insert_names(m, G_PIN_NAME, sqlite3_last_insert_rowid(m->db),
-			    names, n, "pin");
+		return rc == -ENOENT ? -EIO : rc;
+	return insert_names(m, G_PIN_NAME, pin, names, n, "pin");
 }
 
 int meta_pin_remove(struct meta *m, const char *path)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int rc = stmt_path(m, G_UNPIN_OBJECTS, path, &s);
 
 	if (!rc)
@@ -364,15 +367,15 @@ int meta_pin_remove(struct meta *m, const char *path)
 		rc = stmt_path(m, G_UNPIN, path, &s);
 	if (!rc)
 		rc = meta_run(m, s, "unpin");
-	if (!rc && sqlite3_changes(m->db) == 0)
+	if (!rc && meta_changes(m) == 0)
 		return -ENOENT;
 	return rc;
 }
 
 int meta_pins(struct meta *m, int (*fn)(void *ctx, const char *path), void *ctx)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &gc_sql, G_PINS, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_gc_sql, G_PINS, &s);
 
 	return rc ? rc : meta_each_name(m, s, fn, ctx);
 }
@@ -380,11 +383,11 @@ int meta_pins(struct meta *m, int (*fn)(void *ctx, const char *path), void *ctx)
 int meta_nspace_objects(struct meta *m, uint64_t nspace,
 			int (*fn)(void *ctx, const char *name), void *ctx)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &gc_sql, G_NSPACE_OBJECTS, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_gc_sql, G_NSPACE_OBJECTS, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, (int64_t)nspace);
+	meta_bind_int(s, 1, (int64_t)nspace);
 	return meta_each_name(m, s, fn, ctx);
 }

@@ -115,17 +115,19 @@ static const char *const inode_text[I_COUNT] = {
 		"ON x.ino = m.old",
 	[I_XATTR_GET] = "SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2",
 	[I_XATTR_INSERT] = "INSERT INTO xattrs(ino, name, value) "
-			   "VALUES (?1, ?2, ?3)",
+			   "VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
 	[I_XATTR_REPLACE] = "UPDATE xattrs SET value = ?3 "
 			    "WHERE ino = ?1 AND name = ?2",
-	[I_XATTR_UPSERT] = "INSERT OR REPLACE INTO xattrs(ino, name, value) "
-			   "VALUES (?1, ?2, ?3)",
+	[I_XATTR_UPSERT] = "INSERT INTO xattrs(ino, name, value) "
+			   "VALUES (?1, ?2, ?3) ON CONFLICT(ino, name) "
+			   "DO UPDATE SET value = excluded.value",
 	[I_XATTR_DEL] = "DELETE FROM xattrs WHERE ino = ?1 AND name = ?2",
 	[I_XATTR_LIST] = "SELECT name FROM xattrs WHERE ino = ?1 "
 			 "ORDER BY name",
 };
 
-static const struct meta_sql inode_sql = { META_INODE, I_COUNT, inode_text };
+const struct meta_sql meta_inode_sql = { META_INODE, I_COUNT, inode_text,
+					 NULL };
 
 static int64_t ts_to_ns(const struct timespec *ts)
 {
@@ -147,85 +149,85 @@ static struct timespec ns_to_ts(int64_t ns)
 
 int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &inode_sql, I_INODE_GET, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, I_INODE_GET, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	meta_bind_int(s, 1, (int64_t)ino);
 	rc = meta_step(m, s, "inode read");
 	if (rc <= 0)
 		return rc ? rc : -ENOENT;
 	out->ino = ino;
-	out->nspace = (uint64_t)sqlite3_column_int64(s, 0);
-	out->mode = (uint32_t)sqlite3_column_int64(s, 1);
-	out->uid = (uint32_t)sqlite3_column_int64(s, 2);
-	out->gid = (uint32_t)sqlite3_column_int64(s, 3);
-	out->nlink = (uint32_t)sqlite3_column_int64(s, 4);
-	out->size = (uint64_t)sqlite3_column_int64(s, 5);
-	out->rdev = (uint64_t)sqlite3_column_int64(s, 6);
-	out->alloc = (uint64_t)sqlite3_column_int64(s, 7);
-	out->atime = ns_to_ts(sqlite3_column_int64(s, 8));
-	out->mtime = ns_to_ts(sqlite3_column_int64(s, 9));
-	out->ctime = ns_to_ts(sqlite3_column_int64(s, 10));
-	sqlite3_reset(s);
+	out->nspace = (uint64_t)meta_col_int(s, 0);
+	out->mode = (uint32_t)meta_col_int(s, 1);
+	out->uid = (uint32_t)meta_col_int(s, 2);
+	out->gid = (uint32_t)meta_col_int(s, 3);
+	out->nlink = (uint32_t)meta_col_int(s, 4);
+	out->size = (uint64_t)meta_col_int(s, 5);
+	out->rdev = (uint64_t)meta_col_int(s, 6);
+	out->alloc = (uint64_t)meta_col_int(s, 7);
+	out->atime = ns_to_ts(meta_col_int(s, 8));
+	out->mtime = ns_to_ts(meta_col_int(s, 9));
+	out->ctime = ns_to_ts(meta_col_int(s, 10));
+	meta_reset(s);
 	return 0;
 }
 
 int meta_inode_put(struct meta *m, const struct meta_inode *in)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &inode_sql, I_INODE_PUT, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, I_INODE_PUT, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, (int64_t)in->ino);
-	sqlite3_bind_int64(s, 2, (int64_t)in->nspace);
-	sqlite3_bind_int64(s, 3, in->mode);
-	sqlite3_bind_int64(s, 4, in->uid);
-	sqlite3_bind_int64(s, 5, in->gid);
-	sqlite3_bind_int64(s, 6, in->nlink);
-	sqlite3_bind_int64(s, 7, (int64_t)in->size);
-	sqlite3_bind_int64(s, 8, (int64_t)in->rdev);
-	sqlite3_bind_int64(s, 9, (int64_t)in->alloc);
-	sqlite3_bind_int64(s, 10, ts_to_ns(&in->atime));
-	sqlite3_bind_int64(s, 11, ts_to_ns(&in->mtime));
-	sqlite3_bind_int64(s, 12, ts_to_ns(&in->ctime));
+	meta_bind_int(s, 1, (int64_t)in->ino);
+	meta_bind_int(s, 2, (int64_t)in->nspace);
+	meta_bind_int(s, 3, in->mode);
+	meta_bind_int(s, 4, in->uid);
+	meta_bind_int(s, 5, in->gid);
+	meta_bind_int(s, 6, in->nlink);
+	meta_bind_int(s, 7, (int64_t)in->size);
+	meta_bind_int(s, 8, (int64_t)in->rdev);
+	meta_bind_int(s, 9, (int64_t)in->alloc);
+	meta_bind_int(s, 10, ts_to_ns(&in->atime));
+	meta_bind_int(s, 11, ts_to_ns(&in->mtime));
+	meta_bind_int(s, 12, ts_to_ns(&in->ctime));
 	return meta_run(m, s, "inode write");
 }
 
 int meta_inode_delete(struct meta *m, uint64_t ino)
 {
-	int rc = meta_run_int(m, &inode_sql, I_INODE_DEL_X, (int64_t)ino,
+	int rc = meta_run_int(m, &meta_inode_sql, I_INODE_DEL_X, (int64_t)ino,
 			      "xattr delete");
 
 	return rc ? rc
-		  : meta_run_int(m, &inode_sql, I_INODE_DEL, (int64_t)ino,
+		  : meta_run_int(m, &meta_inode_sql, I_INODE_DEL, (int64_t)ino,
 				 "inode delete");
 }
 
 int meta_max_ino(struct meta *m, uint64_t *max)
 {
-	return meta_count(m, &inode_sql, I_MAX_INO, "inode scan", max);
+	return meta_count(m, &meta_inode_sql, I_MAX_INO, "inode scan", max);
 }
 
 int meta_inode_orphans(struct meta *m, uint64_t **inos, size_t *n)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &inode_sql, I_ORPHANS, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, I_ORPHANS, &s);
 
 	return rc ? rc : meta_int_rows(m, s, "orphan scan", inos, n);
 }
 
 int meta_target_set(struct meta *m, uint64_t ino, const char *target)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &inode_sql, I_TARGET_SET, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, I_TARGET_SET, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, (int64_t)ino);
-	sqlite3_bind_blob(s, 2, target, (int)strlen(target), SQLITE_STATIC);
+	meta_bind_int(s, 1, (int64_t)ino);
+	meta_bind_blob(s, 2, target, strlen(target));
 	return meta_run(m, s, "symlink write");
 }
 
@@ -234,29 +236,29 @@ int meta_target_set(struct meta *m, uint64_t ino, const char *target)
  * copied into a new buffer of *@len bytes and a NUL: @none when there is
  * no row.
  */
-static int blob_get(struct meta *m, sqlite3_stmt *s, uint64_t ino,
+static int blob_get(struct meta *m, struct meta_st *s, uint64_t ino,
 		    const char *name, int none, const char *what, char **out,
 		    size_t *len)
 {
 	char *v;
 	int rc, n;
 
-	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	meta_bind_int(s, 1, (int64_t)ino);
 	if (name)
 		meta_bind_name(s, 2, name);
 	rc = meta_step(m, s, what);
 	if (rc <= 0)
 		return rc ? rc : none;
-	n = sqlite3_column_bytes(s, 0);
+	n = meta_col_bytes(s, 0);
 	v = malloc((size_t)n + 1);
 	if (!v) {
-		sqlite3_reset(s);
+		meta_reset(s);
 		return -ENOMEM;
 	}
 	if (n)
-		memcpy(v, sqlite3_column_blob(s, 0), (size_t)n);
+		memcpy(v, meta_col_blob(s, 0), (size_t)n);
 	v[n] = '\0';
-	sqlite3_reset(s);
+	meta_reset(s);
 	*out = v;
 	*len = (size_t)n;
 	return 0;
@@ -264,9 +266,9 @@ static int blob_get(struct meta *m, sqlite3_stmt *s, uint64_t ino,
 
 int meta_target_get(struct meta *m, uint64_t ino, char **out)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	size_t len;
-	int rc = meta_stmt(m, &inode_sql, I_TARGET_GET, &s);
+	int rc = meta_stmt(m, &meta_inode_sql, I_TARGET_GET, &s);
 
 	return rc ? rc
 		  : blob_get(m, s, ino, NULL, -ENOENT, "symlink read", out,
@@ -276,13 +278,13 @@ int meta_target_get(struct meta *m, uint64_t ino, char **out)
 int meta_dentry_lookup(struct meta *m, uint64_t parent, const char *name,
 		       uint64_t *ino)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int64_t v;
-	int rc = meta_stmt(m, &inode_sql, I_DENTRY_LOOKUP, &s);
+	int rc = meta_stmt(m, &meta_inode_sql, I_DENTRY_LOOKUP, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, (int64_t)parent);
+	meta_bind_int(s, 1, (int64_t)parent);
 	meta_bind_name(s, 2, name);
 	rc = meta_int(m, s, &v, "lookup");
 	if (!rc)
@@ -293,15 +295,15 @@ int meta_dentry_lookup(struct meta *m, uint64_t parent, const char *name,
 static int dentry_exec(struct meta *m, int id, uint64_t parent,
 		       const char *name, uint64_t ino, const char *what)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &inode_sql, id, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, id, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, (int64_t)parent);
+	meta_bind_int(s, 1, (int64_t)parent);
 	meta_bind_name(s, 2, name);
 	if (id != I_DENTRY_DELETE)
-		sqlite3_bind_int64(s, 3, (int64_t)ino);
+		meta_bind_int(s, 3, (int64_t)ino);
 	return meta_run(m, s, what);
 }
 
@@ -327,27 +329,27 @@ int meta_dentry_set_ino(struct meta *m, uint64_t parent, const char *name,
 int meta_dentry_move(struct meta *m, uint64_t parent, const char *name,
 		     uint64_t newparent, const char *newname)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &inode_sql, I_DENTRY_MOVE, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, I_DENTRY_MOVE, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, (int64_t)parent);
+	meta_bind_int(s, 1, (int64_t)parent);
 	meta_bind_name(s, 2, name);
-	sqlite3_bind_int64(s, 3, (int64_t)newparent);
+	meta_bind_int(s, 3, (int64_t)newparent);
 	meta_bind_name(s, 4, newname);
 	return meta_run(m, s, "entry move");
 }
 
 int meta_dir_empty(struct meta *m, uint64_t ino)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int64_t v;
-	int rc = meta_stmt(m, &inode_sql, I_DIR_EMPTY, &s);
+	int rc = meta_stmt(m, &meta_inode_sql, I_DIR_EMPTY, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	meta_bind_int(s, 1, (int64_t)ino);
 	rc = meta_int(m, s, &v, "directory scan");
 	if (rc == -ENOENT)
 		return 1;
@@ -359,25 +361,25 @@ int meta_readdir(struct meta *m, uint64_t parent, int64_t after,
 			   uint64_t ino),
 		 void *ctx)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	char name[256];
-	int rc = meta_stmt(m, &inode_sql, I_READDIR, &s), ret = 0;
+	int rc = meta_stmt(m, &meta_inode_sql, I_READDIR, &s), ret = 0;
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, (int64_t)parent);
-	sqlite3_bind_int64(s, 2, after);
+	meta_bind_int(s, 1, (int64_t)parent);
+	meta_bind_int(s, 2, after);
 	while (!ret && (rc = meta_step(m, s, "readdir")) > 0) {
-		int len = sqlite3_column_bytes(s, 1);
+		int len = meta_col_bytes(s, 1);
 
 		if (len <= 0 || len > 255)
 			continue;
-		memcpy(name, sqlite3_column_blob(s, 1), (size_t)len);
+		memcpy(name, meta_col_blob(s, 1), (size_t)len);
 		name[len] = '\0';
-		ret = fn(ctx, sqlite3_column_int64(s, 0), name,
-			 (uint64_t)sqlite3_column_int64(s, 2));
+		ret = fn(ctx, meta_col_int(s, 0), name,
+			 (uint64_t)meta_col_int(s, 2));
 	}
-	sqlite3_reset(s);
+	meta_reset(s);
 	return ret ? ret : rc;
 }
 
@@ -388,18 +390,18 @@ int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
 	int rc = 0, id;
 
 	for (id = I_BRANCH_TABLE; id <= I_BRANCH_XATTRS && !rc; id++) {
-		sqlite3_stmt *s;
+		struct meta_st *s;
 
-		rc = meta_stmt(m, &inode_sql, id, &s);
+		rc = meta_stmt(m, &meta_inode_sql, id, &s);
 		if (rc)
 			return rc;
-		if (sqlite3_bind_parameter_count(s) >= 1)
-			sqlite3_bind_int64(s, 1, (int64_t)src_root);
-		if (sqlite3_bind_parameter_count(s) >= 2)
-			sqlite3_bind_int64(s, 2, (int64_t)*next_ino);
+		if (meta_param_count(s) >= 1)
+			meta_bind_int(s, 1, (int64_t)src_root);
+		if (meta_param_count(s) >= 2)
+			meta_bind_int(s, 2, (int64_t)*next_ino);
 		rc = meta_run(m, s, "branch");
 		if (id == I_BRANCH_MAP)
-			copied = (uint64_t)sqlite3_changes(m->db);
+			copied = (uint64_t)meta_changes(m);
 	}
 	if (rc)
 		return rc;
@@ -418,9 +420,9 @@ int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
 int meta_xattr_get(struct meta *m, uint64_t ino, const char *name, void **out,
 		   size_t *len)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	char *v;
-	int rc = meta_stmt(m, &inode_sql, I_XATTR_GET, &s);
+	int rc = meta_stmt(m, &meta_inode_sql, I_XATTR_GET, &s);
 
 	if (rc)
 		return rc;
@@ -436,59 +438,56 @@ int meta_xattr_set(struct meta *m, uint64_t ino, const char *name,
 	int id = (flags & XATTR_CREATE)	   ? I_XATTR_INSERT
 		 : (flags & XATTR_REPLACE) ? I_XATTR_REPLACE
 					   : I_XATTR_UPSERT;
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &inode_sql, id, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, id, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	meta_bind_int(s, 1, (int64_t)ino);
 	meta_bind_name(s, 2, name);
-	sqlite3_bind_blob(s, 3, len ? val : "", (int)len, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+	meta_bind_blob(s, 3, len ? val : "", len);
+	rc = meta_run(m, s, "xattr write");
+	if (!rc && id == I_XATTR_INSERT && meta_changes(m) == 0)
 		return -EEXIST;
-	if (rc != SQLITE_DONE)
-		return meta_fail(m, rc, "xattr write");
-	if (id == I_XATTR_REPLACE && sqlite3_changes(m->db) == 0)
+	if (!rc && id == I_XATTR_REPLACE && meta_changes(m) == 0)
 		return -ENODATA;
-	return 0;
+	return rc;
 }
 
 int meta_xattr_remove(struct meta *m, uint64_t ino, const char *name)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &inode_sql, I_XATTR_DEL, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, I_XATTR_DEL, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	meta_bind_int(s, 1, (int64_t)ino);
 	meta_bind_name(s, 2, name);
 	rc = meta_run(m, s, "xattr delete");
-	if (!rc && sqlite3_changes(m->db) == 0)
+	if (!rc && meta_changes(m) == 0)
 		return -ENODATA;
 	return rc;
 }
 
 int meta_xattr_list(struct meta *m, uint64_t ino, char **out, size_t *len)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	char *v = NULL;
 	size_t n = 0, cap = 0;
-	int rc = meta_stmt(m, &inode_sql, I_XATTR_LIST, &s);
+	int rc = meta_stmt(m, &meta_inode_sql, I_XATTR_LIST, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	meta_bind_int(s, 1, (int64_t)ino);
 	while ((rc = meta_step(m, s, "xattr list")) > 0) {
-		int l = sqlite3_column_bytes(s, 0);
+		int l = meta_col_bytes(s, 0);
 
 		if (array_reserve(&v, &cap, n + (size_t)l + 1, 1)) {
-			sqlite3_reset(s);
+			meta_reset(s);
 			rc = -ENOMEM;
 			break;
 		}
-		memcpy(v + n, sqlite3_column_blob(s, 0), (size_t)l);
+		memcpy(v + n, meta_col_blob(s, 0), (size_t)l);
 		n += (size_t)l;
 		v[n++] = '\0';
 	}

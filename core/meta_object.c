@@ -49,12 +49,14 @@ static const char *const object_text[O_COUNT] = {
 			  "FROM blocks b LEFT JOIN objects o ON o.id = b.obj "
 			  "WHERE b.ino = ?1 ORDER BY b.idx",
 	[O_BLOCK_GET] = "SELECT obj FROM blocks WHERE ino = ?1 AND idx = ?2",
-	[O_BLOCK_PUT] = "INSERT OR REPLACE INTO blocks(ino, idx, obj, shard) "
-			"VALUES (?1, ?2, ?3, ?4)",
+	/* an update of a block fires ghost_ref_mov (meta_db.c) */
+	[O_BLOCK_PUT] = "INSERT INTO blocks(ino, idx, obj, shard) "
+			"VALUES (?1, ?2, ?3, ?4) ON CONFLICT(ino, idx) DO "
+			"UPDATE SET obj = excluded.obj, shard = excluded.shard",
 	[O_BLOCK_DEL] = "DELETE FROM blocks WHERE ino = ?1 AND idx = ?2",
 	[O_OBJ_FIND] = "SELECT id FROM objects WHERE name = ?1",
 	[O_OBJ_INSERT] = "INSERT INTO objects(name, shard, size, refcount) "
-			 "VALUES (?1, ?2, ?3, 1)",
+			 "VALUES (?1, ?2, ?3, 1) RETURNING id",
 	[O_OBJ_ADD] = "UPDATE objects SET refcount = refcount + ?2 "
 		      "WHERE id = ?1 RETURNING refcount, name, shard",
 	[O_OBJ_GET] = "SELECT refcount, name, shard FROM objects WHERE id = ?1",
@@ -95,7 +97,8 @@ static const char *const object_text[O_COUNT] = {
 			    "WHERE id > ?1 ORDER BY id LIMIT ?2",
 };
 
-static const struct meta_sql object_sql = { META_OBJECT, O_COUNT, object_text };
+const struct meta_sql meta_object_sql = { META_OBJECT, O_COUNT, object_text,
+					  NULL };
 
 void meta_objlist_init(struct meta_objlist *l)
 {
@@ -122,14 +125,14 @@ int meta_objlist_add(struct meta_objlist *l, int64_t id, uint32_t shard,
 
 /* Statement @id with integer parameters ?1 = @a and ?2 = @b. */
 static int stmt_pair(struct meta *m, int id, int64_t a, int64_t b,
-		     sqlite3_stmt **s)
+		     struct meta_st **s)
 {
-	int rc = meta_stmt(m, &object_sql, id, s);
+	int rc = meta_stmt(m, &meta_object_sql, id, s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(*s, 1, a);
-	sqlite3_bind_int64(*s, 2, b);
+	meta_bind_int(*s, 1, a);
+	meta_bind_int(*s, 2, b);
 	return 0;
 }
 
@@ -137,7 +140,7 @@ static int stmt_pair(struct meta *m, int id, int64_t a, int64_t b,
 static int exec_pair(struct meta *m, int id, int64_t a, int64_t b,
 		     const char *what)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int rc = stmt_pair(m, id, a, b, &s);
 
 	return rc ? rc : meta_run(m, s, what);
@@ -147,41 +150,41 @@ static int exec_pair(struct meta *m, int id, int64_t a, int64_t b,
 static int int_by_id(struct meta *m, int id, int64_t key, int64_t *val,
 		     const char *what)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &object_sql, id, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_object_sql, id, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, key);
+	meta_bind_int(s, 1, key);
 	return meta_int(m, s, val, what);
 }
 
 int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
 		     size_t *n)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	struct meta_bref *v = NULL;
 	size_t cnt = 0, cap = 0;
-	int rc = meta_stmt(m, &object_sql, O_BLOCKS_LOAD, &s);
+	int rc = meta_stmt(m, &meta_object_sql, O_BLOCKS_LOAD, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	meta_bind_int(s, 1, (int64_t)ino);
 	while ((rc = meta_step(m, s, "block map read")) > 0) {
 		struct meta_bref *b;
-		const unsigned char *name;
+		const char *name;
 
 		if (array_reserve(&v, &cap, cnt + 1, sizeof(*v))) {
-			sqlite3_reset(s);
+			meta_reset(s);
 			rc = -ENOMEM;
 			break;
 		}
 		b = &v[cnt++];
-		b->idx = (uint64_t)sqlite3_column_int64(s, 0);
-		b->obj = sqlite3_column_int64(s, 1);
-		b->shard = (uint32_t)sqlite3_column_int64(s, 2);
-		name = sqlite3_column_text(s, 3);
-		b->size = (uint32_t)sqlite3_column_int64(s, 4);
+		b->idx = (uint64_t)meta_col_int(s, 0);
+		b->obj = meta_col_int(s, 1);
+		b->shard = (uint32_t)meta_col_int(s, 2);
+		name = meta_col_text(s, 3);
+		b->size = (uint32_t)meta_col_int(s, 4);
 		if (!name) {
 			log_msg(LOG_ERR,
 				"inode %" PRIu64 " block %" PRIu64
@@ -210,7 +213,7 @@ int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
  */
 static int obj_add(struct meta *m, int64_t id, int64_t delta)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int64_t count;
 	int rc = stmt_pair(m, O_OBJ_ADD, id, delta, &s);
 
@@ -250,20 +253,19 @@ static int obj_refs(struct meta *m, int64_t id, int64_t *refs)
 static int obj_get(struct meta *m, int64_t id, int64_t *count, char *name,
 		   uint32_t *shard)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &object_sql, O_OBJ_GET, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_object_sql, O_OBJ_GET, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, id);
+	meta_bind_int(s, 1, id);
 	rc = meta_step(m, s, "object read");
 	if (rc <= 0)
 		return rc ? rc : -ENOENT;
-	*count = sqlite3_column_int64(s, 0);
-	snprintf(name, OBJNAME_MAX, "%s",
-		 (const char *)sqlite3_column_text(s, 1));
-	*shard = (uint32_t)sqlite3_column_int64(s, 2);
-	sqlite3_reset(s);
+	*count = meta_col_int(s, 0);
+	snprintf(name, OBJNAME_MAX, "%s", (const char *)meta_col_text(s, 1));
+	*shard = (uint32_t)meta_col_int(s, 2);
+	meta_reset(s);
 	return 0;
 }
 
@@ -312,7 +314,7 @@ int meta_settle(struct meta *m)
 			rc = meta_obj_set_count(m, id, refs);
 			continue;
 		}
-		rc = meta_run_int(m, &object_sql, O_OBJ_DELETE, id,
+		rc = meta_run_int(m, &meta_object_sql, O_OBJ_DELETE, id,
 				  "object delete");
 		if (rc)
 			break;
@@ -332,12 +334,12 @@ int meta_settle(struct meta *m)
 
 static int obj_find(struct meta *m, const char *name, int64_t *id)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &object_sql, O_OBJ_FIND, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_object_sql, O_OBJ_FIND, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	meta_bind_text(s, 1, name);
 	return meta_int(m, s, id, "object lookup");
 }
 
@@ -354,7 +356,7 @@ int meta_obj_exists(struct meta *m, const char *name)
 int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx, const char *name,
 		   uint32_t shard, uint32_t size, struct meta_bref *out)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int64_t old = 0, id = 0;
 	bool had;
 	int rc = stmt_pair(m, O_BLOCK_GET, (int64_t)ino, (int64_t)idx, &s);
@@ -379,22 +381,23 @@ int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx, const char *name,
 		if (rc == 0 && !(had && old == id)) {
 			rc = obj_add(m, id, 1);
 		} else if (rc == -ENOENT) {
-			rc = meta_stmt(m, &object_sql, O_OBJ_INSERT, &s);
+			rc = meta_stmt(m, &meta_object_sql, O_OBJ_INSERT, &s);
 			if (rc)
 				return rc;
-			sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(s, 2, shard);
-			sqlite3_bind_int64(s, 3, size);
-			rc = meta_run(m, s, "object insert");
-			id = sqlite3_last_insert_rowid(m->db);
+			meta_bind_text(s, 1, name);
+			meta_bind_int(s, 2, shard);
+			meta_bind_int(s, 3, size);
+			rc = meta_int(m, s, &id, "object insert");
+			if (rc == -ENOENT)
+				rc = -EIO;
 		}
 		if (!rc)
 			rc = stmt_pair(m, O_BLOCK_PUT, (int64_t)ino,
 				       (int64_t)idx, &s);
 		if (rc)
 			return rc;
-		sqlite3_bind_int64(s, 3, id);
-		sqlite3_bind_int64(s, 4, shard);
+		meta_bind_int(s, 3, id);
+		meta_bind_int(s, 4, shard);
 		rc = meta_run(m, s, "block write");
 	} else if (had) {
 		rc = exec_pair(m, O_BLOCK_DEL, (int64_t)ino, (int64_t)idx,
@@ -419,7 +422,7 @@ int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from)
 	struct {
 		int64_t obj, n;
 	} *v = NULL;
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	size_t cnt = 0, cap = 0, i;
 	int rc = stmt_pair(m, O_DROP_LIST, (int64_t)ino, (int64_t)from, &s);
 
@@ -427,12 +430,12 @@ int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from)
 		return rc;
 	while ((rc = meta_step(m, s, "block scan")) > 0) {
 		if (array_reserve(&v, &cap, cnt + 1, sizeof(*v))) {
-			sqlite3_reset(s);
+			meta_reset(s);
 			rc = -ENOMEM;
 			break;
 		}
-		v[cnt].obj = sqlite3_column_int64(s, 0);
-		v[cnt].n = sqlite3_column_int64(s, 1);
+		v[cnt].obj = meta_col_int(s, 0);
+		v[cnt].n = meta_col_int(s, 1);
 		cnt++;
 	}
 	for (i = 0; i < cnt && !rc; i++)
@@ -450,8 +453,8 @@ int meta_blocks_copy(struct meta *m, uint64_t src, uint64_t dst)
 			   "block copy");
 
 	if (!rc)
-		rc = meta_run_int(m, &object_sql, O_COPY_COUNTS, (int64_t)src,
-				  "refcount update");
+		rc = meta_run_int(m, &meta_object_sql, O_COPY_COUNTS,
+				  (int64_t)src, "refcount update");
 	if (!rc)
 		rc = exec_pair(m, O_COPY_XATTRS, (int64_t)src, (int64_t)dst,
 			       "xattr copy");
@@ -460,12 +463,12 @@ int meta_blocks_copy(struct meta *m, uint64_t src, uint64_t dst)
 
 int meta_refcounts(struct meta *m, uint64_t ino, uint64_t **counts, size_t *n)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &object_sql, O_REFCOUNTS, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_object_sql, O_REFCOUNTS, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	meta_bind_int(s, 1, (int64_t)ino);
 	return meta_int_rows(m, s, "refcount read", counts, n);
 }
 
@@ -474,25 +477,25 @@ static int check_range(struct meta *m, int64_t from, int64_t to,
 		       int (*fn)(void *ctx, const struct meta_check *c),
 		       void *ctx)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	struct meta_check c;
 	int rc = stmt_pair(m, O_CHECK, from, to, &s), ret = 0;
 
 	if (rc)
 		return rc;
 	while (!ret && (rc = meta_step(m, s, "refcount check")) > 0) {
-		const unsigned char *name = sqlite3_column_text(s, 1);
+		const char *name = meta_col_text(s, 1);
 
-		c.id = sqlite3_column_int64(s, 0);
+		c.id = meta_col_int(s, 0);
 		snprintf(c.name, sizeof(c.name), "%s",
 			 name ? (const char *)name : "");
-		c.shard = (uint32_t)sqlite3_column_int64(s, 2);
-		c.stored = sqlite3_column_int64(s, 3);
-		c.truth = sqlite3_column_int64(s, 4);
-		c.size = (uint64_t)sqlite3_column_int64(s, 5);
+		c.shard = (uint32_t)meta_col_int(s, 2);
+		c.stored = meta_col_int(s, 3);
+		c.truth = meta_col_int(s, 4);
+		c.size = (uint64_t)meta_col_int(s, 5);
 		ret = fn(ctx, &c);
 	}
-	sqlite3_reset(s);
+	meta_reset(s);
 	return ret ? ret : rc;
 }
 
@@ -508,7 +511,7 @@ int meta_check_chunk(struct meta *m, int64_t from, unsigned limit,
 		     int (*fn)(void *ctx, const struct meta_check *c),
 		     void *ctx)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int64_t to = INT64_MAX, end;
 	int rc;
 
@@ -531,11 +534,11 @@ int meta_check_chunk(struct meta *m, int64_t from, unsigned limit,
 
 int meta_obj_drop(struct meta *m, int64_t id)
 {
-	int rc = meta_run_int(m, &object_sql, O_OBJ_UNREF, id,
+	int rc = meta_run_int(m, &meta_object_sql, O_OBJ_UNREF, id,
 			      "reference delete");
 
 	if (!rc)
-		rc = meta_run_int(m, &object_sql, O_OBJ_DELETE, id,
+		rc = meta_run_int(m, &meta_object_sql, O_OBJ_DELETE, id,
 				  "object delete");
 	return rc;
 }
@@ -543,14 +546,14 @@ int meta_obj_drop(struct meta *m, int64_t id)
 int meta_obj_set_count(struct meta *m, int64_t id, int64_t count)
 {
 	if (count <= 0)
-		return meta_run_int(m, &object_sql, O_OBJ_DELETE, id,
+		return meta_run_int(m, &meta_object_sql, O_OBJ_DELETE, id,
 				    "object delete");
 	return exec_pair(m, O_OBJ_SET, id, count, "refcount repair");
 }
 
 /* Each object row of @s (id, name, shard, refcount) to @fn, *@last the
  * last id; the callback's error, or the number of rows. */
-static int object_rows(struct meta *m, sqlite3_stmt *s, int64_t *last,
+static int object_rows(struct meta *m, struct meta_st *s, int64_t *last,
 		       int (*fn)(void *ctx, int64_t id, const char *name,
 				 uint32_t shard, int64_t refcount),
 		       void *ctx)
@@ -558,14 +561,13 @@ static int object_rows(struct meta *m, sqlite3_stmt *s, int64_t *last,
 	int rc, ret = 0, n = 0;
 
 	while (!ret && (rc = meta_step(m, s, "object scan")) > 0) {
-		*last = sqlite3_column_int64(s, 0);
-		ret = fn(ctx, *last, (const char *)sqlite3_column_text(s, 1),
-			 (uint32_t)sqlite3_column_int64(s, 2),
-			 sqlite3_column_int64(s, 3));
+		*last = meta_col_int(s, 0);
+		ret = fn(ctx, *last, (const char *)meta_col_text(s, 1),
+			 (uint32_t)meta_col_int(s, 2), meta_col_int(s, 3));
 		if (!ret)
 			n++;
 	}
-	sqlite3_reset(s);
+	meta_reset(s);
 	if (ret)
 		return ret;
 	return rc ? rc : n;
@@ -576,9 +578,9 @@ int meta_objects(struct meta *m,
 			   uint32_t shard, int64_t refcount),
 		 void *ctx)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int64_t last;
-	int rc = meta_stmt(m, &object_sql, O_OBJECTS, &s);
+	int rc = meta_stmt(m, &meta_object_sql, O_OBJECTS, &s);
 
 	if (!rc)
 		rc = object_rows(m, s, &last, fn, ctx);
@@ -591,7 +593,7 @@ int meta_objects_after(struct meta *m, int64_t after, unsigned limit,
 				 uint32_t shard, int64_t refcount),
 		       void *ctx)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int rc = stmt_pair(m, O_OBJECTS_AFTER, after, limit, &s);
 
 	return rc ? rc : object_rows(m, s, last, fn, ctx);

@@ -61,7 +61,7 @@ static const char *const query_text[Q_COUNT] = {
 		"SELECT d.name, count(*), count(DISTINCT b.ino) "
 		"FROM blocks b JOIN inodes i ON i.ino = b.ino "
 		"LEFT JOIN dentries d ON d.parent = 1 AND d.ino = i.nspace "
-		"WHERE b.obj = ?1 GROUP BY i.nspace ORDER BY d.name",
+		"WHERE b.obj = ?1 GROUP BY i.nspace, d.name ORDER BY d.name",
 	[Q_OBJECT_PINNERS] =
 		"SELECT p.path FROM pins p JOIN pin_objects o ON "
 		"o.pin = p.id WHERE o.name = ?1 UNION ALL SELECT "
@@ -72,19 +72,29 @@ static const char *const query_text[Q_COUNT] = {
 			   "ORDER BY id LIMIT 1",
 };
 
-static const struct meta_sql query_sql = { META_QUERY, Q_COUNT, query_text };
+/* paths are bytea there: the node's line too */
+static const char *const query_pg[Q_COUNT] = {
+	[Q_OBJECT_PINNERS] =
+		"SELECT p.path FROM pins p JOIN pin_objects o ON "
+		"o.pin = p.id WHERE o.name = ?1 UNION ALL SELECT "
+		"convert_to('node ' || node, 'UTF8') FROM node_objects "
+		"WHERE name = ?1",
+};
+
+const struct meta_sql meta_query_sql = { META_QUERY, Q_COUNT, query_text,
+					 query_pg };
 
 /* The one number query @id yields (a negative one reads as 0). */
 static int query_u64(struct meta *m, int id, uint64_t *out)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int64_t v;
-	int rc = meta_stmt(m, &query_sql, id, &s);
+	int rc = meta_stmt(m, &meta_query_sql, id, &s);
 
 	if (!rc)
 		rc = meta_int(m, s, &v, "statistics");
 	if (rc == -ENOENT)
-		return meta_fail(m, SQLITE_DONE, "statistics");
+		return meta_no_row("statistics");
 	if (!rc)
 		*out = v < 0 ? 0 : (uint64_t)v;
 	return rc;
@@ -129,21 +139,21 @@ int meta_du(struct meta *m, uint64_t nspace, struct meta_du *out)
 
 	memset(v, 0, sizeof(v));
 	for (q = 0; q < 2; q++) {
-		sqlite3_stmt *s;
+		struct meta_st *s;
 		int rc, k;
 
-		rc = meta_stmt(m, &query_sql, Q_DU_FILES + q, &s);
+		rc = meta_stmt(m, &meta_query_sql, Q_DU_FILES + q, &s);
 		if (rc)
 			return rc;
-		sqlite3_bind_int64(s, 1, (int64_t)nspace);
+		meta_bind_int(s, 1, (int64_t)nspace);
 		rc = meta_step(m, s, "du");
 		if (rc == 0)
-			return meta_fail(m, SQLITE_DONE, "du");
+			return meta_no_row("du");
 		if (rc < 0)
 			return rc;
-		for (k = 0; k < sqlite3_column_count(s) && k < 4; k++)
-			v[q][k] = sqlite3_column_int64(s, k);
-		sqlite3_reset(s);
+		for (k = 0; k < meta_col_count(s) && k < 4; k++)
+			v[q][k] = meta_col_int(s, k);
+		meta_reset(s);
 	}
 	out->files = (uint64_t)v[0][0];
 	out->bytes_logical = (uint64_t)v[0][1];
@@ -157,22 +167,22 @@ int meta_du(struct meta *m, uint64_t nspace, struct meta_du *out)
 int meta_object_info(struct meta *m, const char *name, int64_t *id,
 		     uint32_t *shard, uint64_t *size, int64_t *refcount)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int rc = meta_lookup_fault(m);
 
 	if (!rc)
-		rc = meta_stmt(m, &query_sql, Q_OBJECT_INFO, &s);
+		rc = meta_stmt(m, &meta_query_sql, Q_OBJECT_INFO, &s);
 	if (rc)
 		return rc;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	meta_bind_text(s, 1, name);
 	rc = meta_step(m, s, "object info");
 	if (rc <= 0)
 		return rc ? rc : -ENOENT;
-	*id = sqlite3_column_int64(s, 0);
-	*shard = (uint32_t)sqlite3_column_int64(s, 1);
-	*size = (uint64_t)sqlite3_column_int64(s, 2);
-	*refcount = sqlite3_column_int64(s, 3);
-	sqlite3_reset(s);
+	*id = meta_col_int(s, 0);
+	*shard = (uint32_t)meta_col_int(s, 1);
+	*size = (uint64_t)meta_col_int(s, 2);
+	*refcount = meta_col_int(s, 3);
+	meta_reset(s);
 	return 0;
 }
 
@@ -181,37 +191,36 @@ int meta_object_holders(struct meta *m, int64_t id,
 				  uint64_t inodes),
 			void *ctx)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &query_sql, Q_OBJECT_HOLDERS, &s), ret = 0;
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_query_sql, Q_OBJECT_HOLDERS, &s), ret = 0;
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, id);
+	meta_bind_int(s, 1, id);
 	while (!ret && (rc = meta_step(m, s, "object holders")) > 0) {
 		char ns[256] = "(unlinked)";
-		int len = sqlite3_column_bytes(s, 0);
+		int len = meta_col_bytes(s, 0);
 
-		if (sqlite3_column_type(s, 0) != SQLITE_NULL && len > 0 &&
-		    len < (int)sizeof(ns)) {
-			memcpy(ns, sqlite3_column_blob(s, 0), (size_t)len);
+		if (!meta_col_null(s, 0) && len > 0 && len < (int)sizeof(ns)) {
+			memcpy(ns, meta_col_blob(s, 0), (size_t)len);
 			ns[len] = '\0';
 		}
-		ret = fn(ctx, ns, (uint64_t)sqlite3_column_int64(s, 1),
-			 (uint64_t)sqlite3_column_int64(s, 2));
+		ret = fn(ctx, ns, (uint64_t)meta_col_int(s, 1),
+			 (uint64_t)meta_col_int(s, 2));
 	}
-	sqlite3_reset(s);
+	meta_reset(s);
 	return ret ? ret : rc;
 }
 
 int meta_object_pinners(struct meta *m, const char *name,
 			int (*fn)(void *ctx, const char *what), void *ctx)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &query_sql, Q_OBJECT_PINNERS, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_query_sql, Q_OBJECT_PINNERS, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	meta_bind_text(s, 1, name);
 	return meta_each_name(m, s, fn, ctx);
 }
 
@@ -219,17 +228,17 @@ int meta_object_inodes(struct meta *m, int64_t obj, unsigned limit,
 		       int (*fn)(void *ctx, uint64_t ino, uint64_t refs),
 		       void *ctx)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &query_sql, Q_OBJECT_INODES, &s), ret = 0;
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_query_sql, Q_OBJECT_INODES, &s), ret = 0;
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, obj);
-	sqlite3_bind_int64(s, 2, limit);
+	meta_bind_int(s, 1, obj);
+	meta_bind_int(s, 2, limit);
 	while (!ret && (rc = meta_step(m, s, "object inodes")) > 0)
-		ret = fn(ctx, (uint64_t)sqlite3_column_int64(s, 0),
-			 (uint64_t)sqlite3_column_int64(s, 1));
-	sqlite3_reset(s);
+		ret = fn(ctx, (uint64_t)meta_col_int(s, 0),
+			 (uint64_t)meta_col_int(s, 1));
+	meta_reset(s);
 	return ret ? ret : rc;
 }
 
@@ -241,20 +250,20 @@ int meta_inode_path(struct meta *m, uint64_t ino, char *buf, size_t size)
 
 	/* from the inode up to the root, each name put in front */
 	for (depth = 0; ino != 1 && depth < 4096; depth++) {
-		sqlite3_stmt *s;
+		struct meta_st *s;
 		const void *name;
-		int n, rc = meta_stmt(m, &query_sql, Q_INODE_PARENT, &s);
+		int n, rc = meta_stmt(m, &meta_query_sql, Q_INODE_PARENT, &s);
 
 		if (rc)
 			return rc;
-		sqlite3_bind_int64(s, 1, (int64_t)ino);
+		meta_bind_int(s, 1, (int64_t)ino);
 		rc = meta_step(m, s, "inode path");
 		if (rc <= 0)
 			return rc ? rc : -ENOENT;
-		name = sqlite3_column_blob(s, 1);
-		n = sqlite3_column_bytes(s, 1);
+		name = meta_col_blob(s, 1);
+		n = meta_col_bytes(s, 1);
 		if ((size_t)n + 1 + len >= sizeof(tmp)) {
-			sqlite3_reset(s);
+			meta_reset(s);
 			return -ENAMETOOLONG;
 		}
 		memmove(tmp + n + (len ? 1 : 0), tmp, len);
@@ -262,8 +271,8 @@ int meta_inode_path(struct meta *m, uint64_t ino, char *buf, size_t size)
 		if (len)
 			tmp[n] = '/';
 		len += (size_t)n + (len ? 1 : 0);
-		ino = (uint64_t)sqlite3_column_int64(s, 0);
-		sqlite3_reset(s);
+		ino = (uint64_t)meta_col_int(s, 0);
+		meta_reset(s);
 	}
 	if (ino != 1)
 		return -ELOOP;

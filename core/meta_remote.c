@@ -92,10 +92,10 @@ static const char *const remote_text[R_COUNT] = {
 	[R_HAS_COLUMNS] = "SELECT count(*) FROM pragma_table_info('objects') "
 			  "WHERE name IN ('remote', 'cached')",
 	[R_CONF_GET] = "SELECT value FROM remote_conf WHERE key = ?1",
-	[R_CONF_SET] = "INSERT OR REPLACE INTO remote_conf(key, value) "
-		       "VALUES (?1, ?2)",
-	[R_ENABLE] = "INSERT OR REPLACE INTO config(key, value) "
-		     "VALUES ('remote', 1)",
+	[R_CONF_SET] = "INSERT INTO remote_conf(key, value) VALUES (?1, ?2) "
+		       "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+	[R_ENABLE] = "INSERT INTO config(key, value) VALUES ('remote', 1) "
+		     "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
 	/* objects committed before the store had a bucket */
 	[R_QUEUE_ALL] = "INSERT OR IGNORE INTO remote_up(name, seq) "
 			"SELECT name, 0 FROM objects WHERE remote = 0",
@@ -146,70 +146,67 @@ static const char restored_sql[] =
 	"DELETE FROM node_objects; DELETE FROM node_reports;"
 	"DELETE FROM gc_marks;";
 
-static const struct meta_sql remote_sql = { META_REMOTE, R_COUNT, remote_text };
+static const char *const remote_pg[R_COUNT] = {
+	[R_HAS_COLUMNS] = META_SQLITE_ONLY,
+};
+
+const struct meta_sql meta_remote_sql = { META_REMOTE, R_COUNT, remote_text,
+					  remote_pg };
 
 /* Inside the transaction that opens a store (core/meta_db.c). */
 int meta_remote_schema(struct meta *m)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int64_t n = 0;
-	char *err = NULL;
-	int rc = meta_stmt(m, &remote_sql, R_HAS_COLUMNS, &s);
+	int rc = meta_stmt(m, &meta_remote_sql, R_HAS_COLUMNS, &s);
 
 	if (!rc)
 		rc = meta_int(m, s, &n, "remote columns");
 	if (rc)
 		return rc;
-	rc = sqlite3_exec(m->db, n == 2 ? remote_schema : remote_columns, NULL,
-			  NULL, &err);
-	if (rc == SQLITE_OK && n != 2)
-		rc = sqlite3_exec(m->db, remote_schema, NULL, NULL, &err);
-	if (rc != SQLITE_OK) {
-		log_msg(LOG_ERR, "metadata: remote tables: %s",
-			err ? err : sqlite3_errstr(rc));
-		sqlite3_free(err);
-		return meta_errno(rc);
-	}
-	return 0;
+	rc = meta_exec(m, n == 2 ? remote_schema : remote_columns);
+	if (!rc && n != 2)
+		rc = meta_exec(m, remote_schema);
+	return rc;
 }
 
 int meta_remote_conf_get(struct meta *m, const char *key, char **out)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &remote_sql, R_CONF_GET, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_remote_sql, R_CONF_GET, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	meta_bind_text(s, 1, key);
 	rc = meta_step(m, s, "remote settings");
 	if (rc <= 0)
 		return rc ? rc : -ENOENT;
-	*out = strdup((const char *)sqlite3_column_text(s, 0));
-	sqlite3_reset(s);
+	*out = strdup((const char *)meta_col_text(s, 0));
+	meta_reset(s);
 	return *out ? 0 : -ENOMEM;
 }
 
 int meta_remote_conf_set(struct meta *m, const char *key, const char *val)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &remote_sql, R_CONF_SET, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_remote_sql, R_CONF_SET, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, val, -1, SQLITE_STATIC);
+	meta_bind_text(s, 1, key);
+	meta_bind_text(s, 2, val);
 	return meta_run(m, s, "remote settings");
 }
 
 int meta_remote_enable(struct meta *m, bool first)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &remote_sql, R_ENABLE, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_remote_sql, R_ENABLE, &s);
 
 	if (!rc)
 		rc = meta_run(m, s, "remote enable");
 	if (!rc && first)
-		rc = meta_stmt(m, &remote_sql, R_QUEUE_ALL, &s);
+		rc = meta_stmt(m, &meta_remote_sql, R_QUEUE_ALL, &s);
 	if (!rc && first)
 		rc = meta_run(m, s, "remote queue");
 	return rc;
@@ -220,19 +217,18 @@ int meta_remote_next(struct meta *m, unsigned limit,
 			       uint32_t shard, uint64_t size),
 		     void *ctx)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &remote_sql, R_NEXT, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_remote_sql, R_NEXT, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, limit);
+	meta_bind_int(s, 1, limit);
 	while ((rc = meta_step(m, s, "upload queue")) > 0) {
-		rc = fn(ctx, (const char *)sqlite3_column_text(s, 0),
-			sqlite3_column_int64(s, 1),
-			(uint32_t)sqlite3_column_int64(s, 2),
-			(uint64_t)sqlite3_column_int64(s, 3));
+		rc = fn(ctx, (const char *)meta_col_text(s, 0),
+			meta_col_int(s, 1), (uint32_t)meta_col_int(s, 2),
+			(uint64_t)meta_col_int(s, 3));
 		if (rc) {
-			sqlite3_reset(s);
+			meta_reset(s);
 			return rc;
 		}
 	}
@@ -241,12 +237,12 @@ int meta_remote_next(struct meta *m, unsigned limit,
 
 static int run_name(struct meta *m, int id, const char *name, const char *what)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &remote_sql, id, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_remote_sql, id, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	meta_bind_text(s, 1, name);
 	return meta_run(m, s, what);
 }
 
@@ -256,7 +252,7 @@ int meta_remote_uploaded(struct meta *m, const char *name)
 
 	if (rc)
 		return rc;
-	if (sqlite3_changes(m->db) == 0) {
+	if (meta_changes(m) == 0) {
 		/* the row went while the upload ran: its key goes too, in
 		 * its turn, unless the object is named again by then */
 		rc = run_name(m, R_ORPHAN_DEL, name, "upload record");
@@ -268,35 +264,35 @@ int meta_remote_uploaded(struct meta *m, const char *name)
 
 int meta_remote_low(struct meta *m, int64_t *min_seq, uint64_t *queued)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &remote_sql, R_LOW, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_remote_sql, R_LOW, &s);
 
 	if (rc)
 		return rc;
 	rc = meta_step(m, s, "upload queue");
 	if (rc <= 0)
 		return rc ? rc : -EIO;
-	*min_seq = sqlite3_column_int64(s, 0);
-	*queued = (uint64_t)sqlite3_column_int64(s, 1);
-	sqlite3_reset(s);
+	*min_seq = meta_col_int(s, 0);
+	*queued = (uint64_t)meta_col_int(s, 1);
+	meta_reset(s);
 	return 0;
 }
 
 int meta_remote_dels(struct meta *m, uint64_t *n)
 {
-	return meta_count(m, &remote_sql, R_DELS, "deletion queue", n);
+	return meta_count(m, &meta_remote_sql, R_DELS, "deletion queue", n);
 }
 
 int meta_remote_dels_due(struct meta *m, int64_t before, unsigned limit,
 			 int (*fn)(void *ctx, const char *name), void *ctx)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &remote_sql, R_DELS_DUE, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_remote_sql, R_DELS_DUE, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, before);
-	sqlite3_bind_int64(s, 2, limit);
+	meta_bind_int(s, 1, before);
+	meta_bind_int(s, 2, limit);
 	return meta_each_name(m, s, fn, ctx);
 }
 
@@ -310,15 +306,15 @@ int meta_remote_del_done(struct meta *m, const char *name)
 static int name_found(struct meta *m, int id, const char *name, bool fault,
 		      const char *what)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int64_t one;
 	int rc = fault ? meta_lookup_fault(m) : 0;
 
 	if (!rc)
-		rc = meta_stmt(m, &remote_sql, id, &s);
+		rc = meta_stmt(m, &meta_remote_sql, id, &s);
 	if (rc)
 		return rc;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	meta_bind_text(s, 1, name);
 	rc = meta_int(m, s, &one, what);
 	if (rc == -ENOENT)
 		return 0;
@@ -333,23 +329,23 @@ int meta_remote_queued(struct meta *m, const char *name)
 int meta_remote_state(struct meta *m, const char *name,
 		      struct meta_remote_state *out)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int rc = meta_lookup_fault(m);
 
 	if (rc)
 		return rc;
-	rc = meta_stmt(m, &remote_sql, R_STATE, &s);
+	rc = meta_stmt(m, &meta_remote_sql, R_STATE, &s);
 	if (rc)
 		return rc;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	meta_bind_text(s, 1, name);
 	rc = meta_step(m, s, "object state");
 	if (rc <= 0)
 		return rc ? rc : -ENOENT;
-	out->remote = sqlite3_column_int64(s, 0) == 1;
-	out->cached = sqlite3_column_int64(s, 1) != 0;
-	out->shard = (uint32_t)sqlite3_column_int64(s, 2);
-	out->size = (uint64_t)sqlite3_column_int64(s, 3);
-	sqlite3_reset(s);
+	out->remote = meta_col_int(s, 0) == 1;
+	out->cached = meta_col_int(s, 1) != 0;
+	out->shard = (uint32_t)meta_col_int(s, 2);
+	out->size = (uint64_t)meta_col_int(s, 3);
+	meta_reset(s);
 	return 0;
 }
 
@@ -358,20 +354,20 @@ int meta_remote_evictable(struct meta *m, int64_t after, unsigned limit,
 				    uint32_t shard, uint64_t size),
 			  void *ctx)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &remote_sql, R_EVICTABLE, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_remote_sql, R_EVICTABLE, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, after);
-	sqlite3_bind_int64(s, 2, limit);
+	meta_bind_int(s, 1, after);
+	meta_bind_int(s, 2, limit);
 	while ((rc = meta_step(m, s, "cache scan")) > 0) {
-		rc = fn(ctx, sqlite3_column_int64(s, 0),
-			(const char *)sqlite3_column_text(s, 1),
-			(uint32_t)sqlite3_column_int64(s, 2),
-			(uint64_t)sqlite3_column_int64(s, 3));
+		rc = fn(ctx, meta_col_int(s, 0),
+			(const char *)meta_col_text(s, 1),
+			(uint32_t)meta_col_int(s, 2),
+			(uint64_t)meta_col_int(s, 3));
 		if (rc) {
-			sqlite3_reset(s);
+			meta_reset(s);
 			return rc;
 		}
 	}
@@ -380,26 +376,27 @@ int meta_remote_evictable(struct meta *m, int64_t after, unsigned limit,
 
 int meta_remote_set_cached(struct meta *m, const char *name, bool cached)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int64_t size;
-	int rc = meta_stmt(m, &remote_sql, R_SET_CACHED, &s);
+	int rc = meta_stmt(m, &meta_remote_sql, R_SET_CACHED, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, cached ? 1 : 0);
+	meta_bind_text(s, 1, name);
+	meta_bind_int(s, 2, cached ? 1 : 0);
 	rc = meta_int(m, s, &size, "cache state");
 	if (rc == -ENOENT)
 		return 0; /* no row, or already so */
 	if (rc)
 		return rc;
-	return meta_run_int(m, &remote_sql, R_EVICTED_ADD,
+	return meta_run_int(m, &meta_remote_sql, R_EVICTED_ADD,
 			    cached ? -size : size, "cache bytes");
 }
 
 int meta_remote_cache_bytes(struct meta *m, uint64_t *bytes)
 {
-	return meta_count(m, &remote_sql, R_CACHE_BYTES, "cache bytes", bytes);
+	return meta_count(m, &meta_remote_sql, R_CACHE_BYTES, "cache bytes",
+			  bytes);
 }
 
 int meta_remote_del_queued(struct meta *m, const char *name)
@@ -438,32 +435,23 @@ int meta_snapshot_queued(const char *path,
 
 int meta_remote_restored(struct meta *m)
 {
-	char *err = NULL;
-	int rc = sqlite3_exec(m->db, restored_sql, NULL, NULL, &err);
-
-	if (rc != SQLITE_OK) {
-		log_msg(LOG_ERR, "metadata: restore: %s",
-			err ? err : sqlite3_errstr(rc));
-		sqlite3_free(err);
-		return meta_errno(rc);
-	}
-	return 0;
+	return meta_exec(m, restored_sql);
 }
 
 int meta_remote_in_bucket(struct meta *m,
 			  int (*fn)(void *ctx, const char *name, uint64_t size),
 			  void *ctx)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &remote_sql, R_IN_BUCKET, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_remote_sql, R_IN_BUCKET, &s);
 
 	if (rc)
 		return rc;
 	while ((rc = meta_step(m, s, "objects in the bucket")) > 0) {
-		rc = fn(ctx, (const char *)sqlite3_column_text(s, 0),
-			(uint64_t)sqlite3_column_int64(s, 1));
+		rc = fn(ctx, (const char *)meta_col_text(s, 0),
+			(uint64_t)meta_col_int(s, 1));
 		if (rc) {
-			sqlite3_reset(s);
+			meta_reset(s);
 			return rc;
 		}
 	}
@@ -474,13 +462,13 @@ int meta_remote_in_bucket(struct meta *m,
 static int run_name_int(struct meta *m, int id, const char *name, int64_t v,
 			const char *what)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &remote_sql, id, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_remote_sql, id, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, v);
+	meta_bind_text(s, 1, name);
+	meta_bind_int(s, 2, v);
 	return meta_run(m, s, what);
 }
 
@@ -492,25 +480,25 @@ int meta_remote_named(struct meta *m, const char *name)
 int meta_remote_mark(struct meta *m, const char *name, int64_t now,
 		     int64_t *since)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int rc = run_name_int(m, R_MARK_PUT, name, now, "bucket mark");
 
 	if (!rc)
-		rc = meta_stmt(m, &remote_sql, R_MARK_GET, &s);
+		rc = meta_stmt(m, &meta_remote_sql, R_MARK_GET, &s);
 	if (rc)
 		return rc;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	meta_bind_text(s, 1, name);
 	return meta_int(m, s, since, "bucket mark");
 }
 
 int meta_remote_mark_get(struct meta *m, const char *name, int64_t *since)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &remote_sql, R_MARK_GET, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_remote_sql, R_MARK_GET, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	meta_bind_text(s, 1, name);
 	return meta_int(m, s, since, "bucket mark");
 }
 

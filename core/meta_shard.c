@@ -71,8 +71,10 @@ static const char *const shard_text[H_COUNT] = {
 			 "coalesce(sum(size), 0) FROM objects GROUP BY shard",
 	[H_OBJECTS_IN] = "SELECT id, name, size FROM objects WHERE id > ?2 "
 			 "AND shard = ?1 ORDER BY id LIMIT ?3",
-	[H_MOVE_BEGIN] = "INSERT OR REPLACE INTO moves(obj, name, src, dst) "
-			 "VALUES (?1, ?2, ?3, ?4)",
+	[H_MOVE_BEGIN] = "INSERT INTO moves(obj, name, src, dst) "
+			 "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(obj) DO UPDATE "
+			 "SET name = excluded.name, src = excluded.src, "
+			 "dst = excluded.dst",
 	[H_MOVE_END] = "DELETE FROM moves WHERE obj = ?1",
 	[H_MOVES] = "SELECT obj, name, src, dst FROM moves",
 	[H_MOVE_CHECK] = "SELECT o.shard, o.refcount, (SELECT coalesce("
@@ -104,7 +106,8 @@ static const char *const shard_text[H_COUNT] = {
 		"FROM blocks b JOIN objects o ON o.id = b.obj "
 		"WHERE b.shard <> o.shard GROUP BY b.obj, b.shard) "
 		"SELECT r.obj, r.src, coalesce(g.refcount, 0), r.n, "
-		"g.obj IS NOT NULL FROM r LEFT JOIN ghosts g "
+		"CASE WHEN g.obj IS NULL THEN 0 ELSE 1 END "
+		"FROM r LEFT JOIN ghosts g "
 		"ON g.obj = r.obj AND g.src = r.src "
 		"WHERE g.refcount IS NULL OR g.refcount <> r.n "
 		"UNION ALL SELECT g.obj, g.src, g.refcount, 0, 1 FROM ghosts g "
@@ -130,16 +133,24 @@ static const char *const shard_text[H_COUNT] = {
 			    "WHERE obj = ?1 ORDER BY src",
 };
 
-static const struct meta_sql shard_sql = { META_SHARD, H_COUNT, shard_text };
+static const char *const shard_pg[H_COUNT] = {
+	[H_REPOINT] = "UPDATE blocks SET shard = g.dst FROM ghosts g "
+		      "WHERE blocks.ino >= ?1 AND blocks.ino < ?2 "
+		      "AND g.obj = blocks.obj AND g.src = blocks.shard "
+		      "AND ((?3::bigint >> g.dst::int) & 1) = 0",
+};
+
+const struct meta_sql meta_shard_sql = { META_SHARD, H_COUNT, shard_text,
+					 shard_pg };
 
 /* Statement @id with integer parameters ?1..?@n from @v. */
 static int stmt_ints(struct meta *m, int id, const int64_t *v, int n,
-		     sqlite3_stmt **s)
+		     struct meta_st **s)
 {
-	int rc = meta_stmt(m, &shard_sql, id, s), i;
+	int rc = meta_stmt(m, &meta_shard_sql, id, s), i;
 
 	for (i = 0; !rc && i < n; i++)
-		sqlite3_bind_int64(*s, i + 1, v[i]);
+		meta_bind_int(*s, i + 1, v[i]);
 	return rc;
 }
 
@@ -147,7 +158,7 @@ static int stmt_ints(struct meta *m, int id, const int64_t *v, int n,
 static int exec_ints(struct meta *m, int id, const int64_t *v, int n,
 		     const char *what)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int rc = stmt_ints(m, id, v, n, &s);
 
 	return rc ? rc : meta_run(m, s, what);
@@ -158,7 +169,7 @@ static int exec_ints(struct meta *m, int id, const int64_t *v, int n,
 static int int_by_ints(struct meta *m, int id, const int64_t *v, int n,
 		       int64_t *out, const char *what)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int rc = stmt_ints(m, id, v, n, &s);
 
 	return rc ? rc : meta_int(m, s, out, what);
@@ -168,39 +179,38 @@ int meta_shards(struct meta *m,
 		int (*fn)(void *ctx, uint32_t id, const char *path, int state),
 		void *ctx)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &shard_sql, H_SHARDS, &s), ret = 0;
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_shard_sql, H_SHARDS, &s), ret = 0;
 
 	if (rc)
 		return rc;
 	while (!ret && (rc = meta_step(m, s, "shard list")) > 0)
-		ret = fn(ctx, (uint32_t)sqlite3_column_int64(s, 0),
-			 (const char *)sqlite3_column_text(s, 1),
-			 sqlite3_column_int(s, 2));
-	sqlite3_reset(s);
+		ret = fn(ctx, (uint32_t)meta_col_int(s, 0),
+			 (const char *)meta_col_text(s, 1), meta_col_int(s, 2));
+	meta_reset(s);
 	return ret ? ret : rc;
 }
 
 int meta_shard_add(struct meta *m, const char *path, uint32_t max_id,
 		   int64_t now, uint32_t *id)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int64_t next = 0;
-	int rc = meta_stmt(m, &shard_sql, H_SHARD_NEXT, &s);
+	int rc = meta_stmt(m, &meta_shard_sql, H_SHARD_NEXT, &s);
 
 	if (rc)
 		return rc;
-	if (sqlite3_step(s) == SQLITE_ROW)
-		next = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
+	rc = meta_int(m, s, &next, "shard number");
+	if (rc && rc != -ENOENT)
+		return rc;
 	if (next <= 0 || next > (int64_t)max_id)
 		return -EMLINK;
-	rc = meta_stmt(m, &shard_sql, H_SHARD_ADD, &s);
+	rc = meta_stmt(m, &meta_shard_sql, H_SHARD_ADD, &s);
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, next);
-	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3, now);
+	meta_bind_int(s, 1, next);
+	meta_bind_text(s, 2, path);
+	meta_bind_int(s, 3, now);
 	rc = meta_run(m, s, "shard insert");
 	if (!rc)
 		*id = (uint32_t)next;
@@ -212,7 +222,7 @@ int meta_shard_set_state(struct meta *m, uint32_t id, int state)
 	int64_t v[2] = { id, state };
 	int rc = exec_ints(m, H_SHARD_STATE, v, 2, "shard state");
 
-	if (!rc && sqlite3_changes(m->db) == 0)
+	if (!rc && meta_changes(m) == 0)
 		rc = -ENOENT;
 	return rc;
 }
@@ -223,16 +233,16 @@ static int usage_rows(struct meta *m, int id,
 				uint64_t bytes),
 		      void *ctx)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &shard_sql, id, &s), ret = 0;
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_shard_sql, id, &s), ret = 0;
 
 	if (rc)
 		return rc;
 	while (!ret && (rc = meta_step(m, s, "shard usage")) > 0)
-		ret = fn(ctx, (uint32_t)sqlite3_column_int64(s, 0),
-			 (uint64_t)sqlite3_column_int64(s, 1),
-			 (uint64_t)sqlite3_column_int64(s, 2));
-	sqlite3_reset(s);
+		ret = fn(ctx, (uint32_t)meta_col_int(s, 0),
+			 (uint64_t)meta_col_int(s, 1),
+			 (uint64_t)meta_col_int(s, 2));
+	meta_reset(s);
 	return ret ? ret : rc;
 }
 
@@ -267,31 +277,31 @@ int meta_objects_in(struct meta *m, uint32_t shard, int64_t after,
 		    void *ctx)
 {
 	int64_t v[3] = { shard, after, limit };
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int rc = stmt_ints(m, H_OBJECTS_IN, v, 3, &s), ret = 0;
 
 	if (rc)
 		return rc;
 	while (!ret && (rc = meta_step(m, s, "objects of a shard")) > 0)
-		ret = fn(ctx, sqlite3_column_int64(s, 0),
-			 (const char *)sqlite3_column_text(s, 1),
-			 (uint64_t)sqlite3_column_int64(s, 2));
-	sqlite3_reset(s);
+		ret = fn(ctx, meta_col_int(s, 0),
+			 (const char *)meta_col_text(s, 1),
+			 (uint64_t)meta_col_int(s, 2));
+	meta_reset(s);
 	return ret ? ret : rc;
 }
 
 int meta_move_begin(struct meta *m, int64_t obj, const char *name, uint32_t src,
 		    uint32_t dst)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &shard_sql, H_MOVE_BEGIN, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_shard_sql, H_MOVE_BEGIN, &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_int64(s, 1, obj);
-	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3, src);
-	sqlite3_bind_int64(s, 4, dst);
+	meta_bind_int(s, 1, obj);
+	meta_bind_text(s, 2, name);
+	meta_bind_int(s, 3, src);
+	meta_bind_int(s, 4, dst);
 	return meta_run(m, s, "move intent");
 }
 
@@ -305,24 +315,24 @@ int meta_moves(struct meta *m,
 			 uint32_t dst),
 	       void *ctx)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &shard_sql, H_MOVES, &s), ret = 0;
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_shard_sql, H_MOVES, &s), ret = 0;
 
 	if (rc)
 		return rc;
 	while (!ret && (rc = meta_step(m, s, "move list")) > 0)
-		ret = fn(ctx, sqlite3_column_int64(s, 0),
-			 (const char *)sqlite3_column_text(s, 1),
-			 (uint32_t)sqlite3_column_int64(s, 2),
-			 (uint32_t)sqlite3_column_int64(s, 3));
-	sqlite3_reset(s);
+		ret = fn(ctx, meta_col_int(s, 0),
+			 (const char *)meta_col_text(s, 1),
+			 (uint32_t)meta_col_int(s, 2),
+			 (uint32_t)meta_col_int(s, 3));
+	meta_reset(s);
 	return ret ? ret : rc;
 }
 
 int meta_move_commit(struct meta *m, int64_t obj, uint32_t src, uint32_t dst,
 		     int64_t now)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int64_t where = -1, refcount = 0, ghosted = 0;
 	int64_t v[5];
 	int rc = stmt_ints(m, H_MOVE_CHECK, &obj, 1, &s);
@@ -333,10 +343,10 @@ int meta_move_commit(struct meta *m, int64_t obj, uint32_t src, uint32_t dst,
 	if (rc < 0)
 		return rc;
 	if (rc > 0) {
-		where = sqlite3_column_int64(s, 0);
-		refcount = sqlite3_column_int64(s, 1);
-		ghosted = sqlite3_column_int64(s, 2);
-		sqlite3_reset(s);
+		where = meta_col_int(s, 0);
+		refcount = meta_col_int(s, 1);
+		ghosted = meta_col_int(s, 2);
+		meta_reset(s);
 	}
 	if (where != (int64_t)src)
 		return 0; /* gone, or moved by someone else */
@@ -361,31 +371,31 @@ int meta_move_commit(struct meta *m, int64_t obj, uint32_t src, uint32_t dst,
 int meta_ghosts(struct meta *m,
 		int (*fn)(void *ctx, const struct meta_ghost *g), void *ctx)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &shard_sql, H_GHOSTS, &s), ret = 0;
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_shard_sql, H_GHOSTS, &s), ret = 0;
 
 	if (rc)
 		return rc;
 	while (!ret && (rc = meta_step(m, s, "ghost list")) > 0) {
 		struct meta_ghost g;
 
-		g.obj = sqlite3_column_int64(s, 0);
+		g.obj = meta_col_int(s, 0);
 		snprintf(g.name, sizeof(g.name), "%s",
-			 (const char *)sqlite3_column_text(s, 1));
-		g.src = (uint32_t)sqlite3_column_int64(s, 2);
-		g.dst = (uint32_t)sqlite3_column_int64(s, 3);
-		g.refcount = sqlite3_column_int64(s, 4);
-		g.created = sqlite3_column_int64(s, 5);
-		g.object_exists = sqlite3_column_int(s, 6) != 0;
+			 (const char *)meta_col_text(s, 1));
+		g.src = (uint32_t)meta_col_int(s, 2);
+		g.dst = (uint32_t)meta_col_int(s, 3);
+		g.refcount = meta_col_int(s, 4);
+		g.created = meta_col_int(s, 5);
+		g.object_exists = meta_col_int(s, 6) != 0;
 		ret = fn(ctx, &g);
 	}
-	sqlite3_reset(s);
+	meta_reset(s);
 	return ret ? ret : rc;
 }
 
 int meta_ghost_count(struct meta *m, uint64_t *n)
 {
-	return meta_count(m, &shard_sql, H_GHOST_COUNT, "ghost count", n);
+	return meta_count(m, &meta_shard_sql, H_GHOST_COUNT, "ghost count", n);
 }
 
 int meta_ghost_target(struct meta *m, int64_t obj, uint32_t src, uint32_t *dst)
@@ -414,7 +424,7 @@ int meta_ghosts_repoint(struct meta *m, uint64_t from, size_t max_blocks,
 	rc = exec_ints(m, H_REPOINT, v, 3, "repoint");
 	if (rc)
 		return rc;
-	*repointed = (uint64_t)sqlite3_changes(m->db);
+	*repointed = (uint64_t)meta_changes(m);
 	*next = end == INT64_MAX ? UINT64_MAX : (uint64_t)end;
 	return 0;
 }
@@ -425,7 +435,7 @@ int meta_ghost_purge(struct meta *m, int64_t obj, uint32_t src, bool *purged)
 	int rc = exec_ints(m, H_GHOST_PURGE, v, 2, "ghost purge");
 
 	if (!rc)
-		*purged = sqlite3_changes(m->db) > 0;
+		*purged = meta_changes(m) > 0;
 	return rc;
 }
 
@@ -434,17 +444,16 @@ int meta_check_ghosts(struct meta *m,
 				int64_t stored, int64_t truth, bool has_ghost),
 		      void *ctx)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &shard_sql, H_CHECK_GHOSTS, &s), ret = 0;
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_shard_sql, H_CHECK_GHOSTS, &s), ret = 0;
 
 	if (rc)
 		return rc;
 	while (!ret && (rc = meta_step(m, s, "ghost check")) > 0)
-		ret = fn(ctx, sqlite3_column_int64(s, 0),
-			 (uint32_t)sqlite3_column_int64(s, 1),
-			 sqlite3_column_int64(s, 2), sqlite3_column_int64(s, 3),
-			 sqlite3_column_int(s, 4) != 0);
-	sqlite3_reset(s);
+		ret = fn(ctx, meta_col_int(s, 0), (uint32_t)meta_col_int(s, 1),
+			 meta_col_int(s, 2), meta_col_int(s, 3),
+			 meta_col_int(s, 4) != 0);
+	meta_reset(s);
 	return ret ? ret : rc;
 }
 
@@ -474,23 +483,23 @@ int meta_sweep_log_put(struct meta *m, const struct meta_sweep_event *e)
 int meta_sweep_last(struct meta *m, struct meta_sweep_event *e,
 		    uint64_t *total_purged)
 {
-	sqlite3_stmt *s;
-	int rc = meta_stmt(m, &shard_sql, H_SWEEP_LAST, &s);
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_shard_sql, H_SWEEP_LAST, &s);
 
 	if (rc)
 		return rc;
 	rc = meta_step(m, s, "sweep log");
 	if (rc <= 0)
 		return rc ? rc : -ENOENT;
-	e->at = sqlite3_column_int64(s, 0);
-	e->checked = (uint64_t)sqlite3_column_int64(s, 1);
-	e->purged = (uint64_t)sqlite3_column_int64(s, 2);
-	e->kept = (uint64_t)sqlite3_column_int64(s, 3);
-	e->inconclusive = (uint64_t)sqlite3_column_int64(s, 4);
-	e->repointed = (uint64_t)sqlite3_column_int64(s, 5);
-	e->duration_ms = sqlite3_column_int64(s, 6);
-	*total_purged = (uint64_t)sqlite3_column_int64(s, 7);
-	sqlite3_reset(s);
+	e->at = meta_col_int(s, 0);
+	e->checked = (uint64_t)meta_col_int(s, 1);
+	e->purged = (uint64_t)meta_col_int(s, 2);
+	e->kept = (uint64_t)meta_col_int(s, 3);
+	e->inconclusive = (uint64_t)meta_col_int(s, 4);
+	e->repointed = (uint64_t)meta_col_int(s, 5);
+	e->duration_ms = meta_col_int(s, 6);
+	*total_purged = (uint64_t)meta_col_int(s, 7);
+	meta_reset(s);
 	return 0;
 }
 
@@ -507,15 +516,14 @@ int meta_object_ghosts(struct meta *m, int64_t obj,
 				 int64_t refcount),
 		       void *ctx)
 {
-	sqlite3_stmt *s;
+	struct meta_st *s;
 	int rc = stmt_ints(m, H_OBJECT_GHOSTS, &obj, 1, &s), ret = 0;
 
 	if (rc)
 		return rc;
 	while (!ret && (rc = meta_step(m, s, "object ghosts")) > 0)
-		ret = fn(ctx, (uint32_t)sqlite3_column_int64(s, 0),
-			 (uint32_t)sqlite3_column_int64(s, 1),
-			 sqlite3_column_int64(s, 2));
-	sqlite3_reset(s);
+		ret = fn(ctx, (uint32_t)meta_col_int(s, 0),
+			 (uint32_t)meta_col_int(s, 1), meta_col_int(s, 2));
+	meta_reset(s);
 	return ret ? ret : rc;
 }

@@ -1280,6 +1280,10 @@ int remote_snapshot(struct remote *r, double timeout, char *key, size_t len)
 	unsigned tries;
 	int rc, fd = -1;
 
+	key[0] = '\0';
+	/* a shared database is backed up by its own server's means */
+	if (tally_meta_shared(r->t))
+		return 0;
 	pthread_mutex_lock(&r->snap_lock);
 	snprintf(path, sizeof(path), "%s/snapshot.tmp", tally_store_path(r->t));
 	unlink(path);
@@ -1459,6 +1463,8 @@ int remote_new(struct tally *t, struct remote_opts *o, struct remote **out)
 	r->snapshot_interval = o->snapshot_interval >= 0
 				       ? o->snapshot_interval
 				       : REMOTE_SNAPSHOT_INTERVAL;
+	if (tally_meta_shared(t))
+		r->snapshot_interval = 0; /* remote_snapshot() */
 	r->snapshot_keep = o->snapshot_keep ? o->snapshot_keep
 					    : REMOTE_SNAPSHOT_KEEP;
 	r->running = calloc(r->max_jobs, sizeof(*r->running));

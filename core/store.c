@@ -224,6 +224,12 @@ static int attach_shards(struct store *s)
 int store_open(const char *path, bool create, uint32_t block_size,
 	       struct store **out)
 {
+	return store_open_meta(path, NULL, create, block_size, out);
+}
+
+int store_open_meta(const char *path, const char *meta, bool create,
+		    uint32_t block_size, struct store **out)
+{
 	char file[4096];
 	struct store *s;
 	struct stat st;
@@ -298,7 +304,30 @@ int store_open(const char *path, bool create, uint32_t block_size,
 	if (rc)
 		goto out_free;
 	snprintf(file, sizeof(file), "%s/meta.db", s->path);
-	rc = meta_open(file, fresh, block_size, &s->meta);
+	if (meta && !meta_is_pg(meta)) {
+		log_msg(LOG_ERR, "meta=%s: not a postgres:// URI", meta);
+		rc = -EINVAL;
+		goto out_unlock;
+	}
+	if (meta && access(file, F_OK) == 0) {
+		log_msg(LOG_ERR,
+			"store '%s' has metadata of its own (meta.db): "
+			"it cannot be mounted with meta=",
+			s->path);
+		rc = -EEXIST;
+		goto out_unlock;
+	}
+	if (!meta && !fresh && access(file, F_OK) < 0 && errno == ENOENT) {
+		log_msg(LOG_ERR,
+			"store '%s' keeps its metadata elsewhere (no meta.db): "
+			"mount it with -o meta=URI",
+			s->path);
+		rc = -ENOENT;
+		goto out_unlock;
+	}
+	/* a shared database: formatted by the first mount of any host */
+	rc = meta_open(meta ? meta : file, meta ? create : fresh, block_size,
+		       &s->meta);
 	if (rc)
 		goto out_unlock;
 	if (fresh) {

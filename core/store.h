@@ -5,7 +5,8 @@
  *
  *   STORE/tallyfs-store   "tallyfs store" and "format 1"
  *   STORE/lock            flock(2)ed by the process that has the store open
- *   STORE/meta.db         SQLite metadata (core/meta_*.c)
+ *   STORE/meta.db         SQLite metadata (core/meta_*.c), unless the
+ *                         metadata is in PostgreSQL (-o meta=URI)
  *   STORE/shards/0/       object files (core/objstore.c)
  */
 #ifndef TALLY_STORE_H
@@ -38,6 +39,14 @@ struct store {
  */
 int store_open(const char *path, bool create, uint32_t block_size,
 	       struct store **out);
+/*
+ * The same with the metadata at @meta: a postgres:// URI (core/meta_pg.c;
+ * the store directory then holds the object files only: a cache), or
+ * NULL for STORE/meta.db. A store directory with a meta.db of its own is
+ * refused with a URI (-EEXIST), one without with none (-ENOENT).
+ */
+int store_open_meta(const char *path, const char *meta, bool create,
+		    uint32_t block_size, struct store **out);
 void store_close(struct store *s);
 
 /* A random positive identifier (of a store, of a node). */

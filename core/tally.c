@@ -361,10 +361,10 @@ int tally_open(const char *path, const struct tally_opts *opts,
 	rc = progress_new(&t->progress);
 	if (rc)
 		goto out_free;
-	rc = store_open(path, opts->create,
-			opts->block_size ? opts->block_size
-					 : STORE_DEFAULT_BLOCK_SIZE,
-			&t->store);
+	rc = store_open_meta(path, opts->meta, opts->create,
+			     opts->block_size ? opts->block_size
+					      : STORE_DEFAULT_BLOCK_SIZE,
+			     &t->store);
 	if (rc)
 		goto out_free;
 	t->meta = t->store->meta;
@@ -593,6 +593,11 @@ const char *tally_mountpoint(struct tally *t)
 const char *tally_store_path(struct tally *t)
 {
 	return t->store->path;
+}
+
+bool tally_meta_shared(struct tally *t)
+{
+	return meta_shared(t->meta);
 }
 
 /* ------------------------------------------------------------------ */

@@ -54,8 +54,11 @@ struct tally_opts {
 	void (*release_hook)(void *arg, uint64_t ino);
 	void *hook_arg;
 	const char *mountpoint; /* absolute; shards may not be inside it */
-	int sync_objects;	/* OBJSTORE_SYNC_*: 0 = auto */
-	uid_t owner;		/* owner of /.tally/ctl */
+	/* the metadata in PostgreSQL (a postgres:// URI), or NULL for
+	 * STORE/meta.db (core/store.h) */
+	const char *meta;
+	int sync_objects; /* OBJSTORE_SYNC_*: 0 = auto */
+	uid_t owner;	  /* owner of /.tally/ctl */
 	gid_t owner_gid;
 	/* the remote tier (core/remote.h): its bucket settings are taken
 	 * over by tally_open(); NULL: none (a store bound to a bucket is
@@ -312,6 +315,9 @@ struct remote *tally_remote(struct tally *t);
 
 /* Path of an object file for tests and tools (relative to the store). */
 const char *tally_store_path(struct tally *t);
+/* Whether the metadata is in a shared engine (PostgreSQL): fixed at open,
+ * no lock needed. */
+bool tally_meta_shared(struct tally *t);
 /* Whether tally_close() has begun: long jobs (rebalance, sweep) stop
  * between two of their steps, to be resumed by running them again. */
 bool tally_closing(struct tally *t);

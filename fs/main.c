@@ -41,6 +41,7 @@ struct options {
 	long long gc_interval;
 	int nosplice;
 	char *sync_objects; /* auto, file or fs */
+	char *meta;	    /* postgres://... (NULL: STORE/meta.db) */
 	char *remote;	    /* s3://BUCKET[/PREFIX] */
 	char *remote_endpoint, *remote_region;
 	unsigned max_uploads;
@@ -84,6 +85,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("gc_interval=%lld", gc_interval),
 	OPT("nosplice", nosplice),
 	OPT("sync_objects=%s", sync_objects),
+	OPT("meta=%s", meta),
 	OPT("remote=%s", remote),
 	OPT("remote_endpoint=%s", remote_endpoint),
 	OPT("remote_region=%s", remote_region),
@@ -142,9 +144,16 @@ static void usage(const char *prog)
 	       "tallyfs options:\n"
 	       "    -o block_size=BYTES     block size of a new store "
 	       "(default 1048576)\n"
-	       "    -o entry_timeout=SECS   kernel name cache (default 3600)\n"
+	       "    -o meta=postgres://USER@HOST:PORT/DB  the metadata in "
+	       "PostgreSQL,\n"
+	       "                            shared by the mounts of several "
+	       "hosts (the\n"
+	       "                            password from PGPASSWORD or "
+	       "PGPASSFILE)\n"
+	       "    -o entry_timeout=SECS   kernel name cache (default 3600; "
+	       "1 with meta=)\n"
 	       "    -o attr_timeout=SECS    kernel attribute cache "
-	       "(default 3600)\n"
+	       "(default 3600; 1 with meta=)\n"
 	       "    -o inode_dirty_mb=MB    a file's buffered data that starts "
 	       "a flush (default 8)\n"
 	       "    -o dirty_limit=BYTES    all buffered data; writers wait "
@@ -482,8 +491,8 @@ static int restore(const char *prog, const struct options *o)
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct options o = { .entry_timeout = 3600,
-			     .attr_timeout = 3600,
+	struct options o = { .entry_timeout = -1,
+			     .attr_timeout = -1,
 			     .remote_delete_delay = -1,
 			     .remote_drain_timeout = -1,
 			     .snapshot_interval = -1,
@@ -596,6 +605,7 @@ int main(int argc, char **argv)
 	topts.owner_gid = getgid();
 	topts.mountpoint = cmd.mountpoint; /* made absolute by libfuse */
 	topts.remote = remote_on ? &ropts : NULL;
+	topts.meta = o.meta;
 	rc = tally_open(o.store, &topts, &fs.t);
 	if (rc) {
 		fprintf(stderr, "tallyfs: cannot open store '%s': %s\n",
@@ -603,8 +613,13 @@ int main(int argc, char **argv)
 		goto out_args;
 	}
 	inject_faults(&fs, fs.t);
-	fs.entry_timeout = o.entry_timeout;
-	fs.attr_timeout = o.attr_timeout;
+	/* other mounts change a shared store: the kernel asks again soon */
+	fs.entry_timeout = o.entry_timeout >= 0 ? o.entry_timeout
+			   : o.meta		? 1
+						: 3600;
+	fs.attr_timeout = o.attr_timeout >= 0 ? o.attr_timeout
+			  : o.meta	      ? 1
+					      : 3600;
 	fs.splice = !o.nosplice;
 
 	se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &fs);
@@ -658,6 +673,7 @@ out_args:
 	free(cmd.mountpoint);
 	free(o.store);
 	free(o.sync_objects);
+	free(o.meta);
 	free(o.remote);
 	free(o.remote_endpoint);
 	free(o.remote_region);

@@ -22,7 +22,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: tallyfsck [--repair] [--wait[=SECONDS]]\n"
 		"                 [--remote-endpoint=URL [--remote-region=R]] "
-		"STORE\n"
+		"[-o OPTIONS] STORE\n"
 		"\n"
 		"Check an unmounted tallyfs store: recompute every object's\n"
 		"reference count from the block references and report drift,\n"
@@ -36,6 +36,10 @@ static void usage(FILE *f)
 		"  --remote-endpoint=URL  also check the store's bucket at URL\n"
 		"              (credentials as for tallyfs): objects recorded\n"
 		"              there and missing, keys nothing names\n"
+		"  -o meta=URI  the store's metadata is in PostgreSQL "
+		"(as for tallyfs);\n"
+		"              -o also takes remote_endpoint=URL and "
+		"remote_region=R\n"
 		"  -h, --help  this text\n"
 		"  --version   print the version\n"
 		"\n"
@@ -99,15 +103,47 @@ int main(int argc, char **argv)
 	struct fsck_result res;
 	struct store *s;
 	const char *endpoint = NULL, *region = NULL;
+	static char o_opts[4096]; /* -o, cut into its options */
+	char *meta = NULL;
 	bool repair = false;
 	double wait = 0;
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "rh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "rho:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			repair = true;
 			break;
+		case 'o': {
+			char *tok, *save = NULL;
+
+			if (strlen(optarg) >= sizeof(o_opts)) {
+				usage(stderr);
+				return 2;
+			}
+			snprintf(o_opts, sizeof(o_opts), "%s", optarg);
+			for (tok = strtok_r(o_opts, ",", &save); tok;
+			     tok = strtok_r(NULL, ",", &save)) {
+				if (!strncmp(tok, "meta=", 5)) {
+					meta = tok + 5;
+				} else if (!strncmp(tok,
+						    "remote_endpoint=", 16)) {
+					endpoint = tok + 16;
+				} else if (!strncmp(tok,
+						    "remote_region=", 14)) {
+					region = tok + 14;
+				} else if (strncmp(tok, "remote=", 7)) {
+					/* the bucket is the one the metadata
+					 * names: remote= is taken, unused */
+					fprintf(stderr,
+						"tallyfsck: unknown option "
+						"'%s'\n",
+						tok);
+					return 2;
+				}
+			}
+			break;
+		}
 		case 'w': {
 			char *end = NULL;
 
@@ -140,7 +176,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	rc = store_open(argv[optind], false, STORE_DEFAULT_BLOCK_SIZE, &s);
+	rc = store_open_meta(argv[optind], meta, false,
+			     STORE_DEFAULT_BLOCK_SIZE, &s);
 	/* an unmount returns before the daemon has closed the store */
 	if (rc == -EBUSY && wait > 0) {
 		fprintf(stderr, "tallyfsck: waiting for the store to be "
@@ -151,8 +188,8 @@ int main(int argc, char **argv)
 		struct timespec ts = { 0, 100 * 1000 * 1000 };
 
 		nanosleep(&ts, NULL);
-		rc = store_open(argv[optind], false, STORE_DEFAULT_BLOCK_SIZE,
-				&s);
+		rc = store_open_meta(argv[optind], meta, false,
+				     STORE_DEFAULT_BLOCK_SIZE, &s);
 	}
 	log_set_level(LOG_INFO);
 	if (rc) {

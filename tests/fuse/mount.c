@@ -113,6 +113,54 @@ static void rm_rf(const char *dir)
 	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 }
 
+static int run_wait(char *const argv[], int ms);
+
+/*
+ * With TALLY_TEST_PG (postgres://USER@HOST:PORT of a role that may create
+ * databases; tests/pg/run_fuse.sh sets it), the test's metadata lives in
+ * a database of its own, created here and dropped in tm_fini(): tm.meta
+ * is then "meta=URI" for the daemon.
+ */
+static int pg_create(void)
+{
+	const char *base = getenv("TALLY_TEST_PG");
+	char admin[PATH_MAX], sql[128];
+	char *argv[] = { "psql", "-X",	"-q", "-v", "ON_ERROR_STOP=1",
+			 "-d",	 admin, "-c", sql,  NULL };
+
+	tm.meta[0] = '\0';
+	if (!base || !*base)
+		return 0;
+	snprintf(tm.db, sizeof(tm.db), "t_%s", strrchr(tm.dir, '.') + 1);
+	for (char *c = tm.db; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+	snprintf(admin, sizeof(admin), "%s/postgres", base);
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", tm.db);
+	if (run_wait(argv, 30000) != 0) {
+		fprintf(stderr, "# cannot create database %s at %s\n", tm.db,
+			base);
+		tm.db[0] = '\0';
+		return -1;
+	}
+	snprintf(tm.meta, sizeof(tm.meta), "meta=%s/%s", base, tm.db);
+	return 0;
+}
+
+static void pg_drop(void)
+{
+	const char *base = getenv("TALLY_TEST_PG");
+	char admin[PATH_MAX], sql[128];
+	char *argv[] = { "psql", "-X", "-q", "-d", admin, "-c", sql, NULL };
+
+	if (!base || !tm.db[0])
+		return;
+	snprintf(admin, sizeof(admin), "%s/postgres", base);
+	snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", tm.db);
+	if (run_wait(argv, 30000) != 0)
+		fprintf(stderr, "# cannot drop database %s\n", tm.db);
+	tm.db[0] = '\0';
+}
+
 /* Run argv, waiting at most ms; returns the exit status or -1. */
 static int run_wait(char *const argv[], int ms)
 {
@@ -340,7 +388,11 @@ int tm_mount(void)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent)
 			_exit(126);
-		if (tm_options)
+		if (tm.meta[0])
+			execl(bin, bin, "-f", "-o", tm.meta, "-o",
+			      tm_options ? tm_options : "rw", tm.store, tm.mnt,
+			      (char *)NULL);
+		else if (tm_options)
 			execl(bin, bin, "-f", "-o", tm_options, tm.store,
 			      tm.mnt, (char *)NULL);
 		else
@@ -473,6 +525,8 @@ void tm_init(void)
 	snprintf(tm.log, sizeof(tm.log), "%s/daemon.log", tm.dir);
 	if (mkdir(tm.mnt, 0755) < 0)
 		setup_fail("mkdir mnt");
+	if (pg_create() < 0)
+		setup_fail("create the test's database");
 	if (start_guardian() < 0)
 		setup_fail("fork the guardian");
 	if (tm_mount() < 0) {
@@ -523,6 +577,7 @@ void tm_fini(void)
 	if (tm.dir[0])
 		rm_rf(tm.dir);
 	stop_guardian();
+	pg_drop();
 }
 
 const char *mp(const char *fmt, ...)
@@ -757,7 +812,10 @@ int tm_run_fsck(void)
 	if (pid == 0) {
 		/* its report is not TAP: keep it off stdout */
 		dup2(2, 1);
-		execl(bin, bin, tm.store, (char *)NULL);
+		if (tm.meta[0])
+			execl(bin, bin, "-o", tm.meta, tm.store, (char *)NULL);
+		else
+			execl(bin, bin, tm.store, (char *)NULL);
 		_exit(127);
 	}
 	cr_assert(eq(int, waitpid(pid, &status, 0), pid));

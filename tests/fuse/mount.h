@@ -37,6 +37,8 @@ struct tmount {
 	pid_t daemon;		   /* 0 when not running */
 	pid_t guardian;		   /* 0 when not running */
 	int guard_fd;		   /* write end of the guardian's pipe, or -1 */
+	char db[64];		   /* the test's database (TALLY_TEST_PG) */
+	char meta[PATH_MAX];	   /* "meta=URI" for the daemon, or "" */
 };
 
 /* The mount of the running test (one per test process). */

@@ -201,8 +201,8 @@ Test(store, meta_missing)
 {
 	make_store();
 	cr_assert_eq(unlink(path_of("meta.db")), 0);
-	refused(false, -ENOENT, "cannot open metadata");
-	refused(true, -ENOENT, "cannot open metadata");
+	refused(false, -ENOENT, "no meta.db): mount it with -o meta=URI");
+	refused(true, -ENOENT, "no meta.db): mount it with -o meta=URI");
 }
 
 Test(store, meta_of_another_application)

@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of the PostgreSQL engine of the metadata (core/meta_pg.c)
+ * against a real server: TALLY_TEST_PG names a cluster (postgres://USER@
+ * HOST:PORT, a role that may create databases), which tests/pg/
+ * run_unit.sh starts and stops. Every test gets a database of its own.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "core/meta.h"
+
+static char db[64];
+static char uri[512];
+static struct meta *m;
+
+/* Run @sql on database @dbname of the test's cluster. */
+static void admin(const char *dbname, const char *sql)
+{
+	const char *base = getenv("TALLY_TEST_PG");
+	char conn[512];
+	PGconn *c;
+	PGresult *r;
+
+	cr_assert(base && *base, "TALLY_TEST_PG is not set "
+				 "(run through tests/pg/run_unit.sh)");
+	snprintf(conn, sizeof(conn), "%s/%s", base, dbname);
+	c = PQconnectdb(conn);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	r = PQexec(c, sql);
+	cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK ||
+			  PQresultStatus(r) == PGRES_TUPLES_OK,
+		  "%s: %s", sql, PQresultErrorMessage(r));
+	PQclear(r);
+	PQfinish(c);
+}
+
+static void setup(void)
+{
+	char sql[128];
+
+	snprintf(db, sizeof(db), "unit_%d_%u", (int)getpid(),
+		 (unsigned)random());
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db);
+	admin("postgres", sql);
+	snprintf(uri, sizeof(uri), "%s/%s", getenv("TALLY_TEST_PG"), db);
+	cr_assert(meta_is_pg(uri));
+	cr_assert_eq(meta_open(uri, true, 4096, &m), 0);
+	cr_assert(meta_shared(m));
+}
+
+static void teardown(void)
+{
+	char sql[128];
+
+	meta_close(m);
+	m = NULL;
+	snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", db);
+	admin("postgres", sql);
+}
+
+TestSuite(meta_pg, .init = setup, .fini = teardown, .timeout = 60);
+
+#define OBJ_A "0123456789abcdef0123456789abcdef"
+#define OBJ_B "fedcba9876543210fedcba9876543210"
+
+struct find {
+	const char *name;
+	int64_t count;
+};
+
+static int find_one(void *arg, const struct meta_check *c)
+{
+	struct find *f = arg;
+
+	if (!strcmp(c->name, f->name))
+		f->count = c->stored;
+	return 0;
+}
+
+static int64_t count_of(const char *name)
+{
+	struct find f = { name, -1 };
+
+	cr_assert_eq(meta_check_counts(m, find_one, &f), 0);
+	return f.count;
+}
+
+Test(meta_pg, formatted_with_root_and_settings)
+{
+	struct meta_inode root;
+	int64_t v;
+
+	cr_assert_eq(meta_config_get(m, "block_size", &v), 0);
+	cr_assert_eq(v, 4096);
+	cr_assert_eq(meta_config_get(m, "next_ino", &v), 0);
+	cr_assert_eq(v, 16);
+	cr_assert_eq(meta_inode_get(m, 1, &root), 0);
+	cr_assert(S_ISDIR(root.mode));
+	cr_assert_eq(root.nlink, 2);
+	cr_assert_eq(meta_config_get(m, "nope", &v), -ENOENT);
+	/* a second open finds the store and does not format it again */
+	meta_close(m);
+	cr_assert_eq(meta_open(uri, false, 8192, &m), 0);
+	cr_assert_eq(meta_config_get(m, "block_size", &v), 0);
+	cr_assert_eq(v, 4096);
+}
+
+Test(meta_pg, refuses_foreign_empty_and_newer_databases)
+{
+	struct meta *x = NULL;
+	char other[600], sql[128];
+
+	/* another application's tables */
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s_f", db);
+	admin("postgres", sql);
+	snprintf(sql, sizeof(sql), "%s_f", db);
+	admin(sql, "CREATE TABLE accounts(id int)");
+	snprintf(other, sizeof(other), "%s_f", uri);
+	cr_assert_eq(meta_open(other, true, 4096, &x), -EUCLEAN);
+	cr_assert_null(x);
+	/* nothing was created in it */
+	admin(sql, "DO $$ BEGIN IF to_regclass('tally_store') IS NOT NULL "
+		   "THEN RAISE 'formatted'; END IF; END $$");
+	snprintf(sql, sizeof(sql), "DROP DATABASE %s_f WITH (FORCE)", db);
+	admin("postgres", sql);
+	/* an empty database is formatted only with create */
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s_e", db);
+	admin("postgres", sql);
+	snprintf(other, sizeof(other), "%s_e", uri);
+	cr_assert_eq(meta_open(other, false, 4096, &x), -EUCLEAN);
+	snprintf(sql, sizeof(sql), "DROP DATABASE %s_e WITH (FORCE)", db);
+	admin("postgres", sql);
+	/* a newer format */
+	admin(db, "UPDATE tally_store SET format = format + 1");
+	cr_assert_eq(meta_open(uri, false, 4096, &x), -EPROTO);
+	admin(db, "UPDATE tally_store SET format = format - 1");
+	/* a server that is not there */
+	cr_assert_eq(meta_open("postgres://nobody@127.0.0.1:1/x", true, 4096,
+			       &x),
+		     -EIO);
+}
+
+Test(meta_pg, names_of_any_bytes_round_trip)
+{
+	char name[256], back[256];
+	uint64_t ino = 0;
+	int i, n = 0;
+
+	/* every byte a file name may hold: 1..255 but '/' */
+	for (i = 1; i < 256; i++)
+		if (i != '/')
+			name[n++] = (char)i;
+	name[n] = '\0';
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, name, 77), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, "a\\b'c\"", 78), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_dentry_lookup(m, 1, name, &ino), 0);
+	cr_assert_eq(ino, 77);
+	cr_assert_eq(meta_dentry_lookup(m, 1, "a\\b'c\"", &ino), 0);
+	cr_assert_eq(ino, 78);
+	cr_assert_eq(meta_dentry_lookup(m, 1, "a\\\\b'c\"", &ino), -ENOENT);
+	/* the same name twice in one directory is refused */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, name, 79), -EEXIST);
+	meta_rollback(m);
+	(void)back;
+}
+
+static int collect(void *ctx, int64_t cookie, const char *name, uint64_t ino)
+{
+	int *n = ctx;
+
+	(void)cookie;
+	(void)ino;
+	cr_assert(!strcmp(name, "x1") || !strcmp(name, "x2") ||
+		  !strcmp(name, "x3"));
+	(*n)++;
+	return 0;
+}
+
+Test(meta_pg, xattrs_and_readdir)
+{
+	unsigned char val[3000];
+	void *got = NULL;
+	char *list = NULL;
+	size_t len = 0, i;
+	int n = 0;
+
+	for (i = 0; i < sizeof(val); i++)
+		val[i] = (unsigned char)(i * 7);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_xattr_set(m, 1, "user.a", val, sizeof(val), 0), 0);
+	cr_assert_eq(meta_xattr_set(m, 1, "user.b", "", 0, 0), 0);
+	cr_assert_eq(meta_xattr_set(m, 1, "user.a", "x", 1, XATTR_CREATE),
+		     -EEXIST);
+	cr_assert_eq(meta_xattr_set(m, 1, "user.c", "x", 1, XATTR_REPLACE),
+		     -ENODATA);
+	cr_assert_eq(meta_dentry_insert(m, 1, "x1", 20), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, "x2", 21), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, "x3", 22), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_xattr_get(m, 1, "user.a", &got, &len), 0);
+	cr_assert_eq(len, sizeof(val));
+	cr_assert_eq(memcmp(got, val, len), 0);
+	free(got);
+	cr_assert_eq(meta_xattr_get(m, 1, "user.b", &got, &len), 0);
+	cr_assert_eq(len, 0);
+	free(got);
+	cr_assert_eq(meta_xattr_get(m, 1, "user.c", &got, &len), -ENODATA);
+	cr_assert_eq(meta_xattr_list(m, 1, &list, &len), 0);
+	cr_assert_eq(len, sizeof("user.a") + sizeof("user.b"));
+	cr_assert_str_eq(list, "user.a");
+	cr_assert_str_eq(list + sizeof("user.a"), "user.b");
+	free(list);
+	cr_assert_eq(meta_readdir(m, 1, 0, collect, &n), 0);
+	cr_assert_eq(n, 3);
+}
+
+Test(meta_pg, counts_settle_at_commit)
+{
+	struct meta_objlist zero;
+	struct meta_bref ref;
+
+	meta_objlist_init(&zero);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_A, 0, 10, &ref), 0);
+	cr_assert_eq(meta_block_set(m, 21, 0, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(count_of(OBJ_A), 2);
+	cr_assert_gt(ref.obj, 0);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_B, 0, 10, NULL), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(count_of(OBJ_A), 1);
+	cr_assert_eq(count_of(OBJ_B), 1);
+	/* dropped to zero and raised again in one transaction: kept */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_blocks_drop(m, 21, 0), 0);
+	cr_assert_eq(meta_block_set(m, 22, 0, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(count_of(OBJ_A), 1);
+	meta_dead_take(m, &zero);
+	cr_assert_eq(zero.n, 0);
+	/* the last reference goes: the row goes, the object is listed */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_blocks_drop(m, 22, 0), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(count_of(OBJ_A), -1);
+	meta_dead_take(m, &zero);
+	cr_assert_eq(zero.n, 1);
+	cr_assert_str_eq(zero.v[0].name, OBJ_A);
+	meta_objlist_release(&zero);
+	/* a rollback leaves the counts alone */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_blocks_copy(m, 20, 30), 0);
+	meta_rollback(m);
+	cr_assert_eq(count_of(OBJ_B), 1);
+}
+
+Test(meta_pg, branch_copies_a_namespace)
+{
+	struct meta_inode ns = { 0 }, f = { 0 };
+	uint64_t next = 100, root = 0, count = 0, ino = 0;
+
+	ns.ino = 16;
+	ns.nspace = 16;
+	ns.mode = S_IFDIR | 0755;
+	ns.nlink = 2;
+	f.ino = 17;
+	f.nspace = 16;
+	f.mode = S_IFREG | 0644;
+	f.nlink = 1;
+	f.size = 10;
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &ns), 0);
+	cr_assert_eq(meta_inode_put(m, &f), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, "src", 16), 0);
+	cr_assert_eq(meta_dentry_insert(m, 16, "file", 17), 0);
+	cr_assert_eq(meta_block_set(m, 17, 0, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_branch(m, 16, "dst", &next, &root, &count), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(count, 2);
+	cr_assert_eq(root, 100);
+	cr_assert_eq(meta_dentry_lookup(m, 1, "dst", &ino), 0);
+	cr_assert_eq(ino, 100);
+	cr_assert_eq(meta_dentry_lookup(m, 100, "file", &ino), 0);
+	cr_assert_eq(ino, 101);
+	cr_assert_eq(count_of(OBJ_A), 2);
+	/* twice on one connection: the temporary map is emptied first */
+	next = 200;
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_branch(m, 16, "dst2", &next, &root, &count), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(count, 2);
+	cr_assert_eq(count_of(OBJ_A), 3);
+}
+
+Test(meta_pg, pins_and_protection)
+{
+	const char *names[] = { OBJ_A };
+
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_pin_add(m, "ns/file", 5, names, 1), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_name_protected(m, OBJ_A, true, false), 1);
+	cr_assert_eq(meta_name_protected(m, OBJ_B, true, false), 0);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_pin_add(m, "ns/file", 6, names, 1), -EEXIST);
+	meta_rollback(m);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_pin_remove(m, "ns/file"), 0);
+	cr_assert_eq(meta_pin_remove(m, "ns/file"), -ENOENT);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_name_protected(m, OBJ_A, true, false), 0);
+}
+
+/* End every other session of the test's database (a server restart, as
+ * the mount sees it). */
+static void drop_connections(void)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+		 "WHERE datname = '%s' AND pid <> pg_backend_pid()",
+		 db);
+	admin("postgres", sql);
+}
+
+Test(meta_pg, a_lost_connection_is_opened_again)
+{
+	struct meta_inode in;
+	int64_t v;
+
+	/* outside a transaction: the statement runs again, unseen */
+	drop_connections();
+	cr_assert_eq(meta_inode_get(m, 1, &in), 0);
+	cr_assert_eq(meta_config_get(m, "block_size", &v), 0);
+	/* a transaction it breaks fails, nothing of it committed... */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_config_set(m, "probe", 1), 0);
+	drop_connections();
+	cr_assert_eq(meta_config_set(m, "probe", 2), -EIO);
+	meta_rollback(m);
+	cr_assert_eq(meta_config_get(m, "probe", &v), -ENOENT);
+	/* ...and the next one runs on a new connection */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_config_set(m, "probe", 3), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_config_get(m, "probe", &v), 0);
+	cr_assert_eq(v, 3);
+}
