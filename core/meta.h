@@ -139,6 +139,13 @@ int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out);
 int meta_inode_put(struct meta *m, const struct meta_inode *in);
 /* Delete an inode row, its xattrs and its symlink target. No blocks. */
 int meta_inode_delete(struct meta *m, uint64_t ino);
+/*
+ * Take @n inode numbers, none below @floor, from the store's counter
+ * ("next_ino") in one statement, so that mounts sharing the store never
+ * get the same number: *first receives the first of them. In a
+ * transaction.
+ */
+int meta_ino_take(struct meta *m, uint64_t floor, uint64_t n, uint64_t *first);
 /* Highest inode number in use. */
 int meta_max_ino(struct meta *m, uint64_t *max);
 /* Inodes whose nlink is 0 (left by a crash while open). */
@@ -196,8 +203,8 @@ int meta_refcounts(struct meta *m, uint64_t ino, uint64_t **counts, size_t *n);
 
 /*
  * Copy namespace @src_root as new namespace @dst_name: inodes get numbers
- * from *next_ino on (advanced), entries, blocks (counts raised) and xattrs
- * are copied. *root receives the new namespace's root, *count the number
+ * taken (meta_ino_take()) from *next_ino on; *next_ino receives the one
+ * after them. Entries, blocks (counts raised) and xattrs are copied. *root receives the new namespace's root, *count the number
  * of inodes copied.
  */
 int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,

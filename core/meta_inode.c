@@ -36,6 +36,7 @@ enum {
 	I_BRANCH_TABLE,
 	I_BRANCH_CLEAR,
 	I_BRANCH_MAP,
+	I_BRANCH_SHIFT,
 	I_BRANCH_INODES,
 	I_BRANCH_DENTRIES,
 	I_BRANCH_COUNTS,
@@ -47,6 +48,7 @@ enum {
 	I_XATTR_UPSERT,
 	I_XATTR_DEL,
 	I_XATTR_LIST,
+	I_INO_TAKE,
 	I_COUNT
 };
 
@@ -79,14 +81,15 @@ static const char *const inode_text[I_COUNT] = {
 	[I_DIR_EMPTY] = "SELECT 1 FROM dentries WHERE parent = ?1 LIMIT 1",
 	[I_READDIR] = "SELECT id, name, ino FROM dentries "
 		      "WHERE parent = ?1 AND id > ?2 ORDER BY id",
-	/* meta_branch(), in this order: ?1 the source root, ?2 the first
-	 * new inode number */
+	/* meta_branch(), in this order: ?1 the source root; the map numbers
+	 * from 0, then is shifted (?1) to the numbers taken */
 	[I_BRANCH_TABLE] = "CREATE TEMP TABLE IF NOT EXISTS branch_map("
 			   "old INTEGER PRIMARY KEY, new INTEGER NOT NULL)",
 	[I_BRANCH_CLEAR] = "DELETE FROM temp.branch_map",
 	[I_BRANCH_MAP] = "INSERT INTO temp.branch_map SELECT ino, ?2 - 1 + "
 			 "row_number() OVER (ORDER BY ino) FROM inodes "
 			 "WHERE nspace = ?1 AND nlink > 0",
+	[I_BRANCH_SHIFT] = "UPDATE temp.branch_map SET new = new + ?1",
 	[I_BRANCH_INODES] =
 		"INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, size, "
 		"rdev, alloc, atime, mtime, ctime, target) SELECT m.new, "
@@ -124,10 +127,18 @@ static const char *const inode_text[I_COUNT] = {
 	[I_XATTR_DEL] = "DELETE FROM xattrs WHERE ino = ?1 AND name = ?2",
 	[I_XATTR_LIST] = "SELECT name FROM xattrs WHERE ino = ?1 "
 			 "ORDER BY name",
+	/* one statement: mounts sharing the store never get a number twice */
+	[I_INO_TAKE] = "UPDATE config SET value = max(value, ?1) + ?2 "
+		       "WHERE key = 'next_ino' RETURNING value",
+};
+
+static const char *const inode_pg[I_COUNT] = {
+	[I_INO_TAKE] = "UPDATE config SET value = greatest(value, ?1) + ?2 "
+		       "WHERE key = 'next_ino' RETURNING value",
 };
 
 const struct meta_sql meta_inode_sql = { META_INODE, I_COUNT, inode_text,
-					 NULL };
+					 inode_pg };
 
 static int64_t ts_to_ns(const struct timespec *ts)
 {
@@ -386,35 +397,59 @@ int meta_readdir(struct meta *m, uint64_t parent, int64_t after,
 int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
 		uint64_t *next_ino, uint64_t *root, uint64_t *count)
 {
-	uint64_t copied = 0;
+	uint64_t copied = 0, first = 0;
 	int rc = 0, id;
 
 	for (id = I_BRANCH_TABLE; id <= I_BRANCH_XATTRS && !rc; id++) {
 		struct meta_st *s;
 
+		if (id == I_BRANCH_SHIFT) {
+			if (copied == 0)
+				return -ENOENT;
+			rc = meta_ino_take(m, *next_ino, copied, &first);
+			if (rc)
+				return rc;
+		}
 		rc = meta_stmt(m, &meta_inode_sql, id, &s);
 		if (rc)
 			return rc;
-		if (meta_param_count(s) >= 1)
+		if (id == I_BRANCH_SHIFT)
+			meta_bind_int(s, 1, (int64_t)first);
+		else if (meta_param_count(s) >= 1)
 			meta_bind_int(s, 1, (int64_t)src_root);
 		if (meta_param_count(s) >= 2)
-			meta_bind_int(s, 2, (int64_t)*next_ino);
+			meta_bind_int(s, 2, 0);
 		rc = meta_run(m, s, "branch");
 		if (id == I_BRANCH_MAP)
 			copied = (uint64_t)meta_changes(m);
 	}
 	if (rc)
 		return rc;
-	if (copied == 0)
-		return -ENOENT;
 	/* The source root has the smallest number in its namespace. */
-	*root = *next_ino;
+	*root = first;
 	rc = meta_dentry_insert(m, 1, dst_name, *root);
 	if (rc)
 		return rc;
-	*next_ino += copied;
+	*next_ino = first + copied;
 	*count = copied;
-	return meta_config_set(m, "next_ino", (int64_t)*next_ino);
+	return 0;
+}
+
+int meta_ino_take(struct meta *m, uint64_t floor, uint64_t n, uint64_t *first)
+{
+	struct meta_st *s;
+	int64_t v;
+	int rc = meta_stmt(m, &meta_inode_sql, I_INO_TAKE, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, (int64_t)floor);
+	meta_bind_int(s, 2, (int64_t)n);
+	rc = meta_int(m, s, &v, "inode numbers");
+	if (rc)
+		return rc == -ENOENT ? -EUCLEAN : rc;
+	*first = (uint64_t)v - n;
+	return 0;
 }
 
 int meta_xattr_get(struct meta *m, uint64_t ino, const char *name, void **out,

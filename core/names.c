@@ -17,27 +17,30 @@
 /* creating and removing names */
 
 /*
- * Inode numbers are never reused: the store records a reservation
- * ("next_ino") that is raised 1024 at a time, in the transaction of the
- * creation that needs it, so most creations write no extra row. Inside a
- * transaction: *limit receives the reservation to adopt after commit.
+ * Inode numbers are never reused: a mount takes them 1024 at a time from
+ * the store's counter ("next_ino", meta_ino_take(): one statement, so
+ * that mounts sharing a store never get the same), in a transaction of
+ * its own, so most creations write no extra row. t->lock held. Numbers
+ * taken and not used (a crash) are never used.
  */
 #define INO_RESERVE 1024
 
-static int ino_reserve(struct tally *t, uint64_t *limit)
+static int ino_refill(struct tally *t)
 {
-	*limit = t->ino_limit;
+	uint64_t first;
+	int rc;
+
 	if (t->next_ino < t->ino_limit)
 		return 0;
-	*limit = t->next_ino + INO_RESERVE;
-	return meta_config_set(t->meta, "next_ino", (int64_t)*limit);
-}
-
-/* After the commit: the number t->next_ino is taken. */
-static void ino_taken(struct tally *t, uint64_t limit)
-{
-	t->next_ino++;
-	t->ino_limit = limit;
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_ino_take(t->meta, t->next_ino, INO_RESERVE, &first);
+	rc = tally_txn_end(t, rc);
+	if (rc)
+		return rc;
+	t->next_ino = first;
+	t->ino_limit = first + INO_RESERVE;
+	return 0;
 }
 
 static int parent_dir(struct tally *t, uint64_t parent, struct inode **out)
@@ -69,7 +72,7 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	struct inode *pip = NULL, *ip;
 	struct meta_inode md, pmd;
 	struct timespec ts = tally_now();
-	uint64_t ino, limit = 0; /* set when the commit succeeds */
+	uint64_t ino;
 	int rc = tally_check_name(name);
 
 	if (rc)
@@ -89,6 +92,9 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 		rc = rc ? rc : -EEXIST;
 		goto out;
 	}
+	rc = ino_refill(t);
+	if (rc)
+		goto out;
 	memset(&md, 0, sizeof(md));
 	md.ino = t->next_ino;
 	md.nspace = parent == TALLY_ROOT_INO ? md.ino : pip->md.nspace;
@@ -124,14 +130,12 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 		rc = meta_dentry_insert(t->meta, parent, name, md.ino);
 	if (!rc)
 		rc = inode_write_md(t, pip, &pmd);
-	if (!rc)
-		rc = ino_reserve(t, &limit);
 	rc = tally_txn_end(t, rc);
 	if (rc) {
 		inode_destroy(t, ip);
 		goto out;
 	}
-	ino_taken(t, limit);
+	t->next_ino++;
 	pip->md = pmd;
 	inode_insert(t, ip);
 	ip->nlookup = 1;
@@ -492,7 +496,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 {
 	struct inode *ip = NULL, *npip = NULL, *nip;
 	struct meta_inode md, npmd;
-	uint64_t existing, limit = 0; /* set when the commit succeeds */
+	uint64_t existing;
 	int rc = tally_check_name(newname);
 
 	if (rc)
@@ -552,6 +556,9 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	tally_lock(t);
 	if (rc)
 		goto out_unlock;
+	rc = ino_refill(t);
+	if (rc)
+		goto out_unlock;
 	md = ip->md;
 	md.ino = t->next_ino;
 	md.nspace = npip->md.nspace;
@@ -582,14 +589,12 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		rc = meta_dentry_insert(t->meta, newparent, newname, md.ino);
 	if (!rc)
 		rc = inode_write_md(t, npip, &npmd);
-	if (!rc)
-		rc = ino_reserve(t, &limit);
 	rc = tally_txn_end(t, rc);
 	if (rc) {
 		inode_destroy(t, nip);
 		goto out_unlock;
 	}
-	ino_taken(t, limit);
+	t->next_ino++;
 	npip->md = npmd;
 	inode_insert(t, nip);
 	nip->nlookup = 1;

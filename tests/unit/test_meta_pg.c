@@ -361,3 +361,26 @@ Test(meta_pg, a_lost_connection_is_opened_again)
 	cr_assert_eq(meta_config_get(m, "probe", &v), 0);
 	cr_assert_eq(v, 3);
 }
+
+Test(meta_pg, two_mounts_never_take_the_same_inode_numbers)
+{
+	struct meta *b = NULL;
+	uint64_t fa = 0, fb = 0, fc = 0;
+
+	cr_assert_eq(meta_open(uri, false, 4096, &b), 0);
+	/* both saw next_ino 16 at open; each takes a range in turn */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_ino_take(m, 16, 1024, &fa), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_begin(b), 0);
+	cr_assert_eq(meta_ino_take(b, 16, 1024, &fb), 0);
+	cr_assert_eq(meta_commit(b), 0);
+	cr_assert_eq(fa, 16);
+	cr_assert_eq(fb, 16 + 1024);
+	/* a floor above the counter (numbers found in use) is respected */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_ino_take(m, 5000, 10, &fc), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(fc, 5000);
+	meta_close(b);
+}
