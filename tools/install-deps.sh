@@ -4,12 +4,15 @@
 # packages. Does nothing when everything is already installed. nodejs and
 # npm run the S3 test server (tests/s3); python3-botocore, the independent
 # SigV4 signer of tests/s3/test_sig.sh, is importable by /usr/bin/python3.
+# postgresql-15 provides the server binaries (/usr/lib/postgresql/15/bin)
+# of the throwaway clusters of tests/pg/lib.sh; libpq-dev, libpq's headers
+# and pkg-config file, is for the code that talks to PostgreSQL.
 set -eu
 PKGS="gcc clang meson ninja-build pkg-config libfuse3-dev fuse3
 libxxhash-dev libsqlite3-dev sqlite3 libcriterion-dev clang-format
 attr rsync tar python3 git bc libclang-rt-14-dev libjansson-dev
 libcurl4-openssl-dev libexpat1-dev libssl-dev nodejs npm python3-botocore curl
-xxhash"
+xxhash postgresql-15 libpq-dev"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 missing=""
@@ -28,6 +31,28 @@ if [ -n "$missing" ]; then
 	echo "install-deps: installing:$missing"
 	export DEBIAN_FRONTEND=noninteractive
 	$SUDO apt-get update -qq
+	# Installing postgresql-15 creates and starts a cluster "main" on port
+	# 5432 (configure_version in postgresql-common's maintscripts-functions)
+	# unless create_main_cluster is off in
+	# /etc/postgresql-common/createcluster.conf. The tests never use it.
+	# That file is postgresql-common's, installed through ucf: written
+	# beforehand it would lack the packaged values of the other settings
+	# (ucf, seeing a local file, asks; noninteractive, keeps it). So
+	# install postgresql-common first, then turn the setting off (the
+	# postgres Docker image's recipe), then the rest. Only when
+	# postgresql-common was not installed: a machine that already had a
+	# PostgreSQL set-up keeps its own choice.
+	if ! dpkg-query -W -f='${Status}' postgresql-common 2>/dev/null |
+		grep -q "ok installed"; then
+		case " $missing " in
+		*" postgresql-15 "*)
+			$SUDO apt-get install -y -qq --no-install-recommends \
+				postgresql-common
+			$SUDO pg_conftool /etc/postgresql-common/createcluster.conf \
+				set create_main_cluster false
+			;;
+		esac
+	fi
 	# shellcheck disable=SC2086
 	$SUDO apt-get install -y -qq --no-install-recommends $missing
 fi
