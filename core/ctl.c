@@ -1032,6 +1032,51 @@ static int pins_json(struct tally *t, char **acc)
 	return rc;
 }
 
+struct nodes_acc {
+	char *s;
+	unsigned n;
+	int rc;
+};
+
+static int node_json(void *ctx, const struct meta_session *e)
+{
+	struct nodes_acc *a = ctx;
+	char *host;
+
+	a->rc = json_str(e->host, &host);
+	if (a->rc)
+		return a->rc;
+	a->rc = append(&a->s,
+		       "%s{\"id\": %" PRId64 ", \"host\": %s, \"pid\": %" PRId64
+		       ", \"started\": %" PRId64
+		       ", \"last_heartbeat\": %" PRId64
+		       ", \"expires\": %" PRId64 ", \"active\": %" PRIu64 "}",
+		       a->n ? ", " : "", e->id, host, e->pid, e->started,
+		       e->heartbeat, e->expires, e->active);
+	free(host);
+	if (a->rc)
+		return a->rc;
+	a->n++;
+	return 0;
+}
+
+static int nodes_all(struct meta *m, void *ctx)
+{
+	return meta_sessions(m, node_json, ctx);
+}
+
+/* Append ", \"nodes\": [...]": the live sessions (core/session.c). */
+static int nodes_json(struct tally *t, char **acc)
+{
+	struct nodes_acc a = { 0 };
+	int rc = tally_meta_read(t, nodes_all, &a);
+
+	if (!rc)
+		rc = append(acc, ", \"nodes\": [%s]", a.s ? a.s : "");
+	free(a.s);
+	return rc;
+}
+
 /* ", \"last_gc\": {...}, \"gc_log\": [...]" for the status document. */
 static int gc_json(const struct meta_gc_event *ev, size_t n, char **out)
 {
@@ -1222,6 +1267,8 @@ int ctl_status_json(struct tally *t, char **out)
 	rc = gc_json(ev, nev, &gc);
 	if (!rc)
 		rc = pins_json(t, &gc);
+	if (!rc)
+		rc = nodes_json(t, &gc);
 	if (!rc)
 		rc = shards_json(t, &gc);
 	if (!rc)

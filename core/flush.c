@@ -761,6 +761,7 @@ void *flush_flusher(void *arg)
 					     "deletions wait");
 		if (report_due(t))
 			tally_report(t);
+		session_tick(t);
 		/* shards that went away, or came back */
 		if (++t->shard_ticks % 5 == 0)
 			shard_check_all(t);

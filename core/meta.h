@@ -311,6 +311,37 @@ void meta_set_self(struct meta *m, int64_t node);
 /* 1 if a block reference names object @id, 0 if none does (blocks_obj). */
 int meta_obj_referenced(struct meta *m, int64_t id);
 
+/*
+ * Sessions (core/meta_session.c): a row per live mount (node), with the
+ * time after which the others may take it for dead.
+ */
+struct meta_session {
+	int64_t id; /* the node id */
+	char host[256];
+	int64_t pid, started, heartbeat, expires;
+	uint64_t active; /* objects in its node report */
+};
+int meta_session_add(struct meta *m, int64_t id, const char *host, int64_t pid,
+		     int64_t now, int64_t expires);
+/* -ENOENT if the session is gone (expired and cleaned up by another). */
+int meta_session_beat(struct meta *m, int64_t id, int64_t now, int64_t expires);
+/* Remove session @id and its node report. */
+int meta_session_remove(struct meta *m, int64_t id);
+/* Every session, oldest first; a nonzero return of @fn stops the scan. */
+int meta_sessions(struct meta *m,
+		  int (*fn)(void *ctx, const struct meta_session *s),
+		  void *ctx);
+/* How many sessions other than @self have not expired at @now. */
+int meta_sessions_live(struct meta *m, int64_t now, int64_t self, uint64_t *n);
+/* The ids of the sessions expired at @now: a new array (*ids). */
+int meta_sessions_expired(struct meta *m, int64_t now, int64_t **ids,
+			  size_t *n);
+/* Take (or keep) lease @name for @holder until @until: 1 if it is
+ * @holder's now, 0 if another holds it and it has not expired at @now. */
+int meta_lease_take(struct meta *m, const char *name, int64_t holder,
+		    int64_t now, int64_t until);
+int meta_lease_drop(struct meta *m, const char *name, int64_t holder);
+
 /* Pins: @path (mount-relative) keeps @names alive. -EEXIST if pinned. */
 int meta_pin_add(struct meta *m, const char *path, int64_t at,
 		 const char *const *names, size_t n);

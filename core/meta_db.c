@@ -105,7 +105,13 @@ static const char gc_schema[] =
 	"CREATE TRIGGER IF NOT EXISTS inodes_add AFTER INSERT ON inodes"
 	" BEGIN UPDATE config SET value = value + 1 WHERE key = 'inodes'; END;"
 	"CREATE TRIGGER IF NOT EXISTS inodes_del AFTER DELETE ON inodes"
-	" BEGIN UPDATE config SET value = value - 1 WHERE key = 'inodes'; END;";
+	" BEGIN UPDATE config SET value = value - 1 WHERE key = 'inodes'; END;"
+	/* mounts and the jobs one of them runs (core/meta_session.c) */
+	"CREATE TABLE IF NOT EXISTS sessions(id INTEGER PRIMARY KEY,"
+	" host TEXT NOT NULL, pid INTEGER NOT NULL, started INTEGER NOT NULL,"
+	" heartbeat INTEGER NOT NULL, expires INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS leases(name TEXT PRIMARY KEY,"
+	" holder INTEGER NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID;";
 
 /*
  * Shards, ghosts and moves, added to format 1 stores when they are opened.

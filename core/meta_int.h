@@ -25,6 +25,7 @@ enum meta_family {
 	META_SHARD,
 	META_QUERY,
 	META_REMOTE,
+	META_SESSION,
 	META_FAMILIES
 };
 
@@ -43,7 +44,8 @@ struct meta_sql {
 
 /* The families, each in its file (meta_db.c, meta_inode.c, ...). */
 extern const struct meta_sql meta_db_sql, meta_inode_sql, meta_object_sql,
-	meta_gc_sql, meta_shard_sql, meta_query_sql, meta_remote_sql;
+	meta_gc_sql, meta_shard_sql, meta_query_sql, meta_remote_sql,
+	meta_session_sql;
 
 /* A @pg text that says: SQLite only (meta_stmt() gives -EOPNOTSUPP). */
 #define META_SQLITE_ONLY ""

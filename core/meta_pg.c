@@ -135,7 +135,12 @@ static const char *const pg_schema[] = {
 	"CREATE INDEX remote_del_since ON remote_del(since);"
 	"CREATE TABLE remote_marks(name TEXT PRIMARY KEY,"
 	" since BIGINT NOT NULL);"
-	"CREATE TABLE remote_conf(key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+	"CREATE TABLE remote_conf(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	"CREATE TABLE sessions(id BIGINT PRIMARY KEY, host TEXT NOT NULL,"
+	" pid BIGINT NOT NULL, started BIGINT NOT NULL,"
+	" heartbeat BIGINT NOT NULL, expires BIGINT NOT NULL);"
+	"CREATE TABLE leases(name TEXT PRIMARY KEY, holder BIGINT NOT NULL,"
+	" expires BIGINT NOT NULL);",
 	"INSERT INTO config(key, value) VALUES ('inodes', 0),"
 	" ('evicted_bytes', 0);"
 	/* the number of inodes, for statfs without a scan */
@@ -353,7 +358,7 @@ static int reconnect(struct meta_pg *p)
  * 64). */
 static char *translate(const char *text, int *nparam, uint64_t *used)
 {
-	size_t n = strlen(text), cap = n * 2 + 64, o = 0;
+	size_t n = strlen(text), cap = n * 6 + 64, o = 0; /* " IS ?": 4 -> 22 */
 	char *out = malloc(cap);
 	const char *p = text, *ret = NULL;
 	bool ignore = false, quote = false;
@@ -374,7 +379,7 @@ static char *translate(const char *text, int *nparam, uint64_t *used)
 		if (!quote && *p == '?' && p[1] >= '0' && p[1] <= '9') {
 			int v = (int)strtol(p + 1, (char **)&p, 10);
 
-			o += (size_t)sprintf(out + o, "$%d", v);
+			o += (size_t)snprintf(out + o, cap - o, "$%d", v);
 			if (v >= 1 && v <= 64)
 				*used |= 1ull << (v - 1);
 			if (v > *nparam)

@@ -162,13 +162,19 @@ int tally_reap_due(struct tally *t)
 /* ------------------------------------------------------------------ */
 /* open and close */
 
-/* This mount's node id: stable, kept in the store. */
+/* This mount's node id: kept in the store with the embedded engine (one
+ * mount at a time); a new one for every mount of a shared store. */
 static int node_identity(struct tally *t)
 {
-	int64_t id;
-	int rc = meta_config_get(t->meta, "node_id", &id);
+	int64_t id = 0;
+	int rc = meta_shared(t->meta)
+			 ? -ENOENT
+			 : meta_config_get(t->meta, "node_id", &id);
 
-	if (rc == -ENOENT) {
+	if (rc == -ENOENT && meta_shared(t->meta)) {
+		id = store_random_id();
+		rc = 0;
+	} else if (rc == -ENOENT) {
 		id = store_random_id();
 		rc = meta_begin(t->meta);
 		if (!rc)
@@ -191,10 +197,14 @@ static unsigned cpus(void)
 
 static int clean_orphans(struct tally *t)
 {
-	uint64_t *inos = NULL;
+	uint64_t *inos = NULL, live = 0;
 	size_t n = 0, i;
 	int rc;
 
+	/* another mount of a shared store may have them open */
+	rc = session_others_live(t, &live);
+	if (rc || live)
+		return rc;
 	rc = meta_inode_orphans(t->meta, &inos, &n);
 	for (i = 0; i < n && !rc; i++) {
 		rc = meta_begin(t->meta);
@@ -385,6 +395,7 @@ int tally_open(const char *path, const struct tally_opts *opts,
 	t->release_hook = opts->release_hook;
 	t->hook_arg = opts->hook_arg;
 	t->report_interval = opts->report_interval ? opts->report_interval : 60;
+	t->heartbeat = opts->heartbeat ? opts->heartbeat : 12;
 	t->stale_after = opts->stale_after ? opts->stale_after : 600;
 	t->min_nodes = opts->min_nodes_reporting ? opts->min_nodes_reporting
 						 : 1;
@@ -419,9 +430,11 @@ int tally_open(const char *path, const struct tally_opts *opts,
 		t->next_ino = max + 1;
 	if (meta_config_get(t->meta, "durable_seq", &v) == 0)
 		t->done_seq = t->rotated_seq = (uint64_t)v;
-	rc = clean_orphans(t);
+	rc = node_identity(t);
 	if (!rc)
-		rc = node_identity(t);
+		rc = session_start(t);
+	if (!rc)
+		rc = clean_orphans(t);
 	if (!rc)
 		rc = shard_setup(t);
 	if (rc)
@@ -496,15 +509,13 @@ int tally_close(struct tally *t)
 	pool_free(t->pool);
 	tally_lock(t);
 	{
-		int rc2 = meta_begin(t->meta);
+		/* a clean unmount ends the session and withdraws the
+		 * node's report */
+		int rc2 = session_end(t);
 
-		/* a clean unmount withdraws this node's report */
-		if (!rc2)
-			rc2 = meta_node_remove(t->meta, t->node_id);
-		rc2 = tally_txn_end(t, rc2);
 		if (rc2)
 			log_msg(LOG_WARNING,
-				"cannot withdraw the node report: "
+				"cannot end the session: "
 				"%s",
 				strerror(-rc2));
 	}

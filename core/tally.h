@@ -57,6 +57,9 @@ struct tally_opts {
 	/* the metadata in PostgreSQL (a postgres:// URI), or NULL for
 	 * STORE/meta.db (core/store.h) */
 	const char *meta;
+	/* seconds between the session's heartbeats (0: 12); it expires
+	 * after five are missed (core/session.c) */
+	unsigned heartbeat;
 	int sync_objects; /* OBJSTORE_SYNC_*: 0 = auto */
 	uid_t owner;	  /* owner of /.tally/ctl */
 	gid_t owner_gid;

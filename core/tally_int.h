@@ -127,10 +127,12 @@ struct tally {
 	void (*stream_hook)(void *arg, uint64_t seq, uint64_t ino);
 	void (*release_hook)(void *arg, uint64_t ino);
 	void *hook_arg;
-	int64_t node_id;
-	unsigned shard_ticks; /* flusher thread only */
-	char *mountpoint;     /* NULL when not mounted (tests) */
-	_Atomic bool closing; /* tally_close() has begun */
+	_Atomic int64_t node_id; /* written under lock (core/session.c) */
+	int64_t heartbeat;	 /* seconds between heartbeats */
+	int64_t last_beat;	 /* protected by lock */
+	unsigned shard_ticks;	 /* flusher thread only */
+	char *mountpoint;	 /* NULL when not mounted (tests) */
+	_Atomic bool closing;	 /* tally_close() has begun */
 	int64_t report_interval, stale_after; /* seconds */
 	unsigned min_nodes;
 	int64_t last_report; /* protected by lock */
@@ -256,6 +258,15 @@ void flush_throttle(struct tally *t, struct inode *ip);
 int file_set_size(struct tally *t, struct inode *ip, uint64_t size);
 int file_get(struct tally *t, uint64_t ino, struct inode **out);
 void file_put(struct tally *t, struct inode *ip);
+
+/* core/session.c: this mount's session (t->lock taken inside) */
+int session_start(struct tally *t);
+/* The heartbeat, when due, and the cleanup of expired sessions. */
+int session_tick(struct tally *t);
+/* Remove the session and its report (t->lock held). */
+int session_end(struct tally *t);
+/* Sessions of other mounts that have not expired (t->lock held). */
+int session_others_live(struct tally *t, uint64_t *n);
 
 /* core/report.c: node reports and the timers the flusher thread asks */
 int report_active_add(struct active *a, const char *name);

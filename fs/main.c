@@ -42,6 +42,7 @@ struct options {
 	int nosplice;
 	char *sync_objects; /* auto, file or fs */
 	char *meta;	    /* postgres://... (NULL: STORE/meta.db) */
+	unsigned heartbeat; /* seconds between a session's heartbeats */
 	char *remote;	    /* s3://BUCKET[/PREFIX] */
 	char *remote_endpoint, *remote_region;
 	unsigned max_uploads;
@@ -86,6 +87,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("nosplice", nosplice),
 	OPT("sync_objects=%s", sync_objects),
 	OPT("meta=%s", meta),
+	OPT("heartbeat=%u", heartbeat),
 	OPT("remote=%s", remote),
 	OPT("remote_endpoint=%s", remote_endpoint),
 	OPT("remote_region=%s", remote_region),
@@ -150,6 +152,9 @@ static void usage(const char *prog)
 	       "hosts (the\n"
 	       "                            password from PGPASSWORD or "
 	       "PGPASSFILE)\n"
+	       "    -o heartbeat=SECS       the session's heartbeat (default "
+	       "12); it expires\n"
+	       "                            when five are missed\n"
 	       "    -o entry_timeout=SECS   kernel name cache (default 3600; "
 	       "1 with meta=)\n"
 	       "    -o attr_timeout=SECS    kernel attribute cache "
@@ -606,6 +611,7 @@ int main(int argc, char **argv)
 	topts.mountpoint = cmd.mountpoint; /* made absolute by libfuse */
 	topts.remote = remote_on ? &ropts : NULL;
 	topts.meta = o.meta;
+	topts.heartbeat = o.heartbeat;
 	rc = tally_open(o.store, &topts, &fs.t);
 	if (rc) {
 		fprintf(stderr, "tallyfs: cannot open store '%s': %s\n",

@@ -47,6 +47,45 @@ static void usage(FILE *f)
 		"2 could not run.\n");
 }
 
+static int say_session(void *ctx, const struct meta_session *e)
+{
+	int64_t now = *(int64_t *)ctx;
+
+	if (e->expires >= now)
+		fprintf(stderr,
+			"tallyfsck:   node %lld on %s (pid %lld), last "
+			"heartbeat %lld s ago\n",
+			(long long)e->id, e->host, (long long)e->pid,
+			(long long)(now - e->heartbeat));
+	return 0;
+}
+
+/*
+ * A shared store (meta=) has no lock file that mounts hold: its live
+ * sessions say whether it is mounted. 0 if none is, -EBUSY (said, when
+ * @say) if some are, or -errno.
+ */
+static int sessions_live(struct store *s, bool say)
+{
+	int64_t now = (int64_t)time(NULL);
+	uint64_t n = 0;
+	int rc;
+
+	if (!meta_shared(s->meta))
+		return 0;
+	rc = meta_sessions_live(s->meta, now, 0, &n);
+	if (rc || !n)
+		return rc;
+	if (say) {
+		fprintf(stderr,
+			"tallyfsck: the store is mounted: %llu live "
+			"session(s)\n",
+			(unsigned long long)n);
+		meta_sessions(s->meta, say_session, &now);
+	}
+	return -EBUSY;
+}
+
 static void say(void *ctx, const char *line)
 {
 	(void)ctx;
@@ -178,6 +217,8 @@ int main(int argc, char **argv)
 	}
 	rc = store_open_meta(argv[optind], meta, false,
 			     STORE_DEFAULT_BLOCK_SIZE, &s);
+	if (!rc && (rc = sessions_live(s, wait <= 0)) != 0)
+		store_close(s);
 	/* an unmount returns before the daemon has closed the store */
 	if (rc == -EBUSY && wait > 0) {
 		fprintf(stderr, "tallyfsck: waiting for the store to be "
@@ -190,6 +231,8 @@ int main(int argc, char **argv)
 		nanosleep(&ts, NULL);
 		rc = store_open_meta(argv[optind], meta, false,
 				     STORE_DEFAULT_BLOCK_SIZE, &s);
+		if (!rc && (rc = sessions_live(s, wait <= 0.1)) != 0)
+			store_close(s);
 	}
 	log_set_level(LOG_INFO);
 	if (rc) {

@@ -421,6 +421,18 @@ int tm_mount(void)
 		}
 		msleep(5);
 	}
+	if (tm.meta[0]) {
+		char db[PATH_MAX + 32];
+
+		/* the metadata went where it was told, not to meta.db */
+		snprintf(db, sizeof(db), "%s/meta.db", tm.store);
+		if (access(db, F_OK) == 0) {
+			dump_log(
+				"meta= was given, yet the store has a meta.db");
+			tm_unmount();
+			return -1;
+		}
+	}
 	return 0;
 }
 

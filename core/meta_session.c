@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Sessions and leases in the metadata store (core/session.c drives them).
+ *
+ *   sessions(id, host, pid, started, heartbeat, expires)
+ *       a mount (a node) while it lives: id is its node id, the one its
+ *       node report is filed under; expires is when the others may take
+ *       it for dead (its last heartbeat plus the expiry it announced).
+ *   leases(name, holder, expires)
+ *       a background job that one node at a time runs (session cleanup),
+ *       taken by a conditional upsert: free, expired or already ours.
+ *
+ * The SQLite engine has the same tables (one node at a time holds the
+ * store there, but the status and tallyfsck read them alike).
+ */
+#include "core/meta_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/log.h"
+
+enum {
+	S_ADD,
+	S_BEAT,
+	S_DEL,
+	S_LIST,
+	S_EXPIRED,
+	S_LIVE,
+	S_LEASE_TAKE,
+	S_LEASE_DROP,
+	S_COUNT
+};
+
+static const char *const session_text[S_COUNT] = {
+	[S_ADD] = "INSERT INTO sessions(id, host, pid, started, heartbeat, "
+		  "expires) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+	[S_BEAT] = "UPDATE sessions SET heartbeat = ?2, expires = ?3 "
+		   "WHERE id = ?1",
+	[S_DEL] = "DELETE FROM sessions WHERE id = ?1",
+	[S_LIST] = "SELECT s.id, s.host, s.pid, s.started, s.heartbeat, "
+		   "s.expires, (SELECT count(*) FROM node_objects o "
+		   "WHERE o.node = s.id) FROM sessions s ORDER BY s.started, "
+		   "s.id",
+	[S_EXPIRED] = "SELECT id FROM sessions WHERE expires < ?1 ORDER BY id",
+	[S_LIVE] = "SELECT count(*) FROM sessions WHERE expires >= ?1 "
+		   "AND id <> ?2",
+	[S_LEASE_TAKE] = "INSERT INTO leases(name, holder, expires) "
+			 "VALUES (?1, ?2, ?3) ON CONFLICT(name) DO UPDATE "
+			 "SET holder = excluded.holder, "
+			 "expires = excluded.expires WHERE "
+			 "leases.holder = excluded.holder OR "
+			 "leases.expires < ?4",
+	[S_LEASE_DROP] = "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+};
+
+const struct meta_sql meta_session_sql = { META_SESSION, S_COUNT, session_text,
+					   NULL };
+
+int meta_session_add(struct meta *m, int64_t id, const char *host, int64_t pid,
+		     int64_t now, int64_t expires)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_session_sql, S_ADD, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, id);
+	meta_bind_text(s, 2, host);
+	meta_bind_int(s, 3, pid);
+	meta_bind_int(s, 4, now);
+	meta_bind_int(s, 5, expires);
+	return meta_run(m, s, "session start");
+}
+
+int meta_session_beat(struct meta *m, int64_t id, int64_t now, int64_t expires)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_session_sql, S_BEAT, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, id);
+	meta_bind_int(s, 2, now);
+	meta_bind_int(s, 3, expires);
+	rc = meta_run(m, s, "heartbeat");
+	if (!rc && meta_changes(m) == 0)
+		return -ENOENT;
+	return rc;
+}
+
+int meta_session_remove(struct meta *m, int64_t id)
+{
+	int rc = meta_run_int(m, &meta_session_sql, S_DEL, id, "session end");
+
+	return rc ? rc : meta_node_remove(m, id);
+}
+
+int meta_sessions(struct meta *m,
+		  int (*fn)(void *ctx, const struct meta_session *s), void *ctx)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_session_sql, S_LIST, &s), ret = 0;
+
+	if (rc)
+		return rc;
+	while (!ret && (rc = meta_step(m, s, "session list")) > 0) {
+		struct meta_session e = { 0 };
+		const char *host = meta_col_text(s, 1);
+
+		e.id = meta_col_int(s, 0);
+		snprintf(e.host, sizeof(e.host), "%s", host ? host : "");
+		e.pid = meta_col_int(s, 2);
+		e.started = meta_col_int(s, 3);
+		e.heartbeat = meta_col_int(s, 4);
+		e.expires = meta_col_int(s, 5);
+		e.active = (uint64_t)meta_col_int(s, 6);
+		ret = fn(ctx, &e);
+	}
+	meta_reset(s);
+	return ret ? ret : rc;
+}
+
+int meta_sessions_live(struct meta *m, int64_t now, int64_t self, uint64_t *n)
+{
+	struct meta_st *s;
+	int64_t v;
+	int rc = meta_stmt(m, &meta_session_sql, S_LIVE, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, now);
+	meta_bind_int(s, 2, self);
+	rc = meta_int(m, s, &v, "live sessions");
+	if (rc)
+		return rc == -ENOENT ? -EIO : rc;
+	*n = (uint64_t)v;
+	return 0;
+}
+
+int meta_sessions_expired(struct meta *m, int64_t now, int64_t **ids, size_t *n)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_session_sql, S_EXPIRED, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, now);
+	return meta_int_rows(m, s, "expired sessions", (uint64_t **)ids, n);
+}
+
+int meta_lease_take(struct meta *m, const char *name, int64_t holder,
+		    int64_t now, int64_t until)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_session_sql, S_LEASE_TAKE, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_text(s, 1, name);
+	meta_bind_int(s, 2, holder);
+	meta_bind_int(s, 3, until);
+	meta_bind_int(s, 4, now);
+	rc = meta_run(m, s, "lease");
+	return rc ? rc : meta_changes(m) > 0;
+}
+
+int meta_lease_drop(struct meta *m, const char *name, int64_t holder)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_session_sql, S_LEASE_DROP, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_text(s, 1, name);
+	meta_bind_int(s, 2, holder);
+	return meta_run(m, s, "lease release");
+}

@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Sessions: every mount is a node with a session row in the store
+ * (core/meta_session.c): its id (the node id its report is filed under),
+ * host, pid, start, last heartbeat and the time after which the others
+ * may take it for dead (a heartbeat every t->heartbeat seconds, expired
+ * after SESSION_MISSED of them are missed).
+ *
+ * DESIGN NOTES
+ *
+ * With the embedded engine the node id is kept in the store (one mount
+ * at a time, the same node again after a remount); with a shared engine
+ * every mount is a new node with a random id.
+ *
+ * The flusher thread beats (session_tick()). A node whose session is
+ * gone (expired and cleaned up by another node while it was stopped or
+ * cut off) does not carry on under it: it registers again under a new
+ * id and reports its active set at once (a flush whose objects were
+ * collected meanwhile writes them again, as the single-host pipeline
+ * does).
+ *
+ * Whichever node holds the lease "cleanup" (a row, taken by a
+ * conditional upsert, for one expiry) removes the sessions that expired
+ * and what they held: their node reports.
+ *
+ * Locking: t->lock around every call on the metadata, as everywhere.
+ */
+#include "core/tally_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/meta.h"
+#include "core/store.h"
+
+#define SESSION_MISSED 5 /* heartbeats missed before a session expires */
+#define LEASE_CLEANUP "cleanup"
+
+static int64_t expiry(struct tally *t)
+{
+	return t->heartbeat * SESSION_MISSED;
+}
+
+/* Add this mount's session row (t->lock held). */
+static int session_add(struct tally *t, int64_t now)
+{
+	char host[256];
+	int rc;
+
+	if (gethostname(host, sizeof(host)) < 0)
+		snprintf(host, sizeof(host), "unknown");
+	host[sizeof(host) - 1] = '\0';
+	rc = meta_begin(t->meta);
+	/* the embedded engine's node after a crash: its old row goes */
+	if (!rc)
+		rc = meta_session_remove(t->meta, t->node_id);
+	if (!rc)
+		rc = meta_session_add(t->meta, t->node_id, host,
+				      (int64_t)getpid(), now, now + expiry(t));
+	rc = tally_txn_end(t, rc);
+	if (!rc)
+		t->last_beat = now;
+	return rc;
+}
+
+int session_start(struct tally *t)
+{
+	int64_t now = (int64_t)time(NULL);
+	int rc;
+
+	tally_lock(t);
+	rc = session_add(t, now);
+	tally_unlock(t);
+	if (rc)
+		log_msg(LOG_ERR, "cannot register the session: %s",
+			strerror(-rc));
+	return rc;
+}
+
+/* Remove the sessions that expired, if this node holds the cleanup
+ * lease (t->lock held). */
+static int cleanup(struct tally *t, int64_t now)
+{
+	int64_t *ids = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_lease_take(t->meta, LEASE_CLEANUP, t->node_id, now,
+				     now + expiry(t));
+	if (rc <= 0) {
+		tally_txn_end(t, rc);
+		return rc;
+	}
+	rc = meta_sessions_expired(t->meta, now, &ids, &n);
+	for (i = 0; i < n && !rc; i++)
+		rc = meta_session_remove(t->meta, ids[i]);
+	rc = tally_txn_end(t, rc);
+	for (i = 0; i < n && !rc; i++)
+		log_msg(LOG_NOTICE,
+			"node %" PRId64 ": its session expired; its report "
+			"is withdrawn",
+			ids[i]);
+	free(ids);
+	return rc;
+}
+
+int session_tick(struct tally *t)
+{
+	int64_t now = (int64_t)time(NULL);
+	int rc;
+
+	tally_lock(t);
+	if (now - t->last_beat < t->heartbeat) {
+		tally_unlock(t);
+		return 0;
+	}
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_session_beat(t->meta, t->node_id, now,
+				       now + expiry(t));
+	rc = tally_txn_end(t, rc);
+	if (rc == -ENOENT) {
+		int64_t old = t->node_id;
+
+		/* not under the old session: a new node, reporting now */
+		t->node_id = store_random_id();
+		meta_set_self(t->meta, t->node_id);
+		rc = session_add(t, now);
+		t->last_report = 0;
+		log_msg(LOG_WARNING,
+			"node %" PRId64 ": the session had expired; "
+			"registered again as node %" PRId64,
+			old, (int64_t)t->node_id);
+	} else if (!rc) {
+		t->last_beat = now;
+	}
+	if (!rc)
+		rc = cleanup(t, now);
+	tally_unlock(t);
+	if (rc)
+		log_msg(LOG_WARNING, "heartbeat failed: %s", strerror(-rc));
+	return rc;
+}
+
+int session_end(struct tally *t)
+{
+	int rc = meta_begin(t->meta);
+
+	if (!rc)
+		rc = meta_session_remove(t->meta, t->node_id);
+	if (!rc)
+		rc = meta_lease_drop(t->meta, LEASE_CLEANUP, t->node_id);
+	return tally_txn_end(t, rc);
+}
+
+int session_others_live(struct tally *t, uint64_t *n)
+{
+	return meta_sessions_live(t->meta, (int64_t)time(NULL), t->node_id, n);
+}
