@@ -81,7 +81,8 @@ int tally_open_file(struct tally *t, uint64_t ino, int flags)
 	if (tally_is_virtual(ino))
 		return 0;
 	tally_lock(t);
-	rc = inode_get(t, ino, &ip);
+	/* close-to-open: a first open reads what other nodes committed */
+	rc = inode_get_fresh(t, ino, &ip);
 	if (!rc) {
 		if (S_ISDIR(ip->md.mode) && (flags & O_ACCMODE) != O_RDONLY)
 			rc = -EISDIR;
@@ -164,8 +165,15 @@ int tally_flush(struct tally *t, uint64_t ino)
 	pthread_rwlock_wrlock(&ip->rw);
 	rc = flush_rotate(t, ip, NULL, 0, false, &seq);
 	pthread_rwlock_unlock(&ip->rw);
-	if (!rc)
+	/* a shared store: close-to-open across nodes, so a close returns
+	 * once what it wrote is committed (and in the bucket) */
+	if (!rc && tally_meta_shared(t)) {
+		rc = flush_wait(t, seq, 0);
+		if (!rc)
+			rc = flush_take_err(t, ip, UINT64_MAX);
+	} else if (!rc) {
 		rc = flush_take_err(t, ip, before);
+	}
 	file_put(t, ip);
 	return rc;
 }

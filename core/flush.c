@@ -40,6 +40,11 @@
  *  5. Dirty memory is bounded: t->dirty_blocks counts dirty, in-flight
  *     and failed buffers; a writer above dirty_limit rotates its own data
  *     and waits for the finalizer to free some.
+ *  6. A shared store (meta=, with a bucket): the stream puts each object
+ *     into the bucket (remote_ship()) before the flush can be finalized,
+ *     and the commit records it there; an object whose row went between
+ *     the two is committed as a new row, queued for upload from the copy
+ *     made here (the bucket's copy may be on its way out).
  *
  * Lock order: inode->rw, then t->lock, then inode->mlock, then t->fin_lock
  * (never taken with mlock held by the finalizer's callers... see below),
@@ -153,6 +158,16 @@ static void flush_stream(void *arg)
 	if (!rc)
 		rc = objstore_batch_finish(t->objs, &batch);
 	objstore_batch_release(t->objs, &batch);
+	/* a shared store: in the bucket before the commit names them, so
+	 * that every node can read what this one commits (invariant 6) */
+	for (i = 0; i < f->np && !rc && t->remote && tally_meta_shared(t); i++)
+		if (!f->p[i].hole) {
+			rc = remote_ship(t->remote, f->p[i].shard, f->p[i].name,
+					 f->p[i].len);
+			f->p[i].shipped = rc >= 0;
+			f->p[i].put = rc == 1;
+			rc = rc > 0 ? 0 : rc;
+		}
 	if (rc)
 		log_msg(LOG_ERR,
 			"flush %" PRIu64 " of inode %" PRIu64 " failed: %s",
@@ -408,6 +423,9 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 		}
 		if (!rc) {
 			struct meta_bref ref;
+			/* the row it found in the stream is still there */
+			bool known = q->shipped && !q->shared &&
+				     meta_obj_exists(t->meta, q->name) == 1;
 
 			/* a known object: the reference names its shard */
 			rc = meta_block_set(t->meta, ip->ino, q->idx,
@@ -415,6 +433,8 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 					    q->len, &ref);
 			if (!rc && !q->hole)
 				q->shard = ref.shard;
+			if (!rc && (q->put || known))
+				rc = meta_remote_uploaded(t->meta, q->name);
 		}
 	}
 	if (rc)

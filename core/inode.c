@@ -57,6 +57,9 @@ bool dcache_get(struct tally *t, uint64_t parent, const char *name,
 {
 	struct dentry_cache *d = &t->dcache[dcache_slot(parent, name)];
 
+	/* a shared store: other nodes change names; the store answers */
+	if (meta_shared(t->meta))
+		return false;
 	if (d->name && d->parent == parent && !strcmp(d->name, name)) {
 		*ino = d->ino;
 		return true;
@@ -68,8 +71,11 @@ void dcache_put(struct tally *t, uint64_t parent, const char *name,
 		uint64_t ino)
 {
 	struct dentry_cache *d = &t->dcache[dcache_slot(parent, name)];
-	char *copy = strdup(name);
+	char *copy;
 
+	if (meta_shared(t->meta))
+		return;
+	copy = strdup(name);
 	if (!copy)
 		return;
 	free(d->name);
@@ -197,6 +203,29 @@ int inode_get(struct tally *t, uint64_t ino, struct inode **out)
 			return -ENOMEM;
 		inode_insert(t, ip);
 	}
+	ip->refs++;
+	*out = ip;
+	return 0;
+}
+
+int inode_get_fresh(struct tally *t, uint64_t ino, struct inode **out)
+{
+	struct inode *ip = inode_find(t, ino);
+	struct meta_inode md;
+	int rc;
+
+	if (!ip || !meta_shared(t->meta) || ip->opens || ip->ndirty ||
+	    ip->flight_blocks || ip->nfailed || ip->freed)
+		return inode_get(t, ino, out);
+	rc = meta_inode_get(t->meta, ino, &md);
+	if (rc)
+		return rc;
+	ip->md = md;
+	ip->dsize = md.size;
+	ip->dalloc = md.alloc;
+	pthread_mutex_lock(&ip->mlock);
+	ip->map_loaded = false; /* read again at the next read */
+	pthread_mutex_unlock(&ip->mlock);
 	ip->refs++;
 	*out = ip;
 	return 0;
@@ -337,7 +366,7 @@ int tally_lookup(struct tally *t, uint64_t parent, const char *name,
 			goto out;
 		dcache_put(t, parent, name, ino);
 	}
-	rc = inode_get(t, ino, &ip);
+	rc = inode_get_fresh(t, ino, &ip);
 	if (rc)
 		goto out;
 	ip->nlookup++;
@@ -376,7 +405,7 @@ int tally_getattr(struct tally *t, uint64_t ino, struct stat *st)
 		return 0;
 	}
 	tally_lock(t);
-	rc = inode_get(t, ino, &ip);
+	rc = inode_get_fresh(t, ino, &ip);
 	if (!rc) {
 		inode_fill_stat(t, ip, st);
 		inode_put(t, ip);

@@ -308,6 +308,8 @@ int meta_protected_names(struct meta *m, int (*fn)(void *ctx, const char *name),
 void meta_set_self(struct meta *m, int64_t node)
 {
 	m->self = node;
+	if (m->pg)
+		meta_pg_set_node(m, node);
 }
 
 int meta_name_protected(struct meta *m, const char *name, bool moves,

@@ -197,6 +197,10 @@ void meta_pg_clear(struct meta_st *s);
 int meta_pg_exec(struct meta *m, const char *sql);
 bool meta_pg_in_txn(struct meta *m);
 void meta_pg_close(struct meta *m);
+/* This connection's node id (tally.node), for the triggers and queries
+ * that file rows under the node that made them; set again on every new
+ * connection. */
+void meta_pg_set_node(struct meta *m, int64_t node);
 const char *meta_pg_message(struct meta *m);
 
 /* The errno value of SQLite result code @rc (0 for OK, ROW and DONE). */

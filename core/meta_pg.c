@@ -63,6 +63,7 @@ struct meta_pg {
 			 on an older one are prepared again) */
 	unsigned serial;
 	unsigned retry_ms;
+	int64_t node;  /* tally.node of every connection */
 	char msg[512]; /* the last error */
 };
 
@@ -70,6 +71,10 @@ struct meta_pg {
 static const char *const pg_schema[] = {
 	"CREATE FUNCTION unixepoch() RETURNS bigint LANGUAGE sql STABLE"
 	" AS 'SELECT extract(epoch FROM now())::bigint';"
+	/* the node of the connection (meta_pg_set_node()), 0 if unset */
+	"CREATE FUNCTION tally_node() RETURNS bigint LANGUAGE sql STABLE"
+	" AS $$SELECT coalesce(nullif(current_setting('tally.node', true),"
+	" ''), '0')::bigint$$;"
 	"CREATE TABLE tally_store(app TEXT NOT NULL, format BIGINT NOT NULL,"
 	" created BIGINT NOT NULL);"
 	"CREATE TABLE config(key TEXT PRIMARY KEY, value BIGINT NOT NULL);"
@@ -128,7 +133,8 @@ static const char *const pg_schema[] = {
 	" duration_ms BIGINT NOT NULL);"
 	"CREATE TABLE shard_usage(shard BIGINT PRIMARY KEY,"
 	" objects BIGINT NOT NULL, bytes BIGINT NOT NULL);"
-	"CREATE TABLE remote_up(name TEXT PRIMARY KEY, seq BIGINT NOT NULL);"
+	"CREATE TABLE remote_up(name TEXT PRIMARY KEY, seq BIGINT NOT NULL,"
+	" node BIGINT NOT NULL DEFAULT 0);"
 	"CREATE INDEX remote_up_seq ON remote_up(seq);"
 	"CREATE TABLE remote_del(name TEXT PRIMARY KEY,"
 	" since BIGINT NOT NULL);"
@@ -181,9 +187,10 @@ static const char *const pg_schema[] = {
 	" WHERE key = 'evicted_bytes'; END IF; END IF;"
 	" IF TG_OP = 'INSERT' AND (SELECT value FROM config"
 	" WHERE key = 'remote') = 1 THEN"
-	" INSERT INTO remote_up(name, seq) VALUES (NEW.name, (SELECT value"
-	" FROM config WHERE key = 'durable_seq') + 1) ON CONFLICT(name)"
-	" DO UPDATE SET seq = excluded.seq;"
+	" INSERT INTO remote_up(name, seq, node) VALUES (NEW.name, (SELECT"
+	" value FROM config WHERE key = 'durable_seq') + 1, tally_node())"
+	" ON CONFLICT(name) DO UPDATE SET seq = excluded.seq,"
+	" node = excluded.node;"
 	" DELETE FROM remote_del WHERE name = NEW.name; END IF;"
 	" RETURN NULL; END $$;"
 	"CREATE TRIGGER objects_add_del AFTER INSERT OR DELETE ON objects"
@@ -288,11 +295,17 @@ static int64_t now_ms(void)
  * branching (meta_inode.c), which its statements need to prepare. */
 static int conn_setup(struct meta_pg *p)
 {
-	PGresult *res = PQexec(p->conn,
-			       "SET client_min_messages = warning;"
-			       "SET synchronous_commit = on;"
-			       "CREATE TEMP TABLE IF NOT EXISTS branch_map("
-			       "old BIGINT PRIMARY KEY, new BIGINT NOT NULL)");
+	char sql[512];
+	PGresult *res;
+
+	snprintf(sql, sizeof(sql),
+		 "SET client_min_messages = warning;"
+		 "SET synchronous_commit = on;"
+		 "SET tally.node = '%lld';"
+		 "CREATE TEMP TABLE IF NOT EXISTS branch_map("
+		 "old BIGINT PRIMARY KEY, new BIGINT NOT NULL)",
+		 (long long)p->node);
+	res = PQexec(p->conn, sql);
 	int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -EIO;
 
 	if (rc)
@@ -567,6 +580,15 @@ int meta_pg_exec(struct meta *m, const char *sql)
 	}
 	PQclear(res);
 	return rc;
+}
+
+void meta_pg_set_node(struct meta *m, int64_t node)
+{
+	char sql[64];
+
+	m->pg->node = node;
+	snprintf(sql, sizeof(sql), "SET tally.node = '%lld'", (long long)node);
+	meta_pg_exec(m, sql);
 }
 
 bool meta_pg_in_txn(struct meta *m)

@@ -148,6 +148,13 @@ static const char restored_sql[] =
 
 static const char *const remote_pg[R_COUNT] = {
 	[R_HAS_COLUMNS] = META_SQLITE_ONLY,
+	/* a shared store: the uploads this node queued, and those of nodes
+	 * whose session is gone (their copy may be here: a remount) */
+	[R_NEXT] = "SELECT q.name, q.seq, o.shard, o.size FROM remote_up q "
+		   "JOIN objects o ON o.name = q.name WHERE q.node = "
+		   "tally_node() OR NOT EXISTS (SELECT 1 FROM sessions s "
+		   "WHERE s.id = q.node AND s.expires >= unixepoch()) "
+		   "ORDER BY q.seq, q.name LIMIT ?1",
 };
 
 const struct meta_sql meta_remote_sql = { META_REMOTE, R_COUNT, remote_text,

@@ -1450,6 +1450,8 @@ int remote_new(struct tally *t, struct remote_opts *o, struct remote **out)
 	r->retry_max = o->retry_max > 0 ? o->retry_max : 30;
 	r->upload_delay = o->upload_delay >= 0 ? o->upload_delay
 					       : REMOTE_UPLOAD_DELAY;
+	if (tally_meta_shared(t))
+		r->upload_delay = 0; /* its queue holds stragglers only */
 	r->started = mono();
 	r->st.cache_size = r->cache_size;
 	pthread_mutex_init(&r->lock, NULL);
@@ -1945,7 +1947,8 @@ static int fetch_once(struct remote *r, struct s3 *s, uint32_t shard,
 			key, name);
 		return rc;
 	}
-	if (!rc)
+	/* a shared store's rows are every node's: no cache state there */
+	if (!rc && !tally_meta_shared(r->t))
 		rc = tally_meta_txn(r->t, cached_write, (void *)name);
 	if (!rc) {
 		pthread_mutex_lock(&r->lock);
@@ -1954,6 +1957,37 @@ static int fetch_once(struct remote *r, struct s3 *s, uint32_t shard,
 		pthread_mutex_unlock(&r->lock);
 	}
 	return rc;
+}
+
+static void sleep_s(double s)
+{
+	struct timespec ts = { (time_t)s, (long)((s - (time_t)s) * 1e9) };
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * A shared store: object @name is committed by another node and not in
+ * the bucket yet (objects reach it before their commit there, but a row
+ * from before may still be queued): wait for it, at most the remote
+ * timeout. 0 once the bucket has it, -ENOENT if its row went, -EIO.
+ */
+static int wait_in_bucket(struct remote *r, const char *name)
+{
+	double end =
+		mono() + (r->cfg.stall_timeout > 0 ? r->cfg.stall_timeout : 30);
+	int rc;
+
+	for (;;) {
+		struct state_ctx c = { name, { 0 } };
+
+		rc = tally_meta_read(r->t, state_read, &c);
+		if (rc || c.st.remote)
+			return rc;
+		if (mono() > end)
+			return -EIO;
+		sleep_s(0.1);
+	}
 }
 
 static int fetch_retried(struct remote *r, uint32_t shard, const char *name,
@@ -1966,6 +2000,10 @@ static int fetch_retried(struct remote *r, uint32_t shard, const char *name,
 
 	for (attempt = 0; s && buf && attempt < 5; attempt++) {
 		rc = fetch_once(r, s, shard, name, size, buf);
+		/* another node's object, still on its way to the bucket */
+		if (rc == -ENOENT && tally_meta_shared(r->t) &&
+		    wait_in_bucket(r, name) == 0 && attempt < 4)
+			continue;
 		if (rc != -EAGAIN && rc != -EIO)
 			break;
 		note_error(r, "fetch", s3_last_error(s));
@@ -2033,6 +2071,46 @@ int remote_fetch(struct remote *r, uint32_t shard, const char *name,
 		free(f);
 	pthread_mutex_unlock(&r->lock);
 	return rc;
+}
+
+int remote_ship(struct remote *r, uint32_t shard, const char *name,
+		uint64_t size)
+{
+	struct state_ctx c = { name, { 0 } };
+	struct job j = { .kind = JOB_UP, .shard = shard, .size = size };
+	struct s3 *s;
+	double delay = 0.25;
+	int rc = tally_meta_read(r->t, state_read, &c), attempt;
+
+	if (rc == 0 && c.st.remote)
+		return 0; /* a node shipped it before: its row says so */
+	if (rc && rc != -ENOENT)
+		return rc;
+	snprintf(j.name, sizeof(j.name), "%s", name);
+	s = conn_get(r);
+	if (!s)
+		return -ENOMEM;
+	for (attempt = 0; attempt < 5; attempt++) {
+		rc = run_upload(r, s, &j);
+		if (!rc || !j.server)
+			break;
+		note_error(r, "upload", s3_last_error(s));
+		if (attempt < 4) {
+			sleep_s(delay);
+			delay *= 2;
+		}
+	}
+	conn_put(r, s);
+	if (rc) {
+		log_msg(LOG_ERR, "remote: %s",
+			j.err[0] ? j.err : strerror(-rc));
+		return rc == -ESTALE ? -EIO : rc;
+	}
+	pthread_mutex_lock(&r->lock);
+	r->st.uploaded++;
+	r->st.bytes_uploaded += size;
+	pthread_mutex_unlock(&r->lock);
+	return 1;
 }
 
 /* ------------------------------------------------------------------ */

@@ -76,6 +76,16 @@ int remote_wait(struct remote *r, uint64_t seq, double timeout);
  * a few seconds. 0, -ENOENT (the bucket does not have it), -EBADMSG (it
  * holds other bytes), -EIO (unreachable), or the local error.
  */
+/*
+ * A shared store (meta=): put object @name (@size bytes, in @shard) into
+ * the bucket now, unless its row says the bucket has it; retried while
+ * the server fails, for a few seconds. The flush stream calls it, so that
+ * objects are in the bucket before the commit that names them (every node
+ * can fetch what any node committed). No lock held. 1 if it was put
+ * there now, 0 if its row says the bucket has it, or -errno.
+ */
+int remote_ship(struct remote *r, uint32_t shard, const char *name,
+		uint64_t size);
 int remote_fetch(struct remote *r, uint32_t shard, const char *name,
 		 uint64_t size);
 

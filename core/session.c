@@ -19,6 +19,11 @@
  * collected meanwhile writes them again, as the single-host pipeline
  * does).
  *
+ * A store directory (a node's cache) is held by one process at a time
+ * (its lock file): the session its last mount left (STORE/session holds
+ * its id) is dead once a new mount holds the directory, and goes at
+ * once rather than when it expires (a remount after a crash).
+ *
  * Whichever node holds the lease "cleanup" (a row, taken by a
  * conditional upsert, for one expiry) removes the sessions that expired
  * and what they held: their node reports.
@@ -47,9 +52,46 @@ static int64_t expiry(struct tally *t)
 	return t->heartbeat * SESSION_MISSED;
 }
 
+/* The session the last mount of this store directory left: its id, or
+ * 0. */
+static int64_t last_session(struct tally *t)
+{
+	char path[4096], buf[32] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/session", tally_store_path(t));
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	return strtoll(buf, NULL, 10);
+}
+
+/* Remember this mount's session in the store directory (best effort:
+ * without it, a crashed mount's session just expires). */
+static void note_session(struct tally *t)
+{
+	char path[4096], tmp[4100];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/session", tally_store_path(t));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (!f)
+		return;
+	fprintf(f, "%" PRId64 "\n", (int64_t)t->node_id);
+	if (fclose(f) == 0)
+		rename(tmp, path);
+	else
+		unlink(tmp);
+}
+
 /* Add this mount's session row (t->lock held). */
 static int session_add(struct tally *t, int64_t now)
 {
+	int64_t last = last_session(t);
 	char host[256];
 	int rc;
 
@@ -57,6 +99,9 @@ static int session_add(struct tally *t, int64_t now)
 		snprintf(host, sizeof(host), "unknown");
 	host[sizeof(host) - 1] = '\0';
 	rc = meta_begin(t->meta);
+	/* this directory's last mount, dead: we hold its lock now */
+	if (!rc && last && last != t->node_id)
+		rc = meta_session_remove(t->meta, last);
 	/* the embedded engine's node after a crash: its old row goes */
 	if (!rc)
 		rc = meta_session_remove(t->meta, t->node_id);
@@ -64,8 +109,10 @@ static int session_add(struct tally *t, int64_t now)
 		rc = meta_session_add(t->meta, t->node_id, host,
 				      (int64_t)getpid(), now, now + expiry(t));
 	rc = tally_txn_end(t, rc);
-	if (!rc)
+	if (!rc) {
 		t->last_beat = now;
+		note_session(t);
+	}
 	return rc;
 }
 

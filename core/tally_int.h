@@ -163,6 +163,9 @@ struct pending {
 	uint32_t len;
 	uint32_t shard;
 	bool hole, created, shared;
+	/* a shared store: in the bucket before the commit (put there by
+	 * this flush, or found there by its row) */
+	bool shipped, put;
 	char name[OBJNAME_MAX];
 	const char *buf; /* the flush's buffer, NULL for a share */
 };
@@ -208,6 +211,13 @@ void inode_destroy(struct tally *t, struct inode *ip);
 struct inode *inode_alloc(const struct meta_inode *md);
 void inode_insert(struct tally *t, struct inode *ip);
 int inode_get(struct tally *t, uint64_t ino, struct inode **out);
+/*
+ * The same, and with a shared store the row read again when this node
+ * has nothing pending on the inode (no open file, no dirty, in-flight or
+ * parked data): what other nodes committed, for lookups, getattr and
+ * first opens (close-to-open). t->lock held.
+ */
+int inode_get_fresh(struct tally *t, uint64_t ino, struct inode **out);
 void inode_put(struct tally *t, struct inode *ip);
 void inode_fill_stat(struct tally *t, const struct inode *ip, struct stat *st);
 void inode_virtual_stat(struct tally *t, uint64_t ino, struct stat *st);

@@ -46,8 +46,11 @@
 # TERM exit, unless they are trapped already). With tests/scenario/lib.sh,
 # source that one first: its cleanup then runs after pg_cleanup, with the
 # script's exit status. A caller that sets its own EXIT trap afterwards
-# must call pg_cleanup from it. The server is not our child (pg_ctl puts
-# it in a session of its own), so nothing else would stop it: as a last
+# must call pg_cleanup from it. PG_BEFORE_STOP, if set, is a command the
+# EXIT trap runs before it stops the server (daemons_down of
+# tests/scenario/lib.sh: mounts whose metadata is in the cluster). The
+# server is not our child (pg_ctl puts it in a session of its own), so
+# nothing else would stop it: as a last
 # resort, pg_start leaves a watchdog, a subshell in a process group of its
 # own (meson's timeout kills the test's group: SIGTERM, then SIGKILL half a
 # second later), which runs pg_cleanup within a second or two once the
@@ -436,6 +439,8 @@ pg__on_exit() {
 	local rc=$?
 
 	set +e
+	# clients that must go while the server is still up (mounts)
+	[[ -n ${PG_BEFORE_STOP:-} ]] && eval "$PG_BEFORE_STOP"
 	pg_cleanup
 	if [[ -n $PG__PREV_EXIT ]]; then
 		# the previous trap sees the script's exit status in $?

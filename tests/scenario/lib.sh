@@ -109,12 +109,13 @@ wait_threads_gone() {
 	return 1
 }
 
-cleanup() {
-	local rc=$? m pid
+# daemons_down: unmount every mount of ours and see every daemon gone
+# (kill -9 after 10 s). cleanup does it first; a scenario whose daemons
+# need a server that an earlier EXIT trap stops (PostgreSQL) puts it in
+# front of that trap.
+daemons_down() {
+	local m pid
 
-	set +e
-	trap - EXIT INT TERM HUP
-	[[ -n ${WATCHDOG_PID:-} ]] && kill "$WATCHDOG_PID" 2>/dev/null
 	# newest first, each daemon gone before the mount below it goes: a
 	# daemon whose store is on another mount of ours keeps files open
 	# on it until it has exited
@@ -136,6 +137,15 @@ cleanup() {
 	for m in $(mounts_under_tmp); do
 		timeout 10 umount -l "$m" 2>/dev/null
 	done
+}
+
+cleanup() {
+	local rc=$?
+
+	set +e
+	trap - EXIT INT TERM HUP
+	[[ -n ${WATCHDOG_PID:-} ]] && kill "$WATCHDOG_PID" 2>/dev/null
+	daemons_down
 	if ((rc != 0)) && [[ -z ${SCN_FAILED:-} ]]; then
 		echo "FAIL [$SCN_NAME]: a command failed (exit $rc) inside a" \
 			"helper; see the messages above" >&2
