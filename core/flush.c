@@ -568,21 +568,36 @@ static void finalize_group(struct tally *t, struct flush **g, size_t n)
 {
 	uint64_t alloc[GROUP_MAX];
 	bool parked[GROUP_MAX];
+	unsigned attempt = 0;
 	size_t i;
 	int rc;
 
 	tally_lock(t);
-	rc = meta_begin(t->meta);
-	for (i = 0; i < n && !rc; i++) {
-		alloc[i] = 0;
-		if (g[i]->err || g[i]->ip->freed || g[i]->ip->nfailed)
-			continue;
-		rc = flush_apply(t, g[i], &alloc[i]);
+	for (;;) {
+		rc = meta_begin(t->meta);
+		for (i = 0; i < n && !rc; i++) {
+			alloc[i] = 0;
+			if (g[i]->err || g[i]->ip->freed || g[i]->ip->nfailed)
+				continue;
+			rc = flush_apply(t, g[i], &alloc[i]);
+		}
+		/* a shared store: every commit is durable, and one row
+		 * that every node's commits wrote would serialise them */
+		if (!rc && !tally_meta_shared(t))
+			rc = meta_config_set(t->meta, "durable_seq",
+					     (int64_t)g[n - 1]->seq);
+		rc = tally_txn_end(t, rc);
+		if (rc != -EDEADLK)
+			break;
+		/* a shared store's transaction that may pass: again (the
+		 * apply changes nothing in memory) */
+		tally_unlock(t);
+		if (!tally_retry(t, &rc, &attempt)) {
+			tally_lock(t);
+			break;
+		}
+		tally_lock(t);
 	}
-	if (!rc)
-		rc = meta_config_set(t->meta, "durable_seq",
-				     (int64_t)g[n - 1]->seq);
-	rc = tally_txn_end(t, rc);
 	for (i = 0; i < n; i++) {
 		struct flush *f = g[i];
 

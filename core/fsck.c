@@ -199,6 +199,16 @@ static int check_file(void *arg, const char *name, off_t size)
 	if (f->nprot &&
 	    bsearch(name, f->prot, f->nprot, sizeof(*f->prot), cmp_name))
 		return 0;
+	/* a shared store's directory is this node's cache: another node
+	 * deleted the row, the bucket was the object's home */
+	if (meta_shared(f->s->meta)) {
+		f->res->cache_stale++;
+		sayf(f,
+		     "stale copy: object file '%s' in shard %u, whose row "
+		     "went",
+		     name, f->shard);
+		return meta_objlist_add(&f->dead, 0, f->shard, name);
+	}
 	f->res->orphans++;
 	sayf(f,
 	     "orphan: object file '%s' in shard %u is not in the object "

@@ -19,6 +19,8 @@ struct fsck_result {
 	uint64_t drift_over;  /* stored count > truth (a leak) */
 	uint64_t dangling;    /* references to a missing object */
 	uint64_t orphans;     /* object files nothing knows */
+	uint64_t cache_stale; /* a shared store: local copies of objects
+				 whose rows went (not a problem) */
 	uint64_t ghosts;      /* ghost stubs (not a problem) */
 	uint64_t ghost_drift; /* ghost counts or shard names that are wrong */
 	uint64_t unreachable; /* shards that could not be checked */

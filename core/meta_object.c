@@ -55,8 +55,12 @@ static const char *const object_text[O_COUNT] = {
 			"UPDATE SET obj = excluded.obj, shard = excluded.shard",
 	[O_BLOCK_DEL] = "DELETE FROM blocks WHERE ino = ?1 AND idx = ?2",
 	[O_OBJ_FIND] = "SELECT id FROM objects WHERE name = ?1",
+	/* an upsert: another mount of a shared store may insert the same
+	 * object between the lookup and this */
 	[O_OBJ_INSERT] = "INSERT INTO objects(name, shard, size, refcount) "
-			 "VALUES (?1, ?2, ?3, 1) RETURNING id",
+			 "VALUES (?1, ?2, ?3, 1) ON CONFLICT(name) DO UPDATE "
+			 "SET refcount = objects.refcount + 1 "
+			 "RETURNING id, shard",
 	[O_OBJ_ADD] = "UPDATE objects SET refcount = refcount + ?2 "
 		      "WHERE id = ?1 RETURNING refcount, name, shard",
 	[O_OBJ_GET] = "SELECT refcount, name, shard FROM objects WHERE id = ?1",
@@ -387,9 +391,15 @@ int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx, const char *name,
 			meta_bind_text(s, 1, name);
 			meta_bind_int(s, 2, shard);
 			meta_bind_int(s, 3, size);
-			rc = meta_int(m, s, &id, "object insert");
-			if (rc == -ENOENT)
-				rc = -EIO;
+			rc = meta_step(m, s, "object insert");
+			if (rc == 1) {
+				id = meta_col_int(s, 0);
+				shard = (uint32_t)meta_col_int(s, 1);
+				meta_reset(s);
+				rc = 0;
+			} else if (rc == 0) {
+				rc = meta_no_row("object insert");
+			}
 		}
 		if (!rc)
 			rc = stmt_pair(m, O_BLOCK_PUT, (int64_t)ino,

@@ -26,9 +26,10 @@
  * connection under a name of their own, results in text format (bytea in
  * hex, decoded by meta_stmt.c). A connection found broken is opened
  * again (with backoff, for at most the retry time); a statement outside
- * a transaction then runs again, one inside fails with -EIO (the
- * transaction is gone: nothing of it was committed) and the next
- * transaction starts on the new connection.
+ * a transaction then runs again, one inside fails with -EDEADLK (the
+ * transaction is gone: nothing of it was committed), as a serialization
+ * failure or a deadlock does: the caller runs the transaction again
+ * (tally_retry()), and its BEGIN reconnects. After the retry time, -EIO.
  *
  * Errors are told by SQLSTATE, never by message text.
  *
@@ -254,7 +255,7 @@ static int state_errno(const char *state)
 	if (!strncmp(state, "23", 2)) /* integrity constraint violation */
 		return -EEXIST;
 	if (!strcmp(state, "40001") || !strcmp(state, "40P01"))
-		return -EAGAIN; /* serialization failure, deadlock: retry */
+		return -EDEADLK; /* serialization failure, deadlock: retry */
 	if (!strcmp(state, "53100"))
 		return -ENOSPC;
 	if (!strcmp(state, "53200"))
@@ -491,6 +492,9 @@ int meta_pg_prepare(struct meta *m, struct meta_st *s, const char *text,
 		}
 		rc = state_errno(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
 				     : NULL);
+		/* the transaction went with the connection: retry it */
+		if (conn_lost(p, res))
+			rc = -EDEADLK;
 		if (!quiet)
 			log_msg(LOG_ERR, "cannot prepare '%s': %s", s->pgtext,
 				p->msg);
@@ -549,11 +553,14 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 				return rc;
 			continue;
 		}
-		log_msg(LOG_ERR, "metadata %s failed: %s", what, p->msg);
 		i = state_errno(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
 				    : NULL);
+		/* a deadlock or a serialization failure is run again */
+		log_msg(i == -EDEADLK ? LOG_INFO : LOG_ERR,
+			"metadata %s failed: %s", what, p->msg);
+		/* the transaction went with the connection: retry it */
 		if (conn_lost(p, res))
-			i = -EIO;
+			i = -EDEADLK;
 		PQclear(res);
 		return i;
 	}

@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -136,6 +137,29 @@ int tally_txn_sync(struct tally *t)
 	}
 	reap_dead(t->meta, t->objs);
 	return 0;
+}
+
+bool tally_retry(struct tally *t, int *rc, unsigned *attempt)
+{
+	struct timespec ts;
+	long ms;
+
+	(void)t;
+	if (*rc != -EDEADLK)
+		return false;
+	if (++*attempt > TALLY_RETRIES) {
+		log_msg(LOG_ERR, "a transaction failed %u times: giving up",
+			TALLY_RETRIES);
+		*rc = -EIO;
+		return false;
+	}
+	/* 10 ms, doubling to 1 s, with jitter: nodes that collided part */
+	ms = 10L << (*attempt < 7 ? *attempt - 1 : 6);
+	ms += random() % (ms / 2 + 1);
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000;
+	nanosleep(&ts, NULL);
+	return true;
 }
 
 int tally_meta_sync(struct tally *t)

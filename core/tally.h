@@ -320,6 +320,16 @@ struct remote *tally_remote(struct tally *t);
 const char *tally_store_path(struct tally *t);
 /* Whether the metadata is in a shared engine (PostgreSQL): fixed at open,
  * no lock needed. */
+/*
+ * A transaction of a shared store failed for a reason that passes (a
+ * serialization failure, a deadlock, the connection lost): -EDEADLK from
+ * the metadata. If *@rc is that, wait a little (backoff with jitter) and
+ * return true: the caller runs the whole operation again (operations
+ * change nothing in memory before their commit). After TALLY_RETRIES
+ * attempts *@rc becomes -EIO. No lock held.
+ */
+#define TALLY_RETRIES 10
+bool tally_retry(struct tally *t, int *rc, unsigned *attempt);
 bool tally_meta_shared(struct tally *t);
 /* Whether tally_close() has begun: long jobs (rebalance, sweep) stop
  * between two of their steps, to be resumed by running them again. */

@@ -176,6 +176,7 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 {
 	struct tally *t = fs_of(req)->t;
 	struct stat st;
+	unsigned n = 0;
 	int flags = 0, rc;
 
 	(void)fi;
@@ -197,7 +198,9 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		flags |= TALLY_SET_MTIME_NOW;
 	if (to_set & FUSE_SET_ATTR_CTIME)
 		flags |= TALLY_SET_CTIME;
-	rc = tally_setattr(t, ino, attr, flags, &st);
+	do
+		rc = tally_setattr(t, ino, attr, flags, &st);
+	while (tally_retry(t, &rc, &n));
 	if (!rc && ino >= TALLY_CTLDIR_INO && ino <= TALLY_STATUS_INO)
 		rc = tally_getattr(t, ino, &st);
 	reply_attr(req, rc, &st);
@@ -228,8 +231,13 @@ static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	struct tally_ctx c = ctx_of(req);
 	struct stat st;
-	int rc = tally_mknod(fs_of(req)->t, &c, parent, name, mode, rdev, &st);
+	unsigned n = 0;
+	int rc;
 
+	do
+		rc = tally_mknod(fs_of(req)->t, &c, parent, name, mode, rdev,
+				 &st);
+	while (tally_retry(fs_of(req)->t, &rc, &n));
 	reply_entry(req, rc, &st);
 }
 
@@ -238,8 +246,12 @@ static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	struct tally_ctx c = ctx_of(req);
 	struct stat st;
-	int rc = tally_mkdir(fs_of(req)->t, &c, parent, name, mode, &st);
+	unsigned n = 0;
+	int rc;
 
+	do
+		rc = tally_mkdir(fs_of(req)->t, &c, parent, name, mode, &st);
+	while (tally_retry(fs_of(req)->t, &rc, &n));
 	reply_entry(req, rc, &st);
 }
 
@@ -248,35 +260,61 @@ static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 {
 	struct tally_ctx c = ctx_of(req);
 	struct stat st;
-	int rc = tally_symlink(fs_of(req)->t, &c, parent, name, link, &st);
+	unsigned n = 0;
+	int rc;
 
+	do
+		rc = tally_symlink(fs_of(req)->t, &c, parent, name, link, &st);
+	while (tally_retry(fs_of(req)->t, &rc, &n));
 	reply_entry(req, rc, &st);
 }
 
 static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	fuse_reply_err(req, -tally_unlink(fs_of(req)->t, parent, name));
+	unsigned n = 0;
+	int rc;
+
+	do
+		rc = tally_unlink(fs_of(req)->t, parent, name);
+	while (tally_retry(fs_of(req)->t, &rc, &n));
+	fuse_reply_err(req, -rc);
 }
 
 static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	fuse_reply_err(req, -tally_rmdir(fs_of(req)->t, parent, name));
+	unsigned n = 0;
+	int rc;
+
+	do
+		rc = tally_rmdir(fs_of(req)->t, parent, name);
+	while (tally_retry(fs_of(req)->t, &rc, &n));
+	fuse_reply_err(req, -rc);
 }
 
 static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 			 fuse_ino_t newparent, const char *newname,
 			 unsigned int flags)
 {
-	fuse_reply_err(req, -tally_rename(fs_of(req)->t, parent, name,
-					  newparent, newname, flags));
+	unsigned n = 0;
+	int rc;
+
+	do
+		rc = tally_rename(fs_of(req)->t, parent, name, newparent,
+				  newname, flags);
+	while (tally_retry(fs_of(req)->t, &rc, &n));
+	fuse_reply_err(req, -rc);
 }
 
 static void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		       const char *newname)
 {
 	struct stat st;
-	int rc = tally_link(fs_of(req)->t, ino, newparent, newname, &st);
+	unsigned n = 0;
+	int rc;
 
+	do
+		rc = tally_link(fs_of(req)->t, ino, newparent, newname, &st);
+	while (tally_retry(fs_of(req)->t, &rc, &n));
 	reply_entry(req, rc, &st);
 }
 
@@ -336,11 +374,14 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct tally *t = fs_of(req)->t;
 	struct tally_ctx c = ctx_of(req);
 	struct fuse_entry_param e;
+	unsigned n = 0;
 	int rc;
 
 	memset(&e, 0, sizeof(e));
-	rc = tally_mknod(t, &c, parent, name, S_IFREG | (mode & 07777), 0,
-			 &e.attr);
+	do
+		rc = tally_mknod(t, &c, parent, name, S_IFREG | (mode & 07777),
+				 0, &e.attr);
+	while (tally_retry(t, &rc, &n));
 	if (!rc) {
 		rc = tally_open_file(t, e.attr.st_ino, fi->flags);
 		if (rc)
@@ -556,7 +597,9 @@ static void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in,
 				  struct fuse_file_info *fi_out, size_t len,
 				  int flags)
 {
+	unsigned tries = 0;
 	ssize_t n;
+	int rc;
 
 	(void)fi_in;
 	(void)fi_out;
@@ -564,10 +607,13 @@ static void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	n = tally_copy_range(fs_of(req)->t, ino_in, off_in, ino_out, off_out,
-			     len);
-	if (n < 0)
-		fuse_reply_err(req, (int)-n);
+	do {
+		n = tally_copy_range(fs_of(req)->t, ino_in, off_in, ino_out,
+				     off_out, len);
+		rc = n < 0 ? (int)n : 0;
+	} while (tally_retry(fs_of(req)->t, &rc, &tries));
+	if (rc)
+		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_write(req, (size_t)n);
 }
@@ -684,8 +730,14 @@ static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			   const char *value, size_t size, int flags)
 {
-	fuse_reply_err(req, -tally_setxattr(fs_of(req)->t, ino, name, value,
-					    size, flags));
+	unsigned n = 0;
+	int rc;
+
+	do
+		rc = tally_setxattr(fs_of(req)->t, ino, name, value, size,
+				    flags);
+	while (tally_retry(fs_of(req)->t, &rc, &n));
+	fuse_reply_err(req, -rc);
 }
 
 static void reply_xattr(fuse_req_t req, ssize_t n, const char *buf, size_t size)
@@ -729,7 +781,13 @@ static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	fuse_reply_err(req, -tally_removexattr(fs_of(req)->t, ino, name));
+	unsigned n = 0;
+	int rc;
+
+	do
+		rc = tally_removexattr(fs_of(req)->t, ino, name);
+	while (tally_retry(fs_of(req)->t, &rc, &n));
+	fuse_reply_err(req, -rc);
 }
 
 const struct fuse_lowlevel_ops fs_ops = {

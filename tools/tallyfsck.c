@@ -266,6 +266,9 @@ int main(int argc, char **argv)
 	       (unsigned long long)res.corrupt,
 	       (unsigned long long)res.remote_only,
 	       (unsigned long long)res.queued_missing);
+	if (meta)
+		printf("cache_stale: %llu\n",
+		       (unsigned long long)res.cache_stale);
 	if (endpoint)
 		printf("bucket_keys: %llu\nbucket_missing: %llu\n"
 		       "bucket_orphans: %llu\n",

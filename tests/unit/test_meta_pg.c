@@ -347,11 +347,12 @@ Test(meta_pg, a_lost_connection_is_opened_again)
 	drop_connections();
 	cr_assert_eq(meta_inode_get(m, 1, &in), 0);
 	cr_assert_eq(meta_config_get(m, "block_size", &v), 0);
-	/* a transaction it breaks fails, nothing of it committed... */
+	/* a transaction it breaks fails, to be run again (-EDEADLK, as a
+	 * deadlock), nothing of it committed... */
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_config_set(m, "probe", 1), 0);
 	drop_connections();
-	cr_assert_eq(meta_config_set(m, "probe", 2), -EIO);
+	cr_assert_eq(meta_config_set(m, "probe", 2), -EDEADLK);
 	meta_rollback(m);
 	cr_assert_eq(meta_config_get(m, "probe", &v), -ENOENT);
 	/* ...and the next one runs on a new connection */
