@@ -120,9 +120,10 @@ static int check_one(void *arg, const struct meta_check *c)
 	if (objstore_stat(f->s->objs, c->shard, c->name, &size) < 0) {
 		struct meta_remote_state rs;
 
-		/* evicted: the bucket of the remote tier holds it */
+		/* evicted, or (a shared store) never fetched to this
+		 * node's cache: the bucket of the remote tier holds it */
 		if (meta_remote_state(f->s->meta, c->name, &rs) == 0 &&
-		    rs.remote && !rs.cached) {
+		    rs.remote && (!rs.cached || meta_shared(f->s->meta))) {
 			f->res->remote_only++;
 		} else if (c->truth > 0 &&
 			   meta_remote_queued(f->s->meta, c->name) == 1) {

@@ -76,13 +76,15 @@ ln "$(mnt a)/ns/src" "$(mnt a)/ns2/dst"
 obj=$(objects_of "$(mnt a)/ns2/dst")
 obj=${obj%%@*} # NAME@SHARD
 [[ $obj =~ ^[0-9a-f]{32} ]] || fail "no object name for ns2/dst: '$obj'"
+# refs_are N PATH: wait_for's test (evaluated at each try)
+refs_are() { [[ $(refs "$2") == "$1" ]]; }
 for n in a b c; do
-	wait_for 5 test "$(refs "$(mnt "$n")/ns2/dst")" = 2 ||
+	wait_for 5 refs_are 2 "$(mnt "$n")/ns2/dst" ||
 		fail "node $n: refs of the linked file $(refs "$(mnt "$n")/ns2/dst"), want 2"
 done
 rm "$(mnt b)/ns/src"
 for n in a b c; do
-	wait_for 5 test "$(refs "$(mnt "$n")/ns2/dst")" = 1 ||
+	wait_for 5 refs_are 1 "$(mnt "$n")/ns2/dst" ||
 		fail "node $n: refs after rm on B $(refs "$(mnt "$n")/ns2/dst"), want 1"
 	T cmp "$TMP/small" "$(mnt "$n")/ns2/dst" || fail "node $n: ns2/dst"
 done
@@ -143,3 +145,90 @@ FSCK_OUT=$(T "$TALLYFSCK" -o "meta=$PG_URI,remote_endpoint=$S3_ENDPOINT" \
 	"$TMP/cache_b" 2>&1) || true
 grep -q '^bucket_missing: 0$' <<<"$FSCK_OUT" ||
 	fail "objects missing from the bucket: $FSCK_OUT"
+
+# tolerant NODE SECONDS: writes and reads that may fail with EIO (and
+# nothing else) while the database restarts; what was written reads back
+tolerant() {
+	local n=$1 end=$((SECONDS + $2)) i=0 m
+
+	m=$(mnt "$n")
+	mkdir -p "$m/ns/t_$n" 2>>"$TMP/tol_$n.err"
+	while ((SECONDS < end)); do
+		i=$((i + 1))
+		if cp "$TMP/seed$((i % 3))" "$m/ns/t_$n/f$i" 2>>"$TMP/tol_$n.err"; then
+			echo "f$i $((i % 3))" >>"$TMP/tol_$n.ok"
+		fi
+		ls "$m/ns/t_$n" >/dev/null 2>>"$TMP/tol_$n.err"
+	done
+}
+
+log "PostgreSQL restarted (fast) under load: EIO or retried, the mounts go on"
+for n in a b; do mount_node "$n"; done
+pids=()
+for n in a b; do
+	: >"$TMP/tol_$n.err"
+	: >"$TMP/tol_$n.ok"
+	tolerant "$n" 10 &
+	pids+=($!)
+done
+sleep 3
+pg_restart fast || fail "pg_restart"
+for p in "${pids[@]}"; do wait "$p"; done
+for n in a b; do
+	if grep -v 'Input/output error' "$TMP/tol_$n.err" | grep -q .; then
+		fail "node $n: errors other than EIO: $(head -3 "$TMP/tol_$n.err")"
+	fi
+	[[ -s $TMP/tol_$n.ok ]] || fail "node $n wrote nothing"
+	while read -r f s; do
+		T cmp "$TMP/seed$s" "$(mnt "$n")/ns/t_$n/$f" ||
+			fail "node $n: $f, written while the database restarted"
+	done <"$TMP/tol_$n.ok"
+	log "node $n: $(wc -l <"$TMP/tol_$n.ok") files written," \
+		"$(grep -c . "$TMP/tol_$n.err") errors (EIO)"
+done
+# no remount: both go on
+echo after >"$(mnt a)/ns/after" || fail "node a after the restart"
+wait_for 5 grep -qx after "$(mnt b)/ns/after" ||
+	fail "node b does not read what a wrote after the restart"
+
+log "kill -9 of node C mid-flush: the others go on, its session expires"
+mount_node c
+T head -c $((8 * MIB)) /dev/urandom >"$TMP/big"
+dd if="$TMP/big" of="$(mnt c)/ns/big" bs=1M 2>/dev/null &
+ddpid=$!
+sleep 0.3
+kill9_fs "$(mnt c)"
+wait "$ddpid" 2>/dev/null || true
+echo still >"$(mnt b)/ns/still" || fail "node b after the kill"
+T cmp "$TMP/data" "$(mnt a)/ns/renamed" || fail "node a after the kill"
+nodes_seen() { status_get nodes "$(mnt a)" | python3 -c '
+import json, sys
+print(len(json.load(sys.stdin)))'; }
+two_nodes() { [[ $(nodes_seen) == 2 ]]; }
+wait_for 20 two_nodes ||
+	fail "the killed node's session did not expire: $(nodes_seen) nodes"
+
+log "min_nodes_reporting=3 with two nodes: GC collects nothing"
+umount_fs "$(mnt a)"
+mount_node a -o min_nodes_reporting=3
+report=$(ctl_report "gc grace=0" "$(mnt a)") || fail "gc failed"
+assert_match "gc blocked" $'blocked: yes\n' "$report"
+assert_match "gc collects nothing" $'collected: 0\n' "$report"
+umount_fs "$(mnt a)"
+mount_node a
+
+log "what the killed node leaked goes only after the grace period"
+report=$(ctl_report "gc" "$(mnt a)") || fail "gc failed"
+assert_match "gc with its grace collects nothing" $'collected: 0\n' "$report"
+assert_match "gc with its grace deletes no key" 'remote_queued: 0$' "$report"
+report=$(ctl_report "gc grace=0" "$(mnt a)") || fail "gc grace=0 failed"
+assert_match "gc lists the whole bucket" $'remote_listing: whole\n' "$report"
+log "$(grep -E '^(collected|remote_unreferenced|remote_queued):' <<<"$report" |
+	tr '\n' ' ')"
+# the keys queued go after remote_delete_delay (2 s)
+sleep 4
+for n in a b; do umount_fs "$(mnt "$n")"; done
+FSCK_OUT=$(T "$TALLYFSCK" -o "meta=$PG_URI,remote_endpoint=$S3_ENDPOINT" \
+	"$TMP/cache_a" 2>&1) || fail "tallyfsck after the kill: $FSCK_OUT"
+assert_match "no key of the bucket is missing" $'bucket_missing: 0\n' "$FSCK_OUT"
+assert_match "no key of the bucket is left over" $'bucket_orphans: 0\n' "$FSCK_OUT"
