@@ -783,6 +783,7 @@ static void ctl_run(struct ctl_job *j)
 				"\npreserved: %" PRIu64
 				"\nstale_nodes: %" PRIu64
 				"\nnodes_reporting: %" PRIu64
+				"\nnodes_unreported: %" PRIu64
 				"\ndrift: %" PRIu64 "\ndrift_under: %" PRIu64
 				"\ndrift_over: %" PRIu64 "\nblocked: %s"
 				"\ngrace: %" PRId64 "\nlongest_hold_ms: %.1f"
@@ -790,8 +791,9 @@ static void ctl_run(struct ctl_job *j)
 				r.dry_run ? "yes" : "no", r.checked, r.live,
 				r.unreferenced, r.collected, r.bytes_freed,
 				r.preserved, r.stale_nodes, r.nodes_reporting,
-				r.drift_under + r.drift_over, r.drift_under,
-				r.drift_over, r.blocked ? "yes" : "no",
+				r.unreported, r.drift_under + r.drift_over,
+				r.drift_under, r.drift_over,
+				r.blocked ? "yes" : "no",
 				cmd->grace < 0 ? (int64_t)GC_DEFAULT_GRACE
 					       : cmd->grace,
 				r.longest_hold_ms, r.duration_ms);

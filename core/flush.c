@@ -564,17 +564,44 @@ static void flush_discard_objects(struct tally *t, struct flush *f)
 }
 
 /* Commit a group of consecutive ready flushes in one transaction. */
+/* Ship the objects of the flushes of @g again (a shared store whose
+ * session was lost; no lock held): a flush that cannot fails. */
+static void reship(struct tally *t, struct flush **g, size_t n)
+{
+	size_t i, k;
+
+	for (i = 0; i < n && t->remote; i++) {
+		for (k = 0; k < g[i]->np && !g[i]->err; k++) {
+			struct pending *q = &g[i]->p[k];
+			int rc;
+
+			if (q->hole || q->shared)
+				continue;
+			rc = remote_ship(t->remote, q->shard, q->name, q->len);
+			if (rc < 0)
+				g[i]->err = rc;
+			q->shipped = rc >= 0;
+			q->put = rc == 1;
+		}
+	}
+}
+
 static void finalize_group(struct tally *t, struct flush **g, size_t n)
 {
 	uint64_t alloc[GROUP_MAX];
 	bool parked[GROUP_MAX];
 	unsigned attempt = 0;
+	bool reshipped = false;
 	size_t i;
 	int rc;
 
 	tally_lock(t);
 	for (;;) {
 		rc = meta_begin(t->meta);
+		/* a shared store: this node's session holds until the
+		 * commit (what a prune took for dead ships again first) */
+		if (!rc && tally_meta_shared(t))
+			rc = meta_session_hold(t->meta, t->node_id);
 		for (i = 0; i < n && !rc; i++) {
 			alloc[i] = 0;
 			if (g[i]->err || g[i]->ip->freed || g[i]->ip->nfailed)
@@ -587,6 +614,19 @@ static void finalize_group(struct tally *t, struct flush **g, size_t n)
 			rc = meta_config_set(t->meta, "durable_seq",
 					     (int64_t)g[n - 1]->seq);
 		rc = tally_txn_end(t, rc);
+		if (rc == -ESTALE && !reshipped) {
+			/* GC took this node for dead (its report too old) and
+			 * may have collected what it shipped: a new session,
+			 * the objects shipped again, then the commit */
+			reshipped = true;
+			rc = session_renew(t);
+			tally_unlock(t);
+			if (!rc)
+				reship(t, g, n);
+			tally_lock(t);
+			if (!rc)
+				continue;
+		}
 		if (rc != -EDEADLK)
 			break;
 		/* a shared store's transaction that may pass: again (the

@@ -604,6 +604,10 @@ static int start_batch(struct cycle *c, struct meta *m)
 				      &c->r->stale_nodes);
 	if (!rc)
 		rc = meta_nodes_count(m, &c->r->nodes_reporting);
+	/* a node of a shared store that has not reported yet may have
+	 * objects in flight that nothing else protects */
+	if (!rc)
+		rc = meta_sessions_unreported(m, &c->r->unreported);
 	if (!rc)
 		rc = meta_protected_names(m, add_name, c);
 	return rc;
@@ -663,6 +667,13 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 			"gc: %" PRIu64 " node(s) reported, %u "
 			"needed: nothing is collected",
 			r->nodes_reporting, min_nodes);
+	}
+	if (r->unreported) {
+		r->blocked = true;
+		log_msg(LOG_WARNING,
+			"gc: %" PRIu64 " node(s) have not reported yet: "
+			"nothing is collected",
+			r->unreported);
 	}
 	if (c.live.n)
 		qsort(c.live.v, c.live.n, sizeof(*c.live.v), cmp_name);

@@ -43,7 +43,8 @@ struct gc_report {
 	uint64_t bytes_freed;
 	uint64_t drift_under, drift_over; /* stored count < / > truth */
 	uint64_t nodes_reporting, stale_nodes;
-	bool blocked; /* fewer nodes reported than min_nodes_reporting */
+	uint64_t unreported; /* live sessions without a report: blocks */
+	bool blocked;	     /* fewer nodes reported than min_nodes_reporting */
 	double duration_ms;
 	double longest_hold_ms;	 /* of the metadata lock, by the cycle */
 	struct gc_remote remote; /* the bucket's keys (a remote tier) */

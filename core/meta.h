@@ -325,6 +325,15 @@ int meta_session_add(struct meta *m, int64_t id, const char *host, int64_t pid,
 		     int64_t now, int64_t expires);
 /* -ENOENT if the session is gone (expired and cleaned up by another). */
 int meta_session_beat(struct meta *m, int64_t id, int64_t now, int64_t expires);
+/*
+ * In a transaction: session @id exists, and (a shared store) stays until
+ * the commit (FOR SHARE: a prune or a cleanup waits). -ESTALE if it is
+ * gone: the node must register again and ship again what it had in
+ * flight before it commits.
+ */
+int meta_session_hold(struct meta *m, int64_t id);
+/* Sessions without a node report: nodes whose active set is unknown. */
+int meta_sessions_unreported(struct meta *m, uint64_t *n);
 /* Remove session @id and its node report. */
 int meta_session_remove(struct meta *m, int64_t id);
 /* Every session, oldest first; a nonzero return of @fn stops the scan. */

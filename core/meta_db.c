@@ -597,6 +597,14 @@ int meta_commit(struct meta *m)
 		rc = meta_stmt(m, &meta_db_sql, D_COMMIT, &s);
 		if (!rc)
 			rc = meta_run(m, s, "commit");
+		/* a COMMIT cut off with the connection may have committed:
+		 * not run again (that could do it twice), an error */
+		if (rc == -EDEADLK && meta_pg_lost(m)) {
+			log_msg(LOG_ERR,
+				"metadata commit: the connection was "
+				"lost; whether it committed is unknown");
+			rc = -EIO;
+		}
 	}
 	if (rc)
 		m->dead.n = ndead; /* nothing of it was deleted */

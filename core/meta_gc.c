@@ -28,6 +28,7 @@ enum {
 	G_NODE_CLEAR,
 	G_NODE_NAME,
 	G_NODE_DEL,
+	G_PRUNE_SESSIONS,
 	G_PRUNE_OBJECTS,
 	G_PRUNE_REPORTS,
 	G_NODES_COUNT,
@@ -65,6 +66,9 @@ static const char *const gc_text[G_COUNT] = {
 	[G_NODE_NAME] = "INSERT OR IGNORE INTO node_objects(node, name) "
 			"VALUES (?1, ?2)",
 	[G_NODE_DEL] = "DELETE FROM node_reports WHERE node = ?1",
+	[G_PRUNE_SESSIONS] = "DELETE FROM sessions WHERE id IN "
+			     "(SELECT node FROM node_reports WHERE "
+			     "reported_at < ?1)",
 	[G_PRUNE_OBJECTS] = "DELETE FROM node_objects WHERE node IN "
 			    "(SELECT node FROM node_reports WHERE "
 			    "reported_at < ?1)",
@@ -282,7 +286,13 @@ int meta_node_remove(struct meta *m, int64_t node)
 
 int meta_nodes_prune(struct meta *m, int64_t before, uint64_t *pruned)
 {
-	int rc = exec_ints(m, G_PRUNE_OBJECTS, before, 0, "node prune");
+	/* a node whose report is pruned has no session either: it must
+	 * register again, and ship again what it had in flight, before it
+	 * commits (meta_session_hold()) */
+	int rc = exec_ints(m, G_PRUNE_SESSIONS, before, 0, "node prune");
+
+	if (!rc)
+		rc = exec_ints(m, G_PRUNE_OBJECTS, before, 0, "node prune");
 
 	if (!rc)
 		rc = exec_ints(m, G_PRUNE_REPORTS, before, 0, "node prune");

@@ -196,6 +196,8 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what);
 void meta_pg_clear(struct meta_st *s);
 int meta_pg_exec(struct meta *m, const char *sql);
 bool meta_pg_in_txn(struct meta *m);
+/* Whether the last statement that failed lost the connection. */
+bool meta_pg_lost(struct meta *m);
 void meta_pg_close(struct meta *m);
 /* This connection's node id (tally.node), for the triggers and queries
  * that file rows under the node that made them; set again on every new

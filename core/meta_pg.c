@@ -65,6 +65,7 @@ struct meta_pg {
 	unsigned serial;
 	unsigned retry_ms;
 	int64_t node;  /* tally.node of every connection */
+	bool lost;     /* the last statement failed with the connection */
 	char msg[512]; /* the last error */
 };
 
@@ -493,7 +494,8 @@ int meta_pg_prepare(struct meta *m, struct meta_st *s, const char *text,
 		rc = state_errno(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
 				     : NULL);
 		/* the transaction went with the connection: retry it */
-		if (conn_lost(p, res))
+		p->lost = conn_lost(p, res);
+		if (p->lost)
 			rc = -EDEADLK;
 		if (!quiet)
 			log_msg(LOG_ERR, "cannot prepare '%s': %s", s->pgtext,
@@ -559,7 +561,8 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 		log_msg(i == -EDEADLK ? LOG_INFO : LOG_ERR,
 			"metadata %s failed: %s", what, p->msg);
 		/* the transaction went with the connection: retry it */
-		if (conn_lost(p, res))
+		p->lost = conn_lost(p, res);
+		if (p->lost)
 			i = -EDEADLK;
 		PQclear(res);
 		return i;
@@ -596,6 +599,11 @@ void meta_pg_set_node(struct meta *m, int64_t node)
 	m->pg->node = node;
 	snprintf(sql, sizeof(sql), "SET tally.node = '%lld'", (long long)node);
 	meta_pg_exec(m, sql);
+}
+
+bool meta_pg_lost(struct meta *m)
+{
+	return m->pg && m->pg->lost;
 }
 
 bool meta_pg_in_txn(struct meta *m)

@@ -30,6 +30,8 @@ enum {
 	S_LIVE,
 	S_LEASE_TAKE,
 	S_LEASE_DROP,
+	S_HOLD,
+	S_UNREPORTED,
 	S_COUNT
 };
 
@@ -53,10 +55,38 @@ static const char *const session_text[S_COUNT] = {
 			 "leases.holder = excluded.holder OR "
 			 "leases.expires < ?4",
 	[S_LEASE_DROP] = "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+	/* one mount at a time holds an embedded store: nothing to hold */
+	[S_HOLD] = "SELECT 1",
+	[S_UNREPORTED] = "SELECT count(*) FROM sessions s WHERE NOT EXISTS "
+			 "(SELECT 1 FROM node_reports r WHERE r.node = s.id)",
+};
+
+static const char *const session_pg[S_COUNT] = {
+	[S_HOLD] = "SELECT 1 FROM sessions WHERE id = ?1 FOR SHARE",
 };
 
 const struct meta_sql meta_session_sql = { META_SESSION, S_COUNT, session_text,
-					   NULL };
+					   session_pg };
+
+int meta_sessions_unreported(struct meta *m, uint64_t *n)
+{
+	return meta_count(m, &meta_session_sql, S_UNREPORTED,
+			  "unreported sessions", n);
+}
+
+int meta_session_hold(struct meta *m, int64_t id)
+{
+	struct meta_st *s;
+	int64_t v;
+	int rc = meta_stmt(m, &meta_session_sql, S_HOLD, &s);
+
+	if (rc)
+		return rc;
+	if (m->pg)
+		meta_bind_int(s, 1, id);
+	rc = meta_int(m, s, &v, "session hold");
+	return rc == -ENOENT ? -ESTALE : rc;
+}
 
 int meta_session_add(struct meta *m, int64_t id, const char *host, int64_t pid,
 		     int64_t now, int64_t expires)

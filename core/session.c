@@ -159,6 +159,23 @@ static int cleanup(struct tally *t, int64_t now)
 	return rc;
 }
 
+int session_renew(struct tally *t)
+{
+	int64_t old = t->node_id;
+	int rc;
+
+	/* not under the old session: a new node, reporting at once */
+	t->node_id = store_random_id();
+	meta_set_self(t->meta, t->node_id);
+	rc = session_add(t, (int64_t)time(NULL));
+	t->last_report = 0;
+	log_msg(LOG_WARNING,
+		"node %" PRId64 ": the session had expired; registered "
+		"again as node %" PRId64,
+		old, (int64_t)t->node_id);
+	return rc;
+}
+
 int session_tick(struct tally *t)
 {
 	int64_t now = (int64_t)time(NULL);
@@ -175,17 +192,7 @@ int session_tick(struct tally *t)
 				       now + expiry(t));
 	rc = tally_txn_end(t, rc);
 	if (rc == -ENOENT) {
-		int64_t old = t->node_id;
-
-		/* not under the old session: a new node, reporting now */
-		t->node_id = store_random_id();
-		meta_set_self(t->meta, t->node_id);
-		rc = session_add(t, now);
-		t->last_report = 0;
-		log_msg(LOG_WARNING,
-			"node %" PRId64 ": the session had expired; "
-			"registered again as node %" PRId64,
-			old, (int64_t)t->node_id);
+		rc = session_renew(t);
 	} else if (!rc) {
 		t->last_beat = now;
 	}

@@ -273,6 +273,9 @@ void file_put(struct tally *t, struct inode *ip);
 int session_start(struct tally *t);
 /* The heartbeat, when due, and the cleanup of expired sessions. */
 int session_tick(struct tally *t);
+/* The session is gone (expired, or pruned with its report): register
+ * again under a new node id (t->lock held). */
+int session_renew(struct tally *t);
 /* Remove the session and its report (t->lock held). */
 int session_end(struct tally *t);
 /* Sessions of other mounts that have not expired (t->lock held). */

@@ -232,3 +232,36 @@ FSCK_OUT=$(T "$TALLYFSCK" -o "meta=$PG_URI,remote_endpoint=$S3_ENDPOINT" \
 	"$TMP/cache_a" 2>&1) || fail "tallyfsck after the kill: $FSCK_OUT"
 assert_match "no key of the bucket is missing" $'bucket_missing: 0\n' "$FSCK_OUT"
 assert_match "no key of the bucket is left over" $'bucket_orphans: 0\n' "$FSCK_OUT"
+
+log "SIGSTOP of node C past stale_after, GC, SIGCONT: it registers again"
+# C's session would expire only after 25 s: the prune of its report is
+# what takes it for dead
+mount_node a -o report_interval=1,stale_after=3
+mount_node b -o report_interval=1
+mount_node c -o report_interval=1,heartbeat=5
+# a node that has not reported yet blocks GC (its flushes in flight are
+# known to nothing): C's first report comes after a second
+report=$(ctl_report "gc grace=0" "$(mnt a)") || fail "gc failed"
+assert_match "a node without a report blocks gc" $'blocked: yes\n' "$report"
+sleep 2
+T head -c $((12 * MIB)) /dev/urandom >"$TMP/stopped"
+dd if="$TMP/stopped" of="$(mnt c)/ns/stopped" bs=64k 2>/dev/null &
+ddpid=$!
+sleep 0.5
+cpid=${DAEMON_PID[$(mnt c)]}
+kill -STOP "$cpid"
+sleep 5
+report=$(ctl_report "gc grace=0" "$(mnt a)") || fail "gc failed"
+assert_match "gc prunes the stopped node" $'stale_nodes: [1-9]' "$report"
+kill -CONT "$cpid"
+wait "$ddpid" || fail "the write on the stopped node failed"
+T cmp "$TMP/stopped" "$(mnt a)/ns/stopped" ||
+	fail "node a reads wrong what the stopped node wrote"
+grep -q 'registered again as node' "$DLOG" ||
+	fail "the stopped node did not register again"
+sleep 3 # deletions queued by the GC go (remote_delete_delay 2 s)
+for n in a b c; do umount_fs "$(mnt "$n")"; done
+FSCK_OUT=$(T "$TALLYFSCK" -o "meta=$PG_URI,remote_endpoint=$S3_ENDPOINT" \
+	"$TMP/cache_c" 2>&1) || fail "tallyfsck after SIGSTOP: $FSCK_OUT"
+assert_match "nothing committed names a collected object" \
+	$'bucket_missing: 0\n' "$FSCK_OUT"
