@@ -352,6 +352,12 @@ int shard_add(struct tally *t, const char *dir, const char *mountpoint,
 	uint32_t nid = 0;
 	int rc;
 
+	/* a shared store's shard rows are every node's, its directories
+	 * one node's: not there yet (docs/design.md, section 11) */
+	if (tally_meta_shared(t)) {
+		log_msg(LOG_ERR, "shard add: not supported with meta= yet");
+		return -EOPNOTSUPP;
+	}
 	rc = path_normalize(dir, norm, sizeof(norm));
 	if (rc)
 		return rc;
