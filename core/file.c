@@ -72,6 +72,17 @@ void file_put(struct tally *t, struct inode *ip)
 	tally_unlock(t);
 }
 
+/* A shared store: this node holds @ip open (t->lock held). -ENOENT if
+ * another node removed it meanwhile. */
+static int hold(struct tally *t, struct inode *ip)
+{
+	int rc = meta_begin(t->meta);
+
+	if (!rc)
+		rc = meta_hold_add(t->meta, t->node_id, ip->ino);
+	return tally_txn_end(t, rc);
+}
+
 int tally_open_file(struct tally *t, uint64_t ino, int flags)
 {
 	struct inode *ip;
@@ -86,7 +97,10 @@ int tally_open_file(struct tally *t, uint64_t ino, int flags)
 	if (!rc) {
 		if (S_ISDIR(ip->md.mode) && (flags & O_ACCMODE) != O_RDONLY)
 			rc = -EISDIR;
-		else
+		else if (tally_meta_shared(t) && ip->opens == 0 &&
+			 S_ISREG(ip->md.mode))
+			rc = hold(t, ip); /* another node may unlink it */
+		if (!rc)
 			ip->opens++;
 		inode_put(t, ip);
 	}
@@ -123,7 +137,34 @@ int tally_release(struct tally *t, uint64_t ino)
 	last = ip->opens == 1 && ip->md.nlink == 0 && !ip->freed &&
 	       !S_ISDIR(ip->md.mode);
 	ip->opens--;
-	if (last) {
+	if (tally_meta_shared(t) && ip->opens == 0 && !ip->freed &&
+	    S_ISREG(ip->md.mode)) {
+		/* a shared store: this node's hold goes; the rows go too if
+		 * the last name went (here or on another node) and no other
+		 * node holds the file open */
+		int rc2 = meta_begin(t->meta);
+		bool drop = false;
+
+		if (!rc2)
+			rc2 = meta_hold_del(t->meta, t->node_id, ip->ino);
+		if (!rc2) {
+			rc2 = meta_inode_last(t->meta, ip->ino, t->node_id);
+			drop = rc2 == 1;
+			rc2 = rc2 == -ENOENT ? 0 : (rc2 < 0 ? rc2 : 0);
+		}
+		if (!rc2 && drop)
+			rc2 = inode_drop(t, ip);
+		rc2 = tally_txn_end(t, rc2);
+		if (!rc2 && drop) {
+			ip->freed = true;
+			inode_free_data(t, ip);
+		} else if (rc2) {
+			log_msg(LOG_ERR,
+				"cannot release inode %" PRIu64 ": %s (its "
+				"hold goes with the session)",
+				ip->ino, strerror(-rc2));
+		}
+	} else if (last) {
 		int rc2;
 
 		rc2 = meta_begin(t->meta);

@@ -334,7 +334,21 @@ int meta_session_beat(struct meta *m, int64_t id, int64_t now, int64_t expires);
 int meta_session_hold(struct meta *m, int64_t id);
 /* Sessions without a node report: nodes whose active set is unknown. */
 int meta_sessions_unreported(struct meta *m, uint64_t *n);
-/* Remove session @id and its node report. */
+/*
+ * Open holds: node @node has inode @ino open (a shared store, where
+ * another node may remove its last name meanwhile). meta_hold_add()
+ * gives -ENOENT if the inode is gone; it and meta_inode_last() take the
+ * inode's row in turn, so that an unlink sees a hold, or the open finds
+ * no row.
+ */
+int meta_hold_add(struct meta *m, int64_t node, uint64_t ino);
+int meta_hold_del(struct meta *m, int64_t node, uint64_t ino);
+/* 1 if inode @ino has no link left and no node but @node holds it open
+ * (its rows may go now), 0 if not, -ENOENT if it is gone. */
+int meta_inode_last(struct meta *m, uint64_t ino, int64_t node);
+/* Inodes with no link and no hold: a new array *@inos. */
+int meta_orphans_unheld(struct meta *m, uint64_t **inos, size_t *n);
+/* Remove session @id, its open holds and its node report. */
 int meta_session_remove(struct meta *m, int64_t id);
 /* Every session, oldest first; a nonzero return of @fn stops the scan. */
 int meta_sessions(struct meta *m,

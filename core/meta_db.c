@@ -111,7 +111,10 @@ static const char gc_schema[] =
 	" host TEXT NOT NULL, pid INTEGER NOT NULL, started INTEGER NOT NULL,"
 	" heartbeat INTEGER NOT NULL, expires INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS leases(name TEXT PRIMARY KEY,"
-	" holder INTEGER NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID;";
+	" holder INTEGER NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS open_holds(node INTEGER NOT NULL,"
+	" ino INTEGER NOT NULL, PRIMARY KEY(node, ino)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS open_holds_ino ON open_holds(ino);";
 
 /*
  * Shards, ghosts and moves, added to format 1 stores when they are opened.

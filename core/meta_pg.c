@@ -148,7 +148,10 @@ static const char *const pg_schema[] = {
 	" pid BIGINT NOT NULL, started BIGINT NOT NULL,"
 	" heartbeat BIGINT NOT NULL, expires BIGINT NOT NULL);"
 	"CREATE TABLE leases(name TEXT PRIMARY KEY, holder BIGINT NOT NULL,"
-	" expires BIGINT NOT NULL);",
+	" expires BIGINT NOT NULL);"
+	"CREATE TABLE open_holds(node BIGINT NOT NULL, ino BIGINT NOT NULL,"
+	" PRIMARY KEY(node, ino));"
+	"CREATE INDEX open_holds_ino ON open_holds(ino);",
 	"INSERT INTO config(key, value) VALUES ('inodes', 0),"
 	" ('evicted_bytes', 0);"
 	/* the number of inodes, for statfs without a scan */

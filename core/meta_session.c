@@ -32,6 +32,12 @@ enum {
 	S_LEASE_DROP,
 	S_HOLD,
 	S_UNREPORTED,
+	S_HOLD_ADD,
+	S_HOLD_DEL,
+	S_HOLDS_DEL,
+	S_HELD,
+	S_INODE_LOCK,
+	S_UNHELD,
 	S_COUNT
 };
 
@@ -59,10 +65,25 @@ static const char *const session_text[S_COUNT] = {
 	[S_HOLD] = "SELECT 1",
 	[S_UNREPORTED] = "SELECT count(*) FROM sessions s WHERE NOT EXISTS "
 			 "(SELECT 1 FROM node_reports r WHERE r.node = s.id)",
+	[S_HOLD_ADD] = "INSERT INTO open_holds(node, ino) SELECT ?1, ino "
+		       "FROM inodes WHERE ino = ?2 ON CONFLICT DO NOTHING",
+	[S_HOLD_DEL] = "DELETE FROM open_holds WHERE node = ?1 AND ino = ?2",
+	[S_HOLDS_DEL] = "DELETE FROM open_holds WHERE node = ?1",
+	[S_HELD] = "SELECT count(*) FROM open_holds WHERE ino = ?1 "
+		   "AND node <> ?2",
+	[S_INODE_LOCK] = "SELECT nlink FROM inodes WHERE ino = ?1",
+	[S_UNHELD] = "SELECT ino FROM inodes WHERE nlink = 0 AND NOT EXISTS "
+		     "(SELECT 1 FROM open_holds h WHERE h.ino = inodes.ino)",
 };
 
 static const char *const session_pg[S_COUNT] = {
 	[S_HOLD] = "SELECT 1 FROM sessions WHERE id = ?1 FOR SHARE",
+	/* an open's hold and an unlink's last link take the inode's row
+	 * in turn: the unlink sees the hold, or the open finds no row */
+	[S_HOLD_ADD] = "INSERT INTO open_holds(node, ino) SELECT ?1, ino "
+		       "FROM (SELECT ino FROM inodes WHERE ino = ?2 FOR SHARE) "
+		       "AS i ON CONFLICT DO NOTHING",
+	[S_INODE_LOCK] = "SELECT nlink FROM inodes WHERE ino = ?1 FOR UPDATE",
 };
 
 const struct meta_sql meta_session_sql = { META_SESSION, S_COUNT, session_text,
@@ -124,7 +145,71 @@ int meta_session_remove(struct meta *m, int64_t id)
 {
 	int rc = meta_run_int(m, &meta_session_sql, S_DEL, id, "session end");
 
+	if (!rc)
+		rc = meta_run_int(m, &meta_session_sql, S_HOLDS_DEL, id,
+				  "session end");
 	return rc ? rc : meta_node_remove(m, id);
+}
+
+/* Statement @id with integers ?1 = @a, ?2 = @b. */
+static int stmt2(struct meta *m, int id, int64_t a, int64_t b,
+		 struct meta_st **s)
+{
+	int rc = meta_stmt(m, &meta_session_sql, id, s);
+
+	if (!rc) {
+		meta_bind_int(*s, 1, a);
+		meta_bind_int(*s, 2, b);
+	}
+	return rc;
+}
+
+int meta_hold_add(struct meta *m, int64_t node, uint64_t ino)
+{
+	struct meta_st *s;
+	int rc = stmt2(m, S_HOLD_ADD, node, (int64_t)ino, &s);
+
+	if (!rc)
+		rc = meta_run(m, s, "open hold");
+	return !rc && meta_changes(m) == 0 ? -ENOENT : rc;
+}
+
+int meta_hold_del(struct meta *m, int64_t node, uint64_t ino)
+{
+	struct meta_st *s;
+	int rc = stmt2(m, S_HOLD_DEL, node, (int64_t)ino, &s);
+
+	return rc ? rc : meta_run(m, s, "open hold");
+}
+
+int meta_inode_last(struct meta *m, uint64_t ino, int64_t node)
+{
+	struct meta_st *s;
+	int64_t v;
+	int rc = meta_stmt(m, &meta_session_sql, S_INODE_LOCK, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, (int64_t)ino);
+	rc = meta_int(m, s, &v, "inode lock");
+	if (rc)
+		return rc;
+	if (v > 0)
+		return 0;
+	rc = stmt2(m, S_HELD, (int64_t)ino, node, &s);
+	if (!rc)
+		rc = meta_int(m, s, &v, "open holds");
+	if (rc)
+		return rc == -ENOENT ? -EIO : rc;
+	return v == 0;
+}
+
+int meta_orphans_unheld(struct meta *m, uint64_t **inos, size_t *n)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_session_sql, S_UNHELD, &s);
+
+	return rc ? rc : meta_int_rows(m, s, "orphans", inos, n);
 }
 
 int meta_sessions(struct meta *m,

@@ -130,6 +130,27 @@ int session_start(struct tally *t)
 	return rc;
 }
 
+/* The inodes no link names and no node holds open (in a transaction). */
+static int free_orphans(struct tally *t)
+{
+	uint64_t *inos = NULL;
+	size_t n = 0, i;
+	int rc = meta_orphans_unheld(t->meta, &inos, &n);
+
+	for (i = 0; i < n && !rc; i++) {
+		rc = meta_blocks_drop(t->meta, inos[i], 0);
+		if (!rc)
+			rc = meta_inode_delete(t->meta, inos[i]);
+	}
+	if (!rc && n)
+		log_msg(LOG_INFO,
+			"freed %zu unlinked inode(s) that expired "
+			"sessions held open",
+			n);
+	free(inos);
+	return rc;
+}
+
 /* Remove the sessions that expired, if this node holds the cleanup
  * lease (t->lock held). */
 static int cleanup(struct tally *t, int64_t now)
@@ -149,6 +170,9 @@ static int cleanup(struct tally *t, int64_t now)
 	rc = meta_sessions_expired(t->meta, now, &ids, &n);
 	for (i = 0; i < n && !rc; i++)
 		rc = meta_session_remove(t->meta, ids[i]);
+	/* their holds went: the unlinked files only they held go too */
+	if (!rc && n && meta_shared(t->meta))
+		rc = free_orphans(t);
 	rc = tally_txn_end(t, rc);
 	for (i = 0; i < n && !rc; i++)
 		log_msg(LOG_NOTICE,
@@ -213,9 +237,4 @@ int session_end(struct tally *t)
 	if (!rc)
 		rc = meta_lease_drop(t->meta, LEASE_CLEANUP, t->node_id);
 	return tally_txn_end(t, rc);
-}
-
-int session_others_live(struct tally *t, uint64_t *n)
-{
-	return meta_sessions_live(t->meta, (int64_t)time(NULL), t->node_id, n);
 }

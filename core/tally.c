@@ -221,15 +221,16 @@ static unsigned cpus(void)
 
 static int clean_orphans(struct tally *t)
 {
-	uint64_t *inos = NULL, live = 0;
+	uint64_t *inos = NULL;
 	size_t n = 0, i;
 	int rc;
 
-	/* another mount of a shared store may have them open */
-	rc = session_others_live(t, &live);
-	if (rc || live)
-		return rc;
-	rc = meta_inode_orphans(t->meta, &inos, &n);
+	/* a shared store: those no node holds open (a node's holds go
+	 * with its session) */
+	if (meta_shared(t->meta))
+		rc = meta_orphans_unheld(t->meta, &inos, &n);
+	else
+		rc = meta_inode_orphans(t->meta, &inos, &n);
 	for (i = 0; i < n && !rc; i++) {
 		rc = meta_begin(t->meta);
 		if (rc)

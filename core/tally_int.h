@@ -278,8 +278,6 @@ int session_tick(struct tally *t);
 int session_renew(struct tally *t);
 /* Remove the session and its report (t->lock held). */
 int session_end(struct tally *t);
-/* Sessions of other mounts that have not expired (t->lock held). */
-int session_others_live(struct tally *t, uint64_t *n);
 
 /* core/report.c: node reports and the timers the flusher thread asks */
 int report_active_add(struct active *a, const char *name);

@@ -96,6 +96,20 @@ key_gone() { ! bucket_keys | grep -q "/$1"; }
 wait_for 30 key_gone "$obj" ||
 	fail "the object stays in the bucket once nothing names it"
 
+log "unlinked-but-open on A while B removes the last name, GC between"
+T head -c $((2 * MIB + 777)) /dev/urandom >"$TMP/held"
+T cp "$TMP/held" "$(mnt a)/ns/held"
+exec 7<"$(mnt a)/ns/held"
+rm "$(mnt b)/ns/held"
+wait_for 5 test ! -e "$(mnt a)/ns/held" || fail "node a still sees the name"
+report=$(ctl_report "gc grace=0" "$(mnt b)") || fail "gc failed"
+T cmp "$TMP/held" /dev/fd/7 || fail "node a cannot read its unlinked open file"
+exec 7<&-
+# its rows go with the last hold: nothing left with no link
+orphans() { pg_psql -At -c 'SELECT count(*) FROM inodes WHERE nlink = 0'; }
+no_orphans() { [[ $(orphans) == 0 ]]; }
+wait_for 5 no_orphans || fail "$(orphans) unlinked inode(s) left after the close"
+
 # workload NODE SECONDS: copies of shared seeds (the same objects on every
 # node), links across namespaces, copies inside the mount, removals
 workload() {
