@@ -433,8 +433,12 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 					    q->len, &ref);
 			if (!rc && !q->hole)
 				q->shard = ref.shard;
-			if (!rc && (q->put || known))
-				rc = meta_remote_uploaded(t->meta, q->name);
+			/* unless its key's deletion is under way: then it
+			 * stays queued, shipped again after it */
+			if (!rc && (q->put || known)) {
+				rc = meta_remote_shipped(t->meta, q->name);
+				rc = rc < 0 ? rc : 0;
+			}
 		}
 	}
 	if (rc)

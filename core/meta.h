@@ -545,6 +545,22 @@ int meta_remote_next(struct meta *m, unsigned limit,
 /* The bucket has object @name: record it and dequeue it (a row deleted
  * meanwhile gets its key queued for deletion). */
 int meta_remote_uploaded(struct meta *m, const char *name);
+/*
+ * A shared store: a new row of object @name and a deletion of its key in
+ * the bucket take turns. meta_remote_name_lock() takes the name's turn
+ * until the transaction ends (PostgreSQL: an advisory lock, which the
+ * insert of an object row takes too); meta_remote_claim() records that
+ * the key's deletion is under way (until meta_remote_unclaim()), so that
+ * a row inserted meanwhile is not recorded as in the bucket and its
+ * upload waits for the deletion.
+ */
+int meta_remote_name_lock(struct meta *m, const char *name);
+int meta_remote_claim(struct meta *m, const char *name);
+int meta_remote_unclaim(struct meta *m, const char *name);
+/* The flush shipped object @name before its commit: record it in the
+ * bucket and dequeue it (1), unless a deletion of its key is under way
+ * (0: left queued, uploaded again once the deletion is done). */
+int meta_remote_shipped(struct meta *m, const char *name);
 /* The lowest queued sequence (-1: the queue is empty) and the queue's
  * length. */
 int meta_remote_low(struct meta *m, int64_t *min_seq, uint64_t *queued);

@@ -143,6 +143,9 @@ static const char *const pg_schema[] = {
 	"CREATE INDEX remote_del_since ON remote_del(since);"
 	"CREATE TABLE remote_marks(name TEXT PRIMARY KEY,"
 	" since BIGINT NOT NULL);"
+	/* keys whose deletion in the bucket is under way (reap.c) */
+	"CREATE TABLE remote_deleting(name TEXT PRIMARY KEY,"
+	" since BIGINT NOT NULL);"
 	"CREATE TABLE remote_conf(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
 	"CREATE TABLE sessions(id BIGINT PRIMARY KEY, host TEXT NOT NULL,"
 	" pid BIGINT NOT NULL, started BIGINT NOT NULL,"
@@ -190,6 +193,11 @@ static const char *const pg_schema[] = {
 	" SET since = excluded.since; END IF;"
 	" IF OLD.cached = 0 THEN UPDATE config SET value = value - OLD.size"
 	" WHERE key = 'evicted_bytes'; END IF; END IF;"
+	/* a new row of a name and a bucket deletion of its key take
+	 * turns (meta_remote_claim()) */
+	" IF TG_OP = 'INSERT' THEN"
+	" PERFORM pg_advisory_xact_lock(hashtextextended(NEW.name, 0));"
+	" END IF;"
 	" IF TG_OP = 'INSERT' AND (SELECT value FROM config"
 	" WHERE key = 'remote') = 1 THEN"
 	" INSERT INTO remote_up(name, seq, node) VALUES (NEW.name, (SELECT"

@@ -41,6 +41,8 @@ static const char remote_schema[] =
 	" since INTEGER NOT NULL) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS remote_conf(key TEXT PRIMARY KEY,"
 	" value TEXT NOT NULL) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS remote_deleting(name TEXT PRIMARY KEY,"
+	" since INTEGER NOT NULL) WITHOUT ROWID;"
 	"INSERT OR IGNORE INTO config(key, value) VALUES ('evicted_bytes', 0);"
 	"CREATE TRIGGER IF NOT EXISTS remote_obj_add AFTER INSERT ON objects"
 	" WHEN (SELECT value FROM config WHERE key = 'remote') = 1 BEGIN"
@@ -85,6 +87,10 @@ enum {
 	R_MARK_GET,
 	R_MARK_DEL,
 	R_DEL_ADD,
+	R_NAME_LOCK,
+	R_CLAIM,
+	R_UNCLAIM,
+	R_SHIPPED,
 	R_COUNT
 };
 
@@ -133,6 +139,14 @@ static const char *const remote_text[R_COUNT] = {
 	[R_DEL_ADD] = "INSERT OR IGNORE INTO remote_del(name, since) "
 		      "VALUES (?1, ?2)",
 	[R_IN_BUCKET] = "SELECT name, size FROM objects WHERE remote = 1",
+	/* one mount at a time holds an embedded store: no turns to take */
+	[R_NAME_LOCK] = "SELECT ?1",
+	[R_CLAIM] = "INSERT INTO remote_deleting(name, since) "
+		    "VALUES (?1, unixepoch()) ON CONFLICT DO NOTHING",
+	[R_UNCLAIM] = "DELETE FROM remote_deleting WHERE name = ?1",
+	[R_SHIPPED] = "UPDATE objects SET remote = 1 WHERE name = ?1 AND "
+		      "NOT EXISTS (SELECT 1 FROM remote_deleting WHERE "
+		      "name = ?1)",
 	[R_CACHE_BYTES] = "SELECT (SELECT coalesce(sum(bytes), 0) FROM "
 			  "shard_usage) - (SELECT value FROM config WHERE "
 			  "key = 'evicted_bytes')",
@@ -151,10 +165,12 @@ static const char *const remote_pg[R_COUNT] = {
 	/* a shared store: the uploads this node queued, and those of nodes
 	 * whose session is gone (their copy may be here: a remount) */
 	[R_NEXT] = "SELECT q.name, q.seq, o.shard, o.size FROM remote_up q "
-		   "JOIN objects o ON o.name = q.name WHERE q.node = "
+		   "JOIN objects o ON o.name = q.name WHERE (q.node = "
 		   "tally_node() OR NOT EXISTS (SELECT 1 FROM sessions s "
-		   "WHERE s.id = q.node AND s.expires >= unixepoch()) "
-		   "ORDER BY q.seq, q.name LIMIT ?1",
+		   "WHERE s.id = q.node AND s.expires >= unixepoch())) "
+		   "AND NOT EXISTS (SELECT 1 FROM remote_deleting d "
+		   "WHERE d.name = q.name) ORDER BY q.seq, q.name LIMIT ?1",
+	[R_NAME_LOCK] = "SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))",
 };
 
 const struct meta_sql meta_remote_sql = { META_REMOTE, R_COUNT, remote_text,
@@ -267,6 +283,31 @@ int meta_remote_uploaded(struct meta *m, const char *name)
 			return rc;
 	}
 	return run_name(m, R_DONE_QUEUE, name, "upload record");
+}
+
+int meta_remote_name_lock(struct meta *m, const char *name)
+{
+	return run_name(m, R_NAME_LOCK, name, "name lock");
+}
+
+int meta_remote_claim(struct meta *m, const char *name)
+{
+	return run_name(m, R_CLAIM, name, "deletion claim");
+}
+
+int meta_remote_unclaim(struct meta *m, const char *name)
+{
+	return run_name(m, R_UNCLAIM, name, "deletion claim");
+}
+
+int meta_remote_shipped(struct meta *m, const char *name)
+{
+	int rc = run_name(m, R_SHIPPED, name, "upload record");
+
+	if (rc || meta_changes(m) == 0)
+		return rc; /* a deletion of its key is under way: queued */
+	rc = run_name(m, R_DONE_QUEUE, name, "upload record");
+	return rc ? rc : 1;
 }
 
 int meta_remote_low(struct meta *m, int64_t *min_seq, uint64_t *queued)

@@ -38,6 +38,12 @@
  *     row says so, written after the bucket answered its upload with
  *     success) and no move or pin names it (reap_evict_free()). The
  *     request that deletes a key is made here (reap_remote_delete()).
+ *     With a shared store (several nodes) the verdict is a claim
+ *     (reap_remote_claim()): in one transaction, the name's turn taken
+ *     (a row inserted by another node waits for it, or it waits for the
+ *     row's commit), the verdict, and the deletion recorded as under way
+ *     until it is done; a row inserted meanwhile is not recorded as in
+ *     the bucket, and its upload waits for the deletion to end.
  *
  * Locks: the caller's metadata lock (see core/reap.h); none of its own.
  */
@@ -186,6 +192,29 @@ int reap_remote_free(struct meta *m, const char *name)
 		return rc < 0 ? rc : 0;
 	rc = meta_name_protected(m, name, true, false);
 	return rc < 0 ? rc : !rc;
+}
+
+int reap_remote_claim(struct meta *m, const char *name)
+{
+	int rc = meta_begin(m);
+
+	/* a node inserting a row of the name waits, or is waited for */
+	if (!rc)
+		rc = meta_remote_name_lock(m, name);
+	if (!rc) {
+		rc = reap_remote_free(m, name);
+		if (rc == 1) {
+			int rc2 = meta_remote_claim(m, name);
+
+			rc = rc2 ? rc2 : 1;
+		}
+	}
+	if (rc < 0) {
+		meta_rollback(m);
+		return rc;
+	}
+	rc = meta_end(m, 0) ? -EIO : rc;
+	return rc;
 }
 
 int reap_remote_delete(struct s3 *s, const struct s3_cfg *cfg, const char *name)

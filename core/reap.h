@@ -82,6 +82,14 @@ int reap_unlink_doomed(struct objstore *os, uint32_t shard, const char *name,
  * pin, node report or move names it. 1, 0, or a negative errno (kept).
  */
 int reap_remote_free(struct meta *m, const char *name);
+/*
+ * A shared store: reap_remote_free() in a transaction of its own that
+ * takes the name's turn first and, when it says 1, records the deletion
+ * as under way (meta_remote_claim(); the caller ends it with
+ * meta_remote_unclaim() once the request is done or failed). Same
+ * answers; the caller's metadata lock held, no transaction open.
+ */
+int reap_remote_claim(struct meta *m, const char *name);
 /* The request that deletes object @name's key from the bucket (after
  * reap_remote_free() said 1, once the WAL is synced; without the lock):
  * s3_delete()'s result. */

@@ -523,6 +523,7 @@ static void push_ready(struct remote *r, struct job *j)
 }
 
 struct record_ctx {
+	struct tally *t;
 	struct job *jobs;
 };
 
@@ -533,7 +534,11 @@ static int record_run(struct meta *m, void *arg)
 	int rc = 0;
 
 	for (j = c->jobs; j && !rc; j = j->next) {
-		if (j->rc)
+		/* a deletion under way is over, done or not (a shared
+		 * store's claim; the queue keeps a failed one) */
+		if (j->kind == JOB_DEL && tally_meta_shared(c->t))
+			rc = meta_remote_unclaim(m, j->name);
+		if (j->rc || rc)
 			continue;
 		rc = j->kind == JOB_UP ? meta_remote_uploaded(m, j->name)
 				       : meta_remote_del_done(m, j->name);
@@ -548,7 +553,7 @@ static int record_run(struct meta *m, void *arg)
  */
 static void record(struct remote *r, struct job *jobs)
 {
-	struct record_ctx c = { jobs };
+	struct record_ctx c = { r->t, jobs };
 	struct job *j, *next;
 	bool any = false;
 	double now = mono();
@@ -811,6 +816,21 @@ static int del_list(struct meta *m, void *arg)
 				    DELETE_BATCH, names_add, &c->names);
 }
 
+/* A shared store: the deletion claimed for @name will not be made now
+ * (in a transaction of its own; the metadata lock held). */
+static void unclaim(struct meta *m, const char *name)
+{
+	int rc = meta_begin(m);
+
+	if (!rc)
+		rc = meta_remote_unclaim(m, name);
+	if (meta_end(m, rc))
+		log_msg(LOG_WARNING,
+			"remote: the claim on '%s' stays until its deletion "
+			"is made",
+			name);
+}
+
 /* The verdict of each due key, and its job, in one hold (invariant 3). */
 static int del_judge(struct meta *m, void *arg)
 {
@@ -820,7 +840,9 @@ static int del_judge(struct meta *m, void *arg)
 
 	for (i = 0; i < c->names.n; i++) {
 		const char *name = c->names.v[i];
-		int v = reap_remote_free(m, name);
+		/* a shared store: the verdict claims the name's deletion */
+		int v = tally_meta_shared(r->t) ? reap_remote_claim(m, name)
+						: reap_remote_free(m, name);
 		struct backoff *b;
 		struct job *j;
 
@@ -833,19 +855,18 @@ static int del_judge(struct meta *m, void *arg)
 			continue;
 		pthread_mutex_lock(&r->lock);
 		b = backoff_find(r, name);
-		if (busy(r, name) || (b && b->not_before > mono())) {
-			pthread_mutex_unlock(&r->lock);
-			continue;
-		}
-		j = calloc(1, sizeof(*j));
+		j = NULL;
+		if (!busy(r, name) && !(b && b->not_before > mono()))
+			j = calloc(1, sizeof(*j));
 		if (j) {
 			j->kind = JOB_DEL;
 			snprintf(j->name, sizeof(j->name), "%s", name);
 			push_ready(r, j);
 		}
 		pthread_mutex_unlock(&r->lock);
-		if (!j)
-			return -ENOMEM;
+		/* no job: no deletion under way after all */
+		if (!j && tally_meta_shared(r->t))
+			unclaim(m, name);
 	}
 	return 0;
 }

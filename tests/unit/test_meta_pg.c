@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/meta.h"
+#include "core/reap.h"
 
 static char db[64];
 static char uri[512];
@@ -383,5 +384,40 @@ Test(meta_pg, two_mounts_never_take_the_same_inode_numbers)
 	cr_assert_eq(meta_ino_take(m, 5000, 10, &fc), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(fc, 5000);
+	meta_close(b);
+}
+
+static int64_t remote_of(struct meta *x, const char *name)
+{
+	struct meta_remote_state st;
+
+	cr_assert_eq(meta_remote_state(x, name, &st), 0);
+	return st.remote;
+}
+
+Test(meta_pg, a_row_revived_while_its_key_is_deleted_is_not_in_the_bucket)
+{
+	struct meta *b = NULL;
+
+	cr_assert_eq(meta_open(uri, false, 4096, &b), 0);
+	/* node m: the key of OBJ_A (no row) is being deleted */
+	cr_assert_eq(reap_remote_claim(m, OBJ_A), 1);
+	/* node b commits a row naming it, the object shipped before: its
+	 * key may go with the deletion, so the row is not in the bucket */
+	cr_assert_eq(meta_begin(b), 0);
+	cr_assert_eq(meta_block_set(b, 20, 0, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_remote_shipped(b, OBJ_A), 0);
+	cr_assert_eq(meta_commit(b), 0);
+	cr_assert_eq(remote_of(b, OBJ_A), 0);
+	/* a row names it now: no second deletion is claimed */
+	cr_assert_eq(reap_remote_claim(m, OBJ_A), 0);
+	/* the deletion done, the next upload is recorded */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_remote_unclaim(m, OBJ_A), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_begin(b), 0);
+	cr_assert_eq(meta_remote_shipped(b, OBJ_A), 1);
+	cr_assert_eq(meta_commit(b), 0);
+	cr_assert_eq(remote_of(m, OBJ_A), 1);
 	meta_close(b);
 }
