@@ -208,13 +208,13 @@ static int check_file(void *arg, const char *name, off_t size)
 		     "stale copy: object file '%s' in shard %u, whose row "
 		     "went",
 		     name, f->shard);
-		return meta_objlist_add(&f->dead, 0, f->shard, name);
+	} else {
+		f->res->orphans++;
+		sayf(f,
+		     "orphan: object file '%s' in shard %u is not in the "
+		     "object table there",
+		     name, f->shard);
 	}
-	f->res->orphans++;
-	sayf(f,
-	     "orphan: object file '%s' in shard %u is not in the object "
-	     "table there",
-	     name, f->shard);
 	return meta_objlist_add(&f->dead, 0, f->shard, name);
 }
 

@@ -359,9 +359,28 @@ static int rows_readable(struct meta *m, int id)
 	return rc == SQLITE_DONE ? 0 : -EUCLEAN;
 }
 
-static int create_schema(struct meta *m, uint32_t block_size)
+int meta_format_root(struct meta *m, uint32_t block_size)
 {
 	struct meta_inode root;
+	int rc = meta_config_set(m, "block_size", block_size);
+
+	if (!rc)
+		rc = meta_config_set(m, "next_ino", 16);
+	if (!rc)
+		rc = meta_config_set(m, "durable_seq", 0);
+	if (rc)
+		return rc;
+	memset(&root, 0, sizeof(root));
+	root.ino = 1;
+	root.mode = S_IFDIR | 0755;
+	root.nlink = 2;
+	clock_gettime(CLOCK_REALTIME, &root.mtime);
+	root.atime = root.ctime = root.mtime;
+	return meta_inode_put(m, &root);
+}
+
+static int create_schema(struct meta *m, uint32_t block_size)
+{
 	int rc;
 
 	rc = exec_id(m, D_BEGIN);
@@ -369,20 +388,7 @@ static int create_schema(struct meta *m, uint32_t block_size)
 		return rc;
 	rc = exec(m, schema);
 	if (!rc)
-		rc = meta_config_set(m, "block_size", block_size);
-	if (!rc)
-		rc = meta_config_set(m, "next_ino", 16);
-	if (!rc)
-		rc = meta_config_set(m, "durable_seq", 0);
-	if (!rc) {
-		memset(&root, 0, sizeof(root));
-		root.ino = 1;
-		root.mode = S_IFDIR | 0755;
-		root.nlink = 2;
-		clock_gettime(CLOCK_REALTIME, &root.mtime);
-		root.atime = root.ctime = root.mtime;
-		rc = meta_inode_put(m, &root);
-	}
+		rc = meta_format_root(m, block_size);
 	if (!rc)
 		rc = exec(m, "PRAGMA application_id = 1413565529;"
 			     "PRAGMA user_version = 1");

@@ -211,6 +211,10 @@ int meta_errno(int rc);
 /* Log the failure of @what with SQLite's message; the errno value of @rc. */
 int meta_fail(struct meta *m, int rc, const char *what);
 
+/* The settings and the root directory of a new store (in the
+ * transaction that creates its tables). */
+int meta_format_root(struct meta *m, uint32_t block_size);
+
 /* Log that query @what gave no row: -EIO. */
 int meta_no_row(const char *what);
 

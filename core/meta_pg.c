@@ -661,7 +661,6 @@ static int query_int(struct meta *m, const char *sql, int64_t *v)
 /* Format an empty database (inside the open's transaction). */
 static int format(struct meta *m, uint32_t block_size)
 {
-	struct meta_inode root;
 	char sql[256];
 	size_t i;
 	int rc = 0;
@@ -675,22 +674,7 @@ static int format(struct meta *m, uint32_t block_size)
 		 "VALUES ('" APP_NAME "', %d, unixepoch())",
 		 META_FORMAT);
 	rc = meta_exec(m, sql);
-	if (!rc)
-		rc = meta_config_set(m, "block_size", block_size);
-	if (!rc)
-		rc = meta_config_set(m, "next_ino", 16);
-	if (!rc)
-		rc = meta_config_set(m, "durable_seq", 0);
-	if (!rc) {
-		memset(&root, 0, sizeof(root));
-		root.ino = 1;
-		root.mode = S_IFDIR | 0755;
-		root.nlink = 2;
-		clock_gettime(CLOCK_REALTIME, &root.mtime);
-		root.atime = root.ctime = root.mtime;
-		rc = meta_inode_put(m, &root);
-	}
-	return rc;
+	return rc ? rc : meta_format_root(m, block_size);
 }
 
 /* Is the database a tallyfs store? Format it if it is empty and

@@ -117,7 +117,7 @@ static int run_wait(char *const argv[], int ms);
 
 /*
  * With TALLY_TEST_PG (postgres://USER@HOST:PORT of a role that may create
- * databases; tests/pg/run_fuse.sh sets it), the test's metadata lives in
+ * databases; tests/pg/run_with_cluster.sh sets it), the test's metadata lives in
  * a database of its own, created here and dropped in tm_fini(): tm.meta
  * is then "meta=URI" for the daemon.
  */

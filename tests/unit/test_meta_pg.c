@@ -3,7 +3,7 @@
  * Unit tests of the PostgreSQL engine of the metadata (core/meta_pg.c)
  * against a real server: TALLY_TEST_PG names a cluster (postgres://USER@
  * HOST:PORT, a role that may create databases), which tests/pg/
- * run_unit.sh starts and stops. Every test gets a database of its own.
+ * run_with_cluster.sh starts and stops. Every test gets a database of its own.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -31,7 +31,7 @@ static void admin(const char *dbname, const char *sql)
 	PGresult *r;
 
 	cr_assert(base && *base, "TALLY_TEST_PG is not set "
-				 "(run through tests/pg/run_unit.sh)");
+				 "(run through tests/pg/run_with_cluster.sh)");
 	snprintf(conn, sizeof(conn), "%s/%s", base, dbname);
 	c = PQconnectdb(conn);
 	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
