@@ -296,6 +296,39 @@ static int shard_object(void *ctx, struct json_t *obj)
 	return t->rc;
 }
 
+/* The value of member @key of @m (@nm of them), or "?". */
+static const char *member(const struct kv *m, size_t nm, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < nm; i++)
+		if (m[i].key && !strcmp(m[i].key, key))
+			return m[i].val ? m[i].val : "?";
+	return "?";
+}
+
+/* One node of the status's "nodes" array (a session): a line. */
+static int node_object(void *ctx, struct json_t *obj)
+{
+	int indent = *(const int *)ctx;
+	long long beat, ago = -1;
+	struct kv *m;
+	size_t nm;
+	int rc = object_members(obj, &m, &nm);
+
+	if (rc)
+		return rc;
+	beat = strtoll(member(m, nm, "last_heartbeat"), NULL, 10);
+	if (beat > 0)
+		ago = (long long)time(NULL) - beat;
+	printf("%*snode %s on %s (pid %s): heartbeat %llds ago, %s active "
+	       "object(s)\n",
+	       indent + 2, "", member(m, nm, "id"), member(m, nm, "host"),
+	       member(m, nm, "pid"), ago, member(m, nm, "active"));
+	free(m);
+	return 0;
+}
+
 /*
  * The status's "shards" array (@arr) as a table below its key. false
  * (nothing printed) if @arr is not an array of objects.
@@ -357,6 +390,14 @@ void ctlout_human(struct kv *kv, size_t n, int indent)
 				       items);
 				ctljson_each_job(kv[i].node, print_job,
 						 &indent);
+				continue;
+			}
+			if (items > 0 && !strcmp(kv[i].key, "nodes")) {
+				printf("%*s%s:%*s %zu\n", indent, "", kv[i].key,
+				       len < width ? (int)(width - len) : 0, "",
+				       items);
+				ctljson_each_object(kv[i].node, node_object,
+						    &indent);
 				continue;
 			}
 			if (items > 0 && !strcmp(kv[i].key, "shards")) {

@@ -37,6 +37,8 @@ import json, sys
 d = json.load(sys.stdin)
 print(len(d["nodes"]), len({n["pid"] for n in d["nodes"]}))')
 [[ $nodes == "3 3" ]] || fail "status lists nodes: $nodes (want 3 sessions)"
+shown=$(T "$TALLY_BUILD/tools/tallyctl" "$(mnt b)" status | grep -c '^  node .* on ')
+[[ $shown == 3 ]] || fail "tallyctl status shows $shown nodes, want 3"
 
 log "write on A, close, read on B and C"
 mkdir "$(mnt a)/ns"
