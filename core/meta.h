@@ -83,6 +83,22 @@ bool meta_is_pg(const char *path);
 /* Whether @m is such a database (shared by several mounts). */
 bool meta_shared(const struct meta *m);
 
+/*
+ * The changes other nodes commit to a shared store, as they commit them:
+ * a connection of its own (meta_listen_open(), -EOPNOTSUPP for SQLite)
+ * whose socket (meta_listen_fd()) becomes readable when some arrive;
+ * meta_listen_take() hands each to @fn: "e NODE PARENT HEXNAME" (an entry
+ * of directory PARENT, its name in hex) or "i NODE INO" (an inode), NODE
+ * being the node that made the change. -EIO once the connection is lost
+ * (open a new one). No lock needed: the connection is the caller's.
+ */
+struct meta_listen;
+int meta_listen_open(struct meta *m, struct meta_listen **out);
+int meta_listen_fd(struct meta_listen *l);
+int meta_listen_take(struct meta_listen *l,
+		     void (*fn)(void *ctx, const char *payload), void *ctx);
+void meta_listen_close(struct meta_listen *l);
+
 /* Transactions (BEGIN IMMEDIATE). Commits are durable against a crash of
  * the process (synchronous=NORMAL); meta_sync() (outside a transaction)
  * makes every committed transaction durable against power loss too. */

@@ -211,6 +211,25 @@ static const char *const pg_schema[] = {
 	"CREATE TRIGGER objects_move AFTER UPDATE OF shard ON objects"
 	" FOR EACH ROW WHEN (OLD.shard IS DISTINCT FROM NEW.shard)"
 	" EXECUTE FUNCTION tally_objects();",
+	/* the other nodes drop what their kernels cache of a name or an
+	 * inode that changed (meta_listen_*(), core/watch.c): delivered at
+	 * commit, with the node that made the change */
+	"CREATE FUNCTION tally_notify_entry() RETURNS trigger"
+	" LANGUAGE plpgsql AS $$ BEGIN"
+	" IF TG_OP IN ('DELETE', 'UPDATE') THEN PERFORM pg_notify("
+	"'tally_inval', 'e ' || tally_node() || ' ' || OLD.parent || ' ' ||"
+	" encode(OLD.name, 'hex')); END IF;"
+	" IF TG_OP IN ('INSERT', 'UPDATE') THEN PERFORM pg_notify("
+	"'tally_inval', 'e ' || tally_node() || ' ' || NEW.parent || ' ' ||"
+	" encode(NEW.name, 'hex')); END IF;"
+	" RETURN NULL; END $$;"
+	"CREATE TRIGGER dentries_notify AFTER INSERT OR DELETE OR UPDATE"
+	" ON dentries FOR EACH ROW EXECUTE FUNCTION tally_notify_entry();"
+	"CREATE FUNCTION tally_notify_inode() RETURNS trigger"
+	" LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('tally_inval',"
+	" 'i ' || tally_node() || ' ' || OLD.ino); RETURN NULL; END $$;"
+	"CREATE TRIGGER inodes_notify AFTER UPDATE OR DELETE ON inodes"
+	" FOR EACH ROW EXECUTE FUNCTION tally_notify_inode();",
 };
 
 bool meta_is_pg(const char *path)
@@ -601,6 +620,69 @@ int meta_pg_exec(struct meta *m, const char *sql)
 	}
 	PQclear(res);
 	return rc;
+}
+
+/* A connection of its own that listens for the changes other nodes
+ * commit (core/watch.c). */
+struct meta_listen {
+	PGconn *conn;
+};
+
+int meta_listen_open(struct meta *m, struct meta_listen **out)
+{
+	struct meta_listen *l;
+	PGresult *res;
+
+	if (!m->pg)
+		return -EOPNOTSUPP;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->conn = PQconnectdb(m->pg->uri);
+	if (!l->conn || PQstatus(l->conn) != CONNECTION_OK) {
+		log_msg(LOG_WARNING, "metadata %s: cannot listen: %s",
+			m->pg->shown,
+			l->conn ? PQerrorMessage(l->conn) : "no memory");
+		meta_listen_close(l);
+		return -EIO;
+	}
+	res = PQexec(l->conn, "LISTEN tally_inval");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		PQclear(res);
+		meta_listen_close(l);
+		return -EIO;
+	}
+	PQclear(res);
+	*out = l;
+	return 0;
+}
+
+int meta_listen_fd(struct meta_listen *l)
+{
+	return PQsocket(l->conn);
+}
+
+int meta_listen_take(struct meta_listen *l,
+		     void (*fn)(void *ctx, const char *payload), void *ctx)
+{
+	PGnotify *n;
+
+	if (!PQconsumeInput(l->conn) || PQstatus(l->conn) != CONNECTION_OK)
+		return -EIO;
+	while ((n = PQnotifies(l->conn)) != NULL) {
+		fn(ctx, n->extra);
+		PQfreemem(n);
+	}
+	return 0;
+}
+
+void meta_listen_close(struct meta_listen *l)
+{
+	if (!l)
+		return;
+	if (l->conn)
+		PQfinish(l->conn);
+	free(l);
 }
 
 void meta_pg_set_node(struct meta *m, int64_t node)

@@ -532,6 +532,7 @@ int tally_close(struct tally *t)
 	pthread_mutex_unlock(&t->fin_lock);
 	pthread_join(t->fin_thread, NULL);
 	pool_free(t->pool);
+	tally_unwatch(t);
 	tally_lock(t);
 	{
 		/* a clean unmount ends the session and withdraws the

@@ -331,6 +331,24 @@ const char *tally_store_path(struct tally *t);
 #define TALLY_RETRIES 10
 bool tally_retry(struct tally *t, int *rc, unsigned *attempt);
 bool tally_meta_shared(struct tally *t);
+
+/*
+ * A shared store: what other nodes change of names and inodes, as they
+ * commit it (core/watch.c), for the front end to drop from the kernel's
+ * caches. The hooks run on a thread of the watch, no lock held, and must
+ * not wait for the filesystem.
+ */
+struct tally_inval {
+	void (*entry)(void *arg, uint64_t parent, const char *name);
+	void (*inode)(void *arg, uint64_t ino);
+	void *arg;
+};
+/* Start the watch (nothing with the embedded engine): 0 or -errno. */
+int tally_watch(struct tally *t, const struct tally_inval *hooks);
+/* Stop it (before the front end goes); idempotent. */
+void tally_unwatch(struct tally *t);
+/* Changes of other nodes handed to the hooks so far (tests, status). */
+uint64_t tally_watch_seen(struct tally *t);
 /* Whether tally_close() has begun: long jobs (rebalance, sweep) stop
  * between two of their steps, to be resumed by running them again. */
 bool tally_closing(struct tally *t);

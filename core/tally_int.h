@@ -128,6 +128,7 @@ struct tally {
 	void (*release_hook)(void *arg, uint64_t ino);
 	void *hook_arg;
 	_Atomic int64_t node_id; /* written under lock (core/session.c) */
+	struct watch *watch;	 /* core/watch.c, or NULL */
 	int64_t heartbeat;	 /* seconds between heartbeats */
 	int64_t last_beat;	 /* protected by lock */
 	unsigned shard_ticks;	 /* flusher thread only */

@@ -13,6 +13,7 @@ struct tally;
 
 struct fs {
 	struct tally *t;
+	struct fuse_session *se; /* for the watch's notifications */
 	double entry_timeout;
 	double attr_timeout;
 	bool splice;	   /* read replies spliced from object files */

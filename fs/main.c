@@ -502,6 +502,21 @@ static int restore(const char *prog, const struct options *o)
 	return rc ? 1 : 0;
 }
 
+static void inval_entry(void *arg, uint64_t parent, const char *name)
+{
+	struct fs *fs = arg;
+
+	/* -ENOENT: the kernel does not cache it; nothing to do */
+	fuse_lowlevel_notify_inval_entry(fs->se, parent, name, strlen(name));
+}
+
+static void inval_inode(void *arg, uint64_t ino)
+{
+	struct fs *fs = arg;
+
+	fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
+}
+
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -651,6 +666,17 @@ int main(int argc, char **argv)
 	}
 	log_msg(LOG_INFO, "mounted '%s' on '%s'", tally_store_path(fs.t),
 		cmd.mountpoint);
+	fs.se = se;
+	{
+		/* a shared store: what other nodes change leaves the
+		 * kernel's caches at once */
+		struct tally_inval inval = { inval_entry, inval_inode, &fs };
+
+		if (tally_watch(fs.t, &inval))
+			log_msg(LOG_WARNING,
+				"no watch of other nodes' changes: "
+				"the kernel timeouts bound them");
+	}
 	{
 		pthread_t th;
 
@@ -668,6 +694,7 @@ int main(int argc, char **argv)
 		fuse_loop_cfg_destroy(loop);
 	}
 	ret = ret < 0 ? 1 : 0;
+	tally_unwatch(fs.t); /* no notification once the session goes */
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);

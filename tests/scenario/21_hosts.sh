@@ -281,3 +281,25 @@ FSCK_OUT=$(T "$TALLYFSCK" -o "meta=$PG_URI,remote_endpoint=$S3_ENDPOINT" \
 	"$TMP/cache_c" 2>&1) || fail "tallyfsck after SIGSTOP: $FSCK_OUT"
 assert_match "nothing committed names a collected object" \
 	$'bucket_missing: 0\n' "$FSCK_OUT"
+
+log "kernel caches of 60 s: changes on one node reach the others' kernels"
+for n in a b; do mount_node "$n" -o entry_timeout=60,attr_timeout=60; done
+mkdir -p "$(mnt a)/ns/watch"
+echo one >"$(mnt a)/ns/watch/f"
+# both kernels cache the name, its attributes and (b) a missing name
+for n in a b; do
+	ls -l "$(mnt "$n")/ns/watch/f" >/dev/null
+	test -e "$(mnt "$n")/ns/watch/g" && fail "g exists already"
+done
+T cat "$(mnt b)/ns/watch/f" >/dev/null
+mv "$(mnt a)/ns/watch/f" "$(mnt a)/ns/watch/g"
+wait_for 5 test -e "$(mnt b)/ns/watch/g" ||
+	fail "node b's kernel still caches that g does not exist"
+wait_for 5 test ! -e "$(mnt b)/ns/watch/f" ||
+	fail "node b's kernel still caches the old name"
+echo longer-content >"$(mnt a)/ns/watch/g"
+size_is() { [[ $(stat -c %s "$(mnt b)/ns/watch/g") == 15 ]]; }
+wait_for 5 size_is || fail "node b's kernel still caches the old size"
+[[ $(cat "$(mnt b)/ns/watch/g") == longer-content ]] ||
+	fail "node b reads the old content"
+for n in a b; do umount_fs "$(mnt "$n")"; done
