@@ -216,6 +216,11 @@ sleep 0.3
 kill9_fs "$(mnt c)"
 wait "$ddpid" 2>/dev/null || true
 echo still >"$(mnt b)/ns/still" || fail "node b after the kill"
+# C's directory is free, the store is not: tallyfsck refuses
+rc=0
+out=$(T "$TALLYFSCK" -o "meta=$PG_URI" "$TMP/cache_c" 2>&1) || rc=$?
+[[ $rc == 2 && $out == *"the store is mounted: "*" live session(s)"* ]] ||
+	fail "tallyfsck while nodes are mounted: exit $rc: $out"
 T cmp "$TMP/data" "$(mnt a)/ns/renamed" || fail "node a after the kill"
 nodes_seen() { status_get nodes "$(mnt a)" | python3 -c '
 import json, sys
