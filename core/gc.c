@@ -876,13 +876,14 @@ static int object_where(struct meta *m, void *ctx)
 	return meta_object_info(m, w->name, &id, &w->shard, &size, &refs);
 }
 
-/* Evicted to the bucket of the remote tier: not missing here. */
+/* Evicted to the bucket of the remote tier, or (a shared store) never
+ * fetched to this node's cache: not missing here. */
 static int object_evicted(struct meta *m, void *ctx)
 {
 	struct meta_remote_state st;
 	int rc = meta_remote_state(m, ctx, &st);
 
-	return rc ? rc : st.remote && !st.cached;
+	return rc ? rc : st.remote && (!st.cached || meta_shared(m));
 }
 
 bool gc_verify_picks(const char *name, double percent)

@@ -152,6 +152,12 @@ for n in "${NODES[@]}"; do
 	done
 done
 
+report=$(ctl_report "verify" "$(mnt a)") || fail "verify failed"
+assert_match "verify: nothing missing on a node" $'missing: 0\n' "$report"
+assert_match "verify: nothing corrupt" $'corrupt: 0\n' "$report"
+report=$(ctl_report "verify remote" "$(mnt b)") || fail "verify remote failed"
+assert_match "verify remote: nothing missing" $'missing: 0\n' "$report"
+
 log "every node unmounted: tallyfsck finds no drift"
 for n in "${NODES[@]}"; do umount_fs "$(mnt "$n")"; done
 FSCK_OUT=$(T "$TALLYFSCK" -o "meta=$PG_URI" "$TMP/cache_a" 2>&1) ||
