@@ -154,6 +154,8 @@ int tally_release(struct tally *t, uint64_t ino)
 		}
 		if (!rc2 && drop)
 			rc2 = inode_drop(t, ip);
+		else if (!rc2)
+			rc2 = meta_relaxed(t->meta); /* only the hold went */
 		rc2 = tally_txn_end(t, rc2);
 		if (!rc2 && drop) {
 			ip->freed = true;

@@ -362,6 +362,11 @@ int meta_hold_del(struct meta *m, int64_t node, uint64_t ino);
 /* 1 if inode @ino has no link left and no node but @node holds it open
  * (its rows may go now), 0 if not, -ENOENT if it is gone. */
 int meta_inode_last(struct meta *m, uint64_t ino, int64_t node);
+/* The transaction's commit need not wait for the disk (PostgreSQL:
+ * synchronous_commit off for it): what a crash of the server may lose
+ * of it is harmless (the drop of an open hold: the inode stays until
+ * its session goes). In a transaction. */
+int meta_relaxed(struct meta *m);
 /* Inodes with no link and no hold: a new array *@inos. */
 int meta_orphans_unheld(struct meta *m, uint64_t **inos, size_t *n);
 /* Remove session @id, its open holds and its node report. */

@@ -38,6 +38,7 @@ enum {
 	S_HELD,
 	S_INODE_LOCK,
 	S_UNHELD,
+	S_RELAXED,
 	S_COUNT
 };
 
@@ -74,6 +75,7 @@ static const char *const session_text[S_COUNT] = {
 	[S_INODE_LOCK] = "SELECT nlink FROM inodes WHERE ino = ?1",
 	[S_UNHELD] = "SELECT ino FROM inodes WHERE nlink = 0 AND NOT EXISTS "
 		     "(SELECT 1 FROM open_holds h WHERE h.ino = inodes.ino)",
+	[S_RELAXED] = "SELECT 1",
 };
 
 static const char *const session_pg[S_COUNT] = {
@@ -84,6 +86,7 @@ static const char *const session_pg[S_COUNT] = {
 		       "FROM (SELECT ino FROM inodes WHERE ino = ?2 FOR SHARE) "
 		       "AS i ON CONFLICT DO NOTHING",
 	[S_INODE_LOCK] = "SELECT nlink FROM inodes WHERE ino = ?1 FOR UPDATE",
+	[S_RELAXED] = "SELECT set_config('synchronous_commit', 'off', true)",
 };
 
 const struct meta_sql meta_session_sql = { META_SESSION, S_COUNT, session_text,
@@ -202,6 +205,14 @@ int meta_inode_last(struct meta *m, uint64_t ino, int64_t node)
 	if (rc)
 		return rc == -ENOENT ? -EIO : rc;
 	return v == 0;
+}
+
+int meta_relaxed(struct meta *m)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_session_sql, S_RELAXED, &s);
+
+	return rc ? rc : meta_run(m, s, "relaxed commit");
 }
 
 int meta_orphans_unheld(struct meta *m, uint64_t **inos, size_t *n)

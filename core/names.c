@@ -65,9 +65,12 @@ static int parent_dir(struct tally *t, uint64_t parent, struct inode **out)
 	return 0;
 }
 
+/* With @open, the new node is also opened (one handle: a shared
+ * store's hold in the same transaction). */
 static int create_node(struct tally *t, const struct tally_ctx *c,
 		       uint64_t parent, const char *name, mode_t mode,
-		       dev_t rdev, const char *target, struct stat *st)
+		       dev_t rdev, const char *target, bool open,
+		       struct stat *st)
 {
 	struct inode *pip = NULL, *ip;
 	struct meta_inode md, pmd;
@@ -130,6 +133,8 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 		rc = meta_dentry_insert(t->meta, parent, name, md.ino);
 	if (!rc)
 		rc = inode_write_md(t, pip, &pmd);
+	if (!rc && open && meta_shared(t->meta))
+		rc = meta_hold_add(t->meta, t->node_id, md.ino);
 	rc = tally_txn_end(t, rc);
 	if (rc) {
 		inode_destroy(t, ip);
@@ -139,6 +144,7 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	pip->md = pmd;
 	inode_insert(t, ip);
 	ip->nlookup = 1;
+	ip->opens = open ? 1 : 0;
 	dcache_put(t, parent, name, md.ino);
 	inode_fill_stat(t, ip, st);
 out:
@@ -156,14 +162,22 @@ int tally_mknod(struct tally *t, const struct tally_ctx *c, uint64_t parent,
 	    !S_ISBLK(mode) && !S_ISSOCK(mode))
 		mode |= S_IFREG;
 	return create_node(t, c, parent, name, mode,
-			   S_ISCHR(mode) || S_ISBLK(mode) ? rdev : 0, NULL, st);
+			   S_ISCHR(mode) || S_ISBLK(mode) ? rdev : 0, NULL,
+			   false, st);
+}
+
+int tally_create(struct tally *t, const struct tally_ctx *c, uint64_t parent,
+		 const char *name, mode_t mode, struct stat *st)
+{
+	return create_node(t, c, parent, name, S_IFREG | (mode & 07777), 0,
+			   NULL, true, st);
 }
 
 int tally_mkdir(struct tally *t, const struct tally_ctx *c, uint64_t parent,
 		const char *name, mode_t mode, struct stat *st)
 {
 	return create_node(t, c, parent, name, S_IFDIR | (mode & 07777), 0,
-			   NULL, st);
+			   NULL, false, st);
 }
 
 int tally_symlink(struct tally *t, const struct tally_ctx *c, uint64_t parent,
@@ -175,7 +189,8 @@ int tally_symlink(struct tally *t, const struct tally_ctx *c, uint64_t parent,
 		return -ENOENT;
 	if (len >= 4096)
 		return -ENAMETOOLONG;
-	return create_node(t, c, parent, name, S_IFLNK | 0777, 0, target, st);
+	return create_node(t, c, parent, name, S_IFLNK | 0777, 0, target, false,
+			   st);
 }
 
 int tally_readlink(struct tally *t, uint64_t ino, char **target)

@@ -110,6 +110,10 @@ int tally_mknod(struct tally *t, const struct tally_ctx *c, uint64_t parent,
 		const char *name, mode_t mode, dev_t rdev, struct stat *st);
 int tally_mkdir(struct tally *t, const struct tally_ctx *c, uint64_t parent,
 		const char *name, mode_t mode, struct stat *st);
+/* A regular file, created and opened (one open handle, as after
+ * tally_open_file()) in one transaction. */
+int tally_create(struct tally *t, const struct tally_ctx *c, uint64_t parent,
+		 const char *name, mode_t mode, struct stat *st);
 int tally_symlink(struct tally *t, const struct tally_ctx *c, uint64_t parent,
 		  const char *name, const char *target, struct stat *st);
 /* *target is malloc'ed. */

@@ -379,14 +379,8 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 	memset(&e, 0, sizeof(e));
 	do
-		rc = tally_mknod(t, &c, parent, name, S_IFREG | (mode & 07777),
-				 0, &e.attr);
+		rc = tally_create(t, &c, parent, name, mode, &e.attr);
 	while (tally_retry(t, &rc, &n));
-	if (!rc) {
-		rc = tally_open_file(t, e.attr.st_ino, fi->flags);
-		if (rc)
-			tally_forget(t, e.attr.st_ino, 1);
-	}
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
