@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402 (the helpers of tools/bench/run)
 from bench import fmt_count, fmt_rate, fmt_secs, log, median  # noqa: E402
