@@ -467,6 +467,12 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 	md = ip->md;
 	md.size = f->size;
 	md.alloc = *alloc;
+	/* a shared store: the link count is not this node's to write */
+	if (tally_meta_shared(t)) {
+		uint32_t nlink;
+
+		return meta_inode_update(t->meta, &md, 0, &nlink);
+	}
 	return meta_inode_put(t->meta, &md);
 }
 

@@ -305,12 +305,18 @@ void inode_virtual_stat(struct tally *t, uint64_t ino, struct stat *st)
 
 /* Write @md with the committed size and allocation (invariant 4). */
 int inode_write_md(struct tally *t, const struct inode *ip,
-		   const struct meta_inode *md)
+		   struct meta_inode *md)
 {
 	struct meta_inode copy = *md;
 
 	copy.size = ip->dsize;
 	copy.alloc = ip->dalloc;
+	/* a shared store: the link count as a delta from what this node
+	 * saw (other nodes link and unlink too); md gets the count now */
+	if (meta_shared(t->meta))
+		return meta_inode_update(
+			t->meta, &copy,
+			(int64_t)md->nlink - (int64_t)ip->md.nlink, &md->nlink);
 	return meta_inode_put(t->meta, &copy);
 }
 

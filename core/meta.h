@@ -153,6 +153,14 @@ int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out);
  * between namespaces): leaving it alone spares an index update per call.
  */
 int meta_inode_put(struct meta *m, const struct meta_inode *in);
+/*
+ * Write the row of @in but its link count, which moves by @delta from
+ * what the row has (another mount of a shared store may have moved it
+ * too); *@nlink receives the count now. A missing row is written whole
+ * (@in->nlink + @delta).
+ */
+int meta_inode_update(struct meta *m, const struct meta_inode *in,
+		      int64_t delta, uint32_t *nlink);
 /* Delete an inode row, its xattrs and its symlink target. No blocks. */
 int meta_inode_delete(struct meta *m, uint64_t ino);
 /*

@@ -22,6 +22,7 @@ enum {
 	I_INODE_PUT,
 	I_INODE_DEL,
 	I_INODE_DEL_X,
+	I_INODE_UPDATE,
 	I_MAX_INO,
 	I_ORPHANS,
 	I_TARGET_SET,
@@ -63,6 +64,12 @@ static const char *const inode_text[I_COUNT] = {
 		"nlink = ?6, size = ?7, rdev = ?8, alloc = ?9, atime = ?10, "
 		"mtime = ?11, ctime = ?12",
 	[I_INODE_DEL] = "DELETE FROM inodes WHERE ino = ?1",
+	/* the link count moved by a delta, the rest written */
+	[I_INODE_UPDATE] =
+		"UPDATE inodes SET mode = ?3, uid = ?4, gid = ?5, "
+		"nlink = nlink + ?6, size = ?7, rdev = ?8, alloc = ?9, "
+		"atime = ?10, mtime = ?11, ctime = ?12 WHERE ino = ?1 "
+		"RETURNING nlink",
 	[I_INODE_DEL_X] = "DELETE FROM xattrs WHERE ino = ?1",
 	[I_MAX_INO] = "SELECT coalesce(max(ino), 0) FROM inodes",
 	[I_ORPHANS] = "SELECT ino FROM inodes WHERE nlink = 0",
@@ -183,6 +190,53 @@ int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out)
 	out->ctime = ns_to_ts(meta_col_int(s, 10));
 	meta_reset(s);
 	return 0;
+}
+
+/* Statement @id with the fields of @in bound (?6: @nlink). */
+static int inode_stmt(struct meta *m, int id, const struct meta_inode *in,
+		      int64_t nlink, struct meta_st **out)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, id, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, (int64_t)in->ino);
+	meta_bind_int(s, 2, (int64_t)in->nspace);
+	meta_bind_int(s, 3, in->mode);
+	meta_bind_int(s, 4, in->uid);
+	meta_bind_int(s, 5, in->gid);
+	meta_bind_int(s, 6, nlink);
+	meta_bind_int(s, 7, (int64_t)in->size);
+	meta_bind_int(s, 8, (int64_t)in->rdev);
+	meta_bind_int(s, 9, (int64_t)in->alloc);
+	meta_bind_int(s, 10, ts_to_ns(&in->atime));
+	meta_bind_int(s, 11, ts_to_ns(&in->mtime));
+	meta_bind_int(s, 12, ts_to_ns(&in->ctime));
+	*out = s;
+	return 0;
+}
+
+int meta_inode_update(struct meta *m, const struct meta_inode *in,
+		      int64_t delta, uint32_t *nlink)
+{
+	struct meta_st *s;
+	int64_t v;
+	int rc = inode_stmt(m, I_INODE_UPDATE, in, delta, &s);
+
+	if (!rc)
+		rc = meta_int(m, s, &v, "inode update");
+	if (rc == -ENOENT) {
+		struct meta_inode copy = *in;
+
+		/* no row yet: written whole */
+		copy.nlink = (uint32_t)((int64_t)in->nlink + delta);
+		*nlink = copy.nlink;
+		return meta_inode_put(m, &copy);
+	}
+	if (!rc)
+		*nlink = v < 0 ? 0 : (uint32_t)v;
+	return rc;
 }
 
 int meta_inode_put(struct meta *m, const struct meta_inode *in)

@@ -240,20 +240,22 @@ static int drop_link(struct tally *t, struct inode *ip, struct meta_inode *md,
 		md->nlink = 0;
 	else if (md->nlink > 0)
 		md->nlink--;
-	*freed = md->nlink == 0 && ip->opens == 0;
-	if (*freed && meta_shared(t->meta)) {
-		/* another node may hold it open: its rows stay until the
-		 * last hold goes (core/file.c, tally_release()) */
+	*freed = false;
+	if (meta_shared(t->meta)) {
+		/* the count the store has now decides (other nodes link
+		 * and unlink too); another node may hold it open: its rows
+		 * stay until the last hold goes (core/file.c) */
 		int rc = inode_write_md(t, ip, md);
 
-		if (!rc)
-			rc = meta_inode_last(t->meta, ip->ino, t->node_id);
+		if (rc || md->nlink > 0 || ip->opens)
+			return rc;
+		rc = meta_inode_last(t->meta, ip->ino, t->node_id);
 		if (rc < 0)
 			return rc;
 		*freed = rc == 1;
-		if (!*freed)
-			return 0;
+		return *freed ? inode_drop(t, ip) : 0;
 	}
+	*freed = md->nlink == 0 && ip->opens == 0;
 	if (*freed)
 		return inode_drop(t, ip);
 	return inode_write_md(t, ip, md);

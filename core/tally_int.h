@@ -223,7 +223,7 @@ void inode_put(struct tally *t, struct inode *ip);
 void inode_fill_stat(struct tally *t, const struct inode *ip, struct stat *st);
 void inode_virtual_stat(struct tally *t, uint64_t ino, struct stat *st);
 int inode_write_md(struct tally *t, const struct inode *ip,
-		   const struct meta_inode *md);
+		   struct meta_inode *md);
 int inode_drop(struct tally *t, struct inode *ip);
 
 /*

@@ -40,8 +40,35 @@ print(len(d["nodes"]), len({n["pid"] for n in d["nodes"]}))')
 shown=$(T "$TALLY_BUILD/tools/tallyctl" "$(mnt b)" status | grep -c '^  node .* on ')
 [[ $shown == 3 ]] || fail "tallyctl status shows $shown nodes, want 3"
 
-log "write on A, close, read on B and C"
+log "three nodes make and remove subdirectories of one directory at once"
 mkdir "$(mnt a)/ns"
+mkdir "$(mnt a)/ns/sub"
+subdirs() { # make|remove NODE
+	local i op=mkdir
+
+	[[ $1 == remove ]] && op=rmdir
+	for ((i = 0; i < 40; i++)); do
+		"$op" "$(mnt "$2")/ns/sub/$2$i" || return 1
+	done
+}
+nlink_is() { [[ $(stat -c %h "$(mnt "$1")/ns/sub") == "$2" ]]; }
+for op in make remove; do
+	pids=()
+	for n in "${NODES[@]}"; do
+		subdirs "$op" "$n" &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p" || fail "$op of subdirectories"; done
+	want=$([[ $op == make ]] && echo 122 || echo 2)
+	for n in "${NODES[@]}"; do
+		wait_for 5 nlink_is "$n" "$want" ||
+			fail "node $n: nlink of ns/sub $(stat -c %h "$(mnt "$n")/ns/sub"), want $want"
+	done
+done
+[[ $(pg_psql -At -c "SELECT nlink FROM inodes i JOIN dentries d ON d.ino = i.ino WHERE d.name = 'sub'::bytea") == 2 ]] ||
+	fail "the store's nlink of ns/sub is not 2"
+
+log "write on A, close, read on B and C"
 T head -c $((3 * MIB + 12345)) /dev/urandom >"$TMP/data"
 T cp "$TMP/data" "$(mnt a)/ns/file"
 for n in b c; do
