@@ -221,8 +221,9 @@ class Hosts:
                 used = mnts[:k]
                 names = ["%s-%d-%d-%d" % (key, r, k, i) for i in range(k)]
                 # the directories are made (and removed) by node 1 alone:
-                # mkdir and rmdir by several nodes in one parent at once
-                # lose updates of its link count (see the notes)
+                # the workload is the creates (mkdir and rmdir by several
+                # nodes in one parent at once lost updates of its link
+                # count before cd2f8ca)
                 for name in names:
                     os.mkdir(os.path.join(mnts[0], "bench", name))
                 dirs = [os.path.join(m, "bench", name)
@@ -294,12 +295,8 @@ class Hosts:
             "started at the same instant (a start barrier); creates/s of all "
             "nodes = all files / the longest node's time. Medians of %d "
             "rounds, the node counts taking turns; the files are removed "
-            "(untimed) after each round. The nodes' directories are made "
-            "and removed by node 1 alone: mkdir and rmdir by several nodes "
-            "in one parent at once lose updates of the parent's link count "
-            "(3 nodes making 200 subdirectories each: nlink 202, not 602; "
-            "after rmdirs it can reach 0, and then mkdir in the parent "
-            "fails with ENOENT).%s"
+            "(untimed) after each round; the nodes' directories are made "
+            "and removed (untimed) by node 1.%s"
             % (len(a.pg_mnts), a.runs,
                " With a bucket (s3rver on 127.0.0.1) a file's object is "
                "uploaded before its commit, and its close waits for that "
