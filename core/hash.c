@@ -118,3 +118,30 @@ int hash_name_valid(const char *name)
 			return 0;
 	return 1;
 }
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int hex_decode(const char *hex, size_t n, unsigned char *out)
+{
+	int rc = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		int hi = hexval((unsigned char)hex[2 * i]);
+		int lo = hexval((unsigned char)hex[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			rc = -EINVAL;
+		out[i] = (unsigned char)(hi < 0 || lo < 0 ? 0 : hi << 4 | lo);
+	}
+	return rc;
+}

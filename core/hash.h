@@ -50,4 +50,8 @@ void hash_variant_name(const char *hex, unsigned variant,
 /* Whether @name is a well-formed object name (hex, or hex-N with N >= 1). */
 int hash_name_valid(const char *name);
 
+/* The @n bytes that the 2 * @n hex digits of @hex stand for, into @out
+ * (either case). 0, or -EINVAL if a digit is not one (its byte is 0). */
+int hex_decode(const char *hex, size_t n, unsigned char *out);
+
 #endif

@@ -242,23 +242,9 @@ int meta_inode_update(struct meta *m, const struct meta_inode *in,
 int meta_inode_put(struct meta *m, const struct meta_inode *in)
 {
 	struct meta_st *s;
-	int rc = meta_stmt(m, &meta_inode_sql, I_INODE_PUT, &s);
+	int rc = inode_stmt(m, I_INODE_PUT, in, in->nlink, &s);
 
-	if (rc)
-		return rc;
-	meta_bind_int(s, 1, (int64_t)in->ino);
-	meta_bind_int(s, 2, (int64_t)in->nspace);
-	meta_bind_int(s, 3, in->mode);
-	meta_bind_int(s, 4, in->uid);
-	meta_bind_int(s, 5, in->gid);
-	meta_bind_int(s, 6, in->nlink);
-	meta_bind_int(s, 7, (int64_t)in->size);
-	meta_bind_int(s, 8, (int64_t)in->rdev);
-	meta_bind_int(s, 9, (int64_t)in->alloc);
-	meta_bind_int(s, 10, ts_to_ns(&in->atime));
-	meta_bind_int(s, 11, ts_to_ns(&in->mtime));
-	meta_bind_int(s, 12, ts_to_ns(&in->ctime));
-	return meta_run(m, s, "inode write");
+	return rc ? rc : meta_run(m, s, "inode write");
 }
 
 int meta_inode_delete(struct meta *m, uint64_t ino)

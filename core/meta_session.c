@@ -252,13 +252,10 @@ int meta_sessions_live(struct meta *m, int64_t now, int64_t self, uint64_t *n)
 {
 	struct meta_st *s;
 	int64_t v;
-	int rc = meta_stmt(m, &meta_session_sql, S_LIVE, &s);
+	int rc = stmt2(m, S_LIVE, now, self, &s);
 
-	if (rc)
-		return rc;
-	meta_bind_int(s, 1, now);
-	meta_bind_int(s, 2, self);
-	rc = meta_int(m, s, &v, "live sessions");
+	if (!rc)
+		rc = meta_int(m, s, &v, "live sessions");
 	if (rc)
 		return rc == -ENOENT ? -EIO : rc;
 	*n = (uint64_t)v;

@@ -423,17 +423,6 @@ int meta_col_count(struct meta_st *s)
 
 #define BYTEA_OID 17
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Column @col of the current row as bytes: a bytea column (text results
  * give it in hex, "\x...") decoded once per row and kept in @s; any other
@@ -443,7 +432,7 @@ static int hexval(int c)
 static const unsigned char *pg_bytes(struct meta_st *s, int col, size_t *len)
 {
 	const char *v = pg_value(s, col);
-	size_t n, i;
+	size_t n;
 	unsigned char *d;
 
 	*len = 0;
@@ -485,12 +474,7 @@ static const unsigned char *pg_bytes(struct meta_st *s, int col, size_t *len)
 	if (!d)
 		return NULL;
 	s->dec[col] = d;
-	for (i = 0; i < n; i++) {
-		int hi = hexval((unsigned char)v[2 + 2 * i]);
-		int lo = hexval((unsigned char)v[3 + 2 * i]);
-
-		d[i] = (unsigned char)(hi < 0 || lo < 0 ? 0 : hi << 4 | lo);
-	}
+	hex_decode(v + 2, n, d); /* the server's hex: never a bad digit */
 	d[n] = '\0';
 	s->declen[col] = n;
 	s->decrow[col] = s->row;

@@ -34,15 +34,6 @@ struct watch {
 	_Atomic uint64_t seen; /* changes handed to the hooks */
 };
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* One change: "e NODE PARENT HEXNAME" or "i NODE INO". */
 static void deliver(void *ctx, const char *payload)
 {
@@ -51,7 +42,7 @@ static void deliver(void *ctx, const char *payload)
 	long long node;
 	unsigned long long a;
 	const char *hex;
-	size_t i, n;
+	size_t n;
 	int used = 0;
 
 	if (sscanf(payload, "%c %lld %llu %n", &kind, &node, &a, &used) < 3)
@@ -70,14 +61,8 @@ static void deliver(void *ctx, const char *payload)
 	n = strlen(hex) / 2;
 	if (n == 0 || n > TALLY_NAME_MAX)
 		return;
-	for (i = 0; i < n; i++) {
-		int hi = hexval((unsigned char)hex[2 * i]);
-		int lo = hexval((unsigned char)hex[2 * i + 1]);
-
-		if (hi < 0 || lo < 0)
-			return;
-		name[i] = (char)(hi << 4 | lo);
-	}
+	if (hex_decode(hex, n, (unsigned char *)name))
+		return;
 	name[n] = '\0';
 	w->hooks.entry(w->hooks.arg, a, name);
 	atomic_fetch_add(&w->seen, 1);

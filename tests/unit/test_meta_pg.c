@@ -17,6 +17,7 @@
 
 #include "core/meta.h"
 #include "core/reap.h"
+#include "tests/unit/util.h"
 
 static char db[64];
 static char uri[512];
@@ -72,26 +73,10 @@ TestSuite(meta_pg, .init = setup, .fini = teardown, .timeout = 60);
 #define OBJ_A "0123456789abcdef0123456789abcdef"
 #define OBJ_B "fedcba9876543210fedcba9876543210"
 
-struct find {
-	const char *name;
-	int64_t count;
-};
-
-static int find_one(void *arg, const struct meta_check *c)
-{
-	struct find *f = arg;
-
-	if (!strcmp(c->name, f->name))
-		f->count = c->stored;
-	return 0;
-}
-
+/* The stored count of object @name, -1 if it has no row. */
 static int64_t count_of(const char *name)
 {
-	struct find f = { name, -1 };
-
-	cr_assert_eq(meta_check_counts(m, find_one, &f), 0);
-	return f.count;
+	return tu_stored_count(m, name);
 }
 
 Test(meta_pg, formatted_with_root_and_settings)

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/fsck.h"
+#include "core/meta.h"
 #include "core/store.h"
 #include "core/tally.h"
 
@@ -133,4 +134,26 @@ uint64_t tu_newfile(struct tally *t, uint64_t parent, const char *name)
 		tally_mknod(t, &root, parent, name, S_IFREG | 0644, 0, &st), 0);
 	cr_assert_eq(tally_open_file(t, st.st_ino, O_RDWR), 0);
 	return st.st_ino;
+}
+
+struct find {
+	const char *name;
+	int64_t count;
+};
+
+static int find_one(void *arg, const struct meta_check *c)
+{
+	struct find *f = arg;
+
+	if (!strcmp(c->name, f->name))
+		f->count = c->stored;
+	return 0;
+}
+
+int64_t tu_stored_count(struct meta *m, const char *name)
+{
+	struct find f = { name, -1 };
+
+	cr_assert_eq(meta_check_counts(m, find_one, &f), 0);
+	return f.count;
 }

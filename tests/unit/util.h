@@ -31,6 +31,11 @@ void tu_fsck_clean(const char *store, struct fsck_result *r);
 /* Fill @buf with deterministic pseudo-random bytes from @seed. */
 void tu_fill(void *buf, size_t len, unsigned seed);
 
+struct meta;
+/* The stored count of object @name in @m (meta_check_counts()), -1 if
+ * it has no row; asserts that the check ran. */
+int64_t tu_stored_count(struct meta *m, const char *name);
+
 /* A namespace @name made by root; its inode. */
 uint64_t tu_mkns(struct tally *t, const char *name);
 /* An empty regular file @name in @parent made by root, left open for

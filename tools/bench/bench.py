@@ -57,6 +57,18 @@ def run(cmd):
 
 # ------------------------------------------------------------- formatting
 
+def distro_name():
+    """PRETTY_NAME of /etc/os-release, or "" (the machine of a report)."""
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return ""
+
+
 def fmt_rate(v, unit):
     if v is None:
         return "–"
@@ -394,14 +406,7 @@ class Bench:
             fstype = run(["findmnt", "-n", "-o", "FSTYPE", "-T", a.work]).strip()
         except Exception:
             fstype = "?"
-        distro = ""
-        try:
-            with open("/etc/os-release") as f:
-                for line in f:
-                    if line.startswith("PRETTY_NAME="):
-                        distro = line.split("=", 1)[1].strip().strip('"')
-        except OSError:
-            pass
+        distro = distro_name()
         date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         opts = ""
         if a.tally_opts:

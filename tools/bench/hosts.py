@@ -364,14 +364,7 @@ class Hosts:
                              "--dirty"]).strip()
         except Exception:
             rev = "?"
-        distro = ""
-        try:
-            with open("/etc/os-release") as f:
-                for line in f:
-                    if line.startswith("PRETTY_NAME="):
-                        distro = line.split("=", 1)[1].strip().strip('"')
-        except OSError:
-            pass
+        distro = bench.distro_name()
         what = ["%d files" % a.files, "%d round(s)" % a.runs]
         if a.remote_mnts:
             what.append("with a bucket %d files of %d bytes per node"
