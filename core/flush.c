@@ -124,6 +124,26 @@ static void flush_ready(struct tally *t, struct flush *f)
 	pthread_mutex_unlock(&t->fin_lock);
 }
 
+/* A shared store: put the objects of @f into the bucket (remote_ship();
+ * no lock held). 0 or the first error. */
+static int ship(struct tally *t, struct flush *f)
+{
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < f->np && !rc && t->remote; i++) {
+		struct pending *q = &f->p[i];
+
+		if (q->hole || q->shared)
+			continue;
+		rc = remote_ship(t->remote, q->shard, q->name, q->len);
+		q->shipped = rc >= 0;
+		q->put = rc == 1;
+		rc = rc > 0 ? 0 : rc;
+	}
+	return rc;
+}
+
 /* Stream phase (pool): hash, stage and make durable the new objects. */
 static void flush_stream(void *arg)
 {
@@ -160,14 +180,8 @@ static void flush_stream(void *arg)
 	objstore_batch_release(t->objs, &batch);
 	/* a shared store: in the bucket before the commit names them, so
 	 * that every node can read what this one commits (invariant 6) */
-	for (i = 0; i < f->np && !rc && t->remote && tally_meta_shared(t); i++)
-		if (!f->p[i].hole) {
-			rc = remote_ship(t->remote, f->p[i].shard, f->p[i].name,
-					 f->p[i].len);
-			f->p[i].shipped = rc >= 0;
-			f->p[i].put = rc == 1;
-			rc = rc > 0 ? 0 : rc;
-		}
+	if (!rc && tally_meta_shared(t))
+		rc = ship(t, f);
 	if (rc)
 		log_msg(LOG_ERR,
 			"flush %" PRIu64 " of inode %" PRIu64 " failed: %s",
@@ -399,6 +413,7 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 		rc = meta_blocks_drop(t->meta, ip->ino, tb);
 	for (i = 0; i < f->np && !rc; i++) {
 		struct pending *q = &f->p[i];
+		bool known = false; /* its row is there (before this) */
 
 		if (q->shared && !q->hole) {
 			/* the source holds a reference: the row must exist */
@@ -406,6 +421,7 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 			rc = rc == 1 ? 0 : (rc ? rc : -EIO);
 		} else if (!q->hole) {
 			rc = meta_obj_exists(t->meta, q->name);
+			known = rc == 1;
 			if (rc == 0) {
 				off_t sz;
 
@@ -423,9 +439,6 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 		}
 		if (!rc) {
 			struct meta_bref ref;
-			/* the row it found in the stream is still there */
-			bool known = q->shipped && !q->shared &&
-				     meta_obj_exists(t->meta, q->name) == 1;
 
 			/* a known object: the reference names its shard */
 			rc = meta_block_set(t->meta, ip->ino, q->idx,
@@ -433,9 +446,10 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 					    q->len, &ref);
 			if (!rc && !q->hole)
 				q->shard = ref.shard;
-			/* unless its key's deletion is under way: then it
-			 * stays queued, shipped again after it */
-			if (!rc && (q->put || known)) {
+			/* put there now, or the row it found in the stream
+			 * is still there; unless its key's deletion is under
+			 * way: then it stays queued, shipped again after it */
+			if (!rc && (q->put || (q->shipped && known))) {
 				rc = meta_remote_shipped(t->meta, q->name);
 				rc = rc < 0 ? rc : 0;
 			}
@@ -574,26 +588,15 @@ static void flush_discard_objects(struct tally *t, struct flush *f)
 }
 
 /* Commit a group of consecutive ready flushes in one transaction. */
-/* Ship the objects of the flushes of @g again (a shared store whose
- * session was lost; no lock held): a flush that cannot fails. */
+/* Ship the flushes of @g again (a shared store whose session was lost;
+ * no lock held): a flush that cannot fails. */
 static void reship(struct tally *t, struct flush **g, size_t n)
 {
-	size_t i, k;
+	size_t i;
 
-	for (i = 0; i < n && t->remote; i++) {
-		for (k = 0; k < g[i]->np && !g[i]->err; k++) {
-			struct pending *q = &g[i]->p[k];
-			int rc;
-
-			if (q->hole || q->shared)
-				continue;
-			rc = remote_ship(t->remote, q->shard, q->name, q->len);
-			if (rc < 0)
-				g[i]->err = rc;
-			q->shipped = rc >= 0;
-			q->put = rc == 1;
-		}
-	}
+	for (i = 0; i < n; i++)
+		if (!g[i]->err)
+			g[i]->err = ship(t, g[i]);
 }
 
 static void finalize_group(struct tally *t, struct flush **g, size_t n)
