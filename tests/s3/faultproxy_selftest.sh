@@ -491,7 +491,8 @@ if [[ -n ${TALLY_S3RVER_DIR:-} ]] && command -v node >/dev/null; then
 	assert_eq "signed PUT" 200 "$(code "${S[@]}" -T "$TMP/big" "$U/o")"
 	C -f "${S[@]}" -o "$TMP/got" "$U/o" || fail "signed GET failed"
 	assert_eq "sha256" "$(sha "$TMP/big")" "$(sha "$TMP/got")"
-	C -f "${S[@]}" "$U?list-type=2" | grep -q '<Key>o</Key>' ||
+	C -f "${S[@]}" -o "$TMP/list" "$U?list-type=2" &&
+		grep -q '<Key>o</Key>' "$TMP/list" ||
 		fail "the signed LIST does not name the object"
 	ctl 'status/503/SlowDown?n=1&method=PUT' >/dev/null
 	assert_eq "signed PUT, faulted" 503 \

@@ -156,8 +156,7 @@ assert_eq "gc dry-run: remote_unreferenced" 1 \
 assert_eq "gc dry-run: remote_keys" "$keys" "$(report_get remote_keys "$rep")"
 rep=$(ctl_report "gc grace=0") || fail "gc: $rep"
 assert_eq "gc: remote_queued" 1 "$(report_get remote_queued "$rep")"
-stray_gone() { ! bucket_keys | awk '{ print $1 }' | grep -q "/$stray\$"; }
-wait_for 60 stray_gone || fail "the stray key is still in the bucket"
+wait_for 60 bucket_lacks "$stray" || fail "the stray key is still in the bucket"
 assert_eq "keys after gc" $((keys - 1)) "$(bucket_count)"
 
 log "verify and verify remote"

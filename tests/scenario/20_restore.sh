@@ -96,7 +96,7 @@ ROUT=$(T "$TALLYFS" --restore -o \
 assert_eq "no store there" 1 "$RRC"
 assert_match "no store there" "holds no tallyfs store" "$ROUT"
 # an object the snapshot names, lost from the bucket
-lost=$(bucket_keys | awk '{ print $1 }' | head -n 1)
+lost=$(bucket_keys | awk 'NR == 1 { k = $1 } END { print k }')
 T "${S3CLI[@]}" rm "$S3_BUCKET" "$lost"
 restore "$TMP/r3"
 assert_eq "objects missing" 1 "$RRC"

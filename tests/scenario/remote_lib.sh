@@ -8,6 +8,20 @@
 
 S3CLI=(/usr/bin/python3 "$TALLY_SRC/tests/s3/s3cli.py")
 bucket_keys() { T "${S3CLI[@]}" ls "$S3_BUCKET" "$PFX/objects/"; }
+# bucket_has NAME: a key of the bucket ends in /NAME (1: not there, 2: the
+# listing failed). The listing is read whole before grep looks at it: with
+# pipefail a grep -q that stops early would fail the pipe on SIGPIPE.
+bucket_has() {
+	local keys
+	keys=$(bucket_keys | awk '{ print $1 }') || return 2
+	grep -q "/$1\$" <<<"$keys"
+}
+# bucket_lacks NAME: the listing worked and no key ends in /NAME
+bucket_lacks() {
+	local rc=0
+	bucket_has "$1" || rc=$?
+	((rc == 1))
+}
 bucket_count() { T "${S3CLI[@]}" count "$S3_BUCKET" "$PFX/objects/"; }
 # remote_get KEY [MNT]: one value of the status's remote section
 remote_get() { status_get remote "${2:-$MNT}" | python3 -c "
