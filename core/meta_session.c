@@ -66,8 +66,11 @@ static const char *const session_text[S_COUNT] = {
 	[S_HOLD] = "SELECT 1",
 	[S_UNREPORTED] = "SELECT count(*) FROM sessions s WHERE NOT EXISTS "
 			 "(SELECT 1 FROM node_reports r WHERE r.node = s.id)",
+	/* a hold already there (a release whose commit was lost left
+	 * it) counts as a row: only a missing inode is -ENOENT */
 	[S_HOLD_ADD] = "INSERT INTO open_holds(node, ino) SELECT ?1, ino "
-		       "FROM inodes WHERE ino = ?2 ON CONFLICT DO NOTHING",
+		       "FROM inodes WHERE ino = ?2 ON CONFLICT(node, ino) "
+		       "DO UPDATE SET node = excluded.node",
 	[S_HOLD_DEL] = "DELETE FROM open_holds WHERE node = ?1 AND ino = ?2",
 	[S_HOLDS_DEL] = "DELETE FROM open_holds WHERE node = ?1",
 	[S_HELD] = "SELECT count(*) FROM open_holds WHERE ino = ?1 "
@@ -84,7 +87,8 @@ static const char *const session_pg[S_COUNT] = {
 	 * in turn: the unlink sees the hold, or the open finds no row */
 	[S_HOLD_ADD] = "INSERT INTO open_holds(node, ino) SELECT ?1, ino "
 		       "FROM (SELECT ino FROM inodes WHERE ino = ?2 FOR SHARE) "
-		       "AS i ON CONFLICT DO NOTHING",
+		       "AS i ON CONFLICT(node, ino) "
+		       "DO UPDATE SET node = excluded.node",
 	[S_INODE_LOCK] = "SELECT nlink FROM inodes WHERE ino = ?1 FOR UPDATE",
 	[S_RELAXED] = "SELECT set_config('synchronous_commit', 'off', true)",
 };

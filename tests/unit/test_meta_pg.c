@@ -292,6 +292,31 @@ Test(meta_pg, branch_copies_a_namespace)
 	cr_assert_eq(count_of(OBJ_A), 3);
 }
 
+/* A hold already there (a release whose commit was lost leaves one) is
+ * taken again without error; a hold of a missing inode is -ENOENT. */
+Test(meta_pg, a_hold_taken_twice_is_no_missing_inode)
+{
+	struct meta_inode f = { 0 };
+
+	f.ino = 40;
+	f.nspace = 40;
+	f.mode = S_IFREG | 0644;
+	f.nlink = 0; /* unlinked, held open by node 7 */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &f), 0);
+	cr_assert_eq(meta_hold_add(m, 7, 40), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_hold_add(m, 7, 40), 0);
+	cr_assert_eq(meta_hold_add(m, 7, 41), -ENOENT);
+	/* held by node 7 (not last for node 8), by nobody else */
+	cr_assert_eq(meta_inode_last(m, 40, 8), 0);
+	cr_assert_eq(meta_inode_last(m, 40, 7), 1);
+	cr_assert_eq(meta_hold_del(m, 7, 40), 0);
+	cr_assert_eq(meta_inode_last(m, 40, 8), 1);
+	cr_assert_eq(meta_commit(m), 0);
+}
+
 Test(meta_pg, pins_and_protection)
 {
 	const char *names[] = { OBJ_A };
