@@ -1294,6 +1294,8 @@ int ctl_status_json(struct tally *t, char **out)
 		", \"flush_errors\": %" PRIu64 ", \"group_commits\": %" PRIu64
 		", \"spliced_reads\": %" PRIu64 ", \"refcount_drift\": %" PRIu64
 		", \"corrupt_objects\": %" PRIu64
+		", \"inodes_cached\": %" PRIu64
+		", \"buffer_pool_bytes\": %" PRIu64
 		", \"max_pending_flushes\": %u, \"workers\": %u"
 		", \"jobs_queued\": %" PRIu64 ", \"jobs_running\": %" PRIu64
 		"}\n",
@@ -1306,8 +1308,8 @@ int ctl_status_json(struct tally *t, char **out)
 		st.pending_flushes, st.durable_seq, st.rotated_seq,
 		st.dirty_bytes, st.dirty_limit, st.commit_errors,
 		st.group_commits, st.spliced_reads, st.refcount_drift,
-		st.corrupt_objects, st.max_pending, st.workers, st.jobs_queued,
-		st.jobs_running);
+		st.corrupt_objects, st.inodes_cached, st.buffer_pool_bytes,
+		st.max_pending, st.workers, st.jobs_queued, st.jobs_running);
 	if (rc) {
 		free(gc);
 		return rc;

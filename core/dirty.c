@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,7 @@ static char *dirty_buf_get(struct tally *t)
 	pthread_mutex_lock(&t->pool_lock);
 	if (t->npool)
 		buf = t->pool_bufs[--t->npool];
+	t->pool_taken = true;
 	pthread_mutex_unlock(&t->pool_lock);
 	return buf ? buf : malloc(t->bs);
 }
@@ -43,6 +45,43 @@ void dirty_buf_put(struct tally *t, char *buf)
 	}
 	pthread_mutex_unlock(&t->pool_lock);
 	free(buf);
+}
+
+/*
+ * The flusher's tick: when no buffer was taken since the last tick, the
+ * pooled ones go back to the system (a mount that stopped writing keeps
+ * no block buffers: 64 of 1 MiB would be 64 MiB of its RSS).
+ */
+void dirty_pool_trim(struct tally *t)
+{
+	char *bufs[POOL_MAX];
+	size_t n = 0;
+
+	pthread_mutex_lock(&t->pool_lock);
+	if (!t->pool_taken) {
+		n = t->npool;
+		memcpy(bufs, t->pool_bufs, n * sizeof(*bufs));
+		t->npool = 0;
+	}
+	t->pool_taken = false;
+	pthread_mutex_unlock(&t->pool_lock);
+	if (!n)
+		return;
+	while (n)
+		free(bufs[--n]);
+	/* freed block-sized chunks may sit inside an arena: give their
+	 * pages back too */
+	malloc_trim(0);
+}
+
+size_t dirty_pool_bytes(struct tally *t)
+{
+	size_t n;
+
+	pthread_mutex_lock(&t->pool_lock);
+	n = t->npool;
+	pthread_mutex_unlock(&t->pool_lock);
+	return n * t->bs;
 }
 
 /* ------------------------------------------------------------------ */
@@ -339,7 +378,7 @@ int dirty_get(struct tally *t, struct inode *ip, uint64_t idx, bool whole,
 	d->buf = buf;
 	tally_lock(t);
 	if (ip->ndirty++ == 0)
-		ip->dirty_since = tally_now();
+		ip->dirty_since = tally_now().tv_sec;
 	t->dirty_blocks++;
 	tally_unlock(t);
 	*out = d;
@@ -379,7 +418,7 @@ int dirty_map_reserve(struct inode *ip, size_t more)
 	if (ip->nmap + more <= cap)
 		return 0;
 	while (cap < ip->nmap + more)
-		cap = cap ? cap * 2 : 16;
+		cap = cap ? cap * 2 : 1; /* most files have one block */
 	v = realloc(ip->map, cap * sizeof(*v));
 	if (!v)
 		return -ENOMEM;

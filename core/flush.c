@@ -267,6 +267,7 @@ int flush_rotate(struct tally *t, struct inode *ip,
 		failed = failed->next;
 		tally_lock(t);
 		ip->nfailed--;
+		t->parked--;
 		ip->flight_blocks -= old->nblk;
 		t->dirty_blocks -= old->nblk;
 		inode_put(t, ip); /* the parked flush's reference */
@@ -559,6 +560,7 @@ static void flush_park(struct tally *t, struct flush *f, int err)
 	ip->failed = f;
 	pthread_mutex_unlock(&ip->mlock);
 	ip->nfailed++;
+	t->parked++;
 	/* the slot keeps the oldest failure not reported yet */
 	if (!ip->err)
 		ip->err_seq = f->seq;
@@ -791,8 +793,7 @@ static bool want_aged(struct tally *t, struct inode *ip, void *ctx)
 	/* freed inodes too: their flush is discarded, their buffers freed */
 	if (!(ip->ndirty || ip->nfailed))
 		return false;
-	return a->pressure ||
-	       a->now.tv_sec - ip->dirty_since.tv_sec >= DIRTY_AGE_S;
+	return a->pressure || a->now.tv_sec - ip->dirty_since >= DIRTY_AGE_S;
 }
 
 /* Rotate the inodes whose data is old, or all under memory pressure. */
@@ -805,7 +806,10 @@ static void flush_aged(struct tally *t)
 
 	tally_lock(t);
 	a.pressure = t->dirty_blocks * t->bs > t->dirty_limit / 2;
-	collect_inodes(t, want_aged, &a, &list, &n);
+	/* nothing dirty, nothing parked: no walk over every inode in
+	 * memory (a million after a million creates) under the lock */
+	if (t->dirty_blocks || t->parked)
+		collect_inodes(t, want_aged, &a, &list, &n);
 	tally_unlock(t);
 	for (i = 0; i < n; i++) {
 		uint64_t seq;
@@ -814,7 +818,8 @@ static void flush_aged(struct tally *t)
 		if (pthread_rwlock_trywrlock(&list[i]->rw) == 0) {
 			flush_rotate(t, list[i], NULL, 0, false, &seq);
 			tally_lock(t);
-			list[i]->dirty_since = ts; /* retry failures later */
+			/* failures are retried a tick later */
+			list[i]->dirty_since = ts.tv_sec;
 			tally_unlock(t);
 			pthread_rwlock_unlock(&list[i]->rw);
 		}
@@ -842,6 +847,7 @@ void *flush_flusher(void *arg)
 			break;
 		pthread_mutex_unlock(&t->flusher_lock);
 		flush_aged(t);
+		dirty_pool_trim(t);
 		/* the deletions that wait for a durable commit: one WAL
 		 * sync a tick at most, and none when nothing waits */
 		if (tally_reap_due(t))

@@ -119,6 +119,7 @@ void inode_drop_failed(struct tally *t, struct inode *ip)
 		assert(ip->refs > 0 && ip->nfailed > 0);
 		ip->refs--; /* the parked flush's reference */
 		ip->nfailed--;
+		t->parked--;
 		ip->flight_blocks -= f->nblk;
 		t->dirty_blocks -= f->nblk;
 		flush_free(t, f);
@@ -175,6 +176,7 @@ void inode_insert(struct tally *t, struct inode *ip)
 
 	ip->next = *b;
 	*b = ip;
+	t->ninodes++;
 }
 
 static struct inode *inode_find(struct tally *t, uint64_t ino)
@@ -244,6 +246,7 @@ void inode_put(struct tally *t, struct inode *ip)
 	for (pp = ibucket(t, ip->ino); *pp; pp = &(*pp)->next)
 		if (*pp == ip) {
 			*pp = ip->next;
+			t->ninodes--;
 			break;
 		}
 	inode_destroy(t, ip);

@@ -680,6 +680,7 @@ int tally_stats(struct tally *t, struct tally_stats *out)
 	tally_lock(t);
 	rc = meta_stats(t->meta, &ms);
 	out->dirty_bytes = t->dirty_blocks * t->bs;
+	out->inodes_cached = t->ninodes;
 	out->commit_errors = t->commit_errors;
 	out->refcount_drift = meta_drift(t->meta);
 	tally_unlock(t);
@@ -692,6 +693,7 @@ int tally_stats(struct tally *t, struct tally_stats *out)
 	out->group_commits = t->groups;
 	pthread_mutex_unlock(&t->fin_lock);
 	out->spliced_reads = atomic_load(&t->spliced_reads);
+	out->buffer_pool_bytes = dirty_pool_bytes(t);
 	out->corrupt_objects =
 		atomic_load(&t->corrupt) + objstore_corrupt(t->objs);
 	pool_stats(t->pool, &ps);

@@ -309,6 +309,8 @@ struct tally_stats {
 	uint64_t refcount_drift;  /* counts found wrong at commit, fixed */
 	uint64_t corrupt_objects; /* short or wrong object files met */
 	uint64_t dirty_limit;
+	uint64_t inodes_cached;	    /* in memory: those the kernel knows */
+	uint64_t buffer_pool_bytes; /* free block buffers kept for reuse */
 	unsigned workers, max_pending;
 	uint32_t block_size;
 };

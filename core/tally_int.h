@@ -53,32 +53,35 @@ struct flush {
 	struct flush *next; /* inode->inflight / failed list (mlock) */
 };
 
+/* One in memory for every inode the kernel knows (a million files known
+ * are a million of these): fields ordered so that there is no padding. */
 struct inode {
 	uint64_t ino;
 	struct inode *next;	/* protected by t->lock: table chain */
 	unsigned refs;		/* protected by t->lock */
-	uint64_t nlookup;	/* protected by t->lock */
 	unsigned opens;		/* protected by t->lock */
-	bool freed;		/* protected by t->lock */
+	uint64_t nlookup;	/* protected by t->lock */
 	struct meta_inode md;	/* protected by t->lock; size also by rw */
 	uint64_t dsize, dalloc; /* protected by t->lock: committed values */
 	size_t ndirty;		/* protected by rw and t->lock */
-	struct timespec dirty_since; /* protected by t->lock */
+	time_t dirty_since;	/* protected by t->lock: seconds */
 	uint64_t last_seq;	/* protected by t->lock: its latest flush */
 	unsigned nfailed;	/* protected by t->lock: parked flushes */
-	uint64_t flight_blocks; /* protected by t->lock: in flight, parked */
 	int err;		/* protected by t->lock: for fsync/close */
+	uint64_t flight_blocks; /* protected by t->lock: in flight, parked */
 	uint64_t err_seq;    /* protected by t->lock: the flush that failed */
-	bool truncated;	     /* protected by rw and t->lock: drop past... */
-	uint64_t trunc_size; /* ...this, the lowest size since a flush */
+	uint64_t trunc_size; /* protected by rw and t->lock: drop past this,
+			      * the lowest size since a flush, if truncated */
 	uint64_t write_end;  /* protected by rw: where the last write ended */
+	bool freed;	     /* protected by t->lock */
+	bool truncated;	     /* protected by rw and t->lock: see trunc_size */
+	bool map_loaded;     /* protected by mlock (loaded under t->lock) */
 
 	pthread_rwlock_t rw;
 	struct dirty *dirty; /* protected by rw, sorted by idx */
 	size_t dcap;
 
 	pthread_mutex_t mlock;
-	bool map_loaded;       /* protected by mlock (loaded under t->lock) */
 	struct meta_bref *map; /* protected by mlock, sorted by idx */
 	size_t nmap, mapcap;
 	struct flush *inflight; /* protected by mlock, newest first */
@@ -110,6 +113,8 @@ struct tally {
 	pthread_cond_t space;	     /* with lock: dirty buffers were freed */
 	struct inode **itable;	     /* protected by lock */
 	struct dentry_cache *dcache; /* protected by lock */
+	uint64_t ninodes;	     /* protected by lock: in itable */
+	uint64_t parked;	     /* protected by lock: sum of nfailed */
 	uint64_t next_ino;	     /* protected by lock */
 	uint64_t ino_limit;	     /* protected by lock: reserved below */
 	bool wal_unsynced;	     /* protected by lock */
@@ -156,6 +161,7 @@ struct tally {
 	pthread_mutex_t pool_lock; /* innermost lock */
 	char *pool_bufs[POOL_MAX]; /* protected by pool_lock: free buffers */
 	size_t npool;		   /* protected by pool_lock */
+	bool pool_taken; /* protected by pool_lock: since the last trim */
 };
 
 /* A block to commit: from a dirty buffer, or shared from another file. */
@@ -231,6 +237,10 @@ int inode_drop(struct tally *t, struct inode *ip);
  * buffers under inode->rw, the map under inode->mlock.
  */
 void dirty_buf_put(struct tally *t, char *buf);
+/* The flusher's tick: the pooled buffers go if none was taken since the
+ * last tick. */
+void dirty_pool_trim(struct tally *t);
+size_t dirty_pool_bytes(struct tally *t); /* bytes of pooled buffers */
 struct meta_bref *dirty_map_find(struct inode *ip, uint64_t idx);
 struct dirty *dirty_search(struct dirty *v, size_t n, uint64_t idx);
 size_t dirty_pos(struct inode *ip, uint64_t idx);

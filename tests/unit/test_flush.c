@@ -553,3 +553,41 @@ Test(flush, short_copy_does_not_share_a_longer_block)
 	cr_assert_eq(tally_release(t, a), 0);
 	cr_assert_eq(tally_release(t, b), 0);
 }
+
+/* A mount that stopped writing gives its pooled block buffers back (the
+ * flusher's tick, once a second, after an idle one), and the stats
+ * count the inodes held in memory. */
+Test(flush, an_idle_mount_gives_its_buffers_back)
+{
+	static char data[3 * BS];
+	struct tally_stats st;
+	uint64_t ns, ino;
+	int i;
+
+	open_with(2, 0, 4, BS);
+	ns = tu_mkns(t, "main");
+	ino = tu_newfile(t, ns, "f");
+	tu_fill(data, sizeof(data), 7);
+	cr_assert_eq(tally_write(t, ino, data, sizeof(data), 0),
+		     (ssize_t)sizeof(data));
+	/* the open file is one of the inodes in memory */
+	cr_assert_eq(tally_stats(t, &st), 0);
+	cr_assert_geq(st.inodes_cached, 1);
+	cr_assert_eq(tally_release(t, ino), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	for (i = 0; i < 100; i++) {
+		cr_assert_eq(tally_stats(t, &st), 0);
+		if (st.buffer_pool_bytes == 0)
+			break;
+		usleep(100 * 1000);
+	}
+	cr_assert_eq(st.buffer_pool_bytes, 0,
+		     "%llu bytes of buffers still pooled after 10 s idle",
+		     (unsigned long long)st.buffer_pool_bytes);
+	/* and writing again takes fresh buffers */
+	cr_assert_eq(tally_write(t, ino, data, sizeof(data), 0),
+		     (ssize_t)sizeof(data));
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	expect_block(ino, 2, data + 2 * BS);
+	expect_clean_store();
+}
