@@ -89,14 +89,14 @@ size_t dirty_pool_bytes(struct tally *t)
 
 struct meta_bref *dirty_map_find(struct inode *ip, uint64_t idx)
 {
-	size_t lo = 0, hi = ip->nmap;
+	size_t lo = 0, hi = ip->io->nmap;
 
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 
-		if (ip->map[mid].idx == idx)
-			return &ip->map[mid];
-		if (ip->map[mid].idx < idx)
+		if (ip->io->map[mid].idx == idx)
+			return &ip->io->map[mid];
+		if (ip->io->map[mid].idx < idx)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -129,12 +129,12 @@ struct dirty *dirty_search(struct dirty *v, size_t n, uint64_t idx)
 
 size_t dirty_pos(struct inode *ip, uint64_t idx)
 {
-	return dpos(ip->dirty, ip->ndirty, idx);
+	return dpos(ip->io->dirty, ip->ndirty, idx);
 }
 
 struct dirty *dirty_find(struct inode *ip, uint64_t idx)
 {
-	return dirty_search(ip->dirty, ip->ndirty, idx);
+	return dirty_search(ip->io->dirty, ip->ndirty, idx);
 }
 
 /* Load the committed block map once (t->lock, then mlock: the finalizer
@@ -144,18 +144,19 @@ int dirty_map_load(struct tally *t, struct inode *ip)
 	int rc = 0;
 
 	tally_lock(t);
-	pthread_mutex_lock(&ip->mlock);
-	if (!ip->map_loaded) {
-		free(ip->map); /* whatever an unloaded map gathered */
-		ip->map = NULL;
-		ip->nmap = ip->mapcap = 0;
-		rc = meta_blocks_load(t->meta, ip->ino, &ip->map, &ip->nmap);
+	pthread_mutex_lock(&ip->io->mlock);
+	if (!ip->io->map_loaded) {
+		free(ip->io->map); /* whatever an unloaded map gathered */
+		ip->io->map = NULL;
+		ip->io->nmap = ip->io->mapcap = 0;
+		rc = meta_blocks_load(t->meta, ip->ino, &ip->io->map,
+				      &ip->io->nmap);
 		if (!rc) {
-			ip->mapcap = ip->nmap;
-			ip->map_loaded = true;
+			ip->io->mapcap = ip->io->nmap;
+			ip->io->map_loaded = true;
 		}
 	}
-	pthread_mutex_unlock(&ip->mlock);
+	pthread_mutex_unlock(&ip->io->mlock);
 	tally_unlock(t);
 	return rc;
 }
@@ -238,14 +239,14 @@ static void read_ahead(struct tally *t, struct inode *ip, uint64_t idx)
 	struct meta_bref next[REMOTE_AHEAD];
 	unsigned i, n = 0;
 
-	pthread_mutex_lock(&ip->mlock);
+	pthread_mutex_lock(&ip->io->mlock);
 	for (i = 1; i <= REMOTE_AHEAD; i++) {
 		struct meta_bref *r = dirty_map_find(ip, idx + i);
 
 		if (r && r->name[0])
 			next[n++] = *r;
 	}
-	pthread_mutex_unlock(&ip->mlock);
+	pthread_mutex_unlock(&ip->io->mlock);
 	for (i = 0; i < n; i++)
 		remote_prefetch(t->remote, next[i].shard, next[i].name,
 				next[i].size);
@@ -266,9 +267,9 @@ int dirty_read_below(struct tally *t, struct inode *ip, uint64_t idx, char *dst,
 	for (tries = 0; tries < 4; tries++) {
 		bool found = false, have_ref = false, ahead = false;
 
-		pthread_mutex_lock(&ip->mlock);
-		lists[0] = ip->inflight;
-		lists[1] = ip->failed;
+		pthread_mutex_lock(&ip->io->mlock);
+		lists[0] = ip->io->inflight;
+		lists[1] = ip->io->failed;
 		for (l = 0; l < 2 && !found; l++) {
 			struct flush *f;
 
@@ -301,7 +302,7 @@ int dirty_read_below(struct tally *t, struct inode *ip, uint64_t idx, char *dst,
 				have_ref = true;
 			}
 		}
-		pthread_mutex_unlock(&ip->mlock);
+		pthread_mutex_unlock(&ip->io->mlock);
 		if (found)
 			return 0;
 		if (!have_ref) {
@@ -340,18 +341,18 @@ int dirty_get(struct tally *t, struct inode *ip, uint64_t idx, bool whole,
 	char *buf;
 	int rc;
 
-	if (pos < ip->ndirty && ip->dirty[pos].idx == idx) {
-		*out = &ip->dirty[pos];
+	if (pos < ip->ndirty && ip->io->dirty[pos].idx == idx) {
+		*out = &ip->io->dirty[pos];
 		return 0;
 	}
-	if (ip->ndirty == ip->dcap) {
-		size_t cap = ip->dcap ? ip->dcap * 2 : 8;
-		struct dirty *v = realloc(ip->dirty, cap * sizeof(*v));
+	if (ip->ndirty == ip->io->dcap) {
+		size_t cap = ip->io->dcap ? ip->io->dcap * 2 : 8;
+		struct dirty *v = realloc(ip->io->dirty, cap * sizeof(*v));
 
 		if (!v)
 			return -ENOMEM;
-		ip->dirty = v;
-		ip->dcap = cap;
+		ip->io->dirty = v;
+		ip->io->dcap = cap;
 	}
 	buf = dirty_buf_get(t);
 	if (!buf)
@@ -371,9 +372,9 @@ int dirty_get(struct tally *t, struct inode *ip, uint64_t idx, bool whole,
 	} else {
 		memset(buf, 0, t->bs);
 	}
-	memmove(&ip->dirty[pos + 1], &ip->dirty[pos],
-		(ip->ndirty - pos) * sizeof(*ip->dirty));
-	d = &ip->dirty[pos];
+	memmove(&ip->io->dirty[pos + 1], &ip->io->dirty[pos],
+		(ip->ndirty - pos) * sizeof(*ip->io->dirty));
+	d = &ip->io->dirty[pos];
 	d->idx = idx;
 	d->buf = buf;
 	tally_lock(t);
@@ -412,18 +413,18 @@ bool dirty_all_zero(const char *buf, size_t len)
 /* Room for @more entries in the map (mlock held). */
 int dirty_map_reserve(struct inode *ip, size_t more)
 {
-	size_t cap = ip->mapcap;
+	size_t cap = ip->io->mapcap;
 	struct meta_bref *v;
 
-	if (ip->nmap + more <= cap)
+	if (ip->io->nmap + more <= cap)
 		return 0;
-	while (cap < ip->nmap + more)
+	while (cap < ip->io->nmap + more)
 		cap = cap ? cap * 2 : 1; /* most files have one block */
-	v = realloc(ip->map, cap * sizeof(*v));
+	v = realloc(ip->io->map, cap * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	ip->map = v;
-	ip->mapcap = cap;
+	ip->io->map = v;
+	ip->io->mapcap = cap;
 	return 0;
 }
 
@@ -431,31 +432,32 @@ int dirty_map_reserve(struct inode *ip, size_t more)
  * (mlock held). */
 int dirty_map_set(struct inode *ip, uint64_t idx, const struct meta_bref *ref)
 {
-	size_t lo = 0, hi = ip->nmap;
+	size_t lo = 0, hi = ip->io->nmap;
 
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 
-		if (ip->map[mid].idx < idx)
+		if (ip->io->map[mid].idx < idx)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	if (lo < ip->nmap && ip->map[lo].idx == idx) {
+	if (lo < ip->io->nmap && ip->io->map[lo].idx == idx) {
 		if (ref)
-			ip->map[lo] = *ref;
+			ip->io->map[lo] = *ref;
 		else
-			memmove(&ip->map[lo], &ip->map[lo + 1],
-				(ip->nmap-- - lo - 1) * sizeof(*ip->map));
+			memmove(&ip->io->map[lo], &ip->io->map[lo + 1],
+				(ip->io->nmap-- - lo - 1) *
+					sizeof(*ip->io->map));
 		return 0;
 	}
 	if (!ref)
 		return 0;
 	if (dirty_map_reserve(ip, 1))
 		return -ENOMEM;
-	memmove(&ip->map[lo + 1], &ip->map[lo],
-		(ip->nmap - lo) * sizeof(*ip->map));
-	ip->map[lo] = *ref;
-	ip->nmap++;
+	memmove(&ip->io->map[lo + 1], &ip->io->map[lo],
+		(ip->io->nmap - lo) * sizeof(*ip->io->map));
+	ip->io->map[lo] = *ref;
+	ip->io->nmap++;
 	return 0;
 }

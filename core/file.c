@@ -43,7 +43,7 @@ int file_set_size(struct tally *t, struct inode *ip, uint64_t size)
 		pos = dirty_pos(ip, keep);
 		tally_lock(t);
 		while (ip->ndirty > pos) {
-			dirty_buf_put(t, ip->dirty[--ip->ndirty].buf);
+			dirty_buf_put(t, ip->io->dirty[--ip->ndirty].buf);
 			t->dirty_blocks--;
 		}
 		tally_unlock(t);
@@ -120,7 +120,7 @@ int tally_release(struct tally *t, uint64_t ino)
 	rc = file_get(t, ino, &ip);
 	if (rc)
 		return rc;
-	pthread_rwlock_wrlock(&ip->rw);
+	pthread_rwlock_wrlock(&ip->io->rw);
 	tally_lock(t);
 	last = ip->opens == 1 && ip->md.nlink == 0 && !ip->freed &&
 	       !S_ISDIR(ip->md.mode);
@@ -184,7 +184,7 @@ int tally_release(struct tally *t, uint64_t ino)
 		}
 	}
 	tally_unlock(t);
-	pthread_rwlock_unlock(&ip->rw);
+	pthread_rwlock_unlock(&ip->io->rw);
 	file_put(t, ip);
 	return rc;
 }
@@ -205,9 +205,9 @@ int tally_flush(struct tally *t, uint64_t ino)
 	pthread_mutex_lock(&t->fin_lock);
 	before = t->rotated_seq;
 	pthread_mutex_unlock(&t->fin_lock);
-	pthread_rwlock_wrlock(&ip->rw);
+	pthread_rwlock_wrlock(&ip->io->rw);
 	rc = flush_rotate(t, ip, NULL, 0, false, &seq);
-	pthread_rwlock_unlock(&ip->rw);
+	pthread_rwlock_unlock(&ip->io->rw);
 	/* a shared store: close-to-open across nodes, so a close returns
 	 * once what it wrote is committed (and in the bucket) */
 	if (!rc && tally_meta_shared(t)) {
@@ -233,9 +233,9 @@ int tally_fsync(struct tally *t, uint64_t ino, bool datasync)
 	rc = file_get(t, ino, &ip);
 	if (rc)
 		return rc;
-	pthread_rwlock_wrlock(&ip->rw);
+	pthread_rwlock_wrlock(&ip->io->rw);
 	rc = flush_rotate(t, ip, NULL, 0, false, &seq);
-	pthread_rwlock_unlock(&ip->rw);
+	pthread_rwlock_unlock(&ip->io->rw);
 	/* readers and writers go on while the flush is finalized */
 	if (!rc)
 		rc = flush_wait(t, seq, 0);
@@ -296,12 +296,12 @@ static int read_begin(struct tally *t, uint64_t ino, off_t off, size_t *size,
 		file_put(t, ip);
 		return rc;
 	}
-	pthread_rwlock_rdlock(&ip->rw);
+	pthread_rwlock_rdlock(&ip->io->rw);
 	rc = dirty_map_load(t, ip);
 	if (!rc && (uint64_t)off >= ip->md.size)
 		rc = 1;
 	if (rc) {
-		pthread_rwlock_unlock(&ip->rw);
+		pthread_rwlock_unlock(&ip->io->rw);
 		file_put(t, ip);
 		return rc;
 	}
@@ -313,7 +313,7 @@ static int read_begin(struct tally *t, uint64_t ino, off_t off, size_t *size,
 
 static void read_end(struct tally *t, struct inode *ip)
 {
-	pthread_rwlock_unlock(&ip->rw);
+	pthread_rwlock_unlock(&ip->io->rw);
 	file_put(t, ip);
 }
 
@@ -390,8 +390,8 @@ int tally_read_fd(struct tally *t, uint64_t ino, size_t size, off_t off,
 			goto out_unlock;
 	/* writers wait for rw; the finalizer changes the map under mlock,
 	 * but only for blocks in flight, and there are none */
-	pthread_mutex_lock(&ip->mlock);
-	if (!ip->inflight && !ip->failed) {
+	pthread_mutex_lock(&ip->io->mlock);
+	if (!ip->io->inflight && !ip->io->failed) {
 		for (i = idx; i <= last; i++) {
 			struct meta_bref *r = dirty_map_find(ip, i);
 
@@ -400,7 +400,7 @@ int tally_read_fd(struct tally *t, uint64_t ino, size_t size, off_t off,
 			refs[n++] = *r;
 		}
 	}
-	pthread_mutex_unlock(&ip->mlock);
+	pthread_mutex_unlock(&ip->io->mlock);
 	if (n == last - idx + 1 &&
 	    open_segs(t, refs, n, boff, size, segs) == 0) {
 		*nsegs = n;
@@ -468,7 +468,7 @@ ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf, size_t size,
 		file_put(t, ip);
 		return S_ISDIR(ip->md.mode) ? -EISDIR : -EINVAL;
 	}
-	pthread_rwlock_wrlock(&ip->rw);
+	pthread_rwlock_wrlock(&ip->io->rw);
 	flush_throttle(t, ip);
 	rc = dirty_map_load(t, ip);
 	if (rc) {
@@ -494,7 +494,7 @@ ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf, size_t size,
 	}
 	ip->write_end = (uint64_t)off + (uint64_t)ret;
 out:
-	pthread_rwlock_unlock(&ip->rw);
+	pthread_rwlock_unlock(&ip->io->rw);
 	file_put(t, ip);
 	return ret;
 }
@@ -510,9 +510,9 @@ static void dirty_drop_range(struct tally *t, struct inode *ip, uint64_t from,
 	if (a == b)
 		return;
 	for (k = a; k < b; k++)
-		dirty_buf_put(t, ip->dirty[k].buf);
-	memmove(&ip->dirty[a], &ip->dirty[b],
-		(ip->ndirty - b) * sizeof(*ip->dirty));
+		dirty_buf_put(t, ip->io->dirty[k].buf);
+	memmove(&ip->io->dirty[a], &ip->io->dirty[b],
+		(ip->ndirty - b) * sizeof(*ip->io->dirty));
 	tally_lock(t);
 	ip->ndirty -= b - a;
 	t->dirty_blocks -= b - a;
@@ -542,7 +542,7 @@ static ssize_t copy_shared(struct tally *t, struct inode *in, uint64_t off_in,
 	sh = calloc(nb, sizeof(*sh));
 	if (!sh)
 		return -ENOMEM;
-	pthread_mutex_lock(&in->mlock);
+	pthread_mutex_lock(&in->io->mlock);
 	for (k = 0; k < nb; k++) {
 		struct meta_bref *ref = dirty_map_find(in, off_in / t->bs + k);
 
@@ -557,7 +557,7 @@ static ssize_t copy_shared(struct tally *t, struct inode *in, uint64_t off_in,
 		sh[k].shard = ref->shard;
 		snprintf(sh[k].name, sizeof(sh[k].name), "%s", ref->name);
 	}
-	pthread_mutex_unlock(&in->mlock);
+	pthread_mutex_unlock(&in->io->mlock);
 	tally_lock(t);
 	was = out->md;
 	tally_unlock(t);
@@ -606,9 +606,9 @@ ssize_t tally_copy_range(struct tally *t, uint64_t ino_in, off_t off_in,
 	/* two inode locks: lower inode number first */
 	first = in->ino <= out->ino ? in : out;
 	second = first == in ? out : in;
-	pthread_rwlock_wrlock(&first->rw);
+	pthread_rwlock_wrlock(&first->io->rw);
 	if (second != first)
-		pthread_rwlock_wrlock(&second->rw);
+		pthread_rwlock_wrlock(&second->io->rw);
 	rc = flush_commit(t, in, 0);
 	if (!rc)
 		rc = dirty_map_load(t, in);
@@ -656,8 +656,8 @@ ssize_t tally_copy_range(struct tally *t, uint64_t ino_in, off_t off_in,
 out_unlock:
 	free(buf);
 	if (second != first)
-		pthread_rwlock_unlock(&second->rw);
-	pthread_rwlock_unlock(&first->rw);
+		pthread_rwlock_unlock(&second->io->rw);
+	pthread_rwlock_unlock(&first->io->rw);
 out_put:
 	file_put(t, out);
 	file_put(t, in);

@@ -196,10 +196,10 @@ static bool inflight_has(struct inode *ip, uint64_t idx)
 	struct flush *g;
 	bool found = false;
 
-	pthread_mutex_lock(&ip->mlock);
-	for (g = ip->inflight; g && !found; g = g->next)
+	pthread_mutex_lock(&ip->io->mlock);
+	for (g = ip->io->inflight; g && !found; g = g->next)
 		found = dirty_search(g->blk, g->nblk, idx) != NULL;
-	pthread_mutex_unlock(&ip->mlock);
+	pthread_mutex_unlock(&ip->io->mlock);
 	return found;
 }
 
@@ -218,9 +218,9 @@ int flush_rotate(struct tally *t, struct inode *ip,
 	size_t i, n;
 	int rc;
 
-	pthread_mutex_lock(&ip->mlock);
-	failed = ip->failed;
-	pthread_mutex_unlock(&ip->mlock);
+	pthread_mutex_lock(&ip->io->mlock);
+	failed = ip->io->failed;
+	pthread_mutex_unlock(&ip->io->mlock);
 	if (!ip->ndirty && !ip->truncated && !failed && !nshares && !force) {
 		tally_lock(t);
 		*seq = ip->last_seq;
@@ -234,10 +234,10 @@ int flush_rotate(struct tally *t, struct inode *ip,
 	if (!f)
 		return -ENOMEM;
 	/* failed blocks go again, unless newer data replaced them */
-	pthread_mutex_lock(&ip->mlock);
-	failed = ip->failed;
-	ip->failed = NULL;
-	pthread_mutex_unlock(&ip->mlock);
+	pthread_mutex_lock(&ip->io->mlock);
+	failed = ip->io->failed;
+	ip->io->failed = NULL;
+	pthread_mutex_unlock(&ip->io->mlock);
 	for (old = failed; old && !rc; old = old->next) { /* newest first */
 		for (i = 0; i < old->nblk && !rc; i++) {
 			struct dirty *d = &old->blk[i], *nd;
@@ -253,12 +253,12 @@ int flush_rotate(struct tally *t, struct inode *ip,
 	}
 	if (rc) {
 		/* keep them parked: nothing is lost, the error is returned */
-		pthread_mutex_lock(&ip->mlock);
+		pthread_mutex_lock(&ip->io->mlock);
 		for (old = failed; old->next; old = old->next)
 			;
-		old->next = ip->failed;
-		ip->failed = failed;
-		pthread_mutex_unlock(&ip->mlock);
+		old->next = ip->io->failed;
+		ip->io->failed = failed;
+		pthread_mutex_unlock(&ip->io->mlock);
 		free(f);
 		return rc;
 	}
@@ -279,7 +279,7 @@ int flush_rotate(struct tally *t, struct inode *ip,
 	f->size = ip->md.size;
 	f->truncated = ip->truncated;
 	f->trunc_size = ip->trunc_size;
-	f->blk = ip->dirty;
+	f->blk = ip->io->dirty;
 	f->nblk = ip->ndirty;
 	n = f->nblk + nshares;
 	f->p = calloc(n ? n : 1, sizeof(*f->p));
@@ -287,8 +287,8 @@ int flush_rotate(struct tally *t, struct inode *ip,
 		free(f);
 		return -ENOMEM;
 	}
-	ip->dirty = NULL;
-	ip->dcap = 0;
+	ip->io->dirty = NULL;
+	ip->io->dcap = 0;
 	tally_lock(t);
 	ip->truncated = false;
 	ip->ndirty = 0;
@@ -306,10 +306,10 @@ int flush_rotate(struct tally *t, struct inode *ip,
 	tally_lock(t);
 	ip->last_seq = f->seq;
 	tally_unlock(t);
-	pthread_mutex_lock(&ip->mlock);
-	f->next = ip->inflight;
-	ip->inflight = f;
-	pthread_mutex_unlock(&ip->mlock);
+	pthread_mutex_lock(&ip->io->mlock);
+	f->next = ip->io->inflight;
+	ip->io->inflight = f;
+	pthread_mutex_unlock(&ip->io->mlock);
 	*seq = f->seq;
 
 	for (i = 0; i < nshares; i++)
@@ -460,15 +460,15 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 		return rc;
 	/* the allocation after this flush, from the map before it; and
 	 * room in the map, so that publishing it cannot fail */
-	pthread_mutex_lock(&ip->mlock);
+	pthread_mutex_lock(&ip->io->mlock);
 	if (dirty_map_reserve(ip, f->np)) {
-		pthread_mutex_unlock(&ip->mlock);
+		pthread_mutex_unlock(&ip->io->mlock);
 		return -ENOMEM;
 	}
 	if (f->truncated)
-		for (i = 0; i < ip->nmap; i++)
-			if (ip->map[i].idx >= tb)
-				delta -= ip->map[i].size;
+		for (i = 0; i < ip->io->nmap; i++)
+			if (ip->io->map[i].idx >= tb)
+				delta -= ip->io->map[i].size;
 	for (i = 0; i < f->np; i++) {
 		struct meta_bref *r = dirty_map_find(ip, f->p[i].idx);
 
@@ -477,7 +477,7 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 		if (!f->p[i].hole)
 			delta += f->p[i].len;
 	}
-	pthread_mutex_unlock(&ip->mlock);
+	pthread_mutex_unlock(&ip->io->mlock);
 	*alloc = (uint64_t)((int64_t)ip->dalloc + delta);
 	md = ip->md;
 	md.size = f->size;
@@ -496,7 +496,7 @@ static void inflight_remove(struct flush *f)
 {
 	struct flush **pp;
 
-	for (pp = &f->ip->inflight; *pp; pp = &(*pp)->next)
+	for (pp = &f->ip->io->inflight; *pp; pp = &(*pp)->next)
 		if (*pp == f) {
 			*pp = f->next;
 			break;
@@ -505,9 +505,9 @@ static void inflight_remove(struct flush *f)
 
 static void flush_unlist(struct flush *f)
 {
-	pthread_mutex_lock(&f->ip->mlock);
+	pthread_mutex_lock(&f->ip->io->mlock);
 	inflight_remove(f);
-	pthread_mutex_unlock(&f->ip->mlock);
+	pthread_mutex_unlock(&f->ip->io->mlock);
 }
 
 /* After the commit: the map mirrors the store (t->lock held). */
@@ -516,11 +516,12 @@ static void flush_publish(struct tally *t, struct flush *f, uint64_t alloc)
 	struct inode *ip = f->ip;
 	size_t i;
 
-	pthread_mutex_lock(&ip->mlock);
+	pthread_mutex_lock(&ip->io->mlock);
 	if (f->truncated)
-		while (ip->nmap && ip->map[ip->nmap - 1].idx >=
-					   tally_blocks_for(t, f->trunc_size))
-			ip->nmap--;
+		while (ip->io->nmap &&
+		       ip->io->map[ip->io->nmap - 1].idx >=
+			       tally_blocks_for(t, f->trunc_size))
+			ip->io->nmap--;
 	for (i = 0; i < f->np; i++) {
 		struct meta_bref ref;
 
@@ -535,15 +536,15 @@ static void flush_publish(struct tally *t, struct flush *f, uint64_t alloc)
 		snprintf(ref.name, sizeof(ref.name), "%s", f->p[i].name);
 		if (dirty_map_set(ip, f->p[i].idx, &ref)) {
 			/* out of memory: reload the map when next needed */
-			free(ip->map);
-			ip->map = NULL;
-			ip->nmap = ip->mapcap = 0;
-			ip->map_loaded = false;
+			free(ip->io->map);
+			ip->io->map = NULL;
+			ip->io->nmap = ip->io->mapcap = 0;
+			ip->io->map_loaded = false;
 			break;
 		}
 	}
 	inflight_remove(f);
-	pthread_mutex_unlock(&ip->mlock);
+	pthread_mutex_unlock(&ip->io->mlock);
 	ip->dsize = f->size;
 	ip->dalloc = alloc;
 	ip->md.alloc = alloc;
@@ -554,11 +555,11 @@ static void flush_park(struct tally *t, struct flush *f, int err)
 {
 	struct inode *ip = f->ip;
 
-	pthread_mutex_lock(&ip->mlock);
+	pthread_mutex_lock(&ip->io->mlock);
 	inflight_remove(f);
-	f->next = ip->failed;
-	ip->failed = f;
-	pthread_mutex_unlock(&ip->mlock);
+	f->next = ip->io->failed;
+	ip->io->failed = f;
+	pthread_mutex_unlock(&ip->io->mlock);
 	ip->nfailed++;
 	t->parked++;
 	/* the slot keeps the oldest failure not reported yet */
@@ -773,7 +774,9 @@ static int collect_inodes(struct tally *t,
 				*list = v;
 				cap = ncap;
 			}
-			ip->refs++;
+			rc = inode_hold(ip);
+			if (rc)
+				break;
 			(*list)[(*n)++] = ip;
 		}
 	}
@@ -815,13 +818,13 @@ static void flush_aged(struct tally *t)
 		uint64_t seq;
 
 		/* a writer holding the inode flushes it itself */
-		if (pthread_rwlock_trywrlock(&list[i]->rw) == 0) {
+		if (pthread_rwlock_trywrlock(&list[i]->io->rw) == 0) {
 			flush_rotate(t, list[i], NULL, 0, false, &seq);
 			tally_lock(t);
 			/* failures are retried a tick later */
 			list[i]->dirty_since = ts.tv_sec;
 			tally_unlock(t);
-			pthread_rwlock_unlock(&list[i]->rw);
+			pthread_rwlock_unlock(&list[i]->io->rw);
 		}
 		tally_lock(t);
 		inode_put(t, list[i]);
@@ -969,8 +972,8 @@ static int uncommitted(struct tally *t, uint64_t upto, uint64_t *files,
 
 			if (!ip->nfailed)
 				continue;
-			pthread_mutex_lock(&ip->mlock);
-			for (f = ip->failed; f; f = f->next) {
+			pthread_mutex_lock(&ip->io->mlock);
+			for (f = ip->io->failed; f; f = f->next) {
 				if (f->seq > upto)
 					continue;
 				nblk += f->nblk;
@@ -979,7 +982,7 @@ static int uncommitted(struct tally *t, uint64_t upto, uint64_t *files,
 					      : ip->err ? ip->err
 							: -EIO;
 			}
-			pthread_mutex_unlock(&ip->mlock);
+			pthread_mutex_unlock(&ip->io->mlock);
 			*files += nblk ? 1 : 0;
 			*blocks += nblk;
 		}
@@ -1023,9 +1026,9 @@ int tally_drain_report(struct tally *t, double timeout,
 		uint64_t seq;
 		int rc2;
 
-		pthread_rwlock_wrlock(&list[i]->rw);
+		pthread_rwlock_wrlock(&list[i]->io->rw);
 		rc2 = flush_rotate(t, list[i], NULL, 0, false, &seq);
-		pthread_rwlock_unlock(&list[i]->rw);
+		pthread_rwlock_unlock(&list[i]->io->rw);
 		if (rc2 && !rc)
 			rc = rc2;
 		file_put(t, list[i]);

@@ -108,10 +108,12 @@ void inode_drop_failed(struct tally *t, struct inode *ip)
 {
 	struct flush *failed;
 
-	pthread_mutex_lock(&ip->mlock);
-	failed = ip->failed;
-	ip->failed = NULL;
-	pthread_mutex_unlock(&ip->mlock);
+	if (!ip->io)
+		return; /* nothing parked: a parked flush holds a reference */
+	pthread_mutex_lock(&ip->io->mlock);
+	failed = ip->io->failed;
+	ip->io->failed = NULL;
+	pthread_mutex_unlock(&ip->io->mlock);
 	while (failed) {
 		struct flush *f = failed;
 
@@ -133,25 +135,37 @@ void inode_free_data(struct tally *t, struct inode *ip)
 {
 	size_t i;
 
+	if (!ip->io)
+		return; /* no dirty buffers, no map, no flushes */
 	inode_drop_failed(t, ip);
 	for (i = 0; i < ip->ndirty; i++)
-		dirty_buf_put(t, ip->dirty[i].buf);
+		dirty_buf_put(t, ip->io->dirty[i].buf);
 	t->dirty_blocks -= ip->ndirty;
 	ip->ndirty = 0;
-	free(ip->dirty);
-	ip->dirty = NULL;
-	ip->dcap = 0;
-	free(ip->map);
-	ip->map = NULL;
-	ip->nmap = ip->mapcap = 0;
-	ip->map_loaded = false;
+	free(ip->io->dirty);
+	ip->io->dirty = NULL;
+	ip->io->dcap = 0;
+	free(ip->io->map);
+	ip->io->map = NULL;
+	ip->io->nmap = ip->io->mapcap = 0;
+	ip->io->map_loaded = false;
+}
+
+/* Free the io part of @ip (t->lock held). */
+static void io_free(struct tally *t, struct inode *ip)
+{
+	if (!ip->io)
+		return;
+	inode_free_data(t, ip);
+	pthread_rwlock_destroy(&ip->io->rw);
+	pthread_mutex_destroy(&ip->io->mlock);
+	free(ip->io);
+	ip->io = NULL;
 }
 
 void inode_destroy(struct tally *t, struct inode *ip)
 {
-	inode_free_data(t, ip);
-	pthread_rwlock_destroy(&ip->rw);
-	pthread_mutex_destroy(&ip->mlock);
+	io_free(t, ip);
 	free(ip);
 }
 
@@ -165,9 +179,22 @@ struct inode *inode_alloc(const struct meta_inode *md)
 	ip->md = *md;
 	ip->dsize = md->size;
 	ip->dalloc = md->alloc;
-	pthread_rwlock_init(&ip->rw, NULL);
-	pthread_mutex_init(&ip->mlock, NULL);
 	return ip;
+}
+
+int inode_hold(struct inode *ip)
+{
+	if (!ip->io) {
+		struct inode_io *io = calloc(1, sizeof(*io));
+
+		if (!io)
+			return -ENOMEM;
+		pthread_rwlock_init(&io->rw, NULL);
+		pthread_mutex_init(&io->mlock, NULL);
+		ip->io = io;
+	}
+	ip->refs++;
+	return 0;
 }
 
 void inode_insert(struct tally *t, struct inode *ip)
@@ -193,10 +220,12 @@ static struct inode *inode_find(struct tally *t, uint64_t ino)
 int inode_get(struct tally *t, uint64_t ino, struct inode **out)
 {
 	struct inode *ip = inode_find(t, ino);
+	int rc;
 
 	if (!ip) {
 		struct meta_inode md;
-		int rc = meta_inode_get(t->meta, ino, &md);
+
+		rc = meta_inode_get(t->meta, ino, &md);
 
 		if (rc)
 			return rc;
@@ -205,7 +234,13 @@ int inode_get(struct tally *t, uint64_t ino, struct inode **out)
 			return -ENOMEM;
 		inode_insert(t, ip);
 	}
-	ip->refs++;
+	rc = inode_hold(ip);
+	if (rc) {
+		/* evicted again if nothing else keeps it */
+		ip->refs++;
+		inode_put(t, ip);
+		return rc;
+	}
 	*out = ip;
 	return 0;
 }
@@ -225,10 +260,12 @@ int inode_get_fresh(struct tally *t, uint64_t ino, struct inode **out)
 	ip->md = md;
 	ip->dsize = md.size;
 	ip->dalloc = md.alloc;
-	pthread_mutex_lock(&ip->mlock);
-	ip->map_loaded = false; /* read again at the next read */
-	pthread_mutex_unlock(&ip->mlock);
-	ip->refs++;
+	rc = inode_hold(ip);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&ip->io->mlock);
+	ip->io->map_loaded = false; /* read again at the next read */
+	pthread_mutex_unlock(&ip->io->mlock);
 	*out = ip;
 	return 0;
 }
@@ -241,7 +278,14 @@ void inode_put(struct tally *t, struct inode *ip)
 	if (!ip)
 		return;
 	assert(ip->refs > 0);
-	if (--ip->refs || ip->nlookup || ip->opens || ip->ndirty)
+	if (--ip->refs)
+		return;
+	/* nobody uses it now: the io part goes unless a handle is open or
+	 * data waits (its map is read again when needed) */
+	if (!ip->opens && !ip->ndirty && !ip->nfailed && !ip->flight_blocks &&
+	    !ip->truncated)
+		io_free(t, ip);
+	if (ip->nlookup || ip->opens || ip->ndirty)
 		return;
 	for (pp = ibucket(t, ip->ino); *pp; pp = &(*pp)->next)
 		if (*pp == ip) {
@@ -437,7 +481,7 @@ int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
 	tally_unlock(t);
 	if (rc)
 		return rc;
-	pthread_rwlock_wrlock(&ip->rw);
+	pthread_rwlock_wrlock(&ip->io->rw);
 	if (to_set & TALLY_SET_SIZE) {
 		if (!S_ISREG(ip->md.mode)) {
 			rc = S_ISDIR(ip->md.mode) ? -EISDIR : -EINVAL;
@@ -484,7 +528,7 @@ int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
 		tally_unlock(t);
 	}
 out:
-	pthread_rwlock_unlock(&ip->rw);
+	pthread_rwlock_unlock(&ip->io->rw);
 	tally_lock(t);
 	if (!rc)
 		inode_fill_stat(t, ip, st);

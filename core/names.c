@@ -543,7 +543,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		goto out_put;
 	}
 	/* a link into another namespace copies committed references */
-	pthread_rwlock_wrlock(&ip->rw);
+	pthread_rwlock_wrlock(&ip->io->rw);
 	tally_lock(t);
 	rc = parent_dir(t, newparent, &npip);
 	if (!rc && newparent == TALLY_ROOT_INO)
@@ -633,7 +633,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 out_unlock:
 	inode_put(t, npip);
 	tally_unlock(t);
-	pthread_rwlock_unlock(&ip->rw);
+	pthread_rwlock_unlock(&ip->io->rw);
 out_put:
 	tally_lock(t);
 	inode_put(t, ip);

@@ -54,11 +54,13 @@ int tally_report(struct tally *t)
 		struct inode *ip;
 
 		for (ip = t->itable[i]; ip && !rc; ip = ip->next) {
-			pthread_mutex_lock(&ip->mlock);
-			rc = active_of(t, ip->inflight, &a);
+			if (!ip->io)
+				continue; /* no flush holds it */
+			pthread_mutex_lock(&ip->io->mlock);
+			rc = active_of(t, ip->io->inflight, &a);
 			if (!rc)
-				rc = active_of(t, ip->failed, &a);
-			pthread_mutex_unlock(&ip->mlock);
+				rc = active_of(t, ip->io->failed, &a);
+			pthread_mutex_unlock(&ip->io->mlock);
 		}
 	}
 	if (!rc) {

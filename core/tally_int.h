@@ -53,14 +53,36 @@ struct flush {
 	struct flush *next; /* inode->inflight / failed list (mlock) */
 };
 
+/*
+ * The part of an inode that only its users need: its locks, dirty
+ * buffers, committed map and flushes. Present while the inode has
+ * references (refs > 0: an operation, a flush in flight or parked) or
+ * open handles; inode_get() makes it, the inode_put() that leaves the
+ * inode without either frees it (its map is read again when needed).
+ */
+struct inode_io {
+	pthread_rwlock_t rw;
+	struct dirty *dirty; /* protected by rw, sorted by idx */
+	size_t dcap;
+
+	pthread_mutex_t mlock;
+	struct meta_bref *map; /* protected by mlock, sorted by idx */
+	size_t nmap, mapcap;
+	struct flush *inflight; /* protected by mlock, newest first */
+	struct flush *failed;	/* protected by mlock, newest first */
+	bool map_loaded;	/* protected by mlock (loaded under t->lock) */
+};
+
 /* One in memory for every inode the kernel knows (a million files known
- * are a million of these): fields ordered so that there is no padding. */
+ * are a million of these): the rest is in inode->io, only while used;
+ * fields ordered so that there is no padding. */
 struct inode {
 	uint64_t ino;
 	struct inode *next;	/* protected by t->lock: table chain */
 	unsigned refs;		/* protected by t->lock */
 	unsigned opens;		/* protected by t->lock */
 	uint64_t nlookup;	/* protected by t->lock */
+	struct inode_io *io;	/* protected by t->lock: see above */
 	struct meta_inode md;	/* protected by t->lock; size also by rw */
 	uint64_t dsize, dalloc; /* protected by t->lock: committed values */
 	size_t ndirty;		/* protected by rw and t->lock */
@@ -75,17 +97,6 @@ struct inode {
 	uint64_t write_end;  /* protected by rw: where the last write ended */
 	bool freed;	     /* protected by t->lock */
 	bool truncated;	     /* protected by rw and t->lock: see trunc_size */
-	bool map_loaded;     /* protected by mlock (loaded under t->lock) */
-
-	pthread_rwlock_t rw;
-	struct dirty *dirty; /* protected by rw, sorted by idx */
-	size_t dcap;
-
-	pthread_mutex_t mlock;
-	struct meta_bref *map; /* protected by mlock, sorted by idx */
-	size_t nmap, mapcap;
-	struct flush *inflight; /* protected by mlock, newest first */
-	struct flush *failed;	/* protected by mlock, newest first */
 };
 
 struct dentry_cache {
@@ -218,6 +229,9 @@ void inode_destroy(struct tally *t, struct inode *ip);
 struct inode *inode_alloc(const struct meta_inode *md);
 void inode_insert(struct tally *t, struct inode *ip);
 int inode_get(struct tally *t, uint64_t ino, struct inode **out);
+/* One more reference to @ip, found in the table (t->lock held); makes
+ * its io part if it has none. */
+int inode_hold(struct inode *ip);
 /*
  * The same, and with a shared store the row read again when this node
  * has nothing pending on the inode (no open file, no dirty, in-flight or

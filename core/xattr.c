@@ -43,7 +43,7 @@ static int virtual_xattr(struct tally *t, struct inode *ip, const char *name,
 		return -ENODATA;
 	if (!S_ISREG(ip->md.mode))
 		return -ENODATA;
-	pthread_rwlock_wrlock(&ip->rw);
+	pthread_rwlock_wrlock(&ip->io->rw);
 	rc = flush_commit(t, ip, 0);
 	if (!rc && refs) {
 		uint64_t seq;
@@ -128,7 +128,7 @@ static int virtual_xattr(struct tally *t, struct inode *ip, const char *name,
 	*out = s;
 	*len = n;
 out_unlock:
-	pthread_rwlock_unlock(&ip->rw);
+	pthread_rwlock_unlock(&ip->io->rw);
 	return rc;
 }
 
