@@ -756,7 +756,7 @@ static int collect_inodes(struct tally *t,
 
 	*list = NULL;
 	*n = 0;
-	for (i = 0; i < ITABLE_SIZE && !rc; i++) {
+	for (i = 0; i < itable_size(t) && !rc; i++) {
 		struct inode *ip;
 
 		for (ip = t->itable[i]; ip && !rc; ip = ip->next) {
@@ -963,7 +963,7 @@ static int uncommitted(struct tally *t, uint64_t upto, uint64_t *files,
 	size_t i;
 
 	*files = *blocks = 0;
-	for (i = 0; i < ITABLE_SIZE; i++) {
+	for (i = 0; i < itable_size(t); i++) {
 		struct inode *ip;
 
 		for (ip = t->itable[i]; ip; ip = ip->next) {

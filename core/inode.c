@@ -97,9 +97,41 @@ void dcache_drop(struct tally *t, uint64_t parent, const char *name)
 /* ------------------------------------------------------------------ */
 /* inode table; t->lock */
 
+static size_t ihash(const struct tally *t, uint64_t ino)
+{
+	return (size_t)((ino * 0x9e3779b97f4a7c15ull) >> (64 - t->ibits));
+}
+
 static struct inode **ibucket(struct tally *t, uint64_t ino)
 {
-	return &t->itable[(ino * 0x9e3779b97f4a7c15ull) >> 48];
+	return &t->itable[ihash(t, ino)];
+}
+
+/* Twice the chains once there are two inodes a chain (t->lock held), so
+ * that a lookup walks two on average at a million inodes as at a
+ * thousand. Out of memory: the table stays as it is. */
+static void itable_grow(struct tally *t)
+{
+	size_t old = itable_size(t), i;
+	struct inode **v;
+
+	if (t->ninodes <= 2 * old || t->ibits >= 30)
+		return;
+	v = calloc(old * 2, sizeof(*v));
+	if (!v)
+		return;
+	t->ibits++;
+	for (i = 0; i < old; i++)
+		while (t->itable[i]) {
+			struct inode *ip = t->itable[i];
+			size_t h = ihash(t, ip->ino);
+
+			t->itable[i] = ip->next;
+			ip->next = v[h];
+			v[h] = ip;
+		}
+	free(t->itable);
+	t->itable = v;
 }
 
 /* Drop the parked flushes of a freed inode: nothing will want their
@@ -204,6 +236,7 @@ void inode_insert(struct tally *t, struct inode *ip)
 	ip->next = *b;
 	*b = ip;
 	t->ninodes++;
+	itable_grow(t);
 }
 
 static struct inode *inode_find(struct tally *t, uint64_t ino)

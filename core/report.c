@@ -50,7 +50,7 @@ int tally_report(struct tally *t)
 	int rc = 0;
 
 	tally_lock(t);
-	for (i = 0; i < ITABLE_SIZE && !rc; i++) {
+	for (i = 0; i < itable_size(t) && !rc; i++) {
 		struct inode *ip;
 
 		for (ip = t->itable[i]; ip && !rc; ip = ip->next) {

@@ -380,7 +380,8 @@ int tally_open(const char *path, const struct tally_opts *opts,
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
-	t->itable = calloc(ITABLE_SIZE, sizeof(*t->itable));
+	t->ibits = ITABLE_BITS;
+	t->itable = calloc(itable_size(t), sizeof(*t->itable));
 	t->dcache = calloc(DCACHE_SIZE, sizeof(*t->dcache));
 	if (!t->itable || !t->dcache) {
 		rc = -ENOMEM;
@@ -552,7 +553,7 @@ int tally_close(struct tally *t)
 			rc = rc2;
 	}
 
-	for (i = 0; i < ITABLE_SIZE; i++) {
+	for (i = 0; i < itable_size(t); i++) {
 		while (t->itable[i]) {
 			struct inode *ip = t->itable[i];
 

@@ -25,8 +25,8 @@ struct progress;
 struct store;
 struct pool;
 
-#define ITABLE_SIZE (1u << 16)
-#define POOL_MAX 64 /* free block buffers kept for reuse */
+#define ITABLE_BITS 10 /* the inode table starts with 1 << 10 chains */
+#define POOL_MAX 64    /* free block buffers kept for reuse */
 #define DCACHE_SIZE (1u << 16)
 
 struct dirty {
@@ -125,12 +125,13 @@ struct tally {
 	struct inode **itable;	     /* protected by lock */
 	struct dentry_cache *dcache; /* protected by lock */
 	uint64_t ninodes;	     /* protected by lock: in itable */
-	uint64_t parked;	     /* protected by lock: sum of nfailed */
-	uint64_t next_ino;	     /* protected by lock */
-	uint64_t ino_limit;	     /* protected by lock: reserved below */
-	bool wal_unsynced;	     /* protected by lock */
-	uint64_t dirty_blocks;	     /* protected by lock */
-	uint64_t commit_errors;	     /* protected by lock */
+	unsigned ibits;	   /* protected by lock: itable has 1 << ibits chains */
+	uint64_t parked;   /* protected by lock: sum of nfailed */
+	uint64_t next_ino; /* protected by lock */
+	uint64_t ino_limit;	/* protected by lock: reserved below */
+	bool wal_unsynced;	/* protected by lock */
+	uint64_t dirty_blocks;	/* protected by lock */
+	uint64_t commit_errors; /* protected by lock */
 
 	/* the flush pipeline (core/flush.c, FLUSH PIPELINE) */
 	pthread_mutex_t fin_lock;
@@ -232,6 +233,11 @@ int inode_get(struct tally *t, uint64_t ino, struct inode **out);
 /* One more reference to @ip, found in the table (t->lock held); makes
  * its io part if it has none. */
 int inode_hold(struct inode *ip);
+/* The number of chains of the inode table (t->lock held). */
+static inline size_t itable_size(const struct tally *t)
+{
+	return (size_t)1 << t->ibits;
+}
 /*
  * The same, and with a shared store the row read again when this node
  * has nothing pending on the inode (no open file, no dirty, in-flight or

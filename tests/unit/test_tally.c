@@ -568,3 +568,45 @@ Test(tally, statfs_returns_metadata_errors)
 	cr_assert_eq(tally_statfs(t, &sv), -EIO);
 	cr_assert_eq(tally_statfs(t, &sv), 0, "once");
 }
+
+/* Thousands of inodes known at once (the kernel's lookups): the inode
+ * table grows past its first 1024 chains several times, and every inode
+ * is still found, with its own data, until the kernel forgets it. */
+Test(tally, many_known_inodes_grow_the_table)
+{
+	enum { N = 6000 };
+	static uint64_t ino[N];
+	struct tally_stats st;
+	struct stat s;
+	char name[32];
+	uint64_t ns;
+	int i;
+
+	cr_assert_eq(tally_mkdir(t, &me, TALLY_ROOT_INO, "ns", 0755, &s), 0);
+	ns = s.st_ino;
+	for (i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		ino[i] = mkfile(ns, name, name, strlen(name));
+	}
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_stats(t, &st), 0);
+	cr_assert_geq(st.inodes_cached, N);
+	for (i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		cr_assert_eq(tally_lookup(t, ns, name, &s), 0, "%s", name);
+		cr_assert_eq(s.st_ino, ino[i]);
+		cr_assert_eq(s.st_size, (off_t)strlen(name));
+		expect_content(ino[i], name, strlen(name));
+	}
+	/* the kernel forgets them: create and lookup made two each */
+	for (i = 0; i < N; i++)
+		tally_forget(t, ino[i], 2);
+	cr_assert_eq(tally_stats(t, &st), 0);
+	cr_assert_lt(st.inodes_cached, 100, "%llu inodes still in memory",
+		     (unsigned long long)st.inodes_cached);
+	for (i = 0; i < N; i += 97) {
+		snprintf(name, sizeof(name), "f%d", i);
+		cr_assert_eq(tally_lookup(t, ns, name, &s), 0, "%s", name);
+		expect_content(ino[i], name, strlen(name));
+	}
+}
