@@ -283,6 +283,8 @@ class Bench:
         c = fmt_count(n)
         ops = [("create", "create+close %s files" % c),
                ("stat", "stat %s files%s" % (c, cold)),
+               ("readdir", "readdir of %s entries (%sentries/s)"
+                % (c, "cold; " if self.can_drop else "")),
                ("link", "hard link %s files" % c),
                ("unlink", "unlink %s links + %s files" % (c, c)),
                ("mkdir", "mkdir %s directories" % c),
@@ -296,6 +298,12 @@ class Bench:
                 os.mkdir(md)
                 for key, _ in ops:
                     done, secs = 0, 0.0
+                    if key == "readdir":
+                        # the whole directory at once, after a drop
+                        self.settle(drop=True)
+                        done, secs = self.tool_run(key, md, 1)
+                        self.record(key, name, done / secs, r, "ops/s")
+                        continue
                     for first, count in chunks:
                         self.settle(drop=(key == "stat" or nchunks > 1))
                         k, s = self.tool_run(key, md, first, count)
@@ -455,7 +463,7 @@ class Bench:
             "Medians of %d run(s) per target, the targets taking turns in a "
             "rotating order; higher is better, and a ratio above 1 means "
             "tallyfs is faster." % self.a.runs,
-            "Before every write, read and random-I/O run (and before stat, "
+            "Before every write, read and random-I/O run (and before stat, readdir, "
             "ln and cp): tallyfs `drain`, `sync`, and %s."
             % ("`echo 3 > /proc/sys/vm/drop_caches` (cold caches)"
                if self.can_drop else "no cache drop (not permitted: warm caches)"),
