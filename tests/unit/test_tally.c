@@ -574,7 +574,9 @@ Test(tally, statfs_returns_metadata_errors)
  * is still found, with its own data, until the kernel forgets it. */
 Test(tally, many_known_inodes_grow_the_table)
 {
-	enum { N = 6000 };
+	enum {
+		N = 6000
+	};
 	static uint64_t ino[N];
 	struct tally_stats st;
 	struct stat s;
