@@ -275,7 +275,8 @@ static const char *shard_state(const struct shard_info *s)
 }
 
 /* One namespace's block of du report lines. */
-static int du_one(void *ctx, int64_t cookie, const char *name, uint64_t ino)
+static int du_one(void *ctx, int64_t cookie, const char *name,
+		  const struct meta_inode *md)
 {
 	struct du_acc *a = ctx;
 	struct meta_du du;
@@ -283,7 +284,7 @@ static int du_one(void *ctx, int64_t cookie, const char *name, uint64_t ino)
 	(void)cookie;
 	if (a->only && strcmp(a->only, name))
 		return 0;
-	a->rc = meta_du(a->m, ino, &du);
+	a->rc = meta_du(a->m, md->ino, &du);
 	if (!a->rc)
 		a->rc = append(&a->text,
 			       "namespace: %s\nfiles: %" PRIu64

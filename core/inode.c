@@ -239,7 +239,7 @@ void inode_insert(struct tally *t, struct inode *ip)
 	itable_grow(t);
 }
 
-static struct inode *inode_find(struct tally *t, uint64_t ino)
+struct inode *inode_find(struct tally *t, uint64_t ino)
 {
 	struct inode *ip;
 
@@ -329,34 +329,41 @@ void inode_put(struct tally *t, struct inode *ip)
 	inode_destroy(t, ip);
 }
 
+/* The stat of inode row @md, with @alloc bytes allocated. */
+void inode_md_stat(struct tally *t, const struct meta_inode *md, uint64_t alloc,
+		   struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = md->ino;
+	st->st_mode = md->mode;
+	st->st_nlink = md->nlink;
+	st->st_uid = md->uid;
+	st->st_gid = md->gid;
+	st->st_rdev = md->rdev;
+	st->st_size = (off_t)md->size;
+	st->st_blksize = (blksize_t)t->bs;
+	if (S_ISREG(md->mode)) {
+		if (alloc > md->size + t->bs)
+			alloc = md->size;
+		st->st_blocks = (blkcnt_t)((alloc + 511) / 512);
+	} else if (S_ISDIR(md->mode)) {
+		st->st_size = 4096;
+		st->st_blocks = 8;
+	}
+	st->st_atim = md->atime;
+	st->st_mtim = md->mtime;
+	st->st_ctim = md->ctime;
+}
+
 void inode_fill_stat(struct tally *t, const struct inode *ip, struct stat *st)
 {
 	/* blocks in flight count as allocated: st_blocks never dips below
 	 * what the file will hold (cp takes a file that looks sparse for
 	 * one, and copies it byte by byte) */
-	uint64_t alloc =
-		ip->dalloc + (ip->ndirty + ip->flight_blocks) * (uint64_t)t->bs;
-
-	memset(st, 0, sizeof(*st));
-	st->st_ino = ip->ino;
-	st->st_mode = ip->md.mode;
-	st->st_nlink = ip->md.nlink;
-	st->st_uid = ip->md.uid;
-	st->st_gid = ip->md.gid;
-	st->st_rdev = ip->md.rdev;
-	st->st_size = (off_t)ip->md.size;
-	st->st_blksize = (blksize_t)t->bs;
-	if (S_ISREG(ip->md.mode)) {
-		if (alloc > ip->md.size + t->bs)
-			alloc = ip->md.size;
-		st->st_blocks = (blkcnt_t)((alloc + 511) / 512);
-	} else if (S_ISDIR(ip->md.mode)) {
-		st->st_size = 4096;
-		st->st_blocks = 8;
-	}
-	st->st_atim = ip->md.atime;
-	st->st_mtim = ip->md.mtime;
-	st->st_ctim = ip->md.ctime;
+	inode_md_stat(t, &ip->md,
+		      ip->dalloc + (ip->ndirty + ip->flight_blocks) *
+					   (uint64_t)t->bs,
+		      st);
 }
 
 void inode_virtual_stat(struct tally *t, uint64_t ino, struct stat *st)

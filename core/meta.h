@@ -192,12 +192,13 @@ int meta_dentry_move(struct meta *m, uint64_t parent, const char *name,
 /* 1 if directory @ino has no entries, 0 if it has, negative errno. */
 int meta_dir_empty(struct meta *m, uint64_t ino);
 /*
- * Entries of @parent with a cookie greater than @after, in cookie order.
+ * Entries of @parent with a cookie greater than @after, in cookie order,
+ * each with its inode's row (@md; an entry without one is skipped).
  * @fn returns non-zero to stop; that value is returned.
  */
 int meta_readdir(struct meta *m, uint64_t parent, int64_t after,
 		 int (*fn)(void *ctx, int64_t cookie, const char *name,
-			   uint64_t ino),
+			   const struct meta_inode *md),
 		 void *ctx);
 
 /* Block map of @ino, sorted by index; *out malloc'ed, caller frees. */

@@ -54,8 +54,9 @@ enum {
 };
 
 static const char *const inode_text[I_COUNT] = {
-	[I_INODE_GET] = "SELECT nspace, mode, uid, gid, nlink, size, rdev, "
-			"alloc, atime, mtime, ctime FROM inodes WHERE ino = ?1",
+	[I_INODE_GET] = "SELECT ino, nspace, mode, uid, gid, nlink, size, "
+			"rdev, alloc, atime, mtime, ctime FROM inodes "
+			"WHERE ino = ?1",
 	[I_INODE_PUT] =
 		"INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, size, "
 		"rdev, alloc, atime, mtime, ctime) VALUES (?1, ?2, ?3, ?4, "
@@ -86,8 +87,12 @@ static const char *const inode_text[I_COUNT] = {
 	[I_DENTRY_MOVE] = "UPDATE dentries SET parent = ?3, name = ?4 "
 			  "WHERE parent = ?1 AND name = ?2",
 	[I_DIR_EMPTY] = "SELECT 1 FROM dentries WHERE parent = ?1 LIMIT 1",
-	[I_READDIR] = "SELECT id, name, ino FROM dentries "
-		      "WHERE parent = ?1 AND id > ?2 ORDER BY id",
+	/* an entry with its inode's row: readdirplus in one statement */
+	[I_READDIR] = "SELECT d.id, d.name, i.ino, i.nspace, i.mode, i.uid, "
+		      "i.gid, i.nlink, i.size, i.rdev, i.alloc, i.atime, "
+		      "i.mtime, i.ctime FROM dentries d JOIN inodes i "
+		      "ON i.ino = d.ino WHERE d.parent = ?1 AND d.id > ?2 "
+		      "ORDER BY d.id LIMIT ?3",
 	/* meta_branch(), in this order: ?1 the source root; the map numbers
 	 * from 0, then is shifted (?1) to the numbers taken */
 	[I_BRANCH_TABLE] = "CREATE TEMP TABLE IF NOT EXISTS branch_map("
@@ -165,6 +170,25 @@ static struct timespec ns_to_ts(int64_t ns)
 	return ts;
 }
 
+/* The inode row of the current row of @s, from column @c on (ino,
+ * nspace, mode, uid, gid, nlink, size, rdev, alloc, atime, mtime,
+ * ctime). */
+static void inode_cols(struct meta_st *s, int c, struct meta_inode *out)
+{
+	out->ino = (uint64_t)meta_col_int(s, c);
+	out->nspace = (uint64_t)meta_col_int(s, c + 1);
+	out->mode = (uint32_t)meta_col_int(s, c + 2);
+	out->uid = (uint32_t)meta_col_int(s, c + 3);
+	out->gid = (uint32_t)meta_col_int(s, c + 4);
+	out->nlink = (uint32_t)meta_col_int(s, c + 5);
+	out->size = (uint64_t)meta_col_int(s, c + 6);
+	out->rdev = (uint64_t)meta_col_int(s, c + 7);
+	out->alloc = (uint64_t)meta_col_int(s, c + 8);
+	out->atime = ns_to_ts(meta_col_int(s, c + 9));
+	out->mtime = ns_to_ts(meta_col_int(s, c + 10));
+	out->ctime = ns_to_ts(meta_col_int(s, c + 11));
+}
+
 int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out)
 {
 	struct meta_st *s;
@@ -176,18 +200,8 @@ int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out)
 	rc = meta_step(m, s, "inode read");
 	if (rc <= 0)
 		return rc ? rc : -ENOENT;
-	out->ino = ino;
-	out->nspace = (uint64_t)meta_col_int(s, 0);
-	out->mode = (uint32_t)meta_col_int(s, 1);
-	out->uid = (uint32_t)meta_col_int(s, 2);
-	out->gid = (uint32_t)meta_col_int(s, 3);
-	out->nlink = (uint32_t)meta_col_int(s, 4);
-	out->size = (uint64_t)meta_col_int(s, 5);
-	out->rdev = (uint64_t)meta_col_int(s, 6);
-	out->alloc = (uint64_t)meta_col_int(s, 7);
-	out->atime = ns_to_ts(meta_col_int(s, 8));
-	out->mtime = ns_to_ts(meta_col_int(s, 9));
-	out->ctime = ns_to_ts(meta_col_int(s, 10));
+	memset(out, 0, sizeof(*out));
+	inode_cols(s, 0, out);
 	meta_reset(s);
 	return 0;
 }
@@ -409,29 +423,47 @@ int meta_dir_empty(struct meta *m, uint64_t ino)
 
 int meta_readdir(struct meta *m, uint64_t parent, int64_t after,
 		 int (*fn)(void *ctx, int64_t cookie, const char *name,
-			   uint64_t ino),
+			   const struct meta_inode *md),
 		 void *ctx)
 {
-	struct meta_st *s;
-	char name[256];
-	int rc = meta_stmt(m, &meta_inode_sql, I_READDIR, &s), ret = 0;
+	/* in chunks, growing: a reader that stops after a few entries (a
+	 * 4 KiB readdirplus buffer takes about 25) does not make the
+	 * engine produce the whole directory, and a long listing takes few
+	 * statements */
+	int64_t limit = 32;
+	int rc, ret = 0;
 
-	if (rc)
-		return rc;
-	meta_bind_int(s, 1, (int64_t)parent);
-	meta_bind_int(s, 2, after);
-	while (!ret && (rc = meta_step(m, s, "readdir")) > 0) {
-		int len = meta_col_bytes(s, 1);
+	for (;;) {
+		struct meta_st *s;
+		int64_t rows = 0;
 
-		if (len <= 0 || len > 255)
-			continue;
-		memcpy(name, meta_col_blob(s, 1), (size_t)len);
-		name[len] = '\0';
-		ret = fn(ctx, meta_col_int(s, 0), name,
-			 (uint64_t)meta_col_int(s, 2));
+		rc = meta_stmt(m, &meta_inode_sql, I_READDIR, &s);
+		if (rc)
+			return rc;
+		meta_bind_int(s, 1, (int64_t)parent);
+		meta_bind_int(s, 2, after);
+		meta_bind_int(s, 3, limit);
+		while (!ret && (rc = meta_step(m, s, "readdir")) > 0) {
+			struct meta_inode md;
+			char name[256];
+			int len = meta_col_bytes(s, 1);
+
+			rows++;
+			after = meta_col_int(s, 0);
+			if (len <= 0 || len > 255)
+				continue;
+			memcpy(name, meta_col_blob(s, 1), (size_t)len);
+			name[len] = '\0';
+			memset(&md, 0, sizeof(md));
+			inode_cols(s, 2, &md);
+			ret = fn(ctx, after, name, &md);
+		}
+		meta_reset(s);
+		if (ret || rc < 0 || rows < limit)
+			return ret ? ret : rc;
+		if (limit < 1024)
+			limit *= 2;
 	}
-	meta_reset(s);
-	return ret ? ret : rc;
 }
 
 int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,

@@ -653,28 +653,36 @@ struct readdir_ctx {
 	int err;
 };
 
+/* One entry, its attributes from the row read with it unless the inode
+ * is in memory (its own are newer then). readdirplus makes the kernel
+ * hold the entry: the inode is kept (nlookup), made from the row. */
 static int readdir_entry(void *arg, int64_t cookie, const char *name,
-			 uint64_t ino)
+			 const struct meta_inode *md)
 {
 	struct readdir_ctx *rc = arg;
-	struct inode *ip;
+	struct inode *ip = inode_find(rc->t, md->ino), *fresh = NULL;
 	struct stat st;
-	int err = inode_get(rc->t, ino, &ip);
 
-	if (err) {
-		if (err == -ENOENT)
-			return 0; /* an entry without inode: skip it */
-		rc->err = err;
-		return 1;
+	if (!ip && rc->plus) {
+		ip = fresh = inode_alloc(md);
+		if (!ip) {
+			rc->err = -ENOMEM;
+			return 1;
+		}
 	}
-	inode_fill_stat(rc->t, ip, &st);
+	if (ip)
+		inode_fill_stat(rc->t, ip, &st);
+	else
+		inode_md_stat(rc->t, md, md->alloc, &st);
 	if (rc->fn(rc->ctx, name, &st, (off_t)(cookie + rc->base))) {
-		inode_put(rc->t, ip);
+		if (fresh)
+			inode_destroy(rc->t, fresh);
 		return 1;
 	}
+	if (fresh)
+		inode_insert(rc->t, fresh);
 	if (rc->plus)
 		ip->nlookup++;
-	inode_put(rc->t, ip);
 	return 0;
 }
 

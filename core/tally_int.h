@@ -229,6 +229,8 @@ void inode_free_data(struct tally *t, struct inode *ip);
 void inode_destroy(struct tally *t, struct inode *ip);
 struct inode *inode_alloc(const struct meta_inode *md);
 void inode_insert(struct tally *t, struct inode *ip);
+/* The inode @ino if it is in memory, else NULL (t->lock held). */
+struct inode *inode_find(struct tally *t, uint64_t ino);
 int inode_get(struct tally *t, uint64_t ino, struct inode **out);
 /* One more reference to @ip, found in the table (t->lock held); makes
  * its io part if it has none. */
@@ -247,6 +249,8 @@ static inline size_t itable_size(const struct tally *t)
 int inode_get_fresh(struct tally *t, uint64_t ino, struct inode **out);
 void inode_put(struct tally *t, struct inode *ip);
 void inode_fill_stat(struct tally *t, const struct inode *ip, struct stat *st);
+void inode_md_stat(struct tally *t, const struct meta_inode *md, uint64_t alloc,
+		   struct stat *st);
 void inode_virtual_stat(struct tally *t, uint64_t ino, struct stat *st);
 int inode_write_md(struct tally *t, const struct inode *ip,
 		   struct meta_inode *md);

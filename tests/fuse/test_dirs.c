@@ -171,3 +171,55 @@ Test(dirs, fsync_of_a_directory)
 	expect_ok(fdatasync(fd));
 	expect_ok(close(fd));
 }
+
+/* readdirplus gives the kernel each entry's attributes, read with the
+ * entry: after a remount (no inode in the daemon's memory) every stat
+ * of a listed entry, answered from what the listing gave, is its own */
+Test(dirs, readdirplus_gives_each_entry_its_own_attributes)
+{
+	char data[NFILES];
+	struct dirent *de;
+	int i, n = 0;
+	DIR *d;
+
+	fill_random(data, sizeof(data), 77);
+	for (i = 0; i < NFILES; i++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "e%04d", i);
+		cr_assert(eq(int,
+			     write_file(mp("ns/big/%s", name), data, (size_t)i),
+			     0));
+		expect_ok(chmod(mp("ns/big/%s", name), 0600 | (i % 8)));
+		if (i % 7 == 0)
+			expect_ok(link(mp("ns/big/%s", name),
+				       mp("ns/e%04d-link", i)));
+	}
+	expect_ok(mkdir(mp("ns/big/sub"), 0750));
+	cr_assert(eq(int, tm_remount(), 0));
+	d = opendir(mp("ns/big"));
+	cr_assert(ne(ptr, d, NULL));
+	while ((de = readdir(d))) {
+		struct stat st;
+
+		if (de->d_name[0] == '.')
+			continue;
+		expect_ok(fstatat(dirfd(d), de->d_name, &st,
+				  AT_SYMLINK_NOFOLLOW));
+		n++;
+		if (!strcmp(de->d_name, "sub")) {
+			cr_assert(eq(u32, st.st_mode, S_IFDIR | 0750));
+			cr_assert(eq(u32, de->d_type, DT_DIR));
+			continue;
+		}
+		cr_assert(eq(int, sscanf(de->d_name, "e%d", &i), 1));
+		cr_assert(eq(u32, de->d_type, DT_REG));
+		cr_assert(eq(i64, st.st_size, i), "%s", de->d_name);
+		cr_assert(eq(u32, st.st_mode, S_IFREG | 0600 | (i % 8)), "%s",
+			  de->d_name);
+		cr_assert(eq(u32, st.st_nlink, i % 7 == 0 ? 2 : 1), "%s",
+			  de->d_name);
+	}
+	closedir(d);
+	cr_assert(eq(int, n, NFILES + 1));
+}

@@ -58,6 +58,13 @@ Test(meta, config_and_root_exist)
 	cr_assert_eq(meta_config_get(m, "nope", &v), -ENOENT);
 }
 
+/* readdir reads entries with their inode rows, in chunks (the engine is
+ * asked for a few entries at a time, more as the listing goes on) */
+Test(meta, readdir_lists_entries_with_their_rows)
+{
+	tu_readdir_check(m, 1, 2500);
+}
+
 Test(meta, reference_and_count_change_together)
 {
 	struct meta_objlist zero;

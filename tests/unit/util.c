@@ -157,3 +157,72 @@ int64_t tu_stored_count(struct meta *m, const char *name)
 	cr_assert_eq(meta_check_counts(m, find_one, &f), 0);
 	return f.count;
 }
+
+/* tu_readdir_check(): what the listing saw. */
+struct listing {
+	unsigned n, stop_after;
+	int64_t last;
+	unsigned bad;
+};
+
+static int listed(void *ctx, int64_t cookie, const char *name,
+		  const struct meta_inode *md)
+{
+	struct listing *l = ctx;
+	unsigned i;
+
+	/* e<i> is inode 1000 + i, of size 3 * i and mode 0600 | i % 8 */
+	if (sscanf(name, "e%u", &i) != 1 || md->ino != 1000 + i ||
+	    md->size != 3ull * i || md->mode != (S_IFREG | 0600 | (i % 8)) ||
+	    md->nlink != 1 || md->mtime.tv_sec != (time_t)i ||
+	    md->mtime.tv_nsec != 7 || cookie <= l->last)
+		l->bad++;
+	l->last = cookie;
+	l->n++;
+	return l->n == l->stop_after ? 7 : 0;
+}
+
+void tu_readdir_check(struct meta *m, uint64_t dir, unsigned n)
+{
+	struct listing l = { 0 };
+	int64_t mid = 0;
+	unsigned i;
+
+	cr_assert_eq(meta_begin(m), 0);
+	for (i = 0; i < n; i++) {
+		struct meta_inode md = { 0 };
+		char name[32];
+
+		md.ino = 1000 + i;
+		md.nspace = dir;
+		md.mode = S_IFREG | 0600 | (i % 8);
+		md.nlink = 1;
+		md.size = 3ull * i;
+		md.mtime.tv_sec = (time_t)i;
+		md.mtime.tv_nsec = 7;
+		snprintf(name, sizeof(name), "e%u", i);
+		cr_assert_eq(meta_inode_put(m, &md), 0);
+		cr_assert_eq(meta_dentry_insert(m, dir, name, md.ino), 0);
+		if (i % 50 == 0) /* an entry without an inode row: skipped */
+			cr_assert_eq(meta_dentry_insert(m, dir, name + 1,
+							900000 + i),
+				     0);
+	}
+	cr_assert_eq(meta_commit(m), 0);
+	/* whole, in cookie order, each entry once with its own row */
+	cr_assert_eq(meta_readdir(m, dir, 0, listed, &l), 0);
+	cr_assert_eq(l.n, n, "listed %u of %u entries", l.n, n);
+	cr_assert_eq(l.bad, 0, "%u entries with wrong attributes", l.bad);
+	/* stopped by the callback: its value, nothing listed after */
+	memset(&l, 0, sizeof(l));
+	l.stop_after = n / 3;
+	cr_assert_eq(meta_readdir(m, dir, 0, listed, &l), 7);
+	cr_assert_eq(l.n, n / 3);
+	mid = l.last;
+	/* from there on: the rest, none twice */
+	memset(&l, 0, sizeof(l));
+	l.last = mid;
+	cr_assert_eq(meta_readdir(m, dir, mid, listed, &l), 0);
+	cr_assert_eq(l.n, n - n / 3);
+	cr_assert_eq(l.bad, 0);
+}

@@ -36,6 +36,12 @@ struct meta;
  * it has no row; asserts that the check ran. */
 int64_t tu_stored_count(struct meta *m, const char *name);
 
+/* Directory @dir of @m gets @n entries with inode rows of their own
+ * (and some without, which a listing skips); meta_readdir() is checked
+ * to list each once in order with its row, to stop when told and to go
+ * on from a cookie. */
+void tu_readdir_check(struct meta *m, uint64_t dir, unsigned n);
+
 /* A namespace @name made by root; its inode. */
 uint64_t tu_mkns(struct tally *t, const char *name);
 /* An empty regular file @name in @parent made by root, left open for
