@@ -300,9 +300,12 @@ int meta_errno(int rc)
 
 int meta_fail(struct meta *m, int rc, const char *what)
 {
-	log_msg(LOG_ERR, "metadata %s failed: %s", what,
-		m->pg ? meta_pg_message(m) : sqlite3_errmsg(m->db));
-	return meta_errno(rc);
+	int err = meta_errno(rc);
+
+	/* a constraint that holds is an answer (a name taken), not a fault */
+	log_msg(err == -EEXIST ? LOG_INFO : LOG_ERR, "metadata %s failed: %s",
+		what, m->pg ? meta_pg_message(m) : sqlite3_errmsg(m->db));
+	return err;
 }
 
 int meta_no_row(const char *what)

@@ -587,8 +587,9 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 		}
 		i = state_errno(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
 				    : NULL);
-		/* a deadlock or a serialization failure is run again */
-		log_msg(i == -EDEADLK ? LOG_INFO : LOG_ERR,
+		/* a deadlock or a serialization failure is run again; a
+		 * constraint that holds is an answer (a name taken) */
+		log_msg(i == -EDEADLK || i == -EEXIST ? LOG_INFO : LOG_ERR,
 			"metadata %s failed: %s", what, p->msg);
 		/* the transaction went with the connection: retry it */
 		p->lost = conn_lost(p, res);

@@ -75,7 +75,6 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	struct inode *pip = NULL, *ip;
 	struct meta_inode md, pmd;
 	struct timespec ts = tally_now();
-	uint64_t ino;
 	int rc = tally_check_name(name);
 
 	if (rc)
@@ -90,11 +89,9 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 		rc = -EPERM;
 		goto out;
 	}
-	rc = meta_dentry_lookup(t->meta, parent, name, &ino);
-	if (rc != -ENOENT) {
-		rc = rc ? rc : -EEXIST;
-		goto out;
-	}
+	/* an existing name is found by the entry's insert (-EEXIST, the
+	 * transaction rolled back): no lookup first, which the kernel has
+	 * just made (a round trip with a shared store) */
 	rc = ino_refill(t);
 	if (rc)
 		goto out;

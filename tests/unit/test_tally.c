@@ -530,6 +530,38 @@ Test(tally, copy_range_past_the_largest_offset_changes_nothing)
 
 /* statfs counts the inodes without a scan, exactly, through creates,
  * unlinks, a branch and a reopen. */
+/* A name taken is found by the insert of its entry: the create fails
+ * with EEXIST, whatever its kind, and leaves nothing behind */
+Test(tally, creating_a_taken_name_changes_nothing)
+{
+	uint64_t ns = tu_mkns(t, "main"), a = mkfile(ns, "a", "AAAA", 4);
+	struct statvfs before, after;
+	struct stat st;
+	char buf[8];
+
+	cr_assert_eq(tally_statfs(t, &before), 0);
+	cr_assert_eq(tally_create(t, &me, ns, "a", 0644, &st), -EEXIST);
+	cr_assert_eq(tally_mknod(t, &me, ns, "a", S_IFIFO | 0644, 0, &st),
+		     -EEXIST);
+	cr_assert_eq(tally_mkdir(t, &me, ns, "a", 0755, &st), -EEXIST);
+	cr_assert_eq(tally_symlink(t, &me, ns, "a", "x", &st), -EEXIST);
+	cr_assert_eq(tally_mkdir(t, &me, TALLY_ROOT_INO, "main", 0755, &st),
+		     -EEXIST);
+	cr_assert_eq(tally_statfs(t, &after), 0);
+	cr_assert_eq(after.f_files - after.f_ffree,
+		     before.f_files - before.f_ffree);
+	cr_assert_eq(tally_lookup(t, ns, "a", &st), 0);
+	cr_assert_eq(st.st_ino, a);
+	cr_assert_eq(st.st_size, 4);
+	cr_assert_eq(tally_open_file(t, a, O_RDONLY), 0);
+	cr_assert_eq(tally_read(t, a, buf, sizeof(buf), 0), 4);
+	cr_assert_eq(memcmp(buf, "AAAA", 4), 0);
+	cr_assert_eq(tally_release(t, a), 0);
+	/* and the name is free again once it goes */
+	cr_assert_eq(tally_unlink(t, ns, "a"), 0);
+	cr_assert_eq(tally_mkdir(t, &me, ns, "a", 0755, &st), 0);
+}
+
 Test(tally, statfs_counts_inodes_exactly)
 {
 	uint64_t ns = tu_mkns(t, "main");
