@@ -594,7 +594,7 @@ int meta_begin(struct meta *m)
 	struct meta_st *s;
 	int rc = meta_stmt(m, &meta_db_sql, D_BEGIN, &s);
 
-	return rc ? rc : meta_run(m, s, "begin");
+	return rc ? rc : meta_run_later(m, s, "begin");
 }
 
 int meta_commit(struct meta *m)

@@ -31,6 +31,16 @@
  * failure or a deadlock does: the caller runs the transaction again
  * (tally_retry()), and its BEGIN reconnects. After the retry time, -EIO.
  *
+ * Round trips: a BEGIN, and statements whose only result is success
+ * (meta_run_later(): the relaxed commit's set_config), are not sent on
+ * their own but in one pipeline with the next statement (libpq's
+ * pipeline mode: one round trip for all). A transaction in which nothing
+ * ran reaches the server not at all: its COMMIT or ROLLBACK drops the
+ * BEGIN. A connection lost under a pipeline that opens the transaction
+ * is opened again and the pipeline sent again, as a statement outside a
+ * transaction is (nothing was half done: the server rolls back what the
+ * connection left).
+ *
  * Errors are told by SQLSTATE, never by message text.
  *
  * Locking: none inside; the caller serialises every call on a struct meta.
@@ -67,6 +77,11 @@ struct meta_pg {
 	int64_t node;  /* tally.node of every connection */
 	bool lost;     /* the last statement failed with the connection */
 	char msg[512]; /* the last error */
+	/* statements that wait to go with the next one (meta_pg_later()):
+	 * a BEGIN, then statements without parameters */
+	struct meta_st *begin;
+	struct meta_st *later[4];
+	int nlater;
 };
 
 /* In pieces: C99 compilers need not take strings over 4 KiB. */
@@ -315,6 +330,16 @@ static bool conn_lost(struct meta_pg *p, const PGresult *res)
 	       (!strncmp(state, "08", 2) || !strncmp(state, "57P0", 4));
 }
 
+/* Whether the server has a transaction open on the connection (a BEGIN
+ * still waiting to be sent does not count). */
+static bool server_in_txn(const struct meta_pg *p)
+{
+	PGTransactionStatusType t = PQtransactionStatus(p->conn);
+
+	return t == PQTRANS_INTRANS || t == PQTRANS_INERROR ||
+	       t == PQTRANS_ACTIVE;
+}
+
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -508,7 +533,7 @@ int meta_pg_prepare(struct meta *m, struct meta_st *s, const char *text,
 		s->serial = ++p->serial;
 	snprintf(name, sizeof(name), "t%u", s->serial);
 	for (;;) {
-		bool outside = !meta_pg_in_txn(m);
+		bool outside = !server_in_txn(p);
 
 		res = PQprepare(p->conn, name, s->pgtext, s->nparam, types);
 		if (PQresultStatus(res) == PGRES_COMMAND_OK)
@@ -552,6 +577,95 @@ void meta_pg_clear(struct meta_st *s)
 	s->nrows = 0;
 }
 
+static bool text_is(const struct meta_st *s, const char *text)
+{
+	return s && s->pgtext && !strcmp(s->pgtext, text);
+}
+
+/* Send @q (prepared on this connection) without waiting: 1 sent. */
+static int send_one(struct meta *m, struct meta_st *q)
+{
+	struct meta_pg *p = m->pg;
+	const char *vals[64];
+	char name[24];
+	int i, n = q->nparam < 64 ? q->nparam : 64;
+
+	if (q->gen != p->gen && meta_pg_prepare(m, q, q->pgtext, false))
+		return 0;
+	for (i = 0; i < n; i++)
+		vals[i] = q->pl[i] < 0 ? NULL : q->pv[i];
+	snprintf(name, sizeof(name), "t%u", q->serial);
+	return PQsendQueryPrepared(p->conn, name, n, vals, q->pl, q->pf, 0);
+}
+
+/*
+ * The waiting statements, then @s (may be NULL), in one pipeline: the
+ * result of @s (or, when something failed, the first error) in *@out;
+ * NULL when the connection failed first.
+ */
+static void pipeline(struct meta *m, struct meta_st *s, PGresult **out)
+{
+	struct meta_pg *p = m->pg;
+	struct meta_st *q[6];
+	PGresult *err = NULL, *mine = NULL, *res;
+	int n = 0, i, idx = 0, nulls = 0;
+	bool sent = true;
+
+	if (p->begin)
+		q[n++] = p->begin;
+	for (i = 0; i < p->nlater; i++)
+		q[n++] = p->later[i];
+	if (s)
+		q[n++] = s;
+	/* preparing (again) is not allowed inside the pipeline */
+	for (i = 0; i < n && sent; i++)
+		if (q[i]->gen != p->gen &&
+		    meta_pg_prepare(m, q[i], q[i]->pgtext, false))
+			sent = false;
+	*out = NULL;
+	if (!sent || !PQenterPipelineMode(p->conn))
+		return;
+	for (i = 0; i < n && sent; i++)
+		sent = send_one(m, q[i]) == 1;
+	if (!sent || !PQpipelineSync(p->conn)) {
+		PQexitPipelineMode(p->conn);
+		return;
+	}
+	/* each statement's result, then a NULL; the sync's result ends */
+	for (;;) {
+		res = PQgetResult(p->conn);
+		if (!res) {
+			idx++;
+			if (PQstatus(p->conn) == CONNECTION_BAD ||
+			    ++nulls > 2 * n + 2)
+				break;
+			continue;
+		}
+		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+			PQclear(res);
+			break;
+		}
+		if (PQresultStatus(res) == PGRES_FATAL_ERROR && !err)
+			err = res;
+		else if (s && idx == n - 1 && !mine &&
+			 PQresultStatus(res) != PGRES_PIPELINE_ABORTED)
+			mine = res;
+		else
+			PQclear(res);
+	}
+	PQexitPipelineMode(p->conn);
+	if (err) {
+		PQclear(mine);
+		*out = err;
+	} else if (s && mine) {
+		*out = mine;
+	} else if (!s && idx >= n) {
+		*out = PQmakeEmptyPGresult(p->conn, PGRES_COMMAND_OK);
+	} else {
+		PQclear(mine);
+	}
+}
+
 int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 {
 	struct meta_pg *p = m->pg;
@@ -561,22 +675,43 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 	int i, n = s->nparam < 64 ? s->nparam : 64;
 	ExecStatusType st;
 
+	if (p->begin && (text_is(s, "COMMIT") || text_is(s, "ROLLBACK"))) {
+		/* nothing ran since the BEGIN: nothing to send */
+		p->begin = NULL;
+		p->nlater = 0;
+		s->res = NULL;
+		s->nrows = 0;
+		m->changes = 0;
+		return 0;
+	}
+	if (text_is(s, "ROLLBACK"))
+		p->nlater = 0; /* they would go with the transaction */
 	for (i = 0; i < n; i++)
 		vals[i] = s->pl[i] < 0 ? NULL : s->pv[i];
 	for (;;) {
-		bool outside = !meta_pg_in_txn(m);
+		bool outside = !server_in_txn(p);
+		bool queued = p->begin || p->nlater;
 
-		snprintf(name, sizeof(name), "t%u", s->serial);
-		res = PQexecPrepared(p->conn, name, n, vals, s->pl, s->pf, 0);
+		if (queued) {
+			pipeline(m, s, &res);
+		} else {
+			snprintf(name, sizeof(name), "t%u", s->serial);
+			res = PQexecPrepared(p->conn, name, n, vals, s->pl,
+					     s->pf, 0);
+		}
 		st = PQresultStatus(res);
-		if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+		if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+			p->begin = NULL;
+			p->nlater = 0;
 			break;
+		}
 		set_msg(p, res ? PQresultErrorMessage(res)
 			       : PQerrorMessage(p->conn));
 		if (outside && conn_lost(p, res)) {
 			int rc;
 
-			/* nothing was half done: run it again */
+			/* nothing was half done: run it again (what waited
+			 * is prepared again when it is sent) */
 			PQclear(res);
 			if (reconnect(p))
 				return -EIO;
@@ -585,6 +720,9 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 				return rc;
 			continue;
 		}
+		/* what waited went (or failed) with it */
+		p->begin = NULL;
+		p->nlater = 0;
 		i = state_errno(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
 				    : NULL);
 		/* a deadlock or a serialization failure is run again; a
@@ -604,12 +742,54 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 	return 0;
 }
 
+int meta_pg_later(struct meta *m, struct meta_st *s, const char *what)
+{
+	struct meta_pg *p = m->pg;
+
+	if (text_is(s, "BEGIN") && !p->begin && !p->nlater &&
+	    !server_in_txn(p)) {
+		p->begin = s;
+		return 0;
+	}
+	if (s->nparam == 0 && (p->begin || server_in_txn(p)) &&
+	    p->nlater < (int)(sizeof(p->later) / sizeof(p->later[0]))) {
+		p->later[p->nlater++] = s;
+		return 0;
+	}
+	return meta_run(m, s, what);
+}
+
 int meta_pg_exec(struct meta *m, const char *sql)
 {
 	struct meta_pg *p = m->pg;
-	PGresult *res = PQexec(p->conn, sql);
-	ExecStatusType st = PQresultStatus(res);
+	PGresult *res = NULL;
+	ExecStatusType st;
 	int rc = 0;
+
+	if (p->begin || p->nlater) {
+		/* what waits goes first */
+		pipeline(m, NULL, &res);
+		st = PQresultStatus(res);
+		p->begin = NULL;
+		p->nlater = 0;
+		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+			set_msg(p, res ? PQresultErrorMessage(res)
+				       : PQerrorMessage(p->conn));
+			log_msg(LOG_ERR,
+				"metadata: waiting statements failed: "
+				"%s",
+				p->msg);
+			rc = state_errno(
+				res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+				    : NULL);
+			p->lost = conn_lost(p, res);
+			PQclear(res);
+			return p->lost ? -EDEADLK : rc;
+		}
+		PQclear(res);
+	}
+	res = PQexec(p->conn, sql);
+	st = PQresultStatus(res);
 
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 		set_msg(p, res ? PQresultErrorMessage(res)
@@ -702,10 +882,7 @@ bool meta_pg_lost(struct meta *m)
 
 bool meta_pg_in_txn(struct meta *m)
 {
-	PGTransactionStatusType t = PQtransactionStatus(m->pg->conn);
-
-	return t == PQTRANS_INTRANS || t == PQTRANS_INERROR ||
-	       t == PQTRANS_ACTIVE;
+	return m->pg->begin || server_in_txn(m->pg);
 }
 
 void meta_pg_close(struct meta *m)

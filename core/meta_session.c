@@ -216,7 +216,7 @@ int meta_relaxed(struct meta *m)
 	struct meta_st *s;
 	int rc = meta_stmt(m, &meta_session_sql, S_RELAXED, &s);
 
-	return rc ? rc : meta_run(m, s, "relaxed commit");
+	return rc ? rc : meta_run_later(m, s, "relaxed commit");
 }
 
 int meta_orphans_unheld(struct meta *m, uint64_t **inos, size_t *n)

@@ -363,6 +363,102 @@ Test(meta_pg, a_lost_connection_is_opened_again)
 	cr_assert_eq(v, 3);
 }
 
+/* The first column of the first row of @sql, run on database
+ * "postgres" of the test's cluster. */
+static int64_t admin_int(const char *sql)
+{
+	const char *base = getenv("TALLY_TEST_PG");
+	char conn[512];
+	int64_t v;
+	PGconn *c;
+	PGresult *r;
+
+	snprintf(conn, sizeof(conn), "%s/postgres", base);
+	c = PQconnectdb(conn);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	r = PQexec(c, sql);
+	cr_assert(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1,
+		  "%s: %s", sql, PQresultErrorMessage(r));
+	v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	PQfinish(c);
+	return v;
+}
+
+/* Connections to the test's database with a transaction open. */
+static int64_t open_transactions(void)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' "
+		 "AND state LIKE 'idle in transaction%%'",
+		 db);
+	return admin_int(sql);
+}
+
+/* A BEGIN goes in one round trip with the transaction's first statement
+ * (and a relaxed commit's setting with the COMMIT): what the server sees
+ * is still a transaction, whatever fails where. */
+Test(meta_pg, a_begin_goes_with_the_first_statement)
+{
+	int64_t v;
+
+	/* nothing reaches the server before a statement... */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(open_transactions(), 0);
+	cr_assert_eq(meta_config_set(m, "probe", 1), 0);
+	/* ...which opened the transaction */
+	cr_assert_eq(open_transactions(), 1);
+	cr_assert_eq(meta_relaxed(m), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(open_transactions(), 0);
+	cr_assert_eq(meta_config_get(m, "probe", &v), 0);
+	cr_assert_eq(v, 1);
+	/* a transaction in which nothing ran commits and rolls back */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_relaxed(m), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_begin(m), 0);
+	meta_rollback(m);
+	/* the first statement fails: the error is its own, the
+	 * transaction is there to roll back, and it undoes the BEGIN's */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, "d", 40), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, "d", 41), -EEXIST);
+	meta_rollback(m);
+	cr_assert_eq(open_transactions(), 0);
+	/* a statement after a waiting setting fails: its error, and the
+	 * transaction rolls back whole */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_config_set(m, "probe", 2), 0);
+	cr_assert_eq(meta_relaxed(m), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, "d", 42), -EEXIST);
+	meta_rollback(m);
+	cr_assert_eq(meta_config_get(m, "probe", &v), 0);
+	cr_assert_eq(v, 1);
+	/* the connection lost while the BEGIN waits: nothing was half
+	 * done, the pipeline goes again on a new connection */
+	cr_assert_eq(meta_begin(m), 0);
+	drop_connections();
+	cr_assert_eq(meta_config_set(m, "probe", 3), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_config_get(m, "probe", &v), 0);
+	cr_assert_eq(v, 3);
+	/* lost inside the transaction, a setting waiting: -EDEADLK, to be
+	 * run again, nothing committed */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_config_set(m, "probe", 4), 0);
+	cr_assert_eq(meta_relaxed(m), 0);
+	drop_connections();
+	cr_assert_eq(meta_commit(m), -EIO); /* a lost COMMIT: unknown */
+	meta_rollback(m);
+	cr_assert_eq(meta_config_get(m, "probe", &v), 0);
+	cr_assert_eq(v, 3);
+}
+
 Test(meta_pg, two_mounts_never_take_the_same_inode_numbers)
 {
 	struct meta *b = NULL;
