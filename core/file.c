@@ -419,6 +419,7 @@ static void data_changed(struct tally *t, struct inode *ip, uint64_t end)
 	if (end > ip->md.size)
 		ip->md.size = end;
 	ip->md.mtime = ip->md.ctime = tally_now();
+	ip->mdirty |= META_F_MTIME | META_F_CTIME;
 	tally_unlock(t);
 }
 

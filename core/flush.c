@@ -482,11 +482,13 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 	md = ip->md;
 	md.size = f->size;
 	md.alloc = *alloc;
-	/* a shared store: the link count is not this node's to write */
+	/* a shared store: the link count is not this node's to write, nor
+	 * fields it did not change */
 	if (tally_meta_shared(t)) {
 		uint32_t nlink;
 
-		return meta_inode_update(t->meta, &md, 0, &nlink);
+		return meta_inode_update(t->meta, &md, 0,
+					 META_F_SIZE | ip->mdirty, &nlink);
 	}
 	return meta_inode_put(t->meta, &md);
 }
@@ -654,6 +656,11 @@ static void finalize_group(struct tally *t, struct flush **g, size_t n)
 		}
 		tally_lock(t);
 	}
+	/* what changed in place went with the commit (t->lock held since
+	 * flush_apply() read it) */
+	for (i = 0; i < n && !rc; i++)
+		if (!g[i]->err && !g[i]->ip->freed && !g[i]->ip->nfailed)
+			g[i]->ip->mdirty = 0;
 	for (i = 0; i < n; i++) {
 		struct flush *f = g[i];
 

@@ -390,21 +390,52 @@ void inode_virtual_stat(struct tally *t, uint64_t ino, struct stat *st)
 	}
 }
 
+/* The META_F_* fields in which @a and @b differ (not the size). */
+static unsigned md_diff(const struct meta_inode *a, const struct meta_inode *b)
+{
+	unsigned f = 0;
+
+	if (a->mode != b->mode)
+		f |= META_F_MODE;
+	if (a->uid != b->uid)
+		f |= META_F_UID;
+	if (a->gid != b->gid)
+		f |= META_F_GID;
+	if (a->atime.tv_sec != b->atime.tv_sec ||
+	    a->atime.tv_nsec != b->atime.tv_nsec)
+		f |= META_F_ATIME;
+	if (a->mtime.tv_sec != b->mtime.tv_sec ||
+	    a->mtime.tv_nsec != b->mtime.tv_nsec)
+		f |= META_F_MTIME;
+	if (a->ctime.tv_sec != b->ctime.tv_sec ||
+	    a->ctime.tv_nsec != b->ctime.tv_nsec)
+		f |= META_F_CTIME;
+	return f;
+}
+
 /* Write @md with the committed size and allocation (invariant 4). */
-int inode_write_md(struct tally *t, const struct inode *ip,
-		   struct meta_inode *md)
+int inode_write_md(struct tally *t, struct inode *ip, struct meta_inode *md)
 {
 	struct meta_inode copy = *md;
+	unsigned fields;
+	int rc;
 
 	copy.size = ip->dsize;
 	copy.alloc = ip->dalloc;
-	/* a shared store: the link count as a delta from what this node
-	 * saw (other nodes link and unlink too); md gets the count now */
-	if (meta_shared(t->meta))
-		return meta_inode_update(
-			t->meta, &copy,
-			(int64_t)md->nlink - (int64_t)ip->md.nlink, &md->nlink);
-	return meta_inode_put(t->meta, &copy);
+	if (!meta_shared(t->meta)) {
+		ip->mdirty = 0;
+		return meta_inode_put(t->meta, &copy);
+	}
+	/* a shared store: what this node changed, not the size (a flush's
+	 * to write), and the link count as a delta from what this node
+	 * saw (other nodes change rows too); md gets the count now */
+	fields = (md_diff(&ip->md, md) | ip->mdirty) & ~META_F_SIZE;
+	rc = meta_inode_update(t->meta, &copy,
+			       (int64_t)md->nlink - (int64_t)ip->md.nlink,
+			       fields, &md->nlink);
+	if (!rc)
+		ip->mdirty = 0;
+	return rc;
 }
 
 /* Drop an unlinked, closed inode's references and row; t->lock held,
@@ -536,26 +567,32 @@ int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
 			goto out;
 	}
 	tally_lock(t);
-	if (to_set & TALLY_SET_MODE)
+	if (to_set & TALLY_SET_MODE) {
 		ip->md.mode = (ip->md.mode & S_IFMT) | (in->st_mode & 07777);
-	if (to_set & TALLY_SET_UID)
+		ip->mdirty |= META_F_MODE;
+	}
+	if (to_set & TALLY_SET_UID) {
 		ip->md.uid = in->st_uid;
-	if (to_set & TALLY_SET_GID)
+		ip->mdirty |= META_F_UID;
+	}
+	if (to_set & TALLY_SET_GID) {
 		ip->md.gid = in->st_gid;
-	if (to_set & TALLY_SET_ATIME_NOW)
-		ip->md.atime = ts;
-	else if (to_set & TALLY_SET_ATIME)
-		ip->md.atime = in->st_atim;
-	if (to_set & TALLY_SET_MTIME_NOW)
+		ip->mdirty |= META_F_GID;
+	}
+	if (to_set & (TALLY_SET_ATIME_NOW | TALLY_SET_ATIME)) {
+		ip->md.atime = to_set & TALLY_SET_ATIME_NOW ? ts : in->st_atim;
+		ip->mdirty |= META_F_ATIME;
+	}
+	if (to_set & (TALLY_SET_MTIME_NOW | TALLY_SET_MTIME)) {
+		ip->md.mtime = to_set & TALLY_SET_MTIME_NOW ? ts : in->st_mtim;
+		ip->mdirty |= META_F_MTIME;
+	}
+	if (to_set & TALLY_SET_SIZE) {
 		ip->md.mtime = ts;
-	else if (to_set & TALLY_SET_MTIME)
-		ip->md.mtime = in->st_mtim;
-	if (to_set & TALLY_SET_SIZE)
-		ip->md.mtime = ts;
-	if (to_set & TALLY_SET_CTIME)
-		ip->md.ctime = in->st_ctim;
-	else
-		ip->md.ctime = ts;
+		ip->mdirty |= META_F_MTIME;
+	}
+	ip->md.ctime = to_set & TALLY_SET_CTIME ? in->st_ctim : ts;
+	ip->mdirty |= META_F_CTIME;
 	tally_unlock(t);
 	if (S_ISREG(ip->md.mode)) {
 		rc = flush_commit(t, ip, COMMIT_FORCE);

@@ -153,14 +153,25 @@ int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out);
  * between namespaces): leaving it alone spares an index update per call.
  */
 int meta_inode_put(struct meta *m, const struct meta_inode *in);
+/* Fields of an inode row, for meta_inode_update() */
+#define META_F_MODE 1u
+#define META_F_UID 2u
+#define META_F_GID 4u
+#define META_F_SIZE 8u /* the size and the allocation */
+#define META_F_ATIME 16u
+#define META_F_MTIME 32u
+#define META_F_CTIME 64u
+
 /*
- * Write the row of @in but its link count, which moves by @delta from
- * what the row has (another mount of a shared store may have moved it
- * too); *@nlink receives the count now. A missing row is written whole
- * (@in->nlink + @delta).
+ * Write the @fields (META_F_*) of @in into its row, the others left as
+ * the row has them, and move its link count by @delta from what the row
+ * has (other mounts of a shared store change rows too: a field this
+ * mount did not change is never written back from its copy); *@nlink
+ * receives the count now. A missing row is written whole (@in->nlink +
+ * @delta).
  */
 int meta_inode_update(struct meta *m, const struct meta_inode *in,
-		      int64_t delta, uint32_t *nlink);
+		      int64_t delta, unsigned fields, uint32_t *nlink);
 /* Delete an inode row, its xattrs and its symlink target. No blocks. */
 int meta_inode_delete(struct meta *m, uint64_t ino);
 /*

@@ -65,12 +65,19 @@ static const char *const inode_text[I_COUNT] = {
 		"nlink = ?6, size = ?7, rdev = ?8, alloc = ?9, atime = ?10, "
 		"mtime = ?11, ctime = ?12",
 	[I_INODE_DEL] = "DELETE FROM inodes WHERE ino = ?1",
-	/* the link count moved by a delta, the rest written */
+	/* the link count moved by a delta, the fields of ?13 written */
 	[I_INODE_UPDATE] =
-		"UPDATE inodes SET mode = ?3, uid = ?4, gid = ?5, "
-		"nlink = nlink + ?6, size = ?7, rdev = ?8, alloc = ?9, "
-		"atime = ?10, mtime = ?11, ctime = ?12 WHERE ino = ?1 "
-		"RETURNING nlink",
+		"UPDATE inodes SET "
+		"mode = CASE WHEN (?13 & 1) <> 0 THEN ?3 ELSE mode END, "
+		"uid = CASE WHEN (?13 & 2) <> 0 THEN ?4 ELSE uid END, "
+		"gid = CASE WHEN (?13 & 4) <> 0 THEN ?5 ELSE gid END, "
+		"nlink = nlink + ?6, "
+		"size = CASE WHEN (?13 & 8) <> 0 THEN ?7 ELSE size END, "
+		"alloc = CASE WHEN (?13 & 8) <> 0 THEN ?9 ELSE alloc END, "
+		"atime = CASE WHEN (?13 & 16) <> 0 THEN ?10 ELSE atime END, "
+		"mtime = CASE WHEN (?13 & 32) <> 0 THEN ?11 ELSE mtime END, "
+		"ctime = CASE WHEN (?13 & 64) <> 0 THEN ?12 ELSE ctime END "
+		"WHERE ino = ?1 RETURNING nlink",
 	[I_INODE_DEL_X] = "DELETE FROM xattrs WHERE ino = ?1",
 	[I_MAX_INO] = "SELECT coalesce(max(ino), 0) FROM inodes",
 	[I_ORPHANS] = "SELECT ino FROM inodes WHERE nlink = 0",
@@ -232,14 +239,16 @@ static int inode_stmt(struct meta *m, int id, const struct meta_inode *in,
 }
 
 int meta_inode_update(struct meta *m, const struct meta_inode *in,
-		      int64_t delta, uint32_t *nlink)
+		      int64_t delta, unsigned fields, uint32_t *nlink)
 {
 	struct meta_st *s;
 	int64_t v;
 	int rc = inode_stmt(m, I_INODE_UPDATE, in, delta, &s);
 
-	if (!rc)
+	if (!rc) {
+		meta_bind_int(s, 13, fields);
 		rc = meta_int(m, s, &v, "inode update");
+	}
 	if (rc == -ENOENT) {
 		struct meta_inode copy = *in;
 

@@ -97,6 +97,9 @@ struct inode {
 	uint64_t write_end;  /* protected by rw: where the last write ended */
 	bool freed;	     /* protected by t->lock */
 	bool truncated;	     /* protected by rw and t->lock: see trunc_size */
+	uint8_t mdirty;	     /* protected by t->lock: META_F_* fields of md
+			      * changed in place and not written yet (a
+			      * shared store writes only what changed) */
 };
 
 struct dentry_cache {
@@ -252,8 +255,7 @@ void inode_fill_stat(struct tally *t, const struct inode *ip, struct stat *st);
 void inode_md_stat(struct tally *t, const struct meta_inode *md, uint64_t alloc,
 		   struct stat *st);
 void inode_virtual_stat(struct tally *t, uint64_t ino, struct stat *st);
-int inode_write_md(struct tally *t, const struct inode *ip,
-		   struct meta_inode *md);
+int inode_write_md(struct tally *t, struct inode *ip, struct meta_inode *md);
 int inode_drop(struct tally *t, struct inode *ip);
 
 /*

@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 
 #include "core/meta.h"
 #include "core/reap.h"
+#include "core/tally.h"
 #include "tests/unit/util.h"
 
 static char db[64];
@@ -515,4 +517,68 @@ Test(meta_pg, a_row_revived_while_its_key_is_deleted_is_not_in_the_bucket)
 	cr_assert_eq(meta_commit(b), 0);
 	cr_assert_eq(remote_of(m, OBJ_A), 1);
 	meta_close(b);
+}
+
+/* Two mounts of the store (as on two hosts), each knowing the inodes as
+ * it last read them: an attribute one changes is never written back to
+ * its old value by the other's write of another field (a setattr, a
+ * flush's size, a parent's times). */
+Test(meta_pg, attributes_changed_on_two_mounts_are_all_kept)
+{
+	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
+	struct tally_opts o = { .block_size = 4096, .create = true };
+	char *dir = tu_tmpdir(), path[2][4096];
+	struct tally *a, *b;
+	struct meta_inode md;
+	struct stat st, in;
+	uint64_t ns, f, d;
+	int i;
+
+	cr_assert_not_null(dir);
+	o.meta = uri;
+	for (i = 0; i < 2; i++)
+		snprintf(path[i], sizeof(path[i]), "%s/node%d", dir, i);
+	cr_assert_eq(tally_open(path[0], &o, &a), 0);
+	cr_assert_eq(tally_open(path[1], &o, &b), 0);
+	cr_assert_eq(tally_mkdir(a, &me, 1, "ns", 0755, &st), 0);
+	ns = st.st_ino;
+	cr_assert_eq(tally_create(a, &me, ns, "f", 0644, &st), 0);
+	f = st.st_ino;
+	cr_assert_eq(tally_release(a, f), 0);
+	cr_assert_eq(tally_mkdir(a, &me, ns, "d", 0755, &st), 0);
+	d = st.st_ino;
+	/* b reads both as they are now */
+	cr_assert_eq(tally_lookup(b, ns, "f", &st), 0);
+	cr_assert_eq(tally_lookup(b, ns, "d", &st), 0);
+	cr_assert_eq(tally_open_file(b, f, O_RDWR), 0);
+
+	/* a: chmod; b: utimes, from its copy of the old mode */
+	memset(&in, 0, sizeof(in));
+	in.st_mode = 0600;
+	cr_assert_eq(tally_setattr(a, f, &in, TALLY_SET_MODE, &st), 0);
+	in.st_mtim.tv_sec = 1000000000;
+	cr_assert_eq(tally_setattr(b, f, &in, TALLY_SET_MTIME, &st), 0);
+	/* a: chown; b: a write through the handle it has open, flushed */
+	in.st_uid = 1234;
+	cr_assert_eq(tally_setattr(a, f, &in, TALLY_SET_UID, &st), 0);
+	cr_assert_eq(tally_write(b, f, "data", 4, 0), 4);
+	cr_assert_eq(tally_flush(b, f),
+		     0); /* the close: waits for the commit */
+	cr_assert_eq(tally_release(b, f), 0);
+	cr_assert_eq(meta_inode_get(m, f, &md), 0);
+	cr_assert_eq(md.mode, S_IFREG | 0600, "mode %o", md.mode);
+	cr_assert_eq(md.uid, 1234);
+	cr_assert_eq(md.size, 4);
+	cr_assert_gt(md.mtime.tv_sec, 1000000000, "the write's mtime");
+
+	/* a: chmod of a directory; b: a file made in it (its times) */
+	in.st_mode = 0700;
+	cr_assert_eq(tally_setattr(a, d, &in, TALLY_SET_MODE, &st), 0);
+	cr_assert_eq(tally_mknod(b, &me, d, "g", S_IFREG | 0644, 0, &st), 0);
+	cr_assert_eq(meta_inode_get(m, d, &md), 0);
+	cr_assert_eq(md.mode, S_IFDIR | 0700, "mode %o", md.mode);
+
+	cr_assert_eq(tally_close(a), 0);
+	cr_assert_eq(tally_close(b), 0);
+	tu_rmrf(dir);
 }
