@@ -69,8 +69,13 @@ log "a short local copy is fetched again, never served short"
 mapfile -t fobjs < <(objects "$MNT/main/f2")
 obj=${fobjs[0]}
 file=$STORE/shards/0/${obj:0:2}/$obj
-# its copies local again (the newest read: evicted last)
-local_again() { T cat "$MNT/main/f2" >/dev/null && [[ -e $file ]]; }
+# its copies local again (the newest read: evicted last); the page cache
+# dropped first, so that the read reaches the daemon (f2's copies, read
+# before f3..f6, may have been evicted since)
+local_again() {
+	echo 3 >/proc/sys/vm/drop_caches
+	T cat "$MNT/main/f2" >/dev/null && [[ -e $file ]]
+}
 wait_for 20 local_again || fail "$file is not fetched back"
 T truncate -s 1000 "$file"
 echo 3 >/proc/sys/vm/drop_caches
