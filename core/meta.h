@@ -378,6 +378,9 @@ int meta_sessions_unreported(struct meta *m, uint64_t *n);
  * no row.
  */
 int meta_hold_add(struct meta *m, int64_t node, uint64_t ino);
+/* The hold of an inode inserted in this same transaction (it cannot be
+ * gone): no answer to wait for, it goes with the next statement. */
+int meta_hold_new(struct meta *m, int64_t node, uint64_t ino);
 int meta_hold_del(struct meta *m, int64_t node, uint64_t ino);
 /* 1 if inode @ino has no link left and no node but @node holds it open
  * (its rows may go now), 0 if not, -ENOENT if it is gone. */

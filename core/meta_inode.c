@@ -267,17 +267,27 @@ int meta_inode_put(struct meta *m, const struct meta_inode *in)
 	struct meta_st *s;
 	int rc = inode_stmt(m, I_INODE_PUT, in, in->nlink, &s);
 
-	return rc ? rc : meta_run(m, s, "inode write");
+	return rc ? rc : meta_run_later(m, s, "inode write");
 }
 
 int meta_inode_delete(struct meta *m, uint64_t ino)
 {
-	int rc = meta_run_int(m, &meta_inode_sql, I_INODE_DEL_X, (int64_t)ino,
-			      "xattr delete");
+	static const int ids[] = { I_INODE_DEL_X, I_INODE_DEL };
+	static const char *const what[] = { "xattr delete", "inode delete" };
+	size_t i;
+	int rc = 0;
 
-	return rc ? rc
-		  : meta_run_int(m, &meta_inode_sql, I_INODE_DEL, (int64_t)ino,
-				 "inode delete");
+	/* both go with the next statement */
+	for (i = 0; i < 2 && !rc; i++) {
+		struct meta_st *s;
+
+		rc = meta_stmt(m, &meta_inode_sql, ids[i], &s);
+		if (!rc) {
+			meta_bind_int(s, 1, (int64_t)ino);
+			rc = meta_run_later(m, s, what[i]);
+		}
+	}
+	return rc;
 }
 
 int meta_max_ino(struct meta *m, uint64_t *max)
@@ -378,7 +388,11 @@ static int dentry_exec(struct meta *m, int id, uint64_t parent,
 	meta_bind_name(s, 2, name);
 	if (id != I_DENTRY_DELETE)
 		meta_bind_int(s, 3, (int64_t)ino);
-	return meta_run(m, s, what);
+	/* an insert's only answer is success or a taken name (EEXIST), a
+	 * delete's success: they go with the next statement */
+	return id == I_DENTRY_INSERT || id == I_DENTRY_DELETE
+		       ? meta_run_later(m, s, what)
+		       : meta_run(m, s, what);
 }
 
 int meta_dentry_insert(struct meta *m, uint64_t parent, const char *name,

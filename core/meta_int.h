@@ -133,11 +133,14 @@ int meta_step(struct meta *m, struct meta_st *s, const char *what);
 
 /* Run @s to its end (rows, if any, ignored): 0 or -errno. */
 int meta_run(struct meta *m, struct meta_st *s, const char *what);
-/* meta_run() of a statement whose only result is success or failure,
- * which PostgreSQL may send with the next statement (a BEGIN; one
- * without parameters inside a transaction): a failure then comes back
- * from that one. */
+/* meta_run() of a statement whose only result is success or failure
+ * (not meta_changes() either), which PostgreSQL may send with the next
+ * statement of its transaction (and a BEGIN with the first): a failure
+ * then comes back from that one, and the transaction rolls back whole. */
 int meta_run_later(struct meta *m, struct meta_st *s, const char *what);
+/* meta_run_later() of a setting of the transaction, with no change of its
+ * own: a transaction with nothing else in it is not sent at all. */
+int meta_run_setting(struct meta *m, struct meta_st *s, const char *what);
 
 /* Fetch statement @id of @t, bind integer ?1 = @a, run it: 0 or -errno. */
 int meta_run_int(struct meta *m, const struct meta_sql *t, int id, int64_t a,
@@ -198,7 +201,8 @@ int meta_pg_prepare(struct meta *m, struct meta_st *s, const char *text,
 /* Run @s with its parameters: its rows in s->res, or -errno (logged
  * with @what). */
 int meta_pg_run(struct meta *m, struct meta_st *s, const char *what);
-int meta_pg_later(struct meta *m, struct meta_st *s, const char *what);
+int meta_pg_later(struct meta *m, struct meta_st *s, bool setting,
+		  const char *what);
 void meta_pg_clear(struct meta_st *s);
 int meta_pg_exec(struct meta *m, const char *sql);
 bool meta_pg_in_txn(struct meta *m);

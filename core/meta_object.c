@@ -452,9 +452,9 @@ int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from)
 		rc = obj_add(m, v[i].obj, -v[i].n);
 	free(v);
 	if (!rc)
-		rc = exec_pair(m, O_DROP_DEL, (int64_t)ino, (int64_t)from,
-			       "block delete");
-	return rc;
+		rc = stmt_pair(m, O_DROP_DEL, (int64_t)ino, (int64_t)from, &s);
+	/* with the next statement: its only answer is success */
+	return rc ? rc : meta_run_later(m, s, "block delete");
 }
 
 int meta_blocks_copy(struct meta *m, uint64_t src, uint64_t dst)

@@ -31,12 +31,15 @@
  * failure or a deadlock does: the caller runs the transaction again
  * (tally_retry()), and its BEGIN reconnects. After the retry time, -EIO.
  *
- * Round trips: a BEGIN, and statements whose only result is success
- * (meta_run_later(): the relaxed commit's set_config), are not sent on
- * their own but in one pipeline with the next statement (libpq's
- * pipeline mode: one round trip for all). A transaction in which nothing
- * ran reaches the server not at all: its COMMIT or ROLLBACK drops the
- * BEGIN. A connection lost under a pipeline that opens the transaction
+ * Round trips: a BEGIN, and statements of a transaction whose only
+ * result is success (meta_run_later(): an inode's insert, an entry's,
+ * the delete of an open hold; meta_run_setting(): the relaxed commit's
+ * set_config), are not sent on their own but in one pipeline with the
+ * next statement (libpq's pipeline mode: one round trip for all), their
+ * parameters copied; a failure among them is the error of that next
+ * statement, and the transaction rolls back whole as before. A
+ * transaction in which nothing but settings ran reaches the server not
+ * at all: its COMMIT or ROLLBACK drops the BEGIN. A connection lost under a pipeline that opens the transaction
  * is opened again and the pipeline sent again, as a statement outside a
  * transaction is (nothing was half done: the server rolls back what the
  * connection left).
@@ -66,6 +69,16 @@
 #define RETRY_MS_DEFAULT 15000
 #define TEXT_OID 25
 
+/* A statement waiting to go with the next one, its parameters copied
+ * (the statement may be bound again meanwhile). */
+struct pg_later {
+	struct meta_st *s;
+	char **v; /* NULL: SQL NULL */
+	int *l, *f;
+	int n;
+	bool setting; /* a transaction-local setting: no change of its own */
+};
+
 struct meta_pg {
 	PGconn *conn;
 	char *uri;
@@ -78,9 +91,9 @@ struct meta_pg {
 	bool lost;     /* the last statement failed with the connection */
 	char msg[512]; /* the last error */
 	/* statements that wait to go with the next one (meta_pg_later()):
-	 * a BEGIN, then statements without parameters */
+	 * a BEGIN, then changes and settings of the transaction */
 	struct meta_st *begin;
-	struct meta_st *later[4];
+	struct pg_later later[8];
 	int nlater;
 };
 
@@ -340,6 +353,35 @@ static bool server_in_txn(const struct meta_pg *p)
 	       t == PQTRANS_ACTIVE;
 }
 
+/* Drop what waits (sent, failed, or to go with its transaction). */
+static void later_clear(struct meta_pg *p)
+{
+	int i, j;
+
+	for (i = 0; i < p->nlater; i++) {
+		struct pg_later *e = &p->later[i];
+
+		for (j = 0; j < e->n; j++)
+			free(e->v[j]);
+		free(e->v);
+		free(e->l);
+		free(e->f);
+	}
+	p->nlater = 0;
+	p->begin = NULL;
+}
+
+/* Whether nothing waits but a BEGIN and settings: an empty transaction. */
+static bool later_empty_txn(const struct meta_pg *p)
+{
+	int i;
+
+	for (i = 0; i < p->nlater; i++)
+		if (!p->later[i].setting)
+			return false;
+	return p->begin != NULL;
+}
+
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -582,20 +624,25 @@ static bool text_is(const struct meta_st *s, const char *text)
 	return s && s->pgtext && !strcmp(s->pgtext, text);
 }
 
-/* Send @q (prepared on this connection) without waiting: 1 sent. */
-static int send_one(struct meta *m, struct meta_st *q)
+/* Send @q (prepared on this connection) with the @n parameters @vals
+ * (lengths @l, formats @f) without waiting: 1 sent. */
+static int send_one(struct meta *m, struct meta_st *q, int n,
+		    const char *const *vals, const int *l, const int *f)
 {
-	struct meta_pg *p = m->pg;
-	const char *vals[64];
 	char name[24];
-	int i, n = q->nparam < 64 ? q->nparam : 64;
 
-	if (q->gen != p->gen && meta_pg_prepare(m, q, q->pgtext, false))
-		return 0;
-	for (i = 0; i < n; i++)
-		vals[i] = q->pl[i] < 0 ? NULL : q->pv[i];
 	snprintf(name, sizeof(name), "t%u", q->serial);
-	return PQsendQueryPrepared(p->conn, name, n, vals, q->pl, q->pf, 0);
+	return PQsendQueryPrepared(m->pg->conn, name, n, vals, l, f, 0);
+}
+
+/* The parameter values of @s as libpq takes them. */
+static int bound_values(const struct meta_st *s, const char **vals)
+{
+	int i, n = s->nparam < 64 ? s->nparam : 64;
+
+	for (i = 0; i < n; i++)
+		vals[i] = s->pl[i] < 0 ? NULL : s->pv[i];
+	return n;
 }
 
 /*
@@ -606,15 +653,16 @@ static int send_one(struct meta *m, struct meta_st *q)
 static void pipeline(struct meta *m, struct meta_st *s, PGresult **out)
 {
 	struct meta_pg *p = m->pg;
-	struct meta_st *q[6];
+	struct meta_st *q[2 + sizeof(p->later) / sizeof(p->later[0])];
 	PGresult *err = NULL, *mine = NULL, *res;
+	const char *vals[64];
 	int n = 0, i, idx = 0, nulls = 0;
 	bool sent = true;
 
 	if (p->begin)
 		q[n++] = p->begin;
 	for (i = 0; i < p->nlater; i++)
-		q[n++] = p->later[i];
+		q[n++] = p->later[i].s;
 	if (s)
 		q[n++] = s;
 	/* preparing (again) is not allowed inside the pipeline */
@@ -625,8 +673,17 @@ static void pipeline(struct meta *m, struct meta_st *s, PGresult **out)
 	*out = NULL;
 	if (!sent || !PQenterPipelineMode(p->conn))
 		return;
-	for (i = 0; i < n && sent; i++)
-		sent = send_one(m, q[i]) == 1;
+	if (p->begin)
+		sent = send_one(m, p->begin, 0, NULL, NULL, NULL) == 1;
+	for (i = 0; i < p->nlater && sent; i++) {
+		const struct pg_later *e = &p->later[i];
+
+		sent = send_one(m, e->s, e->n, (const char *const *)e->v, e->l,
+				e->f) == 1;
+	}
+	if (s && sent)
+		sent = send_one(m, s, bound_values(s, vals), vals, s->pl,
+				s->pf) == 1;
 	if (!sent || !PQpipelineSync(p->conn)) {
 		PQexitPipelineMode(p->conn);
 		return;
@@ -675,19 +732,19 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 	int i, n = s->nparam < 64 ? s->nparam : 64;
 	ExecStatusType st;
 
-	if (p->begin && (text_is(s, "COMMIT") || text_is(s, "ROLLBACK"))) {
-		/* nothing ran since the BEGIN: nothing to send */
-		p->begin = NULL;
-		p->nlater = 0;
+	if ((p->begin && text_is(s, "ROLLBACK")) ||
+	    (later_empty_txn(p) && text_is(s, "COMMIT"))) {
+		/* nothing reached the server since the BEGIN, or nothing
+		 * but settings is to: nothing to send */
+		later_clear(p);
 		s->res = NULL;
 		s->nrows = 0;
 		m->changes = 0;
 		return 0;
 	}
 	if (text_is(s, "ROLLBACK"))
-		p->nlater = 0; /* they would go with the transaction */
-	for (i = 0; i < n; i++)
-		vals[i] = s->pl[i] < 0 ? NULL : s->pv[i];
+		later_clear(p); /* they would go with the transaction */
+	n = bound_values(s, vals);
 	for (;;) {
 		bool outside = !server_in_txn(p);
 		bool queued = p->begin || p->nlater;
@@ -701,8 +758,7 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 		}
 		st = PQresultStatus(res);
 		if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-			p->begin = NULL;
-			p->nlater = 0;
+			later_clear(p);
 			break;
 		}
 		set_msg(p, res ? PQresultErrorMessage(res)
@@ -721,8 +777,7 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 			continue;
 		}
 		/* what waited went (or failed) with it */
-		p->begin = NULL;
-		p->nlater = 0;
+		later_clear(p);
 		i = state_errno(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
 				    : NULL);
 		/* a deadlock or a serialization failure is run again; a
@@ -742,20 +797,53 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 	return 0;
 }
 
-int meta_pg_later(struct meta *m, struct meta_st *s, const char *what)
+int meta_pg_later(struct meta *m, struct meta_st *s, bool setting,
+		  const char *what)
 {
 	struct meta_pg *p = m->pg;
+	struct pg_later *e;
+	int i;
 
 	if (text_is(s, "BEGIN") && !p->begin && !p->nlater &&
 	    !server_in_txn(p)) {
 		p->begin = s;
 		return 0;
 	}
-	if (s->nparam == 0 && (p->begin || server_in_txn(p)) &&
-	    p->nlater < (int)(sizeof(p->later) / sizeof(p->later[0]))) {
-		p->later[p->nlater++] = s;
-		return 0;
+	/* outside a transaction, or too many waiting: now (with them) */
+	if (!(p->begin || server_in_txn(p)) ||
+	    p->nlater == (int)(sizeof(p->later) / sizeof(p->later[0])))
+		return meta_run(m, s, what);
+	e = &p->later[p->nlater];
+	memset(e, 0, sizeof(*e));
+	e->s = s;
+	e->setting = setting;
+	e->n = s->nparam < 64 ? s->nparam : 64;
+	if (e->n) {
+		e->v = calloc((size_t)e->n, sizeof(*e->v));
+		e->l = calloc((size_t)e->n, sizeof(*e->l));
+		e->f = calloc((size_t)e->n, sizeof(*e->f));
+		if (!e->v || !e->l || !e->f)
+			goto now;
 	}
+	for (i = 0; i < e->n; i++) {
+		e->l[i] = s->pl[i];
+		e->f[i] = s->pf[i];
+		if (s->pl[i] < 0)
+			continue;
+		e->v[i] = malloc((size_t)s->pl[i] + 1);
+		if (!e->v[i])
+			goto now;
+		memcpy(e->v[i], s->pv[i], (size_t)s->pl[i] + 1);
+	}
+	p->nlater++;
+	return 0;
+
+now:
+	for (i = 0; i < e->n && e->v; i++)
+		free(e->v[i]);
+	free(e->v);
+	free(e->l);
+	free(e->f);
 	return meta_run(m, s, what);
 }
 
@@ -770,8 +858,7 @@ int meta_pg_exec(struct meta *m, const char *sql)
 		/* what waits goes first */
 		pipeline(m, NULL, &res);
 		st = PQresultStatus(res);
-		p->begin = NULL;
-		p->nlater = 0;
+		later_clear(p);
 		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 			set_msg(p, res ? PQresultErrorMessage(res)
 				       : PQerrorMessage(p->conn));
@@ -891,6 +978,7 @@ void meta_pg_close(struct meta *m)
 
 	if (!p)
 		return;
+	later_clear(p);
 	if (p->conn)
 		PQfinish(p->conn);
 	free(p->uri);

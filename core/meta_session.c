@@ -181,12 +181,20 @@ int meta_hold_add(struct meta *m, int64_t node, uint64_t ino)
 	return !rc && meta_changes(m) == 0 ? -ENOENT : rc;
 }
 
+int meta_hold_new(struct meta *m, int64_t node, uint64_t ino)
+{
+	struct meta_st *s;
+	int rc = stmt2(m, S_HOLD_ADD, node, (int64_t)ino, &s);
+
+	return rc ? rc : meta_run_later(m, s, "open hold");
+}
+
 int meta_hold_del(struct meta *m, int64_t node, uint64_t ino)
 {
 	struct meta_st *s;
 	int rc = stmt2(m, S_HOLD_DEL, node, (int64_t)ino, &s);
 
-	return rc ? rc : meta_run(m, s, "open hold");
+	return rc ? rc : meta_run_later(m, s, "open hold");
 }
 
 int meta_inode_last(struct meta *m, uint64_t ino, int64_t node)
@@ -216,7 +224,7 @@ int meta_relaxed(struct meta *m)
 	struct meta_st *s;
 	int rc = meta_stmt(m, &meta_session_sql, S_RELAXED, &s);
 
-	return rc ? rc : meta_run_later(m, s, "relaxed commit");
+	return rc ? rc : meta_run_setting(m, s, "relaxed commit");
 }
 
 int meta_orphans_unheld(struct meta *m, uint64_t **inos, size_t *n)

@@ -243,7 +243,12 @@ int meta_run(struct meta *m, struct meta_st *s, const char *what)
 
 int meta_run_later(struct meta *m, struct meta_st *s, const char *what)
 {
-	return m->pg ? meta_pg_later(m, s, what) : meta_run(m, s, what);
+	return m->pg ? meta_pg_later(m, s, false, what) : meta_run(m, s, what);
+}
+
+int meta_run_setting(struct meta *m, struct meta_st *s, const char *what)
+{
+	return m->pg ? meta_pg_later(m, s, true, what) : meta_run(m, s, what);
 }
 
 int meta_run_int(struct meta *m, const struct meta_sql *t, int id, int64_t a,

@@ -131,7 +131,7 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	if (!rc)
 		rc = inode_write_md(t, pip, &pmd);
 	if (!rc && open && meta_shared(t->meta))
-		rc = meta_hold_add(t->meta, t->node_id, md.ino);
+		rc = meta_hold_new(t->meta, t->node_id, md.ino);
 	rc = tally_txn_end(t, rc);
 	if (rc) {
 		inode_destroy(t, ip);

@@ -156,9 +156,11 @@ Test(meta_pg, names_of_any_bytes_round_trip)
 	cr_assert_eq(meta_dentry_lookup(m, 1, "a\\b'c\"", &ino), 0);
 	cr_assert_eq(ino, 78);
 	cr_assert_eq(meta_dentry_lookup(m, 1, "a\\\\b'c\"", &ino), -ENOENT);
-	/* the same name twice in one directory is refused */
+	/* the same name twice in one directory is refused (the insert
+	 * waits for the next statement: here the COMMIT) */
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, name, 79), -EEXIST);
+	cr_assert_eq(meta_dentry_insert(m, 1, name, 79), 0);
+	cr_assert_eq(meta_commit(m), -EEXIST);
 	meta_rollback(m);
 	(void)back;
 }
@@ -427,9 +429,10 @@ Test(meta_pg, a_begin_goes_with_the_first_statement)
 	 * transaction is there to roll back, and it undoes the BEGIN's */
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_dentry_insert(m, 1, "d", 40), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, "e", 41), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, "d", 41), -EEXIST);
+	cr_assert_eq(meta_dentry_move(m, 1, "e", 1, "d"), -EEXIST);
 	meta_rollback(m);
 	cr_assert_eq(open_transactions(), 0);
 	/* a statement after a waiting setting fails: its error, and the
@@ -437,7 +440,7 @@ Test(meta_pg, a_begin_goes_with_the_first_statement)
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_config_set(m, "probe", 2), 0);
 	cr_assert_eq(meta_relaxed(m), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, "d", 42), -EEXIST);
+	cr_assert_eq(meta_dentry_move(m, 1, "e", 1, "d"), -EEXIST);
 	meta_rollback(m);
 	cr_assert_eq(meta_config_get(m, "probe", &v), 0);
 	cr_assert_eq(v, 1);
@@ -517,6 +520,60 @@ Test(meta_pg, a_row_revived_while_its_key_is_deleted_is_not_in_the_bucket)
 	cr_assert_eq(meta_commit(b), 0);
 	cr_assert_eq(remote_of(m, OBJ_A), 1);
 	meta_close(b);
+}
+
+/* Changes whose only answer is success (an inode's insert, an entry's)
+ * wait and go with the next statement, their parameters copied: each
+ * keeps its own values when the statement is bound again, more than the
+ * queue holds go too, and a failure among them fails the transaction,
+ * which rolls back whole. */
+Test(meta_pg, changes_that_wait_keep_their_values_and_their_errors)
+{
+	struct meta_inode in, got;
+	uint32_t nlink;
+	int i;
+
+	memset(&in, 0, sizeof(in));
+	in.nspace = 1;
+	in.mode = S_IFREG | 0644;
+	in.nlink = 1;
+	cr_assert_eq(meta_begin(m), 0);
+	for (i = 0; i < 20; i++) {
+		char name[16];
+
+		in.ino = 100 + (uint64_t)i;
+		in.size = 10 * (uint64_t)i;
+		snprintf(name, sizeof(name), "w%d", i);
+		cr_assert_eq(meta_inode_put(m, &in), 0);
+		cr_assert_eq(meta_dentry_insert(m, 1, name, in.ino), 0);
+	}
+	cr_assert_eq(meta_commit(m), 0);
+	for (i = 0; i < 20; i++) {
+		cr_assert_eq(meta_inode_get(m, 100 + (uint64_t)i, &got), 0);
+		cr_assert_eq(got.size, 10 * (uint64_t)i);
+	}
+	/* a taken name, its insert waiting: the next statement fails with
+	 * EEXIST, and the inode inserted before it is not there */
+	cr_assert_eq(meta_begin(m), 0);
+	in.ino = 200;
+	cr_assert_eq(meta_inode_put(m, &in), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, "w3", in.ino), 0);
+	cr_assert_eq(meta_inode_update(m, &in, 1, 0, &nlink), -EEXIST);
+	meta_rollback(m);
+	cr_assert_eq(meta_inode_get(m, 200, &got), -ENOENT);
+	/* ...or the COMMIT does, if nothing came after it */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &in), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, "w4", in.ino), 0);
+	cr_assert_eq(meta_commit(m), -EEXIST);
+	meta_rollback(m);
+	cr_assert_eq(meta_inode_get(m, 200, &got), -ENOENT);
+	/* and the connection goes on */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &in), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, "w200", in.ino), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_inode_get(m, 200, &got), 0);
 }
 
 /* Two mounts of the store (as on two hosts), each knowing the inodes as
