@@ -7,7 +7,9 @@ fmt_secs, fmt_count) are those of bench.py.
 
 meta      the metadata operations of one process in a loop (benchtool),
           on a store whose metadata is in SQLite and on one whose metadata
-          is in PostgreSQL, the engines taking turns, RUNS rounds.
+          is in PostgreSQL, the engines taking turns, RUNS rounds; then
+          the round trips to PostgreSQL per operation (the daemon's
+          sendto() calls, counted by strace -c over TRIPS_OPS of each).
 nodes     creates by 1..NODES mounts of one PostgreSQL store at once,
           each in its own directory (a start barrier: their loops overlap).
 converge  a create, then a rename, on node A, polled for on node B.
@@ -45,6 +47,24 @@ JUICEFS_PG_US = {
     "mkdir": 1076,
     "rmdir": 1697,
 }
+
+
+TRIPS_OPS = 200  # operations of each kind whose round trips are counted
+
+
+def daemon_pid(mnt):
+    """The pid of the tallyfs daemon serving mountpoint @mnt."""
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"tallyfs") and mnt.encode() in argv:
+            return int(d)
+    raise RuntimeError("no tallyfs daemon serves %s" % mnt)
 
 
 def p99(xs):
@@ -208,6 +228,53 @@ class Hosts:
             "against readdir_1k); here the engine, the daemons and the "
             "benchmark share %d vCPUs and a loopback connection."
             % (self.a.runs, self.a.timeout, self.a.timeout, os.cpu_count()))
+        self.trips()
+
+    def trips(self):
+        """Round trips to PostgreSQL per operation: the sendto() calls
+        of node 1's daemon (every thread) while benchtool runs
+        TRIPS_OPS of each operation; the kernel's lookups included."""
+        mnt = self.a.pg_mnts[0]
+        pid = daemon_pid(mnt)
+        d = os.path.join(mnt, "bench", "trips")
+        os.mkdir(d)
+        out = os.path.join(os.environ.get("TMPDIR", "/tmp"), "trips.strace")
+        rows = []
+        for op, _ in self.OPS:
+            if op == "readdir":
+                continue
+            self.settle([mnt], drop=False)
+            time.sleep(1.5)  # the kernel's entries expire (1 s)
+            st = subprocess.Popen(["strace", "-f", "-qq", "-c", "-e",
+                                   "trace=sendto", "-o", out, "-p", str(pid)],
+                                  stderr=subprocess.DEVNULL)
+            time.sleep(0.5)  # attached to every thread
+            k, _ = self.tool(op, d, 0, TRIPS_OPS)
+            time.sleep(0.3)
+            st.send_signal(signal.SIGINT)
+            st.wait()
+            calls = 0
+            with open(out) as f:
+                for line in f:
+                    w = line.split()
+                    if w and w[-1] == "sendto":
+                        calls = int(w[3])
+            rows.append((op, calls / k))
+            log("  round trips  %-7s %.2f per op" % (op, calls / k))
+        self.settle([mnt], drop=False)
+        subprocess.run(["rm", "-rf", d], check=True)
+        self.out.append("| operation | round trips to PostgreSQL per operation |")
+        self.out.append("|---|--:|")
+        for op, t in rows:
+            self.out.append("| %s | %.2f |" % (op, t))
+        self.out.append("")
+        self.notes.append(
+            "Round trips: the sendto() calls of the daemon (strace -c, "
+            "every thread) while benchtool made %d of each operation, the "
+            "kernel's lookups included (its entries expired first); an "
+            "unlink's figure is the mean of a link's and a file's last "
+            "unlink. A count, not a time: the same on a busy machine."
+            % TRIPS_OPS)
 
     # -- 2. creates by 1..NODES nodes at once
 
