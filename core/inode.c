@@ -250,7 +250,10 @@ struct inode *inode_find(struct tally *t, uint64_t ino)
 }
 
 /* Get an in-memory reference to @ino, loading it if needed. */
-int inode_get(struct tally *t, uint64_t ino, struct inode **out)
+/* inode_get(); an inode not in memory is made from @row if given (just
+ * read with its entry), else from its row read now. */
+static int get_row(struct tally *t, uint64_t ino, const struct meta_inode *row,
+		   struct inode **out)
 {
 	struct inode *ip = inode_find(t, ino);
 	int rc;
@@ -258,11 +261,10 @@ int inode_get(struct tally *t, uint64_t ino, struct inode **out)
 	if (!ip) {
 		struct meta_inode md;
 
-		rc = meta_inode_get(t->meta, ino, &md);
-
+		rc = row ? 0 : meta_inode_get(t->meta, ino, &md);
 		if (rc)
 			return rc;
-		ip = inode_alloc(&md);
+		ip = inode_alloc(row ? row : &md);
 		if (!ip)
 			return -ENOMEM;
 		inode_insert(t, ip);
@@ -278,7 +280,14 @@ int inode_get(struct tally *t, uint64_t ino, struct inode **out)
 	return 0;
 }
 
-int inode_get_fresh(struct tally *t, uint64_t ino, struct inode **out)
+int inode_get(struct tally *t, uint64_t ino, struct inode **out)
+{
+	return get_row(t, ino, NULL, out);
+}
+
+/* inode_get_fresh(), with @row if given (just read with its entry). */
+static int get_fresh(struct tally *t, uint64_t ino,
+		     const struct meta_inode *row, struct inode **out)
 {
 	struct inode *ip = inode_find(t, ino);
 	struct meta_inode md;
@@ -286,10 +295,12 @@ int inode_get_fresh(struct tally *t, uint64_t ino, struct inode **out)
 
 	if (!ip || !meta_shared(t->meta) || ip->opens || ip->ndirty ||
 	    ip->flight_blocks || ip->nfailed || ip->freed)
-		return inode_get(t, ino, out);
-	rc = meta_inode_get(t->meta, ino, &md);
+		return get_row(t, ino, row, out);
+	rc = row ? 0 : meta_inode_get(t->meta, ino, &md);
 	if (rc)
 		return rc;
+	if (row)
+		md = *row;
 	ip->md = md;
 	ip->dsize = md.size;
 	ip->dalloc = md.alloc;
@@ -301,6 +312,11 @@ int inode_get_fresh(struct tally *t, uint64_t ino, struct inode **out)
 	pthread_mutex_unlock(&ip->io->mlock);
 	*out = ip;
 	return 0;
+}
+
+int inode_get_fresh(struct tally *t, uint64_t ino, struct inode **out)
+{
+	return get_fresh(t, ino, NULL, out);
 }
 
 /* Drop a reference; evict the inode when nothing needs it. */
@@ -485,12 +501,17 @@ int tally_lookup(struct tally *t, uint64_t parent, const char *name,
 		goto out;
 	}
 	if (!dcache_get(t, parent, name, &ino)) {
-		rc = meta_dentry_lookup(t->meta, parent, name, &ino);
+		struct meta_inode row;
+
+		/* the entry with its inode's row: one statement */
+		rc = meta_dentry_lookup_row(t->meta, parent, name, &row);
 		if (rc)
 			goto out;
-		dcache_put(t, parent, name, ino);
+		dcache_put(t, parent, name, row.ino);
+		rc = get_fresh(t, row.ino, &row, &ip);
+	} else {
+		rc = inode_get_fresh(t, ino, &ip);
 	}
-	rc = inode_get_fresh(t, ino, &ip);
 	if (rc)
 		goto out;
 	ip->nlookup++;

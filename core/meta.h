@@ -192,6 +192,10 @@ int meta_target_get(struct meta *m, uint64_t ino, char **out);
 
 int meta_dentry_lookup(struct meta *m, uint64_t parent, const char *name,
 		       uint64_t *ino);
+/* The inode row of entry @name of @parent, read with it; -ENOENT if
+ * there is no such entry (or it names no row). */
+int meta_dentry_lookup_row(struct meta *m, uint64_t parent, const char *name,
+			   struct meta_inode *out);
 int meta_dentry_insert(struct meta *m, uint64_t parent, const char *name,
 		       uint64_t ino);
 int meta_dentry_delete(struct meta *m, uint64_t parent, const char *name);

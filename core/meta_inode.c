@@ -28,6 +28,7 @@ enum {
 	I_TARGET_SET,
 	I_TARGET_GET,
 	I_DENTRY_LOOKUP,
+	I_DENTRY_ROW,
 	I_DENTRY_INSERT,
 	I_DENTRY_DELETE,
 	I_DENTRY_SET_INO,
@@ -85,6 +86,10 @@ static const char *const inode_text[I_COUNT] = {
 	[I_TARGET_GET] = "SELECT target FROM inodes WHERE ino = ?1",
 	[I_DENTRY_LOOKUP] = "SELECT ino FROM dentries "
 			    "WHERE parent = ?1 AND name = ?2",
+	[I_DENTRY_ROW] = "SELECT i.ino, i.nspace, i.mode, i.uid, i.gid, "
+			 "i.nlink, i.size, i.rdev, i.alloc, i.atime, i.mtime, "
+			 "i.ctime FROM dentries d JOIN inodes i "
+			 "ON i.ino = d.ino WHERE d.parent = ?1 AND d.name = ?2",
 	[I_DENTRY_INSERT] = "INSERT INTO dentries(parent, name, ino) "
 			    "VALUES (?1, ?2, ?3)",
 	[I_DENTRY_DELETE] = "DELETE FROM dentries "
@@ -374,6 +379,25 @@ int meta_dentry_lookup(struct meta *m, uint64_t parent, const char *name,
 	if (!rc)
 		*ino = (uint64_t)v;
 	return rc;
+}
+
+int meta_dentry_lookup_row(struct meta *m, uint64_t parent, const char *name,
+			   struct meta_inode *out)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, I_DENTRY_ROW, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, (int64_t)parent);
+	meta_bind_name(s, 2, name);
+	rc = meta_step(m, s, "lookup");
+	if (rc <= 0)
+		return rc ? rc : -ENOENT;
+	memset(out, 0, sizeof(*out));
+	inode_cols(s, 0, out);
+	meta_reset(s);
+	return 0;
 }
 
 static int dentry_exec(struct meta *m, int id, uint64_t parent,

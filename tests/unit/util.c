@@ -11,6 +11,7 @@
 #endif
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdint.h>
@@ -225,4 +226,26 @@ void tu_readdir_check(struct meta *m, uint64_t dir, unsigned n)
 	cr_assert_eq(meta_readdir(m, dir, mid, listed, &l), 0);
 	cr_assert_eq(l.n, n - n / 3);
 	cr_assert_eq(l.bad, 0);
+	/* a lookup reads the same row with its entry */
+	memset(&l, 0, sizeof(l));
+	l.last = -1;
+	for (i = 0; i < n; i += 7) {
+		struct meta_inode md;
+		char name[32];
+
+		snprintf(name, sizeof(name), "e%u", i);
+		cr_assert_eq(meta_dentry_lookup_row(m, dir, name, &md), 0);
+		listed(&l, l.last + 1, name, &md);
+		if (i % 50 == 0) /* the entry without a row */
+			cr_assert_eq(meta_dentry_lookup_row(m, dir, name + 1,
+							    &md),
+				     -ENOENT);
+	}
+	cr_assert_eq(l.bad, 0, "%u lookups with wrong rows", l.bad);
+	{
+		struct meta_inode md;
+
+		cr_assert_eq(meta_dentry_lookup_row(m, dir, "none", &md),
+			     -ENOENT);
+	}
 }

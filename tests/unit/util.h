@@ -39,7 +39,8 @@ int64_t tu_stored_count(struct meta *m, const char *name);
 /* Directory @dir of @m gets @n entries with inode rows of their own
  * (and some without, which a listing skips); meta_readdir() is checked
  * to list each once in order with its row, to stop when told and to go
- * on from a cookie. */
+ * on from a cookie, and meta_dentry_lookup_row() to find the same rows
+ * (and no row for an entry without one). */
 void tu_readdir_check(struct meta *m, uint64_t dir, unsigned n);
 
 /* A namespace @name made by root; its inode. */
