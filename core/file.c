@@ -485,15 +485,22 @@ ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf, size_t size,
 	 * down the pipeline. Random writes keep landing in the blocks they
 	 * dirtied, and a rotated block must be read back and rewritten
 	 * whole at the next write: theirs wait for the age, the close or
-	 * the dirty limit.
+	 * the dirty limit. Sequential means a run of at least a flush's
+	 * worth: random writers meet their previous end now and then (fio
+	 * fills the gaps of its map in order), and a rotation at each of
+	 * those flushed every block they had dirtied.
 	 */
+	if ((uint64_t)off == ip->io->write_end)
+		ip->io->seq_run += (uint64_t)ret;
+	else
+		ip->io->seq_run = (uint64_t)ret;
+	ip->io->write_end = (uint64_t)off + (uint64_t)ret;
 	if (ip->ndirty * (size_t)t->bs >= t->rotate_bytes &&
-	    (uint64_t)off == ip->write_end) {
+	    ip->io->seq_run >= t->rotate_bytes) {
 		uint64_t seq;
 
 		flush_rotate(t, ip, NULL, 0, false, &seq);
 	}
-	ip->write_end = (uint64_t)off + (uint64_t)ret;
 out:
 	pthread_rwlock_unlock(&ip->io->rw);
 	file_put(t, ip);

@@ -71,6 +71,9 @@ struct inode_io {
 	struct flush *inflight; /* protected by mlock, newest first */
 	struct flush *failed;	/* protected by mlock, newest first */
 	bool map_loaded;	/* protected by mlock (loaded under t->lock) */
+	uint64_t write_end; /* protected by rw: where the last write ended */
+	uint64_t seq_run;   /* protected by rw: bytes written in one sequence
+			       up to write_end */
 };
 
 /* One in memory for every inode the kernel knows (a million files known
@@ -94,7 +97,6 @@ struct inode {
 	uint64_t err_seq;    /* protected by t->lock: the flush that failed */
 	uint64_t trunc_size; /* protected by rw and t->lock: drop past this,
 			      * the lowest size since a flush, if truncated */
-	uint64_t write_end;  /* protected by rw: where the last write ended */
 	bool freed;	     /* protected by t->lock */
 	bool truncated;	     /* protected by rw and t->lock: see trunc_size */
 	uint8_t mdirty;	     /* protected by t->lock: META_F_* fields of md

@@ -591,3 +591,48 @@ Test(flush, an_idle_mount_gives_its_buffers_back)
 	expect_block(ino, 2, data + 2 * BS);
 	expect_clean_store();
 }
+
+/* A random writer meets the end of its previous write now and then (fio
+ * fills the gaps of its map in order): that starts no flush, which would
+ * take every block it dirtied and make each next write read its block
+ * back. A sequential run of a flush's worth does. */
+Test(flush, only_a_sequential_run_starts_a_flush)
+{
+	char buf[BS];
+	uint64_t ns, ino;
+	int i, k;
+
+	open_with(1, 0, 0, 4 * BS);
+	ns = tu_mkns(t, "main");
+	ino = tu_newfile(t, ns, "f");
+	/* pairs of adjacent blocks, 16 blocks dirty in all */
+	for (i = 0; i < 8; i++)
+		for (k = 0; k < 2; k++) {
+			tu_fill(buf, BS, (unsigned)(5 * i + k));
+			cr_assert_eq(tally_write(t, ino, buf, BS,
+						 (off_t)(5 * i + k) * BS),
+				     BS);
+		}
+	cr_assert_eq(atomic_load(&streams), 0,
+		     "short runs started %d flush(es)", atomic_load(&streams));
+	/* four blocks in a row: a flush goes */
+	for (i = 40; i < 44; i++) {
+		tu_fill(buf, BS, (unsigned)i);
+		cr_assert_eq(tally_write(t, ino, buf, BS, (off_t)i * BS), BS);
+	}
+	for (k = 0; k < 500 && atomic_load(&streams) == 0; k++)
+		usleep(10000);
+	cr_assert_gt(atomic_load(&streams), 0, "the run started no flush");
+	cr_assert_eq(tally_release(t, ino), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	for (i = 0; i < 44; i++) {
+		char want[BS];
+
+		if (i < 40 && (i % 5 > 1))
+			memset(want, 0, BS);
+		else
+			tu_fill(want, BS, (unsigned)i);
+		expect_block(ino, (uint64_t)i, want);
+	}
+	expect_clean_store();
+}
