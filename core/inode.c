@@ -438,10 +438,8 @@ int inode_write_md(struct tally *t, struct inode *ip, struct meta_inode *md)
 
 	copy.size = ip->dsize;
 	copy.alloc = ip->dalloc;
-	if (!meta_shared(t->meta)) {
-		ip->mdirty = 0;
+	if (!meta_shared(t->meta))
 		return meta_inode_put(t->meta, &copy);
-	}
 	/* a shared store: what this node changed, not the size (a flush's
 	 * to write), and the link count as a delta from what this node
 	 * saw (other nodes change rows too); md gets the count now */
@@ -449,8 +447,13 @@ int inode_write_md(struct tally *t, struct inode *ip, struct meta_inode *md)
 	rc = meta_inode_update(t->meta, &copy,
 			       (int64_t)md->nlink - (int64_t)ip->md.nlink,
 			       fields, &md->nlink);
-	if (!rc)
-		ip->mdirty = 0;
+	/* what changed in place is written: forgotten once it commits (a
+	 * failure later in the transaction keeps it to write again) */
+	if (!rc && ip->mdirty &&
+	    t->nmd_written < sizeof(t->md_written) / sizeof(t->md_written[0])) {
+		t->md_written[t->nmd_written].ip = ip;
+		t->md_written[t->nmd_written++].mask = ip->mdirty;
+	}
 	return rc;
 }
 

@@ -665,11 +665,17 @@ static void pipeline(struct meta *m, struct meta_st *s, PGresult **out)
 		q[n++] = p->later[i].s;
 	if (s)
 		q[n++] = s;
-	/* preparing (again) is not allowed inside the pipeline */
-	for (i = 0; i < n && sent; i++)
+	/* preparing (again) is not allowed inside the pipeline; a prepare
+	 * that reconnects makes the ones before it stale: again */
+	for (i = 0; i < n && sent; i++) {
+		uint64_t gen = p->gen;
+
 		if (q[i]->gen != p->gen &&
 		    meta_pg_prepare(m, q[i], q[i]->pgtext, false))
 			sent = false;
+		else if (p->gen != gen)
+			i = -1;
+	}
 	*out = NULL;
 	if (!sent || !PQenterPipelineMode(p->conn))
 		return;
@@ -746,7 +752,8 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 		later_clear(p); /* they would go with the transaction */
 	n = bound_values(s, vals);
 	for (;;) {
-		bool outside = !server_in_txn(p);
+		/* a COMMIT is never sent twice: it may have committed */
+		bool outside = !server_in_txn(p) && !text_is(s, "COMMIT");
 		bool queued = p->begin || p->nlater;
 
 		if (queued) {
@@ -769,11 +776,13 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 			/* nothing was half done: run it again (what waited
 			 * is prepared again when it is sent) */
 			PQclear(res);
-			if (reconnect(p))
-				return -EIO;
-			rc = meta_pg_prepare(m, s, s->pgtext, false);
-			if (rc)
+			rc = reconnect(p)
+				     ? -EIO
+				     : meta_pg_prepare(m, s, s->pgtext, false);
+			if (rc) {
+				later_clear(p);
 				return rc;
+			}
 			continue;
 		}
 		/* what waited went (or failed) with it */
@@ -969,7 +978,9 @@ bool meta_pg_lost(struct meta *m)
 
 bool meta_pg_in_txn(struct meta *m)
 {
-	return m->pg->begin || server_in_txn(m->pg);
+	/* statements waiting are a transaction too, to roll back (its
+	 * ROLLBACK drops them), whatever became of the connection */
+	return m->pg->begin || m->pg->nlater || server_in_txn(m->pg);
 }
 
 void meta_pg_close(struct meta *m)

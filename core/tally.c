@@ -109,12 +109,17 @@ uint64_t tally_blocks_for(struct tally *t, uint64_t size)
  */
 int tally_txn_end(struct tally *t, int rc)
 {
+	unsigned i, n = t->nmd_written;
+
+	t->nmd_written = 0;
 	if (!rc)
 		rc = meta_commit(t->meta);
 	if (rc) {
 		meta_rollback(t->meta);
 		return rc;
 	}
+	for (i = 0; i < n; i++)
+		t->md_written[i].ip->mdirty &= (uint8_t)~t->md_written[i].mask;
 	t->wal_unsynced = true;
 	return 0;
 }

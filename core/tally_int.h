@@ -179,6 +179,14 @@ struct tally {
 	char *pool_bufs[POOL_MAX]; /* protected by pool_lock: free buffers */
 	size_t npool;		   /* protected by pool_lock */
 	bool pool_taken; /* protected by pool_lock: since the last trim */
+	/* protected by lock: inodes whose fields changed in place
+	 * (inode->mdirty) went into the open transaction's writes; their
+	 * bits are cleared when it commits (tally_txn_end()) */
+	struct {
+		struct inode *ip;
+		uint8_t mask;
+	} md_written[8];
+	unsigned nmd_written;
 };
 
 /* A block to commit: from a dirty buffer, or shared from another file. */

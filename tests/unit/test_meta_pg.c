@@ -576,6 +576,32 @@ Test(meta_pg, changes_that_wait_keep_their_values_and_their_errors)
 	cr_assert_eq(meta_inode_get(m, 200, &got), 0);
 }
 
+/* A change waiting in a transaction that a lost connection ended goes
+ * with it: rolled back, never sent with a later transaction (here the
+ * loss is met by a statement prepared again on the new connection) */
+Test(meta_pg, a_change_waiting_when_the_connection_is_lost_goes_with_it)
+{
+	struct meta_inode in;
+	uint64_t ino;
+	int64_t v;
+
+	drop_connections();
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_config_set(m, "probe", 1), 0);       /* reconnected */
+	cr_assert_eq(meta_dentry_insert(m, 1, "lost", 90), 0); /* waits */
+	drop_connections();
+	/* a statement not prepared on this connection yet: its prepare
+	 * meets the loss inside the transaction */
+	cr_assert_eq(meta_inode_get(m, 1, &in), -EDEADLK);
+	meta_rollback(m);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_config_set(m, "probe", 2), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_config_get(m, "probe", &v), 0);
+	cr_assert_eq(v, 2);
+	cr_assert_eq(meta_dentry_lookup(m, 1, "lost", &ino), -ENOENT);
+}
+
 /* Two mounts of the store (as on two hosts), each knowing the inodes as
  * it last read them: an attribute one changes is never written back to
  * its old value by the other's write of another field (a setattr, a
@@ -634,6 +660,23 @@ Test(meta_pg, attributes_changed_on_two_mounts_are_all_kept)
 	cr_assert_eq(tally_mknod(b, &me, d, "g", S_IFREG | 0644, 0, &st), 0);
 	cr_assert_eq(meta_inode_get(m, d, &md), 0);
 	cr_assert_eq(md.mode, S_IFDIR | 0700, "mode %o", md.mode);
+
+	/* a write's mtime, not flushed yet, carried by a rename whose
+	 * commit fails: still written by the flush after it */
+	cr_assert_eq(tally_create(a, &me, ns, "h", 0644, &st), 0);
+	f = st.st_ino;
+	usleep(2000);
+	cr_assert_eq(tally_write(a, f, "data", 4, 0), 4);
+	cr_assert_eq(tally_getattr(a, f, &in), 0);
+	meta_inject(tally_meta_lock(a), 1, -EIO);
+	tally_meta_unlock(a);
+	cr_assert_eq(tally_rename(a, ns, "h", ns, "h2", 0), -EIO);
+	cr_assert_eq(tally_flush(a, f), 0);
+	cr_assert_eq(tally_release(a, f), 0);
+	cr_assert_eq(meta_inode_get(m, f, &md), 0);
+	cr_assert_eq(md.mtime.tv_sec, in.st_mtim.tv_sec);
+	cr_assert_eq(md.mtime.tv_nsec, in.st_mtim.tv_nsec,
+		     "the write's mtime is not in the row");
 
 	cr_assert_eq(tally_close(a), 0);
 	cr_assert_eq(tally_close(b), 0);
