@@ -201,6 +201,20 @@ static void inode_cols(struct meta_st *s, int c, struct meta_inode *out)
 	out->ctime = ns_to_ts(meta_col_int(s, c + 11));
 }
 
+/* The inode row that bound statement @s reads (-ENOENT: none). */
+static int inode_row(struct meta *m, struct meta_st *s, const char *what,
+		     struct meta_inode *out)
+{
+	int rc = meta_step(m, s, what);
+
+	if (rc <= 0)
+		return rc ? rc : -ENOENT;
+	memset(out, 0, sizeof(*out));
+	inode_cols(s, 0, out);
+	meta_reset(s);
+	return 0;
+}
+
 int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out)
 {
 	struct meta_st *s;
@@ -209,13 +223,7 @@ int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out)
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, (int64_t)ino);
-	rc = meta_step(m, s, "inode read");
-	if (rc <= 0)
-		return rc ? rc : -ENOENT;
-	memset(out, 0, sizeof(*out));
-	inode_cols(s, 0, out);
-	meta_reset(s);
-	return 0;
+	return inode_row(m, s, "inode read", out);
 }
 
 /* Statement @id with the fields of @in bound (?6: @nlink). */
@@ -325,6 +333,19 @@ int meta_target_set(struct meta *m, uint64_t ino, const char *target)
  * copied into a new buffer of *@len bytes and a NUL: @none when there is
  * no row.
  */
+/* Statement @id of the family with ?1 = @key and ?2 = @name bound. */
+static int stmt_key_name(struct meta *m, int id, uint64_t key, const char *name,
+			 struct meta_st **out)
+{
+	int rc = meta_stmt(m, &meta_inode_sql, id, out);
+
+	if (!rc) {
+		meta_bind_int(*out, 1, (int64_t)key);
+		meta_bind_name(*out, 2, name);
+	}
+	return rc;
+}
+
 static int blob_get(struct meta *m, struct meta_st *s, uint64_t ino,
 		    const char *name, int none, const char *what, char **out,
 		    size_t *len)
@@ -369,12 +390,10 @@ int meta_dentry_lookup(struct meta *m, uint64_t parent, const char *name,
 {
 	struct meta_st *s;
 	int64_t v;
-	int rc = meta_stmt(m, &meta_inode_sql, I_DENTRY_LOOKUP, &s);
+	int rc = stmt_key_name(m, I_DENTRY_LOOKUP, parent, name, &s);
 
 	if (rc)
 		return rc;
-	meta_bind_int(s, 1, (int64_t)parent);
-	meta_bind_name(s, 2, name);
 	rc = meta_int(m, s, &v, "lookup");
 	if (!rc)
 		*ino = (uint64_t)v;
@@ -385,31 +404,19 @@ int meta_dentry_lookup_row(struct meta *m, uint64_t parent, const char *name,
 			   struct meta_inode *out)
 {
 	struct meta_st *s;
-	int rc = meta_stmt(m, &meta_inode_sql, I_DENTRY_ROW, &s);
+	int rc = stmt_key_name(m, I_DENTRY_ROW, parent, name, &s);
 
-	if (rc)
-		return rc;
-	meta_bind_int(s, 1, (int64_t)parent);
-	meta_bind_name(s, 2, name);
-	rc = meta_step(m, s, "lookup");
-	if (rc <= 0)
-		return rc ? rc : -ENOENT;
-	memset(out, 0, sizeof(*out));
-	inode_cols(s, 0, out);
-	meta_reset(s);
-	return 0;
+	return rc ? rc : inode_row(m, s, "lookup", out);
 }
 
 static int dentry_exec(struct meta *m, int id, uint64_t parent,
 		       const char *name, uint64_t ino, const char *what)
 {
 	struct meta_st *s;
-	int rc = meta_stmt(m, &meta_inode_sql, id, &s);
+	int rc = stmt_key_name(m, id, parent, name, &s);
 
 	if (rc)
 		return rc;
-	meta_bind_int(s, 1, (int64_t)parent);
-	meta_bind_name(s, 2, name);
 	if (id != I_DENTRY_DELETE)
 		meta_bind_int(s, 3, (int64_t)ino);
 	/* an insert's only answer is success or a taken name (EEXIST), a
@@ -442,12 +449,10 @@ int meta_dentry_move(struct meta *m, uint64_t parent, const char *name,
 		     uint64_t newparent, const char *newname)
 {
 	struct meta_st *s;
-	int rc = meta_stmt(m, &meta_inode_sql, I_DENTRY_MOVE, &s);
+	int rc = stmt_key_name(m, I_DENTRY_MOVE, parent, name, &s);
 
 	if (rc)
 		return rc;
-	meta_bind_int(s, 1, (int64_t)parent);
-	meta_bind_name(s, 2, name);
 	meta_bind_int(s, 3, (int64_t)newparent);
 	meta_bind_name(s, 4, newname);
 	return meta_run(m, s, "entry move");
@@ -593,12 +598,10 @@ int meta_xattr_set(struct meta *m, uint64_t ino, const char *name,
 		 : (flags & XATTR_REPLACE) ? I_XATTR_REPLACE
 					   : I_XATTR_UPSERT;
 	struct meta_st *s;
-	int rc = meta_stmt(m, &meta_inode_sql, id, &s);
+	int rc = stmt_key_name(m, id, ino, name, &s);
 
 	if (rc)
 		return rc;
-	meta_bind_int(s, 1, (int64_t)ino);
-	meta_bind_name(s, 2, name);
 	meta_bind_blob(s, 3, len ? val : "", len);
 	rc = meta_run(m, s, "xattr write");
 	if (!rc && id == I_XATTR_INSERT && meta_changes(m) == 0)
@@ -611,12 +614,10 @@ int meta_xattr_set(struct meta *m, uint64_t ino, const char *name,
 int meta_xattr_remove(struct meta *m, uint64_t ino, const char *name)
 {
 	struct meta_st *s;
-	int rc = meta_stmt(m, &meta_inode_sql, I_XATTR_DEL, &s);
+	int rc = stmt_key_name(m, I_XATTR_DEL, ino, name, &s);
 
 	if (rc)
 		return rc;
-	meta_bind_int(s, 1, (int64_t)ino);
-	meta_bind_name(s, 2, name);
 	rc = meta_run(m, s, "xattr delete");
 	if (!rc && meta_changes(m) == 0)
 		return -ENODATA;
