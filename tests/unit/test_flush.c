@@ -314,8 +314,11 @@ Test(flush, drain_fails_while_data_is_uncommitted)
 	int rc, rc2;
 
 	open_two_files(&fa, &fb, a, b, 21);
-	/* a in flight, b only buffered; the first object write fails (a's
-	 * or b's: the drain runs b's stream while a's may run) */
+	/* a in flight, b only buffered; the first object write fails: a's,
+	 * whose stream waits 200 ms, so that the drain finds it still in
+	 * flight (one that failed already would be sent again by the drain,
+	 * and pass) */
+	atomic_store(&slow_first_ms, 200);
 	tally_inject(t, false, 1, -ENOSPC);
 	cr_assert_eq(tally_write(t, fa, a, BS, 0), BS);
 	cr_assert_eq(tally_flush(t, fa), 0);
