@@ -32,17 +32,19 @@
  * (tally_retry()), and its BEGIN reconnects. After the retry time, -EIO.
  *
  * Round trips: a BEGIN, and statements of a transaction whose only
- * result is success (meta_run_later(): an inode's insert, an entry's,
- * the delete of an open hold; meta_run_setting(): the relaxed commit's
- * set_config), are not sent on their own but in one pipeline with the
- * next statement (libpq's pipeline mode: one round trip for all), their
- * parameters copied; a failure among them is the error of that next
- * statement, and the transaction rolls back whole as before. A
- * transaction in which nothing but settings ran reaches the server not
- * at all: its COMMIT or ROLLBACK drops the BEGIN. A connection lost under a pipeline that opens the transaction
- * is opened again and the pipeline sent again, as a statement outside a
- * transaction is (nothing was half done: the server rolls back what the
- * connection left).
+ * result is success (meta_run_later(); meta_run_setting(): the relaxed
+ * commit's set_config), are not sent on their own but in one pipeline
+ * with the next statement (libpq's pipeline mode: one round trip for
+ * all), their parameters copied; a failure among them is the error of
+ * that next statement, and the transaction rolls back whole as before.
+ * Waiting statements count as an open transaction, whose ROLLBACK drops
+ * them. A transaction in which nothing but settings ran reaches the
+ * server not at all: its COMMIT or ROLLBACK drops the BEGIN. A connection
+ * lost under a pipeline that opens the transaction is opened again and
+ * the pipeline sent again, as a statement outside a transaction is
+ * (nothing was half done: the server rolls back what the connection
+ * left), unless the pipeline ends with the COMMIT: that may have
+ * committed, and is never sent twice.
  *
  * Errors are told by SQLSTATE, never by message text.
  *
@@ -353,20 +355,25 @@ static bool server_in_txn(const struct meta_pg *p)
 	       t == PQTRANS_ACTIVE;
 }
 
+/* Free the copied parameters of @e. */
+static void later_free(struct pg_later *e)
+{
+	int i;
+
+	for (i = 0; i < e->n && e->v; i++)
+		free(e->v[i]);
+	free(e->v);
+	free(e->l);
+	free(e->f);
+}
+
 /* Drop what waits (sent, failed, or to go with its transaction). */
 static void later_clear(struct meta_pg *p)
 {
-	int i, j;
+	int i;
 
-	for (i = 0; i < p->nlater; i++) {
-		struct pg_later *e = &p->later[i];
-
-		for (j = 0; j < e->n; j++)
-			free(e->v[j]);
-		free(e->v);
-		free(e->l);
-		free(e->f);
-	}
+	for (i = 0; i < p->nlater; i++)
+		later_free(&p->later[i]);
 	p->nlater = 0;
 	p->begin = NULL;
 }
@@ -624,17 +631,6 @@ static bool text_is(const struct meta_st *s, const char *text)
 	return s && s->pgtext && !strcmp(s->pgtext, text);
 }
 
-/* Send @q (prepared on this connection) with the @n parameters @vals
- * (lengths @l, formats @f) without waiting: 1 sent. */
-static int send_one(struct meta *m, struct meta_st *q, int n,
-		    const char *const *vals, const int *l, const int *f)
-{
-	char name[24];
-
-	snprintf(name, sizeof(name), "t%u", q->serial);
-	return PQsendQueryPrepared(m->pg->conn, name, n, vals, l, f, 0);
-}
-
 /* The parameter values of @s as libpq takes them. */
 static int bound_values(const struct meta_st *s, const char **vals)
 {
@@ -653,25 +649,28 @@ static int bound_values(const struct meta_st *s, const char **vals)
 static void pipeline(struct meta *m, struct meta_st *s, PGresult **out)
 {
 	struct meta_pg *p = m->pg;
-	struct meta_st *q[2 + sizeof(p->later) / sizeof(p->later[0])];
+	/* what goes, in order: the BEGIN, the waiting statements, @s */
+	struct pg_later q[2 + sizeof(p->later) / sizeof(p->later[0])];
 	PGresult *err = NULL, *mine = NULL, *res;
 	const char *vals[64];
 	int n = 0, i, idx = 0, nulls = 0;
 	bool sent = true;
 
 	if (p->begin)
-		q[n++] = p->begin;
+		q[n++] = (struct pg_later){ .s = p->begin };
 	for (i = 0; i < p->nlater; i++)
-		q[n++] = p->later[i].s;
-	if (s)
-		q[n++] = s;
+		q[n++] = p->later[i];
+	if (s) {
+		q[n] = (struct pg_later){ .s = s, .l = s->pl, .f = s->pf };
+		q[n].n = bound_values(s, vals);
+		q[n++].v = (char **)vals;
+	}
 	/* preparing (again) is not allowed inside the pipeline; a prepare
 	 * that reconnects makes the ones before it stale: again */
 	for (i = 0; i < n && sent; i++) {
 		uint64_t gen = p->gen;
 
-		if (q[i]->gen != p->gen &&
-		    meta_pg_prepare(m, q[i], q[i]->pgtext, false))
+		if (meta_pg_prepare(m, q[i].s, q[i].s->pgtext, false))
 			sent = false;
 		else if (p->gen != gen)
 			i = -1;
@@ -679,17 +678,14 @@ static void pipeline(struct meta *m, struct meta_st *s, PGresult **out)
 	*out = NULL;
 	if (!sent || !PQenterPipelineMode(p->conn))
 		return;
-	if (p->begin)
-		sent = send_one(m, p->begin, 0, NULL, NULL, NULL) == 1;
-	for (i = 0; i < p->nlater && sent; i++) {
-		const struct pg_later *e = &p->later[i];
+	for (i = 0; i < n && sent; i++) {
+		char name[24];
 
-		sent = send_one(m, e->s, e->n, (const char *const *)e->v, e->l,
-				e->f) == 1;
+		snprintf(name, sizeof(name), "t%u", q[i].s->serial);
+		sent = PQsendQueryPrepared(p->conn, name, q[i].n,
+					   (const char *const *)q[i].v, q[i].l,
+					   q[i].f, 0) == 1;
 	}
-	if (s && sent)
-		sent = send_one(m, s, bound_values(s, vals), vals, s->pl,
-				s->pf) == 1;
 	if (!sent || !PQpipelineSync(p->conn)) {
 		PQexitPipelineMode(p->conn);
 		return;
@@ -735,7 +731,7 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 	const char *vals[64];
 	char name[24];
 	PGresult *res;
-	int i, n = s->nparam < 64 ? s->nparam : 64;
+	int i, n;
 	ExecStatusType st;
 
 	if ((p->begin && text_is(s, "ROLLBACK")) ||
@@ -810,6 +806,7 @@ int meta_pg_later(struct meta *m, struct meta_st *s, bool setting,
 		  const char *what)
 {
 	struct meta_pg *p = m->pg;
+	const char *vals[64];
 	struct pg_later *e;
 	int i;
 
@@ -826,77 +823,61 @@ int meta_pg_later(struct meta *m, struct meta_st *s, bool setting,
 	memset(e, 0, sizeof(*e));
 	e->s = s;
 	e->setting = setting;
-	e->n = s->nparam < 64 ? s->nparam : 64;
+	e->n = bound_values(s, vals);
 	if (e->n) {
 		e->v = calloc((size_t)e->n, sizeof(*e->v));
 		e->l = calloc((size_t)e->n, sizeof(*e->l));
 		e->f = calloc((size_t)e->n, sizeof(*e->f));
 		if (!e->v || !e->l || !e->f)
 			goto now;
+		memcpy(e->l, s->pl, (size_t)e->n * sizeof(*e->l));
+		memcpy(e->f, s->pf, (size_t)e->n * sizeof(*e->f));
 	}
 	for (i = 0; i < e->n; i++) {
-		e->l[i] = s->pl[i];
-		e->f[i] = s->pf[i];
-		if (s->pl[i] < 0)
+		if (!vals[i])
 			continue;
-		e->v[i] = malloc((size_t)s->pl[i] + 1);
+		e->v[i] = malloc((size_t)e->l[i] + 1);
 		if (!e->v[i])
 			goto now;
-		memcpy(e->v[i], s->pv[i], (size_t)s->pl[i] + 1);
+		memcpy(e->v[i], vals[i], (size_t)e->l[i] + 1);
 	}
 	p->nlater++;
 	return 0;
 
 now:
-	for (i = 0; i < e->n && e->v; i++)
-		free(e->v[i]);
-	free(e->v);
-	free(e->l);
-	free(e->f);
+	later_free(e);
 	return meta_run(m, s, what);
 }
 
 int meta_pg_exec(struct meta *m, const char *sql)
 {
 	struct meta_pg *p = m->pg;
-	PGresult *res = NULL;
+	bool waiting = p->begin || p->nlater;
+	PGresult *res;
 	ExecStatusType st;
 	int rc = 0;
 
-	if (p->begin || p->nlater) {
-		/* what waits goes first */
+	/* what waits goes first, then @sql */
+	if (waiting) {
 		pipeline(m, NULL, &res);
-		st = PQresultStatus(res);
 		later_clear(p);
-		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-			set_msg(p, res ? PQresultErrorMessage(res)
-				       : PQerrorMessage(p->conn));
-			log_msg(LOG_ERR,
-				"metadata: waiting statements failed: "
-				"%s",
-				p->msg);
-			rc = state_errno(
-				res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
-				    : NULL);
-			p->lost = conn_lost(p, res);
-			PQclear(res);
-			return p->lost ? -EDEADLK : rc;
-		}
-		PQclear(res);
+	} else {
+		res = PQexec(p->conn, sql);
 	}
-	res = PQexec(p->conn, sql);
 	st = PQresultStatus(res);
-
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 		set_msg(p, res ? PQresultErrorMessage(res)
 			       : PQerrorMessage(p->conn));
-		log_msg(LOG_ERR, "metadata: '%.60s...' failed: %s", sql,
-			p->msg);
+		log_msg(LOG_ERR, "metadata: '%.60s...' failed: %s",
+			waiting ? "statements waiting" : sql, p->msg);
 		rc = state_errno(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
 				     : NULL);
+		p->lost = waiting && conn_lost(p, res);
+		if (p->lost)
+			rc = -EDEADLK; /* the transaction went with it */
 	}
 	PQclear(res);
-	return rc;
+	return rc || !waiting ? rc : meta_pg_exec(m, sql);
 }
 
 /* A connection of its own that listens for the changes other nodes
