@@ -187,6 +187,7 @@ static struct timespec ns_to_ts(int64_t ns)
  * ctime). */
 static void inode_cols(struct meta_st *s, int c, struct meta_inode *out)
 {
+	memset(out, 0, sizeof(*out));
 	out->ino = (uint64_t)meta_col_int(s, c);
 	out->nspace = (uint64_t)meta_col_int(s, c + 1);
 	out->mode = (uint32_t)meta_col_int(s, c + 2);
@@ -209,7 +210,6 @@ static int inode_row(struct meta *m, struct meta_st *s, const char *what,
 
 	if (rc <= 0)
 		return rc ? rc : -ENOENT;
-	memset(out, 0, sizeof(*out));
 	inode_cols(s, 0, out);
 	meta_reset(s);
 	return 0;
@@ -285,22 +285,13 @@ int meta_inode_put(struct meta *m, const struct meta_inode *in)
 
 int meta_inode_delete(struct meta *m, uint64_t ino)
 {
-	static const int ids[] = { I_INODE_DEL_X, I_INODE_DEL };
-	static const char *const what[] = { "xattr delete", "inode delete" };
-	size_t i;
-	int rc = 0;
-
 	/* both go with the next statement */
-	for (i = 0; i < 2 && !rc; i++) {
-		struct meta_st *s;
+	int rc = meta_run_int_later(m, &meta_inode_sql, I_INODE_DEL_X,
+				    (int64_t)ino, "xattr delete");
 
-		rc = meta_stmt(m, &meta_inode_sql, ids[i], &s);
-		if (!rc) {
-			meta_bind_int(s, 1, (int64_t)ino);
-			rc = meta_run_later(m, s, what[i]);
-		}
-	}
-	return rc;
+	return rc ? rc
+		  : meta_run_int_later(m, &meta_inode_sql, I_INODE_DEL,
+				       (int64_t)ino, "inode delete");
 }
 
 int meta_max_ino(struct meta *m, uint64_t *max)
@@ -328,11 +319,6 @@ int meta_target_set(struct meta *m, uint64_t ino, const char *target)
 	return meta_run(m, s, "symlink write");
 }
 
-/*
- * The blob of the first column of @s's row for (@ino, @name if not NULL),
- * copied into a new buffer of *@len bytes and a NUL: @none when there is
- * no row.
- */
 /* Statement @id of the family with ?1 = @key and ?2 = @name bound. */
 static int stmt_key_name(struct meta *m, int id, uint64_t key, const char *name,
 			 struct meta_st **out)
@@ -346,6 +332,11 @@ static int stmt_key_name(struct meta *m, int id, uint64_t key, const char *name,
 	return rc;
 }
 
+/*
+ * The blob of the first column of @s's row for (@ino, @name if not NULL),
+ * copied into a new buffer of *@len bytes and a NUL: @none when there is
+ * no row.
+ */
 static int blob_get(struct meta *m, struct meta_st *s, uint64_t ino,
 		    const char *name, int none, const char *what, char **out,
 		    size_t *len)
@@ -506,7 +497,6 @@ int meta_readdir(struct meta *m, uint64_t parent, int64_t after,
 				continue;
 			memcpy(name, meta_col_blob(s, 1), (size_t)len);
 			name[len] = '\0';
-			memset(&md, 0, sizeof(md));
 			inode_cols(s, 2, &md);
 			ret = fn(ctx, after, name, &md);
 		}

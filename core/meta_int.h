@@ -145,6 +145,9 @@ int meta_run_setting(struct meta *m, struct meta_st *s, const char *what);
 /* Fetch statement @id of @t, bind integer ?1 = @a, run it: 0 or -errno. */
 int meta_run_int(struct meta *m, const struct meta_sql *t, int id, int64_t a,
 		 const char *what);
+/* meta_run_int() through meta_run_later(). */
+int meta_run_int_later(struct meta *m, const struct meta_sql *t, int id,
+		       int64_t a, const char *what);
 
 /* The first column of the first row of @s in *@v: 0, -ENOENT if there is
  * no row, or -errno. */

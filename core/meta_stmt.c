@@ -251,8 +251,9 @@ int meta_run_setting(struct meta *m, struct meta_st *s, const char *what)
 	return m->pg ? meta_pg_later(m, s, true, what) : meta_run(m, s, what);
 }
 
-int meta_run_int(struct meta *m, const struct meta_sql *t, int id, int64_t a,
-		 const char *what)
+/* Statement @id of @t with integer ?1 = @a, run now or @later. */
+static int run_int(struct meta *m, const struct meta_sql *t, int id, int64_t a,
+		   bool later, const char *what)
 {
 	struct meta_st *s;
 	int rc = meta_stmt(m, t, id, &s);
@@ -260,7 +261,19 @@ int meta_run_int(struct meta *m, const struct meta_sql *t, int id, int64_t a,
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, a);
-	return meta_run(m, s, what);
+	return later ? meta_run_later(m, s, what) : meta_run(m, s, what);
+}
+
+int meta_run_int(struct meta *m, const struct meta_sql *t, int id, int64_t a,
+		 const char *what)
+{
+	return run_int(m, t, id, a, false, what);
+}
+
+int meta_run_int_later(struct meta *m, const struct meta_sql *t, int id,
+		       int64_t a, const char *what)
+{
+	return run_int(m, t, id, a, true, what);
 }
 
 int meta_int(struct meta *m, struct meta_st *s, int64_t *v, const char *what)
