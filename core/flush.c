@@ -482,6 +482,7 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 	md = ip->md;
 	md.size = f->size;
 	md.alloc = *alloc;
+	inode_md_written(t, ip);
 	/* a shared store: the link count is not this node's to write, nor
 	 * fields it did not change */
 	if (tally_meta_shared(t)) {
@@ -571,8 +572,6 @@ static void flush_park(struct tally *t, struct flush *f, int err)
 	t->commit_errors++;
 }
 
-#define GROUP_MAX 64
-
 /*
  * The inode of @f was freed while @f was in flight: remove the objects
  * its stream created that nothing references (t->lock held; a flush that
@@ -656,11 +655,6 @@ static void finalize_group(struct tally *t, struct flush **g, size_t n)
 		}
 		tally_lock(t);
 	}
-	/* what changed in place went with the commit (t->lock held since
-	 * flush_apply() read it) */
-	for (i = 0; i < n && !rc; i++)
-		if (!g[i]->err && !g[i]->ip->freed && !g[i]->ip->nfailed)
-			g[i]->ip->mdirty = 0;
 	for (i = 0; i < n; i++) {
 		struct flush *f = g[i];
 

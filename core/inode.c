@@ -249,9 +249,19 @@ struct inode *inode_find(struct tally *t, uint64_t ino)
 	return NULL;
 }
 
-/* Get an in-memory reference to @ino, loading it if needed. */
-/* inode_get(); an inode not in memory is made from @row if given (just
- * read with its entry), else from its row read now. */
+/* The row of @ino into @md: @row if given (just read with its entry),
+ * else read now. */
+static int row_of(struct tally *t, uint64_t ino, const struct meta_inode *row,
+		  struct meta_inode *md)
+{
+	if (!row)
+		return meta_inode_get(t->meta, ino, md);
+	*md = *row;
+	return 0;
+}
+
+/* Get an in-memory reference to @ino, made from row_of() if it is not in
+ * memory. */
 static int get_row(struct tally *t, uint64_t ino, const struct meta_inode *row,
 		   struct inode **out)
 {
@@ -261,10 +271,10 @@ static int get_row(struct tally *t, uint64_t ino, const struct meta_inode *row,
 	if (!ip) {
 		struct meta_inode md;
 
-		rc = row ? 0 : meta_inode_get(t->meta, ino, &md);
+		rc = row_of(t, ino, row, &md);
 		if (rc)
 			return rc;
-		ip = inode_alloc(row ? row : &md);
+		ip = inode_alloc(&md);
 		if (!ip)
 			return -ENOMEM;
 		inode_insert(t, ip);
@@ -296,11 +306,9 @@ static int get_fresh(struct tally *t, uint64_t ino,
 	if (!ip || !meta_shared(t->meta) || ip->opens || ip->ndirty ||
 	    ip->flight_blocks || ip->nfailed || ip->freed)
 		return get_row(t, ino, row, out);
-	rc = row ? 0 : meta_inode_get(t->meta, ino, &md);
+	rc = row_of(t, ino, row, &md);
 	if (rc)
 		return rc;
-	if (row)
-		md = *row;
 	ip->md = md;
 	ip->dsize = md.size;
 	ip->dalloc = md.alloc;
@@ -429,32 +437,33 @@ static unsigned md_diff(const struct meta_inode *a, const struct meta_inode *b)
 	return f;
 }
 
+void inode_md_written(struct tally *t, struct inode *ip)
+{
+	if (ip->mdirty &&
+	    t->nmd_written < sizeof(t->md_written) / sizeof(t->md_written[0])) {
+		t->md_written[t->nmd_written].ip = ip;
+		t->md_written[t->nmd_written++].mask = ip->mdirty;
+	}
+}
+
 /* Write @md with the committed size and allocation (invariant 4). */
 int inode_write_md(struct tally *t, struct inode *ip, struct meta_inode *md)
 {
 	struct meta_inode copy = *md;
 	unsigned fields;
-	int rc;
 
 	copy.size = ip->dsize;
 	copy.alloc = ip->dalloc;
+	inode_md_written(t, ip);
 	if (!meta_shared(t->meta))
 		return meta_inode_put(t->meta, &copy);
 	/* a shared store: what this node changed, not the size (a flush's
 	 * to write), and the link count as a delta from what this node
 	 * saw (other nodes change rows too); md gets the count now */
 	fields = (md_diff(&ip->md, md) | ip->mdirty) & ~META_F_SIZE;
-	rc = meta_inode_update(t->meta, &copy,
-			       (int64_t)md->nlink - (int64_t)ip->md.nlink,
-			       fields, &md->nlink);
-	/* what changed in place is written: forgotten once it commits (a
-	 * failure later in the transaction keeps it to write again) */
-	if (!rc && ip->mdirty &&
-	    t->nmd_written < sizeof(t->md_written) / sizeof(t->md_written[0])) {
-		t->md_written[t->nmd_written].ip = ip;
-		t->md_written[t->nmd_written++].mask = ip->mdirty;
-	}
-	return rc;
+	return meta_inode_update(t->meta, &copy,
+				 (int64_t)md->nlink - (int64_t)ip->md.nlink,
+				 fields, &md->nlink);
 }
 
 /* Drop an unlinked, closed inode's references and row; t->lock held,

@@ -111,6 +111,8 @@ struct dentry_cache {
 
 #define CORRUPT_SEEN 256 /* corrupt objects logged once each */
 
+#define GROUP_MAX 64 /* flushes committed in one transaction */
+
 struct tally {
 	struct store *store;
 	struct meta *meta; /* protected by lock */
@@ -180,12 +182,14 @@ struct tally {
 	size_t npool;		   /* protected by pool_lock */
 	bool pool_taken; /* protected by pool_lock: since the last trim */
 	/* protected by lock: inodes whose fields changed in place
-	 * (inode->mdirty) went into the open transaction's writes; their
-	 * bits are cleared when it commits (tally_txn_end()) */
+	 * (inode->mdirty) went into the open transaction's writes
+	 * (inode_md_written()); their bits are cleared when it commits
+	 * (tally_txn_end()). A flush group's inodes at most; past that the
+	 * bits stay, and the fields are written again. */
 	struct {
 		struct inode *ip;
 		uint8_t mask;
-	} md_written[8];
+	} md_written[GROUP_MAX];
 	unsigned nmd_written;
 };
 
@@ -266,6 +270,9 @@ void inode_md_stat(struct tally *t, const struct meta_inode *md, uint64_t alloc,
 		   struct stat *st);
 void inode_virtual_stat(struct tally *t, uint64_t ino, struct stat *st);
 int inode_write_md(struct tally *t, struct inode *ip, struct meta_inode *md);
+/* @ip's fields changed in place (mdirty) go into the open transaction's
+ * writes: forgotten once it commits (t->lock held). */
+void inode_md_written(struct tally *t, struct inode *ip);
 int inode_drop(struct tally *t, struct inode *ip);
 
 /*
