@@ -35,6 +35,15 @@
  * core/shard.c): that check cancels a pending doom of the file, or waits
  * until an unlink of it that has begun is over (under doom_lock), so the
  * file is either gone when checked (and written again) or stays.
+ *
+ * Local bytes. The bytes of the object files on disk (the cache of a
+ * shared store, core/remote.c) are counted once, a fan-out directory at a
+ * time (objstore_count_dir(): its files in every attached shard), and
+ * kept since by every place, replace and unlink of a file. Until its
+ * directory is counted, such a change holds the directory's count_lock
+ * around the change itself, and the count holds it around its listing:
+ * a file is then counted by the listing or by its change, never by both
+ * or neither, and the count is exact.
  */
 #include "core/objstore_int.h"
 
@@ -150,6 +159,30 @@ static int fanout(const char *name)
 
 	return (int)((strchr(hex, name[0]) - hex) * 16 +
 		     (strchr(hex, name[1]) - hex));
+}
+
+/* Before a change of the file of @name: its directory's lock while the
+ * directory is not counted (see Local bytes); whether it was taken. */
+static bool count_begin(struct objstore *os, const char *name)
+{
+	int d = fanout(name);
+
+	if (atomic_load(&os->counted[d]))
+		return false;
+	pthread_mutex_lock(&os->count_lock[d]);
+	return true;
+}
+
+/* After it: @delta bytes counted if the directory is, the lock let go. */
+static void count_end(struct objstore *os, const char *name, bool locked,
+		      int64_t delta)
+{
+	int d = fanout(name);
+
+	if (delta && atomic_load(&os->counted[d]))
+		atomic_fetch_add(&os->local_bytes, delta);
+	if (locked)
+		pthread_mutex_unlock(&os->count_lock[d]);
 }
 
 void objstore_relpath(unsigned shard, const char *name, char *buf, size_t size)
@@ -268,6 +301,7 @@ int objstore_open(const char *shards_dir, struct objstore **out)
 {
 	struct objstore *os;
 	char path[PATH_MAX], *abs;
+	unsigned i;
 	int rc;
 
 	rc = objstore_mkdir(shards_dir);
@@ -283,6 +317,8 @@ int objstore_open(const char *shards_dir, struct objstore **out)
 	}
 	pthread_mutex_init(&os->doom_lock, NULL);
 	pthread_cond_init(&os->doom_done, NULL);
+	for (i = 0; i < FANOUT; i++)
+		pthread_mutex_init(&os->count_lock[i], NULL);
 	rc = snprintf(path, sizeof(path), "%s/0", abs) >= (int)sizeof(path)
 		     ? -ENAMETOOLONG
 		     : objstore_mkdir(path);
@@ -316,6 +352,8 @@ void objstore_free(struct objstore *os)
 		}
 	pthread_mutex_destroy(&os->doom_lock);
 	pthread_cond_destroy(&os->doom_done);
+	for (i = 0; i < FANOUT; i++)
+		pthread_mutex_destroy(&os->count_lock[i]);
 	free(os);
 }
 
@@ -414,11 +452,13 @@ static int write_tmp(struct objstore *os, unsigned shard, const void *buf,
 	return rc;
 }
 
-/* Rename temp file @tmp to object @name: 1 placed, 0 the name exists. */
+/* Rename temp file @tmp (@len bytes) to object @name: 1 placed, 0 the
+ * name exists. */
 static int place(struct objstore *os, unsigned shard, const char *tmp,
-		 const char *name)
+		 const char *name, size_t len)
 {
 	char dst[PATH_MAX];
+	bool locked;
 	int rc;
 
 	rc = fault(os, OBJSTORE_RENAME);
@@ -426,10 +466,13 @@ static int place(struct objstore *os, unsigned shard, const char *tmp,
 		rc = obj_path(os, shard, name, dst);
 	if (rc)
 		return rc;
+	locked = count_begin(os, name);
 	for (;;) {
 		if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE) ==
-		    0)
-			return 1;
+		    0) {
+			rc = 1;
+			break;
+		}
 		rc = -errno;
 		if (rc == -ENOENT) {
 			char sub[PATH_MAX], rel[4];
@@ -441,8 +484,12 @@ static int place(struct objstore *os, unsigned shard, const char *tmp,
 			if (!rc)
 				continue;
 		}
-		return rc == -EEXIST ? 0 : rc;
+		if (rc == -EEXIST)
+			rc = 0;
+		break;
 	}
+	count_end(os, name, locked, rc == 1 ? (int64_t)len : 0);
+	return rc;
 }
 
 /*
@@ -457,7 +504,7 @@ static int create_object(struct objstore *os, unsigned shard, const char *name,
 
 	if (rc)
 		return rc;
-	rc = place(os, shard, tmp, name);
+	rc = place(os, shard, tmp, name, len);
 	if (rc <= 0) {
 		unlink(tmp);
 		return rc;
@@ -755,7 +802,7 @@ int objstore_batch_finish(struct objstore *os, struct objstore_batch *b)
 	for (i = 0; i < b->n; i++) {
 		struct objstore_staged *st = &b->v[i];
 
-		rc = place(os, st->shard, st->tmp, st->name);
+		rc = place(os, st->shard, st->tmp, st->name, st->len);
 		if (rc < 0)
 			return rc;
 		st->placed = true;
@@ -863,6 +910,13 @@ int objstore_stat(struct objstore *os, unsigned shard, const char *name,
 	return 0;
 }
 
+void objstore_set_count_hook(struct objstore *os,
+			     void (*fn)(void *arg, unsigned dir), void *arg)
+{
+	os->count_hook_arg = arg;
+	os->count_hook = fn;
+}
+
 void objstore_set_stat_hook(struct objstore *os, void (*fn)(void *arg),
 			    void *arg)
 {
@@ -875,16 +929,20 @@ static int objstore_unlink_size(struct objstore *os, unsigned shard,
 {
 	char path[PATH_MAX];
 	struct stat st;
+	bool locked;
 	int rc = fault(os, OBJSTORE_UNLINK);
 
 	if (!rc)
 		rc = obj_path(os, shard, name, path);
 	if (rc)
 		return rc;
-	if (stat(path, &st) < 0)
-		return -errno;
-	if (unlink(path) < 0)
-		return -errno;
+	locked = count_begin(os, name);
+	if (stat(path, &st) < 0 || unlink(path) < 0) {
+		rc = -errno;
+		count_end(os, name, locked, 0);
+		return rc;
+	}
+	count_end(os, name, locked, -(int64_t)st.st_size);
 	objstore_shard_account(os, shard, -(int64_t)st.st_size);
 	*size = st.st_size;
 	return 0;
@@ -993,6 +1051,9 @@ static int replace_copy(struct objstore *os, unsigned shard, const char *name,
 			const void *buf, size_t len, bool durable)
 {
 	char tmp[PATH_MAX], dst[PATH_MAX], rel[4], hex[HASH_HEX_LEN + 1];
+	struct stat old;
+	int64_t delta = (int64_t)len;
+	bool locked;
 	int rc;
 
 	hash_block(buf, len, hex);
@@ -1003,6 +1064,13 @@ static int replace_copy(struct objstore *os, unsigned shard, const char *name,
 	if (!rc)
 		rc = obj_path(os, shard, name, dst);
 	snprintf(rel, sizeof(rel), "%.2s", name);
+	if (rc) {
+		unlink(tmp);
+		return rc;
+	}
+	locked = count_begin(os, name);
+	if (stat(dst, &old) == 0)
+		delta -= (int64_t)old.st_size; /* the copy it replaces */
 	while (!rc && rename(tmp, dst) < 0) {
 		char sub[PATH_MAX];
 
@@ -1013,6 +1081,7 @@ static int replace_copy(struct objstore *os, unsigned shard, const char *name,
 		if (!rc)
 			rc = objstore_mkdir(sub);
 	}
+	count_end(os, name, locked, rc ? 0 : delta);
 	if (rc) {
 		unlink(tmp);
 		return rc;
@@ -1057,45 +1126,50 @@ int objstore_copy(struct objstore *os, const char *name, unsigned src,
 	return rc;
 }
 
-/* The object files of @shard; their sizes too if @sizes (a stat each),
- * else -1. */
+/* The object files of fan-out directory @i of @shard; their sizes too if
+ * @sizes (a stat each), else -1. */
+static int list_dir(struct objstore *os, unsigned shard, unsigned i, bool sizes,
+		    int (*fn)(void *ctx, const char *name, off_t size),
+		    void *ctx)
+{
+	char path[PATH_MAX], rel[4];
+	struct dirent *de;
+	DIR *d;
+	int rc;
+
+	snprintf(rel, sizeof(rel), "%02x", i);
+	rc = objstore_shard_path(os, shard, rel, path);
+	if (rc)
+		return rc;
+	d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while (!rc && (de = readdir(d)) != NULL) {
+		struct stat st;
+
+		if (!hash_name_valid(de->d_name) ||
+		    fanout(de->d_name) != (int)i)
+			continue;
+		if (!sizes && de->d_type == DT_REG) {
+			rc = fn(ctx, de->d_name, -1);
+			continue;
+		}
+		if (fstatat(dirfd(d), de->d_name, &st, 0) < 0)
+			continue;
+		rc = fn(ctx, de->d_name, sizes ? st.st_size : -1);
+	}
+	closedir(d);
+	return rc;
+}
+
 static int list(struct objstore *os, unsigned shard, bool sizes,
 		int (*fn)(void *ctx, const char *name, off_t size), void *ctx)
 {
-	char path[PATH_MAX];
-	int i, rc = 0;
+	unsigned i;
+	int rc = 0;
 
-	for (i = 0; i < 256 && !rc; i++) {
-		struct dirent *de;
-		char rel[4];
-		DIR *d;
-
-		snprintf(rel, sizeof(rel), "%02x", i);
-		rc = objstore_shard_path(os, shard, rel, path);
-		if (rc)
-			return rc;
-		d = opendir(path);
-		if (!d) {
-			if (errno == ENOENT)
-				continue;
-			return -errno;
-		}
-		while (!rc && (de = readdir(d)) != NULL) {
-			struct stat st;
-
-			if (!hash_name_valid(de->d_name) ||
-			    fanout(de->d_name) != i)
-				continue;
-			if (!sizes && de->d_type == DT_REG) {
-				rc = fn(ctx, de->d_name, -1);
-				continue;
-			}
-			if (fstatat(dirfd(d), de->d_name, &st, 0) < 0)
-				continue;
-			rc = fn(ctx, de->d_name, sizes ? st.st_size : -1);
-		}
-		closedir(d);
-	}
+	for (i = 0; i < FANOUT && !rc; i++)
+		rc = list_dir(os, shard, i, sizes, fn, ctx);
 	return rc;
 }
 
@@ -1110,4 +1184,53 @@ int objstore_list_names(struct objstore *os, unsigned shard,
 			void *ctx)
 {
 	return list(os, shard, false, fn, ctx);
+}
+
+int objstore_list_dir(struct objstore *os, unsigned shard, unsigned dir,
+		      int (*fn)(void *ctx, const char *name, off_t size),
+		      void *ctx)
+{
+	return dir < FANOUT ? list_dir(os, shard, dir, true, fn, ctx) : -EINVAL;
+}
+
+static int add_size(void *ctx, const char *name, off_t size)
+{
+	(void)name;
+	*(int64_t *)ctx += size;
+	return 0;
+}
+
+int objstore_count_dir(struct objstore *os, unsigned dir)
+{
+	unsigned n = atomic_load(&os->nshards), shard;
+	int64_t sum = 0;
+	int rc = 0;
+
+	if (dir >= FANOUT)
+		return -EINVAL;
+	pthread_mutex_lock(&os->count_lock[dir]);
+	if (atomic_load(&os->counted[dir])) {
+		pthread_mutex_unlock(&os->count_lock[dir]);
+		return 0;
+	}
+	for (shard = 0; shard < n && !rc; shard++)
+		if (objstore_shard_reachable(os, shard))
+			rc = list_dir(os, shard, dir, true, add_size, &sum);
+	if (os->count_hook)
+		os->count_hook(os->count_hook_arg, dir);
+	if (!rc) {
+		atomic_fetch_add(&os->local_bytes, sum);
+		atomic_store(&os->counted[dir], true);
+		atomic_fetch_add(&os->ncounted, 1);
+	}
+	pthread_mutex_unlock(&os->count_lock[dir]);
+	return rc;
+}
+
+bool objstore_local_bytes(struct objstore *os, uint64_t *bytes)
+{
+	int64_t b = atomic_load(&os->local_bytes);
+
+	*bytes = b > 0 ? (uint64_t)b : 0;
+	return atomic_load(&os->ncounted) == FANOUT;
 }

@@ -252,6 +252,22 @@ int objstore_list(struct objstore *os, unsigned shard,
 int objstore_list_names(struct objstore *os, unsigned shard,
 			int (*fn)(void *ctx, const char *name, off_t size),
 			void *ctx);
+/* objstore_list() of fan-out directory @dir (0..255) of @shard alone. */
+int objstore_list_dir(struct objstore *os, unsigned shard, unsigned dir,
+		      int (*fn)(void *ctx, const char *name, off_t size),
+		      void *ctx);
+
+/*
+ * The bytes of the object files on disk, in every shard reachable when
+ * their fan-out directory was counted: objstore_count_dir() counts
+ * directory @dir (0..255) once (later calls do nothing); from then on each
+ * file placed, replaced or unlinked there moves the count, exactly (see
+ * core/objstore.c, Local bytes). 0 or the listing's error (counted again
+ * by the next call).
+ */
+int objstore_count_dir(struct objstore *os, unsigned dir);
+/* The bytes counted so far; true once every directory is counted. */
+bool objstore_local_bytes(struct objstore *os, uint64_t *bytes);
 
 /*
  * Fault injection, for tests: the @nth next object write (OBJSTORE_WRITE),
@@ -272,6 +288,10 @@ void objstore_inject(struct objstore *os, enum objstore_op op, unsigned nth,
  * none); set while nothing else runs. */
 void objstore_set_stat_hook(struct objstore *os, void (*fn)(void *arg),
 			    void *arg);
+/* Tests only: @fn(@arg, @dir) in objstore_count_dir(), between the listing
+ * of @dir and its count's end (NULL: none); set while nothing else runs. */
+void objstore_set_count_hook(struct objstore *os,
+			     void (*fn)(void *arg, unsigned dir), void *arg);
 
 /*
  * The text of shard @id's marker file (its "tallyfs-shard"), naming the

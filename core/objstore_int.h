@@ -18,6 +18,7 @@
 
 #define SHARD_MARKER "tallyfs-shard"
 #define DOOM_BUCKETS 4096
+#define FANOUT 256 /* <shard>/<xx>/ directories */
 
 struct shard {
 	char *root;		  /* absolute; set once by attach, then fixed */
@@ -45,8 +46,17 @@ struct objstore {
 	pthread_cond_t doom_done; /* an unlink of a doomed file ended */
 	_Atomic size_t ndoomed;
 	struct doomed *doomed[DOOM_BUCKETS];
+	/* the bytes of the object files on disk (objstore_count_dir()):
+	 * until a fan-out directory is counted, its places, replaces and
+	 * unlinks hold its lock, which its count holds too */
+	pthread_mutex_t count_lock[FANOUT];
+	_Atomic bool counted[FANOUT];
+	_Atomic int64_t local_bytes;
+	_Atomic unsigned ncounted;
 	void (*stat_hook)(void *arg); /* tests: objstore_set_stat_hook() */
 	void *stat_hook_arg;
+	void (*count_hook)(void *arg, unsigned dir); /* tests */
+	void *count_hook_arg;
 };
 
 struct doomed {

@@ -236,7 +236,8 @@ int reap_evict_free(struct meta *m, const char *name, uint32_t *shard)
 		return 0; /* no row: the object verdicts decide, not this */
 	if (rc)
 		return rc;
-	if (!st.remote || !st.cached)
+	/* a shared store's rows say nothing of this node's copy */
+	if (!st.remote || (!st.cached && !meta_shared(m)))
 		return 0;
 	rc = meta_name_protected(m, name, true, false);
 	if (rc)

@@ -97,8 +97,9 @@ int reap_remote_delete(struct s3 *s, const struct s3_cfg *cfg,
 		       const char *name);
 /*
  * Whether the local copy of object @name may be evicted: its row says
- * the bucket has it and the copy is cached, and no pin, report or move
- * names it. 1 (*@shard: where the copy is), 0, or a negative errno.
+ * the bucket has it and the copy is cached (a shared store's rows say
+ * nothing of a node's copies: the bucket alone), and no pin, report or
+ * move names it. 1 (*@shard: where the copy is), 0, or a negative errno.
  */
 int reap_evict_free(struct meta *m, const char *name, uint32_t *shard);
 /*

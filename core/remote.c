@@ -39,6 +39,14 @@
  *     it (reap_evict_free()), after the commit that marks it evicted;
  *     a fetched copy is checked against its name and size before it is
  *     stored, and marked cached after it is in place.
+ *  5. A shared store (several nodes): the rows are every node's, so
+ *     they say nothing of this node's cache. Its bytes are those of the
+ *     object files on disk (objstore_count_dir(), exact once counted;
+ *     the loop counts the directories at start, at most COUNT_SLICE
+ *     seconds a round, and evicts nothing before the count is whole),
+ *     its candidates are sampled from the fan-out directories in turn,
+ *     and the verdict is the same, without a mark: a copy evicted is
+ *     one whose row says the bucket holds the object.
  *
  * Locks: t->lock (through tally_meta_read/txn) before r->lock, never the
  * other way; r->lock guards the job lists, the counters and the names
@@ -74,7 +82,8 @@
 #define CONNS_MAX 16
 #define DELETE_BATCH 64
 #define EVICT_SAMPLE 1024
-#define UPLOAD_HIST 64 /* samples of done_seq, for upload_delay */
+#define COUNT_SLICE 0.2 /* s of a loop round spent counting the cache */
+#define UPLOAD_HIST 64	/* samples of done_seq, for upload_delay */
 
 enum job_kind {
 	JOB_UP,
@@ -149,6 +158,7 @@ struct remote {
 	struct remote_stats st;		/* protected by lock */
 	double next_delete, next_evict; /* loop thread only */
 	int64_t evict_cursor;		/* loop thread only */
+	unsigned count_dir, evict_dir;	/* loop thread only: shared store */
 
 	_Atomic uint64_t lru_key[LRU_SLOTS];  /* remote_touch(): racy, an */
 	_Atomic uint32_t lru_tick[LRU_SLOTS]; /* 1/100 s: approximate order */
@@ -764,11 +774,15 @@ static int low_read(struct meta *m, void *arg)
 /* durable_remote_seq: done_seq first, then the queue (invariant 2). */
 static void update_low(struct remote *r)
 {
-	struct low_ctx c = { .cache = true };
+	struct low_ctx c = { .cache = !tally_meta_shared(r->t) };
 	uint64_t done = tally_done_seq(r->t), low;
 
 	if (tally_meta_read(r->t, low_read, &c))
 		return;
+	if (!c.cache) {
+		objstore_local_bytes(tally_objstore(r->t), &c.cache_bytes);
+		c.cache = true;
+	}
 	low = done;
 	if (c.min_seq >= 0 && (uint64_t)c.min_seq <= done)
 		low = c.min_seq > 0 ? (uint64_t)c.min_seq - 1 : 0;
@@ -997,9 +1011,34 @@ static int victim_cmp(const void *a, const void *b)
 	return (x->id > y->id) - (x->id < y->id);
 }
 
+/* A shared store: a local file as a candidate (no id: those neither read
+ * nor written since the mount come first, in no order). */
+static int evict_local(void *arg, const char *name, off_t size)
+{
+	struct evict_ctx *c = arg;
+
+	return evict_candidate(c, 0, name, 0, (uint64_t)size);
+}
+
+/* A shared store: up to EVICT_SAMPLE local files, from the fan-out
+ * directories in turn. */
+static int evict_sample_local(struct remote *r, struct evict_ctx *c)
+{
+	struct objstore *os = tally_objstore(r->t);
+	unsigned i;
+	int rc = 0;
+
+	for (i = 0; i < 256 && c->n < EVICT_SAMPLE && !rc; i++) {
+		rc = objstore_list_dir(os, 0, r->evict_dir, evict_local, c);
+		r->evict_dir = (r->evict_dir + 1) % 256;
+	}
+	return rc;
+}
+
 static int evict_mark(struct meta *m, void *arg)
 {
 	struct evict_ctx *c = arg;
+	bool shared = meta_shared(m);
 	size_t i;
 	int rc = 0;
 
@@ -1013,7 +1052,9 @@ static int evict_mark(struct meta *m, void *arg)
 			continue;
 		c->v[i].shard = shard;
 		c->v[i].ok = true;
-		rc = meta_remote_set_cached(m, c->v[i].name, false);
+		/* a shared store's rows are every node's: no mark */
+		if (!shared)
+			rc = meta_remote_set_cached(m, c->v[i].name, false);
 	}
 	return rc;
 }
@@ -1022,24 +1063,33 @@ static int evict_mark(struct meta *m, void *arg)
 static void evict(struct remote *r)
 {
 	struct evict_ctx c = { .r = r };
+	bool shared = tally_meta_shared(r->t);
 	uint64_t bytes, freed = 0, goal;
 	size_t i;
 	int rc;
 
+	if (shared && !objstore_local_bytes(tally_objstore(r->t), &bytes))
+		return; /* not counted yet */
 	pthread_mutex_lock(&r->lock);
 	bytes = r->st.cache_bytes;
 	pthread_mutex_unlock(&r->lock);
 	if (bytes <= r->cache_size)
 		return;
 	goal = bytes - r->cache_size / 10 * 9;
-	rc = tally_meta_read(r->t, evict_sample, &c);
+	if (shared) {
+		rc = evict_sample_local(r, &c);
+	} else {
+		rc = tally_meta_read(r->t, evict_sample, &c);
+		r->evict_cursor = c.n < EVICT_SAMPLE ? 0 : c.last;
+	}
 	if (rc)
 		goto out;
-	r->evict_cursor = c.n < EVICT_SAMPLE ? 0 : c.last;
 	qsort(c.v, c.n, sizeof(*c.v), victim_cmp);
 	for (c.take = 0; c.take < c.n && freed < goal; c.take++)
 		freed += c.v[c.take].size;
-	rc = tally_meta_txn(r->t, evict_mark, &c);
+	/* a shared store marks nothing: the verdicts are reads */
+	rc = shared ? tally_meta_read(r->t, evict_mark, &c)
+		    : tally_meta_txn(r->t, evict_mark, &c);
 	if (rc)
 		goto out;
 	for (i = 0; i < c.take; i++) {
@@ -1119,6 +1169,25 @@ static int verify(struct remote *r, struct s3 *s, bool marker_known)
 	return rc;
 }
 
+/* A shared store: count the cache's directories not counted yet, for at
+ * most COUNT_SLICE seconds (invariant 5). */
+static void count_cache(struct remote *r)
+{
+	double end = mono() + COUNT_SLICE;
+
+	while (r->count_dir < 256 && mono() < end) {
+		int rc = objstore_count_dir(tally_objstore(r->t), r->count_dir);
+
+		if (rc) {
+			log_msg(LOG_WARNING,
+				"remote: cannot count the local copies: %s",
+				strerror(-rc));
+			return; /* again next round */
+		}
+		r->count_dir++;
+	}
+}
+
 static void *loop_main(void *arg)
 {
 	struct remote *r = arg;
@@ -1164,6 +1233,8 @@ static void *loop_main(void *arg)
 		}
 		if (r->verified)
 			schedule_uploads(r);
+		if (tally_meta_shared(r->t))
+			count_cache(r);
 		update_low(r);
 		if (r->verified && now >= r->next_delete) {
 			schedule_deletes(r);
@@ -2103,6 +2174,7 @@ int remote_ship(struct remote *r, uint32_t shard, const char *name,
 	double delay = 0.25;
 	int rc = tally_meta_read(r->t, state_read, &c), attempt;
 
+	remote_touch(r, name); /* written: used now (eviction's order) */
 	if (rc == 0 && c.st.remote)
 		return 0; /* a node shipped it before: its row says so */
 	if (rc && rc != -ENOENT)

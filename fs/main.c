@@ -417,15 +417,6 @@ static int remote_options(const char *prog, const struct options *o,
 			prog);
 		return -1;
 	}
-	/* eviction keeps its state in the object rows, which a shared
-	 * store's nodes would share: not there yet (docs/design.md) */
-	if (o->meta && o->cache_size) {
-		fprintf(stderr,
-			"%s: cache_size is not supported with meta= "
-			"yet: every node keeps its objects\n",
-			prog);
-		return -1;
-	}
 	if (o->cache_size && parse_bytes(o->cache_size, &r->cache_size)) {
 		fprintf(stderr,
 			"%s: cache_size is a number of bytes, not '%s'\n", prog,

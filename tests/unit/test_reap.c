@@ -4,11 +4,15 @@
  * at commit in core/meta_object.c): nothing that something still names is ever
  * deleted, whatever the order of the changes in a flush, a wrong count or
  * a lookup that fails. Against a real store: SQLite database and object
- * files, through core/tally.c's API.
+ * files, through core/tally.c's API. And the byte count of the local
+ * copies (a shared store's cache, what its eviction goes by): exact,
+ * however the files come and go while it is made.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -492,4 +496,223 @@ Test(reap, deletion_waits_for_a_durable_commit)
 	cr_assert_eq(tu_count_objects(store), 0, "gone within 5 s");
 	close_store();
 	tu_fsck_clean(store, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* the local copies' byte count (core/objstore.c, Local bytes) */
+
+static int add_listed(void *ctx, const char *name, off_t size)
+{
+	(void)name;
+	*(uint64_t *)ctx += (uint64_t)size;
+	return 0;
+}
+
+/* The bytes of the object files of shard 0, as a listing finds them. */
+static uint64_t listed_bytes(struct objstore *os)
+{
+	uint64_t sum = 0;
+
+	cr_assert_eq(objstore_list(os, 0, add_listed, &sum), 0);
+	return sum;
+}
+
+/* Object @seed: 1 to 6000 bytes of its own. */
+static size_t copy_bytes(unsigned seed, char *buf)
+{
+	size_t len = 1 + (seed * 2654435761u) % 6000;
+
+	tu_fill(buf, len, seed);
+	return len;
+}
+
+/* Put objects @from..@to-1 in one batch; their names into @names[0..]. */
+static void put_objects(struct objstore *os, unsigned from, unsigned to,
+			char (*names)[OBJNAME_MAX])
+{
+	struct objstore_batch b = { 0 };
+	static char bufs[64][6000];
+	bool created[64];
+	unsigned shard[64], i;
+
+	cr_assert_leq(to - from, 64);
+	for (i = from; i < to; i++) {
+		size_t len = copy_bytes(i, bufs[i - from]);
+
+		shard[i - from] = 0;
+		cr_assert_eq(objstore_put(os, &shard[i - from], bufs[i - from],
+					  len, names[i - from],
+					  &created[i - from], &b),
+			     0);
+	}
+	cr_assert_eq(objstore_batch_finish(os, &b), 0);
+	objstore_batch_release(os, &b);
+}
+
+static struct objstore *open_objects(void)
+{
+	char path[4200];
+	struct objstore *os;
+
+	snprintf(path, sizeof(path), "%s/shards", dir);
+	cr_assert_eq(objstore_open(path, &os), 0);
+	return os;
+}
+
+Test(reap, local_copies_are_counted_exactly)
+{
+	static char names[512][OBJNAME_MAX];
+	struct objstore *os;
+	char buf[6000];
+	uint64_t bytes;
+	unsigned i, d;
+
+	close_store();
+	os = open_objects();
+	for (i = 0; i < 256; i += 64)
+		put_objects(os, i, i + 64, names + i);
+	/* half the directories counted, then files come and go */
+	for (d = 0; d < 128; d++)
+		cr_assert_eq(objstore_count_dir(os, d), 0);
+	cr_assert_not(objstore_local_bytes(os, &bytes), "not whole yet");
+	for (i = 256; i < 512; i += 64)
+		put_objects(os, i, i + 64, names + i);
+	for (i = 0; i < 512; i += 3)
+		cr_assert_eq(objstore_unlink(os, 0, names[i]), 0);
+	/* a fetched copy: put back in place, and over a copy there */
+	for (i = 0; i < 512; i += 6)
+		cr_assert_eq(objstore_cache_put(os, 0, names[i], buf,
+						copy_bytes(i, buf)),
+			     0);
+	for (i = 1; i < 512; i += 7)
+		cr_assert_eq(objstore_cache_put(os, 0, names[i], buf,
+						copy_bytes(i, buf)),
+			     0);
+	for (d = 0; d < 256; d++)
+		cr_assert_eq(objstore_count_dir(os, d), 0);
+	cr_assert(objstore_local_bytes(os, &bytes));
+	cr_assert_eq(bytes, listed_bytes(os));
+	/* counted again: nothing changes */
+	cr_assert_eq(objstore_count_dir(os, 7), 0);
+	cr_assert(objstore_local_bytes(os, &bytes));
+	cr_assert_eq(bytes, listed_bytes(os));
+	/* and kept since */
+	for (i = 2; i < 512; i += 3)
+		cr_assert_eq(objstore_unlink(os, 0, names[i]), 0);
+	cr_assert(objstore_local_bytes(os, &bytes));
+	cr_assert_eq(bytes, listed_bytes(os));
+	objstore_free(os);
+	open_store();
+}
+
+/* Object seed @from and up whose name falls in fan-out directory @dir:
+ * its seed. */
+static unsigned seed_in(unsigned fan, unsigned from)
+{
+	char buf[6000], hex[HASH_HEX_LEN + 1], name[OBJNAME_MAX];
+
+	for (;; from++) {
+		hash_block(buf, copy_bytes(from, buf), hex);
+		hash_variant_name(hex, 0, name);
+		if (strtoul((char[3]){ name[0], name[1], 0 }, NULL, 16) == fan)
+			return from;
+	}
+}
+
+/* A file placed and another unlinked in the directory being counted,
+ * between its listing and its count's end (the count hook), by another
+ * thread: with the directory's lock, they wait for the count. */
+struct racer {
+	struct objstore *os;
+	unsigned dir, put_seed;
+	char gone[OBJNAME_MAX];
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool go, done;
+	int err;
+};
+
+static void *racer_main(void *arg)
+{
+	struct racer *r = arg;
+	struct objstore_batch b = { 0 };
+	static char buf[6000];
+	char name[OBJNAME_MAX];
+	unsigned shard = 0;
+	bool created;
+	int rc;
+
+	pthread_mutex_lock(&r->lock);
+	while (!r->go)
+		pthread_cond_wait(&r->cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+	rc = objstore_put(r->os, &shard, buf, copy_bytes(r->put_seed, buf),
+			  name, &created, &b);
+	if (!rc)
+		rc = objstore_batch_finish(r->os, &b);
+	objstore_batch_release(r->os, &b);
+	if (!rc)
+		rc = objstore_unlink(r->os, 0, r->gone);
+	pthread_mutex_lock(&r->lock);
+	r->err = rc;
+	r->done = true;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
+/* The hook: the racer goes, and is given 300 ms to be done. */
+static void count_race(void *arg, unsigned fan)
+{
+	struct racer *r = arg;
+	struct timespec ts;
+
+	if (fan != r->dir)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 300 * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&r->lock);
+	r->go = true;
+	pthread_cond_broadcast(&r->cond);
+	while (!r->done && pthread_cond_timedwait(&r->cond, &r->lock, &ts) == 0)
+		;
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Without the directories' locks, a file placed or unlinked between a
+ * directory's listing and its count's end is counted twice or never. */
+Test(reap, local_copies_counted_while_they_come_and_go)
+{
+	static char names[256][OBJNAME_MAX], gone[1][OBJNAME_MAX];
+	struct racer r = { .dir = 0x5a };
+	unsigned seed = seed_in(r.dir, 1000), d;
+	uint64_t bytes;
+	pthread_t th;
+
+	close_store();
+	r.os = open_objects();
+	r.put_seed = seed_in(r.dir, seed + 1);
+	/* the file to go: seed's, in the same directory */
+	put_objects(r.os, seed, seed + 1, gone);
+	snprintf(r.gone, sizeof(r.gone), "%s", gone[0]);
+	put_objects(r.os, 0, 64, names);
+	pthread_mutex_init(&r.lock, NULL);
+	pthread_cond_init(&r.cond, NULL);
+	objstore_set_count_hook(r.os, count_race, &r);
+	cr_assert_eq(pthread_create(&th, NULL, racer_main, &r), 0);
+	for (d = 0; d < 256; d++)
+		cr_assert_eq(objstore_count_dir(r.os, d), 0);
+	pthread_join(th, NULL);
+	cr_assert_eq(r.err, 0, "%s", strerror(-r.err));
+	cr_assert(objstore_local_bytes(r.os, &bytes));
+	cr_assert_eq(bytes, listed_bytes(r.os));
+	objstore_set_count_hook(r.os, NULL, NULL);
+	objstore_free(r.os);
+	pthread_mutex_destroy(&r.lock);
+	pthread_cond_destroy(&r.cond);
+	open_store();
 }
