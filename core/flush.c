@@ -449,7 +449,8 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 				q->shard = ref.shard;
 			/* put there now, or the row it found in the stream
 			 * is still there; unless its key's deletion is under
-			 * way: then it stays queued, shipped again after it */
+			 * way or was made lately (after the put, maybe):
+			 * then it stays queued, shipped again by the loop */
 			if (!rc && (q->put || (q->shipped && known))) {
 				rc = meta_remote_shipped(t->meta, q->name);
 				rc = rc < 0 ? rc : 0;

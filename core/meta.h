@@ -598,16 +598,23 @@ int meta_remote_uploaded(struct meta *m, const char *name);
  * the bucket take turns. meta_remote_name_lock() takes the name's turn
  * until the transaction ends (PostgreSQL: an advisory lock, which the
  * insert of an object row takes too); meta_remote_claim() records that
- * the key's deletion is under way (until meta_remote_unclaim()), so that
- * a row inserted meanwhile is not recorded as in the bucket and its
- * upload waits for the deletion.
+ * the key's deletion is under way, so that a row inserted meanwhile is
+ * not recorded as in the bucket and its upload waits for the deletion.
+ * meta_remote_unclaim(): the deletion was not made (the record goes);
+ * meta_remote_gone(): it was made or tried (the record stays, as made,
+ * until meta_remote_gone_prune() drops those made before @before, unix
+ * seconds): a flush that shipped the object before it cannot tell
+ * whether its copy went with the deletion.
  */
 int meta_remote_name_lock(struct meta *m, const char *name);
 int meta_remote_claim(struct meta *m, const char *name);
 int meta_remote_unclaim(struct meta *m, const char *name);
+int meta_remote_gone(struct meta *m, const char *name);
+int meta_remote_gone_prune(struct meta *m, int64_t before);
 /* The flush shipped object @name before its commit: record it in the
  * bucket and dequeue it (1), unless a deletion of its key is under way
- * (0: left queued, uploaded again once the deletion is done). */
+ * or was made lately (0: left queued, uploaded again once no deletion is
+ * under way). */
 int meta_remote_shipped(struct meta *m, const char *name);
 /* The lowest queued sequence (-1: the queue is empty) and the queue's
  * length. */

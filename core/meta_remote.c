@@ -90,6 +90,8 @@ enum {
 	R_NAME_LOCK,
 	R_CLAIM,
 	R_UNCLAIM,
+	R_GONE,
+	R_GONE_PRUNE,
 	R_SHIPPED,
 	R_COUNT
 };
@@ -141,9 +143,15 @@ static const char *const remote_text[R_COUNT] = {
 	[R_IN_BUCKET] = "SELECT name, size FROM objects WHERE remote = 1",
 	/* one mount at a time holds an embedded store: no turns to take */
 	[R_NAME_LOCK] = "SELECT ?1",
+	/* since > 0: under way since then; < 0: made (or tried) at -since */
 	[R_CLAIM] = "INSERT INTO remote_deleting(name, since) "
-		    "VALUES (?1, unixepoch()) ON CONFLICT DO NOTHING",
+		    "VALUES (?1, unixepoch()) ON CONFLICT(name) DO UPDATE "
+		    "SET since = excluded.since",
 	[R_UNCLAIM] = "DELETE FROM remote_deleting WHERE name = ?1",
+	[R_GONE] = "UPDATE remote_deleting SET since = -unixepoch() "
+		   "WHERE name = ?1 AND since > 0",
+	[R_GONE_PRUNE] = "DELETE FROM remote_deleting WHERE since < 0 AND "
+			 "-since < ?1",
 	[R_SHIPPED] = "UPDATE objects SET remote = 1 WHERE name = ?1 AND "
 		      "NOT EXISTS (SELECT 1 FROM remote_deleting WHERE "
 		      "name = ?1)",
@@ -169,7 +177,8 @@ static const char *const remote_pg[R_COUNT] = {
 		   "tally_node() OR NOT EXISTS (SELECT 1 FROM sessions s "
 		   "WHERE s.id = q.node AND s.expires >= unixepoch())) "
 		   "AND NOT EXISTS (SELECT 1 FROM remote_deleting d "
-		   "WHERE d.name = q.name) ORDER BY q.seq, q.name LIMIT ?1",
+		   "WHERE d.name = q.name AND d.since > 0) "
+		   "ORDER BY q.seq, q.name LIMIT ?1",
 	[R_NAME_LOCK] = "SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))",
 };
 
@@ -298,6 +307,17 @@ int meta_remote_claim(struct meta *m, const char *name)
 int meta_remote_unclaim(struct meta *m, const char *name)
 {
 	return run_name(m, R_UNCLAIM, name, "deletion claim");
+}
+
+int meta_remote_gone(struct meta *m, const char *name)
+{
+	return run_name(m, R_GONE, name, "deletion claim");
+}
+
+int meta_remote_gone_prune(struct meta *m, int64_t before)
+{
+	return meta_run_int(m, &meta_remote_sql, R_GONE_PRUNE, before,
+			    "deletion records");
 }
 
 int meta_remote_shipped(struct meta *m, const char *name)

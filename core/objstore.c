@@ -23,8 +23,8 @@
  *     the next variant name.
  *
  * Locks: the shards' state (core/objshard.c) and the counters are
- * atomics; the doomed files have doom_lock (below); nothing else is
- * shared. The caller serialises an unlink against the reuse of a name
+ * atomics; the doomed files have doom_lock (below), the count of local
+ * bytes count_lock (below); nothing else is shared. The caller serialises an unlink against the reuse of a name
  * (core/reap.c's verdicts under the metadata lock).
  *
  * Doomed files. GC checks a batch of unreferenced files under the metadata
@@ -43,7 +43,9 @@
  * directory is counted, such a change holds the directory's count_lock
  * around the change itself, and the count holds it around its listing:
  * a file is then counted by the listing or by its change, never by both
- * or neither, and the count is exact.
+ * or neither, and the count is exact. (Once counted, a directory's
+ * changes take no lock; before, its lock serialises them, which the
+ * directory's own inode lock in the kernel does anyway.)
  */
 #include "core/objstore_int.h"
 
@@ -239,6 +241,8 @@ static int obj_path(struct objstore *os, unsigned shard, const char *name,
 {
 	char rel[OBJNAME_MAX + 8];
 
+	if (!hash_name_valid(name))
+		return -EINVAL; /* and its fan-out index would be none */
 	snprintf(rel, sizeof(rel), "%.2s/%s", name, name);
 	return objstore_shard_path(os, shard, rel, buf);
 }
@@ -1213,8 +1217,14 @@ int objstore_count_dir(struct objstore *os, unsigned dir)
 		pthread_mutex_unlock(&os->count_lock[dir]);
 		return 0;
 	}
+	/* an attached shard that cannot be listed now: counted later, not
+	 * as empty */
 	for (shard = 0; shard < n && !rc; shard++)
-		if (objstore_shard_reachable(os, shard))
+		if (!objstore_shard_attached(os, shard))
+			continue;
+		else if (!objstore_shard_reachable(os, shard))
+			rc = -EIO;
+		else
 			rc = list_dir(os, shard, dir, true, add_size, &sum);
 	if (os->count_hook)
 		os->count_hook(os->count_hook_arg, dir);

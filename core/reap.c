@@ -36,14 +36,18 @@
  *     synced and the deletion's delay has passed; and a local copy is
  *     evicted only when the bucket is recorded to hold the object (its
  *     row says so, written after the bucket answered its upload with
- *     success) and no move or pin names it (reap_evict_free()). The
+ *     success) and no move or pin names it (reap_evict_free()), doomed
+ *     in the verdict's hold (reap_evict_doom(): a commit that checks the
+ *     file before its unlink keeps it). The
  *     request that deletes a key is made here (reap_remote_delete()).
  *     With a shared store (several nodes) the verdict is a claim
  *     (reap_remote_claim()): in one transaction, the name's turn taken
  *     (a row inserted by another node waits for it, or it waits for the
  *     row's commit), the verdict, and the deletion recorded as under way
- *     until it is done; a row inserted meanwhile is not recorded as in
- *     the bucket, and its upload waits for the deletion to end.
+ *     until it is done, then as made for a day; a row inserted
+ *     meanwhile, or shipped before a deletion that ended since, is not
+ *     recorded as in the bucket, and its upload waits for the deletion
+ *     to end.
  *
  * Locks: the caller's metadata lock (see core/reap.h); none of its own.
  */
@@ -246,9 +250,23 @@ int reap_evict_free(struct meta *m, const char *name, uint32_t *shard)
 	return 1;
 }
 
+int reap_evict_doom(struct meta *m, struct objstore *os, const char *name,
+		    uint32_t *shard)
+{
+	int rc = reap_evict_free(m, name, shard);
+
+	if (rc == 1) {
+		rc = objstore_doom(os, *shard, name);
+		if (!rc)
+			rc = 1;
+	}
+	return rc;
+}
+
 int reap_evict(struct objstore *os, uint32_t shard, const char *name)
 {
-	int rc = objstore_unlink(os, shard, name);
+	off_t size;
+	int rc = objstore_unlink_doomed(os, shard, name, &size);
 
 	return rc == -ENOENT ? 0 : rc;
 }

@@ -108,8 +108,16 @@ int reap_evict_free(struct meta *m, const char *name, uint32_t *shard);
  */
 unsigned reap_snapshots(struct s3 *s, const char *const *keys, size_t n,
 			unsigned keep);
-/* Unlink the local copy that reap_evict_free() allowed, once the commit
- * recording it evicted is done (without the lock). 0 or -errno. */
+/*
+ * reap_evict_free(), and when it says 1 the copy doomed in the same hold
+ * (a commit that checks the file from then on keeps it: a row made again
+ * meanwhile, its upload to come from that copy). 1 doomed, 0, -errno.
+ */
+int reap_evict_doom(struct meta *m, struct objstore *os, const char *name,
+		    uint32_t *shard);
+/* Unlink the copy reap_evict_doom() doomed, once the commit recording it
+ * evicted is done (without the lock): 0, 1 if a commit kept it, or a
+ * negative errno. */
 int reap_evict(struct objstore *os, uint32_t shard, const char *name);
 
 #endif

@@ -83,7 +83,10 @@
 #define DELETE_BATCH 64
 #define EVICT_SAMPLE 1024
 #define COUNT_SLICE 0.2 /* s of a loop round spent counting the cache */
-#define UPLOAD_HIST 64	/* samples of done_seq, for upload_delay */
+/* s a made deletion of a key is remembered (a shared store): a flush that
+ * shipped the object before it does not record it in the bucket */
+#define GONE_KEEP 86400
+#define UPLOAD_HIST 64 /* samples of done_seq, for upload_delay */
 
 enum job_kind {
 	JOB_UP,
@@ -541,13 +544,20 @@ static int record_run(struct meta *m, void *arg)
 {
 	struct record_ctx *c = arg;
 	struct job *j;
+	bool pruned = false;
 	int rc = 0;
 
 	for (j = c->jobs; j && !rc; j = j->next) {
 		/* a deletion under way is over, done or not (a shared
-		 * store's claim; the queue keeps a failed one) */
-		if (j->kind == JOB_DEL && tally_meta_shared(c->t))
-			rc = meta_remote_unclaim(m, j->name);
+		 * store's claim, kept as made for GONE_KEEP; the queue keeps
+		 * a failed one) */
+		if (j->kind == JOB_DEL && tally_meta_shared(c->t)) {
+			rc = meta_remote_gone(m, j->name);
+			if (!rc && !pruned)
+				rc = meta_remote_gone_prune(
+					m, (int64_t)time(NULL) - GONE_KEEP);
+			pruned = true;
+		}
 		if (j->rc || rc)
 			continue;
 		rc = j->kind == JOB_UP ? meta_remote_uploaded(m, j->name)
@@ -1044,7 +1054,8 @@ static int evict_mark(struct meta *m, void *arg)
 
 	for (i = 0; i < c->take && !rc; i++) {
 		uint32_t shard;
-		int v = reap_evict_free(m, c->v[i].name, &shard);
+		int v = reap_evict_doom(m, tally_objstore(c->r->t),
+					c->v[i].name, &shard);
 
 		if (v < 0)
 			return v;
@@ -1097,6 +1108,8 @@ static void evict(struct remote *r)
 			continue;
 		rc = reap_evict(tally_objstore(r->t), c.v[i].shard,
 				c.v[i].name);
+		if (rc == 1)
+			continue; /* a commit checked it meanwhile: kept */
 		if (rc)
 			log_msg(LOG_WARNING,
 				"remote: cannot evict '%s' (its copy stays, "

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -511,15 +512,85 @@ Test(meta_pg, a_row_revived_while_its_key_is_deleted_is_not_in_the_bucket)
 	cr_assert_eq(remote_of(b, OBJ_A), 0);
 	/* a row names it now: no second deletion is claimed */
 	cr_assert_eq(reap_remote_claim(m, OBJ_A), 0);
-	/* the deletion done, the next upload is recorded */
+	/* the deletion made: a flush that shipped before it ended (its
+	 * commit after the claim went) cannot tell whether its copy went
+	 * with it: still not in the bucket (queued: the loop uploads it) */
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_remote_unclaim(m, OBJ_A), 0);
+	cr_assert_eq(meta_remote_gone(m, OBJ_A), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_begin(b), 0);
+	cr_assert_eq(meta_remote_shipped(b, OBJ_A), 0);
+	cr_assert_eq(meta_commit(b), 0);
+	cr_assert_eq(remote_of(b, OBJ_A), 0);
+	/* the record of the deletion kept a day, then dropped: recorded */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_remote_gone_prune(m, (int64_t)time(NULL) - 86400), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_begin(b), 0);
+	cr_assert_eq(meta_remote_shipped(b, OBJ_A), 0);
+	cr_assert_eq(meta_commit(b), 0);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_remote_gone_prune(m, (int64_t)time(NULL) + 5), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_begin(b), 0);
 	cr_assert_eq(meta_remote_shipped(b, OBJ_A), 1);
 	cr_assert_eq(meta_commit(b), 0);
 	cr_assert_eq(remote_of(m, OBJ_A), 1);
 	meta_close(b);
+}
+
+Test(meta_pg, a_deletion_not_made_leaves_no_record)
+{
+	/* claimed, then not made (the job could not start): the key is
+	 * as it was, and a row made afterwards is recorded in the bucket */
+	cr_assert_eq(reap_remote_claim(m, OBJ_A), 1);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_remote_unclaim(m, OBJ_A), 0);
+	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_remote_shipped(m, OBJ_A), 1);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(remote_of(m, OBJ_A), 1);
+}
+
+static int count_next(void *ctx, const char *name, int64_t seq, uint32_t shard,
+		      uint64_t size)
+{
+	(void)name, (void)seq, (void)shard, (void)size;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static int uploads_queued(void)
+{
+	int n = 0;
+
+	cr_assert_eq(meta_remote_next(m, 10, count_next, &n), 0);
+	return n;
+}
+
+Test(meta_pg, a_deletion_claimed_again_after_one_made)
+{
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_remote_enable(m, true), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	/* made once, claimed again (the content came and went again) */
+	cr_assert_eq(reap_remote_claim(m, OBJ_A), 1);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_remote_gone(m, OBJ_A), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(reap_remote_claim(m, OBJ_A), 1);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_remote_shipped(m, OBJ_A), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(remote_of(m, OBJ_A), 0);
+	/* under way again: its upload waits for the deletion */
+	cr_assert_eq(uploads_queued(), 0);
+	/* made: the upload goes (the shipped copy may have gone with it) */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_remote_gone(m, OBJ_A), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(uploads_queued(), 1);
 }
 
 /* Changes whose only answer is success (an inode's insert, an entry's)
