@@ -99,6 +99,27 @@ struct meta_pg {
 	int nlater;
 };
 
+/*
+ * The notification of an entry changed, but for entries made in a
+ * directory the transaction made itself (numbers from tally.fresh_lo to
+ * tally.fresh_hi, meta_fresh_range(): a branch), which no node caches.
+ * Replaced at every open, so that stores formatted before have it too.
+ */
+#define NOTIFY_ENTRY                                                         \
+	"CREATE OR REPLACE FUNCTION tally_notify_entry() RETURNS trigger"    \
+	" LANGUAGE plpgsql AS $$ BEGIN"                                      \
+	" IF TG_OP = 'INSERT' AND NEW.parent BETWEEN coalesce(nullif("       \
+	"current_setting('tally.fresh_lo', true), ''), '1')::bigint AND "    \
+	"coalesce(nullif(current_setting('tally.fresh_hi', true), ''), "     \
+	"'0')::bigint THEN RETURN NULL; END IF;"                             \
+	" IF TG_OP IN ('DELETE', 'UPDATE') THEN PERFORM pg_notify("          \
+	"'tally_inval', 'e ' || tally_node() || ' ' || OLD.parent || ' ' ||" \
+	" encode(OLD.name, 'hex')); END IF;"                                 \
+	" IF TG_OP IN ('INSERT', 'UPDATE') THEN PERFORM pg_notify("          \
+	"'tally_inval', 'e ' || tally_node() || ' ' || NEW.parent || ' ' ||" \
+	" encode(NEW.name, 'hex')); END IF;"                                 \
+	" RETURN NULL; END $$"
+
 /* In pieces: C99 compilers need not take strings over 4 KiB. */
 static const char *const pg_schema[] = {
 	"CREATE FUNCTION unixepoch() RETURNS bigint LANGUAGE sql STABLE"
@@ -244,15 +265,8 @@ static const char *const pg_schema[] = {
 	/* the other nodes drop what their kernels cache of a name or an
 	 * inode that changed (meta_listen_*(), core/watch.c): delivered at
 	 * commit, with the node that made the change */
-	"CREATE FUNCTION tally_notify_entry() RETURNS trigger"
-	" LANGUAGE plpgsql AS $$ BEGIN"
-	" IF TG_OP IN ('DELETE', 'UPDATE') THEN PERFORM pg_notify("
-	"'tally_inval', 'e ' || tally_node() || ' ' || OLD.parent || ' ' ||"
-	" encode(OLD.name, 'hex')); END IF;"
-	" IF TG_OP IN ('INSERT', 'UPDATE') THEN PERFORM pg_notify("
-	"'tally_inval', 'e ' || tally_node() || ' ' || NEW.parent || ' ' ||"
-	" encode(NEW.name, 'hex')); END IF;"
-	" RETURN NULL; END $$;"
+	NOTIFY_ENTRY
+	";"
 	"CREATE TRIGGER dentries_notify AFTER INSERT OR DELETE OR UPDATE"
 	" ON dentries FOR EACH ROW EXECUTE FUNCTION tally_notify_entry();"
 	"CREATE FUNCTION tally_notify_inode() RETURNS trigger"
@@ -1089,7 +1103,12 @@ static int check_or_format(struct meta *m, bool create, uint32_t block_size)
 			p->shown);
 		return -EUCLEAN;
 	}
-	return 0;
+	/* the functions of this version (under the format's lock) */
+	rc = meta_exec(m, NOTIFY_ENTRY);
+	if (rc)
+		log_msg(LOG_ERR, "metadata %s: cannot update its functions: %s",
+			p->shown, p->msg);
+	return rc;
 }
 
 int meta_pg_open(const char *uri, bool create, uint32_t block_size,

@@ -39,6 +39,7 @@ enum {
 	S_INODE_LOCK,
 	S_UNHELD,
 	S_RELAXED,
+	S_FRESH,
 	S_COUNT
 };
 
@@ -79,6 +80,7 @@ static const char *const session_text[S_COUNT] = {
 	[S_UNHELD] = "SELECT ino FROM inodes WHERE nlink = 0 AND NOT EXISTS "
 		     "(SELECT 1 FROM open_holds h WHERE h.ino = inodes.ino)",
 	[S_RELAXED] = "SELECT 1",
+	[S_FRESH] = "SELECT ?1, ?2",
 };
 
 static const char *const session_pg[S_COUNT] = {
@@ -91,6 +93,8 @@ static const char *const session_pg[S_COUNT] = {
 		       "DO UPDATE SET node = excluded.node",
 	[S_INODE_LOCK] = "SELECT nlink FROM inodes WHERE ino = ?1 FOR UPDATE",
 	[S_RELAXED] = "SELECT set_config('synchronous_commit', 'off', true)",
+	[S_FRESH] = "SELECT set_config('tally.fresh_lo', ?1, true), "
+		    "set_config('tally.fresh_hi', ?2, true)",
 };
 
 const struct meta_sql meta_session_sql = { META_SESSION, S_COUNT, session_text,
@@ -225,6 +229,18 @@ int meta_relaxed(struct meta *m)
 	int rc = meta_stmt(m, &meta_session_sql, S_RELAXED, &s);
 
 	return rc ? rc : meta_run_setting(m, s, "relaxed commit");
+}
+
+int meta_fresh_range(struct meta *m, uint64_t lo, uint64_t hi)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_session_sql, S_FRESH, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, (int64_t)lo);
+	meta_bind_int(s, 2, (int64_t)hi);
+	return meta_run_setting(m, s, "fresh inodes");
 }
 
 int meta_orphans_unheld(struct meta *m, uint64_t **inos, size_t *n)

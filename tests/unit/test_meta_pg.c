@@ -6,6 +6,8 @@
  * run_with_cluster.sh starts and stops. Every test gets a database of its own.
  */
 #include <criterion/criterion.h>
+#include <inttypes.h>
+#include <poll.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libpq-fe.h>
@@ -284,6 +286,79 @@ Test(meta_pg, branch_copies_a_namespace)
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(count, 2);
 	cr_assert_eq(count_of(OBJ_A), 3);
+}
+
+struct heard {
+	int n;
+	char last[256];
+};
+
+static void heard_one(void *ctx, const char *payload)
+{
+	struct heard *h = ctx;
+
+	h->n++;
+	snprintf(h->last, sizeof(h->last), "%s", payload);
+}
+
+/* The notifications @l receives within @ms milliseconds. */
+static void listen_for(struct meta_listen *l, int ms, struct heard *h)
+{
+	struct pollfd pfd = { .fd = meta_listen_fd(l), .events = POLLIN };
+
+	while (poll(&pfd, 1, ms) > 0)
+		cr_assert_eq(meta_listen_take(l, heard_one, h), 0);
+	cr_assert_eq(meta_listen_take(l, heard_one, h), 0);
+}
+
+/* A branch notifies its new name alone: none of the entries it makes in
+ * its new directories, which no node caches; an entry made there by a
+ * later transaction notifies again. */
+Test(meta_pg, a_branch_notifies_its_name_alone)
+{
+	struct meta_inode ns = { 0 }, f = { 0 };
+	uint64_t next = 1000, root = 0, count = 0, i;
+	struct meta_listen *l = NULL;
+	struct heard h = { 0 };
+	char name[16];
+
+	ns.ino = 16;
+	ns.nspace = 16;
+	ns.mode = S_IFDIR | 0755;
+	ns.nlink = 2;
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &ns), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, "src", 16), 0);
+	for (i = 0; i < 50; i++) {
+		f = (struct meta_inode){ .ino = 17 + i,
+					 .nspace = 16,
+					 .mode = S_IFREG | 0644,
+					 .nlink = 1 };
+		snprintf(name, sizeof(name), "f%" PRIu64, i);
+		cr_assert_eq(meta_inode_put(m, &f), 0);
+		cr_assert_eq(meta_dentry_insert(m, 16, name, 17 + i), 0);
+	}
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_listen_open(m, &l), 0);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_branch(m, 16, "dst", &next, &root, &count), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(count, 51);
+	listen_for(l, 500, &h);
+	cr_assert_eq(h.n, 1, "%d notifications", h.n);
+	cr_assert_str_eq(h.last, "e 0 1 647374"); /* "dst" under the root */
+	/* the next transaction's entries in the branch notify */
+	f = (struct meta_inode){
+		.ino = next, .nspace = root, .mode = S_IFREG | 0644, .nlink = 1
+	};
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &f), 0);
+	cr_assert_eq(meta_dentry_insert(m, root, "new", next), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	h.n = 0;
+	listen_for(l, 500, &h);
+	cr_assert_eq(h.n, 1, "%d notifications", h.n);
+	meta_listen_close(l);
 }
 
 /* A hold already there (a release whose commit was lost leaves one) is
