@@ -86,6 +86,9 @@ mount_node a 3M
 wait_for 30 within a $((3 * MIB)) ||
 	fail "A's cache after the remount: status $(remote_get cache_bytes "$(mnt a)"), on disk $(local_bytes a)"
 reads a
+# what the reads fetched is evicted again before the unmount, so that
+# tallyfsck finds copies missing from A's cache (remote_only)
+wait_for 30 within a $((3 * MIB)) || fail "A's cache not evicted after reads"
 
 log "tallyfsck: nothing dangling, nothing missing from the bucket"
 for n in a b; do umount_fs "$(mnt "$n")"; done
