@@ -523,7 +523,6 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 {
 	struct inode *ip = NULL, *npip = NULL, *nip;
 	struct meta_inode md, npmd;
-	uint64_t existing;
 	int rc = tally_check_name(newname);
 
 	if (rc)
@@ -547,10 +546,8 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		rc = -EPERM;
 	if (!rc && (ip->freed || ip->md.nlink == 0))
 		rc = -ENOENT;
-	if (!rc) {
-		rc = meta_dentry_lookup(t->meta, newparent, newname, &existing);
-		rc = rc == -ENOENT ? 0 : (rc ? rc : -EEXIST);
-	}
+	/* a taken name is found by the entry's insert (-EEXIST, the whole
+	 * transaction rolled back), as by a create: no lookup first */
 	if (rc)
 		goto out_unlock;
 	npmd = npip->md;

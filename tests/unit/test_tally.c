@@ -562,6 +562,47 @@ Test(tally, creating_a_taken_name_changes_nothing)
 	cr_assert_eq(tally_mkdir(t, &me, ns, "a", 0755, &st), 0);
 }
 
+/* A link to a taken name is found by the entry's insert: EEXIST, and the
+ * whole transaction rolled back, in one namespace or across two (where
+ * the link made an inode and copied the block references first). */
+Test(tally, linking_to_a_taken_name_changes_nothing)
+{
+	uint64_t ns = tu_mkns(t, "main"), other = tu_mkns(t, "other");
+	uint64_t a = mkfile(ns, "a", "AAAA", 4), b = mkfile(ns, "b", "BB", 2);
+	uint64_t c = mkfile(other, "c", "CCC", 3);
+	struct statvfs before, after;
+	struct stat st;
+	char buf[8];
+
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_statfs(t, &before), 0);
+	cr_assert_eq(tally_link(t, a, ns, "b", &st), -EEXIST);
+	cr_assert_eq(tally_link(t, a, other, "c", &st), -EEXIST);
+	cr_assert_eq(tally_statfs(t, &after), 0);
+	cr_assert_eq(after.f_files - after.f_ffree,
+		     before.f_files - before.f_ffree);
+	cr_assert_eq(after.f_bfree, before.f_bfree);
+	cr_assert_eq(tally_getattr(t, a, &st), 0);
+	cr_assert_eq(st.st_nlink, 1);
+	cr_assert_eq(tally_lookup(t, ns, "b", &st), 0);
+	cr_assert_eq(st.st_ino, b);
+	cr_assert_eq(tally_lookup(t, other, "c", &st), 0);
+	cr_assert_eq(st.st_ino, c);
+	cr_assert_eq(st.st_size, 3);
+	cr_assert_eq(tally_open_file(t, c, O_RDONLY), 0);
+	cr_assert_eq(tally_read(t, c, buf, sizeof(buf), 0), 3);
+	cr_assert_eq(memcmp(buf, "CCC", 3), 0);
+	cr_assert_eq(tally_release(t, c), 0);
+	/* and the names free: both links made */
+	cr_assert_eq(tally_link(t, a, ns, "a2", &st), 0);
+	cr_assert_eq(tally_link(t, a, other, "a3", &st), 0);
+	cr_assert_eq(tally_getattr(t, a, &st), 0);
+	cr_assert_eq(st.st_nlink, 2);
+	tally_close(t);
+	t = NULL;
+	tu_fsck_clean(store, NULL);
+}
+
 Test(tally, statfs_counts_inodes_exactly)
 {
 	uint64_t ns = tu_mkns(t, "main");
