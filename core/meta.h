@@ -166,9 +166,12 @@ int meta_inode_put(struct meta *m, const struct meta_inode *in);
  * Write the @fields (META_F_*) of @in into its row, the others left as
  * the row has them, and move its link count by @delta from what the row
  * has (other mounts of a shared store change rows too: a field this
- * mount did not change is never written back from its copy); *@nlink
- * receives the count now. A missing row is written whole (@in->nlink +
- * @delta).
+ * mount did not change is never written back from its copy); @in->nlink
+ * is the count after the move. *@nlink receives the count now: the
+ * store's after the statement, or, when no decision needs it (@delta 0,
+ * or a directory's), @in->nlink, the change then going with the next
+ * statement (PostgreSQL: no round trip of its own). A missing row is
+ * written whole.
  */
 int meta_inode_update(struct meta *m, const struct meta_inode *in,
 		      int64_t delta, unsigned fields, uint32_t *nlink);

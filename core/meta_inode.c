@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 
 #include "core/array.h"
@@ -23,6 +24,7 @@ enum {
 	I_INODE_DEL,
 	I_INODE_DEL_X,
 	I_INODE_UPDATE,
+	I_INODE_UPSERT,
 	I_MAX_INO,
 	I_ORPHANS,
 	I_TARGET_SET,
@@ -79,6 +81,23 @@ static const char *const inode_text[I_COUNT] = {
 		"mtime = CASE WHEN (?13 & 32) <> 0 THEN ?11 ELSE mtime END, "
 		"ctime = CASE WHEN (?13 & 64) <> 0 THEN ?12 ELSE ctime END "
 		"WHERE ino = ?1 RETURNING nlink",
+	/* the same with no answer, and the row made if there is none */
+	[I_INODE_UPSERT] =
+		"INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, size, "
+		"rdev, alloc, atime, mtime, ctime) VALUES (?1, ?2, ?3, ?4, ?5, "
+		"?14, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(ino) DO UPDATE SET "
+		"mode = CASE WHEN (?13 & 1) <> 0 THEN ?3 ELSE inodes.mode END, "
+		"uid = CASE WHEN (?13 & 2) <> 0 THEN ?4 ELSE inodes.uid END, "
+		"gid = CASE WHEN (?13 & 4) <> 0 THEN ?5 ELSE inodes.gid END, "
+		"nlink = inodes.nlink + ?6, "
+		"size = CASE WHEN (?13 & 8) <> 0 THEN ?7 ELSE inodes.size END, "
+		"alloc = CASE WHEN (?13 & 8) <> 0 THEN ?9 ELSE inodes.alloc END, "
+		"atime = CASE WHEN (?13 & 16) <> 0 THEN ?10 ELSE inodes.atime "
+		"END, "
+		"mtime = CASE WHEN (?13 & 32) <> 0 THEN ?11 ELSE inodes.mtime "
+		"END, "
+		"ctime = CASE WHEN (?13 & 64) <> 0 THEN ?12 ELSE inodes.ctime "
+		"END",
 	[I_INODE_DEL_X] = "DELETE FROM xattrs WHERE ino = ?1",
 	[I_MAX_INO] = "SELECT coalesce(max(ino), 0) FROM inodes",
 	[I_ORPHANS] = "SELECT ino FROM inodes WHERE nlink = 0",
@@ -256,19 +275,29 @@ int meta_inode_update(struct meta *m, const struct meta_inode *in,
 {
 	struct meta_st *s;
 	int64_t v;
-	int rc = inode_stmt(m, I_INODE_UPDATE, in, delta, &s);
+	int rc;
 
+	/* no decision reads the count (it does not move, or a directory's
+	 * does): no answer to wait for, the change goes with the next
+	 * statement, and makes the row if there is none */
+	if (delta == 0 || S_ISDIR(in->mode)) {
+		rc = inode_stmt(m, I_INODE_UPSERT, in, delta, &s);
+		if (rc)
+			return rc;
+		meta_bind_int(s, 13, fields);
+		meta_bind_int(s, 14, in->nlink);
+		*nlink = in->nlink;
+		return meta_run_later(m, s, "inode update");
+	}
+	rc = inode_stmt(m, I_INODE_UPDATE, in, delta, &s);
 	if (!rc) {
 		meta_bind_int(s, 13, fields);
 		rc = meta_int(m, s, &v, "inode update");
 	}
 	if (rc == -ENOENT) {
-		struct meta_inode copy = *in;
-
 		/* no row yet: written whole */
-		copy.nlink = (uint32_t)((int64_t)in->nlink + delta);
-		*nlink = copy.nlink;
-		return meta_inode_put(m, &copy);
+		*nlink = in->nlink;
+		return meta_inode_put(m, in);
 	}
 	if (!rc)
 		*nlink = v < 0 ? 0 : (uint32_t)v;

@@ -752,6 +752,68 @@ Test(meta_pg, a_change_waiting_when_the_connection_is_lost_goes_with_it)
  * it last read them: an attribute one changes is never written back to
  * its old value by the other's write of another field (a setattr, a
  * flush's size, a parent's times). */
+/* A change no decision reads the count of (a directory's, or none) goes
+ * with the next statement: still a move of the count from what the row
+ * has, the other fields as masked, and a missing row made whole. */
+Test(meta_pg, changes_without_an_answer_move_counts_and_make_rows)
+{
+	struct meta_inode d = { .ino = 16,
+				.nspace = 16,
+				.mode = S_IFDIR | 0755,
+				.nlink = 2 },
+			  got;
+	struct meta *b = NULL;
+	uint32_t n = 0;
+
+	cr_assert_eq(meta_open(uri, false, 4096, &b), 0);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &d), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	/* b: a subdirectory made (+1); m, from its copy: another (+1), and
+	 * its mtime, with a mode it does not write */
+	cr_assert_eq(meta_begin(b), 0);
+	d.nlink = 3;
+	cr_assert_eq(meta_inode_update(b, &d, 1, 0, &n), 0);
+	cr_assert_eq(meta_commit(b), 0);
+	cr_assert_eq(n, 3);
+	d.mode = S_IFDIR | 0700;
+	d.mtime.tv_sec = 12345;
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_update(m, &d, 1, META_F_MTIME, &n), 0);
+	cr_assert_eq(n, 3, "its own count, not the store's");
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_inode_get(b, 16, &got), 0);
+	cr_assert_eq(got.nlink, 4);
+	cr_assert_eq(got.mtime.tv_sec, 12345);
+	cr_assert_eq(got.mode, S_IFDIR | 0755);
+	/* a row nobody wrote yet: made whole, with the count given */
+	d.ino = 17;
+	d.nlink = 5;
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_update(m, &d, 0, META_F_MTIME, &n), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_inode_get(b, 17, &got), 0);
+	cr_assert_eq(got.nlink, 5);
+	cr_assert_eq(got.mode, S_IFDIR | 0700);
+	/* a file's count is answered by the store */
+	d.ino = 18;
+	d.mode = S_IFREG | 0644;
+	d.nlink = 1;
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &d), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_begin(b), 0);
+	d.nlink = 2;
+	cr_assert_eq(meta_inode_update(b, &d, 1, 0, &n), 0);
+	cr_assert_eq(meta_commit(b), 0);
+	cr_assert_eq(meta_begin(m), 0);
+	d.nlink = 0;
+	cr_assert_eq(meta_inode_update(m, &d, -1, 0, &n), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(n, 1, "the store's count: a link is left");
+	meta_close(b);
+}
+
 Test(meta_pg, attributes_changed_on_two_mounts_are_all_kept)
 {
 	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
