@@ -345,6 +345,10 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 	if (!rc)
 		rc = inode_write_md(t, pip, &pmd);
 	rc = tally_txn_end(t, rc);
+	/* a shared store: an entry another node made in it meanwhile (the
+	 * delete of its row fails while an entry names it) */
+	if (rc == -ENOENT && meta_shared(t->meta))
+		rc = -ENOTEMPTY;
 	dcache_drop(t, parent, name);
 	if (rc)
 		goto out;

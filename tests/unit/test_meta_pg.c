@@ -752,6 +752,58 @@ Test(meta_pg, a_change_waiting_when_the_connection_is_lost_goes_with_it)
  * it last read them: an attribute one changes is never written back to
  * its old value by the other's write of another field (a setattr, a
  * flush's size, a parent's times). */
+/* An entry's directory has a row: an entry is not made in a directory
+ * another node removed, and a directory another node made an entry in
+ * is not removed (an rmdir and a create on two nodes at once). */
+Test(meta_pg, entries_only_in_directories_that_are_there)
+{
+	struct meta_inode d = { .ino = 16,
+				.nspace = 16,
+				.mode = S_IFDIR | 0755,
+				.nlink = 2 },
+			  f = { .ino = 17,
+				.nspace = 16,
+				.mode = S_IFREG | 0644,
+				.nlink = 1 };
+	struct meta *b = NULL;
+	uint64_t ino = 0;
+
+	/* a store formatted before the constraint gets it at open */
+	admin(db, "ALTER TABLE dentries DROP CONSTRAINT dentries_parent_fk");
+	cr_assert_eq(meta_open(uri, false, 4096, &b), 0);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &d), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, "d", 16), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	/* b: an entry in d; m, which did not see it: d's row removed */
+	cr_assert_eq(meta_begin(b), 0);
+	cr_assert_eq(meta_inode_put(b, &f), 0);
+	cr_assert_eq(meta_dentry_insert(b, 16, "f", 17), 0);
+	cr_assert_eq(meta_commit(b), 0);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_dentry_delete(m, 1, "d"), 0);
+	cr_assert_eq(meta_inode_delete(m, 16), 0);
+	cr_assert_eq(meta_commit(m), -ENOENT, "d is not empty");
+	meta_rollback(m); /* as tally_txn_end() does */
+	cr_assert_eq(meta_dentry_lookup(b, 1, "d", &ino), 0, "rolled back");
+	/* the other way: d emptied and removed, then b's entry in it */
+	cr_assert_eq(meta_begin(b), 0);
+	cr_assert_eq(meta_dentry_delete(b, 16, "f"), 0);
+	cr_assert_eq(meta_inode_delete(b, 17), 0);
+	cr_assert_eq(meta_commit(b), 0);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_dentry_delete(m, 1, "d"), 0);
+	cr_assert_eq(meta_inode_delete(m, 16), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_begin(b), 0);
+	cr_assert_eq(meta_inode_put(b, &f), 0);
+	cr_assert_eq(meta_dentry_insert(b, 16, "f", 17), 0);
+	cr_assert_eq(meta_commit(b), -ENOENT, "d is gone");
+	meta_rollback(b); /* as tally_txn_end() does */
+	cr_assert_eq(meta_inode_get(m, 17, &f), -ENOENT, "rolled back");
+	meta_close(b);
+}
+
 /* A change no decision reads the count of (a directory's, or none) goes
  * with the next statement: still a move of the count from what the row
  * has, the other fields as masked, and a missing row made whole. */
