@@ -18,12 +18,7 @@ source "$TALLY_SRC/tests/s3/lib.sh"
 source "$TALLY_SRC/tests/pg/lib.sh"
 source "$(dirname "$0")/remote_lib.sh"
 
-s3_start tally-cache || fail "cannot start the S3 server"
-pg_start || fail "cannot start PostgreSQL"
-# the mounts go first, while their database is still there
-PG_BEFORE_STOP=daemons_down
-PFX=cache
-SHARED="meta=$PG_URI,remote=s3://$S3_BUCKET/$PFX,remote_endpoint=$S3_ENDPOINT"
+shared_start tally-cache cache
 for n in a b; do mkdir "$TMP/mnt_$n"; done
 mnt() { echo "$TMP/mnt_$1"; }
 mount_node() { # NODE CACHE_SIZE

@@ -55,3 +55,15 @@ check_bucket_bytes() {
 	done < <(bucket_keys)
 }
 
+
+# shared_start BUCKET PFX: the S3 server and a PostgreSQL cluster for a
+# shared store (tests/pg/lib.sh sourced too); $SHARED: the -o options of
+# its mounts. The mounts go first at the end, while their database is
+# still there.
+shared_start() {
+	s3_start "$1" || fail "cannot start the S3 server"
+	pg_start || fail "cannot start PostgreSQL"
+	PG_BEFORE_STOP=daemons_down
+	PFX=$2
+	SHARED="meta=$PG_URI,remote=s3://$S3_BUCKET/$PFX,remote_endpoint=$S3_ENDPOINT"
+}

@@ -807,6 +807,19 @@ Test(meta_pg, entries_only_in_directories_that_are_there)
 /* A change no decision reads the count of (a directory's, or none) goes
  * with the next statement: still a move of the count from what the row
  * has, the other fields as masked, and a missing row made whole. */
+/* meta_inode_update() of @d on @x in a transaction of its own: the count
+ * it gives. */
+static uint32_t update(struct meta *x, const struct meta_inode *d,
+		       int64_t delta, unsigned fields)
+{
+	uint32_t n = 0;
+
+	cr_assert_eq(meta_begin(x), 0);
+	cr_assert_eq(meta_inode_update(x, d, delta, fields, &n), 0);
+	cr_assert_eq(meta_commit(x), 0);
+	return n;
+}
+
 Test(meta_pg, changes_without_an_answer_move_counts_and_make_rows)
 {
 	struct meta_inode d = { .ino = 16,
@@ -815,7 +828,6 @@ Test(meta_pg, changes_without_an_answer_move_counts_and_make_rows)
 				.nlink = 2 },
 			  got;
 	struct meta *b = NULL;
-	uint32_t n = 0;
 
 	cr_assert_eq(meta_open(uri, false, 4096, &b), 0);
 	cr_assert_eq(meta_begin(m), 0);
@@ -823,17 +835,12 @@ Test(meta_pg, changes_without_an_answer_move_counts_and_make_rows)
 	cr_assert_eq(meta_commit(m), 0);
 	/* b: a subdirectory made (+1); m, from its copy: another (+1), and
 	 * its mtime, with a mode it does not write */
-	cr_assert_eq(meta_begin(b), 0);
 	d.nlink = 3;
-	cr_assert_eq(meta_inode_update(b, &d, 1, 0, &n), 0);
-	cr_assert_eq(meta_commit(b), 0);
-	cr_assert_eq(n, 3);
+	cr_assert_eq(update(b, &d, 1, 0), 3);
 	d.mode = S_IFDIR | 0700;
 	d.mtime.tv_sec = 12345;
-	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_update(m, &d, 1, META_F_MTIME, &n), 0);
-	cr_assert_eq(n, 3, "its own count, not the store's");
-	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(update(m, &d, 1, META_F_MTIME), 3,
+		     "its own count, not the store's");
 	cr_assert_eq(meta_inode_get(b, 16, &got), 0);
 	cr_assert_eq(got.nlink, 4);
 	cr_assert_eq(got.mtime.tv_sec, 12345);
@@ -841,9 +848,7 @@ Test(meta_pg, changes_without_an_answer_move_counts_and_make_rows)
 	/* a row nobody wrote yet: made whole, with the count given */
 	d.ino = 17;
 	d.nlink = 5;
-	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_update(m, &d, 0, META_F_MTIME, &n), 0);
-	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(update(m, &d, 0, META_F_MTIME), 5);
 	cr_assert_eq(meta_inode_get(b, 17, &got), 0);
 	cr_assert_eq(got.nlink, 5);
 	cr_assert_eq(got.mode, S_IFDIR | 0700);
@@ -854,15 +859,11 @@ Test(meta_pg, changes_without_an_answer_move_counts_and_make_rows)
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_inode_put(m, &d), 0);
 	cr_assert_eq(meta_commit(m), 0);
-	cr_assert_eq(meta_begin(b), 0);
 	d.nlink = 2;
-	cr_assert_eq(meta_inode_update(b, &d, 1, 0, &n), 0);
-	cr_assert_eq(meta_commit(b), 0);
-	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(update(b, &d, 1, 0), 2);
 	d.nlink = 0;
-	cr_assert_eq(meta_inode_update(m, &d, -1, 0, &n), 0);
-	cr_assert_eq(meta_commit(m), 0);
-	cr_assert_eq(n, 1, "the store's count: a link is left");
+	cr_assert_eq(update(m, &d, -1, 0), 1,
+		     "the store's count: a link is left");
 	meta_close(b);
 }
 
