@@ -278,9 +278,11 @@ int meta_inode_update(struct meta *m, const struct meta_inode *in,
 	int rc;
 
 	/* no decision reads the count (it does not move, or a directory's
-	 * does): no answer to wait for, the change goes with the next
-	 * statement, and makes the row if there is none */
-	if (delta == 0 || S_ISDIR(in->mode)) {
+	 * goes up): no answer to wait for, the change goes with the next
+	 * statement, and makes the row if there is none. A count that goes
+	 * down is the store's: from the node's own count (which misses
+	 * other nodes' changes) a directory could seem removed */
+	if (delta == 0 || (S_ISDIR(in->mode) && delta > 0)) {
 		rc = inode_stmt(m, I_INODE_UPSERT, in, delta, &s);
 		if (rc)
 			return rc;
@@ -294,7 +296,7 @@ int meta_inode_update(struct meta *m, const struct meta_inode *in,
 		meta_bind_int(s, 13, fields);
 		rc = meta_int(m, s, &v, "inode update");
 	}
-	if (rc == -ENOENT) {
+	if (rc == -ENOENT) { /* not -ENOLINK: a statement before failed */
 		/* no row yet: written whole */
 		*nlink = in->nlink;
 		return meta_inode_put(m, in);

@@ -340,8 +340,9 @@ static int state_errno(const char *state)
 {
 	if (!state)
 		return -EIO;
-	if (!strcmp(state, "23503")) /* the directory's row went */
-		return -ENOENT;
+	if (!strcmp(state, "23503")) /* the directory's row went, or an
+				       * entry still names it */
+		return -ENOLINK;
 	if (!strncmp(state, "23", 2)) /* integrity constraint violation */
 		return -EEXIST;
 	if (!strcmp(state, "40001") || !strcmp(state, "40P01"))
@@ -817,8 +818,9 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 		/* a deadlock or a serialization failure is run again; a
 		 * constraint that holds is an answer (a name taken, a
 		 * directory gone or not empty) */
-		log_msg(i == -EDEADLK || i == -EEXIST || i == -ENOENT ? LOG_INFO
-								      : LOG_ERR,
+		log_msg(i == -EDEADLK || i == -EEXIST || i == -ENOLINK
+				? LOG_INFO
+				: LOG_ERR,
 			"metadata %s failed: %s", what, p->msg);
 		/* the transaction went with the connection: retry it */
 		p->lost = conn_lost(p, res);

@@ -499,6 +499,11 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 	if (!rc)
 		rc = inode_write_md(t, pip, &pmd);
 	rc = tally_txn_end(t, rc);
+	/* a shared store: the directory it replaces got an entry on another
+	 * node meanwhile (its row's delete fails while one names it) */
+	if (rc == -ENOENT && meta_shared(t->meta) && dip &&
+	    S_ISDIR(dip->md.mode) && !(flags & RENAME_EXCHANGE))
+		rc = -ENOTEMPTY;
 	dcache_drop(t, parent, name);
 	dcache_drop(t, newparent, newname);
 	if (rc)

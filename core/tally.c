@@ -116,7 +116,9 @@ int tally_txn_end(struct tally *t, int rc)
 		rc = meta_commit(t->meta);
 	if (rc) {
 		meta_rollback(t->meta);
-		return rc;
+		/* a shared store: an entry's directory gone (the callers that
+		 * remove a directory say ENOTEMPTY: an entry names it) */
+		return rc == -ENOLINK ? -ENOENT : rc;
 	}
 	for (i = 0; i < n; i++)
 		t->md_written[i].ip->mdirty &= (uint8_t)~t->md_written[i].mask;

@@ -767,6 +767,7 @@ Test(meta_pg, entries_only_in_directories_that_are_there)
 				.nlink = 1 };
 	struct meta *b = NULL;
 	uint64_t ino = 0;
+	uint32_t n = 0;
 
 	/* a store formatted before the constraint gets it at open */
 	admin(db, "ALTER TABLE dentries DROP CONSTRAINT dentries_parent_fk");
@@ -783,7 +784,7 @@ Test(meta_pg, entries_only_in_directories_that_are_there)
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_dentry_delete(m, 1, "d"), 0);
 	cr_assert_eq(meta_inode_delete(m, 16), 0);
-	cr_assert_eq(meta_commit(m), -ENOENT, "d is not empty");
+	cr_assert_eq(meta_commit(m), -ENOLINK, "d is not empty");
 	meta_rollback(m); /* as tally_txn_end() does */
 	cr_assert_eq(meta_dentry_lookup(b, 1, "d", &ino), 0, "rolled back");
 	/* the other way: d emptied and removed, then b's entry in it */
@@ -798,9 +799,22 @@ Test(meta_pg, entries_only_in_directories_that_are_there)
 	cr_assert_eq(meta_begin(b), 0);
 	cr_assert_eq(meta_inode_put(b, &f), 0);
 	cr_assert_eq(meta_dentry_insert(b, 16, "f", 17), 0);
-	cr_assert_eq(meta_commit(b), -ENOENT, "d is gone");
+	cr_assert_eq(meta_commit(b), -ENOLINK, "d is gone");
 	meta_rollback(b); /* as tally_txn_end() does */
 	cr_assert_eq(meta_inode_get(m, 17, &f), -ENOENT, "rolled back");
+	/* the failure seen by the next statement with an answer (a file's
+	 * count): an error, not a row missing to be written whole */
+	f.ino = 18;
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &f), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_begin(b), 0);
+	cr_assert_eq(meta_dentry_insert(b, 16, "g", 18), 0);
+	f.nlink = 2;
+	cr_assert_eq(meta_inode_update(b, &f, 1, 0, &n), -ENOLINK);
+	meta_rollback(b);
+	cr_assert_eq(meta_inode_get(m, 18, &f), 0);
+	cr_assert_eq(f.nlink, 1);
 	meta_close(b);
 }
 
@@ -852,6 +866,13 @@ Test(meta_pg, changes_without_an_answer_move_counts_and_make_rows)
 	cr_assert_eq(meta_inode_get(b, 17, &got), 0);
 	cr_assert_eq(got.nlink, 5);
 	cr_assert_eq(got.mode, S_IFDIR | 0700);
+	/* a directory's count going down is the store's: from m's own 3
+	 * (b's +1 missed), two subdirectories removed leave 2, not 1 */
+	d.ino = 16;
+	d.nlink = 2;
+	cr_assert_eq(update(m, &d, -1, 0), 3);
+	d.nlink = 2;
+	cr_assert_eq(update(m, &d, -1, 0), 2);
 	/* a file's count is answered by the store */
 	d.ino = 18;
 	d.mode = S_IFREG | 0644;
