@@ -528,6 +528,25 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 	}
 	if (!rc)
 		rc = meta_remote_schema(m);
+	/* what opening a store reads, read again in the transaction that
+	 * changed the tables: a damaged database can read well before a
+	 * write and not after it (a b-tree out of order); refused then,
+	 * with nothing written */
+	if (!rc) {
+		bs = probe(m, D_BLOCK_SIZE);
+		if (bs < 4096 || bs > (64 << 20) || (bs & (bs - 1)) ||
+		    rows_readable(m, D_CONFIG_ROWS) ||
+		    rows_readable(m, D_SHARD_ROWS)) {
+			log_msg(LOG_ERR,
+				"metadata '%s' is damaged: it reads "
+				"otherwise once its tables are brought up "
+				"to date",
+				path);
+			meta_rollback(m);
+			rc = -EUCLEAN;
+			goto out_close;
+		}
+	}
 	if (rc) {
 		/* SQLITE_ERROR: a table of that name is not the one expected */
 		if ((sqlite3_errcode(m->db) & 0xff) == SQLITE_ERROR) {

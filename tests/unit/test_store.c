@@ -314,3 +314,35 @@ Test(store, meta_foreign_table)
 	refused(false, -EUCLEAN, "its tables are not those of tallyfs");
 	refused(true, -EUCLEAN, "its tables are not those of tallyfs");
 }
+
+/*
+ * A config table out of key order in a store of an older version (found
+ * by fuzz_store_open; tests/fuzz/corpus/store_open/config_out_of_order_
+ * before_upgrade): its block size read well before the upgrade of its
+ * tables, and not after it. Refused with nothing written, the upgrade
+ * rolled back, not committed before the refusal.
+ */
+Test(store, meta_reads_otherwise_after_its_upgrade)
+{
+	const char *src = getenv("TALLY_SRC");
+	char from[4200];
+	static char buf[1 << 16];
+	ssize_t n;
+	int fd;
+
+	cr_assert_not_null(src, "TALLY_SRC is not set");
+	make_store();
+	snprintf(from, sizeof(from),
+		 "%s/tests/fuzz/corpus/store_open/"
+		 "config_out_of_order_before_upgrade",
+		 src);
+	fd = open(from, O_RDONLY);
+	cr_assert_geq(fd, 0, "%s", from);
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	cr_assert_gt(n, 0);
+	unlink(path_of("meta.db-wal"));
+	unlink(path_of("meta.db-shm"));
+	put("meta.db", buf, (size_t)n);
+	refused(false, -EUCLEAN, "once its tables are brought up to date");
+}
