@@ -344,11 +344,9 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 		rc = meta_inode_delete(t->meta, ip->ino);
 	if (!rc)
 		rc = inode_write_md(t, pip, &pmd);
-	rc = tally_txn_end(t, rc);
-	/* a shared store: an entry another node made in it meanwhile (the
-	 * delete of its row fails while an entry names it) */
-	if (rc == -ENOENT && meta_shared(t->meta))
-		rc = -ENOTEMPTY;
+	/* an entry another node made in it meanwhile: the delete of its
+	 * row fails while an entry names it */
+	rc = tally_txn_end_as(t, rc, -ENOTEMPTY);
 	dcache_drop(t, parent, name);
 	if (rc)
 		goto out;
@@ -375,7 +373,7 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 	struct inode *pip = NULL, *npip = NULL, *sip = NULL, *dip = NULL;
 	struct meta_inode pmd, npmd, smd, dmd;
 	struct timespec ts = tally_now();
-	bool freed = false;
+	bool freed = false, over_dir;
 	int rc;
 
 	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE))
@@ -498,12 +496,11 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 	}
 	if (!rc)
 		rc = inode_write_md(t, pip, &pmd);
-	rc = tally_txn_end(t, rc);
-	/* a shared store: the directory it replaces got an entry on another
-	 * node meanwhile (its row's delete fails while one names it) */
-	if (rc == -ENOENT && meta_shared(t->meta) && dip &&
-	    S_ISDIR(dip->md.mode) && !(flags & RENAME_EXCHANGE))
-		rc = -ENOTEMPTY;
+	/* the directory it replaces got an entry on another node meanwhile
+	 * (its row's delete fails while one names it), or the new parent
+	 * went */
+	over_dir = dip && S_ISDIR(dip->md.mode) && !(flags & RENAME_EXCHANGE);
+	rc = tally_txn_end_as(t, rc, over_dir ? -ENOTEMPTY : -ENOENT);
 	dcache_drop(t, parent, name);
 	dcache_drop(t, newparent, newname);
 	if (rc)

@@ -109,6 +109,11 @@ uint64_t tally_blocks_for(struct tally *t, uint64_t size)
  */
 int tally_txn_end(struct tally *t, int rc)
 {
+	return tally_txn_end_as(t, rc, -ENOENT);
+}
+
+int tally_txn_end_as(struct tally *t, int rc, int gone)
+{
 	unsigned i, n = t->nmd_written;
 
 	t->nmd_written = 0;
@@ -116,9 +121,7 @@ int tally_txn_end(struct tally *t, int rc)
 		rc = meta_commit(t->meta);
 	if (rc) {
 		meta_rollback(t->meta);
-		/* a shared store: an entry's directory gone (the callers that
-		 * remove a directory say ENOTEMPTY: an entry names it) */
-		return rc == -ENOLINK ? -ENOENT : rc;
+		return rc == -ENOLINK ? gone : rc;
 	}
 	for (i = 0; i < n; i++)
 		t->md_written[i].ip->mdirty &= (uint8_t)~t->md_written[i].mask;

@@ -230,6 +230,10 @@ void tally_lock(struct tally *t);
 void tally_unlock(struct tally *t);
 uint64_t tally_blocks_for(struct tally *t, uint64_t size);
 int tally_txn_end(struct tally *t, int rc);
+/* tally_txn_end(), a directory's row found gone or still named (a shared
+ * store's foreign key, -ENOLINK from core/meta_*) said as @gone; plain
+ * tally_txn_end() says ENOENT, an rmdir ENOTEMPTY. */
+int tally_txn_end_as(struct tally *t, int rc, int gone);
 int tally_txn_sync(struct tally *t);
 
 /*
