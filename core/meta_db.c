@@ -402,11 +402,25 @@ static int create_schema(struct meta *m, uint32_t block_size)
 	return exec_id(m, D_COMMIT);
 }
 
+/* What is wrong with what opening a store reads (its block size, the
+ * config and shard rows), or NULL. */
+static const char *damaged(struct meta *m)
+{
+	int64_t bs = probe(m, D_BLOCK_SIZE);
+
+	if (bs < 4096 || bs > (64 << 20) || (bs & (bs - 1)))
+		return "bad block size";
+	if (rows_readable(m, D_CONFIG_ROWS) || rows_readable(m, D_SHARD_ROWS))
+		return sqlite3_errmsg(m->db);
+	return NULL;
+}
+
 int meta_open(const char *path, bool create, uint32_t block_size,
 	      struct meta **out)
 {
 	struct meta *m;
-	int64_t app, ver, bs;
+	const char *damage;
+	int64_t app, ver;
 	int rc, flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
 
 	if (meta_is_pg(path))
@@ -470,17 +484,9 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 	}
 	/* before anything below writes (journal mode, new tables, shard
 	 * 0's row): a store refused as damaged is left as it was */
-	bs = probe(m, D_BLOCK_SIZE);
-	if (bs < 4096 || bs > (64 << 20) || (bs & (bs - 1))) {
-		log_msg(LOG_ERR, "metadata '%s' is damaged: bad block size",
-			path);
-		rc = -EUCLEAN;
-		goto out_close;
-	}
-	/* and the rest of what opening a store reads (small tables) */
-	if (rows_readable(m, D_CONFIG_ROWS) || rows_readable(m, D_SHARD_ROWS)) {
-		log_msg(LOG_ERR, "metadata '%s' is damaged: %s", path,
-			sqlite3_errmsg(m->db));
+	damage = damaged(m);
+	if (damage) {
+		log_msg(LOG_ERR, "metadata '%s' is damaged: %s", path, damage);
 		rc = -EUCLEAN;
 		goto out_close;
 	}
@@ -532,20 +538,14 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 	 * changed the tables: a damaged database can read well before a
 	 * write and not after it (a b-tree out of order); refused then,
 	 * with nothing written */
-	if (!rc) {
-		bs = probe(m, D_BLOCK_SIZE);
-		if (bs < 4096 || bs > (64 << 20) || (bs & (bs - 1)) ||
-		    rows_readable(m, D_CONFIG_ROWS) ||
-		    rows_readable(m, D_SHARD_ROWS)) {
-			log_msg(LOG_ERR,
-				"metadata '%s' is damaged: it reads "
-				"otherwise once its tables are brought up "
-				"to date",
-				path);
-			meta_rollback(m);
-			rc = -EUCLEAN;
-			goto out_close;
-		}
+	if (!rc && (damage = damaged(m)) != NULL) {
+		log_msg(LOG_ERR,
+			"metadata '%s' is damaged: it reads otherwise once "
+			"its tables are brought up to date (%s)",
+			path, damage);
+		meta_rollback(m);
+		rc = -EUCLEAN;
+		goto out_close;
 	}
 	if (rc) {
 		/* SQLITE_ERROR: a table of that name is not the one expected */
