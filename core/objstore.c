@@ -24,8 +24,9 @@
  *
  * Locks: the shards' state (core/objshard.c) and the counters are
  * atomics; the doomed files have doom_lock (below), the count of local
- * bytes count_lock (below); nothing else is shared. The caller serialises an unlink against the reuse of a name
- * (core/reap.c's verdicts under the metadata lock).
+ * bytes count_lock (below); nothing else is shared. The caller
+ * serialises an unlink against the reuse of a name (core/reap.c's
+ * verdicts under the metadata lock).
  *
  * Doomed files. GC checks a batch of unreferenced files under the metadata
  * lock, then unlinks them without it (objstore_doom, then

@@ -252,7 +252,10 @@ int objstore_list(struct objstore *os, unsigned shard,
 int objstore_list_names(struct objstore *os, unsigned shard,
 			int (*fn)(void *ctx, const char *name, off_t size),
 			void *ctx);
-/* objstore_list() of fan-out directory @dir (0..255) of @shard alone. */
+/* The fan-out directories of a shard: <shard>/00/ to <shard>/ff/. */
+#define OBJSTORE_FANOUT 256
+/* objstore_list() of fan-out directory @dir (below OBJSTORE_FANOUT) of
+ * @shard alone. */
 int objstore_list_dir(struct objstore *os, unsigned shard, unsigned dir,
 		      int (*fn)(void *ctx, const char *name, off_t size),
 		      void *ctx);
@@ -260,7 +263,7 @@ int objstore_list_dir(struct objstore *os, unsigned shard, unsigned dir,
 /*
  * The bytes of the object files on disk, in every shard reachable when
  * their fan-out directory was counted: objstore_count_dir() counts
- * directory @dir (0..255) once (later calls do nothing); from then on each
+ * directory @dir (below OBJSTORE_FANOUT) once (later calls do nothing); from then on each
  * file placed, replaced or unlinked there moves the count, exactly (see
  * core/objstore.c, Local bytes). 0 or the listing's error (counted again
  * by the next call).

@@ -18,7 +18,7 @@
 
 #define SHARD_MARKER "tallyfs-shard"
 #define DOOM_BUCKETS 4096
-#define FANOUT 256 /* <shard>/<xx>/ directories */
+#define FANOUT OBJSTORE_FANOUT
 
 struct shard {
 	char *root;		  /* absolute; set once by attach, then fixed */

@@ -1038,9 +1038,9 @@ static int evict_sample_local(struct remote *r, struct evict_ctx *c)
 	unsigned i;
 	int rc = 0;
 
-	for (i = 0; i < 256 && c->n < EVICT_SAMPLE && !rc; i++) {
+	for (i = 0; i < OBJSTORE_FANOUT && c->n < EVICT_SAMPLE && !rc; i++) {
 		rc = objstore_list_dir(os, 0, r->evict_dir, evict_local, c);
-		r->evict_dir = (r->evict_dir + 1) % 256;
+		r->evict_dir = (r->evict_dir + 1) % OBJSTORE_FANOUT;
 	}
 	return rc;
 }
@@ -1079,11 +1079,14 @@ static void evict(struct remote *r)
 	size_t i;
 	int rc;
 
-	if (shared && !objstore_local_bytes(tally_objstore(r->t), &bytes))
-		return; /* not counted yet */
-	pthread_mutex_lock(&r->lock);
-	bytes = r->st.cache_bytes;
-	pthread_mutex_unlock(&r->lock);
+	if (shared) {
+		if (!objstore_local_bytes(tally_objstore(r->t), &bytes))
+			return; /* not counted yet */
+	} else {
+		pthread_mutex_lock(&r->lock);
+		bytes = r->st.cache_bytes;
+		pthread_mutex_unlock(&r->lock);
+	}
 	if (bytes <= r->cache_size)
 		return;
 	goal = bytes - r->cache_size / 10 * 9;
@@ -1188,7 +1191,7 @@ static void count_cache(struct remote *r)
 {
 	double end = mono() + COUNT_SLICE;
 
-	while (r->count_dir < 256 && mono() < end) {
+	while (r->count_dir < OBJSTORE_FANOUT && mono() < end) {
 		int rc = objstore_count_dir(tally_objstore(r->t), r->count_dir);
 
 		if (rc) {
