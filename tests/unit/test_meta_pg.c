@@ -571,6 +571,38 @@ static int64_t remote_of(struct meta *x, const char *name)
 	return st.remote;
 }
 
+/* In a transaction of @x's own: with @row, a row of OBJ_A made (a block
+ * naming it); then its upload recorded, meta_remote_shipped()'s answer. */
+static int ship(struct meta *x, bool row)
+{
+	int rc;
+
+	cr_assert_eq(meta_begin(x), 0);
+	if (row)
+		cr_assert_eq(meta_block_set(x, 20, 0, OBJ_A, 0, 10, NULL), 0);
+	rc = meta_remote_shipped(x, OBJ_A);
+	cr_assert_geq(rc, 0);
+	cr_assert_eq(meta_commit(x), 0);
+	return rc;
+}
+
+/* In a transaction of m's own: the deletion of OBJ_A's key made. */
+static void deletion_made(void)
+{
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_remote_gone(m, OBJ_A), 0);
+	cr_assert_eq(meta_commit(m), 0);
+}
+
+/* In a transaction of m's own: the records of deletions made before
+ * @before dropped. */
+static void prune(int64_t before)
+{
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_remote_gone_prune(m, before), 0);
+	cr_assert_eq(meta_commit(m), 0);
+}
+
 Test(meta_pg, a_row_revived_while_its_key_is_deleted_is_not_in_the_bucket)
 {
 	struct meta *b = NULL;
@@ -580,36 +612,21 @@ Test(meta_pg, a_row_revived_while_its_key_is_deleted_is_not_in_the_bucket)
 	cr_assert_eq(reap_remote_claim(m, OBJ_A), 1);
 	/* node b commits a row naming it, the object shipped before: its
 	 * key may go with the deletion, so the row is not in the bucket */
-	cr_assert_eq(meta_begin(b), 0);
-	cr_assert_eq(meta_block_set(b, 20, 0, OBJ_A, 0, 10, NULL), 0);
-	cr_assert_eq(meta_remote_shipped(b, OBJ_A), 0);
-	cr_assert_eq(meta_commit(b), 0);
+	cr_assert_eq(ship(b, true), 0);
 	cr_assert_eq(remote_of(b, OBJ_A), 0);
 	/* a row names it now: no second deletion is claimed */
 	cr_assert_eq(reap_remote_claim(m, OBJ_A), 0);
 	/* the deletion made: a flush that shipped before it ended (its
 	 * commit after the claim went) cannot tell whether its copy went
 	 * with it: still not in the bucket (queued: the loop uploads it) */
-	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_remote_gone(m, OBJ_A), 0);
-	cr_assert_eq(meta_commit(m), 0);
-	cr_assert_eq(meta_begin(b), 0);
-	cr_assert_eq(meta_remote_shipped(b, OBJ_A), 0);
-	cr_assert_eq(meta_commit(b), 0);
+	deletion_made();
+	cr_assert_eq(ship(b, false), 0);
 	cr_assert_eq(remote_of(b, OBJ_A), 0);
 	/* the record of the deletion kept a day, then dropped: recorded */
-	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_remote_gone_prune(m, (int64_t)time(NULL) - 86400), 0);
-	cr_assert_eq(meta_commit(m), 0);
-	cr_assert_eq(meta_begin(b), 0);
-	cr_assert_eq(meta_remote_shipped(b, OBJ_A), 0);
-	cr_assert_eq(meta_commit(b), 0);
-	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_remote_gone_prune(m, (int64_t)time(NULL) + 5), 0);
-	cr_assert_eq(meta_commit(m), 0);
-	cr_assert_eq(meta_begin(b), 0);
-	cr_assert_eq(meta_remote_shipped(b, OBJ_A), 1);
-	cr_assert_eq(meta_commit(b), 0);
+	prune((int64_t)time(NULL) - 86400);
+	cr_assert_eq(ship(b, false), 0);
+	prune((int64_t)time(NULL) + 5);
+	cr_assert_eq(ship(b, false), 1);
 	cr_assert_eq(remote_of(m, OBJ_A), 1);
 	meta_close(b);
 }
@@ -650,21 +667,14 @@ Test(meta_pg, a_deletion_claimed_again_after_one_made)
 	cr_assert_eq(meta_commit(m), 0);
 	/* made once, claimed again (the content came and went again) */
 	cr_assert_eq(reap_remote_claim(m, OBJ_A), 1);
-	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_remote_gone(m, OBJ_A), 0);
-	cr_assert_eq(meta_commit(m), 0);
+	deletion_made();
 	cr_assert_eq(reap_remote_claim(m, OBJ_A), 1);
-	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_A, 0, 10, NULL), 0);
-	cr_assert_eq(meta_remote_shipped(m, OBJ_A), 0);
-	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(ship(m, true), 0);
 	cr_assert_eq(remote_of(m, OBJ_A), 0);
 	/* under way again: its upload waits for the deletion */
 	cr_assert_eq(uploads_queued(), 0);
 	/* made: the upload goes (the shipped copy may have gone with it) */
-	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_remote_gone(m, OBJ_A), 0);
-	cr_assert_eq(meta_commit(m), 0);
+	deletion_made();
 	cr_assert_eq(uploads_queued(), 1);
 }
 

@@ -532,6 +532,20 @@ Test(tally, copy_range_past_the_largest_offset_changes_nothing)
  * unlinks, a branch and a reopen. */
 /* A name taken is found by the insert of its entry: the create fails
  * with EEXIST, whatever its kind, and leaves nothing behind */
+/* @name in @parent is file @ino, of @len bytes of @data. */
+static void expect_named(uint64_t parent, const char *name, uint64_t ino,
+			 const void *data, size_t len)
+{
+	struct stat st;
+
+	cr_assert_eq(tally_lookup(t, parent, name, &st), 0);
+	cr_assert_eq(st.st_ino, ino);
+	cr_assert_eq(st.st_size, (off_t)len);
+	cr_assert_eq(tally_open_file(t, ino, O_RDONLY), 0);
+	expect_content(ino, data, len);
+	cr_assert_eq(tally_release(t, ino), 0);
+}
+
 Test(tally, creating_a_taken_name_changes_nothing)
 {
 	uint64_t ns = tu_mkns(t, "main"), a = mkfile(ns, "a", "AAAA", 4);
@@ -549,12 +563,7 @@ Test(tally, creating_a_taken_name_changes_nothing)
 	cr_assert_eq(tally_statfs(t, &after), 0);
 	cr_assert_eq(after.f_files - after.f_ffree,
 		     before.f_files - before.f_ffree);
-	cr_assert_eq(tally_lookup(t, ns, "a", &st), 0);
-	cr_assert_eq(st.st_ino, a);
-	cr_assert_eq(st.st_size, 4);
-	cr_assert_eq(tally_open_file(t, a, O_RDONLY), 0);
-	expect_content(a, "AAAA", 4);
-	cr_assert_eq(tally_release(t, a), 0);
+	expect_named(ns, "a", a, "AAAA", 4);
 	/* and the name is free again once it goes */
 	cr_assert_eq(tally_unlink(t, ns, "a"), 0);
 	cr_assert_eq(tally_mkdir(t, &me, ns, "a", 0755, &st), 0);
@@ -581,14 +590,8 @@ Test(tally, linking_to_a_taken_name_changes_nothing)
 	expect_xattr(a, "user.tally.refs", "1"); /* no reference copied */
 	cr_assert_eq(tally_getattr(t, a, &st), 0);
 	cr_assert_eq(st.st_nlink, 1);
-	cr_assert_eq(tally_lookup(t, ns, "b", &st), 0);
-	cr_assert_eq(st.st_ino, b);
-	cr_assert_eq(tally_lookup(t, other, "c", &st), 0);
-	cr_assert_eq(st.st_ino, c);
-	cr_assert_eq(st.st_size, 3);
-	cr_assert_eq(tally_open_file(t, c, O_RDONLY), 0);
-	expect_content(c, "CCC", 3);
-	cr_assert_eq(tally_release(t, c), 0);
+	expect_named(ns, "b", b, "BB", 2);
+	expect_named(other, "c", c, "CCC", 3);
 	/* and the names free: both links made */
 	cr_assert_eq(tally_link(t, a, ns, "a2", &st), 0);
 	cr_assert_eq(tally_link(t, a, other, "a3", &st), 0);
