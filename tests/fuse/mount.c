@@ -850,3 +850,11 @@ struct timespec realtime(void)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return ts;
 }
+
+struct timespec kernel_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+	return ts;
+}

@@ -132,6 +132,10 @@ struct stat stat_of(const char *path);
 
 /* CLOCK_REALTIME now. */
 struct timespec realtime(void);
+/* CLOCK_REALTIME_COARSE now: the clock the kernel stamps a file's times
+ * with when it keeps them itself (the writeback cache), a tick behind
+ * realtime() at most. */
+struct timespec kernel_now(void);
 
 /*
  * Assert that call fails with -1 and errno err. The result and errno are
