@@ -571,6 +571,10 @@ int tally_getattr(struct tally *t, uint64_t ino, struct stat *st)
 	return rc;
 }
 
+#define SET_TIMES                                                  \
+	(TALLY_SET_ATIME | TALLY_SET_MTIME | TALLY_SET_ATIME_NOW | \
+	 TALLY_SET_MTIME_NOW | TALLY_SET_CTIME)
+
 int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
 		  int to_set, struct stat *st)
 {
@@ -620,14 +624,25 @@ int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
 		ip->md.mtime = to_set & TALLY_SET_MTIME_NOW ? ts : in->st_mtim;
 		ip->mdirty |= META_F_MTIME;
 	}
-	if (to_set & TALLY_SET_SIZE) {
+	if ((to_set & TALLY_SET_SIZE) &&
+	    !(to_set & (TALLY_SET_MTIME_NOW | TALLY_SET_MTIME))) {
+		/* (the kernel stamps a truncate itself with its writeback
+		 * cache, and keeps that time) */
 		ip->md.mtime = ts;
 		ip->mdirty |= META_F_MTIME;
 	}
 	ip->md.ctime = to_set & TALLY_SET_CTIME ? in->st_ctim : ts;
 	ip->mdirty |= META_F_CTIME;
 	tally_unlock(t);
-	if (S_ISREG(ip->md.mode)) {
+	if (S_ISREG(ip->md.mode) && !(to_set & ~SET_TIMES) &&
+	    !tally_meta_shared(t)) {
+		uint64_t seq;
+
+		/* times alone (the kernel sends a written file's at every
+		 * close with its writeback cache): committed as a write's
+		 * are, with the file's next flush, not waited for here */
+		rc = flush_rotate(t, ip, NULL, 0, true, &seq);
+	} else if (S_ISREG(ip->md.mode)) {
 		rc = flush_commit(t, ip, COMMIT_FORCE);
 	} else {
 		tally_lock(t);
