@@ -992,6 +992,40 @@ static int uncommitted(struct tally *t, uint64_t upto, uint64_t *files,
 	return err;
 }
 
+void tally_set_push(struct tally *t, void (*push)(void *arg, uint64_t ino),
+		    void *arg, bool cache)
+{
+	t->push = push;
+	t->push_arg = arg;
+	t->wb_cache = cache;
+}
+
+static bool want_open(struct tally *t, struct inode *ip, void *ctx)
+{
+	(void)t;
+	(void)ctx;
+	return ip->opens && S_ISREG(ip->md.mode) && !ip->freed;
+}
+
+int tally_push_open(struct tally *t)
+{
+	struct inode **list;
+	size_t n, i;
+	int rc;
+
+	if (!t->push)
+		return 0;
+	tally_lock(t);
+	rc = collect_inodes(t, want_open, NULL, &list, &n);
+	tally_unlock(t);
+	for (i = 0; i < n; i++) {
+		t->push(t->push_arg, list[i]->ino);
+		file_put(t, list[i]);
+	}
+	free(list);
+	return rc;
+}
+
 int tally_drain(struct tally *t, uint64_t *waited, double timeout)
 {
 	struct tally_drain_report r;
@@ -1011,6 +1045,10 @@ int tally_drain_report(struct tally *t, double timeout,
 	size_t n = 0, i;
 	int rc, err;
 
+	/* what the kernel holds of open files first (writeback cache) */
+	rc = tally_push_open(t);
+	if (rc)
+		return rc;
 	/* the deletions that wait first: the space they free may be what
 	 * the flushes below need */
 	tally_reap_due(t);

@@ -544,7 +544,17 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		rc = -EPERM;
 		goto out_put;
 	}
-	/* a link into another namespace copies committed references */
+	/* a link into another namespace copies committed references: what
+	 * the kernel holds of an open file is sent first (no lock held) */
+	if (t->push) {
+		bool open;
+
+		tally_lock(t);
+		open = ip->opens > 0;
+		tally_unlock(t);
+		if (open)
+			t->push(t->push_arg, ip->ino);
+	}
 	pthread_rwlock_wrlock(&ip->io->rw);
 	tally_lock(t);
 	rc = parent_dir(t, newparent, &npip);

@@ -705,6 +705,7 @@ int tally_stats(struct tally *t, struct tally_stats *out)
 	pthread_mutex_unlock(&t->fin_lock);
 	out->spliced_reads = atomic_load(&t->spliced_reads);
 	out->buffer_pool_bytes = dirty_pool_bytes(t);
+	out->writeback_cache = t->wb_cache;
 	out->corrupt_objects =
 		atomic_load(&t->corrupt) + objstore_corrupt(t->objs);
 	pool_stats(t->pool, &ps);

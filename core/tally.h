@@ -313,6 +313,7 @@ struct tally_stats {
 	uint64_t buffer_pool_bytes; /* free block buffers kept for reuse */
 	unsigned workers, max_pending;
 	uint32_t block_size;
+	bool writeback_cache; /* the kernel's (tally_set_push) */
 };
 int tally_stats(struct tally *t, struct tally_stats *out);
 
@@ -349,6 +350,23 @@ struct tally_inval {
 	void (*inode)(void *arg, uint64_t ino);
 	void *arg;
 };
+/*
+ * The kernel holds bytes that write() accepted (its writeback cache) or
+ * that were written through a shared mapping, which this process has not
+ * seen yet. Before what is committed is taken by a drain (and so by a
+ * branch, du or explain) or by a link into another namespace, @push makes
+ * the kernel send the dirty pages of an open file @ino (fs/: an
+ * invalidation of the inode, which writes its dirty pages back first) and
+ * returns once they were served. It is called with no lock held, from a
+ * thread whose wait other threads must serve (so not with a
+ * single-threaded loop). NULL: none. @cache: the kernel's writeback cache
+ * is on (the status says so).
+ */
+void tally_set_push(struct tally *t, void (*push)(void *arg, uint64_t ino),
+		    void *arg, bool cache);
+/* Push the dirty pages of every open regular file (drain); no lock held. */
+int tally_push_open(struct tally *t);
+
 /* Start the watch (nothing with the embedded engine): 0 or -errno. */
 int tally_watch(struct tally *t, const struct tally_inval *hooks);
 /* Stop it (before the front end goes); idempotent. */

@@ -151,6 +151,11 @@ struct tally {
 	void (*stream_hook)(void *arg, uint64_t seq, uint64_t ino);
 	void (*release_hook)(void *arg, uint64_t ino);
 	void *hook_arg;
+	/* the kernel's writeback cache (tally_set_push): set before the
+	 * front end serves requests, cleared after */
+	void (*push)(void *arg, uint64_t ino);
+	void *push_arg;
+	bool wb_cache;		 /* the kernel's writeback cache is on */
 	_Atomic int64_t node_id; /* written under lock (core/session.c) */
 	struct watch *watch;	 /* core/watch.c, or NULL */
 	int64_t heartbeat;	 /* seconds between heartbeats */

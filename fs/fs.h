@@ -16,6 +16,12 @@ struct fs {
 	struct fuse_session *se; /* for the watch's notifications */
 	double entry_timeout;
 	double attr_timeout;
+	const char *mountpoint;
+	/* the kernel's writeback cache: written pages stay in the kernel
+	 * until it writes them back (close, fsync, sync, its timer, or a
+	 * push: tally_set_push) */
+	atomic_bool writeback;
+	bool threads;	   /* the multi-threaded loop (not -s) */
 	bool splice;	   /* read replies spliced from object files */
 	size_t splice_min; /* smaller reads are copied */
 	size_t pipe_size;  /* of a pipe that holds the largest reply */

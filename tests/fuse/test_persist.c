@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -278,4 +279,83 @@ Test(persist, truncated_tail_stays_zero_after_remount)
 	cr_assert(eq(i64, file_cmp(mp("ns/t"), want, 2 * MIB), -1));
 	cr_assert(eq(i64, file_cmp(mp("ns/u"), "0123\0\0\0\0", 8), -1));
 	free(want);
+}
+
+/* Write @bytes at @off of @fd, and into @model. */
+static void put(int fd, char *model, const char *bytes, size_t len, off_t off)
+{
+	cr_assert(eq(i64, pwrite(fd, bytes, len, off), (long)len));
+	memcpy(model + off, bytes, len);
+}
+
+/*
+ * The kernel's writeback cache keeps what write() accepted in its pages.
+ * What a file open for writing holds there is taken by a link into another
+ * namespace, a branch, copy_file_range and drain as it is, and a drain
+ * makes it durable: all before any close. With a shared store (meta=) the
+ * cache is off and the same must hold.
+ */
+Test(persist, written_pages_reach_links_branches_copies_and_drain)
+{
+	const size_t len = 3 * MIB + 123;
+	char *model = malloc(len), *status, *map;
+	size_t slen;
+	int fd, fd2;
+
+	cr_assert(ne(ptr, model, NULL));
+	fill_random(model, len, 54);
+	status = read_file(mp(".tally/status"), &slen);
+	cr_assert(ne(ptr, status, NULL));
+	cr_assert(ne(ptr,
+		     strstr(status, tm.meta[0] ? "\"writeback_cache\": false"
+					       : "\"writeback_cache\": true"),
+		     NULL),
+		  "status: %s", status);
+	free(status);
+	expect_ok(mkdir(mp("A"), 0755));
+	expect_ok(mkdir(mp("B"), 0755));
+	fd = open(mp("A/f"), O_RDWR | O_CREAT, 0644);
+	cr_assert(ge(int, fd, 0));
+	cr_assert(eq(i64, write(fd, model, len), (long)len));
+	put(fd, model, "after the first write", 21, 8190);
+
+	/* a link into another namespace copies what the file holds now */
+	expect_ok(link(mp("A/f"), mp("B/f")));
+	cr_assert(eq(i64, file_cmp(mp("B/f"), model, len), -1));
+
+	/* a branch */
+	put(fd, model, "before the branch", 17, 2 * MIB - 3);
+	cr_assert(eq(int, ctl_write(mp(".tally/ctl"), "branch A C\n"), 0));
+	cr_assert(eq(i64, file_cmp(mp("C/f"), model, len), -1));
+
+	/* pages written through a shared mapping, then a link */
+	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	cr_assert(ne(ptr, map, MAP_FAILED));
+	memcpy(map + 5000, "through the map", 15);
+	memcpy(model + 5000, "through the map", 15);
+	expect_ok(link(mp("A/f"), mp("B/g")));
+	cr_assert(eq(i64, file_cmp(mp("B/g"), model, len), -1));
+	expect_ok(munmap(map, len));
+
+	/* copy_file_range into another file */
+	put(fd, model, "before the copy", 15, 3 * MIB);
+	fd2 = open(mp("A/copy"), O_RDWR | O_CREAT, 0644);
+	cr_assert(ge(int, fd2, 0));
+	cr_assert(eq(i64,
+		     copy_file_range(fd, &(off_t){ 0 }, fd2, &(off_t){ 0 }, len,
+				     0),
+		     (long)len));
+	expect_ok(close(fd2));
+	cr_assert(eq(i64, file_cmp(mp("A/copy"), model, len), -1));
+
+	/* drain commits it, durably: kill -9 before any close */
+	put(fd, model, "before the drain", 16, 100);
+	cr_assert(eq(int, ctl_write(mp(".tally/ctl"), "drain\n"), 0));
+	tm_kill_daemon();
+	close(fd); /* the connection is gone: whatever close says */
+	cr_assert(eq(int, tm_mount(), 0));
+	cr_assert(eq(i64, file_cmp(mp("A/f"), model, len), -1));
+	cr_assert(eq(int, tm_unmount(), 0), "the daemon did not exit 0");
+	cr_assert(eq(int, tm_run_fsck(), 0));
+	free(model);
 }

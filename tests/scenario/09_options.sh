@@ -5,7 +5,8 @@
 # options pass through (ro: reads work, every change is EROFS); a store on
 # a FUSE filesystem (here: inside another tallyfs mount) has its objects
 # synced file by file, since FUSE does not pass syncfs(2) through; a bad
-# sync_objects is refused.
+# sync_objects is refused; the kernel's writeback cache is on by default and
+# refused where it cannot work.
 SCN_TIMEOUT=180
 source "$(dirname "$0")/lib.sh"
 
@@ -39,6 +40,28 @@ T "$TALLYFS" -f -o sync_objects=never "$STORE" "$MNT" >"$TMP/bad.log" 2>&1 ||
 	rc=$?
 assert_eq "exit status of a bad sync_objects" 2 "$rc"
 assert_match "its message" "sync_objects is auto, file or fs" "$(cat "$TMP/bad.log")"
+
+# the kernel's writeback cache: on by default, off with nowriteback or
+# -s (by default), refused with meta= and with -s when asked for
+mount_fs "$STORE" "$MNT"
+assert_eq "writeback cache by default" True "$(status_get writeback_cache)"
+umount_fs
+mount_fs "$STORE" "$MNT" -o nowriteback
+assert_eq "writeback cache with nowriteback" False \
+	"$(status_get writeback_cache)"
+assert_same_content "$TMP/f" "$MNT/main/f"
+umount_fs
+mount_fs "$STORE" "$MNT" -s
+assert_eq "writeback cache with -s" False "$(status_get writeback_cache)"
+umount_fs
+for bad in "-o writeback,meta=postgres://u@127.0.0.1:1/db" "-s -o writeback"; do
+	rc=0
+	# shellcheck disable=SC2086 # the options are words
+	T "$TALLYFS" -f $bad "$STORE" "$MNT" >"$TMP/bad.log" 2>&1 || rc=$?
+	assert_eq "exit status of $bad" 2 "$rc"
+	assert_match "its message" "-o writeback" "$(cat "$TMP/bad.log")"
+done
+is_mounted "$MNT" && fail "a refused writeback mounted"
 
 # a store inside a tallyfs mount: on FUSE
 mount_fs "$STORE" "$MNT"
