@@ -580,6 +580,7 @@ int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
 {
 	struct inode *ip;
 	struct timespec ts = tally_now();
+	bool ctime_only;
 	int rc;
 
 	if (tally_is_virtual(ino))
@@ -604,6 +605,16 @@ int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
 			goto out;
 	}
 	tally_lock(t);
+	/* the kernel's ctime after a link, unlink or rename of a file whose
+	 * times it keeps (writeback cache), its mtime unchanged: the change
+	 * itself committed a ctime already; this one stays in memory and
+	 * goes with the inode's next write */
+	ctime_only = S_ISREG(ip->md.mode) && !tally_meta_shared(t) &&
+		     (to_set & TALLY_SET_CTIME) &&
+		     !(to_set & ~(TALLY_SET_CTIME | TALLY_SET_MTIME)) &&
+		     (!(to_set & TALLY_SET_MTIME) ||
+		      (in->st_mtim.tv_sec == ip->md.mtime.tv_sec &&
+		       in->st_mtim.tv_nsec == ip->md.mtime.tv_nsec));
 	if (to_set & TALLY_SET_MODE) {
 		ip->md.mode = (ip->md.mode & S_IFMT) | (in->st_mode & 07777);
 		ip->mdirty |= META_F_MODE;
@@ -634,8 +645,10 @@ int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
 	ip->md.ctime = to_set & TALLY_SET_CTIME ? in->st_ctim : ts;
 	ip->mdirty |= META_F_CTIME;
 	tally_unlock(t);
-	if (S_ISREG(ip->md.mode) && !(to_set & ~SET_TIMES) &&
-	    !tally_meta_shared(t)) {
+	if (ctime_only) {
+		rc = 0;
+	} else if (S_ISREG(ip->md.mode) && !(to_set & ~SET_TIMES) &&
+		   !tally_meta_shared(t)) {
 		uint64_t seq;
 
 		/* times alone (the kernel sends a written file's at every
