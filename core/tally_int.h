@@ -151,7 +151,7 @@ struct tally {
 	void (*stream_hook)(void *arg, uint64_t seq, uint64_t ino);
 	void (*release_hook)(void *arg, uint64_t ino);
 	void *hook_arg;
-	/* the kernel's writeback cache (tally_set_push): set before the
+	/* the kernel's written pages (tally_set_push): set before the
 	 * front end serves requests, cleared after */
 	void (*push)(void *arg, uint64_t ino);
 	void *push_arg;

@@ -17,6 +17,7 @@ struct fs {
 	double entry_timeout;
 	double attr_timeout;
 	const char *mountpoint;
+	unsigned long long wb_max; /* the kernel's dirty pages of the mount */
 	/* the kernel's writeback cache: written pages stay in the kernel
 	 * until it writes them back (close, fsync, sync, its timer, or a
 	 * push: tally_set_push) */

@@ -274,7 +274,6 @@ static int bdi_set(const struct stat *st, const char *name,
 static void *tune_bdi(void *arg)
 {
 	struct fs *fs = arg;
-	struct tally_stats ts;
 	struct stat st;
 	int rc;
 
@@ -283,11 +282,9 @@ static void *tune_bdi(void *arg)
 	rc = bdi_set(&st, "read_ahead_kb", 1024);
 	if (rc)
 		log_msg(LOG_DEBUG, "cannot raise readahead: %s", strerror(-rc));
-	if (!atomic_load(&fs->writeback) || tally_stats(fs->t, &ts) != 0)
+	if (!atomic_load(&fs->writeback))
 		return NULL;
-	rc = bdi_set(&st, "max_bytes",
-		     ts.dirty_limit < WB_MAX_BYTES ? ts.dirty_limit
-						   : WB_MAX_BYTES);
+	rc = bdi_set(&st, "max_bytes", fs->wb_max);
 	if (rc)
 		log_msg(LOG_INFO,
 			"the kernel keeps its own bound of this mount's "
@@ -562,6 +559,8 @@ int main(int argc, char **argv)
 	struct tally_opts topts;
 	struct fuse_session *se;
 	struct fs fs = { 0 };
+	pthread_t tuner;
+	bool tuning = false;
 	struct remote_opts ropts;
 	bool remote_on = false;
 	char fsname[PATH_MAX + 16];
@@ -695,6 +694,14 @@ int main(int argc, char **argv)
 	fs.splice = !o.nosplice;
 	fs.threads = !cmd.singlethread;
 	fs.mountpoint = cmd.mountpoint;
+	{
+		struct tally_stats ts;
+
+		fs.wb_max = tally_stats(fs.t, &ts) == 0 &&
+					    ts.dirty_limit < WB_MAX_BYTES
+				    ? ts.dirty_limit
+				    : WB_MAX_BYTES;
+	}
 	/* fs_op_init turns it on if the kernel can */
 	atomic_init(&fs.writeback,
 		    o.writeback == 1 ||
@@ -725,12 +732,8 @@ int main(int argc, char **argv)
 				"no watch of other nodes' changes: "
 				"the kernel timeouts bound them");
 	}
-	{
-		pthread_t th;
-
-		if (pthread_create(&th, NULL, tune_bdi, &fs) == 0)
-			pthread_detach(th);
-	}
+	/* joined once the session is gone: it reads fs and the mountpoint */
+	tuning = pthread_create(&tuner, NULL, tune_bdi, &fs) == 0;
 	if (cmd.singlethread) {
 		ret = fuse_session_loop(se);
 	} else {
@@ -748,6 +751,8 @@ out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:
 	fuse_session_destroy(se);
+	if (tuning)
+		pthread_join(tuner, NULL);
 out_tally:
 	rc = tally_close(fs.t);
 	if (rc) {
