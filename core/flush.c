@@ -1007,7 +1007,8 @@ static bool want_open(struct tally *t, struct inode *ip, void *ctx)
 	return ip->opens && S_ISREG(ip->md.mode) && !ip->freed;
 }
 
-int tally_push_open(struct tally *t)
+/* Push the kernel's pages of every open regular file (no lock held). */
+static int push_open(struct tally *t)
 {
 	struct inode **list;
 	size_t n, i;
@@ -1046,7 +1047,7 @@ int tally_drain_report(struct tally *t, double timeout,
 	int rc, err;
 
 	/* what the kernel holds of open files first (writeback cache) */
-	rc = tally_push_open(t);
+	rc = push_open(t);
 	if (rc)
 		return rc;
 	/* the deletions that wait first: the space they free may be what

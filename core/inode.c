@@ -580,7 +580,7 @@ int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
 {
 	struct inode *ip;
 	struct timespec ts = tally_now();
-	bool ctime_only;
+	bool times_only, ctime_only;
 	int rc;
 
 	if (tally_is_virtual(ino))
@@ -609,8 +609,9 @@ int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
 	 * times it keeps (writeback cache), its mtime unchanged: the change
 	 * itself committed a ctime already; this one stays in memory and
 	 * goes with the inode's next write */
-	ctime_only = S_ISREG(ip->md.mode) && !tally_meta_shared(t) &&
-		     (to_set & TALLY_SET_CTIME) &&
+	times_only = S_ISREG(ip->md.mode) && !tally_meta_shared(t) &&
+		     !(to_set & ~SET_TIMES);
+	ctime_only = times_only && (to_set & TALLY_SET_CTIME) &&
 		     !(to_set & ~(TALLY_SET_CTIME | TALLY_SET_MTIME)) &&
 		     (!(to_set & TALLY_SET_MTIME) ||
 		      (in->st_mtim.tv_sec == ip->md.mtime.tv_sec &&
@@ -647,8 +648,7 @@ int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
 	tally_unlock(t);
 	if (ctime_only) {
 		rc = 0;
-	} else if (S_ISREG(ip->md.mode) && !(to_set & ~SET_TIMES) &&
-		   !tally_meta_shared(t)) {
+	} else if (times_only) {
 		uint64_t seq;
 
 		/* times alone (the kernel sends a written file's at every

@@ -529,6 +529,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 {
 	struct inode *ip = NULL, *npip = NULL, *nip;
 	struct meta_inode md, npmd;
+	bool open;
 	int rc = tally_check_name(newname);
 
 	if (rc)
@@ -537,6 +538,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		return -EPERM;
 	tally_lock(t);
 	rc = inode_get(t, ino, &ip);
+	open = !rc && ip->opens > 0;
 	tally_unlock(t);
 	if (rc)
 		return rc;
@@ -546,15 +548,8 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	}
 	/* a link into another namespace copies committed references: what
 	 * the kernel holds of an open file is sent first (no lock held) */
-	if (t->push) {
-		bool open;
-
-		tally_lock(t);
-		open = ip->opens > 0;
-		tally_unlock(t);
-		if (open)
-			t->push(t->push_arg, ip->ino);
-	}
+	if (open && t->push)
+		t->push(t->push_arg, ip->ino);
 	pthread_rwlock_wrlock(&ip->io->rw);
 	tally_lock(t);
 	rc = parent_dir(t, newparent, &npip);

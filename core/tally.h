@@ -364,8 +364,6 @@ struct tally_inval {
  */
 void tally_set_push(struct tally *t, void (*push)(void *arg, uint64_t ino),
 		    void *arg, bool cache);
-/* Push the dirty pages of every open regular file (drain); no lock held. */
-int tally_push_open(struct tally *t);
 
 /* Start the watch (nothing with the embedded engine): 0 or -errno. */
 int tally_watch(struct tally *t, const struct tally_inval *hooks);

@@ -8,6 +8,7 @@
 #include <fuse_lowlevel.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct tally;
 
@@ -32,5 +33,14 @@ struct fs {
 };
 
 extern const struct fuse_lowlevel_ops fs_ops;
+
+/*
+ * Drop inode @ino's pages and attributes from the kernel's caches (@arg:
+ * the struct fs). The kernel writes its dirty pages back first (it
+ * launders each) and the call returns once they were served by the
+ * loop's other threads: the hook of the watch (other nodes' changes) and
+ * of the push (tally_set_push).
+ */
+void fs_inval_inode(void *arg, uint64_t ino);
 
 #endif

@@ -537,13 +537,6 @@ static void inval_entry(void *arg, uint64_t parent, const char *name)
 	fuse_lowlevel_notify_inval_entry(fs->se, parent, name, strlen(name));
 }
 
-static void inval_inode(void *arg, uint64_t ino)
-{
-	struct fs *fs = arg;
-
-	fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
-}
-
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -725,7 +718,7 @@ int main(int argc, char **argv)
 	{
 		/* a shared store: what other nodes change leaves the
 		 * kernel's caches at once */
-		struct tally_inval inval = { inval_entry, inval_inode, &fs };
+		struct tally_inval inval = { inval_entry, fs_inval_inode, &fs };
 
 		if (tally_watch(fs.t, &inval))
 			log_msg(LOG_WARNING,

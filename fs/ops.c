@@ -78,13 +78,7 @@ static bool pipe_holds(size_t bytes)
 	return ok;
 }
 
-/*
- * The kernel's dirty pages of @ino, sent now: an invalidation of its pages
- * writes the dirty ones back first (the kernel launders each), and the
- * notification returns once they were written, served by the loop's other
- * threads.
- */
-static void push_inode(void *arg, uint64_t ino)
+void fs_inval_inode(void *arg, uint64_t ino)
 {
 	struct fs *fs = arg;
 
@@ -126,7 +120,7 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 	/* pages written through shared mappings are the kernel's too, with
 	 * or without the cache; set before any other request comes */
 	if (fs->threads)
-		tally_set_push(fs->t, push_inode, fs,
+		tally_set_push(fs->t, fs_inval_inode, fs,
 			       atomic_load(&fs->writeback));
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
