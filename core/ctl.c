@@ -1299,7 +1299,7 @@ int ctl_status_json(struct tally *t, char **out)
 		", \"buffer_pool_bytes\": %" PRIu64
 		", \"max_pending_flushes\": %u, \"workers\": %u"
 		", \"jobs_queued\": %" PRIu64 ", \"jobs_running\": %" PRIu64
-		", \"writeback_cache\": %s}\n",
+		", \"writeback_cache\": %s, \"xattrs\": %s}\n",
 		TALLY_VERSION, st.block_size, st.namespaces, st.inodes,
 		st.objects, st.bytes_logical, st.bytes_referenced,
 		st.bytes_stored,
@@ -1311,7 +1311,8 @@ int ctl_status_json(struct tally *t, char **out)
 		st.group_commits, st.spliced_reads, st.refcount_drift,
 		st.corrupt_objects, st.inodes_cached, st.buffer_pool_bytes,
 		st.max_pending, st.workers, st.jobs_queued, st.jobs_running,
-		st.writeback_cache ? "true" : "false");
+		st.writeback_cache ? "true" : "false",
+		st.xattrs ? "true" : "false");
 	if (rc) {
 		free(gc);
 		return rc;

@@ -432,6 +432,7 @@ int tally_open(const char *path, const struct tally_opts *opts,
 	t->hook_arg = opts->hook_arg;
 	t->report_interval = opts->report_interval ? opts->report_interval : 60;
 	t->heartbeat = opts->heartbeat ? opts->heartbeat : 12;
+	t->no_xattrs = opts->no_xattrs;
 	t->stale_after = opts->stale_after ? opts->stale_after : 600;
 	t->min_nodes = opts->min_nodes_reporting ? opts->min_nodes_reporting
 						 : 1;
@@ -706,6 +707,7 @@ int tally_stats(struct tally *t, struct tally_stats *out)
 	out->spliced_reads = atomic_load(&t->spliced_reads);
 	out->buffer_pool_bytes = dirty_pool_bytes(t);
 	out->writeback_cache = t->wb_cache;
+	out->xattrs = !t->no_xattrs;
 	out->corrupt_objects =
 		atomic_load(&t->corrupt) + objstore_corrupt(t->objs);
 	pool_stats(t->pool, &ps);

@@ -61,6 +61,7 @@ struct tally_opts {
 	 * after five are missed (core/session.c) */
 	unsigned heartbeat;
 	int sync_objects; /* OBJSTORE_SYNC_*: 0 = auto */
+	bool no_xattrs;	  /* every xattr call is -EOPNOTSUPP (noxattr) */
 	uid_t owner;	  /* owner of /.tally/ctl */
 	gid_t owner_gid;
 	/* the remote tier (core/remote.h): its bucket settings are taken
@@ -314,6 +315,7 @@ struct tally_stats {
 	unsigned workers, max_pending;
 	uint32_t block_size;
 	bool writeback_cache; /* the kernel's (tally_set_push) */
+	bool xattrs;	      /* not turned off (tally_opts.no_xattrs) */
 };
 int tally_stats(struct tally *t, struct tally_stats *out);
 

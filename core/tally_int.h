@@ -156,6 +156,7 @@ struct tally {
 	void (*push)(void *arg, uint64_t ino);
 	void *push_arg;
 	bool wb_cache;		 /* the kernel's writeback cache is on */
+	bool no_xattrs;		 /* tally_opts.no_xattrs: fixed at open */
 	_Atomic int64_t node_id; /* written under lock (core/session.c) */
 	struct watch *watch;	 /* core/watch.c, or NULL */
 	int64_t heartbeat;	 /* seconds between heartbeats */

@@ -150,6 +150,8 @@ ssize_t tally_getxattr(struct tally *t, uint64_t ino, const char *name,
 	ssize_t ret;
 	int rc;
 
+	if (t->no_xattrs)
+		return -EOPNOTSUPP;
 	if (tally_is_virtual(ino))
 		return -ENODATA;
 	rc = xattr_ns_ok(name);
@@ -177,6 +179,8 @@ int tally_setxattr(struct tally *t, uint64_t ino, const char *name,
 	struct inode *ip;
 	int rc;
 
+	if (t->no_xattrs)
+		return -EOPNOTSUPP;
 	if (tally_is_virtual(ino))
 		return -EPERM;
 	rc = xattr_ns_ok(name);
@@ -230,6 +234,8 @@ ssize_t tally_listxattr(struct tally *t, uint64_t ino, char *buf, size_t size)
 	ssize_t ret;
 	int rc;
 
+	if (t->no_xattrs)
+		return -EOPNOTSUPP;
 	if (tally_is_virtual(ino))
 		return 0;
 	rc = file_get(t, ino, &ip);
@@ -265,6 +271,8 @@ int tally_removexattr(struct tally *t, uint64_t ino, const char *name)
 	struct inode *ip;
 	int rc;
 
+	if (t->no_xattrs)
+		return -EOPNOTSUPP;
 	if (tally_is_virtual(ino))
 		return -EPERM;
 	rc = xattr_ns_ok(name);

@@ -40,6 +40,7 @@ struct options {
 	unsigned min_nodes;
 	long long gc_interval;
 	int nosplice;
+	int noxattr;
 	int writeback;	    /* 1 writeback, 0 nowriteback, -1 not given */
 	char *sync_objects; /* auto, file or fs */
 	char *meta;	    /* postgres://... (NULL: STORE/meta.db) */
@@ -86,6 +87,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("min_nodes_reporting=%u", min_nodes),
 	OPT("gc_interval=%lld", gc_interval),
 	OPT("nosplice", nosplice),
+	OPT("noxattr", noxattr),
 	{ "writeback", offsetof(struct options, writeback), 1 },
 	{ "nowriteback", offsetof(struct options, writeback), 0 },
 	OPT("sync_objects=%s", sync_objects),
@@ -180,6 +182,10 @@ static void usage(const char *prog)
 	       "at once (default:\n"
 	       "                            the kernel's writeback cache, "
 	       "off with meta=)\n"
+	       "    -o noxattr              no extended attributes (ENOSYS): "
+	       "the kernel then\n"
+	       "                            asks nothing before each write "
+	       "(faster small writes)\n"
 	       "    -o nosplice             copy read replies instead of "
 	       "splicing them from object files\n"
 	       "    -o sync_objects=MODE    how objects are made durable: "
@@ -670,6 +676,7 @@ int main(int argc, char **argv)
 	topts.remote = remote_on ? &ropts : NULL;
 	topts.meta = o.meta;
 	topts.heartbeat = o.heartbeat;
+	topts.no_xattrs = o.noxattr;
 	rc = tally_open(o.store, &topts, &fs.t);
 	if (rc) {
 		fprintf(stderr, "tallyfs: cannot open store '%s': %s\n",
@@ -685,6 +692,7 @@ int main(int argc, char **argv)
 			  : o.meta	      ? 1
 					      : 3600;
 	fs.splice = !o.nosplice;
+	fs.no_xattrs = o.noxattr;
 	fs.threads = !cmd.singlethread;
 	fs.mountpoint = cmd.mountpoint;
 	{

@@ -6,7 +6,7 @@
 # a FUSE filesystem (here: inside another tallyfs mount) has its objects
 # synced file by file, since FUSE does not pass syncfs(2) through; a bad
 # sync_objects is refused; the kernel's writeback cache is on by default and
-# refused where it cannot work.
+# refused where it cannot work; noxattr turns extended attributes off.
 SCN_TIMEOUT=180
 source "$(dirname "$0")/lib.sh"
 
@@ -62,6 +62,34 @@ for bad in "-o writeback,meta=postgres://u@127.0.0.1:1/db" "-s -o writeback"; do
 	assert_match "its message" "-o writeback" "$(cat "$TMP/bad.log")"
 done
 is_mounted "$MNT" && fail "a refused writeback mounted"
+
+# noxattr: every xattr call fails with EOPNOTSUPP (the kernel's answer once
+# the daemon said ENOSYS), the virtual ones too; writes and reads go on; an
+# xattr set before stays in the store and is back without the option
+mount_fs "$STORE" "$MNT"
+T setfattr -n user.kept -v before "$MNT/main/f"
+assert_eq "xattrs by default" True "$(status_get xattrs)"
+umount_fs
+mount_fs "$STORE" "$MNT" -o noxattr
+assert_eq "xattrs with noxattr" False "$(status_get xattrs)"
+for call in "getfattr -n user.kept" "getfattr -n user.tally.refs" \
+	"getfattr -d" "setfattr -n user.new -v 1" "setfattr -x user.kept"; do
+	# shellcheck disable=SC2086 # the call is words
+	assert_fails "Operation not supported" $call "$MNT/main/f"
+done
+rand_file "$TMP/g" $((300 * 1024))
+T cp "$TMP/g" "$MNT/main/g"
+T dd if="$TMP/f" of="$MNT/main/g" bs=4096 count=3 seek=5 conv=notrunc \
+	status=none
+T dd if="$TMP/f" of="$TMP/g" bs=4096 count=3 seek=5 conv=notrunc status=none
+assert_same_content "$TMP/g" "$MNT/main/g"
+umount_fs
+mount_fs "$STORE" "$MNT"
+assert_eq "an xattr set before noxattr" before \
+	"$(T getfattr --only-values -n user.kept "$MNT/main/f")"
+assert_same_content "$TMP/g" "$MNT/main/g"
+T setfattr -x user.kept "$MNT/main/f"
+umount_fs
 
 # a store inside a tallyfs mount: on FUSE
 mount_fs "$STORE" "$MNT"

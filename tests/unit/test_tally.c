@@ -393,6 +393,39 @@ Test(tally, xattrs)
 	cr_assert_eq(tally_removexattr(t, ino, "user.k"), -ENODATA);
 }
 
+/* tally_opts.no_xattrs: every call refused, nothing changed; what was set
+ * before is there again once the store is opened without it */
+Test(tally, xattrs_turned_off)
+{
+	struct tally_opts o = { .block_size = BS, .no_xattrs = true };
+	struct tally_stats st;
+	uint64_t ns = tu_mkns(t, "main"), ino;
+	char buf[64];
+
+	ino = mkfile(ns, "f", "x", 1);
+	cr_assert_eq(tally_setxattr(t, ino, "user.k", "v1", 2, 0), 0);
+	cr_assert_eq(tally_close(t), 0);
+	t = NULL;
+	cr_assert_eq(tally_open(store, &o, &t), 0);
+	cr_assert_eq(tally_stats(t, &st), 0);
+	cr_assert(!st.xattrs);
+	cr_assert_eq(tally_getxattr(t, ino, "user.k", buf, sizeof(buf)),
+		     -EOPNOTSUPP);
+	cr_assert_eq(tally_getxattr(t, ino, "user.tally.refs", buf,
+				    sizeof(buf)),
+		     -EOPNOTSUPP);
+	cr_assert_eq(tally_listxattr(t, ino, buf, sizeof(buf)), -EOPNOTSUPP);
+	cr_assert_eq(tally_setxattr(t, ino, "user.k", "v2", 2, 0), -EOPNOTSUPP);
+	cr_assert_eq(tally_removexattr(t, ino, "user.k"), -EOPNOTSUPP);
+	cr_assert_eq(tally_close(t), 0);
+	t = NULL;
+	open_store();
+	cr_assert_eq(tally_stats(t, &st), 0);
+	cr_assert(st.xattrs);
+	cr_assert_eq(tally_getxattr(t, ino, "user.k", buf, sizeof(buf)), 2);
+	cr_assert_eq(memcmp(buf, "v1", 2), 0);
+}
+
 Test(tally, branch_is_copy_on_write)
 {
 	char data[2 * BS];
