@@ -22,6 +22,12 @@
 #   wait_mount MNT PID LOG
 #   drop_caches           sync; echo 3 >/proc/sys/vm/drop_caches
 #   now / secs T0 T1      $EPOCHREALTIME; T1 - T0 with 3 decimals
+#   need_build_tools      add to the array `need` the Debian packages
+#                         build_tools lacks (gcc, pkg-config, fuse3,
+#                         python3, libfuse3-dev with its examples)
+#   build_tools WORK      WORK/bin/passthrough_ll (libfuse's example, from
+#                         the source libfuse3-dev ships) and
+#                         WORK/bin/benchtool
 
 usage() { sed -n '/^# Usage:/,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 die() { echo "bench: $*" >&2; exit 2; }
@@ -112,3 +118,47 @@ drop_caches() {
 now() { echo "$EPOCHREALTIME"; }
 # secs T0 T1: T1 - T0
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+examples=/usr/share/doc/libfuse3-dev/examples
+have_example() {
+	[ -e "$examples/passthrough_ll.c" ] ||
+		[ -e "$examples/passthrough_ll.c.gz" ]
+}
+
+need_build_tools() {
+	command -v python3 >/dev/null || need+=(python3)
+	command -v cc >/dev/null || need+=(gcc)
+	command -v pkg-config >/dev/null || need+=(pkg-config)
+	command -v fusermount3 >/dev/null || need+=(fuse3)
+	command -v mountpoint >/dev/null || need+=(util-linux)
+	{ pkg-config --exists fuse3 2>/dev/null && have_example; } ||
+		need+=(libfuse3-dev)
+}
+
+build_tools() {
+	local work=$1 src=$1/src ex=$examples f
+	mkdir -p "$work/bin" "$src"
+	if ! have_example; then
+		# an image whose dpkg excludes /usr/share/doc: the example
+		# straight out of the package
+		say "no $examples: extracting it from the libfuse3-dev package"
+		(cd "$src" && apt-get download libfuse3-dev >/dev/null &&
+			dpkg-deb -x libfuse3-dev_*.deb pkg)
+		ex=$src/pkg/usr/share/doc/libfuse3-dev/examples
+		[ -e "$ex/passthrough_ll.c" ] ||
+			[ -e "$ex/passthrough_ll.c.gz" ] ||
+			die "libfuse3-dev has no passthrough_ll.c example"
+	fi
+	for f in passthrough_ll.c passthrough_helpers.h; do
+		if [ -e "$ex/$f" ]; then
+			cp "$ex/$f" "$src/$f"
+		elif [ -e "$ex/$f.gz" ]; then
+			gzip -dc "$ex/$f.gz" >"$src/$f"
+		fi
+	done
+	# shellcheck disable=SC2046 # pkg-config's words are separate arguments
+	cc -O2 -w -o "$work/bin/passthrough_ll" "$src/passthrough_ll.c" \
+		$(pkg-config --cflags --libs fuse3)
+	cc -O2 -Wall -o "$work/bin/benchtool" \
+		"$(dirname "${BASH_SOURCE[0]}")/benchtool.c"
+}
