@@ -170,8 +170,9 @@ int meta_inode_put(struct meta *m, const struct meta_inode *in);
  * is the count after the move. *@nlink receives the count now: the
  * store's after the statement, or, when no decision needs it (@delta 0,
  * or a directory's), @in->nlink, the change then going with the next
- * statement (PostgreSQL: no round trip of its own). A missing row is
- * written whole.
+ * statement (PostgreSQL: no round trip of its own). A missing row (an
+ * inode another mount removed) is never made again: -ENOENT when the
+ * count is answered, nothing changed otherwise.
  */
 int meta_inode_update(struct meta *m, const struct meta_inode *in,
 		      int64_t delta, unsigned fields, uint32_t *nlink);

@@ -24,7 +24,7 @@ enum {
 	I_INODE_DEL,
 	I_INODE_DEL_X,
 	I_INODE_UPDATE,
-	I_INODE_UPSERT,
+	I_INODE_CHANGE,
 	I_MAX_INO,
 	I_ORPHANS,
 	I_TARGET_SET,
@@ -81,23 +81,20 @@ static const char *const inode_text[I_COUNT] = {
 		"mtime = CASE WHEN (?13 & 32) <> 0 THEN ?11 ELSE mtime END, "
 		"ctime = CASE WHEN (?13 & 64) <> 0 THEN ?12 ELSE ctime END "
 		"WHERE ino = ?1 RETURNING nlink",
-	/* the same with no answer, and the row made if there is none */
-	[I_INODE_UPSERT] =
-		"INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, size, "
-		"rdev, alloc, atime, mtime, ctime) VALUES (?1, ?2, ?3, ?4, ?5, "
-		"?14, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(ino) DO UPDATE SET "
-		"mode = CASE WHEN (?13 & 1) <> 0 THEN ?3 ELSE inodes.mode END, "
-		"uid = CASE WHEN (?13 & 2) <> 0 THEN ?4 ELSE inodes.uid END, "
-		"gid = CASE WHEN (?13 & 4) <> 0 THEN ?5 ELSE inodes.gid END, "
-		"nlink = inodes.nlink + ?6, "
-		"size = CASE WHEN (?13 & 8) <> 0 THEN ?7 ELSE inodes.size END, "
-		"alloc = CASE WHEN (?13 & 8) <> 0 THEN ?9 ELSE inodes.alloc END, "
-		"atime = CASE WHEN (?13 & 16) <> 0 THEN ?10 ELSE inodes.atime "
-		"END, "
-		"mtime = CASE WHEN (?13 & 32) <> 0 THEN ?11 ELSE inodes.mtime "
-		"END, "
-		"ctime = CASE WHEN (?13 & 64) <> 0 THEN ?12 ELSE inodes.ctime "
-		"END",
+	/* the same with no answer: nothing when the row is gone (another
+	 * node removed the inode; never made again, nameless) */
+	[I_INODE_CHANGE] =
+		"UPDATE inodes SET "
+		"mode = CASE WHEN (?13 & 1) <> 0 THEN ?3 ELSE mode END, "
+		"uid = CASE WHEN (?13 & 2) <> 0 THEN ?4 ELSE uid END, "
+		"gid = CASE WHEN (?13 & 4) <> 0 THEN ?5 ELSE gid END, "
+		"nlink = nlink + ?6, "
+		"size = CASE WHEN (?13 & 8) <> 0 THEN ?7 ELSE size END, "
+		"alloc = CASE WHEN (?13 & 8) <> 0 THEN ?9 ELSE alloc END, "
+		"atime = CASE WHEN (?13 & 16) <> 0 THEN ?10 ELSE atime END, "
+		"mtime = CASE WHEN (?13 & 32) <> 0 THEN ?11 ELSE mtime END, "
+		"ctime = CASE WHEN (?13 & 64) <> 0 THEN ?12 ELSE ctime END "
+		"WHERE ino = ?1",
 	[I_INODE_DEL_X] = "DELETE FROM xattrs WHERE ino = ?1",
 	[I_MAX_INO] = "SELECT coalesce(max(ino), 0) FROM inodes",
 	[I_ORPHANS] = "SELECT ino FROM inodes WHERE nlink = 0",
@@ -279,27 +276,26 @@ int meta_inode_update(struct meta *m, const struct meta_inode *in,
 
 	/* no decision reads the count (it does not move, or a directory's
 	 * goes up): no answer to wait for, the change goes with the next
-	 * statement, and makes the row if there is none. A count that goes
-	 * down is the store's: from the node's own count (which misses
-	 * other nodes' changes) a directory could seem removed */
+	 * statement. A count that goes down is the store's: from the
+	 * node's own count (which misses other nodes' changes) a directory
+	 * could seem removed. Every inode's row is made by its creation
+	 * (meta_inode_put()); one that is gone was removed by another node,
+	 * and is not made again: a nameless row nothing would collect, or,
+	 * for a file whose blocks went with it, a size read as zeros */
 	if (delta == 0 || (S_ISDIR(in->mode) && delta > 0)) {
-		rc = inode_stmt(m, I_INODE_UPSERT, in, delta, &s);
+		rc = inode_stmt(m, I_INODE_CHANGE, in, delta, &s);
 		if (rc)
 			return rc;
 		meta_bind_int(s, 13, fields);
-		meta_bind_int(s, 14, in->nlink);
 		*nlink = in->nlink;
 		return meta_run_later(m, s, "inode update");
 	}
 	rc = inode_stmt(m, I_INODE_UPDATE, in, delta, &s);
 	if (!rc) {
 		meta_bind_int(s, 13, fields);
+		/* -ENOENT: the row is gone (-ENOLINK: a statement before
+		 * failed) */
 		rc = meta_int(m, s, &v, "inode update");
-	}
-	if (rc == -ENOENT) { /* not -ENOLINK: a statement before failed */
-		/* no row yet: written whole */
-		*nlink = in->nlink;
-		return meta_inode_put(m, in);
 	}
 	if (!rc)
 		*nlink = v < 0 ? 0 : (uint32_t)v;

@@ -830,7 +830,8 @@ Test(meta_pg, entries_only_in_directories_that_are_there)
 
 /* A change no decision reads the count of (a directory's, or none) goes
  * with the next statement: still a move of the count from what the row
- * has, the other fields as masked, and a missing row made whole. */
+ * has, the other fields as masked; a row another mount removed is never
+ * made again. */
 /* meta_inode_update() of @d on @x in a transaction of its own: the count
  * it gives. */
 static uint32_t update(struct meta *x, const struct meta_inode *d,
@@ -844,7 +845,7 @@ static uint32_t update(struct meta *x, const struct meta_inode *d,
 	return n;
 }
 
-Test(meta_pg, changes_without_an_answer_move_counts_and_make_rows)
+Test(meta_pg, changes_without_an_answer_move_counts_and_make_no_rows)
 {
 	struct meta_inode d = { .ino = 16,
 				.nspace = 16,
@@ -869,13 +870,21 @@ Test(meta_pg, changes_without_an_answer_move_counts_and_make_rows)
 	cr_assert_eq(got.nlink, 4);
 	cr_assert_eq(got.mtime.tv_sec, 12345);
 	cr_assert_eq(got.mode, S_IFDIR | 0755);
-	/* a row nobody wrote yet: made whole, with the count given */
+	/* a row that is not there (b removed it: an rmdir on another
+	 * node): m's attribute write and a directory's count going up
+	 * change nothing and make no row */
 	d.ino = 17;
 	d.nlink = 5;
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &d), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_begin(b), 0);
+	cr_assert_eq(meta_inode_delete(b, 17), 0);
+	cr_assert_eq(meta_commit(b), 0);
 	cr_assert_eq(update(m, &d, 0, META_F_MTIME), 5);
-	cr_assert_eq(meta_inode_get(b, 17, &got), 0);
-	cr_assert_eq(got.nlink, 5);
-	cr_assert_eq(got.mode, S_IFDIR | 0700);
+	cr_assert_eq(update(m, &d, 1, META_F_MTIME), 5);
+	cr_assert_eq(meta_inode_get(b, 17, &got), -ENOENT,
+		     "a removed inode's row made again");
 	/* a directory's count going down is the store's: from m's own 3
 	 * (b's +1 missed), two subdirectories removed leave 2, not 1 */
 	d.ino = 16;
@@ -895,6 +904,22 @@ Test(meta_pg, changes_without_an_answer_move_counts_and_make_rows)
 	d.nlink = 0;
 	cr_assert_eq(update(m, &d, -1, 0), 1,
 		     "the store's count: a link is left");
+	/* a file's count moved once its row is gone (a link on m while b
+	 * removed the last name and the blocks): ENOENT, no row made with
+	 * m's size and no blocks */
+	cr_assert_eq(meta_begin(b), 0);
+	cr_assert_eq(meta_inode_delete(b, 18), 0);
+	cr_assert_eq(meta_commit(b), 0);
+	{
+		uint32_t n = 0;
+
+		d.nlink = 2;
+		d.size = 4096;
+		cr_assert_eq(meta_begin(m), 0);
+		cr_assert_eq(meta_inode_update(m, &d, 1, 0, &n), -ENOENT);
+		meta_rollback(m);
+	}
+	cr_assert_eq(meta_inode_get(b, 18, &got), -ENOENT);
 	meta_close(b);
 }
 
