@@ -48,6 +48,8 @@ struct fsck {
 	} * fix;
 	size_t nfix, fixcap;
 	struct meta_objlist dead; /* files to delete after repair */
+	uint64_t *nameless;	  /* inodes with links and no entry */
+	size_t nnameless;
 	struct {
 		struct meta_obj o;
 		uint64_t size; /* by its row */
@@ -357,6 +359,8 @@ static int repair(struct fsck *f)
 	for (i = 0; i < f->ngfix && !rc; i++)
 		rc = meta_ghost_fix(f->s->meta, f->gfix[i].obj, f->gfix[i].src,
 				    f->gfix[i].truth, f->gfix[i].has_ghost);
+	for (i = 0; i < f->nnameless && !rc; i++)
+		rc = meta_inode_unname(f->s->meta, f->nameless[i]);
 	if (!rc)
 		rc = meta_commit(f->s->meta);
 	if (!rc)
@@ -365,7 +369,8 @@ static int repair(struct fsck *f)
 		meta_rollback(f->s->meta);
 		return rc;
 	}
-	f->res->repaired = f->nfix + f->ngfix + f->res->usage_drift;
+	f->res->repaired =
+		f->nfix + f->ngfix + f->res->usage_drift + f->nnameless;
 	/* only after the commit (made durable), and only what nothing
 	 * names (core/reap.c decides) */
 	for (i = 0; i < f->dead.n; i++) {
@@ -377,6 +382,35 @@ static int repair(struct fsck *f)
 			sayf(f, "kept object '%s': %s", f->dead.v[i].name,
 			     strerror(-rc));
 	}
+	return 0;
+}
+
+/*
+ * Say each nameless inode, and keep for the repair those that name no
+ * entry themselves: a directory with entries is left (its entries would
+ * lose their directory), and said.
+ */
+static int nameless_check(struct fsck *f)
+{
+	size_t i, keep = 0;
+
+	for (i = 0; i < f->nnameless; i++) {
+		uint64_t ino = f->nameless[i];
+		int empty = meta_dir_empty(f->s->meta, ino);
+
+		if (empty < 0)
+			return empty;
+		sayf(f,
+		     "nameless: inode %" PRIu64 " has links but no entry "
+		     "names it (a leak%s)",
+		     ino,
+		     !empty	 ? "; it has entries: not repaired"
+		     : f->repair ? ": freed at the next mount"
+				 : "");
+		if (empty)
+			f->nameless[keep++] = ino;
+	}
+	f->nnameless = keep;
 	return 0;
 }
 
@@ -407,6 +441,12 @@ int fsck_run(struct store *s, bool do_repair,
 		rc = meta_ghost_count(s->meta, &res->ghosts);
 	if (!rc)
 		rc = meta_shard_usage_check(s->meta, check_usage, &f);
+	if (!rc)
+		rc = meta_inode_nameless(s->meta, &f.nameless, &f.nnameless);
+	if (rc)
+		goto out;
+	res->nameless = f.nnameless;
+	rc = nameless_check(&f);
 	if (rc)
 		goto out;
 	if (f.nnames)
@@ -429,10 +469,11 @@ int fsck_run(struct store *s, bool do_repair,
 		if (rc)
 			goto out;
 	}
-	if (do_repair &&
-	    (f.nfix || f.ngfix || f.dead.n || f.nbad || res->usage_drift))
+	if (do_repair && (f.nfix || f.ngfix || f.dead.n || f.nbad ||
+			  res->usage_drift || f.nnameless))
 		rc = repair(&f);
 out:
+	free(f.nameless);
 	free(f.names);
 	free(f.prot);
 	free(f.gfix);
@@ -447,7 +488,7 @@ bool fsck_problems(const struct fsck_result *res)
 	return res->drift_under || res->drift_over || res->dangling ||
 	       res->orphans || res->ghost_drift || res->unreachable ||
 	       res->usage_drift || res->corrupt || res->bucket_missing ||
-	       res->bucket_orphans;
+	       res->bucket_orphans || res->nameless;
 }
 
 struct bucket_ctx {

@@ -35,6 +35,8 @@ struct fsck_result {
 	uint64_t bucket_keys;	 /* fsck_bucket(): object keys listed */
 	uint64_t bucket_missing; /* recorded in the bucket, not there (lost) */
 	uint64_t bucket_orphans; /* keys nothing names (a leak) */
+	uint64_t nameless;	 /* inodes with links no entry names (a
+				    leak; --repair: freed at the next mount) */
 };
 
 /*
@@ -46,7 +48,9 @@ struct fsck_result {
  * a good copy (the same name in another shard, or a variant name holding
  * the same bytes); only when there is none are it and its references
  * dropped (those blocks read as zeros), and each file that lost data is
- * named.
+ * named. An inode whose rows give it links while no entry names it (a
+ * leak) gets a link count of 0, so that the next mount frees it as it
+ * frees the unlinked inodes a crash left.
  */
 int fsck_run(struct store *s, bool repair,
 	     void (*say)(void *ctx, const char *line), void *ctx,

@@ -189,6 +189,11 @@ int meta_ino_take(struct meta *m, uint64_t floor, uint64_t n, uint64_t *first);
 int meta_max_ino(struct meta *m, uint64_t *max);
 /* Inodes whose nlink is 0 (left by a crash while open). */
 int meta_inode_orphans(struct meta *m, uint64_t **inos, size_t *n);
+/* Inodes with links that no entry names (a leak: tallyfsck), ascending. */
+int meta_inode_nameless(struct meta *m, uint64_t **inos, size_t *n);
+/* Set an inode's link count to 0, so that it goes as a crash's orphans
+ * do (nothing holds it: at the next mount). In a transaction. */
+int meta_inode_unname(struct meta *m, uint64_t ino);
 
 int meta_target_set(struct meta *m, uint64_t ino, const char *target);
 /* *out is malloc'ed, caller frees. */

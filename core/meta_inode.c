@@ -27,6 +27,8 @@ enum {
 	I_INODE_CHANGE,
 	I_MAX_INO,
 	I_ORPHANS,
+	I_NAMELESS,
+	I_UNNAME,
 	I_TARGET_SET,
 	I_TARGET_GET,
 	I_DENTRY_LOOKUP,
@@ -98,6 +100,10 @@ static const char *const inode_text[I_COUNT] = {
 	[I_INODE_DEL_X] = "DELETE FROM xattrs WHERE ino = ?1",
 	[I_MAX_INO] = "SELECT coalesce(max(ino), 0) FROM inodes",
 	[I_ORPHANS] = "SELECT ino FROM inodes WHERE nlink = 0",
+	/* linked by its count, named by no entry (the root aside) */
+	[I_NAMELESS] = "SELECT ino FROM inodes WHERE nlink > 0 AND ino <> 1 "
+		       "EXCEPT SELECT ino FROM dentries ORDER BY 1",
+	[I_UNNAME] = "UPDATE inodes SET nlink = 0 WHERE ino = ?1",
 	[I_TARGET_SET] = "UPDATE inodes SET target = ?2 WHERE ino = ?1",
 	[I_TARGET_GET] = "SELECT target FROM inodes WHERE ino = ?1",
 	[I_DENTRY_LOOKUP] = "SELECT ino FROM dentries "
@@ -332,6 +338,20 @@ int meta_inode_orphans(struct meta *m, uint64_t **inos, size_t *n)
 	int rc = meta_stmt(m, &meta_inode_sql, I_ORPHANS, &s);
 
 	return rc ? rc : meta_int_rows(m, s, "orphan scan", inos, n);
+}
+
+int meta_inode_nameless(struct meta *m, uint64_t **inos, size_t *n)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, I_NAMELESS, &s);
+
+	return rc ? rc : meta_int_rows(m, s, "nameless scan", inos, n);
+}
+
+int meta_inode_unname(struct meta *m, uint64_t ino)
+{
+	return meta_run_int_later(m, &meta_inode_sql, I_UNNAME, (int64_t)ino,
+				  "inode unname");
 }
 
 int meta_target_set(struct meta *m, uint64_t ino, const char *target)

@@ -26,10 +26,12 @@ static void usage(FILE *f)
 		"\n"
 		"Check an unmounted tallyfs store: recompute every object's\n"
 		"reference count from the block references and report drift,\n"
-		"dangling references and orphan object files.\n"
+		"dangling references, orphan object files and inodes that\n"
+		"no entry names.\n"
 		"\n"
 		"  --repair    rebuild the counts exactly; delete object files\n"
-		"              that nothing references (never a referenced one)\n"
+		"              that nothing references (never a referenced one);\n"
+		"              the next mount frees the nameless inodes\n"
 		"  --wait[=S]  if a process still has the store open (a mount\n"
 		"              that is just being unmounted), wait up to S\n"
 		"              seconds (default 30) for it to let go\n"
@@ -253,7 +255,7 @@ int main(int argc, char **argv)
 	       "drift_over: %llu\ndangling: %llu\norphans: %llu\n"
 	       "ghosts: %llu\nghost_drift: %llu\nunreachable_shards: %llu\n"
 	       "usage_drift: %llu\ncorrupt: %llu\nremote_only: %llu\n"
-	       "queued_missing: %llu\n",
+	       "queued_missing: %llu\nnameless: %llu\n",
 	       (unsigned long long)res.objects,
 	       (unsigned long long)res.references,
 	       (unsigned long long)res.drift_under,
@@ -265,7 +267,8 @@ int main(int argc, char **argv)
 	       (unsigned long long)res.usage_drift,
 	       (unsigned long long)res.corrupt,
 	       (unsigned long long)res.remote_only,
-	       (unsigned long long)res.queued_missing);
+	       (unsigned long long)res.queued_missing,
+	       (unsigned long long)res.nameless);
 	if (meta)
 		printf("cache_stale: %llu\n",
 		       (unsigned long long)res.cache_stale);
