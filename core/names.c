@@ -329,10 +329,15 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 		rc = -ENOTDIR;
 		goto out;
 	}
-	rc = meta_dir_empty(t->meta, ip->ino);
-	if (rc <= 0) {
-		rc = rc ? rc : -ENOTEMPTY;
-		goto out;
+	/* a shared store needs no look first: the delete of the
+	 * directory's row fails while an entry names it (the foreign key
+	 * dentries_parent_fk), which is one round trip less */
+	if (!tally_meta_shared(t)) {
+		rc = meta_dir_empty(t->meta, ip->ino);
+		if (rc <= 0) {
+			rc = rc ? rc : -ENOTEMPTY;
+			goto out;
+		}
 	}
 	pmd = pip->md;
 	pmd.mtime = pmd.ctime = tally_now();
@@ -344,8 +349,8 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 		rc = meta_inode_delete(t->meta, ip->ino);
 	if (!rc)
 		rc = inode_write_md(t, pip, &pmd);
-	/* an entry another node made in it meanwhile: the delete of its
-	 * row fails while an entry names it */
+	/* an entry in it (another node's, made meanwhile, too): the delete
+	 * of its row fails while an entry names it */
 	rc = tally_txn_end_as(t, rc, -ENOTEMPTY);
 	dcache_drop(t, parent, name);
 	if (rc)
