@@ -139,24 +139,30 @@ int tally_release(struct tally *t, uint64_t ino)
 	ip->opens--;
 	if (tally_meta_shared(t) && ip->opens == 0 && !ip->freed &&
 	    S_ISREG(ip->md.mode)) {
-		/* a shared store: this node's hold goes; the rows go too if
-		 * the last name went (here or on another node) and no other
-		 * node holds the file open */
-		int rc2 = meta_begin(t->meta);
+		/* a shared store: this node's hold goes (one round trip,
+		 * with the link count); the rows go too if the last name
+		 * went (here or on another node) and no other node holds
+		 * the file open: decided again in a transaction of its own,
+		 * which the drop of the hold no longer needs */
+		uint32_t nlink = 0;
 		bool drop = false;
+		int rc2 =
+			meta_hold_release(t->meta, t->node_id, ip->ino, &nlink);
 
-		if (!rc2)
-			rc2 = meta_hold_del(t->meta, t->node_id, ip->ino);
-		if (!rc2) {
-			rc2 = meta_inode_last(t->meta, ip->ino, t->node_id);
-			drop = rc2 == 1;
-			rc2 = rc2 == -ENOENT ? 0 : (rc2 < 0 ? rc2 : 0);
+		if (rc2 == -ENOENT) {
+			rc2 = 0; /* gone: not ours to free */
+		} else if (!rc2 && nlink == 0) {
+			rc2 = meta_begin(t->meta);
+			if (!rc2) {
+				rc2 = meta_inode_last(t->meta, ip->ino,
+						      t->node_id);
+				drop = rc2 == 1;
+				rc2 = rc2 == -ENOENT ? 0 : (rc2 < 0 ? rc2 : 0);
+			}
+			if (!rc2 && drop)
+				rc2 = inode_drop(t, ip);
+			rc2 = tally_txn_end(t, rc2);
 		}
-		if (!rc2 && drop)
-			rc2 = inode_drop(t, ip);
-		else if (!rc2)
-			rc2 = meta_relaxed(t->meta); /* only the hold went */
-		rc2 = tally_txn_end(t, rc2);
 		if (!rc2 && drop) {
 			ip->freed = true;
 			inode_free_data(t, ip);

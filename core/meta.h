@@ -398,6 +398,14 @@ int meta_hold_del(struct meta *m, int64_t node, uint64_t ino);
 /* 1 if inode @ino has no link left and no node but @node holds it open
  * (its rows may go now), 0 if not, -ENOENT if it is gone. */
 int meta_inode_last(struct meta *m, uint64_t ino, int64_t node);
+/*
+ * Drop node @node's hold of @ino in a transaction of its own, with a
+ * relaxed commit; *@nlink: the inode's link count, read (row locked) in
+ * that transaction (PostgreSQL: one round trip for it all). -ENOENT: the
+ * inode is gone (the hold's drop committed).
+ */
+int meta_hold_release(struct meta *m, int64_t node, uint64_t ino,
+		      uint32_t *nlink);
 /* The transaction's commit need not wait for the disk (PostgreSQL:
  * synchronous_commit off for it): what a crash of the server may lose
  * of it is harmless (the drop of an open hold: the inode stays until

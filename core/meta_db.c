@@ -616,9 +616,17 @@ int meta_begin(struct meta *m)
 	return rc ? rc : meta_run_later(m, s, "begin");
 }
 
-int meta_commit(struct meta *m)
+/*
+ * The COMMIT, after @s if not NULL: *@v its integer, or -ENOENT when it
+ * gave no row (committed all the same). On PostgreSQL both go in one
+ * pipeline: one round trip.
+ */
+static int commit_with(struct meta *m, struct meta_st *s, int64_t *v,
+		       const char *what)
 {
 	size_t ndead = m->dead.n;
+	bool none = false; /* @s gave no row */
+	struct meta_st *c;
 	int rc;
 
 	if (m->fault_in > 0 && --m->fault_in == 0) {
@@ -628,24 +636,45 @@ int meta_commit(struct meta *m)
 		return m->fault_err;
 	}
 	rc = meta_settle(m);
-	if (!rc) {
-		struct meta_st *s;
-
-		rc = meta_stmt(m, &meta_db_sql, D_COMMIT, &s);
-		if (!rc)
-			rc = meta_run(m, s, "commit");
-		/* a COMMIT cut off with the connection may have committed:
-		 * not run again (that could do it twice), an error */
-		if (rc == -EDEADLK && meta_pg_lost(m)) {
-			log_msg(LOG_ERR,
-				"metadata commit: the connection was "
-				"lost; whether it committed is unknown");
-			rc = -EIO;
-		}
+	if (!rc && s && !m->pg) {
+		rc = meta_int(m, s, v, what);
+		none = rc == -ENOENT;
+		rc = none ? 0 : rc;
 	}
-	if (rc)
+	if (!rc)
+		rc = meta_stmt(m, &meta_db_sql, D_COMMIT, &c);
+	if (!rc && s && m->pg) {
+		meta_pg_set_tail(m, c);
+		rc = meta_int(m, s, v, what);
+		meta_pg_set_tail(m, NULL);
+		none = rc == -ENOENT; /* the pipeline went whole */
+		rc = none ? 0 : rc;
+	} else if (!rc) {
+		rc = meta_run(m, c, "commit");
+	}
+	/* a COMMIT cut off with the connection may have committed: not run
+	 * again (that could do it twice), an error */
+	if (rc == -EDEADLK && meta_pg_lost(m)) {
+		log_msg(LOG_ERR, "metadata commit: the connection was lost; "
+				 "whether it committed is unknown");
+		rc = -EIO;
+	}
+	if (rc) {
 		m->dead.n = ndead; /* nothing of it was deleted */
-	return rc;
+		return rc;
+	}
+	return none ? -ENOENT : 0;
+}
+
+int meta_commit(struct meta *m)
+{
+	return commit_with(m, NULL, NULL, "commit");
+}
+
+int meta_int_commit(struct meta *m, struct meta_st *s, int64_t *v,
+		    const char *what)
+{
+	return commit_with(m, s, v, what);
 }
 
 size_t meta_dead_count(struct meta *m)

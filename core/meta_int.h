@@ -152,6 +152,14 @@ int meta_run_int_later(struct meta *m, const struct meta_sql *t, int id,
 /* The first column of the first row of @s in *@v: 0, -ENOENT if there is
  * no row, or -errno. */
 int meta_int(struct meta *m, struct meta_st *s, int64_t *v, const char *what);
+/*
+ * Run @s (a statement of one integer) and commit: *@v its value, or
+ * -ENOENT when it gave no row (committed all the same). On PostgreSQL @s
+ * and the COMMIT go in one pipeline, one round trip; an error leaves the
+ * transaction to roll back, as a failed COMMIT does.
+ */
+int meta_int_commit(struct meta *m, struct meta_st *s, int64_t *v,
+		    const char *what);
 
 /* The number statement @id of @t yields (a count, never negative) in
  * *@out: 0, or -EIO if there is none. */
@@ -204,6 +212,9 @@ int meta_pg_prepare(struct meta *m, struct meta_st *s, const char *text,
 /* Run @s with its parameters: its rows in s->res, or -errno (logged
  * with @what). */
 int meta_pg_run(struct meta *m, struct meta_st *s, const char *what);
+/* The COMMIT @commit goes in the pipeline of the next statement run, right
+ * after it (NULL: none); meta_int_commit(). */
+void meta_pg_set_tail(struct meta *m, struct meta_st *commit);
 int meta_pg_later(struct meta *m, struct meta_st *s, bool setting,
 		  const char *what);
 void meta_pg_clear(struct meta_st *s);

@@ -97,6 +97,9 @@ struct meta_pg {
 	struct meta_st *begin;
 	struct pg_later later[8];
 	int nlater;
+	/* the COMMIT to send right after the next statement, in its
+	 * pipeline (meta_pg_set_tail()) */
+	struct meta_st *tail;
 };
 
 /*
@@ -672,18 +675,20 @@ static int bound_values(const struct meta_st *s, const char **vals)
 }
 
 /*
- * The waiting statements, then @s (may be NULL), in one pipeline: the
- * result of @s (or, when something failed, the first error) in *@out;
- * NULL when the connection failed first.
+ * The waiting statements, then @s (may be NULL), then the tail's COMMIT
+ * if one is set, in one pipeline: the result of @s (or, when something
+ * failed, the first error) in *@out; NULL when the connection failed
+ * first.
  */
 static void pipeline(struct meta *m, struct meta_st *s, PGresult **out)
 {
 	struct meta_pg *p = m->pg;
-	/* what goes, in order: the BEGIN, the waiting statements, @s */
-	struct pg_later q[2 + sizeof(p->later) / sizeof(p->later[0])];
+	/* what goes, in order: the BEGIN, the waiting statements, @s, the
+	 * tail */
+	struct pg_later q[3 + sizeof(p->later) / sizeof(p->later[0])];
 	PGresult *err = NULL, *mine = NULL, *res;
 	const char *vals[64];
-	int n = 0, i, idx = 0, nulls = 0;
+	int n = 0, i, idx = 0, nulls = 0, at = -1;
 	bool sent = true;
 
 	if (p->begin)
@@ -691,10 +696,13 @@ static void pipeline(struct meta *m, struct meta_st *s, PGresult **out)
 	for (i = 0; i < p->nlater; i++)
 		q[n++] = p->later[i];
 	if (s) {
+		at = n;
 		q[n] = (struct pg_later){ .s = s, .l = s->pl, .f = s->pf };
 		q[n].n = bound_values(s, vals);
 		q[n++].v = (char **)vals;
 	}
+	if (s && p->tail)
+		q[n++] = (struct pg_later){ .s = p->tail };
 	/* preparing (again) is not allowed inside the pipeline; a prepare
 	 * that reconnects makes the ones before it stale: again */
 	for (i = 0; i < n && sent; i++) {
@@ -736,7 +744,7 @@ static void pipeline(struct meta *m, struct meta_st *s, PGresult **out)
 		}
 		if (PQresultStatus(res) == PGRES_FATAL_ERROR && !err)
 			err = res;
-		else if (s && idx == n - 1 && !mine &&
+		else if (s && idx == at && !mine &&
 			 PQresultStatus(res) != PGRES_PIPELINE_ABORTED)
 			mine = res;
 		else
@@ -776,11 +784,24 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 	}
 	if (text_is(s, "ROLLBACK"))
 		later_clear(p); /* they would go with the transaction */
+	/* a connection known lost and a transaction that has not reached
+	 * the server yet (its BEGIN waits): opened again before anything is
+	 * sent into it (what waits is prepared again as it goes) */
+	if (PQstatus(p->conn) == CONNECTION_BAD && p->begin) {
+		int rc = reconnect(p) ? -EIO
+				      : meta_pg_prepare(m, s, s->pgtext, false);
+
+		if (rc) {
+			later_clear(p);
+			return rc;
+		}
+	}
 	n = bound_values(s, vals);
 	for (;;) {
 		/* a COMMIT is never sent twice: it may have committed */
-		bool outside = !server_in_txn(p) && !text_is(s, "COMMIT");
-		bool queued = p->begin || p->nlater;
+		bool outside = !server_in_txn(p) && !text_is(s, "COMMIT") &&
+			       !p->tail;
+		bool queued = p->begin || p->nlater || p->tail;
 
 		if (queued) {
 			pipeline(m, s, &res);
@@ -833,6 +854,11 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 	s->nrows = st == PGRES_TUPLES_OK ? PQntuples(res) : 0;
 	m->changes = strtoll(PQcmdTuples(res), NULL, 10);
 	return 0;
+}
+
+void meta_pg_set_tail(struct meta *m, struct meta_st *commit)
+{
+	m->pg->tail = commit;
 }
 
 int meta_pg_later(struct meta *m, struct meta_st *s, bool setting,

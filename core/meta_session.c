@@ -201,6 +201,43 @@ int meta_hold_del(struct meta *m, int64_t node, uint64_t ino)
 	return rc ? rc : meta_run_later(m, s, "open hold");
 }
 
+static int hold_release(struct meta *m, int64_t node, uint64_t ino,
+			uint32_t *nlink)
+{
+	struct meta_st *s;
+	int64_t v = 0;
+	int rc = meta_begin(m);
+
+	if (!rc)
+		rc = meta_hold_del(m, node, ino);
+	if (!rc)
+		rc = meta_relaxed(m); /* only the hold goes */
+	if (!rc)
+		rc = meta_stmt(m, &meta_session_sql, S_INODE_LOCK, &s);
+	if (!rc) {
+		meta_bind_int(s, 1, (int64_t)ino);
+		rc = meta_int_commit(m, s, &v, "inode lock");
+		if (!rc)
+			*nlink = v < 0 ? 0 : (uint32_t)v;
+		if (!rc || rc == -ENOENT)
+			return rc;
+	}
+	meta_rollback(m);
+	return rc;
+}
+
+int meta_hold_release(struct meta *m, int64_t node, uint64_t ino,
+		      uint32_t *nlink)
+{
+	int rc = hold_release(m, node, ino, nlink);
+
+	/* a connection lost under the COMMIT: whether it committed is
+	 * unknown, but the drop of a hold and a read may run twice */
+	if (rc == -EIO && meta_pg_lost(m))
+		rc = hold_release(m, node, ino, nlink);
+	return rc;
+}
+
 int meta_inode_last(struct meta *m, uint64_t ino, int64_t node)
 {
 	struct meta_st *s;

@@ -477,6 +477,54 @@ static int64_t open_transactions(void)
 	return admin_int(sql);
 }
 
+/* The drop of a hold goes with the read of the inode's link count and
+ * the COMMIT (one flight): the count given, the hold gone, nothing left
+ * open; a gone inode is -ENOENT with the drop made; a connection lost
+ * while idle is opened again (the release runs again: it can). */
+Test(meta_pg, a_hold_is_released_with_the_link_count)
+{
+	struct meta_inode f = { 0 };
+	uint32_t n = 9;
+
+	f.ino = 42;
+	f.nspace = 42;
+	f.mode = S_IFREG | 0644;
+	f.nlink = 2;
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &f), 0);
+	cr_assert_eq(meta_hold_add(m, 7, 42), 0);
+	cr_assert_eq(meta_hold_add(m, 8, 42), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_hold_release(m, 7, 42, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(open_transactions(), 0);
+	/* unlinked: 0, and node 8's hold alone is left */
+	cr_assert_eq(meta_begin(m), 0);
+	f.nlink = 0;
+	cr_assert_eq(meta_inode_put(m, &f), 0);
+	cr_assert_eq(meta_hold_add(m, 7, 42), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	drop_connections();
+	n = 9;
+	cr_assert_eq(meta_hold_release(m, 7, 42, &n), 0);
+	cr_assert_eq(n, 0);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_last(m, 42, 7), 0, "node 8 holds it");
+	cr_assert_eq(meta_inode_last(m, 42, 8), 1, "node 7's hold went");
+	meta_rollback(m);
+	/* the inode gone */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_hold_del(m, 8, 42), 0);
+	cr_assert_eq(meta_inode_delete(m, 42), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_hold_release(m, 8, 42, &n), -ENOENT);
+	cr_assert_eq(open_transactions(), 0);
+	/* the connection goes on */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_config_set(m, "probe", 4), 0);
+	cr_assert_eq(meta_commit(m), 0);
+}
+
 /* A BEGIN goes in one round trip with the transaction's first statement
  * (and a relaxed commit's setting with the COMMIT): what the server sees
  * is still a transaction, whatever fails where. */
