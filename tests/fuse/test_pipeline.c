@@ -157,12 +157,27 @@ Test(pipeline, failed_sync_reaches_the_next_close)
 		cr_assert(ge(int, fd, 0));
 		expect_ok(close(fd)); /* the data went again */
 	} else {
-		expect_ok(close(fd)); /* starts the flush, does not wait */
-		tm_settle();	      /* the flush fails */
+		/* a close starts the flush and does not wait for it; the
+		 * first close after the failure reports it. With the
+		 * kernel's writeback cache the setattr of the times that
+		 * comes before this close's FLUSH starts the flush already,
+		 * and it may fail before the FLUSH: then this close reports
+		 * it, else the next one does */
+		int rc = close(fd), err = errno;
+
+		if (rc == 0) {
+			tm_settle(); /* the flush fails */
+			fd = open(mp("ns/f"), O_RDWR);
+			cr_assert(ge(int, fd, 0));
+			rc = close(fd);
+			err = errno;
+		}
+		cr_assert(eq(int, rc, -1), "a close reports EIO");
+		cr_assert(eq(int, err, EIO), "close: %s", strerror(err));
+		/* once: the data went again */
 		fd = open(mp("ns/f"), O_RDWR);
 		cr_assert(ge(int, fd, 0));
-		cr_assert(eq(int, close(fd), -1), "the next close reports EIO");
-		cr_assert(eq(int, errno, EIO), "close: %s", strerror(errno));
+		expect_ok(close(fd));
 	}
 	cr_assert(eq(i64, file_cmp(mp("ns/f"), data, MIB), -1));
 	cr_assert(eq(long, tm_count_objects(), 1L));
