@@ -58,6 +58,21 @@ enum {
 	I_COUNT
 };
 
+/* An inode's fields of ?13 (META_F_*) written, its link count moved by
+ * ?6 */
+#define INODE_CHANGE                                                  \
+	"UPDATE inodes SET "                                          \
+	"mode = CASE WHEN (?13 & 1) <> 0 THEN ?3 ELSE mode END, "     \
+	"uid = CASE WHEN (?13 & 2) <> 0 THEN ?4 ELSE uid END, "       \
+	"gid = CASE WHEN (?13 & 4) <> 0 THEN ?5 ELSE gid END, "       \
+	"nlink = nlink + ?6, "                                        \
+	"size = CASE WHEN (?13 & 8) <> 0 THEN ?7 ELSE size END, "     \
+	"alloc = CASE WHEN (?13 & 8) <> 0 THEN ?9 ELSE alloc END, "   \
+	"atime = CASE WHEN (?13 & 16) <> 0 THEN ?10 ELSE atime END, " \
+	"mtime = CASE WHEN (?13 & 32) <> 0 THEN ?11 ELSE mtime END, " \
+	"ctime = CASE WHEN (?13 & 64) <> 0 THEN ?12 ELSE ctime END "  \
+	"WHERE ino = ?1"
+
 static const char *const inode_text[I_COUNT] = {
 	[I_INODE_GET] = "SELECT ino, nspace, mode, uid, gid, nlink, size, "
 			"rdev, alloc, atime, mtime, ctime FROM inodes "
@@ -71,32 +86,10 @@ static const char *const inode_text[I_COUNT] = {
 		"mtime = ?11, ctime = ?12",
 	[I_INODE_DEL] = "DELETE FROM inodes WHERE ino = ?1",
 	/* the link count moved by a delta, the fields of ?13 written */
-	[I_INODE_UPDATE] =
-		"UPDATE inodes SET "
-		"mode = CASE WHEN (?13 & 1) <> 0 THEN ?3 ELSE mode END, "
-		"uid = CASE WHEN (?13 & 2) <> 0 THEN ?4 ELSE uid END, "
-		"gid = CASE WHEN (?13 & 4) <> 0 THEN ?5 ELSE gid END, "
-		"nlink = nlink + ?6, "
-		"size = CASE WHEN (?13 & 8) <> 0 THEN ?7 ELSE size END, "
-		"alloc = CASE WHEN (?13 & 8) <> 0 THEN ?9 ELSE alloc END, "
-		"atime = CASE WHEN (?13 & 16) <> 0 THEN ?10 ELSE atime END, "
-		"mtime = CASE WHEN (?13 & 32) <> 0 THEN ?11 ELSE mtime END, "
-		"ctime = CASE WHEN (?13 & 64) <> 0 THEN ?12 ELSE ctime END "
-		"WHERE ino = ?1 RETURNING nlink",
+	[I_INODE_UPDATE] = INODE_CHANGE " RETURNING nlink",
 	/* the same with no answer: nothing when the row is gone (another
 	 * node removed the inode; never made again, nameless) */
-	[I_INODE_CHANGE] =
-		"UPDATE inodes SET "
-		"mode = CASE WHEN (?13 & 1) <> 0 THEN ?3 ELSE mode END, "
-		"uid = CASE WHEN (?13 & 2) <> 0 THEN ?4 ELSE uid END, "
-		"gid = CASE WHEN (?13 & 4) <> 0 THEN ?5 ELSE gid END, "
-		"nlink = nlink + ?6, "
-		"size = CASE WHEN (?13 & 8) <> 0 THEN ?7 ELSE size END, "
-		"alloc = CASE WHEN (?13 & 8) <> 0 THEN ?9 ELSE alloc END, "
-		"atime = CASE WHEN (?13 & 16) <> 0 THEN ?10 ELSE atime END, "
-		"mtime = CASE WHEN (?13 & 32) <> 0 THEN ?11 ELSE mtime END, "
-		"ctime = CASE WHEN (?13 & 64) <> 0 THEN ?12 ELSE ctime END "
-		"WHERE ino = ?1",
+	[I_INODE_CHANGE] = INODE_CHANGE,
 	[I_INODE_DEL_X] = "DELETE FROM xattrs WHERE ino = ?1",
 	[I_MAX_INO] = "SELECT coalesce(max(ino), 0) FROM inodes",
 	[I_ORPHANS] = "SELECT ino FROM inodes WHERE nlink = 0",

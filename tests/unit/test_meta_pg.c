@@ -483,13 +483,11 @@ static int64_t open_transactions(void)
  * while idle is opened again (the release runs again: it can). */
 Test(meta_pg, a_hold_is_released_with_the_link_count)
 {
-	struct meta_inode f = { 0 };
+	struct meta_inode f = {
+		.ino = 42, .nspace = 42, .mode = S_IFREG | 0644, .nlink = 2
+	};
 	uint32_t n = 9;
 
-	f.ino = 42;
-	f.nspace = 42;
-	f.mode = S_IFREG | 0644;
-	f.nlink = 2;
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_inode_put(m, &f), 0);
 	cr_assert_eq(meta_hold_add(m, 7, 42), 0);
