@@ -329,15 +329,16 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 		rc = -ENOTDIR;
 		goto out;
 	}
-	/* a shared store needs no look first: the delete of the
-	 * directory's row fails while an entry names it (the foreign key
-	 * dentries_parent_fk), which is one round trip less */
-	if (!tally_meta_shared(t)) {
-		rc = meta_dir_empty(t->meta, ip->ino);
-		if (rc <= 0) {
-			rc = rc ? rc : -ENOTEMPTY;
-			goto out;
-		}
+	/* looked at first on a shared store too, although the delete of
+	 * the directory's row fails while an entry names it (the foreign
+	 * key dentries_parent_fk): without the look, that delete holds the
+	 * row while the key's check waits for another node's unlink in the
+	 * directory, which waits for the row, a deadlock the server breaks
+	 * only after a second */
+	rc = meta_dir_empty(t->meta, ip->ino);
+	if (rc <= 0) {
+		rc = rc ? rc : -ENOTEMPTY;
+		goto out;
 	}
 	pmd = pip->md;
 	pmd.mtime = pmd.ctime = tally_now();
