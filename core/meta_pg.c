@@ -689,7 +689,7 @@ static void pipeline(struct meta *m, struct meta_st *s, PGresult **out)
 	PGresult *err = NULL, *mine = NULL, *res;
 	const char *vals[64];
 	int n = 0, i, idx = 0, nulls = 0, at = -1;
-	bool sent = true;
+	bool sent = true, synced = false;
 
 	if (p->begin)
 		q[n++] = (struct pg_later){ .s = p->begin };
@@ -740,6 +740,7 @@ static void pipeline(struct meta *m, struct meta_st *s, PGresult **out)
 		}
 		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
 			PQclear(res);
+			synced = true;
 			break;
 		}
 		if (PQresultStatus(res) == PGRES_FATAL_ERROR && !err)
@@ -751,6 +752,12 @@ static void pipeline(struct meta *m, struct meta_st *s, PGresult **out)
 			PQclear(res);
 	}
 	PQexitPipelineMode(p->conn);
+	/* a tail's COMMIT counts only once the pipeline's end was seen:
+	 * the statement's result alone does not say it committed */
+	if (p->tail && !synced && !err) {
+		PQclear(mine);
+		mine = NULL;
+	}
 	if (err) {
 		PQclear(mine);
 		*out = err;
