@@ -96,7 +96,8 @@ static const char *const inode_text[I_COUNT] = {
 	/* linked by its count, named by no entry (the root aside) */
 	[I_NAMELESS] = "SELECT ino FROM inodes WHERE nlink > 0 AND ino <> 1 "
 		       "EXCEPT SELECT ino FROM dentries ORDER BY 1",
-	[I_UNNAME] = "UPDATE inodes SET nlink = 0 WHERE ino = ?1",
+	[I_UNNAME] = "UPDATE inodes SET nlink = 0 WHERE ino = ?1 AND NOT "
+		     "EXISTS (SELECT 1 FROM dentries WHERE ino = ?1)",
 	[I_TARGET_SET] = "UPDATE inodes SET target = ?2 WHERE ino = ?1",
 	[I_TARGET_GET] = "SELECT target FROM inodes WHERE ino = ?1",
 	[I_DENTRY_LOOKUP] = "SELECT ino FROM dentries "
