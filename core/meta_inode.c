@@ -173,6 +173,11 @@ static const char *const inode_text[I_COUNT] = {
 };
 
 static const char *const inode_pg[I_COUNT] = {
+	/* an error when it removes nothing: another node removed the name
+	 * first (core/meta_pg.c, ONE_ENTRY); it has no answer to wait for */
+	[I_DENTRY_DELETE] = "WITH d AS (DELETE FROM dentries WHERE parent = "
+			    "?1 AND name = ?2 RETURNING 1) SELECT "
+			    "tally_one_entry(count(*)) FROM d",
 	[I_INO_TAKE] = "UPDATE config SET value = greatest(value, ?1) + ?2 "
 		       "WHERE key = 'next_ino' RETURNING value",
 };

@@ -124,6 +124,19 @@ struct meta_pg {
 	" RETURN NULL; END $$"
 
 /*
+ * An entry's delete that removed nothing fails (SQLSTATE P0002, ENOENT):
+ * the delete waits for its answer with the next statement, and a name
+ * two nodes remove at once must be removed once, or a file with another
+ * link would lose a link count it still has (I_DENTRY_DELETE in
+ * core/meta_inode.c). Replaced at every open.
+ */
+#define ONE_ENTRY                                                       \
+	"CREATE OR REPLACE FUNCTION tally_one_entry(n bigint) RETURNS " \
+	"bigint LANGUAGE plpgsql AS $$ BEGIN IF n <> 1 THEN RAISE "     \
+	"EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = "         \
+	"'the entry is gone'; END IF; RETURN n; END $$"
+
+/*
  * An entry's directory has a row: the insert of an entry takes its
  * directory's row (KEY SHARE) and fails once the row went (23503, ENOENT),
  * and the delete of a directory's row fails while an entry names it,
@@ -282,7 +295,7 @@ static const char *const pg_schema[] = {
 	 * inode that changed (meta_listen_*(), core/watch.c): delivered at
 	 * commit, with the node that made the change */
 	NOTIFY_ENTRY
-	";"
+	";" ONE_ENTRY ";"
 	"CREATE TRIGGER dentries_notify AFTER INSERT OR DELETE OR UPDATE"
 	" ON dentries FOR EACH ROW EXECUTE FUNCTION tally_notify_entry();"
 	"CREATE FUNCTION tally_notify_inode() RETURNS trigger"
@@ -350,6 +363,8 @@ static int state_errno(const char *state)
 		return -EEXIST;
 	if (!strcmp(state, "40001") || !strcmp(state, "40P01"))
 		return -EDEADLK; /* serialization failure, deadlock: retry */
+	if (!strcmp(state, "P0002")) /* an entry's delete removed nothing */
+		return -ENOENT;
 	if (!strcmp(state, "53100"))
 		return -ENOSPC;
 	if (!strcmp(state, "53200"))
@@ -1166,6 +1181,8 @@ static int check_or_format(struct meta *m, bool create, uint32_t block_size)
 		rc = meta_exec(m, PARENT_FK);
 	if (!rc)
 		rc = meta_exec(m, NOTIFY_ENTRY);
+	if (!rc)
+		rc = meta_exec(m, ONE_ENTRY);
 	if (rc)
 		log_msg(LOG_ERR, "metadata %s: cannot update its functions: %s",
 			p->shown, p->msg);

@@ -386,6 +386,47 @@ Test(meta_pg, a_hold_taken_twice_is_no_missing_inode)
 	cr_assert_eq(meta_commit(m), 0);
 }
 
+/* A name two mounts remove at once is removed once: the second delete
+ * fails (ENOENT) with the link count's update that follows it, and the
+ * file keeps its other name and its count. */
+Test(meta_pg, a_name_removed_twice_takes_one_link)
+{
+	struct meta_inode f = { .ino = 43,
+				.nspace = 1,
+				.mode = S_IFREG | 0644,
+				.nlink = 2 },
+			  got;
+	struct meta *b = NULL;
+	uint64_t ino = 0;
+	uint32_t n = 0;
+
+	cr_assert_eq(meta_open(uri, false, 4096, &b), 0);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &f), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, "x", 43), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, "y", 43), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	/* m removes x */
+	f.nlink = 1;
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_dentry_delete(m, 1, "x"), 0);
+	cr_assert_eq(meta_inode_update(m, &f, -1, 0, &n), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(n, 1);
+	/* b, which saw x, removes it too */
+	cr_assert_eq(meta_begin(b), 0);
+	cr_assert_eq(meta_dentry_delete(b, 1, "x"), 0); /* waits */
+	cr_assert_eq(meta_inode_update(b, &f, -1, 0, &n), -ENOENT);
+	meta_rollback(b);
+	cr_assert_eq(meta_inode_get(b, 43, &got), 0);
+	cr_assert_eq(got.nlink, 1, "a link taken twice");
+	cr_assert_eq(meta_dentry_lookup(b, 1, "y", &ino), 0);
+	cr_assert_eq(ino, 43);
+	/* outside a transaction too */
+	cr_assert_eq(meta_dentry_delete(b, 1, "x"), -ENOENT);
+	meta_close(b);
+}
+
 Test(meta_pg, pins_and_protection)
 {
 	const char *names[] = { OBJ_A };
