@@ -785,6 +785,18 @@ static void pipeline(struct meta *m, struct meta_st *s, PGresult **out)
 	}
 }
 
+/* Open the connection again and prepare @s on it; on failure what waits
+ * is dropped (it would go with the transaction). */
+static int reopen(struct meta *m, struct meta_st *s)
+{
+	int rc = reconnect(m->pg) ? -EIO
+				  : meta_pg_prepare(m, s, s->pgtext, false);
+
+	if (rc)
+		later_clear(m->pg);
+	return rc;
+}
+
 int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 {
 	struct meta_pg *p = m->pg;
@@ -810,13 +822,10 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 	 * the server yet (its BEGIN waits): opened again before anything is
 	 * sent into it (what waits is prepared again as it goes) */
 	if (PQstatus(p->conn) == CONNECTION_BAD && p->begin) {
-		int rc = reconnect(p) ? -EIO
-				      : meta_pg_prepare(m, s, s->pgtext, false);
+		int rc = reopen(m, s);
 
-		if (rc) {
-			later_clear(p);
+		if (rc)
 			return rc;
-		}
 	}
 	n = bound_values(s, vals);
 	for (;;) {
@@ -845,13 +854,9 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 			/* nothing was half done: run it again (what waited
 			 * is prepared again when it is sent) */
 			PQclear(res);
-			rc = reconnect(p)
-				     ? -EIO
-				     : meta_pg_prepare(m, s, s->pgtext, false);
-			if (rc) {
-				later_clear(p);
+			rc = reopen(m, s);
+			if (rc)
 				return rc;
-			}
 			continue;
 		}
 		/* what waited went (or failed) with it */
