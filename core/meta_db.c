@@ -636,22 +636,19 @@ static int commit_with(struct meta *m, struct meta_st *s, int64_t *v,
 		return m->fault_err;
 	}
 	rc = meta_settle(m);
-	if (!rc && s && !m->pg) {
-		rc = meta_int(m, s, v, what);
-		none = rc == -ENOENT;
-		rc = none ? 0 : rc;
-	}
 	if (!rc)
 		rc = meta_stmt(m, &meta_db_sql, D_COMMIT, &c);
-	if (!rc && s && m->pg) {
-		meta_pg_set_tail(m, c);
+	if (!rc && s) {
+		if (m->pg) /* the COMMIT goes in @s's pipeline */
+			meta_pg_set_tail(m, c);
 		rc = meta_int(m, s, v, what);
-		meta_pg_set_tail(m, NULL);
-		none = rc == -ENOENT; /* the pipeline went whole */
+		if (m->pg)
+			meta_pg_set_tail(m, NULL);
+		none = rc == -ENOENT; /* PostgreSQL: the pipeline went whole */
 		rc = none ? 0 : rc;
-	} else if (!rc) {
-		rc = meta_run(m, c, "commit");
 	}
+	if (!rc && !(s && m->pg))
+		rc = meta_run(m, c, "commit");
 	/* a COMMIT cut off with the connection may have committed: not run
 	 * again (that could do it twice), an error */
 	if (rc == -EDEADLK && meta_pg_lost(m)) {
