@@ -61,8 +61,11 @@ struct tally_opts {
 	 * after five are missed (core/session.c) */
 	unsigned heartbeat;
 	int sync_objects; /* OBJSTORE_SYNC_*: 0 = auto */
-	bool no_xattrs;	  /* every xattr call is -EOPNOTSUPP (noxattr) */
-	uid_t owner;	  /* owner of /.tally/ctl */
+	/* every xattr call is -ENOSYS (noxattr): a FUSE front end passes
+	 * that on, and the kernel then asks no more, not even for
+	 * security.capability before each write */
+	bool no_xattrs;
+	uid_t owner; /* owner of /.tally/ctl */
 	gid_t owner_gid;
 	/* the remote tier (core/remote.h): its bucket settings are taken
 	 * over by tally_open(); NULL: none (a store bound to a bucket is

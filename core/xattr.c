@@ -151,7 +151,7 @@ ssize_t tally_getxattr(struct tally *t, uint64_t ino, const char *name,
 	int rc;
 
 	if (t->no_xattrs)
-		return -EOPNOTSUPP;
+		return -ENOSYS;
 	if (tally_is_virtual(ino))
 		return -ENODATA;
 	rc = xattr_ns_ok(name);
@@ -180,7 +180,7 @@ int tally_setxattr(struct tally *t, uint64_t ino, const char *name,
 	int rc;
 
 	if (t->no_xattrs)
-		return -EOPNOTSUPP;
+		return -ENOSYS;
 	if (tally_is_virtual(ino))
 		return -EPERM;
 	rc = xattr_ns_ok(name);
@@ -235,7 +235,7 @@ ssize_t tally_listxattr(struct tally *t, uint64_t ino, char *buf, size_t size)
 	int rc;
 
 	if (t->no_xattrs)
-		return -EOPNOTSUPP;
+		return -ENOSYS;
 	if (tally_is_virtual(ino))
 		return 0;
 	rc = file_get(t, ino, &ip);
@@ -272,7 +272,7 @@ int tally_removexattr(struct tally *t, uint64_t ino, const char *name)
 	int rc;
 
 	if (t->no_xattrs)
-		return -EOPNOTSUPP;
+		return -ENOSYS;
 	if (tally_is_virtual(ino))
 		return -EPERM;
 	rc = xattr_ns_ok(name);

@@ -27,10 +27,6 @@ struct fs {
 	bool splice;	   /* read replies spliced from object files */
 	size_t splice_min; /* smaller reads are copied */
 	size_t pipe_size;  /* of a pipe that holds the largest reply */
-	/* -o noxattr: every xattr request is ENOSYS, after which the
-	 * kernel asks no more (not even for security.capability before
-	 * each write) */
-	bool no_xattrs;
 	/* tests (TALLYFS_FAULT=splice:N:ERR): the Nth splice fails */
 	unsigned splice_fail_at;
 	atomic_uint splices;

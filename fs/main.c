@@ -692,7 +692,6 @@ int main(int argc, char **argv)
 			  : o.meta	      ? 1
 					      : 3600;
 	fs.splice = !o.nosplice;
-	fs.no_xattrs = o.noxattr;
 	fs.threads = !cmd.singlethread;
 	fs.mountpoint = cmd.mountpoint;
 	{

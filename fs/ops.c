@@ -740,27 +740,12 @@ static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_statfs(req, &sv);
 }
 
-/*
- * -o noxattr: ENOSYS, which the kernel remembers for the mount (one
- * answer per kind of call); it then fails those calls with EOPNOTSUPP
- * itself, and no longer asks for security.capability before each write.
- */
-static bool no_xattrs(fuse_req_t req)
-{
-	if (!fs_of(req)->no_xattrs)
-		return false;
-	fuse_reply_err(req, ENOSYS);
-	return true;
-}
-
 static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			   const char *value, size_t size, int flags)
 {
 	unsigned n = 0;
 	int rc;
 
-	if (no_xattrs(req))
-		return;
 	do
 		rc = tally_setxattr(fs_of(req)->t, ino, name, value, size,
 				    flags);
@@ -781,12 +766,9 @@ static void reply_xattr(fuse_req_t req, ssize_t n, const char *buf, size_t size)
 static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			   size_t size)
 {
-	char *buf;
+	char *buf = malloc(size ? size : 1);
 	ssize_t n;
 
-	if (no_xattrs(req))
-		return;
-	buf = malloc(size ? size : 1);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -798,12 +780,9 @@ static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 
 static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	char *buf;
+	char *buf = malloc(size ? size : 1);
 	ssize_t n;
 
-	if (no_xattrs(req))
-		return;
-	buf = malloc(size ? size : 1);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -818,8 +797,6 @@ static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	unsigned n = 0;
 	int rc;
 
-	if (no_xattrs(req))
-		return;
 	do
 		rc = tally_removexattr(fs_of(req)->t, ino, name);
 	while (tally_retry(fs_of(req)->t, &rc, &n));
