@@ -256,11 +256,17 @@ Test(flush, failed_stream_keeps_data_and_reports_once)
 	 * close), one that comes first does not */
 	first = tally_flush(t, fa);
 	cr_assert(first == 0 || first == -ENOSPC, "close: %d", first);
-	cr_assert_eq(tally_drain(t, NULL, 0), -ENOSPC, "a is not committed");
+	/* a drain that began after the failure sends the kept data again,
+	 * and it goes (the fault fires once); one that began before it
+	 * reports it, the data kept */
+	frc = tally_drain(t, NULL, 0);
+	cr_assert(frc == -ENOSPC || frc == 0, "drain: %d", frc);
 	cr_assert_eq(tally_stats(t, &st), 0);
 	cr_assert_eq(st.commit_errors, 1);
-	cr_assert_eq(st.objects, 0);
-	cr_assert_eq(st.dirty_bytes, BS, "a's block is kept");
+	if (frc) {
+		cr_assert_eq(st.objects, 0, "a is not committed");
+		cr_assert_eq(st.dirty_bytes, BS, "a's block is kept");
+	}
 	expect_block(fa, 0, a);
 	/* the pipeline goes on; a drain tries the failed data again */
 	cr_assert_eq(tally_write(t, fb, b, BS, 0), BS);
