@@ -397,18 +397,75 @@ int flush_take_err(struct tally *t, struct inode *ip, uint64_t upto)
 }
 
 /*
+ * The inode's allocation after flush @f (*alloc), from the map before it;
+ * and room in the map, so that publishing it cannot fail.
+ */
+static int flush_alloc(struct tally *t, struct flush *f, uint64_t *alloc)
+{
+	struct inode *ip = f->ip;
+	uint64_t tb = tally_blocks_for(t, f->trunc_size);
+	int64_t delta = 0;
+	size_t i;
+
+	pthread_mutex_lock(&ip->io->mlock);
+	if (dirty_map_reserve(ip, f->np)) {
+		pthread_mutex_unlock(&ip->io->mlock);
+		return -ENOMEM;
+	}
+	if (f->truncated)
+		for (i = 0; i < ip->io->nmap; i++)
+			if (ip->io->map[i].idx >= tb)
+				delta -= ip->io->map[i].size;
+	for (i = 0; i < f->np; i++) {
+		struct meta_bref *r = dirty_map_find(ip, f->p[i].idx);
+
+		if (r && !(f->truncated && f->p[i].idx >= tb))
+			delta -= r->size;
+		if (!f->p[i].hole)
+			delta += f->p[i].len;
+	}
+	pthread_mutex_unlock(&ip->io->mlock);
+	*alloc = (uint64_t)((int64_t)ip->dalloc + delta);
+	return 0;
+}
+
+/*
  * Apply flush @f to the store (t->lock held, in the group's transaction).
- * *alloc receives the inode's allocation after @f.
+ * *alloc receives the inode's allocation after @f. 1: the inode's row is
+ * gone (a shared store: another node removed it), nothing was written.
  */
 static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 {
 	struct inode *ip = f->ip;
 	uint64_t tb = tally_blocks_for(t, f->trunc_size);
 	struct meta_inode md;
-	int64_t delta = 0;
 	size_t i;
-	int rc = 0;
+	int rc;
 
+	rc = flush_alloc(t, f, alloc);
+	if (rc)
+		return rc;
+	md = ip->md;
+	md.size = f->size;
+	md.alloc = *alloc;
+	inode_md_written(t, ip);
+	if (tally_meta_shared(t)) {
+		uint32_t nlink;
+
+		/* first, and answered: the row is held to the commit. A
+		 * removal on another node that came first (this node's
+		 * hold went at the release, before this flush's commit)
+		 * left no row, and the block rows would name an inode
+		 * that is gone: nothing is written. One that comes after
+		 * waits for this commit and drops what it wrote. Neither
+		 * the link count nor a field this node did not change is
+		 * its to write. */
+		rc = meta_inode_update(t->meta, &md, 0,
+				       META_F_SIZE | META_F_ROW | ip->mdirty,
+				       &nlink);
+		if (rc)
+			return rc == -ENOENT ? 1 : rc;
+	}
 	/* a shrink first: blocks written after it come back below */
 	if (f->truncated)
 		rc = meta_blocks_drop(t->meta, ip->ino, tb);
@@ -457,41 +514,8 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 			}
 		}
 	}
-	if (rc)
+	if (rc || tally_meta_shared(t))
 		return rc;
-	/* the allocation after this flush, from the map before it; and
-	 * room in the map, so that publishing it cannot fail */
-	pthread_mutex_lock(&ip->io->mlock);
-	if (dirty_map_reserve(ip, f->np)) {
-		pthread_mutex_unlock(&ip->io->mlock);
-		return -ENOMEM;
-	}
-	if (f->truncated)
-		for (i = 0; i < ip->io->nmap; i++)
-			if (ip->io->map[i].idx >= tb)
-				delta -= ip->io->map[i].size;
-	for (i = 0; i < f->np; i++) {
-		struct meta_bref *r = dirty_map_find(ip, f->p[i].idx);
-
-		if (r && !(f->truncated && f->p[i].idx >= tb))
-			delta -= r->size;
-		if (!f->p[i].hole)
-			delta += f->p[i].len;
-	}
-	pthread_mutex_unlock(&ip->io->mlock);
-	*alloc = (uint64_t)((int64_t)ip->dalloc + delta);
-	md = ip->md;
-	md.size = f->size;
-	md.alloc = *alloc;
-	inode_md_written(t, ip);
-	/* a shared store: the link count is not this node's to write, nor
-	 * fields it did not change */
-	if (tally_meta_shared(t)) {
-		uint32_t nlink;
-
-		return meta_inode_update(t->meta, &md, 0,
-					 META_F_SIZE | ip->mdirty, &nlink);
-	}
 	return meta_inode_put(t->meta, &md);
 }
 
@@ -607,7 +631,7 @@ static void reship(struct tally *t, struct flush **g, size_t n)
 static void finalize_group(struct tally *t, struct flush **g, size_t n)
 {
 	uint64_t alloc[GROUP_MAX];
-	bool parked[GROUP_MAX];
+	bool parked[GROUP_MAX], gone[GROUP_MAX];
 	unsigned attempt = 0;
 	bool reshipped = false;
 	size_t i;
@@ -615,6 +639,7 @@ static void finalize_group(struct tally *t, struct flush **g, size_t n)
 
 	tally_lock(t);
 	for (;;) {
+		memset(gone, 0, sizeof(gone));
 		rc = meta_begin(t->meta);
 		/* a shared store: this node's session holds until the
 		 * commit (what a prune took for dead ships again first) */
@@ -625,6 +650,8 @@ static void finalize_group(struct tally *t, struct flush **g, size_t n)
 			if (g[i]->err || g[i]->ip->freed || g[i]->ip->nfailed)
 				continue;
 			rc = flush_apply(t, g[i], &alloc[i]);
+			gone[i] = rc == 1;
+			rc = rc == 1 ? 0 : rc;
 		}
 		/* a shared store: every commit is durable, and one row
 		 * that every node's commits wrote would serialise them */
@@ -660,7 +687,15 @@ static void finalize_group(struct tally *t, struct flush **g, size_t n)
 		struct flush *f = g[i];
 
 		parked[i] = false;
-		if (f->ip->freed) {
+		if (f->ip->freed || (gone[i] && !rc)) {
+			/* freed here, or (a shared store) by another node:
+			 * its objects made for nothing */
+			if (gone[i] && !rc)
+				log_msg(LOG_WARNING,
+					"inode %" PRIu64 " was removed by "
+					"another node before its flush "
+					"committed: %zu block(s) dropped",
+					f->ip->ino, f->np);
 			flush_unlist(f);
 			flush_discard_objects(t, f);
 		} else if (f->err || rc || f->ip->nfailed) {

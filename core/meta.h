@@ -161,6 +161,9 @@ int meta_inode_put(struct meta *m, const struct meta_inode *in);
 #define META_F_ATIME 16u
 #define META_F_MTIME 32u
 #define META_F_CTIME 64u
+/* not a field: the row must be there, the answer is waited for (-ENOENT
+ * when it is gone) and its lock held, even with no count to move */
+#define META_F_ROW 128u
 
 /*
  * Write the @fields (META_F_*) of @in into its row, the others left as
@@ -191,6 +194,10 @@ int meta_max_ino(struct meta *m, uint64_t *max);
 int meta_inode_orphans(struct meta *m, uint64_t **inos, size_t *n);
 /* Inodes with links that no entry names (a leak: tallyfsck), ascending. */
 int meta_inode_nameless(struct meta *m, uint64_t **inos, size_t *n);
+/* Inodes with no row that block or xattr rows still name (a leak: a
+ * flush that committed after another node removed its inode, before
+ * that could not happen), ascending. */
+int meta_inode_homeless(struct meta *m, uint64_t **inos, size_t *n);
 /* Set an inode's link count to 0, so that it goes as a crash's orphans
  * do (nothing holds it: at the next mount). In a transaction. */
 int meta_inode_unname(struct meta *m, uint64_t ino);

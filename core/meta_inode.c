@@ -28,6 +28,7 @@ enum {
 	I_MAX_INO,
 	I_ORPHANS,
 	I_NAMELESS,
+	I_HOMELESS,
 	I_UNNAME,
 	I_TARGET_SET,
 	I_TARGET_GET,
@@ -96,6 +97,11 @@ static const char *const inode_text[I_COUNT] = {
 	/* linked by its count, named by no entry (the root aside) */
 	[I_NAMELESS] = "SELECT ino FROM inodes WHERE nlink > 0 AND ino <> 1 "
 		       "EXCEPT SELECT ino FROM dentries ORDER BY 1",
+	/* block or xattr rows of an inode that has no row */
+	[I_HOMELESS] = "SELECT ino FROM blocks b WHERE NOT EXISTS (SELECT 1 "
+		       "FROM inodes i WHERE i.ino = b.ino) UNION SELECT ino "
+		       "FROM xattrs x WHERE NOT EXISTS (SELECT 1 FROM inodes "
+		       "i WHERE i.ino = x.ino) ORDER BY 1",
 	[I_UNNAME] = "UPDATE inodes SET nlink = 0 WHERE ino = ?1 AND NOT "
 		     "EXISTS (SELECT 1 FROM dentries WHERE ino = ?1)",
 	[I_TARGET_SET] = "UPDATE inodes SET target = ?2 WHERE ino = ?1",
@@ -287,7 +293,8 @@ int meta_inode_update(struct meta *m, const struct meta_inode *in,
 	 * (meta_inode_put()); one that is gone was removed by another node,
 	 * and is not made again: a nameless row nothing would collect, or,
 	 * for a file whose blocks went with it, a size read as zeros */
-	if (delta == 0 || (S_ISDIR(in->mode) && delta > 0)) {
+	if ((delta == 0 || (S_ISDIR(in->mode) && delta > 0)) &&
+	    !(fields & META_F_ROW)) {
 		rc = inode_stmt(m, I_INODE_CHANGE, in, delta, &s);
 		if (rc)
 			return rc;
@@ -345,6 +352,14 @@ int meta_inode_nameless(struct meta *m, uint64_t **inos, size_t *n)
 	int rc = meta_stmt(m, &meta_inode_sql, I_NAMELESS, &s);
 
 	return rc ? rc : meta_int_rows(m, s, "nameless scan", inos, n);
+}
+
+int meta_inode_homeless(struct meta *m, uint64_t **inos, size_t *n)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, I_HOMELESS, &s);
+
+	return rc ? rc : meta_int_rows(m, s, "homeless scan", inos, n);
 }
 
 int meta_inode_unname(struct meta *m, uint64_t ino)

@@ -8,6 +8,8 @@
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libpq-fe.h>
@@ -484,9 +486,9 @@ Test(meta_pg, a_lost_connection_is_opened_again)
 	cr_assert_eq(v, 3);
 }
 
-/* The first column of the first row of @sql, run on database
- * "postgres" of the test's cluster. */
-static int64_t admin_int(const char *sql)
+/* The first column of the first row of @sql, run on database @dbname
+ * of the test's cluster. */
+static int64_t db_int(const char *dbname, const char *sql)
 {
 	const char *base = getenv("TALLY_TEST_PG");
 	char conn[512];
@@ -494,7 +496,7 @@ static int64_t admin_int(const char *sql)
 	PGconn *c;
 	PGresult *r;
 
-	snprintf(conn, sizeof(conn), "%s/postgres", base);
+	snprintf(conn, sizeof(conn), "%s/%s", base, dbname);
 	c = PQconnectdb(conn);
 	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
 	r = PQexec(c, sql);
@@ -504,6 +506,11 @@ static int64_t admin_int(const char *sql)
 	PQclear(r);
 	PQfinish(c);
 	return v;
+}
+
+static int64_t admin_int(const char *sql)
+{
+	return db_int("postgres", sql);
 }
 
 /* Connections to the test's database with a transaction open. */
@@ -1081,6 +1088,105 @@ Test(meta_pg, attributes_changed_on_two_mounts_are_all_kept)
 	cr_assert_eq(md.mtime.tv_sec, in.st_mtim.tv_sec);
 	cr_assert_eq(md.mtime.tv_nsec, in.st_mtim.tv_nsec,
 		     "the write's mtime is not in the row");
+
+	cr_assert_eq(tally_close(a), 0);
+	cr_assert_eq(tally_close(b), 0);
+	tu_rmrf(dir);
+}
+
+/* A flush of one inode held in its stream phase until let go. */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t ino;
+	bool in, go;
+} stall = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false,
+	    false };
+
+static void stall_hook(void *arg, uint64_t seq, uint64_t ino)
+{
+	(void)arg;
+	(void)seq;
+	pthread_mutex_lock(&stall.mu);
+	if (ino == stall.ino) {
+		stall.in = true;
+		pthread_cond_broadcast(&stall.cv);
+		while (!stall.go)
+			pthread_cond_wait(&stall.cv, &stall.mu);
+	}
+	pthread_mutex_unlock(&stall.mu);
+}
+
+/*
+ * Node a releases a file (its hold goes) while the flush the release
+ * started is still in flight; node b removes the file's last name, and
+ * with no hold left frees its rows. a's flush, committing after that,
+ * writes no block rows for the inode that is gone: every block row has
+ * its inode, every count is its references.
+ */
+Test(meta_pg, a_flush_after_another_node_freed_its_inode_writes_nothing)
+{
+	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
+	struct tally_opts o = { .block_size = 4096, .create = true };
+	char *dir = tu_tmpdir(), path[2][4096], buf[3 * 4096], sql[512];
+	struct tally *a, *b;
+	struct meta_inode md;
+	struct stat st;
+	uint64_t ns, f;
+	int i;
+
+	cr_assert_not_null(dir);
+	o.meta = uri;
+	for (i = 0; i < 2; i++)
+		snprintf(path[i], sizeof(path[i]), "%s/node%d", dir, i);
+	o.stream_hook = stall_hook;
+	cr_assert_eq(tally_open(path[0], &o, &a), 0);
+	o.stream_hook = NULL;
+	cr_assert_eq(tally_open(path[1], &o, &b), 0);
+	cr_assert_eq(tally_mkdir(a, &me, 1, "ns", 0755, &st), 0);
+	ns = st.st_ino;
+	cr_assert_eq(tally_create(a, &me, ns, "f", 0644, &st), 0);
+	f = st.st_ino;
+	tu_fill(buf, sizeof(buf), 1);
+	cr_assert_eq(tally_write(a, f, buf, sizeof(buf), 0), sizeof(buf));
+	cr_assert_eq(tally_flush(a, f), 0);
+	cr_assert_eq(db_int(db, "SELECT count(*) FROM blocks"), 3);
+
+	/* new data; the release's flush stalls, the hold goes */
+	tu_fill(buf, sizeof(buf), 2);
+	cr_assert_eq(tally_write(a, f, buf, sizeof(buf), 4096), sizeof(buf));
+	pthread_mutex_lock(&stall.mu);
+	stall.ino = f;
+	stall.in = stall.go = false;
+	pthread_mutex_unlock(&stall.mu);
+	cr_assert_eq(tally_release(a, f), 0);
+	pthread_mutex_lock(&stall.mu);
+	while (!stall.in)
+		pthread_cond_wait(&stall.cv, &stall.mu);
+	pthread_mutex_unlock(&stall.mu);
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM open_holds WHERE ino = %" PRIu64, f);
+	cr_assert_eq(db_int(db, sql), 0, "the release's hold is gone");
+
+	/* b removes the last name: nobody holds it, the rows go */
+	cr_assert_eq(tally_lookup(b, ns, "f", &st), 0);
+	cr_assert_eq(tally_unlink(b, ns, "f"), 0);
+	cr_assert_eq(meta_inode_get(m, f, &md), -ENOENT);
+
+	pthread_mutex_lock(&stall.mu);
+	stall.go = true;
+	pthread_cond_broadcast(&stall.cv);
+	pthread_mutex_unlock(&stall.mu);
+	cr_assert_eq(tally_drain(a, NULL, 30), 0);
+	cr_assert_eq(db_int(db, "SELECT count(*) FROM blocks b WHERE NOT "
+				"EXISTS (SELECT 1 FROM inodes i WHERE "
+				"i.ino = b.ino)"),
+		     0, "block rows of an inode that is gone");
+	cr_assert_eq(db_int(db, "SELECT count(*) FROM objects o WHERE "
+				"refcount <> (SELECT count(*) FROM blocks b "
+				"WHERE b.obj = o.id)"),
+		     0, "counts that are not their references");
+	cr_assert_eq(meta_inode_get(m, f, &md), -ENOENT, "made again");
 
 	cr_assert_eq(tally_close(a), 0);
 	cr_assert_eq(tally_close(b), 0);
