@@ -50,6 +50,8 @@ struct fsck {
 	struct meta_objlist dead; /* files to delete after repair */
 	uint64_t *nameless;	  /* inodes with links and no entry */
 	size_t nnameless;
+	uint64_t *homeless; /* inodes with no row, named by block rows */
+	size_t nhomeless;
 	struct {
 		struct meta_obj o;
 		uint64_t size; /* by its row */
@@ -361,6 +363,13 @@ static int repair(struct fsck *f)
 				    f->gfix[i].truth, f->gfix[i].has_ghost);
 	for (i = 0; i < f->nnameless && !rc; i++)
 		rc = meta_inode_unname(f->s->meta, f->nameless[i]);
+	/* after the counts were set to the references, these among them:
+	 * the objects left at zero are settled by the commit */
+	for (i = 0; i < f->nhomeless && !rc; i++) {
+		rc = meta_blocks_drop(f->s->meta, f->homeless[i], 0);
+		if (!rc)
+			rc = meta_inode_delete(f->s->meta, f->homeless[i]);
+	}
 	if (!rc)
 		rc = meta_commit(f->s->meta);
 	if (!rc)
@@ -369,8 +378,10 @@ static int repair(struct fsck *f)
 		meta_rollback(f->s->meta);
 		return rc;
 	}
-	f->res->repaired =
-		f->nfix + f->ngfix + f->res->usage_drift + f->nnameless;
+	f->res->repaired = f->nfix + f->ngfix + f->res->usage_drift +
+			   f->nnameless + f->nhomeless;
+	/* the objects the drop of homeless rows left at zero */
+	f->res->removed += reap_dead(f->s->meta, f->s->objs);
 	/* only after the commit (made durable), and only what nothing
 	 * names (core/reap.c decides) */
 	for (i = 0; i < f->dead.n; i++) {
@@ -447,8 +458,16 @@ int fsck_run(struct store *s, bool do_repair,
 		goto out;
 	res->nameless = f.nnameless;
 	rc = nameless_check(&f);
+	if (!rc)
+		rc = meta_inode_homeless(s->meta, &f.homeless, &f.nhomeless);
 	if (rc)
 		goto out;
+	res->homeless = f.nhomeless;
+	for (size_t i = 0; i < f.nhomeless; i++)
+		sayf(&f,
+		     "homeless: inode %" PRIu64 " is gone but block or xattr "
+		     "rows name it (a leak%s)",
+		     f.homeless[i], do_repair ? ": removed" : "");
 	if (f.nnames)
 		qsort(f.names, f.nnames, sizeof(*f.names), cmp_name);
 	if (f.nprot)
@@ -470,10 +489,11 @@ int fsck_run(struct store *s, bool do_repair,
 			goto out;
 	}
 	if (do_repair && (f.nfix || f.ngfix || f.dead.n || f.nbad ||
-			  res->usage_drift || f.nnameless))
+			  res->usage_drift || f.nnameless || f.nhomeless))
 		rc = repair(&f);
 out:
 	free(f.nameless);
+	free(f.homeless);
 	free(f.names);
 	free(f.prot);
 	free(f.gfix);
@@ -488,7 +508,7 @@ bool fsck_problems(const struct fsck_result *res)
 	return res->drift_under || res->drift_over || res->dangling ||
 	       res->orphans || res->ghost_drift || res->unreachable ||
 	       res->usage_drift || res->corrupt || res->bucket_missing ||
-	       res->bucket_orphans || res->nameless;
+	       res->bucket_orphans || res->nameless || res->homeless;
 }
 
 struct bucket_ctx {

@@ -37,6 +37,8 @@ struct fsck_result {
 	uint64_t bucket_orphans; /* keys nothing names (a leak) */
 	uint64_t nameless;	 /* inodes with links no entry names (a
 				    leak; --repair: freed at the next mount) */
+	uint64_t homeless;	 /* inodes without a row that block or xattr
+			      rows name (a leak; --repair: removed) */
 };
 
 /*
@@ -50,7 +52,9 @@ struct fsck_result {
  * dropped (those blocks read as zeros), and each file that lost data is
  * named. An inode whose rows give it links while no entry names it (a
  * leak) gets a link count of 0, so that the next mount frees it as it
- * frees the unlinked inodes a crash left.
+ * frees the unlinked inodes a crash left. Block and xattr rows of an
+ * inode that has no row (a leak) are removed, their objects' counts
+ * lowered with them.
  */
 int fsck_run(struct store *s, bool repair,
 	     void (*say)(void *ctx, const char *line), void *ctx,

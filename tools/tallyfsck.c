@@ -26,12 +26,13 @@ static void usage(FILE *f)
 		"\n"
 		"Check an unmounted tallyfs store: recompute every object's\n"
 		"reference count from the block references and report drift,\n"
-		"dangling references, orphan object files and inodes that\n"
-		"no entry names.\n"
+		"dangling references, orphan object files, inodes that\n"
+		"no entry names and rows of inodes that are gone.\n"
 		"\n"
 		"  --repair    rebuild the counts exactly; delete object files\n"
 		"              that nothing references (never a referenced one);\n"
-		"              the next mount frees the nameless inodes\n"
+		"              the next mount frees the nameless inodes;\n"
+		"              rows of inodes that are gone are removed\n"
 		"  --wait[=S]  if a process still has the store open (a mount\n"
 		"              that is just being unmounted), wait up to S\n"
 		"              seconds (default 30) for it to let go\n"
@@ -255,7 +256,7 @@ int main(int argc, char **argv)
 	       "drift_over: %llu\ndangling: %llu\norphans: %llu\n"
 	       "ghosts: %llu\nghost_drift: %llu\nunreachable_shards: %llu\n"
 	       "usage_drift: %llu\ncorrupt: %llu\nremote_only: %llu\n"
-	       "queued_missing: %llu\nnameless: %llu\n",
+	       "queued_missing: %llu\nnameless: %llu\nhomeless: %llu\n",
 	       (unsigned long long)res.objects,
 	       (unsigned long long)res.references,
 	       (unsigned long long)res.drift_under,
@@ -268,7 +269,8 @@ int main(int argc, char **argv)
 	       (unsigned long long)res.corrupt,
 	       (unsigned long long)res.remote_only,
 	       (unsigned long long)res.queued_missing,
-	       (unsigned long long)res.nameless);
+	       (unsigned long long)res.nameless,
+	       (unsigned long long)res.homeless);
 	if (meta)
 		printf("cache_stale: %llu\n",
 		       (unsigned long long)res.cache_stale);

@@ -167,6 +167,40 @@ expect_fsck "after the mount that freed it" 0 nameless=0 orphans=0 \
 assert_eq "object files once the nameless inode is freed" \
 	$((objs_before - 1)) "$(object_count)"
 
+# ------------------------------------------------------ homeless rows
+# block and xattr rows of an inode that has no row (what a flush that
+# committed after another node removed its inode once left), made by
+# hand: a file's blocks moved to an inode number nobody has, its row and
+# entry removed, and an xattr row of another such number: found;
+# --repair removes the rows, and the object only they named goes
+mount_fs
+rand_file "$TMP/solo" $((64 * 1024))
+T cp "$TMP/solo" "$MNT/main/solo"
+solo_ino=$(stat -c %i "$MNT/main/solo")
+umount_fs
+objs_before=$(object_count)
+T sqlite3 "$db" "UPDATE blocks SET ino = 999999 WHERE ino = $solo_ino;
+	DELETE FROM dentries WHERE ino = $solo_ino;
+	DELETE FROM inodes WHERE ino = $solo_ino;
+	INSERT INTO xattrs(ino, name, value) VALUES (999998,
+		CAST('user.x' AS BLOB), CAST('v' AS BLOB))" ||
+	fail "cannot make homeless rows in $db"
+FSCK_ARGS=("$STORE")
+expect_fsck "homeless rows" 1 homeless=2 drift_over=0 drift_under=0 \
+	"status=problems found"
+assert_match "its line" "homeless: inode 999999 is gone" "$FSCK_OUT"
+FSCK_ARGS=(--repair "$STORE")
+expect_fsck "--repair of homeless rows" 1 homeless=2 repaired=2 removed=1 \
+	"status=repaired"
+FSCK_ARGS=("$STORE")
+expect_fsck "after their repair" 0 homeless=0 orphans=0 drift_over=0 \
+	"status=clean"
+assert_eq "object files once the homeless rows are removed" \
+	$((objs_before - 1)) "$(object_count)"
+mount_fs
+assert_same_content "$TMP/big" "$MNT/main/big"
+umount_fs
+
 # --------------------------------------------------------- cannot run
 FSCK_ARGS=("$TMP/no-such-store")
 expect_fsck "a missing store" 2
