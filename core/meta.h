@@ -214,12 +214,19 @@ int meta_dentry_lookup_row(struct meta *m, uint64_t parent, const char *name,
 			   struct meta_inode *out);
 int meta_dentry_insert(struct meta *m, uint64_t parent, const char *name,
 		       uint64_t ino);
-int meta_dentry_delete(struct meta *m, uint64_t parent, const char *name);
+/*
+ * The changes of an existing entry name the inode it had when looked up
+ * (@ino, @old): an entry gone or naming another inode now (another node
+ * removed it, or renamed something over it) is -ENOENT, nothing changed.
+ * A delete goes with the next statement (its -ENOENT comes from there).
+ */
+int meta_dentry_delete(struct meta *m, uint64_t parent, const char *name,
+		       uint64_t ino);
 /* Point an existing entry at another inode (rename over, exchange). */
 int meta_dentry_set_ino(struct meta *m, uint64_t parent, const char *name,
-			uint64_t ino);
+			uint64_t old, uint64_t ino);
 int meta_dentry_move(struct meta *m, uint64_t parent, const char *name,
-		     uint64_t newparent, const char *newname);
+		     uint64_t ino, uint64_t newparent, const char *newname);
 /* 1 if directory @ino has no entries, 0 if it has, negative errno. */
 int meta_dir_empty(struct meta *m, uint64_t ino);
 /*

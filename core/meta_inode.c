@@ -114,12 +114,17 @@ static const char *const inode_text[I_COUNT] = {
 			 "ON i.ino = d.ino WHERE d.parent = ?1 AND d.name = ?2",
 	[I_DENTRY_INSERT] = "INSERT INTO dentries(parent, name, ino) "
 			    "VALUES (?1, ?2, ?3)",
+	/* an entry changed only while it names the inode the node looked
+	 * up (?3, or ?4, ?5): of another node's rename over it, or unlink,
+	 * and this node's change, one fails (ENOENT) and is run again, so
+	 * that no link is taken from, nor an entry pointed at, an inode
+	 * the name no longer has */
 	[I_DENTRY_DELETE] = "DELETE FROM dentries "
-			    "WHERE parent = ?1 AND name = ?2",
+			    "WHERE parent = ?1 AND name = ?2 AND ino = ?3",
 	[I_DENTRY_SET_INO] = "UPDATE dentries SET ino = ?3 "
-			     "WHERE parent = ?1 AND name = ?2",
+			     "WHERE parent = ?1 AND name = ?2 AND ino = ?4",
 	[I_DENTRY_MOVE] = "UPDATE dentries SET parent = ?3, name = ?4 "
-			  "WHERE parent = ?1 AND name = ?2",
+			  "WHERE parent = ?1 AND name = ?2 AND ino = ?5",
 	[I_DIR_EMPTY] = "SELECT 1 FROM dentries WHERE parent = ?1 LIMIT 1",
 	/* an entry with its inode's row: readdirplus in one statement */
 	[I_READDIR] = "SELECT d.id, d.name, i.ino, i.nspace, i.mode, i.uid, "
@@ -182,7 +187,7 @@ static const char *const inode_pg[I_COUNT] = {
 	/* an error when it removes nothing: another node removed the name
 	 * first (core/meta_pg.c, ONE_ENTRY); it has no answer to wait for */
 	[I_DENTRY_DELETE] = "WITH d AS (DELETE FROM dentries WHERE parent = "
-			    "?1 AND name = ?2 RETURNING 1) SELECT "
+			    "?1 AND name = ?2 AND ino = ?3 RETURNING 1) SELECT "
 			    "tally_one_entry(count(*)) FROM d",
 	[I_INO_TAKE] = "UPDATE config SET value = greatest(value, ?1) + ?2 "
 		       "WHERE key = 'next_ino' RETURNING value",
@@ -469,8 +474,7 @@ static int dentry_exec(struct meta *m, int id, uint64_t parent,
 
 	if (rc)
 		return rc;
-	if (id != I_DENTRY_DELETE)
-		meta_bind_int(s, 3, (int64_t)ino);
+	meta_bind_int(s, 3, (int64_t)ino);
 	/* an insert's only answer is success or a taken name (EEXIST), a
 	 * delete's success: they go with the next statement */
 	return id == I_DENTRY_INSERT || id == I_DENTRY_DELETE
@@ -485,20 +489,30 @@ int meta_dentry_insert(struct meta *m, uint64_t parent, const char *name,
 			   "entry insert");
 }
 
-int meta_dentry_delete(struct meta *m, uint64_t parent, const char *name)
+int meta_dentry_delete(struct meta *m, uint64_t parent, const char *name,
+		       uint64_t ino)
 {
-	return dentry_exec(m, I_DENTRY_DELETE, parent, name, 0, "entry delete");
+	return dentry_exec(m, I_DENTRY_DELETE, parent, name, ino,
+			   "entry delete");
 }
 
 int meta_dentry_set_ino(struct meta *m, uint64_t parent, const char *name,
-			uint64_t ino)
+			uint64_t old, uint64_t ino)
 {
-	return dentry_exec(m, I_DENTRY_SET_INO, parent, name, ino,
-			   "entry update");
+	struct meta_st *s;
+	int rc = stmt_key_name(m, I_DENTRY_SET_INO, parent, name, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 3, (int64_t)ino);
+	meta_bind_int(s, 4, (int64_t)old);
+	rc = meta_run(m, s, "entry update");
+	/* the entry is gone, or names another inode now */
+	return !rc && meta_changes(m) == 0 ? -ENOENT : rc;
 }
 
 int meta_dentry_move(struct meta *m, uint64_t parent, const char *name,
-		     uint64_t newparent, const char *newname)
+		     uint64_t ino, uint64_t newparent, const char *newname)
 {
 	struct meta_st *s;
 	int rc = stmt_key_name(m, I_DENTRY_MOVE, parent, name, &s);
@@ -507,7 +521,10 @@ int meta_dentry_move(struct meta *m, uint64_t parent, const char *name,
 		return rc;
 	meta_bind_int(s, 3, (int64_t)newparent);
 	meta_bind_name(s, 4, newname);
-	return meta_run(m, s, "entry move");
+	meta_bind_int(s, 5, (int64_t)ino);
+	rc = meta_run(m, s, "entry move");
+	/* the entry is gone, or names another inode now */
+	return !rc && meta_changes(m) == 0 ? -ENOENT : rc;
 }
 
 int meta_dir_empty(struct meta *m, uint64_t ino)

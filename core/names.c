@@ -225,6 +225,20 @@ static int child(struct tally *t, uint64_t parent, const char *name,
 }
 
 /*
+ * The end @rc of a transaction that changed entries looked up before it:
+ * on a shared store, -ENOENT says an entry or row went, or an entry
+ * names another inode now, by another node's change since the lookups
+ * (core/meta.h, meta_dentry_delete()). Nothing was done: the operation
+ * runs again from its lookups (-EDEADLK, tally_retry()) and meets what
+ * is there now (a rename's target gone: a plain rename; its source
+ * gone: ENOENT from the lookup).
+ */
+static int raced(struct tally *t, int rc)
+{
+	return rc == -ENOENT && meta_shared(t->meta) ? -EDEADLK : rc;
+}
+
+/*
  * Drop one link of @ip (t->lock held, in a transaction). At nlink 0 with
  * no open handle, the inode and its references go (after commit the
  * caller sets ip->freed when *freed says so).
@@ -284,12 +298,12 @@ int tally_unlink(struct tally *t, uint64_t parent, const char *name)
 	pmd.mtime = pmd.ctime = tally_now();
 	rc = meta_begin(t->meta);
 	if (!rc)
-		rc = meta_dentry_delete(t->meta, parent, name);
+		rc = meta_dentry_delete(t->meta, parent, name, ip->ino);
 	if (!rc)
 		rc = drop_link(t, ip, &md, &freed);
 	if (!rc)
 		rc = inode_write_md(t, pip, &pmd);
-	rc = tally_txn_end(t, rc);
+	rc = raced(t, tally_txn_end(t, rc));
 	dcache_drop(t, parent, name);
 	if (rc)
 		goto out;
@@ -345,14 +359,14 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 	pmd.nlink--;
 	rc = meta_begin(t->meta);
 	if (!rc)
-		rc = meta_dentry_delete(t->meta, parent, name);
+		rc = meta_dentry_delete(t->meta, parent, name, ip->ino);
 	if (!rc)
 		rc = meta_inode_delete(t->meta, ip->ino);
 	if (!rc)
 		rc = inode_write_md(t, pip, &pmd);
 	/* an entry in it (another node's, made meanwhile, too): the delete
 	 * of its row fails while an entry names it */
-	rc = tally_txn_end_as(t, rc, -ENOTEMPTY);
+	rc = raced(t, tally_txn_end_as(t, rc, -ENOTEMPTY));
 	dcache_drop(t, parent, name);
 	if (rc)
 		goto out;
@@ -450,19 +464,23 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 		dmd = dip->md;
 		dmd.ctime = ts;
 	}
+	if (t->rename_hook)
+		t->rename_hook(t->hook_arg, sip->ino);
 	rc = meta_begin(t->meta);
 	if (rc)
 		goto out;
 	if (flags & RENAME_EXCHANGE) {
-		rc = meta_dentry_set_ino(t->meta, parent, name, dip->ino);
+		rc = meta_dentry_set_ino(t->meta, parent, name, sip->ino,
+					 dip->ino);
 		if (!rc)
 			rc = meta_dentry_set_ino(t->meta, newparent, newname,
-						 sip->ino);
+						 dip->ino, sip->ino);
 		if (!rc)
 			rc = inode_write_md(t, dip, &dmd);
 	} else {
 		if (dip) {
-			rc = meta_dentry_delete(t->meta, newparent, newname);
+			rc = meta_dentry_delete(t->meta, newparent, newname,
+						dip->ino);
 			if (!rc && S_ISDIR(dip->md.mode)) {
 				dmd.nlink = 0;
 				rc = meta_inode_delete(t->meta, dip->ino);
@@ -472,8 +490,8 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 			}
 		}
 		if (!rc)
-			rc = meta_dentry_move(t->meta, parent, name, newparent,
-					      newname);
+			rc = meta_dentry_move(t->meta, parent, name, sip->ino,
+					      newparent, newname);
 	}
 	if (!rc)
 		rc = inode_write_md(t, sip, &smd);
@@ -506,7 +524,7 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 	 * (its row's delete fails while one names it), or the new parent
 	 * went */
 	over_dir = dip && S_ISDIR(dip->md.mode) && !(flags & RENAME_EXCHANGE);
-	rc = tally_txn_end_as(t, rc, over_dir ? -ENOTEMPTY : -ENOENT);
+	rc = raced(t, tally_txn_end_as(t, rc, over_dir ? -ENOTEMPTY : -ENOENT));
 	dcache_drop(t, parent, name);
 	dcache_drop(t, newparent, newname);
 	if (rc)

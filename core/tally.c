@@ -429,6 +429,7 @@ int tally_open(const char *path, const struct tally_opts *opts,
 	t->max_pending = opts->max_pending ? opts->max_pending : 32;
 	t->stream_hook = opts->stream_hook;
 	t->release_hook = opts->release_hook;
+	t->rename_hook = opts->rename_hook;
 	t->hook_arg = opts->hook_arg;
 	t->report_interval = opts->report_interval ? opts->report_interval : 60;
 	t->heartbeat = opts->heartbeat ? opts->heartbeat : 12;

@@ -52,6 +52,9 @@ struct tally_opts {
 	void (*stream_hook)(void *arg, uint64_t seq, uint64_t ino);
 	/* tests only: called by tally_release() between its two holds */
 	void (*release_hook)(void *arg, uint64_t ino);
+	/* tests only: called by tally_rename() between its lookups and its
+	 * transaction, with the source's inode (t->lock held) */
+	void (*rename_hook)(void *arg, uint64_t ino);
 	void *hook_arg;
 	const char *mountpoint; /* absolute; shards may not be inside it */
 	/* the metadata in PostgreSQL (a postgres:// URI), or NULL for

@@ -150,6 +150,7 @@ struct tally {
 	unsigned pending; /* protected by fin_lock: rotated, not final */
 	void (*stream_hook)(void *arg, uint64_t seq, uint64_t ino);
 	void (*release_hook)(void *arg, uint64_t ino);
+	void (*rename_hook)(void *arg, uint64_t ino);
 	void *hook_arg;
 	/* the kernel's written pages (tally_set_push): set before the
 	 * front end serves requests, cleared after */

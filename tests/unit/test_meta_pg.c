@@ -411,13 +411,13 @@ Test(meta_pg, a_name_removed_twice_takes_one_link)
 	/* m removes x */
 	f.nlink = 1;
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_delete(m, 1, "x"), 0);
+	cr_assert_eq(meta_dentry_delete(m, 1, "x", 43), 0);
 	cr_assert_eq(meta_inode_update(m, &f, -1, 0, &n), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(n, 1);
 	/* b, which saw x, removes it too */
 	cr_assert_eq(meta_begin(b), 0);
-	cr_assert_eq(meta_dentry_delete(b, 1, "x"), 0); /* waits */
+	cr_assert_eq(meta_dentry_delete(b, 1, "x", 43), 0); /* waits */
 	cr_assert_eq(meta_inode_update(b, &f, -1, 0, &n), -ENOENT);
 	meta_rollback(b);
 	cr_assert_eq(meta_inode_get(b, 43, &got), 0);
@@ -425,8 +425,47 @@ Test(meta_pg, a_name_removed_twice_takes_one_link)
 	cr_assert_eq(meta_dentry_lookup(b, 1, "y", &ino), 0);
 	cr_assert_eq(ino, 43);
 	/* outside a transaction too */
-	cr_assert_eq(meta_dentry_delete(b, 1, "x"), -ENOENT);
+	cr_assert_eq(meta_dentry_delete(b, 1, "x", 43), -ENOENT);
 	meta_close(b);
+}
+
+/* A change of an entry names the inode its node looked up: an entry that
+ * names another inode now (another node renamed something over it) is
+ * ENOENT for a delete, a move and an update, and is left as it is. */
+Test(meta_pg, an_entry_changed_only_while_it_names_its_inode)
+{
+	uint64_t ino = 0;
+
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, "x", 50), 0);
+	cr_assert_eq(meta_dentry_insert(m, 1, "y", 51), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	/* x names 50, not 49 */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_dentry_delete(m, 1, "x", 49), 0); /* waits */
+	cr_assert_eq(meta_dentry_lookup(m, 1, "y", &ino), -ENOENT);
+	meta_rollback(m);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_dentry_move(m, 1, "x", 49, 1, "z"), -ENOENT);
+	meta_rollback(m);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_dentry_set_ino(m, 1, "x", 49, 52), -ENOENT);
+	meta_rollback(m);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_dentry_set_ino(m, 1, "gone", 50, 52), -ENOENT);
+	meta_rollback(m);
+	cr_assert_eq(meta_dentry_lookup(m, 1, "x", &ino), 0);
+	cr_assert_eq(ino, 50, "left as it was");
+	cr_assert_eq(meta_dentry_lookup(m, 1, "z", &ino), -ENOENT);
+	/* with the right inode, each goes */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_dentry_set_ino(m, 1, "x", 50, 52), 0);
+	cr_assert_eq(meta_dentry_move(m, 1, "x", 52, 1, "z"), 0);
+	cr_assert_eq(meta_dentry_delete(m, 1, "y", 51), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_dentry_lookup(m, 1, "z", &ino), 0);
+	cr_assert_eq(ino, 52);
+	cr_assert_eq(meta_dentry_lookup(m, 1, "y", &ino), -ENOENT);
 }
 
 Test(meta_pg, pins_and_protection)
@@ -602,7 +641,7 @@ Test(meta_pg, a_begin_goes_with_the_first_statement)
 	cr_assert_eq(meta_dentry_insert(m, 1, "e", 41), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_move(m, 1, "e", 1, "d"), -EEXIST);
+	cr_assert_eq(meta_dentry_move(m, 1, "e", 41, 1, "d"), -EEXIST);
 	meta_rollback(m);
 	cr_assert_eq(open_transactions(), 0);
 	/* a statement after a waiting setting fails: its error, and the
@@ -610,7 +649,7 @@ Test(meta_pg, a_begin_goes_with_the_first_statement)
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_config_set(m, "probe", 2), 0);
 	cr_assert_eq(meta_relaxed(m), 0);
-	cr_assert_eq(meta_dentry_move(m, 1, "e", 1, "d"), -EEXIST);
+	cr_assert_eq(meta_dentry_move(m, 1, "e", 41, 1, "d"), -EEXIST);
 	meta_rollback(m);
 	cr_assert_eq(meta_config_get(m, "probe", &v), 0);
 	cr_assert_eq(v, 1);
@@ -886,18 +925,18 @@ Test(meta_pg, entries_only_in_directories_that_are_there)
 	cr_assert_eq(meta_dentry_insert(b, 16, "f", 17), 0);
 	cr_assert_eq(meta_commit(b), 0);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_delete(m, 1, "d"), 0);
+	cr_assert_eq(meta_dentry_delete(m, 1, "d", 16), 0);
 	cr_assert_eq(meta_inode_delete(m, 16), 0);
 	cr_assert_eq(meta_commit(m), -ENOLINK, "d is not empty");
 	meta_rollback(m); /* as tally_txn_end() does */
 	cr_assert_eq(meta_dentry_lookup(b, 1, "d", &ino), 0, "rolled back");
 	/* the other way: d emptied and removed, then b's entry in it */
 	cr_assert_eq(meta_begin(b), 0);
-	cr_assert_eq(meta_dentry_delete(b, 16, "f"), 0);
+	cr_assert_eq(meta_dentry_delete(b, 16, "f", 17), 0);
 	cr_assert_eq(meta_inode_delete(b, 17), 0);
 	cr_assert_eq(meta_commit(b), 0);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_delete(m, 1, "d"), 0);
+	cr_assert_eq(meta_dentry_delete(m, 1, "d", 16), 0);
 	cr_assert_eq(meta_inode_delete(m, 16), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_begin(b), 0);
@@ -1187,6 +1226,99 @@ Test(meta_pg, a_flush_after_another_node_freed_its_inode_writes_nothing)
 				"WHERE b.obj = o.id)"),
 		     0, "counts that are not their references");
 	cr_assert_eq(meta_inode_get(m, f, &md), -ENOENT, "made again");
+
+	cr_assert_eq(tally_close(a), 0);
+	cr_assert_eq(tally_close(b), 0);
+	tu_rmrf(dir);
+}
+
+/* Node b's change, made while node a's rename is between its lookups and
+ * its transaction (once). */
+static struct {
+	struct tally *b;
+	uint64_t ns;
+	const char *unlink; /* the name b removes */
+	bool done;
+} meddle;
+
+static void meddle_hook(void *arg, uint64_t ino)
+{
+	(void)arg;
+	(void)ino;
+	if (meddle.done)
+		return;
+	meddle.done = true;
+	cr_assert_eq(tally_unlink(meddle.b, meddle.ns, meddle.unlink), 0);
+}
+
+/* A rename as the front end runs it: again while it says EDEADLK. */
+static int rename_retried(struct tally *t, uint64_t ns, const char *from,
+			  const char *to)
+{
+	unsigned n = 0;
+	int rc;
+
+	do
+		rc = tally_rename(t, ns, from, ns, to, 0);
+	while (tally_retry(t, &rc, &n));
+	return rc;
+}
+
+/*
+ * Node a renames over a target that node b removes between a's lookups
+ * and a's transaction: a plain rename, the target's link taken once.
+ * Then over a source that b removes the same way: ENOENT, nothing
+ * changed (before: a rename that "succeeded" and moved nothing).
+ */
+Test(meta_pg, a_rename_meets_what_another_node_removed_meanwhile)
+{
+	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
+	struct tally_opts o = { .block_size = 4096, .create = true };
+	char *dir = tu_tmpdir(), path[2][4096];
+	struct tally *a, *b;
+	struct meta_inode md;
+	struct stat st;
+	uint64_t ns, src, dst, ino = 0;
+	int i;
+
+	cr_assert_not_null(dir);
+	o.meta = uri;
+	for (i = 0; i < 2; i++)
+		snprintf(path[i], sizeof(path[i]), "%s/node%d", dir, i);
+	o.rename_hook = meddle_hook;
+	cr_assert_eq(tally_open(path[0], &o, &a), 0);
+	o.rename_hook = NULL;
+	cr_assert_eq(tally_open(path[1], &o, &b), 0);
+	cr_assert_eq(tally_mkdir(a, &me, 1, "ns", 0755, &st), 0);
+	ns = st.st_ino;
+	cr_assert_eq(tally_mknod(a, &me, ns, "src", S_IFREG | 0644, 0, &st), 0);
+	src = st.st_ino;
+	cr_assert_eq(tally_mknod(a, &me, ns, "dst", S_IFREG | 0644, 0, &st), 0);
+	dst = st.st_ino;
+	/* a second name of dst: its count shows a link taken twice */
+	cr_assert_eq(tally_link(a, dst, ns, "dst2", &st), 0);
+
+	meddle.b = b;
+	meddle.ns = ns;
+	meddle.unlink = "dst";
+	meddle.done = false;
+	cr_assert_eq(rename_retried(a, ns, "src", "dst"), 0);
+	cr_assert(meddle.done);
+	cr_assert_eq(meta_dentry_lookup(m, ns, "dst", &ino), 0);
+	cr_assert_eq(ino, src, "dst names the source");
+	cr_assert_eq(meta_dentry_lookup(m, ns, "src", &ino), -ENOENT);
+	cr_assert_eq(meta_inode_get(m, dst, &md), 0);
+	cr_assert_eq(md.nlink, 1, "dst2 keeps its file: nlink %u", md.nlink);
+
+	/* b removes the source itself meanwhile */
+	meddle.unlink = "dst";
+	meddle.done = false;
+	cr_assert_eq(rename_retried(a, ns, "dst", "other"), -ENOENT);
+	cr_assert(meddle.done);
+	cr_assert_eq(meta_dentry_lookup(m, ns, "other", &ino), -ENOENT,
+		     "a rename of a name that went made it again");
+	cr_assert_eq(meta_dentry_lookup(m, ns, "dst2", &ino), 0);
+	cr_assert_eq(ino, dst);
 
 	cr_assert_eq(tally_close(a), 0);
 	cr_assert_eq(tally_close(b), 0);
