@@ -13,8 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "core/array.h"
 #include "core/log.h"
 #include "core/meta.h"
 #include "core/objstore.h"
@@ -83,6 +85,145 @@ static int hold(struct tally *t, struct inode *ip)
 	return tally_txn_end(t, rc);
 }
 
+/*
+ * Kept holds. On a shared store the first open of a file on a node adds
+ * the node's hold (open_holds), so that another node removing the last
+ * name leaves the file to it. The last close does not drop the hold at
+ * once: it is kept HOLD_KEEP_MS, so that a close costs no round trip to
+ * the server, nor does an open within that time (the hold is there).
+ * A kept hold delays the free of a file another node unlinked by as
+ * long, nothing more. The flusher's tick drops those due
+ * (file_drop_kept_holds()), an unmount all of them before its session
+ * ends; a session that expired took them with it.
+ */
+#define HOLD_KEEP_MS 2000
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Keep this node's hold of @ip after its last close (t->lock held). */
+static int hold_keep(struct tally *t, struct inode *ip)
+{
+	/* the dropped part of the queue goes before it grows */
+	if (t->kepthead && t->kepthead * 2 >= t->nkept) {
+		t->nkept -= t->kepthead;
+		memmove(t->kept, t->kept + t->kepthead,
+			t->nkept * sizeof(*t->kept));
+		t->kepthead = 0;
+	}
+	if (array_reserve(&t->kept, &t->keptcap, t->nkept + 1,
+			  sizeof(*t->kept)))
+		return -ENOMEM;
+	ip->hold_due = mono_ms() + HOLD_KEEP_MS;
+	t->kept[t->nkept].ino = ip->ino;
+	t->kept[t->nkept++].due = ip->hold_due;
+	return 0;
+}
+
+/*
+ * Drop this node's hold of @ip (t->lock held, and its exclusive rw): one
+ * round trip, with the link count; the rows go too if the last name went
+ * (here or on another node) and no other node holds the file open:
+ * decided again in a transaction of its own, which the drop of the hold
+ * no longer needs.
+ */
+static void hold_drop(struct tally *t, struct inode *ip)
+{
+	uint32_t nlink = 0;
+	bool drop = false;
+	int rc2 = meta_hold_release(t->meta, t->node_id, ip->ino, &nlink);
+
+	if (rc2 == -ENOENT) {
+		rc2 = 0; /* gone: not ours to free */
+	} else if (!rc2 && nlink == 0) {
+		rc2 = meta_begin(t->meta);
+		if (!rc2) {
+			rc2 = meta_inode_last(t->meta, ip->ino, t->node_id);
+			drop = rc2 == 1;
+			rc2 = rc2 == -ENOENT ? 0 : (rc2 < 0 ? rc2 : 0);
+		}
+		if (!rc2 && drop)
+			rc2 = inode_drop(t, ip);
+		rc2 = tally_txn_end(t, rc2);
+	}
+	if (!rc2 && drop) {
+		ip->freed = true;
+		inode_free_data(t, ip);
+	} else if (rc2) {
+		log_msg(LOG_ERR,
+			"cannot release inode %" PRIu64 ": %s (its "
+			"hold goes with the session)",
+			ip->ino, strerror(-rc2));
+	}
+}
+
+void file_drop_kept_holds(struct tally *t, bool all)
+{
+	int64_t now = mono_ms();
+
+	for (;;) {
+		struct kept_hold k;
+		struct inode *ip;
+		uint32_t nlink;
+		int rc;
+
+		tally_lock(t);
+		if (t->kepthead == t->nkept) {
+			t->kepthead = t->nkept = 0;
+			tally_unlock(t);
+			return;
+		}
+		k = t->kept[t->kepthead];
+		if (!all && k.due > now) {
+			tally_unlock(t);
+			return;
+		}
+		t->kepthead++;
+		ip = inode_find(t, k.ino);
+		/* open again, or kept again since (a later entry) */
+		if (ip && (ip->opens || ip->hold_due != k.due)) {
+			tally_unlock(t);
+			continue;
+		}
+		rc = inode_get(t, k.ino, &ip);
+		if (rc) {
+			/* the inode went: its hold's row goes */
+			meta_hold_release(t->meta, t->node_id, k.ino, &nlink);
+			tally_unlock(t);
+			continue;
+		}
+		tally_unlock(t);
+		pthread_rwlock_wrlock(&ip->io->rw);
+		tally_lock(t);
+		if (ip->opens == 0 &&
+		    (ip->hold_due == k.due || !ip->hold_due)) {
+			ip->hold_due = 0;
+			hold_drop(t, ip);
+		}
+		tally_unlock(t);
+		pthread_rwlock_unlock(&ip->io->rw);
+		file_put(t, ip);
+	}
+}
+
+void file_forget_kept_holds(struct tally *t)
+{
+	size_t i;
+
+	for (i = t->kepthead; i < t->nkept; i++) {
+		struct inode *ip = inode_find(t, t->kept[i].ino);
+
+		if (ip)
+			ip->hold_due = 0;
+	}
+	t->kepthead = t->nkept = 0;
+}
+
 int tally_open_file(struct tally *t, uint64_t ino, int flags)
 {
 	struct inode *ip;
@@ -98,10 +239,12 @@ int tally_open_file(struct tally *t, uint64_t ino, int flags)
 		if (S_ISDIR(ip->md.mode) && (flags & O_ACCMODE) != O_RDONLY)
 			rc = -EISDIR;
 		else if (tally_meta_shared(t) && ip->opens == 0 &&
-			 S_ISREG(ip->md.mode))
+			 S_ISREG(ip->md.mode) && !ip->hold_due)
 			rc = hold(t, ip); /* another node may unlink it */
-		if (!rc)
+		if (!rc) {
 			ip->opens++;
+			ip->hold_due = 0; /* a kept hold serves it */
+		}
 		inode_put(t, ip);
 	}
 	tally_unlock(t);
@@ -139,39 +282,11 @@ int tally_release(struct tally *t, uint64_t ino)
 	ip->opens--;
 	if (tally_meta_shared(t) && ip->opens == 0 && !ip->freed &&
 	    S_ISREG(ip->md.mode)) {
-		/* a shared store: this node's hold goes (one round trip,
-		 * with the link count); the rows go too if the last name
-		 * went (here or on another node) and no other node holds
-		 * the file open: decided again in a transaction of its own,
-		 * which the drop of the hold no longer needs */
-		uint32_t nlink = 0;
-		bool drop = false;
-		int rc2 =
-			meta_hold_release(t->meta, t->node_id, ip->ino, &nlink);
-
-		if (rc2 == -ENOENT) {
-			rc2 = 0; /* gone: not ours to free */
-		} else if (!rc2 && nlink == 0) {
-			rc2 = meta_begin(t->meta);
-			if (!rc2) {
-				rc2 = meta_inode_last(t->meta, ip->ino,
-						      t->node_id);
-				drop = rc2 == 1;
-				rc2 = rc2 == -ENOENT ? 0 : (rc2 < 0 ? rc2 : 0);
-			}
-			if (!rc2 && drop)
-				rc2 = inode_drop(t, ip);
-			rc2 = tally_txn_end(t, rc2);
-		}
-		if (!rc2 && drop) {
-			ip->freed = true;
-			inode_free_data(t, ip);
-		} else if (rc2) {
-			log_msg(LOG_ERR,
-				"cannot release inode %" PRIu64 ": %s (its "
-				"hold goes with the session)",
-				ip->ino, strerror(-rc2));
-		}
+		/* a shared store: the hold is kept a while, unless the
+		 * file has no name left (here, or as far as this node
+		 * knows) */
+		if (ip->md.nlink == 0 || hold_keep(t, ip))
+			hold_drop(t, ip);
 	} else if (last) {
 		int rc2;
 

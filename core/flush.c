@@ -896,6 +896,8 @@ void *flush_flusher(void *arg)
 		if (report_due(t))
 			tally_report(t);
 		session_tick(t);
+		if (tally_meta_shared(t))
+			file_drop_kept_holds(t, false);
 		/* shards that went away, or came back */
 		if (++t->shard_ticks % 5 == 0)
 			shard_check_all(t);

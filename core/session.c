@@ -188,7 +188,9 @@ int session_renew(struct tally *t)
 	int64_t old = t->node_id;
 	int rc;
 
-	/* not under the old session: a new node, reporting at once */
+	/* not under the old session: a new node, reporting at once; the
+	 * holds the old one kept went with it */
+	file_forget_kept_holds(t);
 	t->node_id = store_random_id();
 	meta_set_self(t->meta, t->node_id);
 	rc = session_add(t, (int64_t)time(NULL));

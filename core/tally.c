@@ -513,6 +513,7 @@ out_store:
 	store_close(t->store);
 out_free:
 	progress_free(t->progress);
+	free(t->kept);
 	free(t->itable);
 	free(t->dcache);
 	free(t->mountpoint);
@@ -546,6 +547,10 @@ int tally_close(struct tally *t)
 	pthread_join(t->fin_thread, NULL);
 	pool_free(t->pool);
 	tally_unwatch(t);
+	/* the holds kept after last closes go, and the files no name and no
+	 * other node holds with them, before the session ends */
+	if (tally_meta_shared(t))
+		file_drop_kept_holds(t, true);
 	tally_lock(t);
 	{
 		/* a clean unmount ends the session and withdraws the
@@ -598,6 +603,7 @@ int tally_close(struct tally *t)
 	pthread_mutex_destroy(&t->lock);
 	store_close(t->store);
 	progress_free(t->progress);
+	free(t->kept);
 	free(t->itable);
 	free(t->dcache);
 	free(t->mountpoint);

@@ -98,6 +98,10 @@ struct inode {
 	uint64_t trunc_size; /* protected by rw and t->lock: drop past this,
 			      * the lowest size since a flush, if truncated */
 	bool freed;	     /* protected by t->lock */
+	int64_t hold_due;    /* protected by t->lock: a shared store's hold
+			      * of this node, kept after the last close
+			      * until then (monotonic ms; 0: none kept;
+			      * core/file.c, kept holds) */
 	bool truncated;	     /* protected by rw and t->lock: see trunc_size */
 	uint8_t mdirty;	     /* protected by t->lock: META_F_* fields of md
 			      * changed in place and not written yet (a
@@ -151,6 +155,13 @@ struct tally {
 	void (*stream_hook)(void *arg, uint64_t seq, uint64_t ino);
 	void (*release_hook)(void *arg, uint64_t ino);
 	void (*rename_hook)(void *arg, uint64_t ino);
+	/* protected by lock: holds kept after the last close, oldest
+	 * first, each dropped once due (core/file.c) */
+	struct kept_hold {
+		uint64_t ino;
+		int64_t due; /* monotonic ms */
+	} * kept;
+	size_t kepthead, nkept, keptcap; /* kept[kepthead..nkept) */
 	void *hook_arg;
 	/* the kernel's written pages (tally_set_push): set before the
 	 * front end serves requests, cleared after */
@@ -332,6 +343,12 @@ void flush_throttle(struct tally *t, struct inode *ip);
  */
 int file_set_size(struct tally *t, struct inode *ip, uint64_t size);
 int file_get(struct tally *t, uint64_t ino, struct inode **out);
+/* Drop the kept holds that are due, or with @all every one (no lock
+ * held). */
+void file_drop_kept_holds(struct tally *t, bool all);
+/* Forget the kept holds: the session that had them is gone (t->lock
+ * held). */
+void file_forget_kept_holds(struct tally *t);
 void file_put(struct tally *t, struct inode *ip);
 
 /* core/session.c: this mount's session (t->lock taken inside) */
