@@ -865,8 +865,10 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what)
 				    : NULL);
 		/* a deadlock or a serialization failure is run again; a
 		 * constraint that holds is an answer (a name taken, a
-		 * directory gone or not empty) */
-		log_msg(i == -EDEADLK || i == -EEXIST || i == -ENOLINK
+		 * directory gone or not empty, an entry another node
+		 * removed first) */
+		log_msg(i == -EDEADLK || i == -EEXIST || i == -ENOLINK ||
+					i == -ENOENT
 				? LOG_INFO
 				: LOG_ERR,
 			"metadata %s failed: %s", what, p->msg);

@@ -524,7 +524,12 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 	 * (its row's delete fails while one names it), or the new parent
 	 * went */
 	over_dir = dip && S_ISDIR(dip->md.mode) && !(flags & RENAME_EXCHANGE);
-	rc = raced(t, tally_txn_end_as(t, rc, over_dir ? -ENOTEMPTY : -ENOENT));
+	/* a new parent gone (its foreign key) is not run again: the node's
+	 * copy of it would lead to the same failure; ENOENT */
+	rc = raced(t,
+		   tally_txn_end_as(t, rc, over_dir ? -ENOTEMPTY : -ENOLINK));
+	if (rc == -ENOLINK)
+		rc = -ENOENT;
 	dcache_drop(t, parent, name);
 	dcache_drop(t, newparent, newname);
 	if (rc)

@@ -1056,25 +1056,52 @@ Test(meta_pg, changes_without_an_answer_move_counts_and_make_no_rows)
 	meta_close(b);
 }
 
+/*
+ * Two mounts of the test's store (@o: its hooks are a's alone), a and b,
+ * each with its cache directory in a new temp directory (returned), and
+ * a namespace "ns" made on a (*@ns).
+ */
+static char *two_nodes(struct tally_opts *o, struct tally **a, struct tally **b,
+		       uint64_t *ns)
+{
+	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
+	char *dir = tu_tmpdir(), path[4096];
+	struct stat st;
+
+	cr_assert_not_null(dir);
+	o->block_size = 4096;
+	o->create = true;
+	o->meta = uri;
+	snprintf(path, sizeof(path), "%s/node0", dir);
+	cr_assert_eq(tally_open(path, o, a), 0);
+	o->stream_hook = NULL;
+	o->release_hook = NULL;
+	o->rename_hook = NULL;
+	snprintf(path, sizeof(path), "%s/node1", dir);
+	cr_assert_eq(tally_open(path, o, b), 0);
+	cr_assert_eq(tally_mkdir(*a, &me, 1, "ns", 0755, &st), 0);
+	*ns = st.st_ino;
+	return dir;
+}
+
+static void two_nodes_close(struct tally *a, struct tally *b, char *dir)
+{
+	cr_assert_eq(tally_close(a), 0);
+	cr_assert_eq(tally_close(b), 0);
+	tu_rmrf(dir);
+}
+
 Test(meta_pg, attributes_changed_on_two_mounts_are_all_kept)
 {
 	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
 	struct tally_opts o = { .block_size = 4096, .create = true };
-	char *dir = tu_tmpdir(), path[2][4096];
+	char *dir;
 	struct tally *a, *b;
 	struct meta_inode md;
 	struct stat st, in;
 	uint64_t ns, f, d;
-	int i;
 
-	cr_assert_not_null(dir);
-	o.meta = uri;
-	for (i = 0; i < 2; i++)
-		snprintf(path[i], sizeof(path[i]), "%s/node%d", dir, i);
-	cr_assert_eq(tally_open(path[0], &o, &a), 0);
-	cr_assert_eq(tally_open(path[1], &o, &b), 0);
-	cr_assert_eq(tally_mkdir(a, &me, 1, "ns", 0755, &st), 0);
-	ns = st.st_ino;
+	dir = two_nodes(&o, &a, &b, &ns);
 	cr_assert_eq(tally_create(a, &me, ns, "f", 0644, &st), 0);
 	f = st.st_ino;
 	cr_assert_eq(tally_release(a, f), 0);
@@ -1128,9 +1155,7 @@ Test(meta_pg, attributes_changed_on_two_mounts_are_all_kept)
 	cr_assert_eq(md.mtime.tv_nsec, in.st_mtim.tv_nsec,
 		     "the write's mtime is not in the row");
 
-	cr_assert_eq(tally_close(a), 0);
-	cr_assert_eq(tally_close(b), 0);
-	tu_rmrf(dir);
+	two_nodes_close(a, b, dir);
 }
 
 /* The holds of @ino, read from the store. */
@@ -1190,23 +1215,14 @@ Test(meta_pg, a_flush_after_another_node_freed_its_inode_writes_nothing)
 {
 	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
 	struct tally_opts o = { .block_size = 4096, .create = true };
-	char *dir = tu_tmpdir(), path[2][4096], buf[3 * 4096];
+	char *dir, buf[3 * 4096];
 	struct tally *a, *b;
 	struct meta_inode md;
 	struct stat st;
 	uint64_t ns, f;
-	int i;
 
-	cr_assert_not_null(dir);
-	o.meta = uri;
-	for (i = 0; i < 2; i++)
-		snprintf(path[i], sizeof(path[i]), "%s/node%d", dir, i);
 	o.stream_hook = stall_hook;
-	cr_assert_eq(tally_open(path[0], &o, &a), 0);
-	o.stream_hook = NULL;
-	cr_assert_eq(tally_open(path[1], &o, &b), 0);
-	cr_assert_eq(tally_mkdir(a, &me, 1, "ns", 0755, &st), 0);
-	ns = st.st_ino;
+	dir = two_nodes(&o, &a, &b, &ns);
 	cr_assert_eq(tally_create(a, &me, ns, "f", 0644, &st), 0);
 	f = st.st_ino;
 	tu_fill(buf, sizeof(buf), 1);
@@ -1250,9 +1266,7 @@ Test(meta_pg, a_flush_after_another_node_freed_its_inode_writes_nothing)
 		     0, "counts that are not their references");
 	cr_assert_eq(meta_inode_get(m, f, &md), -ENOENT, "made again");
 
-	cr_assert_eq(tally_close(a), 0);
-	cr_assert_eq(tally_close(b), 0);
-	tu_rmrf(dir);
+	two_nodes_close(a, b, dir);
 }
 
 /* Node b's change, made while node a's rename is between its lookups and
@@ -1297,23 +1311,14 @@ Test(meta_pg, a_rename_meets_what_another_node_removed_meanwhile)
 {
 	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
 	struct tally_opts o = { .block_size = 4096, .create = true };
-	char *dir = tu_tmpdir(), path[2][4096];
+	char *dir;
 	struct tally *a, *b;
 	struct meta_inode md;
 	struct stat st;
 	uint64_t ns, src, dst, ino = 0;
-	int i;
 
-	cr_assert_not_null(dir);
-	o.meta = uri;
-	for (i = 0; i < 2; i++)
-		snprintf(path[i], sizeof(path[i]), "%s/node%d", dir, i);
 	o.rename_hook = meddle_hook;
-	cr_assert_eq(tally_open(path[0], &o, &a), 0);
-	o.rename_hook = NULL;
-	cr_assert_eq(tally_open(path[1], &o, &b), 0);
-	cr_assert_eq(tally_mkdir(a, &me, 1, "ns", 0755, &st), 0);
-	ns = st.st_ino;
+	dir = two_nodes(&o, &a, &b, &ns);
 	cr_assert_eq(tally_mknod(a, &me, ns, "src", S_IFREG | 0644, 0, &st), 0);
 	src = st.st_ino;
 	cr_assert_eq(tally_mknod(a, &me, ns, "dst", S_IFREG | 0644, 0, &st), 0);
@@ -1343,9 +1348,7 @@ Test(meta_pg, a_rename_meets_what_another_node_removed_meanwhile)
 	cr_assert_eq(meta_dentry_lookup(m, ns, "dst2", &ino), 0);
 	cr_assert_eq(ino, dst);
 
-	cr_assert_eq(tally_close(a), 0);
-	cr_assert_eq(tally_close(b), 0);
-	tu_rmrf(dir);
+	two_nodes_close(a, b, dir);
 }
 
 /*
@@ -1358,21 +1361,13 @@ Test(meta_pg, a_hold_is_kept_after_the_last_close_then_dropped)
 {
 	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
 	struct tally_opts o = { .block_size = 4096, .create = true };
-	char *dir = tu_tmpdir(), path[2][4096], buf[4096], back[4096];
+	char *dir, buf[4096], back[4096];
 	struct tally *a, *b;
 	struct meta_inode md;
 	struct stat st;
 	uint64_t ns, f, g;
-	int i;
 
-	cr_assert_not_null(dir);
-	o.meta = uri;
-	for (i = 0; i < 2; i++)
-		snprintf(path[i], sizeof(path[i]), "%s/node%d", dir, i);
-	cr_assert_eq(tally_open(path[0], &o, &a), 0);
-	cr_assert_eq(tally_open(path[1], &o, &b), 0);
-	cr_assert_eq(tally_mkdir(a, &me, 1, "ns", 0755, &st), 0);
-	ns = st.st_ino;
+	dir = two_nodes(&o, &a, &b, &ns);
 	cr_assert_eq(tally_create(a, &me, ns, "f", 0644, &st), 0);
 	f = st.st_ino;
 	tu_fill(buf, sizeof(buf), 7);
@@ -1415,4 +1410,32 @@ Test(meta_pg, a_hold_is_kept_after_the_last_close_then_dropped)
 	cr_assert_eq(db_int(db, "SELECT count(*) FROM open_holds"), 0);
 	cr_assert_eq(tally_close(b), 0);
 	tu_rmrf(dir);
+}
+
+/* A rename into a directory another node removed, which this node still
+ * has in memory: ENOENT at once, not run again until EIO (the retry of a
+ * rename whose names went would meet the same gone parent). */
+Test(meta_pg, a_rename_into_a_directory_another_node_removed_is_enoent)
+{
+	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
+	struct tally_opts o = { .block_size = 4096, .create = true };
+	char *dir;
+	struct tally *a, *b;
+	struct stat st;
+	uint64_t ns, d2;
+	unsigned n = 0;
+	int rc;
+
+	dir = two_nodes(&o, &a, &b, &ns);
+	cr_assert_eq(tally_mkdir(a, &me, ns, "d2", 0755, &st), 0);
+	d2 = st.st_ino;
+	cr_assert_eq(tally_mknod(a, &me, ns, "src", S_IFREG | 0644, 0, &st), 0);
+	cr_assert_eq(tally_lookup(b, ns, "d2", &st), 0);
+	cr_assert_eq(tally_rmdir(b, ns, "d2"), 0);
+	do
+		rc = tally_rename(a, ns, "src", d2, "x", 0);
+	while (tally_retry(a, &rc, &n));
+	cr_assert_eq(rc, -ENOENT, "rename: %d after %u tries", rc, n);
+	cr_assert_eq(n, 0, "run again %u times", n);
+	two_nodes_close(a, b, dir);
 }
