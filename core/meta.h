@@ -371,6 +371,12 @@ int meta_name_protected(struct meta *m, const char *name, bool moves,
 			bool not_mine);
 /* This mount's node id, for meta_name_protected(). */
 void meta_set_self(struct meta *m, int64_t node);
+/*
+ * A shared engine: a transaction of this mount's left idle (the process
+ * stopped, or cut off) for @seconds is ended by the server, and the
+ * locks it held go with it (0: never). Kept across reconnects.
+ */
+void meta_set_idle_limit(struct meta *m, int64_t seconds);
 /* 1 if a block reference names object @id, 0 if none does (blocks_obj). */
 int meta_obj_referenced(struct meta *m, int64_t id);
 

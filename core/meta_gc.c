@@ -322,6 +322,12 @@ void meta_set_self(struct meta *m, int64_t node)
 		meta_pg_set_node(m, node);
 }
 
+void meta_set_idle_limit(struct meta *m, int64_t seconds)
+{
+	if (m->pg)
+		meta_pg_set_idle(m, seconds);
+}
+
 int meta_name_protected(struct meta *m, const char *name, bool moves,
 			bool not_mine)
 {

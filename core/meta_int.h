@@ -227,6 +227,7 @@ void meta_pg_close(struct meta *m);
  * that file rows under the node that made them; set again on every new
  * connection. */
 void meta_pg_set_node(struct meta *m, int64_t node);
+void meta_pg_set_idle(struct meta *m, int64_t seconds);
 const char *meta_pg_message(struct meta *m);
 
 /* The errno value of SQLite result code @rc (0 for OK, ROW and DONE). */

@@ -89,9 +89,10 @@ struct meta_pg {
 			 on an older one are prepared again) */
 	unsigned serial;
 	unsigned retry_ms;
-	int64_t node;  /* tally.node of every connection */
-	bool lost;     /* the last statement failed with the connection */
-	char msg[512]; /* the last error */
+	int64_t node;	/* tally.node of every connection */
+	int64_t idle_s; /* idle_in_transaction_session_timeout, 0: none */
+	bool lost;	/* the last statement failed with the connection */
+	char msg[512];	/* the last error */
 	/* statements that wait to go with the next one (meta_pg_later()):
 	 * a BEGIN, then changes and settings of the transaction */
 	struct meta_st *begin;
@@ -456,9 +457,10 @@ static int conn_setup(struct meta_pg *p)
 		 "SET client_min_messages = warning;"
 		 "SET synchronous_commit = on;"
 		 "SET tally.node = '%lld';"
+		 "SET idle_in_transaction_session_timeout = '%llds';"
 		 "CREATE TEMP TABLE IF NOT EXISTS branch_map("
 		 "old BIGINT PRIMARY KEY, new BIGINT NOT NULL)",
-		 (long long)p->node);
+		 (long long)p->node, (long long)p->idle_s);
 	res = PQexec(p->conn, sql);
 	int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -EIO;
 
@@ -1037,6 +1039,17 @@ void meta_pg_set_node(struct meta *m, int64_t node)
 
 	m->pg->node = node;
 	snprintf(sql, sizeof(sql), "SET tally.node = '%lld'", (long long)node);
+	meta_pg_exec(m, sql);
+}
+
+void meta_pg_set_idle(struct meta *m, int64_t seconds)
+{
+	char sql[96];
+
+	m->pg->idle_s = seconds;
+	snprintf(sql, sizeof(sql),
+		 "SET idle_in_transaction_session_timeout = '%llds'",
+		 (long long)seconds);
 	meta_pg_exec(m, sql);
 }
 

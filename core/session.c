@@ -122,6 +122,12 @@ int session_start(struct tally *t)
 	int rc;
 
 	tally_lock(t);
+	/* a node stopped inside a transaction (SIGSTOP, a paused VM) would
+	 * hold its locks, and every node waiting for them, for as long:
+	 * the server ends it once its session could have expired, and the
+	 * node, back, finds its connection lost and runs the operation
+	 * again (or, its session gone, registers again first) */
+	meta_set_idle_limit(t->meta, expiry(t));
 	rc = session_add(t, now);
 	tally_unlock(t);
 	if (rc)

@@ -288,9 +288,17 @@ mount_node a -o report_interval=1,stale_after=3
 mount_node b -o report_interval=1
 mount_node c -o report_interval=1,heartbeat=5
 # a node that has not reported yet blocks GC (its flushes in flight are
-# known to nothing): C's first report comes after a second
+# known to nothing): a session row as a mount makes it, before its first
+# report a second later (made by hand: a mount of C reports before a
+# cycle on A begins when the machine is slow)
+now=$(date +%s)
+pg_psql -c "INSERT INTO sessions(id, host, pid, started, heartbeat,
+	expires) VALUES (4242, 'unreported', 1, $now, $now, $((now + 60)))" ||
+	fail "cannot add a session by hand"
 report=$(ctl_report "gc grace=0" "$(mnt a)") || fail "gc failed"
 assert_match "a node without a report blocks gc" $'blocked: yes\n' "$report"
+pg_psql -c "DELETE FROM sessions WHERE id = 4242" ||
+	fail "cannot remove the session made by hand"
 sleep 2
 T head -c $((12 * MIB)) /dev/urandom >"$TMP/stopped"
 dd if="$TMP/stopped" of="$(mnt c)/ns/stopped" bs=64k 2>/dev/null &
