@@ -1439,3 +1439,33 @@ Test(meta_pg, a_rename_into_a_directory_another_node_removed_is_enoent)
 	cr_assert_eq(n, 0, "run again %u times", n);
 	two_nodes_close(a, b, dir);
 }
+
+/* A transaction this mount left idle past its limit (a node stopped
+ * inside it) is ended by the server: another mount waiting for its lock
+ * goes on, and this one, back, finds it gone (run again: EDEADLK) and
+ * works on. */
+Test(meta_pg, a_transaction_left_idle_past_the_limit_is_ended)
+{
+	struct meta *b = NULL;
+	int64_t v = 0;
+	int rc;
+
+	cr_assert_eq(meta_open(uri, false, 4096, &b), 0);
+	cr_assert_eq(meta_config_set(m, "probe", 1), 0);
+	meta_set_idle_limit(m, 1);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_config_set(m, "probe", 2), 0);
+	cr_assert_eq(meta_config_get(m, "probe", &v), 0); /* sent: locked */
+	cr_assert_eq(v, 2);
+	sleep(2);
+	/* b waits for the row no longer than the limit */
+	cr_assert_eq(meta_begin(b), 0);
+	cr_assert_eq(meta_config_set(b, "probe", 3), 0);
+	cr_assert_eq(meta_commit(b), 0);
+	rc = meta_commit(m);
+	cr_assert(rc == -EDEADLK || rc == -EIO, "commit after the end: %d", rc);
+	meta_rollback(m);
+	cr_assert_eq(meta_config_get(m, "probe", &v), 0);
+	cr_assert_eq(v, 3, "the ended transaction's change is not there");
+	meta_close(b);
+}
