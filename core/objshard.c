@@ -124,7 +124,7 @@ static int marker_check(struct objstore *os, unsigned id, const char *root)
 	return 0;
 }
 
-int objstore_shard_check(struct objstore *os, unsigned id)
+int objstore_phys_check(struct objstore *os, unsigned id)
 {
 	const char *root = objstore_root_of(os, id);
 	struct shard *sh;
@@ -241,7 +241,7 @@ int objstore_shard_attach(struct objstore *os, unsigned id, const char *root,
 	while (n < id + 1 &&
 	       !atomic_compare_exchange_weak(&os->nshards, &n, id + 1))
 		;
-	if (objstore_shard_check(os, id) == 0) {
+	if (objstore_phys_check(os, id) == 0) {
 		char tmp[PATH_MAX];
 
 		snprintf(tmp, sizeof(tmp), "%s/tmp", root);
@@ -299,19 +299,69 @@ void objstore_set_store_id(struct objstore *os, uint64_t id)
 	os->store_id = id;
 }
 
-unsigned objstore_nshards(struct objstore *os)
+void objstore_set_span(struct objstore *os)
+{
+	atomic_store(&os->span, true);
+}
+
+unsigned objstore_legs(struct objstore *os)
 {
 	return atomic_load(&os->nshards);
 }
 
+/* A span shows shard 0 alone: its legs are the object store's own. */
+unsigned objstore_nshards(struct objstore *os)
+{
+	return atomic_load(&os->span) ? 1 : atomic_load(&os->nshards);
+}
+
 bool objstore_shard_attached(struct objstore *os, unsigned id)
 {
+	if (id > 0 && atomic_load(&os->span))
+		return false;
 	return objstore_root_of(os, id) != NULL;
 }
 
-bool objstore_shard_reachable(struct objstore *os, unsigned id)
+bool objstore_phys_reachable(struct objstore *os, unsigned id)
 {
 	return objstore_root_of(os, id) && atomic_load(&os->sh[id].reachable);
+}
+
+/* A span's shard 0 is reachable when every leg is: what cannot be seen
+ * is never taken for gone. */
+bool objstore_shard_reachable(struct objstore *os, unsigned id)
+{
+	unsigned i, n;
+
+	if (!atomic_load(&os->span))
+		return objstore_phys_reachable(os, id);
+	if (id > 0)
+		return false;
+	n = atomic_load(&os->nshards);
+	for (i = 0; i < n; i++)
+		if (objstore_root_of(os, i) && !objstore_phys_reachable(os, i))
+			return false;
+	return true;
+}
+
+/* A span's shard 0: every leg checked; the first failure. */
+int objstore_shard_check(struct objstore *os, unsigned id)
+{
+	unsigned i, n;
+	int rc = 0;
+
+	if (!atomic_load(&os->span))
+		return objstore_phys_check(os, id);
+	if (id > 0)
+		return -ENODEV;
+	n = atomic_load(&os->nshards);
+	for (i = 0; i < n; i++)
+		if (objstore_root_of(os, i)) {
+			int r = objstore_phys_check(os, i);
+
+			rc = rc ? rc : r;
+		}
+	return rc;
 }
 
 void objstore_shard_set_draining(struct objstore *os, unsigned id,
@@ -414,7 +464,7 @@ uint64_t objstore_avail(struct objstore *os)
 		struct stat st;
 		uint64_t a;
 
-		if (!objstore_shard_reachable(os, i) ||
+		if (!objstore_phys_reachable(os, i) ||
 		    atomic_load(&os->sh[i].draining) ||
 		    stat(os->sh[i].root, &st) < 0 ||
 		    statvfs(os->sh[i].root, &vfs) < 0)

@@ -47,6 +47,19 @@
  * or neither, and the count is exact. (Once counted, a directory's
  * changes take no lock; before, its lock serialises them, which the
  * directory's own inode lock in the kernel does anyway.)
+ *
+ * Spans. A shared store's rows name shard 0 for every object: the
+ * bucket is the objects' home, and each node's cache is its own. A
+ * node's cache may span several directories (disks), its legs: the
+ * physical shards of this object store, shard 0 first, which no row
+ * names. Each name ranks the legs (rendezvous: a mix of the name's first
+ * 64 bits and the leg's number, highest first); a new copy goes to the
+ * first reachable, active leg of its rank with room, and a copy is
+ * looked for in that order (a stat each until found), so that a copy
+ * placed before a leg was added, or passed to the next leg by a full
+ * one, is still found. Every public call on shard 0 picks its leg
+ * (leg_of()) and works on that leg as a shard; the doomed files keep
+ * shard 0, the name every caller uses. Without a span nothing changes.
  */
 #include "core/objstore_int.h"
 
@@ -246,6 +259,97 @@ static int obj_path(struct objstore *os, unsigned shard, const char *name,
 		return -EINVAL; /* and its fan-out index would be none */
 	snprintf(rel, sizeof(rel), "%.2s/%s", name, name);
 	return objstore_shard_path(os, shard, rel, buf);
+}
+
+/* splitmix64's finaliser: a well-spread 64-bit mix. */
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/* The legs of the span in @name's rank order into @out; how many. */
+static unsigned leg_order(struct objstore *os, const char *name,
+			  unsigned out[OBJSTORE_MAX_SHARDS])
+{
+	uint64_t score[OBJSTORE_MAX_SHARDS], h = 0;
+	unsigned n = atomic_load(&os->nshards), i, k = 0;
+
+	/* a valid name (hash_name_valid()) begins with 32 hex digits */
+	for (i = 0; i < 16; i++)
+		h = h << 4 | (uint64_t)(name[i] <= '9' ? name[i] - '0'
+						       : name[i] - 'a' + 10);
+	for (i = 0; i < n; i++) {
+		uint64_t s;
+		unsigned j;
+
+		if (!objstore_root_of(os, i))
+			continue;
+		s = mix64(h ^ mix64(i + 1));
+		/* insertion: highest score first */
+		for (j = k; j > 0 && score[j - 1] < s; j--) {
+			score[j] = score[j - 1];
+			out[j] = out[j - 1];
+		}
+		score[j] = s;
+		out[j] = i;
+		k++;
+	}
+	return k;
+}
+
+/*
+ * The physical shard for object @name of shard @shard: @shard itself,
+ * but for shard 0 of a span (see Spans) the first leg of the name's rank
+ * holding its file; if none does, with @create the first reachable,
+ * active leg with room for @len more bytes, else (or if none has room)
+ * the first reachable one.
+ */
+static unsigned leg_of(struct objstore *os, unsigned shard, const char *name,
+		       bool create, size_t len)
+{
+	unsigned order[OBJSTORE_MAX_SHARDS], n, i, first = 0;
+	bool have_first = false;
+	char path[PATH_MAX];
+	struct stat st;
+
+	/* one leg (a node with no shard added): no look */
+	if (shard != 0 || !atomic_load(&os->span) ||
+	    atomic_load(&os->nshards) < 2 || !hash_name_valid(name))
+		return shard;
+	n = leg_order(os, name, order);
+	for (i = 0; i < n; i++) {
+		char rel[OBJNAME_MAX + 8];
+
+		if (!objstore_phys_reachable(os, order[i]))
+			continue;
+		if (!have_first) {
+			first = order[i];
+			have_first = true;
+		}
+		snprintf(rel, sizeof(rel), "%.2s/%s", name, name);
+		if (objstore_shard_path(os, order[i], rel, path) == 0 &&
+		    stat(path, &st) == 0)
+			return order[i];
+	}
+	if (!create)
+		return first;
+	for (i = 0; i < n; i++) {
+		struct statvfs sv;
+		const char *root = objstore_root_of(os, order[i]);
+
+		if (!objstore_phys_reachable(os, order[i]) ||
+		    atomic_load(&os->sh[order[i]].draining) ||
+		    statvfs(root, &sv) < 0)
+			continue;
+		if ((uint64_t)sv.f_bavail * sv.f_frsize >=
+		    (uint64_t)len + OBJSTORE_RESERVE)
+			return order[i];
+	}
+	return first;
 }
 
 /* fsync(2) directory @path, or with @whole_fs syncfs(2) its filesystem. */
@@ -607,11 +711,12 @@ int objstore_ensure(struct objstore *os, unsigned shard, const char *name,
 {
 	doom_cancel(os, shard, name);
 	for (;;) {
-		int rc = create_object(os, shard, name, buf, len);
+		unsigned leg = leg_of(os, shard, name, true, len);
+		int rc = create_object(os, leg, name, buf, len);
 
 		if (rc != 0)
 			return rc < 0 ? rc : 0;
-		rc = compare_object(os, shard, name, buf, len);
+		rc = compare_object(os, leg, name, buf, len);
 		if (rc == -ENOENT)
 			continue; /* unlinked under us: create again */
 		if (rc == 1)
@@ -664,7 +769,7 @@ static int probe(struct objstore *os, unsigned *shard, const char *name,
 		return compare_object(os, *shard, name, buf, len);
 	n = atomic_load(&os->nshards);
 	for (i = 0; i < n; i++) {
-		if (!objstore_shard_reachable(os, i))
+		if (!objstore_phys_reachable(os, i))
 			continue;
 		rc = compare_object(os, i, name, buf, len);
 		if (rc == 0) {
@@ -685,6 +790,10 @@ int objstore_put(struct objstore *os, unsigned *shard, const void *buf,
 {
 	char hex[HASH_HEX_LEN + 1];
 	unsigned v, where;
+	/* a span: the legs are placed in and looked in here; the caller
+	 * gets shard 0 */
+	bool span = atomic_load(&os->span) &&
+		    (*shard == 0 || *shard == OBJSTORE_ANY);
 
 	hash_block(buf, len, hex);
 	for (v = 0; v < MAX_VARIANTS; v++) {
@@ -692,11 +801,11 @@ int objstore_put(struct objstore *os, unsigned *shard, const void *buf,
 
 		hash_variant_name(hex, v, name);
 		/* probe first: a dedup hit writes nothing */
-		where = *shard;
+		where = span ? leg_of(os, 0, name, false, 0) : *shard;
 		rc = probe(os, &where, name, buf, len);
 		if (rc == 0) {
 			*created = false;
-			*shard = where;
+			*shard = span ? 0 : where;
 			/* another stream may have put it in place without
 			 * having made it durable yet: the batch syncs (one
 			 * by one: its directory now) */
@@ -721,21 +830,25 @@ int objstore_put(struct objstore *os, unsigned *shard, const void *buf,
 		}
 		if (rc != -ENOENT)
 			return rc;
-		where = *shard;
+		where = span ? leg_of(os, 0, name, true, len) : *shard;
 		if (where == OBJSTORE_ANY) {
 			rc = objstore_place_shard(os, len, &where);
 			if (rc)
 				return rc;
 		}
-		if (batch)
-			return stage(os, where, buf, len, name, created, shard,
-				     batch);
+		if (batch) {
+			rc = stage(os, where, buf, len, name, created, shard,
+				   batch);
+			if (!rc && span)
+				*shard = 0;
+			return rc;
+		}
 		rc = create_object(os, where, name, buf, len);
 		if (rc < 0)
 			return rc;
 		if (rc == 1) {
 			*created = true;
-			*shard = where;
+			*shard = span ? 0 : where;
 			return 0;
 		}
 		v--; /* raced with another writer: compare again */
@@ -823,7 +936,8 @@ int objstore_batch_finish(struct objstore *os, struct objstore_batch *b)
 			continue;
 		}
 		objstore_shard_account(os, st->shard, -(int64_t)st->len);
-		*st->shardp = st->shard;
+		/* a span's caller names shard 0, whichever leg */
+		*st->shardp = atomic_load(&os->span) ? 0 : st->shard;
 		rc = objstore_put(os, st->shardp, st->buf, st->len, st->name,
 				  st->created, NULL);
 		if (rc)
@@ -862,7 +976,7 @@ int objstore_open_read(struct objstore *os, unsigned shard, const char *name)
 	char path[PATH_MAX];
 	int fd, rc;
 
-	rc = obj_path(os, shard, name, path);
+	rc = obj_path(os, leg_of(os, shard, name, false, 0), name, path);
 	if (rc)
 		return rc;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -902,7 +1016,7 @@ int objstore_stat(struct objstore *os, unsigned shard, const char *name,
 {
 	char path[PATH_MAX];
 	struct stat st;
-	int rc = obj_path(os, shard, name, path);
+	int rc = obj_path(os, leg_of(os, shard, name, false, 0), name, path);
 
 	if (rc)
 		return rc;
@@ -937,6 +1051,7 @@ static int objstore_unlink_size(struct objstore *os, unsigned shard,
 	bool locked;
 	int rc = fault(os, OBJSTORE_UNLINK);
 
+	shard = leg_of(os, shard, name, false, 0);
 	if (!rc)
 		rc = obj_path(os, shard, name, path);
 	if (rc)
@@ -987,10 +1102,12 @@ int objstore_stage(struct objstore *os, unsigned shard, const char *name,
 		   const void *buf, size_t len, struct objstore_batch *b)
 {
 	struct objstore_staged *st;
-	unsigned where = shard;
+	unsigned where;
 	bool created;
 	int rc;
 
+	shard = leg_of(os, shard, name, true, len);
+	where = shard;
 	/* stage() keeps the name pointer; here it is the caller's, fixed */
 	rc = stage(os, shard, buf, len, (char *)name, &created, &where, b);
 	if (rc)
@@ -1065,6 +1182,7 @@ static int replace_copy(struct objstore *os, unsigned shard, const char *name,
 	rc = hash_name_check(name, hex); /* not this object's bytes */
 	if (rc)
 		return rc;
+	shard = leg_of(os, shard, name, true, len);
 	rc = write_tmp(os, shard, buf, len, durable, tmp);
 	if (!rc)
 		rc = obj_path(os, shard, name, dst);
@@ -1167,6 +1285,23 @@ static int list_dir(struct objstore *os, unsigned shard, unsigned i, bool sizes,
 	return rc;
 }
 
+/* The same in every leg of a span's shard 0. */
+static int list_legs(struct objstore *os, unsigned shard, unsigned i,
+		     bool sizes,
+		     int (*fn)(void *ctx, const char *name, off_t size),
+		     void *ctx)
+{
+	unsigned leg, n = atomic_load(&os->nshards);
+	int rc = 0;
+
+	if (shard != 0 || !atomic_load(&os->span))
+		return list_dir(os, shard, i, sizes, fn, ctx);
+	for (leg = 0; leg < n && !rc; leg++)
+		if (objstore_root_of(os, leg))
+			rc = list_dir(os, leg, i, sizes, fn, ctx);
+	return rc;
+}
+
 static int list(struct objstore *os, unsigned shard, bool sizes,
 		int (*fn)(void *ctx, const char *name, off_t size), void *ctx)
 {
@@ -1174,7 +1309,7 @@ static int list(struct objstore *os, unsigned shard, bool sizes,
 	int rc = 0;
 
 	for (i = 0; i < FANOUT && !rc; i++)
-		rc = list_dir(os, shard, i, sizes, fn, ctx);
+		rc = list_legs(os, shard, i, sizes, fn, ctx);
 	return rc;
 }
 
@@ -1195,7 +1330,8 @@ int objstore_list_dir(struct objstore *os, unsigned shard, unsigned dir,
 		      int (*fn)(void *ctx, const char *name, off_t size),
 		      void *ctx)
 {
-	return dir < FANOUT ? list_dir(os, shard, dir, true, fn, ctx) : -EINVAL;
+	return dir < FANOUT ? list_legs(os, shard, dir, true, fn, ctx)
+			    : -EINVAL;
 }
 
 static int add_size(void *ctx, const char *name, off_t size)
@@ -1221,9 +1357,9 @@ int objstore_count_dir(struct objstore *os, unsigned dir)
 	/* an attached shard that cannot be listed now: counted later, not
 	 * as empty */
 	for (shard = 0; shard < n && !rc; shard++)
-		if (!objstore_shard_attached(os, shard))
+		if (!objstore_root_of(os, shard))
 			continue;
-		else if (!objstore_shard_reachable(os, shard))
+		else if (!objstore_phys_reachable(os, shard))
 			rc = -EIO;
 		else
 			rc = list_dir(os, shard, dir, true, add_size, &sum);

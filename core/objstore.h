@@ -124,8 +124,21 @@ int objstore_shard_init(struct objstore *os, unsigned id, const char *root);
  * the reason it is unreachable (-ENOENT, -EUCLEAN for a wrong marker...).
  */
 int objstore_shard_check(struct objstore *os, unsigned id);
-/* Highest attached shard id + 1. */
+/* Highest attached shard id + 1 (1 for a span). */
 unsigned objstore_nshards(struct objstore *os);
+/*
+ * A span (a shared store's cache on a node): shard 0, the one every row
+ * names, is spread over this object store's shards, its legs: shard 0
+ * itself and those attached after it (the node's own directories, which
+ * no row names). Every call on shard 0 goes to the leg that holds the
+ * object, or for a new one to the leg its name chooses; outside, only
+ * shard 0 shows (objstore_nshards() is 1, objstore_shard_attached() of
+ * another is false, shard 0 is reachable when every leg is, and a check
+ * of it checks them all). Set once, before any leg but 0 is attached.
+ */
+void objstore_set_span(struct objstore *os);
+/* The physical shards, a span's legs (highest attached id + 1). */
+unsigned objstore_legs(struct objstore *os);
 bool objstore_shard_attached(struct objstore *os, unsigned id);
 bool objstore_shard_reachable(struct objstore *os, unsigned id);
 /* A draining shard gets no new objects. */

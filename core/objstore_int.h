@@ -35,6 +35,9 @@ struct shard {
 struct objstore {
 	struct shard sh[OBJSTORE_MAX_SHARDS];
 	_Atomic unsigned nshards; /* highest attached id + 1 */
+	/* a shared store's cache: shards 1.. are legs of shard 0 (see
+	 * DESIGN NOTES of core/objstore.c, Spans) */
+	_Atomic bool span;
 	uint64_t store_id;	  /* what shard markers must name */
 	_Atomic int sync_mode;	  /* OBJSTORE_SYNC_* */
 	_Atomic uint64_t corrupt; /* corrupt files met by byte compares */
@@ -68,6 +71,11 @@ struct doomed {
 
 /* The root of attached shard @shard, or NULL. */
 const char *objstore_root_of(struct objstore *os, unsigned shard);
+/* Whether physical shard @id (a leg of a span too) is attached and was
+ * reachable when last checked. */
+bool objstore_phys_reachable(struct objstore *os, unsigned id);
+/* Check physical shard @id (a leg of a span too): 0, or why not. */
+int objstore_phys_check(struct objstore *os, unsigned id);
 /* "ROOT/@rest" into @buf (PATH_MAX bytes); -ENODEV for an unknown shard. */
 int objstore_shard_path(struct objstore *os, unsigned shard, const char *rest,
 			char *buf);

@@ -57,6 +57,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/hash.h"
 #include "core/array.h"
@@ -342,6 +343,33 @@ static int new_shard_attach(struct meta *m, void *ctx)
 	return objstore_shard_attach(a->os, a->id, a->root, false);
 }
 
+/*
+ * A shared store: @real becomes a leg of this node's cache (core/
+ * objstore.c, Spans), which no row names: its marker, its line in the
+ * node's STORE/legs, then it takes copies (job_lock held).
+ */
+static int leg_add(struct tally *t, struct objstore *os, const char *real,
+		   unsigned *id)
+{
+	unsigned nid = objstore_legs(os);
+	char marker[PATH_MAX];
+	int rc;
+
+	if (nid >= OBJSTORE_MAX_SHARDS)
+		return -ENOSPC;
+	rc = objstore_shard_init(os, nid, real);
+	if (rc)
+		return rc;
+	rc = tally_leg_add(t, nid, real);
+	if (rc) {
+		snprintf(marker, sizeof(marker), "%s/tallyfs-shard", real);
+		unlink(marker);
+		return rc;
+	}
+	*id = nid;
+	return objstore_shard_attach(os, nid, real, false);
+}
+
 int shard_add(struct tally *t, const char *dir, const char *mountpoint,
 	      uint32_t *id)
 {
@@ -352,12 +380,6 @@ int shard_add(struct tally *t, const char *dir, const char *mountpoint,
 	uint32_t nid = 0;
 	int rc;
 
-	/* a shared store's shard rows are every node's, its directories
-	 * one node's: not there yet (docs/design.md, section 11) */
-	if (tally_meta_shared(t)) {
-		log_msg(LOG_ERR, "shard add: not supported with meta= yet");
-		return -EOPNOTSUPP;
-	}
 	rc = path_normalize(dir, norm, sizeof(norm));
 	if (rc)
 		return rc;
@@ -375,7 +397,7 @@ int shard_add(struct tally *t, const char *dir, const char *mountpoint,
 		rc = -EINVAL; /* the store's own tree */
 		goto out;
 	}
-	for (nid = 0; nid < objstore_nshards(os); nid++) {
+	for (nid = 0; nid < objstore_legs(os); nid++) {
 		struct objstore_shard_info in;
 
 		if (objstore_shard_info(os, nid, &in) == 0 &&
@@ -393,13 +415,19 @@ int shard_add(struct tally *t, const char *dir, const char *mountpoint,
 		goto out;
 	}
 	pthread_mutex_lock(&job_lock);
-	na.os = os;
-	na.root = real;
-	rc = tally_meta_txn_then(t, new_shard, new_shard_attach, &na);
-	nid = na.id;
+	if (tally_meta_shared(t)) {
+		rc = leg_add(t, os, real, &nid);
+	} else {
+		na.os = os;
+		na.root = real;
+		rc = tally_meta_txn_then(t, new_shard, new_shard_attach, &na);
+		nid = na.id;
+	}
 	pthread_mutex_unlock(&job_lock);
 	if (!rc) {
-		log_msg(LOG_NOTICE, "shard %u added: '%s'", nid, real);
+		log_msg(LOG_NOTICE, "shard %u added: '%s'%s", nid, real,
+			tally_meta_shared(t) ? " (a leg of this node's cache)"
+					     : "");
 		*id = nid;
 	}
 out:
@@ -1112,6 +1140,23 @@ int shard_infos(struct tally *t, struct shard_infos *l)
 			s->reachable = in.reachable;
 			s->free = in.avail;
 		}
+	}
+	/* a shared store: the other legs of this node's cache, which no row
+	 * names (their objects are shard 0's) */
+	for (i = 1; !rc && tally_meta_shared(t) && i < objstore_legs(os) &&
+		    l->n < sizeof(l->v) / sizeof(l->v[0]);
+	     i++) {
+		struct shard_info *s = &l->v[l->n];
+		struct objstore_shard_info in;
+
+		if (objstore_shard_info(os, i, &in))
+			continue;
+		memset(s, 0, sizeof(*s));
+		s->id = i;
+		snprintf(s->path, sizeof(s->path), "%s", in.root);
+		s->reachable = in.reachable;
+		s->free = in.avail;
+		l->n++;
 	}
 	return rc;
 }

@@ -221,6 +221,80 @@ static int attach_shards(struct store *s)
 	return meta_shards(s->meta, attach_one, s->objs);
 }
 
+/*
+ * The legs of a shared store's cache (core/objstore.c, Spans): STORE/legs,
+ * a line "ID PATH" per leg added to this node's cache, ids from 1 up.
+ * The file is the node's: no row names a leg.
+ */
+#define LEGS "legs"
+
+/* Attach the legs STORE/legs lists (an unreachable one too). */
+static int attach_legs(struct store *s)
+{
+	char path[PATH_MAX], line[PATH_MAX + 32];
+	unsigned want = 1;
+	FILE *f;
+	int rc = 0;
+
+	snprintf(path, sizeof(path), "%s/" LEGS, s->path);
+	f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT ? 0 : -errno;
+	while (!rc && fgets(line, sizeof(line), f)) {
+		char *end, *root;
+		unsigned long id = strtoul(line, &end, 10);
+		size_t n;
+
+		root = end + (*end == ' ');
+		n = strlen(root);
+		if (n && root[n - 1] == '\n')
+			root[--n] = '\0';
+		if (end == line || *end != ' ' || id != want ||
+		    id >= OBJSTORE_MAX_SHARDS || root[0] != '/') {
+			log_msg(LOG_ERR,
+				"'%s' is damaged: line %u is not \"ID PATH\"",
+				path, want);
+			rc = -EUCLEAN;
+			break;
+		}
+		rc = objstore_shard_attach(s->objs, (unsigned)id, root, false);
+		want++;
+	}
+	fclose(f);
+	return rc;
+}
+
+int store_leg_add(struct store *s, unsigned id, const char *root)
+{
+	char path[PATH_MAX], tmp[PATH_MAX], line[PATH_MAX + 32];
+	FILE *in, *out;
+	int rc = 0;
+
+	snprintf(path, sizeof(path), "%s/" LEGS, s->path);
+	snprintf(tmp, sizeof(tmp), "%s/" LEGS ".tmp", s->path);
+	out = fopen(tmp, "we");
+	if (!out)
+		return -errno;
+	in = fopen(path, "re");
+	if (in) {
+		while (fgets(line, sizeof(line), in))
+			fputs(line, out);
+		fclose(in);
+	}
+	fprintf(out, "%u %s\n", id, root);
+	if (fflush(out) || fsync(fileno(out)) < 0)
+		rc = -errno;
+	if (fclose(out) && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, path) < 0)
+		rc = -errno;
+	if (!rc)
+		rc = objstore_dir_sync(s->path);
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
+
 int store_open(const char *path, bool create, uint32_t block_size,
 	       struct store **out)
 {
@@ -359,6 +433,12 @@ int store_open_meta(const char *path, const char *meta, bool create,
 		goto out_meta;
 	}
 	rc = attach_shards(s);
+	/* a shared store: this directory is the node's cache, spread over
+	 * the legs it was given */
+	if (!rc && meta_shared(s->meta)) {
+		objstore_set_span(s->objs);
+		rc = attach_legs(s);
+	}
 	if (rc) {
 		log_msg(LOG_ERR, "cannot attach the shards of '%s': %s",
 			s->path, strerror(-rc));

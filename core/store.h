@@ -48,6 +48,9 @@ int store_open(const char *path, bool create, uint32_t block_size,
 int store_open_meta(const char *path, const char *meta, bool create,
 		    uint32_t block_size, struct store **out);
 void store_close(struct store *s);
+/* A shared store: record leg @id at @root (absolute) in the node's cache
+ * directory, durably (core/objstore.c, Spans). */
+int store_leg_add(struct store *s, unsigned id, const char *root);
 
 /* A random positive identifier (of a store, of a node). */
 int64_t store_random_id(void);

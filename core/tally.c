@@ -651,6 +651,11 @@ const char *tally_store_path(struct tally *t)
 	return t->store->path;
 }
 
+int tally_leg_add(struct tally *t, unsigned id, const char *root)
+{
+	return store_leg_add(t->store, id, root);
+}
+
 bool tally_meta_shared(struct tally *t)
 {
 	return meta_shared(t->meta);

@@ -333,6 +333,9 @@ struct remote *tally_remote(struct tally *t);
 
 /* Path of an object file for tests and tools (relative to the store). */
 const char *tally_store_path(struct tally *t);
+/* A shared store: record leg @id of this node's cache at @root (core/
+ * store.h, store_leg_add()). */
+int tally_leg_add(struct tally *t, unsigned id, const char *root);
 /* Whether the metadata is in a shared engine (PostgreSQL): fixed at open,
  * no lock needed. */
 /*
