@@ -198,7 +198,20 @@ void file_drop_kept_holds(struct tally *t, bool all)
 			continue;
 		}
 		tally_unlock(t);
-		pthread_rwlock_wrlock(&ip->io->rw);
+		/* the flusher only try-locks a file (a writer holding it may
+		 * wait for what the flusher frees): in use, it is kept a
+		 * while more */
+		if (pthread_rwlock_trywrlock(&ip->io->rw)) {
+			tally_lock(t);
+			if (!all && ip->opens == 0 && hold_keep(t, ip))
+				log_msg(LOG_WARNING,
+					"inode %" PRIu64 ": its hold goes "
+					"with the session (no memory)",
+					ip->ino);
+			tally_unlock(t);
+			file_put(t, ip);
+			continue;
+		}
 		tally_lock(t);
 		if (ip->opens == 0 &&
 		    (ip->hold_due == k.due || !ip->hold_due)) {
