@@ -1098,7 +1098,8 @@ static void evict(struct remote *r)
 	}
 	if (rc)
 		goto out;
-	qsort(c.v, c.n, sizeof(*c.v), victim_cmp);
+	if (c.n) /* none may be evictable yet (not in the bucket) */
+		qsort(c.v, c.n, sizeof(*c.v), victim_cmp);
 	for (c.take = 0; c.take < c.n && freed < goal; c.take++)
 		freed += c.v[c.take].size;
 	/* a shared store marks nothing: the verdicts are reads */
