@@ -392,8 +392,7 @@ int objstore_shard_info(struct objstore *os, unsigned id,
 	return 0;
 }
 
-/* Free bytes of @id's filesystem, read again at most once a second. */
-static uint64_t avail_of(struct objstore *os, unsigned id, bool fresh)
+uint64_t objstore_avail_of(struct objstore *os, unsigned id, bool fresh)
 {
 	struct shard *sh = &os->sh[id];
 	int64_t now = mono_s();
@@ -430,7 +429,7 @@ again:
 		if (!objstore_root_of(os, i) || !atomic_load(&sh->reachable) ||
 		    atomic_load(&sh->draining))
 			continue;
-		avail = avail_of(os, i, fresh);
+		avail = objstore_avail_of(os, i, fresh);
 		if (avail < OBJSTORE_RESERVE + len)
 			continue;
 		bytes = atomic_load(&sh->bytes);

@@ -322,33 +322,26 @@ static unsigned leg_of(struct objstore *os, unsigned shard, const char *name,
 		return shard;
 	n = leg_order(os, name, order);
 	for (i = 0; i < n; i++) {
-		char rel[OBJNAME_MAX + 8];
-
 		if (!objstore_phys_reachable(os, order[i]))
 			continue;
 		if (!have_first) {
 			first = order[i];
 			have_first = true;
 		}
-		snprintf(rel, sizeof(rel), "%.2s/%s", name, name);
-		if (objstore_shard_path(os, order[i], rel, path) == 0 &&
+		if (obj_path(os, order[i], name, path) == 0 &&
 		    stat(path, &st) == 0)
 			return order[i];
 	}
 	if (!create)
 		return first;
-	for (i = 0; i < n; i++) {
-		struct statvfs sv;
-		const char *root = objstore_root_of(os, order[i]);
-
-		if (!objstore_phys_reachable(os, order[i]) ||
-		    atomic_load(&os->sh[order[i]].draining) ||
-		    statvfs(root, &sv) < 0)
-			continue;
-		if ((uint64_t)sv.f_bavail * sv.f_frsize >=
-		    (uint64_t)len + OBJSTORE_RESERVE)
+	/* room as placement counts it (objstore_place_shard()), the free
+	 * space read now */
+	for (i = 0; i < n; i++)
+		if (objstore_phys_reachable(os, order[i]) &&
+		    !atomic_load(&os->sh[order[i]].draining) &&
+		    objstore_avail_of(os, order[i], true) >=
+			    (uint64_t)len + OBJSTORE_RESERVE)
 			return order[i];
-	}
 	return first;
 }
 

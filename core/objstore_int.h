@@ -74,6 +74,9 @@ const char *objstore_root_of(struct objstore *os, unsigned shard);
 /* Whether physical shard @id (a leg of a span too) is attached and was
  * reachable when last checked. */
 bool objstore_phys_reachable(struct objstore *os, unsigned id);
+/* Free bytes of physical shard @id's filesystem, read again at most once a
+ * second (or now, with @fresh). */
+uint64_t objstore_avail_of(struct objstore *os, unsigned id, bool fresh);
 /* Check physical shard @id (a leg of a span too): 0, or why not. */
 int objstore_phys_check(struct objstore *os, unsigned id);
 /* "ROOT/@rest" into @buf (PATH_MAX bytes); -ENODEV for an unknown shard. */
