@@ -98,14 +98,6 @@ static int hold(struct tally *t, struct inode *ip)
  */
 #define HOLD_KEEP_MS 2000
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Keep this node's hold of @ip after its last close (t->lock held). */
 static int hold_keep(struct tally *t, struct inode *ip)
 {
@@ -119,7 +111,7 @@ static int hold_keep(struct tally *t, struct inode *ip)
 	if (array_reserve(&t->kept, &t->keptcap, t->nkept + 1,
 			  sizeof(*t->kept)))
 		return -ENOMEM;
-	ip->hold_due = mono_ms() + HOLD_KEEP_MS;
+	ip->hold_due = tally_mono_ms() + HOLD_KEEP_MS;
 	t->kept[t->nkept].ino = ip->ino;
 	t->kept[t->nkept++].due = ip->hold_due;
 	return 0;
@@ -141,15 +133,7 @@ static void hold_drop(struct tally *t, struct inode *ip)
 	if (rc2 == -ENOENT) {
 		rc2 = 0; /* gone: not ours to free */
 	} else if (!rc2 && nlink == 0) {
-		rc2 = meta_begin(t->meta);
-		if (!rc2) {
-			rc2 = meta_inode_last(t->meta, ip->ino, t->node_id);
-			drop = rc2 == 1;
-			rc2 = rc2 == -ENOENT ? 0 : (rc2 < 0 ? rc2 : 0);
-		}
-		if (!rc2 && drop)
-			rc2 = inode_drop(t, ip);
-		rc2 = tally_txn_end(t, rc2);
+		rc2 = inode_drop_if_last(t, ip, &drop);
 	}
 	if (!rc2 && drop) {
 		ip->freed = true;
@@ -164,7 +148,7 @@ static void hold_drop(struct tally *t, struct inode *ip)
 
 void file_drop_kept_holds(struct tally *t, bool all)
 {
-	int64_t now = mono_ms();
+	int64_t now = tally_mono_ms();
 
 	for (;;) {
 		struct kept_hold k;

@@ -52,19 +52,40 @@ static size_t dcache_slot(uint64_t parent, const char *name)
 	return (size_t)(h & (DCACHE_SIZE - 1));
 }
 
+static bool dcache_find(struct tally *t, uint64_t parent, const char *name,
+			uint64_t *ino, struct dentry_cache **out)
+{
+	struct dentry_cache *d = &t->dcache[dcache_slot(parent, name)];
+
+	if (d->name && d->parent == parent && !strcmp(d->name, name)) {
+		*ino = d->ino;
+		*out = d;
+		return true;
+	}
+	return false;
+}
+
 bool dcache_get(struct tally *t, uint64_t parent, const char *name,
 		uint64_t *ino)
 {
-	struct dentry_cache *d = &t->dcache[dcache_slot(parent, name)];
+	struct dentry_cache *d;
 
 	/* a shared store: other nodes change names; the store answers */
 	if (meta_shared(t->meta))
 		return false;
-	if (d->name && d->parent == parent && !strcmp(d->name, name)) {
-		*ino = d->ino;
-		return true;
-	}
-	return false;
+	return dcache_find(t, parent, name, ino, &d);
+}
+
+bool dcache_hint(struct tally *t, uint64_t parent, const char *name,
+		 uint64_t *ino)
+{
+	struct dentry_cache *d;
+
+	if (!meta_shared(t->meta))
+		return dcache_get(t, parent, name, ino);
+	return t->entry_hint_ms > 0 && dcache_find(t, parent, name, ino, &d) &&
+	       d->gen == atomic_load(&t->entry_gen) &&
+	       tally_mono_ms() - d->at < t->entry_hint_ms;
 }
 
 void dcache_put(struct tally *t, uint64_t parent, const char *name,
@@ -73,7 +94,8 @@ void dcache_put(struct tally *t, uint64_t parent, const char *name,
 	struct dentry_cache *d = &t->dcache[dcache_slot(parent, name)];
 	char *copy;
 
-	if (meta_shared(t->meta))
+	/* a shared store keeps it as a hint only (dcache_hint()) */
+	if (meta_shared(t->meta) && t->entry_hint_ms <= 0)
 		return;
 	copy = strdup(name);
 	if (!copy)
@@ -82,6 +104,8 @@ void dcache_put(struct tally *t, uint64_t parent, const char *name,
 	d->name = copy;
 	d->parent = parent;
 	d->ino = ino;
+	d->at = meta_shared(t->meta) ? tally_mono_ms() : 0;
+	d->gen = atomic_load(&t->entry_gen);
 }
 
 void dcache_drop(struct tally *t, uint64_t parent, const char *name)
@@ -446,24 +470,65 @@ void inode_md_written(struct tally *t, struct inode *ip)
 	}
 }
 
-/* Write @md with the committed size and allocation (invariant 4). */
-int inode_write_md(struct tally *t, struct inode *ip, struct meta_inode *md)
+static int write_md(struct tally *t, struct inode *ip, struct meta_inode *md,
+		    bool commit, unsigned extra)
 {
 	struct meta_inode copy = *md;
 	unsigned fields;
+	int64_t delta = (int64_t)md->nlink - (int64_t)ip->md.nlink;
 
 	copy.size = ip->dsize;
 	copy.alloc = ip->dalloc;
 	inode_md_written(t, ip);
-	if (!meta_shared(t->meta))
-		return meta_inode_put(t->meta, &copy);
+	if (!meta_shared(t->meta)) {
+		int rc = meta_inode_put(t->meta, &copy);
+
+		return rc || !commit ? rc : meta_commit(t->meta);
+	}
 	/* a shared store: what this node changed, not the size (a flush's
 	 * to write), and the link count as a delta from what this node
 	 * saw (other nodes change rows too); md gets the count now */
-	fields = (md_diff(&ip->md, md) | ip->mdirty) & ~META_F_SIZE;
-	return meta_inode_update(t->meta, &copy,
-				 (int64_t)md->nlink - (int64_t)ip->md.nlink,
-				 fields, &md->nlink);
+	fields = ((md_diff(&ip->md, md) | ip->mdirty) & ~META_F_SIZE) | extra;
+	if (commit)
+		return meta_inode_update_commit(t->meta, &copy, delta, fields,
+						&md->nlink);
+	return meta_inode_update(t->meta, &copy, delta, fields, &md->nlink);
+}
+
+/* Write @md with the committed size and allocation (invariant 4). */
+int inode_write_md(struct tally *t, struct inode *ip, struct meta_inode *md)
+{
+	return write_md(t, ip, md, false, 0);
+}
+
+int inode_write_md_commit(struct tally *t, struct inode *ip,
+			  struct meta_inode *md, unsigned extra)
+{
+	return write_md(t, ip, md, true, extra);
+}
+
+int inode_write_md_after(struct tally *t, struct inode *ip,
+			 struct meta_inode *md)
+{
+	return write_md(t, ip, md, false, META_F_AFTER);
+}
+
+int inode_drop_if_last(struct tally *t, struct inode *ip, bool *dropped)
+{
+	int rc = meta_begin(t->meta);
+
+	*dropped = false;
+	if (!rc) {
+		rc = meta_inode_last(t->meta, ip->ino, t->node_id);
+		*dropped = rc == 1;
+		rc = rc == -ENOENT ? 0 : (rc < 0 ? rc : 0);
+	}
+	if (!rc && *dropped)
+		rc = inode_drop(t, ip);
+	rc = tally_txn_end(t, rc);
+	if (rc)
+		*dropped = false;
+	return rc;
 }
 
 /* Drop an unlinked, closed inode's references and row; t->lock held,
@@ -517,6 +582,8 @@ int tally_lookup(struct tally *t, uint64_t parent, const char *name,
 
 		/* the entry with its inode's row: one statement */
 		rc = meta_dentry_lookup_row(t->meta, parent, name, &row);
+		if (rc == -ENOENT)
+			dcache_drop(t, parent, name); /* a hint, now wrong */
 		if (rc)
 			goto out;
 		dcache_put(t, parent, name, row.ino);

@@ -164,6 +164,10 @@ int meta_inode_put(struct meta *m, const struct meta_inode *in);
 /* not a field: the row must be there, the answer is waited for (-ENOENT
  * when it is gone) and its lock held, even with no count to move */
 #define META_F_ROW 128u
+/* not a field: a change with no answer to wait for goes right after the
+ * next statement that has one (meta_run_after(): a directory's row after
+ * its child's) */
+#define META_F_AFTER 256u
 
 /*
  * Write the @fields (META_F_*) of @in into its row, the others left as
@@ -179,6 +183,15 @@ int meta_inode_put(struct meta *m, const struct meta_inode *in);
  */
 int meta_inode_update(struct meta *m, const struct meta_inode *in,
 		      int64_t delta, unsigned fields, uint32_t *nlink);
+/*
+ * meta_inode_update() with its answer waited for, then the COMMIT of the
+ * transaction (meta_commit(): PostgreSQL sends both in one pipeline).
+ * 0: committed; 1: the row is gone (*@nlink 0), the rest committed all
+ * the same, but with META_F_ROW in @fields -ENOENT, nothing committed;
+ * -errno: nothing committed, the caller rolls back.
+ */
+int meta_inode_update_commit(struct meta *m, const struct meta_inode *in,
+			     int64_t delta, unsigned fields, uint32_t *nlink);
 /* Delete an inode row, its xattrs and its symlink target. No blocks. */
 int meta_inode_delete(struct meta *m, uint64_t ino);
 /*
@@ -418,6 +431,10 @@ int meta_hold_del(struct meta *m, int64_t node, uint64_t ino);
 /* 1 if inode @ino has no link left and no node but @node holds it open
  * (its rows may go now), 0 if not, -ENOENT if it is gone. */
 int meta_inode_last(struct meta *m, uint64_t ino, int64_t node);
+/* The second half of meta_inode_last(), for a caller whose transaction
+ * has taken the row already (its update of the link count, which the
+ * store answered with 0): 1 if no node but @node holds @ino. */
+int meta_inode_unheld(struct meta *m, uint64_t ino, int64_t node);
 /*
  * Drop node @node's hold of @ino in a transaction of its own, with a
  * relaxed commit; *@nlink: the inode's link count, read (row locked) in

@@ -617,9 +617,9 @@ int meta_begin(struct meta *m)
 }
 
 /*
- * The COMMIT, after @s if not NULL: *@v its integer, or -ENOENT when it
- * gave no row (committed all the same). On PostgreSQL both go in one
- * pipeline: one round trip.
+ * The COMMIT, after @s if not NULL: *@v its integer, or 1 when it gave
+ * no row (committed all the same). On PostgreSQL both go in one
+ * pipeline: one round trip. -errno: nothing committed.
  */
 static int commit_with(struct meta *m, struct meta_st *s, int64_t *v,
 		       const char *what)
@@ -641,11 +641,18 @@ static int commit_with(struct meta *m, struct meta_st *s, int64_t *v,
 	if (!rc && s) {
 		if (m->pg) /* the COMMIT goes in @s's pipeline */
 			meta_pg_set_tail(m, c);
-		rc = meta_int(m, s, v, what);
+		/* no row is an answer (PostgreSQL: the pipeline went whole);
+		 * an -ENOENT is a failure, of @s or of a statement that went
+		 * before it (an entry's delete that removed nothing) */
+		rc = meta_step(m, s, what);
 		if (m->pg)
 			meta_pg_set_tail(m, NULL);
-		none = rc == -ENOENT; /* PostgreSQL: the pipeline went whole */
-		rc = none ? 0 : rc;
+		if (rc > 0) {
+			*v = meta_col_int(s, 0);
+			meta_reset(s);
+		}
+		none = rc == 0;
+		rc = rc > 0 ? 0 : rc;
 	}
 	if (!rc && !(s && m->pg))
 		rc = meta_run(m, c, "commit");
@@ -660,7 +667,7 @@ static int commit_with(struct meta *m, struct meta_st *s, int64_t *v,
 		m->dead.n = ndead; /* nothing of it was deleted */
 		return rc;
 	}
-	return none ? -ENOENT : 0;
+	return none ? 1 : 0;
 }
 
 int meta_commit(struct meta *m)

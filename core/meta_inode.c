@@ -24,6 +24,7 @@ enum {
 	I_INODE_DEL,
 	I_INODE_DEL_X,
 	I_INODE_UPDATE,
+	I_INODE_UPDATE_SURE,
 	I_INODE_CHANGE,
 	I_MAX_INO,
 	I_ORPHANS,
@@ -88,6 +89,9 @@ static const char *const inode_text[I_COUNT] = {
 	[I_INODE_DEL] = "DELETE FROM inodes WHERE ino = ?1",
 	/* the link count moved by a delta, the fields of ?13 written */
 	[I_INODE_UPDATE] = INODE_CHANGE " RETURNING nlink",
+	/* the same, failing when the row is gone (PostgreSQL: its COMMIT
+	 * goes in the same pipeline, meta_inode_update_commit()) */
+	[I_INODE_UPDATE_SURE] = INODE_CHANGE " RETURNING nlink",
 	/* the same with no answer: nothing when the row is gone (another
 	 * node removed the inode; never made again, nameless) */
 	[I_INODE_CHANGE] = INODE_CHANGE,
@@ -191,6 +195,11 @@ static const char *const inode_pg[I_COUNT] = {
 			    "tally_one_entry(count(*)) FROM d",
 	[I_INO_TAKE] = "UPDATE config SET value = greatest(value, ?1) + ?2 "
 		       "WHERE key = 'next_ino' RETURNING value",
+	/* no row: no_data_found (ENOENT) from tally_one_entry(), so that
+	 * the COMMIT sent with it commits nothing */
+	[I_INODE_UPDATE_SURE] = "WITH u AS (" INODE_CHANGE " RETURNING nlink) "
+				"SELECT (SELECT nlink FROM u) FROM (SELECT "
+				"tally_one_entry(count(*)) FROM u) AS one",
 };
 
 const struct meta_sql meta_inode_sql = { META_INODE, I_COUNT, inode_text,
@@ -303,19 +312,39 @@ int meta_inode_update(struct meta *m, const struct meta_inode *in,
 		rc = inode_stmt(m, I_INODE_CHANGE, in, delta, &s);
 		if (rc)
 			return rc;
-		meta_bind_int(s, 13, fields);
+		meta_bind_int(s, 13, fields & ~META_F_AFTER);
 		*nlink = in->nlink;
-		return meta_run_later(m, s, "inode update");
+		return fields & META_F_AFTER
+			       ? meta_run_after(m, s, "inode update")
+			       : meta_run_later(m, s, "inode update");
 	}
 	rc = inode_stmt(m, I_INODE_UPDATE, in, delta, &s);
 	if (!rc) {
-		meta_bind_int(s, 13, fields);
+		meta_bind_int(s, 13, fields & ~META_F_AFTER);
 		/* -ENOENT: the row is gone (-ENOLINK: a statement before
 		 * failed) */
 		rc = meta_int(m, s, &v, "inode update");
 	}
 	if (!rc)
 		*nlink = v < 0 ? 0 : (uint32_t)v;
+	return rc;
+}
+
+int meta_inode_update_commit(struct meta *m, const struct meta_inode *in,
+			     int64_t delta, unsigned fields, uint32_t *nlink)
+{
+	struct meta_st *s;
+	int64_t v = 0;
+	int rc = inode_stmt(
+		m, fields & META_F_ROW ? I_INODE_UPDATE_SURE : I_INODE_UPDATE,
+		in, delta, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 13, fields & ~(META_F_AFTER | META_F_ROW));
+	rc = meta_int_commit(m, s, &v, "inode update");
+	if (rc >= 0) /* 1: the row is gone */
+		*nlink = rc || v < 0 ? 0 : (uint32_t)v;
 	return rc;
 }
 

@@ -141,6 +141,10 @@ int meta_run_later(struct meta *m, struct meta_st *s, const char *what);
 /* meta_run_later() of a setting of the transaction, with no change of its
  * own: a transaction with nothing else in it is not sent at all. */
 int meta_run_setting(struct meta *m, struct meta_st *s, const char *what);
+/* meta_run_later() of a change that PostgreSQL sends right after the next
+ * statement that has an answer, not before it (in the order of the rows
+ * the transaction takes: a child's before its directory's). */
+int meta_run_after(struct meta *m, struct meta_st *s, const char *what);
 
 /* Fetch statement @id of @t, bind integer ?1 = @a, run it: 0 or -errno. */
 int meta_run_int(struct meta *m, const struct meta_sql *t, int id, int64_t a,
@@ -153,10 +157,11 @@ int meta_run_int_later(struct meta *m, const struct meta_sql *t, int id,
  * no row, or -errno. */
 int meta_int(struct meta *m, struct meta_st *s, int64_t *v, const char *what);
 /*
- * Run @s (a statement of one integer) and commit: *@v its value, or
- * -ENOENT when it gave no row (committed all the same). On PostgreSQL @s
- * and the COMMIT go in one pipeline, one round trip; an error leaves the
- * transaction to roll back, as a failed COMMIT does.
+ * Run @s (a statement of one integer) and commit: 0 and *@v its value,
+ * or 1 when it gave no row (committed all the same). On PostgreSQL @s
+ * and the COMMIT go in one pipeline, one round trip; an error (-errno,
+ * -ENOENT among them: a statement that went before @s failed so) leaves
+ * the transaction to roll back, as a failed COMMIT does.
  */
 int meta_int_commit(struct meta *m, struct meta_st *s, int64_t *v,
 		    const char *what);
@@ -215,7 +220,14 @@ int meta_pg_run(struct meta *m, struct meta_st *s, const char *what);
 /* The COMMIT @commit goes in the pipeline of the next statement run, right
  * after it (NULL: none); meta_int_commit(). */
 void meta_pg_set_tail(struct meta *m, struct meta_st *commit);
-int meta_pg_later(struct meta *m, struct meta_st *s, bool setting,
+/* How a statement waits: a change, a setting, a change after the next
+ * statement with an answer (meta_run_later(), _setting(), _after()). */
+enum meta_wait {
+	META_WAIT_CHANGE,
+	META_WAIT_SETTING,
+	META_WAIT_AFTER
+};
+int meta_pg_later(struct meta *m, struct meta_st *s, enum meta_wait how,
 		  const char *what);
 void meta_pg_clear(struct meta_st *s);
 int meta_pg_exec(struct meta *m, const char *sql);

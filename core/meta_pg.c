@@ -79,6 +79,7 @@ struct pg_later {
 	int *l, *f;
 	int n;
 	bool setting; /* a transaction-local setting: no change of its own */
+	bool after;   /* goes after the statement with an answer */
 };
 
 struct meta_pg {
@@ -711,13 +712,17 @@ static void pipeline(struct meta *m, struct meta_st *s, PGresult **out)
 	if (p->begin)
 		q[n++] = (struct pg_later){ .s = p->begin };
 	for (i = 0; i < p->nlater; i++)
-		q[n++] = p->later[i];
+		if (!p->later[i].after)
+			q[n++] = p->later[i];
 	if (s) {
 		at = n;
 		q[n] = (struct pg_later){ .s = s, .l = s->pl, .f = s->pf };
 		q[n].n = bound_values(s, vals);
 		q[n++].v = (char **)vals;
 	}
+	for (i = 0; i < p->nlater; i++)
+		if (p->later[i].after)
+			q[n++] = p->later[i];
 	if (s && p->tail)
 		q[n++] = (struct pg_later){ .s = p->tail };
 	/* preparing (again) is not allowed inside the pipeline; a prepare
@@ -892,7 +897,7 @@ void meta_pg_set_tail(struct meta *m, struct meta_st *commit)
 	m->pg->tail = commit;
 }
 
-int meta_pg_later(struct meta *m, struct meta_st *s, bool setting,
+int meta_pg_later(struct meta *m, struct meta_st *s, enum meta_wait how,
 		  const char *what)
 {
 	struct meta_pg *p = m->pg;
@@ -912,7 +917,8 @@ int meta_pg_later(struct meta *m, struct meta_st *s, bool setting,
 	e = &p->later[p->nlater];
 	memset(e, 0, sizeof(*e));
 	e->s = s;
-	e->setting = setting;
+	e->setting = how == META_WAIT_SETTING;
+	e->after = how == META_WAIT_AFTER;
 	e->n = bound_values(s, vals);
 	if (e->n) {
 		e->v = calloc((size_t)e->n, sizeof(*e->v));

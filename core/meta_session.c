@@ -219,8 +219,8 @@ static int hold_release(struct meta *m, int64_t node, uint64_t ino,
 		rc = meta_int_commit(m, s, &v, "inode lock");
 		if (!rc)
 			*nlink = v < 0 ? 0 : (uint32_t)v;
-		if (!rc || rc == -ENOENT)
-			return rc;
+		if (rc >= 0)
+			return rc ? -ENOENT : 0; /* 1: the row is gone */
 	}
 	meta_rollback(m);
 	return rc;
@@ -250,9 +250,15 @@ int meta_inode_last(struct meta *m, uint64_t ino, int64_t node)
 	rc = meta_int(m, s, &v, "inode lock");
 	if (rc)
 		return rc;
-	if (v > 0)
-		return 0;
-	rc = stmt2(m, S_HELD, (int64_t)ino, node, &s);
+	return v > 0 ? 0 : meta_inode_unheld(m, ino, node);
+}
+
+int meta_inode_unheld(struct meta *m, uint64_t ino, int64_t node)
+{
+	struct meta_st *s;
+	int64_t v;
+	int rc = stmt2(m, S_HELD, (int64_t)ino, node, &s);
+
 	if (!rc)
 		rc = meta_int(m, s, &v, "open holds");
 	if (rc)

@@ -243,12 +243,20 @@ int meta_run(struct meta *m, struct meta_st *s, const char *what)
 
 int meta_run_later(struct meta *m, struct meta_st *s, const char *what)
 {
-	return m->pg ? meta_pg_later(m, s, false, what) : meta_run(m, s, what);
+	return m->pg ? meta_pg_later(m, s, META_WAIT_CHANGE, what)
+		     : meta_run(m, s, what);
 }
 
 int meta_run_setting(struct meta *m, struct meta_st *s, const char *what)
 {
-	return m->pg ? meta_pg_later(m, s, true, what) : meta_run(m, s, what);
+	return m->pg ? meta_pg_later(m, s, META_WAIT_SETTING, what)
+		     : meta_run(m, s, what);
+}
+
+int meta_run_after(struct meta *m, struct meta_st *s, const char *what)
+{
+	return m->pg ? meta_pg_later(m, s, META_WAIT_AFTER, what)
+		     : meta_run(m, s, what);
 }
 
 /* Statement @id of @t with integer ?1 = @a, run now or @later. */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "core/meta.h"
 
 /* ------------------------------------------------------------------ */
@@ -209,18 +210,31 @@ int tally_readlink(struct tally *t, uint64_t ino, char **target)
 	return rc;
 }
 
-/* Look up @name in @parent (t->lock held) and get its inode. */
+/*
+ * Look up @name in @parent (t->lock held) and get its inode. On a shared
+ * store the kernel has just looked the name up (a round trip), and the
+ * inode that look found stands in for another (dcache_hint()): every
+ * change that follows names the inode it expects (AND ino = ?) and fails
+ * if the entry names another one now (raced(): the operation runs again
+ * from the store, the hint dropped), and the hint is no older than what
+ * the kernel acts on itself. A hinted inode that is gone is looked up
+ * again at once.
+ */
 static int child(struct tally *t, uint64_t parent, const char *name,
 		 struct inode **out)
 {
 	uint64_t ino;
 	int rc;
 
-	if (!dcache_get(t, parent, name, &ino)) {
-		rc = meta_dentry_lookup(t->meta, parent, name, &ino);
-		if (rc)
+	if (dcache_hint(t, parent, name, &ino)) {
+		rc = inode_get(t, ino, out);
+		if (rc != -ENOENT || !meta_shared(t->meta))
 			return rc;
+		dcache_drop(t, parent, name);
 	}
+	rc = meta_dentry_lookup(t->meta, parent, name, &ino);
+	if (rc)
+		return rc;
 	return inode_get(t, ino, out);
 }
 
@@ -255,12 +269,17 @@ static int drop_link(struct tally *t, struct inode *ip, struct meta_inode *md,
 	if (meta_shared(t->meta)) {
 		/* the count the store has now decides (other nodes link
 		 * and unlink too); another node may hold it open: its rows
-		 * stay until the last hold goes (core/file.c) */
+		 * stay until the last hold goes (core/file.c). A count that
+		 * goes down is answered by the store, whose update took the
+		 * row: a hold made after it waits for the commit and then
+		 * finds the row gone, so only the holds are asked then */
+		bool counted = md->nlink < ip->md.nlink;
 		int rc = inode_write_md(t, ip, md);
 
 		if (rc || md->nlink > 0 || ip->opens)
 			return rc;
-		rc = meta_inode_last(t->meta, ip->ino, t->node_id);
+		rc = counted ? meta_inode_unheld(t->meta, ip->ino, t->node_id)
+			     : meta_inode_last(t->meta, ip->ino, t->node_id);
 		if (rc < 0)
 			return rc;
 		*freed = rc == 1;
@@ -272,11 +291,61 @@ static int drop_link(struct tally *t, struct inode *ip, struct meta_inode *md,
 	return inode_write_md(t, ip, md);
 }
 
+/*
+ * The rest of an unlink on a shared store, in the transaction @rc says
+ * how far it came, of a name of @ip that has others as far as this node
+ * knows: the count's update, the directory's after it (rows in the order
+ * of drop_link()'s) and the COMMIT go in one round trip (the store's
+ * count comes back with the COMMIT). A count the store answers with 0
+ * (another node removed the other names meanwhile) is left to
+ * unlinked_last(). Ends the transaction: 0 or -errno (raced()).
+ */
+static int unlink_one_of_several(struct tally *t, struct inode *ip,
+				 struct meta_inode *md, struct inode *pip,
+				 struct meta_inode *pmd, int rc)
+{
+	md->ctime = pmd->ctime;
+	md->nlink--;
+	if (!rc)
+		rc = inode_write_md_after(t, pip, pmd);
+	if (!rc) {
+		rc = inode_write_md_commit(t, ip, md, 0);
+		if (rc == 1)
+			rc = 0; /* the row went: another node freed it */
+		return raced(t, tally_txn_done(t, rc, -ENOENT));
+	}
+	return raced(t, tally_txn_end(t, rc));
+}
+
+/*
+ * A file whose last link another node's unlink or this node's took in a
+ * transaction that did not free it (unlink_one_of_several()): freed now,
+ * in a transaction of its own, if the store still says no link is left
+ * and no node holds it (meta_inode_last(), as the release of the last
+ * hold does). A failure leaves it to the next mount or session cleanup,
+ * which free unlinked inodes nobody holds. t->lock held.
+ */
+static void unlinked_last(struct tally *t, struct inode *ip)
+{
+	bool drop;
+	int rc = inode_drop_if_last(t, ip, &drop);
+
+	if (!rc && drop) {
+		ip->freed = true;
+		inode_drop_failed(t, ip);
+	} else if (rc) {
+		log_msg(LOG_WARNING,
+			"unlink of inode %llu: its rows stay until a cleanup "
+			"frees them: %s",
+			(unsigned long long)ip->ino, strerror(-rc));
+	}
+}
+
 int tally_unlink(struct tally *t, uint64_t parent, const char *name)
 {
 	struct inode *pip = NULL, *ip = NULL;
 	struct meta_inode md, pmd;
-	bool freed = false;
+	bool freed = false, several;
 	int rc = tally_check_name(name);
 
 	if (rc)
@@ -299,11 +368,16 @@ int tally_unlink(struct tally *t, uint64_t parent, const char *name)
 	rc = meta_begin(t->meta);
 	if (!rc)
 		rc = meta_dentry_delete(t->meta, parent, name, ip->ino);
-	if (!rc)
-		rc = drop_link(t, ip, &md, &freed);
-	if (!rc)
-		rc = inode_write_md(t, pip, &pmd);
-	rc = raced(t, tally_txn_end(t, rc));
+	several = meta_shared(t->meta) && md.nlink > 1;
+	if (several) {
+		rc = unlink_one_of_several(t, ip, &md, pip, &pmd, rc);
+	} else {
+		if (!rc)
+			rc = drop_link(t, ip, &md, &freed);
+		if (!rc)
+			rc = inode_write_md(t, pip, &pmd);
+		rc = raced(t, tally_txn_end(t, rc));
+	}
 	dcache_drop(t, parent, name);
 	if (rc)
 		goto out;
@@ -312,6 +386,8 @@ int tally_unlink(struct tally *t, uint64_t parent, const char *name)
 	if (freed)
 		inode_drop_failed(t, ip);
 	pip->md = pmd;
+	if (several && md.nlink == 0 && !ip->opens)
+		unlinked_last(t, ip);
 out:
 	inode_put(t, ip);
 	inode_put(t, pip);
@@ -362,11 +438,18 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 		rc = meta_dentry_delete(t->meta, parent, name, ip->ino);
 	if (!rc)
 		rc = meta_inode_delete(t->meta, ip->ino);
-	if (!rc)
-		rc = inode_write_md(t, pip, &pmd);
 	/* an entry in it (another node's, made meanwhile, too): the delete
-	 * of its row fails while an entry names it */
-	rc = raced(t, tally_txn_end_as(t, rc, -ENOTEMPTY));
+	 * of its row fails while an entry names it. On a shared store the
+	 * parent's count (the store's answer) comes back with the COMMIT:
+	 * one round trip */
+	if (!rc && meta_shared(t->meta)) {
+		rc = inode_write_md_commit(t, pip, &pmd, 0);
+		rc = raced(t, tally_txn_done(t, rc == 1 ? 0 : rc, -ENOTEMPTY));
+	} else {
+		if (!rc)
+			rc = inode_write_md(t, pip, &pmd);
+		rc = raced(t, tally_txn_end_as(t, rc, -ENOTEMPTY));
+	}
 	dcache_drop(t, parent, name);
 	if (rc)
 		goto out;
@@ -600,11 +683,27 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		if (!rc)
 			rc = meta_dentry_insert(t->meta, newparent, newname,
 						ip->ino);
-		if (!rc)
-			rc = inode_write_md(t, ip, &md);
-		if (!rc)
-			rc = inode_write_md(t, npip, &npmd);
-		rc = tally_txn_end(t, rc);
+		if (meta_shared(t->meta)) {
+			/* the directory's times after the file's count,
+			 * which comes back with the COMMIT: one round trip */
+			if (!rc)
+				rc = inode_write_md_after(t, npip, &npmd);
+			if (!rc) {
+				/* a row another node removed meanwhile is
+				 * -ENOENT, and the entry is not made */
+				rc = inode_write_md_commit(t, ip, &md,
+							   META_F_ROW);
+				rc = tally_txn_done(t, rc, -ENOENT);
+			} else {
+				rc = tally_txn_end(t, rc);
+			}
+		} else {
+			if (!rc)
+				rc = inode_write_md(t, ip, &md);
+			if (!rc)
+				rc = inode_write_md(t, npip, &npmd);
+			rc = tally_txn_end(t, rc);
+		}
 		if (rc)
 			goto out_unlock;
 		ip->md = md;

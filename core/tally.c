@@ -64,6 +64,14 @@ struct timespec tally_now(void)
 	return ts;
 }
 
+int64_t tally_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int tally_check_name(const char *name)
 {
 	size_t len = strlen(name);
@@ -114,11 +122,16 @@ int tally_txn_end(struct tally *t, int rc)
 
 int tally_txn_end_as(struct tally *t, int rc, int gone)
 {
+	if (!rc)
+		rc = meta_commit(t->meta);
+	return tally_txn_done(t, rc, gone);
+}
+
+int tally_txn_done(struct tally *t, int rc, int gone)
+{
 	unsigned i, n = t->nmd_written;
 
 	t->nmd_written = 0;
-	if (!rc)
-		rc = meta_commit(t->meta);
 	if (rc) {
 		meta_rollback(t->meta);
 		return rc == -ENOLINK ? gone : rc;
@@ -430,6 +443,7 @@ int tally_open(const char *path, const struct tally_opts *opts,
 	t->stream_hook = opts->stream_hook;
 	t->release_hook = opts->release_hook;
 	t->rename_hook = opts->rename_hook;
+	t->entry_hint_ms = opts->entry_hint_ms > 0 ? opts->entry_hint_ms : 0;
 	t->hook_arg = opts->hook_arg;
 	t->report_interval = opts->report_interval ? opts->report_interval : 60;
 	t->heartbeat = opts->heartbeat ? opts->heartbeat : 12;

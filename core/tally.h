@@ -68,6 +68,11 @@ struct tally_opts {
 	 * that on, and the kernel then asks no more, not even for
 	 * security.capability before each write */
 	bool no_xattrs;
+	/* a shared store: how long (ms) the entry a lookup found stands
+	 * in, as a hint, for the look of an unlink, rmdir or rename at it
+	 * (the kernel's entry timeout: the kernel acts on it as long);
+	 * 0: none, the store is always asked (core/names.c, child()) */
+	int64_t entry_hint_ms;
 	uid_t owner; /* owner of /.tally/ctl */
 	gid_t owner_gid;
 	/* the remote tier (core/remote.h): its bucket settings are taken

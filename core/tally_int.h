@@ -111,6 +111,10 @@ struct inode {
 struct dentry_cache {
 	uint64_t parent, ino;
 	char *name;
+	/* a shared store's hint: when it was made (mono ms), and the
+	 * count of other nodes' changes of names seen then (entry_gen) */
+	int64_t at;
+	uint64_t gen;
 };
 
 #define CORRUPT_SEEN 256 /* corrupt objects logged once each */
@@ -155,6 +159,7 @@ struct tally {
 	void (*stream_hook)(void *arg, uint64_t seq, uint64_t ino);
 	void (*release_hook)(void *arg, uint64_t ino);
 	void (*rename_hook)(void *arg, uint64_t ino);
+	int64_t entry_hint_ms; /* how long a hint stands (dcache_hint()) */
 	/* protected by lock: holds kept after the last close, oldest
 	 * first, each dropped once due (core/file.c) */
 	struct kept_hold {
@@ -171,11 +176,15 @@ struct tally {
 	bool no_xattrs;		 /* tally_opts.no_xattrs: fixed at open */
 	_Atomic int64_t node_id; /* written under lock (core/session.c) */
 	struct watch *watch;	 /* core/watch.c, or NULL */
-	int64_t heartbeat;	 /* seconds between heartbeats */
-	int64_t last_beat;	 /* protected by lock */
-	unsigned shard_ticks;	 /* flusher thread only */
-	char *mountpoint;	 /* NULL when not mounted (tests) */
-	_Atomic bool closing;	 /* tally_close() has begun */
+	/* other nodes' changes of names seen by core/watch.c, and its
+	 * losses of the listening connection: a change makes every hint
+	 * made before it void (dcache_hint()) */
+	_Atomic uint64_t entry_gen;
+	int64_t heartbeat;    /* seconds between heartbeats */
+	int64_t last_beat;    /* protected by lock */
+	unsigned shard_ticks; /* flusher thread only */
+	char *mountpoint;     /* NULL when not mounted (tests) */
+	_Atomic bool closing; /* tally_close() has begun */
 	int64_t report_interval, stale_after; /* seconds */
 	unsigned min_nodes;
 	int64_t last_report; /* protected by lock */
@@ -241,6 +250,8 @@ struct active {
  * per object (up to CORRUPT_SEEN of them; later ones are counted). */
 void tally_note_corrupt(struct tally *t, const char *name, const char *what);
 struct timespec tally_now(void);
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t tally_mono_ms(void);
 int tally_check_name(const char *name);
 bool tally_is_ctl_name(uint64_t parent, const char *name);
 bool tally_is_virtual(uint64_t ino);
@@ -248,6 +259,9 @@ void tally_lock(struct tally *t);
 void tally_unlock(struct tally *t);
 uint64_t tally_blocks_for(struct tally *t, uint64_t size);
 int tally_txn_end(struct tally *t, int rc);
+/* The end of a transaction whose COMMIT was sent already (@rc: 0, or its
+ * failure, then rolled back), as tally_txn_end_as() ends one. */
+int tally_txn_done(struct tally *t, int rc, int gone);
 /* tally_txn_end(), a directory's row found gone or still named (a shared
  * store's foreign key, -ENOLINK from core/meta_*) said as @gone; plain
  * tally_txn_end() says ENOENT, an rmdir ENOTEMPTY. */
@@ -263,6 +277,11 @@ bool dcache_get(struct tally *t, uint64_t parent, const char *name,
 void dcache_put(struct tally *t, uint64_t parent, const char *name,
 		uint64_t ino);
 void dcache_drop(struct tally *t, uint64_t parent, const char *name);
+/* dcache_get(), and on a shared store the inode the node's last look at
+ * the name found, if that was at most t->entry_hint_ms ago: a hint for a
+ * change that names the inode it expects (core/names.c, child()). */
+bool dcache_hint(struct tally *t, uint64_t parent, const char *name,
+		 uint64_t *ino);
 void inode_drop_failed(struct tally *t, struct inode *ip);
 void inode_free_data(struct tally *t, struct inode *ip);
 void inode_destroy(struct tally *t, struct inode *ip);
@@ -292,9 +311,22 @@ void inode_md_stat(struct tally *t, const struct meta_inode *md, uint64_t alloc,
 		   struct stat *st);
 void inode_virtual_stat(struct tally *t, uint64_t ino, struct stat *st);
 int inode_write_md(struct tally *t, struct inode *ip, struct meta_inode *md);
+/* inode_write_md(), then the COMMIT of its transaction, in one round trip
+ * on PostgreSQL (meta_inode_update_commit(); @extra: META_F_ROW or 0);
+ * the caller ends the transaction with tally_txn_done(). */
+int inode_write_md_commit(struct tally *t, struct inode *ip,
+			  struct meta_inode *md, unsigned extra);
+/* inode_write_md() of a change with no answer (a directory's times), sent
+ * after the next statement that has one (META_F_AFTER). */
+int inode_write_md_after(struct tally *t, struct inode *ip,
+			 struct meta_inode *md);
 /* @ip's fields changed in place (mdirty) go into the open transaction's
  * writes: forgotten once it commits (t->lock held). */
 void inode_md_written(struct tally *t, struct inode *ip);
+/* A shared store: drop @ip's references and row in a transaction of its
+ * own if the store says it has no link left and no other node holds it
+ * (meta_inode_last()); *@dropped says whether it went. t->lock held. */
+int inode_drop_if_last(struct tally *t, struct inode *ip, bool *dropped);
 int inode_drop(struct tally *t, struct inode *ip);
 
 /*

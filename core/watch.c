@@ -55,7 +55,11 @@ static void deliver(void *ctx, const char *payload)
 		atomic_fetch_add(&w->seen, 1);
 		return;
 	}
-	if (kind != 'e' || !w->hooks.entry || !used)
+	if (kind != 'e' || !used)
+		return;
+	/* every hint made before it is void (dcache_hint()) */
+	atomic_fetch_add(&w->t->entry_gen, 1);
+	if (!w->hooks.entry)
 		return;
 	hex = payload + used;
 	n = strlen(hex) / 2;
@@ -94,6 +98,8 @@ static void *watch_main(void *arg)
 					     "was lost; opening another");
 			meta_listen_close(l);
 			l = NULL;
+			/* changes meanwhile go unseen: no hint stands */
+			atomic_fetch_add(&w->t->entry_gen, 1);
 		}
 	}
 	meta_listen_close(l);

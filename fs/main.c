@@ -677,13 +677,6 @@ int main(int argc, char **argv)
 	topts.meta = o.meta;
 	topts.heartbeat = o.heartbeat;
 	topts.no_xattrs = o.noxattr;
-	rc = tally_open(o.store, &topts, &fs.t);
-	if (rc) {
-		fprintf(stderr, "tallyfs: cannot open store '%s': %s\n",
-			o.store, strerror(-rc));
-		goto out_args;
-	}
-	inject_faults(&fs, fs.t);
 	/* other mounts change a shared store: the kernel asks again soon */
 	fs.entry_timeout = o.entry_timeout >= 0 ? o.entry_timeout
 			   : o.meta		? 1
@@ -691,6 +684,15 @@ int main(int argc, char **argv)
 	fs.attr_timeout = o.attr_timeout >= 0 ? o.attr_timeout
 			  : o.meta	      ? 1
 					      : 3600;
+	/* a name the kernel looked up is what it acts on that long */
+	topts.entry_hint_ms = (int64_t)(fs.entry_timeout * 1000);
+	rc = tally_open(o.store, &topts, &fs.t);
+	if (rc) {
+		fprintf(stderr, "tallyfs: cannot open store '%s': %s\n",
+			o.store, strerror(-rc));
+		goto out_args;
+	}
+	inject_faults(&fs, fs.t);
 	fs.splice = !o.nosplice;
 	fs.threads = !cmd.singlethread;
 	fs.mountpoint = cmd.mountpoint;

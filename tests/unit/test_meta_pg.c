@@ -1469,3 +1469,109 @@ Test(meta_pg, a_transaction_left_idle_past_the_limit_is_ended)
 	cr_assert_eq(v, 3, "the ended transaction's change is not there");
 	meta_close(b);
 }
+
+/* An unlink as the front end runs it: again while it says EDEADLK. */
+static int unlink_retried(struct tally *t, uint64_t ns, const char *name)
+{
+	unsigned n = 0;
+	int rc;
+
+	do
+		rc = tally_unlink(t, ns, name);
+	while (tally_retry(t, &rc, &n));
+	return rc;
+}
+
+/*
+ * With hints (entry_hint_ms), an unlink, rmdir or rename on a shared
+ * store takes the inode its node's last look found instead of looking
+ * again, and its one-round-trip forms commit with the store's count: a
+ * hint another node made stale, a count another node took to zero, and
+ * a link of a file another node freed each end as if the store had been
+ * asked first.
+ */
+Test(meta_pg, hints_and_one_round_trip_forms_meet_other_nodes_changes)
+{
+	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
+	struct tally_opts o = { .block_size = 4096,
+				.create = true,
+				.entry_hint_ms = 600000 };
+	char *dir;
+	struct tally *a, *b;
+	struct meta_inode md;
+	struct stat st;
+	uint64_t ns, x, y, z, w, d1, d2, ino = 0;
+	uint64_t *orphans = NULL;
+	size_t n = 0;
+
+	dir = two_nodes(&o, &a, &b, &ns);
+
+	/* a's hint says f is x; b renames g (y) over f: a's unlink of f
+	 * removes y, the name's inode now, and x is gone with b's rename */
+	cr_assert_eq(tally_mknod(a, &me, ns, "f", S_IFREG | 0644, 0, &st), 0);
+	x = st.st_ino;
+	cr_assert_eq(tally_mknod(a, &me, ns, "g", S_IFREG | 0644, 0, &st), 0);
+	y = st.st_ino;
+	cr_assert_eq(rename_retried(b, ns, "g", "f"), 0);
+	cr_assert_eq(unlink_retried(a, ns, "f"), 0);
+	cr_assert_eq(meta_dentry_lookup(m, ns, "f", &ino), -ENOENT);
+	cr_assert_eq(meta_inode_get(m, y, &md), -ENOENT, "y is freed");
+	cr_assert_eq(meta_inode_get(m, x, &md), -ENOENT, "x is freed");
+	/* a hint of a name another node removed: ENOENT, nothing else */
+	cr_assert_eq(tally_mknod(a, &me, ns, "e", S_IFREG | 0644, 0, &st), 0);
+	cr_assert_eq(unlink_retried(b, ns, "e"), 0);
+	cr_assert_eq(unlink_retried(a, ns, "e"), -ENOENT);
+
+	/* a sees h with two links; b removes one; a's unlink of the other,
+	 * one round trip with its COMMIT, meets the store's count of 0: h
+	 * is freed in a transaction of its own, not left an orphan */
+	cr_assert_eq(tally_mknod(a, &me, ns, "h", S_IFREG | 0644, 0, &st), 0);
+	z = st.st_ino;
+	cr_assert_eq(tally_link(a, z, ns, "h2", &st), 0);
+	cr_assert_eq(st.st_nlink, 2);
+	cr_assert_eq(unlink_retried(b, ns, "h2"), 0);
+	cr_assert_eq(unlink_retried(a, ns, "h"), 0);
+	cr_assert_eq(meta_inode_get(m, z, &md), -ENOENT, "h is freed");
+	cr_assert_eq(meta_inode_orphans(m, &orphans, &n), 0);
+	cr_assert_eq(n, 0, "%zu inodes with no link left", n);
+	free(orphans);
+
+	/* a link, whose count comes back with its COMMIT, of a file b
+	 * freed meanwhile: ENOENT and no entry naming a missing inode */
+	cr_assert_eq(tally_mknod(a, &me, ns, "k", S_IFREG | 0644, 0, &st), 0);
+	w = st.st_ino;
+	cr_assert_eq(unlink_retried(b, ns, "k"), 0);
+	cr_assert_eq(tally_link(a, w, ns, "k2", &st), -ENOENT);
+	cr_assert_eq(meta_dentry_lookup(m, ns, "k2", &ino), -ENOENT);
+
+	/* a's hint says d is d1; b replaces it by another directory d2
+	 * with an entry: a's rmdir of d meets d2 and says ENOTEMPTY;
+	 * emptied, d2 goes, and the parent's count comes back right */
+	cr_assert_eq(tally_mkdir(a, &me, ns, "d", 0755, &st), 0);
+	d1 = st.st_ino;
+	cr_assert_eq(tally_rmdir(b, ns, "d"), 0);
+	cr_assert_eq(tally_mkdir(b, &me, ns, "d", 0755, &st), 0);
+	d2 = st.st_ino;
+	cr_assert_neq(d1, d2);
+	cr_assert_eq(tally_mknod(b, &me, d2, "in", S_IFREG | 0644, 0, &st), 0);
+	{
+		unsigned tries = 0;
+		int rc;
+
+		do
+			rc = tally_rmdir(a, ns, "d");
+		while (tally_retry(a, &rc, &tries));
+		cr_assert_eq(rc, -ENOTEMPTY);
+		cr_assert_eq(unlink_retried(b, d2, "in"), 0);
+		tries = 0;
+		do
+			rc = tally_rmdir(a, ns, "d");
+		while (tally_retry(a, &rc, &tries));
+		cr_assert_eq(rc, 0);
+	}
+	cr_assert_eq(meta_inode_get(m, d2, &md), -ENOENT);
+	cr_assert_eq(meta_inode_get(m, ns, &md), 0);
+	cr_assert_eq(md.nlink, 2, "ns counts %u links", md.nlink);
+
+	two_nodes_close(a, b, dir);
+}
