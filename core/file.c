@@ -118,94 +118,152 @@ static int hold_keep(struct tally *t, struct inode *ip)
 }
 
 /*
+ * @ip's hold is dropped and the store said its link count is 0: its rows
+ * go too if no other node holds the file open, decided again in a
+ * transaction of its own (t->lock held, and @ip's exclusive rw).
+ */
+static int free_if_last(struct tally *t, struct inode *ip)
+{
+	bool drop = false;
+	int rc = inode_drop_if_last(t, ip, &drop);
+
+	if (!rc && drop) {
+		ip->freed = true;
+		inode_free_data(t, ip);
+	}
+	return rc;
+}
+
+static void log_undropped(uint64_t ino, int rc)
+{
+	log_msg(LOG_ERR,
+		"cannot release inode %" PRIu64 ": %s (its hold goes with "
+		"the session)",
+		ino, strerror(-rc));
+}
+
+/*
  * Drop this node's hold of @ip (t->lock held, and its exclusive rw): one
  * round trip, with the link count; the rows go too if the last name went
- * (here or on another node) and no other node holds the file open:
- * decided again in a transaction of its own, which the drop of the hold
- * no longer needs.
+ * (here or on another node) and no other node holds the file open.
  */
 static void hold_drop(struct tally *t, struct inode *ip)
 {
 	uint32_t nlink = 0;
-	bool drop = false;
-	int rc2 = meta_hold_release(t->meta, t->node_id, ip->ino, &nlink);
+	int rc = meta_hold_release(t->meta, t->node_id, ip->ino, &nlink);
 
-	if (rc2 == -ENOENT) {
-		rc2 = 0; /* gone: not ours to free */
-	} else if (!rc2 && nlink == 0) {
-		rc2 = inode_drop_if_last(t, ip, &drop);
+	if (rc == -ENOENT)
+		rc = 0; /* gone: not ours to free */
+	else if (!rc && nlink == 0)
+		rc = free_if_last(t, ip);
+	if (rc)
+		log_undropped(ip->ino, rc);
+}
+
+/* Kept holds dropped in one transaction at most (t->lock held that long) */
+#define HOLD_BATCH 512
+
+/*
+ * Drop the kept holds of @inos in one transaction (t->lock held, and the
+ * exclusive rw of each @ips[i] not NULL, which holds a reference: the
+ * inodes in memory); free those whose link count the store says is 0
+ * and no other node holds. Releases the rws and the references.
+ */
+static void holds_drop(struct tally *t, const uint64_t *inos,
+		       struct inode **ips, size_t n)
+{
+	uint64_t *zero = NULL;
+	size_t nzero = 0, i, j = 0;
+	int rc =
+		meta_holds_release(t->meta, t->node_id, inos, n, &zero, &nzero);
+
+	if (rc)
+		log_undropped(inos[0], rc);
+	for (i = 0; i < nzero; i++) {
+		struct inode *ip = NULL;
+		bool locked = false;
+
+		for (j = 0; j < n; j++)
+			if (inos[j] == zero[i])
+				break;
+		if (j < n && ips[j]) {
+			ip = ips[j];
+		} else if (!inode_get(t, zero[i], &ip)) {
+			/* not in memory: no handle, no writer; the
+			 * try is for the rule, not for a wait */
+			locked = !pthread_rwlock_trywrlock(&ip->io->rw);
+			if (!locked) {
+				inode_put(t, ip);
+				continue; /* the session cleanup frees it */
+			}
+		} else {
+			continue;
+		}
+		rc = free_if_last(t, ip);
+		if (rc)
+			log_undropped(ip->ino, rc);
+		if (locked) {
+			pthread_rwlock_unlock(&ip->io->rw);
+			inode_put(t, ip);
+		}
 	}
-	if (!rc2 && drop) {
-		ip->freed = true;
-		inode_free_data(t, ip);
-	} else if (rc2) {
-		log_msg(LOG_ERR,
-			"cannot release inode %" PRIu64 ": %s (its "
-			"hold goes with the session)",
-			ip->ino, strerror(-rc2));
+	free(zero);
+	for (i = 0; i < n; i++) {
+		if (!ips[i])
+			continue;
+		pthread_rwlock_unlock(&ips[i]->io->rw);
+		inode_put(t, ips[i]);
 	}
 }
 
 void file_drop_kept_holds(struct tally *t, bool all)
 {
 	int64_t now = tally_mono_ms();
+	uint64_t inos[HOLD_BATCH];
+	struct inode *ips[HOLD_BATCH];
+	size_t n;
 
-	for (;;) {
-		struct kept_hold k;
-		struct inode *ip;
-		uint32_t nlink;
-		int rc;
-
+	do {
+		n = 0;
 		tally_lock(t);
-		if (t->kepthead == t->nkept) {
+		while (n < HOLD_BATCH && t->kepthead < t->nkept) {
+			struct kept_hold k = t->kept[t->kepthead];
+			struct inode *ip;
+
+			if (!all && k.due > now)
+				break;
+			t->kepthead++;
+			ip = inode_find(t, k.ino);
+			/* open again, or kept again since (a later entry) */
+			if (ip && (ip->opens || ip->hold_due != k.due))
+				continue;
+			if (ip && inode_get(t, k.ino, &ip))
+				continue; /* no memory: goes with the session */
+			/* the flusher only try-locks a file (a writer
+			 * holding it may wait for what the flusher frees):
+			 * in use, it is kept a while more. t->lock is
+			 * taken first here, but a try never waits */
+			if (ip && pthread_rwlock_trywrlock(&ip->io->rw)) {
+				if (!all && hold_keep(t, ip))
+					log_msg(LOG_WARNING,
+						"inode %" PRIu64 ": its hold "
+						"goes with the session (no "
+						"memory)",
+						ip->ino);
+				inode_put(t, ip);
+				continue;
+			}
+			if (ip)
+				ip->hold_due = 0;
+			inos[n] = k.ino;
+			ips[n++] = ip;
+		}
+		if (t->kepthead == t->nkept)
 			t->kepthead = t->nkept = 0;
-			tally_unlock(t);
-			return;
-		}
-		k = t->kept[t->kepthead];
-		if (!all && k.due > now) {
-			tally_unlock(t);
-			return;
-		}
-		t->kepthead++;
-		ip = inode_find(t, k.ino);
-		/* open again, or kept again since (a later entry) */
-		if (ip && (ip->opens || ip->hold_due != k.due)) {
-			tally_unlock(t);
-			continue;
-		}
-		rc = inode_get(t, k.ino, &ip);
-		if (rc) {
-			/* the inode went: its hold's row goes */
-			meta_hold_release(t->meta, t->node_id, k.ino, &nlink);
-			tally_unlock(t);
-			continue;
-		}
+		if (n)
+			holds_drop(t, inos, ips, n);
 		tally_unlock(t);
-		/* the flusher only try-locks a file (a writer holding it may
-		 * wait for what the flusher frees): in use, it is kept a
-		 * while more */
-		if (pthread_rwlock_trywrlock(&ip->io->rw)) {
-			tally_lock(t);
-			if (!all && ip->opens == 0 && hold_keep(t, ip))
-				log_msg(LOG_WARNING,
-					"inode %" PRIu64 ": its hold goes "
-					"with the session (no memory)",
-					ip->ino);
-			tally_unlock(t);
-			file_put(t, ip);
-			continue;
-		}
-		tally_lock(t);
-		if (ip->opens == 0 &&
-		    (ip->hold_due == k.due || !ip->hold_due)) {
-			ip->hold_due = 0;
-			hold_drop(t, ip);
-		}
-		tally_unlock(t);
-		pthread_rwlock_unlock(&ip->io->rw);
-		file_put(t, ip);
-	}
+	} while (n == HOLD_BATCH);
 }
 
 void file_forget_kept_holds(struct tally *t)

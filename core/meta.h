@@ -443,6 +443,15 @@ int meta_inode_unheld(struct meta *m, uint64_t ino, int64_t node);
  */
 int meta_hold_release(struct meta *m, int64_t node, uint64_t ino,
 		      uint32_t *nlink);
+/*
+ * meta_hold_release() of node @node's holds of the @n inodes @inos, all
+ * in one transaction (PostgreSQL: two round trips, whatever @n); their
+ * rows are locked in inode order. *@zero (a new array of *@nzero, the
+ * caller frees it): those of them whose link count is 0 (their rows may
+ * go, meta_inode_last()); inodes that are gone are not in it.
+ */
+int meta_holds_release(struct meta *m, int64_t node, const uint64_t *inos,
+		       size_t n, uint64_t **zero, size_t *nzero);
 /* The transaction's commit need not wait for the disk (PostgreSQL:
  * synchronous_commit off for it): what a crash of the server may lose
  * of it is harmless (the drop of an open hold: the inode stays until

@@ -16,7 +16,9 @@
 #include "core/meta_int.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
@@ -38,6 +40,8 @@ enum {
 	S_HELD,
 	S_INODE_LOCK,
 	S_UNHELD,
+	S_HOLDS_DEL_SOME,
+	S_INODES_LOCK,
 	S_RELAXED,
 	S_FRESH,
 	S_COUNT
@@ -79,6 +83,12 @@ static const char *const session_text[S_COUNT] = {
 	[S_INODE_LOCK] = "SELECT nlink FROM inodes WHERE ino = ?1",
 	[S_UNHELD] = "SELECT ino FROM inodes WHERE nlink = 0 AND NOT EXISTS "
 		     "(SELECT 1 FROM open_holds h WHERE h.ino = inodes.ino)",
+	/* ?2, ?1: a JSON array of inode numbers (meta_holds_release()) */
+	[S_HOLDS_DEL_SOME] = "DELETE FROM open_holds WHERE node = ?1 AND "
+			     "ino IN (SELECT value FROM json_each(?2))",
+	[S_INODES_LOCK] = "SELECT ino FROM inodes WHERE nlink = 0 AND "
+			  "ino IN (SELECT value FROM json_each(?1)) "
+			  "ORDER BY ino",
 	[S_RELAXED] = "SELECT 1",
 	[S_FRESH] = "SELECT ?1, ?2",
 };
@@ -92,6 +102,16 @@ static const char *const session_pg[S_COUNT] = {
 		       "AS i ON CONFLICT(node, ino) "
 		       "DO UPDATE SET node = excluded.node",
 	[S_INODE_LOCK] = "SELECT nlink FROM inodes WHERE ino = ?1 FOR UPDATE",
+	[S_HOLDS_DEL_SOME] = "DELETE FROM open_holds WHERE node = ?1 AND "
+			     "ino IN (SELECT x::bigint FROM "
+			     "jsonb_array_elements_text(?2::jsonb) AS v(x))",
+	/* every row locked, in one order (no deadlock between two such),
+	 * and the count of each read after the lock, as S_INODE_LOCK's:
+	 * a count that another node's commit took to 0 meanwhile is 0 */
+	[S_INODES_LOCK] = "SELECT ino FROM (SELECT ino, nlink FROM inodes "
+			  "WHERE ino IN (SELECT x::bigint FROM "
+			  "jsonb_array_elements_text(?1::jsonb) AS v(x)) "
+			  "ORDER BY ino FOR UPDATE) AS l WHERE nlink = 0",
 	[S_RELAXED] = "SELECT set_config('synchronous_commit', 'off', true)",
 	[S_FRESH] = "SELECT set_config('tally.fresh_lo', ?1, true), "
 		    "set_config('tally.fresh_hi', ?2, true)",
@@ -223,6 +243,71 @@ static int hold_release(struct meta *m, int64_t node, uint64_t ino,
 			return rc ? -ENOENT : 0; /* 1: the row is gone */
 	}
 	meta_rollback(m);
+	return rc;
+}
+
+/* The @n numbers of @inos as a JSON array: a new string, or NULL. */
+static char *json_inos(const uint64_t *inos, size_t n)
+{
+	size_t cap = n * 21 + 3, len = 0, i;
+	char *out = malloc(cap);
+
+	if (!out)
+		return NULL;
+	out[len++] = '[';
+	for (i = 0; i < n; i++)
+		len += (size_t)snprintf(out + len, cap - len, "%s%" PRIu64,
+					i ? "," : "", inos[i]);
+	out[len++] = ']';
+	out[len] = '\0';
+	return out;
+}
+
+static int holds_release(struct meta *m, int64_t node, const char *list,
+			 uint64_t **zero, size_t *nzero)
+{
+	struct meta_st *s;
+	int rc = meta_begin(m);
+
+	if (!rc)
+		rc = meta_stmt(m, &meta_session_sql, S_HOLDS_DEL_SOME, &s);
+	if (!rc) {
+		meta_bind_int(s, 1, node);
+		meta_bind_text(s, 2, list);
+		rc = meta_run_later(m, s, "open holds");
+	}
+	if (!rc)
+		rc = meta_relaxed(m); /* only the holds go */
+	if (!rc)
+		rc = meta_stmt(m, &meta_session_sql, S_INODES_LOCK, &s);
+	if (!rc) {
+		meta_bind_text(s, 1, list);
+		rc = meta_int_rows(m, s, "inode locks", zero, nzero);
+	}
+	if (!rc) {
+		rc = meta_commit(m);
+		if (!rc)
+			return 0;
+		free(*zero);
+		*zero = NULL;
+	}
+	meta_rollback(m);
+	return rc;
+}
+
+int meta_holds_release(struct meta *m, int64_t node, const uint64_t *inos,
+		       size_t n, uint64_t **zero, size_t *nzero)
+{
+	char *list = json_inos(inos, n);
+	int rc;
+
+	if (!list)
+		return -ENOMEM;
+	rc = holds_release(m, node, list, zero, nzero);
+	/* as meta_hold_release(): the drop and the reads may run twice */
+	if (rc == -EIO && meta_pg_lost(m))
+		rc = holds_release(m, node, list, zero, nzero);
+	free(list);
 	return rc;
 }
 

@@ -1412,6 +1412,68 @@ Test(meta_pg, a_hold_is_kept_after_the_last_close_then_dropped)
 	tu_rmrf(dir);
 }
 
+/*
+ * Kept holds are dropped many in a transaction (core/file.c, HOLD_BATCH
+ * of 512): 600 files closed on a, every third unlinked on b meanwhile.
+ * Once due, every hold of a goes, the unlinked files with their rows and
+ * blocks, the others stay whole; a file opened again keeps its hold.
+ */
+Test(meta_pg, kept_holds_are_dropped_in_batches)
+{
+	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
+	struct tally_opts o = { .block_size = 4096, .create = true };
+	enum {
+		N = 600
+	};
+	char *dir, name[32], buf[4096];
+	struct tally *a, *b;
+	struct meta_inode md;
+	struct stat st;
+	uint64_t ns, ino[N], kept;
+	int i, gone = 0;
+
+	dir = two_nodes(&o, &a, &b, &ns);
+	tu_fill(buf, sizeof(buf), 3);
+	for (i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		cr_assert_eq(tally_create(a, &me, ns, name, 0644, &st), 0);
+		ino[i] = st.st_ino;
+		cr_assert_eq(tally_write(a, ino[i], buf, sizeof(buf), 0),
+			     sizeof(buf));
+		cr_assert_eq(tally_flush(a, ino[i]), 0);
+		cr_assert_eq(tally_release(a, ino[i]), 0);
+	}
+	for (i = 0; i < N; i += 3) {
+		snprintf(name, sizeof(name), "f%d", i);
+		cr_assert_eq(tally_lookup(b, ns, name, &st), 0);
+		cr_assert_eq(tally_unlink(b, ns, name), 0);
+	}
+	/* one opened again: its kept hold serves the open and stays */
+	kept = ino[1];
+	cr_assert_eq(tally_open_file(a, kept, O_RDONLY), 0);
+	for (i = 0;
+	     i < 200 && db_int(db, "SELECT count(*) FROM open_holds") > 1; i++)
+		usleep(50000);
+	cr_assert_eq(db_int(db, "SELECT count(*) FROM open_holds"), 1,
+		     "kept holds are never dropped");
+	cr_assert_eq(holds_of(kept), 1, "the open file lost its hold");
+	for (i = 0; i < N; i++) {
+		int rc = meta_inode_get(m, ino[i], &md);
+
+		if (i % 3 == 0) {
+			cr_assert_eq(rc, -ENOENT, "unlinked f%d stays", i);
+			gone++;
+		} else {
+			cr_assert_eq(rc, 0, "f%d is gone", i);
+			cr_assert_eq(md.nlink, 1);
+		}
+	}
+	cr_assert_eq(gone, N / 3);
+	cr_assert_eq(db_int(db, "SELECT count(*) FROM blocks"), N - N / 3);
+	cr_assert_eq(tally_release(a, kept), 0);
+	two_nodes_close(a, b, dir);
+}
+
 /* A rename into a directory another node removed, which this node still
  * has in memory: ENOENT at once, not run again until EIO (the retry of a
  * rename whose names went would meet the same gone parent). */
