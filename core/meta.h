@@ -457,10 +457,6 @@ int meta_holds_release(struct meta *m, int64_t node, const uint64_t *inos,
  * of it is harmless (the drop of an open hold: the inode stays until
  * its session goes). In a transaction. */
 int meta_relaxed(struct meta *m);
-/* A shared store: inodes @lo..@hi were made by this transaction (a
- * branch): entries made in them notify no node (none caches them). In a
- * transaction; nothing on SQLite. */
-int meta_fresh_range(struct meta *m, uint64_t lo, uint64_t hi);
 /* Inodes with no link and no hold: a new array *@inos. */
 int meta_orphans_unheld(struct meta *m, uint64_t **inos, size_t *n);
 /* Remove session @id, its open holds and its node report. */

@@ -628,10 +628,6 @@ int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
 			if (copied == 0)
 				return -ENOENT;
 			rc = meta_ino_take(m, *next_ino, copied, &first);
-			/* one notification (the new name), not one an entry */
-			if (!rc && meta_shared(m))
-				rc = meta_fresh_range(m, first,
-						      first + copied - 1);
 			if (rc)
 				return rc;
 		}

@@ -105,25 +105,45 @@ struct meta_pg {
 };
 
 /*
- * The notification of an entry changed, but for entries made in a
- * directory the transaction made itself (numbers from tally.fresh_lo to
- * tally.fresh_hi, meta_fresh_range(): a branch), which no node caches.
- * Replaced at every open, so that stores formatted before have it too.
+ * What other nodes' kernels may cache and a change makes wrong, notified
+ * at commit (core/watch.c). A name that goes or moves: an entry's delete
+ * or update. Not a new name: no kernel caches a name's absence (a lookup
+ * of a missing name is answered ENOENT, which the kernel keeps for no
+ * time), so an insert notifies nothing; were negative entries ever
+ * cached, inserts would have to notify. An inode's change or removal,
+ * but not a change of a directory's times alone (every create and
+ * unlink in it makes one): those reach the other nodes by the attribute
+ * timeout. A notification costs its transaction about 250 us here (the
+ * commit's queue and lock, the listeners woken): half a create's time.
+ * Replaced at every open, so that stores formatted before have them.
  */
 #define NOTIFY_ENTRY                                                         \
 	"CREATE OR REPLACE FUNCTION tally_notify_entry() RETURNS trigger"    \
 	" LANGUAGE plpgsql AS $$ BEGIN"                                      \
-	" IF TG_OP = 'INSERT' AND NEW.parent BETWEEN coalesce(nullif("       \
-	"current_setting('tally.fresh_lo', true), ''), '1')::bigint AND "    \
-	"coalesce(nullif(current_setting('tally.fresh_hi', true), ''), "     \
-	"'0')::bigint THEN RETURN NULL; END IF;"                             \
-	" IF TG_OP IN ('DELETE', 'UPDATE') THEN PERFORM pg_notify("          \
-	"'tally_inval', 'e ' || tally_node() || ' ' || OLD.parent || ' ' ||" \
-	" encode(OLD.name, 'hex')); END IF;"                                 \
-	" IF TG_OP IN ('INSERT', 'UPDATE') THEN PERFORM pg_notify("          \
-	"'tally_inval', 'e ' || tally_node() || ' ' || NEW.parent || ' ' ||" \
+	" IF TG_OP = 'INSERT' THEN RETURN NULL; END IF;"                     \
+	" PERFORM pg_notify('tally_inval', 'e ' || tally_node() || ' ' ||"   \
+	" OLD.parent || ' ' || encode(OLD.name, 'hex'));"                    \
+	" IF TG_OP = 'UPDATE' AND (NEW.parent, NEW.name) IS DISTINCT FROM"   \
+	" (OLD.parent, OLD.name) THEN PERFORM pg_notify('tally_inval', 'e '" \
+	" || tally_node() || ' ' || NEW.parent || ' ' ||"                    \
 	" encode(NEW.name, 'hex')); END IF;"                                 \
 	" RETURN NULL; END $$"
+
+#define NOTIFY_INODE                                                         \
+	"CREATE OR REPLACE FUNCTION tally_notify_inode() RETURNS trigger"    \
+	" LANGUAGE plpgsql AS $$ BEGIN"                                      \
+	" IF TG_OP = 'UPDATE' AND (OLD.mode & 61440) = 16384 AND (NEW.mode," \
+	" NEW.uid, NEW.gid, NEW.nlink, NEW.size) IS NOT DISTINCT FROM"       \
+	" (OLD.mode, OLD.uid, OLD.gid, OLD.nlink, OLD.size) THEN"            \
+	" RETURN NULL; END IF;"                                              \
+	" PERFORM pg_notify('tally_inval', 'i ' || tally_node() || ' ' ||"   \
+	" OLD.ino); RETURN NULL; END $$"
+
+/* The entries' trigger fires on no insert (stores formatted before had
+ * it fire on inserts too: made again at open). */
+#define NOTIFY_ENTRY_TRIGGER                                        \
+	"CREATE TRIGGER dentries_notify AFTER DELETE OR UPDATE ON " \
+	"dentries FOR EACH ROW EXECUTE FUNCTION tally_notify_entry()"
 
 /*
  * An entry's delete that removed nothing fails (SQLSTATE P0002, ENOENT):
@@ -297,12 +317,7 @@ static const char *const pg_schema[] = {
 	 * inode that changed (meta_listen_*(), core/watch.c): delivered at
 	 * commit, with the node that made the change */
 	NOTIFY_ENTRY
-	";" ONE_ENTRY ";"
-	"CREATE TRIGGER dentries_notify AFTER INSERT OR DELETE OR UPDATE"
-	" ON dentries FOR EACH ROW EXECUTE FUNCTION tally_notify_entry();"
-	"CREATE FUNCTION tally_notify_inode() RETURNS trigger"
-	" LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('tally_inval',"
-	" 'i ' || tally_node() || ' ' || OLD.ino); RETURN NULL; END $$;"
+	";" ONE_ENTRY ";" NOTIFY_ENTRY_TRIGGER ";" NOTIFY_INODE ";"
 	"CREATE TRIGGER inodes_notify AFTER UPDATE OR DELETE ON inodes"
 	" FOR EACH ROW EXECUTE FUNCTION tally_notify_inode();",
 };
@@ -1208,7 +1223,19 @@ static int check_or_format(struct meta *m, bool create, uint32_t block_size)
 	if (!rc)
 		rc = meta_exec(m, NOTIFY_ENTRY);
 	if (!rc)
+		rc = meta_exec(m, NOTIFY_INODE);
+	if (!rc)
 		rc = meta_exec(m, ONE_ENTRY);
+	if (!rc)
+		rc = query_int(m,
+			       "SELECT count(*) FROM pg_catalog.pg_trigger "
+			       "WHERE tgname = 'dentries_notify' AND tgrelid = "
+			       "'dentries'::regclass AND tgtype & 4 <> 0",
+			       &has);
+	if (!rc && has)
+		rc = meta_exec(
+			m,
+			"DROP TRIGGER dentries_notify ON dentries;" NOTIFY_ENTRY_TRIGGER);
 	if (rc)
 		log_msg(LOG_ERR, "metadata %s: cannot update its functions: %s",
 			p->shown, p->msg);

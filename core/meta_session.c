@@ -43,7 +43,6 @@ enum {
 	S_HOLDS_DEL_SOME,
 	S_INODES_LOCK,
 	S_RELAXED,
-	S_FRESH,
 	S_COUNT
 };
 
@@ -90,7 +89,6 @@ static const char *const session_text[S_COUNT] = {
 			  "ino IN (SELECT value FROM json_each(?1)) "
 			  "ORDER BY ino",
 	[S_RELAXED] = "SELECT 1",
-	[S_FRESH] = "SELECT ?1, ?2",
 };
 
 static const char *const session_pg[S_COUNT] = {
@@ -113,8 +111,6 @@ static const char *const session_pg[S_COUNT] = {
 			  "jsonb_array_elements_text(?1::jsonb) AS v(x)) "
 			  "ORDER BY ino FOR UPDATE) AS l WHERE nlink = 0",
 	[S_RELAXED] = "SELECT set_config('synchronous_commit', 'off', true)",
-	[S_FRESH] = "SELECT set_config('tally.fresh_lo', ?1, true), "
-		    "set_config('tally.fresh_hi', ?2, true)",
 };
 
 const struct meta_sql meta_session_sql = { META_SESSION, S_COUNT, session_text,
@@ -357,18 +353,6 @@ int meta_relaxed(struct meta *m)
 	int rc = meta_stmt(m, &meta_session_sql, S_RELAXED, &s);
 
 	return rc ? rc : meta_run_setting(m, s, "relaxed commit");
-}
-
-int meta_fresh_range(struct meta *m, uint64_t lo, uint64_t hi)
-{
-	struct meta_st *s;
-	int rc = meta_stmt(m, &meta_session_sql, S_FRESH, &s);
-
-	if (rc)
-		return rc;
-	meta_bind_int(s, 1, (int64_t)lo);
-	meta_bind_int(s, 2, (int64_t)hi);
-	return meta_run_setting(m, s, "fresh inodes");
 }
 
 int meta_orphans_unheld(struct meta *m, uint64_t **inos, size_t *n)

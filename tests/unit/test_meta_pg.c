@@ -313,21 +313,27 @@ static void listen_for(struct meta_listen *l, int ms, struct heard *h)
 	cr_assert_eq(meta_listen_take(l, heard_one, h), 0);
 }
 
-/* A branch notifies its new name alone: none of the entries it makes in
- * its new directories, which no node caches; an entry made there by a
- * later transaction notifies again. */
-Test(meta_pg, a_branch_notifies_its_name_alone)
+/*
+ * What is notified: what another node's kernel may cache and a change
+ * makes wrong. A new name (a create, a branch of 50 files) notifies
+ * nothing, since no kernel caches a name's absence, and neither does a
+ * directory's change of times alone; a name's removal, a rename (both
+ * names), a directory's link count and a file's attributes do.
+ */
+Test(meta_pg, what_a_change_notifies)
 {
-	struct meta_inode ns = { 0 }, f = { 0 };
+	struct meta_inode ns = { 0 }, f = { 0 }, d;
 	uint64_t next = 1000, root = 0, count = 0, i;
 	struct meta_listen *l = NULL;
 	struct heard h = { 0 };
+	uint32_t nlink;
 	char name[16];
 
 	ns.ino = 16;
 	ns.nspace = 16;
 	ns.mode = S_IFDIR | 0755;
 	ns.nlink = 2;
+	cr_assert_eq(meta_listen_open(m, &l), 0);
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_inode_put(m, &ns), 0);
 	cr_assert_eq(meta_dentry_insert(m, 1, "src", 16), 0);
@@ -341,25 +347,64 @@ Test(meta_pg, a_branch_notifies_its_name_alone)
 		cr_assert_eq(meta_dentry_insert(m, 16, name, 17 + i), 0);
 	}
 	cr_assert_eq(meta_commit(m), 0);
-	cr_assert_eq(meta_listen_open(m, &l), 0);
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_branch(m, 16, "dst", &next, &root, &count), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(count, 51);
-	listen_for(l, 500, &h);
-	cr_assert_eq(h.n, 1, "%d notifications", h.n);
-	cr_assert_str_eq(h.last, "e 0 1 647374"); /* "dst" under the root */
-	/* the next transaction's entries in the branch notify */
-	f = (struct meta_inode){
-		.ino = next, .nspace = root, .mode = S_IFREG | 0644, .nlink = 1
-	};
+	listen_for(l, 300, &h);
+	cr_assert_eq(h.n, 0, "%d notifications of new names", h.n);
+
+	/* a directory's times alone: nothing; its link count: one */
+	cr_assert_eq(meta_inode_get(m, 16, &d), 0);
+	d.mtime.tv_sec += 5;
+	d.ctime.tv_sec += 5;
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_put(m, &f), 0);
-	cr_assert_eq(meta_dentry_insert(m, root, "new", next), 0);
+	cr_assert_eq(meta_inode_update(m, &d, 0, META_F_MTIME | META_F_CTIME,
+				       &nlink),
+		     0);
 	cr_assert_eq(meta_commit(m), 0);
-	h.n = 0;
-	listen_for(l, 500, &h);
+	listen_for(l, 300, &h);
+	cr_assert_eq(h.n, 0, "a directory's times notified");
+	d.nlink++; /* a subdirectory made */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_update(m, &d, 1, META_F_MTIME | META_F_CTIME,
+				       &nlink),
+		     0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_inode_get(m, 16, &d), 0);
+	cr_assert_eq(d.nlink, 3);
+	listen_for(l, 300, &h);
 	cr_assert_eq(h.n, 1, "%d notifications", h.n);
+	cr_assert_str_eq(h.last, "i 0 16");
+
+	/* a file's times: one */
+	cr_assert_eq(meta_inode_get(m, 17, &f), 0);
+	f.mtime.tv_sec += 5;
+	h.n = 0;
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_update(m, &f, 0, META_F_MTIME | META_F_CTIME,
+				       &nlink),
+		     0);
+	cr_assert_eq(meta_commit(m), 0);
+	listen_for(l, 300, &h);
+	cr_assert_eq(h.n, 1, "%d notifications", h.n);
+	cr_assert_str_eq(h.last, "i 0 17");
+
+	/* a name removed: one; a rename: the old name and the new */
+	h.n = 0;
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_dentry_delete(m, 16, "f1", 18), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	listen_for(l, 300, &h);
+	cr_assert_eq(h.n, 1, "%d notifications", h.n);
+	cr_assert_str_eq(h.last, "e 0 16 6631"); /* "f1" */
+	h.n = 0;
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_dentry_move(m, 16, "f2", 19, 16, "g2"), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	listen_for(l, 300, &h);
+	cr_assert_eq(h.n, 2, "%d notifications", h.n);
+	cr_assert_str_eq(h.last, "e 0 16 6732"); /* "g2" */
 	meta_listen_close(l);
 }
 
