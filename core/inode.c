@@ -94,6 +94,9 @@ void dcache_put(struct tally *t, uint64_t parent, const char *name,
 	struct dentry_cache *d = &t->dcache[dcache_slot(parent, name)];
 	char *copy;
 
+	/* a name that exists: in its directory's set if known whole */
+	dirnames_add(t, parent, name);
+
 	/* a shared store keeps it as a hint only (dcache_hint()) */
 	if (meta_shared(t->meta) && t->entry_hint_ms <= 0)
 		return;
@@ -580,6 +583,12 @@ int tally_lookup(struct tally *t, uint64_t parent, const char *name,
 	if (!dcache_get(t, parent, name, &ino)) {
 		struct meta_inode row;
 
+		/* a directory known whole: a name it lacks is missing
+		 * (core/dirnames.c) */
+		if (dirnames_absent(t, pip, name)) {
+			rc = -ENOENT;
+			goto out;
+		}
 		/* the entry with its inode's row: one statement */
 		rc = meta_dentry_lookup_row(t->meta, parent, name, &row);
 		if (rc == -ENOENT)

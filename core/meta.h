@@ -428,6 +428,10 @@ int meta_hold_add(struct meta *m, int64_t node, uint64_t ino);
  * gone): no answer to wait for, it goes with the next statement. */
 int meta_hold_new(struct meta *m, int64_t node, uint64_t ino);
 int meta_hold_del(struct meta *m, int64_t node, uint64_t ino);
+/* Node @node knows directory @dir whole (core/dirnames.c): other nodes'
+ * inserts into it notify. In a transaction; no answer is waited for. The
+ * rows go with the node's session (meta_session_remove()). */
+int meta_dir_watch(struct meta *m, uint64_t dir, int64_t node);
 /* 1 if inode @ino has no link left and no node but @node holds it open
  * (its rows may go now), 0 if not, -ENOENT if it is gone. */
 int meta_inode_last(struct meta *m, uint64_t ino, int64_t node);

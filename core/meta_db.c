@@ -114,7 +114,11 @@ static const char gc_schema[] =
 	" holder INTEGER NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS open_holds(node INTEGER NOT NULL,"
 	" ino INTEGER NOT NULL, PRIMARY KEY(node, ino)) WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS open_holds_ino ON open_holds(ino);";
+	"CREATE INDEX IF NOT EXISTS open_holds_ino ON open_holds(ino);"
+	/* directories a node knows whole (core/dirnames.c): a shared
+	 * store's alone, the same table here */
+	"CREATE TABLE IF NOT EXISTS dir_watch(dir INTEGER NOT NULL,"
+	" node INTEGER NOT NULL, PRIMARY KEY(dir, node)) WITHOUT ROWID;";
 
 /*
  * Shards, ghosts and moves, added to format 1 stores when they are opened.

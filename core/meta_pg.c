@@ -107,20 +107,24 @@ struct meta_pg {
 /*
  * What other nodes' kernels may cache and a change makes wrong, notified
  * at commit (core/watch.c). A name that goes or moves: an entry's delete
- * or update. Not a new name: no kernel caches a name's absence (a lookup
- * of a missing name is answered ENOENT, which the kernel keeps for no
- * time), so an insert notifies nothing; were negative entries ever
- * cached, inserts would have to notify. An inode's change or removal,
- * but not a change of a directory's times alone (every create and
- * unlink in it makes one): those reach the other nodes by the attribute
- * timeout. A notification costs its transaction about 250 us here (the
- * commit's queue and lock, the listeners woken): half a create's time.
- * Replaced at every open, so that stores formatted before have them.
+ * or update. A new name only in a directory another node knows whole
+ * (a dir_watch row, core/dirnames.c): no kernel caches a name's absence
+ * (a lookup of a missing name is answered ENOENT, which the kernel keeps
+ * for no time). An inode's change or removal, but not a change of a
+ * directory's times alone (every create and unlink in it makes one):
+ * those reach the other nodes by the attribute timeout. A transaction
+ * that notifies pays the queue entry, the commit's lock on the queue and
+ * the listeners' wake-up (docs/design.md, push invalidation). Replaced at
+ * every open, so that stores formatted before have them.
  */
 #define NOTIFY_ENTRY                                                         \
 	"CREATE OR REPLACE FUNCTION tally_notify_entry() RETURNS trigger"    \
 	" LANGUAGE plpgsql AS $$ BEGIN"                                      \
-	" IF TG_OP = 'INSERT' THEN RETURN NULL; END IF;"                     \
+	" IF TG_OP = 'INSERT' THEN"                                          \
+	" IF EXISTS (SELECT 1 FROM dir_watch WHERE dir = NEW.parent AND"     \
+	" node <> tally_node()) THEN PERFORM pg_notify('tally_inval', 'e '"  \
+	" || tally_node() || ' ' || NEW.parent || ' ' ||"                    \
+	" encode(NEW.name, 'hex')); END IF; RETURN NULL; END IF;"            \
 	" PERFORM pg_notify('tally_inval', 'e ' || tally_node() || ' ' ||"   \
 	" OLD.parent || ' ' || encode(OLD.name, 'hex'));"                    \
 	" IF TG_OP = 'UPDATE' AND (NEW.parent, NEW.name) IS DISTINCT FROM"   \
@@ -139,11 +143,15 @@ struct meta_pg {
 	" PERFORM pg_notify('tally_inval', 'i ' || tally_node() || ' ' ||"   \
 	" OLD.ino); RETURN NULL; END $$"
 
-/* The entries' trigger fires on no insert (stores formatted before had
- * it fire on inserts too: made again at open). */
-#define NOTIFY_ENTRY_TRIGGER                                        \
-	"CREATE TRIGGER dentries_notify AFTER DELETE OR UPDATE ON " \
-	"dentries FOR EACH ROW EXECUTE FUNCTION tally_notify_entry()"
+#define NOTIFY_ENTRY_TRIGGER                                               \
+	"CREATE TRIGGER dentries_notify AFTER INSERT OR DELETE OR UPDATE " \
+	"ON dentries FOR EACH ROW EXECUTE FUNCTION tally_notify_entry()"
+
+/* Directories a node knows whole (core/dirnames.c): other nodes' inserts
+ * into them notify. Made at open for stores formatted before. */
+#define DIR_WATCH                                                         \
+	"CREATE TABLE IF NOT EXISTS dir_watch(dir BIGINT NOT NULL, node " \
+	"BIGINT NOT NULL, PRIMARY KEY(dir, node))"
 
 /*
  * An entry's delete that removed nothing fails (SQLSTATE P0002, ENOENT):
@@ -256,7 +264,7 @@ static const char *const pg_schema[] = {
 	" expires BIGINT NOT NULL);"
 	"CREATE TABLE open_holds(node BIGINT NOT NULL, ino BIGINT NOT NULL,"
 	" PRIMARY KEY(node, ino));"
-	"CREATE INDEX open_holds_ino ON open_holds(ino);",
+	"CREATE INDEX open_holds_ino ON open_holds(ino);" DIR_WATCH ";",
 	"INSERT INTO config(key, value) VALUES ('inodes', 0),"
 	" ('evicted_bytes', 0);"
 	/* the number of inodes, for statfs without a scan */
@@ -1221,21 +1229,13 @@ static int check_or_format(struct meta *m, bool create, uint32_t block_size)
 	if (!rc && !has)
 		rc = meta_exec(m, PARENT_FK);
 	if (!rc)
+		rc = meta_exec(m, DIR_WATCH);
+	if (!rc)
 		rc = meta_exec(m, NOTIFY_ENTRY);
 	if (!rc)
 		rc = meta_exec(m, NOTIFY_INODE);
 	if (!rc)
 		rc = meta_exec(m, ONE_ENTRY);
-	if (!rc)
-		rc = query_int(m,
-			       "SELECT count(*) FROM pg_catalog.pg_trigger "
-			       "WHERE tgname = 'dentries_notify' AND tgrelid = "
-			       "'dentries'::regclass AND tgtype & 4 <> 0",
-			       &has);
-	if (!rc && has)
-		rc = meta_exec(
-			m,
-			"DROP TRIGGER dentries_notify ON dentries;" NOTIFY_ENTRY_TRIGGER);
 	if (rc)
 		log_msg(LOG_ERR, "metadata %s: cannot update its functions: %s",
 			p->shown, p->msg);

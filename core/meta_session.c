@@ -36,6 +36,8 @@ enum {
 	S_UNREPORTED,
 	S_HOLD_ADD,
 	S_HOLD_NEW,
+	S_WATCH_ADD,
+	S_WATCHES_DEL,
 	S_HOLD_DEL,
 	S_HOLDS_DEL,
 	S_HELD,
@@ -80,6 +82,9 @@ static const char *const session_text[S_COUNT] = {
 	 * sees it, so there is nothing to lock (PostgreSQL's FOR SHARE of
 	 * it made a create about 40 us slower) */
 	[S_HOLD_NEW] = "INSERT INTO open_holds(node, ino) VALUES (?1, ?2)",
+	[S_WATCH_ADD] = "INSERT INTO dir_watch(dir, node) VALUES (?1, ?2) "
+			"ON CONFLICT DO NOTHING",
+	[S_WATCHES_DEL] = "DELETE FROM dir_watch WHERE node = ?1",
 	[S_HOLD_DEL] = "DELETE FROM open_holds WHERE node = ?1 AND ino = ?2",
 	[S_HOLDS_DEL] = "DELETE FROM open_holds WHERE node = ?1",
 	[S_HELD] = "SELECT count(*) FROM open_holds WHERE ino = ?1 "
@@ -180,6 +185,9 @@ int meta_session_remove(struct meta *m, int64_t id)
 	if (!rc)
 		rc = meta_run_int(m, &meta_session_sql, S_HOLDS_DEL, id,
 				  "session end");
+	if (!rc)
+		rc = meta_run_int(m, &meta_session_sql, S_WATCHES_DEL, id,
+				  "session end");
 	return rc ? rc : meta_node_remove(m, id);
 }
 
@@ -212,6 +220,14 @@ int meta_hold_new(struct meta *m, int64_t node, uint64_t ino)
 	int rc = stmt2(m, S_HOLD_NEW, node, (int64_t)ino, &s);
 
 	return rc ? rc : meta_run_later(m, s, "open hold");
+}
+
+int meta_dir_watch(struct meta *m, uint64_t dir, int64_t node)
+{
+	struct meta_st *s;
+	int rc = stmt2(m, S_WATCH_ADD, (int64_t)dir, node, &s);
+
+	return rc ? rc : meta_run_later(m, s, "directory watch");
 }
 
 int meta_hold_del(struct meta *m, int64_t node, uint64_t ino)

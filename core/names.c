@@ -76,6 +76,8 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	struct inode *pip = NULL, *ip;
 	struct meta_inode md, pmd;
 	struct timespec ts = tally_now();
+	uint32_t epoch = 0;
+	bool whole = false;
 	int rc = tally_check_name(name);
 
 	if (rc)
@@ -133,6 +135,11 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 		rc = inode_write_md(t, pip, &pmd);
 	if (!rc && open && meta_shared(t->meta))
 		rc = meta_hold_new(t->meta, t->node_id, md.ino);
+	/* a directory this node makes is known whole (core/dirnames.c) */
+	if (!rc && S_ISDIR(mode) && dirnames_listening(t, &epoch)) {
+		whole = true;
+		rc = meta_dir_watch(t->meta, md.ino, t->node_id);
+	}
 	rc = tally_txn_end(t, rc);
 	if (rc) {
 		inode_destroy(t, ip);
@@ -144,6 +151,8 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	ip->nlookup = 1;
 	ip->opens = open ? 1 : 0;
 	dcache_put(t, parent, name, md.ino);
+	if (whole)
+		dirnames_known(t, ip, epoch);
 	inode_fill_stat(t, ip, st);
 out:
 	inode_put(t, pip);
@@ -617,6 +626,7 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 	dcache_drop(t, newparent, newname);
 	if (rc)
 		goto out;
+	dirnames_add(t, newparent, newname);
 	pip->md = pmd;
 	if (pip != npip)
 		npip->md = npmd;

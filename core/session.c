@@ -197,6 +197,9 @@ int session_renew(struct tally *t)
 	/* not under the old session: a new node, reporting at once; the
 	 * holds the old one kept went with it */
 	file_forget_kept_holds(t);
+	/* the old node's dir_watch rows may be gone with it: directories
+	 * it knew whole are asked about again (core/dirnames.c) */
+	dirnames_forget_all(t);
 	t->node_id = store_random_id();
 	meta_set_self(t->meta, t->node_id);
 	rc = session_add(t, (int64_t)time(NULL));

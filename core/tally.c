@@ -444,10 +444,12 @@ int tally_open(const char *path, const struct tally_opts *opts,
 	t->release_hook = opts->release_hook;
 	t->rename_hook = opts->rename_hook;
 	t->entry_hint_ms = opts->entry_hint_ms > 0 ? opts->entry_hint_ms : 0;
+	atomic_init(&t->names_epoch, 1);
 	t->hook_arg = opts->hook_arg;
 	t->report_interval = opts->report_interval ? opts->report_interval : 60;
 	t->heartbeat = opts->heartbeat ? opts->heartbeat : 12;
 	t->no_xattrs = opts->no_xattrs;
+	t->no_negcache = opts->no_negcache;
 	t->stale_after = opts->stale_after ? opts->stale_after : 600;
 	t->min_nodes = opts->min_nodes_reporting ? opts->min_nodes_reporting
 						 : 1;
@@ -528,6 +530,7 @@ out_store:
 out_free:
 	progress_free(t->progress);
 	free(t->kept);
+	dirnames_release(t);
 	free(t->itable);
 	free(t->dcache);
 	free(t->mountpoint);

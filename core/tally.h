@@ -68,6 +68,10 @@ struct tally_opts {
 	 * that on, and the kernel then asks no more, not even for
 	 * security.capability before each write */
 	bool no_xattrs;
+	/* a shared store: every lookup of a missing name asks the server,
+	 * none is answered from a directory known whole (core/dirnames.c):
+	 * a name another node just made is found at once */
+	bool no_negcache;
 	/* a shared store: how long (ms) the entry a lookup found stands
 	 * in, as a hint, for the look of an unlink, rmdir or rename at it
 	 * (the kernel's entry timeout: the kernel acts on it as long);

@@ -94,18 +94,28 @@ struct inode {
 	unsigned nfailed;	/* protected by t->lock: parked flushes */
 	int err;		/* protected by t->lock: for fsync/close */
 	uint64_t flight_blocks; /* protected by t->lock: in flight, parked */
-	uint64_t err_seq;    /* protected by t->lock: the flush that failed */
-	uint64_t trunc_size; /* protected by rw and t->lock: drop past this,
+	uint64_t err_seq;     /* protected by t->lock: the flush that failed */
+	uint64_t trunc_size;  /* protected by rw and t->lock: drop past this,
 			      * the lowest size since a flush, if truncated */
-	bool freed;	     /* protected by t->lock */
-	int64_t hold_due;    /* protected by t->lock: a shared store's hold
+	bool freed;	      /* protected by t->lock */
+	int64_t hold_due;     /* protected by t->lock: a shared store's hold
 			      * of this node, kept after the last close
 			      * until then (monotonic ms; 0: none kept;
 			      * core/file.c, kept holds) */
-	bool truncated;	     /* protected by rw and t->lock: see trunc_size */
-	uint8_t mdirty;	     /* protected by t->lock: META_F_* fields of md
+	bool truncated;	      /* protected by rw and t->lock: see trunc_size */
+	uint8_t mdirty;	      /* protected by t->lock: META_F_* fields of md
 			      * changed in place and not written yet (a
 			      * shared store writes only what changed) */
+	uint32_t names_epoch; /* protected by t->lock: a directory known
+			       * whole under this epoch (core/dirnames.c;
+			       * 0: not known); fits the tail padding */
+};
+
+/* The names of directories known whole (core/dirnames.c): protected by
+ * t->lock. */
+struct dirnames {
+	uint64_t *slot;
+	size_t cap, n;
 };
 
 struct dentry_cache {
@@ -174,17 +184,25 @@ struct tally {
 	void *push_arg;
 	bool wb_cache;		 /* the kernel's writeback cache is on */
 	bool no_xattrs;		 /* tally_opts.no_xattrs: fixed at open */
+	bool no_negcache;	 /* tally_opts.no_negcache: fixed at open */
 	_Atomic int64_t node_id; /* written under lock (core/session.c) */
 	struct watch *watch;	 /* core/watch.c, or NULL */
 	/* other nodes' changes of names seen by core/watch.c, and its
 	 * losses of the listening connection: a change makes every hint
 	 * made before it void (dcache_hint()) */
 	_Atomic uint64_t entry_gen;
-	int64_t heartbeat;    /* seconds between heartbeats */
-	int64_t last_beat;    /* protected by lock */
-	unsigned shard_ticks; /* flusher thread only */
-	char *mountpoint;     /* NULL when not mounted (tests) */
-	_Atomic bool closing; /* tally_close() has begun */
+	/* directories known whole (core/dirnames.c): the table protected
+	 * by lock; the epoch (never 0) and whether the watch listens,
+	 * written by the watch thread without it */
+	struct dirnames dirnames;
+	_Atomic uint32_t names_epoch;
+	atomic_bool listening;
+	atomic_bool names_used; /* some directory was known whole */
+	int64_t heartbeat;	/* seconds between heartbeats */
+	int64_t last_beat;	/* protected by lock */
+	unsigned shard_ticks;	/* flusher thread only */
+	char *mountpoint;	/* NULL when not mounted (tests) */
+	_Atomic bool closing;	/* tally_close() has begun */
 	int64_t report_interval, stale_after; /* seconds */
 	unsigned min_nodes;
 	int64_t last_report; /* protected by lock */
@@ -282,6 +300,25 @@ void dcache_drop(struct tally *t, uint64_t parent, const char *name);
  * change that names the inode it expects (core/names.c, child()). */
 bool dcache_hint(struct tally *t, uint64_t parent, const char *name,
 		 uint64_t *ino);
+/*
+ * Directories known whole (core/dirnames.c, DESIGN NOTES), on a shared
+ * store; t->lock held unless said. dirnames_listening(): whether a
+ * directory made now may be known whole (the watch listens), *@epoch the
+ * epoch to make it under (read before its transaction). dirnames_known():
+ * @dir, just made by this node with its dir_watch row, is known whole.
+ * dirnames_absent(): @name is surely not in @dir. dirnames_add(): this
+ * node committed @name into @dir. dirnames_changed() (t->lock not held:
+ * it takes it): another node changed a name in @dir. dirnames_forget_all()
+ * (no lock): no directory is known whole any more. dirnames_release():
+ * the table freed (tally_close()).
+ */
+bool dirnames_listening(struct tally *t, uint32_t *epoch);
+void dirnames_known(struct tally *t, struct inode *dir, uint32_t epoch);
+bool dirnames_absent(struct tally *t, struct inode *dir, const char *name);
+void dirnames_add(struct tally *t, uint64_t dir, const char *name);
+void dirnames_changed(struct tally *t, uint64_t dir);
+void dirnames_forget_all(struct tally *t);
+void dirnames_release(struct tally *t);
 void inode_drop_failed(struct tally *t, struct inode *ip);
 void inode_free_data(struct tally *t, struct inode *ip);
 void inode_destroy(struct tally *t, struct inode *ip);

@@ -57,8 +57,10 @@ static void deliver(void *ctx, const char *payload)
 	}
 	if (kind != 'e' || !used)
 		return;
-	/* every hint made before it is void (dcache_hint()) */
+	/* every hint made before it is void (dcache_hint()), and the
+	 * directory is no longer known whole (core/dirnames.c) */
 	atomic_fetch_add(&w->t->entry_gen, 1);
+	dirnames_changed(w->t, a);
 	if (!w->hooks.entry)
 		return;
 	hex = payload + used;
@@ -87,6 +89,7 @@ static void *watch_main(void *arg)
 			nanosleep(&ts, NULL);
 			continue;
 		}
+		atomic_store(&w->t->listening, true);
 		p.fd = meta_listen_fd(l);
 		p.events = POLLIN;
 		p.revents = 0;
@@ -98,10 +101,15 @@ static void *watch_main(void *arg)
 					     "was lost; opening another");
 			meta_listen_close(l);
 			l = NULL;
-			/* changes meanwhile go unseen: no hint stands */
+			/* changes meanwhile go unseen: no hint stands, no
+			 * directory is known whole */
+			atomic_store(&w->t->listening, false);
+			dirnames_forget_all(w->t);
 			atomic_fetch_add(&w->t->entry_gen, 1);
 		}
 	}
+	atomic_store(&w->t->listening, false);
+	dirnames_forget_all(w->t);
 	meta_listen_close(l);
 	return NULL;
 }

@@ -41,6 +41,7 @@ struct options {
 	long long gc_interval;
 	int nosplice;
 	int noxattr;
+	int nonegcache;
 	int writeback;	    /* 1 writeback, 0 nowriteback, -1 not given */
 	char *sync_objects; /* auto, file or fs */
 	char *meta;	    /* postgres://... (NULL: STORE/meta.db) */
@@ -88,6 +89,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("gc_interval=%lld", gc_interval),
 	OPT("nosplice", nosplice),
 	OPT("noxattr", noxattr),
+	OPT("nonegcache", nonegcache),
 	{ "writeback", offsetof(struct options, writeback), 1 },
 	{ "nowriteback", offsetof(struct options, writeback), 0 },
 	OPT("sync_objects=%s", sync_objects),
@@ -186,6 +188,10 @@ static void usage(const char *prog)
 	       "the kernel then\n"
 	       "                            asks nothing before each write "
 	       "(faster small writes)\n"
+	       "    -o nonegcache           with meta=, every lookup of a "
+	       "missing name asks\n"
+	       "                            the server (a name another node "
+	       "made is found at once)\n"
 	       "    -o nosplice             copy read replies instead of "
 	       "splicing them from object files\n"
 	       "    -o sync_objects=MODE    how objects are made durable: "
@@ -677,6 +683,7 @@ int main(int argc, char **argv)
 	topts.meta = o.meta;
 	topts.heartbeat = o.heartbeat;
 	topts.no_xattrs = o.noxattr;
+	topts.no_negcache = o.nonegcache;
 	/* other mounts change a shared store: the kernel asks again soon */
 	fs.entry_timeout = o.entry_timeout >= 0 ? o.entry_timeout
 			   : o.meta		? 1

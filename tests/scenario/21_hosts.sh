@@ -88,6 +88,16 @@ for n in a b; do
 		fail "node $n still sees the removed directory"
 done
 
+log "a name B makes in a directory A made (A knows it whole) is seen on A"
+mkdir "$(mnt a)/ns/known"
+[[ ! -e $(mnt a)/ns/known/new ]] || fail "ns/known/new exists before it is made"
+echo new >"$(mnt b)/ns/known/new" || fail "create on B in A's directory"
+wait_for 5 test -e "$(mnt a)/ns/known/new" ||
+	fail "node a never sees the name B made in a directory A made"
+[[ $(cat "$(mnt a)/ns/known/new") == new ]] || fail "node a reads ns/known/new wrong"
+echo mine >"$(mnt a)/ns/known/mine" || fail "create on A after B's"
+[[ $(cat "$(mnt c)/ns/known/mine") == mine ]] || fail "node c reads ns/known/mine wrong"
+
 # refs PATH: the reference counts of a file's objects (user.tally.refs)
 refs() { T getfattr --only-values -n user.tally.refs "$1" 2>/dev/null; }
 objects_of() { T getfattr --only-values -n user.tally.objects "$1" 2>/dev/null; }

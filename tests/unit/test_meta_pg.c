@@ -1519,6 +1519,166 @@ Test(meta_pg, kept_holds_are_dropped_in_batches)
 	two_nodes_close(a, b, dir);
 }
 
+static int64_t watches_of(uint64_t dir)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM dir_watch WHERE dir = %" PRIu64, dir);
+	return db_int(db, sql);
+}
+
+/* Wait up to 5 s for node @t to find @name in @dir: its lookup's rc. */
+static int lookup_soon(struct tally *t, uint64_t dir, const char *name)
+{
+	struct stat st;
+	int i, rc = -ENOENT;
+
+	for (i = 0; i < 100 && rc == -ENOENT; i++) {
+		rc = tally_lookup(t, dir, name, &st);
+		if (rc == -ENOENT)
+			usleep(50000);
+	}
+	if (!rc)
+		tally_forget(t, st.st_ino, 1);
+	return rc;
+}
+
+/*
+ * A directory a node made while its watch listened is known whole
+ * (core/dirnames.c): a lookup of a name it lacks is ENOENT with no round
+ * trip, so a name another node inserted without notifying (its
+ * dir_watch row taken away by hand) stays unseen; with the row, another
+ * node's insert notifies and the node asks the store again. Names the
+ * node adds itself (create, rename, link) are found; a node without a
+ * watch knows no directory whole; the rows go with the session.
+ */
+Test(meta_pg, a_directory_made_here_is_known_whole)
+{
+	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
+	static const struct tally_inval none = { NULL, NULL, NULL };
+	struct tally_opts o = { .block_size = 4096, .create = true };
+	char *dir, name[32], sql[256];
+	struct tally *a, *b;
+	struct stat st;
+	uint64_t ns, d = 0, d2 = 0, e, f;
+	int64_t node;
+	int i;
+
+	dir = two_nodes(&o, &a, &b, &ns);
+	cr_assert_eq(tally_watch(a, &none), 0);
+	/* known whole once the watch listens: the mkdir's row says so */
+	for (i = 0; i < 100; i++) {
+		snprintf(name, sizeof(name), "d%d", i);
+		cr_assert_eq(tally_mkdir(a, &me, ns, name, 0755, &st), 0);
+		if (watches_of(st.st_ino) == 1) {
+			d = st.st_ino;
+			break;
+		}
+		usleep(50000);
+	}
+	cr_assert_neq(d, 0, "the watch never listened");
+	cr_assert_eq(tally_mknod(a, &me, d, "mine", S_IFREG | 0644, 0, &st), 0);
+	f = st.st_ino;
+	cr_assert_eq(lookup_soon(a, d, "mine"), 0);
+	cr_assert_eq(tally_lookup(a, d, "none", &st), -ENOENT);
+
+	/* b's insert with no row to notify: a answers from its set */
+	snprintf(sql, sizeof(sql),
+		 "SELECT node FROM dir_watch WHERE dir = %" PRIu64, d);
+	node = db_int(db, sql);
+	snprintf(sql, sizeof(sql),
+		 "WITH x AS (DELETE FROM dir_watch WHERE dir = %" PRIu64
+		 " RETURNING 1) SELECT count(*) FROM x",
+		 d);
+	cr_assert_eq(db_int(db, sql), 1);
+	cr_assert_eq(tally_mknod(b, &me, d, "x", S_IFREG | 0644, 0, &st), 0);
+	usleep(300000);
+	cr_assert_eq(tally_lookup(a, d, "x", &st), -ENOENT,
+		     "a asked the store about a directory known whole");
+	/* with the row, b's insert notifies: a asks the store again */
+	snprintf(sql, sizeof(sql),
+		 "WITH x AS (INSERT INTO dir_watch VALUES (%" PRIu64
+		 ", %" PRId64 ") RETURNING 1) SELECT count(*) FROM x",
+		 d, node);
+	cr_assert_eq(db_int(db, sql), 1);
+	cr_assert_eq(tally_mknod(b, &me, d, "y", S_IFREG | 0644, 0, &st), 0);
+	cr_assert_eq(lookup_soon(a, d, "y"), 0, "b's name never seen on a");
+	cr_assert_eq(lookup_soon(a, d, "x"), 0);
+
+	/* a rename and a link into a directory known whole are found */
+	for (i = 0; i < 100 && !d2; i++) {
+		snprintf(name, sizeof(name), "k%d", i);
+		cr_assert_eq(tally_mkdir(a, &me, ns, name, 0755, &st), 0);
+		if (watches_of(st.st_ino) == 1)
+			d2 = st.st_ino;
+	}
+	cr_assert_neq(d2, 0);
+	cr_assert_eq(tally_rename(a, d, "mine", d2, "moved", 0), 0);
+	cr_assert_eq(tally_lookup(a, d2, "moved", &st), 0);
+	tally_forget(a, st.st_ino, 1);
+	cr_assert_eq(tally_link(a, f, d2, "linked", &st), 0);
+	cr_assert_eq(tally_lookup(a, d2, "linked", &st), 0);
+	tally_forget(a, st.st_ino, 1);
+	cr_assert_eq(tally_lookup(a, d2, "none", &st), -ENOENT);
+
+	/* b has no watch: its directory is never known whole */
+	cr_assert_eq(tally_mkdir(b, &me, ns, "e", 0755, &st), 0);
+	e = st.st_ino;
+	cr_assert_eq(watches_of(e), 0);
+	cr_assert_eq(tally_lookup(b, e, "z", &st), -ENOENT);
+	cr_assert_eq(tally_mknod(a, &me, e, "z", S_IFREG | 0644, 0, &st), 0);
+	cr_assert_eq(tally_lookup(b, e, "z", &st), 0);
+	tally_forget(b, st.st_ino, 1);
+
+	/* the rows go with a's session */
+	tally_unwatch(a);
+	cr_assert_eq(tally_close(a), 0);
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM dir_watch WHERE node = %" PRId64, node);
+	cr_assert_eq(db_int(db, sql), 0);
+	cr_assert_eq(tally_close(b), 0);
+	tu_rmrf(dir);
+}
+
+/* With no_negcache (-o nonegcache) a listening node knows no directory
+ * whole: its mkdir registers nothing, and every lookup asks the store. */
+Test(meta_pg, no_negcache_knows_no_directory_whole)
+{
+	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
+	static const struct tally_inval none = { NULL, NULL, NULL };
+	struct tally_opts o = { .block_size = 4096,
+				.create = true,
+				.no_negcache = true };
+	char *dir, name[32];
+	struct tally *a, *b;
+	struct stat st;
+	uint64_t ns, d;
+	int i;
+
+	dir = two_nodes(&o, &a, &b, &ns);
+	cr_assert_eq(tally_watch(a, &none), 0);
+	/* a listens once it has seen one of b's changes */
+	for (i = 0; i < 100 && tally_watch_seen(a) == 0; i++) {
+		snprintf(name, sizeof(name), "t%d", i);
+		cr_assert_eq(tally_mknod(b, &me, ns, name, S_IFREG | 0644, 0,
+					 &st),
+			     0);
+		cr_assert_eq(tally_unlink(b, ns, name), 0);
+		usleep(50000);
+	}
+	cr_assert_gt(tally_watch_seen(a), 0, "a's watch never listened");
+	cr_assert_eq(tally_mkdir(a, &me, ns, "d", 0755, &st), 0);
+	d = st.st_ino;
+	cr_assert_eq(watches_of(d), 0);
+	cr_assert_eq(tally_lookup(a, d, "x", &st), -ENOENT);
+	cr_assert_eq(tally_mknod(b, &me, d, "x", S_IFREG | 0644, 0, &st), 0);
+	cr_assert_eq(tally_lookup(a, d, "x", &st), 0, "a did not ask");
+	tally_forget(a, st.st_ino, 1);
+	tally_unwatch(a);
+	two_nodes_close(a, b, dir);
+}
+
 /* A rename into a directory another node removed, which this node still
  * has in memory: ENOENT at once, not run again until EIO (the retry of a
  * rename whose names went would meet the same gone parent). */
