@@ -11,23 +11,28 @@
  *    its watch (core/watch.c) listened, and registered its interest in
  *    the same transaction (a dir_watch row: meta_dir_watch()). Another
  *    node's insert of a name into a directory with a row of another node
- *    notifies (the entries' trigger, core/meta_pg.c); its deletes and
- *    renames always do. Inserts elsewhere notify nothing.
+ *    takes that row away and notifies (the entries' trigger,
+ *    core/meta_pg.c), once: the node knows it whole no more; deletes and
+ *    renames always notify. Inserts elsewhere notify nothing.
  * 2. What this node itself adds to a directory it knows whole (create,
- *    mknod, mkdir, symlink, link, rename) goes into the set after its
- *    commit (dirnames_add()). A name removed stays in the set: the set
+ *    mknod, mkdir, symlink, link, rename) goes into the set before its
+ *    transaction, whose outcome a lost connection may hide
+ *    (dirnames_add()). A name removed stays in the set: the set
  *    only ever says a name is absent, and a name it wrongly holds costs a
  *    round trip, never a wrong answer.
  * 3. Knowledge ends (the store is asked again) when: a notification of
  *    another node's change of a name in the directory arrives
  *    (dirnames_changed(): inode->names_epoch = 0); the watch loses its
- *    connection, stops, or the node's session is renewed (another node
- *    may have removed the rows of the old one), or the set overflows
- *    (dirnames_forget_all(): t->names_epoch moves on, voiding every
- *    directory's); the inode leaves memory (a new one starts unknown).
+ *    connection (or its probe goes unanswered), stops, or the node's
+ *    session is renewed (another node may have removed the rows of the
+ *    old one), or the set overflows (dirnames_forget_all():
+ *    t->names_epoch moves on, voiding every directory's); the inode
+ *    leaves memory (a new one starts unknown). It is not used while the
+ *    session's last heartbeat is more than two old: another node's
+ *    cleanup removes an expired session's rows, after five.
  * 4. A name another node inserted is answered ENOENT until its
- *    notification arrives (under a millisecond here, tools/bench/hosts
- *    converge): the window the kernel's entry timeout already allows.
+ *    notification arrives (about a millisecond here): a window that
+ *    did not exist before (-o nonegcache: none).
  *
  * The set: one open-addressing table of 64-bit keys, the name's XXH3-64
  * seeded with the directory's inode number (0 is an empty slot), for all
@@ -44,6 +49,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <xxhash.h>
 
 #include "core/log.h"
@@ -58,11 +64,16 @@ static uint64_t key_of(uint64_t dir, const char *name)
 	return k ? k : 1;
 }
 
+/* @dir is known whole now: its epoch is the current one, the watch
+ * listens, and the session was beaten lately (two heartbeats: another
+ * node's cleanup removes a session's rows, its dir_watch ones too, only
+ * after five are missed). t->lock held. */
 static bool known(struct tally *t, const struct inode *dir)
 {
 	return dir && dir->names_epoch &&
 	       dir->names_epoch == atomic_load(&t->names_epoch) &&
-	       atomic_load(&t->listening);
+	       atomic_load(&t->listening) &&
+	       (int64_t)time(NULL) - t->last_beat <= 2 * t->heartbeat;
 }
 
 static bool has(const struct dirnames *d, uint64_t k)
@@ -116,14 +127,18 @@ static int reserve(struct dirnames *d)
 bool dirnames_listening(struct tally *t, uint32_t *epoch)
 {
 	*epoch = atomic_load(&t->names_epoch);
-	return meta_shared(t->meta) && !t->no_negcache &&
-	       atomic_load(&t->listening);
+	if (!meta_shared(t->meta) || t->no_negcache ||
+	    !atomic_load(&t->listening))
+		return false;
+	/* before the transaction: a notification that arrives between
+	 * its commit and dirnames_known() is not passed by */
+	atomic_store(&t->names_used, true);
+	return true;
 }
 
-void dirnames_known(struct tally *t, struct inode *dir, uint32_t epoch)
+void dirnames_known(struct inode *dir, uint32_t epoch)
 {
 	dir->names_epoch = epoch;
-	atomic_store(&t->names_used, true);
 }
 
 bool dirnames_absent(struct tally *t, struct inode *dir, const char *name)
@@ -159,7 +174,12 @@ void dirnames_changed(struct tally *t, uint64_t dir)
 
 	if (!atomic_load(&t->names_used))
 		return;
-	tally_lock(t);
+	/* t->lock may be held across round trips to the server: rather
+	 * than wait, every directory is forgotten */
+	if (!tally_trylock(t)) {
+		dirnames_forget_all(t);
+		return;
+	}
 	ip = inode_find(t, dir);
 	if (ip)
 		ip->names_epoch = 0;

@@ -98,8 +98,8 @@ static int hold(struct tally *t, struct inode *ip)
  */
 #define HOLD_KEEP_MS 2000
 
-/* Keep this node's hold of @ip after its last close (t->lock held). */
-static int hold_keep(struct tally *t, struct inode *ip)
+/* Queue a kept hold of @ino, due then (t->lock held). */
+static int kept_push(struct tally *t, uint64_t ino, int64_t due)
 {
 	/* the dropped part of the queue goes before it grows */
 	if (t->kepthead && t->kepthead * 2 >= t->nkept) {
@@ -111,10 +111,20 @@ static int hold_keep(struct tally *t, struct inode *ip)
 	if (array_reserve(&t->kept, &t->keptcap, t->nkept + 1,
 			  sizeof(*t->kept)))
 		return -ENOMEM;
-	ip->hold_due = tally_mono_ms() + HOLD_KEEP_MS;
-	t->kept[t->nkept].ino = ip->ino;
-	t->kept[t->nkept++].due = ip->hold_due;
+	t->kept[t->nkept].ino = ino;
+	t->kept[t->nkept++].due = due;
 	return 0;
+}
+
+/* Keep this node's hold of @ip after its last close (t->lock held). */
+static int hold_keep(struct tally *t, struct inode *ip)
+{
+	int64_t due = tally_mono_ms() + HOLD_KEEP_MS;
+	int rc = kept_push(t, ip->ino, due);
+
+	if (!rc)
+		ip->hold_due = due;
+	return rc;
 }
 
 /*
@@ -167,18 +177,30 @@ static void hold_drop(struct tally *t, struct inode *ip)
  * Drop the kept holds of @inos in one transaction (t->lock held, and the
  * exclusive rw of each @ips[i] not NULL, which holds a reference: the
  * inodes in memory); free those whose link count the store says is 0
- * and no other node holds. Releases the rws and the references.
+ * and no other node holds. A batch that fails is kept again, to be tried
+ * at a later tick (not when @all: an unmount's holds go with its
+ * session). Releases the rws and the references.
  */
 static void holds_drop(struct tally *t, const uint64_t *inos,
-		       struct inode **ips, size_t n)
+		       struct inode **ips, size_t n, bool all)
 {
+	int64_t due = tally_mono_ms() + HOLD_KEEP_MS;
 	uint64_t *zero = NULL;
 	size_t nzero = 0, i, j = 0;
 	int rc =
 		meta_holds_release(t->meta, t->node_id, inos, n, &zero, &nzero);
 
-	if (rc)
-		log_undropped(inos[0], rc);
+	if (rc) {
+		log_msg(LOG_WARNING, "cannot release %zu kept hold(s): %s (%s)",
+			n, strerror(-rc),
+			all ? "they go with the session" : "tried again later");
+		for (i = 0; i < n && !all; i++) {
+			if (kept_push(t, inos[i], due))
+				break; /* no memory: with the session */
+			if (ips[i])
+				ips[i]->hold_due = due;
+		}
+	}
 	for (i = 0; i < nzero; i++) {
 		struct inode *ip = NULL;
 		bool locked = false;
@@ -261,7 +283,7 @@ void file_drop_kept_holds(struct tally *t, bool all)
 		if (t->kepthead == t->nkept)
 			t->kepthead = t->nkept = 0;
 		if (n)
-			holds_drop(t, inos, ips, n);
+			holds_drop(t, inos, ips, n, all);
 		tally_unlock(t);
 	} while (n == HOLD_BATCH);
 }

@@ -98,6 +98,16 @@ int meta_listen_fd(struct meta_listen *l);
 int meta_listen_take(struct meta_listen *l,
 		     void (*fn)(void *ctx, const char *payload), void *ctx);
 void meta_listen_close(struct meta_listen *l);
+/*
+ * A silent loss of the listening connection (a peer that vanished, a
+ * dropped idle socket) shows as no error at all: every META_PROBE_MS the
+ * caller probes it (a query whose answer meta_listen_take() reads). 0, or
+ * -ETIMEDOUT when the probe sent has had no answer for three times as
+ * long, -EIO when it cannot be sent: the connection is to be taken for
+ * lost. @now_ms: CLOCK_MONOTONIC in ms.
+ */
+#define META_PROBE_MS 1000
+int meta_listen_probe(struct meta_listen *l, int64_t now_ms);
 
 /* Transactions (BEGIN IMMEDIATE). Commits are durable against a crash of
  * the process (synchronous=NORMAL); meta_sync() (outside a transaction)
@@ -432,6 +442,9 @@ int meta_hold_del(struct meta *m, int64_t node, uint64_t ino);
  * inserts into it notify. In a transaction; no answer is waited for. The
  * rows go with the node's session (meta_session_remove()). */
 int meta_dir_watch(struct meta *m, uint64_t dir, int64_t node);
+/* Directory @dir is removed: every node's row of it goes. In a
+ * transaction; no answer is waited for. */
+int meta_dir_unwatch(struct meta *m, uint64_t dir);
 /* 1 if inode @ino has no link left and no node but @node holds it open
  * (its rows may go now), 0 if not, -ENOENT if it is gone. */
 int meta_inode_last(struct meta *m, uint64_t ino, int64_t node);

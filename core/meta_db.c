@@ -118,7 +118,8 @@ static const char gc_schema[] =
 	/* directories a node knows whole (core/dirnames.c): a shared
 	 * store's alone, the same table here */
 	"CREATE TABLE IF NOT EXISTS dir_watch(dir INTEGER NOT NULL,"
-	" node INTEGER NOT NULL, PRIMARY KEY(dir, node)) WITHOUT ROWID;";
+	" node INTEGER NOT NULL, PRIMARY KEY(dir, node)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS dir_watch_node ON dir_watch(node);";
 
 /*
  * Shards, ghosts and moves, added to format 1 stores when they are opened.

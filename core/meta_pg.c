@@ -121,9 +121,9 @@ struct meta_pg {
 	"CREATE OR REPLACE FUNCTION tally_notify_entry() RETURNS trigger"    \
 	" LANGUAGE plpgsql AS $$ BEGIN"                                      \
 	" IF TG_OP = 'INSERT' THEN"                                          \
-	" IF EXISTS (SELECT 1 FROM dir_watch WHERE dir = NEW.parent AND"     \
-	" node <> tally_node()) THEN PERFORM pg_notify('tally_inval', 'e '"  \
-	" || tally_node() || ' ' || NEW.parent || ' ' ||"                    \
+	" DELETE FROM dir_watch WHERE dir = NEW.parent AND"                  \
+	" node <> tally_node(); IF FOUND THEN PERFORM pg_notify("            \
+	"'tally_inval', 'e ' || tally_node() || ' ' || NEW.parent || ' ' ||" \
 	" encode(NEW.name, 'hex')); END IF; RETURN NULL; END IF;"            \
 	" PERFORM pg_notify('tally_inval', 'e ' || tally_node() || ' ' ||"   \
 	" OLD.parent || ' ' || encode(OLD.name, 'hex'));"                    \
@@ -147,11 +147,14 @@ struct meta_pg {
 	"CREATE TRIGGER dentries_notify AFTER INSERT OR DELETE OR UPDATE " \
 	"ON dentries FOR EACH ROW EXECUTE FUNCTION tally_notify_entry()"
 
-/* Directories a node knows whole (core/dirnames.c): other nodes' inserts
- * into them notify. Made at open for stores formatted before. */
+/* Directories a node knows whole (core/dirnames.c): another node's
+ * insert into one takes the row away and notifies, once (the node knows
+ * the directory whole no more: later inserts need tell it nothing).
+ * Made at open for stores formatted before. */
 #define DIR_WATCH                                                         \
 	"CREATE TABLE IF NOT EXISTS dir_watch(dir BIGINT NOT NULL, node " \
-	"BIGINT NOT NULL, PRIMARY KEY(dir, node))"
+	"BIGINT NOT NULL, PRIMARY KEY(dir, node));"                       \
+	"CREATE INDEX IF NOT EXISTS dir_watch_node ON dir_watch(node)"
 
 /*
  * An entry's delete that removed nothing fails (SQLSTATE P0002, ENOENT):
@@ -1003,6 +1006,8 @@ int meta_pg_exec(struct meta *m, const char *sql)
  * commit (core/watch.c). */
 struct meta_listen {
 	PGconn *conn;
+	int64_t probe_at; /* monotonic ms the probe out was sent, or 0 */
+	int64_t probe_ok; /* monotonic ms of the last probe answered */
 };
 
 int meta_listen_open(struct meta *m, struct meta_listen **out)
@@ -1043,6 +1048,7 @@ int meta_listen_take(struct meta_listen *l,
 		     void (*fn)(void *ctx, const char *payload), void *ctx)
 {
 	PGnotify *n;
+	PGresult *r;
 
 	if (!PQconsumeInput(l->conn) || PQstatus(l->conn) != CONNECTION_OK)
 		return -EIO;
@@ -1050,6 +1056,31 @@ int meta_listen_take(struct meta_listen *l,
 		fn(ctx, n->extra);
 		PQfreemem(n);
 	}
+	/* the probe's answer (meta_listen_probe()) */
+	while (l->probe_at && !PQisBusy(l->conn)) {
+		r = PQgetResult(l->conn);
+		if (!r) {
+			l->probe_ok = l->probe_at;
+			l->probe_at = 0;
+			break;
+		}
+		PQclear(r);
+	}
+	return 0;
+}
+
+int meta_listen_probe(struct meta_listen *l, int64_t now_ms)
+{
+	if (l->probe_at)
+		return now_ms - l->probe_at > META_PROBE_MS * 3 ? -ETIMEDOUT
+								: 0;
+	if (l->probe_ok && now_ms - l->probe_ok < META_PROBE_MS)
+		return 0;
+	if (!PQsendQuery(l->conn, "SELECT 1") || PQflush(l->conn) < 0)
+		return -EIO;
+	l->probe_at = now_ms ? now_ms : 1;
+	if (!l->probe_ok)
+		l->probe_ok = l->probe_at;
 	return 0;
 }
 
@@ -1236,6 +1267,18 @@ static int check_or_format(struct meta *m, bool create, uint32_t block_size)
 		rc = meta_exec(m, NOTIFY_INODE);
 	if (!rc)
 		rc = meta_exec(m, ONE_ENTRY);
+	/* the entries' trigger fires on inserts (for dir_watch); a store
+	 * of a version between had it fire on none */
+	if (!rc)
+		rc = query_int(m,
+			       "SELECT count(*) FROM pg_catalog.pg_trigger "
+			       "WHERE tgname = 'dentries_notify' AND tgrelid = "
+			       "'dentries'::regclass AND tgtype & 4 = 0",
+			       &has);
+	if (!rc && has)
+		rc = meta_exec(
+			m,
+			"DROP TRIGGER dentries_notify ON dentries;" NOTIFY_ENTRY_TRIGGER);
 	if (rc)
 		log_msg(LOG_ERR, "metadata %s: cannot update its functions: %s",
 			p->shown, p->msg);

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/log.h"
 
 enum {
@@ -37,6 +38,7 @@ enum {
 	S_HOLD_ADD,
 	S_HOLD_NEW,
 	S_WATCH_ADD,
+	S_WATCH_DEL,
 	S_WATCHES_DEL,
 	S_HOLD_DEL,
 	S_HOLDS_DEL,
@@ -85,6 +87,7 @@ static const char *const session_text[S_COUNT] = {
 	[S_WATCH_ADD] = "INSERT INTO dir_watch(dir, node) VALUES (?1, ?2) "
 			"ON CONFLICT DO NOTHING",
 	[S_WATCHES_DEL] = "DELETE FROM dir_watch WHERE node = ?1",
+	[S_WATCH_DEL] = "DELETE FROM dir_watch WHERE dir = ?1",
 	[S_HOLD_DEL] = "DELETE FROM open_holds WHERE node = ?1 AND ino = ?2",
 	[S_HOLDS_DEL] = "DELETE FROM open_holds WHERE node = ?1",
 	[S_HELD] = "SELECT count(*) FROM open_holds WHERE ino = ?1 "
@@ -95,9 +98,8 @@ static const char *const session_text[S_COUNT] = {
 	/* ?2, ?1: a JSON array of inode numbers (meta_holds_release()) */
 	[S_HOLDS_DEL_SOME] = "DELETE FROM open_holds WHERE node = ?1 AND "
 			     "ino IN (SELECT value FROM json_each(?2))",
-	[S_INODES_LOCK] = "SELECT ino FROM inodes WHERE nlink = 0 AND "
-			  "ino IN (SELECT value FROM json_each(?1)) "
-			  "ORDER BY ino",
+	[S_INODES_LOCK] = "SELECT ino, nlink FROM inodes WHERE ino IN "
+			  "(SELECT value FROM json_each(?1)) ORDER BY ino",
 	[S_RELAXED] = "SELECT 1",
 };
 
@@ -114,12 +116,14 @@ static const char *const session_pg[S_COUNT] = {
 			     "ino IN (SELECT x::bigint FROM "
 			     "jsonb_array_elements_text(?2::jsonb) AS v(x))",
 	/* every row locked, in one order (no deadlock between two such),
-	 * and the count of each read after the lock, as S_INODE_LOCK's:
-	 * a count that another node's commit took to 0 meanwhile is 0 */
-	[S_INODES_LOCK] = "SELECT ino FROM (SELECT ino, nlink FROM inodes "
-			  "WHERE ino IN (SELECT x::bigint FROM "
-			  "jsonb_array_elements_text(?1::jsonb) AS v(x)) "
-			  "ORDER BY ino FOR UPDATE) AS l WHERE nlink = 0",
+	 * and the count of each read after its lock, as S_INODE_LOCK's: a
+	 * count another node's commit took to 0 meanwhile is 0. No filter
+	 * on the count here: PostgreSQL would push it below the lock, and
+	 * a row at 1 in the snapshot would be neither locked nor read again
+	 * (the caller filters) */
+	[S_INODES_LOCK] = "SELECT ino, nlink FROM inodes WHERE ino IN "
+			  "(SELECT x::bigint FROM jsonb_array_elements_text("
+			  "?1::jsonb) AS v(x)) ORDER BY ino FOR UPDATE",
 	[S_RELAXED] = "SELECT set_config('synchronous_commit', 'off', true)",
 };
 
@@ -230,6 +234,12 @@ int meta_dir_watch(struct meta *m, uint64_t dir, int64_t node)
 	return rc ? rc : meta_run_later(m, s, "directory watch");
 }
 
+int meta_dir_unwatch(struct meta *m, uint64_t dir)
+{
+	return meta_run_int_later(m, &meta_session_sql, S_WATCH_DEL,
+				  (int64_t)dir, "directory watch");
+}
+
 int meta_hold_del(struct meta *m, int64_t node, uint64_t ino)
 {
 	struct meta_st *s;
@@ -280,6 +290,33 @@ static char *json_inos(const uint64_t *inos, size_t n)
 	return out;
 }
 
+/* The inodes of @s's rows (ino, nlink) whose count is 0: a new array. */
+static int unlinked_rows(struct meta *m, struct meta_st *s, uint64_t **out,
+			 size_t *n)
+{
+	uint64_t *v = NULL;
+	size_t cnt = 0, cap = 0;
+	int rc;
+
+	while ((rc = meta_step(m, s, "inode locks")) > 0) {
+		if (meta_col_int(s, 1) > 0)
+			continue;
+		if (array_reserve(&v, &cap, cnt + 1, sizeof(*v))) {
+			meta_reset(s);
+			rc = -ENOMEM;
+			break;
+		}
+		v[cnt++] = (uint64_t)meta_col_int(s, 0);
+	}
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
 static int holds_release(struct meta *m, int64_t node, const char *list,
 			 uint64_t **zero, size_t *nzero)
 {
@@ -299,15 +336,16 @@ static int holds_release(struct meta *m, int64_t node, const char *list,
 		rc = meta_stmt(m, &meta_session_sql, S_INODES_LOCK, &s);
 	if (!rc) {
 		meta_bind_text(s, 1, list);
-		rc = meta_int_rows(m, s, "inode locks", zero, nzero);
+		rc = unlinked_rows(m, s, zero, nzero);
 	}
 	if (!rc) {
 		rc = meta_commit(m);
 		if (!rc)
 			return 0;
 		free(*zero);
-		*zero = NULL;
 	}
+	*zero = NULL;
+	*nzero = 0;
 	meta_rollback(m);
 	return rc;
 }
@@ -318,6 +356,8 @@ int meta_holds_release(struct meta *m, int64_t node, const uint64_t *inos,
 	char *list = json_inos(inos, n);
 	int rc;
 
+	*zero = NULL;
+	*nzero = 0;
 	if (!list)
 		return -ENOMEM;
 	rc = holds_release(m, node, list, zero, nzero);

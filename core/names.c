@@ -124,6 +124,9 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 		goto out;
 	}
 
+	/* in its directory's set before: a commit whose outcome is not
+	 * known (a lost connection) may have made it (core/dirnames.c) */
+	dirnames_add(t, parent, name);
 	rc = meta_begin(t->meta);
 	if (!rc)
 		rc = meta_inode_put(t->meta, &md);
@@ -152,7 +155,7 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	ip->opens = open ? 1 : 0;
 	dcache_put(t, parent, name, md.ino);
 	if (whole)
-		dirnames_known(t, ip, epoch);
+		dirnames_known(ip, epoch);
 	inode_fill_stat(t, ip, st);
 out:
 	inode_put(t, pip);
@@ -227,16 +230,20 @@ int tally_readlink(struct tally *t, uint64_t ino, char **target)
  * if the entry names another one now (raced(): the operation runs again
  * from the store, the hint dropped), and the hint is no older than what
  * the kernel acts on itself. A hinted inode that is gone is looked up
- * again at once.
+ * again at once. *@hinted says a hint of a shared store stood in: a check
+ * made on the inode before the transaction that fails is made again
+ * from the store (unhint()).
  */
 static int child(struct tally *t, uint64_t parent, const char *name,
-		 struct inode **out)
+		 struct inode **out, bool *hinted)
 {
 	uint64_t ino;
 	int rc;
 
+	*hinted = false;
 	if (dcache_hint(t, parent, name, &ino)) {
 		rc = inode_get(t, ino, out);
+		*hinted = !rc && meta_shared(t->meta);
 		if (rc != -ENOENT || !meta_shared(t->meta))
 			return rc;
 		dcache_drop(t, parent, name);
@@ -245,6 +252,25 @@ static int child(struct tally *t, uint64_t parent, const char *name,
 	if (rc)
 		return rc;
 	return inode_get(t, ino, out);
+}
+
+/*
+ * A check made before the transaction (EISDIR, ENOTDIR, ENOTEMPTY, a
+ * rename's EEXIST or its two names of one inode) failed on an inode a
+ * hint gave (child()): the hint may be stale, and the store decides, so
+ * the hints of @name (and @name2, unless NULL) are dropped and the
+ * operation looks again (true: go again; t->lock held).
+ */
+static bool unhint(struct tally *t, bool *hinted, uint64_t parent,
+		   const char *name, uint64_t parent2, const char *name2)
+{
+	if (!*hinted)
+		return false;
+	*hinted = false;
+	dcache_drop(t, parent, name);
+	if (name2)
+		dcache_drop(t, parent2, name2);
+	return true;
 }
 
 /*
@@ -354,7 +380,7 @@ int tally_unlink(struct tally *t, uint64_t parent, const char *name)
 {
 	struct inode *pip = NULL, *ip = NULL;
 	struct meta_inode md, pmd;
-	bool freed = false, several;
+	bool freed = false, several, hinted = false;
 	int rc = tally_check_name(name);
 
 	if (rc)
@@ -362,13 +388,20 @@ int tally_unlink(struct tally *t, uint64_t parent, const char *name)
 	if (tally_is_ctl_name(parent, name))
 		return -EPERM;
 	tally_lock(t);
+again:
 	rc = parent_dir(t, parent, &pip);
 	if (!rc)
-		rc = child(t, parent, name, &ip);
+		rc = child(t, parent, name, &ip, &hinted);
 	if (rc)
 		goto out;
 	if (S_ISDIR(ip->md.mode)) {
 		rc = -EISDIR;
+		if (unhint(t, &hinted, parent, name, 0, NULL)) {
+			inode_put(t, ip);
+			inode_put(t, pip);
+			ip = pip = NULL;
+			goto again;
+		}
 		goto out;
 	}
 	md = ip->md;
@@ -408,6 +441,7 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 {
 	struct inode *pip = NULL, *ip = NULL;
 	struct meta_inode pmd;
+	bool hinted = false;
 	int rc = tally_check_name(name);
 
 	if (rc)
@@ -419,14 +453,15 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 	if (tally_is_ctl_name(parent, name))
 		return -EPERM;
 	tally_lock(t);
+again:
 	rc = parent_dir(t, parent, &pip);
 	if (!rc)
-		rc = child(t, parent, name, &ip);
+		rc = child(t, parent, name, &ip, &hinted);
 	if (rc)
 		goto out;
 	if (!S_ISDIR(ip->md.mode)) {
 		rc = -ENOTDIR;
-		goto out;
+		goto out_check;
 	}
 	/* looked at first on a shared store too, although the delete of
 	 * the directory's row fails while an entry names it (the foreign
@@ -437,7 +472,7 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 	rc = meta_dir_empty(t->meta, ip->ino);
 	if (rc <= 0) {
 		rc = rc ? rc : -ENOTEMPTY;
-		goto out;
+		goto out_check;
 	}
 	pmd = pip->md;
 	pmd.mtime = pmd.ctime = tally_now();
@@ -447,6 +482,8 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 		rc = meta_dentry_delete(t->meta, parent, name, ip->ino);
 	if (!rc)
 		rc = meta_inode_delete(t->meta, ip->ino);
+	if (!rc && meta_shared(t->meta))
+		rc = meta_dir_unwatch(t->meta, ip->ino);
 	/* an entry in it (another node's, made meanwhile, too): the delete
 	 * of its row fails while an entry names it. On a shared store the
 	 * parent's count (the store's answer) comes back with the COMMIT:
@@ -465,6 +502,15 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 	pip->md = pmd;
 	ip->md.nlink = 0;
 	ip->freed = true;
+	goto out;
+out_check:
+	if ((rc == -ENOTDIR || rc == -ENOTEMPTY) &&
+	    unhint(t, &hinted, parent, name, 0, NULL)) {
+		inode_put(t, ip);
+		inode_put(t, pip);
+		ip = pip = NULL;
+		goto again;
+	}
 out:
 	inode_put(t, ip);
 	inode_put(t, pip);
@@ -485,7 +531,7 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 	struct inode *pip = NULL, *npip = NULL, *sip = NULL, *dip = NULL;
 	struct meta_inode pmd, npmd, smd, dmd;
 	struct timespec ts = tally_now();
-	bool freed = false, over_dir;
+	bool freed = false, over_dir, shint = false, dhint = false, hinted;
 	int rc;
 
 	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE))
@@ -501,18 +547,19 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 	    tally_is_ctl_name(newparent, newname))
 		return -EPERM;
 	tally_lock(t);
+again:
 	rc = parent_dir(t, parent, &pip);
 	if (!rc)
 		rc = parent_dir(t, newparent, &npip);
 	if (!rc)
-		rc = child(t, parent, name, &sip);
+		rc = child(t, parent, name, &sip, &shint);
 	if (rc)
 		goto out;
 	if (!same_nspace(pip, npip)) {
 		rc = -EXDEV;
 		goto out;
 	}
-	rc = child(t, newparent, newname, &dip);
+	rc = child(t, newparent, newname, &dip, &dhint);
 	if (rc == -ENOENT) {
 		rc = 0;
 		dip = NULL;
@@ -521,30 +568,30 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 	}
 	if (dip && (flags & RENAME_NOREPLACE)) {
 		rc = -EEXIST;
-		goto out;
+		goto out_check;
 	}
 	if (!dip && (flags & RENAME_EXCHANGE)) {
 		rc = -ENOENT;
-		goto out;
+		goto out_check;
 	}
 	if (dip == sip) {
 		rc = 0; /* two names of one inode: POSIX says do nothing */
-		goto out;
+		goto out_check;
 	}
 	if (dip && !(flags & RENAME_EXCHANGE)) {
 		if (S_ISDIR(sip->md.mode) && !S_ISDIR(dip->md.mode)) {
 			rc = -ENOTDIR;
-			goto out;
+			goto out_check;
 		}
 		if (!S_ISDIR(sip->md.mode) && S_ISDIR(dip->md.mode)) {
 			rc = -EISDIR;
-			goto out;
+			goto out_check;
 		}
 		if (S_ISDIR(dip->md.mode)) {
 			rc = meta_dir_empty(t->meta, dip->ino);
 			if (rc <= 0) {
 				rc = rc ? rc : -ENOTEMPTY;
-				goto out;
+				goto out_check;
 			}
 		}
 	}
@@ -558,6 +605,7 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 	}
 	if (t->rename_hook)
 		t->rename_hook(t->hook_arg, sip->ino);
+	dirnames_add(t, newparent, newname); /* as create_node() */
 	rc = meta_begin(t->meta);
 	if (rc)
 		goto out;
@@ -626,7 +674,6 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 	dcache_drop(t, newparent, newname);
 	if (rc)
 		goto out;
-	dirnames_add(t, newparent, newname);
 	pip->md = pmd;
 	if (pip != npip)
 		npip->md = npmd;
@@ -636,6 +683,18 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 		dip->freed = freed;
 		if (freed)
 			inode_drop_failed(t, dip);
+	}
+	goto out;
+out_check:
+	hinted = shint || dhint;
+	if (rc != -EIO &&
+	    unhint(t, &hinted, parent, name, newparent, newname)) {
+		inode_put(t, dip);
+		inode_put(t, sip);
+		inode_put(t, npip);
+		inode_put(t, pip);
+		dip = sip = npip = pip = NULL;
+		goto again;
 	}
 out:
 	inode_put(t, dip);
@@ -689,6 +748,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		md = ip->md;
 		md.nlink++;
 		md.ctime = npmd.ctime;
+		dirnames_add(t, newparent, newname); /* as create_node() */
 		rc = meta_begin(t->meta);
 		if (!rc)
 			rc = meta_dentry_insert(t->meta, newparent, newname,
@@ -745,6 +805,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		rc = -ENOMEM;
 		goto out_unlock;
 	}
+	dirnames_add(t, newparent, newname); /* as create_node() */
 	rc = meta_begin(t->meta);
 	if (!rc)
 		rc = meta_inode_put(t->meta, &md);

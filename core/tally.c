@@ -100,6 +100,11 @@ void tally_lock(struct tally *t)
 	pthread_mutex_lock(&t->lock);
 }
 
+bool tally_trylock(struct tally *t)
+{
+	return pthread_mutex_trylock(&t->lock) == 0;
+}
+
 void tally_unlock(struct tally *t)
 {
 	pthread_mutex_unlock(&t->lock);

@@ -275,6 +275,8 @@ bool tally_is_ctl_name(uint64_t parent, const char *name);
 bool tally_is_virtual(uint64_t ino);
 void tally_lock(struct tally *t);
 void tally_unlock(struct tally *t);
+/* tally_lock() if it is free now: true if taken. */
+bool tally_trylock(struct tally *t);
 uint64_t tally_blocks_for(struct tally *t, uint64_t size);
 int tally_txn_end(struct tally *t, int rc);
 /* The end of a transaction whose COMMIT was sent already (@rc: 0, or its
@@ -313,7 +315,7 @@ bool dcache_hint(struct tally *t, uint64_t parent, const char *name,
  * the table freed (tally_close()).
  */
 bool dirnames_listening(struct tally *t, uint32_t *epoch);
-void dirnames_known(struct tally *t, struct inode *dir, uint32_t epoch);
+void dirnames_known(struct inode *dir, uint32_t epoch);
 bool dirnames_absent(struct tally *t, struct inode *dir, const char *name);
 void dirnames_add(struct tally *t, uint64_t dir, const char *name);
 void dirnames_changed(struct tally *t, uint64_t dir);

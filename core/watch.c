@@ -96,7 +96,8 @@ static void *watch_main(void *arg)
 		/* the stop is seen within half a second */
 		if (poll(&p, 1, 500) < 0 && errno != EINTR)
 			p.revents = POLLERR;
-		if (p.revents && meta_listen_take(l, deliver, w)) {
+		if ((p.revents && meta_listen_take(l, deliver, w)) ||
+		    meta_listen_probe(l, tally_mono_ms())) {
 			log_msg(LOG_WARNING, "watch: the listening connection "
 					     "was lost; opening another");
 			meta_listen_close(l);

@@ -1411,6 +1411,7 @@ Test(meta_pg, a_hold_is_kept_after_the_last_close_then_dropped)
 	struct meta_inode md;
 	struct stat st;
 	uint64_t ns, f, g;
+	int i;
 
 	dir = two_nodes(&o, &a, &b, &ns);
 	cr_assert_eq(tally_create(a, &me, ns, "f", 0644, &st), 0);
@@ -1427,6 +1428,9 @@ Test(meta_pg, a_hold_is_kept_after_the_last_close_then_dropped)
 	cr_assert_eq(meta_inode_get(m, f, &md), 0);
 	cr_assert_eq(md.nlink, 0);
 	cr_assert(hold_gone(f), "the kept hold is never dropped");
+	/* the free follows the drop's commit, in a transaction of its own */
+	for (i = 0; i < 200 && meta_inode_get(m, f, &md) == 0; i++)
+		usleep(50000);
 	cr_assert_eq(meta_inode_get(m, f, &md), -ENOENT,
 		     "the file goes with the kept hold");
 	cr_assert_eq(db_int(db, "SELECT count(*) FROM blocks"), 0);
@@ -1502,6 +1506,11 @@ Test(meta_pg, kept_holds_are_dropped_in_batches)
 	cr_assert_eq(db_int(db, "SELECT count(*) FROM open_holds"), 1,
 		     "kept holds are never dropped");
 	cr_assert_eq(holds_of(kept), 1, "the open file lost its hold");
+	/* the frees follow the batch's commit, each in a transaction */
+	for (i = 0; i < 200 && db_int(db, "SELECT count(*) FROM inodes "
+					  "WHERE nlink = 0") > 0;
+	     i++)
+		usleep(50000);
 	for (i = 0; i < N; i++) {
 		int rc = meta_inode_get(m, ino[i], &md);
 
@@ -1605,6 +1614,7 @@ Test(meta_pg, a_directory_made_here_is_known_whole)
 	cr_assert_eq(tally_mknod(b, &me, d, "y", S_IFREG | 0644, 0, &st), 0);
 	cr_assert_eq(lookup_soon(a, d, "y"), 0, "b's name never seen on a");
 	cr_assert_eq(lookup_soon(a, d, "x"), 0);
+	cr_assert_eq(watches_of(d), 0, "b's insert left a's row");
 
 	/* a rename and a link into a directory known whole are found */
 	for (i = 0; i < 100 && !d2; i++) {
@@ -1839,6 +1849,25 @@ Test(meta_pg, hints_and_one_round_trip_forms_meet_other_nodes_changes)
 	cr_assert_eq(meta_inode_get(m, d2, &md), -ENOENT);
 	cr_assert_eq(meta_inode_get(m, ns, &md), 0);
 	cr_assert_eq(md.nlink, 2, "ns counts %u links", md.nlink);
+
+	/* a's hint says p is a directory with an entry; b moves it away
+	 * and an empty one in its place: a's rmdir of p does not answer
+	 * ENOTEMPTY from its hint, it asks the store and removes the empty
+	 * one; the same for an unlink whose hint says directory */
+	cr_assert_eq(tally_mkdir(a, &me, ns, "p", 0755, &st), 0);
+	d1 = st.st_ino;
+	cr_assert_eq(tally_mknod(a, &me, d1, "in", S_IFREG | 0644, 0, &st), 0);
+	cr_assert_eq(tally_mkdir(b, &me, ns, "q", 0755, &st), 0);
+	d2 = st.st_ino;
+	cr_assert_eq(rename_retried(b, ns, "p", "p_old"), 0);
+	cr_assert_eq(rename_retried(b, ns, "q", "p"), 0);
+	cr_assert_eq(tally_rmdir(a, ns, "p"), 0, "a answered from its hint");
+	cr_assert_eq(meta_inode_get(m, d2, &md), -ENOENT);
+	cr_assert_eq(meta_inode_get(m, d1, &md), 0);
+	cr_assert_eq(tally_mkdir(a, &me, ns, "r", 0755, &st), 0);
+	cr_assert_eq(tally_rmdir(b, ns, "r"), 0);
+	cr_assert_eq(tally_mknod(b, &me, ns, "r", S_IFREG | 0644, 0, &st), 0);
+	cr_assert_eq(unlink_retried(a, ns, "r"), 0, "a answered EISDIR");
 
 	two_nodes_close(a, b, dir);
 }
