@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/array.h"
 #include "core/log.h"
 
 enum {
@@ -98,8 +97,9 @@ static const char *const session_text[S_COUNT] = {
 	/* ?2, ?1: a JSON array of inode numbers (meta_holds_release()) */
 	[S_HOLDS_DEL_SOME] = "DELETE FROM open_holds WHERE node = ?1 AND "
 			     "ino IN (SELECT value FROM json_each(?2))",
-	[S_INODES_LOCK] = "SELECT ino, nlink FROM inodes WHERE ino IN "
-			  "(SELECT value FROM json_each(?1)) ORDER BY ino",
+	[S_INODES_LOCK] = "SELECT ino FROM inodes WHERE nlink = 0 AND "
+			  "ino IN (SELECT value FROM json_each(?1)) "
+			  "ORDER BY ino",
 	[S_RELAXED] = "SELECT 1",
 };
 
@@ -117,13 +117,15 @@ static const char *const session_pg[S_COUNT] = {
 			     "jsonb_array_elements_text(?2::jsonb) AS v(x))",
 	/* every row locked, in one order (no deadlock between two such),
 	 * and the count of each read after its lock, as S_INODE_LOCK's: a
-	 * count another node's commit took to 0 meanwhile is 0. No filter
-	 * on the count here: PostgreSQL would push it below the lock, and
-	 * a row at 1 in the snapshot would be neither locked nor read again
-	 * (the caller filters) */
-	[S_INODES_LOCK] = "SELECT ino, nlink FROM inodes WHERE ino IN "
-			  "(SELECT x::bigint FROM jsonb_array_elements_text("
-			  "?1::jsonb) AS v(x)) ORDER BY ino FOR UPDATE",
+	 * count another node's commit took to 0 meanwhile is 0. The lock
+	 * is MATERIALIZED: a filter on the count pushed below it would
+	 * pass by a row at 1 in the snapshot, neither locked nor read
+	 * again */
+	[S_INODES_LOCK] = "WITH l AS MATERIALIZED (SELECT ino, nlink FROM "
+			  "inodes WHERE ino IN (SELECT x::bigint FROM "
+			  "jsonb_array_elements_text(?1::jsonb) AS v(x)) "
+			  "ORDER BY ino FOR UPDATE) SELECT ino FROM l "
+			  "WHERE nlink = 0",
 	[S_RELAXED] = "SELECT set_config('synchronous_commit', 'off', true)",
 };
 
@@ -290,33 +292,6 @@ static char *json_inos(const uint64_t *inos, size_t n)
 	return out;
 }
 
-/* The inodes of @s's rows (ino, nlink) whose count is 0: a new array. */
-static int unlinked_rows(struct meta *m, struct meta_st *s, uint64_t **out,
-			 size_t *n)
-{
-	uint64_t *v = NULL;
-	size_t cnt = 0, cap = 0;
-	int rc;
-
-	while ((rc = meta_step(m, s, "inode locks")) > 0) {
-		if (meta_col_int(s, 1) > 0)
-			continue;
-		if (array_reserve(&v, &cap, cnt + 1, sizeof(*v))) {
-			meta_reset(s);
-			rc = -ENOMEM;
-			break;
-		}
-		v[cnt++] = (uint64_t)meta_col_int(s, 0);
-	}
-	if (rc) {
-		free(v);
-		return rc;
-	}
-	*out = v;
-	*n = cnt;
-	return 0;
-}
-
 static int holds_release(struct meta *m, int64_t node, const char *list,
 			 uint64_t **zero, size_t *nzero)
 {
@@ -336,7 +311,7 @@ static int holds_release(struct meta *m, int64_t node, const char *list,
 		rc = meta_stmt(m, &meta_session_sql, S_INODES_LOCK, &s);
 	if (!rc) {
 		meta_bind_text(s, 1, list);
-		rc = unlinked_rows(m, s, zero, nzero);
+		rc = meta_int_rows(m, s, "inode locks", zero, nzero);
 	}
 	if (!rc) {
 		rc = meta_commit(m);

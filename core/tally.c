@@ -626,6 +626,7 @@ int tally_close(struct tally *t)
 	store_close(t->store);
 	progress_free(t->progress);
 	free(t->kept);
+	dirnames_release(t);
 	free(t->itable);
 	free(t->dcache);
 	free(t->mountpoint);

@@ -1689,6 +1689,79 @@ Test(meta_pg, no_negcache_knows_no_directory_whole)
 	two_nodes_close(a, b, dir);
 }
 
+/* A connection of the test's own to its database: for a transaction
+ * held open across the code under test. */
+static PGconn *raw_conn(void)
+{
+	char conn[512];
+	PGconn *c;
+
+	snprintf(conn, sizeof(conn), "%s/%s", getenv("TALLY_TEST_PG"), db);
+	c = PQconnectdb(conn);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	return c;
+}
+
+static void raw_exec(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+
+	cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK ||
+			  PQresultStatus(r) == PGRES_TUPLES_OK,
+		  "%s: %s", sql, PQresultErrorMessage(r));
+	PQclear(r);
+}
+
+/*
+ * Another node's removal of the last name, not committed yet when node
+ * a's batch of kept holds runs (the count at 1 in a's snapshot, at 0 in
+ * the other's transaction, which sees a's hold and so leaves the file
+ * to it): a's batch waits for the row and reads the count after the
+ * lock, and frees the file. A batch that read the count before the
+ * lock, or filtered on it below the lock, left it to nobody.
+ */
+Test(meta_pg, a_batch_of_kept_holds_meets_an_unlink_in_flight)
+{
+	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
+	struct tally_opts o = { .block_size = 4096, .create = true };
+	char *dir, buf[4096], sql[256];
+	struct tally *a, *b;
+	struct meta_inode md;
+	struct stat st;
+	uint64_t ns, f;
+	PGconn *c;
+	int i;
+
+	dir = two_nodes(&o, &a, &b, &ns);
+	cr_assert_eq(tally_create(a, &me, ns, "f", 0644, &st), 0);
+	f = st.st_ino;
+	tu_fill(buf, sizeof(buf), 5);
+	cr_assert_eq(tally_write(a, f, buf, sizeof(buf), 0), sizeof(buf));
+	cr_assert_eq(tally_flush(a, f), 0);
+	cr_assert_eq(tally_release(a, f), 0);
+	cr_assert_eq(holds_of(f), 1);
+	/* the other node's unlink, held open past a's batch (due 2 s after
+	 * the close, on the next tick) */
+	c = raw_conn();
+	raw_exec(c, "BEGIN");
+	snprintf(sql, sizeof(sql), "DELETE FROM dentries WHERE ino = %" PRIu64,
+		 f);
+	raw_exec(c, sql);
+	snprintf(sql, sizeof(sql),
+		 "UPDATE inodes SET nlink = 0 WHERE ino = %" PRIu64, f);
+	raw_exec(c, sql);
+	usleep(3500 * 1000);
+	raw_exec(c, "COMMIT");
+	PQfinish(c);
+	cr_assert(hold_gone(f), "the kept hold is never dropped");
+	for (i = 0; i < 200 && meta_inode_get(m, f, &md) == 0; i++)
+		usleep(50000);
+	cr_assert_eq(meta_inode_get(m, f, &md), -ENOENT,
+		     "the unlinked file is left to nobody");
+	cr_assert_eq(db_int(db, "SELECT count(*) FROM blocks"), 0);
+	two_nodes_close(a, b, dir);
+}
+
 /* A rename into a directory another node removed, which this node still
  * has in memory: ENOENT at once, not run again until EIO (the retry of a
  * rename whose names went would meet the same gone parent). */
