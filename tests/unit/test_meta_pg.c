@@ -1203,14 +1203,20 @@ Test(meta_pg, attributes_changed_on_two_mounts_are_all_kept)
 	two_nodes_close(a, b, dir);
 }
 
-/* The holds of @ino, read from the store. */
-static int64_t holds_of(uint64_t ino)
+/* The rows of @table whose @col is @v, read from the store. */
+static int64_t rows_of(const char *table, const char *col, uint64_t v)
 {
 	char sql[256];
 
 	snprintf(sql, sizeof(sql),
-		 "SELECT count(*) FROM open_holds WHERE ino = %" PRIu64, ino);
+		 "SELECT count(*) FROM %s WHERE %s = %" PRIu64, table, col, v);
 	return db_int(db, sql);
+}
+
+/* The holds of @ino. */
+static int64_t holds_of(uint64_t ino)
+{
+	return rows_of("open_holds", "ino", ino);
 }
 
 /* Wait up to 10 s for @ino's holds to go. */
@@ -1528,13 +1534,10 @@ Test(meta_pg, kept_holds_are_dropped_in_batches)
 	two_nodes_close(a, b, dir);
 }
 
+/* The dir_watch rows of @dir. */
 static int64_t watches_of(uint64_t dir)
 {
-	char sql[256];
-
-	snprintf(sql, sizeof(sql),
-		 "SELECT count(*) FROM dir_watch WHERE dir = %" PRIu64, dir);
-	return db_int(db, sql);
+	return rows_of("dir_watch", "dir", dir);
 }
 
 /* Wait up to 5 s for node @t to find @name in @dir: its lookup's rc. */
