@@ -1232,6 +1232,35 @@ static bool hold_gone(uint64_t ino)
 	return false;
 }
 
+/* File @name made in @dir on node @t, one block of @buf written, flushed
+ * and closed (its hold kept a while): its inode number. */
+static uint64_t written_closed(struct tally *t, uint64_t dir, const char *name,
+			       const char *buf, size_t len)
+{
+	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
+	struct stat st;
+	uint64_t ino;
+
+	cr_assert_eq(tally_create(t, &me, dir, name, 0644, &st), 0);
+	ino = st.st_ino;
+	cr_assert_eq(tally_write(t, ino, buf, len, 0), (ssize_t)len);
+	cr_assert_eq(tally_flush(t, ino), 0);
+	cr_assert_eq(tally_release(t, ino), 0);
+	return ino;
+}
+
+/* Wait up to 10 s for @ino's row to go (a free follows the drop of the
+ * last hold, in a transaction of its own): whether it went. */
+static bool row_gone(uint64_t ino)
+{
+	struct meta_inode md;
+	int i;
+
+	for (i = 0; i < 200 && meta_inode_get(m, ino, &md) == 0; i++)
+		usleep(50000);
+	return meta_inode_get(m, ino, &md) == -ENOENT;
+}
+
 /* A flush of one inode held in its stream phase until let go. */
 static struct {
 	pthread_mutex_t mu;
@@ -1410,22 +1439,16 @@ Test(meta_pg, a_rename_meets_what_another_node_removed_meanwhile)
  */
 Test(meta_pg, a_hold_is_kept_after_the_last_close_then_dropped)
 {
-	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
 	struct tally_opts o = { .block_size = 4096, .create = true };
 	char *dir, buf[4096], back[4096];
 	struct tally *a, *b;
 	struct meta_inode md;
 	struct stat st;
 	uint64_t ns, f, g;
-	int i;
 
 	dir = two_nodes(&o, &a, &b, &ns);
-	cr_assert_eq(tally_create(a, &me, ns, "f", 0644, &st), 0);
-	f = st.st_ino;
 	tu_fill(buf, sizeof(buf), 7);
-	cr_assert_eq(tally_write(a, f, buf, sizeof(buf), 0), sizeof(buf));
-	cr_assert_eq(tally_flush(a, f), 0);
-	cr_assert_eq(tally_release(a, f), 0);
+	f = written_closed(a, ns, "f", buf, sizeof(buf));
 	cr_assert_eq(holds_of(f), 1, "the hold is kept after the close");
 
 	/* b removes the last name: a's kept hold keeps the file */
@@ -1434,20 +1457,12 @@ Test(meta_pg, a_hold_is_kept_after_the_last_close_then_dropped)
 	cr_assert_eq(meta_inode_get(m, f, &md), 0);
 	cr_assert_eq(md.nlink, 0);
 	cr_assert(hold_gone(f), "the kept hold is never dropped");
-	/* the free follows the drop's commit, in a transaction of its own */
-	for (i = 0; i < 200 && meta_inode_get(m, f, &md) == 0; i++)
-		usleep(50000);
-	cr_assert_eq(meta_inode_get(m, f, &md), -ENOENT,
-		     "the file goes with the kept hold");
+	cr_assert(row_gone(f), "the file goes with the kept hold");
 	cr_assert_eq(db_int(db, "SELECT count(*) FROM blocks"), 0);
 
 	/* closed and opened again within the time: the kept hold serves,
 	 * and holds while the file is open past it */
-	cr_assert_eq(tally_create(a, &me, ns, "g", 0644, &st), 0);
-	g = st.st_ino;
-	cr_assert_eq(tally_write(a, g, buf, sizeof(buf), 0), sizeof(buf));
-	cr_assert_eq(tally_flush(a, g), 0);
-	cr_assert_eq(tally_release(a, g), 0);
+	g = written_closed(a, ns, "g", buf, sizeof(buf));
 	cr_assert_eq(tally_open_file(a, g, O_RDONLY), 0);
 	usleep(3500 * 1000); /* past the time: the open keeps it */
 	cr_assert_eq(holds_of(g), 1, "an open file lost its hold");
@@ -1475,7 +1490,6 @@ Test(meta_pg, a_hold_is_kept_after_the_last_close_then_dropped)
  */
 Test(meta_pg, kept_holds_are_dropped_in_batches)
 {
-	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
 	struct tally_opts o = { .block_size = 4096, .create = true };
 	enum {
 		N = 600
@@ -1491,12 +1505,7 @@ Test(meta_pg, kept_holds_are_dropped_in_batches)
 	tu_fill(buf, sizeof(buf), 3);
 	for (i = 0; i < N; i++) {
 		snprintf(name, sizeof(name), "f%d", i);
-		cr_assert_eq(tally_create(a, &me, ns, name, 0644, &st), 0);
-		ino[i] = st.st_ino;
-		cr_assert_eq(tally_write(a, ino[i], buf, sizeof(buf), 0),
-			     sizeof(buf));
-		cr_assert_eq(tally_flush(a, ino[i]), 0);
-		cr_assert_eq(tally_release(a, ino[i]), 0);
+		ino[i] = written_closed(a, ns, name, buf, sizeof(buf));
 	}
 	for (i = 0; i < N; i += 3) {
 		snprintf(name, sizeof(name), "f%d", i);
@@ -1725,23 +1734,15 @@ static void raw_exec(PGconn *c, const char *sql)
  */
 Test(meta_pg, a_batch_of_kept_holds_meets_an_unlink_in_flight)
 {
-	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
 	struct tally_opts o = { .block_size = 4096, .create = true };
 	char *dir, buf[4096], sql[256];
 	struct tally *a, *b;
-	struct meta_inode md;
-	struct stat st;
 	uint64_t ns, f;
 	PGconn *c;
-	int i;
 
 	dir = two_nodes(&o, &a, &b, &ns);
-	cr_assert_eq(tally_create(a, &me, ns, "f", 0644, &st), 0);
-	f = st.st_ino;
 	tu_fill(buf, sizeof(buf), 5);
-	cr_assert_eq(tally_write(a, f, buf, sizeof(buf), 0), sizeof(buf));
-	cr_assert_eq(tally_flush(a, f), 0);
-	cr_assert_eq(tally_release(a, f), 0);
+	f = written_closed(a, ns, "f", buf, sizeof(buf));
 	cr_assert_eq(holds_of(f), 1);
 	/* the other node's unlink, held open past a's batch (due 2 s after
 	 * the close, on the next tick) */
@@ -1757,10 +1758,7 @@ Test(meta_pg, a_batch_of_kept_holds_meets_an_unlink_in_flight)
 	raw_exec(c, "COMMIT");
 	PQfinish(c);
 	cr_assert(hold_gone(f), "the kept hold is never dropped");
-	for (i = 0; i < 200 && meta_inode_get(m, f, &md) == 0; i++)
-		usleep(50000);
-	cr_assert_eq(meta_inode_get(m, f, &md), -ENOENT,
-		     "the unlinked file is left to nobody");
+	cr_assert(row_gone(f), "the unlinked file is left to nobody");
 	cr_assert_eq(db_int(db, "SELECT count(*) FROM blocks"), 0);
 	two_nodes_close(a, b, dir);
 }
