@@ -290,7 +290,7 @@ Test(flush, failed_sync_reaches_close)
 {
 	char a[BS];
 	uint64_t ns, fa;
-	int first;
+	int first, frc;
 
 	open_with(1, 0, 0, BS);
 	ns = tu_mkns(t, "main");
@@ -302,7 +302,11 @@ Test(flush, failed_sync_reaches_close)
 	 * not wait for it, and reports its failure only if it came first */
 	first = tally_flush(t, fa);
 	cr_assert(first == 0 || first == -EIO, "close: %d", first);
-	cr_assert_eq(tally_drain(t, NULL, 0), -EIO);
+	/* a drain that began before the failure reports it; one that
+	 * began after it sends the kept data again, and it goes (the
+	 * fault fires once) */
+	frc = tally_drain(t, NULL, 0);
+	cr_assert(frc == -EIO || frc == 0, "drain: %d", frc);
 	cr_assert_eq(tally_flush(t, fa), first ? 0 : -EIO,
 		     "the next close reports it, once");
 	cr_assert_eq(tally_flush(t, fa), 0);
