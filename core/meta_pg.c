@@ -157,6 +157,22 @@ struct meta_pg {
 	"CREATE INDEX IF NOT EXISTS dir_watch_node ON dir_watch(node)"
 
 /*
+ * The number of inodes, for statfs without a scan: the sum of the
+ * config rows 'inodes' (what stores formatted before counted) and
+ * 'inodes.0' to 'inodes.15', each node counting into the row of its
+ * id's last four bits. One row for all would be locked by every create
+ * and unlink from its update to its COMMIT (the WAL's flush), and the
+ * nodes' creates would take turns. Replaced at every open.
+ */
+#define INODES_COUNT                                                          \
+	"INSERT INTO config(key, value) SELECT 'inodes.' || g, 0 FROM "       \
+	"generate_series(0, 15) g ON CONFLICT(key) DO NOTHING;"               \
+	"CREATE OR REPLACE FUNCTION tally_inodes() RETURNS trigger LANGUAGE " \
+	"plpgsql AS $$ BEGIN UPDATE config SET value = value + (CASE WHEN "   \
+	"TG_OP = 'INSERT' THEN 1 ELSE -1 END) WHERE key = 'inodes.' || "      \
+	"(tally_node() & 15); RETURN NULL; END $$"
+
+/*
  * An entry's delete that removed nothing fails (SQLSTATE P0002, ENOENT):
  * the delete waits for its answer with the next statement, and a name
  * two nodes remove at once must be removed once, or a file with another
@@ -269,12 +285,7 @@ static const char *const pg_schema[] = {
 	" PRIMARY KEY(node, ino));"
 	"CREATE INDEX open_holds_ino ON open_holds(ino);" DIR_WATCH ";",
 	"INSERT INTO config(key, value) VALUES ('inodes', 0),"
-	" ('evicted_bytes', 0);"
-	/* the number of inodes, for statfs without a scan */
-	"CREATE FUNCTION tally_inodes() RETURNS trigger LANGUAGE plpgsql AS $$"
-	" BEGIN UPDATE config SET value = value +"
-	" (CASE WHEN TG_OP = 'INSERT' THEN 1 ELSE -1 END)"
-	" WHERE key = 'inodes'; RETURN NULL; END $$;"
+	" ('evicted_bytes', 0);" INODES_COUNT ";"
 	"CREATE TRIGGER inodes_count AFTER INSERT OR DELETE ON inodes"
 	" FOR EACH ROW EXECUTE FUNCTION tally_inodes();"
 	/* ghosts count the references that still name their source shard */
@@ -1267,6 +1278,8 @@ static int check_or_format(struct meta *m, bool create, uint32_t block_size)
 		rc = meta_exec(m, NOTIFY_INODE);
 	if (!rc)
 		rc = meta_exec(m, ONE_ENTRY);
+	if (!rc)
+		rc = meta_exec(m, INODES_COUNT);
 	/* the entries' trigger fires on inserts (for dir_watch); a store
 	 * of a version between had it fire on none */
 	if (!rc)

@@ -35,7 +35,9 @@ enum {
 
 static const char *const query_text[Q_COUNT] = {
 	[Q_NAMESPACES] = "SELECT count(*) FROM dentries WHERE parent = 1",
-	[Q_INODES] = "SELECT value FROM config WHERE key = 'inodes'",
+	/* PostgreSQL's count is in rows of its nodes (core/meta_pg.c) */
+	[Q_INODES] = "SELECT coalesce(sum(value), 0) FROM config "
+		     "WHERE key = 'inodes' OR key LIKE 'inodes.%'",
 	/* kept per shard by triggers: no scan of the object table */
 	[Q_OBJECTS] = "SELECT coalesce(sum(objects), 0) FROM shard_usage",
 	[Q_BYTES_STORED] = "SELECT coalesce(sum(bytes), 0) FROM shard_usage",

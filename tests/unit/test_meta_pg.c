@@ -1725,6 +1725,74 @@ static void raw_exec(PGconn *c, const char *sql)
 }
 
 /*
+ * The number of inodes is counted in a row per node (by the last four
+ * bits of its id): one node's create waits for no other node's create
+ * in flight, whose count row stays locked until its COMMIT. A store
+ * that has only the one row of before gets the nodes' rows at open and
+ * keeps its count.
+ */
+Test(meta_pg, the_nodes_count_their_inodes_in_rows_of_their_own)
+{
+	struct meta_inode in = {
+		.ino = 500, .nspace = 1, .mode = S_IFREG, .nlink = 1
+	};
+	uint64_t before, after, bytes;
+	struct meta *b = NULL;
+	PGconn *c;
+
+	cr_assert_eq(meta_statfs(m, &before, &bytes), 0);
+	cr_assert_eq(before, 1, "the root");
+	/* node 1's create, open; ended by the server if it is kept idle
+	 * for 5 s (so that a wait below ends, and fails the COMMIT) */
+	c = raw_conn();
+	raw_exec(c, "SET idle_in_transaction_session_timeout = '5s'");
+	raw_exec(c, "BEGIN");
+	raw_exec(c, "SET LOCAL tally.node = '1'");
+	raw_exec(c, "INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, "
+		    "size, rdev, alloc, atime, mtime, ctime) VALUES (400, 1, "
+		    "32768, 0, 0, 1, 0, 0, 0, 0, 0, 0)");
+	/* node -3 (its last bits 13) */
+	meta_set_self(m, -3);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &in), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	raw_exec(c, "COMMIT");
+	PQfinish(c);
+	cr_assert_eq(meta_statfs(m, &after, &bytes), 0);
+	cr_assert_eq(after, before + 2);
+	cr_assert_eq(db_int(db, "SELECT value FROM config "
+				"WHERE key = 'inodes.1'"),
+		     1);
+	cr_assert_eq(db_int(db, "SELECT value FROM config "
+				"WHERE key = 'inodes.13'"),
+		     1);
+	/* a delete counts down in the deleting node's row */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_delete(m, 400), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_statfs(m, &after, &bytes), 0);
+	cr_assert_eq(after, before + 1);
+	/* a store of before: one row, the old function */
+	admin(db, "DELETE FROM config WHERE key LIKE 'inodes.%';"
+		  "UPDATE config SET value = 7 WHERE key = 'inodes';"
+		  "CREATE OR REPLACE FUNCTION tally_inodes() RETURNS trigger "
+		  "LANGUAGE plpgsql AS $$ BEGIN UPDATE config SET value = "
+		  "value + 1 WHERE key = 'inodes'; RETURN NULL; END $$");
+	cr_assert_eq(meta_open(uri, false, 4096, &b), 0);
+	meta_set_self(b, 2);
+	in.ino = 501;
+	cr_assert_eq(meta_begin(b), 0);
+	cr_assert_eq(meta_inode_put(b, &in), 0);
+	cr_assert_eq(meta_commit(b), 0);
+	cr_assert_eq(meta_statfs(b, &after, &bytes), 0);
+	cr_assert_eq(after, 8);
+	cr_assert_eq(db_int(db, "SELECT value FROM config "
+				"WHERE key = 'inodes.2'"),
+		     1);
+	meta_close(b);
+}
+
+/*
  * Another node's removal of the last name, not committed yet when node
  * a's batch of kept holds runs (the count at 1 in a's snapshot, at 0 in
  * the other's transaction, which sees a's hold and so leaves the file
