@@ -318,7 +318,8 @@ static void listen_for(struct meta_listen *l, int ms, struct heard *h)
  * makes wrong. A new name (a create, a branch of 50 files) notifies
  * nothing, since no kernel caches a name's absence, and neither does a
  * directory's change of times alone; a name's removal, a rename (both
- * names), a directory's link count and a file's attributes do.
+ * names), a directory's link count and a file's attributes do, while
+ * another node has a session; with none, nothing does.
  */
 Test(meta_pg, what_a_change_notifies)
 {
@@ -333,6 +334,8 @@ Test(meta_pg, what_a_change_notifies)
 	ns.nspace = 16;
 	ns.mode = S_IFDIR | 0755;
 	ns.nlink = 2;
+	admin(db, "INSERT INTO sessions VALUES (77, 'other', 1, 0, 0, "
+		  "9999999999)");
 	cr_assert_eq(meta_listen_open(m, &l), 0);
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_inode_put(m, &ns), 0);
@@ -405,6 +408,19 @@ Test(meta_pg, what_a_change_notifies)
 	listen_for(l, 300, &h);
 	cr_assert_eq(h.n, 2, "%d notifications", h.n);
 	cr_assert_str_eq(h.last, "e 0 16 6732"); /* "g2" */
+
+	/* the other node gone: a removal, a rename and a file's times
+	 * notify nothing */
+	admin(db, "DELETE FROM sessions");
+	h.n = 0;
+	f.mtime.tv_sec += 5;
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_dentry_delete(m, 16, "f3", 20), 0);
+	cr_assert_eq(meta_dentry_move(m, 16, "f4", 21, 16, "g4"), 0);
+	cr_assert_eq(meta_inode_update(m, &f, 0, META_F_MTIME, &nlink), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	listen_for(l, 300, &h);
+	cr_assert_eq(h.n, 0, "%d notifications with no other node", h.n);
 	meta_listen_close(l);
 }
 
