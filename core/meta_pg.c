@@ -116,16 +116,17 @@ struct meta_pg {
  * that notifies pays the queue entry, the commit's lock on the queue and
  * the listeners' wake-up (docs/design.md, push invalidation): 1000
  * unlinks through one mount took 640 µs each, 500 without. So a node
- * alone (no other session row) notifies nothing but the dir_watch case,
- * whose rows are other nodes' own; a node that registers while a change
- * is in flight may miss that change's notification, and has the kernel
- * timeouts. Replaced at every open, so that stores formatted before have
- * them.
+ * alone (OTHERS: no other session row) notifies nothing but the
+ * dir_watch case, whose rows are other nodes' own; a node that
+ * registers while a change is in flight may miss that change's
+ * notification, and has the kernel timeouts. Replaced at every open, so
+ * that stores formatted before have them.
  */
-#define OTHERS                                                            \
-	"CREATE OR REPLACE FUNCTION tally_others() RETURNS boolean "      \
-	"LANGUAGE sql STABLE AS $$SELECT EXISTS (SELECT 1 FROM sessions " \
-	"WHERE id <> tally_node())$$"
+/* Written into the triggers, whose plan of it PL/pgSQL keeps: a SQL
+ * function called there is planned again in every transaction. */
+#define OTHERS                                                             \
+	" IF NOT EXISTS (SELECT 1 FROM sessions WHERE id <> tally_node())" \
+	" THEN RETURN NULL; END IF;"
 
 #define NOTIFY_ENTRY                                                         \
 	"CREATE OR REPLACE FUNCTION tally_notify_entry() RETURNS trigger"    \
@@ -134,8 +135,7 @@ struct meta_pg {
 	" DELETE FROM dir_watch WHERE dir = NEW.parent AND"                  \
 	" node <> tally_node(); IF FOUND THEN PERFORM pg_notify("            \
 	"'tally_inval', 'e ' || tally_node() || ' ' || NEW.parent || ' ' ||" \
-	" encode(NEW.name, 'hex')); END IF; RETURN NULL; END IF;"            \
-	" IF NOT tally_others() THEN RETURN NULL; END IF;"                   \
+	" encode(NEW.name, 'hex')); END IF; RETURN NULL; END IF;" OTHERS     \
 	" PERFORM pg_notify('tally_inval', 'e ' || tally_node() || ' ' ||"   \
 	" OLD.parent || ' ' || encode(OLD.name, 'hex'));"                    \
 	" IF TG_OP = 'UPDATE' AND (NEW.parent, NEW.name) IS DISTINCT FROM"   \
@@ -150,8 +150,7 @@ struct meta_pg {
 	" IF TG_OP = 'UPDATE' AND (OLD.mode & 61440) = 16384 AND (NEW.mode," \
 	" NEW.uid, NEW.gid, NEW.nlink, NEW.size) IS NOT DISTINCT FROM"       \
 	" (OLD.mode, OLD.uid, OLD.gid, OLD.nlink, OLD.size) THEN"            \
-	" RETURN NULL; END IF; IF NOT tally_others() THEN RETURN NULL;"      \
-	" END IF;"                                                           \
+	" RETURN NULL; END IF;" OTHERS                                       \
 	" PERFORM pg_notify('tally_inval', 'i ' || tally_node() || ' ' ||"   \
 	" OLD.ino); RETURN NULL; END $$"
 
@@ -350,10 +349,10 @@ static const char *const pg_schema[] = {
 	/* the other nodes drop what their kernels cache of a name or an
 	 * inode that changed (meta_listen_*(), core/watch.c): delivered at
 	 * commit, with the node that made the change */
-	OTHERS ";" NOTIFY_ENTRY ";" ONE_ENTRY ";" NOTIFY_ENTRY_TRIGGER
-	       ";" NOTIFY_INODE ";"
-	       "CREATE TRIGGER inodes_notify AFTER UPDATE OR DELETE ON inodes"
-	       " FOR EACH ROW EXECUTE FUNCTION tally_notify_inode();",
+	NOTIFY_ENTRY
+	";" ONE_ENTRY ";" NOTIFY_ENTRY_TRIGGER ";" NOTIFY_INODE ";"
+	"CREATE TRIGGER inodes_notify AFTER UPDATE OR DELETE ON inodes"
+	" FOR EACH ROW EXECUTE FUNCTION tally_notify_inode();",
 };
 
 bool meta_is_pg(const char *path)
@@ -1284,8 +1283,6 @@ static int check_or_format(struct meta *m, bool create, uint32_t block_size)
 		rc = meta_exec(m, PARENT_FK);
 	if (!rc)
 		rc = meta_exec(m, DIR_WATCH);
-	if (!rc)
-		rc = meta_exec(m, OTHERS);
 	if (!rc)
 		rc = meta_exec(m, NOTIFY_ENTRY);
 	if (!rc)
