@@ -111,8 +111,9 @@ struct meta_pg {
  * (a dir_watch row, core/dirnames.c): no kernel caches a name's absence
  * (a lookup of a missing name is answered ENOENT, which the kernel keeps
  * for no time). An inode's change or removal, but not a change of a
- * directory's times alone (every create and unlink in it makes one):
- * those reach the other nodes by the attribute timeout. A transaction
+ * directory's times or link count (every create and unlink in it
+ * changes its times, every mkdir and rmdir its count): those reach the
+ * other nodes by the attribute timeout. A transaction
  * that notifies pays the queue entry, the commit's lock on the queue and
  * the listeners' wake-up (docs/design.md, push invalidation): 1000
  * unlinks through one mount took 640 µs each, 500 without. So a node
@@ -148,8 +149,8 @@ struct meta_pg {
 	"CREATE OR REPLACE FUNCTION tally_notify_inode() RETURNS trigger"    \
 	" LANGUAGE plpgsql AS $$ BEGIN"                                      \
 	" IF TG_OP = 'UPDATE' AND (OLD.mode & 61440) = 16384 AND (NEW.mode," \
-	" NEW.uid, NEW.gid, NEW.nlink, NEW.size) IS NOT DISTINCT FROM"       \
-	" (OLD.mode, OLD.uid, OLD.gid, OLD.nlink, OLD.size) THEN"            \
+	" NEW.uid, NEW.gid) IS NOT DISTINCT FROM"                            \
+	" (OLD.mode, OLD.uid, OLD.gid) THEN"                                 \
 	" RETURN NULL; END IF;" OTHERS                                       \
 	" PERFORM pg_notify('tally_inval', 'i ' || tally_node() || ' ' ||"   \
 	" OLD.ino); RETURN NULL; END $$"

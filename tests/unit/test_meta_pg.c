@@ -317,8 +317,8 @@ static void listen_for(struct meta_listen *l, int ms, struct heard *h)
  * What is notified: what another node's kernel may cache and a change
  * makes wrong. A new name (a create, a branch of 50 files) notifies
  * nothing, since no kernel caches a name's absence, and neither does a
- * directory's change of times alone; a name's removal, a rename (both
- * names), a directory's link count and a file's attributes do, while
+ * directory's change of times or link count; a name's removal, a rename
+ * (both names), a directory's mode and a file's attributes do, while
  * another node has a session; with none, nothing does.
  */
 Test(meta_pg, what_a_change_notifies)
@@ -357,7 +357,8 @@ Test(meta_pg, what_a_change_notifies)
 	listen_for(l, 300, &h);
 	cr_assert_eq(h.n, 0, "%d notifications of new names", h.n);
 
-	/* a directory's times alone: nothing; its link count: one */
+	/* a directory's times: nothing; its link count: nothing; its
+	 * mode: one */
 	cr_assert_eq(meta_inode_get(m, 16, &d), 0);
 	d.mtime.tv_sec += 5;
 	d.ctime.tv_sec += 5;
@@ -376,6 +377,12 @@ Test(meta_pg, what_a_change_notifies)
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_inode_get(m, 16, &d), 0);
 	cr_assert_eq(d.nlink, 3);
+	listen_for(l, 300, &h);
+	cr_assert_eq(h.n, 0, "a directory's link count notified");
+	d.mode = S_IFDIR | 0700;
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_update(m, &d, 0, META_F_MODE, &nlink), 0);
+	cr_assert_eq(meta_commit(m), 0);
 	listen_for(l, 300, &h);
 	cr_assert_eq(h.n, 1, "%d notifications", h.n);
 	cr_assert_str_eq(h.last, "i 0 16");
