@@ -11,9 +11,10 @@
  *    its watch (core/watch.c) listened, and registered its interest in
  *    the same transaction (a dir_watch row: meta_dir_watch()). Another
  *    node's insert of a name into a directory with a row of another node
- *    takes that row away and notifies (the entries' trigger,
- *    core/meta_pg.c), once: the node knows it whole no more; deletes and
- *    renames always notify. Inserts elsewhere notify nothing.
+ *    takes that row away (meta_dentry_insert()), and the row's delete
+ *    notifies ("w NODE DIR", DIR_WATCH in core/meta_pg.c), once: the
+ *    node knows it whole no more; deletes and renames always notify.
+ *    Inserts elsewhere notify nothing.
  * 2. What this node itself adds to a directory it knows whole (create,
  *    mknod, mkdir, symlink, link, rename) goes into the set before its
  *    transaction, whose outcome a lost connection may hide

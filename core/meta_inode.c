@@ -57,6 +57,8 @@ enum {
 	I_XATTR_DEL,
 	I_XATTR_LIST,
 	I_INO_TAKE,
+	I_INODES_MOVE,
+	I_DIR_UNWATCH,
 	I_COUNT
 };
 
@@ -185,9 +187,24 @@ static const char *const inode_text[I_COUNT] = {
 	/* one statement: mounts sharing the store never get a number twice */
 	[I_INO_TAKE] = "UPDATE config SET value = max(value, ?1) + ?2 "
 		       "WHERE key = 'next_ino' RETURNING value",
+	/* PostgreSQL: the inodes a statement added, in the node's row of
+	 * the count (core/meta_pg.c, INODES_COUNT) */
+	[I_INODES_MOVE] = "UPDATE config SET value = value + ?2 "
+			  "WHERE key = ?1",
+	/* PostgreSQL: an entry's insert takes from other nodes the
+	 * directory they knew whole; the rows' delete notifies them
+	 * (core/meta_pg.c, DIR_WATCH) */
+	[I_DIR_UNWATCH] = "DELETE FROM dir_watch WHERE dir = ?1 AND node <> ?2",
 };
 
 static const char *const inode_pg[I_COUNT] = {
+	/* only a new inode's row on a shared store (its number taken from
+	 * the store's counter), counted by I_INODES_MOVE: a row that is
+	 * there already is an error (EEXIST), never counted twice */
+	[I_INODE_PUT] =
+		"INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, size, "
+		"rdev, alloc, atime, mtime, ctime) VALUES (?1, ?2, ?3, ?4, "
+		"?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
 	/* an error when it removes nothing: another node removed the name
 	 * first (core/meta_pg.c, ONE_ENTRY); it has no answer to wait for */
 	[I_DENTRY_DELETE] = "WITH d AS (DELETE FROM dentries WHERE parent = "
@@ -348,12 +365,32 @@ int meta_inode_update_commit(struct meta *m, const struct meta_inode *in,
 	return rc;
 }
 
+/* PostgreSQL: @n inodes added by this node, in its row of the count. */
+static int inodes_added(struct meta *m, int64_t n)
+{
+	struct meta_st *s;
+	char key[16];
+	int rc;
+
+	if (!m->pg)
+		return 0; /* SQLite counts by a trigger */
+	rc = meta_stmt(m, &meta_inode_sql, I_INODES_MOVE, &s);
+	if (rc)
+		return rc;
+	snprintf(key, sizeof(key), "inodes.%d", (int)(m->self & 15));
+	meta_bind_text(s, 1, key);
+	meta_bind_int(s, 2, n);
+	return meta_run_later(m, s, "inode count");
+}
+
 int meta_inode_put(struct meta *m, const struct meta_inode *in)
 {
 	struct meta_st *s;
 	int rc = inode_stmt(m, I_INODE_PUT, in, in->nlink, &s);
 
-	return rc ? rc : meta_run_later(m, s, "inode write");
+	if (!rc)
+		rc = meta_run_later(m, s, "inode write");
+	return rc ? rc : inodes_added(m, 1);
 }
 
 int meta_inode_delete(struct meta *m, uint64_t ino)
@@ -514,8 +551,18 @@ static int dentry_exec(struct meta *m, int id, uint64_t parent,
 int meta_dentry_insert(struct meta *m, uint64_t parent, const char *name,
 		       uint64_t ino)
 {
-	return dentry_exec(m, I_DENTRY_INSERT, parent, name, ino,
-			   "entry insert");
+	struct meta_st *s;
+	int rc = dentry_exec(m, I_DENTRY_INSERT, parent, name, ino,
+			     "entry insert");
+
+	if (rc || !m->pg)
+		return rc;
+	rc = meta_stmt(m, &meta_inode_sql, I_DIR_UNWATCH, &s);
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, (int64_t)parent);
+	meta_bind_int(s, 2, m->self);
+	return meta_run_later(m, s, "entry insert");
 }
 
 int meta_dentry_delete(struct meta *m, uint64_t parent, const char *name,
@@ -644,6 +691,8 @@ int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
 		if (id == I_BRANCH_MAP)
 			copied = (uint64_t)meta_changes(m);
 	}
+	if (!rc)
+		rc = inodes_added(m, (int64_t)copied);
 	if (rc)
 		return rc;
 	/* The source root has the smallest number in its namespace. */

@@ -131,12 +131,7 @@ struct meta_pg {
 
 #define NOTIFY_ENTRY                                                         \
 	"CREATE OR REPLACE FUNCTION tally_notify_entry() RETURNS trigger"    \
-	" LANGUAGE plpgsql AS $$ BEGIN"                                      \
-	" IF TG_OP = 'INSERT' THEN"                                          \
-	" DELETE FROM dir_watch WHERE dir = NEW.parent AND"                  \
-	" node <> tally_node(); IF FOUND THEN PERFORM pg_notify("            \
-	"'tally_inval', 'e ' || tally_node() || ' ' || NEW.parent || ' ' ||" \
-	" encode(NEW.name, 'hex')); END IF; RETURN NULL; END IF;" OTHERS     \
+	" LANGUAGE plpgsql AS $$ BEGIN" OTHERS                               \
 	" PERFORM pg_notify('tally_inval', 'e ' || tally_node() || ' ' ||"   \
 	" OLD.parent || ' ' || encode(OLD.name, 'hex'));"                    \
 	" IF TG_OP = 'UPDATE' AND (NEW.parent, NEW.name) IS DISTINCT FROM"   \
@@ -155,18 +150,34 @@ struct meta_pg {
 	" PERFORM pg_notify('tally_inval', 'i ' || tally_node() || ' ' ||"   \
 	" OLD.ino); RETURN NULL; END $$"
 
-#define NOTIFY_ENTRY_TRIGGER                                               \
-	"CREATE TRIGGER dentries_notify AFTER INSERT OR DELETE OR UPDATE " \
+/* Not on inserts: no trigger function runs in a create (below). */
+#define NOTIFY_ENTRY_TRIGGER                                     \
+	"CREATE TRIGGER dentries_notify AFTER DELETE OR UPDATE " \
 	"ON dentries FOR EACH ROW EXECUTE FUNCTION tally_notify_entry()"
 
-/* Directories a node knows whole (core/dirnames.c): another node's
- * insert into one takes the row away and notifies, once (the node knows
- * the directory whole no more: later inserts need tell it nothing).
- * Made at open for stores formatted before. */
-#define DIR_WATCH                                                         \
-	"CREATE TABLE IF NOT EXISTS dir_watch(dir BIGINT NOT NULL, node " \
-	"BIGINT NOT NULL, PRIMARY KEY(dir, node));"                       \
-	"CREATE INDEX IF NOT EXISTS dir_watch_node ON dir_watch(node)"
+/*
+ * Directories a node knows whole (core/dirnames.c): another node's
+ * insert of an entry into one takes the row away (meta_dentry_insert()
+ * sends the delete with the insert) and the row's delete notifies the
+ * node, once ("w NODE DIR"; it knows the directory whole no more, and
+ * later inserts need tell it nothing). Not when the node itself deletes
+ * its rows (its rmdir, its session's end), nor when its session is gone
+ * (another node's cleanup). A delete that finds no row runs no function:
+ * a trigger on the entries ran one in every create, and that and the
+ * inode count's cost a create about 40 µs (docs/design.md). Made at open
+ * for stores formatted before.
+ */
+#define DIR_WATCH                                                              \
+	"CREATE TABLE IF NOT EXISTS dir_watch(dir BIGINT NOT NULL, node "      \
+	"BIGINT NOT NULL, PRIMARY KEY(dir, node));"                            \
+	"CREATE INDEX IF NOT EXISTS dir_watch_node ON dir_watch(node);"        \
+	"CREATE OR REPLACE FUNCTION tally_watch_ended() RETURNS trigger "      \
+	"LANGUAGE plpgsql AS $$ BEGIN IF OLD.node <> tally_node() AND EXISTS " \
+	"(SELECT 1 FROM sessions WHERE id = OLD.node) THEN PERFORM "           \
+	"pg_notify('tally_inval', 'w ' || tally_node() || ' ' || OLD.dir); "   \
+	"END IF; RETURN NULL; END $$;"                                         \
+	"CREATE OR REPLACE TRIGGER dir_watch_ended AFTER DELETE ON dir_watch " \
+	"FOR EACH ROW EXECUTE FUNCTION tally_watch_ended()"
 
 /*
  * The number of inodes, for statfs without a scan: the sum of the
@@ -174,7 +185,10 @@ struct meta_pg {
  * 'inodes.0' to 'inodes.15', each node counting into the row of its
  * id's last four bits. One row for all would be locked by every create
  * and unlink from its update to its COMMIT (the WAL's flush), and the
- * nodes' creates would take turns. Replaced at every open.
+ * nodes' creates would take turns. A delete counts by a trigger; an
+ * insert, by the statement sent with it (meta_inode_put(), meta_branch():
+ * a trigger function in every create cost it, above). Replaced at every
+ * open.
  */
 #define INODES_COUNT                                                          \
 	"INSERT INTO config(key, value) SELECT 'inodes.' || g, 0 FROM "       \
@@ -183,6 +197,9 @@ struct meta_pg {
 	"plpgsql AS $$ BEGIN UPDATE config SET value = value + (CASE WHEN "   \
 	"TG_OP = 'INSERT' THEN 1 ELSE -1 END) WHERE key = 'inodes.' || "      \
 	"(tally_node() & 15); RETURN NULL; END $$"
+#define INODES_COUNT_TRIGGER                                               \
+	"CREATE TRIGGER inodes_count AFTER DELETE ON inodes FOR EACH ROW " \
+	"EXECUTE FUNCTION tally_inodes()"
 
 /*
  * An entry's delete that removed nothing fails (SQLSTATE P0002, ENOENT):
@@ -297,9 +314,7 @@ static const char *const pg_schema[] = {
 	" PRIMARY KEY(node, ino));"
 	"CREATE INDEX open_holds_ino ON open_holds(ino);" DIR_WATCH ";",
 	"INSERT INTO config(key, value) VALUES ('inodes', 0),"
-	" ('evicted_bytes', 0);" INODES_COUNT ";"
-	"CREATE TRIGGER inodes_count AFTER INSERT OR DELETE ON inodes"
-	" FOR EACH ROW EXECUTE FUNCTION tally_inodes();"
+	" ('evicted_bytes', 0);" INODES_COUNT ";" INODES_COUNT_TRIGGER ";"
 	/* ghosts count the references that still name their source shard */
 	"CREATE FUNCTION tally_ghost_refs() RETURNS trigger LANGUAGE plpgsql"
 	" AS $$ BEGIN"
@@ -1292,18 +1307,28 @@ static int check_or_format(struct meta *m, bool create, uint32_t block_size)
 		rc = meta_exec(m, ONE_ENTRY);
 	if (!rc)
 		rc = meta_exec(m, INODES_COUNT);
-	/* the entries' trigger fires on inserts (for dir_watch); a store
-	 * of a version between had it fire on none */
+	/* the entries' and inodes' triggers fire on no insert; a store of
+	 * before had them fire on inserts */
 	if (!rc)
 		rc = query_int(m,
 			       "SELECT count(*) FROM pg_catalog.pg_trigger "
 			       "WHERE tgname = 'dentries_notify' AND tgrelid = "
-			       "'dentries'::regclass AND tgtype & 4 = 0",
+			       "'dentries'::regclass AND tgtype & 4 <> 0",
 			       &has);
 	if (!rc && has)
 		rc = meta_exec(
 			m,
 			"DROP TRIGGER dentries_notify ON dentries;" NOTIFY_ENTRY_TRIGGER);
+	if (!rc)
+		rc = query_int(m,
+			       "SELECT count(*) FROM pg_catalog.pg_trigger "
+			       "WHERE tgname = 'inodes_count' AND tgrelid = "
+			       "'inodes'::regclass AND tgtype & 4 <> 0",
+			       &has);
+	if (!rc && has)
+		rc = meta_exec(
+			m,
+			"DROP TRIGGER inodes_count ON inodes;" INODES_COUNT_TRIGGER);
 	if (rc)
 		log_msg(LOG_ERR, "metadata %s: cannot update its functions: %s",
 			p->shown, p->msg);

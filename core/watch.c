@@ -34,7 +34,8 @@ struct watch {
 	_Atomic uint64_t seen; /* changes handed to the hooks */
 };
 
-/* One change: "e NODE PARENT HEXNAME" or "i NODE INO". */
+/* One change: "e NODE PARENT HEXNAME", "i NODE INO", or "w NODE DIR"
+ * (another node's entry went into DIR, which this node knew whole). */
 static void deliver(void *ctx, const char *payload)
 {
 	struct watch *w = ctx;
@@ -52,6 +53,13 @@ static void deliver(void *ctx, const char *payload)
 	if (kind == 'i') {
 		if (w->hooks.inode)
 			w->hooks.inode(w->hooks.arg, a);
+		atomic_fetch_add(&w->seen, 1);
+		return;
+	}
+	if (kind == 'w') {
+		/* no kernel caches the new name's absence: nothing for
+		 * the hooks (core/dirnames.c) */
+		dirnames_changed(w->t, a);
 		atomic_fetch_add(&w->seen, 1);
 		return;
 	}

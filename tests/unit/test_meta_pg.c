@@ -654,7 +654,8 @@ Test(meta_pg, a_hold_is_released_with_the_link_count)
 	/* unlinked: 0, and node 8's hold alone is left */
 	cr_assert_eq(meta_begin(m), 0);
 	f.nlink = 0;
-	cr_assert_eq(meta_inode_put(m, &f), 0);
+	cr_assert_eq(meta_inode_update(m, &f, -2, 0, &n), 0);
+	cr_assert_eq(n, 0);
 	cr_assert_eq(meta_hold_add(m, 7, 42), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	drop_connections();
@@ -1631,11 +1632,13 @@ Test(meta_pg, a_directory_made_here_is_known_whole)
 	snprintf(sql, sizeof(sql),
 		 "SELECT node FROM dir_watch WHERE dir = %" PRIu64, d);
 	node = db_int(db, sql);
+	admin(db, "ALTER TABLE dir_watch DISABLE TRIGGER dir_watch_ended");
 	snprintf(sql, sizeof(sql),
 		 "WITH x AS (DELETE FROM dir_watch WHERE dir = %" PRIu64
 		 " RETURNING 1) SELECT count(*) FROM x",
 		 d);
 	cr_assert_eq(db_int(db, sql), 1);
+	admin(db, "ALTER TABLE dir_watch ENABLE TRIGGER dir_watch_ended");
 	cr_assert_eq(tally_mknod(b, &me, d, "x", S_IFREG | 0644, 0, &st), 0);
 	usleep(300000);
 	cr_assert_eq(tally_lookup(a, d, "x", &st), -ENOENT,
@@ -1750,8 +1753,10 @@ static void raw_exec(PGconn *c, const char *sql)
 /*
  * The number of inodes is counted in a row per node (by the last four
  * bits of its id): one node's create waits for no other node's create
- * in flight, whose count row stays locked until its COMMIT. A store
- * that has only the one row of before gets the nodes' rows at open and
+ * in flight, whose count row stays locked until its COMMIT. An insert is
+ * counted by the statement sent with it, a delete by a trigger. A store
+ * that has only the one row of before, and a trigger that counted
+ * inserts, gets the nodes' rows and a trigger of deletes at open, and
  * keeps its count.
  */
 Test(meta_pg, the_nodes_count_their_inodes_in_rows_of_their_own)
@@ -1774,6 +1779,8 @@ Test(meta_pg, the_nodes_count_their_inodes_in_rows_of_their_own)
 	raw_exec(c, "INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, "
 		    "size, rdev, alloc, atime, mtime, ctime) VALUES (400, 1, "
 		    "32768, 0, 0, 1, 0, 0, 0, 0, 0, 0)");
+	raw_exec(c, "UPDATE config SET value = value + 1 "
+		    "WHERE key = 'inodes.1'");
 	/* node -3 (its last bits 13) */
 	meta_set_self(m, -3);
 	cr_assert_eq(meta_begin(m), 0);
@@ -1800,7 +1807,14 @@ Test(meta_pg, the_nodes_count_their_inodes_in_rows_of_their_own)
 		  "UPDATE config SET value = 7 WHERE key = 'inodes';"
 		  "CREATE OR REPLACE FUNCTION tally_inodes() RETURNS trigger "
 		  "LANGUAGE plpgsql AS $$ BEGIN UPDATE config SET value = "
-		  "value + 1 WHERE key = 'inodes'; RETURN NULL; END $$");
+		  "value + 1 WHERE key = 'inodes'; RETURN NULL; END $$;"
+		  "DROP TRIGGER inodes_count ON inodes;"
+		  "CREATE TRIGGER inodes_count AFTER INSERT OR DELETE ON "
+		  "inodes FOR EACH ROW EXECUTE FUNCTION tally_inodes();"
+		  "DROP TRIGGER dentries_notify ON dentries;"
+		  "CREATE TRIGGER dentries_notify AFTER INSERT OR DELETE OR "
+		  "UPDATE ON dentries FOR EACH ROW EXECUTE FUNCTION "
+		  "tally_notify_entry()");
 	cr_assert_eq(meta_open(uri, false, 4096, &b), 0);
 	meta_set_self(b, 2);
 	in.ino = 501;
@@ -1812,6 +1826,13 @@ Test(meta_pg, the_nodes_count_their_inodes_in_rows_of_their_own)
 	cr_assert_eq(db_int(db, "SELECT value FROM config "
 				"WHERE key = 'inodes.2'"),
 		     1);
+	cr_assert_eq(db_int(db, "SELECT count(*) FROM pg_trigger WHERE "
+				"tgname = 'inodes_count' AND tgtype & 4 = 0"),
+		     1, "the trigger of before still counts inserts");
+	cr_assert_eq(
+		db_int(db, "SELECT count(*) FROM pg_trigger WHERE "
+			   "tgname = 'dentries_notify' AND tgtype & 4 = 0"),
+		1, "the entries' trigger of before still fires on inserts");
 	meta_close(b);
 }
 
