@@ -59,6 +59,7 @@ enum {
 	I_INO_TAKE,
 	I_INODES_MOVE,
 	I_DIR_UNWATCH,
+	I_INODE_NOTIFY,
 	I_COUNT
 };
 
@@ -195,6 +196,8 @@ static const char *const inode_text[I_COUNT] = {
 	 * directory they knew whole; the rows' delete notifies them
 	 * (core/meta_pg.c, DIR_WATCH) */
 	[I_DIR_UNWATCH] = "DELETE FROM dir_watch WHERE dir = ?1 AND node <> ?2",
+	/* PostgreSQL only (inode_pg) */
+	[I_INODE_NOTIFY] = "SELECT ?1, ?2 WHERE 0",
 };
 
 static const char *const inode_pg[I_COUNT] = {
@@ -205,6 +208,14 @@ static const char *const inode_pg[I_COUNT] = {
 		"INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, size, "
 		"rdev, alloc, atime, mtime, ctime) VALUES (?1, ?2, ?3, ?4, "
 		"?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	/* other nodes' kernels drop what they cache of inode ?2, changed by
+	 * node ?1 (core/watch.c), if there are other nodes: sent with the
+	 * change, in place of a trigger function that every update of a
+	 * row (a directory's times in every create) would call */
+	[I_INODE_NOTIFY] = "SELECT pg_notify('tally_inval', 'i ' || "
+			   "CAST(?1 AS bigint) || ' ' || CAST(?2 AS bigint)) "
+			   "WHERE EXISTS (SELECT 1 FROM sessions WHERE id <> "
+			   "CAST(?1 AS bigint))",
 	/* an error when it removes nothing: another node removed the name
 	 * first (core/meta_pg.c, ONE_ENTRY); it has no answer to wait for */
 	[I_DENTRY_DELETE] = "WITH d AS (DELETE FROM dentries WHERE parent = "
@@ -309,12 +320,38 @@ static int inode_stmt(struct meta *m, int id, const struct meta_inode *in,
 	return 0;
 }
 
+/*
+ * PostgreSQL: the other nodes are told of a change of @in's @fields
+ * (core/meta_pg.c, the notifications), sent with it. Not a directory's
+ * times or link count: every create and unlink in it changes them, and
+ * they reach the other nodes by the attribute timeout.
+ */
+static int inode_notify(struct meta *m, const struct meta_inode *in,
+			unsigned fields)
+{
+	struct meta_st *s;
+	int rc;
+
+	if (!m->pg || (S_ISDIR(in->mode) &&
+		       !(fields & (META_F_MODE | META_F_UID | META_F_GID))))
+		return 0;
+	rc = meta_stmt(m, &meta_inode_sql, I_INODE_NOTIFY, &s);
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, m->self);
+	meta_bind_int(s, 2, (int64_t)in->ino);
+	return meta_run_later(m, s, "inode update");
+}
+
 int meta_inode_update(struct meta *m, const struct meta_inode *in,
 		      int64_t delta, unsigned fields, uint32_t *nlink)
 {
 	struct meta_st *s;
 	int64_t v;
-	int rc;
+	int rc = inode_notify(m, in, fields);
+
+	if (rc)
+		return rc;
 
 	/* no decision reads the count (it does not move, or a directory's
 	 * goes up): no answer to wait for, the change goes with the next
@@ -352,10 +389,13 @@ int meta_inode_update_commit(struct meta *m, const struct meta_inode *in,
 {
 	struct meta_st *s;
 	int64_t v = 0;
-	int rc = inode_stmt(
-		m, fields & META_F_ROW ? I_INODE_UPDATE_SURE : I_INODE_UPDATE,
-		in, delta, &s);
+	int rc = inode_notify(m, in, fields);
 
+	if (!rc)
+		rc = inode_stmt(m,
+				fields & META_F_ROW ? I_INODE_UPDATE_SURE
+						    : I_INODE_UPDATE,
+				in, delta, &s);
 	if (rc)
 		return rc;
 	meta_bind_int(s, 13, fields & ~(META_F_AFTER | META_F_ROW));

@@ -110,7 +110,8 @@ struct meta_pg {
  * or update. A new name only in a directory another node knows whole
  * (a dir_watch row, core/dirnames.c): no kernel caches a name's absence
  * (a lookup of a missing name is answered ENOENT, which the kernel keeps
- * for no time). An inode's change or removal, but not a change of a
+ * for no time). An inode's change (by a statement sent with it,
+ * I_INODE_NOTIFY in core/meta_inode.c) or removal, but not a change of a
  * directory's times or link count (every create and unlink in it
  * changes its times, every mkdir and rmdir its count): those reach the
  * other nodes by the attribute timeout. A transaction
@@ -140,15 +141,18 @@ struct meta_pg {
 	" encode(NEW.name, 'hex')); END IF;"                                 \
 	" RETURN NULL; END $$"
 
-#define NOTIFY_INODE                                                         \
-	"CREATE OR REPLACE FUNCTION tally_notify_inode() RETURNS trigger"    \
-	" LANGUAGE plpgsql AS $$ BEGIN"                                      \
-	" IF TG_OP = 'UPDATE' AND (OLD.mode & 61440) = 16384 AND (NEW.mode," \
-	" NEW.uid, NEW.gid) IS NOT DISTINCT FROM"                            \
-	" (OLD.mode, OLD.uid, OLD.gid) THEN"                                 \
-	" RETURN NULL; END IF;" OTHERS                                       \
-	" PERFORM pg_notify('tally_inval', 'i ' || tally_node() || ' ' ||"   \
+#define NOTIFY_INODE                                                       \
+	"CREATE OR REPLACE FUNCTION tally_notify_inode() RETURNS trigger"  \
+	" LANGUAGE plpgsql AS $$ BEGIN" OTHERS                             \
+	" PERFORM pg_notify('tally_inval', 'i ' || tally_node() || ' ' ||" \
 	" OLD.ino); RETURN NULL; END $$"
+
+/* An inode's removal; its changes notify by a statement sent with them
+ * (I_INODE_NOTIFY in core/meta_inode.c): no trigger function runs in the
+ * update of a directory's times that every create makes. */
+#define NOTIFY_INODE_TRIGGER                                            \
+	"CREATE TRIGGER inodes_notify AFTER DELETE ON inodes FOR EACH " \
+	"ROW EXECUTE FUNCTION tally_notify_inode()"
 
 /* Not on inserts: no trigger function runs in a create (below). */
 #define NOTIFY_ENTRY_TRIGGER                                     \
@@ -365,10 +369,8 @@ static const char *const pg_schema[] = {
 	/* the other nodes drop what their kernels cache of a name or an
 	 * inode that changed (meta_listen_*(), core/watch.c): delivered at
 	 * commit, with the node that made the change */
-	NOTIFY_ENTRY
-	";" ONE_ENTRY ";" NOTIFY_ENTRY_TRIGGER ";" NOTIFY_INODE ";"
-	"CREATE TRIGGER inodes_notify AFTER UPDATE OR DELETE ON inodes"
-	" FOR EACH ROW EXECUTE FUNCTION tally_notify_inode();",
+	NOTIFY_ENTRY ";" ONE_ENTRY ";" NOTIFY_ENTRY_TRIGGER ";" NOTIFY_INODE
+		     ";" NOTIFY_INODE_TRIGGER ";",
 };
 
 bool meta_is_pg(const char *path)
@@ -1329,6 +1331,16 @@ static int check_or_format(struct meta *m, bool create, uint32_t block_size)
 		rc = meta_exec(
 			m,
 			"DROP TRIGGER inodes_count ON inodes;" INODES_COUNT_TRIGGER);
+	if (!rc)
+		rc = query_int(m,
+			       "SELECT count(*) FROM pg_catalog.pg_trigger "
+			       "WHERE tgname = 'inodes_notify' AND tgrelid = "
+			       "'inodes'::regclass AND tgtype & 16 <> 0",
+			       &has);
+	if (!rc && has)
+		rc = meta_exec(
+			m,
+			"DROP TRIGGER inodes_notify ON inodes;" NOTIFY_INODE_TRIGGER);
 	if (rc)
 		log_msg(LOG_ERR, "metadata %s: cannot update its functions: %s",
 			p->shown, p->msg);

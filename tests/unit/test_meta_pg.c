@@ -1811,6 +1811,9 @@ Test(meta_pg, the_nodes_count_their_inodes_in_rows_of_their_own)
 		  "DROP TRIGGER inodes_count ON inodes;"
 		  "CREATE TRIGGER inodes_count AFTER INSERT OR DELETE ON "
 		  "inodes FOR EACH ROW EXECUTE FUNCTION tally_inodes();"
+		  "DROP TRIGGER inodes_notify ON inodes;"
+		  "CREATE TRIGGER inodes_notify AFTER UPDATE OR DELETE ON "
+		  "inodes FOR EACH ROW EXECUTE FUNCTION tally_notify_inode();"
 		  "DROP TRIGGER dentries_notify ON dentries;"
 		  "CREATE TRIGGER dentries_notify AFTER INSERT OR DELETE OR "
 		  "UPDATE ON dentries FOR EACH ROW EXECUTE FUNCTION "
@@ -1833,6 +1836,9 @@ Test(meta_pg, the_nodes_count_their_inodes_in_rows_of_their_own)
 		db_int(db, "SELECT count(*) FROM pg_trigger WHERE "
 			   "tgname = 'dentries_notify' AND tgtype & 4 = 0"),
 		1, "the entries' trigger of before still fires on inserts");
+	cr_assert_eq(db_int(db, "SELECT count(*) FROM pg_trigger WHERE "
+				"tgname = 'inodes_notify' AND tgtype & 16 = 0"),
+		     1, "the inodes' trigger of before still fires on updates");
 	meta_close(b);
 }
 
