@@ -1218,6 +1218,27 @@ static int format(struct meta *m, uint32_t block_size)
 	return rc ? rc : meta_format_root(m, block_size);
 }
 
+/* Trigger @name on @table made again with @create if it fires on any of
+ * the @events (pg_trigger.tgtype bits: 4 insert, 16 update). */
+static int trigger_remade(struct meta *m, const char *name, const char *table,
+			  int events, const char *create)
+{
+	char sql[256];
+	int64_t has;
+	int rc;
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgname = "
+		 "'%s' AND tgrelid = '%s'::regclass AND tgtype & %d <> 0",
+		 name, table, events);
+	rc = query_int(m, sql, &has);
+	if (rc || !has)
+		return rc;
+	snprintf(sql, sizeof(sql), "DROP TRIGGER %s ON %s", name, table);
+	rc = meta_exec(m, sql);
+	return rc ? rc : meta_exec(m, create);
+}
+
 /* Is the database a tallyfs store? Format it if it is empty and
  * @create. Inside a transaction. */
 static int check_or_format(struct meta *m, bool create, uint32_t block_size)
@@ -1309,38 +1330,17 @@ static int check_or_format(struct meta *m, bool create, uint32_t block_size)
 		rc = meta_exec(m, ONE_ENTRY);
 	if (!rc)
 		rc = meta_exec(m, INODES_COUNT);
-	/* the entries' and inodes' triggers fire on no insert; a store of
-	 * before had them fire on inserts */
+	/* the entries' and inodes' triggers fire on no insert, and the
+	 * inodes' notification on no update; a store of before had them */
 	if (!rc)
-		rc = query_int(m,
-			       "SELECT count(*) FROM pg_catalog.pg_trigger "
-			       "WHERE tgname = 'dentries_notify' AND tgrelid = "
-			       "'dentries'::regclass AND tgtype & 4 <> 0",
-			       &has);
-	if (!rc && has)
-		rc = meta_exec(
-			m,
-			"DROP TRIGGER dentries_notify ON dentries;" NOTIFY_ENTRY_TRIGGER);
+		rc = trigger_remade(m, "dentries_notify", "dentries", 4,
+				    NOTIFY_ENTRY_TRIGGER);
 	if (!rc)
-		rc = query_int(m,
-			       "SELECT count(*) FROM pg_catalog.pg_trigger "
-			       "WHERE tgname = 'inodes_count' AND tgrelid = "
-			       "'inodes'::regclass AND tgtype & 4 <> 0",
-			       &has);
-	if (!rc && has)
-		rc = meta_exec(
-			m,
-			"DROP TRIGGER inodes_count ON inodes;" INODES_COUNT_TRIGGER);
+		rc = trigger_remade(m, "inodes_count", "inodes", 4,
+				    INODES_COUNT_TRIGGER);
 	if (!rc)
-		rc = query_int(m,
-			       "SELECT count(*) FROM pg_catalog.pg_trigger "
-			       "WHERE tgname = 'inodes_notify' AND tgrelid = "
-			       "'inodes'::regclass AND tgtype & 16 <> 0",
-			       &has);
-	if (!rc && has)
-		rc = meta_exec(
-			m,
-			"DROP TRIGGER inodes_notify ON inodes;" NOTIFY_INODE_TRIGGER);
+		rc = trigger_remade(m, "inodes_notify", "inodes", 16,
+				    NOTIFY_INODE_TRIGGER);
 	if (rc)
 		log_msg(LOG_ERR, "metadata %s: cannot update its functions: %s",
 			p->shown, p->msg);
