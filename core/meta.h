@@ -151,6 +151,10 @@ unsigned meta_inject(struct meta *m, unsigned nth, int err);
  * meta_name_protected()) or of meta_statfs() fails with @err, once;
  * @nth 0 disables. */
 void meta_inject_lookup(struct meta *m, unsigned nth, int err);
+/* Fault injection, for tests: the @nth next meta_commit() commits, then
+ * fails with -EIO as one whose connection was lost after the server
+ * committed (its outcome unknown to the caller), once; @nth 0 disables. */
+void meta_inject_lost(struct meta *m, unsigned nth);
 
 /* Integer settings: "block_size", "next_ino", "durable_seq". */
 int meta_config_get(struct meta *m, const char *key, int64_t *val);

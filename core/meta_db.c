@@ -663,7 +663,8 @@ static int commit_with(struct meta *m, struct meta_st *s, int64_t *v,
 		rc = meta_run(m, c, "commit");
 	/* a COMMIT cut off with the connection may have committed: not run
 	 * again (that could do it twice), an error */
-	if (rc == -EDEADLK && meta_pg_lost(m)) {
+	if ((rc == -EDEADLK && meta_pg_lost(m)) ||
+	    (!rc && m->lost_in > 0 && --m->lost_in == 0)) {
 		log_msg(LOG_ERR, "metadata commit: the connection was lost; "
 				 "whether it committed is unknown");
 		rc = -EIO;
@@ -700,6 +701,11 @@ void meta_dead_take(struct meta *m, struct meta_objlist *out)
 uint64_t meta_drift(struct meta *m)
 {
 	return m->drift;
+}
+
+void meta_inject_lost(struct meta *m, unsigned nth)
+{
+	m->lost_in = nth;
 }
 
 void meta_inject_lookup(struct meta *m, unsigned nth, int err)

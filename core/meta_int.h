@@ -98,6 +98,7 @@ struct meta {
 	int64_t *zero;
 	size_t nzero, zcap;
 	unsigned lookup_fail; /* meta_inject_lookup: lookups still to fail */
+	unsigned lost_in;     /* meta_inject_lost: commits until the lost one */
 	int lookup_err;
 	struct meta_objlist dead; /* deleted rows, for meta_dead_take() */
 	uint64_t drift;		  /* counts found wrong by meta_settle() */

@@ -144,11 +144,13 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 		rc = meta_dir_watch(t->meta, md.ino, t->node_id);
 	}
 	rc = tally_txn_end(t, rc);
+	/* spent whatever the outcome: a commit whose outcome a lost
+	 * connection hides may have used it */
+	t->next_ino++;
 	if (rc) {
 		inode_destroy(t, ip);
 		goto out;
 	}
-	t->next_ino++;
 	pip->md = pmd;
 	inode_insert(t, ip);
 	ip->nlookup = 1;
@@ -824,11 +826,11 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	if (!rc)
 		rc = inode_write_md(t, npip, &npmd);
 	rc = tally_txn_end(t, rc);
+	t->next_ino++; /* spent whatever the outcome (create_node()) */
 	if (rc) {
 		inode_destroy(t, nip);
 		goto out_unlock;
 	}
-	t->next_ino++;
 	npip->md = npmd;
 	inode_insert(t, nip);
 	nip->nlookup = 1;

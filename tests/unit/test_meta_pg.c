@@ -1160,6 +1160,44 @@ static void two_nodes_close(struct tally *a, struct tally *b, char *dir)
 	tu_rmrf(dir);
 }
 
+/*
+ * A create whose COMMIT reaches the server but whose answer is lost
+ * (EIO: the outcome unknown) spent its inode number: the next create
+ * takes another, not the committed file's (a row already there: EEXIST
+ * for every create after, or, written over, two names of one inode
+ * with a link count of one).
+ */
+Test(meta_pg, a_create_whose_commit_answer_is_lost_spends_its_number)
+{
+	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
+	struct tally_opts o = { .block_size = 4096, .create = true };
+	struct meta_inode md;
+	struct tally *a, *b;
+	struct stat st;
+	uint64_t ns, lost, c;
+	char *dir;
+
+	dir = two_nodes(&o, &a, &b, &ns);
+	meta_inject_lost(tally_meta_lock(a), 1);
+	tally_meta_unlock(a);
+	cr_assert_eq(tally_mknod(a, &me, ns, "lost", S_IFREG | 0644, 0, &st),
+		     -EIO);
+	/* committed all the same */
+	cr_assert_eq(tally_lookup(b, ns, "lost", &st), 0);
+	lost = st.st_ino;
+	tally_forget(b, lost, 1);
+	cr_assert_eq(tally_mknod(a, &me, ns, "next", S_IFREG | 0644, 0, &st),
+		     0);
+	c = st.st_ino;
+	cr_assert_neq(c, lost);
+	cr_assert_eq(meta_inode_get(m, lost, &md), 0);
+	cr_assert_eq(md.nlink, 1);
+	cr_assert_eq(tally_lookup(b, ns, "lost", &st), 0);
+	cr_assert_eq(st.st_ino, lost, "the lost create's name moved");
+	tally_forget(b, lost, 1);
+	two_nodes_close(a, b, dir);
+}
+
 Test(meta_pg, attributes_changed_on_two_mounts_are_all_kept)
 {
 	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
