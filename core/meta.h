@@ -446,9 +446,11 @@ int meta_hold_del(struct meta *m, int64_t node, uint64_t ino);
  * inserts into it notify. In a transaction; no answer is waited for. The
  * rows go with the node's session (meta_session_remove()). */
 int meta_dir_watch(struct meta *m, uint64_t dir, int64_t node);
-/* Directory @dir is removed: every node's row of it goes. In a
+/* The rows of directory @dir go but node @keep's (@keep 0: every row, as
+ * when @dir is removed; node ids are never 0). On PostgreSQL the delete
+ * of another node's row notifies it (core/meta_pg.c, DIR_WATCH). In a
  * transaction; no answer is waited for. */
-int meta_dir_unwatch(struct meta *m, uint64_t dir);
+int meta_dir_unwatch(struct meta *m, uint64_t dir, int64_t keep);
 /* 1 if inode @ino has no link left and no node but @node holds it open
  * (its rows may go now), 0 if not, -ENOENT if it is gone. */
 int meta_inode_last(struct meta *m, uint64_t ino, int64_t node);

@@ -58,7 +58,6 @@ enum {
 	I_XATTR_LIST,
 	I_INO_TAKE,
 	I_INODES_MOVE,
-	I_DIR_UNWATCH,
 	I_INODE_NOTIFY,
 	I_COUNT
 };
@@ -192,10 +191,6 @@ static const char *const inode_text[I_COUNT] = {
 	 * the count (core/meta_pg.c, INODES_COUNT) */
 	[I_INODES_MOVE] = "UPDATE config SET value = value + ?2 "
 			  "WHERE key = ?1",
-	/* PostgreSQL: an entry's insert takes from other nodes the
-	 * directory they knew whole; the rows' delete notifies them
-	 * (core/meta_pg.c, DIR_WATCH) */
-	[I_DIR_UNWATCH] = "DELETE FROM dir_watch WHERE dir = ?1 AND node <> ?2",
 	/* PostgreSQL only (inode_pg) */
 	[I_INODE_NOTIFY] = "SELECT ?1, ?2 WHERE 0",
 };
@@ -591,18 +586,12 @@ static int dentry_exec(struct meta *m, int id, uint64_t parent,
 int meta_dentry_insert(struct meta *m, uint64_t parent, const char *name,
 		       uint64_t ino)
 {
-	struct meta_st *s;
 	int rc = dentry_exec(m, I_DENTRY_INSERT, parent, name, ino,
 			     "entry insert");
 
-	if (rc || !m->pg)
-		return rc;
-	rc = meta_stmt(m, &meta_inode_sql, I_DIR_UNWATCH, &s);
-	if (rc)
-		return rc;
-	meta_bind_int(s, 1, (int64_t)parent);
-	meta_bind_int(s, 2, m->self);
-	return meta_run_later(m, s, "entry insert");
+	/* PostgreSQL: the insert takes from other nodes the directory
+	 * they knew whole (core/dirnames.c) */
+	return rc || !m->pg ? rc : meta_dir_unwatch(m, parent, m->self);
 }
 
 int meta_dentry_delete(struct meta *m, uint64_t parent, const char *name,

@@ -86,7 +86,7 @@ static const char *const session_text[S_COUNT] = {
 	[S_WATCH_ADD] = "INSERT INTO dir_watch(dir, node) VALUES (?1, ?2) "
 			"ON CONFLICT DO NOTHING",
 	[S_WATCHES_DEL] = "DELETE FROM dir_watch WHERE node = ?1",
-	[S_WATCH_DEL] = "DELETE FROM dir_watch WHERE dir = ?1",
+	[S_WATCH_DEL] = "DELETE FROM dir_watch WHERE dir = ?1 AND node <> ?2",
 	[S_HOLD_DEL] = "DELETE FROM open_holds WHERE node = ?1 AND ino = ?2",
 	[S_HOLDS_DEL] = "DELETE FROM open_holds WHERE node = ?1",
 	[S_HELD] = "SELECT count(*) FROM open_holds WHERE ino = ?1 "
@@ -236,10 +236,12 @@ int meta_dir_watch(struct meta *m, uint64_t dir, int64_t node)
 	return rc ? rc : meta_run_later(m, s, "directory watch");
 }
 
-int meta_dir_unwatch(struct meta *m, uint64_t dir)
+int meta_dir_unwatch(struct meta *m, uint64_t dir, int64_t keep)
 {
-	return meta_run_int_later(m, &meta_session_sql, S_WATCH_DEL,
-				  (int64_t)dir, "directory watch");
+	struct meta_st *s;
+	int rc = stmt2(m, S_WATCH_DEL, (int64_t)dir, keep, &s);
+
+	return rc ? rc : meta_run_later(m, s, "directory watch");
 }
 
 int meta_hold_del(struct meta *m, int64_t node, uint64_t ino)

@@ -485,7 +485,7 @@ again:
 	if (!rc)
 		rc = meta_inode_delete(t->meta, ip->ino);
 	if (!rc && meta_shared(t->meta))
-		rc = meta_dir_unwatch(t->meta, ip->ino);
+		rc = meta_dir_unwatch(t->meta, ip->ino, 0);
 	/* an entry in it (another node's, made meanwhile, too): the delete
 	 * of its row fails while an entry names it. On a shared store the
 	 * parent's count (the store's answer) comes back with the COMMIT:
