@@ -888,8 +888,13 @@ static void ctl_run(struct ctl_job *j)
 				     r.duration_ms);
 		break;
 	}
-	case CTL_BRANCH:
-		rc = tally_branch(j->t, cmd->args[0], cmd->args[1], &n);
+	case CTL_BRANCH: {
+		unsigned tries = 0;
+
+		/* a shared store's transaction that may pass: again */
+		do
+			rc = tally_branch(j->t, cmd->args[0], cmd->args[1], &n);
+		while (tally_retry(j->t, &rc, &tries));
 		if (!rc)
 			rc = aprintf(&j->report,
 				     "command: branch\nsource: %s\nbranch: %s"
@@ -898,6 +903,7 @@ static void ctl_run(struct ctl_job *j)
 				     cmd->args[0], cmd->args[1], n,
 				     ms_since(&t0));
 		break;
+	}
 	}
 	j->rc = rc;
 }

@@ -47,9 +47,10 @@ enum {
 	I_BRANCH_SHIFT,
 	I_BRANCH_INODES,
 	I_BRANCH_DENTRIES,
-	I_BRANCH_COUNTS,
 	I_BRANCH_BLOCKS,
+	I_BRANCH_COUNTS,
 	I_BRANCH_XATTRS,
+	I_BRANCH_GONE,
 	I_XATTR_GET,
 	I_XATTR_INSERT,
 	I_XATTR_REPLACE,
@@ -160,19 +161,26 @@ static const char *const inode_text[I_COUNT] = {
 	/* CROSS JOIN: the map drives, so a branch reads the blocks of its
 	 * inodes by key, never all the store's (the planner has no
 	 * statistics, and would scan blocks_obj) */
-	[I_BRANCH_COUNTS] =
-		"UPDATE objects SET refcount = refcount + c.n FROM "
-		"(SELECT b.obj AS obj, count(*) AS n FROM temp.branch_map m "
-		"CROSS JOIN blocks b ON b.ino = m.old GROUP BY b.obj) AS c "
-		"WHERE objects.id = c.obj",
 	[I_BRANCH_BLOCKS] =
 		"INSERT INTO blocks(ino, idx, obj, shard) SELECT m.new, b.idx, "
 		"b.obj, b.shard FROM temp.branch_map m CROSS JOIN blocks b "
 		"ON b.ino = m.old",
+	/* the counts from the copied blocks (on PostgreSQL each statement
+	 * reads the store anew: the source's could have changed) */
+	[I_BRANCH_COUNTS] =
+		"UPDATE objects SET refcount = refcount + c.n FROM "
+		"(SELECT b.obj AS obj, count(*) AS n FROM temp.branch_map m "
+		"CROSS JOIN blocks b ON b.ino = m.new GROUP BY b.obj) AS c "
+		"WHERE objects.id = c.obj",
 	[I_BRANCH_XATTRS] =
 		"INSERT INTO xattrs(ino, name, value) SELECT m.new, x.name, "
 		"x.value FROM temp.branch_map m JOIN xattrs x "
 		"ON x.ino = m.old",
+	/* after the counts: copied references to objects whose rows
+	 * another node deleted meanwhile (meta_refs_gone()) */
+	[I_BRANCH_GONE] = "SELECT count(*) FROM temp.branch_map m CROSS JOIN "
+			  "blocks b ON b.ino = m.new WHERE NOT EXISTS "
+			  "(SELECT 1 FROM objects o WHERE o.id = b.obj)",
 	[I_XATTR_GET] = "SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2",
 	[I_XATTR_INSERT] = "INSERT INTO xattrs(ino, name, value) "
 			   "VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
@@ -720,6 +728,8 @@ int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
 		if (id == I_BRANCH_MAP)
 			copied = (uint64_t)meta_changes(m);
 	}
+	if (!rc)
+		rc = meta_refs_gone(m, &meta_inode_sql, I_BRANCH_GONE, 0);
 	if (!rc)
 		rc = inodes_added(m, (int64_t)copied);
 	if (rc)

@@ -154,6 +154,15 @@ int meta_run_int(struct meta *m, const struct meta_sql *t, int id, int64_t a,
 int meta_run_int_later(struct meta *m, const struct meta_sql *t, int id,
 		       int64_t a, const char *what);
 
+/*
+ * A shared store, after a statement that raised the counts of copied
+ * references: statement @id of @t (integer ?1 = @a, if it has one)
+ * counts the references whose object row is gone (another node deleted
+ * it between the copy and the update). 0 when none (and always on one
+ * writer), -EDEADLK when some (the operation runs again), or -errno.
+ */
+int meta_refs_gone(struct meta *m, const struct meta_sql *t, int id, int64_t a);
+
 /* The first column of the first row of @s in *@v: 0, -ENOENT if there is
  * no row, or -errno. */
 int meta_int(struct meta *m, struct meta_st *s, int64_t *v, const char *what);

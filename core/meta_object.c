@@ -35,6 +35,7 @@ enum {
 	O_DROP_DEL,
 	O_COPY_BLOCKS,
 	O_COPY_COUNTS,
+	O_COPY_GONE,
 	O_COPY_XATTRS,
 	O_REFCOUNTS,
 	O_CHECK,
@@ -76,10 +77,18 @@ static const char *const object_text[O_COUNT] = {
 	[O_COPY_BLOCKS] = "INSERT INTO blocks(ino, idx, obj, shard) "
 			  "SELECT ?2, idx, obj, shard FROM blocks "
 			  "WHERE ino = ?1",
+	/* the copy's counts from the copy itself (?1 the new inode): on
+	 * PostgreSQL every statement reads the store anew */
 	[O_COPY_COUNTS] =
 		"UPDATE objects SET refcount = refcount + c.n FROM "
 		"(SELECT obj, count(*) AS n FROM blocks WHERE ino = ?1 "
 		"GROUP BY obj) AS c WHERE objects.id = c.obj",
+	/* after the counts: the references of ?1 to an object whose row
+	 * another node deleted meanwhile (every row still there is held by
+	 * the update until the commit) */
+	[O_COPY_GONE] =
+		"SELECT count(*) FROM blocks b WHERE b.ino = ?1 AND "
+		"NOT EXISTS (SELECT 1 FROM objects o WHERE o.id = b.obj)",
 	[O_COPY_XATTRS] = "INSERT INTO xattrs(ino, name, value) "
 			  "SELECT ?2, name, value FROM xattrs WHERE ino = ?1",
 	[O_REFCOUNTS] = "SELECT coalesce(o.refcount, 0) FROM blocks b "
@@ -225,6 +234,17 @@ static int obj_add(struct meta *m, int64_t id, int64_t delta)
 		return rc;
 	/* RETURNING statements finish their work on the first step. */
 	rc = meta_int(m, s, &count, "refcount update");
+	if (rc == -ENOENT && delta > 0 && meta_shared(m)) {
+		/* another node deleted the row after this transaction found
+		 * it (its last reference went): the reference would name
+		 * an object that is gone. The operation runs again, and
+		 * meets no row: a new object */
+		log_msg(LOG_INFO,
+			"object %" PRId64 " went while a reference to it "
+			"was added: the operation runs again",
+			id);
+		return -EDEADLK;
+	}
 	if (rc == -ENOENT) {
 		log_msg(LOG_WARNING,
 			"refcount change %+" PRId64 " of unknown "
@@ -457,6 +477,29 @@ int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from)
 	return rc ? rc : meta_run_later(m, s, "block delete");
 }
 
+int meta_refs_gone(struct meta *m, const struct meta_sql *t, int id, int64_t a)
+{
+	struct meta_st *s;
+	int64_t gone = 0;
+	int rc;
+
+	if (!meta_shared(m))
+		return 0; /* one writer: no row goes under a transaction */
+	rc = meta_stmt(m, t, id, &s);
+	if (rc)
+		return rc;
+	if (meta_param_count(s) >= 1)
+		meta_bind_int(s, 1, a);
+	rc = meta_int(m, s, &gone, "reference check");
+	if (rc || !gone)
+		return rc;
+	log_msg(LOG_INFO,
+		"%" PRId64 " copied reference(s) name objects another node "
+		"deleted meanwhile: the operation runs again",
+		gone);
+	return -EDEADLK;
+}
+
 int meta_blocks_copy(struct meta *m, uint64_t src, uint64_t dst)
 {
 	int rc = exec_pair(m, O_COPY_BLOCKS, (int64_t)src, (int64_t)dst,
@@ -464,7 +507,10 @@ int meta_blocks_copy(struct meta *m, uint64_t src, uint64_t dst)
 
 	if (!rc)
 		rc = meta_run_int(m, &meta_object_sql, O_COPY_COUNTS,
-				  (int64_t)src, "refcount update");
+				  (int64_t)dst, "refcount update");
+	if (!rc)
+		rc = meta_refs_gone(m, &meta_object_sql, O_COPY_GONE,
+				    (int64_t)dst);
 	if (!rc)
 		rc = exec_pair(m, O_COPY_XATTRS, (int64_t)src, (int64_t)dst,
 			       "xattr copy");
