@@ -144,6 +144,10 @@ int dirty_map_load(struct tally *t, struct inode *ip)
 	int rc = 0;
 
 	tally_lock(t);
+	if (ip->lost) {
+		tally_unlock(t);
+		return -EIO;
+	}
 	pthread_mutex_lock(&ip->io->mlock);
 	if (!ip->io->map_loaded) {
 		free(ip->io->map); /* whatever an unloaded map gathered */
@@ -154,6 +158,18 @@ int dirty_map_load(struct tally *t, struct inode *ip)
 		if (!rc) {
 			ip->io->mapcap = ip->io->nmap;
 			ip->io->map_loaded = true;
+		} else if (rc == -ENOENT) {
+			/* a shared store: the inode's row is gone (another
+			 * node freed it): no block reads as a hole */
+			if (!ip->freed) {
+				ip->lost = true;
+				log_msg(LOG_ERR,
+					"inode %" PRIu64 " was removed by "
+					"another node: its reads and writes "
+					"fail with EIO",
+					ip->ino);
+			}
+			rc = -EIO;
 		}
 	}
 	pthread_mutex_unlock(&ip->io->mlock);

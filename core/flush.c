@@ -392,6 +392,8 @@ int flush_take_err(struct tally *t, struct inode *ip, uint64_t upto)
 		rc = ip->err;
 		ip->err = 0;
 	}
+	if (!rc && ip->lost)
+		rc = -EIO; /* gone under this node: every sync fails */
 	tally_unlock(t);
 	return rc;
 }
@@ -696,6 +698,15 @@ static void finalize_group(struct tally *t, struct flush **g, size_t n)
 					"another node before its flush "
 					"committed: %zu block(s) dropped",
 					f->ip->ino, f->np);
+			/* still open here: the hold that kept it went (the
+			 * session expired), and what was written is lost:
+			 * the fsync or close that waits says so */
+			if (gone[i] && !rc && f->ip->opens && !f->ip->freed) {
+				f->ip->lost = true;
+				if (!f->ip->err)
+					f->ip->err_seq = f->seq;
+				f->ip->err = -EIO;
+			}
 			flush_unlist(f);
 			flush_discard_objects(t, f);
 		} else if (f->err || rc || f->ip->nfailed) {

@@ -624,6 +624,11 @@ static int log_batch(struct cycle *c, struct meta *m)
 	return meta_gc_log_put(m, c->event);
 }
 
+static int read_now(struct meta *m, void *ctx)
+{
+	return meta_now(m, ctx);
+}
+
 int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 {
 	struct cycle c = { .t = t, .o = o, .r = r };
@@ -638,10 +643,14 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	memset(r, 0, sizeof(*r));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r->dry_run = o->dry_run;
-	c.now = (int64_t)time(NULL);
+	/* the store's clock: the reports' times and the marks of other
+	 * nodes' cycles are read off it */
 	c.grace = o->grace < 0 ? GC_DEFAULT_GRACE : o->grace;
 	tally_gc_settings(t, &stale_after, &min_nodes, &node);
 	c.pj = progress_begin(tally_progress(t), "gc", "objects", 0);
+	rc = tally_meta_read(t, read_now, &c.now);
+	if (rc)
+		goto out;
 
 	/* our own report first, then the others' that are fresh enough */
 	rc = tally_report(t);

@@ -266,7 +266,8 @@ int meta_readdir(struct meta *m, uint64_t parent, int64_t after,
 			   const struct meta_inode *md),
 		 void *ctx);
 
-/* Block map of @ino, sorted by index; *out malloc'ed, caller frees. */
+/* Block map of @ino, sorted by index; *out malloc'ed, caller frees. On a
+ * shared store -ENOENT if the inode has no row (another node freed it). */
 int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
 		     size_t *n);
 /*
@@ -385,7 +386,10 @@ int meta_gc_log(struct meta *m, struct meta_gc_event *v, size_t max, size_t *n);
 int meta_node_report(struct meta *m, int64_t node, int64_t at,
 		     const char *const *names, size_t n);
 int meta_node_remove(struct meta *m, int64_t node);
-/* Drop the reports older than @before; *pruned receives how many. */
+/* Drop the reports older than @before, and with them the nodes'
+ * sessions, open holds and directory watches (as meta_session_remove());
+ * on a shared store the unlinked inodes that only they held go too.
+ * *pruned receives how many reports went. */
 int meta_nodes_prune(struct meta *m, int64_t before, uint64_t *pruned);
 int meta_nodes_count(struct meta *m, uint64_t *n);
 /* Every object named by a node report, a pin or a move in progress. */
@@ -482,6 +486,16 @@ int meta_holds_release(struct meta *m, int64_t node, const uint64_t *inos,
 int meta_relaxed(struct meta *m);
 /* Inodes with no link and no hold: a new array *@inos. */
 int meta_orphans_unheld(struct meta *m, uint64_t **inos, size_t *n);
+/* In a transaction: free those inodes (their blocks and rows); *@n
+ * receives how many. */
+int meta_orphans_free(struct meta *m, size_t *n);
+/*
+ * The store's clock in seconds since the epoch: on a shared store the
+ * server's, so that the times of sessions and node reports that nodes
+ * compare are read off one clock whatever the nodes' own say (a node
+ * whose clock is minutes off neither expires early nor lingers).
+ */
+int meta_now(struct meta *m, int64_t *now);
 /* Remove session @id, its open holds and its node report. */
 int meta_session_remove(struct meta *m, int64_t id);
 /* Every session, oldest first; a nonzero return of @fn stops the scan. */

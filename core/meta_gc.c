@@ -29,6 +29,8 @@ enum {
 	G_NODE_NAME,
 	G_NODE_DEL,
 	G_PRUNE_SESSIONS,
+	G_PRUNE_HOLDS,
+	G_PRUNE_WATCHES,
 	G_PRUNE_OBJECTS,
 	G_PRUNE_REPORTS,
 	G_NODES_COUNT,
@@ -69,6 +71,12 @@ static const char *const gc_text[G_COUNT] = {
 	[G_PRUNE_SESSIONS] = "DELETE FROM sessions WHERE id IN "
 			     "(SELECT node FROM node_reports WHERE "
 			     "reported_at < ?1)",
+	[G_PRUNE_HOLDS] = "DELETE FROM open_holds WHERE node IN "
+			  "(SELECT node FROM node_reports WHERE "
+			  "reported_at < ?1)",
+	[G_PRUNE_WATCHES] = "DELETE FROM dir_watch WHERE node IN "
+			    "(SELECT node FROM node_reports WHERE "
+			    "reported_at < ?1)",
 	[G_PRUNE_OBJECTS] = "DELETE FROM node_objects WHERE node IN "
 			    "(SELECT node FROM node_reports WHERE "
 			    "reported_at < ?1)",
@@ -290,7 +298,16 @@ int meta_nodes_prune(struct meta *m, int64_t before, uint64_t *pruned)
 	 * register again, and ship again what it had in flight, before it
 	 * commits (meta_session_hold()) */
 	int rc = exec_ints(m, G_PRUNE_SESSIONS, before, 0, "node prune");
+	bool unheld = false;
 
+	/* what meta_session_remove() takes with a session: its holds
+	 * left behind, a file unlinked later would never be freed */
+	if (!rc)
+		rc = exec_ints(m, G_PRUNE_HOLDS, before, 0, "node prune");
+	if (!rc)
+		unheld = meta_changes(m) > 0;
+	if (!rc)
+		rc = exec_ints(m, G_PRUNE_WATCHES, before, 0, "node prune");
 	if (!rc)
 		rc = exec_ints(m, G_PRUNE_OBJECTS, before, 0, "node prune");
 
@@ -298,6 +315,17 @@ int meta_nodes_prune(struct meta *m, int64_t before, uint64_t *pruned)
 		rc = exec_ints(m, G_PRUNE_REPORTS, before, 0, "node prune");
 	if (!rc)
 		*pruned = (uint64_t)meta_changes(m);
+	/* the unlinked files only those nodes held open go now */
+	if (!rc && unheld && meta_shared(m)) {
+		size_t n = 0;
+
+		rc = meta_orphans_free(m, &n);
+		if (!rc && n)
+			log_msg(LOG_INFO,
+				"freed %zu unlinked inode(s) that pruned "
+				"nodes held open",
+				n);
+	}
 	return rc;
 }
 

@@ -110,8 +110,18 @@ static const char *const object_text[O_COUNT] = {
 			    "WHERE id > ?1 ORDER BY id LIMIT ?2",
 };
 
+static const char *const object_pg[O_COUNT] = {
+	/* a shared store: the inode's row with its blocks (one row of NULLs
+	 * if it has none), so that an inode another node freed is told
+	 * from one without blocks: no row at all */
+	[O_BLOCKS_LOAD] = "SELECT b.idx, b.obj, b.shard, o.name, o.size "
+			  "FROM inodes i LEFT JOIN blocks b ON b.ino = i.ino "
+			  "LEFT JOIN objects o ON o.id = b.obj "
+			  "WHERE i.ino = ?1 ORDER BY b.idx",
+};
+
 const struct meta_sql meta_object_sql = { META_OBJECT, O_COUNT, object_text,
-					  NULL };
+					  object_pg };
 
 void meta_objlist_init(struct meta_objlist *l)
 {
@@ -177,7 +187,7 @@ int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
 {
 	struct meta_st *s;
 	struct meta_bref *v = NULL;
-	size_t cnt = 0, cap = 0;
+	size_t cnt = 0, cap = 0, rows = 0;
 	int rc = meta_stmt(m, &meta_object_sql, O_BLOCKS_LOAD, &s);
 
 	if (rc)
@@ -187,6 +197,9 @@ int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
 		struct meta_bref *b;
 		const char *name;
 
+		rows++;
+		if (meta_col_int(s, 1) == 0)
+			continue; /* the inode's row alone: no block */
 		if (array_reserve(&v, &cap, cnt + 1, sizeof(*v))) {
 			meta_reset(s);
 			rc = -ENOMEM;
@@ -208,6 +221,8 @@ int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
 			snprintf(b->name, OBJNAME_MAX, "%s", name);
 		}
 	}
+	if (!rc && !rows && meta_shared(m))
+		rc = -ENOENT; /* no inode row */
 	if (rc) {
 		free(v);
 		return rc;

@@ -47,6 +47,7 @@ enum {
 	S_HOLDS_DEL_SOME,
 	S_INODES_LOCK,
 	S_RELAXED,
+	S_NOW,
 	S_COUNT
 };
 
@@ -101,6 +102,7 @@ static const char *const session_text[S_COUNT] = {
 			  "ino IN (SELECT value FROM json_each(?1)) "
 			  "ORDER BY ino",
 	[S_RELAXED] = "SELECT 1",
+	[S_NOW] = "SELECT CAST(strftime('%s', 'now') AS INTEGER)",
 };
 
 static const char *const session_pg[S_COUNT] = {
@@ -127,6 +129,9 @@ static const char *const session_pg[S_COUNT] = {
 			  "ORDER BY ino FOR UPDATE) SELECT ino FROM l "
 			  "WHERE nlink = 0",
 	[S_RELAXED] = "SELECT set_config('synchronous_commit', 'off', true)",
+	/* the server's clock, the one every node's times are compared by */
+	[S_NOW] = "SELECT CAST(extract(epoch FROM clock_timestamp()) "
+		  "AS BIGINT)",
 };
 
 const struct meta_sql meta_session_sql = { META_SESSION, S_COUNT, session_text,
@@ -399,6 +404,31 @@ int meta_orphans_unheld(struct meta *m, uint64_t **inos, size_t *n)
 	int rc = meta_stmt(m, &meta_session_sql, S_UNHELD, &s);
 
 	return rc ? rc : meta_int_rows(m, s, "orphans", inos, n);
+}
+
+int meta_orphans_free(struct meta *m, size_t *n)
+{
+	uint64_t *inos = NULL;
+	size_t i;
+	int rc = meta_orphans_unheld(m, &inos, n);
+
+	for (i = 0; !rc && i < *n; i++) {
+		rc = meta_blocks_drop(m, inos[i], 0);
+		if (!rc)
+			rc = meta_inode_delete(m, inos[i]);
+	}
+	free(inos);
+	return rc;
+}
+
+int meta_now(struct meta *m, int64_t *now)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_session_sql, S_NOW, &s);
+
+	if (!rc)
+		rc = meta_int(m, s, now, "clock");
+	return rc == -ENOENT ? -EIO : rc;
 }
 
 int meta_sessions(struct meta *m,

@@ -64,10 +64,15 @@ int tally_report(struct tally *t)
 		}
 	}
 	if (!rc) {
+		int64_t now = 0;
+
+		/* stamped by the store's clock, which GC's prune reads */
 		rc = meta_begin(t->meta);
 		if (!rc)
-			rc = meta_node_report(t->meta, t->node_id,
-					      (int64_t)time(NULL), a.v, a.n);
+			rc = meta_now(t->meta, &now);
+		if (!rc)
+			rc = meta_node_report(t->meta, t->node_id, now, a.v,
+					      a.n);
 		rc = tally_txn_end(t, rc);
 	}
 	if (!rc)

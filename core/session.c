@@ -37,9 +37,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "core/array.h"
 #include "core/log.h"
 #include "core/meta.h"
 #include "core/store.h"
@@ -88,10 +90,66 @@ static void note_session(struct tally *t)
 		unlink(tmp);
 }
 
-/* Add this mount's session row (t->lock held). */
-static int session_add(struct tally *t, int64_t now)
+/*
+ * A renewal: this node's hold of every file it has open, again, in the
+ * transaction that registers the new session (t->lock held), so that no
+ * commit of the new node comes before them. The holds went with the old
+ * session; a file another node freed meanwhile has no row: its number
+ * goes into *@lost (a new array of *@nlost).
+ */
+static int holds_again(struct tally *t, uint64_t **lost, size_t *nlost)
 {
-	int64_t last = last_session(t);
+	size_t i, cap = 0;
+	int rc = 0;
+
+	for (i = 0; i < itable_size(t) && !rc; i++) {
+		struct inode *ip;
+
+		for (ip = t->itable[i]; ip && !rc; ip = ip->next) {
+			if (!ip->opens || !S_ISREG(ip->md.mode) || ip->freed ||
+			    ip->lost)
+				continue;
+			rc = meta_hold_add(t->meta, t->node_id, ip->ino);
+			if (rc != -ENOENT)
+				continue;
+			rc = array_reserve(lost, &cap, *nlost + 1,
+					   sizeof(**lost));
+			if (!rc)
+				(*lost)[(*nlost)++] = ip->ino;
+		}
+	}
+	return rc;
+}
+
+/* Files open here whose rows another node freed while this node's
+ * session had expired (t->lock held): their descriptors fail with EIO
+ * from now on, reads and writes alike (never holes, never a write taken
+ * and dropped). */
+static void mark_lost(struct tally *t, const uint64_t *inos, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		struct inode *ip = inode_find(t, inos[i]);
+
+		if (!ip)
+			continue;
+		ip->lost = true;
+		log_msg(LOG_ERR,
+			"inode %" PRIu64 ": removed by another node while "
+			"this node's session had expired; its open "
+			"descriptors fail with EIO",
+			inos[i]);
+	}
+}
+
+/* Add this mount's session row (t->lock held); @rehold: a renewal (the
+ * files open here are held again). */
+static int session_add(struct tally *t, bool rehold)
+{
+	int64_t last = last_session(t), now = 0;
+	uint64_t *lost = NULL;
+	size_t nlost = 0;
 	char host[256];
 	int rc;
 
@@ -99,6 +157,8 @@ static int session_add(struct tally *t, int64_t now)
 		snprintf(host, sizeof(host), "unknown");
 	host[sizeof(host) - 1] = '\0';
 	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_now(t->meta, &now);
 	/* this directory's last mount, dead: we hold its lock now */
 	if (!rc && last && last != t->node_id)
 		rc = meta_session_remove(t->meta, last);
@@ -108,17 +168,20 @@ static int session_add(struct tally *t, int64_t now)
 	if (!rc)
 		rc = meta_session_add(t->meta, t->node_id, host,
 				      (int64_t)getpid(), now, now + expiry(t));
+	if (!rc && rehold)
+		rc = holds_again(t, &lost, &nlost);
 	rc = tally_txn_end(t, rc);
 	if (!rc) {
-		t->last_beat = now;
+		mark_lost(t, lost, nlost);
+		t->last_beat = (int64_t)time(NULL);
 		note_session(t);
 	}
+	free(lost);
 	return rc;
 }
 
 int session_start(struct tally *t)
 {
-	int64_t now = (int64_t)time(NULL);
 	int rc;
 
 	tally_lock(t);
@@ -128,7 +191,7 @@ int session_start(struct tally *t)
 	 * node, back, finds its connection lost and runs the operation
 	 * again (or, its session gone, registers again first) */
 	meta_set_idle_limit(t->meta, expiry(t));
-	rc = session_add(t, now);
+	rc = session_add(t, false);
 	tally_unlock(t);
 	if (rc)
 		log_msg(LOG_ERR, "cannot register the session: %s",
@@ -139,21 +202,14 @@ int session_start(struct tally *t)
 /* The inodes no link names and no node holds open (in a transaction). */
 static int free_orphans(struct tally *t)
 {
-	uint64_t *inos = NULL;
-	size_t n = 0, i;
-	int rc = meta_orphans_unheld(t->meta, &inos, &n);
+	size_t n = 0;
+	int rc = meta_orphans_free(t->meta, &n);
 
-	for (i = 0; i < n && !rc; i++) {
-		rc = meta_blocks_drop(t->meta, inos[i], 0);
-		if (!rc)
-			rc = meta_inode_delete(t->meta, inos[i]);
-	}
 	if (!rc && n)
 		log_msg(LOG_INFO,
 			"freed %zu unlinked inode(s) that expired "
 			"sessions held open",
 			n);
-	free(inos);
 	return rc;
 }
 
@@ -202,7 +258,7 @@ int session_renew(struct tally *t)
 	dirnames_forget_all(t);
 	t->node_id = store_random_id();
 	meta_set_self(t->meta, t->node_id);
-	rc = session_add(t, (int64_t)time(NULL));
+	rc = session_add(t, true);
 	t->last_report = 0;
 	log_msg(LOG_WARNING,
 		"node %" PRId64 ": the session had expired; registered "
@@ -213,15 +269,18 @@ int session_renew(struct tally *t)
 
 int session_tick(struct tally *t)
 {
-	int64_t now = (int64_t)time(NULL);
+	int64_t local = (int64_t)time(NULL), now = 0;
 	int rc;
 
 	tally_lock(t);
-	if (now - t->last_beat < t->heartbeat) {
+	/* the pace is this node's; the times written, the store's */
+	if (local - t->last_beat < t->heartbeat) {
 		tally_unlock(t);
 		return 0;
 	}
 	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_now(t->meta, &now);
 	if (!rc)
 		rc = meta_session_beat(t->meta, t->node_id, now,
 				       now + expiry(t));
@@ -229,7 +288,7 @@ int session_tick(struct tally *t)
 	if (rc == -ENOENT) {
 		rc = session_renew(t);
 	} else if (!rc) {
-		t->last_beat = now;
+		t->last_beat = local;
 	}
 	if (!rc)
 		rc = cleanup(t, now);

@@ -98,6 +98,11 @@ struct inode {
 	uint64_t trunc_size;  /* protected by rw and t->lock: drop past this,
 			      * the lowest size since a flush, if truncated */
 	bool freed;	      /* protected by t->lock */
+	bool lost;	      /* protected by t->lock: a shared store's file
+			       * open here whose row another node freed
+			       * while this node's hold was gone (its
+			       * session expired): reads, writes and
+			       * flushes fail with EIO */
 	int64_t hold_due;     /* protected by t->lock: a shared store's hold
 			      * of this node, kept after the last close
 			      * until then (monotonic ms; 0: none kept;

@@ -70,13 +70,16 @@ static int say_session(void *ctx, const struct meta_session *e)
  */
 static int sessions_live(struct store *s, bool say)
 {
-	int64_t now = (int64_t)time(NULL);
+	int64_t now = 0;
 	uint64_t n = 0;
 	int rc;
 
 	if (!meta_shared(s->meta))
 		return 0;
-	rc = meta_sessions_live(s->meta, now, 0, &n);
+	/* the server's clock, as the sessions' own times */
+	rc = meta_now(s->meta, &now);
+	if (!rc)
+		rc = meta_sessions_live(s->meta, now, 0, &n);
 	if (rc || !n)
 		return rc;
 	if (say) {

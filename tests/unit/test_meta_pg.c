@@ -21,6 +21,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "core/gc.h"
 #include "core/meta.h"
 #include "core/reap.h"
 #include "core/tally.h"
@@ -2302,5 +2303,167 @@ Test(meta_pg, a_flush_whose_object_another_node_frees_makes_it_anew)
 		     (ssize_t)sizeof(back));
 	cr_assert_eq(memcmp(back, buf, sizeof(buf)), 0);
 	cr_assert_eq(tally_release(a, j.ino), 0);
+	two_nodes_close(a, b, dir);
+}
+
+/* The rows of @table whose column @col names node @node. */
+static int64_t node_rows(const char *table, const char *col, int64_t node)
+{
+	char sql[160];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM %s WHERE %s = %" PRId64, table, col,
+		 node);
+	return db_int(db, sql);
+}
+
+/* The node that holds @ino open (0: none). */
+static int64_t holder_of(uint64_t ino)
+{
+	char sql[128];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT coalesce(max(node), 0) FROM open_holds WHERE "
+		 "ino = %" PRIu64,
+		 ino);
+	return db_int(db, sql);
+}
+
+/* File @name made in @dir on node @t, @len bytes of @buf written and
+ * committed, left open: its inode number. */
+static uint64_t written_open(struct tally *t, uint64_t dir, const char *name,
+			     const char *buf, size_t len)
+{
+	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
+	struct stat st;
+
+	cr_assert_eq(tally_create(t, &me, dir, name, 0644, &st), 0);
+	cr_assert_eq(tally_write(t, st.st_ino, buf, len, 0), (ssize_t)len);
+	cr_assert_eq(tally_flush(t, st.st_ino), 0);
+	return st.st_ino;
+}
+
+/*
+ * Node a has two files open when its session expires and another node's
+ * cleanup removes it with its holds (a was stopped, or cut off). Node b
+ * removes one of them, "gone", before a is back: nobody holds it, its
+ * rows go. a, back, registers again and holds its open files again in
+ * that same transaction: b's removal of "kept" after that leaves it to
+ * a, which reads it whole. "gone" is lost to a: its reads and writes
+ * fail with EIO (before: its reads gave zeros where the blocks were, its
+ * writes returned success and were dropped; and "kept" went too).
+ */
+Test(meta_pg, open_files_are_held_again_after_a_renewal)
+{
+	struct tally_opts o = { .block_size = 4096, .create = true };
+	char buf[3 * 4096], back[3 * 4096];
+	struct tally *a, *b;
+	struct meta_inode md;
+	struct stat st;
+	uint64_t ns, k, g;
+	int64_t old, beat;
+	char *dir, sql[128];
+	int i;
+
+	o.heartbeat = 3;
+	dir = two_nodes(&o, &a, &b, &ns);
+	tu_fill(buf, sizeof(buf), 3);
+	k = written_open(a, ns, "kept", buf, sizeof(buf));
+	g = written_open(a, ns, "gone", buf, sizeof(buf));
+	old = holder_of(k);
+	cr_assert_neq(old, 0);
+	cr_assert_eq(holder_of(g), old);
+
+	/* a's session expired: the cleanup takes it and its holds, right
+	 * after a's heartbeat (a notices at its next, 2-3 s later) */
+	snprintf(sql, sizeof(sql),
+		 "SELECT heartbeat FROM sessions WHERE id = %" PRId64, old);
+	beat = db_int(db, sql);
+	for (i = 0; i < 400 && db_int(db, sql) == beat; i++)
+		usleep(20000);
+	cr_assert_neq(db_int(db, sql), beat, "a never beat");
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_session_remove(m, old), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(tally_lookup(b, ns, "gone", &st), 0);
+	cr_assert_eq(tally_unlink(b, ns, "gone"), 0);
+	cr_assert(row_gone(g), "nobody held it, yet it stays");
+
+	/* a is back: a new session, holding "kept" again */
+	for (i = 0; i < 200 && (holder_of(k) == 0 || holder_of(k) == old); i++)
+		usleep(50000);
+	cr_assert(holder_of(k) != 0 && holder_of(k) != old,
+		  "a never held its open file again");
+	cr_assert_eq(tally_lookup(b, ns, "kept", &st), 0);
+	cr_assert_eq(tally_unlink(b, ns, "kept"), 0);
+	cr_assert_eq(meta_inode_get(m, k, &md), 0, "freed under a's hold");
+	cr_assert_eq(md.nlink, 0);
+	memset(back, 0, sizeof(back));
+	cr_assert_eq(tally_read(a, k, back, sizeof(back), 0),
+		     (ssize_t)sizeof(back));
+	cr_assert_eq(memcmp(back, buf, sizeof(buf)), 0);
+
+	/* "gone" is lost here: EIO, never holes, never a write dropped */
+	cr_assert_eq(tally_read(a, g, back, sizeof(back), 0), -EIO);
+	cr_assert_eq(tally_write(a, g, buf, 4096, 0), -EIO);
+	cr_assert_eq(tally_fsync(a, g, false), -EIO);
+
+	/* the session's times are the server's */
+	cr_assert_eq(db_int(db, "SELECT count(*) FROM sessions WHERE "
+				"abs(heartbeat - extract(epoch FROM now())) "
+				"> 5"),
+		     0);
+
+	cr_assert_eq(tally_release(a, k), 0);
+	tally_release(a, g);
+	cr_assert(row_gone(k), "the last close left the file");
+	two_nodes_close(a, b, dir);
+}
+
+/*
+ * GC prunes node a (its report older than the stale limit: a stopped
+ * node): a's session goes, and with it a's open holds and directory
+ * watches, as when a session expires. A file a held open that b had
+ * unlinked goes then (before: its hold stayed, and the file was never
+ * freed; nor was any file a had open and b unlinked later).
+ */
+Test(meta_pg, a_pruned_node_leaves_no_holds_or_watches)
+{
+	static const struct tally_ctx me = { .uid = 0, .gid = 0 };
+	struct tally_opts o = { .block_size = 4096, .create = true };
+	struct gc_opts go = { .grace = 0 };
+	struct gc_report r;
+	char buf[4096], sql[160];
+	struct tally *a, *b;
+	struct meta_inode md;
+	struct stat st;
+	uint64_t ns, f;
+	int64_t an;
+	char *dir;
+
+	dir = two_nodes(&o, &a, &b, &ns);
+	tu_fill(buf, sizeof(buf), 5);
+	f = written_open(a, ns, "f", buf, sizeof(buf));
+	an = holder_of(f);
+	cr_assert_neq(an, 0);
+	cr_assert_eq(tally_mkdir(a, &me, ns, "d", 0755, &st), 0);
+	cr_assert_eq(tally_report(a), 0);
+	cr_assert_eq(tally_lookup(b, ns, "f", &st), 0);
+	cr_assert_eq(tally_unlink(b, ns, "f"), 0);
+	cr_assert_eq(meta_inode_get(m, f, &md), 0);
+
+	snprintf(
+		sql, sizeof(sql),
+		"UPDATE node_reports SET reported_at = 1 WHERE node = %" PRId64,
+		an);
+	admin(db, sql);
+	cr_assert_eq(gc_run(b, &go, &r), 0);
+	cr_assert_geq(r.stale_nodes, 1);
+	cr_assert_eq(node_rows("sessions", "id", an), 0);
+	cr_assert_eq(node_rows("open_holds", "node", an), 0);
+	cr_assert_eq(node_rows("dir_watch", "node", an), 0);
+	cr_assert_eq(meta_inode_get(m, f, &md), -ENOENT,
+		     "an unlinked file only the pruned node held stays");
+	tally_release(a, f);
 	two_nodes_close(a, b, dir);
 }
