@@ -7,12 +7,14 @@
 # postgresql-15 provides the server binaries (/usr/lib/postgresql/15/bin)
 # of the throwaway clusters of tests/pg/lib.sh; libpq-dev, libpq's headers
 # and pkg-config file, is for the code that talks to PostgreSQL.
+# faketime runs a test process with its clock off the server's
+# (tests/pg/meson.build, unit_meta_pg_skew).
 set -eu
 PKGS="gcc clang meson ninja-build pkg-config libfuse3-dev fuse3
 libxxhash-dev libsqlite3-dev sqlite3 libcriterion-dev clang-format
 attr rsync tar python3 git bc libclang-rt-14-dev libjansson-dev
 libcurl4-openssl-dev libexpat1-dev libssl-dev nodejs npm python3-botocore curl
-xxhash postgresql-15 libpq-dev"
+xxhash postgresql-15 libpq-dev faketime"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 missing=""

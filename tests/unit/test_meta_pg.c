@@ -2467,3 +2467,45 @@ Test(meta_pg, a_pruned_node_leaves_no_holds_or_watches)
 	tally_release(a, f);
 	two_nodes_close(a, b, dir);
 }
+
+/*
+ * Run under faketime with this process's clock ten minutes behind the
+ * server's (tests/pg/meson.build, unit_meta_pg_skew): every time this
+ * node writes to its session and its report is the server's, so a node
+ * with a right clock neither takes it for dead (before: its expiry lay
+ * ten minutes in the past, and every other node's cleanup removed it at
+ * once, a new session at every heartbeat) nor keeps it too long.
+ */
+Test(meta_pg, skewed_a_node_behind_the_server_clock_keeps_its_session)
+{
+	struct tally_opts o = { .block_size = 4096, .create = true };
+	int64_t skew, node;
+	struct tally *a;
+	char path[4096], sql[200], *dir = tu_tmpdir();
+
+	skew = db_int(db, "SELECT CAST(extract(epoch FROM now()) AS BIGINT)") -
+	       (int64_t)time(NULL);
+	cr_assert_gt(skew, 300, "this process's clock is not behind the "
+				"server's (run under faketime)");
+	o.meta = uri;
+	o.heartbeat = 1;
+	snprintf(path, sizeof(path), "%s/node", dir);
+	cr_assert_eq(tally_open(path, &o, &a), 0);
+	cr_assert_eq(tally_report(a), 0);
+	node = db_int(db, "SELECT id FROM sessions");
+	/* three heartbeats: still the one session, its times the server's */
+	sleep(3);
+	cr_assert_eq(db_int(db, "SELECT count(*) FROM sessions"), 1);
+	cr_assert_eq(db_int(db, "SELECT id FROM sessions"), node,
+		     "the session was taken for expired");
+	cr_assert_eq(db_int(db, "SELECT count(*) FROM sessions WHERE "
+				"abs(heartbeat - extract(epoch FROM now())) "
+				"> 5 OR expires < extract(epoch FROM now())"),
+		     0, "the session's times are this node's clock");
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM node_reports WHERE abs(reported_at - "
+		 "extract(epoch FROM now())) > 10");
+	cr_assert_eq(db_int(db, sql), 0, "the report's time is this node's");
+	cr_assert_eq(tally_close(a), 0);
+	tu_rmrf(dir);
+}
