@@ -37,6 +37,8 @@ struct fsck {
 	char (*prot)[OBJSTORE_KEY_MAX]; /* sorted protected names */
 	size_t nprot, protcap;
 	unsigned shard; /* being listed */
+	int64_t self;	/* a shared store: the node of this directory's
+			   last mount (STORE/session), 0 if unknown */
 	struct {
 		int64_t obj, truth;
 		uint32_t src;
@@ -102,6 +104,28 @@ static int add_fix(struct fsck *f, int64_t id, int64_t truth)
 	return 0;
 }
 
+/*
+ * A shared store: whether object @name is queued for upload by a node
+ * other than this directory's last mount. Its copy is then in that node's
+ * cache directory (a flush writes the copy before its commit queues the
+ * upload, and a copy not in the bucket is never evicted), not in this
+ * one: not a loss this check can see (said).
+ */
+static bool queued_elsewhere(struct fsck *f, const char *name)
+{
+	int64_t node = 0;
+
+	if (!meta_shared(f->s->meta) ||
+	    meta_remote_queued_by(f->s->meta, name, &node) || !node ||
+	    node == f->self)
+		return false;
+	sayf(f,
+	     "elsewhere: object '%s' is queued for upload by node %" PRId64
+	     ", whose cache directory holds its copy (not this one's)",
+	     name, node);
+	return true;
+}
+
 static int check_one(void *arg, const struct meta_check *c)
 {
 	struct fsck *f = arg;
@@ -129,6 +153,8 @@ static int check_one(void *arg, const struct meta_check *c)
 		if (meta_remote_state(f->s->meta, c->name, &rs) == 0 &&
 		    rs.remote && (!rs.cached || meta_shared(f->s->meta))) {
 			f->res->remote_only++;
+		} else if (c->truth > 0 && queued_elsewhere(f, c->name)) {
+			f->res->queued_elsewhere++;
 		} else if (c->truth > 0 &&
 			   meta_remote_queued(f->s->meta, c->name) == 1) {
 			f->res->dangling += (uint64_t)c->truth;
@@ -347,6 +373,7 @@ static int repair_corrupt(struct fsck *f)
 
 static int repair(struct fsck *f)
 {
+	uint64_t stale = 0;
 	size_t i;
 	int rc;
 
@@ -363,6 +390,8 @@ static int repair(struct fsck *f)
 				    f->gfix[i].truth, f->gfix[i].has_ghost);
 	for (i = 0; i < f->nnameless && !rc; i++)
 		rc = meta_inode_unname(f->s->meta, f->nameless[i]);
+	if (!rc && f->res->claims_stale)
+		rc = meta_remote_claims_stale(f->s->meta, &stale);
 	/* after the counts were set to the references, these among them:
 	 * the objects left at zero are settled by the commit */
 	for (i = 0; i < f->nhomeless && !rc; i++) {
@@ -379,7 +408,7 @@ static int repair(struct fsck *f)
 		return rc;
 	}
 	f->res->repaired = f->nfix + f->ngfix + f->res->usage_drift +
-			   f->nnameless + f->nhomeless;
+			   f->nnameless + f->nhomeless + stale;
 	/* the objects the drop of homeless rows left at zero */
 	f->res->removed += reap_dead(f->s->meta, f->s->objs);
 	/* only after the commit (made durable), and only what nothing
@@ -425,6 +454,41 @@ static int nameless_check(struct fsck *f)
 	return 0;
 }
 
+/* The node of the last mount of the store directory (STORE/session),
+ * 0 if unknown. */
+static int64_t last_node(struct store *s)
+{
+	char path[4096], buf[32] = "";
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/session", s->path);
+	fp = fopen(path, "r");
+	if (!fp)
+		return 0;
+	if (!fgets(buf, sizeof(buf), fp))
+		buf[0] = '\0';
+	fclose(fp);
+	return strtoll(buf, NULL, 10);
+}
+
+/* A deletion claim under way: no node is mounted while the check runs
+ * (tallyfsck refuses a live session), so the node that made it is gone,
+ * and its claim holds the upload of its name until a mount takes it
+ * over (core/remote.c) or --repair does. */
+static int check_claim(void *arg, const char *name, int64_t since, int64_t node)
+{
+	struct fsck *f = arg;
+
+	f->res->claims_stale++;
+	sayf(f,
+	     "stale claim: the deletion of the key of '%s' was left under "
+	     "way by node %" PRId64 " (at %" PRId64 "): an upload of the "
+	     "object waits for it%s",
+	     name, node, since,
+	     f->repair ? ": taken over" : " until a mount takes it over");
+	return 0;
+}
+
 int fsck_run(struct store *s, bool do_repair,
 	     void (*say)(void *ctx, const char *line), void *ctx,
 	     struct fsck_result *res)
@@ -440,7 +504,11 @@ int fsck_run(struct store *s, bool do_repair,
 
 	memset(res, 0, sizeof(*res));
 	meta_objlist_init(&f.dead);
+	if (meta_shared(s->meta))
+		f.self = last_node(s);
 	rc = meta_check_counts(s->meta, check_one, &f);
+	if (!rc)
+		rc = meta_remote_claims(s->meta, check_claim, &f);
 	/* pinned objects and node reports' active sets are no orphans */
 	if (!rc)
 		rc = meta_protected_names(s->meta, add_protected, &f);
@@ -488,8 +556,9 @@ int fsck_run(struct store *s, bool do_repair,
 		if (rc)
 			goto out;
 	}
-	if (do_repair && (f.nfix || f.ngfix || f.dead.n || f.nbad ||
-			  res->usage_drift || f.nnameless || f.nhomeless))
+	if (do_repair &&
+	    (f.nfix || f.ngfix || f.dead.n || f.nbad || res->usage_drift ||
+	     f.nnameless || f.nhomeless || res->claims_stale))
 		rc = repair(&f);
 out:
 	free(f.nameless);
@@ -508,7 +577,8 @@ bool fsck_problems(const struct fsck_result *res)
 	return res->drift_under || res->drift_over || res->dangling ||
 	       res->orphans || res->ghost_drift || res->unreachable ||
 	       res->usage_drift || res->corrupt || res->bucket_missing ||
-	       res->bucket_orphans || res->nameless || res->homeless;
+	       res->bucket_orphans || res->nameless || res->homeless ||
+	       res->claims_stale;
 }
 
 struct bucket_ctx {

@@ -32,6 +32,12 @@ struct fsck_result {
 	uint64_t dropped;     /* corrupt objects nothing could restore */
 	uint64_t remote_only; /* evicted: only the bucket holds them (fine) */
 	uint64_t queued_missing; /* queued for upload, no local copy (lost) */
+	/* a shared store: queued for upload by another node, whose cache
+	 * holds the copy (not lost) */
+	uint64_t queued_elsewhere;
+	/* a shared store: deletions left under way by nodes gone, holding
+	 * the uploads of their names (--repair: taken over) */
+	uint64_t claims_stale;
 	uint64_t bucket_keys;	 /* fsck_bucket(): object keys listed */
 	uint64_t bucket_missing; /* recorded in the bucket, not there (lost) */
 	uint64_t bucket_orphans; /* keys nothing names (a leak) */

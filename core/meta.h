@@ -711,6 +711,24 @@ int meta_remote_claim(struct meta *m, const char *name);
 int meta_remote_unclaim(struct meta *m, const char *name);
 int meta_remote_gone(struct meta *m, const char *name);
 int meta_remote_gone_prune(struct meta *m, int64_t before);
+/*
+ * Take over the claims under way of nodes whose session is gone (a node
+ * killed, or cut off past its expiry, with a deletion in flight): each
+ * is recorded as made or tried (meta_remote_gone()), so the upload of
+ * the content written again goes. *@n: how many. A shared store's
+ * storage loop calls it; with the embedded engine (one mount at a time)
+ * every claim under way is a mount's that ended.
+ */
+int meta_remote_claims_stale(struct meta *m, uint64_t *n);
+/* Each claim under way: @fn(ctx, name, since, node) (node 0: unknown),
+ * by name; a nonzero return of @fn stops and is returned. */
+int meta_remote_claims(struct meta *m,
+		       int (*fn)(void *ctx, const char *name, int64_t since,
+				 int64_t node),
+		       void *ctx);
+/* The node that queued the upload of @name (0: unknown, the embedded
+ * engine): 0, -ENOENT if none is queued, or -errno. */
+int meta_remote_queued_by(struct meta *m, const char *name, int64_t *node);
 /* The flush shipped object @name before its commit: record it in the
  * bucket and dequeue it (1), unless a deletion of its key is under way
  * or was made lately (0: left queued, uploaded again once no deletion is

@@ -305,9 +305,10 @@ static const char *const pg_schema[] = {
 	"CREATE INDEX remote_del_since ON remote_del(since);"
 	"CREATE TABLE remote_marks(name TEXT PRIMARY KEY,"
 	" since BIGINT NOT NULL);"
-	/* keys whose deletion in the bucket is under way (reap.c) */
+	/* keys whose deletion in the bucket is under way (reap.c), and the
+	 * node whose job makes it */
 	"CREATE TABLE remote_deleting(name TEXT PRIMARY KEY,"
-	" since BIGINT NOT NULL);"
+	" since BIGINT NOT NULL, node BIGINT NOT NULL DEFAULT 0);"
 	"CREATE TABLE remote_conf(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
 	"CREATE TABLE sessions(id BIGINT PRIMARY KEY, host TEXT NOT NULL,"
 	" pid BIGINT NOT NULL, started BIGINT NOT NULL,"
@@ -1320,6 +1321,17 @@ static int check_or_format(struct meta *m, bool create, uint32_t block_size)
 		       &has);
 	if (!rc && !has)
 		rc = meta_exec(m, PARENT_FK);
+	/* the node of a deletion claim (a store of before: none, so its
+	 * claims are taken for those of a node that is gone) */
+	if (!rc)
+		rc = query_int(m,
+			       "SELECT count(*) FROM pg_catalog.pg_attribute "
+			       "WHERE attrelid = 'remote_deleting'::regclass "
+			       "AND attname = 'node' AND NOT attisdropped",
+			       &has);
+	if (!rc && !has)
+		rc = meta_exec(m, "ALTER TABLE remote_deleting ADD COLUMN "
+				  "node BIGINT NOT NULL DEFAULT 0");
 	if (!rc)
 		rc = meta_exec(m, DIR_WATCH);
 	if (!rc)

@@ -93,6 +93,9 @@ enum {
 	R_GONE,
 	R_GONE_PRUNE,
 	R_SHIPPED,
+	R_STALE,
+	R_CLAIMS,
+	R_QUEUED_BY,
 	R_COUNT
 };
 
@@ -155,6 +158,13 @@ static const char *const remote_text[R_COUNT] = {
 	[R_SHIPPED] = "UPDATE objects SET remote = 1 WHERE name = ?1 AND "
 		      "NOT EXISTS (SELECT 1 FROM remote_deleting WHERE "
 		      "name = ?1)",
+	/* one mount at a time holds an embedded store: a claim under way
+	 * is of a mount that ended (a shared store only calls these) */
+	[R_STALE] = "UPDATE remote_deleting SET since = -unixepoch() "
+		    "WHERE since > 0",
+	[R_CLAIMS] = "SELECT name, since, 0 FROM remote_deleting "
+		     "WHERE since > 0 ORDER BY name",
+	[R_QUEUED_BY] = "SELECT 0 FROM remote_up WHERE name = ?1",
 	[R_CACHE_BYTES] = "SELECT (SELECT coalesce(sum(bytes), 0) FROM "
 			  "shard_usage) - (SELECT value FROM config WHERE "
 			  "key = 'evicted_bytes')",
@@ -180,6 +190,18 @@ static const char *const remote_pg[R_COUNT] = {
 		   "WHERE d.name = q.name AND d.since > 0) "
 		   "ORDER BY q.seq, q.name LIMIT ?1",
 	[R_NAME_LOCK] = "SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))",
+	[R_CLAIM] =
+		"INSERT INTO remote_deleting(name, since, node) "
+		"VALUES (?1, unixepoch(), tally_node()) ON CONFLICT(name) "
+		"DO UPDATE SET since = excluded.since, node = excluded.node",
+	/* claims under way of nodes whose session is gone: their job went
+	 * with the node (killed, or its session expired) */
+	[R_STALE] = "UPDATE remote_deleting d SET since = -unixepoch() "
+		    "WHERE d.since > 0 AND NOT EXISTS (SELECT 1 FROM sessions "
+		    "s WHERE s.id = d.node AND s.expires >= unixepoch())",
+	[R_CLAIMS] = "SELECT name, since, node FROM remote_deleting "
+		     "WHERE since > 0 ORDER BY name",
+	[R_QUEUED_BY] = "SELECT node FROM remote_up WHERE name = ?1",
 };
 
 const struct meta_sql meta_remote_sql = { META_REMOTE, R_COUNT, remote_text,
@@ -318,6 +340,51 @@ int meta_remote_gone_prune(struct meta *m, int64_t before)
 {
 	return meta_run_int(m, &meta_remote_sql, R_GONE_PRUNE, before,
 			    "deletion records");
+}
+
+int meta_remote_claims_stale(struct meta *m, uint64_t *n)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_remote_sql, R_STALE, &s);
+
+	if (rc)
+		return rc;
+	rc = meta_run(m, s, "deletion claims");
+	if (!rc)
+		*n = (uint64_t)meta_changes(m);
+	return rc;
+}
+
+int meta_remote_claims(struct meta *m,
+		       int (*fn)(void *ctx, const char *name, int64_t since,
+				 int64_t node),
+		       void *ctx)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_remote_sql, R_CLAIMS, &s);
+
+	if (rc)
+		return rc;
+	while ((rc = meta_step(m, s, "deletion claims")) > 0) {
+		rc = fn(ctx, (const char *)meta_col_text(s, 0),
+			meta_col_int(s, 1), meta_col_int(s, 2));
+		if (rc) {
+			meta_reset(s);
+			return rc;
+		}
+	}
+	return rc;
+}
+
+int meta_remote_queued_by(struct meta *m, const char *name, int64_t *node)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_remote_sql, R_QUEUED_BY, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_text(s, 1, name);
+	return meta_int(m, s, node, "upload queue lookup");
 }
 
 int meta_remote_shipped(struct meta *m, const char *name)

@@ -44,7 +44,8 @@
  *     (reap_remote_claim()): in one transaction, the name's turn taken
  *     (a row inserted by another node waits for it, or it waits for the
  *     row's commit), the verdict, and the deletion recorded as under way
- *     until it is done, then as made for a day; a row inserted
+ *     until it is done or failed (or its node is gone: taken over), then
+ *     as made for a day; a row inserted
  *     meanwhile, or shipped before a deletion that ended since, is not
  *     recorded as in the bucket, and its upload waits for the deletion
  *     to end.

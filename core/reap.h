@@ -85,8 +85,10 @@ int reap_remote_free(struct meta *m, const char *name);
 /*
  * A shared store: reap_remote_free() in a transaction of its own that
  * takes the name's turn first and, when it says 1, records the deletion
- * as under way (meta_remote_claim(); the caller ends it with
- * meta_remote_unclaim() once the request is done or failed). Same
+ * as under way (meta_remote_claim(), naming this node; the caller ends
+ * it with meta_remote_gone() once the request is done or failed, with
+ * meta_remote_unclaim() if it was never made; a node gone leaves it to
+ * meta_remote_claims_stale()). Same
  * answers; the caller's metadata lock held, no transaction open.
  */
 int reap_remote_claim(struct meta *m, const char *name);

@@ -34,7 +34,11 @@
  *     verdict (asked under the metadata lock) says nothing names it; the
  *     name is marked deleting in that hold, and an upload of the same
  *     name (the content written again) waits until the DELETE returned,
- *     so the two never race in the bucket.
+ *     so the two never race in the bucket. A shared store's claim ends
+ *     however the DELETE ends (done or failed: recorded even in a round
+ *     where nothing succeeded; never started: dropped), and one whose
+ *     node is gone is taken over (take_stale_claims()): a claim never
+ *     holds an upload, and durable_remote_seq, for good.
  *  4. A local copy is evicted only when its row says the bucket holds
  *     it (reap_evict_free()), after the commit that marks it evicted;
  *     a fetched copy is checked against its name and size before it is
@@ -160,6 +164,8 @@ struct remote {
 	uint64_t durable;		/* protected by lock */
 	struct remote_stats st;		/* protected by lock */
 	double next_delete, next_evict; /* loop thread only */
+	double next_stale;		/* loop thread only: claims of nodes
+					   gone, taken over */
 	int64_t evict_cursor;		/* loop thread only */
 	unsigned count_dir, evict_dir;	/* loop thread only: shared store */
 
@@ -579,8 +585,12 @@ static void record(struct remote *r, struct job *jobs)
 	double now = mono();
 	int rc = 0;
 
+	/* a shared store's deletion ended, made or failed, ends its claim:
+	 * a claim left under way would hold the upload of the content
+	 * written again, and durable_remote_seq, for good */
 	for (j = jobs; j; j = j->next)
-		any |= j->rc == 0;
+		any |= j->rc == 0 ||
+		       (j->kind == JOB_DEL && tally_meta_shared(r->t));
 	if (any)
 		rc = tally_meta_txn(r->t, record_run, &c);
 	if (rc) {
@@ -855,6 +865,19 @@ static void unclaim(struct meta *m, const char *name)
 			name);
 }
 
+/* The claims of the deletions still ready at a stop, which no worker
+ * will make (the loop and the workers stopped). */
+static int unclaim_ready(struct meta *m, void *arg)
+{
+	struct remote *r = arg;
+	struct job *j;
+
+	for (j = r->ready; j; j = j->next)
+		if (j->kind == JOB_DEL)
+			unclaim(m, j->name);
+	return 0;
+}
+
 /* The verdict of each due key, and its job, in one hold (invariant 3). */
 static int del_judge(struct meta *m, void *arg)
 {
@@ -864,12 +887,23 @@ static int del_judge(struct meta *m, void *arg)
 
 	for (i = 0; i < c->names.n; i++) {
 		const char *name = c->names.v[i];
-		/* a shared store: the verdict claims the name's deletion */
-		int v = tally_meta_shared(r->t) ? reap_remote_claim(m, name)
-						: reap_remote_free(m, name);
 		struct backoff *b;
 		struct job *j;
+		bool wait;
+		int v;
 
+		/* a job of the name ready or running keeps its claim: no
+		 * claim is made, and none undone, while its DELETE may be
+		 * in flight (only this thread adds jobs) */
+		pthread_mutex_lock(&r->lock);
+		b = backoff_find(r, name);
+		wait = busy(r, name) || (b && b->not_before > mono());
+		pthread_mutex_unlock(&r->lock);
+		if (wait)
+			continue;
+		/* a shared store: the verdict claims the name's deletion */
+		v = tally_meta_shared(r->t) ? reap_remote_claim(m, name)
+					    : reap_remote_free(m, name);
 		if (v < 0)
 			log_msg(LOG_WARNING,
 				"remote: key of '%s' kept: its verdict "
@@ -877,22 +911,44 @@ static int del_judge(struct meta *m, void *arg)
 				name, strerror(-v));
 		if (v != 1)
 			continue;
-		pthread_mutex_lock(&r->lock);
-		b = backoff_find(r, name);
-		j = NULL;
-		if (!busy(r, name) && !(b && b->not_before > mono()))
-			j = calloc(1, sizeof(*j));
+		j = calloc(1, sizeof(*j));
 		if (j) {
 			j->kind = JOB_DEL;
 			snprintf(j->name, sizeof(j->name), "%s", name);
+			pthread_mutex_lock(&r->lock);
 			push_ready(r, j);
-		}
-		pthread_mutex_unlock(&r->lock);
-		/* no job: no deletion under way after all */
-		if (!j && tally_meta_shared(r->t))
+			pthread_mutex_unlock(&r->lock);
+		} else if (tally_meta_shared(r->t)) {
+			/* no job: no deletion under way after all */
 			unclaim(m, name);
+		}
 	}
 	return 0;
+}
+
+static int stale_take(struct meta *m, void *arg)
+{
+	return meta_remote_claims_stale(m, arg);
+}
+
+/* A shared store: take over the deletion claims that nodes gone (killed,
+ * or past their session's expiry) left under way, which would hold the
+ * uploads of their names for good. */
+static void take_stale_claims(struct remote *r)
+{
+	uint64_t n = 0;
+	int rc = tally_meta_txn(r->t, stale_take, &n);
+
+	if (rc)
+		log_msg(LOG_WARNING,
+			"remote: cannot take over the deletion claims of "
+			"nodes gone: %s",
+			strerror(-rc));
+	else if (n)
+		log_msg(LOG_NOTICE,
+			"remote: took over %" PRIu64 " deletion claim(s) "
+			"left under way by nodes gone",
+			n);
 }
 
 static void schedule_deletes(struct remote *r)
@@ -1253,6 +1309,10 @@ static void *loop_main(void *arg)
 		if (tally_meta_shared(r->t))
 			count_cache(r);
 		update_low(r);
+		if (now >= r->next_stale && tally_meta_shared(r->t)) {
+			take_stale_claims(r);
+			r->next_stale = now + 5;
+		}
 		if (r->verified && now >= r->next_delete) {
 			schedule_deletes(r);
 			r->next_delete = now + 5;
@@ -1757,6 +1817,9 @@ void remote_free(struct remote *r)
 			"remote: %" PRIu64 " object(s) still queued for "
 			"upload at unmount: left for the next mount%s",
 			queued, rc == -ETIMEDOUT ? " (drain timed out)" : "");
+	/* deletions claimed and never started: their claims go */
+	if (r->ready && tally_meta_shared(r->t))
+		tally_meta_read(r->t, unclaim_ready, r);
 	while ((j = r->ready)) {
 		r->ready = j->next;
 		free(j);

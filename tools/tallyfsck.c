@@ -275,8 +275,11 @@ int main(int argc, char **argv)
 	       (unsigned long long)res.nameless,
 	       (unsigned long long)res.homeless);
 	if (meta)
-		printf("cache_stale: %llu\n",
-		       (unsigned long long)res.cache_stale);
+		printf("cache_stale: %llu\nqueued_elsewhere: %llu\n"
+		       "claims_stale: %llu\n",
+		       (unsigned long long)res.cache_stale,
+		       (unsigned long long)res.queued_elsewhere,
+		       (unsigned long long)res.claims_stale);
 	if (endpoint)
 		printf("bucket_keys: %llu\nbucket_missing: %llu\n"
 		       "bucket_orphans: %llu\n",

@@ -881,6 +881,47 @@ Test(meta_pg, a_deletion_claimed_again_after_one_made)
 	cr_assert_eq(uploads_queued(), 1);
 }
 
+static uint64_t take_stale(void)
+{
+	uint64_t n = 99;
+
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_remote_claims_stale(m, &n), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	return n;
+}
+
+Test(meta_pg, a_claim_of_a_node_gone_is_taken_over)
+{
+	int64_t now = (int64_t)time(NULL);
+
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_remote_enable(m, true), 0);
+	cr_assert_eq(meta_session_add(m, 7, "h", 1, now, now + 60), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	/* node 7 claims the deletion of OBJ_A's key; the content is
+	 * written again meanwhile: its upload waits */
+	meta_set_self(m, 7);
+	cr_assert_eq(reap_remote_claim(m, OBJ_A), 1);
+	cr_assert_eq(ship(m, true), 0);
+	cr_assert_eq(uploads_queued(), 0);
+	/* node 7 lives: its claim holds */
+	cr_assert_eq(take_stale(), 0);
+	cr_assert_eq(uploads_queued(), 0);
+	/* node 7 is gone (killed with its DELETE in flight): another
+	 * node takes the claim over as tried, and the upload goes, not
+	 * recorded from a copy shipped before (it may have gone) */
+	meta_set_self(m, 8);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_session_remove(m, 7), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(take_stale(), 1);
+	cr_assert_eq(uploads_queued(), 1);
+	cr_assert_eq(ship(m, false), 0);
+	cr_assert_eq(remote_of(m, OBJ_A), 0);
+	cr_assert_eq(take_stale(), 0);
+}
+
 /* Changes whose only answer is success (an inode's insert, an entry's)
  * wait and go with the next statement, their parameters copied: each
  * keeps its own values when the statement is bound again, more than the

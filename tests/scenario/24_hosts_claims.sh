@@ -1,0 +1,157 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# The deletion claims of a shared store (PostgreSQL, tests/pg/lib.sh, and
+# s3rver behind the fault proxy, tests/s3/faultproxy.py): a key's
+# deletion is claimed before its DELETE goes, and the upload of the same
+# content written again waits for the claim to end. A claim must end
+# however its deletion ends:
+#  - the DELETE fails (500): the content written again is uploaded and
+#    drain remote completes;
+#  - the node is killed (kill -9) with its DELETE in flight (held by the
+#    proxy, then dropped): tallyfsck says so (claims_stale), and the next
+#    mount takes the claim over, uploads the content written again and
+#    drains;
+#  - the same content written on node B while A's DELETE is in flight:
+#    B cannot record its PUT (the DELETE may follow it), so the object
+#    is queued for upload from B's cache; B is killed: tallyfsck of A's
+#    cache does not call the object lost (queued_elsewhere), and B's
+#    next mount uploads it.
+# At the end the bucket holds every object the store names.
+SCN_TIMEOUT=300
+source "$(dirname "$0")/lib.sh"
+source "$TALLY_SRC/tests/s3/lib.sh"
+source "$TALLY_SRC/tests/pg/lib.sh"
+source "$(dirname "$0")/remote_lib.sh"
+
+s3_start tally-claims || fail "cannot start the S3 server"
+pg_start || fail "cannot start PostgreSQL"
+PFX=claims
+
+"${PYTHON:-python3}" "$TALLY_SRC/tests/s3/faultproxy.py" \
+	--upstream "127.0.0.1:$S3_PORT" --lifetime "$SCN_TIMEOUT" \
+	>"$TMP/proxy.ports" 2>"$TMP/proxy.log" &
+PROXY_PID=$!
+# the mounts go first (their database and bucket still there), then the
+# proxy, PostgreSQL, the S3 server
+PG_BEFORE_STOP='daemons_down; kill "$PROXY_PID" 2>/dev/null'
+trap 'rc=$?; set +e; eval "$PG_BEFORE_STOP"; (exit $rc); pg__on_exit' EXIT
+wait_for 20 bash -c "[[ \$(wc -l <'$TMP/proxy.ports') -ge 2 ]]" ||
+	fail "the fault proxy did not start: $(cat "$TMP/proxy.log")"
+PPORT=$(sed -n 1p "$TMP/proxy.ports")
+PCTL=$(sed -n 2p "$TMP/proxy.ports")
+SHARED="meta=$PG_URI,remote=s3://$S3_BUCKET/$PFX"
+SHARED+=",remote_endpoint=http://127.0.0.1:$PPORT"
+FSCK_OPTS="meta=$PG_URI,remote_endpoint=$S3_ENDPOINT"
+
+proxy() { T curl -fsS "http://127.0.0.1:$PCTL/$1" >/dev/null ||
+	fail "proxy $1"; }
+proxy_stat() { T curl -fsS "http://127.0.0.1:$PCTL/stats" |
+	awk -v k="$1" '$1 == k { print $2 }'; }
+# proxy_least NAME N: the proxy's counter NAME (counted since it started)
+# is at least N
+proxy_least() { (($(proxy_stat "$1") >= $2)); }
+
+for n in a b; do mkdir "$TMP/mnt_$n"; done
+mnt() { echo "$TMP/mnt_$1"; }
+mount_node() {
+	mount_fs "$TMP/cache_$1" "$(mnt "$1")" -o "$SHARED" \
+		-o heartbeat=1,remote_delete_delay=1,remote_retry_max=1 \
+		-o remote_timeout=30,remote_drain_timeout=10
+}
+# drained NODE WHAT: drain remote completes on NODE within 20 s
+drained() {
+	local rep
+
+	rep=$(ctl_report "drain remote 20" "$(mnt "$1")" 2>&1) ||
+		fail "$2: drain remote on $1 did not complete: $rep;" \
+			"$(remote_get last_error "$(mnt "$1")")"
+	assert_eq "$2: queued" 0 "$(report_get queued "$rep")"
+}
+# fsck_of NODE: tallyfsck of NODE's cache once no session lives (a
+# killed node's expires after 5 heartbeats); its exit status in FSCK_RC
+fsck_of() {
+	local i
+
+	for ((i = 0; i < 30; i++)); do
+		FSCK_RC=0
+		FSCK_OUT=$(T "$TALLYFSCK" -o "$FSCK_OPTS" "$TMP/cache_$1" 2>&1) ||
+			FSCK_RC=$?
+		((FSCK_RC != 2)) || [[ $FSCK_OUT != *"live session"* ]] && return 0
+		sleep 0.5
+	done
+	fail "tallyfsck of $1: $FSCK_OUT"
+}
+
+mount_node a
+mkdir "$(mnt a)/ns"
+
+log "a failed DELETE, then the same content again: uploaded, drained"
+rand_file "$TMP/c1" $((MIB / 2 + 11))
+T cp "$TMP/c1" "$(mnt a)/ns/x"
+drained a "first upload"
+k1=$(objects "$(mnt a)/ns/x")
+bucket_has "$k1" || fail "the bucket lacks $k1"
+proxy "status/500?method=DELETE"
+rm "$(mnt a)/ns/x"
+wait_for 30 proxy_least status 1 || fail "no DELETE was tried"
+T cp "$TMP/c1" "$(mnt a)/ns/x2"
+drained a "after a failed DELETE"
+proxy pass
+bucket_has "$k1" || fail "the content written again is not in the bucket"
+
+log "kill -9 with a DELETE in flight: the claim is taken over"
+rand_file "$TMP/c2" $((MIB / 2 + 22))
+T cp "$TMP/c2" "$(mnt a)/ns/y"
+drained a "second upload"
+k2=$(objects "$(mnt a)/ns/y")
+proxy "stall?method=DELETE"
+rm "$(mnt a)/ns/y"
+wait_for 30 proxy_least stall 1 || fail "no DELETE was held"
+kill9_fs "$(mnt a)"
+# released: its client is gone, so the proxy drops it (never late)
+proxy pass
+fsck_of a
+assert_match "tallyfsck names the claim left under way" \
+	$'claims_stale: 1\n' "$FSCK_OUT"
+assert_eq "tallyfsck exit status with a stale claim" 1 "$FSCK_RC"
+mount_node a
+T cp "$TMP/c2" "$(mnt a)/ns/y2"
+drained a "after kill -9 with a DELETE in flight"
+bucket_has "$k2" || fail "the content written again is not in the bucket"
+grep -q 'took over 1 deletion claim' "$DLOG" ||
+	fail "no claim was taken over: $(grep claim "$DLOG" | tail -3)"
+
+log "the same content on another node while a DELETE is in flight"
+rand_file "$TMP/c3" $((MIB / 2 + 33))
+T cp "$TMP/c3" "$(mnt a)/ns/z"
+drained a "third upload"
+k3=$(objects "$(mnt a)/ns/z")
+mount_node b
+held=$(proxy_stat stall)
+proxy "stall?method=DELETE"
+rm "$(mnt a)/ns/z"
+wait_for 30 proxy_least stall $((held + 1)) || fail "no DELETE was held"
+# B ships the object, but cannot record it in the bucket (the DELETE
+# may come after its PUT): queued for upload from B's cache
+T cp "$TMP/c3" "$(mnt b)/ns/z2"
+ctl drain "$(mnt b)" >/dev/null || fail "drain on b failed"
+kill9_fs "$(mnt b)"
+proxy pass
+umount_fs "$(mnt a)"
+fsck_of a
+assert_match "tallyfsck: queued by b, in its cache" $'queued_elsewhere: 1\n' \
+	"$FSCK_OUT"
+assert_match "tallyfsck: nothing lost" $'queued_missing: 0\n' "$FSCK_OUT"
+assert_match "tallyfsck: nothing dangling" $'dangling: 0\n' "$FSCK_OUT"
+mount_node b
+drained b "the upload of a killed node, at its next mount"
+bucket_has "$k3" || fail "the bucket lacks $k3"
+T cmp "$TMP/c3" "$(mnt b)/ns/z2" || fail "b reads z2 wrong"
+umount_fs "$(mnt b)"
+
+fsck_of b
+assert_match "nothing missing from the bucket" $'bucket_missing: 0\n' \
+	"$FSCK_OUT"
+assert_match "no claim left" $'claims_stale: 0\n' "$FSCK_OUT"
+assert_eq "tallyfsck at the end: $FSCK_OUT" 0 "$FSCK_RC"
+log "ok"
