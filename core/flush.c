@@ -44,7 +44,10 @@
  *     into the bucket (remote_ship()) before the flush can be finalized,
  *     and the commit records it there; an object whose row went between
  *     the two is committed as a new row, queued for upload from the copy
- *     made here (the bucket's copy may be on its way out).
+ *     made here (the bucket's copy may be on its way out). A copy GC
+ *     collected before the ship (the node's report names a flush's
+ *     objects once its stream ended) is put from the flush's buffer,
+ *     and the commit writes it again.
  *
  * Lock order: inode->rw, then t->lock, then inode->mlock, then t->fin_lock
  * (never taken with mlock held by the finalizer's callers... see below),
@@ -136,7 +139,7 @@ static int ship(struct tally *t, struct flush *f)
 
 		if (q->hole || q->shared)
 			continue;
-		rc = remote_ship(t->remote, q->shard, q->name, q->len);
+		rc = remote_ship(t->remote, q->shard, q->name, q->len, q->buf);
 		q->shipped = rc >= 0;
 		q->put = rc == 1;
 		rc = rc > 0 ? 0 : rc;

@@ -81,11 +81,15 @@ int remote_wait(struct remote *r, uint64_t seq, double timeout);
  * the bucket now, unless its row says the bucket has it; retried while
  * the server fails, for a few seconds. The flush stream calls it, so that
  * objects are in the bucket before the commit that names them (every node
- * can fetch what any node committed). No lock held. 1 if it was put
- * there now, 0 if its row says the bucket has it, or -errno.
+ * can fetch what any node committed). @buf (borrowed, may be NULL): the
+ * object's bytes, put from there when the copy in @shard is gone and no
+ * row names the object (a GC cycle collected it before this node's
+ * report named it). No lock held. 1 if it was put there now, 0 if its
+ * row says the bucket has it, or -errno (-EIO: neither copy, row nor
+ * @buf).
  */
 int remote_ship(struct remote *r, uint32_t shard, const char *name,
-		uint64_t size);
+		uint64_t size, const void *buf);
 int remote_fetch(struct remote *r, uint32_t shard, const char *name,
 		 uint64_t size);
 
