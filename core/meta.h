@@ -704,7 +704,11 @@ int meta_remote_uploaded(struct meta *m, const char *name);
  * meta_remote_gone(): it was made or tried (the record stays, as made,
  * until meta_remote_gone_prune() drops those made before @before, unix
  * seconds): a flush that shipped the object before it cannot tell
- * whether its copy went with the deletion.
+ * whether its copy went with the deletion. If this node's claim was no
+ * longer under way (taken over by meta_remote_claims_stale() while the
+ * request ran), a row of the name is no longer recorded in the bucket
+ * and its upload is queued again: the content may have been shipped
+ * anew before the DELETE arrived.
  */
 int meta_remote_name_lock(struct meta *m, const char *name);
 int meta_remote_claim(struct meta *m, const char *name);

@@ -96,6 +96,8 @@ enum {
 	R_STALE,
 	R_CLAIMS,
 	R_QUEUED_BY,
+	R_REVIVE_OBJ,
+	R_REVIVE_QUEUE,
 	R_COUNT
 };
 
@@ -165,6 +167,12 @@ static const char *const remote_text[R_COUNT] = {
 	[R_CLAIMS] = "SELECT name, since, 0 FROM remote_deleting "
 		     "WHERE since > 0 ORDER BY name",
 	[R_QUEUED_BY] = "SELECT 0 FROM remote_up WHERE name = ?1",
+	[R_REVIVE_OBJ] = "UPDATE objects SET remote = 0 WHERE name = ?1 "
+			 "AND remote = 1",
+	[R_REVIVE_QUEUE] = "INSERT OR IGNORE INTO remote_up(name, seq) "
+			   "SELECT name, (SELECT value FROM config WHERE "
+			   "key = 'durable_seq') + 1 FROM objects "
+			   "WHERE name = ?1",
 	[R_CACHE_BYTES] = "SELECT (SELECT coalesce(sum(bytes), 0) FROM "
 			  "shard_usage) - (SELECT value FROM config WHERE "
 			  "key = 'evicted_bytes')",
@@ -202,6 +210,15 @@ static const char *const remote_pg[R_COUNT] = {
 	[R_CLAIMS] = "SELECT name, since, node FROM remote_deleting "
 		     "WHERE since > 0 ORDER BY name",
 	[R_QUEUED_BY] = "SELECT node FROM remote_up WHERE name = ?1",
+	/* this node's claim only: another's (made after a takeover of
+	 * this one) is not its to end */
+	[R_GONE] = "UPDATE remote_deleting SET since = -unixepoch() "
+		   "WHERE name = ?1 AND since > 0 AND node = tally_node()",
+	[R_REVIVE_QUEUE] = "INSERT INTO remote_up(name, seq, node) "
+			   "SELECT name, (SELECT value FROM config WHERE "
+			   "key = 'durable_seq') + 1, tally_node() FROM "
+			   "objects WHERE name = ?1 ON CONFLICT(name) DO "
+			   "NOTHING",
 };
 
 const struct meta_sql meta_remote_sql = { META_REMOTE, R_COUNT, remote_text,
@@ -333,7 +350,15 @@ int meta_remote_unclaim(struct meta *m, const char *name)
 
 int meta_remote_gone(struct meta *m, const char *name)
 {
-	return run_name(m, R_GONE, name, "deletion claim");
+	int rc = run_name(m, R_GONE, name, "deletion claim");
+
+	if (rc || meta_changes(m) > 0)
+		return rc;
+	/* no claim of this node under way: taken over while the request
+	 * ran (this node was taken for gone), so the content may have been
+	 * shipped again before this DELETE reached the bucket */
+	rc = run_name(m, R_REVIVE_OBJ, name, "deletion claim");
+	return rc ? rc : run_name(m, R_REVIVE_QUEUE, name, "deletion claim");
 }
 
 int meta_remote_gone_prune(struct meta *m, int64_t before)

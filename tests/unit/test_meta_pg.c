@@ -920,6 +920,20 @@ Test(meta_pg, a_claim_of_a_node_gone_is_taken_over)
 	cr_assert_eq(ship(m, false), 0);
 	cr_assert_eq(remote_of(m, OBJ_A), 0);
 	cr_assert_eq(take_stale(), 0);
+	/* the loop uploads it */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_remote_uploaded(m, OBJ_A), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(remote_of(m, OBJ_A), 1);
+	cr_assert_eq(uploads_queued(), 0);
+	/* node 7 was only stopped, and its DELETE ends now: it may have
+	 * come after that upload, so the object is uploaded again */
+	meta_set_self(m, 7);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_remote_gone(m, OBJ_A), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(remote_of(m, OBJ_A), 0);
+	cr_assert_eq(uploads_queued(), 1);
 }
 
 /* Changes whose only answer is success (an inode's insert, an entry's)
