@@ -1321,8 +1321,13 @@ static int check_or_format(struct meta *m, bool create, uint32_t block_size)
 		       &has);
 	if (!rc && !has)
 		rc = meta_exec(m, PARENT_FK);
-	/* the node of a deletion claim (a store of before: none, so its
-	 * claims are taken for those of a node that is gone) */
+	/* the deletion claims (a store of before may lack the table), and
+	 * their node (one of before: none, so its claims are taken for
+	 * those of a node that is gone) */
+	if (!rc)
+		rc = meta_exec(m, "CREATE TABLE IF NOT EXISTS remote_deleting("
+				  "name TEXT PRIMARY KEY, since BIGINT NOT "
+				  "NULL, node BIGINT NOT NULL DEFAULT 0)");
 	if (!rc)
 		rc = query_int(m,
 			       "SELECT count(*) FROM pg_catalog.pg_attribute "
