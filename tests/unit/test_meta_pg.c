@@ -2540,8 +2540,9 @@ Test(meta_pg, skewed_a_node_behind_the_server_clock_keeps_its_session)
 
 	skew = db_int(db, "SELECT CAST(extract(epoch FROM now()) AS BIGINT)") -
 	       (int64_t)time(NULL);
-	cr_assert_gt(skew, 300, "this process's clock is not behind the "
-				"server's (run under faketime)");
+	cr_assert_gt(skew, 300,
+		     "this process's clock is not behind the "
+		     "server's (run under faketime)");
 	o.meta = uri;
 	o.heartbeat = 1;
 	snprintf(path, sizeof(path), "%s/node", dir);
