@@ -621,6 +621,21 @@ static void data_changed(struct tally *t, struct inode *ip, uint64_t end)
 	tally_unlock(t);
 }
 
+/* The blocks of [off, off+len) of @ip not dirty yet: those a write there
+ * adds to the data not committed (rw held). */
+static uint64_t blocks_new(struct tally *t, struct inode *ip, uint64_t off,
+			   size_t len)
+{
+	uint64_t idx, n = 0;
+
+	if (!len)
+		return 0;
+	for (idx = off / t->bs; idx <= (off + len - 1) / t->bs; idx++)
+		if (!dirty_find(ip, idx))
+			n++;
+	return n;
+}
+
 /* Write into the dirty buffers (exclusive rw held, map loaded). */
 static ssize_t write_range(struct tally *t, struct inode *ip, const char *buf,
 			   uint64_t off, size_t len)
@@ -668,8 +683,12 @@ ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf, size_t size,
 		return S_ISDIR(ip->md.mode) ? -EISDIR : -EINVAL;
 	}
 	pthread_rwlock_wrlock(&ip->io->rw);
-	flush_throttle(t, ip);
-	rc = dirty_map_load(t, ip);
+	rc = flush_throttle(t, ip);
+	if (!rc)
+		rc = dirty_map_load(t, ip);
+	if (!rc)
+		rc = flush_reserve(t, ip,
+				   blocks_new(t, ip, (uint64_t)off, size));
 	if (rc) {
 		ret = rc;
 		goto out;
@@ -852,6 +871,9 @@ ssize_t tally_copy_range(struct tally *t, uint64_t ino_in, off_t off_in,
 		goto out_unlock;
 	}
 	rc = read_range(t, in, buf, (uint64_t)off_in, len);
+	if (!rc)
+		rc = flush_reserve(t, out,
+				   blocks_new(t, out, (uint64_t)off_out, len));
 	if (rc) {
 		ret = rc;
 		goto out_unlock;

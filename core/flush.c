@@ -595,6 +595,8 @@ static void flush_park(struct tally *t, struct flush *f, int err)
 	pthread_mutex_unlock(&ip->io->mlock);
 	ip->nfailed++;
 	t->parked++;
+	if (err == -ENOSPC)
+		t->enospc_parks++;
 	/* the slot keeps the oldest failure not reported yet */
 	if (!ip->err)
 		ip->err_seq = f->seq;
@@ -955,23 +957,33 @@ int flush_commit(struct tally *t, struct inode *ip, int flags)
 }
 
 /* Wait while dirty memory is over the limit (exclusive rw held). */
-void flush_throttle(struct tally *t, struct inode *ip)
+int flush_throttle(struct tally *t, struct inode *ip)
 {
+	uint64_t parks = 0, low = 0;
 	unsigned idle = 0;
+	int rc = 0;
 
 	tally_lock(t);
+	parks = t->enospc_parks;
+	low = t->dirty_blocks;
 	while (t->dirty_blocks * t->bs >= t->dirty_limit && idle < 100) {
 		struct timespec until;
 		uint64_t seq;
 
+		/* a full disk: the flushes that would make room fail, and
+		 * the writer would wait for as long as it stays full */
+		if (t->enospc_parks != parks) {
+			rc = -ENOSPC;
+			break;
+		}
 		if (ip->ndirty) {
-			int rc;
+			int err;
 
 			/* our own data first: it is what we can free */
 			tally_unlock(t);
-			rc = flush_rotate(t, ip, NULL, 0, false, &seq);
+			err = flush_rotate(t, ip, NULL, 0, false, &seq);
 			tally_lock(t);
-			if (rc)
+			if (err)
 				break;
 			continue;
 		}
@@ -984,17 +996,90 @@ void flush_throttle(struct tally *t, struct inode *ip)
 			until.tv_sec++;
 			until.tv_nsec -= 1000000000;
 		}
-		if (pthread_cond_timedwait(&t->space, &t->lock, &until) ==
-		    ETIMEDOUT)
-			idle++; /* nothing finalized in 100 ms */
-		else
+		pthread_cond_timedwait(&t->space, &t->lock, &until);
+		/* progress is less dirty data, not a flush finalized (a
+		 * parked one retried and failed again is finalized too) */
+		if (t->dirty_blocks < low) {
+			low = t->dirty_blocks;
 			idle = 0;
+		} else {
+			idle++;
+		}
 	}
 	if (idle >= 100)
 		log_msg(LOG_WARNING,
 			"dirty data stays above dirty_limit "
 			"(flushes failing?): letting a writer through");
 	tally_unlock(t);
+	return rc;
+}
+
+/* Free space below this past the data not committed is low: writes are
+ * then sent one by one (tally_space_low()). What the kernel's writeback
+ * cache may hold of a mount's writes: fs/main.c caps it at 256 MiB
+ * (WB_MAX_BYTES), or dirty_limit if less. */
+#define SPACE_LOW (256ull << 20)
+/* Free space this close to what a write needs is read again for it. */
+#define SPACE_FRESH (64ull << 20)
+
+/* The object store's free bytes, read again when older than 200 ms or
+ * when @fresh (t->lock held). */
+static uint64_t space_avail(struct tally *t, bool fresh)
+{
+	int64_t now = tally_mono_ms();
+
+	if (fresh || !t->space_at || now - t->space_at >= 200) {
+		t->space_avail = objstore_avail(t->objs);
+		t->space_at = now;
+	}
+	return t->space_avail;
+}
+
+bool tally_space_low(struct tally *t)
+{
+	bool low;
+
+	tally_lock(t);
+	low = space_avail(t, false) < t->dirty_blocks * t->bs + SPACE_LOW;
+	tally_unlock(t);
+	return low;
+}
+
+/* Whether the object store has room for the uncommitted blocks and
+ * @blocks more. Figures up to 200 ms old do while room is ample; near
+ * the edge every write reads the filesystems again (the disk may have
+ * been filled from outside meanwhile). */
+static bool space_for(struct tally *t, uint64_t blocks)
+{
+	uint64_t want;
+	bool room;
+
+	tally_lock(t);
+	want = (t->dirty_blocks + blocks) * t->bs;
+	room = space_avail(t, false) >= want + SPACE_FRESH ||
+	       space_avail(t, true) >= want;
+	tally_unlock(t);
+	return room;
+}
+
+int flush_reserve(struct tally *t, struct inode *ip, uint64_t blocks)
+{
+	uint64_t seq;
+
+	if (!blocks || space_for(t, blocks))
+		return 0;
+	/* data written but not finalized yet counts twice (on disk, and
+	 * as uncommitted): this file's goes down the pipeline, everything
+	 * under way is waited for, and the deletions that wait for a sync
+	 * free their space; then once more */
+	if (ip->ndirty && flush_rotate(t, ip, NULL, 0, false, &seq))
+		return -ENOSPC;
+	pthread_mutex_lock(&t->fin_lock);
+	seq = t->rotated_seq;
+	pthread_mutex_unlock(&t->fin_lock);
+	flush_wait(t, seq, 0);
+	tally_reap_due(t);
+	return space_for(t, blocks) ? 0 : -ENOSPC;
 }
 
 static bool want_pending(struct tally *t, struct inode *ip, void *ctx)

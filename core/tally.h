@@ -284,6 +284,17 @@ struct objstore *tally_objstore(struct tally *t);
  */
 int tally_report(struct tally *t);
 
+/*
+ * Whether the object store's free space, less the data not committed, is
+ * below 256 MiB (what the kernel's writeback cache may hold of a mount's
+ * writes, fs/main.c): a front end that caches writes (the
+ * kernel's writeback cache, which answers write() before the daemon sees
+ * the data) should then send the writes of files opened for writing one
+ * by one, so that a write with no room fails with ENOSPC itself
+ * (tally_write() reserves space for every write it accepts).
+ */
+bool tally_space_low(struct tally *t);
+
 /* GC settings of this mount (seconds, and a count). */
 void tally_gc_settings(struct tally *t, int64_t *stale_after,
 		       unsigned *min_nodes, int64_t *node_id);

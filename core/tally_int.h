@@ -162,6 +162,11 @@ struct tally {
 	bool wal_unsynced;	/* protected by lock */
 	uint64_t dirty_blocks;	/* protected by lock */
 	uint64_t commit_errors; /* protected by lock */
+	uint64_t enospc_parks;	/* protected by lock: flushes parked on a
+				 * full disk */
+	uint64_t space_avail;	/* protected by lock: the object store's free
+				 * bytes (objstore_avail()), read then */
+	int64_t space_at;	/* protected by lock: monotonic ms; 0: never */
 
 	/* the flush pipeline (core/flush.c, FLUSH PIPELINE) */
 	pthread_mutex_t fin_lock;
@@ -411,7 +416,17 @@ void *flush_flusher(void *arg);
 int flush_commit_with(struct tally *t, struct inode *ip, int flags,
 		      const struct pending *shares, size_t nshares);
 int flush_commit(struct tally *t, struct inode *ip, int flags);
-void flush_throttle(struct tally *t, struct inode *ip);
+/* Wait while dirty data is above dirty_limit (exclusive rw held): 0, or
+ * -ENOSPC when the flushes that would free it fail on a full disk. */
+int flush_throttle(struct tally *t, struct inode *ip);
+/*
+ * Space for a write (exclusive rw held) that dirties @blocks blocks of
+ * @ip not dirty yet: 0 when the object store's free space covers every
+ * uncommitted block (dirty, in flight, parked) and these, each counted
+ * a whole block; -ENOSPC when it does not, even once the flushes under
+ * way are done (a write accepted is never one that cannot be stored).
+ */
+int flush_reserve(struct tally *t, struct inode *ip, uint64_t blocks);
 
 /*
  * core/file.c: file data; file_get() and file_put() take t->lock for an

@@ -365,6 +365,19 @@ static int ctl_open(struct tally *t, fuse_ino_t ino, struct fuse_file_info *fi)
 	return 0;
 }
 
+/*
+ * A file opened for writing while the store's free space is low: its
+ * writes bypass the kernel's cache. With the writeback cache, write()
+ * returns once the kernel holds the data, and a daemon with no room for
+ * it could only fail the close; sent one by one, each write is reserved
+ * or refused with ENOSPC as it is made (docs/design.md, full disk).
+ */
+static void space_check(struct tally *t, struct fuse_file_info *fi)
+{
+	if ((fi->flags & O_ACCMODE) != O_RDONLY && tally_space_low(t))
+		fi->direct_io = 1;
+}
+
 static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
@@ -380,6 +393,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		/* committed blocks are immutable and every change passes
 		 * through this kernel: its page cache stays valid */
 		fi->keep_cache = 1;
+		space_check(t, fi);
 	}
 	if (rc)
 		fuse_reply_err(req, -rc);
@@ -409,6 +423,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	e.attr_timeout = fs_of(req)->attr_timeout;
 	e.entry_timeout = fs_of(req)->entry_timeout;
 	fi->keep_cache = 1;
+	space_check(t, fi);
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
 		/* interrupted: the kernel never saw the open */
 		tally_release(t, e.ino);

@@ -1,15 +1,19 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # A full disk: the store on a 64 MiB tmpfs, filled through the mount.
-# fsync reports ENOSPC; what was committed before reads back exactly;
-# the metadata keeps working (object writes leave OBJSTORE_RESERVE free
-# for it); once files are removed inside the mount the data that could
-# not be committed commits after all (its last failure is reported once)
-# and new writes work, without a remount. Then the disk is filled from
-# outside, past the reserve, until SQLite itself hits SQLITE_FULL: the
-# failed operations are ENOSPC and change nothing, and removing the
-# ballast makes the mount work again.
-# The store checks clean at the end and every file survives a remount.
+# Space is reserved when a write is accepted: the write that finds no
+# room fails with ENOSPC itself (files opened for writing while space is
+# low bypass the kernel's writeback cache), what was accepted before it
+# commits and reads back, nothing is left uncommitted, and the metadata
+# keeps working (object writes leave OBJSTORE_RESERVE free for it). A
+# writer without fsync (dd, cp) fails the same way. Data accepted before
+# the disk was filled from outside fails its fsync with ENOSPC, is kept,
+# and commits once room is made; a writer above dirty_limit meanwhile
+# gets ENOSPC, never waits for as long as the disk stays full. Then the
+# disk is filled from outside past the reserve, until SQLite itself hits
+# SQLITE_FULL: the failed operations are ENOSPC and change nothing, and
+# removing the ballast makes the mount work again. The store checks clean
+# at the end and every file survives a remount.
 SCN_TIMEOUT=240
 source "$(dirname "$0")/lib.sh"
 
@@ -70,7 +74,7 @@ while ((n < 20)); do
 	[[ $res == OK ]] || break
 	n=$((n + 1))
 done
-assert_eq "the call that hits the full disk" "fsync ENOSPC" "$res"
+assert_eq "the call that hits the full disk" "write ENOSPC" "$res"
 ((n >= 5)) || fail "only $n fill files fitted on a 64 MiB disk"
 failed=fill$n
 log "$n files of 4 MiB committed, $failed failed; $(avail_kib) KiB free"
@@ -81,19 +85,20 @@ free_kib=$(avail_kib)
 # df on the mount counts the reserve as used: less than one fill file
 mnt_kib=$(df -k --output=avail "$MNT" | tail -n 1 | tr -d ' ')
 ((mnt_kib < 4096)) || fail "df on the full mount shows $mnt_kib KiB free"
-# an fsync after the failure reports it again (the data is still not
-# committed), it does not pretend success
-assert_errno ENOSPC 'fd = os.open(M + "/main/'"$failed"'", os.O_WRONLY)
-try:
-    os.fsync(fd)
-finally:
-    os.close(fd)'
-# and so does a drain: it does not succeed while data is uncommitted
-assert_eq "drain with uncommitted data" ENOSPC "$(ctl_errno drain)"
-flush_errors=$(T cat "$MNT/.tally/status" | python3 -c '
-import json, sys
-print(json.load(sys.stdin)["flush_errors"])')
-((flush_errors >= 1)) || fail "status flush_errors: $flush_errors"
+# what the failed file's writes were given is there, committed: a prefix
+# of its bytes; nothing waits uncommitted, nothing failed to flush
+size=$(stat -c %s "$MNT/main/$failed")
+T cmp -n "$size" "$TMP/$failed" "$MNT/main/$failed" >/dev/null ||
+	fail "$failed holds $size bytes that are not its first ones"
+drain
+assert_eq "dirty bytes on a full disk" 0 "$(status_get dirty_bytes)"
+assert_eq "flush errors on a full disk" 0 "$(status_get flush_errors)"
+# a writer without fsync learns it at write(), not at an unmount
+rand_file "$TMP/dd" $((6 * MIB))
+res=$(T dd if="$TMP/dd" of="$MNT/main/dd" bs=1M 2>&1) && fail "dd: $res"
+assert_match "dd on a full disk" "No space left on device" "$res"
+res=$(T cp "$TMP/dd" "$MNT/main/cp" 2>&1) && fail "cp: $res"
+assert_match "cp on a full disk" "No space left on device" "$res"
 
 # what was committed is intact
 for i in 1 2 3; do
@@ -109,39 +114,78 @@ ln -s keep1 "$MNT/main/sym"
 assert_eq "symlink" keep1 "$(readlink "$MNT/main/sym")"
 
 # free space inside the mount: rm, drain
+rm -f "$MNT/main/dd" "$MNT/main/cp"
 before=$(avail_kib)
 for ((i = 0; i < n; i += 2)); do
 	rm "$MNT/main/fill$i"
 done
 drain
 after=$(avail_kib)
-# (drain also retries the parked data of $failed: 4 MiB of it may be
-# stored by now)
 removed=$(((n + 1) / 2))
 ((after - before >= (removed - 1) * 4096 - 512)) ||
 	fail "rm of $removed fill files freed only $((after - before)) KiB"
-# the data that could not be committed commits now and reads back. The
-# retries made while the disk was full (drains, the 5 s timer) may still
-# have failures to report, at most one per fsync: a few fsyncs end with
-# success, and every failure they report is ENOSPC
-res=$(T python3 -c '
-import errno, os, sys
-fd = os.open(sys.argv[1], os.O_WRONLY)
-res = []
-for i in range(5):
-    try:
-        os.fsync(fd)
-        res.append("OK")
-        break
-    except OSError as e:
-        res.append(errno.errorcode.get(e.errno, str(e.errno)))
-os.close(fd)
-print(" ".join(res))' "$MNT/main/$failed")
-log "fsyncs of $failed after rm: $res"
-assert_match "fsyncs of $failed after rm" '^(ENOSPC )*OK$' "$res"
+# the failed file written whole now
+assert_eq "fsync of $failed after rm" OK \
+	"$(fsync_write "$MNT/main/$failed" "$TMP/$failed")"
 assert_same_content "$TMP/$failed" "$MNT/main/$failed"
-# (while the disk was full, the timer may have retried the parked data
-# and counted more failures: from here on, nothing fails)
+
+# data accepted, then the disk filled from outside before it flushed,
+# all but room for the metadata: the fsyncs fail with ENOSPC and the
+# data is kept (parked); a new write gets ENOSPC (no room to reserve);
+# once room is made the data commits, whole. (A writer above dirty_limit
+# then gets ENOSPC too, never waits for as long as the disk stays full:
+# unit_flush, a_writer_above_the_limit_on_a_full_disk_gets_enospc.)
+rand_file "$TMP/late0" $((600 * 1024))
+rand_file "$TMP/late1" $((600 * 1024))
+timeout 60 python3 - "$MNT/main" "$TMP" "$DISK/ballast" <<-'EOF' >"$TMP/late.out" ||
+	import errno, os, sys
+	m, tmp, ballast = sys.argv[1:4]
+	def err(f):
+	    try:
+	        f()
+	        return "OK"
+	    except OSError as e:
+	        return errno.errorcode.get(e.errno, str(e.errno))
+	fds = []
+	for i in range(2):
+	    fd = os.open("%s/late%d" % (m, i), os.O_RDWR | os.O_CREAT, 0o644)
+	    os.write(fd, open("%s/late%d" % (tmp, i), "rb").read())
+	    fds.append(fd)
+	# all but 5 MiB: room for the metadata, none for an object (the
+	# object store leaves 8 MiB to the metadata)
+	sv = os.statvfs(os.path.dirname(ballast))
+	n = (sv.f_bavail * sv.f_frsize - 5 * 1048576) // 65536
+	# written here: a child process's exec would close its copies of
+	# the descriptors above, and each close flushes (FUSE_FLUSH)
+	with open(ballast, "wb") as f:
+	    for i in range(n):
+	        f.write(bytes(65536))
+	fd = os.open(m + "/more", os.O_WRONLY | os.O_CREAT, 0o644)
+	print("write on a full disk:", err(lambda: os.write(fd, b"x" * 65536)))
+	os.close(fd)
+	print("fsync:", err(lambda: os.fsync(fds[0])))
+	os.unlink(ballast)
+	res = []
+	for i in range(5):
+	    res.append(err(lambda: [os.fsync(f) for f in fds]))
+	    if res[-1] == "OK":
+	        break
+	print("after room:", " ".join(res))
+	for f in fds:
+	    os.close(f)
+	EOF
+	fail "the writer on a full disk did not end: $(cat "$TMP/late.out")"
+cat "$TMP/late.out"
+assert_eq "a write on a full disk" \
+	"write on a full disk: ENOSPC" "$(sed -n 1p "$TMP/late.out")"
+assert_eq "fsync of data the disk filled under" "fsync: ENOSPC" \
+	"$(sed -n 2p "$TMP/late.out")"
+assert_match "fsyncs once room was made" '^after room: (ENOSPC )*OK$' \
+	"$(sed -n 3p "$TMP/late.out")"
+for i in 0 1; do
+	assert_same_content "$TMP/late$i" "$MNT/main/late$i"
+done
+rm -f "$MNT/main/more"
 flush_errors=$(status_get flush_errors)
 # new data works without a remount
 rand_file "$TMP/new" $((3 * MIB + 7))

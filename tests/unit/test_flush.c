@@ -36,6 +36,7 @@ static _Atomic int jitter_ms;	   /* every stream sleeps up to this */
 static _Atomic int streams;	   /* streams started */
 static _Atomic uint64_t max_dirty; /* highest dirty_bytes seen */
 static _Atomic uint64_t max_pending;
+static _Atomic bool disk_full; /* every stream's first object write fails */
 
 static void hook(void *arg, uint64_t seq, uint64_t ino)
 {
@@ -50,6 +51,8 @@ static void hook(void *arg, uint64_t seq, uint64_t ino)
 		if (st.pending_flushes > atomic_load(&max_pending))
 			atomic_store(&max_pending, st.pending_flushes);
 	}
+	if (atomic_load(&disk_full) && t)
+		tally_inject(t, false, 1, -ENOSPC);
 	if (n == 0 && atomic_load(&slow_first_ms))
 		usleep((useconds_t)atomic_load(&slow_first_ms) * 1000);
 	if (atomic_load(&jitter_ms))
@@ -84,6 +87,7 @@ static void setup(void)
 	atomic_store(&streams, 0);
 	atomic_store(&max_dirty, 0);
 	atomic_store(&max_pending, 0);
+	atomic_store(&disk_full, false);
 }
 
 static void teardown(void)
@@ -647,5 +651,45 @@ Test(flush, only_a_sequential_run_starts_a_flush)
 			tu_fill(want, BS, (unsigned)i);
 		expect_block(ino, (uint64_t)i, want);
 	}
+	expect_clean_store();
+}
+
+/*
+ * The disk stays full (every object write fails with ENOSPC) while the
+ * parked data is at dirty_limit: a writer that would wait for it to go
+ * gets ENOSPC within a few retries of the parked flushes. Before, each
+ * retry that failed again woke it as if data had gone, and it waited for
+ * as long as the disk stayed full (through FUSE: unkillable). Once room
+ * is made, the parked data commits whole.
+ */
+Test(flush, a_writer_above_the_limit_on_a_full_disk_gets_enospc)
+{
+	char a[BS], b[BS], c[BS];
+	uint64_t ns, fa, fb, fc;
+
+	open_with(1, 2 * BS, 0, BS);
+	ns = tu_mkns(t, "main");
+	fa = tu_newfile(t, ns, "a");
+	fb = tu_newfile(t, ns, "b");
+	fc = tu_newfile(t, ns, "c");
+	tu_fill(a, BS, 1);
+	tu_fill(b, BS, 2);
+	tu_fill(c, BS, 3);
+	atomic_store(&disk_full, true);
+	/* each a sequential run of a flush's worth: sent, and parked */
+	cr_assert_eq(tally_write(t, fa, a, BS, 0), BS);
+	cr_assert_eq(tally_write(t, fb, b, BS, 0), BS);
+	cr_assert_eq(tally_write(t, fc, c, BS, 0), -ENOSPC);
+	cr_assert_eq(tally_fsync(t, fa, false), -ENOSPC);
+	atomic_store(&disk_full, false);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	expect_block(fa, 0, a);
+	expect_block(fb, 0, b);
+	cr_assert_eq(tally_write(t, fc, c, BS, 0), BS);
+	cr_assert_eq(tally_release(t, fa), 0);
+	cr_assert_eq(tally_release(t, fb), 0);
+	cr_assert_eq(tally_release(t, fc), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	expect_block(fc, 0, c);
 	expect_clean_store();
 }
