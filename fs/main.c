@@ -565,6 +565,7 @@ int main(int argc, char **argv)
 	struct fuse_session *se;
 	struct fs fs = { 0 };
 	pthread_t tuner;
+	struct stat mst;
 	bool tuning = false;
 	struct remote_opts ropts;
 	bool remote_on = false;
@@ -618,6 +619,15 @@ int main(int argc, char **argv)
 			"usage: %s [-f] [-o OPTIONS] STORE MOUNTPOINT "
 			"(see --help)\n",
 			argv[0]);
+		ret = 2;
+		goto out_args;
+	}
+	/* the kernel mounts a FUSE filesystem on a regular file too: its
+	 * root, a directory, would then be a file, and every access EIO */
+	if (strncmp(cmd.mountpoint, "/dev/fd/", 8) != 0 &&
+	    stat(cmd.mountpoint, &mst) == 0 && !S_ISDIR(mst.st_mode)) {
+		fprintf(stderr, "%s: cannot mount on '%s': %s\n", argv[0],
+			cmd.mountpoint, strerror(ENOTDIR));
 		ret = 2;
 		goto out_args;
 	}

@@ -5,7 +5,8 @@
 # not a store, a regular file, a store of format 99, a damaged marker and a
 # store already mounted by another process are refused, both daemonized
 # and with -f, with a message naming the problem, a non-zero exit, no mount
-# and nothing written into the refused directory.
+# and nothing written into the refused directory. So are a missing
+# mountpoint and a mountpoint that is a regular file.
 SCN_TIMEOUT=180
 source "$(dirname "$0")/lib.sh"
 
@@ -126,6 +127,11 @@ rc=0
 out=$(T "$TALLYFS" "$TMP/new/store" "$TMP/no-such-dir" 2>&1) || rc=$?
 assert_ne "exit code with a missing mountpoint [$out]" 0 "$rc"
 assert_match "message with a missing mountpoint" 'no-such-dir' "$out"
+# a regular file: the kernel would mount there, every access then EIO
+printf 'a file\n' >"$TMP/file-mnt"
+refuse "'$TMP/file-mnt'.*Not a directory" "$TMP/new/store" "$TMP/file-mnt"
+assert_eq "the file after the refusal" "a file" "$(cat "$TMP/file-mnt")"
+
 fsck_store "$TMP/new/store"
 assert_eq "tallyfsck after all this (output: $FSCK_OUT)" 0 "$FSCK_RC"
 log "ok"
