@@ -80,6 +80,13 @@ void meta_close(struct meta *m);
  * opens that database (core/meta_pg.c), formatting it with @create if it
  * is empty. */
 bool meta_is_pg(const char *path);
+/*
+ * @uri as a message may show it: every password it holds replaced by
+ * "***", whatever its form (a URI's user:PASSWORD@host, its query's
+ * password=, a keyword/value string's password=...). Malloc'ed (the
+ * caller frees it), or NULL without memory.
+ */
+char *meta_uri_masked(const char *uri);
 /* Whether @m is such a database (shared by several mounts). */
 bool meta_shared(const struct meta *m);
 

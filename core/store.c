@@ -379,7 +379,11 @@ int store_open_meta(const char *path, const char *meta, bool create,
 		goto out_free;
 	snprintf(file, sizeof(file), "%s/meta.db", s->path);
 	if (meta && !meta_is_pg(meta)) {
-		log_msg(LOG_ERR, "meta=%s: not a postgres:// URI", meta);
+		char *shown = meta_uri_masked(meta);
+
+		log_msg(LOG_ERR, "meta=%s: not a postgres:// URI",
+			shown ? shown : "(no memory)");
+		free(shown);
 		rc = -EINVAL;
 		goto out_unlock;
 	}

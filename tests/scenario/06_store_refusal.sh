@@ -6,7 +6,8 @@
 # store already mounted by another process are refused, both daemonized
 # and with -f, with a message naming the problem, a non-zero exit, no mount
 # and nothing written into the refused directory. So are a missing
-# mountpoint and a mountpoint that is a regular file.
+# mountpoint, a mountpoint that is a regular file, and a metadata address
+# that cannot be reached, whose password no message shows.
 SCN_TIMEOUT=180
 source "$(dirname "$0")/lib.sh"
 
@@ -132,6 +133,37 @@ printf 'a file\n' >"$TMP/file-mnt"
 refuse "'$TMP/file-mnt'.*Not a directory" "$TMP/new/store" "$TMP/file-mnt"
 assert_eq "the file after the refusal" "a file" "$(cat "$TMP/file-mnt")"
 
+# ----------------------- a metadata address with a password, unreachable
+# (nothing listens on port 1), or not a URI: refused, and the password
+# is in no message, whatever its form
+n=0
+for meta in "postgres://u:Secret1@127.0.0.1:1" \
+	"postgresql://u:Secret2@127.0.0.1:1/db" \
+	"postgres://u@127.0.0.1:1/db?sslmode=disable&password=Secret3" \
+	"host=127.0.0.1 port=1 password=Secret4 dbname=db" \
+	"host=127.0.0.1 password='Secret5 x' dbname=db" \
+	"postgres:/u:Secret6@127.0.0.1:1/db"; do
+	for mode in daemon foreground; do
+		rc=0
+		n=$((n + 1))
+		if [[ $mode == daemon ]]; then
+			out=$(T "$TALLYFS" -o "meta=$meta" "$TMP/pg$n" \
+				"$MNT" 2>&1) || rc=$?
+		else
+			out=$(T "$TALLYFS" -f -o "meta=$meta" "$TMP/pg$n" \
+				"$MNT" 2>&1) || rc=$?
+		fi
+		if is_mounted "$MNT"; then
+			DAEMON_PID[$MNT]=$(daemon_pid_of "$MNT" || true)
+			fail "tallyfs ($mode) mounted with meta=$meta"
+		fi
+		assert_ne "exit code with meta=$meta ($mode) [$out]" 0 "$rc"
+		assert_match "message with meta=$meta ($mode)" \
+			'metadata .*\*\*\*|meta=.*\*\*\*.*not a postgres' "$out"
+		[[ $out != *Secret* ]] ||
+			fail "a message shows the password ($mode): [$out]"
+	done
+done
 fsck_store "$TMP/new/store"
 assert_eq "tallyfsck after all this (output: $FSCK_OUT)" 0 "$FSCK_RC"
 log "ok"

@@ -301,3 +301,53 @@ Test(meta, names_are_bound_not_formatted)
 	cr_assert_eq(meta_object_pinners(m, "b' OR '1'='1", count_one, &n), 0);
 	cr_assert_eq(n, 0);
 }
+
+/* A message shows a metadata address with every password it holds
+ * masked, whatever its form, and the rest of it as given. */
+Test(meta, uri_masked_hides_every_password)
+{
+	static const char *const cases[][2] = {
+		{ "postgres://u:pw@db.example:5432/tally",
+		  "postgres://u:***@db.example:5432/tally" },
+		/* no database path */
+		{ "postgres://u:pw@host:5432", "postgres://u:***@host:5432" },
+		{ "postgresql://u:pw@host", "postgresql://u:***@host" },
+		{ "postgres://:pw@host/db", "postgres://:***@host/db" },
+		/* characters a user did not percent-encode */
+		{ "postgres://u:p/w?x@y@host:5432/db",
+		  "postgres://u:***@host:5432/db" },
+		{ "postgres://u@host:5432/db", "postgres://u@host:5432/db" },
+		{ "postgres://host:5432/db", "postgres://host:5432/db" },
+		/* the query's password and sslpassword */
+		{ "postgres://u@host/db?password=pw",
+		  "postgres://u@host/db?password=***" },
+		{ "postgres://host/db?sslmode=require&password=pw&user=u",
+		  "postgres://host/db?sslmode=require&password=***&user=u" },
+		{ "postgres://host/db?sslpassword=pw&PASSWORD=pw@x",
+		  "postgres://host/db?sslpassword=***&PASSWORD=***" },
+		{ "postgres://u:pw@host/db?password=pw",
+		  "postgres://u:***@host/db?password=***" },
+		/* keyword/value strings, as libpq parses them */
+		{ "host=h password=pw dbname=d",
+		  "host=h password=*** dbname=d" },
+		{ "password = 'p w\\' x' user=u", "password = *** user=u" },
+		{ "user=u password=p\\ w", "user=u password=***" },
+		{ "  password=pw", "  password=***" },
+		{ "host=h password", "host=h password" },
+		{ "password pw", "password ***" },
+		/* neither */
+		{ "postgres:/u:pw@host/db", "postgres:***@host/db" },
+		{ "u:pw@host", "u:***@host" },
+		{ "/var/lib/meta.db", "/var/lib/meta.db" },
+		{ "", "" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *shown = meta_uri_masked(cases[i][0]);
+
+		cr_assert_not_null(shown);
+		cr_assert_str_eq(shown, cases[i][1], "%s", cases[i][0]);
+		cr_assert_null(strstr(shown, "pw"), "%s", shown);
+		free(shown);
+	}
+}
