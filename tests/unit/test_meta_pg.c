@@ -1183,8 +1183,9 @@ Test(meta_pg, changes_without_an_answer_move_counts_and_make_no_rows)
 
 /*
  * Two mounts of the test's store (@o: its hooks are a's alone), a and b,
- * each with its cache directory in a new temp directory (returned), and
- * a namespace "ns" made on a (*@ns).
+ * each with its cache directory in a new temp directory (returned,
+ * malloc'ed: two_nodes_close() frees it), and a namespace "ns" made on a
+ * (*@ns).
  */
 static char *two_nodes(struct tally_opts *o, struct tally **a, struct tally **b,
 		       uint64_t *ns)
@@ -1214,6 +1215,7 @@ static void two_nodes_close(struct tally *a, struct tally *b, char *dir)
 	cr_assert_eq(tally_close(a), 0);
 	cr_assert_eq(tally_close(b), 0);
 	tu_rmrf(dir);
+	free(dir);
 }
 
 /*
@@ -1598,6 +1600,7 @@ Test(meta_pg, a_hold_is_kept_after_the_last_close_then_dropped)
 	cr_assert_eq(db_int(db, "SELECT count(*) FROM open_holds"), 0);
 	cr_assert_eq(tally_close(b), 0);
 	tu_rmrf(dir);
+	free(dir);
 }
 
 /*
@@ -1781,6 +1784,7 @@ Test(meta_pg, a_directory_made_here_is_known_whole)
 	cr_assert_eq(db_int(db, sql), 0);
 	cr_assert_eq(tally_close(b), 0);
 	tu_rmrf(dir);
+	free(dir);
 }
 
 /* With no_negcache (-o nonegcache) a listening node knows no directory
