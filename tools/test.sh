@@ -27,10 +27,26 @@ echo "== clang, ASan + UBSan"
 CC=clang setup build-asan -Dwerror=true -Dtests=enabled \
 	-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
 ninja -C build-asan
+# Every sanitizer report, a leak included, fails its test
+# (tools/sancheck.sh), and the run, found here if it came late.
+logs=$top/build-asan/sanitizer-logs
+rm -rf "$logs"
+mkdir "$logs"
 ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+TALLY_SANITIZER_LOGS=$logs \
 	meson test -C build-asan --print-errorlogs --num-processes 2 \
-	--timeout-multiplier 3
+	--timeout-multiplier 3 --wrapper "$top/tools/sancheck.sh"
+n=$(find "$logs" -name 'report.*' | wc -l)
+if [ "$n" -gt 0 ]; then
+	find "$logs" -name 'report.*' | sort | while read -r f; do
+		printf '== sanitizer report %s of: %s\n' "$f" \
+			"$(cat "${f%/*}/command")"
+		cat "$f"
+	done
+	echo "sanitizer reports: $n" >&2
+	exit 1
+fi
 
 # Criterion cannot start under TSan: the stress test is built without it
 # (tests/unit/nocriterion.h), and only what it needs is built.
