@@ -105,6 +105,10 @@ refuse "tallyfs-store.*(damaged|not a tallyfs)" "$TMP/damaged"
 
 # ---------------------------------- already mounted by another process
 mount_fs "$TMP/new/store"
+# its first node report, due at the flusher's first tick (1 s), made
+# now: the mount's own commits then leave the store alone while refuse
+# compares its listings (the next one is due in report_interval, 60 s)
+ctl_report "gc dry-run" >/dev/null || fail "gc dry-run failed"
 mkdir "$TMP/mnt2"
 refuse "'$TMP/new/store'.*(in use|already)" "$TMP/new/store" "$TMP/mnt2"
 assert_eq "the first mount still works" kept "$(cat "$MNT/ns/f")"
