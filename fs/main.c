@@ -574,8 +574,10 @@ int main(int argc, char **argv)
 	bool kernel_perms;
 
 	memset(&cmd, 0, sizeof(cmd));
-	if (fuse_opt_parse(&args, &o, option_spec, opt_proc) < 0)
-		return 2;
+	if (fuse_opt_parse(&args, &o, option_spec, opt_proc) < 0) {
+		ret = 2;
+		goto out_args;
+	}
 	if (o.help || o.version) {
 		if (o.help)
 			usage(argv[0]);
@@ -589,8 +591,10 @@ int main(int argc, char **argv)
 		ret = restore(argv[0], &o);
 		goto out_args;
 	}
-	if (fuse_parse_cmdline(&args, &cmd) != 0)
-		return 2;
+	if (fuse_parse_cmdline(&args, &cmd) != 0) {
+		ret = 2;
+		goto out_args;
+	}
 	if (o.sync_objects && strcmp(o.sync_objects, "auto") &&
 	    strcmp(o.sync_objects, "file") && strcmp(o.sync_objects, "fs")) {
 		fprintf(stderr,
