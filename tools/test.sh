@@ -34,7 +34,7 @@ rm -rf "$logs"
 mkdir "$logs"
 ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-TALLY_SANITIZER_LOGS=$logs \
+TALLY_SANITIZER_LOGS=$logs SCN_TIMEOUT_SCALE=3 \
 	meson test -C build-asan --print-errorlogs --num-processes 2 \
 	--timeout-multiplier 3 --wrapper "$top/tools/sancheck.sh"
 n=$(find "$logs" -name 'report.*' | wc -l)

@@ -29,6 +29,9 @@ SCN_NAME=$(basename "$0" .sh)
 SCN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STEP_TIMEOUT=${STEP_TIMEOUT:-120}   # one command on the mount
 SCN_TIMEOUT=${SCN_TIMEOUT:-540}     # the whole scenario (watchdog)
+# a slower build (sanitizers: tools/test.sh) scales it as it scales
+# meson's timeouts (--timeout-multiplier)
+SCN_TIMEOUT=$((SCN_TIMEOUT * ${SCN_TIMEOUT_SCALE:-1}))
 # shellcheck disable=SC2034 # for the scenarios
 MIB=1048576
 
