@@ -59,6 +59,15 @@ MODE is one of:
     down                  stop listening (connections are refused) and
                           close every client connection; the next mode
                           command listens again on the same port
+    hold                  read the request whole and keep it, sending
+                          nothing upstream and no answer to the client,
+                          until a deliver command (below): a request held
+                          in the network, which reaches the server after
+                          its client gave up on it, was killed, or sent it
+                          again. The client's connection stays open,
+                          silent, until the client closes it or the
+                          request is delivered (then it is closed, with no
+                          answer); a held request outlives its client
 
 A mode other than pass and down applies to the next N requests that it
 matches (a refused connection counts as one), then the mode is pass again;
@@ -80,6 +89,12 @@ A status or full answer to a request with a body first reads and discards
 that body, so the connection stays usable; unless the client sent Expect:
 100-continue: then the answer comes at once, with Connection: close.
 
+    GET /deliver          send every held request upstream, in the order
+                          they came, each on a new connection of its own,
+                          and wait for each answer (10 s at most each);
+                          answers one line per request, "STATUS METHOD
+                          TARGET" (STATUS 000: no answer from upstream).
+                          The mode stays; stalled requests stay stalled
     GET /stats            the counters, one "NAME VALUE" line each, in this
                           order: connections (accepted, refused ones
                           included), requests (heads read), forwarded
@@ -88,10 +103,12 @@ that body, so the connection stays usable; unless the client sent Expect:
                           forwarded_GET, forwarded_LIST, forwarded_HEAD,
                           forwarded_DELETE, forwarded_POST, forwarded_OTHER,
                           then the faults injected: status, full, stall,
-                          cut, refuse (requests or connections each), down
-                          (times the listener was closed), then
-                          upstream_errors (upstream unreachable, or closed
-                          on us mid-request), and last "mode MODE..."
+                          cut, refuse, hold (requests or connections
+                          each), down (times the listener was closed),
+                          then upstream_errors (upstream unreachable, or
+                          closed on us mid-request), held (requests held
+                          now), delivered (held requests delivered, with
+                          or without an answer), and last "mode MODE..."
     GET /reset            zero the counters (the mode stays); answers the
                           stats
 
@@ -133,11 +150,11 @@ HEAD_LIMIT = 65536      # the longest request or response head
 TCP_ESTABLISHED = 1     # tcpi_state of struct tcp_info (Linux)
 
 CLASSES = ("PUT", "GET", "LIST", "HEAD", "DELETE", "POST", "OTHER")
-FAULTS = ("status", "full", "stall", "cut", "refuse", "down")
+FAULTS = ("status", "full", "stall", "cut", "refuse", "hold", "down")
 MODES = ("pass",) + FAULTS
 STAT_KEYS = (("connections", "requests", "forwarded") +
              tuple("forwarded_" + c for c in CLASSES) + FAULTS +
-             ("upstream_errors",))
+             ("upstream_errors", "held", "delivered"))
 
 DEFAULT_S3CODE = {500: "InternalError", 503: "SlowDown",
                   507: "XMinioStorageFull"}
@@ -536,7 +553,28 @@ class Conn:
         if fault.kind in ("refuse", "down"):
             self.abort(reset=True)
             return False
+        if fault.kind == "hold":
+            await self.hold(req)
+            return False
         return await self.forward(req, Strike(fault.kind))
+
+    async def hold(self, req):
+        """Read request @req whole and keep it for a deliver command; keep
+        the client's connection open and silent until the client leaves
+        or the request is delivered."""
+        sink = Sink()
+        await self.relay(self.client, sink, req.framing, None)
+        held = Held(req, req.raw + bytes(sink.data))
+        self.proxy.held.append(held)
+        while not held.delivered.is_set():
+            if self.client.gone() or self.client.reader.at_eof():
+                log("the client of a held request left: the request stays "
+                    "held")
+                return
+            try:
+                await asyncio.wait_for(held.delivered.wait(), 0.2)
+            except asyncio.TimeoutError:
+                pass
 
     async def answer(self, req, fault):
         """Answer the fault's error without asking upstream."""
@@ -736,6 +774,57 @@ class Conn:
         log("stall released")
 
 
+class Sink:
+    """A destination of relay() that keeps what it is sent."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    async def send(self, data):
+        self.data += data
+
+
+class Held:
+    """A request read whole and held: its parsed head, its bytes."""
+
+    def __init__(self, req, data):
+        self.req = req
+        self.data = data
+        self.delivered = asyncio.Event()
+
+
+async def deliver_one(upstream, held):
+    """Send held request @held on a new connection to @upstream and read
+    its answer: the HTTP status, or 0 without one."""
+    gate = asyncio.Event()
+    gate.set()
+    try:
+        reader, writer = await asyncio.open_connection(
+            upstream[0], upstream[1], limit=HEAD_LIMIT)
+    except OSError as e:
+        log("deliver: cannot connect to upstream: %s", e)
+        return 0
+    up = Peer("upstream", reader, writer, gate)
+    try:
+        await up.send(held.data)
+        while True:
+            resp = Response(await up.read_head(), held.req)
+            if resp.status >= 200 or resp.status == 101:
+                break
+        kind, size = resp.framing
+        if kind == "length":
+            await up.read_exactly(size)
+        else:
+            while await up.read_some(BLOCK):
+                pass
+        return resp.status
+    except (PeerClosed, ValueError) as e:
+        log("deliver: no whole answer from upstream: %s", e)
+        return 0
+    finally:
+        up.abort()
+
+
 async def put(dst, data):
     if dst is not None:
         await dst.send(data)
@@ -761,6 +850,7 @@ class Proxy:
         self.port = None
         self.conns = set()
         self.next_id = 1
+        self.held = []          # Held requests, oldest first
 
     def request_id(self):
         self.next_id += 1
@@ -822,8 +912,27 @@ class Proxy:
         log("mode %s", mode)
 
     def stats_text(self):
+        self.stats["held"] = len(self.held)
         return "".join("%s %d\n" % (k, self.stats[k]) for k in STAT_KEYS) \
             + "mode %s\n" % self.mode
+
+    async def deliver(self):
+        """Send every held request upstream; one line per request."""
+        held, self.held = self.held, []
+        lines = []
+        for h in held:
+            try:
+                status = await asyncio.wait_for(
+                    deliver_one(self.upstream, h), 10)
+            except asyncio.TimeoutError:
+                log("deliver: no answer from upstream in 10 s")
+                status = 0
+            h.delivered.set()
+            self.stats["delivered"] += 1
+            log("delivered %s %s: %03d", h.req.method, h.req.target, status)
+            lines.append("%03d %s %s\n" % (status, h.req.method,
+                                           h.req.target))
+        return "".join(lines)
 
     async def command(self, method, target):
         """Run one control command: (HTTP status, text)."""
@@ -838,6 +947,10 @@ class Proxy:
             return 400, "malformed query %r\n" % url.query
         if not words:
             return 400, "no command\n"
+        if words[0] == "deliver":
+            if len(words) > 1 or query:
+                return 400, "deliver takes no arguments\n"
+            return 200, await self.deliver()
         if words[0] in ("stats", "reset"):
             if len(words) > 1 or query:
                 return 400, "%s takes no arguments\n" % words[0]

@@ -21,6 +21,9 @@
 #     a download stops after half the body (exit 18);
 #   * refuse: the connection is reset (no HTTP status), once; down: the
 #     connection is refused (exit 7) until the next command;
+#   * hold: a DELETE kept (never upstream) past its client's timeout, then
+#     delivered by the deliver command and done upstream; a held PUT
+#     delivered whole while its client waits, which gets no answer;
 #   * the counters of each, and bad control commands refused (400).
 #
 # The proxy runs under $PYTHON (python3 from PATH), and a short pass under
@@ -431,9 +434,40 @@ ctl pass >/dev/null
 assert_eq "GET after down" 200 "$(code "$U/big")"
 assert_eq "down count" 1 "$(counter down)"
 
+log "hold: a DELETE kept past its client, delivered on command"
+assert_eq "PUT of the key to delete" 200 "$(code -T "$TMP/small" "$U/held")"
+ctl 'hold?n=1&method=DELETE' >/dev/null
+assert_eq "HTTP and curl exit status of the held DELETE" "000 28" \
+	"$(outcome --max-time 2 -X DELETE "$U/held")"
+assert_eq "upstream DELETEs while held" 0 "$(upstream_saw "DELETE /bucket/held")"
+assert_eq "GET while the DELETE is held" 200 "$(code "$U/held")"
+assert_eq "hold count" 1 "$(counter hold)"
+assert_eq "held" 1 "$(counter held)"
+assert_eq "mode after the hold" "mode pass" "$(ctl stats | tail -n 1)"
+assert_eq "deliver" "204 DELETE /bucket/held" "$(ctl deliver)"
+assert_eq "upstream DELETEs once delivered" 1 \
+	"$(upstream_saw "DELETE /bucket/held 204")"
+assert_eq "GET after the delivery" 404 "$(code "$U/held")"
+assert_eq "held after the delivery" 0 "$(counter held)"
+assert_eq "delivered" 1 "$(counter delivered)"
+assert_eq "deliver with nothing held" "" "$(ctl deliver)"
+
+log "hold: a PUT with a body, its client still waiting, delivered whole"
+ctl 'hold?n=1&method=PUT' >/dev/null
+C -o /dev/null -T "$TMP/big" "$U/heldput" 2>/dev/null &
+slow=$!
+wait_until 5 bash -c "[[ \$(curl -sS http://127.0.0.1:$CTL/stats |
+	awk '\$1 == \"held\" { print \$2 }') == 1 ]]" ||
+	fail "the PUT was not held"
+assert_eq "GET while the PUT is held" 404 "$(code "$U/heldput")"
+assert_eq "deliver" "200 PUT /bucket/heldput" "$(ctl deliver)"
+wait "$slow" && fail "the client of a delivered PUT got an answer"
+C -o "$TMP/got" "$U/heldput" || fail "GET of the delivered PUT failed"
+assert_eq "sha256 of the delivered PUT" "$(sha "$TMP/big")" "$(sha "$TMP/got")"
+
 log "control: bad commands are refused"
 for bad in 'nosuch' 'status/200' 'status' 'stall?n=0' 'cut?method=PUT,FOO' \
-	'down?n=1' 'pass/x' 'stall?x=1'; do
+	'down?n=1' 'pass/x' 'stall?x=1' 'deliver/x' 'deliver?n=1'; do
 	assert_eq "control /$bad" 400 \
 		"$(code "http://127.0.0.1:$CTL/$bad")"
 done
