@@ -251,16 +251,17 @@ Test(meta_pg, counts_settle_at_commit)
 	cr_assert_eq(count_of(OBJ_B), 1);
 }
 
-Test(meta_pg, branch_copies_a_namespace)
+/* Namespace "src" (inode 16) holding "file" (inode @file), one block of
+ * object A, committed. */
+static void src_with_a_file(uint64_t file)
 {
 	struct meta_inode ns = { 0 }, f = { 0 };
-	uint64_t next = 100, root = 0, count = 0, ino = 0;
 
 	ns.ino = 16;
 	ns.nspace = 16;
 	ns.mode = S_IFDIR | 0755;
 	ns.nlink = 2;
-	f.ino = 17;
+	f.ino = file;
 	f.nspace = 16;
 	f.mode = S_IFREG | 0644;
 	f.nlink = 1;
@@ -269,9 +270,16 @@ Test(meta_pg, branch_copies_a_namespace)
 	cr_assert_eq(meta_inode_put(m, &ns), 0);
 	cr_assert_eq(meta_inode_put(m, &f), 0);
 	cr_assert_eq(meta_dentry_insert(m, 1, "src", 16), 0);
-	cr_assert_eq(meta_dentry_insert(m, 16, "file", 17), 0);
-	cr_assert_eq(meta_block_set(m, 17, 0, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_dentry_insert(m, 16, "file", file), 0);
+	cr_assert_eq(meta_block_set(m, file, 0, OBJ_A, 0, 10, NULL), 0);
 	cr_assert_eq(meta_commit(m), 0);
+}
+
+Test(meta_pg, branch_copies_a_namespace)
+{
+	uint64_t next = 100, root = 0, count = 0, ino = 0;
+
+	src_with_a_file(17);
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_branch(m, 16, "dst", &next, &root, &count), 0);
 	cr_assert_eq(meta_commit(m), 0);
@@ -2222,28 +2230,12 @@ static void *race_run(void *arg)
  */
 static void race_last_reference(enum racer what)
 {
-	struct meta_inode ns = { 0 }, f = { 0 };
 	struct race r = { what, 1 };
 	struct meta *b = NULL;
 	pthread_t th;
 	int i;
 
-	ns.ino = 16;
-	ns.nspace = 16;
-	ns.mode = S_IFDIR | 0755;
-	ns.nlink = 2;
-	f.ino = 40;
-	f.nspace = 16;
-	f.mode = S_IFREG | 0644;
-	f.nlink = 1;
-	f.size = 10;
-	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_put(m, &ns), 0);
-	cr_assert_eq(meta_inode_put(m, &f), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, "src", 16), 0);
-	cr_assert_eq(meta_dentry_insert(m, 16, "file", 40), 0);
-	cr_assert_eq(meta_block_set(m, 40, 0, OBJ_A, 0, 10, NULL), 0);
-	cr_assert_eq(meta_commit(m), 0);
+	src_with_a_file(40);
 	cr_assert_eq(count_of(OBJ_A), 1);
 
 	cr_assert_eq(meta_open(uri, false, 4096, &b), 0);
