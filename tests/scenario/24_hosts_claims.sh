@@ -23,33 +23,7 @@ source "$TALLY_SRC/tests/s3/lib.sh"
 source "$TALLY_SRC/tests/pg/lib.sh"
 source "$(dirname "$0")/remote_lib.sh"
 
-s3_start tally-claims || fail "cannot start the S3 server"
-pg_start || fail "cannot start PostgreSQL"
-PFX=claims
-
-"${PYTHON:-python3}" "$TALLY_SRC/tests/s3/faultproxy.py" \
-	--upstream "127.0.0.1:$S3_PORT" --lifetime "$SCN_TIMEOUT" \
-	>"$TMP/proxy.ports" 2>"$TMP/proxy.log" &
-PROXY_PID=$!
-# the mounts go first (their database and bucket still there), then the
-# proxy, PostgreSQL, the S3 server
-PG_BEFORE_STOP='daemons_down; kill "$PROXY_PID" 2>/dev/null'
-trap 'rc=$?; set +e; eval "$PG_BEFORE_STOP"; (exit $rc); pg__on_exit' EXIT
-wait_for 20 bash -c "[[ \$(wc -l <'$TMP/proxy.ports') -ge 2 ]]" ||
-	fail "the fault proxy did not start: $(cat "$TMP/proxy.log")"
-PPORT=$(sed -n 1p "$TMP/proxy.ports")
-PCTL=$(sed -n 2p "$TMP/proxy.ports")
-SHARED="meta=$PG_URI,remote=s3://$S3_BUCKET/$PFX"
-SHARED+=",remote_endpoint=http://127.0.0.1:$PPORT"
-FSCK_OPTS="meta=$PG_URI,remote_endpoint=$S3_ENDPOINT"
-
-proxy() { T curl -fsS "http://127.0.0.1:$PCTL/$1" >/dev/null ||
-	fail "proxy $1"; }
-proxy_stat() { T curl -fsS "http://127.0.0.1:$PCTL/stats" |
-	awk -v k="$1" '$1 == k { print $2 }'; }
-# proxy_least NAME N: the proxy's counter NAME (counted since it started)
-# is at least N
-proxy_least() { (($(proxy_stat "$1") >= $2)); }
+shared_start_proxied tally-claims claims
 
 for n in a b; do mkdir "$TMP/mnt_$n"; done
 mnt() { echo "$TMP/mnt_$1"; }
@@ -91,12 +65,12 @@ T cp "$TMP/c1" "$(mnt a)/ns/x"
 drained a "first upload"
 k1=$(objects "$(mnt a)/ns/x")
 bucket_has "$k1" || fail "the bucket lacks $k1"
-proxy "status/500?method=DELETE"
+proxy "status/500?method=DELETE" >/dev/null
 rm "$(mnt a)/ns/x"
 wait_for 30 proxy_least status 1 || fail "no DELETE was tried"
 T cp "$TMP/c1" "$(mnt a)/ns/x2"
 drained a "after a failed DELETE"
-proxy pass
+proxy pass >/dev/null
 bucket_has "$k1" || fail "the content written again is not in the bucket"
 
 log "kill -9 with a DELETE in flight: the claim is taken over"
@@ -104,12 +78,12 @@ rand_file "$TMP/c2" $((MIB / 2 + 22))
 T cp "$TMP/c2" "$(mnt a)/ns/y"
 drained a "second upload"
 k2=$(objects "$(mnt a)/ns/y")
-proxy "stall?method=DELETE"
+proxy "stall?method=DELETE" >/dev/null
 rm "$(mnt a)/ns/y"
 wait_for 30 proxy_least stall 1 || fail "no DELETE was held"
 kill9_fs "$(mnt a)"
 # released: its client is gone, so the proxy drops it (never late)
-proxy pass
+proxy pass >/dev/null
 fsck_of a
 assert_match "tallyfsck names the claim left under way" \
 	$'claims_stale: 1\n' "$FSCK_OUT"
@@ -128,7 +102,7 @@ drained a "third upload"
 k3=$(objects "$(mnt a)/ns/z")
 mount_node b
 held=$(proxy_stat stall)
-proxy "stall?method=DELETE"
+proxy "stall?method=DELETE" >/dev/null
 rm "$(mnt a)/ns/z"
 wait_for 30 proxy_least stall $((held + 1)) || fail "no DELETE was held"
 # B ships the object, but cannot record it in the bucket (the DELETE
@@ -136,7 +110,7 @@ wait_for 30 proxy_least stall $((held + 1)) || fail "no DELETE was held"
 T cp "$TMP/c3" "$(mnt b)/ns/z2"
 ctl drain "$(mnt b)" >/dev/null || fail "drain on b failed"
 kill9_fs "$(mnt b)"
-proxy pass
+proxy pass >/dev/null
 umount_fs "$(mnt a)"
 fsck_of a
 assert_match "tallyfsck: queued by b, in its cache" $'queued_elsewhere: 1\n' \

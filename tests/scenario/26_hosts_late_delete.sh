@@ -18,29 +18,7 @@ source "$TALLY_SRC/tests/s3/lib.sh"
 source "$TALLY_SRC/tests/pg/lib.sh"
 source "$(dirname "$0")/remote_lib.sh"
 
-s3_start tally-late || fail "cannot start the S3 server"
-pg_start || fail "cannot start PostgreSQL"
-PFX=late
-
-"${PYTHON:-python3}" "$TALLY_SRC/tests/s3/faultproxy.py" \
-	--upstream "127.0.0.1:$S3_PORT" --lifetime "$SCN_TIMEOUT" \
-	>"$TMP/proxy.ports" 2>"$TMP/proxy.log" &
-PROXY_PID=$!
-# the mounts go first (their database and bucket still there), then the
-# proxy, PostgreSQL, the S3 server
-PG_BEFORE_STOP='daemons_down; kill "$PROXY_PID" 2>/dev/null'
-trap 'rc=$?; set +e; eval "$PG_BEFORE_STOP"; (exit $rc); pg__on_exit' EXIT
-wait_for 20 bash -c "[[ \$(wc -l <'$TMP/proxy.ports') -ge 2 ]]" ||
-	fail "the fault proxy did not start: $(cat "$TMP/proxy.log")"
-PPORT=$(sed -n 1p "$TMP/proxy.ports")
-PCTL=$(sed -n 2p "$TMP/proxy.ports")
-SHARED="meta=$PG_URI,remote=s3://$S3_BUCKET/$PFX"
-SHARED+=",remote_endpoint=http://127.0.0.1:$PPORT"
-FSCK_OPTS="meta=$PG_URI,remote_endpoint=$S3_ENDPOINT"
-
-proxy() { T curl -fsS "http://127.0.0.1:$PCTL/$1" || fail "proxy $1"; }
-proxy_stat() { proxy stats | awk -v k="$1" '$1 == k { print $2 }'; }
-proxy_least() { (($(proxy_stat "$1") >= $2)); }
+shared_start_proxied tally-late late
 
 for n in a b c; do mkdir "$TMP/mnt_$n"; done
 mnt() { echo "$TMP/mnt_$1"; }

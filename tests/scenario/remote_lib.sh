@@ -67,3 +67,32 @@ shared_start() {
 	PFX=$2
 	SHARED="meta=$PG_URI,remote=s3://$S3_BUCKET/$PFX,remote_endpoint=$S3_ENDPOINT"
 }
+
+# shared_start_proxied BUCKET PFX: shared_start, with the mounts reaching
+# the S3 server through the fault proxy (tests/s3/faultproxy.py), whose
+# ports are $PPORT (requests) and $PCTL (control). tallyfsck's options
+# ($FSCK_OPTS) go to the server itself. At the end the mounts go first,
+# then the proxy, PostgreSQL and the S3 server.
+shared_start_proxied() {
+	shared_start "$1" "$2"
+	"${PYTHON:-python3}" "$TALLY_SRC/tests/s3/faultproxy.py" \
+		--upstream "127.0.0.1:$S3_PORT" --lifetime "$SCN_TIMEOUT" \
+		>"$TMP/proxy.ports" 2>"$TMP/proxy.log" &
+	PROXY_PID=$!
+	PG_BEFORE_STOP='daemons_down; kill "$PROXY_PID" 2>/dev/null'
+	trap 'rc=$?; set +e; eval "$PG_BEFORE_STOP"; (exit $rc); pg__on_exit' EXIT
+	wait_for 20 bash -c "[[ \$(wc -l <'$TMP/proxy.ports') -ge 2 ]]" ||
+		fail "the fault proxy did not start: $(cat "$TMP/proxy.log")"
+	PPORT=$(sed -n 1p "$TMP/proxy.ports")
+	PCTL=$(sed -n 2p "$TMP/proxy.ports")
+	SHARED="meta=$PG_URI,remote=s3://$S3_BUCKET/$PFX"
+	SHARED+=",remote_endpoint=http://127.0.0.1:$PPORT"
+	FSCK_OPTS="meta=$PG_URI,remote_endpoint=$S3_ENDPOINT"
+}
+
+# proxy CMD: a command to the fault proxy; its answer on stdout.
+proxy() { T curl -fsS "http://127.0.0.1:$PCTL/$1" || fail "proxy $1"; }
+# proxy_stat NAME: the proxy's counter NAME (counted since it started).
+proxy_stat() { proxy stats | awk -v k="$1" '$1 == k { print $2 }'; }
+# proxy_least NAME N: that counter is at least N.
+proxy_least() { (($(proxy_stat "$1") >= $2)); }
