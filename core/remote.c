@@ -2276,8 +2276,12 @@ int remote_ship(struct remote *r, uint32_t shard, const char *name,
 {
 	struct state_ctx c = { name, { 0 } };
 	struct job j = { .kind = JOB_UP, .shard = shard, .size = size };
+	/* a close waits for this: retried for one remote timeout at most,
+	 * then EIO (the flush parks, its data kept and sent again later) */
+	double delay = 0.25,
+	       end = mono() +
+		     (r->cfg.stall_timeout > 0 ? r->cfg.stall_timeout : 30);
 	struct s3 *s;
-	double delay = 0.25;
 	int rc = tally_meta_read(r->t, state_read, &c), attempt;
 
 	remote_touch(r, name); /* written: used now (eviction's order) */
@@ -2302,16 +2306,18 @@ int remote_ship(struct remote *r, uint32_t shard, const char *name,
 		if (!rc || !j.server)
 			break;
 		note_error(r, "upload", s3_last_error(s));
-		if (attempt < 4) {
-			sleep_s(delay);
-			delay *= 2;
-		}
+		if (attempt == 4 || mono() + delay > end)
+			break;
+		sleep_s(delay);
+		delay *= 2;
 	}
 	conn_put(r, s);
 	if (rc) {
 		log_msg(LOG_ERR, "remote: %s",
 			j.err[0] ? j.err : strerror(-rc));
-		return rc == -ESTALE ? -EIO : rc;
+		/* the server unreachable or busy (EAGAIN: a timeout, a
+		 * 5xx), retried: what close(2) and fsync(2) say is EIO */
+		return rc == -ESTALE || rc == -EAGAIN ? -EIO : rc;
 	}
 	pthread_mutex_lock(&r->lock);
 	r->st.uploaded++;

@@ -123,6 +123,37 @@ bucket_has "$k3" || fail "the bucket lacks $k3"
 T cmp "$TMP/c3" "$(mnt b)/ns/z2" || fail "b reads z2 wrong"
 umount_fs "$(mnt b)"
 
+log "the bucket unreachable: a close fails with EIO within a remote timeout"
+mkdir "$TMP/mnt_c"
+mount_fs "$TMP/cache_c" "$TMP/mnt_c" -o "$SHARED" \
+	-o heartbeat=1,remote_timeout=3,remote_retry_max=1
+proxy "stall?method=PUT" >/dev/null
+rand_file "$TMP/c4" $((MIB / 2 + 44))
+res=$(T python3 - "$TMP/mnt_c/ns/w" "$TMP/c4" <<-'EOF'
+	import errno, os, sys, time
+	t0 = time.monotonic()
+	fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+	os.write(fd, open(sys.argv[2], "rb").read())
+	try:
+	    os.close(fd)
+	    res = "OK"
+	except OSError as e:
+	    res = errno.errorcode.get(e.errno, str(e.errno))
+	print(res, int(time.monotonic() - t0))
+	EOF
+)
+proxy pass >/dev/null
+log "close with the bucket unreachable: $res (seconds)"
+assert_eq "close with the bucket unreachable" EIO "${res% *}"
+((${res#* } <= 10)) || fail "the close took ${res#* } s (remote_timeout 3)"
+grep -q "remote: upload of" "$DLOG" || fail "the reason is not in the log"
+# the data is kept: it goes once the bucket answers again
+T python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)' \
+	"$TMP/mnt_c/ns/w" 2>/dev/null || true
+ctl drain "$TMP/mnt_c" >/dev/null || fail "drain on c failed"
+T cmp "$TMP/c4" "$TMP/mnt_c/ns/w" || fail "c reads w wrong"
+umount_fs "$TMP/mnt_c"
+
 fsck_of b
 assert_match "nothing missing from the bucket" $'bucket_missing: 0\n' \
 	"$FSCK_OUT"
