@@ -147,21 +147,11 @@ static int ship(struct tally *t, struct flush *f)
 	return rc;
 }
 
-/* objstore_put_vetted(): a name with no local copy may name an object
- * whose copy is in the bucket only (remote_vet()). */
-static int vet_name(void *arg, const char *name, const void *buf, size_t len)
-{
-	struct tally *t = arg;
-
-	return remote_vet(t->remote, name, buf, len);
-}
-
 /* Stream phase (pool): hash, stage and make durable the new objects. */
 static void flush_stream(void *arg)
 {
 	struct flush *f = arg;
 	struct tally *t = f->t;
-	struct objstore_vet vet = { vet_name, t };
 	struct objstore_batch batch;
 	uint64_t nblocks = tally_blocks_for(t, f->size);
 	size_t i;
@@ -185,10 +175,8 @@ static void flush_stream(void *arg)
 		q->hole = dirty_all_zero(d->buf, q->len);
 		q->shard = OBJSTORE_ANY;
 		if (!q->hole)
-			rc = objstore_put_vetted(t->objs, &q->shard, d->buf,
-						 q->len, q->name, &q->created,
-						 &batch,
-						 t->remote ? &vet : NULL);
+			rc = objstore_put(t->objs, &q->shard, d->buf, q->len,
+					  q->name, &q->created, &batch);
 	}
 	if (!rc)
 		rc = objstore_batch_finish(t->objs, &batch);
@@ -521,19 +509,6 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 					    q->len, &ref);
 			if (!rc && !q->hole)
 				q->shard = ref.shard;
-			/* a copy written for a row that says it was evicted
-			 * (the bucket's bytes compared, remote_vet()) is
-			 * counted and evictable again; its stat cancels an
-			 * eviction's doom (a shared store counts the disk) */
-			if (!rc && known && q->created && t->remote &&
-			    !tally_meta_shared(t)) {
-				off_t sz;
-
-				if (objstore_stat(t->objs, q->shard, q->name,
-						  &sz) == 0)
-					rc = meta_remote_set_cached(
-						t->meta, q->name, true);
-			}
 			/* put there now, or the row it found in the stream
 			 * is still there; unless its key's deletion is under
 			 * way or was made lately (after the put, maybe):
