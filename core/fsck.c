@@ -594,12 +594,10 @@ static int bucket_object(void *arg, const char *name, uint64_t size)
 {
 	struct bucket_ctx *c = arg;
 	char key[1024], line[1200];
-	const char *k = key;
 
 	(void)size;
 	if (remote_object_key(c->cfg, name, key, sizeof(key)) ||
-	    !bsearch(&k, c->keys->v, c->keys->n, sizeof(char *),
-		     remote_key_cmp)) {
+	    !remote_keys_has(c->keys, key)) {
 		c->res->bucket_missing++;
 		snprintf(line, sizeof(line),
 			 "lost: object '%s' is recorded in the bucket, which "

@@ -1382,6 +1382,12 @@ int remote_key_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+bool remote_keys_has(const struct remote_keys *k, const char *key)
+{
+	return k->n &&
+	       bsearch(&key, k->v, k->n, sizeof(*k->v), remote_key_cmp);
+}
+
 static int keys_add(void *arg, const char *key, uint64_t size)
 {
 	struct remote_keys *k = arg;
@@ -1536,8 +1542,7 @@ int remote_snapshot(struct remote *r, double timeout, char *key, size_t len)
 	/* keep the newest snapshot_keep: only from a whole listing that
 	 * shows the one just made */
 	if (remote_list_snapshots(&r->cfg, s, &k) == 0 &&
-	    bsearch(&(const char *){ key }, k.v, k.n, sizeof(*k.v),
-		    remote_key_cmp))
+	    remote_keys_has(&k, key))
 		reap_snapshots(s, (const char *const *)k.v, k.n,
 			       r->snapshot_keep);
 	remote_keys_release(&k);

@@ -7,6 +7,7 @@
 #ifndef TALLY_REMOTE_INT_H
 #define TALLY_REMOTE_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,8 @@ struct remote_keys {
 void remote_keys_release(struct remote_keys *k);
 /* qsort/bsearch order of two char * keys. */
 int remote_key_cmp(const void *a, const void *b);
+/* Whether sorted listing @k holds @key (an empty listing holds nothing). */
+bool remote_keys_has(const struct remote_keys *k, const char *key);
 /* Every key under full key prefix @prefix, all pages, sorted into @out:
  * 0, or the error of a page (then @out is empty: a partial listing is
  * never used). */

@@ -186,14 +186,12 @@ static int check_object(void *arg, int64_t id, const char *name, uint32_t shard,
 {
 	struct check_ctx *c = arg;
 	char key[1024];
-	const char *k = key;
 
 	(void)id;
 	(void)shard;
 	c->rep->objects++;
 	if (remote_object_key(c->cfg, name, key, sizeof(key)) ||
-	    !bsearch(&k, c->objects->v, c->objects->n, sizeof(char *),
-		     remote_key_cmp)) {
+	    !remote_keys_has(c->objects, key)) {
 		c->rep->missing++;
 		sayf(c->say, c->sctx,
 		     "missing: object '%s' (%" PRId64 " reference(s)) is "
