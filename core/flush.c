@@ -139,7 +139,8 @@ static int ship(struct tally *t, struct flush *f)
 
 		if (q->hole || q->shared)
 			continue;
-		rc = remote_ship(t->remote, q->shard, q->name, q->len, q->buf);
+		rc = remote_ship(t->remote, q->shard, q->name, q->len, q->buf,
+				 &q->gen, &q->fresh);
 		q->shipped = rc >= 0;
 		q->put = rc == 1;
 		rc = rc > 0 ? 0 : rc;
@@ -504,17 +505,19 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 			struct meta_bref ref;
 
 			/* a known object: the reference names its shard */
-			rc = meta_block_set(t->meta, ip->ino, q->idx,
-					    q->hole ? NULL : q->name, q->shard,
-					    q->len, &ref);
+			rc = meta_block_set_gen(t->meta, ip->ino, q->idx,
+						q->hole ? NULL : q->name,
+						q->shard, q->len,
+						q->fresh ? q->gen : 0, &ref);
 			if (!rc && !q->hole)
 				q->shard = ref.shard;
 			/* put there now, or the row it found in the stream
-			 * is still there; unless its key's deletion is under
-			 * way or was made lately (after the put, maybe):
-			 * then it stays queued, shipped again by the loop */
+			 * is still there: recorded if the row is of the
+			 * generation shipped (else it stays queued, shipped
+			 * by the loop under the row's own key) */
 			if (!rc && (q->put || (q->shipped && known))) {
-				rc = meta_remote_shipped(t->meta, q->name);
+				rc = meta_remote_shipped(t->meta, q->name,
+							 q->gen);
 				rc = rc < 0 ? rc : 0;
 			}
 		}

@@ -481,9 +481,9 @@ static int check_claim(void *arg, const char *name, int64_t since, int64_t node)
 
 	f->res->claims_stale++;
 	sayf(f,
-	     "stale claim: the deletion of the key of '%s' was left under "
+	     "stale claim: the deletion of bucket key '%s' was left under "
 	     "way by node %" PRId64 " (at %" PRId64 "): an upload of the "
-	     "object waits for it%s",
+	     "object may wait for it%s",
 	     name, node, since,
 	     f->repair ? ": taken over" : " until a mount takes it over");
 	return 0;
@@ -599,10 +599,15 @@ static int bucket_object(void *arg, const char *name, uint64_t size)
 	if (remote_object_key(c->cfg, name, key, sizeof(key)) ||
 	    !remote_keys_has(c->keys, key)) {
 		c->res->bucket_missing++;
+		char obj[OBJNAME_MAX];
+		int64_t gen;
+
+		if (meta_key_parse(name, obj, &gen))
+			snprintf(obj, sizeof(obj), "?");
 		snprintf(line, sizeof(line),
-			 "lost: object '%s' is recorded in the bucket, which "
-			 "does not have it",
-			 name);
+			 "lost: object '%s' (bucket key '%s') is recorded in "
+			 "the bucket, which does not have it",
+			 obj, name);
 		c->say(c->sctx, line);
 	}
 	return 0;
@@ -636,8 +641,8 @@ int fsck_bucket(struct store *s, const struct s3_cfg *cfg,
 		int v;
 
 		base = base ? base + 1 : keys.v[i];
-		v = hash_name_valid(base) ? meta_remote_named(s->meta, base)
-					  : 0;
+		v = remote_key_valid(base) ? meta_remote_named(s->meta, base)
+					   : 0;
 		if (v < 0) {
 			rc = v;
 			break;

@@ -286,6 +286,13 @@ int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
  */
 int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx, const char *name,
 		   uint32_t shard, uint32_t size, struct meta_bref *out);
+/* meta_block_set() whose insert of a new row takes generation @gen (a
+ * shared store's flush shipped the object to that generation's key
+ * before its commit; 0: a fresh one). A row already there keeps its
+ * own. */
+int meta_block_set_gen(struct meta *m, uint64_t ino, uint64_t idx,
+		       const char *name, uint32_t shard, uint32_t size,
+		       int64_t gen, struct meta_bref *out);
 /* Whether an object row named @name exists (1), or not (0). */
 int meta_obj_exists(struct meta *m, const char *name);
 /*
@@ -684,6 +691,23 @@ int meta_sweep_last(struct meta *m, struct meta_sweep_event *e,
  * (once the deletion delay has passed), by triggers, in the transaction
  * that makes the change.
  */
+/*
+ * Keys of the bucket are made from an object's name and the generation
+ * of its row (objects.gen): 0 for a row made before generations (the key
+ * is the name), else a number a store never gives twice (the key is
+ * NAME.gN). A deletion names a key, never a name: content made again
+ * after its row went is a new row, with a new generation, so a DELETE
+ * that arrives late cannot touch it (docs/design.md, section 10).
+ */
+#define OBJKEY_MAX (OBJNAME_MAX + 24)
+/* The key name of generation @gen of object @name into @out. */
+void meta_key_name(const char *name, int64_t gen, char out[OBJKEY_MAX]);
+/* The object name and generation of key name @key: 0, or -EINVAL if
+ * @key is no key name. */
+int meta_key_parse(const char *key, char name[OBJNAME_MAX], int64_t *gen);
+/* A fresh generation (a shared store's flush, before it ships a new
+ * object): never given again. */
+int meta_gen_take(struct meta *m, int64_t *gen);
 /* Text settings of the binding ("url", "store"): -ENOENT if unset; *out
  * malloc'ed. */
 int meta_remote_conf_get(struct meta *m, const char *key, char **out);
@@ -691,18 +715,21 @@ int meta_remote_conf_set(struct meta *m, const char *key, const char *val);
 /* Bind the store (in a transaction); when @first, queue every object
  * not in the bucket yet. */
 int meta_remote_enable(struct meta *m, bool first);
-/* The first @limit queued uploads, by sequence: name, sequence, where the
- * object lives and its size. A nonzero return of @fn stops the scan. */
+/* The first @limit queued uploads, by sequence: name, generation,
+ * sequence, where the object lives and its size. A nonzero return of
+ * @fn stops the scan. */
 int meta_remote_next(struct meta *m, unsigned limit,
-		     int (*fn)(void *ctx, const char *name, int64_t seq,
-			       uint32_t shard, uint64_t size),
+		     int (*fn)(void *ctx, const char *name, int64_t gen,
+			       int64_t seq, uint32_t shard, uint64_t size),
 		     void *ctx);
-/* The bucket has object @name: record it and dequeue it (a row deleted
- * meanwhile gets its key queued for deletion). */
-int meta_remote_uploaded(struct meta *m, const char *name);
+/* The bucket has generation @gen of object @name: record it and dequeue
+ * it (a row deleted meanwhile, or made again as another generation, gets
+ * the key queued for deletion; the other generation stays queued). */
+int meta_remote_uploaded(struct meta *m, const char *name, int64_t gen);
 /*
- * A shared store: a new row of object @name and a deletion of its key in
- * the bucket take turns. meta_remote_name_lock() takes the name's turn
+ * A shared store: a new row of object @name and a deletion of one of its
+ * keys in the bucket take turns. The claims below name keys
+ * (meta_key_name()). meta_remote_name_lock() takes the name's turn
  * until the transaction ends (PostgreSQL: an advisory lock, which the
  * insert of an object row takes too); meta_remote_claim() records that
  * the key's deletion is under way, so that a row inserted meanwhile is
@@ -740,11 +767,13 @@ int meta_remote_claims(struct meta *m,
 /* The node that queued the upload of @name (0: unknown, the embedded
  * engine): 0, -ENOENT if none is queued, or -errno. */
 int meta_remote_queued_by(struct meta *m, const char *name, int64_t *node);
-/* The flush shipped object @name before its commit: record it in the
- * bucket and dequeue it (1), unless a deletion of its key is under way
- * or was made lately (0: left queued, uploaded again once no deletion is
- * under way). */
-int meta_remote_shipped(struct meta *m, const char *name);
+/* The flush shipped generation @gen of object @name before its commit:
+ * record it in the bucket and dequeue it (1), if the row is of that
+ * generation; 0 if not (left queued). A row of that generation whose key
+ * has a deletion claimed (under way or made: a deletion of a key no row
+ * named yet) takes a fresh generation, left queued: a late DELETE of
+ * the claimed key cannot touch what the loop uploads. */
+int meta_remote_shipped(struct meta *m, const char *name, int64_t gen);
 /* The lowest queued sequence (-1: the queue is empty) and the queue's
  * length. */
 int meta_remote_low(struct meta *m, int64_t *min_seq, uint64_t *queued);
@@ -763,6 +792,7 @@ struct meta_remote_state {
 	bool cached; /* its local copy was not evicted */
 	uint32_t shard;
 	uint64_t size;
+	int64_t gen; /* its key's generation */
 };
 /* The remote state of object @name's row: 0, -ENOENT (no row), -errno. */
 int meta_remote_state(struct meta *m, const char *name,
@@ -777,9 +807,9 @@ int meta_remote_evictable(struct meta *m, int64_t after, unsigned limit,
 int meta_remote_set_cached(struct meta *m, const char *name, bool cached);
 /* Bytes of the objects whose copy is local. */
 int meta_remote_cache_bytes(struct meta *m, uint64_t *bytes);
-/* GC of the bucket: 1 if a row, a queued upload or a queued deletion
- * names key @name's object, 0 if nothing does (a lookup of the verdicts:
- * meta_inject_lookup() fails it too). */
+/* GC of the bucket: 1 if a row of its generation or a queued deletion
+ * names key @name, 0 if nothing does (a lookup of the verdicts:
+ * meta_inject_lookup() fails it too); -EINVAL: no key name. */
 int meta_remote_named(struct meta *m, const char *name);
 /* Mark key @name unreferenced since @now (an earlier mark is kept);
  * *since gets the mark's time. */
@@ -790,11 +820,11 @@ int meta_remote_mark_get(struct meta *m, const char *name, int64_t *since);
 int meta_remote_unmark(struct meta *m, const char *name);
 /* Queue key @name for deletion, as unreferenced since @since. */
 int meta_remote_del_add(struct meta *m, const char *name, int64_t since);
-/* Every object the bucket has (by its row): name and size. */
+/* Every object the bucket has (by its row): its key name and size. */
 int meta_remote_in_bucket(struct meta *m,
 			  int (*fn)(void *ctx, const char *name, uint64_t size),
 			  void *ctx);
-/* 1 if a deletion of object @name's key is queued, 0 if not. */
+/* 1 if a deletion of a key of object @name is queued, 0 if not. */
 int meta_remote_del_queued(struct meta *m, const char *name);
 
 /*

@@ -58,8 +58,11 @@ static const char *const object_text[O_COUNT] = {
 	[O_OBJ_FIND] = "SELECT id FROM objects WHERE name = ?1",
 	/* an upsert: another mount of a shared store may insert the same
 	 * object between the lookup and this */
-	[O_OBJ_INSERT] = "INSERT INTO objects(name, shard, size, refcount) "
-			 "VALUES (?1, ?2, ?3, 1) ON CONFLICT(name) DO UPDATE "
+	[O_OBJ_INSERT] = "INSERT INTO objects(name, shard, size, refcount, "
+			 "gen) VALUES (?1, ?2, ?3, 1, coalesce(nullif(?4, 0), "
+			 "(SELECT coalesce(max(seq), 0) + 1 FROM "
+			 "sqlite_sequence WHERE name = 'objects'))) "
+			 "ON CONFLICT(name) DO UPDATE "
 			 "SET refcount = objects.refcount + 1 "
 			 "RETURNING id, shard",
 	[O_OBJ_ADD] = "UPDATE objects SET refcount = refcount + ?2 "
@@ -111,6 +114,13 @@ static const char *const object_text[O_COUNT] = {
 };
 
 static const char *const object_pg[O_COUNT] = {
+	/* a fresh generation unless the flush shipped to one it took */
+	[O_OBJ_INSERT] = "INSERT INTO objects(name, shard, size, refcount, "
+			 "gen) VALUES (?1, ?2, ?3, 1, coalesce(nullif(?4::"
+			 "bigint, 0), nextval('object_gen'))) "
+			 "ON CONFLICT(name) DO UPDATE "
+			 "SET refcount = objects.refcount + 1 "
+			 "RETURNING id, shard",
 	/* a shared store: the inode's row with its blocks (one row of NULLs
 	 * if it has none), so that an inode another node freed is told
 	 * from one without blocks: no row at all */
@@ -395,6 +405,13 @@ int meta_obj_exists(struct meta *m, const char *name)
 int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx, const char *name,
 		   uint32_t shard, uint32_t size, struct meta_bref *out)
 {
+	return meta_block_set_gen(m, ino, idx, name, shard, size, 0, out);
+}
+
+int meta_block_set_gen(struct meta *m, uint64_t ino, uint64_t idx,
+		       const char *name, uint32_t shard, uint32_t size,
+		       int64_t gen, struct meta_bref *out)
+{
 	struct meta_st *s;
 	int64_t old = 0, id = 0;
 	bool had;
@@ -426,6 +443,7 @@ int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx, const char *name,
 			meta_bind_text(s, 1, name);
 			meta_bind_int(s, 2, shard);
 			meta_bind_int(s, 3, size);
+			meta_bind_int(s, 4, gen);
 			rc = meta_step(m, s, "object insert");
 			if (rc == 1) {
 				id = meta_col_int(s, 0);

@@ -29,6 +29,11 @@
  * row went, if nothing names them again. The upload trigger works only
  * while config 'remote' is 1 (a store bound to a bucket).
  * config 'evicted_bytes' counts the bytes of rows whose copy is evicted.
+ * objects.gen: the generation of the row's key (meta_key_name()); the
+ * deletion queue, the marks of bucket GC and the deletion claims name
+ * keys, the upload queue names objects (the row's generation goes).
+ * The triggers are made again at every open: a store of before gets
+ * those of this version.
  */
 static const char remote_schema[] =
 	"CREATE TABLE IF NOT EXISTS remote_up(name TEXT PRIMARY KEY,"
@@ -44,15 +49,18 @@ static const char remote_schema[] =
 	"CREATE TABLE IF NOT EXISTS remote_deleting(name TEXT PRIMARY KEY,"
 	" since INTEGER NOT NULL) WITHOUT ROWID;"
 	"INSERT OR IGNORE INTO config(key, value) VALUES ('evicted_bytes', 0);"
-	"CREATE TRIGGER IF NOT EXISTS remote_obj_add AFTER INSERT ON objects"
+	"DROP TRIGGER IF EXISTS remote_obj_add;"
+	"DROP TRIGGER IF EXISTS remote_obj_del;"
+	"CREATE TRIGGER remote_obj_add AFTER INSERT ON objects"
 	" WHEN (SELECT value FROM config WHERE key = 'remote') = 1 BEGIN"
 	" INSERT OR REPLACE INTO remote_up(name, seq) VALUES (NEW.name,"
-	" (SELECT value FROM config WHERE key = 'durable_seq') + 1);"
-	" DELETE FROM remote_del WHERE name = NEW.name; END;"
-	"CREATE TRIGGER IF NOT EXISTS remote_obj_del AFTER DELETE ON objects"
+	" (SELECT value FROM config WHERE key = 'durable_seq') + 1); END;"
+	"CREATE TRIGGER remote_obj_del AFTER DELETE ON objects"
 	" BEGIN DELETE FROM remote_up WHERE name = OLD.name;"
 	" INSERT OR REPLACE INTO remote_del(name, since)"
-	" SELECT OLD.name, unixepoch() WHERE OLD.remote = 1;"
+	" SELECT CASE WHEN OLD.gen = 0 THEN OLD.name"
+	" ELSE OLD.name || '.g' || OLD.gen END, unixepoch()"
+	" WHERE OLD.remote = 1;"
 	" UPDATE config SET value = value - OLD.size"
 	" WHERE key = 'evicted_bytes' AND OLD.cached = 0; END;";
 
@@ -60,8 +68,14 @@ static const char remote_columns[] =
 	"ALTER TABLE objects ADD COLUMN remote INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE objects ADD COLUMN cached INTEGER NOT NULL DEFAULT 1;";
 
+/* every row of before keeps generation 0: its key is its name */
+static const char gen_column[] =
+	"ALTER TABLE objects ADD COLUMN gen INTEGER NOT NULL DEFAULT 0;";
+
 enum {
 	R_HAS_COLUMNS,
+	R_HAS_GEN,
+	R_GEN_TAKE,
 	R_CONF_GET,
 	R_CONF_SET,
 	R_ENABLE,
@@ -69,6 +83,7 @@ enum {
 	R_NEXT,
 	R_DONE_OBJ,
 	R_DONE_QUEUE,
+	R_DONE_QUEUE_GONE,
 	R_ORPHAN_DEL,
 	R_LOW,
 	R_DELS,
@@ -104,6 +119,13 @@ enum {
 static const char *const remote_text[R_COUNT] = {
 	[R_HAS_COLUMNS] = "SELECT count(*) FROM pragma_table_info('objects') "
 			  "WHERE name IN ('remote', 'cached')",
+	[R_HAS_GEN] = "SELECT count(*) FROM pragma_table_info('objects') "
+		      "WHERE name = 'gen'",
+	/* one mount at a time holds an embedded store, and its flushes
+	 * ship nothing before their commit: the next row's id, which
+	 * AUTOINCREMENT never gives twice (O_OBJ_INSERT) */
+	[R_GEN_TAKE] = "SELECT coalesce(max(seq), 0) + 1 FROM sqlite_sequence "
+		       "WHERE name = 'objects'",
 	[R_CONF_GET] = "SELECT value FROM remote_conf WHERE key = ?1",
 	[R_CONF_SET] = "INSERT INTO remote_conf(key, value) VALUES (?1, ?2) "
 		       "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -112,11 +134,15 @@ static const char *const remote_text[R_COUNT] = {
 	/* objects committed before the store had a bucket */
 	[R_QUEUE_ALL] = "INSERT OR IGNORE INTO remote_up(name, seq) "
 			"SELECT name, 0 FROM objects WHERE remote = 0",
-	[R_NEXT] = "SELECT q.name, q.seq, o.shard, o.size FROM remote_up q "
-		   "JOIN objects o ON o.name = q.name "
+	[R_NEXT] = "SELECT q.name, o.gen, q.seq, o.shard, o.size "
+		   "FROM remote_up q JOIN objects o ON o.name = q.name "
 		   "ORDER BY q.seq, q.name LIMIT ?1",
-	[R_DONE_OBJ] = "UPDATE objects SET remote = 1 WHERE name = ?1",
+	[R_DONE_OBJ] = "UPDATE objects SET remote = 1 WHERE name = ?1 AND "
+		       "gen = ?2",
 	[R_DONE_QUEUE] = "DELETE FROM remote_up WHERE name = ?1",
+	/* a row of another generation keeps its upload queued */
+	[R_DONE_QUEUE_GONE] = "DELETE FROM remote_up WHERE name = ?1 AND NOT "
+			      "EXISTS (SELECT 1 FROM objects WHERE name = ?1)",
 	/* uploaded after its row went: the key is deleted in its turn */
 	[R_ORPHAN_DEL] = "INSERT OR IGNORE INTO remote_del(name, since) "
 			 "VALUES (?1, unixepoch())",
@@ -126,7 +152,7 @@ static const char *const remote_text[R_COUNT] = {
 		       "ORDER BY since, name LIMIT ?2",
 	[R_DEL_DONE] = "DELETE FROM remote_del WHERE name = ?1",
 	[R_QUEUED] = "SELECT 1 FROM remote_up WHERE name = ?1",
-	[R_STATE] = "SELECT remote, cached, shard, size FROM objects "
+	[R_STATE] = "SELECT remote, cached, shard, size, gen FROM objects "
 		    "WHERE name = ?1",
 	[R_EVICTABLE] = "SELECT id, name, shard, size FROM objects "
 			"WHERE remote = 1 AND cached = 1 AND id > ?1 "
@@ -135,17 +161,19 @@ static const char *const remote_text[R_COUNT] = {
 			 "AND cached <> ?2 RETURNING size",
 	[R_EVICTED_ADD] = "UPDATE config SET value = value + ?1 "
 			  "WHERE key = 'evicted_bytes'",
-	[R_DEL_QUEUED] = "SELECT 1 FROM remote_del WHERE name = ?1",
-	[R_NAMED] = "SELECT 1 FROM objects WHERE name = ?1 UNION ALL "
-		    "SELECT 1 FROM remote_up WHERE name = ?1 UNION ALL "
-		    "SELECT 1 FROM remote_del WHERE name = ?1 LIMIT 1",
+	/* the key of any generation of the name */
+	[R_DEL_QUEUED] = "SELECT 1 FROM remote_del WHERE name = ?1 OR "
+			 "substr(name, 1, length(?1) + 2) = ?1 || '.g' LIMIT 1",
+	[R_NAMED] = "SELECT 1 FROM objects WHERE name = ?1 AND gen = ?2 "
+		    "UNION ALL SELECT 1 FROM remote_del WHERE name = ?3 "
+		    "LIMIT 1",
 	[R_MARK_PUT] = "INSERT OR IGNORE INTO remote_marks(name, since) "
 		       "VALUES (?1, ?2)",
 	[R_MARK_GET] = "SELECT since FROM remote_marks WHERE name = ?1",
 	[R_MARK_DEL] = "DELETE FROM remote_marks WHERE name = ?1",
 	[R_DEL_ADD] = "INSERT OR IGNORE INTO remote_del(name, since) "
 		      "VALUES (?1, ?2)",
-	[R_IN_BUCKET] = "SELECT name, size FROM objects WHERE remote = 1",
+	[R_IN_BUCKET] = "SELECT name, size, gen FROM objects WHERE remote = 1",
 	/* one mount at a time holds an embedded store: no turns to take */
 	[R_NAME_LOCK] = "SELECT ?1",
 	/* since > 0: under way since then; < 0: made (or tried) at -since */
@@ -157,9 +185,11 @@ static const char *const remote_text[R_COUNT] = {
 		   "WHERE name = ?1 AND since > 0",
 	[R_GONE_PRUNE] = "DELETE FROM remote_deleting WHERE since < 0 AND "
 			 "-since < ?1",
+	/* the embedded engine's flushes ship nothing before their commit:
+	 * its rows take no generation again here */
 	[R_SHIPPED] = "UPDATE objects SET remote = 1 WHERE name = ?1 AND "
-		      "NOT EXISTS (SELECT 1 FROM remote_deleting WHERE "
-		      "name = ?1)",
+		      "gen = ?2 AND NOT EXISTS (SELECT 1 FROM remote_deleting "
+		      "WHERE name = ?3) RETURNING remote",
 	/* one mount at a time holds an embedded store: a claim under way
 	 * is of a mount that ended (a shared store only calls these) */
 	[R_STALE] = "UPDATE remote_deleting SET since = -unixepoch() "
@@ -168,11 +198,11 @@ static const char *const remote_text[R_COUNT] = {
 		     "WHERE since > 0 ORDER BY name",
 	[R_QUEUED_BY] = "SELECT 0 FROM remote_up WHERE name = ?1",
 	[R_REVIVE_OBJ] = "UPDATE objects SET remote = 0 WHERE name = ?1 "
-			 "AND remote = 1",
+			 "AND gen = ?2 AND remote = 1",
 	[R_REVIVE_QUEUE] = "INSERT OR IGNORE INTO remote_up(name, seq) "
 			   "SELECT name, (SELECT value FROM config WHERE "
 			   "key = 'durable_seq') + 1 FROM objects "
-			   "WHERE name = ?1",
+			   "WHERE name = ?1 AND gen = ?2",
 	[R_CACHE_BYTES] = "SELECT (SELECT coalesce(sum(bytes), 0) FROM "
 			  "shard_usage) - (SELECT value FROM config WHERE "
 			  "key = 'evicted_bytes')",
@@ -188,15 +218,27 @@ static const char restored_sql[] =
 
 static const char *const remote_pg[R_COUNT] = {
 	[R_HAS_COLUMNS] = META_SQLITE_ONLY,
+	[R_HAS_GEN] = META_SQLITE_ONLY,
+	[R_GEN_TAKE] = "SELECT nextval('object_gen')",
 	/* a shared store: the uploads this node queued, and those of nodes
 	 * whose session is gone (their copy may be here: a remount) */
-	[R_NEXT] = "SELECT q.name, q.seq, o.shard, o.size FROM remote_up q "
-		   "JOIN objects o ON o.name = q.name WHERE (q.node = "
-		   "tally_node() OR NOT EXISTS (SELECT 1 FROM sessions s "
-		   "WHERE s.id = q.node AND s.expires >= unixepoch())) "
-		   "AND NOT EXISTS (SELECT 1 FROM remote_deleting d "
-		   "WHERE d.name = q.name AND d.since > 0) "
-		   "ORDER BY q.seq, q.name LIMIT ?1",
+	[R_NEXT] = "SELECT q.name, o.gen, q.seq, o.shard, o.size "
+		   "FROM remote_up q JOIN objects o ON o.name = q.name "
+		   "WHERE (q.node = tally_node() OR NOT EXISTS (SELECT 1 "
+		   "FROM sessions s WHERE s.id = q.node AND s.expires >= "
+		   "unixepoch())) AND NOT EXISTS (SELECT 1 FROM "
+		   "remote_deleting d WHERE d.name = CASE WHEN o.gen = 0 "
+		   "THEN o.name ELSE o.name || '.g' || o.gen END AND "
+		   "d.since > 0) ORDER BY q.seq, q.name LIMIT ?1",
+	/* the row of the generation shipped; one whose key has a deletion
+	 * claimed takes a fresh generation (the insert of the row took the
+	 * name's turn: a claim made before it is seen here) */
+	[R_SHIPPED] = "UPDATE objects o SET remote = CASE WHEN c.claimed "
+		      "THEN 0 ELSE 1 END, gen = CASE WHEN c.claimed THEN "
+		      "nextval('object_gen') ELSE o.gen END FROM (SELECT "
+		      "EXISTS (SELECT 1 FROM remote_deleting WHERE name = "
+		      "?3) AS claimed) c WHERE o.name = ?1 AND o.gen = ?2 "
+		      "RETURNING o.remote",
 	[R_NAME_LOCK] = "SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))",
 	[R_CLAIM] =
 		"INSERT INTO remote_deleting(name, since, node) "
@@ -217,8 +259,8 @@ static const char *const remote_pg[R_COUNT] = {
 	[R_REVIVE_QUEUE] = "INSERT INTO remote_up(name, seq, node) "
 			   "SELECT name, (SELECT value FROM config WHERE "
 			   "key = 'durable_seq') + 1, tally_node() FROM "
-			   "objects WHERE name = ?1 ON CONFLICT(name) DO "
-			   "NOTHING",
+			   "objects WHERE name = ?1 AND gen = ?2 ON "
+			   "CONFLICT(name) DO NOTHING",
 };
 
 const struct meta_sql meta_remote_sql = { META_REMOTE, R_COUNT, remote_text,
@@ -228,17 +270,61 @@ const struct meta_sql meta_remote_sql = { META_REMOTE, R_COUNT, remote_text,
 int meta_remote_schema(struct meta *m)
 {
 	struct meta_st *s;
-	int64_t n = 0;
+	int64_t n = 0, gen = 0;
 	int rc = meta_stmt(m, &meta_remote_sql, R_HAS_COLUMNS, &s);
 
 	if (!rc)
 		rc = meta_int(m, s, &n, "remote columns");
-	if (rc)
-		return rc;
-	rc = meta_exec(m, n == 2 ? remote_schema : remote_columns);
+	if (!rc)
+		rc = meta_stmt(m, &meta_remote_sql, R_HAS_GEN, &s);
+	if (!rc)
+		rc = meta_int(m, s, &gen, "remote columns");
 	if (!rc && n != 2)
+		rc = meta_exec(m, remote_columns);
+	if (!rc && !gen)
+		rc = meta_exec(m, gen_column);
+	if (!rc)
 		rc = meta_exec(m, remote_schema);
 	return rc;
+}
+
+void meta_key_name(const char *name, int64_t gen, char out[OBJKEY_MAX])
+{
+	if (gen == 0)
+		snprintf(out, OBJKEY_MAX, "%s", name);
+	else
+		snprintf(out, OBJKEY_MAX, "%s.g%" PRId64, name, gen);
+}
+
+int meta_key_parse(const char *key, char name[OBJNAME_MAX], int64_t *gen)
+{
+	const char *g = strstr(key, ".g");
+	size_t n = g ? (size_t)(g - key) : strlen(key);
+	char *end;
+
+	if (n >= OBJNAME_MAX)
+		return -EINVAL;
+	memcpy(name, key, n);
+	name[n] = '\0';
+	if (!hash_name_valid(name))
+		return -EINVAL;
+	*gen = 0;
+	if (!g)
+		return 0;
+	/* digits only, no sign, no leading zero: one spelling per key */
+	if (g[2] < '1' || g[2] > '9')
+		return -EINVAL;
+	errno = 0;
+	*gen = strtoll(g + 2, &end, 10);
+	return errno || *end || *gen <= 0 ? -EINVAL : 0;
+}
+
+int meta_gen_take(struct meta *m, int64_t *gen)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_remote_sql, R_GEN_TAKE, &s);
+
+	return rc ? rc : meta_int(m, s, gen, "key generation");
 }
 
 int meta_remote_conf_get(struct meta *m, const char *key, char **out)
@@ -284,8 +370,8 @@ int meta_remote_enable(struct meta *m, bool first)
 }
 
 int meta_remote_next(struct meta *m, unsigned limit,
-		     int (*fn)(void *ctx, const char *name, int64_t seq,
-			       uint32_t shard, uint64_t size),
+		     int (*fn)(void *ctx, const char *name, int64_t gen,
+			       int64_t seq, uint32_t shard, uint64_t size),
 		     void *ctx)
 {
 	struct meta_st *s;
@@ -296,8 +382,9 @@ int meta_remote_next(struct meta *m, unsigned limit,
 	meta_bind_int(s, 1, limit);
 	while ((rc = meta_step(m, s, "upload queue")) > 0) {
 		rc = fn(ctx, (const char *)meta_col_text(s, 0),
-			meta_col_int(s, 1), (uint32_t)meta_col_int(s, 2),
-			(uint64_t)meta_col_int(s, 3));
+			meta_col_int(s, 1), meta_col_int(s, 2),
+			(uint32_t)meta_col_int(s, 3),
+			(uint64_t)meta_col_int(s, 4));
 		if (rc) {
 			meta_reset(s);
 			return rc;
@@ -317,20 +404,34 @@ static int run_name(struct meta *m, int id, const char *name, const char *what)
 	return meta_run(m, s, what);
 }
 
-int meta_remote_uploaded(struct meta *m, const char *name)
+/* Statement @id with ?1 = @name, ?2 = generation @gen, run. */
+static int run_gen(struct meta *m, int id, const char *name, int64_t gen,
+		   const char *what)
 {
-	int rc = run_name(m, R_DONE_OBJ, name, "upload record");
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_remote_sql, id, &s);
 
 	if (rc)
 		return rc;
-	if (meta_changes(m) == 0) {
-		/* the row went while the upload ran: its key goes too, in
-		 * its turn, unless the object is named again by then */
-		rc = run_name(m, R_ORPHAN_DEL, name, "upload record");
-		if (rc)
-			return rc;
-	}
-	return run_name(m, R_DONE_QUEUE, name, "upload record");
+	meta_bind_text(s, 1, name);
+	meta_bind_int(s, 2, gen);
+	return meta_run(m, s, what);
+}
+
+int meta_remote_uploaded(struct meta *m, const char *name, int64_t gen)
+{
+	char key[OBJKEY_MAX];
+	int rc = run_gen(m, R_DONE_OBJ, name, gen, "upload record");
+
+	if (rc || meta_changes(m) > 0)
+		return rc ? rc
+			  : run_name(m, R_DONE_QUEUE, name, "upload record");
+	/* the row went while the upload ran, or was made again as another
+	 * generation: this key goes, in its turn, unless it is named
+	 * again by then; the other generation stays queued */
+	meta_key_name(name, gen, key);
+	rc = run_name(m, R_ORPHAN_DEL, key, "upload record");
+	return rc ? rc : run_name(m, R_DONE_QUEUE_GONE, name, "upload record");
 }
 
 int meta_remote_name_lock(struct meta *m, const char *name)
@@ -355,10 +456,19 @@ int meta_remote_gone(struct meta *m, const char *name)
 	if (rc || meta_changes(m) > 0)
 		return rc;
 	/* no claim of this node under way: taken over while the request
-	 * ran (this node was taken for gone), so the content may have been
-	 * shipped again before this DELETE reached the bucket */
-	rc = run_name(m, R_REVIVE_OBJ, name, "deletion claim");
-	return rc ? rc : run_name(m, R_REVIVE_QUEUE, name, "deletion claim");
+	 * ran (this node was taken for gone); a row of this key's
+	 * generation (none can be made after its claim) is shipped again */
+	{
+		char obj[OBJNAME_MAX];
+		int64_t gen;
+
+		if (meta_key_parse(name, obj, &gen))
+			return 0;
+		rc = run_gen(m, R_REVIVE_OBJ, obj, gen, "deletion claim");
+		return rc ? rc
+			  : run_gen(m, R_REVIVE_QUEUE, obj, gen,
+				    "deletion claim");
+	}
 }
 
 int meta_remote_gone_prune(struct meta *m, int64_t before)
@@ -412,12 +522,24 @@ int meta_remote_queued_by(struct meta *m, const char *name, int64_t *node)
 	return meta_int(m, s, node, "upload queue lookup");
 }
 
-int meta_remote_shipped(struct meta *m, const char *name)
+int meta_remote_shipped(struct meta *m, const char *name, int64_t gen)
 {
-	int rc = run_name(m, R_SHIPPED, name, "upload record");
+	char key[OBJKEY_MAX];
+	struct meta_st *s;
+	int64_t remote = 0;
+	int rc = meta_stmt(m, &meta_remote_sql, R_SHIPPED, &s);
 
-	if (rc || meta_changes(m) == 0)
-		return rc; /* a deletion of its key is under way: queued */
+	if (rc)
+		return rc;
+	meta_key_name(name, gen, key);
+	meta_bind_text(s, 1, name);
+	meta_bind_int(s, 2, gen);
+	meta_bind_text(s, 3, key);
+	rc = meta_int(m, s, &remote, "upload record");
+	if (rc == -ENOENT || (!rc && remote != 1))
+		return 0; /* another generation, or its key claimed: queued */
+	if (rc)
+		return rc;
 	rc = run_name(m, R_DONE_QUEUE, name, "upload record");
 	return rc ? rc : 1;
 }
@@ -505,6 +627,7 @@ int meta_remote_state(struct meta *m, const char *name,
 	out->cached = meta_col_int(s, 1) != 0;
 	out->shard = (uint32_t)meta_col_int(s, 2);
 	out->size = (uint64_t)meta_col_int(s, 3);
+	out->gen = meta_col_int(s, 4);
 	meta_reset(s);
 	return 0;
 }
@@ -608,8 +731,11 @@ int meta_remote_in_bucket(struct meta *m,
 	if (rc)
 		return rc;
 	while ((rc = meta_step(m, s, "objects in the bucket")) > 0) {
-		rc = fn(ctx, (const char *)meta_col_text(s, 0),
-			(uint64_t)meta_col_int(s, 1));
+		char key[OBJKEY_MAX];
+
+		meta_key_name((const char *)meta_col_text(s, 0),
+			      meta_col_int(s, 2), key);
+		rc = fn(ctx, key, (uint64_t)meta_col_int(s, 1));
 		if (rc) {
 			meta_reset(s);
 			return rc;
@@ -634,7 +760,24 @@ static int run_name_int(struct meta *m, int id, const char *name, int64_t v,
 
 int meta_remote_named(struct meta *m, const char *name)
 {
-	return name_found(m, R_NAMED, name, true, "bucket key lookup");
+	char obj[OBJNAME_MAX];
+	struct meta_st *s;
+	int64_t gen, one;
+	int rc = meta_key_parse(name, obj, &gen);
+
+	if (!rc)
+		rc = meta_lookup_fault(m);
+	if (!rc)
+		rc = meta_stmt(m, &meta_remote_sql, R_NAMED, &s);
+	if (rc)
+		return rc;
+	meta_bind_text(s, 1, obj);
+	meta_bind_int(s, 2, gen);
+	meta_bind_text(s, 3, name);
+	rc = meta_int(m, s, &one, "bucket key lookup");
+	if (rc == -ENOENT)
+		return 0;
+	return rc ? rc : 1;
 }
 
 int meta_remote_mark(struct meta *m, const char *name, int64_t now,

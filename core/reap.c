@@ -63,6 +63,7 @@
 #include "core/log.h"
 #include "core/meta.h"
 #include "core/objstore.h"
+#include "core/remote_int.h"
 #include "core/s3.h"
 
 int reap_object_free(struct meta *m, const char *name, int64_t id,
@@ -181,35 +182,44 @@ int reap_unlink_doomed(struct objstore *os, uint32_t shard, const char *name,
 	return objstore_unlink_doomed(os, shard, name, size);
 }
 
-int reap_remote_free(struct meta *m, const char *name)
+int reap_remote_free(struct meta *m, const char *key)
 {
-	uint32_t where;
-	uint64_t size;
-	int64_t row, refs;
-	int rc = meta_object_info(m, name, &row, &where, &size, &refs);
+	struct meta_remote_state st;
+	char name[OBJNAME_MAX];
+	int64_t gen;
+	int rc = meta_key_parse(key, name, &gen);
 
-	if (rc == 0)
-		return 0; /* named again */
-	if (rc != -ENOENT)
-		return rc;
-	rc = meta_remote_queued(m, name);
 	if (rc)
-		return rc < 0 ? rc : 0;
+		return rc; /* no key of an object: not this module's to judge */
+	rc = meta_remote_state(m, name, &st);
+	if (rc == 0 && st.gen == gen)
+		return 0; /* its row names this key */
+	if (rc && rc != -ENOENT)
+		return rc;
+	/* no row of this generation: a row of the name (or none) names
+	 * another key; what names the object (a flush about to commit a
+	 * row of this generation, a pin) keeps every key of it */
 	rc = meta_name_protected(m, name, true, false);
 	return rc < 0 ? rc : !rc;
 }
 
-int reap_remote_claim(struct meta *m, const char *name)
+int reap_remote_claim(struct meta *m, const char *key)
 {
-	int rc = meta_begin(m);
+	char name[OBJNAME_MAX];
+	int64_t gen;
+	int rc = meta_key_parse(key, name, &gen);
 
+	if (!rc)
+		rc = meta_begin(m);
+	else
+		return rc;
 	/* a node inserting a row of the name waits, or is waited for */
 	if (!rc)
 		rc = meta_remote_name_lock(m, name);
 	if (!rc) {
-		rc = reap_remote_free(m, name);
+		rc = reap_remote_free(m, key);
 		if (rc == 1) {
-			int rc2 = meta_remote_claim(m, name);
+			int rc2 = meta_remote_claim(m, key);
 
 			rc = rc2 ? rc2 : 1;
 		}
@@ -224,11 +234,9 @@ int reap_remote_claim(struct meta *m, const char *name)
 
 int reap_remote_delete(struct s3 *s, const struct s3_cfg *cfg, const char *name)
 {
-	char rel[8 + 3 + OBJNAME_MAX], key[1024];
-	int rc;
+	char key[1024];
+	int rc = remote_object_key(cfg, name, key, sizeof(key));
 
-	snprintf(rel, sizeof(rel), "objects/%.2s/%s", name, name);
-	rc = s3_key(cfg, rel, key, sizeof(key));
 	return rc ? rc : s3_delete(s, key);
 }
 

@@ -77,11 +77,13 @@ int reap_unlink_doomed(struct objstore *os, uint32_t shard, const char *name,
 		       off_t *size);
 
 /*
- * The remote tier (core/remote.c). Whether the bucket's key of object
- * @name may go: no row names the object, no upload of it is queued, no
- * pin, node report or move names it. 1, 0, or a negative errno (kept).
+ * The remote tier (core/remote.c). Whether bucket key @key (a key name,
+ * meta_key_name(): an object's name and generation) may go: no row of
+ * that generation names it (a row of another generation names another
+ * key), no pin, node report or move names the object. 1, 0, or a
+ * negative errno (kept; -EINVAL: no key name).
  */
-int reap_remote_free(struct meta *m, const char *name);
+int reap_remote_free(struct meta *m, const char *key);
 /*
  * A shared store: reap_remote_free() in a transaction of its own that
  * takes the name's turn first and, when it says 1, records the deletion
@@ -91,8 +93,8 @@ int reap_remote_free(struct meta *m, const char *name);
  * meta_remote_claims_stale()). Same
  * answers; the caller's metadata lock held, no transaction open.
  */
-int reap_remote_claim(struct meta *m, const char *name);
-/* The request that deletes object @name's key from the bucket (after
+int reap_remote_claim(struct meta *m, const char *key);
+/* The request that deletes key @name (a key name) from the bucket (after
  * reap_remote_free() said 1, once the WAL is synced; without the lock):
  * s3_delete()'s result. */
 int reap_remote_delete(struct s3 *s, const struct s3_cfg *cfg,

@@ -90,7 +90,8 @@
 /* s a made deletion of a key is remembered (a shared store): a flush that
  * shipped the object before it does not record it in the bucket */
 #define GONE_KEEP 86400
-#define UPLOAD_HIST 64 /* samples of done_seq, for upload_delay */
+#define UPLOAD_HIST 64	  /* samples of done_seq, for upload_delay */
+#define RESERVED_SLOTS 64 /* generations reserved by ships, by name */
 
 enum job_kind {
 	JOB_UP,
@@ -99,7 +100,8 @@ enum job_kind {
 
 struct job {
 	enum job_kind kind;
-	char name[OBJNAME_MAX];
+	char name[OBJKEY_MAX]; /* an upload: the object; a deletion: the key */
+	int64_t gen;	       /* an upload: the generation of its key */
 	uint32_t shard;
 	uint64_t size;
 	int64_t seq;
@@ -111,7 +113,7 @@ struct job {
 
 /* An upload that failed: when it may go again. */
 struct backoff {
-	char name[OBJNAME_MAX];
+	char name[OBJKEY_MAX];
 	unsigned attempts;
 	double not_before; /* monotonic seconds */
 };
@@ -190,6 +192,16 @@ struct remote {
 	bool snap_thread_on;
 	pthread_t snap_thread;
 
+	/* the generation a ship reserved for a name with no row (protected
+	 * by lock): a ship of the same content again (the flush failed and
+	 * goes again) reuses it, so a PUT that reached the server after its
+	 * request failed leaves no key of another generation behind */
+	struct {
+		char name[OBJNAME_MAX];
+		int64_t gen;
+	} reserved[RESERVED_SLOTS];
+	unsigned reserved_next;
+
 	pthread_t loop;
 	pthread_t *workers;
 	unsigned nworkers;
@@ -221,7 +233,7 @@ static void deadline_ts(double secs, struct timespec *ts)
 int remote_object_key(const struct s3_cfg *cfg, const char *name, char *key,
 		      size_t len)
 {
-	char rel[16 + OBJNAME_MAX];
+	char rel[16 + OBJKEY_MAX];
 
 	snprintf(rel, sizeof(rel), "objects/%.2s/%s", name, name);
 	return s3_key(cfg, rel, key, len);
@@ -364,6 +376,15 @@ static int upcheck(void *arg, const void *buf, size_t n)
 	return hash_name_check(c->name, hex);
 }
 
+/* The bucket key of upload @j: its object's name and generation. */
+static int job_key(struct remote *r, const struct job *j, char *key, size_t len)
+{
+	char kn[OBJKEY_MAX];
+
+	meta_key_name(j->name, j->gen, kn);
+	return remote_object_key(&r->cfg, kn, key, len);
+}
+
 /* Upload object @j->name: its local copy, checked against its name in
  * the same read that hashes the body for the server. */
 static int run_upload(struct remote *r, struct s3 *s, struct job *j)
@@ -397,7 +418,7 @@ static int run_upload(struct remote *r, struct s3 *s, struct job *j)
 	if (!rc && (uint64_t)st.st_size != j->size)
 		rc = -EUCLEAN;
 	if (!rc)
-		rc = remote_object_key(&r->cfg, j->name, key, sizeof(key));
+		rc = job_key(r, j, key, sizeof(key));
 	if (!rc) {
 		struct upcheck c = { hash_begin(), j->name };
 
@@ -566,8 +587,9 @@ static int record_run(struct meta *m, void *arg)
 		}
 		if (j->rc || rc)
 			continue;
-		rc = j->kind == JOB_UP ? meta_remote_uploaded(m, j->name)
-				       : meta_remote_del_done(m, j->name);
+		rc = j->kind == JOB_UP
+			     ? meta_remote_uploaded(m, j->name, j->gen)
+			     : meta_remote_del_done(m, j->name);
 	}
 	return rc;
 }
@@ -668,8 +690,8 @@ struct sched_ctx {
 	uint64_t upto; /* rows of higher sequences wait (upload_delay) */
 };
 
-static int sched_one(void *arg, const char *name, int64_t seq, uint32_t shard,
-		     uint64_t size)
+static int sched_one(void *arg, const char *name, int64_t gen, int64_t seq,
+		     uint32_t shard, uint64_t size)
 {
 	struct sched_ctx *c = arg;
 	struct remote *r = c->r;
@@ -691,6 +713,7 @@ static int sched_one(void *arg, const char *name, int64_t seq, uint32_t shard,
 	}
 	j->kind = JOB_UP;
 	snprintf(j->name, sizeof(j->name), "%s", name);
+	j->gen = gen;
 	j->shard = shard;
 	j->size = size;
 	j->seq = seq;
@@ -823,7 +846,7 @@ static void update_low(struct remote *r)
 
 /* A list of object names (meta_each_name() callbacks fill it). */
 struct names {
-	char (*v)[OBJNAME_MAX];
+	char (*v)[OBJKEY_MAX]; /* object names, or key names */
 	size_t n, cap;
 };
 
@@ -833,7 +856,7 @@ static int names_add(void *arg, const char *name)
 
 	if (array_reserve(&l->v, &l->cap, l->n + 1, sizeof(*l->v)))
 		return -ENOMEM;
-	snprintf(l->v[l->n++], OBJNAME_MAX, "%s", name);
+	snprintf(l->v[l->n++], sizeof(*l->v), "%s", name);
 	return 0;
 }
 
@@ -1370,7 +1393,7 @@ static int names_in_bucket(struct meta *m, void *arg)
 			return rc;
 		}
 		if (st.remote)
-			memcpy(l->v[i], l->v[--l->n], OBJNAME_MAX);
+			memcpy(l->v[i], l->v[--l->n], sizeof(*l->v));
 		else
 			i++;
 	}
@@ -1382,10 +1405,17 @@ int remote_key_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+bool remote_key_valid(const char *key)
+{
+	char name[OBJNAME_MAX];
+	int64_t gen;
+
+	return meta_key_parse(key, name, &gen) == 0;
+}
+
 bool remote_keys_has(const struct remote_keys *k, const char *key)
 {
-	return k->n &&
-	       bsearch(&key, k->v, k->n, sizeof(*k->v), remote_key_cmp);
+	return k->n && bsearch(&key, k->v, k->n, sizeof(*k->v), remote_key_cmp);
 }
 
 static int keys_add(void *arg, const char *key, uint64_t size)
@@ -1861,7 +1891,7 @@ void remote_stats(struct remote *r, struct remote_stats *out)
 #define GC_BATCH 256
 
 struct rgc {
-	char (*names)[OBJNAME_MAX];
+	char (*names)[OBJKEY_MAX];
 	size_t from, to;
 	int64_t now, grace;
 	bool dry_run;
@@ -1937,7 +1967,7 @@ int remote_gc(struct remote *r, int64_t grace, bool dry_run,
 		const char *base = strrchr(k.v[i], '/');
 
 		base = base ? base + 1 : k.v[i];
-		if (hash_name_valid(base))
+		if (remote_key_valid(base))
 			rc = names_add(&names, base);
 	}
 	for (i = 0; i < names.n && !rc; i += GC_BATCH) {
@@ -1988,12 +2018,18 @@ static int vsample_read(struct meta *m, void *arg)
 	return meta_remote_in_bucket(m, vsample_add, arg);
 }
 
+/* Whether the row of key name @arg's object, of its generation, is
+ * still recorded in the bucket. */
 static int still_in_bucket(struct meta *m, void *arg)
 {
 	struct meta_remote_state st;
-	int rc = meta_remote_state(m, arg, &st);
+	char name[OBJNAME_MAX];
+	int64_t gen;
+	int rc = meta_key_parse(arg, name, &gen);
 
-	return rc ? rc : st.remote;
+	if (!rc)
+		rc = meta_remote_state(m, name, &st);
+	return rc ? rc : st.remote && st.gen == gen;
 }
 
 int remote_verify(struct remote *r, double percent, struct gc_verify *v)
@@ -2020,9 +2056,10 @@ int remote_verify(struct remote *r, double percent, struct gc_verify *v)
 		goto out;
 	}
 	for (i = 0; i < vs.names.n && !rc; i++) {
-		const char *name = vs.names.v[i];
-		char key[1024], hex[HASH_HEX_LEN + 1];
+		const char *kn = vs.names.v[i];
+		char key[1024], hex[HASH_HEX_LEN + 1], name[OBJNAME_MAX];
 		struct membuf body;
+		int64_t gen;
 		int tries = 0;
 
 		progress_set(pj, i);
@@ -2036,7 +2073,9 @@ int remote_verify(struct remote *r, double percent, struct gc_verify *v)
 			buf = nb;
 			cap = vs.sizes[i];
 		}
-		rc = remote_object_key(&r->cfg, name, key, sizeof(key));
+		rc = meta_key_parse(kn, name, &gen);
+		if (!rc)
+			rc = remote_object_key(&r->cfg, kn, key, sizeof(key));
 		do {
 			body = (struct membuf){ buf, 0, vs.sizes[i] };
 			if (!rc || rc == -EAGAIN)
@@ -2044,7 +2083,7 @@ int remote_verify(struct remote *r, double percent, struct gc_verify *v)
 					    NULL);
 		} while (rc == -EAGAIN && ++tries < 3 && !usleep(200 * 1000));
 		if (rc == -ENOENT &&
-		    tally_meta_read(r->t, still_in_bucket, (void *)name) != 1) {
+		    tally_meta_read(r->t, still_in_bucket, (void *)kn) != 1) {
 			rc = 0; /* its row went meanwhile */
 			continue;
 		}
@@ -2102,12 +2141,15 @@ static int cached_write(struct meta *m, void *arg)
 
 /* One attempt: the object's bytes, checked, into its local copy. */
 static int fetch_once(struct remote *r, struct s3 *s, uint32_t shard,
-		      const char *name, uint64_t size, char *buf)
+		      const char *name, int64_t gen, uint64_t size, char *buf)
 {
 	struct membuf body = { buf, 0, size };
-	char key[1024];
+	char key[1024], kn[OBJKEY_MAX];
 	uint64_t total = 0;
-	int rc = remote_object_key(&r->cfg, name, key, sizeof(key));
+	int rc;
+
+	meta_key_name(name, gen, kn);
+	rc = remote_object_key(&r->cfg, kn, key, sizeof(key));
 
 	if (!rc)
 		rc = s3_get(s, key, 0, 0, mem_sink, &body, &total);
@@ -2176,7 +2218,13 @@ static int fetch_retried(struct remote *r, uint32_t shard, const char *name,
 	int rc = -ENOMEM, attempt;
 
 	for (attempt = 0; s && buf && attempt < 5; attempt++) {
-		rc = fetch_once(r, s, shard, name, size, buf);
+		struct state_ctx c = { name, { 0 } };
+
+		/* the key of its row's generation */
+		rc = tally_meta_read(r->t, state_read, &c);
+		if (rc)
+			break;
+		rc = fetch_once(r, s, shard, name, c.st.gen, size, buf);
 		/* another node's object, still on its way to the bucket */
 		if (rc == -ENOENT && tally_meta_shared(r->t) &&
 		    wait_in_bucket(r, name) == 0 && attempt < 4)
@@ -2265,7 +2313,7 @@ static int upload_buf(struct remote *r, struct s3 *s, struct job *j,
 			 "the buffer of '%s' does not hold its bytes", j->name);
 		return rc;
 	}
-	rc = remote_object_key(&r->cfg, j->name, key, sizeof(key));
+	rc = job_key(r, j, key, sizeof(key));
 	if (!rc)
 		rc = s3_put_buf(s, key, buf, j->size);
 	if (rc) {
@@ -2276,10 +2324,57 @@ static int upload_buf(struct remote *r, struct s3 *s, struct job *j,
 	return rc;
 }
 
-int remote_ship(struct remote *r, uint32_t shard, const char *name,
-		uint64_t size, const void *buf)
+struct ship_ctx {
+	struct remote *r;
+	struct state_ctx c;
+};
+
+/* The generation this node reserved for @name before, or 0 (r->lock). */
+static int64_t reserved_find(struct remote *r, const char *name)
 {
-	struct state_ctx c = { name, { 0 } };
+	unsigned i;
+
+	for (i = 0; i < RESERVED_SLOTS; i++)
+		if (r->reserved[i].gen &&
+		    strcmp(r->reserved[i].name, name) == 0)
+			return r->reserved[i].gen;
+	return 0;
+}
+
+/* The row of @arg's object; none: the generation reserved for it before,
+ * or a fresh one. */
+static int ship_state(struct meta *m, void *arg)
+{
+	struct ship_ctx *x = arg;
+	struct remote *r = x->r;
+	int rc = meta_remote_state(m, x->c.name, &x->c.st);
+	int64_t gen;
+
+	if (rc != -ENOENT)
+		return rc;
+	pthread_mutex_lock(&r->lock);
+	gen = reserved_find(r, x->c.name);
+	pthread_mutex_unlock(&r->lock);
+	if (!gen) {
+		rc = meta_gen_take(m, &gen);
+		if (rc)
+			return rc;
+		pthread_mutex_lock(&r->lock);
+		snprintf(r->reserved[r->reserved_next].name, OBJNAME_MAX, "%s",
+			 x->c.name);
+		r->reserved[r->reserved_next].gen = gen;
+		r->reserved_next = (r->reserved_next + 1) % RESERVED_SLOTS;
+		pthread_mutex_unlock(&r->lock);
+	}
+	x->c.st.gen = gen;
+	return -ENOENT;
+}
+
+int remote_ship(struct remote *r, uint32_t shard, const char *name,
+		uint64_t size, const void *buf, int64_t *gen, bool *fresh)
+{
+	struct ship_ctx x = { r, { name, { 0 } } };
+	struct state_ctx c;
 	struct job j = { .kind = JOB_UP, .shard = shard, .size = size };
 	/* a close waits for this: retried for one remote timeout at most,
 	 * then EIO (the flush parks, its data kept and sent again later) */
@@ -2287,14 +2382,20 @@ int remote_ship(struct remote *r, uint32_t shard, const char *name,
 	       end = mono() +
 		     (r->cfg.stall_timeout > 0 ? r->cfg.stall_timeout : 30);
 	struct s3 *s;
-	int rc = tally_meta_read(r->t, state_read, &c), attempt;
+	int rc = tally_meta_read(r->t, ship_state, &x), attempt;
 
+	c = x.c;
 	remote_touch(r, name); /* written: used now (eviction's order) */
-	if (rc == 0 && c.st.remote)
-		return 0; /* a node shipped it before: its row says so */
 	if (rc && rc != -ENOENT)
 		return rc;
+	/* the key of its row's generation, or (no row) of a fresh one,
+	 * which the commit gives the row it makes */
+	*gen = c.st.gen;
+	*fresh = rc == -ENOENT;
+	if (rc == 0 && c.st.remote)
+		return 0; /* a node shipped it before: its row says so */
 	snprintf(j.name, sizeof(j.name), "%s", name);
+	j.gen = c.st.gen;
 	s = conn_get(r);
 	if (!s)
 		return -ENOMEM;

@@ -84,12 +84,14 @@ int remote_wait(struct remote *r, uint64_t seq, double timeout);
  * can fetch what any node committed). @buf (borrowed, may be NULL): the
  * object's bytes, put from there when the copy in @shard is gone and no
  * row names the object (a GC cycle collected it before this node's
- * report named it). No lock held. 1 if it was put there now, 0 if its
- * row says the bucket has it, or -errno (-EIO: neither copy, row nor
+ * report named it). The key is that of the row's generation (*@gen), or,
+ * with no row, of a fresh one (*@fresh: the commit's new row takes it,
+ * meta_block_set_gen()). No lock held. 1 if it was put there now, 0 if
+ * its row says the bucket has it, or -errno (-EIO: neither copy, row nor
  * @buf).
  */
 int remote_ship(struct remote *r, uint32_t shard, const char *name,
-		uint64_t size, const void *buf);
+		uint64_t size, const void *buf, int64_t *gen, bool *fresh);
 int remote_fetch(struct remote *r, uint32_t shard, const char *name,
 		 uint64_t size);
 

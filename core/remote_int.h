@@ -15,14 +15,15 @@
 
 /* Keys under the prefix: the marker naming the store, the metadata
  * snapshots (meta/snap-SEQ-TIME.db: in sequence order by name) and the
- * objects (objects/XX/NAME). */
+ * objects (objects/XX/KEYNAME: NAME, or NAME.gN for generation N,
+ * meta_key_name()). */
 #define MARKER_KEY "tallyfs-store"
 #define SNAP_PREFIX "meta/snap-"
 #define OBJECTS_PREFIX "objects/"
 
 /* The marker's text for store @store_id. */
 void remote_marker_text(uint64_t store_id, char *out, size_t len);
-/* The full key of object @name. */
+/* The full key of key name @name (meta_key_name()). */
 int remote_object_key(const struct s3_cfg *cfg, const char *name, char *key,
 		      size_t len);
 
@@ -36,6 +37,8 @@ void remote_keys_release(struct remote_keys *k);
 int remote_key_cmp(const void *a, const void *b);
 /* Whether sorted listing @k holds @key (an empty listing holds nothing). */
 bool remote_keys_has(const struct remote_keys *k, const char *key);
+/* Whether @key is the key name of an object (meta_key_parse()). */
+bool remote_key_valid(const char *key);
 /* Every key under full key prefix @prefix, all pages, sorted into @out:
  * 0, or the error of a page (then @out is empty: a partial listing is
  * never used). */

@@ -174,6 +174,7 @@ static int download(struct s3 *s, const char *key, const char *path,
 }
 
 struct check_ctx {
+	struct meta *m;
 	const struct remote_keys *objects;
 	const struct s3_cfg *cfg;
 	struct remote_restore_report *rep;
@@ -185,12 +186,18 @@ static int check_object(void *arg, int64_t id, const char *name, uint32_t shard,
 			int64_t refcount)
 {
 	struct check_ctx *c = arg;
-	char key[1024];
+	struct meta_remote_state st;
+	char key[1024], kn[OBJKEY_MAX];
 
 	(void)id;
 	(void)shard;
 	c->rep->objects++;
-	if (remote_object_key(c->cfg, name, key, sizeof(key)) ||
+	/* the key of the row's generation */
+	if (meta_remote_state(c->m, name, &st) == 0)
+		meta_key_name(name, st.gen, kn);
+	else
+		kn[0] = '\0';
+	if (!kn[0] || remote_object_key(c->cfg, kn, key, sizeof(key)) ||
 	    !remote_keys_has(c->objects, key)) {
 		c->rep->missing++;
 		sayf(c->say, c->sctx,
@@ -322,7 +329,9 @@ int remote_restore(const struct remote_restore_opts *o,
 	}
 	rep->bucket_keys = objects.n;
 	{
-		struct check_ctx c = { &objects, o->cfg, rep, say, ctx };
+		struct check_ctx c = {
+			st->meta, &objects, o->cfg, rep, say, ctx
+		};
 
 		rc = meta_objects(st->meta, check_object, &c);
 	}

@@ -257,6 +257,10 @@ struct pending {
 	/* a shared store: in the bucket before the commit (put there by
 	 * this flush, or found there by its row) */
 	bool shipped, put;
+	/* the generation of the key shipped to: a fresh one (@fresh, no
+	 * row then) is the new row's (meta_block_set_gen()) */
+	bool fresh;
+	int64_t gen;
 	char name[OBJNAME_MAX];
 	const char *buf; /* the flush's buffer, NULL for a share */
 };

@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# A late bucket DELETE (design.md, section 11: late DELETEs). Node A
+# A late bucket DELETE (design.md, section 10: generations of a key). Node A
 # deletes key K: the fault proxy (tests/s3/faultproxy.py, hold) keeps the
 # DELETE, which never reaches the S3 server while A waits, so A's request
 # is cut by remote_timeout and its claim ends. Node B writes the same
@@ -10,8 +10,10 @@
 # must still be readable, on a fresh node without any local copy, and
 # tallyfsck must find nothing missing from the bucket.
 #
-# This is issue 28's finding 3, and it fails as long as revived content
-# goes to the key a deletion claim named (meson: should_fail).
+# Content made again after its row went is a new row with a new
+# generation of its key (design.md, section 10): the late DELETE names the
+# old key only. Without generations the fresh node's read fails and
+# tallyfsck reports bucket_missing: 1.
 SCN_TIMEOUT=240
 source "$(dirname "$0")/lib.sh"
 source "$TALLY_SRC/tests/s3/lib.sh"

@@ -8,13 +8,14 @@
 
 S3CLI=(/usr/bin/python3 "$TALLY_SRC/tests/s3/s3cli.py")
 bucket_keys() { T "${S3CLI[@]}" ls "$S3_BUCKET" "$PFX/objects/"; }
-# bucket_has NAME: a key of the bucket ends in /NAME (1: not there, 2: the
-# listing failed). The listing is read whole before grep looks at it: with
+# bucket_has NAME: a key of the bucket is object NAME's, of any
+# generation (ends in /NAME or /NAME.gN; 1: not there, 2: the listing
+# failed). The listing is read whole before grep looks at it: with
 # pipefail a grep -q that stops early would fail the pipe on SIGPIPE.
 bucket_has() {
 	local keys
 	keys=$(bucket_keys | awk '{ print $1 }') || return 2
-	grep -q "/$1\$" <<<"$keys"
+	grep -Eq "/$1(\.g[1-9][0-9]*)?\$" <<<"$keys"
 }
 # bucket_lacks NAME: the listing worked and no key ends in /NAME
 bucket_lacks() {
@@ -46,6 +47,7 @@ check_bucket_bytes() {
 
 	while read -r key size; do
 		name=${key##*/}
+		name=${name%.g*} # the object's name, without its generation
 		T "${S3CLI[@]}" get "$S3_BUCKET" "$key" "$TMP/obj"
 		[[ $(stat -c %s "$TMP/obj") == "$size" ]] ||
 			fail "bucket key $key: size"

@@ -782,8 +782,27 @@ static int64_t remote_of(struct meta *x, const char *name)
 	return st.remote;
 }
 
+/* The generation of @name's row. */
+static int64_t gen_of(struct meta *x, const char *name)
+{
+	struct meta_remote_state st;
+
+	cr_assert_eq(meta_remote_state(x, name, &st), 0);
+	return st.gen;
+}
+
+/* The key name of @name's row. */
+static const char *key_of(struct meta *x, const char *name)
+{
+	static char key[OBJKEY_MAX];
+
+	meta_key_name(name, gen_of(x, name), key);
+	return key;
+}
+
 /* In a transaction of @x's own: with @row, a row of OBJ_A made (a block
- * naming it); then its upload recorded, meta_remote_shipped()'s answer. */
+ * naming it); then its upload to the key of its row's generation
+ * recorded, meta_remote_shipped()'s answer. */
 static int ship(struct meta *x, bool row)
 {
 	int rc;
@@ -791,55 +810,122 @@ static int ship(struct meta *x, bool row)
 	cr_assert_eq(meta_begin(x), 0);
 	if (row)
 		cr_assert_eq(meta_block_set(x, 20, 0, OBJ_A, 0, 10, NULL), 0);
-	rc = meta_remote_shipped(x, OBJ_A);
+	rc = meta_remote_shipped(x, OBJ_A, gen_of(x, OBJ_A));
 	cr_assert_geq(rc, 0);
 	cr_assert_eq(meta_commit(x), 0);
 	return rc;
 }
 
-/* In a transaction of m's own: the deletion of OBJ_A's key made. */
-static void deletion_made(void)
+/* In a transaction of m's own: the deletion of key @key made. */
+static void deletion_made(const char *key)
 {
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_remote_gone(m, OBJ_A), 0);
+	cr_assert_eq(meta_remote_gone(m, key), 0);
 	cr_assert_eq(meta_commit(m), 0);
 }
 
-/* In a transaction of m's own: the records of deletions made before
- * @before dropped. */
-static void prune(int64_t before)
+Test(meta_pg, keys_are_names_and_generations)
 {
-	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_remote_gone_prune(m, before), 0);
-	cr_assert_eq(meta_commit(m), 0);
+	char key[OBJKEY_MAX], name[OBJNAME_MAX];
+	int64_t gen = -1;
+
+	meta_key_name(OBJ_A, 0, key);
+	cr_assert_str_eq(key, OBJ_A);
+	cr_assert_eq(meta_key_parse(key, name, &gen), 0);
+	cr_assert_str_eq(name, OBJ_A);
+	cr_assert_eq(gen, 0);
+	meta_key_name(OBJ_A, 42, key);
+	cr_assert_str_eq(key, OBJ_A ".g42");
+	cr_assert_eq(meta_key_parse(key, name, &gen), 0);
+	cr_assert_str_eq(name, OBJ_A);
+	cr_assert_eq(gen, 42);
+	/* one spelling per key; nothing else is a key */
+	cr_assert_eq(meta_key_parse(OBJ_A ".g042", name, &gen), -EINVAL);
+	cr_assert_eq(meta_key_parse(OBJ_A ".g0", name, &gen), -EINVAL);
+	cr_assert_eq(meta_key_parse(OBJ_A ".g-1", name, &gen), -EINVAL);
+	cr_assert_eq(meta_key_parse(OBJ_A ".g4x", name, &gen), -EINVAL);
+	cr_assert_eq(meta_key_parse(OBJ_A ".g", name, &gen), -EINVAL);
+	cr_assert_eq(meta_key_parse("tallyfs-store", name, &gen), -EINVAL);
 }
 
-Test(meta_pg, a_row_revived_while_its_key_is_deleted_is_not_in_the_bucket)
+Test(meta_pg, content_made_again_takes_a_new_key)
+{
+	char old[OBJKEY_MAX];
+
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_remote_enable(m, true), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	/* a row, in the bucket, then gone: its key queued for deletion */
+	cr_assert_eq(ship(m, true), 1);
+	cr_assert_gt(gen_of(m, OBJ_A), 0);
+	snprintf(old, sizeof(old), "%s", key_of(m, OBJ_A));
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_blocks_drop(m, 20, 0), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_remote_named(m, old), 1); /* queued */
+	/* its deletion claimed and sent (the DELETE may arrive late) */
+	cr_assert_eq(reap_remote_claim(m, old), 1);
+	/* the same content again: a new row, a new generation, a key the
+	 * DELETE does not name; recorded in the bucket once shipped */
+	cr_assert_eq(ship(m, true), 1);
+	cr_assert_str_neq(key_of(m, OBJ_A), old);
+	cr_assert_eq(remote_of(m, OBJ_A), 1);
+	/* the old key still goes; the new one is named */
+	cr_assert_eq(reap_remote_free(m, old), 1);
+	cr_assert_eq(reap_remote_free(m, key_of(m, OBJ_A)), 0);
+	deletion_made(old);
+	cr_assert_eq(remote_of(m, OBJ_A), 1);
+}
+
+Test(meta_pg, a_row_made_while_an_old_key_is_deleted_has_its_own)
 {
 	struct meta *b = NULL;
 
 	cr_assert_eq(meta_open(uri, false, 4096, &b), 0);
-	/* node m: the key of OBJ_A (no row) is being deleted */
+	/* node m: the key of generation 0 of OBJ_A (no row) is being
+	 * deleted */
 	cr_assert_eq(reap_remote_claim(m, OBJ_A), 1);
-	/* node b commits a row naming it, the object shipped before: its
-	 * key may go with the deletion, so the row is not in the bucket */
-	cr_assert_eq(ship(b, true), 0);
-	cr_assert_eq(remote_of(b, OBJ_A), 0);
-	/* a row names it now: no second deletion is claimed */
-	cr_assert_eq(reap_remote_claim(m, OBJ_A), 0);
-	/* the deletion made: a flush that shipped before it ended (its
-	 * commit after the claim went) cannot tell whether its copy went
-	 * with it: still not in the bucket (queued: the loop uploads it) */
-	deletion_made();
-	cr_assert_eq(ship(b, false), 0);
-	cr_assert_eq(remote_of(b, OBJ_A), 0);
-	/* the record of the deletion kept a day, then dropped: recorded */
-	prune((int64_t)time(NULL) - 86400);
-	cr_assert_eq(ship(b, false), 0);
-	prune((int64_t)time(NULL) + 5);
-	cr_assert_eq(ship(b, false), 1);
-	cr_assert_eq(remote_of(m, OBJ_A), 1);
+	/* node b commits a row naming it, shipped to the key of its new
+	 * generation: in the bucket, whatever the deletion does */
+	cr_assert_eq(ship(b, true), 1);
+	cr_assert_eq(remote_of(b, OBJ_A), 1);
+	/* the old key may still go, never the row's */
+	cr_assert_eq(reap_remote_claim(m, OBJ_A), 1);
+	cr_assert_eq(reap_remote_claim(m, key_of(b, OBJ_A)), 0);
+	deletion_made(OBJ_A);
+	cr_assert_eq(remote_of(b, OBJ_A), 1);
 	meta_close(b);
+}
+
+Test(meta_pg, a_generation_whose_key_was_claimed_is_never_recorded)
+{
+	char key[OBJKEY_MAX];
+	int64_t g = 0;
+
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_remote_enable(m, true), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	/* a flush took a generation and shipped to its key; before its
+	 * commit, GC of the bucket found the key named by nothing and its
+	 * deletion was claimed (grace and delay 0) */
+	cr_assert_eq(meta_gen_take(m, &g), 0);
+	cr_assert_gt(g, 0);
+	meta_key_name(OBJ_A, g, key);
+	cr_assert_eq(reap_remote_claim(m, key), 1);
+	/* the commit makes the row with that generation: it takes a fresh
+	 * one instead, not in the bucket, queued for the loop */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_block_set_gen(m, 20, 0, OBJ_A, 0, 10, g, NULL), 0);
+	cr_assert_eq(meta_remote_shipped(m, OBJ_A, g), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_gt(gen_of(m, OBJ_A), g);
+	cr_assert_eq(remote_of(m, OBJ_A), 0);
+	/* an upload of the claimed generation is not recorded either */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_remote_uploaded(m, OBJ_A, g), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(remote_of(m, OBJ_A), 0);
+	cr_assert_eq(meta_remote_named(m, key), 1); /* its deletion queued */
 }
 
 Test(meta_pg, a_deletion_not_made_leaves_no_record)
@@ -850,15 +936,15 @@ Test(meta_pg, a_deletion_not_made_leaves_no_record)
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_remote_unclaim(m, OBJ_A), 0);
 	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_A, 0, 10, NULL), 0);
-	cr_assert_eq(meta_remote_shipped(m, OBJ_A), 1);
+	cr_assert_eq(meta_remote_shipped(m, OBJ_A, gen_of(m, OBJ_A)), 1);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(remote_of(m, OBJ_A), 1);
 }
 
-static int count_next(void *ctx, const char *name, int64_t seq, uint32_t shard,
-		      uint64_t size)
+static int count_next(void *ctx, const char *name, int64_t gen, int64_t seq,
+		      uint32_t shard, uint64_t size)
 {
-	(void)name, (void)seq, (void)shard, (void)size;
+	(void)name, (void)gen, (void)seq, (void)shard, (void)size;
 	(*(int *)ctx)++;
 	return 0;
 }
@@ -871,22 +957,25 @@ static int uploads_queued(void)
 	return n;
 }
 
-Test(meta_pg, a_deletion_claimed_again_after_one_made)
+Test(meta_pg, an_upload_waits_for_no_deletion_of_another_key)
 {
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_remote_enable(m, true), 0);
 	cr_assert_eq(meta_commit(m), 0);
-	/* made once, claimed again (the content came and went again) */
+	/* a deletion of the old key under way; the content written again
+	 * (not shipped): its upload goes at once, to its own key */
 	cr_assert_eq(reap_remote_claim(m, OBJ_A), 1);
-	deletion_made();
-	cr_assert_eq(reap_remote_claim(m, OBJ_A), 1);
-	cr_assert_eq(ship(m, true), 0);
-	cr_assert_eq(remote_of(m, OBJ_A), 0);
-	/* under way again: its upload waits for the deletion */
-	cr_assert_eq(uploads_queued(), 0);
-	/* made: the upload goes (the shipped copy may have gone with it) */
-	deletion_made();
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(uploads_queued(), 1);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_remote_uploaded(m, OBJ_A, gen_of(m, OBJ_A)), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(remote_of(m, OBJ_A), 1);
+	cr_assert_eq(uploads_queued(), 0);
+	deletion_made(OBJ_A);
+	cr_assert_eq(remote_of(m, OBJ_A), 1);
 }
 
 static uint64_t take_stale(void)
@@ -907,41 +996,27 @@ Test(meta_pg, a_claim_of_a_node_gone_is_taken_over)
 	cr_assert_eq(meta_remote_enable(m, true), 0);
 	cr_assert_eq(meta_session_add(m, 7, "h", 1, now, now + 60), 0);
 	cr_assert_eq(meta_commit(m), 0);
-	/* node 7 claims the deletion of OBJ_A's key; the content is
-	 * written again meanwhile: its upload waits */
+	/* node 7 claims the deletion of OBJ_A's old key; the content is
+	 * written again meanwhile, under its own key */
 	meta_set_self(m, 7);
 	cr_assert_eq(reap_remote_claim(m, OBJ_A), 1);
-	cr_assert_eq(ship(m, true), 0);
-	cr_assert_eq(uploads_queued(), 0);
+	cr_assert_eq(ship(m, true), 1);
 	/* node 7 lives: its claim holds */
 	cr_assert_eq(take_stale(), 0);
-	cr_assert_eq(uploads_queued(), 0);
 	/* node 7 is gone (killed with its DELETE in flight): another
-	 * node takes the claim over as tried, and the upload goes, not
-	 * recorded from a copy shipped before (it may have gone) */
+	 * node takes the claim over, once */
 	meta_set_self(m, 8);
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_session_remove(m, 7), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(take_stale(), 1);
-	cr_assert_eq(uploads_queued(), 1);
-	cr_assert_eq(ship(m, false), 0);
-	cr_assert_eq(remote_of(m, OBJ_A), 0);
 	cr_assert_eq(take_stale(), 0);
-	/* the loop uploads it */
-	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_remote_uploaded(m, OBJ_A), 0);
-	cr_assert_eq(meta_commit(m), 0);
+	/* node 7 was only stopped, and its DELETE ends now: it named the
+	 * old key, so the row stays in the bucket */
+	meta_set_self(m, 7);
+	deletion_made(OBJ_A);
 	cr_assert_eq(remote_of(m, OBJ_A), 1);
 	cr_assert_eq(uploads_queued(), 0);
-	/* node 7 was only stopped, and its DELETE ends now: it may have
-	 * come after that upload, so the object is uploaded again */
-	meta_set_self(m, 7);
-	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_remote_gone(m, OBJ_A), 0);
-	cr_assert_eq(meta_commit(m), 0);
-	cr_assert_eq(remote_of(m, OBJ_A), 0);
-	cr_assert_eq(uploads_queued(), 1);
 }
 
 /* Changes whose only answer is success (an inode's insert, an entry's)
