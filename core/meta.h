@@ -824,6 +824,27 @@ int meta_remote_del_add(struct meta *m, const char *name, int64_t since);
 int meta_remote_in_bucket(struct meta *m,
 			  int (*fn)(void *ctx, const char *name, uint64_t size),
 			  void *ctx);
+/*
+ * Metadata snapshots keep what they name (SQLite stores; a shared store
+ * makes none). config 'snap_epoch' counts snapshot copies: a key queued
+ * for deletion records the epoch of its row's deletion, and a snapshot
+ * copied at epoch E names no row deleted at an epoch above E.
+ * meta_remote_snap_named(): 1 if key @key may be named by a snapshot
+ * still kept (deleted at an epoch above the oldest kept one's), else 0.
+ * meta_snap_epoch_bump(): in a transaction of its own, right after a
+ * snapshot's copy is complete (under the same lock): *@epoch gets the
+ * copy's epoch, and later deletions record the next.
+ * meta_snap_record(): snapshot @key, of @epoch, is in the bucket.
+ * meta_snap_kept(): the snapshots the bucket keeps are @keys (a whole
+ * listing); one without a record (made before epochs) counts as epoch 0.
+ * meta_change_count(): rows changed through this connection since it
+ * opened (SQLite; 0 on PostgreSQL): a change since the last snapshot.
+ */
+int meta_remote_snap_named(struct meta *m, const char *key);
+int meta_snap_epoch_bump(struct meta *m, int64_t *epoch);
+int meta_snap_record(struct meta *m, const char *key, int64_t epoch);
+int meta_snap_kept(struct meta *m, const char *const *keys, size_t n);
+int64_t meta_change_count(struct meta *m);
 /* 1 if a deletion of a key of object @name is queued, 0 if not. */
 int meta_remote_del_queued(struct meta *m, const char *name);
 

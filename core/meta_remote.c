@@ -35,12 +35,13 @@
  * The triggers are made again at every open: a store of before gets
  * those of this version.
  */
-static const char remote_schema[] =
+static const char remote_tables[] =
 	"CREATE TABLE IF NOT EXISTS remote_up(name TEXT PRIMARY KEY,"
 	" seq INTEGER NOT NULL) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS remote_up_seq ON remote_up(seq);"
 	"CREATE TABLE IF NOT EXISTS remote_del(name TEXT PRIMARY KEY,"
-	" since INTEGER NOT NULL) WITHOUT ROWID;"
+	" since INTEGER NOT NULL, epoch INTEGER NOT NULL DEFAULT 0)"
+	" WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS remote_del_since ON remote_del(since);"
 	"CREATE TABLE IF NOT EXISTS remote_marks(name TEXT PRIMARY KEY,"
 	" since INTEGER NOT NULL) WITHOUT ROWID;"
@@ -48,7 +49,17 @@ static const char remote_schema[] =
 	" value TEXT NOT NULL) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS remote_deleting(name TEXT PRIMARY KEY,"
 	" since INTEGER NOT NULL) WITHOUT ROWID;"
-	"INSERT OR IGNORE INTO config(key, value) VALUES ('evicted_bytes', 0);"
+	"CREATE TABLE IF NOT EXISTS remote_snaps(key TEXT PRIMARY KEY,"
+	" epoch INTEGER NOT NULL) WITHOUT ROWID;"
+	"INSERT OR IGNORE INTO config(key, value) VALUES ('evicted_bytes', 0),"
+	" ('snap_epoch', 1), ('snap_kept_epoch', 9223372036854775807);";
+
+/* a deletion queue of before: its keys were deleted before any kept
+ * snapshot (epoch 0), as then */
+static const char epoch_column[] =
+	"ALTER TABLE remote_del ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;";
+
+static const char remote_triggers[] =
 	"DROP TRIGGER IF EXISTS remote_obj_add;"
 	"DROP TRIGGER IF EXISTS remote_obj_del;"
 	"CREATE TRIGGER remote_obj_add AFTER INSERT ON objects"
@@ -57,9 +68,10 @@ static const char remote_schema[] =
 	" (SELECT value FROM config WHERE key = 'durable_seq') + 1); END;"
 	"CREATE TRIGGER remote_obj_del AFTER DELETE ON objects"
 	" BEGIN DELETE FROM remote_up WHERE name = OLD.name;"
-	" INSERT OR REPLACE INTO remote_del(name, since)"
+	" INSERT OR REPLACE INTO remote_del(name, since, epoch)"
 	" SELECT CASE WHEN OLD.gen = 0 THEN OLD.name"
-	" ELSE OLD.name || '.g' || OLD.gen END, unixepoch()"
+	" ELSE OLD.name || '.g' || OLD.gen END, unixepoch(),"
+	" (SELECT value FROM config WHERE key = 'snap_epoch')"
 	" WHERE OLD.remote = 1;"
 	" UPDATE config SET value = value - OLD.size"
 	" WHERE key = 'evicted_bytes' AND OLD.cached = 0; END;";
@@ -75,6 +87,13 @@ static const char gen_column[] =
 enum {
 	R_HAS_COLUMNS,
 	R_HAS_GEN,
+	R_HAS_EPOCH,
+	R_SNAP_NAMED,
+	R_SNAP_BUMP,
+	R_SNAP_RECORD,
+	R_SNAP_EPOCH,
+	R_SNAP_KEPT,
+	R_SNAP_PRUNE,
 	R_GEN_TAKE,
 	R_CONF_GET,
 	R_CONF_SET,
@@ -121,6 +140,24 @@ static const char *const remote_text[R_COUNT] = {
 			  "WHERE name IN ('remote', 'cached')",
 	[R_HAS_GEN] = "SELECT count(*) FROM pragma_table_info('objects') "
 		      "WHERE name = 'gen'",
+	[R_HAS_EPOCH] = "SELECT count(*) FROM pragma_table_info('remote_del') "
+			"WHERE name = 'epoch'",
+	/* a key whose row went before the copy of the oldest snapshot kept
+	 * is named by none kept; one that went later may be */
+	[R_SNAP_NAMED] = "SELECT 1 FROM remote_del WHERE name = ?1 AND epoch > "
+			 "(SELECT value FROM config WHERE key = "
+			 "'snap_kept_epoch')",
+	[R_SNAP_BUMP] = "UPDATE config SET value = value + 1 WHERE key = "
+			"'snap_epoch' RETURNING value - 1",
+	[R_SNAP_RECORD] = "INSERT OR REPLACE INTO remote_snaps(key, epoch) "
+			  "VALUES (?1, ?2)",
+	/* a snapshot of before has no record: epoch 0, before every
+	 * deletion recorded with one */
+	[R_SNAP_EPOCH] = "SELECT coalesce((SELECT epoch FROM remote_snaps "
+			 "WHERE key = ?1), 0)",
+	[R_SNAP_KEPT] = "UPDATE config SET value = ?1 WHERE key = "
+			"'snap_kept_epoch'",
+	[R_SNAP_PRUNE] = "DELETE FROM remote_snaps WHERE epoch < ?1",
 	/* one mount at a time holds an embedded store, and its flushes
 	 * ship nothing before their commit: the next row's id, which
 	 * AUTOINCREMENT never gives twice (O_OBJ_INSERT) */
@@ -144,8 +181,9 @@ static const char *const remote_text[R_COUNT] = {
 	[R_DONE_QUEUE_GONE] = "DELETE FROM remote_up WHERE name = ?1 AND NOT "
 			      "EXISTS (SELECT 1 FROM objects WHERE name = ?1)",
 	/* uploaded after its row went: the key is deleted in its turn */
-	[R_ORPHAN_DEL] = "INSERT OR IGNORE INTO remote_del(name, since) "
-			 "VALUES (?1, unixepoch())",
+	[R_ORPHAN_DEL] = "INSERT OR IGNORE INTO remote_del(name, since, epoch) "
+			 "VALUES (?1, unixepoch(), (SELECT value FROM config "
+			 "WHERE key = 'snap_epoch'))",
 	[R_LOW] = "SELECT coalesce(min(seq), -1), count(*) FROM remote_up",
 	[R_DELS] = "SELECT count(*) FROM remote_del",
 	[R_DELS_DUE] = "SELECT name FROM remote_del WHERE since <= ?1 "
@@ -171,8 +209,9 @@ static const char *const remote_text[R_COUNT] = {
 		       "VALUES (?1, ?2)",
 	[R_MARK_GET] = "SELECT since FROM remote_marks WHERE name = ?1",
 	[R_MARK_DEL] = "DELETE FROM remote_marks WHERE name = ?1",
-	[R_DEL_ADD] = "INSERT OR IGNORE INTO remote_del(name, since) "
-		      "VALUES (?1, ?2)",
+	[R_DEL_ADD] = "INSERT OR IGNORE INTO remote_del(name, since, epoch) "
+		      "VALUES (?1, ?2, (SELECT value FROM config WHERE key = "
+		      "'snap_epoch'))",
 	[R_IN_BUCKET] = "SELECT name, size, gen FROM objects WHERE remote = 1",
 	/* one mount at a time holds an embedded store: no turns to take */
 	[R_NAME_LOCK] = "SELECT ?1",
@@ -220,6 +259,18 @@ static const char *const remote_pg[R_COUNT] = {
 	[R_HAS_COLUMNS] = META_SQLITE_ONLY,
 	[R_HAS_GEN] = META_SQLITE_ONLY,
 	[R_GEN_TAKE] = "SELECT nextval('object_gen')",
+	/* a shared store makes no metadata snapshots */
+	[R_HAS_EPOCH] = META_SQLITE_ONLY,
+	[R_SNAP_NAMED] = META_SQLITE_ONLY,
+	[R_SNAP_BUMP] = META_SQLITE_ONLY,
+	[R_SNAP_RECORD] = META_SQLITE_ONLY,
+	[R_SNAP_EPOCH] = META_SQLITE_ONLY,
+	[R_SNAP_KEPT] = META_SQLITE_ONLY,
+	[R_SNAP_PRUNE] = META_SQLITE_ONLY,
+	[R_ORPHAN_DEL] = "INSERT OR IGNORE INTO remote_del(name, since) "
+			 "VALUES (?1, unixepoch())",
+	[R_DEL_ADD] = "INSERT OR IGNORE INTO remote_del(name, since) "
+		      "VALUES (?1, ?2)",
 	/* a shared store: the uploads this node queued, and those of nodes
 	 * whose session is gone (their copy may be here: a remount) */
 	[R_NEXT] = "SELECT q.name, o.gen, q.seq, o.shard, o.size "
@@ -270,7 +321,7 @@ const struct meta_sql meta_remote_sql = { META_REMOTE, R_COUNT, remote_text,
 int meta_remote_schema(struct meta *m)
 {
 	struct meta_st *s;
-	int64_t n = 0, gen = 0;
+	int64_t n = 0, gen = 0, epoch = 0;
 	int rc = meta_stmt(m, &meta_remote_sql, R_HAS_COLUMNS, &s);
 
 	if (!rc)
@@ -284,7 +335,15 @@ int meta_remote_schema(struct meta *m)
 	if (!rc && !gen)
 		rc = meta_exec(m, gen_column);
 	if (!rc)
-		rc = meta_exec(m, remote_schema);
+		rc = meta_exec(m, remote_tables);
+	if (!rc)
+		rc = meta_stmt(m, &meta_remote_sql, R_HAS_EPOCH, &s);
+	if (!rc)
+		rc = meta_int(m, s, &epoch, "remote columns");
+	if (!rc && !epoch)
+		rc = meta_exec(m, epoch_column);
+	if (!rc)
+		rc = meta_exec(m, remote_triggers);
 	return rc;
 }
 
@@ -813,4 +872,67 @@ int meta_remote_unmark(struct meta *m, const char *name)
 int meta_remote_del_add(struct meta *m, const char *name, int64_t since)
 {
 	return run_name_int(m, R_DEL_ADD, name, since, "deletion queue");
+}
+
+int meta_remote_snap_named(struct meta *m, const char *key)
+{
+	if (meta_shared(m))
+		return 0;
+	return name_found(m, R_SNAP_NAMED, key, true, "snapshot lookup");
+}
+
+int meta_snap_epoch_bump(struct meta *m, int64_t *epoch)
+{
+	struct meta_st *s;
+	int rc = meta_begin(m);
+
+	if (rc)
+		return rc;
+	rc = meta_stmt(m, &meta_remote_sql, R_SNAP_BUMP, &s);
+	if (!rc)
+		rc = meta_int(m, s, epoch, "snapshot epoch");
+	return meta_end(m, rc);
+}
+
+int meta_snap_record(struct meta *m, const char *key, int64_t epoch)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_remote_sql, R_SNAP_RECORD, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_text(s, 1, key);
+	meta_bind_int(s, 2, epoch);
+	return meta_run(m, s, "snapshot record");
+}
+
+int meta_snap_kept(struct meta *m, const char *const *keys, size_t n)
+{
+	int64_t kept = INT64_MAX, e;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < n && !rc; i++) {
+		struct meta_st *s;
+
+		rc = meta_stmt(m, &meta_remote_sql, R_SNAP_EPOCH, &s);
+		if (rc)
+			break;
+		meta_bind_text(s, 1, keys[i]);
+		rc = meta_int(m, s, &e, "snapshot record");
+		if (!rc && e < kept)
+			kept = e;
+	}
+	if (!rc)
+		rc = meta_run_int(m, &meta_remote_sql, R_SNAP_KEPT, kept,
+				  "snapshot record");
+	if (!rc && kept != INT64_MAX)
+		rc = meta_run_int(m, &meta_remote_sql, R_SNAP_PRUNE, kept,
+				  "snapshot record");
+	return rc;
+}
+
+int64_t meta_change_count(struct meta *m)
+{
+	return m->db ? (int64_t)sqlite3_total_changes64(m->db) : 0;
 }

@@ -196,6 +196,10 @@ int reap_remote_free(struct meta *m, const char *key)
 		return 0; /* its row names this key */
 	if (rc && rc != -ENOENT)
 		return rc;
+	/* a metadata snapshot still kept may name it: restorable */
+	rc = meta_remote_snap_named(m, key);
+	if (rc)
+		return rc < 0 ? rc : 0;
 	/* no row of this generation: a row of the name (or none) names
 	 * another key; what names the object (a flush about to commit a
 	 * row of this generation, a pin) keeps every key of it */

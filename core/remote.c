@@ -188,7 +188,9 @@ struct remote {
 	pthread_cond_t snap_wake; /* with lock: stop */
 	double snapshot_interval;
 	unsigned snapshot_keep;
-	uint64_t snap_seq; /* protected by snap_lock: done_seq of the last */
+	uint64_t snap_seq;    /* protected by snap_lock: done_seq of the last */
+	int64_t snap_changes; /* protected by snap_lock: meta_change_count()
+				 after the last one's copy */
 	bool snap_thread_on;
 	pthread_t snap_thread;
 
@@ -1352,9 +1354,12 @@ static void *loop_main(void *arg)
 /* metadata snapshots */
 
 struct backup_ctx {
+	struct tally *t;
 	const char *path;
 	struct meta_backup *b;
 	int more;
+	int64_t epoch;	 /* of the copy (meta_snap_epoch_bump()) */
+	int64_t changes; /* meta_change_count() after it */
 };
 
 static int backup_begin(struct meta *m, void *arg)
@@ -1368,9 +1373,18 @@ static int backup_step(struct meta *m, void *arg)
 {
 	struct backup_ctx *c = arg;
 
-	(void)m;
 	c->more = meta_backup_step(c->b, 512);
-	return c->more < 0 ? c->more : 0;
+	if (c->more < 0)
+		return c->more;
+	/* the copy is whole: in the same hold, later deletions go to the
+	 * next epoch (a key deleted after the copy is named by it) */
+	if (c->more == 0) {
+		int rc = meta_snap_epoch_bump(m, &c->epoch);
+
+		c->changes = tally_meta_changes_locked(c->t);
+		return rc;
+	}
+	return 0;
 }
 
 /* Drop from @arg the names the bucket has now; -ESTALE if one is gone
@@ -1472,12 +1486,71 @@ int remote_list_snapshots(const struct s3_cfg *cfg, struct s3 *s,
 	return rc ? rc : remote_list_all(s, prefix, out);
 }
 
+struct kept_ctx {
+	struct tally *t;
+	const char *key;
+	int64_t epoch;
+	struct remote_keys *k;
+};
+
+/* The records of snapshots are upkeep: no change to snapshot. */
+static int kept_record(struct meta *m, void *arg)
+{
+	struct kept_ctx *c = arg;
+	int64_t before = meta_change_count(m);
+	int rc = meta_snap_record(m, c->key, c->epoch);
+
+	tally_upkeep_changes(c->t, meta_change_count(m) - before);
+	return rc;
+}
+
+static int kept_write(struct meta *m, void *arg)
+{
+	struct kept_ctx *c = arg;
+	int64_t before = meta_change_count(m);
+	int rc = meta_snap_kept(m, (const char *const *)c->k->v, c->k->n);
+
+	tally_upkeep_changes(c->t, meta_change_count(m) - before);
+	return rc;
+}
+
+/*
+ * Snapshot @key (of @epoch) is in the bucket: recorded, the snapshots
+ * beyond the newest snapshot_keep deleted (only from a whole listing that
+ * shows the one just made), and the epoch of the oldest one the bucket
+ * keeps recorded from a listing made after (the deletion verdicts keep
+ * what it names, reap_remote_free()). A failure keeps the record of
+ * before: an older epoch, which keeps more.
+ */
+static void snap_kept(struct remote *r, struct s3 *s, const char *key,
+		      int64_t epoch)
+{
+	struct remote_keys k = { 0 };
+	struct kept_ctx c = { r->t, key, epoch, &k };
+	int rc = tally_meta_txn(r->t, kept_record, &c);
+
+	if (!rc && remote_list_snapshots(&r->cfg, s, &k) == 0 &&
+	    remote_keys_has(&k, key) &&
+	    reap_snapshots(s, (const char *const *)k.v, k.n,
+			   r->snapshot_keep)) {
+		remote_keys_release(&k);
+		rc = remote_list_snapshots(&r->cfg, s, &k);
+	}
+	if (!rc && k.n)
+		rc = tally_meta_txn(r->t, kept_write, &c);
+	if (rc)
+		log_msg(LOG_WARNING,
+			"remote: the snapshots kept are not recorded: %s "
+			"(deletions keep what older ones name)",
+			strerror(-rc));
+	remote_keys_release(&k);
+}
+
 int remote_snapshot(struct remote *r, double timeout, char *key, size_t len)
 {
 	char path[4096], rel[128];
-	struct backup_ctx b = { path, NULL, 1 };
+	struct backup_ctx b = { r->t, path, NULL, 1, 0, 0 };
 	struct names q = { 0 };
-	struct remote_keys k = { 0 };
 	double end = mono() + (timeout > 0 ? timeout : 3600);
 	struct s3 *s = NULL;
 	struct stat st;
@@ -1569,13 +1642,8 @@ int remote_snapshot(struct remote *r, double timeout, char *key, size_t len)
 	r->st.snapshots++;
 	snprintf(r->st.last_snapshot, sizeof(r->st.last_snapshot), "%s", key);
 	pthread_mutex_unlock(&r->lock);
-	/* keep the newest snapshot_keep: only from a whole listing that
-	 * shows the one just made */
-	if (remote_list_snapshots(&r->cfg, s, &k) == 0 &&
-	    remote_keys_has(&k, key))
-		reap_snapshots(s, (const char *const *)k.v, k.n,
-			       r->snapshot_keep);
-	remote_keys_release(&k);
+	r->snap_changes = b.changes;
+	snap_kept(r, s, key, b.epoch);
 out:
 	if (fd >= 0)
 		close(fd);
@@ -1590,6 +1658,7 @@ out:
 }
 
 /* Every snapshot_interval, a snapshot if anything was committed since. */
+
 static void *snap_main(void *arg)
 {
 	struct remote *r = arg;
@@ -1598,6 +1667,7 @@ static void *snap_main(void *arg)
 	while (!r->stop_workers) {
 		struct timespec ts;
 		uint64_t last;
+		int64_t changes;
 		char key[1024];
 
 		deadline_ts(r->snapshot_interval, &ts);
@@ -1607,8 +1677,12 @@ static void *snap_main(void *arg)
 		pthread_mutex_unlock(&r->lock);
 		pthread_mutex_lock(&r->snap_lock);
 		last = r->snap_seq;
+		changes = r->snap_changes;
 		pthread_mutex_unlock(&r->snap_lock);
-		if (tally_done_seq(r->t) != last)
+		/* a flush since the last one, or any change of the
+		 * metadata (a chmod, a rename, an rm -rf) */
+		if (tally_done_seq(r->t) != last ||
+		    tally_meta_changes(r->t) != changes)
 			remote_snapshot(r, r->snapshot_interval, key,
 					sizeof(key));
 		pthread_mutex_lock(&r->lock);

@@ -66,6 +66,8 @@ int tally_report(struct tally *t)
 	if (!rc) {
 		int64_t now = 0;
 
+		int64_t before = meta_change_count(t->meta);
+
 		/* stamped by the store's clock, which GC's prune reads */
 		rc = meta_begin(t->meta);
 		if (!rc)
@@ -74,6 +76,7 @@ int tally_report(struct tally *t)
 			rc = meta_node_report(t->meta, t->node_id, now, a.v,
 					      a.n);
 		rc = tally_txn_end(t, rc);
+		tally_upkeep_changes(t, meta_change_count(t->meta) - before);
 	}
 	if (!rc)
 		t->last_report = (int64_t)time(NULL);

@@ -158,7 +158,11 @@ int tally_txn_sync(struct tally *t)
 	int rc = 0;
 
 	if (t->wal_unsynced) {
+		int64_t before = meta_change_count(t->meta);
+
+		/* its tiny transaction is upkeep: no change to snapshot */
 		rc = meta_sync(t->meta);
+		tally_upkeep_changes(t, meta_change_count(t->meta) - before);
 		if (rc)
 			return rc;
 		t->wal_unsynced = false;
@@ -642,6 +646,26 @@ void tally_set_pid(struct tally *t)
 uint32_t tally_block_size(struct tally *t)
 {
 	return t->bs;
+}
+
+int64_t tally_meta_changes_locked(struct tally *t)
+{
+	return meta_change_count(t->meta) - t->upkeep_changes;
+}
+
+int64_t tally_meta_changes(struct tally *t)
+{
+	int64_t n;
+
+	tally_lock(t);
+	n = tally_meta_changes_locked(t);
+	tally_unlock(t);
+	return n;
+}
+
+void tally_upkeep_changes(struct tally *t, int64_t n)
+{
+	t->upkeep_changes += n;
 }
 
 uint64_t tally_done_seq(struct tally *t)

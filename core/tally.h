@@ -348,6 +348,13 @@ int tally_stats(struct tally *t, struct tally_stats *out);
 /* The highest flush sequence number up to which everything is committed
  * (done_seq). */
 uint64_t tally_done_seq(struct tally *t);
+/* Rows of the metadata changed since the mount, less those changed for
+ * its upkeep (a metadata snapshot is due when this moved); the _locked
+ * form with t's metadata lock held (a tally_meta_read() callback). */
+int64_t tally_meta_changes(struct tally *t);
+int64_t tally_meta_changes_locked(struct tally *t);
+/* @n rows were changed for the mount's upkeep (lock held). */
+void tally_upkeep_changes(struct tally *t, int64_t n);
 /* The remote tier, or NULL. */
 struct remote *tally_remote(struct tally *t);
 

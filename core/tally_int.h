@@ -216,6 +216,9 @@ struct tally {
 	int64_t report_interval, stale_after; /* seconds */
 	unsigned min_nodes;
 	int64_t last_report; /* protected by lock */
+	/* rows changed for the mount's upkeep (node reports, snapshot
+	 * records), protected by lock: tally_meta_changes() leaves them out */
+	int64_t upkeep_changes;
 	int64_t gc_interval;
 	int64_t last_gc;      /* protected by lock: last automatic cycle */
 	uint64_t rotated_seq; /* protected by fin_lock */

@@ -129,19 +129,28 @@ rep=$(ctl_report "drain remote 60") || fail "drain remote: $rep"
 assert_eq "drain remote does not wait for upload_delay" 0 \
 	"$(report_get queued "$rep")"
 
-log "rm: keys leave the bucket after the delay"
+log "rm: keys leave the bucket after the delay, once no snapshot kept names them"
 before=$(bucket_count)
 mapfile -t hobjs < <(objects "$MNT/main/h")
 T rm "$MNT/main/h"
 drain
 umount_fs
-mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o remote_delete_delay=1
+mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o remote_delete_delay=1 \
+	-o snapshot_keep=1
+sleep 2
+bucket_keys >"$TMP/keys" || fail "listing"
+for o in "${hobjs[@]}"; do
+	grep -Eq "/$o(\.g[0-9]+)? " "$TMP/keys" ||
+		fail "key of $o gone while a kept snapshot names it"
+done
+# a snapshot after the rm: the one before it goes (snapshot_keep=1)
+ctl_report "drain remote 60" >/dev/null || fail "drain remote after rm"
 gone() {
 	local o
 
 	bucket_keys >"$TMP/keys" || return 1
 	for o in "${hobjs[@]}"; do
-		grep -q "/$o " "$TMP/keys" && return 1
+		grep -Eq "/$o(\.g[0-9]+)? " "$TMP/keys" && return 1
 	done
 	return 0
 }
@@ -161,6 +170,9 @@ assert_eq "gc dry-run: remote_unreferenced" 1 \
 assert_eq "gc dry-run: remote_keys" "$keys" "$(report_get remote_keys "$rep")"
 rep=$(ctl_report "gc grace=0") || fail "gc: $rep"
 assert_eq "gc: remote_queued" 1 "$(report_get remote_queued "$rep")"
+# queued after the newest snapshot: it goes once a newer one is the
+# oldest kept (snapshot_keep=1)
+ctl_report "drain remote 60" >/dev/null || fail "drain remote after gc"
 wait_for 60 bucket_lacks "$stray" || fail "the stray key is still in the bucket"
 assert_eq "keys after gc" $((keys - 1)) "$(bucket_count)"
 
