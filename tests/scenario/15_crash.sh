@@ -22,7 +22,7 @@
 KILLS=${KILLS:-100}
 SEED=${SEED:-$(($(date +%s%N) % 1000000))}
 CHECK_EVERY=${CHECK_EVERY:-25}
-SCN_TIMEOUT=${SCN_TIMEOUT:-$((KILLS * 3 + 60))}
+SCN_TIMEOUT=${SCN_TIMEOUT:-$((KILLS * 5 + 60))}
 source "$(dirname "$0")/lib.sh"
 
 DRIVER=$SCN_DIR/crash_driver.py
