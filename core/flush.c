@@ -48,6 +48,14 @@
  *     collected before the ship (the node's report names a flush's
  *     objects once its stream ended) is put from the flush's buffer,
  *     and the commit writes it again.
+ *  7. A flush that meets a full disk part way (ENOSPC from an object
+ *     write) commits what it wrote: the blocks before the one that found
+ *     no room are made durable first (invariant 2 holds), the size its
+ *     commit writes stops at that block (or stays what was committed,
+ *     less a truncation), and the blocks from that one on park as a
+ *     flush of their own (invariant 3) whose ENOSPC the waiters get.
+ *     Not when a share of the flush lies at or past that block: the
+ *     size would leave it out; the whole flush parks then.
  *
  * Lock order: inode->rw, then t->lock, then inode->mlock, then t->fin_lock
  * (never taken with mlock held by the finalizer's callers... see below),
@@ -148,6 +156,24 @@ static int ship(struct tally *t, struct flush *f)
 	return rc;
 }
 
+/*
+ * Whether a stream that met a full disk at block blk[@stop] can commit
+ * what it wrote (invariant 7): something was written, and no share of
+ * the flush (p[0..@nshares)) lies at or past that block, which the
+ * commit's size must leave out.
+ */
+static bool partial_ok(const struct flush *f, size_t nshares, size_t stop)
+{
+	size_t i;
+
+	if (f->np == nshares)
+		return false;
+	for (i = 0; i < nshares; i++)
+		if (f->p[i].idx >= f->blk[stop].idx)
+			return false;
+	return true;
+}
+
 /* Stream phase (pool): hash, stage and make durable the new objects. */
 static void flush_stream(void *arg)
 {
@@ -155,7 +181,7 @@ static void flush_stream(void *arg)
 	struct tally *t = f->t;
 	struct objstore_batch batch;
 	uint64_t nblocks = tally_blocks_for(t, f->size);
-	size_t i;
+	size_t i, nshares = f->np; /* the shares come first */
 	int rc = 0;
 
 	if (t->stream_hook)
@@ -178,6 +204,15 @@ static void flush_stream(void *arg)
 		if (!q->hole)
 			rc = objstore_put(t->objs, &q->shard, d->buf, q->len,
 					  q->name, &q->created, &batch);
+		if (rc)
+			f->np--; /* nothing of it was made */
+	}
+	/* a full disk part way: the blocks before the one that found no
+	 * room are made durable and committed, the rest is parked */
+	if (rc == -ENOSPC && partial_ok(f, nshares, i - 1)) {
+		f->partial = true;
+		f->stop = i - 1;
+		rc = 0;
 	}
 	if (!rc)
 		rc = objstore_batch_finish(t->objs, &batch);
@@ -186,10 +221,20 @@ static void flush_stream(void *arg)
 	 * that every node can read what this one commits (invariant 6) */
 	if (!rc && tally_meta_shared(t))
 		rc = ship(t, f);
-	if (rc)
+	if (rc) {
+		f->partial = false;
 		log_msg(LOG_ERR,
 			"flush %" PRIu64 " of inode %" PRIu64 " failed: %s",
 			f->seq, f->ip->ino, strerror(-rc));
+	} else if (f->partial) {
+		rc = -ENOSPC;
+		log_msg(LOG_ERR,
+			"flush %" PRIu64 " of inode %" PRIu64
+			": no room for block %" PRIu64
+			" and on: %zu of %zu block(s) commit, the rest is kept",
+			f->seq, f->ip->ino, f->blk[f->stop].idx, f->stop,
+			f->nblk);
+	}
 	f->err = rc;
 	flush_ready(t, f);
 }
@@ -452,7 +497,7 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 	if (rc)
 		return rc;
 	md = ip->md;
-	md.size = f->size;
+	md.size = f->csize;
 	md.alloc = *alloc;
 	inode_md_written(t, ip);
 	if (tally_meta_shared(t)) {
@@ -581,7 +626,7 @@ static void flush_publish(struct tally *t, struct flush *f, uint64_t alloc)
 	}
 	inflight_remove(f);
 	pthread_mutex_unlock(&ip->io->mlock);
-	ip->dsize = f->size;
+	ip->dsize = f->csize;
 	ip->dalloc = alloc;
 	ip->md.alloc = alloc;
 }
@@ -633,21 +678,102 @@ static void reship(struct tally *t, struct flush **g, size_t n)
 {
 	size_t i;
 
-	for (i = 0; i < n; i++)
-		if (!g[i]->err)
-			g[i]->err = ship(t, g[i]);
+	for (i = 0; i < n; i++) {
+		int rc;
+
+		if (g[i]->err && !g[i]->partial)
+			continue;
+		rc = ship(t, g[i]);
+		if (rc) {
+			g[i]->err = rc;
+			g[i]->partial = false;
+		}
+	}
+}
+
+/*
+ * The size the commit of partial flush @f writes (t->lock held): what
+ * was committed before (less a truncation) or up to the block that
+ * found no room, whichever is more, within the file's size. The blocks
+ * below it that @f does not commit are committed already, or were
+ * never written (holes).
+ */
+static uint64_t partial_size(struct tally *t, const struct flush *f)
+{
+	uint64_t base = f->ip->dsize, upto = f->blk[f->stop].idx * t->bs;
+
+	if (f->truncated && f->trunc_size < base)
+		base = f->trunc_size;
+	if (upto < base)
+		upto = base;
+	return upto < f->size ? upto : f->size;
+}
+
+/*
+ * The unwritten blocks of partial flush @f as a flush of their own, to
+ * be parked when @f commits (t->lock held): its buffers are @f's, not
+ * copied (flush_split() hands them over). NULL without memory.
+ */
+static struct flush *partial_rest(struct flush *f)
+{
+	struct flush *rest = malloc(sizeof(*rest));
+
+	if (!rest)
+		return NULL;
+	*rest = (struct flush){ .seq = f->seq,
+				.t = f->t,
+				.ip = f->ip,
+				.size = f->size,
+				.csize = f->size,
+				.nblk = f->nblk - f->stop,
+				.err = f->err,
+				.streamed = true };
+	rest->blk = malloc(rest->nblk * sizeof(*rest->blk));
+	if (!rest->blk) {
+		free(rest);
+		return NULL;
+	}
+	memcpy(rest->blk, f->blk + f->stop, rest->nblk * sizeof(*rest->blk));
+	return rest;
+}
+
+/*
+ * Partial flush @f committed: its unwritten blocks park as @rest, with
+ * their own reference to the inode, then @f is published (t->lock
+ * held). Readers find those blocks in @f (in flight) until they are in
+ * @rest (parked), so no read falls back to older data meanwhile.
+ */
+static void flush_split(struct tally *t, struct flush *f, struct flush *rest,
+			uint64_t alloc)
+{
+	f->ip->refs++; /* the parked rest's */
+	flush_park(t, rest, rest->err);
+	flush_publish(t, f, alloc);
+	f->nblk = f->stop; /* no reader sees @f any more */
 }
 
 static void finalize_group(struct tally *t, struct flush **g, size_t n)
 {
 	uint64_t alloc[GROUP_MAX];
 	bool parked[GROUP_MAX], gone[GROUP_MAX];
+	struct flush *rest[GROUP_MAX];
 	unsigned attempt = 0;
 	bool reshipped = false;
 	size_t i;
 	int rc;
 
 	tally_lock(t);
+	for (i = 0; i < n; i++) {
+		struct flush *f = g[i];
+
+		rest[i] = NULL;
+		f->csize = f->size;
+		if (f->partial && !f->ip->freed && !f->ip->nfailed)
+			rest[i] = partial_rest(f);
+		f->partial = rest[i] != NULL;
+		if (f->partial)
+			f->csize = partial_size(t, f);
+	}
 	for (;;) {
 		memset(gone, 0, sizeof(gone));
 		rc = meta_begin(t->meta);
@@ -657,7 +783,8 @@ static void finalize_group(struct tally *t, struct flush **g, size_t n)
 			rc = meta_session_hold(t->meta, t->node_id);
 		for (i = 0; i < n && !rc; i++) {
 			alloc[i] = 0;
-			if (g[i]->err || g[i]->ip->freed || g[i]->ip->nfailed)
+			if ((g[i]->err && !g[i]->partial) || g[i]->ip->freed ||
+			    g[i]->ip->nfailed)
 				continue;
 			rc = flush_apply(t, g[i], &alloc[i]);
 			gone[i] = rc == 1;
@@ -717,7 +844,7 @@ static void finalize_group(struct tally *t, struct flush **g, size_t n)
 			}
 			flush_unlist(f);
 			flush_discard_objects(t, f);
-		} else if (f->err || rc || f->ip->nfailed) {
+		} else if ((f->err && !f->partial) || rc || f->ip->nfailed) {
 			/* an inode with a parked flush commits nothing newer
 			 * until the parked data went again: the retry would
 			 * otherwise bring back older blocks */
@@ -727,10 +854,18 @@ static void finalize_group(struct tally *t, struct flush **g, size_t n)
 				   : f->ip->err ? f->ip->err
 						: -EIO);
 			parked[i] = true; /* keeps its buffers and reference */
-			continue;
+		} else if (f->partial) {
+			flush_split(t, f, rest[i], alloc[i]);
+			rest[i] = NULL;
 		} else {
 			flush_publish(t, f, alloc[i]);
 		}
+		if (rest[i]) { /* not used: @f keeps the buffers */
+			free(rest[i]->blk);
+			free(rest[i]);
+		}
+		if (parked[i])
+			continue;
 		f->ip->flight_blocks -= f->nblk;
 		t->dirty_blocks -= f->nblk;
 	}

@@ -49,6 +49,11 @@ struct flush {
 	struct pending *p; /* outcome of the stream, plus shares */
 	size_t np;
 	int err;
+	/* a full disk part way through the stream: p[] (the blocks before
+	 * blk[stop]) is durable and commits, blk[stop..] is parked */
+	bool partial;
+	size_t stop;
+	uint64_t csize;	    /* the size its commit writes (the finalizer's) */
 	bool streamed;	    /* protected by t->fin_lock: p[] is final */
 	struct flush *next; /* inode->inflight / failed list (mlock) */
 };

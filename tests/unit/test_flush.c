@@ -37,6 +37,7 @@ static _Atomic int streams;	   /* streams started */
 static _Atomic uint64_t max_dirty; /* highest dirty_bytes seen */
 static _Atomic uint64_t max_pending;
 static _Atomic bool disk_full; /* every stream's first object write fails */
+static _Atomic unsigned full_after; /* ... the first stream's after this many */
 
 static void hook(void *arg, uint64_t seq, uint64_t ino)
 {
@@ -52,7 +53,8 @@ static void hook(void *arg, uint64_t seq, uint64_t ino)
 			atomic_store(&max_pending, st.pending_flushes);
 	}
 	if (atomic_load(&disk_full) && t)
-		tally_inject(t, false, 1, -ENOSPC);
+		tally_inject(t, false, atomic_exchange(&full_after, 0) + 1,
+			     -ENOSPC);
 	if (n == 0 && atomic_load(&slow_first_ms))
 		usleep((useconds_t)atomic_load(&slow_first_ms) * 1000);
 	if (atomic_load(&jitter_ms))
@@ -88,6 +90,7 @@ static void setup(void)
 	atomic_store(&max_dirty, 0);
 	atomic_store(&max_pending, 0);
 	atomic_store(&disk_full, false);
+	atomic_store(&full_after, 0);
 }
 
 static void teardown(void)
@@ -691,5 +694,47 @@ Test(flush, a_writer_above_the_limit_on_a_full_disk_gets_enospc)
 	cr_assert_eq(tally_release(t, fc), 0);
 	cr_assert_eq(tally_drain(t, NULL, 0), 0);
 	expect_block(fc, 0, c);
+	expect_clean_store();
+}
+
+Test(flush, a_flush_on_a_full_disk_commits_what_it_wrote)
+{
+	char d[4 * BS], buf[BS];
+	struct tally_stats st;
+	struct stat sb;
+	uint64_t ns, ino;
+	unsigned k;
+
+	open_with(1, 0, 0, 64 * BS);
+	ns = tu_mkns(t, "main");
+	ino = tu_newfile(t, ns, "f");
+	for (k = 0; k < 4; k++)
+		tu_fill(d + k * BS, BS, k + 1);
+	/* room for two objects: the flush of four stops at the third */
+	atomic_store(&full_after, 2);
+	atomic_store(&disk_full, true);
+	cr_assert_eq(tally_write(t, ino, d, sizeof(d), 0), (ssize_t)sizeof(d));
+	cr_assert_eq(tally_fsync(t, ino, false), -ENOSPC);
+	/* the two written are committed, the other two kept */
+	cr_assert_eq(tally_stats(t, &st), 0);
+	cr_assert_eq(st.objects, 2);
+	cr_assert_eq(st.dirty_bytes, 2 * BS);
+	for (k = 0; k < 4; k++)
+		expect_block(ino, k, d + k * BS);
+	cr_assert_eq(tally_getattr(t, ino, &sb), 0);
+	cr_assert_eq(sb.st_size, (off_t)sizeof(d));
+	/* the unmount commits nothing more (no room) and says so */
+	tally_release(t, ino);
+	cr_assert_eq(tally_close(t), -ENOSPC);
+	t = NULL;
+	tu_fsck_clean(store, NULL);
+	/* what fitted is the file: its first two blocks, nothing past */
+	atomic_store(&disk_full, false);
+	open_with(1, 0, 0, 64 * BS);
+	cr_assert_eq(tally_getattr(t, ino, &sb), 0);
+	cr_assert_eq(sb.st_size, 2 * BS);
+	expect_block(ino, 0, d);
+	expect_block(ino, 1, d + BS);
+	cr_assert_eq(tally_read(t, ino, buf, BS, 2 * BS), 0);
 	expect_clean_store();
 }
