@@ -547,8 +547,41 @@ out_free:
 	return rc;
 }
 
+/*
+ * Name in the log what of @ip's data could not be committed at close
+ * (t->lock held): its path, the blocks lost, and the bytes the committed
+ * file keeps. Returns the number of blocks.
+ */
+static uint64_t lost_at_close(struct tally *t, struct inode *ip)
+{
+	char path[1024];
+	uint64_t blocks = 0;
+	struct flush *f;
+	int err = 0;
+
+	if (ip->io) {
+		pthread_mutex_lock(&ip->io->mlock);
+		for (f = ip->io->failed; f; f = f->next) {
+			blocks += f->nblk;
+			if (!err)
+				err = f->err;
+		}
+		pthread_mutex_unlock(&ip->io->mlock);
+	}
+	if (meta_inode_path(t->meta, ip->ino, path, sizeof(path)))
+		snprintf(path, sizeof(path), "(no name)");
+	log_msg(LOG_ERR,
+		"lost at unmount: '%s' (inode %" PRIu64 "): %" PRIu64
+		" block(s) of %" PRIu64 " bytes could not be committed (%s); "
+		"it keeps %" PRIu64 " of its %" PRIu64 " bytes",
+		path, ip->ino, blocks, (uint64_t)t->bs,
+		strerror(err ? -err : EIO), ip->dsize, ip->md.size);
+	return blocks;
+}
+
 int tally_close(struct tally *t)
 {
+	uint64_t lost_files = 0, lost_blocks = 0;
 	size_t i;
 	int rc;
 
@@ -602,17 +635,19 @@ int tally_close(struct tally *t)
 
 			t->itable[i] = ip->next;
 			if (ip->nfailed) {
-				log_msg(LOG_ERR,
-					"inode %" PRIu64 ": data that "
-					"could not be committed is lost at "
-					"unmount",
-					ip->ino);
+				lost_blocks += lost_at_close(t, ip);
+				lost_files++;
 				if (!rc)
 					rc = -EIO;
 			}
 			inode_destroy(t, ip);
 		}
 	}
+	if (lost_files)
+		log_msg(LOG_ERR,
+			"data lost at unmount: %" PRIu64 " block(s) of %" PRIu64
+			" file(s) could not be committed (what fitted was)",
+			lost_blocks, lost_files);
 	for (i = 0; i < DCACHE_SIZE; i++)
 		free(t->dcache[i].name);
 	tally_unlock(t);

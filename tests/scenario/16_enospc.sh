@@ -268,7 +268,51 @@ assert_eq "fsync after the ballast went" OK \
 	"$(fsync_write "$MNT/main/after/last" "$TMP/last")"
 assert_same_content "$TMP/last" "$MNT/main/after/last"
 
-umount_fs
+# A flush that meets the full disk part way commits what it wrote, and
+# an unmount with data still uncommitted fails loudly: 6 MiB accepted
+# (one flush: less than inode_dirty_mb), then the disk filled from
+# outside up to room for about two of its blocks past the reserve. The
+# fsync fails with ENOSPC, the unmount exits 1 and names the file, and
+# the file keeps the blocks that fitted: a prefix of its bytes.
+for ((i = 1; i < n; i += 2)); do
+	[[ fill$i == "$failed" ]] || rm "$MNT/main/fill$i"
+done
+drain
+rand_file "$TMP/part" $((6 * MIB))
+timeout 60 python3 - "$MNT/main/part" "$TMP/part" "$DISK/ballast2" \
+	<<-'EOF' >"$TMP/part.out" ||
+	import errno, os, sys
+	path, src, ballast = sys.argv[1:4]
+	fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+	os.write(fd, open(src, "rb").read())
+	# room for the reserve (8 MiB) and 2.5 MiB: two blocks of 1 MiB
+	sv = os.statvfs(os.path.dirname(ballast))
+	n = (sv.f_bavail * sv.f_frsize - (8 * 1048576 + 2621440)) // 65536
+	with open(ballast, "wb") as f:
+	    for i in range(n):
+	        f.write(bytes(65536))
+	try:
+	    os.fsync(fd)
+	    print("fsync: OK")
+	except OSError as e:
+	    print("fsync:", errno.errorcode.get(e.errno, str(e.errno)))
+	os.close(fd)
+	EOF
+	fail "the writer on a full disk did not end: $(cat "$TMP/part.out")"
+assert_eq "fsync of a flush the disk filled under" "fsync: ENOSPC" \
+	"$(cat "$TMP/part.out")"
+pid=${DAEMON_PID[$MNT]}
+T fusermount3 -u "$MNT"
+wait_pid_gone "$pid" 60 || fail "daemon $pid still running after unmount"
+rc=0
+wait "$pid" || rc=$?
+unset "DAEMON_PID[$MNT]" "DAEMON_CHILD[$MNT]"
+assert_eq "exit status of an unmount that lost data" 1 "$rc"
+assert_match "the log of the unmount" \
+	"lost at unmount: 'main/part' \(inode [0-9]+\): [1-9][0-9]* block\(s\)" \
+	"$(grep "lost at unmount" "$DLOG")"
+rm "$DISK/ballast2"
+
 fsck_store "$STORE"
 assert_eq "tallyfsck exit status ($FSCK_OUT)" 0 "$FSCK_RC"
 assert_eq "fsck status" clean "$(fsck_value status)"
@@ -282,5 +326,12 @@ assert_same_content "$TMP/new" "$MNT/main/new"
 assert_same_content "$TMP/last" "$MNT/main/after/last"
 assert_eq "files after remount" $((created - 1)) \
 	"$(find "$MNT/main/meta" -type f | wc -l)"
+# the blocks of part that fitted: a prefix, whole blocks, not all of it
+size=$(stat -c %s "$MNT/main/part")
+log "part keeps $size of $((6 * MIB)) bytes"
+((size > 0 && size < 6 * MIB && size % MIB == 0)) ||
+	fail "part keeps $size bytes after its flush met the full disk"
+T cmp -n "$size" "$TMP/part" "$MNT/main/part" >/dev/null ||
+	fail "part holds $size bytes that are not its first ones"
 umount_fs
 log "ok"
