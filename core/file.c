@@ -610,14 +610,18 @@ out_unlock:
 	return rc;
 }
 
-/* New data up to @end: extend the size, touch mtime and ctime (rw held). */
-static void data_changed(struct tally *t, struct inode *ip, uint64_t end)
+/* New data up to @end: extend the size and, with @stamp, touch mtime
+ * and ctime (rw held). */
+static void data_changed(struct tally *t, struct inode *ip, uint64_t end,
+			 bool stamp)
 {
 	tally_lock(t);
 	if (end > ip->md.size)
 		ip->md.size = end;
-	ip->md.mtime = ip->md.ctime = tally_now();
-	ip->mdirty |= META_F_MTIME | META_F_CTIME;
+	if (stamp) {
+		ip->md.mtime = ip->md.ctime = tally_now();
+		ip->mdirty |= META_F_MTIME | META_F_CTIME;
+	}
 	tally_unlock(t);
 }
 
@@ -666,8 +670,9 @@ static ssize_t write_range(struct tally *t, struct inode *ip, const char *buf,
 	return (ssize_t)done;
 }
 
-ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf, size_t size,
-		    off_t off)
+/* tally_write(); @stamp: the write stamps the file's times. */
+static ssize_t file_write(struct tally *t, uint64_t ino, const void *buf,
+			  size_t size, off_t off, bool stamp)
 {
 	struct inode *ip;
 	ssize_t ret;
@@ -696,7 +701,7 @@ ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf, size_t size,
 	ret = write_range(t, ip, buf, (uint64_t)off, size);
 	if (ret <= 0)
 		goto out;
-	data_changed(t, ip, (uint64_t)off + (uint64_t)ret);
+	data_changed(t, ip, (uint64_t)off + (uint64_t)ret, stamp);
 	/*
 	 * A sequential writer with enough for a flush of its own sends it
 	 * down the pipeline. Random writes keep landing in the blocks they
@@ -722,6 +727,18 @@ out:
 	pthread_rwlock_unlock(&ip->io->rw);
 	file_put(t, ip);
 	return ret;
+}
+
+ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf, size_t size,
+		    off_t off)
+{
+	return file_write(t, ino, buf, size, off, true);
+}
+
+ssize_t tally_write_pages(struct tally *t, uint64_t ino, const void *buf,
+			  size_t size, off_t off)
+{
+	return file_write(t, ino, buf, size, off, false);
 }
 
 #define COPY_BYTES_MAX (16u << 20) /* bytes copied per call, slow path */
@@ -787,7 +804,7 @@ static ssize_t copy_shared(struct tally *t, struct inode *in, uint64_t off_in,
 	was = out->md;
 	tally_unlock(t);
 	dirty_drop_range(t, out, off_out / t->bs, off_out / t->bs + nb);
-	data_changed(t, out, off_out + len);
+	data_changed(t, out, off_out + len, true);
 	rc = flush_commit_with(t, out, COMMIT_FORCE, sh, nb);
 	if (rc) {
 		/* nothing was copied: the size and times are as they were
@@ -880,7 +897,7 @@ ssize_t tally_copy_range(struct tally *t, uint64_t ino_in, off_t off_in,
 	}
 	ret = write_range(t, out, buf, (uint64_t)off_out, len);
 	if (ret > 0)
-		data_changed(t, out, (uint64_t)off_out + (uint64_t)ret);
+		data_changed(t, out, (uint64_t)off_out + (uint64_t)ret, true);
 out_unlock:
 	free(buf);
 	if (second != first)

@@ -177,6 +177,16 @@ int tally_read_fd(struct tally *t, uint64_t ino, size_t size, off_t off,
 ssize_t tally_write(struct tally *t, uint64_t ino, const void *buf, size_t size,
 		    off_t off);
 /*
+ * tally_write() of pages the kernel's writeback cache held (FUSE's
+ * writepage): the kernel stamped the file's mtime and ctime when they
+ * were written, keeps them, and sends them itself (setattr) when it
+ * changed them; they may reach the daemon before these pages do. The
+ * write leaves the times as they are, so that a stamp of its own never
+ * replaces the time the user saw.
+ */
+ssize_t tally_write_pages(struct tally *t, uint64_t ino, const void *buf,
+			  size_t size, off_t off);
+/*
  * Copy @len bytes from @ino_in at @off_in to @ino_out at @off_out. Whole
  * blocks share objects (counts +1) instead of copying bytes. Returns the
  * bytes copied.

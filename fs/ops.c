@@ -583,7 +583,11 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		fuse_reply_err(req, EACCES);
 		return;
 	}
-	n = tally_write(fs_of(req)->t, ino, buf, size, off);
+	/* pages of the writeback cache: the kernel keeps the times */
+	if (fi->writepage)
+		n = tally_write_pages(fs_of(req)->t, ino, buf, size, off);
+	else
+		n = tally_write(fs_of(req)->t, ino, buf, size, off);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else

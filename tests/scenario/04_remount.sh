@@ -36,6 +36,34 @@ printf 'only in dev\n' >"$MNT/dev/new"
 printf 'DEV' | T dd of="$MNT/dev/dir/big" conv=notrunc status=none
 T rm "$MNT/dev/empty"
 T mv "$MNT/dev/small" "$MNT/dev/renamed"
+# an O_DIRECT write, then at once a buffered one: the mtime the kernel
+# stamped is the one stored. Its writeback cache keeps a file's times
+# and sends them when it changed them; a buffered write within the same
+# tick of its coarse clock changes nothing, and its pages reach the
+# daemon after those times did. 20 files: most land in one tick.
+mtimes() {
+	T python3 - "$MNT/main/odirect" <<-'EOF'
+	import os, sys
+	d = sys.argv[1]
+	for n in sorted(os.listdir(d)):
+	    print(n, os.stat(os.path.join(d, n)).st_mtime_ns)
+	EOF
+}
+mkdir "$MNT/main/odirect"
+T python3 - "$MNT/main/odirect" <<-'EOF'
+	import mmap, os, sys
+	buf = mmap.mmap(-1, 4096)
+	buf.write(b"d" * 4096)
+	for i in range(20):
+	    p = "%s/f%02d" % (sys.argv[1], i)
+	    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
+	    os.write(fd, buf)
+	    os.close(fd)
+	    fd = os.open(p, os.O_WRONLY)
+	    os.pwrite(fd, b"b" * 100, 4096)
+	    os.close(fd)
+	EOF
+mtimes >"$TMP/odirect.before"
 drain
 
 record() {
@@ -64,6 +92,8 @@ assert_same_content "$TMP/big" "$MNT/main/dir/big"
 
 log "remount 1"
 remount_fs -d
+assert_same_manifest "mtimes after O_DIRECT and buffered writes" \
+	"$TMP/odirect.before" <(mtimes)
 record after1
 check_same "after the first remount" before after1
 assert_eq "pending_flushes after remount" 0 "$(status_get pending_flushes)"
