@@ -26,22 +26,8 @@ source "$(dirname "$0")/remote_lib.sh"
 
 shared_start_proxied tally-claims claims
 
-for n in a b; do mkdir "$TMP/mnt_$n"; done
-mnt() { echo "$TMP/mnt_$1"; }
-mount_node() {
-	mount_fs "$TMP/cache_$1" "$(mnt "$1")" -o "$SHARED" \
-		-o heartbeat=1,remote_delete_delay=1,remote_retry_max=1 \
-		-o remote_timeout=30,remote_drain_timeout=10
-}
-# drained NODE WHAT: drain remote completes on NODE within 20 s
-drained() {
-	local rep
-
-	rep=$(ctl_report "drain remote 20" "$(mnt "$1")" 2>&1) ||
-		fail "$2: drain remote on $1 did not complete: $rep;" \
-			"$(remote_get last_error "$(mnt "$1")")"
-	assert_eq "$2: queued" 0 "$(report_get queued "$rep")"
-}
+# nodes (remote_lib.sh): drain remote completes within 20 s
+NODE_DRAIN_WAIT=20
 # fsck_of NODE: tallyfsck of NODE's cache once no session lives (a
 # killed node's expires after 5 heartbeats); its exit status in FSCK_RC
 fsck_of() {

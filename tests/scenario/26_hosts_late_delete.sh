@@ -22,22 +22,8 @@ source "$(dirname "$0")/remote_lib.sh"
 
 shared_start_proxied tally-late late
 
-for n in a b c; do mkdir "$TMP/mnt_$n"; done
-mnt() { echo "$TMP/mnt_$1"; }
-mount_node() {
-	mount_fs "$TMP/cache_$1" "$(mnt "$1")" -o "$SHARED" \
-		-o heartbeat=1,remote_delete_delay=1,remote_retry_max=1 \
-		-o remote_timeout=3,remote_drain_timeout=10
-}
-# drained NODE WHAT: drain remote completes on NODE within 30 s
-drained() {
-	local rep
-
-	rep=$(ctl_report "drain remote 30" "$(mnt "$1")" 2>&1) ||
-		fail "$2: drain remote on $1 did not complete: $rep;" \
-			"$(remote_get last_error "$(mnt "$1")")"
-	assert_eq "$2: queued" 0 "$(report_get queued "$rep")"
-}
+# nodes (remote_lib.sh): a held DELETE is cut after 3 s
+NODE_REMOTE_TIMEOUT=3
 claims_under_way() {
 	pg_psql -At -c 'SELECT count(*) FROM remote_deleting WHERE since > 0'
 }

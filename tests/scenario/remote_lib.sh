@@ -92,6 +92,31 @@ shared_start_proxied() {
 	FSCK_OPTS="meta=$PG_URI,remote_endpoint=$S3_ENDPOINT"
 }
 
+# Nodes of a shared store behind the fault proxy (24_hosts_claims,
+# 26_hosts_late_delete). Node NAME caches in $TMP/cache_NAME and is
+# mounted on $(mnt NAME). Set before use: NODE_REMOTE_TIMEOUT, the
+# nodes' remote_timeout (default 30), and NODE_DRAIN_WAIT, the seconds
+# that drained waits (default 30).
+mnt() { echo "$TMP/mnt_$1"; }
+# mount_node NODE: mount NODE (its mountpoint made if missing)
+mount_node() {
+	mkdir -p "$(mnt "$1")"
+	mount_fs "$TMP/cache_$1" "$(mnt "$1")" -o "$SHARED" \
+		-o heartbeat=1,remote_delete_delay=1,remote_retry_max=1 \
+		-o "remote_timeout=${NODE_REMOTE_TIMEOUT:-30}" \
+		-o remote_drain_timeout=10
+}
+# drained NODE WHAT: drain remote completes on NODE within
+# NODE_DRAIN_WAIT seconds, nothing left queued
+drained() {
+	local rep wait=${NODE_DRAIN_WAIT:-30}
+
+	rep=$(ctl_report "drain remote $wait" "$(mnt "$1")" 2>&1) ||
+		fail "$2: drain remote on $1 did not complete: $rep;" \
+			"$(remote_get last_error "$(mnt "$1")")"
+	assert_eq "$2: queued" 0 "$(report_get queued "$rep")"
+}
+
 # proxy CMD: a command to the fault proxy; its answer on stdout.
 proxy() { T curl -fsS "http://127.0.0.1:$PCTL/$1" || fail "proxy $1"; }
 # proxy_stat NAME: the proxy's counter NAME (counted since it started).
