@@ -59,6 +59,11 @@ T cp "$TMP/c1" "$(mnt a)/ns/x2"
 drained a "after a failed DELETE"
 proxy pass >/dev/null
 bucket_has "$k1" || fail "the content written again is not in the bucket"
+# the content written again has a key of its own (a new generation); the
+# old key's failed DELETE is tried again, and goes
+keys_of() { bucket_keys | awk '{ print $1 }' | grep -cE "/$1(\.g[0-9]+)?\$"; }
+one_key() { [[ $(keys_of "$k1") == 1 ]]; }
+wait_for 30 one_key || fail "the old key stays: $(keys_of "$k1") keys of $k1"
 
 log "kill -9 with a DELETE in flight: the claim is taken over"
 rand_file "$TMP/c2" $((MIB / 2 + 22))
