@@ -135,6 +135,7 @@ struct remote {
 	int64_t delete_delay;
 	double drain_timeout, retry_max;
 	uint64_t store_id;
+	char *ancestors; /* remote_conf 'ancestors' (a restored store), or NULL */
 	double started;
 
 	pthread_mutex_t lock;
@@ -163,6 +164,10 @@ struct remote {
 	} hist[UPLOAD_HIST]; /* loop thread only: done_seq over time */
 	unsigned nhist;
 	bool verified, marker_known;	/* loop thread only */
+	bool fenced;			/* protected by lock: the marker names
+					   another store (a restore took the
+					   bucket over) */
+	double next_marker;		/* loop thread only */
 	uint64_t durable;		/* protected by lock */
 	struct remote_stats st;		/* protected by lock */
 	double next_delete, next_evict; /* loop thread only */
@@ -189,6 +194,8 @@ struct remote {
 	double snapshot_interval;
 	unsigned snapshot_keep;
 	uint64_t snap_seq;    /* protected by snap_lock: done_seq of the last */
+	uint64_t snap_base;   /* added to done_seq in snapshot names: a restored
+			       store's sort after those it came from */
 	int64_t snap_changes; /* protected by snap_lock: meta_change_count()
 				 after the last one's copy */
 	bool snap_thread_on;
@@ -244,9 +251,16 @@ int remote_object_key(const struct s3_cfg *cfg, const char *name, char *key,
 /* ------------------------------------------------------------------ */
 /* the bucket's marker: which store it holds */
 
-void remote_marker_text(uint64_t store_id, char *out, size_t len)
+void remote_marker_text(uint64_t store_id, const char *ancestors, char *out,
+			size_t len)
 {
-	snprintf(out, len, "tallyfs store\nstore_id %" PRIu64 "\n", store_id);
+	if (ancestors && *ancestors)
+		snprintf(out, len,
+			 "tallyfs store\nstore_id %" PRIu64 "\nancestors %s\n",
+			 store_id, ancestors);
+	else
+		snprintf(out, len, "tallyfs store\nstore_id %" PRIu64 "\n",
+			 store_id);
 }
 
 struct membuf {
@@ -277,7 +291,7 @@ static int check_marker(struct remote *r, struct s3 *s, bool may_write)
 
 	if (rc)
 		return rc;
-	remote_marker_text(r->store_id, want, sizeof(want));
+	remote_marker_text(r->store_id, r->ancestors, want, sizeof(want));
 	rc = s3_get(s, key, 0, 0, mem_sink, &body, NULL);
 	if (rc == -ENOENT) {
 		if (!may_write) {
@@ -308,6 +322,15 @@ static int check_marker(struct remote *r, struct s3 *s, bool may_write)
 
 /* ------------------------------------------------------------------ */
 /* connections for the loop and for fetches */
+
+/*
+ * Whether the bucket's marker still names this store (1), names another
+ * (0: fenced from now on, said once), or could not be read (0). A
+ * deletion, an upload or a snapshot's reap goes only on a 1: a restore
+ * that took the bucket over (core/restore.c) makes the store it came
+ * from stop writing and deleting there.
+ */
+static int still_owner(struct remote *r);
 
 static struct s3 *conn_get(struct remote *r)
 {
@@ -988,9 +1011,12 @@ static void schedule_deletes(struct remote *r)
 	if (!queued)
 		return;
 	rc = tally_meta_read(r->t, del_list, &c);
-	/* the commits that made the keys deletable, durable first */
+	/* the commits that made the keys deletable, durable first; the
+	 * bucket still this store's */
 	if (!rc && c.names.n)
 		rc = tally_meta_sync(r->t);
+	if (!rc && c.names.n && still_owner(r) != 1)
+		c.names.n = 0;
 	if (!rc && c.names.n)
 		rc = tally_meta_read(r->t, del_judge, &c);
 	if (rc)
@@ -1217,8 +1243,9 @@ out:
 
 struct bind_ctx {
 	const char *url;
-	char *bound, *marker;
+	char *bound, *marker, *ancestors;
 	uint64_t store_id;
+	int64_t snap_base; /* config snap_seq_base: a restored store's */
 };
 
 static int bind_read(struct meta *m, void *arg)
@@ -1230,6 +1257,12 @@ static int bind_read(struct meta *m, void *arg)
 	if (rc)
 		return rc;
 	c->store_id = (uint64_t)id;
+	rc = meta_config_get(m, "snap_seq_base", &c->snap_base);
+	if (rc && rc != -ENOENT)
+		return rc;
+	rc = meta_remote_conf_get(m, "ancestors", &c->ancestors);
+	if (rc && rc != -ENOENT)
+		return rc;
 	rc = meta_remote_conf_get(m, "url", &c->bound);
 	if (rc && rc != -ENOENT)
 		return rc;
@@ -1253,6 +1286,55 @@ static int marker_write(struct meta *m, void *arg)
 {
 	(void)arg;
 	return meta_remote_conf_set(m, "marker", "1");
+}
+
+static int still_owner(struct remote *r)
+{
+	char key[1024], want[128], got[256];
+	struct membuf body = { got, 0, sizeof(got) - 1 };
+	struct s3 *s;
+	bool was;
+	int rc;
+
+	pthread_mutex_lock(&r->lock);
+	was = r->fenced;
+	pthread_mutex_unlock(&r->lock);
+	if (was)
+		return 0;
+	s = conn_get(r);
+	rc = s ? s3_key(&r->cfg, MARKER_KEY, key, sizeof(key)) : -ENOMEM;
+	if (!rc)
+		rc = s3_get(s, key, 0, 0, mem_sink, &body, NULL);
+	conn_put(r, s);
+	if (rc && rc != -ENOENT)
+		return 0; /* in doubt: nothing deleted now */
+	got[rc ? 0 : body.n] = '\0';
+	remote_marker_text(r->store_id, r->ancestors, want, sizeof(want));
+	if (strcmp(got, want) == 0)
+		return 1;
+	pthread_mutex_lock(&r->lock);
+	r->fenced = true;
+	snprintf(r->st.last_error, sizeof(r->st.last_error),
+		 "fenced: the bucket's marker names another store (a restore "
+		 "took it over): nothing is uploaded, deleted or snapshotted "
+		 "there by this store any more");
+	pthread_mutex_unlock(&r->lock);
+	log_msg(LOG_ERR,
+		"remote: bucket '%s' prefix '%s': '%s' no longer names store "
+		"%" PRIu64 " (a restore took the bucket over): this store "
+		"uploads, deletes and snapshots nothing there any more",
+		r->cfg.bucket, r->cfg.prefix, key, r->store_id);
+	return 0;
+}
+
+static bool fenced(struct remote *r)
+{
+	bool f;
+
+	pthread_mutex_lock(&r->lock);
+	f = r->fenced;
+	pthread_mutex_unlock(&r->lock);
+	return f;
 }
 
 /* Check the bucket and its marker: 0 (verified), or the error. */
@@ -1329,7 +1411,13 @@ static void *loop_main(void *arg)
 			}
 			conn_put(r, s);
 		}
-		if (r->verified)
+		/* the marker, every 10 s: a restore may take the bucket
+		 * over (deletions and reaps check it first, too) */
+		if (r->verified && now >= r->next_marker) {
+			still_owner(r);
+			r->next_marker = now + 10;
+		}
+		if (r->verified && !fenced(r))
 			schedule_uploads(r);
 		if (tally_meta_shared(r->t))
 			count_cache(r);
@@ -1342,7 +1430,7 @@ static void *loop_main(void *arg)
 			schedule_deletes(r);
 			r->next_delete = now + 5;
 		}
-		if (r->cache_size && now >= r->next_evict) {
+		if (r->cache_size && now >= r->next_evict && !fenced(r)) {
 			evict(r);
 			r->next_evict = now + 1;
 		}
@@ -1529,7 +1617,9 @@ static void snap_kept(struct remote *r, struct s3 *s, const char *key,
 	struct kept_ctx c = { r->t, key, epoch, &k };
 	int rc = tally_meta_txn(r->t, kept_record, &c);
 
-	if (!rc && remote_list_snapshots(&r->cfg, s, &k) == 0 &&
+	/* no reap in a bucket another store took over */
+	if (!rc && still_owner(r) == 1 &&
+	    remote_list_snapshots(&r->cfg, s, &k) == 0 &&
 	    remote_keys_has(&k, key) &&
 	    reap_snapshots(s, (const char *const *)k.v, k.n,
 			   r->snapshot_keep)) {
@@ -1562,6 +1652,8 @@ int remote_snapshot(struct remote *r, double timeout, char *key, size_t len)
 	/* a shared database is backed up by its own server's means */
 	if (tally_meta_shared(r->t))
 		return 0;
+	if (fenced(r))
+		return -EROFS; /* the bucket is another store's now */
 	pthread_mutex_lock(&r->snap_lock);
 	snprintf(path, sizeof(path), "%s/snapshot.tmp", tally_store_path(r->t));
 	unlink(path);
@@ -1614,8 +1706,8 @@ int remote_snapshot(struct remote *r, double timeout, char *key, size_t len)
 		rc = !s ? -ENOMEM : -errno;
 		goto out;
 	}
-	snprintf(rel, sizeof(rel), SNAP_PREFIX "%020" PRIu64 "-%010lld.db", seq,
-		 (long long)time(NULL));
+	snprintf(rel, sizeof(rel), SNAP_PREFIX "%020" PRIu64 "-%010lld.db",
+		 r->snap_base + seq, (long long)time(NULL));
 	rc = s3_key(&r->cfg, rel, key, len);
 	/* retried like any upload, within the deadline */
 	for (tries = 1; !rc; tries++) {
@@ -1759,6 +1851,9 @@ int remote_new(struct tally *t, struct remote_opts *o, struct remote **out)
 	if (rc)
 		goto out_free;
 	r->store_id = b.store_id;
+	r->ancestors = b.ancestors;
+	b.ancestors = NULL;
+	r->snap_base = b.snap_base > 0 ? (uint64_t)b.snap_base : 0;
 	r->marker_known = b.marker != NULL;
 	if (b.bound && strcmp(b.bound, url) != 0) {
 		log_msg(LOG_ERR,
@@ -1821,6 +1916,7 @@ int remote_new(struct tally *t, struct remote_opts *o, struct remote **out)
 		r->nahead_threads++;
 	free(b.bound);
 	free(b.marker);
+	free(b.ancestors);
 	log_msg(LOG_INFO, "remote '%s' at '%s': %u uploads at once", url,
 		r->cfg.endpoint, r->max_jobs);
 	*out = r;
@@ -1839,6 +1935,8 @@ out_free:
 		s3_free(r->conns[--r->nconns]);
 	free(b.bound);
 	free(b.marker);
+	free(b.ancestors);
+	free(r->ancestors);
 	free(r->running);
 	free(r->workers);
 	s3_cfg_release(&r->cfg);
@@ -1947,6 +2045,7 @@ void remote_free(struct remote *r)
 	pthread_cond_destroy(&r->work);
 	pthread_mutex_destroy(&r->lock);
 	s3_cfg_release(&r->cfg);
+	free(r->ancestors);
 	free(r);
 }
 

@@ -21,8 +21,11 @@
 #define SNAP_PREFIX "meta/snap-"
 #define OBJECTS_PREFIX "objects/"
 
-/* The marker's text for store @store_id. */
-void remote_marker_text(uint64_t store_id, char *out, size_t len);
+/* The marker's text for store @store_id, made by a restore from the
+ * stores @ancestors names (ids, space separated; NULL or "": none), whose
+ * snapshots are its history. */
+void remote_marker_text(uint64_t store_id, const char *ancestors, char *out,
+			size_t len);
 /* The full key of key name @name (meta_key_name()). */
 int remote_object_key(const struct s3_cfg *cfg, const char *name, char *key,
 		      size_t len);

@@ -57,7 +57,7 @@ static int to_fd(void *arg, const void *buf, size_t n)
 }
 
 struct buf_sink {
-	char buf[256];
+	char buf[1024];
 	size_t n;
 };
 
@@ -112,10 +112,12 @@ static int rm_one(const char *path, const struct stat *st, int flag,
 
 /* The store id the bucket's marker names: 0, -ENOENT (no marker), or
  * -EUCLEAN (not a marker). */
-static int marker_id(const struct s3_cfg *cfg, struct s3 *s, uint64_t *id)
+static int marker_id(const struct s3_cfg *cfg, struct s3 *s, uint64_t *id,
+		     char *ancestors, size_t alen)
 {
 	struct buf_sink b = { .n = 0 };
-	char key[1024], want[128];
+	char key[1024], want[sizeof(b.buf)];
+	const char *a;
 	unsigned long long v;
 	int rc = s3_key(cfg, MARKER_KEY, key, sizeof(key));
 
@@ -126,7 +128,10 @@ static int marker_id(const struct s3_cfg *cfg, struct s3 *s, uint64_t *id)
 	b.buf[b.n] = '\0';
 	if (sscanf(b.buf, "tallyfs store\nstore_id %llu", &v) != 1)
 		return -EUCLEAN;
-	remote_marker_text(v, want, sizeof(want));
+	a = strstr(b.buf, "\nancestors ");
+	snprintf(ancestors, alen, "%s", a ? a + 11 : "");
+	ancestors[strcspn(ancestors, "\n")] = '\0';
+	remote_marker_text(v, ancestors, want, sizeof(want));
 	if (strcmp(want, b.buf))
 		return -EUCLEAN;
 	*id = v;
@@ -208,13 +213,74 @@ static int check_object(void *arg, int64_t id, const char *name, uint32_t shard,
 	return 0;
 }
 
-static int restored(struct meta *m)
+/*
+ * The restored store's own identity: @id (the new store directory's,
+ * which its shard markers name), snapshot sequences above @seq_base - 1,
+ * the highest any snapshot listed has (its snapshots sort after every
+ * one of the store it came from), and the stores it comes from,
+ * @ancestors (whose snapshots a later restore may take).
+ */
+static int restored(struct meta *m, uint64_t id, uint64_t seq_base,
+		    const char *ancestors)
 {
 	int rc = meta_begin(m);
 
 	if (!rc)
 		rc = meta_remote_restored(m);
+	if (!rc)
+		rc = meta_config_set(m, "store_id", (int64_t)id);
+	if (!rc)
+		rc = meta_config_set(m, "snap_seq_base", (int64_t)seq_base);
+	if (!rc)
+		rc = meta_remote_conf_set(m, "ancestors", ancestors);
 	return meta_end(m, rc);
+}
+
+/* The sequence after every snapshot @k lists (SNAP_PREFIX + SEQ-...). */
+static uint64_t seq_after(const struct remote_keys *k)
+{
+	uint64_t best = 0;
+	size_t i;
+
+	for (i = 0; i < k->n; i++) {
+		const char *p = strstr(k->v[i], SNAP_PREFIX);
+		unsigned long long v;
+
+		if (p && sscanf(p + strlen(SNAP_PREFIX), "%llu", &v) == 1 &&
+		    v >= best)
+			best = v + 1;
+	}
+	return best;
+}
+
+/* Whether store @sid is one of @ancestors (ids, space separated). */
+static bool ancestor(const char *ancestors, uint64_t sid)
+{
+	const char *p = ancestors;
+
+	while (*p) {
+		char *end;
+		unsigned long long v = strtoull(p, &end, 10);
+
+		if (end == p)
+			return false;
+		if (v == sid)
+			return true;
+		p = end + strspn(end, " ");
+	}
+	return false;
+}
+
+/* The bucket's marker names store @id, made from @ancestors, from now on
+ * (a takeover). */
+static int take_over(const struct s3_cfg *cfg, struct s3 *s, uint64_t id,
+		     const char *ancestors)
+{
+	char key[1024], text[1200];
+	int rc = s3_key(cfg, MARKER_KEY, key, sizeof(key));
+
+	remote_marker_text(id, ancestors, text, sizeof(text));
+	return rc ? rc : s3_put_buf(s, key, text, strlen(text));
 }
 
 int remote_restore(const struct remote_restore_opts *o,
@@ -228,7 +294,8 @@ int remote_restore(const struct remote_restore_opts *o,
 	struct meta_stats ms;
 	struct s3 *s = NULL;
 	uint64_t id, size;
-	int64_t sid;
+	int64_t sid, nid = 0;
+	char anc[700], newanc[sizeof(anc) + 24];
 	const char *key;
 	bool created = false, existed = false;
 	struct stat sb;
@@ -253,7 +320,7 @@ int remote_restore(const struct remote_restore_opts *o,
 		return rc;
 	rc = s3_check(s);
 	if (!rc)
-		rc = marker_id(o->cfg, s, &id);
+		rc = marker_id(o->cfg, s, &id, anc, sizeof(anc));
 	if (rc == -ENOENT || rc == -EUCLEAN) {
 		sayf(say, ctx,
 		     "error: bucket '%s' prefix '%s' holds no tallyfs store "
@@ -280,12 +347,16 @@ int remote_restore(const struct remote_restore_opts *o,
 		goto out;
 	}
 	snprintf(rep->snapshot, sizeof(rep->snapshot), "%s", key);
-	/* a new, empty store whose metadata the snapshot replaces */
+	/* a new, empty store whose metadata the snapshot replaces; its
+	 * identity is its own */
 	rc = store_open(o->store, true, STORE_DEFAULT_BLOCK_SIZE, &st);
 	if (rc)
 		goto out;
 	created = true;
+	rc = meta_config_get(st->meta, "store_id", &nid);
 	store_close(st);
+	if (rc)
+		goto out;
 	st = NULL;
 	snprintf(file, sizeof(file), "%s/meta.db-wal", o->store);
 	unlink(file);
@@ -307,7 +378,8 @@ int remote_restore(const struct remote_restore_opts *o,
 		goto out;
 	}
 	rc = meta_config_get(st->meta, "store_id", &sid);
-	if (rc || (uint64_t)sid != id) {
+	/* the marker's store, or one it was restored from */
+	if (rc || ((uint64_t)sid != id && !ancestor(anc, (uint64_t)sid))) {
 		sayf(say, ctx,
 		     "error: snapshot '%s' is of another store than the "
 		     "bucket's marker names",
@@ -315,7 +387,22 @@ int remote_restore(const struct remote_restore_opts *o,
 		rc = -EUCLEAN;
 		goto out;
 	}
-	rc = restored(st->meta);
+	/* the stores this one comes from: the marker's and its own (the
+	 * newest 16 kept: a marker stays small) */
+	{
+		char all[sizeof(anc) + 24];
+		const char *p = all;
+		int words = 0;
+
+		snprintf(all, sizeof(all), "%s%s%" PRIu64, anc,
+			 anc[0] ? " " : "", id);
+		for (const char *q = all; *q; q++)
+			words += *q == ' ';
+		for (; words >= 16; words--)
+			p = strchr(p, ' ') + 1;
+		snprintf(newanc, sizeof(newanc), "%s", p);
+	}
+	rc = restored(st->meta, (uint64_t)nid, seq_after(&snaps), newanc);
 	if (rc)
 		goto out;
 	/* every object it names must be in the bucket */
@@ -348,6 +435,22 @@ int remote_restore(const struct remote_restore_opts *o,
 		     "restores anyway; their blocks then read as errors)",
 		     rep->missing);
 		rc = -ENOENT;
+	}
+	/* the bucket is the restored store's now: the store it came from,
+	 * if still mounted, finds another store named and stops uploading,
+	 * deleting and snapshotting there (core/remote.c, fenced) */
+	if (!rc) {
+		rc = take_over(o->cfg, s, (uint64_t)nid, newanc);
+		if (rc)
+			sayf(say, ctx,
+			     "error: cannot write '" MARKER_KEY
+			     "' to the bucket: %s",
+			     s3_last_error(s));
+		else
+			sayf(say, ctx,
+			     "store: %" PRIu64 " (the bucket's "
+			     "marker names it now)",
+			     (uint64_t)nid);
 	}
 out:
 	store_close(st);

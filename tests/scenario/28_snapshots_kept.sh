@@ -60,9 +60,19 @@ manifest "$M2" --no-ctl >"$TMP/r1.mf" || fail "manifest of the restore"
 assert_same_manifest "older snapshot restored" "$TMP/s1.mf" "$TMP/r1.mf"
 umount_fs "$M2"
 
-log "newer snapshots push s1 out: the keys go"
-mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o snapshot_interval=1 \
+# the restore took the bucket over (29_restore_fork): the original is
+# done with k1; the rest on a store and prefix of its own
+log "newer snapshots push the older one out: the keys go"
+PFX=k2
+REMOTE=(-o "remote=s3://$S3_BUCKET/$PFX,remote_endpoint=$S3_ENDPOINT")
+mount_fs "$TMP/s2" "$MNT" "${REMOTE[@]}" -o snapshot_interval=1 \
 	-o snapshot_keep=4,remote_delete_delay=0
+mkdir -p "$MNT/main/d"
+for i in 1 2 3; do T cp "$TMP/f$i" "$MNT/main/d/f$i"; done
+rep=$(ctl_report "drain remote 120") || fail "drain remote on k2: $rep"
+s1=$(report_get snapshot "$rep")
+mapfile -t names < <(for i in 1 2 3; do objects "$MNT/main/d/f$i"; done)
+rm -rf "$MNT/main/d"
 kept() { snap_list | grep -qxF "$s1"; }
 for ((n = 0; n < 8; n++)); do
 	kept || break
