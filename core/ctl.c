@@ -1239,8 +1239,8 @@ static int remote_json(struct tally *t, char **acc)
 			", \"delete_queued\": %" PRIu64
 			", \"deleted\": %" PRIu64 ", \"fetched\": %" PRIu64
 			", \"bytes_fetched\": %" PRIu64
-			", \"read_ahead\": %" PRIu64 ", \"evicted\": %" PRIu64
-			", \"cache_bytes\": %" PRIu64
+			", \"read_ahead\": %" PRIu64 ", \"compared\": %" PRIu64
+			", \"evicted\": %" PRIu64 ", \"cache_bytes\": %" PRIu64
 			", \"cache_size\": %" PRIu64 ", \"snapshots\": %" PRIu64
 			", \"last_snapshot\": %s"
 			", \"last_error\": %s}",
@@ -1248,8 +1248,9 @@ static int remote_json(struct tally *t, char **acc)
 			st.queued, st.in_flight, st.uploaded, st.failed,
 			st.retries, st.bytes_uploaded, st.durable_remote_seq,
 			st.delete_queued, st.deleted, st.fetched,
-			st.bytes_fetched, st.read_ahead, st.evicted,
-			st.cache_bytes, st.cache_size, st.snapshots, snap, err);
+			st.bytes_fetched, st.read_ahead, st.compared,
+			st.evicted, st.cache_bytes, st.cache_size, st.snapshots,
+			snap, err);
 	free(ep);
 	free(bucket);
 	free(prefix);

@@ -174,11 +174,21 @@ static bool partial_ok(const struct flush *f, size_t nshares, size_t stop)
 	return true;
 }
 
+/* objstore_put_vetted(): a name with no local copy may name an object
+ * whose copy is in the bucket only (remote_vet()). */
+static int vet_name(void *arg, const char *name, const void *buf, size_t len)
+{
+	struct tally *t = arg;
+
+	return remote_vet(t->remote, name, buf, len);
+}
+
 /* Stream phase (pool): hash, stage and make durable the new objects. */
 static void flush_stream(void *arg)
 {
 	struct flush *f = arg;
 	struct tally *t = f->t;
+	struct objstore_vet vet = { vet_name, t };
 	struct objstore_batch batch;
 	uint64_t nblocks = tally_blocks_for(t, f->size);
 	size_t i, nshares = f->np; /* the shares come first */
@@ -202,8 +212,10 @@ static void flush_stream(void *arg)
 		q->hole = dirty_all_zero(d->buf, q->len);
 		q->shard = OBJSTORE_ANY;
 		if (!q->hole)
-			rc = objstore_put(t->objs, &q->shard, d->buf, q->len,
-					  q->name, &q->created, &batch);
+			rc = objstore_put_vetted(t->objs, &q->shard, d->buf,
+						 q->len, q->name, &q->created,
+						 &batch,
+						 t->remote ? &vet : NULL);
 		if (rc)
 			f->np--; /* nothing of it was made */
 	}
@@ -556,6 +568,19 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 						q->fresh ? q->gen : 0, &ref);
 			if (!rc && !q->hole)
 				q->shard = ref.shard;
+			/* a copy written for a row that says it was evicted
+			 * (the bucket's bytes compared, remote_vet()) is
+			 * counted and evictable again; its stat cancels an
+			 * eviction's doom (a shared store counts the disk) */
+			if (!rc && known && q->created && t->remote &&
+			    !tally_meta_shared(t)) {
+				off_t sz;
+
+				if (objstore_stat(t->objs, q->shard, q->name,
+						  &sz) == 0)
+					rc = meta_remote_set_cached(
+						t->meta, q->name, true);
+			}
 			/* put there now, or the row it found in the stream
 			 * is still there: recorded if the row is of the
 			 * generation shipped (else it stays queued, shipped

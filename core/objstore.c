@@ -20,7 +20,10 @@
  *     rename and its fan-out directory after (per_file).
  *  3. A name is never rebound to other bytes: a put whose hash names an
  *     existing object compares the bytes and, on a mismatch, moves on to
- *     the next variant name.
+ *     the next variant name. A name with no local file may still name
+ *     bytes elsewhere (a copy evicted to the bucket): the caller's vet
+ *     (objstore_put_vetted()) compares them, or sends the put on to the
+ *     next variant name.
  *
  * Locks: the shards' state (core/objshard.c) and the counters are
  * atomics; the doomed files have doom_lock (below), the count of local
@@ -781,6 +784,15 @@ int objstore_put(struct objstore *os, unsigned *shard, const void *buf,
 		 size_t len, char name[OBJNAME_MAX], bool *created,
 		 struct objstore_batch *batch)
 {
+	return objstore_put_vetted(os, shard, buf, len, name, created, batch,
+				   NULL);
+}
+
+int objstore_put_vetted(struct objstore *os, unsigned *shard, const void *buf,
+			size_t len, char name[OBJNAME_MAX], bool *created,
+			struct objstore_batch *batch,
+			const struct objstore_vet *vet)
+{
 	char hex[HASH_HEX_LEN + 1];
 	unsigned v, where;
 	/* a span: the legs are placed in and looked in here; the caller
@@ -823,6 +835,12 @@ int objstore_put(struct objstore *os, unsigned *shard, const void *buf,
 		}
 		if (rc != -ENOENT)
 			return rc;
+		/* no local copy: the name may still be another's (3) */
+		rc = vet ? vet->fn(vet->ctx, name, buf, len) : 0;
+		if (rc < 0)
+			return rc;
+		if (rc == 1)
+			continue;
 		where = span ? leg_of(os, 0, name, true, len) : *shard;
 		if (where == OBJSTORE_ANY) {
 			rc = objstore_place_shard(os, len, &where);

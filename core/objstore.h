@@ -182,6 +182,27 @@ int objstore_put(struct objstore *os, unsigned *shard, const void *buf,
 		 struct objstore_batch *batch);
 
 /*
+ * A check of a name that no local file holds, before objstore_put_vetted()
+ * stores new bytes under it: the name may be known elsewhere (an object
+ * whose local copy was evicted to a bucket). @fn returns 0 (the name is
+ * free for @buf's @len bytes: no other copy, or one with the same bytes),
+ * 1 (it may name other bytes: the next variant name is tried, as after a
+ * failed compare) or a negative errno (the put fails with it). Called
+ * with no lock of the object store held.
+ */
+struct objstore_vet {
+	int (*fn)(void *ctx, const char *name, const void *buf, size_t len);
+	void *ctx; /* borrowed */
+};
+
+/* objstore_put(), asking @vet (borrowed; NULL: nobody) about every name
+ * it would create a file under. */
+int objstore_put_vetted(struct objstore *os, unsigned *shard, const void *buf,
+			size_t len, char name[OBJNAME_MAX], bool *created,
+			struct objstore_batch *batch,
+			const struct objstore_vet *vet);
+
+/*
  * Stage @len bytes of @buf as object @name (a name already computed, e.g.
  * by a copy from another shard) in @shard, to be made durable and put in
  * place by objstore_batch_finish(); @name and @buf are borrowed until

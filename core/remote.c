@@ -42,7 +42,9 @@
  *  4. A local copy is evicted only when its row says the bucket holds
  *     it (reap_evict_free()), after the commit that marks it evicted;
  *     a fetched copy is checked against its name and size before it is
- *     stored, and marked cached after it is in place.
+ *     stored, and marked cached after it is in place; so is a copy a
+ *     flush writes for a row that says evicted (core/flush.c), after
+ *     remote_vet() compared the bucket's bytes with the block's.
  *  5. A shared store (several nodes): the rows are every node's, so
  *     they say nothing of this node's cache. Its bytes are those of the
  *     object files on disk (objstore_count_dir(), exact once counted;
@@ -2306,6 +2308,81 @@ out:
 
 /* ------------------------------------------------------------------ */
 /* fetches */
+
+/*
+ * Whether the bucket's copy of object @name holds @len bytes equal to
+ * @buf's: 0 the same, 1 other bytes (a collision), or -errno (the copy
+ * could not be read).
+ */
+static int bucket_same(struct remote *r, const char *name, int64_t gen,
+		       const void *buf, size_t len)
+{
+	struct s3 *s = conn_get(r);
+	char *got = malloc(len ? len : 1);
+	struct membuf body = { got, 0, len };
+	char key[1024], kn[OBJKEY_MAX];
+	int rc;
+
+	meta_key_name(name, gen, kn); /* the key of its row's generation */
+	rc = s && got ? remote_object_key(&r->cfg, kn, key, sizeof(key))
+		      : -ENOMEM;
+
+	if (!rc)
+		rc = s3_get(s, key, 0, 0, mem_sink, &body, NULL);
+	if (rc == -EFBIG)
+		rc = 1;
+	else if (!rc)
+		rc = body.n != len || memcmp(got, buf, len) != 0;
+	if (rc < 0)
+		note_error(r, "compare", s ? s3_last_error(s) : "");
+	free(got);
+	conn_put(r, s);
+	return rc;
+}
+
+int remote_vet(struct remote *r, const char *name, const void *buf, size_t len)
+{
+	struct state_ctx c = { name, { 0 } };
+	bool paused;
+	int rc = tally_meta_read(r->t, state_read, &c);
+
+	if (rc == -ENOENT)
+		return 0; /* no row: a new object */
+	if (rc)
+		return rc;
+	/* not in the bucket yet, or not of this size: nothing to compare
+	 * with, or other bytes */
+	if (!c.st.remote || c.st.size != len)
+		goto other;
+	pthread_mutex_lock(&r->lock);
+	paused = r->pause_until > mono();
+	pthread_mutex_unlock(&r->lock);
+	if (paused) {
+		rc = -EAGAIN; /* the server fails: not asked again */
+		goto unsure;
+	}
+	rc = bucket_same(r, name, c.st.gen, buf, len);
+	if (rc == 0) {
+		pthread_mutex_lock(&r->lock);
+		r->st.compared++;
+		pthread_mutex_unlock(&r->lock);
+		return 0;
+	}
+	if (rc < 0)
+		goto unsure;
+other:
+	log_msg(LOG_NOTICE,
+		"hash collision on object '%s' (its copy in the bucket): "
+		"storing the block under the next name",
+		name);
+	return 1;
+unsure:
+	log_msg(LOG_NOTICE,
+		"remote: cannot compare the bucket's copy of '%s' (%s): "
+		"storing the block under the next name",
+		name, strerror(-rc));
+	return 1;
+}
 
 static int cached_write(struct meta *m, void *arg)
 {

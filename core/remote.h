@@ -96,6 +96,18 @@ int remote_fetch(struct remote *r, uint32_t shard, const char *name,
 		 uint64_t size);
 
 /*
+ * A new block whose name no local copy holds (core/flush.c, through
+ * objstore_put_vetted()): 0 if no row names the object, or the bucket's
+ * copy of it holds @len bytes equal to @buf's (a dedup hit, compared);
+ * 1 if it may hold other bytes: a row not in the bucket, of another size,
+ * a copy that differs, or one that cannot be read now (the server fails,
+ * the key is not there); the block then goes under the next variant
+ * name, which is never wrong, at worst a second copy. Or a negative
+ * errno of the metadata. No lock held.
+ */
+int remote_vet(struct remote *r, const char *name, const void *buf, size_t len);
+
+/*
  * Upload a consistent snapshot of the metadata, once every object it
  * names is in the bucket (waiting at most @timeout seconds, 0: an hour),
  * as PREFIX/meta/snap-SEQ-TIME.db (its key in @key, of @len bytes); then
@@ -179,6 +191,7 @@ struct remote_stats {
 	uint64_t fetched, bytes_fetched, evicted, cache_bytes, cache_size;
 	uint64_t snapshots;
 	uint64_t read_ahead; /* fetches made by read-ahead (of fetched) */
+	uint64_t compared;   /* new blocks compared with the bucket's copy */
 	bool reachable;
 	char last_error[256];
 	char last_snapshot[256];

@@ -7,6 +7,10 @@
 #    options: the tree reads back byte-exact (manifest: content, modes,
 #    links, symlinks, xattrs, a branch), fetched from the bucket; the
 #    restored store passes tallyfsck (its objects remote_only);
+#  - a restore with cache_size: a write of bytes its rows name compares
+#    them with the bucket's copy (other bytes there: the next name), and
+#    every copy it writes or fetches is counted (cache_bytes = the bytes
+#    of the object files, after a remount too) and evicted to the bound;
 #  - refusals with a message: a store directory that is not empty, a
 #    snapshot that does not exist (the ones that do are listed), a bucket
 #    prefix with no store, and objects missing from the bucket (the new
@@ -77,6 +81,78 @@ assert_same_manifest "restored tree" "$TMP/before.mf" "$TMP/after.mf"
 umount_fs "$M2"
 fsck_store "$TMP/r1"
 assert_eq "tallyfsck of the restore ($FSCK_OUT)" clean "$(fsck_value status)"
+
+log "a restored store's copies: compared with the bucket, counted, evicted"
+# every object of the restore is evicted (cached = 0): a write of the
+# same bytes compares the bucket's copy before it counts as a dedup hit,
+# and the local copy it writes is counted and evictable like any other
+restore "$TMP/r4"
+assert_eq "restore r4 ($ROUT)" 0 "$RRC"
+M4=$TMP/m4
+mkdir "$M4"
+mount_fs "$TMP/r4" "$M4" "${REMOTE[@]}" -o cache_size=2M
+mapfile -t bobjs < <(objects "$M4/main/d1/d2/big")
+assert_eq "objects of big" 6 "${#bobjs[@]}"
+assert_eq "cache_bytes of the restore" 0 "$(remote_get cache_bytes "$M4")"
+# block 0's key holds other bytes of its size, as a colliding block would
+key0=$(bucket_key "${bobjs[0]}")
+[[ -n $key0 ]] || fail "no key of ${bobjs[0]}"
+T "${S3CLI[@]}" get "$S3_BUCKET" "$key0" "$TMP/key0"
+rand_file "$TMP/other" "$(stat -c %s "$TMP/key0")"
+T "${S3CLI[@]}" put "$S3_BUCKET" "$key0" "$TMP/other"
+T cp "$TMP/big" "$M4/main/again"
+drain "$M4"
+mapfile -t aobjs < <(objects "$M4/main/again")
+assert_eq "block 0, other bytes in the bucket: the next name" \
+	"${bobjs[0]}-1" "${aobjs[0]}"
+assert_eq "blocks 1-5, the same bytes: deduplicated" \
+	"${bobjs[*]:1}" "${aobjs[*]:1}"
+assert_eq "blocks compared with the bucket" 5 \
+	"$(remote_get compared "$M4")"
+T "${S3CLI[@]}" put "$S3_BUCKET" "$key0" "$TMP/key0"
+rep=$(ctl_report "drain remote 120" "$M4") || fail "drain remote r4: $rep"
+# the bytes of the object files on disk
+local_bytes() {
+	find "$1/shards" -path '*/[0-9a-f][0-9a-f]/*' -type f -printf '%s\n' |
+		awk '{ s += $1 } END { print s + 0 }'
+}
+# cache_bytes as the status says it now (no drain first)
+cache_now() {
+	T python3 -c 'import json, sys
+print(json.load(open(sys.argv[1]))["remote"]["cache_bytes"])' \
+		"$M4/.tally/status"
+}
+cache_counted() {
+	local b
+
+	b=$(cache_now) || return 1
+	((b <= 2 * MIB)) && [[ $b == $(local_bytes "$TMP/r4") ]]
+}
+# wait_counted SECONDS: until cache_counted, by the clock (a round of
+# cache_counted is slow on a loaded machine)
+wait_counted() {
+	local end=$((SECONDS + $1))
+
+	until cache_counted; do
+		((SECONDS < end)) || return 1
+		sleep 0.2
+	done
+}
+wait_counted 30 ||
+	fail "cache: $(cache_now) counted, $(local_bytes "$TMP/r4") on disk"
+(($(remote_get evicted "$M4") >= 4)) || fail "evicted: $(remote_get evicted "$M4")"
+echo 3 >/proc/sys/vm/drop_caches
+assert_same_content "$TMP/big" "$M4/main/again"
+assert_same_content "$TMP/big" "$M4/main/d1/d2/big"
+wait_counted 30 ||
+	fail "cache after reads: $(cache_now) counted, $(local_bytes "$TMP/r4") on disk"
+umount_fs "$M4"
+mount_fs "$TMP/r4" "$M4" "${REMOTE[@]}" -o cache_size=2M
+wait_counted 10 ||
+	fail "cache after remount: $(cache_now) counted, $(local_bytes "$TMP/r4") on disk"
+umount_fs "$M4"
+fsck_store "$TMP/r4"
+assert_eq "tallyfsck of r4 ($FSCK_OUT)" clean "$(fsck_value status)"
 
 log "refusals"
 mkdir "$TMP/full" && touch "$TMP/full/file"

@@ -17,6 +17,12 @@ bucket_has() {
 	keys=$(bucket_keys | awk '{ print $1 }') || return 2
 	grep -Eq "/$1(\.g[1-9][0-9]*)?\$" <<<"$keys"
 }
+# bucket_key NAME: the key of object NAME (of its newest generation)
+bucket_key() {
+	local keys
+	keys=$(bucket_keys | awk '{ print $1 }') || return 2
+	grep -E "/$1(\.g[1-9][0-9]*)?\$" <<<"$keys" | sort -V | tail -n 1
+}
 # bucket_lacks NAME: the listing worked and no key ends in /NAME
 bucket_lacks() {
 	local rc=0
