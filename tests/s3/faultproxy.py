@@ -29,8 +29,9 @@ that dies leaves no proxy behind for long.
 
 CONTROL. One plain HTTP GET per command, the answer is text/plain:
 
-    GET /MODE[/ARG...][?n=N][&method=M[,M...]]     (either parameter alone
-                                                    too: ?method=PUT)
+    GET /MODE[/ARG...][?n=N][&method=M[,M...]][&key=TEXT]   (any of the
+                                                    parameters alone too:
+                                                    ?method=PUT)
 
 sets the fault mode and answers 200 with the mode now in force (as in the
 `mode` line of the stats), or 400 and what is wrong. The answer comes once
@@ -73,8 +74,10 @@ A mode other than pass and down applies to the next N requests that it
 matches (a refused connection counts as one), then the mode is pass again;
 without n, until changed. method= limits it to requests of these classes:
 PUT, GET (of an object), LIST (a GET of a bucket or of /), HEAD, DELETE,
-POST (path-style addressing, as tallyfs uses, is assumed); a refuse with
-method= waits for the request head instead of acting at accept.
+POST (path-style addressing, as tallyfs uses, is assumed); key= to
+requests whose target contains TEXT (an object's name: one key of the
+bucket); a refuse with method= or key= waits for the request head instead
+of acting at accept.
 
 Every mode command, whatever it sets, releases the stalled requests, which
 then go on as if nothing had happened; except one whose client has given
@@ -312,12 +315,13 @@ class Mode:
     (@left; None until changed)."""
 
     def __init__(self, kind, status=None, s3code=None, left=None,
-                 methods=None):
+                 methods=None, key=None):
         self.kind = kind
         self.status = status
         self.s3code = s3code
         self.left = left
         self.methods = methods
+        self.key = key
 
     def __str__(self):
         words = [self.kind]
@@ -327,6 +331,8 @@ class Mode:
             words.append("n=%d" % self.left)
         if self.methods is not None:
             words.append("method=" + ",".join(self.methods))
+        if self.key is not None:
+            words.append("key=" + self.key)
         return " ".join(words)
 
 
@@ -335,7 +341,7 @@ def parse_mode(words, query):
     kind, args = words[0], words[1:]
     if kind not in MODES:
         raise CommandError("unknown command %r" % kind)
-    left = methods = None
+    left = methods = key_text = None
     for key, values in query.items():
         if len(values) != 1:
             raise CommandError("%s given twice" % key)
@@ -349,11 +355,16 @@ def parse_mode(words, query):
                 if m not in CLASSES:
                     raise CommandError("unknown method class %r (one of "
                                        "%s)" % (m, ", ".join(CLASSES)))
+        elif key == "key":
+            if not re.fullmatch(r"[A-Za-z0-9._/-]+", values[0]):
+                raise CommandError("bad key text %r" % values[0])
+            key_text = values[0]
         else:
             raise CommandError("unknown parameter %r" % key)
     if kind in ("pass", "down") and (left is not None or
-                                     methods is not None):
-        raise CommandError("%s takes neither n nor method" % kind)
+                                     methods is not None or
+                                     key_text is not None):
+        raise CommandError("%s takes neither n, method nor key" % kind)
     if kind == "status":
         if not 1 <= len(args) <= 2 or not args[0].isdigit() or \
                 not 400 <= int(args[0]) <= 599:
@@ -368,12 +379,13 @@ def parse_mode(words, query):
                                                                       ""))
         if not re.fullmatch(r"[A-Za-z0-9.]+", s3code):
             raise CommandError("bad S3 error code %r" % s3code)
-        return Mode(kind, status, s3code, left, methods)
+        return Mode(kind, status, s3code, left, methods, key_text)
     if args:
         raise CommandError("%s takes no arguments" % kind)
     if kind == "full":
-        return Mode(kind, 507, "XMinioStorageFull", left, methods)
-    return Mode(kind, None, None, left, methods)
+        return Mode(kind, 507, "XMinioStorageFull", left, methods,
+                    key_text)
+    return Mode(kind, None, None, left, methods, key_text)
 
 
 class Peer:
@@ -543,7 +555,7 @@ class Conn:
                 400, "BadRequest", "", "-", True, False))
             return False
         self.proxy.stats["requests"] += 1
-        fault = self.proxy.take(req.cls)
+        fault = self.proxy.take(req.cls, req.target)
         if fault is None:
             debug("%s %s: forward", req.method, req.target)
             return await self.forward(req, None)
@@ -877,18 +889,21 @@ class Proxy:
         finally:
             self.conns.discard(conn)
 
-    def take(self, cls):
-        """The fault for one request of class @cls (None: a connection
-        just accepted), counted; None to forward it."""
+    def take(self, cls, target=None):
+        """The fault for one request of class @cls and @target (None: a
+        connection just accepted), counted; None to forward it."""
         m = self.mode
         if m.kind == "pass":
             return None
         if m.kind == "down":
             return m
         if cls is None:
-            if m.kind != "refuse" or m.methods is not None:
+            if m.kind != "refuse" or m.methods is not None or \
+                    m.key is not None:
                 return None
         elif m.methods is not None and cls not in m.methods:
+            return None
+        elif m.key is not None and m.key not in target:
             return None
         if m.left is not None:
             m.left -= 1

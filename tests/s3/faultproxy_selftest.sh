@@ -12,7 +12,8 @@
 #     of them reaching the upstream, then pass; a PUT's body drained so
 #     the connection serves the next request, or with Expect: 100-continue
 #     an answer at once with Connection: close; method=PUT and method=LIST
-#     filters; full: 507 XMinioStorageFull;
+#     filters, and key= (a part of the target); full: 507
+#     XMinioStorageFull;
 #   * stall: curl --speed-time 2 --speed-limit 1 gives up (exit 28) on an
 #     upload and on a download (which got exactly half the body); the
 #     abandoned upload never completes upstream; a stall released in time
@@ -352,7 +353,12 @@ assert_eq "next PUT" 200 "$(code -T "$TMP/small" "$U/small")"
 ctl 'status/503/SlowDown?n=1&method=LIST' >/dev/null
 assert_eq "object GET while LISTs fail" 200 "$(code "$U/big")"
 assert_eq "LIST" 503 "$(code "$U?list-type=2")"
-assert_eq "status count" 6 "$(counter status)"
+log "key=: only requests whose target names it"
+ctl 'status/503?n=1&key=smal' >/dev/null
+assert_eq "GET of another key" 200 "$(code "$U/big")"
+assert_eq "GET of the key" 503 "$(code "$U/small")"
+assert_eq "GET of the key, once" 200 "$(code "$U/small")"
+assert_eq "status count" 7 "$(counter status)"
 
 log "full: 507 XMinioStorageFull"
 ctl 'full?n=1&method=PUT' >/dev/null
@@ -467,11 +473,12 @@ assert_eq "sha256 of the delivered PUT" "$(sha "$TMP/big")" "$(sha "$TMP/got")"
 
 log "control: bad commands are refused"
 for bad in 'nosuch' 'status/200' 'status' 'stall?n=0' 'cut?method=PUT,FOO' \
-	'down?n=1' 'pass/x' 'stall?x=1' 'deliver/x' 'deliver?n=1'; do
+	'down?n=1' 'pass/x' 'stall?x=1' 'deliver/x' 'deliver?n=1' \
+	'stall?key=a%20b' 'pass?key=x'; do
 	assert_eq "control /$bad" 400 \
 		"$(code "http://127.0.0.1:$CTL/$bad")"
 done
-assert_eq "faults in all" "6 1 3 2 1 1" "$(for f in status full stall cut \
+assert_eq "faults in all" "7 1 3 2 1 1" "$(for f in status full stall cut \
 	refuse down; do counter $f; done | xargs)"
 assert_eq "reset" 0 "$(ctl reset | awk '$1 == "requests" { print $2 }')"
 
