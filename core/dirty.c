@@ -212,11 +212,15 @@ again:
 			n = objstore_read(t->objs, where, ref->name, buf, len,
 					  (off_t)off);
 		/* evicted to the bucket, or lost: fetched from the bucket */
-		if (n == -ENOENT && t->remote &&
-		    remote_fetch(t->remote, where, ref->name, size) == 0) {
-			n = objstore_read(t->objs, where, ref->name, buf, len,
-					  (off_t)off);
-			*ahead = true;
+		if (n == -ENOENT && t->remote) {
+			rc = remote_fetch(t->remote, where, ref->name, size);
+			if (rc == -ESTALE)
+				return -ENOENT; /* replaced meanwhile */
+			if (rc == 0) {
+				n = objstore_read(t->objs, where, ref->name,
+						  buf, len, (off_t)off);
+				*ahead = true;
+			}
 		}
 		if (n == -ENOENT)
 			return -EIO; /* its shard lost it, or is gone */
@@ -231,8 +235,12 @@ again:
 	 * a bucket, its copy there replaces it (remote_fetch() checks) */
 	if (off + (size_t)n < ref->size && (size_t)n < len && t->remote &&
 	    !refetched) {
+		int rc = remote_fetch(t->remote, at, ref->name, ref->size);
+
 		refetched = true;
-		if (remote_fetch(t->remote, at, ref->name, ref->size) == 0)
+		if (rc == -ESTALE)
+			return -ENOENT; /* replaced meanwhile */
+		if (rc == 0)
 			goto again;
 	}
 	if (off + (size_t)n < ref->size && (size_t)n < len) {

@@ -42,7 +42,9 @@
  *  4. A local copy is evicted only when its row says the bucket holds
  *     it (reap_evict_free()), after the commit that marks it evicted;
  *     a fetched copy is checked against its name and size before it is
- *     stored, and marked cached after it is in place; so is a copy a
+ *     stored, and marked cached after it is in place, under the lock
+ *     that finds its row (no row: the copy is reaped again, never left
+ *     as a file nothing names or counts); so is a copy a
  *     flush writes for a row that says evicted (core/flush.c), after
  *     remote_vet() compared the bucket's bytes with the block's.
  *  5. A shared store (several nodes): the rows are every node's, so
@@ -2384,9 +2386,33 @@ unsure:
 	return 1;
 }
 
-static int cached_write(struct meta *m, void *arg)
+/* A fetched copy, in place: its row marked cached (a shared store's
+ * rows say nothing of this node's cache), or, the row gone since the
+ * fetch began (the block replaced or freed meanwhile, its file reaped
+ * before this copy was put there), the copy removed again under the
+ * object verdict: else nothing would ever delete it. */
+struct fetched_ctx {
+	struct tally *t;
+	const char *name;
+	uint32_t shard;
+	bool gone;
+};
+
+static int fetched_settle(struct meta *m, void *arg)
 {
-	return meta_remote_set_cached(m, arg, true);
+	struct fetched_ctx *c = arg;
+	struct meta_remote_state st;
+	int rc = meta_remote_state(m, c->name, &st);
+
+	c->gone = rc == -ENOENT;
+	if (c->gone) {
+		rc = reap_copy(m, tally_objstore(c->t), c->name, 0, c->shard,
+			       REAP_NOT_MINE);
+		return rc < 0 ? rc : 0;
+	}
+	if (rc || meta_shared(m))
+		return rc;
+	return meta_remote_set_cached(m, c->name, true);
 }
 
 /* One attempt: the object's bytes, checked, into its local copy. */
@@ -2416,9 +2442,15 @@ static int fetch_once(struct remote *r, struct s3 *s, uint32_t shard,
 			key, name);
 		return rc;
 	}
-	/* a shared store's rows are every node's: no cache state there */
-	if (!rc && !tally_meta_shared(r->t))
-		rc = tally_meta_txn(r->t, cached_write, (void *)name);
+	if (!rc) {
+		struct fetched_ctx c = { r->t, name, shard, false };
+
+		rc = tally_meta_shared(r->t)
+			     ? tally_meta_read(r->t, fetched_settle, &c)
+			     : tally_meta_txn(r->t, fetched_settle, &c);
+		if (!rc && c.gone)
+			return -ESTALE;
+	}
 	if (!rc) {
 		pthread_mutex_lock(&r->lock);
 		r->st.fetched++;
@@ -2495,7 +2527,7 @@ static int fetch_retried(struct remote *r, uint32_t shard, const char *name,
 	conn_put(r, s);
 	if (rc == -EAGAIN)
 		rc = -EIO; /* retried: the server stays unreachable */
-	if (rc)
+	if (rc && rc != -ESTALE)
 		log_msg(LOG_ERR, "remote: cannot fetch object '%s': %s", name,
 			strerror(-rc));
 	return rc;

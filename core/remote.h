@@ -74,7 +74,8 @@ int remote_wait(struct remote *r, uint64_t seq, double timeout);
  * missing: fetch it from the bucket, check that its bytes hash to its
  * name and are @size long, and store it there. Retried with backoff for
  * a few seconds. 0, -ENOENT (the bucket does not have it), -EBADMSG (it
- * holds other bytes), -EIO (unreachable), or the local error.
+ * holds other bytes), -ESTALE (its row went meanwhile: the copy is not
+ * kept), -EIO (unreachable), or the local error.
  */
 /*
  * A shared store (meta=): put object @name (@size bytes, in @shard) into

@@ -1,0 +1,153 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# The cache of a store bound to a bucket, against the writes that replace
+# what it fetches (issue 28, finding 12):
+#  - a fetch that outlives its object: read-ahead fetches the short last
+#    block of a file (its GET stalled by the fault proxy) while a write
+#    that extends the file replaces that block, commits, and the old
+#    object's file is reaped; the fetch ends after that. Its copy must not
+#    stay on disk as a file no row names (an orphan, never counted in the
+#    cache nor evicted);
+#  - a random workload of writes that extend files' short last blocks,
+#    overwrites, truncates and unlinks, with cache_size=8M: after a clean
+#    unmount tallyfsck, with the bucket, finds no orphan file and no key
+#    nothing names; no upload found its local copy gone; the cache is
+#    within its bound, and its count is the bytes on disk.
+SCN_TIMEOUT=420
+source "$(dirname "$0")/lib.sh"
+source "$TALLY_SRC/tests/s3/lib.sh"
+source "$(dirname "$0")/remote_lib.sh"
+
+s3_start tally-races || fail "cannot start the S3 server"
+PFX=races
+
+"${PYTHON:-python3}" "$TALLY_SRC/tests/s3/faultproxy.py" \
+	--upstream "127.0.0.1:$S3_PORT" --lifetime "$SCN_TIMEOUT" \
+	>"$TMP/proxy.ports" 2>"$TMP/proxy.log" &
+PROXY_PID=$!
+# the proxy goes first, then the server, then the mounts (lib.sh)
+trap 'rc=$?; set +e; kill "$PROXY_PID" 2>/dev/null; (exit $rc); s3__on_exit' EXIT
+wait_for 20 bash -c "[[ \$(wc -l <'$TMP/proxy.ports') -ge 2 ]]" ||
+	fail "the fault proxy did not start: $(cat "$TMP/proxy.log")"
+PPORT=$(sed -n 1p "$TMP/proxy.ports")
+PCTL=$(sed -n 2p "$TMP/proxy.ports")
+REMOTE=(-o "remote=s3://$S3_BUCKET/$PFX,remote_endpoint=http://127.0.0.1:$PPORT")
+
+# the object file of NAME in shard 0
+objfile() { echo "$STORE/shards/0/${1:0:2}/$1"; }
+evicted() { [[ ! -e $(objfile "$1") ]]; }
+# the bytes of the object files on disk
+disk_bytes() {
+	find "$STORE/shards" -type f -regextype posix-extended \
+		-regex '.*/[0-9a-f]{2}/[0-9a-f]{32}(-[0-9]+)?' -printf '%s\n' |
+		awk '{ s += $1 } END { print s + 0 }'
+}
+# fsck_bucket_clean WHAT: tallyfsck of the unmounted store, with the
+# bucket, is clean
+fsck_bucket_clean() {
+	fsck_store --remote-endpoint="$S3_ENDPOINT" "$STORE"
+	assert_eq "$1: tallyfsck orphan files" 0 "$(fsck_value orphans)"
+	assert_eq "$1: tallyfsck bucket keys nothing names" 0 \
+		"$(fsck_value bucket_orphans)"
+	assert_eq "$1: tallyfsck ($FSCK_OUT)" 0 "$FSCK_RC"
+}
+
+log "a fetch by read-ahead that ends after its block was replaced"
+mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o cache_size=64K
+mkdir "$MNT/main"
+rand_file "$TMP/f" $((MIB + 300000))
+T cp "$TMP/f" "$MNT/main/f"
+mapfile -t fobjs < <(objects "$MNT/main/f")
+assert_eq "blocks of f" 2 "${#fobjs[@]}"
+last=${fobjs[1]}
+rep=$(ctl_report "drain remote 60") || fail "drain remote failed: $rep"
+wait_for 30 evicted "${fobjs[0]}" || fail "block 0 of f not evicted"
+wait_for 30 evicted "$last" || fail "the last block of f not evicted"
+echo 3 >/proc/sys/vm/drop_caches
+# the read of block 0 fetches it and queues block 1 for read-ahead, whose
+# GET stalls
+proxy "stall?n=1&method=GET&key=$last" >/dev/null
+T dd if="$MNT/main/f" of=/dev/null bs=4096 count=1 status=none
+wait_for 20 proxy_least stall 1 ||
+	fail "read-ahead did not ask for the last block"
+# the last block written whole (nothing read), beyond the old end; the
+# commit kills the old object and reaps its file
+head -c 400000 /dev/urandom >"$TMP/tail"
+T python3 - "$MNT/main/f" "$TMP/tail" $MIB <<-'EOF'
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+os.pwrite(fd, open(sys.argv[2], "rb").read(), int(sys.argv[3]))
+os.fsync(fd)
+os.close(fd)
+EOF
+T truncate -s "$MIB" "$TMP/f"
+cat "$TMP/tail" >>"$TMP/f"
+ctl drain >/dev/null || fail "drain failed"
+mapfile -t fobjs < <(objects "$MNT/main/f")
+assert_ne "the new last block" "$last" "${fobjs[1]}"
+# the stalled GET goes on; the fetch ends with no row for its object
+proxy pass >/dev/null
+wait_for 20 proxy_least forwarded_GET 2 ||
+	fail "the stalled GET was not released"
+sleep 1
+evicted "$last" ||
+	fail "the fetched copy of the replaced block stays: $(objfile "$last")"
+echo 3 >/proc/sys/vm/drop_caches
+assert_same_content "$TMP/f" "$MNT/main/f"
+umount_fs
+fsck_bucket_clean "after a fetch of a replaced block"
+grep -q 'unreadable' "$DLOG" &&
+	fail "an upload found its copy gone: $(grep unreadable "$DLOG" | head -3)"
+
+log "random writes, extends, truncates and unlinks with cache_size=8M"
+mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o cache_size=8M
+mkdir "$MNT/rand"
+T python3 - "$MNT/rand" "${SEED:-$RANDOM}" <<-'EOF'
+import os, random, sys, time
+root, seed = sys.argv[1], int(sys.argv[2])
+print("# seed", seed)
+rnd = random.Random(seed)
+MIB = 1 << 20
+names = ["f%02d" % i for i in range(12)]
+end = time.monotonic() + 25
+while time.monotonic() < end:
+    time.sleep(rnd.random() * 0.05)
+    path = os.path.join(root, rnd.choice(names))
+    op = rnd.random()
+    try:
+        if op < 0.55:  # across the end of the short last block
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            size = os.fstat(fd).st_size
+            off = max(0, size - rnd.randrange(0, 200000))
+            os.pwrite(fd, os.urandom(rnd.randrange(1, 3 * MIB // 2)), off)
+            if rnd.random() < 0.3:
+                os.fsync(fd)
+            os.close(fd)
+        elif op < 0.75:  # inside
+            fd = os.open(path, os.O_RDWR)
+            size = os.fstat(fd).st_size
+            if size:
+                os.pwrite(fd, os.urandom(rnd.randrange(1, 300000)),
+                          rnd.randrange(0, size))
+            os.close(fd)
+        elif op < 0.85:
+            os.truncate(path, rnd.randrange(0, os.path.getsize(path) + 1))
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+EOF
+# evicted down to the bound, counted as the bytes on disk
+within() {
+	local b
+
+	b=$(remote_get cache_bytes) || return 1
+	[[ $b == "$(disk_bytes)" ]] && ((b <= 8 * MIB))
+}
+rep=$(ctl_report "drain remote 120") || fail "drain remote failed: $rep"
+wait_for 30 within ||
+	fail "cache: $(remote_get cache_bytes) counted, $(disk_bytes) on disk"
+umount_fs
+grep -q 'unreadable' "$DLOG" &&
+	fail "an upload found its copy gone: $(grep unreadable "$DLOG" | head -3)"
+fsck_bucket_clean "after the random workload"
