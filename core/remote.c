@@ -96,6 +96,7 @@
 #define GONE_KEEP 86400
 #define UPLOAD_HIST 64	  /* samples of done_seq, for upload_delay */
 #define RESERVED_SLOTS 64 /* generations reserved by ships, by name */
+#define CHECK_TIMEOUT 5L  /* s a request of a bucket check may last */
 
 enum job_kind {
 	JOB_UP,
@@ -1341,13 +1342,25 @@ static bool fenced(struct remote *r)
 	return f;
 }
 
-/* Check the bucket and its marker: 0 (verified), or the error. */
+/*
+ * Check the bucket and its marker: 0 (verified), or the error. Its
+ * requests are small, and the mount waits for the first check: each
+ * ends within CHECK_TIMEOUT (or remote_timeout, if shorter), so that a
+ * server that accepts and never answers holds the mount that long, not
+ * a whole remote_timeout per request; the loop checks again every 2 s.
+ */
 static int verify(struct remote *r, struct s3 *s, bool marker_known)
 {
-	int rc = s3_check(s);
+	long limit = CHECK_TIMEOUT;
+	int rc;
 
+	if (r->cfg.stall_timeout > 0 && r->cfg.stall_timeout < limit)
+		limit = r->cfg.stall_timeout;
+	s3_set_timeout(s, limit);
+	rc = s3_check(s);
 	if (!rc)
 		rc = check_marker(r, s, !marker_known);
+	s3_set_timeout(s, 0); /* the connection serves fetches next */
 	if (!rc && !marker_known)
 		rc = tally_meta_txn(r->t, marker_write, NULL);
 	return rc;

@@ -668,6 +668,7 @@ struct s3 {
 	char *sigv4;   /* "aws:amz:REGION:s3" */
 	char curl_err[CURL_ERROR_SIZE];
 	char err[512];
+	long timeout; /* s3_set_timeout(): seconds a request may last, 0 */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -732,6 +733,11 @@ int s3_new(const struct s3_cfg *cfg, struct s3 **out)
 	snprintf(s->sigv4, slen, "aws:amz:%s:s3", cfg->region);
 	*out = s;
 	return 0;
+}
+
+void s3_set_timeout(struct s3 *s, long seconds)
+{
+	s->timeout = seconds > 0 ? seconds : 0;
 }
 
 void s3_free(struct s3 *s)
@@ -1349,6 +1355,8 @@ static CURLcode set_options(struct s3 *s, struct s3_req *r, const char *url,
 	SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
 	SETOPT(CURLOPT_CONNECTTIMEOUT,
 	       cfg->connect_timeout > 0 ? cfg->connect_timeout : 10L);
+	if (s->timeout > 0)
+		SETOPT(CURLOPT_TIMEOUT, s->timeout);
 	SETOPT(CURLOPT_LOW_SPEED_LIMIT, 1L);
 	SETOPT(CURLOPT_LOW_SPEED_TIME,
 	       cfg->stall_timeout > 0 ? cfg->stall_timeout : 30L);

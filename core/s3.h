@@ -71,6 +71,16 @@ struct s3;
 int s3_new(const struct s3_cfg *cfg, struct s3 **out);
 void s3_free(struct s3 *s);
 
+/*
+ * Every request of @s from now on ends within @seconds, connection
+ * included (-EAGAIN, as a stall, if it has not), whether or not bytes
+ * move; 0 lifts the bound (the connect and stall timeouts of the
+ * configuration remain). For requests whose answers are small, such as
+ * a bucket check that a mount waits for: a server that accepts the
+ * connection and never answers costs @seconds, not the stall timeout.
+ */
+void s3_set_timeout(struct s3 *s, long seconds);
+
 /* The last failure of @s, for logs and the status: "HTTP 403
  * SignatureDoesNotMatch: ..." or curl's message. Never credentials. Valid
  * until the next request on @s. */

@@ -21,17 +21,8 @@ source "$(dirname "$0")/remote_lib.sh"
 
 s3_start tally-faults || fail "cannot start the S3 server"
 PFX=faults
-
-"${PYTHON:-python3}" "$TALLY_SRC/tests/s3/faultproxy.py" \
-	--upstream "127.0.0.1:$S3_PORT" --lifetime "$SCN_TIMEOUT" \
-	>"$TMP/proxy.ports" 2>"$TMP/proxy.log" &
-PROXY_PID=$!
 # the proxy goes first, then the server, then the mounts (lib.sh)
-trap 'rc=$?; set +e; kill "$PROXY_PID" 2>/dev/null; (exit $rc); s3__on_exit' EXIT
-wait_for 20 bash -c "[[ \$(wc -l <'$TMP/proxy.ports') -ge 2 ]]" ||
-	fail "the fault proxy did not start: $(cat "$TMP/proxy.log")"
-PPORT=$(sed -n 1p "$TMP/proxy.ports")
-PCTL=$(sed -n 2p "$TMP/proxy.ports")
+proxy_start
 REMOTE=(-o "remote=s3://$S3_BUCKET/$PFX,remote_endpoint=http://127.0.0.1:$PPORT"
 	-o remote_retry_max=1,remote_timeout=3,max_uploads=4)
 

@@ -76,6 +76,27 @@ shared_start() {
 	SHARED="meta=$PG_URI,remote=s3://$S3_BUCKET/$PFX,remote_endpoint=$S3_ENDPOINT"
 }
 
+# proxy_start [EXIT_TRAP]: the fault proxy (tests/s3/faultproxy.py) in
+# front of the S3 server started by s3_start; its ports are $PPORT
+# (requests) and $PCTL (control). EXIT_TRAP (default: the proxy killed,
+# then s3__on_exit, which lib.sh's cleanup follows) becomes the EXIT trap
+# once the proxy runs; it must kill "$PROXY_PID".
+proxy_start() {
+	# shellcheck disable=SC2016 # expanded when the trap runs
+	local on_exit=${1:-'rc=$?; set +e; kill "$PROXY_PID" 2>/dev/null
+		(exit $rc); s3__on_exit'}
+
+	"${PYTHON:-python3}" "$TALLY_SRC/tests/s3/faultproxy.py" \
+		--upstream "127.0.0.1:$S3_PORT" --lifetime "$SCN_TIMEOUT" \
+		>"$TMP/proxy.ports" 2>"$TMP/proxy.log" &
+	PROXY_PID=$!
+	trap "$on_exit" EXIT
+	wait_for 20 bash -c "[[ \$(wc -l <'$TMP/proxy.ports') -ge 2 ]]" ||
+		fail "the fault proxy did not start: $(cat "$TMP/proxy.log")"
+	PPORT=$(sed -n 1p "$TMP/proxy.ports")
+	PCTL=$(sed -n 2p "$TMP/proxy.ports")
+}
+
 # shared_start_proxied BUCKET PFX: shared_start, with the mounts reaching
 # the S3 server through the fault proxy (tests/s3/faultproxy.py), whose
 # ports are $PPORT (requests) and $PCTL (control). tallyfsck's options
@@ -83,16 +104,8 @@ shared_start() {
 # then the proxy, PostgreSQL and the S3 server.
 shared_start_proxied() {
 	shared_start "$1" "$2"
-	"${PYTHON:-python3}" "$TALLY_SRC/tests/s3/faultproxy.py" \
-		--upstream "127.0.0.1:$S3_PORT" --lifetime "$SCN_TIMEOUT" \
-		>"$TMP/proxy.ports" 2>"$TMP/proxy.log" &
-	PROXY_PID=$!
 	PG_BEFORE_STOP='daemons_down; kill "$PROXY_PID" 2>/dev/null'
-	trap 'rc=$?; set +e; eval "$PG_BEFORE_STOP"; (exit $rc); pg__on_exit' EXIT
-	wait_for 20 bash -c "[[ \$(wc -l <'$TMP/proxy.ports') -ge 2 ]]" ||
-		fail "the fault proxy did not start: $(cat "$TMP/proxy.log")"
-	PPORT=$(sed -n 1p "$TMP/proxy.ports")
-	PCTL=$(sed -n 2p "$TMP/proxy.ports")
+	proxy_start 'rc=$?; set +e; eval "$PG_BEFORE_STOP"; (exit $rc); pg__on_exit'
 	SHARED="meta=$PG_URI,remote=s3://$S3_BUCKET/$PFX"
 	SHARED+=",remote_endpoint=http://127.0.0.1:$PPORT"
 	FSCK_OPTS="meta=$PG_URI,remote_endpoint=$S3_ENDPOINT"
