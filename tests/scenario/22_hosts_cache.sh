@@ -26,11 +26,7 @@ mount_node() { # NODE CACHE_SIZE
 		-o "heartbeat=1,cache_size=$2"
 }
 # local_bytes NODE: the bytes of the object files in NODE's cache
-local_bytes() {
-	find "$TMP/cache_$1/shards" -type f -regextype posix-extended \
-		-regex '.*/[0-9a-f]{2}/[0-9a-f]{32}(-[0-9]+)?' -printf '%s\n' |
-		awk '{ s += $1 } END { print s + 0 }'
-}
+local_bytes() { object_bytes "$TMP/cache_$1"; }
 # within NODE BYTES: the node's status and its directory agree, at most BYTES
 within() {
 	local s

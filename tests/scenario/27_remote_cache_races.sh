@@ -27,11 +27,7 @@ REMOTE=(-o "remote=s3://$S3_BUCKET/$PFX,remote_endpoint=http://127.0.0.1:$PPORT"
 objfile() { echo "$STORE/shards/0/${1:0:2}/$1"; }
 evicted() { [[ ! -e $(objfile "$1") ]]; }
 # the bytes of the object files on disk
-disk_bytes() {
-	find "$STORE/shards" -type f -regextype posix-extended \
-		-regex '.*/[0-9a-f]{2}/[0-9a-f]{32}(-[0-9]+)?' -printf '%s\n' |
-		awk '{ s += $1 } END { print s + 0 }'
-}
+disk_bytes() { object_bytes "$STORE"; }
 # fsck_bucket_clean WHAT: tallyfsck of the unmounted store, with the
 # bucket, is clean
 fsck_bucket_clean() {

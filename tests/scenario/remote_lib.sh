@@ -47,6 +47,13 @@ wait_for() {
 	return 1
 }
 
+# object_bytes STORE: the bytes of the object files under STORE/shards
+object_bytes() {
+	find "$1/shards" -type f -regextype posix-extended \
+		-regex '.*/[0-9a-f]{2}/[0-9a-f]{32}(-[0-9]+)?' -printf '%s\n' |
+		awk '{ s += $1 } END { print s + 0 }'
+}
+
 # every key under objects/ holds bytes that hash to its name
 check_bucket_bytes() {
 	local key size name
