@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The S3 server of the s3 tests: @20minutes/s3rver (installed by
-// install-s3rver.sh under $TALLY_S3RVER_DIR), started on 127.0.0.1.
+// install-s3rver.sh under $TALLY_S3RVER_DIR), started on 127.0.0.1, or
+// on the address in $TALLY_S3RVER_ADDR (the harness's server on its
+// bridge, reached from the nodes' network namespaces).
 //
 //   node --openssl-legacy-provider s3rver.js PORT DIRECTORY BUCKET...
 //
@@ -29,7 +31,7 @@ const S3rver = require(path.join(process.env.TALLY_S3RVER_DIR,
 
 const server = new S3rver({
 	port: Number(port),
-	address: '127.0.0.1',
+	address: process.env.TALLY_S3RVER_ADDR || '127.0.0.1',
 	directory,
 	configureBuckets: buckets.map((name) => ({ name })),
 	silent: true,
