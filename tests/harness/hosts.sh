@@ -1,0 +1,282 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# shellcheck disable=SC2119 # pg_start, pg_restart: optional arguments
+# The fault harness (docs/design.md, "The fault harness"): three nodes of
+# one shared store as three hosts, a nemesis per round, a workload and a
+# checker (workload.py).
+#
+# Each node's daemon runs in a network namespace of its own, linked by a
+# veth pair to a bridge of this machine that holds PostgreSQL's and the S3
+# server's address ($HOSTIP, 10.213.X.1; the nodes are .11, .12, .13; the
+# namespaces have no other route). A round picks, from the seed, a nemesis
+# and the node it strikes:
+#   partition  the node's link down 7 s (past its session's expiry), up
+#   stop       SIGSTOP of the node's daemon 7 s, then SIGCONT
+#   kill9      kill -9 of the node's daemon, then a remount
+#   skew       the node remounted with its clock 2 minutes behind
+#              (faketime) for the round
+#   pg         PostgreSQL restarted
+#   s3         the S3 server restarted
+#   gc         a GC cycle with grace 0 on the node, during the writes
+#   drain      drain remote on the node, during the writes
+# The workload writes, links, renames and unlinks on every node before the
+# fault, on the nodes it spares during it, and holds files open across it.
+# After healing, every node drains to the bucket (drain remote must
+# complete) and the checker reads every path on every node. At the end
+# every node unmounts and tallyfsck (database and bucket) must be clean.
+#
+#   ROUNDS=N   rounds (default 30)
+#   SEED=S     replays the run of seed S (printed at the start)
+#   KEEP_GOING=1  a round the checker fails does not end the run: the
+#              failing rounds are listed at the end
+# Needs root (network namespaces). The first failing round ends the run:
+# its seed, round, nemesis and the checker's lines are printed, with the
+# end of the daemons' log.
+set -eu
+: "${TALLY_SRC:?TALLY_SRC must name the source tree (set by meson test)}"
+SCN_TIMEOUT=${SCN_TIMEOUT:-840}
+source "$TALLY_SRC/tests/scenario/lib.sh"
+source "$TALLY_SRC/tests/s3/lib.sh"
+source "$TALLY_SRC/tests/pg/lib.sh"
+source "$TALLY_SRC/tests/scenario/remote_lib.sh"
+
+HDIR=$TALLY_SRC/tests/harness
+ROUNDS=${ROUNDS:-30}
+SEED=${SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
+NODES=(a b c)
+log "harness: SEED=$SEED ROUNDS=$ROUNDS (replay: SEED=$SEED)"
+# the nemeses' and the targets' draws follow the seed
+RANDOM=$SEED
+
+# ---------------------------------------------------------- the network
+
+ID=$(($$ % 10000))
+SUB=10.213.$((ID % 250 + 1))
+HOSTIP=$SUB.1
+BR=tfh${ID}br
+declare -A NS=() VETH=()
+for i in "${!NODES[@]}"; do
+	NS[${NODES[i]}]=tfh$ID-${NODES[i]}
+	VETH[${NODES[i]}]=tfh$ID${NODES[i]}
+done
+
+net_down() {
+	local n
+
+	for n in "${NODES[@]}"; do
+		ip netns del "${NS[$n]}" 2>/dev/null
+		ip link del "${VETH[$n]}" 2>/dev/null
+	done
+	ip link del "$BR" 2>/dev/null
+	return 0
+}
+
+net_up() {
+	local i n
+
+	ip link add "$BR" type bridge || return 1
+	ip addr add "$HOSTIP/24" dev "$BR" || return 1
+	ip link set "$BR" up || return 1
+	for i in "${!NODES[@]}"; do
+		n=${NODES[i]}
+		ip netns add "${NS[$n]}" || return 1
+		ip link add "${VETH[$n]}" type veth peer name "${VETH[$n]}n" ||
+			return 1
+		ip link set "${VETH[$n]}n" netns "${NS[$n]}" || return 1
+		ip link set "${VETH[$n]}" master "$BR" || return 1
+		ip link set "${VETH[$n]}" up || return 1
+		nsenter --net="/var/run/netns/${NS[$n]}" sh -c "
+			ip link set lo up &&
+			ip link set ${VETH[$n]}n name eth0 &&
+			ip addr add $SUB.$((11 + i))/24 dev eth0 &&
+			ip link set eth0 up" || return 1
+	done
+}
+
+if (($(id -u) != 0)); then
+	log "SKIP: network namespaces need root"
+	exit 77
+fi
+
+# At the end, whatever happens: stopped daemons continued, mounts and
+# daemons gone, then the namespaces, PostgreSQL and the S3 server.
+harness_down() {
+	local p
+
+	for p in "${DAEMON_PID[@]}"; do kill -CONT "$p" 2>/dev/null; done
+	[[ -n ${WP:-} ]] && kill "$WP" 2>/dev/null
+	daemons_down
+	net_down
+}
+PG_BEFORE_STOP=harness_down
+trap 'rc=$?; set +e; harness_down; (exit $rc); pg__on_exit' EXIT
+
+net_up || fail "cannot make the network namespaces"
+# the S3 server on the bridge's address, PostgreSQL on it too
+export TALLY_S3RVER_ADDR=$HOSTIP
+s3_start tally-harness || fail "cannot start the S3 server"
+pg_start || fail "cannot start PostgreSQL"
+pg__as tee -a "$PG_DATA/postgresql.conf" >/dev/null <<-EOF
+	listen_addresses = '127.0.0.1,$HOSTIP'
+EOF
+pg__as tee -a "$PG_DATA/pg_hba.conf" >/dev/null <<-EOF
+	host	all		all		$SUB.0/24	scram-sha-256
+EOF
+pg_restart || fail "cannot restart PostgreSQL on $HOSTIP"
+export no_proxy=$no_proxy,$HOSTIP NO_PROXY=$NO_PROXY,$HOSTIP
+S3_EP=http://$HOSTIP:$S3_PORT
+NSHARED="meta=postgres://tally@$HOSTIP:$PG_PORT/$PG_DB"
+NSHARED+=",remote=s3://$S3_BUCKET/hx,remote_endpoint=$S3_EP"
+FSCK_OPTS="meta=$PG_URI,remote_endpoint=$S3_EP"
+
+# -------------------------------------------------------------- the nodes
+
+export HARNESS_TALLYFS=$TALLYFS
+TALLYFS=$HDIR/node_exec.sh
+HARNESS_FAKETIME_LIB=
+for f in /usr/lib/*/faketime/libfaketime.so.1; do
+	[[ -e $f ]] && HARNESS_FAKETIME_LIB=$f
+done
+export HARNESS_FAKETIME_LIB
+
+# hnode_mount NODE [SKEW]: mount NODE in its namespace
+export HARNESS_NS HARNESS_SKEW
+hnode_mount() {
+	mkdir -p "$(mnt "$1")"
+	HARNESS_NS=${NS[$1]}
+	HARNESS_SKEW=${2:-}
+	mount_fs "$TMP/cache_$1" \
+		"$(mnt "$1")" -o "$NSHARED" \
+		-o heartbeat=1,remote_delete_delay=1,remote_retry_max=1 \
+		-o remote_timeout=10,remote_drain_timeout=10
+}
+NODE_DRAIN_WAIT=60
+
+for n in "${NODES[@]}"; do hnode_mount "$n"; done
+mkdir "$(mnt a)/hx"
+
+NEMESES=(partition stop kill9 pg s3 gc drain)
+if [[ -n $HARNESS_FAKETIME_LIB && ${HARNESS_NO_SKEW:-0} != 1 ]]; then
+	NEMESES+=(skew)
+fi
+
+# hs_wait NAME SECONDS: the workload wrote NAME in the round's directory
+# within SECONDS (1: not yet; fails if the workload is gone)
+hs_wait() {
+	local n=$(($2 * 10))
+
+	while ((n-- > 0)); do
+		[[ -e $RD/$1 ]] && return 0
+		pid_alive "$WP" || fail "round $R: the workload exited before" \
+			"'$1': $(cat "$RD/out")"
+		sleep 0.1
+	done
+	return 1
+}
+hs_say() { echo "${2:-1}" >"$RD/$1"; }
+
+# round_failed WHAT: the round's verdict and the workload's log; ends
+# the run, or with KEEP_GOING=1 (the checker's verdicts only) counts it
+round_failed() {
+	echo "FAIL: SEED=$SEED round $R nemesis $NEM on $TARGET: $*" >&2
+	cat "$RD/out" >&2
+	if [[ ${KEEP_GOING:-0} == 1 && $1 == checker ]]; then
+		FAILED+=("$R:$NEM:$TARGET")
+		return 0
+	fi
+	fail "round $R ($NEM on $TARGET): see above; replay with SEED=$SEED"
+}
+FAILED=()
+
+T0=$SECONDS
+for ((R = 1; R <= ROUNDS; R++)); do
+	NEM=${NEMESES[RANDOM % ${#NEMESES[@]}]}
+	TARGET=${NODES[RANDOM % ${#NODES[@]}]}
+	case $NEM in pg | s3 | gc | drain) STRUCK=none ;; *) STRUCK=$TARGET ;; esac
+	log "round $R: $NEM on $TARGET ($((SECONDS - T0)) s)"
+	RD=$TMP/round$R
+	mkdir "$RD"
+	if [[ $NEM == skew ]]; then
+		umount_fs "$(mnt "$TARGET")"
+		hnode_mount "$TARGET" -2m
+	fi
+	python3 "$HDIR/workload.py" "$RD" "$SEED" "$R" "$STRUCK" \
+		"$TMP/model.json" a="$(mnt a)" b="$(mnt b)" c="$(mnt c)" \
+		>"$RD/out" 2>&1 &
+	WP=$!
+	hs_wait ready 120 || round_failed "no 'ready' from the workload"
+
+	# the fault, on
+	pid=${DAEMON_PID[$(mnt "$TARGET")]}
+	healed=-
+	case $NEM in
+	partition)
+		ip link set "${VETH[$TARGET]}" down
+		healed="expired $TARGET"
+		;;
+	stop)
+		kill -STOP "$pid"
+		healed="expired $TARGET"
+		;;
+	kill9)
+		kill9_fs "$(mnt "$TARGET")"
+		healed="killed $TARGET"
+		;;
+	pg) pg_restart || fail "round $R: PostgreSQL did not restart" ;;
+	s3) s3_restart || fail "round $R: the S3 server did not restart" ;;
+	esac
+	t_on=$SECONDS
+	hs_say faulted
+	case $NEM in
+	gc) ctl "gc grace=0" "$(mnt "$TARGET")" ||
+		round_failed "gc grace=0 on $TARGET failed" ;;
+	drain) drained "$TARGET" "round $R: drain during writes" ;;
+	esac
+	case $NEM in
+	partition | stop)
+		# the spared nodes' work, but the fault lasts 7 s, and is
+		# healed after 30 s whatever the others wait for
+		hs_wait fdone 30 || log "round $R: healing with the spared" \
+			"nodes' work under way"
+		while ((SECONDS - t_on < 7)); do sleep 0.2; done
+		;;
+	*) hs_wait fdone 120 || round_failed "the spared nodes' work" \
+		"did not end" ;;
+	esac
+
+	# healed
+	case $NEM in
+	partition) ip link set "${VETH[$TARGET]}" up ;;
+	stop) kill -CONT "$pid" ;;
+	kill9) hnode_mount "$TARGET" ;;
+	esac
+	hs_wait fdone 120 || round_failed "the spared nodes' work did not end"
+	hs_say healed "$healed"
+	hs_wait bdone 120 || round_failed "the work after healing did not end"
+	if [[ $NEM == skew ]]; then
+		umount_fs "$(mnt "$TARGET")"
+		hnode_mount "$TARGET"
+	fi
+	for n in "${NODES[@]}"; do drained "$n" "round $R: after healing"; done
+	hs_say drained
+	rc=0
+	wait "$WP" || rc=$?
+	WP=
+	((rc == 0)) || round_failed checker "found violations"
+done
+log "$ROUNDS rounds in $((SECONDS - T0)) s"
+((${#FAILED[@]} == 0)) ||
+	fail "SEED=$SEED: rounds that failed (round:nemesis:node): ${FAILED[*]}"
+
+for n in "${NODES[@]}"; do umount_fs "$(mnt "$n")"; done
+# tallyfsck once no session lives (a killed node's expires after 5
+# heartbeats)
+for ((i = 0; i < 30; i++)); do
+	FSCK_RC=0
+	FSCK_OUT=$(T "$TALLYFSCK" -o "$FSCK_OPTS" "$TMP/cache_a" 2>&1) ||
+		FSCK_RC=$?
+	((FSCK_RC != 2)) || [[ $FSCK_OUT != *"live session"* ]] && break
+	sleep 0.5
+done
+assert_eq "tallyfsck at the end (SEED=$SEED): $FSCK_OUT" 0 "$FSCK_RC"
+log "ok: SEED=$SEED, $ROUNDS rounds"

@@ -1,0 +1,418 @@
+# SPDX-License-Identifier: MIT
+"""The workload and the checker of one round of the fault harness
+(tests/harness/hosts.sh), run once per round beside the driver.
+
+    workload.py DIR SEED ROUND TARGET STATE a=MNT b=MNT c=MNT
+
+DIR is the round's handshake directory, TARGET the node the round's
+nemesis strikes ("none" when it strikes the servers), STATE a JSON file
+holding the model between rounds. The round runs in four phases, each
+ended by a file this script writes in DIR and the next one started by a
+file the driver writes:
+
+  A   creates, writes (the same bytes on several nodes: dedup), links,
+      renames and unlinks on every node; then files held open (one on
+      TARGET), written and fsync'd                       -> "ready"
+  F   (the fault is on: "faulted") the same operations on the nodes the
+      nemesis spares; the path of TARGET's held file unlinked from
+      another node                                       -> "fdone"
+  B   (healed: "healed", naming the node killed or expired) each held file
+      read back through its descriptor, written again, fsync'd and
+      closed                                             -> "bdone"
+  C   (every node drained: "drained") the checker: every path of the
+      model read on every node.
+
+The model: a path names an inode; an inode holds the content of its last
+acknowledged write (fsync and close returned 0). A failed operation
+makes what it touched uncertain: it may have happened or not. Contents
+are numbered and made from the seed, so a read is always one of the
+contents ever written, or wrong. The checker's verdicts:
+  - a path the model names must exist on every node and read back, whole
+    and without error, as its inode's content (an uncertain one as any
+    written content or absent);
+  - a path the model says is absent must not exist.
+Exit status 0, or 1 with one "FAIL ..." line per violation.
+"""
+
+import errno
+import hashlib
+import json
+import os
+import random
+import sys
+import time
+
+WAIT = 240  # seconds a phase waits for the driver
+
+ABSENT = None
+UNKNOWN = "?"
+
+
+def content(seed, k):
+    """Content number k of the run: its size and bytes follow from SEED."""
+    r = random.Random(seed * 7919 + k)
+    size = r.choice([1, 4095, 65536, 100001, 262144, 400007])
+    return r.randbytes(size)
+
+
+class Round:
+    def __init__(self, argv):
+        self.dir = argv[0]
+        self.seed = int(argv[1])
+        self.round = int(argv[2])
+        self.target = argv[3]
+        self.state_path = argv[4]
+        self.mnt = dict(a.split("=", 1) for a in argv[5:])
+        self.nodes = sorted(self.mnt)
+        self.rng = random.Random(self.seed * 1000003 + self.round)
+        self.fails = []
+        try:
+            with open(self.state_path) as f:
+                st = json.load(f)
+        except FileNotFoundError:
+            st = {"paths": {}, "inodes": {}, "next_inode": 1}
+        self.paths = st["paths"]  # path -> inode id (str)
+        self.inodes = st["inodes"]  # inode id -> content number or "?"
+        self.next_inode = st["next_inode"]
+        # every content of the run: 16 of them, so that writes on several
+        # nodes share bytes (dedup)
+        self.contents = [content(self.seed, k) for k in range(16)]
+        self.by_hash = {
+            hashlib.sha256(c).digest(): k for k, c in enumerate(self.contents)
+        }
+
+    # ------------------------------------------------------------ model
+
+    def save(self):
+        tmp = self.state_path + ".new"
+        with open(tmp, "w") as f:
+            json.dump(
+                {
+                    "paths": self.paths,
+                    "inodes": self.inodes,
+                    "next_inode": self.next_inode,
+                },
+                f,
+            )
+        os.replace(tmp, self.state_path)
+
+    def new_inode(self, state):
+        i = str(self.next_inode)
+        self.next_inode += 1
+        self.inodes[i] = state
+        return i
+
+    def say(self, msg):
+        print("# round %d: %s" % (self.round, msg), flush=True)
+
+    def fail(self, msg):
+        self.fails.append(msg)
+        print("FAIL round %d: %s" % (self.round, msg), flush=True)
+
+    def uncertain(self, path):
+        """PATH may name its old inode, or another content, or nothing."""
+        i = self.paths.get(path)
+        if i is None:
+            i = self.new_inode(UNKNOWN)
+            self.paths[path] = i
+        self.inodes[i] = UNKNOWN
+        self.paths[path] = i
+        self.maybe_absent.add(path)
+
+    # ------------------------------------------------------- operations
+
+    def real(self, node, path):
+        return os.path.join(self.mnt[node], path)
+
+    def write(self, node, path, k):
+        """Create or overwrite PATH with content K, fsync, close."""
+        self.say("%s: write %s content %d" % (node, path, k))
+        data = self.contents[k]
+        try:
+            fd = os.open(self.real(node, path), os.O_WRONLY | os.O_CREAT |
+                         os.O_TRUNC, 0o644)
+        except OSError as e:
+            self.say("write %s on %s: open: %s" % (path, node, e.strerror))
+            self.uncertain(path)
+            return
+        ok = True
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        except OSError as e:
+            self.say("write %s on %s: %s" % (path, node, e.strerror))
+            ok = False
+        try:
+            os.close(fd)
+        except OSError as e:
+            self.say("write %s on %s: close: %s" % (path, node, e.strerror))
+            ok = False
+        if not ok:
+            self.uncertain(path)
+            return
+        i = self.paths.get(path)
+        if i is None:
+            self.paths[path] = self.new_inode(k)
+        else:
+            self.inodes[i] = k
+
+    def unlink(self, node, path):
+        self.say("%s: unlink %s" % (node, path))
+        try:
+            os.unlink(self.real(node, path))
+        except OSError as e:
+            self.say("unlink %s on %s: %s" % (path, node, e.strerror))
+            if e.errno != errno.ENOENT:
+                self.uncertain(path)
+            return
+        self.paths.pop(path, None)
+        self.maybe_absent.discard(path)
+
+    def rename(self, node, src, dst):
+        self.say("%s: rename %s %s" % (node, src, dst))
+        try:
+            os.rename(self.real(node, src), self.real(node, dst))
+        except OSError as e:
+            self.say("rename %s %s on %s: %s" % (src, dst, node, e.strerror))
+            self.uncertain(src)
+            self.uncertain(dst)
+            return
+        self.paths[dst] = self.paths.pop(src)
+        if src in self.maybe_absent:
+            self.maybe_absent.add(dst)
+        self.maybe_absent.discard(src)
+
+    def link(self, node, src, dst):
+        self.say("%s: link %s %s" % (node, src, dst))
+        try:
+            os.link(self.real(node, src), self.real(node, dst))
+        except OSError as e:
+            self.say("link %s %s on %s: %s" % (src, dst, node, e.strerror))
+            self.uncertain(dst)
+            return
+        self.paths[dst] = self.paths[src]
+        if src in self.maybe_absent:
+            self.maybe_absent.add(dst)
+
+    def fresh_name(self):
+        self.seq += 1
+        return "hx/r%d_%d" % (self.round, self.seq)
+
+    def some_ops(self, nodes, n):
+        """N random operations on NODES."""
+        for _ in range(n):
+            node = self.rng.choice(nodes)
+            # only paths the model is sure of are renamed, linked or
+            # unlinked: an uncertain one may be gone
+            known = sorted(p for p in self.paths
+                           if p not in self.maybe_absent)
+            op = self.rng.random()
+            if op < 0.45 or not known:
+                path = (self.rng.choice(known) if known and
+                        self.rng.random() < 0.3 else self.fresh_name())
+                self.write(node, path, self.rng.randrange(len(self.contents)))
+            elif op < 0.6:
+                self.unlink(node, self.rng.choice(known))
+            elif op < 0.8:
+                src = self.rng.choice(known)
+                dst = (self.rng.choice(known) if self.rng.random() < 0.3
+                       else self.fresh_name())
+                if dst != src and self.paths.get(dst) != self.paths[src]:
+                    self.rename(node, src, dst)
+            else:
+                self.link(node, self.rng.choice(known), self.fresh_name())
+
+    # ------------------------------------------------------------ holds
+
+    def hold(self, node):
+        """Open a new file on NODE, write, fsync; keep it open."""
+        path = self.fresh_name()
+        k = self.rng.randrange(len(self.contents))
+        try:
+            fd = os.open(self.real(node, path), os.O_RDWR | os.O_CREAT, 0o644)
+            os.write(fd, self.contents[k])
+            os.fsync(fd)
+        except OSError as e:
+            self.fail("held file %s on %s: %s (no fault yet)" %
+                      (path, node, e.strerror))
+            return
+        self.paths[path] = self.new_inode(k)
+        self.held.append({"node": node, "path": path, "fd": fd, "k": k,
+                          "inode": self.paths[path]})
+
+    def held_after(self, healed):
+        """HEALED: "killed NODE" (its descriptors are gone), "expired
+        NODE" (it was stopped or cut off past its session's expiry, and
+        another node removed its held file meanwhile: its descriptor
+        fails with EIO, README "Several hosts"), or "-"."""
+        how, _, struck = healed.partition(" ")
+        for h in self.held:
+            node, path, fd = h["node"], h["path"], h["fd"]
+            expired = how == "expired" and node == struck
+            if how == "killed" and node == struck:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                continue
+            want = self.contents[h["k"]]
+            try:
+                got = os.pread(fd, len(want) + 1, 0)
+            except OSError as e:
+                if not (expired and e.errno == errno.EIO):
+                    self.fail("held file %s on %s: read after the fault: "
+                              "%s" % (path, node, e.strerror))
+                got = None
+            if got is not None and got != want:
+                self.fail("held file %s on %s reads %s after the fault, "
+                          "wrote content %d (%d bytes)" %
+                          (path, node, self.describe(got), h["k"],
+                           len(want)))
+            k = self.rng.randrange(len(self.contents))
+            ok = True
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, self.contents[k], 0)
+                os.fsync(fd)
+            except OSError as e:
+                self.say("held file %s on %s: write after the fault: %s" %
+                         (path, node, e.strerror))
+                ok = False
+            try:
+                os.close(fd)
+            except OSError as e:
+                self.say("held file %s on %s: close: %s" %
+                         (path, node, e.strerror))
+                ok = False
+            if got is None and ok:
+                self.fail("held file %s on %s: its read failed, yet a "
+                          "write, fsync and close returned 0" % (path, node))
+            self.inodes[h["inode"]] = k if ok else UNKNOWN
+
+    # ---------------------------------------------------------- checker
+
+    def describe(self, data):
+        k = self.by_hash.get(hashlib.sha256(data).digest())
+        if k is not None:
+            return "content %d" % k
+        parts = ["a short read: the first %d bytes of content %d "
+                 "(%d bytes)" % (len(data), k, len(c))
+                 for k, c in enumerate(self.contents)
+                 if len(data) < len(c) and c.startswith(data)]
+        if parts:
+            return "; ".join(parts)
+        return "%d bytes never written (%d zero bytes)" % (len(data),
+                                                          data.count(0))
+
+    def check(self):
+        names = set()
+        for node in self.nodes:
+            try:
+                names |= {"hx/" + n for n in
+                          os.listdir(os.path.join(self.mnt[node], "hx"))}
+            except OSError as e:
+                self.fail("node %s: listing hx: %s" % (node, e.strerror))
+        for path in sorted(names | set(self.paths)):
+            i = self.paths.get(path)
+            want = None if i is None else self.inodes[i]
+            for node in self.nodes:
+                self.check_one(node, path, want, path in self.maybe_absent)
+
+    def check_one(self, node, path, want, may_be_absent):
+        try:
+            with open(self.real(node, path), "rb") as f:
+                got = f.read()
+                size = os.fstat(f.fileno()).st_size
+        except FileNotFoundError:
+            if want is not None and not may_be_absent:
+                self.fail("node %s: %s is missing, acknowledged as "
+                          "content %s" % (node, path, want))
+            return
+        except OSError as e:
+            self.fail("node %s: read %s: %s" % (node, path, e.strerror))
+            return
+        k = self.by_hash.get(hashlib.sha256(got).digest())
+        if want is None:
+            if not may_be_absent:
+                self.fail("node %s: %s exists (%s), removed" %
+                          (node, path, self.describe(got)))
+        elif want == UNKNOWN:
+            # any content ever written, or a part of one left by a
+            # write that failed midway
+            if k is None and not any(c.startswith(got) for c in
+                                     self.contents):
+                self.fail("node %s: %s reads %s" %
+                          (node, path, self.describe(got)))
+        elif k != want:
+            self.fail("node %s: %s reads %s (st_size %d), acknowledged "
+                      "content %d (%d bytes)" %
+                      (node, path, self.describe(got), size, want,
+                       len(self.contents[want])))
+
+    def settle(self):
+        """Make what a failed operation left certain again for the next
+        rounds: its paths removed, the other names of its inodes written."""
+        node = self.nodes[0]
+        for path in sorted(self.maybe_absent):
+            self.unlink(node, path)
+            self.paths.pop(path, None)
+        self.maybe_absent.clear()
+        for path, i in sorted(self.paths.items()):
+            if self.inodes[i] == UNKNOWN:
+                self.write(node, path, 0)
+                if path in self.maybe_absent:
+                    self.fail("%s: cannot be written after healing" % path)
+                    self.paths.pop(path, None)
+        live = set(self.paths.values())
+        self.inodes = {i: v for i, v in self.inodes.items() if i in live}
+
+    # -------------------------------------------------------- the round
+
+    def wait(self, name):
+        p = os.path.join(self.dir, name)
+        end = time.monotonic() + WAIT
+        while not os.path.exists(p):
+            if time.monotonic() > end:
+                self.fail("the driver never wrote %s" % name)
+                sys.exit(1)
+            time.sleep(0.05)
+        with open(p) as f:
+            return f.read().strip()
+
+    def signal(self, name):
+        with open(os.path.join(self.dir, name), "w") as f:
+            f.write("1\n")
+
+    def run(self):
+        self.seq = 0
+        self.held = []
+        self.maybe_absent = set()
+        os.makedirs(os.path.join(self.mnt[self.nodes[0]], "hx"),
+                    exist_ok=True)
+        spared = [n for n in self.nodes if n != self.target]
+        self.some_ops(self.nodes, 8)
+        if self.target != "none":
+            self.hold(self.target)
+        self.hold(self.rng.choice(spared))
+        self.signal("ready")
+        self.wait("faulted")
+        self.some_ops(spared, 6)
+        # the target's held file unlinked by another node while the
+        # target is cut off, stopped or killed: its descriptor must
+        # still read what it wrote
+        for h in self.held:
+            if h["node"] == self.target:
+                self.unlink(self.rng.choice(spared), h["path"])
+        self.signal("fdone")
+        self.held_after(self.wait("healed"))
+        self.some_ops(self.nodes, 4)
+        self.signal("bdone")
+        self.wait("drained")
+        self.check()
+        self.settle()
+        self.save()
+        return 1 if self.fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(Round(sys.argv[1:]).run())
