@@ -156,12 +156,20 @@ class Round:
         else:
             self.inodes[i] = k
 
-    def unlink(self, node, path):
-        self.say("%s: unlink %s" % (node, path))
+    def attempt(self, node, op, *paths):
+        """os.OP on PATHS of NODE, logged: None, or its OSError."""
+        self.say("%s: %s %s" % (node, op, " ".join(paths)))
         try:
-            os.unlink(self.real(node, path))
+            getattr(os, op)(*(self.real(node, p) for p in paths))
         except OSError as e:
-            self.say("unlink %s on %s: %s" % (path, node, e.strerror))
+            self.say("%s %s on %s: %s" % (op, " ".join(paths), node,
+                                          e.strerror))
+            return e
+        return None
+
+    def unlink(self, node, path):
+        e = self.attempt(node, "unlink", path)
+        if e is not None:
             if e.errno != errno.ENOENT:
                 self.uncertain(path)
             return
@@ -169,11 +177,7 @@ class Round:
         self.maybe_absent.discard(path)
 
     def rename(self, node, src, dst):
-        self.say("%s: rename %s %s" % (node, src, dst))
-        try:
-            os.rename(self.real(node, src), self.real(node, dst))
-        except OSError as e:
-            self.say("rename %s %s on %s: %s" % (src, dst, node, e.strerror))
+        if self.attempt(node, "rename", src, dst) is not None:
             self.uncertain(src)
             self.uncertain(dst)
             return
@@ -183,11 +187,7 @@ class Round:
         self.maybe_absent.discard(src)
 
     def link(self, node, src, dst):
-        self.say("%s: link %s %s" % (node, src, dst))
-        try:
-            os.link(self.real(node, src), self.real(node, dst))
-        except OSError as e:
-            self.say("link %s %s on %s: %s" % (src, dst, node, e.strerror))
+        if self.attempt(node, "link", src, dst) is not None:
             self.uncertain(dst)
             return
         self.paths[dst] = self.paths[src]
