@@ -390,13 +390,13 @@ class Round:
         os.makedirs(os.path.join(self.mnt[self.nodes[0]], "hx"),
                     exist_ok=True)
         spared = [n for n in self.nodes if n != self.target]
-        self.some_ops(self.nodes, 8)
+        self.some_ops(self.nodes, 6)
         if self.target != "none":
             self.hold(self.target)
         self.hold(self.rng.choice(spared))
         self.signal("ready")
         self.wait("faulted")
-        self.some_ops(spared, 6)
+        self.some_ops(spared, 5)
         # the target's held file unlinked by another node while the
         # target is cut off, stopped or killed: its descriptor must
         # still read what it wrote
@@ -405,7 +405,7 @@ class Round:
                 self.unlink(self.rng.choice(spared), h["path"])
         self.signal("fdone")
         self.held_after(self.wait("healed"))
-        self.some_ops(self.nodes, 4)
+        self.some_ops(self.nodes, 3)
         self.signal("bdone")
         self.wait("drained")
         self.check()
