@@ -322,6 +322,38 @@ int inode_get(struct tally *t, uint64_t ino, struct inode **out)
 	return get_row(t, ino, NULL, out);
 }
 
+/*
+ * Whether @ip, in memory, is to be made again from its committed row: a
+ * shared store's inode that this node neither holds open nor has data of
+ * in flight (close-to-open: another node may have committed since).
+ */
+static bool inode_stale(struct tally *t, const struct inode *ip)
+{
+	return meta_shared(t->meta) && !ip->opens && !ip->ndirty &&
+	       !ip->flight_blocks && !ip->nfailed && !ip->freed;
+}
+
+/* @ip made from its committed row @md; its map is read again at the next
+ * read (t->lock held). */
+static void inode_take_row(struct inode *ip, const struct meta_inode *md)
+{
+	ip->md = *md;
+	ip->dsize = md->size;
+	ip->dalloc = md->alloc;
+	if (ip->io) {
+		pthread_mutex_lock(&ip->io->mlock);
+		ip->io->map_loaded = false;
+		pthread_mutex_unlock(&ip->io->mlock);
+	}
+}
+
+void inode_refresh(struct tally *t, struct inode *ip,
+		   const struct meta_inode *md)
+{
+	if (inode_stale(t, ip))
+		inode_take_row(ip, md);
+}
+
 /* inode_get_fresh(), with @row if given (just read with its entry). */
 static int get_fresh(struct tally *t, uint64_t ino,
 		     const struct meta_inode *row, struct inode **out)
@@ -330,21 +362,15 @@ static int get_fresh(struct tally *t, uint64_t ino,
 	struct meta_inode md;
 	int rc;
 
-	if (!ip || !meta_shared(t->meta) || ip->opens || ip->ndirty ||
-	    ip->flight_blocks || ip->nfailed || ip->freed)
+	if (!ip || !inode_stale(t, ip))
 		return get_row(t, ino, row, out);
 	rc = row_of(t, ino, row, &md);
 	if (rc)
 		return rc;
-	ip->md = md;
-	ip->dsize = md.size;
-	ip->dalloc = md.alloc;
 	rc = inode_hold(ip);
 	if (rc)
 		return rc;
-	pthread_mutex_lock(&ip->io->mlock);
-	ip->io->map_loaded = false; /* read again at the next read */
-	pthread_mutex_unlock(&ip->io->mlock);
+	inode_take_row(ip, &md);
 	*out = ip;
 	return 0;
 }

@@ -860,8 +860,12 @@ struct readdir_ctx {
 };
 
 /* One entry, its attributes from the row read with it unless the inode
- * is in memory (its own are newer then). readdirplus makes the kernel
- * hold the entry: the inode is kept (nlookup), made from the row. */
+ * is in memory with something of this node's newer (an open handle, data
+ * in flight; on one host, always). readdirplus makes the kernel hold the
+ * entry: the inode is kept (nlookup), made from the row. On a shared
+ * store an idle inode in memory takes the row: given its stale size, the
+ * kernel would read a file another node grew short until the attribute
+ * timeout, and this node's reads stop at that size. */
 static int readdir_entry(void *arg, int64_t cookie, const char *name,
 			 const struct meta_inode *md)
 {
@@ -876,6 +880,8 @@ static int readdir_entry(void *arg, int64_t cookie, const char *name,
 			return 1;
 		}
 	}
+	if (ip && ip != fresh)
+		inode_refresh(rc->t, ip, md);
 	if (ip)
 		inode_fill_stat(rc->t, ip, &st);
 	else

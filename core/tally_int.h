@@ -366,6 +366,10 @@ static inline size_t itable_size(const struct tally *t)
  * first opens (close-to-open). t->lock held.
  */
 int inode_get_fresh(struct tally *t, uint64_t ino, struct inode **out);
+/* A committed row read with its entry (readdirplus): taken into @ip when
+ * nothing of this node's is newer (inode_get_fresh()'s rule). */
+void inode_refresh(struct tally *t, struct inode *ip,
+		   const struct meta_inode *md);
 void inode_put(struct tally *t, struct inode *ip);
 void inode_fill_stat(struct tally *t, const struct inode *ip, struct stat *st);
 void inode_md_stat(struct tally *t, const struct meta_inode *md, uint64_t alloc,

@@ -4,7 +4,8 @@
 # with its own mountpoint, cache directory and node, the metadata in a
 # real PostgreSQL cluster (tests/pg/lib.sh) and the objects in a real S3
 # server (tests/s3/lib.sh):
-#  - write on A, close, read on B and C, byte-exact; rename and rmdir on
+#  - write on A, close, read on B and C, byte-exact; a file grown and
+#    shrunk on B read whole on A and C after a listing; rename and rmdir on
 #    one node seen from the others;
 #  - every node is a session in /.tally/status, with its host and pid;
 SCN_TIMEOUT=600
@@ -86,6 +87,21 @@ rmdir "$(mnt c)/ns/dir"
 for n in a b; do
 	wait_for 5 test ! -e "$(mnt "$n")/ns/dir" ||
 		fail "node $n still sees the removed directory"
+done
+
+log "a file B grows and shrinks reads whole on A and C after a listing"
+# A and C hold the file's inode from a read; a listing (readdirplus)
+# then gave the kernel that inode's old size with fresh attributes, and
+# every read stopped there: a short read, or the old bytes
+mkdir "$(mnt a)/ns/grow"
+for size in 4095 100001 400007 70000; do
+	T head -c "$size" /dev/urandom >"$TMP/grow"
+	T cat "$TMP/grow" >"$(mnt b)/ns/grow/f" || fail "write of $size on B"
+	for n in a c; do
+		T ls -l "$(mnt "$n")/ns/grow" >/dev/null
+		T cmp "$TMP/grow" "$(mnt "$n")/ns/grow/f" ||
+			fail "node $n reads ns/grow/f wrong after B wrote $size bytes"
+	done
 done
 
 log "a name B makes in a directory A made (A knows it whole) is seen on A"
