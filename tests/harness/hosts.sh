@@ -7,10 +7,14 @@
 #
 # Each node's daemon runs in a network namespace of its own, linked by a
 # veth pair to a bridge of this machine that holds PostgreSQL's and the S3
-# server's address ($HOSTIP, 10.213.X.1; the nodes are .11, .12, .13; the
-# namespaces have no other route). A round picks, from the seed, a nemesis
+# servers' addresses (PostgreSQL on $HOSTIP, 10.213.X.1, the S3 server on
+# $S3IP, .2; the nodes are .11, .12, .13; the namespaces have no other
+# route). A round picks, from the seed, a nemesis
 # and the node it strikes:
 #   partition  the node's link down 7 s (past its session's expiry), up
+#   cut_pg     the node cut from PostgreSQL alone 7 s (a blackhole route
+#              in its namespace), its session expiring meanwhile
+#   cut_s3     the node cut from the S3 server alone 7 s
 #   stop       SIGSTOP of the node's daemon 7 s, then SIGCONT
 #   kill9      kill -9 of the node's daemon, then a remount
 #   skew       the node remounted with its clock 2 minutes behind
@@ -53,6 +57,7 @@ RANDOM=$SEED
 ID=$(($$ % 10000))
 SUB=10.213.$((ID % 250 + 1))
 HOSTIP=$SUB.1
+S3IP=$SUB.2
 BR=tfh${ID}br
 declare -A NS=() VETH=()
 for i in "${!NODES[@]}"; do
@@ -76,6 +81,7 @@ net_up() {
 
 	ip link add "$BR" type bridge || return 1
 	ip addr add "$HOSTIP/24" dev "$BR" || return 1
+	ip addr add "$S3IP/24" dev "$BR" || return 1
 	ip link set "$BR" up || return 1
 	for i in "${!NODES[@]}"; do
 		n=${NODES[i]}
@@ -92,6 +98,9 @@ net_up() {
 			ip link set eth0 up" || return 1
 	done
 }
+
+# in_ns NODE CMD...: CMD in NODE's network namespace
+in_ns() { nsenter --net="/var/run/netns/${NS[$1]}" "${@:2}"; }
 
 if (($(id -u) != 0)); then
 	log "SKIP: network namespaces need root"
@@ -113,7 +122,7 @@ trap 'rc=$?; set +e; harness_down; (exit $rc); pg__on_exit' EXIT
 
 net_up || fail "cannot make the network namespaces"
 # the S3 server on the bridge's address, PostgreSQL on it too
-export TALLY_S3RVER_ADDR=$HOSTIP
+export TALLY_S3RVER_ADDR=$S3IP
 s3_start tally-harness || fail "cannot start the S3 server"
 pg_start || fail "cannot start PostgreSQL"
 pg__as tee -a "$PG_DATA/postgresql.conf" >/dev/null <<-EOF
@@ -123,8 +132,8 @@ pg__as tee -a "$PG_DATA/pg_hba.conf" >/dev/null <<-EOF
 	host	all		all		$SUB.0/24	scram-sha-256
 EOF
 pg_restart || fail "cannot restart PostgreSQL on $HOSTIP"
-export no_proxy=$no_proxy,$HOSTIP NO_PROXY=$NO_PROXY,$HOSTIP
-S3_EP=http://$HOSTIP:$S3_PORT
+export no_proxy=$no_proxy,$HOSTIP,$S3IP NO_PROXY=$NO_PROXY,$HOSTIP,$S3IP
+S3_EP=http://$S3IP:$S3_PORT
 NSHARED="meta=postgres://tally@$HOSTIP:$PG_PORT/$PG_DB"
 NSHARED+=",remote=s3://$S3_BUCKET/hx,remote_endpoint=$S3_EP"
 FSCK_OPTS="meta=$PG_URI,remote_endpoint=$S3_EP"
@@ -155,7 +164,7 @@ NODE_DRAIN_WAIT=60
 for n in "${NODES[@]}"; do hnode_mount "$n"; done
 mkdir "$(mnt a)/hx"
 
-NEMESES=(partition stop kill9 pg s3 gc drain)
+NEMESES=(partition cut_pg cut_s3 stop kill9 pg s3 gc drain)
 if [[ -n $HARNESS_FAKETIME_LIB && ${HARNESS_NO_SKEW:-0} != 1 ]]; then
 	NEMESES+=(skew)
 fi
@@ -214,6 +223,11 @@ for ((R = 1; R <= ROUNDS; R++)); do
 		ip link set "${VETH[$TARGET]}" down
 		healed="expired $TARGET"
 		;;
+	cut_pg)
+		in_ns "$TARGET" ip route add blackhole "$HOSTIP/32"
+		healed="expired $TARGET"
+		;;
+	cut_s3) in_ns "$TARGET" ip route add blackhole "$S3IP/32" ;;
 	stop)
 		kill -STOP "$pid"
 		healed="expired $TARGET"
@@ -233,7 +247,7 @@ for ((R = 1; R <= ROUNDS; R++)); do
 	drain) drained "$TARGET" "round $R: drain during writes" ;;
 	esac
 	case $NEM in
-	partition | stop)
+	partition | cut_pg | cut_s3 | stop)
 		# the spared nodes' work, but the fault lasts 7 s, and is
 		# healed after 30 s whatever the others wait for
 		hs_wait fdone 30 || log "round $R: healing with the spared" \
@@ -247,6 +261,8 @@ for ((R = 1; R <= ROUNDS; R++)); do
 	# healed
 	case $NEM in
 	partition) ip link set "${VETH[$TARGET]}" up ;;
+	cut_pg) in_ns "$TARGET" ip route del blackhole "$HOSTIP/32" ;;
+	cut_s3) in_ns "$TARGET" ip route del blackhole "$S3IP/32" ;;
 	stop) kill -CONT "$pid" ;;
 	kill9) hnode_mount "$TARGET" ;;
 	esac
@@ -268,6 +284,12 @@ log "$ROUNDS rounds in $((SECONDS - T0)) s"
 ((${#FAILED[@]} == 0)) ||
 	log "SEED=$SEED: rounds that failed (round:nemesis:node): ${FAILED[*]}"
 
+# a node's copies of objects another node freed are its cache's, and GC
+# collects them (docs/design.md, section 4, several nodes): tallyfsck
+# must then find none (cache_stale)
+for n in "${NODES[@]}"; do
+	ctl "gc grace=0" "$(mnt "$n")" || fail "gc grace=0 on $n at the end"
+done
 for n in "${NODES[@]}"; do umount_fs "$(mnt "$n")"; done
 # tallyfsck once no session lives (a killed node's expires after 5
 # heartbeats)
