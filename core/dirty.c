@@ -139,6 +139,23 @@ struct dirty *dirty_find(struct inode *ip, uint64_t idx)
 
 /* Load the committed block map once (t->lock, then mlock: the finalizer
  * cannot change the store between the read and the install). */
+/*
+ * A shared store: another node may have committed the file since this
+ * node read its row (at the open: a descriptor keeps its node's view,
+ * but the map is read at the first read). The size read with the map
+ * goes with it, unless this node's own data decides the size (dirty, in
+ * flight, failed or a shrink not flushed): a map of the new content with
+ * the old size read zeros past the new end (t->lock and mlock held).
+ */
+static void map_size(struct inode *ip, const struct meta_map_at *at)
+{
+	if (!at->known || ip->ndirty || ip->flight_blocks || ip->nfailed ||
+	    ip->truncated || ip->freed)
+		return;
+	ip->md.size = ip->dsize = at->size;
+	ip->md.alloc = ip->dalloc = at->alloc;
+}
+
 int dirty_map_load(struct tally *t, struct inode *ip)
 {
 	int rc = 0;
@@ -150,14 +167,17 @@ int dirty_map_load(struct tally *t, struct inode *ip)
 	}
 	pthread_mutex_lock(&ip->io->mlock);
 	if (!ip->io->map_loaded) {
+		struct meta_map_at at;
+
 		free(ip->io->map); /* whatever an unloaded map gathered */
 		ip->io->map = NULL;
 		ip->io->nmap = ip->io->mapcap = 0;
-		rc = meta_blocks_load(t->meta, ip->ino, &ip->io->map,
-				      &ip->io->nmap);
+		rc = meta_blocks_load_at(t->meta, ip->ino, &ip->io->map,
+					 &ip->io->nmap, &at);
 		if (!rc) {
 			ip->io->mapcap = ip->io->nmap;
 			ip->io->map_loaded = true;
+			map_size(ip, &at);
 		} else if (rc == -ENOENT) {
 			/* a shared store: the inode's row is gone (another
 			 * node freed it): no block reads as a hole */

@@ -277,6 +277,15 @@ int meta_readdir(struct meta *m, uint64_t parent, int64_t after,
  * shared store -ENOENT if the inode has no row (another node freed it). */
 int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
 		     size_t *n);
+/* The inode's size and allocation read with its block map (a shared
+ * store: the same snapshot; known is false on one host). */
+struct meta_map_at {
+	bool known;
+	uint64_t size;
+	uint64_t alloc;
+};
+int meta_blocks_load_at(struct meta *m, uint64_t ino, struct meta_bref **out,
+			size_t *n, struct meta_map_at *at);
 /*
  * Point block @idx of @ino at @name (inserting the object row with count 1
  * or raising its count by 1) after dropping the reference it had, if any.

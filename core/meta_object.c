@@ -124,7 +124,9 @@ static const char *const object_pg[O_COUNT] = {
 	/* a shared store: the inode's row with its blocks (one row of NULLs
 	 * if it has none), so that an inode another node freed is told
 	 * from one without blocks: no row at all */
-	[O_BLOCKS_LOAD] = "SELECT b.idx, b.obj, b.shard, o.name, o.size "
+	/* with the inode's size and allocation in the same snapshot */
+	[O_BLOCKS_LOAD] = "SELECT b.idx, b.obj, b.shard, o.name, o.size, "
+			  "i.size, i.alloc "
 			  "FROM inodes i LEFT JOIN blocks b ON b.ino = i.ino "
 			  "LEFT JOIN objects o ON o.id = b.obj "
 			  "WHERE i.ino = ?1 ORDER BY b.idx",
@@ -195,11 +197,19 @@ static int int_by_id(struct meta *m, int id, int64_t key, int64_t *val,
 int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
 		     size_t *n)
 {
+	return meta_blocks_load_at(m, ino, out, n, NULL);
+}
+
+int meta_blocks_load_at(struct meta *m, uint64_t ino, struct meta_bref **out,
+			size_t *n, struct meta_map_at *at)
+{
 	struct meta_st *s;
 	struct meta_bref *v = NULL;
 	size_t cnt = 0, cap = 0, rows = 0;
 	int rc = meta_stmt(m, &meta_object_sql, O_BLOCKS_LOAD, &s);
 
+	if (at)
+		at->known = false;
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, (int64_t)ino);
@@ -208,6 +218,11 @@ int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
 		const char *name;
 
 		rows++;
+		if (at && meta_shared(m)) {
+			at->known = true;
+			at->size = (uint64_t)meta_col_int(s, 5);
+			at->alloc = (uint64_t)meta_col_int(s, 6);
+		}
 		if (meta_col_int(s, 1) == 0)
 			continue; /* the inode's row alone: no block */
 		if (array_reserve(&v, &cap, cnt + 1, sizeof(*v))) {

@@ -5,8 +5,9 @@
 # real PostgreSQL cluster (tests/pg/lib.sh) and the objects in a real S3
 # server (tests/s3/lib.sh):
 #  - write on A, close, read on B and C, byte-exact; a file grown and
-#    shrunk on B read whole on A and C after a listing; rename and rmdir on
-#    one node seen from the others;
+#    shrunk on B read whole on A and C after a listing; a descriptor
+#    opened before another node's rewrite reads one content whole;
+#    rename and rmdir on one node seen from the others;
 #  - every node is a session in /.tally/status, with its host and pid;
 SCN_TIMEOUT=600
 source "$(dirname "$0")/lib.sh"
@@ -103,6 +104,25 @@ for size in 4095 100001 400007 70000; do
 			fail "node $n reads ns/grow/f wrong after B wrote $size bytes"
 	done
 done
+
+log "a descriptor A opened before B rewrote the file reads one content whole"
+# A's first read loads the block map of B's content; the size it read
+# at the open made it 300000 bytes: B's 200000 and 100000 zeros
+T head -c 300000 /dev/urandom >"$TMP/old"
+T head -c 200000 /dev/urandom >"$TMP/new"
+T cat "$TMP/old" >"$(mnt a)/ns/grow/g"
+T python3 - "$(mnt a)/ns/grow/g" "$(mnt b)/ns/grow/g" "$TMP/old" \
+	"$TMP/new" <<'EOF' || fail "node a's descriptor reads bytes never written"
+import os, sys
+on_a, on_b, old, new = sys.argv[1:]
+old, new = open(old, "rb").read(), open(new, "rb").read()
+fd = os.open(on_a, os.O_RDONLY)
+with open(on_b, "wb") as f:
+    f.write(new)
+got = os.pread(fd, 400000, 0)
+os.close(fd)
+sys.exit(0 if got in (old, new) else 1)
+EOF
 
 log "a name B makes in a directory A made (A knows it whole) is seen on A"
 mkdir "$(mnt a)/ns/known"
