@@ -177,6 +177,7 @@ int dirty_map_load(struct tally *t, struct inode *ip)
 		if (!rc) {
 			ip->io->mapcap = ip->io->nmap;
 			ip->io->map_loaded = true;
+			ip->io->map_gen++;
 			map_size(ip, &at);
 		} else if (rc == -ENOENT) {
 			/* a shared store: the inode's row is gone (another
@@ -297,6 +298,39 @@ static void read_ahead(struct tally *t, struct inode *ip, uint64_t idx)
 }
 
 /*
+ * Whether @ip's committed map is to be read again after a block's object
+ * was found gone: on a shared store, with no flush of this node's in
+ * flight or failed (whose finalizer would say what replaced it). The map
+ * is marked unloaded here (rw held).
+ */
+static bool map_replaced(struct tally *t, struct inode *ip)
+{
+	bool again;
+
+	if (!meta_shared(t->meta))
+		return false;
+	tally_lock(t);
+	pthread_mutex_lock(&ip->io->mlock);
+	again = !ip->flight_blocks && !ip->nfailed && !ip->io->inflight &&
+		!ip->io->failed;
+	if (again)
+		ip->io->map_loaded = false;
+	pthread_mutex_unlock(&ip->io->mlock);
+	tally_unlock(t);
+	return again;
+}
+
+uint64_t dirty_map_gen(struct inode *ip)
+{
+	uint64_t gen;
+
+	pthread_mutex_lock(&ip->io->mlock);
+	gen = ip->io->map_gen;
+	pthread_mutex_unlock(&ip->io->mlock);
+	return gen;
+}
+
+/*
  * Bytes [off, off+len) of block @idx as the layers below the dirty
  * buffers hold them: in-flight flushes, failed flushes, committed map
  * (rw held, shared or exclusive; map loaded).
@@ -359,6 +393,13 @@ int dirty_read_below(struct tally *t, struct inode *ip, uint64_t idx, char *dst,
 		/* the finalizer may have replaced and unlinked the object
 		 * since: its map already says what replaced it */
 		if (rc != -ENOENT)
+			break;
+		/* another node replaced it (this node has the file open, so
+		 * kept the map of its first read): the map is read again, and
+		 * a read that began with the old one starts over (map_gen) */
+		if (map_replaced(t, ip))
+			rc = dirty_map_load(t, ip);
+		if (rc && rc != -ENOENT)
 			break;
 	}
 	if (rc) {

@@ -518,13 +518,34 @@ static void read_end(struct tally *t, struct inode *ip)
 ssize_t tally_read(struct tally *t, uint64_t ino, void *buf, size_t size,
 		   off_t off)
 {
-	struct inode *ip;
-	int rc = read_begin(t, ino, off, &size, &ip);
+	size_t want = size;
+	unsigned tries;
+	bool again = true;
+	int rc = 0;
 
-	if (rc)
-		return rc == 1 ? 0 : rc;
-	rc = read_range(t, ip, buf, (uint64_t)off, size);
-	read_end(t, ip);
+	/* a read whose map was read again meanwhile (another node replaced
+	 * the file: dirty_read_below()) starts over, so that its bytes and
+	 * its size are of one commit */
+	for (tries = 0; tries < 3 && again; tries++) {
+		struct inode *ip;
+		uint64_t gen;
+
+		size = want;
+		rc = read_begin(t, ino, off, &size, &ip);
+		if (rc)
+			return rc == 1 ? 0 : rc;
+		gen = dirty_map_gen(ip);
+		rc = read_range(t, ip, buf, (uint64_t)off, size);
+		again = dirty_map_gen(ip) != gen;
+		read_end(t, ip);
+	}
+	if (!rc && again) {
+		log_msg(LOG_ERR,
+			"inode %" PRIu64 ": replaced by other nodes during "
+			"each of %u reads",
+			ino, tries);
+		rc = -EIO;
+	}
 	return rc ? rc : (ssize_t)size;
 }
 

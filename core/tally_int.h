@@ -76,6 +76,7 @@ struct inode_io {
 	struct flush *inflight; /* protected by mlock, newest first */
 	struct flush *failed;	/* protected by mlock, newest first */
 	bool map_loaded;	/* protected by mlock (loaded under t->lock) */
+	uint64_t map_gen;	/* protected by mlock: maps loaded so far */
 	uint64_t write_end; /* protected by rw: where the last write ended */
 	uint64_t seq_run;   /* protected by rw: bytes written in one sequence
 			       up to write_end */
@@ -408,6 +409,8 @@ struct dirty *dirty_search(struct dirty *v, size_t n, uint64_t idx);
 size_t dirty_pos(struct inode *ip, uint64_t idx);
 struct dirty *dirty_find(struct inode *ip, uint64_t idx);
 int dirty_map_load(struct tally *t, struct inode *ip);
+/* Maps of @ip loaded so far (a read that saw it change starts over). */
+uint64_t dirty_map_gen(struct inode *ip);
 int dirty_read_below(struct tally *t, struct inode *ip, uint64_t idx, char *dst,
 		     size_t off, size_t len);
 int dirty_get(struct tally *t, struct inode *ip, uint64_t idx, bool whole,

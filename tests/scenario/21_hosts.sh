@@ -6,7 +6,8 @@
 # server (tests/s3/lib.sh):
 #  - write on A, close, read on B and C, byte-exact; a file grown and
 #    shrunk on B read whole on A and C after a listing; a descriptor
-#    opened before another node's rewrite reads one content whole;
+#    opened before another node's rewrite, or whose old blocks another
+#    node's rewrite freed, reads one content whole;
 #    rename and rmdir on one node seen from the others;
 #  - every node is a session in /.tally/status, with its host and pid;
 SCN_TIMEOUT=600
@@ -114,11 +115,35 @@ T cat "$TMP/old" >"$(mnt a)/ns/grow/g"
 T python3 - "$(mnt a)/ns/grow/g" "$(mnt b)/ns/grow/g" "$TMP/old" \
 	"$TMP/new" <<'EOF' || fail "node a's descriptor reads bytes never written"
 import os, sys
+import time
 on_a, on_b, old, new = sys.argv[1:]
 old, new = open(old, "rb").read(), open(new, "rb").read()
 fd = os.open(on_a, os.O_RDONLY)
 with open(on_b, "wb") as f:
     f.write(new)
+time.sleep(0.5)  # B's change notification reaches A's kernel
+got = os.pread(fd, 400000, 0)
+os.close(fd)
+sys.exit(0 if got in (old, new) else 1)
+EOF
+
+log "a descriptor that read the old blocks, collected since, reads on"
+# A reads through its descriptor and keeps that block map; B rewrites
+# the file, and A's GC collects its copies of the old objects: A's read
+# found them gone (EIO). It now reads the map again, and B's content.
+T cat "$TMP/old" >"$(mnt a)/ns/grow/h"
+T python3 - "$(mnt a)/ns/grow/h" "$(mnt b)/ns/grow/h" "$TMP/old" \
+	"$TMP/new" "$(mnt a)/.tally/ctl" <<'EOF' || fail "node a's descriptor fails or reads bytes never written"
+import os, sys
+on_a, on_b, old, new, ctl = sys.argv[1:]
+old, new = open(old, "rb").read(), open(new, "rb").read()
+fd = os.open(on_a, os.O_RDONLY)
+assert os.pread(fd, 400000, 0) == old
+with open(on_b, "wb") as f:
+    f.write(new)
+with open(ctl, "w") as f:
+    f.write("gc grace=0\n")
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 got = os.pread(fd, 400000, 0)
 os.close(fd)
 sys.exit(0 if got in (old, new) else 1)
