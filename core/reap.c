@@ -213,10 +213,9 @@ int reap_remote_claim(struct meta *m, const char *key)
 	int64_t gen;
 	int rc = meta_key_parse(key, name, &gen);
 
-	if (!rc)
-		rc = meta_begin(m);
-	else
+	if (rc)
 		return rc;
+	rc = meta_begin(m);
 	/* a node inserting a row of the name waits, or is waited for */
 	if (!rc)
 		rc = meta_remote_name_lock(m, name);

@@ -1295,8 +1295,7 @@ static int marker_write(struct meta *m, void *arg)
 
 static int still_owner(struct remote *r)
 {
-	char key[1024], want[128], got[256];
-	struct membuf body = { got, 0, sizeof(got) - 1 };
+	char key[1024];
 	struct s3 *s;
 	bool was;
 	int rc;
@@ -1307,16 +1306,12 @@ static int still_owner(struct remote *r)
 	if (was)
 		return 0;
 	s = conn_get(r);
-	rc = s ? s3_key(&r->cfg, MARKER_KEY, key, sizeof(key)) : -ENOMEM;
-	if (!rc)
-		rc = s3_get(s, key, 0, 0, mem_sink, &body, NULL);
+	rc = s ? check_marker(r, s, false) : -ENOMEM;
 	conn_put(r, s);
-	if (rc && rc != -ENOENT)
-		return 0; /* in doubt: nothing deleted now */
-	got[rc ? 0 : body.n] = '\0';
-	remote_marker_text(r->store_id, r->ancestors, want, sizeof(want));
-	if (strcmp(got, want) == 0)
+	if (!rc)
 		return 1;
+	if (rc != -EUCLEAN)
+		return 0; /* in doubt: nothing deleted now */
 	pthread_mutex_lock(&r->lock);
 	r->fenced = true;
 	snprintf(r->st.last_error, sizeof(r->st.last_error),
@@ -1324,6 +1319,8 @@ static int still_owner(struct remote *r)
 		 "took it over): nothing is uploaded, deleted or snapshotted "
 		 "there by this store any more");
 	pthread_mutex_unlock(&r->lock);
+	if (s3_key(&r->cfg, MARKER_KEY, key, sizeof(key)))
+		key[0] = '\0';
 	log_msg(LOG_ERR,
 		"remote: bucket '%s' prefix '%s': '%s' no longer names store "
 		"%" PRIu64 " (a restore took the bucket over): this store "
@@ -2669,7 +2666,6 @@ int remote_ship(struct remote *r, uint32_t shard, const char *name,
 		uint64_t size, const void *buf, int64_t *gen, bool *fresh)
 {
 	struct ship_ctx x = { r, { name, { 0 } } };
-	struct state_ctx c;
 	struct job j = { .kind = JOB_UP, .shard = shard, .size = size };
 	/* a close waits for this: retried for one remote timeout at most,
 	 * then EIO (the flush parks, its data kept and sent again later) */
@@ -2679,18 +2675,17 @@ int remote_ship(struct remote *r, uint32_t shard, const char *name,
 	struct s3 *s;
 	int rc = tally_meta_read(r->t, ship_state, &x), attempt;
 
-	c = x.c;
 	remote_touch(r, name); /* written: used now (eviction's order) */
 	if (rc && rc != -ENOENT)
 		return rc;
 	/* the key of its row's generation, or (no row) of a fresh one,
 	 * which the commit gives the row it makes */
-	*gen = c.st.gen;
+	*gen = x.c.st.gen;
 	*fresh = rc == -ENOENT;
-	if (rc == 0 && c.st.remote)
+	if (rc == 0 && x.c.st.remote)
 		return 0; /* a node shipped it before: its row says so */
 	snprintf(j.name, sizeof(j.name), "%s", name);
-	j.gen = c.st.gen;
+	j.gen = x.c.st.gen;
 	s = conn_get(r);
 	if (!s)
 		return -ENOMEM;
