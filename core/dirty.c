@@ -139,6 +139,15 @@ struct dirty *dirty_find(struct inode *ip, uint64_t idx)
 
 /* Load the committed block map once (t->lock, then mlock: the finalizer
  * cannot change the store between the read and the install). */
+/* Nothing of this node's decides @ip's data: no block dirty, in flight
+ * or failed, no shrink or flush pending (t->lock and mlock held). */
+static bool data_idle(const struct inode *ip)
+{
+	return !ip->ndirty && !ip->flight_blocks && !ip->nfailed &&
+	       !ip->truncated && !ip->freed && !ip->io->inflight &&
+	       !ip->io->failed;
+}
+
 /*
  * A shared store: another node may have committed the file since this
  * node read its row (at the open: a descriptor keeps its node's view,
@@ -149,8 +158,7 @@ struct dirty *dirty_find(struct inode *ip, uint64_t idx)
  */
 static void map_size(struct inode *ip, const struct meta_map_at *at)
 {
-	if (!at->known || ip->ndirty || ip->flight_blocks || ip->nfailed ||
-	    ip->truncated || ip->freed)
+	if (!at->known || !data_idle(ip))
 		return;
 	ip->md.size = ip->dsize = at->size;
 	ip->md.alloc = ip->dalloc = at->alloc;
@@ -168,14 +176,16 @@ int dirty_map_load(struct tally *t, struct inode *ip)
 	pthread_mutex_lock(&ip->io->mlock);
 	if (!ip->io->map_loaded) {
 		struct meta_map_at at;
+		struct meta_bref *map = NULL;
+		size_t nmap = 0;
 
-		free(ip->io->map); /* whatever an unloaded map gathered */
-		ip->io->map = NULL;
-		ip->io->nmap = ip->io->mapcap = 0;
-		rc = meta_blocks_load_at(t->meta, ip->ino, &ip->io->map,
-					 &ip->io->nmap, &at);
+		/* until a new one is read, readers sharing rw keep the old
+		 * (a failed read must not leave them an empty map: holes) */
+		rc = meta_blocks_load_at(t->meta, ip->ino, &map, &nmap, &at);
 		if (!rc) {
-			ip->io->mapcap = ip->io->nmap;
+			free(ip->io->map); /* whatever it gathered unloaded */
+			ip->io->map = map;
+			ip->io->nmap = ip->io->mapcap = nmap;
 			ip->io->map_loaded = true;
 			ip->io->map_gen++;
 			map_size(ip, &at);
@@ -298,12 +308,13 @@ static void read_ahead(struct tally *t, struct inode *ip, uint64_t idx)
 }
 
 /*
- * Whether @ip's committed map is to be read again after a block's object
- * was found gone: on a shared store, with no flush of this node's in
- * flight or failed (whose finalizer would say what replaced it). The map
- * is marked unloaded here (rw held).
+ * Whether @ip's committed map is to be read again after a block's object,
+ * found in map @gen, was gone: on a shared store, with nothing of this
+ * node's deciding the data (data_idle(): a finalizer's own replacement
+ * is in the map already). A map read again since @gen is simply used
+ * (true, nothing to read); else it is marked unloaded (rw held).
  */
-static bool map_replaced(struct tally *t, struct inode *ip)
+static bool map_replaced(struct tally *t, struct inode *ip, uint64_t gen)
 {
 	bool again;
 
@@ -311,9 +322,8 @@ static bool map_replaced(struct tally *t, struct inode *ip)
 		return false;
 	tally_lock(t);
 	pthread_mutex_lock(&ip->io->mlock);
-	again = !ip->flight_blocks && !ip->nfailed && !ip->io->inflight &&
-		!ip->io->failed;
-	if (again)
+	again = ip->io->map_gen != gen || data_idle(ip);
+	if (again && ip->io->map_gen == gen)
 		ip->io->map_loaded = false;
 	pthread_mutex_unlock(&ip->io->mlock);
 	tally_unlock(t);
@@ -336,10 +346,11 @@ uint64_t dirty_map_gen(struct inode *ip)
  * (rw held, shared or exclusive; map loaded).
  */
 int dirty_read_below(struct tally *t, struct inode *ip, uint64_t idx, char *dst,
-		     size_t off, size_t len)
+		     size_t off, size_t len, bool reload)
 {
 	struct flush *lists[2];
 	struct meta_bref ref;
+	uint64_t gen;
 	int tries, rc = 0, l;
 
 	for (tries = 0; tries < 4; tries++) {
@@ -380,6 +391,7 @@ int dirty_read_below(struct tally *t, struct inode *ip, uint64_t idx, char *dst,
 				have_ref = true;
 			}
 		}
+		gen = ip->io->map_gen;
 		pthread_mutex_unlock(&ip->io->mlock);
 		if (found)
 			return 0;
@@ -395,12 +407,16 @@ int dirty_read_below(struct tally *t, struct inode *ip, uint64_t idx, char *dst,
 		if (rc != -ENOENT)
 			break;
 		/* another node replaced it (this node has the file open, so
-		 * kept the map of its first read): the map is read again, and
-		 * a read that began with the old one starts over (map_gen) */
-		if (map_replaced(t, ip))
-			rc = dirty_map_load(t, ip);
-		if (rc && rc != -ENOENT)
-			break;
+		 * kept the map of its first read): a reader may read the map
+		 * again, and its read starts over (tally_read(): map_gen) */
+		if (reload && map_replaced(t, ip, gen)) {
+			int lrc = dirty_map_load(t, ip);
+
+			if (lrc) {
+				rc = lrc;
+				break;
+			}
+		}
 	}
 	if (rc) {
 		log_msg(LOG_ERR,
@@ -447,7 +463,8 @@ int dirty_get(struct tally *t, struct inode *ip, uint64_t idx, bool whole,
 
 		if (keep > t->bs)
 			keep = t->bs;
-		rc = dirty_read_below(t, ip, idx, buf, 0, (size_t)keep);
+		rc = dirty_read_below(t, ip, idx, buf, 0, (size_t)keep,
+				      false);
 		if (rc) {
 			dirty_buf_put(t, buf);
 			return rc;

@@ -448,9 +448,10 @@ int tally_fsync(struct tally *t, uint64_t ino, bool datasync)
 	return rc;
 }
 
-/* Copy file bytes [off, off+len) into @buf (rw held, map loaded). */
+/* Copy file bytes [off, off+len) into @buf (rw held, map loaded);
+ * @reload: dirty_read_below()'s. */
 static int read_range(struct tally *t, struct inode *ip, char *buf,
-		      uint64_t off, size_t len)
+		      uint64_t off, size_t len, bool reload)
 {
 	while (len > 0) {
 		uint64_t idx = off / t->bs;
@@ -461,7 +462,8 @@ static int read_range(struct tally *t, struct inode *ip, char *buf,
 		if (d) {
 			memcpy(buf, d->buf + boff, n);
 		} else {
-			int rc = dirty_read_below(t, ip, idx, buf, boff, n);
+			int rc = dirty_read_below(t, ip, idx, buf, boff, n,
+						  reload);
 
 			if (rc)
 				return rc;
@@ -475,13 +477,15 @@ static int read_range(struct tally *t, struct inode *ip, char *buf,
 
 /*
  * The start of a read: the regular file @ino with its rw lock shared and
- * its map loaded, and *@size clipped at EOF. Returns 0 (the caller ends
- * with read_end()), 1 at or past EOF (nothing held), or -errno.
+ * its map loaded, and *@size clipped at EOF; *@gen (may be NULL): the
+ * map's generation, read with the size. Returns 0 (the caller ends with
+ * read_end()), 1 at or past EOF (nothing held), or -errno.
  */
 static int read_begin(struct tally *t, uint64_t ino, off_t off, size_t *size,
-		      struct inode **out)
+		      struct inode **out, uint64_t *gen)
 {
 	struct inode *ip;
+	uint64_t fsize = 0;
 	int rc;
 
 	if (off < 0)
@@ -496,15 +500,24 @@ static int read_begin(struct tally *t, uint64_t ino, off_t off, size_t *size,
 	}
 	pthread_rwlock_rdlock(&ip->io->rw);
 	rc = dirty_map_load(t, ip);
-	if (!rc && (uint64_t)off >= ip->md.size)
-		rc = 1;
+	if (!rc) {
+		/* another reader's load of a shared store's map may set the
+		 * size under mlock meanwhile (dirty.c, map_size()) */
+		pthread_mutex_lock(&ip->io->mlock);
+		fsize = ip->md.size;
+		if (gen)
+			*gen = ip->io->map_gen;
+		pthread_mutex_unlock(&ip->io->mlock);
+		if ((uint64_t)off >= fsize)
+			rc = 1;
+	}
 	if (rc) {
 		pthread_rwlock_unlock(&ip->io->rw);
 		file_put(t, ip);
 		return rc;
 	}
-	if (*size > ip->md.size - (uint64_t)off)
-		*size = (size_t)(ip->md.size - (uint64_t)off);
+	if (*size > fsize - (uint64_t)off)
+		*size = (size_t)(fsize - (uint64_t)off);
 	*out = ip;
 	return 0;
 }
@@ -531,11 +544,10 @@ ssize_t tally_read(struct tally *t, uint64_t ino, void *buf, size_t size,
 		uint64_t gen;
 
 		size = want;
-		rc = read_begin(t, ino, off, &size, &ip);
+		rc = read_begin(t, ino, off, &size, &ip, &gen);
 		if (rc)
 			return rc == 1 ? 0 : rc;
-		gen = dirty_map_gen(ip);
-		rc = read_range(t, ip, buf, (uint64_t)off, size);
+		rc = read_range(t, ip, buf, (uint64_t)off, size, true);
 		again = dirty_map_gen(ip) != gen;
 		read_end(t, ip);
 	}
@@ -595,7 +607,7 @@ int tally_read_fd(struct tally *t, uint64_t ino, size_t size, off_t off,
 	if (!size)
 		return 1;
 	/* errors, EOF: tally_read() answers them */
-	if (read_begin(t, ino, off, &size, &ip) != 0)
+	if (read_begin(t, ino, off, &size, &ip, NULL) != 0)
 		return 1;
 	rc = 1;
 	idx = (uint64_t)off / t->bs;
@@ -908,7 +920,7 @@ ssize_t tally_copy_range(struct tally *t, uint64_t ino_in, off_t off_in,
 		ret = -ENOMEM;
 		goto out_unlock;
 	}
-	rc = read_range(t, in, buf, (uint64_t)off_in, len);
+	rc = read_range(t, in, buf, (uint64_t)off_in, len, false);
 	if (!rc)
 		rc = flush_reserve(t, out,
 				   blocks_new(t, out, (uint64_t)off_out, len));

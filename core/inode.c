@@ -324,13 +324,26 @@ int inode_get(struct tally *t, uint64_t ino, struct inode **out)
 
 /*
  * Whether @ip, in memory, is to be made again from its committed row: a
- * shared store's inode that this node neither holds open nor has data of
- * in flight (close-to-open: another node may have committed since).
+ * shared store's inode that this node neither holds open nor has anything
+ * of pending (data dirty, in flight or failed, a shrink, attributes
+ * changed in place, a flush without blocks such as a chmod's: its commit
+ * writes ip->md); close-to-open: another node may have committed since
+ * (t->lock held).
  */
 static bool inode_stale(struct tally *t, const struct inode *ip)
 {
-	return meta_shared(t->meta) && !ip->opens && !ip->ndirty &&
-	       !ip->flight_blocks && !ip->nfailed && !ip->freed;
+	bool busy = false;
+
+	if (!meta_shared(t->meta) || ip->opens || ip->ndirty ||
+	    ip->flight_blocks || ip->nfailed || ip->freed || ip->mdirty ||
+	    ip->truncated)
+		return false;
+	if (ip->io) {
+		pthread_mutex_lock(&ip->io->mlock);
+		busy = ip->io->inflight || ip->io->failed;
+		pthread_mutex_unlock(&ip->io->mlock);
+	}
+	return !busy;
 }
 
 /* @ip made from its committed row @md; its map is read again at the next

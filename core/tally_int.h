@@ -411,8 +411,10 @@ struct dirty *dirty_find(struct inode *ip, uint64_t idx);
 int dirty_map_load(struct tally *t, struct inode *ip);
 /* Maps of @ip loaded so far (a read that saw it change starts over). */
 uint64_t dirty_map_gen(struct inode *ip);
+/* @reload: a reader's (tally_read()), which may read the map again when
+ * another node replaced a block's object, and starts over then. */
 int dirty_read_below(struct tally *t, struct inode *ip, uint64_t idx, char *dst,
-		     size_t off, size_t len);
+		     size_t off, size_t len, bool reload);
 int dirty_get(struct tally *t, struct inode *ip, uint64_t idx, bool whole,
 	      struct dirty **out);
 void dirty_trunc_note(struct tally *t, struct inode *ip, uint64_t size);
