@@ -15,6 +15,8 @@
 #   cut_pg     the node cut from PostgreSQL alone 7 s (a blackhole route
 #              in its namespace), its session expiring meanwhile
 #   cut_s3     the node cut from the S3 server alone 7 s
+#   full       the node's cache disk (a tmpfs of its own) filled while
+#              it writes too, then emptied
 #   stop       SIGSTOP of the node's daemon 7 s, then SIGCONT
 #   kill9      kill -9 of the node's daemon, then a remount
 #   skew       the node remounted with its clock 2 minutes behind
@@ -33,19 +35,21 @@
 #   SEED=S     replays the run of seed S (printed at the start)
 #   KEEP_GOING=1  a round the checker fails does not end the run: the
 #              failing rounds are listed at the end
+#   NEMESIS='A B'  draw the nemeses from these alone
 # Needs root (network namespaces). The first failing round ends the run:
 # its seed, round, nemesis and the checker's lines are printed, with the
 # end of the daemons' log.
 set -eu
 : "${TALLY_SRC:?TALLY_SRC must name the source tree (set by meson test)}"
-SCN_TIMEOUT=${SCN_TIMEOUT:-840}
+ROUNDS=${ROUNDS:-30}
+# the watchdog's bound: a minute of setup and 25 s a round (4 to 10 here)
+SCN_TIMEOUT=${SCN_TIMEOUT:-$((ROUNDS * 25 + 60 > 840 ? ROUNDS * 25 + 60 : 840))}
 source "$TALLY_SRC/tests/scenario/lib.sh"
 source "$TALLY_SRC/tests/s3/lib.sh"
 source "$TALLY_SRC/tests/pg/lib.sh"
 source "$TALLY_SRC/tests/scenario/remote_lib.sh"
 
 HDIR=$TALLY_SRC/tests/harness
-ROUNDS=${ROUNDS:-30}
 SEED=${SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 NODES=(a b c)
 log "harness: SEED=$SEED ROUNDS=$ROUNDS (replay: SEED=$SEED)"
@@ -148,6 +152,14 @@ for f in /usr/lib/*/faketime/libfaketime.so.1; do
 done
 export HARNESS_FAKETIME_LIB
 
+# every node's cache directory on a disk of its own (the full nemesis
+# fills it); unmounted with the mounts at the end (lib.sh, daemons_down)
+for n in "${NODES[@]}"; do
+	mkdir -p "$TMP/cache_$n"
+	mount -t tmpfs -o size=128m "tallyfs-harness-$n" "$TMP/cache_$n" ||
+		fail "cannot mount a tmpfs for node $n's cache"
+done
+
 # hnode_mount NODE [SKEW]: mount NODE in its namespace
 export HARNESS_NS HARNESS_SKEW
 hnode_mount() {
@@ -164,10 +176,12 @@ NODE_DRAIN_WAIT=60
 for n in "${NODES[@]}"; do hnode_mount "$n"; done
 mkdir "$(mnt a)/hx"
 
-NEMESES=(partition cut_pg cut_s3 stop kill9 pg s3 gc drain)
+NEMESES=(partition cut_pg cut_s3 full stop kill9 pg s3 gc drain)
 if [[ -n $HARNESS_FAKETIME_LIB && ${HARNESS_NO_SKEW:-0} != 1 ]]; then
 	NEMESES+=(skew)
 fi
+# shellcheck disable=SC2206 # a list of words
+[[ -z ${NEMESIS:-} ]] || NEMESES=($NEMESIS)
 
 # hs_wait NAME SECONDS: the workload wrote NAME in the round's directory
 # within SECONDS (1: not yet; fails if the workload is gone)
@@ -209,7 +223,7 @@ for ((R = 1; R <= ROUNDS; R++)); do
 		umount_fs "$(mnt "$TARGET")"
 		hnode_mount "$TARGET" -2m
 	fi
-	python3 "$HDIR/workload.py" "$RD" "$SEED" "$R" "$STRUCK" \
+	HARNESS_NEMESIS=$NEM python3 "$HDIR/workload.py" "$RD" "$SEED" "$R" "$STRUCK" \
 		"$TMP/model.json" a="$(mnt a)" b="$(mnt b)" c="$(mnt c)" \
 		>"$RD/out" 2>&1 &
 	WP=$!
@@ -228,6 +242,11 @@ for ((R = 1; R <= ROUNDS; R++)); do
 		healed="expired $TARGET"
 		;;
 	cut_s3) in_ns "$TARGET" ip route add blackhole "$S3IP/32" ;;
+	full)
+		avail=$(df --output=avail -B1 "$TMP/cache_$TARGET" | tail -n 1)
+		fallocate -l "$avail" "$TMP/cache_$TARGET/filler" ||
+			fail "round $R: cannot fill $TARGET's cache disk"
+		;;
 	stop)
 		kill -STOP "$pid"
 		healed="expired $TARGET"
@@ -247,7 +266,7 @@ for ((R = 1; R <= ROUNDS; R++)); do
 	drain) drained "$TARGET" "round $R: drain during writes" ;;
 	esac
 	case $NEM in
-	partition | cut_pg | cut_s3 | stop)
+	partition | cut_pg | cut_s3 | full | stop)
 		# the spared nodes' work, but the fault lasts 7 s, and is
 		# healed after 30 s whatever the others wait for
 		hs_wait fdone 30 || log "round $R: healing with the spared" \
@@ -263,6 +282,7 @@ for ((R = 1; R <= ROUNDS; R++)); do
 	partition) ip link set "${VETH[$TARGET]}" up ;;
 	cut_pg) in_ns "$TARGET" ip route del blackhole "$HOSTIP/32" ;;
 	cut_s3) in_ns "$TARGET" ip route del blackhole "$S3IP/32" ;;
+	full) rm -f "$TMP/cache_$TARGET/filler" ;;
 	stop) kill -CONT "$pid" ;;
 	kill9) hnode_mount "$TARGET" ;;
 	esac

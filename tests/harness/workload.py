@@ -39,10 +39,12 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import sys
 import time
 
 WAIT = 240  # seconds a phase waits for the driver
+NAMESPACES = ["hx", "hy"]  # a link from one to the other is a copy
 
 ABSENT = None
 UNKNOWN = "?"
@@ -197,9 +199,48 @@ class Round:
         if src in self.maybe_absent:
             self.maybe_absent.add(dst)
 
-    def fresh_name(self):
+    def fresh_name(self, ns="hx"):
         self.seq += 1
-        return "hx/r%d_%d" % (self.round, self.seq)
+        return "%s/r%d_%d" % (ns, self.round, self.seq)
+
+    def xlink(self, node, src, dst):
+        """A link into another namespace: a copy of SRC's inode as it
+        is (its blocks' counts raised, no data copied), a new inode."""
+        if self.attempt(node, "link", src, dst) is not None:
+            self.uncertain(dst)
+            return
+        self.paths[dst] = self.new_inode(self.inodes[self.paths[src]])
+        if src in self.maybe_absent:
+            self.maybe_absent.add(dst)
+
+    def branch(self, node):
+        """Namespace hx branched as hbROUND through NODE's control file:
+        every path of hx copied, as it is now."""
+        ns = "hb%d" % self.round
+        self.say("%s: branch hx %s" % (node, ns))
+        try:
+            with open(os.path.join(self.mnt[node], ".tally", "ctl"),
+                      "w") as f:
+                f.write("branch hx %s\n" % ns)
+        except OSError as e:
+            # made whole or not at all: looked at again in settle();
+            # only a server's fault may fail it (the struck node is
+            # not the one branching)
+            self.say("branch on %s: %s" % (node, e.strerror))
+            if self.target != "none":
+                self.fail("branch hx %s on %s: %s (the fault is on "
+                          "node %s)" % (ns, node, e.strerror, self.target))
+            self.branched = ns
+            self.branch_failed = True
+            return
+        self.branched = ns
+        self.say("branched hx as %s" % ns)
+        for path, i in sorted(self.paths.items()):
+            if path.startswith("hx/"):
+                dst = ns + path[2:]
+                self.paths[dst] = self.new_inode(self.inodes[i])
+                if path in self.maybe_absent:
+                    self.maybe_absent.add(dst)
 
     def some_ops(self, nodes, n):
         """N random operations on NODES."""
@@ -210,20 +251,30 @@ class Round:
             known = sorted(p for p in self.paths
                            if p not in self.maybe_absent)
             op = self.rng.random()
-            if op < 0.45 or not known:
+            if op < 0.42 or not known:
                 path = (self.rng.choice(known) if known and
-                        self.rng.random() < 0.3 else self.fresh_name())
+                        self.rng.random() < 0.3 else
+                        self.fresh_name(self.rng.choice(NAMESPACES)))
                 self.write(node, path, self.rng.randrange(len(self.contents)))
-            elif op < 0.6:
+            elif op < 0.56:
                 self.unlink(node, self.rng.choice(known))
-            elif op < 0.8:
+            elif op < 0.74:
+                # within a namespace (across one a rename is EXDEV)
                 src = self.rng.choice(known)
-                dst = (self.rng.choice(known) if self.rng.random() < 0.3
-                       else self.fresh_name())
+                ns = src.split("/")[0]
+                same = [p for p in known if p.startswith(ns + "/")]
+                dst = (self.rng.choice(same) if self.rng.random() < 0.3
+                       else self.fresh_name(ns))
                 if dst != src and self.paths.get(dst) != self.paths[src]:
                     self.rename(node, src, dst)
+            elif op < 0.87:
+                src = self.rng.choice(known)
+                self.link(node, src, self.fresh_name(src.split("/")[0]))
             else:
-                self.link(node, self.rng.choice(known), self.fresh_name())
+                src = self.rng.choice(known)
+                other = [n for n in NAMESPACES if not
+                         src.startswith(n + "/")][0]
+                self.xlink(node, src, self.fresh_name(other))
 
     # ------------------------------------------------------------ holds
 
@@ -323,12 +374,16 @@ class Round:
 
     def check(self):
         names = set()
+        spaces = NAMESPACES + ([self.branched] if self.branched and
+                               not self.branch_failed else [])
         for node in self.nodes:
-            try:
-                names |= {"hx/" + n for n in
-                          os.listdir(os.path.join(self.mnt[node], "hx"))}
-            except OSError as e:
-                self.fail("node %s: listing hx: %s" % (node, e.strerror))
+            for ns in spaces:
+                try:
+                    names |= {ns + "/" + n for n in
+                              os.listdir(os.path.join(self.mnt[node], ns))}
+                except OSError as e:
+                    self.fail("node %s: listing %s: %s" %
+                              (node, ns, e.strerror))
         for path in sorted(names | set(self.paths)):
             i = self.paths.get(path)
             want = None if i is None else self.inodes[i]
@@ -370,6 +425,16 @@ class Round:
         """Make what a failed operation left certain again for the next
         rounds: its paths removed, the other names of its inodes written."""
         node = self.nodes[0]
+        if self.branched:
+            # the branch goes: the model keeps the namespaces it plays in
+            top = os.path.join(self.mnt[node], self.branched)
+            if os.path.exists(top):
+                shutil.rmtree(top, onerror=lambda f, p, e: self.fail(
+                    "removing %s: %s" % (p, e[1])))
+            for path in [p for p in self.paths
+                         if p.startswith(self.branched + "/")]:
+                self.paths.pop(path)
+                self.maybe_absent.discard(path)
         for path in sorted(self.maybe_absent):
             self.unlink(node, path)
             self.paths.pop(path, None)
@@ -404,8 +469,11 @@ class Round:
         self.seq = 0
         self.held = []
         self.maybe_absent = set()
-        os.makedirs(os.path.join(self.mnt[self.nodes[0]], "hx"),
-                    exist_ok=True)
+        self.branched = None
+        self.branch_failed = False
+        for ns in NAMESPACES:
+            os.makedirs(os.path.join(self.mnt[self.nodes[0]], ns),
+                        exist_ok=True)
         spared = [n for n in self.nodes if n != self.target]
         self.some_ops(self.nodes, 6)
         if self.target != "none":
@@ -413,7 +481,13 @@ class Round:
         self.hold(self.rng.choice(spared))
         self.signal("ready")
         self.wait("faulted")
-        self.some_ops(spared, 5)
+        # a full cache disk: the struck node writes too (a write it
+        # cannot keep fails, ENOSPC, and is uncertain)
+        self.some_ops(self.nodes if os.environ.get("HARNESS_NEMESIS") ==
+                      "full" else spared, 5)
+        # a branch, one round in three, while the fault is on
+        if self.rng.random() < 1 / 3:
+            self.branch(self.rng.choice(spared))
         # the target's held file unlinked by another node while the
         # target is cut off, stopped or killed: its descriptor must
         # still read what it wrote
