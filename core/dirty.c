@@ -463,8 +463,7 @@ int dirty_get(struct tally *t, struct inode *ip, uint64_t idx, bool whole,
 
 		if (keep > t->bs)
 			keep = t->bs;
-		rc = dirty_read_below(t, ip, idx, buf, 0, (size_t)keep,
-				      false);
+		rc = dirty_read_below(t, ip, idx, buf, 0, (size_t)keep, false);
 		if (rc) {
 			dirty_buf_put(t, buf);
 			return rc;
