@@ -139,7 +139,9 @@ class Round:
             return
         ok = True
         try:
-            os.write(fd, data)
+            off = 0
+            while off < len(data):
+                off += os.write(fd, data[off:])
             os.fsync(fd)
         except OSError as e:
             self.say("write %s on %s: %s" % (path, node, e.strerror))
@@ -235,10 +237,15 @@ class Round:
             return
         self.branched = ns
         self.say("branched hx as %s" % ns)
+        # an inode of hx becomes one inode of the branch: its names
+        # there are links of each other, as they were in hx
+        copy = {}
         for path, i in sorted(self.paths.items()):
             if path.startswith("hx/"):
                 dst = ns + path[2:]
-                self.paths[dst] = self.new_inode(self.inodes[i])
+                if i not in copy:
+                    copy[i] = self.new_inode(self.inodes[i])
+                self.paths[dst] = copy[i]
                 if path in self.maybe_absent:
                     self.maybe_absent.add(dst)
 
@@ -391,18 +398,37 @@ class Round:
                 self.check_one(node, path, want, path in self.maybe_absent)
 
     def check_one(self, node, path, want, may_be_absent):
+        step = "open"
         try:
-            with open(self.real(node, path), "rb") as f:
-                got = f.read()
-                size = os.fstat(f.fileno()).st_size
+            fd = os.open(self.real(node, path), os.O_RDONLY)
         except FileNotFoundError:
             if want is not None and not may_be_absent:
                 self.fail("node %s: %s is missing, acknowledged as "
                           "content %s" % (node, path, want))
             return
         except OSError as e:
-            self.fail("node %s: read %s: %s" % (node, path, e.strerror))
+            self.fail("node %s: open %s: %s" % (node, path, e.strerror))
             return
+        try:
+            step = "read"
+            got = b""
+            while True:
+                part = os.read(fd, 1 << 20)
+                if not part:
+                    break
+                got += part
+            step = "fstat"
+            size = os.fstat(fd).st_size
+        except OSError as e:
+            self.fail("node %s: %s %s: %s" % (node, step, path, e.strerror))
+            os.close(fd)
+            return
+        try:
+            os.close(fd)
+        except OSError as e:
+            # a descriptor that only read: nothing of it to report
+            self.fail("node %s: close %s (opened to read): %s" %
+                      (node, path, e.strerror))
         k = self.by_hash.get(hashlib.sha256(got).digest())
         if want is None:
             if not may_be_absent:
