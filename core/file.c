@@ -387,8 +387,29 @@ int tally_release(struct tally *t, uint64_t ino)
 	return rc;
 }
 
+/* A shared store's close that reports @err: the data it could not
+ * commit goes, unless another descriptor holds the file
+ * (inode_drop_unsaved()). */
+static void drop_unsaved(struct tally *t, struct inode *ip, int err)
+{
+	uint64_t blocks;
+
+	pthread_rwlock_wrlock(&ip->io->rw);
+	tally_lock(t);
+	blocks = inode_drop_unsaved(t, ip);
+	tally_unlock(t);
+	pthread_rwlock_unlock(&ip->io->rw);
+	if (blocks)
+		log_msg(LOG_ERR,
+			"data of inode %" PRIu64 " not committed (%s): %" PRIu64
+			" block(s) dropped at its close, which reported it; "
+			"the file is as committed",
+			ip->ino, strerror(-err), blocks);
+}
+
 /* Close of one descriptor: start a flush, do not wait for it; report
- * what failed before (invariant 3). */
+ * what failed before (invariant 3); on a shared store, wait for it and
+ * drop what could not be committed. */
 int tally_flush(struct tally *t, uint64_t ino)
 {
 	struct inode *ip;
@@ -412,6 +433,8 @@ int tally_flush(struct tally *t, uint64_t ino)
 		rc = flush_wait(t, seq, 0);
 		if (!rc)
 			rc = flush_take_err(t, ip, UINT64_MAX);
+		if (rc)
+			drop_unsaved(t, ip, rc);
 	} else if (!rc) {
 		rc = flush_take_err(t, ip, before);
 	}

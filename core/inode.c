@@ -24,7 +24,9 @@
  *  3. A failed commit keeps its dirty blocks; the error is returned by the
  *     next flush/fsync/close of the file (inode->err). A close reports
  *     only the failures of flushes started before it (inode->err_seq):
- *     its own flush may fail later, and that reaches the next one.
+ *     its own flush may fail later, and that reaches the next one. On a
+ *     shared store a close waits for its flush, and the node's last
+ *     close that reports a failure drops the data (inode_drop_unsaved()).
  *
  * Lock order: inode->rw, then t->lock, then inode->mlock. t->lock
  * protects the inode table, the entry cache and the fields of struct
@@ -185,6 +187,36 @@ void inode_drop_failed(struct tally *t, struct inode *ip)
 		t->dirty_blocks -= f->nblk;
 		flush_free(t, f);
 	}
+}
+
+/*
+ * A shared store's close reported that @ip's data could not be committed
+ * (a full cache disk, a server unreachable past the retries), and no
+ * other descriptor of this node holds the file: what it reported goes,
+ * the parked flushes and a shrink not committed, and the inode is as
+ * committed (its size too), to be made again from its row at the next
+ * open or lookup. Kept, the data would go again with a later flush, over
+ * what other nodes wrote since (close-to-open: they may, once it is
+ * closed here). A single host keeps it: nothing else writes the file.
+ * Not with dirty data (a write that came after) or a flush in flight.
+ */
+uint64_t inode_drop_unsaved(struct tally *t, struct inode *ip)
+{
+	uint64_t before = ip->flight_blocks;
+	bool inflight;
+
+	if (!meta_shared(t->meta) || !ip->io || ip->opens > 1 || ip->ndirty)
+		return 0;
+	pthread_mutex_lock(&ip->io->mlock);
+	inflight = ip->io->inflight != NULL;
+	pthread_mutex_unlock(&ip->io->mlock);
+	if (inflight)
+		return 0;
+	inode_drop_failed(t, ip);
+	ip->truncated = false;
+	ip->md.size = ip->dsize;
+	ip->md.alloc = ip->dalloc;
+	return before - ip->flight_blocks;
 }
 
 /* Drop the data of an inode (t->lock held): it was freed, or the whole
