@@ -331,7 +331,7 @@ int tally_open_file(struct tally *t, uint64_t ino, int flags)
 int tally_release(struct tally *t, uint64_t ino)
 {
 	struct inode *ip;
-	uint64_t seq;
+	uint64_t seq, dropped = 0;
 	bool last;
 	int rc = 0;
 
@@ -344,7 +344,19 @@ int tally_release(struct tally *t, uint64_t ino)
 	tally_lock(t);
 	last = ip->opens == 1 && ip->md.nlink == 0 && !ip->freed &&
 	       !S_ISDIR(ip->md.mode);
+	/* a shared store: what the last close reported it could not
+	 * commit goes, rather than go again over what other nodes write
+	 * once it is closed here (inode_drop_unsaved()); a failure no
+	 * close reported yet (ip->err) is sent again */
+	if (tally_meta_shared(t) && ip->opens == 1 && ip->nfailed && !ip->err)
+		dropped = inode_drop_unsaved(t, ip);
 	tally_unlock(t);
+	if (dropped)
+		log_msg(LOG_ERR,
+			"data of inode %" PRIu64 " not committed: %" PRIu64
+			" block(s) dropped at its last close, which reported "
+			"the failure; the file is as committed",
+			ino, dropped);
 	/* data of a file that goes away now needs no flush */
 	if (!last)
 		rc = flush_rotate(t, ip, NULL, 0, false, &seq);
@@ -387,29 +399,9 @@ int tally_release(struct tally *t, uint64_t ino)
 	return rc;
 }
 
-/* A shared store's close that reports @err: the data it could not
- * commit goes, unless another descriptor holds the file
- * (inode_drop_unsaved()). */
-static void drop_unsaved(struct tally *t, struct inode *ip, int err)
-{
-	uint64_t blocks;
-
-	pthread_rwlock_wrlock(&ip->io->rw);
-	tally_lock(t);
-	blocks = inode_drop_unsaved(t, ip);
-	tally_unlock(t);
-	pthread_rwlock_unlock(&ip->io->rw);
-	if (blocks)
-		log_msg(LOG_ERR,
-			"data of inode %" PRIu64 " not committed (%s): %" PRIu64
-			" block(s) dropped at its close, which reported it; "
-			"the file is as committed",
-			ip->ino, strerror(-err), blocks);
-}
-
 /* Close of one descriptor: start a flush, do not wait for it; report
- * what failed before (invariant 3); on a shared store, wait for it and
- * drop what could not be committed. */
+ * what failed before (invariant 3); on a shared store, wait for it (and
+ * tally_release() drops what the last close could not commit). */
 int tally_flush(struct tally *t, uint64_t ino)
 {
 	struct inode *ip;
@@ -433,8 +425,6 @@ int tally_flush(struct tally *t, uint64_t ino)
 		rc = flush_wait(t, seq, 0);
 		if (!rc)
 			rc = flush_take_err(t, ip, UINT64_MAX);
-		if (rc)
-			drop_unsaved(t, ip, rc);
 	} else if (!rc) {
 		rc = flush_take_err(t, ip, before);
 	}

@@ -25,8 +25,9 @@
  *     next flush/fsync/close of the file (inode->err). A close reports
  *     only the failures of flushes started before it (inode->err_seq):
  *     its own flush may fail later, and that reaches the next one. On a
- *     shared store a close waits for its flush, and the node's last
- *     close that reports a failure drops the data (inode_drop_unsaved()).
+ *     shared store a close waits for its flush, and the release after
+ *     the node's last close that reported a failure drops the data
+ *     (inode_drop_unsaved()).
  *
  * Lock order: inode->rw, then t->lock, then inode->mlock. t->lock
  * protects the inode table, the entry cache and the fields of struct
@@ -190,15 +191,16 @@ void inode_drop_failed(struct tally *t, struct inode *ip)
 }
 
 /*
- * A shared store's close reported that @ip's data could not be committed
- * (a full cache disk, a server unreachable past the retries), and no
- * other descriptor of this node holds the file: what it reported goes,
- * the parked flushes and a shrink not committed, and the inode is as
+ * A shared store's last close of @ip on this node reported that its data
+ * could not be committed (a full cache disk, a server unreachable past
+ * the retries), and the file is released: what it reported goes, the
+ * parked flushes and a shrink not committed, and the inode is as
  * committed (its size too), to be made again from its row at the next
  * open or lookup. Kept, the data would go again with a later flush, over
  * what other nodes wrote since (close-to-open: they may, once it is
  * closed here). A single host keeps it: nothing else writes the file.
- * Not with dirty data (a write that came after) or a flush in flight.
+ * Not with another descriptor open, dirty data (a write that came after)
+ * or a flush in flight.
  */
 uint64_t inode_drop_unsaved(struct tally *t, struct inode *ip)
 {

@@ -345,7 +345,7 @@ void dirnames_changed(struct tally *t, uint64_t dir);
 void dirnames_forget_all(struct tally *t);
 void dirnames_release(struct tally *t);
 void inode_drop_failed(struct tally *t, struct inode *ip);
-/* A shared store's close reported that @ip's data could not be
+/* A shared store's last close reported that @ip's data could not be
  * committed: see inode.c. Returns the blocks dropped (rw exclusive and
  * t->lock held). */
 uint64_t inode_drop_unsaved(struct tally *t, struct inode *ip);
