@@ -264,13 +264,19 @@ static int clean_orphans(struct tally *t)
 	else
 		rc = meta_inode_orphans(t->meta, &inos, &n);
 	for (i = 0; i < n && !rc; i++) {
-		rc = meta_begin(t->meta);
-		if (rc)
-			break;
-		rc = meta_blocks_drop(t->meta, inos[i], 0);
-		if (!rc)
-			rc = meta_inode_delete(t->meta, inos[i]);
-		rc = tally_txn_end(t, rc);
+		unsigned attempt = 0;
+
+		/* on a shared store another node may free the same inode
+		 * now (its cleanup of this node's expired session): a
+		 * deadlock between the two runs again, and finds it gone */
+		do {
+			rc = meta_begin(t->meta);
+			if (!rc)
+				rc = meta_blocks_drop(t->meta, inos[i], 0);
+			if (!rc)
+				rc = meta_inode_delete(t->meta, inos[i]);
+			rc = tally_txn_end(t, rc);
+		} while (tally_retry(t, &rc, &attempt));
 	}
 	if (n)
 		log_msg(LOG_INFO,
