@@ -15,6 +15,12 @@
 #   cut_pg     the node cut from PostgreSQL alone 7 s (a blackhole route
 #              in its namespace), its session expiring meanwhile
 #   cut_s3     the node cut from the S3 server alone 7 s
+#   late       the node's PUTs and DELETEs held 7 s by its fault proxy
+#              (each node reaches the S3 server through one of its own,
+#              tests/s3/faultproxy.py), then delivered late: after the
+#              node sent them again, and after other nodes shipped the
+#              same content again
+#   5xx        the S3 server answers the node 503 SlowDown for 7 s
 #   full       the node's cache disk (a tmpfs of its own) filled while
 #              it writes too, then emptied
 #   stop       SIGSTOP of the node's daemon 7 s, then SIGCONT
@@ -119,6 +125,7 @@ harness_down() {
 	for p in "${DAEMON_PID[@]}"; do kill -CONT "$p" 2>/dev/null; done
 	[[ -n ${WP:-} ]] && kill "$WP" 2>/dev/null
 	daemons_down
+	for p in "${PROXY_PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	net_down
 }
 PG_BEFORE_STOP=harness_down
@@ -139,8 +146,30 @@ pg_restart || fail "cannot restart PostgreSQL on $HOSTIP"
 export no_proxy=$no_proxy,$HOSTIP,$S3IP NO_PROXY=$NO_PROXY,$HOSTIP,$S3IP
 S3_EP=http://$S3IP:$S3_PORT
 NSHARED="meta=postgres://tally@$HOSTIP:$PG_PORT/$PG_DB"
-NSHARED+=",remote=s3://$S3_BUCKET/hx,remote_endpoint=$S3_EP"
+NSHARED+=",remote=s3://$S3_BUCKET/hx"
 FSCK_OPTS="meta=$PG_URI,remote_endpoint=$S3_EP"
+
+# each node's requests to the S3 server go through a fault proxy of its
+# own on the bridge (the late and 5xx nemeses); controlled from here
+declare -A PPORT=() PCTL=()
+PROXY_PIDS=()
+for n in "${NODES[@]}"; do
+	python3 "$TALLY_SRC/tests/s3/faultproxy.py" --upstream "$S3IP:$S3_PORT" \
+		--listen-addr "$S3IP" --lifetime "$SCN_TIMEOUT" \
+		>"$TMP/proxy_$n.ports" 2>"$TMP/proxy_$n.log" &
+	PROXY_PIDS+=($!)
+done
+for n in "${NODES[@]}"; do
+	wait_for 20 bash -c "[[ \$(wc -l <'$TMP/proxy_$n.ports') -ge 2 ]]" ||
+		fail "node $n's fault proxy did not start: $(cat "$TMP/proxy_$n.log")"
+	PPORT[$n]=$(sed -n 1p "$TMP/proxy_$n.ports")
+	PCTL[$n]=$(sed -n 2p "$TMP/proxy_$n.ports")
+done
+# hproxy NODE COMMAND: a command to NODE's fault proxy (faultproxy.py)
+hproxy() {
+	T curl -fsS "http://127.0.0.1:${PCTL[$1]}/$2" ||
+		fail "round ${R:-0}: $1's fault proxy: $2"
+}
 
 # -------------------------------------------------------------- the nodes
 
@@ -166,8 +195,8 @@ hnode_mount() {
 	mkdir -p "$(mnt "$1")"
 	HARNESS_NS=${NS[$1]}
 	HARNESS_SKEW=${2:-}
-	mount_fs "$TMP/cache_$1" \
-		"$(mnt "$1")" -o "$NSHARED" \
+	mount_fs "$TMP/cache_$1" "$(mnt "$1")" -o "$NSHARED" \
+		-o "remote_endpoint=http://$S3IP:${PPORT[$1]}" \
 		-o heartbeat=1,remote_delete_delay=1,remote_retry_max=1 \
 		-o remote_timeout=10,remote_drain_timeout=10
 }
@@ -176,7 +205,7 @@ NODE_DRAIN_WAIT=60
 for n in "${NODES[@]}"; do hnode_mount "$n"; done
 mkdir "$(mnt a)/hx"
 
-NEMESES=(partition cut_pg cut_s3 full stop kill9 pg s3 gc drain)
+NEMESES=(partition cut_pg cut_s3 late 5xx full stop kill9 pg s3 gc drain)
 if [[ -n $HARNESS_FAKETIME_LIB && ${HARNESS_NO_SKEW:-0} != 1 ]]; then
 	NEMESES+=(skew)
 fi
@@ -242,6 +271,8 @@ for ((R = 1; R <= ROUNDS; R++)); do
 		healed="expired $TARGET"
 		;;
 	cut_s3) in_ns "$TARGET" ip route add blackhole "$S3IP/32" ;;
+	late) hproxy "$TARGET" "hold?method=PUT,DELETE" >/dev/null ;;
+	5xx) hproxy "$TARGET" "status/503" >/dev/null ;;
 	full)
 		avail=$(df --output=avail -B1 "$TMP/cache_$TARGET" | tail -n 1)
 		fallocate -l "$avail" "$TMP/cache_$TARGET/filler" ||
@@ -266,7 +297,7 @@ for ((R = 1; R <= ROUNDS; R++)); do
 	drain) drained "$TARGET" "round $R: drain during writes" ;;
 	esac
 	case $NEM in
-	partition | cut_pg | cut_s3 | full | stop)
+	partition | cut_pg | cut_s3 | late | 5xx | full | stop)
 		# the spared nodes' work, but the fault lasts 7 s, and is
 		# healed after 30 s whatever the others wait for
 		hs_wait fdone 30 || log "round $R: healing with the spared" \
@@ -282,6 +313,15 @@ for ((R = 1; R <= ROUNDS; R++)); do
 	partition) ip link set "${VETH[$TARGET]}" up ;;
 	cut_pg) in_ns "$TARGET" ip route del blackhole "$HOSTIP/32" ;;
 	cut_s3) in_ns "$TARGET" ip route del blackhole "$S3IP/32" ;;
+	late)
+		# what was held reaches the server now, late: the node has
+		# sent it again meanwhile, the other nodes wrote on
+		hproxy "$TARGET" pass >/dev/null
+		log "round $R: delivered late:" \
+			"$(hproxy "$TARGET" deliver | awk '{ print $1, $2 }' |
+				sort | uniq -c | tr -s ' \n' ' ')"
+		;;
+	5xx) hproxy "$TARGET" pass >/dev/null ;;
 	full) rm -f "$TMP/cache_$TARGET/filler" ;;
 	stop) kill -CONT "$pid" ;;
 	kill9) hnode_mount "$TARGET" ;;

@@ -507,10 +507,11 @@ class Round:
         self.hold(self.rng.choice(spared))
         self.signal("ready")
         self.wait("faulted")
-        # a full cache disk: the struck node writes too (a write it
-        # cannot keep fails, ENOSPC, and is uncertain)
-        self.some_ops(self.nodes if os.environ.get("HARNESS_NEMESIS") ==
-                      "full" else spared, 5)
+        # a full cache disk, requests to the S3 server held or answered
+        # 503: the struck node works too (a write it cannot keep fails,
+        # ENOSPC or EIO, and is uncertain)
+        self.some_ops(self.nodes if os.environ.get("HARNESS_NEMESIS") in
+                      ("full", "late", "5xx") else spared, 5)
         # a branch, one round in three, while the fault is on
         if self.rng.random() < 1 / 3:
             self.branch(self.rng.choice(spared))

@@ -2,11 +2,12 @@
 # SPDX-License-Identifier: MIT
 """An HTTP/1.1 fault proxy, between tallyfs and its S3 server in the tests.
 
-    faultproxy.py --upstream HOST:PORT [--listen-port N] [--control-port N]
-                  [--lifetime SECONDS] [--verbose]
+    faultproxy.py --upstream HOST:PORT [--listen-addr A] [--listen-port N]
+                  [--control-port N] [--lifetime SECONDS] [--verbose]
 
-Listens on 127.0.0.1:N (0: a free port) and forwards each request to the
-upstream server, transparently: the request head goes out byte for byte,
+Listens on 127.0.0.1:N (0: a free port; --listen-addr another address of
+this host) and forwards each request to the upstream server,
+transparently: the request head goes out byte for byte,
 bodies are streamed both ways (Content-Length and chunked), interim 100
 Continue answers are relayed, and each client connection has its own
 upstream connection, kept alive as long as both ends keep theirs.
@@ -853,8 +854,9 @@ async def settle(*tasks):
 class Proxy:
     """The listener, the mode, the counters."""
 
-    def __init__(self, upstream):
+    def __init__(self, upstream, addr="127.0.0.1"):
         self.upstream = upstream
+        self.addr = addr
         self.mode = Mode("pass")
         self.stats = dict.fromkeys(STAT_KEYS, 0)
         self.release = asyncio.Event()
@@ -870,7 +872,7 @@ class Proxy:
 
     async def listen(self, port):
         self.server = await asyncio.start_server(
-            self.serve, "127.0.0.1", port, limit=HEAD_LIMIT,
+            self.serve, self.addr, port, limit=HEAD_LIMIT,
             reuse_address=True)
         self.port = self.server.sockets[0].getsockname()[1]
 
@@ -1013,15 +1015,15 @@ def parse_hostport(text):
 
 
 async def run(args):
-    proxy = Proxy(args.upstream)
+    proxy = Proxy(args.upstream, args.listen_addr)
     await proxy.listen(args.listen_port)
     ctl = await asyncio.start_server(proxy.control, "127.0.0.1",
                                      args.control_port, reuse_address=True)
     ctl_port = ctl.sockets[0].getsockname()[1]
     sys.stdout.write("%d\n%d\n" % (proxy.port, ctl_port))
     sys.stdout.flush()
-    log("listening on 127.0.0.1:%d, control on 127.0.0.1:%d, upstream "
-        "%s:%d", proxy.port, ctl_port, *args.upstream)
+    log("listening on %s:%d, control on 127.0.0.1:%d, upstream %s:%d",
+        args.listen_addr, proxy.port, ctl_port, *args.upstream)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -1042,8 +1044,12 @@ def main():
                     "notes at the top of this file)")
     ap.add_argument("--upstream", required=True, type=parse_hostport,
                     help="HOST:PORT of the S3 server")
+    ap.add_argument("--listen-addr", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1; the "
+                         "fault harness gives its bridge's)")
     ap.add_argument("--listen-port", type=int, default=0,
-                    help="port on 127.0.0.1 (default 0: a free one)")
+                    help="port on the listen address (default 0: a free "
+                         "one)")
     ap.add_argument("--control-port", type=int, default=0,
                     help="control port on 127.0.0.1 (default 0: a free "
                          "one)")
