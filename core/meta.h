@@ -312,6 +312,11 @@ int meta_obj_exists(struct meta *m, const char *name);
 int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from);
 /* Give inode @dst the block references and xattrs of @src (counts +1). */
 int meta_blocks_copy(struct meta *m, uint64_t src, uint64_t dst);
+/* The same; a shared store also gives @dst the size and allocation of
+ * @src read with its blocks, and says them in @at (known is false on
+ * one host, and on a shared store when either row is gone). */
+int meta_blocks_copy_at(struct meta *m, uint64_t src, uint64_t dst,
+			struct meta_map_at *at);
 /* Refcounts of the objects of @ino, in block order (holes skipped). */
 int meta_refcounts(struct meta *m, uint64_t ino, uint64_t **counts, size_t *n);
 

@@ -124,6 +124,15 @@ static const char *const object_pg[O_COUNT] = {
 	/* a shared store: the inode's row with its blocks (one row of NULLs
 	 * if it has none), so that an inode another node freed is told
 	 * from one without blocks: no row at all */
+	/* the copy gives ?2 the size and allocation of ?1 read in the
+	 * snapshot its blocks are read in (one statement): another node's
+	 * commit between two statements gave a copy of its new blocks the
+	 * old size, zeros past the new end */
+	[O_COPY_BLOCKS] = "WITH c AS (INSERT INTO blocks(ino, idx, obj, shard) "
+			  "SELECT ?2, idx, obj, shard FROM blocks "
+			  "WHERE ino = ?1) UPDATE inodes SET size = s.size, "
+			  "alloc = s.alloc FROM inodes s WHERE inodes.ino = ?2 "
+			  "AND s.ino = ?1 RETURNING inodes.size, inodes.alloc",
 	/* with the inode's size and allocation in the same snapshot */
 	[O_BLOCKS_LOAD] = "SELECT b.idx, b.obj, b.shard, o.name, o.size, "
 			  "i.size, i.alloc "
@@ -550,9 +559,27 @@ int meta_refs_gone(struct meta *m, const struct meta_sql *t, int id, int64_t a)
 
 int meta_blocks_copy(struct meta *m, uint64_t src, uint64_t dst)
 {
-	int rc = exec_pair(m, O_COPY_BLOCKS, (int64_t)src, (int64_t)dst,
-			   "block copy");
+	return meta_blocks_copy_at(m, src, dst, NULL);
+}
 
+int meta_blocks_copy_at(struct meta *m, uint64_t src, uint64_t dst,
+			struct meta_map_at *at)
+{
+	struct meta_st *s;
+	int rc = stmt_pair(m, O_COPY_BLOCKS, (int64_t)src, (int64_t)dst, &s);
+
+	if (at)
+		at->known = false;
+	if (rc)
+		return rc;
+	/* a shared store's copy returns the size it gave @dst */
+	while ((rc = meta_step(m, s, "block copy")) > 0) {
+		if (at) {
+			at->known = true;
+			at->size = (uint64_t)meta_col_int(s, 0);
+			at->alloc = (uint64_t)meta_col_int(s, 1);
+		}
+	}
 	if (!rc)
 		rc = meta_run_int(m, &meta_object_sql, O_COPY_COUNTS,
 				  (int64_t)dst, "refcount update");

@@ -712,6 +712,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 {
 	struct inode *ip = NULL, *npip = NULL, *nip;
 	struct meta_inode md, npmd;
+	struct meta_map_at at = { 0 };
 	bool open;
 	int rc = tally_check_name(newname);
 
@@ -820,7 +821,13 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		free(target);
 	}
 	if (!rc)
-		rc = meta_blocks_copy(t->meta, ip->ino, md.ino);
+		rc = meta_blocks_copy_at(t->meta, ip->ino, md.ino, &at);
+	/* a shared store: the source's committed size, read with the
+	 * blocks copied (another node may have rewritten it since this
+	 * node read its row: dsize is this node's view); no row, another
+	 * node removed it */
+	if (!rc && meta_shared(t->meta) && !at.known)
+		rc = -ENOENT;
 	if (!rc)
 		rc = meta_dentry_insert(t->meta, newparent, newname, md.ino);
 	if (!rc)
@@ -832,6 +839,10 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		goto out_unlock;
 	}
 	npip->md = npmd;
+	if (at.known) {
+		nip->md.size = nip->dsize = at.size;
+		nip->md.alloc = nip->dalloc = at.alloc;
+	}
 	inode_insert(t, nip);
 	nip->nlookup = 1;
 	dcache_put(t, newparent, newname, md.ino);

@@ -7,7 +7,8 @@
 #  - write on A, close, read on B and C, byte-exact; a file grown and
 #    shrunk on B read whole on A and C after a listing; a descriptor
 #    opened before another node's rewrite, or whose old blocks another
-#    node's rewrite freed, reads one content whole;
+#    node's rewrite freed, reads one content whole; a file A holds open,
+#    rewritten by B, linked by A into another namespace: B's content;
 #    rename and rmdir on one node seen from the others;
 #  - every node is a session in /.tally/status, with its host and pid;
 SCN_TIMEOUT=600
@@ -148,6 +149,29 @@ got = os.pread(fd, 400000, 0)
 os.close(fd)
 sys.exit(0 if got in (old, new) else 1)
 EOF
+
+log "a file A holds open, rewritten by B, linked by A into another namespace"
+# the copy took the size of A's view (300000) and the blocks B committed
+# (200000 bytes): B's content and 100000 zeros, on every node
+mkdir "$(mnt a)/xl"
+T cat "$TMP/old" >"$(mnt a)/ns/grow/x"
+T python3 - "$(mnt a)/ns/grow/x" "$(mnt b)/ns/grow/x" "$(mnt a)/xl/x" \
+	"$TMP/new" <<'EOF' || fail "node a's link of a file B rewrote"
+import os, sys, time
+on_a, on_b, copy, new = sys.argv[1:]
+new = open(new, "rb").read()
+fd = os.open(on_a, os.O_RDWR)
+os.pread(fd, 400000, 0)
+with open(on_b, "wb") as f:
+    f.write(new)
+time.sleep(0.5)  # B's change notification reaches A
+os.link(on_a, copy)
+os.close(fd)
+EOF
+for n in a b c; do
+	T cmp "$TMP/new" "$(mnt "$n")/xl/x" ||
+		fail "node $n reads the copy of a file B rewrote wrong"
+done
 
 log "a name B makes in a directory A made (A knows it whole) is seen on A"
 mkdir "$(mnt a)/ns/known"
