@@ -289,6 +289,7 @@ class Round:
         """Open a new file on NODE, write, fsync; keep it open."""
         path = self.fresh_name()
         k = self.rng.randrange(len(self.contents))
+        self.say("%s: hold %s content %d" % (node, path, k))
         try:
             fd = os.open(self.real(node, path), os.O_RDWR | os.O_CREAT, 0o644)
             os.write(fd, self.contents[k])
