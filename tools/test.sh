@@ -18,6 +18,11 @@ setup() {
 	fi
 }
 
+# The fault harness's draws in CI: one seed, so that main's CI does not
+# fail at random on a seed no one tried (SEED= explores; docs/design.md,
+# "The fault harness")
+export HARNESS_SEED=20261126
+
 echo "== gcc, -Werror"
 setup build-test -Dwerror=true -Dtests=enabled
 ninja -C build-test
