@@ -33,12 +33,15 @@ mkdir "$(mnt a)/ns"
 T cp "$TMP/c1" "$(mnt a)/ns/f"
 assert_same_content "$TMP/c1" "$(mnt b)/ns/f"
 
-# failed_write SRC: B writes SRC's bytes over ns/f through one
+# failed_write SRC [child]: B writes SRC's bytes over ns/f through one
 # descriptor, its cache disk is filled, it closes; prints what the close
-# gave (OK or the errno's name). The filler stays until unfill.
+# gave (OK or the errno's name). The filler stays until unfill. With
+# child, a child process closes a copy of the descriptor first (a flush
+# that fails, reported to no one who wrote), then the filler goes, then
+# the descriptor is closed.
 failed_write() {
-	T python3 - "$(mnt b)/ns/f" "$1" "$TMP/cache_b/filler" <<-'EOF'
-	import errno, os, sys
+	T python3 - "$(mnt b)/ns/f" "$1" "$TMP/cache_b/filler" "${2:-}" <<-'EOF'
+	import errno, os, subprocess, sys
 	data = open(sys.argv[2], "rb").read()
 	fd = os.open(sys.argv[1], os.O_WRONLY)
 	# from the end back, 64 KiB at a time: not a sequential writer's
@@ -52,6 +55,10 @@ failed_write() {
 	filler = os.open(sys.argv[3], os.O_WRONLY | os.O_CREAT, 0o600)
 	os.posix_fallocate(filler, 0, st.f_bavail * st.f_frsize - (1 << 20))
 	os.close(filler)
+	if sys.argv[4] == "child":
+	    os.set_inheritable(fd, True)
+	    subprocess.run(["true"], close_fds=False, check=True)
+	    os.unlink(sys.argv[3])
 	try:
 	    os.close(fd)
 	    print("OK")
@@ -94,28 +101,7 @@ for n in a b; do
 done
 
 log "a child's close of a copy fails: the descriptor still open keeps the write"
-res=$(T python3 - "$(mnt b)/ns/f" "$TMP/c2" "$TMP/cache_b/filler" <<-'EOF'
-	import errno, os, subprocess, sys
-	data = open(sys.argv[2], "rb").read()
-	fd = os.open(sys.argv[1], os.O_WRONLY)
-	for off in reversed(range(0, len(data), 65536)):
-	    os.pwrite(fd, data[off:off + 65536], off)
-	st = os.statvfs(os.path.dirname(sys.argv[3]))
-	filler = os.open(sys.argv[3], os.O_WRONLY | os.O_CREAT, 0o600)
-	os.posix_fallocate(filler, 0, st.f_bavail * st.f_frsize - (1 << 20))
-	os.close(filler)
-	# a child holding a copy of fd: its exec closes it (a flush that
-	# fails, reported to no one who wrote)
-	os.set_inheritable(fd, True)
-	subprocess.run(["true"], close_fds=False, check=True)
-	os.unlink(sys.argv[3])
-	try:
-	    os.close(fd)
-	    print("OK")
-	except OSError as e:
-	    print(errno.errorcode.get(e.errno, str(e.errno)))
-	EOF
-)
+res=$(failed_write "$TMP/c2" child)
 assert_eq "the parent's close once there is room" OK "$res"
 dropped_is 2 || fail "B dropped the write of a descriptor still open"
 for n in a b; do
