@@ -11,10 +11,12 @@
 #    proxy, then dropped): tallyfsck says so (claims_stale), and the next
 #    mount takes the claim over, uploads the content written again and
 #    drains;
-#  - (the same content written on node B while A's DELETE is in
-#    flight, B killed, B's next mount uploading it: left out, it failed
-#    one run in three, its upload still queued after the drain; to be
-#    found and put back, issue 28)
+#  - the same content written on node B while A's DELETE is in flight:
+#    B's row is of a new generation, so its key is not the one A
+#    deletes, and B's upload waits for nothing (drain remote on B
+#    completes while A's DELETE is unanswered); B killed, A's DELETE
+#    answered, the object reads back on B's next mount, and the bucket
+#    keeps B's key alone.
 #  - the bucket unreachable: a close fails with EIO within a remote
 #    timeout and drops what it could not commit (the file reads as
 #    committed: empty); written again once the bucket answers, it goes.
@@ -87,6 +89,39 @@ drained a "after kill -9 with a DELETE in flight"
 bucket_has "$k2" || fail "the content written again is not in the bucket"
 grep -q 'took over 1 deletion claim' "$DLOG" ||
 	fail "no claim was taken over: $(grep claim "$DLOG" | tail -3)"
+
+log "the same content on another node while a DELETE is in flight"
+rand_file "$TMP/c3" $((MIB / 2 + 33))
+T cp "$TMP/c3" "$(mnt a)/ns/z"
+drained a "third upload"
+k3=$(objects "$(mnt a)/ns/z")
+key_a=$(bucket_key "$k3")
+mount_node b
+held=$(proxy_stat stall)
+proxy "stall?method=DELETE" >/dev/null
+rm "$(mnt a)/ns/z"
+wait_for 30 proxy_least stall $((held + 1)) || fail "no DELETE was held"
+T cp "$TMP/c3" "$(mnt b)/ns/z2"
+drained b "the same content while a's DELETE is held"
+# (the proxy's stall forwards a DELETE whole and holds its answer: a's
+# key may be gone already, and a's claim stands till the answer comes)
+key_b=$(bucket_key "$k3")
+[[ -n $key_b && $key_b != "$key_a" ]] ||
+	fail "b's key of $k3 is [$key_b], a deletes $key_a"
+kill9_fs "$(mnt b)"
+# the DELETE's answer reaches a now
+proxy pass >/dev/null
+key_only() { [[ $(keys_of "$k3") == 1 && $(bucket_key "$k3") == "$key_b" ]]; }
+wait_for 30 key_only || fail "keys of $k3 after the late DELETE:" \
+	"$(bucket_keys | grep "$k3")"
+umount_fs "$(mnt a)"
+fsck_of a
+assert_match "tallyfsck: nothing missing" $'bucket_missing: 0\n' "$FSCK_OUT"
+assert_match "tallyfsck: nothing dangling" $'dangling: 0\n' "$FSCK_OUT"
+mount_node b
+T cmp "$TMP/c3" "$(mnt b)/ns/z2" || fail "b reads z2 wrong"
+umount_fs "$(mnt b)"
+mount_node a
 
 log "the bucket unreachable: a close fails with EIO within a remote timeout"
 mkdir "$TMP/mnt_c"
