@@ -256,6 +256,12 @@ int remote_object_key(const struct s3_cfg *cfg, const char *name, char *key,
 /* ------------------------------------------------------------------ */
 /* the bucket's marker: which store it holds */
 
+void remote_bucket_url(const struct s3_cfg *cfg, char *out, size_t len)
+{
+	snprintf(out, len, "s3://%s%s%s", cfg->bucket,
+		 cfg->prefix[0] ? "/" : "", cfg->prefix);
+}
+
 void remote_marker_text(uint64_t store_id, const char *ancestors, char *out,
 			size_t len)
 {
@@ -1802,12 +1808,6 @@ static void *ahead_main(void *arg);
 /* ------------------------------------------------------------------ */
 /* the interface */
 
-static void canonical_url(const struct s3_cfg *cfg, char *out, size_t len)
-{
-	snprintf(out, len, "s3://%s%s%s", cfg->bucket,
-		 cfg->prefix[0] ? "/" : "", cfg->prefix);
-}
-
 int remote_new(struct tally *t, struct remote_opts *o, struct remote **out)
 {
 	struct bind_ctx b = { 0 };
@@ -1859,7 +1859,7 @@ int remote_new(struct tally *t, struct remote_opts *o, struct remote **out)
 		rc = -ENOMEM;
 		goto out_free;
 	}
-	canonical_url(&r->cfg, url, sizeof(url));
+	remote_bucket_url(&r->cfg, url, sizeof(url));
 	b.url = url;
 	rc = tally_meta_read(t, bind_read, &b);
 	if (rc)

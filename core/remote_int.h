@@ -26,6 +26,8 @@
  * snapshots are its history. */
 void remote_marker_text(uint64_t store_id, const char *ancestors, char *out,
 			size_t len);
+/* The URL a store is bound to (remote_conf url): s3://BUCKET[/PREFIX]. */
+void remote_bucket_url(const struct s3_cfg *cfg, char *out, size_t len);
 /* The full key of key name @name (meta_key_name()). */
 int remote_object_key(const struct s3_cfg *cfg, const char *name, char *key,
 		      size_t len);

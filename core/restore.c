@@ -218,12 +218,18 @@ static int check_object(void *arg, int64_t id, const char *name, uint32_t shard,
  * which its shard markers name), snapshot sequences above @seq_base - 1,
  * the highest any snapshot listed has (its snapshots sort after every
  * one of the store it came from), and the stores it comes from,
- * @ancestors (whose snapshots a later restore may take).
+ * @ancestors (whose snapshots a later restore may take). It is bound to
+ * the bucket and prefix it was restored from, @cfg's, whatever the
+ * snapshot's store was bound to: a restore from a copy of a prefix (a
+ * drill beside a store in use) mounts on the copy.
  */
-static int restored(struct meta *m, uint64_t id, uint64_t seq_base,
-		    const char *ancestors)
+static int restored(struct meta *m, const struct s3_cfg *cfg, uint64_t id,
+		    uint64_t seq_base, const char *ancestors)
 {
+	char url[1024];
 	int rc = meta_begin(m);
+
+	remote_bucket_url(cfg, url, sizeof(url));
 
 	if (!rc)
 		rc = meta_remote_restored(m);
@@ -233,6 +239,8 @@ static int restored(struct meta *m, uint64_t id, uint64_t seq_base,
 		rc = meta_config_set(m, "snap_seq_base", (int64_t)seq_base);
 	if (!rc)
 		rc = meta_remote_conf_set(m, "ancestors", ancestors);
+	if (!rc)
+		rc = meta_remote_conf_set(m, "url", url);
 	return meta_end(m, rc);
 }
 
@@ -402,7 +410,8 @@ int remote_restore(const struct remote_restore_opts *o,
 			p = strchr(p, ' ') + 1;
 		snprintf(newanc, sizeof(newanc), "%s", p);
 	}
-	rc = restored(st->meta, (uint64_t)nid, seq_after(&snaps), newanc);
+	rc = restored(st->meta, o->cfg, (uint64_t)nid, seq_after(&snaps),
+		      newanc);
 	if (rc)
 		goto out;
 	/* every object it names must be in the bucket */

@@ -9,12 +9,17 @@ own client. Endpoint and credentials from S3_ENDPOINT and AWS_*.
   s3cli.py get BUCKET KEY FILE   the object into FILE
   s3cli.py put BUCKET KEY FILE   FILE as the object
   s3cli.py rm BUCKET KEY         delete the key
+  s3cli.py cp BUCKET FROM TO     every key under prefix FROM copied
+                                 (server side) to prefix TO; a key
+                                 deleted since the listing is left out
+  s3cli.py rmtree BUCKET PREFIX  every key under PREFIX deleted
 """
 import os
 import sys
 
 import botocore.session
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 
 def client():
@@ -59,6 +64,18 @@ def main(argv):
             c.put_object(Bucket=bucket, Key=argv[3], Body=f.read())
     elif cmd == "rm":
         c.delete_object(Bucket=bucket, Key=argv[3])
+    elif cmd == "cp":
+        src, dst = argv[3], argv[4]
+        for k, _ in list(keys(c, bucket, src)):
+            try:
+                c.copy_object(Bucket=bucket, Key=dst + k[len(src):],
+                              CopySource={"Bucket": bucket, "Key": k})
+            except ClientError as e:
+                if e.response["Error"]["Code"] != "NoSuchKey":
+                    raise
+    elif cmd == "rmtree":
+        for k, _ in list(keys(c, bucket, argv[3])):
+            c.delete_object(Bucket=bucket, Key=k)
     else:
         sys.exit(__doc__)
 

@@ -33,6 +33,26 @@ rep=$(ctl_report "drain remote 120") || fail "drain remote: $rep"
 s1=$(report_get snapshot "$rep")
 mapfile -t f1objs < <(objects "$MNT/main/f1")
 
+log "a drill: restored from a copy of the prefix, mounted on the copy"
+marker() { T "${S3CLI[@]}" get "$S3_BUCKET" "$PFX/tallyfs-store" "$TMP/marker" &&
+	cat "$TMP/marker"; }
+m0=$(marker) || fail "no marker"
+T "${S3CLI[@]}" cp "$S3_BUCKET" "$PFX/" drill/ || fail "copying the prefix"
+DRILL=(-o "remote=s3://$S3_BUCKET/drill,remote_endpoint=$S3_ENDPOINT")
+RRC=0
+ROUT=$(T "$TALLYFS" --restore "${DRILL[@]}" "$TMP/d1" 2>&1) || RRC=$?
+assert_eq "restore from the copy ($ROUT)" 0 "$RRC"
+# bound to the copy it came from (before: to the snapshot's prefix, and
+# the mount on the copy was refused)
+M3=$TMP/m3
+mkdir "$M3"
+mount_fs "$TMP/d1" "$M3" "${DRILL[@]}"
+T cmp "$TMP/f1" "$M3/main/f1" || fail "f1 of the drill"
+T cmp "$TMP/f2" "$M3/main/f2" || fail "f2 of the drill"
+umount_fs "$M3"
+assert_eq "the original's marker after the drill" "$m0" "$(marker)"
+[[ $(remote_get last_error) != fenced* ]] || fail "a drill fenced the original"
+
 log "restored beside the original, which stays mounted"
 RRC=0
 ROUT=$(T "$TALLYFS" --restore "${REMOTE[@]}" "$TMP/r1" 2>&1) || RRC=$?
