@@ -296,7 +296,7 @@ static int mem_sink(void *arg, const void *buf, size_t n)
  * or the request's error. */
 static int check_marker(struct remote *r, struct s3 *s, bool may_write)
 {
-	char key[1024], want[128], got[256];
+	char key[1024], want[MARKER_MAX], got[MARKER_MAX + 1];
 	struct membuf body = { got, 0, sizeof(got) - 1 };
 	int rc = s3_key(&r->cfg, MARKER_KEY, key, sizeof(key));
 

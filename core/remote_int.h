@@ -21,6 +21,11 @@
 #define SNAP_PREFIX "meta/snap-"
 #define OBJECTS_PREFIX "objects/"
 
+/* The most a marker's text takes: a store id and 16 ancestors (a
+ * restore keeps the newest 16), 20 digits and a space each, and the
+ * words around them. */
+#define MARKER_MAX 512
+
 /* The marker's text for store @store_id, made by a restore from the
  * stores @ancestors names (ids, space separated; NULL or "": none), whose
  * snapshots are its history. */

@@ -57,7 +57,7 @@ static int to_fd(void *arg, const void *buf, size_t n)
 }
 
 struct buf_sink {
-	char buf[1024];
+	char buf[MARKER_MAX + 1];
 	size_t n;
 };
 
@@ -284,7 +284,7 @@ static bool ancestor(const char *ancestors, uint64_t sid)
 static int take_over(const struct s3_cfg *cfg, struct s3 *s, uint64_t id,
 		     const char *ancestors)
 {
-	char key[1024], text[1200];
+	char key[1024], text[MARKER_MAX];
 	int rc = s3_key(cfg, MARKER_KEY, key, sizeof(key));
 
 	remote_marker_text(id, ancestors, text, sizeof(text));

@@ -85,4 +85,19 @@ umount_fs "$M2"
 fsck_store --remote-endpoint="$S3_ENDPOINT" "$TMP/r1"
 assert_eq "tallyfsck of the restored store: bucket_missing ($FSCK_OUT)" 0 \
 	"$(fsck_value bucket_missing)"
+
+log "restores in a row: the marker's ancestors grow, each restore mounts"
+# (before: a marker naming 4 ancestors or more was cut short in the
+# mount's comparison, and the mount was refused as of another store)
+for i in 2 3 4 5 6; do
+	RRC=0
+	ROUT=$(T "$TALLYFS" --restore "${REMOTE[@]}" "$TMP/r$i" 2>&1) || RRC=$?
+	assert_eq "restore $i ($ROUT)" 0 "$RRC"
+	mount_fs "$TMP/r$i" "$M2" "${REMOTE[@]}"
+	T cmp "$TMP/f2" "$M2/main/f2" || fail "f2 of restore $i"
+	umount_fs "$M2"
+done
+# the original, r1 and restores 2 to 5
+assert_match "the marker names 6 ancestors" \
+	$'\nancestors [0-9]+( [0-9]+){5}$' "$(marker)"
 log "ok"
