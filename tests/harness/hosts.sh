@@ -31,6 +31,13 @@
 #   s3         the S3 server restarted
 #   gc         a GC cycle with grace 0 on the node, during the writes
 #   drain      drain remote on the node, during the writes
+#   restore    a restore drill beside the single host s (below): one of
+#              its kept snapshots restored from a copy of its bucket
+#              prefix, mounted and checked against its model
+# Beside the three nodes, s is one host's store (SQLite) with a bucket
+# prefix of its own: the workload plays on it too (a model of its own),
+# and after each round a drain uploads a snapshot of its model. At the
+# end every snapshot its bucket keeps must restore byte-exact.
 # The workload writes, links, renames and unlinks on every node before the
 # fault, on the nodes it spares during it, and holds files open across it.
 # After healing, every node drains to the bucket (drain remote must
@@ -208,7 +215,87 @@ NODE_DRAIN_WAIT=60
 for n in "${NODES[@]}"; do hnode_mount "$n"; done
 mkdir "$(mnt a)/hx"
 
-NEMESES=(partition cut_pg cut_s3 late 5xx full stop kill9 pg s3 gc drain)
+# ------------------------------------------------------ the single host
+
+# Node s: one host's store (SQLite) with a bucket prefix of its own (hs),
+# in this namespace, on the same S3 server: the workload plays on it too
+# (a model of its own), the servers' nemeses strike it, and after every
+# round a drain of it uploads a snapshot of a known model
+# ($TMP/snaps/NAME.json). snapshot_interval=0: no snapshot but those;
+# the newest 4 are kept, deletions are due 1 s after the last name goes,
+# and an 8 MiB cache evicts.
+S_PFX=hs
+S_REMOTE="remote=s3://$S3_BUCKET/$S_PFX,remote_endpoint=$S3_EP"
+S_MNT=$TMP/mnt_s
+mkdir -p "$S_MNT" "$TMP/snaps"
+s_mount() {
+	TALLYFS=$HARNESS_TALLYFS mount_fs "$TMP/store_s" "$S_MNT" \
+		-o "$S_REMOTE" -o snapshot_interval=0,snapshot_keep=4 \
+		-o remote_delete_delay=1,cache_size=8M,remote_timeout=10
+}
+s_mount
+export HARNESS_SINGLE=$S_MNT
+# s_snapshot WHAT: drain s; its snapshot is of the model the workload
+# saved ($TMP/model.json.single)
+s_snapshot() {
+	local rep key
+
+	rep=$(ctl_report "drain remote 60" "$S_MNT" 2>&1) ||
+		fail "$1: drain remote on s: $rep"
+	key=$(report_get snapshot "$rep")
+	[[ $key == "$S_PFX/meta/snap-"* ]] || fail "$1: no snapshot of s: $rep"
+	cp "$TMP/model.json.single" "$TMP/snaps/${key##*/}.json"
+}
+# s_kept PREFIX: the snapshots the bucket keeps under PREFIX, by name
+s_kept() {
+	S3_ENDPOINT=$S3_EP T "${S3CLI[@]}" ls "$S3_BUCKET" "$1/meta/" |
+		awk '{ n = $1; sub(/.*\//, "", n) } n ~ /^snap-.*\.db$/ { print n }'
+}
+# s_restore_check PREFIX NAME WHAT: snapshot NAME of PREFIX restored to a
+# new store, mounted, and checked against its model (workload.py
+# --check), then unmounted and removed
+s_restore_check() {
+	local out rc=0 st=$TMP/restored m=$TMP/mnt_restored
+
+	rm -rf "$st"
+	mkdir -p "$m"
+	out=$(T "$HARNESS_TALLYFS" --restore -o \
+		"remote=s3://$S3_BUCKET/$1,remote_endpoint=$S3_EP" \
+		-o "snapshot=$2" "$st" 2>&1) || rc=$?
+	((rc == 0)) || { log "$3: restore of $1 $2 refused: $out"; return 1; }
+	TALLYFS=$HARNESS_TALLYFS mount_fs "$st" "$m" \
+		-o "remote=s3://$S3_BUCKET/$1,remote_endpoint=$S3_EP"
+	T python3 "$HDIR/workload.py" --check "$SEED" "$TMP/snaps/$2.json" \
+		s="$m" >"$TMP/restored.out" 2>&1 || rc=$?
+	umount_fs "$m"
+	rm -rf "$st"
+	if ((rc != 0)); then
+		log "$3: snapshot $2 restored wrong: $(cat "$TMP/restored.out")"
+		return 1
+	fi
+	log "$3: snapshot $2 of $1 restores byte-exact"
+}
+# s_drill: a restore drill beside s, which goes on working (the restore
+# nemesis): its bucket prefix copied, and a kept snapshot (one of the
+# older ones, if s has any) restored from the copy (a restore takes the
+# prefix over: README, Restore)
+s_drill() {
+	local kept=() pick dst=hd$R
+
+	mapfile -t kept < <(s_kept "$S_PFX" | sort -V | while read -r n; do
+		[[ -e $TMP/snaps/$n.json ]] && echo "$n"; done)
+	((${#kept[@]})) || { log "round $R: s has no snapshot yet"; return 0; }
+	((${#kept[@]} == 1)) || unset 'kept[-1]'
+	pick=${kept[RANDOM % ${#kept[@]}]}
+	S3_ENDPOINT=$S3_EP T "${S3CLI[@]}" cp "$S3_BUCKET" "$S_PFX/" "$dst/" ||
+		fail "round $R: copying s's prefix"
+	s_restore_check "$dst" "$pick" "round $R (drill)" || return 1
+	S3_ENDPOINT=$S3_EP T "${S3CLI[@]}" rmtree "$S3_BUCKET" "$dst/" ||
+		fail "round $R: removing the drill's copy"
+}
+
+NEMESES=(partition cut_pg cut_s3 late 5xx full stop kill9 pg s3 gc drain
+	restore)
 if [[ -n $HARNESS_FAKETIME_LIB && ${HARNESS_NO_SKEW:-0} != 1 ]]; then
 	NEMESES+=(skew)
 fi
@@ -243,11 +330,30 @@ round_failed() {
 }
 FAILED=()
 
+# fsck_clean WHAT: tallyfsck's report ($FSCK_OUT, exit $FSCK_RC) is
+# clean, but for keys whose deletion was queued and no mount is left to
+# send (bucket_orphans: GC collects them, nothing is lost)
+fsck_clean() {
+	local bad
+
+	bad=$(awk -F': ' '$2 ~ /^[0-9]+$/ && $2 != 0 &&
+		$1 !~ /^(objects|references|bucket_keys|bucket_orphans)$/' \
+		<<<"$FSCK_OUT")
+	if [[ -n $bad ]] || { ((FSCK_RC != 0)) &&
+		[[ $FSCK_OUT != *"bucket_orphans: "[1-9]* ]]; }; then
+		fail "tallyfsck $1 at the end (SEED=$SEED), exit $FSCK_RC:" \
+			"$FSCK_OUT"
+	fi
+}
+
 T0=$SECONDS
 for ((R = 1; R <= ROUNDS; R++)); do
 	NEM=${NEMESES[RANDOM % ${#NEMESES[@]}]}
 	TARGET=${NODES[RANDOM % ${#NODES[@]}]}
-	case $NEM in pg | s3 | gc | drain) STRUCK=none ;; *) STRUCK=$TARGET ;; esac
+	case $NEM in
+	pg | s3 | gc | drain | restore) STRUCK=none ;;
+	*) STRUCK=$TARGET ;;
+	esac
 	log "round $R: $NEM on $TARGET ($((SECONDS - T0)) s)"
 	RD=$TMP/round$R
 	mkdir "$RD"
@@ -295,9 +401,17 @@ for ((R = 1; R <= ROUNDS; R++)); do
 	t_on=$SECONDS
 	hs_say faulted
 	case $NEM in
-	gc) ctl "gc grace=0" "$(mnt "$TARGET")" ||
-		round_failed "gc grace=0 on $TARGET failed" ;;
-	drain) drained "$TARGET" "round $R: drain during writes" ;;
+	gc)
+		ctl "gc grace=0" "$(mnt "$TARGET")" ||
+			round_failed "gc grace=0 on $TARGET failed"
+		ctl "gc grace=0" "$S_MNT" || round_failed "gc grace=0 on s failed"
+		;;
+	drain)
+		drained "$TARGET" "round $R: drain during writes"
+		ctl_report "drain remote 60" "$S_MNT" >/dev/null ||
+			round_failed "drain remote on s during writes"
+		;;
+	restore) s_drill || round_failed checker "the restore drill" ;;
 	esac
 	case $NEM in
 	partition | cut_pg | cut_s3 | late | 5xx | full | stop)
@@ -338,6 +452,8 @@ for ((R = 1; R <= ROUNDS; R++)); do
 	fi
 	for n in "${NODES[@]}"; do drained "$n" "round $R: after healing"; done
 	hs_say drained
+	hs_wait sdone 120 || round_failed "s's check did not end"
+	s_snapshot "round $R"
 	rc=0
 	wait "$WP" || rc=$?
 	WP=
@@ -367,6 +483,22 @@ for pass in 1 2; do
 	done
 done
 for n in "${NODES[@]}"; do umount_fs "$(mnt "$n")"; done
+
+# the single host: tallyfsck of its store and bucket clean (but for
+# deletions still queued), then every snapshot the bucket keeps restored
+# beside it and checked against its model (each restore takes the prefix
+# over; the next may still take a snapshot of the store it came from)
+umount_fs "$S_MNT"
+FSCK_RC=0
+FSCK_OUT=$(T "$TALLYFSCK" -o "$S_REMOTE" "$TMP/store_s" 2>&1) || FSCK_RC=$?
+fsck_clean "of s"
+mapfile -t kept < <(s_kept "$S_PFX" | sort -V)
+((${#kept[@]} > 0)) || fail "s's bucket keeps no snapshot"
+for n in "${kept[@]}"; do
+	[[ -e $TMP/snaps/$n.json ]] || fail "s's snapshot $n: no model of it"
+	s_restore_check "$S_PFX" "$n" "the end" ||
+		fail "SEED=$SEED: kept snapshot $n of s does not restore"
+done
 # tallyfsck once no session lives (a killed node's expires after 5
 # heartbeats)
 for ((i = 0; i < 30; i++)); do
@@ -376,15 +508,7 @@ for ((i = 0; i < 30; i++)); do
 	((FSCK_RC != 2)) || [[ $FSCK_OUT != *"live session"* ]] && break
 	sleep 0.5
 done
-# clean, but for keys whose deletion the last rounds queued and no mount
-# is left to send (bucket_orphans: GC collects them, nothing is lost)
-bad=$(awk -F': ' '$2 ~ /^[0-9]+$/ && $2 != 0 &&
-	$1 !~ /^(objects|references|bucket_keys|bucket_orphans)$/' \
-	<<<"$FSCK_OUT")
-if [[ -n $bad ]] || { ((FSCK_RC != 0)) &&
-	[[ $FSCK_OUT != *"bucket_orphans: "[1-9]* ]]; }; then
-	fail "tallyfsck at the end (SEED=$SEED), exit $FSCK_RC: $FSCK_OUT"
-fi
+fsck_clean "of the shared store"
 ((${#FAILED[@]} == 0)) ||
 	fail "SEED=$SEED: rounds that failed (round:nemesis:node): ${FAILED[*]}"
 log "ok: SEED=$SEED, $ROUNDS rounds"

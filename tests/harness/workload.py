@@ -32,6 +32,15 @@ contents ever written, or wrong. The checker's verdicts:
     written content or absent);
   - a path the model says is absent must not exist.
 Exit status 0, or 1 with one "FAIL ..." line per violation.
+
+With HARNESS_SINGLE set (the mount of the single host, node s), the
+round plays on it too, with a model of its own (STATE.single), and in
+phase C checks it, makes it certain and saves it, then writes "sdone":
+the driver's drain of s then snapshots exactly that model.
+
+    workload.py --check SEED MODEL s=MNT
+
+checks one mount (a restored snapshot) against a saved model.
 """
 
 import errno
@@ -41,6 +50,7 @@ import os
 import random
 import shutil
 import sys
+import threading
 import time
 
 WAIT = 240  # seconds a phase waits for the driver
@@ -57,8 +67,30 @@ def content(seed, k):
     return r.randbytes(size)
 
 
+def write_file(path, data):
+    """Create or overwrite PATH with DATA, fsync, close: None, or what
+    failed ("open: ...", the write's or fsync's error, "close: ...")."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError as e:
+        return "open: " + e.strerror
+    err = None
+    try:
+        off = 0
+        while off < len(data):
+            off += os.write(fd, data[off:])
+        os.fsync(fd)
+    except OSError as e:
+        err = e.strerror
+    try:
+        os.close(fd)
+    except OSError as e:
+        err = err or "close: " + e.strerror
+    return err
+
+
 class Round:
-    def __init__(self, argv):
+    def __init__(self, argv, salt=0):
         self.dir = argv[0]
         self.seed = int(argv[1])
         self.round = int(argv[2])
@@ -66,7 +98,9 @@ class Round:
         self.state_path = argv[4]
         self.mnt = dict(a.split("=", 1) for a in argv[5:])
         self.nodes = sorted(self.mnt)
-        self.rng = random.Random(self.seed * 1000003 + self.round)
+        self.rng = random.Random(self.seed * 1000003 + self.round +
+                                 salt * 7777777)
+        self.begin()
         self.fails = []
         try:
             with open(self.state_path) as f:
@@ -129,29 +163,9 @@ class Round:
     def write(self, node, path, k):
         """Create or overwrite PATH with content K, fsync, close."""
         self.say("%s: write %s content %d" % (node, path, k))
-        data = self.contents[k]
-        try:
-            fd = os.open(self.real(node, path), os.O_WRONLY | os.O_CREAT |
-                         os.O_TRUNC, 0o644)
-        except OSError as e:
-            self.say("write %s on %s: open: %s" % (path, node, e.strerror))
-            self.uncertain(path)
-            return
-        ok = True
-        try:
-            off = 0
-            while off < len(data):
-                off += os.write(fd, data[off:])
-            os.fsync(fd)
-        except OSError as e:
-            self.say("write %s on %s: %s" % (path, node, e.strerror))
-            ok = False
-        try:
-            os.close(fd)
-        except OSError as e:
-            self.say("write %s on %s: close: %s" % (path, node, e.strerror))
-            ok = False
-        if not ok:
+        err = write_file(self.real(node, path), self.contents[k])
+        if err is not None:
+            self.say("write %s on %s: %s" % (path, node, err))
             self.uncertain(path)
             return
         i = self.paths.get(path)
@@ -282,6 +296,72 @@ class Round:
                 other = [n for n in NAMESPACES if not
                          src.startswith(n + "/")][0]
                 self.xlink(node, src, self.fresh_name(other))
+
+    # ------------------------------------------- the struck node, struck
+
+    def cut_off_ops(self, node):
+        """Writes, rewrites and unlinks on NODE while it is cut off or
+        stopped, in a thread of their own (they may wait for the fault
+        to end), on names of their own that nothing else touches: the
+        thread and the list of what happened, for join_cut_off() to put
+        in the model."""
+        rng = random.Random(self.seed * 1000033 + self.round)
+        done = []
+
+        def one(path, k):
+            done.append(("write", path, k,
+                         write_file(self.real(node, path), self.contents[k])))
+
+        def body():
+            # in hy: a branch of hx during the fault would copy them
+            # or not, as it meets them
+            names = ["hy/r%d_cut%d" % (self.round, n) for n in range(3)]
+            for path in names:
+                one(path, rng.randrange(len(self.contents)))
+            one(names[0], rng.randrange(len(self.contents)))
+            try:
+                os.unlink(self.real(node, names[1]))
+                done.append(("unlink", names[1], None, None))
+            except OSError as e:
+                done.append(("unlink", names[1], None, e.strerror))
+
+        t = threading.Thread(target=body, daemon=True)
+        t.start()
+        return t, done
+
+    def join_cut_off(self, node, t, done):
+        """What the struck node's thread did, into the model: a write or
+        an unlink that returned 0 happened; a failed one is uncertain."""
+        t.join(120)
+        if t.is_alive():
+            self.fail("operations on %s, struck, still blocked 120 s "
+                      "after healing" % node)
+            return False
+        for op, path, k, err in done:
+            self.say("%s (struck): %s %s%s -> %s" %
+                     (node, op, path, "" if k is None else
+                      " content %d" % k, err or "ok"))
+            if op == "unlink" and err == os.strerror(errno.ENOENT):
+                # gone before its unlink: only a write that failed may
+                # have left it absent
+                if path in self.paths and path not in self.maybe_absent:
+                    self.fail("%s (struck): %s was acknowledged, then its "
+                              "unlink found it absent" % (node, path))
+                self.paths.pop(path, None)
+                self.maybe_absent.discard(path)
+            elif err is not None:
+                self.uncertain(path)
+            elif op == "write":
+                i = self.paths.get(path)
+                if i is None:
+                    self.paths[path] = self.new_inode(k)
+                else:
+                    self.inodes[i] = k
+                self.maybe_absent.discard(path)
+            else:
+                self.paths.pop(path, None)
+                self.maybe_absent.discard(path)
+        return True
 
     # ------------------------------------------------------------ holds
 
@@ -492,22 +572,44 @@ class Round:
         with open(os.path.join(self.dir, name), "w") as f:
             f.write("1\n")
 
-    def run(self):
+    def begin(self):
         self.seq = 0
         self.held = []
         self.maybe_absent = set()
         self.branched = None
         self.branch_failed = False
+
+    def run(self):
         for ns in NAMESPACES:
             os.makedirs(os.path.join(self.mnt[self.nodes[0]], ns),
                         exist_ok=True)
+        # the single host (hosts.sh, node s: SQLite and a bucket prefix
+        # of its own): a model of its own, the same operations, the
+        # nemeses of the servers; its model after each round is what
+        # the round's snapshot must restore
+        single = None
+        if os.environ.get("HARNESS_SINGLE"):
+            single = Round([self.dir, str(self.seed), str(self.round),
+                            "none", self.state_path + ".single",
+                            "s=" + os.environ["HARNESS_SINGLE"]], salt=1)
+            for ns in NAMESPACES:
+                os.makedirs(os.path.join(single.mnt["s"], ns),
+                            exist_ok=True)
         spared = [n for n in self.nodes if n != self.target]
         self.some_ops(self.nodes, 6)
+        if single:
+            single.some_ops(["s"], 4)
         if self.target != "none":
             self.hold(self.target)
         self.hold(self.rng.choice(spared))
         self.signal("ready")
         self.wait("faulted")
+        # the struck node cut off or stopped works on too, in a thread:
+        # its operations wait for the fault's end, or fail
+        cut = None
+        if os.environ.get("HARNESS_NEMESIS") in ("partition", "cut_pg",
+                                                 "cut_s3", "stop"):
+            cut = self.cut_off_ops(self.target)
         # a full cache disk, requests to the S3 server held or answered
         # 503: the struck node works too (a write it cannot keep fails,
         # ENOSPC or EIO, and is uncertain)
@@ -522,16 +624,41 @@ class Round:
         for h in self.held:
             if h["node"] == self.target:
                 self.unlink(self.rng.choice(spared), h["path"])
+        if single:
+            single.some_ops(["s"], 3)
         self.signal("fdone")
-        self.held_after(self.wait("healed"))
+        healed = self.wait("healed")
+        if cut is not None:
+            self.join_cut_off(self.target, *cut)
+        self.held_after(healed)
         self.some_ops(self.nodes, 3)
+        if single:
+            single.some_ops(["s"], 2)
         self.signal("bdone")
         self.wait("drained")
+        if single:
+            # checked, made certain and saved; the driver then drains s,
+            # and the snapshot that drain uploads is of this model
+            single.check()
+            single.settle()
+            single.save()
+            self.fails += single.fails
+            self.signal("sdone")
         self.check()
         self.settle()
         self.save()
         return 1 if self.fails else 0
 
 
+def check_restored(argv):
+    """workload.py --check SEED MODEL NODE=MNT: the checker's verdicts on
+    one mount (a restored snapshot) against a model the workload saved."""
+    rnd = Round(["", argv[0], "0", "none", argv[1]] + argv[2:])
+    rnd.check()
+    return 1 if rnd.fails else 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--check"]:
+        sys.exit(check_restored(sys.argv[2:]))
     sys.exit(Round(sys.argv[1:]).run())
