@@ -10,13 +10,17 @@
 # faketime runs a test process with its clock off the server's
 # (tests/pg/meson.build, unit_meta_pg_skew, and the fault harness's
 # skewed node). iproute2 makes the harness's network namespaces, veth
-# pairs and bridge (tests/harness/hosts.sh).
+# pairs and bridge (tests/harness/hosts.sh). pandoc makes the man pages
+# from docs/*.md at build time; man-db and groff-base read them (the
+# install test, tests/scenario/32_install.sh), which also completes
+# tallyctl's words with bash-completion.
 set -eu
 PKGS="gcc clang meson ninja-build pkg-config libfuse3-dev fuse3
 libxxhash-dev libsqlite3-dev sqlite3 libcriterion-dev clang-format
 attr rsync tar python3 git bc libclang-rt-14-dev libjansson-dev
 libcurl4-openssl-dev libexpat1-dev libssl-dev nodejs npm python3-botocore curl
-xxhash postgresql-15 libpq-dev faketime iproute2"
+xxhash postgresql-15 libpq-dev faketime iproute2 pandoc man-db groff-base
+bash-completion"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 missing=""
