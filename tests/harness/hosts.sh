@@ -278,7 +278,7 @@ s_restore_check() {
 # s_drill: a restore drill beside s, which goes on working (the restore
 # nemesis): its bucket prefix copied, and a kept snapshot (one of the
 # older ones, if s has any) restored from the copy (a restore takes the
-# prefix over: README, Restore)
+# prefix over: docs/remote.md, Restore)
 s_drill() {
 	local kept=() pick dst=hd$R
 

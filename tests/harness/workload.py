@@ -390,7 +390,7 @@ class Round:
         """HEALED: "killed NODE" (its descriptors are gone), "expired
         NODE" (it was stopped or cut off past its session's expiry, and
         another node removed its held file meanwhile: its descriptor
-        fails with EIO, README "Several hosts"), or "-"."""
+        fails with EIO, docs/hosts.md), or "-"."""
         how, _, struck = healed.partition(" ")
         for h in self.held:
             node, path, fd = h["node"], h["path"], h["fd"]
@@ -402,8 +402,8 @@ class Round:
                     pass
                 continue
             # its inode's content: another node may have written it
-            # through its name meanwhile (then either content: README,
-            # "Several hosts", open descriptors)
+            # through its name meanwhile (then either content:
+            # docs/hosts.md, open descriptors)
             k = self.inodes[h["inode"]]
             want = max(self.contents, key=len)
             try:
