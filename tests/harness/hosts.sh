@@ -457,6 +457,11 @@ for ((R = 1; R <= ROUNDS; R++)); do
 	rc=0
 	wait "$WP" || rc=$?
 	WP=
+	# what the struck node's own operations during the fault came to
+	s_ok=$(grep -c '(struck): .* -> ok$' "$RD/out" || true)
+	s_all=$(grep -c '(struck): ' "$RD/out" || true)
+	((s_all == 0)) || log "round $R: $TARGET's operations while struck:" \
+		"$s_ok of $s_all returned 0"
 	((rc == 0)) || round_failed checker "found violations"
 done
 log "$ROUNDS rounds in $((SECONDS - T0)) s"
