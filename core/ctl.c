@@ -3,6 +3,7 @@
  * Control commands and the status document.
  */
 #include "core/ctl.h"
+#include "core/ctl_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -217,10 +218,7 @@ static double ms_since(const struct timespec *t0)
 	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-static int aprintf(char **out, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static int aprintf(char **out, const char *fmt, ...)
+int ctl_aprintf(char **out, const char *fmt, ...)
 {
 	va_list ap;
 	int rc;
@@ -235,11 +233,7 @@ static int aprintf(char **out, const char *fmt, ...)
 	return 0;
 }
 
-/* Append formatted text to *acc (malloc'ed; NULL counts as empty). */
-static int append(char **acc, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static int append(char **acc, const char *fmt, ...)
+int ctl_append(char **acc, const char *fmt, ...)
 {
 	char *line, *next;
 	va_list ap;
@@ -250,7 +244,7 @@ static int append(char **acc, const char *fmt, ...)
 	va_end(ap);
 	if (rc < 0)
 		return -ENOMEM;
-	rc = aprintf(&next, "%s%s", *acc ? *acc : "", line);
+	rc = ctl_aprintf(&next, "%s%s", *acc ? *acc : "", line);
 	free(line);
 	if (rc)
 		return rc;
@@ -267,7 +261,7 @@ struct du_acc {
 	int rc;
 };
 
-static const char *shard_state(const struct shard_info *s)
+const char *ctl_shard_state(const struct shard_info *s)
 {
 	if (!s->reachable)
 		return "unreachable";
@@ -286,17 +280,17 @@ static int du_one(void *ctx, int64_t cookie, const char *name,
 		return 0;
 	a->rc = meta_du(a->m, md->ino, &du);
 	if (!a->rc)
-		a->rc = append(&a->text,
-			       "namespace: %s\nfiles: %" PRIu64
-			       "\nbytes_logical: %" PRIu64 "\nobjects: %" PRIu64
-			       "\nbytes_referenced: %" PRIu64
-			       "\nbytes_shared: %" PRIu64
-			       "\nbytes_exclusive: %" PRIu64
-			       "\nbytes_reclaimable: %" PRIu64 "\n",
-			       name, du.files, du.bytes_logical, du.objects,
-			       du.bytes_referenced,
-			       du.bytes_referenced - du.bytes_exclusive,
-			       du.bytes_exclusive, du.bytes_reclaimable);
+		a->rc = ctl_append(
+			&a->text,
+			"namespace: %s\nfiles: %" PRIu64
+			"\nbytes_logical: %" PRIu64 "\nobjects: %" PRIu64
+			"\nbytes_referenced: %" PRIu64
+			"\nbytes_shared: %" PRIu64 "\nbytes_exclusive: %" PRIu64
+			"\nbytes_reclaimable: %" PRIu64 "\n",
+			name, du.files, du.bytes_logical, du.objects,
+			du.bytes_referenced,
+			du.bytes_referenced - du.bytes_exclusive,
+			du.bytes_exclusive, du.bytes_reclaimable);
 	if (a->rc)
 		return a->rc;
 	a->found++;
@@ -333,8 +327,8 @@ static int ctl_du(struct tally *t, const char *only, char **report)
 	if (!rc && only && !a.found)
 		rc = -ENOENT;
 	if (!rc)
-		rc = aprintf(&head, "command: du\nnamespaces: %u\n%s", a.found,
-			     a.text ? a.text : "");
+		rc = ctl_aprintf(&head, "command: du\nnamespaces: %u\n%s",
+				 a.found, a.text ? a.text : "");
 	free(a.text);
 	if (!rc)
 		*report = head;
@@ -344,25 +338,25 @@ static int ctl_du(struct tally *t, const char *only, char **report)
 static int explain_holder(void *ctx, const char *nspace, uint64_t refs,
 			  uint64_t inodes)
 {
-	return append(ctx,
-		      "holder: %s (%" PRIu64 " reference%s in %" PRIu64
-		      " inode%s)\n",
-		      nspace, refs, refs == 1 ? "" : "s", inodes,
-		      inodes == 1 ? "" : "s");
+	return ctl_append(ctx,
+			  "holder: %s (%" PRIu64 " reference%s in %" PRIu64
+			  " inode%s)\n",
+			  nspace, refs, refs == 1 ? "" : "s", inodes,
+			  inodes == 1 ? "" : "s");
 }
 
 static int explain_pinner(void *ctx, const char *what)
 {
-	return append(ctx, "kept_by: %s\n", what);
+	return ctl_append(ctx, "kept_by: %s\n", what);
 }
 
 static int explain_ghost(void *ctx, uint32_t src, uint32_t dst,
 			 int64_t refcount)
 {
-	return append(ctx,
-		      "ghost: shard %u -> %u (%" PRId64
-		      " reference%s naming shard %u)\n",
-		      src, dst, refcount, refcount == 1 ? "" : "s", src);
+	return ctl_append(ctx,
+			  "ghost: shard %u -> %u (%" PRId64
+			  " reference%s naming shard %u)\n",
+			  src, dst, refcount, refcount == 1 ? "" : "s", src);
 }
 
 struct explain_paths {
@@ -381,8 +375,8 @@ static int explain_path(void *ctx, uint64_t ino, uint64_t refs)
 			 ino);
 	else if (rc)
 		return rc;
-	return append(e->acc, "path: %s (%" PRIu64 " reference%s)\n", path,
-		      refs, refs == 1 ? "" : "s");
+	return ctl_append(e->acc, "path: %s (%" PRIu64 " reference%s)\n", path,
+			  refs, refs == 1 ? "" : "s");
 }
 
 #define EXPLAIN_PATHS 8 /* paths listed for one object */
@@ -411,7 +405,7 @@ static int explain_object(struct meta *m, const char *name, bool on_disk,
 	uint32_t shard = 0;
 	int rc;
 
-	rc = append(acc, "object: %s\n", name);
+	rc = ctl_append(acc, "object: %s\n", name);
 	if (rc)
 		return rc;
 	rc = meta_object_info(m, name, &id, &shard, &size, &refcount);
@@ -419,10 +413,10 @@ static int explain_object(struct meta *m, const char *name, bool on_disk,
 		return rc;
 	if (rc == 0) {
 		*known = true;
-		rc = append(acc,
-			    "shard: %u\nsize: %" PRIu64 "\nrefcount: %" PRId64
-			    "\n",
-			    shard, size, refcount);
+		rc = ctl_append(acc,
+				"shard: %u\nsize: %" PRIu64
+				"\nrefcount: %" PRId64 "\n",
+				shard, size, refcount);
 		if (!rc)
 			rc = meta_object_holders(m, id, explain_holder, acc);
 		if (!rc && paths) {
@@ -434,8 +428,8 @@ static int explain_object(struct meta *m, const char *name, bool on_disk,
 		if (!rc)
 			rc = meta_object_ghosts(m, id, explain_ghost, acc);
 	} else {
-		rc = append(acc, "refcount: 0\nfile: %s\n",
-			    on_disk ? "present" : "absent");
+		rc = ctl_append(acc, "refcount: 0\nfile: %s\n",
+				on_disk ? "present" : "absent");
 		if (on_disk)
 			*known = true;
 	}
@@ -444,14 +438,15 @@ static int explain_object(struct meta *m, const char *name, bool on_disk,
 	if (rc)
 		return rc;
 	if (meta_mark_get(m, name, &since) == 0)
-		rc = append(acc,
-			    "gc: unreferenced since %" PRId64
-			    ", collectable from %" PRId64
-			    " (with the default grace of %d s)\n",
-			    since, since + GC_DEFAULT_GRACE, GC_DEFAULT_GRACE);
+		rc = ctl_append(acc,
+				"gc: unreferenced since %" PRId64
+				", collectable from %" PRId64
+				" (with the default grace of %d s)\n",
+				since, since + GC_DEFAULT_GRACE,
+				GC_DEFAULT_GRACE);
 	else if (id == 0 || refcount <= 0)
-		rc = append(acc, "gc: not marked yet (the next cycle marks "
-				 "it if nothing keeps it)\n");
+		rc = ctl_append(acc, "gc: not marked yet (the next cycle marks "
+				     "it if nothing keeps it)\n");
 	return rc;
 }
 
@@ -515,7 +510,7 @@ static int ctl_explain(struct tally *t, const char *arg, char **report)
 			 (int)strcspn(arg, "@"), arg);
 		if (hash_name_valid(one.name)) {
 			on_disk = explain_on_disk(t, one.name);
-			rc = append(&acc, "command: explain\n");
+			rc = ctl_append(&acc, "command: explain\n");
 			e.map = &one;
 			e.disk = &on_disk;
 			e.n = 1;
@@ -537,8 +532,9 @@ static int ctl_explain(struct tally *t, const char *arg, char **report)
 	map = e.loaded;
 	n = e.nloaded;
 	if (!rc)
-		rc = append(&acc, "command: explain\npath: %s\nblocks: %zu\n",
-			    arg, n);
+		rc = ctl_append(&acc,
+				"command: explain\npath: %s\nblocks: %zu\n",
+				arg, n);
 	/* each object once, in name order; the files looked for without
 	 * the lock */
 	if (!rc && n) {
@@ -581,15 +577,15 @@ static int ctl_rebalance(struct tally *t, char **report)
 
 	s = r.duration_ms / 1e3;
 	if (!rc)
-		rc = append(report,
-			    "moved: %" PRIu64 "\nbytes: %" PRIu64
-			    "\nfailed: %" PRIu64 "\nrecovered: %" PRIu64
-			    "\nghosts: %" PRIu64
-			    "\nmb_per_s: %.1f\nobjects_per_s: %.1f"
-			    "\nduration_ms: %.1f\n",
-			    r.moved, r.bytes, r.failed, r.recovered, r.ghosts,
-			    s > 0 ? (double)r.bytes / 1e6 / s : 0,
-			    s > 0 ? (double)r.moved / s : 0, r.duration_ms);
+		rc = ctl_append(report,
+				"moved: %" PRIu64 "\nbytes: %" PRIu64
+				"\nfailed: %" PRIu64 "\nrecovered: %" PRIu64
+				"\nghosts: %" PRIu64
+				"\nmb_per_s: %.1f\nobjects_per_s: %.1f"
+				"\nduration_ms: %.1f\n",
+				r.moved, r.bytes, r.failed, r.recovered,
+				r.ghosts, s > 0 ? (double)r.bytes / 1e6 / s : 0,
+				s > 0 ? (double)r.moved / s : 0, r.duration_ms);
 	return rc;
 }
 
@@ -604,7 +600,7 @@ static int ctl_shard(struct tally *t, const struct ctl_cmd *cmd, char **report)
 	if (!strcmp(cmd->args[0], "add")) {
 		rc = shard_add(t, cmd->args[1], tally_mountpoint(t), &id);
 		if (!rc)
-			rc = aprintf(
+			rc = ctl_aprintf(
 				report,
 				"command: shard add\nshard: %u\npath: %s\n", id,
 				cmd->args[1]);
@@ -614,17 +610,18 @@ static int ctl_shard(struct tally *t, const struct ctl_cmd *cmd, char **report)
 		/* no new objects there, and everything moves off now */
 		rc = shard_drain(t, cmd->shard);
 		if (rc == -EBUSY) /* without memory, the errno alone */
-			(void)aprintf(report,
-				      "command: shard drain\nshard: %u\n"
-				      "error: the last active shard cannot "
-				      "be drained: add a shard, or activate "
-				      "one, first\n",
-				      cmd->shard);
+			(void)ctl_aprintf(
+				report,
+				"command: shard drain\nshard: %u\n"
+				"error: the last active shard cannot "
+				"be drained: add a shard, or activate "
+				"one, first\n",
+				cmd->shard);
 		if (!rc)
-			rc = aprintf(report,
-				     "command: shard drain\nshard: %u\n"
-				     "state: draining\n",
-				     cmd->shard);
+			rc = ctl_aprintf(report,
+					 "command: shard drain\nshard: %u\n"
+					 "state: draining\n",
+					 cmd->shard);
 		if (!rc)
 			rc = ctl_rebalance(t, report);
 		return rc;
@@ -632,10 +629,10 @@ static int ctl_shard(struct tally *t, const struct ctl_cmd *cmd, char **report)
 	if (!strcmp(cmd->args[0], "activate")) {
 		rc = shard_activate(t, cmd->shard);
 		if (!rc)
-			rc = aprintf(report,
-				     "command: shard activate\nshard: %u\n"
-				     "state: active\n",
-				     cmd->shard);
+			rc = ctl_aprintf(report,
+					 "command: shard activate\nshard: %u\n"
+					 "state: active\n",
+					 cmd->shard);
 		return rc;
 	}
 	l = malloc(sizeof(*l));
@@ -643,16 +640,18 @@ static int ctl_shard(struct tally *t, const struct ctl_cmd *cmd, char **report)
 		return -ENOMEM;
 	rc = shard_infos(t, l);
 	if (!rc)
-		rc = append(report,
-			    "command: shard list\nshards: %u\nghosts: %" PRIu64
-			    "\n",
-			    l->n, l->ghosts);
+		rc = ctl_append(
+			report,
+			"command: shard list\nshards: %u\nghosts: %" PRIu64
+			"\n",
+			l->n, l->ghosts);
 	for (i = 0; i < l->n && !rc; i++)
-		rc = append(report,
-			    "shard: %u\npath: %s\nstate: %s\nobjects: %" PRIu64
-			    "\nbytes: %" PRIu64 "\nfree: %" PRIu64 "\n",
-			    l->v[i].id, l->v[i].path, shard_state(&l->v[i]),
-			    l->v[i].objects, l->v[i].bytes, l->v[i].free);
+		rc = ctl_append(
+			report,
+			"shard: %u\npath: %s\nstate: %s\nobjects: %" PRIu64
+			"\nbytes: %" PRIu64 "\nfree: %" PRIu64 "\n",
+			l->v[i].id, l->v[i].path, ctl_shard_state(&l->v[i]),
+			l->v[i].objects, l->v[i].bytes, l->v[i].free);
 	free(l);
 	return rc;
 }
@@ -683,8 +682,9 @@ static int ctl_drain_remote(struct tally *t, double timeout, char **report)
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (!r) {
-		aprintf(report, "command: drain remote\nerror: this mount has "
-				"no remote tier (-o remote=...)\n");
+		ctl_aprintf(report,
+			    "command: drain remote\nerror: this mount has "
+			    "no remote tier (-o remote=...)\n");
 		return -EOPNOTSUPP;
 	}
 	rc = tally_drain_report(t, timeout, &dr);
@@ -717,7 +717,8 @@ static int ctl_drain_remote(struct tally *t, double timeout, char **report)
 			      : remote_snapshot(r, left, key, sizeof(key));
 	}
 	remote_stats(r, &s1);
-	aprintf(report,
+	ctl_aprintf(
+		report,
 		"command: drain remote\n%s%s%ssnapshot: %s\nflushed: %" PRIu64
 		"\ndurable_seq: %" PRIu64 "\ndurable_remote_seq: %" PRIu64
 		"\nqueued: %" PRIu64 "\nuploaded: %" PRIu64 "\nfailed: %" PRIu64
@@ -751,19 +752,19 @@ static void ctl_run(struct ctl_job *j)
 		rc = tally_drain_report(j->t, cmd->timeout, &dr);
 		err = tally_stats(j->t, &st);
 		if (!err)
-			err = aprintf(&j->report,
-				      "command: drain\n%s%s%sflushed: %" PRIu64
-				      "\npending_flushes: %" PRIu64
-				      "\nuncommitted_files: %" PRIu64
-				      "\nuncommitted_blocks: %" PRIu64
-				      "\ndurable_seq: %" PRIu64
-				      "\nflush_errors: %" PRIu64
-				      "\nduration_ms: %.1f\n",
-				      rc ? "error: " : "",
-				      rc ? strerror(-rc) : "", rc ? "\n" : "",
-				      dr.flushed, st.pending_flushes, dr.files,
-				      dr.blocks, st.durable_seq,
-				      st.commit_errors, ms_since(&t0));
+			err = ctl_aprintf(
+				&j->report,
+				"command: drain\n%s%s%sflushed: %" PRIu64
+				"\npending_flushes: %" PRIu64
+				"\nuncommitted_files: %" PRIu64
+				"\nuncommitted_blocks: %" PRIu64
+				"\ndurable_seq: %" PRIu64
+				"\nflush_errors: %" PRIu64
+				"\nduration_ms: %.1f\n",
+				rc ? "error: " : "", rc ? strerror(-rc) : "",
+				rc ? "\n" : "", dr.flushed, st.pending_flushes,
+				dr.files, dr.blocks, st.durable_seq,
+				st.commit_errors, ms_since(&t0));
 		if (!rc)
 			rc = err;
 		break;
@@ -775,7 +776,7 @@ static void ctl_run(struct ctl_job *j)
 
 		rc = gc_run(j->t, &o, &r);
 		if (!rc)
-			rc = aprintf(
+			rc = ctl_aprintf(
 				&j->report,
 				"command: gc\ndry_run: %s\nchecked: %" PRIu64
 				"\nlive: %" PRIu64 "\nunreferenced: %" PRIu64
@@ -799,26 +800,29 @@ static void ctl_run(struct ctl_job *j)
 					       : cmd->grace,
 				r.longest_hold_ms, r.duration_ms);
 		if (!rc && r.has_remote)
-			rc = append(&j->report,
-				    "remote_listing: %s\nremote_keys: %" PRIu64
-				    "\nremote_unreferenced: %" PRIu64
-				    "\nremote_queued: %" PRIu64 "\n",
-				    r.remote.failed ? "failed" : "whole",
-				    r.remote.listed, r.remote.unreferenced,
-				    r.remote.queued);
+			rc = ctl_append(
+				&j->report,
+				"remote_listing: %s\nremote_keys: %" PRIu64
+				"\nremote_unreferenced: %" PRIu64
+				"\nremote_queued: %" PRIu64 "\n",
+				r.remote.failed ? "failed" : "whole",
+				r.remote.listed, r.remote.unreferenced,
+				r.remote.queued);
 		break;
 	}
 	case CTL_PIN:
 	case CTL_UNPIN:
 		rc = tally_pin(j->t, cmd->args[0], cmd->verb == CTL_PIN, &n);
 		if (!rc && cmd->verb == CTL_PIN)
-			rc = aprintf(&j->report,
-				     "command: pin\npath: %s\nobjects: %" PRIu64
-				     "\n",
-				     cmd->args[0], n);
+			rc = ctl_aprintf(
+				&j->report,
+				"command: pin\npath: %s\nobjects: %" PRIu64
+				"\n",
+				cmd->args[0], n);
 		else if (!rc)
-			rc = aprintf(&j->report, "command: unpin\npath: %s\n",
-				     cmd->args[0]);
+			rc = ctl_aprintf(&j->report,
+					 "command: unpin\npath: %s\n",
+					 cmd->args[0]);
 		break;
 	case CTL_VERIFY: {
 		struct gc_verify v;
@@ -826,27 +830,28 @@ static void ctl_run(struct ctl_job *j)
 
 		if (cmd->remote && !tally_remote(j->t)) {
 			rc = -EOPNOTSUPP;
-			aprintf(&j->report, "command: verify remote\nerror: "
-					    "this mount has no remote tier\n");
+			ctl_aprintf(&j->report,
+				    "command: verify remote\nerror: "
+				    "this mount has no remote tier\n");
 			break;
 		}
 		rc = cmd->remote ? remote_verify(tally_remote(j->t),
 						 cmd->sample, &v)
 				 : gc_verify(j->t, cmd->sample, &v);
 		if (!rc)
-			rc = append(&j->report,
-				    "command: verify%s\nsample_percent: %g"
-				    "\nobjects: %" PRIu64 "\nchecked: %" PRIu64
-				    "\nok: %" PRIu64 "\ncorrupt: %" PRIu64
-				    "\nmissing: %" PRIu64
-				    "\nremote_only: %" PRIu64
-				    "\nbytes: %" PRIu64 "\nduration_ms: %.1f\n",
-				    cmd->remote ? " remote" : "", cmd->sample,
-				    v.objects, v.checked, v.ok, v.corrupt,
-				    v.missing, v.remote_only, v.bytes,
-				    v.duration_ms);
+			rc = ctl_append(
+				&j->report,
+				"command: verify%s\nsample_percent: %g"
+				"\nobjects: %" PRIu64 "\nchecked: %" PRIu64
+				"\nok: %" PRIu64 "\ncorrupt: %" PRIu64
+				"\nmissing: %" PRIu64 "\nremote_only: %" PRIu64
+				"\nbytes: %" PRIu64 "\nduration_ms: %.1f\n",
+				cmd->remote ? " remote" : "", cmd->sample,
+				v.objects, v.checked, v.ok, v.corrupt,
+				v.missing, v.remote_only, v.bytes,
+				v.duration_ms);
 		for (k = 0; k < v.nbad && !rc; k++)
-			rc = append(&j->report, "bad: %s\n", v.bad[k]);
+			rc = ctl_append(&j->report, "bad: %s\n", v.bad[k]);
 		break;
 	}
 	case CTL_EXPLAIN:
@@ -858,16 +863,16 @@ static void ctl_run(struct ctl_job *j)
 	case CTL_REPAIR:
 		rc = gc_repair(j->t, &n);
 		if (!rc)
-			rc = aprintf(&j->report,
-				     "command: repair\nrepaired: %" PRIu64
-				     "\nduration_ms: %.1f\n",
-				     n, ms_since(&t0));
+			rc = ctl_aprintf(&j->report,
+					 "command: repair\nrepaired: %" PRIu64
+					 "\nduration_ms: %.1f\n",
+					 n, ms_since(&t0));
 		break;
 	case CTL_SHARD:
 		rc = ctl_shard(j->t, cmd, &j->report);
 		break;
 	case CTL_REBALANCE:
-		rc = aprintf(&j->report, "command: rebalance\n");
+		rc = ctl_aprintf(&j->report, "command: rebalance\n");
 		if (!rc)
 			rc = ctl_rebalance(j->t, &j->report);
 		break;
@@ -877,15 +882,15 @@ static void ctl_run(struct ctl_job *j)
 
 		rc = shard_sweep(j->t, &o, &r);
 		if (!rc)
-			rc = aprintf(&j->report,
-				     "command: sweep\nchecked: %" PRIu64
-				     "\npurged: %" PRIu64 "\nkept: %" PRIu64
-				     "\ninconclusive: %" PRIu64
-				     "\nreferences_repointed: %" PRIu64
-				     "\nduration_ms: %.1f\n",
-				     r.checked, r.purged, r.kept,
-				     r.inconclusive, r.repointed,
-				     r.duration_ms);
+			rc = ctl_aprintf(&j->report,
+					 "command: sweep\nchecked: %" PRIu64
+					 "\npurged: %" PRIu64 "\nkept: %" PRIu64
+					 "\ninconclusive: %" PRIu64
+					 "\nreferences_repointed: %" PRIu64
+					 "\nduration_ms: %.1f\n",
+					 r.checked, r.purged, r.kept,
+					 r.inconclusive, r.repointed,
+					 r.duration_ms);
 		break;
 	}
 	case CTL_BRANCH: {
@@ -896,12 +901,11 @@ static void ctl_run(struct ctl_job *j)
 			rc = tally_branch(j->t, cmd->args[0], cmd->args[1], &n);
 		while (tally_retry(j->t, &rc, &tries));
 		if (!rc)
-			rc = aprintf(&j->report,
-				     "command: branch\nsource: %s\nbranch: %s"
-				     "\ninodes: %" PRIu64
-				     "\nduration_ms: %.1f\n",
-				     cmd->args[0], cmd->args[1], n,
-				     ms_since(&t0));
+			rc = ctl_aprintf(
+				&j->report,
+				"command: branch\nsource: %s\nbranch: %s"
+				"\ninodes: %" PRIu64 "\nduration_ms: %.1f\n",
+				cmd->args[0], cmd->args[1], n, ms_since(&t0));
 		break;
 	}
 	}
@@ -964,372 +968,5 @@ int ctl_exec(struct tally *t, const char *line, size_t len, char **report)
 	*report = j.report; /* a failure's too, if it left one */
 out:
 	free(j.cmd);
-	return rc;
-}
-
-/* A JSON string: quotes, backslashes and control bytes escaped. */
-static int json_str(const char *in, char **out)
-{
-	size_t len = strlen(in), i, o = 0;
-	char *s = malloc(len * 6 + 3);
-
-	if (!s)
-		return -ENOMEM;
-	s[o++] = '"';
-	for (i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)in[i];
-
-		if (ch == '"' || ch == '\\') {
-			s[o++] = '\\';
-			s[o++] = (char)ch;
-		} else if (ch < 0x20) {
-			o += (size_t)snprintf(s + o, 7, "\\u%04x", ch);
-		} else {
-			s[o++] = (char)ch;
-		}
-	}
-	s[o++] = '"';
-	s[o] = '\0';
-	*out = s;
-	return 0;
-}
-
-struct pins_acc {
-	char *s;
-	size_t n;
-	int rc;
-};
-
-static int pin_json(void *ctx, const char *path)
-{
-	struct pins_acc *a = ctx;
-	char *q;
-
-	a->rc = json_str(path, &q);
-	if (a->rc)
-		return a->rc;
-	a->rc = append(&a->s, "%s%s", a->n ? ", " : "", q);
-	free(q);
-	if (a->rc)
-		return a->rc;
-	a->n++;
-	return 0;
-}
-
-/* Append ", \"node_id\": N, \"pins\": [...]" to *acc. */
-static int pins_all(struct meta *m, void *ctx)
-{
-	return meta_pins(m, pin_json, ctx);
-}
-
-static int pins_json(struct tally *t, char **acc)
-{
-	struct pins_acc a = { 0 };
-	int64_t stale, node;
-	unsigned min_nodes;
-	int rc;
-
-	rc = tally_meta_read(t, pins_all, &a);
-	if (rc) {
-		free(a.s);
-		return rc;
-	}
-	tally_gc_settings(t, &stale, &min_nodes, &node);
-	rc = append(acc, ", \"node_id\": %" PRId64 ", \"pins\": [%s]", node,
-		    a.s ? a.s : "");
-	free(a.s);
-	return rc;
-}
-
-struct nodes_acc {
-	char *s;
-	unsigned n;
-	int rc;
-};
-
-static int node_json(void *ctx, const struct meta_session *e)
-{
-	struct nodes_acc *a = ctx;
-	char *host;
-
-	a->rc = json_str(e->host, &host);
-	if (a->rc)
-		return a->rc;
-	a->rc = append(&a->s,
-		       "%s{\"id\": %" PRId64 ", \"host\": %s, \"pid\": %" PRId64
-		       ", \"started\": %" PRId64
-		       ", \"last_heartbeat\": %" PRId64
-		       ", \"expires\": %" PRId64 ", \"active\": %" PRIu64 "}",
-		       a->n ? ", " : "", e->id, host, e->pid, e->started,
-		       e->heartbeat, e->expires, e->active);
-	free(host);
-	if (a->rc)
-		return a->rc;
-	a->n++;
-	return 0;
-}
-
-static int nodes_all(struct meta *m, void *ctx)
-{
-	return meta_sessions(m, node_json, ctx);
-}
-
-/* Append ", \"nodes\": [...]": the live sessions (core/session.c). */
-static int nodes_json(struct tally *t, char **acc)
-{
-	struct nodes_acc a = { 0 };
-	int rc = tally_meta_read(t, nodes_all, &a);
-
-	if (!rc)
-		rc = append(acc, ", \"nodes\": [%s]", a.s ? a.s : "");
-	free(a.s);
-	return rc;
-}
-
-/* ", \"last_gc\": {...}, \"gc_log\": [...]" for the status document. */
-static int gc_json(const struct meta_gc_event *ev, size_t n, char **out)
-{
-	char *acc = NULL;
-	size_t i;
-	int rc = 0;
-
-	for (i = 0; i < n && !rc; i++) {
-		const struct meta_gc_event *e = &ev[i];
-
-		rc = append(
-			&acc,
-			"%s{\"at\": %" PRId64 ", \"dry_run\": %s"
-			", \"checked\": %" PRIu64 ", \"live\": %" PRIu64
-			", \"unreferenced\": %" PRIu64
-			", \"collected\": %" PRIu64 ", \"preserved\": %" PRIu64
-			", \"bytes_freed\": %" PRIu64 ", \"drift\": %" PRIu64
-			", \"nodes_reporting\": %" PRIu64
-			", \"duration_ms\": %" PRId64 "}",
-			i ? ", " : "", e->at, e->dry_run ? "true" : "false",
-			e->checked, e->live, e->unreferenced, e->collected,
-			e->preserved, e->bytes_freed, e->drift, e->nodes,
-			e->duration_ms);
-	}
-	if (!rc && n) {
-		/* the newest event is the first one; keep it as last_gc */
-		const char *end = strstr(acc, "}");
-
-		rc = aprintf(out, ", \"last_gc\": %.*s}, \"gc_log\": [%s]",
-			     (int)(end - acc), acc, acc);
-	} else if (!rc) {
-		rc = aprintf(out, ", \"last_gc\": null, \"gc_log\": []");
-	}
-	free(acc);
-	return rc;
-}
-
-/* Append ", \"shards\": [...], \"ghosts\": N, ..." to *acc. */
-static int shards_json(struct tally *t, char **acc)
-{
-	struct shard_infos *l = malloc(sizeof(*l));
-	unsigned i;
-	int rc;
-
-	if (!l)
-		return -ENOMEM;
-	rc = shard_infos(t, l);
-	if (!rc)
-		rc = append(acc, ", \"shards\": [");
-	for (i = 0; i < l->n && !rc; i++) {
-		const struct shard_info *sh = &l->v[i];
-		char *path;
-
-		rc = json_str(sh->path, &path);
-		if (rc)
-			break;
-		rc = append(acc,
-			    "%s{\"id\": %u, \"path\": %s, \"state\": \"%s\", "
-			    "\"objects\": %" PRIu64 ", \"bytes\": %" PRIu64
-			    ", \"free\": %" PRIu64 "}",
-			    i ? ", " : "", sh->id, path, shard_state(sh),
-			    sh->objects, sh->bytes, sh->free);
-		free(path);
-	}
-	if (!rc)
-		rc = append(acc,
-			    "], \"ghosts\": %" PRIu64
-			    ", \"total_purged\": %" PRIu64 ", \"last_sweep\": ",
-			    l->ghosts, l->total_purged);
-	if (!rc && !l->have_sweep)
-		rc = append(acc, "null");
-	else if (!rc)
-		rc = append(acc,
-			    "{\"at\": %" PRId64 ", \"checked\": %" PRIu64
-			    ", \"purged\": %" PRIu64 ", \"kept\": %" PRIu64
-			    ", \"inconclusive\": %" PRIu64
-			    ", \"references_repointed\": %" PRIu64
-			    ", \"duration_ms\": %.0f}",
-			    l->last_sweep.at, l->last_sweep.checked,
-			    l->last_sweep.purged, l->last_sweep.kept,
-			    l->last_sweep.inconclusive, l->last_sweep.repointed,
-			    l->last_sweep.duration_ms);
-	free(l);
-	return rc;
-}
-
-/* Append the figures of the control queue (commands and GC, apart from
- * the flush streams) and ", \"jobs\": [...]" (core/progress.h) to *acc. */
-static int jobs_json(struct tally *t, char **acc)
-{
-	struct pool_stats ps;
-	char *jobs;
-	int rc = progress_json(tally_progress(t), &jobs);
-
-	if (rc)
-		return rc;
-	pool_stats(tally_pool(t), &ps);
-	rc = append(
-		acc,
-		", \"control_workers\": %u, \"control_jobs_queued\": %" PRIu64
-		", \"control_jobs_running\": %" PRIu64 ", \"jobs\": %s",
-		ps.cls[POOL_CONTROL].workers, ps.cls[POOL_CONTROL].queued,
-		ps.cls[POOL_CONTROL].running, jobs);
-	free(jobs);
-	return rc;
-}
-
-struct gc_events {
-	struct meta_gc_event v[5];
-	size_t n;
-};
-
-static int gc_events(struct meta *m, void *ctx)
-{
-	struct gc_events *e = ctx;
-
-	return meta_gc_log(m, e->v, 5, &e->n);
-}
-
-/* ", \"remote\": {...}" when the mount has a remote tier. */
-static int remote_json(struct tally *t, char **acc)
-{
-	struct remote *r = tally_remote(t);
-	char *ep = NULL, *bucket = NULL, *prefix = NULL, *err = NULL;
-	char *snap = NULL;
-	struct remote_stats st;
-	int rc;
-
-	if (!r)
-		return 0;
-	remote_stats(r, &st);
-	rc = json_str(st.cfg->endpoint, &ep);
-	if (!rc)
-		rc = json_str(st.cfg->bucket, &bucket);
-	if (!rc)
-		rc = json_str(st.cfg->prefix, &prefix);
-	if (!rc)
-		rc = json_str(st.last_error, &err);
-	if (!rc)
-		rc = json_str(st.last_snapshot, &snap);
-	if (!rc)
-		rc = append(
-			acc,
-			", \"remote\": {\"endpoint\": %s, \"bucket\": %s, "
-			"\"prefix\": %s, \"reachable\": %s, "
-			"\"queued\": %" PRIu64 ", \"in_flight\": %" PRIu64
-			", \"uploaded\": %" PRIu64 ", \"failed\": %" PRIu64
-			", \"retries\": %" PRIu64
-			", \"bytes_uploaded\": %" PRIu64
-			", \"durable_remote_seq\": %" PRIu64
-			", \"delete_queued\": %" PRIu64
-			", \"deleted\": %" PRIu64 ", \"fetched\": %" PRIu64
-			", \"bytes_fetched\": %" PRIu64
-			", \"read_ahead\": %" PRIu64 ", \"compared\": %" PRIu64
-			", \"evicted\": %" PRIu64 ", \"cache_bytes\": %" PRIu64
-			", \"cache_size\": %" PRIu64 ", \"snapshots\": %" PRIu64
-			", \"last_snapshot\": %s"
-			", \"last_error\": %s}",
-			ep, bucket, prefix, st.reachable ? "true" : "false",
-			st.queued, st.in_flight, st.uploaded, st.failed,
-			st.retries, st.bytes_uploaded, st.durable_remote_seq,
-			st.delete_queued, st.deleted, st.fetched,
-			st.bytes_fetched, st.read_ahead, st.compared,
-			st.evicted, st.cache_bytes, st.cache_size, st.snapshots,
-			snap, err);
-	free(ep);
-	free(bucket);
-	free(prefix);
-	free(err);
-	free(snap);
-	return rc;
-}
-
-int ctl_status_json(struct tally *t, char **out)
-{
-	struct gc_events gev = { .n = 0 };
-	struct meta_gc_event *ev = gev.v;
-	struct tally_stats st;
-	char *head = NULL, *gc = NULL;
-	size_t nev, i, len;
-	int rc = tally_stats(t, &st);
-
-	if (rc)
-		return rc;
-	rc = tally_meta_read(t, gc_events, &gev);
-	nev = gev.n;
-	if (rc)
-		return rc;
-	rc = gc_json(ev, nev, &gc);
-	if (!rc)
-		rc = pins_json(t, &gc);
-	if (!rc)
-		rc = nodes_json(t, &gc);
-	if (!rc)
-		rc = shards_json(t, &gc);
-	if (!rc)
-		rc = jobs_json(t, &gc);
-	if (!rc)
-		rc = remote_json(t, &gc);
-	if (rc) {
-		free(gc);
-		return rc;
-	}
-	rc = aprintf(
-		&head,
-		"{\"version\": \"%s\", \"block_size\": %u, "
-		"\"namespaces\": %" PRIu64 ", \"inodes\": %" PRIu64
-		", \"objects\": %" PRIu64 ", \"bytes_logical\": %" PRIu64
-		", \"bytes_referenced\": %" PRIu64
-		", \"bytes_stored\": %" PRIu64
-		", \"dedup_ratio\": %.3f, \"pending_flushes\": %" PRIu64
-		", \"durable_seq\": %" PRIu64 ", \"rotated_seq\": %" PRIu64
-		", \"dirty_bytes\": %" PRIu64 ", \"dirty_limit\": %" PRIu64
-		", \"flush_errors\": %" PRIu64 ", \"group_commits\": %" PRIu64
-		", \"spliced_reads\": %" PRIu64 ", \"refcount_drift\": %" PRIu64
-		", \"corrupt_objects\": %" PRIu64
-		", \"inodes_cached\": %" PRIu64
-		", \"buffer_pool_bytes\": %" PRIu64
-		", \"max_pending_flushes\": %u, \"workers\": %u"
-		", \"jobs_queued\": %" PRIu64 ", \"jobs_running\": %" PRIu64
-		", \"writeback_cache\": %s, \"xattrs\": %s}\n",
-		TALLY_VERSION, st.block_size, st.namespaces, st.inodes,
-		st.objects, st.bytes_logical, st.bytes_referenced,
-		st.bytes_stored,
-		st.bytes_stored
-			? (double)st.bytes_referenced / (double)st.bytes_stored
-			: 1.0,
-		st.pending_flushes, st.durable_seq, st.rotated_seq,
-		st.dirty_bytes, st.dirty_limit, st.commit_errors,
-		st.group_commits, st.spliced_reads, st.refcount_drift,
-		st.corrupt_objects, st.inodes_cached, st.buffer_pool_bytes,
-		st.max_pending, st.workers, st.jobs_queued, st.jobs_running,
-		st.writeback_cache ? "true" : "false",
-		st.xattrs ? "true" : "false");
-	if (rc) {
-		free(gc);
-		return rc;
-	}
-	/* splice the GC part in before the closing brace */
-	len = strlen(head);
-	i = len >= 2 ? len - 2 : 0;
-	head[i] = '\0';
-	rc = aprintf(out, "%s%s}\n", head, gc);
-	free(head);
-	free(gc);
 	return rc;
 }
