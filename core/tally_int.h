@@ -427,14 +427,18 @@ int dirty_map_reserve(struct inode *ip, size_t more);
 int dirty_map_set(struct inode *ip, uint64_t idx, const struct meta_bref *ref);
 
 /*
- * core/flush.c: the flush pipeline; rotations and the commits and the
- * throttle that rotate run with inode->rw held exclusive.
+ * core/flush.c and flush_start.c: the flush pipeline; rotations and the
+ * commits and the throttle that rotate run with inode->rw held exclusive.
  */
 void flush_free(struct tally *t, struct flush *f);
 int flush_rotate(struct tally *t, struct inode *ip,
 		 const struct pending *shares, size_t nshares, bool force,
 		 uint64_t *seq);
 int flush_wait(struct tally *t, uint64_t seq, double timeout);
+/* flush_wait(), showing done_seq - @base as @pj's progress meanwhile */
+struct progress_job;
+int flush_wait_progress(struct tally *t, uint64_t seq, double timeout,
+			struct progress_job *pj, uint64_t base);
 int flush_take_err(struct tally *t, struct inode *ip, uint64_t upto);
 void *flush_finalizer(void *arg);
 void *flush_flusher(void *arg);
