@@ -61,7 +61,7 @@
  * looked for in that order (a stat each until found), so that a copy
  * placed before a leg was added, or passed to the next leg by a full
  * one, is still found. Every public call on shard 0 picks its leg
- * (leg_of()) and works on that leg as a shard; the doomed files keep
+ * (os_leg_of()) and works on that leg as a shard; the doomed files keep
  * shard 0, the name every caller uses. Without a span nothing changes.
  */
 #include "core/objstore_int.h"
@@ -140,7 +140,7 @@ static bool doom_forget(struct objstore *os, unsigned shard, const char *name)
 
 /* A check of @name in @shard: it is no longer to be unlinked, or it is
  * gone. */
-static void doom_cancel(struct objstore *os, unsigned shard, const char *name)
+void os_doom_cancel(struct objstore *os, unsigned shard, const char *name)
 {
 	struct doomed **pp;
 
@@ -172,7 +172,7 @@ static int fault(struct objstore *os, enum objstore_op op)
 	return 0;
 }
 
-static int fanout(const char *name)
+int os_fanout(const char *name)
 {
 	static const char hex[] = "0123456789abcdef";
 
@@ -184,7 +184,7 @@ static int fanout(const char *name)
  * directory is not counted (see Local bytes); whether it was taken. */
 static bool count_begin(struct objstore *os, const char *name)
 {
-	int d = fanout(name);
+	int d = os_fanout(name);
 
 	if (atomic_load(&os->counted[d]))
 		return false;
@@ -196,7 +196,7 @@ static bool count_begin(struct objstore *os, const char *name)
 static void count_end(struct objstore *os, const char *name, bool locked,
 		      int64_t delta)
 {
-	int d = fanout(name);
+	int d = os_fanout(name);
 
 	if (delta && atomic_load(&os->counted[d]))
 		atomic_fetch_add(&os->local_bytes, delta);
@@ -253,8 +253,8 @@ int objstore_shard_path(struct objstore *os, unsigned shard, const char *rest,
 }
 
 /* Path of object @name in @shard. */
-static int obj_path(struct objstore *os, unsigned shard, const char *name,
-		    char *buf)
+int os_obj_path(struct objstore *os, unsigned shard, const char *name,
+		char *buf)
 {
 	char rel[OBJNAME_MAX + 8];
 
@@ -311,8 +311,8 @@ static unsigned leg_order(struct objstore *os, const char *name,
  * active leg with room for @len more bytes, else (or if none has room)
  * the first reachable one.
  */
-static unsigned leg_of(struct objstore *os, unsigned shard, const char *name,
-		       bool create, size_t len)
+unsigned os_leg_of(struct objstore *os, unsigned shard, const char *name,
+		   bool create, size_t len)
 {
 	unsigned order[OBJSTORE_MAX_SHARDS], n, i, first = 0;
 	bool have_first = false;
@@ -331,7 +331,7 @@ static unsigned leg_of(struct objstore *os, unsigned shard, const char *name,
 			first = order[i];
 			have_first = true;
 		}
-		if (obj_path(os, order[i], name, path) == 0 &&
+		if (os_obj_path(os, order[i], name, path) == 0 &&
 		    stat(path, &st) == 0)
 			return order[i];
 	}
@@ -568,7 +568,7 @@ static int place(struct objstore *os, unsigned shard, const char *tmp,
 
 	rc = fault(os, OBJSTORE_RENAME);
 	if (!rc)
-		rc = obj_path(os, shard, name, dst);
+		rc = os_obj_path(os, shard, name, dst);
 	if (rc)
 		return rc;
 	locked = count_begin(os, name);
@@ -661,7 +661,7 @@ static int compare_object(struct objstore *os, unsigned shard, const char *name,
 	size_t done = 0;
 	int fd, rc;
 
-	rc = obj_path(os, shard, name, path);
+	rc = os_obj_path(os, shard, name, path);
 	if (rc)
 		return rc;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -705,9 +705,9 @@ out_differ:
 int objstore_ensure(struct objstore *os, unsigned shard, const char *name,
 		    const void *buf, size_t len)
 {
-	doom_cancel(os, shard, name);
+	os_doom_cancel(os, shard, name);
 	for (;;) {
-		unsigned leg = leg_of(os, shard, name, true, len);
+		unsigned leg = os_leg_of(os, shard, name, true, len);
 		int rc = create_object(os, leg, name, buf, len);
 
 		if (rc != 0)
@@ -806,7 +806,7 @@ int objstore_put_vetted(struct objstore *os, unsigned *shard, const void *buf,
 
 		hash_variant_name(hex, v, name);
 		/* probe first: a dedup hit writes nothing */
-		where = span ? leg_of(os, 0, name, false, 0) : *shard;
+		where = span ? os_leg_of(os, 0, name, false, 0) : *shard;
 		rc = probe(os, &where, name, buf, len);
 		if (rc == 0) {
 			*created = false;
@@ -841,7 +841,7 @@ int objstore_put_vetted(struct objstore *os, unsigned *shard, const void *buf,
 			return rc;
 		if (rc == 1)
 			continue;
-		where = span ? leg_of(os, 0, name, true, len) : *shard;
+		where = span ? os_leg_of(os, 0, name, true, len) : *shard;
 		if (where == OBJSTORE_ANY) {
 			rc = objstore_place_shard(os, len, &where);
 			if (rc)
@@ -973,73 +973,6 @@ void objstore_batch_release(struct objstore *os, struct objstore_batch *b)
 	memset(b, 0, sizeof(*b));
 }
 
-/* After an I/O error on @shard: is it the shard that is gone? */
-static int check_after(struct objstore *os, unsigned shard, int err)
-{
-	if (err == -ENOENT || err == -EIO || err == -ENOTDIR ||
-	    err == -ESTALE || err == -ENXIO || err == -ENODEV)
-		objstore_shard_check(os, shard);
-	return err;
-}
-
-int objstore_open_read(struct objstore *os, unsigned shard, const char *name)
-{
-	char path[PATH_MAX];
-	int fd, rc;
-
-	rc = obj_path(os, leg_of(os, shard, name, false, 0), name, path);
-	if (rc)
-		return rc;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	return fd < 0 ? check_after(os, shard, -errno) : fd;
-}
-
-ssize_t objstore_read(struct objstore *os, unsigned shard, const char *name,
-		      void *buf, size_t len, off_t off)
-{
-	size_t done = 0;
-	int fd, rc;
-
-	fd = objstore_open_read(os, shard, name);
-	if (fd < 0)
-		return fd;
-	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done,
-				  off + (off_t)done);
-
-		if (n < 0) {
-			rc = -errno;
-			if (rc == -EINTR)
-				continue;
-			close(fd);
-			return check_after(os, shard, rc);
-		}
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	close(fd);
-	return (ssize_t)done;
-}
-
-int objstore_stat(struct objstore *os, unsigned shard, const char *name,
-		  off_t *size)
-{
-	char path[PATH_MAX];
-	struct stat st;
-	int rc = obj_path(os, leg_of(os, shard, name, false, 0), name, path);
-
-	if (rc)
-		return rc;
-	if (os->stat_hook)
-		os->stat_hook(os->stat_hook_arg);
-	doom_cancel(os, shard, name);
-	if (stat(path, &st) < 0)
-		return -errno;
-	*size = st.st_size;
-	return 0;
-}
-
 void objstore_set_count_hook(struct objstore *os,
 			     void (*fn)(void *arg, unsigned dir), void *arg)
 {
@@ -1062,9 +995,9 @@ static int objstore_unlink_size(struct objstore *os, unsigned shard,
 	bool locked;
 	int rc = fault(os, OBJSTORE_UNLINK);
 
-	shard = leg_of(os, shard, name, false, 0);
+	shard = os_leg_of(os, shard, name, false, 0);
 	if (!rc)
-		rc = obj_path(os, shard, name, path);
+		rc = os_obj_path(os, shard, name, path);
 	if (rc)
 		return rc;
 	locked = count_begin(os, name);
@@ -1117,7 +1050,7 @@ int objstore_stage(struct objstore *os, unsigned shard, const char *name,
 	bool created;
 	int rc;
 
-	shard = leg_of(os, shard, name, true, len);
+	shard = os_leg_of(os, shard, name, true, len);
 	where = shard;
 	/* stage() keeps the name pointer; here it is the caller's, fixed */
 	rc = stage(os, shard, buf, len, (char *)name, &created, &where, b);
@@ -1193,10 +1126,10 @@ static int replace_copy(struct objstore *os, unsigned shard, const char *name,
 	rc = hash_name_check(name, hex); /* not this object's bytes */
 	if (rc)
 		return rc;
-	shard = leg_of(os, shard, name, true, len);
+	shard = os_leg_of(os, shard, name, true, len);
 	rc = write_tmp(os, shard, buf, len, durable, tmp);
 	if (!rc)
-		rc = obj_path(os, shard, name, dst);
+		rc = os_obj_path(os, shard, name, dst);
 	snprintf(rel, sizeof(rel), "%.2s", name);
 	if (rc) {
 		unlink(tmp);
@@ -1258,137 +1191,4 @@ int objstore_copy(struct objstore *os, const char *name, unsigned src,
 		*size = (off_t)blen;
 	}
 	return rc;
-}
-
-/* The object files of fan-out directory @i of @shard; their sizes too if
- * @sizes (a stat each), else -1. */
-static int list_dir(struct objstore *os, unsigned shard, unsigned i, bool sizes,
-		    int (*fn)(void *ctx, const char *name, off_t size),
-		    void *ctx)
-{
-	char path[PATH_MAX], rel[4];
-	struct dirent *de;
-	DIR *d;
-	int rc;
-
-	snprintf(rel, sizeof(rel), "%02x", i);
-	rc = objstore_shard_path(os, shard, rel, path);
-	if (rc)
-		return rc;
-	d = opendir(path);
-	if (!d)
-		return errno == ENOENT ? 0 : -errno;
-	while (!rc && (de = readdir(d)) != NULL) {
-		struct stat st;
-
-		if (!hash_name_valid(de->d_name) ||
-		    fanout(de->d_name) != (int)i)
-			continue;
-		if (!sizes && de->d_type == DT_REG) {
-			rc = fn(ctx, de->d_name, -1);
-			continue;
-		}
-		if (fstatat(dirfd(d), de->d_name, &st, 0) < 0)
-			continue;
-		rc = fn(ctx, de->d_name, sizes ? st.st_size : -1);
-	}
-	closedir(d);
-	return rc;
-}
-
-/* The same in every leg of a span's shard 0. */
-static int list_legs(struct objstore *os, unsigned shard, unsigned i,
-		     bool sizes,
-		     int (*fn)(void *ctx, const char *name, off_t size),
-		     void *ctx)
-{
-	unsigned leg, n = atomic_load(&os->nshards);
-	int rc = 0;
-
-	if (shard != 0 || !atomic_load(&os->span))
-		return list_dir(os, shard, i, sizes, fn, ctx);
-	for (leg = 0; leg < n && !rc; leg++)
-		if (objstore_root_of(os, leg))
-			rc = list_dir(os, leg, i, sizes, fn, ctx);
-	return rc;
-}
-
-static int list(struct objstore *os, unsigned shard, bool sizes,
-		int (*fn)(void *ctx, const char *name, off_t size), void *ctx)
-{
-	unsigned i;
-	int rc = 0;
-
-	for (i = 0; i < FANOUT && !rc; i++)
-		rc = list_legs(os, shard, i, sizes, fn, ctx);
-	return rc;
-}
-
-int objstore_list(struct objstore *os, unsigned shard,
-		  int (*fn)(void *ctx, const char *name, off_t size), void *ctx)
-{
-	return list(os, shard, true, fn, ctx);
-}
-
-int objstore_list_names(struct objstore *os, unsigned shard,
-			int (*fn)(void *ctx, const char *name, off_t size),
-			void *ctx)
-{
-	return list(os, shard, false, fn, ctx);
-}
-
-int objstore_list_dir(struct objstore *os, unsigned shard, unsigned dir,
-		      int (*fn)(void *ctx, const char *name, off_t size),
-		      void *ctx)
-{
-	return dir < FANOUT ? list_legs(os, shard, dir, true, fn, ctx)
-			    : -EINVAL;
-}
-
-static int add_size(void *ctx, const char *name, off_t size)
-{
-	(void)name;
-	*(int64_t *)ctx += size;
-	return 0;
-}
-
-int objstore_count_dir(struct objstore *os, unsigned dir)
-{
-	unsigned n = atomic_load(&os->nshards), shard;
-	int64_t sum = 0;
-	int rc = 0;
-
-	if (dir >= FANOUT)
-		return -EINVAL;
-	pthread_mutex_lock(&os->count_lock[dir]);
-	if (atomic_load(&os->counted[dir])) {
-		pthread_mutex_unlock(&os->count_lock[dir]);
-		return 0;
-	}
-	/* an attached shard that cannot be listed now: counted later, not
-	 * as empty */
-	for (shard = 0; shard < n && !rc; shard++)
-		if (!objstore_root_of(os, shard))
-			continue;
-		else if (!objstore_phys_reachable(os, shard))
-			rc = -EIO;
-		else
-			rc = list_dir(os, shard, dir, true, add_size, &sum);
-	if (os->count_hook)
-		os->count_hook(os->count_hook_arg, dir);
-	if (!rc) {
-		atomic_fetch_add(&os->local_bytes, sum);
-		atomic_store(&os->counted[dir], true);
-		atomic_fetch_add(&os->ncounted, 1);
-	}
-	pthread_mutex_unlock(&os->count_lock[dir]);
-	return rc;
-}
-
-bool objstore_local_bytes(struct objstore *os, uint64_t *bytes)
-{
-	int64_t b = atomic_load(&os->local_bytes);
-
-	*bytes = b > 0 ? (uint64_t)b : 0;
-	return atomic_load(&os->ncounted) == FANOUT;
 }

@@ -88,4 +88,17 @@ int objstore_clean_tmp(const char *dir);
  * 0 or -ENOSPC. */
 int objstore_place_shard(struct objstore *os, size_t len, unsigned *out);
 
+/* Shared by objstore.c and objstore_read.c: the fan-out directory of
+ * @name (0 to 255); the path of object @name in physical shard @shard
+ * into @buf (PATH_MAX bytes); the physical shard (a leg of a span) that
+ * holds, or with @create receives, @name of shard @shard; and the check
+ * of @name in @shard that takes it off the doomed list (a file checked
+ * is no longer to be unlinked, or it is gone). */
+int os_fanout(const char *name);
+int os_obj_path(struct objstore *os, unsigned shard, const char *name,
+		char *buf);
+unsigned os_leg_of(struct objstore *os, unsigned shard, const char *name,
+		   bool create, size_t len);
+void os_doom_cancel(struct objstore *os, unsigned shard, const char *name);
+
 #endif
