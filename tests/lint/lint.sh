@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # House rules that a compiler does not check: formatting,
-# layering (core/ is FUSE-free), banned functions, SPDX headers.
+# layering (core/ is FUSE-free), banned functions, SPDX headers, the
+# size of a file of core/.
 set -u
 cd "${TALLY_SRC:?}" || exit 1
 fail=0
@@ -20,6 +21,14 @@ if grep -nE 'fuse_req_t' core/*.c core/*.h; then
 	echo "lint: core/ must not see fuse_req_t"
 	fail=1
 fi
+
+# a file of core/ a reader can hold: 1,200 lines at most (split it by job,
+# as core/remote*.c, with a private header for what the parts share)
+for f in core/*.c core/*.h; do
+	n=$(wc -l <"$f")
+	((n <= 1200)) ||
+		{ echo "lint: $f has $n lines (1,200 at most)"; fail=1; }
+done
 
 banned='\b(strcpy|strcat|sprintf|vsprintf|strtok|gets)[[:space:]]*\('
 if grep -nE "$banned" "${files[@]}"; then
