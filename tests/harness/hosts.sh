@@ -246,9 +246,12 @@ s_snapshot() {
 	[[ $key == "$S_PFX/meta/snap-"* ]] || fail "$1: no snapshot of s: $rep"
 	cp "$TMP/model.json.single" "$TMP/snaps/${key##*/}.json"
 }
+# hs3 CMD ARGS...: tests/s3/s3cli.py against the S3 server's address on
+# the bridge
+hs3() { S3_ENDPOINT=$S3_EP T "${S3CLI[@]}" "$@"; }
 # s_kept PREFIX: the snapshots the bucket keeps under PREFIX, by name
 s_kept() {
-	S3_ENDPOINT=$S3_EP T "${S3CLI[@]}" ls "$S3_BUCKET" "$1/meta/" |
+	hs3 ls "$S3_BUCKET" "$1/meta/" |
 		awk '{ n = $1; sub(/.*\//, "", n) } n ~ /^snap-.*\.db$/ { print n }'
 }
 # s_restore_check PREFIX NAME WHAT: snapshot NAME of PREFIX restored to a
@@ -256,15 +259,14 @@ s_kept() {
 # --check), then unmounted and removed
 s_restore_check() {
 	local out rc=0 st=$TMP/restored m=$TMP/mnt_restored
+	local remote="remote=s3://$S3_BUCKET/$1,remote_endpoint=$S3_EP"
 
 	rm -rf "$st"
 	mkdir -p "$m"
-	out=$(T "$HARNESS_TALLYFS" --restore -o \
-		"remote=s3://$S3_BUCKET/$1,remote_endpoint=$S3_EP" \
-		-o "snapshot=$2" "$st" 2>&1) || rc=$?
+	out=$(T "$HARNESS_TALLYFS" --restore -o "$remote" -o "snapshot=$2" \
+		"$st" 2>&1) || rc=$?
 	((rc == 0)) || { log "$3: restore of $1 $2 refused: $out"; return 1; }
-	TALLYFS=$HARNESS_TALLYFS mount_fs "$st" "$m" \
-		-o "remote=s3://$S3_BUCKET/$1,remote_endpoint=$S3_EP"
+	TALLYFS=$HARNESS_TALLYFS mount_fs "$st" "$m" -o "$remote"
 	T python3 "$HDIR/workload.py" --check "$SEED" "$TMP/snaps/$2.json" \
 		s="$m" >"$TMP/restored.out" 2>&1 || rc=$?
 	umount_fs "$m"
@@ -287,10 +289,10 @@ s_drill() {
 	((${#kept[@]})) || { log "round $R: s has no snapshot yet"; return 0; }
 	((${#kept[@]} == 1)) || unset 'kept[-1]'
 	pick=${kept[RANDOM % ${#kept[@]}]}
-	S3_ENDPOINT=$S3_EP T "${S3CLI[@]}" cp "$S3_BUCKET" "$S_PFX/" "$dst/" ||
+	hs3 cp "$S3_BUCKET" "$S_PFX/" "$dst/" ||
 		fail "round $R: copying s's prefix"
 	s_restore_check "$dst" "$pick" "round $R (drill)" || return 1
-	S3_ENDPOINT=$S3_EP T "${S3CLI[@]}" rmtree "$S3_BUCKET" "$dst/" ||
+	hs3 rmtree "$S3_BUCKET" "$dst/" ||
 		fail "round $R: removing the drill's copy"
 }
 
