@@ -168,6 +168,11 @@ class Round:
             self.say("write %s on %s: %s" % (path, node, err))
             self.uncertain(path)
             return
+        self.acknowledged(path, k)
+
+    def acknowledged(self, path, k):
+        """A write of content K to PATH returned 0 (fsync and close): PATH
+        holds K, and the descriptors held on its inode may read it."""
         i = self.paths.get(path)
         if i is None:
             self.paths[path] = self.new_inode(k)
@@ -176,6 +181,7 @@ class Round:
             for h in self.held:
                 if h["inode"] == i:
                     h["later"].append(k)
+        self.maybe_absent.discard(path)
 
     def attempt(self, node, op, *paths):
         """os.OP on PATHS of NODE, logged: None, or its OSError."""
@@ -336,7 +342,7 @@ class Round:
         if t.is_alive():
             self.fail("operations on %s, struck, still blocked 120 s "
                       "after healing" % node)
-            return False
+            return
         for op, path, k, err in done:
             self.say("%s (struck): %s %s%s -> %s" %
                      (node, op, path, "" if k is None else
@@ -352,16 +358,10 @@ class Round:
             elif err is not None:
                 self.uncertain(path)
             elif op == "write":
-                i = self.paths.get(path)
-                if i is None:
-                    self.paths[path] = self.new_inode(k)
-                else:
-                    self.inodes[i] = k
-                self.maybe_absent.discard(path)
+                self.acknowledged(path, k)
             else:
                 self.paths.pop(path, None)
                 self.maybe_absent.discard(path)
-        return True
 
     # ------------------------------------------------------------ holds
 
