@@ -410,8 +410,11 @@ for ((R = 1; R <= ROUNDS; R++)); do
 		;;
 	drain)
 		drained "$TARGET" "round $R: drain during writes"
-		ctl_report "drain remote 60" "$S_MNT" >/dev/null ||
-			round_failed "drain remote on s during writes"
+		# a drain of s commits, but makes no snapshot: one of a
+		# state no model knows would be a kept snapshot the end
+		# cannot check (a drain in the last rounds kept it)
+		ctl_report "drain 60" "$S_MNT" >/dev/null ||
+			round_failed "drain on s during writes"
 		;;
 	restore) s_drill || round_failed checker "the restore drill" ;;
 	esac
