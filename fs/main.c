@@ -20,10 +20,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "core/log.h"
-#include "core/objstore.h"
-#include "core/remote.h"
-#include "core/tally.h"
+#include "core/cluster/cluster.h"
+#include "core/util/log.h"
+#include "core/objects/objstore.h"
+#include "core/remote/remote.h"
+#include "core/fs/tally.h"
 #include "fs/fs.h"
 
 struct options {

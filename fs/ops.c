@@ -12,9 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/ctl.h"
-#include "core/log.h"
-#include "core/tally.h"
+#include "core/jobs/ctl.h"
+#include "core/util/log.h"
+#include "core/fs/tally.h"
 #include "fs/fs.h"
 
 /* Per-open state of /.tally/ctl and /.tally/status. */

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-/* The longest command line the mount accepts (CTL_LINE_MAX of core/ctl.h). */
+/* The longest command line the mount accepts (CTL_LINE_MAX of core/jobs/ctl.h). */
 #define CMDLINE_MAX 4096
 
 /* Command options (global ones, --json and --help, are handled apart). */

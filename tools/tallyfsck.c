@@ -11,11 +11,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/fsck.h"
-#include "core/log.h"
-#include "core/meta.h"
-#include "core/s3.h"
-#include "core/store.h"
+#include "core/jobs/fsck.h"
+#include "core/util/log.h"
+#include "core/meta/meta.h"
+#include "core/s3/s3.h"
+#include "core/objects/store.h"
 
 static void usage(FILE *f)
 {

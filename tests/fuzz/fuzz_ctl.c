@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libFuzzer harness for the control-command parser (core/ctl.c): any
+ * libFuzzer harness for the control-command parser (core/jobs/ctl.c): any
  * input is either a well-formed command or -EINVAL, never a crash, a hang
  * or an out-of-bounds access (built with AddressSanitizer).
  */
@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/ctl.h"
-#include "core/hash.h"
+#include "core/jobs/ctl.h"
+#include "core/util/hash.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libFuzzer harness for object names and GC keys (core/hash.c
- * hash_name_valid, core/objstore.c objstore_key/objstore_key_split): the
+ * libFuzzer harness for object names and GC keys (core/util/hash.c
+ * hash_name_valid, core/objects/objstore.c objstore_key/objstore_key_split): the
  * name check agrees with the grammar written out here (32 lowercase hex
  * digits, optionally "-N" with N a decimal of at most 10 digits not
  * starting with 0); splitting any key never overflows the name buffer;
@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/hash.h"
-#include "core/objstore.h"
+#include "core/util/hash.h"
+#include "core/objects/objstore.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

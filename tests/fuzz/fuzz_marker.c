@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libFuzzer harness for the store marker parser (core/store.c,
+ * libFuzzer harness for the store marker parser (core/objects/store.c,
  * store_marker_parse): any bytes are a marker (0, with its format) or
  * -EUCLEAN, never a crash or an out-of-bounds read. The verdict and the
  * format are those of the reader it replaced (fgets + sscanf, run here on
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/store.h"
+#include "core/objects/store.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

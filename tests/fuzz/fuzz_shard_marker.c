@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libFuzzer harness for the shard marker parser (core/objstore.c,
+ * libFuzzer harness for the shard marker parser (core/objects/objstore.c,
  * objstore_marker_parse): any bytes are either exactly the text that
  * objstore_marker_text() writes for some store and shard (0) or -EUCLEAN,
  * never a crash or an out-of-bounds read; every marker written parses
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/objstore.h"
+#include "core/objects/objstore.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

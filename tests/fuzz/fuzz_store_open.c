@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer harness for opening a store whose metadata is damaged
- * (core/store.c store_open, core/meta_db.c meta_open): the input is the
+ * (core/objects/store.c store_open, core/meta/meta_db.c meta_open): the input is the
  * whole of STORE/meta.db, next to a good marker and lock file. The store
  * either opens (and closes) or is refused with -EUCLEAN (damaged, not a
  * SQLite database, another application's) or -EPROTO (another format
@@ -22,8 +22,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/log.h"
-#include "core/store.h"
+#include "core/util/log.h"
+#include "core/objects/store.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Run a test binary against a throwaway PostgreSQL cluster
 # (tests/pg/lib.sh): tests/unit/test_meta_pg (the engine of
-# core/meta_pg.c) and every tests/fuse suite with its metadata in the
+# core/meta/meta_pg.c) and every tests/fuse suite with its metadata in the
 # cluster. Each test makes a database of its own (TALLY_TEST_PG: the
 # cluster's address, a role that may create databases; tests/fuse/mount.c
 # and test_meta_pg create and drop them). $1: the binary; the rest goes

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * core/s3.c against a real S3 server (s3rver, which checks signatures),
+ * core/s3/s3.c against a real S3 server (s3rver, which checks signatures),
  * run by tests/s3/test_client.sh: PUT, whole and ranged GETs compared
  * byte for byte, HEAD, DELETE, listings in pages, prefixes, keys that
  * need encoding, and the errno of each failure: wrong secret, no such

@@ -2,7 +2,7 @@
 /*
  * What the s3 test programs share: TAP output (one "ok N - name" per
  * case, the failed expectations as "#" lines before a "not ok"), and the
- * sinks and listing callbacks that collect what core/s3.c hands over.
+ * sinks and listing callbacks that collect what core/s3/s3.c hands over.
  * The programs run under a shell script (tests/s3/test_*.sh) that starts
  * the server and relays their output to meson, which reads TAP.
  */
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/s3.h"
+#include "core/s3/s3.h"
 
 static int tap_n, tap_failed;
 static bool tap_case_failed;

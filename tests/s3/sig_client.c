@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The client half of the signature test (tests/s3/test_sig.sh): every
- * kind of request core/s3.c makes, sent to sigcheck.py, which recomputes
+ * kind of request core/s3/s3.c makes, sent to sigcheck.py, which recomputes
  * each signature with botocore and answers 403 SignatureDoesNotMatch when
  * it differs. "good" mode expects every request to be accepted and the
  * answers (ranges, listings, error codes) to come back mapped as
- * core/s3.h says; "bad" mode (run with a wrong secret) expects every
+ * core/s3/s3.h says; "bad" mode (run with a wrong secret) expects every
  * request to be refused with -EACCES. Prints TAP, and "# requests: N":
  * how many requests reached the server, which the script compares with
  * sigcheck's log.
@@ -388,7 +388,7 @@ int main(int argc, char **argv)
 			 list_pages);
 		tap_case("a key that needs percent-encoding", encoded_key);
 		tap_case("s3_check", check);
-		tap_case("error answers map to core/s3.h's errno", errors);
+		tap_case("error answers map to core/s3/s3.h's errno", errors);
 		tap_case("a short body is -EAGAIN", short_body);
 		tap_case("a stalled answer is cut after stall_timeout", stall);
 		tap_case("a sink's error aborts the GET", sink_error);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# core/s3.c against s3rver (tests/s3/client_test.c says what is checked):
+# core/s3/s3.c against s3rver (tests/s3/client_test.c says what is checked):
 # starts the server through lib.sh, runs the client as a coprocess,
 # relays its TAP and kills or restarts the server when it asks ("@kill",
 # "@restart"; answered "done" or "failed").

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# The signatures of core/s3.c, checked by an independent signer: every
+# The signatures of core/s3/s3.c, checked by an independent signer: every
 # kind of request (tests/s3/sig_client.c) goes to sigcheck.py, which
 # recomputes each SigV4 signature with botocore and logs OK or MISMATCH.
 #  1. right credentials: every request accepted, as many OK lines as

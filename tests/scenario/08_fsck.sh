@@ -108,7 +108,7 @@ mv "$TMP/saved-object" "$vfile"
 expect_fsck "the object file put back again" 0 "status=clean"
 
 # ------------------------------------------------------ refcount drift
-# made by hand in the SQLite metadata (the schema of core/meta_db.c)
+# made by hand in the SQLite metadata (the schema of core/meta/meta_db.c)
 db=$STORE/meta.db
 if ! command -v sqlite3 >/dev/null; then
 	fail "sqlite3 (the SQLite shell) is needed to make drift by hand"

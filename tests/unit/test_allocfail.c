@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/ctl.h"
-#include "core/tally.h"
+#include "core/jobs/ctl.h"
+#include "core/fs/tally.h"
 #include "tests/unit/allocfail_ctl.h"
 #include "tests/unit/util.h"
 

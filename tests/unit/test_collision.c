@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/fsck.h"
-#include "core/hash.h"
-#include "core/store.h"
-#include "core/tally.h"
+#include "core/jobs/fsck.h"
+#include "core/util/hash.h"
+#include "core/objects/store.h"
+#include "core/fs/tally.h"
 #include "tests/unit/util.h"
 
 #define BS 4096

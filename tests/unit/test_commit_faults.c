@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/fsck.h"
-#include "core/meta.h"
-#include "core/tally.h"
+#include "core/jobs/fsck.h"
+#include "core/meta/meta.h"
+#include "core/fs/tally.h"
 #include "tests/unit/util.h"
 
 #define BS 4096

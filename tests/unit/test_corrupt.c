@@ -15,11 +15,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/fsck.h"
-#include "core/gc.h"
-#include "core/hash.h"
-#include "core/store.h"
-#include "core/tally.h"
+#include "core/jobs/fsck.h"
+#include "core/jobs/gc.h"
+#include "core/util/hash.h"
+#include "core/objects/store.h"
+#include "core/fs/tally.h"
 #include "tests/unit/util.h"
 
 #define BS 4096

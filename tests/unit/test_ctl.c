@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests of the control-command parser (core/ctl.c).
+ * Unit tests of the control-command parser (core/jobs/ctl.c).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <string.h>
 
-#include "core/ctl.h"
+#include "core/jobs/ctl.h"
 
 TestSuite(ctl, .timeout = 10);
 

@@ -20,10 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/ctl.h"
-#include "core/fsck.h"
-#include "core/objstore.h"
-#include "core/tally.h"
+#include "core/jobs/ctl.h"
+#include "core/jobs/fsck.h"
+#include "core/objects/objstore.h"
+#include "core/fs/tally.h"
 #include "tests/unit/util.h"
 
 #define BS 4096

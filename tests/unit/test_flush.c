@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The flush pipeline (core/tally.c, FLUSH PIPELINE): ordering under
+ * The flush pipeline (core/fs/tally.c, FLUSH PIPELINE): ordering under
  * out-of-order stream completion, back-pressure, error propagation with
  * fault injection, drain with a timeout. A real store, real objects; the
  * stream phase is slowed down through the test hook of struct tally_opts.
@@ -17,11 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/ctl.h"
-#include "core/fsck.h"
-#include "core/pool.h"
-#include "core/store.h"
-#include "core/tally.h"
+#include "core/jobs/ctl.h"
+#include "core/jobs/fsck.h"
+#include "core/util/pool.h"
+#include "core/objects/store.h"
+#include "core/fs/tally.h"
 #include "tests/unit/util.h"
 
 #define BS 4096

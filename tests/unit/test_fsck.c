@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests of the offline checker (core/fsck.c) on real stores damaged
+ * Unit tests of the offline checker (core/jobs/fsck.c) on real stores damaged
  * on purpose.
  */
 #include <criterion/criterion.h>
@@ -12,9 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/fsck.h"
-#include "core/store.h"
-#include "core/tally.h"
+#include "core/jobs/fsck.h"
+#include "core/objects/store.h"
+#include "core/fs/tally.h"
 #include "tests/unit/util.h"
 
 #define BS 4096

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * GC cycles (core/gc.c) on a real store: leaks collected only after the
+ * GC cycles (core/jobs/gc.c) on a real store: leaks collected only after the
  * grace period, marks that survive a reopen, dry runs that change nothing,
  * live and in-flight objects that are never lost, drift and repair.
  */
@@ -15,13 +15,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/ctl.h"
-#include "core/fsck.h"
-#include "core/gc.h"
-#include "core/hash.h"
-#include "core/meta.h"
-#include "core/store.h"
-#include "core/tally.h"
+#include "core/jobs/ctl.h"
+#include "core/jobs/fsck.h"
+#include "core/jobs/gc.h"
+#include "core/util/hash.h"
+#include "core/meta/meta.h"
+#include "core/objects/store.h"
+#include "core/fs/tally.h"
 #include "tests/unit/util.h"
 
 #define BS 4096

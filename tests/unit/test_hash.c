@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests of object naming (core/hash.c).
+ * Unit tests of object naming (core/util/hash.c).
  */
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "core/hash.h"
+#include "core/util/hash.h"
 
 TestSuite(hash, .timeout = 10);
 

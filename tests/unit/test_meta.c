@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests of core/meta_*.c: schema, transactions, reference counts.
+ * Unit tests of core/meta/: schema, transactions, reference counts.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/meta.h"
+#include "core/meta/meta.h"
 #include "tests/unit/util.h"
 
 static char *dir;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests of the PostgreSQL engine of the metadata (core/meta_pg.c)
+ * Unit tests of the PostgreSQL engine of the metadata (core/meta/meta_pg.c)
  * against a real server: TALLY_TEST_PG names a cluster (postgres://USER@
  * HOST:PORT, a role that may create databases), which tests/pg/
  * run_with_cluster.sh starts and stops. Every test gets a database of its own.
@@ -21,10 +21,11 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "core/gc.h"
-#include "core/meta.h"
-#include "core/reap.h"
-#include "core/tally.h"
+#include "core/jobs/gc.h"
+#include "core/meta/meta.h"
+#include "core/objects/reap.h"
+#include "core/cluster/cluster.h"
+#include "core/fs/tally.h"
 #include "tests/unit/util.h"
 
 static char db[64];
@@ -1687,7 +1688,7 @@ Test(meta_pg, a_hold_is_kept_after_the_last_close_then_dropped)
 }
 
 /*
- * Kept holds are dropped many in a transaction (core/file.c, HOLD_BATCH
+ * Kept holds are dropped many in a transaction (core/fs/file.c, HOLD_BATCH
  * of 512): 600 files closed on a, every third unlinked on b meanwhile.
  * Once due, every hold of a goes, the unlinked files with their rows and
  * blocks, the others stay whole; a file opened again keeps its hold.
@@ -1771,7 +1772,7 @@ static int lookup_soon(struct tally *t, uint64_t dir, const char *name)
 
 /*
  * A directory a node made while its watch listened is known whole
- * (core/dirnames.c): a lookup of a name it lacks is ENOENT with no round
+ * (core/fs/dirnames.c): a lookup of a name it lacks is ENOENT with no round
  * trip, so a name another node inserted without notifying (its
  * dir_watch row taken away by hand) stays unseen; with the row, another
  * node's insert notifies and the node asks the store again. Names the

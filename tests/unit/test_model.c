@@ -2,7 +2,7 @@
 /*
  * A long seeded sequence of overlapping writes, truncates, copies, links
  * and unlinks in two namespaces, checked against an in-memory model of
- * every file, through core/tally.c's API on a real store with 4 KiB
+ * every file, through core/fs/tally.c's API on a real store with 4 KiB
  * blocks. A small pool of block patterns makes content repeat: dedup hits,
  * content that moves between blocks and between files, often inside one
  * flush (a file kept open across several writes), where a flush drops an
@@ -20,9 +20,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/fsck.h"
-#include "core/store.h"
-#include "core/tally.h"
+#include "core/jobs/fsck.h"
+#include "core/objects/store.h"
+#include "core/fs/tally.h"
 #include "tests/unit/util.h"
 
 #define BS 4096

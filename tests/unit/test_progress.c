@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The registry of running jobs (core/progress.c) on its own, then the
+ * The registry of running jobs (core/util/progress.c) on its own, then the
  * long jobs of a real store that report to it: drain, branch, gc and
  * verify are listed (and in the status document) while they run and
  * gone when they end. A job is held mid-way deterministically: drain and
@@ -19,10 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/ctl.h"
-#include "core/gc.h"
-#include "core/progress.h"
-#include "core/tally.h"
+#include "core/jobs/ctl.h"
+#include "core/jobs/gc.h"
+#include "core/util/progress.h"
+#include "core/fs/tally.h"
 #include "tests/unit/util.h"
 
 #define BS 4096

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The deletion of object files (core/reap.c and the settling of counts
- * at commit in core/meta_object.c): nothing that something still names is ever
+ * The deletion of object files (core/objects/reap.c and the settling of counts
+ * at commit in core/meta/meta_object.c): nothing that something still names is ever
  * deleted, whatever the order of the changes in a flush, a wrong count or
  * a lookup that fails. Against a real store: SQLite database and object
- * files, through core/tally.c's API. And the byte count of the local
+ * files, through core/fs/tally.c's API. And the byte count of the local
  * copies (a shared store's cache, what its eviction goes by): exact,
  * however the files come and go while it is made.
  */
@@ -21,13 +21,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/fsck.h"
-#include "core/gc.h"
-#include "core/hash.h"
-#include "core/meta.h"
-#include "core/objstore.h"
-#include "core/reap.h"
-#include "core/tally.h"
+#include "core/jobs/fsck.h"
+#include "core/jobs/gc.h"
+#include "core/util/hash.h"
+#include "core/meta/meta.h"
+#include "core/objects/objstore.h"
+#include "core/objects/reap.h"
+#include "core/fs/tally.h"
 #include "tests/unit/util.h"
 
 #define BS 4096
@@ -499,7 +499,7 @@ Test(reap, deletion_waits_for_a_durable_commit)
 }
 
 /* ------------------------------------------------------------------ */
-/* the local copies' byte count (core/objstore.c, Local bytes) */
+/* the local copies' byte count (core/objects/objstore.c, Local bytes) */
 
 static int add_listed(void *ctx, const char *name, off_t size)
 {

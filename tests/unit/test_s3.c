@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * core/s3.c without a server: s3_cfg_parse() (URL, bucket naming rules,
+ * core/s3/s3.c without a server: s3_cfg_parse() (URL, bucket naming rules,
  * endpoint, region, credentials from the environment or from a shared
  * credentials file) and s3_key(). The requests themselves are tested
  * against servers in tests/s3/.
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/s3.h"
+#include "core/s3/s3.h"
 #include "tests/unit/util.h"
 
 static struct s3_cfg cfg;

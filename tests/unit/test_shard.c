@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Shards, rebalance, ghosts and the sweep (core/shard.c) on a real store
+ * Shards, rebalance, ghosts and the sweep (core/jobs/shard.c) on a real store
  * with real shard directories: placement, balance, reads through ghosts,
  * sweep verdicts (purge, keep, inconclusive), unreachable shards, drain,
  * interrupted moves, and GC of stray copies.
@@ -17,13 +17,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/ctl.h"
-#include "core/fsck.h"
-#include "core/gc.h"
-#include "core/meta.h"
-#include "core/objstore.h"
-#include "core/shard.h"
-#include "core/tally.h"
+#include "core/jobs/ctl.h"
+#include "core/jobs/fsck.h"
+#include "core/jobs/gc.h"
+#include "core/meta/meta.h"
+#include "core/objects/objstore.h"
+#include "core/jobs/shard.h"
+#include "core/fs/tally.h"
 #include "tests/unit/util.h"
 
 #define BS 4096

@@ -19,7 +19,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "core/store.h"
+#include "core/objects/store.h"
 #include "tests/unit/util.h"
 
 static char *dir;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Concurrency stress of core/tally.c: several threads at once write files
+ * Concurrency stress of core/fs/tally.c: several threads at once write files
  * built from a small pool of shared blocks (so their objects are shared),
  * fsync some, link them into the other namespace (a copy-on-write copy),
  * copy them block by block, rename and unlink them, while one more thread
@@ -26,8 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/ctl.h"
-#include "core/tally.h"
+#include "core/jobs/ctl.h"
+#include "core/fs/tally.h"
 #include "tests/unit/util.h"
 
 #define BS 4096

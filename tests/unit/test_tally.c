@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests of core/tally.c through its public API: no FUSE, a real
+ * Unit tests of core/fs/tally.c through its public API: no FUSE, a real
  * store directory with a real SQLite database and real object files.
  */
 #include <criterion/criterion.h>
@@ -11,10 +11,10 @@
 #include <string.h>
 #include <sys/xattr.h>
 
-#include "core/fsck.h"
-#include "core/meta.h"
-#include "core/store.h"
-#include "core/tally.h"
+#include "core/jobs/fsck.h"
+#include "core/meta/meta.h"
+#include "core/objects/store.h"
+#include "core/fs/tally.h"
 #include "tests/unit/util.h"
 
 #define BS 4096

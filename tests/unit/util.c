@@ -21,10 +21,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/fsck.h"
-#include "core/meta.h"
-#include "core/store.h"
-#include "core/tally.h"
+#include "core/jobs/fsck.h"
+#include "core/meta/meta.h"
+#include "core/objects/store.h"
+#include "core/fs/tally.h"
 
 char *tu_tmpdir(void)
 {

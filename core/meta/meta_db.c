@@ -1,0 +1,862 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The SQLite engine of the metadata store (WAL mode): opening a store,
+ * its pragmas, schema and upgrades, transactions, the mapping of SQLite
+ * errors to errno values. Statements run through meta_stmt.c; those of
+ * each table family live in meta_inode.c, meta_object.c, meta_gc.c,
+ * meta_shard.c and meta_query.c.
+ *
+ * DESIGN NOTES
+ *
+ * Schema (PRAGMA application_id 'TALY', user_version META_FORMAT):
+ *   config(key, value)                    block_size, next_ino, durable_seq
+ *   inodes(ino, nspace, mode, ..., target)  nspace = ino of namespace root
+ *   dentries(id, parent, name, ino)       id is the stable readdir cookie
+ *   objects(id, name, shard, size, refcount)
+ *   blocks(ino, idx, obj, shard)          one object reference per block
+ *                                         (index blocks_obj: see gc_schema)
+ *   xattrs(ino, name, value)
+ *   shards, ghosts, moves                 see shard_schema
+ *
+ * Invariants (checked offline by tallyfsck):
+ *  1. objects.refcount = number of blocks rows naming the object. A
+ *     count that reaches zero is settled at commit against the
+ *     transaction's final state (meta_settle(), core/meta/meta_object.c): the
+ *     row goes only if nothing names the object any more, and the file
+ *     is deleted only after the commit, by core/objects/reap.c (a crash between
+ *     the two leaks a file; it never leaves a dangling reference). Object
+ *     ids are never used again (AUTOINCREMENT).
+ *  2. Every change runs inside one transaction opened by meta_begin(), so
+ *     a reference and its count change together or not at all.
+ *  3. Ordinary commits use synchronous=NORMAL (durable against a crash of
+ *     the process); meta_sync() syncs the WAL, which makes every earlier
+ *     commit durable against power loss too (fsync).
+ *
+ * Locking: none inside; the caller serialises every call on a struct meta.
+ */
+#include "core/meta/meta_int.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/util/array.h"
+#include "core/util/log.h"
+
+#define APP_ID 0x54414c59 /* 'TALY' */
+
+static const char schema[] =
+	"CREATE TABLE config(key TEXT PRIMARY KEY, value INTEGER NOT NULL)"
+	" WITHOUT ROWID;"
+	"CREATE TABLE inodes(ino INTEGER PRIMARY KEY, nspace INTEGER NOT NULL,"
+	" mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,"
+	" nlink INTEGER NOT NULL, size INTEGER NOT NULL,"
+	" rdev INTEGER NOT NULL, alloc INTEGER NOT NULL,"
+	" atime INTEGER NOT NULL, mtime INTEGER NOT NULL,"
+	" ctime INTEGER NOT NULL, target BLOB);"
+	"CREATE INDEX inodes_nspace ON inodes(nspace);"
+	"CREATE TABLE dentries(id INTEGER PRIMARY KEY,"
+	" parent INTEGER NOT NULL, name BLOB NOT NULL, ino INTEGER NOT NULL,"
+	" UNIQUE(parent, name));"
+	"CREATE INDEX dentries_parent ON dentries(parent);"
+	"CREATE TABLE objects(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" name TEXT NOT NULL UNIQUE, shard INTEGER NOT NULL,"
+	" size INTEGER NOT NULL, refcount INTEGER NOT NULL);"
+	"CREATE TABLE blocks(ino INTEGER NOT NULL, idx INTEGER NOT NULL,"
+	" obj INTEGER NOT NULL, shard INTEGER NOT NULL,"
+	" PRIMARY KEY(ino, idx)) WITHOUT ROWID;"
+	"CREATE TABLE xattrs(ino INTEGER NOT NULL, name BLOB NOT NULL,"
+	" value BLOB NOT NULL, PRIMARY KEY(ino, name)) WITHOUT ROWID;";
+
+/* GC state, added to format 1 stores when they are opened. */
+static const char gc_schema[] =
+	"CREATE TABLE IF NOT EXISTS gc_marks(name TEXT PRIMARY KEY,"
+	" shard INTEGER NOT NULL, since INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS gc_log(id INTEGER PRIMARY KEY,"
+	" at INTEGER NOT NULL, dry_run INTEGER NOT NULL,"
+	" checked INTEGER NOT NULL, live INTEGER NOT NULL,"
+	" unreferenced INTEGER NOT NULL, collected INTEGER NOT NULL,"
+	" preserved INTEGER NOT NULL, bytes_freed INTEGER NOT NULL,"
+	" drift INTEGER NOT NULL, nodes INTEGER NOT NULL,"
+	" duration_ms INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS node_reports(node INTEGER PRIMARY KEY,"
+	" reported_at INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS node_objects(node INTEGER NOT NULL,"
+	" name TEXT NOT NULL, PRIMARY KEY(node, name)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS pins(id INTEGER PRIMARY KEY,"
+	" path BLOB NOT NULL UNIQUE, created INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS pin_objects(pin INTEGER NOT NULL,"
+	" name TEXT NOT NULL, PRIMARY KEY(pin, name)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS pin_objects_name ON pin_objects(name);"
+	"CREATE INDEX IF NOT EXISTS node_objects_name ON node_objects(name);"
+	/* the references of an object: the drift check of GC by chunks
+	 * (core/jobs/gc.c); with the shard, it covers the scans by object */
+	"CREATE INDEX IF NOT EXISTS blocks_obj ON blocks(obj, shard);"
+	/* the number of inodes, for statfs without a scan */
+	"INSERT INTO config(key, value) SELECT 'inodes',"
+	" (SELECT count(*) FROM inodes) WHERE NOT EXISTS"
+	" (SELECT 1 FROM config WHERE key = 'inodes');"
+	"CREATE TRIGGER IF NOT EXISTS inodes_add AFTER INSERT ON inodes"
+	" BEGIN UPDATE config SET value = value + 1 WHERE key = 'inodes'; END;"
+	"CREATE TRIGGER IF NOT EXISTS inodes_del AFTER DELETE ON inodes"
+	" BEGIN UPDATE config SET value = value - 1 WHERE key = 'inodes'; END;"
+	/* mounts and the jobs one of them runs (core/meta/meta_session.c) */
+	"CREATE TABLE IF NOT EXISTS sessions(id INTEGER PRIMARY KEY,"
+	" host TEXT NOT NULL, pid INTEGER NOT NULL, started INTEGER NOT NULL,"
+	" heartbeat INTEGER NOT NULL, expires INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS leases(name TEXT PRIMARY KEY,"
+	" holder INTEGER NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS open_holds(node INTEGER NOT NULL,"
+	" ino INTEGER NOT NULL, PRIMARY KEY(node, ino)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS open_holds_ino ON open_holds(ino);"
+	/* directories a node knows whole (core/fs/dirnames.c): a shared
+	 * store's alone, the same table here */
+	"CREATE TABLE IF NOT EXISTS dir_watch(dir INTEGER NOT NULL,"
+	" node INTEGER NOT NULL, PRIMARY KEY(dir, node)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS dir_watch_node ON dir_watch(node);";
+
+/*
+ * Shards, ghosts and moves, added to format 1 stores when they are opened.
+ * Shard 0 (STORE/shards/0) has a row with a NULL path. A ghost (obj, src)
+ * says that object obj, which block references still name as being in
+ * shard src, now lives in shard dst; its refcount is the number of those
+ * references, kept exact by the triggers on blocks (recursive triggers
+ * are on, so the deletes of INSERT OR REPLACE count too). The ghosts of
+ * an object go with its row (a row deleted by damage must not leave
+ * them). shard_usage counts the objects and bytes of each shard, kept by
+ * the triggers on objects, so that the status need not scan the object
+ * table. A move row is the intent of a rebalance move in progress
+ * (core/jobs/shard.c).
+ */
+static const char shard_schema[] =
+	"CREATE TABLE IF NOT EXISTS shards(id INTEGER PRIMARY KEY,"
+	" path BLOB UNIQUE, state INTEGER NOT NULL, added INTEGER NOT NULL);"
+	"INSERT OR IGNORE INTO shards(id, path, state, added)"
+	" VALUES (0, NULL, 0, 0);"
+	"CREATE TABLE IF NOT EXISTS ghosts(obj INTEGER NOT NULL,"
+	" src INTEGER NOT NULL, dst INTEGER NOT NULL, name TEXT NOT NULL,"
+	" refcount INTEGER NOT NULL, created INTEGER NOT NULL,"
+	" PRIMARY KEY(obj, src)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS moves(obj INTEGER PRIMARY KEY,"
+	" name TEXT NOT NULL, src INTEGER NOT NULL, dst INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS moves_name ON moves(name);"
+	"CREATE TRIGGER IF NOT EXISTS ghost_ref_add AFTER INSERT ON blocks"
+	" BEGIN UPDATE ghosts SET refcount = refcount + 1"
+	" WHERE obj = NEW.obj AND src = NEW.shard; END;"
+	"CREATE TRIGGER IF NOT EXISTS ghost_ref_del AFTER DELETE ON blocks"
+	" BEGIN UPDATE ghosts SET refcount = refcount - 1"
+	" WHERE obj = OLD.obj AND src = OLD.shard; END;"
+	"CREATE TRIGGER IF NOT EXISTS ghost_ref_mov AFTER UPDATE OF obj, shard"
+	" ON blocks BEGIN UPDATE ghosts SET refcount = refcount - 1"
+	" WHERE obj = OLD.obj AND src = OLD.shard;"
+	" UPDATE ghosts SET refcount = refcount + 1"
+	" WHERE obj = NEW.obj AND src = NEW.shard; END;"
+	"CREATE TABLE IF NOT EXISTS sweep_log(id INTEGER PRIMARY KEY,"
+	" at INTEGER NOT NULL, checked INTEGER NOT NULL,"
+	" purged INTEGER NOT NULL, kept INTEGER NOT NULL,"
+	" inconclusive INTEGER NOT NULL, repointed INTEGER NOT NULL,"
+	" duration_ms INTEGER NOT NULL);"
+	"CREATE TRIGGER IF NOT EXISTS ghost_obj_del AFTER DELETE ON objects"
+	" BEGIN DELETE FROM ghosts WHERE obj = OLD.id; END;"
+	"CREATE TABLE IF NOT EXISTS shard_usage(shard INTEGER PRIMARY KEY,"
+	" objects INTEGER NOT NULL, bytes INTEGER NOT NULL);"
+	"CREATE TRIGGER IF NOT EXISTS usage_add AFTER INSERT ON objects"
+	" BEGIN INSERT INTO shard_usage VALUES (NEW.shard, 1, NEW.size)"
+	" ON CONFLICT(shard) DO UPDATE SET objects = objects + 1,"
+	" bytes = bytes + NEW.size; END;"
+	"CREATE TRIGGER IF NOT EXISTS usage_del AFTER DELETE ON objects"
+	" BEGIN UPDATE shard_usage SET objects = objects - 1,"
+	" bytes = bytes - OLD.size WHERE shard = OLD.shard; END;"
+	"CREATE TRIGGER IF NOT EXISTS usage_mov AFTER UPDATE OF shard"
+	" ON objects BEGIN UPDATE shard_usage SET objects = objects - 1,"
+	" bytes = bytes - OLD.size WHERE shard = OLD.shard;"
+	" INSERT INTO shard_usage VALUES (NEW.shard, 1, NEW.size)"
+	" ON CONFLICT(shard) DO UPDATE SET objects = objects + 1,"
+	" bytes = bytes + NEW.size; END;";
+
+/*
+ * Object ids are never used again (AUTOINCREMENT): a reference left
+ * dangling by damage must never bind to a later object. A store made
+ * before that gets its table rebuilt in the transaction that opens it,
+ * its counter set past every id anything still names. The triggers on
+ * objects go with the old table; shard_schema makes them again.
+ */
+static const char objects_upgrade[] =
+	"DROP TRIGGER IF EXISTS ghost_obj_del; DROP TRIGGER IF EXISTS usage_add;"
+	"DROP TRIGGER IF EXISTS usage_del; DROP TRIGGER IF EXISTS usage_mov;"
+	"CREATE TABLE objects_v2(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" name TEXT NOT NULL UNIQUE, shard INTEGER NOT NULL,"
+	" size INTEGER NOT NULL, refcount INTEGER NOT NULL);"
+	"INSERT INTO objects_v2 SELECT id, name, shard, size, refcount"
+	" FROM objects;"
+	"DROP TABLE objects;"
+	"ALTER TABLE objects_v2 RENAME TO objects;"
+	"DELETE FROM sqlite_sequence WHERE name = 'objects';"
+	"INSERT INTO sqlite_sequence(name, seq) SELECT 'objects', max("
+	" (SELECT coalesce(max(id), 0) FROM objects),"
+	" (SELECT coalesce(max(obj), 0) FROM blocks),"
+	" (SELECT coalesce(max(obj), 0) FROM ghosts),"
+	" (SELECT coalesce(max(obj), 0) FROM moves));";
+
+/* shard_usage from the object table (a new table, or a repair). */
+static const char usage_fill[] =
+	"DELETE FROM shard_usage;"
+	"INSERT INTO shard_usage SELECT shard, count(*), coalesce(sum(size), 0)"
+	" FROM objects GROUP BY shard;";
+
+enum {
+	D_BEGIN,
+	D_COMMIT,
+	D_ROLLBACK,
+	D_APP_ID,
+	D_USER_VERSION,
+	D_TABLES,
+	D_BLOCK_SIZE,
+	D_CONFIG_ROWS,
+	D_SHARD_ROWS,
+	D_HAS_USAGE,
+	D_AUTOINCREMENT,
+	D_SYNC_FULL,
+	D_SYNC_NORMAL,
+	D_SYNC_SEQ,
+	D_CONFIG_GET,
+	D_CONFIG_SET,
+	D_COUNT
+};
+
+static const char *const db_text[D_COUNT] = {
+	/* prepared once: every operation runs both */
+	[D_BEGIN] = "BEGIN IMMEDIATE",
+	[D_COMMIT] = "COMMIT",
+	[D_ROLLBACK] = "ROLLBACK",
+	[D_APP_ID] = "PRAGMA application_id",
+	[D_USER_VERSION] = "PRAGMA user_version",
+	[D_TABLES] = "SELECT count(*) FROM sqlite_schema",
+	[D_BLOCK_SIZE] = "SELECT value FROM config WHERE key = 'block_size'",
+	[D_CONFIG_ROWS] = "SELECT * FROM config",
+	[D_SHARD_ROWS] = "SELECT * FROM shards",
+	[D_HAS_USAGE] = "SELECT count(*) FROM sqlite_master "
+			"WHERE name = 'shard_usage'",
+	[D_AUTOINCREMENT] = "SELECT count(*) FROM sqlite_master WHERE "
+			    "name = 'objects' AND sql LIKE '%AUTOINCREMENT%'",
+	[D_SYNC_FULL] = "PRAGMA synchronous = FULL",
+	[D_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
+	[D_SYNC_SEQ] = "INSERT INTO config(key, value) VALUES ('sync_seq', 1) "
+		       "ON CONFLICT(key) DO UPDATE SET value = value + 1",
+	[D_CONFIG_GET] = "SELECT value FROM config WHERE key = ?1",
+	[D_CONFIG_SET] =
+		"INSERT INTO config(key, value) VALUES (?1, ?2) "
+		"ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+};
+
+/* PostgreSQL runs the others as they are (meta_pg.c translates). */
+static const char *const db_pg[D_COUNT] = {
+	[D_BEGIN] = "BEGIN",
+	[D_APP_ID] = META_SQLITE_ONLY,
+	[D_USER_VERSION] = META_SQLITE_ONLY,
+	[D_TABLES] = META_SQLITE_ONLY,
+	[D_HAS_USAGE] = META_SQLITE_ONLY,
+	[D_AUTOINCREMENT] = META_SQLITE_ONLY,
+	[D_SYNC_FULL] = META_SQLITE_ONLY,
+	[D_SYNC_NORMAL] = META_SQLITE_ONLY,
+	[D_SYNC_SEQ] = META_SQLITE_ONLY,
+};
+
+const struct meta_sql meta_db_sql = { META_DB, D_COUNT, db_text, db_pg };
+
+int meta_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return 0;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_CONSTRAINT:
+		return -EEXIST;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return -EUCLEAN;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return -EACCES;
+	case SQLITE_CANTOPEN:
+		return -ENOENT;
+	case SQLITE_TOOBIG:
+		return -E2BIG;
+	default:
+		return -EIO;
+	}
+}
+
+int meta_fail(struct meta *m, int rc, const char *what)
+{
+	int err = meta_errno(rc);
+
+	/* a constraint that holds is an answer (a name taken), not a fault */
+	log_msg(err == -EEXIST ? LOG_INFO : LOG_ERR, "metadata %s failed: %s",
+		what, m->pg ? meta_pg_message(m) : sqlite3_errmsg(m->db));
+	return err;
+}
+
+int meta_no_row(const char *what)
+{
+	log_msg(LOG_ERR, "metadata %s failed: no row", what);
+	return -EIO;
+}
+
+/* Multi-statement text: the pragmas and DDL of opening a store only. */
+static int exec(struct meta *m, const char *sql)
+{
+	return meta_exec(m, sql);
+}
+
+/* Run engine statement @id to its end, a failure logged with its text. */
+static int exec_id(struct meta *m, int id)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_db_sql, id, &s);
+
+	return rc ? rc : meta_run(m, s, db_text[id]);
+}
+
+/* The first column of engine query @id, or -1 (no row, or a query that
+ * does not prepare: a table the store lacks). */
+static int64_t probe(struct meta *m, int id)
+{
+	struct meta_st *s;
+	int64_t v = -1;
+
+	if (meta_stmt_quiet(m, &meta_db_sql, id, &s))
+		return -1;
+	if (sqlite3_step(s->lite) == SQLITE_ROW)
+		v = meta_col_int(s, 0);
+	meta_reset(s);
+	return v;
+}
+
+/*
+ * Read every row of engine query @id: 0, or -EUCLEAN if a page is
+ * damaged. A query that does not prepare (a table an older store lacks)
+ * reads nothing.
+ */
+static int rows_readable(struct meta *m, int id)
+{
+	struct meta_st *s;
+	int rc;
+
+	if (meta_stmt_quiet(m, &meta_db_sql, id, &s))
+		return 0;
+	while ((rc = sqlite3_step(s->lite)) == SQLITE_ROW)
+		;
+	meta_reset(s);
+	return rc == SQLITE_DONE ? 0 : -EUCLEAN;
+}
+
+int meta_format_root(struct meta *m, uint32_t block_size)
+{
+	struct meta_inode root;
+	int rc = meta_config_set(m, "block_size", block_size);
+
+	if (!rc)
+		rc = meta_config_set(m, "next_ino", 16);
+	if (!rc)
+		rc = meta_config_set(m, "durable_seq", 0);
+	if (rc)
+		return rc;
+	memset(&root, 0, sizeof(root));
+	root.ino = 1;
+	root.mode = S_IFDIR | 0755;
+	root.nlink = 2;
+	clock_gettime(CLOCK_REALTIME, &root.mtime);
+	root.atime = root.ctime = root.mtime;
+	return meta_inode_put(m, &root);
+}
+
+static int create_schema(struct meta *m, uint32_t block_size)
+{
+	int rc;
+
+	rc = exec_id(m, D_BEGIN);
+	if (rc)
+		return rc;
+	rc = exec(m, schema);
+	if (!rc)
+		rc = meta_format_root(m, block_size);
+	if (!rc)
+		rc = exec(m, "PRAGMA application_id = 1413565529;"
+			     "PRAGMA user_version = 1");
+	if (rc) {
+		exec_id(m, D_ROLLBACK);
+		return rc;
+	}
+	return exec_id(m, D_COMMIT);
+}
+
+/* What is wrong with what opening a store reads (its block size, the
+ * config and shard rows), or NULL. */
+static const char *damaged(struct meta *m)
+{
+	int64_t bs = probe(m, D_BLOCK_SIZE);
+
+	if (bs < 4096 || bs > (64 << 20) || (bs & (bs - 1)))
+		return "bad block size";
+	if (rows_readable(m, D_CONFIG_ROWS) || rows_readable(m, D_SHARD_ROWS))
+		return sqlite3_errmsg(m->db);
+	return NULL;
+}
+
+int meta_open(const char *path, bool create, uint32_t block_size,
+	      struct meta **out)
+{
+	struct meta *m;
+	const char *damage;
+	int64_t app, ver;
+	int rc, flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+
+	if (meta_is_pg(path))
+		return meta_pg_open(path, create, block_size, out);
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	if (create)
+		flags |= SQLITE_OPEN_CREATE;
+	rc = sqlite3_open_v2(path, &m->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		log_msg(LOG_ERR, "cannot open metadata '%s': %s", path,
+			m->db ? sqlite3_errmsg(m->db) : sqlite3_errstr(rc));
+		rc = meta_errno(rc);
+		goto out_close;
+	}
+	sqlite3_extended_result_codes(m->db, 1);
+	sqlite3_busy_timeout(m->db, 5000);
+	/* one process owns the store (STORE/lock): no file locks per
+	 * transaction, and the WAL index lives in memory */
+	rc = exec(m, "PRAGMA locking_mode = EXCLUSIVE");
+	if (rc)
+		goto out_close;
+	/* before the probes below, which read a failure as damage */
+	rc = meta_stmt_cache(m, &meta_db_sql);
+	if (rc)
+		goto out_close;
+	app = probe(m, D_APP_ID);
+	ver = probe(m, D_USER_VERSION);
+	if (app < 0 || ver < 0) {
+		log_msg(LOG_ERR, "metadata '%s' is not a SQLite database: %s",
+			path, sqlite3_errmsg(m->db));
+		rc = -EUCLEAN;
+		goto out_close;
+	}
+	if (app == 0 && ver == 0 && probe(m, D_TABLES) == 0) {
+		if (!create) {
+			log_msg(LOG_ERR, "metadata '%s' is empty", path);
+			rc = -EUCLEAN;
+			goto out_close;
+		}
+		rc = exec(m, "PRAGMA journal_mode = WAL");
+		if (!rc)
+			rc = create_schema(m, block_size);
+		if (rc)
+			goto out_close;
+	} else if (app != APP_ID) {
+		log_msg(LOG_ERR,
+			"metadata '%s' belongs to another application "
+			"(application_id %" PRId64 ")",
+			path, app);
+		rc = -EUCLEAN;
+		goto out_close;
+	} else if (ver != META_FORMAT) {
+		log_msg(LOG_ERR,
+			"metadata '%s' has format version %" PRId64
+			", this tallyfs reads version %d",
+			path, ver, META_FORMAT);
+		rc = -EPROTO;
+		goto out_close;
+	}
+	/* before anything below writes (journal mode, new tables, shard
+	 * 0's row): a store refused as damaged is left as it was */
+	damage = damaged(m);
+	if (damage) {
+		log_msg(LOG_ERR, "metadata '%s' is damaged: %s", path, damage);
+		rc = -EUCLEAN;
+		goto out_close;
+	}
+	/*
+	 * The WAL keeps its size when it restarts after a checkpoint (up to
+	 * 64 MiB; it restarts at about 4 MiB): a WAL truncated to nothing
+	 * at each restart makes every commit extend the file again, which
+	 * allocates and zeroes its blocks. Measured with tools/bench/run
+	 * --only meta --files 10000, against passthrough_ll: unlink 0.81 ->
+	 * 1.03, link 0.71 -> 0.89, mkdir 0.92 -> 1.23, create 1.17 -> 1.31.
+	 */
+	/* temporary tables (the map of a branch: a row per inode) in a
+	 * file with a small cache of its own, not in memory; a page cache
+	 * of 32 MiB (pages beyond it come from the kernel's): with a
+	 * million inodes in memory, a branch of a million files took the
+	 * daemon's RSS from 466 to 568 MB with 64 MiB and the map in
+	 * memory (tools/bench/scale) */
+	rc = exec(m,
+		  "PRAGMA synchronous = NORMAL;"
+		  "PRAGMA foreign_keys = OFF; PRAGMA temp_store = FILE;"
+		  "PRAGMA cache_size = -32768; PRAGMA recursive_triggers = ON;"
+		  "PRAGMA journal_size_limit = 67108864");
+	if (rc)
+		goto out_close;
+	/* the tables a store of an older version lacks, all or nothing */
+	rc = exec_id(m, D_BEGIN);
+	if (!rc)
+		rc = exec(m, gc_schema);
+	if (!rc) {
+		/* a store from before shard_usage: count its objects once */
+		bool fill = probe(m, D_HAS_USAGE) == 0;
+
+		rc = exec(m, shard_schema);
+		if (!rc && fill)
+			rc = exec(m, usage_fill);
+	}
+	if (!rc && probe(m, D_AUTOINCREMENT) == 0) {
+		log_msg(LOG_NOTICE,
+			"metadata '%s': object ids are never used "
+			"again from now on (table rebuilt)",
+			path);
+		rc = exec(m, objects_upgrade);
+		if (!rc)
+			rc = exec(m, shard_schema);
+	}
+	if (!rc)
+		rc = meta_remote_schema(m);
+	/* what opening a store reads, read again in the transaction that
+	 * changed the tables: a damaged database can read well before a
+	 * write and not after it (a b-tree out of order); refused then,
+	 * with nothing written */
+	if (!rc && (damage = damaged(m)) != NULL) {
+		log_msg(LOG_ERR,
+			"metadata '%s' is damaged: it reads otherwise once "
+			"its tables are brought up to date (%s)",
+			path, damage);
+		meta_rollback(m);
+		rc = -EUCLEAN;
+		goto out_close;
+	}
+	if (rc) {
+		/* SQLITE_ERROR: a table of that name is not the one expected */
+		if ((sqlite3_errcode(m->db) & 0xff) == SQLITE_ERROR) {
+			log_msg(LOG_ERR,
+				"metadata '%s' is damaged: its tables are "
+				"not those of tallyfs",
+				path);
+			rc = -EUCLEAN;
+		}
+		meta_rollback(m);
+		goto out_close;
+	}
+	rc = exec_id(m, D_COMMIT);
+	/* last: it rewrites the header of a database not in WAL mode yet */
+	if (!rc)
+		rc = exec(m, "PRAGMA journal_mode = WAL");
+	if (rc)
+		goto out_close;
+	*out = m;
+	return 0;
+
+out_close:
+	/* SQLite opens a file whose header asks for a newer write format
+	 * read-only: a writable file refused so is damaged, not read-only */
+	if (rc == -EROFS && access(path, W_OK) == 0) {
+		log_msg(LOG_ERR,
+			"metadata '%s' is damaged: SQLite can only read it "
+			"(%s)",
+			path, sqlite3_errmsg(m->db));
+		rc = -EUCLEAN;
+	}
+	meta_stmts_free(m);
+	sqlite3_close(m->db);
+	free(m);
+	return rc;
+}
+
+void meta_close(struct meta *m)
+{
+	if (!m)
+		return;
+	meta_stmts_free(m);
+	free(m->zero);
+	meta_objlist_release(&m->dead);
+	if (m->pg)
+		meta_pg_close(m);
+	else if (sqlite3_close(m->db) != SQLITE_OK)
+		log_msg(LOG_ERR, "closing metadata failed: %s",
+			sqlite3_errmsg(m->db));
+	free(m);
+}
+
+int meta_end(struct meta *m, int rc)
+{
+	if (!rc)
+		rc = meta_commit(m);
+	if (rc)
+		meta_rollback(m);
+	return rc;
+}
+
+int meta_begin(struct meta *m)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_db_sql, D_BEGIN, &s);
+
+	return rc ? rc : meta_run_later(m, s, "begin");
+}
+
+/*
+ * The COMMIT, after @s if not NULL: *@v its integer, or 1 when it gave
+ * no row (committed all the same). On PostgreSQL both go in one
+ * pipeline: one round trip. -errno: nothing committed.
+ */
+static int commit_with(struct meta *m, struct meta_st *s, int64_t *v,
+		       const char *what)
+{
+	size_t ndead = m->dead.n;
+	bool none = false; /* @s gave no row */
+	struct meta_st *c;
+	int rc;
+
+	if (m->fault_in > 0 && --m->fault_in == 0) {
+		meta_rollback(m);
+		log_msg(LOG_ERR, "metadata commit failed: injected %s",
+			strerror(-m->fault_err));
+		return m->fault_err;
+	}
+	rc = meta_settle(m);
+	if (!rc)
+		rc = meta_stmt(m, &meta_db_sql, D_COMMIT, &c);
+	if (!rc && s) {
+		if (m->pg) /* the COMMIT goes in @s's pipeline */
+			meta_pg_set_tail(m, c);
+		/* no row is an answer (PostgreSQL: the pipeline went whole);
+		 * an -ENOENT is a failure, of @s or of a statement that went
+		 * before it (an entry's delete that removed nothing) */
+		rc = meta_step(m, s, what);
+		if (m->pg)
+			meta_pg_set_tail(m, NULL);
+		if (rc > 0) {
+			*v = meta_col_int(s, 0);
+			meta_reset(s);
+		}
+		none = rc == 0;
+		rc = rc > 0 ? 0 : rc;
+	}
+	if (!rc && !(s && m->pg))
+		rc = meta_run(m, c, "commit");
+	/* a COMMIT cut off with the connection may have committed: not run
+	 * again (that could do it twice), an error */
+	if ((rc == -EDEADLK && meta_pg_lost(m)) ||
+	    (!rc && m->lost_in > 0 && --m->lost_in == 0)) {
+		log_msg(LOG_ERR, "metadata commit: the connection was lost; "
+				 "whether it committed is unknown");
+		rc = -EIO;
+	}
+	if (rc) {
+		m->dead.n = ndead; /* nothing of it was deleted */
+		return rc;
+	}
+	return none ? 1 : 0;
+}
+
+int meta_commit(struct meta *m)
+{
+	return commit_with(m, NULL, NULL, "commit");
+}
+
+int meta_int_commit(struct meta *m, struct meta_st *s, int64_t *v,
+		    const char *what)
+{
+	return commit_with(m, s, v, what);
+}
+
+size_t meta_dead_count(struct meta *m)
+{
+	return m->dead.n;
+}
+
+void meta_dead_take(struct meta *m, struct meta_objlist *out)
+{
+	*out = m->dead;
+	meta_objlist_init(&m->dead);
+}
+
+uint64_t meta_drift(struct meta *m)
+{
+	return m->drift;
+}
+
+void meta_inject_lost(struct meta *m, unsigned nth)
+{
+	m->lost_in = nth;
+}
+
+void meta_inject_lookup(struct meta *m, unsigned nth, int err)
+{
+	m->lookup_fail = nth;
+	m->lookup_err = err;
+}
+
+/* An injected failure of an object lookup (meta_inject_lookup()). */
+int meta_lookup_fault(struct meta *m)
+{
+	if (!m->lookup_fail || --m->lookup_fail)
+		return 0;
+	return m->lookup_err;
+}
+
+unsigned meta_inject(struct meta *m, unsigned nth, int err)
+{
+	unsigned left = m->fault_in;
+
+	m->fault_err = err;
+	m->fault_in = nth;
+	return left;
+}
+
+int meta_sync(struct meta *m)
+{
+	int rc;
+
+	if (m->pg)
+		return 0; /* every commit is durable (synchronous_commit) */
+	/*
+	 * synchronous cannot change inside a transaction: make the WAL
+	 * durable with one more, tiny, transaction committed with FULL,
+	 * whose sync covers every frame written before it.
+	 */
+	rc = exec_id(m, D_SYNC_FULL);
+	if (rc)
+		return rc;
+	rc = exec_id(m, D_BEGIN);
+	if (!rc)
+		rc = exec_id(m, D_SYNC_SEQ);
+	if (!rc)
+		rc = exec_id(m, D_COMMIT);
+	if (rc)
+		exec_id(m, D_ROLLBACK);
+	exec_id(m, D_SYNC_NORMAL);
+	return rc;
+}
+
+void meta_rollback(struct meta *m)
+{
+	m->nzero = 0;
+	if (meta_in_txn(m))
+		exec_id(m, D_ROLLBACK);
+}
+
+int meta_config_get(struct meta *m, const char *key, int64_t *val)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_db_sql, D_CONFIG_GET, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_text(s, 1, key);
+	return meta_int(m, s, val, "config read");
+}
+
+int meta_config_set(struct meta *m, const char *key, int64_t val)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_db_sql, D_CONFIG_SET, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_text(s, 1, key);
+	meta_bind_int(s, 2, val);
+	return meta_run(m, s, "config write");
+}
+
+struct meta_backup {
+	sqlite3 *dst;
+	sqlite3_backup *b;
+};
+
+int meta_backup_begin(struct meta *m, const char *path,
+		      struct meta_backup **out)
+{
+	struct meta_backup *b;
+	int rc;
+
+	if (m->pg) {
+		log_msg(LOG_ERR,
+			"metadata snapshots are of SQLite stores only");
+		return -EOPNOTSUPP;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	rc = sqlite3_open_v2(path, &b->dst,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				     SQLITE_OPEN_NOMUTEX,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		log_msg(LOG_ERR, "cannot create snapshot '%s': %s", path,
+			b->dst ? sqlite3_errmsg(b->dst) : sqlite3_errstr(rc));
+		rc = meta_errno(rc);
+		goto out_close;
+	}
+	b->b = sqlite3_backup_init(b->dst, "main", m->db, "main");
+	if (!b->b) {
+		log_msg(LOG_ERR, "cannot start snapshot '%s': %s", path,
+			sqlite3_errmsg(b->dst));
+		rc = -EIO;
+		goto out_close;
+	}
+	*out = b;
+	return 0;
+
+out_close:
+	sqlite3_close(b->dst);
+	free(b);
+	return rc;
+}
+
+int meta_backup_step(struct meta_backup *b, int pages)
+{
+	int rc = sqlite3_backup_step(b->b, pages);
+
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+		return 1;
+	log_msg(LOG_ERR, "snapshot of the metadata failed: %s",
+		sqlite3_errstr(rc));
+	return meta_errno(rc);
+}
+
+int meta_backup_end(struct meta_backup *b)
+{
+	int rc;
+
+	if (!b)
+		return 0;
+	rc = meta_errno(sqlite3_backup_finish(b->b));
+	if (!rc)
+		rc = meta_errno(sqlite3_exec(b->dst,
+					     "PRAGMA journal_mode = DELETE",
+					     NULL, NULL, NULL));
+	if (sqlite3_close(b->dst) != SQLITE_OK && !rc)
+		rc = -EIO;
+	free(b);
+	return rc;
+}

@@ -1,0 +1,841 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The inode family of the metadata store: inodes, directory entries,
+ * extended attributes, symlink targets, readdir, orphans and branches.
+ */
+#include "core/meta/meta_int.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include "core/util/array.h"
+#include "core/util/log.h"
+
+enum {
+	I_INODE_GET,
+	I_INODE_PUT,
+	I_INODE_DEL,
+	I_INODE_DEL_X,
+	I_INODE_UPDATE,
+	I_INODE_UPDATE_SURE,
+	I_INODE_CHANGE,
+	I_MAX_INO,
+	I_ORPHANS,
+	I_NAMELESS,
+	I_HOMELESS,
+	I_UNNAME,
+	I_TARGET_SET,
+	I_TARGET_GET,
+	I_DENTRY_LOOKUP,
+	I_DENTRY_ROW,
+	I_DENTRY_INSERT,
+	I_DENTRY_DELETE,
+	I_DENTRY_SET_INO,
+	I_DENTRY_MOVE,
+	I_DIR_EMPTY,
+	I_READDIR,
+	I_BRANCH_TABLE,
+	I_BRANCH_CLEAR,
+	I_BRANCH_MAP,
+	I_BRANCH_SHIFT,
+	I_BRANCH_INODES,
+	I_BRANCH_DENTRIES,
+	I_BRANCH_BLOCKS,
+	I_BRANCH_COUNTS,
+	I_BRANCH_XATTRS,
+	I_BRANCH_GONE,
+	I_XATTR_GET,
+	I_XATTR_INSERT,
+	I_XATTR_REPLACE,
+	I_XATTR_UPSERT,
+	I_XATTR_DEL,
+	I_XATTR_LIST,
+	I_INO_TAKE,
+	I_INODES_MOVE,
+	I_INODE_NOTIFY,
+	I_COUNT
+};
+
+/* An inode's fields of ?13 (META_F_*) written, its link count moved by
+ * ?6 */
+#define INODE_CHANGE                                                  \
+	"UPDATE inodes SET "                                          \
+	"mode = CASE WHEN (?13 & 1) <> 0 THEN ?3 ELSE mode END, "     \
+	"uid = CASE WHEN (?13 & 2) <> 0 THEN ?4 ELSE uid END, "       \
+	"gid = CASE WHEN (?13 & 4) <> 0 THEN ?5 ELSE gid END, "       \
+	"nlink = nlink + ?6, "                                        \
+	"size = CASE WHEN (?13 & 8) <> 0 THEN ?7 ELSE size END, "     \
+	"alloc = CASE WHEN (?13 & 8) <> 0 THEN ?9 ELSE alloc END, "   \
+	"atime = CASE WHEN (?13 & 16) <> 0 THEN ?10 ELSE atime END, " \
+	"mtime = CASE WHEN (?13 & 32) <> 0 THEN ?11 ELSE mtime END, " \
+	"ctime = CASE WHEN (?13 & 64) <> 0 THEN ?12 ELSE ctime END "  \
+	"WHERE ino = ?1"
+
+static const char *const inode_text[I_COUNT] = {
+	[I_INODE_GET] = "SELECT ino, nspace, mode, uid, gid, nlink, size, "
+			"rdev, alloc, atime, mtime, ctime FROM inodes "
+			"WHERE ino = ?1",
+	[I_INODE_PUT] =
+		"INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, size, "
+		"rdev, alloc, atime, mtime, ctime) VALUES (?1, ?2, ?3, ?4, "
+		"?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(ino) DO "
+		"UPDATE SET mode = ?3, uid = ?4, gid = ?5, "
+		"nlink = ?6, size = ?7, rdev = ?8, alloc = ?9, atime = ?10, "
+		"mtime = ?11, ctime = ?12",
+	[I_INODE_DEL] = "DELETE FROM inodes WHERE ino = ?1",
+	/* the link count moved by a delta, the fields of ?13 written */
+	[I_INODE_UPDATE] = INODE_CHANGE " RETURNING nlink",
+	/* the same, failing when the row is gone (PostgreSQL: its COMMIT
+	 * goes in the same pipeline, meta_inode_update_commit()) */
+	[I_INODE_UPDATE_SURE] = INODE_CHANGE " RETURNING nlink",
+	/* the same with no answer: nothing when the row is gone (another
+	 * node removed the inode; never made again, nameless) */
+	[I_INODE_CHANGE] = INODE_CHANGE,
+	[I_INODE_DEL_X] = "DELETE FROM xattrs WHERE ino = ?1",
+	[I_MAX_INO] = "SELECT coalesce(max(ino), 0) FROM inodes",
+	[I_ORPHANS] = "SELECT ino FROM inodes WHERE nlink = 0",
+	/* linked by its count, named by no entry (the root aside) */
+	[I_NAMELESS] = "SELECT ino FROM inodes WHERE nlink > 0 AND ino <> 1 "
+		       "EXCEPT SELECT ino FROM dentries ORDER BY 1",
+	/* block or xattr rows of an inode that has no row */
+	[I_HOMELESS] = "SELECT ino FROM blocks b WHERE NOT EXISTS (SELECT 1 "
+		       "FROM inodes i WHERE i.ino = b.ino) UNION SELECT ino "
+		       "FROM xattrs x WHERE NOT EXISTS (SELECT 1 FROM inodes "
+		       "i WHERE i.ino = x.ino) ORDER BY 1",
+	[I_UNNAME] = "UPDATE inodes SET nlink = 0 WHERE ino = ?1 AND NOT "
+		     "EXISTS (SELECT 1 FROM dentries WHERE ino = ?1)",
+	[I_TARGET_SET] = "UPDATE inodes SET target = ?2 WHERE ino = ?1",
+	[I_TARGET_GET] = "SELECT target FROM inodes WHERE ino = ?1",
+	[I_DENTRY_LOOKUP] = "SELECT ino FROM dentries "
+			    "WHERE parent = ?1 AND name = ?2",
+	[I_DENTRY_ROW] = "SELECT i.ino, i.nspace, i.mode, i.uid, i.gid, "
+			 "i.nlink, i.size, i.rdev, i.alloc, i.atime, i.mtime, "
+			 "i.ctime FROM dentries d JOIN inodes i "
+			 "ON i.ino = d.ino WHERE d.parent = ?1 AND d.name = ?2",
+	[I_DENTRY_INSERT] = "INSERT INTO dentries(parent, name, ino) "
+			    "VALUES (?1, ?2, ?3)",
+	/* an entry changed only while it names the inode the node looked
+	 * up (?3, or ?4, ?5): of another node's rename over it, or unlink,
+	 * and this node's change, one fails (ENOENT) and is run again, so
+	 * that no link is taken from, nor an entry pointed at, an inode
+	 * the name no longer has */
+	[I_DENTRY_DELETE] = "DELETE FROM dentries "
+			    "WHERE parent = ?1 AND name = ?2 AND ino = ?3",
+	[I_DENTRY_SET_INO] = "UPDATE dentries SET ino = ?3 "
+			     "WHERE parent = ?1 AND name = ?2 AND ino = ?4",
+	[I_DENTRY_MOVE] = "UPDATE dentries SET parent = ?3, name = ?4 "
+			  "WHERE parent = ?1 AND name = ?2 AND ino = ?5",
+	[I_DIR_EMPTY] = "SELECT 1 FROM dentries WHERE parent = ?1 LIMIT 1",
+	/* an entry with its inode's row: readdirplus in one statement */
+	[I_READDIR] = "SELECT d.id, d.name, i.ino, i.nspace, i.mode, i.uid, "
+		      "i.gid, i.nlink, i.size, i.rdev, i.alloc, i.atime, "
+		      "i.mtime, i.ctime FROM dentries d JOIN inodes i "
+		      "ON i.ino = d.ino WHERE d.parent = ?1 AND d.id > ?2 "
+		      "ORDER BY d.id LIMIT ?3",
+	/* meta_branch(), in this order: ?1 the source root; the map numbers
+	 * from 0, then is shifted (?1) to the numbers taken */
+	[I_BRANCH_TABLE] = "CREATE TEMP TABLE IF NOT EXISTS branch_map("
+			   "old INTEGER PRIMARY KEY, new INTEGER NOT NULL)",
+	[I_BRANCH_CLEAR] = "DELETE FROM temp.branch_map",
+	[I_BRANCH_MAP] = "INSERT INTO temp.branch_map SELECT ino, ?2 - 1 + "
+			 "row_number() OVER (ORDER BY ino) FROM inodes "
+			 "WHERE nspace = ?1 AND nlink > 0",
+	[I_BRANCH_SHIFT] = "UPDATE temp.branch_map SET new = new + ?1",
+	[I_BRANCH_INODES] =
+		"INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, size, "
+		"rdev, alloc, atime, mtime, ctime, target) SELECT m.new, "
+		"(SELECT new FROM temp.branch_map WHERE old = ?1), mode, uid, "
+		"gid, nlink, size, rdev, alloc, atime, mtime, ctime, target "
+		"FROM inodes i JOIN temp.branch_map m ON i.ino = m.old",
+	[I_BRANCH_DENTRIES] =
+		"INSERT INTO dentries(parent, name, ino) SELECT p.new, d.name, "
+		"c.new FROM temp.branch_map p JOIN dentries d "
+		"ON d.parent = p.old JOIN temp.branch_map c ON c.old = d.ino",
+	/* CROSS JOIN: the map drives, so a branch reads the blocks of its
+	 * inodes by key, never all the store's (the planner has no
+	 * statistics, and would scan blocks_obj) */
+	[I_BRANCH_BLOCKS] =
+		"INSERT INTO blocks(ino, idx, obj, shard) SELECT m.new, b.idx, "
+		"b.obj, b.shard FROM temp.branch_map m CROSS JOIN blocks b "
+		"ON b.ino = m.old",
+	/* the counts from the copied blocks (on PostgreSQL each statement
+	 * reads the store anew: the source's could have changed) */
+	[I_BRANCH_COUNTS] =
+		"UPDATE objects SET refcount = refcount + c.n FROM "
+		"(SELECT b.obj AS obj, count(*) AS n FROM temp.branch_map m "
+		"CROSS JOIN blocks b ON b.ino = m.new GROUP BY b.obj) AS c "
+		"WHERE objects.id = c.obj",
+	[I_BRANCH_XATTRS] =
+		"INSERT INTO xattrs(ino, name, value) SELECT m.new, x.name, "
+		"x.value FROM temp.branch_map m JOIN xattrs x "
+		"ON x.ino = m.old",
+	/* after the counts: copied references to objects whose rows
+	 * another node deleted meanwhile (meta_refs_gone()) */
+	[I_BRANCH_GONE] = "SELECT count(*) FROM temp.branch_map m CROSS JOIN "
+			  "blocks b ON b.ino = m.new WHERE NOT EXISTS "
+			  "(SELECT 1 FROM objects o WHERE o.id = b.obj)",
+	[I_XATTR_GET] = "SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2",
+	[I_XATTR_INSERT] = "INSERT INTO xattrs(ino, name, value) "
+			   "VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+	[I_XATTR_REPLACE] = "UPDATE xattrs SET value = ?3 "
+			    "WHERE ino = ?1 AND name = ?2",
+	[I_XATTR_UPSERT] = "INSERT INTO xattrs(ino, name, value) "
+			   "VALUES (?1, ?2, ?3) ON CONFLICT(ino, name) "
+			   "DO UPDATE SET value = excluded.value",
+	[I_XATTR_DEL] = "DELETE FROM xattrs WHERE ino = ?1 AND name = ?2",
+	[I_XATTR_LIST] = "SELECT name FROM xattrs WHERE ino = ?1 "
+			 "ORDER BY name",
+	/* one statement: mounts sharing the store never get a number twice */
+	[I_INO_TAKE] = "UPDATE config SET value = max(value, ?1) + ?2 "
+		       "WHERE key = 'next_ino' RETURNING value",
+	/* PostgreSQL: the inodes a statement added, in the node's row of
+	 * the count (core/meta/meta_pg.c, INODES_COUNT) */
+	[I_INODES_MOVE] = "UPDATE config SET value = value + ?2 "
+			  "WHERE key = ?1",
+	/* PostgreSQL only (inode_pg) */
+	[I_INODE_NOTIFY] = "SELECT ?1, ?2 WHERE 0",
+};
+
+static const char *const inode_pg[I_COUNT] = {
+	/* only a new inode's row on a shared store (its number taken from
+	 * the store's counter), counted by I_INODES_MOVE: a row that is
+	 * there already is an error (EEXIST), never counted twice */
+	[I_INODE_PUT] =
+		"INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, size, "
+		"rdev, alloc, atime, mtime, ctime) VALUES (?1, ?2, ?3, ?4, "
+		"?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	/* other nodes' kernels drop what they cache of inode ?2, changed by
+	 * node ?1 (core/cluster/watch.c), if there are other nodes: sent with the
+	 * change, in place of a trigger function that every update of a
+	 * row (a directory's times in every create) would call */
+	[I_INODE_NOTIFY] = "SELECT pg_notify('tally_inval', 'i ' || "
+			   "CAST(?1 AS bigint) || ' ' || CAST(?2 AS bigint)) "
+			   "WHERE EXISTS (SELECT 1 FROM sessions WHERE id <> "
+			   "CAST(?1 AS bigint))",
+	/* an error when it removes nothing: another node removed the name
+	 * first (core/meta/meta_pg.c, ONE_ENTRY); it has no answer to wait for */
+	[I_DENTRY_DELETE] = "WITH d AS (DELETE FROM dentries WHERE parent = "
+			    "?1 AND name = ?2 AND ino = ?3 RETURNING 1) SELECT "
+			    "tally_one_entry(count(*)) FROM d",
+	[I_INO_TAKE] = "UPDATE config SET value = greatest(value, ?1) + ?2 "
+		       "WHERE key = 'next_ino' RETURNING value",
+	/* no row: no_data_found (ENOENT) from tally_one_entry(), so that
+	 * the COMMIT sent with it commits nothing */
+	[I_INODE_UPDATE_SURE] = "WITH u AS (" INODE_CHANGE " RETURNING nlink) "
+				"SELECT (SELECT nlink FROM u) FROM (SELECT "
+				"tally_one_entry(count(*)) FROM u) AS one",
+};
+
+const struct meta_sql meta_inode_sql = { META_INODE, I_COUNT, inode_text,
+					 inode_pg };
+
+static int64_t ts_to_ns(const struct timespec *ts)
+{
+	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+static struct timespec ns_to_ts(int64_t ns)
+{
+	struct timespec ts;
+
+	ts.tv_sec = ns / 1000000000;
+	ts.tv_nsec = ns % 1000000000;
+	if (ts.tv_nsec < 0) {
+		ts.tv_nsec += 1000000000;
+		ts.tv_sec--;
+	}
+	return ts;
+}
+
+/* The inode row of the current row of @s, from column @c on (ino,
+ * nspace, mode, uid, gid, nlink, size, rdev, alloc, atime, mtime,
+ * ctime). */
+static void inode_cols(struct meta_st *s, int c, struct meta_inode *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->ino = (uint64_t)meta_col_int(s, c);
+	out->nspace = (uint64_t)meta_col_int(s, c + 1);
+	out->mode = (uint32_t)meta_col_int(s, c + 2);
+	out->uid = (uint32_t)meta_col_int(s, c + 3);
+	out->gid = (uint32_t)meta_col_int(s, c + 4);
+	out->nlink = (uint32_t)meta_col_int(s, c + 5);
+	out->size = (uint64_t)meta_col_int(s, c + 6);
+	out->rdev = (uint64_t)meta_col_int(s, c + 7);
+	out->alloc = (uint64_t)meta_col_int(s, c + 8);
+	out->atime = ns_to_ts(meta_col_int(s, c + 9));
+	out->mtime = ns_to_ts(meta_col_int(s, c + 10));
+	out->ctime = ns_to_ts(meta_col_int(s, c + 11));
+}
+
+/* The inode row that bound statement @s reads (-ENOENT: none). */
+static int inode_row(struct meta *m, struct meta_st *s, const char *what,
+		     struct meta_inode *out)
+{
+	int rc = meta_step(m, s, what);
+
+	if (rc <= 0)
+		return rc ? rc : -ENOENT;
+	inode_cols(s, 0, out);
+	meta_reset(s);
+	return 0;
+}
+
+int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, I_INODE_GET, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, (int64_t)ino);
+	return inode_row(m, s, "inode read", out);
+}
+
+/* Statement @id with the fields of @in bound (?6: @nlink). */
+static int inode_stmt(struct meta *m, int id, const struct meta_inode *in,
+		      int64_t nlink, struct meta_st **out)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, id, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, (int64_t)in->ino);
+	meta_bind_int(s, 2, (int64_t)in->nspace);
+	meta_bind_int(s, 3, in->mode);
+	meta_bind_int(s, 4, in->uid);
+	meta_bind_int(s, 5, in->gid);
+	meta_bind_int(s, 6, nlink);
+	meta_bind_int(s, 7, (int64_t)in->size);
+	meta_bind_int(s, 8, (int64_t)in->rdev);
+	meta_bind_int(s, 9, (int64_t)in->alloc);
+	meta_bind_int(s, 10, ts_to_ns(&in->atime));
+	meta_bind_int(s, 11, ts_to_ns(&in->mtime));
+	meta_bind_int(s, 12, ts_to_ns(&in->ctime));
+	*out = s;
+	return 0;
+}
+
+/*
+ * PostgreSQL: the other nodes are told of a change of @in's @fields
+ * (core/meta/meta_pg.c, the notifications), sent with it. Not a directory's
+ * times or link count: every create and unlink in it changes them, and
+ * they reach the other nodes by the attribute timeout.
+ */
+static int inode_notify(struct meta *m, const struct meta_inode *in,
+			unsigned fields)
+{
+	struct meta_st *s;
+	int rc;
+
+	if (!m->pg || (S_ISDIR(in->mode) &&
+		       !(fields & (META_F_MODE | META_F_UID | META_F_GID))))
+		return 0;
+	rc = meta_stmt(m, &meta_inode_sql, I_INODE_NOTIFY, &s);
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, m->self);
+	meta_bind_int(s, 2, (int64_t)in->ino);
+	return meta_run_later(m, s, "inode update");
+}
+
+int meta_inode_update(struct meta *m, const struct meta_inode *in,
+		      int64_t delta, unsigned fields, uint32_t *nlink)
+{
+	struct meta_st *s;
+	int64_t v;
+	int rc = inode_notify(m, in, fields);
+
+	if (rc)
+		return rc;
+
+	/* no decision reads the count (it does not move, or a directory's
+	 * goes up): no answer to wait for, the change goes with the next
+	 * statement. A count that goes down is the store's: from the
+	 * node's own count (which misses other nodes' changes) a directory
+	 * could seem removed. Every inode's row is made by its creation
+	 * (meta_inode_put()); one that is gone was removed by another node,
+	 * and is not made again: a nameless row nothing would collect, or,
+	 * for a file whose blocks went with it, a size read as zeros */
+	if ((delta == 0 || (S_ISDIR(in->mode) && delta > 0)) &&
+	    !(fields & META_F_ROW)) {
+		rc = inode_stmt(m, I_INODE_CHANGE, in, delta, &s);
+		if (rc)
+			return rc;
+		meta_bind_int(s, 13, fields & ~META_F_AFTER);
+		*nlink = in->nlink;
+		return fields & META_F_AFTER
+			       ? meta_run_after(m, s, "inode update")
+			       : meta_run_later(m, s, "inode update");
+	}
+	rc = inode_stmt(m, I_INODE_UPDATE, in, delta, &s);
+	if (!rc) {
+		meta_bind_int(s, 13, fields & ~META_F_AFTER);
+		/* -ENOENT: the row is gone (-ENOLINK: a statement before
+		 * failed) */
+		rc = meta_int(m, s, &v, "inode update");
+	}
+	if (!rc)
+		*nlink = v < 0 ? 0 : (uint32_t)v;
+	return rc;
+}
+
+int meta_inode_update_commit(struct meta *m, const struct meta_inode *in,
+			     int64_t delta, unsigned fields, uint32_t *nlink)
+{
+	struct meta_st *s;
+	int64_t v = 0;
+	int rc = inode_notify(m, in, fields);
+
+	if (!rc)
+		rc = inode_stmt(m,
+				fields & META_F_ROW ? I_INODE_UPDATE_SURE
+						    : I_INODE_UPDATE,
+				in, delta, &s);
+	if (rc)
+		return rc;
+	meta_bind_int(s, 13, fields & ~(META_F_AFTER | META_F_ROW));
+	rc = meta_int_commit(m, s, &v, "inode update");
+	if (rc >= 0) /* 1: the row is gone */
+		*nlink = rc || v < 0 ? 0 : (uint32_t)v;
+	return rc;
+}
+
+/* PostgreSQL: @n inodes added by this node, in its row of the count. */
+static int inodes_added(struct meta *m, int64_t n)
+{
+	struct meta_st *s;
+	char key[16];
+	int rc;
+
+	if (!m->pg)
+		return 0; /* SQLite counts by a trigger */
+	rc = meta_stmt(m, &meta_inode_sql, I_INODES_MOVE, &s);
+	if (rc)
+		return rc;
+	snprintf(key, sizeof(key), "inodes.%d", (int)(m->self & 15));
+	meta_bind_text(s, 1, key);
+	meta_bind_int(s, 2, n);
+	return meta_run_later(m, s, "inode count");
+}
+
+int meta_inode_put(struct meta *m, const struct meta_inode *in)
+{
+	struct meta_st *s;
+	int rc = inode_stmt(m, I_INODE_PUT, in, in->nlink, &s);
+
+	if (!rc)
+		rc = meta_run_later(m, s, "inode write");
+	return rc ? rc : inodes_added(m, 1);
+}
+
+int meta_inode_delete(struct meta *m, uint64_t ino)
+{
+	/* both go with the next statement */
+	int rc = meta_run_int_later(m, &meta_inode_sql, I_INODE_DEL_X,
+				    (int64_t)ino, "xattr delete");
+
+	return rc ? rc
+		  : meta_run_int_later(m, &meta_inode_sql, I_INODE_DEL,
+				       (int64_t)ino, "inode delete");
+}
+
+int meta_max_ino(struct meta *m, uint64_t *max)
+{
+	return meta_count(m, &meta_inode_sql, I_MAX_INO, "inode scan", max);
+}
+
+int meta_inode_orphans(struct meta *m, uint64_t **inos, size_t *n)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, I_ORPHANS, &s);
+
+	return rc ? rc : meta_int_rows(m, s, "orphan scan", inos, n);
+}
+
+int meta_inode_nameless(struct meta *m, uint64_t **inos, size_t *n)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, I_NAMELESS, &s);
+
+	return rc ? rc : meta_int_rows(m, s, "nameless scan", inos, n);
+}
+
+int meta_inode_homeless(struct meta *m, uint64_t **inos, size_t *n)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, I_HOMELESS, &s);
+
+	return rc ? rc : meta_int_rows(m, s, "homeless scan", inos, n);
+}
+
+int meta_inode_unname(struct meta *m, uint64_t ino)
+{
+	return meta_run_int_later(m, &meta_inode_sql, I_UNNAME, (int64_t)ino,
+				  "inode unname");
+}
+
+int meta_target_set(struct meta *m, uint64_t ino, const char *target)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, I_TARGET_SET, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, (int64_t)ino);
+	meta_bind_blob(s, 2, target, strlen(target));
+	return meta_run(m, s, "symlink write");
+}
+
+/* Statement @id of the family with ?1 = @key and ?2 = @name bound. */
+static int stmt_key_name(struct meta *m, int id, uint64_t key, const char *name,
+			 struct meta_st **out)
+{
+	int rc = meta_stmt(m, &meta_inode_sql, id, out);
+
+	if (!rc) {
+		meta_bind_int(*out, 1, (int64_t)key);
+		meta_bind_name(*out, 2, name);
+	}
+	return rc;
+}
+
+/*
+ * The blob of the first column of @s's row for (@ino, @name if not NULL),
+ * copied into a new buffer of *@len bytes and a NUL: @none when there is
+ * no row.
+ */
+static int blob_get(struct meta *m, struct meta_st *s, uint64_t ino,
+		    const char *name, int none, const char *what, char **out,
+		    size_t *len)
+{
+	char *v;
+	int rc, n;
+
+	meta_bind_int(s, 1, (int64_t)ino);
+	if (name)
+		meta_bind_name(s, 2, name);
+	rc = meta_step(m, s, what);
+	if (rc <= 0)
+		return rc ? rc : none;
+	n = meta_col_bytes(s, 0);
+	v = malloc((size_t)n + 1);
+	if (!v) {
+		meta_reset(s);
+		return -ENOMEM;
+	}
+	if (n)
+		memcpy(v, meta_col_blob(s, 0), (size_t)n);
+	v[n] = '\0';
+	meta_reset(s);
+	*out = v;
+	*len = (size_t)n;
+	return 0;
+}
+
+int meta_target_get(struct meta *m, uint64_t ino, char **out)
+{
+	struct meta_st *s;
+	size_t len;
+	int rc = meta_stmt(m, &meta_inode_sql, I_TARGET_GET, &s);
+
+	return rc ? rc
+		  : blob_get(m, s, ino, NULL, -ENOENT, "symlink read", out,
+			     &len);
+}
+
+int meta_dentry_lookup(struct meta *m, uint64_t parent, const char *name,
+		       uint64_t *ino)
+{
+	struct meta_st *s;
+	int64_t v;
+	int rc = stmt_key_name(m, I_DENTRY_LOOKUP, parent, name, &s);
+
+	if (rc)
+		return rc;
+	rc = meta_int(m, s, &v, "lookup");
+	if (!rc)
+		*ino = (uint64_t)v;
+	return rc;
+}
+
+int meta_dentry_lookup_row(struct meta *m, uint64_t parent, const char *name,
+			   struct meta_inode *out)
+{
+	struct meta_st *s;
+	int rc = stmt_key_name(m, I_DENTRY_ROW, parent, name, &s);
+
+	return rc ? rc : inode_row(m, s, "lookup", out);
+}
+
+static int dentry_exec(struct meta *m, int id, uint64_t parent,
+		       const char *name, uint64_t ino, const char *what)
+{
+	struct meta_st *s;
+	int rc = stmt_key_name(m, id, parent, name, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 3, (int64_t)ino);
+	/* an insert's only answer is success or a taken name (EEXIST), a
+	 * delete's success: they go with the next statement */
+	return id == I_DENTRY_INSERT || id == I_DENTRY_DELETE
+		       ? meta_run_later(m, s, what)
+		       : meta_run(m, s, what);
+}
+
+int meta_dentry_insert(struct meta *m, uint64_t parent, const char *name,
+		       uint64_t ino)
+{
+	int rc = dentry_exec(m, I_DENTRY_INSERT, parent, name, ino,
+			     "entry insert");
+
+	/* PostgreSQL: the insert takes from other nodes the directory
+	 * they knew whole (core/fs/dirnames.c) */
+	return rc || !m->pg ? rc : meta_dir_unwatch(m, parent, m->self);
+}
+
+int meta_dentry_delete(struct meta *m, uint64_t parent, const char *name,
+		       uint64_t ino)
+{
+	return dentry_exec(m, I_DENTRY_DELETE, parent, name, ino,
+			   "entry delete");
+}
+
+int meta_dentry_set_ino(struct meta *m, uint64_t parent, const char *name,
+			uint64_t old, uint64_t ino)
+{
+	struct meta_st *s;
+	int rc = stmt_key_name(m, I_DENTRY_SET_INO, parent, name, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 3, (int64_t)ino);
+	meta_bind_int(s, 4, (int64_t)old);
+	rc = meta_run(m, s, "entry update");
+	/* the entry is gone, or names another inode now */
+	return !rc && meta_changes(m) == 0 ? -ENOENT : rc;
+}
+
+int meta_dentry_move(struct meta *m, uint64_t parent, const char *name,
+		     uint64_t ino, uint64_t newparent, const char *newname)
+{
+	struct meta_st *s;
+	int rc = stmt_key_name(m, I_DENTRY_MOVE, parent, name, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 3, (int64_t)newparent);
+	meta_bind_name(s, 4, newname);
+	meta_bind_int(s, 5, (int64_t)ino);
+	rc = meta_run(m, s, "entry move");
+	/* the entry is gone, or names another inode now */
+	return !rc && meta_changes(m) == 0 ? -ENOENT : rc;
+}
+
+int meta_dir_empty(struct meta *m, uint64_t ino)
+{
+	struct meta_st *s;
+	int64_t v;
+	int rc = meta_stmt(m, &meta_inode_sql, I_DIR_EMPTY, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, (int64_t)ino);
+	rc = meta_int(m, s, &v, "directory scan");
+	if (rc == -ENOENT)
+		return 1;
+	return rc;
+}
+
+int meta_readdir(struct meta *m, uint64_t parent, int64_t after,
+		 int (*fn)(void *ctx, int64_t cookie, const char *name,
+			   const struct meta_inode *md),
+		 void *ctx)
+{
+	/* in chunks, growing: a reader that stops after a few entries (a
+	 * 4 KiB readdirplus buffer takes about 25) does not make the
+	 * engine produce the whole directory, and a long listing takes few
+	 * statements */
+	int64_t limit = 32;
+	int rc, ret = 0;
+
+	for (;;) {
+		struct meta_st *s;
+		int64_t rows = 0;
+
+		rc = meta_stmt(m, &meta_inode_sql, I_READDIR, &s);
+		if (rc)
+			return rc;
+		meta_bind_int(s, 1, (int64_t)parent);
+		meta_bind_int(s, 2, after);
+		meta_bind_int(s, 3, limit);
+		while (!ret && (rc = meta_step(m, s, "readdir")) > 0) {
+			struct meta_inode md;
+			char name[256];
+			int len = meta_col_bytes(s, 1);
+
+			rows++;
+			after = meta_col_int(s, 0);
+			if (len <= 0 || len > 255)
+				continue;
+			memcpy(name, meta_col_blob(s, 1), (size_t)len);
+			name[len] = '\0';
+			inode_cols(s, 2, &md);
+			ret = fn(ctx, after, name, &md);
+		}
+		meta_reset(s);
+		if (ret || rc < 0 || rows < limit)
+			return ret ? ret : rc;
+		if (limit < 1024)
+			limit *= 2;
+	}
+}
+
+int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
+		uint64_t *next_ino, uint64_t *root, uint64_t *count)
+{
+	uint64_t copied = 0, first = 0;
+	int rc = 0, id;
+
+	for (id = I_BRANCH_TABLE; id <= I_BRANCH_XATTRS && !rc; id++) {
+		struct meta_st *s;
+
+		if (id == I_BRANCH_SHIFT) {
+			if (copied == 0)
+				return -ENOENT;
+			rc = meta_ino_take(m, *next_ino, copied, &first);
+			if (rc)
+				return rc;
+		}
+		rc = meta_stmt(m, &meta_inode_sql, id, &s);
+		if (rc)
+			return rc;
+		if (id == I_BRANCH_SHIFT)
+			meta_bind_int(s, 1, (int64_t)first);
+		else if (meta_param_count(s) >= 1)
+			meta_bind_int(s, 1, (int64_t)src_root);
+		if (meta_param_count(s) >= 2)
+			meta_bind_int(s, 2, 0);
+		rc = meta_run(m, s, "branch");
+		if (id == I_BRANCH_MAP)
+			copied = (uint64_t)meta_changes(m);
+	}
+	if (!rc)
+		rc = meta_refs_gone(m, &meta_inode_sql, I_BRANCH_GONE, 0);
+	if (!rc)
+		rc = inodes_added(m, (int64_t)copied);
+	if (rc)
+		return rc;
+	/* The source root has the smallest number in its namespace. */
+	*root = first;
+	rc = meta_dentry_insert(m, 1, dst_name, *root);
+	if (rc)
+		return rc;
+	*next_ino = first + copied;
+	*count = copied;
+	return 0;
+}
+
+int meta_ino_take(struct meta *m, uint64_t floor, uint64_t n, uint64_t *first)
+{
+	struct meta_st *s;
+	int64_t v;
+	int rc = meta_stmt(m, &meta_inode_sql, I_INO_TAKE, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, (int64_t)floor);
+	meta_bind_int(s, 2, (int64_t)n);
+	rc = meta_int(m, s, &v, "inode numbers");
+	if (rc)
+		return rc == -ENOENT ? -EUCLEAN : rc;
+	*first = (uint64_t)v - n;
+	return 0;
+}
+
+int meta_xattr_get(struct meta *m, uint64_t ino, const char *name, void **out,
+		   size_t *len)
+{
+	struct meta_st *s;
+	char *v;
+	int rc = meta_stmt(m, &meta_inode_sql, I_XATTR_GET, &s);
+
+	if (rc)
+		return rc;
+	rc = blob_get(m, s, ino, name, -ENODATA, "xattr read", &v, len);
+	if (!rc)
+		*out = v;
+	return rc;
+}
+
+int meta_xattr_set(struct meta *m, uint64_t ino, const char *name,
+		   const void *val, size_t len, int flags)
+{
+	int id = (flags & XATTR_CREATE)	   ? I_XATTR_INSERT
+		 : (flags & XATTR_REPLACE) ? I_XATTR_REPLACE
+					   : I_XATTR_UPSERT;
+	struct meta_st *s;
+	int rc = stmt_key_name(m, id, ino, name, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_blob(s, 3, len ? val : "", len);
+	rc = meta_run(m, s, "xattr write");
+	if (!rc && id == I_XATTR_INSERT && meta_changes(m) == 0)
+		return -EEXIST;
+	if (!rc && id == I_XATTR_REPLACE && meta_changes(m) == 0)
+		return -ENODATA;
+	return rc;
+}
+
+int meta_xattr_remove(struct meta *m, uint64_t ino, const char *name)
+{
+	struct meta_st *s;
+	int rc = stmt_key_name(m, I_XATTR_DEL, ino, name, &s);
+
+	if (rc)
+		return rc;
+	rc = meta_run(m, s, "xattr delete");
+	if (!rc && meta_changes(m) == 0)
+		return -ENODATA;
+	return rc;
+}
+
+int meta_xattr_list(struct meta *m, uint64_t ino, char **out, size_t *len)
+{
+	struct meta_st *s;
+	char *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc = meta_stmt(m, &meta_inode_sql, I_XATTR_LIST, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, (int64_t)ino);
+	while ((rc = meta_step(m, s, "xattr list")) > 0) {
+		int l = meta_col_bytes(s, 0);
+
+		if (array_reserve(&v, &cap, n + (size_t)l + 1, 1)) {
+			meta_reset(s);
+			rc = -ENOMEM;
+			break;
+		}
+		memcpy(v + n, meta_col_blob(s, 0), (size_t)l);
+		n += (size_t)l;
+		v[n++] = '\0';
+	}
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*len = n;
+	return 0;
+}

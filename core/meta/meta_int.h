@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The body of struct meta and the helpers that the files of the metadata
+ * store share (meta_db.c, meta_inode.c, meta_object.c, meta_gc.c,
+ * meta_shard.c, meta_query.c, meta_stmt.c): the one way of running statements, error
+ * mapping and the settling of counts at commit. Not for use outside
+ * core/meta/.
+ */
+#ifndef TALLY_META_INT_H
+#define TALLY_META_INT_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/meta/meta.h"
+
+/* The families of statements, each the slot of its cache in struct meta. */
+enum meta_family {
+	META_DB,
+	META_INODE,
+	META_OBJECT,
+	META_GC,
+	META_SHARD,
+	META_QUERY,
+	META_REMOTE,
+	META_SESSION,
+	META_FAMILIES
+};
+
+/*
+ * The statements of one family: @text[id] for each of its @n ids, in the
+ * SQL that both engines speak where they can; @pg[id], when the table
+ * has one and it is not NULL, replaces it for PostgreSQL (meta_pg.c
+ * translates the rest: ?N parameters, INSERT OR IGNORE).
+ */
+struct meta_sql {
+	enum meta_family family;
+	unsigned n;
+	const char *const *text;
+	const char *const *pg;
+};
+
+/* The families, each in its file (meta_db.c, meta_inode.c, ...). */
+extern const struct meta_sql meta_db_sql, meta_inode_sql, meta_object_sql,
+	meta_gc_sql, meta_shard_sql, meta_query_sql, meta_remote_sql,
+	meta_session_sql;
+
+/* A @pg text that says: SQLite only (meta_stmt() gives -EOPNOTSUPP). */
+#define META_SQLITE_ONLY ""
+
+/* Prepare every statement of every family (PostgreSQL: at open, so that
+ * one the server refuses is found then): 0 or the first error. */
+int meta_prepare_all(struct meta *m);
+
+struct meta_pg;	  /* a PostgreSQL connection (meta_pg.c) */
+struct pg_result; /* libpq's PGresult */
+
+/*
+ * A prepared statement of either engine, cached in struct meta by family
+ * and id. With SQLite, @lite; with PostgreSQL, the name it was prepared
+ * under on the connection of generation @gen (a new connection prepares
+ * again), the copies of its parameters, and the result of its last run,
+ * read row by row as SQLite's would be.
+ */
+struct meta_st {
+	struct meta *m;
+	sqlite3_stmt *lite;
+	const char *text; /* as the family wrote it, for messages */
+	char *pgtext;	  /* what PostgreSQL runs */
+	uint64_t gen;
+	unsigned serial; /* the name: "t<serial>" */
+	int nparam;	 /* at most 64 */
+	uint64_t used;	 /* the parameters the text uses */
+	char **pv;	 /* parameter values (owned copies; NULL: SQL NULL) */
+	int *pl, *pf;
+	size_t *pcap;
+	struct pg_result *res;
+	int row, nrows;
+	bool ran;
+	/* bytea columns of the current row, decoded on demand */
+	unsigned char **dec;
+	size_t *declen;
+	int *decrow, ndec;
+};
+
+struct meta {
+	sqlite3 *db;	    /* the SQLite engine, or NULL */
+	struct meta_pg *pg; /* the PostgreSQL engine, or NULL */
+	/* prepared on first use, by family and id; finalized at close */
+	struct meta_st **stmt[META_FAMILIES];
+	unsigned nstmt[META_FAMILIES];
+	unsigned fault_in; /* meta_inject: commits until the fault; 0 off */
+	int fault_err;
+	/* objects whose count went to zero or below in this transaction:
+	 * settled against its final state at commit (meta_settle()) */
+	int64_t *zero;
+	size_t nzero, zcap;
+	unsigned lookup_fail; /* meta_inject_lookup: lookups still to fail */
+	unsigned lost_in;     /* meta_inject_lost: commits until the lost one */
+	int lookup_err;
+	struct meta_objlist dead; /* deleted rows, for meta_dead_take() */
+	uint64_t drift;		  /* counts found wrong by meta_settle() */
+	int64_t self;		  /* this mount's node id (meta_set_self) */
+	int64_t changes;	  /* rows changed by the last statement */
+};
+
+/*
+ * The one way of running a statement: meta_stmt() gives statement @id of
+ * family @t, prepared once and cached in @m, reset and with no bindings;
+ * the caller binds, then steps it with meta_step(), meta_run(),
+ * meta_int() or meta_each_name(), each of which leaves it reset when it
+ * returns 0 or -errno. A caller that stops reading rows early resets it.
+ * Failures are logged with @what. Returns 0 or -errno.
+ */
+int meta_stmt(struct meta *m, const struct meta_sql *t, int id,
+	      struct meta_st **out);
+
+/* Make room for the statements of family @t (done by meta_stmt() on
+ * first use; preparing then allocates nothing of ours): 0 or -ENOMEM. */
+int meta_stmt_cache(struct meta *m, const struct meta_sql *t);
+
+/* The same, silent when the statement does not prepare (a table that an
+ * older store lacks: meta_db.c, at open). */
+int meta_stmt_quiet(struct meta *m, const struct meta_sql *t, int id,
+		    struct meta_st **out);
+
+/* Finalize and forget every cached statement (before closing). */
+void meta_stmts_free(struct meta *m);
+
+/* The next row of @s: 1 (a row to read), 0 at the end, or -errno. */
+int meta_step(struct meta *m, struct meta_st *s, const char *what);
+
+/* Run @s to its end (rows, if any, ignored): 0 or -errno. */
+int meta_run(struct meta *m, struct meta_st *s, const char *what);
+/* meta_run() of a statement whose only result is success or failure
+ * (not meta_changes() either), which PostgreSQL may send with the next
+ * statement of its transaction (and a BEGIN with the first): a failure
+ * then comes back from that one, and the transaction rolls back whole. */
+int meta_run_later(struct meta *m, struct meta_st *s, const char *what);
+/* meta_run_later() of a setting of the transaction, with no change of its
+ * own: a transaction with nothing else in it is not sent at all. */
+int meta_run_setting(struct meta *m, struct meta_st *s, const char *what);
+/* meta_run_later() of a change that PostgreSQL sends right after the next
+ * statement that has an answer, not before it (in the order of the rows
+ * the transaction takes: a child's before its directory's). */
+int meta_run_after(struct meta *m, struct meta_st *s, const char *what);
+
+/* Fetch statement @id of @t, bind integer ?1 = @a, run it: 0 or -errno. */
+int meta_run_int(struct meta *m, const struct meta_sql *t, int id, int64_t a,
+		 const char *what);
+/* meta_run_int() through meta_run_later(). */
+int meta_run_int_later(struct meta *m, const struct meta_sql *t, int id,
+		       int64_t a, const char *what);
+
+/*
+ * A shared store, after a statement that raised the counts of copied
+ * references: statement @id of @t (integer ?1 = @a, if it has one)
+ * counts the references whose object row is gone (another node deleted
+ * it between the copy and the update). 0 when none (and always on one
+ * writer), -EDEADLK when some (the operation runs again), or -errno.
+ */
+int meta_refs_gone(struct meta *m, const struct meta_sql *t, int id, int64_t a);
+
+/* The first column of the first row of @s in *@v: 0, -ENOENT if there is
+ * no row, or -errno. */
+int meta_int(struct meta *m, struct meta_st *s, int64_t *v, const char *what);
+/*
+ * Run @s (a statement of one integer) and commit: 0 and *@v its value,
+ * or 1 when it gave no row (committed all the same). On PostgreSQL @s
+ * and the COMMIT go in one pipeline, one round trip; an error (-errno,
+ * -ENOENT among them: a statement that went before @s failed so) leaves
+ * the transaction to roll back, as a failed COMMIT does.
+ */
+int meta_int_commit(struct meta *m, struct meta_st *s, int64_t *v,
+		    const char *what);
+
+/* The number statement @id of @t yields (a count, never negative) in
+ * *@out: 0, or -EIO if there is none. */
+int meta_count(struct meta *m, const struct meta_sql *t, int id,
+	       const char *what, uint64_t *out);
+
+/* The first column of each row of @s: a new array of *@n integers (NULL
+ * when there is none), or -errno. */
+int meta_int_rows(struct meta *m, struct meta_st *s, const char *what,
+		  uint64_t **out, size_t *n);
+
+/* Each text of the first column of the rows of @s to @fn: 0, the first
+ * nonzero value of @fn, or -errno. */
+int meta_each_name(struct meta *m, struct meta_st *s,
+		   int (*fn)(void *ctx, const char *name), void *ctx);
+
+/* Bind name @name (a file or attribute name: a blob) to parameter @col. */
+void meta_bind_name(struct meta_st *s, int col, const char *name);
+
+/*
+ * Parameters and columns, the same for both engines. Parameters are
+ * numbered from 1, columns from 0. A text or blob bound stays the
+ * caller's until the statement has run (SQLite reads it in place).
+ * Column values live until the next step or reset of the statement.
+ */
+void meta_bind_int(struct meta_st *s, int col, int64_t v);
+void meta_bind_text(struct meta_st *s, int col, const char *v);
+void meta_bind_blob(struct meta_st *s, int col, const void *v, size_t len);
+int meta_param_count(struct meta_st *s);
+int64_t meta_col_int(struct meta_st *s, int col);
+const char *meta_col_text(struct meta_st *s, int col);
+const void *meta_col_blob(struct meta_st *s, int col);
+int meta_col_bytes(struct meta_st *s, int col);
+bool meta_col_null(struct meta_st *s, int col);
+int meta_col_count(struct meta_st *s);
+/* Forget the rows of the statement's last run (it can run again). */
+void meta_reset(struct meta_st *s);
+/* Rows inserted, updated or deleted by the last statement that ran. */
+int64_t meta_changes(struct meta *m);
+/* Run multi-statement text (schema, repairs): 0 or -errno, logged. */
+int meta_exec(struct meta *m, const char *sql);
+/* Whether a transaction is open. */
+bool meta_in_txn(struct meta *m);
+
+/* -- the PostgreSQL engine (meta_pg.c) -- */
+
+/* Prepare @s (of text @text) on the connection, if it is not yet. */
+int meta_pg_prepare(struct meta *m, struct meta_st *s, const char *text,
+		    bool quiet);
+/* Run @s with its parameters: its rows in s->res, or -errno (logged
+ * with @what). */
+int meta_pg_run(struct meta *m, struct meta_st *s, const char *what);
+/* The COMMIT @commit goes in the pipeline of the next statement run, right
+ * after it (NULL: none); meta_int_commit(). */
+void meta_pg_set_tail(struct meta *m, struct meta_st *commit);
+/* How a statement waits: a change, a setting, a change after the next
+ * statement with an answer (meta_run_later(), _setting(), _after()). */
+enum meta_wait {
+	META_WAIT_CHANGE,
+	META_WAIT_SETTING,
+	META_WAIT_AFTER
+};
+int meta_pg_later(struct meta *m, struct meta_st *s, enum meta_wait how,
+		  const char *what);
+void meta_pg_clear(struct meta_st *s);
+int meta_pg_exec(struct meta *m, const char *sql);
+bool meta_pg_in_txn(struct meta *m);
+/* Whether the last statement that failed lost the connection. */
+bool meta_pg_lost(struct meta *m);
+void meta_pg_close(struct meta *m);
+/* This connection's node id (tally.node), for the triggers and queries
+ * that file rows under the node that made them; set again on every new
+ * connection. */
+void meta_pg_set_node(struct meta *m, int64_t node);
+void meta_pg_set_idle(struct meta *m, int64_t seconds);
+const char *meta_pg_message(struct meta *m);
+
+/* The errno value of SQLite result code @rc (0 for OK, ROW and DONE). */
+int meta_errno(int rc);
+
+/* Log the failure of @what with SQLite's message; the errno value of @rc. */
+int meta_fail(struct meta *m, int rc, const char *what);
+
+/* The settings and the root directory of a new store (in the
+ * transaction that creates its tables). */
+int meta_format_root(struct meta *m, uint32_t block_size);
+
+/* Log that query @what gave no row: -EIO. */
+int meta_no_row(const char *what);
+
+/* meta_open() of a PostgreSQL database (meta_pg.c). */
+int meta_pg_open(const char *uri, bool create, uint32_t block_size,
+		 struct meta **out);
+
+/* An injected failure of an object lookup (meta_inject_lookup()), or 0. */
+int meta_lookup_fault(struct meta *m);
+
+/* The remote tier's tables, columns and triggers, inside the transaction
+ * that opens a store (meta_remote.c). */
+int meta_remote_schema(struct meta *m);
+
+/* Settle the zero-count candidates of the transaction, before its COMMIT
+ * (meta_object.c). */
+int meta_settle(struct meta *m);
+
+#endif

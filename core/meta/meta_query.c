@@ -1,0 +1,286 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The explain queries of the metadata store: du, statistics, and what
+ * holds, pins or names an object, and the path of an inode.
+ */
+#include "core/meta/meta_int.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util/array.h"
+#include "core/util/log.h"
+
+enum {
+	Q_NAMESPACES,
+	Q_INODES,
+	Q_OBJECTS,
+	Q_BYTES_STORED,
+	Q_BYTES_REFERENCED,
+	Q_BYTES_LOGICAL,
+	Q_DU_FILES,
+	Q_DU_OBJECTS,
+	Q_OBJECT_INFO,
+	Q_OBJECT_HOLDERS,
+	Q_OBJECT_PINNERS,
+	Q_OBJECT_INODES,
+	Q_INODE_PARENT,
+	Q_COUNT
+};
+
+static const char *const query_text[Q_COUNT] = {
+	[Q_NAMESPACES] = "SELECT count(*) FROM dentries WHERE parent = 1",
+	/* PostgreSQL's count is in rows of its nodes (core/meta/meta_pg.c) */
+	[Q_INODES] = "SELECT coalesce(sum(value), 0) FROM config "
+		     "WHERE key = 'inodes' OR key LIKE 'inodes.%'",
+	/* kept per shard by triggers: no scan of the object table */
+	[Q_OBJECTS] = "SELECT coalesce(sum(objects), 0) FROM shard_usage",
+	[Q_BYTES_STORED] = "SELECT coalesce(sum(bytes), 0) FROM shard_usage",
+	[Q_BYTES_REFERENCED] = "SELECT coalesce(sum(size * refcount), 0) "
+			       "FROM objects",
+	[Q_BYTES_LOGICAL] = "SELECT coalesce(sum(size), 0) FROM inodes "
+			    "WHERE (mode & 61440) = 32768",
+	[Q_DU_FILES] = "SELECT count(*), coalesce(sum(size), 0) FROM inodes "
+		       "WHERE nspace = ?1 AND (mode & 61440) = 32768",
+	[Q_DU_OBJECTS] =
+		"SELECT count(*), coalesce(sum(o.size), 0), "
+		"coalesce(sum(CASE WHEN c.n >= o.refcount THEN o.size "
+		"ELSE 0 END), 0), "
+		"coalesce(sum(CASE WHEN c.n >= o.refcount AND NOT EXISTS "
+		"(SELECT 1 FROM pin_objects p WHERE p.name = o.name) "
+		"THEN o.size ELSE 0 END), 0) "
+		"FROM (SELECT b.obj AS obj, count(*) AS n FROM blocks b "
+		"JOIN inodes i ON i.ino = b.ino WHERE i.nspace = ?1 "
+		"GROUP BY b.obj) AS c JOIN objects o ON o.id = c.obj",
+	[Q_OBJECT_INFO] = "SELECT id, shard, size, refcount "
+			  "FROM objects WHERE name = ?1",
+	[Q_OBJECT_HOLDERS] =
+		"SELECT d.name, count(*), count(DISTINCT b.ino) "
+		"FROM blocks b JOIN inodes i ON i.ino = b.ino "
+		"LEFT JOIN dentries d ON d.parent = 1 AND d.ino = i.nspace "
+		"WHERE b.obj = ?1 GROUP BY i.nspace, d.name ORDER BY d.name",
+	[Q_OBJECT_PINNERS] =
+		"SELECT p.path FROM pins p JOIN pin_objects o ON "
+		"o.pin = p.id WHERE o.name = ?1 UNION ALL SELECT "
+		"'node ' || node FROM node_objects WHERE name = ?1",
+	[Q_OBJECT_INODES] = "SELECT ino, count(*) FROM blocks WHERE obj = ?1 "
+			    "GROUP BY ino ORDER BY ino LIMIT ?2",
+	[Q_INODE_PARENT] = "SELECT parent, name FROM dentries WHERE ino = ?1 "
+			   "ORDER BY id LIMIT 1",
+};
+
+/* paths are bytea there: the node's line too */
+static const char *const query_pg[Q_COUNT] = {
+	[Q_OBJECT_PINNERS] =
+		"SELECT p.path FROM pins p JOIN pin_objects o ON "
+		"o.pin = p.id WHERE o.name = ?1 UNION ALL SELECT "
+		"convert_to('node ' || node, 'UTF8') FROM node_objects "
+		"WHERE name = ?1",
+};
+
+const struct meta_sql meta_query_sql = { META_QUERY, Q_COUNT, query_text,
+					 query_pg };
+
+/* The one number query @id yields (a negative one reads as 0). */
+static int query_u64(struct meta *m, int id, uint64_t *out)
+{
+	struct meta_st *s;
+	int64_t v;
+	int rc = meta_stmt(m, &meta_query_sql, id, &s);
+
+	if (!rc)
+		rc = meta_int(m, s, &v, "statistics");
+	if (rc == -ENOENT)
+		return meta_no_row("statistics");
+	if (!rc)
+		*out = v < 0 ? 0 : (uint64_t)v;
+	return rc;
+}
+
+int meta_stats(struct meta *m, struct meta_stats *out)
+{
+	int64_t seq = 0;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = query_u64(m, Q_NAMESPACES, &out->namespaces);
+	if (!rc)
+		rc = meta_statfs(m, &out->inodes, &out->bytes_stored);
+	if (!rc)
+		rc = query_u64(m, Q_OBJECTS, &out->objects);
+	if (!rc)
+		rc = query_u64(m, Q_BYTES_REFERENCED, &out->bytes_referenced);
+	if (!rc)
+		rc = query_u64(m, Q_BYTES_LOGICAL, &out->bytes_logical);
+	if (!rc)
+		rc = meta_config_get(m, "durable_seq", &seq);
+	out->durable_seq = (uint64_t)seq;
+	return rc;
+}
+
+int meta_statfs(struct meta *m, uint64_t *inodes, uint64_t *bytes_stored)
+{
+	int rc = meta_lookup_fault(m);
+
+	if (!rc)
+		rc = query_u64(m, Q_INODES, inodes);
+	if (!rc)
+		rc = query_u64(m, Q_BYTES_STORED, bytes_stored);
+	return rc;
+}
+
+int meta_du(struct meta *m, uint64_t nspace, struct meta_du *out)
+{
+	int64_t v[2][4];
+	int q;
+
+	memset(v, 0, sizeof(v));
+	for (q = 0; q < 2; q++) {
+		struct meta_st *s;
+		int rc, k;
+
+		rc = meta_stmt(m, &meta_query_sql, Q_DU_FILES + q, &s);
+		if (rc)
+			return rc;
+		meta_bind_int(s, 1, (int64_t)nspace);
+		rc = meta_step(m, s, "du");
+		if (rc == 0)
+			return meta_no_row("du");
+		if (rc < 0)
+			return rc;
+		for (k = 0; k < meta_col_count(s) && k < 4; k++)
+			v[q][k] = meta_col_int(s, k);
+		meta_reset(s);
+	}
+	out->files = (uint64_t)v[0][0];
+	out->bytes_logical = (uint64_t)v[0][1];
+	out->objects = (uint64_t)v[1][0];
+	out->bytes_referenced = (uint64_t)v[1][1];
+	out->bytes_exclusive = (uint64_t)v[1][2];
+	out->bytes_reclaimable = (uint64_t)v[1][3];
+	return 0;
+}
+
+int meta_object_info(struct meta *m, const char *name, int64_t *id,
+		     uint32_t *shard, uint64_t *size, int64_t *refcount)
+{
+	struct meta_st *s;
+	int rc = meta_lookup_fault(m);
+
+	if (!rc)
+		rc = meta_stmt(m, &meta_query_sql, Q_OBJECT_INFO, &s);
+	if (rc)
+		return rc;
+	meta_bind_text(s, 1, name);
+	rc = meta_step(m, s, "object info");
+	if (rc <= 0)
+		return rc ? rc : -ENOENT;
+	*id = meta_col_int(s, 0);
+	*shard = (uint32_t)meta_col_int(s, 1);
+	*size = (uint64_t)meta_col_int(s, 2);
+	*refcount = meta_col_int(s, 3);
+	meta_reset(s);
+	return 0;
+}
+
+int meta_object_holders(struct meta *m, int64_t id,
+			int (*fn)(void *ctx, const char *nspace, uint64_t refs,
+				  uint64_t inodes),
+			void *ctx)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_query_sql, Q_OBJECT_HOLDERS, &s), ret = 0;
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, id);
+	while (!ret && (rc = meta_step(m, s, "object holders")) > 0) {
+		char ns[256] = "(unlinked)";
+		int len = meta_col_bytes(s, 0);
+
+		if (!meta_col_null(s, 0) && len > 0 && len < (int)sizeof(ns)) {
+			memcpy(ns, meta_col_blob(s, 0), (size_t)len);
+			ns[len] = '\0';
+		}
+		ret = fn(ctx, ns, (uint64_t)meta_col_int(s, 1),
+			 (uint64_t)meta_col_int(s, 2));
+	}
+	meta_reset(s);
+	return ret ? ret : rc;
+}
+
+int meta_object_pinners(struct meta *m, const char *name,
+			int (*fn)(void *ctx, const char *what), void *ctx)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_query_sql, Q_OBJECT_PINNERS, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_text(s, 1, name);
+	return meta_each_name(m, s, fn, ctx);
+}
+
+int meta_object_inodes(struct meta *m, int64_t obj, unsigned limit,
+		       int (*fn)(void *ctx, uint64_t ino, uint64_t refs),
+		       void *ctx)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_query_sql, Q_OBJECT_INODES, &s), ret = 0;
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, obj);
+	meta_bind_int(s, 2, limit);
+	while (!ret && (rc = meta_step(m, s, "object inodes")) > 0)
+		ret = fn(ctx, (uint64_t)meta_col_int(s, 0),
+			 (uint64_t)meta_col_int(s, 1));
+	meta_reset(s);
+	return ret ? ret : rc;
+}
+
+int meta_inode_path(struct meta *m, uint64_t ino, char *buf, size_t size)
+{
+	char tmp[4096];
+	size_t len = 0;
+	unsigned depth;
+
+	/* from the inode up to the root, each name put in front */
+	for (depth = 0; ino != 1 && depth < 4096; depth++) {
+		struct meta_st *s;
+		const void *name;
+		int n, rc = meta_stmt(m, &meta_query_sql, Q_INODE_PARENT, &s);
+
+		if (rc)
+			return rc;
+		meta_bind_int(s, 1, (int64_t)ino);
+		rc = meta_step(m, s, "inode path");
+		if (rc <= 0)
+			return rc ? rc : -ENOENT;
+		name = meta_col_blob(s, 1);
+		n = meta_col_bytes(s, 1);
+		if ((size_t)n + 1 + len >= sizeof(tmp)) {
+			meta_reset(s);
+			return -ENAMETOOLONG;
+		}
+		memmove(tmp + n + (len ? 1 : 0), tmp, len);
+		memcpy(tmp, name, (size_t)n);
+		if (len)
+			tmp[n] = '/';
+		len += (size_t)n + (len ? 1 : 0);
+		ino = (uint64_t)meta_col_int(s, 0);
+		meta_reset(s);
+	}
+	if (ino != 1)
+		return -ELOOP;
+	if (len + 1 > size)
+		return -ENAMETOOLONG;
+	memcpy(buf, tmp, len);
+	buf[len] = '\0';
+	return 0;
+}

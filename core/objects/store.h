@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A store directory: the marker file that says what it is, the lock that
+ * keeps a second process out, the metadata database and the object files.
+ *
+ *   STORE/tallyfs-store   "tallyfs store" and "format 1"
+ *   STORE/lock            flock(2)ed by the process that has the store open
+ *   STORE/meta.db         SQLite metadata (core/meta/), unless the
+ *                         metadata is in PostgreSQL (-o meta=URI)
+ *   STORE/shards/0/       object files (core/objects/objstore.c)
+ */
+#ifndef TALLY_STORE_H
+#define TALLY_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_FORMAT 1
+#define STORE_DEFAULT_BLOCK_SIZE (1u << 20)
+
+struct meta;
+struct objstore;
+
+struct store {
+	char *path;
+	int lockfd;
+	uint32_t block_size;
+	struct meta *meta;
+	struct objstore *objs;
+};
+
+/*
+ * Open (with @create: create on first use, with @block_size) the store at
+ * @path and lock it. Refuses, with a message naming the problem, a
+ * non-empty directory that is not a store (-ENOTEMPTY), an unknown format
+ * (-EPROTO), a damaged store (-EUCLEAN) and a store held by another
+ * process (-EBUSY).
+ */
+int store_open(const char *path, bool create, uint32_t block_size,
+	       struct store **out);
+/*
+ * The same with the metadata at @meta: a postgres:// URI (core/meta/meta_pg.c;
+ * the store directory then holds the object files only: a cache), or
+ * NULL for STORE/meta.db. A store directory with a meta.db of its own is
+ * refused with a URI (-EEXIST), one without with none (-ENOENT).
+ */
+int store_open_meta(const char *path, const char *meta, bool create,
+		    uint32_t block_size, struct store **out);
+void store_close(struct store *s);
+/* A shared store: record leg @id at @root (absolute) in the node's cache
+ * directory, durably (core/objects/objstore.c, Spans). */
+int store_leg_add(struct store *s, unsigned id, const char *root);
+
+/* A random positive identifier (of a store, of a node). */
+int64_t store_random_id(void);
+
+/*
+ * Parse the @len bytes of a store marker file: "tallyfs store" on the
+ * first line, "format N" on the second (anything after is ignored). 0 and
+ * *format, or -EUCLEAN if it is not a store marker. Pure: no I/O.
+ */
+#define STORE_MARKER_MAX 256 /* bytes of the file that are read */
+int store_marker_parse(const char *buf, size_t len, int *format);
+
+/* Record the current pid in the lock file (after daemonizing). */
+void store_set_pid(struct store *s);
+
+#endif
