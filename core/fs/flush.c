@@ -80,6 +80,7 @@
 #include "core/util/pool.h"
 #include "core/util/progress.h"
 #include "core/objects/reap.h"
+#include "core/util/metrics.h"
 
 void flush_free(struct tally *t, struct flush *f)
 {
@@ -185,6 +186,28 @@ static int vet_name(void *arg, const char *name, const void *buf, size_t len)
 	return t->up->remote_vet(t->remote, name, buf, len);
 }
 
+/* The metrics of the blocks a stream made durable: new objects, and
+ * dedup hits (the object was there already). */
+static void count_blocks(struct tally *t, const struct flush *f, size_t nshares)
+{
+	size_t i;
+
+	for (i = nshares; i < f->np; i++) {
+		const struct pending *q = &f->p[i];
+
+		if (q->hole)
+			continue;
+		metrics_add(t->metrics,
+			    q->created ? METRICS_OBJECTS_WRITTEN
+				       : METRICS_DEDUP_HITS,
+			    1);
+		metrics_add(t->metrics,
+			    q->created ? METRICS_OBJECT_BYTES_WRITTEN
+				       : METRICS_DEDUP_BYTES,
+			    q->len);
+	}
+}
+
 /* Stream phase (pool): hash, stage and make durable the new objects. */
 static void flush_stream(void *arg)
 {
@@ -231,6 +254,8 @@ static void flush_stream(void *arg)
 	if (!rc)
 		rc = objstore_batch_finish(t->objs, &batch);
 	objstore_batch_release(t->objs, &batch);
+	if (!rc)
+		count_blocks(t, f, nshares);
 	/* a shared store: in the bucket before the commit names them, so
 	 * that every node can read what this one commits (invariant 6) */
 	if (!rc && tally_meta_shared(t))
@@ -366,6 +391,7 @@ int flush_rotate(struct tally *t, struct inode *ip,
 	t->pending++;
 	f->seq = ++t->rotated_seq;
 	pthread_mutex_unlock(&t->fin_lock);
+	f->born_ns = metrics_clock();
 	tally_lock(t);
 	ip->last_seq = f->seq;
 	tally_unlock(t);
@@ -884,8 +910,10 @@ static void finalize_group(struct tally *t, struct flush **g, size_t n)
 		} else if (f->partial) {
 			flush_split(t, f, rest[i], alloc[i]);
 			rest[i] = NULL;
+			metrics_flush_done(t->metrics, f->born_ns);
 		} else {
 			flush_publish(t, f, alloc[i]);
+			metrics_flush_done(t->metrics, f->born_ns);
 		}
 		if (rest[i]) { /* not used: @f keeps the buffers */
 			free(rest[i]->blk);

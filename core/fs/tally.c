@@ -50,6 +50,7 @@
 #include "core/util/progress.h"
 #include "core/objects/reap.h"
 #include "core/objects/store.h"
+#include "core/util/metrics.h"
 
 /* ------------------------------------------------------------------ */
 /* small helpers */
@@ -432,6 +433,8 @@ int tally_open_with(const char *path, const struct tally_opts *opts,
 		}
 	}
 	rc = progress_new(&t->progress);
+	if (!rc)
+		rc = metrics_new(&t->metrics);
 	if (rc)
 		goto out_free;
 	rc = store_open_meta(path, opts->meta, opts->create,
@@ -542,6 +545,7 @@ out_store:
 	pthread_mutex_destroy(&t->lock);
 	store_close(t->store);
 out_free:
+	metrics_free(t->metrics);
 	progress_free(t->progress);
 	free(t->kept);
 	dirnames_release(t);
@@ -668,6 +672,7 @@ int tally_close(struct tally *t)
 	pthread_cond_destroy(&t->space);
 	pthread_mutex_destroy(&t->lock);
 	store_close(t->store);
+	metrics_free(t->metrics);
 	progress_free(t->progress);
 	free(t->kept);
 	dirnames_release(t);
@@ -933,4 +938,9 @@ struct pool *tally_pool(struct tally *t)
 struct progress *tally_progress(struct tally *t)
 {
 	return t->progress;
+}
+
+struct metrics *tally_metrics(struct tally *t)
+{
+	return t->metrics;
 }

@@ -362,6 +362,11 @@ struct pool *tally_pool(struct tally *t);
 struct progress;
 struct progress *tally_progress(struct tally *t);
 
+/* The counters and histograms of the mount (core/metrics.h): the front
+ * end records its requests there; never NULL once open. */
+struct metrics;
+struct metrics *tally_metrics(struct tally *t);
+
 /*
  * Copy-on-write clone of namespace @src as new namespace @dst. Returns
  * -ENOENT (no @src), -EEXIST (@dst exists), -EINVAL (bad name).

@@ -54,6 +54,7 @@ struct flush {
 	bool partial;
 	size_t stop;
 	uint64_t csize;	    /* the size its commit writes (the finalizer's) */
+	int64_t born_ns;    /* metrics_clock() at rotation */
 	bool streamed;	    /* protected by t->fin_lock: p[] is final */
 	struct flush *next; /* inode->inflight / failed list (mlock) */
 };
@@ -149,6 +150,7 @@ struct tally {
 	struct objstore *objs;
 	struct pool *pool;
 	struct progress *progress; /* running jobs, for the status */
+	struct metrics *metrics;   /* counters, histograms (core/metrics.h) */
 	struct remote *remote;	   /* the remote tier, or NULL */
 	uint32_t bs;
 	size_t rotate_bytes; /* a file's dirty data that starts a flush */

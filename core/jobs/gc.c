@@ -86,6 +86,7 @@
 #include "core/objects/reap.h"
 #include "core/remote/remote.h"
 #include "core/fs/tally.h"
+#include "core/util/metrics.h"
 
 #define HOLD_MS 10.0	  /* longest hold of the metadata lock, about */
 #define MARK_BATCH 8192	  /* marks written per transaction, at most */
@@ -262,7 +263,6 @@ static int list_file(void *ctx, const char *name, off_t size)
 	struct cycle *c = ctx;
 	char key[KEY_MAX];
 
-	(void)size;
 	c->r->checked++;
 	progress_add(c->pj, 1);
 	objstore_key(key, name, c->shard);
@@ -271,6 +271,7 @@ static int list_file(void *ctx, const char *name, off_t size)
 		return 0;
 	}
 	c->r->unreferenced++;
+	c->r->unreferenced_bytes += size > 0 ? (uint64_t)size : 0;
 	return names_add(&c->unref, key);
 }
 
@@ -630,6 +631,26 @@ static int read_now(struct meta *m, void *ctx)
 	return meta_now(m, ctx);
 }
 
+/* The metrics of a cycle that ran to the end: what it collected, and
+ * what it left unreferenced (in its grace period, kept by a commit that
+ * checked it, or all of it in a dry run). */
+static void count_cycle(struct tally *t, const struct gc_report *r)
+{
+	struct metrics *m = tally_metrics(t);
+
+	if (!r->dry_run) {
+		metrics_add(m, METRICS_GC_RUNS, 1);
+		metrics_add(m, METRICS_GC_COLLECTED, r->collected);
+		metrics_add(m, METRICS_GC_FREED_BYTES, r->bytes_freed);
+	}
+	metrics_set(m, METRICS_GC_RECLAIMABLE_OBJECTS,
+		    r->preserved + (r->dry_run ? r->collected : 0));
+	metrics_set(m, METRICS_GC_RECLAIMABLE_BYTES,
+		    r->unreferenced_bytes > r->bytes_freed
+			    ? r->unreferenced_bytes - r->bytes_freed
+			    : 0);
+}
+
 int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 {
 	struct cycle c = { .t = t, .o = o, .r = r };
@@ -753,6 +774,7 @@ int gc_run(struct tally *t, const struct gc_opts *o, struct gc_report *r)
 	e.duration_ms = (int64_t)r->duration_ms;
 	c.event = &e;
 	rc = held(&c, true, log_batch, NULL);
+	count_cycle(t, r);
 	log_msg(LOG_INFO,
 		"gc%s: %" PRIu64 " checked, %" PRIu64 " collected, %" PRIu64
 		" preserved",

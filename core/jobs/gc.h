@@ -36,11 +36,12 @@ struct gc_opts {
 
 struct gc_report {
 	bool dry_run;
-	uint64_t checked;      /* object files listed */
-	uint64_t live;	       /* of those, referenced */
-	uint64_t unreferenced; /* of those, not referenced (marked) */
-	uint64_t collected;    /* deleted (dry run: would be deleted) */
-	uint64_t preserved;    /* unreferenced, still in their grace period */
+	uint64_t checked;	     /* object files listed */
+	uint64_t live;		     /* of those, referenced */
+	uint64_t unreferenced;	     /* of those, not referenced (marked) */
+	uint64_t unreferenced_bytes; /* their bytes */
+	uint64_t collected;	     /* deleted (dry run: would be deleted) */
+	uint64_t preserved; /* unreferenced, still in their grace period */
 	uint64_t bytes_freed;
 	uint64_t drift_under, drift_over; /* stored count < / > truth */
 	uint64_t nodes_reporting, stale_nodes;
