@@ -2,8 +2,8 @@
 /*
  * fuse_lowlevel_ops: each callback translates a kernel request into a
  * core/ call and replies exactly once. The control files of /.tally keep
- * their per-open state (the last command's report, the status snapshot)
- * in the file handle.
+ * their per-open state (the last command's report, the status or metrics
+ * snapshot) in the file handle.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +17,7 @@
 #include "core/fs/tally.h"
 #include "fs/fs.h"
 
-/* Per-open state of /.tally/ctl and /.tally/status. */
+/* Per-open state of /.tally/ctl, /.tally/status and /.tally/metrics. */
 struct ctl_handle {
 	pthread_mutex_t lock;
 	char *text; /* protected by lock: report or status document */
@@ -28,6 +28,12 @@ struct ctl_handle {
 static struct fs *fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
+}
+
+/* The control files: their text is made at open and kept per open. */
+static bool is_ctl_file(fuse_ino_t ino)
+{
+	return ino >= TALLY_CTL_INO && ino <= TALLY_METRICS_INO;
 }
 
 static void reply_entry(fuse_req_t req, int rc, const struct stat *st)
@@ -220,7 +226,7 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	do
 		rc = tally_setattr(t, ino, attr, flags, &st);
 	while (tally_retry(t, &rc, &n));
-	if (!rc && ino >= TALLY_CTLDIR_INO && ino <= TALLY_STATUS_INO)
+	if (!rc && ino >= TALLY_CTLDIR_INO && ino <= TALLY_METRICS_INO)
 		rc = tally_getattr(t, ino, &st);
 	reply_attr(req, rc, &st);
 }
@@ -345,11 +351,13 @@ static int ctl_open(struct tally *t, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (!h)
 		return -ENOMEM;
 	pthread_mutex_init(&h->lock, NULL);
-	if (ino == TALLY_STATUS_INO) {
+	if (ino != TALLY_CTL_INO) {
 		if ((fi->flags & O_ACCMODE) != O_RDONLY) {
 			rc = -EACCES;
 		} else {
-			rc = ctl_status_json(t, &h->text);
+			rc = ino == TALLY_STATUS_INO
+				     ? ctl_status_json(t, &h->text)
+				     : ctl_metrics_text(t, &h->text);
 			if (!rc)
 				h->len = strlen(h->text);
 		}
@@ -384,7 +392,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 	struct tally *t = fs_of(req)->t;
 	int rc;
 
-	if (ino == TALLY_CTL_INO || ino == TALLY_STATUS_INO) {
+	if (is_ctl_file(ino)) {
 		rc = ctl_open(t, ino, fi);
 	} else if (ino == TALLY_CTLDIR_INO) {
 		rc = -EISDIR;
@@ -493,7 +501,7 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	ssize_t n;
 	char *buf;
 
-	if (ino == TALLY_CTL_INO || ino == TALLY_STATUS_INO) {
+	if (is_ctl_file(ino)) {
 		struct ctl_handle *h = handle_of(fi);
 		size_t rel;
 
@@ -579,7 +587,7 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		ctl_write(req, handle_of(fi), buf, size, off);
 		return;
 	}
-	if (ino == TALLY_STATUS_INO) {
+	if (is_ctl_file(ino)) {
 		fuse_reply_err(req, EACCES);
 		return;
 	}
@@ -604,7 +612,7 @@ static void fs_op_flush(fuse_req_t req, fuse_ino_t ino,
 static void fs_op_release(fuse_req_t req, fuse_ino_t ino,
 			  struct fuse_file_info *fi)
 {
-	if (ino == TALLY_CTL_INO || ino == TALLY_STATUS_INO) {
+	if (is_ctl_file(ino)) {
 		struct ctl_handle *h = handle_of(fi);
 
 		free(h->text);

@@ -635,6 +635,8 @@ int tally_lookup(struct tally *t, uint64_t parent, const char *name,
 			inode_virtual_stat(t, TALLY_CTL_INO, st);
 		else if (!strcmp(name, "status"))
 			inode_virtual_stat(t, TALLY_STATUS_INO, st);
+		else if (!strcmp(name, "metrics"))
+			inode_virtual_stat(t, TALLY_METRICS_INO, st);
 		else
 			return -ENOENT;
 		return 0;

@@ -931,8 +931,9 @@ int tally_readdir(struct tally *t, uint64_t ino, off_t off, bool plus,
 			{ "..", TALLY_ROOT_INO },
 			{ "ctl", TALLY_CTL_INO },
 			{ "status", TALLY_STATUS_INO },
+			{ "metrics", TALLY_METRICS_INO },
 		};
-		for (; off < 4; off++) {
+		for (; off < 5; off++) {
 			if (ents[off].ino == TALLY_ROOT_INO) {
 				err = tally_getattr(t, TALLY_ROOT_INO, &st);
 				if (err)

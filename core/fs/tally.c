@@ -91,7 +91,7 @@ bool tally_is_ctl_name(uint64_t parent, const char *name)
 
 bool tally_is_virtual(uint64_t ino)
 {
-	return ino >= TALLY_CTLDIR_INO && ino <= TALLY_STATUS_INO;
+	return ino >= TALLY_CTLDIR_INO && ino <= TALLY_METRICS_INO;
 }
 
 void tally_lock(struct tally *t)

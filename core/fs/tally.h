@@ -4,8 +4,8 @@
  * requests into these calls; tests call them directly.
  *
  * Inode numbers are the persistent ones of the metadata store. Inode 1 is
- * the root, whose entries are the namespaces; inodes 2..4 are the virtual
- * control directory /.tally and its files ctl and status.
+ * the root, whose entries are the namespaces; inodes 2..5 are the virtual
+ * control directory /.tally and its files ctl, status and metrics.
  *
  * Every function returns 0 (or a byte count) on success and a negative
  * errno on failure; struct stat outputs are written only on success. All
@@ -25,6 +25,7 @@
 #define TALLY_CTLDIR_INO 2
 #define TALLY_CTL_INO 3
 #define TALLY_STATUS_INO 4
+#define TALLY_METRICS_INO 5
 #define TALLY_CTLDIR_NAME ".tally"
 #define TALLY_NAME_MAX 255
 

@@ -87,5 +87,9 @@ int ctl_exec(struct tally *t, const char *line, size_t len, char **report);
 
 /* The status document (one JSON object, newline-terminated) in *out. */
 int ctl_status_json(struct tally *t, char **out);
+/* The metrics document (the Prometheus text format, docs/metrics.md) in
+ * *out (malloc'ed, the caller frees). -ENOMEM, or what reading the
+ * store's figures failed with. */
+int ctl_metrics_text(struct tally *t, char **out);
 
 #endif

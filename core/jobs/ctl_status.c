@@ -130,16 +130,31 @@ static int node_json(void *ctx, const struct meta_session *e)
 	return 0;
 }
 
-static int nodes_all(struct meta *m, void *ctx)
+struct sessions_walk {
+	int (*fn)(void *ctx, const struct meta_session *e);
+	void *ctx;
+};
+
+static int sessions_all(struct meta *m, void *ctx)
 {
-	return meta_sessions(m, node_json, ctx);
+	struct sessions_walk *w = ctx;
+
+	return meta_sessions(m, w->fn, w->ctx);
+}
+
+int ctl_sessions(struct tally *t,
+		 int (*fn)(void *ctx, const struct meta_session *e), void *ctx)
+{
+	struct sessions_walk w = { fn, ctx };
+
+	return tally_meta_read(t, sessions_all, &w);
 }
 
 /* Append ", \"nodes\": [...]": the live sessions (core/cluster/session.c). */
 static int nodes_json(struct tally *t, char **acc)
 {
 	struct nodes_acc a = { 0 };
-	int rc = tally_meta_read(t, nodes_all, &a);
+	int rc = ctl_sessions(t, node_json, &a);
 
 	if (!rc)
 		rc = ctl_append(acc, ", \"nodes\": [%s]", a.s ? a.s : "");
@@ -258,15 +273,31 @@ static int jobs_json(struct tally *t, char **acc)
 }
 
 struct gc_events {
-	struct meta_gc_event v[5];
-	size_t n;
+	struct meta_gc_event *v;
+	size_t max, n;
 };
 
 static int gc_events(struct meta *m, void *ctx)
 {
 	struct gc_events *e = ctx;
 
-	return meta_gc_log(m, e->v, 5, &e->n);
+	return meta_gc_log(m, e->v, e->max, &e->n);
+}
+
+int ctl_gc_log(struct tally *t, struct meta_gc_event *v, size_t max, size_t *n)
+{
+	struct gc_events e = { v, max, 0 };
+	int rc = tally_meta_read(t, gc_events, &e);
+
+	*n = rc ? 0 : e.n;
+	return rc;
+}
+
+double ctl_dedup_ratio(const struct tally_stats *st)
+{
+	return st->bytes_stored
+		       ? (double)st->bytes_referenced / (double)st->bytes_stored
+		       : 1.0;
 }
 
 /* ", \"remote\": {...}" when the mount has a remote tier. */
@@ -325,8 +356,7 @@ static int remote_json(struct tally *t, char **acc)
 
 int ctl_status_json(struct tally *t, char **out)
 {
-	struct gc_events gev = { .n = 0 };
-	struct meta_gc_event *ev = gev.v;
+	struct meta_gc_event ev[5];
 	struct tally_stats st;
 	char *head = NULL, *gc = NULL;
 	size_t nev, i, len;
@@ -334,8 +364,7 @@ int ctl_status_json(struct tally *t, char **out)
 
 	if (rc)
 		return rc;
-	rc = tally_meta_read(t, gc_events, &gev);
-	nev = gev.n;
+	rc = ctl_gc_log(t, ev, 5, &nev);
 	if (rc)
 		return rc;
 	rc = gc_json(ev, nev, &gc);
@@ -373,15 +402,12 @@ int ctl_status_json(struct tally *t, char **out)
 		", \"writeback_cache\": %s, \"xattrs\": %s}\n",
 		TALLY_VERSION, st.block_size, st.namespaces, st.inodes,
 		st.objects, st.bytes_logical, st.bytes_referenced,
-		st.bytes_stored,
-		st.bytes_stored
-			? (double)st.bytes_referenced / (double)st.bytes_stored
-			: 1.0,
-		st.pending_flushes, st.durable_seq, st.rotated_seq,
-		st.dirty_bytes, st.dirty_limit, st.commit_errors,
-		st.group_commits, st.spliced_reads, st.refcount_drift,
-		st.corrupt_objects, st.inodes_cached, st.buffer_pool_bytes,
-		st.max_pending, st.workers, st.jobs_queued, st.jobs_running,
+		st.bytes_stored, ctl_dedup_ratio(&st), st.pending_flushes,
+		st.durable_seq, st.rotated_seq, st.dirty_bytes, st.dirty_limit,
+		st.commit_errors, st.group_commits, st.spliced_reads,
+		st.refcount_drift, st.corrupt_objects, st.inodes_cached,
+		st.buffer_pool_bytes, st.max_pending, st.workers,
+		st.jobs_queued, st.jobs_running,
 		st.writeback_cache ? "true" : "false",
 		st.xattrs ? "true" : "false");
 	if (rc) {

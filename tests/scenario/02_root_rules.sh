@@ -58,7 +58,7 @@ assert_fails "No such file or directory" rmdir "$MNT/two"
 assert_fails "Not a directory" rmdir "$MNT/ns/file"
 
 # ------------------------------------------------------------- /.tally
-assert_eq "ls of /.tally" $'ctl\nstatus' "$(ls "$MNT/.tally")"
+assert_eq "ls of /.tally" $'ctl\nmetrics\nstatus' "$(ls "$MNT/.tally")"
 assert_fails "File exists" mkdir "$MNT/.tally"
 assert_fails "$EPERM" rmdir "$MNT/.tally"
 assert_fails "$EPERM" rm -rf "$MNT/.tally"
@@ -74,7 +74,7 @@ assert_errno EPERM 'os.rename(M + "/.tally", M + "/x")'
 assert_errno EPERM 'os.rmdir(M + "/.tally")'
 assert_eq "ls -A of the root after the /.tally attempts" \
 	$'.tally\nns\nthree' "$(ls -A "$MNT")"
-assert_eq "ls of /.tally after the attempts" $'ctl\nstatus' \
+assert_eq "ls of /.tally after the attempts" $'ctl\nmetrics\nstatus' \
 	"$(ls "$MNT/.tally")"
 assert_eq "mode of /.tally/ctl" 600 "$(stat -c %a "$MNT/.tally/ctl")"
 assert_eq "mode of /.tally/status" 444 "$(stat -c %a "$MNT/.tally/status")"

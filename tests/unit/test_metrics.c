@@ -4,7 +4,8 @@
  * bucket placement at and around the bounds, cumulative snapshots whose
  * +Inf is the count, also while other threads record; the exact lines
  * of counters, gauges and histograms, the escaping of labels and help
- * text.
+ * text; then the document of a real store (core/ctl_metrics.c): its
+ * families and the counters a write, a flush and a GC cycle move.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -15,7 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/jobs/ctl.h"
+#include "core/jobs/gc.h"
 #include "core/util/metrics.h"
+#include "core/fs/tally.h"
+#include "tests/unit/util.h"
+
+#define BS 4096
 
 static struct metrics *m;
 
@@ -264,4 +271,111 @@ Test(metrics, snapshots_stay_consistent_under_writers)
 	cr_assert_eq(h.cum[METRICS_BUCKETS], (uint64_t)THREADS * PER_THREAD);
 	cr_assert_eq(errs, (uint64_t)THREADS * (PER_THREAD / 5));
 	cr_assert_gt(snaps, 0);
+}
+
+/* -- the document of a real store -- */
+
+static char *dir;
+static struct tally *t;
+
+static void store_setup(void)
+{
+	char store[4096];
+	struct tally_opts o = { .block_size = BS, .create = true };
+
+	dir = tu_tmpdir(); /* malloc'ed: tu_teardown() frees it */
+	cr_assert_not_null(dir);
+	snprintf(store, sizeof(store), "%s/store", dir);
+	cr_assert_eq(tally_open(store, &o, &t), 0);
+}
+
+static void store_teardown(void)
+{
+	tu_teardown(&t, &dir);
+}
+
+TestSuite(metrics_doc, .init = store_setup, .fini = store_teardown,
+	  .timeout = 60);
+
+/* The value of the sample line that starts with @prefix ("name{...} "). */
+static double value_of(const char *doc, const char *prefix)
+{
+	const char *p = doc;
+	size_t n = strlen(prefix);
+
+	while (p && *p) {
+		if (!strncmp(p, prefix, n) && p[n] == ' ')
+			return strtod(p + n + 1, NULL);
+		p = strchr(p, '\n');
+		p = p ? p + 1 : NULL;
+	}
+	cr_assert_fail("no sample '%s' in:\n%s", prefix, doc);
+	return -1;
+}
+
+static char *doc(void)
+{
+	char *s = NULL;
+
+	cr_assert_eq(ctl_metrics_text(t, &s), 0);
+	return s;
+}
+
+Test(metrics_doc, families_and_what_a_workload_moves)
+{
+	static const char *const types[] = {
+		"# TYPE tallyfs_fuse_request_duration_seconds histogram\n",
+		"# TYPE tallyfs_fuse_request_errors_total counter\n",
+		"# TYPE tallyfs_write_bytes_total counter\n",
+		"# TYPE tallyfs_flush_duration_seconds histogram\n",
+		"# TYPE tallyfs_dedup_hits_total counter\n",
+		"# TYPE tallyfs_objects gauge\n",
+		"# TYPE tallyfs_stored_bytes gauge\n",
+		"# TYPE tallyfs_shard_bytes gauge\n",
+		"# TYPE tallyfs_gc_runs_total counter\n",
+		"# TYPE tallyfs_sessions gauge\n",
+	};
+	char buf[2 * BS], *s;
+	uint64_t ns, a, b;
+	struct gc_report r;
+	struct gc_opts go = { .grace = 0 };
+	unsigned i;
+
+	s = doc();
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		cr_assert(strstr(s, types[i]), "missing %s", types[i]);
+	cr_assert_eq(value_of(s, "tallyfs_objects"), 0);
+	cr_assert_eq(value_of(s, "tallyfs_flush_duration_seconds_count"), 0);
+	cr_assert_null(strstr(s, "tallyfs_gc_reclaimable_bytes"));
+	cr_assert_null(strstr(s, "tallyfs_remote_")); /* no remote tier */
+	free(s);
+
+	/* two files of the same two blocks: 2 objects, 2 dedup hits */
+	ns = tu_mkns(t, "main");
+	a = tu_newfile(t, ns, "a");
+	b = tu_newfile(t, ns, "b");
+	tu_fill(buf, sizeof(buf), 1);
+	cr_assert_eq(tally_write(t, a, buf, sizeof(buf), 0), sizeof(buf));
+	cr_assert_eq(tally_release(t, a), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_write(t, b, buf, sizeof(buf), 0), sizeof(buf));
+	cr_assert_eq(tally_release(t, b), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(gc_run(t, &go, &r), 0);
+	s = doc();
+	cr_assert_eq(value_of(s, "tallyfs_objects"), 2);
+	cr_assert_eq(value_of(s, "tallyfs_stored_bytes"), 2 * BS);
+	cr_assert_eq(value_of(s, "tallyfs_object_writes_total"), 2);
+	cr_assert_eq(value_of(s, "tallyfs_dedup_hits_total"), 2);
+	cr_assert_eq(value_of(s, "tallyfs_dedup_bytes_total"), 2 * BS);
+	cr_assert_eq(value_of(s, "tallyfs_dedup_ratio"), 2);
+	cr_assert_geq(value_of(s, "tallyfs_flush_duration_seconds_count"), 2);
+	cr_assert_eq(value_of(s, "tallyfs_flush_duration_seconds_bucket"
+				 "{le=\"+Inf\"}"),
+		     value_of(s, "tallyfs_flush_duration_seconds_count"));
+	cr_assert_eq(value_of(s, "tallyfs_gc_runs_total"), 1);
+	cr_assert_eq(value_of(s, "tallyfs_gc_reclaimable_bytes"), 0);
+	cr_assert_eq(value_of(s, "tallyfs_shard_objects{shard=\"0\"}"), 2);
+	cr_assert_eq(value_of(s, "tallyfs_sessions"), 1);
+	free(s);
 }
