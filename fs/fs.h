@@ -11,9 +11,11 @@
 #include <stdint.h>
 
 struct tally;
+struct metrics;
 
 struct fs {
 	struct tally *t;
+	struct metrics *metrics; /* tally_metrics(t) */
 	struct fuse_session *se; /* for the watch's notifications */
 	double entry_timeout;
 	double attr_timeout;
@@ -33,6 +35,14 @@ struct fs {
 };
 
 extern const struct fuse_lowlevel_ops fs_ops;
+
+/* fs_ops with every request timed (fs/optime.c): the table the session
+ * runs. */
+void fs_ops_timed(struct fuse_lowlevel_ops *ops);
+/* The errno of the reply the current request got (0: success), set by
+ * fs/ops.c's replies for fs/optime.c: a request is answered on the
+ * thread that runs its callback. */
+extern _Thread_local int fs_reply_errno;
 
 /*
  * Drop inode @ino's pages and attributes from the kernel's caches (@arg:

@@ -561,6 +561,7 @@ int main(int argc, char **argv)
 			     .upload_delay = -1,
 			     .writeback = -1 };
 	struct fuse_cmdline_opts cmd;
+	struct fuse_lowlevel_ops ops;
 	struct fuse_loop_config *loop;
 	struct tally_opts topts;
 	struct fuse_session *se;
@@ -715,6 +716,7 @@ int main(int argc, char **argv)
 		goto out_args;
 	}
 	inject_faults(&fs, fs.t);
+	fs.metrics = tally_metrics(fs.t);
 	fs.splice = !o.nosplice;
 	fs.threads = !cmd.singlethread;
 	fs.mountpoint = cmd.mountpoint;
@@ -731,7 +733,8 @@ int main(int argc, char **argv)
 		    o.writeback == 1 ||
 			    (o.writeback < 0 && !o.meta && !cmd.singlethread));
 
-	se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &fs);
+	fs_ops_timed(&ops);
+	se = fuse_session_new(&args, &ops, sizeof(ops), &fs);
 	if (!se)
 		goto out_tally;
 	if (fuse_set_signal_handlers(se) != 0)

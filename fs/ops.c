@@ -15,6 +15,7 @@
 #include "core/jobs/ctl.h"
 #include "core/util/log.h"
 #include "core/fs/tally.h"
+#include "core/util/metrics.h"
 #include "fs/fs.h"
 
 /* Per-open state of /.tally/ctl, /.tally/status and /.tally/metrics. */
@@ -30,6 +31,13 @@ static struct fs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/* fuse_reply_err(), noted for the request's metrics (fs/optime.c). */
+static void reply_err(fuse_req_t req, int err)
+{
+	fs_reply_errno = err;
+	fuse_reply_err(req, err);
+}
+
 /* The control files: their text is made at open and kept per open. */
 static bool is_ctl_file(fuse_ino_t ino)
 {
@@ -42,7 +50,7 @@ static void reply_entry(fuse_req_t req, int rc, const struct stat *st)
 	struct fuse_entry_param e;
 
 	if (rc) {
-		fuse_reply_err(req, -rc);
+		reply_err(req, -rc);
 		return;
 	}
 	memset(&e, 0, sizeof(e));
@@ -57,7 +65,7 @@ static void reply_entry(fuse_req_t req, int rc, const struct stat *st)
 static void reply_attr(fuse_req_t req, int rc, const struct stat *st)
 {
 	if (rc)
-		fuse_reply_err(req, -rc);
+		reply_err(req, -rc);
 	else
 		fuse_reply_attr(req, st, fs_of(req)->attr_timeout);
 }
@@ -193,7 +201,7 @@ static void fs_op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	if (!rc && (mask & X_OK) && !S_ISDIR(st.st_mode) &&
 	    !(st.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH)))
 		rc = -EACCES;
-	fuse_reply_err(req, -rc);
+	reply_err(req, -rc);
 }
 
 static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
@@ -237,7 +245,7 @@ static void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 	int rc = tally_readlink(fs_of(req)->t, ino, &target);
 
 	if (rc)
-		fuse_reply_err(req, -rc);
+		reply_err(req, -rc);
 	else
 		fuse_reply_readlink(req, target);
 	free(target);
@@ -302,7 +310,7 @@ static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	do
 		rc = tally_unlink(fs_of(req)->t, parent, name);
 	while (tally_retry(fs_of(req)->t, &rc, &n));
-	fuse_reply_err(req, -rc);
+	reply_err(req, -rc);
 }
 
 static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -313,7 +321,7 @@ static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	do
 		rc = tally_rmdir(fs_of(req)->t, parent, name);
 	while (tally_retry(fs_of(req)->t, &rc, &n));
-	fuse_reply_err(req, -rc);
+	reply_err(req, -rc);
 }
 
 static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -327,7 +335,7 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = tally_rename(fs_of(req)->t, parent, name, newparent,
 				  newname, flags);
 	while (tally_retry(fs_of(req)->t, &rc, &n));
-	fuse_reply_err(req, -rc);
+	reply_err(req, -rc);
 }
 
 static void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
@@ -404,7 +412,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		space_check(t, fi);
 	}
 	if (rc)
-		fuse_reply_err(req, -rc);
+		reply_err(req, -rc);
 	else
 		fuse_reply_open(req, fi);
 }
@@ -423,7 +431,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = tally_create(t, &c, parent, name, mode, &e.attr);
 	while (tally_retry(t, &rc, &n));
 	if (rc) {
-		fuse_reply_err(req, -rc);
+		reply_err(req, -rc);
 		return;
 	}
 	e.ino = e.attr.st_ino;
@@ -521,7 +529,7 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		pthread_mutex_unlock(&h->lock);
 		/* no lock held: once replied, a release may free @h */
 		if (size && !buf)
-			fuse_reply_err(req, ENOMEM);
+			reply_err(req, ENOMEM);
 		else
 			fuse_reply_buf(req, buf, size);
 		free(buf);
@@ -534,23 +542,33 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 		rc = tally_read_fd(fs_of(req)->t, ino, size, off, seg, &nseg);
 		if (rc == 0) {
+			struct metrics *m = fs_of(req)->metrics;
+			size_t bytes = 0;
+
+			for (i = 0; i < nseg; i++)
+				bytes += seg[i].len;
 			rc = reply_spliced(req, seg, nseg);
 			for (i = 0; i < nseg; i++)
 				close(seg[i].fd);
-			if (rc == 0)
+			if (rc == 0) {
+				metrics_add(m, METRICS_READ_BYTES, bytes);
 				return;
+			}
 		}
 	}
 	buf = malloc(size ? size : 1);
 	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
+		reply_err(req, ENOMEM);
 		return;
 	}
 	n = tally_read(fs_of(req)->t, ino, buf, size, off);
-	if (n < 0)
-		fuse_reply_err(req, (int)-n);
-	else
+	if (n < 0) {
+		reply_err(req, (int)-n);
+	} else {
+		metrics_add(fs_of(req)->metrics, METRICS_READ_BYTES,
+			    (uint64_t)n);
 		fuse_reply_buf(req, buf, (size_t)n);
+	}
 	free(buf);
 }
 
@@ -561,7 +579,7 @@ static void ctl_write(fuse_req_t req, struct ctl_handle *h, const char *buf,
 	int rc = ctl_exec(fs_of(req)->t, buf, size, &report);
 
 	if (rc && !report) {
-		fuse_reply_err(req, -rc);
+		reply_err(req, -rc);
 		return;
 	}
 	/* a failure's report is read where the failed write left the
@@ -573,7 +591,7 @@ static void ctl_write(fuse_req_t req, struct ctl_handle *h, const char *buf,
 	h->base = rc ? off : off + (off_t)size;
 	pthread_mutex_unlock(&h->lock);
 	if (rc)
-		fuse_reply_err(req, -rc);
+		reply_err(req, -rc);
 	else
 		fuse_reply_write(req, size);
 }
@@ -588,7 +606,7 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		return;
 	}
 	if (is_ctl_file(ino)) {
-		fuse_reply_err(req, EACCES);
+		reply_err(req, EACCES);
 		return;
 	}
 	/* pages of the writeback cache: the kernel keeps the times */
@@ -596,17 +614,20 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		n = tally_write_pages(fs_of(req)->t, ino, buf, size, off);
 	else
 		n = tally_write(fs_of(req)->t, ino, buf, size, off);
-	if (n < 0)
-		fuse_reply_err(req, (int)-n);
-	else
+	if (n < 0) {
+		reply_err(req, (int)-n);
+	} else {
+		metrics_add(fs_of(req)->metrics, METRICS_WRITE_BYTES,
+			    (uint64_t)n);
 		fuse_reply_write(req, (size_t)n);
+	}
 }
 
 static void fs_op_flush(fuse_req_t req, fuse_ino_t ino,
 			struct fuse_file_info *fi)
 {
 	(void)fi;
-	fuse_reply_err(req, -tally_flush(fs_of(req)->t, ino));
+	reply_err(req, -tally_flush(fs_of(req)->t, ino));
 }
 
 static void fs_op_release(fuse_req_t req, fuse_ino_t ino,
@@ -618,17 +639,17 @@ static void fs_op_release(fuse_req_t req, fuse_ino_t ino,
 		free(h->text);
 		pthread_mutex_destroy(&h->lock);
 		free(h);
-		fuse_reply_err(req, 0);
+		reply_err(req, 0);
 		return;
 	}
-	fuse_reply_err(req, -tally_release(fs_of(req)->t, ino));
+	reply_err(req, -tally_release(fs_of(req)->t, ino));
 }
 
 static void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 			struct fuse_file_info *fi)
 {
 	(void)fi;
-	fuse_reply_err(req, -tally_fsync(fs_of(req)->t, ino, datasync != 0));
+	reply_err(req, -tally_fsync(fs_of(req)->t, ino, datasync != 0));
 }
 
 static void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in,
@@ -644,7 +665,7 @@ static void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in,
 	(void)fi_in;
 	(void)fi_out;
 	if (flags) {
-		fuse_reply_err(req, EINVAL);
+		reply_err(req, EINVAL);
 		return;
 	}
 	do {
@@ -653,7 +674,7 @@ static void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in,
 		rc = n < 0 ? (int)n : 0;
 	} while (tally_retry(fs_of(req)->t, &rc, &tries));
 	if (rc)
-		fuse_reply_err(req, -rc);
+		reply_err(req, -rc);
 	else
 		fuse_reply_write(req, (size_t)n);
 }
@@ -667,7 +688,7 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino,
 	if (!rc && !S_ISDIR(st.st_mode))
 		rc = -ENOTDIR;
 	if (rc)
-		fuse_reply_err(req, -rc);
+		reply_err(req, -rc);
 	else
 		fuse_reply_open(req, fi);
 }
@@ -714,12 +735,12 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	d.buf = malloc(size ? size : 1);
 	if (!d.buf) {
-		fuse_reply_err(req, ENOMEM);
+		reply_err(req, ENOMEM);
 		return;
 	}
 	rc = tally_readdir(fs_of(req)->t, ino, off, plus, dir_add, &d);
 	if (rc)
-		fuse_reply_err(req, -rc);
+		reply_err(req, -rc);
 	else
 		fuse_reply_buf(req, d.buf, d.used);
 	free(d.buf);
@@ -744,14 +765,14 @@ static void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino,
 {
 	(void)ino;
 	(void)fi;
-	fuse_reply_err(req, 0);
+	reply_err(req, 0);
 }
 
 static void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 			   struct fuse_file_info *fi)
 {
 	(void)fi;
-	fuse_reply_err(req, -tally_fsync(fs_of(req)->t, ino, datasync != 0));
+	reply_err(req, -tally_fsync(fs_of(req)->t, ino, datasync != 0));
 }
 
 static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -762,7 +783,7 @@ static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 	(void)ino;
 	rc = tally_statfs(fs_of(req)->t, &sv);
 	if (rc)
-		fuse_reply_err(req, -rc);
+		reply_err(req, -rc);
 	else
 		fuse_reply_statfs(req, &sv);
 }
@@ -777,13 +798,13 @@ static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		rc = tally_setxattr(fs_of(req)->t, ino, name, value, size,
 				    flags);
 	while (tally_retry(fs_of(req)->t, &rc, &n));
-	fuse_reply_err(req, -rc);
+	reply_err(req, -rc);
 }
 
 static void reply_xattr(fuse_req_t req, ssize_t n, const char *buf, size_t size)
 {
 	if (n < 0)
-		fuse_reply_err(req, (int)-n);
+		reply_err(req, (int)-n);
 	else if (size == 0)
 		fuse_reply_xattr(req, (size_t)n);
 	else
@@ -797,7 +818,7 @@ static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	ssize_t n;
 
 	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
+		reply_err(req, ENOMEM);
 		return;
 	}
 	n = tally_getxattr(fs_of(req)->t, ino, name, buf, size);
@@ -811,7 +832,7 @@ static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	ssize_t n;
 
 	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
+		reply_err(req, ENOMEM);
 		return;
 	}
 	n = tally_listxattr(fs_of(req)->t, ino, buf, size);
@@ -827,7 +848,7 @@ static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	do
 		rc = tally_removexattr(fs_of(req)->t, ino, name);
 	while (tally_retry(fs_of(req)->t, &rc, &n));
-	fuse_reply_err(req, -rc);
+	reply_err(req, -rc);
 }
 
 const struct fuse_lowlevel_ops fs_ops = {
