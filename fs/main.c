@@ -25,7 +25,9 @@
 #include "core/objects/objstore.h"
 #include "core/remote/remote.h"
 #include "core/fs/tally.h"
+#include "core/util/metrics.h"
 #include "fs/fs.h"
+#include "fs/metrics_http.h"
 
 struct options {
 	char *store;
@@ -60,6 +62,7 @@ struct options {
 	unsigned snapshot_keep;
 	int restore;	/* --restore: make STORE from the bucket, exit */
 	char *snapshot; /* --restore: which snapshot */
+	char *metrics;	/* ADDR:PORT of the HTTP listener for Prometheus */
 	int restore_incomplete;
 	int shared;	  /* allow_other or allow_root: other users may enter */
 	int kernel_perms; /* default_permissions given */
@@ -111,6 +114,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("--restore", restore),
 	OPT("snapshot=%s", snapshot),
 	OPT("restore_incomplete", restore_incomplete),
+	OPT("metrics=%s", metrics),
 	OPT("-h", help),
 	OPT("--help", help),
 	OPT("-V", version),
@@ -230,6 +234,9 @@ static void usage(const char *prog)
 	       "    -o snapshot_keep=N      snapshots kept (default 24)\n"
 	       "    -o remote_retry_max=SECS  longest wait between retries "
 	       "(default 30)\n"
+	       "    -o metrics=ADDR:PORT    serve GET /metrics to Prometheus "
+	       "there (e.g.\n"
+	       "                            127.0.0.1:9108; [::1]:9108)\n"
 	       "    -f                      stay in the foreground\n"
 	       "    -V, --version           print the version\n"
 	       "\n",
@@ -563,6 +570,9 @@ int main(int argc, char **argv)
 	struct fuse_cmdline_opts cmd;
 	struct fuse_lowlevel_ops ops;
 	struct fuse_loop_config *loop;
+	struct metrics_http_addr maddr;
+	struct metrics_http *http = NULL;
+	int mfd = -1;
 	struct tally_opts topts;
 	struct fuse_session *se;
 	struct fs fs = { 0 };
@@ -608,6 +618,15 @@ int main(int argc, char **argv)
 	if (remote_options(argv[0], &o, &ropts, &remote_on)) {
 		ret = 2;
 		goto out_args;
+	}
+	if (o.metrics) {
+		char err[256];
+
+		if (metrics_http_parse(o.metrics, &maddr, err, sizeof(err))) {
+			fprintf(stderr, "%s: %s\n", argv[0], err);
+			ret = 2;
+			goto out_args;
+		}
 	}
 	if (o.writeback == 1 && (o.meta || cmd.singlethread)) {
 		fprintf(stderr, "%s: -o writeback %s\n", argv[0],
@@ -673,6 +692,16 @@ int main(int argc, char **argv)
 			 o.store);
 		fuse_opt_add_arg(&args, fsname);
 	}
+	/* bound before the fork: a port in use refuses the mount here */
+	if (o.metrics) {
+		rc = metrics_http_listen(&maddr, &mfd);
+		if (rc) {
+			fprintf(stderr,
+				"%s: cannot listen on '%s' for metrics: %s\n",
+				argv[0], o.metrics, strerror(-rc));
+			goto out_args;
+		}
+	}
 	if (!cmd.foreground && start_daemon(&notify) < 0)
 		goto out_args;
 
@@ -717,6 +746,16 @@ int main(int argc, char **argv)
 	}
 	inject_faults(&fs, fs.t);
 	fs.metrics = tally_metrics(fs.t);
+	if (mfd >= 0) {
+		rc = metrics_http_start(fs.t, mfd, &http);
+		mfd = -1; /* the listener's, or closed */
+		if (rc) {
+			fprintf(stderr,
+				"tallyfs: cannot serve metrics on '%s': %s\n",
+				o.metrics, strerror(-rc));
+			goto out_tally;
+		}
+	}
 	fs.splice = !o.nosplice;
 	fs.threads = !cmd.singlethread;
 	fs.mountpoint = cmd.mountpoint;
@@ -781,6 +820,7 @@ out_session:
 	if (tuning)
 		pthread_join(tuner, NULL);
 out_tally:
+	metrics_http_stop(http); /* it reads the store */
 	rc = tally_close(fs.t);
 	if (rc) {
 		log_msg(LOG_ERR,
@@ -801,6 +841,9 @@ out_args:
 	free(o.remote_region);
 	free(o.cache_size);
 	free(o.snapshot);
+	free(o.metrics);
+	if (mfd >= 0)
+		close(mfd);
 	if (remote_on)
 		s3_cfg_release(&ropts.cfg); /* what tally_open did not take */
 	fuse_opt_free_args(&args);
