@@ -411,6 +411,16 @@ static const struct ctlcmd cmds[] = {
 	  "  tallyctl /mnt/t status\n"
 	  "  tallyctl --json /mnt/t status | python3 -m json.tool\n",
 	  0, 0, 0, NULL },
+	{ "metrics", "", "the counters and latencies, for Prometheus",
+	  "Print MOUNTPOINT/.tally/metrics as is: the mount's counters,\n"
+	  "gauges and latency histograms (FUSE requests by op, flushes,\n"
+	  "dedup, GC, shards, the remote tier) in the Prometheus text\n"
+	  "format, as -o metrics=ADDR:PORT serves them to a scraper\n"
+	  "(docs/metrics.md names every metric). --json changes nothing.\n"
+	  "\n"
+	  "Example:\n"
+	  "  tallyctl /mnt/t metrics | grep '^tallyfs_write_bytes_total'\n",
+	  0, 0, 0, NULL },
 	{ "drain", "[remote] [--timeout=S]", "commit everything buffered",
 	  "Flush every file's buffered data and wait until no flush is\n"
 	  "pending, so that what was written is committed to the store.\n"

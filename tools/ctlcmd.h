@@ -52,7 +52,7 @@ struct ctlcmd {
 	unsigned opts; /* OPT_* bits it accepts */
 	/*
 	 * fills the command line; RC_OK, RC_USAGE or RC_FAILED (message
-	 * printed); NULL for status
+	 * printed); NULL for status and metrics (they read a file)
 	 */
 	int (*build)(struct inv *inv, struct cmdline *l);
 };

@@ -6,7 +6,7 @@
  * returns when the mount has finished it (or fails with the command's
  * errno), and the command's report (key: value lines) is read back from
  * the same open descriptor; `status` reads .tally/status (one flat JSON
- * object). tallyctl checks the syntax of each command, turns paths into
+ * object), `metrics` .tally/metrics (the Prometheus text format). tallyctl checks the syntax of each command, turns paths into
  * paths relative to the mount and forwards everything else unchanged, so
  * that commands a mount does not know yet fail there (EINVAL) and work as
  * soon as the mount learns them. Output is for people by default (aligned
@@ -252,6 +252,25 @@ static int run_status(struct inv *inv)
 		rc = ctlout_status(doc);
 	ctljson_free(doc);
 	return rc ? tallyctl_failed(inv, "status", -rc) : RC_OK;
+}
+
+/* Run `metrics`: print .tally/metrics as is (--json too: it is text). */
+static int run_metrics(struct inv *inv)
+{
+	char *text = NULL;
+	int fd, rc;
+
+	rc = open_tally(inv, ".tally/metrics", O_RDONLY,
+			"reading .tally/metrics", &fd);
+	if (rc)
+		return rc;
+	rc = tallyctl_read_all(fd, &text);
+	close(fd);
+	if (rc)
+		return tallyctl_failed(inv, "reading .tally/metrics", -rc);
+	fputs(text, stdout);
+	free(text);
+	return RC_OK;
 }
 
 /*
@@ -536,7 +555,8 @@ static int run(int argc, char **argv, struct inv *inv)
 	if (rc)
 		goto out;
 	if (!c->build) {
-		rc = run_status(inv);
+		rc = strcmp(c->name, "metrics") ? run_status(inv)
+						: run_metrics(inv);
 		goto out;
 	}
 	rc = c->build(inv, &line);
