@@ -14,14 +14,15 @@
 # from docs/*.md at build time; man-db and groff-base read them (the
 # install test, tests/scenario/32_install.sh), which also completes
 # tallyctl's words with bash-completion. libmicrohttpd-dev serves the
-# metrics to Prometheus (-o metrics=ADDR:PORT, fs/metrics_http.c).
+# metrics to Prometheus (-o metrics=ADDR:PORT, fs/metrics_http.c);
+# python3-prometheus-client parses them in tests/scenario/33_metrics.sh.
 set -eu
 PKGS="gcc clang meson ninja-build pkg-config libfuse3-dev fuse3
 libxxhash-dev libsqlite3-dev sqlite3 libcriterion-dev clang-format
 attr rsync tar python3 git bc libclang-rt-14-dev libjansson-dev
 libcurl4-openssl-dev libexpat1-dev libssl-dev nodejs npm python3-botocore curl
 xxhash postgresql-15 libpq-dev faketime iproute2 pandoc man-db groff-base
-bash-completion libmicrohttpd-dev"
+bash-completion libmicrohttpd-dev python3-prometheus-client"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 missing=""
