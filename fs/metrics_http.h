@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The daemon's HTTP listener for Prometheus (-o metrics=ADDR:PORT):
- * GET /metrics answers the metrics document (core/ctl.h,
+ * GET /metrics answers the metrics document (core/jobs/ctl.h,
  * ctl_metrics_text()); any other method or path is 404. It lives in fs/
  * because it is the daemon's: core/ stays free of sockets and of
  * libmicrohttpd, which only the tallyfs program links.
@@ -11,7 +11,7 @@
  * the terminal; libmicrohttpd's thread starts in the daemon, once the
  * store is open, and stops before the store closes. One thread serves
  * every scrape (they are rare); it takes the locks the status document
- * takes (core/ctl_status.c), through the same functions.
+ * takes (core/jobs/ctl_status.c), through the same functions.
  */
 #ifndef TALLY_FS_METRICS_HTTP_H
 #define TALLY_FS_METRICS_HTTP_H

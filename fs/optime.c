@@ -4,7 +4,7 @@
  * each request callback wrapped. A wrapper reads the clock, runs the
  * callback, which replies before it returns (every fs_op_* replies once,
  * on its own thread), and records the time and the errno of the reply
- * in the mount's histograms (core/metrics.h): two clock reads, two or
+ * in the mount's histograms (core/util/metrics.h): two clock reads, two or
  * three relaxed atomic adds, no lock.
  */
 #include "fs/fs.h"

@@ -363,7 +363,7 @@ struct pool *tally_pool(struct tally *t);
 struct progress;
 struct progress *tally_progress(struct tally *t);
 
-/* The counters and histograms of the mount (core/metrics.h): the front
+/* The counters and histograms of the mount (core/util/metrics.h): the front
  * end records its requests there; never NULL once open. */
 struct metrics;
 struct metrics *tally_metrics(struct tally *t);

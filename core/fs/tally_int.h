@@ -150,8 +150,8 @@ struct tally {
 	struct objstore *objs;
 	struct pool *pool;
 	struct progress *progress; /* running jobs, for the status */
-	struct metrics *metrics;   /* counters, histograms (core/metrics.h) */
-	struct remote *remote;	   /* the remote tier, or NULL */
+	struct metrics *metrics; /* counters, histograms (core/util/metrics.h) */
+	struct remote *remote;	 /* the remote tier, or NULL */
 	uint32_t bs;
 	size_t rotate_bytes; /* a file's dirty data that starts a flush */
 	uint64_t dirty_limit;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The metrics document (/.tally/metrics, and the daemon's HTTP listener
- * of -o metrics=): the counters and histograms of core/metrics.h, and the
+ * of -o metrics=): the counters and histograms of core/util/metrics.h, and the
  * figures of the status document taken from the same sources
  * (tally_stats(), shard_infos(), the GC log, the sessions, the remote
  * tier's stats), in the Prometheus text format. docs/metrics.md names

@@ -2,7 +2,7 @@
 /*
  * Counters and latency histograms of one mount, and the writer of the
  * Prometheus text exposition format (version 0.0.4) that shows them
- * (core/ctl_metrics.c assembles the document; docs/metrics.md names
+ * (core/jobs/ctl_metrics.c assembles the document; docs/metrics.md names
  * every metric).
  *
  * DESIGN NOTES

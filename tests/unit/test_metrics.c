@@ -4,7 +4,7 @@
  * bucket placement at and around the bounds, cumulative snapshots whose
  * +Inf is the count, also while other threads record; the exact lines
  * of counters, gauges and histograms, the escaping of labels and help
- * text; then the document of a real store (core/ctl_metrics.c): its
+ * text; then the document of a real store (core/jobs/ctl_metrics.c): its
  * families and the counters a write, a flush and a GC cycle move.
  */
 #include <criterion/criterion.h>
