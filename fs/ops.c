@@ -234,7 +234,7 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	do
 		rc = tally_setattr(t, ino, attr, flags, &st);
 	while (tally_retry(t, &rc, &n));
-	if (!rc && ino >= TALLY_CTLDIR_INO && ino <= TALLY_METRICS_INO)
+	if (!rc && tally_is_virtual(ino))
 		rc = tally_getattr(t, ino, &st);
 	reply_attr(req, rc, &st);
 }

@@ -34,6 +34,10 @@ struct pool;
 struct remote;
 struct remote_opts;
 
+/* Whether @ino is one of /.tally and its files (TALLY_CTLDIR_INO up to
+ * TALLY_METRICS_INO). */
+bool tally_is_virtual(uint64_t ino);
+
 struct tally_opts {
 	uint32_t block_size;	/* for a new store; 0 = 1 MiB */
 	bool create;		/* create the store on first use */

@@ -299,7 +299,6 @@ struct timespec tally_now(void);
 int64_t tally_mono_ms(void);
 int tally_check_name(const char *name);
 bool tally_is_ctl_name(uint64_t parent, const char *name);
-bool tally_is_virtual(uint64_t ino);
 void tally_lock(struct tally *t);
 void tally_unlock(struct tally *t);
 /* tally_lock() if it is free now: true if taken. */

@@ -7,8 +7,6 @@
  */
 #include "core/fs/tally.h"
 
-#include <string.h>
-
 #include "core/cluster/cluster.h"
 #include "core/jobs/gc.h"
 #include "core/jobs/shard.h"
