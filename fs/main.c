@@ -49,6 +49,7 @@ struct options {
 	char *sync_objects; /* auto, file or fs */
 	char *meta;	    /* postgres://... (NULL: STORE/meta.db) */
 	unsigned heartbeat; /* seconds between a session's heartbeats */
+	unsigned group_ms;  /* the intent log's groups: their longest age */
 	char *remote;	    /* s3://BUCKET[/PREFIX] */
 	char *remote_endpoint, *remote_region;
 	unsigned max_uploads;
@@ -99,6 +100,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("sync_objects=%s", sync_objects),
 	OPT("meta=%s", meta),
 	OPT("heartbeat=%u", heartbeat),
+	OPT("group_ms=%u", group_ms),
 	OPT("remote=%s", remote),
 	OPT("remote_endpoint=%s", remote_endpoint),
 	OPT("remote_region=%s", remote_region),
@@ -164,6 +166,10 @@ static void usage(const char *prog)
 	       "hosts (the\n"
 	       "                            password from PGPASSWORD or "
 	       "PGPASSFILE)\n"
+	       "    -o group_ms=MS          the metadata operations the intent "
+	       "log groups\n"
+	       "                            into one commit: at most this "
+	       "old (default 5)\n"
 	       "    -o heartbeat=SECS       the session's heartbeat (default "
 	       "12); it expires\n"
 	       "                            when five are missed\n"
@@ -727,6 +733,7 @@ int main(int argc, char **argv)
 	topts.remote = remote_on ? &ropts : NULL;
 	topts.meta = o.meta;
 	topts.heartbeat = o.heartbeat;
+	topts.group_ms = o.group_ms;
 	topts.no_xattrs = o.noxattr;
 	topts.no_negcache = o.nonegcache;
 	/* other mounts change a shared store: the kernel asks again soon */

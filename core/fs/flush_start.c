@@ -132,6 +132,12 @@ void *flush_flusher(void *arg)
 		pthread_mutex_unlock(&t->flusher_lock);
 		flush_aged(t);
 		dirty_pool_trim(t);
+		/* a group of the intent log left open by an idle mount */
+		tally_lock(t);
+		if (meta_group_commit_due(t->meta, t->group_ns))
+			log_msg(LOG_WARNING, "cannot commit the metadata's "
+					     "group: it stays in the log");
+		tally_unlock(t);
 		/* the deletions that wait for a durable commit: one WAL
 		 * sync a tick at most, and none when nothing waits */
 		if (tally_reap_due(t))

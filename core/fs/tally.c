@@ -465,6 +465,8 @@ int tally_open_with(const char *path, const struct tally_opts *opts,
 	t->hook_arg = opts->hook_arg;
 	t->report_interval = opts->report_interval ? opts->report_interval : 60;
 	t->heartbeat = opts->heartbeat ? opts->heartbeat : 12;
+	t->group_ns = (int64_t)(opts->group_ms ? opts->group_ms : 5) * 1000000;
+	meta_ilog_tune(t->meta, t->group_ns);
 	t->no_xattrs = opts->no_xattrs;
 	t->no_negcache = opts->no_negcache;
 	t->stale_after = opts->stale_after ? opts->stale_after : 600;

@@ -68,6 +68,9 @@ struct tally_opts {
 	/* seconds between the session's heartbeats (0: 12); it expires
 	 * after five are missed (core/cluster/session.c) */
 	unsigned heartbeat;
+	/* the intent log of a SQLite store (core/meta/meta_ilog.c): a group
+	 * of operations commits at this age, in ms (0: 5) */
+	unsigned group_ms;
 	int sync_objects; /* OBJSTORE_SYNC_*: 0 = auto */
 	/* every xattr call is -ENOSYS (noxattr): a FUSE front end passes
 	 * that on, and the kernel then asks no more, not even for

@@ -145,6 +145,7 @@ struct dentry_cache {
 
 struct tally {
 	const struct tally_upper *up; /* the layers above (core/jobs/mount.c) */
+	int64_t group_ns; /* the intent log's groups: their longest age */
 	struct store *store;
 	struct meta *meta; /* protected by lock */
 	struct objstore *objs;

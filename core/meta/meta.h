@@ -144,6 +144,31 @@ size_t meta_dead_count(struct meta *m);
 /* Counts found wrong (and corrected) by commits since the open. */
 uint64_t meta_drift(struct meta *m);
 int meta_sync(struct meta *m);
+
+/*
+ * The intent log of the SQLite engine (core/meta/meta_ilog.c): at open,
+ * @path (STORE/meta.ilog) is replayed onto the store (what was answered
+ * before a crash and not yet in a committed group) and then kept: each
+ * operation appends one record before its commit returns, and groups of
+ * operations commit together. Nothing on PostgreSQL. -EUCLEAN: the log
+ * is another store's, or not a log.
+ */
+struct meta_ilog_stats {
+	uint64_t replayed; /* records applied at open */
+	uint64_t dropped;  /* bytes of a damaged or cut tail, not applied */
+};
+int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
+		   struct meta_ilog_stats *stats);
+bool meta_ilog_on(struct meta *m);
+/* Commit the open group, if any (its operations all ended): 0 or -errno
+ * (the group stays open; its records stay in the log). */
+int meta_group_commit(struct meta *m);
+/* The same, if the group is @age_ns old or older. */
+int meta_group_commit_due(struct meta *m, int64_t age_ns);
+bool meta_group_open(struct meta *m);
+/* A group commits at @age_ns (default 5 ms) or 512 operations. */
+void meta_ilog_tune(struct meta *m, int64_t age_ns);
+uint64_t meta_ilog_groups(struct meta *m);
 void meta_rollback(struct meta *m);
 /*
  * Fault injection, for tests: the @nth next meta_commit() rolls the

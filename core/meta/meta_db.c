@@ -227,6 +227,9 @@ enum {
 	D_SYNC_SEQ,
 	D_CONFIG_GET,
 	D_CONFIG_SET,
+	D_SAVEPOINT,
+	D_RELEASE,
+	D_ROLLBACK_TO,
 	D_COUNT
 };
 
@@ -253,6 +256,10 @@ static const char *const db_text[D_COUNT] = {
 	[D_CONFIG_SET] =
 		"INSERT INTO config(key, value) VALUES (?1, ?2) "
 		"ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+	/* an operation inside a group (core/meta/meta_ilog.c) */
+	[D_SAVEPOINT] = "SAVEPOINT op",
+	[D_RELEASE] = "RELEASE op",
+	[D_ROLLBACK_TO] = "ROLLBACK TO op",
 };
 
 /* PostgreSQL runs the others as they are (meta_pg.c translates). */
@@ -266,6 +273,9 @@ static const char *const db_pg[D_COUNT] = {
 	[D_SYNC_FULL] = META_SQLITE_ONLY,
 	[D_SYNC_NORMAL] = META_SQLITE_ONLY,
 	[D_SYNC_SEQ] = META_SQLITE_ONLY,
+	[D_SAVEPOINT] = META_SQLITE_ONLY,
+	[D_RELEASE] = META_SQLITE_ONLY,
+	[D_ROLLBACK_TO] = META_SQLITE_ONLY,
 };
 
 const struct meta_sql meta_db_sql = { META_DB, D_COUNT, db_text, db_pg };
@@ -332,6 +342,20 @@ static int exec_id(struct meta *m, int id)
 	int rc = meta_stmt(m, &meta_db_sql, id, &s);
 
 	return rc ? rc : meta_run(m, s, db_text[id]);
+}
+
+int meta_exec_id(struct meta *m, enum meta_txn_stmt which)
+{
+	static const int ids[] = {
+		[META_D_BEGIN] = D_BEGIN,
+		[META_D_COMMIT] = D_COMMIT,
+		[META_D_ROLLBACK] = D_ROLLBACK,
+		[META_D_SAVEPOINT] = D_SAVEPOINT,
+		[META_D_RELEASE] = D_RELEASE,
+		[META_D_ROLLBACK_TO] = D_ROLLBACK_TO,
+	};
+
+	return exec_id(m, ids[which]);
 }
 
 /* The first column of engine query @id, or -1 (no row, or a query that
@@ -593,6 +617,7 @@ void meta_close(struct meta *m)
 {
 	if (!m)
 		return;
+	meta_ilog_close(m);
 	meta_stmts_free(m);
 	free(m->zero);
 	meta_objlist_release(&m->dead);
@@ -616,7 +641,11 @@ int meta_end(struct meta *m, int rc)
 int meta_begin(struct meta *m)
 {
 	struct meta_st *s;
-	int rc = meta_stmt(m, &meta_db_sql, D_BEGIN, &s);
+	int rc;
+
+	if (m->ilog)
+		return meta_ilog_op_begin(m);
+	rc = meta_stmt(m, &meta_db_sql, D_BEGIN, &s);
 
 	return rc ? rc : meta_run_later(m, s, "begin");
 }
@@ -641,6 +670,27 @@ static int commit_with(struct meta *m, struct meta_st *s, int64_t *v,
 		return m->fault_err;
 	}
 	rc = meta_settle(m);
+	if (m->ilog && m->ilog->in_op) {
+		/* an operation of a group: its record, then its release */
+		if (!rc && s) {
+			rc = meta_step(m, s, what);
+			if (rc > 0) {
+				*v = meta_col_int(s, 0);
+				meta_reset(s);
+			}
+			none = rc == 0;
+			rc = rc > 0 ? 0 : rc;
+		}
+		if (!rc)
+			rc = meta_ilog_op_commit(m);
+		else
+			meta_ilog_op_rollback(m);
+		if (rc) {
+			m->dead.n = ndead;
+			return rc;
+		}
+		return none ? 1 : 0;
+	}
 	if (!rc)
 		rc = meta_stmt(m, &meta_db_sql, D_COMMIT, &c);
 	if (!rc && s) {
@@ -737,6 +787,10 @@ int meta_sync(struct meta *m)
 
 	if (m->pg)
 		return 0; /* every commit is durable (synchronous_commit) */
+	/* the group first: what the WAL makes durable is committed */
+	rc = meta_group_commit(m);
+	if (rc)
+		return rc;
 	/*
 	 * synchronous cannot change inside a transaction: make the WAL
 	 * durable with one more, tiny, transaction committed with FULL,
@@ -759,6 +813,10 @@ int meta_sync(struct meta *m)
 void meta_rollback(struct meta *m)
 {
 	m->nzero = 0;
+	if (m->ilog) {
+		meta_ilog_op_rollback(m);
+		return;
+	}
 	if (meta_in_txn(m))
 		exec_id(m, D_ROLLBACK);
 }

@@ -104,7 +104,47 @@ struct meta {
 	uint64_t drift;		  /* counts found wrong by meta_settle() */
 	int64_t self;		  /* this mount's node id (meta_set_self) */
 	int64_t changes;	  /* rows changed by the last statement */
+	struct meta_ilog *ilog;	  /* the intent log, or NULL (meta_ilog.c) */
 };
+
+/* The intent log's state (core/meta/meta_ilog.c; under the caller's
+ * lock, as the connection is). */
+struct meta_ilog {
+	int fd;		 /* STORE/meta.ilog, at its end */
+	uint64_t seq;	 /* the last record appended */
+	uint64_t bytes;	 /* the log's length */
+	uint64_t groups; /* groups committed */
+	bool group;	 /* a group transaction is open */
+	bool in_op;	 /* an operation's savepoint is open */
+	bool committing; /* the group's own statements run */
+	unsigned ops;	 /* operations in the open group */
+	int64_t opened;	 /* when the group opened (CLOCK_MONOTONIC ns) */
+	int64_t age_ns;	 /* a group commits at this age */
+	char *rec;	 /* the open operation's statements, NUL-ended */
+	size_t n, cap;
+};
+
+/* The statements of an operation inside a group (meta_db.c). */
+enum meta_txn_stmt {
+	META_D_BEGIN,
+	META_D_COMMIT,
+	META_D_ROLLBACK,
+	META_D_SAVEPOINT,
+	META_D_RELEASE,
+	META_D_ROLLBACK_TO,
+};
+int meta_exec_id(struct meta *m, enum meta_txn_stmt which);
+
+/* meta_ilog.c, for meta_db.c and meta_stmt.c */
+int meta_ilog_op_begin(struct meta *m);
+int meta_ilog_op_commit(struct meta *m);
+void meta_ilog_op_rollback(struct meta *m);
+bool meta_ilog_in_op(struct meta *m);
+bool meta_ilog_committing(struct meta *m);
+struct sqlite3_stmt;
+int meta_ilog_note(struct meta *m, struct sqlite3_stmt *st);
+int meta_ilog_note_text(struct meta *m, const char *sql);
+void meta_ilog_close(struct meta *m);
 
 /*
  * The one way of running a statement: meta_stmt() gives statement @id of

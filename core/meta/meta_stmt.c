@@ -193,7 +193,28 @@ int meta_step(struct meta *m, struct meta_st *s, const char *what)
 	int rc;
 
 	if (s->lite) {
+		bool note = false;
+
+		/* the intent log (meta_ilog.c): an operation's changes are
+		 * noted; a change outside one goes after the group's commit,
+		 * on its own as it always did */
+		if (m->ilog && !sqlite3_stmt_busy(s->lite) &&
+		    !sqlite3_stmt_readonly(s->lite)) {
+			if (meta_ilog_in_op(m))
+				note = true;
+			else if (!meta_ilog_committing(m) &&
+				 (rc = meta_group_commit(m)) != 0)
+				return rc;
+		}
 		rc = sqlite3_step(s->lite);
+		if (note && (rc == SQLITE_ROW || rc == SQLITE_DONE)) {
+			int nrc = meta_ilog_note(m, s->lite);
+
+			if (nrc) {
+				sqlite3_reset(s->lite);
+				return nrc;
+			}
+		}
 		if (rc == SQLITE_ROW)
 			return 1;
 		if (rc != SQLITE_DONE)
@@ -553,7 +574,16 @@ int meta_exec(struct meta *m, const char *sql)
 
 	if (m->pg)
 		return meta_pg_exec(m, sql);
+	if (m->ilog && !meta_ilog_in_op(m) && !meta_ilog_committing(m)) {
+		rc = meta_group_commit(m);
+		if (rc)
+			return rc;
+	}
 	rc = sqlite3_exec(m->db, sql, NULL, NULL, &err);
+	if (rc == SQLITE_OK && meta_ilog_in_op(m)) {
+		rc = meta_ilog_note_text(m, sql);
+		return rc;
+	}
 	if (rc != SQLITE_OK) {
 		log_msg(LOG_ERR, "metadata '%s' failed: %s", sql,
 			err ? err : sqlite3_errstr(rc));

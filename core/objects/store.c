@@ -217,6 +217,17 @@ static int attach_shards(struct store *s)
 
 	if (rc)
 		return rc;
+	/* the intent log of the SQLite engine, replayed before anything
+	 * reads the store (core/meta/meta_ilog.c) */
+	if (!meta_shared(s->meta) && !getenv("TALLY_NO_ILOG")) {
+		char path[PATH_MAX];
+		struct meta_ilog_stats st;
+
+		snprintf(path, sizeof(path), "%s/meta.ilog", s->path);
+		rc = meta_ilog_open(s->meta, path, id, &st);
+		if (rc)
+			return rc;
+	}
 	objstore_set_store_id(s->objs, id);
 	return meta_shards(s->meta, attach_one, s->objs);
 }

@@ -1,0 +1,476 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The intent log of the SQLite engine (STORE/meta.ilog).
+ *
+ * DESIGN NOTES
+ *
+ * 1. Groups. With the log on, meta_begin() opens a SAVEPOINT inside one
+ *    SQLite transaction that spans many operations (a group); the
+ *    operation's "commit" releases the savepoint and its rollback rolls
+ *    back to it, the operation alone. Reads on the connection see the
+ *    open group: the answers of later operations include the earlier
+ *    ones. The group commits after GROUP_OPS operations or GROUP_NS of
+ *    age (checked at each operation's end), on the flusher's tick, and
+ *    at once before anything that needs the applied state: meta_sync()
+ *    (fsync, syncfs, drain, the deletions that wait for a durable
+ *    commit), a multi-statement text, a statement run outside an
+ *    operation, and close.
+ *
+ * 2. One record per operation. Each write statement an operation runs
+ *    through meta_step() is noted as its text with the values bound
+ *    (sqlite3_expanded_sql(); the engine binds integers, text and blobs
+ *    only). Before the savepoint is released, the notes go to the log as
+ *    one record, with one write() and no sync: SEQ, LEN, an XXH3-64 of
+ *    both and of the text, then the text. A failed write rolls the
+ *    operation back and returns its error: nothing is answered that the
+ *    log does not hold.
+ *
+ * 3. Replay. The group's commit stores the last sequence it holds
+ *    (config ilog_seq) and then truncates the log to its header. At
+ *    open, the records after ilog_seq are run again, in order, in one
+ *    transaction that stores the new ilog_seq: a crash during replay
+ *    replays again. A record whose sum is wrong, or cut short, ends the
+ *    replay: it and what follows are counted, logged and not applied. A
+ *    log whose header names another store is refused.
+ *
+ * 4. Durability is unchanged: a record survives kill -9 (the page
+ *    cache), and power loss keeps what a sync made durable, as the WAL
+ *    does without the log (meta_sync() commits the group first).
+ */
+#include "core/meta/meta_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "core/util/array.h"
+#include "core/util/log.h"
+
+#define ILOG_MAGIC "tallyfs intent log 1\n"
+#define HEADER_LEN 64 /* magic, store id, padding */
+#define GROUP_OPS 512
+#define GROUP_NS (5 * 1000000LL)
+
+struct rec_head {
+	uint64_t seq;
+	uint32_t len; /* bytes of text */
+	uint32_t pad;
+	uint64_t sum; /* XXH3-64 of seq, len and the text */
+};
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static uint64_t rec_sum(const struct rec_head *h, const char *text)
+{
+	/* the sequence and the length in the seed: a record moved or cut
+	 * does not sum right */
+	return XXH3_64bits_withSeed(text, h->len,
+				    h->seq * 0x9E3779B97F4A7C15ULL ^ h->len);
+}
+
+static void header_text(uint64_t store_id, char *out)
+{
+	memset(out, 0, HEADER_LEN);
+	snprintf(out, HEADER_LEN, "%sstore %" PRIu64 "\n", ILOG_MAGIC,
+		 store_id);
+}
+
+bool meta_ilog_on(struct meta *m)
+{
+	return m->ilog != NULL;
+}
+
+bool meta_ilog_in_op(struct meta *m)
+{
+	return m->ilog && m->ilog->in_op;
+}
+
+int meta_ilog_note(struct meta *m, struct sqlite3_stmt *st)
+{
+	struct meta_ilog *il = m->ilog;
+	char *sql = sqlite3_expanded_sql(st);
+	size_t len;
+
+	if (!sql)
+		return -ENOMEM;
+	len = strlen(sql) + 1; /* each statement ends with its NUL */
+	if (array_reserve(&il->rec, &il->cap, il->n + len, 1)) {
+		sqlite3_free(sql);
+		return -ENOMEM;
+	}
+	memcpy(il->rec + il->n, sql, len);
+	il->n += len;
+	sqlite3_free(sql);
+	return 0;
+}
+
+/* Append the open operation's notes as record @seq: 0 or -errno. */
+static int append(struct meta_ilog *il, uint64_t seq)
+{
+	struct rec_head h = { .seq = seq, .len = (uint32_t)il->n };
+	char *buf;
+	size_t total = sizeof(h) + il->n;
+	ssize_t w;
+
+	h.sum = rec_sum(&h, il->rec);
+	buf = malloc(total);
+	if (!buf)
+		return -ENOMEM;
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), il->rec, il->n);
+	w = write(il->fd, buf, total);
+	free(buf);
+	if (w == (ssize_t)total) {
+		il->bytes += total;
+		return 0;
+	}
+	/* a short write leaves a torn tail: cut it off, or replay stops
+	 * at it (and counts it) */
+	if (w > 0 && ftruncate(il->fd, (off_t)il->bytes) == 0)
+		lseek(il->fd, (off_t)il->bytes, SEEK_SET);
+	return w < 0 ? -errno : -ENOSPC;
+}
+
+int meta_ilog_op_begin(struct meta *m)
+{
+	struct meta_ilog *il = m->ilog;
+	int rc = 0;
+
+	if (!il->group) {
+		rc = meta_exec_id(m, META_D_BEGIN);
+		if (rc)
+			return rc;
+		il->group = true;
+		il->ops = 0;
+		il->opened = now_ns();
+	}
+	rc = meta_exec_id(m, META_D_SAVEPOINT);
+	if (rc)
+		return rc;
+	il->in_op = true;
+	il->n = 0;
+	return 0;
+}
+
+int meta_ilog_op_commit(struct meta *m)
+{
+	struct meta_ilog *il = m->ilog;
+	int rc = 0;
+
+	if (il->n) {
+		rc = append(il, il->seq + 1);
+		if (rc) {
+			log_msg(LOG_ERR, "cannot append to the intent log: %s",
+				strerror(-rc));
+			meta_ilog_op_rollback(m);
+			return rc;
+		}
+		il->seq++;
+	}
+	rc = meta_exec_id(m, META_D_RELEASE);
+	il->in_op = false;
+	il->n = 0;
+	if (rc) /* the record is in the log: replay applies it */
+		return rc;
+	il->ops++;
+	if (il->ops >= GROUP_OPS || now_ns() - il->opened >= il->age_ns)
+		return meta_group_commit(m);
+	return 0;
+}
+
+void meta_ilog_op_rollback(struct meta *m)
+{
+	struct meta_ilog *il = m->ilog;
+
+	if (!il->in_op)
+		return;
+	meta_exec_id(m, META_D_ROLLBACK_TO);
+	meta_exec_id(m, META_D_RELEASE);
+	il->in_op = false;
+	il->n = 0;
+}
+
+int meta_group_commit(struct meta *m)
+{
+	struct meta_ilog *il = m->ilog;
+	int rc;
+
+	if (!il || !il->group || il->in_op)
+		return 0;
+	il->committing = true;
+	rc = meta_config_set(m, "ilog_seq", (int64_t)il->seq);
+	if (!rc)
+		rc = meta_exec_id(m, META_D_COMMIT);
+	il->committing = false;
+	if (rc) {
+		/* the group stays open (its records stay in the log): the
+		 * next commit tries again */
+		log_msg(LOG_ERR, "cannot commit a group of the metadata: %s",
+			strerror(-rc));
+		return rc;
+	}
+	il->group = false;
+	il->groups++;
+	if (ftruncate(il->fd, HEADER_LEN) == 0) {
+		lseek(il->fd, HEADER_LEN, SEEK_SET);
+		il->bytes = HEADER_LEN;
+	}
+	return 0;
+}
+
+int meta_group_commit_due(struct meta *m, int64_t age_ns)
+{
+	struct meta_ilog *il = m->ilog;
+
+	if (!il || !il->group || now_ns() - il->opened < age_ns)
+		return 0;
+	return meta_group_commit(m);
+}
+
+bool meta_ilog_committing(struct meta *m)
+{
+	return m->ilog && m->ilog->committing;
+}
+
+void meta_ilog_tune(struct meta *m, int64_t age_ns)
+{
+	if (m->ilog && age_ns > 0)
+		m->ilog->age_ns = age_ns;
+}
+
+bool meta_group_open(struct meta *m)
+{
+	return m->ilog && m->ilog->group;
+}
+
+/* Run the statements of one record (NUL-separated text of @len bytes). */
+static int run_record(struct meta *m, const char *text, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		const char *sql = text + off;
+		size_t n = strnlen(sql, len - off);
+		char *err = NULL;
+
+		if (n == len - off)
+			return -EBADMSG; /* no NUL: not ours */
+		if (sqlite3_exec(m->db, sql, NULL, NULL, &err) != SQLITE_OK) {
+			log_msg(LOG_ERR,
+				"intent log: a statement does not replay: "
+				"%s",
+				err ? err : "?");
+			sqlite3_free(err);
+			return -EIO;
+		}
+		off += n + 1;
+	}
+	return 0;
+}
+
+/*
+ * Replay the records after @applied from @fd (its header read): the
+ * count applied in *@done, the bytes ignored after a bad or cut record
+ * in *@dropped. 0, or -errno of a statement that failed (nothing of that
+ * replay applied).
+ */
+static int replay(struct meta *m, int fd, uint64_t applied, uint64_t *last,
+		  uint64_t *done, uint64_t *dropped)
+{
+	struct stat sb;
+	char *buf = NULL;
+	off_t off = HEADER_LEN;
+	int rc = 0;
+	bool began = false;
+
+	*done = *dropped = 0;
+	*last = applied;
+	if (fstat(fd, &sb) < 0)
+		return -errno;
+	while (off < sb.st_size) {
+		struct rec_head h;
+		ssize_t r = pread(fd, &h, sizeof(h), off);
+
+		if (r != (ssize_t)sizeof(h) ||
+		    (off_t)(sizeof(h) + h.len) > sb.st_size - off)
+			break; /* cut short */
+		free(buf);
+		buf = malloc(h.len ? h.len : 1);
+		if (!buf) {
+			rc = -ENOMEM;
+			break;
+		}
+		if (pread(fd, buf, h.len, off + (off_t)sizeof(h)) !=
+			    (ssize_t)h.len ||
+		    rec_sum(&h, buf) != h.sum)
+			break;	      /* damaged */
+		if (h.seq <= *last) { /* in the group already */
+			off += (off_t)(sizeof(h) + h.len);
+			continue;
+		}
+		if (h.seq != *last + 1)
+			break; /* a gap: not the log of this state */
+		if (!began) {
+			rc = meta_exec_id(m, META_D_BEGIN);
+			if (rc)
+				break;
+			began = true;
+		}
+		rc = run_record(m, buf, h.len);
+		if (rc)
+			break;
+		*last = h.seq;
+		++*done;
+		off += (off_t)(sizeof(h) + h.len);
+	}
+	free(buf);
+	if (off < sb.st_size && !rc)
+		*dropped = (uint64_t)(sb.st_size - off);
+	if (began) {
+		if (!rc)
+			rc = meta_config_set(m, "ilog_seq", (int64_t)*last);
+		if (!rc)
+			rc = meta_exec_id(m, META_D_COMMIT);
+		if (rc) {
+			meta_exec_id(m, META_D_ROLLBACK);
+			*done = 0;
+			*last = applied;
+		}
+	}
+	return rc;
+}
+
+int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
+		   struct meta_ilog_stats *stats)
+{
+	char want[HEADER_LEN], got[HEADER_LEN];
+	struct meta_ilog *il;
+	int64_t applied = 0;
+	uint64_t last;
+	ssize_t r;
+	int fd, rc;
+
+	memset(stats, 0, sizeof(*stats));
+	if (m->pg)
+		return 0; /* PostgreSQL commits each operation */
+	header_text(store_id, want);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		log_msg(LOG_ERR, "cannot open the intent log '%s': %s", path,
+			strerror(-rc));
+		return rc;
+	}
+	r = pread(fd, got, HEADER_LEN, 0);
+	if (r > 0 && (r != HEADER_LEN || memcmp(got, want, HEADER_LEN))) {
+		if (r >= (ssize_t)strlen(ILOG_MAGIC) &&
+		    !memcmp(got, ILOG_MAGIC, strlen(ILOG_MAGIC)))
+			log_msg(LOG_ERR,
+				"the intent log '%s' is another store's: "
+				"refused",
+				path);
+		else
+			log_msg(LOG_ERR,
+				"'%s' is not an intent log of tallyfs: "
+				"refused",
+				path);
+		close(fd);
+		return -EUCLEAN;
+	}
+	if (r > 0) {
+		rc = meta_config_get(m, "ilog_seq", &applied);
+		if (rc == -ENOENT)
+			applied = 0;
+		else if (rc) {
+			close(fd);
+			return rc;
+		}
+		rc = replay(m, fd, (uint64_t)applied, &last, &stats->replayed,
+			    &stats->dropped);
+		if (rc) {
+			log_msg(LOG_ERR,
+				"the intent log '%s' does not replay: %s "
+				"(the store is left as it was)",
+				path, strerror(-rc));
+			close(fd);
+			return rc;
+		}
+		if (stats->replayed || stats->dropped)
+			log_msg(stats->dropped ? LOG_WARNING : LOG_NOTICE,
+				"intent log: %" PRIu64
+				" operation(s) replayed, %" PRIu64
+				" byte(s) of a damaged or cut tail ignored",
+				stats->replayed, stats->dropped);
+		applied = (int64_t)last;
+	}
+	/* everything is applied: a fresh log */
+	if (ftruncate(fd, 0) < 0 ||
+	    pwrite(fd, want, HEADER_LEN, 0) != HEADER_LEN) {
+		rc = -errno;
+		close(fd);
+		return rc ? rc : -EIO;
+	}
+	if (fsync(fd) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	lseek(fd, HEADER_LEN, SEEK_SET);
+	il = calloc(1, sizeof(*il));
+	if (!il) {
+		close(fd);
+		return -ENOMEM;
+	}
+	il->fd = fd;
+	il->age_ns = GROUP_NS;
+	il->seq = (uint64_t)applied;
+	il->bytes = HEADER_LEN;
+	m->ilog = il;
+	return 0;
+}
+
+void meta_ilog_close(struct meta *m)
+{
+	struct meta_ilog *il = m->ilog;
+
+	if (!il)
+		return;
+	if (il->in_op)
+		meta_ilog_op_rollback(m);
+	meta_group_commit(m);
+	m->ilog = NULL;
+	close(il->fd);
+	free(il->rec);
+	free(il);
+}
+
+uint64_t meta_ilog_groups(struct meta *m)
+{
+	return m->ilog ? m->ilog->groups : 0;
+}
+
+int meta_ilog_note_text(struct meta *m, const char *sql)
+{
+	struct meta_ilog *il = m->ilog;
+	size_t len = strlen(sql) + 1;
+
+	if (array_reserve(&il->rec, &il->cap, il->n + len, 1))
+		return -ENOMEM;
+	memcpy(il->rec + il->n, sql, len);
+	il->n += len;
+	return 0;
+}

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The intent log of a SQLite store (core/meta/meta_ilog.c): what was
+# answered before kill -9 and was still only in the log is there after
+# the remount; a log with a damaged or cut last record mounts and applies
+# what came before it; a log of another store is refused.
+#
+# -o group_ms=600000 keeps the whole workload in one open group, so that
+# kill -9 finds every operation in the log and none in the database.
+source "$(dirname "$0")/lib.sh"
+
+OPTS=(-o group_ms=600000)
+mount_fs "$STORE" "$MNT" "${OPTS[@]}"
+mkdir "$MNT/main"
+
+# A workload of every kind of metadata operation, in order; the model of
+# what it leaves is written once it returned. Its last operation is a
+# mkdir of "last", so that a log cut at its last record is told apart.
+model=$TMP/model.json
+T /usr/bin/python3 - "$MNT/main" "$model" <<'EOF'
+import json, os, sys
+d, out = sys.argv[1], sys.argv[2]
+for i in range(200):
+    with open(f"{d}/f{i}", "w") as f:
+        f.write(f"file {i}\n")
+os.mkdir(f"{d}/sub")
+# every file keeps a second name: no object goes (a deletion would
+# make the group commit before the sync it waits for)
+for i in range(200):
+    os.link(f"{d}/f{i}", f"{d}/sub/l{i}")
+for i in range(1, 200, 3):
+    os.unlink(f"{d}/f{i}")
+for i in range(2, 200, 9):
+    os.rename(f"{d}/f{i}", f"{d}/sub/r{i}")
+for i in range(0, 200, 5):
+    p = f"{d}/f{i}"
+    if os.path.exists(p):
+        os.chmod(p, 0o600)
+        os.setxattr(p, "user.k", f"v{i}".encode())
+os.symlink("f0", f"{d}/sym")
+os.mkdir(f"{d}/gone")
+os.rmdir(f"{d}/gone")
+os.mkdir(f"{d}/last")
+model = {}
+for root, dirs, files in os.walk(d):
+    for n in dirs + files:
+        p = os.path.join(root, n)
+        st = os.lstat(p)
+        rel = os.path.relpath(p, d)
+        e = {"mode": st.st_mode, "nlink": st.st_nlink}
+        if os.path.isfile(p) and not os.path.islink(p):
+            e["data"] = open(p).read()
+            try:
+                e["xattr"] = os.getxattr(p, "user.k").decode()
+            except OSError:
+                pass
+        model[rel] = e
+json.dump(model, open(out, "w"), sort_keys=True)
+EOF
+
+# everything answered is in the log, nothing in a committed group
+(($(stat -c %s "$STORE/meta.ilog") > 64)) ||
+	fail "the intent log is empty after the workload"
+kill9_fs "$MNT"
+
+check() { # check STORE MNT [without-last]
+	local store=$1 m=$2 without=${3:-}
+
+	T /usr/bin/python3 - "$m/main" "$model" "$without" <<-'EOF'
+	import json, os, sys
+	d, model, without = sys.argv[1], json.load(open(sys.argv[2])), sys.argv[3]
+	if without:
+	    model.pop("last")
+	got = {}
+	for root, dirs, files in os.walk(d):
+	    for n in dirs + files:
+	        p = os.path.join(root, n)
+	        st = os.lstat(p)
+	        rel = os.path.relpath(p, d)
+	        e = {"mode": st.st_mode, "nlink": st.st_nlink}
+	        if os.path.isfile(p) and not os.path.islink(p):
+	            e["data"] = open(p).read()
+	            try:
+	                e["xattr"] = os.getxattr(p, "user.k").decode()
+	            except OSError:
+	                pass
+	        got[rel] = e
+	if got != model:
+	    missing = sorted(set(model) - set(got))[:5]
+	    extra = sorted(set(got) - set(model))[:5]
+	    diff = [k for k in model if k in got and model[k] != got[k]][:5]
+	    sys.exit(f"state differs: missing {missing}, extra {extra}, "
+	             f"changed {diff}")
+	EOF
+}
+
+replayed() { # the count the mount of $1 logged
+	sed -n 's/.*intent log: \([0-9]*\) operation(s) replayed.*/\1/p' \
+		"$DLOG" | tail -n 1
+}
+
+# copies of the crashed store for the damaged logs, before any replay
+cp -a "$STORE" "$TMP/flipped"
+cp -a "$STORE" "$TMP/cut"
+cp -a "$STORE" "$TMP/foreign"
+
+# 1. the log whole: every answered operation comes back
+mount_fs "$STORE" "$MNT" "${OPTS[@]}"
+n=$(replayed)
+((${n:-0} > 100)) || fail "expected the workload replayed, the log says '${n:-}'"
+check "$STORE" "$MNT"
+log "kill -9: $n operations replayed, the state is the model's"
+umount_fs "$MNT"
+T "$TALLYFSCK" "$STORE" >"$TMP/fsck.out" || true
+grep -qx "status: clean" "$TMP/fsck.out" ||
+	fail "tallyfsck after the replay: $(grep -v ': 0$' "$TMP/fsck.out")"
+# a second mount replays nothing (the log was applied, then emptied)
+mount_fs "$STORE" "$MNT" "${OPTS[@]}"
+check "$STORE" "$MNT"
+umount_fs "$MNT"
+
+# 2. the last record's last byte flipped: everything before it applies
+size=$(stat -c %s "$TMP/flipped/meta.ilog")
+printf '\xff' | dd of="$TMP/flipped/meta.ilog" bs=1 seek=$((size - 2)) \
+	conv=notrunc status=none
+mount_fs "$TMP/flipped" "$MNT" "${OPTS[@]}"
+grep -q "intent log: $((n - 1)) operation(s) replayed, [1-9][0-9]* byte(s)" \
+	"$DLOG" || fail "a flipped last record: $(grep 'intent log' "$DLOG" | tail -1)"
+check "$TMP/flipped" "$MNT" without-last
+umount_fs "$MNT"
+log "a damaged last record: $((n - 1)) replayed, the record ignored"
+
+# 3. the log cut inside its last record (a torn write)
+truncate -s $((size - 3)) "$TMP/cut/meta.ilog"
+mount_fs "$TMP/cut" "$MNT" "${OPTS[@]}"
+grep -q "intent log: $((n - 1)) operation(s) replayed, [1-9][0-9]* byte(s)" \
+	"$DLOG" || fail "a cut last record: $(grep 'intent log' "$DLOG" | tail -1)"
+check "$TMP/cut" "$MNT" without-last
+umount_fs "$MNT"
+
+# 4. another store's log: refused, the store left as it was
+/usr/bin/python3 - "$TMP/foreign/meta.ilog" <<'EOF'
+import re, sys
+with open(sys.argv[1], "r+b") as f:
+    head = f.read(64)
+    # another store id of the same length: the header stays 64 bytes
+    new = re.sub(rb"store (\d)", lambda m: b"store " +
+                 str((int(m.group(1)) + 1) % 10).encode(), head, count=1)
+    f.seek(0)
+    f.write(new)
+EOF
+rc=0
+T "$TALLYFS" -f "${OPTS[@]}" "$TMP/foreign" "$MNT" >"$TMP/foreign.log" 2>&1 || rc=$?
+is_mounted "$MNT" && fail "a store with another store's log was mounted"
+((rc != 0)) || fail "a store with another store's log: exit 0"
+grep -q "another store's" "$TMP/foreign.log" ||
+	fail "no message naming the foreign log: $(cat "$TMP/foreign.log")"
+log "another store's log: refused"
