@@ -50,6 +50,7 @@ struct options {
 	char *meta;	    /* postgres://... (NULL: STORE/meta.db) */
 	unsigned heartbeat; /* seconds between a session's heartbeats */
 	unsigned group_ms;  /* the intent log's groups: their longest age */
+	int no_intent_log;  /* each operation committed on its own */
 	char *remote;	    /* s3://BUCKET[/PREFIX] */
 	char *remote_endpoint, *remote_region;
 	unsigned max_uploads;
@@ -101,6 +102,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("meta=%s", meta),
 	OPT("heartbeat=%u", heartbeat),
 	OPT("group_ms=%u", group_ms),
+	OPT("nointent_log", no_intent_log),
 	OPT("remote=%s", remote),
 	OPT("remote_endpoint=%s", remote_endpoint),
 	OPT("remote_region=%s", remote_region),
@@ -166,6 +168,8 @@ static void usage(const char *prog)
 	       "hosts (the\n"
 	       "                            password from PGPASSWORD or "
 	       "PGPASSFILE)\n"
+	       "    -o nointent_log         commit each metadata operation "
+	       "on its own\n"
 	       "    -o group_ms=MS          the metadata operations the intent "
 	       "log groups\n"
 	       "                            into one commit: at most this "
@@ -734,6 +738,7 @@ int main(int argc, char **argv)
 	topts.meta = o.meta;
 	topts.heartbeat = o.heartbeat;
 	topts.group_ms = o.group_ms;
+	topts.no_intent_log = o.no_intent_log;
 	topts.no_xattrs = o.noxattr;
 	topts.no_negcache = o.nonegcache;
 	/* other mounts change a shared store: the kernel asks again soon */

@@ -437,10 +437,10 @@ int tally_open_with(const char *path, const struct tally_opts *opts,
 		rc = metrics_new(&t->metrics);
 	if (rc)
 		goto out_free;
-	rc = store_open_meta(path, opts->meta, opts->create,
-			     opts->block_size ? opts->block_size
-					      : STORE_DEFAULT_BLOCK_SIZE,
-			     &t->store);
+	rc = store_open_flags(
+		path, opts->meta, opts->create,
+		opts->block_size ? opts->block_size : STORE_DEFAULT_BLOCK_SIZE,
+		opts->no_intent_log ? STORE_NO_INTENT_LOG : 0, &t->store);
 	if (rc)
 		goto out_free;
 	t->meta = t->store->meta;

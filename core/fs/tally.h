@@ -71,7 +71,8 @@ struct tally_opts {
 	/* the intent log of a SQLite store (core/meta/meta_ilog.c): a group
 	 * of operations commits at this age, in ms (0: 5) */
 	unsigned group_ms;
-	int sync_objects; /* OBJSTORE_SYNC_*: 0 = auto */
+	bool no_intent_log; /* commit each operation (-o nointent_log) */
+	int sync_objects;   /* OBJSTORE_SYNC_*: 0 = auto */
 	/* every xattr call is -ENOSYS (noxattr): a FUSE front end passes
 	 * that on, and the kernel then asks no more, not even for
 	 * security.capability before each write */

@@ -158,7 +158,7 @@ struct meta_ilog_stats {
 	uint64_t dropped;  /* bytes of a damaged or cut tail, not applied */
 };
 int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
-		   struct meta_ilog_stats *stats);
+		   bool keep, struct meta_ilog_stats *stats);
 bool meta_ilog_on(struct meta *m);
 /* Commit the open group, if any (its operations all ended): 0 or -errno
  * (the group stays open; its records stay in the log). */

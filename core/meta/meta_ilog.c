@@ -150,6 +150,10 @@ int meta_ilog_op_begin(struct meta *m)
 	struct meta_ilog *il = m->ilog;
 	int rc = 0;
 
+	if (il->in_op) { /* as BEGIN inside a transaction: refused */
+		log_msg(LOG_ERR, "metadata: a transaction inside another");
+		return -EBUSY;
+	}
 	if (!il->group) {
 		rc = meta_exec_id(m, META_D_BEGIN);
 		if (rc)
@@ -355,7 +359,7 @@ static int replay(struct meta *m, int fd, uint64_t applied, uint64_t *last,
 }
 
 int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
-		   struct meta_ilog_stats *stats)
+		   bool keep, struct meta_ilog_stats *stats)
 {
 	char want[HEADER_LEN], got[HEADER_LEN];
 	struct meta_ilog *il;
@@ -368,7 +372,9 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 	if (m->pg)
 		return 0; /* PostgreSQL commits each operation */
 	header_text(store_id, want);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	fd = open(path, O_RDWR | (keep ? O_CREAT : 0) | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == ENOENT && !keep)
+		return 0; /* no log, and none wanted */
 	if (fd < 0) {
 		rc = -errno;
 		log_msg(LOG_ERR, "cannot open the intent log '%s': %s", path,
@@ -416,6 +422,12 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 				" byte(s) of a damaged or cut tail ignored",
 				stats->replayed, stats->dropped);
 		applied = (int64_t)last;
+	}
+	if (!keep) { /* applied: the log goes (-o nointent_log) */
+		close(fd);
+		if (unlink(path) < 0)
+			return -errno;
+		return 0;
 	}
 	/* everything is applied: a fresh log */
 	if (ftruncate(fd, 0) < 0 ||

@@ -210,7 +210,7 @@ static int attach_one(void *ctx, uint32_t id, const char *path, int state)
 }
 
 /* Attach the shards the metadata lists (an unreachable one too). */
-static int attach_shards(struct store *s)
+static int attach_shards(struct store *s, unsigned flags)
 {
 	uint64_t id;
 	int rc = store_identity(s, &id);
@@ -219,12 +219,13 @@ static int attach_shards(struct store *s)
 		return rc;
 	/* the intent log of the SQLite engine, replayed before anything
 	 * reads the store (core/meta/meta_ilog.c) */
-	if (!meta_shared(s->meta) && !getenv("TALLY_NO_ILOG")) {
+	if (!meta_shared(s->meta)) {
 		char path[PATH_MAX];
 		struct meta_ilog_stats st;
 
 		snprintf(path, sizeof(path), "%s/meta.ilog", s->path);
-		rc = meta_ilog_open(s->meta, path, id, &st);
+		rc = meta_ilog_open(s->meta, path, id,
+				    !(flags & STORE_NO_INTENT_LOG), &st);
 		if (rc)
 			return rc;
 	}
@@ -314,6 +315,12 @@ int store_open(const char *path, bool create, uint32_t block_size,
 
 int store_open_meta(const char *path, const char *meta, bool create,
 		    uint32_t block_size, struct store **out)
+{
+	return store_open_flags(path, meta, create, block_size, 0, out);
+}
+
+int store_open_flags(const char *path, const char *meta, bool create,
+		     uint32_t block_size, unsigned flags, struct store **out)
 {
 	char file[4096];
 	struct store *s;
@@ -447,7 +454,7 @@ int store_open_meta(const char *path, const char *meta, bool create,
 			strerror(-rc));
 		goto out_meta;
 	}
-	rc = attach_shards(s);
+	rc = attach_shards(s, flags);
 	/* a shared store: this directory is the node's cache, spread over
 	 * the legs it was given */
 	if (!rc && meta_shared(s->meta)) {

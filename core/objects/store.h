@@ -47,6 +47,12 @@ int store_open(const char *path, bool create, uint32_t block_size,
  */
 int store_open_meta(const char *path, const char *meta, bool create,
 		    uint32_t block_size, struct store **out);
+/* The same with @flags: STORE_NO_INTENT_LOG opens a SQLite store without
+ * its intent log (core/meta/meta_ilog.c; a log left by a crash is
+ * replayed all the same). */
+#define STORE_NO_INTENT_LOG 1u
+int store_open_flags(const char *path, const char *meta, bool create,
+		     uint32_t block_size, unsigned flags, struct store **out);
 void store_close(struct store *s);
 /* A shared store: record leg @id at @root (absolute) in the node's cache
  * directory, durably (core/objects/objstore.c, Spans). */
