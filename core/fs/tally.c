@@ -156,7 +156,7 @@ int tally_txn_sync(struct tally *t)
 {
 	int rc = 0;
 
-	if (t->wal_unsynced) {
+	if (t->wal_unsynced || meta_group_open(t->meta)) {
 		int64_t before = meta_change_count(t->meta);
 
 		/* its tiny transaction is upkeep: no change to snapshot */

@@ -691,6 +691,12 @@ static int commit_with(struct meta *m, struct meta_st *s, int64_t *v,
 		}
 		return none ? 1 : 0;
 	}
+	if (!rc && m->ilog) {
+		/* no operation open: the statements ran outside one, each
+		 * after the group's commit (meta_step()) */
+		log_msg(LOG_ERR, "metadata: a commit with no transaction");
+		return -EINVAL;
+	}
 	if (!rc)
 		rc = meta_stmt(m, &meta_db_sql, D_COMMIT, &c);
 	if (!rc && s) {
@@ -845,6 +851,7 @@ int meta_config_set(struct meta *m, const char *key, int64_t val)
 }
 
 struct meta_backup {
+	struct meta *m;
 	sqlite3 *dst;
 	sqlite3_backup *b;
 };
@@ -863,6 +870,7 @@ int meta_backup_begin(struct meta *m, const char *path,
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
+	b->m = m;
 	rc = sqlite3_open_v2(path, &b->dst,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				     SQLITE_OPEN_NOMUTEX,
@@ -891,7 +899,14 @@ out_close:
 
 int meta_backup_step(struct meta_backup *b, int pages)
 {
-	int rc = sqlite3_backup_step(b->b, pages);
+	int rc;
+
+	/* the source's write transaction (a group of the intent log) holds
+	 * the backup off: what it copies is what is committed */
+	rc = meta_group_commit(b->m);
+	if (rc)
+		return rc;
+	rc = sqlite3_backup_step(b->b, pages);
 
 	if (rc == SQLITE_DONE)
 		return 0;

@@ -105,11 +105,14 @@ int meta_ilog_note(struct meta *m, struct sqlite3_stmt *st)
 	char *sql = sqlite3_expanded_sql(st);
 	size_t len;
 
-	if (!sql)
+	if (!sql) {
+		il->poisoned = true;
 		return -ENOMEM;
+	}
 	len = strlen(sql) + 1; /* each statement ends with its NUL */
 	if (array_reserve(&il->rec, &il->cap, il->n + len, 1)) {
 		sqlite3_free(sql);
+		il->poisoned = true;
 		return -ENOMEM;
 	}
 	memcpy(il->rec + il->n, sql, len);
@@ -145,6 +148,61 @@ static int append(struct meta_ilog *il, uint64_t seq)
 	return w < 0 ? -errno : -ENOSPC;
 }
 
+static int replay(struct meta *m, int fd, uint64_t applied, uint64_t *last,
+		  uint64_t *done, uint64_t *dropped);
+
+/*
+ * The open group is gone (SQLite rolled the whole transaction back: an
+ * I/O error, a full disk): apply its records again from the log, in a
+ * transaction of their own, then start afresh. 0; or -EIO, and every
+ * later operation is refused until a remount replays the log.
+ */
+static int regroup(struct meta *m)
+{
+	struct meta_ilog *il = m->ilog;
+	uint64_t last, done, dropped;
+	int64_t applied = 0;
+	int rc;
+
+	if (il->broken) {
+		log_msg(LOG_ERR, "metadata: changes wait in the intent log; "
+				 "remount the store to apply them");
+		return -EIO;
+	}
+	if (!il->group || !sqlite3_get_autocommit(m->db))
+		return 0;
+	il->group = false;
+	il->in_op = false;
+	rc = meta_config_get(m, "ilog_seq", &applied);
+	if (rc == -ENOENT) {
+		applied = 0;
+		rc = 0;
+	}
+	if (!rc)
+		rc = replay(m, il->fd, (uint64_t)applied, &last, &done,
+			    &dropped);
+	if (!rc && last != il->seq)
+		rc = -EIO; /* the log does not hold the whole group */
+	if (rc) {
+		il->broken = true;
+		log_msg(LOG_ERR,
+			"metadata: a group of %u operation(s) was rolled "
+			"back and cannot be applied again (%s): they stay "
+			"in the intent log for the next mount",
+			il->ops, strerror(-rc));
+		return -EIO;
+	}
+	log_msg(LOG_WARNING,
+		"metadata: a group rolled back by the engine was applied "
+		"again from the intent log (%" PRIu64 " operation(s))",
+		done);
+	if (ftruncate(il->fd, HEADER_LEN) == 0) {
+		lseek(il->fd, HEADER_LEN, SEEK_SET);
+		il->bytes = HEADER_LEN;
+	}
+	return 0;
+}
+
 int meta_ilog_op_begin(struct meta *m)
 {
 	struct meta_ilog *il = m->ilog;
@@ -154,6 +212,9 @@ int meta_ilog_op_begin(struct meta *m)
 		log_msg(LOG_ERR, "metadata: a transaction inside another");
 		return -EBUSY;
 	}
+	rc = regroup(m);
+	if (rc)
+		return rc;
 	if (!il->group) {
 		rc = meta_exec_id(m, META_D_BEGIN);
 		if (rc)
@@ -166,6 +227,7 @@ int meta_ilog_op_begin(struct meta *m)
 	if (rc)
 		return rc;
 	il->in_op = true;
+	il->poisoned = false;
 	il->n = 0;
 	return 0;
 }
@@ -175,6 +237,10 @@ int meta_ilog_op_commit(struct meta *m)
 	struct meta_ilog *il = m->ilog;
 	int rc = 0;
 
+	if (il->poisoned) {
+		meta_ilog_op_rollback(m);
+		return -ENOMEM;
+	}
 	if (il->n) {
 		rc = append(il, il->seq + 1);
 		if (rc) {
@@ -188,8 +254,15 @@ int meta_ilog_op_commit(struct meta *m)
 	rc = meta_exec_id(m, META_D_RELEASE);
 	il->in_op = false;
 	il->n = 0;
-	if (rc) /* the record is in the log: replay applies it */
-		return rc;
+	if (rc) {
+		/* the record is in the log: whatever the release did, the
+		 * operation is answered as done; a group SQLite rolled back
+		 * is applied again from the log (regroup()) */
+		log_msg(LOG_ERR, "metadata: an operation's release failed: %s",
+			strerror(-rc));
+		regroup(m);
+		return 0;
+	}
 	il->ops++;
 	if (il->ops >= GROUP_OPS || now_ns() - il->opened >= il->age_ns)
 		return meta_group_commit(m);
@@ -206,6 +279,9 @@ void meta_ilog_op_rollback(struct meta *m)
 	meta_exec_id(m, META_D_RELEASE);
 	il->in_op = false;
 	il->n = 0;
+	/* a failure that rolled back the whole group (an I/O error, a full
+	 * disk without a statement journal) */
+	regroup(m);
 }
 
 int meta_group_commit(struct meta *m)
@@ -215,11 +291,21 @@ int meta_group_commit(struct meta *m)
 
 	if (!il || !il->group || il->in_op)
 		return 0;
+	if (sqlite3_get_autocommit(m->db))
+		return regroup(m); /* SQLite rolled it back: applied again */
 	il->committing = true;
-	rc = meta_config_set(m, "ilog_seq", (int64_t)il->seq);
+	{
+		sqlite3_int64 before = sqlite3_total_changes64(m->db);
+
+		rc = meta_config_set(m, "ilog_seq", (int64_t)il->seq);
+		il->own_changes +=
+			(uint64_t)(sqlite3_total_changes64(m->db) - before);
+	}
 	if (!rc)
 		rc = meta_exec_id(m, META_D_COMMIT);
 	il->committing = false;
+	if (rc && sqlite3_get_autocommit(m->db))
+		return regroup(m);
 	if (rc) {
 		/* the group stays open (its records stay in the log): the
 		 * next commit tries again */
@@ -330,6 +416,10 @@ static int replay(struct meta *m, int fd, uint64_t applied, uint64_t *last,
 			break; /* a gap: not the log of this state */
 		if (!began) {
 			rc = meta_exec_id(m, META_D_BEGIN);
+			/* the temporary table a branch fills (a connection's
+			 * own: the record may take it as made) */
+			if (!rc)
+				rc = meta_branch_table(m);
 			if (rc)
 				break;
 			began = true;
@@ -382,6 +472,12 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 		return rc;
 	}
 	r = pread(fd, got, HEADER_LEN, 0);
+	if (r == HEADER_LEN && !got[0] && !memcmp(got, got + 1, HEADER_LEN - 1))
+		r = 0; /* a header of zeros: cut while it was written */
+	/* a header and no record: nothing to apply, whose ever it was (a
+	 * restore gives the store its own identity after the log began) */
+	if (r == HEADER_LEN && lseek(fd, 0, SEEK_END) == HEADER_LEN)
+		r = 0;
 	if (r > 0 && (r != HEADER_LEN || memcmp(got, want, HEADER_LEN))) {
 		if (r >= (ssize_t)strlen(ILOG_MAGIC) &&
 		    !memcmp(got, ILOG_MAGIC, strlen(ILOG_MAGIC)))
@@ -422,6 +518,14 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 				" byte(s) of a damaged or cut tail ignored",
 				stats->replayed, stats->dropped);
 		applied = (int64_t)last;
+		/* durable before the log that held it goes */
+		if (stats->replayed) {
+			rc = meta_sync(m);
+			if (rc) {
+				close(fd);
+				return rc;
+			}
+		}
 	}
 	if (!keep) { /* applied: the log goes (-o nointent_log) */
 		close(fd);
@@ -480,8 +584,10 @@ int meta_ilog_note_text(struct meta *m, const char *sql)
 	struct meta_ilog *il = m->ilog;
 	size_t len = strlen(sql) + 1;
 
-	if (array_reserve(&il->rec, &il->cap, il->n + len, 1))
+	if (array_reserve(&il->rec, &il->cap, il->n + len, 1)) {
+		il->poisoned = true;
 		return -ENOMEM;
+	}
 	memcpy(il->rec + il->n, sql, len);
 	il->n += len;
 	return 0;

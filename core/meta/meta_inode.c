@@ -699,6 +699,14 @@ int meta_readdir(struct meta *m, uint64_t parent, int64_t after,
 	}
 }
 
+int meta_branch_table(struct meta *m)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, I_BRANCH_TABLE, &s);
+
+	return rc ? rc : meta_run(m, s, "branch table");
+}
+
 int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
 		uint64_t *next_ino, uint64_t *root, uint64_t *count)
 {

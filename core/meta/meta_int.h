@@ -110,17 +110,20 @@ struct meta {
 /* The intent log's state (core/meta/meta_ilog.c; under the caller's
  * lock, as the connection is). */
 struct meta_ilog {
-	int fd;		 /* STORE/meta.ilog, at its end */
-	uint64_t seq;	 /* the last record appended */
-	uint64_t bytes;	 /* the log's length */
-	uint64_t groups; /* groups committed */
-	bool group;	 /* a group transaction is open */
-	bool in_op;	 /* an operation's savepoint is open */
-	bool committing; /* the group's own statements run */
-	unsigned ops;	 /* operations in the open group */
-	int64_t opened;	 /* when the group opened (CLOCK_MONOTONIC ns) */
-	int64_t age_ns;	 /* a group commits at this age */
-	char *rec;	 /* the open operation's statements, NUL-ended */
+	int fd;		      /* STORE/meta.ilog, at its end */
+	uint64_t seq;	      /* the last record appended */
+	uint64_t bytes;	      /* the log's length */
+	uint64_t groups;      /* groups committed */
+	uint64_t own_changes; /* rows the log's upkeep changed (ilog_seq) */
+	bool group;	      /* a group transaction is open */
+	bool in_op;	      /* an operation's savepoint is open */
+	bool committing;      /* the group's own statements run */
+	bool poisoned;	      /* a change of the open operation is not noted */
+	bool broken;	      /* a lost group could not be applied again */
+	unsigned ops;	      /* operations in the open group */
+	int64_t opened;	      /* when the group opened (CLOCK_MONOTONIC ns) */
+	int64_t age_ns;	      /* a group commits at this age */
+	char *rec;	      /* the open operation's statements, NUL-ended */
 	size_t n, cap;
 };
 
@@ -145,6 +148,8 @@ struct sqlite3_stmt;
 int meta_ilog_note(struct meta *m, struct sqlite3_stmt *st);
 int meta_ilog_note_text(struct meta *m, const char *sql);
 void meta_ilog_close(struct meta *m);
+/* The temporary table a branch fills (meta_inode.c), for a replay. */
+int meta_branch_table(struct meta *m);
 
 /*
  * The one way of running a statement: meta_stmt() gives statement @id of

@@ -934,5 +934,9 @@ int meta_snap_kept(struct meta *m, const char *const *keys, size_t n)
 
 int64_t meta_change_count(struct meta *m)
 {
-	return m->db ? (int64_t)sqlite3_total_changes64(m->db) : 0;
+	/* less the intent log's own rows (ilog_seq): upkeep, no change to
+	 * snapshot */
+	return m->db ? (int64_t)sqlite3_total_changes64(m->db) -
+			       (m->ilog ? (int64_t)m->ilog->own_changes : 0)
+		     : 0;
 }

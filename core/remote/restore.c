@@ -370,6 +370,9 @@ int remote_restore(const struct remote_restore_opts *o,
 	unlink(file);
 	snprintf(file, sizeof(file), "%s/meta.db-shm", o->store);
 	unlink(file);
+	/* the intent log of the store just made: not the snapshot's */
+	snprintf(file, sizeof(file), "%s/meta.ilog", o->store);
+	unlink(file);
 	snprintf(file, sizeof(file), "%s/meta.db", o->store);
 	rc = download(s, key, file, &size);
 	if (rc) {
