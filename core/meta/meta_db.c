@@ -643,7 +643,7 @@ int meta_begin(struct meta *m)
 	struct meta_st *s;
 	int rc;
 
-	if (m->ilog)
+	if (meta_grouping(m))
 		return meta_ilog_op_begin(m);
 	rc = meta_stmt(m, &meta_db_sql, D_BEGIN, &s);
 
@@ -691,7 +691,7 @@ static int commit_with(struct meta *m, struct meta_st *s, int64_t *v,
 		}
 		return none ? 1 : 0;
 	}
-	if (!rc && m->ilog) {
+	if (!rc && meta_grouping(m)) {
 		/* no operation open: the statements ran outside one, each
 		 * after the group's commit (meta_step()) */
 		log_msg(LOG_ERR, "metadata: a commit with no transaction");
@@ -819,7 +819,7 @@ int meta_sync(struct meta *m)
 void meta_rollback(struct meta *m)
 {
 	m->nzero = 0;
-	if (m->ilog) {
+	if (meta_grouping(m) || meta_ilog_in_op(m)) {
 		meta_ilog_op_rollback(m);
 		return;
 	}

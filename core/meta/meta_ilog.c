@@ -56,8 +56,14 @@
 
 #define ILOG_MAGIC "tallyfs intent log 1\n"
 #define HEADER_LEN 64 /* magic, store id, padding */
-#define GROUP_OPS 512
+#define GROUP_OPS 256
 #define GROUP_NS (5 * 1000000LL)
+/* Room kept on the store's disk for the commit of a group (its pages in
+ * the WAL): given back when a commit meets a full disk, so that the
+ * group commits, and the log then stays off (each operation commits on
+ * its own, and fails on its own) until it can be made again. */
+#define RESERVE_BYTES (4 << 20)
+#define RESERVE_RETRY_NS (5 * 1000000000LL)
 
 struct rec_head {
 	uint64_t seq;
@@ -151,6 +157,43 @@ static int append(struct meta_ilog *il, uint64_t seq)
 static int replay(struct meta *m, int fd, uint64_t applied, uint64_t *last,
 		  uint64_t *done, uint64_t *dropped);
 
+/* Make the reserve: 0, or -errno (none then). */
+static int reserve_make(struct meta_ilog *il)
+{
+	int fd = open(il->reserve, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	rc = posix_fallocate(fd, 0, RESERVE_BYTES);
+	close(fd);
+	if (rc) {
+		unlink(il->reserve);
+		return -rc;
+	}
+	return 0;
+}
+
+/* Give the reserve back: whether there was one. */
+static bool reserve_release(struct meta_ilog *il)
+{
+	if (unlink(il->reserve) < 0)
+		return false;
+	if (!il->solo)
+		log_msg(LOG_WARNING,
+			"metadata: the disk is full: the intent log is off, "
+			"each operation commits on its own until %d MiB are "
+			"free again",
+			RESERVE_BYTES >> 20);
+	il->solo = true;
+	return true;
+}
+
+bool meta_grouping(struct meta *m)
+{
+	return m->ilog && !m->ilog->solo;
+}
+
 /*
  * The open group is gone (SQLite rolled the whole transaction back: an
  * I/O error, a full disk): apply its records again from the log, in a
@@ -179,6 +222,9 @@ static int regroup(struct meta *m)
 		rc = 0;
 	}
 	if (!rc)
+		rc = replay(m, il->fd, (uint64_t)applied, &last, &done,
+			    &dropped);
+	if (rc == -ENOSPC && reserve_release(il))
 		rc = replay(m, il->fd, (uint64_t)applied, &last, &done,
 			    &dropped);
 	if (!rc && last != il->seq)
@@ -303,6 +349,9 @@ int meta_group_commit(struct meta *m)
 	}
 	if (!rc)
 		rc = meta_exec_id(m, META_D_COMMIT);
+	if (rc == -ENOSPC && !sqlite3_get_autocommit(m->db) &&
+	    reserve_release(il))
+		rc = meta_exec_id(m, META_D_COMMIT);
 	il->committing = false;
 	if (rc && sqlite3_get_autocommit(m->db))
 		return regroup(m);
@@ -326,6 +375,15 @@ int meta_group_commit_due(struct meta *m, int64_t age_ns)
 {
 	struct meta_ilog *il = m->ilog;
 
+	if (il && il->solo && !il->group &&
+	    now_ns() - il->reserve_try >= RESERVE_RETRY_NS) {
+		il->reserve_try = now_ns();
+		if (reserve_make(il) == 0) {
+			il->solo = false;
+			log_msg(LOG_NOTICE, "metadata: the intent log is on "
+					    "again");
+		}
+	}
 	if (!il || !il->group || now_ns() - il->opened < age_ns)
 		return 0;
 	return meta_group_commit(m);
@@ -553,6 +611,24 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 	}
 	il->fd = fd;
 	il->age_ns = GROUP_NS;
+	{
+		const char *slash = strrchr(path, '/');
+
+		if (asprintf(&il->reserve, "%.*s/meta.reserve",
+			     slash ? (int)(slash - path) : 1,
+			     slash ? path : ".") < 0) {
+			close(fd);
+			free(il);
+			return -ENOMEM;
+		}
+	}
+	if (reserve_make(il)) {
+		il->solo = true; /* a full disk already: no groups */
+		il->reserve_try = now_ns();
+		log_msg(LOG_WARNING,
+			"metadata: no room for the intent log's reserve: "
+			"each operation commits on its own");
+	}
 	il->seq = (uint64_t)applied;
 	il->bytes = HEADER_LEN;
 	m->ilog = il;
@@ -570,6 +646,8 @@ void meta_ilog_close(struct meta *m)
 	meta_group_commit(m);
 	m->ilog = NULL;
 	close(il->fd);
+	unlink(il->reserve);
+	free(il->reserve);
 	free(il->rec);
 	free(il);
 }

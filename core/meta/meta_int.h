@@ -120,10 +120,13 @@ struct meta_ilog {
 	bool committing;      /* the group's own statements run */
 	bool poisoned;	      /* a change of the open operation is not noted */
 	bool broken;	      /* a lost group could not be applied again */
-	unsigned ops;	      /* operations in the open group */
-	int64_t opened;	      /* when the group opened (CLOCK_MONOTONIC ns) */
-	int64_t age_ns;	      /* a group commits at this age */
-	char *rec;	      /* the open operation's statements, NUL-ended */
+	bool solo; /* the disk was full: each operation commits alone */
+	int64_t reserve_try; /* when the reserve was last tried (ns) */
+	char *reserve;	     /* STORE/meta.reserve: room for a group's commit */
+	unsigned ops;	     /* operations in the open group */
+	int64_t opened;	     /* when the group opened (CLOCK_MONOTONIC ns) */
+	int64_t age_ns;	     /* a group commits at this age */
+	char *rec;	     /* the open operation's statements, NUL-ended */
 	size_t n, cap;
 };
 
@@ -143,6 +146,8 @@ int meta_ilog_op_begin(struct meta *m);
 int meta_ilog_op_commit(struct meta *m);
 void meta_ilog_op_rollback(struct meta *m);
 bool meta_ilog_in_op(struct meta *m);
+/* The log on, and groups made (not a full disk's each operation alone). */
+bool meta_grouping(struct meta *m);
 bool meta_ilog_committing(struct meta *m);
 struct sqlite3_stmt;
 int meta_ilog_note(struct meta *m, struct sqlite3_stmt *st);

@@ -198,7 +198,7 @@ int meta_step(struct meta *m, struct meta_st *s, const char *what)
 		/* the intent log (meta_ilog.c): an operation's changes are
 		 * noted; a change outside one goes after the group's commit,
 		 * on its own as it always did */
-		if (m->ilog && !sqlite3_stmt_busy(s->lite) &&
+		if (meta_grouping(m) && !sqlite3_stmt_busy(s->lite) &&
 		    !sqlite3_stmt_readonly(s->lite)) {
 			if (meta_ilog_in_op(m))
 				note = true;
@@ -574,7 +574,8 @@ int meta_exec(struct meta *m, const char *sql)
 
 	if (m->pg)
 		return meta_pg_exec(m, sql);
-	if (m->ilog && !meta_ilog_in_op(m) && !meta_ilog_committing(m)) {
+	if (meta_grouping(m) && !meta_ilog_in_op(m) &&
+	    !meta_ilog_committing(m)) {
 		rc = meta_group_commit(m);
 		if (rc)
 			return rc;
