@@ -119,22 +119,30 @@ mount_fs "$STORE" "$MNT" "${OPTS[@]}"
 check "$STORE" "$MNT"
 umount_fs "$MNT"
 
-# 2. the last record's last byte flipped: everything before it applies
-size=$(stat -c %s "$TMP/flipped/meta.ilog")
-printf '\xff' | dd of="$TMP/flipped/meta.ilog" bs=1 seek=$((size - 2)) \
+# the record of the workload's last operation: where the name 'last'
+# is in the log (records of upkeep may follow it)
+at=$(/usr/bin/python3 - "$TMP/cut/meta.ilog" <<'EOF'
+import sys
+# names are bound as blobs: x'6c617374' is 'last'
+print(open(sys.argv[1], "rb").read().rindex(b"x'6c617374'"))
+EOF
+) || fail "no record of the mkdir of 'last' in the log"
+
+# 2. a byte of that record flipped: everything before it applies
+printf '\xff' | dd of="$TMP/flipped/meta.ilog" bs=1 seek=$((at + 1)) \
 	conv=notrunc status=none
 mount_fs "$TMP/flipped" "$MNT" "${OPTS[@]}"
-grep -q "intent log: $((n - 1)) operation(s) replayed, [1-9][0-9]* byte(s)" \
-	"$DLOG" || fail "a flipped last record: $(grep 'intent log' "$DLOG" | tail -1)"
+grep -q "intent log: [0-9]* operation(s) replayed, [1-9][0-9]* byte(s)" \
+	"$DLOG" || fail "a flipped record: $(grep 'intent log' "$DLOG" | tail -1)"
 check "$TMP/flipped" "$MNT" without-last
 umount_fs "$MNT"
-log "a damaged last record: $((n - 1)) replayed, the record ignored"
+log "a damaged record: the records before it replayed, it and the rest ignored"
 
-# 3. the log cut inside its last record (a torn write)
-truncate -s $((size - 3)) "$TMP/cut/meta.ilog"
+# 3. the log cut inside that record (a torn write)
+truncate -s $((at + 3)) "$TMP/cut/meta.ilog"
 mount_fs "$TMP/cut" "$MNT" "${OPTS[@]}"
-grep -q "intent log: $((n - 1)) operation(s) replayed, [1-9][0-9]* byte(s)" \
-	"$DLOG" || fail "a cut last record: $(grep 'intent log' "$DLOG" | tail -1)"
+grep -q "intent log: [0-9]* operation(s) replayed, [1-9][0-9]* byte(s)" \
+	"$DLOG" || fail "a cut record: $(grep 'intent log' "$DLOG" | tail -1)"
 check "$TMP/cut" "$MNT" without-last
 umount_fs "$MNT"
 
