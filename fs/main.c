@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -22,6 +23,7 @@
 
 #include "core/cluster/cluster.h"
 #include "core/util/log.h"
+#include "core/meta/meta.h"
 #include "core/objects/objstore.h"
 #include "core/remote/remote.h"
 #include "core/fs/tally.h"
@@ -325,6 +327,22 @@ static void *tune_bdi(void *arg)
 }
 
 /*
+ * Tests only: TALLYFS_FAULT="replay:N:9" kills the daemon during the
+ * intent log's replay at open: after N records applied and before they
+ * commit, or with N 0 after the commit and before the log is emptied.
+ */
+static void inject_replay_crash(void)
+{
+	const char *spec = getenv("TALLYFS_FAULT");
+	unsigned nth;
+	int sig;
+
+	if (spec && sscanf(spec, "replay:%u:%d", &nth, &sig) == 2 &&
+	    sig == SIGKILL)
+		meta_ilog_crash_at(nth);
+}
+
+/*
  * Tests only: TALLYFS_FAULT="write:N:ERRNO", "sync:N:ERRNO" or
  * "unlink:N:ERRNO" or "rename:N:ERRNO" makes the Nth object write, sync,
  * unlink or rename into place fail once
@@ -344,7 +362,7 @@ static void inject_faults(struct fs *fs, struct tally *t)
 	char name[8];
 	int err, parsed;
 
-	if (!spec)
+	if (!spec || !strncmp(spec, "replay:", 7))
 		return;
 	parsed = sscanf(spec, "%7[a-z]:%u:%d", name, &nth, &err) == 3;
 	if (parsed && strcmp(name, "splice") == 0 && nth > 0) {
@@ -750,6 +768,7 @@ int main(int argc, char **argv)
 					      : 3600;
 	/* a name the kernel looked up is what it acts on that long */
 	topts.entry_hint_ms = (int64_t)(fs.entry_timeout * 1000);
+	inject_replay_crash();
 	rc = tally_open(o.store, &topts, &fs.t);
 	if (rc) {
 		fprintf(stderr, "tallyfs: cannot open store '%s': %s\n",

@@ -170,6 +170,16 @@ int tally_txn_sync(struct tally *t)
 	return 0;
 }
 
+int tally_group_commit(struct tally *t)
+{
+	int rc;
+
+	tally_lock(t);
+	rc = meta_group_commit(t->meta);
+	tally_unlock(t);
+	return rc;
+}
+
 bool tally_retry(struct tally *t, int *rc, unsigned *attempt)
 {
 	struct timespec ts;

@@ -283,6 +283,9 @@ struct tally_drain_report {
 	uint64_t files, blocks;
 };
 
+/* Commit the intent log's open group now, if any (tests interleave
+ * this with operations): 0 or -errno. */
+int tally_group_commit(struct tally *t);
 /* tally_drain() that fills *@r, on success and on failure alike. */
 int tally_drain_report(struct tally *t, double timeout,
 		       struct tally_drain_report *r);

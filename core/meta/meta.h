@@ -169,6 +169,13 @@ bool meta_group_open(struct meta *m);
 /* A group commits at @age_ns (default 5 ms) or 512 operations. */
 void meta_ilog_tune(struct meta *m, int64_t age_ns);
 uint64_t meta_ilog_groups(struct meta *m);
+/*
+ * Fault injection, for tests of a crash during replay: the process kills
+ * itself (SIGKILL) once the next meta_ilog_open() has applied @nth
+ * records, before their transaction commits; or, with @nth 0, once that
+ * transaction committed and before the log is emptied.
+ */
+void meta_ilog_crash_at(unsigned nth);
 void meta_rollback(struct meta *m);
 /*
  * Fault injection, for tests: the @nth next meta_commit() rolls the

@@ -42,6 +42,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,8 +155,8 @@ static int append(struct meta_ilog *il, uint64_t seq)
 	return w < 0 ? -errno : -ENOSPC;
 }
 
-static int replay(struct meta *m, int fd, uint64_t applied, uint64_t *last,
-		  uint64_t *done, uint64_t *dropped);
+static int replay(struct meta *m, int fd, uint64_t applied, bool each,
+		  uint64_t *last, uint64_t *done, uint64_t *dropped);
 
 /* Make the reserve: 0, or -errno (none then). */
 static int reserve_make(struct meta_ilog *il)
@@ -194,11 +195,54 @@ bool meta_grouping(struct meta *m)
 	return m->ilog && !m->ilog->solo;
 }
 
+/* The log applied whole: empty it. */
+static void ilog_empty(struct meta_ilog *il)
+{
+	if (ftruncate(il->fd, HEADER_LEN) == 0) {
+		lseek(il->fd, HEADER_LEN, SEEK_SET);
+		il->bytes = HEADER_LEN;
+	}
+}
+
+/*
+ * A group that could not be applied again (below) is tried again before
+ * each operation, a transaction per record: 0 once the log is applied;
+ * -ENOSPC or -EIO while it is not (the operation is refused; what is
+ * answered waits in the log, and a remount replays it too).
+ */
+static int unbreak(struct meta *m)
+{
+	struct meta_ilog *il = m->ilog;
+	uint64_t last, done, dropped;
+	int64_t applied = 0;
+	int rc = meta_config_get(m, "ilog_seq", &applied);
+
+	if (rc == -ENOENT) {
+		applied = 0;
+		rc = 0;
+	}
+	if (!rc)
+		rc = replay(m, il->fd, (uint64_t)applied, true, &last, &done,
+			    &dropped);
+	if (!rc && last != il->seq)
+		rc = -EIO;
+	if (rc)
+		return rc == -ENOSPC ? -ENOSPC : -EIO;
+	il->broken = false;
+	ilog_empty(il);
+	log_msg(LOG_NOTICE,
+		"metadata: the operations that waited in the intent log "
+		"are applied (%" PRIu64 ")",
+		done);
+	return 0;
+}
+
 /*
  * The open group is gone (SQLite rolled the whole transaction back: an
  * I/O error, a full disk): apply its records again from the log, in a
- * transaction of their own, then start afresh. 0; or -EIO, and every
- * later operation is refused until a remount replays the log.
+ * transaction of their own (or, on a disk too full for that, one per
+ * record), then start afresh. 0; or -ENOSPC or -EIO, and until unbreak() applies
+ * them every later operation is refused.
  */
 static int regroup(struct meta *m)
 {
@@ -207,11 +251,8 @@ static int regroup(struct meta *m)
 	int64_t applied = 0;
 	int rc;
 
-	if (il->broken) {
-		log_msg(LOG_ERR, "metadata: changes wait in the intent log; "
-				 "remount the store to apply them");
-		return -EIO;
-	}
+	if (il->broken)
+		return unbreak(m);
 	if (!il->group || !sqlite3_get_autocommit(m->db))
 		return 0;
 	il->group = false;
@@ -222,10 +263,15 @@ static int regroup(struct meta *m)
 		rc = 0;
 	}
 	if (!rc)
-		rc = replay(m, il->fd, (uint64_t)applied, &last, &done,
+		rc = replay(m, il->fd, (uint64_t)applied, false, &last, &done,
 			    &dropped);
+	/* too full for the group's pages: with the reserve given back,
+	 * then a transaction per record */
 	if (rc == -ENOSPC && reserve_release(il))
-		rc = replay(m, il->fd, (uint64_t)applied, &last, &done,
+		rc = replay(m, il->fd, (uint64_t)applied, false, &last, &done,
+			    &dropped);
+	if (rc == -ENOSPC)
+		rc = replay(m, il->fd, (uint64_t)applied, true, &last, &done,
 			    &dropped);
 	if (!rc && last != il->seq)
 		rc = -EIO; /* the log does not hold the whole group */
@@ -233,19 +279,17 @@ static int regroup(struct meta *m)
 		il->broken = true;
 		log_msg(LOG_ERR,
 			"metadata: a group of %u operation(s) was rolled "
-			"back and cannot be applied again (%s): they stay "
-			"in the intent log for the next mount",
+			"back and cannot be applied again yet (%s): they "
+			"wait in the intent log, and operations are refused "
+			"until they are applied",
 			il->ops, strerror(-rc));
-		return -EIO;
+		return rc == -ENOSPC ? -ENOSPC : -EIO;
 	}
 	log_msg(LOG_WARNING,
 		"metadata: a group rolled back by the engine was applied "
 		"again from the intent log (%" PRIu64 " operation(s))",
 		done);
-	if (ftruncate(il->fd, HEADER_LEN) == 0) {
-		lseek(il->fd, HEADER_LEN, SEEK_SET);
-		il->bytes = HEADER_LEN;
-	}
+	ilog_empty(il);
 	return 0;
 }
 
@@ -364,10 +408,7 @@ int meta_group_commit(struct meta *m)
 	}
 	il->group = false;
 	il->groups++;
-	if (ftruncate(il->fd, HEADER_LEN) == 0) {
-		lseek(il->fd, HEADER_LEN, SEEK_SET);
-		il->bytes = HEADER_LEN;
-	}
+	ilog_empty(il);
 	return 0;
 }
 
@@ -430,18 +471,51 @@ static int run_record(struct meta *m, const char *text, size_t len)
 	return 0;
 }
 
+/* meta_ilog_crash_at(): -1 none, 0 after the replay's commit, N after
+ * the Nth record replayed (set before any thread starts) */
+static long crash_at = -1;
+
+void meta_ilog_crash_at(unsigned nth)
+{
+	crash_at = nth;
+}
+
+static void crash_if(long point)
+{
+	if (crash_at == point) {
+		log_msg(LOG_NOTICE, "fault injection: killed during replay");
+		raise(SIGKILL);
+	}
+}
+
+/* End a replay's transaction at @last: 0, or -errno (rolled back). */
+static int replay_commit(struct meta *m, uint64_t last)
+{
+	int rc = meta_config_set(m, "ilog_seq", (int64_t)last);
+
+	if (!rc)
+		rc = meta_exec_id(m, META_D_COMMIT);
+	if (rc)
+		meta_exec_id(m, META_D_ROLLBACK);
+	return rc;
+}
+
 /*
  * Replay the records after @applied from @fd (its header read): the
- * count applied in *@done, the bytes ignored after a bad or cut record
- * in *@dropped. 0, or -errno of a statement that failed (nothing of that
- * replay applied).
+ * count applied in *@done, the last sequence applied in *@last, the
+ * bytes ignored after a bad or cut record in *@dropped. In one
+ * transaction; or, with @each (a disk too full for the whole group's
+ * pages), one transaction per record, each storing its sequence, so that
+ * what committed stays. 0, or -errno of a statement or commit that
+ * failed (the transaction it was in is not applied).
  */
-static int replay(struct meta *m, int fd, uint64_t applied, uint64_t *last,
-		  uint64_t *done, uint64_t *dropped)
+static int replay(struct meta *m, int fd, uint64_t applied, bool each,
+		  uint64_t *last, uint64_t *done, uint64_t *dropped)
 {
 	struct stat sb;
 	char *buf = NULL;
 	off_t off = HEADER_LEN;
+	uint64_t seq = applied, n = 0; /* read, uncommitted included */
 	int rc = 0;
 	bool began = false;
 
@@ -466,11 +540,11 @@ static int replay(struct meta *m, int fd, uint64_t applied, uint64_t *last,
 			    (ssize_t)h.len ||
 		    rec_sum(&h, buf) != h.sum)
 			break;	      /* damaged */
-		if (h.seq <= *last) { /* in the group already */
+		if (h.seq <= seq) { /* in the group already */
 			off += (off_t)(sizeof(h) + h.len);
 			continue;
 		}
-		if (h.seq != *last + 1)
+		if (h.seq != seq + 1)
 			break; /* a gap: not the log of this state */
 		if (!began) {
 			rc = meta_exec_id(m, META_D_BEGIN);
@@ -478,29 +552,40 @@ static int replay(struct meta *m, int fd, uint64_t applied, uint64_t *last,
 			 * own: the record may take it as made) */
 			if (!rc)
 				rc = meta_branch_table(m);
-			if (rc)
+			if (rc) {
+				if (sqlite3_get_autocommit(m->db) == 0)
+					meta_exec_id(m, META_D_ROLLBACK);
 				break;
+			}
 			began = true;
 		}
 		rc = run_record(m, buf, h.len);
-		if (rc)
+		if (rc) {
+			meta_exec_id(m, META_D_ROLLBACK);
+			began = false;
 			break;
-		*last = h.seq;
-		++*done;
+		}
+		seq = h.seq;
+		n++;
 		off += (off_t)(sizeof(h) + h.len);
+		if (each) {
+			began = false;
+			rc = replay_commit(m, seq);
+			if (rc)
+				break;
+			*last = seq;
+			*done = n;
+		}
+		crash_if((long)n);
 	}
 	free(buf);
 	if (off < sb.st_size && !rc)
 		*dropped = (uint64_t)(sb.st_size - off);
 	if (began) {
-		if (!rc)
-			rc = meta_config_set(m, "ilog_seq", (int64_t)*last);
-		if (!rc)
-			rc = meta_exec_id(m, META_D_COMMIT);
-		if (rc) {
-			meta_exec_id(m, META_D_ROLLBACK);
-			*done = 0;
-			*last = applied;
+		rc = replay_commit(m, seq);
+		if (!rc) {
+			*last = seq;
+			*done = n;
 		}
 	}
 	return rc;
@@ -559,8 +644,11 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 			close(fd);
 			return rc;
 		}
-		rc = replay(m, fd, (uint64_t)applied, &last, &stats->replayed,
-			    &stats->dropped);
+		rc = replay(m, fd, (uint64_t)applied, false, &last,
+			    &stats->replayed, &stats->dropped);
+		if (rc == -ENOSPC) /* a disk too full for it in one */
+			rc = replay(m, fd, (uint64_t)applied, true, &last,
+				    &stats->replayed, &stats->dropped);
 		if (rc) {
 			log_msg(LOG_ERR,
 				"the intent log '%s' does not replay: %s "
@@ -583,6 +671,7 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 				close(fd);
 				return rc;
 			}
+			crash_if(0);
 		}
 	}
 	if (!keep) { /* applied: the log goes (-o nointent_log) */

@@ -232,6 +232,13 @@ while ((created < 20000)); do
 done
 assert_eq "creating files on a full disk" ENOSPC "$res"
 log "SQLite full after $created empty files"
+# the intent log's reserve let the open group commit, then each
+# operation committed on its own; no group was left unapplied
+grep -q "the disk is full: the intent log is off" "$DLOG" ||
+	fail "no word of the intent log's reserve given back on a full disk"
+if grep -q "cannot be applied again" "$DLOG"; then
+	fail "a group was not applied on a full disk: $(grep 'cannot be applied' "$DLOG")"
+fi
 # exactly the files whose creation succeeded exist
 listed=$(find "$MNT/main/meta" -type f | wc -l)
 assert_eq "files listed after SQLITE_FULL" "$created" "$listed"
@@ -258,8 +265,16 @@ for i in 1 2 3; do
 	assert_same_content "$TMP/keep$i" "$MNT/main/keep$i"
 done
 
-# remove the ballast: everything works again, no remount
+# remove the ballast: everything works again, no remount; the intent
+# log takes its reserve again (the flusher tries every 5 s)
 rm "$DISK/ballast"
+for ((i = 0; i < 40; i++)); do
+	grep -q "the intent log is on again" "$DLOG" && break
+	sleep 0.5
+done
+grep -q "the intent log is on again" "$DLOG" ||
+	fail "the intent log stayed off once the disk had room"
+[[ -f $STORE/meta.reserve ]] || fail "no meta.reserve once the disk had room"
 mkdir "$MNT/main/after"
 rm "$MNT/main/meta/e00000"
 assert_absent "$MNT/main/meta/e00000"

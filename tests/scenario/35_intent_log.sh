@@ -3,7 +3,8 @@
 # The intent log of a SQLite store (core/meta/meta_ilog.c): what was
 # answered before kill -9 and was still only in the log is there after
 # the remount; a log with a damaged or cut last record mounts and applies
-# what came before it; a log of another store is refused.
+# what came before it; a crash during the replay replays again to the
+# same state; a log of another store is refused.
 #
 # -o group_ms=600000 keeps the whole workload in one open group, so that
 # kill -9 finds every operation in the log and none in the database.
@@ -103,6 +104,7 @@ replayed() { # the count the mount of $1 logged
 cp -a "$STORE" "$TMP/flipped"
 cp -a "$STORE" "$TMP/cut"
 cp -a "$STORE" "$TMP/foreign"
+cp -a "$STORE" "$TMP/again"
 
 # 1. the log whole: every answered operation comes back
 mount_fs "$STORE" "$MNT" "${OPTS[@]}"
@@ -119,6 +121,27 @@ mount_fs "$STORE" "$MNT" "${OPTS[@]}"
 check "$STORE" "$MNT"
 umount_fs "$MNT"
 
+# 2. a crash during the replay, twice: once before the replay's commit
+# (50 records applied), once after it and before the log is emptied;
+# the mount after them gives the same state
+died() { # died N: a mount killed at point N of the replay
+	local rc=0
+
+	TALLYFS_FAULT=replay:$1:9 T "$TALLYFS" -f "${OPTS[@]}" "$TMP/again" \
+		"$MNT" >>"$DLOG" 2>&1 || rc=$?
+	is_mounted "$MNT" && fail "mounted although killed during the replay"
+	((rc == 137)) || fail "a mount killed at replay point $1: exit $rc"
+}
+died 50
+died 0
+mount_fs "$TMP/again" "$MNT" "${OPTS[@]}"
+check "$TMP/again" "$MNT"
+umount_fs "$MNT"
+T "$TALLYFSCK" "$TMP/again" >"$TMP/fsck.out" || true
+grep -qx "status: clean" "$TMP/fsck.out" ||
+	fail "tallyfsck after a crashed replay: $(grep -v ': 0$' "$TMP/fsck.out")"
+log "killed during the replay, before and after its commit: the same state"
+
 # the record of the workload's last operation: where the name 'last'
 # is in the log (records of upkeep may follow it)
 at=$(/usr/bin/python3 - "$TMP/cut/meta.ilog" <<'EOF'
@@ -128,7 +151,7 @@ print(open(sys.argv[1], "rb").read().rindex(b"x'6c617374'"))
 EOF
 ) || fail "no record of the mkdir of 'last' in the log"
 
-# 2. a byte of that record flipped: everything before it applies
+# 3. a byte of that record flipped: everything before it applies
 printf '\xff' | dd of="$TMP/flipped/meta.ilog" bs=1 seek=$((at + 1)) \
 	conv=notrunc status=none
 mount_fs "$TMP/flipped" "$MNT" "${OPTS[@]}"
@@ -138,7 +161,7 @@ check "$TMP/flipped" "$MNT" without-last
 umount_fs "$MNT"
 log "a damaged record: the records before it replayed, it and the rest ignored"
 
-# 3. the log cut inside that record (a torn write)
+# 4. the log cut inside that record (a torn write)
 truncate -s $((at + 3)) "$TMP/cut/meta.ilog"
 mount_fs "$TMP/cut" "$MNT" "${OPTS[@]}"
 grep -q "intent log: [0-9]* operation(s) replayed, [1-9][0-9]* byte(s)" \
@@ -146,7 +169,7 @@ grep -q "intent log: [0-9]* operation(s) replayed, [1-9][0-9]* byte(s)" \
 check "$TMP/cut" "$MNT" without-last
 umount_fs "$MNT"
 
-# 4. another store's log: refused, the store left as it was
+# 5. another store's log: refused, the store left as it was
 /usr/bin/python3 - "$TMP/foreign/meta.ilog" <<'EOF'
 import re, sys
 with open(sys.argv[1], "r+b") as f:

@@ -7,7 +7,7 @@
 # tallyfsck finds no drift and no dangling reference.
 source "$(dirname "$0")/lib.sh"
 
-ROUNDS=${ROUNDS:-6}
+ROUNDS=${ROUNDS:-30}
 WORKERS=3
 SEED=${SEED:-3030}
 K9=(/usr/bin/python3 "$SCN_DIR/meta_kill9.py")
@@ -34,7 +34,12 @@ for round in $(seq 1 "$ROUNDS"); do
 		wait "${pids[$((w - 1))]}" || rc=$?
 		((rc == 0)) || fail "worker $w of round $round: exit $rc: $(cat "$TMP/work.$w")"
 	done
-	mount_fs
+	# every other round keeps seconds of work in the log alone
+	if ((round % 2)); then
+		mount_fs "$STORE" "$MNT" -o group_ms=$((100 + RANDOM % 3000))
+	else
+		mount_fs
+	fi
 	for w in $(seq 1 $WORKERS); do
 		out=$(T "${K9[@]}" check "$MNT/main/w$w" "$TMP/journal.$w") ||
 			fail "round $round, worker $w: $out"

@@ -70,8 +70,13 @@ static void open_store(void)
 		.block_size = BS,
 		.create = true,
 		.workers = 2,
-		.inode_dirty_max = opens++ % 2 ? 6 * BS : 0,
+		.inode_dirty_max = opens % 2 ? 6 * BS : 0,
+		/* every third open, the intent log's groups wait for a
+		 * sync, 256 operations or step()'s random commits */
+		.group_ms = opens % 3 == 1 ? 600000 : 0,
 	};
+
+	opens++;
 
 	cr_assert_eq(tally_open(store, &o, &t), 0, CTX "open", CTXARGS);
 }
@@ -624,6 +629,13 @@ static void step(void)
 {
 	unsigned r = rnd(100);
 	int f = pick_file(), g, ns, slot, nns, nslot;
+
+	if (rnd(100) < 5) { /* the intent log's group commits here */
+		snprintf(what, sizeof(what), "group commit");
+		g = tally_group_commit(t);
+		cr_assert_eq(g, 0, CTX "group commit: %s", CTXARGS,
+			     strerror(-g));
+	}
 
 	if (f < 0 || (r >= 68 && r < 72)) {
 		if (pick_slot(false, -1, &ns, &slot)) {
