@@ -166,7 +166,7 @@ int meta_group_commit(struct meta *m);
 /* The same, if the group is @age_ns old or older. */
 int meta_group_commit_due(struct meta *m, int64_t age_ns);
 bool meta_group_open(struct meta *m);
-/* A group commits at @age_ns (default 5 ms) or 512 operations. */
+/* A group commits at @age_ns (default 5 ms) or 256 operations. */
 void meta_ilog_tune(struct meta *m, int64_t age_ns);
 uint64_t meta_ilog_groups(struct meta *m);
 /*

@@ -645,6 +645,11 @@ int meta_begin(struct meta *m)
 
 	if (meta_grouping(m))
 		return meta_ilog_op_begin(m);
+	/* the intent log went off (a full disk) with a group open, or
+	 * with a group that waits in the log */
+	rc = meta_ilog_ready(m);
+	if (rc)
+		return rc;
 	rc = meta_stmt(m, &meta_db_sql, D_BEGIN, &s);
 
 	return rc ? rc : meta_run_later(m, s, "begin");

@@ -221,9 +221,11 @@ static int unbreak(struct meta *m)
 		applied = 0;
 		rc = 0;
 	}
+	il->committing = true;
 	if (!rc)
 		rc = replay(m, il->fd, (uint64_t)applied, true, &last, &done,
 			    &dropped);
+	il->committing = false;
 	if (!rc && last != il->seq)
 		rc = -EIO;
 	if (rc)
@@ -262,6 +264,7 @@ static int regroup(struct meta *m)
 		applied = 0;
 		rc = 0;
 	}
+	il->committing = true;
 	if (!rc)
 		rc = replay(m, il->fd, (uint64_t)applied, false, &last, &done,
 			    &dropped);
@@ -273,6 +276,7 @@ static int regroup(struct meta *m)
 	if (rc == -ENOSPC)
 		rc = replay(m, il->fd, (uint64_t)applied, true, &last, &done,
 			    &dropped);
+	il->committing = false;
 	if (!rc && last != il->seq)
 		rc = -EIO; /* the log does not hold the whole group */
 	if (rc) {
@@ -333,6 +337,10 @@ int meta_ilog_op_commit(struct meta *m)
 	}
 	if (il->n) {
 		rc = append(il, il->seq + 1);
+		/* a full disk: the reserve makes room for this record, and
+		 * the operations after it commit on their own */
+		if (rc == -ENOSPC && reserve_release(il))
+			rc = append(il, il->seq + 1);
 		if (rc) {
 			log_msg(LOG_ERR, "cannot append to the intent log: %s",
 				strerror(-rc));
@@ -354,8 +362,11 @@ int meta_ilog_op_commit(struct meta *m)
 		return 0;
 	}
 	il->ops++;
-	if (il->ops >= GROUP_OPS || now_ns() - il->opened >= il->age_ns)
-		return meta_group_commit(m);
+	/* the operation is done: a group that fails to commit stays open,
+	 * its records in the log, and commits later (or at the replay) */
+	if (il->solo || il->ops >= GROUP_OPS ||
+	    now_ns() - il->opened >= il->age_ns)
+		meta_group_commit(m);
 	return 0;
 }
 
@@ -444,6 +455,17 @@ void meta_ilog_tune(struct meta *m, int64_t age_ns)
 bool meta_group_open(struct meta *m)
 {
 	return m->ilog && m->ilog->group;
+}
+
+int meta_ilog_ready(struct meta *m)
+{
+	struct meta_ilog *il = m->ilog;
+
+	if (!il || il->in_op || il->committing)
+		return 0;
+	if (il->broken)
+		return unbreak(m);
+	return il->group ? meta_group_commit(m) : 0;
 }
 
 /* Run the statements of one record (NUL-separated text of @len bytes). */

@@ -149,6 +149,9 @@ bool meta_ilog_in_op(struct meta *m);
 /* The log on, and groups made (not a full disk's each operation alone). */
 bool meta_grouping(struct meta *m);
 bool meta_ilog_committing(struct meta *m);
+/* Before a change outside an operation of a group: the open group
+ * committed, a group that waits in the log applied; 0 or -errno. */
+int meta_ilog_ready(struct meta *m);
 struct sqlite3_stmt;
 int meta_ilog_note(struct meta *m, struct sqlite3_stmt *st);
 int meta_ilog_note_text(struct meta *m, const char *sql);

@@ -198,12 +198,11 @@ int meta_step(struct meta *m, struct meta_st *s, const char *what)
 		/* the intent log (meta_ilog.c): an operation's changes are
 		 * noted; a change outside one goes after the group's commit,
 		 * on its own as it always did */
-		if (meta_grouping(m) && !sqlite3_stmt_busy(s->lite) &&
+		if (m->ilog && !sqlite3_stmt_busy(s->lite) &&
 		    !sqlite3_stmt_readonly(s->lite)) {
 			if (meta_ilog_in_op(m))
 				note = true;
-			else if (!meta_ilog_committing(m) &&
-				 (rc = meta_group_commit(m)) != 0)
+			else if ((rc = meta_ilog_ready(m)) != 0)
 				return rc;
 		}
 		rc = sqlite3_step(s->lite);
@@ -574,12 +573,9 @@ int meta_exec(struct meta *m, const char *sql)
 
 	if (m->pg)
 		return meta_pg_exec(m, sql);
-	if (meta_grouping(m) && !meta_ilog_in_op(m) &&
-	    !meta_ilog_committing(m)) {
-		rc = meta_group_commit(m);
-		if (rc)
-			return rc;
-	}
+	rc = meta_ilog_ready(m);
+	if (rc)
+		return rc;
 	rc = sqlite3_exec(m->db, sql, NULL, NULL, &err);
 	if (rc == SQLITE_OK && meta_ilog_in_op(m)) {
 		rc = meta_ilog_note_text(m, sql);
