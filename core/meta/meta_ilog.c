@@ -561,7 +561,7 @@ static int replay(struct meta *m, int fd, uint64_t applied, bool each,
 		if (pread(fd, buf, h.len, off + (off_t)sizeof(h)) !=
 			    (ssize_t)h.len ||
 		    rec_sum(&h, buf) != h.sum)
-			break;	      /* damaged */
+			break;	    /* damaged */
 		if (h.seq <= seq) { /* in the group already */
 			off += (off_t)(sizeof(h) + h.len);
 			continue;
