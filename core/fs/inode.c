@@ -806,9 +806,14 @@ int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
 		 * close with its writeback cache): committed as a write's
 		 * are, with the file's next flush, not waited for here */
 		rc = flush_rotate(t, ip, NULL, 0, true, &seq);
-	} else if (S_ISREG(ip->md.mode)) {
+	} else if (S_ISREG(ip->md.mode) && (to_set & TALLY_SET_SIZE)) {
+		/* a truncate commits with the data before it */
 		rc = flush_commit(t, ip, COMMIT_FORCE);
 	} else {
+		/* a chmod, chown (tar sets both on each file it wrote): the
+		 * row alone, with the committed size (invariant 4); the
+		 * file's dirty data goes with its next flush, whose commit
+		 * writes the inode's fields as they are then */
 		tally_lock(t);
 		rc = meta_begin(t->meta);
 		if (!rc)
