@@ -828,6 +828,11 @@ void meta_rollback(struct meta *m)
 		meta_ilog_op_rollback(m);
 		return;
 	}
+	/* the log went off (a full disk) and a group is still open: the
+	 * transaction is the group's, of answered operations, not one
+	 * this operation began (meta_begin() could not commit it) */
+	if (meta_group_open(m))
+		return;
 	if (meta_in_txn(m))
 		exec_id(m, D_ROLLBACK);
 }
@@ -908,7 +913,7 @@ int meta_backup_step(struct meta_backup *b, int pages)
 
 	/* the source's write transaction (a group of the intent log) holds
 	 * the backup off: what it copies is what is committed */
-	rc = meta_group_commit(b->m);
+	rc = meta_ilog_ready(b->m);
 	if (rc)
 		return rc;
 	rc = sqlite3_backup_step(b->b, pages);

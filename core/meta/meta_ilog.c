@@ -402,11 +402,12 @@ int meta_group_commit(struct meta *m)
 		il->own_changes +=
 			(uint64_t)(sqlite3_total_changes64(m->db) - before);
 	}
-	if (!rc)
+	if (!rc) {
 		rc = meta_exec_id(m, META_D_COMMIT);
-	if (rc == -ENOSPC && !sqlite3_get_autocommit(m->db) &&
-	    reserve_release(il))
-		rc = meta_exec_id(m, META_D_COMMIT);
+		if (rc == -ENOSPC && !sqlite3_get_autocommit(m->db) &&
+		    reserve_release(il))
+			rc = meta_exec_id(m, META_D_COMMIT);
+	}
 	il->committing = false;
 	if (rc && sqlite3_get_autocommit(m->db))
 		return regroup(m);
@@ -477,16 +478,20 @@ static int run_record(struct meta *m, const char *text, size_t len)
 		const char *sql = text + off;
 		size_t n = strnlen(sql, len - off);
 		char *err = NULL;
+		int rc;
 
 		if (n == len - off)
 			return -EBADMSG; /* no NUL: not ours */
-		if (sqlite3_exec(m->db, sql, NULL, NULL, &err) != SQLITE_OK) {
+		rc = sqlite3_exec(m->db, sql, NULL, NULL, &err);
+		if (rc != SQLITE_OK) {
 			log_msg(LOG_ERR,
 				"intent log: a statement does not replay: "
 				"%s",
 				err ? err : "?");
 			sqlite3_free(err);
-			return -EIO;
+			/* a full disk: the caller's reserve and per-record
+			 * tries; anything else is not this store's log */
+			return (rc & 0xff) == SQLITE_FULL ? -ENOSPC : -EIO;
 		}
 		off += n + 1;
 	}
@@ -658,14 +663,16 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 		close(fd);
 		return -EUCLEAN;
 	}
+	/* the last sequence applied, log or no log: the records appended
+	 * from now on follow it (a replay skips what it covers) */
+	rc = meta_config_get(m, "ilog_seq", &applied);
+	if (rc == -ENOENT)
+		applied = 0;
+	else if (rc) {
+		close(fd);
+		return rc;
+	}
 	if (r > 0) {
-		rc = meta_config_get(m, "ilog_seq", &applied);
-		if (rc == -ENOENT)
-			applied = 0;
-		else if (rc) {
-			close(fd);
-			return rc;
-		}
 		rc = replay(m, fd, (uint64_t)applied, false, &last,
 			    &stats->replayed, &stats->dropped);
 		if (rc == -ENOSPC) /* a disk too full for it in one */
@@ -696,6 +703,7 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 			crash_if(0);
 		}
 	}
+	crash_at = -1; /* the replays of a running mount are not a test's */
 	if (!keep) { /* applied: the log goes (-o nointent_log) */
 		close(fd);
 		if (unlink(path) < 0)

@@ -120,6 +120,32 @@ grep -qx "status: clean" "$TMP/fsck.out" ||
 mount_fs "$STORE" "$MNT" "${OPTS[@]}"
 check "$STORE" "$MNT"
 umount_fs "$MNT"
+# a mount of a store whose log is empty and whose database applied
+# records before: what it answers goes into the log after them, and a
+# kill -9 gives it back
+applied=$(T sqlite3 "$STORE/meta.db" \
+	"SELECT value FROM config WHERE key = 'ilog_seq'")
+((${applied:-0} > 0)) || fail "no ilog_seq in the database after a replay"
+mount_fs "$STORE" "$MNT" "${OPTS[@]}"
+mkdir "$MNT/main/after-clean"
+echo x >"$MNT/main/after-clean/f"
+ln "$MNT/main/after-clean/f" "$MNT/main/after-clean/g"
+first=$(T /usr/bin/python3 -c '
+import struct, sys
+with open(sys.argv[1], "rb") as f:
+    f.seek(64)
+    h = f.read(8)
+print(struct.unpack("<Q", h)[0] if len(h) == 8 else 0)' "$STORE/meta.ilog")
+((first == applied + 1)) ||
+	fail "the log's first record after a clean remount is $first, not $((applied + 1))"
+kill9_fs "$MNT"
+mount_fs "$STORE" "$MNT" "${OPTS[@]}"
+n=$(replayed)
+[[ -d $MNT/main/after-clean && -f $MNT/main/after-clean/g ]] ||
+	fail "operations after a clean remount lost to kill -9 (replayed: ${n:-none})"
+assert_eq "links of f after the replay" 2 "$(stat -c %h "$MNT/main/after-clean/f")"
+umount_fs "$MNT"
+log "kill -9 after a clean remount: $n operations replayed"
 
 # 2. a crash during the replay, twice: once before the replay's commit
 # (50 records applied), once after it and before the log is emptied;
