@@ -704,7 +704,7 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 		}
 	}
 	crash_at = -1; /* the replays of a running mount are not a test's */
-	if (!keep) { /* applied: the log goes (-o nointent_log) */
+	if (!keep) {   /* applied: the log goes (-o nointent_log) */
 		close(fd);
 		if (unlink(path) < 0)
 			return -errno;
