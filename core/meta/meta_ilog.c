@@ -204,6 +204,19 @@ static void ilog_empty(struct meta_ilog *il)
 	}
 }
 
+/* The last sequence the database applied (config ilog_seq; 0 before
+ * any): 0 or -errno. */
+static int applied_seq(struct meta *m, int64_t *applied)
+{
+	int rc = meta_config_get(m, "ilog_seq", applied);
+
+	if (rc == -ENOENT) {
+		*applied = 0;
+		rc = 0;
+	}
+	return rc;
+}
+
 /*
  * A group that could not be applied again (below) is tried again before
  * each operation, a transaction per record: 0 once the log is applied;
@@ -215,12 +228,8 @@ static int unbreak(struct meta *m)
 	struct meta_ilog *il = m->ilog;
 	uint64_t last, done, dropped;
 	int64_t applied = 0;
-	int rc = meta_config_get(m, "ilog_seq", &applied);
+	int rc = applied_seq(m, &applied);
 
-	if (rc == -ENOENT) {
-		applied = 0;
-		rc = 0;
-	}
 	il->committing = true;
 	if (!rc)
 		rc = replay(m, il->fd, (uint64_t)applied, true, &last, &done,
@@ -259,11 +268,7 @@ static int regroup(struct meta *m)
 		return 0;
 	il->group = false;
 	il->in_op = false;
-	rc = meta_config_get(m, "ilog_seq", &applied);
-	if (rc == -ENOENT) {
-		applied = 0;
-		rc = 0;
-	}
+	rc = applied_seq(m, &applied);
 	il->committing = true;
 	if (!rc)
 		rc = replay(m, il->fd, (uint64_t)applied, false, &last, &done,
@@ -665,10 +670,8 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 	}
 	/* the last sequence applied, log or no log: the records appended
 	 * from now on follow it (a replay skips what it covers) */
-	rc = meta_config_get(m, "ilog_seq", &applied);
-	if (rc == -ENOENT)
-		applied = 0;
-	else if (rc) {
+	rc = applied_seq(m, &applied);
+	if (rc) {
 		close(fd);
 		return rc;
 	}

@@ -18,9 +18,29 @@ mkdir "$MNT/main"
 # what it leaves is written once it returned. Its last operation is a
 # mkdir of "last", so that a log cut at its last record is told apart.
 model=$TMP/model.json
-T /usr/bin/python3 - "$MNT/main" "$model" <<'EOF'
+# state(DIR): each name under DIR with its mode, link count, and for a
+# file its bytes and xattr user.k (the model, and what a check reads)
+cat >"$TMP/state.py" <<'EOF'
+import os
+def state(d):
+    got = {}
+    for root, dirs, files in os.walk(d):
+        for n in dirs + files:
+            p = os.path.join(root, n)
+            st = os.lstat(p)
+            e = {"mode": st.st_mode, "nlink": st.st_nlink}
+            if os.path.isfile(p) and not os.path.islink(p):
+                e["data"] = open(p).read()
+                try:
+                    e["xattr"] = os.getxattr(p, "user.k").decode()
+                except OSError:
+                    pass
+            got[os.path.relpath(p, d)] = e
+    return got
+EOF
+T /usr/bin/python3 - "$MNT/main" "$model" "$TMP/state.py" <<'EOF'
 import json, os, sys
-d, out = sys.argv[1], sys.argv[2]
+d, out, state_py = sys.argv[1], sys.argv[2], sys.argv[3]
 for i in range(200):
     with open(f"{d}/f{i}", "w") as f:
         f.write(f"file {i}\n")
@@ -42,21 +62,8 @@ os.symlink("f0", f"{d}/sym")
 os.mkdir(f"{d}/gone")
 os.rmdir(f"{d}/gone")
 os.mkdir(f"{d}/last")
-model = {}
-for root, dirs, files in os.walk(d):
-    for n in dirs + files:
-        p = os.path.join(root, n)
-        st = os.lstat(p)
-        rel = os.path.relpath(p, d)
-        e = {"mode": st.st_mode, "nlink": st.st_nlink}
-        if os.path.isfile(p) and not os.path.islink(p):
-            e["data"] = open(p).read()
-            try:
-                e["xattr"] = os.getxattr(p, "user.k").decode()
-            except OSError:
-                pass
-        model[rel] = e
-json.dump(model, open(out, "w"), sort_keys=True)
+exec(open(state_py).read())
+json.dump(state(d), open(out, "w"), sort_keys=True)
 EOF
 
 # everything answered is in the log, nothing in a committed group
@@ -67,25 +74,13 @@ kill9_fs "$MNT"
 check() { # check STORE MNT [without-last]
 	local store=$1 m=$2 without=${3:-}
 
-	T /usr/bin/python3 - "$m/main" "$model" "$without" <<-'EOF'
+	T /usr/bin/python3 - "$m/main" "$model" "$without" "$TMP/state.py" <<-'EOF'
 	import json, os, sys
 	d, model, without = sys.argv[1], json.load(open(sys.argv[2])), sys.argv[3]
+	exec(open(sys.argv[4]).read())
 	if without:
 	    model.pop("last")
-	got = {}
-	for root, dirs, files in os.walk(d):
-	    for n in dirs + files:
-	        p = os.path.join(root, n)
-	        st = os.lstat(p)
-	        rel = os.path.relpath(p, d)
-	        e = {"mode": st.st_mode, "nlink": st.st_nlink}
-	        if os.path.isfile(p) and not os.path.islink(p):
-	            e["data"] = open(p).read()
-	            try:
-	                e["xattr"] = os.getxattr(p, "user.k").decode()
-	            except OSError:
-	                pass
-	        got[rel] = e
+	got = state(d)
 	if got != model:
 	    missing = sorted(set(model) - set(got))[:5]
 	    extra = sorted(set(got) - set(model))[:5]
