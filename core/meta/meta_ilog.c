@@ -26,7 +26,11 @@
  *    log does not hold.
  *
  * 3. Replay. The group's commit stores the last sequence it holds
- *    (config ilog_seq) and then truncates the log to its header. At
+ *    (config ilog_seq) and then rewinds the log: the next record goes
+ *    after the header. Each append writes an end mark after its record
+ *    (a zero head, overwritten by the next record), so the replay
+ *    stops there and never reads the older records beyond (whose
+ *    sequences ilog_seq covers anyway). At
  *    open, the records after ilog_seq are run again, in order, in one
  *    transaction that stores the new ilog_seq: a crash during replay
  *    replays again. A record whose sum is wrong, or cut short, ends the
@@ -59,6 +63,7 @@
 #define HEADER_LEN 64 /* magic, store id, padding */
 #define GROUP_OPS 256
 #define GROUP_NS (5 * 1000000LL)
+#define LOG_KEEP (8 << 20) /* a log this long is cut when emptied */
 /* Room kept on the store's disk for the commit of a group (its pages in
  * the WAL): given back when a commit meets a full disk, so that the
  * group commits, and the log then stays off (each operation commits on
@@ -128,7 +133,8 @@ int meta_ilog_note(struct meta *m, struct sqlite3_stmt *st)
 	return 0;
 }
 
-/* Append the open operation's notes as record @seq: 0 or -errno. */
+/* Append the open operation's notes as record @seq, and the end mark
+ * after it (which the next record overwrites): 0 or -errno. */
 static int append(struct meta_ilog *il, uint64_t seq)
 {
 	struct rec_head h = { .seq = seq, .len = (uint32_t)il->n };
@@ -137,21 +143,23 @@ static int append(struct meta_ilog *il, uint64_t seq)
 	ssize_t w;
 
 	h.sum = rec_sum(&h, il->rec);
-	buf = malloc(total);
+	buf = malloc(total + sizeof(h));
 	if (!buf)
 		return -ENOMEM;
 	memcpy(buf, &h, sizeof(h));
 	memcpy(buf + sizeof(h), il->rec, il->n);
-	w = write(il->fd, buf, total);
+	memset(buf + total, 0, sizeof(h)); /* the end mark */
+	w = pwrite(il->fd, buf, total + sizeof(h), (off_t)il->bytes);
 	free(buf);
-	if (w == (ssize_t)total) {
+	if (w == (ssize_t)(total + sizeof(h))) {
 		il->bytes += total;
 		return 0;
 	}
 	/* a short write leaves a torn tail: cut it off, or replay stops
 	 * at it (and counts it) */
-	if (w > 0 && ftruncate(il->fd, (off_t)il->bytes) == 0)
-		lseek(il->fd, (off_t)il->bytes, SEEK_SET);
+	if (w > 0 && ftruncate(il->fd, (off_t)il->bytes) < 0)
+		log_msg(LOG_WARNING, "intent log: a torn append stays: %s",
+			strerror(errno));
 	return w < 0 ? -errno : -ENOSPC;
 }
 
@@ -195,13 +203,19 @@ bool meta_grouping(struct meta *m)
 	return m->ilog && !m->ilog->solo;
 }
 
-/* The log applied whole: empty it. */
+/*
+ * The log applied whole: the next record goes right after the header,
+ * over the old ones, whose end mark ends the replay until then (and
+ * whose sequences the database covers). Not cut: freeing the blocks at
+ * every group made each commit wait for the disk's discard (a store on
+ * an ext4 mounted with -o discard: tar x of 3,000 small files, 3,825
+ * waits in ext4_free_blocks). A log grown past LOG_KEEP is cut.
+ */
 static void ilog_empty(struct meta_ilog *il)
 {
-	if (ftruncate(il->fd, HEADER_LEN) == 0) {
-		lseek(il->fd, HEADER_LEN, SEEK_SET);
-		il->bytes = HEADER_LEN;
-	}
+	if (il->bytes > LOG_KEEP && ftruncate(il->fd, HEADER_LEN) < 0)
+		return;
+	il->bytes = HEADER_LEN;
 }
 
 /* The last sequence the database applied (config ilog_seq; 0 before
@@ -559,6 +573,10 @@ static int replay(struct meta *m, int fd, uint64_t applied, bool each,
 		struct rec_head h;
 		ssize_t r = pread(fd, &h, sizeof(h), off);
 
+		if (r == (ssize_t)sizeof(h) && !h.seq && !h.len && !h.sum) {
+			off = sb.st_size; /* the end mark: nothing is cut */
+			break;
+		}
 		if (r != (ssize_t)sizeof(h) ||
 		    (off_t)(sizeof(h) + h.len) > sb.st_size - off)
 			break; /* cut short */
@@ -766,6 +784,11 @@ void meta_ilog_close(struct meta *m)
 	if (il->in_op)
 		meta_ilog_op_rollback(m);
 	meta_group_commit(m);
+	/* applied whole: the log is its header alone, as a mount makes it
+	 * (whose ever store a later mount is, nothing here is to apply) */
+	if (il->bytes == HEADER_LEN && ftruncate(il->fd, HEADER_LEN) < 0)
+		log_msg(LOG_WARNING, "intent log: cannot cut it: %s",
+			strerror(errno));
 	m->ilog = NULL;
 	close(il->fd);
 	unlink(il->reserve);
