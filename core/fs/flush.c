@@ -625,6 +625,19 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 	return meta_inode_put(t->meta, &md);
 }
 
+bool flush_in_flight(struct tally *t, struct inode *ip)
+{
+	bool any;
+
+	(void)t;
+	/* finalize_group() applies a flush and takes it off the list in
+	 * one hold of t->lock: one listed now has not written the row */
+	pthread_mutex_lock(&ip->io->mlock);
+	any = ip->io->inflight != NULL;
+	pthread_mutex_unlock(&ip->io->mlock);
+	return any;
+}
+
 /* Unlink @f from its inode's in-flight list (mlock held). */
 static void inflight_remove(struct flush *f)
 {

@@ -801,11 +801,17 @@ int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
 		rc = 0;
 	} else if (times_only) {
 		uint64_t seq;
+		bool carried;
 
 		/* times alone (the kernel sends a written file's at every
 		 * close with its writeback cache): committed as a write's
-		 * are, with the file's next flush, not waited for here */
-		rc = flush_rotate(t, ip, NULL, 0, true, &seq);
+		 * are, with the file's next flush, not waited for here. A
+		 * flush still in flight (the close's, usually) writes the
+		 * row with them; else one of its own is started */
+		tally_lock(t);
+		carried = flush_in_flight(t, ip);
+		tally_unlock(t);
+		rc = carried ? 0 : flush_rotate(t, ip, NULL, 0, true, &seq);
 	} else if (S_ISREG(ip->md.mode) && (to_set & TALLY_SET_SIZE)) {
 		/* a truncate commits with the data before it */
 		rc = flush_commit(t, ip, COMMIT_FORCE);

@@ -438,6 +438,9 @@ void flush_free(struct tally *t, struct flush *f);
 int flush_rotate(struct tally *t, struct inode *ip,
 		 const struct pending *shares, size_t nshares, bool force,
 		 uint64_t *seq);
+/* Whether a flush of @ip is in flight and not finalized (t->lock held):
+ * its commit, on one host, writes the inode's row as it is then. */
+bool flush_in_flight(struct tally *t, struct inode *ip);
 int flush_wait(struct tally *t, uint64_t seq, double timeout);
 /* flush_wait(), showing done_seq - @base as @pj's progress meanwhile */
 struct progress_job;

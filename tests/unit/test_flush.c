@@ -149,6 +149,48 @@ Test(flush, out_of_order_completion_commits_in_sequence)
 	expect_block(ino, 0, b);
 }
 
+/* The times the kernel sends after a close (tar: write, close,
+ * utimensat) ride on the close's flush while it is in flight: no flush
+ * of their own, and committed with the data (core/fs/inode.c). */
+Test(flush, times_after_close_ride_the_flush_in_flight)
+{
+	char a[BS];
+	struct tally_stats before, after;
+	struct stat in, st;
+	uint64_t ns, ino;
+
+	open_with(2, 0, 0, BS);
+	atomic_store(&slow_first_ms, 1500); /* the close's flush in flight */
+	ns = tu_mkns(t, "main");
+	ino = tu_newfile(t, ns, "f");
+	memset(a, 'A', BS);
+	cr_assert_eq(tally_write(t, ino, a, BS, 0), BS);
+	cr_assert_eq(tally_flush(t, ino), 0);
+	cr_assert_eq(tally_stats(t, &before), 0);
+	cr_assert_eq(before.pending_flushes, 1);
+	memset(&in, 0, sizeof(in));
+	in.st_atim.tv_sec = 1500000000;
+	in.st_atim.tv_nsec = 11;
+	in.st_mtim.tv_sec = 1600000000;
+	in.st_mtim.tv_nsec = 22;
+	cr_assert_eq(tally_setattr(t, ino, &in,
+				   TALLY_SET_ATIME | TALLY_SET_MTIME, &st),
+		     0);
+	cr_assert_eq(tally_stats(t, &after), 0);
+	cr_assert_eq(after.rotated_seq, before.rotated_seq,
+		     "the times started a flush of their own");
+	cr_assert_eq(tally_release(t, ino), 0);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	expect_clean_store();
+	open_with(2, 0, 0, BS);
+	cr_assert_eq(tally_getattr(t, ino, &st), 0);
+	cr_assert_eq(st.st_mtim.tv_sec, 1600000000);
+	cr_assert_eq(st.st_mtim.tv_nsec, 22);
+	cr_assert_eq(st.st_atim.tv_sec, 1500000000);
+	cr_assert_eq(st.st_size, BS);
+	expect_block(ino, 0, a);
+}
+
 Test(flush, many_files_jittered_streams)
 {
 	static char data[16][3 * BS];
