@@ -39,7 +39,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -445,31 +444,9 @@ static const char *damaged(struct meta *m)
 	return NULL;
 }
 
-/*
- * Once per process, before the first connection: a savepoint's
- * sub-journal (the pages an operation of an intent-log group changes,
- * core/meta/meta_ilog.c) stays in memory up to 16 MiB instead of going
- * to a temporary file past 64 KiB. The spill made 15 pwrite() per rm
- * (strace -c over 3,000 rm of linked files: 89,761 -> 7,011), and
- * tools/bench/run --only meta --files 5000 went, against
- * passthrough_ll: create 0.83 -> 1.02, link 0.80 -> 0.91, unlink 0.34 ->
- * 0.53, mkdir 0.83 -> 1.16, rmdir 1.75 -> 2.69.
- */
-static void config_sqlite(void)
-{
-	int rc = sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, 16 << 20);
-
-	if (rc != SQLITE_OK)
-		log_msg(LOG_WARNING,
-			"SQLite keeps its sub-journals on disk past 64 KiB "
-			"(slower metadata): %s",
-			sqlite3_errstr(rc));
-}
-
 int meta_open(const char *path, bool create, uint32_t block_size,
 	      struct meta **out)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct meta *m;
 	const char *damage;
 	int64_t app, ver;
@@ -477,7 +454,6 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 
 	if (meta_is_pg(path))
 		return meta_pg_open(path, create, block_size, out);
-	pthread_once(&once, config_sqlite);
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
