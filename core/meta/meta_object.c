@@ -528,6 +528,11 @@ int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from)
 	for (i = 0; i < cnt && !rc; i++)
 		rc = obj_add(m, v[i].obj, -v[i].n);
 	free(v);
+	/* one writer, no row found in this transaction: nothing to delete
+	 * (an empty file's or a directory's removal: one statement, and
+	 * one note in the intent log, less) */
+	if (!rc && cnt == 0 && !meta_shared(m))
+		return 0;
 	if (!rc)
 		rc = stmt_pair(m, O_DROP_DEL, (int64_t)ino, (int64_t)from, &s);
 	/* with the next statement: its only answer is success */
