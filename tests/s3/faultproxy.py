@@ -465,6 +465,26 @@ class Peer:
         except ConnectionError as e:
             raise PeerClosed(self.name) from e
 
+    async def linger(self, seconds=2.0):
+        """End the exchange as HTTP servers do after an answer given before
+        the request's body was read: stop writing, then read and drop what
+        the peer still sends until it closes (or @seconds pass). Closed at
+        once, a socket with unread bytes sends an RST, which can reach the
+        peer before the answer does: it would see "connection reset", not
+        the error the fault answered."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        try:
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            while loop.time() < deadline:
+                data = await asyncio.wait_for(self.reader.read(1 << 16),
+                                              deadline - loop.time())
+                if not data:
+                    break
+        except (asyncio.TimeoutError, ConnectionError, OSError):
+            pass
+
     def abort(self, reset=False):
         """Close at once; with @reset, with an RST."""
         if reset:
@@ -601,6 +621,8 @@ class Conn:
             fault.status, fault.s3code,
             urllib.parse.urlsplit(req.target).path,
             self.proxy.request_id(), close, req.method == "HEAD"))
+        if close:
+            await self.client.linger()
         return not close
 
     async def connect_upstream(self):
