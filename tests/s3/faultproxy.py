@@ -478,11 +478,11 @@ class Peer:
             if self.writer.can_write_eof():
                 self.writer.write_eof()
             while loop.time() < deadline:
-                data = await asyncio.wait_for(self.reader.read(1 << 16),
+                data = await asyncio.wait_for(self.read_some(1 << 16),
                                               deadline - loop.time())
                 if not data:
                     break
-        except (asyncio.TimeoutError, ConnectionError, OSError):
+        except (asyncio.TimeoutError, PeerClosed, OSError):
             pass
 
     def abort(self, reset=False):
