@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/meta/meta.h"
 #include "tests/unit/util.h"
@@ -300,6 +302,61 @@ Test(meta, names_are_bound_not_formatted)
 	n = 0;
 	cr_assert_eq(meta_object_pinners(m, "b' OR '1'='1", count_one, &n), 0);
 	cr_assert_eq(n, 0);
+}
+
+/* Whether this process holds a file SQLite made for a temporary journal
+ * (named etilqs_*, unlinked as soon as it is open). */
+static bool holds_sqlite_temp_file(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	bool found = false;
+
+	cr_assert_not_null(d);
+	while ((e = readdir(d)) && !found) {
+		char target[4096];
+		ssize_t n = readlinkat(dirfd(d), e->d_name, target,
+				       sizeof(target) - 1);
+
+		if (n > 0) {
+			target[n] = '\0';
+			found = strstr(target, "etilqs_") != NULL;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+/*
+ * An operation of an intent-log group runs in a savepoint, whose
+ * sub-journal holds every page it changes: it stays in memory, however
+ * large (SQLITE_CONFIG_STMTJRNL_SPILL -1, core/meta/meta_db.c). Spilled
+ * to a file once, it stayed one for the connection's life (locking_mode
+ * EXCLUSIVE), and every later operation paid a pwrite() per page.
+ */
+Test(meta, savepoint_journal_stays_in_memory)
+{
+	char log[4096 + 16];
+	struct meta_ilog_stats st;
+	uint64_t i;
+
+	snprintf(log, sizeof(log), "%s/meta.ilog", dir);
+	cr_assert_eq(meta_ilog_open(m, log, 7, true, &st), 0);
+	/* about 160 KB of block rows, committed: pages that existed before
+	 * the group */
+	cr_assert_eq(meta_begin(m), 0);
+	for (i = 0; i < 2000; i++)
+		cr_assert_eq(meta_block_set(m, 20, i, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_group_commit(m), 0);
+	/* one operation changes them all: far past SQLite's 64 KiB */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_blocks_drop(m, 20, 0), 0);
+	cr_assert_not(holds_sqlite_temp_file(),
+		      "the sub-journal went to a temporary file");
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_group_commit(m), 0);
+	cr_assert_eq(count_of(OBJ_A), -1);
 }
 
 /* A message shows a metadata address with every password it holds
