@@ -19,17 +19,19 @@
  *  2. An object file is deleted only by core/objects/reap.c, after the
  *     transaction that left nothing naming it is durable (the WAL synced:
  *     tally_txn_sync(), on fsync, drain, unmount, and on the flusher's
- *     tick when deletions wait), under t->lock; a commit that reuses
- *     an object with no row re-checks the file under t->lock, so a reuse
- *     can never race with that unlink into a dangling reference. (GC
- *     unlinks leaked files after t->lock; the re-check cancels such an
- *     unlink or waits for it: core/objects/objstore.c, doomed files.)
+ *     tick when deletions wait). The verdict is asked under t->lock and
+ *     dooms the file in that hold; the unlink follows the hold
+ *     (tally_unlock()), as GC's of leaked files does. A commit that
+ *     reuses an object with no row re-checks the file under t->lock,
+ *     which cancels a doom or waits for an unlink begun, so a reuse can
+ *     never race with that unlink into a dangling reference
+ *     (core/objects/objstore.c, doomed files).
  *
  * Lock order: inode->rw, then t->lock. t->lock protects the metadata
  * store, the inode table, the entry cache and the fields marked so;
  * inode->rw protects the block map and the dirty buffers (and size
  * changes take both). No I/O on object files happens under t->lock except
- * the rare re-check of invariant 2 and the unlink of dead objects.
+ * the rare re-check of invariant 2.
  */
 #include "core/fs/tally.h"
 #include "core/fs/tally_int.h"
@@ -104,9 +106,24 @@ bool tally_trylock(struct tally *t)
 	return pthread_mutex_trylock(&t->lock) == 0;
 }
 
+/*
+ * The files tally_txn_sync() doomed in this hold are unlinked after it
+ * (invariant 2): the requests that wait for t->lock do not wait for
+ * the disk's unlinks too.
+ */
 void tally_unlock(struct tally *t)
 {
+	struct meta_objlist doomed;
+
+	if (!t->doomed.n) {
+		pthread_mutex_unlock(&t->lock);
+		return;
+	}
+	doomed = t->doomed;
+	meta_objlist_init(&t->doomed);
 	pthread_mutex_unlock(&t->lock);
+	reap_dead_unlink(t->objs, &doomed);
+	meta_objlist_release(&doomed);
 }
 
 uint64_t tally_blocks_for(struct tally *t, uint64_t size)
@@ -166,7 +183,7 @@ int tally_txn_sync(struct tally *t)
 			return rc;
 		t->wal_unsynced = false;
 	}
-	reap_dead(t->meta, t->objs);
+	reap_dead_doom(t->meta, t->objs, &t->doomed);
 	return 0;
 }
 
@@ -555,6 +572,7 @@ out_store:
 	free(t->heap);
 	pthread_mutex_destroy(&t->pool_lock);
 	pthread_mutex_destroy(&t->lock);
+	meta_objlist_release(&t->doomed);
 	store_close(t->store);
 out_free:
 	metrics_free(t->metrics);
@@ -683,6 +701,7 @@ int tally_close(struct tally *t)
 	pthread_mutex_destroy(&t->pool_lock);
 	pthread_cond_destroy(&t->space);
 	pthread_mutex_destroy(&t->lock);
+	meta_objlist_release(&t->doomed);
 	store_close(t->store);
 	metrics_free(t->metrics);
 	progress_free(t->progress);

@@ -168,8 +168,11 @@ struct tally {
 	unsigned ibits;	   /* protected by lock: itable has 1 << ibits chains */
 	uint64_t parked;   /* protected by lock: sum of nfailed */
 	uint64_t next_ino; /* protected by lock */
-	uint64_t ino_limit;	/* protected by lock: reserved below */
-	bool wal_unsynced;	/* protected by lock */
+	uint64_t ino_limit; /* protected by lock: reserved below */
+	bool wal_unsynced;  /* protected by lock */
+	/* protected by lock: dead objects' files doomed in the hold, to be
+	 * unlinked after it (tally_unlock()) */
+	struct meta_objlist doomed;
 	uint64_t dirty_blocks;	/* protected by lock */
 	uint64_t commit_errors; /* protected by lock */
 	uint64_t enospc_parks;	/* protected by lock: flushes parked on a

@@ -242,8 +242,9 @@ int objstore_stat(struct objstore *os, unsigned shard, const char *name,
 int objstore_unlink(struct objstore *os, unsigned shard, const char *name);
 
 /*
- * GC: object file @name in @shard is to be unlinked without the metadata
- * lock (checked under it that no row names it there). objstore_stat() and
+ * GC and the reap of dead objects (core/objects/reap.c): object file
+ * @name in @shard is to be unlinked without the metadata lock (checked
+ * under it that no row names it there). objstore_stat() and
  * objstore_ensure() of the file cancel that (see core/objects/objstore.c).
  */
 int objstore_doom(struct objstore *os, unsigned shard, const char *name);

@@ -122,7 +122,14 @@ static int unlink_copy(struct objstore *os, const char *name, uint32_t shard)
 	return rc;
 }
 
-unsigned reap_dead(struct meta *m, struct objstore *os)
+/*
+ * The verdicts of the dead objects (meta_dead_take()): each one the
+ * verdict frees is unlinked at once, or, with @doomed, doomed in this
+ * hold and added to @doomed (unlinked after it: reap_dead_unlink()).
+ * Returns the files unlinked or doomed.
+ */
+static unsigned dead_verdicts(struct meta *m, struct objstore *os,
+			      struct meta_objlist *doomed)
 {
 	struct meta_objlist dead;
 	unsigned n = 0;
@@ -133,10 +140,22 @@ unsigned reap_dead(struct meta *m, struct objstore *os)
 		const struct meta_obj *o = &dead.v[i];
 		int rc = reap_object_free(m, o->name, o->id, REAP_NOT_MINE);
 
-		if (rc == 1) {
+		if (rc == 1 && !doomed) {
 			if (unlink_copy(os, o->name, o->shard) == 0)
 				n++;
-		} else if (rc < 0) {
+		} else if (rc == 1) {
+			/* listed first: a file doomed and not listed would
+			 * stay doomed, and on disk, until the store closes */
+			rc = meta_objlist_add(doomed, o->id, o->shard, o->name);
+			if (!rc) {
+				rc = objstore_doom(os, o->shard, o->name);
+				if (rc)
+					doomed->n--;
+				else
+					n++;
+			}
+		}
+		if (rc < 0) {
 			log_msg(LOG_WARNING,
 				"object '%s' kept: cannot tell whether "
 				"anything names it: %s",
@@ -145,6 +164,38 @@ unsigned reap_dead(struct meta *m, struct objstore *os)
 		/* 0: named again (a pin, a report): GC decides later */
 	}
 	meta_objlist_release(&dead);
+	return n;
+}
+
+unsigned reap_dead(struct meta *m, struct objstore *os)
+{
+	return dead_verdicts(m, os, NULL);
+}
+
+unsigned reap_dead_doom(struct meta *m, struct objstore *os,
+			struct meta_objlist *doomed)
+{
+	return dead_verdicts(m, os, doomed);
+}
+
+unsigned reap_dead_unlink(struct objstore *os, struct meta_objlist *doomed)
+{
+	unsigned n = 0;
+	size_t i;
+
+	for (i = 0; i < doomed->n; i++) {
+		const struct meta_obj *o = &doomed->v[i];
+		off_t size;
+		int rc = objstore_unlink_doomed(os, o->shard, o->name, &size);
+
+		if (rc == 0 || rc == -ENOENT)
+			n++;
+		else if (rc < 0)
+			log_msg(LOG_WARNING, "cannot delete object '%s': %s",
+				o->name, strerror(-rc));
+		/* 1: a commit checked the file meanwhile: it stays */
+	}
+	doomed->n = 0;
 	return n;
 }
 

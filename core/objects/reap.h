@@ -18,6 +18,7 @@
 
 struct meta;
 struct objstore;
+struct meta_objlist;
 struct s3;
 struct s3_cfg;
 
@@ -54,6 +55,16 @@ int reap_copy_free(struct meta *m, const char *name, int64_t id, uint32_t shard,
  * number of files deleted.
  */
 unsigned reap_dead(struct meta *m, struct objstore *os);
+/*
+ * reap_dead() in two halves, for a caller whose hold other requests wait
+ * on: the verdicts, each file one frees doomed in the hold and added to
+ * @doomed (a commit that checks the file from then on keeps it:
+ * objstore_doom()); then, after the hold, the unlinks, which empty
+ * @doomed. Each returns the files doomed, or unlinked.
+ */
+unsigned reap_dead_doom(struct meta *m, struct objstore *os,
+			struct meta_objlist *doomed);
+unsigned reap_dead_unlink(struct objstore *os, struct meta_objlist *doomed);
 
 /*
  * Delete the copy of @name in @shard if reap_copy_free() says 1.

@@ -498,6 +498,44 @@ Test(reap, deletion_waits_for_a_durable_commit)
 	tu_fsck_clean(store, NULL);
 }
 
+/*
+ * The file of a dead object is doomed in the hold that asked its verdict
+ * and unlinked after it (reap_dead_doom(), reap_dead_unlink()): a flush
+ * of the same content that commits in between checks the file, which
+ * cancels the deletion, and the new file's block finds its bytes.
+ */
+Test(reap, dead_object_named_again_before_its_unlink_stays)
+{
+	struct meta_objlist doomed;
+	char x[BS], back[BS];
+	struct meta *m;
+	uint64_t ns, b;
+
+	tu_fill(x, sizeof(x), 17);
+	ns = tu_mkns(t, "main");
+	file_with(ns, "a", x, sizeof(x));
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_unlink(t, ns, "a"), 0);
+	meta_objlist_init(&doomed);
+	m = tally_meta_lock(t);
+	cr_assert_eq(meta_sync(m), 0);
+	cr_assert_eq(reap_dead_doom(m, tally_objstore(t), &doomed), 1);
+	tally_meta_unlock(t);
+	cr_assert_eq(tu_count_objects(store), 1, "doomed, not unlinked");
+	/* the same bytes again, committed before the unlink */
+	b = file_with(ns, "b", x, sizeof(x));
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(reap_dead_unlink(tally_objstore(t), &doomed), 0);
+	meta_objlist_release(&doomed);
+	cr_assert_eq(tu_count_objects(store), 1, "named again: kept");
+	cr_assert_eq(tally_open_file(t, b, O_RDONLY), 0);
+	cr_assert_eq(tally_read(t, b, back, sizeof(back), 0), (ssize_t)BS);
+	cr_assert_eq(tally_release(t, b), 0);
+	cr_assert_arr_eq(back, x, sizeof(x));
+	close_store();
+	tu_fsck_clean(store, NULL);
+}
+
 /* ------------------------------------------------------------------ */
 /* the local copies' byte count (core/objects/objstore.c, Local bytes) */
 
