@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/util/array.h"
 #include "core/util/log.h"
@@ -188,11 +189,28 @@ int meta_stmt_quiet(struct meta *m, const struct meta_sql *t, int id,
 	return prepare(m, t, id, true, out);
 }
 
+/* Whether @sql is an INSERT, UPDATE or DELETE (or REPLACE): a statement
+ * whose only effects are the rows it changes. */
+static bool is_dml(const char *sql)
+{
+	static const char *const kw[] = { "INSERT", "UPDATE", "DELETE",
+					  "REPLACE" };
+	size_t i;
+
+	while (*sql == ' ' || *sql == '\n' || *sql == '\t')
+		sql++;
+	for (i = 0; i < sizeof(kw) / sizeof(kw[0]); i++)
+		if (!strncasecmp(sql, kw[i], strlen(kw[i])))
+			return true;
+	return false;
+}
+
 int meta_step(struct meta *m, struct meta_st *s, const char *what)
 {
 	int rc;
 
 	if (s->lite) {
+		sqlite3_int64 before;
 		bool note = false;
 
 		/* the intent log (meta_ilog.c): an operation's changes are
@@ -205,7 +223,14 @@ int meta_step(struct meta *m, struct meta_st *s, const char *what)
 			else if ((rc = meta_ilog_ready(m)) != 0)
 				return rc;
 		}
+		before = note ? sqlite3_total_changes64(m->db) : 0;
 		rc = sqlite3_step(s->lite);
+		/* an INSERT, UPDATE or DELETE that changed no row (nor,
+		 * then, fired a trigger) changed nothing to replay */
+		if (note && rc == SQLITE_DONE &&
+		    sqlite3_total_changes64(m->db) == before &&
+		    is_dml(sqlite3_sql(s->lite)))
+			note = false;
 		if (note && (rc == SQLITE_ROW || rc == SQLITE_DONE)) {
 			int nrc = meta_ilog_note(m, s->lite);
 
