@@ -370,7 +370,7 @@ int dirty_read_below(struct tally *t, struct inode *ip, uint64_t idx, char *dst,
 					dirty_search(f->blk, f->nblk, idx);
 
 				if (d) {
-					memcpy(dst, d->buf + off, len);
+					dirty_copy_out(d, dst, off, len);
 					found = true;
 				} else if (f->truncated &&
 					   idx >= tally_blocks_for(
@@ -432,6 +432,32 @@ int dirty_read_below(struct tally *t, struct inode *ip, uint64_t idx, char *dst,
 	return rc;
 }
 
+void dirty_copy_out(const struct dirty *d, char *dst, size_t off, size_t len)
+{
+	size_t have = off < d->end ? d->end - off : 0;
+
+	if (have > len)
+		have = len;
+	memcpy(dst, d->buf + off, have);
+	memset(dst + have, 0, len - have);
+}
+
+void dirty_zero_to(struct dirty *d, size_t end)
+{
+	if (end > d->end) {
+		memset(d->buf + d->end, 0, end - d->end);
+		d->end = end;
+	}
+}
+
+void dirty_put_bytes(struct dirty *d, size_t off, const void *src, size_t len)
+{
+	dirty_zero_to(d, off);
+	memcpy(d->buf + off, src, len);
+	if (off + len > d->end)
+		d->end = off + len;
+}
+
 /*
  * The dirty buffer of block @idx, created from the layers below if
  * needed. @whole: the caller overwrites the block from its start to at
@@ -441,6 +467,7 @@ int dirty_get(struct tally *t, struct inode *ip, uint64_t idx, bool whole,
 	      struct dirty **out)
 {
 	size_t pos = dirty_pos(ip, idx);
+	uint64_t keep = 0;
 	struct dirty *d;
 	char *buf;
 	int rc;
@@ -461,9 +488,11 @@ int dirty_get(struct tally *t, struct inode *ip, uint64_t idx, bool whole,
 	buf = dirty_buf_get(t);
 	if (!buf)
 		return -ENOMEM;
+	/* bytes past what is read (EOF) are zero without a memset of the
+	 * whole block (1 MiB by default, for a file of a few bytes): they
+	 * lie past d->end */
 	if (!whole && idx * t->bs < ip->md.size) {
-		uint64_t keep = ip->md.size - idx * t->bs;
-
+		keep = ip->md.size - idx * t->bs;
 		if (keep > t->bs)
 			keep = t->bs;
 		rc = dirty_read_below(t, ip, idx, buf, 0, (size_t)keep, false);
@@ -471,16 +500,13 @@ int dirty_get(struct tally *t, struct inode *ip, uint64_t idx, bool whole,
 			dirty_buf_put(t, buf);
 			return rc;
 		}
-		/* bytes past EOF must read as zero after a later extend */
-		memset(buf + keep, 0, t->bs - keep);
-	} else {
-		memset(buf, 0, t->bs);
 	}
 	memmove(&ip->io->dirty[pos + 1], &ip->io->dirty[pos],
 		(ip->ndirty - pos) * sizeof(*ip->io->dirty));
 	d = &ip->io->dirty[pos];
 	d->idx = idx;
 	d->buf = buf;
+	d->end = (size_t)keep;
 	tally_lock(t);
 	if (ip->ndirty++ == 0)
 		ip->dirty_since = tally_now().tv_sec;

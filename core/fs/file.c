@@ -40,7 +40,9 @@ int file_set_size(struct tally *t, struct inode *ip, uint64_t size)
 			rc = dirty_get(t, ip, size / t->bs, false, &d);
 			if (rc)
 				return rc;
-			memset(d->buf + off, 0, t->bs - off);
+			if (d->end > off)
+				d->end =
+					off; /* the bytes past it read as zero */
 		}
 		pos = dirty_pos(ip, keep);
 		tally_lock(t);
@@ -473,7 +475,7 @@ static int read_range(struct tally *t, struct inode *ip, char *buf,
 		struct dirty *d = dirty_find(ip, idx);
 
 		if (d) {
-			memcpy(buf, d->buf + boff, n);
+			dirty_copy_out(d, buf, boff, n);
 		} else {
 			int rc = dirty_read_below(t, ip, idx, buf, boff, n,
 						  reload);
@@ -707,7 +709,7 @@ static ssize_t write_range(struct tally *t, struct inode *ip, const char *buf,
 
 		if (rc)
 			return done ? (ssize_t)done : rc;
-		memcpy(d->buf + boff, buf, n);
+		dirty_put_bytes(d, boff, buf, n);
 		buf += n;
 		off += n;
 		len -= n;

@@ -334,7 +334,7 @@ int flush_rotate(struct tally *t, struct inode *ip,
 				continue;
 			rc = dirty_get(t, ip, d->idx, true, &nd);
 			if (!rc)
-				memcpy(nd->buf, d->buf, t->bs);
+				dirty_put_bytes(nd, 0, d->buf, d->end);
 		}
 		if (old->truncated)
 			dirty_trunc_note(t, ip, old->trunc_size);
@@ -369,6 +369,17 @@ int flush_rotate(struct tally *t, struct inode *ip,
 	f->trunc_size = ip->trunc_size;
 	f->blk = ip->io->dirty;
 	f->nblk = ip->ndirty;
+	/* what the stream stores of each block (to EOF) is written out
+	 * here, under rw: the flush's readers only read */
+	for (i = 0; i < f->nblk; i++) {
+		uint64_t start = f->blk[i].idx * t->bs;
+
+		if (start < f->size)
+			dirty_zero_to(&f->blk[i],
+				      f->size - start < t->bs
+					      ? (size_t)(f->size - start)
+					      : t->bs);
+	}
 	n = f->nblk + nshares;
 	f->p = calloc(n ? n : 1, sizeof(*f->p));
 	if (!f->p) {

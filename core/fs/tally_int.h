@@ -31,7 +31,12 @@ struct pool;
 
 struct dirty {
 	uint64_t idx;
-	char *buf; /* block_size bytes; past EOF always zero */
+	/* block_size bytes; past EOF always zero. Bytes from @end on are
+	 * zero without having been written (a fresh buffer is not cleared
+	 * whole): readers take them as zeros (dirty_copy_out()), a writer
+	 * clears what it skips (dirty_zero_to()) */
+	char *buf;
+	size_t end;
 };
 
 struct pending;
@@ -430,6 +435,14 @@ int dirty_get(struct tally *t, struct inode *ip, uint64_t idx, bool whole,
 	      struct dirty **out);
 void dirty_trunc_note(struct tally *t, struct inode *ip, uint64_t size);
 bool dirty_all_zero(const char *buf, size_t len);
+/* Bytes [@off, @off+@len) of @d into @dst (those past d->end: zeros). */
+void dirty_copy_out(const struct dirty *d, char *dst, size_t off, size_t len);
+/* Clear @d's bytes from d->end to @end, and move d->end there (rw held
+ * exclusively). */
+void dirty_zero_to(struct dirty *d, size_t end);
+/* Copy @len bytes of @src into @d at @off, clearing the bytes skipped
+ * between d->end and @off (rw held exclusively). */
+void dirty_put_bytes(struct dirty *d, size_t off, const void *src, size_t len);
 int dirty_map_reserve(struct inode *ip, size_t more);
 int dirty_map_set(struct inode *ip, uint64_t idx, const struct meta_bref *ref);
 
