@@ -27,7 +27,8 @@
  *
  * Locks: the shards' state (core/objects/objshard.c) and the counters are
  * atomics; the doomed files have doom_lock (below), the count of local
- * bytes count_lock (below); nothing else is shared. The caller
+ * bytes count_lock (below), each shard's shared syncfs its sync gate
+ * (core/objects/objsync.c); nothing else is shared. The caller
  * serialises an unlink against the reuse of a name (core/objects/reap.c's
  * verdicts under the metadata lock).
  *
@@ -348,42 +349,6 @@ unsigned os_leg_of(struct objstore *os, unsigned shard, const char *name,
 	return first;
 }
 
-/* fsync(2) directory @path, or with @whole_fs syncfs(2) its filesystem. */
-static int dir_sync(const char *path, bool whole_fs)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if ((whole_fs ? syncfs(fd) : fsync(fd)) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
-int objstore_dir_sync(const char *path)
-{
-	return dir_sync(path, false);
-}
-
-int objstore_mkdir(const char *path)
-{
-	char parent[PATH_MAX];
-	char *slash;
-
-	if (mkdir(path, 0700) < 0)
-		return errno == EEXIST ? 0 : -errno;
-	/* the new entry is durable only once its directory is synced */
-	snprintf(parent, sizeof(parent), "%s", path);
-	slash = strrchr(parent, '/');
-	if (!slash)
-		return objstore_dir_sync(".");
-	if (slash == parent)
-		slash++;
-	*slash = '\0';
-	return objstore_dir_sync(parent);
-}
-
 int objstore_clean_tmp(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -422,6 +387,7 @@ int objstore_open(const char *shards_dir, struct objstore **out)
 	}
 	pthread_mutex_init(&os->doom_lock, NULL);
 	pthread_cond_init(&os->doom_done, NULL);
+	os_sync_init(os);
 	for (i = 0; i < FANOUT; i++)
 		pthread_mutex_init(&os->count_lock[i], NULL);
 	rc = snprintf(path, sizeof(path), "%s/0", abs) >= (int)sizeof(path)
@@ -457,6 +423,7 @@ void objstore_free(struct objstore *os)
 		}
 	pthread_mutex_destroy(&os->doom_lock);
 	pthread_cond_destroy(&os->doom_done);
+	os_sync_free(os);
 	for (i = 0; i < FANOUT; i++)
 		pthread_mutex_destroy(&os->count_lock[i]);
 	free(os);
@@ -478,22 +445,6 @@ static int write_all(int fd, const void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
-}
-
-/*
- * Make durable a directory of @shard ("" for its root): fsync(2) it, or
- * with @whole_fs syncfs(2) the filesystem it is on.
- */
-static int sync_dir(struct objstore *os, unsigned shard, const char *rel,
-		    bool whole_fs)
-{
-	char path[PATH_MAX];
-	int rc = objstore_shard_path(os, shard, rel, path);
-
-	if (rc)
-		return rc;
-	rc = dir_sync(path, whole_fs);
-	return rc;
 }
 
 struct objstore_staged {
@@ -615,7 +566,7 @@ static int create_object(struct objstore *os, unsigned shard, const char *name,
 		return rc;
 	}
 	snprintf(rel, sizeof(rel), "%.2s", name);
-	rc = sync_dir(os, shard, rel, false);
+	rc = os_sync_dir(os, shard, rel, false);
 	return rc ? rc : 1;
 }
 
@@ -818,7 +769,7 @@ int objstore_put_vetted(struct objstore *os, unsigned *shard, const void *buf,
 				char rel[4];
 
 				snprintf(rel, sizeof(rel), "%.2s", name);
-				return sync_dir(os, where, rel, false);
+				return os_sync_dir(os, where, rel, false);
 			}
 			if (batch) {
 				batch->hits++;
@@ -877,7 +828,7 @@ static int sync_batch_shards(struct objstore *os, uint64_t shards)
 	for (i = 0; i < OBJSTORE_MAX_SHARDS; i++) {
 		if (!(shards & (1ull << i)) || objstore_shard_per_file(os, i))
 			continue;
-		rc = sync_dir(os, i, "", true);
+		rc = objstore_shard_syncfs(os, i);
 		if (rc)
 			return rc;
 	}
@@ -906,7 +857,7 @@ static int sync_batch_dirs(struct objstore *os, const struct objstore_batch *b)
 			continue;
 		done[st->shard][d / 64] |= 1ull << (d % 64);
 		snprintf(rel, sizeof(rel), "%.2s", st->name);
-		rc = sync_dir(os, st->shard, rel, false);
+		rc = os_sync_dir(os, st->shard, rel, false);
 		if (rc)
 			return rc;
 	}
@@ -1153,7 +1104,7 @@ static int replace_copy(struct objstore *os, unsigned shard, const char *name,
 		unlink(tmp);
 		return rc;
 	}
-	return durable ? sync_dir(os, shard, rel, false) : 0;
+	return durable ? os_sync_dir(os, shard, rel, false) : 0;
 }
 
 int objstore_restore(struct objstore *os, unsigned shard, const char *name,

@@ -326,6 +326,20 @@ void objstore_inject(struct objstore *os, enum objstore_op op, unsigned nth,
  * none); set while nothing else runs. */
 void objstore_set_stat_hook(struct objstore *os, void (*fn)(void *arg),
 			    void *arg);
+/*
+ * A syncfs(2) of shard @id's file system that begins after this call
+ * did: what was written before the call is durable once it returns 0.
+ * Concurrent callers share one (core/objects/objstore.c). 0 or -errno.
+ */
+int objstore_shard_syncfs(struct objstore *os, unsigned id);
+/* Tests only: @fn(@arg, @shard) in each syncfs objstore_shard_syncfs()
+ * runs, before it: nonzero fails that sync with that error instead (NULL:
+ * none); set while nothing else runs. */
+void objstore_set_sync_hook(struct objstore *os,
+			    int (*fn)(void *arg, unsigned shard), void *arg);
+/* Tests only: the callers of objstore_shard_syncfs() on shard @id that
+ * wait for a running sync to end. */
+unsigned objstore_sync_waiting(struct objstore *os, unsigned id);
 /* Tests only: @fn(@arg, @dir) in objstore_count_dir(), between the listing
  * of @dir and its count's end (NULL: none); set while nothing else runs. */
 void objstore_set_count_hook(struct objstore *os,

@@ -32,8 +32,22 @@ struct shard {
 	_Atomic bool per_file;	  /* objects synced one by one, no syncfs */
 };
 
+/* A syncfs(2) of one shard's file system, shared by the callers that
+ * wait meanwhile (shard_syncfs()). */
+struct sync_gate {
+	pthread_mutex_t lock;
+	pthread_cond_t ended; /* a sync ended */
+	uint64_t started;     /* the last one begun (1, 2, ...) */
+	uint64_t done;	      /* the last one ended */
+	uint64_t err_gen;     /* the last one that failed, */
+	int err;	      /* with this error */
+	unsigned waiting;     /* callers waiting for a sync to end */
+	bool running;
+};
+
 struct objstore {
 	struct shard sh[OBJSTORE_MAX_SHARDS];
+	struct sync_gate sync[OBJSTORE_MAX_SHARDS];
 	_Atomic unsigned nshards; /* highest attached id + 1 */
 	/* a shared store's cache: shards 1.. are legs of shard 0 (see
 	 * DESIGN NOTES of core/objects/objstore.c, Spans) */
@@ -59,6 +73,8 @@ struct objstore {
 	void (*stat_hook)(void *arg); /* tests: objstore_set_stat_hook() */
 	void *stat_hook_arg;
 	void (*count_hook)(void *arg, unsigned dir); /* tests */
+	int (*sync_hook)(void *arg, unsigned shard); /* tests */
+	void *sync_hook_arg;
 	void *count_hook_arg;
 };
 
@@ -68,6 +84,14 @@ struct doomed {
 	bool unlinking; /* the unlink has begun: a check waits */
 	char name[OBJNAME_MAX];
 };
+
+/* core/objects/objsync.c: the sync gates made and freed with the store;
+ * make durable a directory of @shard ("" for its root): fsync(2) it, or
+ * with @whole_fs syncfs(2) the filesystem it is on. */
+void os_sync_init(struct objstore *os);
+void os_sync_free(struct objstore *os);
+int os_sync_dir(struct objstore *os, unsigned shard, const char *rel,
+		bool whole_fs);
 
 /* The root of attached shard @shard, or NULL. */
 const char *objstore_root_of(struct objstore *os, unsigned shard);

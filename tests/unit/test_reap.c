@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -753,4 +754,84 @@ Test(reap, local_copies_counted_while_they_come_and_go)
 	pthread_mutex_destroy(&r.lock);
 	pthread_cond_destroy(&r.cond);
 	open_store();
+}
+
+/* ------------------------------------------------------------------ */
+/* the syncfs of a shard, shared (core/objects/objstore.c) */
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned runs, fail_run;
+	bool first_in, release;
+} probe = {
+	PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, false, false
+};
+
+/* Each sync the gate runs: the first waits for the test's word; the
+ * fail_run-th fails. */
+static int sync_probe(void *arg, unsigned shard)
+{
+	unsigned run;
+
+	(void)arg;
+	(void)shard;
+	pthread_mutex_lock(&probe.lock);
+	run = ++probe.runs;
+	if (run == 1) {
+		probe.first_in = true;
+		pthread_cond_broadcast(&probe.cond);
+		while (!probe.release)
+			pthread_cond_wait(&probe.cond, &probe.lock);
+	}
+	pthread_mutex_unlock(&probe.lock);
+	return run == probe.fail_run ? -EIO : 0;
+}
+
+static void *syncer(void *arg)
+{
+	return (void *)(intptr_t)objstore_shard_syncfs(arg, 0);
+}
+
+/*
+ * Callers that come while a syncfs runs do not take it for theirs: they
+ * wait, and share the next one (one run for both), and its error.
+ */
+Test(reap, callers_during_a_syncfs_share_the_next_one)
+{
+	pthread_t a, b, c;
+	struct objstore *os;
+	void *ra, *rb, *rc;
+	int i;
+
+	close_store();
+	os = open_objects();
+	probe.fail_run = 2;
+	objstore_set_sync_hook(os, sync_probe, NULL);
+	cr_assert_eq(pthread_create(&a, NULL, syncer, os), 0);
+	pthread_mutex_lock(&probe.lock);
+	while (!probe.first_in)
+		pthread_cond_wait(&probe.cond, &probe.lock);
+	pthread_mutex_unlock(&probe.lock);
+	cr_assert_eq(pthread_create(&b, NULL, syncer, os), 0);
+	cr_assert_eq(pthread_create(&c, NULL, syncer, os), 0);
+	for (i = 0; i < 2000 && objstore_sync_waiting(os, 0) < 2; i++)
+		usleep(5000);
+	cr_assert_eq(objstore_sync_waiting(os, 0), 2);
+	pthread_mutex_lock(&probe.lock);
+	probe.release = true;
+	pthread_cond_broadcast(&probe.cond);
+	pthread_mutex_unlock(&probe.lock);
+	cr_assert_eq(pthread_join(a, &ra), 0);
+	cr_assert_eq(pthread_join(b, &rb), 0);
+	cr_assert_eq(pthread_join(c, &rc), 0);
+	cr_assert_eq((intptr_t)ra, 0, "the first sync");
+	cr_assert_eq((intptr_t)rb, -EIO, "the second, shared, failed");
+	cr_assert_eq((intptr_t)rc, -EIO);
+	cr_assert_eq(probe.runs, 2);
+	/* a caller alone: a sync of its own */
+	cr_assert_eq(objstore_shard_syncfs(os, 0), 0);
+	cr_assert_eq(probe.runs, 3);
+	objstore_set_sync_hook(os, NULL, NULL);
+	objstore_free(os);
 }
