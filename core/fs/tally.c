@@ -115,15 +115,18 @@ void tally_unlock(struct tally *t)
 {
 	struct meta_objlist doomed;
 
-	if (!t->doomed.n) {
+	while (t->doomed.n) {
+		doomed = t->doomed;
+		meta_objlist_init(&t->doomed);
+		t->unlinking++;
 		pthread_mutex_unlock(&t->lock);
-		return;
+		reap_dead_unlink(t->objs, &doomed);
+		meta_objlist_release(&doomed);
+		pthread_mutex_lock(&t->lock);
+		if (--t->unlinking == 0)
+			pthread_cond_broadcast(&t->unlinked);
 	}
-	doomed = t->doomed;
-	meta_objlist_init(&t->doomed);
 	pthread_mutex_unlock(&t->lock);
-	reap_dead_unlink(t->objs, &doomed);
-	meta_objlist_release(&doomed);
 }
 
 uint64_t tally_blocks_for(struct tally *t, uint64_t size)
@@ -184,6 +187,12 @@ int tally_txn_sync(struct tally *t)
 		t->wal_unsynced = false;
 	}
 	reap_dead_doom(t->meta, t->objs, &t->doomed);
+	/* the files other holds doomed, still being unlinked after them:
+	 * gone too when this returns (drain, fsync and unmount promise the
+	 * deletions their commits allowed; this hold's own go in
+	 * tally_unlock()) */
+	while (t->unlinking)
+		pthread_cond_wait(&t->unlinked, &t->lock);
 	return 0;
 }
 
@@ -506,6 +515,7 @@ int tally_open_with(const char *path, const struct tally_opts *opts,
 	t->started = tally_now();
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->space, NULL);
+	pthread_cond_init(&t->unlinked, NULL);
 	pthread_mutex_init(&t->pool_lock, NULL);
 	pthread_mutex_init(&t->fin_lock, NULL);
 	pthread_cond_init(&t->fin_work, NULL);
@@ -700,6 +710,7 @@ int tally_close(struct tally *t)
 	pthread_mutex_destroy(&t->fin_lock);
 	pthread_mutex_destroy(&t->pool_lock);
 	pthread_cond_destroy(&t->space);
+	pthread_cond_destroy(&t->unlinked);
 	pthread_mutex_destroy(&t->lock);
 	meta_objlist_release(&t->doomed);
 	store_close(t->store);

@@ -178,13 +178,15 @@ struct tally {
 	/* protected by lock: dead objects' files doomed in the hold, to be
 	 * unlinked after it (tally_unlock()) */
 	struct meta_objlist doomed;
-	uint64_t dirty_blocks;	/* protected by lock */
-	uint64_t commit_errors; /* protected by lock */
-	uint64_t enospc_parks;	/* protected by lock: flushes parked on a
+	unsigned unlinking;	 /* protected by lock: threads unlinking them */
+	pthread_cond_t unlinked; /* with lock: unlinking went to 0 */
+	uint64_t dirty_blocks;	 /* protected by lock */
+	uint64_t commit_errors;	 /* protected by lock */
+	uint64_t enospc_parks;	 /* protected by lock: flushes parked on a
 				 * full disk */
-	uint64_t space_avail;	/* protected by lock: the object store's free
+	uint64_t space_avail;	 /* protected by lock: the object store's free
 				 * bytes (objstore_avail()), read then */
-	int64_t space_at;	/* protected by lock: monotonic ms; 0: never */
+	int64_t space_at;	 /* protected by lock: monotonic ms; 0: never */
 
 	/* the flush pipeline (core/fs/flush.c, FLUSH PIPELINE) */
 	pthread_mutex_t fin_lock;

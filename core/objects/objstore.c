@@ -931,6 +931,13 @@ void objstore_set_count_hook(struct objstore *os,
 	os->count_hook = fn;
 }
 
+void objstore_set_unlink_hook(struct objstore *os, void (*fn)(void *arg),
+			      void *arg)
+{
+	os->unlink_hook_arg = arg;
+	os->unlink_hook = fn;
+}
+
 void objstore_set_stat_hook(struct objstore *os, void (*fn)(void *arg),
 			    void *arg)
 {
@@ -984,6 +991,8 @@ int objstore_unlink_doomed(struct objstore *os, unsigned shard,
 	}
 	d->unlinking = true;
 	pthread_mutex_unlock(&os->doom_lock);
+	if (os->unlink_hook)
+		os->unlink_hook(os->unlink_hook_arg);
 	*size = 0;
 	rc = objstore_unlink_size(os, shard, name, size);
 	pthread_mutex_lock(&os->doom_lock);

@@ -340,6 +340,10 @@ void objstore_set_sync_hook(struct objstore *os,
 /* Tests only: the callers of objstore_shard_syncfs() on shard @id that
  * wait for a running sync to end. */
 unsigned objstore_sync_waiting(struct objstore *os, unsigned id);
+/* Tests only: @fn(@arg) in objstore_unlink_doomed(), before the unlink
+ * of a doomed file (NULL: none); set while nothing else runs. */
+void objstore_set_unlink_hook(struct objstore *os, void (*fn)(void *arg),
+			      void *arg);
 /* Tests only: @fn(@arg, @dir) in objstore_count_dir(), between the listing
  * of @dir and its count's end (NULL: none); set while nothing else runs. */
 void objstore_set_count_hook(struct objstore *os,

@@ -74,6 +74,8 @@ struct objstore {
 	void *stat_hook_arg;
 	void (*count_hook)(void *arg, unsigned dir); /* tests */
 	int (*sync_hook)(void *arg, unsigned shard); /* tests */
+	void (*unlink_hook)(void *arg);		     /* tests */
+	void *unlink_hook_arg;
 	void *sync_hook_arg;
 	void *count_hook_arg;
 };

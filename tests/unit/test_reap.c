@@ -537,6 +537,74 @@ Test(reap, dead_object_named_again_before_its_unlink_stays)
 	tu_fsck_clean(store, NULL);
 }
 
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool in, go;
+} gate = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false };
+
+/* The unlink of a doomed file waits for the test's word. */
+static void unlink_held(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&gate.lock);
+	gate.in = true;
+	pthread_cond_broadcast(&gate.cond);
+	while (!gate.go)
+		pthread_cond_wait(&gate.cond, &gate.lock);
+	pthread_mutex_unlock(&gate.lock);
+}
+
+static _Atomic bool synced;
+
+static void *meta_syncer(void *arg)
+{
+	(void)arg;
+	cr_assert_eq(tally_meta_sync(t), 0);
+	atomic_store(&synced, true);
+	return NULL;
+}
+
+/*
+ * The files one hold doomed are unlinked after it, by the thread that
+ * held it; a sync in another thread (drain's, fsync's) meanwhile returns
+ * only once those unlinks are done: drain promises the deletions its
+ * commits allowed.
+ */
+Test(reap, sync_waits_for_unlinks_another_hold_doomed)
+{
+	pthread_t a, b;
+	char x[BS];
+	uint64_t ns;
+
+	tu_fill(x, sizeof(x), 18);
+	ns = tu_mkns(t, "main");
+	file_with(ns, "a", x, sizeof(x));
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_unlink(t, ns, "a"), 0);
+	objstore_set_unlink_hook(tally_objstore(t), unlink_held, NULL);
+	cr_assert_eq(pthread_create(&a, NULL, meta_syncer, NULL), 0);
+	pthread_mutex_lock(&gate.lock);
+	while (!gate.in)
+		pthread_cond_wait(&gate.cond, &gate.lock);
+	pthread_mutex_unlock(&gate.lock);
+	/* a's unlink is held: a second sync must wait for it */
+	atomic_store(&synced, false);
+	cr_assert_eq(pthread_create(&b, NULL, meta_syncer, NULL), 0);
+	usleep(300000);
+	cr_assert_not(atomic_load(&synced), "returned before the unlink");
+	pthread_mutex_lock(&gate.lock);
+	gate.go = true;
+	pthread_cond_broadcast(&gate.cond);
+	pthread_mutex_unlock(&gate.lock);
+	cr_assert_eq(pthread_join(b, NULL), 0);
+	cr_assert_eq(tu_count_objects(store), 0, "gone when the sync returned");
+	cr_assert_eq(pthread_join(a, NULL), 0);
+	objstore_set_unlink_hook(tally_objstore(t), NULL, NULL);
+	close_store();
+	tu_fsck_clean(store, NULL);
+}
+
 /* ------------------------------------------------------------------ */
 /* the local copies' byte count (core/objects/objstore.c, Local bytes) */
 
