@@ -365,18 +365,28 @@ Test(reap, release_races_a_reopen_of_an_unlinked_file)
 }
 
 /* A lookup of a verdict that fails keeps the file. */
+/* In namespace "main" (its inode returned), file "a" of @x (one block
+ * filled from @seed) committed, then unlinked: its object is dead, its
+ * file not yet deleted. */
+static uint64_t dead_file(char x[BS], unsigned seed)
+{
+	uint64_t ns;
+
+	tu_fill(x, BS, seed);
+	ns = tu_mkns(t, "main");
+	file_with(ns, "a", x, BS);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_unlink(t, ns, "a"), 0);
+	return ns;
+}
+
 Test(reap, failed_lookup_keeps_the_file)
 {
 	char x[BS];
 	struct meta *m;
-	uint64_t ns;
 	int i;
 
-	tu_fill(x, sizeof(x), 12);
-	ns = tu_mkns(t, "main");
-	file_with(ns, "a", x, sizeof(x));
-	cr_assert_eq(tally_drain(t, NULL, 0), 0);
-	cr_assert_eq(tally_unlink(t, ns, "a"), 0);
+	dead_file(x, 12);
 	cr_assert_eq(tally_drain(t, NULL, 0), 0);
 	cr_assert_eq(tu_count_objects(store), 0);
 	/* a stray file with no row: the row, the references and the
@@ -512,11 +522,7 @@ Test(reap, dead_object_named_again_before_its_unlink_stays)
 	struct meta *m;
 	uint64_t ns, b;
 
-	tu_fill(x, sizeof(x), 17);
-	ns = tu_mkns(t, "main");
-	file_with(ns, "a", x, sizeof(x));
-	cr_assert_eq(tally_drain(t, NULL, 0), 0);
-	cr_assert_eq(tally_unlink(t, ns, "a"), 0);
+	ns = dead_file(x, 17);
 	meta_objlist_init(&doomed);
 	m = tally_meta_lock(t);
 	cr_assert_eq(meta_sync(m), 0);
@@ -575,13 +581,8 @@ Test(reap, sync_waits_for_unlinks_another_hold_doomed)
 {
 	pthread_t a, b;
 	char x[BS];
-	uint64_t ns;
 
-	tu_fill(x, sizeof(x), 18);
-	ns = tu_mkns(t, "main");
-	file_with(ns, "a", x, sizeof(x));
-	cr_assert_eq(tally_drain(t, NULL, 0), 0);
-	cr_assert_eq(tally_unlink(t, ns, "a"), 0);
+	dead_file(x, 18);
 	objstore_set_unlink_hook(tally_objstore(t), unlink_held, NULL);
 	cr_assert_eq(pthread_create(&a, NULL, meta_syncer, NULL), 0);
 	pthread_mutex_lock(&gate.lock);
