@@ -40,9 +40,9 @@ int file_set_size(struct tally *t, struct inode *ip, uint64_t size)
 			rc = dirty_get(t, ip, size / t->bs, false, &d);
 			if (rc)
 				return rc;
+			/* the bytes past it read as zero */
 			if (d->end > off)
-				d->end =
-					off; /* the bytes past it read as zero */
+				d->end = off;
 		}
 		pos = dirty_pos(ip, keep);
 		tally_lock(t);

@@ -208,6 +208,15 @@ static void count_blocks(struct tally *t, const struct flush *f, size_t nshares)
 	}
 }
 
+/* The bytes of block @idx below @size, what a flush of that size stores
+ * of it (the block starts below @size). */
+static size_t bytes_to_eof(const struct tally *t, uint64_t size, uint64_t idx)
+{
+	uint64_t start = idx * t->bs;
+
+	return size - start < t->bs ? (size_t)(size - start) : t->bs;
+}
+
 /* Stream phase (pool): hash, stage and make durable the new objects. */
 static void flush_stream(void *arg)
 {
@@ -225,14 +234,12 @@ static void flush_stream(void *arg)
 	for (i = 0; i < f->nblk && !rc; i++) {
 		struct dirty *d = &f->blk[i];
 		struct pending *q;
-		uint64_t start = d->idx * t->bs;
 
 		if (d->idx >= nblocks)
 			continue; /* truncated away */
 		q = &f->p[f->np++];
 		q->idx = d->idx;
-		q->len = (uint32_t)(f->size - start < t->bs ? f->size - start
-							    : t->bs);
+		q->len = (uint32_t)bytes_to_eof(t, f->size, d->idx);
 		q->buf = d->buf;
 		q->hole = dirty_all_zero(d->buf, q->len);
 		q->shard = OBJSTORE_ANY;
@@ -303,6 +310,7 @@ int flush_rotate(struct tally *t, struct inode *ip,
 		 uint64_t *seq)
 {
 	struct flush *f, *old, *failed;
+	uint64_t nblocks;
 	size_t i, n;
 	int rc;
 
@@ -371,15 +379,11 @@ int flush_rotate(struct tally *t, struct inode *ip,
 	f->nblk = ip->ndirty;
 	/* what the stream stores of each block (to EOF) is written out
 	 * here, under rw: the flush's readers only read */
-	for (i = 0; i < f->nblk; i++) {
-		uint64_t start = f->blk[i].idx * t->bs;
-
-		if (start < f->size)
+	nblocks = tally_blocks_for(t, f->size);
+	for (i = 0; i < f->nblk; i++)
+		if (f->blk[i].idx < nblocks)
 			dirty_zero_to(&f->blk[i],
-				      f->size - start < t->bs
-					      ? (size_t)(f->size - start)
-					      : t->bs);
-	}
+				      bytes_to_eof(t, f->size, f->blk[i].idx));
 	n = f->nblk + nshares;
 	f->p = calloc(n ? n : 1, sizeof(*f->p));
 	if (!f->p) {

@@ -329,7 +329,7 @@ void objstore_set_stat_hook(struct objstore *os, void (*fn)(void *arg),
 /*
  * A syncfs(2) of shard @id's file system that begins after this call
  * did: what was written before the call is durable once it returns 0.
- * Concurrent callers share one (core/objects/objstore.c). 0 or -errno.
+ * Concurrent callers share one (core/objects/objsync.c). 0 or -errno.
  */
 int objstore_shard_syncfs(struct objstore *os, unsigned id);
 /* Tests only: @fn(@arg, @shard) in each syncfs objstore_shard_syncfs()

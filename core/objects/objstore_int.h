@@ -33,7 +33,7 @@ struct shard {
 };
 
 /* A syncfs(2) of one shard's file system, shared by the callers that
- * wait meanwhile (shard_syncfs()). */
+ * wait meanwhile (objstore_shard_syncfs(), core/objects/objsync.c). */
 struct sync_gate {
 	pthread_mutex_t lock;
 	pthread_cond_t ended; /* a sync ended */
@@ -73,11 +73,11 @@ struct objstore {
 	void (*stat_hook)(void *arg); /* tests: objstore_set_stat_hook() */
 	void *stat_hook_arg;
 	void (*count_hook)(void *arg, unsigned dir); /* tests */
-	int (*sync_hook)(void *arg, unsigned shard); /* tests */
-	void (*unlink_hook)(void *arg);		     /* tests */
-	void *unlink_hook_arg;
-	void *sync_hook_arg;
 	void *count_hook_arg;
+	int (*sync_hook)(void *arg, unsigned shard); /* tests */
+	void *sync_hook_arg;
+	void (*unlink_hook)(void *arg); /* tests */
+	void *unlink_hook_arg;
 };
 
 struct doomed {
