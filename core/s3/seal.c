@@ -1,0 +1,607 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The envelope of bodies in the bucket (core/s3/seal.h): zstd, then
+ * AES-256-GCM through OpenSSL's EVP, in segments. A segment's tag covers
+ * the header, the segment's head, its index and the body's context, so a
+ * segment moved, dropped, cut, or taken from another body (another key
+ * name: an object's body put under another's key) fails to open; the
+ * last segment is flagged, so a body cut at a segment's end fails too.
+ * Without a key the tag is XXH3-128 of the same bytes: it catches damage,
+ * not an attacker (objects are checked against their names anyway).
+ */
+#include "core/s3/seal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/rand.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#define MAGIC "TLYE"
+#define VERSION 1
+#define F_KEYED 1u
+#define S_LAST (1u << 31)
+#define S_ZSTD (1u << 30)
+#define S_LEN (S_ZSTD - 1)
+#define TAG 16
+
+static void put32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+	uint32_t v = 0;
+
+	for (int i = 3; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+const char *seal_snapshot_ctx(const char *key)
+{
+	const char *b = strrchr(key, '/');
+
+	return b ? b + 1 : key;
+}
+
+void seal_key_id_text(uint64_t id, char out[17])
+{
+	snprintf(out, 17, "%016" PRIx64, id);
+}
+
+/* HKDF-SHA256 of key file bytes @ikm, for @info: @n bytes into @out. */
+static int derive(const unsigned char *ikm, size_t len, const char *info,
+		  unsigned char *out, size_t n)
+{
+	static const char salt[] = "tallyfs seal v1";
+	EVP_PKEY_CTX *p = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+	int ok = p && EVP_PKEY_derive_init(p) > 0 &&
+		 EVP_PKEY_CTX_set_hkdf_md(p, EVP_sha256()) > 0 &&
+		 EVP_PKEY_CTX_set1_hkdf_salt(p, (const unsigned char *)salt,
+					     sizeof(salt) - 1) > 0 &&
+		 EVP_PKEY_CTX_set1_hkdf_key(p, ikm, (int)len) > 0 &&
+		 EVP_PKEY_CTX_add1_hkdf_info(p, (const unsigned char *)info,
+					     (int)strlen(info)) > 0 &&
+		 EVP_PKEY_derive(p, out, &n) > 0;
+
+	EVP_PKEY_CTX_free(p);
+	return ok ? 0 : -EIO;
+}
+
+int seal_key_load(const char *path, struct seal_key *k, char *err,
+		  size_t errlen)
+{
+	unsigned char buf[4096], id[8];
+	struct stat st;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+	memset(k, 0, sizeof(*k));
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "key file '%s': %s", path, strerror(-rc));
+		return rc;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		snprintf(err, errlen, "key file '%s' is not a regular file",
+			 path);
+		return -EINVAL;
+	}
+	if (st.st_mode & 077) {
+		close(fd);
+		snprintf(err, errlen,
+			 "key file '%s' is open to group or others (mode "
+			 "%04o): refused; chmod 600 it",
+			 path, (unsigned)(st.st_mode & 07777));
+		return -EACCES;
+	}
+	n = read(fd, buf, sizeof(buf));
+	rc = n < 0 ? -errno : 0;
+	close(fd);
+	if (rc) {
+		snprintf(err, errlen, "key file '%s': %s", path, strerror(-rc));
+		return rc;
+	}
+	if (n < SEAL_KEY_MIN) {
+		snprintf(err, errlen,
+			 "key file '%s' holds %zd bytes: a key is at least %d "
+			 "(head -c 32 /dev/urandom > FILE)",
+			 path, n, SEAL_KEY_MIN);
+		return -EINVAL;
+	}
+	rc = derive(buf, (size_t)n, "encryption", k->enc, sizeof(k->enc));
+	if (!rc)
+		rc = derive(buf, (size_t)n, "names", k->names,
+			    sizeof(k->names));
+	if (!rc)
+		rc = derive(buf, (size_t)n, "key id", id, sizeof(id));
+	OPENSSL_cleanse(buf, sizeof(buf));
+	if (rc) {
+		snprintf(err, errlen, "key file '%s': key derivation failed",
+			 path);
+		return rc;
+	}
+	k->id = get64(id);
+	if (!k->id)
+		k->id = 1; /* 0 says "no key" in a header */
+	return 0;
+}
+
+static size_t nsegs(size_t len)
+{
+	return len ? (len + SEAL_SEGMENT - 1) / SEAL_SEGMENT : 1;
+}
+
+size_t seal_bound(size_t len)
+{
+	return SEAL_HEAD + nsegs(len) * SEAL_SEG_OVER + len;
+}
+
+static int make_head(const struct seal *s, unsigned char *h)
+{
+	memcpy(h, MAGIC, 4);
+	h[4] = VERSION;
+	h[5] = s->keyed ? F_KEYED : 0;
+	h[6] = h[7] = 0;
+	put64(h + 8, s->store_id);
+	put64(h + 16, s->keyed ? s->key.id : 0);
+	memset(h + 24, 0, 12);
+	if (s->keyed && RAND_bytes(h + 24, 12) != 1)
+		return -EIO;
+	put32(h + 36, SEAL_SEGMENT);
+	return 0;
+}
+
+/* What a segment's tag covers besides its payload. */
+struct aad {
+	unsigned char b[SEAL_HEAD + 16];
+	const char *ctx;
+};
+
+static void make_aad(struct aad *a, const unsigned char *head,
+		     const unsigned char *seghead, uint64_t idx,
+		     const char *ctx)
+{
+	memcpy(a->b, head, SEAL_HEAD);
+	memcpy(a->b + SEAL_HEAD, seghead, 8);
+	put64(a->b + SEAL_HEAD + 8, idx);
+	a->ctx = ctx;
+}
+
+static void check_tag(const struct aad *a, const unsigned char *pay, size_t n,
+		      unsigned char tag[TAG])
+{
+	XXH3_state_t *st = XXH3_createState();
+	XXH128_canonical_t c;
+
+	if (!st) {
+		memset(tag, 0xff, TAG); /* never matches a computed one */
+		return;
+	}
+	XXH3_128bits_reset(st);
+	XXH3_128bits_update(st, a->b, sizeof(a->b));
+	XXH3_128bits_update(st, a->ctx, strlen(a->ctx));
+	XXH3_128bits_update(st, pay, n);
+	XXH128_canonicalFromHash(&c, XXH3_128bits_digest(st));
+	XXH3_freeState(st);
+	memcpy(tag, c.digest, TAG);
+}
+
+/* AES-256-GCM of @n bytes @in into @out (may be the same), the nonce
+ * the header's with @idx in its last 8 bytes; @enc: encrypt and write
+ * @tag, else check it. */
+static int gcm(const struct seal *s, const struct aad *a, uint64_t idx,
+	       bool enc, const unsigned char *in, size_t n, unsigned char *out,
+	       unsigned char tag[TAG])
+{
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	unsigned char iv[12];
+	int len, ok;
+
+	memcpy(iv, a->b + 24, 12);
+	for (int i = 0; i < 8; i++)
+		iv[4 + i] ^= (unsigned char)(idx >> (56 - 8 * i));
+	ok = c && (enc ? EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL,
+					    s->key.enc, iv)
+		       : EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL,
+					    s->key.enc, iv)) == 1;
+	ok = ok && EVP_CipherUpdate(c, NULL, &len, a->b, sizeof(a->b)) == 1;
+	ok = ok &&
+	     EVP_CipherUpdate(c, NULL, &len, (const unsigned char *)a->ctx,
+			      (int)strlen(a->ctx)) == 1;
+	if (ok && n)
+		ok = EVP_CipherUpdate(c, out, &len, in, (int)n) == 1;
+	if (ok && !enc)
+		ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG, tag) ==
+		     1;
+	if (ok)
+		ok = EVP_CipherFinal_ex(c, out + n, &len) == 1;
+	if (ok && enc)
+		ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG, tag) ==
+		     1;
+	EVP_CIPHER_CTX_free(c);
+	if (!c)
+		return -ENOMEM;
+	return ok ? 0 : enc ? -EIO : -EBADMSG;
+}
+
+/* Seal segment @idx (@n bytes of @in) after header @head into @out:
+ * the bytes written, or -errno. */
+static ssize_t seg_seal(const struct seal *s, ZSTD_CCtx *z,
+			const unsigned char *head, const char *ctx,
+			uint64_t idx, bool last, const unsigned char *in,
+			uint32_t n, unsigned char *out)
+{
+	unsigned char *pay = out + 8, tag[TAG];
+	uint32_t stored = n, flags = last ? S_LAST : 0;
+	struct aad a;
+	int rc;
+
+	if (s->level && n >= 64) {
+		/* kept only when it saves at least 1/32: a room that small
+		 * makes zstd give up on anything that does not shrink */
+		size_t c = ZSTD_compressCCtx(z, pay, n - n / 32 - 1, in, n,
+					     s->level);
+
+		if (!ZSTD_isError(c)) {
+			stored = (uint32_t)c;
+			flags |= S_ZSTD;
+		}
+	}
+	if (!(flags & S_ZSTD) && !s->keyed && n)
+		memcpy(pay, in, n);
+	put32(out, stored | flags);
+	put32(out + 4, n);
+	make_aad(&a, head, out, idx, ctx);
+	if (s->keyed) {
+		rc = gcm(s, &a, idx, true, flags & S_ZSTD ? pay : in, stored,
+			 pay, tag);
+		if (rc)
+			return rc;
+	} else {
+		check_tag(&a, pay, stored, tag);
+	}
+	memcpy(pay + stored, tag, TAG);
+	return 8 + (ssize_t)stored + TAG;
+}
+
+int seal_buf(const struct seal *s, const char *ctx, const void *in, size_t len,
+	     void *out, size_t *outlen)
+{
+	const unsigned char *p = in;
+	unsigned char *o = out;
+	ZSTD_CCtx *z = s->level ? ZSTD_createCCtx() : NULL;
+	size_t at = SEAL_HEAD, off = 0, i, n = nsegs(len);
+	int rc;
+
+	if (s->level && !z)
+		return -ENOMEM;
+	rc = make_head(s, o);
+	for (i = 0; i < n && !rc; i++) {
+		uint32_t k = (uint32_t)(len - off < SEAL_SEGMENT
+						? len - off
+						: SEAL_SEGMENT);
+		ssize_t w = seg_seal(s, z, o, ctx, i, i + 1 == n, p + off, k,
+				     o + at);
+
+		if (w < 0)
+			rc = (int)w;
+		else
+			at += (size_t)w;
+		off += k;
+	}
+	ZSTD_freeCCtx(z);
+	if (!rc)
+		*outlen = at;
+	return rc;
+}
+
+/* Check header @h against @s: 0, or seal_open()'s errors. *@seg: the
+ * header's segment size. */
+static int check_head(const struct seal *s, const unsigned char *h,
+		      uint32_t *seg, uint64_t *key_id)
+{
+	uint64_t store = get64(h + 8), kid = get64(h + 16);
+	bool keyed;
+	size_t i;
+
+	if (memcmp(h, MAGIC, 4) || h[4] != VERSION || (h[5] & ~F_KEYED) ||
+	    h[6] || h[7])
+		return -EBADMSG;
+	*seg = get32(h + 36);
+	if (!*seg || *seg > SEAL_SEGMENT_MAX)
+		return -EBADMSG;
+	keyed = h[5] & F_KEYED;
+	if (key_id)
+		*key_id = kid;
+	if (keyed && !s->keyed)
+		return -ENOKEY;
+	if (!keyed && s->keyed)
+		return -EBADMSG; /* a store with a key reads only sealed bodies */
+	if (keyed && kid != s->key.id)
+		return -EKEYREJECTED;
+	if (!keyed && kid)
+		return -EBADMSG;
+	for (i = 0; i < s->nstores; i++)
+		if (s->stores[i] == store)
+			break;
+	if (s->nstores && i == s->nstores)
+		return -EUCLEAN;
+	return 0;
+}
+
+/* Open segment @idx at @p (@avail bytes from it) into @out (@cap
+ * bytes): 0 with *@used, *@made and *@last set, or -errno. @scratch
+ * holds a compressed, encrypted payload: @segmax bytes. */
+static int seg_open(const struct seal *s, ZSTD_DCtx *z,
+		    const unsigned char *head, uint32_t segmax, const char *ctx,
+		    uint64_t idx, const unsigned char *p, size_t avail,
+		    unsigned char *out, size_t cap, unsigned char *scratch,
+		    size_t *used, size_t *made, bool *last)
+{
+	uint32_t v, stored, plain;
+	bool zst;
+	const unsigned char *pay = p + 8;
+	unsigned char tag[TAG];
+	struct aad a;
+	int rc;
+
+	if (avail < 8 + TAG)
+		return -EBADMSG;
+	v = get32(p);
+	stored = v & S_LEN;
+	zst = v & S_ZSTD;
+	*last = v & S_LAST;
+	plain = get32(p + 4);
+	if (plain > segmax || stored > avail - 8 - TAG ||
+	    (zst ? stored >= plain || !stored : stored != plain))
+		return -EBADMSG;
+	if (plain > cap)
+		return -EFBIG;
+	make_aad(&a, head, p, idx, ctx);
+	memcpy(tag, pay + stored, TAG);
+	if (s->keyed) {
+		rc = gcm(s, &a, idx, false, pay, stored, zst ? scratch : out,
+			 tag);
+		if (rc)
+			return rc;
+		pay = zst ? scratch : out;
+	} else {
+		unsigned char want[TAG];
+
+		check_tag(&a, pay, stored, want);
+		if (memcmp(want, tag, TAG))
+			return -EBADMSG;
+		if (!zst && plain)
+			memcpy(out, pay, plain);
+	}
+	if (zst) {
+		size_t r = ZSTD_decompressDCtx(z, out, plain, pay, stored);
+
+		if (ZSTD_isError(r) || r != plain)
+			return -EBADMSG;
+	}
+	*used = 8 + (size_t)stored + TAG;
+	*made = plain;
+	return 0;
+}
+
+int seal_open(const struct seal *s, const char *ctx, const void *in, size_t len,
+	      void *out, size_t cap, size_t *outlen, uint64_t *key_id)
+{
+	const unsigned char *p = in;
+	unsigned char *scratch = NULL;
+	ZSTD_DCtx *z = NULL;
+	size_t at = SEAL_HEAD, made = 0;
+	uint32_t segmax;
+	uint64_t idx;
+	bool last = false;
+	int rc;
+
+	if (len < SEAL_HEAD)
+		return -EBADMSG;
+	rc = check_head(s, p, &segmax, key_id);
+	if (rc)
+		return rc;
+	z = ZSTD_createDCtx();
+	/* a compressed payload is smaller than its segment and the body */
+	scratch = malloc(len < segmax ? len : segmax);
+	if (!z || !scratch)
+		rc = -ENOMEM;
+	for (idx = 0; !rc && !last; idx++) {
+		size_t used, n;
+
+		rc = seg_open(s, z, p, segmax, ctx, idx, p + at, len - at,
+			      (unsigned char *)out + made, cap - made, scratch,
+			      &used, &n, &last);
+		if (!rc) {
+			at += used;
+			made += n;
+		}
+	}
+	if (!rc && at != len)
+		rc = -EBADMSG; /* bytes after the last segment */
+	ZSTD_freeDCtx(z);
+	free(scratch);
+	if (!rc)
+		*outlen = made;
+	return rc;
+}
+
+/* Read up to @n bytes (fewer only at the end of the file). */
+static ssize_t read_full(int fd, void *buf, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = read(fd, (char *)buf + got, n - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
+}
+
+static int write_full(int fd, const void *buf, size_t n)
+{
+	size_t put = 0;
+
+	while (put < n) {
+		ssize_t w = write(fd, (const char *)buf + put, n - put);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		put += (size_t)w;
+	}
+	return 0;
+}
+
+int seal_fd(const struct seal *s, const char *ctx, int in, int out,
+	    uint64_t *plain)
+{
+	unsigned char head[SEAL_HEAD];
+	unsigned char *cur = malloc(SEAL_SEGMENT), *nxt = malloc(SEAL_SEGMENT);
+	unsigned char *o = malloc(SEAL_SEGMENT + SEAL_SEG_OVER);
+	ZSTD_CCtx *z = s->level ? ZSTD_createCCtx() : NULL;
+	ssize_t n, m = 0;
+	uint64_t idx = 0, total = 0;
+	int rc = 0;
+
+	if (!cur || !nxt || !o || (s->level && !z))
+		rc = -ENOMEM;
+	if (!rc)
+		rc = make_head(s, head);
+	if (!rc)
+		rc = write_full(out, head, SEAL_HEAD);
+	n = rc ? 0 : read_full(in, cur, SEAL_SEGMENT);
+	if (n < 0)
+		rc = (int)n;
+	while (!rc) {
+		unsigned char *t;
+		ssize_t w;
+
+		m = n == SEAL_SEGMENT ? read_full(in, nxt, SEAL_SEGMENT) : 0;
+		if (m < 0) {
+			rc = (int)m;
+			break;
+		}
+		w = seg_seal(s, z, head, ctx, idx++, m == 0, cur, (uint32_t)n,
+			     o);
+		if (w < 0) {
+			rc = (int)w;
+			break;
+		}
+		rc = write_full(out, o, (size_t)w);
+		total += (uint64_t)n;
+		if (m == 0)
+			break;
+		t = cur;
+		cur = nxt;
+		nxt = t;
+		n = m;
+	}
+	ZSTD_freeCCtx(z);
+	free(cur);
+	free(nxt);
+	free(o);
+	if (!rc && plain)
+		*plain = total;
+	return rc;
+}
+
+int seal_open_fd(const struct seal *s, const char *ctx, int in, int out,
+		 uint64_t *plain, uint64_t *key_id)
+{
+	unsigned char head[SEAL_HEAD], sh[8];
+	unsigned char *seg = NULL, *o = NULL, *scratch = NULL;
+	ZSTD_DCtx *z = NULL;
+	uint32_t segmax;
+	uint64_t idx, total = 0;
+	bool last = false;
+	ssize_t n = read_full(in, head, SEAL_HEAD);
+	int rc = n < 0 ? (int)n : n < SEAL_HEAD ? -EBADMSG : 0;
+
+	if (!rc)
+		rc = check_head(s, head, &segmax, key_id);
+	if (!rc) {
+		seg = malloc((size_t)segmax + SEAL_SEG_OVER);
+		o = malloc(segmax);
+		scratch = malloc(segmax);
+		z = ZSTD_createDCtx();
+		if (!seg || !o || !scratch || !z)
+			rc = -ENOMEM;
+	}
+	for (idx = 0; !rc && !last; idx++) {
+		uint32_t stored;
+		size_t used, made;
+
+		n = read_full(in, sh, 8);
+		if (n != 8) {
+			rc = n < 0 ? (int)n : -EBADMSG;
+			break;
+		}
+		stored = get32(sh) & S_LEN;
+		if (stored > segmax) {
+			rc = -EBADMSG;
+			break;
+		}
+		memcpy(seg, sh, 8);
+		n = read_full(in, seg + 8, (size_t)stored + TAG);
+		if (n != (ssize_t)stored + TAG) {
+			rc = n < 0 ? (int)n : -EBADMSG;
+			break;
+		}
+		rc = seg_open(s, z, head, segmax, ctx, idx, seg,
+			      8 + (size_t)stored + TAG, o, segmax, scratch,
+			      &used, &made, &last);
+		if (!rc)
+			rc = write_full(out, o, made);
+		total += made;
+	}
+	if (!rc) {
+		n = read_full(in, sh, 1);
+		rc = n < 0 ? (int)n : n ? -EBADMSG : 0;
+	}
+	ZSTD_freeDCtx(z);
+	free(seg);
+	free(o);
+	free(scratch);
+	if (!rc && plain)
+		*plain = total;
+	return rc;
+}

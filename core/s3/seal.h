@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The envelope of a body in the bucket (an object, a metadata snapshot)
+ * of a store bound with compression or a key: zstd before AES-256-GCM,
+ * in segments, each authenticated with the header, its index, whether it
+ * is the last, and the body's context (its key name). The format and the
+ * threat model are in docs/design.md, "The envelope".
+ *
+ *   header (SEAL_HEAD bytes, little-endian):
+ *     "TLYE" | version 1 | flags (1: encrypted) | 0 0
+ *     | store id u64 | key id u64 (0: none) | nonce 12 | segment u32
+ *   segments, the last flagged:
+ *     stored u32 (bit 31: last, bit 30: zstd) | plain u32 | payload
+ *     | tag 16 (AES-GCM's; without a key XXH3-128 of what a tag covers)
+ */
+#ifndef TALLY_SEAL_H
+#define TALLY_SEAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SEAL_HEAD 40
+#define SEAL_SEG_OVER 24	     /* a segment's head and tag */
+#define SEAL_SEGMENT (1u << 20)	     /* plain bytes per segment, at most */
+#define SEAL_SEGMENT_MAX (64u << 20) /* what an opener accepts */
+#define SEAL_KEY_MIN 32		     /* bytes of a key file, at least */
+#define SEAL_ZSTD_DEFAULT 3
+
+/* The keys derived from a key file (HKDF-SHA256): never written. */
+struct seal_key {
+	unsigned char enc[32];	 /* AES-256-GCM */
+	unsigned char names[32]; /* HMAC-SHA256 of names (not used yet) */
+	uint64_t id;		 /* says which key sealed a body; not secret */
+};
+
+struct seal {
+	bool keyed; /* bodies are encrypted with key */
+	struct seal_key key;
+	int level;	     /* zstd level; 0: not compressed */
+	uint64_t store_id;   /* written into each header */
+	uint64_t stores[17]; /* the store ids a header may name (this store
+				and its ancestors); nstores 0: any */
+	size_t nstores;
+};
+
+/*
+ * Read key file @path into @k. Refused, with a message in @err: a file
+ * that is not a regular file, is readable or writable by group or others
+ * (-EACCES), or holds fewer than SEAL_KEY_MIN bytes (-EINVAL).
+ */
+int seal_key_load(const char *path, struct seal_key *k, char *err,
+		  size_t errlen);
+
+/* The most bytes seal_buf() makes of @len bytes. */
+size_t seal_bound(size_t len);
+
+/* Seal @len bytes of @in with context @ctx into @out (seal_bound(@len)
+ * bytes): 0 (*@outlen set) or -errno (-ENOMEM, -EIO: the library). */
+int seal_buf(const struct seal *s, const char *ctx, const void *in, size_t len,
+	     void *out, size_t *outlen);
+
+/*
+ * Open body @in of @len bytes, sealed with context @ctx, into @out of
+ * @cap bytes: 0 (*@outlen set), -ENOKEY (encrypted, no key given),
+ * -EKEYREJECTED (another key: *@key_id says which, if not NULL),
+ * -EUCLEAN (sealed by a store that is not this one nor an ancestor),
+ * -EFBIG (more than @cap bytes) or -EBADMSG (anything else: altered,
+ * cut, another body's, not an envelope, or not encrypted in a store
+ * that is).
+ */
+int seal_open(const struct seal *s, const char *ctx, const void *in, size_t len,
+	      void *out, size_t cap, size_t *outlen, uint64_t *key_id);
+
+/* The same, file to file (a snapshot): @in read to its end, @out
+ * written from its offset; -errno of the files too. *@plain (may be
+ * NULL): the bytes of the plain side. */
+int seal_fd(const struct seal *s, const char *ctx, int in, int out,
+	    uint64_t *plain);
+int seal_open_fd(const struct seal *s, const char *ctx, int in, int out,
+		 uint64_t *plain, uint64_t *key_id);
+
+/* The context a snapshot's body is sealed with: its key's last part
+ * (prefix-free: a drill restores from a copy of the prefix). */
+const char *seal_snapshot_ctx(const char *key);
+
+/* The key id as text (16 hex digits, @out of 17 bytes). */
+void seal_key_id_text(uint64_t id, char out[17]);
+
+#endif

@@ -1,0 +1,374 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The envelope of bodies in the bucket (core/s3/seal.c): round trips of
+ * every shape (empty, one byte, segments, compressible, random), and
+ * every way a body can be wrong — a flipped bit anywhere, a cut, a
+ * segment dropped or moved, another body's context, another key, no key,
+ * another store, a plain body in a keyed store — refused, never opened
+ * to other bytes. Key files: their mode and length.
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/s3/seal.h"
+#include "tests/unit/util.h"
+
+static char *dir;
+
+static void setup(void)
+{
+	dir = tu_tmpdir();
+	cr_assert_not_null(dir);
+}
+
+static void teardown(void)
+{
+	tu_rmrf(dir);
+	free(dir);
+}
+
+TestSuite(seal, .init = setup, .fini = teardown, .timeout = 60);
+
+/* A key file of @n bytes of @fill, mode @mode; its path in @path. */
+static void key_file(const char *name, size_t n, int fill, mode_t mode,
+		     char *path, size_t len)
+{
+	char buf[256];
+	int fd;
+
+	snprintf(path, len, "%s/%s", dir, name);
+	memset(buf, fill, sizeof(buf));
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, buf, n), (ssize_t)n);
+	close(fd);
+	cr_assert_eq(chmod(path, mode), 0);
+}
+
+static void keyed(struct seal *s, int fill)
+{
+	char path[4200], err[256];
+
+	key_file("k", 32, fill, 0600, path, sizeof(path));
+	memset(s, 0, sizeof(*s));
+	cr_assert_eq(seal_key_load(path, &s->key, err, sizeof(err)), 0, "%s",
+		     err);
+	s->keyed = true;
+	s->store_id = 7;
+	s->stores[0] = 7;
+	s->nstores = 1;
+}
+
+static unsigned char *text(size_t n)
+{
+	unsigned char *b = malloc(n ? n : 1);
+	static const char w[] = "the quick brown fox jumps over tallyfs ";
+
+	for (size_t i = 0; i < n; i++)
+		b[i] = (unsigned char)w[i % (sizeof(w) - 1)];
+	return b;
+}
+
+static unsigned char *noise(size_t n)
+{
+	unsigned char *b = malloc(n ? n : 1);
+	uint64_t x = 88172645463325252ull;
+
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		b[i] = (unsigned char)x;
+	}
+	return b;
+}
+
+/* Seal @in (@n bytes) with @s and @ctx; the body in *@out. */
+static size_t seal(const struct seal *s, const char *ctx,
+		   const unsigned char *in, size_t n, unsigned char **out)
+{
+	size_t len = 0;
+
+	*out = malloc(seal_bound(n));
+	cr_assert_eq(seal_buf(s, ctx, in, n, *out, &len), 0);
+	cr_assert_leq(len, seal_bound(n));
+	return len;
+}
+
+static int open_body(const struct seal *s, const char *ctx,
+		     const unsigned char *body, size_t len, size_t cap,
+		     unsigned char *out, size_t *got)
+{
+	return seal_open(s, ctx, body, len, out, cap, got, NULL);
+}
+
+static void round_trip(const struct seal *s, const unsigned char *in, size_t n)
+{
+	unsigned char *body, *out = malloc(n ? n : 1);
+	size_t len = seal(s, "obj", in, n, &body), got = 99;
+
+	cr_assert_eq(open_body(s, "obj", body, len, n, out, &got), 0,
+		     "size %zu", n);
+	cr_assert_eq(got, n);
+	cr_assert(!n || !memcmp(in, out, n));
+	free(body);
+	free(out);
+}
+
+Test(seal, every_shape_opens_to_its_bytes)
+{
+	size_t sizes[] = { 0,
+			   1,
+			   63,
+			   64,
+			   4096,
+			   SEAL_SEGMENT - 1,
+			   SEAL_SEGMENT,
+			   SEAL_SEGMENT + 1,
+			   3 * SEAL_SEGMENT + 17 };
+	struct seal plain = { .store_id = 7 },
+		    z = { .level = 3, .store_id = 7 };
+	struct seal k, kz;
+
+	keyed(&k, 'a');
+	keyed(&kz, 'a');
+	kz.level = 3;
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		unsigned char *t = text(sizes[i]), *r = noise(sizes[i]);
+
+		round_trip(&plain, t, sizes[i]);
+		round_trip(&z, t, sizes[i]);
+		round_trip(&k, r, sizes[i]);
+		round_trip(&kz, t, sizes[i]);
+		round_trip(&kz, r, sizes[i]);
+		free(t);
+		free(r);
+	}
+}
+
+Test(seal, text_shrinks_and_noise_stays_raw)
+{
+	size_t n = 3 * SEAL_SEGMENT, len;
+	unsigned char *t = text(n), *r = noise(n), *body;
+	struct seal kz;
+
+	keyed(&kz, 'a');
+	kz.level = 3;
+	len = seal(&kz, "obj", t, n, &body);
+	cr_assert_lt(len, n / 20, "text sealed to %zu bytes", len);
+	free(body);
+	len = seal(&kz, "obj", r, n, &body);
+	/* raw: the header and each segment's head and tag, nothing more */
+	cr_assert_eq(len, SEAL_HEAD + 3 * SEAL_SEG_OVER + n);
+	free(body);
+	free(t);
+	free(r);
+}
+
+Test(seal, encrypted_bodies_hold_no_plaintext)
+{
+	size_t n = 200000, len;
+	unsigned char *t = text(n), *body;
+	struct seal k;
+
+	keyed(&k, 'a');
+	len = seal(&k, "obj", t, n, &body);
+	cr_assert_null(memmem(body, len, "quick brown", 11));
+	/* the same bytes twice: two bodies (a fresh nonce each) */
+	{
+		unsigned char *again;
+		size_t len2 = seal(&k, "obj", t, n, &again);
+
+		cr_assert_eq(len, len2);
+		cr_assert_neq(memcmp(body, again, len), 0);
+		free(again);
+	}
+	free(body);
+	free(t);
+}
+
+/* Every single-bit flip of a sealed body of two segments is refused. */
+static void every_flip_refused(const struct seal *s)
+{
+	size_t n = SEAL_SEGMENT + 300, len, got;
+	unsigned char *t = text(n), *body, *out = malloc(n);
+
+	len = seal(s, "obj", t, n, &body);
+	for (size_t i = 0; i < len; i += (i < 200 || len - i < 200) ? 1 : 997) {
+		for (int bit = 0; bit < 8; bit += 3) {
+			int rc;
+
+			body[i] ^= (unsigned char)(1 << bit);
+			rc = open_body(s, "obj", body, len, n, out, &got);
+			body[i] ^= (unsigned char)(1 << bit);
+			cr_assert_lt(rc, 0, "byte %zu bit %d opened", i, bit);
+			cr_assert_neq(rc, -ENOMEM);
+		}
+	}
+	free(body);
+	free(out);
+	free(t);
+}
+
+Test(seal, a_flipped_bit_anywhere_is_refused)
+{
+	struct seal k, z = { .level = 3, .store_id = 7 };
+
+	keyed(&k, 'a');
+	every_flip_refused(&k);
+	k.level = 3;
+	every_flip_refused(&k);
+	every_flip_refused(&z);
+}
+
+Test(seal, cut_dropped_moved_or_another_bodys_segments_are_refused)
+{
+	size_t n = 3 * SEAL_SEGMENT, len, got, seg;
+	unsigned char *r = noise(n), *body, *out = malloc(n), *moved;
+	struct seal k;
+
+	keyed(&k, 'a');
+	len = seal(&k, "obj", r, n, &body);
+	seg = SEAL_SEG_OVER + SEAL_SEGMENT; /* raw: each segment this long */
+	/* cut anywhere, at a segment's end too */
+	for (size_t cut = 0; cut < len; cut += cut < 100 ? 1 : 65521)
+		cr_assert_eq(open_body(&k, "obj", body, cut, n, out, &got),
+			     -EBADMSG, "cut at %zu", cut);
+	cr_assert_eq(open_body(&k, "obj", body, SEAL_HEAD + 2 * seg, n, out,
+			       &got),
+		     -EBADMSG);
+	/* the second segment dropped; the first two swapped */
+	moved = malloc(len);
+	memcpy(moved, body, SEAL_HEAD + seg);
+	memcpy(moved + SEAL_HEAD + seg, body + SEAL_HEAD + 2 * seg, seg);
+	cr_assert_eq(open_body(&k, "obj", moved, SEAL_HEAD + 2 * seg, n, out,
+			       &got),
+		     -EBADMSG);
+	memcpy(moved, body, SEAL_HEAD);
+	memcpy(moved + SEAL_HEAD, body + SEAL_HEAD + seg, seg);
+	memcpy(moved + SEAL_HEAD + seg, body + SEAL_HEAD, seg);
+	memcpy(moved + SEAL_HEAD + 2 * seg, body + SEAL_HEAD + 2 * seg, seg);
+	cr_assert_eq(open_body(&k, "obj", moved, len, n, out, &got), -EBADMSG);
+	/* bytes after the last segment */
+	cr_assert_eq(open_body(&k, "obj", body, len, n, out, &got), 0);
+	{
+		unsigned char *longer = malloc(len + 1);
+
+		memcpy(longer, body, len);
+		longer[len] = 0;
+		cr_assert_eq(open_body(&k, "obj", longer, len + 1, n, out,
+				       &got),
+			     -EBADMSG);
+		free(longer);
+	}
+	/* another object's body under this one's key */
+	cr_assert_eq(open_body(&k, "other", body, len, n, out, &got), -EBADMSG);
+	/* too small a room */
+	cr_assert_eq(open_body(&k, "obj", body, len, n - 1, out, &got), -EFBIG);
+	free(moved);
+	free(body);
+	free(out);
+	free(r);
+}
+
+Test(seal, another_key_no_key_another_store_or_a_plain_body_are_refused)
+{
+	size_t n = 5000, len, plen, got;
+	unsigned char *t = text(n), *body, *pbody, *out = malloc(n);
+	struct seal k, k2, none = { .store_id = 7 };
+	uint64_t kid = 0;
+
+	keyed(&k, 'a');
+	keyed(&k2, 'b');
+	cr_assert_neq(k.key.id, k2.key.id);
+	len = seal(&k, "obj", t, n, &body);
+	cr_assert_eq(seal_open(&k2, "obj", body, len, out, n, &got, &kid),
+		     -EKEYREJECTED);
+	cr_assert_eq(kid, k.key.id, "the refusal names the key that sealed");
+	cr_assert_eq(open_body(&none, "obj", body, len, n, out, &got), -ENOKEY);
+	k2 = k;
+	k2.stores[0] = 8;
+	cr_assert_eq(open_body(&k2, "obj", body, len, n, out, &got), -EUCLEAN);
+	k2.stores[1] = 7;
+	k2.nstores = 2; /* an ancestor's body opens */
+	cr_assert_eq(open_body(&k2, "obj", body, len, n, out, &got), 0);
+	/* a keyed store takes no plain body, not even a valid one */
+	plen = seal(&none, "obj", t, n, &pbody);
+	cr_assert_eq(open_body(&k, "obj", pbody, plen, n, out, &got), -EBADMSG);
+	/* raw bytes, not an envelope */
+	cr_assert_eq(open_body(&none, "obj", t, n, n, out, &got), -EBADMSG);
+	free(pbody);
+	free(body);
+	free(out);
+	free(t);
+}
+
+Test(seal, files_round_trip_and_refuse_a_cut)
+{
+	char a[4200], b[4200], c[4200];
+	size_t n = 2 * SEAL_SEGMENT + 123;
+	unsigned char *t = text(n), *back = malloc(n);
+	struct seal kz;
+	uint64_t plain = 0;
+	struct stat st;
+	int in, out;
+
+	keyed(&kz, 'a');
+	kz.level = 5;
+	snprintf(a, sizeof(a), "%s/plain", dir);
+	snprintf(b, sizeof(b), "%s/sealed", dir);
+	snprintf(c, sizeof(c), "%s/back", dir);
+	in = open(a, O_RDWR | O_CREAT, 0600);
+	cr_assert_eq(write(in, t, n), (ssize_t)n);
+	lseek(in, 0, SEEK_SET);
+	out = open(b, O_RDWR | O_CREAT, 0600);
+	cr_assert_eq(seal_fd(&kz, "snap-1.db", in, out, &plain), 0);
+	cr_assert_eq(plain, n);
+	close(in);
+	lseek(out, 0, SEEK_SET);
+	in = open(c, O_RDWR | O_CREAT, 0600);
+	cr_assert_eq(seal_open_fd(&kz, "snap-1.db", out, in, &plain, NULL), 0);
+	cr_assert_eq(plain, n);
+	cr_assert_eq(pread(in, back, n, 0), (ssize_t)n);
+	cr_assert_eq(memcmp(back, t, n), 0);
+	/* another snapshot's name: refused */
+	lseek(out, 0, SEEK_SET);
+	cr_assert_eq(ftruncate(in, 0), 0);
+	cr_assert_eq(seal_open_fd(&kz, "snap-2.db", out, in, NULL, NULL),
+		     -EBADMSG);
+	/* cut short by one byte */
+	cr_assert_eq(fstat(out, &st), 0);
+	cr_assert_eq(ftruncate(out, st.st_size - 1), 0);
+	lseek(out, 0, SEEK_SET);
+	cr_assert_eq(seal_open_fd(&kz, "snap-1.db", out, in, NULL, NULL),
+		     -EBADMSG);
+	close(in);
+	close(out);
+	free(back);
+	free(t);
+}
+
+Test(seal, key_files_open_to_others_or_short_are_refused)
+{
+	char path[4200], err[256];
+	struct seal_key k;
+
+	key_file("open", 32, 'a', 0640, path, sizeof(path));
+	cr_assert_eq(seal_key_load(path, &k, err, sizeof(err)), -EACCES);
+	cr_assert(strstr(err, "group or others"), "%s", err);
+	key_file("short", 31, 'a', 0600, path, sizeof(path));
+	cr_assert_eq(seal_key_load(path, &k, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "at least 32"), "%s", err);
+	snprintf(path, sizeof(path), "%s/absent", dir);
+	cr_assert_eq(seal_key_load(path, &k, err, sizeof(err)), -ENOENT);
+	key_file("ok", 64, 'a', 0400, path, sizeof(path));
+	cr_assert_eq(seal_key_load(path, &k, err, sizeof(err)), 0, "%s", err);
+	cr_assert_neq(k.id, 0);
+}
