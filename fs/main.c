@@ -55,6 +55,7 @@ struct options {
 	int no_intent_log;  /* each operation committed on its own */
 	char *remote;	    /* s3://BUCKET[/PREFIX] */
 	char *remote_endpoint, *remote_region;
+	char *key_file, *compress; /* the envelope of bodies in the bucket */
 	unsigned max_uploads;
 	char *cache_size; /* bytes, or with K, M, G, T */
 	long long remote_delete_delay;
@@ -108,6 +109,8 @@ static const struct fuse_opt option_spec[] = {
 	OPT("remote=%s", remote),
 	OPT("remote_endpoint=%s", remote_endpoint),
 	OPT("remote_region=%s", remote_region),
+	OPT("key_file=%s", key_file),
+	OPT("compress=%s", compress),
 	OPT("max_uploads=%u", max_uploads),
 	OPT("cache_size=%s", cache_size),
 	OPT("remote_delete_delay=%lld", remote_delete_delay),
@@ -154,7 +157,8 @@ static void usage(const char *prog)
 	printf("usage: %s [-f] [-o OPTIONS] STORE MOUNTPOINT\n"
 	       "       %s --restore -o remote=s3://BUCKET[/PREFIX],"
 	       "remote_endpoint=URL\n"
-	       "          [-o snapshot=NAME] [-o restore_incomplete] STORE\n"
+	       "          [-o snapshot=NAME] [-o restore_incomplete] [-o key_file=PATH]\n"
+	       "          STORE\n"
 	       "\n"
 	       "Mount the tallyfs store STORE (created on first use) on\n"
 	       "MOUNTPOINT. Top-level directories are namespaces; see\n"
@@ -218,13 +222,23 @@ static void usage(const char *prog)
 	       "                            file (fsync of each object and "
 	       "its directory)\n"
 	       "                            or fs (syncfs everywhere)\n"
-	       "    -o remote=s3://BUCKET[/PREFIX]  ship objects to this "
+	       "",
+	       prog, prog);
+	printf("    -o remote=s3://BUCKET[/PREFIX]  ship objects to this "
 	       "bucket (the store\n"
 	       "                            becomes its cache; credentials "
 	       "from AWS_* or\n"
 	       "                            ~/.aws/credentials)\n"
 	       "    -o remote_endpoint=URL  the S3 server, http[s]://HOST[:PORT]\n"
 	       "    -o remote_region=NAME   signing region (default us-east-1)\n"
+	       "    -o key_file=PATH        encrypt bodies in the bucket "
+	       "(AES-256-GCM) with\n"
+	       "                            the key in PATH (32 bytes or "
+	       "more, mode 0600),\n"
+	       "                            set when the store is bound\n"
+	       "    -o compress=zstd[:LEVEL]  compress bodies in the bucket "
+	       "(level 1-19,\n"
+	       "                            default 3); none: do not\n"
 	       "    -o max_uploads=N        uploads in flight (default 8)\n"
 	       "    -o cache_size=BYTES     local object bytes kept (K, M, G, "
 	       "T suffixes;\n"
@@ -251,8 +265,7 @@ static void usage(const char *prog)
 	       "                            127.0.0.1:9108; [::1]:9108)\n"
 	       "    -f                      stay in the foreground\n"
 	       "    -V, --version           print the version\n"
-	       "\n",
-	       prog, prog);
+	       "\n");
 	printf("FUSE options:\n");
 	fuse_cmdline_help();
 	fuse_lowlevel_help();
@@ -475,6 +488,30 @@ static int parse_bytes(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* compress=zstd[:LEVEL] or none: the zstd level into *@level (0: none). */
+static int parse_compress(const char *v, int *level)
+{
+	char *end;
+	long l;
+
+	if (!strcmp(v, "none")) {
+		*level = 0;
+		return 0;
+	}
+	if (!strcmp(v, "zstd")) {
+		*level = SEAL_ZSTD_DEFAULT;
+		return 0;
+	}
+	if (strncmp(v, "zstd:", 5))
+		return -1;
+	errno = 0;
+	l = strtol(v + 5, &end, 10);
+	if (errno || *end || end == v + 5 || l < 1 || l > 19)
+		return -1;
+	*level = (int)l;
+	return 0;
+}
+
 /* The remote tier's options, checked before the daemon starts: 0, or -1
  * with a message. */
 static int remote_options(const char *prog, const struct options *o,
@@ -486,15 +523,30 @@ static int remote_options(const char *prog, const struct options *o,
 	memset(r, 0, sizeof(*r));
 	if (!o->remote) {
 		if (o->remote_endpoint || o->remote_region || o->cache_size ||
-		    o->max_uploads) {
+		    o->max_uploads || o->key_file || o->compress) {
 			fprintf(stderr,
 				"%s: remote_endpoint, remote_region, "
-				"cache_size and max_uploads need -o "
-				"remote=s3://BUCKET\n",
+				"cache_size, max_uploads, key_file and "
+				"compress need -o remote=s3://BUCKET\n",
 				prog);
 			return -1;
 		}
 		return 0;
+	}
+	if (o->compress && parse_compress(o->compress, &r->compress)) {
+		fprintf(stderr,
+			"%s: compress is zstd, zstd:LEVEL (1 to 19) or none, "
+			"not '%s'\n",
+			prog, o->compress);
+		return -1;
+	}
+	if (o->key_file) {
+		rc = seal_key_load(o->key_file, &r->key, err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "%s: %s\n", prog, err);
+			return -1;
+		}
+		r->keyed = true;
 	}
 	if (!o->remote_endpoint) {
 		fprintf(stderr, "%s: -o remote needs -o remote_endpoint=URL\n",
@@ -554,7 +606,7 @@ static int restore(const char *prog, const struct options *o)
 		fprintf(stderr,
 			"usage: %s --restore -o remote=s3://BUCKET[/PREFIX],"
 			"remote_endpoint=URL [-o snapshot=NAME] "
-			"[-o restore_incomplete] STORE\n",
+			"[-o restore_incomplete] [-o key_file=PATH] STORE\n",
 			prog);
 		return 2;
 	}
@@ -564,7 +616,11 @@ static int restore(const char *prog, const struct options *o)
 	ro.store = o->store;
 	ro.snapshot = o->snapshot;
 	ro.incomplete_ok = o->restore_incomplete;
+	ro.keyed = r.keyed;
+	ro.key = r.key;
 	rc = remote_restore(&ro, &rep, say_line, NULL);
+	explicit_bzero(&r.key, sizeof(r.key));
+	explicit_bzero(&ro.key, sizeof(ro.key));
 	s3_cfg_release(&r.cfg);
 	printf("snapshot: %s\nobjects: %llu\nmissing: %llu\n"
 	       "bucket_keys: %llu\ninodes: %llu\nbytes: %llu\n"
@@ -870,6 +926,8 @@ out_args:
 	free(o.remote);
 	free(o.remote_endpoint);
 	free(o.remote_region);
+	free(o.key_file);
+	free(o.compress);
 	free(o.cache_size);
 	free(o.snapshot);
 	free(o.metrics);
@@ -877,6 +935,7 @@ out_args:
 		close(mfd);
 	if (remote_on)
 		s3_cfg_release(&ropts.cfg); /* what tally_open did not take */
+	explicit_bzero(&ropts.key, sizeof(ropts.key));
 	fuse_opt_free_args(&args);
 	return ret;
 }

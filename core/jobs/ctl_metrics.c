@@ -311,6 +311,9 @@ static void remote(struct metrics_text *x, struct tally *t)
 		"objects uploaded to the bucket", s.uploaded);
 	one_u64(x, "tallyfs_remote_upload_bytes_total", "counter",
 		"bytes uploaded to the bucket", s.bytes_uploaded);
+	one_u64(x, "tallyfs_remote_upload_logical_bytes_total", "counter",
+		"bytes of the objects uploaded, before their envelope",
+		s.bytes_logical);
 	one_u64(x, "tallyfs_remote_upload_failures_total", "counter",
 		"uploads and deletions that failed (tried again)", s.failed);
 	one_u64(x, "tallyfs_remote_retries_total", "counter",

@@ -337,6 +337,11 @@ static int remote_json(struct tally *t, char **acc)
 			", \"read_ahead\": %" PRIu64 ", \"compared\": %" PRIu64
 			", \"evicted\": %" PRIu64 ", \"cache_bytes\": %" PRIu64
 			", \"cache_size\": %" PRIu64 ", \"snapshots\": %" PRIu64
+			", \"sealed\": %s, \"encrypted\": %s"
+			", \"key_id\": \"%s\", \"compress\": %d"
+			", \"bytes_logical\": %" PRIu64
+			", \"bytes_stored\": %" PRIu64
+			", \"compress_ratio\": %.3f"
 			", \"last_snapshot\": %s"
 			", \"last_error\": %s}",
 			ep, bucket, prefix, st.reachable ? "true" : "false",
@@ -345,6 +350,12 @@ static int remote_json(struct tally *t, char **acc)
 			st.delete_queued, st.deleted, st.fetched,
 			st.bytes_fetched, st.read_ahead, st.compared,
 			st.evicted, st.cache_bytes, st.cache_size, st.snapshots,
+			st.sealed ? "true" : "false",
+			st.encrypted ? "true" : "false", st.key_id, st.compress,
+			st.bytes_logical, st.bytes_stored,
+			st.bytes_stored ? (double)st.bytes_logical /
+						  (double)st.bytes_stored
+					: 0.0,
 			snap, err);
 	free(ep);
 	free(bucket);

@@ -103,6 +103,34 @@ int rl_mem_sink(void *arg, const void *buf, size_t n)
 	return 0;
 }
 
+/* Whether marker @got names this store with other envelope lines than
+ * @want (logged: the bucket is sealed otherwise than this mount). */
+static bool marker_seal_differs(struct remote *r, const char *got,
+				const char *want)
+{
+	char gs[64], ws[64], gid[17], wid[17];
+	uint64_t gk, wk;
+	size_t gl, wl;
+
+	if (bucket_seal_parse(got, gs, sizeof(gs), &gk) ||
+	    bucket_seal_parse(want, ws, sizeof(ws), &wk))
+		return false;
+	gl = strlen(got) - strlen(gs);
+	wl = strlen(want) - strlen(ws);
+	if (gl != wl || strncmp(got, want, gl) || !strcmp(gs, ws))
+		return false;
+	seal_key_id_text(gk, gid);
+	seal_key_id_text(wk, wid);
+	log_msg(LOG_ERR,
+		"bucket '%s' prefix '%s': its marker says its bodies are %s%s%s, "
+		"this store's say %s%s%s: refused",
+		r->cfg.bucket, r->cfg.prefix, gs[0] ? "sealed" : "plain",
+		gk ? " with key " : "", gk ? gid : "",
+		ws[0] ? "sealed" : "plain", wk ? " with key " : "",
+		wk ? wid : "");
+	return true;
+}
+
 /* 0 when the bucket holds this store (its marker written if missing
  * and @may_write), -EUCLEAN when it holds another or lost its marker,
  * or the request's error. */
@@ -114,7 +142,8 @@ static int check_marker(struct remote *r, struct s3 *s, bool may_write)
 
 	if (rc)
 		return rc;
-	bucket_marker_text(r->store_id, r->ancestors, want, sizeof(want));
+	bucket_marker_text(r->store_id, r->ancestors, r->seal_text, want,
+			   sizeof(want));
 	rc = s3_get(s, key, 0, 0, rl_mem_sink, &body, NULL);
 	if (rc == -ENOENT) {
 		if (!may_write) {
@@ -133,6 +162,8 @@ static int check_marker(struct remote *r, struct s3 *s, bool may_write)
 	if (rc)
 		return rc;
 	got[body.n] = '\0';
+	if (strcmp(got, want) != 0 && marker_seal_differs(r, got, want))
+		return -EUCLEAN;
 	if (strcmp(got, want) != 0) {
 		log_msg(LOG_ERR,
 			"bucket '%s' prefix '%s' holds another store "
@@ -192,7 +223,7 @@ void rl_note_error(struct remote *r, const char *what, const char *err)
 
 struct bind_ctx {
 	const char *url;
-	char *bound, *marker, *ancestors;
+	char *bound, *marker, *ancestors, *seal;
 	uint64_t store_id;
 	int64_t snap_base; /* config snap_seq_base: a restored store's */
 };
@@ -215,6 +246,9 @@ static int bind_read(struct meta *m, void *arg)
 	rc = meta_remote_conf_get(m, "url", &c->bound);
 	if (rc && rc != -ENOENT)
 		return rc;
+	rc = meta_remote_conf_get(m, "seal", &c->seal);
+	if (rc && rc != -ENOENT)
+		return rc;
 	rc = meta_remote_conf_get(m, "marker", &c->marker);
 	return rc == -ENOENT ? 0 : rc;
 }
@@ -226,6 +260,8 @@ static int bind_write(struct meta *m, void *arg)
 
 	if (!c->bound)
 		rc = meta_remote_conf_set(m, "url", c->url);
+	if (!rc && !c->bound && c->seal)
+		rc = meta_remote_conf_set(m, "seal", c->seal);
 	if (!rc)
 		rc = meta_remote_enable(m, !c->bound);
 	return rc;
@@ -396,6 +432,100 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
+/*
+ * The envelope of the store's bodies: decided by the mount that binds
+ * the store (key_file, compress) and kept in its remote_conf 'seal',
+ * which the marker repeats; a later mount must bring the same key (its
+ * compress may change: each segment says whether it is compressed).
+ * 0, or refused (logged).
+ */
+static int seal_setup(struct remote *r, const struct remote_opts *o,
+		      struct bind_ctx *b)
+{
+	char want[17], have[17];
+	uint64_t want_id = 0;
+	const char *a = r->ancestors;
+
+	seal_key_id_text(o->key.id, have);
+	if (!b->bound && (o->keyed || o->compress)) {
+		if (o->keyed)
+			snprintf(r->seal_text, sizeof(r->seal_text),
+				 "envelope 1\nkey_id %s\n", have);
+		else
+			snprintf(r->seal_text, sizeof(r->seal_text),
+				 "envelope 1\n");
+		b->seal = strdup(r->seal_text);
+		if (!b->seal)
+			return -ENOMEM;
+		want_id = o->keyed ? o->key.id : 0;
+	} else if (b->bound && b->seal) {
+		if (bucket_seal_parse(b->seal, r->seal_text,
+				      sizeof(r->seal_text), &want_id) ||
+		    !r->seal_text[0]) {
+			log_msg(LOG_ERR,
+				"store's envelope record ('%s') is not one: "
+				"refused",
+				b->seal);
+			return -EUCLEAN;
+		}
+	} else if (b->bound && (o->keyed || o->compress)) {
+		log_msg(LOG_ERR,
+			"store was bound to '%s' with plain bodies: key_file "
+			"and compress apply to a store bound with them "
+			"(sealing the plain bodies of a bucket is not built): "
+			"refused",
+			b->bound);
+		return -EINVAL;
+	}
+	seal_key_id_text(want_id, want);
+	if (want_id && !o->keyed) {
+		log_msg(LOG_ERR,
+			"the bodies in bucket '%s' are encrypted with key %s: "
+			"mount with -o key_file=FILE holding it: refused",
+			b->url, want);
+		return -ENOKEY;
+	}
+	if (want_id && o->key.id != want_id) {
+		log_msg(LOG_ERR,
+			"key_file holds key %s, but the bodies in bucket '%s' "
+			"are encrypted with key %s: refused",
+			have, b->url, want);
+		return -EKEYREJECTED;
+	}
+	if (!want_id && o->keyed) {
+		log_msg(LOG_ERR,
+			"store was bound to '%s' without a key: key_file "
+			"refused (encrypting a bucket's bodies, a rekey, is "
+			"not built)",
+			b->url);
+		return -EINVAL;
+	}
+	r->sealed = r->seal_text[0] != '\0';
+	r->seal.keyed = o->keyed;
+	r->seal.key = o->key;
+	r->seal.level = o->compress;
+	r->seal.store_id = r->store_id;
+	r->seal.stores[r->seal.nstores++] = r->store_id;
+	/* a restored store reads what the stores it comes from sealed */
+	while (a && *a &&
+	       r->seal.nstores <
+		       sizeof(r->seal.stores) / sizeof(r->seal.stores[0])) {
+		char *end;
+		unsigned long long v = strtoull(a, &end, 10);
+
+		if (end == a)
+			break;
+		r->seal.stores[r->seal.nstores++] = v;
+		a = end + strspn(end, " ");
+	}
+	r->st.sealed = r->sealed;
+	r->st.encrypted = r->seal.keyed;
+	r->st.compress = r->sealed ? r->seal.level : 0;
+	if (r->seal.keyed)
+		snprintf(r->st.key_id, sizeof(r->st.key_id), "%s", have);
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* the interface */
 
@@ -468,6 +598,9 @@ int remote_new(struct tally *t, struct remote_opts *o, struct remote **out)
 		rc = -EUCLEAN;
 		goto out_free;
 	}
+	rc = seal_setup(r, o, &b);
+	if (rc)
+		goto out_free;
 	rc = s3_new(&r->cfg, &s);
 	if (rc)
 		goto out_free;
@@ -522,6 +655,7 @@ int remote_new(struct tally *t, struct remote_opts *o, struct remote **out)
 	free(b.bound);
 	free(b.marker);
 	free(b.ancestors);
+	free(b.seal);
 	log_msg(LOG_INFO, "remote '%s' at '%s': %u uploads at once", url,
 		r->cfg.endpoint, r->max_jobs);
 	*out = r;
@@ -541,10 +675,12 @@ out_free:
 	free(b.bound);
 	free(b.marker);
 	free(b.ancestors);
+	free(b.seal);
 	free(r->ancestors);
 	free(r->running);
 	free(r->workers);
 	s3_cfg_release(&r->cfg);
+	explicit_bzero(&r->seal, sizeof(r->seal));
 	free(r);
 	return rc;
 }
@@ -651,6 +787,7 @@ void remote_free(struct remote *r)
 	pthread_mutex_destroy(&r->lock);
 	s3_cfg_release(&r->cfg);
 	free(r->ancestors);
+	explicit_bzero(&r->seal, sizeof(r->seal));
 	free(r);
 }
 

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "core/s3/s3.h"
+#include "core/s3/seal.h"
 
 struct tally;
 struct remote;
@@ -40,6 +41,9 @@ struct remote_opts {
 				     (when something changed); 0 = only on
 				     drain remote; < 0 = the default */
 	unsigned snapshot_keep;	  /* snapshots kept; 0 = the default */
+	bool keyed;		  /* key_file: bodies encrypted with key */
+	struct seal_key key;
+	int compress; /* zstd level of the bodies; 0: none */
 };
 
 /*
@@ -151,6 +155,8 @@ struct remote_restore_opts {
 	const char *store;	  /* to create: absent, or an empty directory */
 	const char *snapshot;	  /* its name (snap-...), or NULL: newest */
 	bool incomplete_ok;	  /* restore with objects missing */
+	bool keyed;		  /* key_file given */
+	struct seal_key key;
 };
 struct remote_restore_report {
 	char snapshot[1024]; /* the key restored */
@@ -192,6 +198,12 @@ struct remote_stats {
 	uint64_t snapshots;
 	uint64_t read_ahead; /* fetches made by read-ahead (of fetched) */
 	uint64_t compared;   /* new blocks compared with the bucket's copy */
+	/* the envelope: bodies sealed, encrypted (key_id), zstd level; the
+	 * objects uploaded by this mount, before and after it */
+	bool sealed, encrypted;
+	int compress;
+	char key_id[17];
+	uint64_t bytes_logical, bytes_stored;
 	bool reachable;
 	char last_error[256];
 	char last_snapshot[256];

@@ -32,6 +32,51 @@
 #include "core/fs/tally.h"
 
 /* ------------------------------------------------------------------ */
+/* the body of an object */
+
+/*
+ * Object key name @kn's body, at bucket key @key, into @buf (@size
+ * bytes), out of its envelope when the store's bodies have one: 0
+ * (*@got: the bytes), -EFBIG (more than @size), -EBADMSG (an envelope
+ * that does not open: altered, cut, another object's, another key's;
+ * logged), or the request's error.
+ */
+static int get_object(struct remote *r, struct s3 *s, const char *key,
+		      const char *kn, char *buf, uint64_t size, uint64_t *got)
+{
+	struct membuf body = { buf, 0, size };
+	size_t cap = seal_bound(size), n = 0;
+	uint64_t kid = 0;
+	char hex[17];
+	int rc;
+
+	if (!r->sealed) {
+		rc = s3_get(s, key, 0, 0, rl_mem_sink, &body, NULL);
+		*got = body.n;
+		return rc;
+	}
+	body = (struct membuf){ malloc(cap), 0, cap };
+	if (!body.buf)
+		return -ENOMEM;
+	rc = s3_get(s, key, 0, 0, rl_mem_sink, &body, NULL);
+	if (!rc)
+		rc = seal_open(&r->seal, kn, body.buf, body.n, buf, size, &n,
+			       &kid);
+	free(body.buf);
+	*got = n;
+	if (rc != -EBADMSG && rc != -EUCLEAN && rc != -ENOKEY &&
+	    rc != -EKEYREJECTED)
+		return rc;
+	seal_key_id_text(kid, hex);
+	log_msg(LOG_ERR, "remote: bucket key '%s' does not open: %s", key,
+		rc == -EKEYREJECTED ? "sealed with another key"
+		: rc == -EUCLEAN    ? "sealed by another store"
+		: rc == -ENOKEY	    ? "encrypted, and no key"
+				    : "altered, cut, or another key's body");
+	return -EBADMSG;
+}
+
+/* ------------------------------------------------------------------ */
 /* verify remote */
 
 struct vsample {
@@ -99,7 +144,7 @@ int remote_verify(struct remote *r, double percent, struct gc_verify *v)
 	for (i = 0; i < vs.names.n && !rc; i++) {
 		const char *kn = vs.names.v[i];
 		char key[1024], hex[HASH_HEX_LEN + 1], name[OBJNAME_MAX];
-		struct membuf body;
+		uint64_t got = 0;
 		int64_t gen;
 		int tries = 0;
 
@@ -118,10 +163,9 @@ int remote_verify(struct remote *r, double percent, struct gc_verify *v)
 		if (!rc)
 			rc = bucket_object_key(&r->cfg, kn, key, sizeof(key));
 		do {
-			body = (struct membuf){ buf, 0, vs.sizes[i] };
 			if (!rc || rc == -EAGAIN)
-				rc = s3_get(s, key, 0, 0, rl_mem_sink, &body,
-					    NULL);
+				rc = get_object(r, s, key, kn, buf, vs.sizes[i],
+						&got);
 		} while (rc == -EAGAIN && ++tries < 3 && !usleep(200 * 1000));
 		if (rc == -ENOENT &&
 		    tally_meta_read(r->t, still_in_bucket, (void *)kn) != 1) {
@@ -138,14 +182,14 @@ int remote_verify(struct remote *r, double percent, struct gc_verify *v)
 				name);
 			continue;
 		}
-		if (rc && rc != -EFBIG)
+		if (rc && rc != -EFBIG && rc != -EBADMSG)
 			break;
 		v->checked++;
-		v->bytes += body.n;
+		v->bytes += got;
 		if (!rc) {
-			hash_block(buf, body.n, hex);
-			rc = body.n == vs.sizes[i] ? hash_name_check(name, hex)
-						   : -EBADMSG;
+			hash_block(buf, got, hex);
+			rc = got == vs.sizes[i] ? hash_name_check(name, hex)
+						: -EBADMSG;
 		}
 		if (!rc) {
 			v->ok++;
@@ -185,8 +229,8 @@ static int bucket_same(struct remote *r, const char *name, int64_t gen,
 {
 	struct s3 *s = rl_conn_get(r);
 	char *got = malloc(len ? len : 1);
-	struct membuf body = { got, 0, len };
 	char key[1024], kn[OBJKEY_MAX];
+	uint64_t n = 0;
 	int rc;
 
 	meta_key_name(name, gen, kn); /* the key of its row's generation */
@@ -194,11 +238,11 @@ static int bucket_same(struct remote *r, const char *name, int64_t gen,
 		      : -ENOMEM;
 
 	if (!rc)
-		rc = s3_get(s, key, 0, 0, rl_mem_sink, &body, NULL);
+		rc = get_object(r, s, key, kn, got, len, &n);
 	if (rc == -EFBIG)
 		rc = 1;
 	else if (!rc)
-		rc = body.n != len || memcmp(got, buf, len) != 0;
+		rc = n != len || memcmp(got, buf, len) != 0;
 	if (rc < 0)
 		rl_note_error(r, "compare", s ? s3_last_error(s) : "");
 	free(got);
@@ -283,22 +327,21 @@ static int fetched_settle(struct meta *m, void *arg)
 static int fetch_once(struct remote *r, struct s3 *s, uint32_t shard,
 		      const char *name, int64_t gen, uint64_t size, char *buf)
 {
-	struct membuf body = { buf, 0, size };
 	char key[1024], kn[OBJKEY_MAX];
-	uint64_t total = 0;
+	uint64_t got = 0;
 	int rc;
 
 	meta_key_name(name, gen, kn);
 	rc = bucket_object_key(&r->cfg, kn, key, sizeof(key));
 
 	if (!rc)
-		rc = s3_get(s, key, 0, 0, rl_mem_sink, &body, &total);
-	if (rc == -EFBIG || (!rc && body.n != size))
+		rc = get_object(r, s, key, kn, buf, size, &got);
+	if (rc == -EFBIG || (!rc && got != size))
 		rc = -EBADMSG; /* not the size its row says */
 	/* checked against its name before it is stored (or served) */
 	if (!rc)
 		rc = objstore_cache_put(tally_objstore(r->t), shard, name, buf,
-					body.n);
+					got);
 	if (rc == -EBADMSG) {
 		log_msg(LOG_ERR,
 			"remote: bucket key '%s' does not hold the bytes of "
@@ -318,7 +361,7 @@ static int fetch_once(struct remote *r, struct s3 *s, uint32_t shard,
 	if (!rc) {
 		pthread_mutex_lock(&r->lock);
 		r->st.fetched++;
-		r->st.bytes_fetched += body.n;
+		r->st.bytes_fetched += got;
 		pthread_mutex_unlock(&r->lock);
 	}
 	return rc;

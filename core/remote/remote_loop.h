@@ -46,6 +46,7 @@ struct job {
 	int64_t gen;	       /* an upload: the generation of its key */
 	uint32_t shard;
 	uint64_t size;
+	uint64_t stored; /* an upload: the bytes put (its envelope's) */
 	int64_t seq;
 	int rc;
 	bool server; /* the failure came from the server, not the copy */
@@ -79,6 +80,11 @@ struct remote {
 	uint64_t store_id;
 	char *ancestors; /* remote_conf 'ancestors' (a restored store), or NULL */
 	double started;
+	/* the envelope of the store's bodies (remote_conf 'seal', which the
+	 * marker repeats): set at mount, read-only after */
+	bool sealed;
+	struct seal seal;
+	char seal_text[64]; /* remote_conf 'seal', "" when not sealed */
 
 	pthread_mutex_t lock;
 	pthread_cond_t work;	 /* protected by lock: ready jobs, or stop */

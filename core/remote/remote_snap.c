@@ -156,6 +156,32 @@ static void snap_kept(struct remote *r, struct s3 *s, const char *key,
 	bucket_keys_release(&k);
 }
 
+/* The copy at @path (open as *@fd) sealed into a file of its own,
+ * which replaces *@fd and *@st (unlinked at once: the descriptor keeps
+ * it until the upload ends). */
+static int seal_snapshot(struct remote *r, const char *path, const char *rel,
+			 int *fd, struct stat *st)
+{
+	char sealed[4200];
+	int out, rc;
+
+	snprintf(sealed, sizeof(sealed), "%s.sealed", path);
+	out = open(sealed, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (out < 0)
+		return -errno;
+	unlink(sealed);
+	rc = seal_fd(&r->seal, seal_snapshot_ctx(rel), *fd, out, NULL);
+	if (!rc && (fstat(out, st) || lseek(out, 0, SEEK_SET) < 0))
+		rc = -errno;
+	if (rc) {
+		close(out);
+		return rc;
+	}
+	close(*fd);
+	*fd = out;
+	return 0;
+}
+
 int remote_snapshot(struct remote *r, double timeout, char *key, size_t len)
 {
 	char path[4096], rel[128];
@@ -228,7 +254,9 @@ int remote_snapshot(struct remote *r, double timeout, char *key, size_t len)
 	}
 	snprintf(rel, sizeof(rel), SNAP_PREFIX "%020" PRIu64 "-%010lld.db",
 		 r->snap_base + seq, (long long)time(NULL));
-	rc = s3_key(&r->cfg, rel, key, len);
+	rc = r->sealed ? seal_snapshot(r, path, rel, &fd, &st) : 0;
+	if (!rc)
+		rc = s3_key(&r->cfg, rel, key, len);
 	/* retried like any upload, within the deadline */
 	for (tries = 1; !rc; tries++) {
 		bool stop;

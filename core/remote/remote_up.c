@@ -70,6 +70,81 @@ static int job_key(struct remote *r, const struct job *j, char *key, size_t len)
 	return bucket_object_key(&r->cfg, kn, key, len);
 }
 
+/* The PUT of @j's object from @buf (@j->size bytes) under @key, in
+ * its envelope if the store's bodies have one (core/s3/seal.h). */
+static int put_body(struct remote *r, struct s3 *s, struct job *j,
+		    const char *key, const void *buf)
+{
+	char kn[OBJKEY_MAX];
+	size_t n;
+	void *out;
+	int rc;
+
+	if (!r->sealed) {
+		j->stored = j->size;
+		return s3_put_buf(s, key, buf, j->size);
+	}
+	out = malloc(seal_bound(j->size));
+	if (!out)
+		return -ENOMEM;
+	meta_key_name(j->name, j->gen, kn);
+	rc = seal_buf(&r->seal, kn, buf, j->size, out, &n);
+	if (!rc) {
+		j->stored = n;
+		rc = s3_put_buf(s, key, out, n);
+	}
+	free(out);
+	return rc;
+}
+
+/* The PUT of object @j->name from @buf (@j->size bytes, checked against
+ * the name first): a flush's buffer, its copy collected meanwhile. */
+static int upload_buf(struct remote *r, struct s3 *s, struct job *j,
+		      const void *buf)
+{
+	char key[1024], hex[HASH_HEX_LEN + 1];
+	int rc;
+
+	hash_block(buf, j->size, hex);
+	rc = hash_name_check(j->name, hex);
+	if (rc) {
+		snprintf(j->err, sizeof(j->err),
+			 "the buffer of '%s' does not hold its bytes", j->name);
+		return rc;
+	}
+	rc = job_key(r, j, key, sizeof(key));
+	if (!rc)
+		rc = put_body(r, s, j, key, buf);
+	if (rc) {
+		j->server = rc != -ENOMEM;
+		snprintf(j->err, sizeof(j->err), "upload of '%s': %s", j->name,
+			 s3_last_error(s));
+	}
+	return rc;
+}
+
+/* A sealed store's upload: the local copy read whole (an object is a
+ * block at most), then checked, sealed and put from memory. */
+static int upload_whole(struct remote *r, struct s3 *s, struct job *j, int fd)
+{
+	char *buf = malloc(j->size ? j->size : 1);
+	uint64_t got = 0;
+	int rc = buf ? 0 : -ENOMEM;
+
+	while (!rc && got < j->size) {
+		ssize_t n = pread(fd, buf + got, j->size - got, (off_t)got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		rc = n < 0 ? -errno : n == 0 ? -EUCLEAN : 0;
+		got += n > 0 ? (uint64_t)n : 0;
+	}
+	if (!rc)
+		rc = upload_buf(r, s, j, buf);
+	free(buf);
+	return rc;
+}
+
 /* Upload object @j->name: its local copy, checked against its name in
  * the same read that hashes the body for the server. */
 static int run_upload(struct remote *r, struct s3 *s, struct job *j)
@@ -104,6 +179,12 @@ static int run_upload(struct remote *r, struct s3 *s, struct job *j)
 		rc = -EUCLEAN;
 	if (!rc)
 		rc = job_key(r, j, key, sizeof(key));
+	if (!rc && r->sealed) {
+		rc = upload_whole(r, s, j, fd);
+		close(fd);
+		return rc; /* its error said by upload_buf() */
+	}
+	j->stored = j->size;
 	if (!rc) {
 		struct upcheck c = { hash_begin(), j->name };
 
@@ -323,7 +404,9 @@ void rl_record(struct remote *r, struct job *jobs)
 			}
 			if (j->rc == 0 && j->kind == JOB_UP) {
 				r->st.uploaded++;
-				r->st.bytes_uploaded += j->size;
+				r->st.bytes_uploaded += j->stored;
+				r->st.bytes_logical += j->size;
+				r->st.bytes_stored += j->stored;
 			} else if (j->rc == 0) {
 				r->st.deleted++;
 			}
@@ -526,32 +609,6 @@ void rl_update_low(struct remote *r)
 	pthread_mutex_unlock(&r->lock);
 }
 
-/* The PUT of object @j->name from @buf (@j->size bytes, checked against
- * the name first): a flush's buffer, its copy collected meanwhile. */
-static int upload_buf(struct remote *r, struct s3 *s, struct job *j,
-		      const void *buf)
-{
-	char key[1024], hex[HASH_HEX_LEN + 1];
-	int rc;
-
-	hash_block(buf, j->size, hex);
-	rc = hash_name_check(j->name, hex);
-	if (rc) {
-		snprintf(j->err, sizeof(j->err),
-			 "the buffer of '%s' does not hold its bytes", j->name);
-		return rc;
-	}
-	rc = job_key(r, j, key, sizeof(key));
-	if (!rc)
-		rc = s3_put_buf(s, key, buf, j->size);
-	if (rc) {
-		j->server = rc != -ENOMEM;
-		snprintf(j->err, sizeof(j->err), "upload of '%s': %s", j->name,
-			 s3_last_error(s));
-	}
-	return rc;
-}
-
 struct ship_ctx {
 	struct remote *r;
 	struct state_ctx c;
@@ -653,7 +710,9 @@ int remote_ship(struct remote *r, uint32_t shard, const char *name,
 	}
 	pthread_mutex_lock(&r->lock);
 	r->st.uploaded++;
-	r->st.bytes_uploaded += size;
+	r->st.bytes_uploaded += j.stored;
+	r->st.bytes_logical += size;
+	r->st.bytes_stored += j.stored;
 	pthread_mutex_unlock(&r->lock);
 	return 1;
 }

@@ -110,10 +110,12 @@ static int rm_one(const char *path, const struct stat *st, int flag,
 	return flag == FTW_DP ? rmdir(path) : unlink(path);
 }
 
-/* The store id the bucket's marker names: 0, -ENOENT (no marker), or
- * -EUCLEAN (not a marker). */
+/* The store id the bucket's marker names, its ancestors and envelope
+ * lines (@seal, of SEAL_TEXT bytes; *@key_id): 0, -ENOENT (no marker),
+ * or -EUCLEAN (not a marker). */
+#define SEAL_TEXT 64
 static int marker_id(const struct s3_cfg *cfg, struct s3 *s, uint64_t *id,
-		     char *ancestors, size_t alen)
+		     char *ancestors, size_t alen, char *seal, uint64_t *key_id)
 {
 	struct buf_sink b = { .n = 0 };
 	char key[1024], want[sizeof(b.buf)];
@@ -131,7 +133,9 @@ static int marker_id(const struct s3_cfg *cfg, struct s3 *s, uint64_t *id,
 	a = strstr(b.buf, "\nancestors ");
 	snprintf(ancestors, alen, "%s", a ? a + 11 : "");
 	ancestors[strcspn(ancestors, "\n")] = '\0';
-	bucket_marker_text(v, ancestors, want, sizeof(want));
+	if (bucket_seal_parse(b.buf, seal, SEAL_TEXT, key_id))
+		return -EUCLEAN;
+	bucket_marker_text(v, ancestors, seal, want, sizeof(want));
 	if (strcmp(want, b.buf))
 		return -EUCLEAN;
 	*id = v;
@@ -175,6 +179,49 @@ static int download(struct s3 *s, const char *key, const char *path,
 	if (close(f.fd) && !rc)
 		rc = -errno;
 	*size = f.n;
+	return rc;
+}
+
+/* Sealed snapshot @key, downloaded to @path.sealed, opened into @path:
+ * 0, or -errno (seal_open_fd()'s: said through @say). */
+static int download_sealed(struct s3 *s, const struct seal *sl, const char *key,
+			   const char *path, uint64_t *size,
+			   void (*say)(void *ctx, const char *line), void *ctx)
+{
+	char tmp[4200], kid[17];
+	uint64_t got_id = 0;
+	int in, out, rc;
+
+	snprintf(tmp, sizeof(tmp), "%s.sealed", path);
+	rc = download(s, key, tmp, size);
+	if (rc) {
+		unlink(tmp);
+		return rc;
+	}
+	in = open(tmp, O_RDONLY | O_CLOEXEC);
+	out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	rc = in < 0 || out < 0 ? -errno : 0;
+	if (!rc)
+		rc = seal_open_fd(sl, seal_snapshot_ctx(key), in, out, size,
+				  &got_id);
+	if (!rc && fsync(out))
+		rc = -errno;
+	if (in >= 0)
+		close(in);
+	if (out >= 0 && close(out) && !rc)
+		rc = -errno;
+	unlink(tmp);
+	seal_key_id_text(got_id, kid);
+	if (rc == -EKEYREJECTED)
+		sayf(say, ctx,
+		     "error: snapshot '%s' is sealed with key %s, "
+		     "not the key given",
+		     key, kid);
+	else if (rc == -EBADMSG || rc == -EUCLEAN || rc == -ENOKEY)
+		sayf(say, ctx,
+		     "error: snapshot '%s' does not open (%s): altered, cut, "
+		     "or not this store's",
+		     key, strerror(-rc));
 	return rc;
 }
 
@@ -282,12 +329,12 @@ static bool ancestor(const char *ancestors, uint64_t sid)
 /* The bucket's marker names store @id, made from @ancestors, from now on
  * (a takeover). */
 static int take_over(const struct s3_cfg *cfg, struct s3 *s, uint64_t id,
-		     const char *ancestors)
+		     const char *ancestors, const char *seal)
 {
 	char key[1024], text[MARKER_MAX];
 	int rc = s3_key(cfg, MARKER_KEY, key, sizeof(key));
 
-	bucket_marker_text(id, ancestors, text, sizeof(text));
+	bucket_marker_text(id, ancestors, seal, text, sizeof(text));
 	return rc ? rc : s3_put_buf(s, key, text, strlen(text));
 }
 
@@ -303,7 +350,10 @@ int remote_restore(const struct remote_restore_opts *o,
 	struct s3 *s = NULL;
 	uint64_t id, size;
 	int64_t sid, nid = 0;
-	char anc[700], newanc[sizeof(anc) + 24];
+	char anc[700], newanc[sizeof(anc) + 24], seal_text[SEAL_TEXT];
+	char want[17], have[17];
+	struct seal sl = { .keyed = o->keyed, .key = o->key };
+	uint64_t key_id = 0;
 	const char *key;
 	bool created = false, existed = false;
 	struct stat sb;
@@ -328,13 +378,53 @@ int remote_restore(const struct remote_restore_opts *o,
 		return rc;
 	rc = s3_check(s);
 	if (!rc)
-		rc = marker_id(o->cfg, s, &id, anc, sizeof(anc));
+		rc = marker_id(o->cfg, s, &id, anc, sizeof(anc), seal_text,
+			       &key_id);
 	if (rc == -ENOENT || rc == -EUCLEAN) {
 		sayf(say, ctx,
 		     "error: bucket '%s' prefix '%s' holds no tallyfs store "
 		     "(no valid '" MARKER_KEY "')",
 		     o->cfg->bucket, o->cfg->prefix);
 		goto out;
+	}
+	seal_key_id_text(key_id, want);
+	seal_key_id_text(o->key.id, have);
+	if (!rc && key_id && !o->keyed) {
+		sayf(say, ctx,
+		     "error: the bucket's bodies are encrypted with key %s: "
+		     "restore with -o key_file=FILE holding it",
+		     want);
+		rc = -ENOKEY;
+		goto out;
+	}
+	if (!rc && key_id && o->key.id != key_id) {
+		sayf(say, ctx,
+		     "error: key_file holds key %s, but the bucket's bodies "
+		     "are encrypted with key %s",
+		     have, want);
+		rc = -EKEYREJECTED;
+		goto out;
+	}
+	if (!rc && !key_id && o->keyed) {
+		sayf(say, ctx,
+		     "error: the bucket's bodies are not encrypted: no "
+		     "key_file is needed");
+		rc = -EINVAL;
+		goto out;
+	}
+	if (!rc) {
+		const char *a = anc;
+
+		sl.stores[sl.nstores++] = id;
+		while (*a &&
+		       sl.nstores < sizeof(sl.stores) / sizeof(sl.stores[0])) {
+			char *end;
+
+			sl.stores[sl.nstores++] = strtoull(a, &end, 10);
+			if (end == a)
+				break;
+			a = end + strspn(end, " ");
+		}
 	}
 	if (!rc)
 		rc = bucket_list_snapshots(o->cfg, s, &snaps);
@@ -374,12 +464,18 @@ int remote_restore(const struct remote_restore_opts *o,
 	snprintf(file, sizeof(file), "%s/meta.ilog", o->store);
 	unlink(file);
 	snprintf(file, sizeof(file), "%s/meta.db", o->store);
-	rc = download(s, key, file, &size);
-	if (rc) {
+	if (seal_text[0])
+		rc = download_sealed(s, &sl, key, file, &size, say, ctx);
+	else
+		rc = download(s, key, file, &size);
+	if (rc && rc != -EBADMSG && rc != -EKEYREJECTED && rc != -EUCLEAN &&
+	    rc != -ENOKEY) {
 		sayf(say, ctx, "error: cannot fetch snapshot '%s': %s", key,
 		     s3_last_error(s));
 		goto out;
 	}
+	if (rc)
+		goto out;
 	rc = store_open(o->store, false, STORE_DEFAULT_BLOCK_SIZE, &st);
 	if (rc) {
 		sayf(say, ctx,
@@ -452,7 +548,7 @@ int remote_restore(const struct remote_restore_opts *o,
 	 * if still mounted, finds another store named and stops uploading,
 	 * deleting and snapshotting there (core/remote/remote.c, fenced) */
 	if (!rc) {
-		rc = take_over(o->cfg, s, (uint64_t)nid, newanc);
+		rc = take_over(o->cfg, s, (uint64_t)nid, newanc, seal_text);
 		if (rc)
 			sayf(say, ctx,
 			     "error: cannot write '" MARKER_KEY

@@ -29,16 +29,47 @@ void bucket_url(const struct s3_cfg *cfg, char *out, size_t len)
 		 cfg->prefix[0] ? "/" : "", cfg->prefix);
 }
 
-void bucket_marker_text(uint64_t store_id, const char *ancestors, char *out,
-			size_t len)
+void bucket_marker_text(uint64_t store_id, const char *ancestors,
+			const char *seal, char *out, size_t len)
 {
 	if (ancestors && *ancestors)
 		snprintf(out, len,
-			 "tallyfs store\nstore_id %" PRIu64 "\nancestors %s\n",
-			 store_id, ancestors);
+			 "tallyfs store\nstore_id %" PRIu64
+			 "\nancestors %s\n%s",
+			 store_id, ancestors, seal ? seal : "");
 	else
-		snprintf(out, len, "tallyfs store\nstore_id %" PRIu64 "\n",
-			 store_id);
+		snprintf(out, len, "tallyfs store\nstore_id %" PRIu64 "\n%s",
+			 store_id, seal ? seal : "");
+}
+
+int bucket_seal_parse(const char *text, char *seal, size_t len,
+		      uint64_t *key_id)
+{
+	const char *e = strstr(text, "envelope ");
+	unsigned long long id;
+	char hex[17];
+
+	*key_id = 0;
+	seal[0] = '\0';
+	if (!e)
+		return strstr(text, "key_id ") ? -EUCLEAN : 0;
+	if (e != text && e[-1] != '\n')
+		return -EUCLEAN;
+	if (!strcmp(e, "envelope 1\n")) {
+		snprintf(seal, len, "%s", e);
+		return 0;
+	}
+	if (sscanf(e, "envelope 1\nkey_id %16[0-9a-f]\n", hex) != 1 ||
+	    strlen(hex) != 16)
+		return -EUCLEAN;
+	id = strtoull(hex, NULL, 16);
+	snprintf(seal, len, "envelope 1\nkey_id %s\n", hex);
+	if (strcmp(seal, e)) {
+		seal[0] = '\0';
+		return -EUCLEAN;
+	}
+	*key_id = id;
+	return 0;
 }
 
 int bucket_key_cmp(const void *a, const void *b)

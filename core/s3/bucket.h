@@ -28,9 +28,16 @@
 
 /* The marker's text for store @store_id, made by a restore from the
  * stores @ancestors names (ids, space separated; NULL or "": none), whose
- * snapshots are its history. */
-void bucket_marker_text(uint64_t store_id, const char *ancestors, char *out,
-			size_t len);
+ * snapshots are its history, its bodies in envelopes of @seal (its
+ * remote_conf 'seal': "envelope 1\n" and "key_id HEX\n" with a key; NULL
+ * or "": plain bodies). */
+void bucket_marker_text(uint64_t store_id, const char *ancestors,
+			const char *seal, char *out, size_t len);
+/* The envelope lines of marker or seal text @text ("" if none) into
+ * @seal (@len bytes), its key id into *@key_id (0: no key): 0, or
+ * -EUCLEAN (lines that are not an envelope's). */
+int bucket_seal_parse(const char *text, char *seal, size_t len,
+		      uint64_t *key_id);
 /* The URL a store is bound to (remote_conf url): s3://BUCKET[/PREFIX]. */
 void bucket_url(const struct s3_cfg *cfg, char *out, size_t len);
 /* The full key of key name @name (meta_key_name()). */

@@ -25,17 +25,6 @@ PFX=r1
 RURL="remote=s3://$S3_BUCKET/$PFX,remote_endpoint=$S3_ENDPOINT"
 REMOTE=(-o "$RURL")
 
-# restore STORE [OPTIONS...]: tallyfs --restore; sets ROUT and RRC
-restore() {
-	local store=$1
-
-	shift
-	RRC=0
-	ROUT=$(T "$TALLYFS" --restore "${REMOTE[@]}" "$@" "$store" 2>&1) ||
-		RRC=$?
-}
-rget() { sed -n "s/^$1: //p" <<<"$ROUT" | tail -n 1; }
-
 snapshots() { T "${S3CLI[@]}" ls "$S3_BUCKET" "$PFX/meta/" | wc -l; }
 
 log "a tree, uploaded with its metadata"

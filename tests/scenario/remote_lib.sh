@@ -30,6 +30,18 @@ bucket_lacks() {
 	((rc == 1))
 }
 bucket_count() { T "${S3CLI[@]}" count "$S3_BUCKET" "$PFX/objects/"; }
+# restore STORE [OPTIONS...]: tallyfs --restore with the options in
+# REMOTE; sets ROUT (its output) and RRC (its status)
+restore() {
+	local store=$1
+
+	shift
+	RRC=0
+	ROUT=$(T "$TALLYFS" --restore "${REMOTE[@]}" "$@" "$store" 2>&1) ||
+		RRC=$?
+}
+# rget KEY: a value of the last restore's report
+rget() { sed -n "s/^$1: //p" <<<"$ROUT" | tail -n 1; }
 # remote_get KEY [MNT]: one value of the status's remote section
 remote_get() { status_get remote "${2:-$MNT}" | python3 -c "
 import json, sys
