@@ -14,15 +14,17 @@
 #include "core/jobs/fsck.h"
 #include "core/util/log.h"
 #include "core/meta/meta.h"
+#include "core/s3/bucket.h"
 #include "core/s3/s3.h"
+#include "core/s3/seal.h"
 #include "core/objects/store.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: tallyfsck [--repair] [--wait[=SECONDS]]\n"
-		"                 [--remote-endpoint=URL [--remote-region=R]] "
-		"[-o OPTIONS] STORE\n"
+		"                 [--remote-endpoint=URL [--remote-region=R]\n"
+		"                 [--key-file=PATH]] [-o OPTIONS] STORE\n"
 		"\n"
 		"Check an unmounted tallyfs store: recompute every object's\n"
 		"reference count from the block references and report drift,\n"
@@ -39,6 +41,8 @@ static void usage(FILE *f)
 		"  --remote-endpoint=URL  also check the store's bucket at URL\n"
 		"              (credentials as for tallyfs): objects recorded\n"
 		"              there and missing, keys nothing names\n"
+		"  --key-file=PATH  the key of a bucket bound with one (its\n"
+		"              keys' names are keyed)\n"
 		"  -o meta=URI  the store's metadata is in PostgreSQL "
 		"(as for tallyfs);\n"
 		"              -o also takes remote_endpoint=URL and "
@@ -98,11 +102,57 @@ static void say(void *ctx, const char *line)
 	printf("%s\n", line);
 }
 
+/* The key of a store bound with one (its remote_conf 'seal' names its
+ * id) from @key_file into @k: 0 (*@keyed says whether it has one), or
+ * -errno (said). */
+static int bucket_key(struct store *s, const char *key_file, struct seal_key *k,
+		      bool *keyed)
+{
+	char *conf = NULL, text[64], err[256], want[17], have[17];
+	uint64_t id = 0;
+	int rc = meta_remote_conf_get(s->meta, "seal", &conf);
+
+	*keyed = false;
+	if (rc == -ENOENT)
+		return 0;
+	if (!rc)
+		rc = bucket_seal_parse(conf, text, sizeof(text), &id);
+	free(conf);
+	if (rc || !id)
+		return rc;
+	seal_key_id_text(id, want);
+	if (!key_file) {
+		fprintf(stderr,
+			"tallyfsck: the bucket's objects are keyed with key "
+			"%s: give --key-file=PATH\n",
+			want);
+		return -ENOKEY;
+	}
+	rc = seal_key_load(key_file, k, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "tallyfsck: %s\n", err);
+		return rc;
+	}
+	seal_key_id_text(k->id, have);
+	if (k->id != id) {
+		fprintf(stderr,
+			"tallyfsck: key_file holds key %s, but the bucket's "
+			"objects are keyed with key %s\n",
+			have, want);
+		return -EKEYREJECTED;
+	}
+	*keyed = true;
+	return 0;
+}
+
 /* The store's bucket, with --remote-endpoint: 0, or -errno (said). */
 static int check_bucket(struct store *s, const char *endpoint,
-			const char *region, struct fsck_result *res)
+			const char *region, const char *key_file,
+			struct fsck_result *res)
 {
 	struct s3_cfg cfg;
+	struct seal_key k;
+	bool keyed = false;
 	char *url = NULL, err[256];
 	int rc = meta_remote_conf_get(s->meta, "url", &url);
 
@@ -119,7 +169,13 @@ static int check_bucket(struct store *s, const char *endpoint,
 		return 0;
 	}
 	memset(&cfg, 0, sizeof(cfg));
+	rc = bucket_key(s, key_file, &k, &keyed);
+	if (rc) {
+		free(url);
+		return rc;
+	}
 	rc = s3_cfg_parse(&cfg, url, endpoint, region, err, sizeof(err));
+	cfg.names_key = keyed ? k.names : NULL;
 	if (rc) {
 		fprintf(stderr, "tallyfsck: %s\n",
 			rc == -ENOKEY ? "no S3 credentials (AWS_ACCESS_KEY_ID, "
@@ -130,6 +186,7 @@ static int check_bucket(struct store *s, const char *endpoint,
 		rc = fsck_bucket(s, &cfg, say, NULL, res);
 	}
 	s3_cfg_release(&cfg);
+	explicit_bzero(&k, sizeof(k));
 	free(url);
 	return rc;
 }
@@ -141,13 +198,14 @@ int main(int argc, char **argv)
 		{ "wait", optional_argument, NULL, 'w' },
 		{ "remote-endpoint", required_argument, NULL, 'e' },
 		{ "remote-region", required_argument, NULL, 'g' },
+		{ "key-file", required_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct fsck_result res;
 	struct store *s;
-	const char *endpoint = NULL, *region = NULL;
+	const char *endpoint = NULL, *region = NULL, *key_file = NULL;
 	static char o_opts[4096]; /* -o, cut into its options */
 	char *meta = NULL;
 	bool repair = false;
@@ -177,6 +235,8 @@ int main(int argc, char **argv)
 				} else if (!strncmp(tok,
 						    "remote_region=", 14)) {
 					region = tok + 14;
+				} else if (!strncmp(tok, "key_file=", 9)) {
+					key_file = tok + 9;
 				} else if (strncmp(tok, "remote=", 7)) {
 					/* the bucket is the one the metadata
 					 * names: remote= is taken, unused */
@@ -205,6 +265,9 @@ int main(int argc, char **argv)
 			break;
 		case 'g':
 			region = optarg;
+			break;
+		case 'k':
+			key_file = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -248,7 +311,7 @@ int main(int argc, char **argv)
 	}
 	rc = fsck_run(s, repair, say, NULL, &res);
 	if (!rc)
-		rc = check_bucket(s, endpoint, region, &res);
+		rc = check_bucket(s, endpoint, region, key_file, &res);
 	store_close(s);
 	if (rc) {
 		fprintf(stderr, "tallyfsck: check of '%s' failed: %s\n",

@@ -397,9 +397,11 @@ static bool explain_on_disk(struct tally *t, const char *name)
 /* Why object @name is alive, or when GC will collect it (meta locked);
  * with @paths, the paths of (up to EXPLAIN_PATHS) files that hold it.
  * @on_disk: whether a file of it was found (read before the lock). */
-static int explain_object(struct meta *m, const char *name, bool on_disk,
-			  bool paths, char **acc, bool *known)
+static int explain_object(struct meta *m, struct remote *r, const char *name,
+			  bool on_disk, bool paths, char **acc, bool *known)
 {
+	struct meta_remote_state rs;
+	char key[1024];
 	uint64_t size = 0;
 	int64_t id = 0, refcount = 0, since;
 	uint32_t shard = 0;
@@ -427,6 +429,11 @@ static int explain_object(struct meta *m, const char *name, bool on_disk,
 		}
 		if (!rc)
 			rc = meta_object_ghosts(m, id, explain_ghost, acc);
+		/* where the bucket holds it (keyed names say nothing) */
+		if (!rc && r && meta_remote_state(m, name, &rs) == 0 &&
+		    rs.remote &&
+		    remote_object_key(r, name, rs.gen, key, sizeof(key)) == 0)
+			rc = ctl_append(acc, "bucket_key: %s\n", key);
 	} else {
 		rc = ctl_append(acc, "refcount: 0\nfile: %s\n",
 				on_disk ? "present" : "absent");
@@ -462,7 +469,8 @@ struct explain_set {
 	const struct meta_bref *map;
 	const bool *disk;
 	size_t n;
-	bool paths; /* one object named by the user: its paths too */
+	bool paths;	  /* one object named by the user: its paths too */
+	struct remote *r; /* the remote tier, or NULL */
 	char **acc;
 	bool known;
 	uint64_t ino; /* explain_map()'s file */
@@ -478,8 +486,8 @@ static int explain_all(struct meta *m, void *ctx)
 	int rc = 0;
 
 	for (i = 0; i < e->n && !rc; i++)
-		rc = explain_object(m, e->map[i].name, e->disk[i], e->paths,
-				    e->acc, &e->known);
+		rc = explain_object(m, e->r, e->map[i].name, e->disk[i],
+				    e->paths, e->acc, &e->known);
 	return rc;
 }
 
@@ -502,6 +510,7 @@ static int ctl_explain(struct tally *t, const char *arg, char **report)
 	int rc;
 
 	e.acc = &acc;
+	e.r = tally_remote(t);
 	if (strcspn(arg, "@") < OBJNAME_MAX) {
 		struct meta_bref one = { 0 };
 		bool on_disk;

@@ -637,12 +637,12 @@ int fsck_bucket(struct store *s, const struct s3_cfg *cfg,
 	res->bucket_keys = keys.n;
 	rc = meta_remote_in_bucket(s->meta, bucket_object, &c);
 	for (i = 0; i < keys.n && !rc; i++) {
-		const char *base = strrchr(keys.v[i], '/');
+		char kn[OBJKEY_MAX];
 		int v;
 
-		base = base ? base + 1 : keys.v[i];
-		v = bucket_key_valid(base) ? meta_remote_named(s->meta, base)
-					   : 0;
+		v = bucket_key_name(cfg, keys.v[i], kn) == 0
+			    ? meta_remote_named(s->meta, kn)
+			    : 0;
 		if (v < 0) {
 			rc = v;
 			break;

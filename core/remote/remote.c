@@ -601,6 +601,8 @@ int remote_new(struct tally *t, struct remote_opts *o, struct remote **out)
 	rc = seal_setup(r, o, &b);
 	if (rc)
 		goto out_free;
+	/* a key hides the objects' names too */
+	r->cfg.names_key = r->seal.keyed ? r->seal.key.names : NULL;
 	rc = s3_new(&r->cfg, &s);
 	if (rc)
 		goto out_free;
@@ -683,6 +685,15 @@ out_free:
 	explicit_bzero(&r->seal, sizeof(r->seal));
 	free(r);
 	return rc;
+}
+
+int remote_object_key(struct remote *r, const char *name, int64_t gen,
+		      char *key, size_t len)
+{
+	char kn[OBJKEY_MAX];
+
+	meta_key_name(name, gen, kn);
+	return bucket_object_key(&r->cfg, kn, key, len);
 }
 
 void remote_kick(struct remote *r)

@@ -63,6 +63,11 @@ int remote_new(struct tally *t, struct remote_opts *o, struct remote **out);
  */
 void remote_free(struct remote *r);
 
+/* The bucket key of object @name's copy of generation @gen (its row's):
+ * 0 or -errno. */
+int remote_object_key(struct remote *r, const char *name, int64_t gen,
+		      char *key, size_t len);
+
 /* New work may be queued (a commit made objects). */
 void remote_kick(struct remote *r);
 

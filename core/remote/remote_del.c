@@ -262,11 +262,10 @@ int remote_gc(struct remote *r, int64_t grace, bool dry_run,
 	}
 	out->listed = k.n;
 	for (i = 0; i < k.n && !rc; i++) {
-		const char *base = strrchr(k.v[i], '/');
+		char kn[OBJKEY_MAX];
 
-		base = base ? base + 1 : k.v[i];
-		if (bucket_key_valid(base))
-			rc = rl_names_add(&names, base);
+		if (!bucket_key_name(&r->cfg, k.v[i], kn))
+			rc = rl_names_add(&names, kn);
 	}
 	for (i = 0; i < names.n && !rc; i += GC_BATCH) {
 		struct rgc c = { names.v,      i,

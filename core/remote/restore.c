@@ -524,10 +524,13 @@ int remote_restore(const struct remote_restore_opts *o,
 	}
 	rep->bucket_keys = objects.n;
 	{
+		/* keyed names: the bucket's keys of the rows' names */
+		struct s3_cfg kcfg = *o->cfg;
 		struct check_ctx c = {
-			st->meta, &objects, o->cfg, rep, say, ctx
+			st->meta, &objects, &kcfg, rep, say, ctx
 		};
 
+		kcfg.names_key = o->keyed ? o->key.names : NULL;
 		rc = meta_objects(st->meta, check_object, &c);
 	}
 	if (!rc)

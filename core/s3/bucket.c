@@ -12,15 +12,42 @@
 #include <string.h>
 
 #include "core/meta/meta.h"
+#include "core/s3/seal.h"
 #include "core/util/array.h"
 
 int bucket_object_key(const struct s3_cfg *cfg, const char *name, char *key,
 		      size_t len)
 {
-	char rel[16 + OBJKEY_MAX];
+	char rel[16 + SEAL_NAME_MAX], keyed[SEAL_NAME_MAX];
 
+	if (cfg->names_key) {
+		int rc = seal_name_encode(cfg->names_key, name, keyed,
+					  sizeof(keyed));
+
+		if (rc)
+			return rc;
+		name = keyed;
+	}
 	snprintf(rel, sizeof(rel), "objects/%.2s/%s", name, name);
 	return s3_key(cfg, rel, key, len);
+}
+
+int bucket_key_name(const struct s3_cfg *cfg, const char *key, char *kn)
+{
+	const char *base = strrchr(key, '/');
+	char name[OBJNAME_MAX];
+	int64_t gen;
+
+	base = base ? base + 1 : key;
+	if (cfg->names_key) {
+		if (seal_name_decode(cfg->names_key, base, kn, OBJKEY_MAX))
+			return -EINVAL;
+	} else if (strlen(base) < OBJKEY_MAX) {
+		memcpy(kn, base, strlen(base) + 1);
+	} else {
+		return -EINVAL;
+	}
+	return meta_key_parse(kn, name, &gen) ? -EINVAL : 0;
 }
 
 void bucket_url(const struct s3_cfg *cfg, char *out, size_t len)
@@ -75,14 +102,6 @@ int bucket_seal_parse(const char *text, char *seal, size_t len,
 int bucket_key_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-bool bucket_key_valid(const char *key)
-{
-	char name[OBJNAME_MAX];
-	int64_t gen;
-
-	return meta_key_parse(key, name, &gen) == 0;
 }
 
 bool bucket_keys_has(const struct bucket_keys *k, const char *key)

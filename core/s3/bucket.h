@@ -40,9 +40,14 @@ int bucket_seal_parse(const char *text, char *seal, size_t len,
 		      uint64_t *key_id);
 /* The URL a store is bound to (remote_conf url): s3://BUCKET[/PREFIX]. */
 void bucket_url(const struct s3_cfg *cfg, char *out, size_t len);
-/* The full key of key name @name (meta_key_name()). */
+/* The full key of key name @name (meta_key_name()): objects/XX/NAME, or
+ * with @cfg->names_key objects/XX/KEYED (seal_name_encode()). */
 int bucket_object_key(const struct s3_cfg *cfg, const char *name, char *key,
 		      size_t len);
+/* The key name (meta_key_name()) of listed object key @key (its last
+ * component taken) into @kn (OBJKEY_MAX bytes): 0, or -EINVAL (not the
+ * key of an object: another name, or keyed with another key). */
+int bucket_key_name(const struct s3_cfg *cfg, const char *key, char *kn);
 
 /* A listing: malloc'ed keys, sorted. */
 struct bucket_keys {
@@ -54,8 +59,6 @@ void bucket_keys_release(struct bucket_keys *k);
 int bucket_key_cmp(const void *a, const void *b);
 /* Whether sorted listing @k holds @key (an empty listing holds nothing). */
 bool bucket_keys_has(const struct bucket_keys *k, const char *key);
-/* Whether @key is the key name of an object (meta_key_parse()). */
-bool bucket_key_valid(const char *key);
 /* Every key under full key prefix @prefix, all pages, sorted into @out:
  * 0, or the error of a page (then @out is empty: a partial listing is
  * never used). */

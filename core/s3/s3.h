@@ -44,6 +44,9 @@ struct s3_cfg {
 	long connect_timeout; /* seconds; 0 = 10 */
 	long stall_timeout;   /* a transfer below 1 byte/s this long is cut,
 			       seconds; 0 = 30 */
+	/* keyed object names (core/s3/seal.h, seal_name_encode()): the
+	 * 64-byte names key of a store with a key_file, or NULL; borrowed */
+	const unsigned char *names_key;
 };
 
 /*

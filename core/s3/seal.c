@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,97 @@ static uint64_t get64(const unsigned char *p)
 	for (int i = 7; i >= 0; i--)
 		v = v << 8 | p[i];
 	return v;
+}
+
+/* ------------------------------------------------------------------ */
+/* keyed names */
+
+#define NAMES_AAD "tallyfs names v1"
+
+static EVP_CIPHER *siv;
+static pthread_once_t siv_once = PTHREAD_ONCE_INIT;
+
+static void siv_fetch(void)
+{
+	siv = EVP_CIPHER_fetch(NULL, "AES-256-SIV", NULL);
+}
+
+/* AES-256-SIV of @n bytes (@n > 0) of @in into @out, the tag first
+ * (@enc), or back (the tag checked): 0, -EBADMSG or -EIO. */
+static int siv_run(const unsigned char k[64], bool enc, const unsigned char *in,
+		   size_t n, unsigned char *out)
+{
+	EVP_CIPHER_CTX *c;
+	int len, ok;
+
+	pthread_once(&siv_once, siv_fetch);
+	if (!siv || !n)
+		return -EIO;
+	c = EVP_CIPHER_CTX_new();
+	if (!c)
+		return -ENOMEM;
+	ok = EVP_CipherInit_ex2(c, siv, k, NULL, enc, NULL) == 1;
+	if (ok && !enc)
+		ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, TAG,
+					 (void *)in) == 1;
+	ok = ok &&
+	     EVP_CipherUpdate(c, NULL, &len, (const unsigned char *)NAMES_AAD,
+			      (int)strlen(NAMES_AAD)) == 1;
+	if (enc) {
+		ok = ok &&
+		     EVP_CipherUpdate(c, out + TAG, &len, in, (int)n) == 1;
+		ok = ok && EVP_CipherFinal_ex(c, out + TAG + len, &len) == 1;
+		ok = ok && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, TAG,
+					       out) == 1;
+	} else {
+		ok = ok && EVP_CipherUpdate(c, out, &len, in + TAG,
+					    (int)(n - TAG)) == 1;
+		ok = ok && EVP_CipherFinal_ex(c, out + len, &len) == 1;
+	}
+	EVP_CIPHER_CTX_free(c);
+	return ok ? 0 : enc ? -EIO : -EBADMSG;
+}
+
+int seal_name_encode(const unsigned char k[64], const char *kn, char *out,
+		     size_t len)
+{
+	unsigned char b[TAG + 80];
+	size_t n = strlen(kn), i;
+	int rc;
+
+	if (!n || n > 80 || len < 2 * (TAG + n) + 1)
+		return -ENAMETOOLONG;
+	rc = siv_run(k, true, (const unsigned char *)kn, n, b);
+	if (rc)
+		return rc;
+	for (i = 0; i < TAG + n; i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+	return 0;
+}
+
+int seal_name_decode(const unsigned char k[64], const char *hex, char *kn,
+		     size_t len)
+{
+	unsigned char b[TAG + 80], p[80];
+	size_t h = strlen(hex), n, i;
+
+	if (h % 2 || h / 2 <= TAG || h / 2 > sizeof(b))
+		return -EBADMSG;
+	n = h / 2;
+	for (i = 0; i < n; i++) {
+		unsigned v;
+
+		if (!strchr("0123456789abcdef", hex[2 * i]) ||
+		    !strchr("0123456789abcdef", hex[2 * i + 1]) ||
+		    sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return -EBADMSG;
+		b[i] = (unsigned char)v;
+	}
+	if (n - TAG >= len || siv_run(k, false, b, n, p))
+		return -EBADMSG;
+	memcpy(kn, p, n - TAG);
+	kn[n - TAG] = '\0';
+	return memchr(kn, '\0', n - TAG) ? -EBADMSG : 0;
 }
 
 const char *seal_snapshot_ctx(const char *key)
@@ -253,6 +345,26 @@ static int gcm(const struct seal *s, const struct aad *a, uint64_t idx,
 	return ok ? 0 : enc ? -EIO : -EBADMSG;
 }
 
+/*
+ * Whether @n bytes at @in are worth compressing: a segment larger than
+ * PROBE whose first PROBE bytes do not shrink by 1/32 at zstd's fastest
+ * level is taken for incompressible (random, already compressed or
+ * encrypted data) without compressing it whole: a probe costs about a
+ * twentieth of a level-3 pass over 1 MiB of random bytes. @room: scratch
+ * of PROBE bytes at least.
+ */
+#define PROBE (32u << 10)
+static bool compressible(ZSTD_CCtx *z, const unsigned char *in, size_t n,
+			 unsigned char *room)
+{
+	size_t c;
+
+	if (n <= 4 * PROBE)
+		return true;
+	c = ZSTD_compressCCtx(z, room, PROBE - PROBE / 32 - 1, in, PROBE, 1);
+	return !ZSTD_isError(c);
+}
+
 /* Seal segment @idx (@n bytes of @in) after header @head into @out:
  * the bytes written, or -errno. */
 static ssize_t seg_seal(const struct seal *s, ZSTD_CCtx *z,
@@ -265,7 +377,7 @@ static ssize_t seg_seal(const struct seal *s, ZSTD_CCtx *z,
 	struct aad a;
 	int rc;
 
-	if (s->level && n >= 64) {
+	if (s->level && n >= 64 && compressible(z, in, n, pay)) {
 		/* kept only when it saves at least 1/32: a room that small
 		 * makes zstd give up on anything that does not shrink */
 		size_t c = ZSTD_compressCCtx(z, pay, n - n / 32 - 1, in, n,

@@ -30,9 +30,13 @@
 /* The keys derived from a key file (HKDF-SHA256): never written. */
 struct seal_key {
 	unsigned char enc[32];	 /* AES-256-GCM */
-	unsigned char names[32]; /* HMAC-SHA256 of names (not used yet) */
+	unsigned char names[64]; /* AES-256-SIV of object key names */
 	uint64_t id;		 /* says which key sealed a body; not secret */
 };
+
+/* The longest keyed name (seal_name_encode()): hex of a 16-byte tag and
+ * of a key name of at most 80 bytes, and its NUL. */
+#define SEAL_NAME_MAX (2 * (16 + 80) + 1)
 
 struct seal {
 	bool keyed; /* bodies are encrypted with key */
@@ -83,6 +87,20 @@ int seal_open_fd(const struct seal *s, const char *ctx, int in, int out,
 /* The context a snapshot's body is sealed with: its key's last part
  * (prefix-free: a drill restores from a copy of the prefix). */
 const char *seal_snapshot_ctx(const char *key);
+
+/*
+ * Keyed names: the bucket key name of key name @kn (an object's name
+ * and generation, NAME.gN) under names key @k, as the hex of its
+ * AES-256-SIV encryption (deterministic: the same name gives the same
+ * key, so equal content still deduplicates; without the key nothing of
+ * the name can be learnt or guessed), into @out (SEAL_NAME_MAX bytes):
+ * 0 or -errno. seal_name_decode() gives the name back: 0, or -EBADMSG
+ * (@hex is not a name encoded with @k).
+ */
+int seal_name_encode(const unsigned char k[64], const char *kn, char *out,
+		     size_t len);
+int seal_name_decode(const unsigned char k[64], const char *hex, char *kn,
+		     size_t len);
 
 /* The key id as text (16 hex digits, @out of 17 bytes). */
 void seal_key_id_text(uint64_t id, char out[17]);

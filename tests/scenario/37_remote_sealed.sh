@@ -4,7 +4,8 @@
 # -o compress=zstd (core/s3/seal.c), against a real S3 server (s3rver),
 # its bucket read raw by a second client (botocore):
 #  - no body in the bucket holds the files' text, a file's name or an
-#    object's name (the metadata snapshot included); compressible text is
+#    object's name (the metadata snapshot included), and no key holds an
+#    object's name (keyed names); compressible text is
 #    stored in a fraction of its bytes (the status and the bucket's own
 #    sizes), random bytes raw with only the envelope's overhead;
 #  - a restore with the key is byte-exact; without it, or with another
@@ -17,7 +18,10 @@
 #  - through the fault proxy: 503s, bodies cut mid-upload, kill -9 with
 #    uploads in flight: the queue drains, every key opens with the key
 #    (verify remote), tallyfsck clean;
-#  - compression alone (no key): restored byte-exact; tallyfsck clean.
+#  - compression alone (no key): restored byte-exact;
+#  - keyed names: explain gives an object's bucket key, which does not
+#    hold its name; tallyfsck with the bucket needs --key-file, and with
+#    it finds every keyed key named (GC's and fsck's listings decode).
 SCN_TIMEOUT=420
 source "$(dirname "$0")/lib.sh"
 source "$TALLY_SRC/tests/s3/lib.sh"
@@ -45,6 +49,13 @@ refused() {
 	assert_match "$what" "$pat" "$out"
 	is_mounted "$MNT" && fail "$what: a refused mount is mounted"
 	return 0
+}
+
+# bkey OBJECT MNT: the bucket key of OBJECT (keyed names: explain says)
+bkey() {
+	local rep
+	rep=$(ctl_report "explain $1" "$2") || fail "explain $1"
+	report_get bucket_key "$rep"
 }
 
 log "a tree of known text, sealed with a key and compressed"
@@ -75,6 +86,14 @@ manifest "$MNT" --no-ctl >"$TMP/before.mf" || fail "manifest"
 mapfile -t nobjs < <(objects "$MNT/main/noise")
 mapfile -t tobjs < <(objects "$MNT/main/secretdir/secretname-1.txt")
 mapfile -t t2objs < <(objects "$MNT/main/secretdir/secretname-2.txt")
+nkeys=()
+for o in "${nobjs[@]}"; do
+	nkeys+=("$(bkey "$o" "$MNT")")
+	[[ ${nkeys[-1]} == "$PFX/objects/"* ]] || fail "no bucket key of $o"
+	if [[ ${nkeys[-1]} == *"$o"* ]]; then
+		fail "key ${nkeys[-1]} names $o"
+	fi
+done
 umount_fs
 
 log "the bucket's raw bytes: no text, no file name, no object name"
@@ -97,6 +116,8 @@ assert names, "no object files in the store"
 obj_bytes = 0
 nsnap = 0
 for key, size in s3cli.keys(c, bucket, prefix):
+    for n in names:
+        assert n.decode() not in key, f"key {key} names object {n!r}"
     body = c.get_object(Bucket=bucket, Key=key)["Body"].read()
     for needle in (b"plaintext-marker", b"secretname", b"secretdir",
                    b"SQLite format"):
@@ -118,8 +139,9 @@ print(f"objects {obj_bytes} bytes for {logical}; {nsnap} snapshot(s)")
 EOF
 	fail "the bucket holds plain bytes"
 # random bytes: raw, the envelope's header and each segment's head and tag
-for o in "${nobjs[@]}"; do
-	size=$(bucket_keys | awk -v o="$o" '$1 ~ "/" o "(\\.g[0-9]+)?$" { print $2 }')
+for i in "${!nobjs[@]}"; do
+	o=${nobjs[$i]}
+	size=$(bucket_keys | awk -v k="${nkeys[$i]}" '$1 == k { print $2 }')
 	local_size=$(stat -c %s "$(find "$STORE/shards" -name "$o")")
 	segs=$(((local_size + MIB - 1) / MIB))
 	assert_eq "noise object $o: raw plus the envelope" \
@@ -162,8 +184,13 @@ assert_eq "tallyfsck of the restore ($FSCK_OUT)" clean "$(fsck_value status)"
 log "tampering: a flipped bit, another object's body: EIO, never bytes"
 restore "$TMP/r2" -o "key_file=$TMP/k1"
 assert_eq "second restore ($ROUT)" 0 "$RRC"
-k1=$(bucket_key "${tobjs[0]}")
-k2=$(bucket_key "${t2objs[0]}")
+# r2 owns the bucket now; its copies are all evicted, and explain reads
+# none
+M3=$TMP/m3
+mkdir "$M3"
+mount_fs "$TMP/r2" "$M3" "${REMOTE[@]}" -o "key_file=$TMP/k1"
+k1=$(bkey "${tobjs[0]}" "$M3")
+k2=$(bkey "${t2objs[0]}" "$M3")
 [[ -n $k1 && -n $k2 ]] || fail "no keys of the text objects"
 T "${S3CLI[@]}" get "$S3_BUCKET" "$k1" "$TMP/body1"
 T "${S3CLI[@]}" get "$S3_BUCKET" "$k2" "$TMP/body2"
@@ -175,9 +202,6 @@ open(sys.argv[1] + ".flipped", "wb").write(b)
 EOF
 T "${S3CLI[@]}" put "$S3_BUCKET" "$k1" "$TMP/body1.flipped"
 T "${S3CLI[@]}" put "$S3_BUCKET" "$k2" "$TMP/body1"
-M3=$TMP/m3
-mkdir "$M3"
-mount_fs "$TMP/r2" "$M3" "${REMOTE[@]}" -o "key_file=$TMP/k1"
 for f in secretname-1.txt secretname-2.txt; do
 	err=$(cat "$M3/main/secretdir/$f" 2>&1 >/dev/null) &&
 		fail "$f read with its bucket body altered"
@@ -233,8 +257,14 @@ for f in secretname-1.txt secretname-2.txt; do
 done
 umount_fs
 fsck_store --remote-endpoint="$S3_ENDPOINT" "$TMP/r2"
+assert_eq "tallyfsck with the bucket, no key" 2 "$FSCK_RC"
+assert_match "tallyfsck asks for the key" "give --key-file" "$FSCK_OUT"
+fsck_store --remote-endpoint="$S3_ENDPOINT" --key-file="$TMP/k1" "$TMP/r2"
 assert_eq "tallyfsck with the bucket after the faults ($FSCK_OUT)" clean \
 	"$(fsck_value status)"
+assert_eq "tallyfsck: keyed keys all named" 0 "$(fsck_value bucket_orphans)"
+assert_eq "tallyfsck: keyed keys none missing" 0 \
+	"$(fsck_value bucket_missing)"
 
 log "compression alone, and a plain-bound store given a key"
 PFX=sealed2

@@ -372,3 +372,36 @@ Test(seal, key_files_open_to_others_or_short_are_refused)
 	cr_assert_eq(seal_key_load(path, &k, err, sizeof(err)), 0, "%s", err);
 	cr_assert_neq(k.id, 0);
 }
+
+Test(seal, keyed_names_are_stable_opaque_and_decode_only_with_their_key)
+{
+	const char *kn = "0123456789abcdef0123456789abcdef-3.g42";
+	char a[SEAL_NAME_MAX], b[SEAL_NAME_MAX], back[96];
+	struct seal k, k2;
+
+	keyed(&k, 'a');
+	keyed(&k2, 'b');
+	cr_assert_eq(seal_name_encode(k.key.names, kn, a, sizeof(a)), 0);
+	cr_assert_eq(seal_name_encode(k.key.names, kn, b, sizeof(b)), 0);
+	cr_assert_str_eq(a, b, "the same name, the same key: dedup holds");
+	cr_assert_null(strstr(a, "0123456789abcdef"));
+	cr_assert_eq(seal_name_decode(k.key.names, a, back, sizeof(back)), 0);
+	cr_assert_str_eq(back, kn);
+	/* another name, another key's encoding, damage: no name */
+	cr_assert_eq(seal_name_encode(k.key.names,
+				      "0123456789abcdef0123456789abcdef.g43", b,
+				      sizeof(b)),
+		     0);
+	cr_assert_str_neq(a, b);
+	cr_assert_eq(seal_name_decode(k2.key.names, a, back, sizeof(back)),
+		     -EBADMSG);
+	a[7] = a[7] == '0' ? '1' : '0';
+	cr_assert_eq(seal_name_decode(k.key.names, a, back, sizeof(back)),
+		     -EBADMSG);
+	cr_assert_eq(seal_name_decode(k.key.names, kn, back, sizeof(back)),
+		     -EBADMSG, "a plain name is no keyed one");
+	cr_assert_eq(seal_name_decode(k.key.names, "abc", back, sizeof(back)),
+		     -EBADMSG);
+	cr_assert_eq(seal_name_decode(k.key.names, "", back, sizeof(back)),
+		     -EBADMSG);
+}
