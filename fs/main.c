@@ -826,6 +826,8 @@ int main(int argc, char **argv)
 	topts.entry_hint_ms = (int64_t)(fs.entry_timeout * 1000);
 	inject_replay_crash();
 	rc = tally_open(o.store, &topts, &fs.t);
+	/* the remote tier keeps its own copy of the key */
+	explicit_bzero(&ropts.key, sizeof(ropts.key));
 	if (rc) {
 		fprintf(stderr, "tallyfs: cannot open store '%s': %s\n",
 			o.store, strerror(-rc));

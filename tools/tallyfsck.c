@@ -171,6 +171,7 @@ static int check_bucket(struct store *s, const char *endpoint,
 	memset(&cfg, 0, sizeof(cfg));
 	rc = bucket_key(s, key_file, &k, &keyed);
 	if (rc) {
+		explicit_bzero(&k, sizeof(k));
 		free(url);
 		return rc;
 	}

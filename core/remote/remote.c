@@ -444,7 +444,6 @@ static int seal_setup(struct remote *r, const struct remote_opts *o,
 {
 	char want[17], have[17];
 	uint64_t want_id = 0;
-	const char *a = r->ancestors;
 
 	seal_key_id_text(o->key.id, have);
 	if (!b->bound && (o->keyed || o->compress)) {
@@ -505,19 +504,12 @@ static int seal_setup(struct remote *r, const struct remote_opts *o,
 	r->seal.key = o->key;
 	r->seal.level = o->compress;
 	r->seal.store_id = r->store_id;
-	r->seal.stores[r->seal.nstores++] = r->store_id;
-	/* a restored store reads what the stores it comes from sealed */
-	while (a && *a &&
-	       r->seal.nstores <
-		       sizeof(r->seal.stores) / sizeof(r->seal.stores[0])) {
-		char *end;
-		unsigned long long v = strtoull(a, &end, 10);
-
-		if (end == a)
-			break;
-		r->seal.stores[r->seal.nstores++] = v;
-		a = end + strspn(end, " ");
-	}
+	/* the mount opens objects only (snapshots are opened by a restore,
+	 * which checks their store): an object keeps the id of the store
+	 * that uploaded it, which every store restored from it after shares,
+	 * however many restores back (a marker names 16 ancestors); its key
+	 * name in the tag and its content hash bind it, so any id passes */
+	r->seal.nstores = 0;
 	r->st.sealed = r->sealed;
 	r->st.encrypted = r->seal.keyed;
 	r->st.compress = r->sealed ? r->seal.level : 0;

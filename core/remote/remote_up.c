@@ -108,8 +108,10 @@ static int upload_buf(struct remote *r, struct s3 *s, struct job *j,
 	hash_block(buf, j->size, hex);
 	rc = hash_name_check(j->name, hex);
 	if (rc) {
+		j->server = false; /* the bytes' fault, not the server's */
 		snprintf(j->err, sizeof(j->err),
-			 "the buffer of '%s' does not hold its bytes", j->name);
+			 "the bytes read for '%s' do not hash to its name",
+			 j->name);
 		return rc;
 	}
 	rc = job_key(r, j, key, sizeof(key));
@@ -139,8 +141,14 @@ static int upload_whole(struct remote *r, struct s3 *s, struct job *j, int fd)
 		rc = n < 0 ? -errno : n == 0 ? -EUCLEAN : 0;
 		got += n > 0 ? (uint64_t)n : 0;
 	}
-	if (!rc)
+	if (rc) {
+		j->server = false;
+		snprintf(j->err, sizeof(j->err),
+			 "local copy of '%s' unreadable: %s", j->name,
+			 strerror(-rc));
+	} else {
 		rc = upload_buf(r, s, j, buf);
+	}
 	free(buf);
 	return rc;
 }
@@ -169,6 +177,7 @@ static int run_upload(struct remote *r, struct s3 *s, struct job *j)
 		j->shard = c.st.shard;
 	}
 	if (fd < 0) {
+		j->server = false;
 		snprintf(j->err, sizeof(j->err),
 			 "local copy of '%s' unreadable: %s", j->name,
 			 strerror(-fd));
@@ -182,7 +191,7 @@ static int run_upload(struct remote *r, struct s3 *s, struct job *j)
 	if (!rc && r->sealed) {
 		rc = upload_whole(r, s, j, fd);
 		close(fd);
-		return rc; /* its error said by upload_buf() */
+		return rc; /* its error said in j->err */
 	}
 	j->stored = j->size;
 	if (!rc) {
@@ -194,6 +203,7 @@ static int run_upload(struct remote *r, struct s3 *s, struct job *j)
 			hash_end(c.h, NULL);
 	}
 	if (rc == -EBADMSG || rc == -EUCLEAN) {
+		j->server = false; /* a retry of the server would not help */
 		snprintf(j->err, sizeof(j->err),
 			 "local copy of '%s' does not hold its bytes: %s",
 			 j->name, strerror(-rc));

@@ -419,10 +419,11 @@ int remote_restore(const struct remote_restore_opts *o,
 		while (*a &&
 		       sl.nstores < sizeof(sl.stores) / sizeof(sl.stores[0])) {
 			char *end;
+			unsigned long long v = strtoull(a, &end, 10);
 
-			sl.stores[sl.nstores++] = strtoull(a, &end, 10);
 			if (end == a)
 				break;
+			sl.stores[sl.nstores++] = v;
 			a = end + strspn(end, " ");
 		}
 	}
@@ -570,6 +571,7 @@ out:
 		if (existed)
 			mkdir(o->store, sb.st_mode & 07777);
 	}
+	explicit_bzero(&sl, sizeof(sl));
 	bucket_keys_release(&snaps);
 	bucket_keys_release(&objects);
 	s3_free(s);

@@ -187,6 +187,8 @@ static int derive(const unsigned char *ikm, size_t len, const char *info,
 	return ok ? 0 : -EIO;
 }
 
+static ssize_t read_full(int fd, void *buf, size_t n);
+
 int seal_key_load(const char *path, struct seal_key *k, char *err,
 		  size_t errlen)
 {
@@ -215,14 +217,29 @@ int seal_key_load(const char *path, struct seal_key *k, char *err,
 			 path, (unsigned)(st.st_mode & 07777));
 		return -EACCES;
 	}
-	n = read(fd, buf, sizeof(buf));
-	rc = n < 0 ? -errno : 0;
+	n = read_full(fd, buf, sizeof(buf));
+	/* one byte more tells a longer file: never cut silently */
+	if (n == (ssize_t)sizeof(buf)) {
+		unsigned char more;
+
+		if (read_full(fd, &more, 1) > 0)
+			n = -EFBIG;
+	}
 	close(fd);
+	rc = n < 0 ? (int)n : 0;
+	if (rc == -EFBIG) {
+		OPENSSL_cleanse(buf, sizeof(buf));
+		snprintf(err, errlen,
+			 "key file '%s' holds more than %zu bytes: refused",
+			 path, sizeof(buf));
+		return rc;
+	}
 	if (rc) {
 		snprintf(err, errlen, "key file '%s': %s", path, strerror(-rc));
 		return rc;
 	}
 	if (n < SEAL_KEY_MIN) {
+		OPENSSL_cleanse(buf, sizeof(buf));
 		snprintf(err, errlen,
 			 "key file '%s' holds %zd bytes: a key is at least %d "
 			 "(head -c 32 /dev/urandom > FILE)",
@@ -237,6 +254,7 @@ int seal_key_load(const char *path, struct seal_key *k, char *err,
 		rc = derive(buf, (size_t)n, "key id", id, sizeof(id));
 	OPENSSL_cleanse(buf, sizeof(buf));
 	if (rc) {
+		OPENSSL_cleanse(k, sizeof(*k));
 		snprintf(err, errlen, "key file '%s': key derivation failed",
 			 path);
 		return rc;

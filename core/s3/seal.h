@@ -21,10 +21,13 @@
 #include <stdint.h>
 
 #define SEAL_HEAD 40
-#define SEAL_SEG_OVER 24	     /* a segment's head and tag */
-#define SEAL_SEGMENT (1u << 20)	     /* plain bytes per segment, at most */
-#define SEAL_SEGMENT_MAX (64u << 20) /* what an opener accepts */
-#define SEAL_KEY_MIN 32		     /* bytes of a key file, at least */
+#define SEAL_SEG_OVER 24	/* a segment's head and tag */
+#define SEAL_SEGMENT (1u << 20) /* plain bytes per segment, at most */
+#define SEAL_SEGMENT_MAX \
+	SEAL_SEGMENT	/* what an opener accepts: what a
+					  writer makes, so that a forged
+					  header asks for no more memory */
+#define SEAL_KEY_MIN 32 /* bytes of a key file, at least */
 #define SEAL_ZSTD_DEFAULT 3
 
 /* The keys derived from a key file (HKDF-SHA256): never written. */

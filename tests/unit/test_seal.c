@@ -47,7 +47,11 @@ static void key_file(const char *name, size_t n, int fill, mode_t mode,
 	memset(buf, fill, sizeof(buf));
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	cr_assert_geq(fd, 0);
-	cr_assert_eq(write(fd, buf, n), (ssize_t)n);
+	for (size_t put = 0; put < n; put += sizeof(buf)) {
+		size_t k = n - put < sizeof(buf) ? n - put : sizeof(buf);
+
+		cr_assert_eq(write(fd, buf, k), (ssize_t)k);
+	}
 	close(fd);
 	cr_assert_eq(chmod(path, mode), 0);
 }
@@ -355,7 +359,7 @@ Test(seal, files_round_trip_and_refuse_a_cut)
 	free(t);
 }
 
-Test(seal, key_files_open_to_others_or_short_are_refused)
+Test(seal, key_files_open_to_others_short_or_long_are_refused)
 {
 	char path[4200], err[256];
 	struct seal_key k;
@@ -368,6 +372,11 @@ Test(seal, key_files_open_to_others_or_short_are_refused)
 	cr_assert(strstr(err, "at least 32"), "%s", err);
 	snprintf(path, sizeof(path), "%s/absent", dir);
 	cr_assert_eq(seal_key_load(path, &k, err, sizeof(err)), -ENOENT);
+	key_file("long", 4097, 'a', 0600, path, sizeof(path));
+	cr_assert_eq(seal_key_load(path, &k, err, sizeof(err)), -EFBIG);
+	cr_assert(strstr(err, "more than 4096"), "%s", err);
+	key_file("ok", 4096, 'a', 0400, path, sizeof(path));
+	cr_assert_eq(seal_key_load(path, &k, err, sizeof(err)), 0, "%s", err);
 	key_file("ok", 64, 'a', 0400, path, sizeof(path));
 	cr_assert_eq(seal_key_load(path, &k, err, sizeof(err)), 0, "%s", err);
 	cr_assert_neq(k.id, 0);
