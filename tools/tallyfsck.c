@@ -108,7 +108,7 @@ static void say(void *ctx, const char *line)
 static int bucket_key(struct store *s, const char *key_file, struct seal_key *k,
 		      bool *keyed)
 {
-	char *conf = NULL, text[64], err[256], want[17], have[17];
+	char *conf = NULL, text[64], err[256];
 	uint64_t id = 0;
 	int rc = meta_remote_conf_get(s->meta, "seal", &conf);
 
@@ -120,26 +120,13 @@ static int bucket_key(struct store *s, const char *key_file, struct seal_key *k,
 	free(conf);
 	if (rc || !id)
 		return rc;
-	seal_key_id_text(id, want);
-	if (!key_file) {
-		fprintf(stderr,
-			"tallyfsck: the bucket's objects are keyed with key "
-			"%s: give --key-file=PATH\n",
-			want);
-		return -ENOKEY;
-	}
-	rc = seal_key_load(key_file, k, err, sizeof(err));
+	rc = key_file ? seal_key_load(key_file, k, err, sizeof(err)) : 0;
+	if (!rc)
+		rc = seal_key_match(id, key_file ? k : NULL, err, sizeof(err));
 	if (rc) {
-		fprintf(stderr, "tallyfsck: %s\n", err);
+		fprintf(stderr, "tallyfsck: %s%s\n", err,
+			rc == -ENOKEY ? ": give --key-file=PATH" : "");
 		return rc;
-	}
-	seal_key_id_text(k->id, have);
-	if (k->id != id) {
-		fprintf(stderr,
-			"tallyfsck: key_file holds key %s, but the bucket's "
-			"objects are keyed with key %s\n",
-			have, want);
-		return -EKEYREJECTED;
 	}
 	*keyed = true;
 	return 0;

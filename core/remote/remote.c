@@ -162,9 +162,9 @@ static int check_marker(struct remote *r, struct s3 *s, bool may_write)
 	if (rc)
 		return rc;
 	got[body.n] = '\0';
-	if (strcmp(got, want) != 0 && marker_seal_differs(r, got, want))
-		return -EUCLEAN;
 	if (strcmp(got, want) != 0) {
+		if (marker_seal_differs(r, got, want))
+			return -EUCLEAN; /* logged */
 		log_msg(LOG_ERR,
 			"bucket '%s' prefix '%s' holds another store "
 			"(its '%s' does not name store %" PRIu64 "): refused",
@@ -442,8 +442,9 @@ static void *loop_main(void *arg)
 static int seal_setup(struct remote *r, const struct remote_opts *o,
 		      struct bind_ctx *b)
 {
-	char want[17], have[17];
+	char have[17], err[256];
 	uint64_t want_id = 0;
+	int rc;
 
 	seal_key_id_text(o->key.id, have);
 	if (!b->bound && (o->keyed || o->compress)) {
@@ -476,28 +477,16 @@ static int seal_setup(struct remote *r, const struct remote_opts *o,
 			b->bound);
 		return -EINVAL;
 	}
-	seal_key_id_text(want_id, want);
-	if (want_id && !o->keyed) {
-		log_msg(LOG_ERR,
-			"the bodies in bucket '%s' are encrypted with key %s: "
-			"mount with -o key_file=FILE holding it: refused",
-			b->url, want);
-		return -ENOKEY;
-	}
-	if (want_id && o->key.id != want_id) {
-		log_msg(LOG_ERR,
-			"key_file holds key %s, but the bodies in bucket '%s' "
-			"are encrypted with key %s: refused",
-			have, b->url, want);
-		return -EKEYREJECTED;
-	}
-	if (!want_id && o->keyed) {
-		log_msg(LOG_ERR,
-			"store was bound to '%s' without a key: key_file "
-			"refused (encrypting a bucket's bodies, a rekey, is "
-			"not built)",
-			b->url);
-		return -EINVAL;
+	rc = seal_key_match(want_id, o->keyed ? &o->key : NULL, err,
+			    sizeof(err));
+	if (rc) {
+		log_msg(LOG_ERR, "bucket '%s': %s%s: refused", b->url, err,
+			rc == -ENOKEY	? ": mount with -o key_file=FILE "
+					  "holding it"
+			: rc == -EINVAL ? " (encrypting a bucket's bodies, a "
+					  "rekey, is not built)"
+					: "");
+		return rc;
 	}
 	r->sealed = r->seal_text[0] != '\0';
 	r->seal.keyed = o->keyed;

@@ -64,10 +64,7 @@ static int upcheck(void *arg, const void *buf, size_t n)
 /* The bucket key of upload @j: its object's name and generation. */
 static int job_key(struct remote *r, const struct job *j, char *key, size_t len)
 {
-	char kn[OBJKEY_MAX];
-
-	meta_key_name(j->name, j->gen, kn);
-	return bucket_object_key(&r->cfg, kn, key, len);
+	return remote_object_key(r, j->name, j->gen, key, len);
 }
 
 /* The PUT of @j's object from @buf (@j->size bytes) under @key, in

@@ -351,7 +351,7 @@ int remote_restore(const struct remote_restore_opts *o,
 	uint64_t id, size;
 	int64_t sid, nid = 0;
 	char anc[700], newanc[sizeof(anc) + 24], seal_text[SEAL_TEXT];
-	char want[17], have[17];
+	char err[256];
 	struct seal sl = { .keyed = o->keyed, .key = o->key };
 	uint64_t key_id = 0;
 	const char *key;
@@ -387,30 +387,17 @@ int remote_restore(const struct remote_restore_opts *o,
 		     o->cfg->bucket, o->cfg->prefix);
 		goto out;
 	}
-	seal_key_id_text(key_id, want);
-	seal_key_id_text(o->key.id, have);
-	if (!rc && key_id && !o->keyed) {
-		sayf(say, ctx,
-		     "error: the bucket's bodies are encrypted with key %s: "
-		     "restore with -o key_file=FILE holding it",
-		     want);
-		rc = -ENOKEY;
-		goto out;
-	}
-	if (!rc && key_id && o->key.id != key_id) {
-		sayf(say, ctx,
-		     "error: key_file holds key %s, but the bucket's bodies "
-		     "are encrypted with key %s",
-		     have, want);
-		rc = -EKEYREJECTED;
-		goto out;
-	}
-	if (!rc && !key_id && o->keyed) {
-		sayf(say, ctx,
-		     "error: the bucket's bodies are not encrypted: no "
-		     "key_file is needed");
-		rc = -EINVAL;
-		goto out;
+	if (!rc) {
+		rc = seal_key_match(key_id, o->keyed ? &o->key : NULL, err,
+				    sizeof(err));
+		if (rc) {
+			sayf(say, ctx, "error: %s%s", err,
+			     rc == -ENOKEY ? ": restore with -o key_file=FILE "
+					     "holding it"
+			     : rc == -EINVAL ? ": no key_file is needed"
+					     : "");
+			goto out;
+		}
 	}
 	if (!rc) {
 		const char *a = anc;

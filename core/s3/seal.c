@@ -168,6 +168,32 @@ void seal_key_id_text(uint64_t id, char out[17])
 	snprintf(out, 17, "%016" PRIx64, id);
 }
 
+int seal_key_match(uint64_t want_id, const struct seal_key *k, char *err,
+		   size_t len)
+{
+	char want[17], have[17];
+
+	seal_key_id_text(want_id, want);
+	if (want_id && !k) {
+		snprintf(err, len,
+			 "the bucket's bodies are encrypted with key %s", want);
+		return -ENOKEY;
+	}
+	if (want_id && k->id != want_id) {
+		seal_key_id_text(k->id, have);
+		snprintf(err, len,
+			 "key_file holds key %s, but the bucket's bodies are "
+			 "encrypted with key %s",
+			 have, want);
+		return -EKEYREJECTED;
+	}
+	if (!want_id && k) {
+		snprintf(err, len, "the bucket's bodies are not encrypted");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* HKDF-SHA256 of key file bytes @ikm, for @info: @n bytes into @out. */
 static int derive(const unsigned char *ikm, size_t len, const char *info,
 		  unsigned char *out, size_t n)

@@ -105,6 +105,15 @@ int seal_name_encode(const unsigned char k[64], const char *kn, char *out,
 int seal_name_decode(const unsigned char k[64], const char *hex, char *kn,
 		     size_t len);
 
+/*
+ * Whether key @k (NULL: no key_file given) is the one a bucket's seal
+ * record names, @want_id (0: it has none): 0, or -ENOKEY (a key is
+ * wanted), -EKEYREJECTED (another key), -EINVAL (a key for a bucket
+ * without one), the reason in @err (@len bytes), naming the key ids.
+ */
+int seal_key_match(uint64_t want_id, const struct seal_key *k, char *err,
+		   size_t len);
+
 /* The key id as text (16 hex digits, @out of 17 bytes). */
 void seal_key_id_text(uint64_t id, char out[17]);
 

@@ -414,3 +414,23 @@ Test(seal, keyed_names_are_stable_opaque_and_decode_only_with_their_key)
 	cr_assert_eq(seal_name_decode(k.key.names, "", back, sizeof(back)),
 		     -EBADMSG);
 }
+
+Test(seal, a_key_is_matched_against_the_id_a_bucket_names)
+{
+	struct seal k, k2;
+	char err[256], want[17];
+
+	keyed(&k, 'a');
+	keyed(&k2, 'b');
+	seal_key_id_text(k.key.id, want);
+	cr_assert_eq(seal_key_match(k.key.id, &k.key, err, sizeof(err)), 0);
+	cr_assert_eq(seal_key_match(0, NULL, err, sizeof(err)), 0);
+	cr_assert_eq(seal_key_match(k.key.id, NULL, err, sizeof(err)), -ENOKEY);
+	cr_assert(strstr(err, want), "%s", err);
+	cr_assert_eq(seal_key_match(k.key.id, &k2.key, err, sizeof(err)),
+		     -EKEYREJECTED);
+	cr_assert(strstr(err, want) && strstr(err, "key_file holds key"), "%s",
+		  err);
+	cr_assert_eq(seal_key_match(0, &k.key, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "not encrypted"), "%s", err);
+}
