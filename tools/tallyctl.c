@@ -297,7 +297,17 @@ static int run_ctl(struct inv *inv, struct cmdline *l)
 	w = write(fd, l->buf, l->len);
 	ctlwatch_stop(watch, w == (ssize_t)l->len);
 	if (w < 0) {
+		const char *e;
+
 		rc = errno;
+		/* the failure's own words, when it left a report: read
+		 * where the failed write left the offset */
+		if (rc != ENOTCONN && !tallyctl_read_all(fd, &report) &&
+		    (e = strstr(report, "error: ")) != NULL &&
+		    (e == report || e[-1] == '\n'))
+			fprintf(stderr, "%s: %s: %.*s\n", prog, inv->cmd->name,
+				(int)strcspn(e + 7, "\n"), e + 7);
+		free(report);
 		close(fd);
 		return tallyctl_failed(inv, inv->cmd->name, rc);
 	}
