@@ -343,6 +343,8 @@ static void *tune_bdi(void *arg)
  * Tests only: TALLYFS_FAULT="replay:N:9" kills the daemon during the
  * intent log's replay at open: after N records applied and before they
  * commit, or with N 0 after the commit and before the log is emptied.
+ * TALLYFS_FAULT="rekey:N:9" kills it after step N (1 to 3) of a rekey
+ * (core/remote/remote_rekey.c).
  */
 static void inject_replay_crash(void)
 {
@@ -353,6 +355,9 @@ static void inject_replay_crash(void)
 	if (spec && sscanf(spec, "replay:%u:%d", &nth, &sig) == 2 &&
 	    sig == SIGKILL)
 		meta_ilog_crash_at(nth);
+	if (spec && sscanf(spec, "rekey:%u:%d", &nth, &sig) == 2 &&
+	    sig == SIGKILL && nth >= 1 && nth <= 3)
+		remote_rekey_crash_at(nth);
 }
 
 /*
@@ -375,7 +380,8 @@ static void inject_faults(struct fs *fs, struct tally *t)
 	char name[8];
 	int err, parsed;
 
-	if (!spec || !strncmp(spec, "replay:", 7))
+	if (!spec || !strncmp(spec, "replay:", 7) ||
+	    !strncmp(spec, "rekey:", 6))
 		return;
 	parsed = sscanf(spec, "%7[a-z]:%u:%d", name, &nth, &err) == 3;
 	if (parsed && strcmp(name, "splice") == 0 && nth > 0) {

@@ -398,6 +398,36 @@ static int build_shard(struct inv *inv, struct cmdline *l)
 	return rc;
 }
 
+/* rekey KEYFILE: sent absolute (the daemon's working directory is not
+ * ours); a key file inside the mount is refused (the daemon would read it
+ * through itself, and the key would live in the store it opens) */
+static int build_rekey(struct inv *inv, struct cmdline *l)
+{
+	char *path = realpath(inv->args[0], NULL);
+	size_t mlen;
+	int rc;
+
+	if (!path) {
+		tallyctl_usage(inv, "key file '%s': %s", inv->args[0],
+			       strerror(errno));
+		return RC_USAGE;
+	}
+	mlen = strlen(inv->mnt_real);
+	if (!strncmp(path, inv->mnt_real, mlen) &&
+	    (path[mlen] == '\0' || path[mlen] == '/')) {
+		tallyctl_usage(inv,
+			       "a key file cannot live inside the mount (%s)",
+			       path);
+		free(path);
+		return RC_USAGE;
+	}
+	rc = add_word(inv, l, "rekey");
+	if (!rc)
+		rc = add_word(inv, l, path);
+	free(path);
+	return rc;
+}
+
 static const struct ctlcmd cmds[] = {
 	{ "status", "", "counts, bytes, dedup ratio and the flush pipeline",
 	  "Show the mount's counters, read from MOUNTPOINT/.tally/status:\n"
@@ -541,6 +571,25 @@ static const struct ctlcmd cmds[] = {
 	  "  tallyctl /mnt/t shard add /srv/disk2/tally\n"
 	  "  tallyctl /mnt/t shard list\n",
 	  1, 2, 0, build_shard },
+	{ "rekey", "KEYFILE", "open an encrypted store with another key file",
+	  "From now on key file KEYFILE (32 bytes or more, no group or other\n"
+	  "permission) opens the store, and its old key file no more: in\n"
+	  "mounts, restores and tallyfsck. A store bound with -o key_file\n"
+	  "seals its bodies with keys of its own, kept wrapped by the key\n"
+	  "file's: a rekey wraps them for KEYFILE and drops the old wrap (in\n"
+	  "the store's record, then in the bucket's marker). No body is\n"
+	  "sealed again: it takes milliseconds whatever the size of the\n"
+	  "store. Cut short (kill -9), both keys open the store until the\n"
+	  "next mount ends the rekey. Keep the old key until then. A new\n"
+	  "key file: (umask 077; head -c 32 /dev/urandom > /root/new.key)\n"
+	  "\n"
+	  "Report: key_id, previous_key_id, changed (no: KEYFILE holds the\n"
+	  "key in force already), duration_ms.\n"
+	  "Sends: rekey /ABS/KEYFILE\n"
+	  "\n"
+	  "Example:\n"
+	  "  tallyctl /mnt/t rekey /root/new.key\n",
+	  1, 1, 0, build_rekey },
 	{ "rebalance", "", "spread the objects evenly over the shards",
 	  "Move objects between shards until each holds its share of the\n"
 	  "bytes. A moved object leaves a ghost behind; sweep settles them.\n"

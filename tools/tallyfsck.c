@@ -102,13 +102,14 @@ static void say(void *ctx, const char *line)
 	printf("%s\n", line);
 }
 
-/* The key of a store bound with one (its remote_conf 'seal' names its
- * id) from @key_file into @k: 0 (*@keyed says whether it has one), or
- * -errno (said). */
+/* The keys of a store bound with a key (its remote_conf 'seal' names its
+ * id), opened with @key_file, into @k: 0 (*@keyed says whether it has
+ * one), or -errno (said). */
 static int bucket_key(struct store *s, const char *key_file, struct seal_key *k,
 		      bool *keyed)
 {
-	char *conf = NULL, text[64], err[256];
+	char *conf = NULL, text[SEAL_TEXT_MAX], err[256];
+	struct seal_key file;
 	uint64_t id = 0;
 	int rc = meta_remote_conf_get(s->meta, "seal", &conf);
 
@@ -120,9 +121,11 @@ static int bucket_key(struct store *s, const char *key_file, struct seal_key *k,
 	free(conf);
 	if (rc || !id)
 		return rc;
-	rc = key_file ? seal_key_load(key_file, k, err, sizeof(err)) : 0;
+	rc = key_file ? seal_key_load(key_file, &file, err, sizeof(err)) : 0;
 	if (!rc)
-		rc = seal_key_match(id, key_file ? k : NULL, err, sizeof(err));
+		rc = seal_key_open(text, id, key_file ? &file : NULL, k, err,
+				   sizeof(err));
+	explicit_bzero(&file, sizeof(file));
 	if (rc) {
 		fprintf(stderr, "tallyfsck: %s%s\n", err,
 			rc == -ENOKEY ? ": give --key-file=PATH" : "");

@@ -44,6 +44,7 @@ static const struct {
 	{ "shard", CTL_SHARD, 1, 2 },
 	{ "rebalance", CTL_REBALANCE, 0, 0 },
 	{ "sweep", CTL_SWEEP, 0, 1 },
+	{ "rekey", CTL_REKEY, 1, 1 },
 	/* clang-format on */
 };
 
@@ -160,6 +161,8 @@ int ctl_parse(const char *line, size_t len, struct ctl_cmd *cmd)
 		return parse_gc(cmd);
 	if (cmd->verb == CTL_SHARD)
 		return parse_shard(cmd);
+	if (cmd->verb == CTL_REKEY) /* rekey /ABS/KEYFILE */
+		return cmd->args[0][0] == '/' ? 0 : -EINVAL;
 	if (cmd->verb == CTL_SWEEP) {
 		cmd->batches = -1;
 		if (cmd->nargs == 1)
@@ -665,6 +668,35 @@ static int ctl_shard(struct tally *t, const struct ctl_cmd *cmd, char **report)
 	return rc;
 }
 
+/* rekey /ABS/KEYFILE: that key file opens the store from now on. */
+static int ctl_rekey(struct tally *t, const char *path, char **report)
+{
+	struct remote *r = tally_remote(t);
+	struct remote_rekey k;
+	struct timespec t0;
+	int rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (!r) {
+		ctl_aprintf(report, "command: rekey\nerror: this mount has no "
+				    "remote tier (-o remote=...)\n");
+		return -EOPNOTSUPP;
+	}
+	rc = remote_rekey(r, path, &k);
+	if (rc) {
+		ctl_aprintf(report, "command: rekey\nerror: %s\n", k.err);
+		return rc;
+	}
+	rc = ctl_aprintf(report,
+			 "command: rekey\nkey_id: %s\nprevious_key_id: %s\n"
+			 "changed: %s\nduration_ms: %.1f\n",
+			 k.new_id, k.old_id, k.unchanged ? "no" : "yes",
+			 ms_since(&t0));
+	if (!rc && k.marker_behind)
+		rc = ctl_append(report, "warning: %s\n", k.err);
+	return rc;
+}
+
 /* One command, run as a job of the worker pool. */
 struct ctl_job {
 	struct tally *t;
@@ -865,6 +897,9 @@ static void ctl_run(struct ctl_job *j)
 	}
 	case CTL_EXPLAIN:
 		rc = ctl_explain(j->t, cmd->args[0], &j->report);
+		break;
+	case CTL_REKEY:
+		rc = ctl_rekey(j->t, cmd->args[0], &j->report);
 		break;
 	case CTL_DU:
 		rc = ctl_du(j->t, cmd->nargs ? cmd->args[0] : NULL, &j->report);

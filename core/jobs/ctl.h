@@ -56,6 +56,7 @@ enum ctl_verb {
 	CTL_SHARD,
 	CTL_REBALANCE,
 	CTL_SWEEP,
+	CTL_REKEY,
 };
 
 struct ctl_cmd {

@@ -108,7 +108,7 @@ int rl_mem_sink(void *arg, const void *buf, size_t n)
 static bool marker_seal_differs(struct remote *r, const char *got,
 				const char *want)
 {
-	char gs[64], ws[64], gid[17], wid[17];
+	char gs[SEAL_TEXT_MAX], ws[SEAL_TEXT_MAX], gid[17], wid[17];
 	uint64_t gk, wk;
 	size_t gl, wl;
 
@@ -131,19 +131,39 @@ static bool marker_seal_differs(struct remote *r, const char *got,
 	return true;
 }
 
+/* Whether markers @got and @want name the same store with envelope 2
+ * and differ in their key lines only: the rings a rekey rewrites (this
+ * mount's, or another node's of a shared store). */
+static bool rings_differ(const char *got, const char *want)
+{
+	const char *g = strstr(got, "envelope 2\n"),
+		   *w = strstr(want, "envelope 2\n");
+	char seal[SEAL_TEXT_MAX];
+	uint64_t id;
+
+	return g && w && g - got == w - want && !strncmp(got, want, g - got) &&
+	       !bucket_seal_parse(got, seal, sizeof(seal), &id) &&
+	       !bucket_seal_parse(want, seal, sizeof(seal), &id);
+}
+
 /* 0 when the bucket holds this store (its marker written if missing
- * and @may_write), -EUCLEAN when it holds another or lost its marker,
- * or the request's error. */
-static int check_marker(struct remote *r, struct s3 *s, bool may_write)
+ * and @may_write; its rings made this store's if they differ and @fix),
+ * -EUCLEAN when it holds another or lost its marker, or the request's
+ * error. */
+static int check_marker(struct remote *r, struct s3 *s, bool may_write,
+			bool fix)
 {
 	char key[1024], want[MARKER_MAX], got[MARKER_MAX + 1];
+	char seal[SEAL_TEXT_MAX];
 	struct membuf body = { got, 0, sizeof(got) - 1 };
 	int rc = s3_key(&r->cfg, MARKER_KEY, key, sizeof(key));
 
 	if (rc)
 		return rc;
-	bucket_marker_text(r->store_id, r->ancestors, r->seal_text, want,
-			   sizeof(want));
+	pthread_mutex_lock(&r->lock); /* a rekey changes it */
+	memcpy(seal, r->seal_text, sizeof(seal));
+	pthread_mutex_unlock(&r->lock);
+	bucket_marker_text(r->store_id, r->ancestors, seal, want, sizeof(want));
 	rc = s3_get(s, key, 0, 0, rl_mem_sink, &body, NULL);
 	if (rc == -ENOENT) {
 		if (!may_write) {
@@ -162,6 +182,22 @@ static int check_marker(struct remote *r, struct s3 *s, bool may_write)
 	if (rc)
 		return rc;
 	got[body.n] = '\0';
+	if (strcmp(got, want) != 0 && rings_differ(got, want)) {
+		if (!fix)
+			return 0;
+		rc = s3_put_buf(s, key, want, strlen(want));
+		if (rc)
+			log_msg(LOG_ERR,
+				"cannot write the keyrings of '%s' to bucket "
+				"'%s': %s",
+				key, r->cfg.bucket, s3_last_error(s));
+		else
+			log_msg(LOG_NOTICE,
+				"bucket '%s' prefix '%s': the marker's keyrings "
+				"are the store's again",
+				r->cfg.bucket, r->cfg.prefix);
+		return rc;
+	}
 	if (strcmp(got, want) != 0) {
 		if (marker_seal_differs(r, got, want))
 			return -EUCLEAN; /* logged */
@@ -286,7 +322,7 @@ int rl_still_owner(struct remote *r)
 	if (was)
 		return 0;
 	s = rl_conn_get(r);
-	rc = s ? check_marker(r, s, false) : -ENOMEM;
+	rc = s ? check_marker(r, s, false, false) : -ENOMEM;
 	rl_conn_put(r, s);
 	if (!rc)
 		return 1;
@@ -309,6 +345,15 @@ int rl_still_owner(struct remote *r)
 	return 0;
 }
 
+int rl_marker_sync(struct remote *r)
+{
+	struct s3 *s = rl_conn_get(r);
+	int rc = s ? check_marker(r, s, false, true) : -ENOMEM;
+
+	rl_conn_put(r, s);
+	return rc;
+}
+
 bool rl_fenced(struct remote *r)
 {
 	bool f;
@@ -326,7 +371,7 @@ bool rl_fenced(struct remote *r)
  * server that accepts and never answers holds the mount that long, not
  * a whole remote_timeout per request; the loop checks again every 2 s.
  */
-static int verify(struct remote *r, struct s3 *s, bool marker_known)
+static int verify(struct remote *r, struct s3 *s, bool marker_known, bool fix)
 {
 	long limit = CHECK_TIMEOUT;
 	int rc;
@@ -336,7 +381,7 @@ static int verify(struct remote *r, struct s3 *s, bool marker_known)
 	s3_set_timeout(s, limit);
 	rc = s3_check(s);
 	if (!rc)
-		rc = check_marker(r, s, !marker_known);
+		rc = check_marker(r, s, !marker_known, fix);
 	s3_set_timeout(s, 0); /* the connection serves fetches next */
 	if (!rc && !marker_known)
 		rc = tally_meta_txn(r->t, marker_write, NULL);
@@ -390,7 +435,8 @@ static void *loop_main(void *arg)
 		now = mono();
 		if (!r->verified && now >= next_verify) {
 			struct s3 *s = rl_conn_get(r);
-			int rc = s ? verify(r, s, r->marker_known) : -ENOMEM;
+			int rc = s ? verify(r, s, r->marker_known, false)
+				   : -ENOMEM;
 
 			if (!rc) {
 				r->verified = true;
@@ -444,16 +490,25 @@ static int seal_setup(struct remote *r, const struct remote_opts *o,
 {
 	char have[17], err[256];
 	uint64_t want_id = 0;
-	int rc;
+	int rc = 0;
 
 	seal_key_id_text(o->key.id, have);
+	r->seal.key = o->key;
 	if (!b->bound && (o->keyed || o->compress)) {
+		/* a key: envelope 2, the store's own keys wrapped by the
+		 * key file's; compression alone: envelope 1 */
 		if (o->keyed)
-			snprintf(r->seal_text, sizeof(r->seal_text),
-				 "envelope 1\nkey_id %s\n", have);
+			rc = seal_keyring_make(&o->key, &r->seal.key,
+					       r->seal_text,
+					       sizeof(r->seal_text));
 		else
 			snprintf(r->seal_text, sizeof(r->seal_text),
 				 "envelope 1\n");
+		if (rc) {
+			log_msg(LOG_ERR, "cannot make the store's keys: %s",
+				strerror(-rc));
+			return rc;
+		}
 		b->seal = strdup(r->seal_text);
 		if (!b->seal)
 			return -ENOMEM;
@@ -477,20 +532,33 @@ static int seal_setup(struct remote *r, const struct remote_opts *o,
 			b->bound);
 		return -EINVAL;
 	}
-	rc = seal_key_match(want_id, o->keyed ? &o->key : NULL, err,
-			    sizeof(err));
+	if (b->bound)
+		rc = seal_key_open(r->seal_text, want_id,
+				   o->keyed ? &o->key : NULL, &r->seal.key, err,
+				   sizeof(err));
 	if (rc) {
 		log_msg(LOG_ERR, "bucket '%s': %s%s: refused", b->url, err,
 			rc == -ENOKEY	? ": mount with -o key_file=FILE "
 					  "holding it"
-			: rc == -EINVAL ? " (encrypting a bucket's bodies, a "
-					  "rekey, is not built)"
+			: rc == -EINVAL ? " (encrypting the plain bodies of a "
+					  "bucket is not built)"
 					: "");
 		return rc;
 	}
+	/* a rekey cut short (kill -9): ended now, the old key's ring gone */
+	if (b->bound && o->keyed) {
+		char now[SEAL_TEXT_MAX];
+
+		rc = rl_rekey_finish(r);
+		if (!rc)
+			rc = bucket_seal_parse(r->seal_text, now, sizeof(now),
+					       &want_id);
+		if (rc)
+			return rc;
+		seal_key_id_text(want_id, have); /* the key in force */
+	}
 	r->sealed = r->seal_text[0] != '\0';
 	r->seal.keyed = o->keyed;
-	r->seal.key = o->key;
 	r->seal.level = o->compress;
 	r->seal.store_id = r->store_id;
 	/* the mount opens objects only (snapshots are opened by a restore,
@@ -547,6 +615,7 @@ int remote_new(struct tally *t, struct remote_opts *o, struct remote **out)
 	pthread_cond_init(&r->fetched, NULL);
 	pthread_cond_init(&r->ahead_work, NULL);
 	pthread_mutex_init(&r->snap_lock, NULL);
+	pthread_mutex_init(&r->rekey_lock, NULL);
 	pthread_cond_init(&r->snap_wake, NULL);
 	r->snapshot_interval = o->snapshot_interval >= 0
 				       ? o->snapshot_interval
@@ -587,7 +656,7 @@ int remote_new(struct tally *t, struct remote_opts *o, struct remote **out)
 	rc = s3_new(&r->cfg, &s);
 	if (rc)
 		goto out_free;
-	rc = verify(r, s, r->marker_known);
+	rc = verify(r, s, r->marker_known, true);
 	if (rc == -EACCES) {
 		log_msg(LOG_ERR,
 			"remote '%s' at '%s' refuses the credentials: %s", url,
@@ -772,6 +841,7 @@ void remote_free(struct remote *r)
 	pthread_cond_destroy(&r->ahead_work);
 	pthread_cond_destroy(&r->snap_wake);
 	pthread_mutex_destroy(&r->snap_lock);
+	pthread_mutex_destroy(&r->rekey_lock);
 	pthread_cond_destroy(&r->fetched);
 	pthread_cond_destroy(&r->done);
 	pthread_cond_destroy(&r->report);

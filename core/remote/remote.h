@@ -154,6 +154,23 @@ int remote_gc(struct remote *r, int64_t grace, bool dry_run,
 struct gc_verify;
 int remote_verify(struct remote *r, double percent, struct gc_verify *v);
 
+/*
+ * rekey PATH: key file PATH opens the store from now on, its old one no
+ * more (a store bound with a key, envelope 2: core/remote/remote_rekey.c).
+ * 0 (*@out says the ids; unchanged: PATH holds the key in force already),
+ * or -errno with the reason in @out->err.
+ */
+struct remote_rekey {
+	char old_id[17], new_id[17];
+	bool unchanged;	    /* the key in force already */
+	bool marker_behind; /* done; the bucket's marker written at the next
+			       mount (said in err) */
+	char err[320];
+};
+int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out);
+/* Tests only: kill the daemon after step @step (1 to 3) of a rekey. */
+void remote_rekey_crash_at(unsigned step);
+
 /* tallyfs --restore: a new store from the bucket alone. */
 struct remote_restore_opts {
 	const struct s3_cfg *cfg; /* the bucket (borrowed) */

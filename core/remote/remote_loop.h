@@ -84,7 +84,10 @@ struct remote {
 	 * marker repeats): set at mount, read-only after */
 	bool sealed;
 	struct seal seal;
-	char seal_text[64]; /* remote_conf 'seal', "" when not sealed */
+	/* remote_conf 'seal', "" if not sealed; a rekey changes it (under
+	 * lock, and rekey_lock, which one rekey at a time holds) */
+	char seal_text[SEAL_TEXT_MAX];
+	pthread_mutex_t rekey_lock;
 
 	pthread_mutex_t lock;
 	pthread_cond_t work;	 /* protected by lock: ready jobs, or stop */
@@ -214,6 +217,11 @@ bool rl_fenced(struct remote *r);
 int rl_mem_sink(void *arg, const void *buf, size_t n);
 void rl_note_error(struct remote *r, const char *what, const char *err);
 int rl_still_owner(struct remote *r);
+/* The bucket's marker made to name this store's rings (a rekey's): 0 or
+ * -errno (-EUCLEAN: the marker names another store, or is lost). */
+int rl_marker_sync(struct remote *r);
+/* remote_rekey.c: a rekey cut short ends (at the mount): 0 or -errno */
+int rl_rekey_finish(struct remote *r);
 /* remote_up.c */
 double rl_backoff_delay(struct remote *r, unsigned attempts);
 struct backoff *rl_backoff_find(struct remote *r, const char *name);

@@ -111,9 +111,8 @@ static int rm_one(const char *path, const struct stat *st, int flag,
 }
 
 /* The store id the bucket's marker names, its ancestors and envelope
- * lines (@seal, of SEAL_TEXT bytes; *@key_id): 0, -ENOENT (no marker),
+ * lines (@seal, of SEAL_TEXT_MAX bytes; *@key_id): 0, -ENOENT (no marker),
  * or -EUCLEAN (not a marker). */
-#define SEAL_TEXT 64
 static int marker_id(const struct s3_cfg *cfg, struct s3 *s, uint64_t *id,
 		     char *ancestors, size_t alen, char *seal, uint64_t *key_id)
 {
@@ -133,7 +132,7 @@ static int marker_id(const struct s3_cfg *cfg, struct s3 *s, uint64_t *id,
 	a = strstr(b.buf, "\nancestors ");
 	snprintf(ancestors, alen, "%s", a ? a + 11 : "");
 	ancestors[strcspn(ancestors, "\n")] = '\0';
-	if (bucket_seal_parse(b.buf, seal, SEAL_TEXT, key_id))
+	if (bucket_seal_parse(b.buf, seal, SEAL_TEXT_MAX, key_id))
 		return -EUCLEAN;
 	bucket_marker_text(v, ancestors, seal, want, sizeof(want));
 	if (strcmp(want, b.buf))
@@ -268,10 +267,13 @@ static int check_object(void *arg, int64_t id, const char *name, uint32_t shard,
  * @ancestors (whose snapshots a later restore may take). It is bound to
  * the bucket and prefix it was restored from, @cfg's, whatever the
  * snapshot's store was bound to: a restore from a copy of a prefix (a
- * drill beside a store in use) mounts on the copy.
+ * drill beside a store in use) mounts on the copy. Its seal record is
+ * the marker's, @seal ("": none), not the snapshot's: a rekey after the
+ * snapshot changed the keys' rings (core/remote/remote_rekey.c), and the
+ * snapshot's would bring the old key back.
  */
 static int restored(struct meta *m, const struct s3_cfg *cfg, uint64_t id,
-		    uint64_t seq_base, const char *ancestors)
+		    uint64_t seq_base, const char *ancestors, const char *seal)
 {
 	char url[1024];
 	int rc = meta_begin(m);
@@ -288,6 +290,8 @@ static int restored(struct meta *m, const struct s3_cfg *cfg, uint64_t id,
 		rc = meta_remote_conf_set(m, "ancestors", ancestors);
 	if (!rc)
 		rc = meta_remote_conf_set(m, "url", url);
+	if (!rc && seal[0])
+		rc = meta_remote_conf_set(m, "seal", seal);
 	return meta_end(m, rc);
 }
 
@@ -350,7 +354,7 @@ int remote_restore(const struct remote_restore_opts *o,
 	struct s3 *s = NULL;
 	uint64_t id, size;
 	int64_t sid, nid = 0;
-	char anc[700], newanc[sizeof(anc) + 24], seal_text[SEAL_TEXT];
+	char anc[700], newanc[sizeof(anc) + 24], seal_text[SEAL_TEXT_MAX];
 	char err[256];
 	struct seal sl = { .keyed = o->keyed, .key = o->key };
 	uint64_t key_id = 0;
@@ -388,8 +392,8 @@ int remote_restore(const struct remote_restore_opts *o,
 		goto out;
 	}
 	if (!rc) {
-		rc = seal_key_match(key_id, o->keyed ? &o->key : NULL, err,
-				    sizeof(err));
+		rc = seal_key_open(seal_text, key_id, o->keyed ? &o->key : NULL,
+				   &sl.key, err, sizeof(err));
 		if (rc) {
 			sayf(say, ctx, "error: %s%s", err,
 			     rc == -ENOKEY ? ": restore with -o key_file=FILE "
@@ -498,7 +502,7 @@ int remote_restore(const struct remote_restore_opts *o,
 		snprintf(newanc, sizeof(newanc), "%s", p);
 	}
 	rc = restored(st->meta, o->cfg, (uint64_t)nid, seq_after(&snaps),
-		      newanc);
+		      newanc, seal_text);
 	if (rc)
 		goto out;
 	/* every object it names must be in the bucket */
@@ -518,7 +522,7 @@ int remote_restore(const struct remote_restore_opts *o,
 			st->meta, &objects, &kcfg, rep, say, ctx
 		};
 
-		kcfg.names_key = o->keyed ? o->key.names : NULL;
+		kcfg.names_key = o->keyed ? sl.key.names : NULL;
 		rc = meta_objects(st->meta, check_object, &c);
 	}
 	if (!rc)

@@ -69,6 +69,35 @@ void bucket_marker_text(uint64_t store_id, const char *ancestors,
 			 store_id, seal ? seal : "");
 }
 
+/* Envelope 2 (core/s3/seal.h): "envelope 2", "key_id HEX" (the key in
+ * force), then one "keyring HEX RING" line or more, nothing else. */
+static int seal2_parse(const char *e, char *seal, size_t len, uint64_t *key_id)
+{
+	const size_t ring = SEAL_RING_LINE - 8 - 17 - 2; /* hex of a ring */
+	const char *p = e + 11;
+	char hex[17];
+	size_t lines = 0;
+
+	if (sscanf(p, "key_id %16[0-9a-f]\n", hex) != 1 || strlen(hex) != 16 ||
+	    strncmp(p + 7 + 16, "\n", 1))
+		return -EUCLEAN;
+	p += 7 + 16 + 1;
+	while (*p) {
+		if (strncmp(p, "keyring ", 8) ||
+		    strspn(p + 8, "0123456789abcdef") != 16 || p[24] != ' ' ||
+		    strspn(p + 25, "0123456789abcdef") != ring ||
+		    p[25 + ring] != '\n')
+			return -EUCLEAN;
+		p += 25 + ring + 1;
+		lines++;
+	}
+	if (!lines || (size_t)(p - e) >= len)
+		return -EUCLEAN;
+	memcpy(seal, e, (size_t)(p - e) + 1);
+	*key_id = strtoull(hex, NULL, 16);
+	return 0;
+}
+
 int bucket_seal_parse(const char *text, char *seal, size_t len,
 		      uint64_t *key_id)
 {
@@ -86,6 +115,8 @@ int bucket_seal_parse(const char *text, char *seal, size_t len,
 		snprintf(seal, len, "%s", e);
 		return 0;
 	}
+	if (!strncmp(e, "envelope 2\n", 11))
+		return seal2_parse(e, seal, len, key_id);
 	if (sscanf(e, "envelope 1\nkey_id %16[0-9a-f]\n", hex) != 1 ||
 	    strlen(hex) != 16)
 		return -EUCLEAN;

@@ -24,13 +24,13 @@
 /* The most a marker's text takes: a store id and 16 ancestors (a
  * restore keeps the newest 16), 20 digits and a space each, and the
  * words around them. */
-#define MARKER_MAX 512
+#define MARKER_MAX 2048
 
 /* The marker's text for store @store_id, made by a restore from the
  * stores @ancestors names (ids, space separated; NULL or "": none), whose
  * snapshots are its history, its bodies in envelopes of @seal (its
- * remote_conf 'seal': "envelope 1\n" and "key_id HEX\n" with a key; NULL
- * or "": plain bodies). */
+ * remote_conf 'seal': "envelope 1\n" and "key_id HEX\n" with a key, or
+ * envelope 2's lines (core/s3/seal.h); NULL or "": plain bodies). */
 void bucket_marker_text(uint64_t store_id, const char *ancestors,
 			const char *seal, char *out, size_t len);
 /* The envelope lines of marker or seal text @text ("" if none) into

@@ -11,6 +11,7 @@
  */
 #include "core/s3/seal.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -278,6 +279,9 @@ int seal_key_load(const char *path, struct seal_key *k, char *err,
 			    sizeof(k->names));
 	if (!rc)
 		rc = derive(buf, (size_t)n, "key id", id, sizeof(id));
+	if (!rc)
+		rc = derive(buf, (size_t)n, "key wrapping", k->kek,
+			    sizeof(k->kek));
 	OPENSSL_cleanse(buf, sizeof(buf));
 	if (rc) {
 		OPENSSL_cleanse(k, sizeof(*k));
@@ -351,28 +355,22 @@ static void check_tag(const struct aad *a, const unsigned char *pay, size_t n,
 	memcpy(tag, c.digest, TAG);
 }
 
-/* AES-256-GCM of @n bytes @in into @out (may be the same), the nonce
- * the header's with @idx in its last 8 bytes; @enc: encrypt and write
+/* AES-256-GCM under @key and nonce @iv of @n bytes @in into @out (may be
+ * the same), authenticating @a1 and @a2 too; @enc: encrypt and write
  * @tag, else check it. */
-static int gcm(const struct seal *s, const struct aad *a, uint64_t idx,
-	       bool enc, const unsigned char *in, size_t n, unsigned char *out,
-	       unsigned char tag[TAG])
+static int aes_gcm(const unsigned char key[32], const unsigned char iv[12],
+		   const void *a1, size_t n1, const void *a2, size_t n2,
+		   bool enc, const unsigned char *in, size_t n,
+		   unsigned char *out, unsigned char tag[TAG])
 {
 	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-	unsigned char iv[12];
 	int len, ok;
 
-	memcpy(iv, a->b + 24, 12);
-	for (int i = 0; i < 8; i++)
-		iv[4 + i] ^= (unsigned char)(idx >> (56 - 8 * i));
-	ok = c && (enc ? EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL,
-					    s->key.enc, iv)
-		       : EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL,
-					    s->key.enc, iv)) == 1;
-	ok = ok && EVP_CipherUpdate(c, NULL, &len, a->b, sizeof(a->b)) == 1;
-	ok = ok &&
-	     EVP_CipherUpdate(c, NULL, &len, (const unsigned char *)a->ctx,
-			      (int)strlen(a->ctx)) == 1;
+	ok = c && (enc ? EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv)
+		       : EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key,
+					    iv)) == 1;
+	ok = ok && EVP_CipherUpdate(c, NULL, &len, a1, (int)n1) == 1;
+	ok = ok && EVP_CipherUpdate(c, NULL, &len, a2, (int)n2) == 1;
 	if (ok && n)
 		ok = EVP_CipherUpdate(c, out, &len, in, (int)n) == 1;
 	if (ok && !enc)
@@ -387,6 +385,21 @@ static int gcm(const struct seal *s, const struct aad *a, uint64_t idx,
 	if (!c)
 		return -ENOMEM;
 	return ok ? 0 : enc ? -EIO : -EBADMSG;
+}
+
+/* A segment's AES-256-GCM: the nonce the header's with @idx in its last
+ * 8 bytes. */
+static int gcm(const struct seal *s, const struct aad *a, uint64_t idx,
+	       bool enc, const unsigned char *in, size_t n, unsigned char *out,
+	       unsigned char tag[TAG])
+{
+	unsigned char iv[12];
+
+	memcpy(iv, a->b + 24, 12);
+	for (int i = 0; i < 8; i++)
+		iv[4 + i] ^= (unsigned char)(idx >> (56 - 8 * i));
+	return aes_gcm(s->key.enc, iv, a->b, sizeof(a->b), a->ctx,
+		       strlen(a->ctx), enc, in, n, out, tag);
 }
 
 /*
@@ -760,4 +773,231 @@ int seal_open_fd(const struct seal *s, const char *ctx, int in, int out,
 	if (!rc && plain)
 		*plain = total;
 	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* envelope 2: the store's keys, wrapped by each key file's */
+
+#define RING_AAD "tallyfs keyring 2"
+#define RING_PLAIN (32 + 64 + 8) /* enc, names, id */
+#define RING_BYTES (12 + RING_PLAIN + TAG)
+
+static void hex_of(const unsigned char *b, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+static int bytes_of(const char *hex, size_t n, unsigned char *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+
+		if (!isxdigit((unsigned char)hex[2 * i]) ||
+		    !isxdigit((unsigned char)hex[2 * i + 1]) ||
+		    sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return -EBADMSG;
+		out[i] = (unsigned char)v;
+	}
+	return 0;
+}
+
+/* The keyring line of @keys wrapped under key file @file's key into
+ * @line (SEAL_RING_LINE bytes): 0 or -EIO. */
+static int ring_line(const struct seal_key *file, const struct seal_key *keys,
+		     char *line)
+{
+	unsigned char plain[RING_PLAIN], ring[RING_BYTES], ad[8];
+	char id[17], hex[2 * RING_BYTES + 1];
+	int rc;
+
+	memcpy(plain, keys->enc, 32);
+	memcpy(plain + 32, keys->names, 64);
+	put64(plain + 96, keys->id);
+	put64(ad, file->id);
+	rc = RAND_bytes(ring, 12) == 1 ? 0 : -EIO;
+	if (!rc)
+		rc = aes_gcm(file->kek, ring, RING_AAD, strlen(RING_AAD), ad,
+			     sizeof(ad), true, plain, RING_PLAIN, ring + 12,
+			     ring + 12 + RING_PLAIN);
+	OPENSSL_cleanse(plain, sizeof(plain));
+	if (rc)
+		return rc;
+	seal_key_id_text(file->id, id);
+	hex_of(ring, sizeof(ring), hex);
+	snprintf(line, SEAL_RING_LINE, "keyring %s %s\n", id, hex);
+	return 0;
+}
+
+/* The ring of key @id in seal record @text (its hex, after "keyring ID "),
+ * or NULL. */
+static const char *ring_find(const char *text, uint64_t id)
+{
+	char want[8 + 17 + 1], hex[17];
+	const char *l = text;
+
+	seal_key_id_text(id, hex);
+	snprintf(want, sizeof(want), "keyring %s ", hex);
+	while ((l = strstr(l, want)) != NULL) {
+		if (l == text || l[-1] == '\n')
+			return l + strlen(want);
+		l++;
+	}
+	return NULL;
+}
+
+int seal_keyring_make(const struct seal_key *file, struct seal_key *out,
+		      char *text, size_t len)
+{
+	char id[17], line[SEAL_RING_LINE];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (RAND_bytes(out->enc, sizeof(out->enc)) != 1 ||
+	    RAND_bytes(out->names, sizeof(out->names)) != 1)
+		return -EIO;
+	/* the bodies' headers name the key file the store was bound with,
+	 * for good: the id of the store's keys */
+	out->id = file->id;
+	rc = ring_line(file, out, line);
+	if (rc) {
+		OPENSSL_cleanse(out, sizeof(*out));
+		return rc;
+	}
+	seal_key_id_text(file->id, id);
+	if ((size_t)snprintf(text, len, "envelope 2\nkey_id %s\n%s", id,
+			     line) >= len) {
+		OPENSSL_cleanse(out, sizeof(*out));
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+int seal_keyring_open(const char *text, const struct seal_key *file,
+		      struct seal_key *out, char *err, size_t len)
+{
+	unsigned char plain[RING_PLAIN], ring[RING_BYTES], ad[8];
+	char id[17];
+	const char *l;
+	int rc;
+
+	if (!strstr(text, "envelope 2\n")) {
+		*out = *file; /* envelope 1: the key file's own keys */
+		return 0;
+	}
+	seal_key_id_text(file->id, id);
+	l = ring_find(text, file->id);
+	if (!l) {
+		const char *k = strstr(text, "\nkey_id ");
+
+		snprintf(err, len,
+			 "key_file holds key %s, but the bucket's bodies are "
+			 "encrypted with key %.16s (its keys are not wrapped "
+			 "for key %s)",
+			 id, k ? k + 8 : "?", id);
+		return -EKEYREJECTED;
+	}
+	if (strspn(l, "0123456789abcdef") != 2 * RING_BYTES ||
+	    l[2 * RING_BYTES] != '\n' || bytes_of(l, RING_BYTES, ring)) {
+		snprintf(err, len, "the keyring of key %s is damaged", id);
+		return -EBADMSG;
+	}
+	put64(ad, file->id);
+	rc = aes_gcm(file->kek, ring, RING_AAD, strlen(RING_AAD), ad,
+		     sizeof(ad), false, ring + 12, RING_PLAIN, plain,
+		     ring + 12 + RING_PLAIN);
+	if (rc) {
+		snprintf(err, len,
+			 "the keyring of key %s does not open with this key "
+			 "file (altered, or another key with the same id)",
+			 id);
+		return rc == -EBADMSG ? -EKEYREJECTED : rc;
+	}
+	memset(out, 0, sizeof(*out));
+	memcpy(out->enc, plain, 32);
+	memcpy(out->names, plain + 32, 64);
+	out->id = get64(plain + 96);
+	OPENSSL_cleanse(plain, sizeof(plain));
+	return 0;
+}
+
+int seal_key_open(const char *text, uint64_t want_id,
+		  const struct seal_key *file, struct seal_key *out, char *err,
+		  size_t len)
+{
+	int rc;
+
+	/* envelope 2: any key with a ring (both, while a rekey runs) */
+	if (want_id && file && strstr(text, "envelope 2\n"))
+		return seal_keyring_open(text, file, out, err, len);
+	rc = seal_key_match(want_id, file, err, len);
+	if (!rc && file)
+		*out = *file;
+	return rc;
+}
+
+/* Append the lines of @text that are rings of keys other than @skip to
+ * @out (@len bytes, holding *@n): 0 or -ENAMETOOLONG. */
+static int other_rings(const char *text, uint64_t skip, char *out, size_t len,
+		       size_t *n)
+{
+	char mine[8 + 17 + 1], hex[17];
+	const char *l = text;
+
+	seal_key_id_text(skip, hex);
+	snprintf(mine, sizeof(mine), "keyring %s ", hex);
+	while (*l) {
+		size_t ll = strcspn(l, "\n");
+
+		ll += l[ll] ? 1 : 0;
+		if (!strncmp(l, "keyring ", 8) &&
+		    strncmp(l, mine, strlen(mine))) {
+			if (*n + ll >= len)
+				return -ENAMETOOLONG;
+			memcpy(out + *n, l, ll);
+			*n += ll;
+			out[*n] = '\0';
+		}
+		l += ll;
+	}
+	return 0;
+}
+
+int seal_keyring_add(const char *text, const struct seal_key *keys,
+		     const struct seal_key *file, char *out, size_t len)
+{
+	char id[17], line[SEAL_RING_LINE];
+	size_t n;
+	int rc;
+
+	if (!strstr(text, "envelope 2\n"))
+		return -EINVAL;
+	rc = ring_line(file, keys, line);
+	if (rc)
+		return rc;
+	seal_key_id_text(file->id, id);
+	n = (size_t)snprintf(out, len, "envelope 2\nkey_id %s\n%s", id, line);
+	if (n >= len)
+		return -ENAMETOOLONG;
+	return other_rings(text, file->id, out, len, &n);
+}
+
+int seal_keyring_trim(const char *text, char *out, size_t len)
+{
+	const char *k = strstr(text, "\nkey_id "), *ring;
+	unsigned long long id;
+	size_t n;
+
+	if (!strstr(text, "envelope 2\n") || !k ||
+	    sscanf(k + 8, "%16llx", &id) != 1)
+		return -EINVAL;
+	ring = ring_find(text, id);
+	if (!ring)
+		return -EINVAL;
+	ring -= 8 + 17; /* the line's start */
+	n = (size_t)snprintf(out, len, "envelope 2\nkey_id %.16s\n%.*s", k + 8,
+			     (int)(strcspn(ring, "\n") + 1), ring);
+	if (n >= len)
+		return -ENAMETOOLONG;
+	return strcmp(out, text) ? 1 : 0;
 }

@@ -35,6 +35,7 @@ struct seal_key {
 	unsigned char enc[32];	 /* AES-256-GCM */
 	unsigned char names[64]; /* AES-256-SIV of object key names */
 	uint64_t id;		 /* says which key sealed a body; not secret */
+	unsigned char kek[32];	 /* wraps a store's keys (envelope 2) */
 };
 
 /* The longest keyed name (seal_name_encode()): hex of a 16-byte tag and
@@ -113,6 +114,53 @@ int seal_name_decode(const unsigned char k[64], const char *hex, char *kn,
  */
 int seal_key_match(uint64_t want_id, const struct seal_key *k, char *err,
 		   size_t len);
+
+/*
+ * Envelope 2 (stores bound with a key since it): the keys that seal the
+ * store's bodies are random, made when the store is bound, and kept
+ * wrapped (AES-256-GCM under a key derived from the key file) in a line
+ * "keyring ID HEX" of its seal record, which the marker repeats. A key
+ * file opens the store if a line of its id opens with it; changing the
+ * key file is then a new line, not a new seal of every body.
+ *
+ * seal_keyring_make(): fresh keys for a store bound with key file @file
+ * into @out (their id, which every body's header names: @file's), and
+ * the seal record's text into @text (@len bytes): 0 or -errno.
+ * seal_keyring_open(): the keys of seal record @text for key file @file
+ * into @out (a record of envelope 1: @file's own): 0, or -EKEYREJECTED
+ * (no line for this key, or its line does not open with it), -EBADMSG
+ * (a damaged line), the reason in @err (@len bytes).
+ */
+#define SEAL_TEXT_MAX 1024 /* a seal record's text, at most */
+#define SEAL_RING_LINE (8 + 17 + 2 * (12 + 104 + 16) + 2)
+int seal_keyring_make(const struct seal_key *file, struct seal_key *out,
+		      char *text, size_t len);
+int seal_keyring_open(const char *text, const struct seal_key *file,
+		      struct seal_key *out, char *err, size_t len);
+
+/*
+ * The keys key file @file (NULL: none given) opens in a store whose seal
+ * record is @text, which names key @want_id (0: none) as the one in
+ * force, into @out: for envelope 2, any key with a ring in it (while a
+ * rekey runs, the old one and the new); for envelope 1, @want_id's own.
+ * 0, or seal_key_match()'s and seal_keyring_open()'s refusals.
+ */
+int seal_key_open(const char *text, uint64_t want_id,
+		  const struct seal_key *file, struct seal_key *out, char *err,
+		  size_t len);
+
+/*
+ * A rekey (envelope 2): seal_keyring_add() makes into @out (@len bytes)
+ * the record @text with key file @file in force: @keys (the store's)
+ * wrapped for it first, the other rings kept (both keys open the store).
+ * seal_keyring_trim() makes into @out the record with the ring of the
+ * key in force only (the rekey's end): 1 if that dropped a ring, 0 if
+ * there was none other. Both: -EINVAL for a record that is not envelope
+ * 2 (or names no ring of its key), -ENAMETOOLONG, -EIO.
+ */
+int seal_keyring_add(const char *text, const struct seal_key *keys,
+		     const struct seal_key *file, char *out, size_t len);
+int seal_keyring_trim(const char *text, char *out, size_t len);
 
 /* The key id as text (16 hex digits, @out of 17 bytes). */
 void seal_key_id_text(uint64_t id, char out[17]);

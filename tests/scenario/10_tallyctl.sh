@@ -17,7 +17,7 @@ source "$(dirname "$0")/lib.sh"
 CTL=$TALLY_BUILD/tools/tallyctl
 [[ -x $CTL ]] || fail "no tallyctl at $CTL"
 COMMANDS=(status drain branch gc sweep pin unpin shard rebalance verify
-	repair explain du)
+	repair explain du rekey)
 
 # tc ARGS...: run tallyctl (bounded); sets OUT, ERR and RC.
 tc() {
@@ -107,6 +107,17 @@ mkdir "$MNT/main"
 rand_file "$TMP/big" $((2 * MIB + 100))
 T cp "$TMP/big" "$MNT/main/big"
 printf 'small\n' >"$MNT/main/small"
+
+# ---------------------------------------------------------------- rekey
+# (its work: 39_remote_rekey) a key file inside the mount or missing is
+# a usage error; a mount without a bucket fails, and says why
+usage_err "cannot live inside the mount" "$MNT" rekey "$MNT/main/small"
+usage_err "No such file" "$MNT" rekey "$TMP/no-such-key"
+(umask 077 && head -c 32 /dev/urandom >"$TMP/key")
+tc_rc 1 "$MNT" rekey "$TMP/key"
+assert_match "rekey without a bucket says why" "rekey: this mount has no remote tier" \
+	"$ERR"
+assert_match "rekey without a bucket: errno" "EOPNOTSUPP" "$ERR"
 
 # ---------------------------------------------------------------- drain
 tc_rc 0 "$MNT" drain

@@ -32,24 +32,10 @@ PFX=sealed1
 RURL="remote=s3://$S3_BUCKET/$PFX,remote_endpoint=$S3_ENDPOINT"
 REMOTE=(-o "$RURL")
 
-# key NAME: a fresh key file $TMP/NAME, mode 0600
-key() {
-	(umask 077 && head -c 32 /dev/urandom >"$TMP/$1")
-}
 key k1
 key k2
 SEALED=(-o "key_file=$TMP/k1,compress=zstd")
 
-# refused WHAT PATTERN ARGS...: a mount with ARGS fails, saying PATTERN
-refused() {
-	local what=$1 pat=$2 out
-
-	shift 2
-	out=$(T "$TALLYFS" "$@" 2>&1) && fail "$what: mounted"
-	assert_match "$what" "$pat" "$out"
-	is_mounted "$MNT" && fail "$what: a refused mount is mounted"
-	return 0
-}
 
 # bkey OBJECT MNT: the bucket key of OBJECT (keyed names: explain says)
 bkey() {

@@ -10,6 +10,9 @@
 #  - a node without the key, or with another, is refused with a message
 #    naming the key the bucket wants;
 #  - no bucket key names an object, no body holds the files' text;
+#  - A rekeys (tallyctl rekey): B, mounted, ships and reads on (the
+#    same keys; its marker check takes the new rings), and a node then
+#    mounts with the new key only;
 #  - tallyfsck with the bucket and the key: nothing missing, no orphan.
 SCN_TIMEOUT=360
 source "$(dirname "$0")/lib.sh"
@@ -70,6 +73,27 @@ out=$(T "$TALLYFS" -o "$SHARED,heartbeat=1,key_file=$TMP/other" \
 assert_match "another key" "key_file holds key" "$out"
 is_mounted "$(mnt c)" && fail "a refused node is mounted"
 
+log "A rekeys: B ships and reads on; a node then needs the new key"
+rep=$(ctl_report "rekey $TMP/other" "$(mnt a)") || fail "rekey on A: $rep"
+nid=$(report_get key_id "$rep")
+assert_eq "rekey: the old key" "$kid" "$(report_get previous_key_id "$rep")"
+assert_ne "rekey: a new key" "$kid" "$nid"
+text tc
+T cp "$TMP/tc" "$(mnt b)/ns/tc"
+drained b "B's file after A's rekey"
+[[ $(remote_get last_error "$(mnt b)") == fenced* ]] &&
+	fail "B fenced by A's rekey"
+T cmp "$TMP/tc" "$(mnt a)/ns/tc" || fail "A reads tc wrong"
+out=$(T "$TALLYFS" -o "$SHARED,heartbeat=1,key_file=$TMP/key" \
+	"$TMP/cache_c" "$(mnt c)" 2>&1) && fail "C mounted with the old key"
+assert_match "the old key" "encrypted with key $nid" "$out"
+SEAL="key_file=$TMP/other,compress=zstd"
+mount_node c
+for f in ta tb tc; do
+	T cmp "$TMP/$f" "$(mnt c)/ns/$f" || fail "C reads $f wrong"
+done
+umount_fs "$(mnt c)"
+
 log "the bucket: no object names in keys, no text in bodies"
 T python3 - "$S3_BUCKET" "$PFX/" "$TMP/cache_a" "$TMP/cache_b" <<'EOF' ||
 import os, sys
@@ -96,7 +120,7 @@ EOF
 	fail "the bucket holds names or text"
 
 daemons_down
-fsck_store -o "meta=$PG_URI,remote_endpoint=$S3_ENDPOINT,key_file=$TMP/key" \
+fsck_store -o "meta=$PG_URI,remote_endpoint=$S3_ENDPOINT,key_file=$TMP/other" \
 	"$TMP/cache_a"
 assert_eq "tallyfsck: bucket_missing ($FSCK_OUT)" 0 \
 	"$(fsck_value bucket_missing)"

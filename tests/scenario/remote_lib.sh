@@ -161,3 +161,18 @@ proxy() { T curl -fsS "http://127.0.0.1:$PCTL/$1" || fail "proxy $1"; }
 proxy_stat() { proxy stats | awk -v k="$1" '$1 == k { print $2 }'; }
 # proxy_least NAME N: that counter is at least N.
 proxy_least() { (($(proxy_stat "$1") >= $2)); }
+
+# key NAME: a fresh key file $TMP/NAME, mode 0600
+key() {
+	(umask 077 && head -c 32 /dev/urandom >"$TMP/$1")
+}
+# refused WHAT PATTERN ARGS...: a mount with ARGS fails, saying PATTERN
+refused() {
+	local what=$1 pat=$2 out
+
+	shift 2
+	out=$(T "$TALLYFS" "$@" 2>&1) && fail "$what: mounted"
+	assert_match "$what" "$pat" "$out"
+	is_mounted "$MNT" && fail "$what: a refused mount is mounted"
+	return 0
+}

@@ -31,6 +31,9 @@ Test(ctl, good_commands)
 	cr_assert_str_eq(c.args[1], "dev");
 	cr_assert_eq(parse("branch\tmain\t dev", &c), 0);
 	cr_assert_str_eq(c.args[1], "dev");
+	cr_assert_eq(parse("rekey /root/new.key\n", &c), 0);
+	cr_assert_eq(c.verb, CTL_REKEY);
+	cr_assert_str_eq(c.args[0], "/root/new.key");
 }
 
 Test(ctl, malformed_commands)
@@ -52,6 +55,10 @@ Test(ctl, malformed_commands)
 		"drain\n\n",
 		"branch a\nb",
 		"DRAIN",
+		"rekey",
+		"rekey new.key",
+		"rekey ./new.key",
+		"rekey /a /b",
 	};
 	struct ctl_cmd c;
 	size_t i;

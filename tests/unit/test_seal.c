@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/s3/bucket.h"
 #include "core/s3/seal.h"
 #include "tests/unit/util.h"
 
@@ -433,4 +434,87 @@ Test(seal, a_key_is_matched_against_the_id_a_bucket_names)
 		  err);
 	cr_assert_eq(seal_key_match(0, &k.key, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, "not encrypted"), "%s", err);
+}
+
+/* Envelope 2: a store's own random keys, wrapped by the key file's; the
+ * record parses as a bucket's seal lines, opens with that key file only,
+ * and a damaged ring is refused. */
+Test(seal, wrapped_keys_open_with_their_key_file_only)
+{
+	struct seal k, k2, st = { 0 }, st2 = { 0 }, got;
+	char rec[SEAL_TEXT_MAX], back[SEAL_TEXT_MAX], err[256];
+	char *ring, hex[17];
+	unsigned char *in = text(5000);
+	uint64_t id = 0;
+	size_t n;
+
+	keyed(&k, 'a');
+	keyed(&k2, 'b');
+	cr_assert_eq(seal_keyring_make(&k.key, &st.key, rec, sizeof(rec)), 0);
+	seal_key_id_text(k.key.id, hex);
+	cr_assert(!strncmp(rec, "envelope 2\nkey_id ", 18), "%s", rec);
+	cr_assert(strstr(rec, hex), "%s", rec);
+	/* random keys, not the key file's, under the key file's id */
+	cr_assert_eq(st.key.id, k.key.id);
+	cr_assert_neq(memcmp(st.key.enc, k.key.enc, 32), 0);
+	cr_assert_neq(memcmp(st.key.names, k.key.names, 64), 0);
+	/* two bindings: two sets of keys */
+	cr_assert_eq(seal_keyring_make(&k.key, &st2.key, back, sizeof(back)),
+		     0);
+	cr_assert_neq(memcmp(st.key.enc, st2.key.enc, 32), 0);
+	cr_assert_eq(bucket_seal_parse(rec, back, sizeof(back), &id), 0);
+	cr_assert_str_eq(back, rec);
+	cr_assert_eq(id, k.key.id);
+
+	memset(&got, 0, sizeof(got));
+	cr_assert_eq(seal_keyring_open(rec, &k.key, &got.key, err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_eq(memcmp(got.key.enc, st.key.enc, 32), 0);
+	cr_assert_eq(memcmp(got.key.names, st.key.names, 64), 0);
+	cr_assert_eq(got.key.id, st.key.id);
+	/* a body sealed with the store's keys opens with the opened ones */
+	st.keyed = got.keyed = true;
+	st.store_id = got.store_id = 7;
+	{
+		size_t cap = seal_bound(5000), m;
+		unsigned char *out = malloc(cap), *plain = malloc(5000);
+
+		cr_assert_eq(seal_buf(&st, "ctx", in, 5000, out, &m), 0);
+		cr_assert_eq(seal_open(&got, "ctx", out, m, plain, 5000, &n,
+				       NULL),
+			     0);
+		cr_assert_eq(n, 5000);
+		cr_assert_eq(memcmp(plain, in, n), 0);
+		/* not with the key file's own keys */
+		cr_assert_neq(
+			seal_open(&k, "ctx", out, m, plain, 5000, &n, NULL), 0);
+		free(out);
+		free(plain);
+	}
+	/* another key file: no ring for it */
+	cr_assert_eq(seal_keyring_open(rec, &k2.key, &got.key, err,
+				       sizeof(err)),
+		     -EKEYREJECTED);
+	cr_assert(strstr(err, "not wrapped"), "%s", err);
+	/* a flipped digit in the ring: refused, never other keys */
+	ring = strstr(rec, "keyring ") + 8 + 17 + 40;
+	*ring = *ring == '0' ? '1' : '0';
+	cr_assert_eq(seal_keyring_open(rec, &k.key, &got.key, err, sizeof(err)),
+		     -EKEYREJECTED);
+	cr_assert(strstr(err, "does not open"), "%s", err);
+	/* a cut ring: damaged, and not a seal record */
+	ring[3] = '\n';
+	ring[4] = '\0';
+	cr_assert_eq(seal_keyring_open(rec, &k.key, &got.key, err, sizeof(err)),
+		     -EBADMSG);
+	cr_assert_eq(bucket_seal_parse(rec, back, sizeof(back), &id), -EUCLEAN);
+	cr_assert_eq(bucket_seal_parse("envelope 2\nkey_id 00000000000000ab\n",
+				       back, sizeof(back), &id),
+		     -EUCLEAN);
+	/* envelope 1: the key file's own keys */
+	cr_assert_eq(seal_keyring_open("envelope 1\nkey_id 0000000000000001\n",
+				       &k.key, &got.key, err, sizeof(err)),
+		     0);
+	cr_assert_eq(memcmp(got.key.enc, k.key.enc, 32), 0);
+	free(in);
 }

@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rekey: a keyed store (envelope 2, core/s3/seal.h) changes the key file
+ * that opens it. Its bodies are sealed with the store's own random keys,
+ * which the seal record keeps wrapped by each key file's key ("keyring"
+ * lines): a rekey wraps them for the new key and drops the old key's
+ * ring. No body is sealed again, so a rekey takes two small writes of
+ * the metadata and two of the marker, whatever the size of the store.
+ *
+ * DESIGN NOTES
+ *
+ * 1. Steps. (1) The seal record gets the new ring, first, and names the
+ *    new key as the one in force; the old ring stays: both keys open
+ *    the store. Committed and synced before (2) the marker says the
+ *    same (a restore from the bucket alone reads the marker). (3) The
+ *    record keeps the new ring only: the rekey's end, synced before
+ *    (4) the marker says so. The metadata leads and the marker follows:
+ *    a marker never names a ring the store's durable record does not.
+ * 2. Cut short (kill -9, power loss, a bucket unreachable at (2) or
+ *    (4)): a record with more than one ring is a rekey to its key in
+ *    force that did not end. The next mount, with either key, ends it:
+ *    (3) from seal_setup(), and the marker's rings made the record's at
+ *    the mount's bucket check (core/remote/remote.c, check_marker()).
+ *    Before (3) both keys open the store, mount and restore; after it,
+ *    the new key only.
+ * 3. What a rekey does not do: seal the bodies again. The store's keys
+ *    are the same: whoever held the old key file and read the old ring
+ *    (in the marker or a snapshot's copy of the record, before the
+ *    rekey) can still derive them. docs/remote.md says what a rekey
+ *    protects against and what it does not.
+ * 4. A shared store: the other nodes keep their keys in memory (the same
+ *    keys), and their marker checks accept rings that differ (they do
+ *    not rewrite them); their next mount needs a key with a ring.
+ */
+#include "core/remote/remote_loop.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/fs/tally.h"
+#include "core/meta/meta.h"
+#include "core/util/log.h"
+
+/* remote_rekey_crash_at(): 0 none, N: killed after step N (tests) */
+static unsigned crash_at;
+
+void remote_rekey_crash_at(unsigned step)
+{
+	crash_at = step;
+}
+
+static void crash_if(unsigned step)
+{
+	if (crash_at == step) {
+		log_msg(LOG_NOTICE,
+			"fault injection: killed after step %u "
+			"of a rekey",
+			step);
+		raise(SIGKILL);
+	}
+}
+
+static int seal_write(struct meta *m, void *arg)
+{
+	return meta_remote_conf_set(m, "seal", arg);
+}
+
+/* Seal record @text made the store's, durably, and the mount's. */
+static int seal_store(struct remote *r, const char *text)
+{
+	int rc = tally_meta_txn(r->t, seal_write, (void *)text);
+
+	if (!rc)
+		rc = tally_meta_sync(r->t);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&r->lock);
+	snprintf(r->seal_text, sizeof(r->seal_text), "%s", text);
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+/* Step (3): the record keeps the ring of the key in force only. 0 when
+ * it did (or had no other), or -errno. */
+static int rekey_end(struct remote *r, const char *text)
+{
+	char trimmed[SEAL_TEXT_MAX];
+	int rc = seal_keyring_trim(text, trimmed, sizeof(trimmed));
+
+	if (rc <= 0)
+		return rc;
+	return seal_store(r, trimmed);
+}
+
+int rl_rekey_finish(struct remote *r)
+{
+	char text[SEAL_TEXT_MAX], id[17];
+	const char *k;
+	int rc;
+
+	if (!strstr(r->seal_text, "envelope 2\n"))
+		return 0;
+	snprintf(text, sizeof(text), "%s", r->seal_text);
+	rc = rekey_end(r, text);
+	if (rc) {
+		log_msg(LOG_ERR,
+			"a rekey cut short cannot end: its record cannot be "
+			"written: %s",
+			strerror(-rc));
+		return rc;
+	}
+	if (!strcmp(text, r->seal_text))
+		return 0;
+	k = strstr(r->seal_text, "\nkey_id ");
+	snprintf(id, sizeof(id), "%.16s", k ? k + 8 : "?");
+	log_msg(LOG_NOTICE,
+		"a rekey to key %s was cut short: it ends now, and the store "
+		"opens with that key only",
+		id);
+	return 0;
+}
+
+int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out)
+{
+	char cur[SEAL_TEXT_MAX], next[SEAL_TEXT_MAX];
+	struct seal_key nk;
+	const char *k;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&r->rekey_lock);
+	pthread_mutex_lock(&r->lock);
+	snprintf(cur, sizeof(cur), "%s", r->seal_text);
+	pthread_mutex_unlock(&r->lock);
+	k = strstr(cur, "\nkey_id ");
+	snprintf(out->old_id, sizeof(out->old_id), "%.16s", k ? k + 8 : "");
+	if (!r->seal.keyed) {
+		snprintf(out->err, sizeof(out->err),
+			 "this store's bodies are not encrypted: a key is "
+			 "chosen when a store is bound (-o key_file)");
+		rc = -EINVAL;
+		goto out;
+	}
+	if (!strstr(cur, "envelope 2\n")) {
+		snprintf(out->err, sizeof(out->err),
+			 "this store was bound with envelope 1, whose bodies "
+			 "are sealed with the key file's own keys: changing "
+			 "it would seal every body again, which is not built");
+		rc = -EOPNOTSUPP;
+		goto out;
+	}
+	rc = seal_key_load(path, &nk, out->err, sizeof(out->err));
+	if (rc)
+		goto out;
+	seal_key_id_text(nk.id, out->new_id);
+	if (!strcmp(out->new_id, out->old_id)) {
+		/* nothing to wrap; a ring left by a rekey cut short goes */
+		rc = rekey_end(r, cur);
+		out->unchanged = true;
+		goto out;
+	}
+	rc = seal_keyring_add(cur, &r->seal.key, &nk, next, sizeof(next));
+	if (rc) {
+		snprintf(out->err, sizeof(out->err),
+			 "cannot wrap the store's keys for key %s: %s",
+			 out->new_id, strerror(-rc));
+		goto out;
+	}
+	/* (1) both keys, the new one in force */
+	rc = seal_store(r, next);
+	if (rc) {
+		snprintf(out->err, sizeof(out->err),
+			 "cannot write the store's seal record: %s",
+			 strerror(-rc));
+		goto out;
+	}
+	/* the record names it in force from now on */
+	pthread_mutex_lock(&r->lock);
+	snprintf(r->st.key_id, sizeof(r->st.key_id), "%s", out->new_id);
+	pthread_mutex_unlock(&r->lock);
+	crash_if(1);
+	/* (2) the marker follows */
+	rc = rl_marker_sync(r);
+	if (rc) {
+		snprintf(
+			out->err, sizeof(out->err),
+			"the new key opens the store, but the bucket's marker "
+			"could not be written (%s): the rekey ends at the next "
+			"mount or rekey, and until then both keys open it",
+			strerror(-rc));
+		goto out;
+	}
+	crash_if(2);
+	/* (3) the new key only: the end */
+	rc = rekey_end(r, next);
+	if (rc) {
+		snprintf(out->err, sizeof(out->err),
+			 "both keys still open the store (the old ring cannot "
+			 "be dropped: %s): the rekey ends at the next mount or "
+			 "rekey",
+			 strerror(-rc));
+		goto out;
+	}
+	crash_if(3);
+	log_msg(LOG_NOTICE, "rekey: the store opens with key %s, not %s",
+		out->new_id, out->old_id);
+	/* (4) the marker follows: failing, the next mount writes it */
+	rc = rl_marker_sync(r);
+	if (rc) {
+		snprintf(out->err, sizeof(out->err),
+			 "the rekey is done, but the bucket's marker still "
+			 "names the old key too (%s): the next mount writes it",
+			 strerror(-rc));
+		out->marker_behind = true;
+		rc = 0;
+	}
+out:
+	explicit_bzero(&nk, sizeof(nk));
+	pthread_mutex_unlock(&r->rekey_lock);
+	return rc;
+}

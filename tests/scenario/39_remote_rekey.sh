@@ -1,0 +1,295 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# rekey (core/remote/remote_rekey.c) against a real S3 server (s3rver),
+# the bucket read raw by a second client (botocore):
+#  - tallyctl MNT rekey NEWKEY on a mounted, encrypted store: the report
+#    names both keys; files read and write on; the status, the store's
+#    record and the bucket's marker name the new key only; no body is
+#    sealed again (the bucket's keys and bytes are the same);
+#  - afterwards the old key is refused by a mount, a restore and
+#    tallyfsck, with a message naming the key wanted; the new key
+#    mounts, restores byte-exact, and tallyfsck with the bucket is clean;
+#  - bad input changes nothing: a relative path (EINVAL), a key file
+#    open to others, one too short, the key in force (changed: no), a
+#    store without a key, a mount without a bucket;
+#  - kill -9 after each step (TALLYFS_FAULT=rekey:N:9): until the next
+#    mount ends it, both keys open the store where the step says they
+#    should (the restore reads the marker, the mount the record); the
+#    mount (with either key) ends it; then only the new key opens it;
+#  - a bucket that refuses the marker's PUT (the fault proxy's 503s):
+#    the rekey fails saying so, both keys open the store, and the next
+#    mount ends it and writes the marker.
+SCN_TIMEOUT=420
+source "$(dirname "$0")/lib.sh"
+source "$TALLY_SRC/tests/s3/lib.sh"
+source "$(dirname "$0")/remote_lib.sh"
+
+CTL=$TALLY_BUILD/tools/tallyctl
+[[ -x $CTL ]] || fail "no tallyctl at $CTL"
+s3_start tally-rekey || fail "cannot start the S3 server"
+PFX=rekey1
+REMOTE=(-o "remote=s3://$S3_BUCKET/$PFX,remote_endpoint=$S3_ENDPOINT")
+
+for k in k1 k2 k3 k4 k5 k6; do key "$k"; done
+
+# marker: the bucket's marker of $PFX
+marker() {
+	T "${S3CLI[@]}" get "$S3_BUCKET" "$PFX/tallyfs-store" "$TMP/marker"
+	cat "$TMP/marker"
+}
+# bucket_sums: every key of $PFX/objects/ with the SHA-256 of its body
+bucket_sums() {
+	local k s
+
+	bucket_keys | sort | while read -r k s; do
+		T "${S3CLI[@]}" get "$S3_BUCKET" "$k" "$TMP/body"
+		echo "$k $(sha_of "$TMP/body")"
+	done
+}
+# rekey KEY [MNT]: tallyctl rekey; sets OUT and RC
+rekey() {
+	RC=0
+	OUT=$(T "$CTL" "${2:-$MNT}" rekey "$1" 2>&1) || RC=$?
+}
+# restore_copy KEY [OPTIONS...]: a restore with key file KEY from a copy
+# of the bucket's prefix (a restore takes its bucket over) into a new
+# store $RSTORE, bound to the copy $RPFX; sets ROUT and RRC
+NCOPY=0
+restore_copy() {
+	local k=$1
+
+	shift
+	RPFX=copy$((++NCOPY))
+	RSTORE=$TMP/$RPFX
+	T python3 - "$S3_BUCKET" "$PFX/" "$RPFX/" <<-'EOF' || fail "copy of $PFX"
+	import os, sys
+	sys.path.insert(0, os.path.join(os.environ["TALLY_SRC"], "tests/s3"))
+	import s3cli
+	bucket, src, dst = sys.argv[1:4]
+	c = s3cli.client()
+	for key, _ in s3cli.keys(c, bucket, src):
+	    c.copy_object(Bucket=bucket, Key=dst + key[len(src):],
+	                  CopySource={"Bucket": bucket, "Key": key})
+	EOF
+	RRC=0
+	ROUT=$(T "$TALLYFS" --restore \
+		-o "remote=s3://$S3_BUCKET/$RPFX,remote_endpoint=$S3_ENDPOINT" \
+		-o "key_file=$TMP/$k" "$@" "$RSTORE" 2>&1) || RRC=$?
+}
+# opens_restore KEY: a restore from the bucket alone opens with KEY (0/1)
+opens_restore() {
+	restore_copy "$1"
+	return "$RRC"
+}
+# out_get KEY: a value of tallyctl's last report
+out_get() { sed -n "s/^$1: *//p" <<<"$OUT" | head -n 1; }
+# key_id KEY: the id of key file KEY, as a store bound with it says it
+key_id() {
+	local s=$TMP/kid.$1 m=$TMP/kidm id
+
+	mkdir -p "$m"
+	mount_fs "$s" "$m" -o "remote=s3://$S3_BUCKET/kid-$1,remote_endpoint=$S3_ENDPOINT" \
+		-o "key_file=$TMP/$1"
+	id=$(remote_get key_id "$m")
+	umount_fs "$m"
+	echo "$id"
+}
+
+log "a store bound with key k1; rekey to k2 while mounted"
+kid1=$(key_id k1)
+kid2=$(key_id k2)
+mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o "key_file=$TMP/k1" \
+	-o snapshot_interval=0
+mkdir -p "$MNT/main/docs"
+for i in $(seq 1 12); do
+	rand_file "$MNT/main/docs/f$i" $((i * 100000 + 7))
+done
+rep=$(ctl_report "drain remote 120") || fail "drain remote: $rep"
+snap1=$(report_get snapshot "$rep")
+snap1=${snap1##*/}
+[[ $snap1 == snap-* ]] || fail "no snapshot before the rekey: $rep"
+assert_eq "bound with k1" "$kid1" "$(remote_get key_id)"
+manifest "$MNT" --no-ctl >"$TMP/before.mf" || fail "manifest"
+bucket_sums >"$TMP/sums.before"
+[[ -s $TMP/sums.before ]] || fail "no object in the bucket"
+marker | grep -q "keyring $kid1 " || fail "the marker has no ring of k1"
+rekey "$TMP/k2"
+assert_eq "rekey to k2 ($OUT)" 0 "$RC"
+assert_eq "the report names the new key" "$kid2" "$(out_get key_id)"
+assert_eq "the report names the old key" "$kid1" "$(out_get previous_key_id)"
+assert_eq "the report says it changed" yes "$(out_get changed)"
+assert_eq "status: k2 in force" "$kid2" "$(remote_get key_id)"
+m=$(marker)
+assert_match "the marker: k2 in force" "key_id $kid2" "$m"
+grep -q "keyring $kid2 " <<<"$m" || fail "the marker has no ring of k2"
+grep -q "$kid1" <<<"$m" && fail "the marker still names k1: $m"
+# files read and write on, sealed with the same keys
+manifest "$MNT" --no-ctl >"$TMP/after.mf" || fail "manifest after"
+assert_same_manifest "files after the rekey" "$TMP/before.mf" "$TMP/after.mf"
+rand_file "$MNT/main/docs/late" $((2 * MIB + 3))
+rep=$(ctl_report "drain remote 120") || fail "drain remote 2: $rep"
+bucket_sums >"$TMP/sums.after"
+# no body was sealed again: every key of before is there, the same bytes
+comm -23 "$TMP/sums.before" "$TMP/sums.after" >"$TMP/sums.gone"
+[[ -s $TMP/sums.gone ]] && fail "bodies changed by the rekey: $(cat "$TMP/sums.gone")"
+manifest "$MNT" --no-ctl >"$TMP/before.mf" || fail "manifest 2"
+umount_fs
+
+log "the old key is refused; the new one mounts, restores, checks"
+refused "k1 after the rekey" "key_file holds key $kid1.*encrypted with key $kid2" \
+	"${REMOTE[@]}" -o "key_file=$TMP/k1" "$STORE" "$MNT"
+mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o "key_file=$TMP/k2"
+manifest "$MNT" --no-ctl >"$TMP/after.mf" || fail "manifest with k2"
+assert_same_manifest "mounted with k2" "$TMP/before.mf" "$TMP/after.mf"
+umount_fs
+fsck_store --remote-endpoint="$S3_ENDPOINT" --key-file="$TMP/k1" "$STORE"
+assert_eq "tallyfsck with k1" 2 "$FSCK_RC"
+assert_match "tallyfsck names k2" "encrypted with key $kid2" "$FSCK_OUT"
+fsck_store --remote-endpoint="$S3_ENDPOINT" --key-file="$TMP/k2" "$STORE"
+assert_eq "tallyfsck with k2 ($FSCK_OUT)" clean "$(fsck_value status)"
+assert_eq "tallyfsck: none missing" 0 "$(fsck_value bucket_missing)"
+restore "$TMP/r1" -o "key_file=$TMP/k1"
+assert_eq "restore with k1" 1 "$RRC"
+assert_match "restore with k1 says which" "encrypted with key $kid2" "$ROUT"
+[[ -e $TMP/r1 ]] && fail "a refused restore left its store"
+restore "$TMP/r1" -o "key_file=$TMP/k2"
+assert_eq "restore with k2 ($ROUT)" 0 "$RRC"
+M2=$TMP/m2
+mkdir "$M2"
+mount_fs "$TMP/r1" "$M2" "${REMOTE[@]}" -o "key_file=$TMP/k2"
+manifest "$M2" --no-ctl >"$TMP/after.mf" || fail "manifest of the restore"
+assert_same_manifest "restored with k2" "$TMP/before.mf" "$TMP/after.mf"
+umount_fs "$M2"
+# the restore took the bucket over: the store goes on from r1
+STORE=$TMP/r1
+# a snapshot from before the rekey names k1's ring: the restored store
+# takes the marker's record (k2), and the old key stays out
+restore_copy k2 -o "snapshot=$snap1"
+assert_eq "restore of the snapshot before the rekey ($ROUT)" 0 "$RRC"
+CREM=(-o "remote=s3://$S3_BUCKET/$RPFX,remote_endpoint=$S3_ENDPOINT")
+refused "k1 on the old snapshot's restore" "encrypted with key $kid2" \
+	"${CREM[@]}" -o "key_file=$TMP/k1" "$RSTORE" "$MNT"
+mount_fs "$RSTORE" "$MNT" "${CREM[@]}" -o "key_file=$TMP/k2"
+assert_eq "the old snapshot's restore: k2" "$kid2" "$(remote_get key_id)"
+T cat "$MNT"/main/docs/f* >/dev/null || fail "files of the old snapshot"
+umount_fs
+
+log "bad input changes nothing"
+mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o "key_file=$TMP/k2"
+assert_eq "rekey of a relative path" EINVAL "$(ctl_errno "rekey k3")"
+assert_eq "rekey without a path" EINVAL "$(ctl_errno "rekey")"
+cp "$TMP/k3" "$TMP/k3open"
+chmod 0644 "$TMP/k3open"
+rekey "$TMP/k3open"
+assert_ne "rekey with a key file open to others" 0 "$RC"
+assert_match "says it is open to others" "open to group or others" "$OUT"
+head -c 16 /dev/urandom >"$TMP/short"
+chmod 0600 "$TMP/short"
+rekey "$TMP/short"
+assert_ne "rekey with a short key file" 0 "$RC"
+assert_match "says it is short" "a key is at least 32" "$OUT"
+rekey "$TMP/nonexistent"
+assert_ne "rekey with no such file" 0 "$RC"
+rekey "$TMP/k2"
+assert_eq "rekey to the key in force ($OUT)" 0 "$RC"
+assert_eq "says nothing changed" no "$(out_get changed)"
+assert_eq "still k2" "$kid2" "$(remote_get key_id)"
+m=$(marker)
+assert_match "the marker still says k2" "key_id $kid2" "$m"
+umount_fs
+mount_fs "$TMP/plain" "$MNT"
+mkdir "$MNT/main"
+rekey "$TMP/k3"
+assert_ne "rekey without a bucket" 0 "$RC"
+assert_match "says there is no remote tier" "no remote tier" "$OUT"
+umount_fs
+mount_fs "$TMP/zonly" "$MNT" \
+	-o "remote=s3://$S3_BUCKET/zonly,remote_endpoint=$S3_ENDPOINT,compress=zstd"
+rekey "$TMP/k3"
+assert_ne "rekey of a store without a key" 0 "$RC"
+assert_match "says its bodies are not encrypted" "not encrypted" "$OUT"
+umount_fs
+
+# crash STEP FROM TO: a rekey FROM -> TO killed after STEP
+crash() {
+	local step=$1 from=$2 to=$3
+
+	export TALLYFS_FAULT="rekey:$step:9"
+	mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o "key_file=$TMP/$from"
+	unset TALLYFS_FAULT
+	# no "Killed" job notice from bash for the death we ask for
+	disown "${DAEMON_PID[$MNT]}"
+	rekey "$TMP/$to"
+	assert_ne "a rekey killed after step $step" 0 "$RC"
+	wait_pid_gone "${DAEMON_PID[$MNT]}" 10 ||
+		fail "the daemon survived the rekey's fault"
+	grep -q "killed after step $step of a rekey" "$DLOG" ||
+		fail "the daemon did not die at step $step"
+	unset "DAEMON_PID[$MNT]" "DAEMON_CHILD[$MNT]"
+	timeout 10 fusermount3 -u "$MNT" 2>/dev/null ||
+		timeout 10 umount -l "$MNT" || fail "cannot remove the dead mount"
+}
+# ends_with KEY ID: a mount with KEY works, and the store is keyed with
+# ID alone then (status, record and marker)
+ends_with() {
+	mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o "key_file=$TMP/$1"
+	assert_eq "in force after the mount" "$2" "$(remote_get key_id)"
+	manifest "$MNT" --no-ctl >"$TMP/after.mf" || fail "manifest"
+	assert_same_manifest "files after the cut rekey" "$TMP/before.mf" \
+		"$TMP/after.mf"
+	umount_fs
+	m=$(marker)
+	assert_match "the marker: $2 in force" "key_id $2" "$m"
+	[[ $(grep -o "keyring " <<<"$m" | wc -l) == 1 ]] ||
+		fail "the marker keeps another ring: $m"
+}
+
+log "kill -9 after step 1 (the record has both rings; the marker not)"
+kid3=$(key_id k3)
+crash 1 k2 k3
+opens_restore k2 || fail "the restore opens with k2 (the marker's)"
+opens_restore k3 && fail "the restore opened with k3 before the marker"
+ends_with k3 "$kid3" # the new key mounts, and ends it
+refused "k2 after the end" "encrypted with key $kid3" \
+	"${REMOTE[@]}" -o "key_file=$TMP/k2" "$STORE" "$MNT"
+opens_restore k3 || fail "the restore opens with k3 after the end"
+
+log "kill -9 after step 2 (both rings in the record and the marker)"
+kid4=$(key_id k4)
+crash 2 k3 k4
+opens_restore k3 || fail "the restore opens with k3 (both rings)"
+opens_restore k4 || fail "the restore opens with k4 (both rings)"
+ends_with k3 "$kid4" # the old key mounts too, and ends it
+refused "k3 after the end" "encrypted with key $kid4" \
+	"${REMOTE[@]}" -o "key_file=$TMP/k3" "$STORE" "$MNT"
+opens_restore k3 && fail "the restore opened with k3 after the end"
+
+log "kill -9 after step 3 (the rekey ended; the marker behind)"
+kid5=$(key_id k5)
+crash 3 k4 k5
+refused "k4 after step 3" "encrypted with key $kid5" \
+	"${REMOTE[@]}" -o "key_file=$TMP/k4" "$STORE" "$MNT"
+ends_with k5 "$kid5"
+opens_restore k4 && fail "the restore opened with k4 after the end"
+opens_restore k5 || fail "the restore opens with k5"
+
+log "the bucket refuses the marker: the rekey says so, a mount ends it"
+kid6=$(key_id k6)
+proxy_start
+mount_fs "$STORE" "$MNT" \
+	-o "remote=s3://$S3_BUCKET/$PFX,remote_endpoint=http://127.0.0.1:$PPORT" \
+	-o "key_file=$TMP/k5,remote_retry_max=1"
+proxy "status/503/SlowDown?n=1000&method=PUT"
+rekey "$TMP/k6"
+assert_ne "a rekey whose marker cannot be written" 0 "$RC"
+assert_match "says the marker could not be written" \
+	"marker could not be written" "$OUT"
+assert_eq "the record names k6 in force" "$kid6" "$(remote_get key_id)"
+proxy pass
+umount_fs
+m=$(marker)
+assert_match "the marker still says k5" "key_id $kid5" "$m"
+ends_with k6 "$kid6"
+fsck_store --remote-endpoint="$S3_ENDPOINT" --key-file="$TMP/k6" "$STORE"
+assert_eq "tallyfsck with k6 ($FSCK_OUT)" clean "$(fsck_value status)"
+log "ok"
