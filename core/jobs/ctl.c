@@ -672,8 +672,10 @@ static int ctl_shard(struct tally *t, const struct ctl_cmd *cmd, char **report)
 static int ctl_rekey(struct tally *t, const char *path, char **report)
 {
 	struct remote *r = tally_remote(t);
+	const char *mnt = tally_mountpoint(t);
 	struct remote_rekey k;
 	struct timespec t0;
+	size_t mlen;
 	int rc;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -681,6 +683,13 @@ static int ctl_rekey(struct tally *t, const char *path, char **report)
 		ctl_aprintf(report, "command: rekey\nerror: this mount has no "
 				    "remote tier (-o remote=...)\n");
 		return -EOPNOTSUPP;
+	}
+	mlen = mnt ? strlen(mnt) : 0;
+	if (mlen && !strncmp(path, mnt, mlen) &&
+	    (path[mlen] == '/' || !path[mlen])) {
+		ctl_aprintf(report, "command: rekey\nerror: a key file cannot "
+				    "live inside the mount it opens\n");
+		return -EINVAL;
 	}
 	rc = remote_rekey(r, path, &k);
 	if (rc) {

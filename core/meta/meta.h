@@ -758,6 +758,10 @@ int meta_gen_take(struct meta *m, int64_t *gen);
  * malloc'ed. */
 int meta_remote_conf_get(struct meta *m, const char *key, char **out);
 int meta_remote_conf_set(struct meta *m, const char *key, const char *val);
+/* Setting @key made @val if it is @old still: 0, or -ESTALE (it is not:
+ * another node changed it meanwhile). */
+int meta_remote_conf_swap(struct meta *m, const char *key, const char *old,
+			  const char *val);
 /* Bind the store (in a transaction); when @first, queue every object
  * not in the bucket yet. */
 int meta_remote_enable(struct meta *m, bool first);

@@ -97,6 +97,7 @@ enum {
 	R_GEN_TAKE,
 	R_CONF_GET,
 	R_CONF_SET,
+	R_CONF_SWAP,
 	R_ENABLE,
 	R_QUEUE_ALL,
 	R_NEXT,
@@ -166,6 +167,8 @@ static const char *const remote_text[R_COUNT] = {
 	[R_CONF_GET] = "SELECT value FROM remote_conf WHERE key = ?1",
 	[R_CONF_SET] = "INSERT INTO remote_conf(key, value) VALUES (?1, ?2) "
 		       "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+	[R_CONF_SWAP] = "UPDATE remote_conf SET value = ?3 WHERE key = ?1 AND "
+			"value = ?2 RETURNING 1",
 	[R_ENABLE] = "INSERT INTO config(key, value) VALUES ('remote', 1) "
 		     "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
 	/* objects committed before the store had a bucket */
@@ -412,6 +415,22 @@ int meta_remote_conf_set(struct meta *m, const char *key, const char *val)
 	meta_bind_text(s, 1, key);
 	meta_bind_text(s, 2, val);
 	return meta_run(m, s, "remote settings");
+}
+
+int meta_remote_conf_swap(struct meta *m, const char *key, const char *old,
+			  const char *val)
+{
+	struct meta_st *s;
+	int64_t one;
+	int rc = meta_stmt(m, &meta_remote_sql, R_CONF_SWAP, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_text(s, 1, key);
+	meta_bind_text(s, 2, old);
+	meta_bind_text(s, 3, val);
+	rc = meta_int(m, s, &one, "remote settings");
+	return rc == -ENOENT ? -ESTALE : rc;
 }
 
 int meta_remote_enable(struct meta *m, bool first)

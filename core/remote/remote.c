@@ -345,12 +345,57 @@ int rl_still_owner(struct remote *r)
 	return 0;
 }
 
+static int seal_read(struct meta *m, void *arg)
+{
+	char **out = arg;
+	int rc = meta_remote_conf_get(m, "seal", out);
+
+	return rc == -ENOENT ? 0 : rc;
+}
+
+int rl_seal_refresh(struct remote *r, char *text, size_t len)
+{
+	char *now = NULL;
+	int rc = tally_meta_read(r->t, seal_read, &now);
+
+	if (!rc && now) {
+		pthread_mutex_lock(&r->lock);
+		snprintf(r->seal_text, sizeof(r->seal_text), "%s", now);
+		pthread_mutex_unlock(&r->lock);
+	}
+	pthread_mutex_lock(&r->lock);
+	snprintf(text, len, "%s", r->seal_text);
+	pthread_mutex_unlock(&r->lock);
+	free(now);
+	return rc;
+}
+
+bool rl_rings_behind(struct remote *r)
+{
+	bool b;
+
+	pthread_mutex_lock(&r->lock);
+	b = r->rings_behind;
+	pthread_mutex_unlock(&r->lock);
+	return b;
+}
+
 int rl_marker_sync(struct remote *r)
 {
-	struct s3 *s = rl_conn_get(r);
-	int rc = s ? check_marker(r, s, false, true) : -ENOMEM;
+	char text[SEAL_TEXT_MAX];
+	struct s3 *s;
+	int rc;
 
+	/* the record as the store has it now (another node of a shared
+	 * store may have changed it), not as this mount read it */
+	rc = rl_seal_refresh(r, text, sizeof(text));
+	s = rc ? NULL : rl_conn_get(r);
+	if (!rc)
+		rc = s ? check_marker(r, s, false, true) : -ENOMEM;
 	rl_conn_put(r, s);
+	pthread_mutex_lock(&r->lock);
+	r->rings_behind = rc != 0;
+	pthread_mutex_unlock(&r->lock);
 	return rc;
 }
 
@@ -452,10 +497,16 @@ static void *loop_main(void *arg)
 			rl_conn_put(r, s);
 		}
 		/* the marker, every 10 s: a restore may take the bucket
-		 * over (deletions and reaps check it first, too) */
+		 * over (deletions and reaps check it first, too); its
+		 * rings, every 2 s while they lag the store's record (a
+		 * rekey's marker write that failed) */
 		if (r->verified && now >= r->next_marker) {
 			rl_still_owner(r);
 			r->next_marker = now + 10;
+		}
+		if (r->verified && now >= r->next_rings && rl_rings_behind(r)) {
+			rl_marker_sync(r);
+			r->next_rings = now + 2;
 		}
 		if (r->verified && !rl_fenced(r))
 			rl_schedule_uploads(r);
@@ -680,6 +731,7 @@ int remote_new(struct tally *t, struct remote_opts *o, struct remote **out)
 		r->verified = true;
 		r->marker_known = true;
 		r->st.reachable = true;
+		r->rings_behind = false; /* check_marker() wrote them */
 	}
 	rc = tally_meta_txn(t, bind_write, &b);
 	if (rc)

@@ -88,6 +88,10 @@ struct remote {
 	 * lock, and rekey_lock, which one rekey at a time holds) */
 	char seal_text[SEAL_TEXT_MAX];
 	pthread_mutex_t rekey_lock;
+	/* the marker's rings lag the record (under lock): the loop writes
+	 * them every 2 s (next_rings, the loop's) until it succeeds */
+	bool rings_behind;
+	double next_rings;
 
 	pthread_mutex_t lock;
 	pthread_cond_t work;	 /* protected by lock: ready jobs, or stop */
@@ -220,6 +224,12 @@ int rl_still_owner(struct remote *r);
 /* The bucket's marker made to name this store's rings (a rekey's): 0 or
  * -errno (-EUCLEAN: the marker names another store, or is lost). */
 int rl_marker_sync(struct remote *r);
+/* Whether the marker's rings lag the record (rl_marker_sync() clears it) */
+bool rl_rings_behind(struct remote *r);
+/* The store's seal record read again (a shared store's may have changed)
+ * into r->seal_text and @text (@len bytes): 0 or -errno (@text then the
+ * mount's copy). */
+int rl_seal_refresh(struct remote *r, char *text, size_t len);
 /* remote_rekey.c: a rekey cut short ends (at the mount): 0 or -errno */
 int rl_rekey_finish(struct remote *r);
 /* remote_up.c */

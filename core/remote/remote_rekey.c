@@ -14,8 +14,15 @@
  *    the store. Committed and synced before (2) the marker says the
  *    same (a restore from the bucket alone reads the marker). (3) The
  *    record keeps the new ring only: the rekey's end, synced before
- *    (4) the marker says so. The metadata leads and the marker follows:
- *    a marker never names a ring the store's durable record does not.
+ *    (4) the marker says so. The record leads and the marker follows,
+ *    a step behind at most: never does it name a key in force that the
+ *    durable record does not (after (3) it may still hold the old
+ *    ring, until (4)). A marker left behind (a write that failed) is
+ *    written again by the mount's loop every 2 s (rings_behind), and by
+ *    the next mount. Each change of the record is a compare-and-swap
+ *    against the record read from the store, not the mount's copy: a
+ *    shared store's other node may have changed it (-ESTALE: nothing
+ *    written, try again).
  * 2. Cut short (kill -9, power loss, a bucket unreachable at (2) or
  *    (4)): a record with more than one ring is a rekey to its key in
  *    force that did not end. The next mount, with either key, ends it:
@@ -30,7 +37,16 @@
  *    protects against and what it does not.
  * 4. A shared store: the other nodes keep their keys in memory (the same
  *    keys), and their marker checks accept rings that differ (they do
- *    not rewrite them); their next mount needs a key with a ring.
+ *    not rewrite them); their next mount needs a key with a ring. A
+ *    marker write reads the record again first; a node that read it
+ *    just before another's rekey and writes the marker just after it
+ *    can still leave an older ring set there, until the rekeying node's
+ *    next write (a race of milliseconds, at a mount).
+ * 5. What a bucket writer can do: put an older marker back (a rollback).
+ *    A restore from it opens with the keys in force then, and its
+ *    mount ends whatever rekey that marker shows; it gets no key it
+ *    did not have (the rings are authenticated, the store's keys never
+ *    change). Nothing in the bucket alone can tell a rollback.
  */
 #include "core/remote/remote_loop.h"
 
@@ -64,52 +80,71 @@ static void crash_if(unsigned step)
 	}
 }
 
-static int seal_write(struct meta *m, void *arg)
+struct swap {
+	const char *old, *val;
+};
+
+static int seal_swap(struct meta *m, void *arg)
 {
-	return meta_remote_conf_set(m, "seal", arg);
+	struct swap *w = arg;
+
+	return meta_remote_conf_swap(m, "seal", w->old, w->val);
 }
 
-/* Seal record @text made the store's, durably, and the mount's. */
-static int seal_store(struct remote *r, const char *text)
+/*
+ * The store's seal record made @val if it is @old still (-ESTALE: another
+ * node changed it meanwhile, nothing written), durably. Committed, it is
+ * the mount's too, the sync's failure notwithstanding (*@written says
+ * so; the store then opens as @val says at the next mount, whatever this
+ * returns).
+ */
+static int seal_store(struct remote *r, const char *old, const char *val,
+		      bool *written)
 {
-	int rc = tally_meta_txn(r->t, seal_write, (void *)text);
+	struct swap w = { old, val };
+	const char *k = strstr(val, "\nkey_id ");
+	int rc = tally_meta_txn(r->t, seal_swap, &w);
 
-	if (!rc)
-		rc = tally_meta_sync(r->t);
+	*written = rc == 0;
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&r->lock);
-	snprintf(r->seal_text, sizeof(r->seal_text), "%s", text);
+	snprintf(r->seal_text, sizeof(r->seal_text), "%s", val);
+	if (k) /* the key in force, as the record names it */
+		snprintf(r->st.key_id, sizeof(r->st.key_id), "%.16s", k + 8);
+	r->rings_behind = true; /* until the marker follows */
 	pthread_mutex_unlock(&r->lock);
-	return 0;
+	return tally_meta_sync(r->t);
 }
 
 /* Step (3): the record keeps the ring of the key in force only. 0 when
  * it did (or had no other), or -errno. */
-static int rekey_end(struct remote *r, const char *text)
+static int rekey_end(struct remote *r, const char *text, bool *written)
 {
 	char trimmed[SEAL_TEXT_MAX];
 	int rc = seal_keyring_trim(text, trimmed, sizeof(trimmed));
 
+	*written = false;
 	if (rc <= 0)
 		return rc;
-	return seal_store(r, trimmed);
+	return seal_store(r, text, trimmed, written);
 }
 
 int rl_rekey_finish(struct remote *r)
 {
 	char text[SEAL_TEXT_MAX], id[17];
 	const char *k;
+	bool written;
 	int rc;
 
 	if (!strstr(r->seal_text, "envelope 2\n"))
 		return 0;
 	snprintf(text, sizeof(text), "%s", r->seal_text);
-	rc = rekey_end(r, text);
-	if (rc) {
+	rc = rekey_end(r, text, &written);
+	if (rc && !written) {
 		log_msg(LOG_ERR,
-			"a rekey cut short cannot end: its record cannot be "
-			"written: %s",
+			"a rekey cut short cannot end: the store's seal record "
+			"cannot be written: %s",
 			strerror(-rc));
 		return rc;
 	}
@@ -119,8 +154,8 @@ int rl_rekey_finish(struct remote *r)
 	snprintf(id, sizeof(id), "%.16s", k ? k + 8 : "?");
 	log_msg(LOG_NOTICE,
 		"a rekey to key %s was cut short: it ends now, and the store "
-		"opens with that key only",
-		id);
+		"opens with that key only%s",
+		id, rc ? " (not synced yet)" : "");
 	return 0;
 }
 
@@ -129,13 +164,20 @@ int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out)
 	char cur[SEAL_TEXT_MAX], next[SEAL_TEXT_MAX];
 	struct seal_key nk;
 	const char *k;
+	bool written = false;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
+	memset(&nk, 0, sizeof(nk));
 	pthread_mutex_lock(&r->rekey_lock);
-	pthread_mutex_lock(&r->lock);
-	snprintf(cur, sizeof(cur), "%s", r->seal_text);
-	pthread_mutex_unlock(&r->lock);
+	/* the record as the store has it (another node may have rekeyed) */
+	rc = rl_seal_refresh(r, cur, sizeof(cur));
+	if (rc) {
+		snprintf(out->err, sizeof(out->err),
+			 "cannot read the store's seal record: %s",
+			 strerror(-rc));
+		goto out;
+	}
 	k = strstr(cur, "\nkey_id ");
 	snprintf(out->old_id, sizeof(out->old_id), "%.16s", k ? k + 8 : "");
 	if (!r->seal.keyed) {
@@ -153,14 +195,28 @@ int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out)
 		rc = -EOPNOTSUPP;
 		goto out;
 	}
+	if (rl_fenced(r)) {
+		snprintf(out->err, sizeof(out->err),
+			 "the bucket's marker names another store (a restore "
+			 "took it over): this store changes nothing there");
+		rc = -EUCLEAN;
+		goto out;
+	}
 	rc = seal_key_load(path, &nk, out->err, sizeof(out->err));
 	if (rc)
 		goto out;
 	seal_key_id_text(nk.id, out->new_id);
 	if (!strcmp(out->new_id, out->old_id)) {
 		/* nothing to wrap; a ring left by a rekey cut short goes */
-		rc = rekey_end(r, cur);
+		rc = rekey_end(r, cur, &written);
 		out->unchanged = true;
+		if (!rc && written)
+			(void)rl_marker_sync(r); /* failing: the loop's */
+		if (rc)
+			snprintf(out->err, sizeof(out->err),
+				 "the old ring of a rekey cut short cannot be "
+				 "dropped: %s",
+				 strerror(-rc));
 		goto out;
 	}
 	rc = seal_keyring_add(cur, &r->seal.key, &nk, next, sizeof(next));
@@ -171,17 +227,19 @@ int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out)
 		goto out;
 	}
 	/* (1) both keys, the new one in force */
-	rc = seal_store(r, next);
+	rc = seal_store(r, cur, next, &written);
 	if (rc) {
 		snprintf(out->err, sizeof(out->err),
-			 "cannot write the store's seal record: %s",
+			 rc == -ESTALE ? "the store's seal record changed "
+					 "meanwhile (another node's rekey?): "
+					 "nothing changed; try again"
+			 : written ? "the store's seal record is written but "
+				     "not synced (%s): keep both key files; "
+				     "the next mount ends the rekey"
+				   : "cannot write the store's seal record: %s",
 			 strerror(-rc));
 		goto out;
 	}
-	/* the record names it in force from now on */
-	pthread_mutex_lock(&r->lock);
-	snprintf(r->st.key_id, sizeof(r->st.key_id), "%s", out->new_id);
-	pthread_mutex_unlock(&r->lock);
 	crash_if(1);
 	/* (2) the marker follows */
 	rc = rl_marker_sync(r);
@@ -196,27 +254,29 @@ int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out)
 	}
 	crash_if(2);
 	/* (3) the new key only: the end */
-	rc = rekey_end(r, next);
+	rc = rekey_end(r, next, &written);
 	if (rc) {
 		snprintf(out->err, sizeof(out->err),
-			 "both keys still open the store (the old ring cannot "
-			 "be dropped: %s): the rekey ends at the next mount or "
-			 "rekey",
+			 written ? "the old key's ring is dropped but not "
+				   "synced (%s): keep both key files until "
+				   "the next mount"
+				 : "both keys still open the store (the old "
+				   "ring cannot be dropped: %s): the rekey "
+				   "ends at the next mount or rekey",
 			 strerror(-rc));
 		goto out;
 	}
 	crash_if(3);
 	log_msg(LOG_NOTICE, "rekey: the store opens with key %s, not %s",
 		out->new_id, out->old_id);
-	/* (4) the marker follows: failing, the next mount writes it */
-	rc = rl_marker_sync(r);
-	if (rc) {
+	/* (4) the marker follows: failing, the loop writes it later */
+	if (rl_marker_sync(r)) {
 		snprintf(out->err, sizeof(out->err),
 			 "the rekey is done, but the bucket's marker still "
-			 "names the old key too (%s): the next mount writes it",
-			 strerror(-rc));
+			 "names the old key too: this mount writes it again "
+			 "every 2 s until the bucket takes it (until then a "
+			 "restore from the bucket opens with either key)");
 		out->marker_behind = true;
-		rc = 0;
 	}
 out:
 	explicit_bzero(&nk, sizeof(nk));

@@ -6,6 +6,7 @@
 #include "core/s3/bucket.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,31 +71,37 @@ void bucket_marker_text(uint64_t store_id, const char *ancestors,
 }
 
 /* Envelope 2 (core/s3/seal.h): "envelope 2", "key_id HEX" (the key in
- * force), then one "keyring HEX RING" line or more, nothing else. */
+ * force), then one "keyring HEX RING" line or more, each of its own key,
+ * one of them the key in force's; nothing else. Every length is checked
+ * before the byte after it is read: @e is untrusted (a marker). */
 static int seal2_parse(const char *e, char *seal, size_t len, uint64_t *key_id)
 {
+	static const char hexd[] = "0123456789abcdef";
 	const size_t ring = SEAL_RING_LINE - 8 - 17 - 2; /* hex of a ring */
-	const char *p = e + 11;
-	char hex[17];
-	size_t lines = 0;
+	const char *p = e + 11, *ids[SEAL_TEXT_MAX / (25 + 1)];
+	size_t lines = 0, i;
+	bool in_force = false;
 
-	if (sscanf(p, "key_id %16[0-9a-f]\n", hex) != 1 || strlen(hex) != 16 ||
-	    strncmp(p + 7 + 16, "\n", 1))
+	if (strncmp(p, "key_id ", 7) || strspn(p + 7, hexd) != 16 ||
+	    p[23] != '\n')
 		return -EUCLEAN;
-	p += 7 + 16 + 1;
+	p += 24;
 	while (*p) {
-		if (strncmp(p, "keyring ", 8) ||
-		    strspn(p + 8, "0123456789abcdef") != 16 || p[24] != ' ' ||
-		    strspn(p + 25, "0123456789abcdef") != ring ||
-		    p[25 + ring] != '\n')
+		if (strncmp(p, "keyring ", 8) || strspn(p + 8, hexd) != 16 ||
+		    p[24] != ' ' || strspn(p + 25, hexd) != ring ||
+		    p[25 + ring] != '\n' || lines == sizeof(ids) / sizeof(*ids))
 			return -EUCLEAN;
+		for (i = 0; i < lines; i++)
+			if (!strncmp(ids[i], p + 8, 16))
+				return -EUCLEAN; /* two rings of one key */
+		in_force = in_force || !strncmp(p + 8, e + 11 + 7, 16);
+		ids[lines++] = p + 8;
 		p += 25 + ring + 1;
-		lines++;
 	}
-	if (!lines || (size_t)(p - e) >= len)
+	if (!in_force || (size_t)(p - e) >= len)
 		return -EUCLEAN;
 	memcpy(seal, e, (size_t)(p - e) + 1);
-	*key_id = strtoull(hex, NULL, 16);
+	*key_id = strtoull(e + 11 + 7, NULL, 16);
 	return 0;
 }
 

@@ -907,6 +907,8 @@ int seal_keyring_open(const char *text, const struct seal_key *file,
 		     sizeof(ad), false, ring + 12, RING_PLAIN, plain,
 		     ring + 12 + RING_PLAIN);
 	if (rc) {
+		/* the decryption wrote before the tag said no */
+		OPENSSL_cleanse(plain, sizeof(plain));
 		snprintf(err, len,
 			 "the keyring of key %s does not open with this key "
 			 "file (altered, or another key with the same id)",

@@ -178,6 +178,8 @@ log "bad input changes nothing"
 mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o "key_file=$TMP/k2"
 assert_eq "rekey of a relative path" EINVAL "$(ctl_errno "rekey k3")"
 assert_eq "rekey without a path" EINVAL "$(ctl_errno "rekey")"
+assert_eq "rekey of a key inside the mount" EINVAL \
+	"$(ctl_errno "rekey $MNT/main/docs/f1")"
 cp "$TMP/k3" "$TMP/k3open"
 chmod 0644 "$TMP/k3open"
 rekey "$TMP/k3open"
@@ -285,10 +287,18 @@ assert_ne "a rekey whose marker cannot be written" 0 "$RC"
 assert_match "says the marker could not be written" \
 	"marker could not be written" "$OUT"
 assert_eq "the record names k6 in force" "$kid6" "$(remote_get key_id)"
-proxy pass
-umount_fs
 m=$(marker)
 assert_match "the marker still says k5" "key_id $kid5" "$m"
+proxy pass
+# the mount's loop writes the marker once the bucket takes it: both
+# rings, k6 in force
+wait_for 30 bash -c "python3 '$TALLY_SRC/tests/s3/s3cli.py' get '$S3_BUCKET' \
+	'$PFX/tallyfs-store' '$TMP/marker2' && grep -q 'key_id $kid6' '$TMP/marker2'" ||
+	fail "the loop did not write the marker"
+m=$(marker)
+grep -q "keyring $kid5 " <<<"$m" || fail "the marker lost k5's ring early"
+grep -q "keyring $kid6 " <<<"$m" || fail "the marker has no ring of k6"
+umount_fs
 ends_with k6 "$kid6"
 fsck_store --remote-endpoint="$S3_ENDPOINT" --key-file="$TMP/k6" "$STORE"
 assert_eq "tallyfsck with k6 ($FSCK_OUT)" clean "$(fsck_value status)"

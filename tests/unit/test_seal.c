@@ -511,6 +511,52 @@ Test(seal, wrapped_keys_open_with_their_key_file_only)
 	cr_assert_eq(bucket_seal_parse("envelope 2\nkey_id 00000000000000ab\n",
 				       back, sizeof(back), &id),
 		     -EUCLEAN);
+	/* records that are not one: cut in the key_id line, 17 digits, a
+	 * key in force without a ring, two rings of one key */
+	cr_assert_eq(bucket_seal_parse("envelope 2\nkey_id 00000000000000ab",
+				       back, sizeof(back), &id),
+		     -EUCLEAN);
+	cr_assert_eq(bucket_seal_parse("envelope 2\nkey_id0000000000000000ab",
+				       back, sizeof(back), &id),
+		     -EUCLEAN);
+	cr_assert_eq(seal_keyring_make(&k.key, &st.key, rec, sizeof(rec)), 0);
+	{
+		char other[SEAL_TEXT_MAX], twice[2 * SEAL_TEXT_MAX];
+		const char *line = strstr(rec, "keyring ");
+
+		/* the key in force named k2, whose ring is not there */
+		snprintf(other, sizeof(other), "envelope 2\nkey_id %016llx\n%s",
+			 (unsigned long long)k2.key.id, line);
+		cr_assert_eq(bucket_seal_parse(other, back, sizeof(back), &id),
+			     -EUCLEAN);
+		snprintf(twice, sizeof(twice), "%s%s", rec, line);
+		cr_assert_eq(bucket_seal_parse(twice, back, sizeof(back), &id),
+			     -EUCLEAN);
+		/* k2 added: both rings, k2 in force; trimmed: k2's alone */
+		cr_assert_eq(seal_keyring_add(rec, &st.key, &k2.key, other,
+					      sizeof(other)),
+			     0);
+		cr_assert_eq(bucket_seal_parse(other, back, sizeof(back), &id),
+			     0);
+		cr_assert_eq(id, k2.key.id);
+		cr_assert_eq(seal_keyring_open(other, &k.key, &got.key, err,
+					       sizeof(err)),
+			     0, "%s", err);
+		cr_assert_eq(memcmp(got.key.enc, st.key.enc, 32), 0);
+		cr_assert_eq(seal_keyring_open(other, &k2.key, &got.key, err,
+					       sizeof(err)),
+			     0, "%s", err);
+		cr_assert_eq(memcmp(got.key.enc, st.key.enc, 32), 0);
+		cr_assert_eq(seal_keyring_trim(other, twice, sizeof(twice)), 1);
+		cr_assert_eq(seal_keyring_trim(twice, back, sizeof(back)), 0);
+		cr_assert_eq(seal_keyring_open(twice, &k.key, &got.key, err,
+					       sizeof(err)),
+			     -EKEYREJECTED);
+		cr_assert_eq(seal_keyring_open(twice, &k2.key, &got.key, err,
+					       sizeof(err)),
+			     0, "%s", err);
+		cr_assert_eq(got.key.id, k.key.id); /* the store's, for good */
+	}
 	/* envelope 1: the key file's own keys */
 	cr_assert_eq(seal_keyring_open("envelope 1\nkey_id 0000000000000001\n",
 				       &k.key, &got.key, err, sizeof(err)),
