@@ -15,7 +15,9 @@
 #  - kill -9 after each step (TALLYFS_FAULT=rekey:N:9): until the next
 #    mount ends it, both keys open the store where the step says they
 #    should (the restore reads the marker, the mount the record); the
-#    mount (with either key) ends it; then only the new key opens it;
+#    mount (with either key) ends it; then only the new key opens it,
+#    the uploads queued when it died drain, and every key in the bucket
+#    opens (verify remote);
 #  - a bucket that refuses the marker's PUT (the fault proxy's 503s):
 #    the rekey fails saying so, both keys open the store, and the next
 #    mount ends it and writes the marker.
@@ -217,10 +219,17 @@ crash() {
 	local step=$1 from=$2 to=$3
 
 	export TALLYFS_FAULT="rekey:$step:9"
-	mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o "key_file=$TMP/$from"
+	mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o "key_file=$TMP/$from" \
+		-o upload_delay=60
 	unset TALLYFS_FAULT
 	# no "Killed" job notice from bash for the death we ask for
 	disown "${DAEMON_PID[$MNT]}"
+	# a file committed and queued for upload (held back) when it dies
+	rand_file "$MNT/main/docs/c$step" $((MIB + step))
+	T sync "$MNT/main/docs/c$step"
+	rep=$(ctl_report drain) || fail "drain before the rekey: $rep"
+	manifest "$MNT" --no-ctl >"$TMP/before.mf" || fail "manifest"
+	(($(remote_get queued) > 0)) || fail "nothing queued for upload"
 	rekey "$TMP/$to"
 	assert_ne "a rekey killed after step $step" 0 "$RC"
 	wait_pid_gone "${DAEMON_PID[$MNT]}" 10 ||
@@ -239,6 +248,14 @@ ends_with() {
 	manifest "$MNT" --no-ctl >"$TMP/after.mf" || fail "manifest"
 	assert_same_manifest "files after the cut rekey" "$TMP/before.mf" \
 		"$TMP/after.mf"
+	# the queue drains, and every key in the bucket opens
+	rep=$(ctl_report "drain remote 120") || fail "drain remote: $rep"
+	assert_eq "drained" 0 "$(report_get queued "$rep")"
+	rep=$(ctl_report "verify remote") || fail "verify remote: $rep"
+	assert_eq "verify remote: corrupt" 0 "$(report_get corrupt "$rep")"
+	assert_eq "verify remote: missing" 0 "$(report_get missing "$rep")"
+	assert_eq "verify remote: every key opens" \
+		"$(report_get checked "$rep")" "$(report_get ok "$rep")"
 	umount_fs
 	m=$(marker)
 	assert_match "the marker: $2 in force" "key_id $2" "$m"
