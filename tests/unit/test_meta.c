@@ -60,6 +60,26 @@ Test(meta, config_and_root_exist)
 	cr_assert_eq(meta_config_get(m, "nope", &v), -ENOENT);
 }
 
+/* A remote setting changed only if it is what the caller read (a rekey's
+ * record on a store other nodes share): else ESTALE, nothing written. */
+Test(meta, remote_setting_swaps_only_from_what_was_read)
+{
+	char *v = NULL;
+
+	cr_assert_eq(meta_remote_conf_swap(m, "seal", "a", "b"), -ESTALE);
+	cr_assert_eq(meta_remote_conf_get(m, "seal", &v), -ENOENT);
+	cr_assert_eq(meta_remote_conf_set(m, "seal", "a"), 0);
+	cr_assert_eq(meta_remote_conf_swap(m, "seal", "x", "b"), -ESTALE);
+	cr_assert_eq(meta_remote_conf_get(m, "seal", &v), 0);
+	cr_assert_str_eq(v, "a");
+	free(v);
+	cr_assert_eq(meta_remote_conf_swap(m, "seal", "a", "b"), 0);
+	cr_assert_eq(meta_remote_conf_get(m, "seal", &v), 0);
+	cr_assert_str_eq(v, "b");
+	free(v);
+	cr_assert_eq(meta_remote_conf_swap(m, "seal", "a", "c"), -ESTALE);
+}
+
 /* readdir reads entries with their inode rows, in chunks (the engine is
  * asked for a few entries at a time, more as the listing goes on) */
 Test(meta, readdir_lists_entries_with_their_rows)
