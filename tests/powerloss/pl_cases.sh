@@ -29,30 +29,15 @@
 # whose syncfs(2) makes nothing durable (the daemon says so at mount).
 SCN_TIMEOUT=${SCN_TIMEOUT:-300}
 source "$(dirname "$0")/../scenario/lib.sh"
-: "${PLFS:?PLFS must name the plfs binary (set by meson test)}"
+source "$(dirname "$0")/pl_lib.sh"
 
-BACK=$TMP/backing
-PL=$TMP/plfs
-mkdir "$BACK" "$PL"
-"$PLFS" -f "$BACK" "$PL" </dev/null >>"$TMP/plfs.log" 2>&1 &
-for ((i = 0; i < 100; i++)); do
-	is_mounted "$PL" && break
-	sleep 0.1
-done
-is_mounted "$PL" || fail "plfs did not mount: $(cat "$TMP/plfs.log")"
-STORE=$PL/store
+plfs_start
 
 # fsync_file PATH: fsync(2) of one file.
 fsync_file() {
 	T python3 -c 'import os, sys
 fd = os.open(sys.argv[1], os.O_RDONLY)
 os.fsync(fd)' "$1" || fail "fsync $1 failed"
-}
-
-# power_loss: the daemon and the power go together.
-power_loss() {
-	kill9_fs
-	echo powerloss >"$PL/.plfs_ctl" || fail "plfs refused powerloss"
 }
 
 # after_loss WHAT: the store checks with no drift and no dangling

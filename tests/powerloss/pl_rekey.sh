@@ -16,18 +16,9 @@ SCN_TIMEOUT=${SCN_TIMEOUT:-300}
 source "$(dirname "$0")/../scenario/lib.sh"
 source "$TALLY_SRC/tests/s3/lib.sh"
 source "$TALLY_SRC/tests/scenario/remote_lib.sh"
-: "${PLFS:?PLFS must name the plfs binary (set by meson test)}"
+source "$(dirname "$0")/pl_lib.sh"
 
-BACK=$TMP/backing
-PL=$TMP/plfs
-mkdir "$BACK" "$PL"
-"$PLFS" -f "$BACK" "$PL" </dev/null >>"$TMP/plfs.log" 2>&1 &
-for ((i = 0; i < 100; i++)); do
-	is_mounted "$PL" && break
-	sleep 0.1
-done
-is_mounted "$PL" || fail "plfs did not mount: $(cat "$TMP/plfs.log")"
-STORE=$PL/store
+plfs_start
 CTL=$TALLY_BUILD/tools/tallyctl
 [[ -x $CTL ]] || fail "no tallyctl at $CTL"
 
@@ -36,10 +27,6 @@ PFX=plrekey
 REMOTE=(-o "remote=s3://$S3_BUCKET/$PFX,remote_endpoint=$S3_ENDPOINT")
 for k in k1 k2 k3; do key "$k"; done
 
-power_loss() {
-	kill9_fs
-	echo powerloss >"$PL/.plfs_ctl" || fail "plfs refused powerloss"
-}
 # opens KEY: a mount with key file KEY, the files whole; then unmounted
 opens() {
 	mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o "key_file=$TMP/$1"
