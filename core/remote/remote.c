@@ -358,12 +358,9 @@ int rl_seal_refresh(struct remote *r, char *text, size_t len)
 	char *now = NULL;
 	int rc = tally_meta_read(r->t, seal_read, &now);
 
-	if (!rc && now) {
-		pthread_mutex_lock(&r->lock);
-		snprintf(r->seal_text, sizeof(r->seal_text), "%s", now);
-		pthread_mutex_unlock(&r->lock);
-	}
 	pthread_mutex_lock(&r->lock);
+	if (!rc && now)
+		snprintf(r->seal_text, sizeof(r->seal_text), "%s", now);
 	snprintf(text, len, "%s", r->seal_text);
 	pthread_mutex_unlock(&r->lock);
 	free(now);
@@ -596,14 +593,10 @@ static int seal_setup(struct remote *r, const struct remote_opts *o,
 					: "");
 		return rc;
 	}
-	/* a rekey cut short (kill -9): ended now, the old key's ring gone */
+	/* a rekey cut short (kill -9): ended now, the old key's ring gone
+	 * (the key in force, want_id, stays) */
 	if (b->bound && o->keyed) {
-		char now[SEAL_TEXT_MAX];
-
 		rc = rl_rekey_finish(r);
-		if (!rc)
-			rc = bucket_seal_parse(r->seal_text, now, sizeof(now),
-					       &want_id);
 		if (rc)
 			return rc;
 		seal_key_id_text(want_id, have); /* the key in force */

@@ -80,6 +80,15 @@ static void crash_if(unsigned step)
 	}
 }
 
+/* The id of the key in force that seal record @text names ("" if none)
+ * into @id. */
+static void in_force(const char *text, char id[17])
+{
+	const char *k = strstr(text, "\nkey_id ");
+
+	snprintf(id, 17, "%.16s", k ? k + 8 : "");
+}
+
 struct swap {
 	const char *old, *val;
 };
@@ -102,16 +111,17 @@ static int seal_store(struct remote *r, const char *old, const char *val,
 		      bool *written)
 {
 	struct swap w = { old, val };
-	const char *k = strstr(val, "\nkey_id ");
+	char id[17];
 	int rc = tally_meta_txn(r->t, seal_swap, &w);
 
 	*written = rc == 0;
 	if (rc)
 		return rc;
+	in_force(val, id);
 	pthread_mutex_lock(&r->lock);
 	snprintf(r->seal_text, sizeof(r->seal_text), "%s", val);
-	if (k) /* the key in force, as the record names it */
-		snprintf(r->st.key_id, sizeof(r->st.key_id), "%.16s", k + 8);
+	if (id[0]) /* the key in force, as the record names it */
+		snprintf(r->st.key_id, sizeof(r->st.key_id), "%s", id);
 	r->rings_behind = true; /* until the marker follows */
 	pthread_mutex_unlock(&r->lock);
 	return tally_meta_sync(r->t);
@@ -133,7 +143,6 @@ static int rekey_end(struct remote *r, const char *text, bool *written)
 int rl_rekey_finish(struct remote *r)
 {
 	char text[SEAL_TEXT_MAX], id[17];
-	const char *k;
 	bool written;
 	int rc;
 
@@ -150,8 +159,7 @@ int rl_rekey_finish(struct remote *r)
 	}
 	if (!strcmp(text, r->seal_text))
 		return 0;
-	k = strstr(r->seal_text, "\nkey_id ");
-	snprintf(id, sizeof(id), "%.16s", k ? k + 8 : "?");
+	in_force(r->seal_text, id);
 	log_msg(LOG_NOTICE,
 		"a rekey to key %s was cut short: it ends now, and the store "
 		"opens with that key only%s",
@@ -163,7 +171,6 @@ int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out)
 {
 	char cur[SEAL_TEXT_MAX], next[SEAL_TEXT_MAX];
 	struct seal_key nk;
-	const char *k;
 	bool written = false;
 	int rc;
 
@@ -178,8 +185,7 @@ int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out)
 			 strerror(-rc));
 		goto out;
 	}
-	k = strstr(cur, "\nkey_id ");
-	snprintf(out->old_id, sizeof(out->old_id), "%.16s", k ? k + 8 : "");
+	in_force(cur, out->old_id);
 	if (!r->seal.keyed) {
 		snprintf(out->err, sizeof(out->err),
 			 "this store's bodies are not encrypted: a key is "
