@@ -340,12 +340,24 @@ static int build_du(struct inv *inv, struct cmdline *l)
 	return rc;
 }
 
+/* Whether absolute path @path is the mount or inside it: a usage error
+ * saying that @what cannot live there (and 1), or 0. */
+static int inside_mount(struct inv *inv, const char *path, const char *what)
+{
+	size_t mlen = strlen(inv->mnt_real);
+
+	if (strncmp(path, inv->mnt_real, mlen) ||
+	    (path[mlen] != '\0' && path[mlen] != '/'))
+		return 0;
+	tallyctl_usage(inv, "%s cannot live inside the mount (%s)", what, path);
+	return 1;
+}
+
 /* shard add DIR | shard drain ID | shard activate ID | shard list */
 static int build_shard(struct inv *inv, struct cmdline *l)
 {
 	const char *sub = inv->args[0];
 	char *dir;
-	size_t mlen;
 	int rc;
 
 	if (!strcmp(sub, "list")) {
@@ -381,11 +393,7 @@ static int build_shard(struct inv *inv, struct cmdline *l)
 		dir = ctlpath_normalize(inv->args[1]);
 	if (!dir)
 		return tallyctl_failed(inv, "resolving a path", ENOMEM);
-	mlen = strlen(inv->mnt_real);
-	if (!strncmp(dir, inv->mnt_real, mlen) &&
-	    (dir[mlen] == '\0' || dir[mlen] == '/')) {
-		tallyctl_usage(inv, "a shard cannot live inside the mount (%s)",
-			       dir);
+	if (inside_mount(inv, dir, "a shard")) {
 		free(dir);
 		return RC_USAGE;
 	}
@@ -404,7 +412,6 @@ static int build_shard(struct inv *inv, struct cmdline *l)
 static int build_rekey(struct inv *inv, struct cmdline *l)
 {
 	char *path = realpath(inv->args[0], NULL);
-	size_t mlen;
 	int rc;
 
 	if (!path) {
@@ -412,12 +419,7 @@ static int build_rekey(struct inv *inv, struct cmdline *l)
 			       strerror(errno));
 		return RC_USAGE;
 	}
-	mlen = strlen(inv->mnt_real);
-	if (!strncmp(path, inv->mnt_real, mlen) &&
-	    (path[mlen] == '\0' || path[mlen] == '/')) {
-		tallyctl_usage(inv,
-			       "a key file cannot live inside the mount (%s)",
-			       path);
+	if (inside_mount(inv, path, "a key file")) {
 		free(path);
 		return RC_USAGE;
 	}
