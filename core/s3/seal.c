@@ -849,7 +849,6 @@ static const char *ring_find(const char *text, uint64_t id)
 int seal_keyring_make(const struct seal_key *file, struct seal_key *out,
 		      char *text, size_t len)
 {
-	char id[17], line[SEAL_RING_LINE];
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -859,18 +858,11 @@ int seal_keyring_make(const struct seal_key *file, struct seal_key *out,
 	/* the bodies' headers name the key file the store was bound with,
 	 * for good: the id of the store's keys */
 	out->id = file->id;
-	rc = ring_line(file, out, line);
-	if (rc) {
+	/* a record of no ring yet, given the first */
+	rc = seal_keyring_add("envelope 2\n", out, file, text, len);
+	if (rc)
 		OPENSSL_cleanse(out, sizeof(*out));
-		return rc;
-	}
-	seal_key_id_text(file->id, id);
-	if ((size_t)snprintf(text, len, "envelope 2\nkey_id %s\n%s", id,
-			     line) >= len) {
-		OPENSSL_cleanse(out, sizeof(*out));
-		return -ENAMETOOLONG;
-	}
-	return 0;
+	return rc;
 }
 
 int seal_keyring_open(const char *text, const struct seal_key *file,
