@@ -388,6 +388,7 @@ int objstore_open(const char *shards_dir, struct objstore **out)
 	pthread_mutex_init(&os->doom_lock, NULL);
 	pthread_cond_init(&os->doom_done, NULL);
 	os_sync_init(os);
+	os_codec_init(os);
 	for (i = 0; i < FANOUT; i++)
 		pthread_mutex_init(&os->count_lock[i], NULL);
 	rc = snprintf(path, sizeof(path), "%s/0", abs) >= (int)sizeof(path)
@@ -424,6 +425,7 @@ void objstore_free(struct objstore *os)
 	pthread_mutex_destroy(&os->doom_lock);
 	pthread_cond_destroy(&os->doom_done);
 	os_sync_free(os);
+	os_codec_free(os);
 	for (i = 0; i < FANOUT; i++)
 		pthread_mutex_destroy(&os->count_lock[i]);
 	free(os);
@@ -452,8 +454,9 @@ struct objstore_staged {
 	char tmp[PATH_MAX];
 	const void *buf;
 	size_t len;
-	char *name;	  /* borrowed from the caller */
-	bool *created;	  /* borrowed from the caller */
+	size_t disk;   /* bytes of its file (an envelope's: fewer, or more) */
+	char *name;    /* borrowed from the caller */
+	bool *created; /* borrowed from the caller */
 	unsigned *shardp; /* borrowed from the caller */
 	bool placed;
 	bool fixed; /* objstore_stage(): the name is given */
@@ -476,26 +479,36 @@ static int room_for(int fd, size_t len)
 	return 0;
 }
 
-/* Write @buf to a new temp file of @shard; @sync: fsync it. */
+/* Write @buf to a new temp file of @shard (an envelope of it, with
+ * compress_local); @sync: fsync it. *@disk: the file's bytes. */
 static int write_tmp(struct objstore *os, unsigned shard, const void *buf,
-		     size_t len, bool sync, char tmp[PATH_MAX])
+		     size_t len, bool sync, char tmp[PATH_MAX], size_t *disk)
 {
 	unsigned long seq = atomic_fetch_add(&os->tmpseq, 1);
+	void *env = NULL;
 	char rel[64];
 	int fd, rc;
 
 	snprintf(rel, sizeof(rel), "tmp/%ld.%lu", (long)getpid(), seq);
 	rc = objstore_shard_path(os, shard, rel, tmp);
+	if (!rc && objstore_encoded(os)) {
+		rc = os_encode(os, buf, len, &env, &len);
+		buf = env;
+	}
 	if (rc)
 		return rc;
+	*disk = len;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
-	if (fd < 0)
+	if (fd < 0) {
+		free(env);
 		return -errno;
+	}
 	rc = fault(os, OBJSTORE_WRITE);
 	if (!rc)
 		rc = room_for(fd, len);
 	if (!rc)
 		rc = write_all(fd, buf, len);
+	free(env);
 	if (!rc && sync) {
 		rc = fault(os, OBJSTORE_SYNC);
 		if (!rc && fsync(fd) < 0)
@@ -556,11 +569,12 @@ static int create_object(struct objstore *os, unsigned shard, const char *name,
 			 const void *buf, size_t len)
 {
 	char tmp[PATH_MAX], rel[4];
-	int rc = write_tmp(os, shard, buf, len, true, tmp);
+	size_t disk;
+	int rc = write_tmp(os, shard, buf, len, true, tmp, &disk);
 
 	if (rc)
 		return rc;
-	rc = place(os, shard, tmp, name, len);
+	rc = place(os, shard, tmp, name, disk);
 	if (rc <= 0) {
 		unlink(tmp);
 		return rc;
@@ -618,6 +632,12 @@ static int compare_object(struct objstore *os, unsigned shard, const char *name,
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
+	if (objstore_encoded(os)) {
+		rc = os_codec_compare(os, fd, buf, len, &st.st_size);
+		if (rc == 1)
+			goto out_differ;
+		goto out;
+	}
 	if (fstat(fd, &st) < 0) {
 		rc = -errno;
 		goto out;
@@ -683,7 +703,7 @@ static int stage(struct objstore *os, unsigned shard, const void *buf,
 		return -ENOMEM;
 	st = &b->v[b->n];
 	rc = write_tmp(os, shard, buf, len, objstore_shard_per_file(os, shard),
-		       st->tmp);
+		       st->tmp, &st->disk);
 	if (rc)
 		return rc;
 	st->shard = shard;
@@ -882,7 +902,7 @@ int objstore_batch_finish(struct objstore *os, struct objstore_batch *b)
 	for (i = 0; i < b->n; i++) {
 		struct objstore_staged *st = &b->v[i];
 
-		rc = place(os, st->shard, st->tmp, st->name, st->len);
+		rc = place(os, st->shard, st->tmp, st->name, st->disk);
 		if (rc < 0)
 			return rc;
 		st->placed = true;
@@ -1036,6 +1056,19 @@ int objstore_load(struct objstore *os, unsigned shard, const char *name,
 	fd = objstore_open_read(os, shard, name);
 	if (fd < 0)
 		return fd;
+	if (objstore_encoded(os)) {
+		rc = os_codec_load(os, fd, &buf, len);
+		close(fd);
+		if (rc)
+			return rc;
+		hash_block(buf, *len, hex);
+		if (strncmp(hex, name, HASH_HEX_LEN)) {
+			free(buf);
+			return -EBADMSG;
+		}
+		*out = buf;
+		return 0;
+	}
 	if (fstat(fd, &st) < 0) {
 		rc = -errno;
 		close(fd);
@@ -1078,7 +1111,8 @@ static int replace_copy(struct objstore *os, unsigned shard, const char *name,
 {
 	char tmp[PATH_MAX], dst[PATH_MAX], rel[4], hex[HASH_HEX_LEN + 1];
 	struct stat old;
-	int64_t delta = (int64_t)len;
+	int64_t delta;
+	size_t disk = 0;
 	bool locked;
 	int rc;
 
@@ -1087,7 +1121,8 @@ static int replace_copy(struct objstore *os, unsigned shard, const char *name,
 	if (rc)
 		return rc;
 	shard = os_leg_of(os, shard, name, true, len);
-	rc = write_tmp(os, shard, buf, len, durable, tmp);
+	rc = write_tmp(os, shard, buf, len, durable, tmp, &disk);
+	delta = (int64_t)disk;
 	if (!rc)
 		rc = os_obj_path(os, shard, name, dst);
 	snprintf(rel, sizeof(rel), "%.2s", name);

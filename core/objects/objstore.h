@@ -77,6 +77,16 @@ void objstore_set_store_id(struct objstore *os, uint64_t id);
 #define OBJSTORE_SYNC_FILE 1
 #define OBJSTORE_SYNC_FS 2
 void objstore_set_sync_mode(struct objstore *os, int mode);
+/*
+ * compress_local (a store made with it, core/objects/store.c): every
+ * object file is an envelope (core/objects/objcodec.h) that the calls
+ * here write and open, new ones at zstd level @level (0: raw). Set once,
+ * before any object is read; objstore_open_read()'s descriptor then
+ * holds the envelope, not the object's bytes.
+ */
+void objstore_encode_local(struct objstore *os, int level);
+bool objstore_encoded(struct objstore *os);
+int objstore_local_level(struct objstore *os); /* -1: plain files */
 
 /*
  * Replace the (corrupt) file of object @name in @shard with @len bytes of

@@ -13,12 +13,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "core/objects/objstore.h"
 
 #define SHARD_MARKER "tallyfs-shard"
 #define DOOM_BUCKETS 4096
 #define FANOUT OBJSTORE_FANOUT
+#define OS_ZPOOL 8 /* zstd contexts kept, of each kind */
 
 struct shard {
 	char *root;		  /* absolute; set once by attach, then fixed */
@@ -78,6 +80,14 @@ struct objstore {
 	void *sync_hook_arg;
 	void (*unlink_hook)(void *arg); /* tests */
 	void *unlink_hook_arg;
+	/* compress_local: every object file an envelope
+	 * (core/objects/objstore_codec.c); set before any object is read */
+	_Atomic bool encoded;
+	_Atomic int level;     /* zstd level of new files; 0: raw segments */
+	pthread_mutex_t zlock; /* the contexts kept for reuse: */
+	void *zc[OS_ZPOOL];
+	void *zd[OS_ZPOOL];
+	unsigned nzc, nzd;
 };
 
 struct doomed {
@@ -126,5 +136,25 @@ int os_obj_path(struct objstore *os, unsigned shard, const char *name,
 unsigned os_leg_of(struct objstore *os, unsigned shard, const char *name,
 		   bool create, size_t len);
 void os_doom_cancel(struct objstore *os, unsigned shard, const char *name);
+
+/* core/objects/objstore_codec.c: the envelopes of compress_local. Its
+ * contexts made and freed with the store; the envelope of @len bytes
+ * of @buf into *@out (malloc'ed, *@outlen bytes); a read of envelope
+ * @fd (objstore_read()'s answers: bytes, fewer at the end or at a
+ * damaged segment); all of it checked (objstore_load()'s answers but
+ * the hash); its plain size as far as it is whole. */
+void os_codec_init(struct objstore *os);
+void os_codec_free(struct objstore *os);
+int os_encode(struct objstore *os, const void *buf, size_t len, void **out,
+	      size_t *outlen);
+ssize_t os_codec_pread(struct objstore *os, int fd, void *buf, size_t len,
+		       off_t off);
+int os_codec_load(struct objstore *os, int fd, void **out, size_t *len);
+/* The byte compare of a put (compare_object()) against envelope @fd: 0
+ * equal, 1 different (a damaged envelope too), or -errno; *@size: its
+ * plain bytes. */
+int os_codec_compare(struct objstore *os, int fd, const void *buf, size_t len,
+		     off_t *size);
+int os_codec_size(int fd, off_t *size);
 
 #endif

@@ -57,6 +57,12 @@ ssize_t objstore_read(struct objstore *os, unsigned shard, const char *name,
 	fd = objstore_open_read(os, shard, name);
 	if (fd < 0)
 		return fd;
+	if (objstore_encoded(os)) {
+		ssize_t n = os_codec_pread(os, fd, buf, len, off);
+
+		close(fd);
+		return n < 0 ? check_after(os, shard, (int)n) : n;
+	}
 	while (done < len) {
 		ssize_t n = pread(fd, (char *)buf + done, len - done,
 				  off + (off_t)done);
@@ -89,6 +95,15 @@ int objstore_stat(struct objstore *os, unsigned shard, const char *name,
 	if (os->stat_hook)
 		os->stat_hook(os->stat_hook_arg);
 	os_doom_cancel(os, shard, name);
+	if (objstore_encoded(os)) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0)
+			return -errno;
+		rc = os_codec_size(fd, size);
+		close(fd);
+		return rc;
+	}
 	if (stat(path, &st) < 0)
 		return -errno;
 	*size = st.st_size;

@@ -19,6 +19,7 @@
 
 #include "core/util/log.h"
 #include "core/meta/meta.h"
+#include "core/objects/objcodec.h"
 #include "core/objects/objstore.h"
 
 #define MARKER "tallyfs-store"
@@ -172,8 +173,9 @@ int64_t store_random_id(void)
 	return (int64_t)(r >> 1) | 1;
 }
 
-/* The store's identity, which the markers of its shards name. */
-static int store_identity(struct store *s, uint64_t *out)
+/* The store's identity, which the markers of its shards name; made
+ * with the store, and with it what is decided then (STORE_COMPRESS_LOCAL). */
+static int store_identity(struct store *s, unsigned flags, uint64_t *out)
 {
 	int64_t id;
 	int rc = meta_config_get(s->meta, "store_id", &id);
@@ -183,6 +185,8 @@ static int store_identity(struct store *s, uint64_t *out)
 		rc = meta_begin(s->meta);
 		if (!rc)
 			rc = meta_config_set(s->meta, "store_id", id);
+		if (!rc && (flags & STORE_COMPRESS_LOCAL))
+			rc = meta_config_set(s->meta, "compress_local", 1);
 		if (!rc)
 			rc = meta_commit(s->meta);
 		else
@@ -209,12 +213,47 @@ static int attach_one(void *ctx, uint32_t id, const char *path, int state)
 	return objstore_shard_attach(os, id, path, draining);
 }
 
+/*
+ * Whether the object files are envelopes (compress_local): the store's
+ * config says, as it was made. Asked of a store made without: refused,
+ * since a plain object file cannot be told from an envelope by its bytes.
+ */
+static int store_codec(struct store *s, unsigned flags)
+{
+	int64_t v = 0;
+	int rc = meta_config_get(s->meta, "compress_local", &v);
+
+	if (rc && rc != -ENOENT)
+		return rc;
+	if (v == 1) {
+		objstore_encode_local(s->objs, OBJCODEC_ZSTD_DEFAULT);
+		return 0;
+	}
+	if (v != 0) {
+		log_msg(LOG_ERR,
+			"store '%s' is damaged: compress_local is %lld",
+			s->path, (long long)v);
+		return -EUCLEAN;
+	}
+	if (flags & STORE_COMPRESS_LOCAL) {
+		log_msg(LOG_ERR,
+			"store '%s' was made without compress_local: it is "
+			"decided when a store is made (its object files are "
+			"plain)",
+			s->path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Attach the shards the metadata lists (an unreachable one too). */
 static int attach_shards(struct store *s, unsigned flags)
 {
 	uint64_t id;
-	int rc = store_identity(s, &id);
+	int rc = store_identity(s, flags, &id);
 
+	if (!rc)
+		rc = store_codec(s, flags);
 	if (rc)
 		return rc;
 	/* the intent log of the SQLite engine, replayed before anything

@@ -51,6 +51,10 @@ int store_open_meta(const char *path, const char *meta, bool create,
  * its intent log (core/meta/meta_ilog.c; a log left by a crash is
  * replayed all the same). */
 #define STORE_NO_INTENT_LOG 1u
+/* ... and STORE_COMPRESS_LOCAL makes a new store's object files
+ * envelopes (core/objects/objcodec.h), zstd-compressed, for its life; a
+ * store made without it is refused (-EINVAL). */
+#define STORE_COMPRESS_LOCAL 2u
 int store_open_flags(const char *path, const char *meta, bool create,
 		     uint32_t block_size, unsigned flags, struct store **out);
 void store_close(struct store *s);

@@ -155,14 +155,20 @@ static int upload_whole(struct remote *r, struct s3 *s, struct job *j, int fd)
 static int run_upload(struct remote *r, struct s3 *s, struct job *j)
 {
 	struct objstore *os = tally_objstore(r->t);
+	bool encoded = objstore_encoded(os);
+	void *buf = NULL;
 	char key[1024];
 	struct stat st;
+	size_t len = 0;
 	int fd, rc, tries;
 
 	for (tries = 0;; tries++) {
 		struct state_ctx c = { j->name, { 0 } };
 
-		fd = objstore_open_read(os, j->shard, j->name);
+		/* compress_local: the copy opened (checked against its
+		 * name by objstore_load()), then put from memory */
+		fd = encoded ? objstore_load(os, j->shard, j->name, &buf, &len)
+			     : objstore_open_read(os, j->shard, j->name);
 		if (fd != -ENOENT || tries)
 			break;
 		/* moved by a rebalance meanwhile, or gone */
@@ -179,6 +185,17 @@ static int run_upload(struct remote *r, struct s3 *s, struct job *j)
 			 "local copy of '%s' unreadable: %s", j->name,
 			 strerror(-fd));
 		return fd;
+	}
+	if (encoded) {
+		rc = len == j->size ? upload_buf(r, s, j, buf) : -EUCLEAN;
+		if (rc == -EUCLEAN) {
+			j->server = false;
+			snprintf(j->err, sizeof(j->err),
+				 "local copy of '%s' does not hold its bytes",
+				 j->name);
+		}
+		free(buf);
+		return rc; /* its error said in j->err */
 	}
 	rc = fstat(fd, &st) ? -errno : 0;
 	if (!rc && (uint64_t)st.st_size != j->size)
