@@ -53,6 +53,7 @@ struct options {
 	unsigned heartbeat; /* seconds between a session's heartbeats */
 	unsigned group_ms;  /* the intent log's groups: their longest age */
 	int no_intent_log;  /* each operation committed on its own */
+	int compress_local; /* a new store's object files compressed */
 	char *remote;	    /* s3://BUCKET[/PREFIX] */
 	char *remote_endpoint, *remote_region;
 	char *key_file, *compress; /* the envelope of bodies in the bucket */
@@ -106,6 +107,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("heartbeat=%u", heartbeat),
 	OPT("group_ms=%u", group_ms),
 	OPT("nointent_log", no_intent_log),
+	OPT("compress_local", compress_local),
 	OPT("remote=%s", remote),
 	OPT("remote_endpoint=%s", remote_endpoint),
 	OPT("remote_region=%s", remote_region),
@@ -239,6 +241,11 @@ static void usage(const char *prog)
 	       "    -o compress=zstd[:LEVEL]  compress bodies in the bucket "
 	       "(level 1-19,\n"
 	       "                            default 3); none: do not\n"
+	       "    -o compress_local       a new store keeps its object files "
+	       "compressed\n"
+	       "                            too (zstd at compress's level; "
+	       "set when the\n"
+	       "                            store is made; not spliced)\n"
 	       "    -o max_uploads=N        uploads in flight (default 8)\n"
 	       "    -o cache_size=BYTES     local object bytes kept (K, M, G, "
 	       "T suffixes;\n"
@@ -529,15 +536,16 @@ static int remote_options(const char *prog, const struct options *o,
 	memset(r, 0, sizeof(*r));
 	if (!o->remote) {
 		if (o->remote_endpoint || o->remote_region || o->cache_size ||
-		    o->max_uploads || o->key_file || o->compress) {
+		    o->max_uploads || o->key_file ||
+		    (o->compress && !o->compress_local)) {
 			fprintf(stderr,
 				"%s: remote_endpoint, remote_region, "
 				"cache_size, max_uploads, key_file and "
-				"compress need -o remote=s3://BUCKET\n",
+				"compress need -o remote=s3://BUCKET "
+				"(compress also goes with compress_local)\n",
 				prog);
 			return -1;
 		}
-		return 0;
 	}
 	if (o->compress && parse_compress(o->compress, &r->compress)) {
 		fprintf(stderr,
@@ -546,6 +554,8 @@ static int remote_options(const char *prog, const struct options *o,
 			prog, o->compress);
 		return -1;
 	}
+	if (!o->remote)
+		return 0;
 	if (o->key_file) {
 		rc = seal_key_load(o->key_file, &r->key, err, sizeof(err));
 		if (rc) {
@@ -613,6 +623,13 @@ static int restore(const char *prog, const struct options *o)
 			"usage: %s --restore -o remote=s3://BUCKET[/PREFIX],"
 			"remote_endpoint=URL [-o snapshot=NAME] "
 			"[-o restore_incomplete] [-o key_file=PATH] STORE\n",
+			prog);
+		return 2;
+	}
+	if (o->compress_local) {
+		fprintf(stderr,
+			"%s: compress_local is decided when a store is made: "
+			"a restore keeps the one of the store it restores\n",
 			prog);
 		return 2;
 	}
@@ -819,6 +836,10 @@ int main(int argc, char **argv)
 	topts.heartbeat = o.heartbeat;
 	topts.group_ms = o.group_ms;
 	topts.no_intent_log = o.no_intent_log;
+	topts.compress_local = o.compress_local;
+	topts.local_level = !o.compress		  ? 0
+			    : ropts.compress == 0 ? -1
+						  : ropts.compress;
 	topts.no_xattrs = o.noxattr;
 	topts.no_negcache = o.nonegcache;
 	/* other mounts change a shared store: the kernel asks again soon */

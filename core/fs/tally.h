@@ -72,7 +72,13 @@ struct tally_opts {
 	 * of operations commits at this age, in ms (0: 5) */
 	unsigned group_ms;
 	bool no_intent_log; /* commit each operation (-o nointent_log) */
-	int sync_objects;   /* OBJSTORE_SYNC_*: 0 = auto */
+	/* make a new store's object files zstd-compressed envelopes
+	 * (-o compress_local; refused on a store made without) */
+	bool compress_local;
+	/* the zstd level of new object files of such a store: 0 = 3,
+	 * -1 = stored raw (compress=none) */
+	int local_level;
+	int sync_objects; /* OBJSTORE_SYNC_*: 0 = auto */
 	/* every xattr call is -ENOSYS (noxattr): a FUSE front end passes
 	 * that on, and the kernel then asks no more, not even for
 	 * security.capability before each write */

@@ -199,6 +199,38 @@ static int gc_json(const struct meta_gc_event *ev, size_t n, char **out)
 	return rc;
 }
 
+/* Append ", \"compress_local\": {...}" (null for a store of plain
+ * object files) to *acc: the level of new files and the bytes of the
+ * object files on disk (each fan-out directory listed once a mount,
+ * then kept by every change: core/objects/objstore.c, Local bytes). */
+static int local_json(struct tally *t, const struct tally_stats *st, char **acc)
+{
+	struct objstore *os = tally_objstore(t);
+	uint64_t disk = 0;
+	unsigned d;
+	int rc = 0;
+
+	if (!objstore_encoded(os))
+		return ctl_append(acc, ", \"compress_local\": null");
+	for (d = 0; d < OBJSTORE_FANOUT && !rc; d++)
+		rc = objstore_count_dir(os, d);
+	if (!rc && !objstore_local_bytes(os, &disk))
+		rc = -EAGAIN;
+	if (rc)
+		return ctl_append(acc,
+				  ", \"compress_local\": {\"level\": %d, "
+				  "\"bytes_on_disk\": null}",
+				  objstore_local_level(os));
+	/* with a bucket, the disk holds only the copies not evicted */
+	return ctl_append(acc,
+			  ", \"compress_local\": {\"level\": %d, "
+			  "\"bytes_on_disk\": %" PRIu64 ", \"ratio\": %.3f}",
+			  objstore_local_level(os), disk,
+			  disk && !tally_remote(t)
+				  ? (double)st->bytes_stored / (double)disk
+				  : 0.0);
+}
+
 /* Append ", \"shards\": [...], \"ghosts\": N, ..." to *acc. */
 static int shards_json(struct tally *t, char **acc)
 {
@@ -389,6 +421,8 @@ int ctl_status_json(struct tally *t, char **out)
 		rc = jobs_json(t, &gc);
 	if (!rc)
 		rc = remote_json(t, &gc);
+	if (!rc)
+		rc = local_json(t, &st, &gc);
 	if (rc) {
 		free(gc);
 		return rc;
