@@ -486,13 +486,14 @@ static int write_tmp(struct objstore *os, unsigned shard, const void *buf,
 {
 	unsigned long seq = atomic_fetch_add(&os->tmpseq, 1);
 	void *env = NULL;
+	size_t cap = 0;
 	char rel[64];
 	int fd, rc;
 
 	snprintf(rel, sizeof(rel), "tmp/%ld.%lu", (long)getpid(), seq);
 	rc = objstore_shard_path(os, shard, rel, tmp);
 	if (!rc && objstore_encoded(os)) {
-		rc = os_encode(os, buf, len, &env, &len);
+		rc = os_encode(os, buf, len, &env, &len, &cap);
 		buf = env;
 	}
 	if (rc)
@@ -500,7 +501,7 @@ static int write_tmp(struct objstore *os, unsigned shard, const void *buf,
 	*disk = len;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
 	if (fd < 0) {
-		free(env);
+		os_env_put(os, env, cap);
 		return -errno;
 	}
 	rc = fault(os, OBJSTORE_WRITE);
@@ -508,7 +509,7 @@ static int write_tmp(struct objstore *os, unsigned shard, const void *buf,
 		rc = room_for(fd, len);
 	if (!rc)
 		rc = write_all(fd, buf, len);
-	free(env);
+	os_env_put(os, env, cap);
 	if (!rc && sync) {
 		rc = fault(os, OBJSTORE_SYNC);
 		if (!rc && fsync(fd) < 0)

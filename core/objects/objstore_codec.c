@@ -81,20 +81,60 @@ void os_codec_free(struct objstore *os)
 		ZSTD_freeCCtx(os->zc[--os->nzc]);
 	while (os->nzd)
 		ZSTD_freeDCtx(os->zd[--os->nzd]);
+	while (os->neb)
+		free(os->eb[--os->neb].p);
 	pthread_mutex_destroy(&os->zlock);
 }
 
+/* A buffer of @need bytes at least for an envelope, from those kept
+ * (a fresh 1 MiB buffer a block costs its page faults each time), with
+ * its size in *@cap; NULL without memory. */
+static void *env_get(struct objstore *os, size_t need, size_t *cap)
+{
+	void *p = NULL;
+	unsigned i;
+
+	pthread_mutex_lock(&os->zlock);
+	for (i = 0; i < os->neb; i++)
+		if (os->eb[i].cap >= need) {
+			p = os->eb[i].p;
+			*cap = os->eb[i].cap;
+			os->eb[i] = os->eb[--os->neb];
+			break;
+		}
+	pthread_mutex_unlock(&os->zlock);
+	if (!p) {
+		p = malloc(need);
+		*cap = need;
+	}
+	return p;
+}
+
+void os_env_put(struct objstore *os, void *env, size_t cap)
+{
+	if (!env)
+		return;
+	pthread_mutex_lock(&os->zlock);
+	if (os->neb < OS_ZPOOL && cap <= OS_ENV_KEPT) {
+		os->eb[os->neb].p = env;
+		os->eb[os->neb++].cap = cap;
+		env = NULL;
+	}
+	pthread_mutex_unlock(&os->zlock);
+	free(env);
+}
+
 int os_encode(struct objstore *os, const void *buf, size_t len, void **out,
-	      size_t *outlen)
+	      size_t *outlen, size_t *cap)
 {
 	int level = atomic_load(&os->level);
 	void *zc = level ? pool_get(os, os->zc, &os->nzc, true) : NULL;
-	void *o = malloc(objcodec_bound(len));
+	void *o = env_get(os, objcodec_bound(len), cap);
 	int rc = o ? objcodec_encode(zc, level, buf, len, o, outlen) : -ENOMEM;
 
 	pool_put(os, os->zc, &os->nzc, zc, true);
 	if (rc) {
-		free(o);
+		os_env_put(os, o, *cap);
 		return rc;
 	}
 	*out = o;

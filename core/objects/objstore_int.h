@@ -20,7 +20,8 @@
 #define SHARD_MARKER "tallyfs-shard"
 #define DOOM_BUCKETS 4096
 #define FANOUT OBJSTORE_FANOUT
-#define OS_ZPOOL 8 /* zstd contexts kept, of each kind */
+#define OS_ZPOOL 8 /* zstd contexts kept, of each kind, and buffers */
+#define OS_ENV_KEPT (4u << 20) /* the largest envelope buffer kept */
 
 struct shard {
 	char *root;		  /* absolute; set once by attach, then fixed */
@@ -87,7 +88,11 @@ struct objstore {
 	pthread_mutex_t zlock; /* the contexts kept for reuse: */
 	void *zc[OS_ZPOOL];
 	void *zd[OS_ZPOOL];
-	unsigned nzc, nzd;
+	struct {
+		void *p;
+		size_t cap;
+	} eb[OS_ZPOOL]; /* envelope buffers (os_encode()) */
+	unsigned nzc, nzd, neb;
 };
 
 struct doomed {
@@ -146,7 +151,9 @@ void os_doom_cancel(struct objstore *os, unsigned shard, const char *name);
 void os_codec_init(struct objstore *os);
 void os_codec_free(struct objstore *os);
 int os_encode(struct objstore *os, const void *buf, size_t len, void **out,
-	      size_t *outlen);
+	      size_t *outlen, size_t *cap);
+/* Give back os_encode()'s buffer (of @cap bytes). */
+void os_env_put(struct objstore *os, void *env, size_t cap);
 ssize_t os_codec_pread(struct objstore *os, int fd, void *buf, size_t len,
 		       off_t off);
 int os_codec_load(struct objstore *os, int fd, void **out, size_t *len);
