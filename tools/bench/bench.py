@@ -397,6 +397,122 @@ class Bench:
             ("`branch` of a namespace of %s files" % fmt_count(bn),
              "%s, %s" % (fmt_secs(median(br_t)), fmt_rate(median(br_rate), "entries/s"))))
 
+    def local(self):
+        """compress_local against plain object files, in one run: a second
+        tallyfs beside the first, on a fresh store made with -o
+        compress_local; text (lines that differ from run to run, so never
+        deduplicated) and random data written with an fsync, then read
+        cold, the two mounts taking turns."""
+        a = self.a
+        size = self.seq_bytes
+        mnt = os.path.join(a.work, "mnt-local")
+        store = os.path.join(a.work, "store-local")
+        os.mkdir(mnt)
+        opts = "compress_local" + ("," + a.tally_opts if a.tally_opts else "")
+        logf = open(os.path.join(a.work, "tallyfs-local.log"), "w")
+        proc = subprocess.Popen([a.tallyfs_bin, "-f", "-o", opts, store, mnt],
+                                stdout=logf, stderr=logf)
+        self.local_proc = (proc, mnt)
+        for _ in range(100):
+            if os.path.ismount(mnt):
+                break
+            if proc.poll() is not None:
+                raise RuntimeError("tallyfs -o compress_local did not mount")
+            time.sleep(0.1)
+        mounts = [("plain", os.path.join(self.tmnt, "local")),
+                  ("compress_local", os.path.join(mnt, "local"))]
+        for _, d in mounts:
+            os.mkdir(d)  # a namespace
+        keys = [("write", "text"), ("read", "text"), ("write", "random"),
+                ("read", "random")]
+        got = {(k, n): [] for k in keys for n, _ in mounts}
+        disk = {}
+        log("compress_local against plain files, %s, %d run(s)"
+            % (fmt_size(size), a.runs))
+        for r in range(a.runs):
+            line = b"run %d, line %%d: a text of words as files hold them\n" % r
+            text = b"".join(line % i for i in range(size // len(line) + 64))[:size]
+            for i, (name, m) in enumerate(mounts if r % 2 == 0 else mounts[::-1]):
+                for kind in ("text", "random"):
+                    path = os.path.join(m, "local-" + kind)
+                    if os.path.exists(path):
+                        os.unlink(path)
+                    self.settle_mnt(os.path.dirname(m))
+                    before = self.disk_bytes(os.path.dirname(m))
+                    if kind == "text":
+                        t0 = time.perf_counter()
+                        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+                        view = memoryview(text)
+                        for off in range(0, size, MIB):
+                            os.write(fd, view[off:off + MIB])
+                        os.fsync(fd)
+                        os.close(fd)
+                        n, secs = size, time.perf_counter() - t0
+                    else:
+                        n, secs = self.tool_run("seqwrite", path, size,
+                                                5000 + 10 * r + i)
+                    got[(("write", kind), name)].append(n / secs / 1e6)
+                    self.settle_mnt(os.path.dirname(m))
+                    disk[(kind, name)] = (self.disk_bytes(os.path.dirname(m))
+                                          - before)
+                    n, secs = self.tool_run("seqread", path)
+                    if n != size:
+                        raise RuntimeError("%s: read %d of %d" % (path, n, size))
+                    got[(("read", kind), name)].append(n / secs / 1e6)
+                    log("  run %d/%d  %-14s %-6s write %s, read %s, on disk %s"
+                        % (r + 1, a.runs, name, kind,
+                           fmt_rate(got[(("write", kind), name)][-1], "MB/s"),
+                           fmt_rate(got[(("read", kind), name)][-1], "MB/s"),
+                           fmt_size(disk[(kind, name)])))
+        self.local_rows = []
+        for op, kind in keys:
+            pv = median(got[((op, kind), "plain")])
+            cv = median(got[((op, kind), "compress_local")])
+            label = ("%s %s of %s%s" % (op, fmt_size(size), kind,
+                                         " + fsync" if op == "write" else " (cold)"))
+            self.local_rows.append((label, fmt_rate(pv, "MB/s"),
+                                    fmt_rate(cv, "MB/s"), "%.2f" % (cv / pv)))
+        for kind in ("text", "random"):
+            pv, cv = disk[(kind, "plain")], disk[(kind, "compress_local")]
+            self.local_rows.append(("bytes on disk of the %s (last run)" % kind,
+                                    fmt_size(pv), fmt_size(cv),
+                                    "%.3f" % (cv / pv if pv else float("nan"))))
+        self.unmount_local()
+
+    def settle_mnt(self, m):
+        """settle() for either mount: its drain, sync, caches dropped."""
+        fd = os.open(os.path.join(m, ".tally", "ctl"), os.O_RDWR)
+        try:
+            os.write(fd, b"drain\n")
+        finally:
+            os.close(fd)
+        os.sync()
+        if self.can_drop:
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("3\n")
+
+    def disk_bytes(self, m):
+        """The bytes of the object files of the store mounted at @m."""
+        with open(os.path.join(m, ".tally", "status")) as f:
+            st = json.load(f)
+        cl = st.get("compress_local")
+        if cl:
+            return cl["bytes_on_disk"]
+        return sum(sh["bytes"] for sh in st["shards"])
+
+    def unmount_local(self):
+        lp = getattr(self, "local_proc", None)
+        if not lp:
+            return
+        proc, mnt = lp
+        self.local_proc = None
+        subprocess.call(["fusermount3", "-u", mnt])
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
     # -- output
 
     def machine_line(self):
@@ -457,6 +573,13 @@ class Bench:
             for label, text in self.tally_rows:
                 out.append("| %s | %s |" % (label, text))
             out.append("")
+        if getattr(self, "local_rows", None):
+            out.append("| workload | tallyfs | tallyfs -o compress_local "
+                       "| compress_local / plain |")
+            out.append("|---|--:|--:|--:|")
+            for row in self.local_rows:
+                out.append("| %s |" % " | ".join(row))
+            out.append("")
         out.append(self.machine_line())
         out.append("")
         notes = [
@@ -512,9 +635,12 @@ def main():
     b = Bench(a)
     groups = a.only.split(",")
     t0 = time.perf_counter()
-    for g in ("seq", "rand", "meta", "tally"):
-        if g in groups:
-            getattr(b, g)()
+    try:
+        for g in ("seq", "rand", "meta", "tally", "local"):
+            if g in groups:
+                getattr(b, g)()
+    finally:
+        b.unmount_local()
     log("done in %s" % fmt_secs(time.perf_counter() - t0))
     b.report()
 
