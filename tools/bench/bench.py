@@ -423,8 +423,8 @@ class Bench:
                   ("compress_local", os.path.join(mnt, "local"))]
         for _, d in mounts:
             os.mkdir(d)  # a namespace
-        keys = [("write", "text"), ("read", "text"), ("write", "random"),
-                ("read", "random")]
+        keys = [("write", "text"), ("read", "text"), ("randread", "text"),
+                ("write", "random"), ("read", "random"), ("randread", "random")]
         got = {(k, n): [] for k in keys for n, _ in mounts}
         disk = {}
         log("compress_local against plain files, %s, %d run(s)"
@@ -459,19 +459,32 @@ class Bench:
                     if n != size:
                         raise RuntimeError("%s: read %d of %d" % (path, n, size))
                     got[(("read", kind), name)].append(n / secs / 1e6)
-                    log("  run %d/%d  %-14s %-6s write %s, read %s, on disk %s"
+                    self.settle_mnt(os.path.dirname(m))
+                    got[(("randread", kind), name)].append(
+                        self.fio(path, "randread"))
+                    log("  run %d/%d  %-14s %-6s write %s, read %s, "
+                        "random reads %s, on disk %s"
                         % (r + 1, a.runs, name, kind,
                            fmt_rate(got[(("write", kind), name)][-1], "MB/s"),
                            fmt_rate(got[(("read", kind), name)][-1], "MB/s"),
+                           fmt_rate(got[(("randread", kind), name)][-1], "IOPS"),
                            fmt_size(disk[(kind, name)])))
         self.local_rows = []
         for op, kind in keys:
             pv = median(got[((op, kind), "plain")])
             cv = median(got[((op, kind), "compress_local")])
-            label = ("%s %s of %s%s" % (op, fmt_size(size), kind,
-                                         " + fsync" if op == "write" else " (cold)"))
-            self.local_rows.append((label, fmt_rate(pv, "MB/s"),
-                                    fmt_rate(cv, "MB/s"), "%.2f" % (cv / pv)))
+            unit = "MB/s"
+            if op == "randread":
+                unit = "IOPS"
+                label = ("random 4 KiB reads in the first %s of the %s "
+                         "(cold start, %d s)" % (fmt_size(self.rand_bytes),
+                                                 kind, a.rand_seconds))
+            else:
+                label = ("%s %s of %s%s" % (op, fmt_size(size), kind,
+                                             " + fsync" if op == "write"
+                                             else " (cold)"))
+            self.local_rows.append((label, fmt_rate(pv, unit),
+                                    fmt_rate(cv, unit), "%.2f" % (cv / pv)))
         for kind in ("text", "random"):
             pv, cv = disk[(kind, "plain")], disk[(kind, "compress_local")]
             self.local_rows.append(("bytes on disk of the %s (last run)" % kind,
