@@ -192,7 +192,9 @@ uint64_t objcodec_readable(const struct objcodec_index *ix, uint64_t size)
 			break;
 		got += seg_plain(ix, i);
 	}
-	return got;
+	/* bytes after the last segment: damaged too (objcodec_decode()
+	 * refuses the file), so nothing of it is whole */
+	return i == ix->nseg && at < size ? 0 : got;
 }
 
 int objcodec_seg_open(void *zd, const struct objcodec_index *ix, uint32_t i,

@@ -69,7 +69,8 @@ void objcodec_seg(const struct objcodec_index *ix, uint32_t i, uint64_t *off,
 		  uint32_t *stored, uint32_t *plain, bool *zstd);
 
 /* The plain bytes of the segments wholly inside a file of @size bytes
- * (all of them for a whole file; fewer for one cut short). */
+ * (all of them for a whole file; fewer for one cut short; none for one
+ * with bytes after its last segment, which objcodec_decode() refuses). */
 uint64_t objcodec_readable(const struct objcodec_index *ix, uint64_t size);
 
 /*

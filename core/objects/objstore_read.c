@@ -82,6 +82,62 @@ ssize_t objstore_read(struct objstore *os, unsigned shard, const char *name,
 	return (ssize_t)done;
 }
 
+int objstore_load(struct objstore *os, unsigned shard, const char *name,
+		  void **out, size_t *len)
+{
+	char hex[HASH_HEX_LEN + 1];
+	struct stat st;
+	void *buf;
+	ssize_t n;
+	int fd, rc;
+
+	fd = objstore_open_read(os, shard, name);
+	if (fd < 0)
+		return fd;
+	if (objstore_encoded(os)) {
+		rc = os_codec_load(os, fd, &buf, len);
+		close(fd);
+		if (rc)
+			return rc;
+		hash_block(buf, *len, hex);
+		if (strncmp(hex, name, HASH_HEX_LEN)) {
+			free(buf);
+			return -EBADMSG;
+		}
+		*out = buf;
+		return 0;
+	}
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	if (st.st_size > OBJSTORE_OBJECT_MAX) {
+		close(fd);
+		return -EFBIG;
+	}
+	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	n = pread(fd, buf, (size_t)st.st_size, 0);
+	rc = n < 0 ? -errno : n != st.st_size ? -EIO : 0;
+	close(fd);
+	if (!rc) {
+		hash_block(buf, (size_t)st.st_size, hex);
+		if (strncmp(hex, name, HASH_HEX_LEN))
+			rc = -EBADMSG;
+	}
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	*len = (size_t)st.st_size;
+	return 0;
+}
+
 int objstore_stat(struct objstore *os, unsigned shard, const char *name,
 		  off_t *size)
 {

@@ -100,7 +100,7 @@ static int read_marker(const char *path, int *format)
 	return rc;
 }
 
-static int write_marker(const char *path)
+static int write_marker(const char *path, int format)
 {
 	char file[4096], tmp[4096], text[64];
 	int fd, rc = 0, len;
@@ -108,7 +108,7 @@ static int write_marker(const char *path)
 	snprintf(file, sizeof(file), "%s/" MARKER, path);
 	snprintf(tmp, sizeof(tmp), "%s/." MARKER ".tmp", path);
 	len = snprintf(text, sizeof(text), "tallyfs store\nformat %d\n",
-		       STORE_FORMAT);
+		       format);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
@@ -225,15 +225,36 @@ static int store_codec(struct store *s, unsigned flags)
 
 	if (rc && rc != -ENOENT)
 		return rc;
-	if (v == 1) {
-		objstore_encode_local(s->objs, OBJCODEC_ZSTD_DEFAULT);
-		return 0;
-	}
-	if (v != 0) {
+	if (v != 0 && v != 1) {
 		log_msg(LOG_ERR,
 			"store '%s' is damaged: compress_local is %lld",
 			s->path, (long long)v);
 		return -EUCLEAN;
+	}
+	if (v == 0 && s->format == STORE_FORMAT_ENVELOPES) {
+		log_msg(LOG_ERR,
+			"store '%s' is damaged: its marker says format %d "
+			"(compress_local), its metadata does not",
+			s->path, s->format);
+		return -EUCLEAN;
+	}
+	if (v == 1) {
+		/* a store just restored, or a node's new cache of a shared
+		 * store made with it: its marker says so from now on */
+		if (s->format != STORE_FORMAT_ENVELOPES) {
+			rc = write_marker(s->path, STORE_FORMAT_ENVELOPES);
+			if (!rc)
+				rc = objstore_dir_sync(s->path);
+			if (rc) {
+				log_msg(LOG_ERR,
+					"cannot write store marker in '%s': %s",
+					s->path, strerror(-rc));
+				return rc;
+			}
+			s->format = STORE_FORMAT_ENVELOPES;
+		}
+		objstore_encode_local(s->objs, OBJCODEC_ZSTD_DEFAULT);
+		return 0;
 	}
 	if (flags & STORE_COMPRESS_LOCAL) {
 		log_msg(LOG_ERR,
@@ -366,7 +387,7 @@ int store_open_flags(const char *path, const char *meta, bool create,
 	struct stat st;
 	bool fresh = false;
 	int64_t bs = 0;
-	int rc, format;
+	int rc, format = 0;
 
 	if (block_size < 4096 || block_size > (64u << 20) ||
 	    (block_size & (block_size - 1))) {
@@ -402,6 +423,7 @@ int store_open_flags(const char *path, const char *meta, bool create,
 		goto out_free;
 	}
 	rc = read_marker(s->path, &format);
+	s->format = format;
 	if (rc == -ENOENT) {
 		rc = dir_is_empty(s->path);
 		if (rc == 0) {
@@ -423,11 +445,11 @@ int store_open_flags(const char *path, const char *meta, bool create,
 		fresh = true;
 	} else if (rc) {
 		goto out_free;
-	} else if (format != STORE_FORMAT) {
+	} else if (format != STORE_FORMAT && format != STORE_FORMAT_ENVELOPES) {
 		log_msg(LOG_ERR,
 			"store '%s' has format version %d; this "
-			"tallyfs knows version %d",
-			s->path, format, STORE_FORMAT);
+			"tallyfs knows versions %d and %d",
+			s->path, format, STORE_FORMAT, STORE_FORMAT_ENVELOPES);
 		rc = -EPROTO;
 		goto out_free;
 	}
@@ -468,7 +490,10 @@ int store_open_flags(const char *path, const char *meta, bool create,
 	if (fresh) {
 		/* the marker last: renamed in place, then the store's
 		 * directory synced (meta.db and its WAL with it) */
-		rc = write_marker(s->path);
+		s->format = flags & STORE_COMPRESS_LOCAL
+				    ? STORE_FORMAT_ENVELOPES
+				    : STORE_FORMAT;
+		rc = write_marker(s->path, s->format);
 		if (!rc)
 			rc = objstore_dir_sync(s->path);
 		if (rc) {

@@ -17,6 +17,10 @@
 #include <stdint.h>
 
 #define STORE_FORMAT 1
+/* The marker of a store made with compress_local (STORE_COMPRESS_LOCAL):
+ * a tallyfs that knows only format 1 refuses it rather than reading its
+ * object files' envelopes as data. */
+#define STORE_FORMAT_ENVELOPES 2
 #define STORE_DEFAULT_BLOCK_SIZE (1u << 20)
 
 struct meta;
@@ -25,6 +29,7 @@ struct objstore;
 struct store {
 	char *path;
 	int lockfd;
+	int format; /* of its marker: STORE_FORMAT or STORE_FORMAT_ENVELOPES */
 	uint32_t block_size;
 	struct meta *meta;
 	struct objstore *objs;

@@ -201,6 +201,9 @@ Test(codec, a_cut_file_reads_as_far_as_it_is_whole)
 					       off + stored + OBJCODEC_CHECK),
 			     (uint64_t)(i + 1) * OBJCODEC_SEGMENT);
 	}
+	/* a byte after the last segment: damaged, nothing whole */
+	cr_assert_eq(objcodec_readable(&ix, n), len);
+	cr_assert_eq(objcodec_readable(&ix, n + 1), 0);
 	/* cut inside the table: more is needed; a plain file is no
 	 * envelope */
 	cr_assert_eq(objcodec_parse(env, OBJCODEC_HEAD + 2, len, &ix), -EAGAIN);
@@ -326,6 +329,34 @@ Test(codec, the_object_store_reads_and_dedups_envelopes)
 	free(buf);
 }
 
+/* The format its marker names ("format N" on its second line). */
+static int marker_format(const char *store)
+{
+	char path[4096], buf[64] = { 0 };
+	int fd, format = -1;
+
+	snprintf(path, sizeof(path), "%s/tallyfs-store", store);
+	fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	cr_assert_gt(read(fd, buf, sizeof(buf) - 1), 0);
+	close(fd);
+	cr_assert_eq(sscanf(buf, "tallyfs store\nformat %d", &format), 1);
+	return format;
+}
+
+static void set_marker(const char *store, int format)
+{
+	char path[4096], text[64];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s/tallyfs-store", store);
+	n = snprintf(text, sizeof(text), "tallyfs store\nformat %d\n", format);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, text, (size_t)n), n);
+	close(fd);
+}
+
 Test(codec, decided_when_the_store_is_made)
 {
 	char plain[4096], packed[4096];
@@ -345,6 +376,22 @@ Test(codec, decided_when_the_store_is_made)
 		     0);
 	cr_assert(objstore_encoded(s->objs));
 	store_close(s);
+	/* its marker names format 2, which a tallyfs of format 1 alone
+	 * refuses; the plain store's names format 1 */
+	cr_assert_eq(marker_format(packed), STORE_FORMAT_ENVELOPES);
+	cr_assert_eq(marker_format(plain), STORE_FORMAT);
+	/* a marker of format 1 on a store of envelopes (a restore, a
+	 * node's new cache): written again as format 2 at open */
+	set_marker(packed, STORE_FORMAT);
+	cr_assert_eq(store_open_flags(packed, NULL, false, 1 << 20, 0, &s), 0);
+	cr_assert(objstore_encoded(s->objs));
+	store_close(s);
+	cr_assert_eq(marker_format(packed), STORE_FORMAT_ENVELOPES);
+	/* format 2 on a store whose metadata says plain: damaged */
+	set_marker(plain, STORE_FORMAT_ENVELOPES);
+	cr_assert_eq(store_open_flags(plain, NULL, false, 1 << 20, 0, &s),
+		     -EUCLEAN);
+	set_marker(plain, STORE_FORMAT);
 	/* kept: opened without the flag, its files are envelopes still */
 	cr_assert_eq(store_open_flags(packed, NULL, false, 1 << 20, 0, &s), 0);
 	cr_assert(objstore_encoded(s->objs));

@@ -253,10 +253,10 @@ Test(store, marker_garbage)
 Test(store, marker_future_format)
 {
 	make_store();
-	put("tallyfs-store", "tallyfs store\nformat 2\n", 23);
+	put("tallyfs-store", "tallyfs store\nformat 3\n", 23);
 	refused(false, -EPROTO,
-		"has format version 2; this tallyfs knows "
-		"version 1");
+		"has format version 3; this tallyfs knows "
+		"versions 1 and 2");
 	put("tallyfs-store", "tallyfs store\nformat 99999999999\n", 33);
 	refused(true, -EPROTO, "has format version 2147483647");
 }
@@ -278,8 +278,8 @@ Test(store, marker_before_meta)
 	make_store();
 	tu_fill(junk, sizeof(junk), 9);
 	put("meta.db", junk, sizeof(junk));
-	put("tallyfs-store", "tallyfs store\nformat 2\n", 23);
-	refused(false, -EPROTO, "has format version 2");
+	put("tallyfs-store", "tallyfs store\nformat 3\n", 23);
+	refused(false, -EPROTO, "has format version 3");
 }
 
 /*
