@@ -17,7 +17,10 @@
  *     be told apart), NFS, SMB and 9p return success without making
  *     anything durable, so a shard on one of them (or every shard, with
  *     OBJSTORE_SYNC_FILE) has each object file fsync'ed before its
- *     rename and its fan-out directory after (per_file).
+ *     rename and its fan-out directory after (per_file). So has an
+ *     object of SOLO_MAX bytes at most in any shard (but with
+ *     OBJSTORE_SYNC_FS): a syncfs pair for a few KiB cost more than the
+ *     fsyncs (tools/bench/tree's tar x).
  *  3. A name is never rebound to other bytes: a put whose hash names an
  *     existing object compares the bytes and, on a mismatch, moves on to
  *     the next variant name. A name with no local file may still name
@@ -87,6 +90,8 @@
 #include "core/util/log.h"
 
 #define MAX_VARIANTS 1000000u
+/* objects of at most this many bytes are synced on their own (stage()) */
+#define SOLO_MAX (128u << 10)
 #define CORRUPT_LOGGED 16 /* corrupt files logged by compares */
 
 static struct doomed **doom_find(struct objstore *os, unsigned shard,
@@ -460,6 +465,7 @@ struct objstore_staged {
 	unsigned *shardp; /* borrowed from the caller */
 	bool placed;
 	bool fixed; /* objstore_stage(): the name is given */
+	bool solo;  /* synced on its own (see stage()) */
 };
 
 /*
@@ -703,8 +709,14 @@ static int stage(struct objstore *os, unsigned shard, const void *buf,
 	if (array_reserve(&b->v, &b->cap, b->n + 1, sizeof(*b->v)))
 		return -ENOMEM;
 	st = &b->v[b->n];
-	rc = write_tmp(os, shard, buf, len, objstore_shard_per_file(os, shard),
-		       st->tmp, &st->disk);
+	/* a small object is synced on its own (fsync'ed when written, its
+	 * fan-out directory after its rename), not by the batch's syncfs
+	 * pair: a flush of one small file (a tar x) paid two syncfs of the
+	 * whole file system for a few KiB */
+	st->solo = objstore_shard_per_file(os, shard) ||
+		   (len <= SOLO_MAX &&
+		    atomic_load(&os->sync_mode) == OBJSTORE_SYNC_AUTO);
+	rc = write_tmp(os, shard, buf, len, st->solo, st->tmp, &st->disk);
 	if (rc)
 		return rc;
 	st->shard = shard;
@@ -717,7 +729,8 @@ static int stage(struct objstore *os, unsigned shard, const void *buf,
 	st->fixed = false;
 	*created = true;
 	*shardp = shard;
-	b->shards |= 1ull << shard;
+	if (!st->solo)
+		b->shards |= 1ull << shard;
 	b->n++;
 	return 0;
 }
@@ -856,8 +869,9 @@ static int sync_batch_shards(struct objstore *os, uint64_t shards)
 	return 0;
 }
 
-/* The renames of the batch's objects in per-file shards: an fsync of each
- * fan-out directory they went to, once. */
+/* The renames of the batch's objects synced on their own (all of a
+ * per-file shard's, the small ones of any): an fsync of each fan-out
+ * directory they went to, once. */
 static int sync_batch_dirs(struct objstore *os, const struct objstore_batch *b)
 {
 	uint64_t done[OBJSTORE_MAX_SHARDS][4] = { { 0 } };
@@ -869,7 +883,7 @@ static int sync_batch_dirs(struct objstore *os, const struct objstore_batch *b)
 		unsigned d;
 		char rel[4];
 
-		if (!objstore_shard_per_file(os, st->shard))
+		if (!st->solo)
 			continue;
 		d = (unsigned)strtoul((char[3]){ st->name[0], st->name[1], 0 },
 				      NULL, 16) &
