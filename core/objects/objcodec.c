@@ -11,34 +11,14 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "core/s3/seal.h"
+#include "core/util/le.h"
+
 #define MAGIC "TLYL"
 #define VERSION 1
 #define S_ZSTD 0x80000000u
 #define S_LEN 0x7fffffffu
 #define PROBE (4u << 10) /* bytes a segment's probe compresses */
-
-static void put32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 static uint32_t nsegs(uint64_t len)
 {
@@ -55,23 +35,6 @@ size_t objcodec_bound(size_t len)
 	uint32_t n = nsegs(len);
 
 	return head_len(n) + len + (size_t)n * OBJCODEC_CHECK;
-}
-
-/*
- * Whether segment @in (@n bytes) is worth compressing: one of more than
- * four probes whose first PROBE bytes do not shrink by 1/32 at zstd's
- * fastest level is taken for incompressible (random, already compressed)
- * without a pass over it all. @room: PROBE bytes.
- */
-static bool compressible(ZSTD_CCtx *z, const unsigned char *in, size_t n,
-			 unsigned char *room)
-{
-	size_t c;
-
-	if (n <= 4 * PROBE)
-		return true;
-	c = ZSTD_compressCCtx(z, room, PROBE - PROBE / 32 - 1, in, PROBE, 1);
-	return !ZSTD_isError(c);
 }
 
 int objcodec_encode(void *zc, int level, const void *in, size_t len, void *out,
@@ -91,9 +54,9 @@ int objcodec_encode(void *zc, int level, const void *in, size_t len, void *out,
 	o[5] = 0;
 	o[6] = OBJCODEC_SHIFT;
 	o[7] = 0;
-	put64(o + 8, len);
-	put32(o + 16, n);
-	put32(o + 20, 0);
+	le_put64(o + 8, len);
+	le_put32(o + 16, n);
+	le_put32(o + 20, 0);
 	table = o + OBJCODEC_HEAD;
 	at = head_len(n);
 	for (i = 0; i < n; i++) {
@@ -104,7 +67,8 @@ int objcodec_encode(void *zc, int level, const void *in, size_t len, void *out,
 
 		/* kept only when it saves at least 1/32: a room that small
 		 * makes zstd give up on anything that does not shrink */
-		if (level && k >= 64 && compressible(zc, p + off, k, o + at)) {
+		if (level && k >= 64 &&
+		    seal_compressible(zc, p + off, k, PROBE, o + at)) {
 			size_t c = ZSTD_compressCCtx(zc, o + at, k - k / 32 - 1,
 						     p + off, k, level);
 
@@ -113,13 +77,13 @@ int objcodec_encode(void *zc, int level, const void *in, size_t len, void *out,
 		}
 		if (!(stored & S_ZSTD))
 			memcpy(o + at, p + off, k);
-		put32(table + 4 * (size_t)i, stored);
-		put64(o + at + (stored & S_LEN),
-		      XXH3_64bits_withSeed(o + at, stored & S_LEN, i));
+		le_put32(table + 4 * (size_t)i, stored);
+		le_put64(o + at + (stored & S_LEN),
+			 XXH3_64bits_withSeed(o + at, stored & S_LEN, i));
 		at += (stored & S_LEN) + OBJCODEC_CHECK;
 	}
-	put64(table + 4 * (size_t)n,
-	      XXH3_64bits(o, OBJCODEC_HEAD + 4 * (size_t)n));
+	le_put64(table + 4 * (size_t)n,
+		 XXH3_64bits(o, OBJCODEC_HEAD + 4 * (size_t)n));
 	*outlen = at;
 	return 0;
 }
@@ -141,10 +105,10 @@ int objcodec_parse(const void *buf, size_t n, uint64_t max,
 	if (n < OBJCODEC_HEAD)
 		return -EBADMSG;
 	if (memcmp(p, MAGIC, 4) || p[4] != VERSION || p[5] ||
-	    p[6] != OBJCODEC_SHIFT || p[7] || get32(p + 20))
+	    p[6] != OBJCODEC_SHIFT || p[7] || le_get32(p + 20))
 		return -EBADMSG;
-	ix->plain = get64(p + 8);
-	ix->nseg = get32(p + 16);
+	ix->plain = le_get64(p + 8);
+	ix->nseg = le_get32(p + 16);
 	if (ix->plain > max || ix->plain >= (uint64_t)S_LEN << OBJCODEC_SHIFT ||
 	    ix->nseg != nsegs(ix->plain))
 		return -EBADMSG;
@@ -152,11 +116,11 @@ int objcodec_parse(const void *buf, size_t n, uint64_t max,
 	ix->table = p + OBJCODEC_HEAD;
 	if (n < ix->head_len)
 		return -EAGAIN;
-	if (get64(ix->table + 4 * (size_t)ix->nseg) !=
+	if (le_get64(ix->table + 4 * (size_t)ix->nseg) !=
 	    XXH3_64bits(p, OBJCODEC_HEAD + 4 * (size_t)ix->nseg))
 		return -EBADMSG;
 	for (i = 0; i < ix->nseg; i++) {
-		uint32_t v = get32(ix->table + 4 * (size_t)i);
+		uint32_t v = le_get32(ix->table + 4 * (size_t)i);
 		uint32_t stored = v & S_LEN, plain = seg_plain(ix, i);
 
 		if ((v & S_ZSTD) ? !stored || stored >= plain : stored != plain)
@@ -172,11 +136,11 @@ void objcodec_seg(const struct objcodec_index *ix, uint32_t i, uint64_t *off,
 	uint32_t k;
 
 	for (k = 0; k < i; k++)
-		at += (get32(ix->table + 4 * (size_t)k) & S_LEN) +
+		at += (le_get32(ix->table + 4 * (size_t)k) & S_LEN) +
 		      OBJCODEC_CHECK;
 	*off = at;
-	*stored = get32(ix->table + 4 * (size_t)i) & S_LEN;
-	*zstd = get32(ix->table + 4 * (size_t)i) & S_ZSTD;
+	*stored = le_get32(ix->table + 4 * (size_t)i) & S_LEN;
+	*zstd = le_get32(ix->table + 4 * (size_t)i) & S_ZSTD;
 	*plain = seg_plain(ix, i);
 }
 
@@ -186,7 +150,7 @@ uint64_t objcodec_readable(const struct objcodec_index *ix, uint64_t size)
 	uint32_t i;
 
 	for (i = 0; i < ix->nseg; i++) {
-		at += (get32(ix->table + 4 * (size_t)i) & S_LEN) +
+		at += (le_get32(ix->table + 4 * (size_t)i) & S_LEN) +
 		      OBJCODEC_CHECK;
 		if (at > size)
 			break;
@@ -200,11 +164,11 @@ uint64_t objcodec_readable(const struct objcodec_index *ix, uint64_t size)
 int objcodec_seg_open(void *zd, const struct objcodec_index *ix, uint32_t i,
 		      const void *in, void *out)
 {
-	uint32_t v = get32(ix->table + 4 * (size_t)i), stored = v & S_LEN;
+	uint32_t v = le_get32(ix->table + 4 * (size_t)i), stored = v & S_LEN;
 	uint32_t plain = seg_plain(ix, i);
 	const unsigned char *p = in;
 
-	if (get64(p + stored) != XXH3_64bits_withSeed(p, stored, i))
+	if (le_get64(p + stored) != XXH3_64bits_withSeed(p, stored, i))
 		return -EBADMSG;
 	if (v & S_ZSTD) {
 		size_t r = ZSTD_decompressDCtx(zd, out, plain, p, stored);
@@ -231,7 +195,7 @@ int objcodec_decode(void *zd, const void *in, size_t n, void *out, size_t cap,
 		return -EFBIG;
 	at = ix.head_len;
 	for (i = 0; i < ix.nseg; i++) {
-		uint32_t stored = get32(ix.table + 4 * (size_t)i) & S_LEN;
+		uint32_t stored = le_get32(ix.table + 4 * (size_t)i) & S_LEN;
 
 		if (at + stored + OBJCODEC_CHECK > n)
 			return -EBADMSG;

@@ -122,6 +122,22 @@ static int write_marker(const char *path, int format)
 	return rc;
 }
 
+/* The marker of @s, of @format, in place and its directory synced (with
+ * meta.db and its WAL, for a new store): 0, or -errno and a message. */
+static int set_marker(struct store *s, int format)
+{
+	int rc = write_marker(s->path, format);
+
+	if (!rc)
+		rc = objstore_dir_sync(s->path);
+	if (rc)
+		log_msg(LOG_ERR, "cannot write store marker in '%s': %s",
+			s->path, strerror(-rc));
+	else
+		s->format = format;
+	return rc;
+}
+
 static int take_lock(struct store *s)
 {
 	char file[4096], pid[32];
@@ -242,16 +258,9 @@ static int store_codec(struct store *s, unsigned flags)
 		/* a store just restored, or a node's new cache of a shared
 		 * store made with it: its marker says so from now on */
 		if (s->format != STORE_FORMAT_ENVELOPES) {
-			rc = write_marker(s->path, STORE_FORMAT_ENVELOPES);
-			if (!rc)
-				rc = objstore_dir_sync(s->path);
-			if (rc) {
-				log_msg(LOG_ERR,
-					"cannot write store marker in '%s': %s",
-					s->path, strerror(-rc));
+			rc = set_marker(s, STORE_FORMAT_ENVELOPES);
+			if (rc)
 				return rc;
-			}
-			s->format = STORE_FORMAT_ENVELOPES;
 		}
 		objstore_encode_local(s->objs, OBJCODEC_ZSTD_DEFAULT);
 		return 0;
@@ -490,18 +499,11 @@ int store_open_flags(const char *path, const char *meta, bool create,
 	if (fresh) {
 		/* the marker last: renamed in place, then the store's
 		 * directory synced (meta.db and its WAL with it) */
-		s->format = flags & STORE_COMPRESS_LOCAL
-				    ? STORE_FORMAT_ENVELOPES
-				    : STORE_FORMAT;
-		rc = write_marker(s->path, s->format);
-		if (!rc)
-			rc = objstore_dir_sync(s->path);
-		if (rc) {
-			log_msg(LOG_ERR,
-				"cannot write store marker in '%s': %s",
-				s->path, strerror(-rc));
+		rc = set_marker(s, flags & STORE_COMPRESS_LOCAL
+					   ? STORE_FORMAT_ENVELOPES
+					   : STORE_FORMAT);
+		if (rc)
 			goto out_meta;
-		}
 	}
 	rc = meta_config_get(s->meta, "block_size", &bs);
 	if (rc || bs < 4096 || bs > (64 << 20) || (bs & (bs - 1))) {

@@ -28,6 +28,8 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "core/util/le.h"
+
 #define MAGIC "TLYE"
 #define VERSION 1
 #define F_KEYED 1u
@@ -35,36 +37,6 @@
 #define S_ZSTD (1u << 30)
 #define S_LEN (S_ZSTD - 1)
 #define TAG 16
-
-static void put32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 3; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
 
 /* ------------------------------------------------------------------ */
 /* keyed names */
@@ -289,7 +261,7 @@ int seal_key_load(const char *path, struct seal_key *k, char *err,
 			 path);
 		return rc;
 	}
-	k->id = get64(id);
+	k->id = le_get64(id);
 	if (!k->id)
 		k->id = 1; /* 0 says "no key" in a header */
 	return 0;
@@ -311,12 +283,12 @@ static int make_head(const struct seal *s, unsigned char *h)
 	h[4] = VERSION;
 	h[5] = s->keyed ? F_KEYED : 0;
 	h[6] = h[7] = 0;
-	put64(h + 8, s->store_id);
-	put64(h + 16, s->keyed ? s->key.id : 0);
+	le_put64(h + 8, s->store_id);
+	le_put64(h + 16, s->keyed ? s->key.id : 0);
 	memset(h + 24, 0, 12);
 	if (s->keyed && RAND_bytes(h + 24, 12) != 1)
 		return -EIO;
-	put32(h + 36, SEAL_SEGMENT);
+	le_put32(h + 36, SEAL_SEGMENT);
 	return 0;
 }
 
@@ -332,7 +304,7 @@ static void make_aad(struct aad *a, const unsigned char *head,
 {
 	memcpy(a->b, head, SEAL_HEAD);
 	memcpy(a->b + SEAL_HEAD, seghead, 8);
-	put64(a->b + SEAL_HEAD + 8, idx);
+	le_put64(a->b + SEAL_HEAD + 8, idx);
 	a->ctx = ctx;
 }
 
@@ -402,23 +374,16 @@ static int gcm(const struct seal *s, const struct aad *a, uint64_t idx,
 		       strlen(a->ctx), enc, in, n, out, tag);
 }
 
-/*
- * Whether @n bytes at @in are worth compressing: a segment larger than
- * PROBE whose first PROBE bytes do not shrink by 1/32 at zstd's fastest
- * level is taken for incompressible (random, already compressed or
- * encrypted data) without compressing it whole: a probe costs about a
- * twentieth of a level-3 pass over 1 MiB of random bytes. @room: scratch
- * of PROBE bytes at least.
- */
-#define PROBE (32u << 10)
-static bool compressible(ZSTD_CCtx *z, const unsigned char *in, size_t n,
-			 unsigned char *room)
+#define PROBE (32u << 10) /* bytes a probe compresses (seal_compressible()) */
+
+bool seal_compressible(void *z, const void *in, size_t n, size_t probe,
+		       void *room)
 {
 	size_t c;
 
-	if (n <= 4 * PROBE)
+	if (n <= 4 * probe)
 		return true;
-	c = ZSTD_compressCCtx(z, room, PROBE - PROBE / 32 - 1, in, PROBE, 1);
+	c = ZSTD_compressCCtx(z, room, probe - probe / 32 - 1, in, probe, 1);
 	return !ZSTD_isError(c);
 }
 
@@ -434,7 +399,7 @@ static ssize_t seg_seal(const struct seal *s, ZSTD_CCtx *z,
 	struct aad a;
 	int rc;
 
-	if (s->level && n >= 64 && compressible(z, in, n, pay)) {
+	if (s->level && n >= 64 && seal_compressible(z, in, n, PROBE, pay)) {
 		/* kept only when it saves at least 1/32: a room that small
 		 * makes zstd give up on anything that does not shrink */
 		size_t c = ZSTD_compressCCtx(z, pay, n - n / 32 - 1, in, n,
@@ -447,8 +412,8 @@ static ssize_t seg_seal(const struct seal *s, ZSTD_CCtx *z,
 	}
 	if (!(flags & S_ZSTD) && !s->keyed && n)
 		memcpy(pay, in, n);
-	put32(out, stored | flags);
-	put32(out + 4, n);
+	le_put32(out, stored | flags);
+	le_put32(out + 4, n);
 	make_aad(&a, head, out, idx, ctx);
 	if (s->keyed) {
 		rc = gcm(s, &a, idx, true, flags & S_ZSTD ? pay : in, stored,
@@ -498,14 +463,14 @@ int seal_buf(const struct seal *s, const char *ctx, const void *in, size_t len,
 static int check_head(const struct seal *s, const unsigned char *h,
 		      uint32_t *seg, uint64_t *key_id)
 {
-	uint64_t store = get64(h + 8), kid = get64(h + 16);
+	uint64_t store = le_get64(h + 8), kid = le_get64(h + 16);
 	bool keyed;
 	size_t i;
 
 	if (memcmp(h, MAGIC, 4) || h[4] != VERSION || (h[5] & ~F_KEYED) ||
 	    h[6] || h[7])
 		return -EBADMSG;
-	*seg = get32(h + 36);
+	*seg = le_get32(h + 36);
 	if (!*seg || *seg > SEAL_SEGMENT_MAX)
 		return -EBADMSG;
 	keyed = h[5] & F_KEYED;
@@ -545,11 +510,11 @@ static int seg_open(const struct seal *s, ZSTD_DCtx *z,
 
 	if (avail < 8 + TAG)
 		return -EBADMSG;
-	v = get32(p);
+	v = le_get32(p);
 	stored = v & S_LEN;
 	zst = v & S_ZSTD;
 	*last = v & S_LAST;
-	plain = get32(p + 4);
+	plain = le_get32(p + 4);
 	if (plain > segmax || stored > avail - 8 - TAG ||
 	    (zst ? stored >= plain || !stored : stored != plain))
 		return -EBADMSG;
@@ -744,7 +709,7 @@ int seal_open_fd(const struct seal *s, const char *ctx, int in, int out,
 			rc = n < 0 ? (int)n : -EBADMSG;
 			break;
 		}
-		stored = get32(sh) & S_LEN;
+		stored = le_get32(sh) & S_LEN;
 		if (stored > segmax) {
 			rc = -EBADMSG;
 			break;
@@ -813,8 +778,8 @@ static int ring_line(const struct seal_key *file, const struct seal_key *keys,
 
 	memcpy(plain, keys->enc, 32);
 	memcpy(plain + 32, keys->names, 64);
-	put64(plain + 96, keys->id);
-	put64(ad, file->id);
+	le_put64(plain + 96, keys->id);
+	le_put64(ad, file->id);
 	rc = RAND_bytes(ring, 12) == 1 ? 0 : -EIO;
 	if (!rc)
 		rc = aes_gcm(file->kek, ring, RING_AAD, strlen(RING_AAD), ad,
@@ -894,7 +859,7 @@ int seal_keyring_open(const char *text, const struct seal_key *file,
 		snprintf(err, len, "the keyring of key %s is damaged", id);
 		return -EBADMSG;
 	}
-	put64(ad, file->id);
+	le_put64(ad, file->id);
 	rc = aes_gcm(file->kek, ring, RING_AAD, strlen(RING_AAD), ad,
 		     sizeof(ad), false, ring + 12, RING_PLAIN, plain,
 		     ring + 12 + RING_PLAIN);
@@ -910,7 +875,7 @@ int seal_keyring_open(const char *text, const struct seal_key *file,
 	memset(out, 0, sizeof(*out));
 	memcpy(out->enc, plain, 32);
 	memcpy(out->names, plain + 32, 64);
-	out->id = get64(plain + 96);
+	out->id = le_get64(plain + 96);
 	OPENSSL_cleanse(plain, sizeof(plain));
 	return 0;
 }

@@ -23,6 +23,7 @@
 #include <zstd.h>
 
 #include "core/objects/objcodec.h"
+#include "core/util/le.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -31,18 +32,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static unsigned char out[ROOM];
 static unsigned char seg[OBJCODEC_SEGMENT];
 static unsigned char forged[ROOM + 4096];
-
-static void put32(unsigned char *b, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		b[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *b, uint64_t v)
-{
-	put32(b, (uint32_t)v);
-	put32(b + 4, (uint32_t)(v >> 32));
-}
 
 /* Open @n bytes at @d every way there is. */
 static void open_all(ZSTD_DCtx *zd, const unsigned char *d, size_t n)
@@ -83,9 +72,9 @@ static size_t forge(const uint8_t *d, size_t n, uint64_t plain)
 	forged[5] = 0;
 	forged[6] = OBJCODEC_SHIFT;
 	forged[7] = 0;
-	put64(forged + 8, plain);
-	put32(forged + 16, nseg);
-	put32(forged + 20, 0);
+	le_put64(forged + 8, plain);
+	le_put32(forged + 16, nseg);
+	le_put32(forged + 20, 0);
 	for (uint32_t i = 0; i < nseg; i++) {
 		size_t k = (n - used) / (nseg - i);
 
@@ -98,13 +87,14 @@ static size_t forge(const uint8_t *d, size_t n, uint64_t plain)
 		memset(forged + at, 0, k);
 		memcpy(forged + at, d + used, used + k <= n ? k : n - used);
 		used += used + k <= n ? k : n - used;
-		put32(forged + OBJCODEC_HEAD + 4 * (size_t)i,
-		      (uint32_t)k | 0x80000000u);
-		put64(forged + at + k, XXH3_64bits_withSeed(forged + at, k, i));
+		le_put32(forged + OBJCODEC_HEAD + 4 * (size_t)i,
+			 (uint32_t)k | 0x80000000u);
+		le_put64(forged + at + k,
+			 XXH3_64bits_withSeed(forged + at, k, i));
 		at += k + OBJCODEC_CHECK;
 	}
-	put64(forged + OBJCODEC_HEAD + 4 * (size_t)nseg,
-	      XXH3_64bits(forged, OBJCODEC_HEAD + 4 * (size_t)nseg));
+	le_put64(forged + OBJCODEC_HEAD + 4 * (size_t)nseg,
+		 XXH3_64bits(forged, OBJCODEC_HEAD + 4 * (size_t)nseg));
 	return at;
 }
 

@@ -25,6 +25,7 @@
 
 #include "core/s3/bucket.h"
 #include "core/s3/seal.h"
+#include "core/util/le.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -42,12 +43,6 @@ static void seals(struct seal *k, struct seal *p)
 	k->store_id = p->store_id = 7;
 }
 
-static void put32(unsigned char *b, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		b[i] = (unsigned char)(v >> (8 * i));
-}
-
 /* A body of a store without a key, its segments' heads and payloads
  * from @d, each given the tag core/s3/seal.c computes. */
 static size_t forge(const uint8_t *d, size_t n, unsigned char *body, size_t cap)
@@ -59,7 +54,7 @@ static size_t forge(const uint8_t *d, size_t n, unsigned char *body, size_t cap)
 	memcpy(body, "TLYE", 4);
 	body[4] = 1;
 	body[8] = 7; /* store 7 */
-	put32(body + 36, SEAL_SEGMENT);
+	le_put32(body + 36, SEAL_SEGMENT);
 	while (n >= 8 && at + 8 + 16 < cap) {
 		uint32_t stored = (uint32_t)d[0] | (uint32_t)d[1] << 8;
 		unsigned char *seg = body + at, ib[8];
@@ -71,7 +66,7 @@ static size_t forge(const uint8_t *d, size_t n, unsigned char *body, size_t cap)
 			stored = (uint32_t)(n - 8);
 		if (at + 8 + stored + 16 > cap)
 			break;
-		put32(seg, stored | ((uint32_t)d[3] & 0xc0u) << 24);
+		le_put32(seg, stored | ((uint32_t)d[3] & 0xc0u) << 24);
 		memcpy(seg + 4, d + 4, 4);
 		memcpy(seg + 8, d + 8, stored);
 		for (int i = 0; i < 8; i++)
