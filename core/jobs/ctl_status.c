@@ -418,11 +418,11 @@ int ctl_status_json(struct tally *t, char **out)
 	if (!rc)
 		rc = shards_json(t, &gc);
 	if (!rc)
+		rc = local_json(t, &st, &gc);
+	if (!rc)
 		rc = jobs_json(t, &gc);
 	if (!rc)
 		rc = remote_json(t, &gc);
-	if (!rc)
-		rc = local_json(t, &st, &gc);
 	if (rc) {
 		free(gc);
 		return rc;
