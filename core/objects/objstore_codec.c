@@ -141,27 +141,6 @@ int os_encode(struct objstore *os, const void *buf, size_t len, void **out,
 	return 0;
 }
 
-/* Read @n bytes at @off of @fd: the bytes read (fewer at its end), or
- * -errno. */
-static ssize_t pread_full(int fd, void *buf, size_t n, off_t off)
-{
-	size_t done = 0;
-
-	while (done < n) {
-		ssize_t r = pread(fd, (char *)buf + done, n - done,
-				  off + (off_t)done);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			break;
-		done += (size_t)r;
-	}
-	return (ssize_t)done;
-}
-
 /*
  * The head of envelope @fd into *@head (malloc'ed; @ix points into it):
  * 0, 1 (no envelope there: damaged, cut, empty), or -errno.
@@ -181,7 +160,7 @@ static int read_head(int fd, struct objcodec_index *ix, unsigned char **head)
 			return -ENOMEM;
 		}
 		h = nh;
-		n = pread_full(fd, h, want, 0);
+		n = os_pread_full(fd, h, want, 0);
 		if (n < 0) {
 			free(h);
 			return (int)n;
@@ -228,7 +207,7 @@ ssize_t os_codec_pread(struct objstore *os, int fd, void *buf, size_t len,
 		objcodec_seg(&ix, i, &at, &stored, &plain, &z);
 		take = plain - skip < end - pos ? plain - skip
 						: (size_t)(end - pos);
-		n = pread_full(fd, raw, stored + OBJCODEC_CHECK, (off_t)at);
+		n = os_pread_full(fd, raw, stored + OBJCODEC_CHECK, (off_t)at);
 		if (n < 0) {
 			rc = (int)n;
 			break;
@@ -271,7 +250,7 @@ int os_codec_load(struct objstore *os, int fd, void **out, size_t *len)
 	in = malloc(st.st_size ? (size_t)st.st_size : 1);
 	if (!in)
 		return -ENOMEM;
-	n = pread_full(fd, in, (size_t)st.st_size, 0);
+	n = os_pread_full(fd, in, (size_t)st.st_size, 0);
 	rc = n < 0 ? (int)n : n != st.st_size ? -EIO : 0;
 	if (!rc)
 		rc = objcodec_parse(in, (size_t)n, OBJSTORE_OBJECT_MAX, &ix)

@@ -48,93 +48,86 @@ int objstore_open_read(struct objstore *os, unsigned shard, const char *name)
 	return fd < 0 ? check_after(os, shard, -errno) : fd;
 }
 
+ssize_t os_pread_full(int fd, void *buf, size_t n, off_t off)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		ssize_t r = pread(fd, (char *)buf + done, n - done,
+				  off + (off_t)done);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			break;
+		done += (size_t)r;
+	}
+	return (ssize_t)done;
+}
+
 ssize_t objstore_read(struct objstore *os, unsigned shard, const char *name,
 		      void *buf, size_t len, off_t off)
 {
-	size_t done = 0;
-	int fd, rc;
+	ssize_t n;
+	int fd;
 
 	fd = objstore_open_read(os, shard, name);
 	if (fd < 0)
 		return fd;
-	if (objstore_encoded(os)) {
-		ssize_t n = os_codec_pread(os, fd, buf, len, off);
-
-		close(fd);
-		return n < 0 ? check_after(os, shard, (int)n) : n;
-	}
-	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done,
-				  off + (off_t)done);
-
-		if (n < 0) {
-			rc = -errno;
-			if (rc == -EINTR)
-				continue;
-			close(fd);
-			return check_after(os, shard, rc);
-		}
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
+	n = objstore_encoded(os) ? os_codec_pread(os, fd, buf, len, off)
+				 : os_pread_full(fd, buf, len, off);
 	close(fd);
-	return (ssize_t)done;
+	return n < 0 ? check_after(os, shard, (int)n) : n;
+}
+
+/* A plain object file @fd whole into *@out (malloc'ed, *@len bytes): 0,
+ * -EFBIG past OBJSTORE_OBJECT_MAX, -EIO if it ends early, or -errno. */
+static int load_plain(int fd, void **out, size_t *len)
+{
+	struct stat st;
+	void *buf;
+	ssize_t n;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_size > OBJSTORE_OBJECT_MAX)
+		return -EFBIG;
+	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!buf)
+		return -ENOMEM;
+	n = os_pread_full(fd, buf, (size_t)st.st_size, 0);
+	if (n != st.st_size) {
+		free(buf);
+		return n < 0 ? (int)n : -EIO;
+	}
+	*out = buf;
+	*len = (size_t)st.st_size;
+	return 0;
 }
 
 int objstore_load(struct objstore *os, unsigned shard, const char *name,
 		  void **out, size_t *len)
 {
 	char hex[HASH_HEX_LEN + 1];
-	struct stat st;
 	void *buf;
-	ssize_t n;
 	int fd, rc;
 
 	fd = objstore_open_read(os, shard, name);
 	if (fd < 0)
 		return fd;
-	if (objstore_encoded(os)) {
-		rc = os_codec_load(os, fd, &buf, len);
-		close(fd);
-		if (rc)
-			return rc;
-		hash_block(buf, *len, hex);
-		if (strncmp(hex, name, HASH_HEX_LEN)) {
-			free(buf);
-			return -EBADMSG;
-		}
-		*out = buf;
-		return 0;
-	}
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
-	if (st.st_size > OBJSTORE_OBJECT_MAX) {
-		close(fd);
-		return -EFBIG;
-	}
-	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-	if (!buf) {
-		close(fd);
-		return -ENOMEM;
-	}
-	n = pread(fd, buf, (size_t)st.st_size, 0);
-	rc = n < 0 ? -errno : n != st.st_size ? -EIO : 0;
+	rc = objstore_encoded(os) ? os_codec_load(os, fd, &buf, len)
+				  : load_plain(fd, &buf, len);
 	close(fd);
-	if (!rc) {
-		hash_block(buf, (size_t)st.st_size, hex);
-		if (strncmp(hex, name, HASH_HEX_LEN))
-			rc = -EBADMSG;
-	}
-	if (rc) {
-		free(buf);
+	if (rc)
 		return rc;
+	hash_block(buf, *len, hex);
+	if (strncmp(hex, name, HASH_HEX_LEN)) {
+		free(buf);
+		return -EBADMSG;
 	}
 	*out = buf;
-	*len = (size_t)st.st_size;
 	return 0;
 }
 
