@@ -49,6 +49,7 @@ struct objstore_batch {
 	size_t n, cap;
 	size_t hits; /* objects found already in place (maybe not durable) */
 	uint64_t shards; /* bit per shard the batch touched */
+	bool open;	 /* counted in the store's open batches */
 };
 
 #define OBJSTORE_MAX_SHARDS 64

@@ -59,6 +59,7 @@ struct objstore {
 	_Atomic int sync_mode;	  /* OBJSTORE_SYNC_* */
 	_Atomic uint64_t corrupt; /* corrupt files met by byte compares */
 	_Atomic unsigned long tmpseq;
+	_Atomic unsigned batches; /* batches with objects staged, not finished */
 	_Atomic unsigned fault_in[OBJSTORE_NOPS]; /* countdown; 0 = off */
 	_Atomic int fault_err[OBJSTORE_NOPS];
 	/* doomed files (see DESIGN NOTES), hashed by name */
