@@ -132,6 +132,11 @@ int objstore_shard_syncfs(struct objstore *os, unsigned id)
 	return rc;
 }
 
+unsigned objstore_batches_open(struct objstore *os)
+{
+	return atomic_load(&os->batches);
+}
+
 unsigned objstore_sync_waiting(struct objstore *os, unsigned id)
 {
 	unsigned n;

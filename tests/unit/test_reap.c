@@ -713,6 +713,64 @@ Test(reap, local_copies_are_counted_exactly)
 	open_store();
 }
 
+/* Put object @seed into batch @b (its bytes in @buf, kept until the
+ * batch ends); its name into @name. */
+static size_t put_in(struct objstore *os, struct objstore_batch *b,
+		     unsigned seed, char *buf, char *name)
+{
+	size_t len = copy_bytes(seed, buf);
+	unsigned shard = 0;
+	bool created;
+
+	cr_assert_eq(objstore_put(os, &shard, buf, len, name, &created, b), 0);
+	cr_assert(created);
+	return len;
+}
+
+/* The count of open batches that decides how small objects are synced:
+ * one each while staged, none once finished or released (a leak would
+ * leave every later batch thinking it is not alone), and the objects of
+ * two batches at once (synced by syncfs, not one by one) whole. */
+Test(reap, open_batches_are_counted)
+{
+	static char bufs[3][6000];
+	struct objstore_batch a = { 0 }, b = { 0 }, c = { 0 };
+	char names[3][OBJNAME_MAX], back[6000];
+	struct objstore *os;
+	size_t len[3];
+	off_t size;
+	unsigned i;
+
+	close_store();
+	os = open_objects();
+	cr_assert_eq(objstore_batches_open(os), 0);
+	len[0] = put_in(os, &a, 9001, bufs[0], names[0]);
+	cr_assert_eq(objstore_batches_open(os), 1);
+	len[1] = put_in(os, &b, 9002, bufs[1], names[1]);
+	cr_assert_eq(objstore_batches_open(os), 2);
+	cr_assert_eq(objstore_batch_finish(os, &a), 0);
+	cr_assert_eq(objstore_batches_open(os), 1);
+	objstore_batch_release(os, &a);
+	cr_assert_eq(objstore_batches_open(os), 1);
+	cr_assert_eq(objstore_batch_finish(os, &b), 0);
+	objstore_batch_release(os, &b);
+	cr_assert_eq(objstore_batches_open(os), 0);
+	for (i = 0; i < 2; i++) {
+		cr_assert_eq(objstore_read(os, 0, names[i], back, sizeof(back),
+					   0),
+			     (ssize_t)len[i]);
+		cr_assert_eq(memcmp(back, bufs[i], len[i]), 0);
+	}
+	/* released unfinished: uncounted, and its object never placed */
+	len[2] = put_in(os, &c, 9003, bufs[2], names[2]);
+	cr_assert_eq(objstore_batches_open(os), 1);
+	objstore_batch_release(os, &c);
+	cr_assert_eq(objstore_batches_open(os), 0);
+	cr_assert_eq(objstore_stat(os, 0, names[2], &size), -ENOENT);
+	objstore_free(os);
+	open_store();
+}
+
 /* Object seed @from and up whose name falls in fan-out directory @dir:
  * its seed. */
 static unsigned seed_in(unsigned fan, unsigned from)
