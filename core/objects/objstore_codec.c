@@ -22,6 +22,7 @@
 #include <zstd.h>
 
 #include "core/objects/objcodec.h"
+#include "core/util/io.h"
 
 void objstore_encode_local(struct objstore *os, int level)
 {
@@ -160,7 +161,7 @@ static int read_head(int fd, struct objcodec_index *ix, unsigned char **head)
 			return -ENOMEM;
 		}
 		h = nh;
-		n = os_pread_full(fd, h, want, 0);
+		n = io_read_full(fd, h, want, 0);
 		if (n < 0) {
 			free(h);
 			return (int)n;
@@ -207,7 +208,7 @@ ssize_t os_codec_pread(struct objstore *os, int fd, void *buf, size_t len,
 		objcodec_seg(&ix, i, &at, &stored, &plain, &z);
 		take = plain - skip < end - pos ? plain - skip
 						: (size_t)(end - pos);
-		n = os_pread_full(fd, raw, stored + OBJCODEC_CHECK, (off_t)at);
+		n = io_read_full(fd, raw, stored + OBJCODEC_CHECK, (off_t)at);
 		if (n < 0) {
 			rc = (int)n;
 			break;
@@ -250,7 +251,7 @@ int os_codec_load(struct objstore *os, int fd, void **out, size_t *len)
 	in = malloc(st.st_size ? (size_t)st.st_size : 1);
 	if (!in)
 		return -ENOMEM;
-	n = os_pread_full(fd, in, (size_t)st.st_size, 0);
+	n = io_read_full(fd, in, (size_t)st.st_size, 0);
 	rc = n < 0 ? (int)n : n != st.st_size ? -EIO : 0;
 	if (!rc)
 		rc = objcodec_parse(in, (size_t)n, OBJSTORE_OBJECT_MAX, &ix)

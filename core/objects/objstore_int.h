@@ -143,10 +143,6 @@ unsigned os_leg_of(struct objstore *os, unsigned shard, const char *name,
 		   bool create, size_t len);
 void os_doom_cancel(struct objstore *os, unsigned shard, const char *name);
 
-/* Read @n bytes at @off of @fd (core/objects/objstore_read.c): the bytes
- * read (fewer at its end), or -errno. */
-ssize_t os_pread_full(int fd, void *buf, size_t n, off_t off);
-
 /* core/objects/objstore_codec.c: the envelopes of compress_local. Its
  * contexts made and freed with the store; the envelope of @len bytes
  * of @buf into *@out (malloc'ed, *@outlen bytes); a read of envelope

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "core/util/array.h"
+#include "core/util/io.h"
 #include "core/util/log.h"
 
 /* After an I/O error on @shard: is it the shard that is gone? */
@@ -48,25 +49,6 @@ int objstore_open_read(struct objstore *os, unsigned shard, const char *name)
 	return fd < 0 ? check_after(os, shard, -errno) : fd;
 }
 
-ssize_t os_pread_full(int fd, void *buf, size_t n, off_t off)
-{
-	size_t done = 0;
-
-	while (done < n) {
-		ssize_t r = pread(fd, (char *)buf + done, n - done,
-				  off + (off_t)done);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			break;
-		done += (size_t)r;
-	}
-	return (ssize_t)done;
-}
-
 ssize_t objstore_read(struct objstore *os, unsigned shard, const char *name,
 		      void *buf, size_t len, off_t off)
 {
@@ -77,7 +59,7 @@ ssize_t objstore_read(struct objstore *os, unsigned shard, const char *name,
 	if (fd < 0)
 		return fd;
 	n = objstore_encoded(os) ? os_codec_pread(os, fd, buf, len, off)
-				 : os_pread_full(fd, buf, len, off);
+				 : io_read_full(fd, buf, len, off);
 	close(fd);
 	return n < 0 ? check_after(os, shard, (int)n) : n;
 }
@@ -97,7 +79,7 @@ static int load_plain(int fd, void **out, size_t *len)
 	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
 	if (!buf)
 		return -ENOMEM;
-	n = os_pread_full(fd, buf, (size_t)st.st_size, 0);
+	n = io_read_full(fd, buf, (size_t)st.st_size, 0);
 	if (n != st.st_size) {
 		free(buf);
 		return n < 0 ? (int)n : -EIO;

@@ -24,6 +24,7 @@
 
 #include "core/util/array.h"
 #include "core/util/hash.h"
+#include "core/util/io.h"
 #include "core/util/log.h"
 #include "core/meta/meta.h"
 #include "core/util/progress.h"
@@ -127,17 +128,9 @@ static int upload_buf(struct remote *r, struct s3 *s, struct job *j,
 static int upload_whole(struct remote *r, struct s3 *s, struct job *j, int fd)
 {
 	char *buf = malloc(j->size ? j->size : 1);
-	uint64_t got = 0;
-	int rc = buf ? 0 : -ENOMEM;
+	ssize_t n = buf ? io_read_full(fd, buf, j->size, 0) : -ENOMEM;
+	int rc = n < 0 ? (int)n : (uint64_t)n < j->size ? -EUCLEAN : 0;
 
-	while (!rc && got < j->size) {
-		ssize_t n = pread(fd, buf + got, j->size - got, (off_t)got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		rc = n < 0 ? -errno : n == 0 ? -EUCLEAN : 0;
-		got += n > 0 ? (uint64_t)n : 0;
-	}
 	if (rc) {
 		j->server = false;
 		snprintf(j->err, sizeof(j->err),

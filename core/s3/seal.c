@@ -28,6 +28,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "core/util/io.h"
 #include "core/util/le.h"
 
 #define MAGIC "TLYE"
@@ -186,8 +187,6 @@ static int derive(const unsigned char *ikm, size_t len, const char *info,
 	return ok ? 0 : -EIO;
 }
 
-static ssize_t read_full(int fd, void *buf, size_t n);
-
 int seal_key_load(const char *path, struct seal_key *k, char *err,
 		  size_t errlen)
 {
@@ -216,12 +215,12 @@ int seal_key_load(const char *path, struct seal_key *k, char *err,
 			 path, (unsigned)(st.st_mode & 07777));
 		return -EACCES;
 	}
-	n = read_full(fd, buf, sizeof(buf));
+	n = io_read_full(fd, buf, sizeof(buf), -1);
 	/* one byte more tells a longer file: never cut silently */
 	if (n == (ssize_t)sizeof(buf)) {
 		unsigned char more;
 
-		if (read_full(fd, &more, 1) > 0)
+		if (io_read_full(fd, &more, 1, -1) > 0)
 			n = -EFBIG;
 	}
 	close(fd);
@@ -590,25 +589,6 @@ int seal_open(const struct seal *s, const char *ctx, const void *in, size_t len,
 	return rc;
 }
 
-/* Read up to @n bytes (fewer only at the end of the file). */
-static ssize_t read_full(int fd, void *buf, size_t n)
-{
-	size_t got = 0;
-
-	while (got < n) {
-		ssize_t r = read(fd, (char *)buf + got, n - got);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			break;
-		got += (size_t)r;
-	}
-	return (ssize_t)got;
-}
-
 static int write_full(int fd, const void *buf, size_t n)
 {
 	size_t put = 0;
@@ -642,14 +622,15 @@ int seal_fd(const struct seal *s, const char *ctx, int in, int out,
 		rc = make_head(s, head);
 	if (!rc)
 		rc = write_full(out, head, SEAL_HEAD);
-	n = rc ? 0 : read_full(in, cur, SEAL_SEGMENT);
+	n = rc ? 0 : io_read_full(in, cur, SEAL_SEGMENT, -1);
 	if (n < 0)
 		rc = (int)n;
 	while (!rc) {
 		unsigned char *t;
 		ssize_t w;
 
-		m = n == SEAL_SEGMENT ? read_full(in, nxt, SEAL_SEGMENT) : 0;
+		m = n == SEAL_SEGMENT ? io_read_full(in, nxt, SEAL_SEGMENT, -1)
+				      : 0;
 		if (m < 0) {
 			rc = (int)m;
 			break;
@@ -687,7 +668,7 @@ int seal_open_fd(const struct seal *s, const char *ctx, int in, int out,
 	uint32_t segmax;
 	uint64_t idx, total = 0;
 	bool last = false;
-	ssize_t n = read_full(in, head, SEAL_HEAD);
+	ssize_t n = io_read_full(in, head, SEAL_HEAD, -1);
 	int rc = n < 0 ? (int)n : n < SEAL_HEAD ? -EBADMSG : 0;
 
 	if (!rc)
@@ -704,7 +685,7 @@ int seal_open_fd(const struct seal *s, const char *ctx, int in, int out,
 		uint32_t stored;
 		size_t used, made;
 
-		n = read_full(in, sh, 8);
+		n = io_read_full(in, sh, 8, -1);
 		if (n != 8) {
 			rc = n < 0 ? (int)n : -EBADMSG;
 			break;
@@ -715,7 +696,7 @@ int seal_open_fd(const struct seal *s, const char *ctx, int in, int out,
 			break;
 		}
 		memcpy(seg, sh, 8);
-		n = read_full(in, seg + 8, (size_t)stored + TAG);
+		n = io_read_full(in, seg + 8, (size_t)stored + TAG, -1);
 		if (n != (ssize_t)stored + TAG) {
 			rc = n < 0 ? (int)n : -EBADMSG;
 			break;
@@ -728,7 +709,7 @@ int seal_open_fd(const struct seal *s, const char *ctx, int in, int out,
 		total += made;
 	}
 	if (!rc) {
-		n = read_full(in, sh, 1);
+		n = io_read_full(in, sh, 1, -1);
 		rc = n < 0 ? (int)n : n ? -EBADMSG : 0;
 	}
 	ZSTD_freeDCtx(z);
