@@ -90,7 +90,9 @@ def pick(rng, model, n):
     new = os.path.join(parent, f"n{n}")
     r = rng.random()
     if r < 0.25 or not files:
-        return ["create", new, f"bytes of {n} " * rng.randint(0, 40)]
+        # a third empty: removals that drop no block reference
+        words = 0 if rng.random() < 0.33 else rng.randint(1, 40)
+        return ["create", new, f"bytes of {n} " * words]
     if r < 0.35:
         return ["mkdir", new]
     if r < 0.42 and empty:

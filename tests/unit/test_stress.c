@@ -264,6 +264,25 @@ static void op_unlink(struct writer *w, struct slot *s)
 		s->exists = false;
 }
 
+/* An empty file made, its mode changed and removed: metadata operations
+ * with no data, between the others' flushes, links and branches. */
+static void op_empty(struct writer *w, struct slot *s)
+{
+	struct stat in = { .st_mode = S_IFREG | 0600 }, st;
+	char name[32];
+
+	snprintf(name, sizeof(name), "e%u-%u", w->id, w->names++);
+	if (!ok(w,
+		tally_mknod(t, &me, nspace[s->ns], name, S_IFREG | 0644, 0,
+			    &st),
+		0, "mknod empty"))
+		return;
+	ok(w, tally_setattr(t, st.st_ino, &in, TALLY_SET_MODE, &st), 0,
+	   "chmod empty");
+	ok(w, tally_unlink(t, nspace[s->ns], name), 0, "unlink empty");
+	tally_forget(t, st.st_ino, 1);
+}
+
 static void *writer_main(void *arg)
 {
 	struct writer *w = arg;
@@ -291,6 +310,9 @@ static void *writer_main(void *arg)
 			break;
 		case 6:
 			op_rename(w, s);
+			break;
+		case 7:
+			op_empty(w, s);
 			break;
 		default:
 			op_unlink(w, s);
