@@ -352,8 +352,9 @@ void objstore_set_sync_hook(struct objstore *os,
  * wait for a running sync to end. */
 unsigned objstore_sync_waiting(struct objstore *os, unsigned id);
 
-/* Batches with objects staged and not finished or released: with none
- * but its own, a batch syncs its small objects one by one (stage()). */
+/* Tests only: the batches with objects staged and not finished or
+ * released (with none but its own, a batch syncs its small objects one
+ * by one: stage()). */
 unsigned objstore_batches_open(struct objstore *os);
 /* Tests only: @fn(@arg) in objstore_unlink_doomed(), before the unlink
  * of a doomed file (NULL: none); set while nothing else runs. */

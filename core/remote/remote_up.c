@@ -68,39 +68,19 @@ static int job_key(struct remote *r, const struct job *j, char *key, size_t len)
 	return remote_object_key(r, j->name, j->gen, key, len);
 }
 
-/* A worker's buffers for sealed uploads, grown to the largest object
- * it has sent and kept: a fresh pair each job (a block each, 1 MiB by
- * default) cost about 0.1 ms a MiB in page faults. */
-struct upbuf {
-	void *p;
-	size_t cap;
-};
-
+/* A worker's buffers for sealed uploads, grown (array_reserve()) to the
+ * largest object it has sent and kept: a fresh pair each job (a block
+ * each, 1 MiB by default) cost about 0.1 ms a MiB in page faults. */
 struct upbufs {
-	struct upbuf in;  /* the local copy, read whole */
-	struct upbuf out; /* its envelope */
+	char *in;  /* the local copy, read whole */
+	char *out; /* its envelope */
+	size_t incap, outcap;
 };
-
-/* Room for @n bytes in @b, kept for the next job: NULL (no memory). */
-static void *upbuf_room(struct upbuf *b, size_t n)
-{
-	void *p;
-
-	n = n ? n : 1;
-	if (n <= b->cap)
-		return b->p;
-	p = realloc(b->p, n);
-	if (!p)
-		return NULL;
-	b->p = p;
-	b->cap = n;
-	return p;
-}
 
 static void upbufs_release(struct upbufs *u)
 {
-	free(u->in.p);
-	free(u->out.p);
+	free(u->in);
+	free(u->out);
 	memset(u, 0, sizeof(*u));
 }
 
@@ -118,9 +98,9 @@ static int put_body(struct remote *r, struct s3 *s, struct job *j,
 		j->stored = j->size;
 		return s3_put_buf(s, key, buf, j->size);
 	}
-	out = upbuf_room(&u->out, seal_bound(j->size));
-	if (!out)
+	if (array_reserve(&u->out, &u->outcap, seal_bound(j->size), 1))
 		return -ENOMEM;
+	out = u->out;
 	meta_key_name(j->name, j->gen, kn);
 	rc = seal_buf(&r->seal, kn, buf, j->size, out, &n);
 	if (!rc) {
@@ -163,7 +143,9 @@ static int upload_buf(struct remote *r, struct s3 *s, struct job *j,
 static int upload_whole(struct remote *r, struct s3 *s, struct job *j, int fd,
 			struct upbufs *u)
 {
-	char *buf = upbuf_room(&u->in, j->size);
+	char *buf = array_reserve(&u->in, &u->incap, j->size ? j->size : 1, 1)
+			    ? NULL
+			    : u->in;
 	ssize_t n = buf ? io_read_full(fd, buf, j->size, 0) : -ENOMEM;
 	int rc = n < 0 ? (int)n : (uint64_t)n < j->size ? -EUCLEAN : 0;
 
