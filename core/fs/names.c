@@ -96,6 +96,8 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	 * transaction rolled back): no lookup first, which the kernel has
 	 * just made (a round trip with a shared store) */
 	rc = ino_refill(t);
+	if (!rc)
+		rc = meta_room(t->meta);
 	if (rc)
 		goto out;
 	memset(&md, 0, sizeof(md));
@@ -741,6 +743,8 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		rc = -EPERM;
 	if (!rc && (ip->freed || ip->md.nlink == 0))
 		rc = -ENOENT;
+	if (!rc)
+		rc = meta_room(t->meta);
 	/* a taken name is found by the entry's insert (-EEXIST, the whole
 	 * transaction rolled back), as by a create: no lookup first */
 	if (rc)

@@ -64,6 +64,8 @@ int tally_branch(struct tally *t, const char *src, const char *dst,
 		rc = rc == -ENOENT ? 0 : (rc ? rc : -EEXIST);
 	}
 	if (!rc)
+		rc = meta_room(t->meta);
+	if (!rc)
 		rc = inode_get(t, TALLY_ROOT_INO, &root);
 	if (rc)
 		goto out;

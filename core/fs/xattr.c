@@ -207,7 +207,9 @@ int tally_setxattr(struct tally *t, uint64_t ino, const char *name,
 		goto out;
 	}
 	tally_lock(t);
-	rc = meta_begin(t->meta);
+	rc = meta_room(t->meta);
+	if (!rc)
+		rc = meta_begin(t->meta);
 	if (!rc)
 		rc = meta_xattr_set(t->meta, ino, name, val, len, flags);
 	if (!rc) {

@@ -160,6 +160,18 @@ struct meta_ilog_stats {
 int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 		   bool keep, struct meta_ilog_stats *stats);
 bool meta_ilog_on(struct meta *m);
+/*
+ * Whether an operation that adds metadata (a name, an xattr, a branch)
+ * may run: 0, or -ENOSPC while the disk is full (the reserve's group
+ * tier given back) and has less free than that tier: what is left is
+ * the room of removals, checkpoints and the next open, which a full
+ * disk would otherwise take (ext4 keeps its reserved blocks so).
+ */
+int meta_room(struct meta *m);
+/* Give back the room a store keeps on its disk (STORE_DIR/meta.reserve):
+ * first thing of an open, under the store's lock, before anything
+ * commits; meta_ilog_open() keeps it again. */
+void meta_ilog_unreserve(const char *store_dir);
 /* Commit the open group, if any (its operations all ended): 0 or -errno
  * (the group stays open; its records stay in the log). */
 int meta_group_commit(struct meta *m);

@@ -46,6 +46,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "core/util/array.h"
 #include "core/util/log.h"
@@ -223,6 +224,7 @@ enum {
 	D_SHARD_ROWS,
 	D_HAS_USAGE,
 	D_AUTOINCREMENT,
+	D_SCHEMA_ROWS,
 	D_SYNC_FULL,
 	D_SYNC_NORMAL,
 	D_SYNC_SEQ,
@@ -249,6 +251,8 @@ static const char *const db_text[D_COUNT] = {
 			"WHERE name = 'shard_usage'",
 	[D_AUTOINCREMENT] = "SELECT count(*) FROM sqlite_master WHERE "
 			    "name = 'objects' AND sql LIKE '%AUTOINCREMENT%'",
+	[D_SCHEMA_ROWS] = "SELECT type, name, coalesce(sql, '') FROM "
+			  "sqlite_schema ORDER BY type, name",
 	[D_SYNC_FULL] = "PRAGMA synchronous = FULL",
 	[D_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
 	[D_SYNC_SEQ] = "INSERT INTO config(key, value) VALUES ('sync_seq', 1) "
@@ -271,6 +275,7 @@ static const char *const db_pg[D_COUNT] = {
 	[D_TABLES] = META_SQLITE_ONLY,
 	[D_HAS_USAGE] = META_SQLITE_ONLY,
 	[D_AUTOINCREMENT] = META_SQLITE_ONLY,
+	[D_SCHEMA_ROWS] = META_SQLITE_ONLY,
 	[D_SYNC_FULL] = META_SQLITE_ONLY,
 	[D_SYNC_NORMAL] = META_SQLITE_ONLY,
 	[D_SYNC_SEQ] = META_SQLITE_ONLY,
@@ -432,6 +437,35 @@ static int create_schema(struct meta *m, uint32_t block_size)
 	return exec_id(m, D_COMMIT);
 }
 
+/* An XXH3-64 of every row of sqlite_schema, in *@out: 0 or -errno. */
+static int schema_sum(struct meta *m, int64_t *out)
+{
+	XXH3_state_t *st = XXH3_createState();
+	struct meta_st *s = NULL;
+	int rc, step;
+
+	if (!st)
+		return -ENOMEM;
+	XXH3_64bits_reset(st);
+	rc = meta_stmt(m, &meta_db_sql, D_SCHEMA_ROWS, &s);
+	if (!rc) {
+		while ((step = sqlite3_step(s->lite)) == SQLITE_ROW)
+			for (int c = 0; c < 3; c++) {
+				const char *t = meta_col_text(s, c);
+
+				t = t ? t : "";
+				XXH3_64bits_update(st, t, strlen(t) + 1);
+			}
+		if (step != SQLITE_DONE)
+			rc = meta_fail(m, step, "reading the schema");
+		meta_reset(s);
+	}
+	if (!rc)
+		*out = (int64_t)XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	return rc;
+}
+
 /* What is wrong with what opening a store reads (its block size, the
  * config and shard rows), or NULL. */
 static const char *damaged(struct meta *m)
@@ -477,7 +511,7 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct meta *m;
 	const char *damage;
-	int64_t app, ver;
+	int64_t app, ver, sum = 0, was = 0, changes;
 	int rc, flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
 
 	if (meta_is_pg(path))
@@ -569,8 +603,18 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 		  "PRAGMA journal_size_limit = 67108864");
 	if (rc)
 		goto out_close;
-	/* the tables a store of an older version lacks, all or nothing */
-	rc = exec_id(m, D_BEGIN);
+	/*
+	 * The tables a store of an older version lacks, all or nothing. A
+	 * store whose schema and rows come out of it as they went in (this
+	 * version's) rolls it back: an open writes nothing before the
+	 * intent log's replay. A full disk refused the COMMIT of this
+	 * transaction when it changed nothing but made the remote tier's
+	 * triggers again, and the store did not open (nor check).
+	 */
+	rc = schema_sum(m, &sum);
+	changes = sqlite3_total_changes64(m->db);
+	if (!rc)
+		rc = exec_id(m, D_BEGIN);
 	if (!rc)
 		rc = exec(m, gc_schema);
 	if (!rc) {
@@ -617,10 +661,17 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 		meta_rollback(m);
 		goto out_close;
 	}
-	rc = exec_id(m, D_COMMIT);
-	/* last: it rewrites the header of a database not in WAL mode yet */
 	if (!rc)
-		rc = exec(m, "PRAGMA journal_mode = WAL");
+		rc = schema_sum(m, &was);
+	if (!rc && was == sum && sqlite3_total_changes64(m->db) == changes)
+		rc = exec_id(m, D_ROLLBACK);
+	else if (!rc)
+		rc = exec_id(m, D_COMMIT);
+	if (rc)
+		goto out_close;
+	/* last: it rewrites the header of a database not in WAL mode yet
+	 * (and writes nothing in one that is) */
+	rc = exec(m, "PRAGMA journal_mode = WAL");
 	if (rc)
 		goto out_close;
 	*out = m;

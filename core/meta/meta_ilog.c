@@ -46,12 +46,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -64,11 +66,21 @@
 #define GROUP_OPS 256
 #define GROUP_NS (5 * 1000000LL)
 #define LOG_KEEP (8 << 20) /* a log this long is cut when emptied */
-/* Room kept on the store's disk for the commit of a group (its pages in
- * the WAL): given back when a commit meets a full disk, so that the
- * group commits, and the log then stays off (each operation commits on
- * its own, and fails on its own) until it can be made again. */
-#define RESERVE_BYTES (4 << 20)
+/*
+ * Room kept on the store's disk (STORE/meta.reserve, allocated with
+ * posix_fallocate), in two tiers:
+ * - RESERVE_GROUP, for the commit of a group (its pages in the WAL):
+ *   given back when a commit meets a full disk, so that the group
+ *   commits, and the log then stays off (each operation commits on its
+ *   own, and fails on its own) until it can be made again;
+ * - RESERVE_OPEN below it, which a running mount never gives back:
+ *   the room of the next open's replay. meta_ilog_unreserve() gives the
+ *   whole file back before an open commits anything, so an open after a
+ *   crash on a full disk has what the store kept for itself.
+ */
+#define RESERVE_GROUP (4 << 20)
+#define RESERVE_OPEN (1 << 20)
+#define RESERVE_NAME "meta.reserve"
 #define RESERVE_RETRY_NS (5 * 1000000000LL)
 
 struct rec_head {
@@ -166,36 +178,122 @@ static int append(struct meta_ilog *il, uint64_t seq)
 static int replay(struct meta *m, int fd, uint64_t applied, bool each,
 		  uint64_t *last, uint64_t *done, uint64_t *dropped);
 
-/* Make the reserve: 0, or -errno (none then). */
+/* Allocate the reserve's first @len bytes (its length @len): 0 or
+ * -errno (the length then as before, or @len with a part unallocated). */
+static int reserve_fill(int fd, off_t len)
+{
+	int rc = posix_fallocate(fd, 0, len);
+
+	if (rc && ftruncate(fd, len) < 0)
+		return -errno;
+	return -rc;
+}
+
+/*
+ * Make the reserve, both tiers if there is room: 0 (both), -ENOSPC with
+ * the open tier alone (il->bare false), or -errno with none (il->bare
+ * true: an open after a crash now needs the disk's own free space).
+ */
 static int reserve_make(struct meta_ilog *il)
 {
 	int fd = open(il->reserve, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	int rc = 0;
+	int rc;
 
-	if (fd < 0)
+	if (fd < 0) {
+		il->bare = true;
 		return -errno;
-	rc = posix_fallocate(fd, 0, RESERVE_BYTES);
-	close(fd);
-	if (rc) {
-		unlink(il->reserve);
-		return -rc;
 	}
-	return 0;
+	rc = reserve_fill(fd, RESERVE_OPEN + RESERVE_GROUP);
+	if (rc) { /* the group's tier gone again: the open's alone */
+		int open_rc;
+
+		if (ftruncate(fd, RESERVE_OPEN) < 0)
+			rc = -errno;
+		open_rc = reserve_fill(fd, RESERVE_OPEN);
+		if (open_rc) {
+			close(fd);
+			unlink(il->reserve);
+			if (!il->bare)
+				log_msg(LOG_WARNING,
+					"metadata: the disk is full: no room "
+					"is kept for a replay after a crash "
+					"(%d KiB); remove files to make room",
+					RESERVE_OPEN >> 10);
+			il->bare = true;
+			return open_rc;
+		}
+	}
+	close(fd);
+	il->bare = false;
+	return rc;
 }
 
-/* Give the reserve back: whether there was one. */
+/*
+ * No room for the reserve: the WAL's pages copied into the database and
+ * the WAL cut to nothing (it keeps its blocks otherwise, up to 64 MiB:
+ * meta_db.c), which after a crash holds the frames of the replay and of
+ * every group since the last checkpoint; then the reserve again. Only
+ * outside a transaction. A checkpoint the disk refuses (the database
+ * grows) leaves the WAL as it was.
+ */
+static int reserve_make_tight(struct meta *m, struct meta_ilog *il)
+{
+	int rc = reserve_make(il);
+	int frames = 0, copied = 0;
+
+	if (!rc || !sqlite3_get_autocommit(m->db))
+		return rc;
+	if (sqlite3_wal_checkpoint_v2(m->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+				      &frames, &copied) != SQLITE_OK) {
+		log_msg(LOG_WARNING,
+			"metadata: the disk is full: the WAL cannot be "
+			"checkpointed to make room: %s",
+			sqlite3_errmsg(m->db));
+		return rc;
+	}
+	return reserve_make(il);
+}
+
+/* Give the group's tier of the reserve back: whether it was there. */
 static bool reserve_release(struct meta_ilog *il)
 {
-	if (unlink(il->reserve) < 0)
+	struct stat sb;
+
+	if (stat(il->reserve, &sb) < 0 || sb.st_size <= RESERVE_OPEN ||
+	    truncate(il->reserve, RESERVE_OPEN) < 0)
 		return false;
 	if (!il->solo)
 		log_msg(LOG_WARNING,
 			"metadata: the disk is full: the intent log is off, "
 			"each operation commits on its own until %d MiB are "
 			"free again",
-			RESERVE_BYTES >> 20);
+			RESERVE_GROUP >> 20);
 	il->solo = true;
 	return true;
+}
+
+int meta_room(struct meta *m)
+{
+	struct meta_ilog *il = m->ilog;
+	struct statvfs sv;
+
+	if (!il || (!il->solo && !il->bare))
+		return 0;
+	if (fstatvfs(il->fd, &sv) < 0)
+		return 0; /* no answer: the commit finds out */
+	return (uint64_t)sv.f_bavail * sv.f_frsize < RESERVE_GROUP ? -ENOSPC
+								  : 0;
+}
+
+void meta_ilog_unreserve(const char *store_dir)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/" RESERVE_NAME, store_dir);
+	if (unlink(path) == 0)
+		log_msg(LOG_INFO,
+			"metadata: the room the store kept on its disk is "
+			"given back to this open");
 }
 
 bool meta_grouping(struct meta *m)
@@ -447,10 +545,10 @@ int meta_group_commit_due(struct meta *m, int64_t age_ns)
 {
 	struct meta_ilog *il = m->ilog;
 
-	if (il && il->solo && !il->group &&
+	if (il && (il->solo || il->bare) && !il->group &&
 	    now_ns() - il->reserve_try >= RESERVE_RETRY_NS) {
 		il->reserve_try = now_ns();
-		if (reserve_make(il) == 0) {
+		if (reserve_make_tight(m, il) == 0 && il->solo) {
 			il->solo = false;
 			log_msg(LOG_NOTICE, "metadata: the intent log is on "
 					    "again");
@@ -754,7 +852,7 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 	{
 		const char *slash = strrchr(path, '/');
 
-		if (asprintf(&il->reserve, "%.*s/meta.reserve",
+		if (asprintf(&il->reserve, "%.*s/" RESERVE_NAME,
 			     slash ? (int)(slash - path) : 1,
 			     slash ? path : ".") < 0) {
 			close(fd);
@@ -762,7 +860,7 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 			return -ENOMEM;
 		}
 	}
-	if (reserve_make(il)) {
+	if (reserve_make_tight(m, il)) {
 		il->solo = true; /* a full disk already: no groups */
 		il->reserve_try = now_ns();
 		log_msg(LOG_WARNING,
@@ -791,7 +889,8 @@ void meta_ilog_close(struct meta *m)
 			strerror(errno));
 	m->ilog = NULL;
 	close(il->fd);
-	unlink(il->reserve);
+	/* the reserve stays: the room of the next open (a disk filled
+	 * while the store is not mounted) */
 	free(il->reserve);
 	free(il->rec);
 	free(il);

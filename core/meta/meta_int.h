@@ -121,8 +121,9 @@ struct meta_ilog {
 	bool poisoned;	      /* a change of the open operation is not noted */
 	bool broken;	      /* a lost group could not be applied again */
 	bool solo; /* the disk was full: each operation commits alone */
+	bool bare; /* not even the open's tier of the reserve is kept */
 	int64_t reserve_try; /* when the reserve was last tried (ns) */
-	char *reserve;	     /* STORE/meta.reserve: room for a group's commit */
+	char *reserve;	     /* STORE/meta.reserve: room for a commit, a replay */
 	unsigned ops;	     /* operations in the open group */
 	int64_t opened;	     /* when the group opened (CLOCK_MONOTONIC ns) */
 	int64_t age_ns;	     /* a group commits at this age */
