@@ -137,7 +137,7 @@ static int bucket_key(struct store *s, const char *key_file, struct seal_key *k,
 
 /* The store's bucket, with --remote-endpoint: 0, or -errno (said). */
 static int check_bucket(struct store *s, const char *endpoint,
-			const char *region, const char *key_file,
+			const char *region, const char *key_file, bool settle,
 			struct fsck_result *res)
 {
 	struct s3_cfg cfg;
@@ -147,12 +147,16 @@ static int check_bucket(struct store *s, const char *endpoint,
 	int rc = meta_remote_conf_get(s->meta, "url", &url);
 
 	if (rc == -ENOENT) {
-		if (endpoint)
+		if (endpoint && !settle)
 			printf("bucket: none (the store is not bound to one)\n");
 		return 0;
 	}
 	if (rc)
 		return rc;
+	if (!endpoint && settle) {
+		free(url);
+		return 0;
+	}
 	if (!endpoint) {
 		printf("bucket: %s not checked (--remote-endpoint=URL)\n", url);
 		free(url);
@@ -172,6 +176,8 @@ static int check_bucket(struct store *s, const char *endpoint,
 			rc == -ENOKEY ? "no S3 credentials (AWS_ACCESS_KEY_ID, "
 					"AWS_SECRET_ACCESS_KEY or a profile)"
 				      : err);
+	} else if (settle) {
+		rc = fsck_settle(s, &cfg, say, NULL, res);
 	} else {
 		printf("bucket: %s\n", url);
 		rc = fsck_bucket(s, &cfg, say, NULL, res);
@@ -300,9 +306,18 @@ int main(int argc, char **argv)
 			argv[optind], strerror(-rc));
 		return 2;
 	}
-	rc = fsck_run(s, repair, say, NULL, &res);
+	/* with --repair, queued uploads whose copy is gone settled against
+	 * the bucket first: the check below then counts them evicted */
+	rc = repair ? check_bucket(s, endpoint, region, key_file, true, &res)
+		    : 0;
+	if (!rc) {
+		uint64_t settled = res.settled;
+
+		rc = fsck_run(s, repair, say, NULL, &res);
+		res.settled = settled;
+	}
 	if (!rc)
-		rc = check_bucket(s, endpoint, region, key_file, &res);
+		rc = check_bucket(s, endpoint, region, key_file, false, &res);
 	store_close(s);
 	if (rc) {
 		fprintf(stderr, "tallyfsck: check of '%s' failed: %s\n",
@@ -340,6 +355,8 @@ int main(int argc, char **argv)
 		       (unsigned long long)res.bucket_keys,
 		       (unsigned long long)res.bucket_missing,
 		       (unsigned long long)res.bucket_orphans);
+	if (repair && endpoint)
+		printf("settled: %llu\n", (unsigned long long)res.settled);
 	if (repair)
 		printf("repaired: %llu\nremoved: %llu\nrestored: %llu\n"
 		       "dropped: %llu\n",
@@ -351,6 +368,17 @@ int main(int argc, char **argv)
 		printf("status: clean\n");
 		return 0;
 	}
-	printf("status: %s\n", repair ? "repaired" : "problems found");
+	/* an upload queued without its copy is settled against the bucket
+	 * alone (--remote-endpoint): not repaired without it */
+	if (repair && res.queued_missing)
+		printf("not repaired: %llu object(s) queued for upload without "
+		       "a local copy: %s\n",
+		       (unsigned long long)res.queued_missing,
+		       endpoint ? "the bucket does not have them either"
+				: "run again with --remote-endpoint=URL to "
+				  "settle them against the bucket");
+	printf("status: %s\n", repair && !res.queued_missing
+					? "repaired"
+					: "problems found");
 	return 1;
 }

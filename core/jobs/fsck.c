@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -611,6 +612,95 @@ static int bucket_object(void *arg, const char *name, uint64_t size)
 		c->say(c->sctx, line);
 	}
 	return 0;
+}
+
+/* An upload queued for an object with no local copy whose key the
+ * bucket has (fsck_settle()). */
+struct settle {
+	char name[OBJNAME_MAX];
+	int64_t gen;
+};
+
+struct settle_ctx {
+	struct store *s;
+	const struct bucket_keys *keys;
+	const struct s3_cfg *cfg;
+	struct settle *v;
+	size_t n, cap;
+};
+
+static int settle_find(void *arg, const char *name, int64_t gen, int64_t seq,
+		       uint32_t shard, uint64_t size)
+{
+	struct settle_ctx *c = arg;
+	char kn[OBJKEY_MAX], key[1024];
+	off_t have;
+
+	(void)seq;
+	(void)size;
+	if (objstore_stat(c->s->objs, shard, name, &have) == 0)
+		return 0; /* its copy is here: the upload will go */
+	meta_key_name(name, gen, kn);
+	if (bucket_object_key(c->cfg, kn, key, sizeof(key)) ||
+	    !bucket_keys_has(c->keys, key))
+		return 0; /* lost: fsck_run() says so */
+	if (array_reserve(&c->v, &c->cap, c->n + 1, sizeof(*c->v)))
+		return -ENOMEM;
+	snprintf(c->v[c->n].name, OBJNAME_MAX, "%s", name);
+	c->v[c->n++].gen = gen;
+	return 0;
+}
+
+int fsck_settle(struct store *s, const struct s3_cfg *cfg,
+		void (*say)(void *ctx, const char *line), void *ctx,
+		struct fsck_result *res)
+{
+	struct bucket_keys keys = { 0 };
+	struct settle_ctx c = { s, &keys, cfg, NULL, 0, 0 };
+	struct s3 *s3 = NULL;
+	char prefix[1024], line[1200];
+	size_t i;
+	int rc;
+
+	if (meta_shared(s->meta))
+		return 0; /* the rows are every node's, the copies too */
+	rc = s3_new(cfg, &s3);
+	if (!rc)
+		rc = s3_key(cfg, "objects/", prefix, sizeof(prefix));
+	if (!rc)
+		rc = bucket_list_all(s3, prefix, &keys);
+	if (rc) {
+		snprintf(line, sizeof(line), "bucket: cannot list it: %s",
+			 s3 ? s3_last_error(s3) : strerror(-rc));
+		say(ctx, line);
+		goto out;
+	}
+	rc = meta_remote_next(s->meta, UINT_MAX, settle_find, &c);
+	if (rc || !c.n)
+		goto out;
+	rc = meta_begin(s->meta);
+	for (i = 0; i < c.n && !rc; i++) {
+		rc = meta_remote_uploaded(s->meta, c.v[i].name, c.v[i].gen);
+		if (!rc)
+			rc = meta_remote_set_cached(s->meta, c.v[i].name,
+						    false);
+	}
+	rc = meta_end(s->meta, rc);
+	for (i = 0; i < c.n && !rc; i++) {
+		snprintf(line, sizeof(line),
+			 "settled: object '%s' was queued for upload with no "
+			 "local copy; the bucket has it: recorded as uploaded "
+			 "and evicted",
+			 c.v[i].name);
+		say(ctx, line);
+	}
+	if (!rc)
+		res->settled = c.n;
+out:
+	free(c.v);
+	bucket_keys_release(&keys);
+	s3_free(s3);
+	return rc;
 }
 
 int fsck_bucket(struct store *s, const struct s3_cfg *cfg,

@@ -38,6 +38,8 @@ struct fsck_result {
 	/* a shared store: deletions left under way by nodes gone, holding
 	 * the uploads of their names (--repair: taken over) */
 	uint64_t claims_stale;
+	uint64_t settled; /* fsck_settle(): queued uploads without a local
+			     copy, found in the bucket and recorded so */
 	uint64_t bucket_keys;	 /* fsck_bucket(): object keys listed */
 	uint64_t bucket_missing; /* recorded in the bucket, not there (lost) */
 	uint64_t bucket_orphans; /* keys nothing names (a leak) */
@@ -76,6 +78,17 @@ bool fsck_problems(const struct fsck_result *res);
  * error of the listing (said too).
  */
 struct s3_cfg;
+/*
+ * --repair with the bucket, before fsck_run(): each upload queued for an
+ * object whose local copy is gone (a power loss that kept an eviction's
+ * unlink and not its rows, before evictions synced them) and whose key
+ * the bucket has is recorded as uploaded and evicted (res->settled,
+ * each said). What the bucket lacks stays queued: fsck_run() says it is
+ * lost. Not on a shared store (another node's cache holds such copies).
+ */
+int fsck_settle(struct store *s, const struct s3_cfg *cfg,
+		void (*say)(void *ctx, const char *line), void *ctx,
+		struct fsck_result *res);
 int fsck_bucket(struct store *s, const struct s3_cfg *cfg,
 		void (*say)(void *ctx, const char *line), void *ctx,
 		struct fsck_result *res);

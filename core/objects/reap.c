@@ -38,7 +38,9 @@
  *     row says so, written after the bucket answered its upload with
  *     success) and no move or pin names it (reap_evict_free()), doomed
  *     in the verdict's hold (reap_evict_doom(): a commit that checks the
- *     file before its unlink keeps it). The
+ *     file before its unlink keeps it) and unlinked once the rows that
+ *     allow it (remote=1, cached=0) are durable (rl_evict() syncs them
+ *     first: a power loss kept unlinks whose rows it dropped). The
  *     request that deletes a key is made here (reap_remote_delete()).
  *     With a shared store (several nodes) the verdict is a claim
  *     (reap_remote_claim()): in one transaction, the name's turn taken

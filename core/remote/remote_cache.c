@@ -216,6 +216,12 @@ void rl_evict(struct remote *r)
 	/* a shared store marks nothing: the verdicts are reads */
 	rc = shared ? tally_meta_read(r->t, evict_mark, &c)
 		    : tally_meta_txn(r->t, evict_mark, &c);
+	/* the deletion rule: the rows that allow the unlinks (cached=0
+	 * here, remote=1 recorded by an upload before) durable first, or a
+	 * power loss brings back rows that name a copy that is gone (a
+	 * shared store's commits are durable when they answer) */
+	if (!rc && !shared)
+		rc = tally_meta_sync(r->t);
 	if (rc)
 		goto out;
 	for (i = 0; i < c.take; i++) {

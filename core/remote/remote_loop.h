@@ -50,6 +50,7 @@ struct job {
 	int64_t seq;
 	int rc;
 	bool server; /* the failure came from the server, not the copy */
+	bool evicted; /* an upload: found in the bucket, no local copy */
 	char err[256];
 	struct job *next;
 };

@@ -160,6 +160,45 @@ static int upload_whole(struct remote *r, struct s3 *s, struct job *j, int fd,
 	return rc;
 }
 
+/*
+ * An upload whose row stands and whose local copy is gone (a power loss
+ * that kept the unlink of an eviction and not the rows that allowed it,
+ * before the eviction followed the deletion rule): the bucket is asked.
+ * It holds the key: the upload is done, the copy recorded as evicted
+ * (j->evicted), 0. It does not: the object is lost; said, and the job
+ * fails as the copy's (no retry of the server helps), -ENOENT.
+ */
+static int settle_gone(struct remote *r, struct s3 *s, struct job *j)
+{
+	char key[1024];
+	uint64_t size = 0;
+	int rc = job_key(r, j, key, sizeof(key));
+
+	if (!rc)
+		rc = s3_head(s, key, &size);
+	if (!rc) {
+		j->stored = size;
+		j->evicted = true;
+		log_msg(LOG_NOTICE,
+			"remote: '%s' has no local copy and the bucket has it: "
+			"recorded as uploaded and evicted",
+			j->name);
+		return 0;
+	}
+	j->server = rc != -ENOENT;
+	if (rc == -ENOENT)
+		snprintf(j->err, sizeof(j->err),
+			 "lost: '%s' has neither a local copy nor a key in the "
+			 "bucket",
+			 j->name);
+	else
+		snprintf(j->err, sizeof(j->err),
+			 "'%s' has no local copy, and the bucket cannot be "
+			 "asked for it: %s",
+			 j->name, s3_last_error(s));
+	return rc;
+}
+
 /* Upload object @j->name: its local copy, checked against its name in
  * the same read that hashes the body for the server. */
 static int run_upload(struct remote *r, struct s3 *s, struct job *j,
@@ -190,6 +229,8 @@ static int run_upload(struct remote *r, struct s3 *s, struct job *j,
 			return rc;
 		j->shard = c.st.shard;
 	}
+	if (fd == -ENOENT)
+		return settle_gone(r, s, j);
 	if (fd < 0) {
 		j->server = false;
 		snprintf(j->err, sizeof(j->err),
@@ -269,6 +310,7 @@ void *rl_worker_main(void *arg)
 		pthread_mutex_unlock(&r->lock);
 
 		j->err[0] = '\0';
+		j->evicted = false;
 		if (!s && s3_new(&r->cfg, &s)) {
 			s = NULL;
 			j->rc = -ENOMEM;
@@ -393,6 +435,9 @@ static int record_run(struct meta *m, void *arg)
 		rc = j->kind == JOB_UP
 			     ? meta_remote_uploaded(m, j->name, j->gen)
 			     : meta_remote_del_done(m, j->name);
+		/* a shared store's rows are every node's: no mark */
+		if (!rc && j->evicted && !tally_meta_shared(c->t))
+			rc = meta_remote_set_cached(m, j->name, false);
 	}
 	return rc;
 }
