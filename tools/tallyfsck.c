@@ -4,6 +4,7 @@
  * Exit 0 clean, 1 problems found (or repaired), 2 could not run.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,31 @@ static int sessions_live(struct store *s, bool say)
 		meta_sessions(s->meta, say_session, &now);
 	}
 	return -EBUSY;
+}
+
+/* What a wait is for: the process that holds the store's lock (its
+ * pid, from STORE/lock), or, @opened, the live sessions of its mounts. */
+static void say_waiting(const char *store, bool opened)
+{
+	char path[4096], pid[32] = "";
+	ssize_t n = -1;
+	int fd;
+
+	if (opened) {
+		fprintf(stderr, "tallyfsck: waiting for the live sessions of "
+				"the store's mounts to end\n");
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/lock", store);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, pid, sizeof(pid) - 1);
+		close(fd);
+	}
+	pid[n > 0 ? n : 0] = '\0';
+	pid[strcspn(pid, "\n")] = '\0';
+	fprintf(stderr, "tallyfsck: waiting for pid %s to close the store\n",
+		pid[0] ? pid : "(unknown)");
 }
 
 static void say(void *ctx, const char *line)
@@ -205,7 +231,7 @@ int main(int argc, char **argv)
 	const char *endpoint = NULL, *region = NULL, *key_file = NULL;
 	static char o_opts[4096]; /* -o, cut into its options */
 	char *meta = NULL;
-	bool repair = false;
+	bool repair = false, opened;
 	double wait = 0;
 	int c, rc;
 
@@ -281,22 +307,24 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	rc = store_open_meta(argv[optind], meta, false,
-			     STORE_DEFAULT_BLOCK_SIZE, &s);
+	/* while it waits, a store held by another process is refused
+	 * quietly: the wait is said once, and the last try says why */
+	rc = store_open_flags(argv[optind], meta, false,
+			      STORE_DEFAULT_BLOCK_SIZE,
+			      wait > 0 ? STORE_QUIET_BUSY : 0, &s);
+	opened = !rc;
 	if (!rc && (rc = sessions_live(s, wait <= 0)) != 0)
 		store_close(s);
 	/* an unmount returns before the daemon has closed the store */
-	if (rc == -EBUSY && wait > 0) {
-		fprintf(stderr, "tallyfsck: waiting for the store to be "
-				"closed\n");
-		log_set_level(LOG_CRIT); /* not the same refusal 10 times a s */
-	}
+	if (rc == -EBUSY && wait > 0)
+		say_waiting(argv[optind], opened);
 	for (; rc == -EBUSY && wait > 0; wait -= 0.1) {
 		struct timespec ts = { 0, 100 * 1000 * 1000 };
 
 		nanosleep(&ts, NULL);
-		rc = store_open_meta(argv[optind], meta, false,
-				     STORE_DEFAULT_BLOCK_SIZE, &s);
+		rc = store_open_flags(argv[optind], meta, false,
+				      STORE_DEFAULT_BLOCK_SIZE,
+				      wait > 0.1 ? STORE_QUIET_BUSY : 0, &s);
 		if (!rc && (rc = sessions_live(s, wait <= 0.1)) != 0)
 			store_close(s);
 	}

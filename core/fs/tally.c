@@ -477,7 +477,12 @@ int tally_open_with(const char *path, const struct tally_opts *opts,
 		path, opts->meta, opts->create,
 		opts->block_size ? opts->block_size : STORE_DEFAULT_BLOCK_SIZE,
 		(opts->no_intent_log ? STORE_NO_INTENT_LOG : 0) |
-			(opts->compress_local ? STORE_COMPRESS_LOCAL : 0),
+			(opts->compress_local ? STORE_COMPRESS_LOCAL : 0) |
+			(opts->sync_objects == OBJSTORE_SYNC_FS ? STORE_SYNC_FS
+								: 0) |
+			(opts->sync_objects == OBJSTORE_SYNC_FILE
+				 ? STORE_SYNC_FILE
+				 : 0),
 		&t->store);
 	if (rc)
 		goto out_free;
@@ -486,8 +491,6 @@ int tally_open_with(const char *path, const struct tally_opts *opts,
 	if (opts->local_level && objstore_encoded(t->objs))
 		objstore_encode_local(
 			t->objs, opts->local_level < 0 ? 0 : opts->local_level);
-	if (opts->sync_objects)
-		objstore_set_sync_mode(t->objs, opts->sync_objects);
 	t->bs = t->store->block_size;
 	t->rotate_bytes = opts->inode_dirty_max ? opts->inode_dirty_max
 						: 8u << 20;

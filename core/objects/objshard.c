@@ -192,14 +192,23 @@ static void choose_sync(struct objstore *os, unsigned id)
 {
 	struct shard *sh = &os->sh[id];
 	int mode = atomic_load(&os->sync_mode);
-	const char *blind = mode == OBJSTORE_SYNC_AUTO ? syncfs_blind(sh->root)
+	const char *blind = mode != OBJSTORE_SYNC_FILE ? syncfs_blind(sh->root)
 						       : NULL;
-	bool pf = mode == OBJSTORE_SYNC_FILE || blind;
+	bool pf = mode == OBJSTORE_SYNC_FILE ||
+		  (mode == OBJSTORE_SYNC_AUTO && blind);
 
+	/* said as done: the store sets a forced mode before it attaches
+	 * its shards (STORE_SYNC_FS, core/objects/store.h) */
 	if (atomic_exchange(&sh->per_file, pf) != pf && blind)
 		log_msg(LOG_NOTICE,
 			"shard %u '%s' is on %s, whose syncfs makes nothing "
 			"durable: its objects are synced file by file",
+			id, sh->root, blind);
+	else if (!pf && blind)
+		log_msg(LOG_WARNING,
+			"shard %u '%s' is on %s, whose syncfs makes nothing "
+			"durable, and sync_objects=fs syncs its objects with "
+			"syncfs all the same",
 			id, sh->root, blind);
 }
 

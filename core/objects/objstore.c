@@ -376,6 +376,12 @@ int objstore_clean_tmp(const char *dir)
 
 int objstore_open(const char *shards_dir, struct objstore **out)
 {
+	return objstore_open_sync(shards_dir, OBJSTORE_SYNC_AUTO, out);
+}
+
+int objstore_open_sync(const char *shards_dir, int sync_mode,
+		       struct objstore **out)
+{
 	struct objstore *os;
 	char path[PATH_MAX], *abs;
 	unsigned i;
@@ -395,6 +401,7 @@ int objstore_open(const char *shards_dir, struct objstore **out)
 	pthread_mutex_init(&os->doom_lock, NULL);
 	pthread_cond_init(&os->doom_done, NULL);
 	os_sync_init(os);
+	atomic_store(&os->sync_mode, sync_mode);
 	os_codec_init(os);
 	for (i = 0; i < FANOUT; i++)
 		pthread_mutex_init(&os->count_lock[i], NULL);

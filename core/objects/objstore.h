@@ -61,6 +61,10 @@ struct objstore_batch {
  * -errno.
  */
 int objstore_open(const char *shards_dir, struct objstore **out);
+/* The same, objects made durable as @sync_mode says (OBJSTORE_SYNC_*,
+ * below) from shard 0's attach on. */
+int objstore_open_sync(const char *shards_dir, int sync_mode,
+		       struct objstore **out);
 void objstore_free(struct objstore *os);
 
 /* The store's identity, which the marker of every added shard names. */

@@ -138,7 +138,7 @@ static int set_marker(struct store *s, int format)
 	return rc;
 }
 
-static int take_lock(struct store *s)
+static int take_lock(struct store *s, bool quiet)
 {
 	char file[4096], pid[32];
 	ssize_t n;
@@ -158,10 +158,11 @@ static int take_lock(struct store *s)
 		n = pread(s->lockfd, pid, sizeof(pid) - 1, 0);
 		pid[n > 0 ? n : 0] = '\0';
 		pid[strcspn(pid, "\n")] = '\0';
-		log_msg(LOG_ERR,
-			"store '%s' is already in use by another "
-			"process (pid %s)",
-			s->path, pid[0] ? pid : "unknown");
+		if (!quiet || rc != -EBUSY)
+			log_msg(LOG_ERR,
+				"store '%s' is already in use by another "
+				"process (pid %s)",
+				s->path, pid[0] ? pid : "unknown");
 		close(s->lockfd);
 		s->lockfd = -1;
 		return rc;
@@ -462,7 +463,7 @@ int store_open_flags(const char *path, const char *meta, bool create,
 		rc = -EPROTO;
 		goto out_free;
 	}
-	rc = take_lock(s);
+	rc = take_lock(s, flags & STORE_QUIET_BUSY);
 	if (rc)
 		goto out_free;
 	snprintf(file, sizeof(file), "%s/meta.db", s->path);
@@ -518,7 +519,11 @@ int store_open_flags(const char *path, const char *meta, bool create,
 	}
 	s->block_size = (uint32_t)bs;
 	snprintf(file, sizeof(file), "%s/shards", s->path);
-	rc = objstore_open(file, &s->objs);
+	rc = objstore_open_sync(file,
+				flags & STORE_SYNC_FS	  ? OBJSTORE_SYNC_FS
+				: flags & STORE_SYNC_FILE ? OBJSTORE_SYNC_FILE
+							  : OBJSTORE_SYNC_AUTO,
+				&s->objs);
 	if (rc) {
 		log_msg(LOG_ERR, "cannot open object store '%s': %s", file,
 			strerror(-rc));

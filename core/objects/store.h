@@ -60,6 +60,14 @@ int store_open_meta(const char *path, const char *meta, bool create,
  * envelopes (core/objects/objcodec.h), zstd-compressed, for its life; a
  * store made without it is refused (-EINVAL). */
 #define STORE_COMPRESS_LOCAL 2u
+/* ... and STORE_SYNC_FILE or STORE_SYNC_FS sets how objects are made
+ * durable (objstore_set_sync_mode()) before the shards are attached, so
+ * that what each shard's attach says is what is done. */
+#define STORE_SYNC_FILE 4u
+#define STORE_SYNC_FS 8u
+/* ... and STORE_QUIET_BUSY refuses a store another process holds
+ * (-EBUSY) without logging it: the caller waits for it, and says so. */
+#define STORE_QUIET_BUSY 16u
 int store_open_flags(const char *path, const char *meta, bool create,
 		     uint32_t block_size, unsigned flags, struct store **out);
 void store_close(struct store *s);

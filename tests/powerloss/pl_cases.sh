@@ -132,8 +132,15 @@ assert_eq "tallyfsck after gc and a clean unmount: $FSCK_OUT" 0 "$FSCK_RC"
 
 log "5: fsync'ed data on a store that trusts syncfs, then power loss"
 STORE=$PL/store5
+seen=$(wc -l <"$DLOG")
 mount_fs "$STORE" "$MNT" -o block_size=4096,sync_objects=fs
 mkdir "$MNT/main"
+# the log says what is done: syncfs, which makes nothing durable here
+said=$(tail -n +$((seen + 1)) "$DLOG")
+grep -q "synced file by file" <<<"$said" &&
+	fail "sync_objects=fs logged that objects are synced file by file"
+grep -q "sync_objects=fs syncs its objects with syncfs" <<<"$said" ||
+	fail "sync_objects=fs on plfs said nothing of syncfs: $said"
 T cp "$TMP/a" "$MNT/main/five"
 fsync_file "$MNT/main/five"
 power_loss

@@ -40,6 +40,15 @@ FSCK_ARGS=("$STORE")
 expect_fsck "mounted store" 2
 assert_match "tallyfsck on a mounted store" '(in use|already|busy)' \
 	"$FSCK_OUT"
+# --wait on a store held: says what it waits for first, not a failure;
+# the refusal once the wait is over
+FSCK_ARGS=(--wait=1 "$STORE")
+expect_fsck "--wait on a mounted store" 2
+assert_eq "--wait's first line" \
+	"tallyfsck: waiting for pid ${DAEMON_PID[$MNT]} to close the store" \
+	"$(head -n 1 <<<"$FSCK_OUT")"
+assert_match "--wait's refusal at the end" 'already in use' \
+	"$(tail -n 2 <<<"$FSCK_OUT")"
 FSCK_ARGS=(--repair "$STORE")
 expect_fsck "mounted store, --repair" 2
 umount_fs
