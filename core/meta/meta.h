@@ -168,10 +168,11 @@ bool meta_ilog_on(struct meta *m);
  * disk would otherwise take (ext4 keeps its reserved blocks so).
  */
 int meta_room(struct meta *m);
-/* Give back the room a store keeps on its disk (STORE_DIR/meta.reserve):
- * first thing of an open, under the store's lock, before anything
- * commits; meta_ilog_open() keeps it again. */
-void meta_ilog_unreserve(const char *store_dir);
+/* Give back the room a store keeps on its disk (meta.reserve, in the
+ * directory of file @beside: its database or its log),
+ * under the store's lock: meta_ilog_open() before its replay (and keeps
+ * it again after), meta_open() before the commit of an upgrade. */
+void meta_ilog_unreserve(const char *beside);
 /* Commit the open group, if any (its operations all ended): 0 or -errno
  * (the group stays open; its records stay in the log). */
 int meta_group_commit(struct meta *m);
@@ -206,6 +207,11 @@ void meta_inject_lookup(struct meta *m, unsigned nth, int err);
  * fails with -EIO as one whose connection was lost after the server
  * committed (its outcome unknown to the caller), once; @nth 0 disables. */
 void meta_inject_lost(struct meta *m, unsigned nth);
+/* Fault injection, for tests of the intent log: the open group is rolled
+ * back by the engine (as an I/O error or SQLITE_FULL at a statement or
+ * at COMMIT does), and the @replays next applications of the log fail
+ * (-EIO) before they run anything. Outside an operation. */
+void meta_ilog_inject_loss(struct meta *m, unsigned replays);
 
 /* Integer settings: "block_size", "next_ino", "durable_seq". */
 int meta_config_get(struct meta *m, const char *key, int64_t *val);
@@ -875,6 +881,17 @@ int meta_remote_cache_bytes(struct meta *m, uint64_t *bytes);
 int meta_remote_named(struct meta *m, const char *name);
 /* Mark key @name unreferenced since @now (an earlier mark is kept);
  * *since gets the mark's time. */
+/*
+ * A restore on the bucket of the store it comes from: bucket key @key,
+ * which the restored snapshot does not name, is the original's (written
+ * after the snapshot, named by its newer kept snapshots): kept, counted
+ * as named (meta_remote_named()) until meta_remote_kept_release(), which
+ * the bucket's GC calls once the original's snapshots of then are gone
+ * and remote_conf 'kept_until' has passed (core/remote/remote_del.c).
+ * Nothing on a shared store. 0 or -errno.
+ */
+int meta_remote_kept_add(struct meta *m, const char *key);
+int meta_remote_kept_release(struct meta *m);
 int meta_remote_mark(struct meta *m, const char *name, int64_t now,
 		     int64_t *since);
 /* The mark of @name: 0 and *since, or -ENOENT. */

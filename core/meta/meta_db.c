@@ -663,10 +663,15 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 	}
 	if (!rc)
 		rc = schema_sum(m, &was);
-	if (!rc && was == sum && sqlite3_total_changes64(m->db) == changes)
+	if (!rc && was == sum && sqlite3_total_changes64(m->db) == changes) {
 		rc = exec_id(m, D_ROLLBACK);
-	else if (!rc)
+	} else if (!rc) {
+		/* an upgrade, its checks passed: the room the store kept on
+		 * its disk is this commit's first (meta_ilog_open() keeps it
+		 * again) */
+		meta_ilog_unreserve(path);
 		rc = exec_id(m, D_COMMIT);
+	}
 	if (rc)
 		goto out_close;
 	/* last: it rewrites the header of a database not in WAL mode yet
@@ -770,6 +775,13 @@ static int commit_with(struct meta *m, struct meta_st *s, int64_t *v,
 			rc = meta_ilog_op_commit(m);
 		else
 			meta_ilog_op_rollback(m);
+		/* meta_inject_lost(): done, and told otherwise */
+		if (!rc && m->lost_in > 0 && --m->lost_in == 0) {
+			log_msg(LOG_ERR, "metadata commit: the answer was lost "
+					 "(injected); whether it committed is "
+					 "unknown");
+			rc = -EIO;
+		}
 		if (rc) {
 			m->dead.n = ndead;
 			return rc;
@@ -878,6 +890,16 @@ int meta_sync(struct meta *m)
 
 	if (m->pg)
 		return 0; /* every commit is durable (synchronous_commit) */
+	/* a lost group applied again first, outside any transaction (a
+	 * sync repairs the state, or fails and says why) */
+	rc = meta_ilog_ready(m);
+	if (rc) {
+		log_msg(LOG_ERR,
+			"metadata: a sync finds operations that wait in the "
+			"intent log and cannot be applied: %s",
+			strerror(-rc));
+		return rc;
+	}
 	/* the group first: what the WAL makes durable is committed */
 	rc = meta_group_commit(m);
 	if (rc)

@@ -123,6 +123,16 @@ bool meta_ilog_in_op(struct meta *m)
 	return m->ilog && m->ilog->in_op;
 }
 
+bool meta_ilog_broken(struct meta *m)
+{
+	struct meta_ilog *il = m->ilog;
+
+	/* broken, or lost and not found out yet (the engine rolled the
+	 * group back: regroup() applies it, or it is broken then) */
+	return il && !il->committing && !il->in_op &&
+	       (il->broken || (il->group && sqlite3_get_autocommit(m->db)));
+}
+
 int meta_ilog_note(struct meta *m, struct sqlite3_stmt *st)
 {
 	struct meta_ilog *il = m->ilog;
@@ -282,14 +292,16 @@ int meta_room(struct meta *m)
 	if (fstatvfs(il->fd, &sv) < 0)
 		return 0; /* no answer: the commit finds out */
 	return (uint64_t)sv.f_bavail * sv.f_frsize < RESERVE_GROUP ? -ENOSPC
-								  : 0;
+								   : 0;
 }
 
-void meta_ilog_unreserve(const char *store_dir)
+void meta_ilog_unreserve(const char *beside)
 {
+	const char *slash = strrchr(beside, '/');
 	char path[PATH_MAX];
 
-	snprintf(path, sizeof(path), "%s/" RESERVE_NAME, store_dir);
+	snprintf(path, sizeof(path), "%.*s/" RESERVE_NAME,
+		 slash ? (int)(slash - beside) : 1, slash ? beside : ".");
 	if (unlink(path) == 0)
 		log_msg(LOG_INFO,
 			"metadata: the room the store kept on its disk is "
@@ -340,9 +352,10 @@ static int unbreak(struct meta *m)
 	struct meta_ilog *il = m->ilog;
 	uint64_t last, done, dropped;
 	int64_t applied = 0;
-	int rc = applied_seq(m, &applied);
+	int rc;
 
-	il->committing = true;
+	il->committing = true; /* its own reads: not refused as broken */
+	rc = applied_seq(m, &applied);
 	if (!rc)
 		rc = replay(m, il->fd, (uint64_t)applied, true, &last, &done,
 			    &dropped);
@@ -380,8 +393,8 @@ static int regroup(struct meta *m)
 		return 0;
 	il->group = false;
 	il->in_op = false;
-	rc = applied_seq(m, &applied);
 	il->committing = true;
+	rc = applied_seq(m, &applied);
 	if (!rc)
 		rc = replay(m, il->fd, (uint64_t)applied, false, &last, &done,
 			    &dropped);
@@ -470,13 +483,13 @@ int meta_ilog_op_commit(struct meta *m)
 	il->in_op = false;
 	il->n = 0;
 	if (rc) {
-		/* the record is in the log: whatever the release did, the
-		 * operation is answered as done; a group SQLite rolled back
-		 * is applied again from the log (regroup()) */
+		/* the record is in the log: a group SQLite rolled back is
+		 * applied again from it (regroup()), and the operation is
+		 * done; if that fails too, its outcome is not known until
+		 * the log is applied (reads are EIO meanwhile): EIO */
 		log_msg(LOG_ERR, "metadata: an operation's release failed: %s",
 			strerror(-rc));
-		regroup(m);
-		return 0;
+		return regroup(m) ? -EIO : 0;
 	}
 	il->ops++;
 	/* the operation is done: a group that fails to commit stays open,
@@ -665,6 +678,11 @@ static int replay(struct meta *m, int fd, uint64_t applied, bool each,
 
 	*done = *dropped = 0;
 	*last = applied;
+	if (m->ilog && m->ilog->replay_fail) {
+		m->ilog->replay_fail--;
+		log_msg(LOG_NOTICE, "fault injection: the log's replay fails");
+		return -EIO;
+	}
 	if (fstat(fd, &sb) < 0)
 		return -errno;
 	while (off < sb.st_size) {
@@ -754,8 +772,10 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 		return 0; /* PostgreSQL commits each operation */
 	header_text(store_id, want);
 	fd = open(path, O_RDWR | (keep ? O_CREAT : 0) | O_CLOEXEC, 0600);
-	if (fd < 0 && errno == ENOENT && !keep)
-		return 0; /* no log, and none wanted */
+	if (fd < 0 && errno == ENOENT && !keep) {
+		meta_ilog_unreserve(path); /* no log, none wanted: no room */
+		return 0;
+	}
 	if (fd < 0) {
 		rc = -errno;
 		log_msg(LOG_ERR, "cannot open the intent log '%s': %s", path,
@@ -784,6 +804,10 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 		close(fd);
 		return -EUCLEAN;
 	}
+	/* the room the store kept on its disk (meta.reserve, beside the
+	 * log): this open's, its replay's above all (a crash on a full
+	 * disk), before anything commits; kept again below */
+	meta_ilog_unreserve(path);
 	/* the last sequence applied, log or no log: the records appended
 	 * from now on follow it (a replay skips what it covers) */
 	rc = applied_seq(m, &applied);
@@ -894,6 +918,17 @@ void meta_ilog_close(struct meta *m)
 	free(il->reserve);
 	free(il->rec);
 	free(il);
+}
+
+void meta_ilog_inject_loss(struct meta *m, unsigned replays)
+{
+	struct meta_ilog *il = m->ilog;
+
+	if (!il || il->in_op)
+		return;
+	if (il->group)
+		sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
+	il->replay_fail = replays;
 }
 
 uint64_t meta_ilog_groups(struct meta *m)

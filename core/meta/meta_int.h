@@ -123,11 +123,12 @@ struct meta_ilog {
 	bool solo; /* the disk was full: each operation commits alone */
 	bool bare; /* not even the open's tier of the reserve is kept */
 	int64_t reserve_try; /* when the reserve was last tried (ns) */
-	char *reserve;	     /* STORE/meta.reserve: room for a commit, a replay */
-	unsigned ops;	     /* operations in the open group */
-	int64_t opened;	     /* when the group opened (CLOCK_MONOTONIC ns) */
-	int64_t age_ns;	     /* a group commits at this age */
-	char *rec;	     /* the open operation's statements, NUL-ended */
+	char *reserve; /* STORE/meta.reserve: room for a commit, a replay */
+	unsigned ops;  /* operations in the open group */
+	unsigned replay_fail; /* meta_ilog_inject_loss(): replays to fail */
+	int64_t opened;	      /* when the group opened (CLOCK_MONOTONIC ns) */
+	int64_t age_ns;	      /* a group commits at this age */
+	char *rec;	      /* the open operation's statements, NUL-ended */
 	size_t n, cap;
 };
 
@@ -147,6 +148,9 @@ int meta_ilog_op_begin(struct meta *m);
 int meta_ilog_op_commit(struct meta *m);
 void meta_ilog_op_rollback(struct meta *m);
 bool meta_ilog_in_op(struct meta *m);
+/* A lost group waits in the log to be applied again (and the log's own
+ * statements are not running). */
+bool meta_ilog_broken(struct meta *m);
 /* The log on, and groups made (not a full disk's each operation alone). */
 bool meta_grouping(struct meta *m);
 bool meta_ilog_committing(struct meta *m);

@@ -51,6 +51,10 @@ static const char remote_tables[] =
 	" since INTEGER NOT NULL) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS remote_snaps(key TEXT PRIMARY KEY,"
 	" epoch INTEGER NOT NULL) WITHOUT ROWID;"
+	/* keys a restore found that its snapshot does not name: the
+	 * original's, kept for it (meta_remote_kept_add()) */
+	"CREATE TABLE IF NOT EXISTS remote_kept(name TEXT PRIMARY KEY)"
+	" WITHOUT ROWID;"
 	"INSERT OR IGNORE INTO config(key, value) VALUES ('evicted_bytes', 0),"
 	" ('snap_epoch', 1), ('snap_kept_epoch', 9223372036854775807);";
 
@@ -133,6 +137,8 @@ enum {
 	R_QUEUED_BY,
 	R_REVIVE_OBJ,
 	R_REVIVE_QUEUE,
+	R_KEPT_ADD,
+	R_KEPT_DROP,
 	R_COUNT
 };
 
@@ -207,7 +213,10 @@ static const char *const remote_text[R_COUNT] = {
 			 "substr(name, 1, length(?1) + 2) = ?1 || '.g' LIMIT 1",
 	[R_NAMED] = "SELECT 1 FROM objects WHERE name = ?1 AND gen = ?2 "
 		    "UNION ALL SELECT 1 FROM remote_del WHERE name = ?3 "
+		    "UNION ALL SELECT 1 FROM remote_kept WHERE name = ?3 "
 		    "LIMIT 1",
+	[R_KEPT_ADD] = "INSERT OR IGNORE INTO remote_kept(name) VALUES (?1)",
+	[R_KEPT_DROP] = "DELETE FROM remote_kept",
 	[R_MARK_PUT] = "INSERT OR IGNORE INTO remote_marks(name, since) "
 		       "VALUES (?1, ?2)",
 	[R_MARK_GET] = "SELECT since FROM remote_marks WHERE name = ?1",
@@ -270,6 +279,12 @@ static const char *const remote_pg[R_COUNT] = {
 	[R_SNAP_EPOCH] = META_SQLITE_ONLY,
 	[R_SNAP_KEPT] = META_SQLITE_ONLY,
 	[R_SNAP_PRUNE] = META_SQLITE_ONLY,
+	/* a shared store is not made by a restore: nothing kept */
+	[R_NAMED] = "SELECT 1 FROM objects WHERE name = ?1 AND gen = ?2 "
+		    "UNION ALL SELECT 1 FROM remote_del WHERE name = ?3 "
+		    "LIMIT 1",
+	[R_KEPT_ADD] = META_SQLITE_ONLY,
+	[R_KEPT_DROP] = META_SQLITE_ONLY,
 	[R_ORPHAN_DEL] = "INSERT OR IGNORE INTO remote_del(name, since) "
 			 "VALUES (?1, unixepoch())",
 	[R_DEL_ADD] = "INSERT OR IGNORE INTO remote_del(name, since) "
@@ -856,6 +871,35 @@ int meta_remote_named(struct meta *m, const char *name)
 	if (rc == -ENOENT)
 		return 0;
 	return rc ? rc : 1;
+}
+
+int meta_remote_kept_add(struct meta *m, const char *key)
+{
+	struct meta_st *s;
+	int rc;
+
+	if (m->pg)
+		return 0;
+	rc = meta_stmt(m, &meta_remote_sql, R_KEPT_ADD, &s);
+	if (rc)
+		return rc;
+	meta_bind_text(s, 1, key);
+	return meta_run(m, s, "kept key");
+}
+
+int meta_remote_kept_release(struct meta *m)
+{
+	struct meta_st *s;
+	int rc;
+
+	if (m->pg)
+		return 0;
+	rc = meta_stmt(m, &meta_remote_sql, R_KEPT_DROP, &s);
+	if (!rc)
+		rc = meta_run(m, s, "kept keys");
+	if (!rc)
+		rc = meta_remote_conf_set(m, "kept_snaps", "");
+	return rc;
 }
 
 int meta_remote_mark(struct meta *m, const char *name, int64_t now,

@@ -180,7 +180,19 @@ int meta_prepare_all(struct meta *m)
 int meta_stmt(struct meta *m, const struct meta_sql *t, int id,
 	      struct meta_st **out)
 {
-	return prepare(m, t, id, false, out);
+	int rc;
+
+	/* a lost group not applied yet: the database lacks operations that
+	 * were answered, and a read would show it (a created file missing,
+	 * a removed one back); the group applied first, or EIO. Here, before
+	 * the caller binds: applying it runs statements of its own, which
+	 * may be this one. */
+	if (m->ilog && meta_ilog_broken(m) && meta_ilog_ready(m) != 0) {
+		*out = NULL;
+		return -EIO;
+	}
+	rc = prepare(m, t, id, false, out);
+	return rc;
 }
 
 int meta_stmt_quiet(struct meta *m, const struct meta_sql *t, int id,

@@ -492,10 +492,6 @@ int store_open_flags(const char *path, const char *meta, bool create,
 		rc = -ENOENT;
 		goto out_unlock;
 	}
-	/* a crash on a full disk: the room the store kept is this open's,
-	 * its replay's above all (meta_ilog_open() keeps it again) */
-	if (!meta)
-		meta_ilog_unreserve(s->path);
 	/* a shared database: formatted by the first mount of any host */
 	rc = meta_open(meta ? meta : file, meta ? create : fresh, block_size,
 		       &s->meta);

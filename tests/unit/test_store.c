@@ -106,7 +106,8 @@ static void snap(const char *path, const char *rel, char *out, size_t size)
 			snap(p, r, out, size);
 			free(v[i]);
 		} else {
-			static char buf[1 << 20];
+			/* meta.reserve: 5 MiB */
+			static char buf[8 << 20];
 			int fd = open(p, O_RDONLY);
 			ssize_t got;
 
