@@ -351,7 +351,8 @@ static void *tune_bdi(void *arg)
  * intent log's replay at open: after N records applied and before they
  * commit, or with N 0 after the commit and before the log is emptied.
  * TALLYFS_FAULT="rekey:N:9" kills it after step N (1 to 3) of a rekey
- * (core/remote/remote_rekey.c).
+ * (core/remote/remote_rekey.c); "rekeylost:N" loses the answer to the
+ * commit of its step N (1 or 3): committed, its caller told EIO.
  */
 static void inject_replay_crash(void)
 {
@@ -365,6 +366,9 @@ static void inject_replay_crash(void)
 	if (spec && sscanf(spec, "rekey:%u:%d", &nth, &sig) == 2 &&
 	    sig == SIGKILL && nth >= 1 && nth <= 3)
 		remote_rekey_crash_at(nth);
+	if (spec && sscanf(spec, "rekeylost:%u", &nth) == 1 &&
+	    (nth == 1 || nth == 3))
+		remote_rekey_lose_at(nth);
 }
 
 /*
@@ -372,7 +376,8 @@ static void inject_replay_crash(void)
  * "unlink:N:ERRNO" or "rename:N:ERRNO" makes the Nth object write, sync,
  * unlink or rename into place fail once
  * with errno ERRNO (a number). A failed unlink leaves the object file
- * behind (a leak that GC collects).
+ * behind (a leak that GC collects). "evict:N:1": the copy the Nth fetch
+ * of a read brought is unlinked before the read gets to it.
  */
 static void inject_faults(struct fs *fs, struct tally *t)
 {
@@ -388,9 +393,16 @@ static void inject_faults(struct fs *fs, struct tally *t)
 	int err, parsed;
 
 	if (!spec || !strncmp(spec, "replay:", 7) ||
-	    !strncmp(spec, "rekey:", 6))
+	    !strncmp(spec, "rekey:", 6) || !strncmp(spec, "rekeylost:", 10))
 		return;
 	parsed = sscanf(spec, "%7[a-z]:%u:%d", name, &nth, &err) == 3;
+	if (parsed && strcmp(name, "evict") == 0 && nth > 0) {
+		/* the copy the nth fetch of a read brought, before the read */
+		log_msg(LOG_NOTICE, "fault injection: fetch %u is evicted",
+			nth);
+		tally_inject_evict(t, nth);
+		return;
+	}
 	if (parsed && strcmp(name, "splice") == 0 && nth > 0) {
 		/* the nth splice of an object file into a reply's pipe */
 		log_msg(LOG_NOTICE, "fault injection: splice %u fails", nth);
@@ -646,13 +658,14 @@ static int restore(const char *prog, const struct options *o)
 	explicit_bzero(&ro.key, sizeof(ro.key));
 	s3_cfg_release(&r.cfg);
 	printf("snapshot: %s\nobjects: %llu\nmissing: %llu\n"
-	       "bucket_keys: %llu\ninodes: %llu\nbytes: %llu\n"
+	       "bucket_keys: %llu\nkept: %llu\ninodes: %llu\nbytes: %llu\n"
 	       "seconds: %.2f\nstatus: %s\n",
 	       rep.snapshot[0] ? rep.snapshot : "none",
 	       (unsigned long long)rep.objects, (unsigned long long)rep.missing,
 	       (unsigned long long)rep.bucket_keys,
-	       (unsigned long long)rep.inodes, (unsigned long long)rep.bytes,
-	       rep.seconds, rc ? strerror(-rc) : "restored");
+	       (unsigned long long)rep.kept, (unsigned long long)rep.inodes,
+	       (unsigned long long)rep.bytes, rep.seconds,
+	       rc ? strerror(-rc) : "restored");
 	return rc ? 1 : 0;
 }
 

@@ -405,8 +405,7 @@ int main(int argc, char **argv)
 		       endpoint ? "the bucket does not have them either"
 				: "run again with --remote-endpoint=URL to "
 				  "settle them against the bucket");
-	printf("status: %s\n", repair && !res.queued_missing
-					? "repaired"
-					: "problems found");
+	printf("status: %s\n",
+	       repair && !res.queued_missing ? "repaired" : "problems found");
 	return 1;
 }

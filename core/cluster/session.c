@@ -218,7 +218,7 @@ static int free_orphans(struct tally *t)
  * lease (t->lock held). */
 static int cleanup(struct tally *t, int64_t now)
 {
-	int64_t *ids = NULL;
+	int64_t *ids = NULL, before = meta_change_count(t->meta);
 	size_t n = 0, i;
 	int rc;
 
@@ -228,11 +228,15 @@ static int cleanup(struct tally *t, int64_t now)
 				     now + expiry(t));
 	if (rc <= 0) {
 		tally_txn_end(t, rc);
+		tally_upkeep_changes(t, meta_change_count(t->meta) - before);
 		return rc;
 	}
 	rc = meta_sessions_expired(t->meta, now, &ids, &n);
 	for (i = 0; i < n && !rc; i++)
 		rc = meta_session_remove(t->meta, ids[i]);
+	/* the lease and the sessions are upkeep (an idle store keeps its
+	 * snapshots); the files freed below are not */
+	tally_upkeep_changes(t, meta_change_count(t->meta) - before);
 	/* their holds went: the unlinked files only they held go too */
 	if (!rc && n && meta_shared(t->meta))
 		rc = free_orphans(t);
@@ -270,7 +274,7 @@ int session_renew(struct tally *t)
 
 int session_tick(struct tally *t)
 {
-	int64_t local = (int64_t)time(NULL), now = 0;
+	int64_t local = (int64_t)time(NULL), now = 0, before;
 	int rc;
 
 	tally_lock(t);
@@ -279,6 +283,10 @@ int session_tick(struct tally *t)
 		tally_unlock(t);
 		return 0;
 	}
+	/* a heartbeat is upkeep, no change to snapshot: an idle mount made
+	 * a bucket snapshot at each one, and its kept history turned over
+	 * in a day */
+	before = meta_change_count(t->meta);
 	rc = meta_begin(t->meta);
 	if (!rc)
 		rc = meta_now(t->meta, &now);
@@ -286,6 +294,7 @@ int session_tick(struct tally *t)
 		rc = meta_session_beat(t->meta, t->node_id, now,
 				       now + expiry(t));
 	rc = tally_txn_end(t, rc);
+	tally_upkeep_changes(t, meta_change_count(t->meta) - before);
 	if (rc == -ENOENT) {
 		rc = session_renew(t);
 	} else if (!rc) {

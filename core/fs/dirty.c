@@ -16,6 +16,7 @@
 #include "core/util/log.h"
 #include "core/meta/meta.h"
 #include "core/objects/objstore.h"
+#include "core/objects/reap.h"
 
 /* ------------------------------------------------------------------ */
 /* block buffers: reused, so that buffering a write does not fault in
@@ -209,6 +210,22 @@ int dirty_map_load(struct tally *t, struct inode *ip)
 
 /* Read committed block @ref's bytes [off, off+len) into @buf (zero-fill
  * past the object's end). */
+#define FETCH_TRIES 4 /* fetches of a copy evicted before its read */
+
+/* tally_inject_evict(): the copy just fetched goes before its read. */
+static void evict_fault(struct tally *t, uint32_t shard, const char *name)
+{
+	unsigned n = atomic_load(&t->evict_fault);
+
+	while (n && !atomic_compare_exchange_weak(&t->evict_fault, &n, n - 1))
+		;
+	if (n == 1 && reap_evict_fault(t->objs, shard, name) == 0)
+		log_msg(LOG_NOTICE,
+			"fault injection: the copy of '%s' fetched for a read "
+			"is evicted before the read",
+			name);
+}
+
 static int read_ref(struct tally *t, const struct meta_bref *ref, char *buf,
 		    size_t off, size_t len, bool *ahead)
 {
@@ -241,17 +258,23 @@ again:
 		if (where != ref->shard)
 			n = objstore_read(t->objs, where, ref->name, buf, len,
 					  (off_t)off);
-		/* evicted to the bucket, or lost: fetched from the bucket */
-		if (n == -ENOENT && t->remote) {
+		/* evicted to the bucket, or lost: fetched from the bucket;
+		 * fetched again if the cache's own bound evicted the copy
+		 * before this read got to it (a read never fails for the
+		 * cache's bound: EIO was logged under read-ahead) */
+		for (unsigned tries = 0;
+		     n == -ENOENT && t->remote && tries < FETCH_TRIES;
+		     tries++) {
 			rc = t->up->remote_fetch(t->remote, where, ref->name,
 						 size);
 			if (rc == -ESTALE)
 				return -ENOENT; /* replaced meanwhile */
-			if (rc == 0) {
-				n = objstore_read(t->objs, where, ref->name,
-						  buf, len, (off_t)off);
-				*ahead = true;
-			}
+			if (rc)
+				break;
+			evict_fault(t, where, ref->name);
+			n = objstore_read(t->objs, where, ref->name, buf, len,
+					  (off_t)off);
+			*ahead = true;
 		}
 		if (n == -ENOENT)
 			return -EIO; /* its shard lost it, or is gone */

@@ -886,6 +886,11 @@ void tally_inject(struct tally *t, bool sync, unsigned nth, int err)
 			err);
 }
 
+void tally_inject_evict(struct tally *t, unsigned nth)
+{
+	atomic_store(&t->evict_fault, nth);
+}
+
 void tally_gc_settings(struct tally *t, int64_t *stale_after,
 		       unsigned *min_nodes, int64_t *node_id)
 {

@@ -301,6 +301,10 @@ int tally_drain_report(struct tally *t, double timeout,
  * object sync (@sync true) fails with @err (negative errno), once.
  */
 void tally_inject(struct tally *t, bool sync, unsigned nth, int err);
+/* Fault injection, for tests: the local copy the @nth next fetch of a
+ * read brought is unlinked before the read gets to it, as the cache's
+ * bound may evict it (once; its row still says cached). */
+void tally_inject_evict(struct tally *t, unsigned nth);
 
 /*
  * For core modules that work on the whole store (core/jobs/gc.c, shard.c,

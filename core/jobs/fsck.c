@@ -651,6 +651,27 @@ static int settle_find(void *arg, const char *name, int64_t gen, int64_t seq,
 	return 0;
 }
 
+/* The object keys of the bucket, whole, into @keys (a client in *@s3,
+ * the caller's to free): 0, or -errno (said). */
+static int list_objects(const struct s3_cfg *cfg, struct s3 **s3,
+			struct bucket_keys *keys,
+			void (*say)(void *ctx, const char *line), void *ctx)
+{
+	char prefix[1024], line[1200];
+	int rc = s3_new(cfg, s3);
+
+	if (!rc)
+		rc = s3_key(cfg, "objects/", prefix, sizeof(prefix));
+	if (!rc)
+		rc = bucket_list_all(*s3, prefix, keys);
+	if (rc) {
+		snprintf(line, sizeof(line), "bucket: cannot list it: %s",
+			 *s3 ? s3_last_error(*s3) : strerror(-rc));
+		say(ctx, line);
+	}
+	return rc;
+}
+
 int fsck_settle(struct store *s, const struct s3_cfg *cfg,
 		void (*say)(void *ctx, const char *line), void *ctx,
 		struct fsck_result *res)
@@ -658,23 +679,15 @@ int fsck_settle(struct store *s, const struct s3_cfg *cfg,
 	struct bucket_keys keys = { 0 };
 	struct settle_ctx c = { s, &keys, cfg, NULL, 0, 0 };
 	struct s3 *s3 = NULL;
-	char prefix[1024], line[1200];
+	char line[1200];
 	size_t i;
 	int rc;
 
 	if (meta_shared(s->meta))
 		return 0; /* the rows are every node's, the copies too */
-	rc = s3_new(cfg, &s3);
-	if (!rc)
-		rc = s3_key(cfg, "objects/", prefix, sizeof(prefix));
-	if (!rc)
-		rc = bucket_list_all(s3, prefix, &keys);
-	if (rc) {
-		snprintf(line, sizeof(line), "bucket: cannot list it: %s",
-			 s3 ? s3_last_error(s3) : strerror(-rc));
-		say(ctx, line);
+	rc = list_objects(cfg, &s3, &keys, say, ctx);
+	if (rc)
 		goto out;
-	}
 	rc = meta_remote_next(s->meta, UINT_MAX, settle_find, &c);
 	if (rc || !c.n)
 		goto out;
@@ -710,20 +723,12 @@ int fsck_bucket(struct store *s, const struct s3_cfg *cfg,
 	struct bucket_keys keys = { 0 };
 	struct bucket_ctx c = { s, &keys, cfg, res, say, ctx };
 	struct s3 *s3 = NULL;
-	char prefix[1024], line[1200];
+	char line[1200];
 	size_t i;
-	int rc = s3_new(cfg, &s3);
+	int rc = list_objects(cfg, &s3, &keys, say, ctx);
 
-	if (!rc)
-		rc = s3_key(cfg, "objects/", prefix, sizeof(prefix));
-	if (!rc)
-		rc = bucket_list_all(s3, prefix, &keys);
-	if (rc) {
-		snprintf(line, sizeof(line), "bucket: cannot list it: %s",
-			 s3 ? s3_last_error(s3) : strerror(-rc));
-		say(ctx, line);
+	if (rc)
 		goto out;
-	}
 	res->bucket_keys = keys.n;
 	rc = meta_remote_in_bucket(s->meta, bucket_object, &c);
 	for (i = 0; i < keys.n && !rc; i++) {

@@ -38,9 +38,9 @@ struct fsck_result {
 	/* a shared store: deletions left under way by nodes gone, holding
 	 * the uploads of their names (--repair: taken over) */
 	uint64_t claims_stale;
-	uint64_t settled; /* fsck_settle(): queued uploads without a local
+	uint64_t settled;     /* fsck_settle(): queued uploads without a local
 			     copy, found in the bucket and recorded so */
-	uint64_t bucket_keys;	 /* fsck_bucket(): object keys listed */
+	uint64_t bucket_keys; /* fsck_bucket(): object keys listed */
 	uint64_t bucket_missing; /* recorded in the bucket, not there (lost) */
 	uint64_t bucket_orphans; /* keys nothing names (a leak) */
 	uint64_t nameless;	 /* inodes with links no entry names (a

@@ -336,6 +336,11 @@ int reap_evict(struct objstore *os, uint32_t shard, const char *name)
 	return rc == -ENOENT ? 0 : rc;
 }
 
+int reap_evict_fault(struct objstore *os, uint32_t shard, const char *name)
+{
+	return objstore_unlink(os, shard, name);
+}
+
 unsigned reap_snapshots(struct s3 *s, const char *const *keys, size_t n,
 			unsigned keep)
 {

@@ -134,5 +134,10 @@ int reap_evict_doom(struct meta *m, struct objstore *os, const char *name,
  * evicted is done (without the lock): 0, 1 if a commit kept it, or a
  * negative errno. */
 int reap_evict(struct objstore *os, uint32_t shard, const char *name);
+/* Fault injection, for tests only (tally_inject_evict()): the local copy
+ * of @name unlinked with no verdict, as an eviction that won a race with
+ * a read does; its row still says cached, and a read fetches it again.
+ * Never on a copy the bucket does not hold (its caller fetched it). */
+int reap_evict_fault(struct objstore *os, uint32_t shard, const char *name);
 
 #endif

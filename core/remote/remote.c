@@ -150,6 +150,37 @@ static bool rings_differ(const char *got, const char *want)
  * and @may_write; its rings made this store's if they differ and @fix),
  * -EUCLEAN when it holds another or lost its marker, or the request's
  * error. */
+/*
+ * Write the marker's rings as the store's record has them: read again
+ * first (a rekey on another node may have ended since this mount read
+ * it: a mount's bucket check takes up to 5 s), and after, written again
+ * while the record changed meanwhile, so that a marker never keeps
+ * naming a key whose rekey has ended. @seal and @want: the record and
+ * marker text this mount had, updated.
+ */
+static int put_rings(struct remote *r, struct s3 *s, const char *key,
+		     char seal[SEAL_TEXT_MAX], char want[MARKER_MAX])
+{
+	char now[SEAL_TEXT_MAX];
+	int i, rc = 0;
+
+	if (rl_seal_refresh(r, now, sizeof(now)) == 0 && strcmp(now, seal)) {
+		memcpy(seal, now, SEAL_TEXT_MAX);
+		bucket_marker_text(r->store_id, r->ancestors, seal, want,
+				   MARKER_MAX);
+	}
+	for (i = 0; i < 3; i++) {
+		rc = s3_put_buf(s, key, want, strlen(want));
+		if (rc || rl_seal_refresh(r, now, sizeof(now)) ||
+		    !strcmp(now, seal))
+			break;
+		memcpy(seal, now, SEAL_TEXT_MAX);
+		bucket_marker_text(r->store_id, r->ancestors, seal, want,
+				   MARKER_MAX);
+	}
+	return rc;
+}
+
 static int check_marker(struct remote *r, struct s3 *s, bool may_write,
 			bool fix)
 {
@@ -185,7 +216,7 @@ static int check_marker(struct remote *r, struct s3 *s, bool may_write,
 	if (strcmp(got, want) != 0 && rings_differ(got, want)) {
 		if (!fix)
 			return 0;
-		rc = s3_put_buf(s, key, want, strlen(want));
+		rc = put_rings(r, s, key, seal, want);
 		if (rc)
 			log_msg(LOG_ERR,
 				"cannot write the keyrings of '%s' to bucket "
@@ -596,7 +627,7 @@ static int seal_setup(struct remote *r, const struct remote_opts *o,
 	/* a rekey cut short (kill -9): ended now, the old key's ring gone
 	 * (the key in force, want_id, stays) */
 	if (b->bound && o->keyed) {
-		rc = rl_rekey_finish(r);
+		rc = rl_rekey_finish(r, have);
 		if (rc)
 			return rc;
 		seal_key_id_text(want_id, have); /* the key in force */

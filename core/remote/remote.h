@@ -170,6 +170,9 @@ struct remote_rekey {
 int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out);
 /* Tests only: kill the daemon after step @step (1 to 3) of a rekey. */
 void remote_rekey_crash_at(unsigned step);
+/* Tests only: the answer to the commit of step @step (1 or 3) of the next
+ * rekey is lost (it commits, and its caller is told EIO). */
+void remote_rekey_lose_at(unsigned step);
 
 /* tallyfs --restore: a new store from the bucket alone. */
 struct remote_restore_opts {
@@ -183,6 +186,7 @@ struct remote_restore_opts {
 struct remote_restore_report {
 	char snapshot[1024]; /* the key restored */
 	uint64_t objects, missing, bucket_keys, inodes, bytes;
+	uint64_t kept; /* keys the snapshot does not name, kept */
 	double seconds;
 };
 /*

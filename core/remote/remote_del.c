@@ -235,6 +235,63 @@ static int rgc_batch(struct meta *m, void *arg)
 	return rc;
 }
 
+struct kept_conf {
+	char *snaps, *until;
+};
+
+static int kept_read(struct meta *m, void *arg)
+{
+	struct kept_conf *c = arg;
+	int rc = meta_remote_conf_get(m, "kept_snaps", &c->snaps);
+
+	if (!rc)
+		rc = meta_remote_conf_get(m, "kept_until", &c->until);
+	return rc == -ENOENT ? 0 : rc;
+}
+
+static int kept_drop(struct meta *m, void *arg)
+{
+	(void)arg;
+	return meta_remote_kept_release(m);
+}
+
+/*
+ * The keys a restore kept for the store it came from (core/remote/
+ * restore.c, keep_for_original()) go back to GC once every snapshot of
+ * that store newer than the restored one is gone from the bucket (the
+ * retention that kept them ended) and their time (kept_until) passed.
+ * A listing that fails keeps them.
+ */
+static void kept_release(struct remote *r, struct s3 *s)
+{
+	struct kept_conf c = { NULL, NULL };
+	struct bucket_keys snaps = { 0 };
+	size_t i;
+	bool gone = true;
+
+	if (tally_meta_read(r->t, kept_read, &c) || !c.snaps || !c.snaps[0] ||
+	    !c.until || (int64_t)time(NULL) < strtoll(c.until, NULL, 10))
+		goto out;
+	if (bucket_list_snapshots(&r->cfg, s, &snaps))
+		goto out;
+	for (i = 0; i < snaps.n && gone; i++) {
+		const char *p = strstr(c.snaps, snaps.v[i]);
+		size_t n = strlen(snaps.v[i]);
+
+		gone = !(p && (p == c.snaps || p[-1] == ' ') &&
+			 (p[n] == ' ' || p[n] == '\0'));
+	}
+	if (gone && tally_meta_txn(r->t, kept_drop, NULL) == 0)
+		log_msg(LOG_NOTICE,
+			"gc: the keys a restore kept for the store it came "
+			"from are collected from now on (its snapshots of then "
+			"are gone)");
+out:
+	bucket_keys_release(&snaps);
+	free(c.snaps);
+	free(c.until);
+}
+
 int remote_gc(struct remote *r, int64_t grace, bool dry_run,
 	      struct gc_remote *out)
 {
@@ -246,6 +303,8 @@ int remote_gc(struct remote *r, int64_t grace, bool dry_run,
 	int rc;
 
 	memset(out, 0, sizeof(*out));
+	if (s && !dry_run)
+		kept_release(r, s);
 	rc = s ? s3_key(&r->cfg, OBJECTS_PREFIX, prefix, sizeof(prefix))
 	       : -ENOMEM;
 	/* a whole listing or nothing: a partial one collects nothing */

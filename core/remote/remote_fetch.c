@@ -499,6 +499,12 @@ void remote_prefetch(struct remote *r, uint32_t shard, const char *name,
 	pthread_mutex_lock(&r->lock);
 	if (r->stop_workers || r->nahead >= REMOTE_AHEAD_QUEUE)
 		goto out;
+	/* within the cache's bound: half of it ahead at most, one block
+	 * at least (16 blocks of 1 MiB ahead in a cache of 8 MiB evicted
+	 * copies before their reads got to them) */
+	if (r->cache_size && r->nahead &&
+	    (r->nahead + 1) * size > r->cache_size / 2)
+		goto out;
 	for (p = &r->ahead; *p; p = &(*p)->next)
 		if (!strcmp((*p)->name, name))
 			goto out;

@@ -49,7 +49,7 @@ struct job {
 	uint64_t stored; /* an upload: the bytes put (its envelope's) */
 	int64_t seq;
 	int rc;
-	bool server; /* the failure came from the server, not the copy */
+	bool server;  /* the failure came from the server, not the copy */
 	bool evicted; /* an upload: found in the bucket, no local copy */
 	char err[256];
 	struct job *next;
@@ -231,8 +231,9 @@ bool rl_rings_behind(struct remote *r);
  * into r->seal_text and @text (@len bytes): 0 or -errno (@text then the
  * mount's copy). */
 int rl_seal_refresh(struct remote *r, char *text, size_t len);
-/* remote_rekey.c: a rekey cut short ends (at the mount): 0 or -errno */
-int rl_rekey_finish(struct remote *r);
+/* remote_rekey.c: a rekey cut short ends (at the mount), if the mount
+ * was given its new key (id @given, hex): 0 or -errno */
+int rl_rekey_finish(struct remote *r, const char *given);
 /* remote_up.c */
 double rl_backoff_delay(struct remote *r, unsigned attempts);
 struct backoff *rl_backoff_find(struct remote *r, const char *name);

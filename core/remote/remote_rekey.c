@@ -25,11 +25,15 @@
  *    written, try again).
  * 2. Cut short (kill -9, power loss, a bucket unreachable at (2) or
  *    (4)): a record with more than one ring is a rekey to its key in
- *    force that did not end. The next mount, with either key, ends it:
+ *    force that did not end. The next mount with its new key ends it
+ *    (a mount with the old key retires nothing: a rekey its caller was
+ *    told failed may have been committed):
  *    (3) from seal_setup(), and the marker's rings made the record's at
  *    the mount's bucket check (core/remote/remote.c, check_marker()).
  *    Before (3) both keys open the store, mount and restore; after it,
- *    the new key only.
+ *    the new key only. A commit of the record that fails is read back
+ *    (seal_read_back()): committed, not committed, or not known, said
+ *    so, never guessed.
  * 3. What a rekey does not do: seal the bodies again. The store's keys
  *    are the same: whoever held the old key file and read the old ring
  *    (in the marker or a snapshot's copy of the record, before the
@@ -38,10 +42,10 @@
  * 4. A shared store: the other nodes keep their keys in memory (the same
  *    keys), and their marker checks accept rings that differ (they do
  *    not rewrite them); their next mount needs a key with a ring. A
- *    marker write reads the record again first; a node that read it
- *    just before another's rekey and writes the marker just after it
- *    can still leave an older ring set there, until the rekeying node's
- *    next write (a race of milliseconds, at a mount).
+ *    marker write reads the record again first, and again after it,
+ *    writing again while it changed (core/remote/remote.c, put_rings()):
+ *    a node that mounts while another rekeys leaves no retired ring in
+ *    the marker (unless killed between its write and that read).
  * 5. What a bucket writer can do: put an older marker back (a rollback).
  *    A restore from it opens with the keys in force then, and its
  *    mount ends whatever rekey that marker shows; it gets no key it
@@ -56,6 +60,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/fs/tally.h"
 #include "core/meta/meta.h"
@@ -63,10 +68,18 @@
 
 /* remote_rekey_crash_at(): 0 none, N: killed after step N (tests) */
 static unsigned crash_at;
+/* remote_rekey_lose_at(): 0 none, N: the answer to the commit of step N
+ * is lost (tests) */
+static unsigned lose_at;
 
 void remote_rekey_crash_at(unsigned step)
 {
 	crash_at = step;
+}
+
+void remote_rekey_lose_at(unsigned step)
+{
+	lose_at = step;
 }
 
 static void crash_if(unsigned step)
@@ -91,13 +104,49 @@ static void in_force(const char *text, char id[17])
 
 struct swap {
 	const char *old, *val;
+	unsigned step; /* of the rekey (1 or 3), for remote_rekey_lose_at() */
 };
 
 static int seal_swap(struct meta *m, void *arg)
 {
 	struct swap *w = arg;
 
+	if (lose_at && lose_at == w->step) {
+		log_msg(LOG_NOTICE,
+			"fault injection: the answer to the commit of step "
+			"%u of a rekey is lost",
+			w->step);
+		meta_inject_lost(m, 1);
+		lose_at = 0;
+	}
 	return meta_remote_conf_swap(m, "seal", w->old, w->val);
+}
+
+/*
+ * A commit of the record that failed: its outcome, read back from the
+ * store (a commit whose answer was lost, a connection cut after the
+ * server committed, may have committed). 0: @val is there (committed);
+ * -ENOENT: @old is (not committed); -ESTALE: neither (another node's);
+ * -EIO: it cannot be read (the outcome is unknown). Tried for 5 s: a
+ * server that was cut off may take a moment to be back.
+ */
+static int seal_read_back(struct remote *r, const char *old, const char *val)
+{
+	char now[SEAL_TEXT_MAX];
+	int i, rc = -EIO;
+
+	for (i = 0; i < 10; i++) {
+		if (i)
+			usleep(500 * 1000);
+		rc = rl_seal_refresh(r, now, sizeof(now));
+		if (!rc)
+			break;
+	}
+	if (rc)
+		return -EIO;
+	if (!strcmp(now, val))
+		return 0;
+	return !strcmp(now, old) ? -ENOENT : -ESTALE;
 }
 
 /*
@@ -105,15 +154,31 @@ static int seal_swap(struct meta *m, void *arg)
  * node changed it meanwhile, nothing written), durably. Committed, it is
  * the mount's too, the sync's failure notwithstanding (*@written says
  * so; the store then opens as @val says at the next mount, whatever this
- * returns).
+ * returns). A commit that fails is read back: *@written then says what
+ * the store holds, and *@unknown that it could not be read (-EIO).
  */
 static int seal_store(struct remote *r, const char *old, const char *val,
-		      bool *written)
+		      unsigned step, bool *written, bool *unknown)
 {
-	struct swap w = { old, val };
+	struct swap w = { old, val, step };
 	char id[17];
 	int rc = tally_meta_txn(r->t, seal_swap, &w);
 
+	*unknown = false;
+	if (rc && rc != -ESTALE) {
+		int back = seal_read_back(r, old, val);
+
+		*unknown = back == -EIO;
+		if (back == 0)
+			log_msg(LOG_NOTICE,
+				"rekey: the store's seal record was committed "
+				"(read back: the commit's answer was lost: %s)",
+				strerror(-rc));
+		else if (back == -ESTALE)
+			rc = -ESTALE;
+		if (back == 0)
+			rc = 0;
+	}
 	*written = rc == 0;
 	if (rc)
 		return rc;
@@ -129,27 +194,40 @@ static int seal_store(struct remote *r, const char *old, const char *val,
 
 /* Step (3): the record keeps the ring of the key in force only. 0 when
  * it did (or had no other), or -errno. */
-static int rekey_end(struct remote *r, const char *text, bool *written)
+static int rekey_end(struct remote *r, const char *text, bool *written,
+		     bool *unknown)
 {
 	char trimmed[SEAL_TEXT_MAX];
 	int rc = seal_keyring_trim(text, trimmed, sizeof(trimmed));
 
-	*written = false;
+	*written = *unknown = false;
 	if (rc <= 0)
 		return rc;
-	return seal_store(r, text, trimmed, written);
+	return seal_store(r, text, trimmed, 3, written, unknown);
 }
 
-int rl_rekey_finish(struct remote *r)
+int rl_rekey_finish(struct remote *r, const char *given)
 {
 	char text[SEAL_TEXT_MAX], id[17];
-	bool written;
+	bool written, unknown;
 	int rc;
 
 	if (!strstr(r->seal_text, "envelope 2\n"))
 		return 0;
+	/* a rekey is ended by its new key only: a mount given the old one
+	 * (a rekey reported failed whose commit was made) retires nothing */
+	in_force(r->seal_text, id);
+	if (strcmp(id, given) != 0) {
+		if (seal_keyring_trim(r->seal_text, text, sizeof(text)) > 0)
+			log_msg(LOG_NOTICE,
+				"a rekey to key %s did not end: this mount was "
+				"given key %s, and both open the store until a "
+				"mount or a rekey with key %s ends it",
+				id, given, id);
+		return 0;
+	}
 	snprintf(text, sizeof(text), "%s", r->seal_text);
-	rc = rekey_end(r, text, &written);
+	rc = rekey_end(r, text, &written, &unknown);
 	if (rc && !written) {
 		log_msg(LOG_ERR,
 			"a rekey cut short cannot end: the store's seal record "
@@ -171,7 +249,7 @@ int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out)
 {
 	char cur[SEAL_TEXT_MAX], next[SEAL_TEXT_MAX];
 	struct seal_key nk;
-	bool written = false;
+	bool written = false, unknown = false;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -214,7 +292,7 @@ int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out)
 	seal_key_id_text(nk.id, out->new_id);
 	if (!strcmp(out->new_id, out->old_id)) {
 		/* nothing to wrap; a ring left by a rekey cut short goes */
-		rc = rekey_end(r, cur, &written);
+		rc = rekey_end(r, cur, &written, &unknown);
 		out->unchanged = true;
 		if (!rc && written)
 			(void)rl_marker_sync(r); /* failing: the loop's */
@@ -232,17 +310,26 @@ int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out)
 			 out->new_id, strerror(-rc));
 		goto out;
 	}
-	/* (1) both keys, the new one in force */
-	rc = seal_store(r, cur, next, &written);
+	/* (1) both keys, the new one in force; a commit that failed is read
+	 * back: committed, not committed, or not known, never a guess */
+	rc = seal_store(r, cur, next, 1, &written, &unknown);
 	if (rc) {
 		snprintf(out->err, sizeof(out->err),
 			 rc == -ESTALE ? "the store's seal record changed "
 					 "meanwhile (another node's rekey?): "
 					 "nothing changed; try again"
-			 : written ? "the store's seal record is written but "
-				     "not synced (%s): keep both key files; "
-				     "the next mount ends the rekey"
-				   : "cannot write the store's seal record: %s",
+			 : written ? "committed: the store's seal record is "
+				     "written but not synced (%s): keep both "
+				     "key files; a mount with the new key "
+				     "ends the rekey"
+			 : unknown ? "not known whether committed: the "
+				     "store's seal record cannot be read back "
+				     "(%s): keep both key files; both open the "
+				     "store until a mount with the new key "
+				     "ends the rekey"
+				   : "not committed: the store's seal record "
+				     "cannot be written (%s): the old key "
+				     "alone opens the store",
 			 strerror(-rc));
 		goto out;
 	}
@@ -260,15 +347,19 @@ int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out)
 	}
 	crash_if(2);
 	/* (3) the new key only: the end */
-	rc = rekey_end(r, next, &written);
+	rc = rekey_end(r, next, &written, &unknown);
 	if (rc) {
 		snprintf(out->err, sizeof(out->err),
-			 written ? "the old key's ring is dropped but not "
-				   "synced (%s): keep both key files until "
-				   "the next mount"
-				 : "both keys still open the store (the old "
-				   "ring cannot be dropped: %s): the rekey "
-				   "ends at the next mount or rekey",
+			 written   ? "the old key's ring is dropped but not "
+				     "synced (%s): keep both key files until "
+				     "the next mount"
+			 : unknown ? "not known whether the old key's ring is "
+				     "dropped (%s): keep both key files; a "
+				     "mount with the new key ends the rekey"
+				   : "both keys still open the store (the old "
+				     "ring cannot be dropped: %s): the rekey "
+				     "ends at the next mount with the new key "
+				     "or rekey",
 			 strerror(-rc));
 		goto out;
 	}

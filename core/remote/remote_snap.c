@@ -156,6 +156,41 @@ static void snap_kept(struct remote *r, struct s3 *s, const char *key,
 	bucket_keys_release(&k);
 }
 
+/*
+ * The name of a new snapshot (@rel, its key @key): SNAP_PREFIX, the data
+ * sequence, the time in seconds, ".db". A name the bucket has already (a
+ * second snapshot in the same second with the same data sequence: a
+ * `drain remote`, an `rm`, a `drain remote` again) gets "~NNN" after the
+ * time, which sorts after it: every snapshot keeps a name of its own,
+ * and the bucket's history every state it was given. 0 or -errno.
+ */
+static int snap_name(struct remote *r, struct s3 *s, uint64_t seq, char *rel,
+		     size_t rlen, char *key, size_t len)
+{
+	long long now = (long long)time(NULL);
+	unsigned n;
+	int rc = 0;
+
+	for (n = 0; n < 1000; n++) {
+		uint64_t size;
+
+		if (n == 0)
+			snprintf(rel, rlen,
+				 SNAP_PREFIX "%020" PRIu64 "-%010lld.db", seq,
+				 now);
+		else
+			snprintf(rel, rlen,
+				 SNAP_PREFIX "%020" PRIu64 "-%010lld~%03u.db",
+				 seq, now, n);
+		rc = s3_key(&r->cfg, rel, key, len);
+		if (!rc)
+			rc = s3_head(s, key, &size);
+		if (rc)
+			return rc == -ENOENT ? 0 : rc;
+	}
+	return -EEXIST;
+}
+
 /* The copy at @path (open as *@fd) sealed into a file of its own,
  * which replaces *@fd and *@st (unlinked at once: the descriptor keeps
  * it until the upload ends). */
@@ -252,11 +287,9 @@ int remote_snapshot(struct remote *r, double timeout, char *key, size_t len)
 		rc = !s ? -ENOMEM : -errno;
 		goto out;
 	}
-	snprintf(rel, sizeof(rel), SNAP_PREFIX "%020" PRIu64 "-%010lld.db",
-		 r->snap_base + seq, (long long)time(NULL));
-	rc = r->sealed ? seal_snapshot(r, path, rel, &fd, &st) : 0;
-	if (!rc)
-		rc = s3_key(&r->cfg, rel, key, len);
+	rc = snap_name(r, s, r->snap_base + seq, rel, sizeof(rel), key, len);
+	if (!rc && r->sealed)
+		rc = seal_snapshot(r, path, rel, &fd, &st);
 	/* retried like any upload, within the deadline */
 	for (tries = 1; !rc; tries++) {
 		bool stop;

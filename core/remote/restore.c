@@ -312,6 +312,62 @@ static uint64_t seq_after(const struct bucket_keys *k)
 	return best;
 }
 
+/*
+ * The keys of the bucket that the restored snapshot does not name: the
+ * store it came from wrote them after it (its newer kept snapshots name
+ * them, and its fenced mount still reads them), or nothing names them.
+ * A restore on the original's own prefix must not destroy them: each is
+ * kept (meta_remote_kept_add(), counted as named), until the snapshots
+ * newer than the restored one, listed in remote_conf 'kept_snaps', are
+ * all gone from the bucket (the retention that kept them ended) and
+ * 'kept_until' (KEPT_DAYS after the restore) has passed: the bucket's GC
+ * then releases them (core/remote/remote_del.c).
+ */
+#define KEPT_DAYS 7
+
+static int keep_for_original(struct meta *m, const struct s3_cfg *kcfg,
+			     const struct bucket_keys *objects,
+			     const struct bucket_keys *snaps, const char *key,
+			     uint64_t *kept)
+{
+	char until[32], *newer = NULL;
+	size_t i, len = 1, at = 0;
+	int rc = meta_begin(m);
+
+	*kept = 0;
+	for (i = 0; i < objects->n && !rc; i++) {
+		char kn[OBJKEY_MAX];
+		int v;
+
+		if (bucket_key_name(kcfg, objects->v[i], kn))
+			continue; /* not an object key of this store's */
+		v = meta_remote_named(m, kn);
+		if (v < 0)
+			rc = v;
+		else if (v == 0 && (rc = meta_remote_kept_add(m, kn)) == 0)
+			(*kept)++;
+	}
+	for (i = 0; i < snaps->n; i++)
+		len += strlen(snaps->v[i]) + 1;
+	newer = calloc(1, len);
+	if (!rc && !newer)
+		rc = -ENOMEM;
+	for (i = 0; i < snaps->n && !rc; i++) {
+		if (strcmp(snaps->v[i], key) <= 0)
+			continue;
+		at += (size_t)snprintf(newer + at, len - at, "%s%s",
+				       at ? " " : "", snaps->v[i]);
+	}
+	snprintf(until, sizeof(until), "%lld",
+		 (long long)time(NULL) + KEPT_DAYS * 86400LL);
+	if (!rc)
+		rc = meta_remote_conf_set(m, "kept_snaps", newer);
+	if (!rc)
+		rc = meta_remote_conf_set(m, "kept_until", until);
+	free(newer);
+	return meta_end(m, rc);
+}
+
 /* Whether store @sid is one of @ancestors (ids, space separated). */
 static bool ancestor(const char *ancestors, uint64_t sid)
 {
@@ -538,6 +594,22 @@ int remote_restore(const struct remote_restore_opts *o,
 		     "restores anyway; their blocks then read as errors)",
 		     rep->missing);
 		rc = -ENOENT;
+	}
+	/* what the bucket holds beyond the snapshot stays, for the store
+	 * it came from (docs/remote.md, "Restore") */
+	if (!rc) {
+		struct s3_cfg kcfg = *o->cfg;
+
+		kcfg.names_key = o->keyed ? sl.key.names : NULL;
+		rc = keep_for_original(st->meta, &kcfg, &objects, &snaps, key,
+				       &rep->kept);
+		if (!rc && rep->kept)
+			sayf(say, ctx,
+			     "kept: %" PRIu64 " key(s) of the bucket the "
+			     "snapshot does not name stay for the store it "
+			     "came from, until its newer snapshots are gone "
+			     "and %d days have passed",
+			     rep->kept, KEPT_DAYS);
 	}
 	/* the bucket is the restored store's now: the store it came from,
 	 * if still mounted, finds another store named and stops uploading,

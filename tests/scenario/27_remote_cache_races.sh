@@ -137,3 +137,40 @@ umount_fs
 grep -q 'unreadable' "$DLOG" &&
 	fail "an upload found its copy gone: $(grep unreadable "$DLOG" | head -3)"
 fsck_bucket_clean "after the random workload"
+
+# issue 45, item 3: sequential readers of evicted files through a cache
+# smaller than read-ahead (16 blocks of 1 MiB into 4 MiB): a fetched copy
+# evicted before its read got to it is fetched again (the first one by
+# fault injection, TALLYFS_FAULT=evict:1:1: before, that read was EIO),
+# and read-ahead stays within half the cache; no read fails for the
+# cache's own bound
+log "readers of evicted files through a cache smaller than read-ahead"
+export TALLYFS_FAULT="evict:1:1"
+mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o cache_size=4M
+unset TALLYFS_FAULT
+mkdir "$MNT/seq"
+for i in 1 2 3; do
+	rand_file "$TMP/seq$i" $((12 * MIB + i))
+	T cp "$TMP/seq$i" "$MNT/seq/s$i"
+done
+rep=$(ctl_report "drain remote 120") || fail "drain remote failed: $rep"
+wait_for 30 within || fail "cache: $(remote_get cache_bytes) counted"
+echo 3 >/proc/sys/vm/drop_caches # the reads reach the daemon
+seen=$(wc -l <"$DLOG")
+for round in 1 2; do
+	pids=()
+	for i in 1 2 3; do
+		T cmp "$TMP/seq$i" "$MNT/seq/s$i" >"$TMP/cmp$i" 2>&1 &
+		pids+=($!)
+	done
+	for i in 1 2 3; do
+		wait "${pids[$((i - 1))]}" ||
+			fail "round $round: s$i read otherwise: $(cat "$TMP/cmp$i")"
+	done
+done
+said=$(tail -n +$((seen + 1)) "$DLOG")
+grep -q "is evicted before the read" <<<"$said" ||
+	fail "the fault did not fire: $(tail -n 5 <<<"$said")"
+grep -q "cannot read block" <<<"$said" &&
+	fail "a read failed for the cache: $(grep "cannot read block" <<<"$said" | head -3)"
+umount_fs

@@ -87,4 +87,34 @@ gone() {
 }
 wait_for 30 gone || fail "the keys of the removed files stay: $(bucket_keys)"
 umount_fs
+
+# issue 45, item 7: every snapshot gets a name of its own (two in the
+# same second with the same data sequence used to share one, the second
+# replacing the first), and an idle store makes none (a heartbeat's
+# commit counted as a change: a snapshot at each one)
+log "snapshots of their own, none while idle"
+PFX=k3
+REMOTE=(-o "remote=s3://$S3_BUCKET/$PFX,remote_endpoint=$S3_ENDPOINT")
+mount_fs "$TMP/s3" "$MNT" "${REMOTE[@]}" -o snapshot_interval=1 \
+	-o snapshot_keep=50,heartbeat=1
+mkdir -p "$MNT/main"
+for i in 1 2 3 4; do echo "$i" >"$MNT/main/e$i"; done
+declare -A seen=()
+for i in 1 2 3 4; do
+	rep=$(ctl_report "drain remote 60") || fail "drain remote: $rep"
+	k=$(report_get snapshot "$rep")
+	[[ -z ${seen[$k]:-} ]] || fail "snapshot $k made twice: ${!seen[*]}"
+	seen[$k]=1
+	rm "$MNT/main/e$i" # a change of the metadata alone, at once
+done
+for k in "${!seen[@]}"; do
+	snap_list | grep -qxF "$k" || fail "snapshot $k is gone: $(snap_list)"
+done
+# idle: heartbeats every second, snapshots due every second, no change
+rep=$(ctl_report "drain remote 60") || fail "drain remote: $rep"
+before=$(snap_list | wc -l)
+sleep 6
+assert_eq "snapshots made by an idle store in 6 s" "$before" \
+	"$(snap_list | wc -l)"
+umount_fs
 log "ok"

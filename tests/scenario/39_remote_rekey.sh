@@ -32,7 +32,7 @@ s3_start tally-rekey || fail "cannot start the S3 server"
 PFX=rekey1
 REMOTE=(-o "remote=s3://$S3_BUCKET/$PFX,remote_endpoint=$S3_ENDPOINT")
 
-for k in k1 k2 k3 k4 k5 k6; do key "$k"; done
+for k in k1 k2 k3 k4 k5 k6 k7; do key "$k"; done
 
 # marker: the bucket's marker of $PFX
 marker() {
@@ -278,7 +278,16 @@ kid4=$(key_id k4)
 crash 2 k3 k4
 opens_restore k3 || fail "the restore opens with k3 (both rings)"
 opens_restore k4 || fail "the restore opens with k4 (both rings)"
-ends_with k3 "$kid4" # the old key mounts too, and ends it
+# the old key mounts too, and retires nothing (a rekey whose caller was
+# told it failed may have been committed: issue 45, item 5); both keys
+# open the store until a mount with the new one ends it
+mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o "key_file=$TMP/k3"
+assert_eq "in force after a mount with the old key" "$kid4" \
+	"$(remote_get key_id)"
+umount_fs
+grep -q "did not end: this mount was given key" "$DLOG" ||
+	fail "the mount with the old key did not say the rekey goes on"
+ends_with k4 "$kid4" # the new key mounts, and ends it
 refused "k3 after the end" "encrypted with key $kid4" \
 	"${REMOTE[@]}" -o "key_file=$TMP/k3" "$STORE" "$MNT"
 opens_restore k3 && fail "the restore opened with k3 after the end"
@@ -319,4 +328,23 @@ umount_fs
 ends_with k6 "$kid6"
 fsck_store --remote-endpoint="$S3_ENDPOINT" --key-file="$TMP/k6" "$STORE"
 assert_eq "tallyfsck with k6 ($FSCK_OUT)" clean "$(fsck_value status)"
+
+# issue 45, item 5: the answer to the commit of step 1 is lost (it
+# committed; the rekey was told EIO). The record is read back: the rekey
+# goes on and reports success, never 'cannot write' for a record that
+# was written
+log "the answer to a rekey's commit is lost: read back, reported done"
+kid7=$(key_id k7)
+export TALLYFS_FAULT="rekeylost:1"
+mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o "key_file=$TMP/k6"
+unset TALLYFS_FAULT
+rekey "$TMP/k7"
+assert_eq "a rekey whose commit's answer was lost ($OUT)" 0 "$RC"
+grep -q "the commit's answer was lost" "$DLOG" ||
+	fail "the fault did not fire: $(tail -5 "$DLOG")"
+assert_eq "in force after it" "$kid7" "$(remote_get key_id)"
+umount_fs
+refused "k6 after a rekey reported done" "encrypted with key $kid7" \
+	"${REMOTE[@]}" -o "key_file=$TMP/k6" "$STORE" "$MNT"
+ends_with k7 "$kid7"
 log "ok"
