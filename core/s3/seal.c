@@ -11,7 +11,6 @@
  */
 #include "core/s3/seal.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -50,6 +49,30 @@ static pthread_once_t siv_once = PTHREAD_ONCE_INIT;
 static void siv_fetch(void)
 {
 	siv = EVP_CIPHER_fetch(NULL, "AES-256-SIV", NULL);
+}
+
+/* @n bytes as lowercase hex into @out (2 * @n + 1 bytes). */
+static void hex_of(const unsigned char *b, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+/* @n bytes from lowercase hex (what hex_of() writes, nothing else):
+ * 0 or -EBADMSG. */
+static int bytes_of(const char *hex, size_t n, unsigned char *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+
+		if (!hex[2 * i] || !strchr("0123456789abcdef", hex[2 * i]) ||
+		    !hex[2 * i + 1] ||
+		    !strchr("0123456789abcdef", hex[2 * i + 1]) ||
+		    sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return -EBADMSG;
+		out[i] = (unsigned char)v;
+	}
+	return 0;
 }
 
 /* AES-256-SIV of @n bytes (@n > 0) of @in into @out, the tag first
@@ -92,7 +115,7 @@ int seal_name_encode(const unsigned char k[64], const char *kn, char *out,
 		     size_t len)
 {
 	unsigned char b[TAG + 80];
-	size_t n = strlen(kn), i;
+	size_t n = strlen(kn);
 	int rc;
 
 	if (!n || n > 80 || len < 2 * (TAG + n) + 1)
@@ -100,8 +123,7 @@ int seal_name_encode(const unsigned char k[64], const char *kn, char *out,
 	rc = siv_run(k, true, (const unsigned char *)kn, n, b);
 	if (rc)
 		return rc;
-	for (i = 0; i < TAG + n; i++)
-		snprintf(out + 2 * i, 3, "%02x", b[i]);
+	hex_of(b, TAG + n, out);
 	return 0;
 }
 
@@ -109,20 +131,13 @@ int seal_name_decode(const unsigned char k[64], const char *hex, char *kn,
 		     size_t len)
 {
 	unsigned char b[TAG + 80], p[80];
-	size_t h = strlen(hex), n, i;
+	size_t h = strlen(hex), n;
 
 	if (h % 2 || h / 2 <= TAG || h / 2 > sizeof(b))
 		return -EBADMSG;
 	n = h / 2;
-	for (i = 0; i < n; i++) {
-		unsigned v;
-
-		if (!strchr("0123456789abcdef", hex[2 * i]) ||
-		    !strchr("0123456789abcdef", hex[2 * i + 1]) ||
-		    sscanf(hex + 2 * i, "%2x", &v) != 1)
-			return -EBADMSG;
-		b[i] = (unsigned char)v;
-	}
+	if (bytes_of(hex, n, b))
+		return -EBADMSG;
 	if (n - TAG >= len || siv_run(k, false, b, n, p))
 		return -EBADMSG;
 	memcpy(kn, p, n - TAG);
@@ -213,6 +228,16 @@ int seal_key_load(const char *path, struct seal_key *k, char *err,
 			 "key file '%s' is open to group or others (mode "
 			 "%04o): refused; chmod 600 it",
 			 path, (unsigned)(st.st_mode & 07777));
+		return -EACCES;
+	}
+	/* another user's file: whoever owns it may have changed it, or
+	 * read it, under this mount's feet */
+	if (st.st_uid != geteuid()) {
+		close(fd);
+		snprintf(err, errlen,
+			 "key file '%s' is owned by uid %u, not by this user "
+			 "(uid %u): refused",
+			 path, (unsigned)st.st_uid, (unsigned)geteuid());
 		return -EACCES;
 	}
 	n = io_read_full(fd, buf, sizeof(buf), -1);
@@ -727,26 +752,6 @@ int seal_open_fd(const struct seal *s, const char *ctx, int in, int out,
 #define RING_AAD "tallyfs keyring 2"
 #define RING_PLAIN (32 + 64 + 8) /* enc, names, id */
 #define RING_BYTES (12 + RING_PLAIN + TAG)
-
-static void hex_of(const unsigned char *b, size_t n, char *out)
-{
-	for (size_t i = 0; i < n; i++)
-		snprintf(out + 2 * i, 3, "%02x", b[i]);
-}
-
-static int bytes_of(const char *hex, size_t n, unsigned char *out)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned v;
-
-		if (!isxdigit((unsigned char)hex[2 * i]) ||
-		    !isxdigit((unsigned char)hex[2 * i + 1]) ||
-		    sscanf(hex + 2 * i, "%2x", &v) != 1)
-			return -EBADMSG;
-		out[i] = (unsigned char)v;
-	}
-	return 0;
-}
 
 /* The keyring line of @keys wrapped under key file @file's key into
  * @line (SEAL_RING_LINE bytes): 0 or -EIO. */

@@ -10,7 +10,8 @@
 #    tallyfsck, with a message naming the key wanted; the new key
 #    mounts, restores byte-exact, and tallyfsck with the bucket is clean;
 #  - bad input changes nothing: a relative path (EINVAL), a key file
-#    open to others, one too short, the key in force (changed: no), a
+#    open to others, one another user owns, one too short, the key in
+#    force (changed: no), a
 #    store without a key, a mount without a bucket;
 #  - kill -9 after each step (TALLYFS_FAULT=rekey:N:9): until the next
 #    mount ends it, both keys open the store where the step says they
@@ -187,6 +188,12 @@ chmod 0644 "$TMP/k3open"
 rekey "$TMP/k3open"
 assert_ne "rekey with a key file open to others" 0 "$RC"
 assert_match "says it is open to others" "open to group or others" "$OUT"
+cp "$TMP/k3" "$TMP/k3other"
+chmod 0600 "$TMP/k3other"
+chown 65534 "$TMP/k3other"
+rekey "$TMP/k3other"
+assert_ne "rekey with another user's key file" 0 "$RC"
+assert_match "says whose it is" "owned by uid 65534, not by this user" "$OUT"
 head -c 16 /dev/urandom >"$TMP/short"
 chmod 0600 "$TMP/short"
 rekey "$TMP/short"
