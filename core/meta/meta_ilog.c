@@ -47,7 +47,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +58,7 @@
 #include <xxhash.h>
 
 #include "core/util/array.h"
+#include "core/util/fault.h"
 #include "core/util/log.h"
 
 #define ILOG_MAGIC "tallyfs intent log 1\n"
@@ -639,10 +639,7 @@ void meta_ilog_crash_at(unsigned nth)
 
 static void crash_if(long point)
 {
-	if (crash_at == point) {
-		log_msg(LOG_NOTICE, "fault injection: killed during replay");
-		raise(SIGKILL);
-	}
+	fault_kill_at(crash_at, point, "during replay");
 }
 
 /* End a replay's transaction at @last: 0, or -errno (rolled back). */
@@ -757,6 +754,37 @@ static int replay(struct meta *m, int fd, uint64_t applied, bool each,
 	return rc;
 }
 
+/*
+ * Whether sqlite3_expanded_sql() writes every bound value whole, which a
+ * record's replay relies on: a SQLite built with SQLITE_TRACE_SIZE_LIMIT
+ * cuts them silently. Asked of a text and a blob longer than any limit
+ * a build would set.
+ */
+static bool expanded_whole(struct meta *m)
+{
+	enum {
+		LEN = 8192
+	};
+	char text[LEN];
+	unsigned char blob[LEN];
+	sqlite3_stmt *st = NULL;
+	char *sql = NULL;
+	bool ok;
+
+	memset(text, 'x', sizeof(text));
+	memset(blob, 0xab, sizeof(blob));
+	if (sqlite3_prepare_v2(m->db, "SELECT ?1, ?2", -1, &st, NULL) ==
+		    SQLITE_OK &&
+	    sqlite3_bind_text(st, 1, text, LEN, SQLITE_STATIC) == SQLITE_OK &&
+	    sqlite3_bind_blob(st, 2, blob, LEN, SQLITE_STATIC) == SQLITE_OK)
+		sql = sqlite3_expanded_sql(st);
+	/* SELECT 'x...x', x'abab...' : the text, and the blob in hex */
+	ok = sql && strlen(sql) == strlen("SELECT '', x''") + 3 * LEN;
+	sqlite3_free(sql);
+	sqlite3_finalize(st);
+	return ok;
+}
+
 int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 		   bool keep, struct meta_ilog_stats *stats)
 {
@@ -770,6 +798,13 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 	memset(stats, 0, sizeof(*stats));
 	if (m->pg)
 		return 0; /* PostgreSQL commits each operation */
+	if (keep && !expanded_whole(m)) {
+		log_msg(LOG_WARNING,
+			"this SQLite cuts the values sqlite3_expanded_sql() "
+			"writes (SQLITE_TRACE_SIZE_LIMIT): the intent log is "
+			"off, each operation commits on its own");
+		keep = false;
+	}
 	header_text(store_id, want);
 	fd = open(path, O_RDWR | (keep ? O_CREAT : 0) | O_CLOEXEC, 0600);
 	if (fd < 0 && errno == ENOENT && !keep) {

@@ -57,13 +57,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/fs/tally.h"
 #include "core/meta/meta.h"
+#include "core/util/fault.h"
 #include "core/util/log.h"
 
 /* remote_rekey_crash_at(): 0 none, N: killed after step N (tests) */
@@ -84,13 +84,7 @@ void remote_rekey_lose_at(unsigned step)
 
 static void crash_if(unsigned step)
 {
-	if (crash_at == step) {
-		log_msg(LOG_NOTICE,
-			"fault injection: killed after step %u "
-			"of a rekey",
-			step);
-		raise(SIGKILL);
-	}
+	fault_kill_at(crash_at, step, "after step %u of a rekey", step);
 }
 
 /* The id of the key in force that seal record @text names ("" if none)
