@@ -22,7 +22,8 @@ libxxhash-dev libsqlite3-dev sqlite3 libcriterion-dev clang-format
 attr rsync tar python3 git bc libclang-rt-14-dev libjansson-dev
 libcurl4-openssl-dev libexpat1-dev libssl-dev nodejs npm python3-botocore curl
 xxhash postgresql-15 libpq-dev faketime iproute2 pandoc man-db groff-base
-bash-completion libmicrohttpd-dev python3-prometheus-client libzstd-dev"
+bash-completion libmicrohttpd-dev python3-prometheus-client libzstd-dev
+e2fsprogs mount"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 missing=""
