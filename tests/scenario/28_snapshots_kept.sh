@@ -16,7 +16,6 @@ source "$(dirname "$0")/remote_lib.sh"
 s3_start tally-kept || fail "cannot start the S3 server"
 PFX=k1
 REMOTE=(-o "remote=s3://$S3_BUCKET/$PFX,remote_endpoint=$S3_ENDPOINT")
-snap_list() { T "${S3CLI[@]}" ls "$S3_BUCKET" "$PFX/meta/" | awk '{ print $1 }'; }
 last_snap() { remote_get last_snapshot; }
 # snap_after KEY: a snapshot other than KEY was made
 snap_after() { local l; l=$(last_snap) && [[ $l != "$1" && $l != None ]]; }

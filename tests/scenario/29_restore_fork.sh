@@ -19,8 +19,6 @@ source "$(dirname "$0")/remote_lib.sh"
 s3_start tally-fork || fail "cannot start the S3 server"
 PFX=f1
 REMOTE=(-o "remote=s3://$S3_BUCKET/$PFX,remote_endpoint=$S3_ENDPOINT")
-snap_list() { T "${S3CLI[@]}" ls "$S3_BUCKET" "$PFX/meta/" | awk '{ print $1 }'; }
-fenced() { [[ $(remote_get last_error) == fenced* ]]; }
 
 mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o snapshot_interval=0 \
 	-o snapshot_keep=1,remote_delete_delay=0,remote_drain_timeout=5

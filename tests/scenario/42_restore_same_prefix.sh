@@ -24,8 +24,6 @@ source "$(dirname "$0")/remote_lib.sh"
 s3_start tally-same || fail "cannot start the S3 server"
 PFX=same
 REMOTE=(-o "remote=s3://$S3_BUCKET/$PFX,remote_endpoint=$S3_ENDPOINT")
-snap_list() { T "${S3CLI[@]}" ls "$S3_BUCKET" "$PFX/meta/" | awk '{ print $1 }'; }
-fenced() { [[ $(remote_get last_error) == fenced* ]]; }
 evicted_at_least() { (($(remote_get evicted) >= $1)); }
 
 mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o snapshot_interval=0 \

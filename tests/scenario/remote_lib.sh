@@ -47,6 +47,11 @@ remote_get() { status_get remote "${2:-$MNT}" | python3 -c "
 import json, sys
 print(json.load(sys.stdin)['$1'])"; }
 
+# snap_list: the metadata snapshots of $PFX in the bucket, a key a line
+snap_list() { T "${S3CLI[@]}" ls "$S3_BUCKET" "$PFX/meta/" | awk '{ print $1 }'; }
+# fenced [MNT]: the mount stopped using its bucket (a restore took it over)
+fenced() { [[ $(remote_get last_error "${1:-$MNT}") == fenced* ]]; }
+
 # wait_for SECONDS CMD...: until CMD succeeds
 wait_for() {
 	local n=$(($1 * 10))
