@@ -208,8 +208,6 @@ int dirty_map_load(struct tally *t, struct inode *ip)
 	return rc;
 }
 
-/* Read committed block @ref's bytes [off, off+len) into @buf (zero-fill
- * past the object's end). */
 #define FETCH_TRIES 4 /* fetches of a copy evicted before its read */
 
 /* tally_inject_evict(): the copy just fetched goes before its read. */
@@ -226,6 +224,8 @@ static void evict_fault(struct tally *t, uint32_t shard, const char *name)
 			name);
 }
 
+/* Read committed block @ref's bytes [off, off+len) into @buf (zero-fill
+ * past the object's end). */
 static int read_ref(struct tally *t, const struct meta_bref *ref, char *buf,
 		    size_t off, size_t len, bool *ahead)
 {

@@ -478,11 +478,7 @@ int tally_open_with(const char *path, const struct tally_opts *opts,
 		opts->block_size ? opts->block_size : STORE_DEFAULT_BLOCK_SIZE,
 		(opts->no_intent_log ? STORE_NO_INTENT_LOG : 0) |
 			(opts->compress_local ? STORE_COMPRESS_LOCAL : 0) |
-			(opts->sync_objects == OBJSTORE_SYNC_FS ? STORE_SYNC_FS
-								: 0) |
-			(opts->sync_objects == OBJSTORE_SYNC_FILE
-				 ? STORE_SYNC_FILE
-				 : 0),
+			STORE_SYNC(opts->sync_objects),
 		&t->store);
 	if (rc)
 		goto out_free;

@@ -212,10 +212,10 @@ struct tally {
 	 * front end serves requests, cleared after */
 	void (*push)(void *arg, uint64_t ino);
 	void *push_arg;
-	bool wb_cache;		      /* the kernel's writeback cache is on */
-	bool no_xattrs;		      /* tally_opts.no_xattrs: fixed at open */
-	_Atomic unsigned evict_fault; /* tally_inject_evict() */
+	bool wb_cache;	  /* the kernel's writeback cache is on */
+	bool no_xattrs;	  /* tally_opts.no_xattrs: fixed at open */
 	bool no_negcache; /* tally_opts.no_negcache: fixed at open */
+	_Atomic unsigned evict_fault; /* tally_inject_evict() */
 	_Atomic int64_t
 		node_id;     /* written under lock (core/cluster/session.c) */
 	struct watch *watch; /* core/cluster/watch.c, or NULL */

@@ -879,8 +879,6 @@ int meta_remote_cache_bytes(struct meta *m, uint64_t *bytes);
  * names key @name, 0 if nothing does (a lookup of the verdicts:
  * meta_inject_lookup() fails it too); -EINVAL: no key name. */
 int meta_remote_named(struct meta *m, const char *name);
-/* Mark key @name unreferenced since @now (an earlier mark is kept);
- * *since gets the mark's time. */
 /*
  * A restore on the bucket of the store it comes from: bucket key @key,
  * which the restored snapshot does not name, is the original's (written
@@ -892,6 +890,8 @@ int meta_remote_named(struct meta *m, const char *name);
  */
 int meta_remote_kept_add(struct meta *m, const char *key);
 int meta_remote_kept_release(struct meta *m);
+/* Mark key @name unreferenced since @now (an earlier mark is kept);
+ * *since gets the mark's time. */
 int meta_remote_mark(struct meta *m, const char *name, int64_t now,
 		     int64_t *since);
 /* The mark of @name: 0 and *since, or -ENOENT. */

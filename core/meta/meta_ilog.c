@@ -188,17 +188,6 @@ static int append(struct meta_ilog *il, uint64_t seq)
 static int replay(struct meta *m, int fd, uint64_t applied, bool each,
 		  uint64_t *last, uint64_t *done, uint64_t *dropped);
 
-/* Allocate the reserve's first @len bytes (its length @len): 0 or
- * -errno (the length then as before, or @len with a part unallocated). */
-static int reserve_fill(int fd, off_t len)
-{
-	int rc = posix_fallocate(fd, 0, len);
-
-	if (rc && ftruncate(fd, len) < 0)
-		return -errno;
-	return -rc;
-}
-
 /*
  * Make the reserve, both tiers if there is room: 0 (both), -ENOSPC with
  * the open tier alone (il->bare false), or -errno with none (il->bare
@@ -213,13 +202,14 @@ static int reserve_make(struct meta_ilog *il)
 		il->bare = true;
 		return -errno;
 	}
-	rc = reserve_fill(fd, RESERVE_OPEN + RESERVE_GROUP);
-	if (rc) { /* the group's tier gone again: the open's alone */
+	rc = -posix_fallocate(fd, 0, RESERVE_OPEN + RESERVE_GROUP);
+	if (rc) { /* the group's tier gone again: the open's alone (what a
+		   * failed allocation took beyond it given back) */
 		int open_rc;
 
 		if (ftruncate(fd, RESERVE_OPEN) < 0)
 			rc = -errno;
-		open_rc = reserve_fill(fd, RESERVE_OPEN);
+		open_rc = -posix_fallocate(fd, 0, RESERVE_OPEN);
 		if (open_rc) {
 			close(fd);
 			unlink(il->reserve);
@@ -295,13 +285,20 @@ int meta_room(struct meta *m)
 								   : 0;
 }
 
-void meta_ilog_unreserve(const char *beside)
+/* The reserve's path, in the directory of file @beside, into @out. */
+static void reserve_path(const char *beside, char out[PATH_MAX])
 {
 	const char *slash = strrchr(beside, '/');
+
+	snprintf(out, PATH_MAX, "%.*s/" RESERVE_NAME,
+		 slash ? (int)(slash - beside) : 1, slash ? beside : ".");
+}
+
+void meta_ilog_unreserve(const char *beside)
+{
 	char path[PATH_MAX];
 
-	snprintf(path, sizeof(path), "%.*s/" RESERVE_NAME,
-		 slash ? (int)(slash - beside) : 1, slash ? beside : ".");
+	reserve_path(beside, path);
 	if (unlink(path) == 0)
 		log_msg(LOG_INFO,
 			"metadata: the room the store kept on its disk is "
@@ -909,11 +906,11 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 	il->fd = fd;
 	il->age_ns = GROUP_NS;
 	{
-		const char *slash = strrchr(path, '/');
+		char rpath[PATH_MAX];
 
-		if (asprintf(&il->reserve, "%.*s/" RESERVE_NAME,
-			     slash ? (int)(slash - path) : 1,
-			     slash ? path : ".") < 0) {
+		reserve_path(path, rpath);
+		il->reserve = strdup(rpath);
+		if (!il->reserve) {
 			close(fd);
 			free(il);
 			return -ENOMEM;

@@ -180,8 +180,6 @@ int meta_prepare_all(struct meta *m)
 int meta_stmt(struct meta *m, const struct meta_sql *t, int id,
 	      struct meta_st **out)
 {
-	int rc;
-
 	/* a lost group not applied yet: the database lacks operations that
 	 * were answered, and a read would show it (a created file missing,
 	 * a removed one back); the group applied first, or EIO. Here, before
@@ -191,8 +189,7 @@ int meta_stmt(struct meta *m, const struct meta_sql *t, int id,
 		*out = NULL;
 		return -EIO;
 	}
-	rc = prepare(m, t, id, false, out);
-	return rc;
+	return prepare(m, t, id, false, out);
 }
 
 int meta_stmt_quiet(struct meta *m, const struct meta_sql *t, int id,

@@ -198,7 +198,7 @@ static void choose_sync(struct objstore *os, unsigned id)
 		  (mode == OBJSTORE_SYNC_AUTO && blind);
 
 	/* said as done: the store sets a forced mode before it attaches
-	 * its shards (STORE_SYNC_FS, core/objects/store.h) */
+	 * its shards (STORE_SYNC(), core/objects/store.h) */
 	if (atomic_exchange(&sh->per_file, pf) != pf && blind)
 		log_msg(LOG_NOTICE,
 			"shard %u '%s' is on %s, whose syncfs makes nothing "

@@ -515,10 +515,7 @@ int store_open_flags(const char *path, const char *meta, bool create,
 	}
 	s->block_size = (uint32_t)bs;
 	snprintf(file, sizeof(file), "%s/shards", s->path);
-	rc = objstore_open_sync(file,
-				flags & STORE_SYNC_FS	  ? OBJSTORE_SYNC_FS
-				: flags & STORE_SYNC_FILE ? OBJSTORE_SYNC_FILE
-							  : OBJSTORE_SYNC_AUTO,
+	rc = objstore_open_sync(file, (int)(flags >> STORE_SYNC_SHIFT) & 3,
 				&s->objs);
 	if (rc) {
 		log_msg(LOG_ERR, "cannot open object store '%s': %s", file,

@@ -60,11 +60,11 @@ int store_open_meta(const char *path, const char *meta, bool create,
  * envelopes (core/objects/objcodec.h), zstd-compressed, for its life; a
  * store made without it is refused (-EINVAL). */
 #define STORE_COMPRESS_LOCAL 2u
-/* ... and STORE_SYNC_FILE or STORE_SYNC_FS sets how objects are made
- * durable (objstore_set_sync_mode()) before the shards are attached, so
- * that what each shard's attach says is what is done. */
-#define STORE_SYNC_FILE 4u
-#define STORE_SYNC_FS 8u
+/* ... and STORE_SYNC(MODE), an OBJSTORE_SYNC_* mode (two bits), sets how
+ * objects are made durable before the shards are attached, so that what
+ * each shard's attach says is what is done. */
+#define STORE_SYNC_SHIFT 2
+#define STORE_SYNC(mode) ((unsigned)(mode) << STORE_SYNC_SHIFT)
 /* ... and STORE_QUIET_BUSY refuses a store another process holds
  * (-EBUSY) without logging it: the caller waits for it, and says so. */
 #define STORE_QUIET_BUSY 16u

@@ -146,10 +146,6 @@ static bool rings_differ(const char *got, const char *want)
 	       !bucket_seal_parse(want, seal, sizeof(seal), &id);
 }
 
-/* 0 when the bucket holds this store (its marker written if missing
- * and @may_write; its rings made this store's if they differ and @fix),
- * -EUCLEAN when it holds another or lost its marker, or the request's
- * error. */
 /*
  * Write the marker's rings as the store's record has them: read again
  * first (a rekey on another node may have ended since this mount read
@@ -164,23 +160,28 @@ static int put_rings(struct remote *r, struct s3 *s, const char *key,
 	char now[SEAL_TEXT_MAX];
 	int i, rc = 0;
 
-	if (rl_seal_refresh(r, now, sizeof(now)) == 0 && strcmp(now, seal)) {
-		memcpy(seal, now, SEAL_TEXT_MAX);
-		bucket_marker_text(r->store_id, r->ancestors, seal, want,
-				   MARKER_MAX);
-	}
 	for (i = 0; i < 3; i++) {
+		bool changed = rl_seal_refresh(r, now, sizeof(now)) == 0 &&
+			       strcmp(now, seal) != 0;
+
+		if (i && !changed)
+			break; /* written as the record is */
+		if (changed) {
+			memcpy(seal, now, SEAL_TEXT_MAX);
+			bucket_marker_text(r->store_id, r->ancestors, seal,
+					   want, MARKER_MAX);
+		}
 		rc = s3_put_buf(s, key, want, strlen(want));
-		if (rc || rl_seal_refresh(r, now, sizeof(now)) ||
-		    !strcmp(now, seal))
+		if (rc)
 			break;
-		memcpy(seal, now, SEAL_TEXT_MAX);
-		bucket_marker_text(r->store_id, r->ancestors, seal, want,
-				   MARKER_MAX);
 	}
 	return rc;
 }
 
+/* 0 when the bucket holds this store (its marker written if missing
+ * and @may_write; its rings made this store's if they differ and @fix),
+ * -EUCLEAN when it holds another or lost its marker, or the request's
+ * error. */
 static int check_marker(struct remote *r, struct s3 *s, bool may_write,
 			bool fix)
 {

@@ -163,15 +163,15 @@ static int seal_store(struct remote *r, const char *old, const char *val,
 		int back = seal_read_back(r, old, val);
 
 		*unknown = back == -EIO;
-		if (back == 0)
+		if (back == 0) {
 			log_msg(LOG_NOTICE,
 				"rekey: the store's seal record was committed "
 				"(read back: the commit's answer was lost: %s)",
 				strerror(-rc));
-		else if (back == -ESTALE)
-			rc = -ESTALE;
-		if (back == 0)
 			rc = 0;
+		} else if (back == -ESTALE) {
+			rc = -ESTALE;
+		}
 	}
 	*written = rc == 0;
 	if (rc)
