@@ -232,9 +232,11 @@ static int reserve_make(struct meta_ilog *il)
  * No room for the reserve: the WAL's pages copied into the database and
  * the WAL cut to nothing (it keeps its blocks otherwise, up to 64 MiB:
  * meta_db.c), which after a crash holds the frames of the replay and of
- * every group since the last checkpoint; then the reserve again. Only
- * outside a transaction. A checkpoint the disk refuses (the database
- * grows) leaves the WAL as it was.
+ * every group since the last checkpoint; then the reserve again. At
+ * open only (a running mount's tick tries reserve_make() alone: room a
+ * checkpoint freed under a full disk's operations would come and go
+ * with its timing). A checkpoint the disk refuses (the database grows)
+ * leaves the WAL as it was.
  */
 static int reserve_make_tight(struct meta *m, struct meta_ilog *il)
 {
@@ -558,7 +560,7 @@ int meta_group_commit_due(struct meta *m, int64_t age_ns)
 	if (il && (il->solo || il->bare) && !il->group &&
 	    now_ns() - il->reserve_try >= RESERVE_RETRY_NS) {
 		il->reserve_try = now_ns();
-		if (reserve_make_tight(m, il) == 0 && il->solo) {
+		if (reserve_make(il) == 0 && il->solo) {
 			il->solo = false;
 			log_msg(LOG_NOTICE, "metadata: the intent log is on "
 					    "again");
