@@ -156,7 +156,9 @@ int meta_sync(struct meta *m);
 struct meta_ilog_stats {
 	uint64_t replayed; /* records applied at open */
 	uint64_t dropped;  /* bytes of a damaged or cut tail, not applied */
+	uint64_t stale;	   /* bytes of intact records out of sequence */
 };
+#define META_ILOG_NAME "meta.ilog"
 int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 		   bool keep, struct meta_ilog_stats *stats);
 bool meta_ilog_on(struct meta *m);
@@ -173,6 +175,10 @@ int meta_room(struct meta *m);
  * under the store's lock: meta_ilog_open() before its replay (and keeps
  * it again after), meta_open() before the commit of an upgrade. */
 void meta_ilog_unreserve(const char *beside);
+/* Whether the intent log beside file @beside (the database) holds
+ * records to replay: meta_open() brings the tables up to date after
+ * their replay, not before. */
+bool meta_ilog_pending(const char *beside);
 /* Commit the open group, if any (its operations all ended): 0 or -errno
  * (the group stays open; its records stay in the log). */
 int meta_group_commit(struct meta *m);

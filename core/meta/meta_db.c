@@ -437,8 +437,7 @@ static int create_schema(struct meta *m, uint32_t block_size)
 	return exec_id(m, D_COMMIT);
 }
 
-/* An XXH3-64 of every row of sqlite_schema, in *@out: 0 or -errno. */
-static int schema_sum(struct meta *m, int64_t *out)
+int meta_schema_sum(struct meta *m, uint64_t *out)
 {
 	XXH3_state_t *st = XXH3_createState();
 	struct meta_st *s = NULL;
@@ -461,7 +460,7 @@ static int schema_sum(struct meta *m, int64_t *out)
 		meta_reset(s);
 	}
 	if (!rc)
-		*out = (int64_t)XXH3_64bits_digest(st);
+		*out = XXH3_64bits_digest(st);
 	XXH3_freeState(st);
 	return rc;
 }
@@ -505,13 +504,120 @@ static void config_sqlite(void)
 			sqlite3_errstr(rc));
 }
 
+/*
+ * The tables a store of an older version lacks, all or nothing. A store
+ * whose schema and rows come out of it as they went in (this version's)
+ * rolls it back: an open writes nothing before the intent log's replay.
+ * A full disk refused the COMMIT of this transaction when it changed
+ * nothing but made the remote tier's triggers again, and the store did
+ * not open (nor check). With @defer (the intent log holds records,
+ * written for the tables as they are), an upgrade is rolled back too,
+ * its checks passed, and waits for the log's replay: m->upgrade_due,
+ * meta_upgrade_due(). 0, or -errno with nothing committed.
+ */
+static int upgrade(struct meta *m, const char *path, bool defer)
+{
+	const char *damage;
+	uint64_t sum = 0, was = 0;
+	int64_t changes;
+	bool rebuilt = false;
+	int rc = meta_schema_sum(m, &sum);
+
+	changes = sqlite3_total_changes64(m->db);
+	if (!rc)
+		rc = exec_id(m, D_BEGIN);
+	if (!rc)
+		rc = exec(m, gc_schema);
+	if (!rc) {
+		/* a store from before shard_usage: count its objects once */
+		bool fill = probe(m, D_HAS_USAGE) == 0;
+
+		rc = exec(m, shard_schema);
+		if (!rc && fill)
+			rc = exec(m, usage_fill);
+	}
+	if (!rc && probe(m, D_AUTOINCREMENT) == 0) {
+		rebuilt = true;
+		rc = exec(m, objects_upgrade);
+		if (!rc)
+			rc = exec(m, shard_schema);
+	}
+	if (!rc)
+		rc = meta_remote_schema(m);
+	/* what opening a store reads, read again in the transaction that
+	 * changed the tables: a damaged database can read well before a
+	 * write and not after it (a b-tree out of order); refused then,
+	 * with nothing written */
+	if (!rc && (damage = damaged(m)) != NULL) {
+		log_msg(LOG_ERR,
+			"metadata '%s' is damaged: it reads otherwise once "
+			"its tables are brought up to date (%s)",
+			path, damage);
+		meta_rollback(m);
+		return -EUCLEAN;
+	}
+	if (rc) {
+		/* SQLITE_ERROR: a table of that name is not the one expected */
+		if ((sqlite3_errcode(m->db) & 0xff) == SQLITE_ERROR) {
+			log_msg(LOG_ERR,
+				"metadata '%s' is damaged: its tables are "
+				"not those of tallyfs",
+				path);
+			rc = -EUCLEAN;
+		}
+		meta_rollback(m);
+		return rc;
+	}
+	rc = meta_schema_sum(m, &was);
+	if (!rc && was == sum && sqlite3_total_changes64(m->db) == changes)
+		return exec_id(m, D_ROLLBACK);
+	if (!rc && defer) {
+		log_msg(LOG_NOTICE,
+			"metadata '%s': its tables are brought up to date "
+			"once the intent log's records, written for them as "
+			"they are, are replayed",
+			path);
+		m->upgrade_due = strdup(path);
+		rc = m->upgrade_due ? 0 : -ENOMEM;
+		meta_rollback(m);
+		return rc;
+	}
+	if (rc) {
+		meta_rollback(m);
+		return rc;
+	}
+	/* an upgrade, its checks passed: the room the store kept on its
+	 * disk is this commit's first (meta_ilog_open() keeps it again) */
+	meta_ilog_unreserve(path);
+	rc = exec_id(m, D_COMMIT);
+	if (!rc && rebuilt)
+		log_msg(LOG_NOTICE,
+			"metadata '%s': object ids are never used again from "
+			"now on (table rebuilt)",
+			path);
+	return rc;
+}
+
+int meta_upgrade_due(struct meta *m)
+{
+	char *path = m->upgrade_due;
+	int rc;
+
+	if (!path)
+		return 0;
+	m->upgrade_due = NULL;
+	rc = upgrade(m, path, false);
+	free(path);
+	return rc;
+}
+
 int meta_open(const char *path, bool create, uint32_t block_size,
 	      struct meta **out)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct meta *m;
 	const char *damage;
-	int64_t app, ver, sum = 0, was = 0, changes;
+	int64_t app, ver;
 	int rc, flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
 
 	if (meta_is_pg(path))
@@ -603,75 +709,7 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 		  "PRAGMA journal_size_limit = 67108864");
 	if (rc)
 		goto out_close;
-	/*
-	 * The tables a store of an older version lacks, all or nothing. A
-	 * store whose schema and rows come out of it as they went in (this
-	 * version's) rolls it back: an open writes nothing before the
-	 * intent log's replay. A full disk refused the COMMIT of this
-	 * transaction when it changed nothing but made the remote tier's
-	 * triggers again, and the store did not open (nor check).
-	 */
-	rc = schema_sum(m, &sum);
-	changes = sqlite3_total_changes64(m->db);
-	if (!rc)
-		rc = exec_id(m, D_BEGIN);
-	if (!rc)
-		rc = exec(m, gc_schema);
-	if (!rc) {
-		/* a store from before shard_usage: count its objects once */
-		bool fill = probe(m, D_HAS_USAGE) == 0;
-
-		rc = exec(m, shard_schema);
-		if (!rc && fill)
-			rc = exec(m, usage_fill);
-	}
-	if (!rc && probe(m, D_AUTOINCREMENT) == 0) {
-		log_msg(LOG_NOTICE,
-			"metadata '%s': object ids are never used "
-			"again from now on (table rebuilt)",
-			path);
-		rc = exec(m, objects_upgrade);
-		if (!rc)
-			rc = exec(m, shard_schema);
-	}
-	if (!rc)
-		rc = meta_remote_schema(m);
-	/* what opening a store reads, read again in the transaction that
-	 * changed the tables: a damaged database can read well before a
-	 * write and not after it (a b-tree out of order); refused then,
-	 * with nothing written */
-	if (!rc && (damage = damaged(m)) != NULL) {
-		log_msg(LOG_ERR,
-			"metadata '%s' is damaged: it reads otherwise once "
-			"its tables are brought up to date (%s)",
-			path, damage);
-		meta_rollback(m);
-		rc = -EUCLEAN;
-		goto out_close;
-	}
-	if (rc) {
-		/* SQLITE_ERROR: a table of that name is not the one expected */
-		if ((sqlite3_errcode(m->db) & 0xff) == SQLITE_ERROR) {
-			log_msg(LOG_ERR,
-				"metadata '%s' is damaged: its tables are "
-				"not those of tallyfs",
-				path);
-			rc = -EUCLEAN;
-		}
-		meta_rollback(m);
-		goto out_close;
-	}
-	if (!rc)
-		rc = schema_sum(m, &was);
-	if (!rc && was == sum && sqlite3_total_changes64(m->db) == changes) {
-		rc = exec_id(m, D_ROLLBACK);
-	} else if (!rc) {
-		/* an upgrade, its checks passed: the room the store kept on
-		 * its disk is this commit's first (meta_ilog_open() keeps it
-		 * again) */
-		meta_ilog_unreserve(path);
-		rc = exec_id(m, D_COMMIT);
-	}
+	rc = upgrade(m, path, meta_ilog_pending(path));
 	if (rc)
 		goto out_close;
 	/* last: it rewrites the header of a database not in WAL mode yet
@@ -694,6 +732,7 @@ out_close:
 	}
 	meta_stmts_free(m);
 	sqlite3_close(m->db);
+	free(m->upgrade_due);
 	free(m);
 	return rc;
 }
@@ -706,6 +745,7 @@ void meta_close(struct meta *m)
 	meta_stmts_free(m);
 	free(m->zero);
 	meta_objlist_release(&m->dead);
+	free(m->upgrade_due);
 	if (m->pg)
 		meta_pg_close(m);
 	else if (sqlite3_close(m->db) != SQLITE_OK)

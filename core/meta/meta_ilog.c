@@ -61,8 +61,17 @@
 #include "core/util/fault.h"
 #include "core/util/log.h"
 
-#define ILOG_MAGIC "tallyfs intent log 1\n"
-#define HEADER_LEN 64 /* magic, store id, padding */
+/*
+ * The header: the magic, the store's id and (from version 2) the sum of
+ * the tables the records were written for (meta_schema_sum()), padded
+ * with zeros to its length. A version-1 log (no schema line) was written
+ * for the tables the store has as found: its records replay before any
+ * upgrade of them, as those of version 2 do.
+ */
+#define ILOG_MAGIC1 "tallyfs intent log 1\n"
+#define HEADER_LEN1 64
+#define ILOG_MAGIC "tallyfs intent log 2\n"
+#define HEADER_LEN 128
 #define GROUP_OPS 256
 #define GROUP_NS (5 * 1000000LL)
 #define LOG_KEEP (8 << 20) /* a log this long is cut when emptied */
@@ -106,11 +115,98 @@ static uint64_t rec_sum(const struct rec_head *h, const char *text)
 				    h->seq * 0x9E3779B97F4A7C15ULL ^ h->len);
 }
 
-static void header_text(uint64_t store_id, char *out)
+static void header_text(uint64_t store_id, uint64_t schema, char *out)
 {
 	memset(out, 0, HEADER_LEN);
-	snprintf(out, HEADER_LEN, "%sstore %" PRIu64 "\n", ILOG_MAGIC,
+	snprintf(out, HEADER_LEN,
+		 "%sstore %" PRIu64 "\nschema %016" PRIx64 "\n", ILOG_MAGIC,
+		 store_id, schema);
+}
+
+static void header_text1(uint64_t store_id, char *out)
+{
+	memset(out, 0, HEADER_LEN1);
+	snprintf(out, HEADER_LEN1, "%sstore %" PRIu64 "\n", ILOG_MAGIC1,
 		 store_id);
+}
+
+/* The path of file @name in the directory of file @beside, into @out. */
+static void path_beside(const char *beside, const char *name,
+			char out[PATH_MAX])
+{
+	const char *slash = strrchr(beside, '/');
+
+	snprintf(out, PATH_MAX, "%.*s/%s", slash ? (int)(slash - beside) : 1,
+		 slash ? beside : ".", name);
+}
+
+/* A log's header as read (head_read()). */
+struct log_head {
+	off_t len;	 /* its bytes: where the records begin */
+	uint64_t store;	 /* the store whose log it is */
+	uint64_t schema; /* the tables its records were written for */
+	bool has_schema; /* version 2: the line above is there */
+};
+
+/*
+ * The header of the log open at @fd, in *@h: 1 with records after it;
+ * 0 with nothing to apply (no bytes, a header of zeros: cut while it
+ * was written, or a header alone: whose ever it was, a restore gives
+ * the store its own identity after the log began); -EUCLEAN if it is
+ * no header of an intent log of tallyfs; or -errno.
+ */
+static int head_read(int fd, struct log_head *h)
+{
+	char got[HEADER_LEN + 1], want[HEADER_LEN];
+	unsigned long long store = 0, schema = 0;
+	ssize_t r = pread(fd, got, HEADER_LEN, 0);
+	off_t end;
+
+	memset(h, 0, sizeof(*h));
+	if (r < 0)
+		return -errno;
+	if (r == 0 || (!got[0] && !memcmp(got, got + 1, (size_t)r - 1)))
+		return 0;
+	got[r] = '\0';
+	if (r >= HEADER_LEN && !strncmp(got, ILOG_MAGIC, strlen(ILOG_MAGIC)) &&
+	    sscanf(got + strlen(ILOG_MAGIC), "store %llu\nschema %llx\n",
+		   &store, &schema) == 2) {
+		header_text(store, schema, want);
+		h->len = HEADER_LEN;
+		h->has_schema = true;
+	} else if (r >= HEADER_LEN1 &&
+		   !strncmp(got, ILOG_MAGIC1, strlen(ILOG_MAGIC1)) &&
+		   sscanf(got + strlen(ILOG_MAGIC1), "store %llu\n", &store) ==
+			   1) {
+		header_text1(store, want);
+		h->len = HEADER_LEN1;
+	} else {
+		return -EUCLEAN;
+	}
+	/* one spelling of each header: anything else is damage */
+	if (memcmp(got, want, (size_t)h->len))
+		return -EUCLEAN;
+	h->store = store;
+	h->schema = schema;
+	end = lseek(fd, 0, SEEK_END);
+	if (end < 0)
+		return -errno;
+	return end > h->len;
+}
+
+bool meta_ilog_pending(const char *beside)
+{
+	char path[PATH_MAX];
+	struct log_head h;
+	int fd, rc;
+
+	path_beside(beside, META_ILOG_NAME, path);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	rc = head_read(fd, &h);
+	close(fd);
+	return rc == 1;
 }
 
 bool meta_ilog_on(struct meta *m)
@@ -185,8 +281,16 @@ static int append(struct meta_ilog *il, uint64_t seq)
 	return w < 0 ? -errno : -ENOSPC;
 }
 
-static int replay(struct meta *m, int fd, uint64_t applied, bool each,
-		  uint64_t *last, uint64_t *done, uint64_t *dropped);
+/* What a replay did (replay()). */
+struct replayed {
+	uint64_t last;	  /* the last sequence applied */
+	uint64_t done;	  /* records applied */
+	uint64_t dropped; /* bytes after a record damaged or cut short */
+	uint64_t stale;	  /* bytes from an intact record out of sequence */
+};
+
+static int replay(struct meta *m, int fd, off_t start, uint64_t applied,
+		  bool each, struct replayed *out);
 
 /*
  * Make the reserve, both tiers if there is room: 0 (both), -ENOSPC with
@@ -287,20 +391,11 @@ int meta_room(struct meta *m)
 								   : 0;
 }
 
-/* The reserve's path, in the directory of file @beside, into @out. */
-static void reserve_path(const char *beside, char out[PATH_MAX])
-{
-	const char *slash = strrchr(beside, '/');
-
-	snprintf(out, PATH_MAX, "%.*s/" RESERVE_NAME,
-		 slash ? (int)(slash - beside) : 1, slash ? beside : ".");
-}
-
 void meta_ilog_unreserve(const char *beside)
 {
 	char path[PATH_MAX];
 
-	reserve_path(beside, path);
+	path_beside(beside, RESERVE_NAME, path);
 	if (unlink(path) == 0)
 		log_msg(LOG_INFO,
 			"metadata: the room the store kept on its disk is "
@@ -349,17 +444,17 @@ static int applied_seq(struct meta *m, int64_t *applied)
 static int unbreak(struct meta *m)
 {
 	struct meta_ilog *il = m->ilog;
-	uint64_t last, done, dropped;
+	struct replayed rp;
 	int64_t applied = 0;
 	int rc;
 
 	il->committing = true; /* its own reads: not refused as broken */
 	rc = applied_seq(m, &applied);
 	if (!rc)
-		rc = replay(m, il->fd, (uint64_t)applied, true, &last, &done,
-			    &dropped);
+		rc = replay(m, il->fd, HEADER_LEN, (uint64_t)applied, true,
+			    &rp);
 	il->committing = false;
-	if (!rc && last != il->seq)
+	if (!rc && rp.last != il->seq)
 		rc = -EIO;
 	if (rc)
 		return rc == -ENOSPC ? -ENOSPC : -EIO;
@@ -368,7 +463,7 @@ static int unbreak(struct meta *m)
 	log_msg(LOG_NOTICE,
 		"metadata: the operations that waited in the intent log "
 		"are applied (%" PRIu64 ")",
-		done);
+		rp.done);
 	return 0;
 }
 
@@ -382,7 +477,7 @@ static int unbreak(struct meta *m)
 static int regroup(struct meta *m)
 {
 	struct meta_ilog *il = m->ilog;
-	uint64_t last, done, dropped;
+	struct replayed rp;
 	int64_t applied = 0;
 	int rc;
 
@@ -395,18 +490,18 @@ static int regroup(struct meta *m)
 	il->committing = true;
 	rc = applied_seq(m, &applied);
 	if (!rc)
-		rc = replay(m, il->fd, (uint64_t)applied, false, &last, &done,
-			    &dropped);
+		rc = replay(m, il->fd, HEADER_LEN, (uint64_t)applied, false,
+			    &rp);
 	/* too full for the group's pages: with the reserve given back,
 	 * then a transaction per record */
 	if (rc == -ENOSPC && reserve_release(il))
-		rc = replay(m, il->fd, (uint64_t)applied, false, &last, &done,
-			    &dropped);
+		rc = replay(m, il->fd, HEADER_LEN, (uint64_t)applied, false,
+			    &rp);
 	if (rc == -ENOSPC)
-		rc = replay(m, il->fd, (uint64_t)applied, true, &last, &done,
-			    &dropped);
+		rc = replay(m, il->fd, HEADER_LEN, (uint64_t)applied, true,
+			    &rp);
 	il->committing = false;
-	if (!rc && last != il->seq)
+	if (!rc && rp.last != il->seq)
 		rc = -EIO; /* the log does not hold the whole group */
 	if (rc) {
 		il->broken = true;
@@ -421,7 +516,7 @@ static int regroup(struct meta *m)
 	log_msg(LOG_WARNING,
 		"metadata: a group rolled back by the engine was applied "
 		"again from the intent log (%" PRIu64 " operation(s))",
-		done);
+		rp.done);
 	ilog_empty(il);
 	return 0;
 }
@@ -654,26 +749,28 @@ static int replay_commit(struct meta *m, uint64_t last)
 }
 
 /*
- * Replay the records after @applied from @fd (its header read): the
- * count applied in *@done, the last sequence applied in *@last, the
- * bytes ignored after a bad or cut record in *@dropped. In one
+ * Replay the records after @applied from @fd, whose first record is at
+ * @start: what it did in *@out (the count applied, the last sequence
+ * applied, the bytes ignored after a damaged or cut record, or after an
+ * intact record that does not follow the database's last: left of an
+ * earlier pass over the log, which a power loss can bring back). In one
  * transaction; or, with @each (a disk too full for the whole group's
  * pages), one transaction per record, each storing its sequence, so that
  * what committed stays. 0, or -errno of a statement or commit that
  * failed (the transaction it was in is not applied).
  */
-static int replay(struct meta *m, int fd, uint64_t applied, bool each,
-		  uint64_t *last, uint64_t *done, uint64_t *dropped)
+static int replay(struct meta *m, int fd, off_t start, uint64_t applied,
+		  bool each, struct replayed *out)
 {
 	struct stat sb;
 	char *buf = NULL;
-	off_t off = HEADER_LEN;
+	off_t off = start;
 	uint64_t seq = applied, n = 0; /* read, uncommitted included */
 	int rc = 0;
-	bool began = false;
+	bool began = false, intact = false;
 
-	*done = *dropped = 0;
-	*last = applied;
+	memset(out, 0, sizeof(*out));
+	out->last = applied;
 	if (m->ilog && m->ilog->replay_fail) {
 		m->ilog->replay_fail--;
 		log_msg(LOG_NOTICE, "fault injection: the log's replay fails");
@@ -706,8 +803,10 @@ static int replay(struct meta *m, int fd, uint64_t applied, bool each,
 			off += (off_t)(sizeof(h) + h.len);
 			continue;
 		}
-		if (h.seq != seq + 1)
-			break; /* a gap: not the log of this state */
+		if (h.seq != seq + 1) {
+			intact = true; /* a gap: not the log of this state */
+			break;
+		}
 		if (!began) {
 			rc = meta_exec_id(m, META_D_BEGIN);
 			/* the temporary table a branch fills (a connection's
@@ -735,19 +834,20 @@ static int replay(struct meta *m, int fd, uint64_t applied, bool each,
 			rc = replay_commit(m, seq);
 			if (rc)
 				break;
-			*last = seq;
-			*done = n;
+			out->last = seq;
+			out->done = n;
 		}
 		crash_if((long)n);
 	}
 	free(buf);
 	if (off < sb.st_size && !rc)
-		*dropped = (uint64_t)(sb.st_size - off);
+		*(intact ? &out->stale : &out->dropped) =
+			(uint64_t)(sb.st_size - off);
 	if (began) {
 		rc = replay_commit(m, seq);
 		if (!rc) {
-			*last = seq;
-			*done = n;
+			out->last = seq;
+			out->done = n;
 		}
 	}
 	return rc;
@@ -784,14 +884,108 @@ static bool expanded_whole(struct meta *m)
 	return ok;
 }
 
+/*
+ * Check the log open at @fd (@path) against the store and replay what it
+ * holds beyond the database's last: 0, or -errno with the store left as
+ * it was (a log of another store or of other tables, or one that does
+ * not replay, is refused with a message). The database's last sequence
+ * in *@applied.
+ */
+static int replay_at_open(struct meta *m, const char *path, int fd,
+			  uint64_t store_id, int64_t *applied,
+			  struct meta_ilog_stats *stats)
+{
+	struct log_head h;
+	struct replayed rp;
+	uint64_t schema = 0;
+	int rc = head_read(fd, &h);
+
+	if (rc == -EUCLEAN) {
+		log_msg(LOG_ERR,
+			"'%s' is not an intent log of tallyfs, or its header "
+			"is damaged: refused",
+			path);
+		return rc;
+	}
+	if (rc < 0)
+		return rc;
+	if (rc && h.store != store_id) {
+		log_msg(LOG_ERR,
+			"the intent log '%s' is another store's: refused",
+			path);
+		return -EUCLEAN;
+	}
+	/* the records replay onto the tables they were written for: the
+	 * store's as found, an upgrade of them waits for the replay
+	 * (meta_open(), meta_upgrade_due()) */
+	if (rc && h.has_schema) {
+		rc = meta_schema_sum(m, &schema);
+		if (rc)
+			return rc;
+		if (schema != h.schema) {
+			log_msg(LOG_ERR,
+				"the intent log '%s' was written for other "
+				"tables than the store has (schema %016" PRIx64
+				", the store's %016" PRIx64
+				"): refused; the tallyfs that wrote it "
+				"replays it",
+				path, h.schema, schema);
+			return -EUCLEAN;
+		}
+	}
+	/* the room the store kept on its disk (meta.reserve, beside the
+	 * log): this open's, its replay's above all (a crash on a full
+	 * disk), before anything commits; kept again by the caller */
+	meta_ilog_unreserve(path);
+	/* the last sequence applied, log or no log: the records appended
+	 * from now on follow it (a replay skips what it covers) */
+	rc = applied_seq(m, applied);
+	if (rc || !h.len)
+		return rc;
+	rc = replay(m, fd, h.len, (uint64_t)*applied, false, &rp);
+	if (rc == -ENOSPC) /* a disk too full for it in one */
+		rc = replay(m, fd, h.len, (uint64_t)*applied, true, &rp);
+	if (rc) {
+		log_msg(LOG_ERR,
+			"the intent log '%s' does not replay: %s "
+			"(the store is left as it was)",
+			path, strerror(-rc));
+		return rc;
+	}
+	stats->replayed = rp.done;
+	stats->dropped = rp.dropped;
+	stats->stale = rp.stale;
+	if (rp.stale) /* expected after a power loss: not damage */
+		log_msg(LOG_NOTICE,
+			"intent log: %" PRIu64 " byte(s) of intact records "
+			"that do not follow the store's last ignored (left of "
+			"an earlier pass over the log, whose operations the "
+			"store had not made durable)",
+			rp.stale);
+	if (rp.done || rp.dropped || rp.stale)
+		log_msg(rp.dropped ? LOG_WARNING : LOG_NOTICE,
+			"intent log: %" PRIu64
+			" operation(s) replayed, %" PRIu64
+			" byte(s) of a damaged or cut tail ignored",
+			rp.done, rp.dropped);
+	*applied = (int64_t)rp.last;
+	/* durable before the log that held it goes */
+	if (rp.done) {
+		rc = meta_sync(m);
+		if (rc)
+			return rc;
+		crash_if(0);
+	}
+	return 0;
+}
+
 int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 		   bool keep, struct meta_ilog_stats *stats)
 {
-	char want[HEADER_LEN], got[HEADER_LEN];
+	char want[HEADER_LEN];
 	struct meta_ilog *il;
 	int64_t applied = 0;
-	uint64_t last;
-	ssize_t r;
+	uint64_t schema = 0;
 	int fd, rc;
 
 	memset(stats, 0, sizeof(*stats));
@@ -804,11 +998,10 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 			"off, each operation commits on its own");
 		keep = false;
 	}
-	header_text(store_id, want);
 	fd = open(path, O_RDWR | (keep ? O_CREAT : 0) | O_CLOEXEC, 0600);
 	if (fd < 0 && errno == ENOENT && !keep) {
 		meta_ilog_unreserve(path); /* no log, none wanted: no room */
-		return 0;
+		return meta_upgrade_due(m);
 	}
 	if (fd < 0) {
 		rc = -errno;
@@ -816,69 +1009,15 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 			strerror(-rc));
 		return rc;
 	}
-	r = pread(fd, got, HEADER_LEN, 0);
-	if (r == HEADER_LEN && !got[0] && !memcmp(got, got + 1, HEADER_LEN - 1))
-		r = 0; /* a header of zeros: cut while it was written */
-	/* a header and no record: nothing to apply, whose ever it was (a
-	 * restore gives the store its own identity after the log began) */
-	if (r == HEADER_LEN && lseek(fd, 0, SEEK_END) == HEADER_LEN)
-		r = 0;
-	if (r > 0 && (r != HEADER_LEN || memcmp(got, want, HEADER_LEN))) {
-		if (r >= (ssize_t)strlen(ILOG_MAGIC) &&
-		    !memcmp(got, ILOG_MAGIC, strlen(ILOG_MAGIC)))
-			log_msg(LOG_ERR,
-				"the intent log '%s' is another store's: "
-				"refused",
-				path);
-		else
-			log_msg(LOG_ERR,
-				"'%s' is not an intent log of tallyfs: "
-				"refused",
-				path);
-		close(fd);
-		return -EUCLEAN;
-	}
-	/* the room the store kept on its disk (meta.reserve, beside the
-	 * log): this open's, its replay's above all (a crash on a full
-	 * disk), before anything commits; kept again below */
-	meta_ilog_unreserve(path);
-	/* the last sequence applied, log or no log: the records appended
-	 * from now on follow it (a replay skips what it covers) */
-	rc = applied_seq(m, &applied);
+	rc = replay_at_open(m, path, fd, store_id, &applied, stats);
+	/* the tables brought up to date once the log is applied */
+	if (!rc)
+		rc = meta_upgrade_due(m);
+	if (!rc)
+		rc = meta_schema_sum(m, &schema);
 	if (rc) {
 		close(fd);
 		return rc;
-	}
-	if (r > 0) {
-		rc = replay(m, fd, (uint64_t)applied, false, &last,
-			    &stats->replayed, &stats->dropped);
-		if (rc == -ENOSPC) /* a disk too full for it in one */
-			rc = replay(m, fd, (uint64_t)applied, true, &last,
-				    &stats->replayed, &stats->dropped);
-		if (rc) {
-			log_msg(LOG_ERR,
-				"the intent log '%s' does not replay: %s "
-				"(the store is left as it was)",
-				path, strerror(-rc));
-			close(fd);
-			return rc;
-		}
-		if (stats->replayed || stats->dropped)
-			log_msg(stats->dropped ? LOG_WARNING : LOG_NOTICE,
-				"intent log: %" PRIu64
-				" operation(s) replayed, %" PRIu64
-				" byte(s) of a damaged or cut tail ignored",
-				stats->replayed, stats->dropped);
-		applied = (int64_t)last;
-		/* durable before the log that held it goes */
-		if (stats->replayed) {
-			rc = meta_sync(m);
-			if (rc) {
-				close(fd);
-				return rc;
-			}
-			crash_if(0);
-		}
 	}
 	crash_at = -1; /* the replays of a running mount are not a test's */
 	if (!keep) {   /* applied: the log goes (-o nointent_log) */
@@ -887,7 +1026,8 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 			return -errno;
 		return 0;
 	}
-	/* everything is applied: a fresh log */
+	/* everything is applied: a fresh log, for the tables as they are */
+	header_text(store_id, schema, want);
 	if (ftruncate(fd, 0) < 0 ||
 	    pwrite(fd, want, HEADER_LEN, 0) != HEADER_LEN) {
 		rc = -errno;
@@ -910,7 +1050,7 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 	{
 		char rpath[PATH_MAX];
 
-		reserve_path(path, rpath);
+		path_beside(path, RESERVE_NAME, rpath);
 		il->reserve = strdup(rpath);
 		if (!il->reserve) {
 			close(fd);

@@ -105,6 +105,8 @@ struct meta {
 	int64_t self;		  /* this mount's node id (meta_set_self) */
 	int64_t changes;	  /* rows changed by the last statement */
 	struct meta_ilog *ilog;	  /* the intent log, or NULL (meta_ilog.c) */
+	char *upgrade_due; /* the database's path: its upgrade waits for the
+			    * log's replay (meta_upgrade_due()), or NULL */
 };
 
 /* The intent log's state (core/meta/meta_ilog.c; under the caller's
@@ -142,6 +144,14 @@ enum meta_txn_stmt {
 	META_D_ROLLBACK_TO,
 };
 int meta_exec_id(struct meta *m, enum meta_txn_stmt which);
+
+/* An XXH3-64 of every row of sqlite_schema (the tables, indexes and
+ * triggers as they are), in *@out: 0 or -errno. */
+int meta_schema_sum(struct meta *m, uint64_t *out);
+/* The upgrade of the tables meta_open() left for after the intent log's
+ * replay (a log held records written for them as they were), run now
+ * and committed: 0 (none due, or done) or -errno. */
+int meta_upgrade_due(struct meta *m);
 
 /* meta_ilog.c, for meta_db.c and meta_stmt.c */
 int meta_ilog_op_begin(struct meta *m);

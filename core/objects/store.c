@@ -293,7 +293,7 @@ static int attach_shards(struct store *s, unsigned flags)
 		char path[PATH_MAX];
 		struct meta_ilog_stats st;
 
-		snprintf(path, sizeof(path), "%s/meta.ilog", s->path);
+		snprintf(path, sizeof(path), "%s/" META_ILOG_NAME, s->path);
 		rc = meta_ilog_open(s->meta, path, id,
 				    !(flags & STORE_NO_INTENT_LOG), &st);
 		if (rc)

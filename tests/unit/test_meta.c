@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "core/meta/meta.h"
 #include "tests/unit/util.h"
@@ -471,4 +472,134 @@ Test(meta, uri_masked_hides_every_password)
 		cr_assert_null(strstr(shown, "pw"), "%s", shown);
 		free(shown);
 	}
+}
+
+/*
+ * Issue 45, item 4: the intent log's records replay onto the tables they
+ * were written for. The fixture: a database of an older version (the
+ * store_open corpus's fresh_store: no shard_usage, no remote columns)
+ * and a log of the previous format (version 1, no schema line), as a
+ * mount of that version left them after kill -9.
+ */
+#define OLD_STORE_ID "6728597027877148635" /* fresh_store's */
+
+/* Write STORE/meta.ilog: @head (zero-padded to @head_len), then one
+ * record @seq of statement @sql, then the end mark. */
+static void put_log(const char *head, size_t head_len, uint64_t seq,
+		    const char *sql)
+{
+	struct {
+		uint64_t seq;
+		uint32_t len, pad;
+		uint64_t sum;
+	} h = { .seq = seq, .len = (uint32_t)strlen(sql) + 1 };
+	char name[4200], buf[4096] = { 0 };
+	size_t off = head_len;
+	FILE *f;
+
+	memcpy(buf, head, strlen(head));
+	/* the record's sum, as core/meta/meta_ilog.c writes it */
+	h.sum = XXH3_64bits_withSeed(sql, h.len,
+				     h.seq * 0x9E3779B97F4A7C15ULL ^ h.len);
+	memcpy(buf + off, &h, sizeof(h));
+	memcpy(buf + off + sizeof(h), sql, h.len);
+	off += sizeof(h) + h.len + sizeof(h); /* the end mark: zeros */
+	snprintf(name, sizeof(name), "%s/meta.ilog", dir);
+	f = fopen(name, "w");
+	cr_assert_not_null(f);
+	cr_assert_eq(fwrite(buf, 1, off, f), off);
+	fclose(f);
+}
+
+/* The rows of the store's sqlite_schema (the store closed), -1 on error. */
+static int64_t schema_rows(void)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t n = -1;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) ==
+		    SQLITE_OK &&
+	    sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema", -1,
+			       &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+/* The old store in place of the suite's; the count of its schema rows. */
+static int64_t old_store(void)
+{
+	const char *src = getenv("TALLY_SRC");
+	char cmd[16500];
+
+	cr_assert_not_null(src, "TALLY_SRC is not set");
+	meta_close(m);
+	m = NULL;
+	snprintf(cmd, sizeof(cmd),
+		 "rm -f '%s'-wal '%s'-shm && cp '%s/tests/fuzz/corpus/"
+		 "store_open/fresh_store' '%s'",
+		 path, path, src, path);
+	cr_assert_eq(system(cmd), 0);
+	return schema_rows();
+}
+
+Test(meta, a_log_of_the_previous_format_replays_before_the_upgrade)
+{
+	char log[4200], head[128];
+	struct meta_ilog_stats st;
+	int64_t rows = old_store(), v = 0;
+	FILE *f;
+
+	cr_assert_gt(rows, 0);
+	/* a write whose value says what tables it ran on */
+	put_log("tallyfs intent log 1\nstore " OLD_STORE_ID "\n", 64, 1,
+		"INSERT INTO config(key, value) SELECT 'tables_at_replay', "
+		"count(*) FROM sqlite_schema");
+	cr_assert_eq(meta_open(path, false, 4096, &m), 0);
+	snprintf(log, sizeof(log), "%s/meta.ilog", dir);
+	cr_assert_eq(meta_ilog_open(m, log, 6728597027877148635ULL, true, &st),
+		     0);
+	cr_assert_eq(st.replayed, 1);
+	cr_assert_eq(meta_config_get(m, "tables_at_replay", &v), 0);
+	cr_assert_eq(v, rows,
+		     "the record replayed on %lld schema rows, the store "
+		     "had %lld as found: the upgrade ran first",
+		     (long long)v, (long long)rows);
+	/* the log begins again, in this version's format, for the tables
+	 * as they are now */
+	f = fopen(log, "r");
+	cr_assert_not_null(f);
+	cr_assert_eq(fread(head, 1, sizeof(head), f), sizeof(head));
+	fclose(f);
+	cr_assert_eq(memcmp(head, "tallyfs intent log 2\nstore ", 27), 0);
+	cr_assert_not_null(strstr(head, "\nschema "));
+	meta_close(m);
+	m = NULL;
+	/* and the tables were brought up to date after it */
+	cr_assert_gt(schema_rows(), rows);
+	cr_assert_eq(meta_open(path, false, 4096, &m), 0);
+}
+
+Test(meta, a_log_written_for_other_tables_is_refused)
+{
+	char log[4200];
+	struct meta_ilog_stats st;
+	int64_t rows = old_store(), v = 0;
+
+	put_log("tallyfs intent log 2\nstore " OLD_STORE_ID
+		"\nschema 0123456789abcdef\n",
+		128, 1, "INSERT INTO config(key, value) VALUES ('x', 1)");
+	cr_assert_eq(meta_open(path, false, 4096, &m), 0);
+	snprintf(log, sizeof(log), "%s/meta.ilog", dir);
+	cr_assert_eq(meta_ilog_open(m, log, 6728597027877148635ULL, true, &st),
+		     -EUCLEAN);
+	cr_assert_eq(meta_config_get(m, "x", &v), -ENOENT);
+	meta_close(m);
+	m = NULL;
+	/* left as it was: neither replayed nor upgraded */
+	cr_assert_eq(schema_rows(), rows);
+	cr_assert_eq(meta_open(path, false, 4096, &m), 0);
 }
