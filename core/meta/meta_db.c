@@ -800,7 +800,7 @@ static int commit_with(struct meta *m, struct meta_st *s, int64_t *v,
 		return m->fault_err;
 	}
 	rc = meta_settle(m);
-	if (m->ilog && m->ilog->in_op) {
+	if (meta_ilog_in_op(m)) {
 		/* an operation of a group: its record, then its release */
 		if (!rc && s) {
 			rc = meta_step(m, s, what);

@@ -43,6 +43,7 @@
  */
 #include "core/meta/meta_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -105,6 +106,53 @@ static int64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/*
+ * The transitions of the log's state (docs/design.md section 12), a bit
+ * for each state a state may go to:
+ * - IDLE -> GROUP (an operation's BEGIN, before its SAVEPOINT);
+ * - GROUP -> OP (an operation in the open group), GROUP -> COMMIT (the
+ *   group's commit, or a lost group applied again);
+ * - OP -> OP_UNNOTED (a change could not be noted), OP and OP_UNNOTED
+ *   -> GROUP (RELEASE, or ROLLBACK TO);
+ * - COMMIT -> IDLE (committed, or applied again), COMMIT -> GROUP (a
+ *   commit refused with the group still open: tried again later),
+ *   COMMIT -> BROKEN (a lost group not applied again);
+ * - BROKEN -> COMMIT (tried again before an operation, a read, a sync).
+ */
+#define TO(s) (1u << (s))
+static const unsigned transitions[IL_STATES] = {
+	[IL_IDLE] = TO(IL_GROUP),
+	[IL_GROUP] = TO(IL_OP) | TO(IL_COMMIT),
+	[IL_OP] = TO(IL_OP_UNNOTED) | TO(IL_GROUP),
+	[IL_OP_UNNOTED] = TO(IL_GROUP),
+	[IL_COMMIT] = TO(IL_IDLE) | TO(IL_GROUP) | TO(IL_BROKEN),
+	[IL_BROKEN] = TO(IL_COMMIT),
+};
+
+static void to(struct meta_ilog *il, enum ilog_state next)
+{
+	assert(next == il->state || (transitions[il->state] & TO(next)));
+	il->state = next;
+}
+
+/* A group is open (an operation in it or not). */
+static bool in_group(const struct meta_ilog *il)
+{
+	return il->state == IL_GROUP || il->state == IL_OP ||
+	       il->state == IL_OP_UNNOTED;
+}
+
+static bool in_op(const struct meta_ilog *il)
+{
+	return il->state == IL_OP || il->state == IL_OP_UNNOTED;
+}
+
+/* The open group is gone: the engine rolled it back. */
+static bool lost(struct meta *m)
+{
+	return m->ilog->state == IL_GROUP && sqlite3_get_autocommit(m->db);
 }
 
 static uint64_t rec_sum(const struct rec_head *h, const char *text)
@@ -216,39 +264,28 @@ bool meta_ilog_on(struct meta *m)
 
 bool meta_ilog_in_op(struct meta *m)
 {
-	return m->ilog && m->ilog->in_op;
+	return m->ilog && in_op(m->ilog);
 }
 
 bool meta_ilog_broken(struct meta *m)
 {
-	struct meta_ilog *il = m->ilog;
-
 	/* broken, or lost and not found out yet (the engine rolled the
 	 * group back: regroup() applies it, or it is broken then) */
-	return il && !il->committing && !il->in_op &&
-	       (il->broken || (il->group && sqlite3_get_autocommit(m->db)));
+	return m->ilog && (m->ilog->state == IL_BROKEN || lost(m));
 }
 
 int meta_ilog_note(struct meta *m, struct sqlite3_stmt *st)
 {
-	struct meta_ilog *il = m->ilog;
 	char *sql = sqlite3_expanded_sql(st);
-	size_t len;
+	int rc;
 
 	if (!sql) {
-		il->poisoned = true;
+		to(m->ilog, IL_OP_UNNOTED);
 		return -ENOMEM;
 	}
-	len = strlen(sql) + 1; /* each statement ends with its NUL */
-	if (array_reserve(&il->rec, &il->cap, il->n + len, 1)) {
-		sqlite3_free(sql);
-		il->poisoned = true;
-		return -ENOMEM;
-	}
-	memcpy(il->rec + il->n, sql, len);
-	il->n += len;
+	rc = meta_ilog_note_text(m, sql);
 	sqlite3_free(sql);
-	return 0;
+	return rc;
 }
 
 /* Append the open operation's notes as record @seq, and the end mark
@@ -293,43 +330,37 @@ static int replay(struct meta *m, int fd, off_t start, uint64_t applied,
 		  bool each, struct replayed *out);
 
 /*
- * Make the reserve, both tiers if there is room: 0 (both), -ENOSPC with
- * the open tier alone (il->bare false), or -errno with none (il->bare
- * true: an open after a crash now needs the disk's own free space).
+ * Make the reserve, both tiers if there is room: the room now kept
+ * (KEPT: both; SOLO: the open's tier alone; BARE: none, an open after a
+ * crash now needs the disk's own free space). Said once when none is.
  */
-static int reserve_make(struct meta_ilog *il)
+static enum ilog_room reserve_make(struct meta_ilog *il)
 {
 	int fd = open(il->reserve, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	int rc;
+	enum ilog_room room = IL_ROOM_KEPT;
 
-	if (fd < 0) {
-		il->bare = true;
-		return -errno;
-	}
-	rc = -posix_fallocate(fd, 0, RESERVE_OPEN + RESERVE_GROUP);
-	if (rc) { /* the group's tier gone again: the open's alone (what a
-		   * failed allocation took beyond it given back) */
-		int open_rc;
-
-		if (ftruncate(fd, RESERVE_OPEN) < 0)
-			rc = -errno;
-		open_rc = -posix_fallocate(fd, 0, RESERVE_OPEN);
-		if (open_rc) {
+	if (fd >= 0 && posix_fallocate(fd, 0, RESERVE_OPEN + RESERVE_GROUP)) {
+		/* the group's tier gone again: the open's alone (what a
+		 * failed allocation took beyond it given back) */
+		room = IL_ROOM_SOLO;
+		if (ftruncate(fd, RESERVE_OPEN) < 0 ||
+		    posix_fallocate(fd, 0, RESERVE_OPEN)) {
 			close(fd);
+			fd = -1;
 			unlink(il->reserve);
-			if (!il->bare)
-				log_msg(LOG_WARNING,
-					"metadata: the disk is full: no room "
-					"is kept for a replay after a crash "
-					"(%d KiB); remove files to make room",
-					RESERVE_OPEN >> 10);
-			il->bare = true;
-			return open_rc;
 		}
 	}
+	if (fd < 0) {
+		if (il->room != IL_ROOM_BARE)
+			log_msg(LOG_WARNING,
+				"metadata: the disk is full: no room is kept "
+				"for a replay after a crash (%d KiB); remove "
+				"files to make room",
+				RESERVE_OPEN >> 10);
+		return IL_ROOM_BARE;
+	}
 	close(fd);
-	il->bare = false;
-	return rc;
+	return room;
 }
 
 /*
@@ -342,20 +373,20 @@ static int reserve_make(struct meta_ilog *il)
  * with its timing). A checkpoint the disk refuses (the database grows)
  * leaves the WAL as it was.
  */
-static int reserve_make_tight(struct meta *m, struct meta_ilog *il)
+static enum ilog_room reserve_make_tight(struct meta *m, struct meta_ilog *il)
 {
-	int rc = reserve_make(il);
+	enum ilog_room room = reserve_make(il);
 	int frames = 0, copied = 0;
 
-	if (!rc || !sqlite3_get_autocommit(m->db))
-		return rc;
+	if (room == IL_ROOM_KEPT || !sqlite3_get_autocommit(m->db))
+		return room;
 	if (sqlite3_wal_checkpoint_v2(m->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
 				      &frames, &copied) != SQLITE_OK) {
 		log_msg(LOG_WARNING,
 			"metadata: the disk is full: the WAL cannot be "
 			"checkpointed to make room: %s",
 			sqlite3_errmsg(m->db));
-		return rc;
+		return room;
 	}
 	return reserve_make(il);
 }
@@ -368,13 +399,13 @@ static bool reserve_release(struct meta_ilog *il)
 	if (stat(il->reserve, &sb) < 0 || sb.st_size <= RESERVE_OPEN ||
 	    truncate(il->reserve, RESERVE_OPEN) < 0)
 		return false;
-	if (!il->solo)
+	if (il->room == IL_ROOM_KEPT)
 		log_msg(LOG_WARNING,
 			"metadata: the disk is full: the intent log is off, "
 			"each operation commits on its own until %d MiB are "
 			"free again",
 			RESERVE_GROUP >> 20);
-	il->solo = true;
+	il->room = IL_ROOM_SOLO;
 	return true;
 }
 
@@ -383,7 +414,7 @@ int meta_room(struct meta *m)
 	struct meta_ilog *il = m->ilog;
 	struct statvfs sv;
 
-	if (!il || (!il->solo && !il->bare))
+	if (!il || il->room == IL_ROOM_KEPT)
 		return 0;
 	if (fstatvfs(il->fd, &sv) < 0)
 		return 0; /* no answer: the commit finds out */
@@ -404,7 +435,7 @@ void meta_ilog_unreserve(const char *beside)
 
 bool meta_grouping(struct meta *m)
 {
-	return m->ilog && !m->ilog->solo;
+	return m->ilog && m->ilog->room == IL_ROOM_KEPT;
 }
 
 /*
@@ -448,17 +479,18 @@ static int unbreak(struct meta *m)
 	int64_t applied = 0;
 	int rc;
 
-	il->committing = true; /* its own reads: not refused as broken */
+	to(il, IL_COMMIT); /* its own reads: not refused as broken */
 	rc = applied_seq(m, &applied);
 	if (!rc)
 		rc = replay(m, il->fd, HEADER_LEN, (uint64_t)applied, true,
 			    &rp);
-	il->committing = false;
 	if (!rc && rp.last != il->seq)
 		rc = -EIO;
-	if (rc)
+	if (rc) {
+		to(il, IL_BROKEN);
 		return rc == -ENOSPC ? -ENOSPC : -EIO;
-	il->broken = false;
+	}
+	to(il, IL_IDLE);
 	ilog_empty(il);
 	log_msg(LOG_NOTICE,
 		"metadata: the operations that waited in the intent log "
@@ -481,13 +513,11 @@ static int regroup(struct meta *m)
 	int64_t applied = 0;
 	int rc;
 
-	if (il->broken)
+	if (il->state == IL_BROKEN)
 		return unbreak(m);
-	if (!il->group || !sqlite3_get_autocommit(m->db))
+	if (!lost(m))
 		return 0;
-	il->group = false;
-	il->in_op = false;
-	il->committing = true;
+	to(il, IL_COMMIT);
 	rc = applied_seq(m, &applied);
 	if (!rc)
 		rc = replay(m, il->fd, HEADER_LEN, (uint64_t)applied, false,
@@ -500,11 +530,10 @@ static int regroup(struct meta *m)
 	if (rc == -ENOSPC)
 		rc = replay(m, il->fd, HEADER_LEN, (uint64_t)applied, true,
 			    &rp);
-	il->committing = false;
 	if (!rc && rp.last != il->seq)
 		rc = -EIO; /* the log does not hold the whole group */
 	if (rc) {
-		il->broken = true;
+		to(il, IL_BROKEN);
 		log_msg(LOG_ERR,
 			"metadata: a group of %u operation(s) was rolled "
 			"back and cannot be applied again yet (%s): they "
@@ -517,6 +546,7 @@ static int regroup(struct meta *m)
 		"metadata: a group rolled back by the engine was applied "
 		"again from the intent log (%" PRIu64 " operation(s))",
 		rp.done);
+	to(il, IL_IDLE);
 	ilog_empty(il);
 	return 0;
 }
@@ -526,26 +556,25 @@ int meta_ilog_op_begin(struct meta *m)
 	struct meta_ilog *il = m->ilog;
 	int rc = 0;
 
-	if (il->in_op) { /* as BEGIN inside a transaction: refused */
+	if (in_op(il)) { /* as BEGIN inside a transaction: refused */
 		log_msg(LOG_ERR, "metadata: a transaction inside another");
 		return -EBUSY;
 	}
 	rc = regroup(m);
 	if (rc)
 		return rc;
-	if (!il->group) {
+	if (il->state == IL_IDLE) {
 		rc = meta_exec_id(m, META_D_BEGIN);
 		if (rc)
 			return rc;
-		il->group = true;
+		to(il, IL_GROUP);
 		il->ops = 0;
 		il->opened = now_ns();
 	}
 	rc = meta_exec_id(m, META_D_SAVEPOINT);
 	if (rc)
 		return rc;
-	il->in_op = true;
-	il->poisoned = false;
+	to(il, IL_OP);
 	il->n = 0;
 	return 0;
 }
@@ -555,7 +584,7 @@ int meta_ilog_op_commit(struct meta *m)
 	struct meta_ilog *il = m->ilog;
 	int rc = 0;
 
-	if (il->poisoned) {
+	if (il->state == IL_OP_UNNOTED) {
 		meta_ilog_op_rollback(m);
 		return -ENOMEM;
 	}
@@ -574,7 +603,7 @@ int meta_ilog_op_commit(struct meta *m)
 		il->seq++;
 	}
 	rc = meta_exec_id(m, META_D_RELEASE);
-	il->in_op = false;
+	to(il, IL_GROUP);
 	il->n = 0;
 	if (rc) {
 		/* the record is in the log: a group SQLite rolled back is
@@ -588,7 +617,7 @@ int meta_ilog_op_commit(struct meta *m)
 	il->ops++;
 	/* the operation is done: a group that fails to commit stays open,
 	 * its records in the log, and commits later (or at the replay) */
-	if (il->solo || il->ops >= GROUP_OPS ||
+	if (il->room != IL_ROOM_KEPT || il->ops >= GROUP_OPS ||
 	    now_ns() - il->opened >= il->age_ns)
 		meta_group_commit(m);
 	return 0;
@@ -598,11 +627,11 @@ void meta_ilog_op_rollback(struct meta *m)
 {
 	struct meta_ilog *il = m->ilog;
 
-	if (!il->in_op)
+	if (!in_op(il))
 		return;
 	meta_exec_id(m, META_D_ROLLBACK_TO);
 	meta_exec_id(m, META_D_RELEASE);
-	il->in_op = false;
+	to(il, IL_GROUP);
 	il->n = 0;
 	/* a failure that rolled back the whole group (an I/O error, a full
 	 * disk without a statement journal) */
@@ -614,11 +643,11 @@ int meta_group_commit(struct meta *m)
 	struct meta_ilog *il = m->ilog;
 	int rc;
 
-	if (!il || !il->group || il->in_op)
+	if (!il || il->state != IL_GROUP)
 		return 0;
-	if (sqlite3_get_autocommit(m->db))
+	if (lost(m))
 		return regroup(m); /* SQLite rolled it back: applied again */
-	il->committing = true;
+	to(il, IL_COMMIT);
 	{
 		sqlite3_int64 before = sqlite3_total_changes64(m->db);
 
@@ -632,8 +661,8 @@ int meta_group_commit(struct meta *m)
 		    reserve_release(il))
 			rc = meta_exec_id(m, META_D_COMMIT);
 	}
-	il->committing = false;
-	if (rc && sqlite3_get_autocommit(m->db))
+	to(il, rc ? IL_GROUP : IL_IDLE);
+	if (rc && lost(m))
 		return regroup(m);
 	if (rc) {
 		/* the group stays open (its records stay in the log): the
@@ -642,7 +671,6 @@ int meta_group_commit(struct meta *m)
 			strerror(-rc));
 		return rc;
 	}
-	il->group = false;
 	il->groups++;
 	ilog_empty(il);
 	return 0;
@@ -652,23 +680,24 @@ int meta_group_commit_due(struct meta *m, int64_t age_ns)
 {
 	struct meta_ilog *il = m->ilog;
 
-	if (il && (il->solo || il->bare) && !il->group &&
+	if (il && il->room != IL_ROOM_KEPT && !in_group(il) &&
 	    now_ns() - il->reserve_try >= RESERVE_RETRY_NS) {
+		enum ilog_room room = reserve_make(il);
+
 		il->reserve_try = now_ns();
-		if (reserve_make(il) == 0 && il->solo) {
-			il->solo = false;
+		if (room == IL_ROOM_KEPT)
 			log_msg(LOG_NOTICE, "metadata: the intent log is on "
 					    "again");
-		}
+		il->room = room;
 	}
-	if (!il || !il->group || now_ns() - il->opened < age_ns)
+	if (!il || !in_group(il) || now_ns() - il->opened < age_ns)
 		return 0;
 	return meta_group_commit(m);
 }
 
 bool meta_ilog_committing(struct meta *m)
 {
-	return m->ilog && m->ilog->committing;
+	return m->ilog && m->ilog->state == IL_COMMIT;
 }
 
 void meta_ilog_tune(struct meta *m, int64_t age_ns)
@@ -679,18 +708,23 @@ void meta_ilog_tune(struct meta *m, int64_t age_ns)
 
 bool meta_group_open(struct meta *m)
 {
-	return m->ilog && m->ilog->group;
+	return m->ilog && in_group(m->ilog);
 }
 
 int meta_ilog_ready(struct meta *m)
 {
 	struct meta_ilog *il = m->ilog;
 
-	if (!il || il->in_op || il->committing)
+	if (!il)
 		return 0;
-	if (il->broken)
+	switch (il->state) {
+	case IL_BROKEN:
 		return unbreak(m);
-	return il->group ? meta_group_commit(m) : 0;
+	case IL_GROUP:
+		return meta_group_commit(m);
+	default: /* idle; or an operation, or the log's own, runs */
+		return 0;
+	}
 }
 
 /* Run the statements of one record (NUL-separated text of @len bytes). */
@@ -1058,8 +1092,8 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 			return -ENOMEM;
 		}
 	}
-	if (reserve_make_tight(m, il)) {
-		il->solo = true; /* a full disk already: no groups */
+	il->room = reserve_make_tight(m, il);
+	if (il->room != IL_ROOM_KEPT) { /* a full disk already: no groups */
 		il->reserve_try = now_ns();
 		log_msg(LOG_WARNING,
 			"metadata: no room for the intent log's reserve: "
@@ -1077,7 +1111,7 @@ void meta_ilog_close(struct meta *m)
 
 	if (!il)
 		return;
-	if (il->in_op)
+	if (in_op(il))
 		meta_ilog_op_rollback(m);
 	meta_group_commit(m);
 	/* applied whole: the log is its header alone, as a mount makes it
@@ -1098,9 +1132,9 @@ void meta_ilog_inject_loss(struct meta *m, unsigned replays)
 {
 	struct meta_ilog *il = m->ilog;
 
-	if (!il || il->in_op)
+	if (!il || in_op(il))
 		return;
-	if (il->group)
+	if (il->state == IL_GROUP)
 		sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
 	il->replay_fail = replays;
 }
@@ -1113,10 +1147,10 @@ uint64_t meta_ilog_groups(struct meta *m)
 int meta_ilog_note_text(struct meta *m, const char *sql)
 {
 	struct meta_ilog *il = m->ilog;
-	size_t len = strlen(sql) + 1;
+	size_t len = strlen(sql) + 1; /* each statement ends with its NUL */
 
 	if (array_reserve(&il->rec, &il->cap, il->n + len, 1)) {
-		il->poisoned = true;
+		to(il, IL_OP_UNNOTED);
 		return -ENOMEM;
 	}
 	memcpy(il->rec + il->n, sql, len);

@@ -109,22 +109,42 @@ struct meta {
 			    * log's replay (meta_upgrade_due()), or NULL */
 };
 
-/* The intent log's state (core/meta/meta_ilog.c; under the caller's
- * lock, as the connection is). */
+/*
+ * The intent log's state (core/meta/meta_ilog.c; under the caller's
+ * lock, as the connection is): one of these, changed only through the
+ * transitions docs/design.md section 12 lists (meta_ilog.c checks each
+ * one against its table). The engine can make one more on its own: it
+ * rolls an open group back (an I/O error, a full disk), which is found
+ * as IL_GROUP with the connection in autocommit ("lost").
+ */
+enum ilog_state {
+	IL_IDLE,       /* no group open: the database holds every answer */
+	IL_GROUP,      /* a group open (BEGIN), between operations */
+	IL_OP,	       /* an operation's savepoint open in the group */
+	IL_OP_UNNOTED, /* ... a change of it not noted: it rolls back */
+	IL_COMMIT,     /* the log's own statements run: a group's commit,
+			 * the application of a lost group again */
+	IL_BROKEN,     /* a lost group not applied again yet: it waits in
+			 * the log, operations and reads are refused */
+	IL_STATES
+};
+
+/* The room the log keeps on the store's disk (meta.reserve). */
+enum ilog_room {
+	IL_ROOM_KEPT, /* both tiers: operations go in groups */
+	IL_ROOM_SOLO, /* the open's tier alone: each commits on its own */
+	IL_ROOM_BARE, /* none: an open after a crash needs the disk's room */
+};
+
 struct meta_ilog {
-	int fd;		      /* STORE/meta.ilog, at its end */
+	int fd; /* STORE/meta.ilog, at its end */
+	enum ilog_state state;
+	enum ilog_room room;
 	uint64_t seq;	      /* the last record appended */
 	uint64_t bytes;	      /* the log's length */
 	uint64_t groups;      /* groups committed */
 	uint64_t own_changes; /* rows the log's upkeep changed (ilog_seq) */
-	bool group;	      /* a group transaction is open */
-	bool in_op;	      /* an operation's savepoint is open */
-	bool committing;      /* the group's own statements run */
-	bool poisoned;	      /* a change of the open operation is not noted */
-	bool broken;	      /* a lost group could not be applied again */
-	bool solo; /* the disk was full: each operation commits alone */
-	bool bare; /* not even the open's tier of the reserve is kept */
-	int64_t reserve_try; /* when the reserve was last tried (ns) */
+	int64_t reserve_try;  /* when the reserve was last tried (ns) */
 	char *reserve; /* STORE/meta.reserve: room for a commit, a replay */
 	unsigned ops;  /* operations in the open group */
 	unsigned replay_fail; /* meta_ilog_inject_loss(): replays to fail */
