@@ -11,14 +11,16 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-#include "core/s3/seal.h"
 #include "core/util/le.h"
+#include "core/util/squeeze.h"
 
 #define MAGIC "TLYL"
 #define VERSION 1
-#define S_ZSTD 0x80000000u
-#define S_LEN 0x7fffffffu
-#define PROBE (4u << 10) /* bytes a segment's probe compresses */
+/* a segment's u32 in the table: its stored bytes, and a flag (not the
+ * bucket envelope's layout, core/s3/seal.c: that has a last-segment
+ * flag in bit 31 and zstd's in bit 30) */
+#define T_ZSTD 0x80000000u
+#define T_LEN 0x7fffffffu
 
 static uint32_t nsegs(uint64_t len)
 {
@@ -45,7 +47,7 @@ int objcodec_encode(void *zc, int level, const void *in, size_t len, void *out,
 	uint32_t n = nsegs(len), i;
 	size_t at;
 
-	if ((uint64_t)len >= (uint64_t)S_LEN << OBJCODEC_SHIFT)
+	if ((uint64_t)len >= (uint64_t)T_LEN << OBJCODEC_SHIFT)
 		return -EFBIG;
 	if (level && !zc)
 		return -ENOMEM;
@@ -63,24 +65,16 @@ int objcodec_encode(void *zc, int level, const void *in, size_t len, void *out,
 		size_t off = (size_t)i << OBJCODEC_SHIFT;
 		size_t k = len - off < OBJCODEC_SEGMENT ? len - off
 							: OBJCODEC_SEGMENT;
-		uint32_t stored = (uint32_t)k;
+		size_t c = squeeze(zc, level, p + off, k, OBJCODEC_SEGMENT,
+				   o + at);
+		uint32_t stored = c ? (uint32_t)c | T_ZSTD : (uint32_t)k;
 
-		/* kept only when it saves at least 1/32: a room that small
-		 * makes zstd give up on anything that does not shrink */
-		if (level && k >= 64 &&
-		    seal_compressible(zc, p + off, k, PROBE, o + at)) {
-			size_t c = ZSTD_compressCCtx(zc, o + at, k - k / 32 - 1,
-						     p + off, k, level);
-
-			if (!ZSTD_isError(c))
-				stored = (uint32_t)c | S_ZSTD;
-		}
-		if (!(stored & S_ZSTD))
+		if (!c)
 			memcpy(o + at, p + off, k);
 		le_put32(table + 4 * (size_t)i, stored);
-		le_put64(o + at + (stored & S_LEN),
-			 XXH3_64bits_withSeed(o + at, stored & S_LEN, i));
-		at += (stored & S_LEN) + OBJCODEC_CHECK;
+		le_put64(o + at + (stored & T_LEN),
+			 XXH3_64bits_withSeed(o + at, stored & T_LEN, i));
+		at += (stored & T_LEN) + OBJCODEC_CHECK;
 	}
 	le_put64(table + 4 * (size_t)n,
 		 XXH3_64bits(o, OBJCODEC_HEAD + 4 * (size_t)n));
@@ -109,7 +103,7 @@ int objcodec_parse(const void *buf, size_t n, uint64_t max,
 		return -EBADMSG;
 	ix->plain = le_get64(p + 8);
 	ix->nseg = le_get32(p + 16);
-	if (ix->plain > max || ix->plain >= (uint64_t)S_LEN << OBJCODEC_SHIFT ||
+	if (ix->plain > max || ix->plain >= (uint64_t)T_LEN << OBJCODEC_SHIFT ||
 	    ix->nseg != nsegs(ix->plain))
 		return -EBADMSG;
 	ix->head_len = head_len(ix->nseg);
@@ -121,9 +115,9 @@ int objcodec_parse(const void *buf, size_t n, uint64_t max,
 		return -EBADMSG;
 	for (i = 0; i < ix->nseg; i++) {
 		uint32_t v = le_get32(ix->table + 4 * (size_t)i);
-		uint32_t stored = v & S_LEN, plain = seg_plain(ix, i);
+		uint32_t stored = v & T_LEN, plain = seg_plain(ix, i);
 
-		if ((v & S_ZSTD) ? !stored || stored >= plain : stored != plain)
+		if ((v & T_ZSTD) ? !stored || stored >= plain : stored != plain)
 			return -EBADMSG;
 	}
 	return 0;
@@ -136,11 +130,11 @@ void objcodec_seg(const struct objcodec_index *ix, uint32_t i, uint64_t *off,
 	uint32_t k;
 
 	for (k = 0; k < i; k++)
-		at += (le_get32(ix->table + 4 * (size_t)k) & S_LEN) +
+		at += (le_get32(ix->table + 4 * (size_t)k) & T_LEN) +
 		      OBJCODEC_CHECK;
 	*off = at;
-	*stored = le_get32(ix->table + 4 * (size_t)i) & S_LEN;
-	*zstd = le_get32(ix->table + 4 * (size_t)i) & S_ZSTD;
+	*stored = le_get32(ix->table + 4 * (size_t)i) & T_LEN;
+	*zstd = le_get32(ix->table + 4 * (size_t)i) & T_ZSTD;
 	*plain = seg_plain(ix, i);
 }
 
@@ -150,7 +144,7 @@ uint64_t objcodec_readable(const struct objcodec_index *ix, uint64_t size)
 	uint32_t i;
 
 	for (i = 0; i < ix->nseg; i++) {
-		at += (le_get32(ix->table + 4 * (size_t)i) & S_LEN) +
+		at += (le_get32(ix->table + 4 * (size_t)i) & T_LEN) +
 		      OBJCODEC_CHECK;
 		if (at > size)
 			break;
@@ -164,13 +158,13 @@ uint64_t objcodec_readable(const struct objcodec_index *ix, uint64_t size)
 int objcodec_seg_open(void *zd, const struct objcodec_index *ix, uint32_t i,
 		      const void *in, void *out)
 {
-	uint32_t v = le_get32(ix->table + 4 * (size_t)i), stored = v & S_LEN;
+	uint32_t v = le_get32(ix->table + 4 * (size_t)i), stored = v & T_LEN;
 	uint32_t plain = seg_plain(ix, i);
 	const unsigned char *p = in;
 
 	if (le_get64(p + stored) != XXH3_64bits_withSeed(p, stored, i))
 		return -EBADMSG;
-	if (v & S_ZSTD) {
+	if (v & T_ZSTD) {
 		size_t r = ZSTD_decompressDCtx(zd, out, plain, p, stored);
 
 		return ZSTD_isError(r) || r != plain ? -EBADMSG : 0;
@@ -195,7 +189,7 @@ int objcodec_decode(void *zd, const void *in, size_t n, void *out, size_t cap,
 		return -EFBIG;
 	at = ix.head_len;
 	for (i = 0; i < ix.nseg; i++) {
-		uint32_t stored = le_get32(ix.table + 4 * (size_t)i) & S_LEN;
+		uint32_t stored = le_get32(ix.table + 4 * (size_t)i) & T_LEN;
 
 		if (at + stored + OBJCODEC_CHECK > n)
 			return -EBADMSG;

@@ -29,6 +29,7 @@
 
 #include "core/util/io.h"
 #include "core/util/le.h"
+#include "core/util/squeeze.h"
 
 #define MAGIC "TLYE"
 #define VERSION 1
@@ -291,14 +292,17 @@ int seal_key_load(const char *path, struct seal_key *k, char *err,
 	return 0;
 }
 
-static size_t nsegs(size_t len)
+/* The segments of a body of @len bytes: an empty body is one empty
+ * segment, which carries the last-segment flag (the local envelope,
+ * core/objects/objcodec.c, has no such flag and no segment then). */
+static size_t seg_count(size_t len)
 {
 	return len ? (len + SEAL_SEGMENT - 1) / SEAL_SEGMENT : 1;
 }
 
 size_t seal_bound(size_t len)
 {
-	return SEAL_HEAD + nsegs(len) * SEAL_SEG_OVER + len;
+	return SEAL_HEAD + seg_count(len) * SEAL_SEG_OVER + len;
 }
 
 static int make_head(const struct seal *s, unsigned char *h)
@@ -398,19 +402,6 @@ static int gcm(const struct seal *s, const struct aad *a, uint64_t idx,
 		       strlen(a->ctx), enc, in, n, out, tag);
 }
 
-#define PROBE (32u << 10) /* bytes a probe compresses (seal_compressible()) */
-
-bool seal_compressible(void *z, const void *in, size_t n, size_t probe,
-		       void *room)
-{
-	size_t c;
-
-	if (n <= 4 * probe)
-		return true;
-	c = ZSTD_compressCCtx(z, room, probe - probe / 32 - 1, in, probe, 1);
-	return !ZSTD_isError(c);
-}
-
 /* Seal segment @idx (@n bytes of @in) after header @head into @out:
  * the bytes written, or -errno. */
 static ssize_t seg_seal(const struct seal *s, ZSTD_CCtx *z,
@@ -423,16 +414,11 @@ static ssize_t seg_seal(const struct seal *s, ZSTD_CCtx *z,
 	struct aad a;
 	int rc;
 
-	if (s->level && n >= 64 && seal_compressible(z, in, n, PROBE, pay)) {
-		/* kept only when it saves at least 1/32: a room that small
-		 * makes zstd give up on anything that does not shrink */
-		size_t c = ZSTD_compressCCtx(z, pay, n - n / 32 - 1, in, n,
-					     s->level);
+	size_t c = squeeze(z, s->level, in, n, SEAL_SEGMENT, pay);
 
-		if (!ZSTD_isError(c)) {
-			stored = (uint32_t)c;
-			flags |= S_ZSTD;
-		}
+	if (c) {
+		stored = (uint32_t)c;
+		flags |= S_ZSTD;
 	}
 	if (!(flags & S_ZSTD) && !s->keyed && n)
 		memcpy(pay, in, n);
@@ -457,7 +443,7 @@ int seal_buf(const struct seal *s, const char *ctx, const void *in, size_t len,
 	const unsigned char *p = in;
 	unsigned char *o = out;
 	ZSTD_CCtx *z = s->level ? ZSTD_createCCtx() : NULL;
-	size_t at = SEAL_HEAD, off = 0, i, n = nsegs(len);
+	size_t at = SEAL_HEAD, off = 0, i, n = seg_count(len);
 	int rc;
 
 	if (s->level && !z)

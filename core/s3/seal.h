@@ -60,17 +60,6 @@ struct seal {
 int seal_key_load(const char *path, struct seal_key *k, char *err,
 		  size_t errlen);
 
-/*
- * Whether @n bytes at @in are worth compressing: more than four probes
- * whose first @probe bytes do not shrink by 1/32 at zstd's fastest level
- * are taken for incompressible (random, already compressed or encrypted
- * data) without compressing them whole: a probe of 32 KiB costs about a
- * twentieth of a level-3 pass over 1 MiB of random bytes. @z: a
- * ZSTD_CCtx; @room: scratch of @probe bytes at least.
- */
-bool seal_compressible(void *z, const void *in, size_t n, size_t probe,
-		       void *room);
-
 /* The most bytes seal_buf() makes of @len bytes. */
 size_t seal_bound(size_t len);
 
