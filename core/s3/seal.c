@@ -107,6 +107,8 @@ static int siv_run(const unsigned char k[64], bool enc, const unsigned char *in,
 		ok = ok && EVP_CipherUpdate(c, out, &len, in + TAG,
 					    (int)(n - TAG)) == 1;
 		ok = ok && EVP_CipherFinal_ex(c, out + len, &len) == 1;
+		if (!ok && n > TAG) /* as aes_gcm(): nothing unchecked */
+			OPENSSL_cleanse(out, n - TAG);
 	}
 	EVP_CIPHER_CTX_free(c);
 	return ok ? 0 : enc ? -EIO : -EBADMSG;
@@ -382,6 +384,10 @@ static int aes_gcm(const unsigned char key[32], const unsigned char iv[12],
 		ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG, tag) ==
 		     1;
 	EVP_CIPHER_CTX_free(c);
+	/* the decryption wrote the bytes out before the tag said no: none
+	 * of them reaches a caller */
+	if (!ok && !enc && n)
+		OPENSSL_cleanse(out, n);
 	if (!c)
 		return -ENOMEM;
 	return ok ? 0 : enc ? -EIO : -EBADMSG;
@@ -836,8 +842,6 @@ int seal_keyring_open(const char *text, const struct seal_key *file,
 		     sizeof(ad), false, ring + 12, RING_PLAIN, plain,
 		     ring + 12 + RING_PLAIN);
 	if (rc) {
-		/* the decryption wrote before the tag said no */
-		OPENSSL_cleanse(plain, sizeof(plain));
 		snprintf(err, len,
 			 "the keyring of key %s does not open with this key "
 			 "file (altered, or another key with the same id)",

@@ -233,6 +233,31 @@ Test(seal, a_flipped_bit_anywhere_is_refused)
 	every_flip_refused(&z);
 }
 
+/*
+ * Issue 45, item 7: GCM decrypts before it checks the tag. A body whose
+ * tag is altered (its bytes intact: the decryption alone would give the
+ * plaintext back) is refused, and no byte of its plaintext is left in
+ * the caller's buffer; a keyring that does not open leaves none either.
+ */
+Test(seal, nothing_gcm_wrote_before_its_tag_check_failed_is_kept)
+{
+	size_t n = 3000, len, got;
+	unsigned char *t = text(n), *body, *out = malloc(n);
+	struct seal k;
+
+	keyed(&k, 'a');
+	len = seal(&k, "obj", t, n, &body);
+	body[len - 1] ^= 1; /* the last byte of the only segment's tag */
+	memset(out, 0, n);
+	cr_assert_eq(open_body(&k, "obj", body, len, n, out, &got), -EBADMSG);
+	cr_assert_null(memmem(out, n, t, 64),
+		       "the plaintext of a body whose tag failed is in the "
+		       "caller's buffer");
+	free(body);
+	free(out);
+	free(t);
+}
+
 Test(seal, cut_dropped_moved_or_another_bodys_segments_are_refused)
 {
 	size_t n = 3 * SEAL_SEGMENT, len, got, seg;
