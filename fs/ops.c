@@ -394,6 +394,23 @@ static void space_check(struct tally *t, struct fuse_file_info *fi)
 		fi->direct_io = 1;
 }
 
+/*
+ * A regular file's handle (fi->fh): whether its writes are stamped here.
+ * With the writeback cache the kernel keeps a file's mtime and ctime,
+ * O_DIRECT writes included (it stamps them itself, with its coarse clock,
+ * and sends them with a SETATTR at the close when they changed): a stamp
+ * of the daemon's own at a write differed from what stat showed, by the
+ * kernel's tick, and was what a remount showed. Stamped here: without
+ * the writeback cache, or on a handle that bypasses it (direct_io), whose
+ * writes the kernel does not time.
+ */
+#define FH_STAMP 1u
+
+static void stamp_mode(struct fs *fs, struct fuse_file_info *fi)
+{
+	fi->fh = fi->direct_io || !atomic_load(&fs->writeback) ? FH_STAMP : 0;
+}
+
 static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
@@ -410,6 +427,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		 * through this kernel: its page cache stays valid */
 		fi->keep_cache = 1;
 		space_check(t, fi);
+		stamp_mode(fs_of(req), fi);
 	}
 	if (rc)
 		reply_err(req, -rc);
@@ -440,6 +458,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	e.entry_timeout = fs_of(req)->entry_timeout;
 	fi->keep_cache = 1;
 	space_check(t, fi);
+	stamp_mode(fs_of(req), fi);
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
 		/* interrupted: the kernel never saw the open */
 		tally_release(t, e.ino);
@@ -609,8 +628,9 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		reply_err(req, EACCES);
 		return;
 	}
-	/* pages of the writeback cache: the kernel keeps the times */
-	if (fi->writepage)
+	/* pages of the writeback cache, or a write the kernel timed: the
+	 * kernel keeps the times (stamp_mode()) */
+	if (fi->writepage || !(fi->fh & FH_STAMP))
 		n = tally_write_pages(fs_of(req)->t, ino, buf, size, off);
 	else
 		n = tally_write(fs_of(req)->t, ino, buf, size, off);
