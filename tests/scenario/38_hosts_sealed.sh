@@ -13,6 +13,9 @@
 #  - A rekeys (tallyctl rekey): B, mounted, ships and reads on (the
 #    same keys; its marker check takes the new rings), and a node then
 #    mounts with the new key only;
+#  - A rekeys again through a PostgreSQL proxy that loses the answer to
+#    the record's COMMIT (tests/pg/pgproxy.py): the rekey reads the
+#    record back and reports it done; the third key mounts;
 #  - tallyfsck with the bucket and the key: nothing missing, no orphan.
 SCN_TIMEOUT=360
 source "$(dirname "$0")/lib.sh"
@@ -94,6 +97,38 @@ for f in ta tb tc; do
 done
 umount_fs "$(mnt c)"
 
+# issue 45, item 5: the answer to the COMMIT of a rekey's record is lost
+# (a real proxy in front of PostgreSQL passes the COMMIT and swallows
+# every answer after it, then cuts the connection): the record committed,
+# and the rekey reads it back and reports it done, never "cannot write
+# the store's seal record"; B goes on, the third key alone mounts
+log "A's rekey record commits and its answer is lost: reported done"
+pgproxy_start
+umount_fs "$(mnt a)"
+SHARED_DIRECT=$SHARED
+SHARED=${SHARED/meta=$PG_URI/meta=$PGPROXY_URI}
+mount_node a
+SHARED=$SHARED_DIRECT
+(umask 077 && head -c 48 /dev/urandom >"$TMP/third")
+pgproxy "lose-commit?n=1&with=keyring" >/dev/null
+rep=$(ctl_report "rekey $TMP/third" "$(mnt a)") ||
+	fail "a rekey whose commit's answer was lost: $rep"
+assert_match "the answer was lost" "lost 1" "$(pgproxy stats)"
+tid=$(report_get key_id "$rep")
+assert_eq "rekey after the lost answer: the old key" "$nid" \
+	"$(report_get previous_key_id "$rep")"
+assert_ne "rekey after the lost answer: a new key" "$nid" "$tid"
+assert_eq "A's status after it" "$tid" "$(remote_get key_id "$(mnt a)")"
+text td
+T cp "$TMP/td" "$(mnt b)/ns/td"
+drained b "B's file after the lost answer"
+SEAL="key_file=$TMP/third,compress=zstd"
+mount_node c
+for f in ta tb tc td; do
+	T cmp "$TMP/$f" "$(mnt c)/ns/$f" || fail "C reads $f wrong (third key)"
+done
+umount_fs "$(mnt c)"
+
 log "the bucket: no object names in keys, no text in bodies"
 T python3 - "$S3_BUCKET" "$PFX/" "$TMP/cache_a" "$TMP/cache_b" <<'EOF' ||
 import os, sys
@@ -120,7 +155,7 @@ EOF
 	fail "the bucket holds names or text"
 
 daemons_down
-fsck_store -o "meta=$PG_URI,remote_endpoint=$S3_ENDPOINT,key_file=$TMP/other" \
+fsck_store -o "meta=$PG_URI,remote_endpoint=$S3_ENDPOINT,key_file=$TMP/third" \
 	"$TMP/cache_a"
 assert_eq "tallyfsck: bucket_missing ($FSCK_OUT)" 0 \
 	"$(fsck_value bucket_missing)"

@@ -121,6 +121,27 @@ proxy_start() {
 	PCTL=$(sed -n 2p "$TMP/proxy.ports")
 }
 
+# pgproxy_start: the PostgreSQL fault proxy (tests/pg/pgproxy.py) in
+# front of the cluster pg_start started; $PGPROXY_URI is the metadata
+# address through it, $PGPROXY_CTL its control port, $PGPROXY_PID its
+# process (killed after the mounts: PG_BEFORE_STOP; its lifetime is the
+# scenario's bound anyway). pgproxy CMD: a command to it.
+pgproxy_start() {
+	python3 "$TALLY_SRC/tests/pg/pgproxy.py" --upstream "127.0.0.1:$PG_PORT" \
+		--lifetime "$SCN_TIMEOUT" >"$TMP/pgproxy.ports" \
+		2>"$TMP/pgproxy.log" &
+	PGPROXY_PID=$!
+	PG_BEFORE_STOP="${PG_BEFORE_STOP:-daemons_down}; kill $PGPROXY_PID"
+	wait_for 20 bash -c "[[ \$(wc -l <'$TMP/pgproxy.ports') -ge 2 ]]" ||
+		fail "the PostgreSQL proxy did not start: $(cat "$TMP/pgproxy.log")"
+	PGPROXY_CTL=$(sed -n 2p "$TMP/pgproxy.ports")
+	PGPROXY_URI="postgres://tally@127.0.0.1:$(sed -n 1p "$TMP/pgproxy.ports")/$PG_DB"
+}
+pgproxy() {
+	T curl -fsS "http://127.0.0.1:$PGPROXY_CTL/$1" ||
+		fail "the PostgreSQL proxy: $1"
+}
+
 # shared_start_proxied BUCKET PFX: shared_start, with the mounts reaching
 # the S3 server through the fault proxy (tests/s3/faultproxy.py), whose
 # ports are $PPORT (requests) and $PCTL (control). tallyfsck's options
