@@ -1033,6 +1033,19 @@ int meta_backup_begin(struct meta *m, const char *path,
 		rc = meta_errno(rc);
 		goto out_close;
 	}
+	/* the copy takes the source's header, WAL mode included: in
+	 * exclusive locking mode its WAL index lives in memory, not in a
+	 * -shm file mapped shared, which a store on a filesystem without
+	 * shared mappings (FUSE with direct I/O: plfs, the power-loss
+	 * simulator of the tests) refuses (the snapshot failed, EIO) */
+	rc = sqlite3_exec(b->dst, "PRAGMA locking_mode = EXCLUSIVE", NULL, NULL,
+			  NULL);
+	if (rc != SQLITE_OK) {
+		log_msg(LOG_ERR, "cannot create snapshot '%s': %s", path,
+			sqlite3_errmsg(b->dst));
+		rc = meta_errno(rc);
+		goto out_close;
+	}
 	b->b = sqlite3_backup_init(b->dst, "main", m->db, "main");
 	if (!b->b) {
 		log_msg(LOG_ERR, "cannot start snapshot '%s': %s", path,

@@ -39,7 +39,6 @@ opens() {
 mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o "key_file=$TMP/k1"
 mkdir "$MNT/main"
 for i in 1 2 3; do rand_file "$MNT/main/f$i" $((MIB + i)); done
-# (drain, not drain remote: a metadata snapshot cannot be made on plfs)
 drain
 manifest "$MNT" --no-ctl >"$TMP/before.mf" || fail "manifest"
 
