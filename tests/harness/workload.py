@@ -613,8 +613,11 @@ class Round:
         # a full cache disk, requests to the S3 server held or answered
         # 503: the struck node works too (a write it cannot keep fails,
         # ENOSPC or EIO, and is uncertain)
+        # (fullkill: the disk full, then kill -9 at the healing; commit:
+        # the answers to its COMMITs lost, each outcome unknown to it)
         self.some_ops(self.nodes if os.environ.get("HARNESS_NEMESIS") in
-                      ("full", "late", "5xx") else spared, 5)
+                      ("full", "fullkill", "late", "5xx", "commitlost")
+                      else spared, 5)
         # a branch, one round in three, while the fault is on
         if self.rng.random() < 1 / 3:
             self.branch(self.rng.choice(spared))

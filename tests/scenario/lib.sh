@@ -161,6 +161,8 @@ cleanup() {
 		echo "---- last lines of the daemon log ($DLOG) ----" >&2
 		tail -n 40 "$DLOG" >&2
 		echo "----" >&2
+		# SCN_SAVE_LOG=FILE: the whole log kept there (a replay)
+		[[ -z ${SCN_SAVE_LOG:-} ]] || cp "$DLOG" "$SCN_SAVE_LOG"
 	fi
 	if [[ -z $(mounts_under_tmp) ]]; then
 		rm -rf --one-file-system "$TMP"
