@@ -48,6 +48,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -891,9 +892,9 @@ static int replay(struct meta *m, int fd, off_t start, uint64_t applied,
  * Whether sqlite3_expanded_sql() writes every bound value whole, which a
  * record's replay relies on: a SQLite built with SQLITE_TRACE_SIZE_LIMIT
  * cuts them silently. Asked of a text and a blob longer than any limit
- * a build would set.
+ * a build would set, once per process (a property of the library).
  */
-static bool expanded_whole(struct meta *m)
+static int expanded_asked(struct meta *m)
 {
 	enum {
 		LEN = 8192
@@ -902,7 +903,7 @@ static bool expanded_whole(struct meta *m)
 	unsigned char blob[LEN];
 	sqlite3_stmt *st = NULL;
 	char *sql = NULL;
-	bool ok;
+	int ok;
 
 	memset(text, 'x', sizeof(text));
 	memset(blob, 0xab, sizeof(blob));
@@ -911,11 +912,25 @@ static bool expanded_whole(struct meta *m)
 	    sqlite3_bind_text(st, 1, text, LEN, SQLITE_STATIC) == SQLITE_OK &&
 	    sqlite3_bind_blob(st, 2, blob, LEN, SQLITE_STATIC) == SQLITE_OK)
 		sql = sqlite3_expanded_sql(st);
-	/* SELECT 'x...x', x'abab...' : the text, and the blob in hex */
-	ok = sql && strlen(sql) == strlen("SELECT '', x''") + 3 * LEN;
+	/* SELECT 'x...x', x'abab...' : the text, and the blob in hex (no
+	 * text: not known, asked again next time) */
+	ok = sql ? strlen(sql) == strlen("SELECT '', x''") + 3 * LEN ? 1 : 2
+		 : 0;
 	sqlite3_free(sql);
 	sqlite3_finalize(st);
 	return ok;
+}
+
+static bool expanded_whole(struct meta *m)
+{
+	static atomic_int known; /* 0 not known, 1 whole, 2 cut */
+	int k = atomic_load(&known);
+
+	if (!k) {
+		k = expanded_asked(m);
+		atomic_store(&known, k);
+	}
+	return k == 1; /* not known: off for this open, as if cut */
 }
 
 /*
