@@ -175,48 +175,45 @@ S3_EP=http://$S3IP:$S3_PORT
 NSHARED="remote=s3://$S3_BUCKET/hx"
 FSCK_OPTS="meta=$PG_URI,remote_endpoint=$S3_EP"
 
+# node_proxies KIND SCRIPT UPSTREAM ADDR: a proxy of SCRIPT per node
+# (listening on ADDR, forwarding to UPSTREAM), its ports in
+# KIND_PORT[NODE] and KIND_CTL[NODE]
+node_proxies() {
+	local kind=$1 script=$2 up=$3 addr=$4 n f
+	local -n ports=${kind}_PORT ctls=${kind}_CTL
+
+	for n in "${NODES[@]}"; do
+		python3 "$script" --upstream "$up" --listen-addr "$addr" \
+			--lifetime "$SCN_TIMEOUT" >"$TMP/$kind.$n.ports" \
+			2>"$TMP/$kind.$n.log" &
+		PROXY_PIDS+=($!)
+	done
+	for n in "${NODES[@]}"; do
+		f=$TMP/$kind.$n.ports
+		wait_for 20 bash -c "[[ \$(wc -l <'$f') -ge 2 ]]" ||
+			fail "node $n's proxy ($kind) did not start:" \
+				"$(cat "$TMP/$kind.$n.log")"
+		ports[$n]=$(sed -n 1p "$f")
+		ctls[$n]=$(sed -n 2p "$f")
+	done
+}
+PROXY_PIDS=()
 # each node's requests to the S3 server go through a fault proxy of its
 # own on the bridge (the late and 5xx nemeses); controlled from here
-declare -A PPORT=() PCTL=()
-PROXY_PIDS=()
-for n in "${NODES[@]}"; do
-	python3 "$TALLY_SRC/tests/s3/faultproxy.py" --upstream "$S3IP:$S3_PORT" \
-		--listen-addr "$S3IP" --lifetime "$SCN_TIMEOUT" \
-		>"$TMP/proxy_$n.ports" 2>"$TMP/proxy_$n.log" &
-	PROXY_PIDS+=($!)
-done
-for n in "${NODES[@]}"; do
-	wait_for 20 bash -c "[[ \$(wc -l <'$TMP/proxy_$n.ports') -ge 2 ]]" ||
-		fail "node $n's fault proxy did not start: $(cat "$TMP/proxy_$n.log")"
-	PPORT[$n]=$(sed -n 1p "$TMP/proxy_$n.ports")
-	PCTL[$n]=$(sed -n 2p "$TMP/proxy_$n.ports")
-done
+declare -A S3P_PORT=() S3P_CTL=()
+node_proxies S3P "$TALLY_SRC/tests/s3/faultproxy.py" "$S3IP:$S3_PORT" "$S3IP"
 # hproxy NODE COMMAND: a command to NODE's fault proxy (faultproxy.py)
 hproxy() {
-	T curl -fsS "http://127.0.0.1:${PCTL[$1]}/$2" ||
+	T curl -fsS "http://127.0.0.1:${S3P_CTL[$1]}/$2" ||
 		fail "round ${R:-0}: $1's fault proxy: $2"
 }
 # and each node's metadata goes to PostgreSQL through a fault proxy of
-# its own on the bridge (the commitlost nemesis): NODE's address of the
-# metadata is ${NMETA[NODE]}
-declare -A GPORT=() GCTL=() NMETA=()
-for n in "${NODES[@]}"; do
-	python3 "$TALLY_SRC/tests/pg/pgproxy.py" --upstream "$HOSTIP:$PG_PORT" \
-		--listen-addr "$HOSTIP" --lifetime "$SCN_TIMEOUT" \
-		>"$TMP/pgproxy_$n.ports" 2>"$TMP/pgproxy_$n.log" &
-	PROXY_PIDS+=($!)
-done
-for n in "${NODES[@]}"; do
-	wait_for 20 bash -c "[[ \$(wc -l <'$TMP/pgproxy_$n.ports') -ge 2 ]]" ||
-		fail "node $n's PostgreSQL proxy did not start:" \
-			"$(cat "$TMP/pgproxy_$n.log")"
-	GPORT[$n]=$(sed -n 1p "$TMP/pgproxy_$n.ports")
-	GCTL[$n]=$(sed -n 2p "$TMP/pgproxy_$n.ports")
-	NMETA[$n]="meta=postgres://tally@$HOSTIP:${GPORT[$n]}/$PG_DB"
-done
+# its own on the bridge (the commitlost nemesis)
+declare -A PGP_PORT=() PGP_CTL=()
+node_proxies PGP "$TALLY_SRC/tests/pg/pgproxy.py" "$HOSTIP:$PG_PORT" "$HOSTIP"
 # gproxy NODE COMMAND: a command to NODE's PostgreSQL proxy (pgproxy.py)
 gproxy() {
-	T curl -fsS "http://127.0.0.1:${GCTL[$1]}/$2" ||
+	T curl -fsS "http://127.0.0.1:${PGP_CTL[$1]}/$2" ||
 		fail "round ${R:-0}: $1's PostgreSQL proxy: $2"
 }
 
@@ -244,8 +241,9 @@ hnode_mount() {
 	mkdir -p "$(mnt "$1")"
 	HARNESS_NS=${NS[$1]}
 	HARNESS_SKEW=${2:-}
-	mount_fs "$TMP/cache_$1" "$(mnt "$1")" -o "${NMETA[$1]},$NSHARED" \
-		-o "remote_endpoint=http://$S3IP:${PPORT[$1]}" \
+	mount_fs "$TMP/cache_$1" "$(mnt "$1")" \
+		-o "meta=postgres://tally@$HOSTIP:${PGP_PORT[$1]}/$PG_DB,$NSHARED" \
+		-o "remote_endpoint=http://$S3IP:${S3P_PORT[$1]}" \
 		-o heartbeat=1,remote_delete_delay=1,remote_retry_max=1 \
 		-o remote_timeout=10,remote_drain_timeout=10
 }
