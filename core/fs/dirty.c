@@ -269,6 +269,12 @@ again:
 						 size);
 			if (rc == -ESTALE)
 				return -ENOENT; /* replaced meanwhile */
+			/* the cache disk full, nothing to evict that makes
+			 * room: read from the bucket, no copy kept */
+			if (rc == -ENOSPC)
+				n = t->up->remote_read(t->remote, where,
+						       ref->name, size, buf,
+						       off, len);
 			if (rc)
 				break;
 			evict_fault(t, where, ref->name);
@@ -276,8 +282,9 @@ again:
 					  (off_t)off);
 			*ahead = true;
 		}
-		if (n == -ENOENT)
-			return -EIO; /* its shard lost it, or is gone */
+		if (n == -ENOENT || n == -ESTALE)
+			return n == -ESTALE ? -ENOENT : -EIO; /* its shard lost
+							       * it, or it went */
 		at = where;
 	}
 	if (t->remote && t->up->remote_touch(t->remote, ref->name))

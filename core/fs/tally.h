@@ -130,6 +130,9 @@ struct tally_upper {
 			   bool *fresh);
 	int (*remote_fetch)(struct remote *r, uint32_t shard, const char *name,
 			    uint64_t size);
+	ssize_t (*remote_read)(struct remote *r, uint32_t shard,
+			       const char *name, uint64_t size, void *out,
+			       size_t off, size_t len);
 	int (*remote_vet)(struct remote *r, const char *name, const void *buf,
 			  size_t len);
 	bool (*remote_touch)(struct remote *r, const char *name);

@@ -40,6 +40,7 @@ static const struct tally_upper mount_upper = {
 	.remote_kick = remote_kick,
 	.remote_ship = remote_ship,
 	.remote_fetch = remote_fetch,
+	.remote_read = remote_read,
 	.remote_vet = remote_vet,
 	.remote_touch = remote_touch,
 	.remote_prefetch = remote_prefetch,

@@ -692,6 +692,7 @@ int remote_new(struct tally *t, struct remote_opts *o, struct remote **out)
 	pthread_cond_init(&r->ahead_work, NULL);
 	pthread_mutex_init(&r->snap_lock, NULL);
 	pthread_mutex_init(&r->rekey_lock, NULL);
+	pthread_mutex_init(&r->evict_lock, NULL);
 	pthread_cond_init(&r->snap_wake, NULL);
 	r->snapshot_interval = o->snapshot_interval >= 0
 				       ? o->snapshot_interval
@@ -919,6 +920,7 @@ void remote_free(struct remote *r)
 	pthread_cond_destroy(&r->snap_wake);
 	pthread_mutex_destroy(&r->snap_lock);
 	pthread_mutex_destroy(&r->rekey_lock);
+	pthread_mutex_destroy(&r->evict_lock);
 	pthread_cond_destroy(&r->fetched);
 	pthread_cond_destroy(&r->done);
 	pthread_cond_destroy(&r->report);

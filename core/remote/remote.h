@@ -104,6 +104,15 @@ int remote_ship(struct remote *r, uint32_t shard, const char *name,
 		uint64_t size, const void *buf, int64_t *gen, bool *fresh);
 int remote_fetch(struct remote *r, uint32_t shard, const char *name,
 		 uint64_t size);
+/*
+ * A read of object @name's bytes [@off, @off + @len) into @out from the
+ * bucket, its bytes checked against its name, no copy kept: what a read
+ * does when remote_fetch() says -ENOSPC (the cache disk is full, and the
+ * copies it could evict do not make room). The bytes read (fewer past
+ * the object's end), or -errno.
+ */
+ssize_t remote_read(struct remote *r, uint32_t shard, const char *name,
+		    uint64_t size, void *out, size_t off, size_t len);
 
 /*
  * A new block whose name no local copy holds (core/fs/flush.c, through

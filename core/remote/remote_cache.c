@@ -181,26 +181,20 @@ static int evict_mark(struct meta *m, void *arg)
 	return rc;
 }
 
-/* Bring the local object bytes to 90 % of cache_size when above it. */
-void rl_evict(struct remote *r)
+/*
+ * Evict at least @goal bytes of the least recently used local copies the
+ * bucket holds (evict_lock held): the bytes evicted in *@freed_out.
+ * 0, or -errno (logged).
+ */
+static int evict(struct remote *r, uint64_t goal, uint64_t *freed_out)
 {
 	struct evict_ctx c = { .r = r };
 	bool shared = tally_meta_shared(r->t);
-	uint64_t bytes, freed = 0, goal;
+	uint64_t freed = 0;
 	size_t i;
 	int rc;
 
-	if (shared) {
-		if (!objstore_local_bytes(tally_objstore(r->t), &bytes))
-			return; /* not counted yet */
-	} else {
-		pthread_mutex_lock(&r->lock);
-		bytes = r->st.cache_bytes;
-		pthread_mutex_unlock(&r->lock);
-	}
-	if (bytes <= r->cache_size)
-		return;
-	goal = bytes - r->cache_size / 10 * 9;
+	*freed_out = 0;
 	if (shared) {
 		rc = evict_sample_local(r, &c);
 	} else {
@@ -236,6 +230,8 @@ void rl_evict(struct remote *r)
 				"remote: cannot evict '%s' (its copy stays, "
 				"counted evicted): %s",
 				c.v[i].name, strerror(-rc));
+		else
+			*freed_out += c.v[i].size;
 		pthread_mutex_lock(&r->lock);
 		r->st.evicted++;
 		pthread_mutex_unlock(&r->lock);
@@ -246,4 +242,46 @@ out:
 		log_msg(LOG_WARNING, "remote: eviction failed: %s",
 			strerror(-rc));
 	free(c.v);
+	return rc;
+}
+
+/* Bring the local object bytes to 90 % of cache_size when above it. */
+void rl_evict(struct remote *r)
+{
+	bool shared = tally_meta_shared(r->t);
+	uint64_t bytes, freed;
+
+	if (shared) {
+		if (!objstore_local_bytes(tally_objstore(r->t), &bytes))
+			return; /* not counted yet */
+	} else {
+		pthread_mutex_lock(&r->lock);
+		bytes = r->st.cache_bytes;
+		pthread_mutex_unlock(&r->lock);
+	}
+	if (bytes <= r->cache_size)
+		return;
+	pthread_mutex_lock(&r->evict_lock);
+	(void)evict(r, bytes - r->cache_size / 10 * 9, &freed);
+	pthread_mutex_unlock(&r->evict_lock);
+}
+
+int rl_make_room(struct remote *r, uint64_t bytes)
+{
+	uint64_t freed = 0;
+	int rc;
+
+	if (rl_fenced(r))
+		return -ENOSPC; /* the bucket's keys are another store's to
+				 * keep: no copy goes for them */
+	pthread_mutex_lock(&r->evict_lock);
+	rc = evict(r, bytes, &freed);
+	pthread_mutex_unlock(&r->evict_lock);
+	if (!rc && freed)
+		log_msg(LOG_NOTICE,
+			"remote: the cache disk is full: %" PRIu64
+			" bytes of copies the bucket holds evicted to keep "
+			"a fetched one",
+			freed);
+	return rc ? rc : freed ? 0 : -ENOSPC;
 }

@@ -323,9 +323,12 @@ static int fetched_settle(struct meta *m, void *arg)
 	return meta_remote_set_cached(m, c->name, true);
 }
 
-/* One attempt: the object's bytes, checked, into its local copy. */
+/* One attempt: the object's bytes, checked, into its local copy (with
+ * @keep; else into @buf alone, for a read the cache cannot keep a copy
+ * of: -ENOSPC with @keep). */
 static int fetch_once(struct remote *r, struct s3 *s, uint32_t shard,
-		      const char *name, int64_t gen, uint64_t size, char *buf)
+		      const char *name, int64_t gen, uint64_t size, char *buf,
+		      bool keep)
 {
 	char key[1024], kn[OBJKEY_MAX];
 	uint64_t got = 0;
@@ -338,10 +341,24 @@ static int fetch_once(struct remote *r, struct s3 *s, uint32_t shard,
 		rc = get_object(r, s, key, kn, buf, size, &got);
 	if (rc == -EFBIG || (!rc && got != size))
 		rc = -EBADMSG; /* not the size its row says */
-	/* checked against its name before it is stored (or served) */
-	if (!rc)
+	/* checked against its name before it is stored (or served); a
+	 * cache disk too full for it: copies the bucket holds make room,
+	 * its size and the free space the object store keeps (without
+	 * cache_size nothing else evicts them, and the reads of a node
+	 * whose disk filled failed: issue 45, item 7) */
+	if (!rc && keep)
 		rc = objstore_cache_put(tally_objstore(r->t), shard, name, buf,
 					got);
+	if (rc == -ENOSPC && rl_make_room(r, got + OBJSTORE_RESERVE) == 0)
+		rc = objstore_cache_put(tally_objstore(r->t), shard, name, buf,
+					got);
+	if (!rc && !keep) {
+		char hex[HASH_HEX_LEN + 1];
+
+		hash_block(buf, got, hex);
+		rc = hash_name_check(name, hex);
+		return rc ? -EBADMSG : 0;
+	}
 	if (rc == -EBADMSG) {
 		log_msg(LOG_ERR,
 			"remote: bucket key '%s' does not hold the bytes of "
@@ -398,11 +415,13 @@ static int wait_in_bucket(struct remote *r, const char *name)
 	}
 }
 
+/* The fetch of object @name, retried: its local copy made; or, with
+ * @into, its bytes there alone (size bytes). */
 static int fetch_retried(struct remote *r, uint32_t shard, const char *name,
-			 uint64_t size)
+			 uint64_t size, char *into)
 {
 	struct s3 *s = rl_conn_get(r);
-	char *buf = malloc(size ? size : 1);
+	char *buf = into ? into : malloc(size ? size : 1);
 	double delay = 0.25;
 	int rc = -ENOMEM, attempt;
 
@@ -413,7 +432,7 @@ static int fetch_retried(struct remote *r, uint32_t shard, const char *name,
 		rc = tally_meta_read(r->t, rl_state_read, &c);
 		if (rc)
 			break;
-		rc = fetch_once(r, s, shard, name, c.st.gen, size, buf);
+		rc = fetch_once(r, s, shard, name, c.st.gen, size, buf, !into);
 		/* another node's object, still on its way to the bucket */
 		if (rc == -ENOENT && tally_meta_shared(r->t) &&
 		    wait_in_bucket(r, name) == 0 && attempt < 4)
@@ -430,11 +449,14 @@ static int fetch_retried(struct remote *r, uint32_t shard, const char *name,
 			delay *= 2;
 		}
 	}
-	free(buf);
+	if (!into)
+		free(buf);
 	rl_conn_put(r, s);
 	if (rc == -EAGAIN)
 		rc = -EIO; /* retried: the server stays unreachable */
-	if (rc && rc != -ESTALE)
+	/* a copy that the full disk cannot keep: the read goes on
+	 * through remote_read() */
+	if (rc && rc != -ESTALE && rc != -ENOSPC)
 		log_msg(LOG_ERR, "remote: cannot fetch object '%s': %s", name,
 			strerror(-rc));
 	return rc;
@@ -472,7 +494,7 @@ int remote_fetch(struct remote *r, uint32_t shard, const char *name,
 	r->fetching = f;
 	pthread_mutex_unlock(&r->lock);
 
-	rc = fetch_retried(r, shard, name, size);
+	rc = fetch_retried(r, shard, name, size, NULL);
 
 	pthread_mutex_lock(&r->lock);
 	for (p = &r->fetching; *p != f; p = &(*p)->next)
@@ -485,6 +507,30 @@ int remote_fetch(struct remote *r, uint32_t shard, const char *name,
 		free(f);
 	pthread_mutex_unlock(&r->lock);
 	return rc;
+}
+
+ssize_t remote_read(struct remote *r, uint32_t shard, const char *name,
+		    uint64_t size, void *out, size_t off, size_t len)
+{
+	char *buf = malloc(size ? size : 1);
+	size_t n = 0;
+	int rc;
+
+	if (!buf)
+		return -ENOMEM;
+	rc = fetch_retried(r, shard, name, size, buf);
+	if (!rc && off < size) {
+		n = size - off < len ? size - off : len;
+		memcpy(out, buf + off, n);
+	}
+	free(buf);
+	if (!rc) {
+		pthread_mutex_lock(&r->lock);
+		r->st.fetched++;
+		r->st.bytes_fetched += size;
+		pthread_mutex_unlock(&r->lock);
+	}
+	return rc ? rc : (ssize_t)n;
 }
 
 /* ------------------------------------------------------------------ */

@@ -129,8 +129,12 @@ struct remote {
 	double next_delete, next_evict; /* loop thread only */
 	double next_stale;		/* loop thread only: claims of nodes
 					   gone, taken over */
-	int64_t evict_cursor;		/* loop thread only */
-	unsigned count_dir, evict_dir;	/* loop thread only: shared store */
+	/* evict_lock: one eviction at a time (the loop's, to cache_size;
+	 * a fetch's, to make room on a full disk: rl_make_room()) */
+	pthread_mutex_t evict_lock;
+	int64_t evict_cursor; /* under evict_lock */
+	unsigned evict_dir;   /* under evict_lock: shared store */
+	unsigned count_dir;   /* loop thread only: shared store */
 
 	_Atomic uint64_t lru_key[LRU_SLOTS];  /* remote_touch(): racy, an */
 	_Atomic uint32_t lru_tick[LRU_SLOTS]; /* 1/100 s: approximate order */
@@ -251,6 +255,9 @@ void rl_take_stale_claims(struct remote *r);
 int rl_unclaim_ready(struct meta *m, void *arg);
 /* remote_cache.c */
 void rl_evict(struct remote *r);
+/* Evict at least @bytes of local copies the bucket holds (a fetch on a
+ * full cache disk): 0 when some were, -ENOSPC when none could be. */
+int rl_make_room(struct remote *r, uint64_t bytes);
 void rl_mark_ahead(struct remote *r, const char *name);
 /* remote_snap.c */
 void *rl_snap_main(void *arg);
