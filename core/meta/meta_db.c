@@ -437,7 +437,8 @@ static int create_schema(struct meta *m, uint32_t block_size)
 	return exec_id(m, D_COMMIT);
 }
 
-int meta_schema_sum(struct meta *m, uint64_t *out)
+/* An XXH3-64 of every row of sqlite_schema, in *@out: 0 or -errno. */
+static int schema_sum(struct meta *m, uint64_t *out)
 {
 	XXH3_state_t *st = XXH3_createState();
 	struct meta_st *s = NULL;
@@ -513,7 +514,8 @@ static void config_sqlite(void)
  * not open (nor check). With @defer (the intent log holds records,
  * written for the tables as they are), an upgrade is rolled back too,
  * its checks passed, and waits for the log's replay: m->upgrade_due,
- * meta_upgrade_due(). 0, or -errno with nothing committed.
+ * meta_upgrade_due(). The sum of the tables as they are then in
+ * m->schema. 0, or -errno with nothing committed.
  */
 static int upgrade(struct meta *m, const char *path, bool defer)
 {
@@ -521,7 +523,7 @@ static int upgrade(struct meta *m, const char *path, bool defer)
 	uint64_t sum = 0, was = 0;
 	int64_t changes;
 	bool rebuilt = false;
-	int rc = meta_schema_sum(m, &sum);
+	int rc = schema_sum(m, &sum);
 
 	changes = sqlite3_total_changes64(m->db);
 	if (!rc)
@@ -568,7 +570,8 @@ static int upgrade(struct meta *m, const char *path, bool defer)
 		meta_rollback(m);
 		return rc;
 	}
-	rc = meta_schema_sum(m, &was);
+	rc = schema_sum(m, &was);
+	m->schema = sum; /* the tables as they stay, unless committed */
 	if (!rc && was == sum && sqlite3_total_changes64(m->db) == changes)
 		return exec_id(m, D_ROLLBACK);
 	if (!rc && defer) {
@@ -590,6 +593,8 @@ static int upgrade(struct meta *m, const char *path, bool defer)
 	 * disk is this commit's first (meta_ilog_open() keeps it again) */
 	meta_ilog_unreserve(path);
 	rc = exec_id(m, D_COMMIT);
+	if (!rc)
+		m->schema = was;
 	if (!rc && rebuilt)
 		log_msg(LOG_NOTICE,
 			"metadata '%s': object ids are never used again from "

@@ -65,7 +65,7 @@
 
 /*
  * The header: the magic, the store's id and (from version 2) the sum of
- * the tables the records were written for (meta_schema_sum()), padded
+ * the tables the records were written for (m->schema), padded
  * with zeros to its length. A version-1 log (no schema line) was written
  * for the tables the store has as found: its records replay before any
  * upgrade of them, as those of version 2 do.
@@ -946,7 +946,6 @@ static int replay_at_open(struct meta *m, const char *path, int fd,
 {
 	struct log_head h;
 	struct replayed rp;
-	uint64_t schema = 0;
 	int rc = head_read(fd, &h);
 
 	if (rc == -EUCLEAN) {
@@ -967,20 +966,14 @@ static int replay_at_open(struct meta *m, const char *path, int fd,
 	/* the records replay onto the tables they were written for: the
 	 * store's as found, an upgrade of them waits for the replay
 	 * (meta_open(), meta_upgrade_due()) */
-	if (rc && h.has_schema) {
-		rc = meta_schema_sum(m, &schema);
-		if (rc)
-			return rc;
-		if (schema != h.schema) {
-			log_msg(LOG_ERR,
-				"the intent log '%s' was written for other "
-				"tables than the store has (schema %016" PRIx64
-				", the store's %016" PRIx64
-				"): refused; the tallyfs that wrote it "
-				"replays it",
-				path, h.schema, schema);
-			return -EUCLEAN;
-		}
+	if (rc && h.has_schema && h.schema != m->schema) {
+		log_msg(LOG_ERR,
+			"the intent log '%s' was written for other tables than "
+			"the store has (schema %016" PRIx64
+			", the store's %016" PRIx64
+			"): refused; the tallyfs that wrote it replays it",
+			path, h.schema, m->schema);
+		return -EUCLEAN;
 	}
 	/* the room the store kept on its disk (meta.reserve, beside the
 	 * log): this open's, its replay's above all (a crash on a full
@@ -1034,7 +1027,6 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 	char want[HEADER_LEN];
 	struct meta_ilog *il;
 	int64_t applied = 0;
-	uint64_t schema = 0;
 	int fd, rc;
 
 	memset(stats, 0, sizeof(*stats));
@@ -1062,8 +1054,6 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 	/* the tables brought up to date once the log is applied */
 	if (!rc)
 		rc = meta_upgrade_due(m);
-	if (!rc)
-		rc = meta_schema_sum(m, &schema);
 	if (rc) {
 		close(fd);
 		return rc;
@@ -1076,7 +1066,7 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 		return 0;
 	}
 	/* everything is applied: a fresh log, for the tables as they are */
-	header_text(store_id, schema, want);
+	header_text(store_id, m->schema, want);
 	if (ftruncate(fd, 0) < 0 ||
 	    pwrite(fd, want, HEADER_LEN, 0) != HEADER_LEN) {
 		rc = -errno;

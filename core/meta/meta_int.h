@@ -107,6 +107,10 @@ struct meta {
 	struct meta_ilog *ilog;	  /* the intent log, or NULL (meta_ilog.c) */
 	char *upgrade_due; /* the database's path: its upgrade waits for the
 			    * log's replay (meta_upgrade_due()), or NULL */
+	uint64_t schema;   /* SQLite: an XXH3-64 of every row of
+			    * sqlite_schema (the tables, indexes and
+			    * triggers), as meta_open() or
+			    * meta_upgrade_due() left them */
 };
 
 /*
@@ -165,9 +169,6 @@ enum meta_txn_stmt {
 };
 int meta_exec_id(struct meta *m, enum meta_txn_stmt which);
 
-/* An XXH3-64 of every row of sqlite_schema (the tables, indexes and
- * triggers as they are), in *@out: 0 or -errno. */
-int meta_schema_sum(struct meta *m, uint64_t *out);
 /* The upgrade of the tables meta_open() left for after the intent log's
  * replay (a log held records written for them as they were), run now
  * and committed: 0 (none due, or done) or -errno. */
