@@ -164,19 +164,21 @@ static uint64_t rec_sum(const struct rec_head *h, const char *text)
 				    h->seq * 0x9E3779B97F4A7C15ULL ^ h->len);
 }
 
-static void header_text(uint64_t store_id, uint64_t schema, char *out)
+/* The header of version 2 (@schema) or 1 (@v1, no schema line) into
+ * @out (HEADER_LEN bytes): its length. */
+static size_t header_text(uint64_t store_id, uint64_t schema, bool v1,
+			  char *out)
 {
 	memset(out, 0, HEADER_LEN);
+	if (v1) {
+		snprintf(out, HEADER_LEN1, "%sstore %" PRIu64 "\n", ILOG_MAGIC1,
+			 store_id);
+		return HEADER_LEN1;
+	}
 	snprintf(out, HEADER_LEN,
 		 "%sstore %" PRIu64 "\nschema %016" PRIx64 "\n", ILOG_MAGIC,
 		 store_id, schema);
-}
-
-static void header_text1(uint64_t store_id, char *out)
-{
-	memset(out, 0, HEADER_LEN1);
-	snprintf(out, HEADER_LEN1, "%sstore %" PRIu64 "\n", ILOG_MAGIC1,
-		 store_id);
+	return HEADER_LEN;
 }
 
 /* The path of file @name in the directory of file @beside, into @out. */
@@ -220,15 +222,13 @@ static int head_read(int fd, struct log_head *h)
 	if (r >= HEADER_LEN && !strncmp(got, ILOG_MAGIC, strlen(ILOG_MAGIC)) &&
 	    sscanf(got + strlen(ILOG_MAGIC), "store %llu\nschema %llx\n",
 		   &store, &schema) == 2) {
-		header_text(store, schema, want);
-		h->len = HEADER_LEN;
+		h->len = (off_t)header_text(store, schema, false, want);
 		h->has_schema = true;
 	} else if (r >= HEADER_LEN1 &&
 		   !strncmp(got, ILOG_MAGIC1, strlen(ILOG_MAGIC1)) &&
 		   sscanf(got + strlen(ILOG_MAGIC1), "store %llu\n", &store) ==
 			   1) {
-		header_text1(store, want);
-		h->len = HEADER_LEN1;
+		h->len = (off_t)header_text(store, 0, true, want);
 	} else {
 		return -EUCLEAN;
 	}
@@ -1066,7 +1066,7 @@ int meta_ilog_open(struct meta *m, const char *path, uint64_t store_id,
 		return 0;
 	}
 	/* everything is applied: a fresh log, for the tables as they are */
-	header_text(store_id, m->schema, want);
+	header_text(store_id, m->schema, false, want);
 	if (ftruncate(fd, 0) < 0 ||
 	    pwrite(fd, want, HEADER_LEN, 0) != HEADER_LEN) {
 		rc = -errno;
