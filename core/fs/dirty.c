@@ -282,9 +282,8 @@ again:
 					  (off_t)off);
 			*ahead = true;
 		}
-		if (n == -ENOENT || n == -ESTALE)
-			return n == -ESTALE ? -ENOENT : -EIO; /* its shard lost
-							       * it, or it went */
+		if (n == -ENOENT)
+			return -EIO; /* its shard lost it, or is gone */
 		at = where;
 	}
 	if (t->remote && t->up->remote_touch(t->remote, ref->name))

@@ -356,8 +356,7 @@ static int fetch_once(struct remote *r, struct s3 *s, uint32_t shard,
 		char hex[HASH_HEX_LEN + 1];
 
 		hash_block(buf, got, hex);
-		rc = hash_name_check(name, hex);
-		return rc ? -EBADMSG : 0;
+		rc = hash_name_check(name, hex) ? -EBADMSG : 0;
 	}
 	if (rc == -EBADMSG) {
 		log_msg(LOG_ERR,
@@ -366,7 +365,7 @@ static int fetch_once(struct remote *r, struct s3 *s, uint32_t shard,
 			key, name);
 		return rc;
 	}
-	if (!rc) {
+	if (!rc && keep) {
 		struct fetched_ctx c = { r->t, name, shard, false };
 
 		rc = tally_meta_shared(r->t)
@@ -524,12 +523,6 @@ ssize_t remote_read(struct remote *r, uint32_t shard, const char *name,
 		memcpy(out, buf + off, n);
 	}
 	free(buf);
-	if (!rc) {
-		pthread_mutex_lock(&r->lock);
-		r->st.fetched++;
-		r->st.bytes_fetched += size;
-		pthread_mutex_unlock(&r->lock);
-	}
 	return rc ? rc : (ssize_t)n;
 }
 
