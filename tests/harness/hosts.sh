@@ -179,7 +179,7 @@ FSCK_OPTS="meta=$PG_URI,remote_endpoint=$S3_EP"
 # (listening on ADDR, forwarding to UPSTREAM), its ports in
 # KIND_PORT[NODE] and KIND_CTL[NODE]
 node_proxies() {
-	local kind=$1 script=$2 up=$3 addr=$4 n f
+	local kind=$1 script=$2 up=$3 addr=$4 n
 	local -n ports=${kind}_PORT ctls=${kind}_CTL
 
 	for n in "${NODES[@]}"; do
@@ -189,12 +189,9 @@ node_proxies() {
 		PROXY_PIDS+=($!)
 	done
 	for n in "${NODES[@]}"; do
-		f=$TMP/$kind.$n.ports
-		wait_for 20 bash -c "[[ \$(wc -l <'$f') -ge 2 ]]" ||
-			fail "node $n's proxy ($kind) did not start:" \
-				"$(cat "$TMP/$kind.$n.log")"
-		ports[$n]=$(sed -n 1p "$f")
-		ctls[$n]=$(sed -n 2p "$f")
+		proxy_ports "$kind.$n"
+		ports[$n]=$PROXY_P
+		ctls[$n]=$PROXY_C
 	done
 }
 PROXY_PIDS=()

@@ -9,16 +9,13 @@
 SCN_TIMEOUT=${SCN_TIMEOUT:-120}
 source "$(dirname "$0")/../scenario/lib.sh"
 source "$TALLY_SRC/tests/pg/lib.sh"
-source "$TALLY_SRC/tests/scenario/remote_lib.sh" # wait_for
+source "$TALLY_SRC/tests/scenario/remote_lib.sh" # pgproxy_start
 
 pg_start || fail "cannot start PostgreSQL"
-python3 "$TALLY_SRC/tests/pg/pgproxy.py" --upstream "127.0.0.1:$PG_PORT" \
-	--lifetime "$SCN_TIMEOUT" >"$TMP/ports" 2>"$TMP/proxy.log" &
-wait_for 20 bash -c "[[ \$(wc -l <'$TMP/ports') -ge 2 ]]" ||
-	fail "the proxy did not start: $(cat "$TMP/proxy.log")"
-PORT=$(sed -n 1p "$TMP/ports")
-CTL=$(sed -n 2p "$TMP/ports")
-ctl_get() { T curl -fsS "http://127.0.0.1:$CTL/$1"; }
+# (stopped with the cluster: PG_BEFORE_STOP)
+pgproxy_start
+PORT=$PROXY_P
+ctl_get() { T curl -fsS "http://127.0.0.1:$PGPROXY_CTL/$1"; }
 # via SQL...: statements one by one through the proxy (psql sends each
 # as a simple query; sslmode=prefer asks for SSL first)
 via() {
@@ -53,6 +50,6 @@ via "INSERT INTO t VALUES ('d')" >/dev/null || fail "after the fault"
 assert_eq "rows at the end" a,b,c,d,marker-1 "$(rows)"
 # bad input: a count that is not one
 code=$(curl -s -o /dev/null -w '%{http_code}' \
-	"http://127.0.0.1:$CTL/lose-commit?n=0")
+	"http://127.0.0.1:$PGPROXY_CTL/lose-commit?n=0")
 assert_eq "a bad count" 400 "$code"
 log "ok"

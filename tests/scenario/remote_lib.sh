@@ -100,6 +100,16 @@ shared_start() {
 	SHARED="meta=$PG_URI,remote=s3://$S3_BUCKET/$PFX,remote_endpoint=$S3_ENDPOINT"
 }
 
+# proxy_ports NAME: a proxy started with its stdout in $TMP/NAME.ports
+# and its log in $TMP/NAME.log (faultproxy.py, pgproxy.py) listens: its
+# port in $PROXY_P, its control port in $PROXY_C
+proxy_ports() {
+	wait_for 20 bash -c "[[ \$(wc -l <'$TMP/$1.ports') -ge 2 ]]" ||
+		fail "proxy $1 did not start: $(cat "$TMP/$1.log")"
+	PROXY_P=$(sed -n 1p "$TMP/$1.ports")
+	PROXY_C=$(sed -n 2p "$TMP/$1.ports")
+}
+
 # proxy_start [EXIT_TRAP]: the fault proxy (tests/s3/faultproxy.py) in
 # front of the S3 server started by s3_start; its ports are $PPORT
 # (requests) and $PCTL (control). EXIT_TRAP (default: the proxy killed,
@@ -115,10 +125,9 @@ proxy_start() {
 		>"$TMP/proxy.ports" 2>"$TMP/proxy.log" &
 	PROXY_PID=$!
 	trap "$on_exit" EXIT
-	wait_for 20 bash -c "[[ \$(wc -l <'$TMP/proxy.ports') -ge 2 ]]" ||
-		fail "the fault proxy did not start: $(cat "$TMP/proxy.log")"
-	PPORT=$(sed -n 1p "$TMP/proxy.ports")
-	PCTL=$(sed -n 2p "$TMP/proxy.ports")
+	proxy_ports proxy
+	PPORT=$PROXY_P
+	PCTL=$PROXY_C
 }
 
 # pgproxy_start: the PostgreSQL fault proxy (tests/pg/pgproxy.py) in
@@ -132,10 +141,9 @@ pgproxy_start() {
 		2>"$TMP/pgproxy.log" &
 	PGPROXY_PID=$!
 	PG_BEFORE_STOP="${PG_BEFORE_STOP:-daemons_down}; kill $PGPROXY_PID"
-	wait_for 20 bash -c "[[ \$(wc -l <'$TMP/pgproxy.ports') -ge 2 ]]" ||
-		fail "the PostgreSQL proxy did not start: $(cat "$TMP/pgproxy.log")"
-	PGPROXY_CTL=$(sed -n 2p "$TMP/pgproxy.ports")
-	PGPROXY_URI="postgres://tally@127.0.0.1:$(sed -n 1p "$TMP/pgproxy.ports")/$PG_DB"
+	proxy_ports pgproxy
+	PGPROXY_CTL=$PROXY_C
+	PGPROXY_URI="postgres://tally@127.0.0.1:$PROXY_P/$PG_DB"
 }
 pgproxy() {
 	T curl -fsS "http://127.0.0.1:$PGPROXY_CTL/$1" ||
