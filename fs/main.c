@@ -353,6 +353,8 @@ static void *tune_bdi(void *arg)
  * TALLYFS_FAULT="rekey:N:9" kills it after step N (1 to 3) of a rekey
  * (core/remote/remote_rekey.c); "rekeylost:N" loses the answer to the
  * commit of its step N (1 or 3): committed, its caller told EIO.
+ * "holdlost:N" loses the answer to the commit of the Nth open hold of a
+ * shared store (core/fs/file.c).
  */
 static void inject_replay_crash(void)
 {
@@ -369,6 +371,8 @@ static void inject_replay_crash(void)
 	if (spec && sscanf(spec, "rekeylost:%u", &nth) == 1 &&
 	    (nth == 1 || nth == 3))
 		remote_rekey_lose_at(nth);
+	if (spec && sscanf(spec, "holdlost:%u", &nth) == 1)
+		tally_inject_hold_lost(nth);
 }
 
 /*
@@ -393,7 +397,8 @@ static void inject_faults(struct fs *fs, struct tally *t)
 	int err, parsed;
 
 	if (!spec || !strncmp(spec, "replay:", 7) ||
-	    !strncmp(spec, "rekey:", 6) || !strncmp(spec, "rekeylost:", 10))
+	    !strncmp(spec, "rekey:", 6) || !strncmp(spec, "rekeylost:", 10) ||
+	    !strncmp(spec, "holdlost:", 9))
 		return;
 	parsed = sscanf(spec, "%7[a-z]:%u:%d", name, &nth, &err) == 3;
 	if (parsed && strcmp(name, "evict") == 0 && nth > 0) {

@@ -78,13 +78,42 @@ void file_put(struct tally *t, struct inode *ip)
 
 /* A shared store: this node holds @ip open (t->lock held). -ENOENT if
  * another node removed it meanwhile. */
-static int hold(struct tally *t, struct inode *ip)
+static unsigned hold_lost; /* tally_inject_hold_lost(): counts down */
+
+void tally_inject_hold_lost(unsigned nth)
+{
+	hold_lost = nth;
+}
+
+static int hold_once(struct tally *t, struct inode *ip)
 {
 	int rc = meta_begin(t->meta);
 
 	if (!rc)
 		rc = meta_hold_add(t->meta, t->node_id, ip->ino);
+	if (!rc && hold_lost && --hold_lost == 0)
+		meta_inject_lost(t->meta, 1);
 	return tally_txn_end(t, rc);
+}
+
+static int hold(struct tally *t, struct inode *ip)
+{
+	int rc = hold_once(t, ip);
+
+	/* -EIO: a commit whose answer was lost (a connection cut after
+	 * the server committed) may have left the hold there, which no
+	 * close would drop: the file would stay held after its last name
+	 * went, until this node's session ends. The hold is added again
+	 * (the same row: S_HOLD_ADD's conflict clause), so that the open
+	 * holds it for sure; failing again, it is left to the session */
+	if (rc == -EIO)
+		rc = hold_once(t, ip);
+	if (rc == -EIO)
+		log_msg(LOG_ERR,
+			"cannot hold inode %" PRIu64 " open: a hold the server "
+			"may have committed goes with this node's session",
+			ip->ino);
+	return rc;
 }
 
 /*

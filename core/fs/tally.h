@@ -308,6 +308,10 @@ void tally_inject(struct tally *t, bool sync, unsigned nth, int err);
  * read brought is unlinked before the read gets to it, as the cache's
  * bound may evict it (once; its row still says cached). */
 void tally_inject_evict(struct tally *t, unsigned nth);
+/* Tests: the answer to the commit of the @nth open hold (a shared store's
+ * first open of a file on this node) is lost, the commit made: the open
+ * adds the hold again (core/fs/file.c). 0: none. */
+void tally_inject_hold_lost(unsigned nth);
 
 /*
  * For core modules that work on the whole store (core/jobs/gc.c, shard.c,
