@@ -24,8 +24,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: tallyfsck [--repair] [--wait[=SECONDS]]\n"
-		"                 [--remote-endpoint=URL [--remote-region=R]\n"
-		"                 [--key-file=PATH]] [-o OPTIONS] STORE\n"
+		"                 [--remote-endpoint=URL [--remote-region=R]]\n"
+		"                 [--key-file=PATH] [-o OPTIONS] STORE\n"
 		"\n"
 		"Check an unmounted tallyfs store: recompute every object's\n"
 		"reference count from the block references and report drift,\n"
@@ -43,7 +43,9 @@ static void usage(FILE *f)
 		"              (credentials as for tallyfs): objects recorded\n"
 		"              there and missing, keys nothing names\n"
 		"  --key-file=PATH  the key of a bucket bound with one (its\n"
-		"              keys' names are keyed)\n"
+		"              keys' names are keyed); also reports the id\n"
+		"              this store names it by (key_file_id) and\n"
+		"              whether it opens the store (key_file_opens)\n"
 		"  -o meta=URI  the store's metadata is in PostgreSQL "
 		"(as for tallyfs);\n"
 		"              -o also takes remote_endpoint=URL and "
@@ -159,6 +161,32 @@ static int bucket_key(struct store *s, const char *key_file, struct seal_key *k,
 	}
 	*keyed = true;
 	return 0;
+}
+
+/* With --key-file, for a store bound with a key: the id this store
+ * names @key_file by (salted per store, envelope 3) and whether it
+ * opens the store's keys, as "key_file_id" and "key_file_opens". */
+static void key_report(struct store *s, const char *key_file)
+{
+	char *conf = NULL, text[SEAL_TEXT_MAX], err[256], hex[17];
+	struct seal_key file, k;
+	uint64_t id = 0;
+	int rc;
+
+	if (!key_file || meta_remote_conf_get(s->meta, "seal", &conf))
+		return;
+	rc = bucket_seal_parse(conf, text, sizeof(text), &id);
+	free(conf);
+	if (rc || !id || seal_key_load(key_file, &file, err, sizeof(err)))
+		return;
+	if (!seal_key_salt(&file, text)) {
+		seal_key_id_text(file.id, hex);
+		rc = seal_key_open(text, id, &file, &k, err, sizeof(err));
+		printf("key_file_id: %s\nkey_file_opens: %s\n", hex,
+		       rc ? "no" : "yes");
+		explicit_bzero(&k, sizeof(k));
+	}
+	explicit_bzero(&file, sizeof(file));
 }
 
 /* The store's bucket, with --remote-endpoint: 0, or -errno (said). */
@@ -346,6 +374,8 @@ int main(int argc, char **argv)
 	}
 	if (!rc)
 		rc = check_bucket(s, endpoint, region, key_file, false, &res);
+	if (!rc)
+		key_report(s, key_file);
 	store_close(s);
 	if (rc) {
 		fprintf(stderr, "tallyfsck: check of '%s' failed: %s\n",

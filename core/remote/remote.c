@@ -131,17 +131,19 @@ static bool marker_seal_differs(struct remote *r, const char *got,
 	return true;
 }
 
-/* Whether markers @got and @want name the same store with envelope 2
- * and differ in their key lines only: the rings a rekey rewrites (this
- * mount's, or another node's of a shared store). */
+/* Whether markers @got and @want name the same store with keyrings
+ * (envelope 2 or 3) and differ in their key lines only: the rings a
+ * rekey rewrites (this mount's, or another node's of a shared store), or
+ * the upgrade of a record of envelope 2 to 3. */
 static bool rings_differ(const char *got, const char *want)
 {
-	const char *g = strstr(got, "envelope 2\n"),
-		   *w = strstr(want, "envelope 2\n");
+	const char *g = strstr(got, "envelope "),
+		   *w = strstr(want, "envelope ");
 	char seal[SEAL_TEXT_MAX];
 	uint64_t id;
 
-	return g && w && g - got == w - want && !strncmp(got, want, g - got) &&
+	return g && w && seal_ringed(got) && seal_ringed(want) &&
+	       g - got == w - want && !strncmp(got, want, g - got) &&
 	       !bucket_seal_parse(got, seal, sizeof(seal), &id) &&
 	       !bucket_seal_parse(want, seal, sizeof(seal), &id);
 }
@@ -572,13 +574,13 @@ static int seal_setup(struct remote *r, const struct remote_opts *o,
 	uint64_t want_id = 0;
 	int rc = 0;
 
-	seal_key_id_text(o->key.id, have);
+	r->file = o->key;
 	r->seal.key = o->key;
 	if (!b->bound && (o->keyed || o->compress)) {
-		/* a key: envelope 2, the store's own keys wrapped by the
+		/* a key: envelope 3, the store's own keys wrapped by the
 		 * key file's; compression alone: envelope 1 */
 		if (o->keyed)
-			rc = seal_keyring_make(&o->key, &r->seal.key,
+			rc = seal_keyring_make(&r->file, &r->seal.key,
 					       r->seal_text,
 					       sizeof(r->seal_text));
 		else
@@ -592,7 +594,7 @@ static int seal_setup(struct remote *r, const struct remote_opts *o,
 		b->seal = strdup(r->seal_text);
 		if (!b->seal)
 			return -ENOMEM;
-		want_id = o->keyed ? o->key.id : 0;
+		want_id = o->keyed ? r->file.id : 0;
 	} else if (b->bound && b->seal) {
 		if (bucket_seal_parse(b->seal, r->seal_text,
 				      sizeof(r->seal_text), &want_id) ||
@@ -612,10 +614,14 @@ static int seal_setup(struct remote *r, const struct remote_opts *o,
 			b->bound);
 		return -EINVAL;
 	}
-	if (b->bound)
+	if (b->bound && o->keyed && seal_key_salt(&r->file, r->seal_text)) {
+		snprintf(err, sizeof(err), "the seal record's salt is damaged");
+		rc = -EBADMSG;
+	} else if (b->bound) {
 		rc = seal_key_open(r->seal_text, want_id,
-				   o->keyed ? &o->key : NULL, &r->seal.key, err,
-				   sizeof(err));
+				   o->keyed ? &r->file : NULL, &r->seal.key,
+				   err, sizeof(err));
+	}
 	if (rc) {
 		log_msg(LOG_ERR, "bucket '%s': %s%s: refused", b->url, err,
 			rc == -ENOKEY	? ": mount with -o key_file=FILE "
@@ -628,11 +634,23 @@ static int seal_setup(struct remote *r, const struct remote_opts *o,
 	/* a rekey cut short (kill -9): ended now, the old key's ring gone
 	 * (the key in force, want_id, stays) */
 	if (b->bound && o->keyed) {
-		rc = rl_rekey_finish(r, have);
+		rc = rl_rekey_finish(r);
 		if (rc)
 			return rc;
-		seal_key_id_text(want_id, have); /* the key in force */
 	}
+	/* envelope 2 stays until a rekey makes it 3 (not at a mount: the
+	 * nodes of a shared store that run an older build could not read
+	 * the marker, and would take it for another store's) */
+	if (seal_record_version(r->seal_text) == 2)
+		log_msg(LOG_NOTICE,
+			"this store's seal record is envelope 2: 'tallyctl "
+			"MOUNTPOINT rekey KEYFILE' (its key file will do) "
+			"makes it envelope 3, its rings bound to the store and "
+			"the key in force authenticated, once every node that "
+			"mounts it runs this build or a later one");
+	else
+		explicit_bzero(&r->file, sizeof(r->file));
+	seal_key_id_text(want_id, have);
 	r->sealed = r->seal_text[0] != '\0';
 	r->seal.keyed = o->keyed;
 	r->seal.level = o->compress;
@@ -811,6 +829,7 @@ out_free:
 	free(r->workers);
 	s3_cfg_release(&r->cfg);
 	explicit_bzero(&r->seal, sizeof(r->seal));
+	explicit_bzero(&r->file, sizeof(r->file));
 	free(r);
 	return rc;
 }
@@ -929,6 +948,7 @@ void remote_free(struct remote *r)
 	s3_cfg_release(&r->cfg);
 	free(r->ancestors);
 	explicit_bzero(&r->seal, sizeof(r->seal));
+	explicit_bzero(&r->file, sizeof(r->file));
 	free(r);
 }
 

@@ -165,9 +165,10 @@ int remote_verify(struct remote *r, double percent, struct gc_verify *v);
 
 /*
  * rekey PATH: key file PATH opens the store from now on, its old one no
- * more (a store bound with a key, envelope 2: core/remote/remote_rekey.c).
- * 0 (*@out says the ids; unchanged: PATH holds the key in force already),
- * or -errno with the reason in @out->err.
+ * more (a store bound with a key, envelope 2 or 3, a record of 2 made
+ * 3: core/remote/remote_rekey.c). 0 (*@out says the ids; unchanged: PATH
+ * holds the key in force already, whose id may change from envelope 2's
+ * to 3's), or -errno with the reason in @out->err.
  */
 struct remote_rekey {
 	char old_id[17], new_id[17];

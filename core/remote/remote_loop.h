@@ -88,6 +88,10 @@ struct remote {
 	/* remote_conf 'seal', "" if not sealed; a rekey changes it (under
 	 * lock, and rekey_lock, which one rekey at a time holds) */
 	char seal_text[SEAL_TEXT_MAX];
+	/* the key file this mount was given, kept while the record is of
+	 * envelope 2 (zeroed otherwise): a rekey, which makes it envelope
+	 * 3, wraps the keys for it again (under rekey_lock) */
+	struct seal_key file;
 	pthread_mutex_t rekey_lock;
 	/* the marker's rings lag the record (under lock): the loop writes
 	 * them every 2 s (next_rings, the loop's) until it succeeds */
@@ -235,9 +239,9 @@ bool rl_rings_behind(struct remote *r);
  * into r->seal_text and @text (@len bytes): 0 or -errno (@text then the
  * mount's copy). */
 int rl_seal_refresh(struct remote *r, char *text, size_t len);
-/* remote_rekey.c: a rekey cut short ends (at the mount), if the mount
- * was given its new key (id @given, hex): 0 or -errno */
-int rl_rekey_finish(struct remote *r, const char *given);
+/* remote_rekey.c: at the mount, a rekey cut short ends if the mount was
+ * given its new key (r->file): 0 or -errno */
+int rl_rekey_finish(struct remote *r);
 /* remote_up.c */
 double rl_backoff_delay(struct remote *r, unsigned attempts);
 struct backoff *rl_backoff_find(struct remote *r, const char *name);

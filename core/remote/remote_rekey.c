@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * rekey: a keyed store (envelope 2, core/s3/seal.h) changes the key file
- * that opens it. Its bodies are sealed with the store's own random keys,
+ * rekey: a keyed store (envelope 2 or 3, core/s3/seal.h) changes the key
+ * file that opens it. Its bodies are sealed with the store's own random keys,
  * which the seal record keeps wrapped by each key file's key ("keyring"
  * lines): a rekey wraps them for the new key and drops the old key's
  * ring. No body is sealed again, so a rekey takes two small writes of
@@ -46,7 +46,9 @@
  *    writing again while it changed (core/remote/remote.c, put_rings()):
  *    a node that mounts while another rekeys leaves no retired ring in
  *    the marker (unless killed between its write and that read).
- * 5. What a bucket writer can do: put an older marker back (a rollback).
+ * 5. What a bucket writer can do: put an older marker back (a rollback;
+ *    in envelope 3 every line of a marker's record is authenticated
+ *    with the store's keys, so it can replay a record, not make one).
  *    A restore from it opens with the keys in force then, and its
  *    mount ends whatever rekey that marker shows; it gets no key it
  *    did not have (the rings are authenticated, the store's keys never
@@ -192,7 +194,8 @@ static int rekey_end(struct remote *r, const char *text, bool *written,
 		     bool *unknown)
 {
 	char trimmed[SEAL_TEXT_MAX];
-	int rc = seal_keyring_trim(text, trimmed, sizeof(trimmed));
+	int rc =
+		seal_keyring_trim(text, &r->seal.key, trimmed, sizeof(trimmed));
 
 	*written = *unknown = false;
 	if (rc <= 0)
@@ -200,19 +203,21 @@ static int rekey_end(struct remote *r, const char *text, bool *written,
 	return seal_store(r, text, trimmed, 3, written, unknown);
 }
 
-int rl_rekey_finish(struct remote *r, const char *given)
+int rl_rekey_finish(struct remote *r)
 {
-	char text[SEAL_TEXT_MAX], id[17];
+	char text[SEAL_TEXT_MAX], id[17], given[17];
 	bool written, unknown;
 	int rc;
 
-	if (!strstr(r->seal_text, "envelope 2\n"))
+	if (!seal_ringed(r->seal_text))
 		return 0;
 	/* a rekey is ended by its new key only: a mount given the old one
 	 * (a rekey reported failed whose commit was made) retires nothing */
 	in_force(r->seal_text, id);
+	seal_key_id_text(r->file.id, given);
 	if (strcmp(id, given) != 0) {
-		if (seal_keyring_trim(r->seal_text, text, sizeof(text)) > 0)
+		if (seal_keyring_trim(r->seal_text, &r->seal.key, text,
+				      sizeof(text)) > 0)
 			log_msg(LOG_NOTICE,
 				"a rekey to key %s did not end: this mount was "
 				"given key %s, and both open the store until a "
@@ -229,13 +234,13 @@ int rl_rekey_finish(struct remote *r, const char *given)
 			strerror(-rc));
 		return rc;
 	}
-	if (!strcmp(text, r->seal_text))
-		return 0;
-	in_force(r->seal_text, id);
-	log_msg(LOG_NOTICE,
-		"a rekey to key %s was cut short: it ends now, and the store "
-		"opens with that key only%s",
-		id, rc ? " (not synced yet)" : "");
+	if (strcmp(text, r->seal_text)) {
+		in_force(r->seal_text, id);
+		log_msg(LOG_NOTICE,
+			"a rekey to key %s was cut short: it ends now, and the "
+			"store opens with that key only%s",
+			id, rc ? " (not synced yet)" : "");
+	}
 	return 0;
 }
 
@@ -265,7 +270,7 @@ int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out)
 		rc = -EINVAL;
 		goto out;
 	}
-	if (!strstr(cur, "envelope 2\n")) {
+	if (!seal_ringed(cur)) {
 		snprintf(out->err, sizeof(out->err),
 			 "this store was bound with envelope 1, whose bodies "
 			 "are sealed with the key file's own keys: changing "
@@ -283,8 +288,16 @@ int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out)
 	rc = seal_key_load(path, &nk, out->err, sizeof(out->err));
 	if (rc)
 		goto out;
+	/* the key file's id as this store names it (salted, envelope 3) */
+	rc = seal_key_salt(&nk, cur);
+	if (rc) {
+		snprintf(out->err, sizeof(out->err),
+			 "the store's seal record has a damaged salt");
+		goto out;
+	}
 	seal_key_id_text(nk.id, out->new_id);
-	if (!strcmp(out->new_id, out->old_id)) {
+	if (!strcmp(out->new_id, out->old_id) &&
+	    seal_record_version(cur) == 3) {
 		/* nothing to wrap; a ring left by a rekey cut short goes */
 		rc = rekey_end(r, cur, &written, &unknown);
 		out->unchanged = true;
@@ -297,7 +310,33 @@ int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out)
 				 strerror(-rc));
 		goto out;
 	}
-	rc = seal_keyring_add(cur, &r->seal.key, &nk, next, sizeof(next));
+	/* envelope 2 is made 3 on the way: the rings are salted again,
+	 * which needs each key file; this mount holds its own only, so it
+	 * must be the one in force, with no other ring (a rekey cut short
+	 * ends at a mount with its new key first) */
+	if (seal_record_version(cur) == 2) {
+		char mine[17], trimmed[SEAL_TEXT_MAX];
+		struct seal_key f = r->file;
+
+		(void)seal_key_salt(&f, cur); /* unsalted: cannot fail */
+		seal_key_id_text(f.id, mine);
+		explicit_bzero(&f, sizeof(f));
+		if (strcmp(mine, out->old_id) ||
+		    seal_keyring_trim(cur, &r->seal.key, trimmed,
+				      sizeof(trimmed)) != 0) {
+			snprintf(out->err, sizeof(out->err),
+				 "a rekey to key %s did not end: remount with "
+				 "that key (which ends it), then rekey",
+				 out->old_id);
+			rc = -EBUSY;
+			goto out;
+		}
+		out->unchanged = !strcmp(out->new_id, out->old_id);
+	}
+	rc = seal_keyring_add(cur, &r->seal.key, &nk, &r->file, next,
+			      sizeof(next));
+	/* the new key's id in the record it made (salted, envelope 3) */
+	seal_key_id_text(nk.id, out->new_id);
 	if (rc) {
 		snprintf(out->err, sizeof(out->err),
 			 "cannot wrap the store's keys for key %s: %s",
@@ -358,8 +397,16 @@ int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out)
 		goto out;
 	}
 	crash_if(3);
-	log_msg(LOG_NOTICE, "rekey: the store opens with key %s, not %s",
-		out->new_id, out->old_id);
+	if (out->unchanged) /* envelope 2 made 3, the same key file */
+		log_msg(LOG_NOTICE,
+			"rekey: the store's seal record is envelope 3 now: its "
+			"key, %s in envelope 2, is named %s in it (ids salted "
+			"per store)",
+			out->old_id, out->new_id);
+	else
+		log_msg(LOG_NOTICE,
+			"rekey: the store opens with key %s, not %s",
+			out->new_id, out->old_id);
 	/* (4) the marker follows: failing, the loop writes it later */
 	if (rl_marker_sync(r)) {
 		snprintf(out->err, sizeof(out->err),

@@ -70,23 +70,32 @@ void bucket_marker_text(uint64_t store_id, const char *ancestors,
 			 store_id, seal ? seal : "");
 }
 
-/* Envelope 2 (core/s3/seal.h): "envelope 2", "key_id HEX" (the key in
- * force), then one "keyring HEX RING" line or more, each of its own key,
- * one of them the key in force's; nothing else. Every length is checked
- * before the byte after it is read: @e is untrusted (a marker). */
-static int seal2_parse(const char *e, char *seal, size_t len, uint64_t *key_id)
+/* Envelopes 2 and 3 (core/s3/seal.h): "envelope N", in 3 "salt HEX",
+ * then "key_id HEX" (the key in force), one "keyring HEX RING" line or
+ * more, each of its own key, one of them the key in force's, and in 3
+ * "mac HEX" last; nothing else. Every length is checked before the byte
+ * after it is read: @e is untrusted (a marker). */
+static int ringed_parse(const char *e, bool v3, char *seal, size_t len,
+			uint64_t *key_id)
 {
 	static const char hexd[] = "0123456789abcdef";
 	const size_t ring = SEAL_RING_LINE - 8 - 17 - 2; /* hex of a ring */
-	const char *p = e + 11, *ids[SEAL_TEXT_MAX / (25 + 1)];
+	const char *p = e + 11, *kid, *ids[SEAL_TEXT_MAX / (25 + 1)];
 	size_t lines = 0, i;
 	bool in_force = false;
 
+	if (v3) {
+		if (strncmp(p, "salt ", 5) || strspn(p + 5, hexd) != 32 ||
+		    p[37] != '\n')
+			return -EUCLEAN;
+		p += 38;
+	}
 	if (strncmp(p, "key_id ", 7) || strspn(p + 7, hexd) != 16 ||
 	    p[23] != '\n')
 		return -EUCLEAN;
+	kid = p + 7;
 	p += 24;
-	while (*p) {
+	while (*p && !(v3 && !strncmp(p, "mac ", 4))) {
 		if (strncmp(p, "keyring ", 8) || strspn(p + 8, hexd) != 16 ||
 		    p[24] != ' ' || strspn(p + 25, hexd) != ring ||
 		    p[25 + ring] != '\n' || lines == sizeof(ids) / sizeof(*ids))
@@ -94,14 +103,20 @@ static int seal2_parse(const char *e, char *seal, size_t len, uint64_t *key_id)
 		for (i = 0; i < lines; i++)
 			if (!strncmp(ids[i], p + 8, 16))
 				return -EUCLEAN; /* two rings of one key */
-		in_force = in_force || !strncmp(p + 8, e + 11 + 7, 16);
+		in_force = in_force || !strncmp(p + 8, kid, 16);
 		ids[lines++] = p + 8;
 		p += 25 + ring + 1;
+	}
+	if (v3) {
+		if (strncmp(p, "mac ", 4) || strspn(p + 4, hexd) != 64 ||
+		    strcmp(p + 68, "\n"))
+			return -EUCLEAN;
+		p += 69;
 	}
 	if (!in_force || (size_t)(p - e) >= len)
 		return -EUCLEAN;
 	memcpy(seal, e, (size_t)(p - e) + 1);
-	*key_id = strtoull(e + 11 + 7, NULL, 16);
+	*key_id = strtoull(kid, NULL, 16);
 	return 0;
 }
 
@@ -122,8 +137,8 @@ int bucket_seal_parse(const char *text, char *seal, size_t len,
 		snprintf(seal, len, "%s", e);
 		return 0;
 	}
-	if (!strncmp(e, "envelope 2\n", 11))
-		return seal2_parse(e, seal, len, key_id);
+	if (!strncmp(e, "envelope 2\n", 11) || !strncmp(e, "envelope 3\n", 11))
+		return ringed_parse(e, e[9] == '3', seal, len, key_id);
 	if (sscanf(e, "envelope 1\nkey_id %16[0-9a-f]\n", hex) != 1 ||
 	    strlen(hex) != 16)
 		return -EUCLEAN;

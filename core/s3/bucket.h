@@ -30,7 +30,8 @@
  * stores @ancestors names (ids, space separated; NULL or "": none), whose
  * snapshots are its history, its bodies in envelopes of @seal (its
  * remote_conf 'seal': "envelope 1\n" and "key_id HEX\n" with a key, or
- * envelope 2's lines (core/s3/seal.h); NULL or "": plain bodies). */
+ * the lines of envelope 2 or 3 (core/s3/seal.h); NULL or "": plain
+ * bodies). */
 void bucket_marker_text(uint64_t store_id, const char *ancestors,
 			const char *seal, char *out, size_t len);
 /* The envelope lines of marker or seal text @text ("" if none) into

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
@@ -38,6 +39,7 @@
 #define S_ZSTD (1u << 30)
 #define S_LEN (S_ZSTD - 1)
 #define TAG 16
+#define V1 "tallyfs seal v1" /* HKDF's salt of envelopes 1 and 2 */
 
 /* ------------------------------------------------------------------ */
 /* keyed names */
@@ -186,16 +188,16 @@ int seal_key_match(uint64_t want_id, const struct seal_key *k, char *err,
 	return 0;
 }
 
-/* HKDF-SHA256 of key file bytes @ikm, for @info: @n bytes into @out. */
-static int derive(const unsigned char *ikm, size_t len, const char *info,
-		  unsigned char *out, size_t n)
+/* HKDF-SHA256 of key bytes @ikm with @salt, for @info: @n bytes into
+ * @out. */
+static int derive(const unsigned char *ikm, size_t len, const char *salt,
+		  const char *info, unsigned char *out, size_t n)
 {
-	static const char salt[] = "tallyfs seal v1";
 	EVP_PKEY_CTX *p = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
 	int ok = p && EVP_PKEY_derive_init(p) > 0 &&
 		 EVP_PKEY_CTX_set_hkdf_md(p, EVP_sha256()) > 0 &&
 		 EVP_PKEY_CTX_set1_hkdf_salt(p, (const unsigned char *)salt,
-					     sizeof(salt) - 1) > 0 &&
+					     (int)strlen(salt)) > 0 &&
 		 EVP_PKEY_CTX_set1_hkdf_key(p, ikm, (int)len) > 0 &&
 		 EVP_PKEY_CTX_add1_hkdf_info(p, (const unsigned char *)info,
 					     (int)strlen(info)) > 0 &&
@@ -272,15 +274,19 @@ int seal_key_load(const char *path, struct seal_key *k, char *err,
 			 path, n, SEAL_KEY_MIN);
 		return -EINVAL;
 	}
-	rc = derive(buf, (size_t)n, "encryption", k->enc, sizeof(k->enc));
+	rc = derive(buf, (size_t)n, V1, "encryption", k->enc, sizeof(k->enc));
 	if (!rc)
-		rc = derive(buf, (size_t)n, "names", k->names,
+		rc = derive(buf, (size_t)n, V1, "names", k->names,
 			    sizeof(k->names));
 	if (!rc)
-		rc = derive(buf, (size_t)n, "key id", id, sizeof(id));
+		rc = derive(buf, (size_t)n, V1, "key id", id, sizeof(id));
 	if (!rc)
-		rc = derive(buf, (size_t)n, "key wrapping", k->kek,
-			    sizeof(k->kek));
+		rc = derive(buf, (size_t)n, V1, "key wrapping", k->kek1,
+			    sizeof(k->kek1));
+	/* envelope 3 salts this per store (seal_key_salt()) */
+	if (!rc)
+		rc = derive(buf, (size_t)n, "tallyfs seal v3", "base", k->base,
+			    sizeof(k->base));
 	OPENSSL_cleanse(buf, sizeof(buf));
 	if (rc) {
 		OPENSSL_cleanse(k, sizeof(*k));
@@ -288,9 +294,11 @@ int seal_key_load(const char *path, struct seal_key *k, char *err,
 			 path);
 		return rc;
 	}
-	k->id = le_get64(id);
-	if (!k->id)
-		k->id = 1; /* 0 says "no key" in a header */
+	k->id1 = le_get64(id);
+	if (!k->id1)
+		k->id1 = 1; /* 0 says "no key" in a header */
+	k->id = k->id1;
+	memcpy(k->kek, k->kek1, sizeof(k->kek));
 	return 0;
 }
 
@@ -739,29 +747,161 @@ int seal_open_fd(const struct seal *s, const char *ctx, int in, int out,
 }
 
 /* ------------------------------------------------------------------ */
-/* envelope 2: the store's keys, wrapped by each key file's */
+/* envelopes 2 and 3: the store's keys, wrapped by each key file's */
 
 #define RING_AAD "tallyfs keyring 2"
+#define RING3_AAD "tallyfs keyring 3"
 #define RING_PLAIN (32 + 64 + 8) /* enc, names, id */
 #define RING_BYTES (12 + RING_PLAIN + TAG)
+#define SALT 16
+#define MAC 32
+/* scrypt's cost for a key file's salted id and wrapping key: 16 MiB
+ * and about 80 ms here, once per mount, restore or check (the fuzz
+ * harness builds it cheap: it derives one per input) */
+#ifndef SCRYPT_LOG_N
+#define SCRYPT_LOG_N 14
+#endif
+#define SCRYPT_MEM (64u << 20)
 
-/* The keyring line of @keys wrapped under key file @file's key into
- * @line (SEAL_RING_LINE bytes): 0 or -EIO. */
-static int ring_line(const struct seal_key *file, const struct seal_key *keys,
-		     char *line)
+int seal_record_version(const char *text)
 {
-	unsigned char plain[RING_PLAIN], ring[RING_BYTES], ad[8];
+	static const char *const v[] = { "envelope 1\n", "envelope 2\n",
+					 "envelope 3\n" };
+	const char *e = strstr(text, "envelope ");
+
+	if (!e || (e != text && e[-1] != '\n'))
+		return 0;
+	for (int i = 0; i < 3; i++)
+		if (!strncmp(e, v[i], strlen(v[i])))
+			return i + 1;
+	return -1;
+}
+
+bool seal_ringed(const char *text)
+{
+	return seal_record_version(text) >= 2;
+}
+
+/* The salt of envelope 3 record @text: 0 or -EBADMSG. */
+static int record_salt(const char *text, unsigned char salt[SALT])
+{
+	const char *l = strstr(text, "\nsalt ");
+
+	if (!l || strspn(l + 6, "0123456789abcdef") != 2 * SALT ||
+	    l[6 + 2 * SALT] != '\n')
+		return -EBADMSG;
+	return bytes_of(l + 6, SALT, salt);
+}
+
+/* Key file @k's id and wrapping key in a store of salt @salt: scrypt of
+ * its base key (a slow derivation: a weak key file is costly to guess
+ * from a record, and no id links two stores). */
+static int salt_with(struct seal_key *k, const unsigned char salt[SALT])
+{
+	unsigned char out[8 + 32];
+
+	if (k->salted && !memcmp(k->salt, salt, SALT))
+		return 0;
+	if (EVP_PBE_scrypt((const char *)k->base, sizeof(k->base), salt, SALT,
+			   1ull << SCRYPT_LOG_N, 8, 1, SCRYPT_MEM, out,
+			   sizeof(out)) != 1)
+		return -EIO;
+	k->id = le_get64(out);
+	if (!k->id)
+		k->id = 1; /* 0 says "no key" */
+	memcpy(k->kek, out + 8, 32);
+	OPENSSL_cleanse(out, sizeof(out));
+	memcpy(k->salt, salt, SALT);
+	k->salted = true;
+	return 0;
+}
+
+int seal_key_salt(struct seal_key *k, const char *text)
+{
+	unsigned char salt[SALT];
+
+	if (seal_record_version(text) != 3) {
+		k->id = k->id1;
+		memcpy(k->kek, k->kek1, sizeof(k->kek));
+		k->salted = false;
+		return 0;
+	}
+	if (record_salt(text, salt))
+		return -EBADMSG;
+	return salt_with(k, salt);
+}
+
+/* The mac of the first @n bytes of record @text under the store's keys
+ * @keys (HMAC-SHA256 under a key derived from them): 0 or -EIO. */
+static int record_mac(const struct seal_key *keys, const char *text, size_t n,
+		      unsigned char mac[MAC])
+{
+	unsigned char ikm[96], mk[32];
+	size_t ml = 0;
+	int rc;
+
+	memcpy(ikm, keys->enc, 32);
+	memcpy(ikm + 32, keys->names, 64);
+	rc = derive(ikm, sizeof(ikm), "tallyfs seal v3", "record mac", mk,
+		    sizeof(mk));
+	OPENSSL_cleanse(ikm, sizeof(ikm));
+	if (!rc &&
+	    (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, mk, sizeof(mk),
+			(const unsigned char *)text, n, mac, MAC, &ml) ||
+	     ml != MAC))
+		rc = -EIO;
+	OPENSSL_cleanse(mk, sizeof(mk));
+	return rc;
+}
+
+/* Whether envelope 3 record @text ends in a mac of its other lines under
+ * the store's keys @keys: 0, or -EBADMSG (altered, or another store's). */
+static int record_check(const char *text, const struct seal_key *keys)
+{
+	unsigned char mac[MAC], got[MAC];
+	const char *l = strstr(text, "\nmac ");
+
+	if (!l || strspn(l + 5, "0123456789abcdef") != 2 * MAC ||
+	    strcmp(l + 5 + 2 * MAC, "\n") || bytes_of(l + 5, MAC, got) ||
+	    record_mac(keys, text, (size_t)(l + 1 - text), mac))
+		return -EBADMSG;
+	return CRYPTO_memcmp(mac, got, MAC) ? -EBADMSG : 0;
+}
+
+/* What a ring authenticates besides its bytes: its key's id, and in
+ * envelope 3 the store's salt before it (a ring is its store's). */
+static size_t ring_ad(const struct seal_key *file, const unsigned char *salt,
+		      unsigned char ad[SALT + 8], const char **aad)
+{
+	*aad = salt ? RING3_AAD : RING_AAD;
+	if (!salt) {
+		le_put64(ad, file->id);
+		return 8;
+	}
+	memcpy(ad, salt, SALT);
+	le_put64(ad + SALT, file->id);
+	return SALT + 8;
+}
+
+/* The keyring line of @keys wrapped under key file @file's key (salted
+ * for @salt in envelope 3, NULL in 2) into @line (SEAL_RING_LINE bytes):
+ * 0 or -EIO. */
+static int ring_line(const struct seal_key *file, const struct seal_key *keys,
+		     const unsigned char *salt, char *line)
+{
+	unsigned char plain[RING_PLAIN], ring[RING_BYTES], ad[SALT + 8];
 	char id[17], hex[2 * RING_BYTES + 1];
+	const char *aad;
+	size_t adn = ring_ad(file, salt, ad, &aad);
 	int rc;
 
 	memcpy(plain, keys->enc, 32);
 	memcpy(plain + 32, keys->names, 64);
 	le_put64(plain + 96, keys->id);
-	le_put64(ad, file->id);
 	rc = RAND_bytes(ring, 12) == 1 ? 0 : -EIO;
 	if (!rc)
-		rc = aes_gcm(file->kek, ring, RING_AAD, strlen(RING_AAD), ad,
-			     sizeof(ad), true, plain, RING_PLAIN, ring + 12,
+		rc = aes_gcm(file->kek, ring, aad, strlen(aad), ad, adn, true,
+			     plain, RING_PLAIN, ring + 12,
 			     ring + 12 + RING_PLAIN);
 	OPENSSL_cleanse(plain, sizeof(plain));
 	if (rc)
@@ -787,88 +927,6 @@ static const char *ring_find(const char *text, uint64_t id)
 		l++;
 	}
 	return NULL;
-}
-
-int seal_keyring_make(const struct seal_key *file, struct seal_key *out,
-		      char *text, size_t len)
-{
-	int rc;
-
-	memset(out, 0, sizeof(*out));
-	if (RAND_bytes(out->enc, sizeof(out->enc)) != 1 ||
-	    RAND_bytes(out->names, sizeof(out->names)) != 1)
-		return -EIO;
-	/* the bodies' headers name the key file the store was bound with,
-	 * for good: the id of the store's keys */
-	out->id = file->id;
-	/* a record of no ring yet, given the first */
-	rc = seal_keyring_add("envelope 2\n", out, file, text, len);
-	if (rc)
-		OPENSSL_cleanse(out, sizeof(*out));
-	return rc;
-}
-
-int seal_keyring_open(const char *text, const struct seal_key *file,
-		      struct seal_key *out, char *err, size_t len)
-{
-	unsigned char plain[RING_PLAIN], ring[RING_BYTES], ad[8];
-	char id[17];
-	const char *l;
-	int rc;
-
-	if (!strstr(text, "envelope 2\n")) {
-		*out = *file; /* envelope 1: the key file's own keys */
-		return 0;
-	}
-	seal_key_id_text(file->id, id);
-	l = ring_find(text, file->id);
-	if (!l) {
-		const char *k = strstr(text, "\nkey_id ");
-
-		snprintf(err, len,
-			 "key_file holds key %s, but the bucket's bodies are "
-			 "encrypted with key %.16s (its keys are not wrapped "
-			 "for key %s)",
-			 id, k ? k + 8 : "?", id);
-		return -EKEYREJECTED;
-	}
-	if (strspn(l, "0123456789abcdef") != 2 * RING_BYTES ||
-	    l[2 * RING_BYTES] != '\n' || bytes_of(l, RING_BYTES, ring)) {
-		snprintf(err, len, "the keyring of key %s is damaged", id);
-		return -EBADMSG;
-	}
-	le_put64(ad, file->id);
-	rc = aes_gcm(file->kek, ring, RING_AAD, strlen(RING_AAD), ad,
-		     sizeof(ad), false, ring + 12, RING_PLAIN, plain,
-		     ring + 12 + RING_PLAIN);
-	if (rc) {
-		snprintf(err, len,
-			 "the keyring of key %s does not open with this key "
-			 "file (altered, or another key with the same id)",
-			 id);
-		return rc == -EBADMSG ? -EKEYREJECTED : rc;
-	}
-	memset(out, 0, sizeof(*out));
-	memcpy(out->enc, plain, 32);
-	memcpy(out->names, plain + 32, 64);
-	out->id = le_get64(plain + 96);
-	OPENSSL_cleanse(plain, sizeof(plain));
-	return 0;
-}
-
-int seal_key_open(const char *text, uint64_t want_id,
-		  const struct seal_key *file, struct seal_key *out, char *err,
-		  size_t len)
-{
-	int rc;
-
-	/* envelope 2: any key with a ring (both, while a rekey runs) */
-	if (want_id && file && strstr(text, "envelope 2\n"))
-		return seal_keyring_open(text, file, out, err, len);
-	rc = seal_key_match(want_id, file, err, len);
-	if (!rc && file)
-		*out = *file;
-	return rc;
 }
 
 /* Append the lines of @text that are rings of keys other than @skip to
@@ -898,41 +956,232 @@ static int other_rings(const char *text, uint64_t skip, char *out, size_t len,
 	return 0;
 }
 
-int seal_keyring_add(const char *text, const struct seal_key *keys,
-		     const struct seal_key *file, char *out, size_t len)
+/* The mac line of the @n bytes of record @out (@len bytes) appended:
+ * 0 or -errno. */
+static int add_mac(const struct seal_key *keys, char *out, size_t len, size_t n)
 {
-	char id[17], line[SEAL_RING_LINE];
+	unsigned char mac[MAC];
+	char hex[2 * MAC + 1];
+	int rc = record_mac(keys, out, n, mac);
+
+	if (rc)
+		return rc;
+	hex_of(mac, MAC, hex);
+	if (n + 4 + 2 * MAC + 1 >= len)
+		return -ENAMETOOLONG;
+	snprintf(out + n, len - n, "mac %s\n", hex);
+	return 0;
+}
+
+/* An envelope 3 record into @out (@len bytes): salt @salt, key file
+ * @file (salted for it) in force with its ring of @keys first, the rings
+ * of @others (lines of other keys, may be NULL) after, then the mac. */
+static int record3(const unsigned char salt[SALT], const struct seal_key *keys,
+		   const struct seal_key *file, const char *others, char *out,
+		   size_t len)
+{
+	char sh[2 * SALT + 1], id[17], line[SEAL_RING_LINE];
+	size_t n;
+	int rc = ring_line(file, keys, salt, line);
+
+	if (rc)
+		return rc;
+	hex_of(salt, SALT, sh);
+	seal_key_id_text(file->id, id);
+	n = (size_t)snprintf(out, len, "envelope 3\nsalt %s\nkey_id %s\n%s", sh,
+			     id, line);
+	if (n >= len)
+		return -ENAMETOOLONG;
+	if (others) {
+		rc = other_rings(others, file->id, out, len, &n);
+		if (rc)
+			return rc;
+	}
+	return add_mac(keys, out, len, n);
+}
+
+int seal_keyring_make(struct seal_key *file, struct seal_key *out, char *text,
+		      size_t len)
+{
+	unsigned char salt[SALT], id[8] = { 0 };
+	int rc = -EIO;
+
+	memset(out, 0, sizeof(*out));
+	/* the store's keys and their id (which every body's header names,
+	 * for good) are random: nothing in the bucket is derived from the
+	 * key file but its ring, under a salt of this store's */
+	if (RAND_bytes(out->enc, sizeof(out->enc)) == 1 &&
+	    RAND_bytes(out->names, sizeof(out->names)) == 1 &&
+	    RAND_bytes(id, sizeof(id)) == 1 && RAND_bytes(salt, SALT) == 1)
+		rc = salt_with(file, salt);
+	out->id = le_get64(id);
+	if (!out->id)
+		out->id = 1;
+	if (!rc)
+		rc = record3(salt, out, file, NULL, text, len);
+	if (rc)
+		OPENSSL_cleanse(out, sizeof(*out));
+	return rc;
+}
+
+int seal_keyring_open(const char *text, const struct seal_key *file,
+		      struct seal_key *out, char *err, size_t len)
+{
+	unsigned char plain[RING_PLAIN], ring[RING_BYTES], ad[SALT + 8];
+	int v = seal_record_version(text);
+	struct seal_key f = *file;
+	char id[17];
+	const char *l, *aad;
+	size_t adn;
+	int rc;
+
+	if (v < 0) {
+		snprintf(err, len, "the seal record is of an unknown envelope");
+		return -EBADMSG;
+	}
+	if (v < 2) {
+		*out = *file; /* envelope 1: the key file's own keys */
+		return 0;
+	}
+	rc = seal_key_salt(&f, text);
+	if (rc) {
+		OPENSSL_cleanse(&f, sizeof(f));
+		snprintf(err, len, "the seal record's salt is damaged");
+		return rc;
+	}
+	seal_key_id_text(f.id, id);
+	l = ring_find(text, f.id);
+	if (!l) {
+		const char *k = strstr(text, "\nkey_id ");
+
+		OPENSSL_cleanse(&f, sizeof(f));
+		snprintf(err, len,
+			 "key_file holds key %s, but the bucket's bodies are "
+			 "encrypted with key %.16s (its keys are not wrapped "
+			 "for key %s)",
+			 id, k ? k + 8 : "?", id);
+		return -EKEYREJECTED;
+	}
+	if (strspn(l, "0123456789abcdef") != 2 * RING_BYTES ||
+	    l[2 * RING_BYTES] != '\n' || bytes_of(l, RING_BYTES, ring)) {
+		OPENSSL_cleanse(&f, sizeof(f));
+		snprintf(err, len, "the keyring of key %s is damaged", id);
+		return -EBADMSG;
+	}
+	adn = ring_ad(&f, v == 3 ? f.salt : NULL, ad, &aad);
+	rc = aes_gcm(f.kek, ring, aad, strlen(aad), ad, adn, false, ring + 12,
+		     RING_PLAIN, plain, ring + 12 + RING_PLAIN);
+	OPENSSL_cleanse(&f, sizeof(f));
+	if (rc) {
+		snprintf(err, len,
+			 "the keyring of key %s does not open with this key "
+			 "file (altered, another store's, or another key with "
+			 "the same id)",
+			 id);
+		return rc == -EBADMSG ? -EKEYREJECTED : rc;
+	}
+	memset(out, 0, sizeof(*out));
+	memcpy(out->enc, plain, 32);
+	memcpy(out->names, plain + 32, 64);
+	out->id = le_get64(plain + 96);
+	OPENSSL_cleanse(plain, sizeof(plain));
+	/* envelope 3: the lines around the ring (the key in force, the other
+	 * rings) are the store's own, as the last one's mac says */
+	if (v == 3 && record_check(text, out)) {
+		OPENSSL_cleanse(out, sizeof(*out));
+		snprintf(err, len,
+			 "the seal record was altered: its mac does not match "
+			 "the keys its ring of key %s holds",
+			 id);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int seal_key_open(const char *text, uint64_t want_id,
+		  const struct seal_key *file, struct seal_key *out, char *err,
+		  size_t len)
+{
+	int rc;
+
+	/* envelopes 2 and 3: any key with a ring (both, while a rekey runs) */
+	if (want_id && file && seal_ringed(text))
+		return seal_keyring_open(text, file, out, err, len);
+	rc = seal_key_match(want_id, file, err, len);
+	if (!rc && file)
+		*out = *file;
+	return rc;
+}
+
+int seal_keyring_add(const char *text, const struct seal_key *keys,
+		     struct seal_key *file, const struct seal_key *also,
+		     char *out, size_t len)
+{
+	unsigned char salt[SALT];
+	char line[SEAL_RING_LINE];
+	struct seal_key a;
+	int rc;
+
+	switch (seal_record_version(text)) {
+	case 3:
+		/* the rings kept are the store's own, as its mac says */
+		rc = record_check(text, keys);
+		if (!rc)
+			rc = record_salt(text, salt);
+		if (!rc)
+			rc = salt_with(file, salt);
+		return rc ? rc : record3(salt, keys, file, text, out, len);
+	case 2:
+		/* made envelope 3: a new salt, @file's ring and @also's (the
+		 * rings of envelope 2 cannot be salted without their key
+		 * files: the caller's record holds @also's alone) */
+		if (!also)
+			return -EINVAL;
+		if (RAND_bytes(salt, SALT) != 1)
+			return -EIO;
+		a = *also;
+		rc = salt_with(file, salt);
+		if (!rc)
+			rc = salt_with(&a, salt);
+		line[0] = '\0';
+		if (!rc && a.id != file->id)
+			rc = ring_line(&a, keys, salt, line);
+		OPENSSL_cleanse(&a, sizeof(a));
+		return rc ? rc : record3(salt, keys, file, line, out, len);
+	default:
+		return -EINVAL;
+	}
+}
+
+int seal_keyring_trim(const char *text, const struct seal_key *keys, char *out,
+		      size_t len)
+{
+	const char *k = strstr(text, "\nkey_id "), *ring, *first;
+	int v = seal_record_version(text);
+	unsigned long long id;
 	size_t n;
 	int rc;
 
-	if (!strstr(text, "envelope 2\n"))
+	if (v < 2 || !k || sscanf(k + 8, "%16llx", &id) != 1)
 		return -EINVAL;
-	rc = ring_line(file, keys, line);
-	if (rc)
-		return rc;
-	seal_key_id_text(file->id, id);
-	n = (size_t)snprintf(out, len, "envelope 2\nkey_id %s\n%s", id, line);
-	if (n >= len)
-		return -ENAMETOOLONG;
-	return other_rings(text, file->id, out, len, &n);
-}
-
-int seal_keyring_trim(const char *text, char *out, size_t len)
-{
-	const char *k = strstr(text, "\nkey_id "), *ring;
-	unsigned long long id;
-	size_t n;
-
-	if (!strstr(text, "envelope 2\n") || !k ||
-	    sscanf(k + 8, "%16llx", &id) != 1)
-		return -EINVAL;
+	/* the key in force is the store's word, as its mac says */
+	if (v == 3 && record_check(text, keys))
+		return -EBADMSG;
 	ring = ring_find(text, id);
-	if (!ring)
+	first = strstr(text, "\nkeyring ");
+	if (!ring || !first)
 		return -EINVAL;
 	ring -= 8 + 17; /* the line's start */
-	n = (size_t)snprintf(out, len, "envelope 2\nkey_id %.16s\n%.*s", k + 8,
-			     (int)(strcspn(ring, "\n") + 1), ring);
+	/* the lines before the first ring (envelope, salt, key in force),
+	 * then the ring of the key in force */
+	n = (size_t)snprintf(out, len, "%.*s%.*s", (int)(first + 1 - text),
+			     text, (int)(strcspn(ring, "\n") + 1), ring);
 	if (n >= len)
 		return -ENAMETOOLONG;
+	if (v == 3) {
+		rc = add_mac(keys, out, len, n);
+		if (rc)
+			return rc;
+	}
 	return strcmp(out, text) ? 1 : 0;
 }

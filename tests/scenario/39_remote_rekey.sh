@@ -86,8 +86,20 @@ opens_restore() {
 }
 # out_get KEY: a value of tallyctl's last report
 out_get() { sed -n "s/^$1: *//p" <<<"$OUT" | head -n 1; }
-# key_id KEY: the id of key file KEY, as a store bound with it says it
+# key_id KEY: the id of key file KEY in $STORE (unmounted), as tallyfsck
+# reports it (ids are salted per store)
 key_id() {
+	fsck_store --key-file="$TMP/$1" "$STORE"
+	fsck_value key_file_id
+}
+# key_opens KEY: whether key file KEY opens $STORE (yes/no), as tallyfsck
+# reports it
+key_opens() {
+	fsck_store --key-file="$TMP/$1" "$STORE"
+	fsck_value key_file_opens
+}
+# other_id KEY: the id of key file KEY in another store bound with it
+other_id() {
 	local s=$TMP/kid.$1 m=$TMP/kidm id
 
 	mkdir -p "$m"
@@ -99,8 +111,23 @@ key_id() {
 }
 
 log "a store bound with key k1; rekey to k2 while mounted"
+mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o "key_file=$TMP/k1" \
+	-o snapshot_interval=0
+umount_fs
 kid1=$(key_id k1)
+assert_eq "tallyfsck: k1 opens the store" yes "$(key_opens k1)"
 kid2=$(key_id k2)
+assert_eq "tallyfsck: k2 does not yet" no "$(key_opens k2)"
+[[ $kid1 =~ ^[0-9a-f]{16}$ && $kid2 =~ ^[0-9a-f]{16}$ ]] ||
+	fail "no key ids: '$kid1' '$kid2'"
+# issue 45, item 7: a key file's id is its store's, salted: the same
+# key file has another id in another store, and the marker holds a salt
+# and a mac that authenticates its lines
+assert_ne "k1's id in another store" "$kid1" "$(other_id k1)"
+m=$(marker)
+grep -q "^envelope 3$" <<<"$m" || fail "the marker is not envelope 3: $m"
+grep -Eq "^salt [0-9a-f]{32}$" <<<"$m" || fail "the marker has no salt: $m"
+grep -Eq "^mac [0-9a-f]{64}$" <<<"$m" || fail "the marker has no mac: $m"
 mount_fs "$STORE" "$MNT" "${REMOTE[@]}" -o "key_file=$TMP/k1" \
 	-o snapshot_interval=0
 mkdir -p "$MNT/main/docs"

@@ -461,7 +461,7 @@ Test(seal, a_key_is_matched_against_the_id_a_bucket_names)
 	cr_assert(strstr(err, "not encrypted"), "%s", err);
 }
 
-/* Envelope 2: a store's own random keys, wrapped by the key file's; the
+/* Envelope 3: a store's own random keys, wrapped by the key file's; the
  * record parses as a bucket's seal lines, opens with that key file only,
  * and a damaged ring is refused. */
 Test(seal, wrapped_keys_open_with_their_key_file_only)
@@ -477,10 +477,10 @@ Test(seal, wrapped_keys_open_with_their_key_file_only)
 	keyed(&k2, 'b');
 	cr_assert_eq(seal_keyring_make(&k.key, &st.key, rec, sizeof(rec)), 0);
 	seal_key_id_text(k.key.id, hex);
-	cr_assert(!strncmp(rec, "envelope 2\nkey_id ", 18), "%s", rec);
+	cr_assert(!strncmp(rec, "envelope 3\nsalt ", 16), "%s", rec);
 	cr_assert(strstr(rec, hex), "%s", rec);
-	/* random keys, not the key file's, under the key file's id */
-	cr_assert_eq(st.key.id, k.key.id);
+	/* random keys, not the key file's, under an id of their own */
+	cr_assert_neq(st.key.id, k.key.id);
 	cr_assert_neq(memcmp(st.key.enc, k.key.enc, 32), 0);
 	cr_assert_neq(memcmp(st.key.names, k.key.names, 64), 0);
 	/* two bindings: two sets of keys */
@@ -489,6 +489,7 @@ Test(seal, wrapped_keys_open_with_their_key_file_only)
 	cr_assert_neq(memcmp(st.key.enc, st2.key.enc, 32), 0);
 	cr_assert_eq(bucket_seal_parse(rec, back, sizeof(back), &id), 0);
 	cr_assert_str_eq(back, rec);
+	cr_assert_eq(seal_key_salt(&k.key, rec), 0);
 	cr_assert_eq(id, k.key.id);
 
 	memset(&got, 0, sizeof(got));
@@ -522,7 +523,7 @@ Test(seal, wrapped_keys_open_with_their_key_file_only)
 		     -EKEYREJECTED);
 	cr_assert(strstr(err, "not wrapped"), "%s", err);
 	/* a flipped digit in the ring: refused, never other keys */
-	ring = strstr(rec, "keyring ") + 8 + 17 + 40;
+	ring = (char *)strstr(rec, "keyring ") + 8 + 17 + 40;
 	*ring = *ring == '0' ? '1' : '0';
 	cr_assert_eq(seal_keyring_open(rec, &k.key, &got.key, err, sizeof(err)),
 		     -EKEYREJECTED);
@@ -534,6 +535,9 @@ Test(seal, wrapped_keys_open_with_their_key_file_only)
 		     -EBADMSG);
 	cr_assert_eq(bucket_seal_parse(rec, back, sizeof(back), &id), -EUCLEAN);
 	cr_assert_eq(bucket_seal_parse("envelope 2\nkey_id 00000000000000ab\n",
+				       back, sizeof(back), &id),
+		     -EUCLEAN);
+	cr_assert_eq(bucket_seal_parse("envelope 3\nkey_id 00000000000000ab\n",
 				       back, sizeof(back), &id),
 		     -EUCLEAN);
 	/* records that are not one: cut in the key_id line, 17 digits, a
@@ -550,7 +554,8 @@ Test(seal, wrapped_keys_open_with_their_key_file_only)
 		const char *line = strstr(rec, "keyring ");
 
 		/* the key in force named k2, whose ring is not there */
-		snprintf(other, sizeof(other), "envelope 2\nkey_id %016llx\n%s",
+		snprintf(other, sizeof(other), "%.*skey_id %016llx\n%s",
+			 (int)(strstr(rec, "key_id ") - rec), rec,
 			 (unsigned long long)k2.key.id, line);
 		cr_assert_eq(bucket_seal_parse(other, back, sizeof(back), &id),
 			     -EUCLEAN);
@@ -558,8 +563,8 @@ Test(seal, wrapped_keys_open_with_their_key_file_only)
 		cr_assert_eq(bucket_seal_parse(twice, back, sizeof(back), &id),
 			     -EUCLEAN);
 		/* k2 added: both rings, k2 in force; trimmed: k2's alone */
-		cr_assert_eq(seal_keyring_add(rec, &st.key, &k2.key, other,
-					      sizeof(other)),
+		cr_assert_eq(seal_keyring_add(rec, &st.key, &k2.key, NULL,
+					      other, sizeof(other)),
 			     0);
 		cr_assert_eq(bucket_seal_parse(other, back, sizeof(back), &id),
 			     0);
@@ -572,15 +577,19 @@ Test(seal, wrapped_keys_open_with_their_key_file_only)
 					       sizeof(err)),
 			     0, "%s", err);
 		cr_assert_eq(memcmp(got.key.enc, st.key.enc, 32), 0);
-		cr_assert_eq(seal_keyring_trim(other, twice, sizeof(twice)), 1);
-		cr_assert_eq(seal_keyring_trim(twice, back, sizeof(back)), 0);
+		cr_assert_eq(seal_keyring_trim(other, &st.key, twice,
+					       sizeof(twice)),
+			     1);
+		cr_assert_eq(seal_keyring_trim(twice, &st.key, back,
+					       sizeof(back)),
+			     0);
 		cr_assert_eq(seal_keyring_open(twice, &k.key, &got.key, err,
 					       sizeof(err)),
 			     -EKEYREJECTED);
 		cr_assert_eq(seal_keyring_open(twice, &k2.key, &got.key, err,
 					       sizeof(err)),
 			     0, "%s", err);
-		cr_assert_eq(got.key.id, k.key.id); /* the store's, for good */
+		cr_assert_eq(got.key.id, st.key.id); /* the store's, for good */
 	}
 	/* envelope 1: the key file's own keys */
 	cr_assert_eq(seal_keyring_open("envelope 1\nkey_id 0000000000000001\n",
@@ -588,4 +597,266 @@ Test(seal, wrapped_keys_open_with_their_key_file_only)
 		     0);
 	cr_assert_eq(memcmp(got.key.enc, k.key.enc, 32), 0);
 	free(in);
+}
+
+/* The rings in record @rec. */
+static int rings(const char *rec)
+{
+	int n = 0;
+
+	for (const char *l = rec; (l = strstr(l, "keyring ")) != NULL; l++)
+		n++;
+	return n;
+}
+
+/* Issue 45: a key file's id is salted per store: the same key file has
+ * another id in each store, neither its unsalted one, and nothing in a
+ * record names the key file outside its store. */
+Test(seal, a_key_ids_salt_is_its_stores)
+{
+	struct seal k;
+	struct seal_key a, b, ka, kb;
+	char ra[SEAL_TEXT_MAX], rb[SEAL_TEXT_MAX], hex[17];
+	uint64_t unsalted;
+
+	keyed(&k, 'a');
+	unsalted = k.key.id;
+	a = b = k.key;
+	cr_assert_eq(seal_keyring_make(&a, &ka, ra, sizeof(ra)), 0);
+	cr_assert_eq(seal_keyring_make(&b, &kb, rb, sizeof(rb)), 0);
+	cr_assert_neq(a.id, b.id);
+	cr_assert_neq(a.id, unsalted);
+	cr_assert_neq(b.id, unsalted);
+	cr_assert_neq(ka.id, kb.id); /* the stores' keys' ids: random */
+	seal_key_id_text(unsalted, hex);
+	cr_assert_null(strstr(ra, hex), "%s", ra);
+	/* salted again for a record: the same id, and back for none */
+	cr_assert_eq(seal_key_salt(&k.key, rb), 0);
+	cr_assert_eq(k.key.id, b.id);
+	cr_assert_eq(seal_key_salt(&k.key, "envelope 1\n"), 0);
+	cr_assert_eq(k.key.id, unsalted);
+}
+
+/* Issue 45: a ring is its store's, and the lines around it are the
+ * store's own: a ring taken from another store of the same key file, a
+ * salt swapped with its ring, a key_id line naming another ring, a ring
+ * dropped or added, are each refused; nothing opens to other keys. */
+Test(seal, a_record_is_bound_to_its_store_and_authenticated)
+{
+	struct seal k, k2;
+	struct seal_key a, b, b2, ka, kb, got;
+	char ra[SEAL_TEXT_MAX], rb[SEAL_TEXT_MAX], two[SEAL_TEXT_MAX];
+	char forged[2 * SEAL_TEXT_MAX], parsed[SEAL_TEXT_MAX], err[256];
+	char idb[17];
+	const char *ring_a, *ring_b, *salt_a, *salt_b;
+	uint64_t id;
+
+	keyed(&k, 'a');
+	keyed(&k2, 'b');
+	a = b = k.key;
+	b2 = k2.key;
+	cr_assert_eq(seal_keyring_make(&a, &ka, ra, sizeof(ra)), 0);
+	cr_assert_eq(seal_keyring_make(&b, &kb, rb, sizeof(rb)), 0);
+	ring_a = strstr(ra, "keyring ");
+	ring_b = strstr(rb, "keyring ");
+	salt_a = strstr(ra, "salt ");
+	salt_b = strstr(rb, "salt ");
+	seal_key_id_text(b.id, idb);
+
+	/* A's ring, renamed to B's id, in B's record: its salt and id are
+	 * authenticated, so it does not open */
+	snprintf(forged, sizeof(forged), "%.*skeyring %s %s",
+		 (int)(ring_b - rb), rb, idb, ring_a + 8 + 17);
+	cr_assert_eq(bucket_seal_parse(forged, two, sizeof(two), &id), 0);
+	cr_assert_eq(seal_keyring_open(forged, &k.key, &got, err, sizeof(err)),
+		     -EKEYREJECTED, "%s", err);
+	/* A's salt and A's ring with B's mac: the ring opens (A's keys),
+	 * the mac does not match them */
+	snprintf(forged, sizeof(forged), "%.*s%.*s%.*s%s", (int)(salt_b - rb),
+		 rb, (int)(strstr(ra, "keyring ") - salt_a), salt_a,
+		 (int)(strstr(ring_a, "\nmac ") + 1 - ring_a), ring_a,
+		 strstr(rb, "mac "));
+	cr_assert_eq(bucket_seal_parse(forged, two, sizeof(two), &id), 0);
+	cr_assert_eq(seal_keyring_open(forged, &k.key, &got, err, sizeof(err)),
+		     -EBADMSG, "%s", err);
+	cr_assert(strstr(err, "mac"), "%s", err);
+	cr_assert_eq(seal_keyring_open(ra, &k.key, &got, err, sizeof(err)), 0,
+		     "%s", err);
+	cr_assert_eq(memcmp(got.enc, ka.enc, 32), 0);
+
+	/* two rings, k2 in force: naming k in force instead is refused */
+	cr_assert_eq(seal_keyring_add(rb, &kb, &b2, NULL, two, sizeof(two)), 0);
+	cr_assert_eq(rings(two), 2);
+	cr_assert_eq(seal_keyring_open(two, &k.key, &got, err, sizeof(err)), 0,
+		     "%s", err);
+	snprintf(forged, sizeof(forged), "%s", two);
+	{
+		char *kid = strstr(forged, "key_id ") + 7;
+
+		memcpy(kid, idb, 16);
+	}
+	cr_assert_eq(bucket_seal_parse(forged, parsed, sizeof(parsed), &id), 0);
+	cr_assert_eq(seal_keyring_open(forged, &k.key, &got, err, sizeof(err)),
+		     -EBADMSG, "%s", err);
+	cr_assert_eq(seal_keyring_open(forged, &k2.key, &got, err, sizeof(err)),
+		     -EBADMSG, "%s", err);
+	/* nor does a rekey's end or a new ring sign it over */
+	cr_assert_eq(seal_keyring_trim(forged, &kb, parsed, sizeof(parsed)),
+		     -EBADMSG);
+	cr_assert_eq(seal_keyring_add(forged, &kb, &b2, NULL, parsed,
+				      sizeof(parsed)),
+		     -EBADMSG);
+	/* an unknown envelope opens nothing */
+	snprintf(forged, sizeof(forged), "envelope 4%s", strchr(two, '\n'));
+	cr_assert_eq(seal_keyring_open(forged, &k.key, &got, err, sizeof(err)),
+		     -EBADMSG);
+	/* the old ring dropped by hand (not by a trim under the keys) */
+	{
+		const char *second =
+			strstr(strstr(two, "keyring ") + 1, "keyring ");
+
+		snprintf(forged, sizeof(forged), "%.*s%s", (int)(second - two),
+			 two, strstr(second, "mac "));
+	}
+	cr_assert_eq(bucket_seal_parse(forged, parsed, sizeof(parsed), &id), 0);
+	cr_assert_eq(seal_keyring_open(forged, &k2.key, &got, err, sizeof(err)),
+		     -EBADMSG, "%s", err);
+	/* trimmed under the store's keys: k2's ring alone, and it opens */
+	cr_assert_eq(seal_keyring_trim(two, &kb, forged, sizeof(forged)), 1);
+	cr_assert_eq(rings(forged), 1);
+	cr_assert_eq(seal_keyring_open(forged, &k2.key, &got, err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_eq(memcmp(got.enc, kb.enc, 32), 0);
+	cr_assert_eq(seal_keyring_open(forged, &k.key, &got, err, sizeof(err)),
+		     -EKEYREJECTED);
+	/* a mac line cut or altered: not a record, or refused */
+	*strstr(forged, "mac ") = '\0';
+	cr_assert_eq(bucket_seal_parse(forged, parsed, sizeof(parsed), &id),
+		     -EUCLEAN);
+}
+
+/* A store bound with envelope 2 (the previous format), made by it: its
+ * key file holds the bytes 0..31; its record, and a body its keys sealed
+ * ("tallyfs envelope 2 fixture", context "fixture.g0", store 42). */
+static const char env2_record[] =
+	"envelope 2\n"
+	"key_id f7e9a31e39b86620\n"
+	"keyring f7e9a31e39b86620 8f2e728ba75f28ce4e0781c7379564f079b"
+	"cbd6c56a186520b6a0e8ed19666bc51808f3afe6cbd1d45fbb8087f049d4"
+	"571dcefb0ec555d3106bdef5f72c9a563d417d08d020fcf9d1eacf951bce"
+	"84ed3c3f31c85306bdda6b5bc286d709261ffdf934069309e2fd1e1656be"
+	"249a9ddf129c986c26996ed3f98dfe393e12f2e92ea438de9\n";
+static const char env2_body[] =
+	"544c5945010100002a000000000000002066b8391ea3e9f78b58b6d84360644a"
+	"b3a76ecf000010001a0000801a0000000dddc2ed65be034b6ecf6e5e9b902f03"
+	"f3e96fd26fe97d041d220b8cdb8f840d9f61387bf6aaf6db171b";
+
+static void env2_key(struct seal_key *k)
+{
+	char path[4200], err[256];
+	unsigned char b[32];
+	int fd;
+
+	for (int i = 0; i < 32; i++)
+		b[i] = (unsigned char)i;
+	snprintf(path, sizeof(path), "%s/k2", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, b, 32), 32);
+	close(fd);
+	cr_assert_eq(seal_key_load(path, k, err, sizeof(err)), 0, "%s", err);
+}
+
+/* Whether the fixture's body opens with store keys @keys to its text. */
+static void env2_body_opens(const struct seal_key *keys)
+{
+	unsigned char in[sizeof(env2_body) / 2], out[64];
+	struct seal s = { .keyed = true, .key = *keys, .store_id = 42 };
+	size_t n;
+
+	for (size_t i = 0; i < sizeof(in); i++)
+		cr_assert_eq(sscanf(env2_body + 2 * i, "%2hhx", &in[i]), 1);
+	cr_assert_eq(seal_open(&s, "fixture.g0", in, sizeof(in), out,
+			       sizeof(out), &n, NULL),
+		     0);
+	cr_assert_eq(n, 26);
+	cr_assert_eq(memcmp(out, "tallyfs envelope 2 fixture", 26), 0);
+}
+
+/* Issue 45: a store of envelope 2 opens still, and is made envelope 3
+ * with the same keys: its bodies open, its key file's id is salted. */
+Test(seal, an_envelope_2_store_opens_and_is_made_envelope_3)
+{
+	struct seal_key file, keys, got, again;
+	char rec[SEAL_TEXT_MAX], back[SEAL_TEXT_MAX], err[256], hex[17];
+	uint64_t id = 0, id2;
+
+	env2_key(&file);
+	cr_assert_eq(seal_record_version(env2_record), 2);
+	cr_assert_eq(bucket_seal_parse(env2_record, back, sizeof(back), &id),
+		     0);
+	cr_assert_eq(seal_key_salt(&file, env2_record), 0);
+	cr_assert_eq(id, file.id); /* unsalted in envelope 2 */
+	id2 = file.id;
+	cr_assert_eq(seal_key_open(env2_record, id, &file, &keys, err,
+				   sizeof(err)),
+		     0, "%s", err);
+	env2_body_opens(&keys);
+	/* made envelope 3: no conversion without the key that opened it */
+	cr_assert_eq(seal_keyring_add(env2_record, &keys, &file, NULL, rec,
+				      sizeof(rec)),
+		     -EINVAL);
+	again = file;
+	cr_assert_eq(seal_keyring_add(env2_record, &keys, &file, &again, rec,
+				      sizeof(rec)),
+		     0);
+	cr_assert_eq(seal_record_version(rec), 3);
+	cr_assert_eq(bucket_seal_parse(rec, back, sizeof(back), &id), 0);
+	cr_assert_eq(id, file.id);
+	cr_assert_neq(id, id2, "the id is salted");
+	seal_key_id_text(id2, hex);
+	cr_assert_null(strstr(rec, hex), "%s", rec);
+	cr_assert_eq(rings(rec), 1, "%s", rec);
+	/* the unsalted key file opens it (salted on the way) */
+	cr_assert_eq(seal_key_open(rec, id, &again, &got, err, sizeof(err)), 0,
+		     "%s", err);
+	cr_assert_eq(memcmp(got.enc, keys.enc, 32), 0);
+	cr_assert_eq(got.id, keys.id); /* the bodies' headers' id, for good */
+	env2_body_opens(&got);
+
+	/* a rekey of it to another key file: envelope 3, both rings (the
+	 * old key's salted too), both open it; trimmed, the new one only */
+	{
+		struct seal k2;
+		struct seal_key old;
+		char trimmed[SEAL_TEXT_MAX];
+
+		keyed(&k2, 'b');
+		env2_key(&old);
+		cr_assert_eq(seal_keyring_add(env2_record, &keys, &k2.key, &old,
+					      rec, sizeof(rec)),
+			     0);
+		cr_assert_eq(seal_record_version(rec), 3);
+		cr_assert_eq(rings(rec), 2, "%s", rec);
+		cr_assert_eq(bucket_seal_parse(rec, back, sizeof(back), &id),
+			     0);
+		cr_assert_eq(id, k2.key.id);
+		cr_assert_eq(seal_keyring_open(rec, &old, &got, err,
+					       sizeof(err)),
+			     0, "%s", err);
+		env2_body_opens(&got);
+		cr_assert_eq(seal_keyring_open(rec, &k2.key, &got, err,
+					       sizeof(err)),
+			     0, "%s", err);
+		env2_body_opens(&got);
+		cr_assert_eq(seal_keyring_trim(rec, &got, trimmed,
+					       sizeof(trimmed)),
+			     1);
+		cr_assert_eq(seal_keyring_open(trimmed, &old, &got, err,
+					       sizeof(err)),
+			     -EKEYREJECTED);
+		cr_assert_eq(seal_keyring_open(trimmed, &k2.key, &got, err,
+					       sizeof(err)),
+			     0, "%s", err);
+	}
 }
