@@ -92,6 +92,11 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 		rc = -EPERM;
 		goto out;
 	}
+	if (parent == TALLY_ROOT_INO) {
+		rc = tally_nspace_name_taken(name);
+		if (rc)
+			goto out;
+	}
 	/* an existing name is found by the entry's insert (-EEXIST, the
 	 * transaction rolled back): no lookup first, which the kernel has
 	 * just made (a round trip with a shared store) */
@@ -550,6 +555,11 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 	if (tally_is_ctl_name(parent, name) ||
 	    tally_is_ctl_name(newparent, newname))
 		return -EPERM;
+	if (newparent == TALLY_ROOT_INO) {
+		rc = tally_nspace_name_taken(newname);
+		if (rc)
+			return rc;
+	}
 	tally_lock(t);
 again:
 	rc = parent_dir(t, parent, &pip);

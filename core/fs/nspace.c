@@ -37,6 +37,8 @@ int tally_branch(struct tally *t, const char *src, const char *dst,
 
 	if (!rc)
 		rc = nspace_name_ok(dst);
+	if (!rc)
+		rc = tally_nspace_name_taken(dst);
 	if (rc)
 		return rc;
 	tally_lock(t);

@@ -91,6 +91,15 @@ bool tally_is_ctl_name(uint64_t parent, const char *name)
 	return parent == TALLY_ROOT_INO && !strcmp(name, TALLY_CTLDIR_NAME);
 }
 
+int tally_nspace_name_taken(const char *name)
+{
+	/* the snapshots' directory, and "NS@NAME", which names a
+	 * snapshot (docs/design.md, section 13): reserved for versions */
+	if (!strcmp(name, TALLY_SNAPDIR_NAME) || strchr(name, '@'))
+		return -EINVAL;
+	return 0;
+}
+
 bool tally_is_virtual(uint64_t ino)
 {
 	return ino >= TALLY_CTLDIR_INO && ino <= TALLY_METRICS_INO;

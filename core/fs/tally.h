@@ -27,6 +27,8 @@
 #define TALLY_STATUS_INO 4
 #define TALLY_METRICS_INO 5
 #define TALLY_CTLDIR_NAME ".tally"
+/* reserved for the snapshots of versions (docs/design.md, section 13) */
+#define TALLY_SNAPDIR_NAME ".snapshots"
 #define TALLY_NAME_MAX 255
 
 struct tally;

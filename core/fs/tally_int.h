@@ -311,6 +311,10 @@ struct timespec tally_now(void);
 int64_t tally_mono_ms(void);
 int tally_check_name(const char *name);
 bool tally_is_ctl_name(uint64_t parent, const char *name);
+/* Whether @name may name a new namespace: -EINVAL for one reserved for
+ * versions (".snapshots", or one holding '@'), else 0. Namespaces named
+ * so before keep working. */
+int tally_nspace_name_taken(const char *name);
 void tally_lock(struct tally *t);
 void tally_unlock(struct tally *t);
 /* tally_lock() if it is free now: true if taken. */

@@ -107,6 +107,19 @@ assert_eq "status namespaces with a 255-byte name" 3 \
 	"$(status_get namespaces)"
 T rmdir "$MNT/$n255"
 
+# ------------------------------------ names reserved for versions
+# (issue 46: /.snapshots/NS/NAME, and NS@NAME names a snapshot)
+assert_errno EINVAL 'os.mkdir(M + "/.snapshots")'
+assert_errno EINVAL 'os.mkdir(M + "/a@b")'
+assert_errno EINVAL 'os.rename(M + "/ns", M + "/ns@1")'
+assert_errno EINVAL 'os.rename(M + "/ns", M + "/.snapshots")'
+assert_eq "branch to a name with @" EINVAL "$(ctl_errno "branch ns b@c")"
+[[ -d $MNT/ns && ! -e $MNT/a@b && ! -e $MNT/ns@1 ]] ||
+	fail "a refused name changed the root: $(ls -A "$MNT")"
+# inside a namespace, nothing is reserved
+T mkdir "$MNT/ns/.snapshots" "$MNT/ns/a@b"
+T rmdir "$MNT/ns/.snapshots" "$MNT/ns/a@b"
+
 umount_fs
 fsck_store "$STORE"
 assert_eq "tallyfsck exit code" 0 "$FSCK_RC"
