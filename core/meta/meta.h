@@ -275,8 +275,11 @@ int meta_inode_delete(struct meta *m, uint64_t ino);
  * Take @n inode numbers, none below @floor, from the store's counter
  * ("next_ino") in one statement, so that mounts sharing the store never
  * get the same number: *first receives the first of them. In a
- * transaction.
+ * transaction. -ENOSPC (the transaction to roll back) when they would
+ * reach META_INO_LIMIT: the kernel will see a namespace's or a
+ * snapshot's view above those bits (docs/design.md, section 13.3).
  */
+#define META_INO_LIMIT (1ull << 40)
 int meta_ino_take(struct meta *m, uint64_t floor, uint64_t n, uint64_t *first);
 /* Highest inode number in use. */
 int meta_max_ino(struct meta *m, uint64_t *max);

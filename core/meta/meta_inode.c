@@ -765,6 +765,13 @@ int meta_ino_take(struct meta *m, uint64_t floor, uint64_t n, uint64_t *first)
 	rc = meta_int(m, s, &v, "inode numbers");
 	if (rc)
 		return rc == -ENOENT ? -EUCLEAN : rc;
+	if ((uint64_t)v > META_INO_LIMIT) {
+		log_msg(LOG_ERR,
+			"inode numbers are spent: %" PRIu64 " more would pass "
+			"%llu",
+			n, META_INO_LIMIT);
+		return -ENOSPC;
+	}
 	*first = (uint64_t)v - n;
 	return 0;
 }

@@ -61,6 +61,21 @@ Test(meta, config_and_root_exist)
 	cr_assert_eq(meta_config_get(m, "nope", &v), -ENOENT);
 }
 
+/* Inode numbers stop below 2^40 (the bits above are a version's view,
+ * docs/design.md section 13.3): a take that would pass it is ENOSPC. */
+Test(meta, inode_numbers_stop_below_two_to_the_forty)
+{
+	uint64_t first = 0;
+
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_ino_take(m, META_INO_LIMIT - 2048, 1024, &first), 0);
+	cr_assert_eq(first, META_INO_LIMIT - 2048);
+	cr_assert_eq(meta_ino_take(m, 0, 1024, &first), 0);
+	cr_assert_eq(first, META_INO_LIMIT - 1024); /* the last ones */
+	cr_assert_eq(meta_ino_take(m, 0, 1, &first), -ENOSPC);
+	meta_rollback(m);
+}
+
 /* A remote setting changed only if it is what the caller read (a rekey's
  * record on a store other nodes share): else ESTALE, nothing written. */
 Test(meta, remote_setting_swaps_only_from_what_was_read)
