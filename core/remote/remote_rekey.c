@@ -316,11 +316,8 @@ int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out)
 	 * ends at a mount with its new key first) */
 	if (seal_record_version(cur) == 2) {
 		char mine[17], trimmed[SEAL_TEXT_MAX];
-		struct seal_key f = r->file;
 
-		(void)seal_key_salt(&f, cur); /* unsalted: cannot fail */
-		seal_key_id_text(f.id, mine);
-		explicit_bzero(&f, sizeof(f));
+		seal_key_id_text(r->file.id1, mine); /* its unsalted id */
 		if (strcmp(mine, out->old_id) ||
 		    seal_keyring_trim(cur, &r->seal.key, trimmed,
 				      sizeof(trimmed)) != 0) {
@@ -418,6 +415,11 @@ int remote_rekey(struct remote *r, const char *path, struct remote_rekey *out)
 	}
 out:
 	explicit_bzero(&nk, sizeof(nk));
+	/* the mount's key file served a record of envelope 2 only */
+	pthread_mutex_lock(&r->lock);
+	if (seal_record_version(r->seal_text) == 3)
+		explicit_bzero(&r->file, sizeof(r->file));
+	pthread_mutex_unlock(&r->lock);
 	pthread_mutex_unlock(&r->rekey_lock);
 	return rc;
 }

@@ -1029,7 +1029,7 @@ int seal_keyring_open(const char *text, const struct seal_key *file,
 {
 	unsigned char plain[RING_PLAIN], ring[RING_BYTES], ad[SALT + 8];
 	int v = seal_record_version(text);
-	struct seal_key f = *file;
+	struct seal_key f;
 	char id[17];
 	const char *l, *aad;
 	size_t adn;
@@ -1043,6 +1043,7 @@ int seal_keyring_open(const char *text, const struct seal_key *file,
 		*out = *file; /* envelope 1: the key file's own keys */
 		return 0;
 	}
+	f = *file; /* salted for this record, cleansed on every way out */
 	rc = seal_key_salt(&f, text);
 	if (rc) {
 		OPENSSL_cleanse(&f, sizeof(f));
