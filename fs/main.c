@@ -354,7 +354,8 @@ static void *tune_bdi(void *arg)
  * (core/remote/remote_rekey.c); "rekeylost:N" loses the answer to the
  * commit of its step N (1 or 3): committed, its caller told EIO.
  * "holdlost:N" loses the answer to the commit of the Nth open hold of a
- * shared store (core/fs/file.c).
+ * shared store (core/fs/file.c). "upgrade:1:9" kills it during the
+ * upgrade of a store's format, before its commit (core/meta/meta_db.c).
  */
 static void inject_replay_crash(void)
 {
@@ -373,6 +374,9 @@ static void inject_replay_crash(void)
 		remote_rekey_lose_at(nth);
 	if (spec && sscanf(spec, "holdlost:%u", &nth) == 1)
 		tally_inject_hold_lost(nth);
+	if (spec && sscanf(spec, "upgrade:%u:%d", &nth, &sig) == 2 &&
+	    nth == 1 && sig == SIGKILL)
+		meta_upgrade_crash_at(true);
 }
 
 /*
@@ -398,7 +402,7 @@ static void inject_faults(struct fs *fs, struct tally *t)
 
 	if (!spec || !strncmp(spec, "replay:", 7) ||
 	    !strncmp(spec, "rekey:", 6) || !strncmp(spec, "rekeylost:", 10) ||
-	    !strncmp(spec, "holdlost:", 9))
+	    !strncmp(spec, "holdlost:", 9) || !strncmp(spec, "upgrade:", 8))
 		return;
 	parsed = sscanf(spec, "%7[a-z]:%u:%d", name, &nth, &err) == 3;
 	if (parsed && strcmp(name, "evict") == 0 && nth > 0) {

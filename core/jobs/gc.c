@@ -40,7 +40,7 @@
  * its own hold: one consistent snapshot of the chunk (a count and its
  * references change in one transaction), so a change made between two
  * chunks is never reported as drift. The references of the objects of a
- * chunk are counted through the index blocks_obj (core/meta/meta_db.c): blocks is
+ * chunk are counted through the index extents_obj (core/meta/meta_db_schema.c): extents is
  * keyed by inode, and without it every chunk would read all of it. The
  * figures that chose it (2 vCPUs, 1M objects, 1.2M references): the check
  * in one hold held the lock 1.4-2.2 s, and a writer stalled as long; in

@@ -19,7 +19,7 @@
 
 #include "core/util/hash.h"
 
-#define META_FORMAT 1 /* schema version, PRAGMA user_version */
+#define META_FORMAT 2 /* schema version, PRAGMA user_version (2: versions) */
 
 struct meta;
 
@@ -195,6 +195,10 @@ uint64_t meta_ilog_groups(struct meta *m);
  * transaction committed and before the log is emptied.
  */
 void meta_ilog_crash_at(unsigned nth);
+/* Fault injection, for tests of a crash during an upgrade of the format
+ * (docs/design.md, section 13.7): with @on, the process kills itself
+ * once the upgrade's statements ran, before its transaction commits. */
+void meta_upgrade_crash_at(bool on);
 void meta_rollback(struct meta *m);
 /*
  * Fault injection, for tests: the @nth next meta_commit() rolls the
@@ -495,7 +499,7 @@ void meta_set_self(struct meta *m, int64_t node);
  * locks it held go with it (0: never). Kept across reconnects.
  */
 void meta_set_idle_limit(struct meta *m, int64_t seconds);
-/* 1 if a block reference names object @id, 0 if none does (blocks_obj). */
+/* 1 if a block reference names object @id, 0 if none does (extents_obj). */
 int meta_obj_referenced(struct meta *m, int64_t id);
 
 /*

@@ -10,16 +10,20 @@
  *
  * Schema (PRAGMA application_id 'TALY', user_version META_FORMAT):
  *   config(key, value)                    block_size, next_ino, durable_seq
- *   inodes(ino, nspace, mode, ..., target)  nspace = ino of namespace root
- *   dentries(id, parent, name, ino)       id is the stable readdir cookie
+ *   versions, ver_anc                     the tree of versions (format 2)
+ *   inodes(ino, ver, nspace, mode, ..., target)  nspace = ino of its
+ *                                         namespace's root
+ *   dentries(id, parent, name, ver, ino)  id is the stable readdir cookie
  *   objects(id, name, shard, size, refcount)
- *   blocks(ino, idx, obj, shard)          one object reference per block
- *                                         (index blocks_obj: see gc_schema)
- *   xattrs(ino, name, value)
- *   shards, ghosts, moves                 see shard_schema
+ *   extents(ino, ver, off, len, obj, shard)  one object reference per
+ *                                         extent (a block: off = idx *
+ *                                         block_size; index extents_obj:
+ *                                         see meta_db_schema.c)
+ *   xattrs(ino, name, ver, value)
+ *   shards, ghosts, moves                 see meta_db_schema.c
  *
  * Invariants (checked offline by tallyfsck):
- *  1. objects.refcount = number of blocks rows naming the object. A
+ *  1. objects.refcount = number of extents rows naming the object. A
  *     count that reaches zero is settled at commit against the
  *     transaction's final state (meta_settle(), core/meta/meta_object.c): the
  *     row goes only if nothing names the object any more, and the file
@@ -49,168 +53,10 @@
 #include <xxhash.h>
 
 #include "core/util/array.h"
+#include "core/util/fault.h"
 #include "core/util/log.h"
 
 #define APP_ID 0x54414c59 /* 'TALY' */
-
-static const char schema[] =
-	"CREATE TABLE config(key TEXT PRIMARY KEY, value INTEGER NOT NULL)"
-	" WITHOUT ROWID;"
-	"CREATE TABLE inodes(ino INTEGER PRIMARY KEY, nspace INTEGER NOT NULL,"
-	" mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,"
-	" nlink INTEGER NOT NULL, size INTEGER NOT NULL,"
-	" rdev INTEGER NOT NULL, alloc INTEGER NOT NULL,"
-	" atime INTEGER NOT NULL, mtime INTEGER NOT NULL,"
-	" ctime INTEGER NOT NULL, target BLOB);"
-	"CREATE INDEX inodes_nspace ON inodes(nspace);"
-	"CREATE TABLE dentries(id INTEGER PRIMARY KEY,"
-	" parent INTEGER NOT NULL, name BLOB NOT NULL, ino INTEGER NOT NULL,"
-	" UNIQUE(parent, name));"
-	"CREATE INDEX dentries_parent ON dentries(parent);"
-	"CREATE TABLE objects(id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" name TEXT NOT NULL UNIQUE, shard INTEGER NOT NULL,"
-	" size INTEGER NOT NULL, refcount INTEGER NOT NULL);"
-	"CREATE TABLE blocks(ino INTEGER NOT NULL, idx INTEGER NOT NULL,"
-	" obj INTEGER NOT NULL, shard INTEGER NOT NULL,"
-	" PRIMARY KEY(ino, idx)) WITHOUT ROWID;"
-	"CREATE TABLE xattrs(ino INTEGER NOT NULL, name BLOB NOT NULL,"
-	" value BLOB NOT NULL, PRIMARY KEY(ino, name)) WITHOUT ROWID;";
-
-/* GC state, added to format 1 stores when they are opened. */
-static const char gc_schema[] =
-	"CREATE TABLE IF NOT EXISTS gc_marks(name TEXT PRIMARY KEY,"
-	" shard INTEGER NOT NULL, since INTEGER NOT NULL) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS gc_log(id INTEGER PRIMARY KEY,"
-	" at INTEGER NOT NULL, dry_run INTEGER NOT NULL,"
-	" checked INTEGER NOT NULL, live INTEGER NOT NULL,"
-	" unreferenced INTEGER NOT NULL, collected INTEGER NOT NULL,"
-	" preserved INTEGER NOT NULL, bytes_freed INTEGER NOT NULL,"
-	" drift INTEGER NOT NULL, nodes INTEGER NOT NULL,"
-	" duration_ms INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS node_reports(node INTEGER PRIMARY KEY,"
-	" reported_at INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS node_objects(node INTEGER NOT NULL,"
-	" name TEXT NOT NULL, PRIMARY KEY(node, name)) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS pins(id INTEGER PRIMARY KEY,"
-	" path BLOB NOT NULL UNIQUE, created INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS pin_objects(pin INTEGER NOT NULL,"
-	" name TEXT NOT NULL, PRIMARY KEY(pin, name)) WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS pin_objects_name ON pin_objects(name);"
-	"CREATE INDEX IF NOT EXISTS node_objects_name ON node_objects(name);"
-	/* the references of an object: the drift check of GC by chunks
-	 * (core/jobs/gc.c); with the shard, it covers the scans by object */
-	"CREATE INDEX IF NOT EXISTS blocks_obj ON blocks(obj, shard);"
-	/* the number of inodes, for statfs without a scan */
-	"INSERT INTO config(key, value) SELECT 'inodes',"
-	" (SELECT count(*) FROM inodes) WHERE NOT EXISTS"
-	" (SELECT 1 FROM config WHERE key = 'inodes');"
-	"CREATE TRIGGER IF NOT EXISTS inodes_add AFTER INSERT ON inodes"
-	" BEGIN UPDATE config SET value = value + 1 WHERE key = 'inodes'; END;"
-	"CREATE TRIGGER IF NOT EXISTS inodes_del AFTER DELETE ON inodes"
-	" BEGIN UPDATE config SET value = value - 1 WHERE key = 'inodes'; END;"
-	/* mounts and the jobs one of them runs (core/meta/meta_session.c) */
-	"CREATE TABLE IF NOT EXISTS sessions(id INTEGER PRIMARY KEY,"
-	" host TEXT NOT NULL, pid INTEGER NOT NULL, started INTEGER NOT NULL,"
-	" heartbeat INTEGER NOT NULL, expires INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS leases(name TEXT PRIMARY KEY,"
-	" holder INTEGER NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS open_holds(node INTEGER NOT NULL,"
-	" ino INTEGER NOT NULL, PRIMARY KEY(node, ino)) WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS open_holds_ino ON open_holds(ino);"
-	/* directories a node knows whole (core/fs/dirnames.c): a shared
-	 * store's alone, the same table here */
-	"CREATE TABLE IF NOT EXISTS dir_watch(dir INTEGER NOT NULL,"
-	" node INTEGER NOT NULL, PRIMARY KEY(dir, node)) WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS dir_watch_node ON dir_watch(node);";
-
-/*
- * Shards, ghosts and moves, added to format 1 stores when they are opened.
- * Shard 0 (STORE/shards/0) has a row with a NULL path. A ghost (obj, src)
- * says that object obj, which block references still name as being in
- * shard src, now lives in shard dst; its refcount is the number of those
- * references, kept exact by the triggers on blocks (recursive triggers
- * are on, so the deletes of INSERT OR REPLACE count too). The ghosts of
- * an object go with its row (a row deleted by damage must not leave
- * them). shard_usage counts the objects and bytes of each shard, kept by
- * the triggers on objects, so that the status need not scan the object
- * table. A move row is the intent of a rebalance move in progress
- * (core/jobs/shard.c).
- */
-static const char shard_schema[] =
-	"CREATE TABLE IF NOT EXISTS shards(id INTEGER PRIMARY KEY,"
-	" path BLOB UNIQUE, state INTEGER NOT NULL, added INTEGER NOT NULL);"
-	"INSERT OR IGNORE INTO shards(id, path, state, added)"
-	" VALUES (0, NULL, 0, 0);"
-	"CREATE TABLE IF NOT EXISTS ghosts(obj INTEGER NOT NULL,"
-	" src INTEGER NOT NULL, dst INTEGER NOT NULL, name TEXT NOT NULL,"
-	" refcount INTEGER NOT NULL, created INTEGER NOT NULL,"
-	" PRIMARY KEY(obj, src)) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS moves(obj INTEGER PRIMARY KEY,"
-	" name TEXT NOT NULL, src INTEGER NOT NULL, dst INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS moves_name ON moves(name);"
-	"CREATE TRIGGER IF NOT EXISTS ghost_ref_add AFTER INSERT ON blocks"
-	" BEGIN UPDATE ghosts SET refcount = refcount + 1"
-	" WHERE obj = NEW.obj AND src = NEW.shard; END;"
-	"CREATE TRIGGER IF NOT EXISTS ghost_ref_del AFTER DELETE ON blocks"
-	" BEGIN UPDATE ghosts SET refcount = refcount - 1"
-	" WHERE obj = OLD.obj AND src = OLD.shard; END;"
-	"CREATE TRIGGER IF NOT EXISTS ghost_ref_mov AFTER UPDATE OF obj, shard"
-	" ON blocks BEGIN UPDATE ghosts SET refcount = refcount - 1"
-	" WHERE obj = OLD.obj AND src = OLD.shard;"
-	" UPDATE ghosts SET refcount = refcount + 1"
-	" WHERE obj = NEW.obj AND src = NEW.shard; END;"
-	"CREATE TABLE IF NOT EXISTS sweep_log(id INTEGER PRIMARY KEY,"
-	" at INTEGER NOT NULL, checked INTEGER NOT NULL,"
-	" purged INTEGER NOT NULL, kept INTEGER NOT NULL,"
-	" inconclusive INTEGER NOT NULL, repointed INTEGER NOT NULL,"
-	" duration_ms INTEGER NOT NULL);"
-	"CREATE TRIGGER IF NOT EXISTS ghost_obj_del AFTER DELETE ON objects"
-	" BEGIN DELETE FROM ghosts WHERE obj = OLD.id; END;"
-	"CREATE TABLE IF NOT EXISTS shard_usage(shard INTEGER PRIMARY KEY,"
-	" objects INTEGER NOT NULL, bytes INTEGER NOT NULL);"
-	"CREATE TRIGGER IF NOT EXISTS usage_add AFTER INSERT ON objects"
-	" BEGIN INSERT INTO shard_usage VALUES (NEW.shard, 1, NEW.size)"
-	" ON CONFLICT(shard) DO UPDATE SET objects = objects + 1,"
-	" bytes = bytes + NEW.size; END;"
-	"CREATE TRIGGER IF NOT EXISTS usage_del AFTER DELETE ON objects"
-	" BEGIN UPDATE shard_usage SET objects = objects - 1,"
-	" bytes = bytes - OLD.size WHERE shard = OLD.shard; END;"
-	"CREATE TRIGGER IF NOT EXISTS usage_mov AFTER UPDATE OF shard"
-	" ON objects BEGIN UPDATE shard_usage SET objects = objects - 1,"
-	" bytes = bytes - OLD.size WHERE shard = OLD.shard;"
-	" INSERT INTO shard_usage VALUES (NEW.shard, 1, NEW.size)"
-	" ON CONFLICT(shard) DO UPDATE SET objects = objects + 1,"
-	" bytes = bytes + NEW.size; END;";
-
-/*
- * Object ids are never used again (AUTOINCREMENT): a reference left
- * dangling by damage must never bind to a later object. A store made
- * before that gets its table rebuilt in the transaction that opens it,
- * its counter set past every id anything still names. The triggers on
- * objects go with the old table; shard_schema makes them again.
- */
-static const char objects_upgrade[] =
-	"DROP TRIGGER IF EXISTS ghost_obj_del; DROP TRIGGER IF EXISTS usage_add;"
-	"DROP TRIGGER IF EXISTS usage_del; DROP TRIGGER IF EXISTS usage_mov;"
-	"CREATE TABLE objects_v2(id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" name TEXT NOT NULL UNIQUE, shard INTEGER NOT NULL,"
-	" size INTEGER NOT NULL, refcount INTEGER NOT NULL);"
-	"INSERT INTO objects_v2 SELECT id, name, shard, size, refcount"
-	" FROM objects;"
-	"DROP TABLE objects;"
-	"ALTER TABLE objects_v2 RENAME TO objects;"
-	"DELETE FROM sqlite_sequence WHERE name = 'objects';"
-	"INSERT INTO sqlite_sequence(name, seq) SELECT 'objects', max("
-	" (SELECT coalesce(max(id), 0) FROM objects),"
-	" (SELECT coalesce(max(obj), 0) FROM blocks),"
-	" (SELECT coalesce(max(obj), 0) FROM ghosts),"
-	" (SELECT coalesce(max(obj), 0) FROM moves));";
-
-/* shard_usage from the object table (a new table, or a repair). */
-static const char usage_fill[] =
-	"DELETE FROM shard_usage;"
-	"INSERT INTO shard_usage SELECT shard, count(*), coalesce(sum(size), 0)"
-	" FROM objects GROUP BY shard;";
 
 enum {
 	D_BEGIN,
@@ -224,6 +70,7 @@ enum {
 	D_SHARD_ROWS,
 	D_HAS_USAGE,
 	D_AUTOINCREMENT,
+	D_HAS_VERSIONS,
 	D_SCHEMA_ROWS,
 	D_SYNC_FULL,
 	D_SYNC_NORMAL,
@@ -251,6 +98,8 @@ static const char *const db_text[D_COUNT] = {
 			"WHERE name = 'shard_usage'",
 	[D_AUTOINCREMENT] = "SELECT count(*) FROM sqlite_master WHERE "
 			    "name = 'objects' AND sql LIKE '%AUTOINCREMENT%'",
+	[D_HAS_VERSIONS] = "SELECT count(*) FROM sqlite_master "
+			   "WHERE name = 'versions'",
 	[D_SCHEMA_ROWS] = "SELECT type, name, coalesce(sql, '') FROM "
 			  "sqlite_schema ORDER BY type, name",
 	[D_SYNC_FULL] = "PRAGMA synchronous = FULL",
@@ -275,6 +124,7 @@ static const char *const db_pg[D_COUNT] = {
 	[D_TABLES] = META_SQLITE_ONLY,
 	[D_HAS_USAGE] = META_SQLITE_ONLY,
 	[D_AUTOINCREMENT] = META_SQLITE_ONLY,
+	[D_HAS_VERSIONS] = META_SQLITE_ONLY,
 	[D_SCHEMA_ROWS] = META_SQLITE_ONLY,
 	[D_SYNC_FULL] = META_SQLITE_ONLY,
 	[D_SYNC_NORMAL] = META_SQLITE_ONLY,
@@ -424,12 +274,16 @@ static int create_schema(struct meta *m, uint32_t block_size)
 	rc = exec_id(m, D_BEGIN);
 	if (rc)
 		return rc;
-	rc = exec(m, schema);
+	rc = exec(m, meta_db_schema);
+	if (!rc)
+		rc = exec(m, "INSERT INTO versions VALUES (0, NULL, 0, NULL, "
+			     "NULL, 0, 0);"
+			     "INSERT INTO ver_anc VALUES (0, 0)");
 	if (!rc)
 		rc = meta_format_root(m, block_size);
 	if (!rc)
 		rc = exec(m, "PRAGMA application_id = 1413565529;"
-			     "PRAGMA user_version = 1");
+			     "PRAGMA user_version = 2");
 	if (rc) {
 		exec_id(m, D_ROLLBACK);
 		return rc;
@@ -517,32 +371,82 @@ static void config_sqlite(void)
  * meta_upgrade_due(). The sum of the tables as they are then in
  * m->schema. 0, or -errno with nothing committed.
  */
+bool meta_upgrade_crash; /* meta_upgrade_crash_at() */
+
+void meta_upgrade_crash_at(bool on)
+{
+	meta_upgrade_crash = on;
+}
+
 static int upgrade(struct meta *m, const char *path, bool defer)
 {
 	const char *damage;
 	uint64_t sum = 0, was = 0;
 	int64_t changes;
-	bool rebuilt = false;
+	bool rebuilt = false, versioned = false;
 	int rc = schema_sum(m, &sum);
 
 	changes = sqlite3_total_changes64(m->db);
+	/* a change of format is synced at its commit: the intent log's
+	 * header, synced next, names the new tables, and must never
+	 * outlive them after a power loss (set outside the transaction,
+	 * as SQLite wants) */
+	versioned = !rc && !defer && probe(m, D_HAS_VERSIONS) == 0;
+	if (versioned)
+		rc = exec_id(m, D_SYNC_FULL);
 	if (!rc)
 		rc = exec_id(m, D_BEGIN);
+	/* format 1: versions first, the tables gc_schema and shard_schema
+	 * name then being the new ones */
+	if (!rc && probe(m, D_HAS_VERSIONS) == 0) {
+		/* the intent log's records are statements on format 1's
+		 * tables: they replay first, and the O(rows) conversion runs
+		 * once, after them (not here and again then) */
+		if (defer) {
+			m->schema = sum;
+			exec_id(m, D_ROLLBACK);
+			log_msg(LOG_NOTICE,
+				"metadata '%s': format 1 is upgraded to %d "
+				"once the intent log's records, written for "
+				"its tables, are replayed",
+				path, META_FORMAT);
+			m->upgrade_due = strdup(path);
+			return m->upgrade_due ? 0 : -ENOMEM;
+		}
+		log_msg(LOG_NOTICE,
+			"metadata '%s': upgrading from format 1 to %d (versions: "
+			"every row names its namespace's version, the block "
+			"map is extents), in one transaction: the write-ahead "
+			"log grows to about the database's size meanwhile",
+			path, META_FORMAT);
+		rc = exec(m, meta_db_versions_upgrade);
+		if (!rc)
+			fault_kill_at(meta_upgrade_crash, 1,
+				      "during the upgrade of '%s' to format %d",
+				      path, META_FORMAT);
+		if (rc == -ENOSPC)
+			log_msg(LOG_ERR,
+				"metadata '%s': the upgrade to format %d needs "
+				"free space about the database's size on its "
+				"disk: free some (or open it with the build "
+				"before, which reads format 1) and mount again",
+				path, META_FORMAT);
+	}
 	if (!rc)
-		rc = exec(m, gc_schema);
+		rc = exec(m, meta_db_gc_schema);
 	if (!rc) {
 		/* a store from before shard_usage: count its objects once */
 		bool fill = probe(m, D_HAS_USAGE) == 0;
 
-		rc = exec(m, shard_schema);
+		rc = exec(m, meta_db_shard_schema);
 		if (!rc && fill)
-			rc = exec(m, usage_fill);
+			rc = exec(m, meta_db_usage_fill);
 	}
 	if (!rc && probe(m, D_AUTOINCREMENT) == 0) {
 		rebuilt = true;
-		rc = exec(m, objects_upgrade);
+		rc = exec(m, meta_db_objects_upgrade);
 		if (!rc)
-			rc = exec(m, shard_schema);
+			rc = exec(m, meta_db_shard_schema);
 	}
 	if (!rc)
 		rc = meta_remote_schema(m);
@@ -593,6 +497,8 @@ static int upgrade(struct meta *m, const char *path, bool defer)
 	 * disk is this commit's first (meta_ilog_open() keeps it again) */
 	meta_ilog_unreserve(path);
 	rc = exec_id(m, D_COMMIT);
+	if (versioned)
+		exec_id(m, D_SYNC_NORMAL);
 	if (!rc)
 		m->schema = was;
 	if (!rc && rebuilt)
@@ -600,6 +506,10 @@ static int upgrade(struct meta *m, const char *path, bool defer)
 			"metadata '%s': object ids are never used again from "
 			"now on (table rebuilt)",
 			path);
+	if (!rc && versioned)
+		log_msg(LOG_NOTICE,
+			"metadata '%s': upgraded from format 1 to %d", path,
+			META_FORMAT);
 	return rc;
 }
 
@@ -677,7 +587,7 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 			path, app);
 		rc = -EUCLEAN;
 		goto out_close;
-	} else if (ver != META_FORMAT) {
+	} else if (ver != META_FORMAT && ver != 1) { /* 1: upgraded below */
 		log_msg(LOG_ERR,
 			"metadata '%s' has format version %" PRId64
 			", this tallyfs reads version %d",

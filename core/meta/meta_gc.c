@@ -102,9 +102,10 @@ static const char *const gc_text[G_COUNT] = {
 			    "(SELECT id FROM pins WHERE path = ?1)",
 	[G_UNPIN] = "DELETE FROM pins WHERE path = ?1",
 	[G_PINS] = "SELECT path FROM pins ORDER BY path",
-	[G_NSPACE_OBJECTS] = "SELECT DISTINCT o.name FROM inodes i JOIN blocks "
-			     "b ON b.ino = i.ino JOIN objects o ON o.id = "
-			     "b.obj WHERE i.nspace = ?1",
+	[G_NSPACE_OBJECTS] =
+		"SELECT DISTINCT o.name FROM inodes i JOIN extents "
+		"b ON b.ino = i.ino JOIN objects o ON o.id = "
+		"b.obj WHERE i.nspace = ?1",
 };
 
 const struct meta_sql meta_gc_sql = { META_GC, G_COUNT, gc_text, NULL };

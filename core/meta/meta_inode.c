@@ -63,6 +63,21 @@ enum {
 	I_COUNT
 };
 
+/*
+ * Format 2 (versions, docs/design.md section 13), step 2: every namespace
+ * has one version, whose id is its root's inode number, and version 0
+ * holds the root directory. So a row's version follows from its inode:
+ * an inode's from its namespace (?2 bound with ?1), an entry's, an
+ * extent's or an xattr's from the inode row it hangs on. Step 3 binds
+ * the leaf written instead.
+ */
+#define INO_VER \
+	"CASE WHEN CAST(?1 AS bigint) = 1 THEN 0 ELSE CAST(?2 AS bigint) END"
+/* rows of no inode (damage, tests): version 0, as the upgrade files them */
+/* a branch's rows: the new namespace's version, its root's new number */
+#define BRANCH_VER "(SELECT new FROM temp.branch_map WHERE old = ?1)"
+#define ROW_VER(ino) "coalesce((SELECT ver FROM inodes WHERE ino = " ino "), 0)"
+
 /* An inode's fields of ?13 (META_F_*) written, its link count moved by
  * ?6 */
 #define INODE_CHANGE                                                  \
@@ -83,10 +98,10 @@ static const char *const inode_text[I_COUNT] = {
 			"rdev, alloc, atime, mtime, ctime FROM inodes "
 			"WHERE ino = ?1",
 	[I_INODE_PUT] =
-		"INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, size, "
-		"rdev, alloc, atime, mtime, ctime) VALUES (?1, ?2, ?3, ?4, "
-		"?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(ino) DO "
-		"UPDATE SET mode = ?3, uid = ?4, gid = ?5, "
+		"INSERT INTO inodes(ino, ver, nspace, mode, uid, gid, nlink, "
+		"size, rdev, alloc, atime, mtime, ctime) VALUES (?1, " INO_VER
+		", ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON "
+		"CONFLICT(ino) DO UPDATE SET mode = ?3, uid = ?4, gid = ?5, "
 		"nlink = ?6, size = ?7, rdev = ?8, alloc = ?9, atime = ?10, "
 		"mtime = ?11, ctime = ?12",
 	[I_INODE_DEL] = "DELETE FROM inodes WHERE ino = ?1",
@@ -105,7 +120,7 @@ static const char *const inode_text[I_COUNT] = {
 	[I_NAMELESS] = "SELECT ino FROM inodes WHERE nlink > 0 AND ino <> 1 "
 		       "EXCEPT SELECT ino FROM dentries ORDER BY 1",
 	/* block or xattr rows of an inode that has no row */
-	[I_HOMELESS] = "SELECT ino FROM blocks b WHERE NOT EXISTS (SELECT 1 "
+	[I_HOMELESS] = "SELECT ino FROM extents b WHERE NOT EXISTS (SELECT 1 "
 		       "FROM inodes i WHERE i.ino = b.ino) UNION SELECT ino "
 		       "FROM xattrs x WHERE NOT EXISTS (SELECT 1 FROM inodes "
 		       "i WHERE i.ino = x.ino) ORDER BY 1",
@@ -119,8 +134,8 @@ static const char *const inode_text[I_COUNT] = {
 			 "i.nlink, i.size, i.rdev, i.alloc, i.atime, i.mtime, "
 			 "i.ctime FROM dentries d JOIN inodes i "
 			 "ON i.ino = d.ino WHERE d.parent = ?1 AND d.name = ?2",
-	[I_DENTRY_INSERT] = "INSERT INTO dentries(parent, name, ino) "
-			    "VALUES (?1, ?2, ?3)",
+	[I_DENTRY_INSERT] = "INSERT INTO dentries(parent, name, ver, ino) "
+			    "VALUES (?1, ?2, " ROW_VER("?1") ", ?3)",
 	/* an entry changed only while it names the inode the node looked
 	 * up (?3, or ?4, ?5): of another node's rename over it, or unlink,
 	 * and this node's change, one fails (ENOENT) and is run again, so
@@ -149,46 +164,51 @@ static const char *const inode_text[I_COUNT] = {
 			 "WHERE nspace = ?1 AND nlink > 0",
 	[I_BRANCH_SHIFT] = "UPDATE temp.branch_map SET new = new + ?1",
 	[I_BRANCH_INODES] =
-		"INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, size, "
-		"rdev, alloc, atime, mtime, ctime, target) SELECT m.new, "
-		"(SELECT new FROM temp.branch_map WHERE old = ?1), mode, uid, "
-		"gid, nlink, size, rdev, alloc, atime, mtime, ctime, target "
-		"FROM inodes i JOIN temp.branch_map m ON i.ino = m.old",
+		"INSERT INTO inodes(ino, ver, nspace, mode, uid, gid, nlink, "
+		"size, rdev, alloc, atime, mtime, ctime, target) SELECT m.new, " BRANCH_VER
+		", " BRANCH_VER ", mode, uid, gid, nlink, size, "
+		"rdev, alloc, atime, mtime, ctime, target FROM inodes i "
+		"JOIN temp.branch_map m ON i.ino = m.old",
 	[I_BRANCH_DENTRIES] =
-		"INSERT INTO dentries(parent, name, ino) SELECT p.new, d.name, "
-		"c.new FROM temp.branch_map p JOIN dentries d "
-		"ON d.parent = p.old JOIN temp.branch_map c ON c.old = d.ino",
-	/* CROSS JOIN: the map drives, so a branch reads the blocks of its
+		"INSERT INTO dentries(parent, name, ver, ino) SELECT p.new, "
+		"d.name, " BRANCH_VER ", c.new FROM temp.branch_map p JOIN "
+		"dentries d ON d.parent = p.old JOIN temp.branch_map c "
+		"ON c.old = d.ino",
+	/* CROSS JOIN: the map drives, so a branch reads the extents of its
 	 * inodes by key, never all the store's (the planner has no
-	 * statistics, and would scan blocks_obj) */
+	 * statistics, and would scan extents_obj) */
 	[I_BRANCH_BLOCKS] =
-		"INSERT INTO blocks(ino, idx, obj, shard) SELECT m.new, b.idx, "
-		"b.obj, b.shard FROM temp.branch_map m CROSS JOIN blocks b "
-		"ON b.ino = m.old",
+		"INSERT INTO extents(ino, ver, off, len, obj, shard) SELECT "
+		"m.new, " BRANCH_VER ", b.off, b.len, b.obj, b.shard FROM "
+		"temp.branch_map m CROSS JOIN extents b ON b.ino = m.old",
 	/* the counts from the copied blocks (on PostgreSQL each statement
 	 * reads the store anew: the source's could have changed) */
 	[I_BRANCH_COUNTS] =
 		"UPDATE objects SET refcount = refcount + c.n FROM "
 		"(SELECT b.obj AS obj, count(*) AS n FROM temp.branch_map m "
-		"CROSS JOIN blocks b ON b.ino = m.new GROUP BY b.obj) AS c "
+		"CROSS JOIN extents b ON b.ino = m.new GROUP BY b.obj) AS c "
 		"WHERE objects.id = c.obj",
 	[I_BRANCH_XATTRS] =
-		"INSERT INTO xattrs(ino, name, value) SELECT m.new, x.name, "
-		"x.value FROM temp.branch_map m JOIN xattrs x "
-		"ON x.ino = m.old",
+		"INSERT INTO xattrs(ino, name, ver, value) SELECT m.new, "
+		"x.name, " BRANCH_VER ", x.value FROM temp.branch_map m "
+		"JOIN xattrs x ON x.ino = m.old",
 	/* after the counts: copied references to objects whose rows
 	 * another node deleted meanwhile (meta_refs_gone()) */
 	[I_BRANCH_GONE] = "SELECT count(*) FROM temp.branch_map m CROSS JOIN "
-			  "blocks b ON b.ino = m.new WHERE NOT EXISTS "
+			  "extents b ON b.ino = m.new WHERE NOT EXISTS "
 			  "(SELECT 1 FROM objects o WHERE o.id = b.obj)",
 	[I_XATTR_GET] = "SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2",
-	[I_XATTR_INSERT] = "INSERT INTO xattrs(ino, name, value) "
-			   "VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+	[I_XATTR_INSERT] =
+		"INSERT INTO xattrs(ino, name, ver, value) "
+		"VALUES (?1, ?2, " ROW_VER("?1") ", ?3) "
+						 "ON CONFLICT DO NOTHING",
 	[I_XATTR_REPLACE] = "UPDATE xattrs SET value = ?3 "
 			    "WHERE ino = ?1 AND name = ?2",
-	[I_XATTR_UPSERT] = "INSERT INTO xattrs(ino, name, value) "
-			   "VALUES (?1, ?2, ?3) ON CONFLICT(ino, name) "
-			   "DO UPDATE SET value = excluded.value",
+	[I_XATTR_UPSERT] = "INSERT INTO xattrs(ino, name, ver, value) "
+			   "VALUES (?1, ?2, " ROW_VER(
+				   "?1") ", ?3) "
+					 "ON CONFLICT(ino, name) "
+					 "DO UPDATE SET value = excluded.value",
 	[I_XATTR_DEL] = "DELETE FROM xattrs WHERE ino = ?1 AND name = ?2",
 	[I_XATTR_LIST] = "SELECT name FROM xattrs WHERE ino = ?1 "
 			 "ORDER BY name",
@@ -208,9 +228,9 @@ static const char *const inode_pg[I_COUNT] = {
 	 * the store's counter), counted by I_INODES_MOVE: a row that is
 	 * there already is an error (EEXIST), never counted twice */
 	[I_INODE_PUT] =
-		"INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, size, "
-		"rdev, alloc, atime, mtime, ctime) VALUES (?1, ?2, ?3, ?4, "
-		"?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+		"INSERT INTO inodes(ino, ver, nspace, mode, uid, gid, nlink, "
+		"size, rdev, alloc, atime, mtime, ctime) VALUES (?1, " INO_VER
+		", ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
 	/* other nodes' kernels drop what they cache of inode ?2, changed by
 	 * node ?1 (core/cluster/watch.c), if there are other nodes: sent with the
 	 * change, in place of a trigger function that every update of a

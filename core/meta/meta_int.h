@@ -350,6 +350,13 @@ int meta_fail(struct meta *m, int rc, const char *what);
 /* The settings and the root directory of a new store (in the
  * transaction that creates its tables). */
 int meta_format_root(struct meta *m, uint32_t block_size);
+/* meta_upgrade_crash_at(): an upgrade of the format kills the process
+ * before its commit (tests; both engines) */
+extern bool meta_upgrade_crash;
+/* core/meta/meta_db_schema.c: the SQLite schema's texts */
+extern const char meta_db_schema[], meta_db_gc_schema[], meta_db_shard_schema[],
+	meta_db_objects_upgrade[], meta_db_versions_upgrade[],
+	meta_db_usage_fill[];
 
 /* Log that query @what gave no row: -EIO. */
 int meta_no_row(const char *what);

@@ -45,16 +45,33 @@ enum {
 	O_COUNT
 };
 
+/*
+ * Format 2 (docs/design.md, section 13.6): the block map is extents of
+ * bytes; a fixed-size block idx is the extent of block_size bytes at
+ * idx * block_size, which the statements work out from the store's
+ * block size. An extent's version follows from its inode's row (step 2:
+ * one version per namespace, meta_inode.c).
+ */
+#define BS "(SELECT value FROM config WHERE key = 'block_size')"
+#define OFF(idx) "(" idx " * " BS ")"
+/* rows of no inode (damage, tests): version 0, as the upgrade files them */
+#define ROW_VER(ino) "coalesce((SELECT ver FROM inodes WHERE ino = " ino "), 0)"
+
 static const char *const object_text[O_COUNT] = {
-	[O_BLOCKS_LOAD] = "SELECT b.idx, b.obj, b.shard, o.name, o.size "
-			  "FROM blocks b LEFT JOIN objects o ON o.id = b.obj "
-			  "WHERE b.ino = ?1 ORDER BY b.idx",
-	[O_BLOCK_GET] = "SELECT obj FROM blocks WHERE ino = ?1 AND idx = ?2",
-	/* an update of a block fires ghost_ref_mov (meta_db.c) */
-	[O_BLOCK_PUT] = "INSERT INTO blocks(ino, idx, obj, shard) "
-			"VALUES (?1, ?2, ?3, ?4) ON CONFLICT(ino, idx) DO "
-			"UPDATE SET obj = excluded.obj, shard = excluded.shard",
-	[O_BLOCK_DEL] = "DELETE FROM blocks WHERE ino = ?1 AND idx = ?2",
+	[O_BLOCKS_LOAD] = "SELECT b.off / " BS ", b.obj, b.shard, o.name, "
+			  "o.size FROM extents b LEFT JOIN objects o "
+			  "ON o.id = b.obj WHERE b.ino = ?1 "
+			  "ORDER BY b.off",
+	[O_BLOCK_GET] = "SELECT obj FROM extents WHERE ino = ?1 "
+			"AND off = " OFF("?2"),
+	/* an update of an extent fires ghost_ref_mov (meta_db_schema.c) */
+	[O_BLOCK_PUT] =
+		"INSERT INTO extents(ino, ver, off, len, obj, shard) "
+		"VALUES (?1, " ROW_VER("?1") ", " OFF(
+			"?2") ", " BS ", ?3, ?4) ON CONFLICT(ino, off) DO "
+			      "UPDATE SET obj = excluded.obj, shard = excluded.shard",
+	[O_BLOCK_DEL] = "DELETE FROM extents WHERE ino = ?1 "
+			"AND off = " OFF("?2"),
 	[O_OBJ_FIND] = "SELECT id FROM objects WHERE name = ?1",
 	/* an upsert: another mount of a shared store may insert the same
 	 * object between the lookup and this */
@@ -68,43 +85,47 @@ static const char *const object_text[O_COUNT] = {
 	[O_OBJ_ADD] = "UPDATE objects SET refcount = refcount + ?2 "
 		      "WHERE id = ?1 RETURNING refcount, name, shard",
 	[O_OBJ_GET] = "SELECT refcount, name, shard FROM objects WHERE id = ?1",
-	/* through blocks_obj: does any reference name the object? */
-	[O_OBJ_REFS] = "SELECT count(*) FROM blocks WHERE obj = ?1",
+	/* through extents_obj: does any reference name the object? */
+	[O_OBJ_REFS] = "SELECT count(*) FROM extents WHERE obj = ?1",
 	[O_OBJ_DELETE] = "DELETE FROM objects WHERE id = ?1",
-	[O_OBJ_UNREF] = "DELETE FROM blocks WHERE obj = ?1",
+	[O_OBJ_UNREF] = "DELETE FROM extents WHERE obj = ?1",
 	[O_OBJ_SET] = "UPDATE objects SET refcount = ?2 WHERE id = ?1",
 	[O_OBJ_SHARD] = "SELECT shard FROM objects WHERE id = ?1",
-	[O_DROP_LIST] = "SELECT obj, count(*) FROM blocks "
-			"WHERE ino = ?1 AND idx >= ?2 GROUP BY obj",
-	[O_DROP_DEL] = "DELETE FROM blocks WHERE ino = ?1 AND idx >= ?2",
-	[O_COPY_BLOCKS] = "INSERT INTO blocks(ino, idx, obj, shard) "
-			  "SELECT ?2, idx, obj, shard FROM blocks "
-			  "WHERE ino = ?1",
+	[O_DROP_LIST] = "SELECT obj, count(*) FROM extents WHERE ino = ?1 "
+			"AND off >= " OFF("?2") " GROUP BY obj",
+	[O_DROP_DEL] =
+		"DELETE FROM extents WHERE ino = ?1 AND off >= " OFF("?2"),
+	[O_COPY_BLOCKS] =
+		"INSERT INTO extents(ino, ver, off, len, obj, shard) "
+		"SELECT ?2, " ROW_VER("?2") ", off, len, obj, shard "
+					    "FROM extents WHERE ino = ?1",
 	/* the copy's counts from the copy itself (?1 the new inode): on
 	 * PostgreSQL every statement reads the store anew */
 	[O_COPY_COUNTS] =
 		"UPDATE objects SET refcount = refcount + c.n FROM "
-		"(SELECT obj, count(*) AS n FROM blocks WHERE ino = ?1 "
+		"(SELECT obj, count(*) AS n FROM extents WHERE ino = ?1 "
 		"GROUP BY obj) AS c WHERE objects.id = c.obj",
 	/* after the counts: the references of ?1 to an object whose row
 	 * another node deleted meanwhile (every row still there is held by
 	 * the update until the commit) */
 	[O_COPY_GONE] =
-		"SELECT count(*) FROM blocks b WHERE b.ino = ?1 AND "
+		"SELECT count(*) FROM extents b WHERE b.ino = ?1 AND "
 		"NOT EXISTS (SELECT 1 FROM objects o WHERE o.id = b.obj)",
-	[O_COPY_XATTRS] = "INSERT INTO xattrs(ino, name, value) "
-			  "SELECT ?2, name, value FROM xattrs WHERE ino = ?1",
-	[O_REFCOUNTS] = "SELECT coalesce(o.refcount, 0) FROM blocks b "
+	[O_COPY_XATTRS] =
+		"INSERT INTO xattrs(ino, name, ver, value) "
+		"SELECT ?2, name, " ROW_VER("?2") ", value "
+						  "FROM xattrs WHERE ino = ?1",
+	[O_REFCOUNTS] = "SELECT coalesce(o.refcount, 0) FROM extents b "
 			"LEFT JOIN objects o ON o.id = b.obj "
-			"WHERE b.ino = ?1 ORDER BY b.idx",
+			"WHERE b.ino = ?1 ORDER BY b.off",
 	/* the ids in [?1, ?2]: a count per object and the references to
-	 * no object, through blocks_obj */
+	 * no object, through extents_obj */
 	[O_CHECK] =
 		"SELECT o.id, o.name, o.shard, o.refcount, "
-		"(SELECT count(*) FROM blocks b WHERE b.obj = o.id), o.size "
+		"(SELECT count(*) FROM extents b WHERE b.obj = o.id), o.size "
 		"FROM objects o WHERE o.id BETWEEN ?1 AND ?2 "
 		"UNION ALL SELECT 0, NULL, min(b.shard), 0, count(*), 0 "
-		"FROM blocks b WHERE b.obj BETWEEN ?1 AND ?2 AND NOT EXISTS "
+		"FROM extents b WHERE b.obj BETWEEN ?1 AND ?2 AND NOT EXISTS "
 		"(SELECT 1 FROM objects WHERE id = b.obj) GROUP BY b.obj",
 	[O_CHECK_END] = "SELECT id FROM objects WHERE id >= ?1 ORDER BY id "
 			"LIMIT 1 OFFSET ?2",
@@ -128,11 +149,14 @@ static const char *const object_pg[O_COUNT] = {
 	 * snapshot its blocks are read in (one statement): another node's
 	 * commit between two statements gave a copy of its new blocks the
 	 * old size, zeros past the new end */
-	[O_COPY_BLOCKS] = "WITH c AS (INSERT INTO blocks(ino, idx, obj, shard) "
-			  "SELECT ?2, idx, obj, shard FROM blocks "
-			  "WHERE ino = ?1) UPDATE inodes SET size = s.size, "
-			  "alloc = s.alloc FROM inodes s WHERE inodes.ino = ?2 "
-			  "AND s.ino = ?1 RETURNING inodes.size, inodes.alloc",
+	[O_COPY_BLOCKS] =
+		"WITH c AS (INSERT INTO extents(ino, ver, off, len, "
+		"obj, shard) SELECT ?2, " ROW_VER(
+			"?2") ", off, len, "
+			      "obj, shard FROM extents "
+			      "WHERE ino = ?1) UPDATE inodes SET size = s.size, "
+			      "alloc = s.alloc FROM inodes s WHERE inodes.ino = ?2 "
+			      "AND s.ino = ?1 RETURNING inodes.size, inodes.alloc",
 	/* the rows deleted, and counted, by one statement: two nodes that
 	 * free one inode at once (a mount's cleanup of the unlinked files
 	 * its last mount left open, and another node's of an expired
@@ -141,15 +165,15 @@ static const char *const object_pg[O_COUNT] = {
 	 * harness, a remount under the skew nemesis). The second DELETE
 	 * waits for the first's row locks, then finds the rows gone and
 	 * returns none */
-	[O_DROP_LIST] = "WITH d AS (DELETE FROM blocks WHERE ino = ?1 AND "
-			"idx >= ?2 RETURNING obj) SELECT obj, count(*) "
-			"FROM d GROUP BY obj",
+	[O_DROP_LIST] = "WITH d AS (DELETE FROM extents WHERE ino = ?1 AND "
+			"off >= " OFF("?2") " RETURNING obj) SELECT obj, "
+					    "count(*) FROM d GROUP BY obj",
 	/* with the inode's size and allocation in the same snapshot */
-	[O_BLOCKS_LOAD] = "SELECT b.idx, b.obj, b.shard, o.name, o.size, "
-			  "i.size, i.alloc "
-			  "FROM inodes i LEFT JOIN blocks b ON b.ino = i.ino "
+	[O_BLOCKS_LOAD] = "SELECT b.off / " BS ", b.obj, b.shard, o.name, "
+			  "o.size, i.size, i.alloc "
+			  "FROM inodes i LEFT JOIN extents b ON b.ino = i.ino "
 			  "LEFT JOIN objects o ON o.id = b.obj "
-			  "WHERE i.ino = ?1 ORDER BY b.idx",
+			  "WHERE i.ino = ?1 ORDER BY b.off",
 };
 
 const struct meta_sql meta_object_sql = { META_OBJECT, O_COUNT, object_text,
@@ -327,7 +351,7 @@ static int cmp_id(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* The number of block references to object @id (through blocks_obj). */
+/* The number of block references to object @id (through extents_obj). */
 static int obj_refs(struct meta *m, int64_t id, int64_t *refs)
 {
 	return int_by_id(m, O_OBJ_REFS, id, refs, "reference count");

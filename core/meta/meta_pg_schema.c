@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/util/fault.h"
 #include "core/util/log.h"
 
 /*
@@ -192,6 +193,85 @@
 	"ALTER TABLE objects ADD COLUMN IF NOT EXISTS gen BIGINT NOT NULL " \
 	"DEFAULT 0"
 
+/*
+ * Format 2 (versions, docs/design.md section 13): the tree of versions
+ * and its closure, as in core/meta/meta_db.c. Step 2: a namespace has one
+ * version, whose id is its root's number, made and dropped with its
+ * root's row by triggers whose WHEN spares every other inode's insert
+ * and delete a function call. The keys stay those of format 1 while a
+ * version has one row per key (meta_db_schema.c says why); `ver` is each
+ * table's last column, as the upgrade's ADD COLUMN puts it.
+ */
+#define VERSIONS_TABLES                                                  \
+	"CREATE TABLE versions(id BIGINT PRIMARY KEY, parent BIGINT,"    \
+	" kind BIGINT NOT NULL, name BYTEA, nspace BIGINT,"              \
+	" view BIGINT NOT NULL, created BIGINT NOT NULL);"               \
+	"CREATE TABLE ver_anc(ver BIGINT NOT NULL, anc BIGINT NOT NULL," \
+	" PRIMARY KEY(ver, anc));"
+#define VERSION_FNS                                                       \
+	"CREATE OR REPLACE FUNCTION tally_version_add() RETURNS trigger"  \
+	" LANGUAGE plpgsql AS $$ BEGIN INSERT INTO versions VALUES"       \
+	" (NEW.ino, NULL, 1, NULL, NEW.ino, 0, NEW.ctime) ON CONFLICT DO" \
+	" NOTHING; INSERT INTO ver_anc VALUES (NEW.ino, NEW.ino) ON"      \
+	" CONFLICT DO NOTHING; RETURN NULL; END $$;"                      \
+	"CREATE OR REPLACE FUNCTION tally_version_del() RETURNS trigger"  \
+	" LANGUAGE plpgsql AS $$ BEGIN DELETE FROM ver_anc WHERE ver ="   \
+	" OLD.ino; DELETE FROM versions WHERE id = OLD.ino; RETURN NULL;" \
+	" END $$"
+#define VERSION_TRIGGERS                                                 \
+	"CREATE TRIGGER version_add AFTER INSERT ON inodes FOR EACH ROW" \
+	" WHEN (NEW.nspace = NEW.ino AND NEW.ino <> 1)"                  \
+	" EXECUTE FUNCTION tally_version_add();"                         \
+	"CREATE TRIGGER version_del AFTER DELETE ON inodes FOR EACH ROW" \
+	" WHEN (OLD.nspace = OLD.ino AND OLD.ino <> 1)"                  \
+	" EXECUTE FUNCTION tally_version_del()"
+#define EXTENTS_TABLE                                                    \
+	"CREATE TABLE extents(ino BIGINT NOT NULL, off BIGINT NOT NULL," \
+	" len BIGINT NOT NULL, obj BIGINT NOT NULL,"                     \
+	" shard BIGINT NOT NULL, ver BIGINT NOT NULL,"                   \
+	" PRIMARY KEY(ino, off));"
+#define GHOST_REFS_TRIGGER                                                   \
+	"CREATE TRIGGER ghost_refs AFTER INSERT OR DELETE OR UPDATE OF obj," \
+	" shard ON extents FOR EACH ROW EXECUTE FUNCTION tally_ghost_refs()"
+
+/*
+ * Format 1 to 2, in the open's transaction under the format's lock, with
+ * no other session live (another node of format 1 would write rows this
+ * one no longer reads). What meta_db_schema.c's upgrade does: every row
+ * its namespace's version, the block map as extents of block_size bytes.
+ */
+static const char *const pg_upgrade_2[] = {
+	/* no notification nor count of each row the upgrade rewrites (a
+	 * store last opened by an older build notifies updates too); made
+	 * again at the end, the functions replaced after the upgrade */
+	"DROP TRIGGER IF EXISTS ghost_refs ON blocks;"
+	"DROP TRIGGER IF EXISTS dentries_notify ON dentries;"
+	"DROP TRIGGER IF EXISTS inodes_notify ON inodes;"
+	"DROP TRIGGER IF EXISTS inodes_count ON inodes;" VERSIONS_TABLES
+	"INSERT INTO versions VALUES (0, NULL, 0, NULL, NULL, 0, 0);"
+	"INSERT INTO versions SELECT ino, NULL, 1, NULL, ino, 0, ctime"
+	" FROM inodes WHERE nspace = ino AND ino <> 1;"
+	"INSERT INTO ver_anc SELECT id, id FROM versions;"
+	"ALTER TABLE inodes ADD COLUMN ver BIGINT NOT NULL DEFAULT 0;"
+	"UPDATE inodes SET ver = nspace WHERE ino <> 1;"
+	"ALTER TABLE dentries ADD COLUMN ver BIGINT NOT NULL DEFAULT 0;"
+	"UPDATE dentries d SET ver = coalesce((SELECT i.ver FROM inodes i"
+	" WHERE i.ino = d.parent), 0);",
+	"ALTER TABLE xattrs ADD COLUMN ver BIGINT NOT NULL DEFAULT 0;"
+	"UPDATE xattrs x SET ver = coalesce((SELECT i.ver FROM inodes i"
+	" WHERE i.ino = x.ino), 0);" EXTENTS_TABLE
+	"INSERT INTO extents SELECT b.ino, b.idx * c.value, c.value, b.obj,"
+	" b.shard, coalesce(i.ver, 0) FROM blocks b"
+	" CROSS JOIN config c LEFT JOIN inodes i ON i.ino = b.ino"
+	" WHERE c.key = 'block_size';"
+	"DROP TABLE blocks;"
+	"CREATE INDEX extents_obj ON extents(obj, shard);" GHOST_REFS_TRIGGER
+	";" VERSION_FNS ";" VERSION_TRIGGERS ";" NOTIFY_ENTRY ";" NOTIFY_INODE
+	";" INODES_COUNT ";" NOTIFY_ENTRY_TRIGGER ";" NOTIFY_INODE_TRIGGER
+	";" INODES_COUNT_TRIGGER ";"
+	"UPDATE tally_store SET format = 2;",
+};
+
 /* In pieces: C99 compilers need not take strings over 4 KiB. */
 static const char *const pg_schema[] = {
 	"CREATE FUNCTION unixepoch() RETURNS bigint LANGUAGE sql STABLE"
@@ -202,28 +282,29 @@ static const char *const pg_schema[] = {
 	" ''), '0')::bigint$$;"
 	"CREATE TABLE tally_store(app TEXT NOT NULL, format BIGINT NOT NULL,"
 	" created BIGINT NOT NULL);"
-	"CREATE TABLE config(key TEXT PRIMARY KEY, value BIGINT NOT NULL);"
+	"CREATE TABLE config(key TEXT PRIMARY KEY, value BIGINT NOT NULL);" VERSIONS_TABLES
 	"CREATE TABLE inodes(ino BIGINT PRIMARY KEY, nspace BIGINT NOT NULL,"
 	" mode BIGINT NOT NULL, uid BIGINT NOT NULL, gid BIGINT NOT NULL,"
 	" nlink BIGINT NOT NULL, size BIGINT NOT NULL,"
 	" rdev BIGINT NOT NULL, alloc BIGINT NOT NULL,"
 	" atime BIGINT NOT NULL, mtime BIGINT NOT NULL,"
-	" ctime BIGINT NOT NULL, target BYTEA);"
+	" ctime BIGINT NOT NULL, target BYTEA, ver BIGINT NOT NULL);"
 	"CREATE INDEX inodes_nspace ON inodes(nspace);"
 	"CREATE TABLE dentries(id BIGINT GENERATED BY DEFAULT AS IDENTITY"
 	" PRIMARY KEY, parent BIGINT NOT NULL, name BYTEA NOT NULL,"
-	" ino BIGINT NOT NULL, UNIQUE(parent, name));"
+	" ino BIGINT NOT NULL, ver BIGINT NOT NULL, UNIQUE(parent, name));"
 	"CREATE INDEX dentries_parent ON dentries(parent, id);" PARENT_FK ";"
 	"CREATE TABLE objects(id BIGINT GENERATED BY DEFAULT AS IDENTITY"
 	" PRIMARY KEY, name TEXT NOT NULL UNIQUE, shard BIGINT NOT NULL,"
 	" size BIGINT NOT NULL, refcount BIGINT NOT NULL,"
 	" remote BIGINT NOT NULL DEFAULT 0, cached BIGINT NOT NULL DEFAULT 1,"
-	" gen BIGINT NOT NULL DEFAULT 0);" OBJECT_GEN ";"
-	"CREATE TABLE blocks(ino BIGINT NOT NULL, idx BIGINT NOT NULL,"
-	" obj BIGINT NOT NULL, shard BIGINT NOT NULL, PRIMARY KEY(ino, idx));"
-	"CREATE INDEX blocks_obj ON blocks(obj, shard);"
+	" gen BIGINT NOT NULL DEFAULT 0);" OBJECT_GEN ";" EXTENTS_TABLE
+	"CREATE INDEX extents_obj ON extents(obj, shard);"
 	"CREATE TABLE xattrs(ino BIGINT NOT NULL, name BYTEA NOT NULL,"
-	" value BYTEA NOT NULL, PRIMARY KEY(ino, name));",
+	" value BYTEA NOT NULL, ver BIGINT NOT NULL, PRIMARY KEY(ino, name));"
+	"INSERT INTO versions VALUES (0, NULL, 0, NULL, NULL, 0, 0);"
+	"INSERT INTO ver_anc VALUES (0, 0);" VERSION_FNS ";" VERSION_TRIGGERS
+	";",
 	"CREATE TABLE gc_marks(name TEXT PRIMARY KEY, shard BIGINT NOT NULL,"
 	" since BIGINT NOT NULL);"
 	"CREATE TABLE gc_log(id BIGINT GENERATED BY DEFAULT AS IDENTITY"
@@ -290,9 +371,7 @@ static const char *const pg_schema[] = {
 	" END IF;"
 	" IF TG_OP IN ('INSERT', 'UPDATE') THEN UPDATE ghosts"
 	" SET refcount = refcount + 1 WHERE obj = NEW.obj AND src = NEW.shard;"
-	" END IF; RETURN NULL; END $$;"
-	"CREATE TRIGGER ghost_refs AFTER INSERT OR DELETE OR UPDATE OF obj,"
-	" shard ON blocks FOR EACH ROW EXECUTE FUNCTION tally_ghost_refs();"
+	" END IF; RETURN NULL; END $$;" GHOST_REFS_TRIGGER ";"
 	/* per shard usage; the ghosts of an object go with its row; the
 	 * remote tier's queues (meta_remote.c) */
 	OBJECTS_FN ";"
@@ -367,6 +446,44 @@ static int trigger_remade(struct meta *m, const char *name, const char *table,
 	return rc ? rc : meta_exec(m, create);
 }
 
+/* Format 1 to 2 (pg_upgrade_2), or refused while another session is
+ * live: 0 or -errno (said). */
+static int upgrade_2(struct meta *m)
+{
+	struct meta_pg *p = m->pg;
+	int64_t live;
+	size_t i;
+	int rc = query_int(m,
+			   "SELECT count(*) FROM sessions WHERE expires > "
+			   "unixepoch()",
+			   &live);
+
+	if (!rc && live > 0) {
+		log_msg(LOG_ERR,
+			"metadata %s has format version 1: it is upgraded to "
+			"%d by the first mount when no other is live, and %" PRId64
+			" session(s) are: unmount the others (their tallyfs "
+			"reads version 1 only)",
+			p->shown, META_FORMAT, live);
+		return -EBUSY;
+	}
+	log_msg(LOG_NOTICE,
+		"metadata %s: upgrading from format 1 to %d (versions: every "
+		"row names its namespace's version, the block map is extents)",
+		p->shown, META_FORMAT);
+	for (i = 0; i < sizeof(pg_upgrade_2) / sizeof(*pg_upgrade_2) && !rc;
+	     i++)
+		rc = meta_exec(m, pg_upgrade_2[i]);
+	if (!rc)
+		fault_kill_at(meta_upgrade_crash, 1,
+			      "during the upgrade of %s to format %d", p->shown,
+			      META_FORMAT);
+	if (rc)
+		log_msg(LOG_ERR, "metadata %s: the upgrade failed: %s",
+			p->shown, p->msg);
+	return rc;
+}
+
 /* Is the database a tallyfs store? Format it if it is empty and
  * @create. Inside a transaction. */
 int meta_pg_check_or_format(struct meta *m, bool create, uint32_t block_size)
@@ -425,12 +542,17 @@ int meta_pg_check_or_format(struct meta *m, bool create, uint32_t block_size)
 			p->shown);
 		return -EUCLEAN;
 	}
-	if (fmt != META_FORMAT) {
+	if (fmt != META_FORMAT && fmt != 1) {
 		log_msg(LOG_ERR,
 			"metadata %s has format version %" PRId64
 			", this tallyfs reads version %d",
 			p->shown, fmt, META_FORMAT);
 		return -EPROTO;
+	}
+	if (fmt == 1) {
+		rc = upgrade_2(m);
+		if (rc)
+			return rc;
 	}
 	rc = query_int(m, "SELECT value FROM config WHERE key = 'block_size'",
 		       &bs);
@@ -478,6 +600,8 @@ int meta_pg_check_or_format(struct meta *m, bool create, uint32_t block_size)
 		rc = meta_exec(m, NOTIFY_INODE);
 	if (!rc)
 		rc = meta_exec(m, ONE_ENTRY);
+	if (!rc)
+		rc = meta_exec(m, VERSION_FNS);
 	if (!rc)
 		rc = meta_exec(m, INODES_COUNT);
 	/* the entries' and inodes' triggers fire on no insert, and the

@@ -54,21 +54,21 @@ static const char *const query_text[Q_COUNT] = {
 		"coalesce(sum(CASE WHEN c.n >= o.refcount AND NOT EXISTS "
 		"(SELECT 1 FROM pin_objects p WHERE p.name = o.name) "
 		"THEN o.size ELSE 0 END), 0) "
-		"FROM (SELECT b.obj AS obj, count(*) AS n FROM blocks b "
+		"FROM (SELECT b.obj AS obj, count(*) AS n FROM extents b "
 		"JOIN inodes i ON i.ino = b.ino WHERE i.nspace = ?1 "
 		"GROUP BY b.obj) AS c JOIN objects o ON o.id = c.obj",
 	[Q_OBJECT_INFO] = "SELECT id, shard, size, refcount "
 			  "FROM objects WHERE name = ?1",
 	[Q_OBJECT_HOLDERS] =
 		"SELECT d.name, count(*), count(DISTINCT b.ino) "
-		"FROM blocks b JOIN inodes i ON i.ino = b.ino "
+		"FROM extents b JOIN inodes i ON i.ino = b.ino "
 		"LEFT JOIN dentries d ON d.parent = 1 AND d.ino = i.nspace "
 		"WHERE b.obj = ?1 GROUP BY i.nspace, d.name ORDER BY d.name",
 	[Q_OBJECT_PINNERS] =
 		"SELECT p.path FROM pins p JOIN pin_objects o ON "
 		"o.pin = p.id WHERE o.name = ?1 UNION ALL SELECT "
 		"'node ' || node FROM node_objects WHERE name = ?1",
-	[Q_OBJECT_INODES] = "SELECT ino, count(*) FROM blocks WHERE obj = ?1 "
+	[Q_OBJECT_INODES] = "SELECT ino, count(*) FROM extents WHERE obj = ?1 "
 			    "GROUP BY ino ORDER BY ino LIMIT ?2",
 	[Q_INODE_PARENT] = "SELECT parent, name FROM dentries WHERE ino = ?1 "
 			   "ORDER BY id LIMIT 1",

@@ -93,17 +93,18 @@ static const char *const shard_text[H_COUNT] = {
 		     "LEFT JOIN objects o ON o.id = g.obj",
 	[H_GHOST_COUNT] = "SELECT count(*) FROM ghosts",
 	[H_GHOST_DST] = "SELECT dst FROM ghosts WHERE obj = ?1 AND src = ?2",
-	[H_REPOINT_END] = "SELECT ino FROM blocks WHERE ino >= ?1 ORDER BY ino "
-			  "LIMIT 1 OFFSET ?2",
-	[H_REPOINT] = "UPDATE blocks SET shard = g.dst FROM ghosts g "
-		      "WHERE blocks.ino >= ?1 AND blocks.ino < ?2 "
-		      "AND g.obj = blocks.obj AND g.src = blocks.shard "
+	[H_REPOINT_END] =
+		"SELECT ino FROM extents WHERE ino >= ?1 ORDER BY ino "
+		"LIMIT 1 OFFSET ?2",
+	[H_REPOINT] = "UPDATE extents SET shard = g.dst FROM ghosts g "
+		      "WHERE extents.ino >= ?1 AND extents.ino < ?2 "
+		      "AND g.obj = extents.obj AND g.src = extents.shard "
 		      "AND ((?3 >> g.dst) & 1) = 0",
 	[H_GHOST_PURGE] = "DELETE FROM ghosts WHERE obj = ?1 AND src = ?2 "
 			  "AND refcount <= 0",
 	[H_CHECK_GHOSTS] =
 		"WITH r AS (SELECT b.obj, b.shard AS src, count(*) AS n "
-		"FROM blocks b JOIN objects o ON o.id = b.obj "
+		"FROM extents b JOIN objects o ON o.id = b.obj "
 		"WHERE b.shard <> o.shard GROUP BY b.obj, b.shard) "
 		"SELECT r.obj, r.src, coalesce(g.refcount, 0), r.n, "
 		"CASE WHEN g.obj IS NULL THEN 0 ELSE 1 END "
@@ -117,7 +118,7 @@ static const char *const shard_text[H_COUNT] = {
 			"WHERE obj = ?1 AND src = ?2",
 	/* references to a shard with no ghost: point them at the object */
 	[H_REFERENCE_FIX] =
-		"UPDATE blocks SET shard = (SELECT shard FROM "
+		"UPDATE extents SET shard = (SELECT shard FROM "
 		"objects WHERE id = ?1) WHERE obj = ?1 AND shard = ?2",
 	[H_SWEEP_PUT] = "INSERT INTO sweep_log(at, checked, purged, kept, "
 			"inconclusive, repointed, duration_ms) VALUES (?1, "
@@ -134,9 +135,9 @@ static const char *const shard_text[H_COUNT] = {
 };
 
 static const char *const shard_pg[H_COUNT] = {
-	[H_REPOINT] = "UPDATE blocks SET shard = g.dst FROM ghosts g "
-		      "WHERE blocks.ino >= ?1 AND blocks.ino < ?2 "
-		      "AND g.obj = blocks.obj AND g.src = blocks.shard "
+	[H_REPOINT] = "UPDATE extents SET shard = g.dst FROM ghosts g "
+		      "WHERE extents.ino >= ?1 AND extents.ino < ?2 "
+		      "AND g.obj = extents.obj AND g.src = extents.shard "
 		      "AND ((?3::bigint >> g.dst::int) & 1) = 0",
 };
 

@@ -9,7 +9,7 @@
  * answer that nothing names the object. What names an object:
  *  - its row in objects (by name: a row made again by a later commit,
  *    for the same content, names the same file);
- *  - a block reference to its id (blocks_obj; ids are never used again);
+ *  - a block reference to its id (extents_obj; ids are never used again);
  *  - a pin, a node report (another mount's, or this one's, active set)
  *    or a move in progress.
  * A copy of an object in a shard other than the one its row names is

@@ -514,8 +514,8 @@ for ((R = 1; R <= ROUNDS; R++)); do
 	# (a transaction changes both; tallyfsck checks it at the end, this
 	# says which round broke it)
 	drift=$(pg_psql -At -c "SELECT o.name || ' count ' || o.refcount ||
-		' rows ' || (SELECT count(*) FROM blocks b WHERE b.obj = o.id)
-		FROM objects o WHERE o.refcount <> (SELECT count(*) FROM blocks
+		' rows ' || (SELECT count(*) FROM extents b WHERE b.obj = o.id)
+		FROM objects o WHERE o.refcount <> (SELECT count(*) FROM extents
 		b WHERE b.obj = o.id)")
 	[[ -z $drift ]] || round_failed "counts drifted: $drift"
 	hs_say drained

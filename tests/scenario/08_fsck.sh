@@ -188,11 +188,11 @@ T cp "$TMP/solo" "$MNT/main/solo"
 solo_ino=$(stat -c %i "$MNT/main/solo")
 umount_fs
 objs_before=$(object_count)
-T sqlite3 "$db" "UPDATE blocks SET ino = 999999 WHERE ino = $solo_ino;
+T sqlite3 "$db" "UPDATE extents SET ino = 999999 WHERE ino = $solo_ino;
 	DELETE FROM dentries WHERE ino = $solo_ino;
 	DELETE FROM inodes WHERE ino = $solo_ino;
-	INSERT INTO xattrs(ino, name, value) VALUES (999998,
-		CAST('user.x' AS BLOB), CAST('v' AS BLOB))" ||
+	INSERT INTO xattrs(ino, name, ver, value) VALUES (999998,
+		CAST('user.x' AS BLOB), 0, CAST('v' AS BLOB))" ||
 	fail "cannot make homeless rows in $db"
 FSCK_ARGS=("$STORE")
 expect_fsck "homeless rows" 1 homeless=2 drift_over=0 drift_under=0 \

@@ -260,13 +260,17 @@ Test(meta, check_chunks_see_every_id_once)
 	/* damage: references to ids before, among and after the objects */
 	meta_close(m);
 	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-	cr_assert_eq(sqlite3_exec(db,
-				  "INSERT INTO blocks VALUES (30, 0, -5, 0), "
-				  "(30, 1, 0, 0), (30, 2, 12, 0), "
-				  "(30, 3, 12, 0), (30, 4, 9223372036854775807,"
-				  " 0); DELETE FROM objects WHERE id = 5",
-				  NULL, NULL, NULL),
-		     SQLITE_OK, "%s", sqlite3_errmsg(db));
+	cr_assert_eq(
+		sqlite3_exec(db,
+			     "INSERT INTO extents(ino, ver, off, len, obj, "
+			     "shard) VALUES (30, 0, 0, 4096, "
+			     "-5, 0), (30, 0, 4096, 4096, 0, 0), "
+			     "(30, 0, 8192, 4096, 12, 0), "
+			     "(30, 0, 12288, 4096, 12, 0), "
+			     "(30, 0, 16384, 4096, 9223372036854775807,"
+			     " 0); DELETE FROM objects WHERE id = 5",
+			     NULL, NULL, NULL),
+		SQLITE_OK, "%s", sqlite3_errmsg(db));
 	sqlite3_close(db);
 	cr_assert_eq(meta_open(path, false, 4096, &m), 0);
 	do {
@@ -293,7 +297,7 @@ Test(meta, store_without_the_obj_index_gets_it_on_open)
 
 	meta_close(m);
 	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-	cr_assert_eq(sqlite3_exec(db, "DROP INDEX blocks_obj", NULL, NULL,
+	cr_assert_eq(sqlite3_exec(db, "DROP INDEX extents_obj", NULL, NULL,
 				  NULL),
 		     SQLITE_OK, "%s", sqlite3_errmsg(db));
 	sqlite3_close(db);
@@ -304,7 +308,7 @@ Test(meta, store_without_the_obj_index_gets_it_on_open)
 	cr_assert_eq(sqlite3_prepare_v2(db,
 					"SELECT count(*) FROM sqlite_master "
 					"WHERE type = 'index' AND name IN "
-					"('blocks_obj', 'node_objects_name', "
+					"('extents_obj', 'node_objects_name', "
 					"'moves_name')",
 					-1, &st, NULL),
 		     SQLITE_OK);

@@ -1512,7 +1512,7 @@ Test(meta_pg, a_flush_after_another_node_freed_its_inode_writes_nothing)
 	tu_fill(buf, sizeof(buf), 1);
 	cr_assert_eq(tally_write(a, f, buf, sizeof(buf), 0), sizeof(buf));
 	cr_assert_eq(tally_flush(a, f), 0);
-	cr_assert_eq(db_int(db, "SELECT count(*) FROM blocks"), 3);
+	cr_assert_eq(db_int(db, "SELECT count(*) FROM extents"), 3);
 
 	/* new data; the release's flush stalls, the hold goes */
 	tu_fill(buf, sizeof(buf), 2);
@@ -1540,12 +1540,12 @@ Test(meta_pg, a_flush_after_another_node_freed_its_inode_writes_nothing)
 	pthread_cond_broadcast(&stall.cv);
 	pthread_mutex_unlock(&stall.mu);
 	cr_assert_eq(tally_drain(a, NULL, 30), 0);
-	cr_assert_eq(db_int(db, "SELECT count(*) FROM blocks b WHERE NOT "
+	cr_assert_eq(db_int(db, "SELECT count(*) FROM extents b WHERE NOT "
 				"EXISTS (SELECT 1 FROM inodes i WHERE "
 				"i.ino = b.ino)"),
 		     0, "block rows of an inode that is gone");
 	cr_assert_eq(db_int(db, "SELECT count(*) FROM objects o WHERE "
-				"refcount <> (SELECT count(*) FROM blocks b "
+				"refcount <> (SELECT count(*) FROM extents b "
 				"WHERE b.obj = o.id)"),
 		     0, "counts that are not their references");
 	cr_assert_eq(meta_inode_get(m, f, &md), -ENOENT, "made again");
@@ -1662,7 +1662,7 @@ Test(meta_pg, a_hold_is_kept_after_the_last_close_then_dropped)
 	cr_assert_eq(md.nlink, 0);
 	cr_assert(hold_gone(f), "the kept hold is never dropped");
 	cr_assert(row_gone(f), "the file goes with the kept hold");
-	cr_assert_eq(db_int(db, "SELECT count(*) FROM blocks"), 0);
+	cr_assert_eq(db_int(db, "SELECT count(*) FROM extents"), 0);
 
 	/* closed and opened again within the time: the kept hold serves,
 	 * and holds while the file is open past it */
@@ -1743,7 +1743,7 @@ Test(meta_pg, kept_holds_are_dropped_in_batches)
 		}
 	}
 	cr_assert_eq(gone, N / 3);
-	cr_assert_eq(db_int(db, "SELECT count(*) FROM blocks"), N - N / 3);
+	cr_assert_eq(db_int(db, "SELECT count(*) FROM extents"), N - N / 3);
 	cr_assert_eq(tally_release(a, kept), 0);
 	two_nodes_close(a, b, dir);
 }
@@ -1958,9 +1958,9 @@ Test(meta_pg, the_nodes_count_their_inodes_in_rows_of_their_own)
 	raw_exec(c, "SET idle_in_transaction_session_timeout = '5s'");
 	raw_exec(c, "BEGIN");
 	raw_exec(c, "SET LOCAL tally.node = '1'");
-	raw_exec(c, "INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, "
-		    "size, rdev, alloc, atime, mtime, ctime) VALUES (400, 1, "
-		    "32768, 0, 0, 1, 0, 0, 0, 0, 0, 0)");
+	raw_exec(c, "INSERT INTO inodes(ino, ver, nspace, mode, uid, gid, "
+		    "nlink, size, rdev, alloc, atime, mtime, ctime) VALUES "
+		    "(400, 0, 1, 32768, 0, 0, 1, 0, 0, 0, 0, 0, 0)");
 	raw_exec(c, "UPDATE config SET value = value + 1 "
 		    "WHERE key = 'inodes.1'");
 	/* node -3 (its last bits 13) */
@@ -2059,7 +2059,7 @@ Test(meta_pg, a_batch_of_kept_holds_meets_an_unlink_in_flight)
 	PQfinish(c);
 	cr_assert(hold_gone(f), "the kept hold is never dropped");
 	cr_assert(row_gone(f), "the unlinked file is left to nobody");
-	cr_assert_eq(db_int(db, "SELECT count(*) FROM blocks"), 0);
+	cr_assert_eq(db_int(db, "SELECT count(*) FROM extents"), 0);
 	two_nodes_close(a, b, dir);
 }
 
@@ -2325,7 +2325,7 @@ static void race_last_reference(enum racer what)
 	cr_assert_eq(pthread_join(th, NULL), 0);
 	cr_assert_eq(r.rc, -EDEADLK, "a's change ended %d", r.rc);
 	cr_assert_eq(count_of(OBJ_A), -1);
-	cr_assert_eq(db_int(db, "SELECT count(*) FROM blocks b WHERE NOT "
+	cr_assert_eq(db_int(db, "SELECT count(*) FROM extents b WHERE NOT "
 				"EXISTS (SELECT 1 FROM objects o WHERE "
 				"o.id = b.obj)"),
 		     0, "a reference names an object that is gone");
@@ -2399,11 +2399,11 @@ Test(meta_pg, a_flush_whose_object_another_node_frees_makes_it_anew)
 	c = raw_conn();
 	raw_exec(c, "BEGIN");
 	snprintf(sql, sizeof(sql),
-		 "DELETE FROM objects WHERE id = (SELECT obj FROM blocks "
+		 "DELETE FROM objects WHERE id = (SELECT obj FROM extents "
 		 "WHERE ino = %" PRIu64 ")",
 		 x);
 	raw_exec(c, sql);
-	snprintf(sql, sizeof(sql), "DELETE FROM blocks WHERE ino = %" PRIu64,
+	snprintf(sql, sizeof(sql), "DELETE FROM extents WHERE ino = %" PRIu64,
 		 x);
 	raw_exec(c, sql);
 
@@ -2420,7 +2420,7 @@ Test(meta_pg, a_flush_whose_object_another_node_frees_makes_it_anew)
 	PQfinish(c);
 	cr_assert_eq(pthread_join(th, NULL), 0);
 	cr_assert_eq(j.rc, 0);
-	cr_assert_eq(db_int(db, "SELECT count(*) FROM blocks b WHERE NOT "
+	cr_assert_eq(db_int(db, "SELECT count(*) FROM extents b WHERE NOT "
 				"EXISTS (SELECT 1 FROM objects o WHERE "
 				"o.id = b.obj)"),
 		     0, "y's reference names an object that is gone");

@@ -291,7 +291,8 @@ Test(reap, old_object_table_is_upgraded_at_open)
 	    "DROP TABLE objects;"
 	    "ALTER TABLE o1 RENAME TO objects;"
 	    "DELETE FROM sqlite_sequence;"
-	    "INSERT INTO blocks(ino, idx, obj, shard) VALUES (99999, 0, 7, 0)");
+	    "INSERT INTO extents(ino, ver, off, len, obj, shard) "
+	    "VALUES (99999, 0, 0, 4096, 7, 0)");
 	open_store();
 	file_with(ns, "b", y, sizeof(y));
 	cr_assert_eq(tally_drain(t, NULL, 0), 0);
