@@ -463,12 +463,18 @@ static int upgrade(struct meta *m, const char *path, bool defer)
 		return -EUCLEAN;
 	}
 	if (rc) {
-		/* SQLITE_ERROR: a table of that name is not the one expected */
-		if ((sqlite3_errcode(m->db) & 0xff) == SQLITE_ERROR) {
-			log_msg(LOG_ERR,
-				"metadata '%s' is damaged: its tables are "
-				"not those of tallyfs",
-				path);
+		/* SQLITE_ERROR: a table of that name is not the one
+		 * expected; SQLITE_CONSTRAINT: rows that break their own
+		 * table's rules (a NULL key), which an upgrade copies */
+		int code = sqlite3_errcode(m->db) & 0xff;
+
+		if (code == SQLITE_ERROR || code == SQLITE_CONSTRAINT) {
+			log_msg(LOG_ERR, "metadata '%s' is damaged: %s (%s)",
+				path,
+				code == SQLITE_ERROR
+					? "its tables are not those of tallyfs"
+					: "rows break their tables' rules",
+				sqlite3_errmsg(m->db));
 			rc = -EUCLEAN;
 		}
 		meta_rollback(m);
