@@ -118,13 +118,35 @@ class Bench:
         self.a = a
         self.tool = a.tool
         self.tmnt = a.tallyfs_mnt
+        # the tallyfs mounts: this tree's daemon, and --baseline's
+        self.tally_mnts = {"tallyfs": a.tallyfs_mnt}
+        if a.baseline_mnt:
+            self.tally_mnts["baseline"] = a.baseline_mnt
         self.targets = [
             ("tallyfs", os.path.join(a.tallyfs_mnt, "bench")),
             ("passthrough_ll", os.path.join(a.passthrough_mnt, "bench")),
             ("native", os.path.join(a.native, "bench")),
         ]
+        if a.baseline_mnt:
+            self.targets.insert(1, ("baseline",
+                                    os.path.join(a.baseline_mnt, "bench")))
         for _, d in self.targets:
             os.mkdir(d)
+        # --branches: on each tallyfs mount, the workloads run in the
+        # namespace at the end of a chain of branches of "bench"
+        if a.branches:
+            for i, (name, d) in enumerate(self.targets):
+                if name not in self.tally_mnts:
+                    continue
+                src = "bench"
+                for k in range(1, a.branches + 1):
+                    dst = "bench-b%d" % k
+                    # a refused command fails its write (OSError)
+                    self.ctl("branch %s %s" % (src, dst),
+                             self.tally_mnts[name])
+                    src = dst
+                self.targets[i] = (name,
+                                   os.path.join(self.tally_mnts[name], src))
         self.seq_bytes = a.size_mib * MIB
         self.rand_bytes = a.rand_mib * MIB
         self.can_drop = self._try_drop()
@@ -145,9 +167,11 @@ class Bench:
             log("cannot drop the page cache (%s): reads will be warm" % e)
             return False
 
-    def ctl(self, command):
-        """Write one command to /.tally/ctl; return (seconds, report)."""
-        fd = os.open(os.path.join(self.tmnt, ".tally", "ctl"), os.O_RDWR)
+    def ctl(self, command, mnt=None):
+        """Write one command to /.tally/ctl of @mnt (this tree's tallyfs
+        by default); return (seconds, report)."""
+        fd = os.open(os.path.join(mnt or self.tmnt, ".tally", "ctl"),
+                     os.O_RDWR)
         try:
             t0 = time.perf_counter()
             os.write(fd, (command + "\n").encode())
@@ -170,7 +194,8 @@ class Bench:
         """Let no earlier work spill into the next measurement: commit what
         tallyfs buffers, write back every dirty page, and (drop) empty the
         page, dentry and inode caches."""
-        self.ctl("drain")
+        for mnt in self.tally_mnts.values():
+            self.ctl("drain", mnt)
         os.sync()
         if drop and self.can_drop:
             with open("/proc/sys/vm/drop_caches", "w") as f:
@@ -565,20 +590,21 @@ class Bench:
         out = []
         names = [n for n, _ in self.targets]
         if self.rows:
-            out.append("| workload | tallyfs | passthrough_ll | native "
-                       "| tallyfs / native | tallyfs / passthrough_ll |")
-            out.append("|---|--:|--:|--:|--:|--:|")
+            versus = [n for n in names if n != "tallyfs"]
+            out.append("| workload | %s | %s |"
+                       % (" | ".join(names),
+                          " | ".join("tallyfs / " + n for n in versus)))
+            out.append("|---|%s" % ("--:|" * (len(names) + len(versus))))
             for key, label, unit in self.rows:
                 m = {n: median(self.samples[key][n]) for n in names}
                 def ratio(b):
                     if m["tallyfs"] is None or not m[b]:
                         return "–"
                     return "%.2f" % (m["tallyfs"] / m[b])
-                out.append("| %s | %s | %s | %s | %s | %s |"
-                           % (label, fmt_rate(m["tallyfs"], unit),
-                              fmt_rate(m["passthrough_ll"], unit),
-                              fmt_rate(m["native"], unit),
-                              ratio("native"), ratio("passthrough_ll")))
+                out.append("| %s | %s | %s |"
+                           % (label,
+                              " | ".join(fmt_rate(m[n], unit) for n in names),
+                              " | ".join(ratio(n) for n in versus)))
             out.append("")
         if self.tally_rows:
             out.append("| tallyfs only | result |")
@@ -613,6 +639,13 @@ class Bench:
             "final fsync); metadata: one process doing the system calls in "
             "a loop.",
         ] + self.notes
+        if self.a.baseline_mnt:
+            notes.append("baseline: %s, a fresh store with the same options."
+                         % self.a.baseline_bin)
+        if self.a.branches:
+            notes.append("On each tallyfs mount, seq, rand and meta ran in a "
+                         "namespace made by a chain of %d branches of an "
+                         "empty one." % self.a.branches)
         for n in notes:
             out.append("* " + n)
         flush_errors = self.status().get("flush_errors", 0)
@@ -642,6 +675,9 @@ def main():
     p.add_argument("--tally-opts", default="")
     p.add_argument("--pt-opts", default="")
     p.add_argument("--src-top", default=".")
+    p.add_argument("--baseline-mnt", default="")
+    p.add_argument("--baseline-bin", default="")
+    p.add_argument("--branches", type=int, default=0)
     a = p.parse_args()
     if not shutil.which("fio"):
         sys.exit("bench: fio is missing")
