@@ -386,7 +386,8 @@ int main(int argc, char **argv)
 	       "drift_over: %llu\ndangling: %llu\norphans: %llu\n"
 	       "ghosts: %llu\nghost_drift: %llu\nunreachable_shards: %llu\n"
 	       "usage_drift: %llu\ncorrupt: %llu\nremote_only: %llu\n"
-	       "queued_missing: %llu\nnameless: %llu\nhomeless: %llu\n",
+	       "queued_missing: %llu\nnameless: %llu\nhomeless: %llu\n"
+	       "misfiled: %llu\n",
 	       (unsigned long long)res.objects,
 	       (unsigned long long)res.references,
 	       (unsigned long long)res.drift_under,
@@ -400,7 +401,8 @@ int main(int argc, char **argv)
 	       (unsigned long long)res.remote_only,
 	       (unsigned long long)res.queued_missing,
 	       (unsigned long long)res.nameless,
-	       (unsigned long long)res.homeless);
+	       (unsigned long long)res.homeless,
+	       (unsigned long long)res.misfiled);
 	if (meta)
 		printf("cache_stale: %llu\nqueued_elsewhere: %llu\n"
 		       "claims_stale: %llu\n",

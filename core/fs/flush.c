@@ -545,6 +545,7 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 	struct inode *ip = f->ip;
 	uint64_t tb = tally_blocks_for(t, f->trunc_size);
 	struct meta_inode md;
+	struct meta_ver v;
 	size_t i;
 	int rc;
 
@@ -552,6 +553,7 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 	if (rc)
 		return rc;
 	md = ip->md;
+	v = tally_ver(&md);
 	md.size = f->csize;
 	md.alloc = *alloc;
 	inode_md_written(t, ip);
@@ -605,7 +607,7 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 			struct meta_bref ref;
 
 			/* a known object: the reference names its shard */
-			rc = meta_block_set_gen(t->meta, ip->ino, q->idx,
+			rc = meta_block_set_gen(t->meta, &v, ip->ino, q->idx,
 						q->hole ? NULL : q->name,
 						q->shard, q->len,
 						q->fresh ? q->gen : 0, &ref);
@@ -637,7 +639,7 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 	}
 	if (rc || tally_meta_shared(t))
 		return rc;
-	return meta_inode_put(t->meta, &md);
+	return meta_inode_put(t->meta, &v, &md);
 }
 
 bool flush_in_flight(struct tally *t, struct inode *ip)

@@ -557,7 +557,8 @@ static int write_md(struct tally *t, struct inode *ip, struct meta_inode *md,
 	copy.alloc = ip->dalloc;
 	inode_md_written(t, ip);
 	if (!meta_shared(t->meta)) {
-		int rc = meta_inode_put(t->meta, &copy);
+		struct meta_ver v = tally_ver(&copy);
+		int rc = meta_inode_put(t->meta, &v, &copy);
 
 		return rc || !commit ? rc : meta_commit(t->meta);
 	}

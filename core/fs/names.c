@@ -75,6 +75,7 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 {
 	struct inode *pip = NULL, *ip;
 	struct meta_inode md, pmd;
+	struct meta_ver v, pv;
 	struct timespec ts = tally_now();
 	uint32_t epoch = 0;
 	bool whole = false;
@@ -124,6 +125,8 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	pmd.mtime = pmd.ctime = ts;
 	if (S_ISDIR(mode))
 		pmd.nlink++;
+	v = tally_ver(&md);
+	pv = tally_ver(&pmd);
 	/* before the commit: an ENOMEM must leave nothing done */
 	ip = inode_alloc(&md);
 	if (!ip) {
@@ -136,11 +139,11 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	dirnames_add(t, parent, name);
 	rc = meta_begin(t->meta);
 	if (!rc)
-		rc = meta_inode_put(t->meta, &md);
+		rc = meta_inode_put(t->meta, &v, &md);
 	if (!rc && target)
 		rc = meta_target_set(t->meta, md.ino, target);
 	if (!rc)
-		rc = meta_dentry_insert(t->meta, parent, name, md.ino);
+		rc = meta_dentry_insert(t->meta, &pv, parent, name, md.ino);
 	if (!rc)
 		rc = inode_write_md(t, pip, &pmd);
 	if (!rc && open && meta_shared(t->meta))
@@ -724,6 +727,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 {
 	struct inode *ip = NULL, *npip = NULL, *nip;
 	struct meta_inode md, npmd;
+	struct meta_ver v, pv;
 	struct meta_map_at at = { 0 };
 	bool open;
 	int rc = tally_check_name(newname);
@@ -761,6 +765,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		goto out_unlock;
 	npmd = npip->md;
 	npmd.mtime = npmd.ctime = tally_now();
+	pv = tally_ver(&npmd);
 	if (same_nspace(ip, npip)) {
 		md = ip->md;
 		md.nlink++;
@@ -768,8 +773,8 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		dirnames_add(t, newparent, newname); /* as create_node() */
 		rc = meta_begin(t->meta);
 		if (!rc)
-			rc = meta_dentry_insert(t->meta, newparent, newname,
-						ip->ino);
+			rc = meta_dentry_insert(t->meta, &pv, newparent,
+						newname, ip->ino);
 		if (meta_shared(t->meta)) {
 			/* the directory's times after the file's count,
 			 * which comes back with the COMMIT: one round trip */
@@ -816,6 +821,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	md.size = ip->dsize;
 	md.alloc = ip->dalloc;
 	md.ctime = npmd.ctime;
+	v = tally_ver(&md);
 	/* before the commit: an ENOMEM must leave nothing done */
 	nip = inode_alloc(&md);
 	if (!nip) {
@@ -825,7 +831,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	dirnames_add(t, newparent, newname); /* as create_node() */
 	rc = meta_begin(t->meta);
 	if (!rc)
-		rc = meta_inode_put(t->meta, &md);
+		rc = meta_inode_put(t->meta, &v, &md);
 	if (!rc && S_ISLNK(md.mode)) {
 		char *target = NULL;
 
@@ -835,7 +841,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		free(target);
 	}
 	if (!rc)
-		rc = meta_blocks_copy_at(t->meta, ip->ino, md.ino, &at);
+		rc = meta_blocks_copy_at(t->meta, &v, ip->ino, md.ino, &at);
 	/* a shared store: the source's committed size, read with the
 	 * blocks copied (another node may have rewritten it since this
 	 * node read its row: dsize is this node's view); no row, another
@@ -843,7 +849,8 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	if (!rc && meta_shared(t->meta) && !at.known)
 		rc = -ENOENT;
 	if (!rc)
-		rc = meta_dentry_insert(t->meta, newparent, newname, md.ino);
+		rc = meta_dentry_insert(t->meta, &pv, newparent, newname,
+					md.ino);
 	if (!rc)
 		rc = inode_write_md(t, npip, &npmd);
 	rc = tally_txn_end(t, rc);

@@ -315,6 +315,17 @@ bool tally_is_ctl_name(uint64_t parent, const char *name);
  * versions (".snapshots", or one holding '@'), else 0. Namespaces named
  * so before keep working. */
 int tally_nspace_name_taken(const char *name);
+/*
+ * The version the rows of the inode of @md are written into (struct
+ * meta_ver, docs/design.md section 13): its namespace's, whose id is the
+ * namespace's root number in format 2; the root directory's, 0.
+ */
+static inline struct meta_ver tally_ver(const struct meta_inode *md)
+{
+	return (struct meta_ver){ .id = md->ino == TALLY_ROOT_INO
+						? 0
+						: (int64_t)md->nspace };
+}
 void tally_lock(struct tally *t);
 void tally_unlock(struct tally *t);
 /* tally_lock() if it is free now: true if taken. */

@@ -210,8 +210,11 @@ int tally_setxattr(struct tally *t, uint64_t ino, const char *name,
 	rc = meta_room(t->meta);
 	if (!rc)
 		rc = meta_begin(t->meta);
-	if (!rc)
-		rc = meta_xattr_set(t->meta, ino, name, val, len, flags);
+	if (!rc) {
+		struct meta_ver v = tally_ver(&ip->md);
+
+		rc = meta_xattr_set(t->meta, &v, ino, name, val, len, flags);
+	}
 	if (!rc) {
 		struct meta_inode md = ip->md;
 

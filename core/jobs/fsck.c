@@ -532,6 +532,16 @@ int fsck_run(struct store *s, bool do_repair,
 	if (rc)
 		goto out;
 	res->homeless = f.nhomeless;
+	rc = meta_rows_misfiled(s->meta, &res->misfiled);
+	if (rc)
+		goto out;
+	if (res->misfiled)
+		sayf(&f,
+		     "misfiled: %" PRIu64 " row(s) of inodes, entries, "
+		     "extents or xattrs are in another version than their "
+		     "namespace's (a defect of tallyfs's to report; not "
+		     "repaired)",
+		     res->misfiled);
 	for (size_t i = 0; i < f.nhomeless; i++)
 		sayf(&f,
 		     "homeless: inode %" PRIu64 " is gone but block or xattr "
@@ -579,7 +589,7 @@ bool fsck_problems(const struct fsck_result *res)
 	       res->orphans || res->ghost_drift || res->unreachable ||
 	       res->usage_drift || res->corrupt || res->bucket_missing ||
 	       res->bucket_orphans || res->nameless || res->homeless ||
-	       res->claims_stale;
+	       res->misfiled || res->claims_stale;
 }
 
 struct bucket_ctx {

@@ -47,6 +47,9 @@ struct fsck_result {
 				    leak; --repair: freed at the next mount) */
 	uint64_t homeless;	 /* inodes without a row that block or xattr
 			      rows name (a leak; --repair: removed) */
+	uint64_t misfiled;	 /* rows in another version than their
+			      namespace's (a defect of the build that
+			      wrote them; not repaired) */
 };
 
 /*

@@ -227,13 +227,28 @@ void meta_ilog_inject_loss(struct meta *m, unsigned replays);
 int meta_config_get(struct meta *m, const char *key, int64_t *val);
 int meta_config_set(struct meta *m, const char *key, int64_t val);
 
+/*
+ * The version a call writes its rows into (docs/design.md, section 13):
+ * the leaf of the namespace the inode belongs to. In format 2 a
+ * namespace has one version, whose id is its root's inode number, and
+ * version 0 holds the root directory and its entries (META_VER_ROOT).
+ * core/fs works it out from the inode (tally_ver()); NULL takes the
+ * version of the row the call hangs its rows on (tests, repairs).
+ */
+struct meta_ver {
+	int64_t id;
+};
+#define META_VER_ROOT ((const struct meta_ver){ .id = 0 })
+
 int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out);
 /*
  * Insert or replace the whole row (the symlink target is kept). The
  * namespace of an existing row is never changed (an inode does not move
  * between namespaces): leaving it alone spares an index update per call.
+ * @v NULL: the version of @in's namespace.
  */
-int meta_inode_put(struct meta *m, const struct meta_inode *in);
+int meta_inode_put(struct meta *m, const struct meta_ver *v,
+		   const struct meta_inode *in);
 /* Fields of an inode row, for meta_inode_update() */
 #define META_F_MODE 1u
 #define META_F_UID 2u
@@ -295,6 +310,9 @@ int meta_inode_nameless(struct meta *m, uint64_t **inos, size_t *n);
  * flush that committed after another node removed its inode, before
  * that could not happen), ascending. */
 int meta_inode_homeless(struct meta *m, uint64_t **inos, size_t *n);
+/* Rows of the namespace tables filed in another version than their
+ * namespace's (a defect of the build that wrote them: tallyfsck). */
+int meta_rows_misfiled(struct meta *m, uint64_t *n);
 /* Set an inode's link count to 0, so that it goes as a crash's orphans
  * do (nothing holds it: at the next mount). In a transaction. */
 int meta_inode_unname(struct meta *m, uint64_t ino);
@@ -309,8 +327,8 @@ int meta_dentry_lookup(struct meta *m, uint64_t parent, const char *name,
  * there is no such entry (or it names no row). */
 int meta_dentry_lookup_row(struct meta *m, uint64_t parent, const char *name,
 			   struct meta_inode *out);
-int meta_dentry_insert(struct meta *m, uint64_t parent, const char *name,
-		       uint64_t ino);
+int meta_dentry_insert(struct meta *m, const struct meta_ver *v,
+		       uint64_t parent, const char *name, uint64_t ino);
 /*
  * The changes of an existing entry name the inode it had when looked up
  * (@ino, @old): an entry gone or naming another inode now (another node
@@ -356,15 +374,16 @@ int meta_blocks_load_at(struct meta *m, uint64_t ino, struct meta_bref **out,
  * is settled when the transaction commits (meta_commit()). On success
  * @out (may be NULL) receives the new reference.
  */
-int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx, const char *name,
-		   uint32_t shard, uint32_t size, struct meta_bref *out);
+int meta_block_set(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		   uint64_t idx, const char *name, uint32_t shard,
+		   uint32_t size, struct meta_bref *out);
 /* meta_block_set() whose insert of a new row takes generation @gen (a
  * shared store's flush shipped the object to that generation's key
  * before its commit; 0: a fresh one). A row already there keeps its
  * own. */
-int meta_block_set_gen(struct meta *m, uint64_t ino, uint64_t idx,
-		       const char *name, uint32_t shard, uint32_t size,
-		       int64_t gen, struct meta_bref *out);
+int meta_block_set_gen(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		       uint64_t idx, const char *name, uint32_t shard,
+		       uint32_t size, int64_t gen, struct meta_bref *out);
 /* Whether an object row named @name exists (1), or not (0). */
 int meta_obj_exists(struct meta *m, const char *name);
 /*
@@ -373,13 +392,15 @@ int meta_obj_exists(struct meta *m, const char *name);
  * reference to an object the table does not know logs a warning.
  */
 int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from);
-/* Give inode @dst the block references and xattrs of @src (counts +1). */
-int meta_blocks_copy(struct meta *m, uint64_t src, uint64_t dst);
+/* Give inode @dst, of version @v, the block references and xattrs of
+ * @src (counts +1). */
+int meta_blocks_copy(struct meta *m, const struct meta_ver *v, uint64_t src,
+		     uint64_t dst);
 /* The same; a shared store also gives @dst the size and allocation of
  * @src read with its blocks, and says them in @at (known is false on
  * one host, and on a shared store when either row is gone). */
-int meta_blocks_copy_at(struct meta *m, uint64_t src, uint64_t dst,
-			struct meta_map_at *at);
+int meta_blocks_copy_at(struct meta *m, const struct meta_ver *v, uint64_t src,
+			uint64_t dst, struct meta_map_at *at);
 /* Refcounts of the objects of @ino, in block order (holes skipped). */
 int meta_refcounts(struct meta *m, uint64_t ino, uint64_t **counts, size_t *n);
 
@@ -396,8 +417,8 @@ int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
 int meta_xattr_get(struct meta *m, uint64_t ino, const char *name, void **out,
 		   size_t *len);
 /* @flags: XATTR_CREATE (-EEXIST) / XATTR_REPLACE (-ENODATA). */
-int meta_xattr_set(struct meta *m, uint64_t ino, const char *name,
-		   const void *val, size_t len, int flags);
+int meta_xattr_set(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		   const char *name, const void *val, size_t len, int flags);
 int meta_xattr_remove(struct meta *m, uint64_t ino, const char *name);
 /* NUL-separated names into *out (malloc'ed). */
 int meta_xattr_list(struct meta *m, uint64_t ino, char **out, size_t *len);

@@ -264,7 +264,7 @@ int meta_format_root(struct meta *m, uint32_t block_size)
 	root.nlink = 2;
 	clock_gettime(CLOCK_REALTIME, &root.mtime);
 	root.atime = root.ctime = root.mtime;
-	return meta_inode_put(m, &root);
+	return meta_inode_put(m, &META_VER_ROOT, &root);
 }
 
 static int create_schema(struct meta *m, uint32_t block_size)

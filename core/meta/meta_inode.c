@@ -58,25 +58,21 @@ enum {
 	I_XATTR_DEL,
 	I_XATTR_LIST,
 	I_INO_TAKE,
+	I_VER_OF,
+	I_MISFILED,
 	I_INODES_MOVE,
 	I_INODE_NOTIFY,
 	I_COUNT
 };
 
 /*
- * Format 2 (versions, docs/design.md section 13), step 2: every namespace
- * has one version, whose id is its root's inode number, and version 0
- * holds the root directory. So a row's version follows from its inode:
- * an inode's from its namespace (?2 bound with ?1), an entry's, an
- * extent's or an xattr's from the inode row it hangs on. Step 3 binds
- * the leaf written instead.
+ * Format 2 (versions, docs/design.md section 13): every namespace has one
+ * version, whose id is its root's inode number, and version 0 holds the
+ * root directory and its entries. A row is written into the version the
+ * caller names (struct meta_ver, bound from C: meta_ver_id()).
  */
-#define INO_VER \
-	"CASE WHEN CAST(?1 AS bigint) = 1 THEN 0 ELSE CAST(?2 AS bigint) END"
-/* rows of no inode (damage, tests): version 0, as the upgrade files them */
 /* a branch's rows: the new namespace's version, its root's new number */
 #define BRANCH_VER "(SELECT new FROM temp.branch_map WHERE old = ?1)"
-#define ROW_VER(ino) "coalesce((SELECT ver FROM inodes WHERE ino = " ino "), 0)"
 
 /* An inode's fields of ?13 (META_F_*) written, its link count moved by
  * ?6 */
@@ -99,8 +95,8 @@ static const char *const inode_text[I_COUNT] = {
 			"WHERE ino = ?1",
 	[I_INODE_PUT] =
 		"INSERT INTO inodes(ino, ver, nspace, mode, uid, gid, nlink, "
-		"size, rdev, alloc, atime, mtime, ctime) VALUES (?1, " INO_VER
-		", ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON "
+		"size, rdev, alloc, atime, mtime, ctime) VALUES (?1, ?13, "
+		"?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON "
 		"CONFLICT(ino) DO UPDATE SET mode = ?3, uid = ?4, gid = ?5, "
 		"nlink = ?6, size = ?7, rdev = ?8, alloc = ?9, atime = ?10, "
 		"mtime = ?11, ctime = ?12",
@@ -135,7 +131,7 @@ static const char *const inode_text[I_COUNT] = {
 			 "i.ctime FROM dentries d JOIN inodes i "
 			 "ON i.ino = d.ino WHERE d.parent = ?1 AND d.name = ?2",
 	[I_DENTRY_INSERT] = "INSERT INTO dentries(parent, name, ver, ino) "
-			    "VALUES (?1, ?2, " ROW_VER("?1") ", ?3)",
+			    "VALUES (?1, ?2, ?4, ?3)",
 	/* an entry changed only while it names the inode the node looked
 	 * up (?3, or ?4, ?5): of another node's rename over it, or unlink,
 	 * and this node's change, one fails (ENOENT) and is run again, so
@@ -198,21 +194,31 @@ static const char *const inode_text[I_COUNT] = {
 			  "extents b ON b.ino = m.new WHERE NOT EXISTS "
 			  "(SELECT 1 FROM objects o WHERE o.id = b.obj)",
 	[I_XATTR_GET] = "SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2",
-	[I_XATTR_INSERT] =
-		"INSERT INTO xattrs(ino, name, ver, value) "
-		"VALUES (?1, ?2, " ROW_VER("?1") ", ?3) "
-						 "ON CONFLICT DO NOTHING",
+	[I_XATTR_INSERT] = "INSERT INTO xattrs(ino, name, ver, value) "
+			   "VALUES (?1, ?2, ?4, ?3) ON CONFLICT DO NOTHING",
 	[I_XATTR_REPLACE] = "UPDATE xattrs SET value = ?3 "
 			    "WHERE ino = ?1 AND name = ?2",
 	[I_XATTR_UPSERT] = "INSERT INTO xattrs(ino, name, ver, value) "
-			   "VALUES (?1, ?2, " ROW_VER(
-				   "?1") ", ?3) "
-					 "ON CONFLICT(ino, name) "
-					 "DO UPDATE SET value = excluded.value",
+			   "VALUES (?1, ?2, ?4, ?3) ON CONFLICT(ino, name) "
+			   "DO UPDATE SET value = excluded.value",
 	[I_XATTR_DEL] = "DELETE FROM xattrs WHERE ino = ?1 AND name = ?2",
 	[I_XATTR_LIST] = "SELECT name FROM xattrs WHERE ino = ?1 "
 			 "ORDER BY name",
 	/* one statement: mounts sharing the store never get a number twice */
+	/* the version of an inode's row (meta_ver_id(); no row: 0, as the
+	 * upgrade files rows of no inode) */
+	[I_VER_OF] = "SELECT coalesce((SELECT ver FROM inodes "
+		     "WHERE ino = ?1), 0)",
+	/* rows in another version than their namespace's (format 2: an
+	 * inode's is its namespace's, 0 for the root directory; an entry's
+	 * its directory's; an extent's or an xattr's its inode's) */
+	[I_MISFILED] =
+		"SELECT (SELECT count(*) FROM inodes WHERE ver <> CASE WHEN "
+		"ino = 1 THEN 0 ELSE nspace END) + (SELECT count(*) FROM "
+		"dentries d JOIN inodes p ON p.ino = d.parent WHERE d.ver <> "
+		"p.ver) + (SELECT count(*) FROM extents e JOIN inodes i ON "
+		"i.ino = e.ino WHERE e.ver <> i.ver) + (SELECT count(*) FROM "
+		"xattrs x JOIN inodes i ON i.ino = x.ino WHERE x.ver <> i.ver)",
 	[I_INO_TAKE] = "UPDATE config SET value = max(value, ?1) + ?2 "
 		       "WHERE key = 'next_ino' RETURNING value",
 	/* PostgreSQL: the inodes a statement added, in the node's row of
@@ -229,8 +235,8 @@ static const char *const inode_pg[I_COUNT] = {
 	 * there already is an error (EEXIST), never counted twice */
 	[I_INODE_PUT] =
 		"INSERT INTO inodes(ino, ver, nspace, mode, uid, gid, nlink, "
-		"size, rdev, alloc, atime, mtime, ctime) VALUES (?1, " INO_VER
-		", ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+		"size, rdev, alloc, atime, mtime, ctime) VALUES (?1, ?13, "
+		"?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
 	/* other nodes' kernels drop what they cache of inode ?2, changed by
 	 * node ?1 (core/cluster/watch.c), if there are other nodes: sent with the
 	 * change, in place of a trigger function that every update of a
@@ -446,11 +452,35 @@ static int inodes_added(struct meta *m, int64_t n)
 	return meta_run_later(m, s, "inode count");
 }
 
-int meta_inode_put(struct meta *m, const struct meta_inode *in)
+int meta_ver_id(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		int64_t *id)
+{
+	struct meta_st *s;
+	int rc;
+
+	if (v) {
+		*id = v->id;
+		return 0;
+	}
+	rc = meta_stmt(m, &meta_inode_sql, I_VER_OF, &s);
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, (int64_t)ino);
+	return meta_int(m, s, id, "version read");
+}
+
+int meta_inode_put(struct meta *m, const struct meta_ver *v,
+		   const struct meta_inode *in)
 {
 	struct meta_st *s;
 	int rc = inode_stmt(m, I_INODE_PUT, in, in->nlink, &s);
 
+	/* NULL: the namespace's version (its row may not be there yet) */
+	if (!rc)
+		meta_bind_int(s, 13,
+			      v		     ? v->id
+			      : in->ino == 1 ? 0
+					     : (int64_t)in->nspace);
 	if (!rc)
 		rc = meta_run_later(m, s, "inode write");
 	return rc ? rc : inodes_added(m, 1);
@@ -494,6 +524,11 @@ int meta_inode_homeless(struct meta *m, uint64_t **inos, size_t *n)
 	int rc = meta_stmt(m, &meta_inode_sql, I_HOMELESS, &s);
 
 	return rc ? rc : meta_int_rows(m, s, "homeless scan", inos, n);
+}
+
+int meta_rows_misfiled(struct meta *m, uint64_t *n)
+{
+	return meta_count(m, &meta_inode_sql, I_MISFILED, "version check", n);
 }
 
 int meta_inode_unname(struct meta *m, uint64_t ino)
@@ -595,8 +630,10 @@ int meta_dentry_lookup_row(struct meta *m, uint64_t parent, const char *name,
 	return rc ? rc : inode_row(m, s, "lookup", out);
 }
 
+/* @ver: the version an insert writes (the others have no ?4) */
 static int dentry_exec(struct meta *m, int id, uint64_t parent,
-		       const char *name, uint64_t ino, const char *what)
+		       const char *name, uint64_t ino, int64_t ver,
+		       const char *what)
 {
 	struct meta_st *s;
 	int rc = stmt_key_name(m, id, parent, name, &s);
@@ -604,6 +641,8 @@ static int dentry_exec(struct meta *m, int id, uint64_t parent,
 	if (rc)
 		return rc;
 	meta_bind_int(s, 3, (int64_t)ino);
+	if (id == I_DENTRY_INSERT)
+		meta_bind_int(s, 4, ver);
 	/* an insert's only answer is success or a taken name (EEXIST), a
 	 * delete's success: they go with the next statement */
 	return id == I_DENTRY_INSERT || id == I_DENTRY_DELETE
@@ -611,11 +650,15 @@ static int dentry_exec(struct meta *m, int id, uint64_t parent,
 		       : meta_run(m, s, what);
 }
 
-int meta_dentry_insert(struct meta *m, uint64_t parent, const char *name,
-		       uint64_t ino)
+int meta_dentry_insert(struct meta *m, const struct meta_ver *v,
+		       uint64_t parent, const char *name, uint64_t ino)
 {
-	int rc = dentry_exec(m, I_DENTRY_INSERT, parent, name, ino,
-			     "entry insert");
+	int64_t ver;
+	int rc = meta_ver_id(m, v, parent, &ver);
+
+	if (!rc)
+		rc = dentry_exec(m, I_DENTRY_INSERT, parent, name, ino, ver,
+				 "entry insert");
 
 	/* PostgreSQL: the insert takes from other nodes the directory
 	 * they knew whole (core/fs/dirnames.c) */
@@ -625,7 +668,7 @@ int meta_dentry_insert(struct meta *m, uint64_t parent, const char *name,
 int meta_dentry_delete(struct meta *m, uint64_t parent, const char *name,
 		       uint64_t ino)
 {
-	return dentry_exec(m, I_DENTRY_DELETE, parent, name, ino,
+	return dentry_exec(m, I_DENTRY_DELETE, parent, name, ino, 0,
 			   "entry delete");
 }
 
@@ -764,7 +807,7 @@ int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
 		return rc;
 	/* The source root has the smallest number in its namespace. */
 	*root = first;
-	rc = meta_dentry_insert(m, 1, dst_name, *root);
+	rc = meta_dentry_insert(m, &META_VER_ROOT, 1, dst_name, *root);
 	if (rc)
 		return rc;
 	*next_ino = first + copied;
@@ -811,18 +854,23 @@ int meta_xattr_get(struct meta *m, uint64_t ino, const char *name, void **out,
 	return rc;
 }
 
-int meta_xattr_set(struct meta *m, uint64_t ino, const char *name,
-		   const void *val, size_t len, int flags)
+int meta_xattr_set(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		   const char *name, const void *val, size_t len, int flags)
 {
 	int id = (flags & XATTR_CREATE)	   ? I_XATTR_INSERT
 		 : (flags & XATTR_REPLACE) ? I_XATTR_REPLACE
 					   : I_XATTR_UPSERT;
 	struct meta_st *s;
-	int rc = stmt_key_name(m, id, ino, name, &s);
+	int64_t ver = 0;
+	int rc = id == I_XATTR_REPLACE ? 0 : meta_ver_id(m, v, ino, &ver);
 
+	if (!rc)
+		rc = stmt_key_name(m, id, ino, name, &s);
 	if (rc)
 		return rc;
 	meta_bind_blob(s, 3, len ? val : "", len);
+	if (id != I_XATTR_REPLACE)
+		meta_bind_int(s, 4, ver);
 	rc = meta_run(m, s, "xattr write");
 	if (!rc && id == I_XATTR_INSERT && meta_changes(m) == 0)
 		return -EEXIST;

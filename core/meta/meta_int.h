@@ -251,6 +251,9 @@ int meta_run_int_later(struct meta *m, const struct meta_sql *t, int id,
  * writer), -EDEADLK when some (the operation runs again), or -errno.
  */
 int meta_refs_gone(struct meta *m, const struct meta_sql *t, int id, int64_t a);
+/* The id of version @v, or, @v NULL, of the row of inode @ino (0: none). */
+int meta_ver_id(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		int64_t *id);
 
 /* The first column of the first row of @s in *@v: 0, -ENOENT if there is
  * no row, or -errno. */

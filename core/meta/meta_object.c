@@ -49,13 +49,11 @@ enum {
  * Format 2 (docs/design.md, section 13.6): the block map is extents of
  * bytes; a fixed-size block idx is the extent of block_size bytes at
  * idx * block_size, which the statements work out from the store's
- * block size. An extent's version follows from its inode's row (step 2:
- * one version per namespace, meta_inode.c).
+ * block size. An extent is written into the version the caller names
+ * (struct meta_ver, bound from C).
  */
 #define BS "(SELECT value FROM config WHERE key = 'block_size')"
 #define OFF(idx) "(" idx " * " BS ")"
-/* rows of no inode (damage, tests): version 0, as the upgrade files them */
-#define ROW_VER(ino) "coalesce((SELECT ver FROM inodes WHERE ino = " ino "), 0)"
 
 static const char *const object_text[O_COUNT] = {
 	[O_BLOCKS_LOAD] = "SELECT b.off / " BS ", b.obj, b.shard, o.name, "
@@ -67,8 +65,9 @@ static const char *const object_text[O_COUNT] = {
 	/* an update of an extent fires ghost_ref_mov (meta_db_schema.c) */
 	[O_BLOCK_PUT] =
 		"INSERT INTO extents(ino, ver, off, len, obj, shard) "
-		"VALUES (?1, " ROW_VER("?1") ", " OFF(
-			"?2") ", " BS ", ?3, ?4) ON CONFLICT(ino, off) DO "
+		"VALUES (?1, ?5, " OFF(
+			"?2") ", " BS ", ?3, ?4) "
+			      "ON CONFLICT(ino, off) DO "
 			      "UPDATE SET obj = excluded.obj, shard = excluded.shard",
 	[O_BLOCK_DEL] = "DELETE FROM extents WHERE ino = ?1 "
 			"AND off = " OFF("?2"),
@@ -95,10 +94,9 @@ static const char *const object_text[O_COUNT] = {
 			"AND off >= " OFF("?2") " GROUP BY obj",
 	[O_DROP_DEL] =
 		"DELETE FROM extents WHERE ino = ?1 AND off >= " OFF("?2"),
-	[O_COPY_BLOCKS] =
-		"INSERT INTO extents(ino, ver, off, len, obj, shard) "
-		"SELECT ?2, " ROW_VER("?2") ", off, len, obj, shard "
-					    "FROM extents WHERE ino = ?1",
+	[O_COPY_BLOCKS] = "INSERT INTO extents(ino, ver, off, len, obj, shard) "
+			  "SELECT ?2, ?3, off, len, obj, shard "
+			  "FROM extents WHERE ino = ?1",
 	/* the copy's counts from the copy itself (?1 the new inode): on
 	 * PostgreSQL every statement reads the store anew */
 	[O_COPY_COUNTS] =
@@ -113,8 +111,7 @@ static const char *const object_text[O_COUNT] = {
 		"NOT EXISTS (SELECT 1 FROM objects o WHERE o.id = b.obj)",
 	[O_COPY_XATTRS] =
 		"INSERT INTO xattrs(ino, name, ver, value) "
-		"SELECT ?2, name, " ROW_VER("?2") ", value "
-						  "FROM xattrs WHERE ino = ?1",
+		"SELECT ?2, name, ?3, value FROM xattrs WHERE ino = ?1",
 	[O_REFCOUNTS] = "SELECT coalesce(o.refcount, 0) FROM extents b "
 			"LEFT JOIN objects o ON o.id = b.obj "
 			"WHERE b.ino = ?1 ORDER BY b.off",
@@ -151,12 +148,10 @@ static const char *const object_pg[O_COUNT] = {
 	 * old size, zeros past the new end */
 	[O_COPY_BLOCKS] =
 		"WITH c AS (INSERT INTO extents(ino, ver, off, len, "
-		"obj, shard) SELECT ?2, " ROW_VER(
-			"?2") ", off, len, "
-			      "obj, shard FROM extents "
-			      "WHERE ino = ?1) UPDATE inodes SET size = s.size, "
-			      "alloc = s.alloc FROM inodes s WHERE inodes.ino = ?2 "
-			      "AND s.ino = ?1 RETURNING inodes.size, inodes.alloc",
+		"obj, shard) SELECT ?2, ?3, off, len, obj, shard "
+		"FROM extents WHERE ino = ?1) UPDATE inodes SET size = s.size, "
+		"alloc = s.alloc FROM inodes s WHERE inodes.ino = ?2 "
+		"AND s.ino = ?1 RETURNING inodes.size, inodes.alloc",
 	/* the rows deleted, and counted, by one statement: two nodes that
 	 * free one inode at once (a mount's cleanup of the unlinked files
 	 * its last mount left open, and another node's of an expired
@@ -461,18 +456,19 @@ int meta_obj_exists(struct meta *m, const char *name)
 	return rc ? rc : 1;
 }
 
-int meta_block_set(struct meta *m, uint64_t ino, uint64_t idx, const char *name,
-		   uint32_t shard, uint32_t size, struct meta_bref *out)
+int meta_block_set(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		   uint64_t idx, const char *name, uint32_t shard,
+		   uint32_t size, struct meta_bref *out)
 {
-	return meta_block_set_gen(m, ino, idx, name, shard, size, 0, out);
+	return meta_block_set_gen(m, v, ino, idx, name, shard, size, 0, out);
 }
 
-int meta_block_set_gen(struct meta *m, uint64_t ino, uint64_t idx,
-		       const char *name, uint32_t shard, uint32_t size,
-		       int64_t gen, struct meta_bref *out)
+int meta_block_set_gen(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		       uint64_t idx, const char *name, uint32_t shard,
+		       uint32_t size, int64_t gen, struct meta_bref *out)
 {
 	struct meta_st *s;
-	int64_t old = 0, id = 0;
+	int64_t old = 0, id = 0, ver = 0;
 	bool had;
 	int rc = stmt_pair(m, O_BLOCK_GET, (int64_t)ino, (int64_t)idx, &s);
 
@@ -514,12 +510,15 @@ int meta_block_set_gen(struct meta *m, uint64_t ino, uint64_t idx,
 			}
 		}
 		if (!rc)
+			rc = meta_ver_id(m, v, ino, &ver);
+		if (!rc)
 			rc = stmt_pair(m, O_BLOCK_PUT, (int64_t)ino,
 				       (int64_t)idx, &s);
 		if (rc)
 			return rc;
 		meta_bind_int(s, 3, id);
 		meta_bind_int(s, 4, shard);
+		meta_bind_int(s, 5, ver);
 		rc = meta_run(m, s, "block write");
 	} else if (had) {
 		rc = exec_pair(m, O_BLOCK_DEL, (int64_t)ino, (int64_t)idx,
@@ -597,21 +596,27 @@ int meta_refs_gone(struct meta *m, const struct meta_sql *t, int id, int64_t a)
 	return -EDEADLK;
 }
 
-int meta_blocks_copy(struct meta *m, uint64_t src, uint64_t dst)
+int meta_blocks_copy(struct meta *m, const struct meta_ver *v, uint64_t src,
+		     uint64_t dst)
 {
-	return meta_blocks_copy_at(m, src, dst, NULL);
+	return meta_blocks_copy_at(m, v, src, dst, NULL);
 }
 
-int meta_blocks_copy_at(struct meta *m, uint64_t src, uint64_t dst,
-			struct meta_map_at *at)
+int meta_blocks_copy_at(struct meta *m, const struct meta_ver *v, uint64_t src,
+			uint64_t dst, struct meta_map_at *at)
 {
 	struct meta_st *s;
-	int rc = stmt_pair(m, O_COPY_BLOCKS, (int64_t)src, (int64_t)dst, &s);
+	int64_t ver;
+	int rc = meta_ver_id(m, v, dst, &ver);
 
 	if (at)
 		at->known = false;
+	if (!rc)
+		rc = stmt_pair(m, O_COPY_BLOCKS, (int64_t)src, (int64_t)dst,
+			       &s);
 	if (rc)
 		return rc;
+	meta_bind_int(s, 3, ver);
 	/* a shared store's copy returns the size it gave @dst */
 	while ((rc = meta_step(m, s, "block copy")) > 0) {
 		if (at) {
@@ -627,9 +632,12 @@ int meta_blocks_copy_at(struct meta *m, uint64_t src, uint64_t dst,
 		rc = meta_refs_gone(m, &meta_object_sql, O_COPY_GONE,
 				    (int64_t)dst);
 	if (!rc)
-		rc = exec_pair(m, O_COPY_XATTRS, (int64_t)src, (int64_t)dst,
-			       "xattr copy");
-	return rc;
+		rc = stmt_pair(m, O_COPY_XATTRS, (int64_t)src, (int64_t)dst,
+			       &s);
+	if (rc)
+		return rc;
+	meta_bind_int(s, 3, ver);
+	return meta_run(m, s, "xattr copy");
 }
 
 int meta_refcounts(struct meta *m, uint64_t ino, uint64_t **counts, size_t *n)

@@ -210,6 +210,37 @@ mount_fs
 assert_same_content "$TMP/big" "$MNT/main/big"
 umount_fs
 
+# ------------------------------------------------------ misfiled rows
+# every row in its namespace's version (docs/design.md, section 13): a
+# file, its xattr, a symlink, a hard link and a copy by ln into another
+# namespace, as the mount writes them, are clean; an entry and an extent
+# moved to another version by hand are found, and not repaired
+mount_fs
+T mkdir "$MNT/other"
+rand_file "$MNT/main/vers" $((3 * 4096 + 5))
+T setfattr -n user.v -v 1 "$MNT/main/vers"
+T ln -s vers "$MNT/main/vers-link"
+T ln "$MNT/main/vers" "$MNT/main/vers-hard"
+T ln "$MNT/main/vers" "$MNT/other/vers"
+vers_ino=$(stat -c %i "$MNT/main/vers")
+umount_fs
+FSCK_ARGS=("$STORE")
+expect_fsck "rows as the mount files them" 0 misfiled=0 "status=clean"
+T sqlite3 "$db" "UPDATE dentries SET ver = ver + 7
+		WHERE name = CAST('vers-hard' AS BLOB);
+	UPDATE extents SET ver = ver + 7 WHERE ino = $vers_ino AND off = 0" ||
+	fail "cannot misfile rows in $db"
+expect_fsck "rows in another version" 1 misfiled=2 \
+	"status=problems found"
+assert_match "its line" "misfiled: 2 row.s. of inodes" "$FSCK_OUT"
+FSCK_ARGS=(--repair "$STORE")
+expect_fsck "--repair leaves them" 1 misfiled=2
+T sqlite3 "$db" "UPDATE dentries SET ver = ver - 7
+		WHERE name = CAST('vers-hard' AS BLOB);
+	UPDATE extents SET ver = ver - 7 WHERE ino = $vers_ino AND off = 0"
+FSCK_ARGS=("$STORE")
+expect_fsck "filed back by hand" 0 misfiled=0 "status=clean"
+
 # --------------------------------------------------------- cannot run
 FSCK_ARGS=("$TMP/no-such-store")
 expect_fsck "a missing store" 2

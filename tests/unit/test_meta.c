@@ -110,13 +110,13 @@ Test(meta, reference_and_count_change_together)
 
 	meta_objlist_init(&zero);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_A, 0, 10, &ref), 0);
-	cr_assert_eq(meta_block_set(m, 21, 0, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_block_set(m, NULL, 20, 0, OBJ_A, 0, 10, &ref), 0);
+	cr_assert_eq(meta_block_set(m, NULL, 21, 0, OBJ_A, 0, 10, NULL), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(count_of(OBJ_A), 2);
 	/* replace block 0 of inode 20: A loses one, B gains one */
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_B, 0, 10, NULL), 0);
+	cr_assert_eq(meta_block_set(m, NULL, 20, 0, OBJ_B, 0, 10, NULL), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(count_of(OBJ_A), 1);
 	cr_assert_eq(count_of(OBJ_B), 1);
@@ -139,11 +139,11 @@ Test(meta, rollback_leaves_counts_alone)
 
 	meta_objlist_init(&zero);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_block_set(m, NULL, 20, 0, OBJ_A, 0, 10, NULL), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_block_set(m, 20, 1, OBJ_A, 0, 10, NULL), 0);
-	cr_assert_eq(meta_blocks_copy(m, 20, 30), 0);
+	cr_assert_eq(meta_block_set(m, NULL, 20, 1, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_blocks_copy(m, NULL, 20, 30), 0);
 	meta_rollback(m);
 	cr_assert_eq(count_of(OBJ_A), 1);
 	meta_objlist_release(&zero);
@@ -156,8 +156,8 @@ Test(meta, unknown_object_decrement_deletes_nothing)
 
 	meta_objlist_init(&zero);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_A, 0, 10, NULL), 0);
-	cr_assert_eq(meta_block_set(m, 20, 1, OBJ_B, 0, 10, NULL), 0);
+	cr_assert_eq(meta_block_set(m, NULL, 20, 0, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_block_set(m, NULL, 20, 1, OBJ_B, 0, 10, NULL), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	/* damage: the row of B disappears */
 	meta_close(m);
@@ -246,11 +246,11 @@ Test(meta, check_chunks_see_every_id_once)
 	cr_assert_eq(meta_begin(m), 0);
 	for (i = 1; i <= 9; i++) {
 		snprintf(name, sizeof(name), "%032x", i);
-		cr_assert_eq(meta_block_set(m, 20, (uint64_t)i, name, 0, 10,
-					    NULL),
+		cr_assert_eq(meta_block_set(m, NULL, 20, (uint64_t)i, name, 0,
+					    10, NULL),
 			     0);
 	}
-	cr_assert_eq(meta_block_set(m, 21, 0,
+	cr_assert_eq(meta_block_set(m, NULL, 21, 0,
 				    "00000000000000000000000000000003", 0, 10,
 				    NULL),
 		     0);
@@ -386,7 +386,8 @@ Test(meta, savepoint_journal_stays_in_memory)
 	 * the group */
 	cr_assert_eq(meta_begin(m), 0);
 	for (i = 0; i < 2000; i++)
-		cr_assert_eq(meta_block_set(m, 20, i, OBJ_A, 0, 10, NULL), 0);
+		cr_assert_eq(meta_block_set(m, NULL, 20, i, OBJ_A, 0, 10, NULL),
+			     0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_group_commit(m), 0);
 	/* one operation changes them all: far past SQLite's 64 KiB */

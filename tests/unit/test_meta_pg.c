@@ -155,8 +155,8 @@ Test(meta_pg, names_of_any_bytes_round_trip)
 			name[n++] = (char)i;
 	name[n] = '\0';
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, name, 77), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, "a\\b'c\"", 78), 0);
+	cr_assert_eq(meta_dentry_insert(m, NULL, 1, name, 77), 0);
+	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "a\\b'c\"", 78), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_dentry_lookup(m, 1, name, &ino), 0);
 	cr_assert_eq(ino, 77);
@@ -166,7 +166,7 @@ Test(meta_pg, names_of_any_bytes_round_trip)
 	/* the same name twice in one directory is refused (the insert
 	 * waits for the next statement: here the COMMIT) */
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, name, 79), 0);
+	cr_assert_eq(meta_dentry_insert(m, NULL, 1, name, 79), 0);
 	cr_assert_eq(meta_commit(m), -EEXIST);
 	meta_rollback(m);
 	(void)back;
@@ -182,11 +182,13 @@ Test(meta_pg, xattrs)
 	for (i = 0; i < sizeof(val); i++)
 		val[i] = (unsigned char)(i * 7);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_xattr_set(m, 1, "user.a", val, sizeof(val), 0), 0);
-	cr_assert_eq(meta_xattr_set(m, 1, "user.b", "", 0, 0), 0);
-	cr_assert_eq(meta_xattr_set(m, 1, "user.a", "x", 1, XATTR_CREATE),
+	cr_assert_eq(meta_xattr_set(m, NULL, 1, "user.a", val, sizeof(val), 0),
+		     0);
+	cr_assert_eq(meta_xattr_set(m, NULL, 1, "user.b", "", 0, 0), 0);
+	cr_assert_eq(meta_xattr_set(m, NULL, 1, "user.a", "x", 1, XATTR_CREATE),
 		     -EEXIST);
-	cr_assert_eq(meta_xattr_set(m, 1, "user.c", "x", 1, XATTR_REPLACE),
+	cr_assert_eq(meta_xattr_set(m, NULL, 1, "user.c", "x", 1,
+				    XATTR_REPLACE),
 		     -ENODATA);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_xattr_get(m, 1, "user.a", &got, &len), 0);
@@ -218,20 +220,20 @@ Test(meta_pg, counts_settle_at_commit)
 
 	meta_objlist_init(&zero);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_A, 0, 10, &ref), 0);
-	cr_assert_eq(meta_block_set(m, 21, 0, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_block_set(m, NULL, 20, 0, OBJ_A, 0, 10, &ref), 0);
+	cr_assert_eq(meta_block_set(m, NULL, 21, 0, OBJ_A, 0, 10, NULL), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(count_of(OBJ_A), 2);
 	cr_assert_gt(ref.obj, 0);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_B, 0, 10, NULL), 0);
+	cr_assert_eq(meta_block_set(m, NULL, 20, 0, OBJ_B, 0, 10, NULL), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(count_of(OBJ_A), 1);
 	cr_assert_eq(count_of(OBJ_B), 1);
 	/* dropped to zero and raised again in one transaction: kept */
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_blocks_drop(m, 21, 0), 0);
-	cr_assert_eq(meta_block_set(m, 22, 0, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_block_set(m, NULL, 22, 0, OBJ_A, 0, 10, NULL), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(count_of(OBJ_A), 1);
 	meta_dead_take(m, &zero);
@@ -247,7 +249,7 @@ Test(meta_pg, counts_settle_at_commit)
 	meta_objlist_release(&zero);
 	/* a rollback leaves the counts alone */
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_blocks_copy(m, 20, 30), 0);
+	cr_assert_eq(meta_blocks_copy(m, NULL, 20, 30), 0);
 	meta_rollback(m);
 	cr_assert_eq(count_of(OBJ_B), 1);
 }
@@ -268,11 +270,11 @@ static void src_with_a_file(uint64_t file)
 	f.nlink = 1;
 	f.size = 10;
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_put(m, &ns), 0);
-	cr_assert_eq(meta_inode_put(m, &f), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, "src", 16), 0);
-	cr_assert_eq(meta_dentry_insert(m, 16, "file", file), 0);
-	cr_assert_eq(meta_block_set(m, file, 0, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_inode_put(m, NULL, &ns), 0);
+	cr_assert_eq(meta_inode_put(m, NULL, &f), 0);
+	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "src", 16), 0);
+	cr_assert_eq(meta_dentry_insert(m, NULL, 16, "file", file), 0);
+	cr_assert_eq(meta_block_set(m, NULL, file, 0, OBJ_A, 0, 10, NULL), 0);
 	cr_assert_eq(meta_commit(m), 0);
 }
 
@@ -348,16 +350,16 @@ Test(meta_pg, what_a_change_notifies)
 		  "9999999999)");
 	cr_assert_eq(meta_listen_open(m, &l), 0);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_put(m, &ns), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, "src", 16), 0);
+	cr_assert_eq(meta_inode_put(m, NULL, &ns), 0);
+	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "src", 16), 0);
 	for (i = 0; i < 50; i++) {
 		f = (struct meta_inode){ .ino = 17 + i,
 					 .nspace = 16,
 					 .mode = S_IFREG | 0644,
 					 .nlink = 1 };
 		snprintf(name, sizeof(name), "f%" PRIu64, i);
-		cr_assert_eq(meta_inode_put(m, &f), 0);
-		cr_assert_eq(meta_dentry_insert(m, 16, name, 17 + i), 0);
+		cr_assert_eq(meta_inode_put(m, NULL, &f), 0);
+		cr_assert_eq(meta_dentry_insert(m, NULL, 16, name, 17 + i), 0);
 	}
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_begin(m), 0);
@@ -452,7 +454,7 @@ Test(meta_pg, a_hold_taken_twice_is_no_missing_inode)
 	f.mode = S_IFREG | 0644;
 	f.nlink = 0; /* unlinked, held open by node 7 */
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_put(m, &f), 0);
+	cr_assert_eq(meta_inode_put(m, NULL, &f), 0);
 	cr_assert_eq(meta_hold_add(m, 7, 40), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_begin(m), 0);
@@ -482,9 +484,9 @@ Test(meta_pg, a_name_removed_twice_takes_one_link)
 
 	cr_assert_eq(meta_open(uri, false, 4096, &b), 0);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_put(m, &f), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, "x", 43), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, "y", 43), 0);
+	cr_assert_eq(meta_inode_put(m, NULL, &f), 0);
+	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "x", 43), 0);
+	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "y", 43), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	/* m removes x */
 	f.nlink = 1;
@@ -515,8 +517,8 @@ Test(meta_pg, an_entry_changed_only_while_it_names_its_inode)
 	uint64_t ino = 0;
 
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, "x", 50), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, "y", 51), 0);
+	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "x", 50), 0);
+	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "y", 51), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	/* x names 50, not 49 */
 	cr_assert_eq(meta_begin(m), 0);
@@ -654,7 +656,7 @@ Test(meta_pg, a_hold_is_released_with_the_link_count)
 	uint32_t n = 9;
 
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_put(m, &f), 0);
+	cr_assert_eq(meta_inode_put(m, NULL, &f), 0);
 	cr_assert_eq(meta_hold_add(m, 7, 42), 0);
 	cr_assert_eq(meta_hold_add(m, 8, 42), 0);
 	cr_assert_eq(meta_commit(m), 0);
@@ -716,8 +718,8 @@ Test(meta_pg, a_begin_goes_with_the_first_statement)
 	/* the first statement fails: the error is its own, the
 	 * transaction is there to roll back, and it undoes the BEGIN's */
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, "d", 40), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, "e", 41), 0);
+	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "d", 40), 0);
+	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "e", 41), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_dentry_move(m, 1, "e", 41, 1, "d"), -EEXIST);
@@ -810,7 +812,8 @@ static int ship(struct meta *x, bool row)
 
 	cr_assert_eq(meta_begin(x), 0);
 	if (row)
-		cr_assert_eq(meta_block_set(x, 20, 0, OBJ_A, 0, 10, NULL), 0);
+		cr_assert_eq(meta_block_set(x, NULL, 20, 0, OBJ_A, 0, 10, NULL),
+			     0);
 	rc = meta_remote_shipped(x, OBJ_A, gen_of(x, OBJ_A));
 	cr_assert_geq(rc, 0);
 	cr_assert_eq(meta_commit(x), 0);
@@ -916,7 +919,8 @@ Test(meta_pg, a_generation_whose_key_was_claimed_is_never_recorded)
 	/* the commit makes the row with that generation: it takes a fresh
 	 * one instead, not in the bucket, queued for the loop */
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_block_set_gen(m, 20, 0, OBJ_A, 0, 10, g, NULL), 0);
+	cr_assert_eq(meta_block_set_gen(m, NULL, 20, 0, OBJ_A, 0, 10, g, NULL),
+		     0);
 	cr_assert_eq(meta_remote_shipped(m, OBJ_A, g), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_gt(gen_of(m, OBJ_A), g);
@@ -936,7 +940,7 @@ Test(meta_pg, a_deletion_not_made_leaves_no_record)
 	cr_assert_eq(reap_remote_claim(m, OBJ_A), 1);
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_remote_unclaim(m, OBJ_A), 0);
-	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_block_set(m, NULL, 20, 0, OBJ_A, 0, 10, NULL), 0);
 	cr_assert_eq(meta_remote_shipped(m, OBJ_A, gen_of(m, OBJ_A)), 1);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(remote_of(m, OBJ_A), 1);
@@ -967,7 +971,7 @@ Test(meta_pg, an_upload_waits_for_no_deletion_of_another_key)
 	 * (not shipped): its upload goes at once, to its own key */
 	cr_assert_eq(reap_remote_claim(m, OBJ_A), 1);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_block_set(m, NULL, 20, 0, OBJ_A, 0, 10, NULL), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(uploads_queued(), 1);
 	cr_assert_eq(meta_begin(m), 0);
@@ -1042,8 +1046,8 @@ Test(meta_pg, changes_that_wait_keep_their_values_and_their_errors)
 		in.ino = 100 + (uint64_t)i;
 		in.size = 10 * (uint64_t)i;
 		snprintf(name, sizeof(name), "w%d", i);
-		cr_assert_eq(meta_inode_put(m, &in), 0);
-		cr_assert_eq(meta_dentry_insert(m, 1, name, in.ino), 0);
+		cr_assert_eq(meta_inode_put(m, NULL, &in), 0);
+		cr_assert_eq(meta_dentry_insert(m, NULL, 1, name, in.ino), 0);
 	}
 	cr_assert_eq(meta_commit(m), 0);
 	for (i = 0; i < 20; i++) {
@@ -1054,22 +1058,22 @@ Test(meta_pg, changes_that_wait_keep_their_values_and_their_errors)
 	 * EEXIST, and the inode inserted before it is not there */
 	cr_assert_eq(meta_begin(m), 0);
 	in.ino = 200;
-	cr_assert_eq(meta_inode_put(m, &in), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, "w3", in.ino), 0);
+	cr_assert_eq(meta_inode_put(m, NULL, &in), 0);
+	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "w3", in.ino), 0);
 	cr_assert_eq(meta_inode_update(m, &in, 1, 0, &nlink), -EEXIST);
 	meta_rollback(m);
 	cr_assert_eq(meta_inode_get(m, 200, &got), -ENOENT);
 	/* ...or the COMMIT does, if nothing came after it */
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_put(m, &in), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, "w4", in.ino), 0);
+	cr_assert_eq(meta_inode_put(m, NULL, &in), 0);
+	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "w4", in.ino), 0);
 	cr_assert_eq(meta_commit(m), -EEXIST);
 	meta_rollback(m);
 	cr_assert_eq(meta_inode_get(m, 200, &got), -ENOENT);
 	/* and the connection goes on */
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_put(m, &in), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, "w200", in.ino), 0);
+	cr_assert_eq(meta_inode_put(m, NULL, &in), 0);
+	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "w200", in.ino), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_inode_get(m, 200, &got), 0);
 }
@@ -1085,8 +1089,8 @@ Test(meta_pg, a_change_waiting_when_the_connection_is_lost_goes_with_it)
 
 	drop_connections();
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_config_set(m, "probe", 1), 0);       /* reconnected */
-	cr_assert_eq(meta_dentry_insert(m, 1, "lost", 90), 0); /* waits */
+	cr_assert_eq(meta_config_set(m, "probe", 1), 0); /* reconnected */
+	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "lost", 90), 0); /* waits */
 	drop_connections();
 	/* a statement not prepared on this connection yet: its prepare
 	 * meets the loss inside the transaction */
@@ -1125,13 +1129,13 @@ Test(meta_pg, entries_only_in_directories_that_are_there)
 	admin(db, "ALTER TABLE dentries DROP CONSTRAINT dentries_parent_fk");
 	cr_assert_eq(meta_open(uri, false, 4096, &b), 0);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_put(m, &d), 0);
-	cr_assert_eq(meta_dentry_insert(m, 1, "d", 16), 0);
+	cr_assert_eq(meta_inode_put(m, NULL, &d), 0);
+	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "d", 16), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	/* b: an entry in d; m, which did not see it: d's row removed */
 	cr_assert_eq(meta_begin(b), 0);
-	cr_assert_eq(meta_inode_put(b, &f), 0);
-	cr_assert_eq(meta_dentry_insert(b, 16, "f", 17), 0);
+	cr_assert_eq(meta_inode_put(b, NULL, &f), 0);
+	cr_assert_eq(meta_dentry_insert(b, NULL, 16, "f", 17), 0);
 	cr_assert_eq(meta_commit(b), 0);
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_dentry_delete(m, 1, "d", 16), 0);
@@ -1149,8 +1153,8 @@ Test(meta_pg, entries_only_in_directories_that_are_there)
 	cr_assert_eq(meta_inode_delete(m, 16), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_begin(b), 0);
-	cr_assert_eq(meta_inode_put(b, &f), 0);
-	cr_assert_eq(meta_dentry_insert(b, 16, "f", 17), 0);
+	cr_assert_eq(meta_inode_put(b, NULL, &f), 0);
+	cr_assert_eq(meta_dentry_insert(b, NULL, 16, "f", 17), 0);
 	cr_assert_eq(meta_commit(b), -ENOLINK, "d is gone");
 	meta_rollback(b); /* as tally_txn_end() does */
 	cr_assert_eq(meta_inode_get(m, 17, &f), -ENOENT, "rolled back");
@@ -1158,10 +1162,10 @@ Test(meta_pg, entries_only_in_directories_that_are_there)
 	 * count): an error, not a row missing to be written whole */
 	f.ino = 18;
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_put(m, &f), 0);
+	cr_assert_eq(meta_inode_put(m, NULL, &f), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_begin(b), 0);
-	cr_assert_eq(meta_dentry_insert(b, 16, "g", 18), 0);
+	cr_assert_eq(meta_dentry_insert(b, NULL, 16, "g", 18), 0);
 	f.nlink = 2;
 	cr_assert_eq(meta_inode_update(b, &f, 1, 0, &n), -ENOLINK);
 	meta_rollback(b);
@@ -1198,7 +1202,7 @@ Test(meta_pg, changes_without_an_answer_move_counts_and_make_no_rows)
 
 	cr_assert_eq(meta_open(uri, false, 4096, &b), 0);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_put(m, &d), 0);
+	cr_assert_eq(meta_inode_put(m, NULL, &d), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	/* b: a subdirectory made (+1); m, from its copy: another (+1), and
 	 * its mtime, with a mode it does not write */
@@ -1218,7 +1222,7 @@ Test(meta_pg, changes_without_an_answer_move_counts_and_make_no_rows)
 	d.ino = 17;
 	d.nlink = 5;
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_put(m, &d), 0);
+	cr_assert_eq(meta_inode_put(m, NULL, &d), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_begin(b), 0);
 	cr_assert_eq(meta_inode_delete(b, 17), 0);
@@ -1239,7 +1243,7 @@ Test(meta_pg, changes_without_an_answer_move_counts_and_make_no_rows)
 	d.mode = S_IFREG | 0644;
 	d.nlink = 1;
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_put(m, &d), 0);
+	cr_assert_eq(meta_inode_put(m, NULL, &d), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	d.nlink = 2;
 	cr_assert_eq(update(b, &d, 1, 0), 2);
@@ -1966,7 +1970,7 @@ Test(meta_pg, the_nodes_count_their_inodes_in_rows_of_their_own)
 	/* node -3 (its last bits 13) */
 	meta_set_self(m, -3);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_put(m, &in), 0);
+	cr_assert_eq(meta_inode_put(m, NULL, &in), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	raw_exec(c, "COMMIT");
 	PQfinish(c);
@@ -2004,7 +2008,7 @@ Test(meta_pg, the_nodes_count_their_inodes_in_rows_of_their_own)
 	meta_set_self(b, 2);
 	in.ino = 501;
 	cr_assert_eq(meta_begin(b), 0);
-	cr_assert_eq(meta_inode_put(b, &in), 0);
+	cr_assert_eq(meta_inode_put(b, NULL, &in), 0);
 	cr_assert_eq(meta_commit(b), 0);
 	cr_assert_eq(meta_statfs(b, &after, &bytes), 0);
 	cr_assert_eq(after, 8);
@@ -2279,10 +2283,10 @@ static void *race_run(void *arg)
 	cr_assert_eq(meta_begin(m), 0);
 	switch (r->what) {
 	case RACE_BLOCK_SET:
-		r->rc = meta_block_set(m, 41, 0, OBJ_A, 0, 10, NULL);
+		r->rc = meta_block_set(m, NULL, 41, 0, OBJ_A, 0, 10, NULL);
 		break;
 	case RACE_COPY:
-		r->rc = meta_blocks_copy(m, 40, 42);
+		r->rc = meta_blocks_copy(m, NULL, 40, 42);
 		break;
 	case RACE_BRANCH:
 		r->rc = meta_branch(m, 16, "dst", &next, &root, &count);
@@ -2333,7 +2337,8 @@ static void race_last_reference(enum racer what)
 	/* run again, it makes the object anew */
 	if (what == RACE_BLOCK_SET) {
 		cr_assert_eq(meta_begin(m), 0);
-		cr_assert_eq(meta_block_set(m, 41, 0, OBJ_A, 0, 10, NULL), 0);
+		cr_assert_eq(meta_block_set(m, NULL, 41, 0, OBJ_A, 0, 10, NULL),
+			     0);
 		cr_assert_eq(meta_commit(m), 0);
 		cr_assert_eq(count_of(OBJ_A), 1);
 	}
@@ -2673,9 +2678,9 @@ Test(meta_pg, an_inode_freed_by_two_nodes_at_once_counts_once)
 
 	cr_assert_eq(meta_open(uri, false, 4096, &b), 0);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_block_set(m, 20, 0, OBJ_A, 0, 10, NULL), 0);
-	cr_assert_eq(meta_block_set(m, 21, 0, OBJ_A, 0, 10, NULL), 0);
-	cr_assert_eq(meta_block_set(m, 21, 1, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_block_set(m, NULL, 20, 0, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_block_set(m, NULL, 21, 0, OBJ_A, 0, 10, NULL), 0);
+	cr_assert_eq(meta_block_set(m, NULL, 21, 1, OBJ_A, 0, 10, NULL), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(count_of(OBJ_A), 3);
 	/* b frees inode 20 and has not committed; m frees it too */

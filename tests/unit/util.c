@@ -202,10 +202,10 @@ void tu_readdir_check(struct meta *m, uint64_t dir, unsigned n)
 		md.mtime.tv_sec = (time_t)i;
 		md.mtime.tv_nsec = 7;
 		snprintf(name, sizeof(name), "e%u", i);
-		cr_assert_eq(meta_inode_put(m, &md), 0);
-		cr_assert_eq(meta_dentry_insert(m, dir, name, md.ino), 0);
+		cr_assert_eq(meta_inode_put(m, NULL, &md), 0);
+		cr_assert_eq(meta_dentry_insert(m, NULL, dir, name, md.ino), 0);
 		if (i % 50 == 0) /* an entry without an inode row: skipped */
-			cr_assert_eq(meta_dentry_insert(m, dir, name + 1,
+			cr_assert_eq(meta_dentry_insert(m, NULL, dir, name + 1,
 							900000 + i),
 				     0);
 	}
