@@ -181,7 +181,10 @@ int dirty_map_load(struct tally *t, struct inode *ip)
 
 		/* until a new one is read, readers sharing rw keep the old
 		 * (a failed read must not leave them an empty map: holes) */
-		rc = meta_blocks_load_at(t->meta, ip->ino, &map, &nmap, &at);
+		struct meta_ver v = inode_ver(ip);
+
+		rc = meta_blocks_load_at(t->meta, &v, ip->ino, &map, &nmap,
+					 &at);
 		if (!rc) {
 			free(ip->io->map); /* whatever it gathered unloaded */
 			ip->io->map = map;

@@ -553,7 +553,7 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 	if (rc)
 		return rc;
 	md = ip->md;
-	v = tally_ver(&md);
+	v = inode_ver(ip);
 	md.size = f->csize;
 	md.alloc = *alloc;
 	inode_md_written(t, ip);
@@ -568,7 +568,7 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 		 * waits for this commit and drops what it wrote. Neither
 		 * the link count nor a field this node did not change is
 		 * its to write. */
-		rc = meta_inode_update(t->meta, &md, 0,
+		rc = meta_inode_update(t->meta, &v, &md, 0,
 				       META_F_SIZE | META_F_ROW | ip->mdirty,
 				       &nlink);
 		if (rc)
@@ -576,7 +576,7 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 	}
 	/* a shrink first: blocks written after it come back below */
 	if (f->truncated)
-		rc = meta_blocks_drop(t->meta, ip->ino, tb);
+		rc = meta_blocks_drop(t->meta, &v, ip->ino, tb);
 	for (i = 0; i < f->np && !rc; i++) {
 		struct pending *q = &f->p[i];
 		bool known = false; /* its row is there (before this) */

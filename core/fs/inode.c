@@ -269,6 +269,7 @@ struct inode *inode_alloc(const struct meta_inode *md)
 	if (!ip)
 		return NULL;
 	ip->ino = md->ino;
+	ip->ver = tally_ver(md).id;
 	ip->md = *md;
 	ip->dsize = md->size;
 	ip->dalloc = md->alloc;
@@ -316,7 +317,7 @@ static int row_of(struct tally *t, uint64_t ino, const struct meta_inode *row,
 		  struct meta_inode *md)
 {
 	if (!row)
-		return meta_inode_get(t->meta, ino, md);
+		return meta_inode_get(t->meta, NULL, ino, md);
 	*md = *row;
 	return 0;
 }
@@ -550,6 +551,7 @@ static int write_md(struct tally *t, struct inode *ip, struct meta_inode *md,
 		    bool commit, unsigned extra)
 {
 	struct meta_inode copy = *md;
+	struct meta_ver v = inode_ver(ip);
 	unsigned fields;
 	int64_t delta = (int64_t)md->nlink - (int64_t)ip->md.nlink;
 
@@ -557,7 +559,6 @@ static int write_md(struct tally *t, struct inode *ip, struct meta_inode *md,
 	copy.alloc = ip->dalloc;
 	inode_md_written(t, ip);
 	if (!meta_shared(t->meta)) {
-		struct meta_ver v = tally_ver(&copy);
 		int rc = meta_inode_put(t->meta, &v, &copy);
 
 		return rc || !commit ? rc : meta_commit(t->meta);
@@ -567,9 +568,9 @@ static int write_md(struct tally *t, struct inode *ip, struct meta_inode *md,
 	 * saw (other nodes change rows too); md gets the count now */
 	fields = ((md_diff(&ip->md, md) | ip->mdirty) & ~META_F_SIZE) | extra;
 	if (commit)
-		return meta_inode_update_commit(t->meta, &copy, delta, fields,
-						&md->nlink);
-	return meta_inode_update(t->meta, &copy, delta, fields, &md->nlink);
+		return meta_inode_update_commit(t->meta, &v, &copy, delta,
+						fields, &md->nlink);
+	return meta_inode_update(t->meta, &v, &copy, delta, fields, &md->nlink);
 }
 
 /* Write @md with the committed size and allocation (invariant 4). */
@@ -612,10 +613,11 @@ int inode_drop_if_last(struct tally *t, struct inode *ip, bool *dropped)
  * inside a transaction. Marks it freed once the caller commits. */
 int inode_drop(struct tally *t, struct inode *ip)
 {
-	int rc = meta_blocks_drop(t->meta, ip->ino, 0);
+	struct meta_ver v = inode_ver(ip);
+	int rc = meta_blocks_drop(t->meta, &v, ip->ino, 0);
 
 	if (!rc)
-		rc = meta_inode_delete(t->meta, ip->ino);
+		rc = meta_inode_delete(t->meta, &v, ip->ino);
 	return rc;
 }
 
@@ -666,7 +668,9 @@ int tally_lookup(struct tally *t, uint64_t parent, const char *name,
 			goto out;
 		}
 		/* the entry with its inode's row: one statement */
-		rc = meta_dentry_lookup_row(t->meta, parent, name, &row);
+		struct meta_ver pv = inode_ver(pip);
+
+		rc = meta_dentry_lookup_row(t->meta, &pv, parent, name, &row);
 		if (rc == -ENOENT)
 			dcache_drop(t, parent, name); /* a hint, now wrong */
 		if (rc)

@@ -141,7 +141,7 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	if (!rc)
 		rc = meta_inode_put(t->meta, &v, &md);
 	if (!rc && target)
-		rc = meta_target_set(t->meta, md.ino, target);
+		rc = meta_target_set(t->meta, &v, md.ino, target);
 	if (!rc)
 		rc = meta_dentry_insert(t->meta, &pv, parent, name, md.ino);
 	if (!rc)
@@ -226,7 +226,7 @@ int tally_readlink(struct tally *t, uint64_t ino, char **target)
 	rc = inode_get(t, ino, &ip);
 	if (!rc) {
 		rc = S_ISLNK(ip->md.mode)
-			     ? meta_target_get(t->meta, ino, target)
+			     ? meta_target_get(t->meta, NULL, ino, target)
 			     : -EINVAL;
 		inode_put(t, ip);
 	}
@@ -246,9 +246,10 @@ int tally_readlink(struct tally *t, uint64_t ino, char **target)
  * made on the inode before the transaction that fails is made again
  * from the store (unhint()).
  */
-static int child(struct tally *t, uint64_t parent, const char *name,
-		 struct inode **out, bool *hinted)
+static int child(struct tally *t, struct inode *pip, uint64_t parent,
+		 const char *name, struct inode **out, bool *hinted)
 {
+	struct meta_ver pv = inode_ver(pip);
 	uint64_t ino;
 	int rc;
 
@@ -260,7 +261,7 @@ static int child(struct tally *t, uint64_t parent, const char *name,
 			return rc;
 		dcache_drop(t, parent, name);
 	}
-	rc = meta_dentry_lookup(t->meta, parent, name, &ino);
+	rc = meta_dentry_lookup(t->meta, &pv, parent, name, &ino);
 	if (rc)
 		return rc;
 	return inode_get(t, ino, out);
@@ -392,6 +393,7 @@ int tally_unlink(struct tally *t, uint64_t parent, const char *name)
 {
 	struct inode *pip = NULL, *ip = NULL;
 	struct meta_inode md, pmd;
+	struct meta_ver pv;
 	bool freed = false, several, hinted = false;
 	int rc = tally_check_name(name);
 
@@ -403,7 +405,7 @@ int tally_unlink(struct tally *t, uint64_t parent, const char *name)
 again:
 	rc = parent_dir(t, parent, &pip);
 	if (!rc)
-		rc = child(t, parent, name, &ip, &hinted);
+		rc = child(t, pip, parent, name, &ip, &hinted);
 	if (rc)
 		goto out;
 	if (S_ISDIR(ip->md.mode)) {
@@ -419,9 +421,10 @@ again:
 	md = ip->md;
 	pmd = pip->md;
 	pmd.mtime = pmd.ctime = tally_now();
+	pv = inode_ver(pip);
 	rc = meta_begin(t->meta);
 	if (!rc)
-		rc = meta_dentry_delete(t->meta, parent, name, ip->ino);
+		rc = meta_dentry_delete(t->meta, &pv, parent, name, ip->ino);
 	several = meta_shared(t->meta) && md.nlink > 1;
 	if (several) {
 		rc = unlink_one_of_several(t, ip, &md, pip, &pmd, rc);
@@ -453,6 +456,7 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 {
 	struct inode *pip = NULL, *ip = NULL;
 	struct meta_inode pmd;
+	struct meta_ver v, pv;
 	bool hinted = false;
 	int rc = tally_check_name(name);
 
@@ -468,7 +472,7 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 again:
 	rc = parent_dir(t, parent, &pip);
 	if (!rc)
-		rc = child(t, parent, name, &ip, &hinted);
+		rc = child(t, pip, parent, name, &ip, &hinted);
 	if (rc)
 		goto out;
 	if (!S_ISDIR(ip->md.mode)) {
@@ -481,7 +485,9 @@ again:
 	 * row while the key's check waits for another node's unlink in the
 	 * directory, which waits for the row, a deadlock the server breaks
 	 * only after a second */
-	rc = meta_dir_empty(t->meta, ip->ino);
+	v = inode_ver(ip);
+	pv = inode_ver(pip);
+	rc = meta_dir_empty(t->meta, &v, ip->ino);
 	if (rc <= 0) {
 		rc = rc ? rc : -ENOTEMPTY;
 		goto out_check;
@@ -491,9 +497,9 @@ again:
 	pmd.nlink--;
 	rc = meta_begin(t->meta);
 	if (!rc)
-		rc = meta_dentry_delete(t->meta, parent, name, ip->ino);
+		rc = meta_dentry_delete(t->meta, &pv, parent, name, ip->ino);
 	if (!rc)
-		rc = meta_inode_delete(t->meta, ip->ino);
+		rc = meta_inode_delete(t->meta, &v, ip->ino);
 	if (!rc && meta_shared(t->meta))
 		rc = meta_dir_unwatch(t->meta, ip->ino, 0);
 	/* an entry in it (another node's, made meanwhile, too): the delete
@@ -542,6 +548,7 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 {
 	struct inode *pip = NULL, *npip = NULL, *sip = NULL, *dip = NULL;
 	struct meta_inode pmd, npmd, smd, dmd;
+	struct meta_ver pv, npv, dv;
 	struct timespec ts = tally_now();
 	bool freed = false, over_dir, shint = false, dhint = false, hinted;
 	int rc;
@@ -569,14 +576,14 @@ again:
 	if (!rc)
 		rc = parent_dir(t, newparent, &npip);
 	if (!rc)
-		rc = child(t, parent, name, &sip, &shint);
+		rc = child(t, pip, parent, name, &sip, &shint);
 	if (rc)
 		goto out;
 	if (!same_nspace(pip, npip)) {
 		rc = -EXDEV;
 		goto out;
 	}
-	rc = child(t, newparent, newname, &dip, &dhint);
+	rc = child(t, npip, newparent, newname, &dip, &dhint);
 	if (rc == -ENOENT) {
 		rc = 0;
 		dip = NULL;
@@ -605,7 +612,8 @@ again:
 			goto out_check;
 		}
 		if (S_ISDIR(dip->md.mode)) {
-			rc = meta_dir_empty(t->meta, dip->ino);
+			dv = inode_ver(dip);
+			rc = meta_dir_empty(t->meta, &dv, dip->ino);
 			if (rc <= 0) {
 				rc = rc ? rc : -ENOTEMPTY;
 				goto out_check;
@@ -623,32 +631,35 @@ again:
 	if (t->rename_hook)
 		t->rename_hook(t->hook_arg, sip->ino);
 	dirnames_add(t, newparent, newname); /* as create_node() */
+	pv = inode_ver(pip);
+	npv = inode_ver(npip);
 	rc = meta_begin(t->meta);
 	if (rc)
 		goto out;
 	if (flags & RENAME_EXCHANGE) {
-		rc = meta_dentry_set_ino(t->meta, parent, name, sip->ino,
+		rc = meta_dentry_set_ino(t->meta, &pv, parent, name, sip->ino,
 					 dip->ino);
 		if (!rc)
-			rc = meta_dentry_set_ino(t->meta, newparent, newname,
-						 dip->ino, sip->ino);
+			rc = meta_dentry_set_ino(t->meta, &npv, newparent,
+						 newname, dip->ino, sip->ino);
 		if (!rc)
 			rc = inode_write_md(t, dip, &dmd);
 	} else {
 		if (dip) {
-			rc = meta_dentry_delete(t->meta, newparent, newname,
-						dip->ino);
+			dv = inode_ver(dip);
+			rc = meta_dentry_delete(t->meta, &npv, newparent,
+						newname, dip->ino);
 			if (!rc && S_ISDIR(dip->md.mode)) {
 				dmd.nlink = 0;
-				rc = meta_inode_delete(t->meta, dip->ino);
+				rc = meta_inode_delete(t->meta, &dv, dip->ino);
 				freed = true;
 			} else if (!rc) {
 				rc = drop_link(t, dip, &dmd, &freed);
 			}
 		}
 		if (!rc)
-			rc = meta_dentry_move(t->meta, parent, name, sip->ino,
-					      newparent, newname);
+			rc = meta_dentry_move(t->meta, &pv, parent, name,
+					      sip->ino, newparent, newname);
 	}
 	if (!rc)
 		rc = inode_write_md(t, sip, &smd);
@@ -835,9 +846,11 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	if (!rc && S_ISLNK(md.mode)) {
 		char *target = NULL;
 
-		rc = meta_target_get(t->meta, ip->ino, &target);
+		struct meta_ver sv = inode_ver(ip);
+
+		rc = meta_target_get(t->meta, &sv, ip->ino, &target);
 		if (!rc)
-			rc = meta_target_set(t->meta, md.ino, target);
+			rc = meta_target_set(t->meta, &v, md.ino, target);
 		free(target);
 	}
 	if (!rc)
@@ -996,8 +1009,10 @@ int tally_readdir(struct tally *t, uint64_t ino, off_t off, bool plus,
 		off = 3;
 	}
 	if (!ip->freed) {
-		err = meta_readdir(t->meta, ino, off - rc.base, readdir_entry,
-				   &rc);
+		struct meta_ver v = inode_ver(ip);
+
+		err = meta_readdir(t->meta, &v, ino, off - rc.base,
+				   readdir_entry, &rc);
 		err = err > 0 ? rc.err : err;
 	}
 out:

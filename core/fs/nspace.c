@@ -42,9 +42,11 @@ int tally_branch(struct tally *t, const char *src, const char *dst,
 	if (rc)
 		return rc;
 	tally_lock(t);
-	rc = meta_dentry_lookup(t->meta, TALLY_ROOT_INO, src, &src_ino);
+	rc = meta_dentry_lookup(t->meta, &META_VER_ROOT, TALLY_ROOT_INO, src,
+				&src_ino);
 	if (!rc) {
-		rc = meta_dentry_lookup(t->meta, TALLY_ROOT_INO, dst, &dst_ino);
+		rc = meta_dentry_lookup(t->meta, &META_VER_ROOT, TALLY_ROOT_INO,
+					dst, &dst_ino);
 		rc = rc == -ENOENT ? 0 : (rc ? rc : -EEXIST);
 	}
 	tally_unlock(t);
@@ -60,9 +62,11 @@ int tally_branch(struct tally *t, const char *src, const char *dst,
 		return rc;
 	}
 	tally_lock(t);
-	rc = meta_dentry_lookup(t->meta, TALLY_ROOT_INO, src, &src_ino);
+	rc = meta_dentry_lookup(t->meta, &META_VER_ROOT, TALLY_ROOT_INO, src,
+				&src_ino);
 	if (!rc) {
-		rc = meta_dentry_lookup(t->meta, TALLY_ROOT_INO, dst, &dst_ino);
+		rc = meta_dentry_lookup(t->meta, &META_VER_ROOT, TALLY_ROOT_INO,
+					dst, &dst_ino);
 		rc = rc == -ENOENT ? 0 : (rc ? rc : -EEXIST);
 	}
 	if (!rc)
@@ -164,14 +168,14 @@ static int resolve(struct tally *t, const char *path, uint64_t *ino,
 		if (cur != TALLY_ROOT_INO) {
 			struct meta_inode md;
 
-			rc = meta_inode_get(t->meta, cur, &md);
+			rc = meta_inode_get(t->meta, NULL, cur, &md);
 			if (rc)
 				return rc;
 			if (!S_ISDIR(md.mode))
 				return S_ISLNK(md.mode) ? -EINVAL : -ENOTDIR;
 		}
 		up = cur;
-		rc = meta_dentry_lookup(t->meta, cur, p, &cur);
+		rc = meta_dentry_lookup(t->meta, NULL, cur, p, &cur);
 		if (rc)
 			return rc;
 		used += (size_t)snprintf(canon + used, size - used, "%s%s",
@@ -218,7 +222,7 @@ int tally_pin(struct tally *t, const char *path, bool pin, uint64_t *objects)
 	if (rc)
 		goto out;
 	path = canon;
-	rc = meta_inode_get(t->meta, ino, &md);
+	rc = meta_inode_get(t->meta, NULL, ino, &md);
 	if (rc)
 		goto out;
 	if (parent == TALLY_ROOT_INO) {
@@ -227,7 +231,9 @@ int tally_pin(struct tally *t, const char *path, bool pin, uint64_t *objects)
 		struct meta_bref *map = NULL;
 		size_t n = 0;
 
-		rc = meta_blocks_load(t->meta, ino, &map, &n);
+		struct meta_ver v = tally_ver(&md);
+
+		rc = meta_blocks_load(t->meta, &v, ino, &map, &n);
 		for (i = 0; i < n && !rc; i++)
 			if (map[i].name[0])
 				rc = pin_collect(&a, map[i].name);

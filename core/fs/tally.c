@@ -316,9 +316,10 @@ static int clean_orphans(struct tally *t)
 		do {
 			rc = meta_begin(t->meta);
 			if (!rc)
-				rc = meta_blocks_drop(t->meta, inos[i], 0);
+				rc = meta_blocks_drop(t->meta, NULL, inos[i],
+						      0);
 			if (!rc)
-				rc = meta_inode_delete(t->meta, inos[i]);
+				rc = meta_inode_delete(t->meta, NULL, inos[i]);
 			rc = tally_txn_end(t, rc);
 		} while (tally_retry(t, &rc, &attempt));
 	}

@@ -70,7 +70,9 @@ static int virtual_xattr(struct tally *t, struct inode *ip, const char *name,
 		size_t cnt = 0;
 
 		tally_lock(t);
-		rc = meta_refcounts(t->meta, ip->ino, &counts, &cnt);
+		struct meta_ver v = inode_ver(ip);
+
+		rc = meta_refcounts(t->meta, &v, ip->ino, &counts, &cnt);
 		tally_unlock(t);
 		for (i = 0; i < cnt && !rc; i++) {
 			char num[32];
@@ -99,7 +101,9 @@ static int virtual_xattr(struct tally *t, struct inode *ip, const char *name,
 		/* from the store, not the map: a sweep repoints references
 		 * without touching the maps in memory */
 		tally_lock(t);
-		rc = meta_blocks_load(t->meta, ip->ino, &map, &nmap);
+		struct meta_ver v = inode_ver(ip);
+
+		rc = meta_blocks_load(t->meta, &v, ip->ino, &map, &nmap);
 		tally_unlock(t);
 		for (i = 0; i < nmap && !rc; i++) {
 			size_t need = n + OBJNAME_MAX + 16;
@@ -163,8 +167,10 @@ ssize_t tally_getxattr(struct tally *t, uint64_t ino, const char *name,
 	if (!strncmp(name, XATTR_RESERVED, strlen(XATTR_RESERVED))) {
 		rc = virtual_xattr(t, ip, name, (char **)&val, &len);
 	} else {
+		struct meta_ver v = inode_ver(ip);
+
 		tally_lock(t);
-		rc = meta_xattr_get(t->meta, ino, name, &val, &len);
+		rc = meta_xattr_get(t->meta, &v, ino, name, &val, &len);
 		tally_unlock(t);
 	}
 	ret = rc ? rc : xattr_reply(val, len, buf, size);
@@ -211,7 +217,7 @@ int tally_setxattr(struct tally *t, uint64_t ino, const char *name,
 	if (!rc)
 		rc = meta_begin(t->meta);
 	if (!rc) {
-		struct meta_ver v = tally_ver(&ip->md);
+		struct meta_ver v = inode_ver(ip);
 
 		rc = meta_xattr_set(t->meta, &v, ino, name, val, len, flags);
 	}
@@ -234,6 +240,7 @@ ssize_t tally_listxattr(struct tally *t, uint64_t ino, char *buf, size_t size)
 {
 	static const char virt[] = XATTR_REFS "\0" XATTR_OBJECTS;
 	struct inode *ip;
+	struct meta_ver v;
 	char *names = NULL, *all;
 	size_t len = 0, vlen = 0;
 	ssize_t ret;
@@ -247,7 +254,8 @@ ssize_t tally_listxattr(struct tally *t, uint64_t ino, char *buf, size_t size)
 	if (rc)
 		return rc;
 	tally_lock(t);
-	rc = meta_xattr_list(t->meta, ino, &names, &len);
+	v = inode_ver(ip);
+	rc = meta_xattr_list(t->meta, &v, ino, &names, &len);
 	if (S_ISREG(ip->md.mode))
 		vlen = sizeof(virt);
 	tally_unlock(t);
@@ -290,8 +298,11 @@ int tally_removexattr(struct tally *t, uint64_t ino, const char *name)
 		return rc;
 	tally_lock(t);
 	rc = meta_begin(t->meta);
-	if (!rc)
-		rc = meta_xattr_remove(t->meta, ino, name);
+	if (!rc) {
+		struct meta_ver v = inode_ver(ip);
+
+		rc = meta_xattr_remove(t->meta, &v, ino, name);
+	}
 	if (!rc) {
 		struct meta_inode md = ip->md;
 

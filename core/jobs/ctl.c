@@ -306,7 +306,7 @@ static int du_all(struct meta *m, void *ctx)
 	struct du_acc *a = ctx;
 
 	a->m = m;
-	return meta_readdir(m, TALLY_ROOT_INO, 0, du_one, a);
+	return meta_readdir(m, &META_VER_ROOT, TALLY_ROOT_INO, 0, du_one, a);
 }
 
 /*
@@ -499,7 +499,7 @@ static int explain_map(struct meta *m, void *ctx)
 {
 	struct explain_set *e = ctx;
 
-	return meta_blocks_load(m, e->ino, &e->loaded, &e->nloaded);
+	return meta_blocks_load(m, NULL, e->ino, &e->loaded, &e->nloaded);
 }
 
 /* explain PATH|HASH: a file's objects, or one object. */

@@ -396,9 +396,10 @@ static int repair(struct fsck *f)
 	/* after the counts were set to the references, these among them:
 	 * the objects left at zero are settled by the commit */
 	for (i = 0; i < f->nhomeless && !rc; i++) {
-		rc = meta_blocks_drop(f->s->meta, f->homeless[i], 0);
+		rc = meta_blocks_drop(f->s->meta, NULL, f->homeless[i], 0);
 		if (!rc)
-			rc = meta_inode_delete(f->s->meta, f->homeless[i]);
+			rc = meta_inode_delete(f->s->meta, NULL,
+					       f->homeless[i]);
 	}
 	if (!rc)
 		rc = meta_commit(f->s->meta);
@@ -437,7 +438,7 @@ static int nameless_check(struct fsck *f)
 
 	for (i = 0; i < f->nnameless; i++) {
 		uint64_t ino = f->nameless[i];
-		int empty = meta_dir_empty(f->s->meta, ino);
+		int empty = meta_dir_empty(f->s->meta, NULL, ino);
 
 		if (empty < 0)
 			return empty;

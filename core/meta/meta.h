@@ -228,19 +228,21 @@ int meta_config_get(struct meta *m, const char *key, int64_t *val);
 int meta_config_set(struct meta *m, const char *key, int64_t val);
 
 /*
- * The version a call writes its rows into (docs/design.md, section 13):
- * the leaf of the namespace the inode belongs to. In format 2 a
- * namespace has one version, whose id is its root's inode number, and
- * version 0 holds the root directory and its entries (META_VER_ROOT).
- * core/fs works it out from the inode (tally_ver()); NULL takes the
- * version of the row the call hangs its rows on (tests, repairs).
+ * The version a call reads and writes (docs/design.md, section 13): the
+ * leaf of the namespace the inode belongs to. In format 2 a namespace
+ * has one version, whose id is its root's inode number, and version 0
+ * holds the root directory and its entries (META_VER_ROOT). core/fs
+ * works it out from the inode (tally_ver()). NULL (tests, repairs): a
+ * call reads or changes the rows of any version, and writes a new row
+ * into the version of the row it hangs it on.
  */
 struct meta_ver {
 	int64_t id;
 };
 #define META_VER_ROOT ((const struct meta_ver){ .id = 0 })
 
-int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out);
+int meta_inode_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		   struct meta_inode *out);
 /*
  * Insert or replace the whole row (the symlink target is kept). The
  * namespace of an existing row is never changed (an inode does not move
@@ -277,8 +279,9 @@ int meta_inode_put(struct meta *m, const struct meta_ver *v,
  * inode another mount removed) is never made again: -ENOENT when the
  * count is answered, nothing changed otherwise.
  */
-int meta_inode_update(struct meta *m, const struct meta_inode *in,
-		      int64_t delta, unsigned fields, uint32_t *nlink);
+int meta_inode_update(struct meta *m, const struct meta_ver *v,
+		      const struct meta_inode *in, int64_t delta,
+		      unsigned fields, uint32_t *nlink);
 /*
  * meta_inode_update() with its answer waited for, then the COMMIT of the
  * transaction (meta_commit(): PostgreSQL sends both in one pipeline).
@@ -286,10 +289,11 @@ int meta_inode_update(struct meta *m, const struct meta_inode *in,
  * the same, but with META_F_ROW in @fields -ENOENT, nothing committed;
  * -errno: nothing committed, the caller rolls back.
  */
-int meta_inode_update_commit(struct meta *m, const struct meta_inode *in,
-			     int64_t delta, unsigned fields, uint32_t *nlink);
+int meta_inode_update_commit(struct meta *m, const struct meta_ver *v,
+			     const struct meta_inode *in, int64_t delta,
+			     unsigned fields, uint32_t *nlink);
 /* Delete an inode row, its xattrs and its symlink target. No blocks. */
-int meta_inode_delete(struct meta *m, uint64_t ino);
+int meta_inode_delete(struct meta *m, const struct meta_ver *v, uint64_t ino);
 /*
  * Take @n inode numbers, none below @floor, from the store's counter
  * ("next_ino") in one statement, so that mounts sharing the store never
@@ -317,15 +321,18 @@ int meta_rows_misfiled(struct meta *m, uint64_t *n);
  * do (nothing holds it: at the next mount). In a transaction. */
 int meta_inode_unname(struct meta *m, uint64_t ino);
 
-int meta_target_set(struct meta *m, uint64_t ino, const char *target);
+int meta_target_set(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		    const char *target);
 /* *out is malloc'ed, caller frees. */
-int meta_target_get(struct meta *m, uint64_t ino, char **out);
+int meta_target_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		    char **out);
 
-int meta_dentry_lookup(struct meta *m, uint64_t parent, const char *name,
-		       uint64_t *ino);
+int meta_dentry_lookup(struct meta *m, const struct meta_ver *v,
+		       uint64_t parent, const char *name, uint64_t *ino);
 /* The inode row of entry @name of @parent, read with it; -ENOENT if
  * there is no such entry (or it names no row). */
-int meta_dentry_lookup_row(struct meta *m, uint64_t parent, const char *name,
+int meta_dentry_lookup_row(struct meta *m, const struct meta_ver *v,
+			   uint64_t parent, const char *name,
 			   struct meta_inode *out);
 int meta_dentry_insert(struct meta *m, const struct meta_ver *v,
 		       uint64_t parent, const char *name, uint64_t ino);
@@ -335,29 +342,32 @@ int meta_dentry_insert(struct meta *m, const struct meta_ver *v,
  * removed it, or renamed something over it) is -ENOENT, nothing changed.
  * A delete goes with the next statement (its -ENOENT comes from there).
  */
-int meta_dentry_delete(struct meta *m, uint64_t parent, const char *name,
-		       uint64_t ino);
+int meta_dentry_delete(struct meta *m, const struct meta_ver *v,
+		       uint64_t parent, const char *name, uint64_t ino);
 /* Point an existing entry at another inode (rename over, exchange). */
-int meta_dentry_set_ino(struct meta *m, uint64_t parent, const char *name,
-			uint64_t old, uint64_t ino);
-int meta_dentry_move(struct meta *m, uint64_t parent, const char *name,
-		     uint64_t ino, uint64_t newparent, const char *newname);
+int meta_dentry_set_ino(struct meta *m, const struct meta_ver *v,
+			uint64_t parent, const char *name, uint64_t old,
+			uint64_t ino);
+int meta_dentry_move(struct meta *m, const struct meta_ver *v, uint64_t parent,
+		     const char *name, uint64_t ino, uint64_t newparent,
+		     const char *newname);
 /* 1 if directory @ino has no entries, 0 if it has, negative errno. */
-int meta_dir_empty(struct meta *m, uint64_t ino);
+int meta_dir_empty(struct meta *m, const struct meta_ver *v, uint64_t ino);
 /*
  * Entries of @parent with a cookie greater than @after, in cookie order,
  * each with its inode's row (@md; an entry without one is skipped).
  * @fn returns non-zero to stop; that value is returned.
  */
-int meta_readdir(struct meta *m, uint64_t parent, int64_t after,
+int meta_readdir(struct meta *m, const struct meta_ver *v, uint64_t parent,
+		 int64_t after,
 		 int (*fn)(void *ctx, int64_t cookie, const char *name,
 			   const struct meta_inode *md),
 		 void *ctx);
 
 /* Block map of @ino, sorted by index; *out malloc'ed, caller frees. On a
  * shared store -ENOENT if the inode has no row (another node freed it). */
-int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
-		     size_t *n);
+int meta_blocks_load(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		     struct meta_bref **out, size_t *n);
 /* The inode's size and allocation read with its block map (a shared
  * store: the same snapshot; known is false on one host). */
 struct meta_map_at {
@@ -365,8 +375,9 @@ struct meta_map_at {
 	uint64_t size;
 	uint64_t alloc;
 };
-int meta_blocks_load_at(struct meta *m, uint64_t ino, struct meta_bref **out,
-			size_t *n, struct meta_map_at *at);
+int meta_blocks_load_at(struct meta *m, const struct meta_ver *v, uint64_t ino,
+			struct meta_bref **out, size_t *n,
+			struct meta_map_at *at);
 /*
  * Point block @idx of @ino at @name (inserting the object row with count 1
  * or raising its count by 1) after dropping the reference it had, if any.
@@ -391,7 +402,8 @@ int meta_obj_exists(struct meta *m, const char *name);
  * down; objects at zero are settled at commit (meta_commit()). A
  * reference to an object the table does not know logs a warning.
  */
-int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from);
+int meta_blocks_drop(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		     uint64_t from);
 /* Give inode @dst, of version @v, the block references and xattrs of
  * @src (counts +1). */
 int meta_blocks_copy(struct meta *m, const struct meta_ver *v, uint64_t src,
@@ -402,7 +414,8 @@ int meta_blocks_copy(struct meta *m, const struct meta_ver *v, uint64_t src,
 int meta_blocks_copy_at(struct meta *m, const struct meta_ver *v, uint64_t src,
 			uint64_t dst, struct meta_map_at *at);
 /* Refcounts of the objects of @ino, in block order (holes skipped). */
-int meta_refcounts(struct meta *m, uint64_t ino, uint64_t **counts, size_t *n);
+int meta_refcounts(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		   uint64_t **counts, size_t *n);
 
 /*
  * Copy namespace @src_root as new namespace @dst_name: inodes get numbers
@@ -414,14 +427,16 @@ int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
 		uint64_t *next_ino, uint64_t *root, uint64_t *count);
 
 /* xattrs: get copies into *out (malloc'ed); -ENODATA if absent. */
-int meta_xattr_get(struct meta *m, uint64_t ino, const char *name, void **out,
-		   size_t *len);
+int meta_xattr_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		   const char *name, void **out, size_t *len);
 /* @flags: XATTR_CREATE (-EEXIST) / XATTR_REPLACE (-ENODATA). */
 int meta_xattr_set(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		   const char *name, const void *val, size_t len, int flags);
-int meta_xattr_remove(struct meta *m, uint64_t ino, const char *name);
+int meta_xattr_remove(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		      const char *name);
 /* NUL-separated names into *out (malloc'ed). */
-int meta_xattr_list(struct meta *m, uint64_t ino, char **out, size_t *len);
+int meta_xattr_list(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		    char **out, size_t *len);
 
 int meta_stats(struct meta *m, struct meta_stats *out);
 /* What statfs needs, without a scan: the number of inodes (kept by

@@ -87,12 +87,12 @@ enum {
 	"atime = CASE WHEN (?13 & 16) <> 0 THEN ?10 ELSE atime END, " \
 	"mtime = CASE WHEN (?13 & 32) <> 0 THEN ?11 ELSE mtime END, " \
 	"ctime = CASE WHEN (?13 & 64) <> 0 THEN ?12 ELSE ctime END "  \
-	"WHERE ino = ?1"
+	"WHERE ino = ?1 AND " VER_IS("ver", "?14")
 
 static const char *const inode_text[I_COUNT] = {
 	[I_INODE_GET] = "SELECT ino, nspace, mode, uid, gid, nlink, size, "
 			"rdev, alloc, atime, mtime, ctime FROM inodes "
-			"WHERE ino = ?1",
+			"WHERE ino = ?1 AND " VER_IS("ver", "?2"),
 	[I_INODE_PUT] =
 		"INSERT INTO inodes(ino, ver, nspace, mode, uid, gid, nlink, "
 		"size, rdev, alloc, atime, mtime, ctime) VALUES (?1, ?13, "
@@ -100,7 +100,8 @@ static const char *const inode_text[I_COUNT] = {
 		"CONFLICT(ino) DO UPDATE SET mode = ?3, uid = ?4, gid = ?5, "
 		"nlink = ?6, size = ?7, rdev = ?8, alloc = ?9, atime = ?10, "
 		"mtime = ?11, ctime = ?12",
-	[I_INODE_DEL] = "DELETE FROM inodes WHERE ino = ?1",
+	[I_INODE_DEL] =
+		"DELETE FROM inodes WHERE ino = ?1 AND " VER_IS("ver", "?2"),
 	/* the link count moved by a delta, the fields of ?13 written */
 	[I_INODE_UPDATE] = INODE_CHANGE " RETURNING nlink",
 	/* the same, failing when the row is gone (PostgreSQL: its COMMIT
@@ -109,7 +110,8 @@ static const char *const inode_text[I_COUNT] = {
 	/* the same with no answer: nothing when the row is gone (another
 	 * node removed the inode; never made again, nameless) */
 	[I_INODE_CHANGE] = INODE_CHANGE,
-	[I_INODE_DEL_X] = "DELETE FROM xattrs WHERE ino = ?1",
+	[I_INODE_DEL_X] =
+		"DELETE FROM xattrs WHERE ino = ?1 AND " VER_IS("ver", "?2"),
 	[I_MAX_INO] = "SELECT coalesce(max(ino), 0) FROM inodes",
 	[I_ORPHANS] = "SELECT ino FROM inodes WHERE nlink = 0",
 	/* linked by its count, named by no entry (the root aside) */
@@ -122,14 +124,17 @@ static const char *const inode_text[I_COUNT] = {
 		       "i WHERE i.ino = x.ino) ORDER BY 1",
 	[I_UNNAME] = "UPDATE inodes SET nlink = 0 WHERE ino = ?1 AND NOT "
 		     "EXISTS (SELECT 1 FROM dentries WHERE ino = ?1)",
-	[I_TARGET_SET] = "UPDATE inodes SET target = ?2 WHERE ino = ?1",
-	[I_TARGET_GET] = "SELECT target FROM inodes WHERE ino = ?1",
-	[I_DENTRY_LOOKUP] = "SELECT ino FROM dentries "
-			    "WHERE parent = ?1 AND name = ?2",
+	[I_TARGET_SET] = "UPDATE inodes SET target = ?2 WHERE ino = ?1 "
+			 "AND " VER_IS("ver", "?3"),
+	[I_TARGET_GET] = "SELECT target FROM inodes WHERE ino = ?1 AND " VER_IS(
+		"ver", "?2"),
+	[I_DENTRY_LOOKUP] = "SELECT ino FROM dentries WHERE parent = ?1 AND "
+			    "name = ?2 AND " VER_IS("ver", "?3"),
 	[I_DENTRY_ROW] = "SELECT i.ino, i.nspace, i.mode, i.uid, i.gid, "
 			 "i.nlink, i.size, i.rdev, i.alloc, i.atime, i.mtime, "
 			 "i.ctime FROM dentries d JOIN inodes i "
-			 "ON i.ino = d.ino WHERE d.parent = ?1 AND d.name = ?2",
+			 "ON i.ino = d.ino WHERE d.parent = ?1 AND d.name = ?2 "
+			 "AND " VER_IS("d.ver", "?3"),
 	[I_DENTRY_INSERT] = "INSERT INTO dentries(parent, name, ver, ino) "
 			    "VALUES (?1, ?2, ?4, ?3)",
 	/* an entry changed only while it names the inode the node looked
@@ -137,19 +142,22 @@ static const char *const inode_text[I_COUNT] = {
 	 * and this node's change, one fails (ENOENT) and is run again, so
 	 * that no link is taken from, nor an entry pointed at, an inode
 	 * the name no longer has */
-	[I_DENTRY_DELETE] = "DELETE FROM dentries "
-			    "WHERE parent = ?1 AND name = ?2 AND ino = ?3",
-	[I_DENTRY_SET_INO] = "UPDATE dentries SET ino = ?3 "
-			     "WHERE parent = ?1 AND name = ?2 AND ino = ?4",
-	[I_DENTRY_MOVE] = "UPDATE dentries SET parent = ?3, name = ?4 "
-			  "WHERE parent = ?1 AND name = ?2 AND ino = ?5",
-	[I_DIR_EMPTY] = "SELECT 1 FROM dentries WHERE parent = ?1 LIMIT 1",
+	[I_DENTRY_DELETE] = "DELETE FROM dentries WHERE parent = ?1 AND "
+			    "name = ?2 AND ino = ?3 AND " VER_IS("ver", "?4"),
+	[I_DENTRY_SET_INO] =
+		"UPDATE dentries SET ino = ?3 WHERE parent = ?1 "
+		"AND name = ?2 AND ino = ?4 AND " VER_IS("ver", "?5"),
+	[I_DENTRY_MOVE] = "UPDATE dentries SET parent = ?3, name = ?4 WHERE "
+			  "parent = ?1 AND name = ?2 AND ino = ?5 AND " VER_IS(
+				  "ver", "?6"),
+	[I_DIR_EMPTY] = "SELECT 1 FROM dentries WHERE parent = ?1 AND " VER_IS(
+		"ver", "?2") " LIMIT 1",
 	/* an entry with its inode's row: readdirplus in one statement */
 	[I_READDIR] = "SELECT d.id, d.name, i.ino, i.nspace, i.mode, i.uid, "
 		      "i.gid, i.nlink, i.size, i.rdev, i.alloc, i.atime, "
 		      "i.mtime, i.ctime FROM dentries d JOIN inodes i "
 		      "ON i.ino = d.ino WHERE d.parent = ?1 AND d.id > ?2 "
-		      "ORDER BY d.id LIMIT ?3",
+		      "AND " VER_IS("d.ver", "?4") " ORDER BY d.id LIMIT ?3",
 	/* meta_branch(), in this order: ?1 the source root; the map numbers
 	 * from 0, then is shifted (?1) to the numbers taken */
 	[I_BRANCH_TABLE] = "CREATE TEMP TABLE IF NOT EXISTS branch_map("
@@ -193,17 +201,20 @@ static const char *const inode_text[I_COUNT] = {
 	[I_BRANCH_GONE] = "SELECT count(*) FROM temp.branch_map m CROSS JOIN "
 			  "extents b ON b.ino = m.new WHERE NOT EXISTS "
 			  "(SELECT 1 FROM objects o WHERE o.id = b.obj)",
-	[I_XATTR_GET] = "SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2",
+	[I_XATTR_GET] = "SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2 "
+			"AND " VER_IS("ver", "?3"),
 	[I_XATTR_INSERT] = "INSERT INTO xattrs(ino, name, ver, value) "
 			   "VALUES (?1, ?2, ?4, ?3) ON CONFLICT DO NOTHING",
-	[I_XATTR_REPLACE] = "UPDATE xattrs SET value = ?3 "
-			    "WHERE ino = ?1 AND name = ?2",
+	[I_XATTR_REPLACE] = "UPDATE xattrs SET value = ?3 WHERE ino = ?1 AND "
+			    "name = ?2 AND " VER_IS("ver", "?4"),
 	[I_XATTR_UPSERT] = "INSERT INTO xattrs(ino, name, ver, value) "
 			   "VALUES (?1, ?2, ?4, ?3) ON CONFLICT(ino, name) "
 			   "DO UPDATE SET value = excluded.value",
-	[I_XATTR_DEL] = "DELETE FROM xattrs WHERE ino = ?1 AND name = ?2",
-	[I_XATTR_LIST] = "SELECT name FROM xattrs WHERE ino = ?1 "
-			 "ORDER BY name",
+	[I_XATTR_DEL] =
+		"DELETE FROM xattrs WHERE ino = ?1 AND name = ?2 AND " VER_IS(
+			"ver", "?3"),
+	[I_XATTR_LIST] = "SELECT name FROM xattrs WHERE ino = ?1 AND " VER_IS(
+		"ver", "?2") " ORDER BY name",
 	/* one statement: mounts sharing the store never get a number twice */
 	/* the version of an inode's row (meta_ver_id(); no row: 0, as the
 	 * upgrade files rows of no inode) */
@@ -247,9 +258,11 @@ static const char *const inode_pg[I_COUNT] = {
 			   "CAST(?1 AS bigint))",
 	/* an error when it removes nothing: another node removed the name
 	 * first (core/meta/meta_pg.c, ONE_ENTRY); it has no answer to wait for */
-	[I_DENTRY_DELETE] = "WITH d AS (DELETE FROM dentries WHERE parent = "
-			    "?1 AND name = ?2 AND ino = ?3 RETURNING 1) SELECT "
-			    "tally_one_entry(count(*)) FROM d",
+	[I_DENTRY_DELETE] =
+		"WITH d AS (DELETE FROM dentries WHERE parent = "
+		"?1 AND name = ?2 AND ino = ?3 AND " VER_IS(
+			"ver", "?4") " RETURNING 1) SELECT "
+				     "tally_one_entry(count(*)) FROM d",
 	[I_INO_TAKE] = "UPDATE config SET value = greatest(value, ?1) + ?2 "
 		       "WHERE key = 'next_ino' RETURNING value",
 	/* no row: no_data_found (ENOENT) from tally_one_entry(), so that
@@ -313,7 +326,8 @@ static int inode_row(struct meta *m, struct meta_st *s, const char *what,
 	return 0;
 }
 
-int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out)
+int meta_inode_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		   struct meta_inode *out)
 {
 	struct meta_st *s;
 	int rc = meta_stmt(m, &meta_inode_sql, I_INODE_GET, &s);
@@ -321,6 +335,7 @@ int meta_inode_get(struct meta *m, uint64_t ino, struct meta_inode *out)
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, (int64_t)ino);
+	meta_bind_int(s, 2, meta_ver_filter(v));
 	return inode_row(m, s, "inode read", out);
 }
 
@@ -372,11 +387,12 @@ static int inode_notify(struct meta *m, const struct meta_inode *in,
 	return meta_run_later(m, s, "inode update");
 }
 
-int meta_inode_update(struct meta *m, const struct meta_inode *in,
-		      int64_t delta, unsigned fields, uint32_t *nlink)
+int meta_inode_update(struct meta *m, const struct meta_ver *v,
+		      const struct meta_inode *in, int64_t delta,
+		      unsigned fields, uint32_t *nlink)
 {
 	struct meta_st *s;
-	int64_t v;
+	int64_t got;
 	int rc = inode_notify(m, in, fields);
 
 	if (rc)
@@ -396,6 +412,7 @@ int meta_inode_update(struct meta *m, const struct meta_inode *in,
 		if (rc)
 			return rc;
 		meta_bind_int(s, 13, fields & ~META_F_AFTER);
+		meta_bind_int(s, 14, meta_ver_filter(v));
 		*nlink = in->nlink;
 		return fields & META_F_AFTER
 			       ? meta_run_after(m, s, "inode update")
@@ -404,20 +421,22 @@ int meta_inode_update(struct meta *m, const struct meta_inode *in,
 	rc = inode_stmt(m, I_INODE_UPDATE, in, delta, &s);
 	if (!rc) {
 		meta_bind_int(s, 13, fields & ~META_F_AFTER);
+		meta_bind_int(s, 14, meta_ver_filter(v));
 		/* -ENOENT: the row is gone (-ENOLINK: a statement before
 		 * failed) */
-		rc = meta_int(m, s, &v, "inode update");
+		rc = meta_int(m, s, &got, "inode update");
 	}
 	if (!rc)
-		*nlink = v < 0 ? 0 : (uint32_t)v;
+		*nlink = got < 0 ? 0 : (uint32_t)got;
 	return rc;
 }
 
-int meta_inode_update_commit(struct meta *m, const struct meta_inode *in,
-			     int64_t delta, unsigned fields, uint32_t *nlink)
+int meta_inode_update_commit(struct meta *m, const struct meta_ver *v,
+			     const struct meta_inode *in, int64_t delta,
+			     unsigned fields, uint32_t *nlink)
 {
 	struct meta_st *s;
-	int64_t v = 0;
+	int64_t got = 0;
 	int rc = inode_notify(m, in, fields);
 
 	if (!rc)
@@ -428,9 +447,10 @@ int meta_inode_update_commit(struct meta *m, const struct meta_inode *in,
 	if (rc)
 		return rc;
 	meta_bind_int(s, 13, fields & ~(META_F_AFTER | META_F_ROW));
-	rc = meta_int_commit(m, s, &v, "inode update");
+	meta_bind_int(s, 14, meta_ver_filter(v));
+	rc = meta_int_commit(m, s, &got, "inode update");
 	if (rc >= 0) /* 1: the row is gone */
-		*nlink = rc || v < 0 ? 0 : (uint32_t)v;
+		*nlink = rc || got < 0 ? 0 : (uint32_t)got;
 	return rc;
 }
 
@@ -486,15 +506,23 @@ int meta_inode_put(struct meta *m, const struct meta_ver *v,
 	return rc ? rc : inodes_added(m, 1);
 }
 
-int meta_inode_delete(struct meta *m, uint64_t ino)
+int meta_inode_delete(struct meta *m, const struct meta_ver *v, uint64_t ino)
 {
-	/* both go with the next statement */
-	int rc = meta_run_int_later(m, &meta_inode_sql, I_INODE_DEL_X,
-				    (int64_t)ino, "xattr delete");
+	static const int ids[] = { I_INODE_DEL_X, I_INODE_DEL };
+	int rc = 0;
 
-	return rc ? rc
-		  : meta_run_int_later(m, &meta_inode_sql, I_INODE_DEL,
-				       (int64_t)ino, "inode delete");
+	/* both go with the next statement */
+	for (size_t i = 0; i < sizeof(ids) / sizeof(*ids) && !rc; i++) {
+		struct meta_st *s;
+
+		rc = meta_stmt(m, &meta_inode_sql, ids[i], &s);
+		if (rc)
+			break;
+		meta_bind_int(s, 1, (int64_t)ino);
+		meta_bind_int(s, 2, meta_ver_filter(v));
+		rc = meta_run_later(m, s, i ? "inode delete" : "xattr delete");
+	}
+	return rc;
 }
 
 int meta_max_ino(struct meta *m, uint64_t *max)
@@ -537,7 +565,8 @@ int meta_inode_unname(struct meta *m, uint64_t ino)
 				  "inode unname");
 }
 
-int meta_target_set(struct meta *m, uint64_t ino, const char *target)
+int meta_target_set(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		    const char *target)
 {
 	struct meta_st *s;
 	int rc = meta_stmt(m, &meta_inode_sql, I_TARGET_SET, &s);
@@ -546,6 +575,7 @@ int meta_target_set(struct meta *m, uint64_t ino, const char *target)
 		return rc;
 	meta_bind_int(s, 1, (int64_t)ino);
 	meta_bind_blob(s, 2, target, strlen(target));
+	meta_bind_int(s, 3, meta_ver_filter(v));
 	return meta_run(m, s, "symlink write");
 }
 
@@ -563,13 +593,14 @@ static int stmt_key_name(struct meta *m, int id, uint64_t key, const char *name,
 }
 
 /*
- * The blob of the first column of @s's row for (@ino, @name if not NULL),
- * copied into a new buffer of *@len bytes and a NUL: @none when there is
- * no row.
+ * The blob of the first column of @s's row for (@ino, @name if not NULL)
+ * in version @ver (meta_ver_filter(), the parameter after them), copied
+ * into a new buffer of *@len bytes and a NUL: @none when there is no
+ * row.
  */
 static int blob_get(struct meta *m, struct meta_st *s, uint64_t ino,
-		    const char *name, int none, const char *what, char **out,
-		    size_t *len)
+		    const char *name, int64_t ver, int none, const char *what,
+		    char **out, size_t *len)
 {
 	char *v;
 	int rc, n;
@@ -577,6 +608,7 @@ static int blob_get(struct meta *m, struct meta_st *s, uint64_t ino,
 	meta_bind_int(s, 1, (int64_t)ino);
 	if (name)
 		meta_bind_name(s, 2, name);
+	meta_bind_int(s, name ? 3 : 2, ver);
 	rc = meta_step(m, s, what);
 	if (rc <= 0)
 		return rc ? rc : none;
@@ -595,42 +627,49 @@ static int blob_get(struct meta *m, struct meta_st *s, uint64_t ino,
 	return 0;
 }
 
-int meta_target_get(struct meta *m, uint64_t ino, char **out)
+int meta_target_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		    char **out)
 {
 	struct meta_st *s;
 	size_t len;
 	int rc = meta_stmt(m, &meta_inode_sql, I_TARGET_GET, &s);
 
 	return rc ? rc
-		  : blob_get(m, s, ino, NULL, -ENOENT, "symlink read", out,
-			     &len);
+		  : blob_get(m, s, ino, NULL, meta_ver_filter(v), -ENOENT,
+			     "symlink read", out, &len);
 }
 
-int meta_dentry_lookup(struct meta *m, uint64_t parent, const char *name,
-		       uint64_t *ino)
+int meta_dentry_lookup(struct meta *m, const struct meta_ver *v,
+		       uint64_t parent, const char *name, uint64_t *ino)
 {
 	struct meta_st *s;
-	int64_t v;
+	int64_t got;
 	int rc = stmt_key_name(m, I_DENTRY_LOOKUP, parent, name, &s);
 
 	if (rc)
 		return rc;
-	rc = meta_int(m, s, &v, "lookup");
+	meta_bind_int(s, 3, meta_ver_filter(v));
+	rc = meta_int(m, s, &got, "lookup");
 	if (!rc)
-		*ino = (uint64_t)v;
+		*ino = (uint64_t)got;
 	return rc;
 }
 
-int meta_dentry_lookup_row(struct meta *m, uint64_t parent, const char *name,
+int meta_dentry_lookup_row(struct meta *m, const struct meta_ver *v,
+			   uint64_t parent, const char *name,
 			   struct meta_inode *out)
 {
 	struct meta_st *s;
 	int rc = stmt_key_name(m, I_DENTRY_ROW, parent, name, &s);
 
-	return rc ? rc : inode_row(m, s, "lookup", out);
+	if (rc)
+		return rc;
+	meta_bind_int(s, 3, meta_ver_filter(v));
+	return inode_row(m, s, "lookup", out);
 }
 
-/* @ver: the version an insert writes (the others have no ?4) */
+/* ?4 = @ver: the version an insert writes, the one a delete's row is in
+ * (meta_ver_filter()) */
 static int dentry_exec(struct meta *m, int id, uint64_t parent,
 		       const char *name, uint64_t ino, int64_t ver,
 		       const char *what)
@@ -641,8 +680,7 @@ static int dentry_exec(struct meta *m, int id, uint64_t parent,
 	if (rc)
 		return rc;
 	meta_bind_int(s, 3, (int64_t)ino);
-	if (id == I_DENTRY_INSERT)
-		meta_bind_int(s, 4, ver);
+	meta_bind_int(s, 4, ver);
 	/* an insert's only answer is success or a taken name (EEXIST), a
 	 * delete's success: they go with the next statement */
 	return id == I_DENTRY_INSERT || id == I_DENTRY_DELETE
@@ -665,15 +703,16 @@ int meta_dentry_insert(struct meta *m, const struct meta_ver *v,
 	return rc || !m->pg ? rc : meta_dir_unwatch(m, parent, m->self);
 }
 
-int meta_dentry_delete(struct meta *m, uint64_t parent, const char *name,
-		       uint64_t ino)
+int meta_dentry_delete(struct meta *m, const struct meta_ver *v,
+		       uint64_t parent, const char *name, uint64_t ino)
 {
-	return dentry_exec(m, I_DENTRY_DELETE, parent, name, ino, 0,
-			   "entry delete");
+	return dentry_exec(m, I_DENTRY_DELETE, parent, name, ino,
+			   meta_ver_filter(v), "entry delete");
 }
 
-int meta_dentry_set_ino(struct meta *m, uint64_t parent, const char *name,
-			uint64_t old, uint64_t ino)
+int meta_dentry_set_ino(struct meta *m, const struct meta_ver *v,
+			uint64_t parent, const char *name, uint64_t old,
+			uint64_t ino)
 {
 	struct meta_st *s;
 	int rc = stmt_key_name(m, I_DENTRY_SET_INO, parent, name, &s);
@@ -682,13 +721,15 @@ int meta_dentry_set_ino(struct meta *m, uint64_t parent, const char *name,
 		return rc;
 	meta_bind_int(s, 3, (int64_t)ino);
 	meta_bind_int(s, 4, (int64_t)old);
+	meta_bind_int(s, 5, meta_ver_filter(v));
 	rc = meta_run(m, s, "entry update");
 	/* the entry is gone, or names another inode now */
 	return !rc && meta_changes(m) == 0 ? -ENOENT : rc;
 }
 
-int meta_dentry_move(struct meta *m, uint64_t parent, const char *name,
-		     uint64_t ino, uint64_t newparent, const char *newname)
+int meta_dentry_move(struct meta *m, const struct meta_ver *v, uint64_t parent,
+		     const char *name, uint64_t ino, uint64_t newparent,
+		     const char *newname)
 {
 	struct meta_st *s;
 	int rc = stmt_key_name(m, I_DENTRY_MOVE, parent, name, &s);
@@ -698,27 +739,30 @@ int meta_dentry_move(struct meta *m, uint64_t parent, const char *name,
 	meta_bind_int(s, 3, (int64_t)newparent);
 	meta_bind_name(s, 4, newname);
 	meta_bind_int(s, 5, (int64_t)ino);
+	meta_bind_int(s, 6, meta_ver_filter(v));
 	rc = meta_run(m, s, "entry move");
 	/* the entry is gone, or names another inode now */
 	return !rc && meta_changes(m) == 0 ? -ENOENT : rc;
 }
 
-int meta_dir_empty(struct meta *m, uint64_t ino)
+int meta_dir_empty(struct meta *m, const struct meta_ver *v, uint64_t ino)
 {
 	struct meta_st *s;
-	int64_t v;
+	int64_t one;
 	int rc = meta_stmt(m, &meta_inode_sql, I_DIR_EMPTY, &s);
 
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, (int64_t)ino);
-	rc = meta_int(m, s, &v, "directory scan");
+	meta_bind_int(s, 2, meta_ver_filter(v));
+	rc = meta_int(m, s, &one, "directory scan");
 	if (rc == -ENOENT)
 		return 1;
 	return rc;
 }
 
-int meta_readdir(struct meta *m, uint64_t parent, int64_t after,
+int meta_readdir(struct meta *m, const struct meta_ver *v, uint64_t parent,
+		 int64_t after,
 		 int (*fn)(void *ctx, int64_t cookie, const char *name,
 			   const struct meta_inode *md),
 		 void *ctx)
@@ -740,6 +784,7 @@ int meta_readdir(struct meta *m, uint64_t parent, int64_t after,
 		meta_bind_int(s, 1, (int64_t)parent);
 		meta_bind_int(s, 2, after);
 		meta_bind_int(s, 3, limit);
+		meta_bind_int(s, 4, meta_ver_filter(v));
 		while (!ret && (rc = meta_step(m, s, "readdir")) > 0) {
 			struct meta_inode md;
 			char name[256];
@@ -839,18 +884,19 @@ int meta_ino_take(struct meta *m, uint64_t floor, uint64_t n, uint64_t *first)
 	return 0;
 }
 
-int meta_xattr_get(struct meta *m, uint64_t ino, const char *name, void **out,
-		   size_t *len)
+int meta_xattr_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		   const char *name, void **out, size_t *len)
 {
 	struct meta_st *s;
-	char *v;
+	char *val;
 	int rc = meta_stmt(m, &meta_inode_sql, I_XATTR_GET, &s);
 
 	if (rc)
 		return rc;
-	rc = blob_get(m, s, ino, name, -ENODATA, "xattr read", &v, len);
+	rc = blob_get(m, s, ino, name, meta_ver_filter(v), -ENODATA,
+		      "xattr read", &val, len);
 	if (!rc)
-		*out = v;
+		*out = val;
 	return rc;
 }
 
@@ -861,7 +907,7 @@ int meta_xattr_set(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		 : (flags & XATTR_REPLACE) ? I_XATTR_REPLACE
 					   : I_XATTR_UPSERT;
 	struct meta_st *s;
-	int64_t ver = 0;
+	int64_t ver = meta_ver_filter(v);
 	int rc = id == I_XATTR_REPLACE ? 0 : meta_ver_id(m, v, ino, &ver);
 
 	if (!rc)
@@ -869,8 +915,7 @@ int meta_xattr_set(struct meta *m, const struct meta_ver *v, uint64_t ino,
 	if (rc)
 		return rc;
 	meta_bind_blob(s, 3, len ? val : "", len);
-	if (id != I_XATTR_REPLACE)
-		meta_bind_int(s, 4, ver);
+	meta_bind_int(s, 4, ver);
 	rc = meta_run(m, s, "xattr write");
 	if (!rc && id == I_XATTR_INSERT && meta_changes(m) == 0)
 		return -EEXIST;
@@ -879,20 +924,23 @@ int meta_xattr_set(struct meta *m, const struct meta_ver *v, uint64_t ino,
 	return rc;
 }
 
-int meta_xattr_remove(struct meta *m, uint64_t ino, const char *name)
+int meta_xattr_remove(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		      const char *name)
 {
 	struct meta_st *s;
 	int rc = stmt_key_name(m, I_XATTR_DEL, ino, name, &s);
 
 	if (rc)
 		return rc;
+	meta_bind_int(s, 3, meta_ver_filter(v));
 	rc = meta_run(m, s, "xattr delete");
 	if (!rc && meta_changes(m) == 0)
 		return -ENODATA;
 	return rc;
 }
 
-int meta_xattr_list(struct meta *m, uint64_t ino, char **out, size_t *len)
+int meta_xattr_list(struct meta *m, const struct meta_ver *ver, uint64_t ino,
+		    char **out, size_t *len)
 {
 	struct meta_st *s;
 	char *v = NULL;
@@ -902,6 +950,7 @@ int meta_xattr_list(struct meta *m, uint64_t ino, char **out, size_t *len)
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, (int64_t)ino);
+	meta_bind_int(s, 2, meta_ver_filter(ver));
 	while ((rc = meta_step(m, s, "xattr list")) > 0) {
 		int l = meta_col_bytes(s, 0);
 

@@ -251,6 +251,15 @@ int meta_run_int_later(struct meta *m, const struct meta_sql *t, int id,
  * writer), -EDEADLK when some (the operation runs again), or -errno.
  */
 int meta_refs_gone(struct meta *m, const struct meta_sql *t, int id, int64_t a);
+/* In a statement's text: a row of version ?p, or of any when ?p is below
+ * zero (a caller that names none: tests, repairs; meta_ver_filter()). */
+#define VER_IS(col, p) "(" col " = " p " OR " p " < 0)"
+/* What a statement's version filter binds (VER_IS): the id of @v; -1,
+ * any version, for NULL. */
+static inline int64_t meta_ver_filter(const struct meta_ver *v)
+{
+	return v ? v->id : -1;
+}
 /* The id of version @v, or, @v NULL, of the row of inode @ino (0: none). */
 int meta_ver_id(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		int64_t *id);

@@ -58,10 +58,10 @@ enum {
 static const char *const object_text[O_COUNT] = {
 	[O_BLOCKS_LOAD] = "SELECT b.off / " BS ", b.obj, b.shard, o.name, "
 			  "o.size FROM extents b LEFT JOIN objects o "
-			  "ON o.id = b.obj WHERE b.ino = ?1 "
-			  "ORDER BY b.off",
+			  "ON o.id = b.obj WHERE b.ino = ?1 AND " VER_IS(
+				  "b.ver", "?2") " ORDER BY b.off",
 	[O_BLOCK_GET] = "SELECT obj FROM extents WHERE ino = ?1 "
-			"AND off = " OFF("?2"),
+			"AND off = " OFF("?2") " AND " VER_IS("ver", "?3"),
 	/* an update of an extent fires ghost_ref_mov (meta_db_schema.c) */
 	[O_BLOCK_PUT] =
 		"INSERT INTO extents(ino, ver, off, len, obj, shard) "
@@ -70,7 +70,7 @@ static const char *const object_text[O_COUNT] = {
 			      "ON CONFLICT(ino, off) DO "
 			      "UPDATE SET obj = excluded.obj, shard = excluded.shard",
 	[O_BLOCK_DEL] = "DELETE FROM extents WHERE ino = ?1 "
-			"AND off = " OFF("?2"),
+			"AND off = " OFF("?2") " AND " VER_IS("ver", "?3"),
 	[O_OBJ_FIND] = "SELECT id FROM objects WHERE name = ?1",
 	/* an upsert: another mount of a shared store may insert the same
 	 * object between the lookup and this */
@@ -91,9 +91,10 @@ static const char *const object_text[O_COUNT] = {
 	[O_OBJ_SET] = "UPDATE objects SET refcount = ?2 WHERE id = ?1",
 	[O_OBJ_SHARD] = "SELECT shard FROM objects WHERE id = ?1",
 	[O_DROP_LIST] = "SELECT obj, count(*) FROM extents WHERE ino = ?1 "
-			"AND off >= " OFF("?2") " GROUP BY obj",
-	[O_DROP_DEL] =
-		"DELETE FROM extents WHERE ino = ?1 AND off >= " OFF("?2"),
+			"AND off >= " OFF("?2") " AND " VER_IS(
+				"ver", "?3") " GROUP BY obj",
+	[O_DROP_DEL] = "DELETE FROM extents WHERE ino = ?1 AND off >= " OFF(
+		"?2") " AND " VER_IS("ver", "?3"),
 	[O_COPY_BLOCKS] = "INSERT INTO extents(ino, ver, off, len, obj, shard) "
 			  "SELECT ?2, ?3, off, len, obj, shard "
 			  "FROM extents WHERE ino = ?1",
@@ -112,9 +113,10 @@ static const char *const object_text[O_COUNT] = {
 	[O_COPY_XATTRS] =
 		"INSERT INTO xattrs(ino, name, ver, value) "
 		"SELECT ?2, name, ?3, value FROM xattrs WHERE ino = ?1",
-	[O_REFCOUNTS] = "SELECT coalesce(o.refcount, 0) FROM extents b "
-			"LEFT JOIN objects o ON o.id = b.obj "
-			"WHERE b.ino = ?1 ORDER BY b.off",
+	[O_REFCOUNTS] =
+		"SELECT coalesce(o.refcount, 0) FROM extents b "
+		"LEFT JOIN objects o ON o.id = b.obj "
+		"WHERE b.ino = ?1 AND " VER_IS("b.ver", "?2") " ORDER BY b.off",
 	/* the ids in [?1, ?2]: a count per object and the references to
 	 * no object, through extents_obj */
 	[O_CHECK] =
@@ -161,14 +163,19 @@ static const char *const object_pg[O_COUNT] = {
 	 * waits for the first's row locks, then finds the rows gone and
 	 * returns none */
 	[O_DROP_LIST] = "WITH d AS (DELETE FROM extents WHERE ino = ?1 AND "
-			"off >= " OFF("?2") " RETURNING obj) SELECT obj, "
-					    "count(*) FROM d GROUP BY obj",
+			"off >= " OFF("?2") " AND " VER_IS(
+				"ver", "?3") " RETURNING obj) SELECT obj, "
+					     "count(*) FROM d GROUP BY obj",
 	/* with the inode's size and allocation in the same snapshot */
-	[O_BLOCKS_LOAD] = "SELECT b.off / " BS ", b.obj, b.shard, o.name, "
-			  "o.size, i.size, i.alloc "
-			  "FROM inodes i LEFT JOIN extents b ON b.ino = i.ino "
-			  "LEFT JOIN objects o ON o.id = b.obj "
-			  "WHERE i.ino = ?1 ORDER BY b.off",
+	[O_BLOCKS_LOAD] =
+		"SELECT b.off / " BS ", b.obj, b.shard, o.name, "
+		"o.size, i.size, i.alloc "
+		"FROM inodes i LEFT JOIN extents b ON b.ino = i.ino "
+		"AND " VER_IS(
+			"b.ver",
+			"?2") " LEFT JOIN objects o "
+			      "ON o.id = b.obj WHERE i.ino = ?1 AND " VER_IS(
+				      "i.ver", "?2") " ORDER BY b.off",
 };
 
 const struct meta_sql meta_object_sql = { META_OBJECT, O_COUNT, object_text,
@@ -233,14 +240,15 @@ static int int_by_id(struct meta *m, int id, int64_t key, int64_t *val,
 	return meta_int(m, s, val, what);
 }
 
-int meta_blocks_load(struct meta *m, uint64_t ino, struct meta_bref **out,
-		     size_t *n)
+int meta_blocks_load(struct meta *m, const struct meta_ver *ver, uint64_t ino,
+		     struct meta_bref **out, size_t *n)
 {
-	return meta_blocks_load_at(m, ino, out, n, NULL);
+	return meta_blocks_load_at(m, ver, ino, out, n, NULL);
 }
 
-int meta_blocks_load_at(struct meta *m, uint64_t ino, struct meta_bref **out,
-			size_t *n, struct meta_map_at *at)
+int meta_blocks_load_at(struct meta *m, const struct meta_ver *ver,
+			uint64_t ino, struct meta_bref **out, size_t *n,
+			struct meta_map_at *at)
 {
 	struct meta_st *s;
 	struct meta_bref *v = NULL;
@@ -252,6 +260,7 @@ int meta_blocks_load_at(struct meta *m, uint64_t ino, struct meta_bref **out,
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, (int64_t)ino);
+	meta_bind_int(s, 2, meta_ver_filter(ver));
 	while ((rc = meta_step(m, s, "block map read")) > 0) {
 		struct meta_bref *b;
 		const char *name;
@@ -472,8 +481,10 @@ int meta_block_set_gen(struct meta *m, const struct meta_ver *v, uint64_t ino,
 	bool had;
 	int rc = stmt_pair(m, O_BLOCK_GET, (int64_t)ino, (int64_t)idx, &s);
 
-	if (!rc)
+	if (!rc) {
+		meta_bind_int(s, 3, meta_ver_filter(v));
 		rc = meta_int(m, s, &old, "block read");
+	}
 	if (rc && rc != -ENOENT)
 		return rc;
 	had = rc == 0;
@@ -521,8 +532,11 @@ int meta_block_set_gen(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		meta_bind_int(s, 5, ver);
 		rc = meta_run(m, s, "block write");
 	} else if (had) {
-		rc = exec_pair(m, O_BLOCK_DEL, (int64_t)ino, (int64_t)idx,
-			       "block delete");
+		rc = stmt_pair(m, O_BLOCK_DEL, (int64_t)ino, (int64_t)idx, &s);
+		if (rc)
+			return rc;
+		meta_bind_int(s, 3, meta_ver_filter(v));
+		rc = meta_run(m, s, "block delete");
 	}
 	if (rc)
 		return rc;
@@ -538,7 +552,8 @@ int meta_block_set_gen(struct meta *m, const struct meta_ver *v, uint64_t ino,
 	return rc;
 }
 
-int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from)
+int meta_blocks_drop(struct meta *m, const struct meta_ver *ver, uint64_t ino,
+		     uint64_t from)
 {
 	struct {
 		int64_t obj, n;
@@ -549,6 +564,7 @@ int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from)
 
 	if (rc)
 		return rc;
+	meta_bind_int(s, 3, meta_ver_filter(ver));
 	while ((rc = meta_step(m, s, "block scan")) > 0) {
 		if (array_reserve(&v, &cap, cnt + 1, sizeof(*v))) {
 			meta_reset(s);
@@ -569,8 +585,11 @@ int meta_blocks_drop(struct meta *m, uint64_t ino, uint64_t from)
 		return 0;
 	if (!rc)
 		rc = stmt_pair(m, O_DROP_DEL, (int64_t)ino, (int64_t)from, &s);
+	if (rc)
+		return rc;
+	meta_bind_int(s, 3, meta_ver_filter(ver));
 	/* with the next statement: its only answer is success */
-	return rc ? rc : meta_run_later(m, s, "block delete");
+	return meta_run_later(m, s, "block delete");
 }
 
 int meta_refs_gone(struct meta *m, const struct meta_sql *t, int id, int64_t a)
@@ -640,7 +659,8 @@ int meta_blocks_copy_at(struct meta *m, const struct meta_ver *v, uint64_t src,
 	return meta_run(m, s, "xattr copy");
 }
 
-int meta_refcounts(struct meta *m, uint64_t ino, uint64_t **counts, size_t *n)
+int meta_refcounts(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		   uint64_t **counts, size_t *n)
 {
 	struct meta_st *s;
 	int rc = meta_stmt(m, &meta_object_sql, O_REFCOUNTS, &s);
@@ -648,6 +668,7 @@ int meta_refcounts(struct meta *m, uint64_t ino, uint64_t **counts, size_t *n)
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, (int64_t)ino);
+	meta_bind_int(s, 2, meta_ver_filter(v));
 	return meta_int_rows(m, s, "refcount read", counts, n);
 }
 

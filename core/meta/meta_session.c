@@ -413,9 +413,9 @@ int meta_orphans_free(struct meta *m, size_t *n)
 	int rc = meta_orphans_unheld(m, &inos, n);
 
 	for (i = 0; !rc && i < *n; i++) {
-		rc = meta_blocks_drop(m, inos[i], 0);
+		rc = meta_blocks_drop(m, NULL, inos[i], 0);
 		if (!rc)
-			rc = meta_inode_delete(m, inos[i]);
+			rc = meta_inode_delete(m, NULL, inos[i]);
 	}
 	free(inos);
 	return rc;

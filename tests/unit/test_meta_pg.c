@@ -97,7 +97,7 @@ Test(meta_pg, formatted_with_root_and_settings)
 	cr_assert_eq(v, 4096);
 	cr_assert_eq(meta_config_get(m, "next_ino", &v), 0);
 	cr_assert_eq(v, 16);
-	cr_assert_eq(meta_inode_get(m, 1, &root), 0);
+	cr_assert_eq(meta_inode_get(m, NULL, 1, &root), 0);
 	cr_assert(S_ISDIR(root.mode));
 	cr_assert_eq(root.nlink, 2);
 	cr_assert_eq(meta_config_get(m, "nope", &v), -ENOENT);
@@ -158,11 +158,12 @@ Test(meta_pg, names_of_any_bytes_round_trip)
 	cr_assert_eq(meta_dentry_insert(m, NULL, 1, name, 77), 0);
 	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "a\\b'c\"", 78), 0);
 	cr_assert_eq(meta_commit(m), 0);
-	cr_assert_eq(meta_dentry_lookup(m, 1, name, &ino), 0);
+	cr_assert_eq(meta_dentry_lookup(m, NULL, 1, name, &ino), 0);
 	cr_assert_eq(ino, 77);
-	cr_assert_eq(meta_dentry_lookup(m, 1, "a\\b'c\"", &ino), 0);
+	cr_assert_eq(meta_dentry_lookup(m, NULL, 1, "a\\b'c\"", &ino), 0);
 	cr_assert_eq(ino, 78);
-	cr_assert_eq(meta_dentry_lookup(m, 1, "a\\\\b'c\"", &ino), -ENOENT);
+	cr_assert_eq(meta_dentry_lookup(m, NULL, 1, "a\\\\b'c\"", &ino),
+		     -ENOENT);
 	/* the same name twice in one directory is refused (the insert
 	 * waits for the next statement: here the COMMIT) */
 	cr_assert_eq(meta_begin(m), 0);
@@ -191,15 +192,16 @@ Test(meta_pg, xattrs)
 				    XATTR_REPLACE),
 		     -ENODATA);
 	cr_assert_eq(meta_commit(m), 0);
-	cr_assert_eq(meta_xattr_get(m, 1, "user.a", &got, &len), 0);
+	cr_assert_eq(meta_xattr_get(m, NULL, 1, "user.a", &got, &len), 0);
 	cr_assert_eq(len, sizeof(val));
 	cr_assert_eq(memcmp(got, val, len), 0);
 	free(got);
-	cr_assert_eq(meta_xattr_get(m, 1, "user.b", &got, &len), 0);
+	cr_assert_eq(meta_xattr_get(m, NULL, 1, "user.b", &got, &len), 0);
 	cr_assert_eq(len, 0);
 	free(got);
-	cr_assert_eq(meta_xattr_get(m, 1, "user.c", &got, &len), -ENODATA);
-	cr_assert_eq(meta_xattr_list(m, 1, &list, &len), 0);
+	cr_assert_eq(meta_xattr_get(m, NULL, 1, "user.c", &got, &len),
+		     -ENODATA);
+	cr_assert_eq(meta_xattr_list(m, NULL, 1, &list, &len), 0);
 	cr_assert_eq(len, sizeof("user.a") + sizeof("user.b"));
 	cr_assert_str_eq(list, "user.a");
 	cr_assert_str_eq(list + sizeof("user.a"), "user.b");
@@ -232,7 +234,7 @@ Test(meta_pg, counts_settle_at_commit)
 	cr_assert_eq(count_of(OBJ_B), 1);
 	/* dropped to zero and raised again in one transaction: kept */
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_blocks_drop(m, 21, 0), 0);
+	cr_assert_eq(meta_blocks_drop(m, NULL, 21, 0), 0);
 	cr_assert_eq(meta_block_set(m, NULL, 22, 0, OBJ_A, 0, 10, NULL), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(count_of(OBJ_A), 1);
@@ -240,7 +242,7 @@ Test(meta_pg, counts_settle_at_commit)
 	cr_assert_eq(zero.n, 0);
 	/* the last reference goes: the row goes, the object is listed */
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_blocks_drop(m, 22, 0), 0);
+	cr_assert_eq(meta_blocks_drop(m, NULL, 22, 0), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(count_of(OBJ_A), -1);
 	meta_dead_take(m, &zero);
@@ -288,9 +290,9 @@ Test(meta_pg, branch_copies_a_namespace)
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(count, 2);
 	cr_assert_eq(root, 100);
-	cr_assert_eq(meta_dentry_lookup(m, 1, "dst", &ino), 0);
+	cr_assert_eq(meta_dentry_lookup(m, NULL, 1, "dst", &ino), 0);
 	cr_assert_eq(ino, 100);
-	cr_assert_eq(meta_dentry_lookup(m, 100, "file", &ino), 0);
+	cr_assert_eq(meta_dentry_lookup(m, NULL, 100, "file", &ino), 0);
 	cr_assert_eq(ino, 101);
 	cr_assert_eq(count_of(OBJ_A), 2);
 	/* twice on one connection: the temporary map is emptied first */
@@ -371,41 +373,41 @@ Test(meta_pg, what_a_change_notifies)
 
 	/* a directory's times: nothing; its link count: nothing; its
 	 * mode: one */
-	cr_assert_eq(meta_inode_get(m, 16, &d), 0);
+	cr_assert_eq(meta_inode_get(m, NULL, 16, &d), 0);
 	d.mtime.tv_sec += 5;
 	d.ctime.tv_sec += 5;
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_update(m, &d, 0, META_F_MTIME | META_F_CTIME,
-				       &nlink),
+	cr_assert_eq(meta_inode_update(m, NULL, &d, 0,
+				       META_F_MTIME | META_F_CTIME, &nlink),
 		     0);
 	cr_assert_eq(meta_commit(m), 0);
 	listen_for(l, 300, &h);
 	cr_assert_eq(h.n, 0, "a directory's times notified");
 	d.nlink++; /* a subdirectory made */
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_update(m, &d, 1, META_F_MTIME | META_F_CTIME,
-				       &nlink),
+	cr_assert_eq(meta_inode_update(m, NULL, &d, 1,
+				       META_F_MTIME | META_F_CTIME, &nlink),
 		     0);
 	cr_assert_eq(meta_commit(m), 0);
-	cr_assert_eq(meta_inode_get(m, 16, &d), 0);
+	cr_assert_eq(meta_inode_get(m, NULL, 16, &d), 0);
 	cr_assert_eq(d.nlink, 3);
 	listen_for(l, 300, &h);
 	cr_assert_eq(h.n, 0, "a directory's link count notified");
 	d.mode = S_IFDIR | 0700;
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_update(m, &d, 0, META_F_MODE, &nlink), 0);
+	cr_assert_eq(meta_inode_update(m, NULL, &d, 0, META_F_MODE, &nlink), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	listen_for(l, 300, &h);
 	cr_assert_eq(h.n, 1, "%d notifications", h.n);
 	cr_assert_str_eq(h.last, "i 0 16");
 
 	/* a file's times: one */
-	cr_assert_eq(meta_inode_get(m, 17, &f), 0);
+	cr_assert_eq(meta_inode_get(m, NULL, 17, &f), 0);
 	f.mtime.tv_sec += 5;
 	h.n = 0;
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_update(m, &f, 0, META_F_MTIME | META_F_CTIME,
-				       &nlink),
+	cr_assert_eq(meta_inode_update(m, NULL, &f, 0,
+				       META_F_MTIME | META_F_CTIME, &nlink),
 		     0);
 	cr_assert_eq(meta_commit(m), 0);
 	listen_for(l, 300, &h);
@@ -415,14 +417,14 @@ Test(meta_pg, what_a_change_notifies)
 	/* a name removed: one; a rename: the old name and the new */
 	h.n = 0;
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_delete(m, 16, "f1", 18), 0);
+	cr_assert_eq(meta_dentry_delete(m, NULL, 16, "f1", 18), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	listen_for(l, 300, &h);
 	cr_assert_eq(h.n, 1, "%d notifications", h.n);
 	cr_assert_str_eq(h.last, "e 0 16 6631"); /* "f1" */
 	h.n = 0;
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_move(m, 16, "f2", 19, 16, "g2"), 0);
+	cr_assert_eq(meta_dentry_move(m, NULL, 16, "f2", 19, 16, "g2"), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	listen_for(l, 300, &h);
 	cr_assert_eq(h.n, 2, "%d notifications", h.n);
@@ -434,9 +436,10 @@ Test(meta_pg, what_a_change_notifies)
 	h.n = 0;
 	f.mtime.tv_sec += 5;
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_delete(m, 16, "f3", 20), 0);
-	cr_assert_eq(meta_dentry_move(m, 16, "f4", 21, 16, "g4"), 0);
-	cr_assert_eq(meta_inode_update(m, &f, 0, META_F_MTIME, &nlink), 0);
+	cr_assert_eq(meta_dentry_delete(m, NULL, 16, "f3", 20), 0);
+	cr_assert_eq(meta_dentry_move(m, NULL, 16, "f4", 21, 16, "g4"), 0);
+	cr_assert_eq(meta_inode_update(m, NULL, &f, 0, META_F_MTIME, &nlink),
+		     0);
 	cr_assert_eq(meta_commit(m), 0);
 	listen_for(l, 300, &h);
 	cr_assert_eq(h.n, 0, "%d notifications with no other node", h.n);
@@ -491,21 +494,21 @@ Test(meta_pg, a_name_removed_twice_takes_one_link)
 	/* m removes x */
 	f.nlink = 1;
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_delete(m, 1, "x", 43), 0);
-	cr_assert_eq(meta_inode_update(m, &f, -1, 0, &n), 0);
+	cr_assert_eq(meta_dentry_delete(m, NULL, 1, "x", 43), 0);
+	cr_assert_eq(meta_inode_update(m, NULL, &f, -1, 0, &n), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(n, 1);
 	/* b, which saw x, removes it too */
 	cr_assert_eq(meta_begin(b), 0);
-	cr_assert_eq(meta_dentry_delete(b, 1, "x", 43), 0); /* waits */
-	cr_assert_eq(meta_inode_update(b, &f, -1, 0, &n), -ENOENT);
+	cr_assert_eq(meta_dentry_delete(b, NULL, 1, "x", 43), 0); /* waits */
+	cr_assert_eq(meta_inode_update(b, NULL, &f, -1, 0, &n), -ENOENT);
 	meta_rollback(b);
-	cr_assert_eq(meta_inode_get(b, 43, &got), 0);
+	cr_assert_eq(meta_inode_get(b, NULL, 43, &got), 0);
 	cr_assert_eq(got.nlink, 1, "a link taken twice");
-	cr_assert_eq(meta_dentry_lookup(b, 1, "y", &ino), 0);
+	cr_assert_eq(meta_dentry_lookup(b, NULL, 1, "y", &ino), 0);
 	cr_assert_eq(ino, 43);
 	/* outside a transaction too */
-	cr_assert_eq(meta_dentry_delete(b, 1, "x", 43), -ENOENT);
+	cr_assert_eq(meta_dentry_delete(b, NULL, 1, "x", 43), -ENOENT);
 	meta_close(b);
 }
 
@@ -522,30 +525,30 @@ Test(meta_pg, an_entry_changed_only_while_it_names_its_inode)
 	cr_assert_eq(meta_commit(m), 0);
 	/* x names 50, not 49 */
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_delete(m, 1, "x", 49), 0); /* waits */
-	cr_assert_eq(meta_dentry_lookup(m, 1, "y", &ino), -ENOENT);
+	cr_assert_eq(meta_dentry_delete(m, NULL, 1, "x", 49), 0); /* waits */
+	cr_assert_eq(meta_dentry_lookup(m, NULL, 1, "y", &ino), -ENOENT);
 	meta_rollback(m);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_move(m, 1, "x", 49, 1, "z"), -ENOENT);
+	cr_assert_eq(meta_dentry_move(m, NULL, 1, "x", 49, 1, "z"), -ENOENT);
 	meta_rollback(m);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_set_ino(m, 1, "x", 49, 52), -ENOENT);
+	cr_assert_eq(meta_dentry_set_ino(m, NULL, 1, "x", 49, 52), -ENOENT);
 	meta_rollback(m);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_set_ino(m, 1, "gone", 50, 52), -ENOENT);
+	cr_assert_eq(meta_dentry_set_ino(m, NULL, 1, "gone", 50, 52), -ENOENT);
 	meta_rollback(m);
-	cr_assert_eq(meta_dentry_lookup(m, 1, "x", &ino), 0);
+	cr_assert_eq(meta_dentry_lookup(m, NULL, 1, "x", &ino), 0);
 	cr_assert_eq(ino, 50, "left as it was");
-	cr_assert_eq(meta_dentry_lookup(m, 1, "z", &ino), -ENOENT);
+	cr_assert_eq(meta_dentry_lookup(m, NULL, 1, "z", &ino), -ENOENT);
 	/* with the right inode, each goes */
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_set_ino(m, 1, "x", 50, 52), 0);
-	cr_assert_eq(meta_dentry_move(m, 1, "x", 52, 1, "z"), 0);
-	cr_assert_eq(meta_dentry_delete(m, 1, "y", 51), 0);
+	cr_assert_eq(meta_dentry_set_ino(m, NULL, 1, "x", 50, 52), 0);
+	cr_assert_eq(meta_dentry_move(m, NULL, 1, "x", 52, 1, "z"), 0);
+	cr_assert_eq(meta_dentry_delete(m, NULL, 1, "y", 51), 0);
 	cr_assert_eq(meta_commit(m), 0);
-	cr_assert_eq(meta_dentry_lookup(m, 1, "z", &ino), 0);
+	cr_assert_eq(meta_dentry_lookup(m, NULL, 1, "z", &ino), 0);
 	cr_assert_eq(ino, 52);
-	cr_assert_eq(meta_dentry_lookup(m, 1, "y", &ino), -ENOENT);
+	cr_assert_eq(meta_dentry_lookup(m, NULL, 1, "y", &ino), -ENOENT);
 }
 
 Test(meta_pg, pins_and_protection)
@@ -587,7 +590,7 @@ Test(meta_pg, a_lost_connection_is_opened_again)
 
 	/* outside a transaction: the statement runs again, unseen */
 	drop_connections();
-	cr_assert_eq(meta_inode_get(m, 1, &in), 0);
+	cr_assert_eq(meta_inode_get(m, NULL, 1, &in), 0);
 	cr_assert_eq(meta_config_get(m, "block_size", &v), 0);
 	/* a transaction it breaks fails, to be run again (-EDEADLK, as a
 	 * deadlock), nothing of it committed... */
@@ -666,7 +669,7 @@ Test(meta_pg, a_hold_is_released_with_the_link_count)
 	/* unlinked: 0, and node 8's hold alone is left */
 	cr_assert_eq(meta_begin(m), 0);
 	f.nlink = 0;
-	cr_assert_eq(meta_inode_update(m, &f, -2, 0, &n), 0);
+	cr_assert_eq(meta_inode_update(m, NULL, &f, -2, 0, &n), 0);
 	cr_assert_eq(n, 0);
 	cr_assert_eq(meta_hold_add(m, 7, 42), 0);
 	cr_assert_eq(meta_commit(m), 0);
@@ -681,7 +684,7 @@ Test(meta_pg, a_hold_is_released_with_the_link_count)
 	/* the inode gone */
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_hold_del(m, 8, 42), 0);
-	cr_assert_eq(meta_inode_delete(m, 42), 0);
+	cr_assert_eq(meta_inode_delete(m, NULL, 42), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_hold_release(m, 8, 42, &n), -ENOENT);
 	cr_assert_eq(open_transactions(), 0);
@@ -722,7 +725,7 @@ Test(meta_pg, a_begin_goes_with_the_first_statement)
 	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "e", 41), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_move(m, 1, "e", 41, 1, "d"), -EEXIST);
+	cr_assert_eq(meta_dentry_move(m, NULL, 1, "e", 41, 1, "d"), -EEXIST);
 	meta_rollback(m);
 	cr_assert_eq(open_transactions(), 0);
 	/* a statement after a waiting setting fails: its error, and the
@@ -730,7 +733,7 @@ Test(meta_pg, a_begin_goes_with_the_first_statement)
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_config_set(m, "probe", 2), 0);
 	cr_assert_eq(meta_relaxed(m), 0);
-	cr_assert_eq(meta_dentry_move(m, 1, "e", 41, 1, "d"), -EEXIST);
+	cr_assert_eq(meta_dentry_move(m, NULL, 1, "e", 41, 1, "d"), -EEXIST);
 	meta_rollback(m);
 	cr_assert_eq(meta_config_get(m, "probe", &v), 0);
 	cr_assert_eq(v, 1);
@@ -864,7 +867,7 @@ Test(meta_pg, content_made_again_takes_a_new_key)
 	cr_assert_gt(gen_of(m, OBJ_A), 0);
 	snprintf(old, sizeof(old), "%s", key_of(m, OBJ_A));
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_blocks_drop(m, 20, 0), 0);
+	cr_assert_eq(meta_blocks_drop(m, NULL, 20, 0), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_remote_named(m, old), 1); /* queued */
 	/* its deletion claimed and sent (the DELETE may arrive late) */
@@ -1051,7 +1054,8 @@ Test(meta_pg, changes_that_wait_keep_their_values_and_their_errors)
 	}
 	cr_assert_eq(meta_commit(m), 0);
 	for (i = 0; i < 20; i++) {
-		cr_assert_eq(meta_inode_get(m, 100 + (uint64_t)i, &got), 0);
+		cr_assert_eq(meta_inode_get(m, NULL, 100 + (uint64_t)i, &got),
+			     0);
 		cr_assert_eq(got.size, 10 * (uint64_t)i);
 	}
 	/* a taken name, its insert waiting: the next statement fails with
@@ -1060,22 +1064,22 @@ Test(meta_pg, changes_that_wait_keep_their_values_and_their_errors)
 	in.ino = 200;
 	cr_assert_eq(meta_inode_put(m, NULL, &in), 0);
 	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "w3", in.ino), 0);
-	cr_assert_eq(meta_inode_update(m, &in, 1, 0, &nlink), -EEXIST);
+	cr_assert_eq(meta_inode_update(m, NULL, &in, 1, 0, &nlink), -EEXIST);
 	meta_rollback(m);
-	cr_assert_eq(meta_inode_get(m, 200, &got), -ENOENT);
+	cr_assert_eq(meta_inode_get(m, NULL, 200, &got), -ENOENT);
 	/* ...or the COMMIT does, if nothing came after it */
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_inode_put(m, NULL, &in), 0);
 	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "w4", in.ino), 0);
 	cr_assert_eq(meta_commit(m), -EEXIST);
 	meta_rollback(m);
-	cr_assert_eq(meta_inode_get(m, 200, &got), -ENOENT);
+	cr_assert_eq(meta_inode_get(m, NULL, 200, &got), -ENOENT);
 	/* and the connection goes on */
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_inode_put(m, NULL, &in), 0);
 	cr_assert_eq(meta_dentry_insert(m, NULL, 1, "w200", in.ino), 0);
 	cr_assert_eq(meta_commit(m), 0);
-	cr_assert_eq(meta_inode_get(m, 200, &got), 0);
+	cr_assert_eq(meta_inode_get(m, NULL, 200, &got), 0);
 }
 
 /* A change waiting in a transaction that a lost connection ended goes
@@ -1094,14 +1098,14 @@ Test(meta_pg, a_change_waiting_when_the_connection_is_lost_goes_with_it)
 	drop_connections();
 	/* a statement not prepared on this connection yet: its prepare
 	 * meets the loss inside the transaction */
-	cr_assert_eq(meta_inode_get(m, 1, &in), -EDEADLK);
+	cr_assert_eq(meta_inode_get(m, NULL, 1, &in), -EDEADLK);
 	meta_rollback(m);
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_config_set(m, "probe", 2), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_config_get(m, "probe", &v), 0);
 	cr_assert_eq(v, 2);
-	cr_assert_eq(meta_dentry_lookup(m, 1, "lost", &ino), -ENOENT);
+	cr_assert_eq(meta_dentry_lookup(m, NULL, 1, "lost", &ino), -ENOENT);
 }
 
 /* Two mounts of the store (as on two hosts), each knowing the inodes as
@@ -1138,26 +1142,27 @@ Test(meta_pg, entries_only_in_directories_that_are_there)
 	cr_assert_eq(meta_dentry_insert(b, NULL, 16, "f", 17), 0);
 	cr_assert_eq(meta_commit(b), 0);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_delete(m, 1, "d", 16), 0);
-	cr_assert_eq(meta_inode_delete(m, 16), 0);
+	cr_assert_eq(meta_dentry_delete(m, NULL, 1, "d", 16), 0);
+	cr_assert_eq(meta_inode_delete(m, NULL, 16), 0);
 	cr_assert_eq(meta_commit(m), -ENOLINK, "d is not empty");
 	meta_rollback(m); /* as tally_txn_end() does */
-	cr_assert_eq(meta_dentry_lookup(b, 1, "d", &ino), 0, "rolled back");
+	cr_assert_eq(meta_dentry_lookup(b, NULL, 1, "d", &ino), 0,
+		     "rolled back");
 	/* the other way: d emptied and removed, then b's entry in it */
 	cr_assert_eq(meta_begin(b), 0);
-	cr_assert_eq(meta_dentry_delete(b, 16, "f", 17), 0);
-	cr_assert_eq(meta_inode_delete(b, 17), 0);
+	cr_assert_eq(meta_dentry_delete(b, NULL, 16, "f", 17), 0);
+	cr_assert_eq(meta_inode_delete(b, NULL, 17), 0);
 	cr_assert_eq(meta_commit(b), 0);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_delete(m, 1, "d", 16), 0);
-	cr_assert_eq(meta_inode_delete(m, 16), 0);
+	cr_assert_eq(meta_dentry_delete(m, NULL, 1, "d", 16), 0);
+	cr_assert_eq(meta_inode_delete(m, NULL, 16), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_begin(b), 0);
 	cr_assert_eq(meta_inode_put(b, NULL, &f), 0);
 	cr_assert_eq(meta_dentry_insert(b, NULL, 16, "f", 17), 0);
 	cr_assert_eq(meta_commit(b), -ENOLINK, "d is gone");
 	meta_rollback(b); /* as tally_txn_end() does */
-	cr_assert_eq(meta_inode_get(m, 17, &f), -ENOENT, "rolled back");
+	cr_assert_eq(meta_inode_get(m, NULL, 17, &f), -ENOENT, "rolled back");
 	/* the failure seen by the next statement with an answer (a file's
 	 * count): an error, not a row missing to be written whole */
 	f.ino = 18;
@@ -1167,9 +1172,9 @@ Test(meta_pg, entries_only_in_directories_that_are_there)
 	cr_assert_eq(meta_begin(b), 0);
 	cr_assert_eq(meta_dentry_insert(b, NULL, 16, "g", 18), 0);
 	f.nlink = 2;
-	cr_assert_eq(meta_inode_update(b, &f, 1, 0, &n), -ENOLINK);
+	cr_assert_eq(meta_inode_update(b, NULL, &f, 1, 0, &n), -ENOLINK);
 	meta_rollback(b);
-	cr_assert_eq(meta_inode_get(m, 18, &f), 0);
+	cr_assert_eq(meta_inode_get(m, NULL, 18, &f), 0);
 	cr_assert_eq(f.nlink, 1);
 	meta_close(b);
 }
@@ -1186,7 +1191,7 @@ static uint32_t update(struct meta *x, const struct meta_inode *d,
 	uint32_t n = 0;
 
 	cr_assert_eq(meta_begin(x), 0);
-	cr_assert_eq(meta_inode_update(x, d, delta, fields, &n), 0);
+	cr_assert_eq(meta_inode_update(x, NULL, d, delta, fields, &n), 0);
 	cr_assert_eq(meta_commit(x), 0);
 	return n;
 }
@@ -1212,7 +1217,7 @@ Test(meta_pg, changes_without_an_answer_move_counts_and_make_no_rows)
 	d.mtime.tv_sec = 12345;
 	cr_assert_eq(update(m, &d, 1, META_F_MTIME), 3,
 		     "its own count, not the store's");
-	cr_assert_eq(meta_inode_get(b, 16, &got), 0);
+	cr_assert_eq(meta_inode_get(b, NULL, 16, &got), 0);
 	cr_assert_eq(got.nlink, 4);
 	cr_assert_eq(got.mtime.tv_sec, 12345);
 	cr_assert_eq(got.mode, S_IFDIR | 0755);
@@ -1225,11 +1230,11 @@ Test(meta_pg, changes_without_an_answer_move_counts_and_make_no_rows)
 	cr_assert_eq(meta_inode_put(m, NULL, &d), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_begin(b), 0);
-	cr_assert_eq(meta_inode_delete(b, 17), 0);
+	cr_assert_eq(meta_inode_delete(b, NULL, 17), 0);
 	cr_assert_eq(meta_commit(b), 0);
 	cr_assert_eq(update(m, &d, 0, META_F_MTIME), 5);
 	cr_assert_eq(update(m, &d, 1, META_F_MTIME), 5);
-	cr_assert_eq(meta_inode_get(b, 17, &got), -ENOENT,
+	cr_assert_eq(meta_inode_get(b, NULL, 17, &got), -ENOENT,
 		     "a removed inode's row made again");
 	/* a directory's count going down is the store's: from m's own 3
 	 * (b's +1 missed), two subdirectories removed leave 2, not 1 */
@@ -1254,7 +1259,7 @@ Test(meta_pg, changes_without_an_answer_move_counts_and_make_no_rows)
 	 * removed the last name and the blocks): ENOENT, no row made with
 	 * m's size and no blocks */
 	cr_assert_eq(meta_begin(b), 0);
-	cr_assert_eq(meta_inode_delete(b, 18), 0);
+	cr_assert_eq(meta_inode_delete(b, NULL, 18), 0);
 	cr_assert_eq(meta_commit(b), 0);
 	{
 		uint32_t n = 0;
@@ -1262,10 +1267,10 @@ Test(meta_pg, changes_without_an_answer_move_counts_and_make_no_rows)
 		d.nlink = 2;
 		d.size = 4096;
 		cr_assert_eq(meta_begin(m), 0);
-		cr_assert_eq(meta_inode_update(m, &d, 1, 0, &n), -ENOENT);
+		cr_assert_eq(meta_inode_update(m, NULL, &d, 1, 0, &n), -ENOENT);
 		meta_rollback(m);
 	}
-	cr_assert_eq(meta_inode_get(b, 18, &got), -ENOENT);
+	cr_assert_eq(meta_inode_get(b, NULL, 18, &got), -ENOENT);
 	meta_close(b);
 }
 
@@ -1336,7 +1341,7 @@ Test(meta_pg, a_create_whose_commit_answer_is_lost_spends_its_number)
 		     0);
 	c = st.st_ino;
 	cr_assert_neq(c, lost);
-	cr_assert_eq(meta_inode_get(m, lost, &md), 0);
+	cr_assert_eq(meta_inode_get(m, NULL, lost, &md), 0);
 	cr_assert_eq(md.nlink, 1);
 	cr_assert_eq(tally_lookup(b, ns, "lost", &st), 0);
 	cr_assert_eq(st.st_ino, lost, "the lost create's name moved");
@@ -1378,7 +1383,7 @@ Test(meta_pg, attributes_changed_on_two_mounts_are_all_kept)
 	cr_assert_eq(tally_flush(b, f),
 		     0); /* the close: waits for the commit */
 	cr_assert_eq(tally_release(b, f), 0);
-	cr_assert_eq(meta_inode_get(m, f, &md), 0);
+	cr_assert_eq(meta_inode_get(m, NULL, f, &md), 0);
 	cr_assert_eq(md.mode, S_IFREG | 0600, "mode %o", md.mode);
 	cr_assert_eq(md.uid, 1234);
 	cr_assert_eq(md.size, 4);
@@ -1388,7 +1393,7 @@ Test(meta_pg, attributes_changed_on_two_mounts_are_all_kept)
 	in.st_mode = 0700;
 	cr_assert_eq(tally_setattr(a, d, &in, TALLY_SET_MODE, &st), 0);
 	cr_assert_eq(tally_mknod(b, &me, d, "g", S_IFREG | 0644, 0, &st), 0);
-	cr_assert_eq(meta_inode_get(m, d, &md), 0);
+	cr_assert_eq(meta_inode_get(m, NULL, d, &md), 0);
 	cr_assert_eq(md.mode, S_IFDIR | 0700, "mode %o", md.mode);
 
 	/* a write's mtime, not flushed yet, carried by a rename whose
@@ -1403,7 +1408,7 @@ Test(meta_pg, attributes_changed_on_two_mounts_are_all_kept)
 	cr_assert_eq(tally_rename(a, ns, "h", ns, "h2", 0), -EIO);
 	cr_assert_eq(tally_flush(a, f), 0);
 	cr_assert_eq(tally_release(a, f), 0);
-	cr_assert_eq(meta_inode_get(m, f, &md), 0);
+	cr_assert_eq(meta_inode_get(m, NULL, f, &md), 0);
 	cr_assert_eq(md.mtime.tv_sec, in.st_mtim.tv_sec);
 	cr_assert_eq(md.mtime.tv_nsec, in.st_mtim.tv_nsec,
 		     "the write's mtime is not in the row");
@@ -1464,9 +1469,9 @@ static bool row_gone(uint64_t ino)
 	struct meta_inode md;
 	int i;
 
-	for (i = 0; i < 200 && meta_inode_get(m, ino, &md) == 0; i++)
+	for (i = 0; i < 200 && meta_inode_get(m, NULL, ino, &md) == 0; i++)
 		usleep(50000);
-	return meta_inode_get(m, ino, &md) == -ENOENT;
+	return meta_inode_get(m, NULL, ino, &md) == -ENOENT;
 }
 
 /* A flush of one inode held in its stream phase until let go. */
@@ -1537,7 +1542,7 @@ Test(meta_pg, a_flush_after_another_node_freed_its_inode_writes_nothing)
 	/* b removes the last name: nobody holds it, the rows go */
 	cr_assert_eq(tally_lookup(b, ns, "f", &st), 0);
 	cr_assert_eq(tally_unlink(b, ns, "f"), 0);
-	cr_assert_eq(meta_inode_get(m, f, &md), -ENOENT);
+	cr_assert_eq(meta_inode_get(m, NULL, f, &md), -ENOENT);
 
 	pthread_mutex_lock(&stall.mu);
 	stall.go = true;
@@ -1552,7 +1557,7 @@ Test(meta_pg, a_flush_after_another_node_freed_its_inode_writes_nothing)
 				"refcount <> (SELECT count(*) FROM extents b "
 				"WHERE b.obj = o.id)"),
 		     0, "counts that are not their references");
-	cr_assert_eq(meta_inode_get(m, f, &md), -ENOENT, "made again");
+	cr_assert_eq(meta_inode_get(m, NULL, f, &md), -ENOENT, "made again");
 
 	two_nodes_close(a, b, dir);
 }
@@ -1620,10 +1625,10 @@ Test(meta_pg, a_rename_meets_what_another_node_removed_meanwhile)
 	meddle.done = false;
 	cr_assert_eq(rename_retried(a, ns, "src", "dst"), 0);
 	cr_assert(meddle.done);
-	cr_assert_eq(meta_dentry_lookup(m, ns, "dst", &ino), 0);
+	cr_assert_eq(meta_dentry_lookup(m, NULL, ns, "dst", &ino), 0);
 	cr_assert_eq(ino, src, "dst names the source");
-	cr_assert_eq(meta_dentry_lookup(m, ns, "src", &ino), -ENOENT);
-	cr_assert_eq(meta_inode_get(m, dst, &md), 0);
+	cr_assert_eq(meta_dentry_lookup(m, NULL, ns, "src", &ino), -ENOENT);
+	cr_assert_eq(meta_inode_get(m, NULL, dst, &md), 0);
 	cr_assert_eq(md.nlink, 1, "dst2 keeps its file: nlink %u", md.nlink);
 
 	/* b removes the source itself meanwhile */
@@ -1631,9 +1636,9 @@ Test(meta_pg, a_rename_meets_what_another_node_removed_meanwhile)
 	meddle.done = false;
 	cr_assert_eq(rename_retried(a, ns, "dst", "other"), -ENOENT);
 	cr_assert(meddle.done);
-	cr_assert_eq(meta_dentry_lookup(m, ns, "other", &ino), -ENOENT,
+	cr_assert_eq(meta_dentry_lookup(m, NULL, ns, "other", &ino), -ENOENT,
 		     "a rename of a name that went made it again");
-	cr_assert_eq(meta_dentry_lookup(m, ns, "dst2", &ino), 0);
+	cr_assert_eq(meta_dentry_lookup(m, NULL, ns, "dst2", &ino), 0);
 	cr_assert_eq(ino, dst);
 
 	two_nodes_close(a, b, dir);
@@ -1662,7 +1667,7 @@ Test(meta_pg, a_hold_is_kept_after_the_last_close_then_dropped)
 	/* b removes the last name: a's kept hold keeps the file */
 	cr_assert_eq(tally_lookup(b, ns, "f", &st), 0);
 	cr_assert_eq(tally_unlink(b, ns, "f"), 0);
-	cr_assert_eq(meta_inode_get(m, f, &md), 0);
+	cr_assert_eq(meta_inode_get(m, NULL, f, &md), 0);
 	cr_assert_eq(md.nlink, 0);
 	cr_assert(hold_gone(f), "the kept hold is never dropped");
 	cr_assert(row_gone(f), "the file goes with the kept hold");
@@ -1676,14 +1681,15 @@ Test(meta_pg, a_hold_is_kept_after_the_last_close_then_dropped)
 	cr_assert_eq(holds_of(g), 1, "an open file lost its hold");
 	cr_assert_eq(tally_lookup(b, ns, "g", &st), 0);
 	cr_assert_eq(tally_unlink(b, ns, "g"), 0);
-	cr_assert_eq(meta_inode_get(m, g, &md), 0, "freed while open on a");
+	cr_assert_eq(meta_inode_get(m, NULL, g, &md), 0,
+		     "freed while open on a");
 	cr_assert_eq(tally_read(a, g, back, sizeof(back), 0), sizeof(back));
 	cr_assert_eq(memcmp(back, buf, sizeof(buf)), 0);
 	cr_assert_eq(tally_release(a, g), 0);
 	/* nlink 0 as a knows it now? then it went at the close, else it is
 	 * kept: the unmount drops it either way */
 	cr_assert_eq(tally_close(a), 0);
-	cr_assert_eq(meta_inode_get(m, g, &md), -ENOENT,
+	cr_assert_eq(meta_inode_get(m, NULL, g, &md), -ENOENT,
 		     "the unmount left a file nobody holds");
 	cr_assert_eq(db_int(db, "SELECT count(*) FROM open_holds"), 0);
 	cr_assert_eq(tally_close(b), 0);
@@ -1736,7 +1742,7 @@ Test(meta_pg, kept_holds_are_dropped_in_batches)
 	     i++)
 		usleep(50000);
 	for (i = 0; i < N; i++) {
-		int rc = meta_inode_get(m, ino[i], &md);
+		int rc = meta_inode_get(m, NULL, ino[i], &md);
 
 		if (i % 3 == 0) {
 			cr_assert_eq(rc, -ENOENT, "unlinked f%d stays", i);
@@ -1984,7 +1990,7 @@ Test(meta_pg, the_nodes_count_their_inodes_in_rows_of_their_own)
 		     1);
 	/* a delete counts down in the deleting node's row */
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_delete(m, 400), 0);
+	cr_assert_eq(meta_inode_delete(m, NULL, 400), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_statfs(m, &after, &bytes), 0);
 	cr_assert_eq(after, before + 1);
@@ -2169,9 +2175,9 @@ Test(meta_pg, hints_and_one_round_trip_forms_meet_other_nodes_changes)
 	y = st.st_ino;
 	cr_assert_eq(rename_retried(b, ns, "g", "f"), 0);
 	cr_assert_eq(unlink_retried(a, ns, "f"), 0);
-	cr_assert_eq(meta_dentry_lookup(m, ns, "f", &ino), -ENOENT);
-	cr_assert_eq(meta_inode_get(m, y, &md), -ENOENT, "y is freed");
-	cr_assert_eq(meta_inode_get(m, x, &md), -ENOENT, "x is freed");
+	cr_assert_eq(meta_dentry_lookup(m, NULL, ns, "f", &ino), -ENOENT);
+	cr_assert_eq(meta_inode_get(m, NULL, y, &md), -ENOENT, "y is freed");
+	cr_assert_eq(meta_inode_get(m, NULL, x, &md), -ENOENT, "x is freed");
 	/* a hint of a name another node removed: ENOENT, nothing else */
 	cr_assert_eq(tally_mknod(a, &me, ns, "e", S_IFREG | 0644, 0, &st), 0);
 	cr_assert_eq(unlink_retried(b, ns, "e"), 0);
@@ -2186,7 +2192,7 @@ Test(meta_pg, hints_and_one_round_trip_forms_meet_other_nodes_changes)
 	cr_assert_eq(st.st_nlink, 2);
 	cr_assert_eq(unlink_retried(b, ns, "h2"), 0);
 	cr_assert_eq(unlink_retried(a, ns, "h"), 0);
-	cr_assert_eq(meta_inode_get(m, z, &md), -ENOENT, "h is freed");
+	cr_assert_eq(meta_inode_get(m, NULL, z, &md), -ENOENT, "h is freed");
 	cr_assert_eq(meta_inode_orphans(m, &orphans, &n), 0);
 	cr_assert_eq(n, 0, "%zu inodes with no link left", n);
 	free(orphans);
@@ -2197,7 +2203,7 @@ Test(meta_pg, hints_and_one_round_trip_forms_meet_other_nodes_changes)
 	w = st.st_ino;
 	cr_assert_eq(unlink_retried(b, ns, "k"), 0);
 	cr_assert_eq(tally_link(a, w, ns, "k2", &st), -ENOENT);
-	cr_assert_eq(meta_dentry_lookup(m, ns, "k2", &ino), -ENOENT);
+	cr_assert_eq(meta_dentry_lookup(m, NULL, ns, "k2", &ino), -ENOENT);
 
 	/* a's hint says d is d1; b replaces it by another directory d2
 	 * with an entry: a's rmdir of d meets d2 and says ENOTEMPTY;
@@ -2224,8 +2230,8 @@ Test(meta_pg, hints_and_one_round_trip_forms_meet_other_nodes_changes)
 		while (tally_retry(a, &rc, &tries));
 		cr_assert_eq(rc, 0);
 	}
-	cr_assert_eq(meta_inode_get(m, d2, &md), -ENOENT);
-	cr_assert_eq(meta_inode_get(m, ns, &md), 0);
+	cr_assert_eq(meta_inode_get(m, NULL, d2, &md), -ENOENT);
+	cr_assert_eq(meta_inode_get(m, NULL, ns, &md), 0);
 	cr_assert_eq(md.nlink, 2, "ns counts %u links", md.nlink);
 
 	/* a's hint says p is a directory with an entry; b moves it away
@@ -2240,8 +2246,8 @@ Test(meta_pg, hints_and_one_round_trip_forms_meet_other_nodes_changes)
 	cr_assert_eq(rename_retried(b, ns, "p", "p_old"), 0);
 	cr_assert_eq(rename_retried(b, ns, "q", "p"), 0);
 	cr_assert_eq(tally_rmdir(a, ns, "p"), 0, "a answered from its hint");
-	cr_assert_eq(meta_inode_get(m, d2, &md), -ENOENT);
-	cr_assert_eq(meta_inode_get(m, d1, &md), 0);
+	cr_assert_eq(meta_inode_get(m, NULL, d2, &md), -ENOENT);
+	cr_assert_eq(meta_inode_get(m, NULL, d1, &md), 0);
 	cr_assert_eq(tally_mkdir(a, &me, ns, "r", 0755, &st), 0);
 	cr_assert_eq(tally_rmdir(b, ns, "r"), 0);
 	cr_assert_eq(tally_mknod(b, &me, ns, "r", S_IFREG | 0644, 0, &st), 0);
@@ -2320,7 +2326,7 @@ static void race_last_reference(enum racer what)
 
 	cr_assert_eq(meta_open(uri, false, 4096, &b), 0);
 	cr_assert_eq(meta_begin(b), 0);
-	cr_assert_eq(meta_blocks_drop(b, 40, 0), 0);
+	cr_assert_eq(meta_blocks_drop(b, NULL, 40, 0), 0);
 	cr_assert_eq(pthread_create(&th, NULL, race_run, &r), 0);
 	for (i = 0; i < 500 && lock_waiters() == 0; i++)
 		usleep(10000);
@@ -2528,7 +2534,8 @@ Test(meta_pg, open_files_are_held_again_after_a_renewal)
 		  "a never held its open file again");
 	cr_assert_eq(tally_lookup(b, ns, "kept", &st), 0);
 	cr_assert_eq(tally_unlink(b, ns, "kept"), 0);
-	cr_assert_eq(meta_inode_get(m, k, &md), 0, "freed under a's hold");
+	cr_assert_eq(meta_inode_get(m, NULL, k, &md), 0,
+		     "freed under a's hold");
 	cr_assert_eq(md.nlink, 0);
 	memset(back, 0, sizeof(back));
 	cr_assert_eq(tally_read(a, k, back, sizeof(back), 0),
@@ -2582,7 +2589,7 @@ Test(meta_pg, a_pruned_node_leaves_no_holds_or_watches)
 	cr_assert_eq(tally_report(a), 0);
 	cr_assert_eq(tally_lookup(b, ns, "f", &st), 0);
 	cr_assert_eq(tally_unlink(b, ns, "f"), 0);
-	cr_assert_eq(meta_inode_get(m, f, &md), 0);
+	cr_assert_eq(meta_inode_get(m, NULL, f, &md), 0);
 
 	snprintf(
 		sql, sizeof(sql),
@@ -2594,7 +2601,7 @@ Test(meta_pg, a_pruned_node_leaves_no_holds_or_watches)
 	cr_assert_eq(node_rows("sessions", "id", an), 0);
 	cr_assert_eq(node_rows("open_holds", "node", an), 0);
 	cr_assert_eq(node_rows("dir_watch", "node", an), 0);
-	cr_assert_eq(meta_inode_get(m, f, &md), -ENOENT,
+	cr_assert_eq(meta_inode_get(m, NULL, f, &md), -ENOENT,
 		     "an unlinked file only the pruned node held stays");
 	tally_release(a, f);
 	two_nodes_close(a, b, dir);
@@ -2655,7 +2662,7 @@ static void *drop_and_commit(void *p)
 
 	a->rc = meta_begin(a->m);
 	if (!a->rc)
-		a->rc = meta_blocks_drop(a->m, a->ino, 0);
+		a->rc = meta_blocks_drop(a->m, NULL, a->ino, 0);
 	a->rc = a->rc ? a->rc : meta_commit(a->m);
 	if (a->rc)
 		meta_rollback(a->m);
@@ -2685,7 +2692,7 @@ Test(meta_pg, an_inode_freed_by_two_nodes_at_once_counts_once)
 	cr_assert_eq(count_of(OBJ_A), 3);
 	/* b frees inode 20 and has not committed; m frees it too */
 	cr_assert_eq(meta_begin(b), 0);
-	cr_assert_eq(meta_blocks_drop(b, 20, 0), 0);
+	cr_assert_eq(meta_blocks_drop(b, NULL, 20, 0), 0);
 	a = (struct drop_arg){ .m = m, .ino = 20 };
 	cr_assert_eq(pthread_create(&th, NULL, drop_and_commit, &a), 0);
 	usleep(300 * 1000); /* m waits for b's locks */

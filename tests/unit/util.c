@@ -211,19 +211,19 @@ void tu_readdir_check(struct meta *m, uint64_t dir, unsigned n)
 	}
 	cr_assert_eq(meta_commit(m), 0);
 	/* whole, in cookie order, each entry once with its own row */
-	cr_assert_eq(meta_readdir(m, dir, 0, listed, &l), 0);
+	cr_assert_eq(meta_readdir(m, NULL, dir, 0, listed, &l), 0);
 	cr_assert_eq(l.n, n, "listed %u of %u entries", l.n, n);
 	cr_assert_eq(l.bad, 0, "%u entries with wrong attributes", l.bad);
 	/* stopped by the callback: its value, nothing listed after */
 	memset(&l, 0, sizeof(l));
 	l.stop_after = n / 3;
-	cr_assert_eq(meta_readdir(m, dir, 0, listed, &l), 7);
+	cr_assert_eq(meta_readdir(m, NULL, dir, 0, listed, &l), 7);
 	cr_assert_eq(l.n, n / 3);
 	mid = l.last;
 	/* from there on: the rest, none twice */
 	memset(&l, 0, sizeof(l));
 	l.last = mid;
-	cr_assert_eq(meta_readdir(m, dir, mid, listed, &l), 0);
+	cr_assert_eq(meta_readdir(m, NULL, dir, mid, listed, &l), 0);
 	cr_assert_eq(l.n, n - n / 3);
 	cr_assert_eq(l.bad, 0);
 	/* a lookup reads the same row with its entry */
@@ -234,18 +234,19 @@ void tu_readdir_check(struct meta *m, uint64_t dir, unsigned n)
 		char name[32];
 
 		snprintf(name, sizeof(name), "e%u", i);
-		cr_assert_eq(meta_dentry_lookup_row(m, dir, name, &md), 0);
+		cr_assert_eq(meta_dentry_lookup_row(m, NULL, dir, name, &md),
+			     0);
 		listed(&l, l.last + 1, name, &md);
 		if (i % 50 == 0) /* the entry without a row */
-			cr_assert_eq(meta_dentry_lookup_row(m, dir, name + 1,
-							    &md),
+			cr_assert_eq(meta_dentry_lookup_row(m, NULL, dir,
+							    name + 1, &md),
 				     -ENOENT);
 	}
 	cr_assert_eq(l.bad, 0, "%u lookups with wrong rows", l.bad);
 	{
 		struct meta_inode md;
 
-		cr_assert_eq(meta_dentry_lookup_row(m, dir, "none", &md),
+		cr_assert_eq(meta_dentry_lookup_row(m, NULL, dir, "none", &md),
 			     -ENOENT);
 	}
 }
