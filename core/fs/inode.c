@@ -269,7 +269,7 @@ struct inode *inode_alloc(const struct meta_inode *md)
 	if (!ip)
 		return NULL;
 	ip->ino = md->ino;
-	ip->ver = tally_ver(md).id;
+	ip->ver = meta_ver_of(md).id;
 	ip->md = *md;
 	ip->dsize = md->size;
 	ip->dalloc = md->alloc;

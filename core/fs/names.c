@@ -125,8 +125,8 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	pmd.mtime = pmd.ctime = ts;
 	if (S_ISDIR(mode))
 		pmd.nlink++;
-	v = tally_ver(&md);
-	pv = tally_ver(&pmd);
+	v = meta_ver_of(&md);
+	pv = inode_ver(pip);
 	/* before the commit: an ENOMEM must leave nothing done */
 	ip = inode_alloc(&md);
 	if (!ip) {
@@ -776,7 +776,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		goto out_unlock;
 	npmd = npip->md;
 	npmd.mtime = npmd.ctime = tally_now();
-	pv = tally_ver(&npmd);
+	pv = inode_ver(npip);
 	if (same_nspace(ip, npip)) {
 		md = ip->md;
 		md.nlink++;
@@ -832,7 +832,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	md.size = ip->dsize;
 	md.alloc = ip->dalloc;
 	md.ctime = npmd.ctime;
-	v = tally_ver(&md);
+	v = meta_ver_of(&md);
 	/* before the commit: an ENOMEM must leave nothing done */
 	nip = inode_alloc(&md);
 	if (!nip) {

@@ -231,7 +231,7 @@ int tally_pin(struct tally *t, const char *path, bool pin, uint64_t *objects)
 		struct meta_bref *map = NULL;
 		size_t n = 0;
 
-		struct meta_ver v = tally_ver(&md);
+		struct meta_ver v = meta_ver_of(&md);
 
 		rc = meta_blocks_load(t->meta, &v, ino, &map, &n);
 		for (i = 0; i < n && !rc; i++)

@@ -93,12 +93,12 @@ struct inode_io {
  * fields ordered so that there is no padding. */
 struct inode {
 	uint64_t ino;
-	int64_t ver;	    /* the version of its rows (tally_ver() of its first
-		      * row): set by inode_alloc(), never changed */
-	struct inode *next; /* protected by t->lock: table chain */
-	unsigned refs;	    /* protected by t->lock */
-	unsigned opens;	    /* protected by t->lock */
-	uint64_t nlookup;   /* protected by t->lock */
+	int64_t ver;		/* the version of its rows (meta_ver_of() of its
+		      * first row): set by inode_alloc(), never changed */
+	struct inode *next;	/* protected by t->lock: table chain */
+	unsigned refs;		/* protected by t->lock */
+	unsigned opens;		/* protected by t->lock */
+	uint64_t nlookup;	/* protected by t->lock */
 	struct inode_io *io;	/* protected by t->lock: see above */
 	struct meta_inode md;	/* protected by t->lock; size also by rw */
 	uint64_t dsize, dalloc; /* protected by t->lock: committed values */
@@ -317,18 +317,6 @@ bool tally_is_ctl_name(uint64_t parent, const char *name);
  * versions (".snapshots", or one holding '@'), else 0. Namespaces named
  * so before keep working. */
 int tally_nspace_name_taken(const char *name);
-/*
- * The version the rows of the inode of @md are written into (struct
- * meta_ver, docs/design.md section 13): its namespace's, whose id is the
- * namespace's root number in format 2; the root directory's, 0.
- */
-static inline struct meta_ver tally_ver(const struct meta_inode *md)
-{
-	return (struct meta_ver){ .id = md->ino == TALLY_ROOT_INO
-						? 0
-						: (int64_t)md->nspace };
-}
-
 /* The version of @ip's rows, which it reads and writes. */
 static inline struct meta_ver inode_ver(const struct inode *ip)
 {

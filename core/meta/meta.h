@@ -232,14 +232,23 @@ int meta_config_set(struct meta *m, const char *key, int64_t val);
  * leaf of the namespace the inode belongs to. In format 2 a namespace
  * has one version, whose id is its root's inode number, and version 0
  * holds the root directory and its entries (META_VER_ROOT). core/fs
- * works it out from the inode (tally_ver()). NULL (tests, repairs): a
- * call reads or changes the rows of any version, and writes a new row
- * into the version of the row it hangs it on.
+ * works it out from the inode's row (meta_ver_of()). NULL (tests,
+ * repairs): a call reads or changes the rows of any version, and writes
+ * a new row into the version of the row it hangs it on.
  */
 struct meta_ver {
 	int64_t id;
 };
 #define META_VER_ROOT ((const struct meta_ver){ .id = 0 })
+
+/* The version of the rows of the inode of @md: its namespace's, whose id
+ * is the namespace's root number in format 2; the root directory's
+ * (inode 1), 0. */
+static inline struct meta_ver meta_ver_of(const struct meta_inode *md)
+{
+	return (struct meta_ver){ .id = md->ino == 1 ? 0
+						     : (int64_t)md->nspace };
+}
 
 int meta_inode_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		   struct meta_inode *out);

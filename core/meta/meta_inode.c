@@ -497,10 +497,7 @@ int meta_inode_put(struct meta *m, const struct meta_ver *v,
 
 	/* NULL: the namespace's version (its row may not be there yet) */
 	if (!rc)
-		meta_bind_int(s, 13,
-			      v		     ? v->id
-			      : in->ino == 1 ? 0
-					     : (int64_t)in->nspace);
+		meta_bind_int(s, 13, v ? v->id : meta_ver_of(in).id);
 	if (!rc)
 		rc = meta_run_later(m, s, "inode write");
 	return rc ? rc : inodes_added(m, 1);
