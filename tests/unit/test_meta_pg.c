@@ -210,67 +210,11 @@ Test(meta_pg, xattrs)
 
 /* readdir reads entries with their inode rows, in chunks (the engine is
  * asked for a few entries at a time, more as the listing goes on) */
-/*
- * The statements of PostgreSQL see the rows of the version a call names,
- * as SQLite's do (unit_meta calls_see_the_rows_of_their_version): found
- * through version 40 and NULL, not through 41; a change through 41
- * fails (-ENOENT: its row is not there) and changes nothing.
- */
+/* PostgreSQL's statements see the rows of the version a call names, as
+ * SQLite's do (tu_version_check()). */
 Test(meta_pg, calls_see_the_rows_of_their_version)
 {
-	const struct meta_ver in = { .id = 40 }, other = { .id = 41 };
-	struct meta_inode md = {
-		.ino = 50, .nspace = 40, .mode = S_IFREG | 0644, .nlink = 1
-	};
-	struct meta_inode dmd = {
-		.ino = 40, .nspace = 40, .mode = S_IFDIR | 0755, .nlink = 2
-	};
-	struct meta_inode got;
-	struct meta_bref *map = NULL;
-	size_t n = 0, len = 0;
-	uint64_t ino = 0;
-	uint32_t nlink = 0;
-	void *val = NULL;
-
-	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_inode_put(m, &in, &dmd), 0);
-	cr_assert_eq(meta_inode_put(m, &in, &md), 0);
-	cr_assert_eq(meta_dentry_insert(m, &in, 40, "f", 50), 0);
-	cr_assert_eq(meta_block_set(m, &in, 50, 0, OBJ_A, 0, 10, NULL), 0);
-	cr_assert_eq(meta_xattr_set(m, &in, 50, "user.x", "v", 1, 0), 0);
-	cr_assert_eq(meta_commit(m), 0);
-
-	cr_assert_eq(meta_inode_get(m, &in, 50, &got), 0);
-	cr_assert_eq(meta_inode_get(m, NULL, 50, &got), 0);
-	cr_assert_eq(meta_inode_get(m, &other, 50, &got), -ENOENT);
-	cr_assert_eq(meta_dentry_lookup(m, &in, 40, "f", &ino), 0);
-	cr_assert_eq(ino, 50);
-	cr_assert_eq(meta_dentry_lookup(m, &other, 40, "f", &ino), -ENOENT);
-	cr_assert_eq(meta_dentry_lookup_row(m, &other, 40, "f", &got), -ENOENT);
-	cr_assert_eq(meta_dir_empty(m, &other, 40), 1);
-	cr_assert_eq(meta_blocks_load(m, &in, 50, &map, &n), 0);
-	cr_assert_eq(n, 1);
-	free(map);
-	/* a shared store's map is read with the inode's row: none there */
-	cr_assert_eq(meta_blocks_load(m, &other, 50, &map, &n), -ENOENT);
-	cr_assert_eq(meta_xattr_get(m, &other, 50, "user.x", &val, &len),
-		     -ENODATA);
-
-	cr_assert_eq(meta_begin(m), 0);
-	md.nlink = 2;
-	cr_assert_eq(meta_inode_update_commit(m, &other, &md, 1, META_F_ROW,
-					      &nlink),
-		     -ENOENT);
-	meta_rollback(m);
-	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_dentry_delete(m, &other, 40, "f", 50), 0);
-	cr_assert_eq(meta_commit(m), -ENOENT); /* it removed nothing */
-	meta_rollback(m);
-	cr_assert_eq(meta_inode_get(m, &in, 50, &got), 0);
-	cr_assert_eq(got.nlink, 1);
-	cr_assert_eq(meta_dentry_lookup(m, &in, 40, "f", &ino), 0);
-	cr_assert_eq(meta_xattr_get(m, &in, 50, "user.x", &val, &len), 0);
-	free(val);
+	tu_version_check(m);
 }
 
 Test(meta_pg, readdir_lists_entries_with_their_rows)

@@ -250,3 +250,92 @@ void tu_readdir_check(struct meta *m, uint64_t dir, unsigned n)
 			     -ENOENT);
 	}
 }
+
+void tu_version_check(struct meta *m)
+{
+	const struct meta_ver in = { .id = 40 }, other = { .id = 41 };
+	struct meta_inode md = {
+		.ino = 50, .nspace = 40, .mode = S_IFREG | 0644, .nlink = 1
+	};
+	struct meta_inode dmd = {
+		.ino = 40, .nspace = 40, .mode = S_IFDIR | 0755, .nlink = 2
+	};
+	struct meta_inode got;
+	struct meta_bref *map = NULL;
+	size_t n = 0, len = 0;
+	uint64_t ino = 0;
+	uint32_t nlink = 0;
+	void *val = NULL;
+
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &in, &dmd), 0);
+	cr_assert_eq(meta_inode_put(m, &in, &md), 0);
+	cr_assert_eq(meta_dentry_insert(m, &in, 40, "f", 50), 0);
+	cr_assert_eq(meta_block_set(m, &in, 50, 0,
+				    "0123456789abcdef0123456789abcdef", 0, 10,
+				    NULL),
+		     0);
+	cr_assert_eq(meta_xattr_set(m, &in, 50, "user.x", "v", 1, 0), 0);
+	cr_assert_eq(meta_commit(m), 0);
+
+	cr_assert_eq(meta_inode_get(m, &in, 50, &got), 0);
+	cr_assert_eq(meta_inode_get(m, NULL, 50, &got), 0);
+	cr_assert_eq(meta_inode_get(m, &other, 50, &got), -ENOENT);
+	cr_assert_eq(meta_dentry_lookup(m, &in, 40, "f", &ino), 0);
+	cr_assert_eq(ino, 50);
+	cr_assert_eq(meta_dentry_lookup(m, &other, 40, "f", &ino), -ENOENT);
+	cr_assert_eq(meta_dentry_lookup_row(m, &other, 40, "f", &got), -ENOENT);
+	cr_assert_eq(meta_dir_empty(m, &in, 40), 0);
+	cr_assert_eq(meta_dir_empty(m, &other, 40), 1);
+	cr_assert_eq(meta_blocks_load(m, &in, 50, &map, &n), 0);
+	cr_assert_eq(n, 1);
+	free(map);
+	if (meta_shared(m)) {
+		/* a shared store's map is read with the inode's row: none
+		 * there */
+		cr_assert_eq(meta_blocks_load(m, &other, 50, &map, &n),
+			     -ENOENT);
+	} else {
+		cr_assert_eq(meta_blocks_load(m, &other, 50, &map, &n), 0);
+		cr_assert_eq(n, 0);
+		free(map);
+	}
+	cr_assert_eq(meta_xattr_get(m, &other, 50, "user.x", &val, &len),
+		     -ENODATA);
+	cr_assert_eq(meta_xattr_get(m, &in, 50, "user.x", &val, &len), 0);
+	free(val);
+
+	/* through another version: nothing changed */
+	cr_assert_eq(meta_begin(m), 0);
+	md.nlink = 2;
+	if (meta_shared(m))
+		cr_assert_eq(meta_inode_update_commit(m, &other, &md, 1,
+						      META_F_ROW, &nlink),
+			     -ENOENT);
+	else
+		cr_assert_eq(meta_inode_update(m, &other, &md, 1, META_F_ROW,
+					       &nlink),
+			     -ENOENT);
+	meta_rollback(m);
+	cr_assert_eq(meta_begin(m), 0);
+	if (meta_shared(m)) {
+		cr_assert_eq(meta_dentry_delete(m, &other, 40, "f", 50), 0);
+		cr_assert_eq(meta_commit(m), -ENOENT); /* it removed nothing */
+		meta_rollback(m);
+	} else {
+		cr_assert_eq(meta_xattr_remove(m, &other, 50, "user.x"),
+			     -ENODATA);
+		cr_assert_eq(meta_blocks_drop(m, &other, 50, 0), 0);
+		cr_assert_eq(meta_dentry_delete(m, &other, 40, "f", 50), 0);
+		cr_assert_eq(meta_inode_delete(m, &other, 50), 0);
+		cr_assert_eq(meta_commit(m), 0);
+	}
+	cr_assert_eq(meta_inode_get(m, &in, 50, &got), 0);
+	cr_assert_eq(got.nlink, 1);
+	cr_assert_eq(meta_dentry_lookup(m, &in, 40, "f", &ino), 0);
+	cr_assert_eq(meta_blocks_load(m, &in, 50, &map, &n), 0);
+	cr_assert_eq(n, 1);
+	free(map);
+	cr_assert_eq(meta_xattr_get(m, &in, 50, "user.x", &val, &len), 0);
+	free(val);
+}

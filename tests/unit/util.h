@@ -43,6 +43,16 @@ int64_t tu_stored_count(struct meta *m, const char *name);
  * (and no row for an entry without one). */
 void tu_readdir_check(struct meta *m, uint64_t dir, unsigned n);
 
+/*
+ * Every call by inode reads and changes the rows of the version it names
+ * (docs/design.md, section 13): an inode, its entry, extent and xattr
+ * written into version 40 are found through it and through NULL (any),
+ * not through version 41, and a change or delete through 41 changes
+ * nothing (a shared store's changes fail with -ENOENT, as its block map
+ * read with an inode row that is not there does).
+ */
+void tu_version_check(struct meta *m);
+
 /* A namespace @name made by root; its inode. */
 uint64_t tu_mkns(struct tally *t, const char *name);
 /* An empty regular file @name in @parent made by root, left open for
