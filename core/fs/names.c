@@ -225,8 +225,10 @@ int tally_readlink(struct tally *t, uint64_t ino, char **target)
 	tally_lock(t);
 	rc = inode_get(t, ino, &ip);
 	if (!rc) {
+		struct meta_ver v = inode_ver(ip);
+
 		rc = S_ISLNK(ip->md.mode)
-			     ? meta_target_get(t->meta, NULL, ino, target)
+			     ? meta_target_get(t->meta, &v, ino, target)
 			     : -EINVAL;
 		inode_put(t, ip);
 	}

@@ -19,7 +19,9 @@
 
 #include "core/util/hash.h"
 
-#define META_FORMAT 2 /* schema version, PRAGMA user_version (2: versions) */
+#define META_FORMAT \
+	3 /* schema version, PRAGMA user_version (3: keys
+			* with versions) */
 
 struct meta;
 
@@ -229,12 +231,11 @@ int meta_config_set(struct meta *m, const char *key, int64_t val);
 
 /*
  * The version a call reads and writes (docs/design.md, section 13): the
- * leaf of the namespace the inode belongs to. In format 2 a namespace
- * has one version, whose id is its root's inode number, and version 0
- * holds the root directory and its entries (META_VER_ROOT). core/fs
- * works it out from the inode's row (meta_ver_of()). NULL (tests,
- * repairs): a call reads or changes the rows of any version, and writes
- * a new row into the version of the row it hangs it on.
+ * leaf of the namespace the inode belongs to. So far a namespace has one
+ * version, whose id is its root's inode number, and version 0 holds the
+ * root directory and its entries (META_VER_ROOT). core/fs works it out
+ * from the inode's row (meta_ver_of()). NULL (tests, repairs): the
+ * version of the inode's rows, read first (one more statement).
  */
 struct meta_ver {
 	int64_t id;

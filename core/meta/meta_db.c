@@ -10,16 +10,19 @@
  *
  * Schema (PRAGMA application_id 'TALY', user_version META_FORMAT):
  *   config(key, value)                    block_size, next_ino, durable_seq
- *   versions, ver_anc                     the tree of versions (format 2)
+ *   versions, ver_anc, nspaces            the tree of versions, each
+ *                                         namespace's leaf (format 3)
  *   inodes(ino, ver, nspace, mode, ..., target)  nspace = ino of its
- *                                         namespace's root
- *   dentries(id, parent, name, ver, ino)  id is the stable readdir cookie
+ *                                         namespace's root; key (ino, ver)
+ *   dentries(id, parent, name, ver, ino)  id is the stable readdir cookie;
+ *                                         unique (parent, name, ver)
  *   objects(id, name, shard, size, refcount)
  *   extents(ino, ver, off, len, obj, shard)  one object reference per
  *                                         extent (a block: off = idx *
  *                                         block_size; index extents_obj:
- *                                         see meta_db_schema.c)
- *   xattrs(ino, name, ver, value)
+ *                                         see meta_db_schema.c); key
+ *                                         (ino, ver, off)
+ *   xattrs(ino, name, ver, value)         key (ino, name, ver)
  *   shards, ghosts, moves                 see meta_db_schema.c
  *
  * Invariants (checked offline by tallyfsck):
@@ -70,7 +73,6 @@ enum {
 	D_SHARD_ROWS,
 	D_HAS_USAGE,
 	D_AUTOINCREMENT,
-	D_HAS_VERSIONS,
 	D_SCHEMA_ROWS,
 	D_SYNC_FULL,
 	D_SYNC_NORMAL,
@@ -98,8 +100,6 @@ static const char *const db_text[D_COUNT] = {
 			"WHERE name = 'shard_usage'",
 	[D_AUTOINCREMENT] = "SELECT count(*) FROM sqlite_master WHERE "
 			    "name = 'objects' AND sql LIKE '%AUTOINCREMENT%'",
-	[D_HAS_VERSIONS] = "SELECT count(*) FROM sqlite_master "
-			   "WHERE name = 'versions'",
 	[D_SCHEMA_ROWS] = "SELECT type, name, coalesce(sql, '') FROM "
 			  "sqlite_schema ORDER BY type, name",
 	[D_SYNC_FULL] = "PRAGMA synchronous = FULL",
@@ -124,7 +124,6 @@ static const char *const db_pg[D_COUNT] = {
 	[D_TABLES] = META_SQLITE_ONLY,
 	[D_HAS_USAGE] = META_SQLITE_ONLY,
 	[D_AUTOINCREMENT] = META_SQLITE_ONLY,
-	[D_HAS_VERSIONS] = META_SQLITE_ONLY,
 	[D_SCHEMA_ROWS] = META_SQLITE_ONLY,
 	[D_SYNC_FULL] = META_SQLITE_ONLY,
 	[D_SYNC_NORMAL] = META_SQLITE_ONLY,
@@ -283,7 +282,7 @@ static int create_schema(struct meta *m, uint32_t block_size)
 		rc = meta_format_root(m, block_size);
 	if (!rc)
 		rc = exec(m, "PRAGMA application_id = 1413565529;"
-			     "PRAGMA user_version = 2");
+			     "PRAGMA user_version = 3");
 	if (rc) {
 		exec_id(m, D_ROLLBACK);
 		return rc;
@@ -384,6 +383,7 @@ static int upgrade(struct meta *m, const char *path, bool defer)
 	uint64_t sum = 0, was = 0;
 	int64_t changes;
 	bool rebuilt = false, versioned = false;
+	int64_t from = probe(m, D_USER_VERSION);
 	int rc = schema_sum(m, &sum);
 
 	changes = sqlite3_total_changes64(m->db);
@@ -391,35 +391,41 @@ static int upgrade(struct meta *m, const char *path, bool defer)
 	 * header, synced next, names the new tables, and must never
 	 * outlive them after a power loss (set outside the transaction,
 	 * as SQLite wants) */
-	versioned = !rc && !defer && probe(m, D_HAS_VERSIONS) == 0;
+	versioned = !rc && !defer && from > 0 && from < META_FORMAT;
 	if (versioned)
 		rc = exec_id(m, D_SYNC_FULL);
 	if (!rc)
 		rc = exec_id(m, D_BEGIN);
-	/* format 1: versions first, the tables gc_schema and shard_schema
-	 * name then being the new ones */
-	if (!rc && probe(m, D_HAS_VERSIONS) == 0) {
-		/* the intent log's records are statements on format 1's
-		 * tables: they replay first, and the O(rows) conversion runs
-		 * once, after them (not here and again then) */
+	/* an older format: its tables first, those gc_schema and
+	 * shard_schema name then being the new ones */
+	if (!rc && from > 0 && from < META_FORMAT) {
+		/* the intent log's records are statements on the old
+		 * format's tables: they replay first, and the O(rows)
+		 * conversion runs once, after them (not here and again then) */
 		if (defer) {
 			m->schema = sum;
 			exec_id(m, D_ROLLBACK);
 			log_msg(LOG_NOTICE,
-				"metadata '%s': format 1 is upgraded to %d "
-				"once the intent log's records, written for "
-				"its tables, are replayed",
-				path, META_FORMAT);
+				"metadata '%s': format %" PRId64 " is upgraded "
+				"to %d once the intent log's records, written "
+				"for its tables, are replayed",
+				path, from, META_FORMAT);
 			m->upgrade_due = strdup(path);
 			return m->upgrade_due ? 0 : -ENOMEM;
 		}
 		log_msg(LOG_NOTICE,
-			"metadata '%s': upgrading from format 1 to %d (versions: "
-			"every row names its namespace's version, the block "
-			"map is extents), in one transaction: the write-ahead "
-			"log grows to about the database's size meanwhile",
-			path, META_FORMAT);
-		rc = exec(m, meta_db_versions_upgrade);
+			"metadata '%s': upgrading from format %" PRId64
+			" to %d "
+			"(versions: every row names its version, each table "
+			"is keyed with it, the block map is extents), in one "
+			"transaction: the write-ahead log grows to about the "
+			"database's size meanwhile",
+			path, from, META_FORMAT);
+		/* format 1 to 2, then 2 to 3 */
+		if (from < 2)
+			rc = exec(m, meta_db_versions_upgrade);
+		if (!rc)
+			rc = exec(m, meta_db_keys_upgrade);
 		if (!rc)
 			fault_kill_at(meta_upgrade_crash, 1,
 				      "during the upgrade of '%s' to format %d",
@@ -429,8 +435,9 @@ static int upgrade(struct meta *m, const char *path, bool defer)
 				"metadata '%s': the upgrade to format %d needs "
 				"free space about the database's size on its "
 				"disk: free some (or open it with the build "
-				"before, which reads format 1) and mount again",
-				path, META_FORMAT);
+				"before, which reads format %" PRId64 ") and "
+				"mount again",
+				path, META_FORMAT, from);
 	}
 	if (!rc)
 		rc = exec(m, meta_db_gc_schema);
@@ -514,8 +521,8 @@ static int upgrade(struct meta *m, const char *path, bool defer)
 			path);
 	if (!rc && versioned)
 		log_msg(LOG_NOTICE,
-			"metadata '%s': upgraded from format 1 to %d", path,
-			META_FORMAT);
+			"metadata '%s': upgraded from format %" PRId64 " to %d",
+			path, from, META_FORMAT);
 	return rc;
 }
 
@@ -593,7 +600,7 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 			path, app);
 		rc = -EUCLEAN;
 		goto out_close;
-	} else if (ver != META_FORMAT && ver != 1) { /* 1: upgraded below */
+	} else if (ver < 1 || ver > META_FORMAT) { /* older: upgraded below */
 		log_msg(LOG_ERR,
 			"metadata '%s' has format version %" PRId64
 			", this tallyfs reads version %d",

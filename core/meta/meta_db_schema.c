@@ -23,38 +23,61 @@
 	" PRIMARY KEY(ver, anc)) WITHOUT ROWID;"
 
 /*
- * Format 2 (versions, docs/design.md section 13): every row of the
+ * Format 3: a namespace is a row (its id the number of the root it was
+ * made with, its name the root directory's entry that names it), with
+ * the leaf it writes into and the view the kernel sees it through.
+ */
+#define NSPACES_TABLE                                                         \
+	"CREATE TABLE nspaces(id INTEGER PRIMARY KEY, root INTEGER NOT NULL," \
+	" leaf INTEGER NOT NULL, view INTEGER NOT NULL);"
+
+/*
+ * The namespace tables of format 3: entries, extents and xattrs keyed
+ * with the version of their rows, so that a version may hold its own
+ * row of a key an ancestor holds too (docs/design.md, 13.1). A
+ * whiteout, a row that hides an ancestor's, names nothing: an entry of
+ * inode 0, an xattr of a NULL value, an extent of object 0 (a hole).
+ * Inodes keep format 1's key (ino, the rowid) until format 4 gives them
+ * theirs (13.7 says why it is a format of its own).
+ */
+#define DENTRIES_TABLE(name)                                                  \
+	"CREATE TABLE " name "(id INTEGER PRIMARY KEY,"                       \
+	" parent INTEGER NOT NULL, name BLOB NOT NULL, ino INTEGER NOT NULL," \
+	" ver INTEGER NOT NULL, UNIQUE(parent, name, ver));"
+#define EXTENTS_TABLE(name)                                                    \
+	"CREATE TABLE " name "(ino INTEGER NOT NULL, off INTEGER NOT NULL,"    \
+	" len INTEGER NOT NULL, obj INTEGER NOT NULL, shard INTEGER NOT NULL," \
+	" ver INTEGER NOT NULL, PRIMARY KEY(ino, ver, off)) WITHOUT ROWID;"
+#define XATTRS_TABLE(name)                                                \
+	"CREATE TABLE " name "(ino INTEGER NOT NULL, name BLOB NOT NULL," \
+	" value BLOB, ver INTEGER NOT NULL,"                              \
+	" PRIMARY KEY(ino, name, ver)) WITHOUT ROWID;"
+#define DENTRIES_INDEX "CREATE INDEX dentries_parent ON dentries(parent);"
+
+/*
+ * Format 3 (versions, docs/design.md section 13): every row of the
  * namespace tables names the version it belongs to (`ver`, its last
- * column); version 0 holds the root directory and its entries, one per
- * namespace. The keys are those of format 1 while a version has one row
- * per key (step 2: one version per namespace), so that a lookup stays
- * one probe of the key it was (an inode's row by its rowid). The block
- * map is a list of extents (byte offset, length, object): a fixed-size
- * block is an extent of block_size bytes at a multiple of it.
+ * column), and all but an inode's are keyed with it (13.7: format 4
+ * keys inodes so); version 0 holds the root directory and
+ * its entries, one per namespace. The block map is a list of extents
+ * (byte offset, length, object): a fixed-size block is an extent of
+ * block_size bytes at a multiple of it.
  */
 const char meta_db_schema[] =
 	"CREATE TABLE config(key TEXT PRIMARY KEY, value INTEGER NOT NULL)"
-	" WITHOUT ROWID;" VERSIONS_TABLES
+	" WITHOUT ROWID;" VERSIONS_TABLES NSPACES_TABLE
 	"CREATE TABLE inodes(ino INTEGER PRIMARY KEY, nspace INTEGER NOT NULL,"
 	" mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,"
 	" nlink INTEGER NOT NULL, size INTEGER NOT NULL,"
 	" rdev INTEGER NOT NULL, alloc INTEGER NOT NULL,"
 	" atime INTEGER NOT NULL, mtime INTEGER NOT NULL,"
-	" ctime INTEGER NOT NULL, target BLOB, ver INTEGER NOT NULL);"
-	"CREATE INDEX inodes_nspace ON inodes(nspace);"
-	"CREATE TABLE dentries(id INTEGER PRIMARY KEY,"
-	" parent INTEGER NOT NULL, name BLOB NOT NULL, ino INTEGER NOT NULL,"
-	" ver INTEGER NOT NULL, UNIQUE(parent, name));"
-	"CREATE INDEX dentries_parent ON dentries(parent);"
-	"CREATE TABLE objects(id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" name TEXT NOT NULL UNIQUE, shard INTEGER NOT NULL,"
-	" size INTEGER NOT NULL, refcount INTEGER NOT NULL);"
-	"CREATE TABLE extents(ino INTEGER NOT NULL, off INTEGER NOT NULL,"
-	" len INTEGER NOT NULL, obj INTEGER NOT NULL, shard INTEGER NOT NULL,"
-	" ver INTEGER NOT NULL, PRIMARY KEY(ino, off)) WITHOUT ROWID;"
-	"CREATE TABLE xattrs(ino INTEGER NOT NULL, name BLOB NOT NULL,"
-	" value BLOB NOT NULL, ver INTEGER NOT NULL,"
-	" PRIMARY KEY(ino, name)) WITHOUT ROWID;";
+	" ctime INTEGER NOT NULL, target BLOB, ver INTEGER NOT NULL);" DENTRIES_TABLE(
+		"dentries") "CREATE TABLE objects(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+			    " name TEXT NOT NULL UNIQUE, shard INTEGER NOT NULL,"
+			    " size INTEGER NOT NULL, refcount INTEGER NOT NULL);" EXTENTS_TABLE(
+				    "extents")
+				    XATTRS_TABLE(
+					    "xattrs") "CREATE INDEX inodes_nspace ON inodes(nspace);" DENTRIES_INDEX;
 
 /* GC state, added to format 1 stores when they are opened. */
 const char meta_db_gc_schema[] =
@@ -88,17 +111,20 @@ const char meta_db_gc_schema[] =
 	" BEGIN UPDATE config SET value = value + 1 WHERE key = 'inodes'; END;"
 	"CREATE TRIGGER IF NOT EXISTS inodes_del AFTER DELETE ON inodes"
 	" BEGIN UPDATE config SET value = value - 1 WHERE key = 'inodes'; END;"
-	/* a namespace's version (format 2, step 2: one per namespace, its
-	 * id its root's number), made and dropped with its root's row */
+	/* a namespace's row and version (one version per namespace so far,
+	 * its id its root's number), made and dropped with its root's row */
 	"CREATE TRIGGER IF NOT EXISTS version_add AFTER INSERT ON inodes"
 	" WHEN NEW.nspace = NEW.ino AND NEW.ino <> 1 BEGIN"
-	" INSERT OR IGNORE INTO versions VALUES (NEW.ino, NULL, 1, NULL,"
+	" INSERT OR IGNORE INTO versions VALUES (NEW.ver, NULL, 1, NULL,"
 	" NEW.ino, 0, NEW.ctime);"
-	" INSERT OR IGNORE INTO ver_anc VALUES (NEW.ino, NEW.ino); END;"
+	" INSERT OR IGNORE INTO ver_anc VALUES (NEW.ver, NEW.ver);"
+	" INSERT OR IGNORE INTO nspaces VALUES (NEW.ino, NEW.ino, NEW.ver, 0);"
+	" END;"
 	"CREATE TRIGGER IF NOT EXISTS version_del AFTER DELETE ON inodes"
 	" WHEN OLD.nspace = OLD.ino AND OLD.ino <> 1 BEGIN"
-	" DELETE FROM ver_anc WHERE ver = OLD.ino;"
-	" DELETE FROM versions WHERE id = OLD.ino; END;"
+	" DELETE FROM nspaces WHERE id = OLD.ino;"
+	" DELETE FROM ver_anc WHERE ver = OLD.ver;"
+	" DELETE FROM versions WHERE id = OLD.ver; END;"
 	/* mounts and the jobs one of them runs (core/meta/meta_session.c) */
 	"CREATE TABLE IF NOT EXISTS sessions(id INTEGER PRIMARY KEY,"
 	" host TEXT NOT NULL, pid INTEGER NOT NULL, started INTEGER NOT NULL,"
@@ -236,6 +262,36 @@ const char meta_db_versions_upgrade[] =
 	" LEFT JOIN inodes i ON i.ino = b.ino WHERE c.key = 'block_size';"
 	"DROP TABLE blocks;"
 	"PRAGMA user_version = 2;";
+
+/*
+ * Format 2 to 3 (docs/design.md section 13.7): the tables of entries,
+ * extents and xattrs rebuilt with the version in their keys (their rows
+ * copied as they are, an entry's id, the readdir cookie, kept), and a
+ * row in nspaces for each namespace. The triggers and indexes of the
+ * tables go with them; the schemas after this one make them again. In
+ * the transaction that opens the store: O(rows), once.
+ */
+const char meta_db_keys_upgrade[] =
+	"DROP TRIGGER IF EXISTS ghost_ref_add;"
+	"DROP TRIGGER IF EXISTS ghost_ref_del;"
+	"DROP TRIGGER IF EXISTS ghost_ref_mov;"
+	"DROP TRIGGER IF EXISTS version_add;"
+	"DROP TRIGGER IF EXISTS version_del;" DENTRIES_TABLE(
+		"dentries_3") "INSERT INTO dentries_3 SELECT id, parent, name, ino, ver"
+			      " FROM dentries;"
+			      "DROP TABLE dentries;"
+			      "ALTER TABLE dentries_3 RENAME TO dentries;" EXTENTS_TABLE(
+				      "extents_3") "INSERT INTO extents_3 SELECT ino, off, len, obj, shard, ver"
+						   " FROM extents;"
+						   "DROP TABLE extents;"
+						   "ALTER TABLE extents_3 RENAME TO extents;" XATTRS_TABLE(
+							   "xattrs_3") "INSERT INTO xattrs_3 SELECT ino, name, value, ver FROM xattrs;"
+								       "DROP TABLE xattrs;"
+								       "ALTER TABLE xattrs_3 RENAME TO xattrs;" DENTRIES_INDEX
+									       NSPACES_TABLE
+								       "INSERT INTO nspaces SELECT ino, ino, ver, 0 FROM inodes"
+								       " WHERE nspace = ino AND ino <> 1;"
+								       "PRAGMA user_version = 3;";
 
 /* shard_usage from the object table (a new table, or a repair). */
 const char meta_db_usage_fill[] =

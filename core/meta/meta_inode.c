@@ -207,9 +207,10 @@ static const char *const inode_text[I_COUNT] = {
 			   "VALUES (?1, ?2, ?4, ?3) ON CONFLICT DO NOTHING",
 	[I_XATTR_REPLACE] = "UPDATE xattrs SET value = ?3 WHERE ino = ?1 AND "
 			    "name = ?2 AND " VER_IS("ver", "?4"),
-	[I_XATTR_UPSERT] = "INSERT INTO xattrs(ino, name, ver, value) "
-			   "VALUES (?1, ?2, ?4, ?3) ON CONFLICT(ino, name) "
-			   "DO UPDATE SET value = excluded.value",
+	[I_XATTR_UPSERT] =
+		"INSERT INTO xattrs(ino, name, ver, value) "
+		"VALUES (?1, ?2, ?4, ?3) ON CONFLICT(ino, name, ver) "
+		"DO UPDATE SET value = excluded.value",
 	[I_XATTR_DEL] =
 		"DELETE FROM xattrs WHERE ino = ?1 AND name = ?2 AND " VER_IS(
 			"ver", "?3"),
@@ -218,8 +219,10 @@ static const char *const inode_text[I_COUNT] = {
 	/* one statement: mounts sharing the store never get a number twice */
 	/* the version of an inode's row (meta_ver_id(); no row: 0, as the
 	 * upgrade files rows of no inode) */
-	[I_VER_OF] = "SELECT coalesce((SELECT ver FROM inodes "
-		     "WHERE ino = ?1), 0)",
+	[I_VER_OF] = "SELECT coalesce((SELECT ver FROM inodes WHERE ino = ?1 "
+		     "LIMIT 1), (SELECT ver FROM extents WHERE ino = ?1 LIMIT "
+		     "1), (SELECT ver FROM xattrs WHERE ino = ?1 LIMIT 1), "
+		     "(SELECT ver FROM dentries WHERE parent = ?1 LIMIT 1), 0)",
 	/* rows in another version than their namespace's (format 2: an
 	 * inode's is its namespace's, 0 for the root directory; an entry's
 	 * its directory's; an extent's or an xattr's its inode's) */
@@ -330,12 +333,15 @@ int meta_inode_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		   struct meta_inode *out)
 {
 	struct meta_st *s;
-	int rc = meta_stmt(m, &meta_inode_sql, I_INODE_GET, &s);
+	int64_t ver;
+	int rc = meta_ver_id(m, v, ino, &ver);
 
+	if (!rc)
+		rc = meta_stmt(m, &meta_inode_sql, I_INODE_GET, &s);
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, (int64_t)ino);
-	meta_bind_int(s, 2, meta_ver_filter(v));
+	meta_bind_int(s, 2, ver);
 	return inode_row(m, s, "inode read", out);
 }
 
@@ -392,8 +398,11 @@ int meta_inode_update(struct meta *m, const struct meta_ver *v,
 		      unsigned fields, uint32_t *nlink)
 {
 	struct meta_st *s;
-	int64_t got;
-	int rc = inode_notify(m, in, fields);
+	int64_t got, ver;
+	int rc = meta_ver_id(m, v, in->ino, &ver);
+
+	if (!rc)
+		rc = inode_notify(m, in, fields);
 
 	if (rc)
 		return rc;
@@ -412,7 +421,7 @@ int meta_inode_update(struct meta *m, const struct meta_ver *v,
 		if (rc)
 			return rc;
 		meta_bind_int(s, 13, fields & ~META_F_AFTER);
-		meta_bind_int(s, 14, meta_ver_filter(v));
+		meta_bind_int(s, 14, ver);
 		*nlink = in->nlink;
 		return fields & META_F_AFTER
 			       ? meta_run_after(m, s, "inode update")
@@ -421,7 +430,7 @@ int meta_inode_update(struct meta *m, const struct meta_ver *v,
 	rc = inode_stmt(m, I_INODE_UPDATE, in, delta, &s);
 	if (!rc) {
 		meta_bind_int(s, 13, fields & ~META_F_AFTER);
-		meta_bind_int(s, 14, meta_ver_filter(v));
+		meta_bind_int(s, 14, ver);
 		/* -ENOENT: the row is gone (-ENOLINK: a statement before
 		 * failed) */
 		rc = meta_int(m, s, &got, "inode update");
@@ -436,9 +445,11 @@ int meta_inode_update_commit(struct meta *m, const struct meta_ver *v,
 			     unsigned fields, uint32_t *nlink)
 {
 	struct meta_st *s;
-	int64_t got = 0;
-	int rc = inode_notify(m, in, fields);
+	int64_t got = 0, ver;
+	int rc = meta_ver_id(m, v, in->ino, &ver);
 
+	if (!rc)
+		rc = inode_notify(m, in, fields);
 	if (!rc)
 		rc = inode_stmt(m,
 				fields & META_F_ROW ? I_INODE_UPDATE_SURE
@@ -447,7 +458,7 @@ int meta_inode_update_commit(struct meta *m, const struct meta_ver *v,
 	if (rc)
 		return rc;
 	meta_bind_int(s, 13, fields & ~(META_F_AFTER | META_F_ROW));
-	meta_bind_int(s, 14, meta_ver_filter(v));
+	meta_bind_int(s, 14, ver);
 	rc = meta_int_commit(m, s, &got, "inode update");
 	if (rc >= 0) /* 1: the row is gone */
 		*nlink = rc || got < 0 ? 0 : (uint32_t)got;
@@ -506,7 +517,8 @@ int meta_inode_put(struct meta *m, const struct meta_ver *v,
 int meta_inode_delete(struct meta *m, const struct meta_ver *v, uint64_t ino)
 {
 	static const int ids[] = { I_INODE_DEL_X, I_INODE_DEL };
-	int rc = 0;
+	int64_t ver;
+	int rc = meta_ver_id(m, v, ino, &ver);
 
 	/* both go with the next statement */
 	for (size_t i = 0; i < sizeof(ids) / sizeof(*ids) && !rc; i++) {
@@ -516,7 +528,7 @@ int meta_inode_delete(struct meta *m, const struct meta_ver *v, uint64_t ino)
 		if (rc)
 			break;
 		meta_bind_int(s, 1, (int64_t)ino);
-		meta_bind_int(s, 2, meta_ver_filter(v));
+		meta_bind_int(s, 2, ver);
 		rc = meta_run_later(m, s, i ? "inode delete" : "xattr delete");
 	}
 	return rc;
@@ -566,46 +578,61 @@ int meta_target_set(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		    const char *target)
 {
 	struct meta_st *s;
-	int rc = meta_stmt(m, &meta_inode_sql, I_TARGET_SET, &s);
+	int64_t ver;
+	int rc = meta_ver_id(m, v, ino, &ver);
 
+	if (!rc)
+		rc = meta_stmt(m, &meta_inode_sql, I_TARGET_SET, &s);
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, (int64_t)ino);
 	meta_bind_blob(s, 2, target, strlen(target));
-	meta_bind_int(s, 3, meta_ver_filter(v));
+	meta_bind_int(s, 3, ver);
 	return meta_run(m, s, "symlink write");
 }
 
-/* Statement @id of the family with ?1 = @key and ?2 = @name bound. */
+/* Statement @id of the family with ?1 = @key, ?2 = @name and ?@vcol =
+ * the version @v names (of @key's rows if NULL) bound. */
 static int stmt_key_name(struct meta *m, int id, uint64_t key, const char *name,
+			 const struct meta_ver *v, int vcol,
 			 struct meta_st **out)
 {
-	int rc = meta_stmt(m, &meta_inode_sql, id, out);
+	int64_t ver;
+	int rc = meta_ver_id(m, v, key, &ver);
 
+	if (!rc)
+		rc = meta_stmt(m, &meta_inode_sql, id, out);
 	if (!rc) {
 		meta_bind_int(*out, 1, (int64_t)key);
 		meta_bind_name(*out, 2, name);
+		meta_bind_int(*out, vcol, ver);
 	}
 	return rc;
 }
 
 /*
- * The blob of the first column of @s's row for (@ino, @name if not NULL)
- * in version @ver (meta_ver_filter(), the parameter after them), copied
+ * The blob of the first column of the row of statement @id for (@ino,
+ * @name if not NULL) in version @ver (the parameter after them), copied
  * into a new buffer of *@len bytes and a NUL: @none when there is no
  * row.
  */
-static int blob_get(struct meta *m, struct meta_st *s, uint64_t ino,
-		    const char *name, int64_t ver, int none, const char *what,
+static int blob_get(struct meta *m, int id, uint64_t ino, const char *name,
+		    const struct meta_ver *ver, int none, const char *what,
 		    char **out, size_t *len)
 {
+	struct meta_st *s;
+	int64_t vid;
 	char *v;
-	int rc, n;
+	int rc = meta_ver_id(m, ver, ino, &vid), n;
 
+	if (!rc)
+		rc = meta_stmt(m, &meta_inode_sql, id, &s);
+	if (rc)
+		return rc;
 	meta_bind_int(s, 1, (int64_t)ino);
 	if (name)
 		meta_bind_name(s, 2, name);
-	meta_bind_int(s, name ? 3 : 2, ver);
+	meta_bind_int(s, name ? 3 : 2, vid);
 	rc = meta_step(m, s, what);
 	if (rc <= 0)
 		return rc ? rc : none;
@@ -627,13 +654,10 @@ static int blob_get(struct meta *m, struct meta_st *s, uint64_t ino,
 int meta_target_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		    char **out)
 {
-	struct meta_st *s;
 	size_t len;
-	int rc = meta_stmt(m, &meta_inode_sql, I_TARGET_GET, &s);
 
-	return rc ? rc
-		  : blob_get(m, s, ino, NULL, meta_ver_filter(v), -ENOENT,
-			     "symlink read", out, &len);
+	return blob_get(m, I_TARGET_GET, ino, NULL, v, -ENOENT, "symlink read",
+			out, &len);
 }
 
 int meta_dentry_lookup(struct meta *m, const struct meta_ver *v,
@@ -641,11 +665,10 @@ int meta_dentry_lookup(struct meta *m, const struct meta_ver *v,
 {
 	struct meta_st *s;
 	int64_t got;
-	int rc = stmt_key_name(m, I_DENTRY_LOOKUP, parent, name, &s);
+	int rc = stmt_key_name(m, I_DENTRY_LOOKUP, parent, name, v, 3, &s);
 
 	if (rc)
 		return rc;
-	meta_bind_int(s, 3, meta_ver_filter(v));
 	rc = meta_int(m, s, &got, "lookup");
 	if (!rc)
 		*ino = (uint64_t)got;
@@ -657,27 +680,24 @@ int meta_dentry_lookup_row(struct meta *m, const struct meta_ver *v,
 			   struct meta_inode *out)
 {
 	struct meta_st *s;
-	int rc = stmt_key_name(m, I_DENTRY_ROW, parent, name, &s);
+	int rc = stmt_key_name(m, I_DENTRY_ROW, parent, name, v, 3, &s);
 
 	if (rc)
 		return rc;
-	meta_bind_int(s, 3, meta_ver_filter(v));
 	return inode_row(m, s, "lookup", out);
 }
 
-/* ?4 = @ver: the version an insert writes, the one a delete's row is in
- * (meta_ver_filter()) */
-static int dentry_exec(struct meta *m, int id, uint64_t parent,
-		       const char *name, uint64_t ino, int64_t ver,
+/* ?4 = @v: the version an insert writes, the one a delete's row is in */
+static int dentry_exec(struct meta *m, int id, const struct meta_ver *v,
+		       uint64_t parent, const char *name, uint64_t ino,
 		       const char *what)
 {
 	struct meta_st *s;
-	int rc = stmt_key_name(m, id, parent, name, &s);
+	int rc = stmt_key_name(m, id, parent, name, v, 4, &s);
 
 	if (rc)
 		return rc;
 	meta_bind_int(s, 3, (int64_t)ino);
-	meta_bind_int(s, 4, ver);
 	/* an insert's only answer is success or a taken name (EEXIST), a
 	 * delete's success: they go with the next statement */
 	return id == I_DENTRY_INSERT || id == I_DENTRY_DELETE
@@ -688,12 +708,8 @@ static int dentry_exec(struct meta *m, int id, uint64_t parent,
 int meta_dentry_insert(struct meta *m, const struct meta_ver *v,
 		       uint64_t parent, const char *name, uint64_t ino)
 {
-	int64_t ver;
-	int rc = meta_ver_id(m, v, parent, &ver);
-
-	if (!rc)
-		rc = dentry_exec(m, I_DENTRY_INSERT, parent, name, ino, ver,
-				 "entry insert");
+	int rc = dentry_exec(m, I_DENTRY_INSERT, v, parent, name, ino,
+			     "entry insert");
 
 	/* PostgreSQL: the insert takes from other nodes the directory
 	 * they knew whole (core/fs/dirnames.c) */
@@ -703,8 +719,8 @@ int meta_dentry_insert(struct meta *m, const struct meta_ver *v,
 int meta_dentry_delete(struct meta *m, const struct meta_ver *v,
 		       uint64_t parent, const char *name, uint64_t ino)
 {
-	return dentry_exec(m, I_DENTRY_DELETE, parent, name, ino,
-			   meta_ver_filter(v), "entry delete");
+	return dentry_exec(m, I_DENTRY_DELETE, v, parent, name, ino,
+			   "entry delete");
 }
 
 int meta_dentry_set_ino(struct meta *m, const struct meta_ver *v,
@@ -712,13 +728,12 @@ int meta_dentry_set_ino(struct meta *m, const struct meta_ver *v,
 			uint64_t ino)
 {
 	struct meta_st *s;
-	int rc = stmt_key_name(m, I_DENTRY_SET_INO, parent, name, &s);
+	int rc = stmt_key_name(m, I_DENTRY_SET_INO, parent, name, v, 5, &s);
 
 	if (rc)
 		return rc;
 	meta_bind_int(s, 3, (int64_t)ino);
 	meta_bind_int(s, 4, (int64_t)old);
-	meta_bind_int(s, 5, meta_ver_filter(v));
 	rc = meta_run(m, s, "entry update");
 	/* the entry is gone, or names another inode now */
 	return !rc && meta_changes(m) == 0 ? -ENOENT : rc;
@@ -729,14 +744,13 @@ int meta_dentry_move(struct meta *m, const struct meta_ver *v, uint64_t parent,
 		     const char *newname)
 {
 	struct meta_st *s;
-	int rc = stmt_key_name(m, I_DENTRY_MOVE, parent, name, &s);
+	int rc = stmt_key_name(m, I_DENTRY_MOVE, parent, name, v, 6, &s);
 
 	if (rc)
 		return rc;
 	meta_bind_int(s, 3, (int64_t)newparent);
 	meta_bind_name(s, 4, newname);
 	meta_bind_int(s, 5, (int64_t)ino);
-	meta_bind_int(s, 6, meta_ver_filter(v));
 	rc = meta_run(m, s, "entry move");
 	/* the entry is gone, or names another inode now */
 	return !rc && meta_changes(m) == 0 ? -ENOENT : rc;
@@ -745,13 +759,15 @@ int meta_dentry_move(struct meta *m, const struct meta_ver *v, uint64_t parent,
 int meta_dir_empty(struct meta *m, const struct meta_ver *v, uint64_t ino)
 {
 	struct meta_st *s;
-	int64_t one;
-	int rc = meta_stmt(m, &meta_inode_sql, I_DIR_EMPTY, &s);
+	int64_t one, ver;
+	int rc = meta_ver_id(m, v, ino, &ver);
 
+	if (!rc)
+		rc = meta_stmt(m, &meta_inode_sql, I_DIR_EMPTY, &s);
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, (int64_t)ino);
-	meta_bind_int(s, 2, meta_ver_filter(v));
+	meta_bind_int(s, 2, ver);
 	rc = meta_int(m, s, &one, "directory scan");
 	if (rc == -ENOENT)
 		return 1;
@@ -768,8 +784,11 @@ int meta_readdir(struct meta *m, const struct meta_ver *v, uint64_t parent,
 	 * 4 KiB readdirplus buffer takes about 25) does not make the
 	 * engine produce the whole directory, and a long listing takes few
 	 * statements */
-	int64_t limit = 32;
-	int rc, ret = 0;
+	int64_t limit = 32, ver;
+	int rc = meta_ver_id(m, v, parent, &ver), ret = 0;
+
+	if (rc)
+		return rc;
 
 	for (;;) {
 		struct meta_st *s;
@@ -781,7 +800,7 @@ int meta_readdir(struct meta *m, const struct meta_ver *v, uint64_t parent,
 		meta_bind_int(s, 1, (int64_t)parent);
 		meta_bind_int(s, 2, after);
 		meta_bind_int(s, 3, limit);
-		meta_bind_int(s, 4, meta_ver_filter(v));
+		meta_bind_int(s, 4, ver);
 		while (!ret && (rc = meta_step(m, s, "readdir")) > 0) {
 			struct meta_inode md;
 			char name[256];
@@ -884,14 +903,9 @@ int meta_ino_take(struct meta *m, uint64_t floor, uint64_t n, uint64_t *first)
 int meta_xattr_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		   const char *name, void **out, size_t *len)
 {
-	struct meta_st *s;
 	char *val;
-	int rc = meta_stmt(m, &meta_inode_sql, I_XATTR_GET, &s);
-
-	if (rc)
-		return rc;
-	rc = blob_get(m, s, ino, name, meta_ver_filter(v), -ENODATA,
-		      "xattr read", &val, len);
+	int rc = blob_get(m, I_XATTR_GET, ino, name, v, -ENODATA, "xattr read",
+			  &val, len);
 	if (!rc)
 		*out = val;
 	return rc;
@@ -904,15 +918,11 @@ int meta_xattr_set(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		 : (flags & XATTR_REPLACE) ? I_XATTR_REPLACE
 					   : I_XATTR_UPSERT;
 	struct meta_st *s;
-	int64_t ver = meta_ver_filter(v);
-	int rc = id == I_XATTR_REPLACE ? 0 : meta_ver_id(m, v, ino, &ver);
+	int rc = stmt_key_name(m, id, ino, name, v, 4, &s);
 
-	if (!rc)
-		rc = stmt_key_name(m, id, ino, name, &s);
 	if (rc)
 		return rc;
 	meta_bind_blob(s, 3, len ? val : "", len);
-	meta_bind_int(s, 4, ver);
 	rc = meta_run(m, s, "xattr write");
 	if (!rc && id == I_XATTR_INSERT && meta_changes(m) == 0)
 		return -EEXIST;
@@ -925,11 +935,10 @@ int meta_xattr_remove(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		      const char *name)
 {
 	struct meta_st *s;
-	int rc = stmt_key_name(m, I_XATTR_DEL, ino, name, &s);
+	int rc = stmt_key_name(m, I_XATTR_DEL, ino, name, v, 3, &s);
 
 	if (rc)
 		return rc;
-	meta_bind_int(s, 3, meta_ver_filter(v));
 	rc = meta_run(m, s, "xattr delete");
 	if (!rc && meta_changes(m) == 0)
 		return -ENODATA;
@@ -942,12 +951,15 @@ int meta_xattr_list(struct meta *m, const struct meta_ver *ver, uint64_t ino,
 	struct meta_st *s;
 	char *v = NULL;
 	size_t n = 0, cap = 0;
-	int rc = meta_stmt(m, &meta_inode_sql, I_XATTR_LIST, &s);
+	int64_t vid;
+	int rc = meta_ver_id(m, ver, ino, &vid);
 
+	if (!rc)
+		rc = meta_stmt(m, &meta_inode_sql, I_XATTR_LIST, &s);
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, (int64_t)ino);
-	meta_bind_int(s, 2, meta_ver_filter(ver));
+	meta_bind_int(s, 2, vid);
 	while ((rc = meta_step(m, s, "xattr list")) > 0) {
 		int l = meta_col_bytes(s, 0);
 

@@ -251,16 +251,14 @@ int meta_run_int_later(struct meta *m, const struct meta_sql *t, int id,
  * writer), -EDEADLK when some (the operation runs again), or -errno.
  */
 int meta_refs_gone(struct meta *m, const struct meta_sql *t, int id, int64_t a);
-/* In a statement's text: a row of version ?p, or of any when ?p is below
- * zero (a caller that names none: tests, repairs; meta_ver_filter()). */
-#define VER_IS(col, p) "(" col " = " p " OR " p " < 0)"
-/* What a statement's version filter binds (VER_IS): the id of @v; -1,
- * any version, for NULL. */
-static inline int64_t meta_ver_filter(const struct meta_ver *v)
-{
-	return v ? v->id : -1;
-}
-/* The id of version @v, or, @v NULL, of the row of inode @ino (0: none). */
+/* In a statement's text: a row of version ?p. An equality, so that a
+ * key that goes on after the version (an extent's offset) is searched
+ * too; a caller that names no version (tests, repairs) binds that of the
+ * inode's rows, meta_ver_id(). */
+#define VER_IS(col, p) col " = " p
+/* The id of version @v, or, @v NULL, the version of inode @ino's rows:
+ * its row's, or, if it has none (rows a repair removes), its extents',
+ * its xattrs' or its entries' (0: none at all). */
 int meta_ver_id(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		int64_t *id);
 
@@ -368,7 +366,7 @@ extern bool meta_upgrade_crash;
 /* core/meta/meta_db_schema.c: the SQLite schema's texts */
 extern const char meta_db_schema[], meta_db_gc_schema[], meta_db_shard_schema[],
 	meta_db_objects_upgrade[], meta_db_versions_upgrade[],
-	meta_db_usage_fill[];
+	meta_db_keys_upgrade[], meta_db_usage_fill[];
 
 /* Log that query @what gave no row: -EIO. */
 int meta_no_row(const char *what);

@@ -67,7 +67,7 @@ static const char *const object_text[O_COUNT] = {
 		"INSERT INTO extents(ino, ver, off, len, obj, shard) "
 		"VALUES (?1, ?5, " OFF(
 			"?2") ", " BS ", ?3, ?4) "
-			      "ON CONFLICT(ino, off) DO "
+			      "ON CONFLICT(ino, ver, off) DO "
 			      "UPDATE SET obj = excluded.obj, shard = excluded.shard",
 	[O_BLOCK_DEL] = "DELETE FROM extents WHERE ino = ?1 "
 			"AND off = " OFF("?2") " AND " VER_IS("ver", "?3"),
@@ -253,14 +253,17 @@ int meta_blocks_load_at(struct meta *m, const struct meta_ver *ver,
 	struct meta_st *s;
 	struct meta_bref *v = NULL;
 	size_t cnt = 0, cap = 0, rows = 0;
-	int rc = meta_stmt(m, &meta_object_sql, O_BLOCKS_LOAD, &s);
+	int64_t vid;
+	int rc = meta_ver_id(m, ver, ino, &vid);
 
 	if (at)
 		at->known = false;
+	if (!rc)
+		rc = meta_stmt(m, &meta_object_sql, O_BLOCKS_LOAD, &s);
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, (int64_t)ino);
-	meta_bind_int(s, 2, meta_ver_filter(ver));
+	meta_bind_int(s, 2, vid);
 	while ((rc = meta_step(m, s, "block map read")) > 0) {
 		struct meta_bref *b;
 		const char *name;
@@ -479,10 +482,12 @@ int meta_block_set_gen(struct meta *m, const struct meta_ver *v, uint64_t ino,
 	struct meta_st *s;
 	int64_t old = 0, id = 0, ver = 0;
 	bool had;
-	int rc = stmt_pair(m, O_BLOCK_GET, (int64_t)ino, (int64_t)idx, &s);
+	int rc = meta_ver_id(m, v, ino, &ver);
 
+	if (!rc)
+		rc = stmt_pair(m, O_BLOCK_GET, (int64_t)ino, (int64_t)idx, &s);
 	if (!rc) {
-		meta_bind_int(s, 3, meta_ver_filter(v));
+		meta_bind_int(s, 3, ver);
 		rc = meta_int(m, s, &old, "block read");
 	}
 	if (rc && rc != -ENOENT)
@@ -521,8 +526,6 @@ int meta_block_set_gen(struct meta *m, const struct meta_ver *v, uint64_t ino,
 			}
 		}
 		if (!rc)
-			rc = meta_ver_id(m, v, ino, &ver);
-		if (!rc)
 			rc = stmt_pair(m, O_BLOCK_PUT, (int64_t)ino,
 				       (int64_t)idx, &s);
 		if (rc)
@@ -535,7 +538,7 @@ int meta_block_set_gen(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		rc = stmt_pair(m, O_BLOCK_DEL, (int64_t)ino, (int64_t)idx, &s);
 		if (rc)
 			return rc;
-		meta_bind_int(s, 3, meta_ver_filter(v));
+		meta_bind_int(s, 3, ver);
 		rc = meta_run(m, s, "block delete");
 	}
 	if (rc)
@@ -560,11 +563,14 @@ int meta_blocks_drop(struct meta *m, const struct meta_ver *ver, uint64_t ino,
 	} *v = NULL;
 	struct meta_st *s;
 	size_t cnt = 0, cap = 0, i;
-	int rc = stmt_pair(m, O_DROP_LIST, (int64_t)ino, (int64_t)from, &s);
+	int64_t vid;
+	int rc = meta_ver_id(m, ver, ino, &vid);
 
+	if (!rc)
+		rc = stmt_pair(m, O_DROP_LIST, (int64_t)ino, (int64_t)from, &s);
 	if (rc)
 		return rc;
-	meta_bind_int(s, 3, meta_ver_filter(ver));
+	meta_bind_int(s, 3, vid);
 	while ((rc = meta_step(m, s, "block scan")) > 0) {
 		if (array_reserve(&v, &cap, cnt + 1, sizeof(*v))) {
 			meta_reset(s);
@@ -587,7 +593,7 @@ int meta_blocks_drop(struct meta *m, const struct meta_ver *ver, uint64_t ino,
 		rc = stmt_pair(m, O_DROP_DEL, (int64_t)ino, (int64_t)from, &s);
 	if (rc)
 		return rc;
-	meta_bind_int(s, 3, meta_ver_filter(ver));
+	meta_bind_int(s, 3, vid);
 	/* with the next statement: its only answer is success */
 	return meta_run_later(m, s, "block delete");
 }
@@ -663,12 +669,15 @@ int meta_refcounts(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		   uint64_t **counts, size_t *n)
 {
 	struct meta_st *s;
-	int rc = meta_stmt(m, &meta_object_sql, O_REFCOUNTS, &s);
+	int64_t ver;
+	int rc = meta_ver_id(m, v, ino, &ver);
 
+	if (!rc)
+		rc = meta_stmt(m, &meta_object_sql, O_REFCOUNTS, &s);
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, (int64_t)ino);
-	meta_bind_int(s, 2, meta_ver_filter(v));
+	meta_bind_int(s, 2, ver);
 	return meta_int_rows(m, s, "refcount read", counts, n);
 }
 

@@ -143,7 +143,8 @@
  * also one another node is inserting: an rmdir and a create in the
  * directory on two nodes never leave an entry whose directory is gone.
  * NOT VALID: added at open to stores formatted before, without a scan
- * of the entries they have.
+ * of the entries they have. It references the inode number, the
+ * inodes' key until format 4 (docs/design.md 13.5, 13.7).
  */
 #define PARENT_FK                                                             \
 	"ALTER TABLE dentries ADD CONSTRAINT dentries_parent_fk FOREIGN KEY " \
@@ -194,13 +195,13 @@
 	"DEFAULT 0"
 
 /*
- * Format 2 (versions, docs/design.md section 13): the tree of versions
- * and its closure, as in core/meta/meta_db.c. Step 2: a namespace has one
- * version, whose id is its root's number, made and dropped with its
- * root's row by triggers whose WHEN spares every other inode's insert
- * and delete a function call. The keys stay those of format 1 while a
- * version has one row per key (meta_db_schema.c says why); `ver` is each
- * table's last column, as the upgrade's ADD COLUMN puts it.
+ * Versions (docs/design.md section 13): the tree of versions and its
+ * closure, and the namespaces (format 3), as in core/meta/meta_db.c. A
+ * namespace has one version so far, whose id is its root's number, made
+ * and dropped with its root's row by triggers whose WHEN spares every
+ * other inode's insert and delete a function call. `ver` is each
+ * table's last column, as format 2's upgrade's ADD COLUMN put it, and
+ * each table's key ends with it (format 3).
  */
 #define VERSIONS_TABLES                                                  \
 	"CREATE TABLE versions(id BIGINT PRIMARY KEY, parent BIGINT,"    \
@@ -211,13 +212,15 @@
 #define VERSION_FNS                                                       \
 	"CREATE OR REPLACE FUNCTION tally_version_add() RETURNS trigger"  \
 	" LANGUAGE plpgsql AS $$ BEGIN INSERT INTO versions VALUES"       \
-	" (NEW.ino, NULL, 1, NULL, NEW.ino, 0, NEW.ctime) ON CONFLICT DO" \
-	" NOTHING; INSERT INTO ver_anc VALUES (NEW.ino, NEW.ino) ON"      \
-	" CONFLICT DO NOTHING; RETURN NULL; END $$;"                      \
+	" (NEW.ver, NULL, 1, NULL, NEW.ino, 0, NEW.ctime) ON CONFLICT DO" \
+	" NOTHING; INSERT INTO ver_anc VALUES (NEW.ver, NEW.ver) ON"      \
+	" CONFLICT DO NOTHING; INSERT INTO nspaces VALUES (NEW.ino,"      \
+	" NEW.ino, NEW.ver, 0) ON CONFLICT DO NOTHING; RETURN NULL;"      \
+	" END $$;"                                                        \
 	"CREATE OR REPLACE FUNCTION tally_version_del() RETURNS trigger"  \
-	" LANGUAGE plpgsql AS $$ BEGIN DELETE FROM ver_anc WHERE ver ="   \
-	" OLD.ino; DELETE FROM versions WHERE id = OLD.ino; RETURN NULL;" \
-	" END $$"
+	" LANGUAGE plpgsql AS $$ BEGIN DELETE FROM nspaces WHERE id ="    \
+	" OLD.ino; DELETE FROM ver_anc WHERE ver = OLD.ver; DELETE FROM"  \
+	" versions WHERE id = OLD.ver; RETURN NULL; END $$"
 #define VERSION_TRIGGERS                                                 \
 	"CREATE TRIGGER version_add AFTER INSERT ON inodes FOR EACH ROW" \
 	" WHEN (NEW.nspace = NEW.ino AND NEW.ino <> 1)"                  \
@@ -225,6 +228,10 @@
 	"CREATE TRIGGER version_del AFTER DELETE ON inodes FOR EACH ROW" \
 	" WHEN (OLD.nspace = OLD.ino AND OLD.ino <> 1)"                  \
 	" EXECUTE FUNCTION tally_version_del()"
+#define NSPACES_TABLE                                                       \
+	"CREATE TABLE nspaces(id BIGINT PRIMARY KEY, root BIGINT NOT NULL," \
+	" leaf BIGINT NOT NULL, view BIGINT NOT NULL);"
+/* format 2's key; format 3's upgrade changes it (pg_upgrade_3) */
 #define EXTENTS_TABLE                                                    \
 	"CREATE TABLE extents(ino BIGINT NOT NULL, off BIGINT NOT NULL," \
 	" len BIGINT NOT NULL, obj BIGINT NOT NULL,"                     \
@@ -272,6 +279,25 @@ static const char *const pg_upgrade_2[] = {
 	"UPDATE tally_store SET format = 2;",
 };
 
+/*
+ * Format 2 to 3, as meta_db_schema.c's: the tables of entries, extents
+ * and xattrs keyed with the version of their rows (in place: the rows
+ * stay, the keys are built again), an xattr's value NULL for a
+ * whiteout, and a row in nspaces for each namespace.
+ */
+static const char *const pg_upgrade_3[] = {
+	"ALTER TABLE dentries DROP CONSTRAINT dentries_parent_name_key;"
+	"ALTER TABLE dentries ADD UNIQUE (parent, name, ver);"
+	"ALTER TABLE extents DROP CONSTRAINT extents_pkey;"
+	"ALTER TABLE extents ADD PRIMARY KEY (ino, ver, off);"
+	"ALTER TABLE xattrs DROP CONSTRAINT xattrs_pkey;"
+	"ALTER TABLE xattrs ADD PRIMARY KEY (ino, name, ver);"
+	"ALTER TABLE xattrs ALTER COLUMN value DROP NOT NULL;" NSPACES_TABLE
+	"INSERT INTO nspaces SELECT ino, ino, ver, 0 FROM inodes"
+	" WHERE nspace = ino AND ino <> 1;" VERSION_FNS ";"
+	"UPDATE tally_store SET format = 3;",
+};
+
 /* In pieces: C99 compilers need not take strings over 4 KiB. */
 static const char *const pg_schema[] = {
 	"CREATE FUNCTION unixepoch() RETURNS bigint LANGUAGE sql STABLE"
@@ -283,6 +309,7 @@ static const char *const pg_schema[] = {
 	"CREATE TABLE tally_store(app TEXT NOT NULL, format BIGINT NOT NULL,"
 	" created BIGINT NOT NULL);"
 	"CREATE TABLE config(key TEXT PRIMARY KEY, value BIGINT NOT NULL);" VERSIONS_TABLES
+		NSPACES_TABLE
 	"CREATE TABLE inodes(ino BIGINT PRIMARY KEY, nspace BIGINT NOT NULL,"
 	" mode BIGINT NOT NULL, uid BIGINT NOT NULL, gid BIGINT NOT NULL,"
 	" nlink BIGINT NOT NULL, size BIGINT NOT NULL,"
@@ -292,16 +319,21 @@ static const char *const pg_schema[] = {
 	"CREATE INDEX inodes_nspace ON inodes(nspace);"
 	"CREATE TABLE dentries(id BIGINT GENERATED BY DEFAULT AS IDENTITY"
 	" PRIMARY KEY, parent BIGINT NOT NULL, name BYTEA NOT NULL,"
-	" ino BIGINT NOT NULL, ver BIGINT NOT NULL, UNIQUE(parent, name));"
+	" ino BIGINT NOT NULL, ver BIGINT NOT NULL,"
+	" UNIQUE(parent, name, ver));"
 	"CREATE INDEX dentries_parent ON dentries(parent, id);" PARENT_FK ";"
 	"CREATE TABLE objects(id BIGINT GENERATED BY DEFAULT AS IDENTITY"
 	" PRIMARY KEY, name TEXT NOT NULL UNIQUE, shard BIGINT NOT NULL,"
 	" size BIGINT NOT NULL, refcount BIGINT NOT NULL,"
 	" remote BIGINT NOT NULL DEFAULT 0, cached BIGINT NOT NULL DEFAULT 1,"
-	" gen BIGINT NOT NULL DEFAULT 0);" OBJECT_GEN ";" EXTENTS_TABLE
+	" gen BIGINT NOT NULL DEFAULT 0);" OBJECT_GEN ";"
+	"CREATE TABLE extents(ino BIGINT NOT NULL, off BIGINT NOT NULL,"
+	" len BIGINT NOT NULL, obj BIGINT NOT NULL,"
+	" shard BIGINT NOT NULL, ver BIGINT NOT NULL,"
+	" PRIMARY KEY(ino, ver, off));"
 	"CREATE INDEX extents_obj ON extents(obj, shard);"
 	"CREATE TABLE xattrs(ino BIGINT NOT NULL, name BYTEA NOT NULL,"
-	" value BYTEA NOT NULL, ver BIGINT NOT NULL, PRIMARY KEY(ino, name));"
+	" value BYTEA, ver BIGINT NOT NULL, PRIMARY KEY(ino, name, ver));"
 	"INSERT INTO versions VALUES (0, NULL, 0, NULL, NULL, 0, 0);"
 	"INSERT INTO ver_anc VALUES (0, 0);" VERSION_FNS ";" VERSION_TRIGGERS
 	";",
@@ -446,9 +478,9 @@ static int trigger_remade(struct meta *m, const char *name, const char *table,
 	return rc ? rc : meta_exec(m, create);
 }
 
-/* Format 1 to 2 (pg_upgrade_2), or refused while another session is
- * live: 0 or -errno (said). */
-static int upgrade_2(struct meta *m)
+/* Format @from to 3 (pg_upgrade_2, pg_upgrade_3), or refused while
+ * another session is live: 0 or -errno (said). */
+static int upgrade(struct meta *m, int64_t from)
 {
 	struct meta_pg *p = m->pg;
 	int64_t live;
@@ -460,20 +492,25 @@ static int upgrade_2(struct meta *m)
 
 	if (!rc && live > 0) {
 		log_msg(LOG_ERR,
-			"metadata %s has format version 1: it is upgraded to "
-			"%d by the first mount when no other is live, and %" PRId64
-			" session(s) are: unmount the others (their tallyfs "
-			"reads version 1 only)",
-			p->shown, META_FORMAT, live);
+			"metadata %s has format version %" PRId64 ": it is "
+			"upgraded to %d by the first mount when no other is "
+			"live, and %" PRId64 " session(s) are: unmount the "
+			"others (their tallyfs reads version %" PRId64 ")",
+			p->shown, from, META_FORMAT, live, from);
 		return -EBUSY;
 	}
 	log_msg(LOG_NOTICE,
-		"metadata %s: upgrading from format 1 to %d (versions: every "
-		"row names its namespace's version, the block map is extents)",
-		p->shown, META_FORMAT);
-	for (i = 0; i < sizeof(pg_upgrade_2) / sizeof(*pg_upgrade_2) && !rc;
+		"metadata %s: upgrading from format %" PRId64 " to %d "
+		"(versions: every row names its version, each table is keyed "
+		"with it, the block map is extents)",
+		p->shown, from, META_FORMAT);
+	for (i = 0; from < 2 && !rc &&
+		    i < sizeof(pg_upgrade_2) / sizeof(*pg_upgrade_2);
 	     i++)
 		rc = meta_exec(m, pg_upgrade_2[i]);
+	for (i = 0; !rc && i < sizeof(pg_upgrade_3) / sizeof(*pg_upgrade_3);
+	     i++)
+		rc = meta_exec(m, pg_upgrade_3[i]);
 	if (!rc)
 		fault_kill_at(meta_upgrade_crash, 1,
 			      "during the upgrade of %s to format %d", p->shown,
@@ -542,15 +579,15 @@ int meta_pg_check_or_format(struct meta *m, bool create, uint32_t block_size)
 			p->shown);
 		return -EUCLEAN;
 	}
-	if (fmt != META_FORMAT && fmt != 1) {
+	if (fmt < 1 || fmt > META_FORMAT) {
 		log_msg(LOG_ERR,
 			"metadata %s has format version %" PRId64
 			", this tallyfs reads version %d",
 			p->shown, fmt, META_FORMAT);
 		return -EPROTO;
 	}
-	if (fmt == 1) {
-		rc = upgrade_2(m);
+	if (fmt < META_FORMAT) {
+		rc = upgrade(m, fmt);
 		if (rc)
 			return rc;
 	}

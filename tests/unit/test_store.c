@@ -221,12 +221,12 @@ Test(store, meta_of_another_application)
 Test(store, meta_future_version)
 {
 	make_store();
-	sql("meta.db", "PRAGMA user_version = 3");
+	sql("meta.db", "PRAGMA user_version = 4");
 	refused(false, -EPROTO,
-		"has format version 3, this tallyfs reads "
-		"version 2");
+		"has format version 4, this tallyfs reads "
+		"version 3");
 	/* and it opens again once the version is back */
-	sql("meta.db", "PRAGMA user_version = 2");
+	sql("meta.db", "PRAGMA user_version = 3");
 	make_store();
 }
 

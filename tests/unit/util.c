@@ -266,6 +266,7 @@ void tu_version_check(struct meta *m)
 	uint64_t ino = 0;
 	uint32_t nlink = 0;
 	void *val = NULL;
+	int rc;
 
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_inode_put(m, &in, &dmd), 0);
@@ -338,4 +339,40 @@ void tu_version_check(struct meta *m)
 	free(map);
 	cr_assert_eq(meta_xattr_get(m, &in, 50, "user.x", &val, &len), 0);
 	free(val);
+
+	/* format 3: the key of an entry, an extent or an xattr has a row
+	 * in each version that writes it (an inode's: format 4) */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_dentry_insert(m, &other, 40, "f", 51), 0);
+	cr_assert_eq(meta_block_set(m, &other, 50, 0,
+				    "fedcba9876543210fedcba9876543210", 0, 10,
+				    NULL),
+		     0);
+	cr_assert_eq(meta_xattr_set(m, &other, 50, "user.x", "w", 1, 0), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_dentry_lookup(m, &in, 40, "f", &ino), 0);
+	cr_assert_eq(ino, 50);
+	cr_assert_eq(meta_dentry_lookup(m, &other, 40, "f", &ino), 0);
+	cr_assert_eq(ino, 51);
+	cr_assert_eq(meta_begin(m), 0);
+	rc = meta_dentry_insert(m, &other, 40, "f", 52);
+	if (!rc)
+		rc = meta_commit(m);
+	cr_assert_eq(rc, -EEXIST, "a name taken twice in a version: %d", rc);
+	meta_rollback(m);
+	for (int i = 0; i < 2; i++) {
+		const struct meta_ver *v = i ? &other : &in;
+
+		/* a shared store's map is read with the inode's row, which
+		 * 41 lacks */
+		if (!i || !meta_shared(m)) {
+			cr_assert_eq(meta_blocks_load(m, v, 50, &map, &n), 0);
+			cr_assert_eq(n, 1);
+			cr_assert_eq(map[0].name[0], i ? 'f' : '0');
+			free(map);
+		}
+		cr_assert_eq(meta_xattr_get(m, v, 50, "user.x", &val, &len), 0);
+		cr_assert_eq(((char *)val)[0], i ? 'w' : 'v');
+		free(val);
+	}
 }

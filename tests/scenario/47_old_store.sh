@@ -1,26 +1,29 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# A store of metadata format 1, made by that format (fixtures/format1,
-# its make.sh says how: two namespaces, main and its branch dev, which
-# diverged; files of one byte to several blocks, a hole, the same block
-# in two files, a hard link, a symlink, a fifo, xattrs, a link across
-# namespaces). Issue 46 changes the format (versions, format 2); a
-# store of format 1 is upgraded in place by the first open:
+# A store of an earlier metadata format (the argument: 1 or 2), made by
+# that format (fixtures/formatN; fixtures/make.sh says how: two
+# namespaces, main and its branch dev, which diverged; files of one byte
+# to several blocks, a hole, the same block in two files, a hard link, a
+# symlink, a fifo, xattrs, a link across namespaces). Issue 46 changes
+# the format (format 2: versions; format 3: keys with versions); a store
+# of an earlier format is upgraded in place by the first open:
 #  - killed during its upgrade (TALLYFS_FAULT=upgrade:1:9, before the
-#    upgrade's commit), the store is still of format 1, whole;
+#    upgrade's commit), the store is still of its format, whole;
 #  - mounted, it is upgraded (and says so), and every namespace reads
 #    back as made, inode numbers too; tallyfsck finds it clean;
 #  - it takes writes, and after a remount tallyfsck is clean again;
 #  - tallyfsck alone upgrades a copy of it as well;
-#  - a store of format 1 killed with records in its intent log
-#    (store-ilog.tar.gz): they replay on format 1's tables, then the
-#    store is upgraded, and what they did is there.
+#  - a store of that format killed with records in its intent log
+#    (store-ilog.tar.gz): they replay on its tables, then the store is
+#    upgraded, and what they did is there.
+OLD=${1:-1}
+NEW=3
 SCN_TIMEOUT=180
 source "$(dirname "$0")/lib.sh"
 
-FX=$TALLY_SRC/tests/scenario/fixtures/format1
+FX=$TALLY_SRC/tests/scenario/fixtures/format$OLD
 T tar xzf "$FX/store.tar.gz" -C "$TMP" || fail "cannot unpack the store"
-# tree: both namespaces' manifests, as make.sh wrote them
+# tree: both namespaces' manifests, as fixtures/make.sh wrote them
 tree() {
 	local ns
 	for ns in main dev; do
@@ -30,10 +33,10 @@ tree() {
 
 # fmt STORE: its metadata's format (PRAGMA user_version)
 fmt() { T sqlite3 "$1/meta.db" "PRAGMA user_version"; }
-assert_eq "the fixture's format" 1 "$(fmt "$STORE")"
+assert_eq "the fixture's format" "$OLD" "$(fmt "$STORE")"
 T cp -a "$STORE" "$TMP/copy"
 
-log "killed during the upgrade: still format 1, whole"
+log "format $OLD killed during the upgrade: still format $OLD, whole"
 rc=0
 TALLYFS_FAULT=upgrade:1:9 T "$TALLYFS" -f "$STORE" "$MNT" >>"$DLOG" 2>&1 ||
 	rc=$?
@@ -41,11 +44,11 @@ is_mounted "$MNT" && { fusermount3 -u "$MNT" || umount -l "$MNT"; }
 assert_eq "the daemon killed during the upgrade" 137 "$rc"
 grep -q "killed during the upgrade of" "$DLOG" ||
 	fail "the fault did not fire: $(tail -3 "$DLOG")"
-assert_eq "the format after the kill" 1 "$(fmt "$STORE")"
+assert_eq "the format after the kill" "$OLD" "$(fmt "$STORE")"
 
 log "mounted, it is upgraded and reads back as made"
 mount_fs "$STORE" "$MNT"
-grep -q "upgraded from format 1 to 2" "$DLOG" ||
+grep -q "upgraded from format $OLD to $NEW" "$DLOG" ||
 	fail "the mount did not say it upgraded: $(tail -3 "$DLOG")"
 tree >"$TMP/now" || fail "manifest"
 assert_same_manifest "the fixture's namespaces" "$FX/manifest" "$TMP/now"
@@ -54,7 +57,7 @@ assert_eq "a hard link: one inode" "$(stat -c %i "$MNT/main/hardlink")" \
 assert_ne "two namespaces: two inodes" "$(stat -c %i "$MNT/main/dup1")" \
 	"$(stat -c %i "$MNT/dev/dup1")"
 umount_fs
-assert_eq "the format after the mount" 2 "$(fmt "$STORE")"
+assert_eq "the format after the mount" "$NEW" "$(fmt "$STORE")"
 fsck_consistent "the upgraded store" "$STORE"
 assert_eq "its status ($FSCK_OUT)" clean "$(fsck_value status)"
 mount_fs "$STORE" "$MNT"
@@ -72,19 +75,19 @@ assert_absent "$MNT/main/docs/f11"
 [[ -e $MNT/dev/docs/f11 ]] || fail "dev lost a file main removed"
 umount_fs
 
-log "tallyfsck alone upgrades a store of format 1"
+log "tallyfsck alone upgrades a store of format $OLD"
 fsck_consistent "the copy" "$TMP/copy"
 assert_eq "the copy's status ($FSCK_OUT)" clean "$(fsck_value status)"
-assert_eq "the copy's format" 2 "$(fmt "$TMP/copy")"
+assert_eq "the copy's format" "$NEW" "$(fmt "$TMP/copy")"
 
-log "records of format 1 in the intent log: replayed, then upgraded"
+log "records of format $OLD in the intent log: replayed, then upgraded"
 mkdir "$TMP/ilog"
 T tar xzf "$FX/store-ilog.tar.gz" -C "$TMP/ilog" ||
 	fail "cannot unpack the store with records"
 IS=$TMP/ilog/store
 (($(stat -c %s "$IS/meta.ilog") > 128)) || fail "the fixture's log is empty"
 mount_fs "$IS" "$MNT"
-grep -q "format 1 is upgraded to 2 once the intent log's records" "$DLOG" ||
+grep -q "format $OLD is upgraded to $NEW once the intent log's records" "$DLOG" ||
 	fail "the upgrade did not wait for the replay: $(tail -5 "$DLOG")"
 assert_eq "a name made before the kill" "a name answered before the kill" \
 	"$(cat "$MNT/main/pending/note")"
@@ -93,7 +96,7 @@ assert_absent "$MNT/main/docs/f04"
 assert_absent "$MNT/dev/docs/f05"
 assert_same_content "$MNT/main/pending/f04" "$MNT/dev/docs/f04"
 umount_fs
-assert_eq "its format after the replay" 2 "$(fmt "$IS")"
+assert_eq "its format after the replay" "$NEW" "$(fmt "$IS")"
 fsck_consistent "the replayed store" "$IS"
 assert_eq "its status ($FSCK_OUT)" clean "$(fsck_value status)"
 log "ok"
