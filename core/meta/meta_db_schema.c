@@ -63,21 +63,27 @@
  * (byte offset, length, object): a fixed-size block is an extent of
  * block_size bytes at a multiple of it.
  */
+/* clang-format off */
 const char meta_db_schema[] =
 	"CREATE TABLE config(key TEXT PRIMARY KEY, value INTEGER NOT NULL)"
-	" WITHOUT ROWID;" VERSIONS_TABLES NSPACES_TABLE
+	" WITHOUT ROWID;"
+	VERSIONS_TABLES
+	NSPACES_TABLE
 	"CREATE TABLE inodes(ino INTEGER PRIMARY KEY, nspace INTEGER NOT NULL,"
 	" mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,"
 	" nlink INTEGER NOT NULL, size INTEGER NOT NULL,"
 	" rdev INTEGER NOT NULL, alloc INTEGER NOT NULL,"
 	" atime INTEGER NOT NULL, mtime INTEGER NOT NULL,"
-	" ctime INTEGER NOT NULL, target BLOB, ver INTEGER NOT NULL);" DENTRIES_TABLE(
-		"dentries") "CREATE TABLE objects(id INTEGER PRIMARY KEY AUTOINCREMENT,"
-			    " name TEXT NOT NULL UNIQUE, shard INTEGER NOT NULL,"
-			    " size INTEGER NOT NULL, refcount INTEGER NOT NULL);" EXTENTS_TABLE(
-				    "extents")
-				    XATTRS_TABLE(
-					    "xattrs") "CREATE INDEX inodes_nspace ON inodes(nspace);" DENTRIES_INDEX;
+	" ctime INTEGER NOT NULL, target BLOB, ver INTEGER NOT NULL);"
+	DENTRIES_TABLE("dentries")
+	"CREATE TABLE objects(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" name TEXT NOT NULL UNIQUE, shard INTEGER NOT NULL,"
+	" size INTEGER NOT NULL, refcount INTEGER NOT NULL);"
+	EXTENTS_TABLE("extents")
+	XATTRS_TABLE("xattrs")
+	"CREATE INDEX inodes_nspace ON inodes(nspace);"
+	DENTRIES_INDEX;
+/* clang-format on */
 
 /* GC state, added to format 1 stores when they are opened. */
 const char meta_db_gc_schema[] =
@@ -271,27 +277,33 @@ const char meta_db_versions_upgrade[] =
  * tables go with them; the schemas after this one make them again. In
  * the transaction that opens the store: O(rows), once.
  */
+/* clang-format off */
 const char meta_db_keys_upgrade[] =
 	"DROP TRIGGER IF EXISTS ghost_ref_add;"
 	"DROP TRIGGER IF EXISTS ghost_ref_del;"
 	"DROP TRIGGER IF EXISTS ghost_ref_mov;"
 	"DROP TRIGGER IF EXISTS version_add;"
-	"DROP TRIGGER IF EXISTS version_del;" DENTRIES_TABLE(
-		"dentries_3") "INSERT INTO dentries_3 SELECT id, parent, name, ino, ver"
-			      " FROM dentries;"
-			      "DROP TABLE dentries;"
-			      "ALTER TABLE dentries_3 RENAME TO dentries;" EXTENTS_TABLE(
-				      "extents_3") "INSERT INTO extents_3 SELECT ino, off, len, obj, shard, ver"
-						   " FROM extents;"
-						   "DROP TABLE extents;"
-						   "ALTER TABLE extents_3 RENAME TO extents;" XATTRS_TABLE(
-							   "xattrs_3") "INSERT INTO xattrs_3 SELECT ino, name, value, ver FROM xattrs;"
-								       "DROP TABLE xattrs;"
-								       "ALTER TABLE xattrs_3 RENAME TO xattrs;" DENTRIES_INDEX
-									       NSPACES_TABLE
-								       "INSERT INTO nspaces SELECT ino, ino, ver, 0 FROM inodes"
-								       " WHERE nspace = ino AND ino <> 1;"
-								       "PRAGMA user_version = 3;";
+	"DROP TRIGGER IF EXISTS version_del;"
+	DENTRIES_TABLE("dentries_3")
+	"INSERT INTO dentries_3 SELECT id, parent, name, ino, ver"
+	" FROM dentries;"
+	"DROP TABLE dentries;"
+	"ALTER TABLE dentries_3 RENAME TO dentries;"
+	EXTENTS_TABLE("extents_3")
+	"INSERT INTO extents_3 SELECT ino, off, len, obj, shard, ver"
+	" FROM extents;"
+	"DROP TABLE extents;"
+	"ALTER TABLE extents_3 RENAME TO extents;"
+	XATTRS_TABLE("xattrs_3")
+	"INSERT INTO xattrs_3 SELECT ino, name, value, ver FROM xattrs;"
+	"DROP TABLE xattrs;"
+	"ALTER TABLE xattrs_3 RENAME TO xattrs;"
+	DENTRIES_INDEX
+	NSPACES_TABLE
+	"INSERT INTO nspaces SELECT ino, ino, ver, 0 FROM inodes"
+	" WHERE nspace = ino AND ino <> 1;"
+	"PRAGMA user_version = 3;";
+/* clang-format on */
 
 /* shard_usage from the object table (a new table, or a repair). */
 const char meta_db_usage_fill[] =
