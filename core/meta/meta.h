@@ -19,9 +19,9 @@
 
 #include "core/util/hash.h"
 
-#define META_FORMAT \
-	3 /* schema version, PRAGMA user_version (3: keys
-			* with versions) */
+/* The schema's version, PRAGMA user_version (3: entries, extents and
+ * xattrs keyed with their version; docs/design.md 13.7). */
+#define META_FORMAT 3
 
 struct meta;
 
