@@ -20,6 +20,7 @@
 
 enum {
 	I_INODE_GET,
+	I_INODE_GET_ANY,
 	I_INODE_PUT,
 	I_INODE_DEL,
 	I_INODE_DEL_X,
@@ -93,6 +94,12 @@ static const char *const inode_text[I_COUNT] = {
 	[I_INODE_GET] = "SELECT ino, nspace, mode, uid, gid, nlink, size, "
 			"rdev, alloc, atime, mtime, ctime FROM inodes "
 			"WHERE ino = ?1 AND " VER_IS("ver", "?2"),
+	/* by number alone (no version named: the row of the version of
+	 * the inode's rows, in one statement, as an inode the kernel names
+	 * by number is read) */
+	[I_INODE_GET_ANY] = "SELECT ino, nspace, mode, uid, gid, nlink, size, "
+			    "rdev, alloc, atime, mtime, ctime FROM inodes "
+			    "WHERE ino = ?1",
 	[I_INODE_PUT] =
 		"INSERT INTO inodes(ino, ver, nspace, mode, uid, gid, nlink, "
 		"size, rdev, alloc, atime, mtime, ctime) VALUES (?1, ?13, "
@@ -333,15 +340,14 @@ int meta_inode_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		   struct meta_inode *out)
 {
 	struct meta_st *s;
-	int64_t ver;
-	int rc = meta_ver_id(m, v, ino, &ver);
+	int rc = meta_stmt(m, &meta_inode_sql,
+			   v ? I_INODE_GET : I_INODE_GET_ANY, &s);
 
-	if (!rc)
-		rc = meta_stmt(m, &meta_inode_sql, I_INODE_GET, &s);
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, (int64_t)ino);
-	meta_bind_int(s, 2, ver);
+	if (v)
+		meta_bind_int(s, 2, v->id);
 	return inode_row(m, s, "inode read", out);
 }
 
