@@ -506,6 +506,22 @@ int meta_ver_id(struct meta *m, const struct meta_ver *v, uint64_t ino,
 	return meta_int(m, s, id, "version read");
 }
 
+int meta_stmt_ver(struct meta *m, const struct meta_sql *t, int id,
+		  uint64_t ino, const struct meta_ver *v, int vcol,
+		  struct meta_st **out)
+{
+	int64_t ver;
+	int rc = meta_ver_id(m, v, ino, &ver);
+
+	if (!rc)
+		rc = meta_stmt(m, t, id, out);
+	if (!rc) {
+		meta_bind_int(*out, 1, (int64_t)ino);
+		meta_bind_int(*out, vcol, ver);
+	}
+	return rc;
+}
+
 int meta_inode_put(struct meta *m, const struct meta_ver *v,
 		   const struct meta_inode *in)
 {
@@ -584,16 +600,11 @@ int meta_target_set(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		    const char *target)
 {
 	struct meta_st *s;
-	int64_t ver;
-	int rc = meta_ver_id(m, v, ino, &ver);
+	int rc = meta_stmt_ver(m, &meta_inode_sql, I_TARGET_SET, ino, v, 3, &s);
 
-	if (!rc)
-		rc = meta_stmt(m, &meta_inode_sql, I_TARGET_SET, &s);
 	if (rc)
 		return rc;
-	meta_bind_int(s, 1, (int64_t)ino);
 	meta_bind_blob(s, 2, target, strlen(target));
-	meta_bind_int(s, 3, ver);
 	return meta_run(m, s, "symlink write");
 }
 
@@ -603,16 +614,10 @@ static int stmt_key_name(struct meta *m, int id, uint64_t key, const char *name,
 			 const struct meta_ver *v, int vcol,
 			 struct meta_st **out)
 {
-	int64_t ver;
-	int rc = meta_ver_id(m, v, key, &ver);
+	int rc = meta_stmt_ver(m, &meta_inode_sql, id, key, v, vcol, out);
 
 	if (!rc)
-		rc = meta_stmt(m, &meta_inode_sql, id, out);
-	if (!rc) {
-		meta_bind_int(*out, 1, (int64_t)key);
 		meta_bind_name(*out, 2, name);
-		meta_bind_int(*out, vcol, ver);
-	}
 	return rc;
 }
 
@@ -627,18 +632,15 @@ static int blob_get(struct meta *m, int id, uint64_t ino, const char *name,
 		    char **out, size_t *len)
 {
 	struct meta_st *s;
-	int64_t vid;
 	char *v;
-	int rc = meta_ver_id(m, ver, ino, &vid), n;
+	int rc = meta_stmt_ver(m, &meta_inode_sql, id, ino, ver, name ? 3 : 2,
+			       &s),
+	    n;
 
-	if (!rc)
-		rc = meta_stmt(m, &meta_inode_sql, id, &s);
 	if (rc)
 		return rc;
-	meta_bind_int(s, 1, (int64_t)ino);
 	if (name)
 		meta_bind_name(s, 2, name);
-	meta_bind_int(s, name ? 3 : 2, vid);
 	rc = meta_step(m, s, what);
 	if (rc <= 0)
 		return rc ? rc : none;
@@ -765,15 +767,11 @@ int meta_dentry_move(struct meta *m, const struct meta_ver *v, uint64_t parent,
 int meta_dir_empty(struct meta *m, const struct meta_ver *v, uint64_t ino)
 {
 	struct meta_st *s;
-	int64_t one, ver;
-	int rc = meta_ver_id(m, v, ino, &ver);
+	int64_t one;
+	int rc = meta_stmt_ver(m, &meta_inode_sql, I_DIR_EMPTY, ino, v, 2, &s);
 
-	if (!rc)
-		rc = meta_stmt(m, &meta_inode_sql, I_DIR_EMPTY, &s);
 	if (rc)
 		return rc;
-	meta_bind_int(s, 1, (int64_t)ino);
-	meta_bind_int(s, 2, ver);
 	rc = meta_int(m, s, &one, "directory scan");
 	if (rc == -ENOENT)
 		return 1;
@@ -957,15 +955,11 @@ int meta_xattr_list(struct meta *m, const struct meta_ver *ver, uint64_t ino,
 	struct meta_st *s;
 	char *v = NULL;
 	size_t n = 0, cap = 0;
-	int64_t vid;
-	int rc = meta_ver_id(m, ver, ino, &vid);
+	int rc = meta_stmt_ver(m, &meta_inode_sql, I_XATTR_LIST, ino, ver, 2,
+			       &s);
 
-	if (!rc)
-		rc = meta_stmt(m, &meta_inode_sql, I_XATTR_LIST, &s);
 	if (rc)
 		return rc;
-	meta_bind_int(s, 1, (int64_t)ino);
-	meta_bind_int(s, 2, vid);
 	while ((rc = meta_step(m, s, "xattr list")) > 0) {
 		int l = meta_col_bytes(s, 0);
 

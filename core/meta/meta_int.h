@@ -261,6 +261,11 @@ int meta_refs_gone(struct meta *m, const struct meta_sql *t, int id, int64_t a);
  * its xattrs' or its entries' (0: none at all). */
 int meta_ver_id(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		int64_t *id);
+/* Statement @id of @t prepared in *@out, with ?1 = @ino and ?@vcol = the
+ * version @v names (meta_ver_id() of @ino if NULL) bound. */
+int meta_stmt_ver(struct meta *m, const struct meta_sql *t, int id,
+		  uint64_t ino, const struct meta_ver *v, int vcol,
+		  struct meta_st **out);
 
 /* The first column of the first row of @s in *@v: 0, -ENOENT if there is
  * no row, or -errno. */

@@ -253,17 +253,13 @@ int meta_blocks_load_at(struct meta *m, const struct meta_ver *ver,
 	struct meta_st *s;
 	struct meta_bref *v = NULL;
 	size_t cnt = 0, cap = 0, rows = 0;
-	int64_t vid;
-	int rc = meta_ver_id(m, ver, ino, &vid);
+	int rc = meta_stmt_ver(m, &meta_object_sql, O_BLOCKS_LOAD, ino, ver, 2,
+			       &s);
 
 	if (at)
 		at->known = false;
-	if (!rc)
-		rc = meta_stmt(m, &meta_object_sql, O_BLOCKS_LOAD, &s);
 	if (rc)
 		return rc;
-	meta_bind_int(s, 1, (int64_t)ino);
-	meta_bind_int(s, 2, vid);
 	while ((rc = meta_step(m, s, "block map read")) > 0) {
 		struct meta_bref *b;
 		const char *name;
@@ -669,15 +665,10 @@ int meta_refcounts(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		   uint64_t **counts, size_t *n)
 {
 	struct meta_st *s;
-	int64_t ver;
-	int rc = meta_ver_id(m, v, ino, &ver);
+	int rc = meta_stmt_ver(m, &meta_object_sql, O_REFCOUNTS, ino, v, 2, &s);
 
-	if (!rc)
-		rc = meta_stmt(m, &meta_object_sql, O_REFCOUNTS, &s);
 	if (rc)
 		return rc;
-	meta_bind_int(s, 1, (int64_t)ino);
-	meta_bind_int(s, 2, ver);
 	return meta_int_rows(m, s, "refcount read", counts, n);
 }
 
