@@ -20,8 +20,11 @@
 #include "core/util/hash.h"
 
 /* The schema's version, PRAGMA user_version (3: entries, extents and
- * xattrs keyed with their version; docs/design.md 13.7). */
-#define META_FORMAT 3
+ * xattrs keyed with their version; 4: an inode's rows in later versions
+ * keyed by numbers of their own, naming it in `base`; docs/design.md
+ * 13.7). */
+#define META_FORMAT 4
+#define META_FORMAT_STR "4"
 
 struct meta;
 

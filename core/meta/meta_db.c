@@ -12,8 +12,12 @@
  *   config(key, value)                    block_size, next_ino, durable_seq
  *   versions, ver_anc, nspaces            the tree of versions, each
  *                                         namespace's leaf (format 3)
- *   inodes(ino, ver, nspace, mode, ..., target)  nspace = ino of its
- *                                         namespace's root; key (ino, ver)
+ *   inodes(ino, ver, nspace, mode, ..., target, base)  nspace = ino
+ *                                         of its namespace's root; key
+ *                                         ino: the inode's number for
+ *                                         its first row, below zero for
+ *                                         a later version's (base: its
+ *                                         inode; format 4)
  *   dentries(id, parent, name, ver, ino)  id is the stable readdir cookie;
  *                                         unique (parent, name, ver)
  *   objects(id, name, shard, size, refcount)
@@ -79,6 +83,7 @@ enum {
 	D_SYNC_SEQ,
 	D_CONFIG_GET,
 	D_CONFIG_SET,
+	D_CHAINS,
 	D_SAVEPOINT,
 	D_RELEASE,
 	D_ROLLBACK_TO,
@@ -107,6 +112,7 @@ static const char *const db_text[D_COUNT] = {
 	[D_SYNC_SEQ] = "INSERT INTO config(key, value) VALUES ('sync_seq', 1) "
 		       "ON CONFLICT(key) DO UPDATE SET value = value + 1",
 	[D_CONFIG_GET] = "SELECT value FROM config WHERE key = ?1",
+	[D_CHAINS] = META_CHAINS_SQL,
 	[D_CONFIG_SET] =
 		"INSERT INTO config(key, value) VALUES (?1, ?2) "
 		"ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -282,7 +288,7 @@ static int create_schema(struct meta *m, uint32_t block_size)
 		rc = meta_format_root(m, block_size);
 	if (!rc)
 		rc = exec(m, "PRAGMA application_id = 1413565529;"
-			     "PRAGMA user_version = 3");
+			     "PRAGMA user_version = " META_FORMAT_STR);
 	if (rc) {
 		exec_id(m, D_ROLLBACK);
 		return rc;
@@ -421,11 +427,13 @@ static int upgrade(struct meta *m, const char *path, bool defer)
 			"transaction: the write-ahead log grows to about the "
 			"database's size meanwhile",
 			path, from, META_FORMAT);
-		/* format 1 to 2, then 2 to 3 */
+		/* format 1 to 2, 2 to 3, then 3 to 4 */
 		if (from < 2)
 			rc = exec(m, meta_db_versions_upgrade);
-		if (!rc)
+		if (!rc && from < 3)
 			rc = exec(m, meta_db_keys_upgrade);
+		if (!rc)
+			rc = exec(m, meta_db_base_upgrade);
 		if (!rc)
 			fault_kill_at(meta_upgrade_crash, 1,
 				      "during the upgrade of '%s' to format %d",
@@ -605,6 +613,10 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 			"metadata '%s' has format version %" PRId64
 			", this tallyfs reads version %d",
 			path, ver, META_FORMAT);
+		rc = -EPROTO;
+		goto out_close;
+	} else if (ver == META_FORMAT && probe(m, D_CHAINS) > 0) {
+		log_msg(LOG_ERR, "metadata '%s' " META_CHAINS_MSG, path);
 		rc = -EPROTO;
 		goto out_close;
 	}

@@ -55,6 +55,20 @@
 #define DENTRIES_INDEX "CREATE INDEX dentries_parent ON dentries(parent);"
 
 /*
+ * Format 4: an inode's row in a version other than the one it was made
+ * in (a version below it in the tree: its copy-up, or its whiteout) is
+ * keyed by a number of its own, taken as an inode number is, and names
+ * the inode in `base`; the row of the version the inode was made in
+ * keeps the inode's number as its key, `base` NULL. So a store whose
+ * versions have no chains reads and writes the rows it did in format 3,
+ * by one key, and the rows of an inode in later versions are one range
+ * of a partial index that holds nothing else (docs/design.md, 13.7).
+ */
+#define INODES_BASE_INDEX                                      \
+	"CREATE UNIQUE INDEX inodes_base ON inodes(base, ver)" \
+	" WHERE base IS NOT NULL;"
+
+/*
  * Format 3 (versions, docs/design.md section 13): every row of the
  * namespace tables names the version it belongs to (`ver`, its last
  * column), and all but an inode's are keyed with it (13.7: format 4
@@ -74,7 +88,8 @@ const char meta_db_schema[] =
 	" nlink INTEGER NOT NULL, size INTEGER NOT NULL,"
 	" rdev INTEGER NOT NULL, alloc INTEGER NOT NULL,"
 	" atime INTEGER NOT NULL, mtime INTEGER NOT NULL,"
-	" ctime INTEGER NOT NULL, target BLOB, ver INTEGER NOT NULL);"
+	" ctime INTEGER NOT NULL, target BLOB, ver INTEGER NOT NULL,"
+	" base INTEGER);"
 	DENTRIES_TABLE("dentries")
 	"CREATE TABLE objects(id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	" name TEXT NOT NULL UNIQUE, shard INTEGER NOT NULL,"
@@ -82,6 +97,7 @@ const char meta_db_schema[] =
 	EXTENTS_TABLE("extents")
 	XATTRS_TABLE("xattrs")
 	"CREATE INDEX inodes_nspace ON inodes(nspace);"
+	INODES_BASE_INDEX
 	DENTRIES_INDEX;
 /* clang-format on */
 
@@ -304,6 +320,16 @@ const char meta_db_keys_upgrade[] =
 	" WHERE nspace = ino AND ino <> 1;"
 	"PRAGMA user_version = 3;";
 /* clang-format on */
+
+/*
+ * Format 3 to 4 (docs/design.md section 13.7): the column that names
+ * the inode of a row in a later version, and its index. No row changes:
+ * every row of a format 3 store is its inode's first. O(1) but the
+ * index's one pass over the table.
+ */
+const char meta_db_base_upgrade[] = "ALTER TABLE inodes ADD COLUMN base "
+				    "INTEGER;" INODES_BASE_INDEX
+				    "PRAGMA user_version = 4;";
 
 /* shard_usage from the object table (a new table, or a repair). */
 const char meta_db_usage_fill[] =

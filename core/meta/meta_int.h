@@ -368,10 +368,24 @@ int meta_format_root(struct meta *m, uint32_t block_size);
 /* meta_upgrade_crash_at(): an upgrade of the format kills the process
  * before its commit (tests; both engines) */
 extern bool meta_upgrade_crash;
+/*
+ * 1 if the store's versions have chains (a version with a parent, or an
+ * inode's row in a later version than its first), else 0. This build
+ * reads a version's own rows alone (docs/design.md 13.10, step 3), so
+ * both engines refuse such a store at open, until the reads through the
+ * nearest ancestor are built.
+ */
+#define META_CHAINS_SQL                                                    \
+	"SELECT CASE WHEN EXISTS (SELECT 1 FROM versions WHERE parent IS " \
+	"NOT NULL) OR EXISTS (SELECT 1 FROM inodes WHERE base IS NOT "     \
+	"NULL) THEN 1 ELSE 0 END"
+#define META_CHAINS_MSG                                                     \
+	"holds versions with chains (a branch or snapshot made by a later " \
+	"tallyfs), which this tallyfs does not read"
 /* core/meta/meta_db_schema.c: the SQLite schema's texts */
 extern const char meta_db_schema[], meta_db_gc_schema[], meta_db_shard_schema[],
 	meta_db_objects_upgrade[], meta_db_versions_upgrade[],
-	meta_db_keys_upgrade[], meta_db_usage_fill[];
+	meta_db_keys_upgrade[], meta_db_base_upgrade[], meta_db_usage_fill[];
 
 /* Log that query @what gave no row: -EIO. */
 int meta_no_row(const char *what);

@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # The upgrade of a store of metadata format 1 (the fixture of
-# tests/scenario/47_old_store.sh) to format 3 under power loss: the
+# tests/scenario/47_old_store.sh) to format 4 under power loss: the
 # store on plfs, the power gone with the daemon (SIGKILL, then plfs told
 # to drop what was not synced):
 #  1. right after the mount that upgraded it: the store opens again
@@ -11,7 +11,8 @@
 #  3. after writes into the upgraded store and an fsync: they are there.
 # After each, tallyfsck is clean. (sqlite3 cannot open the database on
 # plfs, a FUSE mount, to read its format: 47_format1_store checks it.
-# Format 2 upgrades in the same one transaction, 47_format2_store.)
+# Formats 2 and 3 upgrade in the same one transaction,
+# 47_format2_store and 47_format3_store.)
 SCN_TIMEOUT=${SCN_TIMEOUT:-240}
 source "$(dirname "$0")/../scenario/lib.sh"
 source "$(dirname "$0")/pl_lib.sh"

@@ -1,11 +1,12 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# A store of an earlier metadata format (the argument: 1 or 2), made by
+# A store of an earlier metadata format (the argument: 1, 2 or 3), made by
 # that format (fixtures/formatN; fixtures/make.sh says how: two
 # namespaces, main and its branch dev, which diverged; files of one byte
 # to several blocks, a hole, the same block in two files, a hard link, a
 # symlink, a fifo, xattrs, a link across namespaces). Issue 46 changes
-# the format (format 2: versions; format 3: keys with versions); a store
+# the format (format 2: versions; format 3: keys with versions; format
+# 4: an inode's key too); a store
 # of an earlier format is upgraded in place by the first open:
 #  - killed during its upgrade (TALLYFS_FAULT=upgrade:1:9, before the
 #    upgrade's commit), the store is still of its format, whole;
@@ -17,7 +18,7 @@
 #    (store-ilog.tar.gz): they replay on its tables, then the store is
 #    upgraded, and what they did is there.
 OLD=${1:-1}
-NEW=3
+NEW=4
 SCN_TIMEOUT=180
 source "$(dirname "$0")/lib.sh"
 

@@ -1,9 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # A PostgreSQL store of an earlier metadata format (the argument: 1 or
-# 2), made by that format (fixtures/formatN, fixtures/make.sh with PG=1:
+# 2 or 3), made by that format (fixtures/formatN, fixtures/make.sh with PG=1:
 # the tree of 47_old_store; meta-pg.sql its database, pg_dump'ed;
-# store-pg.tar.gz its objects). Issue 46's format 3 upgrades it at the
+# store-pg.tar.gz its objects). Issue 46's format 4 upgrades it at the
 # first mount when no other session is live:
 #  - with another session live, the mount is refused, saying why, and
 #    the database is left of its format;
@@ -12,7 +12,7 @@
 #  - alone, the mount upgrades it (and says so); every namespace reads
 #    back as made, inode numbers too; tallyfsck finds it clean.
 OLD=${1:-1}
-NEW=3
+NEW=4
 SCN_TIMEOUT=240
 source "$(dirname "$0")/lib.sh"
 source "$TALLY_SRC/tests/pg/lib.sh"

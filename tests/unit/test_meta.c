@@ -206,7 +206,7 @@ Test(meta, foreign_and_future_databases_refused)
 	cr_assert_eq(meta_open(path, true, 4096, &x), -EPROTO);
 	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
 	/* the version back: it opens again */
-	cr_assert_eq(sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL,
+	cr_assert_eq(sqlite3_exec(db, "PRAGMA user_version = 4", NULL, NULL,
 				  NULL),
 		     SQLITE_OK);
 	sqlite3_close(db);
