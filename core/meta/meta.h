@@ -242,6 +242,13 @@ int meta_config_set(struct meta *m, const char *key, int64_t val);
  */
 struct meta_ver {
 	int64_t id;
+	/* the versions on id's chain (ver_anc), itself included: 0 or 1,
+	 * id's own rows alone, by equality (every namespace so far); more,
+	 * an inode's row of the nearest ancestor (format 4, 13.7), copied
+	 * up into id before a change, a whiteout where its removal would
+	 * leave an ancestor's showing (tests so far: the reads of entries,
+	 * extents and xattrs through a chain come next) */
+	int depth;
 };
 #define META_VER_ROOT ((const struct meta_ver){ .id = 0 })
 
@@ -256,6 +263,15 @@ static inline struct meta_ver meta_ver_of(const struct meta_inode *md)
 
 int meta_inode_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		   struct meta_inode *out);
+/*
+ * A new leaf, child of leaf @parent, which becomes frozen (kind 2); the
+ * namespace that wrote into @parent writes into the child from now on.
+ * Its id (*@child) is taken as an inode number is, so that ids grow from
+ * parent to child. What a branch and a snapshot will be made of (issue
+ * 46, steps 4 and 5); tests only so far, and a store with such a chain
+ * is refused at its next open until reads through chains are whole.
+ */
+int meta_version_child(struct meta *m, int64_t parent, int64_t *child);
 /*
  * Insert or replace the whole row (the symlink target is kept). The
  * namespace of an existing row is never changed (an inode does not move

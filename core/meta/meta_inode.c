@@ -63,6 +63,15 @@ enum {
 	I_MISFILED,
 	I_INODES_MOVE,
 	I_INODE_NOTIFY,
+	I_INODE_GET_CHAIN,
+	I_INODE_COPY_UP,
+	I_INODE_UPDATE_LEAF,
+	I_INODE_DEL_LEAF,
+	I_INODE_WHITEOUT,
+	I_VER_FREEZE,
+	I_VER_CHILD,
+	I_VER_ANC_CHILD,
+	I_NSPACE_LEAF,
 	I_COUNT
 };
 
@@ -76,8 +85,22 @@ enum {
 #define BRANCH_VER "(SELECT new FROM temp.branch_map WHERE old = ?1)"
 
 /* An inode's fields of ?13 (META_F_*) written, its link count moved by
- * ?6 */
-#define INODE_CHANGE                                                  \
+ * ?6, in its row of version ?14 */
+#define INODE_CHANGE INODE_CHANGE_WHERE("ino = ?1 AND " VER_IS("ver", "?14"))
+/*
+ * Format 4 (docs/design.md 13.7), a version with a chain (struct
+ * meta_ver's depth): the row of inode ?1 of the nearest version on the
+ * chain of version ?2 (its first row, ino ?1, or a row of a later
+ * version, base ?1: a range of inodes_base), a whiteout if its mode is 0;
+ * the key of a row in a later version, a number below zero that no inode
+ * has (SQLite: the smallest key less one, in the writer's transaction).
+ */
+#define INODE_NEAREST(p, v)                                              \
+	"(SELECT * FROM inodes WHERE (ino = " p " OR base = " p ") AND " \
+	"+ver IN (SELECT anc FROM ver_anc WHERE ver = " v ") ORDER BY "  \
+	"ver DESC LIMIT 1) AS n"
+#define INODE_COPY_KEY "min(0, coalesce((SELECT min(ino) FROM inodes), 0)) - 1"
+#define INODE_CHANGE_WHERE(where)                                     \
 	"UPDATE inodes SET "                                          \
 	"mode = CASE WHEN (?13 & 1) <> 0 THEN ?3 ELSE mode END, "     \
 	"uid = CASE WHEN (?13 & 2) <> 0 THEN ?4 ELSE uid END, "       \
@@ -88,7 +111,7 @@ enum {
 	"atime = CASE WHEN (?13 & 16) <> 0 THEN ?10 ELSE atime END, " \
 	"mtime = CASE WHEN (?13 & 32) <> 0 THEN ?11 ELSE mtime END, " \
 	"ctime = CASE WHEN (?13 & 64) <> 0 THEN ?12 ELSE ctime END "  \
-	"WHERE ino = ?1 AND " VER_IS("ver", "?14")
+	"WHERE " where
 
 static const char *const inode_text[I_COUNT] = {
 	[I_INODE_GET] = "SELECT ino, nspace, mode, uid, gid, nlink, size, "
@@ -248,6 +271,48 @@ static const char *const inode_text[I_COUNT] = {
 			  "WHERE key = ?1",
 	/* PostgreSQL only (inode_pg) */
 	[I_INODE_NOTIFY] = "SELECT ?1, ?2 WHERE 0",
+	/* format 4, a version with a chain: the nearest row read (its
+	 * first row's number, whichever row it is) */
+	[I_INODE_GET_CHAIN] =
+		"SELECT coalesce(base, ino), nspace, mode, uid, gid, nlink, "
+		"size, rdev, alloc, atime, mtime, ctime FROM " INODE_NEAREST(
+			"?1", "?2"),
+	/* the nearest row copied into leaf ?2 unless it is the leaf's own
+	 * already, or a whiteout */
+	[I_INODE_COPY_UP] =
+		"INSERT INTO inodes(ino, ver, base, nspace, mode, uid, gid, "
+		"nlink, size, rdev, alloc, atime, mtime, ctime, target) "
+		"SELECT " INODE_COPY_KEY ", CAST(?2 AS bigint), "
+		"CAST(?1 AS bigint), nspace, mode, uid, gid, nlink, size, "
+		"rdev, alloc, atime, mtime, ctime, target "
+		"FROM " INODE_NEAREST("?1", "?2") " WHERE n.ver <> ?2 AND "
+						  "n.mode <> 0",
+	/* the leaf's own row (its first, or its copy) changed */
+	[I_INODE_UPDATE_LEAF] =
+		INODE_CHANGE_WHERE("(ino = ?1 OR base = ?1) AND " VER_IS(
+			"ver", "?14")) " AND mode <> 0 RETURNING nlink",
+	[I_INODE_DEL_LEAF] = "DELETE FROM inodes WHERE (ino = ?1 OR base = "
+			     "?1) AND " VER_IS("ver", "?2"),
+	/* after the leaf's own row went: a whiteout in leaf ?2 if an
+	 * ancestor's row still shows */
+	[I_INODE_WHITEOUT] =
+		"INSERT INTO inodes(ino, ver, base, nspace, mode, uid, gid, "
+		"nlink, size, rdev, alloc, atime, mtime, ctime) "
+		"SELECT " INODE_COPY_KEY ", CAST(?2 AS bigint), "
+		"CAST(?1 AS bigint), nspace, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 "
+		"FROM " INODE_NEAREST("?1", "?2") " WHERE n.mode <> 0",
+	/* meta_version_child(): leaf ?1 frozen, leaf ?2 its child */
+	[I_VER_FREEZE] = "UPDATE versions SET kind = 2 WHERE id = ?1 AND "
+			 "kind = 1",
+	[I_VER_CHILD] =
+		"INSERT INTO versions(id, parent, kind, name, nspace, "
+		"view, created) SELECT CAST(?2 AS bigint), id, 1, NULL, "
+		"nspace, view, unixepoch() FROM versions WHERE id = ?1",
+	[I_VER_ANC_CHILD] =
+		"INSERT INTO ver_anc(ver, anc) SELECT CAST(?2 AS bigint), anc "
+		"FROM ver_anc WHERE ver = ?1 UNION ALL SELECT CAST(?2 AS "
+		"bigint), CAST(?2 AS bigint)",
+	[I_NSPACE_LEAF] = "UPDATE nspaces SET leaf = ?2 WHERE leaf = ?1",
 };
 
 static const char *const inode_pg[I_COUNT] = {
@@ -277,6 +342,22 @@ static const char *const inode_pg[I_COUNT] = {
 		       "WHERE key = 'next_ino' RETURNING value",
 	/* no row: no_data_found (ENOENT) from tally_one_entry(), so that
 	 * the COMMIT sent with it commits nothing */
+	/* a sequence of its own: nodes copy up at once */
+	[I_INODE_COPY_UP] =
+		"INSERT INTO inodes(ino, ver, base, nspace, mode, uid, gid, "
+		"nlink, size, rdev, alloc, atime, mtime, ctime, target) "
+		"SELECT -nextval('inode_copies'), CAST(?2 AS bigint), "
+		"CAST(?1 AS bigint), nspace, mode, uid, "
+		"gid, nlink, size, rdev, alloc, atime, mtime, ctime, target "
+		"FROM " INODE_NEAREST("?1", "?2") " WHERE n.ver <> ?2 AND "
+						  "n.mode <> 0",
+	[I_INODE_WHITEOUT] =
+		"INSERT INTO inodes(ino, ver, base, nspace, mode, uid, gid, "
+		"nlink, size, rdev, alloc, atime, mtime, ctime) SELECT "
+		"-nextval('inode_copies'), CAST(?2 AS bigint), CAST(?1 AS "
+		"bigint), nspace, 0, 0, 0, 0, 0, 0, "
+		"0, 0, 0, 0 FROM " INODE_NEAREST("?1", "?2") " WHERE n.mode <> "
+							     "0",
 	[I_INODE_UPDATE_SURE] = "WITH u AS (" INODE_CHANGE " RETURNING nlink) "
 				"SELECT (SELECT nlink FROM u) FROM (SELECT "
 				"tally_one_entry(count(*)) FROM u) AS one",
@@ -336,19 +417,63 @@ static int inode_row(struct meta *m, struct meta_st *s, const char *what,
 	return 0;
 }
 
+/* Does @v read through a chain (format 4: rows of its ancestors)? */
+static bool chained(const struct meta_ver *v)
+{
+	return v && v->depth > 1;
+}
+
+/* Statement @id with ?1 = @a and ?2 = @b run (@later: with the next). */
+static int run_pair(struct meta *m, int id, int64_t a, int64_t b, bool later,
+		    const char *what)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_inode_sql, id, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, a);
+	meta_bind_int(s, 2, b);
+	return later ? meta_run_later(m, s, what) : meta_run(m, s, what);
+}
+
 int meta_inode_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		   struct meta_inode *out)
 {
 	struct meta_st *s;
 	int rc = meta_stmt(m, &meta_inode_sql,
-			   v ? I_INODE_GET : I_INODE_GET_ANY, &s);
+			   chained(v) ? I_INODE_GET_CHAIN
+			   : v	      ? I_INODE_GET
+				      : I_INODE_GET_ANY,
+			   &s);
 
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, (int64_t)ino);
 	if (v)
 		meta_bind_int(s, 2, v->id);
-	return inode_row(m, s, "inode read", out);
+	rc = inode_row(m, s, "inode read", out);
+	/* a whiteout: removed in a version on the chain */
+	return !rc && chained(v) && out->mode == 0 ? -ENOENT : rc;
+}
+
+int meta_version_child(struct meta *m, int64_t parent, int64_t *child)
+{
+	static const int ids[] = { I_VER_CHILD, I_VER_ANC_CHILD,
+				   I_NSPACE_LEAF };
+	uint64_t id;
+	int rc = run_pair(m, I_VER_FREEZE, parent, 0, false, "version freeze");
+
+	if (!rc && meta_changes(m) != 1)
+		return -EINVAL; /* not a leaf */
+	if (!rc)
+		rc = meta_ino_take(m, (uint64_t)parent + 1, 1, &id);
+	for (size_t i = 0; !rc && i < sizeof(ids) / sizeof(*ids); i++)
+		rc = run_pair(m, ids[i], parent, (int64_t)id, false,
+			      "version child");
+	if (!rc)
+		*child = (int64_t)id;
+	return rc;
 }
 
 /* Statement @id with the fields of @in bound (?6: @nlink). */
@@ -399,6 +524,35 @@ static int inode_notify(struct meta *m, const struct meta_inode *in,
 	return meta_run_later(m, s, "inode update");
 }
 
+/* Format 4: the update of meta_inode_update() in leaf @v, whose chain
+ * has more than itself: the nearest row copied up into the leaf first. */
+static int inode_update_chain(struct meta *m, const struct meta_ver *v,
+			      const struct meta_inode *in, int64_t delta,
+			      unsigned fields, bool commit, uint32_t *nlink)
+{
+	struct meta_st *s;
+	int64_t got = 0;
+	int rc = run_pair(m, I_INODE_COPY_UP, (int64_t)in->ino, v->id, true,
+			  "inode copy-up");
+
+	if (!rc)
+		rc = inode_stmt(m, I_INODE_UPDATE_LEAF, in, delta, &s);
+	if (rc)
+		return rc;
+	meta_bind_int(s, 13, fields & ~(META_F_AFTER | META_F_ROW));
+	meta_bind_int(s, 14, v->id);
+	if (commit) {
+		rc = meta_int_commit(m, s, &got, "inode update");
+		if (rc >= 0) /* 1: the row is gone */
+			*nlink = rc || got < 0 ? 0 : (uint32_t)got;
+		return rc;
+	}
+	rc = meta_int(m, s, &got, "inode update");
+	if (!rc)
+		*nlink = got < 0 ? 0 : (uint32_t)got;
+	return rc;
+}
+
 int meta_inode_update(struct meta *m, const struct meta_ver *v,
 		      const struct meta_inode *in, int64_t delta,
 		      unsigned fields, uint32_t *nlink)
@@ -412,6 +566,9 @@ int meta_inode_update(struct meta *m, const struct meta_ver *v,
 
 	if (rc)
 		return rc;
+	if (chained(v))
+		return inode_update_chain(m, v, in, delta, fields, false,
+					  nlink);
 
 	/* no decision reads the count (it does not move, or a directory's
 	 * goes up): no answer to wait for, the change goes with the next
@@ -456,6 +613,8 @@ int meta_inode_update_commit(struct meta *m, const struct meta_ver *v,
 
 	if (!rc)
 		rc = inode_notify(m, in, fields);
+	if (!rc && chained(v))
+		return inode_update_chain(m, v, in, delta, fields, true, nlink);
 	if (!rc)
 		rc = inode_stmt(m,
 				fields & META_F_ROW ? I_INODE_UPDATE_SURE
@@ -539,20 +698,20 @@ int meta_inode_put(struct meta *m, const struct meta_ver *v,
 int meta_inode_delete(struct meta *m, const struct meta_ver *v, uint64_t ino)
 {
 	static const int ids[] = { I_INODE_DEL_X, I_INODE_DEL };
+	/* format 4, a chain: the leaf's own row, then a whiteout where an
+	 * ancestor's would show */
+	static const int chain[] = { I_INODE_DEL_X, I_INODE_DEL_LEAF,
+				     I_INODE_WHITEOUT };
+	bool c = chained(v);
+	size_t n = c ? sizeof(chain) / sizeof(*chain)
+		     : sizeof(ids) / sizeof(*ids);
 	int64_t ver;
 	int rc = meta_ver_id(m, v, ino, &ver);
 
-	/* both go with the next statement */
-	for (size_t i = 0; i < sizeof(ids) / sizeof(*ids) && !rc; i++) {
-		struct meta_st *s;
-
-		rc = meta_stmt(m, &meta_inode_sql, ids[i], &s);
-		if (rc)
-			break;
-		meta_bind_int(s, 1, (int64_t)ino);
-		meta_bind_int(s, 2, ver);
-		rc = meta_run_later(m, s, i ? "inode delete" : "xattr delete");
-	}
+	/* all go with the next statement */
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = run_pair(m, c ? chain[i] : ids[i], (int64_t)ino, ver, true,
+			      i ? "inode delete" : "xattr delete");
 	return rc;
 }
 

@@ -83,6 +83,13 @@ Test(meta, calls_see_the_rows_of_their_version)
 	tu_version_check(m);
 }
 
+/* An inode read through a chain of versions: the nearest ancestor's row,
+ * copied up by a change, a whiteout by a removal (tu_chain_check()). */
+Test(meta, inodes_read_through_a_chain_of_versions)
+{
+	tu_chain_check(m);
+}
+
 /* A remote setting changed only if it is what the caller read (a rekey's
  * record on a store other nodes share): else ESTALE, nothing written. */
 Test(meta, remote_setting_swaps_only_from_what_was_read)

@@ -231,6 +231,13 @@ Test(meta_pg, calls_see_the_rows_of_their_version)
 	tu_version_check(m);
 }
 
+/* An inode read through a chain of versions: the nearest ancestor's row,
+ * copied up by a change, a whiteout by a removal (tu_chain_check()). */
+Test(meta_pg, inodes_read_through_a_chain_of_versions)
+{
+	tu_chain_check(m);
+}
+
 Test(meta_pg, readdir_lists_entries_with_their_rows)
 {
 	tu_readdir_check(m, 1, 2500);

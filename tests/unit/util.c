@@ -376,3 +376,115 @@ void tu_version_check(struct meta *m)
 		free(val);
 	}
 }
+
+/* The size of inode @ino read through @v, or -errno. */
+static int64_t size_in(struct meta *m, const struct meta_ver *v, uint64_t ino)
+{
+	struct meta_inode got;
+	int rc = meta_inode_get(m, v, ino, &got);
+
+	if (rc)
+		return rc;
+	cr_assert_eq(got.ino, ino, "the row of another inode");
+	return (int64_t)got.size;
+}
+
+/* The change of @md's size to @size in @v, committed: 0 or -errno. */
+static int resize(struct meta *m, const struct meta_ver *v,
+		  struct meta_inode *md, uint64_t size)
+{
+	uint32_t nlink = 0;
+	int rc;
+
+	md->size = size;
+	cr_assert_eq(meta_begin(m), 0);
+	if (meta_shared(m)) {
+		rc = meta_inode_update_commit(m, v, md, 0,
+					      META_F_SIZE | META_F_ROW, &nlink);
+		if (rc == 1)
+			rc = -ENOENT;
+	} else {
+		rc = meta_inode_update(m, v, md, 0, META_F_SIZE | META_F_ROW,
+				       &nlink);
+		if (!rc)
+			rc = meta_commit(m);
+	}
+	if (rc)
+		meta_rollback(m);
+	else
+		cr_assert_eq(nlink, md->nlink);
+	return rc;
+}
+
+void tu_chain_check(struct meta *m)
+{
+	const struct meta_ver root = { .id = 60 };
+	struct meta_ver leaf = { .depth = 2 }, below = { .depth = 3 };
+	struct meta_inode dmd = {
+		.ino = 60, .nspace = 60, .mode = S_IFDIR | 0755, .nlink = 2
+	};
+	struct meta_inode md = { .ino = 70,
+				 .nspace = 60,
+				 .mode = S_IFREG | 0644,
+				 .nlink = 1,
+				 .size = 5 };
+	struct meta_inode nmd = md;
+
+	/* a namespace's root makes its version, 60 */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &root, &dmd), 0);
+	cr_assert_eq(meta_inode_put(m, &root, &md), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_version_child(m, 60, &leaf.id), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_gt(leaf.id, 60, "ids grow from parent to child");
+	/* only a leaf has children */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_version_child(m, 60, &below.id), -EINVAL);
+	meta_rollback(m);
+
+	/* the frozen version's row, through the chain */
+	cr_assert_eq(size_in(m, &leaf, 70), 5);
+	/* changed in the leaf (twice: one copy), the frozen row stays */
+	cr_assert_eq(resize(m, &leaf, &md, 9), 0);
+	cr_assert_eq(resize(m, &leaf, &md, 11), 0);
+	cr_assert_eq(size_in(m, &leaf, 70), 11);
+	cr_assert_eq(size_in(m, &root, 70), 5);
+	/* a version below the leaf reads the leaf's copy */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_version_child(m, leaf.id, &below.id), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(size_in(m, &below, 70), 11);
+	/* removed there: a whiteout; the versions above keep theirs, and
+	 * a change through the whiteout finds no inode */
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_delete(m, &below, 70), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(size_in(m, &below, 70), -ENOENT);
+	cr_assert_eq(size_in(m, &leaf, 70), 11);
+	cr_assert_eq(size_in(m, &root, 70), 5);
+	cr_assert_eq(resize(m, &below, &md, 3), -ENOENT);
+	/* an inode made in the deepest version is its first row there,
+	 * seen by no version above, and goes with no whiteout */
+	nmd.ino = 71;
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &below, &nmd), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(size_in(m, &below, 71), 5);
+	cr_assert_eq(size_in(m, &leaf, 71), -ENOENT);
+	cr_assert_eq(resize(m, &below, &nmd, 6), 0);
+	cr_assert_eq(size_in(m, &below, 71), 6);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_delete(m, &below, 71), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(size_in(m, &below, 71), -ENOENT);
+	{
+		/* rows: 70's first, its copy in the leaf, its whiteout
+		 * below; 71 left none */
+		uint64_t max = 0;
+
+		cr_assert_eq(meta_max_ino(m, &max), 0);
+		cr_assert_lt(max, 100000, "copies take no inode number");
+	}
+}

@@ -52,6 +52,14 @@ void tu_readdir_check(struct meta *m, uint64_t dir, unsigned n);
  * read with an inode row that is not there does).
  */
 void tu_version_check(struct meta *m);
+/*
+ * Format 4 (docs/design.md 13.7): an inode read through a chain of
+ * versions (meta_version_child(), a struct meta_ver with a depth) is its
+ * row of the nearest ancestor; a change in the leaf copies it up and
+ * leaves the frozen version's row as it was; a removal leaves a whiteout
+ * where an ancestor's row would show, none where none does.
+ */
+void tu_chain_check(struct meta *m);
 
 /* A namespace @name made by root; its inode. */
 uint64_t tu_mkns(struct tally *t, const char *name);
