@@ -72,6 +72,19 @@ enum {
 	I_VER_CHILD,
 	I_VER_ANC_CHILD,
 	I_NSPACE_LEAF,
+	I_DENTRY_LOOKUP_CHAIN,
+	I_DENTRY_ROW_CHAIN,
+	I_READDIR_CHAIN,
+	I_DIR_EMPTY_CHAIN,
+	I_DENTRY_NEAREST,
+	I_DENTRY_PUT_LEAF,
+	I_DENTRY_DEL_LEAF,
+	I_DENTRY_WHITEOUT,
+	I_DENTRY_SET_INO_CHAIN,
+	I_XATTR_GET_CHAIN,
+	I_XATTR_LIST_CHAIN,
+	I_XATTR_CREATE_LEAF,
+	I_XATTR_WHITEOUT,
 	I_COUNT
 };
 
@@ -99,6 +112,31 @@ enum {
 	"(SELECT * FROM inodes WHERE (ino = " p " OR base = " p ") AND " \
 	"+ver IN (SELECT anc FROM ver_anc WHERE ver = " v ") ORDER BY "  \
 	"ver DESC LIMIT 1) AS n"
+/* the versions of the chain of version v */
+#define CHAIN(v) "(SELECT anc FROM ver_anc WHERE ver = " v ")"
+/* the key of the nearest row of inode x on the chain of v */
+#define INODE_KEY(x, v)                                                   \
+	"(SELECT k.ino FROM inodes k WHERE (k.ino = " x " OR k.base = " x \
+	") AND +k.ver IN " CHAIN(v) " ORDER BY k.ver DESC LIMIT 1)"
+/* the nearest row of entry (?1, ?2) on the chain of v, a whiteout (ino 0)
+ * too */
+#define ENTRY_NEAREST(v)                                                      \
+	"(SELECT parent, name, ver, ino FROM dentries WHERE parent = ?1 AND " \
+	"name = ?2 AND +ver IN " CHAIN(v) " ORDER BY ver DESC LIMIT 1) AS n"
+/* no row of a deeper version on the chain of v has the key of row a */
+#define ENTRY_SHOWS(a, v)                                                  \
+	"NOT EXISTS (SELECT 1 FROM dentries e WHERE e.parent = " a         \
+	".parent AND e.name = " a ".name AND e.ver > " a ".ver AND e.ver " \
+	"IN " CHAIN(v) ")"
+/* the nearest row of xattr (?1, ?2) on the chain of v, a whiteout (NULL)
+ * too */
+#define XATTR_NEAREST(v)                                                     \
+	"(SELECT ino, name, value FROM xattrs WHERE ino = ?1 AND name = ?2 " \
+	"AND +ver IN " CHAIN(v) " ORDER BY ver DESC LIMIT 1) AS x"
+#define INODE_COLS(a)                                                   \
+	"coalesce(" a ".base, " a ".ino), " a ".nspace, " a ".mode, " a \
+	".uid, " a ".gid, " a ".nlink, " a ".size, " a ".rdev, " a      \
+	".alloc, " a ".atime, " a ".mtime, " a ".ctime"
 #define INODE_COPY_KEY "min(0, coalesce((SELECT min(ino) FROM inodes), 0)) - 1"
 #define INODE_CHANGE_WHERE(where)                                     \
 	"UPDATE inodes SET "                                          \
@@ -313,7 +351,90 @@ static const char *const inode_text[I_COUNT] = {
 		"FROM ver_anc WHERE ver = ?1 UNION ALL SELECT CAST(?2 AS "
 		"bigint), CAST(?2 AS bigint)",
 	[I_NSPACE_LEAF] = "UPDATE nspaces SET leaf = ?2 WHERE leaf = ?1",
+	/* entries through a chain (?1 parent, ?2 name), as their
+	 * statements without it, their parameters the same */
+	[I_DENTRY_LOOKUP_CHAIN] =
+		"SELECT n.ino FROM " ENTRY_NEAREST("?3") " WHERE n.ino <> 0",
+	[I_DENTRY_ROW_CHAIN] = "SELECT " INODE_COLS("i") " FROM " ENTRY_NEAREST(
+		"?3") " JOIN inodes i ON i.ino = " INODE_KEY("n.ino",
+							     "?3") " "
+								   "WHERE n.ino <> "
+								   "0 AND i.mode "
+								   "<> 0",
+	/* an anti-join: a row shows unless a deeper one has its name */
+	[I_READDIR_CHAIN] =
+		"SELECT d.id, d.name, " INODE_COLS("i") " FROM dentries d JOIN inodes i ON i.ino = " INODE_KEY("d.ino", "?4") " WHERE d.parent = ?1 AND d.id > ?2 AND +d.ver IN " CHAIN(
+			"?4") " AND d.ino <> 0 AND i.mode <> 0 AND " ENTRY_SHOWS("d",
+										 "?4") " ORDER BY d.id LIMIT ?3",
+	[I_DIR_EMPTY_CHAIN] =
+		"SELECT 1 FROM dentries d WHERE d.parent = ?1 "
+		"AND +d.ver IN " CHAIN("?2") " AND d.ino <> 0 AND " ENTRY_SHOWS(
+			"d", "?2") " LIMIT 1",
+	/* the inode the nearest row names (0: a whiteout) */
+	[I_DENTRY_NEAREST] = "SELECT n.ino FROM " ENTRY_NEAREST("?3"),
+	/* the leaf's own row of a name no version above shows: a new one,
+	 * or over the leaf's whiteout (no change: the name is taken) */
+	[I_DENTRY_PUT_LEAF] =
+		"INSERT INTO dentries(parent, name, ver, ino) VALUES (?1, ?2, "
+		"?4, ?3) ON CONFLICT(parent, name, ver) DO UPDATE SET ino = "
+		"excluded.ino WHERE dentries.ino = 0",
+	[I_DENTRY_DEL_LEAF] = "DELETE FROM dentries WHERE parent = ?1 AND "
+			      "name = ?2 AND " VER_IS("ver", "?3"),
+	/* after the leaf's own row went: a whiteout where an ancestor's
+	 * row would show */
+	[I_DENTRY_WHITEOUT] =
+		"INSERT INTO dentries(parent, name, ver, ino) SELECT "
+		"n.parent, n.name, CAST(?3 AS bigint), 0 FROM " ENTRY_NEAREST(
+			"?3") " WHERE n.ino <> 0",
+	/* the name's nearest row, naming ?4, made to name ?3 in leaf ?5 */
+	[I_DENTRY_SET_INO_CHAIN] =
+		"INSERT INTO dentries(parent, name, ver, ino) SELECT "
+		"n.parent, n.name, CAST(?5 AS bigint), CAST(?3 AS bigint) "
+		"FROM " ENTRY_NEAREST("?5") " WHERE n.ino = ?4 ON "
+					    "CONFLICT(parent, name, ver) DO "
+					    "UPDATE SET ino = excluded.ino",
+	/* xattrs through a chain (?1 inode, ?2 name) */
+	[I_XATTR_GET_CHAIN] = "SELECT x.value FROM " XATTR_NEAREST(
+		"?3") " WHERE x.value IS NOT NULL",
+	[I_XATTR_LIST_CHAIN] =
+		"SELECT x.name FROM xattrs x WHERE x.ino = ?1 AND +x.ver IN " CHAIN(
+			"?2") " AND x.value IS NOT NULL AND NOT EXISTS (SELECT "
+			      "1 FROM xattrs y WHERE y.ino = x.ino AND y.name "
+			      "= x.name AND y.ver > x.ver AND y.ver IN " CHAIN(
+				      "?2") ") ORDER BY x.name",
+	/* the leaf's own row of a name no version above shows */
+	[I_XATTR_CREATE_LEAF] =
+		"INSERT INTO xattrs(ino, name, ver, value) VALUES (?1, ?2, "
+		"?4, ?3) ON CONFLICT(ino, name, ver) DO UPDATE SET value = "
+		"excluded.value WHERE xattrs.value IS NULL",
+	[I_XATTR_WHITEOUT] =
+		"INSERT INTO xattrs(ino, name, ver, value) SELECT x.ino, "
+		"x.name, CAST(?3 AS bigint), NULL FROM " XATTR_NEAREST(
+			"?3") " WHERE x.value IS NOT NULL",
 };
+
+/* Does @v read through a chain (format 4: rows of its ancestors)? */
+static bool chained(const struct meta_ver *v)
+{
+	return v && v->depth > 1;
+}
+
+/* The statement that reads through @v's chain for @id, if @v has one
+ * (format 4: the same parameters), else @id. */
+static int in_chain(const struct meta_ver *v, int id)
+{
+	static const int chain[I_COUNT] = {
+		[I_DENTRY_LOOKUP] = I_DENTRY_LOOKUP_CHAIN,
+		[I_DENTRY_ROW] = I_DENTRY_ROW_CHAIN,
+		[I_READDIR] = I_READDIR_CHAIN,
+		[I_DIR_EMPTY] = I_DIR_EMPTY_CHAIN,
+		[I_DENTRY_SET_INO] = I_DENTRY_SET_INO_CHAIN,
+		[I_XATTR_GET] = I_XATTR_GET_CHAIN,
+		[I_XATTR_LIST] = I_XATTR_LIST_CHAIN,
+	};
+
+	return chained(v) && chain[id] ? chain[id] : id;
+}
 
 static const char *const inode_pg[I_COUNT] = {
 	/* only a new inode's row on a shared store (its number taken from
@@ -415,12 +536,6 @@ static int inode_row(struct meta *m, struct meta_st *s, const char *what,
 	inode_cols(s, 0, out);
 	meta_reset(s);
 	return 0;
-}
-
-/* Does @v read through a chain (format 4: rows of its ancestors)? */
-static bool chained(const struct meta_ver *v)
-{
-	return v && v->depth > 1;
 }
 
 /* Statement @id with ?1 = @a and ?2 = @b run (@later: with the next). */
@@ -832,7 +947,8 @@ int meta_dentry_lookup(struct meta *m, const struct meta_ver *v,
 {
 	struct meta_st *s;
 	int64_t got;
-	int rc = stmt_key_name(m, I_DENTRY_LOOKUP, parent, name, v, 3, &s);
+	int rc = stmt_key_name(m, in_chain(v, I_DENTRY_LOOKUP), parent, name, v,
+			       3, &s);
 
 	if (rc)
 		return rc;
@@ -847,7 +963,8 @@ int meta_dentry_lookup_row(struct meta *m, const struct meta_ver *v,
 			   struct meta_inode *out)
 {
 	struct meta_st *s;
-	int rc = stmt_key_name(m, I_DENTRY_ROW, parent, name, v, 3, &s);
+	int rc = stmt_key_name(m, in_chain(v, I_DENTRY_ROW), parent, name, v, 3,
+			       &s);
 
 	if (rc)
 		return rc;
@@ -872,11 +989,75 @@ static int dentry_exec(struct meta *m, int id, const struct meta_ver *v,
 		       : meta_run(m, s, what);
 }
 
+/* Statement @id with ?1 = @key, ?2 = @name, ?3 = version @v run; *@n
+ * receives the rows it changed. */
+static int key_name_run(struct meta *m, int id, const struct meta_ver *v,
+			uint64_t key, const char *name, const char *what,
+			int64_t *n)
+{
+	struct meta_st *s;
+	int rc = stmt_key_name(m, id, key, name, v, 3, &s);
+
+	if (!rc)
+		rc = meta_run(m, s, what);
+	if (!rc && n)
+		*n = meta_changes(m);
+	return rc;
+}
+
+/* Format 4, a chain: an entry inserted into the leaf only where no
+ * version on the chain shows the name (EEXIST), over the leaf's own
+ * whiteout. The versions above are frozen: a row of the leaf is all
+ * another writer could add meanwhile, and the insert's conflict finds
+ * it. */
+static int dentry_insert_chain(struct meta *m, const struct meta_ver *v,
+			       uint64_t parent, const char *name, uint64_t ino)
+{
+	struct meta_st *s;
+	uint64_t shown;
+	int rc = meta_dentry_lookup(m, v, parent, name, &shown);
+
+	if (!rc)
+		return -EEXIST;
+	if (rc != -ENOENT)
+		return rc;
+	rc = stmt_key_name(m, I_DENTRY_PUT_LEAF, parent, name, v, 4, &s);
+	if (rc)
+		return rc;
+	meta_bind_int(s, 3, (int64_t)ino);
+	rc = meta_run(m, s, "entry insert");
+	return !rc && meta_changes(m) == 0 ? -EEXIST : rc;
+}
+
+/* Format 4, a chain: the entry, while it names @ino, removed from the
+ * leaf, and hidden by a whiteout where an ancestor's row would show
+ * (ENOENT: it names another inode, or none). */
+static int dentry_delete_chain(struct meta *m, const struct meta_ver *v,
+			       uint64_t parent, const char *name, uint64_t ino)
+{
+	struct meta_st *s;
+	int64_t got;
+	int rc = stmt_key_name(m, I_DENTRY_NEAREST, parent, name, v, 3, &s);
+
+	if (!rc)
+		rc = meta_int(m, s, &got, "lookup");
+	if (!rc && (uint64_t)got != ino)
+		rc = -ENOENT;
+	if (!rc)
+		rc = key_name_run(m, I_DENTRY_DEL_LEAF, v, parent, name,
+				  "entry delete", NULL);
+	if (!rc)
+		rc = key_name_run(m, I_DENTRY_WHITEOUT, v, parent, name,
+				  "entry whiteout", NULL);
+	return rc;
+}
+
 int meta_dentry_insert(struct meta *m, const struct meta_ver *v,
 		       uint64_t parent, const char *name, uint64_t ino)
 {
-	int rc = dentry_exec(m, I_DENTRY_INSERT, v, parent, name, ino,
-			     "entry insert");
+	int rc = chained(v) ? dentry_insert_chain(m, v, parent, name, ino)
+			    : dentry_exec(m, I_DENTRY_INSERT, v, parent, name,
+					  ino, "entry insert");
 
 	/* PostgreSQL: the insert takes from other nodes the directory
 	 * they knew whole (core/fs/dirnames.c) */
@@ -886,6 +1067,8 @@ int meta_dentry_insert(struct meta *m, const struct meta_ver *v,
 int meta_dentry_delete(struct meta *m, const struct meta_ver *v,
 		       uint64_t parent, const char *name, uint64_t ino)
 {
+	if (chained(v))
+		return dentry_delete_chain(m, v, parent, name, ino);
 	return dentry_exec(m, I_DENTRY_DELETE, v, parent, name, ino,
 			   "entry delete");
 }
@@ -895,7 +1078,8 @@ int meta_dentry_set_ino(struct meta *m, const struct meta_ver *v,
 			uint64_t ino)
 {
 	struct meta_st *s;
-	int rc = stmt_key_name(m, I_DENTRY_SET_INO, parent, name, v, 5, &s);
+	int rc = stmt_key_name(m, in_chain(v, I_DENTRY_SET_INO), parent, name,
+			       v, 5, &s);
 
 	if (rc)
 		return rc;
@@ -911,7 +1095,15 @@ int meta_dentry_move(struct meta *m, const struct meta_ver *v, uint64_t parent,
 		     const char *newname)
 {
 	struct meta_st *s;
-	int rc = stmt_key_name(m, I_DENTRY_MOVE, parent, name, v, 6, &s);
+	int rc;
+
+	/* a chain: a removal and an insert (the entry's cookie is new) */
+	if (chained(v)) {
+		rc = dentry_delete_chain(m, v, parent, name, ino);
+		return rc ? rc
+			  : dentry_insert_chain(m, v, newparent, newname, ino);
+	}
+	rc = stmt_key_name(m, I_DENTRY_MOVE, parent, name, v, 6, &s);
 
 	if (rc)
 		return rc;
@@ -927,7 +1119,8 @@ int meta_dir_empty(struct meta *m, const struct meta_ver *v, uint64_t ino)
 {
 	struct meta_st *s;
 	int64_t one;
-	int rc = meta_stmt_ver(m, &meta_inode_sql, I_DIR_EMPTY, ino, v, 2, &s);
+	int rc = meta_stmt_ver(m, &meta_inode_sql, in_chain(v, I_DIR_EMPTY),
+			       ino, v, 2, &s);
 
 	if (rc)
 		return rc;
@@ -957,7 +1150,7 @@ int meta_readdir(struct meta *m, const struct meta_ver *v, uint64_t parent,
 		struct meta_st *s;
 		int64_t rows = 0;
 
-		rc = meta_stmt(m, &meta_inode_sql, I_READDIR, &s);
+		rc = meta_stmt(m, &meta_inode_sql, in_chain(v, I_READDIR), &s);
 		if (rc)
 			return rc;
 		meta_bind_int(s, 1, (int64_t)parent);
@@ -1067,10 +1260,25 @@ int meta_xattr_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		   const char *name, void **out, size_t *len)
 {
 	char *val;
-	int rc = blob_get(m, I_XATTR_GET, ino, name, v, -ENODATA, "xattr read",
-			  &val, len);
+	int rc = blob_get(m, in_chain(v, I_XATTR_GET), ino, name, v, -ENODATA,
+			  "xattr read", &val, len);
 	if (!rc)
 		*out = val;
+	return rc;
+}
+
+/* Format 4, a chain: 0 if xattr @name of @ino shows through @v's chain,
+ * -ENODATA if not, or -errno. */
+static int xattr_shows(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		       const char *name)
+{
+	char *val;
+	size_t len;
+	int rc = blob_get(m, I_XATTR_GET_CHAIN, ino, name, v, -ENODATA,
+			  "xattr read", &val, &len);
+
+	if (!rc)
+		free(val);
 	return rc;
 }
 
@@ -1081,13 +1289,29 @@ int meta_xattr_set(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		 : (flags & XATTR_REPLACE) ? I_XATTR_REPLACE
 					   : I_XATTR_UPSERT;
 	struct meta_st *s;
-	int rc = stmt_key_name(m, id, ino, name, v, 4, &s);
+	int rc;
 
+	/* a chain: what the name shows decides, the leaf's row is
+	 * written (over its whiteout) */
+	if (chained(v) && id != I_XATTR_UPSERT) {
+		rc = xattr_shows(m, v, ino, name);
+		if (id == I_XATTR_INSERT) {
+			if (rc != -ENODATA)
+				return rc ? rc : -EEXIST;
+			id = I_XATTR_CREATE_LEAF;
+		} else if (rc) {
+			return rc;
+		} else {
+			id = I_XATTR_UPSERT;
+		}
+	}
+	rc = stmt_key_name(m, id, ino, name, v, 4, &s);
 	if (rc)
 		return rc;
 	meta_bind_blob(s, 3, len ? val : "", len);
 	rc = meta_run(m, s, "xattr write");
-	if (!rc && id == I_XATTR_INSERT && meta_changes(m) == 0)
+	if (!rc && (id == I_XATTR_INSERT || id == I_XATTR_CREATE_LEAF) &&
+	    meta_changes(m) == 0)
 		return -EEXIST;
 	if (!rc && id == I_XATTR_REPLACE && meta_changes(m) == 0)
 		return -ENODATA;
@@ -1098,8 +1322,21 @@ int meta_xattr_remove(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		      const char *name)
 {
 	struct meta_st *s;
-	int rc = stmt_key_name(m, I_XATTR_DEL, ino, name, v, 3, &s);
+	int rc;
 
+	/* a chain: the leaf's row removed, a whiteout where an ancestor's
+	 * would show */
+	if (chained(v)) {
+		rc = xattr_shows(m, v, ino, name);
+		if (!rc)
+			rc = key_name_run(m, I_XATTR_DEL, v, ino, name,
+					  "xattr delete", NULL);
+		if (!rc)
+			rc = key_name_run(m, I_XATTR_WHITEOUT, v, ino, name,
+					  "xattr whiteout", NULL);
+		return rc;
+	}
+	rc = stmt_key_name(m, I_XATTR_DEL, ino, name, v, 3, &s);
 	if (rc)
 		return rc;
 	rc = meta_run(m, s, "xattr delete");
@@ -1114,8 +1351,8 @@ int meta_xattr_list(struct meta *m, const struct meta_ver *ver, uint64_t ino,
 	struct meta_st *s;
 	char *v = NULL;
 	size_t n = 0, cap = 0;
-	int rc = meta_stmt_ver(m, &meta_inode_sql, I_XATTR_LIST, ino, ver, 2,
-			       &s);
+	int rc = meta_stmt_ver(m, &meta_inode_sql, in_chain(ver, I_XATTR_LIST),
+			       ino, ver, 2, &s);
 
 	if (rc)
 		return rc;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -416,6 +417,187 @@ static int resize(struct meta *m, const struct meta_ver *v,
 	return rc;
 }
 
+/* The names @v shows in directory @dir, in cookie order, each followed
+ * by a space, in @out. */
+static int name_join(void *ctx, int64_t cookie, const char *name,
+		     const struct meta_inode *md)
+{
+	(void)cookie;
+	(void)md;
+	strcat(ctx, name);
+	strcat(ctx, " ");
+	return 0;
+}
+
+static const char *names_in(struct meta *m, const struct meta_ver *v,
+			    uint64_t dir, char *out)
+{
+	out[0] = '\0';
+	cr_assert_eq(meta_readdir(m, v, dir, 0, name_join, out), 0);
+	return out;
+}
+
+/* The inode @v's entry @name in @dir names, or -errno. */
+static int64_t entry_in(struct meta *m, const struct meta_ver *v, uint64_t dir,
+			const char *name)
+{
+	uint64_t ino = 0;
+	int rc = meta_dentry_lookup(m, v, dir, name, &ino);
+
+	return rc ? rc : (int64_t)ino;
+}
+
+/* The first byte of xattr @name of @ino through @v, or -errno. */
+static int xattr_in(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		    const char *name)
+{
+	void *val = NULL;
+	size_t len = 0;
+	int rc = meta_xattr_get(m, v, ino, name, &val, &len), c;
+
+	if (rc)
+		return rc;
+	c = len ? ((char *)val)[0] : 0;
+	free(val);
+	return c;
+}
+
+/* The xattr names @v shows on @ino, each followed by a space. */
+static const char *xattrs_in(struct meta *m, const struct meta_ver *v,
+			     uint64_t ino, char *out)
+{
+	char *list = NULL;
+	size_t len = 0;
+
+	out[0] = '\0';
+	cr_assert_eq(meta_xattr_list(m, v, ino, &list, &len), 0);
+	for (size_t i = 0; i < len; i += strlen(list + i) + 1) {
+		strcat(out, list + i);
+		strcat(out, " ");
+	}
+	free(list);
+	return out;
+}
+
+/* A call in a transaction of its own (ONE_OP): its answer, committed if
+ * 0, rolled back if not. */
+static void one_op_begin(struct meta *m)
+{
+	cr_assert_eq(meta_begin(m), 0);
+}
+
+static int one_op_end(struct meta *m, int rc)
+{
+	if (!rc)
+		rc = meta_commit(m);
+	if (rc)
+		meta_rollback(m);
+	return rc;
+}
+#define ONE_OP(m, call) one_op_end(m, (one_op_begin(m), (call)))
+
+/* Entries and xattrs through a chain (the second half of
+ * tu_chain_check()): namespace 80, inodes 90 and 91. */
+static void chain_names_check(struct meta *m)
+{
+	const struct meta_ver root = { .id = 80 };
+	struct meta_ver leaf = { .depth = 2 };
+	struct meta_inode dmd = {
+		.ino = 80, .nspace = 80, .mode = S_IFDIR | 0755, .nlink = 2
+	};
+	struct meta_inode f = { .ino = 90,
+				.nspace = 80,
+				.mode = S_IFREG | 0644,
+				.nlink = 1,
+				.size = 7 };
+	struct meta_inode got;
+	char buf[256];
+
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &root, &dmd), 0);
+	cr_assert_eq(meta_inode_put(m, &root, &f), 0);
+	f.ino = 91;
+	cr_assert_eq(meta_inode_put(m, &root, &f), 0);
+	cr_assert_eq(meta_dentry_insert(m, &root, 80, "a", 90), 0);
+	cr_assert_eq(meta_dentry_insert(m, &root, 80, "b", 91), 0);
+	cr_assert_eq(meta_xattr_set(m, &root, 90, "user.x", "v", 1, 0), 0);
+	cr_assert_eq(meta_xattr_set(m, &root, 90, "user.y", "w", 1, 0), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(ONE_OP(m, meta_version_child(m, 80, &leaf.id)), 0);
+
+	/* the frozen version's entries, through the chain */
+	cr_assert_eq(entry_in(m, &leaf, 80, "a"), 90);
+	cr_assert_str_eq(names_in(m, &leaf, 80, buf), "a b ");
+	cr_assert_eq(meta_dir_empty(m, &leaf, 80), 0);
+	cr_assert_eq(meta_dentry_lookup_row(m, &leaf, 80, "b", &got), 0);
+	cr_assert_eq(got.ino, 91);
+	cr_assert_eq(got.size, 7);
+	/* a name an ancestor shows is taken */
+	cr_assert_eq(ONE_OP(m, meta_dentry_insert(m, &leaf, 80, "a", 91)),
+		     -EEXIST);
+	/* removed in the leaf: a whiteout, the frozen entry stays */
+	cr_assert_eq(ONE_OP(m, meta_dentry_delete(m, &leaf, 80, "a", 91)),
+		     -ENOENT, "a removal of a name that names another inode");
+	cr_assert_eq(ONE_OP(m, meta_dentry_delete(m, &leaf, 80, "a", 90)), 0);
+	cr_assert_eq(entry_in(m, &leaf, 80, "a"), -ENOENT);
+	cr_assert_eq(meta_dentry_lookup_row(m, &leaf, 80, "a", &got), -ENOENT);
+	cr_assert_eq(entry_in(m, &root, 80, "a"), 90);
+	cr_assert_str_eq(names_in(m, &leaf, 80, buf), "b ");
+	cr_assert_str_eq(names_in(m, &root, 80, buf), "a b ");
+	/* made again over the leaf's whiteout */
+	cr_assert_eq(ONE_OP(m, meta_dentry_insert(m, &leaf, 80, "a", 91)), 0);
+	cr_assert_eq(entry_in(m, &leaf, 80, "a"), 91);
+	cr_assert_eq(entry_in(m, &root, 80, "a"), 90);
+	/* pointed at another inode: the entry copied up */
+	cr_assert_eq(ONE_OP(m, meta_dentry_set_ino(m, &leaf, 80, "b", 90, 90)),
+		     -ENOENT, "b names 91, not 90");
+	cr_assert_eq(ONE_OP(m, meta_dentry_set_ino(m, &leaf, 80, "b", 91, 90)),
+		     0);
+	cr_assert_eq(entry_in(m, &leaf, 80, "b"), 90);
+	cr_assert_eq(entry_in(m, &root, 80, "b"), 91);
+	/* moved: gone from its old name in the leaf alone */
+	cr_assert_eq(
+		ONE_OP(m, meta_dentry_move(m, &leaf, 80, "b", 90, 80, "c")), 0);
+	cr_assert_eq(entry_in(m, &leaf, 80, "b"), -ENOENT);
+	cr_assert_eq(entry_in(m, &leaf, 80, "c"), 90);
+	cr_assert_eq(entry_in(m, &root, 80, "c"), -ENOENT);
+	cr_assert_str_eq(names_in(m, &leaf, 80, buf), "a c ");
+	cr_assert_str_eq(names_in(m, &root, 80, buf), "a b ");
+	/* every name gone from the leaf: empty there, not above */
+	cr_assert_eq(ONE_OP(m, meta_dentry_delete(m, &leaf, 80, "a", 91)), 0);
+	cr_assert_eq(ONE_OP(m, meta_dentry_delete(m, &leaf, 80, "c", 90)), 0);
+	cr_assert_eq(meta_dir_empty(m, &leaf, 80), 1);
+	cr_assert_eq(meta_dir_empty(m, &root, 80), 0);
+	cr_assert_str_eq(names_in(m, &leaf, 80, buf), "");
+
+	/* xattrs: the frozen version's, through the chain */
+	cr_assert_eq(xattr_in(m, &leaf, 90, "user.x"), 'v');
+	cr_assert_eq(ONE_OP(m, meta_xattr_set(m, &leaf, 90, "user.x", "z", 1,
+					      XATTR_CREATE)),
+		     -EEXIST);
+	cr_assert_eq(ONE_OP(m, meta_xattr_set(m, &leaf, 90, "user.q", "z", 1,
+					      XATTR_REPLACE)),
+		     -ENODATA);
+	cr_assert_eq(ONE_OP(m, meta_xattr_set(m, &leaf, 90, "user.x", "z", 1,
+					      XATTR_REPLACE)),
+		     0);
+	cr_assert_eq(xattr_in(m, &leaf, 90, "user.x"), 'z');
+	cr_assert_eq(xattr_in(m, &root, 90, "user.x"), 'v');
+	cr_assert_eq(ONE_OP(m, meta_xattr_remove(m, &leaf, 90, "user.y")), 0);
+	cr_assert_eq(xattr_in(m, &leaf, 90, "user.y"), -ENODATA);
+	cr_assert_eq(xattr_in(m, &root, 90, "user.y"), 'w');
+	cr_assert_eq(ONE_OP(m, meta_xattr_remove(m, &leaf, 90, "user.y")),
+		     -ENODATA);
+	cr_assert_str_eq(xattrs_in(m, &leaf, 90, buf), "user.x ");
+	cr_assert_str_eq(xattrs_in(m, &root, 90, buf), "user.x user.y ");
+	/* made again over the leaf's whiteout */
+	cr_assert_eq(ONE_OP(m, meta_xattr_set(m, &leaf, 90, "user.y", "n", 1,
+					      XATTR_CREATE)),
+		     0);
+	cr_assert_eq(xattr_in(m, &leaf, 90, "user.y"), 'n');
+	cr_assert_str_eq(xattrs_in(m, &leaf, 90, buf), "user.x user.y ");
+}
+
 void tu_chain_check(struct meta *m)
 {
 	const struct meta_ver root = { .id = 60 };
@@ -487,4 +669,5 @@ void tu_chain_check(struct meta *m)
 		cr_assert_eq(meta_max_ino(m, &max), 0);
 		cr_assert_lt(max, 100000, "copies take no inode number");
 	}
+	chain_names_check(m);
 }

@@ -57,7 +57,9 @@ void tu_version_check(struct meta *m);
  * versions (meta_version_child(), a struct meta_ver with a depth) is its
  * row of the nearest ancestor; a change in the leaf copies it up and
  * leaves the frozen version's row as it was; a removal leaves a whiteout
- * where an ancestor's row would show, none where none does.
+ * where an ancestor's row would show, none where none does. Entries and
+ * xattrs the same: read, listed, taken, removed, pointed elsewhere and
+ * moved in the leaf, the frozen version's unchanged.
  */
 void tu_chain_check(struct meta *m);
 
