@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
 
 #include "core/util/array.h"
 #include "core/util/log.h"
@@ -52,12 +51,6 @@ enum {
 	I_BRANCH_COUNTS,
 	I_BRANCH_XATTRS,
 	I_BRANCH_GONE,
-	I_XATTR_GET,
-	I_XATTR_INSERT,
-	I_XATTR_REPLACE,
-	I_XATTR_UPSERT,
-	I_XATTR_DEL,
-	I_XATTR_LIST,
 	I_INO_TAKE,
 	I_VER_OF,
 	I_MISFILED,
@@ -81,10 +74,6 @@ enum {
 	I_DENTRY_DEL_LEAF,
 	I_DENTRY_WHITEOUT,
 	I_DENTRY_SET_INO_CHAIN,
-	I_XATTR_GET_CHAIN,
-	I_XATTR_LIST_CHAIN,
-	I_XATTR_CREATE_LEAF,
-	I_XATTR_WHITEOUT,
 	I_COUNT
 };
 
@@ -112,12 +101,6 @@ enum {
 	"(SELECT * FROM inodes WHERE (ino = " p " OR base = " p ") AND " \
 	"+ver IN (SELECT anc FROM ver_anc WHERE ver = " v ") ORDER BY "  \
 	"ver DESC LIMIT 1) AS n"
-/* the versions of the chain of version v */
-#define CHAIN(v) "(SELECT anc FROM ver_anc WHERE ver = " v ")"
-/* the key of the nearest row of inode x on the chain of v */
-#define INODE_KEY(x, v)                                                   \
-	"(SELECT k.ino FROM inodes k WHERE (k.ino = " x " OR k.base = " x \
-	") AND +k.ver IN " CHAIN(v) " ORDER BY k.ver DESC LIMIT 1)"
 /* the nearest row of entry (?1, ?2) on the chain of v, a whiteout (ino 0)
  * too */
 #define ENTRY_NEAREST(v)                                                      \
@@ -128,11 +111,6 @@ enum {
 	"NOT EXISTS (SELECT 1 FROM dentries e WHERE e.parent = " a         \
 	".parent AND e.name = " a ".name AND e.ver > " a ".ver AND e.ver " \
 	"IN " CHAIN(v) ")"
-/* the nearest row of xattr (?1, ?2) on the chain of v, a whiteout (NULL)
- * too */
-#define XATTR_NEAREST(v)                                                     \
-	"(SELECT ino, name, value FROM xattrs WHERE ino = ?1 AND name = ?2 " \
-	"AND +ver IN " CHAIN(v) " ORDER BY ver DESC LIMIT 1) AS x"
 #define INODE_COLS(a)                                                   \
 	"coalesce(" a ".base, " a ".ino), " a ".nspace, " a ".mode, " a \
 	".uid, " a ".gid, " a ".nlink, " a ".size, " a ".rdev, " a      \
@@ -269,21 +247,6 @@ static const char *const inode_text[I_COUNT] = {
 	[I_BRANCH_GONE] = "SELECT count(*) FROM temp.branch_map m CROSS JOIN "
 			  "extents b ON b.ino = m.new WHERE NOT EXISTS "
 			  "(SELECT 1 FROM objects o WHERE o.id = b.obj)",
-	[I_XATTR_GET] = "SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2 "
-			"AND " VER_IS("ver", "?3"),
-	[I_XATTR_INSERT] = "INSERT INTO xattrs(ino, name, ver, value) "
-			   "VALUES (?1, ?2, ?4, ?3) ON CONFLICT DO NOTHING",
-	[I_XATTR_REPLACE] = "UPDATE xattrs SET value = ?3 WHERE ino = ?1 AND "
-			    "name = ?2 AND " VER_IS("ver", "?4"),
-	[I_XATTR_UPSERT] =
-		"INSERT INTO xattrs(ino, name, ver, value) "
-		"VALUES (?1, ?2, ?4, ?3) ON CONFLICT(ino, name, ver) "
-		"DO UPDATE SET value = excluded.value",
-	[I_XATTR_DEL] =
-		"DELETE FROM xattrs WHERE ino = ?1 AND name = ?2 AND " VER_IS(
-			"ver", "?3"),
-	[I_XATTR_LIST] = "SELECT name FROM xattrs WHERE ino = ?1 AND " VER_IS(
-		"ver", "?2") " ORDER BY name",
 	/* one statement: mounts sharing the store never get a number twice */
 	/* the version of an inode's row (meta_ver_id(); no row: 0, as the
 	 * upgrade files rows of no inode) */
@@ -393,31 +356,7 @@ static const char *const inode_text[I_COUNT] = {
 		"FROM " ENTRY_NEAREST("?5") " WHERE n.ino = ?4 ON "
 					    "CONFLICT(parent, name, ver) DO "
 					    "UPDATE SET ino = excluded.ino",
-	/* xattrs through a chain (?1 inode, ?2 name) */
-	[I_XATTR_GET_CHAIN] = "SELECT x.value FROM " XATTR_NEAREST(
-		"?3") " WHERE x.value IS NOT NULL",
-	[I_XATTR_LIST_CHAIN] =
-		"SELECT x.name FROM xattrs x WHERE x.ino = ?1 AND +x.ver IN " CHAIN(
-			"?2") " AND x.value IS NOT NULL AND NOT EXISTS (SELECT "
-			      "1 FROM xattrs y WHERE y.ino = x.ino AND y.name "
-			      "= x.name AND y.ver > x.ver AND y.ver IN " CHAIN(
-				      "?2") ") ORDER BY x.name",
-	/* the leaf's own row of a name no version above shows */
-	[I_XATTR_CREATE_LEAF] =
-		"INSERT INTO xattrs(ino, name, ver, value) VALUES (?1, ?2, "
-		"?4, ?3) ON CONFLICT(ino, name, ver) DO UPDATE SET value = "
-		"excluded.value WHERE xattrs.value IS NULL",
-	[I_XATTR_WHITEOUT] =
-		"INSERT INTO xattrs(ino, name, ver, value) SELECT x.ino, "
-		"x.name, CAST(?3 AS bigint), NULL FROM " XATTR_NEAREST(
-			"?3") " WHERE x.value IS NOT NULL",
 };
-
-/* Does @v read through a chain (format 4: rows of its ancestors)? */
-static bool chained(const struct meta_ver *v)
-{
-	return v && v->depth > 1;
-}
 
 /* The statement that reads through @v's chain for @id, if @v has one
  * (format 4: the same parameters), else @id. */
@@ -429,11 +368,9 @@ static int in_chain(const struct meta_ver *v, int id)
 		[I_READDIR] = I_READDIR_CHAIN,
 		[I_DIR_EMPTY] = I_DIR_EMPTY_CHAIN,
 		[I_DENTRY_SET_INO] = I_DENTRY_SET_INO_CHAIN,
-		[I_XATTR_GET] = I_XATTR_GET_CHAIN,
-		[I_XATTR_LIST] = I_XATTR_LIST_CHAIN,
 	};
 
-	return chained(v) && chain[id] ? chain[id] : id;
+	return meta_chained(v) && chain[id] ? chain[id] : id;
 }
 
 static const char *const inode_pg[I_COUNT] = {
@@ -557,9 +494,9 @@ int meta_inode_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
 {
 	struct meta_st *s;
 	int rc = meta_stmt(m, &meta_inode_sql,
-			   chained(v) ? I_INODE_GET_CHAIN
-			   : v	      ? I_INODE_GET
-				      : I_INODE_GET_ANY,
+			   meta_chained(v) ? I_INODE_GET_CHAIN
+			   : v		   ? I_INODE_GET
+					   : I_INODE_GET_ANY,
 			   &s);
 
 	if (rc)
@@ -569,7 +506,7 @@ int meta_inode_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		meta_bind_int(s, 2, v->id);
 	rc = inode_row(m, s, "inode read", out);
 	/* a whiteout: removed in a version on the chain */
-	return !rc && chained(v) && out->mode == 0 ? -ENOENT : rc;
+	return !rc && meta_chained(v) && out->mode == 0 ? -ENOENT : rc;
 }
 
 int meta_version_child(struct meta *m, int64_t parent, int64_t *child)
@@ -681,7 +618,7 @@ int meta_inode_update(struct meta *m, const struct meta_ver *v,
 
 	if (rc)
 		return rc;
-	if (chained(v))
+	if (meta_chained(v))
 		return inode_update_chain(m, v, in, delta, fields, false,
 					  nlink);
 
@@ -728,7 +665,7 @@ int meta_inode_update_commit(struct meta *m, const struct meta_ver *v,
 
 	if (!rc)
 		rc = inode_notify(m, in, fields);
-	if (!rc && chained(v))
+	if (!rc && meta_chained(v))
 		return inode_update_chain(m, v, in, delta, fields, true, nlink);
 	if (!rc)
 		rc = inode_stmt(m,
@@ -817,7 +754,7 @@ int meta_inode_delete(struct meta *m, const struct meta_ver *v, uint64_t ino)
 	 * ancestor's would show */
 	static const int chain[] = { I_INODE_DEL_X, I_INODE_DEL_LEAF,
 				     I_INODE_WHITEOUT };
-	bool c = chained(v);
+	bool c = meta_chained(v);
 	size_t n = c ? sizeof(chain) / sizeof(*chain)
 		     : sizeof(ids) / sizeof(*ids);
 	int64_t ver;
@@ -882,34 +819,24 @@ int meta_target_set(struct meta *m, const struct meta_ver *v, uint64_t ino,
 	return meta_run(m, s, "symlink write");
 }
 
-/* Statement @id of the family with ?1 = @key, ?2 = @name and ?@vcol =
- * the version @v names (of @key's rows if NULL) bound. */
-static int stmt_key_name(struct meta *m, int id, uint64_t key, const char *name,
-			 const struct meta_ver *v, int vcol,
-			 struct meta_st **out)
+int meta_stmt_key_name(struct meta *m, const struct meta_sql *t, int id,
+		       uint64_t key, const char *name, const struct meta_ver *v,
+		       int vcol, struct meta_st **out)
 {
-	int rc = meta_stmt_ver(m, &meta_inode_sql, id, key, v, vcol, out);
+	int rc = meta_stmt_ver(m, t, id, key, v, vcol, out);
 
 	if (!rc)
 		meta_bind_name(*out, 2, name);
 	return rc;
 }
 
-/*
- * The blob of the first column of the row of statement @id for (@ino,
- * @name if not NULL) in version @ver (the parameter after them), copied
- * into a new buffer of *@len bytes and a NUL: @none when there is no
- * row.
- */
-static int blob_get(struct meta *m, int id, uint64_t ino, const char *name,
-		    const struct meta_ver *ver, int none, const char *what,
-		    char **out, size_t *len)
+int meta_blob_get(struct meta *m, const struct meta_sql *t, int id,
+		  uint64_t ino, const char *name, const struct meta_ver *ver,
+		  int none, const char *what, char **out, size_t *len)
 {
 	struct meta_st *s;
 	char *v;
-	int rc = meta_stmt_ver(m, &meta_inode_sql, id, ino, ver, name ? 3 : 2,
-			       &s),
-	    n;
+	int rc = meta_stmt_ver(m, t, id, ino, ver, name ? 3 : 2, &s), n;
 
 	if (rc)
 		return rc;
@@ -938,8 +865,8 @@ int meta_target_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
 {
 	size_t len;
 
-	return blob_get(m, I_TARGET_GET, ino, NULL, v, -ENOENT, "symlink read",
-			out, &len);
+	return meta_blob_get(m, &meta_inode_sql, I_TARGET_GET, ino, NULL, v,
+			     -ENOENT, "symlink read", out, &len);
 }
 
 int meta_dentry_lookup(struct meta *m, const struct meta_ver *v,
@@ -947,8 +874,9 @@ int meta_dentry_lookup(struct meta *m, const struct meta_ver *v,
 {
 	struct meta_st *s;
 	int64_t got;
-	int rc = stmt_key_name(m, in_chain(v, I_DENTRY_LOOKUP), parent, name, v,
-			       3, &s);
+	int rc = meta_stmt_key_name(m, &meta_inode_sql,
+				    in_chain(v, I_DENTRY_LOOKUP), parent, name,
+				    v, 3, &s);
 
 	if (rc)
 		return rc;
@@ -963,8 +891,9 @@ int meta_dentry_lookup_row(struct meta *m, const struct meta_ver *v,
 			   struct meta_inode *out)
 {
 	struct meta_st *s;
-	int rc = stmt_key_name(m, in_chain(v, I_DENTRY_ROW), parent, name, v, 3,
-			       &s);
+	int rc = meta_stmt_key_name(m, &meta_inode_sql,
+				    in_chain(v, I_DENTRY_ROW), parent, name, v,
+				    3, &s);
 
 	if (rc)
 		return rc;
@@ -977,7 +906,8 @@ static int dentry_exec(struct meta *m, int id, const struct meta_ver *v,
 		       const char *what)
 {
 	struct meta_st *s;
-	int rc = stmt_key_name(m, id, parent, name, v, 4, &s);
+	int rc = meta_stmt_key_name(m, &meta_inode_sql, id, parent, name, v, 4,
+				    &s);
 
 	if (rc)
 		return rc;
@@ -989,20 +919,14 @@ static int dentry_exec(struct meta *m, int id, const struct meta_ver *v,
 		       : meta_run(m, s, what);
 }
 
-/* Statement @id with ?1 = @key, ?2 = @name, ?3 = version @v run; *@n
- * receives the rows it changed. */
-static int key_name_run(struct meta *m, int id, const struct meta_ver *v,
-			uint64_t key, const char *name, const char *what,
-			int64_t *n)
+int meta_key_name_run(struct meta *m, const struct meta_sql *t, int id,
+		      const struct meta_ver *v, uint64_t key, const char *name,
+		      const char *what)
 {
 	struct meta_st *s;
-	int rc = stmt_key_name(m, id, key, name, v, 3, &s);
+	int rc = meta_stmt_key_name(m, t, id, key, name, v, 3, &s);
 
-	if (!rc)
-		rc = meta_run(m, s, what);
-	if (!rc && n)
-		*n = meta_changes(m);
-	return rc;
+	return rc ? rc : meta_run(m, s, what);
 }
 
 /* Format 4, a chain: an entry inserted into the leaf only where no
@@ -1021,7 +945,8 @@ static int dentry_insert_chain(struct meta *m, const struct meta_ver *v,
 		return -EEXIST;
 	if (rc != -ENOENT)
 		return rc;
-	rc = stmt_key_name(m, I_DENTRY_PUT_LEAF, parent, name, v, 4, &s);
+	rc = meta_stmt_key_name(m, &meta_inode_sql, I_DENTRY_PUT_LEAF, parent,
+				name, v, 4, &s);
 	if (rc)
 		return rc;
 	meta_bind_int(s, 3, (int64_t)ino);
@@ -1037,27 +962,28 @@ static int dentry_delete_chain(struct meta *m, const struct meta_ver *v,
 {
 	struct meta_st *s;
 	int64_t got;
-	int rc = stmt_key_name(m, I_DENTRY_NEAREST, parent, name, v, 3, &s);
+	int rc = meta_stmt_key_name(m, &meta_inode_sql, I_DENTRY_NEAREST,
+				    parent, name, v, 3, &s);
 
 	if (!rc)
 		rc = meta_int(m, s, &got, "lookup");
 	if (!rc && (uint64_t)got != ino)
 		rc = -ENOENT;
 	if (!rc)
-		rc = key_name_run(m, I_DENTRY_DEL_LEAF, v, parent, name,
-				  "entry delete", NULL);
+		rc = meta_key_name_run(m, &meta_inode_sql, I_DENTRY_DEL_LEAF, v,
+				       parent, name, "entry delete");
 	if (!rc)
-		rc = key_name_run(m, I_DENTRY_WHITEOUT, v, parent, name,
-				  "entry whiteout", NULL);
+		rc = meta_key_name_run(m, &meta_inode_sql, I_DENTRY_WHITEOUT, v,
+				       parent, name, "entry whiteout");
 	return rc;
 }
 
 int meta_dentry_insert(struct meta *m, const struct meta_ver *v,
 		       uint64_t parent, const char *name, uint64_t ino)
 {
-	int rc = chained(v) ? dentry_insert_chain(m, v, parent, name, ino)
-			    : dentry_exec(m, I_DENTRY_INSERT, v, parent, name,
-					  ino, "entry insert");
+	int rc = meta_chained(v) ? dentry_insert_chain(m, v, parent, name, ino)
+				 : dentry_exec(m, I_DENTRY_INSERT, v, parent,
+					       name, ino, "entry insert");
 
 	/* PostgreSQL: the insert takes from other nodes the directory
 	 * they knew whole (core/fs/dirnames.c) */
@@ -1067,7 +993,7 @@ int meta_dentry_insert(struct meta *m, const struct meta_ver *v,
 int meta_dentry_delete(struct meta *m, const struct meta_ver *v,
 		       uint64_t parent, const char *name, uint64_t ino)
 {
-	if (chained(v))
+	if (meta_chained(v))
 		return dentry_delete_chain(m, v, parent, name, ino);
 	return dentry_exec(m, I_DENTRY_DELETE, v, parent, name, ino,
 			   "entry delete");
@@ -1078,8 +1004,9 @@ int meta_dentry_set_ino(struct meta *m, const struct meta_ver *v,
 			uint64_t ino)
 {
 	struct meta_st *s;
-	int rc = stmt_key_name(m, in_chain(v, I_DENTRY_SET_INO), parent, name,
-			       v, 5, &s);
+	int rc = meta_stmt_key_name(m, &meta_inode_sql,
+				    in_chain(v, I_DENTRY_SET_INO), parent, name,
+				    v, 5, &s);
 
 	if (rc)
 		return rc;
@@ -1098,12 +1025,13 @@ int meta_dentry_move(struct meta *m, const struct meta_ver *v, uint64_t parent,
 	int rc;
 
 	/* a chain: a removal and an insert (the entry's cookie is new) */
-	if (chained(v)) {
+	if (meta_chained(v)) {
 		rc = dentry_delete_chain(m, v, parent, name, ino);
 		return rc ? rc
 			  : dentry_insert_chain(m, v, newparent, newname, ino);
 	}
-	rc = stmt_key_name(m, I_DENTRY_MOVE, parent, name, v, 6, &s);
+	rc = meta_stmt_key_name(m, &meta_inode_sql, I_DENTRY_MOVE, parent, name,
+				v, 6, &s);
 
 	if (rc)
 		return rc;
@@ -1253,126 +1181,5 @@ int meta_ino_take(struct meta *m, uint64_t floor, uint64_t n, uint64_t *first)
 		return -ENOSPC;
 	}
 	*first = (uint64_t)v - n;
-	return 0;
-}
-
-int meta_xattr_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
-		   const char *name, void **out, size_t *len)
-{
-	char *val;
-	int rc = blob_get(m, in_chain(v, I_XATTR_GET), ino, name, v, -ENODATA,
-			  "xattr read", &val, len);
-	if (!rc)
-		*out = val;
-	return rc;
-}
-
-/* Format 4, a chain: 0 if xattr @name of @ino shows through @v's chain,
- * -ENODATA if not, or -errno. */
-static int xattr_shows(struct meta *m, const struct meta_ver *v, uint64_t ino,
-		       const char *name)
-{
-	char *val;
-	size_t len;
-	int rc = blob_get(m, I_XATTR_GET_CHAIN, ino, name, v, -ENODATA,
-			  "xattr read", &val, &len);
-
-	if (!rc)
-		free(val);
-	return rc;
-}
-
-int meta_xattr_set(struct meta *m, const struct meta_ver *v, uint64_t ino,
-		   const char *name, const void *val, size_t len, int flags)
-{
-	int id = (flags & XATTR_CREATE)	   ? I_XATTR_INSERT
-		 : (flags & XATTR_REPLACE) ? I_XATTR_REPLACE
-					   : I_XATTR_UPSERT;
-	struct meta_st *s;
-	int rc;
-
-	/* a chain: what the name shows decides, the leaf's row is
-	 * written (over its whiteout) */
-	if (chained(v) && id != I_XATTR_UPSERT) {
-		rc = xattr_shows(m, v, ino, name);
-		if (id == I_XATTR_INSERT) {
-			if (rc != -ENODATA)
-				return rc ? rc : -EEXIST;
-			id = I_XATTR_CREATE_LEAF;
-		} else if (rc) {
-			return rc;
-		} else {
-			id = I_XATTR_UPSERT;
-		}
-	}
-	rc = stmt_key_name(m, id, ino, name, v, 4, &s);
-	if (rc)
-		return rc;
-	meta_bind_blob(s, 3, len ? val : "", len);
-	rc = meta_run(m, s, "xattr write");
-	if (!rc && (id == I_XATTR_INSERT || id == I_XATTR_CREATE_LEAF) &&
-	    meta_changes(m) == 0)
-		return -EEXIST;
-	if (!rc && id == I_XATTR_REPLACE && meta_changes(m) == 0)
-		return -ENODATA;
-	return rc;
-}
-
-int meta_xattr_remove(struct meta *m, const struct meta_ver *v, uint64_t ino,
-		      const char *name)
-{
-	struct meta_st *s;
-	int rc;
-
-	/* a chain: the leaf's row removed, a whiteout where an ancestor's
-	 * would show */
-	if (chained(v)) {
-		rc = xattr_shows(m, v, ino, name);
-		if (!rc)
-			rc = key_name_run(m, I_XATTR_DEL, v, ino, name,
-					  "xattr delete", NULL);
-		if (!rc)
-			rc = key_name_run(m, I_XATTR_WHITEOUT, v, ino, name,
-					  "xattr whiteout", NULL);
-		return rc;
-	}
-	rc = stmt_key_name(m, I_XATTR_DEL, ino, name, v, 3, &s);
-	if (rc)
-		return rc;
-	rc = meta_run(m, s, "xattr delete");
-	if (!rc && meta_changes(m) == 0)
-		return -ENODATA;
-	return rc;
-}
-
-int meta_xattr_list(struct meta *m, const struct meta_ver *ver, uint64_t ino,
-		    char **out, size_t *len)
-{
-	struct meta_st *s;
-	char *v = NULL;
-	size_t n = 0, cap = 0;
-	int rc = meta_stmt_ver(m, &meta_inode_sql, in_chain(ver, I_XATTR_LIST),
-			       ino, ver, 2, &s);
-
-	if (rc)
-		return rc;
-	while ((rc = meta_step(m, s, "xattr list")) > 0) {
-		int l = meta_col_bytes(s, 0);
-
-		if (array_reserve(&v, &cap, n + (size_t)l + 1, 1)) {
-			meta_reset(s);
-			rc = -ENOMEM;
-			break;
-		}
-		memcpy(v + n, meta_col_blob(s, 0), (size_t)l);
-		n += (size_t)l;
-		v[n++] = '\0';
-	}
-	if (rc) {
-		free(v);
-		return rc;
-	}
-	*out = v;
-	*len = n;
 	return 0;
 }

@@ -26,6 +26,7 @@ enum meta_family {
 	META_QUERY,
 	META_REMOTE,
 	META_SESSION,
+	META_XATTR,
 	META_FAMILIES
 };
 
@@ -45,7 +46,7 @@ struct meta_sql {
 /* The families, each in its file (meta_db.c, meta_inode.c, ...). */
 extern const struct meta_sql meta_db_sql, meta_inode_sql, meta_object_sql,
 	meta_gc_sql, meta_shard_sql, meta_query_sql, meta_remote_sql,
-	meta_session_sql;
+	meta_session_sql, meta_xattr_sql;
 
 /* A @pg text that says: SQLite only (meta_stmt() gives -EOPNOTSUPP). */
 #define META_SQLITE_ONLY ""
@@ -256,11 +257,43 @@ int meta_refs_gone(struct meta *m, const struct meta_sql *t, int id, int64_t a);
  * too; a caller that names no version (tests, repairs) binds that of the
  * inode's rows, meta_ver_id(). */
 #define VER_IS(col, p) col " = " p
+/* Format 4: the versions of the chain of version ?p (ver_anc), in a
+ * statement that reads through it */
+#define CHAIN(p) "(SELECT anc FROM ver_anc WHERE ver = " p ")"
+/* the key of the row of inode x of the nearest version on the chain of
+ * version v (its first row's, or a later version's: format 4) */
+#define INODE_KEY(x, v)                                                   \
+	"(SELECT k.ino FROM inodes k WHERE (k.ino = " x " OR k.base = " x \
+	") AND +k.ver IN " CHAIN(v) " ORDER BY k.ver DESC LIMIT 1)"
+/* Does @v read through a chain (format 4: the rows of its ancestors,
+ * struct meta_ver's depth)? */
+static inline bool meta_chained(const struct meta_ver *v)
+{
+	return v && v->depth > 1;
+}
 /* The id of version @v, or, @v NULL, the version of inode @ino's rows:
  * its row's, or, if it has none (rows a repair removes), its extents',
  * its xattrs' or its entries' (0: none at all). */
 int meta_ver_id(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		int64_t *id);
+/* Statement @id of @t with ?1 = @key, ?2 = @name and ?@vcol = the
+ * version @v names (of @key's rows if NULL) bound, in *@out. */
+int meta_stmt_key_name(struct meta *m, const struct meta_sql *t, int id,
+		       uint64_t key, const char *name, const struct meta_ver *v,
+		       int vcol, struct meta_st **out);
+/* The same with ?3 the version, run. */
+int meta_key_name_run(struct meta *m, const struct meta_sql *t, int id,
+		      const struct meta_ver *v, uint64_t key, const char *name,
+		      const char *what);
+/*
+ * The blob of the first column of the row of statement @id of @t for
+ * (@ino, @name if not NULL) in version @ver (the parameter after them),
+ * copied into a new buffer of *@len bytes and a NUL: @none when there is
+ * no row.
+ */
+int meta_blob_get(struct meta *m, const struct meta_sql *t, int id,
+		  uint64_t ino, const char *name, const struct meta_ver *ver,
+		  int none, const char *what, char **out, size_t *len);
 /* Statement @id of @t prepared in *@out, with ?1 = @ino and ?@vcol = the
  * version @v names (meta_ver_id() of @ino if NULL) bound. */
 int meta_stmt_ver(struct meta *m, const struct meta_sql *t, int id,

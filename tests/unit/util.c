@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <inttypes.h>
 #include <string.h>
 #include <sys/xattr.h>
 #include <sys/stat.h>
@@ -417,15 +418,25 @@ static int resize(struct meta *m, const struct meta_ver *v,
 	return rc;
 }
 
-/* The names @v shows in directory @dir, in cookie order, each followed
- * by a space, in @out. */
+/* The lists the chain checks compare: words, each followed by a space,
+ * in a buffer of WORDS bytes. */
+#define WORDS 256
+
+static void add_word(char *out, const char *word)
+{
+	size_t n = strlen(out);
+
+	cr_assert_lt(snprintf(out + n, WORDS - n, "%s ", word),
+		     (int)(WORDS - n));
+}
+
+/* The names @v shows in directory @dir, in cookie order. */
 static int name_join(void *ctx, int64_t cookie, const char *name,
 		     const struct meta_inode *md)
 {
 	(void)cookie;
 	(void)md;
-	strcat(ctx, name);
-	strcat(ctx, " ");
+	add_word(ctx, name);
 	return 0;
 }
 
@@ -472,8 +483,7 @@ static const char *xattrs_in(struct meta *m, const struct meta_ver *v,
 	out[0] = '\0';
 	cr_assert_eq(meta_xattr_list(m, v, ino, &list, &len), 0);
 	for (size_t i = 0; i < len; i += strlen(list + i) + 1) {
-		strcat(out, list + i);
-		strcat(out, " ");
+		add_word(out, list + i);
 	}
 	free(list);
 	return out;
@@ -511,7 +521,7 @@ static void chain_names_check(struct meta *m)
 				.nlink = 1,
 				.size = 7 };
 	struct meta_inode got;
-	char buf[256];
+	char buf[WORDS];
 
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_inode_put(m, &root, &dmd), 0);
