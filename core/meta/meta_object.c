@@ -42,6 +42,10 @@ enum {
 	O_CHECK_END,
 	O_OBJECTS,
 	O_OBJECTS_AFTER,
+	O_BLOCKS_LOAD_CHAIN,
+	O_BLOCK_WHITEOUT,
+	O_DROP_WHITEOUT,
+	O_REFCOUNTS_CHAIN,
 	O_COUNT
 };
 
@@ -54,6 +58,17 @@ enum {
  */
 #define BS "(SELECT value FROM config WHERE key = 'block_size')"
 #define OFF(idx) "(" idx " * " BS ")"
+/*
+ * Format 4, through a chain (docs/design.md 13.6): a version's extent
+ * replaces its ancestors' at the same offset (fixed blocks tile alike in
+ * every version), and an extent of object 0 is a whiteout, a hole where
+ * an ancestor has a block. So a block shows when no deeper version on
+ * the chain of ?v has an extent at its offset, and it names an object.
+ */
+#define BLOCK_SHOWS(b, v)                                                      \
+	b ".obj <> 0 AND NOT EXISTS (SELECT 1 FROM extents e WHERE e.ino = " b \
+	  ".ino AND e.ver > " b                                                \
+	  ".ver AND e.ver IN " CHAIN(v) " AND e.off = " b ".off)"
 
 static const char *const object_text[O_COUNT] = {
 	[O_BLOCKS_LOAD] = "SELECT b.off / " BS ", b.obj, b.shard, o.name, "
@@ -124,13 +139,40 @@ static const char *const object_text[O_COUNT] = {
 		"(SELECT count(*) FROM extents b WHERE b.obj = o.id), o.size "
 		"FROM objects o WHERE o.id BETWEEN ?1 AND ?2 "
 		"UNION ALL SELECT 0, NULL, min(b.shard), 0, count(*), 0 "
-		"FROM extents b WHERE b.obj BETWEEN ?1 AND ?2 AND NOT EXISTS "
+		"FROM extents b WHERE b.obj BETWEEN ?1 AND ?2 AND b.obj <> 0 "
+		"AND NOT EXISTS "
 		"(SELECT 1 FROM objects WHERE id = b.obj) GROUP BY b.obj",
 	[O_CHECK_END] = "SELECT id FROM objects WHERE id >= ?1 ORDER BY id "
 			"LIMIT 1 OFFSET ?2",
 	[O_OBJECTS] = "SELECT id, name, shard, refcount FROM objects",
 	[O_OBJECTS_AFTER] = "SELECT id, name, shard, refcount FROM objects "
 			    "WHERE id > ?1 ORDER BY id LIMIT ?2",
+	/* the blocks a version shows through its chain, as O_BLOCKS_LOAD */
+	[O_BLOCKS_LOAD_CHAIN] =
+		"SELECT b.off / " BS ", b.obj, b.shard, o.name, o.size FROM "
+		"extents b LEFT JOIN objects o ON o.id = b.obj WHERE b.ino = "
+		"?1 AND +b.ver IN " CHAIN(
+			"?2") " AND " BLOCK_SHOWS("b", "?2") " ORDER BY b.off",
+	/* after the leaf's own extent at block ?2 went: a whiteout in leaf
+	 * ?3 where an ancestor's block would show */
+	[O_BLOCK_WHITEOUT] =
+		"INSERT INTO extents(ino, ver, off, len, obj, shard) SELECT "
+		"n.ino, CAST(?3 AS bigint), n.off, n.len, 0, 0 FROM (SELECT "
+		"ino, off, len, obj FROM extents WHERE ino = ?1 AND off = " OFF(
+			"?2") " AND +ver IN " CHAIN("?3") " ORDER BY ver DESC "
+							  "LIMIT 1) AS n WHERE "
+							  "n.obj <> 0",
+	/* after the leaf's own extents from block ?2 on went: whiteouts
+	 * where an ancestor's blocks would show */
+	[O_DROP_WHITEOUT] =
+		"INSERT INTO extents(ino, ver, off, len, obj, shard) SELECT "
+		"b.ino, CAST(?3 AS bigint), b.off, b.len, 0, 0 FROM extents b "
+		"WHERE b.ino = ?1 AND b.off >= " OFF("?2") " AND +b.ver IN " CHAIN(
+			"?3") " AND " BLOCK_SHOWS("b", "?3"),
+	[O_REFCOUNTS_CHAIN] =
+		"SELECT coalesce(o.refcount, 0) FROM extents b LEFT JOIN "
+		"objects o ON o.id = b.obj WHERE b.ino = ?1 AND +b.ver IN " CHAIN(
+			"?2") " AND " BLOCK_SHOWS("b", "?2") " ORDER BY b.off",
 };
 
 static const char *const object_pg[O_COUNT] = {
@@ -167,6 +209,15 @@ static const char *const object_pg[O_COUNT] = {
 				"ver", "?3") " RETURNING obj) SELECT obj, "
 					     "count(*) FROM d GROUP BY obj",
 	/* with the inode's size and allocation in the same snapshot */
+	[O_BLOCKS_LOAD_CHAIN] =
+		"SELECT b.off / " BS ", b.obj, b.shard, o.name, "
+		"o.size, i.size, i.alloc FROM inodes i LEFT JOIN extents b ON "
+		"b.ino = ?1 AND +b.ver IN " CHAIN("?2") " AND " BLOCK_SHOWS(
+			"b", "?2") " LEFT JOIN objects o ON o.id = b.obj WHERE "
+				   "i.ino = " INODE_KEY("?1", "?2") " AND "
+								    "i.mode <> "
+								    "0 ORDER "
+								    "BY b.off",
 	[O_BLOCKS_LOAD] =
 		"SELECT b.off / " BS ", b.obj, b.shard, o.name, "
 		"o.size, i.size, i.alloc "
@@ -253,8 +304,10 @@ int meta_blocks_load_at(struct meta *m, const struct meta_ver *ver,
 	struct meta_st *s;
 	struct meta_bref *v = NULL;
 	size_t cnt = 0, cap = 0, rows = 0;
-	int rc = meta_stmt_ver(m, &meta_object_sql, O_BLOCKS_LOAD, ino, ver, 2,
-			       &s);
+	int rc = meta_stmt_ver(m, &meta_object_sql,
+			       meta_chained(ver) ? O_BLOCKS_LOAD_CHAIN
+						 : O_BLOCKS_LOAD,
+			       ino, ver, 2, &s);
 
 	if (at)
 		at->known = false;
@@ -530,16 +583,23 @@ int meta_block_set_gen(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		meta_bind_int(s, 4, shard);
 		meta_bind_int(s, 5, ver);
 		rc = meta_run(m, s, "block write");
-	} else if (had) {
-		rc = stmt_pair(m, O_BLOCK_DEL, (int64_t)ino, (int64_t)idx, &s);
-		if (rc)
-			return rc;
-		meta_bind_int(s, 3, ver);
-		rc = meta_run(m, s, "block delete");
+	} else if (had || meta_chained(v)) {
+		/* a chain: the leaf's own extent, then a whiteout where an
+		 * ancestor's would show */
+		for (int i = had ? 0 : 1; i < (meta_chained(v) ? 2 : 1) && !rc;
+		     i++) {
+			rc = stmt_pair(m, i ? O_BLOCK_WHITEOUT : O_BLOCK_DEL,
+				       (int64_t)ino, (int64_t)idx, &s);
+			if (rc)
+				return rc;
+			meta_bind_int(s, 3, ver);
+			rc = meta_run(m, s, "block delete");
+		}
 	}
 	if (rc)
 		return rc;
-	if (had && old != id)
+	/* a whiteout (object 0) names nothing */
+	if (had && old != id && old != 0)
 		rc = obj_add(m, old, -1);
 	if (!rc && out && name) {
 		out->idx = idx;
@@ -578,8 +638,28 @@ int meta_blocks_drop(struct meta *m, const struct meta_ver *ver, uint64_t ino,
 		cnt++;
 	}
 	for (i = 0; i < cnt && !rc; i++)
-		rc = obj_add(m, v[i].obj, -v[i].n);
+		if (v[i].obj != 0) /* whiteouts name nothing */
+			rc = obj_add(m, v[i].obj, -v[i].n);
 	free(v);
+	/* a chain: whiteouts where an ancestor's blocks would show, once
+	 * the leaf's own are gone */
+	if (!rc && meta_chained(ver)) {
+		if (!meta_shared(m) && cnt) {
+			rc = stmt_pair(m, O_DROP_DEL, (int64_t)ino,
+				       (int64_t)from, &s);
+			if (!rc) {
+				meta_bind_int(s, 3, vid);
+				rc = meta_run(m, s, "block delete");
+			}
+		}
+		if (!rc)
+			rc = stmt_pair(m, O_DROP_WHITEOUT, (int64_t)ino,
+				       (int64_t)from, &s);
+		if (rc)
+			return rc;
+		meta_bind_int(s, 3, vid);
+		return meta_run(m, s, "block whiteout");
+	}
 	/* one writer, no row found in this transaction: nothing to delete
 	 * (an empty file's or a directory's removal: one statement, and
 	 * one note in the intent log, less); PostgreSQL: deleted above */
@@ -665,7 +745,10 @@ int meta_refcounts(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		   uint64_t **counts, size_t *n)
 {
 	struct meta_st *s;
-	int rc = meta_stmt_ver(m, &meta_object_sql, O_REFCOUNTS, ino, v, 2, &s);
+	int rc =
+		meta_stmt_ver(m, &meta_object_sql,
+			      meta_chained(v) ? O_REFCOUNTS_CHAIN : O_REFCOUNTS,
+			      ino, v, 2, &s);
 
 	if (rc)
 		return rc;

@@ -608,6 +608,113 @@ static void chain_names_check(struct meta *m)
 	cr_assert_str_eq(xattrs_in(m, &leaf, 90, buf), "user.x user.y ");
 }
 
+/* The blocks @v shows of @ino, as "idx:first letter of the object's
+ * name" each followed by a space. */
+static const char *blocks_in(struct meta *m, const struct meta_ver *v,
+			     uint64_t ino, char *out)
+{
+	struct meta_bref *map = NULL;
+	size_t n = 0;
+
+	out[0] = '\0';
+	cr_assert_eq(meta_blocks_load(m, v, ino, &map, &n), 0);
+	for (size_t i = 0; i < n; i++) {
+		char w[32];
+
+		snprintf(w, sizeof(w), "%" PRIu64 ":%c", map[i].idx,
+			 map[i].name[0]);
+		add_word(out, w);
+	}
+	free(map);
+	return out;
+}
+
+/* Every object's count is the rows that name it, in any version, and no
+ * row names an object that is not there (meta_check_counts()). */
+static int count_true(void *ctx, const struct meta_check *c)
+{
+	(void)ctx;
+	cr_assert_neq(c->id, 0, "%" PRId64 " reference(s) to no object",
+		      c->truth);
+	cr_assert_eq(c->stored, c->truth,
+		     "object %s: count %" PRId64 ", %" PRId64 " reference(s)",
+		     c->name, c->stored, c->truth);
+	return 0;
+}
+
+/* Block @idx of @ino in @v set to object @c (32 of it), or dropped (0). */
+static int block_to(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		    uint64_t idx, char c)
+{
+	char name[33];
+
+	memset(name, c, 32);
+	name[32] = '\0';
+	return meta_block_set(m, v, ino, idx, c ? name : NULL, 0, 10, NULL);
+}
+
+/* The block map through a chain (the last part of tu_chain_check()):
+ * namespace 100, inode 110. */
+static void chain_blocks_check(struct meta *m)
+{
+	const struct meta_ver root = { .id = 100 };
+	struct meta_ver leaf = { .depth = 2 };
+	struct meta_inode dmd = {
+		.ino = 100, .nspace = 100, .mode = S_IFDIR | 0755, .nlink = 2
+	};
+	struct meta_inode f = { .ino = 110,
+				.nspace = 100,
+				.mode = S_IFREG | 0644,
+				.nlink = 1,
+				.size = 30 };
+	uint64_t *counts = NULL;
+	size_t n = 0;
+	char buf[WORDS];
+
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &root, &dmd), 0);
+	cr_assert_eq(meta_inode_put(m, &root, &f), 0);
+	cr_assert_eq(block_to(m, &root, 110, 0, 'a'), 0);
+	cr_assert_eq(block_to(m, &root, 110, 1, 'b'), 0);
+	cr_assert_eq(block_to(m, &root, 110, 2, 'c'), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(ONE_OP(m, meta_version_child(m, 100, &leaf.id)), 0);
+
+	cr_assert_str_eq(blocks_in(m, &leaf, 110, buf), "0:a 1:b 2:c ");
+	/* a block written in the leaf: its own extent, the frozen one
+	 * kept and still counted */
+	cr_assert_eq(ONE_OP(m, block_to(m, &leaf, 110, 1, 'd')), 0);
+	cr_assert_str_eq(blocks_in(m, &leaf, 110, buf), "0:a 1:d 2:c ");
+	cr_assert_str_eq(blocks_in(m, &root, 110, buf), "0:a 1:b 2:c ");
+	/* a block dropped there: a whiteout */
+	cr_assert_eq(ONE_OP(m, block_to(m, &leaf, 110, 0, 0)), 0);
+	cr_assert_str_eq(blocks_in(m, &leaf, 110, buf), "1:d 2:c ");
+	/* truncated there: whiteouts from block 2 on */
+	cr_assert_eq(ONE_OP(m, meta_blocks_drop(m, &leaf, 110, 2)), 0);
+	cr_assert_str_eq(blocks_in(m, &leaf, 110, buf), "1:d ");
+	cr_assert_str_eq(blocks_in(m, &root, 110, buf), "0:a 1:b 2:c ");
+	/* written again over a whiteout: a second reference to a */
+	cr_assert_eq(ONE_OP(m, block_to(m, &leaf, 110, 0, 'a')), 0);
+	cr_assert_str_eq(blocks_in(m, &leaf, 110, buf), "0:a 1:d ");
+	cr_assert_eq(meta_refcounts(m, &leaf, 110, &counts, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(counts[0], 2, "a: the frozen row's and the leaf's");
+	cr_assert_eq(counts[1], 1);
+	free(counts);
+	cr_assert_eq(meta_check_counts(m, count_true, NULL), 0);
+	/* all of the leaf's dropped: d's last reference gone, the frozen
+	 * version's unchanged */
+	cr_assert_eq(ONE_OP(m, meta_blocks_drop(m, &leaf, 110, 0)), 0);
+	cr_assert_str_eq(blocks_in(m, &leaf, 110, buf), "");
+	cr_assert_str_eq(blocks_in(m, &root, 110, buf), "0:a 1:b 2:c ");
+	cr_assert_eq(meta_refcounts(m, &root, 110, &counts, &n), 0);
+	cr_assert_eq(n, 3);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(counts[i], 1);
+	free(counts);
+	cr_assert_eq(meta_check_counts(m, count_true, NULL), 0);
+}
+
 void tu_chain_check(struct meta *m)
 {
 	const struct meta_ver root = { .id = 60 };
@@ -680,4 +787,5 @@ void tu_chain_check(struct meta *m)
 		cr_assert_lt(max, 100000, "copies take no inode number");
 	}
 	chain_names_check(m);
+	chain_blocks_check(m);
 }
