@@ -480,12 +480,10 @@ static int run_pair(struct meta *m, int id, int64_t a, int64_t b, bool later,
 		    const char *what)
 {
 	struct meta_st *s;
-	int rc = meta_stmt(m, &meta_inode_sql, id, &s);
+	int rc = meta_stmt_pair(m, &meta_inode_sql, id, a, b, &s);
 
 	if (rc)
 		return rc;
-	meta_bind_int(s, 1, a);
-	meta_bind_int(s, 2, b);
 	return later ? meta_run_later(m, s, what) : meta_run(m, s, what);
 }
 

@@ -240,6 +240,10 @@ int meta_run_after(struct meta *m, struct meta_st *s, const char *what);
 /* Fetch statement @id of @t, bind integer ?1 = @a, run it: 0 or -errno. */
 int meta_run_int(struct meta *m, const struct meta_sql *t, int id, int64_t a,
 		 const char *what);
+/* Statement @id of @t prepared in *@out with integers ?1 = @a and
+ * ?2 = @b bound. */
+int meta_stmt_pair(struct meta *m, const struct meta_sql *t, int id, int64_t a,
+		   int64_t b, struct meta_st **out);
 /* meta_run_int() through meta_run_later(). */
 int meta_run_int_later(struct meta *m, const struct meta_sql *t, int id,
 		       int64_t a, const char *what);

@@ -259,13 +259,7 @@ int meta_objlist_add(struct meta_objlist *l, int64_t id, uint32_t shard,
 static int stmt_pair(struct meta *m, int id, int64_t a, int64_t b,
 		     struct meta_st **s)
 {
-	int rc = meta_stmt(m, &meta_object_sql, id, s);
-
-	if (rc)
-		return rc;
-	meta_bind_int(*s, 1, a);
-	meta_bind_int(*s, 2, b);
-	return 0;
+	return meta_stmt_pair(m, &meta_object_sql, id, a, b, s);
 }
 
 /* Run statement @id with integer parameters ?1 = @a and ?2 = @b. */

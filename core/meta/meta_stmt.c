@@ -313,6 +313,18 @@ int meta_run_after(struct meta *m, struct meta_st *s, const char *what)
 		     : meta_run(m, s, what);
 }
 
+int meta_stmt_pair(struct meta *m, const struct meta_sql *t, int id, int64_t a,
+		   int64_t b, struct meta_st **out)
+{
+	int rc = meta_stmt(m, t, id, out);
+
+	if (rc)
+		return rc;
+	meta_bind_int(*out, 1, a);
+	meta_bind_int(*out, 2, b);
+	return 0;
+}
+
 /* Statement @id of @t with integer ?1 = @a, run now or @later. */
 static int run_int(struct meta *m, const struct meta_sql *t, int id, int64_t a,
 		   bool later, const char *what)
