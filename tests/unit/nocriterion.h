@@ -12,6 +12,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static inline void nc_fail(const char *file, int line, const char *expr)
 {
@@ -26,6 +27,10 @@ static inline void nc_fail(const char *file, int line, const char *expr)
 	} while (0)
 #define cr_assert_not(cond, ...) cr_assert(!(cond))
 #define cr_assert_eq(a, b, ...) cr_assert((a) == (b))
+#define cr_assert_neq(a, b, ...) cr_assert((a) != (b))
+#define cr_assert_lt(a, b, ...) cr_assert((a) < (b))
+#define cr_assert_gt(a, b, ...) cr_assert((a) > (b))
+#define cr_assert_str_eq(a, b, ...) cr_assert(strcmp((a), (b)) == 0)
 #define cr_assert_not_null(p, ...) cr_assert((p) != NULL)
 
 /* TestSuite() declares nothing; Test(s, n) defines s_n(), which the
