@@ -69,7 +69,6 @@ enum {
 	I_DENTRY_ROW_CHAIN,
 	I_READDIR_CHAIN,
 	I_DIR_EMPTY_CHAIN,
-	I_DENTRY_NEAREST,
 	I_DENTRY_PUT_LEAF,
 	I_DENTRY_DEL_LEAF,
 	I_DENTRY_WHITEOUT,
@@ -99,8 +98,23 @@ enum {
  */
 #define INODE_NEAREST(p, v)                                              \
 	"(SELECT * FROM inodes WHERE (ino = " p " OR base = " p ") AND " \
-	"+ver IN (SELECT anc FROM ver_anc WHERE ver = " v ") ORDER BY "  \
-	"ver DESC LIMIT 1) AS n"
+	"+ver IN " CHAIN(v) " ORDER BY ver DESC LIMIT 1) AS n"
+#define INODE_COPY_KEY "min(0, coalesce((SELECT min(ino) FROM inodes), 0)) - 1"
+/* the nearest row copied into leaf ?2 under key k, unless it is the
+ * leaf's own already, or a whiteout */
+#define INODE_COPY_UP(k)                                                     \
+	"INSERT INTO inodes(ino, ver, base, nspace, mode, uid, gid, nlink, " \
+	"size, rdev, alloc, atime, mtime, ctime, target) SELECT " k ", "     \
+	"CAST(?2 AS bigint), CAST(?1 AS bigint), nspace, mode, uid, gid, "   \
+	"nlink, size, rdev, alloc, atime, mtime, ctime, target "             \
+	"FROM " INODE_NEAREST("?1", "?2") " WHERE n.ver <> ?2 AND n.mode <> 0"
+/* after the leaf's own row went: a whiteout in leaf ?2 under key k if an
+ * ancestor's row still shows */
+#define INODE_WHITEOUT(k)                                                    \
+	"INSERT INTO inodes(ino, ver, base, nspace, mode, uid, gid, nlink, " \
+	"size, rdev, alloc, atime, mtime, ctime) SELECT " k ", CAST(?2 AS "  \
+	"bigint), CAST(?1 AS bigint), nspace, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 " \
+	"FROM " INODE_NEAREST("?1", "?2") " WHERE n.mode <> 0"
 /* the nearest row of entry (?1, ?2) on the chain of v, a whiteout (ino 0)
  * too */
 #define ENTRY_NEAREST(v)                                                      \
@@ -115,7 +129,6 @@ enum {
 	"coalesce(" a ".base, " a ".ino), " a ".nspace, " a ".mode, " a \
 	".uid, " a ".gid, " a ".nlink, " a ".size, " a ".rdev, " a      \
 	".alloc, " a ".atime, " a ".mtime, " a ".ctime"
-#define INODE_COPY_KEY "min(0, coalesce((SELECT min(ino) FROM inodes), 0)) - 1"
 #define INODE_CHANGE_WHERE(where)                                     \
 	"UPDATE inodes SET "                                          \
 	"mode = CASE WHEN (?13 & 1) <> 0 THEN ?3 ELSE mode END, "     \
@@ -278,30 +291,14 @@ static const char *const inode_text[I_COUNT] = {
 		"SELECT coalesce(base, ino), nspace, mode, uid, gid, nlink, "
 		"size, rdev, alloc, atime, mtime, ctime FROM " INODE_NEAREST(
 			"?1", "?2"),
-	/* the nearest row copied into leaf ?2 unless it is the leaf's own
-	 * already, or a whiteout */
-	[I_INODE_COPY_UP] =
-		"INSERT INTO inodes(ino, ver, base, nspace, mode, uid, gid, "
-		"nlink, size, rdev, alloc, atime, mtime, ctime, target) "
-		"SELECT " INODE_COPY_KEY ", CAST(?2 AS bigint), "
-		"CAST(?1 AS bigint), nspace, mode, uid, gid, nlink, size, "
-		"rdev, alloc, atime, mtime, ctime, target "
-		"FROM " INODE_NEAREST("?1", "?2") " WHERE n.ver <> ?2 AND "
-						  "n.mode <> 0",
+	[I_INODE_COPY_UP] = INODE_COPY_UP(INODE_COPY_KEY),
 	/* the leaf's own row (its first, or its copy) changed */
 	[I_INODE_UPDATE_LEAF] =
 		INODE_CHANGE_WHERE("(ino = ?1 OR base = ?1) AND " VER_IS(
 			"ver", "?14")) " AND mode <> 0 RETURNING nlink",
 	[I_INODE_DEL_LEAF] = "DELETE FROM inodes WHERE (ino = ?1 OR base = "
 			     "?1) AND " VER_IS("ver", "?2"),
-	/* after the leaf's own row went: a whiteout in leaf ?2 if an
-	 * ancestor's row still shows */
-	[I_INODE_WHITEOUT] =
-		"INSERT INTO inodes(ino, ver, base, nspace, mode, uid, gid, "
-		"nlink, size, rdev, alloc, atime, mtime, ctime) "
-		"SELECT " INODE_COPY_KEY ", CAST(?2 AS bigint), "
-		"CAST(?1 AS bigint), nspace, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 "
-		"FROM " INODE_NEAREST("?1", "?2") " WHERE n.mode <> 0",
+	[I_INODE_WHITEOUT] = INODE_WHITEOUT(INODE_COPY_KEY),
 	/* meta_version_child(): leaf ?1 frozen, leaf ?2 its child */
 	[I_VER_FREEZE] = "UPDATE versions SET kind = 2 WHERE id = ?1 AND "
 			 "kind = 1",
@@ -333,8 +330,6 @@ static const char *const inode_text[I_COUNT] = {
 		"SELECT 1 FROM dentries d WHERE d.parent = ?1 "
 		"AND +d.ver IN " CHAIN("?2") " AND d.ino <> 0 AND " ENTRY_SHOWS(
 			"d", "?2") " LIMIT 1",
-	/* the inode the nearest row names (0: a whiteout) */
-	[I_DENTRY_NEAREST] = "SELECT n.ino FROM " ENTRY_NEAREST("?3"),
 	/* the leaf's own row of a name no version above shows: a new one,
 	 * or over the leaf's whiteout (no change: the name is taken) */
 	[I_DENTRY_PUT_LEAF] =
@@ -398,24 +393,11 @@ static const char *const inode_pg[I_COUNT] = {
 				     "tally_one_entry(count(*)) FROM d",
 	[I_INO_TAKE] = "UPDATE config SET value = greatest(value, ?1) + ?2 "
 		       "WHERE key = 'next_ino' RETURNING value",
+	/* a sequence of its own: nodes copy up at once */
+	[I_INODE_COPY_UP] = INODE_COPY_UP("-nextval('inode_copies')"),
+	[I_INODE_WHITEOUT] = INODE_WHITEOUT("-nextval('inode_copies')"),
 	/* no row: no_data_found (ENOENT) from tally_one_entry(), so that
 	 * the COMMIT sent with it commits nothing */
-	/* a sequence of its own: nodes copy up at once */
-	[I_INODE_COPY_UP] =
-		"INSERT INTO inodes(ino, ver, base, nspace, mode, uid, gid, "
-		"nlink, size, rdev, alloc, atime, mtime, ctime, target) "
-		"SELECT -nextval('inode_copies'), CAST(?2 AS bigint), "
-		"CAST(?1 AS bigint), nspace, mode, uid, "
-		"gid, nlink, size, rdev, alloc, atime, mtime, ctime, target "
-		"FROM " INODE_NEAREST("?1", "?2") " WHERE n.ver <> ?2 AND "
-						  "n.mode <> 0",
-	[I_INODE_WHITEOUT] =
-		"INSERT INTO inodes(ino, ver, base, nspace, mode, uid, gid, "
-		"nlink, size, rdev, alloc, atime, mtime, ctime) SELECT "
-		"-nextval('inode_copies'), CAST(?2 AS bigint), CAST(?1 AS "
-		"bigint), nspace, 0, 0, 0, 0, 0, 0, "
-		"0, 0, 0, 0 FROM " INODE_NEAREST("?1", "?2") " WHERE n.mode <> "
-							     "0",
 	[I_INODE_UPDATE_SURE] = "WITH u AS (" INODE_CHANGE " RETURNING nlink) "
 				"SELECT (SELECT nlink FROM u) FROM (SELECT "
 				"tally_one_entry(count(*)) FROM u) AS one",
@@ -958,14 +940,10 @@ static int dentry_insert_chain(struct meta *m, const struct meta_ver *v,
 static int dentry_delete_chain(struct meta *m, const struct meta_ver *v,
 			       uint64_t parent, const char *name, uint64_t ino)
 {
-	struct meta_st *s;
-	int64_t got;
-	int rc = meta_stmt_key_name(m, &meta_inode_sql, I_DENTRY_NEAREST,
-				    parent, name, v, 3, &s);
+	uint64_t got;
+	int rc = meta_dentry_lookup(m, v, parent, name, &got);
 
-	if (!rc)
-		rc = meta_int(m, s, &got, "lookup");
-	if (!rc && (uint64_t)got != ino)
+	if (!rc && got != ino)
 		rc = -ENOENT;
 	if (!rc)
 		rc = meta_key_name_run(m, &meta_inode_sql, I_DENTRY_DEL_LEAF, v,

@@ -635,37 +635,26 @@ int meta_blocks_drop(struct meta *m, const struct meta_ver *ver, uint64_t ino,
 		if (v[i].obj != 0) /* whiteouts name nothing */
 			rc = obj_add(m, v[i].obj, -v[i].n);
 	free(v);
-	/* a chain: whiteouts where an ancestor's blocks would show, once
-	 * the leaf's own are gone */
-	if (!rc && meta_chained(ver)) {
-		if (!meta_shared(m) && cnt) {
-			rc = stmt_pair(m, O_DROP_DEL, (int64_t)ino,
-				       (int64_t)from, &s);
-			if (!rc) {
-				meta_bind_int(s, 3, vid);
-				rc = meta_run(m, s, "block delete");
-			}
-		}
-		if (!rc)
-			rc = stmt_pair(m, O_DROP_WHITEOUT, (int64_t)ino,
-				       (int64_t)from, &s);
-		if (rc)
-			return rc;
-		meta_bind_int(s, 3, vid);
-		return meta_run(m, s, "block whiteout");
-	}
 	/* one writer, no row found in this transaction: nothing to delete
 	 * (an empty file's or a directory's removal: one statement, and
-	 * one note in the intent log, less); PostgreSQL: deleted above */
-	if (!rc && (meta_shared(m) || cnt == 0))
-		return 0;
-	if (!rc)
+	 * one note in the intent log, less); PostgreSQL: deleted above.
+	 * With the next statement: its only answer is success */
+	if (!rc && !meta_shared(m) && cnt) {
 		rc = stmt_pair(m, O_DROP_DEL, (int64_t)ino, (int64_t)from, &s);
+		if (!rc) {
+			meta_bind_int(s, 3, vid);
+			rc = meta_run_later(m, s, "block delete");
+		}
+	}
+	/* a chain: whiteouts where an ancestor's blocks would show, once
+	 * the leaf's own are gone */
+	if (rc || !meta_chained(ver))
+		return rc;
+	rc = stmt_pair(m, O_DROP_WHITEOUT, (int64_t)ino, (int64_t)from, &s);
 	if (rc)
 		return rc;
 	meta_bind_int(s, 3, vid);
-	/* with the next statement: its only answer is success */
-	return meta_run_later(m, s, "block delete");
+	return meta_run(m, s, "block whiteout");
 }
 
 int meta_refs_gone(struct meta *m, const struct meta_sql *t, int id, int64_t a)
