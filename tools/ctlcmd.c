@@ -489,6 +489,46 @@ static const struct ctlcmd cmds[] = {
 	  "Example:\n"
 	  "  tallyctl /mnt/t branch main dev\n",
 	  2, 2, 0, build_plain },
+	{ "snapshot", "NAMESPACE NAME", "read-only version of a namespace, in O(1)",
+	  "Freeze what NAMESPACE holds now as its snapshot NAME, in time that\n"
+	  "does not grow with the namespace: the namespace goes on in a new\n"
+	  "version, and only what it changes from then on takes new rows.\n"
+	  "Buffered data is committed first. NAME is a file name without '@'\n"
+	  "(NAMESPACE@NAME names the snapshot), not starting with 'auto-'.\n"
+	  "Fails with ENOENT (no NAMESPACE), EEXIST (NAME is taken), EINVAL\n"
+	  "(a bad name), EOPNOTSUPP (a store of several hosts: not yet).\n"
+	  "A namespace with snapshots is not removed (EBUSY) nor branched\n"
+	  "(EOPNOTSUPP) until they are gone.\n"
+	  "\n"
+	  "Report: namespace, snapshot, duration_ms.\n"
+	  "Sends: snapshot NAMESPACE NAME\n"
+	  "\n"
+	  "Example:\n"
+	  "  tallyctl /mnt/t snapshot main before-upgrade\n",
+	  2, 2, 0, build_plain },
+	{ "snapshots", "[NAMESPACE]", "the snapshots, oldest first",
+	  "List the snapshots of every namespace (or of NAMESPACE), oldest\n"
+	  "first: each as NAMESPACE@NAME with the time it was taken (UTC).\n"
+	  "\n"
+	  "Report: snapshots (how many), then snapshot and created for each.\n"
+	  "Sends: snapshots [NAMESPACE]\n"
+	  "\n"
+	  "Example:\n"
+	  "  tallyctl /mnt/t snapshots main\n",
+	  0, 1, 0, build_plain },
+	{ "rmsnapshot", "NAMESPACE NAME", "remove a snapshot",
+	  "Remove snapshot NAME of NAMESPACE: its version is merged with the\n"
+	  "one after it, in time that grows with what changed since, not\n"
+	  "with the namespace. Objects only it held lose their last\n"
+	  "reference and go at the next GC cycle. Fails with ENOENT (no such\n"
+	  "namespace or snapshot).\n"
+	  "\n"
+	  "Report: namespace, snapshot, duration_ms.\n"
+	  "Sends: rmsnapshot NAMESPACE NAME\n"
+	  "\n"
+	  "Example:\n"
+	  "  tallyctl /mnt/t rmsnapshot main before-upgrade\n",
+	  2, 2, 0, build_plain },
 	{ "gc", "[--dry-run] [--grace=S]",
 	  "collect object files that nothing references",
 	  "Run a GC cycle: list the object files, mark those that no file\n"

@@ -181,7 +181,7 @@ int dirty_map_load(struct tally *t, struct inode *ip)
 
 		/* until a new one is read, readers sharing rw keep the old
 		 * (a failed read must not leave them an empty map: holes) */
-		struct meta_ver v = inode_ver(ip);
+		struct meta_ver v = inode_ver(t, ip);
 
 		rc = meta_blocks_load_at(t->meta, &v, ip->ino, &map, &nmap,
 					 &at);

@@ -553,7 +553,7 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 	if (rc)
 		return rc;
 	md = ip->md;
-	v = inode_ver(ip);
+	v = inode_ver(t, ip);
 	md.size = f->csize;
 	md.alloc = *alloc;
 	inode_md_written(t, ip);

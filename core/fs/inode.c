@@ -269,7 +269,6 @@ struct inode *inode_alloc(const struct meta_inode *md)
 	if (!ip)
 		return NULL;
 	ip->ino = md->ino;
-	ip->ver = meta_ver_of(md).id;
 	ip->md = *md;
 	ip->dsize = md->size;
 	ip->dalloc = md->alloc;
@@ -317,7 +316,7 @@ static int row_of(struct tally *t, uint64_t ino, const struct meta_inode *row,
 		  struct meta_inode *md)
 {
 	if (!row)
-		return meta_inode_get(t->meta, NULL, ino, md);
+		return tally_inode_row(t, ino, md);
 	*md = *row;
 	return 0;
 }
@@ -551,7 +550,7 @@ static int write_md(struct tally *t, struct inode *ip, struct meta_inode *md,
 		    bool commit, unsigned extra)
 {
 	struct meta_inode copy = *md;
-	struct meta_ver v = inode_ver(ip);
+	struct meta_ver v = inode_ver(t, ip);
 	unsigned fields;
 	int64_t delta = (int64_t)md->nlink - (int64_t)ip->md.nlink;
 
@@ -613,7 +612,7 @@ int inode_drop_if_last(struct tally *t, struct inode *ip, bool *dropped)
  * inside a transaction. Marks it freed once the caller commits. */
 int inode_drop(struct tally *t, struct inode *ip)
 {
-	struct meta_ver v = inode_ver(ip);
+	struct meta_ver v = inode_ver(t, ip);
 	int rc = meta_blocks_drop(t->meta, &v, ip->ino, 0);
 
 	if (!rc)
@@ -668,7 +667,7 @@ int tally_lookup(struct tally *t, uint64_t parent, const char *name,
 			goto out;
 		}
 		/* the entry with its inode's row: one statement */
-		struct meta_ver pv = inode_ver(pip);
+		struct meta_ver pv = inode_ver(t, pip);
 
 		rc = meta_dentry_lookup_row(t->meta, &pv, parent, name, &row);
 		if (rc == -ENOENT)

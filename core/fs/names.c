@@ -125,8 +125,8 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	pmd.mtime = pmd.ctime = ts;
 	if (S_ISDIR(mode))
 		pmd.nlink++;
-	v = meta_ver_of(&md);
-	pv = inode_ver(pip);
+	v = tally_ver_of(t, &md);
+	pv = inode_ver(t, pip);
 	/* before the commit: an ENOMEM must leave nothing done */
 	ip = inode_alloc(&md);
 	if (!ip) {
@@ -225,7 +225,7 @@ int tally_readlink(struct tally *t, uint64_t ino, char **target)
 	tally_lock(t);
 	rc = inode_get(t, ino, &ip);
 	if (!rc) {
-		struct meta_ver v = inode_ver(ip);
+		struct meta_ver v = inode_ver(t, ip);
 
 		rc = S_ISLNK(ip->md.mode)
 			     ? meta_target_get(t->meta, &v, ino, target)
@@ -251,7 +251,7 @@ int tally_readlink(struct tally *t, uint64_t ino, char **target)
 static int child(struct tally *t, struct inode *pip, uint64_t parent,
 		 const char *name, struct inode **out, bool *hinted)
 {
-	struct meta_ver pv = inode_ver(pip);
+	struct meta_ver pv = inode_ver(t, pip);
 	uint64_t ino;
 	int rc;
 
@@ -423,7 +423,7 @@ again:
 	md = ip->md;
 	pmd = pip->md;
 	pmd.mtime = pmd.ctime = tally_now();
-	pv = inode_ver(pip);
+	pv = inode_ver(t, pip);
 	rc = meta_begin(t->meta);
 	if (!rc)
 		rc = meta_dentry_delete(t->meta, &pv, parent, name, ip->ino);
@@ -487,8 +487,17 @@ again:
 	 * row while the key's check waits for another node's unlink in the
 	 * directory, which waits for the row, a deadlock the server breaks
 	 * only after a second */
-	v = inode_ver(ip);
-	pv = inode_ver(pip);
+	v = inode_ver(t, ip);
+	pv = inode_ver(t, pip);
+	if (parent == TALLY_ROOT_INO && v.depth > 1) {
+		/* its snapshots are versions of it: they go first */
+		log_msg(LOG_NOTICE,
+			"rmdir of namespace '%s': it has snapshots (remove "
+			"them first: rmsnapshot)",
+			name);
+		rc = -EBUSY;
+		goto out;
+	}
 	rc = meta_dir_empty(t->meta, &v, ip->ino);
 	if (rc <= 0) {
 		rc = rc ? rc : -ENOTEMPTY;
@@ -614,7 +623,7 @@ again:
 			goto out_check;
 		}
 		if (S_ISDIR(dip->md.mode)) {
-			dv = inode_ver(dip);
+			dv = inode_ver(t, dip);
 			rc = meta_dir_empty(t->meta, &dv, dip->ino);
 			if (rc <= 0) {
 				rc = rc ? rc : -ENOTEMPTY;
@@ -633,8 +642,8 @@ again:
 	if (t->rename_hook)
 		t->rename_hook(t->hook_arg, sip->ino);
 	dirnames_add(t, newparent, newname); /* as create_node() */
-	pv = inode_ver(pip);
-	npv = inode_ver(npip);
+	pv = inode_ver(t, pip);
+	npv = inode_ver(t, npip);
 	rc = meta_begin(t->meta);
 	if (rc)
 		goto out;
@@ -648,7 +657,7 @@ again:
 			rc = inode_write_md(t, dip, &dmd);
 	} else {
 		if (dip) {
-			dv = inode_ver(dip);
+			dv = inode_ver(t, dip);
 			rc = meta_dentry_delete(t->meta, &npv, newparent,
 						newname, dip->ino);
 			if (!rc && S_ISDIR(dip->md.mode)) {
@@ -740,7 +749,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 {
 	struct inode *ip = NULL, *npip = NULL, *nip;
 	struct meta_inode md, npmd;
-	struct meta_ver v, pv;
+	struct meta_ver v, pv, sv;
 	struct meta_map_at at = { 0 };
 	bool open;
 	int rc = tally_check_name(newname);
@@ -778,7 +787,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		goto out_unlock;
 	npmd = npip->md;
 	npmd.mtime = npmd.ctime = tally_now();
-	pv = inode_ver(npip);
+	pv = inode_ver(t, npip);
 	if (same_nspace(ip, npip)) {
 		md = ip->md;
 		md.nlink++;
@@ -834,7 +843,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	md.size = ip->dsize;
 	md.alloc = ip->dalloc;
 	md.ctime = npmd.ctime;
-	v = meta_ver_of(&md);
+	v = tally_ver_of(t, &md);
 	/* before the commit: an ENOMEM must leave nothing done */
 	nip = inode_alloc(&md);
 	if (!nip) {
@@ -845,10 +854,9 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	rc = meta_begin(t->meta);
 	if (!rc)
 		rc = meta_inode_put(t->meta, &v, &md);
+	sv = inode_ver(t, ip);
 	if (!rc && S_ISLNK(md.mode)) {
 		char *target = NULL;
-
-		struct meta_ver sv = inode_ver(ip);
 
 		rc = meta_target_get(t->meta, &sv, ip->ino, &target);
 		if (!rc)
@@ -856,7 +864,8 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		free(target);
 	}
 	if (!rc)
-		rc = meta_blocks_copy_at(t->meta, &v, ip->ino, md.ino, &at);
+		rc = meta_blocks_copy_at(t->meta, &sv, &v, ip->ino, md.ino,
+					 &at);
 	/* a shared store: the source's committed size, read with the
 	 * blocks copied (another node may have rewritten it since this
 	 * node read its row: dsize is this node's view); no row, another
@@ -1011,7 +1020,7 @@ int tally_readdir(struct tally *t, uint64_t ino, off_t off, bool plus,
 		off = 3;
 	}
 	if (!ip->freed) {
-		struct meta_ver v = inode_ver(ip);
+		struct meta_ver v = inode_ver(t, ip);
 
 		err = meta_readdir(t->meta, &v, ino, off - rc.base,
 				   readdir_entry, &rc);

@@ -11,8 +11,111 @@
 #include <string.h>
 
 #include "core/meta/meta.h"
+#include "core/util/log.h"
 #include "core/util/array.h"
 #include "core/util/progress.h"
+
+struct meta_ver tally_ver_of(struct tally *t, const struct meta_inode *md)
+{
+	size_t lo = 0, hi = t->nnsleaves;
+
+	if (md->ino == TALLY_ROOT_INO)
+		return META_VER_ROOT;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (t->nsleaves[mid].nspace == md->nspace)
+			return t->nsleaves[mid].v;
+		if (t->nsleaves[mid].nspace < md->nspace)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* no chain: the namespace's first version, its root's number */
+	return meta_ver_of(md);
+}
+
+int tally_inode_row(struct tally *t, uint64_t ino, struct meta_inode *md)
+{
+	struct meta_ver v;
+	/* the first row names the namespace; with a chain, the row of the
+	 * nearest version is the inode as its namespace sees it */
+	int rc = meta_inode_get(t->meta, NULL, ino, md);
+
+	if (rc)
+		return rc;
+	v = tally_ver_of(t, md);
+	return v.depth > 1 ? meta_inode_get(t->meta, &v, ino, md) : 0;
+}
+
+/* Room for one more namespace with a chain, made before the transaction
+ * that gives it one: its leaf is then set in memory without a failure. */
+static int nsleaf_reserve(struct tally *t)
+{
+	return array_reserve(&t->nsleaves, &t->nsleaves_cap, t->nnsleaves + 1,
+			     sizeof(*t->nsleaves))
+		       ? -ENOMEM
+		       : 0;
+}
+
+/* Namespace @nspace writes into @v from now on (nsleaf_reserve() made
+ * room): kept when it has a chain, dropped when it is back to its first
+ * version. */
+static void nsleaf_set(struct tally *t, uint64_t nspace, struct meta_ver v)
+{
+	size_t i = 0;
+
+	while (i < t->nnsleaves && t->nsleaves[i].nspace < nspace)
+		i++;
+	if (i < t->nnsleaves && t->nsleaves[i].nspace == nspace) {
+		if (v.depth > 1) {
+			t->nsleaves[i].v = v;
+			return;
+		}
+		memmove(&t->nsleaves[i], &t->nsleaves[i + 1],
+			(t->nnsleaves - i - 1) * sizeof(*t->nsleaves));
+		t->nnsleaves--;
+		return;
+	}
+	if (v.depth <= 1)
+		return;
+	memmove(&t->nsleaves[i + 1], &t->nsleaves[i],
+		(t->nnsleaves - i) * sizeof(*t->nsleaves));
+	t->nsleaves[i] = (struct nsleaf){ nspace, v };
+	t->nnsleaves++;
+}
+
+struct leaves {
+	struct nsleaf *v;
+	size_t n, cap;
+};
+
+static int leaf_add(void *ctx, uint64_t nspace, int64_t leaf, int depth)
+{
+	struct leaves *l = ctx;
+
+	if (array_reserve(&l->v, &l->cap, l->n + 1, sizeof(*l->v)))
+		return -ENOMEM;
+	l->v[l->n++] =
+		(struct nsleaf){ nspace, { .id = leaf, .depth = depth } };
+	return 0;
+}
+
+int tally_nspace_leaves_load(struct tally *t)
+{
+	struct leaves l = { 0 };
+	int rc = meta_nspace_leaves(t->meta, leaf_add, &l);
+
+	if (rc) {
+		free(l.v);
+		return rc;
+	}
+	free(t->nsleaves);
+	t->nsleaves = l.v;
+	t->nnsleaves = l.n;
+	t->nsleaves_cap = l.cap;
+	return 0;
+}
 
 static int nspace_name_ok(const char *name)
 {
@@ -24,6 +127,171 @@ static int nspace_name_ok(const char *name)
 	    !strcmp(name, TALLY_CTLDIR_NAME))
 		return -EINVAL;
 	return 0;
+}
+
+/* A snapshot's name: a file name, not "." or "..", no '@' (NS@NAME names
+ * it), and not "auto-..." (the automatic snapshots' names). */
+static int snapshot_name_ok(const char *name)
+{
+	int rc = tally_check_name(name);
+
+	if (rc)
+		return rc == -ENAMETOOLONG ? rc : -EINVAL;
+	if (!strcmp(name, ".") || !strcmp(name, "..") || strchr(name, '@') ||
+	    !strncmp(name, "auto-", 5))
+		return -EINVAL;
+	return 0;
+}
+
+/* Namespace @ns's root row in *@md (t->lock held). */
+static int nspace_row(struct tally *t, const char *ns, struct meta_inode *md)
+{
+	uint64_t root;
+	int rc = meta_dentry_lookup(t->meta, &META_VER_ROOT, TALLY_ROOT_INO, ns,
+				    &root);
+
+	return rc ? rc : tally_inode_row(t, root, md);
+}
+
+/* The checks of a change of namespace @ns's versions named @name. */
+static int version_change_ok(struct tally *t, const char *ns, const char *name)
+{
+	int rc = nspace_name_ok(ns);
+
+	if (!rc)
+		rc = snapshot_name_ok(name);
+	if (!rc && meta_shared(t->meta)) {
+		log_msg(LOG_ERR,
+			"snapshots of a shared store wait for the leaf lock "
+			"of several hosts (docs/design.md 13.5): refused");
+		rc = -EOPNOTSUPP;
+	}
+	return rc;
+}
+
+int tally_snapshot(struct tally *t, const char *ns, const char *name,
+		   int64_t *ver)
+{
+	struct meta_inode md;
+	struct meta_ver v, sv;
+	int64_t child;
+	int rc = version_change_ok(t, ns, name);
+
+	if (rc)
+		return rc;
+	/* committed data only: drain first (a write after it goes on into
+	 * the new leaf, as in any snapshot taken while a file is open) */
+	rc = tally_drain(t, NULL, 0);
+	if (rc)
+		return rc;
+	tally_lock(t);
+	rc = nspace_row(t, ns, &md);
+	if (!rc) {
+		rc = meta_snapshot_find(t->meta, md.nspace, name, &sv);
+		rc = rc == -ENOENT ? 0 : (rc ? rc : -EEXIST);
+	}
+	if (!rc)
+		rc = nsleaf_reserve(t);
+	if (!rc)
+		rc = meta_room(t->meta);
+	if (rc)
+		goto out;
+	v = tally_ver_of(t, &md);
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_version_freeze(t->meta, v.id, name, &child);
+	rc = tally_txn_end(t, rc);
+	if (!rc) {
+		/* every later call of the namespace's inodes: the new leaf */
+		nsleaf_set(t, md.nspace,
+			   (struct meta_ver){ .id = child,
+					      .depth = (v.depth ? v.depth : 1) +
+						       1 });
+		*ver = v.id;
+	}
+out:
+	tally_unlock(t);
+	return rc;
+}
+
+int tally_rmsnapshot(struct tally *t, const char *ns, const char *name)
+{
+	struct meta_inode md;
+	struct meta_ver v, sv;
+	int64_t child;
+	int rc = version_change_ok(t, ns, name);
+
+	if (rc)
+		return rc;
+	tally_lock(t);
+	rc = nspace_row(t, ns, &md);
+	if (!rc)
+		rc = meta_snapshot_find(t->meta, md.nspace, name, &sv);
+	if (!rc)
+		rc = meta_room(t->meta);
+	if (rc)
+		goto out;
+	v = tally_ver_of(t, &md);
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_version_merge(t->meta, sv.id, &child);
+	rc = tally_txn_end(t, rc);
+	/* its leaf merged into the snapshot: the chain one shorter (a leaf
+	 * that is not the child keeps its id) */
+	if (!rc)
+		nsleaf_set(t, md.nspace,
+			   (struct meta_ver){ .id = child == v.id ? sv.id
+								  : v.id,
+					      .depth = v.depth - 1 });
+out:
+	tally_unlock(t);
+	return rc;
+}
+
+struct snap_walk {
+	struct meta *m;
+	const char *only;
+	int (*fn)(void *ctx, const char *ns, const struct meta_snapshot *sn);
+	void *ctx;
+	const char *ns; /* the namespace walked */
+	unsigned found;
+};
+
+static int snap_one(void *ctx, const struct meta_snapshot *sn)
+{
+	struct snap_walk *w = ctx;
+
+	return w->fn(w->ctx, w->ns, sn);
+}
+
+static int snap_nspace(void *ctx, int64_t cookie, const char *name,
+		       const struct meta_inode *md)
+{
+	struct snap_walk *w = ctx;
+
+	(void)cookie;
+	if (w->only && strcmp(w->only, name))
+		return 0;
+	w->found++;
+	w->ns = name;
+	return meta_snapshots(w->m, md->nspace, snap_one, w);
+}
+
+int tally_snapshots(struct tally *t, const char *ns,
+		    int (*fn)(void *ctx, const char *ns,
+			      const struct meta_snapshot *sn),
+		    void *ctx)
+{
+	struct snap_walk w = { t->meta, ns, fn, ctx, NULL, 0 };
+	int rc;
+
+	tally_lock(t);
+	rc = meta_readdir(t->meta, &META_VER_ROOT, TALLY_ROOT_INO, 0,
+			  snap_nspace, &w);
+	tally_unlock(t);
+	if (!rc && ns && !w.found)
+		rc = -ENOENT;
+	return rc;
 }
 
 int tally_branch(struct tally *t, const char *src, const char *dst,
@@ -68,6 +336,17 @@ int tally_branch(struct tally *t, const char *src, const char *dst,
 		rc = meta_dentry_lookup(t->meta, &META_VER_ROOT, TALLY_ROOT_INO,
 					dst, &dst_ino);
 		rc = rc == -ENOENT ? 0 : (rc ? rc : -EEXIST);
+	}
+	if (!rc)
+		rc = tally_inode_row(t, src_ino, &md);
+	if (!rc && tally_ver_of(t, &md).depth > 1) {
+		/* the copy reads one version's rows: a chain is not built
+		 * for it (docs/design.md 13.10, step 4) */
+		log_msg(LOG_NOTICE,
+			"branch of namespace '%s': it has snapshots, which a "
+			"branch does not copy yet (remove them first)",
+			src);
+		rc = -EOPNOTSUPP;
 	}
 	if (!rc)
 		rc = meta_room(t->meta);
@@ -158,6 +437,8 @@ static int resolve(struct tally *t, const char *path, uint64_t *ino,
 		return -ENAMETOOLONG;
 	snprintf(buf, sizeof(buf), "%s", path);
 	for (p = strtok_r(buf, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
+		struct meta_inode md;
+		struct meta_ver v;
 		int rc;
 
 		if (!strcmp(p, ".") || !strcmp(p, ".."))
@@ -165,17 +446,14 @@ static int resolve(struct tally *t, const char *path, uint64_t *ino,
 		rc = tally_check_name(p);
 		if (rc)
 			return rc;
-		if (cur != TALLY_ROOT_INO) {
-			struct meta_inode md;
-
-			rc = meta_inode_get(t->meta, NULL, cur, &md);
-			if (rc)
-				return rc;
-			if (!S_ISDIR(md.mode))
-				return S_ISLNK(md.mode) ? -EINVAL : -ENOTDIR;
-		}
+		rc = tally_inode_row(t, cur, &md);
+		if (rc)
+			return rc;
+		if (!S_ISDIR(md.mode))
+			return S_ISLNK(md.mode) ? -EINVAL : -ENOTDIR;
 		up = cur;
-		rc = meta_dentry_lookup(t->meta, NULL, cur, p, &cur);
+		v = tally_ver_of(t, &md);
+		rc = meta_dentry_lookup(t->meta, &v, cur, p, &cur);
 		if (rc)
 			return rc;
 		used += (size_t)snprintf(canon + used, size - used, "%s%s",
@@ -222,7 +500,7 @@ int tally_pin(struct tally *t, const char *path, bool pin, uint64_t *objects)
 	if (rc)
 		goto out;
 	path = canon;
-	rc = meta_inode_get(t->meta, NULL, ino, &md);
+	rc = tally_inode_row(t, ino, &md);
 	if (rc)
 		goto out;
 	if (parent == TALLY_ROOT_INO) {
@@ -231,7 +509,7 @@ int tally_pin(struct tally *t, const char *path, bool pin, uint64_t *objects)
 		struct meta_bref *map = NULL;
 		size_t n = 0;
 
-		struct meta_ver v = meta_ver_of(&md);
+		struct meta_ver v = tally_ver_of(t, &md);
 
 		rc = meta_blocks_load(t->meta, &v, ino, &map, &n);
 		for (i = 0; i < n && !rc; i++)
@@ -257,14 +535,20 @@ out:
 	return rc;
 }
 
-int tally_resolve(struct tally *t, const char *path, uint64_t *ino)
+int tally_resolve(struct tally *t, const char *path, uint64_t *ino,
+		  struct meta_ver *v)
 {
+	struct meta_inode md;
 	char canon[4096];
 	uint64_t parent;
 	int rc;
 
 	tally_lock(t);
 	rc = resolve(t, path, ino, &parent, canon, sizeof(canon));
+	if (!rc)
+		rc = tally_inode_row(t, *ino, &md);
+	if (!rc)
+		*v = tally_ver_of(t, &md);
 	tally_unlock(t);
 	return rc;
 }

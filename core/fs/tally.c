@@ -297,7 +297,7 @@ static unsigned cpus(void)
 
 static int clean_orphans(struct tally *t)
 {
-	uint64_t *inos = NULL;
+	struct meta_orphan *inos = NULL;
 	size_t n = 0, i;
 	int rc;
 
@@ -316,10 +316,7 @@ static int clean_orphans(struct tally *t)
 		do {
 			rc = meta_begin(t->meta);
 			if (!rc)
-				rc = meta_blocks_drop(t->meta, NULL, inos[i],
-						      0);
-			if (!rc)
-				rc = meta_inode_delete(t->meta, NULL, inos[i]);
+				rc = meta_orphan_free(t->meta, &inos[i]);
 			rc = tally_txn_end(t, rc);
 		} while (tally_retry(t, &rc, &attempt));
 	}
@@ -556,6 +553,8 @@ int tally_open_with(const char *path, const struct tally_opts *opts,
 		t->done_seq = t->rotated_seq = (uint64_t)v;
 	rc = node_identity(t);
 	if (!rc)
+		rc = tally_nspace_leaves_load(t);
+	if (!rc)
 		rc = up->session_start(t);
 	if (!rc)
 		rc = clean_orphans(t);
@@ -594,6 +593,7 @@ out_pool:
 	pool_free(t->pool);
 out_store:
 	free(t->heap);
+	free(t->nsleaves);
 	pthread_mutex_destroy(&t->pool_lock);
 	pthread_mutex_destroy(&t->lock);
 	meta_objlist_release(&t->doomed);
@@ -717,6 +717,7 @@ int tally_close(struct tally *t)
 	while (t->npool)
 		free(t->pool_bufs[--t->npool]);
 	free(t->heap);
+	free(t->nsleaves);
 	pthread_cond_destroy(&t->flusher_cond);
 	pthread_mutex_destroy(&t->flusher_lock);
 	pthread_cond_destroy(&t->fin_done);

@@ -382,8 +382,11 @@ void tally_gc_settings(struct tally *t, int64_t *stale_after,
  */
 int tally_pin(struct tally *t, const char *path, bool pin, uint64_t *objects);
 
-/* The inode of mount-relative @path ("." and ".." refused). */
-int tally_resolve(struct tally *t, const char *path, uint64_t *ino);
+/* The inode of mount-relative @path ("." and ".." refused), and the
+ * version its namespace reads it in. */
+struct meta_ver;
+int tally_resolve(struct tally *t, const char *path, uint64_t *ino,
+		  struct meta_ver *v);
 
 /* The worker pool (control commands run on it). */
 struct pool *tally_pool(struct tally *t);
@@ -397,6 +400,28 @@ struct progress *tally_progress(struct tally *t);
  * end records its requests there; never NULL once open. */
 struct metrics;
 struct metrics *tally_metrics(struct tally *t);
+
+/*
+ * Versions of a namespace (docs/design.md, section 13). tally_snapshot():
+ * a read-only version of namespace @ns named @name, in O(1): its leaf is
+ * frozen, the namespace writes into a new one; *@ver receives its id.
+ * tally_rmsnapshot(): the snapshot goes, merged with the version after
+ * it (cost: what the namespace wrote since). -EINVAL: a bad name (a
+ * snapshot's may not hold '/' or '@', be "." or "..", or start with
+ * "auto-"); -ENOENT: no such namespace or snapshot; -EEXIST: a snapshot
+ * of that name exists; -EOPNOTSUPP: a shared store (several hosts need
+ * the leaf lock, not built yet).
+ */
+int tally_snapshot(struct tally *t, const char *ns, const char *name,
+		   int64_t *ver);
+int tally_rmsnapshot(struct tally *t, const char *ns, const char *name);
+/* Each snapshot of namespace @ns (NULL: of every namespace), oldest first,
+ * with its namespace's name. -ENOENT: no namespace @ns. */
+struct meta_snapshot;
+int tally_snapshots(struct tally *t, const char *ns,
+		    int (*fn)(void *ctx, const char *ns,
+			      const struct meta_snapshot *sn),
+		    void *ctx);
 
 /*
  * Copy-on-write clone of namespace @src as new namespace @dst. Returns

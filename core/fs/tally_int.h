@@ -93,8 +93,6 @@ struct inode_io {
  * fields ordered so that there is no padding. */
 struct inode {
 	uint64_t ino;
-	int64_t ver;		/* the version of its rows (meta_ver_of() of its
-		      * first row): set by inode_alloc(), never changed */
 	struct inode *next;	/* protected by t->lock: table chain */
 	unsigned refs;		/* protected by t->lock */
 	unsigned opens;		/* protected by t->lock */
@@ -168,8 +166,16 @@ struct tally {
 	struct timespec started;
 
 	pthread_mutex_t lock;
-	pthread_cond_t space;	     /* with lock: dirty buffers were freed */
-	struct inode **itable;	     /* protected by lock */
+	pthread_cond_t space;  /* with lock: dirty buffers were freed */
+	struct inode **itable; /* protected by lock */
+	/* protected by lock: the namespaces whose leaf is not their first
+	 * version (a snapshot was taken of them), by namespace; each one's
+	 * inodes write into its leaf and read through its chain */
+	struct nsleaf {
+		uint64_t nspace;
+		struct meta_ver v;
+	} * nsleaves;
+	size_t nnsleaves, nsleaves_cap;
 	struct dentry_cache *dcache; /* protected by lock */
 	uint64_t ninodes;	     /* protected by lock: in itable */
 	unsigned ibits;	   /* protected by lock: itable has 1 << ibits chains */
@@ -317,11 +323,21 @@ bool tally_is_ctl_name(uint64_t parent, const char *name);
  * versions (".snapshots", or one holding '@'), else 0. Namespaces named
  * so before keep working. */
 int tally_nspace_name_taken(const char *name);
-/* The version of @ip's rows, which it reads and writes. */
-static inline struct meta_ver inode_ver(const struct inode *ip)
+/*
+ * The version an inode of @md reads and writes (t->lock held): its
+ * namespace's leaf, with the depth of its chain (core/fs/nspace.c); the
+ * root directory's, 0.
+ */
+struct meta_ver tally_ver_of(struct tally *t, const struct meta_inode *md);
+static inline struct meta_ver inode_ver(struct tally *t, const struct inode *ip)
 {
-	return (struct meta_ver){ .id = ip->ver };
+	return tally_ver_of(t, &ip->md);
 }
+/* The row of inode @ino as its namespace sees it (t->lock held). */
+int tally_inode_row(struct tally *t, uint64_t ino, struct meta_inode *md);
+/* The leaves of the namespaces with chains read again from the store
+ * (t->lock held): at open, and after a change of the tree. */
+int tally_nspace_leaves_load(struct tally *t);
 void tally_lock(struct tally *t);
 void tally_unlock(struct tally *t);
 /* tally_lock() if it is free now: true if taken. */

@@ -70,7 +70,7 @@ static int virtual_xattr(struct tally *t, struct inode *ip, const char *name,
 		size_t cnt = 0;
 
 		tally_lock(t);
-		struct meta_ver v = inode_ver(ip);
+		struct meta_ver v = inode_ver(t, ip);
 
 		rc = meta_refcounts(t->meta, &v, ip->ino, &counts, &cnt);
 		tally_unlock(t);
@@ -101,7 +101,7 @@ static int virtual_xattr(struct tally *t, struct inode *ip, const char *name,
 		/* from the store, not the map: a sweep repoints references
 		 * without touching the maps in memory */
 		tally_lock(t);
-		struct meta_ver v = inode_ver(ip);
+		struct meta_ver v = inode_ver(t, ip);
 
 		rc = meta_blocks_load(t->meta, &v, ip->ino, &map, &nmap);
 		tally_unlock(t);
@@ -167,7 +167,7 @@ ssize_t tally_getxattr(struct tally *t, uint64_t ino, const char *name,
 	if (!strncmp(name, XATTR_RESERVED, strlen(XATTR_RESERVED))) {
 		rc = virtual_xattr(t, ip, name, (char **)&val, &len);
 	} else {
-		struct meta_ver v = inode_ver(ip);
+		struct meta_ver v = inode_ver(t, ip);
 
 		tally_lock(t);
 		rc = meta_xattr_get(t->meta, &v, ino, name, &val, &len);
@@ -217,7 +217,7 @@ int tally_setxattr(struct tally *t, uint64_t ino, const char *name,
 	if (!rc)
 		rc = meta_begin(t->meta);
 	if (!rc) {
-		struct meta_ver v = inode_ver(ip);
+		struct meta_ver v = inode_ver(t, ip);
 
 		rc = meta_xattr_set(t->meta, &v, ino, name, val, len, flags);
 	}
@@ -254,7 +254,7 @@ ssize_t tally_listxattr(struct tally *t, uint64_t ino, char *buf, size_t size)
 	if (rc)
 		return rc;
 	tally_lock(t);
-	v = inode_ver(ip);
+	v = inode_ver(t, ip);
 	rc = meta_xattr_list(t->meta, &v, ino, &names, &len);
 	if (S_ISREG(ip->md.mode))
 		vlen = sizeof(virt);
@@ -299,7 +299,7 @@ int tally_removexattr(struct tally *t, uint64_t ino, const char *name)
 	tally_lock(t);
 	rc = meta_begin(t->meta);
 	if (!rc) {
-		struct meta_ver v = inode_ver(ip);
+		struct meta_ver v = inode_ver(t, ip);
 
 		rc = meta_xattr_remove(t->meta, &v, ino, name);
 	}

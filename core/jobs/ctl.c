@@ -45,6 +45,9 @@ static const struct {
 	{ "rebalance", CTL_REBALANCE, 0, 0 },
 	{ "sweep", CTL_SWEEP, 0, 1 },
 	{ "rekey", CTL_REKEY, 1, 1 },
+	{ "snapshot", CTL_SNAPSHOT, 2, 2 },
+	{ "snapshots", CTL_SNAPSHOTS, 0, 1 },
+	{ "rmsnapshot", CTL_RMSNAPSHOT, 2, 2 },
 	/* clang-format on */
 };
 
@@ -212,7 +215,7 @@ int ctl_parse(const char *line, size_t len, struct ctl_cmd *cmd)
 	return 0;
 }
 
-static double ms_since(const struct timespec *t0)
+double ctl_ms_since(const struct timespec *t0)
 {
 	struct timespec t1;
 
@@ -479,6 +482,7 @@ struct explain_set {
 	uint64_t ino; /* explain_map()'s file */
 	struct meta_bref *loaded;
 	size_t nloaded;
+	struct meta_ver v; /* of e->ino's namespace */
 };
 
 /* explain_object() of each object of @ctx (metadata lock held). */
@@ -499,7 +503,7 @@ static int explain_map(struct meta *m, void *ctx)
 {
 	struct explain_set *e = ctx;
 
-	return meta_blocks_load(m, NULL, e->ino, &e->loaded, &e->nloaded);
+	return meta_blocks_load(m, &e->v, e->ino, &e->loaded, &e->nloaded);
 }
 
 /* explain PATH|HASH: a file's objects, or one object. */
@@ -537,7 +541,7 @@ static int ctl_explain(struct tally *t, const char *arg, char **report)
 	/* a path: the objects its blocks name, as committed */
 	rc = tally_drain(t, NULL, 0);
 	if (!rc)
-		rc = tally_resolve(t, arg, &e.ino);
+		rc = tally_resolve(t, arg, &e.ino, &e.v);
 	if (rc)
 		goto out;
 	rc = tally_meta_read(t, explain_map, &e);
@@ -700,7 +704,7 @@ static int ctl_rekey(struct tally *t, const char *path, char **report)
 			 "command: rekey\nkey_id: %s\nprevious_key_id: %s\n"
 			 "changed: %s\nduration_ms: %.1f\n",
 			 k.new_id, k.old_id, k.unchanged ? "no" : "yes",
-			 ms_since(&t0));
+			 ctl_ms_since(&t0));
 	if (!rc && k.marker_behind)
 		rc = ctl_append(report, "warning: %s\n", k.err);
 	return rc;
@@ -743,7 +747,8 @@ static int ctl_drain_remote(struct tally *t, double timeout, char **report)
 	pj = progress_begin(tally_progress(t), "drain remote", "objects",
 			    s0.queued);
 	while (!rc) {
-		double left = timeout > 0 ? timeout - ms_since(&t0) / 1000 : 1;
+		double left = timeout > 0 ? timeout - ctl_ms_since(&t0) / 1000
+					  : 1;
 
 		if (left <= 0) {
 			rc = -ETIMEDOUT;
@@ -761,7 +766,8 @@ static int ctl_drain_remote(struct tally *t, double timeout, char **report)
 	/* and the metadata that names them */
 	key[0] = '\0';
 	if (!rc) {
-		double left = timeout > 0 ? timeout - ms_since(&t0) / 1000 : 0;
+		double left = timeout > 0 ? timeout - ctl_ms_since(&t0) / 1000
+					  : 0;
 
 		rc = left < 0 ? -ETIMEDOUT
 			      : remote_snapshot(r, left, key, sizeof(key));
@@ -776,7 +782,7 @@ static int ctl_drain_remote(struct tally *t, double timeout, char **report)
 		rc ? "error: " : "", rc ? strerror(-rc) : "", rc ? "\n" : "",
 		key[0] ? key : "none", dr.flushed, seq, s1.durable_remote_seq,
 		s1.queued, s1.uploaded - s0.uploaded, s1.failed - s0.failed,
-		s1.last_error[0] ? s1.last_error : "none", ms_since(&t0));
+		s1.last_error[0] ? s1.last_error : "none", ctl_ms_since(&t0));
 	return rc;
 }
 
@@ -814,7 +820,7 @@ static void ctl_run(struct ctl_job *j)
 				rc ? "error: " : "", rc ? strerror(-rc) : "",
 				rc ? "\n" : "", dr.flushed, st.pending_flushes,
 				dr.files, dr.blocks, st.durable_seq,
-				st.commit_errors, ms_since(&t0));
+				st.commit_errors, ctl_ms_since(&t0));
 		if (!rc)
 			rc = err;
 		break;
@@ -910,6 +916,11 @@ static void ctl_run(struct ctl_job *j)
 	case CTL_REKEY:
 		rc = ctl_rekey(j->t, cmd->args[0], &j->report);
 		break;
+	case CTL_SNAPSHOT:
+	case CTL_SNAPSHOTS:
+	case CTL_RMSNAPSHOT:
+		rc = ctl_version(j->t, cmd, &j->report);
+		break;
 	case CTL_DU:
 		rc = ctl_du(j->t, cmd->nargs ? cmd->args[0] : NULL, &j->report);
 		break;
@@ -919,7 +930,7 @@ static void ctl_run(struct ctl_job *j)
 			rc = ctl_aprintf(&j->report,
 					 "command: repair\nrepaired: %" PRIu64
 					 "\nduration_ms: %.1f\n",
-					 n, ms_since(&t0));
+					 n, ctl_ms_since(&t0));
 		break;
 	case CTL_SHARD:
 		rc = ctl_shard(j->t, cmd, &j->report);
@@ -958,7 +969,8 @@ static void ctl_run(struct ctl_job *j)
 				&j->report,
 				"command: branch\nsource: %s\nbranch: %s"
 				"\ninodes: %" PRIu64 "\nduration_ms: %.1f\n",
-				cmd->args[0], cmd->args[1], n, ms_since(&t0));
+				cmd->args[0], cmd->args[1], n,
+				ctl_ms_since(&t0));
 		break;
 	}
 	}

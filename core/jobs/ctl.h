@@ -57,6 +57,9 @@ enum ctl_verb {
 	CTL_REBALANCE,
 	CTL_SWEEP,
 	CTL_REKEY,
+	CTL_SNAPSHOT,
+	CTL_SNAPSHOTS,
+	CTL_RMSNAPSHOT,
 };
 
 struct ctl_cmd {

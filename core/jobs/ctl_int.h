@@ -20,6 +20,13 @@ int ctl_aprintf(char **out, const char *fmt, ...)
 /* Append formatted text to *acc (malloc'ed; NULL counts as empty). */
 int ctl_append(char **acc, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Milliseconds since @t0 (CLOCK_MONOTONIC). */
+struct timespec;
+double ctl_ms_since(const struct timespec *t0);
+/* snapshot, snapshots, rmsnapshot (ctl_version.c): the command's report
+ * in *@report. */
+struct ctl_cmd;
+int ctl_version(struct tally *t, const struct ctl_cmd *cmd, char **report);
 /* A shard's state as the status and `shard list` name it: "active",
  * "draining" or "unreachable". */
 const char *ctl_shard_state(const struct shard_info *s);

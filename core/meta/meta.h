@@ -264,14 +264,52 @@ static inline struct meta_ver meta_ver_of(const struct meta_inode *md)
 int meta_inode_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		   struct meta_inode *out);
 /*
- * A new leaf, child of leaf @parent, which becomes frozen (kind 2); the
- * namespace that wrote into @parent writes into the child from now on.
- * Its id (*@child) is taken as an inode number is, so that ids grow from
- * parent to child. What a branch and a snapshot will be made of (issue
- * 46, steps 4 and 5); tests only so far, and a store with such a chain
- * is refused at its next open until reads through chains are whole.
+ * The tree of versions (core/meta/meta_version.c, docs/design.md 13).
+ * meta_version_freeze(): leaf @leaf becomes frozen, a branch point (kind
+ * 2, @name NULL) or a snapshot named @name (kind 3), and a new leaf, its
+ * child, is made (*@child); the namespace that wrote into @leaf writes
+ * into the child from now on. Its id is taken as an inode number is, so
+ * that ids grow from parent to child. -EINVAL: @leaf is not a leaf.
+ * meta_version_child(): the same, a branch point.
  */
+int meta_version_freeze(struct meta *m, int64_t leaf, const char *name,
+			int64_t *child);
 int meta_version_child(struct meta *m, int64_t parent, int64_t *child);
+/*
+ * Merge frozen version @ver and its only child (*@child) into one
+ * version, @ver's id, which shows what the child showed and takes its
+ * kind and name: the child's rows replace @ver's (the counts of the
+ * extents replaced fall), the rest are relabelled @ver, and the
+ * namespace whose leaf was the child writes into @ver. Costs the
+ * child's rows. What a snapshot's removal is. -EBUSY: @ver has another
+ * number of children than one. In a transaction.
+ */
+int meta_version_merge(struct meta *m, int64_t ver, int64_t *child);
+/* Each namespace whose leaf is not its first version (a snapshot was
+ * taken of it) to @fn, with its leaf and depth (the versions on the
+ * leaf's chain, itself included), in the order of their ids: 0, the
+ * first nonzero value of @fn, or -errno. */
+int meta_nspace_leaves(struct meta *m,
+		       int (*fn)(void *ctx, uint64_t nspace, int64_t leaf,
+				 int depth),
+		       void *ctx);
+/* A snapshot: a frozen version of a namespace, with a name. */
+struct meta_snapshot {
+	uint64_t nspace;
+	int64_t id;
+	int64_t created; /* seconds since the epoch */
+	const char *name;
+	int depth; /* of its chain: struct meta_ver's */
+};
+/* The snapshots of namespace @nspace (0: of every namespace), oldest
+ * first, to @fn (the name lives until @fn returns). */
+int meta_snapshots(struct meta *m, uint64_t nspace,
+		   int (*fn)(void *ctx, const struct meta_snapshot *sn),
+		   void *ctx);
+/* The version of the snapshot @name of @nspace, to read it through: 0,
+ * or -ENOENT. */
+int meta_snapshot_find(struct meta *m, uint64_t nspace, const char *name,
+		       struct meta_ver *v);
 /*
  * Insert or replace the whole row (the symlink target is kept). The
  * namespace of an existing row is never changed (an inode does not move
@@ -335,8 +373,17 @@ int meta_inode_delete(struct meta *m, const struct meta_ver *v, uint64_t ino);
 int meta_ino_take(struct meta *m, uint64_t floor, uint64_t n, uint64_t *first);
 /* Highest inode number in use. */
 int meta_max_ino(struct meta *m, uint64_t *max);
-/* Inodes whose nlink is 0 (left by a crash while open). */
-int meta_inode_orphans(struct meta *m, uint64_t **inos, size_t *n);
+/* An inode whose link count is 0 in leaf @v (left by a crash while
+ * open): its rows there are freed by meta_orphan_free(). */
+struct meta_orphan {
+	uint64_t ino;
+	struct meta_ver v;
+};
+/* The orphans of every leaf: a new array *@out of *@n. */
+int meta_inode_orphans(struct meta *m, struct meta_orphan **out, size_t *n);
+/* In a transaction: the rows of orphan @o in its leaf go (its blocks
+ * first, a whiteout where an ancestor's row would show). */
+int meta_orphan_free(struct meta *m, const struct meta_orphan *o);
 /* Inodes with links that no entry names (a leak: tallyfsck), ascending. */
 int meta_inode_nameless(struct meta *m, uint64_t **inos, size_t *n);
 /* Inodes with no row that block or xattr rows still name (a leak: a
@@ -434,14 +481,16 @@ int meta_obj_exists(struct meta *m, const char *name);
 int meta_blocks_drop(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		     uint64_t from);
 /* Give inode @dst, of version @v, the block references and xattrs of
- * @src (counts +1). */
-int meta_blocks_copy(struct meta *m, const struct meta_ver *v, uint64_t src,
-		     uint64_t dst);
+ * @src as its version @sv shows them (counts +1; NULL: the version of
+ * each one's rows). */
+int meta_blocks_copy(struct meta *m, const struct meta_ver *sv,
+		     const struct meta_ver *v, uint64_t src, uint64_t dst);
 /* The same; a shared store also gives @dst the size and allocation of
  * @src read with its blocks, and says them in @at (known is false on
  * one host, and on a shared store when either row is gone). */
-int meta_blocks_copy_at(struct meta *m, const struct meta_ver *v, uint64_t src,
-			uint64_t dst, struct meta_map_at *at);
+int meta_blocks_copy_at(struct meta *m, const struct meta_ver *sv,
+			const struct meta_ver *v, uint64_t src, uint64_t dst,
+			struct meta_map_at *at);
 /* Refcounts of the objects of @ino, in block order (holes skipped). */
 int meta_refcounts(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		   uint64_t **counts, size_t *n);
@@ -640,8 +689,8 @@ int meta_holds_release(struct meta *m, int64_t node, const uint64_t *inos,
  * of it is harmless (the drop of an open hold: the inode stays until
  * its session goes). In a transaction. */
 int meta_relaxed(struct meta *m);
-/* Inodes with no link and no hold: a new array *@inos. */
-int meta_orphans_unheld(struct meta *m, uint64_t **inos, size_t *n);
+/* The orphans no node holds: a new array *@out of *@n. */
+int meta_orphans_unheld(struct meta *m, struct meta_orphan **out, size_t *n);
 /* In a transaction: free those inodes (their blocks and rows); *@n
  * receives how many. */
 int meta_orphans_free(struct meta *m, size_t *n);

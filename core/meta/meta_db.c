@@ -83,7 +83,6 @@ enum {
 	D_SYNC_SEQ,
 	D_CONFIG_GET,
 	D_CONFIG_SET,
-	D_CHAINS,
 	D_SAVEPOINT,
 	D_RELEASE,
 	D_ROLLBACK_TO,
@@ -112,7 +111,6 @@ static const char *const db_text[D_COUNT] = {
 	[D_SYNC_SEQ] = "INSERT INTO config(key, value) VALUES ('sync_seq', 1) "
 		       "ON CONFLICT(key) DO UPDATE SET value = value + 1",
 	[D_CONFIG_GET] = "SELECT value FROM config WHERE key = ?1",
-	[D_CHAINS] = META_CHAINS_SQL,
 	[D_CONFIG_SET] =
 		"INSERT INTO config(key, value) VALUES (?1, ?2) "
 		"ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -613,10 +611,6 @@ int meta_open(const char *path, bool create, uint32_t block_size,
 			"metadata '%s' has format version %" PRId64
 			", this tallyfs reads version %d",
 			path, ver, META_FORMAT);
-		rc = -EPROTO;
-		goto out_close;
-	} else if (ver == META_FORMAT && probe(m, D_CHAINS) > 0) {
-		log_msg(LOG_ERR, "metadata '%s' " META_CHAINS_MSG, path);
 		rc = -EPROTO;
 		goto out_close;
 	}

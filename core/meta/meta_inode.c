@@ -21,6 +21,9 @@ enum {
 	I_INODE_GET,
 	I_INODE_GET_ANY,
 	I_INODE_PUT,
+	I_INODE_PUT_FIRST,
+	I_INODE_PUT_LEAF,
+	I_TARGET_GET_CHAIN,
 	I_INODE_DEL,
 	I_INODE_DEL_X,
 	I_INODE_UPDATE,
@@ -61,10 +64,6 @@ enum {
 	I_INODE_UPDATE_LEAF,
 	I_INODE_DEL_LEAF,
 	I_INODE_WHITEOUT,
-	I_VER_FREEZE,
-	I_VER_CHILD,
-	I_VER_ANC_CHILD,
-	I_NSPACE_LEAF,
 	I_DENTRY_LOOKUP_CHAIN,
 	I_DENTRY_ROW_CHAIN,
 	I_READDIR_CHAIN,
@@ -142,6 +141,16 @@ enum {
 	"ctime = CASE WHEN (?13 & 64) <> 0 THEN ?12 ELSE ctime END "  \
 	"WHERE " where
 
+/* A row of version @ver filed in another namespace than the first row
+ * @i of its inode: the root directory's in version 0, another's in a
+ * version of its namespace (versions.nspace) */
+#define MISFILED(ver, i)                                                       \
+	"CASE WHEN " i ".ino = 1 THEN " ver " <> 0 ELSE NOT EXISTS (SELECT 1 " \
+	"FROM versions v WHERE v.id = " ver " AND v.nspace = " i               \
+	".nspace) END"
+#define MISFILED_IN(from, ver, i) \
+	"(SELECT count(*) FROM " from " WHERE " MISFILED(ver, i) ")"
+
 static const char *const inode_text[I_COUNT] = {
 	[I_INODE_GET] = "SELECT ino, nspace, mode, uid, gid, nlink, size, "
 			"rdev, alloc, atime, mtime, ctime FROM inodes "
@@ -172,17 +181,20 @@ static const char *const inode_text[I_COUNT] = {
 	[I_INODE_DEL_X] =
 		"DELETE FROM xattrs WHERE ino = ?1 AND " VER_IS("ver", "?2"),
 	[I_MAX_INO] = "SELECT coalesce(max(ino), 0) FROM inodes",
-	[I_ORPHANS] = "SELECT ino FROM inodes WHERE nlink = 0",
+	[I_ORPHANS] = META_ORPHANS_SQL,
 	/* linked by its count, named by no entry (the root aside) */
-	[I_NAMELESS] = "SELECT ino FROM inodes WHERE nlink > 0 AND ino <> 1 "
+	[I_NAMELESS] = "SELECT coalesce(base, ino) FROM inodes WHERE nlink > 0 "
+		       "AND ino <> 1 "
 		       "EXCEPT SELECT ino FROM dentries ORDER BY 1",
 	/* block or xattr rows of an inode that has no row */
 	[I_HOMELESS] = "SELECT ino FROM extents b WHERE NOT EXISTS (SELECT 1 "
 		       "FROM inodes i WHERE i.ino = b.ino) UNION SELECT ino "
 		       "FROM xattrs x WHERE NOT EXISTS (SELECT 1 FROM inodes "
 		       "i WHERE i.ino = x.ino) ORDER BY 1",
-	[I_UNNAME] = "UPDATE inodes SET nlink = 0 WHERE ino = ?1 AND NOT "
-		     "EXISTS (SELECT 1 FROM dentries WHERE ino = ?1)",
+	/* every row of the inode, in whatever version */
+	[I_UNNAME] = "UPDATE inodes SET nlink = 0 WHERE (ino = ?1 OR base = "
+		     "?1) AND mode <> 0 AND NOT EXISTS (SELECT 1 FROM "
+		     "dentries WHERE ino = ?1)",
 	[I_TARGET_SET] = "UPDATE inodes SET target = ?2 WHERE ino = ?1 "
 			 "AND " VER_IS("ver", "?3"),
 	[I_TARGET_GET] = "SELECT target FROM inodes WHERE ino = ?1 AND " VER_IS(
@@ -270,13 +282,14 @@ static const char *const inode_text[I_COUNT] = {
 	/* rows in another version than their namespace's (format 2: an
 	 * inode's is its namespace's, 0 for the root directory; an entry's
 	 * its directory's; an extent's or an xattr's its inode's) */
-	[I_MISFILED] =
-		"SELECT (SELECT count(*) FROM inodes WHERE ver <> CASE WHEN "
-		"ino = 1 THEN 0 ELSE nspace END) + (SELECT count(*) FROM "
-		"dentries d JOIN inodes p ON p.ino = d.parent WHERE d.ver <> "
-		"p.ver) + (SELECT count(*) FROM extents e JOIN inodes i ON "
-		"i.ino = e.ino WHERE e.ver <> i.ver) + (SELECT count(*) FROM "
-		"xattrs x JOIN inodes i ON i.ino = x.ino WHERE x.ver <> i.ver)",
+	/* rows in a version of another namespace than their inode's */
+	[I_MISFILED] = "SELECT " MISFILED_IN("inodes i", "i.ver", "i") " + " MISFILED_IN(
+		"dentries d JOIN inodes p ON p.ino = d.parent", "d.ver",
+		"p") " + " MISFILED_IN("extents e JOIN inodes i ON "
+				       "i.ino = e.ino",
+				       "e.ver",
+				       "i") " + " MISFILED_IN("xattrs x JOIN inodes i ON i.ino = x.ino",
+							      "x.ver", "i"),
 	[I_INO_TAKE] = "UPDATE config SET value = max(value, ?1) + ?2 "
 		       "WHERE key = 'next_ino' RETURNING value",
 	/* PostgreSQL: the inodes a statement added, in the node's row of
@@ -299,18 +312,22 @@ static const char *const inode_text[I_COUNT] = {
 	[I_INODE_DEL_LEAF] = "DELETE FROM inodes WHERE (ino = ?1 OR base = "
 			     "?1) AND " VER_IS("ver", "?2"),
 	[I_INODE_WHITEOUT] = INODE_WHITEOUT(INODE_COPY_KEY),
-	/* meta_version_child(): leaf ?1 frozen, leaf ?2 its child */
-	[I_VER_FREEZE] = "UPDATE versions SET kind = 2 WHERE id = ?1 AND "
-			 "kind = 1",
-	[I_VER_CHILD] =
-		"INSERT INTO versions(id, parent, kind, name, nspace, "
-		"view, created) SELECT CAST(?2 AS bigint), id, 1, NULL, "
-		"nspace, view, unixepoch() FROM versions WHERE id = ?1",
-	[I_VER_ANC_CHILD] =
-		"INSERT INTO ver_anc(ver, anc) SELECT CAST(?2 AS bigint), anc "
-		"FROM ver_anc WHERE ver = ?1 UNION ALL SELECT CAST(?2 AS "
-		"bigint), CAST(?2 AS bigint)",
-	[I_NSPACE_LEAF] = "UPDATE nspaces SET leaf = ?2 WHERE leaf = ?1",
+	/* meta_inode_put() through a chain: an inode's first row if it has
+	 * none (a new inode), then its copy into leaf ?13 (INODE_COPY_UP,
+	 * run before this one), which takes the fields */
+	[I_INODE_PUT_FIRST] =
+		"INSERT INTO inodes(ino, ver, nspace, mode, uid, gid, nlink, "
+		"size, rdev, alloc, atime, mtime, ctime) VALUES (?1, ?13, ?2, "
+		"?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(ino) "
+		"DO NOTHING",
+	[I_INODE_PUT_LEAF] = "UPDATE inodes SET mode = ?3, uid = ?4, gid = "
+			     "?5, nlink = ?6, size = ?7, rdev = ?8, alloc = "
+			     "?9, atime = ?10, mtime = ?11, ctime = ?12 WHERE "
+			     "(ino = ?1 OR base = ?1) AND ver = ?13 AND mode "
+			     "<> 0 AND nspace = ?2",
+	[I_TARGET_GET_CHAIN] =
+		"SELECT target FROM inodes WHERE ino = " INODE_KEY(
+			"?1", "?2") " AND mode <> 0",
 	/* entries through a chain (?1 parent, ?2 name), as their
 	 * statements without it, their parameters the same */
 	[I_DENTRY_LOOKUP_CHAIN] =
@@ -487,25 +504,6 @@ int meta_inode_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
 	rc = inode_row(m, s, "inode read", out);
 	/* a whiteout: removed in a version on the chain */
 	return !rc && meta_chained(v) && out->mode == 0 ? -ENOENT : rc;
-}
-
-int meta_version_child(struct meta *m, int64_t parent, int64_t *child)
-{
-	static const int ids[] = { I_VER_CHILD, I_VER_ANC_CHILD,
-				   I_NSPACE_LEAF };
-	uint64_t id;
-	int rc = run_pair(m, I_VER_FREEZE, parent, 0, false, "version freeze");
-
-	if (!rc && meta_changes(m) != 1)
-		return -EINVAL; /* not a leaf */
-	if (!rc)
-		rc = meta_ino_take(m, (uint64_t)parent + 1, 1, &id);
-	for (size_t i = 0; !rc && i < sizeof(ids) / sizeof(*ids); i++)
-		rc = run_pair(m, ids[i], parent, (int64_t)id, false,
-			      "version child");
-	if (!rc)
-		*child = (int64_t)id;
-	return rc;
 }
 
 /* Statement @id with the fields of @in bound (?6: @nlink). */
@@ -716,14 +714,28 @@ int meta_stmt_ver(struct meta *m, const struct meta_sql *t, int id,
 int meta_inode_put(struct meta *m, const struct meta_ver *v,
 		   const struct meta_inode *in)
 {
+	/* a chain: the leaf's own row written, never an ancestor's */
+	static const int chain[] = { I_INODE_PUT_FIRST, I_INODE_COPY_UP,
+				     I_INODE_PUT_LEAF };
+	bool c = meta_chained(v);
 	struct meta_st *s;
-	int rc = inode_stmt(m, I_INODE_PUT, in, in->nlink, &s);
+	int rc = 0;
 
-	/* NULL: the namespace's version (its row may not be there yet) */
-	if (!rc)
-		meta_bind_int(s, 13, v ? v->id : meta_ver_of(in).id);
-	if (!rc)
-		rc = meta_run_later(m, s, "inode write");
+	for (size_t i = 0; !rc && i < (c ? 3 : 1); i++) {
+		if (c && chain[i] == I_INODE_COPY_UP) {
+			rc = run_pair(m, I_INODE_COPY_UP, (int64_t)in->ino,
+				      v->id, true, "inode copy");
+			continue;
+		}
+		rc = inode_stmt(m, c ? chain[i] : I_INODE_PUT, in, in->nlink,
+				&s);
+		/* NULL: the namespace's version (its row may not be there
+		 * yet) */
+		if (!rc)
+			meta_bind_int(s, 13, v ? v->id : meta_ver_of(in).id);
+		if (!rc)
+			rc = meta_run_later(m, s, "inode write");
+	}
 	return rc ? rc : inodes_added(m, 1);
 }
 
@@ -752,12 +764,12 @@ int meta_max_ino(struct meta *m, uint64_t *max)
 	return meta_count(m, &meta_inode_sql, I_MAX_INO, "inode scan", max);
 }
 
-int meta_inode_orphans(struct meta *m, uint64_t **inos, size_t *n)
+int meta_inode_orphans(struct meta *m, struct meta_orphan **out, size_t *n)
 {
 	struct meta_st *s;
 	int rc = meta_stmt(m, &meta_inode_sql, I_ORPHANS, &s);
 
-	return rc ? rc : meta_int_rows(m, s, "orphan scan", inos, n);
+	return rc ? rc : meta_orphan_rows(m, s, out, n);
 }
 
 int meta_inode_nameless(struct meta *m, uint64_t **inos, size_t *n)
@@ -845,8 +857,10 @@ int meta_target_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
 {
 	size_t len;
 
-	return meta_blob_get(m, &meta_inode_sql, I_TARGET_GET, ino, NULL, v,
-			     -ENOENT, "symlink read", out, &len);
+	return meta_blob_get(m, &meta_inode_sql,
+			     meta_chained(v) ? I_TARGET_GET_CHAIN
+					     : I_TARGET_GET,
+			     ino, NULL, v, -ENOENT, "symlink read", out, &len);
 }
 
 int meta_dentry_lookup(struct meta *m, const struct meta_ver *v,

@@ -27,6 +27,7 @@ enum meta_family {
 	META_REMOTE,
 	META_SESSION,
 	META_XATTR,
+	META_VERSION,
 	META_FAMILIES
 };
 
@@ -46,7 +47,7 @@ struct meta_sql {
 /* The families, each in its file (meta_db.c, meta_inode.c, ...). */
 extern const struct meta_sql meta_db_sql, meta_inode_sql, meta_object_sql,
 	meta_gc_sql, meta_shard_sql, meta_query_sql, meta_remote_sql,
-	meta_session_sql, meta_xattr_sql;
+	meta_session_sql, meta_xattr_sql, meta_version_sql;
 
 /* A @pg text that says: SQLite only (meta_stmt() gives -EOPNOTSUPP). */
 #define META_SQLITE_ONLY ""
@@ -406,19 +407,19 @@ int meta_format_root(struct meta *m, uint32_t block_size);
  * before its commit (tests; both engines) */
 extern bool meta_upgrade_crash;
 /*
- * 1 if the store's versions have chains (a version with a parent, or an
- * inode's row in a later version than its first), else 0. This build
- * reads a version's own rows alone (docs/design.md 13.10, step 3), so
- * both engines refuse such a store at open, until the reads through the
- * nearest ancestor are built.
+ * The unlinked inodes a crash left (a link count of 0: open then): the
+ * rows of leaves only (a frozen version's orphan is kept with it), no
+ * whiteout (mode 0); each one's inode, version and the depth of its
+ * chain (meta_orphan_rows()).
  */
-#define META_CHAINS_SQL                                                    \
-	"SELECT CASE WHEN EXISTS (SELECT 1 FROM versions WHERE parent IS " \
-	"NOT NULL) OR EXISTS (SELECT 1 FROM inodes WHERE base IS NOT "     \
-	"NULL) THEN 1 ELSE 0 END"
-#define META_CHAINS_MSG                                                     \
-	"holds versions with chains (a branch or snapshot made by a later " \
-	"tallyfs), which this tallyfs does not read"
+#define META_ORPHANS_SQL                                                      \
+	"SELECT coalesce(i.base, i.ino), i.ver, (SELECT count(*) FROM "       \
+	"ver_anc a WHERE a.ver = i.ver) FROM inodes i WHERE i.nlink = 0 AND " \
+	"i.mode <> 0 AND NOT EXISTS (SELECT 1 FROM versions f WHERE f.id = "  \
+	"i.ver AND f.kind >= 2)"
+/* The rows of @s, a META_ORPHANS_SQL, in a new array *@out of *@n. */
+int meta_orphan_rows(struct meta *m, struct meta_st *s,
+		     struct meta_orphan **out, size_t *n);
 /* core/meta/meta_db_schema.c: the SQLite schema's texts */
 extern const char meta_db_schema[], meta_db_gc_schema[], meta_db_shard_schema[],
 	meta_db_objects_upgrade[], meta_db_versions_upgrade[],
@@ -437,6 +438,11 @@ int meta_lookup_fault(struct meta *m);
 /* The remote tier's tables, columns and triggers, inside the transaction
  * that opens a store (meta_remote.c). */
 int meta_remote_schema(struct meta *m);
+
+/* The extents of a merge (meta_version_merge()): version @ver's that its
+ * child @child replaces go, their counts falling; @child's holes left
+ * hiding nothing go; the rest of @child's are relabelled @ver. */
+int meta_extents_merge(struct meta *m, int64_t ver, int64_t child);
 
 /* Settle the zero-count candidates of the transaction, before its COMMIT
  * (meta_object.c). */

@@ -46,6 +46,12 @@ enum {
 	O_BLOCK_WHITEOUT,
 	O_DROP_WHITEOUT,
 	O_REFCOUNTS_CHAIN,
+	O_COPY_BLOCKS_CHAIN,
+	O_COPY_XATTRS_CHAIN,
+	O_MERGE_LIST,
+	O_MERGE_DEL,
+	O_MERGE_WHITEOUTS,
+	O_MERGE_RELABEL,
 	O_COUNT
 };
 
@@ -69,6 +75,25 @@ enum {
 	b ".obj <> 0 AND NOT EXISTS (SELECT 1 FROM extents e WHERE e.ino = " b \
 	  ".ino AND e.ver > " b                                                \
 	  ".ver AND e.ver IN " CHAIN(v) " AND e.off = " b ".off)"
+
+/* version v hides extent t: it has one at its offset, or removed its
+ * inode (a whiteout of the inode) */
+#define SAME_EXTENT_IN(t, v)                                                \
+	"(EXISTS (SELECT 1 FROM extents c WHERE c.ino = " t ".ino AND "     \
+	"c.ver = " v " AND c.off = " t ".off) OR EXISTS (SELECT 1 FROM "    \
+	"inodes w WHERE w.ver = " v " AND w.base = " t ".ino AND w.mode = " \
+	"0))"
+/* the extents of ?1 that the chain of ?4 shows, as ?2's in version ?3 */
+#define COPY_SHOWN                                                          \
+	"SELECT ?2, ?3, b.off, b.len, b.obj, b.shard FROM extents b WHERE " \
+	"b.ino = ?1 AND +b.ver IN " CHAIN("?4") " AND " BLOCK_SHOWS("b", "?4")
+/* the same of its xattrs: each name's nearest row, unless a whiteout */
+#define COPY_XATTRS_SHOWN                                                       \
+	"INSERT INTO xattrs(ino, name, ver, value) SELECT ?2, x.name, ?3, "     \
+	"x.value FROM xattrs x WHERE x.ino = ?1 AND +x.ver IN " CHAIN(          \
+		"?4") " AND x.value IS NOT NULL AND NOT EXISTS (SELECT 1 FROM " \
+		      "xattrs y WHERE y.ino = x.ino AND y.name = x.name AND "   \
+		      "y.ver > x.ver AND y.ver IN " CHAIN("?4") ")"
 
 static const char *const object_text[O_COUNT] = {
 	[O_BLOCKS_LOAD] = "SELECT b.off / " BS ", b.obj, b.shard, o.name, "
@@ -110,9 +135,11 @@ static const char *const object_text[O_COUNT] = {
 				"ver", "?3") " GROUP BY obj",
 	[O_DROP_DEL] = "DELETE FROM extents WHERE ino = ?1 AND off >= " OFF(
 		"?2") " AND " VER_IS("ver", "?3"),
-	[O_COPY_BLOCKS] = "INSERT INTO extents(ino, ver, off, len, obj, shard) "
-			  "SELECT ?2, ?3, off, len, obj, shard "
-			  "FROM extents WHERE ino = ?1",
+	/* ?1's extents in version ?4 given to ?2 in version ?3 */
+	[O_COPY_BLOCKS] =
+		"INSERT INTO extents(ino, ver, off, len, obj, shard) "
+		"SELECT ?2, ?3, off, len, obj, shard "
+		"FROM extents WHERE ino = ?1 AND " VER_IS("ver", "?4"),
 	/* the copy's counts from the copy itself (?1 the new inode): on
 	 * PostgreSQL every statement reads the store anew */
 	[O_COPY_COUNTS] =
@@ -125,9 +152,9 @@ static const char *const object_text[O_COUNT] = {
 	[O_COPY_GONE] =
 		"SELECT count(*) FROM extents b WHERE b.ino = ?1 AND "
 		"NOT EXISTS (SELECT 1 FROM objects o WHERE o.id = b.obj)",
-	[O_COPY_XATTRS] =
-		"INSERT INTO xattrs(ino, name, ver, value) "
-		"SELECT ?2, name, ?3, value FROM xattrs WHERE ino = ?1",
+	[O_COPY_XATTRS] = "INSERT INTO xattrs(ino, name, ver, value) "
+			  "SELECT ?2, name, ?3, value FROM xattrs WHERE ino = "
+			  "?1 AND " VER_IS("ver", "?4"),
 	[O_REFCOUNTS] =
 		"SELECT coalesce(o.refcount, 0) FROM extents b "
 		"LEFT JOIN objects o ON o.id = b.obj "
@@ -173,7 +200,35 @@ static const char *const object_text[O_COUNT] = {
 		"SELECT coalesce(o.refcount, 0) FROM extents b LEFT JOIN "
 		"objects o ON o.id = b.obj WHERE b.ino = ?1 AND +b.ver IN " CHAIN(
 			"?2") " AND " BLOCK_SHOWS("b", "?2") " ORDER BY b.off",
+	/* the copies through the chain of ?4: what it shows */
+	[O_COPY_BLOCKS_CHAIN] = "INSERT INTO extents(ino, ver, off, len, obj, "
+				"shard) " COPY_SHOWN,
+	[O_COPY_XATTRS_CHAIN] = COPY_XATTRS_SHOWN,
+	/* meta_extents_merge(): version ?1's extents that its child ?2
+	 * replaces, their objects counted ... */
+	[O_MERGE_LIST] = "SELECT e.obj, count(*) FROM extents e WHERE e.ver = "
+			 "?1 AND e.obj <> 0 AND " SAME_EXTENT_IN(
+				 "e", "?2") " "
+					    "GROUP BY e.obj",
+	[O_MERGE_DEL] =
+		"DELETE FROM extents WHERE ver = ?1 AND " SAME_EXTENT_IN(
+			"extents", "?2"),
+	/* ... ?2's holes where no ancestor of ?1 has a block ... */
+	[O_MERGE_WHITEOUTS] =
+		"DELETE FROM extents WHERE ver = ?2 AND obj = 0 AND NOT "
+		"EXISTS (SELECT 1 FROM extents c WHERE c.ino = extents.ino AND "
+		"c.off = extents.off AND c.ver IN (SELECT anc FROM ver_anc "
+		"WHERE ver = ?1 AND anc <> ?1))",
+	/* ... and the rest of ?2 relabelled ?1 */
+	[O_MERGE_RELABEL] = "UPDATE extents SET ver = ?1 WHERE ver = ?2",
 };
+
+/* PostgreSQL: the copy's size and allocation from the source's row of
+ * key k, in the snapshot its extents were read in */
+#define COPY_SIZE(k)                                                      \
+	"UPDATE inodes SET size = s.size, alloc = s.alloc FROM inodes s " \
+	"WHERE inodes.ino = ?2 AND s.ino = " k                            \
+	" RETURNING inodes.size, inodes.alloc"
 
 static const char *const object_pg[O_COUNT] = {
 	/* a fresh generation unless the flush shipped to one it took */
@@ -193,9 +248,10 @@ static const char *const object_pg[O_COUNT] = {
 	[O_COPY_BLOCKS] =
 		"WITH c AS (INSERT INTO extents(ino, ver, off, len, "
 		"obj, shard) SELECT ?2, ?3, off, len, obj, shard "
-		"FROM extents WHERE ino = ?1) UPDATE inodes SET size = s.size, "
-		"alloc = s.alloc FROM inodes s WHERE inodes.ino = ?2 "
-		"AND s.ino = ?1 RETURNING inodes.size, inodes.alloc",
+		"FROM extents WHERE ino = ?1 AND ver = ?4) " COPY_SIZE("?1"),
+	[O_COPY_BLOCKS_CHAIN] =
+		"WITH c AS (INSERT INTO extents(ino, ver, off, len, obj, "
+		"shard) " COPY_SHOWN ") " COPY_SIZE(INODE_KEY("?1", "?4")),
 	/* the rows deleted, and counted, by one statement: two nodes that
 	 * free one inode at once (a mount's cleanup of the unlinked files
 	 * its last mount left open, and another node's of an expired
@@ -680,27 +736,43 @@ int meta_refs_gone(struct meta *m, const struct meta_sql *t, int id, int64_t a)
 	return -EDEADLK;
 }
 
-int meta_blocks_copy(struct meta *m, const struct meta_ver *v, uint64_t src,
-		     uint64_t dst)
+int meta_blocks_copy(struct meta *m, const struct meta_ver *sv,
+		     const struct meta_ver *v, uint64_t src, uint64_t dst)
 {
-	return meta_blocks_copy_at(m, v, src, dst, NULL);
+	return meta_blocks_copy_at(m, sv, v, src, dst, NULL);
 }
 
-int meta_blocks_copy_at(struct meta *m, const struct meta_ver *v, uint64_t src,
-			uint64_t dst, struct meta_map_at *at)
+/* Statement @id of a copy (?1 @src, ?2 @dst, ?3 @ver, ?4 @sver). */
+static int copy_stmt(struct meta *m, int id, uint64_t src, uint64_t dst,
+		     int64_t ver, int64_t sver, struct meta_st **s)
 {
+	int rc = stmt_pair(m, id, (int64_t)src, (int64_t)dst, s);
+
+	if (!rc) {
+		meta_bind_int(*s, 3, ver);
+		meta_bind_int(*s, 4, sver);
+	}
+	return rc;
+}
+
+int meta_blocks_copy_at(struct meta *m, const struct meta_ver *sv,
+			const struct meta_ver *v, uint64_t src, uint64_t dst,
+			struct meta_map_at *at)
+{
+	bool chain = meta_chained(sv);
 	struct meta_st *s;
-	int64_t ver;
+	int64_t ver, sver;
 	int rc = meta_ver_id(m, v, dst, &ver);
 
 	if (at)
 		at->known = false;
 	if (!rc)
-		rc = stmt_pair(m, O_COPY_BLOCKS, (int64_t)src, (int64_t)dst,
-			       &s);
+		rc = meta_ver_id(m, sv, src, &sver);
+	if (!rc)
+		rc = copy_stmt(m, chain ? O_COPY_BLOCKS_CHAIN : O_COPY_BLOCKS,
+			       src, dst, ver, sver, &s);
 	if (rc)
 		return rc;
-	meta_bind_int(s, 3, ver);
 	/* a shared store's copy returns the size it gave @dst */
 	while ((rc = meta_step(m, s, "block copy")) > 0) {
 		if (at) {
@@ -716,12 +788,42 @@ int meta_blocks_copy_at(struct meta *m, const struct meta_ver *v, uint64_t src,
 		rc = meta_refs_gone(m, &meta_object_sql, O_COPY_GONE,
 				    (int64_t)dst);
 	if (!rc)
-		rc = stmt_pair(m, O_COPY_XATTRS, (int64_t)src, (int64_t)dst,
-			       &s);
+		rc = copy_stmt(m, chain ? O_COPY_XATTRS_CHAIN : O_COPY_XATTRS,
+			       src, dst, ver, sver, &s);
+	return rc ? rc : meta_run(m, s, "xattr copy");
+}
+
+int meta_extents_merge(struct meta *m, int64_t ver, int64_t child)
+{
+	static const int ids[] = { O_MERGE_DEL, O_MERGE_WHITEOUTS,
+				   O_MERGE_RELABEL };
+	struct {
+		int64_t obj, n;
+	} *v = NULL;
+	struct meta_st *s;
+	size_t cnt = 0, cap = 0, i;
+	int rc = stmt_pair(m, O_MERGE_LIST, ver, child, &s);
+
 	if (rc)
 		return rc;
-	meta_bind_int(s, 3, ver);
-	return meta_run(m, s, "xattr copy");
+	while ((rc = meta_step(m, s, "version merge")) > 0) {
+		if (array_reserve(&v, &cap, cnt + 1, sizeof(*v))) {
+			meta_reset(s);
+			rc = -ENOMEM;
+			break;
+		}
+		v[cnt].obj = meta_col_int(s, 0);
+		v[cnt].n = meta_col_int(s, 1);
+		cnt++;
+	}
+	/* the replaced references' counts fall: those at zero are settled
+	 * at the commit, by the deletion rule */
+	for (i = 0; i < cnt && !rc; i++)
+		rc = obj_add(m, v[i].obj, -v[i].n);
+	free(v);
+	for (i = 0; !rc && i < sizeof(ids) / sizeof(*ids); i++)
+		rc = exec_pair(m, ids[i], ver, child, "version merge");
+	return rc;
 }
 
 int meta_refcounts(struct meta *m, const struct meta_ver *v, uint64_t ino,

@@ -618,13 +618,6 @@ int meta_pg_check_or_format(struct meta *m, bool create, uint32_t block_size)
 		rc = upgrade(m, fmt);
 		if (rc)
 			return rc;
-	} else {
-		rc = query_int(m, META_CHAINS_SQL, &has);
-		if (rc || has) {
-			log_msg(LOG_ERR, "metadata %s " META_CHAINS_MSG,
-				p->shown);
-			return rc ? rc : -EPROTO;
-		}
 	}
 	rc = query_int(m, "SELECT value FROM config WHERE key = 'block_size'",
 		       &bs);

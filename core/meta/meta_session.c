@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/util/array.h"
 #include "core/util/log.h"
 
 enum {
@@ -93,8 +94,9 @@ static const char *const session_text[S_COUNT] = {
 	[S_HELD] = "SELECT count(*) FROM open_holds WHERE ino = ?1 "
 		   "AND node <> ?2",
 	[S_INODE_LOCK] = "SELECT nlink FROM inodes WHERE ino = ?1",
-	[S_UNHELD] = "SELECT ino FROM inodes WHERE nlink = 0 AND NOT EXISTS "
-		     "(SELECT 1 FROM open_holds h WHERE h.ino = inodes.ino)",
+	[S_UNHELD] = META_ORPHANS_SQL " AND NOT EXISTS (SELECT 1 FROM "
+				      "open_holds h WHERE h.ino = coalesce("
+				      "i.base, i.ino))",
 	/* ?2, ?1: a JSON array of inode numbers (meta_holds_release()) */
 	[S_HOLDS_DEL_SOME] = "DELETE FROM open_holds WHERE node = ?1 AND "
 			     "ino IN (SELECT value FROM json_each(?2))",
@@ -398,26 +400,58 @@ int meta_relaxed(struct meta *m)
 	return rc ? rc : meta_run_setting(m, s, "relaxed commit");
 }
 
-int meta_orphans_unheld(struct meta *m, uint64_t **inos, size_t *n)
+int meta_orphan_rows(struct meta *m, struct meta_st *s,
+		     struct meta_orphan **out, size_t *n)
+{
+	struct meta_orphan *v = NULL;
+	size_t cnt = 0, cap = 0;
+	int rc;
+
+	while ((rc = meta_step(m, s, "orphan scan")) > 0) {
+		if (array_reserve(&v, &cap, cnt + 1, sizeof(*v))) {
+			meta_reset(s);
+			rc = -ENOMEM;
+			break;
+		}
+		v[cnt++] = (struct meta_orphan){
+			.ino = (uint64_t)meta_col_int(s, 0),
+			.v = { .id = meta_col_int(s, 1),
+			       .depth = (int)meta_col_int(s, 2) },
+		};
+	}
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+int meta_orphans_unheld(struct meta *m, struct meta_orphan **out, size_t *n)
 {
 	struct meta_st *s;
 	int rc = meta_stmt(m, &meta_session_sql, S_UNHELD, &s);
 
-	return rc ? rc : meta_int_rows(m, s, "orphans", inos, n);
+	return rc ? rc : meta_orphan_rows(m, s, out, n);
+}
+
+int meta_orphan_free(struct meta *m, const struct meta_orphan *o)
+{
+	int rc = meta_blocks_drop(m, &o->v, o->ino, 0);
+
+	return rc ? rc : meta_inode_delete(m, &o->v, o->ino);
 }
 
 int meta_orphans_free(struct meta *m, size_t *n)
 {
-	uint64_t *inos = NULL;
+	struct meta_orphan *o = NULL;
 	size_t i;
-	int rc = meta_orphans_unheld(m, &inos, n);
+	int rc = meta_orphans_unheld(m, &o, n);
 
-	for (i = 0; !rc && i < *n; i++) {
-		rc = meta_blocks_drop(m, NULL, inos[i], 0);
-		if (!rc)
-			rc = meta_inode_delete(m, NULL, inos[i]);
-	}
-	free(inos);
+	for (i = 0; !rc && i < *n; i++)
+		rc = meta_orphan_free(m, &o[i]);
+	free(o);
 	return rc;
 }
 

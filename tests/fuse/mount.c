@@ -618,6 +618,46 @@ static bool is_hex_name(const char *s, size_t len)
 	return true;
 }
 
+int tm_ctl(const char *cmd)
+{
+	size_t len = strlen(cmd);
+	ssize_t n;
+	int fd = open(mp(".tally/ctl"), O_WRONLY), err;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, cmd, len);
+	err = n == (ssize_t)len ? 0 : n < 0 ? -errno : -EIO;
+	close(fd);
+	return err;
+}
+
+void tm_mkns(const char *name)
+{
+	const char *env = getenv("TALLY_TEST_CHAIN");
+	int n = env ? atoi(env) : 0, i, fd;
+	char cmd[128], val[16];
+
+	expect_ok(mkdir(mp("%s", name), 0755));
+	for (i = 0; i < n; i++) {
+		fd = open(mp("%s/.chain%d", name, i), O_CREAT | O_WRONLY, 0600);
+		cr_assert(fd >= 0, "chain file %d: %s", i, strerror(errno));
+		close(fd);
+		if (i)
+			expect_ok(chmod(mp("%s/.chain%d", name, i - 1), 0640));
+		snprintf(val, sizeof(val), "%d", i);
+		expect_ok(setxattr(mp("%s", name), "user.chain", val,
+				   strlen(val), 0));
+		snprintf(cmd, sizeof(cmd), "snapshot %s chain%d\n", name, i);
+		cr_assert(eq(int, tm_ctl(cmd), 0), "snapshot %d of %s", i,
+			  name);
+	}
+	for (i = 0; i < n; i++)
+		expect_ok(unlink(mp("%s/.chain%d", name, i)));
+	if (n)
+		expect_ok(removexattr(mp("%s", name), "user.chain"));
+}
+
 /* Let every flush in flight finish: a close does not wait for its own. */
 void tm_settle(void)
 {

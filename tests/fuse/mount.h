@@ -81,6 +81,21 @@ bool tm_is_mounted(void);
  */
 const char *mp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * Make namespace @name, a directory of the mount's root. With
+ * TALLY_TEST_CHAIN=N in the environment (the fuse_chain_* tests), it
+ * then gets N snapshots, each over a version that wrote rows of its own
+ * (an empty file made, the one before changed, an xattr of the
+ * namespace's directory set), and those are removed after the last:
+ * the test runs at the end of a chain of N + 1 versions, over
+ * whiteouts (docs/design.md, section 13). No object is made, so the
+ * tests' counts of objects hold.
+ */
+void tm_mkns(const char *name);
+
+/* Write @cmd (a line) to the control file: 0, or -errno. */
+int tm_ctl(const char *cmd);
+
 /* Wait for the flushes in flight ("drain"): a close does not wait for its
  * own, so counts and usage are final only after this. */
 void tm_settle(void);

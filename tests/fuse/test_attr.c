@@ -16,7 +16,7 @@
 static void attr_init(void)
 {
 	tm_init();
-	expect_ok(mkdir(mp("ns"), 0755));
+	tm_mkns("ns");
 }
 
 TestSuite(attr, .init = attr_init, .fini = tm_fini, .timeout = 60);

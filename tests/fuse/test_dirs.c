@@ -17,7 +17,7 @@
 static void dirs_init(void)
 {
 	tm_init();
-	expect_ok(mkdir(mp("ns"), 0755));
+	tm_mkns("ns");
 	expect_ok(mkdir(mp("ns/big"), 0755));
 }
 

@@ -16,7 +16,7 @@
 static void files_init(void)
 {
 	tm_init();
-	expect_ok(mkdir(mp("ns"), 0755));
+	tm_mkns("ns");
 }
 
 TestSuite(files, .init = files_init, .fini = tm_fini, .timeout = 60);

@@ -16,8 +16,8 @@
 static void links_init(void)
 {
 	tm_init();
-	expect_ok(mkdir(mp("a"), 0755));
-	expect_ok(mkdir(mp("b"), 0755));
+	tm_mkns("a");
+	tm_mkns("b");
 }
 
 TestSuite(links, .init = links_init, .fini = tm_fini, .timeout = 60);

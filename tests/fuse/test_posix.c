@@ -22,7 +22,7 @@
 static void posix_init(void)
 {
 	tm_init();
-	expect_ok(mkdir(mp("ns"), 0755));
+	tm_mkns("ns");
 	expect_ok(mkdir(mp("other"), 0755));
 }
 

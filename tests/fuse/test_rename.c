@@ -16,7 +16,7 @@
 static void rename_init(void)
 {
 	tm_init();
-	expect_ok(mkdir(mp("ns"), 0755));
+	tm_mkns("ns");
 	expect_ok(mkdir(mp("other"), 0755));
 }
 

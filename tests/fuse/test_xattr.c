@@ -15,7 +15,7 @@
 static void xattr_init(void)
 {
 	tm_init();
-	expect_ok(mkdir(mp("ns"), 0755));
+	tm_mkns("ns");
 }
 
 TestSuite(xattr, .init = xattr_init, .fini = tm_fini, .timeout = 60);

@@ -13,6 +13,8 @@ device number; then its user.* extended attributes.
 --tally   also print the virtual user.tally.* attributes (excluded by
           default: they describe the store, not the file)
 --no-dir-mtime  leave out directory mtimes
+--no-mtime  leave out every mtime (a tree compared with a copy made
+          by the same commands elsewhere)
 --no-ctl  leave out a top-level .tally (the virtual control directory of a
           mount: its times are those of the mount)
 """
@@ -65,6 +67,7 @@ def main():
     with_ino = "--ino" in args
     tally = "--tally" in args
     dir_mtime = "--no-dir-mtime" not in args
+    mtime = "--no-mtime" not in args
     no_ctl = "--no-ctl" in args
     entries = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -89,7 +92,7 @@ def main():
         k = kind(st.st_mode)
         f = [repr(rel), k, "mode=%04o" % stat.S_IMODE(st.st_mode),
              "owner=%d:%d" % (st.st_uid, st.st_gid)]
-        if k != "dir" or dir_mtime:
+        if mtime and (k != "dir" or dir_mtime):
             f.append("mtime=%d" % st.st_mtime_ns)
         if k == "file":
             f += ["size=%d" % st.st_size, "sha256=%s" % digest(full)]

@@ -157,7 +157,7 @@ Test(meta, rollback_leaves_counts_alone)
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_begin(m), 0);
 	cr_assert_eq(meta_block_set(m, NULL, 20, 1, OBJ_A, 0, 10, NULL), 0);
-	cr_assert_eq(meta_blocks_copy(m, NULL, 20, 30), 0);
+	cr_assert_eq(meta_blocks_copy(m, NULL, NULL, 20, 30), 0);
 	meta_rollback(m);
 	cr_assert_eq(count_of(OBJ_A), 1);
 	meta_objlist_release(&zero);

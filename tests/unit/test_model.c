@@ -10,6 +10,13 @@
  * must read back its model bytes, and the closed store must pass the
  * offline check: no drift, no dangling reference, no orphan.
  *
+ * Snapshots of either namespace are taken and removed at random points
+ * (docs/design.md, section 13: each removal merges two versions), so
+ * that every operation also runs at the end of a chain of versions;
+ * each snapshot must keep reading as it was taken (the names, inodes,
+ * sizes, link counts and block maps the namespace had then), whatever
+ * the namespace and the other snapshots' removals did since.
+ *
  * A failure names its seed and operation: run that seed's test alone.
  */
 #include <criterion/criterion.h>
@@ -21,6 +28,7 @@
 #include <sys/stat.h>
 
 #include "core/jobs/fsck.h"
+#include "core/meta/meta.h"
 #include "core/objects/store.h"
 #include "core/fs/tally.h"
 #include "tests/unit/util.h"
@@ -34,6 +42,7 @@
 #define NFILES 24 /* model inodes: named, or unlinked but open */
 #define MAXHELD 3 /* files kept open across operations */
 #define OPS 1500
+#define MAXSNAP 6 /* snapshots kept at once */
 #define CHECK_EVERY 10
 #define CTX "seed %u op %u (%s): "
 #define CTXARGS seed, op, what
@@ -57,6 +66,22 @@ static int names[NNSPACE][NSLOT]; /* index into files[], or -1 */
 static uint64_t nspace[NNSPACE];
 static unsigned char pat[NPAT][BS];
 static unsigned char scratch[MAXSIZE + BS];
+/* A snapshot as it was taken: each name of its namespace's slots. */
+struct msnap {
+	bool live;
+	int ns;
+	char name[16];
+	struct {
+		uint64_t ino; /* 0: no name in the slot */
+		uint64_t size;
+		uint32_t nlink;
+		size_t nmap;
+		struct meta_bref *map;
+	} slot[NSLOT];
+};
+
+static struct msnap snaps[MAXSNAP];
+static unsigned snap_seq, snap_merges;
 static uint64_t rng;
 static unsigned seed, op;
 static char what[160];
@@ -90,6 +115,15 @@ static void setup(void)
 	open_store();
 }
 
+static void snap_free(struct msnap *sn)
+{
+	for (int s = 0; s < NSLOT; s++) {
+		free(sn->slot[s].map);
+		sn->slot[s].map = NULL;
+	}
+	sn->live = false;
+}
+
 static void teardown(void)
 {
 	int i;
@@ -98,6 +132,8 @@ static void teardown(void)
 		free(files[i].data);
 		files[i].data = NULL;
 	}
+	for (i = 0; i < MAXSNAP; i++)
+		snap_free(&snaps[i]);
 	tu_teardown(&t, &dir);
 }
 
@@ -215,6 +251,86 @@ static void check_offline(void)
 		      (unsigned long long)r.drift_over,
 		      (unsigned long long)r.dangling,
 		      (unsigned long long)r.orphans, first);
+}
+
+/* The rows snapshot @sn reads through its version (a store the test
+ * holds the lock of): @want, or compared with it. */
+static void snap_read(struct meta *m, struct msnap *sn, bool want)
+{
+	struct meta_ver v;
+	int s, rc;
+
+	rc = meta_snapshot_find(m, nspace[sn->ns], sn->name, &v);
+	cr_assert_eq(rc, 0, CTX "snapshot %s: %s", CTXARGS, sn->name,
+		     strerror(-rc));
+	for (s = 0; s < NSLOT; s++) {
+		struct meta_bref *map = NULL;
+		struct meta_inode md;
+		uint64_t ino = 0;
+		size_t n = 0, i;
+		char name[16];
+
+		name_of(s, name, sizeof(name));
+		rc = meta_dentry_lookup(m, &v, nspace[sn->ns], name, &ino);
+		cr_assert(rc == 0 || rc == -ENOENT, CTX "%s lookup %s: %d",
+			  CTXARGS, sn->name, name, rc);
+		if (want && rc) {
+			sn->slot[s].ino = 0;
+			continue;
+		}
+		if (!want) {
+			cr_assert_eq(ino, sn->slot[s].ino,
+				     CTX "snapshot %s: %s is inode %llu, was "
+					 "%llu",
+				     CTXARGS, sn->name, name,
+				     (unsigned long long)ino,
+				     (unsigned long long)sn->slot[s].ino);
+			if (!ino)
+				continue;
+		}
+		cr_assert_eq(meta_inode_get(m, &v, ino, &md), 0,
+			     CTX "snapshot %s: inode of %s", CTXARGS, sn->name,
+			     name);
+		cr_assert_eq(meta_blocks_load(m, &v, ino, &map, &n), 0,
+			     CTX "snapshot %s: blocks of %s", CTXARGS, sn->name,
+			     name);
+		if (want) {
+			sn->slot[s].ino = ino;
+			sn->slot[s].size = md.size;
+			sn->slot[s].nlink = md.nlink;
+			sn->slot[s].map = map;
+			sn->slot[s].nmap = n;
+			continue;
+		}
+		cr_assert_eq(md.size, sn->slot[s].size,
+			     CTX "snapshot %s: %s size", CTXARGS, sn->name,
+			     name);
+		cr_assert_eq(md.nlink, sn->slot[s].nlink,
+			     CTX "snapshot %s: %s links", CTXARGS, sn->name,
+			     name);
+		cr_assert_eq(n, sn->slot[s].nmap,
+			     CTX "snapshot %s: %s has %zu blocks, had %zu",
+			     CTXARGS, sn->name, name, n, sn->slot[s].nmap);
+		for (i = 0; i < n; i++)
+			cr_assert(map[i].idx == sn->slot[s].map[i].idx &&
+					  !strcmp(map[i].name,
+						  sn->slot[s].map[i].name),
+				  CTX "snapshot %s: %s block %zu changed",
+				  CTXARGS, sn->name, name, i);
+		free(map);
+	}
+}
+
+/* Every snapshot reads as it was taken. */
+static void check_snaps(void)
+{
+	struct meta *m = tally_meta_lock(t);
+	int i;
+
+	for (i = 0; i < MAXSNAP; i++)
+		if (snaps[i].live)
+			snap_read(m, &snaps[i], false);
+	tally_meta_unlock(t);
 }
 
 /* ------------------------------------------------------------------ */
@@ -529,6 +645,64 @@ static void op_unlink(int ns, int slot)
 	maybe_gone(f);
 }
 
+/* A snapshot of namespace @ns: what it reads now, kept. */
+static void op_snapshot(int ns)
+{
+	const char *nsname = ns ? "b" : "a";
+	struct msnap *sn = NULL;
+	struct meta *m;
+	int64_t ver;
+	int i, s, rc;
+
+	for (i = 0; i < MAXSNAP && !sn; i++)
+		if (!snaps[i].live)
+			sn = &snaps[i];
+	if (!sn)
+		return;
+	snprintf(sn->name, sizeof(sn->name), "s%u", ++snap_seq);
+	snprintf(what, sizeof(what), "snapshot %s %s", nsname, sn->name);
+	sn->ns = ns;
+	rc = tally_snapshot(t, nsname, sn->name, &ver);
+	cr_assert_eq(rc, 0, CTX "snapshot: %s", CTXARGS, strerror(-rc));
+	cr_assert_eq(tally_snapshot(t, nsname, sn->name, &ver), -EEXIST,
+		     CTX "the same name again", CTXARGS);
+	sn->live = true;
+	m = tally_meta_lock(t);
+	snap_read(m, sn, true);
+	tally_meta_unlock(t);
+	/* it holds what the model says the namespace held */
+	for (s = 0; s < NSLOT; s++) {
+		int f = names[ns][s];
+
+		cr_assert_eq(sn->slot[s].ino, f < 0 ? 0 : files[f].ino,
+			     CTX "slot %d", CTXARGS, s);
+		if (f < 0)
+			continue;
+		cr_assert_eq(sn->slot[s].size, files[f].size,
+			     CTX "slot %d size", CTXARGS, s);
+		cr_assert_eq(sn->slot[s].nlink, files[f].nlink,
+			     CTX "slot %d links", CTXARGS, s);
+	}
+}
+
+/* The removal of a random snapshot (a merge of two versions). */
+static void op_rmsnapshot(void)
+{
+	int i = (int)rnd(MAXSNAP), k, rc;
+
+	for (k = 0; k < MAXSNAP && !snaps[(i + k) % MAXSNAP].live; k++)
+		;
+	if (k == MAXSNAP)
+		return;
+	i = (i + k) % MAXSNAP;
+	snprintf(what, sizeof(what), "rmsnapshot %s %s",
+		 snaps[i].ns ? "b" : "a", snaps[i].name);
+	rc = tally_rmsnapshot(t, snaps[i].ns ? "b" : "a", snaps[i].name);
+	cr_assert_eq(rc, 0, CTX "rmsnapshot: %s", CTXARGS, strerror(-rc));
+	snap_free(&snaps[i]);
+	snap_merges++;
+}
+
 static void op_hold(int f)
 {
 	snprintf(what, sizeof(what), "keep inode %llu open",
@@ -637,6 +811,14 @@ static void step(void)
 			     strerror(-g));
 	}
 
+	if (rnd(1000) < 15) {
+		op_snapshot((int)rnd(NNSPACE));
+		return;
+	}
+	if (rnd(1000) < 10) {
+		op_rmsnapshot();
+		return;
+	}
 	if (f < 0 || (r >= 68 && r < 72)) {
 		if (pick_slot(false, -1, &ns, &slot)) {
 			op_create(ns, slot);
@@ -709,6 +891,9 @@ static void run(unsigned s)
 	snprintf(what, sizeof(what), "start");
 	memset(files, 0, sizeof(files));
 	memset(names, -1, sizeof(names));
+	for (i = 0; i < MAXSNAP; i++)
+		snap_free(&snaps[i]);
+	snap_seq = snap_merges = 0;
 	memset(pat[0], 0, BS);
 	for (i = 1; i < NPAT; i++)
 		tu_fill(pat[i], BS, 1000 + (unsigned)i);
@@ -724,6 +909,7 @@ static void run(unsigned s)
 			snprintf(what, sizeof(what), "check after %.120s",
 				 last);
 			check_all();
+			check_snaps();
 		}
 	}
 	op = OPS;
@@ -734,6 +920,18 @@ static void run(unsigned s)
 	op_reopen(true);
 	snprintf(what, sizeof(what), "end, reopened");
 	check_all();
+	check_snaps();
+	/* every snapshot removed: the namespaces as they are */
+	for (i = 0; i < MAXSNAP; i++)
+		op_rmsnapshot();
+	check_all();
+	op_reopen(true);
+	snprintf(what, sizeof(what), "end, no snapshot");
+	check_all();
+	/* the sequence took and merged versions, not a few */
+	cr_assert_geq(snap_seq, 10, CTX "%u snapshots", CTXARGS, snap_seq);
+	cr_assert_eq(snap_merges, snap_seq, CTX "%u of %u removed", CTXARGS,
+		     snap_merges, snap_seq);
 }
 
 Test(model, seed_1)

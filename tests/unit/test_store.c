@@ -230,25 +230,6 @@ Test(store, meta_future_version)
 	make_store();
 }
 
-/* Versions with chains (docs/design.md 13.10): this build reads a
- * version's own rows alone, and refuses a store that has more. */
-Test(store, meta_with_chains_refused)
-{
-	make_store();
-	sql("meta.db",
-	    "INSERT INTO versions VALUES (9000, 0, 2, NULL, NULL, 0, 0)");
-	refused(false, -EPROTO, "holds versions with chains");
-	sql("meta.db", "DELETE FROM versions WHERE id = 9000");
-	sql("meta.db",
-	    "INSERT INTO inodes(ino, nspace, mode, uid, gid, nlink, size, "
-	    "rdev, alloc, atime, mtime, ctime, ver, base) SELECT 9000, "
-	    "nspace, mode, uid, gid, nlink, size, rdev, alloc, atime, mtime, "
-	    "ctime, 9001, ino FROM inodes WHERE ino = 1");
-	refused(false, -EPROTO, "holds versions with chains");
-	sql("meta.db", "DELETE FROM inodes WHERE ino = 9000");
-	make_store();
-}
-
 Test(store, marker_garbage)
 {
 	static const char *const bad[] = {
