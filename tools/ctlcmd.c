@@ -489,7 +489,8 @@ static const struct ctlcmd cmds[] = {
 	  "Example:\n"
 	  "  tallyctl /mnt/t branch main dev\n",
 	  2, 2, 0, build_plain },
-	{ "snapshot", "NAMESPACE NAME", "read-only version of a namespace, in O(1)",
+	{ "snapshot", "NAMESPACE NAME",
+	  "read-only version of a namespace, in O(1)",
 	  "Freeze what NAMESPACE holds now as its snapshot NAME, in time that\n"
 	  "does not grow with the namespace: the namespace goes on in a new\n"
 	  "version, and only what it changes from then on takes new rows.\n"
@@ -508,9 +509,11 @@ static const struct ctlcmd cmds[] = {
 	  2, 2, 0, build_plain },
 	{ "snapshots", "[NAMESPACE]", "the snapshots, oldest first",
 	  "List the snapshots of every namespace (or of NAMESPACE), oldest\n"
-	  "first: each as NAMESPACE@NAME with the time it was taken (UTC).\n"
+	  "first: each as NAMESPACE@NAME with the time it was taken (UTC) and\n"
+	  "the bytes of the objects only it holds (what removing it frees).\n"
 	  "\n"
-	  "Report: snapshots (how many), then snapshot and created for each.\n"
+	  "Report: snapshots (how many), then snapshot, created and\n"
+	  "bytes_exclusive for each.\n"
 	  "Sends: snapshots [NAMESPACE]\n"
 	  "\n"
 	  "Example:\n"

@@ -454,6 +454,21 @@ out:
 	return rc;
 }
 
+/* Whether the directory @name of @parent, of version @v, is a namespace
+ * with snapshots, which a removal (rmdir, a rename over it) would leave
+ * nameless: its snapshots go first (said in the log). */
+static bool nspace_with_snapshots(uint64_t parent, const char *name,
+				  const struct meta_ver *v)
+{
+	if (parent != TALLY_ROOT_INO || v->depth <= 1)
+		return false;
+	log_msg(LOG_NOTICE,
+		"namespace '%s' has snapshots: it is not removed or replaced "
+		"until they are (rmsnapshot)",
+		name);
+	return true;
+}
+
 int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 {
 	struct inode *pip = NULL, *ip = NULL;
@@ -489,12 +504,7 @@ again:
 	 * only after a second */
 	v = inode_ver(t, ip);
 	pv = inode_ver(t, pip);
-	if (parent == TALLY_ROOT_INO && v.depth > 1) {
-		/* its snapshots are versions of it: they go first */
-		log_msg(LOG_NOTICE,
-			"rmdir of namespace '%s': it has snapshots (remove "
-			"them first: rmsnapshot)",
-			name);
+	if (nspace_with_snapshots(parent, name, &v)) {
 		rc = -EBUSY;
 		goto out;
 	}
@@ -624,6 +634,10 @@ again:
 		}
 		if (S_ISDIR(dip->md.mode)) {
 			dv = inode_ver(t, dip);
+			if (nspace_with_snapshots(newparent, newname, &dv)) {
+				rc = -EBUSY;
+				goto out_check;
+			}
 			rc = meta_dir_empty(t->meta, &dv, dip->ino);
 			if (rc <= 0) {
 				rc = rc ? rc : -ENOTEMPTY;

@@ -535,20 +535,14 @@ out:
 	return rc;
 }
 
-int tally_resolve(struct tally *t, const char *path, uint64_t *ino,
-		  struct meta_ver *v)
+int tally_resolve(struct tally *t, const char *path, uint64_t *ino)
 {
-	struct meta_inode md;
 	char canon[4096];
 	uint64_t parent;
 	int rc;
 
 	tally_lock(t);
 	rc = resolve(t, path, ino, &parent, canon, sizeof(canon));
-	if (!rc)
-		rc = tally_inode_row(t, *ino, &md);
-	if (!rc)
-		*v = tally_ver_of(t, &md);
 	tally_unlock(t);
 	return rc;
 }

@@ -382,11 +382,8 @@ void tally_gc_settings(struct tally *t, int64_t *stale_after,
  */
 int tally_pin(struct tally *t, const char *path, bool pin, uint64_t *objects);
 
-/* The inode of mount-relative @path ("." and ".." refused), and the
- * version its namespace reads it in. */
-struct meta_ver;
-int tally_resolve(struct tally *t, const char *path, uint64_t *ino,
-		  struct meta_ver *v);
+/* The inode of mount-relative @path ("." and ".." refused). */
+int tally_resolve(struct tally *t, const char *path, uint64_t *ino);
 
 /* The worker pool (control commands run on it). */
 struct pool *tally_pool(struct tally *t);

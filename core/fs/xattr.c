@@ -167,9 +167,10 @@ ssize_t tally_getxattr(struct tally *t, uint64_t ino, const char *name,
 	if (!strncmp(name, XATTR_RESERVED, strlen(XATTR_RESERVED))) {
 		rc = virtual_xattr(t, ip, name, (char **)&val, &len);
 	} else {
-		struct meta_ver v = inode_ver(t, ip);
+		struct meta_ver v;
 
 		tally_lock(t);
+		v = inode_ver(t, ip);
 		rc = meta_xattr_get(t->meta, &v, ino, name, &val, &len);
 		tally_unlock(t);
 	}

@@ -482,7 +482,6 @@ struct explain_set {
 	uint64_t ino; /* explain_map()'s file */
 	struct meta_bref *loaded;
 	size_t nloaded;
-	struct meta_ver v; /* of e->ino's namespace */
 };
 
 /* explain_object() of each object of @ctx (metadata lock held). */
@@ -503,7 +502,16 @@ static int explain_map(struct meta *m, void *ctx)
 {
 	struct explain_set *e = ctx;
 
-	return meta_blocks_load(m, &e->v, e->ino, &e->loaded, &e->nloaded);
+	struct meta_inode md;
+	struct meta_ver v;
+	/* the version its namespace reads now (a snapshot's removal since
+	 * the path was resolved merged its leaf away) */
+	int rc = meta_inode_get(m, NULL, e->ino, &md);
+
+	if (!rc)
+		rc = meta_nspace_ver(m, md.nspace, &v);
+	return rc ? rc
+		  : meta_blocks_load(m, &v, e->ino, &e->loaded, &e->nloaded);
 }
 
 /* explain PATH|HASH: a file's objects, or one object. */
@@ -541,7 +549,7 @@ static int ctl_explain(struct tally *t, const char *arg, char **report)
 	/* a path: the objects its blocks name, as committed */
 	rc = tally_drain(t, NULL, 0);
 	if (!rc)
-		rc = tally_resolve(t, arg, &e.ino, &e.v);
+		rc = tally_resolve(t, arg, &e.ino);
 	if (rc)
 		goto out;
 	rc = tally_meta_read(t, explain_map, &e);

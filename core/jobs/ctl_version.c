@@ -28,8 +28,10 @@ static int snap_line(void *ctx, const char *ns, const struct meta_snapshot *sn)
 	    !strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm))
 		when[0] = '\0';
 	l->n++;
-	return ctl_append(&l->text, "snapshot: %s@%s\ncreated: %s\n", ns,
-			  sn->name, when);
+	return ctl_append(&l->text,
+			  "snapshot: %s@%s\ncreated: %s\nbytes_exclusive: "
+			  "%" PRIu64 "\n",
+			  ns, sn->name, when, sn->bytes);
 }
 
 int ctl_version(struct tally *t, const struct ctl_cmd *cmd, char **report)

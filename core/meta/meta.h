@@ -274,6 +274,11 @@ int meta_inode_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
  */
 int meta_version_freeze(struct meta *m, int64_t leaf, const char *name,
 			int64_t *child);
+/* The ids of versions made by a freeze start here, above every inode
+ * number and so every namespace's first version (its root's number):
+ * their rows are the ones partial indexes keep (a merge, a snapshot's
+ * own bytes find them without a scan). */
+#define META_VER_CHILD_MIN (1ll << 41)
 int meta_version_child(struct meta *m, int64_t parent, int64_t *child);
 /*
  * Merge frozen version @ver and its only child (*@child) into one
@@ -293,13 +298,18 @@ int meta_nspace_leaves(struct meta *m,
 		       int (*fn)(void *ctx, uint64_t nspace, int64_t leaf,
 				 int depth),
 		       void *ctx);
+/* The leaf namespace @nspace writes into, with its depth, as the store
+ * says (core/fs keeps the same in memory): 0, or -ENOENT. */
+int meta_nspace_ver(struct meta *m, uint64_t nspace, struct meta_ver *v);
 /* A snapshot: a frozen version of a namespace, with a name. */
 struct meta_snapshot {
 	uint64_t nspace;
 	int64_t id;
 	int64_t created; /* seconds since the epoch */
 	const char *name;
-	int depth; /* of its chain: struct meta_ver's */
+	int depth;	/* of its chain: struct meta_ver's */
+	uint64_t bytes; /* of the objects only it holds (what its removal
+			 * frees, pins aside) */
 };
 /* The snapshots of namespace @nspace (0: of every namespace), oldest
  * first, to @fn (the name lives until @fn returns). */

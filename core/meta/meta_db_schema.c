@@ -125,6 +125,8 @@ const char meta_db_gc_schema[] =
 	/* the references of an object: the drift check of GC by chunks
 	 * (core/jobs/gc.c); with the shard, it covers the scans by object */
 	"CREATE INDEX IF NOT EXISTS extents_obj ON extents(obj, shard);"
+	/* the rows of versions made by a freeze (meta_int.h, IN_C) */
+	META_LATER_INDEXES
 	/* the number of inodes, for statfs without a scan */
 	"INSERT INTO config(key, value) SELECT 'inodes',"
 	" (SELECT count(*) FROM inodes) WHERE NOT EXISTS"

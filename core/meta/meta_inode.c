@@ -733,9 +733,26 @@ int meta_inode_put(struct meta *m, const struct meta_ver *v,
 		 * yet) */
 		if (!rc)
 			meta_bind_int(s, 13, v ? v->id : meta_ver_of(in).id);
-		if (!rc)
+		if (rc)
+			break;
+		if (c && chain[i] == I_INODE_PUT_LEAF && !m->pg) {
+			/* one writer: the leaf's row is there now, unless
+			 * the inode was removed in the chain (a whiteout),
+			 * which no write brings back */
+			rc = meta_run(m, s, "inode write");
+			if (!rc && meta_changes(m) != 1) {
+				log_msg(LOG_WARNING,
+					"inode %" PRIu64 " write in version "
+					"%" PRId64 ": no row (removed there)",
+					in->ino, v->id);
+				rc = -ENOENT;
+			}
+		} else {
 			rc = meta_run_later(m, s, "inode write");
+		}
 	}
+	/* PostgreSQL counts what it adds; a chain's put there (none yet:
+	 * a shared store takes no snapshot) makes a new inode only */
 	return rc ? rc : inodes_added(m, 1);
 }
 

@@ -439,10 +439,33 @@ int meta_lookup_fault(struct meta *m);
  * that opens a store (meta_remote.c). */
 int meta_remote_schema(struct meta *m);
 
+/*
+ * A row of version ?2, a version made by a freeze (its id at
+ * META_VER_CHILD_MIN or above), found through the partial indexes of
+ * such rows (*_later): the literal bound is what lets either engine use
+ * them with a parameter. Rows of a namespace's first version, nearly
+ * all of a store, are in none of them.
+ */
+#define META_LATER_LIT "2199023255552"
+#define IN_C(col) col " >= " META_LATER_LIT " AND " col " = ?2"
+/* The partial indexes, made at open when missing (both engines). */
+#define META_LATER_INDEXES                                                  \
+	"CREATE INDEX IF NOT EXISTS dentries_later ON dentries(ver) WHERE " \
+	"ver >= " META_LATER_LIT ";"                                        \
+	"CREATE INDEX IF NOT EXISTS extents_later ON extents(ver) WHERE "   \
+	"ver >= " META_LATER_LIT ";"                                        \
+	"CREATE INDEX IF NOT EXISTS xattrs_later ON xattrs(ver) WHERE "     \
+	"ver >= " META_LATER_LIT ";"                                        \
+	"CREATE INDEX IF NOT EXISTS inodes_later ON inodes(ver) WHERE "     \
+	"ver >= " META_LATER_LIT ";"
 /* The extents of a merge (meta_version_merge()): version @ver's that its
  * child @child replaces go, their counts falling; @child's holes left
  * hiding nothing go; the rest of @child's are relabelled @ver. */
 int meta_extents_merge(struct meta *m, int64_t ver, int64_t child);
+/* The bytes of the objects that only version @ver's extents that its
+ * child @child hides name: what @ver alone holds. */
+int meta_extents_exclusive(struct meta *m, int64_t ver, int64_t child,
+			   uint64_t *bytes);
 
 /* Settle the zero-count candidates of the transaction, before its COMMIT
  * (meta_object.c). */

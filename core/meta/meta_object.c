@@ -52,6 +52,7 @@ enum {
 	O_MERGE_DEL,
 	O_MERGE_WHITEOUTS,
 	O_MERGE_RELABEL,
+	O_EXCLUSIVE,
 	O_COUNT
 };
 
@@ -76,13 +77,16 @@ enum {
 	  ".ino AND e.ver > " b                                                \
 	  ".ver AND e.ver IN " CHAIN(v) " AND e.off = " b ".off)"
 
-/* version v hides extent t: it has one at its offset, or removed its
- * inode (a whiteout of the inode) */
-#define SAME_EXTENT_IN(t, v)                                                \
-	"(EXISTS (SELECT 1 FROM extents c WHERE c.ino = " t ".ino AND "     \
-	"c.ver = " v " AND c.off = " t ".off) OR EXISTS (SELECT 1 FROM "    \
-	"inodes w WHERE w.ver = " v " AND w.base = " t ".ino AND w.mode = " \
-	"0))"
+/* extent t of version ?1 that its child ?2 hides: ?2 has one at its
+ * offset, or removed its inode (a whiteout of the inode); found from
+ * ?2's rows (IN_C), ?1's by their keys */
+#define HIDDEN_BY_C(t)                                                                                                  \
+	t ".ino IN (SELECT c.ino FROM extents c WHERE " IN_C("c.ver") " UNION SELECT w.base FROM inodes w WHERE " IN_C( \
+		"w.ver") " AND w.mode = 0) AND " t ".ver = ?1 AND (EXISTS "                                             \
+			 "(SELECT 1 FROM extents c WHERE c.ino = " t ".ino "                                            \
+			 "AND c.ver = ?2 AND c.off = " t ".off) OR EXISTS "                                             \
+			 "(SELECT 1 FROM inodes w WHERE w.ver = ?2 AND "                                                \
+			 "w.base = " t ".ino AND w.mode = 0))"
 /* the extents of ?1 that the chain of ?4 shows, as ?2's in version ?3 */
 #define COPY_SHOWN                                                          \
 	"SELECT ?2, ?3, b.off, b.len, b.obj, b.shard FROM extents b WHERE " \
@@ -206,21 +210,28 @@ static const char *const object_text[O_COUNT] = {
 	[O_COPY_XATTRS_CHAIN] = COPY_XATTRS_SHOWN,
 	/* meta_extents_merge(): version ?1's extents that its child ?2
 	 * replaces, their objects counted ... */
-	[O_MERGE_LIST] = "SELECT e.obj, count(*) FROM extents e WHERE e.ver = "
-			 "?1 AND e.obj <> 0 AND " SAME_EXTENT_IN(
-				 "e", "?2") " "
-					    "GROUP BY e.obj",
-	[O_MERGE_DEL] =
-		"DELETE FROM extents WHERE ver = ?1 AND " SAME_EXTENT_IN(
-			"extents", "?2"),
+	[O_MERGE_LIST] =
+		"SELECT e.obj, count(*) FROM extents e WHERE " HIDDEN_BY_C(
+			"e") " AND e.obj <> 0 GROUP BY e.obj",
+	[O_MERGE_DEL] = "DELETE FROM extents WHERE " HIDDEN_BY_C("extents"),
 	/* ... ?2's holes where no ancestor of ?1 has a block ... */
 	[O_MERGE_WHITEOUTS] =
-		"DELETE FROM extents WHERE ver = ?2 AND obj = 0 AND NOT "
-		"EXISTS (SELECT 1 FROM extents c WHERE c.ino = extents.ino AND "
-		"c.off = extents.off AND c.ver IN (SELECT anc FROM ver_anc "
-		"WHERE ver = ?1 AND anc <> ?1))",
+		"DELETE FROM extents WHERE ino IN (SELECT c.ino FROM extents c "
+		"WHERE " IN_C("c.ver") " AND c.obj = 0) AND ver = ?2 AND obj = "
+				       "0 AND NOT EXISTS (SELECT 1 FROM "
+				       "extents a WHERE a.ino = extents.ino "
+				       "AND a.off = extents.off AND a.ver IN "
+				       "(SELECT anc FROM ver_anc WHERE ver = "
+				       "?1 AND anc <> ?1))",
 	/* ... and the rest of ?2 relabelled ?1 */
-	[O_MERGE_RELABEL] = "UPDATE extents SET ver = ?1 WHERE ver = ?2",
+	[O_MERGE_RELABEL] = "UPDATE extents SET ver = ?1 WHERE " IN_C("ver"),
+	/* the bytes only version ?1 holds: of the objects all of whose
+	 * references are its extents that its child ?2 replaces */
+	[O_EXCLUSIVE] = "SELECT coalesce(sum(o.size), 0) FROM (SELECT e.obj, "
+			"count(*) AS n FROM extents e WHERE " HIDDEN_BY_C(
+				"e") " AND e.obj <> 0 GROUP BY e.obj) AS d "
+				     "JOIN objects o ON o.id = d.obj WHERE "
+				     "d.n >= o.refcount",
 };
 
 /* PostgreSQL: the copy's size and allocation from the source's row of
@@ -823,6 +834,20 @@ int meta_extents_merge(struct meta *m, int64_t ver, int64_t child)
 	free(v);
 	for (i = 0; !rc && i < sizeof(ids) / sizeof(*ids); i++)
 		rc = exec_pair(m, ids[i], ver, child, "version merge");
+	return rc;
+}
+
+int meta_extents_exclusive(struct meta *m, int64_t ver, int64_t child,
+			   uint64_t *bytes)
+{
+	struct meta_st *s;
+	int64_t v;
+	int rc = stmt_pair(m, O_EXCLUSIVE, ver, child, &s);
+
+	if (!rc)
+		rc = meta_int(m, s, &v, "exclusive bytes");
+	if (!rc)
+		*bytes = (uint64_t)v;
 	return rc;
 }
 

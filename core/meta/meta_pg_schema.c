@@ -635,6 +635,15 @@ int meta_pg_check_or_format(struct meta *m, bool create, uint32_t block_size)
 		       &has);
 	if (!rc && !has)
 		rc = meta_exec(m, PARENT_FK);
+	/* the rows of versions made by a freeze (meta_int.h, IN_C): a
+	 * store of before has no such row, its indexes are made empty */
+	if (!rc)
+		rc = query_int(m,
+			       "SELECT count(*) FROM pg_catalog.pg_class "
+			       "WHERE relname = 'extents_later'",
+			       &has);
+	if (!rc && !has)
+		rc = meta_exec(m, META_LATER_INDEXES);
 	/* the deletion claims (a store of before may lack the table), and
 	 * their node (one of before: none, so its claims are taken for
 	 * those of a node that is gone) */

@@ -6,17 +6,22 @@
  * and depths of the namespaces that have chains; the snapshots.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/meta/meta_int.h"
+#include "core/util/log.h"
 
 enum {
 	V_FREEZE,
+	V_ID_INIT,
+	V_ID_TAKE,
 	V_CHILD,
 	V_ANC_CHILD,
 	V_NSPACE_LEAF,
 	V_LEAVES,
+	V_NSPACE_VER,
 	V_SNAPSHOTS,
 	V_SNAPSHOT_FIND,
 	V_CHILDREN,
@@ -44,33 +49,28 @@ enum {
  * child ?2 (C) become one version, S's id, holding what C showed. Each
  * row of C replaces S's row of its key; a whiteout of C goes too when no
  * ancestor of S has a row of its key (nothing left to hide); the rest of
- * C is relabelled S. For a table of key k (columns of alias "t"):
+ * C is relabelled S. Every statement is driven by C's rows (IN_C: the
+ * partial indexes), S's found by their keys: the cost is C's rows.
  */
 /* the strict ancestors of S */
 #define ABOVE_S "(SELECT anc FROM ver_anc WHERE ver = ?1 AND anc <> ?1)"
-#define SHADOWED(table, same)                              \
-	"DELETE FROM " table                               \
-	" WHERE ver = ?1 AND EXISTS (SELECT 1 FROM " table \
-	" c WHERE c.ver = ?2 AND " same ")"
-#define WHITEOUTS_LEFT(table, hole, same)                                   \
-	"DELETE FROM " table " WHERE ver = ?2 AND " hole " AND NOT EXISTS " \
-	"(SELECT 1 FROM " table " c WHERE c.ver IN " ABOVE_S " AND " same ")"
-#define RELABEL(table) "UPDATE " table " SET ver = ?1 WHERE ver = ?2"
-#define SAME_ENTRY(t) "c.parent = " t ".parent AND c.name = " t ".name"
-#define SAME_XATTR(t) "c.ino = " t ".ino AND c.name = " t ".name"
-
+/* the inodes C removed (its whiteouts of them) */
+#define GONE_IN_C                                                          \
+	"(SELECT w.base FROM inodes w WHERE " IN_C("w.ver") " AND w.mode " \
+							    "= 0)"
 /* the depth of version v: the versions on its chain */
 #define DEPTH(v) "(SELECT count(*) FROM ver_anc a WHERE a.ver = " v ")"
-/* C removed the inode of row t: a whiteout of it */
-#define GONE_IN_C(t)                                                      \
-	"EXISTS (SELECT 1 FROM inodes w WHERE w.ver = ?2 AND w.base = " t \
-	".ino AND w.mode = 0)"
 
 static const char *const version_text[V_COUNT] = {
 	/* leaf ?1 frozen: a branch point (kind 2, no name), or a snapshot
 	 * (kind 3) named ?2 */
 	[V_FREEZE] = "UPDATE versions SET kind = ?3, name = ?2, created = "
 		     "unixepoch() WHERE id = ?1 AND kind = 1",
+	/* the ids of versions made by a freeze: META_VER_CHILD_MIN on */
+	[V_ID_INIT] = "INSERT OR IGNORE INTO config(key, value) VALUES "
+		      "('next_version', " META_LATER_LIT ")",
+	[V_ID_TAKE] = "UPDATE config SET value = value + 1 WHERE key = "
+		      "'next_version' RETURNING value - 1",
 	/* leaf ?2, child of ?1, of the same namespace and view */
 	[V_CHILD] = "INSERT INTO versions(id, parent, kind, name, nspace, "
 		    "view, created) SELECT CAST(?2 AS bigint), id, 1, NULL, "
@@ -83,6 +83,9 @@ static const char *const version_text[V_COUNT] = {
 	[V_LEAVES] = "SELECT n.id, n.leaf, (SELECT count(*) FROM ver_anc a "
 		     "WHERE a.ver = n.leaf) FROM nspaces n WHERE n.leaf <> "
 		     "n.id ORDER BY n.id",
+	/* the leaf of namespace ?1 and its depth */
+	[V_NSPACE_VER] = "SELECT leaf, " DEPTH("leaf") " FROM nspaces WHERE "
+						       "id = ?1",
 	/* the snapshots of namespace ?1 (0: of every one), oldest first */
 	[V_SNAPSHOTS] = "SELECT nspace, id, created, name, " DEPTH(
 		"id") " FROM versions WHERE kind = 3 AND (nspace = ?1 OR ?1 "
@@ -93,43 +96,67 @@ static const char *const version_text[V_COUNT] = {
 	/* the children of ?1: how many, and the first */
 	[V_CHILDREN] = "SELECT count(*), coalesce(min(id), 0) FROM versions "
 		       "WHERE parent = ?1",
-	[V_ENT_SHADOWED] = SHADOWED("dentries", SAME_ENTRY("dentries")),
+	[V_ENT_SHADOWED] =
+		"DELETE FROM dentries WHERE id IN (SELECT s.id FROM dentries c "
+		"JOIN dentries s ON s.parent = c.parent AND s.name = c.name "
+		"AND s.ver = ?1 WHERE " IN_C("c.ver") ")",
 	[V_ENT_WHITEOUTS] =
-		WHITEOUTS_LEFT("dentries", "ino = 0", SAME_ENTRY("dentries")),
-	[V_ENT_RELABEL] = RELABEL("dentries"),
+		"DELETE FROM dentries WHERE id IN (SELECT c.id FROM dentries c "
+		"WHERE " IN_C(
+			"c.ver") " AND c.ino = 0 AND NOT EXISTS (SELECT 1 "
+				 "FROM dentries a WHERE a.parent = "
+				 "c.parent AND a.name = c.name AND a.ver "
+				 "IN " ABOVE_S "))",
+	[V_ENT_RELABEL] = "UPDATE dentries SET ver = ?1 WHERE " IN_C("ver"),
 	/* S's xattrs of an inode C removed (its whiteout hides them) */
-	[V_X_GONE] =
-		"DELETE FROM xattrs WHERE ver = ?1 AND " GONE_IN_C("xattrs"),
-	[V_X_SHADOWED] = SHADOWED("xattrs", SAME_XATTR("xattrs")),
+	[V_X_GONE] = "DELETE FROM xattrs WHERE ino IN " GONE_IN_C " AND ver "
+		     "= ?1",
+	[V_X_SHADOWED] = "DELETE FROM xattrs WHERE ino IN (SELECT c.ino FROM "
+			 "xattrs c WHERE " IN_C("c.ver") ") AND ver = ?1 AND "
+							 "EXISTS (SELECT 1 "
+							 "FROM xattrs c WHERE "
+							 "c.ino = xattrs.ino "
+							 "AND c.name = "
+							 "xattrs.name AND "
+							 "c.ver = ?2)",
 	[V_X_WHITEOUTS] =
-		WHITEOUTS_LEFT("xattrs", "value IS NULL", SAME_XATTR("xattrs")),
-	[V_X_RELABEL] = RELABEL("xattrs"),
+		"DELETE FROM xattrs WHERE ino IN (SELECT c.ino FROM xattrs c "
+		"WHERE " IN_C("c.ver") " AND c.value IS NULL) AND ver = ?2 AND "
+				       "value IS NULL AND NOT EXISTS (SELECT "
+				       "1 FROM xattrs a WHERE a.ino = "
+				       "xattrs.ino AND a.name = xattrs.name "
+				       "AND a.ver IN " ABOVE_S ")",
+	[V_X_RELABEL] = "UPDATE xattrs SET ver = ?1 WHERE " IN_C("ver"),
 	/* inodes: an inode's first row stays while any of its rows does.
 	 * S's first rows that C whited out go (no ancestor of S has the
 	 * inode, which was made in S) ... */
-	[V_INO_GONE] = "DELETE FROM inodes WHERE ver = ?1 AND base IS NULL "
-		       "AND EXISTS (SELECT 1 FROM inodes c WHERE c.ver = ?2 "
-		       "AND c.base = inodes.ino AND c.mode = 0)",
+	[V_INO_GONE] = "DELETE FROM inodes WHERE ino IN " GONE_IN_C " AND ver "
+		       "= ?1 AND base IS NULL",
 	/* ... the others take the fields of C's copy ... */
 	[V_INO_TAKE] = "UPDATE inodes SET mode = c.mode, uid = c.uid, gid = "
 		       "c.gid, nlink = c.nlink, size = c.size, rdev = c.rdev, "
 		       "alloc = c.alloc, atime = c.atime, mtime = c.mtime, "
 		       "ctime = c.ctime, target = c.target FROM inodes c "
-		       "WHERE inodes.ver = ?1 AND inodes.base IS NULL AND "
-		       "c.ver = ?2 AND c.base = inodes.ino",
+		       "WHERE " IN_C("c.ver") " AND c.base = inodes.ino AND "
+					      "inodes.ver = ?1 AND "
+					      "inodes.base IS NULL",
 	/* ... S's copies that C has too go ... */
-	[V_INO_COPIES] = "DELETE FROM inodes WHERE ver = ?1 AND base IS NOT "
-			 "NULL AND EXISTS (SELECT 1 FROM inodes c WHERE c.ver "
-			 "= ?2 AND c.base = inodes.base)",
+	[V_INO_COPIES] = "DELETE FROM inodes WHERE ino IN (SELECT s.ino FROM "
+			 "inodes c JOIN inodes s ON s.base = c.base AND s.ver "
+			 "= ?1 WHERE " IN_C("c.ver") " AND c.base IS NOT NULL)",
 	/* ... and C's copies whose first row is S's (or went above) */
-	[V_INO_MERGED] = "DELETE FROM inodes WHERE ver = ?2 AND base IS NOT "
-			 "NULL AND NOT EXISTS (SELECT 1 FROM inodes f WHERE "
-			 "f.ino = inodes.base AND f.ver <> ?1)",
-	[V_INO_RELABEL] = RELABEL("inodes"),
+	[V_INO_MERGED] = "DELETE FROM inodes WHERE ino IN (SELECT c.ino FROM "
+			 "inodes c WHERE " IN_C("c.ver") " AND c.base IS NOT "
+							 "NULL AND NOT EXISTS "
+							 "(SELECT 1 FROM "
+							 "inodes f WHERE f.ino "
+							 "= c.base AND f.ver "
+							 "<> ?1))",
+	[V_INO_RELABEL] = "UPDATE inodes SET ver = ?1 WHERE " IN_C("ver"),
 	/* S takes C's kind and name (a leaf, or a snapshot) and children */
-	[V_TAKE_KIND] = "UPDATE versions SET kind = (SELECT kind FROM "
-			"versions c WHERE c.id = ?2), name = (SELECT name FROM "
-			"versions c WHERE c.id = ?2) WHERE id = ?1",
+	[V_TAKE_KIND] = "UPDATE versions SET kind = c.kind, name = c.name, "
+			"created = c.created FROM versions c WHERE c.id = ?2 "
+			"AND versions.id = ?1",
 	[V_REPARENT] = "UPDATE versions SET parent = ?1 WHERE parent = ?2",
 	/* of ?1, the child merged */
 	[V_ANC_DROP] = "DELETE FROM ver_anc WHERE anc = ?1 OR ver = ?1",
@@ -139,12 +166,43 @@ static const char *const version_text[V_COUNT] = {
 const struct meta_sql meta_version_sql = { META_VERSION, V_COUNT, version_text,
 					   NULL };
 
+/* The number of children of version @ver in *@n, the first in *@c. */
+static int children(struct meta *m, int64_t ver, int64_t *n, int64_t *c)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_version_sql, V_CHILDREN, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, ver);
+	rc = meta_step(m, s, "version children");
+	if (rc <= 0)
+		return rc ? rc : meta_no_row("version children");
+	*n = meta_col_int(s, 0);
+	*c = meta_col_int(s, 1);
+	meta_reset(s);
+	return 0;
+}
+
+/* The bytes only snapshot @ver holds: those its child hides (a chain: a
+ * version of one child; 0 for another). */
+static int own_bytes(struct meta *m, int64_t ver, uint64_t *bytes)
+{
+	int64_t n, c;
+	int rc = children(m, ver, &n, &c);
+
+	*bytes = 0;
+	if (rc || n != 1 || c < META_VER_CHILD_MIN)
+		return rc;
+	return meta_extents_exclusive(m, ver, c, bytes);
+}
+
 int meta_version_freeze(struct meta *m, int64_t leaf, const char *name,
 			int64_t *child)
 {
 	static const int ids[] = { V_CHILD, V_ANC_CHILD, V_NSPACE_LEAF };
 	struct meta_st *s;
-	uint64_t id;
+	int64_t id;
 	int rc = meta_stmt(m, &meta_version_sql, V_FREEZE, &s);
 
 	if (rc)
@@ -157,15 +215,22 @@ int meta_version_freeze(struct meta *m, int64_t leaf, const char *name,
 	if (!rc && meta_changes(m) != 1)
 		return -EINVAL; /* not a leaf */
 	if (!rc)
-		rc = meta_ino_take(m, (uint64_t)leaf + 1, 1, &id);
+		rc = meta_stmt(m, &meta_version_sql, V_ID_INIT, &s);
+	if (!rc)
+		rc = meta_run(m, s, "version id");
+	if (!rc)
+		rc = meta_stmt(m, &meta_version_sql, V_ID_TAKE, &s);
+	if (!rc)
+		rc = meta_int(m, s, &id, "version id");
+	if (!rc && id <= leaf)
+		rc = meta_no_row("version id");
 	for (size_t i = 0; !rc && i < sizeof(ids) / sizeof(*ids); i++) {
-		rc = meta_stmt_pair(m, &meta_version_sql, ids[i], leaf,
-				    (int64_t)id, &s);
+		rc = meta_stmt_pair(m, &meta_version_sql, ids[i], leaf, id, &s);
 		if (!rc)
 			rc = meta_run(m, s, "version child");
 	}
 	if (!rc)
-		*child = (int64_t)id;
+		*child = id;
 	return rc;
 }
 
@@ -191,6 +256,23 @@ int meta_nspace_leaves(struct meta *m,
 		}
 	}
 	return rc;
+}
+
+int meta_nspace_ver(struct meta *m, uint64_t nspace, struct meta_ver *v)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_version_sql, V_NSPACE_VER, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, (int64_t)nspace);
+	rc = meta_step(m, s, "namespace leaf");
+	if (rc <= 0)
+		return rc ? rc : -ENOENT;
+	v->id = meta_col_int(s, 0);
+	v->depth = (int)meta_col_int(s, 1);
+	meta_reset(s);
+	return 0;
 }
 
 int meta_snapshots(struct meta *m, uint64_t nspace,
@@ -219,7 +301,9 @@ int meta_snapshots(struct meta *m, uint64_t nspace,
 		if (len)
 			memcpy(name, meta_col_blob(s, 3), (size_t)len);
 		name[len] = '\0';
-		rc = fn(ctx, &sn);
+		rc = own_bytes(m, sn.id, &sn.bytes);
+		if (!rc)
+			rc = fn(ctx, &sn);
 		if (rc) {
 			meta_reset(s);
 			return rc;
@@ -249,23 +333,22 @@ int meta_version_merge(struct meta *m, int64_t ver, int64_t *child)
 	static const int inodes[] = { V_INO_GONE,   V_INO_TAKE,	   V_INO_COPIES,
 				      V_INO_MERGED, V_INO_RELABEL, V_TAKE_KIND,
 				      V_REPARENT };
-	struct meta_st *s;
 	int64_t n, c;
 	size_t i;
-	int rc = meta_stmt(m, &meta_version_sql, V_CHILDREN, &s);
+	int rc = children(m, ver, &n, &c);
 
 	if (rc)
 		return rc;
-	meta_bind_int(s, 1, ver);
-	rc = meta_step(m, s, "version children");
-	if (rc <= 0)
-		return rc ? rc : meta_no_row("version children");
-	n = meta_col_int(s, 0);
-	c = meta_col_int(s, 1);
-	meta_reset(s);
-	rc = 0;
 	if (n != 1)
 		return -EBUSY; /* a branch point: not a chain */
+	if (c < META_VER_CHILD_MIN) {
+		/* its rows are in no partial index: none would move */
+		log_msg(LOG_ERR,
+			"version %" PRId64 " has the id of a first version: "
+			"not merged",
+			c);
+		return -EPROTO;
+	}
 	for (i = 0; !rc && i < sizeof(rows) / sizeof(*rows); i++)
 		rc = run_pair(m, rows[i], ver, c, "version merge");
 	if (!rc)

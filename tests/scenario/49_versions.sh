@@ -108,10 +108,19 @@ try:
     os.rmdir(sys.argv[1]); print("OK")
 except OSError as e:
     print(errno.errorcode[e.errno])' "$NS")"
+assert_eq "a namespace renamed over it" EBUSY \
+	"$(T python3 -c 'import errno, os, sys
+try:
+    os.rename(sys.argv[1], sys.argv[2]); print("OK")
+except OSError as e:
+    print(errno.errorcode[e.errno])' "$MNT/other" "$NS")"
 assert_eq "a branch of it (not built over snapshots)" ENOTSUP \
 	"$(ctl_errno "branch main copy")"
 list=$(ctl_report "snapshots") || fail "snapshots failed"
 assert_eq "snapshots after bad commands" 3 "$(report_get snapshots "$list")"
+# each its own time: s1 oldest (its version outlives the merges below)
+created=$(sed -n 's/^created: //p' <<<"$list")
+assert_eq "times in order" "$created" "$(sort <<<"$created")"
 check "after bad commands"
 
 # a remount reads the chain from the store
@@ -125,16 +134,44 @@ both sh -c 'printf "after remount\n" >"$1/dir/after"' _ @
 check "written after the remount"
 
 # the removals merge versions: the middle one, the first, the last
+# snapshot: created, each line "NS@NAME TIME"
+times() {
+	ctl_report "snapshots" | awk '/^snapshot: / { n = $2 }
+		/^created: / { print n, $2 }'
+}
+before=$(times)
 for s in s2 s1 s3; do
 	ctl "rmsnapshot main $s" || fail "rmsnapshot main $s failed"
 	check "after rmsnapshot $s"
+	# the others keep their names and times
+	assert_eq "snapshots after rmsnapshot $s" \
+		"$(grep -v "^main@$s " <<<"$before")" "$(times)"
+	before=$(times)
 done
 list=$(ctl_report "snapshots") || fail "snapshots failed"
 assert_eq "no snapshot left" 0 "$(report_get snapshots "$list")"
 
+# the bytes only a snapshot holds: a file it alone still names
+rand_file "$TMP/only" $MIB
+T cp "$TMP/only" "$NS/only"
+ctl "snapshot main s4" || fail "snapshot main s4 failed"
+only=$(objects "$NS/only")
+list=$(ctl_report "snapshots main") || fail "snapshots failed"
+assert_eq "s4 holds nothing alone yet" 0 \
+	"$(report_get bytes_exclusive "$list")"
+T rm "$NS/only"
+list=$(ctl_report "snapshots main") || fail "snapshots failed"
+assert_eq "s4 alone holds the file removed after it" $MIB \
+	"$(report_get bytes_exclusive "$list")"
+assert_eq "the file's object kept for s4" 1 \
+	"$(store_objects | grep -c -x -F "$only" || true)"
+ctl "rmsnapshot main s4" || fail "rmsnapshot main s4 failed"
+
 # what only the snapshots held is collected: big2's old blocks, the
 # old small, the rewritten block of big
 ctl "gc grace=0" || fail "gc failed"
+assert_eq "the object only s4 held, collected" 0 \
+	"$(store_objects | grep -c -x -F "$only" || true)"
 want=$(cd "$REF" && find . -type f -exec cat {} + | wc -c)
 umount_fs
 fsck_consistent "after every rmsnapshot" "$STORE"
