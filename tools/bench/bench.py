@@ -147,6 +147,24 @@ class Bench:
                     src = dst
                 self.targets[i] = (name,
                                    os.path.join(self.tally_mnts[name], src))
+        # --snapshots: on this tree's tallyfs mount, the workloads run in
+        # "bench" after that many snapshots of it, each over a version
+        # that wrote rows of its own (a file made in .chain, the one
+        # before changed), the files removed after the last: a chain of
+        # versions over whiteouts (docs/design.md, section 13)
+        if a.snapshots:
+            d = dict(self.targets)["tallyfs"]
+            chain = os.path.join(d, ".chain")
+            os.mkdir(chain)
+            for k in range(a.snapshots):
+                with open(os.path.join(chain, "f%d" % k), "w") as f:
+                    f.write("%d\n" % k)
+                if k:
+                    os.chmod(os.path.join(chain, "f%d" % (k - 1)), 0o640)
+                self.ctl("snapshot %s s%d" % (os.path.basename(d), k),
+                         self.tmnt)
+            for k in range(a.snapshots):
+                os.unlink(os.path.join(chain, "f%d" % k))
         self.seq_bytes = a.size_mib * MIB
         self.rand_bytes = a.rand_mib * MIB
         self.can_drop = self._try_drop()
@@ -642,6 +660,12 @@ class Bench:
         if self.a.baseline_mnt:
             notes.append("baseline: %s, a fresh store with the same options."
                          % self.a.baseline_bin)
+        if self.a.snapshots:
+            notes.append("On this tree's tallyfs mount, seq, rand and meta "
+                         "ran in a namespace at the end of a chain of %d "
+                         "versions (%d snapshots, each over rows of its "
+                         "own, removed after the last)."
+                         % (self.a.snapshots + 1, self.a.snapshots))
         if self.a.branches:
             notes.append("On each tallyfs mount, seq, rand and meta ran in a "
                          "namespace made by a chain of %d branches of an "
@@ -678,6 +702,7 @@ def main():
     p.add_argument("--baseline-mnt", default="")
     p.add_argument("--baseline-bin", default="")
     p.add_argument("--branches", type=int, default=0)
+    p.add_argument("--snapshots", type=int, default=0)
     a = p.parse_args()
     if not shutil.which("fio"):
         sys.exit("bench: fio is missing")
