@@ -24,8 +24,16 @@ struct meta_ver tally_ver_of(struct tally *t, const struct meta_inode *md)
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (t->nsleaves[mid].nspace == md->nspace)
-			return t->nsleaves[mid].v;
+		if (t->nsleaves[mid].nspace == md->nspace) {
+			const struct nsleaf *l = &t->nsleaves[mid];
+
+			/* made in the leaf: no row of it in any version
+			 * above, its calls read the leaf's rows alone */
+			if (md->ino >= l->born)
+				return (struct meta_ver){ .id = l->v.id,
+							  .depth = 1 };
+			return l->v;
+		}
 		if (t->nsleaves[mid].nspace < md->nspace)
 			lo = mid + 1;
 		else
@@ -48,6 +56,30 @@ int tally_inode_row(struct tally *t, uint64_t ino, struct meta_inode *md)
 	return v.depth > 1 ? meta_inode_get(t->meta, &v, ino, md) : 0;
 }
 
+/* The leaf namespace @nspace writes into and its chain's depth (0: its
+ * first version, no chain), and the leaf's born (t->lock held). */
+static const struct nsleaf *nsleaf_find(struct tally *t, uint64_t nspace)
+{
+	for (size_t i = 0; i < t->nnsleaves; i++)
+		if (t->nsleaves[i].nspace == nspace)
+			return &t->nsleaves[i];
+	return NULL;
+}
+
+static struct meta_ver nsleaf_of(struct tally *t, uint64_t nspace)
+{
+	const struct nsleaf *l = nsleaf_find(t, nspace);
+
+	return l ? l->v : (struct meta_ver){ .id = (int64_t)nspace };
+}
+
+static uint64_t nsleaf_born(struct tally *t, uint64_t nspace)
+{
+	const struct nsleaf *l = nsleaf_find(t, nspace);
+
+	return l ? l->born : 0;
+}
+
 /* Room for one more namespace with a chain, made before the transaction
  * that gives it one: its leaf is then set in memory without a failure. */
 static int nsleaf_reserve(struct tally *t)
@@ -61,7 +93,8 @@ static int nsleaf_reserve(struct tally *t)
 /* Namespace @nspace writes into @v from now on (nsleaf_reserve() made
  * room): kept when it has a chain, dropped when it is back to its first
  * version. */
-static void nsleaf_set(struct tally *t, uint64_t nspace, struct meta_ver v)
+static void nsleaf_set(struct tally *t, uint64_t nspace, struct meta_ver v,
+		       uint64_t born)
 {
 	size_t i = 0;
 
@@ -70,6 +103,7 @@ static void nsleaf_set(struct tally *t, uint64_t nspace, struct meta_ver v)
 	if (i < t->nnsleaves && t->nsleaves[i].nspace == nspace) {
 		if (v.depth > 1) {
 			t->nsleaves[i].v = v;
+			t->nsleaves[i].born = born;
 			return;
 		}
 		memmove(&t->nsleaves[i], &t->nsleaves[i + 1],
@@ -81,7 +115,7 @@ static void nsleaf_set(struct tally *t, uint64_t nspace, struct meta_ver v)
 		return;
 	memmove(&t->nsleaves[i + 1], &t->nsleaves[i],
 		(t->nnsleaves - i) * sizeof(*t->nsleaves));
-	t->nsleaves[i] = (struct nsleaf){ nspace, v };
+	t->nsleaves[i] = (struct nsleaf){ nspace, v, born };
 	t->nnsleaves++;
 }
 
@@ -90,14 +124,14 @@ struct leaves {
 	size_t n, cap;
 };
 
-static int leaf_add(void *ctx, uint64_t nspace, int64_t leaf, int depth)
+static int leaf_add(void *ctx, uint64_t nspace, const struct meta_ver *leaf,
+		    uint64_t born)
 {
 	struct leaves *l = ctx;
 
 	if (array_reserve(&l->v, &l->cap, l->n + 1, sizeof(*l->v)))
 		return -ENOMEM;
-	l->v[l->n++] =
-		(struct nsleaf){ nspace, { .id = leaf, .depth = depth } };
+	l->v[l->n++] = (struct nsleaf){ nspace, *leaf, born };
 	return 0;
 }
 
@@ -196,17 +230,20 @@ int tally_snapshot(struct tally *t, const char *ns, const char *name,
 		rc = meta_room(t->meta);
 	if (rc)
 		goto out;
-	v = tally_ver_of(t, &md);
+	v = nsleaf_of(t, md.nspace);
 	rc = meta_begin(t->meta);
+	/* an inode made from now on is the new leaf's alone */
 	if (!rc)
-		rc = meta_version_freeze(t->meta, v.id, name, &child);
+		rc = meta_version_freeze(t->meta, v.id, name, t->next_ino,
+					 &child);
 	rc = tally_txn_end(t, rc);
 	if (!rc) {
 		/* every later call of the namespace's inodes: the new leaf */
 		nsleaf_set(t, md.nspace,
 			   (struct meta_ver){ .id = child,
 					      .depth = (v.depth ? v.depth : 1) +
-						       1 });
+						       1 },
+			   t->next_ino);
 		*ver = v.id;
 	}
 out:
@@ -218,6 +255,7 @@ int tally_rmsnapshot(struct tally *t, const char *ns, const char *name)
 {
 	struct meta_inode md;
 	struct meta_ver v, sv;
+	uint64_t born;
 	int64_t child;
 	int rc = version_change_ok(t, ns, name);
 
@@ -231,18 +269,24 @@ int tally_rmsnapshot(struct tally *t, const char *ns, const char *name)
 		rc = meta_room(t->meta);
 	if (rc)
 		goto out;
-	v = tally_ver_of(t, &md);
+	v = nsleaf_of(t, md.nspace);
+	born = nsleaf_born(t, md.nspace);
 	rc = meta_begin(t->meta);
 	if (!rc)
 		rc = meta_version_merge(t->meta, sv.id, &child);
+	/* its leaf merged into the snapshot: the snapshot's id is the
+	 * leaf's, and the inodes made in it since its own birth its own */
+	if (!rc && child == v.id)
+		rc = meta_version_born(t->meta, sv.id, &born);
 	rc = tally_txn_end(t, rc);
-	/* its leaf merged into the snapshot: the chain one shorter (a leaf
-	 * that is not the child keeps its id) */
+	/* the chain one shorter (a leaf that is not the child keeps its id
+	 * and birth) */
 	if (!rc)
 		nsleaf_set(t, md.nspace,
 			   (struct meta_ver){ .id = child == v.id ? sv.id
 								  : v.id,
-					      .depth = v.depth - 1 });
+					      .depth = v.depth - 1 },
+			   born);
 out:
 	tally_unlock(t);
 	return rc;

@@ -174,6 +174,8 @@ struct tally {
 	struct nsleaf {
 		uint64_t nspace;
 		struct meta_ver v;
+		uint64_t born; /* inodes from this number on were made in
+				* the leaf: their rows are there alone */
 	} * nsleaves;
 	size_t nnsleaves, nsleaves_cap;
 	struct dentry_cache *dcache; /* protected by lock */

@@ -44,19 +44,18 @@ int ctl_version(struct tally *t, const struct ctl_cmd *cmd, char **report)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	switch (cmd->verb) {
 	case CTL_SNAPSHOT:
-		rc = tally_snapshot(t, cmd->args[0], cmd->args[1], &ver);
-		return rc ? rc
-			  : ctl_aprintf(report,
-					"command: snapshot\nnamespace: "
-					"%s\nsnapshot: %s\nduration_ms: %.1f\n",
-					cmd->args[0], cmd->args[1],
-					ctl_ms_since(&t0));
 	case CTL_RMSNAPSHOT:
-		rc = tally_rmsnapshot(t, cmd->args[0], cmd->args[1]);
+		rc = cmd->verb == CTL_SNAPSHOT
+			     ? tally_snapshot(t, cmd->args[0], cmd->args[1],
+					      &ver)
+			     : tally_rmsnapshot(t, cmd->args[0], cmd->args[1]);
 		return rc ? rc
 			  : ctl_aprintf(report,
-					"command: rmsnapshot\nnamespace: "
-					"%s\nsnapshot: %s\nduration_ms: %.1f\n",
+					"command: %s\nnamespace: %s\nsnapshot: "
+					"%s\nduration_ms: %.1f\n",
+					cmd->verb == CTL_SNAPSHOT
+						? "snapshot"
+						: "rmsnapshot",
 					cmd->args[0], cmd->args[1],
 					ctl_ms_since(&t0));
 	default:

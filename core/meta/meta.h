@@ -268,18 +268,24 @@ int meta_inode_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
  * meta_version_freeze(): leaf @leaf becomes frozen, a branch point (kind
  * 2, @name NULL) or a snapshot named @name (kind 3), and a new leaf, its
  * child, is made (*@child); the namespace that wrote into @leaf writes
- * into the child from now on. Its id is taken as an inode number is, so
- * that ids grow from parent to child. -EINVAL: @leaf is not a leaf.
- * meta_version_child(): the same, a branch point.
+ * into the child from now on. Its id is taken from a counter of its own
+ * (META_VER_CHILD_MIN on), so that ids grow from parent to child.
+ * @born: the first inode number the child may give (every inode from
+ * it on is made in the child, and has rows there alone). -EINVAL:
+ * @leaf is not a leaf. meta_version_child(): a branch point whose born
+ * no inode reaches.
  */
 int meta_version_freeze(struct meta *m, int64_t leaf, const char *name,
-			int64_t *child);
+			uint64_t born, int64_t *child);
 /* The ids of versions made by a freeze start here, above every inode
  * number and so every namespace's first version (its root's number):
  * their rows are the ones partial indexes keep (a merge, a snapshot's
  * own bytes find them without a scan). */
 #define META_VER_CHILD_MIN (1ll << 41)
 int meta_version_child(struct meta *m, int64_t parent, int64_t *child);
+/* The born of version @ver (meta_version_freeze(); 0 for a namespace's
+ * first version). */
+int meta_version_born(struct meta *m, int64_t ver, uint64_t *born);
 /*
  * Merge frozen version @ver and its only child (*@child) into one
  * version, @ver's id, which shows what the child showed and takes its
@@ -292,11 +298,11 @@ int meta_version_child(struct meta *m, int64_t parent, int64_t *child);
 int meta_version_merge(struct meta *m, int64_t ver, int64_t *child);
 /* Each namespace whose leaf is not its first version (a snapshot was
  * taken of it) to @fn, with its leaf and depth (the versions on the
- * leaf's chain, itself included), in the order of their ids: 0, the
- * first nonzero value of @fn, or -errno. */
+ * leaf's chain, itself included) and the leaf's born, in the order of
+ * their ids: 0, the first nonzero value of @fn, or -errno. */
 int meta_nspace_leaves(struct meta *m,
-		       int (*fn)(void *ctx, uint64_t nspace, int64_t leaf,
-				 int depth),
+		       int (*fn)(void *ctx, uint64_t nspace,
+				 const struct meta_ver *leaf, uint64_t born),
 		       void *ctx);
 /* The leaf namespace @nspace writes into, with its depth, as the store
  * says (core/fs keeps the same in memory): 0, or -ENOENT. */

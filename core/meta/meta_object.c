@@ -672,23 +672,19 @@ int meta_block_set_gen(struct meta *m, const struct meta_ver *v, uint64_t ino,
 	return rc;
 }
 
-int meta_blocks_drop(struct meta *m, const struct meta_ver *ver, uint64_t ino,
-		     uint64_t from)
+/* Each row (object, references) of bound statement @s: the object's
+ * count falls by that many (those at zero settle at the commit); *@n
+ * receives the number of rows. Whiteouts (object 0) name nothing. */
+static int counts_fall(struct meta *m, struct meta_st *s, const char *what,
+		       size_t *n)
 {
 	struct {
 		int64_t obj, n;
 	} *v = NULL;
-	struct meta_st *s;
 	size_t cnt = 0, cap = 0, i;
-	int64_t vid;
-	int rc = meta_ver_id(m, ver, ino, &vid);
+	int rc;
 
-	if (!rc)
-		rc = stmt_pair(m, O_DROP_LIST, (int64_t)ino, (int64_t)from, &s);
-	if (rc)
-		return rc;
-	meta_bind_int(s, 3, vid);
-	while ((rc = meta_step(m, s, "block scan")) > 0) {
+	while ((rc = meta_step(m, s, what)) > 0) {
 		if (array_reserve(&v, &cap, cnt + 1, sizeof(*v))) {
 			meta_reset(s);
 			rc = -ENOMEM;
@@ -699,9 +695,27 @@ int meta_blocks_drop(struct meta *m, const struct meta_ver *ver, uint64_t ino,
 		cnt++;
 	}
 	for (i = 0; i < cnt && !rc; i++)
-		if (v[i].obj != 0) /* whiteouts name nothing */
+		if (v[i].obj != 0)
 			rc = obj_add(m, v[i].obj, -v[i].n);
 	free(v);
+	*n = cnt;
+	return rc;
+}
+
+int meta_blocks_drop(struct meta *m, const struct meta_ver *ver, uint64_t ino,
+		     uint64_t from)
+{
+	struct meta_st *s;
+	size_t cnt = 0;
+	int64_t vid;
+	int rc = meta_ver_id(m, ver, ino, &vid);
+
+	if (!rc)
+		rc = stmt_pair(m, O_DROP_LIST, (int64_t)ino, (int64_t)from, &s);
+	if (rc)
+		return rc;
+	meta_bind_int(s, 3, vid);
+	rc = counts_fall(m, s, "block scan", &cnt);
 	/* one writer, no row found in this transaction: nothing to delete
 	 * (an empty file's or a directory's removal: one statement, and
 	 * one note in the intent log, less); PostgreSQL: deleted above.
@@ -808,30 +822,14 @@ int meta_extents_merge(struct meta *m, int64_t ver, int64_t child)
 {
 	static const int ids[] = { O_MERGE_DEL, O_MERGE_WHITEOUTS,
 				   O_MERGE_RELABEL };
-	struct {
-		int64_t obj, n;
-	} *v = NULL;
 	struct meta_st *s;
-	size_t cnt = 0, cap = 0, i;
+	size_t n, i;
 	int rc = stmt_pair(m, O_MERGE_LIST, ver, child, &s);
 
-	if (rc)
-		return rc;
-	while ((rc = meta_step(m, s, "version merge")) > 0) {
-		if (array_reserve(&v, &cap, cnt + 1, sizeof(*v))) {
-			meta_reset(s);
-			rc = -ENOMEM;
-			break;
-		}
-		v[cnt].obj = meta_col_int(s, 0);
-		v[cnt].n = meta_col_int(s, 1);
-		cnt++;
-	}
 	/* the replaced references' counts fall: those at zero are settled
 	 * at the commit, by the deletion rule */
-	for (i = 0; i < cnt && !rc; i++)
-		rc = obj_add(m, v[i].obj, -v[i].n);
-	free(v);
+	if (!rc)
+		rc = counts_fall(m, s, "version merge", &n);
 	for (i = 0; !rc && i < sizeof(ids) / sizeof(*ids); i++)
 		rc = exec_pair(m, ids[i], ver, child, "version merge");
 	return rc;

@@ -17,6 +17,9 @@ enum {
 	V_FREEZE,
 	V_ID_INIT,
 	V_ID_TAKE,
+	V_BORN_SET,
+	V_BORN_GET,
+	V_BORN_DROP,
 	V_CHILD,
 	V_ANC_CHILD,
 	V_NSPACE_LEAF,
@@ -71,6 +74,16 @@ static const char *const version_text[V_COUNT] = {
 		      "('next_version', " META_LATER_LIT ")",
 	[V_ID_TAKE] = "UPDATE config SET value = value + 1 WHERE key = "
 		      "'next_version' RETURNING value - 1",
+	/* the first inode number a leaf ?1 gave (config 'born.ID'): an
+	 * inode from ?2 on was made in it, and has no row in any other
+	 * version (0, or no row: a namespace's first version) */
+	[V_BORN_SET] = "INSERT INTO config(key, value) VALUES ('born.' || "
+		       "CAST(?1 AS bigint), ?2) ON CONFLICT(key) DO UPDATE SET "
+		       "value = excluded.value",
+	[V_BORN_GET] = "SELECT coalesce((SELECT value FROM config WHERE key = "
+		       "'born.' || CAST(?1 AS bigint)), 0)",
+	[V_BORN_DROP] = "DELETE FROM config WHERE key = 'born.' || CAST(?1 AS "
+			"bigint)",
 	/* leaf ?2, child of ?1, of the same namespace and view */
 	[V_CHILD] = "INSERT INTO versions(id, parent, kind, name, nspace, "
 		    "view, created) SELECT CAST(?2 AS bigint), id, 1, NULL, "
@@ -81,8 +94,9 @@ static const char *const version_text[V_COUNT] = {
 	[V_NSPACE_LEAF] = "UPDATE nspaces SET leaf = ?2 WHERE leaf = ?1",
 	/* the namespaces whose leaf is not their first version */
 	[V_LEAVES] = "SELECT n.id, n.leaf, (SELECT count(*) FROM ver_anc a "
-		     "WHERE a.ver = n.leaf) FROM nspaces n WHERE n.leaf <> "
-		     "n.id ORDER BY n.id",
+		     "WHERE a.ver = n.leaf), coalesce((SELECT value FROM "
+		     "config WHERE key = 'born.' || n.leaf), 0) FROM nspaces "
+		     "n WHERE n.leaf <> n.id ORDER BY n.id",
 	/* the leaf of namespace ?1 and its depth */
 	[V_NSPACE_VER] = "SELECT leaf, " DEPTH("leaf") " FROM nspaces WHERE "
 						       "id = ?1",
@@ -198,7 +212,7 @@ static int own_bytes(struct meta *m, int64_t ver, uint64_t *bytes)
 }
 
 int meta_version_freeze(struct meta *m, int64_t leaf, const char *name,
-			int64_t *child)
+			uint64_t born, int64_t *child)
 {
 	static const int ids[] = { V_CHILD, V_ANC_CHILD, V_NSPACE_LEAF };
 	struct meta_st *s;
@@ -230,26 +244,49 @@ int meta_version_freeze(struct meta *m, int64_t leaf, const char *name,
 			rc = meta_run(m, s, "version child");
 	}
 	if (!rc)
+		rc = meta_stmt_pair(m, &meta_version_sql, V_BORN_SET, id,
+				    (int64_t)born, &s);
+	if (!rc)
+		rc = meta_run(m, s, "version child");
+	if (!rc)
 		*child = id;
 	return rc;
 }
 
 int meta_version_child(struct meta *m, int64_t parent, int64_t *child)
 {
-	return meta_version_freeze(m, parent, NULL, child);
+	/* a leaf no inode number says is its own: every call through it */
+	return meta_version_freeze(m, parent, NULL, UINT64_MAX >> 1, child);
+}
+
+int meta_version_born(struct meta *m, int64_t ver, uint64_t *born)
+{
+	struct meta_st *s;
+	int64_t v;
+	int rc = meta_stmt(m, &meta_version_sql, V_BORN_GET, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, ver);
+	rc = meta_int(m, s, &v, "version birth");
+	if (!rc)
+		*born = (uint64_t)v;
+	return rc;
 }
 
 int meta_nspace_leaves(struct meta *m,
-		       int (*fn)(void *ctx, uint64_t nspace, int64_t leaf,
-				 int depth),
+		       int (*fn)(void *ctx, uint64_t nspace,
+				 const struct meta_ver *leaf, uint64_t born),
 		       void *ctx)
 {
 	struct meta_st *s;
 	int rc = meta_stmt(m, &meta_version_sql, V_LEAVES, &s);
 
 	while (!rc && (rc = meta_step(m, s, "namespace leaves")) > 0) {
-		rc = fn(ctx, (uint64_t)meta_col_int(s, 0), meta_col_int(s, 1),
-			(int)meta_col_int(s, 2));
+		rc = fn(ctx, (uint64_t)meta_col_int(s, 0),
+			&(struct meta_ver){ .id = meta_col_int(s, 1),
+					    .depth = (int)meta_col_int(s, 2) },
+			(uint64_t)meta_col_int(s, 3));
 		if (rc) {
 			meta_reset(s);
 			return rc;
@@ -363,6 +400,9 @@ int meta_version_merge(struct meta *m, int64_t ver, int64_t *child)
 				  "version merge");
 	if (!rc)
 		rc = meta_run_int(m, &meta_version_sql, V_DROP, c,
+				  "version merge");
+	if (!rc)
+		rc = meta_run_int(m, &meta_version_sql, V_BORN_DROP, c,
 				  "version merge");
 	if (!rc)
 		*child = c;
