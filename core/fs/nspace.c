@@ -245,6 +245,8 @@ int tally_snapshot(struct tally *t, const char *ns, const char *name,
 						       1 },
 			   t->next_ino);
 		*ver = v.id;
+		/* a snapshot that returned survives power loss */
+		rc = tally_txn_sync(t);
 	}
 out:
 	tally_unlock(t);
@@ -281,12 +283,14 @@ int tally_rmsnapshot(struct tally *t, const char *ns, const char *name)
 	rc = tally_txn_end(t, rc);
 	/* the chain one shorter (a leaf that is not the child keeps its id
 	 * and birth) */
-	if (!rc)
+	if (!rc) {
 		nsleaf_set(t, md.nspace,
 			   (struct meta_ver){ .id = child == v.id ? sv.id
 								  : v.id,
 					      .depth = v.depth - 1 },
 			   born);
+		rc = tally_txn_sync(t); /* durable too */
+	}
 out:
 	tally_unlock(t);
 	return rc;
