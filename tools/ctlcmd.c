@@ -18,9 +18,12 @@
 #include "tools/tallyctl.h"
 
 const struct ctlcmd_opt ctlcmd_opts[NOPTS] = {
-	{ "timeout", OPT_TIMEOUT, true }, { "dry-run", OPT_DRY_RUN, false },
-	{ "grace", OPT_GRACE, true },	  { "sample", OPT_SAMPLE, true },
+	{ "timeout", OPT_TIMEOUT, true },
+	{ "dry-run", OPT_DRY_RUN, false },
+	{ "grace", OPT_GRACE, true },
+	{ "sample", OPT_SAMPLE, true },
 	{ "batches", OPT_BATCHES, true },
+	{ "drop-later", OPT_DROP_LATER, false },
 };
 
 /* A word of a command line: not empty, no blank, no control character. */
@@ -187,6 +190,15 @@ static int build_gc(struct inv *inv, struct cmdline *l)
 		if (!rc)
 			rc = add_pair(inv, l, "grace", grace);
 	}
+	return rc;
+}
+
+static int build_rollback(struct inv *inv, struct cmdline *l)
+{
+	int rc = build_plain(inv, l);
+
+	if (!rc && (inv->opts & OPT_DROP_LATER))
+		rc = add_word(inv, l, "drop-later");
 	return rc;
 }
 
@@ -532,6 +544,27 @@ static const struct ctlcmd cmds[] = {
 	  "Example:\n"
 	  "  tallyctl /mnt/t rmsnapshot main before-upgrade\n",
 	  2, 2, 0, build_plain },
+	{ "rollback", "[--drop-later] NAMESPACE NAME",
+	  "make a namespace its snapshot again",
+	  "Make NAMESPACE hold what its snapshot NAME holds, in time that\n"
+	  "grows with what was written since, not with the namespace. What\n"
+	  "was written since is dropped: objects only it held lose their last\n"
+	  "reference and go at the next GC cycle. The snapshot stays. The\n"
+	  "kernel's caches of what went are dropped. Durable when it returns.\n"
+	  "Fails with ENOENT (no such namespace or snapshot), EEXIST (later\n"
+	  "snapshots of NAMESPACE exist: remove them, or give --drop-later),\n"
+	  "EBUSY (a file of NAMESPACE is open), EOPNOTSUPP (a store of\n"
+	  "several hosts: not yet).\n"
+	  "\n"
+	  "Options:\n"
+	  "  --drop-later  drop the snapshots taken after NAME too\n"
+	  "\n"
+	  "Report: namespace, snapshot, duration_ms.\n"
+	  "Sends: rollback NAMESPACE NAME [drop-later]\n"
+	  "\n"
+	  "Example:\n"
+	  "  tallyctl /mnt/t rollback main before-upgrade\n",
+	  2, 2, OPT_DROP_LATER, build_rollback },
 	{ "gc", "[--dry-run] [--grace=S]",
 	  "collect object files that nothing references",
 	  "Run a GC cycle: list the object files, mark those that no file\n"

@@ -22,9 +22,10 @@ enum {
 	OPT_GRACE = 1u << 2,
 	OPT_SAMPLE = 1u << 3,
 	OPT_BATCHES = 1u << 4,
+	OPT_DROP_LATER = 1u << 5,
 };
 
-#define NOPTS 5
+#define NOPTS 6
 
 /* A command option: its name after "--", its OPT_* bit. */
 struct ctlcmd_opt {

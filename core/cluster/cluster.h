@@ -34,9 +34,10 @@ bool report_gc_due(struct tally *t);
  */
 int tally_report(struct tally *t);
 
-/* Start the watch (nothing with the embedded engine): 0 or -errno. */
+/* Keep @hooks (a rollback calls them, on every store) and start the
+ * watch (nothing more with the embedded engine): 0 or -errno. */
 int tally_watch(struct tally *t, const struct tally_inval *hooks);
-/* Stop it (before the front end goes); idempotent. */
+/* Stop it and forget the hooks (before the front end goes); idempotent. */
 void tally_unwatch(struct tally *t);
 /* Changes of other nodes handed to the hooks so far (tests, status). */
 uint64_t tally_watch_seen(struct tally *t);

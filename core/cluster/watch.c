@@ -128,6 +128,9 @@ int tally_watch(struct tally *t, const struct tally_inval *hooks)
 {
 	struct watch *w;
 
+	tally_lock(t);
+	t->inval = *hooks; /* a rollback's, on every store */
+	tally_unlock(t);
 	if (!meta_shared(t->meta))
 		return 0; /* one node: nothing changes behind its back */
 	w = calloc(1, sizeof(*w));
@@ -147,6 +150,9 @@ void tally_unwatch(struct tally *t)
 {
 	struct watch *w = t->watch;
 
+	tally_lock(t);
+	t->inval = (struct tally_inval){ 0 };
+	tally_unlock(t);
 	if (!w)
 		return;
 	atomic_store(&w->stop, true);

@@ -380,9 +380,7 @@ static bool inode_stale(struct tally *t, const struct inode *ip)
 	return !busy;
 }
 
-/* @ip made from its committed row @md; its map is read again at the next
- * read (t->lock held). */
-static void inode_take_row(struct inode *ip, const struct meta_inode *md)
+void inode_take_row(struct inode *ip, const struct meta_inode *md)
 {
 	ip->md = *md;
 	ip->dsize = md->size;

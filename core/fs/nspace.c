@@ -15,32 +15,40 @@
 #include "core/util/array.h"
 #include "core/util/progress.h"
 
-struct meta_ver tally_ver_of(struct tally *t, const struct meta_inode *md)
+/* The leaf namespace @nspace writes into, its chain's depth and the
+ * leaf's born; NULL: its first version, no chain (t->lock held). */
+static const struct nsleaf *nsleaf_find(struct tally *t, uint64_t nspace)
 {
 	size_t lo = 0, hi = t->nnsleaves;
 
-	if (md->ino == TALLY_ROOT_INO)
-		return META_VER_ROOT;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (t->nsleaves[mid].nspace == md->nspace) {
-			const struct nsleaf *l = &t->nsleaves[mid];
-
-			/* made in the leaf: no row of it in any version
-			 * above, its calls read the leaf's rows alone */
-			if (md->ino >= l->born)
-				return (struct meta_ver){ .id = l->v.id,
-							  .depth = 1 };
-			return l->v;
-		}
-		if (t->nsleaves[mid].nspace < md->nspace)
+		if (t->nsleaves[mid].nspace == nspace)
+			return &t->nsleaves[mid];
+		if (t->nsleaves[mid].nspace < nspace)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
+	return NULL;
+}
+
+struct meta_ver tally_ver_of(struct tally *t, const struct meta_inode *md)
+{
+	const struct nsleaf *l;
+
+	if (md->ino == TALLY_ROOT_INO)
+		return META_VER_ROOT;
+	l = nsleaf_find(t, md->nspace);
 	/* no chain: the namespace's first version, its root's number */
-	return meta_ver_of(md);
+	if (!l)
+		return meta_ver_of(md);
+	/* made in the leaf: no row of it in any version above, its calls
+	 * read the leaf's rows alone */
+	if (md->ino >= l->born)
+		return (struct meta_ver){ .id = l->v.id, .depth = 1 };
+	return l->v;
 }
 
 int tally_inode_row(struct tally *t, uint64_t ino, struct meta_inode *md)
@@ -54,16 +62,6 @@ int tally_inode_row(struct tally *t, uint64_t ino, struct meta_inode *md)
 		return rc;
 	v = tally_ver_of(t, md);
 	return v.depth > 1 ? meta_inode_get(t->meta, &v, ino, md) : 0;
-}
-
-/* The leaf namespace @nspace writes into and its chain's depth (0: its
- * first version, no chain), and the leaf's born (t->lock held). */
-static const struct nsleaf *nsleaf_find(struct tally *t, uint64_t nspace)
-{
-	for (size_t i = 0; i < t->nnsleaves; i++)
-		if (t->nsleaves[i].nspace == nspace)
-			return &t->nsleaves[i];
-	return NULL;
 }
 
 static struct meta_ver nsleaf_of(struct tally *t, uint64_t nspace)
@@ -253,6 +251,21 @@ out:
 	return rc;
 }
 
+/* Namespace @ns's root row in *@md and its snapshot @name's version in
+ * *@sv, then room for a transaction: the opening of a change of a
+ * snapshot (takes t->lock, held on return whatever the outcome). */
+static int snapshot_open(struct tally *t, const char *ns, const char *name,
+			 struct meta_inode *md, struct meta_ver *sv)
+{
+	int rc;
+
+	tally_lock(t);
+	rc = nspace_row(t, ns, md);
+	if (!rc)
+		rc = meta_snapshot_find(t->meta, md->nspace, name, sv);
+	return rc ? rc : meta_room(t->meta);
+}
+
 int tally_rmsnapshot(struct tally *t, const char *ns, const char *name)
 {
 	struct meta_inode md;
@@ -263,12 +276,7 @@ int tally_rmsnapshot(struct tally *t, const char *ns, const char *name)
 
 	if (rc)
 		return rc;
-	tally_lock(t);
-	rc = nspace_row(t, ns, &md);
-	if (!rc)
-		rc = meta_snapshot_find(t->meta, md.nspace, name, &sv);
-	if (!rc)
-		rc = meta_room(t->meta);
+	rc = snapshot_open(t, ns, name, &md, &sv);
 	if (rc)
 		goto out;
 	v = nsleaf_of(t, md.nspace);
@@ -293,6 +301,144 @@ int tally_rmsnapshot(struct tally *t, const char *ns, const char *name)
 	}
 out:
 	tally_unlock(t);
+	return rc;
+}
+
+/* The names and inodes a rollback changed, to drop from the caches. */
+struct gone {
+	struct gone_name {
+		uint64_t parent;
+		char *name;
+	} * names;
+	size_t nnames, names_cap;
+	uint64_t *inos;
+	size_t ninos, inos_cap;
+};
+
+static int gone_name(void *ctx, uint64_t parent, const char *name, size_t len)
+{
+	struct gone *g = ctx;
+	char *copy;
+
+	if (array_reserve(&g->names, &g->names_cap, g->nnames + 1,
+			  sizeof(*g->names)))
+		return -ENOMEM;
+	copy = strndup(name, len);
+	if (!copy)
+		return -ENOMEM;
+	g->names[g->nnames++] = (struct gone_name){ parent, copy };
+	return 0;
+}
+
+static void gone_free(struct gone *g)
+{
+	for (size_t i = 0; i < g->nnames; i++)
+		free(g->names[i].name);
+	free(g->names);
+	free(g->inos);
+}
+
+/* Whether an inode of namespace @nspace is open, or holds data or a
+ * shrink not committed yet (t->lock held). */
+static bool nspace_busy(struct tally *t, uint64_t nspace)
+{
+	for (size_t i = 0; i < ((size_t)1 << t->ibits); i++)
+		for (struct inode *ip = t->itable[i]; ip; ip = ip->next)
+			if (ip->md.nspace == nspace &&
+			    (ip->opens || ip->ndirty || ip->nfailed ||
+			     ip->flight_blocks || ip->truncated))
+				return true;
+	return false;
+}
+
+/*
+ * After a rollback of @nspace: each of its inodes in memory made again
+ * from the row it reads now (freed no more, if it was removed since the
+ * snapshot), or marked freed when it has none (made since the
+ * snapshot), and its number kept in @g for the kernel; the
+ * names the rollback changed out of the entry cache (t->lock held).
+ */
+static void nspace_reload(struct tally *t, uint64_t nspace, struct gone *g)
+{
+	for (size_t i = 0; i < ((size_t)1 << t->ibits); i++)
+		for (struct inode *ip = t->itable[i]; ip; ip = ip->next) {
+			struct meta_inode md;
+
+			if (ip->md.nspace != nspace)
+				continue;
+			/* a file removed since the snapshot is back */
+			if (tally_inode_row(t, ip->ino, &md) == 0) {
+				inode_take_row(ip, &md);
+				ip->freed = false;
+			} else {
+				ip->md.nlink = 0;
+				ip->freed = true;
+			}
+			/* no room: the kernel's cache of it times out */
+			if (!array_reserve(&g->inos, &g->inos_cap, g->ninos + 1,
+					   sizeof(*g->inos)))
+				g->inos[g->ninos++] = ip->ino;
+		}
+	for (size_t i = 0; i < g->nnames; i++)
+		dcache_drop(t, g->names[i].parent, g->names[i].name);
+	dirnames_forget_all(t);
+}
+
+int tally_rollback(struct tally *t, const char *ns, const char *name,
+		   bool later)
+{
+	struct tally_inval inval = { 0 };
+	struct gone g = { 0 };
+	struct meta_inode md;
+	struct meta_ver v, sv;
+	int rc = version_change_ok(t, ns, name);
+
+	if (rc)
+		return rc;
+	/* what was written before it is committed, and then dropped: the
+	 * kernel's dirty pages are not written back over the old state */
+	rc = tally_drain(t, NULL, 0);
+	if (rc)
+		return rc;
+	rc = snapshot_open(t, ns, name, &md, &sv);
+	if (!rc && nspace_busy(t, md.nspace))
+		rc = -EBUSY; /* an open file would write into what went */
+	if (!rc)
+		rc = nsleaf_reserve(t);
+	if (rc)
+		goto out;
+	v = nsleaf_of(t, md.nspace);
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_version_rollback(t->meta, v.id, sv.id, later,
+					   gone_name, &g);
+	rc = tally_txn_end(t, rc);
+	if (!rc) {
+		/* the same leaf, now the snapshot's child; its born stays a
+		 * bound of what was made in it */
+		nsleaf_set(t, md.nspace,
+			   (struct meta_ver){ .id = v.id,
+					      .depth = sv.depth + 1 },
+			   nsleaf_born(t, md.nspace));
+		nspace_reload(t, md.nspace, &g);
+		inval = t->inval;
+		rc = tally_txn_sync(t); /* durable when it returns */
+	}
+out:
+	tally_unlock(t);
+	/*
+	 * The kernel forgets what went: the namespace's entry in the root,
+	 * which prunes every unused entry below it, and so every inode of
+	 * it no process holds (a FUSE inode goes with its last entry: with
+	 * the writeback cache, the kernel keeps the size of a file it
+	 * holds, whatever getattr says); then the attributes and pages of
+	 * the ones still held (a working directory). No file of it is open.
+	 */
+	if (inval.entry)
+		inval.entry(inval.arg, TALLY_ROOT_INO, ns);
+	for (size_t i = 0; inval.inode && i < g.ninos; i++)
+		inval.inode(inval.arg, g.inos[i]);
+	gone_free(&g);
 	return rc;
 }
 

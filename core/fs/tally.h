@@ -412,6 +412,16 @@ struct metrics *tally_metrics(struct tally *t);
 int tally_snapshot(struct tally *t, const char *ns, const char *name,
 		   int64_t *ver);
 int tally_rmsnapshot(struct tally *t, const char *ns, const char *name);
+/*
+ * tally_rollback(): namespace @ns becomes its snapshot @name again; what
+ * was written since is dropped and its counts fall (cost: those rows).
+ * With @later, the snapshots taken since go too; without, they make it
+ * -EEXIST. -EBUSY: a file of @ns is open, or has data a failed flush
+ * kept. Durable when it returns; the kernel's caches of what went are
+ * dropped.
+ */
+int tally_rollback(struct tally *t, const char *ns, const char *name,
+		   bool later);
 /* Each snapshot of namespace @ns (NULL: of every namespace), oldest first,
  * with its namespace's name. -ENOENT: no namespace @ns. */
 struct meta_snapshot;

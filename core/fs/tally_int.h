@@ -229,6 +229,10 @@ struct tally {
 	_Atomic int64_t
 		node_id;     /* written under lock (core/cluster/session.c) */
 	struct watch *watch; /* core/cluster/watch.c, or NULL */
+	/* protected by lock: the front end's hooks that drop names and
+	 * inodes from the kernel's caches (tally_watch(); NULL hooks: none),
+	 * for other nodes' changes and this node's rollbacks */
+	struct tally_inval inval;
 	/* other nodes' changes of names seen by core/cluster/watch.c, and its
 	 * losses of the listening connection: a change makes every hint
 	 * made before it void (dcache_hint()) */
@@ -419,6 +423,9 @@ int inode_get_fresh(struct tally *t, uint64_t ino, struct inode **out);
  * nothing of this node's is newer (inode_get_fresh()'s rule). */
 void inode_refresh(struct tally *t, struct inode *ip,
 		   const struct meta_inode *md);
+/* @ip made from its committed row @md, whatever it held; its map read
+ * again at the next read (t->lock held). */
+void inode_take_row(struct inode *ip, const struct meta_inode *md);
 void inode_put(struct tally *t, struct inode *ip);
 void inode_fill_stat(struct tally *t, const struct inode *ip, struct stat *st);
 void inode_md_stat(struct tally *t, const struct meta_inode *md, uint64_t alloc,

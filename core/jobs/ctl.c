@@ -48,6 +48,7 @@ static const struct {
 	{ "snapshot", CTL_SNAPSHOT, 2, 2 },
 	{ "snapshots", CTL_SNAPSHOTS, 0, 1 },
 	{ "rmsnapshot", CTL_RMSNAPSHOT, 2, 2 },
+	{ "rollback", CTL_ROLLBACK, 2, 3 },
 	/* clang-format on */
 };
 
@@ -164,6 +165,12 @@ int ctl_parse(const char *line, size_t len, struct ctl_cmd *cmd)
 		return parse_gc(cmd);
 	if (cmd->verb == CTL_SHARD)
 		return parse_shard(cmd);
+	if (cmd->verb == CTL_ROLLBACK) { /* rollback NS NAME [drop-later] */
+		cmd->later = cmd->nargs == 3;
+		return cmd->nargs < 3 || !strcmp(cmd->args[2], "drop-later")
+			       ? 0
+			       : -EINVAL;
+	}
 	if (cmd->verb == CTL_REKEY) /* rekey /ABS/KEYFILE */
 		return cmd->args[0][0] == '/' ? 0 : -EINVAL;
 	if (cmd->verb == CTL_SWEEP) {
@@ -927,6 +934,7 @@ static void ctl_run(struct ctl_job *j)
 	case CTL_SNAPSHOT:
 	case CTL_SNAPSHOTS:
 	case CTL_RMSNAPSHOT:
+	case CTL_ROLLBACK:
 		rc = ctl_version(j->t, cmd, &j->report);
 		break;
 	case CTL_DU:

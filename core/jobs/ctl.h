@@ -60,6 +60,7 @@ enum ctl_verb {
 	CTL_SNAPSHOT,
 	CTL_SNAPSHOTS,
 	CTL_RMSNAPSHOT,
+	CTL_ROLLBACK,
 };
 
 struct ctl_cmd {
@@ -69,6 +70,7 @@ struct ctl_cmd {
 	double timeout;		  /* drain: seconds, 0 = none */
 	bool remote;		  /* drain remote, verify remote */
 	bool dry_run;		  /* gc dry-run */
+	bool later;		  /* rollback drop-later */
 	int64_t grace;		  /* gc grace=SECONDS, -1 = default */
 	double sample;		  /* verify sample=N%: percent, 100 = all */
 	uint32_t shard;		  /* shard drain/activate ID */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The control commands of versions (docs/design.md, section 13):
- * snapshot NS NAME, snapshots [NS], rmsnapshot NS NAME.
+ * snapshot NS NAME, snapshots [NS], rmsnapshot NS NAME, rollback NS NAME
+ * [drop-later].
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -45,17 +46,22 @@ int ctl_version(struct tally *t, const struct ctl_cmd *cmd, char **report)
 	switch (cmd->verb) {
 	case CTL_SNAPSHOT:
 	case CTL_RMSNAPSHOT:
+	case CTL_ROLLBACK:
 		rc = cmd->verb == CTL_SNAPSHOT
 			     ? tally_snapshot(t, cmd->args[0], cmd->args[1],
 					      &ver)
-			     : tally_rmsnapshot(t, cmd->args[0], cmd->args[1]);
+		     : cmd->verb == CTL_RMSNAPSHOT
+			     ? tally_rmsnapshot(t, cmd->args[0], cmd->args[1])
+			     : tally_rollback(t, cmd->args[0], cmd->args[1],
+					      cmd->later);
 		return rc ? rc
 			  : ctl_aprintf(report,
 					"command: %s\nnamespace: %s\nsnapshot: "
 					"%s\nduration_ms: %.1f\n",
-					cmd->verb == CTL_SNAPSHOT
-						? "snapshot"
-						: "rmsnapshot",
+					cmd->verb == CTL_SNAPSHOT ? "snapshot"
+					: cmd->verb == CTL_RMSNAPSHOT
+						? "rmsnapshot"
+						: "rollback",
 					cmd->args[0], cmd->args[1],
 					ctl_ms_since(&t0));
 	default:

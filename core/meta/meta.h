@@ -296,6 +296,21 @@ int meta_version_born(struct meta *m, int64_t ver, uint64_t *born);
  * number of children than one. In a transaction.
  */
 int meta_version_merge(struct meta *m, int64_t ver, int64_t *child);
+/*
+ * A rollback: the namespace whose leaf is @leaf reads as its snapshot
+ * @snap again. The rows of @leaf, and of the versions between @snap and
+ * it (the snapshots taken since, only when @later allows it), are
+ * deleted, the counts of their extents falling; @leaf stays the leaf, a
+ * child of @snap. @name: each name of the entries deleted (parent and
+ * name, @len bytes), for the caches of names. -EEXIST: snapshots taken
+ * since, and not @later; -ENOENT: @snap is not on @leaf's chain. Costs
+ * the rows deleted. In a transaction.
+ */
+int meta_version_rollback(struct meta *m, int64_t leaf, int64_t snap,
+			  bool later,
+			  int (*name)(void *ctx, uint64_t parent,
+				      const char *name, size_t len),
+			  void *ctx);
 /* Each namespace whose leaf is not its first version (a snapshot was
  * taken of it) to @fn, with its leaf and depth (the versions on the
  * leaf's chain, itself included) and the leaf's born, in the order of

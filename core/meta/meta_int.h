@@ -464,6 +464,9 @@ int meta_remote_schema(struct meta *m);
 int meta_extents_merge(struct meta *m, int64_t ver, int64_t child);
 /* The bytes of the objects that only version @ver's extents that its
  * child @child hides name: what @ver alone holds. */
+/* The extents of version @ver (at META_VER_CHILD_MIN or above) deleted,
+ * the counts of their objects falling. */
+int meta_extents_drop_ver(struct meta *m, int64_t ver);
 int meta_extents_exclusive(struct meta *m, int64_t ver, int64_t child,
 			   uint64_t *bytes);
 

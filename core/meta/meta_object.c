@@ -53,6 +53,8 @@ enum {
 	O_MERGE_WHITEOUTS,
 	O_MERGE_RELABEL,
 	O_EXCLUSIVE,
+	O_VER_LIST,
+	O_VER_DEL,
 	O_COUNT
 };
 
@@ -232,6 +234,13 @@ static const char *const object_text[O_COUNT] = {
 				"e") " AND e.obj <> 0 GROUP BY e.obj) AS d "
 				     "JOIN objects o ON o.id = d.obj WHERE "
 				     "d.n >= o.refcount",
+	/* meta_extents_drop_ver(): the extents of version ?1, one made by a
+	 * freeze (the partial index), their objects counted, then gone */
+	[O_VER_LIST] =
+		"SELECT obj, count(*) FROM extents WHERE ver >= " META_LATER_LIT
+		" AND ver = ?1 AND obj <> 0 GROUP BY obj",
+	[O_VER_DEL] = "DELETE FROM extents WHERE ver >= " META_LATER_LIT
+		      " AND ver = ?1",
 };
 
 /* PostgreSQL: the copy's size and allocation from the source's row of
@@ -833,6 +842,22 @@ int meta_extents_merge(struct meta *m, int64_t ver, int64_t child)
 	for (i = 0; !rc && i < sizeof(ids) / sizeof(*ids); i++)
 		rc = exec_pair(m, ids[i], ver, child, "version merge");
 	return rc;
+}
+
+int meta_extents_drop_ver(struct meta *m, int64_t ver)
+{
+	struct meta_st *s;
+	size_t n;
+	int rc = meta_stmt(m, &meta_object_sql, O_VER_LIST, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, ver);
+	/* the counts fall: objects at zero go by the deletion rule */
+	rc = counts_fall(m, s, "version drop", &n);
+	return rc ? rc
+		  : meta_run_int(m, &meta_object_sql, O_VER_DEL, ver,
+				 "version drop");
 }
 
 int meta_extents_exclusive(struct meta *m, int64_t ver, int64_t child,

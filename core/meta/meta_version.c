@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/meta/meta_int.h"
+#include "core/util/array.h"
 #include "core/util/log.h"
 
 enum {
@@ -44,6 +45,13 @@ enum {
 	V_REPARENT,
 	V_ANC_DROP,
 	V_DROP,
+	V_LATER,
+	V_ON_CHAIN,
+	V_GONE_NAMES,
+	V_GONE_ENT,
+	V_GONE_X,
+	V_GONE_INO,
+	V_SET_PARENT,
 	V_COUNT
 };
 
@@ -61,6 +69,8 @@ enum {
 #define GONE_IN_C                                                          \
 	"(SELECT w.base FROM inodes w WHERE " IN_C("w.ver") " AND w.mode " \
 							    "= 0)"
+/* a row of version ?1, one made by a freeze (the partial indexes) */
+#define OF_V1(col) col " >= " META_LATER_LIT " AND " col " = ?1"
 /* the depth of version v: the versions on its chain */
 #define DEPTH(v) "(SELECT count(*) FROM ver_anc a WHERE a.ver = " v ")"
 
@@ -175,10 +185,38 @@ static const char *const version_text[V_COUNT] = {
 	/* of ?1, the child merged */
 	[V_ANC_DROP] = "DELETE FROM ver_anc WHERE anc = ?1 OR ver = ?1",
 	[V_DROP] = "DELETE FROM versions WHERE id = ?1",
+	/* a rollback (meta_version_rollback()): the versions of leaf ?1's
+	 * chain below snapshot ?2, the leaf first */
+	[V_LATER] = "SELECT anc FROM ver_anc WHERE ver = ?1 AND anc > ?2 "
+		    "ORDER BY anc DESC",
+	[V_ON_CHAIN] = "SELECT count(*) FROM ver_anc WHERE ver = ?1 AND anc "
+		       "= ?2",
+	/* the rows of version ?1, dropped: the names, for the caches */
+	[V_GONE_NAMES] =
+		"SELECT parent, name FROM dentries WHERE " OF_V1("ver"),
+	[V_GONE_ENT] = "DELETE FROM dentries WHERE " OF_V1("ver"),
+	[V_GONE_X] = "DELETE FROM xattrs WHERE " OF_V1("ver"),
+	[V_GONE_INO] = "DELETE FROM inodes WHERE " OF_V1("ver"),
+	[V_SET_PARENT] = "UPDATE versions SET parent = ?2 WHERE id = ?1",
 };
 
 const struct meta_sql meta_version_sql = { META_VERSION, V_COUNT, version_text,
 					   NULL };
+
+/* The two integers of the one row of bound statement @s: 0, or -ENOENT
+ * for no row. */
+static int two_ints(struct meta *m, struct meta_st *s, const char *what,
+		    int64_t *a, int64_t *b)
+{
+	int rc = meta_step(m, s, what);
+
+	if (rc <= 0)
+		return rc ? rc : -ENOENT;
+	*a = meta_col_int(s, 0);
+	*b = meta_col_int(s, 1);
+	meta_reset(s);
+	return 0;
+}
 
 /* The number of children of version @ver in *@n, the first in *@c. */
 static int children(struct meta *m, int64_t ver, int64_t *n, int64_t *c)
@@ -189,13 +227,8 @@ static int children(struct meta *m, int64_t ver, int64_t *n, int64_t *c)
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, ver);
-	rc = meta_step(m, s, "version children");
-	if (rc <= 0)
-		return rc ? rc : meta_no_row("version children");
-	*n = meta_col_int(s, 0);
-	*c = meta_col_int(s, 1);
-	meta_reset(s);
-	return 0;
+	rc = two_ints(m, s, "version children", n, c);
+	return rc == -ENOENT ? meta_no_row("version children") : rc;
 }
 
 /* The bytes only snapshot @ver holds: those its child hides (a chain: a
@@ -295,6 +328,18 @@ int meta_nspace_leaves(struct meta *m,
 	return rc;
 }
 
+/* The version and depth of the one row of bound statement @s into @v. */
+static int ver_row(struct meta *m, struct meta_st *s, const char *what,
+		   struct meta_ver *v)
+{
+	int64_t depth;
+	int rc = two_ints(m, s, what, &v->id, &depth);
+
+	if (!rc)
+		v->depth = (int)depth;
+	return rc;
+}
+
 int meta_nspace_ver(struct meta *m, uint64_t nspace, struct meta_ver *v)
 {
 	struct meta_st *s;
@@ -303,13 +348,7 @@ int meta_nspace_ver(struct meta *m, uint64_t nspace, struct meta_ver *v)
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, (int64_t)nspace);
-	rc = meta_step(m, s, "namespace leaf");
-	if (rc <= 0)
-		return rc ? rc : -ENOENT;
-	v->id = meta_col_int(s, 0);
-	v->depth = (int)meta_col_int(s, 1);
-	meta_reset(s);
-	return 0;
+	return ver_row(m, s, "namespace leaf", v);
 }
 
 int meta_snapshots(struct meta *m, uint64_t nspace,
@@ -419,11 +458,106 @@ int meta_snapshot_find(struct meta *m, uint64_t nspace, const char *name,
 		return rc;
 	meta_bind_int(s, 1, (int64_t)nspace);
 	meta_bind_name(s, 2, name);
-	rc = meta_step(m, s, "snapshot lookup");
-	if (rc <= 0)
-		return rc ? rc : -ENOENT;
-	v->id = meta_col_int(s, 0);
-	v->depth = (int)meta_col_int(s, 1);
-	meta_reset(s);
-	return 0;
+	return ver_row(m, s, "snapshot lookup", v);
+}
+
+/* The rows of version @ver deleted, the counts of its extents falling;
+ * each of its entries' names to @name first. */
+static int drop_rows(struct meta *m, int64_t ver,
+		     int (*name)(void *ctx, uint64_t parent, const char *name,
+				 size_t len),
+		     void *ctx)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_version_sql, V_GONE_NAMES, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, ver);
+	while ((rc = meta_step(m, s, "version drop")) > 0) {
+		int len = meta_col_bytes(s, 1);
+
+		rc = name(ctx, (uint64_t)meta_col_int(s, 0),
+			  (const char *)meta_col_blob(s, 1),
+			  len > 0 ? (size_t)len : 0);
+		if (rc) {
+			meta_reset(s);
+			return rc;
+		}
+	}
+	/* entries before inodes: an entry's parent (dentries_parent_fk) */
+	if (!rc)
+		rc = meta_run_int(m, &meta_version_sql, V_GONE_ENT, ver,
+				  "version drop");
+	if (!rc)
+		rc = meta_run_int(m, &meta_version_sql, V_GONE_X, ver,
+				  "version drop");
+	if (!rc)
+		rc = meta_extents_drop_ver(m, ver);
+	if (!rc)
+		rc = meta_run_int(m, &meta_version_sql, V_GONE_INO, ver,
+				  "version drop");
+	return rc;
+}
+
+int meta_version_rollback(struct meta *m, int64_t leaf, int64_t snap,
+			  bool later,
+			  int (*name)(void *ctx, uint64_t parent,
+				      const char *name, size_t len),
+			  void *ctx)
+{
+	static const int gone[] = { V_ANC_DROP, V_DROP, V_BORN_DROP };
+	struct meta_st *s;
+	int64_t *vers = NULL, on = 0;
+	size_t n = 0, cap = 0, i, k;
+	int rc = meta_stmt_pair(m, &meta_version_sql, V_ON_CHAIN, leaf, snap,
+				&s);
+
+	if (!rc)
+		rc = meta_int(m, s, &on, "rollback");
+	if (!rc && on != 1)
+		return -ENOENT; /* not an ancestor of the leaf */
+	if (!rc)
+		rc = meta_stmt_pair(m, &meta_version_sql, V_LATER, leaf, snap,
+				    &s);
+	while (!rc && (rc = meta_step(m, s, "rollback")) > 0) {
+		if (array_reserve(&vers, &cap, n + 1, sizeof(*vers))) {
+			meta_reset(s);
+			rc = -ENOMEM;
+			break;
+		}
+		vers[n++] = meta_col_int(s, 0);
+		rc = 0; /* a row: the next */
+	}
+	if (!rc && (n == 0 || vers[0] != leaf)) {
+		log_msg(LOG_ERR,
+			"version %" PRId64 " is not the deepest of its "
+			"chain: no rollback",
+			leaf);
+		rc = -EPROTO;
+	}
+	for (i = 0; !rc && i < n; i++)
+		if (vers[i] < META_VER_CHILD_MIN) {
+			/* its rows are in no partial index */
+			log_msg(LOG_ERR,
+				"version %" PRId64 " has the id of a first "
+				"version: no rollback",
+				vers[i]);
+			rc = -EPROTO;
+		}
+	/* the snapshots taken since: dropped only when asked (as ZFS's
+	 * rollback -r) */
+	if (!rc && n > 1 && !later)
+		rc = -EEXIST;
+	for (i = 0; !rc && i < n; i++)
+		rc = drop_rows(m, vers[i], name, ctx);
+	/* the versions between: gone, with their place on the leaf's chain */
+	for (i = 1; !rc && i < n; i++)
+		for (k = 0; !rc && k < sizeof(gone) / sizeof(*gone); k++)
+			rc = meta_run_int(m, &meta_version_sql, gone[k],
+					  vers[i], "rollback");
+	if (!rc)
+		rc = run_pair(m, V_SET_PARENT, leaf, snap, "rollback");
+	free(vers);
+	return rc;
 }

@@ -12,7 +12,12 @@
 #     lowers counts): the namespace reads as it was, the merge is done
 #     (durable too), the store checks clean; the snapshot left is removed
 #     too, GC collects what only they held, and the store checks clean
-#     with no orphan object file.
+#     with no orphan object file;
+#  4. power loss right after `rollback` to the snapshot left: the
+#     namespace reads as the snapshot (a rollback that returned is
+#     durable), the store checks clean; the snapshot is removed, GC
+#     collects what only the dropped version held, and the store checks
+#     clean with no orphan object file.
 SCN_TIMEOUT=${SCN_TIMEOUT:-240}
 source "$(dirname "$0")/../scenario/lib.sh"
 source "$(dirname "$0")/pl_lib.sh"
@@ -89,9 +94,20 @@ same "after a loss right after a merge" v2
 assert_eq "the merge after the loss: s2 alone" 1 "$(nsnaps)"
 clean "after a loss right after a merge"
 same "remounted" v2
+
+log "4: power loss right after a rollback"
+rand_file "$NS/e" $((2 * MIB + 5))
+printf 'f\n' >>"$NS/c"
+drain
+ctl "rollback main s2" || fail "rollback s2 failed"
+power_loss
+mount_fs "$STORE" "$MNT"
+same "after a loss right after a rollback" v1
+assert_eq "the snapshot kept by the rollback" 1 "$(nsnaps)"
+clean "after a loss right after a rollback"
 ctl "rmsnapshot main s2" || fail "rmsnapshot s2 failed"
 assert_eq "no snapshot left" 0 "$(nsnaps)"
-same "without snapshots" v2
+same "without snapshots" v1
 ctl "gc grace=0" || fail "gc failed"
 umount_fs
 fsck_consistent "at the end" "$STORE"

@@ -34,6 +34,13 @@ Test(ctl, good_commands)
 	cr_assert_eq(parse("rekey /root/new.key\n", &c), 0);
 	cr_assert_eq(c.verb, CTL_REKEY);
 	cr_assert_str_eq(c.args[0], "/root/new.key");
+	cr_assert_eq(parse("rollback main s1\n", &c), 0);
+	cr_assert_eq(c.verb, CTL_ROLLBACK);
+	cr_assert_not(c.later);
+	cr_assert_eq(parse("rollback main s1 drop-later\n", &c), 0);
+	cr_assert_eq(c.verb, CTL_ROLLBACK);
+	cr_assert_str_eq(c.args[1], "s1");
+	cr_assert(c.later);
 }
 
 Test(ctl, malformed_commands)
@@ -59,6 +66,10 @@ Test(ctl, malformed_commands)
 		"rekey new.key",
 		"rekey ./new.key",
 		"rekey /a /b",
+		"rollback",
+		"rollback main",
+		"rollback main s1 later",
+		"rollback main s1 drop-later drop-later",
 	};
 	struct ctl_cmd c;
 	size_t i;

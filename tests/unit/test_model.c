@@ -15,7 +15,11 @@
  * that every operation also runs at the end of a chain of versions;
  * each snapshot must keep reading as it was taken (the names, inodes,
  * sizes, link counts and block maps the namespace had then), whatever
- * the namespace and the other snapshots' removals did since.
+ * the namespace and the other snapshots' removals did since. A
+ * rollback to a random snapshot makes its namespace what the snapshot
+ * holds (the model takes the snapshot's names, sizes, links and bytes),
+ * refused while a file of it is open or, without drop-later, while
+ * later snapshots of it exist.
  *
  * A failure names its seed and operation: run that seed's test alone.
  */
@@ -59,6 +63,7 @@ struct mfile {
 	unsigned nlink;
 	bool held; /* opened by an earlier operation, not yet released */
 	bool live;
+	int ns; /* its namespace */
 };
 
 static struct mfile files[NFILES];
@@ -70,6 +75,7 @@ static unsigned char scratch[MAXSIZE + BS];
 struct msnap {
 	bool live;
 	int ns;
+	unsigned seq; /* the order it was taken in */
 	char name[16];
 	struct {
 		uint64_t ino; /* 0: no name in the slot */
@@ -77,11 +83,12 @@ struct msnap {
 		uint32_t nlink;
 		size_t nmap;
 		struct meta_bref *map;
+		unsigned char *data; /* MAXSIZE bytes, for a rollback */
 	} slot[NSLOT];
 };
 
 static struct msnap snaps[MAXSNAP];
-static unsigned snap_seq, snap_merges;
+static unsigned snap_seq, snap_merges, snap_dropped, rollbacks;
 static uint64_t rng;
 static unsigned seed, op;
 static char what[160];
@@ -120,6 +127,8 @@ static void snap_free(struct msnap *sn)
 	for (int s = 0; s < NSLOT; s++) {
 		free(sn->slot[s].map);
 		sn->slot[s].map = NULL;
+		free(sn->slot[s].data);
+		sn->slot[s].data = NULL;
 	}
 	sn->live = false;
 }
@@ -597,6 +606,7 @@ static void op_create(int ns, int slot)
 	cr_assert_eq(rc, 0, CTX "mknod: %s", CTXARGS, strerror(-rc));
 	tally_forget(t, st.st_ino, 1);
 	names[ns][slot] = new_file(st.st_ino);
+	files[names[ns][slot]].ns = ns;
 }
 
 /* Link the file of @ns/@slot as @nns/@nslot: a hard link in the same
@@ -625,6 +635,7 @@ static void op_link(int ns, int slot, int nns, int nslot)
 	cr_assert_neq(st.st_ino, files[f].ino, CTX "a new inode", CTXARGS);
 	cr_assert_eq((size_t)st.st_size, files[f].size, CTX "size", CTXARGS);
 	g = new_file(st.st_ino);
+	files[g].ns = nns;
 	memcpy(files[g].data, files[f].data, MAXSIZE);
 	files[g].size = files[f].size;
 	names[nns][nslot] = g;
@@ -660,6 +671,7 @@ static void op_snapshot(int ns)
 	if (!sn)
 		return;
 	snprintf(sn->name, sizeof(sn->name), "s%u", ++snap_seq);
+	sn->seq = snap_seq;
 	snprintf(what, sizeof(what), "snapshot %s %s", nsname, sn->name);
 	sn->ns = ns;
 	rc = tally_snapshot(t, nsname, sn->name, &ver);
@@ -682,25 +694,116 @@ static void op_snapshot(int ns)
 			     CTX "slot %d size", CTXARGS, s);
 		cr_assert_eq(sn->slot[s].nlink, files[f].nlink,
 			     CTX "slot %d links", CTXARGS, s);
+		sn->slot[s].data = malloc(MAXSIZE);
+		cr_assert_not_null(sn->slot[s].data);
+		memcpy(sn->slot[s].data, files[f].data, MAXSIZE);
 	}
+}
+
+/* A random live snapshot, or -1. */
+static int pick_snap(void)
+{
+	int i = (int)rnd(MAXSNAP), k;
+
+	for (k = 0; k < MAXSNAP && !snaps[(i + k) % MAXSNAP].live; k++)
+		;
+	return k == MAXSNAP ? -1 : (i + k) % MAXSNAP;
 }
 
 /* The removal of a random snapshot (a merge of two versions). */
 static void op_rmsnapshot(void)
 {
-	int i = (int)rnd(MAXSNAP), k, rc;
+	int i = pick_snap(), rc;
 
-	for (k = 0; k < MAXSNAP && !snaps[(i + k) % MAXSNAP].live; k++)
-		;
-	if (k == MAXSNAP)
+	if (i < 0)
 		return;
-	i = (i + k) % MAXSNAP;
 	snprintf(what, sizeof(what), "rmsnapshot %s %s",
 		 snaps[i].ns ? "b" : "a", snaps[i].name);
 	rc = tally_rmsnapshot(t, snaps[i].ns ? "b" : "a", snaps[i].name);
 	cr_assert_eq(rc, 0, CTX "rmsnapshot: %s", CTXARGS, strerror(-rc));
 	snap_free(&snaps[i]);
 	snap_merges++;
+}
+
+static void op_unhold(int f);
+
+/* The model of namespace @ns after its rollback to @sn: its names, and
+ * the inodes they name, as the snapshot had them. */
+static void model_rollback(int ns, const struct msnap *sn)
+{
+	int s, f;
+
+	for (f = 0; f < NFILES; f++)
+		if (files[f].live && files[f].ns == ns)
+			files[f].live = false;
+	for (s = 0; s < NSLOT; s++)
+		names[ns][s] = -1;
+	for (s = 0; s < NSLOT; s++) {
+		if (!sn->slot[s].ino)
+			continue;
+		for (f = 0; f < NFILES &&
+			    !(files[f].live && files[f].ino == sn->slot[s].ino);
+		     f++)
+			;
+		if (f == NFILES) { /* its first name: the inode again */
+			f = new_file(sn->slot[s].ino);
+			files[f].ns = ns;
+			memcpy(files[f].data, sn->slot[s].data, MAXSIZE);
+			files[f].size = sn->slot[s].size;
+			files[f].nlink = sn->slot[s].nlink;
+		}
+		names[ns][s] = f;
+	}
+}
+
+/* A rollback of a random snapshot's namespace to it: refused while a
+ * file of it is open, and while later snapshots exist unless they are
+ * dropped too. */
+static void op_rollback(void)
+{
+	int i = pick_snap(), ns, k, f, rc;
+	bool later = false, busy = false, drop;
+	const char *nsname;
+
+	if (i < 0)
+		return;
+	ns = snaps[i].ns;
+	nsname = ns ? "b" : "a";
+	for (k = 0; k < MAXSNAP; k++)
+		later |= snaps[k].live && snaps[k].ns == ns &&
+			 snaps[k].seq > snaps[i].seq;
+	for (f = 0; f < NFILES; f++)
+		busy |= files[f].live && files[f].ns == ns && files[f].held;
+	drop = later && rnd(2);
+	snprintf(what, sizeof(what), "rollback %s %s%s", nsname, snaps[i].name,
+		 drop ? " drop-later" : "");
+	if (busy) {
+		rc = tally_rollback(t, nsname, snaps[i].name, drop);
+		cr_assert_eq(rc, -EBUSY, CTX "with a file open: %d", CTXARGS,
+			     rc);
+		for (f = 0; f < NFILES; f++)
+			if (files[f].live && files[f].ns == ns && files[f].held)
+				op_unhold(f);
+		snprintf(what, sizeof(what), "rollback %s %s%s", nsname,
+			 snaps[i].name, drop ? " drop-later" : "");
+	}
+	rc = tally_rollback(t, nsname, snaps[i].name, drop);
+	if (later && !drop) {
+		cr_assert_eq(rc, -EEXIST, CTX "with later snapshots: %d",
+			     CTXARGS, rc);
+		return;
+	}
+	cr_assert_eq(rc, 0, CTX "rollback: %s", CTXARGS, strerror(-rc));
+	model_rollback(ns, &snaps[i]);
+	for (k = 0; k < MAXSNAP; k++)
+		if (snaps[k].live && snaps[k].ns == ns &&
+		    snaps[k].seq > snaps[i].seq) {
+			snap_free(&snaps[k]);
+			snap_dropped++;
+		}
+	rollbacks++;
+	check_all();
+	check_snaps();
 }
 
 static void op_hold(int f)
@@ -819,6 +922,10 @@ static void step(void)
 		op_rmsnapshot();
 		return;
 	}
+	if (rnd(1000) < 8) {
+		op_rollback();
+		return;
+	}
 	if (f < 0 || (r >= 68 && r < 72)) {
 		if (pick_slot(false, -1, &ns, &slot)) {
 			op_create(ns, slot);
@@ -893,7 +1000,7 @@ static void run(unsigned s)
 	memset(names, -1, sizeof(names));
 	for (i = 0; i < MAXSNAP; i++)
 		snap_free(&snaps[i]);
-	snap_seq = snap_merges = 0;
+	snap_seq = snap_merges = snap_dropped = rollbacks = 0;
 	memset(pat[0], 0, BS);
 	for (i = 1; i < NPAT; i++)
 		tu_fill(pat[i], BS, 1000 + (unsigned)i);
@@ -930,8 +1037,11 @@ static void run(unsigned s)
 	check_all();
 	/* the sequence took and merged versions, not a few */
 	cr_assert_geq(snap_seq, 10, CTX "%u snapshots", CTXARGS, snap_seq);
-	cr_assert_eq(snap_merges, snap_seq, CTX "%u of %u removed", CTXARGS,
-		     snap_merges, snap_seq);
+	cr_assert_eq(snap_merges + snap_dropped, snap_seq,
+		     CTX "%u merged and %u dropped of %u", CTXARGS, snap_merges,
+		     snap_dropped, snap_seq);
+	/* and rolled back to some */
+	cr_assert_geq(rollbacks, 2, CTX "%u rollbacks", CTXARGS, rollbacks);
 }
 
 Test(model, seed_1)
