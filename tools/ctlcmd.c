@@ -565,6 +565,28 @@ static const struct ctlcmd cmds[] = {
 	  "Example:\n"
 	  "  tallyctl /mnt/t rollback main before-upgrade\n",
 	  2, 2, OPT_DROP_LATER, build_rollback },
+	{ "diff", "A B", "what changed between two versions of a namespace",
+	  "List every path that differs between A and B, each a namespace\n"
+	  "(what it holds now) or one of its snapshots (NAMESPACE@NAME), in\n"
+	  "time that grows with what changed between them, not with the\n"
+	  "namespace: one line per path, relative to the namespace's root,\n"
+	  "sorted, as git diff --name-status does:\n"
+	  "  A path   in B only (a directory added lists what it holds)\n"
+	  "  D path   in A only\n"
+	  "  M path   in both, changed: contents, size, mode, owner, mtime,\n"
+	  "           xattrs, or another file under the name (a directory\n"
+	  "           whose entries changed has a new mtime)\n"
+	  "A path with a control character, a quote or a backslash is\n"
+	  "written in double quotes with C escapes. A and B must be versions\n"
+	  "of one namespace (EXDEV: a branch is a copy, with no version in\n"
+	  "common); ENOENT for no such namespace or snapshot.\n"
+	  "\n"
+	  "Report: from, to, added, removed, modified, then the lines.\n"
+	  "Sends: diff A B\n"
+	  "\n"
+	  "Example:\n"
+	  "  tallyctl /mnt/t diff main@before-upgrade main\n",
+	  2, 2, 0, build_plain },
 	{ "gc", "[--dry-run] [--grace=S]",
 	  "collect object files that nothing references",
 	  "Run a GC cycle: list the object files, mark those that no file\n"

@@ -86,6 +86,9 @@ static const struct {
 	  "interrupted: the command may still be running in the mount" },
 	{ ENOSYS, "ENOSYS", "not supported by this mount" },
 	{ EOPNOTSUPP, "EOPNOTSUPP", "not supported by this mount" },
+	{ EXDEV, "EXDEV",
+	  "not versions of one namespace (a branch is a copy: no version in "
+	  "common)" },
 };
 
 /*

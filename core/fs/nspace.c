@@ -64,7 +64,7 @@ int tally_inode_row(struct tally *t, uint64_t ino, struct meta_inode *md)
 	return v.depth > 1 ? meta_inode_get(t->meta, &v, ino, md) : 0;
 }
 
-static struct meta_ver nsleaf_of(struct tally *t, uint64_t nspace)
+struct meta_ver tally_nspace_leaf(struct tally *t, uint64_t nspace)
 {
 	const struct nsleaf *l = nsleaf_find(t, nspace);
 
@@ -149,7 +149,7 @@ int tally_nspace_leaves_load(struct tally *t)
 	return 0;
 }
 
-static int nspace_name_ok(const char *name)
+int tally_nspace_name_ok(const char *name)
 {
 	int rc = tally_check_name(name);
 
@@ -175,8 +175,7 @@ static int snapshot_name_ok(const char *name)
 	return 0;
 }
 
-/* Namespace @ns's root row in *@md (t->lock held). */
-static int nspace_row(struct tally *t, const char *ns, struct meta_inode *md)
+int tally_nspace_row(struct tally *t, const char *ns, struct meta_inode *md)
 {
 	uint64_t root;
 	int rc = meta_dentry_lookup(t->meta, &META_VER_ROOT, TALLY_ROOT_INO, ns,
@@ -188,7 +187,7 @@ static int nspace_row(struct tally *t, const char *ns, struct meta_inode *md)
 /* The checks of a change of namespace @ns's versions named @name. */
 static int version_change_ok(struct tally *t, const char *ns, const char *name)
 {
-	int rc = nspace_name_ok(ns);
+	int rc = tally_nspace_name_ok(ns);
 
 	if (!rc)
 		rc = snapshot_name_ok(name);
@@ -217,7 +216,7 @@ int tally_snapshot(struct tally *t, const char *ns, const char *name,
 	if (rc)
 		return rc;
 	tally_lock(t);
-	rc = nspace_row(t, ns, &md);
+	rc = tally_nspace_row(t, ns, &md);
 	if (!rc) {
 		rc = meta_snapshot_find(t->meta, md.nspace, name, &sv);
 		rc = rc == -ENOENT ? 0 : (rc ? rc : -EEXIST);
@@ -228,7 +227,7 @@ int tally_snapshot(struct tally *t, const char *ns, const char *name,
 		rc = meta_room(t->meta);
 	if (rc)
 		goto out;
-	v = nsleaf_of(t, md.nspace);
+	v = tally_nspace_leaf(t, md.nspace);
 	rc = meta_begin(t->meta);
 	/* an inode made from now on is the new leaf's alone */
 	if (!rc)
@@ -260,7 +259,7 @@ static int snapshot_open(struct tally *t, const char *ns, const char *name,
 	int rc;
 
 	tally_lock(t);
-	rc = nspace_row(t, ns, md);
+	rc = tally_nspace_row(t, ns, md);
 	if (!rc)
 		rc = meta_snapshot_find(t->meta, md->nspace, name, sv);
 	return rc ? rc : meta_room(t->meta);
@@ -279,7 +278,7 @@ int tally_rmsnapshot(struct tally *t, const char *ns, const char *name)
 	rc = snapshot_open(t, ns, name, &md, &sv);
 	if (rc)
 		goto out;
-	v = nsleaf_of(t, md.nspace);
+	v = tally_nspace_leaf(t, md.nspace);
 	born = nsleaf_born(t, md.nspace);
 	rc = meta_begin(t->meta);
 	if (!rc)
@@ -407,7 +406,7 @@ int tally_rollback(struct tally *t, const char *ns, const char *name,
 		rc = nsleaf_reserve(t);
 	if (rc)
 		goto out;
-	v = nsleaf_of(t, md.nspace);
+	v = tally_nspace_leaf(t, md.nspace);
 	rc = meta_begin(t->meta);
 	if (!rc)
 		rc = meta_version_rollback(t->meta, v.id, sv.id, later,
@@ -495,10 +494,10 @@ int tally_branch(struct tally *t, const char *src, const char *dst,
 	struct progress_job *pj;
 	struct meta_inode md;
 	uint64_t src_ino, dst_ino, next, newroot = 0, count = 0;
-	int rc = nspace_name_ok(src);
+	int rc = tally_nspace_name_ok(src);
 
 	if (!rc)
-		rc = nspace_name_ok(dst);
+		rc = tally_nspace_name_ok(dst);
 	if (!rc)
 		rc = tally_nspace_name_taken(dst);
 	if (rc)

@@ -422,6 +422,25 @@ int tally_rmsnapshot(struct tally *t, const char *ns, const char *name);
  */
 int tally_rollback(struct tally *t, const char *ns, const char *name,
 		   bool later);
+/*
+ * tally_diff(): the paths that differ between @a and @b, each namespace
+ * NS (what it committed: buffers are committed first) or its snapshot
+ * NS@NAME, in time that grows with what changed between them: *@out
+ * (tally_changes_free()), sorted by path, each path relative to the
+ * namespace's root ("." for the root itself) with its status: 'A' in @b
+ * only, 'D' in @a only, 'M' in both but not the same (contents, size,
+ * mode, owner, mtime, xattrs, or another file under the name). A
+ * directory added or removed lists what it holds. -EXDEV: versions of
+ * two namespaces; -ENOENT: no such namespace or snapshot; -EINVAL: a
+ * malformed side; -EOPNOTSUPP: a shared store.
+ */
+struct tally_change {
+	char status;
+	char *path;
+};
+int tally_diff(struct tally *t, const char *a, const char *b,
+	       struct tally_change **out, size_t *n);
+void tally_changes_free(struct tally_change *v, size_t n);
 /* Each snapshot of namespace @ns (NULL: of every namespace), oldest first,
  * with its namespace's name. -ENOENT: no namespace @ns. */
 struct meta_snapshot;

@@ -324,6 +324,13 @@ struct timespec tally_now(void);
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t tally_mono_ms(void);
 int tally_check_name(const char *name);
+/* Namespaces (core/fs/nspace.c, t->lock held but for the name check):
+ * whether @name may name a namespace (0 or -EINVAL, -ENAMETOOLONG);
+ * namespace @ns's root row; the leaf namespace @nspace writes into, with
+ * its chain's depth (0: its first version, no chain). */
+int tally_nspace_name_ok(const char *name);
+int tally_nspace_row(struct tally *t, const char *ns, struct meta_inode *md);
+struct meta_ver tally_nspace_leaf(struct tally *t, uint64_t nspace);
 bool tally_is_ctl_name(uint64_t parent, const char *name);
 /* Whether @name may name a new namespace: -EINVAL for one reserved for
  * versions (".snapshots", or one holding '@'), else 0. Namespaces named

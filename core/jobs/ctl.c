@@ -49,6 +49,7 @@ static const struct {
 	{ "snapshots", CTL_SNAPSHOTS, 0, 1 },
 	{ "rmsnapshot", CTL_RMSNAPSHOT, 2, 2 },
 	{ "rollback", CTL_ROLLBACK, 2, 3 },
+	{ "diff", CTL_DIFF, 2, 2 },
 	/* clang-format on */
 };
 
@@ -935,6 +936,7 @@ static void ctl_run(struct ctl_job *j)
 	case CTL_SNAPSHOTS:
 	case CTL_RMSNAPSHOT:
 	case CTL_ROLLBACK:
+	case CTL_DIFF:
 		rc = ctl_version(j->t, cmd, &j->report);
 		break;
 	case CTL_DU:

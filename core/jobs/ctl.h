@@ -61,6 +61,7 @@ enum ctl_verb {
 	CTL_SNAPSHOTS,
 	CTL_RMSNAPSHOT,
 	CTL_ROLLBACK,
+	CTL_DIFF,
 };
 
 struct ctl_cmd {

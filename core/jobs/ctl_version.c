@@ -2,9 +2,11 @@
 /*
  * The control commands of versions (docs/design.md, section 13):
  * snapshot NS NAME, snapshots [NS], rmsnapshot NS NAME, rollback NS NAME
- * [drop-later].
+ * [drop-later], diff A B.
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -33,6 +35,66 @@ static int snap_line(void *ctx, const char *ns, const struct meta_snapshot *sn)
 			  "snapshot: %s@%s\ncreated: %s\nbytes_exclusive: "
 			  "%" PRIu64 "\n",
 			  ns, sn->name, when, sn->bytes);
+}
+
+/*
+ * A path of a diff's line: as is, or, when it holds a control character,
+ * a quote or a backslash, in double quotes with C escapes (\n, \t, \",
+ * \\, \ooo for the other bytes below 32 and 127), as git does.
+ */
+static int quoted(char **text, const char *path)
+{
+	const unsigned char *p;
+	bool plain = true;
+	int rc;
+
+	for (p = (const unsigned char *)path; *p && plain; p++)
+		plain = *p >= 32 && *p != 127 && *p != '"' && *p != '\\';
+	if (plain)
+		return ctl_append(text, "%s", path);
+	rc = ctl_append(text, "\"");
+	for (p = (const unsigned char *)path; *p && !rc; p++) {
+		if (*p == '\n')
+			rc = ctl_append(text, "\\n");
+		else if (*p == '\t')
+			rc = ctl_append(text, "\\t");
+		else if (*p == '"' || *p == '\\')
+			rc = ctl_append(text, "\\%c", *p);
+		else if (*p < 32 || *p == 127)
+			rc = ctl_append(text, "\\%03o", *p);
+		else
+			rc = ctl_append(text, "%c", *p);
+	}
+	return rc ? rc : ctl_append(text, "\"");
+}
+
+/* diff A B: the counts, then a line per path ("A path", "D path", "M
+ * path"), sorted by path. */
+static int diff_report(struct tally *t, const struct ctl_cmd *cmd,
+		       char **report)
+{
+	struct tally_change *v;
+	size_t n, i, count[3] = { 0 };
+	char *lines = NULL;
+	int rc = tally_diff(t, cmd->args[0], cmd->args[1], &v, &n);
+
+	for (i = 0; !rc && i < n; i++) {
+		count[v[i].status == 'A' ? 0 : v[i].status == 'D' ? 1 : 2]++;
+		rc = ctl_append(&lines, "%c ", v[i].status);
+		if (!rc)
+			rc = quoted(&lines, v[i].path);
+		if (!rc)
+			rc = ctl_append(&lines, "\n");
+	}
+	if (!rc)
+		rc = ctl_aprintf(report,
+				 "command: diff\nfrom: %s\nto: %s\nadded: %zu\n"
+				 "removed: %zu\nmodified: %zu\n%s",
+				 cmd->args[0], cmd->args[1], count[0], count[1],
+				 count[2], lines ? lines : "");
+	free(lines);
+	tally_changes_free(v, n);
+	return rc;
 }
 
 int ctl_version(struct tally *t, const struct ctl_cmd *cmd, char **report)
@@ -64,6 +126,8 @@ int ctl_version(struct tally *t, const struct ctl_cmd *cmd, char **report)
 						: "rollback",
 					cmd->args[0], cmd->args[1],
 					ctl_ms_since(&t0));
+	case CTL_DIFF:
+		return diff_report(t, cmd, report);
 	default:
 		rc = tally_snapshots(t, cmd->nargs ? cmd->args[0] : NULL,
 				     snap_line, &l);

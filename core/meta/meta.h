@@ -306,6 +306,29 @@ int meta_version_merge(struct meta *m, int64_t ver, int64_t *child);
  * since, and not @later; -ENOENT: @snap is not on @leaf's chain. Costs
  * the rows deleted. In a transaction.
  */
+/*
+ * The versions on @ver's chain below its ancestor @anc, deepest (@ver)
+ * first, into *@vers (malloc'ed; none if @ver is @anc): what a rollback
+ * drops and a diff reads. -ENOENT: @anc is not on @ver's chain.
+ */
+int meta_version_between(struct meta *m, int64_t ver, int64_t anc,
+			 int64_t **vers, size_t *n);
+/*
+ * What version @ver (made by a freeze) changed, from its own rows: each
+ * name it wrote or removed to @entry (parent and name, @len bytes), then
+ * each inode whose row, extents or xattrs it wrote to @inode (once per
+ * inode). Costs its rows.
+ */
+int meta_version_changes(struct meta *m, int64_t ver,
+			 int (*entry)(void *ctx, uint64_t parent,
+				      const char *name, size_t len),
+			 int (*inode)(void *ctx, uint64_t ino), void *ctx);
+/* The entries of @v's chain that may name inode @ino (a row of a deeper
+ * version may hide one: meta_dentry_lookup() in @v tells). */
+int meta_names_of(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		  int (*fn)(void *ctx, uint64_t parent, const char *name,
+			    size_t len),
+		  void *ctx);
 int meta_version_rollback(struct meta *m, int64_t leaf, int64_t snap,
 			  bool later,
 			  int (*name)(void *ctx, uint64_t parent,

@@ -127,6 +127,8 @@ const char meta_db_gc_schema[] =
 	"CREATE INDEX IF NOT EXISTS extents_obj ON extents(obj, shard);"
 	/* the rows of versions made by a freeze (meta_int.h, IN_C) */
 	META_LATER_INDEXES
+		/* the names of an inode (a diff's paths) */
+		META_INO_INDEX
 	/* the number of inodes, for statfs without a scan */
 	"INSERT INTO config(key, value) SELECT 'inodes',"
 	" (SELECT count(*) FROM inodes) WHERE NOT EXISTS"

@@ -458,15 +458,19 @@ int meta_remote_schema(struct meta *m);
 	"ver >= " META_LATER_LIT ";"                                        \
 	"CREATE INDEX IF NOT EXISTS inodes_later ON inodes(ver) WHERE "     \
 	"ver >= " META_LATER_LIT ";"
+/* The entries that name an inode (made at open when missing, both
+ * engines): the path of a changed row in a diff, without a scan. */
+#define META_INO_INDEX \
+	"CREATE INDEX IF NOT EXISTS dentries_ino ON dentries(ino, ver);"
 /* The extents of a merge (meta_version_merge()): version @ver's that its
  * child @child replaces go, their counts falling; @child's holes left
  * hiding nothing go; the rest of @child's are relabelled @ver. */
 int meta_extents_merge(struct meta *m, int64_t ver, int64_t child);
-/* The bytes of the objects that only version @ver's extents that its
- * child @child hides name: what @ver alone holds. */
 /* The extents of version @ver (at META_VER_CHILD_MIN or above) deleted,
  * the counts of their objects falling. */
 int meta_extents_drop_ver(struct meta *m, int64_t ver);
+/* The bytes of the objects that only version @ver's extents that its
+ * child @child hides name: what @ver alone holds. */
 int meta_extents_exclusive(struct meta *m, int64_t ver, int64_t child,
 			   uint64_t *bytes);
 

@@ -644,6 +644,14 @@ int meta_pg_check_or_format(struct meta *m, bool create, uint32_t block_size)
 			       &has);
 	if (!rc && !has)
 		rc = meta_exec(m, META_LATER_INDEXES);
+	/* the names of an inode (a diff's paths): a store of before lacks it */
+	if (!rc)
+		rc = query_int(m,
+			       "SELECT count(*) FROM pg_catalog.pg_class "
+			       "WHERE relname = 'dentries_ino'",
+			       &has);
+	if (!rc && !has)
+		rc = meta_exec(m, META_INO_INDEX);
 	/* the deletion claims (a store of before may lack the table), and
 	 * their node (one of before: none, so its claims are taken for
 	 * those of a node that is gone) */

@@ -52,6 +52,8 @@ enum {
 	V_GONE_X,
 	V_GONE_INO,
 	V_SET_PARENT,
+	V_CHANGED_INOS,
+	V_NAMES_OF,
 	V_COUNT
 };
 
@@ -198,6 +200,16 @@ static const char *const version_text[V_COUNT] = {
 	[V_GONE_X] = "DELETE FROM xattrs WHERE " OF_V1("ver"),
 	[V_GONE_INO] = "DELETE FROM inodes WHERE " OF_V1("ver"),
 	[V_SET_PARENT] = "UPDATE versions SET parent = ?2 WHERE id = ?1",
+	/* a diff: the inodes version ?1 changed (an inode's rows, its
+	 * extents, its xattrs; a copy names its inode in base) */
+	[V_CHANGED_INOS] =
+		"SELECT coalesce(base, ino) FROM inodes WHERE " OF_V1("ver") " UNION SELECT ino FROM extents WHERE " OF_V1(
+			"ver") " UNION "
+			       "SELECT ino FROM xattrs WHERE " OF_V1("ver"),
+	/* the entries that may name inode ?1 in version ?2: each row of its
+	 * chain (a later row of the same name may hide it) */
+	[V_NAMES_OF] = "SELECT parent, name FROM dentries WHERE ino = ?1 AND "
+		       "+ver IN (SELECT anc FROM ver_anc WHERE ver = ?2)",
 };
 
 const struct meta_sql meta_version_sql = { META_VERSION, V_COUNT, version_text,
@@ -461,6 +473,28 @@ int meta_snapshot_find(struct meta *m, uint64_t nspace, const char *name,
 	return ver_row(m, s, "snapshot lookup", v);
 }
 
+/* Each (parent, name) of the rows of bound statement @s to @fn. */
+static int name_rows(struct meta *m, struct meta_st *s, const char *what,
+		     int (*fn)(void *ctx, uint64_t parent, const char *name,
+			       size_t len),
+		     void *ctx)
+{
+	int rc;
+
+	while ((rc = meta_step(m, s, what)) > 0) {
+		int len = meta_col_bytes(s, 1);
+
+		rc = fn(ctx, (uint64_t)meta_col_int(s, 0),
+			(const char *)meta_col_blob(s, 1),
+			len > 0 ? (size_t)len : 0);
+		if (rc) {
+			meta_reset(s);
+			return rc;
+		}
+	}
+	return rc;
+}
+
 /* The rows of version @ver deleted, the counts of its extents falling;
  * each of its entries' names to @name first. */
 static int drop_rows(struct meta *m, int64_t ver,
@@ -474,17 +508,7 @@ static int drop_rows(struct meta *m, int64_t ver,
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, ver);
-	while ((rc = meta_step(m, s, "version drop")) > 0) {
-		int len = meta_col_bytes(s, 1);
-
-		rc = name(ctx, (uint64_t)meta_col_int(s, 0),
-			  (const char *)meta_col_blob(s, 1),
-			  len > 0 ? (size_t)len : 0);
-		if (rc) {
-			meta_reset(s);
-			return rc;
-		}
-	}
+	rc = name_rows(m, s, "version drop", name, ctx);
 	/* entries before inodes: an entry's parent (dentries_parent_fk) */
 	if (!rc)
 		rc = meta_run_int(m, &meta_version_sql, V_GONE_ENT, ver,
@@ -500,6 +524,56 @@ static int drop_rows(struct meta *m, int64_t ver,
 	return rc;
 }
 
+int meta_version_between(struct meta *m, int64_t ver, int64_t anc,
+			 int64_t **vers, size_t *n)
+{
+	struct meta_st *s;
+	int64_t on = 0;
+	size_t cap = 0, i;
+	int rc = meta_stmt_pair(m, &meta_version_sql, V_ON_CHAIN, ver, anc, &s);
+
+	*vers = NULL;
+	*n = 0;
+	if (!rc)
+		rc = meta_int(m, s, &on, "versions between");
+	if (!rc && on != 1)
+		return -ENOENT; /* not an ancestor */
+	if (!rc)
+		rc = meta_stmt_pair(m, &meta_version_sql, V_LATER, ver, anc,
+				    &s);
+	while (!rc && (rc = meta_step(m, s, "versions between")) > 0) {
+		if (array_reserve(vers, &cap, *n + 1, sizeof(**vers))) {
+			meta_reset(s);
+			rc = -ENOMEM;
+			break;
+		}
+		(*vers)[(*n)++] = meta_col_int(s, 0);
+		rc = 0; /* a row: the next */
+	}
+	if (!rc && *n && (*vers)[0] != ver) {
+		log_msg(LOG_ERR,
+			"version %" PRId64 " is not the deepest of its "
+			"chain",
+			ver);
+		rc = -EPROTO;
+	}
+	for (i = 0; !rc && i < *n; i++)
+		if ((*vers)[i] < META_VER_CHILD_MIN) {
+			/* its rows are in no partial index */
+			log_msg(LOG_ERR,
+				"version %" PRId64 " has the id of a first "
+				"version, below another",
+				(*vers)[i]);
+			rc = -EPROTO;
+		}
+	if (rc) {
+		free(*vers);
+		*vers = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
 int meta_version_rollback(struct meta *m, int64_t leaf, int64_t snap,
 			  bool later,
 			  int (*name)(void *ctx, uint64_t parent,
@@ -507,44 +581,12 @@ int meta_version_rollback(struct meta *m, int64_t leaf, int64_t snap,
 			  void *ctx)
 {
 	static const int gone[] = { V_ANC_DROP, V_DROP, V_BORN_DROP };
-	struct meta_st *s;
-	int64_t *vers = NULL, on = 0;
-	size_t n = 0, cap = 0, i, k;
-	int rc = meta_stmt_pair(m, &meta_version_sql, V_ON_CHAIN, leaf, snap,
-				&s);
+	int64_t *vers;
+	size_t n, i, k;
+	int rc = meta_version_between(m, leaf, snap, &vers, &n);
 
-	if (!rc)
-		rc = meta_int(m, s, &on, "rollback");
-	if (!rc && on != 1)
-		return -ENOENT; /* not an ancestor of the leaf */
-	if (!rc)
-		rc = meta_stmt_pair(m, &meta_version_sql, V_LATER, leaf, snap,
-				    &s);
-	while (!rc && (rc = meta_step(m, s, "rollback")) > 0) {
-		if (array_reserve(&vers, &cap, n + 1, sizeof(*vers))) {
-			meta_reset(s);
-			rc = -ENOMEM;
-			break;
-		}
-		vers[n++] = meta_col_int(s, 0);
-		rc = 0; /* a row: the next */
-	}
-	if (!rc && (n == 0 || vers[0] != leaf)) {
-		log_msg(LOG_ERR,
-			"version %" PRId64 " is not the deepest of its "
-			"chain: no rollback",
-			leaf);
-		rc = -EPROTO;
-	}
-	for (i = 0; !rc && i < n; i++)
-		if (vers[i] < META_VER_CHILD_MIN) {
-			/* its rows are in no partial index */
-			log_msg(LOG_ERR,
-				"version %" PRId64 " has the id of a first "
-				"version: no rollback",
-				vers[i]);
-			rc = -EPROTO;
-		}
+	if (!rc && n == 0)
+		rc = -EPROTO; /* a snapshot is never a leaf */
 	/* the snapshots taken since: dropped only when asked (as ZFS's
 	 * rollback -r) */
 	if (!rc && n > 1 && !later)
@@ -560,4 +602,43 @@ int meta_version_rollback(struct meta *m, int64_t leaf, int64_t snap,
 		rc = run_pair(m, V_SET_PARENT, leaf, snap, "rollback");
 	free(vers);
 	return rc;
+}
+
+int meta_version_changes(struct meta *m, int64_t ver,
+			 int (*entry)(void *ctx, uint64_t parent,
+				      const char *name, size_t len),
+			 int (*inode)(void *ctx, uint64_t ino), void *ctx)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_version_sql, V_GONE_NAMES, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, ver);
+	rc = name_rows(m, s, "version changes", entry, ctx);
+	if (!rc)
+		rc = meta_stmt(m, &meta_version_sql, V_CHANGED_INOS, &s);
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, ver);
+	while ((rc = meta_step(m, s, "version changes")) > 0) {
+		rc = inode(ctx, (uint64_t)meta_col_int(s, 0));
+		if (rc) {
+			meta_reset(s);
+			return rc;
+		}
+	}
+	return rc;
+}
+
+int meta_names_of(struct meta *m, const struct meta_ver *v, uint64_t ino,
+		  int (*fn)(void *ctx, uint64_t parent, const char *name,
+			    size_t len),
+		  void *ctx)
+{
+	struct meta_st *s;
+	int rc = meta_stmt_pair(m, &meta_version_sql, V_NAMES_OF, (int64_t)ino,
+				v->id, &s);
+
+	return rc ? rc : name_rows(m, s, "names of an inode", fn, ctx);
 }

@@ -19,7 +19,9 @@
  * rollback to a random snapshot makes its namespace what the snapshot
  * holds (the model takes the snapshot's names, sizes, links and bytes),
  * refused while a file of it is open or, without drop-later, while
- * later snapshots of it exist.
+ * later snapshots of it exist. A diff between each two versions of a
+ * namespace (snapshots, the namespace itself) lists what the model says
+ * changed between them.
  *
  * A failure names its seed and operation: run that seed's test alone.
  */
@@ -340,6 +342,115 @@ static void check_snaps(void)
 		if (snaps[i].live)
 			snap_read(m, &snaps[i], false);
 	tally_meta_unlock(t);
+}
+
+/* A side of a diff as the model has it: each slot's inode and bytes. */
+struct mside {
+	char spec[32];
+	uint64_t ino[NSLOT];
+	size_t size[NSLOT];
+	const unsigned char *data[NSLOT];
+};
+
+static void side_live(int ns, struct mside *x)
+{
+	snprintf(x->spec, sizeof(x->spec), "%s", ns ? "b" : "a");
+	for (int s = 0; s < NSLOT; s++) {
+		int f = names[ns][s];
+
+		x->ino[s] = f < 0 ? 0 : files[f].ino;
+		x->size[s] = f < 0 ? 0 : files[f].size;
+		x->data[s] = f < 0 ? NULL : files[f].data;
+	}
+}
+
+static void side_snap(const struct msnap *sn, struct mside *x)
+{
+	snprintf(x->spec, sizeof(x->spec), "%s@%s", sn->ns ? "b" : "a",
+		 sn->name);
+	for (int s = 0; s < NSLOT; s++) {
+		x->ino[s] = sn->slot[s].ino;
+		x->size[s] = sn->slot[s].size;
+		x->data[s] = sn->slot[s].data;
+	}
+}
+
+/*
+ * tally_diff() from @x to @y says what the model says: a name in @y only
+ * "A", in @x only "D", naming another inode or other bytes "M"; the
+ * same inode with the same bytes may be "M" (its mtime), as may the root
+ * "."; nothing else.
+ */
+static void check_diff(const struct mside *x, const struct mside *y)
+{
+	struct tally_change *v;
+	char want[NSLOT] = { 0 };
+	bool may[NSLOT] = { 0 }, seen[NSLOT] = { 0 };
+	size_t n, i;
+	int s, rc = tally_diff(t, x->spec, y->spec, &v, &n);
+
+	cr_assert_eq(rc, 0, CTX "diff %s %s: %s", CTXARGS, x->spec, y->spec,
+		     strerror(-rc));
+	for (s = 0; s < NSLOT; s++) {
+		if (!x->ino[s] != !y->ino[s])
+			want[s] = x->ino[s] ? 'D' : 'A';
+		else if (x->ino[s] != y->ino[s] ||
+			 (x->ino[s] &&
+			  (x->size[s] != y->size[s] ||
+			   memcmp(x->data[s], y->data[s], x->size[s]))))
+			want[s] = 'M';
+		else
+			may[s] = x->ino[s] != 0;
+	}
+	for (i = 0; i < n; i++) {
+		const char *p = v[i].path;
+
+		if (!strcmp(p, ".")) {
+			cr_assert_eq(v[i].status, 'M', CTX "diff %s %s: %c .",
+				     CTXARGS, x->spec, y->spec, v[i].status);
+			continue;
+		}
+		cr_assert(p[0] == 'f' && p[1] >= '0' && p[1] < '0' + NSLOT &&
+				  !p[2],
+			  CTX "diff %s %s: a path %s", CTXARGS, x->spec,
+			  y->spec, p);
+		s = p[1] - '0';
+		cr_assert(v[i].status == want[s] ||
+				  (!want[s] && may[s] && v[i].status == 'M'),
+			  CTX "diff %s %s: %c %s, the model says %c", CTXARGS,
+			  x->spec, y->spec, v[i].status, p,
+			  want[s] ? want[s] : '-');
+		seen[s] = true;
+	}
+	for (s = 0; s < NSLOT; s++)
+		cr_assert(!want[s] || seen[s], CTX "diff %s %s: no %c f%d",
+			  CTXARGS, x->spec, y->spec, want[s], s);
+	tally_changes_free(v, n);
+}
+
+/* Each snapshot against the later ones of its namespace, and (@live)
+ * against the namespace itself, both ways. */
+static void check_diffs(bool live)
+{
+	struct mside x, y;
+	int i, j;
+
+	for (i = 0; i < MAXSNAP; i++) {
+		if (!snaps[i].live)
+			continue;
+		side_snap(&snaps[i], &x);
+		if (live) {
+			side_live(snaps[i].ns, &y);
+			check_diff(&x, &y);
+			check_diff(&y, &x);
+		}
+		for (j = 0; j < MAXSNAP; j++)
+			if (snaps[j].live && snaps[j].ns == snaps[i].ns &&
+			    snaps[j].seq > snaps[i].seq) {
+				side_snap(&snaps[j], &y);
+				check_diff(&x, &y);
+			}
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -804,6 +915,7 @@ static void op_rollback(void)
 	rollbacks++;
 	check_all();
 	check_snaps();
+	check_diffs(true);
 }
 
 static void op_hold(int f)
@@ -1017,6 +1129,7 @@ static void run(unsigned s)
 				 last);
 			check_all();
 			check_snaps();
+			check_diffs(op % 50 == 0);
 		}
 	}
 	op = OPS;
