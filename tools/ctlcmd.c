@@ -587,6 +587,27 @@ static const struct ctlcmd cmds[] = {
 	  "Example:\n"
 	  "  tallyctl /mnt/t diff main@before-upgrade main\n",
 	  2, 2, 0, build_plain },
+	{ "autosnapshot", "NAMESPACE [off | every=DURATION keep=N]",
+	  "automatic snapshots of a namespace",
+	  "With every= and keep=, NAMESPACE gets a snapshot named\n"
+	  "auto-YYYYMMDD-HHMMSS (UTC) every DURATION (whole seconds, or with a\n"
+	  "unit: 90s, 15m, 1h, 1d), and its automatic snapshots beyond the\n"
+	  "newest N are removed, oldest first; a user's snapshots are never\n"
+	  "counted nor removed. The setting is kept in the store (a remount\n"
+	  "keeps it); the first snapshot is taken within a second if none of\n"
+	  "the namespace's automatic ones is DURATION old or newer. With off,\n"
+	  "no more are taken (those taken stay); with neither, the setting is\n"
+	  "shown (every 0: none). These are versions of the namespace, apart\n"
+	  "from the bucket's metadata snapshots (-o snapshot_interval).\n"
+	  "Fails with ENOENT (no NAMESPACE), EINVAL (a bad DURATION or N),\n"
+	  "EOPNOTSUPP (a store of several hosts: not yet).\n"
+	  "\n"
+	  "Report: namespace, every (seconds; 0: none), keep.\n"
+	  "Sends: autosnapshot NAMESPACE [off | every=DURATION keep=N]\n"
+	  "\n"
+	  "Example:\n"
+	  "  tallyctl /mnt/t autosnapshot main every=1h keep=24\n",
+	  1, 3, 0, build_plain },
 	{ "gc", "[--dry-run] [--grace=S]",
 	  "collect object files that nothing references",
 	  "Run a GC cycle: list the object files, mark those that no file\n"

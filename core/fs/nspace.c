@@ -162,15 +162,16 @@ int tally_nspace_name_ok(const char *name)
 }
 
 /* A snapshot's name: a file name, not "." or "..", no '@' (NS@NAME names
- * it), and not "auto-..." (the automatic snapshots' names). */
-static int snapshot_name_ok(const char *name)
+ * it), and, for a user's new one (@user), not "auto-..." (the automatic
+ * snapshots' names). */
+static int snapshot_name_ok(const char *name, bool user)
 {
 	int rc = tally_check_name(name);
 
 	if (rc)
 		return rc == -ENAMETOOLONG ? rc : -EINVAL;
 	if (!strcmp(name, ".") || !strcmp(name, "..") || strchr(name, '@') ||
-	    !strncmp(name, "auto-", 5))
+	    (user && !strncmp(name, "auto-", 5)))
 		return -EINVAL;
 	return 0;
 }
@@ -184,13 +185,15 @@ int tally_nspace_row(struct tally *t, const char *ns, struct meta_inode *md)
 	return rc ? rc : tally_inode_row(t, root, md);
 }
 
-/* The checks of a change of namespace @ns's versions named @name. */
-static int version_change_ok(struct tally *t, const char *ns, const char *name)
+/* The checks of a change of namespace @ns's versions named @name (@user:
+ * a user's new snapshot). */
+static int version_change_ok(struct tally *t, const char *ns, const char *name,
+			     bool user)
 {
 	int rc = tally_nspace_name_ok(ns);
 
 	if (!rc)
-		rc = snapshot_name_ok(name);
+		rc = snapshot_name_ok(name, user);
 	if (!rc && meta_shared(t->meta)) {
 		log_msg(LOG_ERR,
 			"snapshots of a shared store wait for the leaf lock "
@@ -200,13 +203,13 @@ static int version_change_ok(struct tally *t, const char *ns, const char *name)
 	return rc;
 }
 
-int tally_snapshot(struct tally *t, const char *ns, const char *name,
-		   int64_t *ver)
+int tally_snapshot_as(struct tally *t, const char *ns, const char *name,
+		      bool user, int64_t *ver)
 {
 	struct meta_inode md;
 	struct meta_ver v, sv;
 	int64_t child;
-	int rc = version_change_ok(t, ns, name);
+	int rc = version_change_ok(t, ns, name, user);
 
 	if (rc)
 		return rc;
@@ -250,6 +253,12 @@ out:
 	return rc;
 }
 
+int tally_snapshot(struct tally *t, const char *ns, const char *name,
+		   int64_t *ver)
+{
+	return tally_snapshot_as(t, ns, name, true, ver);
+}
+
 /* Namespace @ns's root row in *@md and its snapshot @name's version in
  * *@sv, then room for a transaction: the opening of a change of a
  * snapshot (takes t->lock, held on return whatever the outcome). */
@@ -271,7 +280,7 @@ int tally_rmsnapshot(struct tally *t, const char *ns, const char *name)
 	struct meta_ver v, sv;
 	uint64_t born;
 	int64_t child;
-	int rc = version_change_ok(t, ns, name);
+	int rc = version_change_ok(t, ns, name, false);
 
 	if (rc)
 		return rc;
@@ -390,7 +399,7 @@ int tally_rollback(struct tally *t, const char *ns, const char *name,
 	struct gone g = { 0 };
 	struct meta_inode md;
 	struct meta_ver v, sv;
-	int rc = version_change_ok(t, ns, name);
+	int rc = version_change_ok(t, ns, name, false);
 
 	if (rc)
 		return rc;

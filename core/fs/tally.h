@@ -441,6 +441,22 @@ struct tally_change {
 int tally_diff(struct tally *t, const char *a, const char *b,
 	       struct tally_change **out, size_t *n);
 void tally_changes_free(struct tally_change *v, size_t n);
+/*
+ * Automatic snapshots (docs/design.md 13.4). tally_autosnapshot_set():
+ * namespace @ns gets a snapshot auto-YYYYMMDD-HHMMSS (UTC) every @every
+ * seconds, the newest @keep of them kept (@every 0: none any more; the
+ * ones taken stay). tally_autosnapshot_get(): its setting (0, 0: none).
+ * The tick (core/jobs/mount.c) asks tally_autosnap_due() once a second
+ * and, when it says so, runs tally_autosnap_run(@t) on the pool, or
+ * tally_autosnap_skip() if it cannot.
+ */
+int tally_autosnapshot_set(struct tally *t, const char *ns, int64_t every,
+			   int64_t keep);
+int tally_autosnapshot_get(struct tally *t, const char *ns, int64_t *every,
+			   int64_t *keep);
+bool tally_autosnap_due(struct tally *t);
+void tally_autosnap_run(void *t);
+void tally_autosnap_skip(struct tally *t);
 /* Each snapshot of namespace @ns (NULL: of every namespace), oldest first,
  * with its namespace's name. -ENOENT: no namespace @ns. */
 struct meta_snapshot;

@@ -233,6 +233,14 @@ struct tally {
 	 * inodes from the kernel's caches (tally_watch(); NULL hooks: none),
 	 * for other nodes' changes and this node's rollbacks */
 	struct tally_inval inval;
+	/* protected by lock: automatic snapshots (core/fs/autosnap.c): when
+	 * the next is due (seconds since the epoch; 0: the settings read
+	 * again at the next tick), whether a run is queued or running, and
+	 * the settings' changes (a run that began before one does not set
+	 * the time) */
+	int64_t autosnap_next;
+	bool autosnap_running;
+	uint64_t autosnap_gen;
 	/* other nodes' changes of names seen by core/cluster/watch.c, and its
 	 * losses of the listening connection: a change makes every hint
 	 * made before it void (dcache_hint()) */
@@ -331,6 +339,10 @@ int tally_check_name(const char *name);
 int tally_nspace_name_ok(const char *name);
 int tally_nspace_row(struct tally *t, const char *ns, struct meta_inode *md);
 struct meta_ver tally_nspace_leaf(struct tally *t, uint64_t nspace);
+/* tally_snapshot(), with the automatic snapshots' names allowed unless
+ * @user. */
+int tally_snapshot_as(struct tally *t, const char *ns, const char *name,
+		      bool user, int64_t *ver);
 bool tally_is_ctl_name(uint64_t parent, const char *name);
 /* Whether @name may name a new namespace: -EINVAL for one reserved for
  * versions (".snapshots", or one holding '@'), else 0. Namespaces named

@@ -50,8 +50,75 @@ static const struct {
 	{ "rmsnapshot", CTL_RMSNAPSHOT, 2, 2 },
 	{ "rollback", CTL_ROLLBACK, 2, 3 },
 	{ "diff", CTL_DIFF, 2, 2 },
+	{ "autosnapshot", CTL_AUTOSNAPSHOT, 1, 3 },
 	/* clang-format on */
 };
+
+/* A duration: whole seconds, or with a unit s, m, h or d; from 1 s up to
+ * 100 years. */
+static int parse_duration(const char *a, int64_t *out)
+{
+	static const struct {
+		char unit;
+		int64_t secs;
+	} units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } };
+	int64_t mult = 1;
+	long long v;
+	char *end;
+
+	if (*a < '0' || *a > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoll(a, &end, 10);
+	if (errno)
+		return -EINVAL;
+	if (*end) { /* a unit */
+		mult = 0;
+		for (size_t i = 0; i < sizeof(units) / sizeof(*units); i++)
+			if (end[0] == units[i].unit && !end[1])
+				mult = units[i].secs;
+		if (!mult)
+			return -EINVAL;
+	}
+	if (v < 1 || v > 100LL * 365 * 86400 / mult)
+		return -EINVAL;
+	*out = v * mult;
+	return 0;
+}
+
+/* autosnapshot NS [off | every=DURATION keep=N]: the last two once each,
+ * in any order. */
+static int parse_autosnapshot(struct ctl_cmd *cmd)
+{
+	cmd->every = -1;
+	if (cmd->nargs == 1)
+		return 0; /* show */
+	if (cmd->nargs == 2) {
+		cmd->every = 0;
+		return strcmp(cmd->args[1], "off") ? -EINVAL : 0;
+	}
+	for (unsigned i = 1; i < 3; i++) {
+		const char *a = cmd->args[i];
+
+		if (!strncmp(a, "every=", 6) && cmd->every < 0) {
+			if (parse_duration(a + 6, &cmd->every))
+				return -EINVAL;
+		} else if (!strncmp(a, "keep=", 5) && !cmd->keep) {
+			char *end;
+			long long v;
+
+			errno = 0;
+			v = strtoll(a + 5, &end, 10);
+			if (errno || end == a + 5 || *end || v < 1 ||
+			    v > 100000)
+				return -EINVAL;
+			cmd->keep = v;
+		} else {
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
 
 /* gc options: "dry-run" and "grace=SECONDS", each once, in any order. */
 static int parse_gc(struct ctl_cmd *cmd)
@@ -166,6 +233,8 @@ int ctl_parse(const char *line, size_t len, struct ctl_cmd *cmd)
 		return parse_gc(cmd);
 	if (cmd->verb == CTL_SHARD)
 		return parse_shard(cmd);
+	if (cmd->verb == CTL_AUTOSNAPSHOT)
+		return parse_autosnapshot(cmd);
 	if (cmd->verb == CTL_ROLLBACK) { /* rollback NS NAME [drop-later] */
 		cmd->later = cmd->nargs == 3;
 		return cmd->nargs < 3 || !strcmp(cmd->args[2], "drop-later")
@@ -937,6 +1006,7 @@ static void ctl_run(struct ctl_job *j)
 	case CTL_RMSNAPSHOT:
 	case CTL_ROLLBACK:
 	case CTL_DIFF:
+	case CTL_AUTOSNAPSHOT:
 		rc = ctl_version(j->t, cmd, &j->report);
 		break;
 	case CTL_DU:

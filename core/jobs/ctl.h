@@ -62,6 +62,7 @@ enum ctl_verb {
 	CTL_RMSNAPSHOT,
 	CTL_ROLLBACK,
 	CTL_DIFF,
+	CTL_AUTOSNAPSHOT,
 };
 
 struct ctl_cmd {
@@ -72,6 +73,8 @@ struct ctl_cmd {
 	bool remote;		  /* drain remote, verify remote */
 	bool dry_run;		  /* gc dry-run */
 	bool later;		  /* rollback drop-later */
+	int64_t every, keep;	  /* autosnapshot: every=SECONDS (0: off; -1:
+			      * show), keep=N */
 	int64_t grace;		  /* gc grace=SECONDS, -1 = default */
 	double sample;		  /* verify sample=N%: percent, 100 = all */
 	uint32_t shard;		  /* shard drain/activate ID */

@@ -2,7 +2,7 @@
 /*
  * The control commands of versions (docs/design.md, section 13):
  * snapshot NS NAME, snapshots [NS], rmsnapshot NS NAME, rollback NS NAME
- * [drop-later], diff A B.
+ * [drop-later], diff A B, autosnapshot NS [off | every=S keep=N].
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -128,6 +128,20 @@ int ctl_version(struct tally *t, const struct ctl_cmd *cmd, char **report)
 					ctl_ms_since(&t0));
 	case CTL_DIFF:
 		return diff_report(t, cmd, report);
+	case CTL_AUTOSNAPSHOT: {
+		int64_t every = cmd->every, keep = cmd->keep;
+
+		rc = every < 0 ? tally_autosnapshot_get(t, cmd->args[0], &every,
+							&keep)
+			       : tally_autosnapshot_set(t, cmd->args[0], every,
+							keep);
+		return rc ? rc
+			  : ctl_aprintf(report,
+					"command: autosnapshot\nnamespace: "
+					"%s\nevery: %" PRId64 "\nkeep: %" PRId64
+					"\n",
+					cmd->args[0], every, keep);
+	}
 	default:
 		rc = tally_snapshots(t, cmd->nargs ? cmd->args[0] : NULL,
 				     snap_line, &l);

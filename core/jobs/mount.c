@@ -26,6 +26,11 @@ static void mount_tick(struct tally *t, unsigned n)
 	if (report_gc_due(t) &&
 	    pool_submit(tally_pool(t), POOL_CONTROL, gc_auto, t) != 0)
 		log_msg(LOG_WARNING, "cannot start an automatic gc");
+	if (tally_autosnap_due(t) && pool_submit(tally_pool(t), POOL_CONTROL,
+						 tally_autosnap_run, t) != 0) {
+		log_msg(LOG_WARNING, "cannot start the automatic snapshots");
+		tally_autosnap_skip(t);
+	}
 }
 
 static const struct tally_upper mount_upper = {

@@ -329,6 +329,15 @@ int meta_names_of(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		  int (*fn)(void *ctx, uint64_t parent, const char *name,
 			    size_t len),
 		  void *ctx);
+/* The automatic snapshots (docs/design.md 13.4): each namespace's
+ * setting, @every seconds between two and @keep kept, by namespace; set
+ * (0 for @every: none) in a transaction or alone. */
+int meta_autosnaps(struct meta *m,
+		   int (*fn)(void *ctx, uint64_t nspace, int64_t every,
+			     int64_t keep),
+		   void *ctx);
+int meta_autosnap_set(struct meta *m, uint64_t nspace, int64_t every,
+		      int64_t keep);
 int meta_version_rollback(struct meta *m, int64_t leaf, int64_t snap,
 			  bool later,
 			  int (*name)(void *ctx, uint64_t parent,

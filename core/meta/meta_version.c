@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +55,8 @@ enum {
 	V_SET_PARENT,
 	V_CHANGED_INOS,
 	V_NAMES_OF,
+	V_AUTO_LIST,
+	V_AUTO_DROP,
 	V_COUNT
 };
 
@@ -210,6 +213,15 @@ static const char *const version_text[V_COUNT] = {
 	 * chain (a later row of the same name may hide it) */
 	[V_NAMES_OF] = "SELECT parent, name FROM dentries WHERE ino = ?1 AND "
 		       "+ver IN (SELECT anc FROM ver_anc WHERE ver = ?2)",
+	/* the automatic snapshots' settings: config 'autosnap.NSPACE' (the
+	 * seconds between two) and 'autokeep.NSPACE' (how many are kept) */
+	[V_AUTO_LIST] = "SELECT CAST(substr(a.key, 10) AS bigint), a.value, "
+			"coalesce((SELECT k.value FROM config k WHERE k.key = "
+			"'autokeep.' || substr(a.key, 10)), 0) FROM config a "
+			"WHERE a.key LIKE 'autosnap.%' ORDER BY 1",
+	[V_AUTO_DROP] = "DELETE FROM config WHERE key = 'autosnap.' || "
+			"CAST(?1 AS bigint) OR key = 'autokeep.' || CAST(?1 AS "
+			"bigint)",
 };
 
 const struct meta_sql meta_version_sql = { META_VERSION, V_COUNT, version_text,
@@ -641,4 +653,38 @@ int meta_names_of(struct meta *m, const struct meta_ver *v, uint64_t ino,
 				v->id, &s);
 
 	return rc ? rc : name_rows(m, s, "names of an inode", fn, ctx);
+}
+
+int meta_autosnaps(struct meta *m,
+		   int (*fn)(void *ctx, uint64_t nspace, int64_t every,
+			     int64_t keep),
+		   void *ctx)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_version_sql, V_AUTO_LIST, &s);
+
+	while (!rc && (rc = meta_step(m, s, "automatic snapshots")) > 0) {
+		rc = fn(ctx, (uint64_t)meta_col_int(s, 0), meta_col_int(s, 1),
+			meta_col_int(s, 2));
+		if (rc) {
+			meta_reset(s);
+			return rc;
+		}
+	}
+	return rc;
+}
+
+int meta_autosnap_set(struct meta *m, uint64_t nspace, int64_t every,
+		      int64_t keep)
+{
+	char key[64];
+	int rc = meta_run_int(m, &meta_version_sql, V_AUTO_DROP,
+			      (int64_t)nspace, "automatic snapshots");
+
+	if (rc || every <= 0)
+		return rc;
+	snprintf(key, sizeof(key), "autosnap.%" PRIu64, nspace);
+	rc = meta_config_set(m, key, every);
+	snprintf(key, sizeof(key), "autokeep.%" PRIu64, nspace);
+	return rc ? rc : meta_config_set(m, key, keep);
 }

@@ -41,6 +41,19 @@ Test(ctl, good_commands)
 	cr_assert_eq(c.verb, CTL_ROLLBACK);
 	cr_assert_str_eq(c.args[1], "s1");
 	cr_assert(c.later);
+	cr_assert_eq(parse("autosnapshot main every=1h keep=24\n", &c), 0);
+	cr_assert_eq(c.verb, CTL_AUTOSNAPSHOT);
+	cr_assert_eq(c.every, 3600);
+	cr_assert_eq(c.keep, 24);
+	cr_assert_eq(parse("autosnapshot main keep=2 every=90", &c), 0);
+	cr_assert_eq(c.every, 90);
+	cr_assert_eq(c.keep, 2);
+	cr_assert_eq(parse("autosnapshot main every=2d keep=1", &c), 0);
+	cr_assert_eq(c.every, 2 * 86400);
+	cr_assert_eq(parse("autosnapshot main off", &c), 0);
+	cr_assert_eq(c.every, 0);
+	cr_assert_eq(parse("autosnapshot main", &c), 0);
+	cr_assert_eq(c.every, -1);
 }
 
 Test(ctl, malformed_commands)
@@ -70,6 +83,18 @@ Test(ctl, malformed_commands)
 		"rollback main",
 		"rollback main s1 later",
 		"rollback main s1 drop-later drop-later",
+		"autosnapshot",
+		"autosnapshot main on",
+		"autosnapshot main every=1h",
+		"autosnapshot main keep=3 keep=3",
+		"autosnapshot main every=0 keep=3",
+		"autosnapshot main every=-5 keep=3",
+		"autosnapshot main every=1w keep=3",
+		"autosnapshot main every=h keep=3",
+		"autosnapshot main every=1hh keep=3",
+		"autosnapshot main every=1h keep=0",
+		"autosnapshot main every=1h keep=x",
+		"autosnapshot main every=1h keep=3 off",
 	};
 	struct ctl_cmd c;
 	size_t i;
