@@ -38,6 +38,10 @@ struct diff {
 	size_t ninos, icap;
 	struct tally_change *out; /* the result */
 	size_t nout, ocap;
+	/* the last directory whose path each side built (names come sorted
+	 * by directory: most paths ask for the one before) */
+	uint64_t last_dir[2];
+	char *last_path[2];
 };
 
 static int key_add(struct dkey **v, size_t *n, size_t *cap, uint64_t parent,
@@ -164,8 +168,8 @@ static int names_in(struct diff *d, const struct meta_ver *v, uint64_t ino,
 
 /* The path of directory @dir in @v, relative to the namespace's root ("":
  * the root), malloc'ed into *@out. */
-static int dir_path(struct diff *d, const struct meta_ver *v, uint64_t dir,
-		    char **out)
+static int dir_path_walk(struct diff *d, const struct meta_ver *v, uint64_t dir,
+			 char **out)
 {
 	char *path = strdup(""), *up;
 	unsigned depth;
@@ -200,6 +204,40 @@ static int dir_path(struct diff *d, const struct meta_ver *v, uint64_t dir,
 	}
 	*out = path;
 	return 0;
+}
+
+/* dir_path_walk(), through the side's last one. */
+static int dir_path(struct diff *d, const struct meta_ver *v, uint64_t dir,
+		    char **out)
+{
+	int side = v == &d->vn;
+	char *path;
+	int rc;
+
+	if (!d->last_path[side] || d->last_dir[side] != dir) {
+		rc = dir_path_walk(d, v, dir, &path);
+		if (rc)
+			return rc;
+		free(d->last_path[side]);
+		d->last_path[side] = path;
+		d->last_dir[side] = dir;
+	}
+	*out = strdup(d->last_path[side]);
+	return *out ? 0 : -ENOMEM;
+}
+
+/* The path of entry (@parent, @name) in @v, malloc'ed into *@out. */
+static int entry_path(struct diff *d, const struct meta_ver *v, uint64_t parent,
+		      const char *name, char **out)
+{
+	char *dir;
+	int rc = dir_path(d, v, parent, &dir);
+
+	if (rc)
+		return rc;
+	*out = join(dir, name);
+	free(dir);
+	return *out ? 0 : -ENOMEM;
 }
 
 /* "D" or "A" for @path and, a directory, everything below it in @v. */
@@ -264,7 +302,7 @@ static int emit_tree(struct diff *d, const struct meta_ver *v, char status,
 static int diff_name(struct diff *d, uint64_t parent, const char *name)
 {
 	struct meta_inode o, n;
-	char *dir, *path;
+	char *path;
 	int rc = entry_in(d, &d->vo, parent, name, &o);
 
 	if (!rc)
@@ -273,28 +311,18 @@ static int diff_name(struct diff *d, uint64_t parent, const char *name)
 		return rc; /* the same inode: its own changes say the rest */
 	if (o.ino && n.ino && !S_ISDIR(o.mode) && !S_ISDIR(n.mode)) {
 		/* another file under the same name */
-		rc = dir_path(d, &d->vn, parent, &dir);
-		if (rc)
-			return rc;
-		path = join(dir, name);
-		free(dir);
-		return path ? emit(d, 'M', path) : -ENOMEM;
+		rc = entry_path(d, &d->vn, parent, name, &path);
+		return rc ? rc : emit(d, 'M', path);
 	}
 	if (o.ino) {
-		rc = dir_path(d, &d->vo, parent, &dir);
-		if (rc)
-			return rc;
-		path = join(dir, name);
-		free(dir);
-		rc = path ? emit_tree(d, &d->vo, 'D', path, &o) : -ENOMEM;
+		rc = entry_path(d, &d->vo, parent, name, &path);
+		if (!rc)
+			rc = emit_tree(d, &d->vo, 'D', path, &o);
 	}
 	if (!rc && n.ino) {
-		rc = dir_path(d, &d->vn, parent, &dir);
-		if (rc)
-			return rc;
-		path = join(dir, name);
-		free(dir);
-		rc = path ? emit_tree(d, &d->vn, 'A', path, &n) : -ENOMEM;
+		rc = entry_path(d, &d->vn, parent, name, &path);
+		if (!rc)
+			rc = emit_tree(d, &d->vn, 'A', path, &n);
 	}
 	return rc;
 }
@@ -404,14 +432,12 @@ static int diff_inode(struct diff *d, uint64_t ino)
 		return emit(d, 'M', strdup("."));
 	rc = names_in(d, &d->vn, ino, &names, &n);
 	for (size_t i = 0; !rc && i < n; i++) {
-		char *dir, *path;
+		char *path;
 
-		rc = dir_path(d, &d->vn, names[i].parent, &dir);
-		if (rc)
-			break;
-		path = join(dir, names[i].name);
-		free(dir);
-		rc = path ? emit(d, 'M', path) : -ENOMEM;
+		rc = entry_path(d, &d->vn, names[i].parent, names[i].name,
+				&path);
+		if (!rc)
+			rc = emit(d, 'M', path);
 	}
 	keys_free(names, n);
 	free(names);
@@ -554,6 +580,8 @@ int tally_diff(struct tally *t, const char *a, const char *b,
 	free(d.keys);
 	free(d.cand);
 	free(d.inos);
+	free(d.last_path[0]);
+	free(d.last_path[1]);
 	if (rc) {
 		tally_changes_free(d.out, d.nout);
 		return rc;

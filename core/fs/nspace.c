@@ -203,19 +203,26 @@ static int version_change_ok(struct tally *t, const char *ns, const char *name,
 	return rc;
 }
 
+/* version_change_ok(), then what is buffered committed. */
+static int version_change_drained(struct tally *t, const char *ns,
+				  const char *name, bool user)
+{
+	int rc = version_change_ok(t, ns, name, user);
+
+	return rc ? rc : tally_drain(t, NULL, 0);
+}
+
 int tally_snapshot_as(struct tally *t, const char *ns, const char *name,
 		      bool user, int64_t *ver)
 {
 	struct meta_inode md;
 	struct meta_ver v, sv;
 	int64_t child;
-	int rc = version_change_ok(t, ns, name, user);
+	/* committed data only: drained first (a write after it goes on
+	 * into the new leaf, as in any snapshot taken while a file is
+	 * open) */
+	int rc = version_change_drained(t, ns, name, user);
 
-	if (rc)
-		return rc;
-	/* committed data only: drain first (a write after it goes on into
-	 * the new leaf, as in any snapshot taken while a file is open) */
-	rc = tally_drain(t, NULL, 0);
 	if (rc)
 		return rc;
 	tally_lock(t);
@@ -399,13 +406,10 @@ int tally_rollback(struct tally *t, const char *ns, const char *name,
 	struct gone g = { 0 };
 	struct meta_inode md;
 	struct meta_ver v, sv;
-	int rc = version_change_ok(t, ns, name, false);
-
-	if (rc)
-		return rc;
 	/* what was written before it is committed, and then dropped: the
 	 * kernel's dirty pages are not written back over the old state */
-	rc = tally_drain(t, NULL, 0);
+	int rc = version_change_drained(t, ns, name, false);
+
 	if (rc)
 		return rc;
 	rc = snapshot_open(t, ns, name, &md, &sv);

@@ -462,6 +462,21 @@ static int query_int(struct meta *m, const char *sql, int64_t *v)
 	return rc;
 }
 
+/* Index @name made by @sql if the database lacks it (a store of before). */
+static int index_made(struct meta *m, const char *name, const char *sql)
+{
+	char q[128];
+	int64_t has;
+	int rc;
+
+	snprintf(q, sizeof(q),
+		 "SELECT count(*) FROM pg_catalog.pg_class WHERE relname = "
+		 "'%s'",
+		 name);
+	rc = query_int(m, q, &has);
+	return rc || has ? rc : meta_exec(m, sql);
+}
+
 /* Format an empty database (inside the open's transaction). */
 static int format(struct meta *m, uint32_t block_size)
 {
@@ -638,20 +653,10 @@ int meta_pg_check_or_format(struct meta *m, bool create, uint32_t block_size)
 	/* the rows of versions made by a freeze (meta_int.h, IN_C): a
 	 * store of before has no such row, its indexes are made empty */
 	if (!rc)
-		rc = query_int(m,
-			       "SELECT count(*) FROM pg_catalog.pg_class "
-			       "WHERE relname = 'extents_later'",
-			       &has);
-	if (!rc && !has)
-		rc = meta_exec(m, META_LATER_INDEXES);
+		rc = index_made(m, "extents_later", META_LATER_INDEXES);
 	/* the names of an inode (a diff's paths): a store of before lacks it */
 	if (!rc)
-		rc = query_int(m,
-			       "SELECT count(*) FROM pg_catalog.pg_class "
-			       "WHERE relname = 'dentries_ino'",
-			       &has);
-	if (!rc && !has)
-		rc = meta_exec(m, META_INO_INDEX);
+		rc = index_made(m, "dentries_ino", META_INO_INDEX);
 	/* the deletion claims (a store of before may lack the table), and
 	 * their node (one of before: none, so its claims are taken for
 	 * those of a node that is gone) */

@@ -507,12 +507,11 @@ static int name_rows(struct meta *m, struct meta_st *s, const char *what,
 	return rc;
 }
 
-/* The rows of version @ver deleted, the counts of its extents falling;
- * each of its entries' names to @name first. */
-static int drop_rows(struct meta *m, int64_t ver,
-		     int (*name)(void *ctx, uint64_t parent, const char *name,
-				 size_t len),
-		     void *ctx)
+/* Each name of the entries of version @ver (parent and name) to @fn. */
+static int version_names(struct meta *m, int64_t ver, const char *what,
+			 int (*fn)(void *ctx, uint64_t parent, const char *name,
+				   size_t len),
+			 void *ctx)
 {
 	struct meta_st *s;
 	int rc = meta_stmt(m, &meta_version_sql, V_GONE_NAMES, &s);
@@ -520,7 +519,18 @@ static int drop_rows(struct meta *m, int64_t ver,
 	if (rc)
 		return rc;
 	meta_bind_int(s, 1, ver);
-	rc = name_rows(m, s, "version drop", name, ctx);
+	return name_rows(m, s, what, fn, ctx);
+}
+
+/* The rows of version @ver deleted, the counts of its extents falling;
+ * each of its entries' names to @name first. */
+static int drop_rows(struct meta *m, int64_t ver,
+		     int (*name)(void *ctx, uint64_t parent, const char *name,
+				 size_t len),
+		     void *ctx)
+{
+	int rc = version_names(m, ver, "version drop", name, ctx);
+
 	/* entries before inodes: an entry's parent (dentries_parent_fk) */
 	if (!rc)
 		rc = meta_run_int(m, &meta_version_sql, V_GONE_ENT, ver,
@@ -622,12 +632,8 @@ int meta_version_changes(struct meta *m, int64_t ver,
 			 int (*inode)(void *ctx, uint64_t ino), void *ctx)
 {
 	struct meta_st *s;
-	int rc = meta_stmt(m, &meta_version_sql, V_GONE_NAMES, &s);
+	int rc = version_names(m, ver, "version changes", entry, ctx);
 
-	if (rc)
-		return rc;
-	meta_bind_int(s, 1, ver);
-	rc = name_rows(m, s, "version changes", entry, ctx);
 	if (!rc)
 		rc = meta_stmt(m, &meta_version_sql, V_CHANGED_INOS, &s);
 	if (rc)
