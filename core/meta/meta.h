@@ -822,7 +822,9 @@ int meta_object_inodes(struct meta *m, int64_t obj, unsigned limit,
  * if it has several); -ENOENT for an unlinked inode. */
 int meta_inode_path(struct meta *m, uint64_t ino, char *buf, size_t size);
 
-/* Space of one namespace, exact from the reference counts. */
+/* Space of one namespace, exact from the reference counts: its files as
+ * it shows them now; its objects those of all its versions (its
+ * snapshots' too, whose own are in meta_snapshots()). */
 struct meta_du {
 	uint64_t files, bytes_logical;
 	uint64_t objects;	    /* distinct objects it references */

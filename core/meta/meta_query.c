@@ -25,6 +25,7 @@ enum {
 	Q_BYTES_LOGICAL,
 	Q_DU_FILES,
 	Q_DU_OBJECTS,
+	Q_DU_FILES_CHAIN,
 	Q_OBJECT_INFO,
 	Q_OBJECT_HOLDERS,
 	Q_OBJECT_PINNERS,
@@ -57,6 +58,16 @@ static const char *const query_text[Q_COUNT] = {
 		"FROM (SELECT b.obj AS obj, count(*) AS n FROM extents b "
 		"JOIN inodes i ON i.ino = b.ino WHERE i.nspace = ?1 "
 		"GROUP BY b.obj) AS c JOIN objects o ON o.id = c.obj",
+	/* a namespace with snapshots: its files as its leaf ?2 shows them,
+	 * each inode's row of the nearest version of the chain (a whiteout
+	 * deeper hides it) */
+	[Q_DU_FILES_CHAIN] =
+		"SELECT count(*), coalesce(sum(i.size), 0) FROM inodes i WHERE "
+		"i.nspace = ?1 AND (i.mode & 61440) = 32768 AND +i.ver IN "
+		"(SELECT a.anc FROM ver_anc a WHERE a.ver = ?2) AND NOT EXISTS "
+		"(SELECT 1 FROM inodes j WHERE (j.ino = coalesce(i.base, "
+		"i.ino) OR j.base = coalesce(i.base, i.ino)) AND j.ver > i.ver "
+		"AND j.ver IN (SELECT a.anc FROM ver_anc a WHERE a.ver = ?2))",
 	[Q_OBJECT_INFO] = "SELECT id, shard, size, refcount "
 			  "FROM objects WHERE name = ?1",
 	[Q_OBJECT_HOLDERS] =
@@ -136,18 +147,27 @@ int meta_statfs(struct meta *m, uint64_t *inodes, uint64_t *bytes_stored)
 
 int meta_du(struct meta *m, uint64_t nspace, struct meta_du *out)
 {
+	struct meta_ver leaf;
 	int64_t v[2][4];
-	int q;
+	int q, rc = meta_nspace_ver(m, nspace, &leaf);
 
+	if (rc)
+		return rc;
 	memset(v, 0, sizeof(v));
 	for (q = 0; q < 2; q++) {
+		/* the files: as the namespace shows them, through its chain
+		 * if it has snapshots; the objects: of all its versions */
+		bool chain = q == 0 && leaf.id != (int64_t)nspace;
 		struct meta_st *s;
-		int rc, k;
+		int k;
 
-		rc = meta_stmt(m, &meta_query_sql, Q_DU_FILES + q, &s);
+		rc = meta_stmt(m, &meta_query_sql,
+			       chain ? Q_DU_FILES_CHAIN : Q_DU_FILES + q, &s);
 		if (rc)
 			return rc;
 		meta_bind_int(s, 1, (int64_t)nspace);
+		if (chain)
+			meta_bind_int(s, 2, leaf.id);
 		rc = meta_step(m, s, "du");
 		if (rc == 0)
 			return meta_no_row("du");

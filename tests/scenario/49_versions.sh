@@ -8,7 +8,8 @@
 # linked; directories made and removed; xattrs set and removed;
 # symlinks), reads exactly as a copy changed the same way, before and
 # after a remount; `snapshots` lists them; bad commands are refused
-# with nothing changed; each `rmsnapshot` (a merge of versions) leaves
+# with nothing changed; `du` counts the files as the namespace shows
+# them; each `rmsnapshot` (a merge of versions) leaves
 # the namespace as it was and the store consistent (tallyfsck); the
 # objects only the snapshots held are collected once they are gone.
 SCN_TIMEOUT=300
@@ -79,6 +80,15 @@ ctl "snapshot main s3" || fail "snapshot main s3 failed"
 both sh -c 'printf "%s\n" three >"$1/dir/three"' _ @
 both rm @/small
 check "after snapshot s3"
+
+# du counts the files as the namespace shows them, not each version's
+# rows of them
+r=$(ctl_report "du main") || fail "du main failed"
+assert_eq "du files with three snapshots" \
+	"$(find "$NS" -type f | wc -l)" "$(report_get files "$r")"
+assert_eq "du bytes_logical with three snapshots" \
+	"$(find "$NS" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')" \
+	"$(report_get bytes_logical "$r" | tr -d ' ')"
 
 # the listing, oldest first
 list=$(ctl_report "snapshots") || fail "snapshots failed"
