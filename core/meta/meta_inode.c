@@ -97,7 +97,7 @@ enum {
  */
 #define INODE_NEAREST(p, v)                                              \
 	"(SELECT * FROM inodes WHERE (ino = " p " OR base = " p ") AND " \
-	"+ver IN " CHAIN(v) " ORDER BY ver DESC LIMIT 1) AS n"
+	"" ON_CHAIN("ver", v) " ORDER BY ver DESC LIMIT 1) AS n"
 #define INODE_COPY_KEY "min(0, coalesce((SELECT min(ino) FROM inodes), 0)) - 1"
 /* the nearest row copied into leaf ?2 under key k, unless it is the
  * leaf's own already, or a whiteout */
@@ -118,12 +118,12 @@ enum {
  * too */
 #define ENTRY_NEAREST(v)                                                      \
 	"(SELECT parent, name, ver, ino FROM dentries WHERE parent = ?1 AND " \
-	"name = ?2 AND +ver IN " CHAIN(v) " ORDER BY ver DESC LIMIT 1) AS n"
+	"name = ?2 AND " ON_CHAIN("ver", v) " ORDER BY ver DESC LIMIT 1) AS n"
 /* no row of a deeper version on the chain of v has the key of row a */
-#define ENTRY_SHOWS(a, v)                                                  \
-	"NOT EXISTS (SELECT 1 FROM dentries e WHERE e.parent = " a         \
-	".parent AND e.name = " a ".name AND e.ver > " a ".ver AND e.ver " \
-	"IN " CHAIN(v) ")"
+#define ENTRY_SHOWS(a, v)                                          \
+	"NOT EXISTS (SELECT 1 FROM dentries e WHERE e.parent = " a \
+	".parent AND e.name = " a ".name AND e.ver > " a           \
+	".ver AND " ON_CHAIN("e.ver", v) ")"
 #define INODE_COLS(a)                                                   \
 	"coalesce(" a ".base, " a ".ino), " a ".nspace, " a ".mode, " a \
 	".uid, " a ".gid, " a ".nlink, " a ".size, " a ".rdev, " a      \
@@ -340,12 +340,13 @@ static const char *const inode_text[I_COUNT] = {
 								   "<> 0",
 	/* an anti-join: a row shows unless a deeper one has its name */
 	[I_READDIR_CHAIN] =
-		"SELECT d.id, d.name, " INODE_COLS("i") " FROM dentries d JOIN inodes i ON i.ino = " INODE_KEY("d.ino", "?4") " WHERE d.parent = ?1 AND d.id > ?2 AND +d.ver IN " CHAIN(
+		"SELECT d.id, d.name, " INODE_COLS("i") " FROM dentries d JOIN inodes i ON i.ino = " INODE_KEY("d.ino", "?4") " WHERE d.parent = ?1 AND d.id > ?2 AND " ON_CHAIN(
+			"d.ver",
 			"?4") " AND d.ino <> 0 AND i.mode <> 0 AND " ENTRY_SHOWS("d",
 										 "?4") " ORDER BY d.id LIMIT ?3",
 	[I_DIR_EMPTY_CHAIN] =
 		"SELECT 1 FROM dentries d WHERE d.parent = ?1 "
-		"AND +d.ver IN " CHAIN("?2") " AND d.ino <> 0 AND " ENTRY_SHOWS(
+		"AND " ON_CHAIN("d.ver", "?2") " AND d.ino <> 0 AND " ENTRY_SHOWS(
 			"d", "?2") " LIMIT 1",
 	/* the leaf's own row of a name no version above shows: a new one,
 	 * or over the leaf's whiteout (no change: the name is taken) */

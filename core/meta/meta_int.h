@@ -262,14 +262,27 @@ int meta_refs_gone(struct meta *m, const struct meta_sql *t, int id, int64_t a);
  * too; a caller that names no version (tests, repairs) binds that of the
  * inode's rows, meta_ver_id(). */
 #define VER_IS(col, p) col " = " p
-/* Format 4: the versions of the chain of version ?p (ver_anc), in a
- * statement that reads through it */
-#define CHAIN(p) "(SELECT anc FROM ver_anc WHERE ver = " p ")"
+/*
+ * Format 4: a row of column col is on the chain of version ?p (ver_anc:
+ * ?p and its ancestors), in a statement that reads through it, for the
+ * rows of one key. The versions of a namespace form one chain (a
+ * snapshot freezes the leaf and the namespace goes on in a child; a
+ * merge, a rollback and its drop-later keep it one; a branch copies
+ * into a namespace of its own, and so does a link across namespaces),
+ * ids grow from parent to child, and every key (an entry's parent and
+ * name, an inode, its extents and xattrs) has rows in the versions of
+ * one namespace only. So the versions of a key's rows on ?p's chain are
+ * those not above ?p: one range of the key's index, where ver_anc's
+ * list cost a temporary table per statement. When a namespace's
+ * versions become a tree (O(1) branches, docs/design.md 13.1), this is
+ * ver_anc's list again.
+ */
+#define ON_CHAIN(col, p) col " <= " p
 /* the key of the row of inode x of the nearest version on the chain of
  * version v (its first row's, or a later version's: format 4) */
 #define INODE_KEY(x, v)                                                   \
 	"(SELECT k.ino FROM inodes k WHERE (k.ino = " x " OR k.base = " x \
-	") AND +k.ver IN " CHAIN(v) " ORDER BY k.ver DESC LIMIT 1)"
+	") AND " ON_CHAIN("k.ver", v) " ORDER BY k.ver DESC LIMIT 1)"
 /* Does @v read through a chain (format 4: the rows of its ancestors,
  * struct meta_ver's depth)? */
 static inline bool meta_chained(const struct meta_ver *v)

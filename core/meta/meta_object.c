@@ -77,7 +77,7 @@ enum {
 #define BLOCK_SHOWS(b, v)                                                      \
 	b ".obj <> 0 AND NOT EXISTS (SELECT 1 FROM extents e WHERE e.ino = " b \
 	  ".ino AND e.ver > " b                                                \
-	  ".ver AND e.ver IN " CHAIN(v) " AND e.off = " b ".off)"
+	  ".ver AND " ON_CHAIN("e.ver", v) " AND e.off = " b ".off)"
 
 /* extent t of version ?1 that its child ?2 hides: ?2 has one at its
  * offset, or removed its inode (a whiteout of the inode); found from
@@ -92,14 +92,16 @@ enum {
 /* the extents of ?1 that the chain of ?4 shows, as ?2's in version ?3 */
 #define COPY_SHOWN                                                          \
 	"SELECT ?2, ?3, b.off, b.len, b.obj, b.shard FROM extents b WHERE " \
-	"b.ino = ?1 AND +b.ver IN " CHAIN("?4") " AND " BLOCK_SHOWS("b", "?4")
+	"b.ino = ?1 AND " ON_CHAIN("b.ver", "?4") " AND " BLOCK_SHOWS("b",  \
+								      "?4")
 /* the same of its xattrs: each name's nearest row, unless a whiteout */
 #define COPY_XATTRS_SHOWN                                                       \
 	"INSERT INTO xattrs(ino, name, ver, value) SELECT ?2, x.name, ?3, "     \
-	"x.value FROM xattrs x WHERE x.ino = ?1 AND +x.ver IN " CHAIN(          \
+	"x.value FROM xattrs x WHERE x.ino = ?1 AND " ON_CHAIN(                 \
+		"x.ver",                                                        \
 		"?4") " AND x.value IS NOT NULL AND NOT EXISTS (SELECT 1 FROM " \
 		      "xattrs y WHERE y.ino = x.ino AND y.name = x.name AND "   \
-		      "y.ver > x.ver AND y.ver IN " CHAIN("?4") ")"
+		      "y.ver > x.ver AND " ON_CHAIN("y.ver", "?4") ")"
 
 static const char *const object_text[O_COUNT] = {
 	[O_BLOCKS_LOAD] = "SELECT b.off / " BS ", b.obj, b.shard, o.name, "
@@ -184,27 +186,29 @@ static const char *const object_text[O_COUNT] = {
 	[O_BLOCKS_LOAD_CHAIN] =
 		"SELECT b.off / " BS ", b.obj, b.shard, o.name, o.size FROM "
 		"extents b LEFT JOIN objects o ON o.id = b.obj WHERE b.ino = "
-		"?1 AND +b.ver IN " CHAIN(
-			"?2") " AND " BLOCK_SHOWS("b", "?2") " ORDER BY b.off",
+		"?1 AND " ON_CHAIN("b.ver", "?2") " AND " BLOCK_SHOWS(
+			"b", "?2") " ORDER BY b.off",
 	/* after the leaf's own extent at block ?2 went: a whiteout in leaf
 	 * ?3 where an ancestor's block would show */
 	[O_BLOCK_WHITEOUT] =
 		"INSERT INTO extents(ino, ver, off, len, obj, shard) SELECT "
 		"n.ino, CAST(?3 AS bigint), n.off, n.len, 0, 0 FROM (SELECT "
 		"ino, off, len, obj FROM extents WHERE ino = ?1 AND off = " OFF(
-			"?2") " AND +ver IN " CHAIN("?3") " ORDER BY ver DESC "
-							  "LIMIT 1) AS n WHERE "
-							  "n.obj <> 0",
+			"?2") " AND " ON_CHAIN("ver",
+					       "?3") " ORDER BY ver DESC "
+						     "LIMIT 1) AS n WHERE "
+						     "n.obj <> 0",
 	/* after the leaf's own extents from block ?2 on went: whiteouts
 	 * where an ancestor's blocks would show */
 	[O_DROP_WHITEOUT] =
 		"INSERT INTO extents(ino, ver, off, len, obj, shard) SELECT "
 		"b.ino, CAST(?3 AS bigint), b.off, b.len, 0, 0 FROM extents b "
-		"WHERE b.ino = ?1 AND b.off >= " OFF("?2") " AND +b.ver IN " CHAIN(
-			"?3") " AND " BLOCK_SHOWS("b", "?3"),
+		"WHERE b.ino = ?1 AND b.off >= " OFF("?2") " AND " ON_CHAIN(
+			"b.ver", "?3") " AND " BLOCK_SHOWS("b", "?3"),
 	[O_REFCOUNTS_CHAIN] =
 		"SELECT coalesce(o.refcount, 0) FROM extents b LEFT JOIN "
-		"objects o ON o.id = b.obj WHERE b.ino = ?1 AND +b.ver IN " CHAIN(
+		"objects o ON o.id = b.obj WHERE b.ino = ?1 AND " ON_CHAIN(
+			"b.ver",
 			"?2") " AND " BLOCK_SHOWS("b", "?2") " ORDER BY b.off",
 	/* the copies through the chain of ?4: what it shows */
 	[O_COPY_BLOCKS_CHAIN] = "INSERT INTO extents(ino, ver, off, len, obj, "
@@ -288,7 +292,7 @@ static const char *const object_pg[O_COUNT] = {
 	[O_BLOCKS_LOAD_CHAIN] =
 		"SELECT b.off / " BS ", b.obj, b.shard, o.name, "
 		"o.size, i.size, i.alloc FROM inodes i LEFT JOIN extents b ON "
-		"b.ino = ?1 AND +b.ver IN " CHAIN("?2") " AND " BLOCK_SHOWS(
+		"b.ino = ?1 AND " ON_CHAIN("b.ver", "?2") " AND " BLOCK_SHOWS(
 			"b", "?2") " LEFT JOIN objects o ON o.id = b.obj WHERE "
 				   "i.ino = " INODE_KEY("?1", "?2") " AND "
 								    "i.mode <> "

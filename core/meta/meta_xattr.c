@@ -31,7 +31,7 @@ enum {
  * too */
 #define XATTR_NEAREST(v)                                                     \
 	"(SELECT ino, name, value FROM xattrs WHERE ino = ?1 AND name = ?2 " \
-	"AND +ver IN " CHAIN(v) " ORDER BY ver DESC LIMIT 1) AS x"
+	"AND " ON_CHAIN("ver", v) " ORDER BY ver DESC LIMIT 1) AS x"
 
 static const char *const xattr_text[X_COUNT] = {
 	[X_XATTR_GET] = "SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2 "
@@ -53,11 +53,12 @@ static const char *const xattr_text[X_COUNT] = {
 	[X_XATTR_GET_CHAIN] = "SELECT x.value FROM " XATTR_NEAREST(
 		"?3") " WHERE x.value IS NOT NULL",
 	[X_XATTR_LIST_CHAIN] =
-		"SELECT x.name FROM xattrs x WHERE x.ino = ?1 AND +x.ver IN " CHAIN(
+		"SELECT x.name FROM xattrs x WHERE x.ino = ?1 AND " ON_CHAIN(
+			"x.ver",
 			"?2") " AND x.value IS NOT NULL AND NOT EXISTS (SELECT "
 			      "1 FROM xattrs y WHERE y.ino = x.ino AND y.name "
-			      "= x.name AND y.ver > x.ver AND y.ver IN " CHAIN(
-				      "?2") ") ORDER BY x.name",
+			      "= x.name AND y.ver > x.ver AND " ON_CHAIN(
+				      "y.ver", "?2") ") ORDER BY x.name",
 	/* the leaf's own row of a name no version above shows */
 	[X_XATTR_CREATE_LEAF] =
 		"INSERT INTO xattrs(ino, name, ver, value) VALUES (?1, ?2, "
