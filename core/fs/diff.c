@@ -428,8 +428,11 @@ static int diff_inode(struct diff *d, uint64_t ino)
 		rc = xattrs_differ(d, ino, &differ);
 	if (rc || !differ)
 		return rc;
-	if (ino == d->root)
-		return emit(d, 'M', strdup("."));
+	if (ino == d->root) {
+		char *dot = strdup(".");
+
+		return dot ? emit(d, 'M', dot) : -ENOMEM;
+	}
 	rc = names_in(d, &d->vn, ino, &names, &n);
 	for (size_t i = 0; !rc && i < n; i++) {
 		char *path;

@@ -57,12 +57,16 @@ complete_words() {
 		_ "$comp" "$@"
 }
 assert_eq "commands after sh" "shard " "$(complete_words "$MNT" sh)"
-assert_eq "commands after d" "drain du " "$(complete_words "$MNT" d)"
+assert_eq "commands after d" "diff drain du " "$(complete_words "$MNT" d)"
 assert_eq "shard's subcommands after a" "activate add " \
 	"$(complete_words "$MNT" shard a)"
 assert_eq "gc's options after --d" "--dry-run " \
 	"$(complete_words "$MNT" gc --d)"
 assert_eq "drain remote" "remote " "$(complete_words "$MNT" drain r)"
 assert_eq "du's namespaces" "alpha beta " "$(complete_words "$MNT" du "")"
+assert_eq "rollback's option" "--drop-later " \
+	"$(complete_words "$MNT" rollback --d)"
+assert_eq "autosnapshot's words" "every= keep= off " \
+	"$(complete_words "$MNT" autosnapshot alpha "")"
 umount_fs
 log "ok"
