@@ -422,6 +422,18 @@ static int run_pair(struct meta *m, int id, int64_t a, int64_t b,
 	return rc ? rc : meta_run(m, s, what);
 }
 
+/* Version @ver gone from the tree, its rows already moved or deleted:
+ * its place on every chain, its row, its born. */
+static int version_forget(struct meta *m, int64_t ver, const char *what)
+{
+	static const int ids[] = { V_ANC_DROP, V_DROP, V_BORN_DROP };
+	int rc = 0;
+
+	for (size_t i = 0; !rc && i < sizeof(ids) / sizeof(*ids); i++)
+		rc = meta_run_int(m, &meta_version_sql, ids[i], ver, what);
+	return rc;
+}
+
 int meta_version_merge(struct meta *m, int64_t ver, int64_t *child)
 {
 	/* entries, xattrs and extents before inodes: an entry's parent
@@ -459,14 +471,7 @@ int meta_version_merge(struct meta *m, int64_t ver, int64_t *child)
 	if (!rc)
 		rc = run_pair(m, V_NSPACE_LEAF, c, ver, "version merge");
 	if (!rc)
-		rc = meta_run_int(m, &meta_version_sql, V_ANC_DROP, c,
-				  "version merge");
-	if (!rc)
-		rc = meta_run_int(m, &meta_version_sql, V_DROP, c,
-				  "version merge");
-	if (!rc)
-		rc = meta_run_int(m, &meta_version_sql, V_BORN_DROP, c,
-				  "version merge");
+		rc = version_forget(m, c, "version merge");
 	if (!rc)
 		*child = c;
 	return rc;
@@ -602,9 +607,8 @@ int meta_version_rollback(struct meta *m, int64_t leaf, int64_t snap,
 				      const char *name, size_t len),
 			  void *ctx)
 {
-	static const int gone[] = { V_ANC_DROP, V_DROP, V_BORN_DROP };
 	int64_t *vers;
-	size_t n, i, k;
+	size_t n, i;
 	int rc = meta_version_between(m, leaf, snap, &vers, &n);
 
 	if (!rc && n == 0)
@@ -617,9 +621,7 @@ int meta_version_rollback(struct meta *m, int64_t leaf, int64_t snap,
 		rc = drop_rows(m, vers[i], name, ctx);
 	/* the versions between: gone, with their place on the leaf's chain */
 	for (i = 1; !rc && i < n; i++)
-		for (k = 0; !rc && k < sizeof(gone) / sizeof(*gone); k++)
-			rc = meta_run_int(m, &meta_version_sql, gone[k],
-					  vers[i], "rollback");
+		rc = version_forget(m, vers[i], "rollback");
 	if (!rc)
 		rc = run_pair(m, V_SET_PARENT, leaf, snap, "rollback");
 	free(vers);
