@@ -38,8 +38,9 @@ logs=$top/build-asan/sanitizer-logs
 rm -rf "$logs"
 mkdir "$logs"
 # The fault harness (tests/harness) plays 30 rounds in the gcc run and
-# 10 here: every sanitizer run of it costs minutes of CI's 60.
-ROUNDS=10 ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 \
+# 10 here, and 15_crash kills 100 times there and 40 here: every
+# sanitizer run of them costs minutes of CI's 60.
+ROUNDS=10 KILLS=40 ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 TALLY_SANITIZER_LOGS=$logs SCN_TIMEOUT_SCALE=3 \
 	meson test -C build-asan --print-errorlogs --num-processes 2 \
