@@ -162,7 +162,7 @@ static int autosnap_one(struct tally *t, const struct setting *s, int64_t now,
 		return rc;
 	}
 	if (!rc)
-		rc = meta_snapshots(t->meta, s->nspace, auto_add, &a);
+		rc = meta_snapshots(t->meta, s->nspace, false, auto_add, &a);
 	tally_unlock(t);
 	last = a.n ? a.v[a.n - 1].created : 0;
 	if (!rc && now - last >= s->every) {

@@ -183,7 +183,7 @@ int dirty_map_load(struct tally *t, struct inode *ip)
 		 * (a failed read must not leave them an empty map: holes) */
 		struct meta_ver v = inode_ver(t, ip);
 
-		rc = meta_blocks_load_at(t->meta, &v, ip->ino, &map, &nmap,
+		rc = meta_blocks_load_at(t->meta, &v, ip->md.ino, &map, &nmap,
 					 &at);
 		if (!rc) {
 			free(ip->io->map); /* whatever it gathered unloaded */

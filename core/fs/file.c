@@ -337,9 +337,12 @@ int tally_open_file(struct tally *t, uint64_t ino, int flags)
 	struct inode *ip;
 	int rc;
 
-	(void)flags;
 	if (tally_is_virtual(ino))
 		return 0;
+	/* a snapshot's file: read-only */
+	if (tally_view(ino) &&
+	    ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)))
+		return -EROFS;
 	tally_lock(t);
 	/* close-to-open: a first open reads what other nodes committed */
 	rc = inode_get_fresh(t, ino, &ip);
@@ -758,6 +761,8 @@ static ssize_t file_write(struct tally *t, uint64_t ino, const void *buf,
 
 	if (off < 0 || (uint64_t)off + size > (uint64_t)INT64_MAX)
 		return -EFBIG;
+	if (tally_view(ino))
+		return -EROFS;
 	rc = file_get(t, ino, &ip);
 	if (rc)
 		return rc;
@@ -911,6 +916,12 @@ ssize_t tally_copy_range(struct tally *t, uint64_t ino_in, off_t off_in,
 		return -EINVAL;
 	if (tally_is_virtual(ino_in) || tally_is_virtual(ino_out))
 		return -EOPNOTSUPP;
+	if (tally_view(ino_out))
+		return -EROFS;
+	/* from a snapshot: copied by the caller (its block map is read
+	 * through a view, which the copy of references does not take) */
+	if (tally_view(ino_in))
+		return -EXDEV;
 	rc = file_get(t, ino_in, &in);
 	if (rc)
 		return rc;

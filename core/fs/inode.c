@@ -338,6 +338,7 @@ static int get_row(struct tally *t, uint64_t ino, const struct meta_inode *row,
 		ip = inode_alloc(&md);
 		if (!ip)
 			return -ENOMEM;
+		ip->ino = ino; /* seen through a view: its node id */
 		inode_insert(t, ip);
 	}
 	rc = inode_hold(ip);
@@ -486,6 +487,7 @@ void inode_fill_stat(struct tally *t, const struct inode *ip, struct stat *st)
 		      ip->dalloc + (ip->ndirty + ip->flight_blocks) *
 					   (uint64_t)t->bs,
 		      st);
+	st->st_ino = ip->ino; /* a view's node id */
 }
 
 void inode_virtual_stat(struct tally *t, uint64_t ino, struct stat *st)
@@ -496,6 +498,8 @@ void inode_virtual_stat(struct tally *t, uint64_t ino, struct stat *st)
 	st->st_gid = t->owner_gid;
 	st->st_atim = st->st_mtim = st->st_ctim = t->started;
 	st->st_blksize = 4096;
+	if (tally_view(ino) == TALLY_VIEW_SNAPDIRS)
+		ino = TALLY_CTLDIR_INO; /* a directory of /.snapshots: alike */
 	switch (ino) {
 	case TALLY_CTLDIR_INO:
 		st->st_mode = S_IFDIR | 0555;
@@ -643,6 +647,10 @@ int tally_lookup(struct tally *t, uint64_t parent, const char *name,
 	}
 	if (tally_is_virtual(parent))
 		return -ENOTDIR;
+	if (tally_view(parent) == TALLY_VIEW_SNAPDIRS)
+		return snapdir_lookup(t, parent, name, st);
+	if (parent == TALLY_ROOT_INO && !strcmp(name, TALLY_SNAPDIR_NAME))
+		return snapdir_getattr(t, TALLY_SNAPDIR_INO, st);
 	if (tally_is_ctl_name(parent, name)) {
 		inode_virtual_stat(t, TALLY_CTLDIR_INO, st);
 		return 0;
@@ -664,16 +672,25 @@ int tally_lookup(struct tally *t, uint64_t parent, const char *name,
 			rc = -ENOENT;
 			goto out;
 		}
-		/* the entry with its inode's row: one statement */
+		/* the entry with its inode's row: one statement; seen
+		 * through the parent's view */
 		struct meta_ver pv = inode_ver(t, pip);
+		uint64_t node;
 
-		rc = meta_dentry_lookup_row(t->meta, &pv, parent, name, &row);
+		rc = meta_dentry_lookup_row(t->meta, &pv, pip->md.ino, name,
+					    &row);
 		if (rc == -ENOENT)
 			dcache_drop(t, parent, name); /* a hint, now wrong */
 		if (rc)
 			goto out;
-		dcache_put(t, parent, name, row.ino);
-		rc = get_fresh(t, row.ino, &row, &ip);
+		node = node_of(tally_view(parent), row.ino);
+		dcache_put(t, parent, name, node);
+		/* a namespace's root read with its entry in the root is the
+		 * row of its first version: with a chain, its nearest */
+		rc = parent == TALLY_ROOT_INO ? tally_nspace_root_row(t, &row)
+					      : 0;
+		if (!rc)
+			rc = get_fresh(t, node, &row, &ip);
 	} else {
 		rc = inode_get_fresh(t, ino, &ip);
 	}
@@ -714,6 +731,8 @@ int tally_getattr(struct tally *t, uint64_t ino, struct stat *st)
 		inode_virtual_stat(t, ino, st);
 		return 0;
 	}
+	if (tally_view(ino) == TALLY_VIEW_SNAPDIRS)
+		return snapdir_getattr(t, ino, st);
 	tally_lock(t);
 	rc = inode_get_fresh(t, ino, &ip);
 	if (!rc) {
@@ -738,6 +757,8 @@ int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
 
 	if (tally_is_virtual(ino))
 		return to_set & TALLY_SET_SIZE ? 0 : -EPERM;
+	if (tally_view(ino))
+		return -EROFS;
 	tally_lock(t);
 	rc = inode_get(t, ino, &ip);
 	tally_unlock(t);

@@ -51,6 +51,8 @@ static int parent_dir(struct tally *t, uint64_t parent, struct inode **out)
 
 	if (tally_is_virtual(parent))
 		return -EPERM;
+	if (tally_view(parent))
+		return -EROFS; /* a snapshot's */
 	rc = inode_get(t, parent, &pip);
 	if (rc)
 		return rc;
@@ -81,6 +83,8 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	bool whole = false;
 	int rc = tally_check_name(name);
 
+	if (!rc && tally_view(parent))
+		rc = -EROFS; /* a snapshot's */
 	if (rc)
 		return rc;
 	if (tally_is_ctl_name(parent, name))
@@ -220,7 +224,7 @@ int tally_readlink(struct tally *t, uint64_t ino, char **target)
 	struct inode *ip;
 	int rc;
 
-	if (tally_is_virtual(ino))
+	if (tally_is_virtual(ino) || tally_view(ino) == TALLY_VIEW_SNAPDIRS)
 		return -EINVAL;
 	tally_lock(t);
 	rc = inode_get(t, ino, &ip);
@@ -228,7 +232,7 @@ int tally_readlink(struct tally *t, uint64_t ino, char **target)
 		struct meta_ver v = inode_ver(t, ip);
 
 		rc = S_ISLNK(ip->md.mode)
-			     ? meta_target_get(t->meta, &v, ino, target)
+			     ? meta_target_get(t->meta, &v, ip->md.ino, target)
 			     : -EINVAL;
 		inode_put(t, ip);
 	}
@@ -399,6 +403,8 @@ int tally_unlink(struct tally *t, uint64_t parent, const char *name)
 	bool freed = false, several, hinted = false;
 	int rc = tally_check_name(name);
 
+	if (!rc && tally_view(parent))
+		rc = -EROFS; /* a snapshot's */
 	if (rc)
 		return rc;
 	if (tally_is_ctl_name(parent, name))
@@ -483,6 +489,8 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 		return -EINVAL;
 	if (!strcmp(name, ".."))
 		return -ENOTEMPTY;
+	if (tally_view(parent))
+		return -EROFS;
 	if (tally_is_ctl_name(parent, name))
 		return -EPERM;
 	tally_lock(t);
@@ -583,6 +591,8 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 		rc = tally_check_name(newname);
 	if (rc)
 		return rc;
+	if (tally_view(parent) || tally_view(newparent))
+		return -EROFS;
 	if (tally_is_ctl_name(parent, name) ||
 	    tally_is_ctl_name(newparent, newname))
 		return -EPERM;
@@ -770,6 +780,8 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 
 	if (rc)
 		return rc;
+	if (tally_view(ino) || tally_view(newparent))
+		return -EROFS;
 	if (tally_is_virtual(ino) || tally_is_ctl_name(newparent, newname))
 		return -EPERM;
 	tally_lock(t);
@@ -925,7 +937,9 @@ struct readdir_ctx {
 	bool plus;
 	tally_dir_fn fn;
 	void *ctx;
-	int64_t base; /* cookie of an entry = dentry id + base */
+	int64_t base;  /* cookie of an entry = dentry id + base */
+	uint32_t view; /* the directory's, and so its entries' */
+	bool root;     /* the root's listing: namespaces */
 	int err;
 };
 
@@ -940,22 +954,33 @@ static int readdir_entry(void *arg, int64_t cookie, const char *name,
 			 const struct meta_inode *md)
 {
 	struct readdir_ctx *rc = arg;
-	struct inode *ip = inode_find(rc->t, md->ino), *fresh = NULL;
+	struct meta_inode row = *md;
+	uint64_t node = node_of(rc->view, md->ino);
+	struct inode *ip = inode_find(rc->t, node), *fresh = NULL;
 	struct stat st;
 
+	/* a namespace in the root: its row as its chain shows it */
+	if (rc->root && !ip) {
+		rc->err = tally_nspace_root_row(rc->t, &row);
+		if (rc->err)
+			return 1;
+	}
 	if (!ip && rc->plus) {
-		ip = fresh = inode_alloc(md);
+		ip = fresh = inode_alloc(&row);
 		if (!ip) {
 			rc->err = -ENOMEM;
 			return 1;
 		}
+		fresh->ino = node;
 	}
 	if (ip && ip != fresh)
-		inode_refresh(rc->t, ip, md);
-	if (ip)
+		inode_refresh(rc->t, ip, &row);
+	if (ip) {
 		inode_fill_stat(rc->t, ip, &st);
-	else
-		inode_md_stat(rc->t, md, md->alloc, &st);
+	} else {
+		inode_md_stat(rc->t, &row, row.alloc, &st);
+		st.st_ino = node;
+	}
 	if (rc->fn(rc->ctx, name, &st, (off_t)(cookie + rc->base))) {
 		if (fresh)
 			inode_destroy(rc->t, fresh);
@@ -1007,6 +1032,8 @@ int tally_readdir(struct tally *t, uint64_t ino, off_t off, bool plus,
 	}
 	if (tally_is_virtual(ino))
 		return -ENOTDIR;
+	if (tally_view(ino) == TALLY_VIEW_SNAPDIRS)
+		return snapdir_readdir(t, ino, off, plus, fn, ctx);
 	tally_lock(t);
 	err = inode_get(t, ino, &ip);
 	if (err)
@@ -1015,7 +1042,9 @@ int tally_readdir(struct tally *t, uint64_t ino, off_t off, bool plus,
 		err = -ENOTDIR;
 		goto out;
 	}
-	rc.base = ino == TALLY_ROOT_INO ? 3 : 2;
+	rc.root = ino == TALLY_ROOT_INO;
+	rc.base = rc.root ? 3 : 2;
+	rc.view = tally_view(ino);
 	inode_fill_stat(t, ip, &st);
 	if (off < 1) {
 		if (fn(ctx, ".", &st, 1))
@@ -1036,7 +1065,7 @@ int tally_readdir(struct tally *t, uint64_t ino, off_t off, bool plus,
 	if (!ip->freed) {
 		struct meta_ver v = inode_ver(t, ip);
 
-		err = meta_readdir(t->meta, &v, ino, off - rc.base,
+		err = meta_readdir(t->meta, &v, ip->md.ino, off - rc.base,
 				   readdir_entry, &rc);
 		err = err > 0 ? rc.err : err;
 	}

@@ -54,14 +54,27 @@ struct meta_ver tally_ver_of(struct tally *t, const struct meta_inode *md)
 int tally_inode_row(struct tally *t, uint64_t ino, struct meta_inode *md)
 {
 	struct meta_ver v;
+	int rc;
+
+	/* seen through a snapshot's view: the row its version reads */
+	if (tally_view(ino)) {
+		rc = view_ver(t, ino, &v);
+		return rc ? rc : meta_inode_get(t->meta, &v, node_ino(ino), md);
+	}
 	/* the first row names the namespace; with a chain, the row of the
 	 * nearest version is the inode as its namespace sees it */
-	int rc = meta_inode_get(t->meta, NULL, ino, md);
+	rc = meta_inode_get(t->meta, NULL, ino, md);
 
 	if (rc)
 		return rc;
 	v = tally_ver_of(t, md);
 	return v.depth > 1 ? meta_inode_get(t->meta, &v, ino, md) : 0;
+}
+
+int tally_nspace_root_row(struct tally *t, struct meta_inode *md)
+{
+	return tally_ver_of(t, md).depth > 1 ? tally_inode_row(t, md->ino, md)
+					     : 0;
 }
 
 struct meta_ver tally_nspace_leaf(struct tally *t, uint64_t nspace)
@@ -215,6 +228,7 @@ static int version_change_drained(struct tally *t, const char *ns,
 int tally_snapshot_as(struct tally *t, const char *ns, const char *name,
 		      bool user, int64_t *ver)
 {
+	struct tally_inval inval = { 0 };
 	struct meta_inode md;
 	struct meta_ver v, sv;
 	int64_t child;
@@ -254,9 +268,15 @@ int tally_snapshot_as(struct tally *t, const char *ns, const char *name,
 		*ver = v.id;
 		/* a snapshot that returned survives power loss */
 		rc = tally_txn_sync(t);
+		views_reload(t);
+		inval = t->inval;
 	}
 out:
 	tally_unlock(t);
+	/* a lookup of /.snapshots/NS/NAME before it was may be cached */
+	if (inval.entry)
+		inval.entry(inval.arg, node_of(TALLY_VIEW_SNAPDIRS, md.nspace),
+			    name);
 	return rc;
 }
 
@@ -283,6 +303,7 @@ static int snapshot_open(struct tally *t, const char *ns, const char *name,
 
 int tally_rmsnapshot(struct tally *t, const char *ns, const char *name)
 {
+	struct tally_inval inval = { 0 };
 	struct meta_inode md;
 	struct meta_ver v, sv;
 	uint64_t born;
@@ -292,6 +313,9 @@ int tally_rmsnapshot(struct tally *t, const char *ns, const char *name)
 	if (rc)
 		return rc;
 	rc = snapshot_open(t, ns, name, &md, &sv);
+	/* a file of it open (/.snapshots/NS/NAME) */
+	if (!rc && views_open(t, md.nspace, sv.id, sv.id))
+		rc = -EBUSY;
 	if (rc)
 		goto out;
 	v = tally_nspace_leaf(t, md.nspace);
@@ -313,9 +337,15 @@ int tally_rmsnapshot(struct tally *t, const char *ns, const char *name)
 					      .depth = v.depth - 1 },
 			   born);
 		rc = tally_txn_sync(t); /* durable too */
+		views_reload(t);
+		inval = t->inval;
 	}
 out:
 	tally_unlock(t);
+	/* the kernel forgets /.snapshots/NS/NAME and all below it */
+	if (inval.entry)
+		inval.entry(inval.arg, node_of(TALLY_VIEW_SNAPDIRS, md.nspace),
+			    name);
 	return rc;
 }
 
@@ -328,6 +358,8 @@ struct gone {
 	size_t nnames, names_cap;
 	uint64_t *inos;
 	size_t ninos, inos_cap;
+	char **snaps; /* the later snapshots, with drop-later */
+	size_t nsnaps;
 };
 
 static int gone_name(void *ctx, uint64_t parent, const char *name, size_t len)
@@ -351,6 +383,9 @@ static void gone_free(struct gone *g)
 		free(g->names[i].name);
 	free(g->names);
 	free(g->inos);
+	for (size_t i = 0; i < g->nsnaps; i++)
+		free(g->snaps[i]);
+	free(g->snaps);
 }
 
 /* Whether an inode of namespace @nspace is open, or holds data or a
@@ -359,7 +394,7 @@ static bool nspace_busy(struct tally *t, uint64_t nspace)
 {
 	for (size_t i = 0; i < ((size_t)1 << t->ibits); i++)
 		for (struct inode *ip = t->itable[i]; ip; ip = ip->next)
-			if (ip->md.nspace == nspace &&
+			if (ip->md.nspace == nspace && !tally_view(ip->ino) &&
 			    (ip->opens || ip->ndirty || ip->nfailed ||
 			     ip->flight_blocks || ip->truncated))
 				return true;
@@ -379,7 +414,7 @@ static void nspace_reload(struct tally *t, uint64_t nspace, struct gone *g)
 		for (struct inode *ip = t->itable[i]; ip; ip = ip->next) {
 			struct meta_inode md;
 
-			if (ip->md.nspace != nspace)
+			if (ip->md.nspace != nspace || tally_view(ip->ino))
 				continue;
 			/* a file removed since the snapshot is back */
 			if (tally_inode_row(t, ip->ino, &md) == 0) {
@@ -415,6 +450,11 @@ int tally_rollback(struct tally *t, const char *ns, const char *name,
 	rc = snapshot_open(t, ns, name, &md, &sv);
 	if (!rc && nspace_busy(t, md.nspace))
 		rc = -EBUSY; /* an open file would write into what went */
+	/* a file open in a later snapshot, which goes with drop-later */
+	if (!rc && later && views_open(t, md.nspace, sv.id + 1, INT64_MAX))
+		rc = -EBUSY;
+	if (!rc && later)
+		rc = views_names(t, md.nspace, sv.id, &g.snaps, &g.nsnaps);
 	if (!rc)
 		rc = nsleaf_reserve(t);
 	if (rc)
@@ -435,6 +475,7 @@ int tally_rollback(struct tally *t, const char *ns, const char *name,
 		nspace_reload(t, md.nspace, &g);
 		inval = t->inval;
 		rc = tally_txn_sync(t); /* durable when it returns */
+		views_reload(t);
 	}
 out:
 	tally_unlock(t);
@@ -450,6 +491,10 @@ out:
 		inval.entry(inval.arg, TALLY_ROOT_INO, ns);
 	for (size_t i = 0; inval.inode && i < g.ninos; i++)
 		inval.inode(inval.arg, g.inos[i]);
+	/* and the later snapshots that went: /.snapshots/NS/NAME */
+	for (size_t i = 0; !rc && inval.entry && i < g.nsnaps; i++)
+		inval.entry(inval.arg, node_of(TALLY_VIEW_SNAPDIRS, md.nspace),
+			    g.snaps[i]);
 	gone_free(&g);
 	return rc;
 }
@@ -480,7 +525,7 @@ static int snap_nspace(void *ctx, int64_t cookie, const char *name,
 		return 0;
 	w->found++;
 	w->ns = name;
-	return meta_snapshots(w->m, md->nspace, snap_one, w);
+	return meta_snapshots(w->m, md->nspace, true, snap_one, w);
 }
 
 int tally_snapshots(struct tally *t, const char *ns,

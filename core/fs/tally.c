@@ -88,7 +88,8 @@ int tally_check_name(const char *name)
 
 bool tally_is_ctl_name(uint64_t parent, const char *name)
 {
-	return parent == TALLY_ROOT_INO && !strcmp(name, TALLY_CTLDIR_NAME);
+	return parent == TALLY_ROOT_INO && (!strcmp(name, TALLY_CTLDIR_NAME) ||
+					    !strcmp(name, TALLY_SNAPDIR_NAME));
 }
 
 int tally_nspace_name_taken(const char *name)
@@ -555,6 +556,8 @@ int tally_open_with(const char *path, const struct tally_opts *opts,
 	if (!rc)
 		rc = tally_nspace_leaves_load(t);
 	if (!rc)
+		rc = views_load(t);
+	if (!rc)
 		rc = up->session_start(t);
 	if (!rc)
 		rc = clean_orphans(t);
@@ -594,6 +597,7 @@ out_pool:
 out_store:
 	free(t->heap);
 	free(t->nsleaves);
+	views_free(t);
 	pthread_mutex_destroy(&t->pool_lock);
 	pthread_mutex_destroy(&t->lock);
 	meta_objlist_release(&t->doomed);
@@ -718,6 +722,7 @@ int tally_close(struct tally *t)
 		free(t->pool_bufs[--t->npool]);
 	free(t->heap);
 	free(t->nsleaves);
+	views_free(t);
 	pthread_cond_destroy(&t->flusher_cond);
 	pthread_mutex_destroy(&t->flusher_lock);
 	pthread_cond_destroy(&t->fin_done);

@@ -27,9 +27,25 @@
 #define TALLY_STATUS_INO 4
 #define TALLY_METRICS_INO 5
 #define TALLY_CTLDIR_NAME ".tally"
-/* reserved for the snapshots of versions (docs/design.md, section 13) */
+/* the snapshots, browsable (docs/design.md 13.4) */
 #define TALLY_SNAPDIR_NAME ".snapshots"
 #define TALLY_NAME_MAX 255
+
+/*
+ * The kernel's node ids and st_ino (docs/design.md 13.3): a snapshot's
+ * files are seen through its view, view << TALLY_VIEW_SHIFT | ino (inode
+ * numbers stay below 1 << TALLY_VIEW_SHIFT); view 0 is every namespace's.
+ * The highest view names the directories of /.snapshots: itself with the
+ * root's number, /.snapshots/NS with NS's root number.
+ */
+#define TALLY_VIEW_SHIFT 40
+#define TALLY_VIEW_SNAPDIRS ((1u << 24) - 1)
+#define TALLY_SNAPDIR_INO \
+	((uint64_t)TALLY_VIEW_SNAPDIRS << TALLY_VIEW_SHIFT | TALLY_ROOT_INO)
+static inline uint32_t tally_view(uint64_t ino)
+{
+	return (uint32_t)(ino >> TALLY_VIEW_SHIFT);
+}
 
 struct tally;
 struct pool;

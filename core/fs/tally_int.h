@@ -9,6 +9,7 @@
 #ifndef TALLY_TALLY_INT_H
 #define TALLY_TALLY_INT_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -178,6 +179,16 @@ struct tally {
 				* the leaf: their rows are there alone */
 	} * nsleaves;
 	size_t nnsleaves, nsleaves_cap;
+	/* protected by lock: the snapshots' views, by view (core/fs/views.c) */
+	struct view {
+		uint32_t view;
+		uint64_t nspace;
+		struct meta_ver v;
+		int64_t created;
+		char *name;
+	} * views;
+	size_t nviews;
+	bool views_stale;	     /* protected by lock: to be read again */
 	struct dentry_cache *dcache; /* protected by lock */
 	uint64_t ninodes;	     /* protected by lock: in itable */
 	unsigned ibits;	   /* protected by lock: itable has 1 << ibits chains */
@@ -339,6 +350,9 @@ int tally_check_name(const char *name);
 int tally_nspace_name_ok(const char *name);
 int tally_nspace_row(struct tally *t, const char *ns, struct meta_inode *md);
 struct meta_ver tally_nspace_leaf(struct tally *t, uint64_t nspace);
+/* A namespace's root row @md, read with its entry in the root (the row of
+ * its first version), made the row its chain shows (t->lock held). */
+int tally_nspace_root_row(struct tally *t, struct meta_inode *md);
 /* tally_snapshot(), with the automatic snapshots' names allowed unless
  * @user. */
 int tally_snapshot_as(struct tally *t, const char *ns, const char *name,
@@ -354,9 +368,51 @@ int tally_nspace_name_taken(const char *name);
  * root directory's, 0.
  */
 struct meta_ver tally_ver_of(struct tally *t, const struct meta_inode *md);
+
+/*
+ * Views (core/fs/views.c, t->lock held): the snapshots as the kernel sees
+ * them, by view (docs/design.md 13.3). An inode seen through a view is
+ * in memory under its node id (inode->ino), its row's number in md.ino;
+ * it is read-only. views_load(): the table read again, after every
+ * change of a namespace's snapshots (and at open). view_ver(): the
+ * version node @node reads through (the namespace's, for view 0), or
+ * -ESTALE when its snapshot is gone. views_reload(): views_load(), its
+ * failure logged (the table is read at its next use). views_open():
+ * whether a file is open that is seen through the view of a snapshot of
+ * namespace @nspace whose version is in [@lo, @hi].
+ */
+static inline uint64_t node_ino(uint64_t node)
+{
+	return node & ((1ull << TALLY_VIEW_SHIFT) - 1);
+}
+static inline uint64_t node_of(uint32_t view, uint64_t ino)
+{
+	return (uint64_t)view << TALLY_VIEW_SHIFT | ino;
+}
+int views_load(struct tally *t);
+void views_reload(struct tally *t);
+void views_free(struct tally *t);
+int view_ver(struct tally *t, uint64_t node, struct meta_ver *v);
+bool views_open(struct tally *t, uint64_t nspace, int64_t lo, int64_t hi);
+/* The names of namespace @nspace's snapshots above version @above, in a
+ * new array of new strings. */
+int views_names(struct tally *t, uint64_t nspace, int64_t above, char ***names,
+		size_t *n);
+/* The virtual directories of /.snapshots (tally_view() ==
+ * TALLY_VIEW_SNAPDIRS): a lookup in one, its attributes, its listing. */
+int snapdir_lookup(struct tally *t, uint64_t parent, const char *name,
+		   struct stat *st);
+int snapdir_getattr(struct tally *t, uint64_t ino, struct stat *st);
+int snapdir_readdir(struct tally *t, uint64_t ino, off_t off, bool plus,
+		    tally_dir_fn fn, void *ctx);
 static inline struct meta_ver inode_ver(struct tally *t, const struct inode *ip)
 {
-	return tally_ver_of(t, &ip->md);
+	struct meta_ver v;
+
+	if (!tally_view(ip->ino))
+		return tally_ver_of(t, &ip->md);
+	/* a snapshot gone: a version of no row, whose reads find none */
+	return view_ver(t, ip->ino, &v) ? (struct meta_ver){ .id = -1 } : v;
 }
 /* The row of inode @ino as its namespace sees it (t->lock held). */
 int tally_inode_row(struct tally *t, uint64_t ino, struct meta_inode *md);

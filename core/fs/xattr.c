@@ -72,7 +72,7 @@ static int virtual_xattr(struct tally *t, struct inode *ip, const char *name,
 		tally_lock(t);
 		struct meta_ver v = inode_ver(t, ip);
 
-		rc = meta_refcounts(t->meta, &v, ip->ino, &counts, &cnt);
+		rc = meta_refcounts(t->meta, &v, ip->md.ino, &counts, &cnt);
 		tally_unlock(t);
 		for (i = 0; i < cnt && !rc; i++) {
 			char num[32];
@@ -103,7 +103,7 @@ static int virtual_xattr(struct tally *t, struct inode *ip, const char *name,
 		tally_lock(t);
 		struct meta_ver v = inode_ver(t, ip);
 
-		rc = meta_blocks_load(t->meta, &v, ip->ino, &map, &nmap);
+		rc = meta_blocks_load(t->meta, &v, ip->md.ino, &map, &nmap);
 		tally_unlock(t);
 		for (i = 0; i < nmap && !rc; i++) {
 			size_t need = n + OBJNAME_MAX + 16;
@@ -156,7 +156,7 @@ ssize_t tally_getxattr(struct tally *t, uint64_t ino, const char *name,
 
 	if (t->no_xattrs)
 		return -ENOSYS;
-	if (tally_is_virtual(ino))
+	if (tally_is_virtual(ino) || tally_view(ino) == TALLY_VIEW_SNAPDIRS)
 		return -ENODATA;
 	rc = xattr_ns_ok(name);
 	if (rc)
@@ -171,7 +171,7 @@ ssize_t tally_getxattr(struct tally *t, uint64_t ino, const char *name,
 
 		tally_lock(t);
 		v = inode_ver(t, ip);
-		rc = meta_xattr_get(t->meta, &v, ino, name, &val, &len);
+		rc = meta_xattr_get(t->meta, &v, ip->md.ino, name, &val, &len);
 		tally_unlock(t);
 	}
 	ret = rc ? rc : xattr_reply(val, len, buf, size);
@@ -190,6 +190,8 @@ int tally_setxattr(struct tally *t, uint64_t ino, const char *name,
 		return -ENOSYS;
 	if (tally_is_virtual(ino))
 		return -EPERM;
+	if (tally_view(ino))
+		return -EROFS;
 	rc = xattr_ns_ok(name);
 	if (rc)
 		return rc;
@@ -249,14 +251,14 @@ ssize_t tally_listxattr(struct tally *t, uint64_t ino, char *buf, size_t size)
 
 	if (t->no_xattrs)
 		return -ENOSYS;
-	if (tally_is_virtual(ino))
+	if (tally_is_virtual(ino) || tally_view(ino) == TALLY_VIEW_SNAPDIRS)
 		return 0;
 	rc = file_get(t, ino, &ip);
 	if (rc)
 		return rc;
 	tally_lock(t);
 	v = inode_ver(t, ip);
-	rc = meta_xattr_list(t->meta, &v, ino, &names, &len);
+	rc = meta_xattr_list(t->meta, &v, ip->md.ino, &names, &len);
 	if (S_ISREG(ip->md.mode))
 		vlen = sizeof(virt);
 	tally_unlock(t);
@@ -289,6 +291,8 @@ int tally_removexattr(struct tally *t, uint64_t ino, const char *name)
 		return -ENOSYS;
 	if (tally_is_virtual(ino))
 		return -EPERM;
+	if (tally_view(ino))
+		return -EROFS;
 	rc = xattr_ns_ok(name);
 	if (rc)
 		return rc;

@@ -361,12 +361,19 @@ struct meta_snapshot {
 	int64_t created; /* seconds since the epoch */
 	const char *name;
 	int depth;	/* of its chain: struct meta_ver's */
+	uint32_t view;	/* the kernel sees it through (13.3) */
 	uint64_t bytes; /* of the objects only it holds (what its removal
-			 * frees, pins aside) */
+			 * frees, pins aside), with meta_snapshots()'s
+			 * @bytes; else 0 */
 };
+/* The views of snapshots: 1 up to this (a 24-bit field of the kernel's
+ * node ids above META_INO_LIMIT's bits; the highest value is the front
+ * end's: docs/design.md 13.3). */
+#define META_VIEW_MAX ((1 << 24) - 2)
 /* The snapshots of namespace @nspace (0: of every namespace), oldest
- * first, to @fn (the name lives until @fn returns). */
-int meta_snapshots(struct meta *m, uint64_t nspace,
+ * first, to @fn (the name lives until @fn returns); with @bytes, each
+ * one's bytes (a query of its own per snapshot). */
+int meta_snapshots(struct meta *m, uint64_t nspace, bool bytes,
 		   int (*fn)(void *ctx, const struct meta_snapshot *sn),
 		   void *ctx);
 /* The version of the snapshot @name of @nspace, to read it through: 0,

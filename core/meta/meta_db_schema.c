@@ -129,6 +129,8 @@ const char meta_db_gc_schema[] =
 	META_LATER_INDEXES
 		/* the names of an inode (a diff's paths) */
 		META_INO_INDEX
+			/* the views of snapshots */
+			META_VIEWS_GIVEN
 	/* the number of inodes, for statfs without a scan */
 	"INSERT INTO config(key, value) SELECT 'inodes',"
 	" (SELECT count(*) FROM inodes) WHERE NOT EXISTS"

@@ -475,6 +475,19 @@ int meta_remote_schema(struct meta *m);
  * engines): the path of a changed row in a diff, without a scan. */
 #define META_INO_INDEX \
 	"CREATE INDEX IF NOT EXISTS dentries_ino ON dentries(ino, ver);"
+/* The views of snapshots (docs/design.md 13.3), made at open (both
+ * engines): the counter, and a view for each snapshot taken before views
+ * were given (their column 0), each above every view given, the counter
+ * then above them all. */
+#define META_VIEWS_GIVEN                                                    \
+	"INSERT INTO config(key, value) VALUES ('next_view', 1) ON "        \
+	"CONFLICT(key) DO NOTHING;"                                         \
+	"UPDATE versions SET view = (SELECT value FROM config WHERE key = " \
+	"'next_view') + (SELECT count(*) FROM versions o WHERE o.kind = 3 " \
+	"AND o.id < versions.id) WHERE kind = 3 AND view = 0;"              \
+	"UPDATE config SET value = (SELECT max(view) FROM versions) + 1 "   \
+	"WHERE key = 'next_view' AND value <= (SELECT max(view) FROM "      \
+	"versions);"
 /* The extents of a merge (meta_version_merge()): version @ver's that its
  * child @child replaces go, their counts falling; @child's holes left
  * hiding nothing go; the rest of @child's are relabelled @ver. */

@@ -657,6 +657,9 @@ int meta_pg_check_or_format(struct meta *m, bool create, uint32_t block_size)
 	/* the names of an inode (a diff's paths): a store of before lacks it */
 	if (!rc)
 		rc = index_made(m, "dentries_ino", META_INO_INDEX);
+	/* the views of snapshots (a store of before: the counter) */
+	if (!rc)
+		rc = meta_exec(m, META_VIEWS_GIVEN);
 	/* the deletion claims (a store of before may lack the table), and
 	 * their node (one of before: none, so its claims are taken for
 	 * those of a node that is gone) */

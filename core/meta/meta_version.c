@@ -29,6 +29,8 @@ enum {
 	V_NSPACE_VER,
 	V_SNAPSHOTS,
 	V_SNAPSHOT_FIND,
+	V_VIEW_TAKE,
+	V_VIEW_SET,
 	V_CHILDREN,
 	V_ENT_SHADOWED,
 	V_ENT_WHITEOUTS,
@@ -117,11 +119,16 @@ static const char *const version_text[V_COUNT] = {
 						       "id = ?1",
 	/* the snapshots of namespace ?1 (0: of every one), oldest first */
 	[V_SNAPSHOTS] = "SELECT nspace, id, created, name, " DEPTH(
-		"id") " FROM versions WHERE kind = 3 AND (nspace = ?1 OR ?1 "
-		      "= 0) ORDER BY nspace, id",
+		"id") ", view FROM versions WHERE kind = 3 AND (nspace = ?1 "
+		      "OR ?1 = 0) ORDER BY nspace, id",
 	[V_SNAPSHOT_FIND] = "SELECT id, " DEPTH(
 		"id") " FROM versions WHERE kind = 3 AND nspace = ?1 AND name = "
 		      "?2",
+	/* a snapshot's view (13.3): given once, never again (config
+	 * 'next_view', made at open: META_VIEWS_GIVEN) */
+	[V_VIEW_TAKE] = "UPDATE config SET value = value + 1 WHERE key = "
+			"'next_view' RETURNING value - 1",
+	[V_VIEW_SET] = "UPDATE versions SET view = ?2 WHERE id = ?1",
 	/* the children of ?1: how many, and the first */
 	[V_CHILDREN] = "SELECT count(*), coalesce(min(id), 0) FROM versions "
 		       "WHERE parent = ?1",
@@ -184,8 +191,8 @@ static const char *const version_text[V_COUNT] = {
 	[V_INO_RELABEL] = "UPDATE inodes SET ver = ?1 WHERE " IN_C("ver"),
 	/* S takes C's kind and name (a leaf, or a snapshot) and children */
 	[V_TAKE_KIND] = "UPDATE versions SET kind = c.kind, name = c.name, "
-			"created = c.created FROM versions c WHERE c.id = ?2 "
-			"AND versions.id = ?1",
+			"created = c.created, view = c.view FROM versions c "
+			"WHERE c.id = ?2 AND versions.id = ?1",
 	[V_REPARENT] = "UPDATE versions SET parent = ?1 WHERE parent = ?2",
 	/* of ?1, the child merged */
 	[V_ANC_DROP] = "DELETE FROM ver_anc WHERE anc = ?1 OR ver = ?1",
@@ -268,6 +275,27 @@ static int own_bytes(struct meta *m, int64_t ver, uint64_t *bytes)
 	return meta_extents_exclusive(m, ver, c, bytes);
 }
 
+/* Snapshot @ver gets a view of its own (docs/design.md 13.3). -ENOSPC
+ * when every view was given. */
+static int view_give(struct meta *m, int64_t ver)
+{
+	struct meta_st *s;
+	int64_t view;
+	int rc = meta_stmt(m, &meta_version_sql, V_VIEW_TAKE, &s);
+
+	if (!rc)
+		rc = meta_int(m, s, &view, "snapshot view");
+	if (!rc && (view < 1 || view > META_VIEW_MAX)) {
+		log_msg(LOG_ERR, "no view left for a snapshot (%" PRId64 ")",
+			view);
+		rc = -ENOSPC;
+	}
+	if (!rc)
+		rc = meta_stmt_pair(m, &meta_version_sql, V_VIEW_SET, ver, view,
+				    &s);
+	return rc ? rc : meta_run(m, s, "snapshot view");
+}
+
 int meta_version_freeze(struct meta *m, int64_t leaf, const char *name,
 			uint64_t born, int64_t *child)
 {
@@ -305,6 +333,10 @@ int meta_version_freeze(struct meta *m, int64_t leaf, const char *name,
 				    (int64_t)born, &s);
 	if (!rc)
 		rc = meta_run(m, s, "version child");
+	/* a snapshot is seen through a view of its own; the child made
+	 * above has the namespace's */
+	if (!rc && name)
+		rc = view_give(m, leaf);
 	if (!rc)
 		*child = id;
 	return rc;
@@ -375,7 +407,7 @@ int meta_nspace_ver(struct meta *m, uint64_t nspace, struct meta_ver *v)
 	return ver_row(m, s, "namespace leaf", v);
 }
 
-int meta_snapshots(struct meta *m, uint64_t nspace,
+int meta_snapshots(struct meta *m, uint64_t nspace, bool bytes,
 		   int (*fn)(void *ctx, const struct meta_snapshot *sn),
 		   void *ctx)
 {
@@ -394,6 +426,7 @@ int meta_snapshots(struct meta *m, uint64_t nspace,
 			.created = meta_col_int(s, 2),
 			.name = name,
 			.depth = (int)meta_col_int(s, 4),
+			.view = (uint32_t)meta_col_int(s, 5),
 		};
 
 		if (len < 0 || (size_t)len >= sizeof(name))
@@ -401,7 +434,7 @@ int meta_snapshots(struct meta *m, uint64_t nspace,
 		if (len)
 			memcpy(name, meta_col_blob(s, 3), (size_t)len);
 		name[len] = '\0';
-		rc = own_bytes(m, sn.id, &sn.bytes);
+		rc = bytes ? own_bytes(m, sn.id, &sn.bytes) : 0;
 		if (!rc)
 			rc = fn(ctx, &sn);
 		if (rc) {

@@ -332,7 +332,85 @@ static void snap_read(struct meta *m, struct msnap *sn, bool want)
 	}
 }
 
-/* Every snapshot reads as it was taken. */
+/* A lookup that must succeed, its node id returned. */
+static uint64_t must_lookup(uint64_t parent, const char *name)
+{
+	struct stat st;
+	int rc = tally_lookup(t, parent, name, &st);
+
+	cr_assert_eq(rc, 0, CTX "lookup of %s: %s", CTXARGS, name,
+		     strerror(-rc));
+	return st.st_ino;
+}
+
+/* The root of snapshot @sn as the kernel finds it, /.snapshots/NS/NAME
+ * (one lookup of it held: tally_forget() it). */
+static uint64_t snap_root(const struct msnap *sn)
+{
+	uint64_t nsdir;
+
+	cr_assert_eq(must_lookup(TALLY_ROOT_INO, TALLY_SNAPDIR_NAME),
+		     TALLY_SNAPDIR_INO, CTX "/.snapshots", CTXARGS);
+	nsdir = must_lookup(TALLY_SNAPDIR_INO, sn->ns ? "b" : "a");
+	cr_assert_eq(tally_view(nsdir), TALLY_VIEW_SNAPDIRS,
+		     CTX "/.snapshots/NS", CTXARGS);
+	return must_lookup(nsdir, sn->name);
+}
+
+/* Snapshot @sn as /.snapshots/NS/NAME shows it: each slot's name, its
+ * st_ino (the snapshot's view over the inode's number), size, links and
+ * bytes; a write there EROFS. */
+static void snap_view(const struct msnap *sn)
+{
+	uint64_t root = snap_root(sn), view = tally_view(root);
+	struct stat st;
+	int s, rc;
+
+	cr_assert(view > 0 && view < TALLY_VIEW_SNAPDIRS,
+		  CTX "snapshot %s: view %llu", CTXARGS, sn->name,
+		  (unsigned long long)view);
+	for (s = 0; s < NSLOT; s++) {
+		char name[16];
+		ssize_t n;
+
+		name_of(s, name, sizeof(name));
+		rc = tally_lookup(t, root, name, &st);
+		if (!sn->slot[s].ino) {
+			cr_assert_eq(rc, -ENOENT, CTX "%s/%s: %d", CTXARGS,
+				     sn->name, name, rc);
+			continue;
+		}
+		cr_assert_eq(rc, 0, CTX "%s/%s: %s", CTXARGS, sn->name, name,
+			     strerror(-rc));
+		cr_assert_eq(st.st_ino,
+			     view << TALLY_VIEW_SHIFT | sn->slot[s].ino,
+			     CTX "%s/%s: st_ino", CTXARGS, sn->name, name);
+		cr_assert_eq((uint64_t)st.st_size, sn->slot[s].size,
+			     CTX "%s/%s: size", CTXARGS, sn->name, name);
+		cr_assert_eq(st.st_nlink, sn->slot[s].nlink, CTX "%s/%s: links",
+			     CTXARGS, sn->name, name);
+		cr_assert_eq(tally_open_file(t, st.st_ino, O_RDWR), -EROFS,
+			     CTX "%s/%s: open to write", CTXARGS, sn->name,
+			     name);
+		cr_assert_eq(tally_open_file(t, st.st_ino, O_RDONLY), 0,
+			     CTX "%s/%s: open", CTXARGS, sn->name, name);
+		n = tally_read(t, st.st_ino, scratch, sizeof(scratch), 0);
+		cr_assert(n == (ssize_t)sn->slot[s].size &&
+				  !memcmp(scratch, sn->slot[s].data, (size_t)n),
+			  CTX "%s/%s: bytes (%zd read)", CTXARGS, sn->name,
+			  name, n);
+		cr_assert_eq(tally_write(t, st.st_ino, "x", 1, 0), -EROFS,
+			     CTX "%s/%s: write", CTXARGS, sn->name, name);
+		cr_assert_eq(tally_release(t, st.st_ino), 0);
+		tally_forget(t, st.st_ino, 1);
+	}
+	cr_assert_eq(tally_unlink(t, root, "f0"), -EROFS, CTX "unlink",
+		     CTXARGS);
+	tally_forget(t, root, 1);
+}
+
+/* Every snapshot reads as it was taken: its rows, and what the kernel
+ * would read through its view. */
 static void check_snaps(void)
 {
 	struct meta *m = tally_meta_lock(t);
@@ -342,6 +420,9 @@ static void check_snaps(void)
 		if (snaps[i].live)
 			snap_read(m, &snaps[i], false);
 	tally_meta_unlock(t);
+	for (i = 0; i < MAXSNAP; i++)
+		if (snaps[i].live)
+			snap_view(&snaps[i]);
 }
 
 /* A side of a diff as the model has it: each slot's inode and bytes. */
@@ -830,6 +911,18 @@ static void op_rmsnapshot(void)
 		return;
 	snprintf(what, sizeof(what), "rmsnapshot %s %s",
 		 snaps[i].ns ? "b" : "a", snaps[i].name);
+	/* its root open, as a file of it would be: EBUSY */
+	if (rnd(4) == 0) {
+		uint64_t root = snap_root(&snaps[i]);
+
+		cr_assert_eq(tally_open_file(t, root, O_RDONLY), 0);
+		rc = tally_rmsnapshot(t, snaps[i].ns ? "b" : "a",
+				      snaps[i].name);
+		cr_assert_eq(rc, -EBUSY, CTX "with a file of it open: %d",
+			     CTXARGS, rc);
+		cr_assert_eq(tally_release(t, root), 0);
+		tally_forget(t, root, 1);
+	}
 	rc = tally_rmsnapshot(t, snaps[i].ns ? "b" : "a", snaps[i].name);
 	cr_assert_eq(rc, 0, CTX "rmsnapshot: %s", CTXARGS, strerror(-rc));
 	snap_free(&snaps[i]);
