@@ -802,7 +802,10 @@ int meta_nspace_objects(struct meta *m, uint64_t nspace,
 /* The row of object @name; -ENOENT if none. */
 int meta_object_info(struct meta *m, const char *name, int64_t *id,
 		     uint32_t *shard, uint64_t *size, int64_t *refcount);
-/* Per namespace: references to object @id and inodes holding them. */
+/* Per namespace and version: references to object @id and inodes holding
+ * them, the holder named NS for rows of a namespace's own, NS@NAME for
+ * rows of its snapshot NAME (which the versions after it read too where
+ * they did not change them: docs/design.md 13.4). */
 int meta_object_holders(struct meta *m, int64_t id,
 			int (*fn)(void *ctx, const char *nspace, uint64_t refs,
 				  uint64_t inodes),

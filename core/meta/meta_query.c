@@ -70,11 +70,14 @@ static const char *const query_text[Q_COUNT] = {
 		"AND j.ver IN (SELECT a.anc FROM ver_anc a WHERE a.ver = ?2))",
 	[Q_OBJECT_INFO] = "SELECT id, shard, size, refcount "
 			  "FROM objects WHERE name = ?1",
+	/* by namespace and version: a snapshot's rows are its own */
 	[Q_OBJECT_HOLDERS] =
-		"SELECT d.name, count(*), count(DISTINCT b.ino) "
+		"SELECT d.name, count(*), count(DISTINCT b.ino), v.name "
 		"FROM extents b JOIN inodes i ON i.ino = b.ino "
 		"LEFT JOIN dentries d ON d.parent = 1 AND d.ino = i.nspace "
-		"WHERE b.obj = ?1 GROUP BY i.nspace, d.name ORDER BY d.name",
+		"LEFT JOIN versions v ON v.id = b.ver AND v.kind = 3 "
+		"WHERE b.obj = ?1 GROUP BY i.nspace, d.name, b.ver, v.name "
+		"ORDER BY d.name, b.ver",
 	[Q_OBJECT_PINNERS] =
 		"SELECT p.path FROM pins p JOIN pin_objects o ON "
 		"o.pin = p.id WHERE o.name = ?1 UNION ALL SELECT "
@@ -220,12 +223,19 @@ int meta_object_holders(struct meta *m, int64_t id,
 		return rc;
 	meta_bind_int(s, 1, id);
 	while (!ret && (rc = meta_step(m, s, "object holders")) > 0) {
-		char ns[256] = "(unlinked)";
-		int len = meta_col_bytes(s, 0);
+		char ns[2 * 256 + 1] = "(unlinked)";
+		int len = meta_col_bytes(s, 0), vlen = meta_col_bytes(s, 3);
 
-		if (!meta_col_null(s, 0) && len > 0 && len < (int)sizeof(ns)) {
+		if (!meta_col_null(s, 0) && len > 0 && len < 256) {
 			memcpy(ns, meta_col_blob(s, 0), (size_t)len);
 			ns[len] = '\0';
+			/* a snapshot's rows: NS@NAME */
+			if (!meta_col_null(s, 3) && vlen > 0 && vlen < 256) {
+				ns[len] = '@';
+				memcpy(ns + len + 1, meta_col_blob(s, 3),
+				       (size_t)vlen);
+				ns[len + 1 + vlen] = '\0';
+			}
 		}
 		ret = fn(ctx, ns, (uint64_t)meta_col_int(s, 1),
 			 (uint64_t)meta_col_int(s, 2));

@@ -579,6 +579,27 @@ Test(gc, explain_says_why_an_object_lives)
 		     -ENOENT);
 	cr_assert_eq(ctl_exec(t, "explain main/nope\n", 18, &rep), -ENOENT);
 	cr_assert_eq(ctl_exec(t, "explain main/../f\n", 18, &rep), -EINVAL);
+	/* a snapshot's rows are its own: main@s1 holds the block, then
+	 * main's rewrite holds the new one */
+	{
+		int64_t ver;
+
+		cr_assert_eq(tally_snapshot(t, "main", "s1", &ver), 0);
+		cr_assert_eq(ctl_exec(t, "explain main/f\n", 15, &rep), 0);
+		cr_assert_not_null(
+			strstr(rep, "holder: main@s1 (1 reference in 1 inode)"),
+			"%s", rep);
+		cr_assert_null(strstr(rep, "holder: main ("), "%s", rep);
+		free(rep);
+		tu_fill(a, sizeof(a), 42);
+		mkfile(ns, "g", a, sizeof(a), false);
+		cr_assert_eq(tally_drain(t, NULL, 0), 0);
+		cr_assert_eq(ctl_exec(t, "explain main/g\n", 15, &rep), 0);
+		cr_assert_not_null(
+			strstr(rep, "holder: main (1 reference in 1 inode)"),
+			"%s", rep);
+		free(rep);
+	}
 }
 
 Test(gc, verify_finds_corrupt_and_missing_objects)
