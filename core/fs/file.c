@@ -350,7 +350,8 @@ int tally_open_file(struct tally *t, uint64_t ino, int flags)
 		if (S_ISDIR(ip->md.mode) && (flags & O_ACCMODE) != O_RDONLY)
 			rc = -EISDIR;
 		else if (tally_meta_shared(t) && ip->opens == 0 &&
-			 S_ISREG(ip->md.mode) && !ip->hold_due)
+			 S_ISREG(ip->md.mode) && !ip->hold_due &&
+			 !tally_view(ino))
 			rc = hold(t, ip); /* another node may unlink it */
 		if (!rc) {
 			ip->opens++;
@@ -371,6 +372,19 @@ int tally_release(struct tally *t, uint64_t ino)
 
 	if (tally_is_virtual(ino))
 		return 0;
+	if (tally_view(ino)) {
+		/* a snapshot's file: nothing to flush, hold or free (and its
+		 * view may be gone) */
+		tally_lock(t);
+		ip = inode_find(t, ino);
+		if (ip && ip->opens) {
+			ip->opens--;
+			ip->refs++;
+			inode_put(t, ip);
+		}
+		tally_unlock(t);
+		return 0;
+	}
 	rc = file_get(t, ino, &ip);
 	if (rc)
 		return rc;

@@ -327,8 +327,13 @@ static int get_row(struct tally *t, uint64_t ino, const struct meta_inode *row,
 		   struct inode **out)
 {
 	struct inode *ip = inode_find(t, ino);
+	struct meta_ver v;
 	int rc;
 
+	/* seen through a snapshot's view that is gone: what it has in
+	 * memory is served no more */
+	if (tally_view(ino) && view_ver(t, ino, &v))
+		return -ESTALE;
 	if (!ip) {
 		struct meta_inode md;
 
@@ -408,7 +413,8 @@ static int get_fresh(struct tally *t, uint64_t ino,
 	struct meta_inode md;
 	int rc;
 
-	if (!ip || !inode_stale(t, ip))
+	/* a view's inode is never stale (a snapshot does not change) */
+	if (!ip || tally_view(ino) || !inode_stale(t, ip))
 		return get_row(t, ino, row, out);
 	rc = row_of(t, ino, row, &md);
 	if (rc)

@@ -940,6 +940,7 @@ struct readdir_ctx {
 	int64_t base;  /* cookie of an entry = dentry id + base */
 	uint32_t view; /* the directory's, and so its entries' */
 	bool root;     /* the root's listing: namespaces */
+	bool emitted;  /* an entry was listed */
 	int err;
 };
 
@@ -986,6 +987,7 @@ static int readdir_entry(void *arg, int64_t cookie, const char *name,
 			inode_destroy(rc->t, fresh);
 		return 1;
 	}
+	rc->emitted = true;
 	if (fresh)
 		inode_insert(rc->t, fresh);
 	if (rc->plus)
@@ -1068,6 +1070,10 @@ int tally_readdir(struct tally *t, uint64_t ino, off_t off, bool plus,
 		err = meta_readdir(t->meta, &v, ip->md.ino, off - rc.base,
 				   readdir_entry, &rc);
 		err = err > 0 ? rc.err : err;
+		/* what was listed stands (with attributes, the kernel
+		 * holds those entries): the failed one is asked again */
+		if (err && rc.emitted)
+			err = 0;
 	}
 out:
 	inode_put(t, ip);

@@ -492,7 +492,7 @@ out:
 	for (size_t i = 0; inval.inode && i < g.ninos; i++)
 		inval.inode(inval.arg, g.inos[i]);
 	/* and the later snapshots that went: /.snapshots/NS/NAME */
-	for (size_t i = 0; !rc && inval.entry && i < g.nsnaps; i++)
+	for (size_t i = 0; inval.entry && i < g.nsnaps; i++)
 		inval.entry(inval.arg, node_of(TALLY_VIEW_SNAPDIRS, md.nspace),
 			    g.snaps[i]);
 	gone_free(&g);

@@ -34,6 +34,14 @@ static int view_add(void *ctx, const struct meta_snapshot *sn)
 	struct views_acc *a = ctx;
 	char *name;
 
+	/* no view (a store not opened for writing since snapshots had
+	 * them): not browsable, never served as view 0, the namespace's */
+	if (sn->view == 0 || sn->view > META_VIEW_MAX) {
+		log_msg(LOG_WARNING,
+			"snapshot '%s' has view %u: not shown in /.snapshots",
+			sn->name, sn->view);
+		return 0;
+	}
 	if (array_reserve(&a->v, &a->cap, a->n + 1, sizeof(*a->v)))
 		return -ENOMEM;
 	name = strdup(sn->name);
@@ -83,7 +91,8 @@ int views_load(struct tally *t)
 		views_drop(a.v, a.n);
 		return rc;
 	}
-	qsort(a.v, a.n, sizeof(*a.v), view_cmp);
+	if (a.n)
+		qsort(a.v, a.n, sizeof(*a.v), view_cmp);
 	t->views = a.v;
 	t->nviews = a.n;
 	return 0;
@@ -286,7 +295,7 @@ int snapdir_readdir(struct tally *t, uint64_t ino, off_t off, bool plus,
 				  off - 2, ns_entry, &l);
 		rc = rc > 0 ? 0 : rc;
 	} else {
-		bool full = false;
+		bool full = false, emitted = false;
 
 		rc = views_ready(t);
 		/* a snapshot's cookie: its view, after the two above */
@@ -298,10 +307,15 @@ int snapdir_readdir(struct tally *t, uint64_t ino, off_t off, bool plus,
 			    (off_t)w->view + 2 <= off)
 				continue;
 			rc = snap_root(t, w, &ip);
-			if (rc)
+			if (rc) {
+				/* what was listed stands (the kernel holds
+				 * those entries); this one is asked again */
+				rc = emitted ? 0 : rc;
 				break;
+			}
 			inode_fill_stat(t, ip, &st);
 			full = fn(ctx, w->name, &st, (off_t)w->view + 2);
+			emitted = !full;
 			/* with attributes: the kernel holds the entry */
 			if (!full && plus)
 				ip->nlookup++;

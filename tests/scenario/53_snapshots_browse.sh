@@ -10,8 +10,9 @@
 # nothing. A copy out of a snapshot restores a file. rmsnapshot is EBUSY
 # while a file of the snapshot is open, and its directory is gone after
 # it, the kernel's cache of it included, while the snapshot taken after
-# it reads as before (a removal merges versions). A rollback with
-# drop-later takes the later snapshots' directories with them.
+# it reads as before (a removal merges versions); a process whose
+# working directory was in it gets ESTALE. A rollback with drop-later
+# takes the later snapshots' directories with them.
 SCN_TIMEOUT=300
 source "$(dirname "$0")/lib.sh"
 
@@ -159,7 +160,29 @@ manifest "$NS" >"$TMP/got"
 assert_same_manifest "the namespace rolled back to s2" "$TMP/s2.want" \
 	"$TMP/got"
 
+# a process whose working directory is in it: ESTALE once it is gone
+mkfifo "$TMP/go"
+T python3 - "$SNAPS/main/s2/dir" "$TMP/go" "$TMP/ready" >"$TMP/cwd.out" <<-'EOF' &
+import errno, os, sys
+os.chdir(sys.argv[1])
+open(sys.argv[3], "w").close()
+open(sys.argv[2]).read()
+try:
+    os.listdir(".")
+    print("OK")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))
+EOF
+cwd=$!
+for ((i = 0; i < 100; i++)); do
+	[[ -e $TMP/ready ]] && break
+	sleep 0.1
+done
 ctl "rmsnapshot main s2" || fail "rmsnapshot main s2 failed"
+echo >"$TMP/go"
+wait "$cwd" || fail "the process in the snapshot failed"
+assert_eq "a listing of a working directory in a removed snapshot" ESTALE \
+	"$(cat "$TMP/cwd.out")"
 assert_eq "/.snapshots/main at the end" "" "$(ls -A "$SNAPS/main")"
 umount_fs
 fsck_store "$STORE"
