@@ -690,6 +690,7 @@ static int resolve(struct tally *t, const char *path, uint64_t *ino,
 	for (p = strtok_r(buf, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
 		struct meta_inode md;
 		struct meta_ver v;
+		uint64_t child;
 		int rc;
 
 		if (!strcmp(p, ".") || !strcmp(p, ".."))
@@ -697,16 +698,44 @@ static int resolve(struct tally *t, const char *path, uint64_t *ino,
 		rc = tally_check_name(p);
 		if (rc)
 			return rc;
+		/* /.snapshots/NS/NAME: snapshot NAME's root, seen through
+		 * its view, as in the mount */
+		if (cur == TALLY_ROOT_INO && !strcmp(p, TALLY_SNAPDIR_NAME)) {
+			char *ns = strtok_r(NULL, "/", &save);
+			char *name = ns ? strtok_r(NULL, "/", &save) : NULL;
+			uint32_t view;
+
+			if (!name)
+				return -EINVAL; /* a directory of names only */
+			rc = tally_nspace_row(t, ns, &md);
+			if (!rc)
+				rc = view_named(t, md.nspace, name, &view);
+			if (rc)
+				return rc;
+			up = cur;
+			cur = node_of(view, md.nspace);
+			used += (size_t)snprintf(canon + used, size - used,
+						 "%s/%s/%s", p, ns, name);
+			if (used >= size)
+				return -ENAMETOOLONG;
+			continue;
+		}
 		rc = tally_inode_row(t, cur, &md);
 		if (rc)
 			return rc;
 		if (!S_ISDIR(md.mode))
 			return S_ISLNK(md.mode) ? -EINVAL : -ENOTDIR;
 		up = cur;
-		v = tally_ver_of(t, &md);
-		rc = meta_dentry_lookup(t->meta, &v, cur, p, &cur);
+		if (tally_view(cur))
+			rc = view_ver(t, cur, &v);
+		else
+			v = tally_ver_of(t, &md);
+		if (!rc)
+			rc = meta_dentry_lookup(t->meta, &v, node_ino(cur), p,
+						&child);
 		if (rc)
 			return rc;
+		cur = node_of(tally_view(up), child);
 		used += (size_t)snprintf(canon + used, size - used, "%s%s",
 					 used ? "/" : "", p);
 		if (used >= size)
@@ -748,6 +777,8 @@ int tally_pin(struct tally *t, const char *path, bool pin, uint64_t *objects)
 		goto out;
 	}
 	rc = resolve(t, path, &ino, &parent, canon, sizeof(canon));
+	if (!rc && tally_view(ino))
+		rc = -EROFS; /* a snapshot's: its rows hold it already */
 	if (rc)
 		goto out;
 	path = canon;
@@ -786,14 +817,19 @@ out:
 	return rc;
 }
 
-int tally_resolve(struct tally *t, const char *path, uint64_t *ino)
+int tally_resolve(struct tally *t, const char *path, uint64_t *ino,
+		  struct meta_ver *at)
 {
 	char canon[4096];
-	uint64_t parent;
+	uint64_t parent, node;
 	int rc;
 
 	tally_lock(t);
-	rc = resolve(t, path, ino, &parent, canon, sizeof(canon));
+	rc = resolve(t, path, &node, &parent, canon, sizeof(canon));
+	*at = (struct meta_ver){ 0 };
+	if (!rc && tally_view(node))
+		rc = view_ver(t, node, at);
 	tally_unlock(t);
+	*ino = node_ino(node);
 	return rc;
 }

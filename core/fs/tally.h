@@ -398,8 +398,12 @@ void tally_gc_settings(struct tally *t, int64_t *stale_after,
  */
 int tally_pin(struct tally *t, const char *path, bool pin, uint64_t *objects);
 
-/* The inode of mount-relative @path ("." and ".." refused). */
-int tally_resolve(struct tally *t, const char *path, uint64_t *ino);
+/* The inode of mount-relative @path ("." and ".." refused), and in *@at
+ * the version of the snapshot it is in (/.snapshots/NS/NAME/...), or
+ * id 0 for its namespace's. */
+struct meta_ver;
+int tally_resolve(struct tally *t, const char *path, uint64_t *ino,
+		  struct meta_ver *at);
 
 /* The worker pool (control commands run on it). */
 struct pool *tally_pool(struct tally *t);

@@ -398,6 +398,9 @@ bool views_open(struct tally *t, uint64_t nspace, int64_t lo, int64_t hi);
  * new array of new strings. */
 int views_names(struct tally *t, uint64_t nspace, int64_t above, char ***names,
 		size_t *n);
+/* The view of namespace @nspace's snapshot @name: 0, or -ENOENT. */
+int view_named(struct tally *t, uint64_t nspace, const char *name,
+	       uint32_t *view);
 /* The virtual directories of /.snapshots (tally_view() ==
  * TALLY_VIEW_SNAPDIRS): a lookup in one, its attributes, its listing. */
 int snapdir_lookup(struct tally *t, uint64_t parent, const char *name,

@@ -181,6 +181,20 @@ int views_names(struct tally *t, uint64_t nspace, int64_t above, char ***names,
 	return rc;
 }
 
+int view_named(struct tally *t, uint64_t nspace, const char *name,
+	       uint32_t *view)
+{
+	int rc = views_ready(t);
+
+	for (size_t i = 0; !rc && i < t->nviews; i++)
+		if (t->views[i].nspace == nspace &&
+		    !strcmp(t->views[i].name, name)) {
+			*view = t->views[i].view;
+			return 0;
+		}
+	return rc ? rc : -ENOENT;
+}
+
 /* ------------------------------------------------------------------ */
 /* /.snapshots and /.snapshots/NS */
 
@@ -227,19 +241,14 @@ int snapdir_lookup(struct tally *t, uint64_t parent, const char *name,
 			inode_virtual_stat(
 				t, node_of(TALLY_VIEW_SNAPDIRS, md.nspace), st);
 	} else {
-		const struct view *w = NULL;
+		uint32_t view = 0;
+		struct inode *ip;
 
 		rc = nspace_is(t, node_ino(parent));
 		if (!rc)
-			rc = views_ready(t);
-		for (size_t i = 0; !rc && i < t->nviews && !w; i++)
-			if (t->views[i].nspace == node_ino(parent) &&
-			    !strcmp(t->views[i].name, name))
-				w = &t->views[i];
-		struct inode *ip;
-
+			rc = view_named(t, node_ino(parent), name, &view);
 		if (!rc)
-			rc = w ? snap_root(t, w, &ip) : -ENOENT;
+			rc = inode_get(t, node_of(view, node_ino(parent)), &ip);
 		if (!rc) {
 			ip->nlookup++;
 			inode_fill_stat(t, ip, st);

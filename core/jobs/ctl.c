@@ -556,7 +556,8 @@ struct explain_set {
 	struct remote *r; /* the remote tier, or NULL */
 	char **acc;
 	bool known;
-	uint64_t ino; /* explain_map()'s file */
+	uint64_t ino;	    /* explain_map()'s file */
+	struct meta_ver at; /* its snapshot's version, or id 0 */
 	struct meta_bref *loaded;
 	size_t nloaded;
 };
@@ -580,12 +581,13 @@ static int explain_map(struct meta *m, void *ctx)
 	struct explain_set *e = ctx;
 
 	struct meta_inode md;
-	struct meta_ver v;
-	/* the version its namespace reads now (a snapshot's removal since
-	 * the path was resolved merged its leaf away) */
-	int rc = meta_inode_get(m, NULL, e->ino, &md);
+	struct meta_ver v = e->at;
+	/* a snapshot's file: through its version; else the version its
+	 * namespace reads now (a snapshot's removal since the path was
+	 * resolved merged its leaf away) */
+	int rc = v.id ? 0 : meta_inode_get(m, NULL, e->ino, &md);
 
-	if (!rc)
+	if (!rc && !v.id)
 		rc = meta_nspace_ver(m, md.nspace, &v);
 	return rc ? rc
 		  : meta_blocks_load(m, &v, e->ino, &e->loaded, &e->nloaded);
@@ -626,7 +628,7 @@ static int ctl_explain(struct tally *t, const char *arg, char **report)
 	/* a path: the objects its blocks name, as committed */
 	rc = tally_drain(t, NULL, 0);
 	if (!rc)
-		rc = tally_resolve(t, arg, &e.ino);
+		rc = tally_resolve(t, arg, &e.ino, &e.at);
 	if (rc)
 		goto out;
 	rc = tally_meta_read(t, explain_map, &e);

@@ -599,6 +599,23 @@ Test(gc, explain_says_why_an_object_lives)
 			strstr(rep, "holder: main (1 reference in 1 inode)"),
 			"%s", rep);
 		free(rep);
+		/* a path in a snapshot, as the mount shows it; not g */
+		cr_assert_eq(ctl_exec(t, "explain .snapshots/main/s1/f\n", 29,
+				      &rep),
+			     0);
+		cr_assert_not_null(strstr(rep, "blocks: 1\n"), "%s", rep);
+		cr_assert_not_null(
+			strstr(rep, "holder: main@s1 (1 reference in 1 inode)"),
+			"%s", rep);
+		free(rep);
+		cr_assert_eq(ctl_exec(t, "explain .snapshots/main/s1/g\n", 29,
+				      &rep),
+			     -ENOENT);
+		cr_assert_eq(ctl_exec(t, "explain .snapshots/main\n", 23, &rep),
+			     -EINVAL);
+		cr_assert_eq(tally_pin(t, ".snapshots/main/s1/f", true,
+				       &objects),
+			     -EROFS);
 	}
 }
 
