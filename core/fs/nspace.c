@@ -17,21 +17,21 @@
 
 /* The leaf namespace @nspace writes into, its chain's depth and the
  * leaf's born; NULL: its first version, no chain (t->lock held). */
+static int nsleaf_cmp(const void *a, const void *b)
+{
+	uint64_t x = ((const struct nsleaf *)a)->nspace;
+	uint64_t y = ((const struct nsleaf *)b)->nspace;
+
+	return x < y ? -1 : x > y;
+}
+
 static const struct nsleaf *nsleaf_find(struct tally *t, uint64_t nspace)
 {
-	size_t lo = 0, hi = t->nnsleaves;
+	const struct nsleaf key = { .nspace = nspace };
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (t->nsleaves[mid].nspace == nspace)
-			return &t->nsleaves[mid];
-		if (t->nsleaves[mid].nspace < nspace)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
+	return t->nnsleaves ? bsearch(&key, t->nsleaves, t->nnsleaves,
+				      sizeof(*t->nsleaves), nsleaf_cmp)
+			    : NULL;
 }
 
 struct meta_ver tally_ver_of(struct tally *t, const struct meta_inode *md)

@@ -106,21 +106,11 @@ static int views_ready(struct tally *t)
 
 static const struct view *view_find(struct tally *t, uint32_t view)
 {
-	size_t lo = 0, hi;
+	const struct view key = { .view = view };
 
-	if (views_ready(t))
+	if (views_ready(t) || !t->nviews)
 		return NULL;
-	for (hi = t->nviews; lo < hi;) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (t->views[mid].view == view)
-			return &t->views[mid];
-		if (t->views[mid].view < view)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
+	return bsearch(&key, t->views, t->nviews, sizeof(*t->views), view_cmp);
 }
 
 int view_ver(struct tally *t, uint64_t node, struct meta_ver *v)
