@@ -475,19 +475,21 @@ int meta_remote_schema(struct meta *m);
  * engines): the path of a changed row in a diff, without a scan. */
 #define META_INO_INDEX \
 	"CREATE INDEX IF NOT EXISTS dentries_ino ON dentries(ino, ver);"
-/* The views of snapshots (docs/design.md 13.3), made at open (both
- * engines): the counter, and a view for each snapshot taken before views
- * were given (their column 0), each above every view given, the counter
- * then above them all. */
-#define META_VIEWS_GIVEN                                                    \
-	"INSERT INTO config(key, value) VALUES ('next_view', 1) ON "        \
-	"CONFLICT(key) DO NOTHING;"                                         \
-	"UPDATE versions SET view = (SELECT value FROM config WHERE key = " \
-	"'next_view') + (SELECT count(*) FROM versions o WHERE o.kind = 3 " \
-	"AND o.id < versions.id) WHERE kind = 3 AND view = 0;"              \
-	"UPDATE config SET value = (SELECT max(view) FROM versions) + 1 "   \
-	"WHERE key = 'next_view' AND value <= (SELECT max(view) FROM "      \
-	"versions);"
+/* The views of snapshots (docs/design.md 13.3), given at open (both
+ * engines) to each snapshot taken before views were (their column 0),
+ * each above every view given, and the counter (config 'next_view',
+ * made by the first snapshot otherwise) then above them all. A store
+ * without snapshots is not written to: an open that changes nothing
+ * writes nothing (a damaged table can read well until it is written). */
+#define META_VIEWS_GIVEN                                                     \
+	"UPDATE versions SET view = coalesce((SELECT value FROM config "     \
+	"WHERE key = 'next_view'), 1) + (SELECT count(*) FROM versions o "   \
+	"WHERE o.kind = 3 AND o.id < versions.id) WHERE kind = 3 AND view "  \
+	"= 0;"                                                               \
+	"INSERT INTO config(key, value) SELECT 'next_view', max(view) + 1 "  \
+	"FROM versions WHERE kind = 3 HAVING count(*) > 0 ON CONFLICT(key) " \
+	"DO UPDATE SET value = excluded.value WHERE config.value < "         \
+	"excluded.value;"
 /* The extents of a merge (meta_version_merge()): version @ver's that its
  * child @child replaces go, their counts falling; @child's holes left
  * hiding nothing go; the rest of @child's are relabelled @ver. */

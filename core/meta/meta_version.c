@@ -29,6 +29,7 @@ enum {
 	V_NSPACE_VER,
 	V_SNAPSHOTS,
 	V_SNAPSHOT_FIND,
+	V_VIEW_INIT,
 	V_VIEW_TAKE,
 	V_VIEW_SET,
 	V_CHILDREN,
@@ -125,7 +126,9 @@ static const char *const version_text[V_COUNT] = {
 		"id") " FROM versions WHERE kind = 3 AND nspace = ?1 AND name = "
 		      "?2",
 	/* a snapshot's view (13.3): given once, never again (config
-	 * 'next_view', made at open: META_VIEWS_GIVEN) */
+	 * 'next_view', made by the first or at open: META_VIEWS_GIVEN) */
+	[V_VIEW_INIT] = "INSERT INTO config(key, value) VALUES ('next_view', "
+			"1) ON CONFLICT(key) DO NOTHING",
 	[V_VIEW_TAKE] = "UPDATE config SET value = value + 1 WHERE key = "
 			"'next_view' RETURNING value - 1",
 	[V_VIEW_SET] = "UPDATE versions SET view = ?2 WHERE id = ?1",
@@ -281,8 +284,12 @@ static int view_give(struct meta *m, int64_t ver)
 {
 	struct meta_st *s;
 	int64_t view;
-	int rc = meta_stmt(m, &meta_version_sql, V_VIEW_TAKE, &s);
+	int rc = meta_stmt(m, &meta_version_sql, V_VIEW_INIT, &s);
 
+	if (!rc)
+		rc = meta_run(m, s, "snapshot view");
+	if (!rc)
+		rc = meta_stmt(m, &meta_version_sql, V_VIEW_TAKE, &s);
 	if (!rc)
 		rc = meta_int(m, s, &view, "snapshot view");
 	if (!rc && (view < 1 || view > META_VIEW_MAX)) {
