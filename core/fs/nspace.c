@@ -225,11 +225,21 @@ static int version_change_drained(struct tally *t, const char *ns,
 	return rc ? rc : tally_drain(t, NULL, 0);
 }
 
+/* The kernel told to forget /.snapshots/NS/@name of namespace @nspace and
+ * what it cached below (no lock held; @inval zero: nothing changed). */
+static void snapdir_forget(const struct tally_inval *inval, uint64_t nspace,
+			   const char *name)
+{
+	if (inval->entry)
+		inval->entry(inval->arg, node_of(TALLY_VIEW_SNAPDIRS, nspace),
+			     name);
+}
+
 int tally_snapshot_as(struct tally *t, const char *ns, const char *name,
 		      bool user, int64_t *ver)
 {
 	struct tally_inval inval = { 0 };
-	struct meta_inode md;
+	struct meta_inode md = { 0 }; /* its nspace read by snapdir_forget() */
 	struct meta_ver v, sv;
 	int64_t child;
 	/* committed data only: drained first (a write after it goes on
@@ -274,9 +284,7 @@ int tally_snapshot_as(struct tally *t, const char *ns, const char *name,
 out:
 	tally_unlock(t);
 	/* a lookup of /.snapshots/NS/NAME before it was may be cached */
-	if (inval.entry)
-		inval.entry(inval.arg, node_of(TALLY_VIEW_SNAPDIRS, md.nspace),
-			    name);
+	snapdir_forget(&inval, md.nspace, name);
 	return rc;
 }
 
@@ -304,7 +312,7 @@ static int snapshot_open(struct tally *t, const char *ns, const char *name,
 int tally_rmsnapshot(struct tally *t, const char *ns, const char *name)
 {
 	struct tally_inval inval = { 0 };
-	struct meta_inode md;
+	struct meta_inode md = { 0 }; /* its nspace read by snapdir_forget() */
 	struct meta_ver v, sv;
 	uint64_t born;
 	int64_t child;
@@ -343,9 +351,7 @@ int tally_rmsnapshot(struct tally *t, const char *ns, const char *name)
 out:
 	tally_unlock(t);
 	/* the kernel forgets /.snapshots/NS/NAME and all below it */
-	if (inval.entry)
-		inval.entry(inval.arg, node_of(TALLY_VIEW_SNAPDIRS, md.nspace),
-			    name);
+	snapdir_forget(&inval, md.nspace, name);
 	return rc;
 }
 
@@ -439,7 +445,7 @@ int tally_rollback(struct tally *t, const char *ns, const char *name,
 {
 	struct tally_inval inval = { 0 };
 	struct gone g = { 0 };
-	struct meta_inode md;
+	struct meta_inode md = { 0 }; /* its nspace read by snapdir_forget() */
 	struct meta_ver v, sv;
 	/* what was written before it is committed, and then dropped: the
 	 * kernel's dirty pages are not written back over the old state */
@@ -492,9 +498,8 @@ out:
 	for (size_t i = 0; inval.inode && i < g.ninos; i++)
 		inval.inode(inval.arg, g.inos[i]);
 	/* and the later snapshots that went: /.snapshots/NS/NAME */
-	for (size_t i = 0; inval.entry && i < g.nsnaps; i++)
-		inval.entry(inval.arg, node_of(TALLY_VIEW_SNAPDIRS, md.nspace),
-			    g.snaps[i]);
+	for (size_t i = 0; i < g.nsnaps; i++)
+		snapdir_forget(&inval, md.nspace, g.snaps[i]);
 	gone_free(&g);
 	return rc;
 }
@@ -726,10 +731,7 @@ static int resolve(struct tally *t, const char *path, uint64_t *ino,
 		if (!S_ISDIR(md.mode))
 			return S_ISLNK(md.mode) ? -EINVAL : -ENOTDIR;
 		up = cur;
-		if (tally_view(cur))
-			rc = view_ver(t, cur, &v);
-		else
-			v = tally_ver_of(t, &md);
+		rc = node_ver(t, cur, &md, &v);
 		if (!rc)
 			rc = meta_dentry_lookup(t->meta, &v, node_ino(cur), p,
 						&child);

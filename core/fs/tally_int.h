@@ -408,14 +408,23 @@ int snapdir_lookup(struct tally *t, uint64_t parent, const char *name,
 int snapdir_getattr(struct tally *t, uint64_t ino, struct stat *st);
 int snapdir_readdir(struct tally *t, uint64_t ino, off_t off, bool plus,
 		    tally_dir_fn fn, void *ctx);
+/* The version node @node, whose row is @md, reads through: its view's,
+ * or its namespace's (t->lock held). -ESTALE: its snapshot is gone. */
+static inline int node_ver(struct tally *t, uint64_t node,
+			   const struct meta_inode *md, struct meta_ver *v)
+{
+	if (tally_view(node))
+		return view_ver(t, node, v);
+	*v = tally_ver_of(t, md);
+	return 0;
+}
 static inline struct meta_ver inode_ver(struct tally *t, const struct inode *ip)
 {
 	struct meta_ver v;
 
-	if (!tally_view(ip->ino))
-		return tally_ver_of(t, &ip->md);
 	/* a snapshot gone: a version of no row, whose reads find none */
-	return view_ver(t, ip->ino, &v) ? (struct meta_ver){ .id = -1 } : v;
+	return node_ver(t, ip->ino, &ip->md, &v) ? (struct meta_ver){ .id = -1 }
+						 : v;
 }
 /* The row of inode @ino as its namespace sees it (t->lock held). */
 int tally_inode_row(struct tally *t, uint64_t ino, struct meta_inode *md);

@@ -278,20 +278,30 @@ static int own_bytes(struct meta *m, int64_t ver, uint64_t *bytes)
 	return meta_extents_exclusive(m, ver, c, bytes);
 }
 
+/* The next value of a counter of config, made by statement @init when
+ * missing and taken by @take. */
+static int counter_take(struct meta *m, int init, int take, const char *what,
+			int64_t *value)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_version_sql, init, &s);
+
+	if (!rc)
+		rc = meta_run(m, s, what);
+	if (!rc)
+		rc = meta_stmt(m, &meta_version_sql, take, &s);
+	return rc ? rc : meta_int(m, s, value, what);
+}
+
 /* Snapshot @ver gets a view of its own (docs/design.md 13.3). -ENOSPC
  * when every view was given. */
 static int view_give(struct meta *m, int64_t ver)
 {
 	struct meta_st *s;
 	int64_t view;
-	int rc = meta_stmt(m, &meta_version_sql, V_VIEW_INIT, &s);
+	int rc = counter_take(m, V_VIEW_INIT, V_VIEW_TAKE, "snapshot view",
+			      &view);
 
-	if (!rc)
-		rc = meta_run(m, s, "snapshot view");
-	if (!rc)
-		rc = meta_stmt(m, &meta_version_sql, V_VIEW_TAKE, &s);
-	if (!rc)
-		rc = meta_int(m, s, &view, "snapshot view");
 	if (!rc && (view < 1 || view > META_VIEW_MAX)) {
 		log_msg(LOG_ERR, "no view left for a snapshot (%" PRId64 ")",
 			view);
@@ -321,13 +331,7 @@ int meta_version_freeze(struct meta *m, int64_t leaf, const char *name,
 	if (!rc && meta_changes(m) != 1)
 		return -EINVAL; /* not a leaf */
 	if (!rc)
-		rc = meta_stmt(m, &meta_version_sql, V_ID_INIT, &s);
-	if (!rc)
-		rc = meta_run(m, s, "version id");
-	if (!rc)
-		rc = meta_stmt(m, &meta_version_sql, V_ID_TAKE, &s);
-	if (!rc)
-		rc = meta_int(m, s, &id, "version id");
+		rc = counter_take(m, V_ID_INIT, V_ID_TAKE, "version id", &id);
 	if (!rc && id <= leaf)
 		rc = meta_no_row("version id");
 	for (size_t i = 0; !rc && i < sizeof(ids) / sizeof(*ids); i++) {
