@@ -97,7 +97,7 @@ enum {
  */
 #define INODE_NEAREST(p, v)                                              \
 	"(SELECT * FROM inodes WHERE (ino = " p " OR base = " p ") AND " \
-	"" ON_CHAIN("ver", v) " ORDER BY ver DESC LIMIT 1) AS n"
+	"" ON_CHAIN("inodes.ver", v) " ORDER BY ver DESC LIMIT 1) AS n"
 #define INODE_COPY_KEY "min(0, coalesce((SELECT min(ino) FROM inodes), 0)) - 1"
 /* the nearest row copied into leaf ?2 under key k, unless it is the
  * leaf's own already, or a whiteout */
@@ -118,7 +118,8 @@ enum {
  * too */
 #define ENTRY_NEAREST(v)                                                      \
 	"(SELECT parent, name, ver, ino FROM dentries WHERE parent = ?1 AND " \
-	"name = ?2 AND " ON_CHAIN("ver", v) " ORDER BY ver DESC LIMIT 1) AS n"
+	"name = ?2 AND " ON_CHAIN("dentries.ver",                             \
+				  v) " ORDER BY ver DESC LIMIT 1) AS n"
 /* no row of a deeper version on the chain of v has the key of row a */
 #define ENTRY_SHOWS(a, v)                                          \
 	"NOT EXISTS (SELECT 1 FROM dentries e WHERE e.parent = " a \

@@ -263,21 +263,22 @@ int meta_refs_gone(struct meta *m, const struct meta_sql *t, int id, int64_t a);
  * inode's rows, meta_ver_id(). */
 #define VER_IS(col, p) col " = " p
 /*
- * Format 4: a row of column col is on the chain of version ?p (ver_anc:
- * ?p and its ancestors), in a statement that reads through it, for the
- * rows of one key. The versions of a namespace form one chain (a
- * snapshot freezes the leaf and the namespace goes on in a child; a
- * merge, a rollback and its drop-later keep it one; a branch copies
- * into a namespace of its own, and so does a link across namespaces),
- * ids grow from parent to child, and every key (an entry's parent and
- * name, an inode, its extents and xattrs) has rows in the versions of
- * one namespace only. So the versions of a key's rows on ?p's chain are
- * those not above ?p: one range of the key's index, where ver_anc's
- * list cost a temporary table per statement. When a namespace's
- * versions become a tree (O(1) branches, docs/design.md 13.1), this is
- * ver_anc's list again.
+ * Format 4: a row of column col is on the chain of version ?p: col is ?p
+ * or one of its ancestors, a probe of ver_anc's key (?p, col). Ids grow
+ * from parent to child, so of a key's rows on the chain the nearest is
+ * the one of the greatest version, and a statement that reads through a
+ * chain walks the key's rows from the greatest version down (the key's
+ * index) and stops at the first that the probe finds. It costs the
+ * key's rows, in every version, and builds nothing per statement (ver_anc's
+ * list as `IN (SELECT ...)` built a temporary table each time). A
+ * bound `col <= ?p`, one range of the key's index, held only while a key
+ * had rows in one namespace's chain; branches that share rows make the
+ * versions a tree (docs/design.md 13.1), where a smaller id may be
+ * another branch's.
  */
-#define ON_CHAIN(col, p) col " <= " p
+#define ON_CHAIN(col, p)                                             \
+	"EXISTS (SELECT 1 FROM ver_anc a_ WHERE a_.ver = " p " AND " \
+	"a_.anc = " col ")"
 /* the key of the row of inode x of the nearest version on the chain of
  * version v (its first row's, or a later version's: format 4) */
 #define INODE_KEY(x, v)                                                   \

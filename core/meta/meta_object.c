@@ -194,7 +194,7 @@ static const char *const object_text[O_COUNT] = {
 		"INSERT INTO extents(ino, ver, off, len, obj, shard) SELECT "
 		"n.ino, CAST(?3 AS bigint), n.off, n.len, 0, 0 FROM (SELECT "
 		"ino, off, len, obj FROM extents WHERE ino = ?1 AND off = " OFF(
-			"?2") " AND " ON_CHAIN("ver",
+			"?2") " AND " ON_CHAIN("extents.ver",
 					       "?3") " ORDER BY ver DESC "
 						     "LIMIT 1) AS n WHERE "
 						     "n.obj <> 0",

@@ -31,7 +31,7 @@ enum {
  * too */
 #define XATTR_NEAREST(v)                                                     \
 	"(SELECT ino, name, value FROM xattrs WHERE ino = ?1 AND name = ?2 " \
-	"AND " ON_CHAIN("ver", v) " ORDER BY ver DESC LIMIT 1) AS x"
+	"AND " ON_CHAIN("xattrs.ver", v) " ORDER BY ver DESC LIMIT 1) AS x"
 
 static const char *const xattr_text[X_COUNT] = {
 	[X_XATTR_GET] = "SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2 "
