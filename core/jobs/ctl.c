@@ -442,23 +442,9 @@ static int explain_ghost(void *ctx, uint32_t src, uint32_t dst,
 			  src, dst, refcount, refcount == 1 ? "" : "s", src);
 }
 
-struct explain_paths {
-	struct meta *m;
-	char **acc;
-};
-
-static int explain_path(void *ctx, uint64_t ino, uint64_t refs)
+static int explain_path(void *ctx, const char *path, uint64_t refs)
 {
-	struct explain_paths *e = ctx;
-	char path[4096];
-	int rc = meta_inode_path(e->m, ino, path, sizeof(path));
-
-	if (rc == -ENOENT)
-		snprintf(path, sizeof(path), "(inode %" PRIu64 ", unlinked)",
-			 ino);
-	else if (rc)
-		return rc;
-	return ctl_append(e->acc, "path: %s (%" PRIu64 " reference%s)\n", path,
+	return ctl_append(ctx, "path: %s (%" PRIu64 " reference%s)\n", path,
 			  refs, refs == 1 ? "" : "s");
 }
 
@@ -504,12 +490,9 @@ static int explain_object(struct meta *m, struct remote *r, const char *name,
 				shard, size, refcount);
 		if (!rc)
 			rc = meta_object_holders(m, id, explain_holder, acc);
-		if (!rc && paths) {
-			struct explain_paths e = { .m = m, .acc = acc };
-
-			rc = meta_object_inodes(m, id, EXPLAIN_PATHS,
-						explain_path, &e);
-		}
+		if (!rc && paths)
+			rc = meta_object_paths(m, id, EXPLAIN_PATHS,
+					       explain_path, acc);
 		if (!rc)
 			rc = meta_object_ghosts(m, id, explain_ghost, acc);
 		/* where the bucket holds it (keyed names say nothing) */

@@ -329,13 +329,10 @@ static int restore_one(struct fsck *f, const struct meta_obj *b, uint64_t size)
 	return 0;
 }
 
-static int lost_file(void *ctx, uint64_t ino, uint64_t refs)
+static int lost_file(void *ctx, const char *path, uint64_t refs)
 {
 	struct fsck *f = ctx;
-	char path[4096];
 
-	if (meta_inode_path(f->s->meta, ino, path, sizeof(path)))
-		snprintf(path, sizeof(path), "(inode %" PRIu64 ")", ino);
 	sayf(f,
 	     "lost: file '%s' loses %" PRIu64 " block(s): they read as "
 	     "zeros",
@@ -359,8 +356,8 @@ static int repair_corrupt(struct fsck *f)
 		}
 		sayf(f, "dropped: object '%s': no good copy of it anywhere",
 		     b->name);
-		rc = meta_object_inodes(f->s->meta, b->id, UINT32_MAX,
-					lost_file, f);
+		rc = meta_object_paths(f->s->meta, b->id, UINT32_MAX, lost_file,
+				       f);
 		if (!rc)
 			rc = meta_obj_drop(f->s->meta, b->id);
 		if (!rc)

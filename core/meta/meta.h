@@ -824,10 +824,13 @@ int meta_object_ghosts(struct meta *m, int64_t obj,
  * holes): tallyfsck --repair's last resort for a corrupt object that
  * nothing can restore. */
 int meta_obj_drop(struct meta *m, int64_t id);
-/* Up to @limit inodes referencing object @obj, with their references. */
-int meta_object_inodes(struct meta *m, int64_t obj, unsigned limit,
-		       int (*fn)(void *ctx, uint64_t ino, uint64_t refs),
-		       void *ctx);
+/* Up to @limit inodes referencing object @obj, by inode and version, each
+ * with its references and its path in that version: "ns/dir/file", for
+ * a snapshot's rows ".snapshots/ns/NAME/dir/file", and for an inode that
+ * version shows under no name "(inode N, unlinked)". */
+int meta_object_paths(struct meta *m, int64_t obj, unsigned limit,
+		      int (*fn)(void *ctx, const char *path, uint64_t refs),
+		      void *ctx);
 /* A mount-relative path of inode @ino ("ns/dir/file"; one of its names
  * if it has several); -ENOENT for an unlinked inode. */
 int meta_inode_path(struct meta *m, uint64_t ino, char *buf, size_t size);

@@ -120,11 +120,6 @@ enum {
 	"(SELECT parent, name, ver, ino FROM dentries WHERE parent = ?1 AND " \
 	"name = ?2 AND " ON_CHAIN("dentries.ver",                             \
 				  v) " ORDER BY ver DESC LIMIT 1) AS n"
-/* no row of a deeper version on the chain of v has the key of row a */
-#define ENTRY_SHOWS(a, v)                                          \
-	"NOT EXISTS (SELECT 1 FROM dentries e WHERE e.parent = " a \
-	".parent AND e.name = " a ".name AND e.ver > " a           \
-	".ver AND " ON_CHAIN("e.ver", v) ")"
 #define INODE_COLS(a)                                                   \
 	"coalesce(" a ".base, " a ".ino), " a ".nspace, " a ".mode, " a \
 	".uid, " a ".gid, " a ".nlink, " a ".size, " a ".rdev, " a      \

@@ -279,6 +279,12 @@ int meta_refs_gone(struct meta *m, const struct meta_sql *t, int id, int64_t a);
 #define ON_CHAIN(col, p)                                             \
 	"EXISTS (SELECT 1 FROM ver_anc a_ WHERE a_.ver = " p " AND " \
 	"a_.anc = " col ")"
+/* no row of a deeper version on the chain of v has the key of entry row
+ * a (a whiteout of it included) */
+#define ENTRY_SHOWS(a, v)                                          \
+	"NOT EXISTS (SELECT 1 FROM dentries e WHERE e.parent = " a \
+	".parent AND e.name = " a ".name AND e.ver > " a           \
+	".ver AND " ON_CHAIN("e.ver", v) ")"
 /* the key of the row of inode x of the nearest version on the chain of
  * version v (its first row's, or a later version's: format 4) */
 #define INODE_KEY(x, v)                                                   \

@@ -31,6 +31,7 @@ enum {
 	Q_OBJECT_PINNERS,
 	Q_OBJECT_INODES,
 	Q_INODE_PARENT,
+	Q_INODE_PARENT_AT,
 	Q_COUNT
 };
 
@@ -82,10 +83,19 @@ static const char *const query_text[Q_COUNT] = {
 		"SELECT p.path FROM pins p JOIN pin_objects o ON "
 		"o.pin = p.id WHERE o.name = ?1 UNION ALL SELECT "
 		"'node ' || node FROM node_objects WHERE name = ?1",
-	[Q_OBJECT_INODES] = "SELECT ino, count(*) FROM extents WHERE obj = ?1 "
-			    "GROUP BY ino ORDER BY ino LIMIT ?2",
+	/* by inode and version, a snapshot's named */
+	[Q_OBJECT_INODES] =
+		"SELECT b.ino, b.ver, count(*), (SELECT v.name FROM versions v "
+		"WHERE v.id = b.ver AND v.kind = 3) FROM extents b WHERE "
+		"b.obj = ?1 GROUP BY b.ino, b.ver ORDER BY b.ino, b.ver LIMIT ?2",
 	[Q_INODE_PARENT] = "SELECT parent, name FROM dentries WHERE ino = ?1 "
 			   "ORDER BY id LIMIT 1",
+	/* a name of inode ?1 that version ?2 shows (the root directory's,
+	 * version 0, for a namespace's root) */
+	[Q_INODE_PARENT_AT] =
+		"SELECT d.parent, d.name FROM dentries d WHERE d.ino = ?1 AND "
+		"(d.ver = 0 OR " ON_CHAIN("d.ver", "?2") ") AND " ENTRY_SHOWS(
+			"d", "?2") " ORDER BY d.id LIMIT 1",
 };
 
 /* paths are bytea there: the node's line too */
@@ -256,25 +266,9 @@ int meta_object_pinners(struct meta *m, const char *name,
 	return meta_each_name(m, s, fn, ctx);
 }
 
-int meta_object_inodes(struct meta *m, int64_t obj, unsigned limit,
-		       int (*fn)(void *ctx, uint64_t ino, uint64_t refs),
-		       void *ctx)
-{
-	struct meta_st *s;
-	int rc = meta_stmt(m, &meta_query_sql, Q_OBJECT_INODES, &s), ret = 0;
-
-	if (rc)
-		return rc;
-	meta_bind_int(s, 1, obj);
-	meta_bind_int(s, 2, limit);
-	while (!ret && (rc = meta_step(m, s, "object inodes")) > 0)
-		ret = fn(ctx, (uint64_t)meta_col_int(s, 0),
-			 (uint64_t)meta_col_int(s, 1));
-	meta_reset(s);
-	return ret ? ret : rc;
-}
-
-int meta_inode_path(struct meta *m, uint64_t ino, char *buf, size_t size)
+/* meta_inode_path() in version @ver (-1: any) */
+static int inode_path_at(struct meta *m, uint64_t ino, int64_t ver, char *buf,
+			 size_t size)
 {
 	char tmp[4096];
 	size_t len = 0;
@@ -284,11 +278,16 @@ int meta_inode_path(struct meta *m, uint64_t ino, char *buf, size_t size)
 	for (depth = 0; ino != 1 && depth < 4096; depth++) {
 		struct meta_st *s;
 		const void *name;
-		int n, rc = meta_stmt(m, &meta_query_sql, Q_INODE_PARENT, &s);
+		int n, rc = meta_stmt(m, &meta_query_sql,
+				      ver < 0 ? Q_INODE_PARENT
+					      : Q_INODE_PARENT_AT,
+				      &s);
 
 		if (rc)
 			return rc;
 		meta_bind_int(s, 1, (int64_t)ino);
+		if (ver >= 0)
+			meta_bind_int(s, 2, ver);
 		rc = meta_step(m, s, "inode path");
 		if (rc <= 0)
 			return rc ? rc : -ENOENT;
@@ -313,4 +312,70 @@ int meta_inode_path(struct meta *m, uint64_t ino, char *buf, size_t size)
 	memcpy(buf, tmp, len);
 	buf[len] = '\0';
 	return 0;
+}
+
+int meta_inode_path(struct meta *m, uint64_t ino, char *buf, size_t size)
+{
+	return inode_path_at(m, ino, -1, buf, size);
+}
+
+/* The path of @ino in version @ver, of snapshot @snap if not NULL
+ * (".snapshots/NS/NAME/..."), "(inode N, unlinked)", or for names that
+ * lead to no root (a damaged store, that tallyfsck reports) or too
+ * long, "(inode N)". */
+static int ref_path(struct meta *m, uint64_t ino, int64_t ver, const char *snap,
+		    char *buf, size_t size)
+{
+	char p[4096];
+	const char *rest;
+	int rc = inode_path_at(m, ino, ver, p, sizeof(p));
+
+	if (rc == -ENOENT || rc == -ELOOP || rc == -ENAMETOOLONG) {
+		snprintf(buf, size, "(inode %" PRIu64 "%s)", ino,
+			 rc == -ENOENT ? ", unlinked" : "");
+		return 0;
+	}
+	if (rc)
+		return rc;
+	rest = strchr(p, '/');
+	if (!snap)
+		rc = snprintf(buf, size, "%s", p);
+	else
+		rc = snprintf(buf, size, ".snapshots/%.*s/%s%s",
+			      (int)(rest ? rest - p : (ptrdiff_t)strlen(p)), p,
+			      snap, rest ? rest : "");
+	if (rc < 0 || (size_t)rc >= size)
+		snprintf(buf, size, "(inode %" PRIu64 ")", ino);
+	return 0;
+}
+
+int meta_object_paths(struct meta *m, int64_t obj, unsigned limit,
+		      int (*fn)(void *ctx, const char *path, uint64_t refs),
+		      void *ctx)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_query_sql, Q_OBJECT_INODES, &s), ret = 0;
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, obj);
+	meta_bind_int(s, 2, limit);
+	while (!ret && (rc = meta_step(m, s, "object inodes")) > 0) {
+		char snap[256], path[4096 + 2 * 256];
+		int len = meta_col_bytes(s, 3);
+		bool named = !meta_col_null(s, 3) && len > 0 &&
+			     len < (int)sizeof(snap);
+
+		if (named) {
+			memcpy(snap, meta_col_blob(s, 3), (size_t)len);
+			snap[len] = '\0';
+		}
+		ret = ref_path(m, (uint64_t)meta_col_int(s, 0),
+			       meta_col_int(s, 1), named ? snap : NULL, path,
+			       sizeof(path));
+		if (!ret)
+			ret = fn(ctx, path, (uint64_t)meta_col_int(s, 2));
+	}
+	meta_reset(s);
+	return ret ? ret : rc;
 }

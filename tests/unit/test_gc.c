@@ -545,12 +545,13 @@ Test(gc, du_is_exact_from_the_counts)
 
 Test(gc, explain_says_why_an_object_lives)
 {
-	char a[BS], *rep = NULL;
-	uint64_t ns, inodes, objects;
+	char a[BS], *rep = NULL, objs[512], cmd[64];
+	uint64_t ns, inodes, objects, f;
+	ssize_t n;
 
 	ns = tu_mkns(t, "main");
 	tu_fill(a, sizeof(a), 41);
-	mkfile(ns, "f", a, sizeof(a), false);
+	f = mkfile(ns, "f", a, sizeof(a), false);
 	cr_assert_eq(tally_drain(t, NULL, 0), 0);
 	cr_assert_eq(tally_branch(t, "main", "dev", &inodes), 0);
 	cr_assert_eq(tally_pin(t, "main/f", true, &objects), 0);
@@ -617,6 +618,20 @@ Test(gc, explain_says_why_an_object_lives)
 				       &objects),
 			     -EROFS);
 	}
+	/* an object's paths, each in the version of its rows: main's f
+	 * renamed after s1 is still f in s1 */
+	cr_assert_eq(tally_rename(t, ns, "f", ns, "f2", 0), 0);
+	n = tally_getxattr(t, f, "user.tally.objects", objs, sizeof(objs) - 1);
+	cr_assert_gt(n, 32);
+	snprintf(cmd, sizeof(cmd), "explain %.32s\n", objs);
+	cr_assert_eq(ctl_exec(t, cmd, strlen(cmd), &rep), 0);
+	cr_assert_not_null(strstr(rep,
+				  "path: .snapshots/main/s1/f (1 reference)\n"),
+			   "%s", rep);
+	cr_assert_not_null(strstr(rep, "path: dev/f (1 reference)\n"), "%s",
+			   rep);
+	cr_assert_null(strstr(rep, "path: main/"), "%s", rep);
+	free(rep);
 }
 
 Test(gc, verify_finds_corrupt_and_missing_objects)
