@@ -762,11 +762,12 @@ static const struct ctlcmd cmds[] = {
 	  "Example:\n"
 	  "  tallyctl /mnt/t explain /mnt/t/main/big.iso\n",
 	  1, 1, 0, build_explain },
-	{ "du", "[NAMESPACE]", "bytes per namespace: shared, exclusive",
+	{ "du", "[NAMESPACE|NS@NAME]", "bytes per namespace: shared, exclusive",
 	  "For each namespace (or only NAMESPACE: a name, or the path of its\n"
 	  "directory): logical bytes, stored bytes, bytes shared with other\n"
 	  "namespaces and bytes exclusive to it, which is what deleting the\n"
-	  "namespace would free.\n"
+	  "namespace would free. NS@NAME: snapshot NAME of NS, its files and\n"
+	  "objects, and the bytes only it holds (what rmsnapshot frees).\n"
 	  "\n"
 	  "Sends: du [NAMESPACE]\n"
 	  "\n"

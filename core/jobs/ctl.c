@@ -351,17 +351,30 @@ const char *ctl_shard_state(const struct shard_info *s)
 	return s->draining ? "draining" : "active";
 }
 
-/* One namespace's block of du report lines. */
+/* One namespace's block of du report lines, or with @only NS@NAME, its
+ * snapshot NAME's. */
 static int du_one(void *ctx, int64_t cookie, const char *name,
 		  const struct meta_inode *md)
 {
 	struct du_acc *a = ctx;
+	const char *at = a->only ? strchr(a->only, '@') : NULL;
+	size_t len = at ? (size_t)(at - a->only) : 0;
 	struct meta_du du;
 
 	(void)cookie;
-	if (a->only && strcmp(a->only, name))
+	if (at ? strlen(name) != len || memcmp(a->only, name, len)
+	       : a->only && strcmp(a->only, name))
 		return 0;
-	a->rc = meta_du(a->m, md->ino, &du);
+	if (at) {
+		struct meta_ver v;
+
+		a->rc = meta_snapshot_find(a->m, md->ino, at + 1, &v);
+		if (!a->rc)
+			a->rc = meta_du_snapshot(a->m, md->ino, v.id, &du);
+		name = a->only;
+	} else {
+		a->rc = meta_du(a->m, md->ino, &du);
+	}
 	if (!a->rc)
 		a->rc = ctl_append(
 			&a->text,
@@ -372,7 +385,9 @@ static int du_one(void *ctx, int64_t cookie, const char *name,
 			"\nbytes_reclaimable: %" PRIu64 "\n",
 			name, du.files, du.bytes_logical, du.objects,
 			du.bytes_referenced,
-			du.bytes_referenced - du.bytes_exclusive,
+			du.bytes_referenced > du.bytes_exclusive
+				? du.bytes_referenced - du.bytes_exclusive
+				: 0,
 			du.bytes_exclusive, du.bytes_reclaimable);
 	if (a->rc)
 		return a->rc;

@@ -847,6 +847,11 @@ struct meta_du {
 				       deleting the namespace frees */
 };
 int meta_du(struct meta *m, uint64_t nspace, struct meta_du *out);
+/* The same of snapshot version @ver of @nspace: its files and the objects
+ * it shows, as /.snapshots shows it; exclusive bytes are those only it
+ * holds, what its removal frees (pins aside: reclaimable). */
+int meta_du_snapshot(struct meta *m, uint64_t nspace, int64_t ver,
+		     struct meta_du *out);
 
 /* -- shards, ghosts and moves (core/jobs/shard.c) -- */
 

@@ -279,6 +279,18 @@ int meta_refs_gone(struct meta *m, const struct meta_sql *t, int id, int64_t a);
 #define ON_CHAIN(col, p)                                             \
 	"EXISTS (SELECT 1 FROM ver_anc a_ WHERE a_.ver = " p " AND " \
 	"a_.anc = " col ")"
+/*
+ * Format 4, through a chain (docs/design.md 13.6): a version's extent
+ * replaces its ancestors' at the same offset (fixed blocks tile alike in
+ * every version), and an extent of object 0 is a whiteout, a hole where
+ * an ancestor has a block. So a block shows when no deeper version on
+ * the chain of v has an extent at its offset, and it names an object.
+ */
+#define BLOCK_SHOWS(b, v)                                                      \
+	b ".obj <> 0 AND NOT EXISTS (SELECT 1 FROM extents e WHERE e.ino = " b \
+	  ".ino AND e.ver > " b                                                \
+	  ".ver AND " ON_CHAIN("e.ver", v) " AND e.off = " b ".off)"
+
 /* no row of a deeper version on the chain of v has the key of entry row
  * a (a whiteout of it included) */
 #define ENTRY_SHOWS(a, v)                                          \
@@ -505,9 +517,13 @@ int meta_extents_merge(struct meta *m, int64_t ver, int64_t child);
  * the counts of their objects falling. */
 int meta_extents_drop_ver(struct meta *m, int64_t ver);
 /* The bytes of the objects that only version @ver's extents that its
- * child @child hides name: what @ver alone holds. */
+ * child @child hides name: what @ver alone holds ([0]), and of those
+ * the ones no pin keeps ([1]). */
 int meta_extents_exclusive(struct meta *m, int64_t ver, int64_t child,
-			   uint64_t *bytes);
+			   uint64_t bytes[2]);
+/* The same of snapshot @ver, through its child: 0 for a version of two
+ * children, or of none. */
+int meta_version_own(struct meta *m, int64_t ver, uint64_t bytes[2]);
 
 /* Settle the zero-count candidates of the transaction, before its COMMIT
  * (meta_object.c). */

@@ -67,18 +67,6 @@ enum {
  */
 #define BS "(SELECT value FROM config WHERE key = 'block_size')"
 #define OFF(idx) "(" idx " * " BS ")"
-/*
- * Format 4, through a chain (docs/design.md 13.6): a version's extent
- * replaces its ancestors' at the same offset (fixed blocks tile alike in
- * every version), and an extent of object 0 is a whiteout, a hole where
- * an ancestor has a block. So a block shows when no deeper version on
- * the chain of ?v has an extent at its offset, and it names an object.
- */
-#define BLOCK_SHOWS(b, v)                                                      \
-	b ".obj <> 0 AND NOT EXISTS (SELECT 1 FROM extents e WHERE e.ino = " b \
-	  ".ino AND e.ver > " b                                                \
-	  ".ver AND " ON_CHAIN("e.ver", v) " AND e.off = " b ".off)"
-
 /* extent t of version ?1 that its child ?2 hides: ?2 has one at its
  * offset, or removed its inode (a whiteout of the inode); found from
  * ?2's rows (IN_C), ?1's by their keys */
@@ -233,11 +221,15 @@ static const char *const object_text[O_COUNT] = {
 	[O_MERGE_RELABEL] = "UPDATE extents SET ver = ?1 WHERE " IN_C("ver"),
 	/* the bytes only version ?1 holds: of the objects all of whose
 	 * references are its extents that its child ?2 replaces */
-	[O_EXCLUSIVE] = "SELECT coalesce(sum(o.size), 0) FROM (SELECT e.obj, "
-			"count(*) AS n FROM extents e WHERE " HIDDEN_BY_C(
-				"e") " AND e.obj <> 0 GROUP BY e.obj) AS d "
-				     "JOIN objects o ON o.id = d.obj WHERE "
-				     "d.n >= o.refcount",
+	/* ... and of those no pin keeps */
+	[O_EXCLUSIVE] =
+		"SELECT coalesce(sum(o.size), 0), coalesce(sum(CASE "
+		"WHEN NOT EXISTS (SELECT 1 FROM pin_objects p WHERE "
+		"p.name = o.name) THEN o.size ELSE 0 END), 0) FROM "
+		"(SELECT e.obj, count(*) AS n FROM extents e WHERE " HIDDEN_BY_C(
+			"e") " AND e.obj <> 0 GROUP BY e.obj) AS d "
+			     "JOIN objects o ON o.id = d.obj WHERE "
+			     "d.n >= o.refcount",
 	/* meta_extents_drop_ver(): the extents of version ?1, one made by a
 	 * freeze (the partial index), their objects counted, then gone */
 	[O_VER_LIST] =
@@ -865,16 +857,22 @@ int meta_extents_drop_ver(struct meta *m, int64_t ver)
 }
 
 int meta_extents_exclusive(struct meta *m, int64_t ver, int64_t child,
-			   uint64_t *bytes)
+			   uint64_t bytes[2])
 {
 	struct meta_st *s;
-	int64_t v;
 	int rc = stmt_pair(m, O_EXCLUSIVE, ver, child, &s);
 
-	if (!rc)
-		rc = meta_int(m, s, &v, "exclusive bytes");
-	if (!rc)
-		*bytes = (uint64_t)v;
+	if (rc)
+		return rc;
+	rc = meta_step(m, s, "exclusive bytes");
+	if (rc > 0) {
+		bytes[0] = (uint64_t)meta_col_int(s, 0);
+		bytes[1] = (uint64_t)meta_col_int(s, 1);
+		rc = 0;
+	} else if (rc == 0) {
+		rc = meta_no_row("exclusive bytes");
+	}
+	meta_reset(s);
 	return rc;
 }
 

@@ -26,6 +26,7 @@ enum {
 	Q_DU_FILES,
 	Q_DU_OBJECTS,
 	Q_DU_FILES_CHAIN,
+	Q_DU_SNAP_OBJECTS,
 	Q_OBJECT_INFO,
 	Q_OBJECT_HOLDERS,
 	Q_OBJECT_PINNERS,
@@ -34,6 +35,12 @@ enum {
 	Q_INODE_PARENT_AT,
 	Q_COUNT
 };
+
+/* a whiteout of the inode of extent row b on the chain of v, deeper
+ * than b */
+#define INODE_GONE(b, v)                                               \
+	"EXISTS (SELECT 1 FROM inodes w WHERE w.base = " b ".ino AND " \
+	"w.mode = 0 AND w.ver > " b ".ver AND " ON_CHAIN("w.ver", v) ")"
 
 static const char *const query_text[Q_COUNT] = {
 	[Q_NAMESPACES] = "SELECT count(*) FROM dentries WHERE parent = 1",
@@ -69,6 +76,13 @@ static const char *const query_text[Q_COUNT] = {
 		"(SELECT 1 FROM inodes j WHERE (j.ino = coalesce(i.base, "
 		"i.ino) OR j.base = coalesce(i.base, i.ino)) AND j.ver > i.ver "
 		"AND j.ver IN (SELECT a.anc FROM ver_anc a WHERE a.ver = ?2))",
+	/* the objects version ?2 of namespace ?1 shows: its chain's blocks
+	 * that show, of inodes no whiteout on the chain removed */
+	[Q_DU_SNAP_OBJECTS] =
+		"SELECT count(*), coalesce(sum(o.size), 0) FROM objects o WHERE "
+		"o.id IN (SELECT b.obj FROM extents b JOIN inodes i ON i.ino = "
+		"b.ino WHERE i.nspace = ?1 AND " ON_CHAIN("b.ver", "?2") " AND " BLOCK_SHOWS(
+			"b", "?2") " AND NOT " INODE_GONE("b", "?2") ")",
 	[Q_OBJECT_INFO] = "SELECT id, shard, size, refcount "
 			  "FROM objects WHERE name = ?1",
 	/* by namespace and version: a snapshot's rows are its own */
@@ -156,6 +170,53 @@ int meta_statfs(struct meta *m, uint64_t *inodes, uint64_t *bytes_stored)
 	if (!rc)
 		rc = query_u64(m, Q_BYTES_STORED, bytes_stored);
 	return rc;
+}
+
+/* Query @id with ?1 = @a, ?2 = @b: its first @n columns in @out. */
+static int query_ints(struct meta *m, int id, int64_t a, int64_t b, int n,
+		      int64_t *out)
+{
+	struct meta_st *s;
+	int rc = meta_stmt_pair(m, &meta_query_sql, id, a, b, &s);
+
+	if (rc)
+		return rc;
+	rc = meta_step(m, s, "du");
+	if (rc > 0) {
+		for (int k = 0; k < n; k++)
+			out[k] = meta_col_int(s, k);
+		rc = 0;
+	} else if (rc == 0) {
+		rc = meta_no_row("du");
+	}
+	meta_reset(s);
+	return rc;
+}
+
+int meta_du_snapshot(struct meta *m, uint64_t nspace, int64_t ver,
+		     struct meta_du *out)
+{
+	int64_t files[2], objs[2];
+	uint64_t own[2];
+	int rc =
+		query_ints(m, Q_DU_FILES_CHAIN, (int64_t)nspace, ver, 2, files);
+
+	if (!rc)
+		rc = query_ints(m, Q_DU_SNAP_OBJECTS, (int64_t)nspace, ver, 2,
+				objs);
+	if (!rc)
+		rc = meta_version_own(m, ver, own);
+	if (rc)
+		return rc;
+	*out = (struct meta_du){
+		.files = (uint64_t)files[0],
+		.bytes_logical = (uint64_t)files[1],
+		.objects = (uint64_t)objs[0],
+		.bytes_referenced = (uint64_t)objs[1],
+		.bytes_exclusive = own[0],
+		.bytes_reclaimable = own[1],
+	};
+	return 0;
 }
 
 int meta_du(struct meta *m, uint64_t nspace, struct meta_du *out)

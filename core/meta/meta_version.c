@@ -267,12 +267,12 @@ static int children(struct meta *m, int64_t ver, int64_t *n, int64_t *c)
 
 /* The bytes only snapshot @ver holds: those its child hides (a chain: a
  * version of one child; 0 for another). */
-static int own_bytes(struct meta *m, int64_t ver, uint64_t *bytes)
+int meta_version_own(struct meta *m, int64_t ver, uint64_t bytes[2])
 {
 	int64_t n, c;
 	int rc = children(m, ver, &n, &c);
 
-	*bytes = 0;
+	bytes[0] = bytes[1] = 0;
 	if (rc || n != 1 || c < META_VER_CHILD_MIN)
 		return rc;
 	return meta_extents_exclusive(m, ver, c, bytes);
@@ -445,7 +445,13 @@ int meta_snapshots(struct meta *m, uint64_t nspace, bool bytes,
 		if (len)
 			memcpy(name, meta_col_blob(s, 3), (size_t)len);
 		name[len] = '\0';
-		rc = bytes ? own_bytes(m, sn.id, &sn.bytes) : 0;
+		rc = 0;
+		if (bytes) {
+			uint64_t own[2];
+
+			rc = meta_version_own(m, sn.id, own);
+			sn.bytes = own[0];
+		}
 		if (!rc)
 			rc = fn(ctx, &sn);
 		if (rc) {

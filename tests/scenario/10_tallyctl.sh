@@ -262,6 +262,7 @@ explain $hash|explain $hash@0
 du|du
 du main|du main
 du dev|du $MNT/dev/
+du main@none|du main@none
 repair|repair
 EOF
 # a path relative to the current directory

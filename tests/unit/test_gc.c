@@ -543,6 +543,72 @@ Test(gc, du_is_exact_from_the_counts)
 	cr_assert_eq(ctl_exec(t, "du a b\n", 7, &rep), -EINVAL);
 }
 
+/* du NS@NAME: a snapshot as /.snapshots shows it, and what only it
+ * holds (what rmsnapshot frees) */
+Test(gc, du_of_a_snapshot)
+{
+	char a[2 * BS], b[2 * BS], h[BS], g[BS], *rep = NULL;
+	uint64_t ns, objects;
+	int64_t ver;
+
+	ns = tu_mkns(t, "main");
+	tu_fill(a, sizeof(a), 61);
+	tu_fill(h, sizeof(h), 62);
+	tu_fill(g, sizeof(g), 63);
+	memcpy(b, g, BS); /* f again: g's block, then a's second */
+	memcpy(b + BS, a + BS, BS);
+	tu_fill(g, sizeof(g), 64);
+	mkfile(ns, "f", a, sizeof(a), false);
+	mkfile(ns, "h", h, sizeof(h), false);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_pin(t, "main/f", true, &objects), 0);
+	cr_assert_eq(tally_snapshot(t, "main", "s1", &ver), 0);
+	/* after s1: f made again (its second block the same), h gone, g */
+	cr_assert_eq(tally_unlink(t, ns, "f"), 0);
+	cr_assert_eq(tally_unlink(t, ns, "h"), 0);
+	mkfile(ns, "f", b, sizeof(b), false);
+	mkfile(ns, "g", g, sizeof(g), false);
+	cr_assert_eq(tally_drain(t, NULL, 0), 0);
+	cr_assert_eq(tally_snapshot(t, "main", "s2", &ver), 0);
+	cr_assert_eq(tally_unlink(t, ns, "g"), 0);
+
+	cr_assert_eq(ctl_exec(t, "du main@s1\n", 11, &rep), 0);
+	cr_assert_eq(report_value(rep, "command: du", "namespaces"), 1);
+	cr_assert_eq(report_value(rep, "namespace: main@s1", "files"), 2);
+	cr_assert_eq(report_value(rep, "namespace: main@s1", "bytes_logical"),
+		     3 * BS);
+	cr_assert_eq(report_value(rep, "namespace: main@s1", "objects"), 3);
+	cr_assert_eq(report_value(rep, "namespace: main@s1",
+				  "bytes_referenced"),
+		     3 * BS);
+	/* only s1 holds a's first block and h; the pin keeps a's */
+	cr_assert_eq(report_value(rep, "namespace: main@s1", "bytes_exclusive"),
+		     2 * BS);
+	cr_assert_eq(report_value(rep, "namespace: main@s1", "bytes_shared"),
+		     BS);
+	cr_assert_eq(report_value(rep, "namespace: main@s1",
+				  "bytes_reclaimable"),
+		     BS);
+	free(rep);
+	cr_assert_eq(ctl_exec(t, "du main@s2\n", 11, &rep), 0);
+	cr_assert_eq(report_value(rep, "namespace: main@s2", "files"), 2);
+	cr_assert_eq(report_value(rep, "namespace: main@s2", "objects"), 3);
+	cr_assert_eq(report_value(rep, "namespace: main@s2",
+				  "bytes_referenced"),
+		     3 * BS);
+	/* g, which main removed after s2 */
+	cr_assert_eq(report_value(rep, "namespace: main@s2", "bytes_exclusive"),
+		     BS);
+	free(rep);
+	/* the namespace: f alone now */
+	cr_assert_eq(ctl_exec(t, "du main\n", 8, &rep), 0);
+	cr_assert_eq(report_value(rep, "namespace: main", "files"), 1);
+	free(rep);
+	cr_assert_eq(ctl_exec(t, "du main@s9\n", 11, &rep), -ENOENT);
+	cr_assert_eq(ctl_exec(t, "du nope@s1\n", 11, &rep), -ENOENT);
+	cr_assert_eq(ctl_exec(t, "du main@\n", 9, &rep), -ENOENT);
+}
+
 Test(gc, explain_says_why_an_object_lives)
 {
 	char a[BS], *rep = NULL, objs[512], cmd[64];
