@@ -556,6 +556,7 @@ int tally_branch(struct tally *t, const char *src, const char *dst,
 	struct inode *root = NULL;
 	struct progress_job *pj;
 	struct meta_inode md;
+	struct meta_ver leaf = { 0 };
 	uint64_t src_ino, dst_ino, next, newroot = 0, count = 0;
 	int rc = tally_nspace_name_ok(src);
 
@@ -595,15 +596,9 @@ int tally_branch(struct tally *t, const char *src, const char *dst,
 	}
 	if (!rc)
 		rc = tally_inode_row(t, src_ino, &md);
-	if (!rc && tally_ver_of(t, &md).depth > 1) {
-		/* the copy reads one version's rows: a chain is not built
-		 * for it (docs/design.md 13.10, step 4) */
-		log_msg(LOG_NOTICE,
-			"branch of namespace '%s': it has snapshots, which a "
-			"branch does not copy yet (remove them first)",
-			src);
-		rc = -EOPNOTSUPP;
-	}
+	/* with snapshots: what its leaf shows, copied */
+	if (!rc)
+		leaf = tally_ver_of(t, &md);
 	if (!rc)
 		rc = meta_room(t->meta);
 	if (!rc)
@@ -616,7 +611,7 @@ int tally_branch(struct tally *t, const char *src, const char *dst,
 	md.mtime = md.ctime = tally_now();
 	rc = meta_begin(t->meta);
 	if (!rc)
-		rc = meta_branch(t->meta, src_ino, dst, &next, &newroot,
+		rc = meta_branch(t->meta, src_ino, &leaf, dst, &next, &newroot,
 				 &count);
 	if (!rc)
 		rc = inode_write_md(t, root, &md);

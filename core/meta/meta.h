@@ -568,11 +568,14 @@ int meta_refcounts(struct meta *m, const struct meta_ver *v, uint64_t ino,
 /*
  * Copy namespace @src_root as new namespace @dst_name: inodes get numbers
  * taken (meta_ino_take()) from *next_ino on; *next_ino receives the one
- * after them. Entries, blocks (counts raised) and xattrs are copied. *root receives the new namespace's root, *count the number
- * of inodes copied.
+ * after them. Entries, blocks (counts raised) and xattrs are copied: with
+ * @leaf, the source's leaf of a chain (its snapshots), what the leaf
+ * shows; else the rows of the source's one version. *root receives the
+ * new namespace's root, *count the number of inodes copied.
  */
-int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
-		uint64_t *next_ino, uint64_t *root, uint64_t *count);
+int meta_branch(struct meta *m, uint64_t src_root, const struct meta_ver *leaf,
+		const char *dst_name, uint64_t *next_ino, uint64_t *root,
+		uint64_t *count);
 
 /* xattrs: get copies into *out (malloc'ed); -ENODATA if absent. */
 int meta_xattr_get(struct meta *m, const struct meta_ver *v, uint64_t ino,

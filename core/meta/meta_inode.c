@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The inode family of the metadata store: inodes, directory entries,
- * extended attributes, symlink targets, readdir, orphans and branches.
+ * extended attributes, symlink targets, readdir and orphans.
  */
 #include "core/meta/meta_int.h"
 
@@ -44,16 +44,6 @@ enum {
 	I_DENTRY_MOVE,
 	I_DIR_EMPTY,
 	I_READDIR,
-	I_BRANCH_TABLE,
-	I_BRANCH_CLEAR,
-	I_BRANCH_MAP,
-	I_BRANCH_SHIFT,
-	I_BRANCH_INODES,
-	I_BRANCH_DENTRIES,
-	I_BRANCH_BLOCKS,
-	I_BRANCH_COUNTS,
-	I_BRANCH_XATTRS,
-	I_BRANCH_GONE,
 	I_INO_TAKE,
 	I_VER_OF,
 	I_MISFILED,
@@ -81,8 +71,6 @@ enum {
  * root directory and its entries. A row is written into the version the
  * caller names (struct meta_ver, bound from C: meta_ver_id()).
  */
-/* a branch's rows: the new namespace's version, its root's new number */
-#define BRANCH_VER "(SELECT new FROM temp.branch_map WHERE old = ?1)"
 
 /* An inode's fields of ?13 (META_F_*) written, its link count moved by
  * ?6, in its row of version ?14 */
@@ -225,49 +213,6 @@ static const char *const inode_text[I_COUNT] = {
 		      "i.mtime, i.ctime FROM dentries d JOIN inodes i "
 		      "ON i.ino = d.ino WHERE d.parent = ?1 AND d.id > ?2 "
 		      "AND " VER_IS("d.ver", "?4") " ORDER BY d.id LIMIT ?3",
-	/* meta_branch(), in this order: ?1 the source root; the map numbers
-	 * from 0, then is shifted (?1) to the numbers taken */
-	[I_BRANCH_TABLE] = "CREATE TEMP TABLE IF NOT EXISTS branch_map("
-			   "old INTEGER PRIMARY KEY, new INTEGER NOT NULL)",
-	[I_BRANCH_CLEAR] = "DELETE FROM temp.branch_map",
-	[I_BRANCH_MAP] = "INSERT INTO temp.branch_map SELECT ino, ?2 - 1 + "
-			 "row_number() OVER (ORDER BY ino) FROM inodes "
-			 "WHERE nspace = ?1 AND nlink > 0",
-	[I_BRANCH_SHIFT] = "UPDATE temp.branch_map SET new = new + ?1",
-	[I_BRANCH_INODES] =
-		"INSERT INTO inodes(ino, ver, nspace, mode, uid, gid, nlink, "
-		"size, rdev, alloc, atime, mtime, ctime, target) SELECT m.new, " BRANCH_VER
-		", " BRANCH_VER ", mode, uid, gid, nlink, size, "
-		"rdev, alloc, atime, mtime, ctime, target FROM inodes i "
-		"JOIN temp.branch_map m ON i.ino = m.old",
-	[I_BRANCH_DENTRIES] =
-		"INSERT INTO dentries(parent, name, ver, ino) SELECT p.new, "
-		"d.name, " BRANCH_VER ", c.new FROM temp.branch_map p JOIN "
-		"dentries d ON d.parent = p.old JOIN temp.branch_map c "
-		"ON c.old = d.ino",
-	/* CROSS JOIN: the map drives, so a branch reads the extents of its
-	 * inodes by key, never all the store's (the planner has no
-	 * statistics, and would scan extents_obj) */
-	[I_BRANCH_BLOCKS] =
-		"INSERT INTO extents(ino, ver, off, len, obj, shard) SELECT "
-		"m.new, " BRANCH_VER ", b.off, b.len, b.obj, b.shard FROM "
-		"temp.branch_map m CROSS JOIN extents b ON b.ino = m.old",
-	/* the counts from the copied blocks (on PostgreSQL each statement
-	 * reads the store anew: the source's could have changed) */
-	[I_BRANCH_COUNTS] =
-		"UPDATE objects SET refcount = refcount + c.n FROM "
-		"(SELECT b.obj AS obj, count(*) AS n FROM temp.branch_map m "
-		"CROSS JOIN extents b ON b.ino = m.new GROUP BY b.obj) AS c "
-		"WHERE objects.id = c.obj",
-	[I_BRANCH_XATTRS] =
-		"INSERT INTO xattrs(ino, name, ver, value) SELECT m.new, "
-		"x.name, " BRANCH_VER ", x.value FROM temp.branch_map m "
-		"JOIN xattrs x ON x.ino = m.old",
-	/* after the counts: copied references to objects whose rows
-	 * another node deleted meanwhile (meta_refs_gone()) */
-	[I_BRANCH_GONE] = "SELECT count(*) FROM temp.branch_map m CROSS JOIN "
-			  "extents b ON b.ino = m.new WHERE NOT EXISTS "
-			  "(SELECT 1 FROM objects o WHERE o.id = b.obj)",
 	/* one statement: mounts sharing the store never get a number twice */
 	/* the version of an inode's row (meta_ver_id(); no row: 0, as the
 	 * upgrade files rows of no inode) */
@@ -658,7 +603,7 @@ int meta_inode_update_commit(struct meta *m, const struct meta_ver *v,
 }
 
 /* PostgreSQL: @n inodes added by this node, in its row of the count. */
-static int inodes_added(struct meta *m, int64_t n)
+int meta_inodes_added(struct meta *m, int64_t n)
 {
 	struct meta_st *s;
 	char key[16];
@@ -750,7 +695,7 @@ int meta_inode_put(struct meta *m, const struct meta_ver *v,
 	}
 	/* PostgreSQL counts what it adds; a chain's put there (none yet:
 	 * a shared store takes no snapshot) makes a new inode only */
-	return rc ? rc : inodes_added(m, 1);
+	return rc ? rc : meta_inodes_added(m, 1);
 }
 
 int meta_inode_delete(struct meta *m, const struct meta_ver *v, uint64_t ino)
@@ -1109,59 +1054,6 @@ int meta_readdir(struct meta *m, const struct meta_ver *v, uint64_t parent,
 		if (limit < 1024)
 			limit *= 2;
 	}
-}
-
-int meta_branch_table(struct meta *m)
-{
-	struct meta_st *s;
-	int rc = meta_stmt(m, &meta_inode_sql, I_BRANCH_TABLE, &s);
-
-	return rc ? rc : meta_run(m, s, "branch table");
-}
-
-int meta_branch(struct meta *m, uint64_t src_root, const char *dst_name,
-		uint64_t *next_ino, uint64_t *root, uint64_t *count)
-{
-	uint64_t copied = 0, first = 0;
-	int rc = 0, id;
-
-	for (id = I_BRANCH_TABLE; id <= I_BRANCH_XATTRS && !rc; id++) {
-		struct meta_st *s;
-
-		if (id == I_BRANCH_SHIFT) {
-			if (copied == 0)
-				return -ENOENT;
-			rc = meta_ino_take(m, *next_ino, copied, &first);
-			if (rc)
-				return rc;
-		}
-		rc = meta_stmt(m, &meta_inode_sql, id, &s);
-		if (rc)
-			return rc;
-		if (id == I_BRANCH_SHIFT)
-			meta_bind_int(s, 1, (int64_t)first);
-		else if (meta_param_count(s) >= 1)
-			meta_bind_int(s, 1, (int64_t)src_root);
-		if (meta_param_count(s) >= 2)
-			meta_bind_int(s, 2, 0);
-		rc = meta_run(m, s, "branch");
-		if (id == I_BRANCH_MAP)
-			copied = (uint64_t)meta_changes(m);
-	}
-	if (!rc)
-		rc = meta_refs_gone(m, &meta_inode_sql, I_BRANCH_GONE, 0);
-	if (!rc)
-		rc = inodes_added(m, (int64_t)copied);
-	if (rc)
-		return rc;
-	/* The source root has the smallest number in its namespace. */
-	*root = first;
-	rc = meta_dentry_insert(m, &META_VER_ROOT, 1, dst_name, *root);
-	if (rc)
-		return rc;
-	*next_ino = first + copied;
-	*count = copied;
-	return 0;
 }
 
 int meta_ino_take(struct meta *m, uint64_t floor, uint64_t n, uint64_t *first)

@@ -28,6 +28,7 @@ enum meta_family {
 	META_SESSION,
 	META_XATTR,
 	META_VERSION,
+	META_BRANCH,
 	META_FAMILIES
 };
 
@@ -47,7 +48,11 @@ struct meta_sql {
 /* The families, each in its file (meta_db.c, meta_inode.c, ...). */
 extern const struct meta_sql meta_db_sql, meta_inode_sql, meta_object_sql,
 	meta_gc_sql, meta_shard_sql, meta_query_sql, meta_remote_sql,
-	meta_session_sql, meta_xattr_sql, meta_version_sql;
+	meta_session_sql, meta_xattr_sql, meta_version_sql, meta_branch_sql;
+
+/* PostgreSQL: the per-node counter of inodes moved by @n (SQLite counts
+ * by a trigger). */
+int meta_inodes_added(struct meta *m, int64_t n);
 
 /* A @pg text that says: SQLite only (meta_stmt() gives -EOPNOTSUPP). */
 #define META_SQLITE_ONLY ""

@@ -196,7 +196,7 @@ static int64_t now_ms(void)
 }
 
 /* Session settings of every connection, and the temporary table of
- * branching (meta_inode.c), which its statements need to prepare. */
+ * branching (meta_branch.c), which its statements need to prepare. */
 static int conn_setup(struct meta_pg *p)
 {
 	char sql[512];

@@ -156,10 +156,10 @@ void meta_stmts_free(struct meta *m)
 int meta_prepare_all(struct meta *m)
 {
 	static const struct meta_sql *const all[] = {
-		&meta_db_sql,	  &meta_inode_sql,   &meta_object_sql,
-		&meta_gc_sql,	  &meta_shard_sql,   &meta_query_sql,
-		&meta_remote_sql, &meta_session_sql, &meta_xattr_sql,
-		&meta_version_sql
+		&meta_db_sql,	   &meta_inode_sql,   &meta_object_sql,
+		&meta_gc_sql,	   &meta_shard_sql,   &meta_query_sql,
+		&meta_remote_sql,  &meta_session_sql, &meta_xattr_sql,
+		&meta_version_sql, &meta_branch_sql
 	};
 	struct meta_st *s;
 	unsigned f, id;

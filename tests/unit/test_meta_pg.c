@@ -303,7 +303,7 @@ Test(meta_pg, branch_copies_a_namespace)
 
 	src_with_a_file(17);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_branch(m, 16, "dst", &next, &root, &count), 0);
+	cr_assert_eq(meta_branch(m, 16, NULL, "dst", &next, &root, &count), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(count, 2);
 	cr_assert_eq(root, 100);
@@ -315,7 +315,7 @@ Test(meta_pg, branch_copies_a_namespace)
 	/* twice on one connection: the temporary map is emptied first */
 	next = 200;
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_branch(m, 16, "dst2", &next, &root, &count), 0);
+	cr_assert_eq(meta_branch(m, 16, NULL, "dst2", &next, &root, &count), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(count, 2);
 	cr_assert_eq(count_of(OBJ_A), 3);
@@ -382,7 +382,7 @@ Test(meta_pg, what_a_change_notifies)
 	}
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(meta_begin(m), 0);
-	cr_assert_eq(meta_branch(m, 16, "dst", &next, &root, &count), 0);
+	cr_assert_eq(meta_branch(m, 16, NULL, "dst", &next, &root, &count), 0);
 	cr_assert_eq(meta_commit(m), 0);
 	cr_assert_eq(count, 51);
 	listen_for(l, 300, &h);
@@ -2312,7 +2312,7 @@ static void *race_run(void *arg)
 		r->rc = meta_blocks_copy(m, NULL, NULL, 40, 42);
 		break;
 	case RACE_BRANCH:
-		r->rc = meta_branch(m, 16, "dst", &next, &root, &count);
+		r->rc = meta_branch(m, 16, NULL, "dst", &next, &root, &count);
 		break;
 	}
 	if (!r->rc)

@@ -91,6 +91,7 @@ struct msnap {
 
 static struct msnap snaps[MAXSNAP];
 static unsigned snap_seq, snap_merges, snap_dropped, rollbacks;
+static unsigned branches_chained; /* of a namespace with snapshots */
 static uint64_t rng;
 static unsigned seed, op;
 static char what[160];
@@ -167,35 +168,40 @@ static void name_of(int slot, char *buf, size_t len)
 /* ------------------------------------------------------------------ */
 /* checks */
 
-/* Read all of @f and compare with its model, size included. */
-static void check_file(int f)
+/* Read all of inode @ino and compare with the model of @f, size
+ * included. */
+static void check_bytes(uint64_t ino, int f)
 {
 	struct mfile *m = &files[f];
 	struct stat st;
 	size_t got = 0, i;
 	ssize_t n;
 
-	cr_assert_eq(tally_getattr(t, m->ino, &st), 0, CTX "getattr %llu",
-		     CTXARGS, (unsigned long long)m->ino);
+	cr_assert_eq(tally_getattr(t, ino, &st), 0, CTX "getattr %llu", CTXARGS,
+		     (unsigned long long)ino);
 	cr_assert_eq((size_t)st.st_size, m->size,
 		     CTX "inode %llu size %lld, model %zu", CTXARGS,
-		     (unsigned long long)m->ino, (long long)st.st_size,
-		     m->size);
+		     (unsigned long long)ino, (long long)st.st_size, m->size);
 	do {
-		n = tally_read(t, m->ino, scratch + got, sizeof(scratch) - got,
+		n = tally_read(t, ino, scratch + got, sizeof(scratch) - got,
 			       (off_t)got);
 		cr_assert_geq(n, 0, CTX "read inode %llu at %zu: %s", CTXARGS,
-			      (unsigned long long)m->ino, got, strerror(-n));
+			      (unsigned long long)ino, got, strerror(-n));
 		got += (size_t)n;
 	} while (n > 0 && got < sizeof(scratch));
 	cr_assert_eq(got, m->size, CTX "inode %llu read %zu bytes, model %zu",
-		     CTXARGS, (unsigned long long)m->ino, got, m->size);
+		     CTXARGS, (unsigned long long)ino, got, m->size);
 	if (memcmp(scratch, m->data, got) == 0)
 		return;
 	for (i = 0; scratch[i] == m->data[i]; i++)
 		;
 	cr_assert_fail(CTX "inode %llu bytes differ from %zu (block %zu)",
-		       CTXARGS, (unsigned long long)m->ino, i, i / BS);
+		       CTXARGS, (unsigned long long)ino, i, i / BS);
+}
+
+static void check_file(int f)
+{
+	check_bytes(files[f].ino, f);
 }
 
 /* Every name reads back its model; empty slots are absent. */
@@ -1011,6 +1017,73 @@ static void op_rollback(void)
 	check_diffs(true);
 }
 
+/* A branch of namespace @ns as c: c holds what the model says @ns
+ * holds (a copy of each inode, hard links one copy), also while @ns has
+ * snapshots; then c is removed again, its counts falling (the recounts
+ * of the checks see them). */
+static void op_branch(int ns)
+{
+	const char *src = ns ? "b" : "a";
+	uint64_t inodes, root, got[NSLOT] = { 0 };
+	unsigned want = 1, live = 0;
+	struct stat st;
+	int s, k, rc;
+
+	for (k = 0; k < MAXSNAP; k++)
+		live += snaps[k].live && snaps[k].ns == ns;
+	snprintf(what, sizeof(what), "branch %s c (%u snapshots)", src, live);
+	rc = tally_branch(t, src, "c", &inodes);
+	cr_assert_eq(rc, 0, CTX "branch: %s", CTXARGS, strerror(-rc));
+	branches_chained += live > 0;
+	root = must_lookup(TALLY_ROOT_INO, "c");
+	for (s = 0; s < NSLOT; s++) {
+		int f = names[ns][s];
+		char name[16];
+
+		name_of(s, name, sizeof(name));
+		rc = tally_lookup(t, root, name, &st);
+		if (f < 0) {
+			cr_assert_eq(rc, -ENOENT, CTX "c/%s: %d", CTXARGS, name,
+				     rc);
+			continue;
+		}
+		cr_assert_eq(rc, 0, CTX "c/%s: %s", CTXARGS, name,
+			     strerror(-rc));
+		tally_forget(t, st.st_ino, 1);
+		got[s] = st.st_ino;
+		cr_assert_neq(st.st_ino, files[f].ino, CTX "c/%s: a copy",
+			      CTXARGS, name);
+		cr_assert_eq(st.st_nlink, files[f].nlink, CTX "c/%s links",
+			     CTXARGS, name);
+		/* the names of one inode, one copy */
+		for (k = 0; k < s; k++)
+			if (names[ns][k] == f)
+				break;
+		if (k < s)
+			cr_assert_eq(got[k], st.st_ino,
+				     CTX "c/%s: a hard link's copy", CTXARGS,
+				     name);
+		else
+			want++;
+		check_bytes(st.st_ino, f);
+	}
+	cr_assert_eq(inodes, want, CTX "%llu inodes copied, model %u", CTXARGS,
+		     (unsigned long long)inodes, want);
+	for (s = 0; s < NSLOT; s++) {
+		char name[16];
+
+		if (!got[s])
+			continue;
+		name_of(s, name, sizeof(name));
+		rc = tally_unlink(t, root, name);
+		cr_assert_eq(rc, 0, CTX "unlink c/%s: %s", CTXARGS, name,
+			     strerror(-rc));
+	}
+	tally_forget(t, root, 1);
+	rc = tally_rmdir(t, TALLY_ROOT_INO, "c");
+	cr_assert_eq(rc, 0, CTX "rmdir c: %s", CTXARGS, strerror(-rc));
+}
+
 static void op_hold(int f)
 {
 	snprintf(what, sizeof(what), "keep inode %llu open",
@@ -1131,6 +1204,10 @@ static void step(void)
 		op_rollback();
 		return;
 	}
+	if (rnd(1000) < 6) {
+		op_branch((int)rnd(NNSPACE));
+		return;
+	}
 	if (f < 0 || (r >= 68 && r < 72)) {
 		if (pick_slot(false, -1, &ns, &slot)) {
 			op_create(ns, slot);
@@ -1206,6 +1283,7 @@ static void run(unsigned s)
 	for (i = 0; i < MAXSNAP; i++)
 		snap_free(&snaps[i]);
 	snap_seq = snap_merges = snap_dropped = rollbacks = 0;
+	branches_chained = 0;
 	memset(pat[0], 0, BS);
 	for (i = 1; i < NPAT; i++)
 		tu_fill(pat[i], BS, 1000 + (unsigned)i);
@@ -1248,6 +1326,9 @@ static void run(unsigned s)
 		     snap_dropped, snap_seq);
 	/* and rolled back to some */
 	cr_assert_geq(rollbacks, 2, CTX "%u rollbacks", CTXARGS, rollbacks);
+	/* and branched namespaces that had snapshots */
+	cr_assert_geq(branches_chained, 2, CTX "%u branches with snapshots",
+		      CTXARGS, branches_chained);
 }
 
 Test(model, seed_1)
