@@ -340,7 +340,7 @@ int tally_open_file(struct tally *t, uint64_t ino, int flags)
 	if (tally_is_virtual(ino))
 		return 0;
 	/* a snapshot's file: read-only */
-	if (tally_view(ino) &&
+	if (tally_view_ro(ino) &&
 	    ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)))
 		return -EROFS;
 	tally_lock(t);
@@ -351,7 +351,7 @@ int tally_open_file(struct tally *t, uint64_t ino, int flags)
 			rc = -EISDIR;
 		else if (tally_meta_shared(t) && ip->opens == 0 &&
 			 S_ISREG(ip->md.mode) && !ip->hold_due &&
-			 !tally_view(ino))
+			 !tally_view_ro(ino))
 			rc = hold(t, ip); /* another node may unlink it */
 		if (!rc) {
 			ip->opens++;
@@ -372,7 +372,7 @@ int tally_release(struct tally *t, uint64_t ino)
 
 	if (tally_is_virtual(ino))
 		return 0;
-	if (tally_view(ino)) {
+	if (tally_view_ro(ino)) {
 		/* a snapshot's file: nothing to flush, hold or free (and its
 		 * view may be gone) */
 		tally_lock(t);
@@ -775,7 +775,7 @@ static ssize_t file_write(struct tally *t, uint64_t ino, const void *buf,
 
 	if (off < 0 || (uint64_t)off + size > (uint64_t)INT64_MAX)
 		return -EFBIG;
-	if (tally_view(ino))
+	if (tally_view_ro(ino))
 		return -EROFS;
 	rc = file_get(t, ino, &ip);
 	if (rc)
@@ -930,11 +930,11 @@ ssize_t tally_copy_range(struct tally *t, uint64_t ino_in, off_t off_in,
 		return -EINVAL;
 	if (tally_is_virtual(ino_in) || tally_is_virtual(ino_out))
 		return -EOPNOTSUPP;
-	if (tally_view(ino_out))
+	if (tally_view_ro(ino_out))
 		return -EROFS;
 	/* from a snapshot: copied by the caller (its block map is read
 	 * through a view, which the copy of references does not take) */
-	if (tally_view(ino_in))
+	if (tally_view_ro(ino_in))
 		return -EXDEV;
 	rc = file_get(t, ino_in, &in);
 	if (rc)

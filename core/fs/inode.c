@@ -414,7 +414,7 @@ static int get_fresh(struct tally *t, uint64_t ino,
 	int rc;
 
 	/* a view's inode is never stale (a snapshot does not change) */
-	if (!ip || tally_view(ino) || !inode_stale(t, ip))
+	if (!ip || tally_view_ro(ino) || !inode_stale(t, ip))
 		return get_row(t, ino, row, out);
 	rc = row_of(t, ino, row, &md);
 	if (rc)
@@ -763,7 +763,7 @@ int tally_setattr(struct tally *t, uint64_t ino, const struct stat *in,
 
 	if (tally_is_virtual(ino))
 		return to_set & TALLY_SET_SIZE ? 0 : -EPERM;
-	if (tally_view(ino))
+	if (tally_view_ro(ino))
 		return -EROFS;
 	tally_lock(t);
 	rc = inode_get(t, ino, &ip);

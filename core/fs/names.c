@@ -51,7 +51,7 @@ static int parent_dir(struct tally *t, uint64_t parent, struct inode **out)
 
 	if (tally_is_virtual(parent))
 		return -EPERM;
-	if (tally_view(parent))
+	if (tally_view_ro(parent))
 		return -EROFS; /* a snapshot's */
 	rc = inode_get(t, parent, &pip);
 	if (rc)
@@ -83,7 +83,7 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	bool whole = false;
 	int rc = tally_check_name(name);
 
-	if (!rc && tally_view(parent))
+	if (!rc && tally_view_ro(parent))
 		rc = -EROFS; /* a snapshot's */
 	if (rc)
 		return rc;
@@ -403,7 +403,7 @@ int tally_unlink(struct tally *t, uint64_t parent, const char *name)
 	bool freed = false, several, hinted = false;
 	int rc = tally_check_name(name);
 
-	if (!rc && tally_view(parent))
+	if (!rc && tally_view_ro(parent))
 		rc = -EROFS; /* a snapshot's */
 	if (rc)
 		return rc;
@@ -489,7 +489,7 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 		return -EINVAL;
 	if (!strcmp(name, ".."))
 		return -ENOTEMPTY;
-	if (tally_view(parent))
+	if (tally_view_ro(parent))
 		return -EROFS;
 	if (tally_is_ctl_name(parent, name))
 		return -EPERM;
@@ -591,7 +591,7 @@ int tally_rename(struct tally *t, uint64_t parent, const char *name,
 		rc = tally_check_name(newname);
 	if (rc)
 		return rc;
-	if (tally_view(parent) || tally_view(newparent))
+	if (tally_view_ro(parent) || tally_view_ro(newparent))
 		return -EROFS;
 	if (tally_is_ctl_name(parent, name) ||
 	    tally_is_ctl_name(newparent, newname))
@@ -780,7 +780,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 
 	if (rc)
 		return rc;
-	if (tally_view(ino) || tally_view(newparent))
+	if (tally_view_ro(ino) || tally_view_ro(newparent))
 		return -EROFS;
 	if (tally_is_virtual(ino) || tally_is_ctl_name(newparent, newname))
 		return -EPERM;

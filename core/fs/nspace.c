@@ -400,7 +400,8 @@ static bool nspace_busy(struct tally *t, uint64_t nspace)
 {
 	for (size_t i = 0; i < ((size_t)1 << t->ibits); i++)
 		for (struct inode *ip = t->itable[i]; ip; ip = ip->next)
-			if (ip->md.nspace == nspace && !tally_view(ip->ino) &&
+			if (ip->md.nspace == nspace &&
+			    !tally_view_ro(ip->ino) &&
 			    (ip->opens || ip->ndirty || ip->nfailed ||
 			     ip->flight_blocks || ip->truncated))
 				return true;
@@ -420,7 +421,7 @@ static void nspace_reload(struct tally *t, uint64_t nspace, struct gone *g)
 		for (struct inode *ip = t->itable[i]; ip; ip = ip->next) {
 			struct meta_inode md;
 
-			if (ip->md.nspace != nspace || tally_view(ip->ino))
+			if (ip->md.nspace != nspace || tally_view_ro(ip->ino))
 				continue;
 			/* a file removed since the snapshot is back */
 			if (tally_inode_row(t, ip->ino, &md) == 0) {
@@ -774,7 +775,7 @@ int tally_pin(struct tally *t, const char *path, bool pin, uint64_t *objects)
 		goto out;
 	}
 	rc = resolve(t, path, &ino, &parent, canon, sizeof(canon));
-	if (!rc && tally_view(ino))
+	if (!rc && tally_view_ro(ino))
 		rc = -EROFS; /* a snapshot's: its rows hold it already */
 	if (rc)
 		goto out;

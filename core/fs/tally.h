@@ -34,17 +34,29 @@
 /*
  * The kernel's node ids and st_ino (docs/design.md 13.3): a snapshot's
  * files are seen through its view, view << TALLY_VIEW_SHIFT | ino (inode
- * numbers stay below 1 << TALLY_VIEW_SHIFT); view 0 is every namespace's.
- * The highest view names the directories of /.snapshots: itself with the
- * root's number, /.snapshots/NS with NS's root number.
+ * numbers stay below 1 << TALLY_VIEW_SHIFT); view 0 is every namespace's
+ * so far. Views of snapshots are below TALLY_VIEW_NSPACES, read-only;
+ * from it on, the views kept for namespaces that share inodes (O(1)
+ * branches, 13.10 step 4). The highest view names the directories of
+ * /.snapshots: itself with the root's number, /.snapshots/NS with NS's
+ * root number.
  */
 #define TALLY_VIEW_SHIFT 40
+#define TALLY_VIEW_NSPACES (1u << 23)
 #define TALLY_VIEW_SNAPDIRS ((1u << 24) - 1)
 #define TALLY_SNAPDIR_INO \
 	((uint64_t)TALLY_VIEW_SNAPDIRS << TALLY_VIEW_SHIFT | TALLY_ROOT_INO)
 static inline uint32_t tally_view(uint64_t ino)
 {
 	return (uint32_t)(ino >> TALLY_VIEW_SHIFT);
+}
+/* Whether node @ino is read-only: a snapshot's file, or a directory of
+ * /.snapshots (decided from the number alone, with no lock). */
+static inline bool tally_view_ro(uint64_t ino)
+{
+	uint32_t v = tally_view(ino);
+
+	return v && (v < TALLY_VIEW_NSPACES || v == TALLY_VIEW_SNAPDIRS);
 }
 
 struct tally;

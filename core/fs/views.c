@@ -140,7 +140,7 @@ bool views_open(struct tally *t, uint64_t nspace, int64_t lo, int64_t hi)
 		for (struct inode *ip = t->itable[i]; ip; ip = ip->next) {
 			struct meta_ver v;
 
-			if (tally_view(ip->ino) && ip->opens &&
+			if (tally_view_ro(ip->ino) && ip->opens &&
 			    ip->md.nspace == nspace &&
 			    view_ver(t, ip->ino, &v) == 0 && v.id >= lo &&
 			    v.id <= hi)

@@ -190,7 +190,7 @@ int tally_setxattr(struct tally *t, uint64_t ino, const char *name,
 		return -ENOSYS;
 	if (tally_is_virtual(ino))
 		return -EPERM;
-	if (tally_view(ino))
+	if (tally_view_ro(ino))
 		return -EROFS;
 	rc = xattr_ns_ok(name);
 	if (rc)
@@ -291,7 +291,7 @@ int tally_removexattr(struct tally *t, uint64_t ino, const char *name)
 		return -ENOSYS;
 	if (tally_is_virtual(ino))
 		return -EPERM;
-	if (tally_view(ino))
+	if (tally_view_ro(ino))
 		return -EROFS;
 	rc = xattr_ns_ok(name);
 	if (rc)

@@ -367,9 +367,10 @@ struct meta_snapshot {
 			 * @bytes; else 0 */
 };
 /* The views of snapshots: 1 up to this (a 24-bit field of the kernel's
- * node ids above META_INO_LIMIT's bits; the highest value is the front
- * end's: docs/design.md 13.3). */
-#define META_VIEW_MAX ((1 << 24) - 2)
+ * node ids above META_INO_LIMIT's bits, whose upper half is kept for the
+ * views of namespaces and whose highest value is the front end's:
+ * docs/design.md 13.3). */
+#define META_VIEW_MAX ((1 << 23) - 1)
 /* The snapshots of namespace @nspace (0: of every namespace), oldest
  * first, to @fn (the name lives until @fn returns); with @bytes, each
  * one's bytes (a query of its own per snapshot). */

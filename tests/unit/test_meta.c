@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "core/fs/tally.h"
 #include "core/meta/meta.h"
 #include "tests/unit/util.h"
 
@@ -638,4 +639,51 @@ Test(meta, a_log_written_for_other_tables_is_refused)
 	/* left as it was: neither replayed nor upgraded */
 	cr_assert_eq(schema_rows(), rows);
 	cr_assert_eq(meta_open(path, false, 4096, &m), 0);
+}
+
+static int view_of(void *ctx, const struct meta_snapshot *sn)
+{
+	uint32_t *views = ctx;
+
+	views[sn->name[1] - '1'] = sn->view;
+	return 0;
+}
+
+/* Snapshots' views stop below the namespaces' (docs/design.md 13.3):
+ * the last one given is META_VIEW_MAX, the next snapshot ENOSPC. */
+Test(meta, snapshot_views_stop_below_the_namespaces)
+{
+	struct meta_inode root = {
+		.ino = 80, .nspace = 80, .mode = S_IFDIR | 0755, .nlink = 2
+	};
+	uint32_t views[3] = { 0 };
+	int64_t leaf, next;
+	sqlite3 *db;
+	char sql[128];
+
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_inode_put(m, &(struct meta_ver){ .id = 80 }, &root),
+		     0);
+	cr_assert_eq(meta_version_freeze(m, 80, "s1", 100, &leaf), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	meta_close(m);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	snprintf(sql, sizeof(sql),
+		 "UPDATE config SET value = %d WHERE key = 'next_view'",
+		 META_VIEW_MAX);
+	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_changes(db), 1);
+	sqlite3_close(db);
+	cr_assert_eq(meta_open(path, false, 4096, &m), 0);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_version_freeze(m, leaf, "s2", 100, &next), 0);
+	cr_assert_eq(meta_commit(m), 0);
+	cr_assert_eq(meta_begin(m), 0);
+	cr_assert_eq(meta_version_freeze(m, next, "s3", 100, &leaf), -ENOSPC);
+	meta_rollback(m);
+	cr_assert_eq(meta_snapshots(m, 80, false, view_of, views), 0);
+	cr_assert_eq(views[0], 1);
+	cr_assert_eq(views[1], META_VIEW_MAX);
+	cr_assert_eq(views[2], 0, "s3 was not taken");
+	cr_assert_lt(views[1], TALLY_VIEW_NSPACES);
 }
