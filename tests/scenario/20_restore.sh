@@ -5,8 +5,9 @@
 #    snapshot_keep bounds how many stay;
 #  - --restore into a new directory, then a mount with the same remote
 #    options: the tree reads back byte-exact (manifest: content, modes,
-#    links, symlinks, xattrs, a branch), fetched from the bucket; the
-#    restored store passes tallyfsck (its objects remote_only);
+#    links, symlinks, xattrs, a branch), fetched from the bucket, and so
+#    does a snapshot of a namespace in /.snapshots; the restored store
+#    passes tallyfsck (its objects remote_only);
 #  - a restore with cache_size: a write of bytes its rows name compares
 #    them with the bucket's copy (other bytes there: the next name), and
 #    every copy it writes or fetches is counted (cache_bytes = the bytes
@@ -43,7 +44,12 @@ T setfattr -n user.color -v blue "$MNT/main/d1/s1"
 T chmod 0640 "$MNT/main/d1/s2"
 T truncate -s 3M "$MNT/main/sparse"
 ctl "branch main snap" || fail "branch"
+# a snapshot of main, which main changes after: the restore brings the
+# namespace's versions back too (its view, its reads through the chain)
+ctl "snapshot main v1" || fail "snapshot main v1"
+manifest "$MNT/.snapshots/main/v1" >"$TMP/v1.mf" || fail "manifest of v1"
 printf 'only in main\n' >>"$MNT/main/d1/s3"
+rm "$MNT/main/d1/s4"
 rep=$(ctl_report "drain remote 120") || fail "drain remote: $rep"
 assert_match "first snapshot" "^$PFX/meta/snap-" "$(report_get snapshot "$rep")"
 # two more, so that snapshot_keep=2 drops the first
@@ -66,6 +72,10 @@ mkdir "$M2"
 mount_fs "$TMP/r1" "$M2" "${REMOTE[@]}"
 manifest "$M2" --no-ctl >"$TMP/after.mf" || fail "manifest of the restore"
 assert_same_manifest "restored tree" "$TMP/before.mf" "$TMP/after.mf"
+assert_eq "the restore's snapshots of main" v1 "$(ls "$M2/.snapshots/main")"
+manifest "$M2/.snapshots/main/v1" >"$TMP/v1.after" ||
+	fail "manifest of the restore's v1"
+assert_same_manifest "restored snapshot main@v1" "$TMP/v1.mf" "$TMP/v1.after"
 (($(remote_get fetched "$M2") > 0)) || fail "nothing was fetched"
 umount_fs "$M2"
 fsck_store "$TMP/r1"
