@@ -77,7 +77,7 @@ static const char *const branch_text[B_COUNT] = {
 		   "(SELECT 1 FROM objects o WHERE o.id = b.obj)",
 	/* meta_branch() of a namespace with snapshots, its leaf ?3: what
 	 * the leaf shows, copied. The inodes whose nearest row is no
-	 * whiteout and has links, numbered as I_BRANCH_MAP does ... */
+	 * whiteout and has links, numbered as B_MAP does ... */
 	[B_MAP_CHAIN] =
 		"INSERT INTO temp.branch_map SELECT i.ino, ?2 - 1 + "
 		"row_number() OVER (ORDER BY i.ino) FROM inodes i JOIN inodes "
@@ -104,17 +104,12 @@ static const char *const branch_text[B_COUNT] = {
 	[B_BLOCKS_CHAIN] =
 		"INSERT INTO extents(ino, ver, off, len, obj, shard) SELECT "
 		"m.new, " BRANCH_VER ", b.off, b.len, b.obj, b.shard FROM "
-		"temp.branch_map m CROSS JOIN extents b ON b.ino = m.old WHERE " ON_CHAIN(
-			"b.ver", "?3") " AND " BLOCK_SHOWS("b", "?3"),
+		"temp.branch_map m CROSS JOIN extents b ON b.ino = m.old WHERE " BLOCK_SHOWS(
+			"b", "?3"),
 	[B_XATTRS_CHAIN] =
 		"INSERT INTO xattrs(ino, name, ver, value) SELECT m.new, "
 		"x.name, " BRANCH_VER ", x.value FROM temp.branch_map m "
-		"JOIN xattrs x ON x.ino = m.old WHERE " ON_CHAIN(
-			"x.ver",
-			"?3") " AND "
-			      "x.value IS NOT NULL AND NOT EXISTS (SELECT 1 FROM xattrs y "
-			      "WHERE y.ino = x.ino AND y.name = x.name AND y.ver > x.ver "
-			      "AND " ON_CHAIN("y.ver", "?3") ")",
+		"JOIN xattrs x ON x.ino = m.old WHERE " XATTR_SHOWS("x", "?3"),
 };
 
 const struct meta_sql meta_branch_sql = { META_BRANCH, B_COUNT, branch_text,

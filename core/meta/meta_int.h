@@ -288,13 +288,22 @@ int meta_refs_gone(struct meta *m, const struct meta_sql *t, int id, int64_t a);
  * Format 4, through a chain (docs/design.md 13.6): a version's extent
  * replaces its ancestors' at the same offset (fixed blocks tile alike in
  * every version), and an extent of object 0 is a whiteout, a hole where
- * an ancestor has a block. So a block shows when no deeper version on
- * the chain of v has an extent at its offset, and it names an object.
+ * an ancestor has a block. So extent row b shows in v when it is on the
+ * chain of v, no deeper version on it has an extent at its offset, and
+ * it names an object.
  */
-#define BLOCK_SHOWS(b, v)                                                      \
-	b ".obj <> 0 AND NOT EXISTS (SELECT 1 FROM extents e WHERE e.ino = " b \
-	  ".ino AND e.ver > " b                                                \
-	  ".ver AND " ON_CHAIN("e.ver", v) " AND e.off = " b ".off)"
+#define BLOCK_SHOWS(b, v)                                                    \
+	ON_CHAIN(b ".ver", v)                                                \
+	" AND " b ".obj <> 0 AND NOT EXISTS (SELECT 1 FROM extents e WHERE " \
+	"e.ino = " b ".ino AND e.ver > " b                                   \
+	".ver AND " ON_CHAIN("e.ver", v) " AND e.off = " b ".off)"
+/* the same of xattr row x: its name's nearest row on the chain of v, and
+ * no whiteout (a NULL value) */
+#define XATTR_SHOWS(x, v)                                                    \
+	ON_CHAIN(x ".ver", v)                                                \
+	" AND " x ".value IS NOT NULL AND NOT EXISTS (SELECT 1 FROM xattrs " \
+	"y WHERE y.ino = " x ".ino AND y.name = " x ".name AND y.ver > " x   \
+	".ver AND " ON_CHAIN("y.ver", v) ")"
 
 /* no row of a deeper version on the chain of v has the key of entry row
  * a (a whiteout of it included) */
@@ -343,8 +352,10 @@ int meta_stmt_ver(struct meta *m, const struct meta_sql *t, int id,
 		  struct meta_st **out);
 
 /* The first column of the first row of @s in *@v: 0, -ENOENT if there is
- * no row, or -errno. */
+ * no row, or -errno. meta_ints(): its first @n columns in @v[0..n). */
 int meta_int(struct meta *m, struct meta_st *s, int64_t *v, const char *what);
+int meta_ints(struct meta *m, struct meta_st *s, const char *what, int n,
+	      int64_t *v);
 /*
  * Run @s (a statement of one integer) and commit: 0 and *@v its value,
  * or 1 when it gave no row (committed all the same). On PostgreSQL @s

@@ -80,16 +80,11 @@ enum {
 /* the extents of ?1 that the chain of ?4 shows, as ?2's in version ?3 */
 #define COPY_SHOWN                                                          \
 	"SELECT ?2, ?3, b.off, b.len, b.obj, b.shard FROM extents b WHERE " \
-	"b.ino = ?1 AND " ON_CHAIN("b.ver", "?4") " AND " BLOCK_SHOWS("b",  \
-								      "?4")
+	"b.ino = ?1 AND " BLOCK_SHOWS("b", "?4")
 /* the same of its xattrs: each name's nearest row, unless a whiteout */
-#define COPY_XATTRS_SHOWN                                                       \
-	"INSERT INTO xattrs(ino, name, ver, value) SELECT ?2, x.name, ?3, "     \
-	"x.value FROM xattrs x WHERE x.ino = ?1 AND " ON_CHAIN(                 \
-		"x.ver",                                                        \
-		"?4") " AND x.value IS NOT NULL AND NOT EXISTS (SELECT 1 FROM " \
-		      "xattrs y WHERE y.ino = x.ino AND y.name = x.name AND "   \
-		      "y.ver > x.ver AND " ON_CHAIN("y.ver", "?4") ")"
+#define COPY_XATTRS_SHOWN                                                   \
+	"INSERT INTO xattrs(ino, name, ver, value) SELECT ?2, x.name, ?3, " \
+	"x.value FROM xattrs x WHERE x.ino = ?1 AND " XATTR_SHOWS("x", "?4")
 
 static const char *const object_text[O_COUNT] = {
 	[O_BLOCKS_LOAD] = "SELECT b.off / " BS ", b.obj, b.shard, o.name, "
@@ -174,8 +169,7 @@ static const char *const object_text[O_COUNT] = {
 	[O_BLOCKS_LOAD_CHAIN] =
 		"SELECT b.off / " BS ", b.obj, b.shard, o.name, o.size FROM "
 		"extents b LEFT JOIN objects o ON o.id = b.obj WHERE b.ino = "
-		"?1 AND " ON_CHAIN("b.ver", "?2") " AND " BLOCK_SHOWS(
-			"b", "?2") " ORDER BY b.off",
+		"?1 AND " BLOCK_SHOWS("b", "?2") " ORDER BY b.off",
 	/* after the leaf's own extent at block ?2 went: a whiteout in leaf
 	 * ?3 where an ancestor's block would show */
 	[O_BLOCK_WHITEOUT] =
@@ -191,13 +185,12 @@ static const char *const object_text[O_COUNT] = {
 	[O_DROP_WHITEOUT] =
 		"INSERT INTO extents(ino, ver, off, len, obj, shard) SELECT "
 		"b.ino, CAST(?3 AS bigint), b.off, b.len, 0, 0 FROM extents b "
-		"WHERE b.ino = ?1 AND b.off >= " OFF("?2") " AND " ON_CHAIN(
-			"b.ver", "?3") " AND " BLOCK_SHOWS("b", "?3"),
+		"WHERE b.ino = ?1 AND b.off >= " OFF(
+			"?2") " AND " BLOCK_SHOWS("b", "?3"),
 	[O_REFCOUNTS_CHAIN] =
 		"SELECT coalesce(o.refcount, 0) FROM extents b LEFT JOIN "
-		"objects o ON o.id = b.obj WHERE b.ino = ?1 AND " ON_CHAIN(
-			"b.ver",
-			"?2") " AND " BLOCK_SHOWS("b", "?2") " ORDER BY b.off",
+		"objects o ON o.id = b.obj WHERE b.ino = ?1 AND " BLOCK_SHOWS(
+			"b", "?2") " ORDER BY b.off",
 	/* the copies through the chain of ?4: what it shows */
 	[O_COPY_BLOCKS_CHAIN] = "INSERT INTO extents(ino, ver, off, len, obj, "
 				"shard) " COPY_SHOWN,
@@ -284,7 +277,7 @@ static const char *const object_pg[O_COUNT] = {
 	[O_BLOCKS_LOAD_CHAIN] =
 		"SELECT b.off / " BS ", b.obj, b.shard, o.name, "
 		"o.size, i.size, i.alloc FROM inodes i LEFT JOIN extents b ON "
-		"b.ino = ?1 AND " ON_CHAIN("b.ver", "?2") " AND " BLOCK_SHOWS(
+		"b.ino = ?1 AND " BLOCK_SHOWS(
 			"b", "?2") " LEFT JOIN objects o ON o.id = b.obj WHERE "
 				   "i.ino = " INODE_KEY("?1", "?2") " AND "
 								    "i.mode <> "
@@ -860,20 +853,16 @@ int meta_extents_exclusive(struct meta *m, int64_t ver, int64_t child,
 			   uint64_t bytes[2])
 {
 	struct meta_st *s;
+	int64_t v[2];
 	int rc = stmt_pair(m, O_EXCLUSIVE, ver, child, &s);
 
+	if (!rc)
+		rc = meta_ints(m, s, "exclusive bytes", 2, v);
 	if (rc)
-		return rc;
-	rc = meta_step(m, s, "exclusive bytes");
-	if (rc > 0) {
-		bytes[0] = (uint64_t)meta_col_int(s, 0);
-		bytes[1] = (uint64_t)meta_col_int(s, 1);
-		rc = 0;
-	} else if (rc == 0) {
-		rc = meta_no_row("exclusive bytes");
-	}
-	meta_reset(s);
-	return rc;
+		return rc == -ENOENT ? meta_no_row("exclusive bytes") : rc;
+	bytes[0] = (uint64_t)v[0];
+	bytes[1] = (uint64_t)v[1];
+	return 0;
 }
 
 int meta_refcounts(struct meta *m, const struct meta_ver *v, uint64_t ino,

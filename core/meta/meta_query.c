@@ -81,7 +81,7 @@ static const char *const query_text[Q_COUNT] = {
 	[Q_DU_SNAP_OBJECTS] =
 		"SELECT count(*), coalesce(sum(o.size), 0) FROM objects o WHERE "
 		"o.id IN (SELECT b.obj FROM extents b JOIN inodes i ON i.ino = "
-		"b.ino WHERE i.nspace = ?1 AND " ON_CHAIN("b.ver", "?2") " AND " BLOCK_SHOWS(
+		"b.ino WHERE i.nspace = ?1 AND " BLOCK_SHOWS(
 			"b", "?2") " AND NOT " INODE_GONE("b", "?2") ")",
 	[Q_OBJECT_INFO] = "SELECT id, shard, size, refcount "
 			  "FROM objects WHERE name = ?1",
@@ -179,18 +179,9 @@ static int query_ints(struct meta *m, int id, int64_t a, int64_t b, int n,
 	struct meta_st *s;
 	int rc = meta_stmt_pair(m, &meta_query_sql, id, a, b, &s);
 
-	if (rc)
-		return rc;
-	rc = meta_step(m, s, "du");
-	if (rc > 0) {
-		for (int k = 0; k < n; k++)
-			out[k] = meta_col_int(s, k);
-		rc = 0;
-	} else if (rc == 0) {
-		rc = meta_no_row("du");
-	}
-	meta_reset(s);
-	return rc;
+	if (!rc)
+		rc = meta_ints(m, s, "du", n, out);
+	return rc == -ENOENT ? meta_no_row("du") : rc;
 }
 
 int meta_du_snapshot(struct meta *m, uint64_t nspace, int64_t ver,

@@ -351,15 +351,22 @@ int meta_run_int_later(struct meta *m, const struct meta_sql *t, int id,
 	return run_int(m, t, id, a, true, what);
 }
 
-int meta_int(struct meta *m, struct meta_st *s, int64_t *v, const char *what)
+int meta_ints(struct meta *m, struct meta_st *s, const char *what, int n,
+	      int64_t *v)
 {
 	int rc = meta_step(m, s, what);
 
 	if (rc <= 0)
 		return rc ? rc : -ENOENT;
-	*v = meta_col_int(s, 0);
+	for (int k = 0; k < n; k++)
+		v[k] = meta_col_int(s, k);
 	meta_reset(s);
 	return 0;
+}
+
+int meta_int(struct meta *m, struct meta_st *s, int64_t *v, const char *what)
+{
+	return meta_ints(m, s, what, 1, v);
 }
 
 int meta_count(struct meta *m, const struct meta_sql *t, int id,

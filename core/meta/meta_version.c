@@ -242,14 +242,14 @@ const struct meta_sql meta_version_sql = { META_VERSION, V_COUNT, version_text,
 static int two_ints(struct meta *m, struct meta_st *s, const char *what,
 		    int64_t *a, int64_t *b)
 {
-	int rc = meta_step(m, s, what);
+	int64_t v[2];
+	int rc = meta_ints(m, s, what, 2, v);
 
-	if (rc <= 0)
-		return rc ? rc : -ENOENT;
-	*a = meta_col_int(s, 0);
-	*b = meta_col_int(s, 1);
-	meta_reset(s);
-	return 0;
+	if (!rc) {
+		*a = v[0];
+		*b = v[1];
+	}
+	return rc;
 }
 
 /* The number of children of version @ver in *@n, the first in *@c. */

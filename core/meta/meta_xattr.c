@@ -53,12 +53,8 @@ static const char *const xattr_text[X_COUNT] = {
 	[X_XATTR_GET_CHAIN] = "SELECT x.value FROM " XATTR_NEAREST(
 		"?3") " WHERE x.value IS NOT NULL",
 	[X_XATTR_LIST_CHAIN] =
-		"SELECT x.name FROM xattrs x WHERE x.ino = ?1 AND " ON_CHAIN(
-			"x.ver",
-			"?2") " AND x.value IS NOT NULL AND NOT EXISTS (SELECT "
-			      "1 FROM xattrs y WHERE y.ino = x.ino AND y.name "
-			      "= x.name AND y.ver > x.ver AND " ON_CHAIN(
-				      "y.ver", "?2") ") ORDER BY x.name",
+		"SELECT x.name FROM xattrs x WHERE x.ino = ?1 AND " XATTR_SHOWS(
+			"x", "?2") " ORDER BY x.name",
 	/* the leaf's own row of a name no version above shows */
 	[X_XATTR_CREATE_LEAF] =
 		"INSERT INTO xattrs(ino, name, ver, value) VALUES (?1, ?2, "
