@@ -48,7 +48,7 @@ declare -A DAEMON_CHILD=()  # mountpoint -> 1 when the daemon is our child
 
 # ---------------------------------------------------------------- output
 
-log() { printf '# %s\n' "$*"; }
+log() { printf "# %s (%d s)\n" "$*" "$SECONDS"; }
 
 # fail MESSAGE...: report the failing scenario line and exit 1.
 fail() {
