@@ -217,6 +217,26 @@ static int seal_snapshot(struct remote *r, const char *path, const char *rel,
 	return 0;
 }
 
+/* Whether a request of the snapshot's that failed with @rc at attempt
+ * @tries is tried again before @end: a failure of the server, after
+ * its backoff, unless the loop stops. */
+static bool snap_retry(struct remote *r, struct s3 *s, int rc, unsigned tries,
+		       double end)
+{
+	bool stop;
+
+	if (rc != -EAGAIN && rc != -EIO && rc != -ENOSPC)
+		return false;
+	rl_note_error(r, "snapshot upload", s3_last_error(s));
+	pthread_mutex_lock(&r->lock);
+	stop = r->stop_workers;
+	pthread_mutex_unlock(&r->lock);
+	if (stop || mono() + rl_backoff_delay(r, tries) > end)
+		return false;
+	usleep((useconds_t)(rl_backoff_delay(r, tries) * 1e6));
+	return true;
+}
+
 int remote_snapshot(struct remote *r, double timeout, char *key, size_t len)
 {
 	char path[4096], rel[128];
@@ -287,23 +307,20 @@ int remote_snapshot(struct remote *r, double timeout, char *key, size_t len)
 		rc = !s ? -ENOMEM : -errno;
 		goto out;
 	}
-	rc = snap_name(r, s, r->snap_base + seq, rel, sizeof(rel), key, len);
+	/* its name's check and its upload retried like any upload, within
+	 * the deadline (the server restarted meanwhile, say) */
+	tries = 1;
+	do
+		rc = snap_name(r, s, r->snap_base + seq, rel, sizeof(rel), key,
+			       len);
+	while (rc && snap_retry(r, s, rc, tries++, end));
 	if (!rc && r->sealed)
 		rc = seal_snapshot(r, path, rel, &fd, &st);
-	/* retried like any upload, within the deadline */
-	for (tries = 1; !rc; tries++) {
-		bool stop;
-
+	tries = 1;
+	while (!rc) {
 		rc = s3_put_fd(s, key, fd, (uint64_t)st.st_size);
-		if (rc != -EAGAIN && rc != -EIO && rc != -ENOSPC)
+		if (!rc || !snap_retry(r, s, rc, tries++, end))
 			break;
-		rl_note_error(r, "snapshot upload", s3_last_error(s));
-		pthread_mutex_lock(&r->lock);
-		stop = r->stop_workers;
-		pthread_mutex_unlock(&r->lock);
-		if (stop || mono() + rl_backoff_delay(r, tries) > end)
-			break;
-		usleep((useconds_t)(rl_backoff_delay(r, tries) * 1e6));
 		rc = 0;
 	}
 	if (rc) {
