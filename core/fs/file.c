@@ -90,7 +90,7 @@ static int hold_once(struct tally *t, struct inode *ip)
 	int rc = meta_begin(t->meta);
 
 	if (!rc)
-		rc = meta_hold_add(t->meta, t->node_id, ip->ino);
+		rc = meta_hold_add(t->meta, t->node_id, ip->md.ino);
 	if (!rc && hold_lost && --hold_lost == 0)
 		meta_inject_lost(t->meta, 1);
 	return tally_txn_end(t, rc);
@@ -191,7 +191,7 @@ static void log_undropped(uint64_t ino, int rc)
 static void hold_drop(struct tally *t, struct inode *ip)
 {
 	uint32_t nlink = 0;
-	int rc = meta_hold_release(t->meta, t->node_id, ip->ino, &nlink);
+	int rc = meta_hold_release(t->meta, t->node_id, ip->md.ino, &nlink);
 
 	if (rc == -ENOENT)
 		rc = 0; /* gone: not ours to free */

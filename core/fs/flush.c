@@ -576,7 +576,7 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 	}
 	/* a shrink first: blocks written after it come back below */
 	if (f->truncated)
-		rc = meta_blocks_drop(t->meta, &v, ip->ino, tb);
+		rc = meta_blocks_drop(t->meta, &v, ip->md.ino, tb);
 	for (i = 0; i < f->np && !rc; i++) {
 		struct pending *q = &f->p[i];
 		bool known = false; /* its row is there (before this) */
@@ -607,7 +607,7 @@ static int flush_apply(struct tally *t, struct flush *f, uint64_t *alloc)
 			struct meta_bref ref;
 
 			/* a known object: the reference names its shard */
-			rc = meta_block_set_gen(t->meta, &v, ip->ino, q->idx,
+			rc = meta_block_set_gen(t->meta, &v, ip->md.ino, q->idx,
 						q->hole ? NULL : q->name,
 						q->shard, q->len,
 						q->fresh ? q->gen : 0, &ref);

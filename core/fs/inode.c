@@ -332,7 +332,9 @@ static int get_row(struct tally *t, uint64_t ino, const struct meta_inode *row,
 
 	/* seen through a snapshot's view that is gone: what it has in
 	 * memory is served no more */
-	if (tally_view(ino) && view_ver(t, ino, &v))
+	if (tally_view_ro(ino) ? view_ver(t, ino, &v) != 0
+			       : node_nspace_view(ino) &&
+					 !tally_view_nspace(t, tally_view(ino)))
 		return -ESTALE;
 	if (!ip) {
 		struct meta_inode md;
@@ -604,7 +606,7 @@ int inode_drop_if_last(struct tally *t, struct inode *ip, bool *dropped)
 
 	*dropped = false;
 	if (!rc) {
-		rc = meta_inode_last(t->meta, ip->ino, t->node_id);
+		rc = meta_inode_last(t->meta, ip->md.ino, t->node_id);
 		*dropped = rc == 1;
 		rc = rc == -ENOENT ? 0 : (rc < 0 ? rc : 0);
 	}
@@ -621,10 +623,10 @@ int inode_drop_if_last(struct tally *t, struct inode *ip, bool *dropped)
 int inode_drop(struct tally *t, struct inode *ip)
 {
 	struct meta_ver v = inode_ver(t, ip);
-	int rc = meta_blocks_drop(t->meta, &v, ip->ino, 0);
+	int rc = meta_blocks_drop(t->meta, &v, ip->md.ino, 0);
 
 	if (!rc)
-		rc = meta_inode_delete(t->meta, &v, ip->ino);
+		rc = meta_inode_delete(t->meta, &v, ip->md.ino);
 	return rc;
 }
 
@@ -689,7 +691,10 @@ int tally_lookup(struct tally *t, uint64_t parent, const char *name,
 			dcache_drop(t, parent, name); /* a hint, now wrong */
 		if (rc)
 			goto out;
-		node = node_of(tally_view(parent), row.ino);
+		/* a namespace in the root: through its view, if it has one */
+		node = parent == TALLY_ROOT_INO
+			       ? node_of(tally_nspace_view(t, row.ino), row.ino)
+			       : node_of(tally_view(parent), row.ino);
 		dcache_put(t, parent, name, node);
 		/* a namespace's root read with its entry in the root is the
 		 * row of its first version: with a chain, its nearest */

@@ -112,7 +112,14 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 		goto out;
 	memset(&md, 0, sizeof(md));
 	md.ino = t->next_ino;
-	md.nspace = parent == TALLY_ROOT_INO ? md.ino : pip->md.nspace;
+	/* made in the namespace its parent is seen in (a view's: whichever
+	 * the parent's row was made in) */
+	md.nspace = parent == TALLY_ROOT_INO ? md.ino
+					     : node_nspace(t, parent, &pip->md);
+	if (!md.nspace) {
+		rc = -ESTALE;
+		goto out;
+	}
 	md.mode = mode;
 	md.uid = c->uid;
 	md.gid = c->gid;
@@ -137,6 +144,8 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 		rc = -ENOMEM;
 		goto out;
 	}
+	/* seen through its parent's view */
+	ip->ino = node_of(tally_view(parent), md.ino);
 
 	/* in its directory's set before: a commit whose outcome is not
 	 * known (a lost connection) may have made it (core/fs/dirnames.c) */
@@ -147,7 +156,8 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	if (!rc && target)
 		rc = meta_target_set(t->meta, &v, md.ino, target);
 	if (!rc)
-		rc = meta_dentry_insert(t->meta, &pv, parent, name, md.ino);
+		rc = meta_dentry_insert(t->meta, &pv, pip->md.ino, name,
+					md.ino);
 	if (!rc)
 		rc = inode_write_md(t, pip, &pmd);
 	if (!rc && open && meta_shared(t->meta))
@@ -169,7 +179,7 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	inode_insert(t, ip);
 	ip->nlookup = 1;
 	ip->opens = open ? 1 : 0;
-	dcache_put(t, parent, name, md.ino);
+	dcache_put(t, parent, name, ip->ino);
 	if (whole)
 		dirnames_known(ip, epoch);
 	inode_fill_stat(t, ip, st);
@@ -267,10 +277,10 @@ static int child(struct tally *t, struct inode *pip, uint64_t parent,
 			return rc;
 		dcache_drop(t, parent, name);
 	}
-	rc = meta_dentry_lookup(t->meta, &pv, parent, name, &ino);
+	rc = meta_dentry_lookup(t->meta, &pv, pip->md.ino, name, &ino);
 	if (rc)
 		return rc;
-	return inode_get(t, ino, out);
+	return inode_get(t, node_of(tally_view(parent), ino), out);
 }
 
 /*
@@ -332,8 +342,9 @@ static int drop_link(struct tally *t, struct inode *ip, struct meta_inode *md,
 
 		if (rc || md->nlink > 0 || ip->opens)
 			return rc;
-		rc = counted ? meta_inode_unheld(t->meta, ip->ino, t->node_id)
-			     : meta_inode_last(t->meta, ip->ino, t->node_id);
+		rc = counted ? meta_inode_unheld(t->meta, ip->md.ino,
+						 t->node_id)
+			     : meta_inode_last(t->meta, ip->md.ino, t->node_id);
 		if (rc < 0)
 			return rc;
 		*freed = rc == 1;
@@ -432,7 +443,8 @@ again:
 	pv = inode_ver(t, pip);
 	rc = meta_begin(t->meta);
 	if (!rc)
-		rc = meta_dentry_delete(t->meta, &pv, parent, name, ip->ino);
+		rc = meta_dentry_delete(t->meta, &pv, pip->md.ino, name,
+					ip->md.ino);
 	several = meta_shared(t->meta) && md.nlink > 1;
 	if (several) {
 		rc = unlink_one_of_several(t, ip, &md, pip, &pmd, rc);
@@ -516,7 +528,7 @@ again:
 		rc = -EBUSY;
 		goto out;
 	}
-	rc = meta_dir_empty(t->meta, &v, ip->ino);
+	rc = meta_dir_empty(t->meta, &v, ip->md.ino);
 	if (rc <= 0) {
 		rc = rc ? rc : -ENOTEMPTY;
 		goto out_check;
@@ -526,11 +538,12 @@ again:
 	pmd.nlink--;
 	rc = meta_begin(t->meta);
 	if (!rc)
-		rc = meta_dentry_delete(t->meta, &pv, parent, name, ip->ino);
+		rc = meta_dentry_delete(t->meta, &pv, pip->md.ino, name,
+					ip->md.ino);
 	if (!rc)
-		rc = meta_inode_delete(t->meta, &v, ip->ino);
+		rc = meta_inode_delete(t->meta, &v, ip->md.ino);
 	if (!rc && meta_shared(t->meta))
-		rc = meta_dir_unwatch(t->meta, ip->ino, 0);
+		rc = meta_dir_unwatch(t->meta, ip->md.ino, 0);
 	/* an entry in it (another node's, made meanwhile, too): the delete
 	 * of its row fails while an entry names it. On a shared store the
 	 * parent's count (the store's answer) comes back with the COMMIT:
@@ -565,11 +578,13 @@ out:
 	return rc;
 }
 
-static bool same_nspace(const struct inode *a, const struct inode *b)
+/* Whether nodes @a and @b are seen in one namespace (t->lock held). */
+static bool same_nspace(struct tally *t, const struct inode *a,
+			const struct inode *b)
 {
 	if (a->ino == TALLY_ROOT_INO || b->ino == TALLY_ROOT_INO)
 		return a->ino == b->ino;
-	return a->md.nspace == b->md.nspace;
+	return node_nspace(t, a->ino, &a->md) == node_nspace(t, b->ino, &b->md);
 }
 
 int tally_rename(struct tally *t, uint64_t parent, const char *name,
@@ -610,7 +625,7 @@ again:
 		rc = child(t, pip, parent, name, &sip, &shint);
 	if (rc)
 		goto out;
-	if (!same_nspace(pip, npip)) {
+	if (!same_nspace(t, pip, npip)) {
 		rc = -EXDEV;
 		goto out;
 	}
@@ -648,7 +663,7 @@ again:
 				rc = -EBUSY;
 				goto out_check;
 			}
-			rc = meta_dir_empty(t->meta, &dv, dip->ino);
+			rc = meta_dir_empty(t->meta, &dv, dip->md.ino);
 			if (rc <= 0) {
 				rc = rc ? rc : -ENOTEMPTY;
 				goto out_check;
@@ -672,29 +687,32 @@ again:
 	if (rc)
 		goto out;
 	if (flags & RENAME_EXCHANGE) {
-		rc = meta_dentry_set_ino(t->meta, &pv, parent, name, sip->ino,
-					 dip->ino);
+		rc = meta_dentry_set_ino(t->meta, &pv, pip->md.ino, name,
+					 sip->md.ino, dip->md.ino);
 		if (!rc)
-			rc = meta_dentry_set_ino(t->meta, &npv, newparent,
-						 newname, dip->ino, sip->ino);
+			rc = meta_dentry_set_ino(t->meta, &npv, npip->md.ino,
+						 newname, dip->md.ino,
+						 sip->md.ino);
 		if (!rc)
 			rc = inode_write_md(t, dip, &dmd);
 	} else {
 		if (dip) {
 			dv = inode_ver(t, dip);
-			rc = meta_dentry_delete(t->meta, &npv, newparent,
-						newname, dip->ino);
+			rc = meta_dentry_delete(t->meta, &npv, npip->md.ino,
+						newname, dip->md.ino);
 			if (!rc && S_ISDIR(dip->md.mode)) {
 				dmd.nlink = 0;
-				rc = meta_inode_delete(t->meta, &dv, dip->ino);
+				rc = meta_inode_delete(t->meta, &dv,
+						       dip->md.ino);
 				freed = true;
 			} else if (!rc) {
 				rc = drop_link(t, dip, &dmd, &freed);
 			}
 		}
 		if (!rc)
-			rc = meta_dentry_move(t->meta, &pv, parent, name,
-					      sip->ino, newparent, newname);
+			rc = meta_dentry_move(t->meta, &pv, pip->md.ino, name,
+					      sip->md.ino, npip->md.ino,
+					      newname);
 	}
 	if (!rc)
 		rc = inode_write_md(t, sip, &smd);
@@ -814,15 +832,15 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	npmd = npip->md;
 	npmd.mtime = npmd.ctime = tally_now();
 	pv = inode_ver(t, npip);
-	if (same_nspace(ip, npip)) {
+	if (same_nspace(t, ip, npip)) {
 		md = ip->md;
 		md.nlink++;
 		md.ctime = npmd.ctime;
 		dirnames_add(t, newparent, newname); /* as create_node() */
 		rc = meta_begin(t->meta);
 		if (!rc)
-			rc = meta_dentry_insert(t->meta, &pv, newparent,
-						newname, ip->ino);
+			rc = meta_dentry_insert(t->meta, &pv, npip->md.ino,
+						newname, ip->md.ino);
 		if (meta_shared(t->meta)) {
 			/* the directory's times after the file's count,
 			 * which comes back with the COMMIT: one round trip */
@@ -864,7 +882,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		goto out_unlock;
 	md = ip->md;
 	md.ino = t->next_ino;
-	md.nspace = npip->md.nspace;
+	md.nspace = node_nspace(t, newparent, &npip->md);
 	md.nlink = 1;
 	md.size = ip->dsize;
 	md.alloc = ip->dalloc;
@@ -876,6 +894,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 		rc = -ENOMEM;
 		goto out_unlock;
 	}
+	nip->ino = node_of(tally_view(newparent), md.ino);
 	dirnames_add(t, newparent, newname); /* as create_node() */
 	rc = meta_begin(t->meta);
 	if (!rc)
@@ -884,13 +903,13 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	if (!rc && S_ISLNK(md.mode)) {
 		char *target = NULL;
 
-		rc = meta_target_get(t->meta, &sv, ip->ino, &target);
+		rc = meta_target_get(t->meta, &sv, ip->md.ino, &target);
 		if (!rc)
 			rc = meta_target_set(t->meta, &v, md.ino, target);
 		free(target);
 	}
 	if (!rc)
-		rc = meta_blocks_copy_at(t->meta, &sv, &v, ip->ino, md.ino,
+		rc = meta_blocks_copy_at(t->meta, &sv, &v, ip->md.ino, md.ino,
 					 &at);
 	/* a shared store: the source's committed size, read with the
 	 * blocks copied (another node may have rewritten it since this
@@ -899,7 +918,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	if (!rc && meta_shared(t->meta) && !at.known)
 		rc = -ENOENT;
 	if (!rc)
-		rc = meta_dentry_insert(t->meta, &pv, newparent, newname,
+		rc = meta_dentry_insert(t->meta, &pv, npip->md.ino, newname,
 					md.ino);
 	if (!rc)
 		rc = inode_write_md(t, npip, &npmd);
@@ -916,7 +935,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	}
 	inode_insert(t, nip);
 	nip->nlookup = 1;
-	dcache_put(t, newparent, newname, md.ino);
+	dcache_put(t, newparent, newname, nip->ino);
 	inode_fill_stat(t, nip, st);
 out_unlock:
 	inode_put(t, npip);
@@ -956,7 +975,9 @@ static int readdir_entry(void *arg, int64_t cookie, const char *name,
 {
 	struct readdir_ctx *rc = arg;
 	struct meta_inode row = *md;
-	uint64_t node = node_of(rc->view, md->ino);
+	uint64_t node =
+		node_of(rc->root ? tally_nspace_view(rc->t, md->ino) : rc->view,
+			md->ino);
 	struct inode *ip = inode_find(rc->t, node), *fresh = NULL;
 	struct stat st;
 

@@ -34,21 +34,43 @@ static const struct nsleaf *nsleaf_find(struct tally *t, uint64_t nspace)
 			    : NULL;
 }
 
-struct meta_ver tally_ver_of(struct tally *t, const struct meta_inode *md)
+struct meta_ver tally_ver_in(struct tally *t, uint64_t nspace,
+			     const struct meta_inode *md)
 {
 	const struct nsleaf *l;
 
 	if (md->ino == TALLY_ROOT_INO)
 		return META_VER_ROOT;
-	l = nsleaf_find(t, md->nspace);
+	l = nsleaf_find(t, nspace);
 	/* no chain: the namespace's first version, its root's number */
-	if (!l)
-		return meta_ver_of(md);
+	if (!l || l->v.id == 0)
+		return (struct meta_ver){ .id = (int64_t)nspace };
 	/* made in the leaf: no row of it in any version above, its calls
 	 * read the leaf's rows alone */
 	if (md->ino >= l->born)
 		return (struct meta_ver){ .id = l->v.id, .depth = 1 };
 	return l->v;
+}
+
+struct meta_ver tally_ver_of(struct tally *t, const struct meta_inode *md)
+{
+	return tally_ver_in(t, md->nspace, md);
+}
+
+uint64_t tally_view_nspace(struct tally *t, uint32_t view)
+{
+	/* a few namespaces have views: a walk of the table */
+	for (size_t i = 0; i < t->nnsleaves; i++)
+		if (t->nsleaves[i].view == view)
+			return t->nsleaves[i].nspace;
+	return 0;
+}
+
+uint32_t tally_nspace_view(struct tally *t, uint64_t nspace)
+{
+	const struct nsleaf *l = nsleaf_find(t, nspace);
+
+	return l ? l->view : 0;
 }
 
 int tally_inode_row(struct tally *t, uint64_t ino, struct meta_inode *md)
@@ -57,18 +79,19 @@ int tally_inode_row(struct tally *t, uint64_t ino, struct meta_inode *md)
 	int rc;
 
 	/* seen through a snapshot's view: the row its version reads */
-	if (tally_view(ino)) {
+	if (tally_view_ro(ino)) {
 		rc = view_ver(t, ino, &v);
 		return rc ? rc : meta_inode_get(t->meta, &v, node_ino(ino), md);
 	}
-	/* the first row names the namespace; with a chain, the row of the
-	 * nearest version is the inode as its namespace sees it */
-	rc = meta_inode_get(t->meta, NULL, ino, md);
-
+	/* the first row names the namespace it was made in; with a chain,
+	 * the row of the nearest version is the inode as the namespace it
+	 * is seen in (its view's) sees it */
+	rc = meta_inode_get(t->meta, NULL, node_ino(ino), md);
+	if (!rc)
+		rc = node_ver(t, ino, md, &v);
 	if (rc)
 		return rc;
-	v = tally_ver_of(t, md);
-	return v.depth > 1 ? meta_inode_get(t->meta, &v, ino, md) : 0;
+	return v.depth > 1 ? meta_inode_get(t->meta, &v, node_ino(ino), md) : 0;
 }
 
 int tally_nspace_root_row(struct tally *t, struct meta_inode *md)
@@ -112,7 +135,8 @@ static void nsleaf_set(struct tally *t, uint64_t nspace, struct meta_ver v,
 	while (i < t->nnsleaves && t->nsleaves[i].nspace < nspace)
 		i++;
 	if (i < t->nnsleaves && t->nsleaves[i].nspace == nspace) {
-		if (v.depth > 1) {
+		/* a namespace with a view is kept whatever its depth */
+		if (v.depth > 1 || t->nsleaves[i].view) {
 			t->nsleaves[i].v = v;
 			t->nsleaves[i].born = born;
 			return;
@@ -126,7 +150,7 @@ static void nsleaf_set(struct tally *t, uint64_t nspace, struct meta_ver v,
 		return;
 	memmove(&t->nsleaves[i + 1], &t->nsleaves[i],
 		(t->nnsleaves - i) * sizeof(*t->nsleaves));
-	t->nsleaves[i] = (struct nsleaf){ nspace, v, born };
+	t->nsleaves[i] = (struct nsleaf){ nspace, v, born, 0 };
 	t->nnsleaves++;
 }
 
@@ -136,13 +160,13 @@ struct leaves {
 };
 
 static int leaf_add(void *ctx, uint64_t nspace, const struct meta_ver *leaf,
-		    uint64_t born)
+		    uint64_t born, uint32_t view)
 {
 	struct leaves *l = ctx;
 
 	if (array_reserve(&l->v, &l->cap, l->n + 1, sizeof(*l->v)))
 		return -ENOMEM;
-	l->v[l->n++] = (struct nsleaf){ nspace, *leaf, born };
+	l->v[l->n++] = (struct nsleaf){ nspace, *leaf, born, view };
 	return 0;
 }
 

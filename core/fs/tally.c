@@ -635,7 +635,7 @@ static uint64_t lost_at_close(struct tally *t, struct inode *ip)
 		}
 		pthread_mutex_unlock(&ip->io->mlock);
 	}
-	if (meta_inode_path(t->meta, ip->ino, path, sizeof(path)))
+	if (meta_inode_path(t->meta, ip->md.ino, path, sizeof(path)))
 		snprintf(path, sizeof(path), "(no name)");
 	log_msg(LOG_ERR,
 		"lost at unmount: '%s' (inode %" PRIu64 "): %" PRIu64

@@ -177,6 +177,8 @@ struct tally {
 		struct meta_ver v;
 		uint64_t born; /* inodes from this number on were made in
 				* the leaf: their rows are there alone */
+		uint32_t view; /* its nodes' view (0: the inodes' own numbers;
+				* else TALLY_VIEW_NSPACES and up) */
 	} * nsleaves;
 	size_t nnsleaves, nsleaves_cap;
 	/* protected by lock: the snapshots' views, by view (core/fs/views.c) */
@@ -368,6 +370,15 @@ int tally_nspace_name_taken(const char *name);
  * root directory's, 0.
  */
 struct meta_ver tally_ver_of(struct tally *t, const struct meta_inode *md);
+/* The same in namespace @nspace (an inode seen through a namespace's
+ * view: the view's namespace, whichever its row was made in). */
+struct meta_ver tally_ver_in(struct tally *t, uint64_t nspace,
+			     const struct meta_inode *md);
+/* The namespace seen through view @view (TALLY_VIEW_NSPACES and up; 0:
+ * none), and the view of namespace @nspace (0: its inodes' own numbers),
+ * t->lock held. */
+uint64_t tally_view_nspace(struct tally *t, uint32_t view);
+uint32_t tally_nspace_view(struct tally *t, uint64_t nspace);
 
 /*
  * Views (core/fs/views.c, t->lock held): the snapshots as the kernel sees
@@ -410,12 +421,29 @@ int snapdir_readdir(struct tally *t, uint64_t ino, off_t off, bool plus,
 		    tally_dir_fn fn, void *ctx);
 /* The version node @node, whose row is @md, reads through: its view's,
  * or its namespace's (t->lock held). -ESTALE: its snapshot is gone. */
+static inline bool node_nspace_view(uint64_t node)
+{
+	return !tally_view_ro(node) && tally_view(node);
+}
+/* The namespace node @node, whose row is @md, is seen in (t->lock held):
+ * its view's, or its row's; 0 when its view is gone. */
+static inline uint64_t node_nspace(struct tally *t, uint64_t node,
+				   const struct meta_inode *md)
+{
+	return node_nspace_view(node) ? tally_view_nspace(t, tally_view(node))
+				      : md->nspace;
+}
 static inline int node_ver(struct tally *t, uint64_t node,
 			   const struct meta_inode *md, struct meta_ver *v)
 {
-	if (tally_view(node))
+	uint64_t ns;
+
+	if (tally_view_ro(node))
 		return view_ver(t, node, v);
-	*v = tally_ver_of(t, md);
+	ns = node_nspace(t, node, md);
+	if (!ns && node_nspace_view(node))
+		return -ESTALE; /* its namespace is gone */
+	*v = tally_ver_in(t, ns, md);
 	return 0;
 }
 static inline struct meta_ver inode_ver(struct tally *t, const struct inode *ip)

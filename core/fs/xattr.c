@@ -222,7 +222,8 @@ int tally_setxattr(struct tally *t, uint64_t ino, const char *name,
 	if (!rc) {
 		struct meta_ver v = inode_ver(t, ip);
 
-		rc = meta_xattr_set(t->meta, &v, ino, name, val, len, flags);
+		rc = meta_xattr_set(t->meta, &v, ip->md.ino, name, val, len,
+				    flags);
 	}
 	if (!rc) {
 		struct meta_inode md = ip->md;
@@ -306,7 +307,7 @@ int tally_removexattr(struct tally *t, uint64_t ino, const char *name)
 	if (!rc) {
 		struct meta_ver v = inode_ver(t, ip);
 
-		rc = meta_xattr_remove(t->meta, &v, ino, name);
+		rc = meta_xattr_remove(t->meta, &v, ip->md.ino, name);
 	}
 	if (!rc) {
 		struct meta_inode md = ip->md;

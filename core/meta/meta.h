@@ -344,12 +344,14 @@ int meta_version_rollback(struct meta *m, int64_t leaf, int64_t snap,
 				      const char *name, size_t len),
 			  void *ctx);
 /* Each namespace whose leaf is not its first version (a snapshot was
- * taken of it) to @fn, with its leaf and depth (the versions on the
- * leaf's chain, itself included) and the leaf's born, in the order of
+ * taken of it), or that has a view (docs/design.md 13.3), to @fn, with
+ * its leaf and depth (the versions on the leaf's chain, itself
+ * included), the leaf's born and its view (0: none), in the order of
  * their ids: 0, the first nonzero value of @fn, or -errno. */
 int meta_nspace_leaves(struct meta *m,
 		       int (*fn)(void *ctx, uint64_t nspace,
-				 const struct meta_ver *leaf, uint64_t born),
+				 const struct meta_ver *leaf, uint64_t born,
+				 uint32_t view),
 		       void *ctx);
 /* The leaf namespace @nspace writes into, with its depth, as the store
  * says (core/fs keeps the same in memory): 0, or -ENOENT. */

@@ -113,8 +113,9 @@ static const char *const version_text[V_COUNT] = {
 	/* the namespaces whose leaf is not their first version */
 	[V_LEAVES] = "SELECT n.id, n.leaf, (SELECT count(*) FROM ver_anc a "
 		     "WHERE a.ver = n.leaf), coalesce((SELECT value FROM "
-		     "config WHERE key = 'born.' || n.leaf), 0) FROM nspaces "
-		     "n WHERE n.leaf <> n.id ORDER BY n.id",
+		     "config WHERE key = 'born.' || n.leaf), 0), n.view FROM "
+		     "nspaces n WHERE n.leaf <> n.id OR n.view <> 0 ORDER BY "
+		     "n.id",
 	/* the leaf of namespace ?1 and its depth */
 	[V_NSPACE_VER] = "SELECT leaf, " DEPTH("leaf") " FROM nspaces WHERE "
 						       "id = ?1",
@@ -376,7 +377,8 @@ int meta_version_born(struct meta *m, int64_t ver, uint64_t *born)
 
 int meta_nspace_leaves(struct meta *m,
 		       int (*fn)(void *ctx, uint64_t nspace,
-				 const struct meta_ver *leaf, uint64_t born),
+				 const struct meta_ver *leaf, uint64_t born,
+				 uint32_t view),
 		       void *ctx)
 {
 	struct meta_st *s;
@@ -386,7 +388,8 @@ int meta_nspace_leaves(struct meta *m,
 		rc = fn(ctx, (uint64_t)meta_col_int(s, 0),
 			&(struct meta_ver){ .id = meta_col_int(s, 1),
 					    .depth = (int)meta_col_int(s, 2) },
-			(uint64_t)meta_col_int(s, 3));
+			(uint64_t)meta_col_int(s, 3),
+			(uint32_t)meta_col_int(s, 4));
 		if (rc) {
 			meta_reset(s);
 			return rc;

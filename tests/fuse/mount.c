@@ -632,6 +632,34 @@ int tm_ctl(const char *cmd)
 	return err;
 }
 
+/*
+ * TALLY_TEST_NSVIEW=1 (the fuse_nsview_* tests): namespace @name gets a
+ * view of its own (docs/design.md 13.3, what an O(1) branch gives the
+ * namespaces that share inodes), set in the store between an unmount
+ * and a mount: every node of it is then view << 40 | ino, and every
+ * call on it goes through the namespaces' views.
+ */
+static void nspace_view(const char *name)
+{
+	static unsigned views;
+	struct stat st;
+	char cmd[PATH_MAX + 256];
+
+	if (!getenv("TALLY_TEST_NSVIEW"))
+		return;
+	expect_ok(stat(mp("%s", name), &st));
+	cr_assert_eq(tm_unmount(), 0, "unmount for a view");
+	snprintf(cmd, sizeof(cmd),
+		 "sqlite3 '%s/meta.db' 'UPDATE nspaces SET view = %u WHERE "
+		 "id = %llu'",
+		 tm.store, (1u << 23) + views++, (unsigned long long)st.st_ino);
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+	cr_assert_eq(tm_mount(), 0, "mount after a view");
+	expect_ok(stat(mp("%s", name), &st));
+	cr_assert_eq(st.st_ino >> 40, (1u << 23) + views - 1,
+		     "namespace %s seen through its view", name);
+}
+
 void tm_mkns(const char *name)
 {
 	const char *env = getenv("TALLY_TEST_CHAIN");
@@ -656,6 +684,7 @@ void tm_mkns(const char *name)
 		expect_ok(unlink(mp("%s/.chain%d", name, i)));
 	if (n)
 		expect_ok(removexattr(mp("%s", name), "user.chain"));
+	nspace_view(name);
 }
 
 /* Let every flush in flight finish: a close does not wait for its own. */
