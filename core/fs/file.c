@@ -216,10 +216,14 @@ static void holds_drop(struct tally *t, const uint64_t *inos,
 		       struct inode **ips, size_t n, bool all)
 {
 	int64_t due = tally_mono_ms() + HOLD_KEEP_MS;
-	uint64_t *zero = NULL;
+	uint64_t *zero = NULL, rows[HOLD_BATCH];
 	size_t nzero = 0, i, j = 0;
-	int rc =
-		meta_holds_release(t->meta, t->node_id, inos, n, &zero, &nzero);
+	int rc;
+
+	/* the store holds rows by their numbers, the queue node ids */
+	for (i = 0; i < n; i++)
+		rows[i] = node_ino(inos[i]);
+	rc = meta_holds_release(t->meta, t->node_id, rows, n, &zero, &nzero);
 
 	if (rc) {
 		log_msg(LOG_WARNING, "cannot release %zu kept hold(s): %s (%s)",
@@ -237,11 +241,13 @@ static void holds_drop(struct tally *t, const uint64_t *inos,
 		bool locked = false;
 
 		for (j = 0; j < n; j++)
-			if (inos[j] == zero[i])
+			if (rows[j] == zero[i])
 				break;
-		if (j < n && ips[j]) {
+		if (j == n)
+			continue; /* not one of ours */
+		if (ips[j]) {
 			ip = ips[j];
-		} else if (!inode_get(t, zero[i], &ip)) {
+		} else if (!inode_get(t, inos[j], &ip)) {
 			/* not in memory: no handle, no writer; the
 			 * try is for the rule, not for a wait */
 			locked = !pthread_rwlock_trywrlock(&ip->io->rw);
