@@ -219,9 +219,11 @@ umount_fs "$MNT"
 import re, sys
 with open(sys.argv[1], "r+b") as f:
     head = f.read(128)
-    # another store id of the same length: the header stays 128 bytes
+    # another store id of the same length: the header stays 128 bytes;
+    # its first digit 1 to 9 (a leading 0 is no store id: a damaged
+    # header, another message)
     new = re.sub(rb"store (\d)", lambda m: b"store " +
-                 str((int(m.group(1)) + 1) % 10).encode(), head, count=1)
+                 str(int(m.group(1)) % 9 + 1).encode(), head, count=1)
     f.seek(0)
     f.write(new)
 EOF
