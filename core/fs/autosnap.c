@@ -154,7 +154,7 @@ static int autosnap_one(struct tally *t, const struct setting *s, int64_t now,
 	int rc;
 
 	tally_lock(t);
-	rc = meta_inode_path(t->meta, s->nspace, ns, sizeof(ns));
+	rc = meta_nspace_name(t->meta, s->nspace, ns, sizeof(ns));
 	if (rc == -ENOENT) {
 		/* the namespace is gone: its setting with it */
 		rc = meta_autosnap_set(t->meta, s->nspace, 0, 0);

@@ -476,16 +476,23 @@ static int cmp_change(const void *a, const void *b)
 	       (int)(strchr(order, y->status) - order);
 }
 
-/* Every change between the two versions into d->out, sorted, each once. */
-static int diff_run(struct diff *d, int64_t older, int64_t newer)
+/* Every change between the two versions, whose deepest common ancestor
+ * is @common, into d->out, sorted, each once: the keys the versions
+ * below it on each side wrote, read in both. */
+static int diff_run(struct diff *d, int64_t common)
 {
+	const int64_t side[2] = { d->vo.id, d->vn.id };
 	int64_t *vers;
 	size_t n, i, k;
-	int rc = meta_version_between(d->m, newer, older, &vers, &n);
+	int rc = 0;
 
-	for (i = 0; !rc && i < n; i++)
-		rc = meta_version_changes(d->m, vers[i], on_entry, on_inode, d);
-	free(vers);
+	for (int s = 0; !rc && s < 2; s++) {
+		rc = meta_version_between(d->m, side[s], common, &vers, &n);
+		for (i = 0; !rc && i < n; i++)
+			rc = meta_version_changes(d->m, vers[i], on_entry,
+						  on_inode, d);
+		free(vers);
+	}
 	if (rc)
 		return rc;
 	if (d->nkeys)
@@ -554,6 +561,7 @@ int tally_diff(struct tally *t, const char *a, const char *b,
 {
 	struct diff d = { .m = t->meta };
 	uint64_t na, nb;
+	int64_t common = 0;
 	int rc = 0;
 
 	*out = NULL;
@@ -569,14 +577,16 @@ int tally_diff(struct tally *t, const char *a, const char *b,
 	rc = side_of(t, a, &na, &d.vo);
 	if (!rc)
 		rc = side_of(t, b, &nb, &d.vn);
-	/* versions of one namespace: the branches of today are copies,
-	 * with no version in common */
-	if (!rc && na != nb)
+	/* versions of one namespace, or of two branches: from their
+	 * deepest common ancestor (none: two namespaces made apart) */
+	if (!rc)
+		rc = meta_version_common(t->meta, d.vo.id, d.vn.id, &common);
+	if (!rc && !common)
 		rc = -EXDEV;
-	d.root = na;
+	/* their root directory (branches share one) */
+	d.root = node_ino(tally_nspace_node(t, na));
 	if (!rc && d.vo.id != d.vn.id)
-		rc = d.vo.id < d.vn.id ? diff_run(&d, d.vo.id, d.vn.id)
-				       : diff_run(&d, d.vn.id, d.vo.id);
+		rc = diff_run(&d, common);
 	tally_unlock(t);
 	keys_free(d.keys, d.nkeys);
 	keys_free(d.cand, d.ncand);

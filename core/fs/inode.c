@@ -693,7 +693,7 @@ int tally_lookup(struct tally *t, uint64_t parent, const char *name,
 			goto out;
 		/* a namespace in the root: through its view, if it has one */
 		node = parent == TALLY_ROOT_INO
-			       ? node_of(tally_nspace_view(t, row.ino), row.ino)
+			       ? tally_nspace_node(t, row.nspace)
 			       : node_of(tally_view(parent), row.ino);
 		dcache_put(t, parent, name, node);
 		/* a namespace's root read with its entry in the root is the

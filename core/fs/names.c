@@ -26,7 +26,7 @@
  */
 #define INO_RESERVE 1024
 
-static int ino_refill(struct tally *t)
+int tally_ino_refill(struct tally *t)
 {
 	uint64_t first;
 	int rc;
@@ -105,7 +105,7 @@ static int create_node(struct tally *t, const struct tally_ctx *c,
 	/* an existing name is found by the entry's insert (-EEXIST, the
 	 * transaction rolled back): no lookup first, which the kernel has
 	 * just made (a round trip with a shared store) */
-	rc = ino_refill(t);
+	rc = tally_ino_refill(t);
 	if (!rc)
 		rc = meta_room(t->meta);
 	if (rc)
@@ -472,19 +472,14 @@ out:
 	return rc;
 }
 
-/* Whether the directory @name of @parent, of version @v, is a namespace
- * with snapshots, which a removal (rmdir, a rename over it) would leave
- * nameless: its snapshots go first (said in the log). */
-static bool nspace_with_snapshots(uint64_t parent, const char *name,
-				  const struct meta_ver *v)
+/* The number the entry @name of @parent names for inode @ip: in the
+ * root, a namespace's id (branches share a root); else the inode's
+ * (t->lock held). */
+static uint64_t entry_ino(struct tally *t, uint64_t parent,
+			  const struct inode *ip)
 {
-	if (parent != TALLY_ROOT_INO || v->depth <= 1)
-		return false;
-	log_msg(LOG_NOTICE,
-		"namespace '%s' has snapshots: it is not removed or replaced "
-		"until they are (rmsnapshot)",
-		name);
-	return true;
+	return parent == TALLY_ROOT_INO ? node_nspace(t, ip->ino, &ip->md)
+					: ip->md.ino;
 }
 
 int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
@@ -492,7 +487,7 @@ int tally_rmdir(struct tally *t, uint64_t parent, const char *name)
 	struct inode *pip = NULL, *ip = NULL;
 	struct meta_inode pmd;
 	struct meta_ver v, pv;
-	bool hinted = false;
+	bool hinted = false, drop = false;
 	int rc = tally_check_name(name);
 
 	if (rc)
@@ -524,10 +519,10 @@ again:
 	 * only after a second */
 	v = inode_ver(t, ip);
 	pv = inode_ver(t, pip);
-	if (nspace_with_snapshots(parent, name, &v)) {
-		rc = -EBUSY;
+	if (parent == TALLY_ROOT_INO)
+		rc = tally_nspace_removable(t, name, ip, false, &drop);
+	if (rc)
 		goto out;
-	}
 	rc = meta_dir_empty(t->meta, &v, ip->md.ino);
 	if (rc <= 0) {
 		rc = rc ? rc : -ENOTEMPTY;
@@ -537,10 +532,15 @@ again:
 	pmd.mtime = pmd.ctime = tally_now();
 	pmd.nlink--;
 	rc = meta_begin(t->meta);
-	if (!rc)
+	/* a namespace with versions of its own: its leaf's rows go, and
+	 * the versions above that nothing reads any more */
+	if (!rc && drop)
+		rc = meta_nspace_drop(t->meta, entry_ino(t, parent, ip), NULL,
+				      NULL);
+	else if (!rc)
 		rc = meta_dentry_delete(t->meta, &pv, pip->md.ino, name,
-					ip->md.ino);
-	if (!rc)
+					entry_ino(t, parent, ip));
+	if (!rc && !drop)
 		rc = meta_inode_delete(t->meta, &v, ip->md.ino);
 	if (!rc && meta_shared(t->meta))
 		rc = meta_dir_unwatch(t->meta, ip->md.ino, 0);
@@ -559,6 +559,8 @@ again:
 	dcache_drop(t, parent, name);
 	if (rc)
 		goto out;
+	if (drop)
+		tally_nspace_dropped(t, entry_ino(t, parent, ip));
 	pip->md = pmd;
 	ip->md.nlink = 0;
 	ip->freed = true;
@@ -659,10 +661,11 @@ again:
 		}
 		if (S_ISDIR(dip->md.mode)) {
 			dv = inode_ver(t, dip);
-			if (nspace_with_snapshots(newparent, newname, &dv)) {
-				rc = -EBUSY;
+			if (newparent == TALLY_ROOT_INO)
+				rc = tally_nspace_removable(t, newname, dip,
+							    true, NULL);
+			if (rc)
 				goto out_check;
-			}
 			rc = meta_dir_empty(t->meta, &dv, dip->md.ino);
 			if (rc <= 0) {
 				rc = rc ? rc : -ENOTEMPTY;
@@ -688,18 +691,21 @@ again:
 		goto out;
 	if (flags & RENAME_EXCHANGE) {
 		rc = meta_dentry_set_ino(t->meta, &pv, pip->md.ino, name,
-					 sip->md.ino, dip->md.ino);
+					 entry_ino(t, parent, sip),
+					 entry_ino(t, parent, dip));
 		if (!rc)
 			rc = meta_dentry_set_ino(t->meta, &npv, npip->md.ino,
-						 newname, dip->md.ino,
-						 sip->md.ino);
+						 newname,
+						 entry_ino(t, newparent, dip),
+						 entry_ino(t, newparent, sip));
 		if (!rc)
 			rc = inode_write_md(t, dip, &dmd);
 	} else {
 		if (dip) {
 			dv = inode_ver(t, dip);
 			rc = meta_dentry_delete(t->meta, &npv, npip->md.ino,
-						newname, dip->md.ino);
+						newname,
+						entry_ino(t, newparent, dip));
 			if (!rc && S_ISDIR(dip->md.mode)) {
 				dmd.nlink = 0;
 				rc = meta_inode_delete(t->meta, &dv,
@@ -711,8 +717,8 @@ again:
 		}
 		if (!rc)
 			rc = meta_dentry_move(t->meta, &pv, pip->md.ino, name,
-					      sip->md.ino, npip->md.ino,
-					      newname);
+					      entry_ino(t, parent, sip),
+					      npip->md.ino, newname);
 	}
 	if (!rc)
 		rc = inode_write_md(t, sip, &smd);
@@ -877,7 +883,7 @@ int tally_link(struct tally *t, uint64_t ino, uint64_t newparent,
 	tally_lock(t);
 	if (rc)
 		goto out_unlock;
-	rc = ino_refill(t);
+	rc = tally_ino_refill(t);
 	if (rc)
 		goto out_unlock;
 	md = ip->md;
@@ -975,9 +981,9 @@ static int readdir_entry(void *arg, int64_t cookie, const char *name,
 {
 	struct readdir_ctx *rc = arg;
 	struct meta_inode row = *md;
-	uint64_t node =
-		node_of(rc->root ? tally_nspace_view(rc->t, md->ino) : rc->view,
-			md->ino);
+	/* a namespace in the root: its root through its view */
+	uint64_t node = rc->root ? tally_nspace_node(rc->t, md->nspace)
+				 : node_of(rc->view, md->ino);
 	struct inode *ip = inode_find(rc->t, node), *fresh = NULL;
 	struct stat st;
 

@@ -19,15 +19,15 @@
  * leaf's born; NULL: its first version, no chain (t->lock held). */
 static int nsleaf_cmp(const void *a, const void *b)
 {
-	uint64_t x = ((const struct nsleaf *)a)->nspace;
-	uint64_t y = ((const struct nsleaf *)b)->nspace;
+	uint64_t x = ((const struct meta_nsleaf *)a)->nspace;
+	uint64_t y = ((const struct meta_nsleaf *)b)->nspace;
 
 	return x < y ? -1 : x > y;
 }
 
-static const struct nsleaf *nsleaf_find(struct tally *t, uint64_t nspace)
+static const struct meta_nsleaf *nsleaf_find(struct tally *t, uint64_t nspace)
 {
-	const struct nsleaf key = { .nspace = nspace };
+	const struct meta_nsleaf key = { .nspace = nspace };
 
 	return t->nnsleaves ? bsearch(&key, t->nsleaves, t->nnsleaves,
 				      sizeof(*t->nsleaves), nsleaf_cmp)
@@ -37,19 +37,19 @@ static const struct nsleaf *nsleaf_find(struct tally *t, uint64_t nspace)
 struct meta_ver tally_ver_in(struct tally *t, uint64_t nspace,
 			     const struct meta_inode *md)
 {
-	const struct nsleaf *l;
+	const struct meta_nsleaf *l;
 
 	if (md->ino == TALLY_ROOT_INO)
 		return META_VER_ROOT;
 	l = nsleaf_find(t, nspace);
 	/* no chain: the namespace's first version, its root's number */
-	if (!l || l->v.id == 0)
+	if (!l || l->leaf.id == 0)
 		return (struct meta_ver){ .id = (int64_t)nspace };
 	/* made in the leaf: no row of it in any version above, its calls
 	 * read the leaf's rows alone */
 	if (md->ino >= l->born)
-		return (struct meta_ver){ .id = l->v.id, .depth = 1 };
-	return l->v;
+		return (struct meta_ver){ .id = l->leaf.id, .depth = 1 };
+	return l->leaf;
 }
 
 struct meta_ver tally_ver_of(struct tally *t, const struct meta_inode *md)
@@ -66,11 +66,11 @@ uint64_t tally_view_nspace(struct tally *t, uint32_t view)
 	return 0;
 }
 
-uint32_t tally_nspace_view(struct tally *t, uint64_t nspace)
+uint64_t tally_nspace_node(struct tally *t, uint64_t nspace)
 {
-	const struct nsleaf *l = nsleaf_find(t, nspace);
+	const struct meta_nsleaf *l = nsleaf_find(t, nspace);
 
-	return l ? l->view : 0;
+	return l ? node_of(l->view, l->root) : nspace;
 }
 
 int tally_inode_row(struct tally *t, uint64_t ino, struct meta_inode *md)
@@ -96,32 +96,51 @@ int tally_inode_row(struct tally *t, uint64_t ino, struct meta_inode *md)
 
 int tally_nspace_root_row(struct tally *t, struct meta_inode *md)
 {
-	return tally_ver_of(t, md).depth > 1 ? tally_inode_row(t, md->ino, md)
-					     : 0;
+	/* md->nspace: the namespace, whose root may be another's too */
+	return tally_ver_of(t, md).depth > 1
+		       ? tally_inode_row(t, tally_nspace_node(t, md->nspace),
+					 md)
+		       : 0;
 }
 
 struct meta_ver tally_nspace_leaf(struct tally *t, uint64_t nspace)
 {
-	const struct nsleaf *l = nsleaf_find(t, nspace);
+	const struct meta_nsleaf *l = nsleaf_find(t, nspace);
 
-	return l ? l->v : (struct meta_ver){ .id = (int64_t)nspace };
+	return l ? l->leaf : (struct meta_ver){ .id = (int64_t)nspace };
 }
 
 static uint64_t nsleaf_born(struct tally *t, uint64_t nspace)
 {
-	const struct nsleaf *l = nsleaf_find(t, nspace);
+	const struct meta_nsleaf *l = nsleaf_find(t, nspace);
 
 	return l ? l->born : 0;
 }
 
 /* Room for one more namespace with a chain, made before the transaction
  * that gives it one: its leaf is then set in memory without a failure. */
-static int nsleaf_reserve(struct tally *t)
+static int nsleaf_reserve(struct tally *t, size_t n)
 {
-	return array_reserve(&t->nsleaves, &t->nsleaves_cap, t->nnsleaves + 1,
+	return array_reserve(&t->nsleaves, &t->nsleaves_cap, t->nnsleaves + n,
 			     sizeof(*t->nsleaves))
 		       ? -ENOMEM
 		       : 0;
+}
+
+/* Namespace @l->nspace as @l says, in its place (nsleaf_reserve() made
+ * room). */
+static void nsleaf_put(struct tally *t, const struct meta_nsleaf *l)
+{
+	size_t i = 0;
+
+	while (i < t->nnsleaves && t->nsleaves[i].nspace < l->nspace)
+		i++;
+	if (i == t->nnsleaves || t->nsleaves[i].nspace != l->nspace) {
+		memmove(&t->nsleaves[i + 1], &t->nsleaves[i],
+			(t->nnsleaves - i) * sizeof(*t->nsleaves));
+		t->nnsleaves++;
+	}
+	t->nsleaves[i] = *l;
 }
 
 /* Namespace @nspace writes into @v from now on (nsleaf_reserve() made
@@ -136,8 +155,9 @@ static void nsleaf_set(struct tally *t, uint64_t nspace, struct meta_ver v,
 		i++;
 	if (i < t->nnsleaves && t->nsleaves[i].nspace == nspace) {
 		/* a namespace with a view is kept whatever its depth */
-		if (v.depth > 1 || t->nsleaves[i].view) {
-			t->nsleaves[i].v = v;
+		if (v.depth > 1 || t->nsleaves[i].view ||
+		    t->nsleaves[i].root != nspace) {
+			t->nsleaves[i].leaf = v;
 			t->nsleaves[i].born = born;
 			return;
 		}
@@ -146,27 +166,25 @@ static void nsleaf_set(struct tally *t, uint64_t nspace, struct meta_ver v,
 		t->nnsleaves--;
 		return;
 	}
-	if (v.depth <= 1)
-		return;
-	memmove(&t->nsleaves[i + 1], &t->nsleaves[i],
-		(t->nnsleaves - i) * sizeof(*t->nsleaves));
-	t->nsleaves[i] = (struct nsleaf){ nspace, v, born, 0 };
-	t->nnsleaves++;
+	if (v.depth > 1)
+		nsleaf_put(t, &(struct meta_nsleaf){ .nspace = nspace,
+						     .root = nspace,
+						     .leaf = v,
+						     .born = born });
 }
 
 struct leaves {
-	struct nsleaf *v;
+	struct meta_nsleaf *v;
 	size_t n, cap;
 };
 
-static int leaf_add(void *ctx, uint64_t nspace, const struct meta_ver *leaf,
-		    uint64_t born, uint32_t view)
+static int leaf_add(void *ctx, const struct meta_nsleaf *leaf)
 {
 	struct leaves *l = ctx;
 
 	if (array_reserve(&l->v, &l->cap, l->n + 1, sizeof(*l->v)))
 		return -ENOMEM;
-	l->v[l->n++] = (struct nsleaf){ nspace, *leaf, born, view };
+	l->v[l->n++] = *leaf;
 	return 0;
 }
 
@@ -215,11 +233,15 @@ static int snapshot_name_ok(const char *name, bool user)
 
 int tally_nspace_row(struct tally *t, const char *ns, struct meta_inode *md)
 {
-	uint64_t root;
+	uint64_t id;
 	int rc = meta_dentry_lookup(t->meta, &META_VER_ROOT, TALLY_ROOT_INO, ns,
-				    &root);
+				    &id);
 
-	return rc ? rc : tally_inode_row(t, root, md);
+	if (!rc)
+		rc = tally_inode_row(t, tally_nspace_node(t, id), md);
+	if (!rc)
+		md->nspace = id; /* a root another namespace may share */
+	return rc;
 }
 
 /* The checks of a change of namespace @ns's versions named @name (@user:
@@ -280,7 +302,7 @@ int tally_snapshot_as(struct tally *t, const char *ns, const char *name,
 		rc = rc == -ENOENT ? 0 : (rc ? rc : -EEXIST);
 	}
 	if (!rc)
-		rc = nsleaf_reserve(t);
+		rc = nsleaf_reserve(t, 1);
 	if (!rc)
 		rc = meta_room(t->meta);
 	if (rc)
@@ -361,13 +383,15 @@ int tally_rmsnapshot(struct tally *t, const char *ns, const char *name)
 		rc = meta_version_born(t->meta, sv.id, &born);
 	rc = tally_txn_end(t, rc);
 	/* the chain one shorter (a leaf that is not the child keeps its id
-	 * and birth) */
-	if (!rc) {
+	 * and birth); no child: a branch point that lost its name, the
+	 * chain as it was */
+	if (!rc && child)
 		nsleaf_set(t, md.nspace,
 			   (struct meta_ver){ .id = child == v.id ? sv.id
 								  : v.id,
 					      .depth = v.depth - 1 },
 			   born);
+	if (!rc) {
 		rc = tally_txn_sync(t); /* durable too */
 		views_reload(t);
 		inval = t->inval;
@@ -424,12 +448,64 @@ static bool nspace_busy(struct tally *t, uint64_t nspace)
 {
 	for (size_t i = 0; i < ((size_t)1 << t->ibits); i++)
 		for (struct inode *ip = t->itable[i]; ip; ip = ip->next)
-			if (ip->md.nspace == nspace &&
-			    !tally_view_ro(ip->ino) &&
+			if (!tally_view_ro(ip->ino) &&
+			    node_nspace(t, ip->ino, &ip->md) == nspace &&
 			    (ip->opens || ip->ndirty || ip->nfailed ||
 			     ip->flight_blocks || ip->truncated))
 				return true;
 	return false;
+}
+
+static int snapshot_seen(void *ctx, const struct meta_snapshot *sn)
+{
+	(void)sn;
+	*(bool *)ctx = true;
+	return 1; /* one is enough */
+}
+
+int tally_nspace_removable(struct tally *t, const char *name,
+			   const struct inode *ip, bool replace, bool *drop)
+{
+	uint64_t nspace = node_nspace(t, ip->ino, &ip->md);
+	bool snaps = false, chained;
+	int rc = meta_snapshots(t->meta, nspace, false, snapshot_seen, &snaps);
+
+	if (rc < 0)
+		return rc;
+	if (snaps) {
+		log_msg(LOG_NOTICE,
+			"namespace '%s' has snapshots: it is not removed or "
+			"replaced until they are (rmsnapshot)",
+			name);
+		return -EBUSY;
+	}
+	chained = tally_nspace_leaf(t, nspace).id >= META_VER_CHILD_MIN;
+	if (chained && replace) {
+		log_msg(LOG_NOTICE,
+			"namespace '%s' shares versions with a branch: rmdir "
+			"it before a rename takes its name",
+			name);
+		return -EBUSY;
+	}
+	/* its leaf's rows go with it: a file of it open keeps them */
+	if (chained && nspace_busy(t, nspace))
+		return -EBUSY;
+	if (drop)
+		*drop = chained;
+	return 0;
+}
+
+void tally_nspace_dropped(struct tally *t, uint64_t nspace)
+{
+	size_t i = 0;
+
+	while (i < t->nnsleaves && t->nsleaves[i].nspace != nspace)
+		i++;
+	if (i == t->nnsleaves)
+		return;
+	memmove(&t->nsleaves[i], &t->nsleaves[i + 1],
+		(t->nnsleaves - i - 1) * sizeof(*t->nsleaves));
+	t->nnsleaves--;
 }
 
 /*
@@ -445,7 +521,8 @@ static void nspace_reload(struct tally *t, uint64_t nspace, struct gone *g)
 		for (struct inode *ip = t->itable[i]; ip; ip = ip->next) {
 			struct meta_inode md;
 
-			if (ip->md.nspace != nspace || tally_view_ro(ip->ino))
+			if (tally_view_ro(ip->ino) ||
+			    node_nspace(t, ip->ino, &ip->md) != nspace)
 				continue;
 			/* a file removed since the snapshot is back */
 			if (tally_inode_row(t, ip->ino, &md) == 0) {
@@ -487,7 +564,7 @@ int tally_rollback(struct tally *t, const char *ns, const char *name,
 	if (!rc && later)
 		rc = views_names(t, md.nspace, sv.id, &g.snaps, &g.nsnaps);
 	if (!rc)
-		rc = nsleaf_reserve(t);
+		rc = nsleaf_reserve(t, 1);
 	if (rc)
 		goto out;
 	v = tally_nspace_leaf(t, md.nspace);
@@ -575,6 +652,70 @@ int tally_snapshots(struct tally *t, const char *ns,
 	return rc;
 }
 
+/* Room for a transaction, and the root in *@root with its row as a new
+ * namespace leaves it in *@md (t->lock held). */
+static int root_gains(struct tally *t, struct inode **root,
+		      struct meta_inode *md)
+{
+	int rc = meta_room(t->meta);
+
+	if (!rc)
+		rc = inode_get(t, TALLY_ROOT_INO, root);
+	if (rc)
+		return rc;
+	*md = (*root)->md;
+	md->nlink++;
+	md->mtime = md->ctime = tally_now();
+	return 0;
+}
+
+/*
+ * Namespace @src branched as @dst in O(1) (t->lock held, the store
+ * drained): @src's leaf frozen, a new leaf for each, @dst a namespace
+ * of a new id sharing @src's root through a view of its own.
+ */
+static int branch_versions(struct tally *t, uint64_t src, const char *dst)
+{
+	struct meta_nsleaf l = { 0 };
+	struct meta_ver v = tally_nspace_leaf(t, src);
+	struct inode *root = NULL;
+	struct meta_inode md;
+	int64_t child = 0;
+	int rc = nsleaf_reserve(t, 2);
+
+	if (!rc)
+		rc = tally_ino_refill(t);
+	if (!rc)
+		rc = root_gains(t, &root, &md);
+	if (rc)
+		goto out;
+	/* a number no inode will have names the new namespace */
+	l.nspace = t->next_ino++;
+	l.born = t->next_ino;
+	l.root = node_ino(tally_nspace_node(t, src));
+	rc = meta_begin(t->meta);
+	if (!rc)
+		rc = meta_version_branch(t->meta, v.id, l.nspace, l.root, dst,
+					 l.born, &child, &l.leaf.id, &l.view);
+	if (!rc)
+		rc = inode_write_md(t, root, &md);
+	rc = tally_txn_end(t, rc);
+	if (rc)
+		goto out;
+	root->md = md;
+	/* both leaves one deeper than the frozen one */
+	l.leaf.depth = (v.depth ? v.depth : 1) + 1;
+	nsleaf_set(t, src,
+		   (struct meta_ver){ .id = child, .depth = l.leaf.depth },
+		   l.born);
+	nsleaf_put(t, &l);
+	dirnames_add(t, TALLY_ROOT_INO, dst);
+	rc = tally_txn_sync(t); /* a branch that returned survives power loss */
+out:
+	inode_put(t, root);
+	return rc;
+}
+
 int tally_branch(struct tally *t, const char *src, const char *dst,
 		 uint64_t *inodes)
 {
@@ -619,21 +760,22 @@ int tally_branch(struct tally *t, const char *src, const char *dst,
 					dst, &dst_ino);
 		rc = rc == -ENOENT ? 0 : (rc ? rc : -EEXIST);
 	}
+	/* one host: in O(1), a version each (docs/design.md 13.2) */
+	if (!rc && !meta_shared(t->meta)) {
+		rc = branch_versions(t, src_ino, dst);
+		*inodes = 0;
+		goto out;
+	}
 	if (!rc)
 		rc = tally_inode_row(t, src_ino, &md);
 	/* with snapshots: what its leaf shows, copied */
 	if (!rc)
 		leaf = tally_ver_of(t, &md);
 	if (!rc)
-		rc = meta_room(t->meta);
-	if (!rc)
-		rc = inode_get(t, TALLY_ROOT_INO, &root);
+		rc = root_gains(t, &root, &md);
 	if (rc)
 		goto out;
 	next = t->next_ino;
-	md = root->md;
-	md.nlink++;
-	md.mtime = md.ctime = tally_now();
 	rc = meta_begin(t->meta);
 	if (!rc)
 		rc = meta_branch(t->meta, src_ino, &leaf, dst, &next, &newroot,
@@ -738,7 +880,8 @@ static int resolve(struct tally *t, const char *path, uint64_t *ino,
 			if (rc)
 				return rc;
 			up = cur;
-			cur = node_of(view, md.nspace);
+			cur = node_of(view, node_ino(tally_nspace_node(
+						    t, md.nspace)));
 			used += (size_t)snprintf(canon + used, size - used,
 						 "%s/%s/%s", p, ns, name);
 			if (used >= size)
@@ -757,7 +900,9 @@ static int resolve(struct tally *t, const char *path, uint64_t *ino,
 						&child);
 		if (rc)
 			return rc;
-		cur = node_of(tally_view(up), child);
+		/* the root's entries name namespaces */
+		cur = up == TALLY_ROOT_INO ? tally_nspace_node(t, child)
+					   : node_of(tally_view(up), child);
 		used += (size_t)snprintf(canon + used, size - used, "%s%s",
 					 used ? "/" : "", p);
 		if (used >= size)
@@ -808,14 +953,17 @@ int tally_pin(struct tally *t, const char *path, bool pin, uint64_t *objects)
 	if (rc)
 		goto out;
 	if (parent == TALLY_ROOT_INO) {
-		rc = meta_nspace_objects(t->meta, md.nspace, pin_collect, &a);
+		rc = meta_nspace_objects(t->meta, node_nspace(t, ino, &md),
+					 pin_collect, &a);
 	} else if (S_ISREG(md.mode)) {
 		struct meta_bref *map = NULL;
+		struct meta_ver v;
 		size_t n = 0;
 
-		struct meta_ver v = tally_ver_of(t, &md);
-
-		rc = meta_blocks_load(t->meta, &v, ino, &map, &n);
+		rc = node_ver(t, ino, &md, &v);
+		if (!rc)
+			rc = meta_blocks_load(t->meta, &v, node_ino(ino), &map,
+					      &n);
 		for (i = 0; i < n && !rc; i++)
 			if (map[i].name[0])
 				rc = pin_collect(&a, map[i].name);
@@ -849,8 +997,16 @@ int tally_resolve(struct tally *t, const char *path, uint64_t *ino,
 	tally_lock(t);
 	rc = resolve(t, path, &node, &parent, canon, sizeof(canon));
 	*at = (struct meta_ver){ 0 };
-	if (!rc && tally_view(node))
+	if (!rc && tally_view_ro(node)) {
 		rc = view_ver(t, node, at);
+	} else if (!rc && tally_view(node)) {
+		/* a branch's: the leaf of the namespace it is seen in */
+		struct meta_inode md;
+
+		rc = tally_inode_row(t, node, &md);
+		if (!rc)
+			rc = node_ver(t, node, &md, at);
+	}
 	tally_unlock(t);
 	*ino = node_ino(node);
 	return rc;

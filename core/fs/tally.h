@@ -411,8 +411,8 @@ void tally_gc_settings(struct tally *t, int64_t *stale_after,
 int tally_pin(struct tally *t, const char *path, bool pin, uint64_t *objects);
 
 /* The inode of mount-relative @path ("." and ".." refused), and in *@at
- * the version of the snapshot it is in (/.snapshots/NS/NAME/...), or
- * id 0 for its namespace's. */
+ * the version of the snapshot it is in (/.snapshots/NS/NAME/...), the
+ * leaf of a namespace made by a branch, or id 0 for its namespace's. */
 struct meta_ver;
 int tally_resolve(struct tally *t, const char *path, uint64_t *ino,
 		  struct meta_ver *at);
@@ -462,9 +462,12 @@ int tally_rollback(struct tally *t, const char *ns, const char *name,
  * namespace's root ("." for the root itself) with its status: 'A' in @b
  * only, 'D' in @a only, 'M' in both but not the same (contents, size,
  * mode, owner, mtime, xattrs, or another file under the name). A
- * directory added or removed lists what it holds. -EXDEV: versions of
- * two namespaces; -ENOENT: no such namespace or snapshot; -EINVAL: a
- * malformed side; -EOPNOTSUPP: a shared store.
+ * directory added or removed lists what it holds. @a and @b are of one
+ * namespace, or of two branches (a namespace and one made by a branch
+ * of it, or two such): the changes since their deepest common version.
+ * -EXDEV: versions of two namespaces made apart; -ENOENT: no such
+ * namespace or snapshot; -EINVAL: a malformed side; -EOPNOTSUPP: a
+ * shared store.
  */
 struct tally_change {
 	char status;

@@ -170,16 +170,14 @@ struct tally {
 	pthread_cond_t space;  /* with lock: dirty buffers were freed */
 	struct inode **itable; /* protected by lock */
 	/* protected by lock: the namespaces whose leaf is not their first
-	 * version (a snapshot was taken of them), by namespace; each one's
-	 * inodes write into its leaf and read through its chain */
-	struct nsleaf {
-		uint64_t nspace;
-		struct meta_ver v;
-		uint64_t born; /* inodes from this number on were made in
-				* the leaf: their rows are there alone */
-		uint32_t view; /* its nodes' view (0: the inodes' own numbers;
-				* else TALLY_VIEW_NSPACES and up) */
-	} * nsleaves;
+	 * version (a snapshot or a branch was taken of them), or that have
+	 * a view or a root of their own (a branch made them), by namespace;
+	 * each one's inodes write into its leaf and read through its chain */
+	struct meta_nsleaf *nsleaves; /* inodes from born on were made in
+				       * the leaf: their rows are there
+				       * alone; view 0: the inodes' own
+				       * numbers, else TALLY_VIEW_NSPACES
+				       * and up */
 	size_t nnsleaves, nsleaves_cap;
 	/* protected by lock: the snapshots' views, by view (core/fs/views.c) */
 	struct view {
@@ -375,10 +373,22 @@ struct meta_ver tally_ver_of(struct tally *t, const struct meta_inode *md);
 struct meta_ver tally_ver_in(struct tally *t, uint64_t nspace,
 			     const struct meta_inode *md);
 /* The namespace seen through view @view (TALLY_VIEW_NSPACES and up; 0:
- * none), and the view of namespace @nspace (0: its inodes' own numbers),
- * t->lock held. */
+ * none), t->lock held. */
 uint64_t tally_view_nspace(struct tally *t, uint32_t view);
-uint32_t tally_nspace_view(struct tally *t, uint64_t nspace);
+/* The node of namespace @nspace's root, through its view (t->lock held):
+ * a namespace a branch made shares its root with others. */
+uint64_t tally_nspace_node(struct tally *t, uint64_t nspace);
+/* Inode numbers at t->next_ino, taken from the store's counter when
+ * the mount's are spent (core/fs/names.c; t->lock held). */
+int tally_ino_refill(struct tally *t);
+/* Whether the namespace whose root is @ip, named @name, may be removed
+ * (or, @replace, replaced by a rename): -EBUSY while it has snapshots,
+ * or when its leaf's rows would go (*@drop) and a file of it is open;
+ * a namespace that shares versions with a branch is not replaced
+ * (t->lock held). tally_nspace_dropped(): it went, its leaf forgotten. */
+int tally_nspace_removable(struct tally *t, const char *name,
+			   const struct inode *ip, bool replace, bool *drop);
+void tally_nspace_dropped(struct tally *t, uint64_t nspace);
 
 /*
  * Views (core/fs/views.c, t->lock held): the snapshots as the kernel sees

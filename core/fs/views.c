@@ -140,9 +140,15 @@ bool views_open(struct tally *t, uint64_t nspace, int64_t lo, int64_t hi)
 		for (struct inode *ip = t->itable[i]; ip; ip = ip->next) {
 			struct meta_ver v;
 
-			if (tally_view_ro(ip->ino) && ip->opens &&
-			    ip->md.nspace == nspace &&
-			    view_ver(t, ip->ino, &v) == 0 && v.id >= lo &&
+			const struct view *w;
+
+			if (!tally_view_ro(ip->ino) || !ip->opens ||
+			    view_ver(t, ip->ino, &v))
+				continue;
+			/* the snapshot's namespace (a file its rows name
+			 * may have been made in another) */
+			w = view_find(t, tally_view(ip->ino));
+			if (w && w->nspace == nspace && v.id >= lo &&
 			    v.id <= hi)
 				return true;
 		}
@@ -211,11 +217,13 @@ int snapdir_getattr(struct tally *t, uint64_t ino, struct stat *st)
 	return rc;
 }
 
-/* The root of snapshot @w in memory (t->lock held): a namespace's id is
- * its root's number. */
-static int snap_root(struct tally *t, const struct view *w, struct inode **ip)
+/* The root of namespace @nspace's snapshot seen through @view in memory
+ * (t->lock held): the namespace's root (a branch's may be another's). */
+static int snap_root(struct tally *t, uint32_t view, uint64_t nspace,
+		     struct inode **ip)
 {
-	return inode_get(t, node_of(w->view, w->nspace), ip);
+	return inode_get(
+		t, node_of(view, node_ino(tally_nspace_node(t, nspace))), ip);
 }
 
 int snapdir_lookup(struct tally *t, uint64_t parent, const char *name,
@@ -238,7 +246,7 @@ int snapdir_lookup(struct tally *t, uint64_t parent, const char *name,
 		if (!rc)
 			rc = view_named(t, node_ino(parent), name, &view);
 		if (!rc)
-			rc = inode_get(t, node_of(view, node_ino(parent)), &ip);
+			rc = snap_root(t, view, node_ino(parent), &ip);
 		if (!rc) {
 			ip->nlookup++;
 			inode_fill_stat(t, ip, st);
@@ -305,7 +313,7 @@ int snapdir_readdir(struct tally *t, uint64_t ino, off_t off, bool plus,
 			if (w->nspace != node_ino(ino) ||
 			    (off_t)w->view + 2 <= off)
 				continue;
-			rc = snap_root(t, w, &ip);
+			rc = snap_root(t, w->view, w->nspace, &ip);
 			if (rc) {
 				/* what was listed stands (the kernel holds
 				 * those entries); this one is asked again */

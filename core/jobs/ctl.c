@@ -368,12 +368,12 @@ static int du_one(void *ctx, int64_t cookie, const char *name,
 	if (at) {
 		struct meta_ver v;
 
-		a->rc = meta_snapshot_find(a->m, md->ino, at + 1, &v);
+		a->rc = meta_snapshot_find(a->m, md->nspace, at + 1, &v);
 		if (!a->rc)
-			a->rc = meta_du_snapshot(a->m, md->ino, v.id, &du);
+			a->rc = meta_du_snapshot(a->m, md->nspace, v.id, &du);
 		name = a->only;
 	} else {
-		a->rc = meta_du(a->m, md->ino, &du);
+		a->rc = meta_du(a->m, md->nspace, &du);
 	}
 	if (!a->rc)
 		a->rc = ctl_append(

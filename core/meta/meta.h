@@ -232,25 +232,7 @@ void meta_ilog_inject_loss(struct meta *m, unsigned replays);
 int meta_config_get(struct meta *m, const char *key, int64_t *val);
 int meta_config_set(struct meta *m, const char *key, int64_t val);
 
-/*
- * The version a call reads and writes (docs/design.md, section 13): the
- * leaf of the namespace the inode belongs to. So far a namespace has one
- * version, whose id is its root's inode number, and version 0 holds the
- * root directory and its entries (META_VER_ROOT). core/fs works it out
- * from the inode's row (meta_ver_of()). NULL (tests, repairs): the
- * version of the inode's rows, read first (one more statement).
- */
-struct meta_ver {
-	int64_t id;
-	/* the versions on id's chain (ver_anc), itself included: 0 or 1,
-	 * id's own rows alone, by equality (every namespace so far); more,
-	 * an inode's row of the nearest ancestor (format 4, 13.7), copied
-	 * up into id before a change, a whiteout where its removal would
-	 * leave an ancestor's showing (tests so far: the reads of entries,
-	 * extents and xattrs through a chain come next) */
-	int depth;
-};
-#define META_VER_ROOT ((const struct meta_ver){ .id = 0 })
+#include "core/meta/meta_ver.h"
 
 /* The version of the rows of the inode of @md: its namespace's, whose id
  * is the namespace's root number in format 2; the root directory's
@@ -263,126 +245,6 @@ static inline struct meta_ver meta_ver_of(const struct meta_inode *md)
 
 int meta_inode_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
 		   struct meta_inode *out);
-/*
- * The tree of versions (core/meta/meta_version.c, docs/design.md 13).
- * meta_version_freeze(): leaf @leaf becomes frozen, a branch point (kind
- * 2, @name NULL) or a snapshot named @name (kind 3), and a new leaf, its
- * child, is made (*@child); the namespace that wrote into @leaf writes
- * into the child from now on. Its id is taken from a counter of its own
- * (META_VER_CHILD_MIN on), so that ids grow from parent to child.
- * @born: the first inode number the child may give (every inode from
- * it on is made in the child, and has rows there alone). -EINVAL:
- * @leaf is not a leaf. meta_version_child(): a branch point whose born
- * no inode reaches.
- */
-int meta_version_freeze(struct meta *m, int64_t leaf, const char *name,
-			uint64_t born, int64_t *child);
-/* The ids of versions made by a freeze start here, above every inode
- * number and so every namespace's first version (its root's number):
- * their rows are the ones partial indexes keep (a merge, a snapshot's
- * own bytes find them without a scan). */
-#define META_VER_CHILD_MIN (1ll << 41)
-int meta_version_child(struct meta *m, int64_t parent, int64_t *child);
-/* The born of version @ver (meta_version_freeze(); 0 for a namespace's
- * first version). */
-int meta_version_born(struct meta *m, int64_t ver, uint64_t *born);
-/*
- * Merge frozen version @ver and its only child (*@child) into one
- * version, @ver's id, which shows what the child showed and takes its
- * kind and name: the child's rows replace @ver's (the counts of the
- * extents replaced fall), the rest are relabelled @ver, and the
- * namespace whose leaf was the child writes into @ver. Costs the
- * child's rows. What a snapshot's removal is. -EBUSY: @ver has another
- * number of children than one. In a transaction.
- */
-int meta_version_merge(struct meta *m, int64_t ver, int64_t *child);
-/*
- * A rollback: the namespace whose leaf is @leaf reads as its snapshot
- * @snap again. The rows of @leaf, and of the versions between @snap and
- * it (the snapshots taken since, only when @later allows it), are
- * deleted, the counts of their extents falling; @leaf stays the leaf, a
- * child of @snap. @name: each name of the entries deleted (parent and
- * name, @len bytes), for the caches of names. -EEXIST: snapshots taken
- * since, and not @later; -ENOENT: @snap is not on @leaf's chain. Costs
- * the rows deleted. In a transaction.
- */
-/*
- * The versions on @ver's chain below its ancestor @anc, deepest (@ver)
- * first, into *@vers (malloc'ed; none if @ver is @anc): what a rollback
- * drops and a diff reads. -ENOENT: @anc is not on @ver's chain.
- */
-int meta_version_between(struct meta *m, int64_t ver, int64_t anc,
-			 int64_t **vers, size_t *n);
-/*
- * What version @ver (made by a freeze) changed, from its own rows: each
- * name it wrote or removed to @entry (parent and name, @len bytes), then
- * each inode whose row, extents or xattrs it wrote to @inode (once per
- * inode). Costs its rows.
- */
-int meta_version_changes(struct meta *m, int64_t ver,
-			 int (*entry)(void *ctx, uint64_t parent,
-				      const char *name, size_t len),
-			 int (*inode)(void *ctx, uint64_t ino), void *ctx);
-/* The entries of @v's chain that may name inode @ino (a row of a deeper
- * version may hide one: meta_dentry_lookup() in @v tells). */
-int meta_names_of(struct meta *m, const struct meta_ver *v, uint64_t ino,
-		  int (*fn)(void *ctx, uint64_t parent, const char *name,
-			    size_t len),
-		  void *ctx);
-/* The automatic snapshots (docs/design.md 13.4): each namespace's
- * setting, @every seconds between two and @keep kept, by namespace; set
- * (0 for @every: none) in a transaction or alone. */
-int meta_autosnaps(struct meta *m,
-		   int (*fn)(void *ctx, uint64_t nspace, int64_t every,
-			     int64_t keep),
-		   void *ctx);
-int meta_autosnap_set(struct meta *m, uint64_t nspace, int64_t every,
-		      int64_t keep);
-int meta_version_rollback(struct meta *m, int64_t leaf, int64_t snap,
-			  bool later,
-			  int (*name)(void *ctx, uint64_t parent,
-				      const char *name, size_t len),
-			  void *ctx);
-/* Each namespace whose leaf is not its first version (a snapshot was
- * taken of it), or that has a view (docs/design.md 13.3), to @fn, with
- * its leaf and depth (the versions on the leaf's chain, itself
- * included), the leaf's born and its view (0: none), in the order of
- * their ids: 0, the first nonzero value of @fn, or -errno. */
-int meta_nspace_leaves(struct meta *m,
-		       int (*fn)(void *ctx, uint64_t nspace,
-				 const struct meta_ver *leaf, uint64_t born,
-				 uint32_t view),
-		       void *ctx);
-/* The leaf namespace @nspace writes into, with its depth, as the store
- * says (core/fs keeps the same in memory): 0, or -ENOENT. */
-int meta_nspace_ver(struct meta *m, uint64_t nspace, struct meta_ver *v);
-/* A snapshot: a frozen version of a namespace, with a name. */
-struct meta_snapshot {
-	uint64_t nspace;
-	int64_t id;
-	int64_t created; /* seconds since the epoch */
-	const char *name;
-	int depth;	/* of its chain: struct meta_ver's */
-	uint32_t view;	/* the kernel sees it through (13.3) */
-	uint64_t bytes; /* of the objects only it holds (what its removal
-			 * frees, pins aside), with meta_snapshots()'s
-			 * @bytes; else 0 */
-};
-/* The views of snapshots: 1 up to this (a 24-bit field of the kernel's
- * node ids above META_INO_LIMIT's bits, whose upper half is kept for the
- * views of namespaces and whose highest value is the front end's:
- * docs/design.md 13.3). */
-#define META_VIEW_MAX ((1 << 23) - 1)
-/* The snapshots of namespace @nspace (0: of every namespace), oldest
- * first, to @fn (the name lives until @fn returns); with @bytes, each
- * one's bytes (a query of its own per snapshot). */
-int meta_snapshots(struct meta *m, uint64_t nspace, bool bytes,
-		   int (*fn)(void *ctx, const struct meta_snapshot *sn),
-		   void *ctx);
-/* The version of the snapshot @name of @nspace, to read it through: 0,
- * or -ENOENT. */
-int meta_snapshot_find(struct meta *m, uint64_t nspace, const char *name,
-		       struct meta_ver *v);
 /*
  * Insert or replace the whole row (the symlink target is kept). The
  * namespace of an existing row is never changed (an inode does not move
@@ -479,7 +341,9 @@ int meta_target_get(struct meta *m, const struct meta_ver *v, uint64_t ino,
 int meta_dentry_lookup(struct meta *m, const struct meta_ver *v,
 		       uint64_t parent, const char *name, uint64_t *ino);
 /* The inode row of entry @name of @parent, read with it; -ENOENT if
- * there is no such entry (or it names no row). */
+ * there is no such entry (or it names no row). An entry of the root
+ * (@parent 1) names a namespace: the row is its root's first, with the
+ * namespace's id in its nspace (docs/design.md 13.1). */
 int meta_dentry_lookup_row(struct meta *m, const struct meta_ver *v,
 			   uint64_t parent, const char *name,
 			   struct meta_inode *out);
@@ -504,7 +368,8 @@ int meta_dentry_move(struct meta *m, const struct meta_ver *v, uint64_t parent,
 int meta_dir_empty(struct meta *m, const struct meta_ver *v, uint64_t ino);
 /*
  * Entries of @parent with a cookie greater than @after, in cookie order,
- * each with its inode's row (@md; an entry without one is skipped).
+ * each with its inode's row (@md; an entry without one is skipped; of
+ * the root, as meta_dentry_lookup_row() says).
  * @fn returns non-zero to stop; that value is returned.
  */
 int meta_readdir(struct meta *m, const struct meta_ver *v, uint64_t parent,

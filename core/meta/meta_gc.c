@@ -102,10 +102,11 @@ static const char *const gc_text[G_COUNT] = {
 			    "(SELECT id FROM pins WHERE path = ?1)",
 	[G_UNPIN] = "DELETE FROM pins WHERE path = ?1",
 	[G_PINS] = "SELECT path FROM pins ORDER BY path",
+	/* the objects the rows on leaf ?1's chain name (what the namespace
+	 * shows and more: its versions' older rows) */
 	[G_NSPACE_OBJECTS] =
-		"SELECT DISTINCT o.name FROM inodes i JOIN extents "
-		"b ON b.ino = i.ino JOIN objects o ON o.id = "
-		"b.obj WHERE i.nspace = ?1",
+		"SELECT DISTINCT o.name FROM extents b JOIN "
+		"objects o ON o.id = b.obj WHERE " ON_CHAIN("b.ver", "?1"),
 };
 
 const struct meta_sql meta_gc_sql = { META_GC, G_COUNT, gc_text, NULL };
@@ -430,11 +431,14 @@ int meta_pins(struct meta *m, int (*fn)(void *ctx, const char *path), void *ctx)
 int meta_nspace_objects(struct meta *m, uint64_t nspace,
 			int (*fn)(void *ctx, const char *name), void *ctx)
 {
+	struct meta_ver leaf;
 	struct meta_st *s;
-	int rc = meta_stmt(m, &meta_gc_sql, G_NSPACE_OBJECTS, &s);
+	int rc = meta_nspace_ver(m, nspace, &leaf);
 
+	if (!rc)
+		rc = meta_stmt(m, &meta_gc_sql, G_NSPACE_OBJECTS, &s);
 	if (rc)
 		return rc;
-	meta_bind_int(s, 1, (int64_t)nspace);
+	meta_bind_int(s, 1, leaf.id);
 	return meta_each_name(m, s, fn, ctx);
 }

@@ -38,6 +38,7 @@ enum {
 	I_TARGET_GET,
 	I_DENTRY_LOOKUP,
 	I_DENTRY_ROW,
+	I_DENTRY_ROW_ROOT,
 	I_DENTRY_INSERT,
 	I_DENTRY_DELETE,
 	I_DENTRY_SET_INO,
@@ -57,6 +58,7 @@ enum {
 	I_DENTRY_LOOKUP_CHAIN,
 	I_DENTRY_ROW_CHAIN,
 	I_READDIR_CHAIN,
+	I_READDIR_ROOT,
 	I_DIR_EMPTY_CHAIN,
 	I_DENTRY_PUT_LEAF,
 	I_DENTRY_DEL_LEAF,
@@ -108,6 +110,15 @@ enum {
 	"(SELECT parent, name, ver, ino FROM dentries WHERE parent = ?1 AND " \
 	"name = ?2 AND " ON_CHAIN("dentries.ver",                             \
 				  v) " ORDER BY ver DESC LIMIT 1) AS n"
+/* the columns of an inode's row after its number and namespace */
+#define INODE_ATTRS(a)                                               \
+	a ".mode, " a ".uid, " a ".gid, " a ".nlink, " a ".size, " a \
+	  ".rdev, " a ".alloc, " a ".atime, " a ".mtime, " a ".ctime"
+/* an entry of the root with its namespace and the first row of the
+ * namespace's root */
+#define ROOT_ENTRY                                                          \
+	"dentries d JOIN nspaces n ON n.id = d.ino JOIN inodes i ON i.ino " \
+	"= n.root"
 #define INODE_COLS(a)                                                   \
 	"coalesce(" a ".base, " a ".ino), " a ".nspace, " a ".mode, " a \
 	".uid, " a ".gid, " a ".nlink, " a ".size, " a ".rdev, " a      \
@@ -130,8 +141,8 @@ enum {
  * version of its namespace (versions.nspace) */
 #define MISFILED(ver, i)                                                       \
 	"CASE WHEN " i ".ino = 1 THEN " ver " <> 0 ELSE NOT EXISTS (SELECT 1 " \
-	"FROM versions v WHERE v.id = " ver " AND v.nspace = " i               \
-	".nspace) END"
+	"FROM ver_anc a JOIN versions v ON v.id = a.anc WHERE a.ver = " ver    \
+	" AND v.nspace = " i ".nspace) END"
 #define MISFILED_IN(from, ver, i) \
 	"(SELECT count(*) FROM " from " WHERE " MISFILED(ver, i) ")"
 
@@ -166,10 +177,12 @@ static const char *const inode_text[I_COUNT] = {
 		"DELETE FROM xattrs WHERE ino = ?1 AND " VER_IS("ver", "?2"),
 	[I_MAX_INO] = "SELECT coalesce(max(ino), 0) FROM inodes",
 	[I_ORPHANS] = META_ORPHANS_SQL,
-	/* linked by its count, named by no entry (the root aside) */
+	/* linked by its count, named by no entry (the root aside; a
+	 * namespace's root is named by its row in nspaces, which the
+	 * root's entry names) */
 	[I_NAMELESS] = "SELECT coalesce(base, ino) FROM inodes WHERE nlink > 0 "
-		       "AND ino <> 1 "
-		       "EXCEPT SELECT ino FROM dentries ORDER BY 1",
+		       "AND ino <> 1 EXCEPT SELECT ino FROM dentries EXCEPT "
+		       "SELECT root FROM nspaces ORDER BY 1",
 	/* block or xattr rows of an inode that has no row */
 	[I_HOMELESS] = "SELECT ino FROM extents b WHERE NOT EXISTS (SELECT 1 "
 		       "FROM inodes i WHERE i.ino = b.ino) UNION SELECT ino "
@@ -178,7 +191,8 @@ static const char *const inode_text[I_COUNT] = {
 	/* every row of the inode, in whatever version */
 	[I_UNNAME] = "UPDATE inodes SET nlink = 0 WHERE (ino = ?1 OR base = "
 		     "?1) AND mode <> 0 AND NOT EXISTS (SELECT 1 FROM "
-		     "dentries WHERE ino = ?1)",
+		     "dentries WHERE ino = ?1) AND NOT EXISTS (SELECT 1 "
+		     "FROM nspaces WHERE root = ?1)",
 	[I_TARGET_SET] = "UPDATE inodes SET target = ?2 WHERE ino = ?1 "
 			 "AND " VER_IS("ver", "?3"),
 	[I_TARGET_GET] = "SELECT target FROM inodes WHERE ino = ?1 AND " VER_IS(
@@ -190,6 +204,14 @@ static const char *const inode_text[I_COUNT] = {
 			 "i.ctime FROM dentries d JOIN inodes i "
 			 "ON i.ino = d.ino WHERE d.parent = ?1 AND d.name = ?2 "
 			 "AND " VER_IS("d.ver", "?3"),
+	/* the root's entries name namespaces (nspaces.id), each seen as
+	 * its root's row with the namespace's id (branches share a root) */
+	[I_DENTRY_ROW_ROOT] = "SELECT i.ino, n.id, " INODE_ATTRS(
+		"i") " FROM " ROOT_ENTRY " WHERE d.parent = ?1 AND d.name = ?2 "
+		     "AND " VER_IS("d.ver", "?3"),
+	[I_READDIR_ROOT] = "SELECT d.id, d.name, i.ino, n.id, " INODE_ATTRS(
+		"i") " FROM " ROOT_ENTRY " WHERE d.parent = ?1 AND d.id > ?2 "
+		     "AND " VER_IS("d.ver", "?4") " ORDER BY d.id LIMIT ?3",
 	[I_DENTRY_INSERT] = "INSERT INTO dentries(parent, name, ver, ino) "
 			    "VALUES (?1, ?2, ?4, ?3)",
 	/* an entry changed only while it names the inode the node looked
@@ -845,8 +867,9 @@ int meta_dentry_lookup_row(struct meta *m, const struct meta_ver *v,
 {
 	struct meta_st *s;
 	int rc = meta_stmt_key_name(m, &meta_inode_sql,
-				    in_chain(v, I_DENTRY_ROW), parent, name, v,
-				    3, &s);
+				    parent == 1 ? I_DENTRY_ROW_ROOT
+						: in_chain(v, I_DENTRY_ROW),
+				    parent, name, v, 3, &s);
 
 	if (rc)
 		return rc;
@@ -1027,7 +1050,10 @@ int meta_readdir(struct meta *m, const struct meta_ver *v, uint64_t parent,
 		struct meta_st *s;
 		int64_t rows = 0;
 
-		rc = meta_stmt(m, &meta_inode_sql, in_chain(v, I_READDIR), &s);
+		rc = meta_stmt(m, &meta_inode_sql,
+			       parent == 1 ? I_READDIR_ROOT
+					   : in_chain(v, I_READDIR),
+			       &s);
 		if (rc)
 			return rc;
 		meta_bind_int(s, 1, (int64_t)parent);

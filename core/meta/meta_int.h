@@ -529,7 +529,8 @@ int meta_remote_schema(struct meta *m);
  * child @child replaces go, their counts falling; @child's holes left
  * hiding nothing go; the rest of @child's are relabelled @ver. */
 int meta_extents_merge(struct meta *m, int64_t ver, int64_t child);
-/* The extents of version @ver (at META_VER_CHILD_MIN or above) deleted,
+/* The extents of version @ver deleted (below META_VER_CHILD_MIN, a
+ * namespace's first version: by a scan),
  * the counts of their objects falling. */
 int meta_extents_drop_ver(struct meta *m, int64_t ver);
 /* The bytes of the objects that only version @ver's extents that its

@@ -55,6 +55,8 @@ enum {
 	O_EXCLUSIVE,
 	O_VER_LIST,
 	O_VER_DEL,
+	O_VER_LIST_ALL,
+	O_VER_DEL_ALL,
 	O_COUNT
 };
 
@@ -230,6 +232,10 @@ static const char *const object_text[O_COUNT] = {
 		" AND ver = ?1 AND obj <> 0 GROUP BY obj",
 	[O_VER_DEL] = "DELETE FROM extents WHERE ver >= " META_LATER_LIT
 		      " AND ver = ?1",
+	/* the same of a namespace's first version (a scan) */
+	[O_VER_LIST_ALL] = "SELECT obj, count(*) FROM extents WHERE ver = ?1 "
+			   "AND obj <> 0 GROUP BY obj",
+	[O_VER_DEL_ALL] = "DELETE FROM extents WHERE ver = ?1",
 };
 
 /* PostgreSQL: the copy's size and allocation from the source's row of
@@ -837,7 +843,9 @@ int meta_extents_drop_ver(struct meta *m, int64_t ver)
 {
 	struct meta_st *s;
 	size_t n;
-	int rc = meta_stmt(m, &meta_object_sql, O_VER_LIST, &s);
+	bool first = ver < META_VER_CHILD_MIN;
+	int rc = meta_stmt(m, &meta_object_sql,
+			   first ? O_VER_LIST_ALL : O_VER_LIST, &s);
 
 	if (rc)
 		return rc;
@@ -845,7 +853,8 @@ int meta_extents_drop_ver(struct meta *m, int64_t ver)
 	/* the counts fall: objects at zero go by the deletion rule */
 	rc = counts_fall(m, s, "version drop", &n);
 	return rc ? rc
-		  : meta_run_int(m, &meta_object_sql, O_VER_DEL, ver,
+		  : meta_run_int(m, &meta_object_sql,
+				 first ? O_VER_DEL_ALL : O_VER_DEL, ver,
 				 "version drop");
 }
 

@@ -26,6 +26,8 @@ enum {
 	Q_DU_FILES,
 	Q_DU_OBJECTS,
 	Q_DU_FILES_CHAIN,
+	Q_DU_OBJECTS_CHAIN,
+	Q_BRANCHED,
 	Q_DU_SNAP_OBJECTS,
 	Q_OBJECT_INFO,
 	Q_OBJECT_HOLDERS,
@@ -42,6 +44,17 @@ enum {
 	"EXISTS (SELECT 1 FROM inodes w WHERE w.base = " b ".ino AND " \
 	"w.mode = 0 AND w.ver > " b ".ver AND " ON_CHAIN("w.ver", v) ")"
 
+/* du's objects of the rows (obj, n) of c: how many, their bytes, those
+ * whose every reference c.n counts (exclusive) and of them, those no pin
+ * keeps (reclaimable) */
+#define DU_OBJECTS_OF                                              \
+	"SELECT count(*), coalesce(sum(o.size), 0), "              \
+	"coalesce(sum(CASE WHEN c.n >= o.refcount THEN o.size "    \
+	"ELSE 0 END), 0), "                                        \
+	"coalesce(sum(CASE WHEN c.n >= o.refcount AND NOT EXISTS " \
+	"(SELECT 1 FROM pin_objects p WHERE p.name = o.name) "     \
+	"THEN o.size ELSE 0 END), 0) "
+
 static const char *const query_text[Q_COUNT] = {
 	[Q_NAMESPACES] = "SELECT count(*) FROM dentries WHERE parent = 1",
 	/* PostgreSQL's count is in rows of its nodes (core/meta/meta_pg.c) */
@@ -56,26 +69,32 @@ static const char *const query_text[Q_COUNT] = {
 			    "WHERE (mode & 61440) = 32768",
 	[Q_DU_FILES] = "SELECT count(*), coalesce(sum(size), 0) FROM inodes "
 		       "WHERE nspace = ?1 AND (mode & 61440) = 32768",
-	[Q_DU_OBJECTS] =
-		"SELECT count(*), coalesce(sum(o.size), 0), "
-		"coalesce(sum(CASE WHEN c.n >= o.refcount THEN o.size "
-		"ELSE 0 END), 0), "
-		"coalesce(sum(CASE WHEN c.n >= o.refcount AND NOT EXISTS "
-		"(SELECT 1 FROM pin_objects p WHERE p.name = o.name) "
-		"THEN o.size ELSE 0 END), 0) "
-		"FROM (SELECT b.obj AS obj, count(*) AS n FROM extents b "
-		"JOIN inodes i ON i.ino = b.ino WHERE i.nspace = ?1 "
-		"GROUP BY b.obj) AS c JOIN objects o ON o.id = c.obj",
+	[Q_DU_OBJECTS] = DU_OBJECTS_OF
+	"FROM (SELECT b.obj AS obj, count(*) AS n FROM extents b "
+	"JOIN inodes i ON i.ino = b.ino WHERE i.nspace = ?1 "
+	"GROUP BY b.obj) AS c JOIN objects o ON o.id = c.obj",
 	/* a namespace with snapshots: its files as its leaf ?2 shows them,
 	 * each inode's row of the nearest version of the chain (a whiteout
 	 * deeper hides it) */
 	[Q_DU_FILES_CHAIN] =
 		"SELECT count(*), coalesce(sum(i.size), 0) FROM inodes i WHERE "
-		"i.nspace = ?1 AND (i.mode & 61440) = 32768 AND +i.ver IN "
+		"CAST(?1 AS bigint) > 0 AND (i.mode & 61440) = 32768 AND +i.ver "
+		"IN "
 		"(SELECT a.anc FROM ver_anc a WHERE a.ver = ?2) AND NOT EXISTS "
 		"(SELECT 1 FROM inodes j WHERE (j.ino = coalesce(i.base, "
 		"i.ino) OR j.base = coalesce(i.base, i.ino)) AND j.ver > i.ver "
 		"AND j.ver IN (SELECT a.anc FROM ver_anc a WHERE a.ver = ?2))",
+	/* a namespace with a chain: the objects its leaf ?2 shows, and
+	 * those only the leaf's rows name (what its removal frees) */
+	[Q_DU_OBJECTS_CHAIN] = DU_OBJECTS_OF
+	"FROM (SELECT b.obj AS obj, sum(CASE WHEN b.ver = ?2 THEN 1 "
+	"ELSE 0 END) AS n FROM extents b WHERE CAST(?1 AS bigint) > 0 "
+	"AND " BLOCK_SHOWS("b", "?2") " AND NOT " INODE_GONE(
+		"b", "?2") " GROUP BY b.obj) AS c JOIN objects o ON "
+			   "o.id = c.obj",
+	/* the branch points on the chain of ?1 */
+	[Q_BRANCHED] = "SELECT count(*) FROM ver_anc a JOIN versions v ON v.id "
+		       "= a.anc WHERE a.ver = ?1 AND v.kind = 2",
 	/* the objects version ?2 of namespace ?1 shows: its chain's blocks
 	 * that show, of inodes no whiteout on the chain removed */
 	[Q_DU_SNAP_OBJECTS] =
@@ -105,11 +124,25 @@ static const char *const query_text[Q_COUNT] = {
 	[Q_INODE_PARENT] = "SELECT parent, name FROM dentries WHERE ino = ?1 "
 			   "ORDER BY id LIMIT 1",
 	/* a name of inode ?1 that version ?2 shows (the root directory's,
-	 * version 0, for a namespace's root) */
+	 * version 0, for a namespace's root: the entry of version ?2's
+	 * namespace, branches sharing a root) */
 	[Q_INODE_PARENT_AT] =
-		"SELECT d.parent, d.name FROM dentries d WHERE d.ino = ?1 AND "
-		"(d.ver = 0 OR " ON_CHAIN("d.ver", "?2") ") AND " ENTRY_SHOWS(
-			"d", "?2") " ORDER BY d.id LIMIT 1",
+		"SELECT x.parent, x.name FROM (SELECT d.id, d.parent, d.name "
+		"FROM dentries d WHERE d.ino = ?1 AND d.ver <> 0 AND " ON_CHAIN(
+			"d.ver",
+			"?2") " AND " ENTRY_SHOWS("d",
+						  "?2") " UNION ALL SELECT "
+							"d.id, d.parent, "
+							"d.name FROM versions "
+							"v JOIN nspaces n ON "
+							"n.id = v.nspace JOIN "
+							"dentries d ON "
+							"d.parent = 1 AND "
+							"d.ver = 0 AND d.ino "
+							"= n.id WHERE v.id = "
+							"?2 AND n.root = ?1) "
+							"AS x ORDER BY x.id "
+							"LIMIT 1",
 };
 
 /* paths are bytea there: the node's line too */
@@ -213,21 +246,34 @@ int meta_du_snapshot(struct meta *m, uint64_t nspace, int64_t ver,
 int meta_du(struct meta *m, uint64_t nspace, struct meta_du *out)
 {
 	struct meta_ver leaf;
-	int64_t v[2][4];
+	struct meta_st *s;
+	int64_t v[2][4], branched = 0;
 	int q, rc = meta_nspace_ver(m, nspace, &leaf);
 
+	/* a chain with branch points: its objects are shared with the
+	 * other branches (its inodes' rows in all versions are not its own) */
+	if (!rc && leaf.id != (int64_t)nspace)
+		rc = meta_stmt(m, &meta_query_sql, Q_BRANCHED, &s);
+	if (!rc && leaf.id != (int64_t)nspace) {
+		meta_bind_int(s, 1, leaf.id);
+		rc = meta_int(m, s, &branched, "du");
+	}
 	if (rc)
 		return rc;
 	memset(v, 0, sizeof(v));
 	for (q = 0; q < 2; q++) {
-		/* the files: as the namespace shows them, through its chain
-		 * if it has snapshots; the objects: of all its versions */
-		bool chain = q == 0 && leaf.id != (int64_t)nspace;
-		struct meta_st *s;
+		/* with a chain (snapshots, branches), the files as the
+		 * namespace shows them; with a branch point on it, the
+		 * objects its leaf shows and those only the leaf names;
+		 * else the files and objects of its inodes */
+		bool chain = leaf.id != (int64_t)nspace && (!q || branched);
 		int k;
 
 		rc = meta_stmt(m, &meta_query_sql,
-			       chain ? Q_DU_FILES_CHAIN : Q_DU_FILES + q, &s);
+			       chain ? (q ? Q_DU_OBJECTS_CHAIN
+					  : Q_DU_FILES_CHAIN)
+				     : Q_DU_FILES + q,
+			       &s);
 		if (rc)
 			return rc;
 		meta_bind_int(s, 1, (int64_t)nspace);

@@ -60,6 +60,21 @@ enum {
 	V_NAMES_OF,
 	V_AUTO_LIST,
 	V_AUTO_DROP,
+	V_BRANCH_LEAF,
+	V_NSVIEW_INIT,
+	V_NSVIEW_TAKE,
+	V_NSPACE_ADD,
+	V_NSPACE_DEL,
+	V_ROOT_ENT_DEL,
+	V_ROOT_NAME,
+	V_PARENT_KIND,
+	V_KIND,
+	V_COMMON,
+	V_UNNAME,
+	V_ANC_CUT,
+	V_ALL_ENT,
+	V_ALL_X,
+	V_ALL_INO,
 	V_COUNT
 };
 
@@ -113,9 +128,9 @@ static const char *const version_text[V_COUNT] = {
 	/* the namespaces whose leaf is not their first version */
 	[V_LEAVES] = "SELECT n.id, n.leaf, (SELECT count(*) FROM ver_anc a "
 		     "WHERE a.ver = n.leaf), coalesce((SELECT value FROM "
-		     "config WHERE key = 'born.' || n.leaf), 0), n.view FROM "
-		     "nspaces n WHERE n.leaf <> n.id OR n.view <> 0 ORDER BY "
-		     "n.id",
+		     "config WHERE key = 'born.' || n.leaf), 0), n.view, "
+		     "n.root FROM nspaces n WHERE n.leaf <> n.id OR n.view "
+		     "<> 0 OR n.root <> n.id ORDER BY n.id",
 	/* the leaf of namespace ?1 and its depth */
 	[V_NSPACE_VER] = "SELECT leaf, " DEPTH("leaf") " FROM nspaces WHERE "
 						       "id = ?1",
@@ -233,6 +248,46 @@ static const char *const version_text[V_COUNT] = {
 	[V_AUTO_DROP] = "DELETE FROM config WHERE key = 'autosnap.' || "
 			"CAST(?1 AS bigint) OR key = 'autokeep.' || CAST(?1 AS "
 			"bigint)",
+	/* a branch (meta_version_branch()): leaf ?1 of namespace ?3,
+	 * child of ?2 */
+	[V_BRANCH_LEAF] = "INSERT INTO versions(id, parent, kind, name, "
+			  "nspace, view, created) VALUES (?1, ?2, 1, NULL, ?3, "
+			  "0, unixepoch())",
+	/* the namespaces' views, from META_NSVIEW_MIN */
+	[V_NSVIEW_INIT] = "INSERT INTO config(key, value) VALUES "
+			  "('next_nsview', 8388608) ON CONFLICT(key) DO "
+			  "NOTHING",
+	[V_NSVIEW_TAKE] = "UPDATE config SET value = value + 1 WHERE key = "
+			  "'next_nsview' RETURNING value - 1",
+	[V_NSPACE_ADD] = "INSERT INTO nspaces(id, root, leaf, view) VALUES "
+			 "(?1, ?2, ?3, ?4)",
+	[V_NSPACE_DEL] = "DELETE FROM nspaces WHERE id = ?1",
+	[V_ROOT_ENT_DEL] = "DELETE FROM dentries WHERE parent = 1 AND ino = "
+			   "?1 AND ver = 0",
+	[V_ROOT_NAME] = "SELECT name FROM dentries WHERE parent = 1 AND ino = "
+			"?1 AND ver = 0",
+	/* the parent of version ?1 and its kind (no parent: 0, 0) */
+	[V_PARENT_KIND] = "SELECT coalesce(p.id, 0), coalesce(p.kind, 0) FROM "
+			  "versions v LEFT JOIN versions p ON p.id = v.parent "
+			  "WHERE v.id = ?1",
+	[V_KIND] = "SELECT kind FROM versions WHERE id = ?1",
+	/* the deepest common ancestor of ?1 and ?2 (ids grow from parent to
+	 * child), 0 for none */
+	[V_COMMON] = "SELECT coalesce(max(x.anc), 0) FROM ver_anc x JOIN "
+		     "ver_anc y ON y.anc = x.anc AND y.ver = ?2 WHERE x.ver = "
+		     "?1",
+	/* a snapshot above a branch point, rolled back past: frozen, with
+	 * no name or view */
+	[V_UNNAME] = "UPDATE versions SET kind = 2, name = NULL, view = 0 "
+		     "WHERE id = ?1",
+	/* leaf ?1's chain cut below snapshot ?2: its ancestors between */
+	[V_ANC_CUT] = "DELETE FROM ver_anc WHERE ver = ?1 AND anc > ?2 AND "
+		      "anc <> ?1",
+	/* the rows of a namespace's first version ?1 (no partial index:
+	 * a scan, once, when the last version reading them goes) */
+	[V_ALL_ENT] = "DELETE FROM dentries WHERE ver = ?1",
+	[V_ALL_X] = "DELETE FROM xattrs WHERE ver = ?1",
+	[V_ALL_INO] = "DELETE FROM inodes WHERE ver = ?1",
 };
 
 const struct meta_sql meta_version_sql = { META_VERSION, V_COUNT, version_text,
@@ -376,20 +431,23 @@ int meta_version_born(struct meta *m, int64_t ver, uint64_t *born)
 }
 
 int meta_nspace_leaves(struct meta *m,
-		       int (*fn)(void *ctx, uint64_t nspace,
-				 const struct meta_ver *leaf, uint64_t born,
-				 uint32_t view),
+		       int (*fn)(void *ctx, const struct meta_nsleaf *l),
 		       void *ctx)
 {
 	struct meta_st *s;
 	int rc = meta_stmt(m, &meta_version_sql, V_LEAVES, &s);
 
 	while (!rc && (rc = meta_step(m, s, "namespace leaves")) > 0) {
-		rc = fn(ctx, (uint64_t)meta_col_int(s, 0),
-			&(struct meta_ver){ .id = meta_col_int(s, 1),
-					    .depth = (int)meta_col_int(s, 2) },
-			(uint64_t)meta_col_int(s, 3),
-			(uint32_t)meta_col_int(s, 4));
+		struct meta_nsleaf l = {
+			.nspace = (uint64_t)meta_col_int(s, 0),
+			.leaf = { .id = meta_col_int(s, 1),
+				  .depth = (int)meta_col_int(s, 2) },
+			.born = (uint64_t)meta_col_int(s, 3),
+			.view = (uint32_t)meta_col_int(s, 4),
+			.root = (uint64_t)meta_col_int(s, 5),
+		};
+
+		rc = fn(ctx, &l);
 		if (rc) {
 			meta_reset(s);
 			return rc;
@@ -504,8 +562,15 @@ int meta_version_merge(struct meta *m, int64_t ver, int64_t *child)
 
 	if (rc)
 		return rc;
+	/* a branch point (a rollback past a branch left it one): the
+	 * other branch reads its rows, which stay; it loses its name */
+	if (n > 1) {
+		*child = 0;
+		return meta_run_int(m, &meta_version_sql, V_UNNAME, ver,
+				    "version merge");
+	}
 	if (n != 1)
-		return -EBUSY; /* a branch point: not a chain */
+		return -EBUSY; /* not a chain */
 	if (c < META_VER_CHILD_MIN) {
 		/* its rows are in no partial index: none would move */
 		log_msg(LOG_ERR,
@@ -587,19 +652,26 @@ static int drop_rows(struct meta *m, int64_t ver,
 				 size_t len),
 		     void *ctx)
 {
-	int rc = version_names(m, ver, "version drop", name, ctx);
+	/* a namespace's first version: its rows are in no partial index */
+	bool first = ver < META_VER_CHILD_MIN;
+	int rc = first || !name
+			 ? 0
+			 : version_names(m, ver, "version drop", name, ctx);
 
 	/* entries before inodes: an entry's parent (dentries_parent_fk) */
 	if (!rc)
-		rc = meta_run_int(m, &meta_version_sql, V_GONE_ENT, ver,
+		rc = meta_run_int(m, &meta_version_sql,
+				  first ? V_ALL_ENT : V_GONE_ENT, ver,
 				  "version drop");
 	if (!rc)
-		rc = meta_run_int(m, &meta_version_sql, V_GONE_X, ver,
+		rc = meta_run_int(m, &meta_version_sql,
+				  first ? V_ALL_X : V_GONE_X, ver,
 				  "version drop");
 	if (!rc)
 		rc = meta_extents_drop_ver(m, ver);
 	if (!rc)
-		rc = meta_run_int(m, &meta_version_sql, V_GONE_INO, ver,
+		rc = meta_run_int(m, &meta_version_sql,
+				  first ? V_ALL_INO : V_GONE_INO, ver,
 				  "version drop");
 	return rc;
 }
@@ -654,6 +726,18 @@ int meta_version_between(struct meta *m, int64_t ver, int64_t anc,
 	return rc;
 }
 
+/* The kind of version @ver (1 leaf, 2 branch point, 3 snapshot). */
+static int version_kind(struct meta *m, int64_t ver, int64_t *kind)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_version_sql, V_KIND, &s);
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, ver);
+	return meta_int(m, s, kind, "version kind");
+}
+
 int meta_version_rollback(struct meta *m, int64_t leaf, int64_t snap,
 			  bool later,
 			  int (*name)(void *ctx, uint64_t parent,
@@ -661,20 +745,37 @@ int meta_version_rollback(struct meta *m, int64_t leaf, int64_t snap,
 			  void *ctx)
 {
 	int64_t *vers;
-	size_t n, i;
+	size_t n, i, own, snaps = 0;
 	int rc = meta_version_between(m, leaf, snap, &vers, &n);
 
+	own = n;
 	if (!rc && n == 0)
 		rc = -EPROTO; /* a snapshot is never a leaf */
+	/* the versions between: the namespace's own down to the first
+	 * branch point (another namespace reads it and all above it) */
+	for (i = 1; !rc && i < n; i++) {
+		int64_t kind = 0;
+
+		rc = version_kind(m, vers[i], &kind);
+		snaps += kind == 3;
+		if (!rc && kind == 2 && own == n)
+			own = i;
+	}
 	/* the snapshots taken since: dropped only when asked (as ZFS's
-	 * rollback -r) */
-	if (!rc && n > 1 && !later)
+	 * rollback -r); above a branch point, they keep their rows and
+	 * lose their names */
+	if (!rc && snaps && !later)
 		rc = -EEXIST;
-	for (i = 0; !rc && i < n; i++)
+	for (i = 0; !rc && i < own; i++)
 		rc = drop_rows(m, vers[i], name, ctx);
-	/* the versions between: gone, with their place on the leaf's chain */
-	for (i = 1; !rc && i < n; i++)
+	for (i = 1; !rc && i < own; i++)
 		rc = version_forget(m, vers[i], "rollback");
+	for (i = own; !rc && i < n; i++)
+		rc = meta_run_int(m, &meta_version_sql, V_UNNAME, vers[i],
+				  "rollback");
+	/* the leaf's chain: the snapshot's, and itself */
+	if (!rc)
+		rc = run_pair(m, V_ANC_CUT, leaf, snap, "rollback");
 	if (!rc)
 		rc = run_pair(m, V_SET_PARENT, leaf, snap, "rollback");
 	free(vers);
@@ -748,4 +849,118 @@ int meta_autosnap_set(struct meta *m, uint64_t nspace, int64_t every,
 	rc = meta_config_set(m, key, every);
 	snprintf(key, sizeof(key), "autokeep.%" PRIu64, nspace);
 	return rc ? rc : meta_config_set(m, key, keep);
+}
+
+int meta_version_branch(struct meta *m, int64_t src_leaf, uint64_t dst,
+			uint64_t root, const char *name, uint64_t born,
+			int64_t *src_child, int64_t *dst_leaf, uint32_t *view)
+{
+	struct meta_st *s;
+	int64_t id = 0, v = 0;
+	int rc = meta_version_freeze(m, src_leaf, NULL, born, src_child);
+
+	if (!rc)
+		rc = counter_take(m, V_ID_INIT, V_ID_TAKE, "version id", &id);
+	if (!rc)
+		rc = meta_stmt(m, &meta_version_sql, V_BRANCH_LEAF, &s);
+	if (!rc) {
+		meta_bind_int(s, 1, id);
+		meta_bind_int(s, 2, src_leaf);
+		meta_bind_int(s, 3, (int64_t)dst);
+		rc = meta_run(m, s, "branch");
+	}
+	if (!rc)
+		rc = run_pair(m, V_ANC_CHILD, src_leaf, id, "branch");
+	if (!rc)
+		rc = run_pair(m, V_BORN_SET, id, (int64_t)born, "branch");
+	if (!rc)
+		rc = counter_take(m, V_NSVIEW_INIT, V_NSVIEW_TAKE,
+				  "namespace view", &v);
+	if (!rc && (v < META_NSVIEW_MIN || v > META_NSVIEW_MAX)) {
+		log_msg(LOG_ERR, "no view left for a namespace (%" PRId64 ")",
+			v);
+		rc = -ENOSPC;
+	}
+	if (!rc)
+		rc = meta_stmt(m, &meta_version_sql, V_NSPACE_ADD, &s);
+	if (!rc) {
+		meta_bind_int(s, 1, (int64_t)dst);
+		meta_bind_int(s, 2, (int64_t)root);
+		meta_bind_int(s, 3, id);
+		meta_bind_int(s, 4, v);
+		rc = meta_run(m, s, "branch");
+	}
+	if (!rc)
+		rc = meta_dentry_insert(m, &META_VER_ROOT, 1, name, dst);
+	if (!rc) {
+		*dst_leaf = id;
+		*view = (uint32_t)v;
+	}
+	return rc;
+}
+
+int meta_nspace_drop(struct meta *m, uint64_t nspace,
+		     int (*name)(void *ctx, uint64_t parent, const char *name,
+				 size_t len),
+		     void *ctx)
+{
+	struct meta_ver leaf;
+	struct meta_st *s;
+	int64_t ver, up[2] = { 0, 0 }, n = 0, c;
+	int rc = meta_nspace_ver(m, nspace, &leaf);
+
+	if (!rc && leaf.id < META_VER_CHILD_MIN)
+		rc = -EPROTO; /* its first version: its root's row goes */
+	if (!rc)
+		rc = meta_run_int(m, &meta_version_sql, V_ROOT_ENT_DEL,
+				  (int64_t)nspace, "rmdir");
+	if (!rc)
+		rc = meta_run_int(m, &meta_version_sql, V_NSPACE_DEL,
+				  (int64_t)nspace, "rmdir");
+	/* the leaf, then each branch point no version reads any more */
+	for (ver = leaf.id; !rc && ver; ver = up[1] == 2 && !n ? up[0] : 0) {
+		rc = meta_stmt(m, &meta_version_sql, V_PARENT_KIND, &s);
+		if (!rc) {
+			meta_bind_int(s, 1, ver);
+			rc = meta_ints(m, s, "rmdir", 2, up);
+		}
+		if (!rc)
+			rc = drop_rows(m, ver, name, ctx);
+		if (!rc)
+			rc = version_forget(m, ver, "rmdir");
+		if (!rc && up[0])
+			rc = children(m, up[0], &n, &c);
+	}
+	return rc;
+}
+
+int meta_version_common(struct meta *m, int64_t a, int64_t b, int64_t *common)
+{
+	struct meta_st *s;
+	int rc = meta_stmt_pair(m, &meta_version_sql, V_COMMON, a, b, &s);
+
+	return rc ? rc : meta_int(m, s, common, "common version");
+}
+
+int meta_nspace_name(struct meta *m, uint64_t nspace, char *buf, size_t len)
+{
+	struct meta_st *s;
+	int rc = meta_stmt(m, &meta_version_sql, V_ROOT_NAME, &s), n;
+
+	if (rc)
+		return rc;
+	meta_bind_int(s, 1, (int64_t)nspace);
+	rc = meta_step(m, s, "namespace name");
+	if (rc > 0) {
+		n = meta_col_bytes(s, 0);
+		rc = n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
+		if (!rc) {
+			memcpy(buf, meta_col_blob(s, 0), (size_t)n);
+			buf[n] = '\0';
+		}
+		meta_reset(s);
+	} else if (rc == 0) {
+		rc = -ENOENT;
+	}
+	return rc;
 }

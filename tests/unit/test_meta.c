@@ -115,7 +115,7 @@ Test(meta, remote_setting_swaps_only_from_what_was_read)
  * asked for a few entries at a time, more as the listing goes on) */
 Test(meta, readdir_lists_entries_with_their_rows)
 {
-	tu_readdir_check(m, 1, 2500);
+	tu_readdir_check(m, 900, 2500);
 }
 
 Test(meta, reference_and_count_change_together)

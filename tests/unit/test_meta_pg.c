@@ -229,7 +229,7 @@ Test(meta_pg, inodes_read_through_a_chain_of_versions)
 
 Test(meta_pg, readdir_lists_entries_with_their_rows)
 {
-	tu_readdir_check(m, 1, 2500);
+	tu_readdir_check(m, 900, 2500);
 }
 
 Test(meta_pg, counts_settle_at_commit)

@@ -192,6 +192,18 @@ void tu_readdir_check(struct meta *m, uint64_t dir, unsigned n)
 	unsigned i;
 
 	cr_assert_eq(meta_begin(m), 0);
+	/* @dir, a namespace's root (the root's entries name namespaces) */
+	{
+		struct meta_inode md = { 0 };
+
+		md.ino = dir;
+		md.nspace = dir;
+		md.mode = S_IFDIR | 0755;
+		md.nlink = 2;
+		cr_assert_eq(meta_inode_put(m, NULL, &md), 0);
+		cr_assert_eq(meta_dentry_insert(m, &META_VER_ROOT, 1, "d", dir),
+			     0);
+	}
 	for (i = 0; i < n; i++) {
 		struct meta_inode md = { 0 };
 		char name[32];
