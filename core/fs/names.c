@@ -280,7 +280,7 @@ static int child(struct tally *t, struct inode *pip, uint64_t parent,
 	rc = meta_dentry_lookup(t->meta, &pv, pip->md.ino, name, &ino);
 	if (rc)
 		return rc;
-	return inode_get(t, node_of(tally_view(parent), ino), out);
+	return inode_get(t, tally_child_node(t, parent, ino), out);
 }
 
 /*

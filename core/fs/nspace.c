@@ -900,9 +900,7 @@ static int resolve(struct tally *t, const char *path, uint64_t *ino,
 						&child);
 		if (rc)
 			return rc;
-		/* the root's entries name namespaces */
-		cur = up == TALLY_ROOT_INO ? tally_nspace_node(t, child)
-					   : node_of(tally_view(up), child);
+		cur = tally_child_node(t, up, child);
 		used += (size_t)snprintf(canon + used, size - used, "%s%s",
 					 used ? "/" : "", p);
 		if (used >= size)

@@ -410,6 +410,15 @@ static inline uint64_t node_of(uint32_t view, uint64_t ino)
 {
 	return (uint64_t)view << TALLY_VIEW_SHIFT | ino;
 }
+/* The node of the inode @ino an entry of directory node @parent names:
+ * through the parent's view; in the root, whose entries name namespaces,
+ * the namespace @ino's root (t->lock held). */
+static inline uint64_t tally_child_node(struct tally *t, uint64_t parent,
+					uint64_t ino)
+{
+	return parent == TALLY_ROOT_INO ? tally_nspace_node(t, ino)
+					: node_of(tally_view(parent), ino);
+}
 int views_load(struct tally *t);
 void views_reload(struct tally *t);
 void views_free(struct tally *t);
